@@ -1,0 +1,202 @@
+"""The one connection factory: a checked `fabric.Connection` or a local Context.
+
+Security defaults (DESIGN.md §3):
+- host keys are checked against ~/.ssh/known_hosts plus the inventory's
+  optional known_hosts file, with a reject policy. Fabric's AutoAddPolicy is
+  never used; `accept_new=True` is an explicit trust-on-first-use that records
+  the key, as OpenSSH's `StrictHostKeyChecking=accept-new` does;
+- a changed key is refused with both fingerprints;
+- ~/.ssh/config is honoured, so `find-to-do` keeps working as an alias.
+
+Paramiko and fabric are imported inside functions: the host-side cron path
+imports this package but must never pay for them (DESIGN.md §4).
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import socket
+import sys
+from typing import Optional
+
+from .errors import HostKeyError, UnreachableError, UsageError
+from .inventory import Host, Inventory
+
+DEFAULT_CONNECT_TIMEOUT = 10.0
+KEEPALIVE_SECONDS = 15
+
+
+def fingerprint(key) -> str:
+    """OpenSSH-style SHA256 fingerprint of a paramiko key."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def known_hosts_name(hostname: str, port: Optional[int]) -> str:
+    """The name under which OpenSSH (and paramiko) file a host key."""
+    if port in (None, 22):
+        return hostname
+    return f"[{hostname}]:{port}"
+
+
+def user_known_hosts() -> str:
+    return os.path.expanduser("~/.ssh/known_hosts")
+
+
+def record_host_key(path: str, name: str, key) -> None:
+    """Append one known_hosts line, creating ~/.ssh (0700) and the file (0600)."""
+    directory = os.path.dirname(path)
+    if directory and not os.path.isdir(directory):
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "a") as fh:
+        fh.write(f"{name} {key.get_name()} {key.get_base64()}\n")
+
+
+def require_linux(host: Host) -> None:
+    """The local sandbox and the process back end rely on /proc, setsid and flock."""
+    if not sys.platform.startswith("linux"):
+        raise UsageError(
+            f"connection: local needs Linux (/proc, setsid, flock); this is {sys.platform}",
+            host=host.name,
+        )
+
+
+def local_context(host: Host):
+    """An invoke.Context for `connection: local` hosts."""
+    from invoke import Config, Context
+
+    require_linux(host)
+    config = Config(overrides={"run": {"env": dict(host.env)}} if host.env else None)
+    return Context(config=config)
+
+
+def connect(
+    host: Host,
+    inventory: Optional[Inventory] = None,
+    *,
+    accept_new: bool = False,
+    connect_timeout: Optional[float] = None,
+):
+    """Return an open connection to `host`: a fabric.Connection, or an
+    invoke.Context for local hosts. Raises UnreachableError / HostKeyError."""
+    if host.is_local:
+        return local_context(host)
+    from fabric import Config, Connection
+
+    timeout = float(connect_timeout or DEFAULT_CONNECT_TIMEOUT)
+    connect_kwargs = {"banner_timeout": timeout, "auth_timeout": timeout}
+    if host.identity_file:
+        connect_kwargs["key_filename"] = [os.path.expanduser(host.identity_file)]
+    config = Config(overrides={"run": {"env": dict(host.env)}} if host.env else None)
+    cxn = Connection(
+        host.address,
+        user=host.user,
+        port=host.port,
+        config=config,
+        connect_timeout=int(max(1, round(timeout))),
+        connect_kwargs=connect_kwargs,
+    )
+    # Fabric installs AutoAddPolicy and loads no known_hosts at all; replace both.
+    client = cxn.client
+    client.load_system_host_keys()  # ~/.ssh/known_hosts, if present
+    extra = inventory.known_hosts if inventory else None
+    if extra and os.path.isfile(extra):
+        client.load_system_host_keys(extra)
+    port = cxn.port
+    if accept_new:
+        client.set_missing_host_key_policy(_AcceptNewPolicy(user_known_hosts(), port))
+    else:
+        client.set_missing_host_key_policy(_RejectWithMessage(host.name))
+    open_connection(cxn, host, timeout)
+    return cxn
+
+
+def open_connection(cxn, host: Host, timeout: float) -> None:
+    """Open `cxn` now (Fabric would lazily open on first use) and turn every
+    failure into one clear UnreachableError line."""
+    import paramiko
+
+    where = f"{cxn.user}@{cxn.host}:{cxn.port}"
+    try:
+        cxn.open()
+    except HostKeyError:
+        raise
+    except paramiko.BadHostKeyException as exc:
+        raise HostKeyError(
+            f"HOST KEY CHANGED for {exc.hostname}: known_hosts has {fingerprint(exc.expected_key)}, "
+            f"the server offered {fingerprint(exc.key)}. Refusing to connect: this may be an attack. "
+            f"If the host was really rebuilt, remove the old key with `ssh-keygen -R {_shq(exc.hostname)}` "
+            "and connect once with --accept-new.",
+            host=host.name,
+        ) from None
+    except paramiko.AuthenticationException as exc:
+        raise UnreachableError(f"authentication failed for {where}: {exc}", host=host.name) from None
+    except paramiko.ssh_exception.NoValidConnectionsError as exc:
+        reasons = "; ".join(sorted({e.strerror or str(e) for e in exc.errors.values()}))
+        raise UnreachableError(f"cannot connect to {where}: {reasons}", host=host.name) from None
+    except (socket.timeout, TimeoutError):
+        raise UnreachableError(f"timed out connecting to {where} after {timeout:g} s", host=host.name) from None
+    except socket.gaierror as exc:
+        raise UnreachableError(f"cannot resolve {cxn.host!r}: {exc.strerror}", host=host.name) from None
+    except paramiko.SSHException as exc:
+        text = str(exc) or exc.__class__.__name__
+        if "banner" in text.lower() or "timeout" in text.lower():
+            text = f"no SSH answer within {timeout:g} s ({text})"
+        raise UnreachableError(f"cannot connect to {where}: {text}", host=host.name) from None
+    except OSError as exc:
+        raise UnreachableError(f"cannot connect to {where}: {exc.strerror or exc}", host=host.name) from None
+    tune_transport(cxn)
+
+
+def tune_transport(cxn) -> None:
+    """TCP_NODELAY where there is a real TCP socket (not a ProxyCommand pipe):
+    Nagle's algorithm meeting delayed ACKs costs ~40 ms per command. Also a
+    keepalive, so idle NAT mappings survive a long `monitor --watch`."""
+    transport = cxn.client.get_transport()
+    if transport is None:
+        return
+    sock = getattr(transport, "sock", None)
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+    transport.set_keepalive(KEEPALIVE_SECONDS)
+
+
+def _shq(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+class _RejectWithMessage:
+    """paramiko MissingHostKeyPolicy: refuse unknown keys with a useful message."""
+
+    def __init__(self, host_name: str):
+        self.host_name = host_name
+
+    def missing_host_key(self, client, hostname, key):
+        raise HostKeyError(
+            f"unknown host key for {hostname} ({key.get_name()} {fingerprint(key)}); not in "
+            f"{user_known_hosts()}. Verify the fingerprint, then run again with --accept-new "
+            "to record it (trust on first use).",
+            host=self.host_name,
+        )
+
+
+class _AcceptNewPolicy:
+    """Trust on first use: record a never-seen key, then continue. A key that
+    differs from a recorded one never reaches this policy: paramiko raises
+    BadHostKeyException for it, and we refuse."""
+
+    def __init__(self, path: str, port: int):
+        self.path = path
+        self.port = port
+
+    def missing_host_key(self, client, hostname, key):
+        # paramiko passes the `[host]:port` form already for non-22 ports.
+        record_host_key(self.path, hostname, key)
+        client.get_host_keys().add(hostname, key.get_name(), key)

@@ -1,0 +1,109 @@
+"""Exit codes and the one error hierarchy of fabops.
+
+Library code raises these; the task layer (fabops.tasks._base) turns them into
+one line on stderr and the exit code below. Runs on the host too (Python 3.9).
+"""
+from __future__ import annotations
+
+# Exit codes: DESIGN.md §2. `monitor` and `health` use 0-3 as Nagios does.
+OK = 0
+WARNING = 1
+FAILED = 2
+UNREACHABLE = 3
+LOCKED = 4
+BROKEN = 5
+USAGE = 64  # EX_USAGE
+INTERNAL = 70  # EX_SOFTWARE: a bug in fabops, never a state of the host
+CONFIG = 78  # EX_CONFIG
+
+NAMES = {
+    OK: "OK",
+    WARNING: "WARNING",
+    FAILED: "FAILED",
+    UNREACHABLE: "UNREACHABLE",
+    LOCKED: "LOCKED",
+    BROKEN: "BROKEN",
+    USAGE: "USAGE",
+    INTERNAL: "INTERNAL",
+    CONFIG: "CONFIG",
+}
+
+# When several hosts answer, the worst code wins. Nagios ranks CRITICAL over
+# WARNING over UNKNOWN (2 > 1 > 3 > 0); BROKEN, and errors that are not about a
+# host at all, outrank everything.
+_SEVERITY = [OK, LOCKED, UNREACHABLE, WARNING, FAILED, BROKEN, USAGE, CONFIG, INTERNAL]
+
+
+def worst(codes) -> int:
+    """Return the most severe of several exit codes (OK for none)."""
+    best = OK
+    for code in codes:
+        rank = _SEVERITY.index(code) if code in _SEVERITY else len(_SEVERITY)
+        if rank > (_SEVERITY.index(best) if best in _SEVERITY else len(_SEVERITY)):
+            best = code
+    return best
+
+
+class FabopsError(Exception):
+    """Base of every error fabops reports to a person. The message is one line."""
+
+    exit_code = FAILED
+
+    def __init__(self, message: str, *, host: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.host = host
+
+    def __str__(self) -> str:
+        return f"{self.host}: {self.message}" if self.host else self.message
+
+
+class UsageError(FabopsError):
+    """A bad flag value, an unknown host, no TTY for a confirmation."""
+
+    exit_code = USAGE
+
+
+class ConfigError(FabopsError):
+    """hosts.yml (or host.yml) is wrong. Names the file and the key path."""
+
+    exit_code = CONFIG
+
+    def __init__(self, path: str, key: str, problem: str):
+        where = f"{path}: {key}" if key else str(path)
+        super().__init__(f"{where}: {problem}")
+        self.path = path
+        self.key = key
+        self.problem = problem
+
+
+class UnreachableError(FabopsError):
+    """Cannot connect, authenticate or trust the host; or the link was lost."""
+
+    exit_code = UNREACHABLE
+
+
+class HostKeyError(UnreachableError):
+    """The host's key is unknown or has changed."""
+
+
+class SudoError(UnreachableError):
+    """`sudo -n` needed a password: a sudoers rule is missing."""
+
+
+class LockedError(FabopsError):
+    """Another run holds the host's lock."""
+
+    exit_code = LOCKED
+
+
+class CommandFailed(FabopsError):
+    """A command on the host failed; the message carries its last stderr line."""
+
+    exit_code = FAILED
+
+
+class BrokenError(FabopsError):
+    """It failed and the recovery failed too: a person is needed."""
+
+    exit_code = BROKEN

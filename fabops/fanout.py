@@ -1,0 +1,120 @@
+"""Run one function on many hosts in bounded parallel and collect every result.
+
+Like Fabric's Group: every host runs, each result or error is kept, and the
+caller decides once at the end, so one bad host never hides the others.
+Output is host-prefixed and line-buffered: a line from one host is never
+interleaved with a partial line from another.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, List, Optional, Sequence, TextIO
+
+from .errors import INTERNAL, OK, FabopsError, worst
+
+DEFAULT_PARALLEL = 10
+
+
+@dataclass
+class HostResult:
+    host: str
+    value: Any = None
+    error: Optional[BaseException] = None
+    seconds: float = 0.0
+    code: int = OK  # exit code for this host
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class FanoutResult:
+    results: List[HostResult] = field(default_factory=list)
+
+    @property
+    def code(self) -> int:
+        return worst(r.code for r in self.results)
+
+    def values(self) -> dict:
+        return {r.host: r.value for r in self.results}
+
+
+def _code_of(value: Any) -> int:
+    code = getattr(value, "exit_code", OK)
+    return code if isinstance(code, int) else OK
+
+
+def run_hosts(
+    hosts: Sequence[Any],
+    fn: Callable[[Any], Any],
+    *,
+    parallel: int = DEFAULT_PARALLEL,
+    on_done: Optional[Callable[[HostResult], None]] = None,
+) -> FanoutResult:
+    """Call `fn(host)` for every host with at most `parallel` at once.
+
+    A FabopsError becomes that host's result with its exit code; any other
+    exception is kept as an internal error (code 70) for that host only.
+    Results come back in the order of `hosts`.
+    """
+    if parallel < 1:
+        raise ValueError("parallel must be at least 1")
+
+    def one(host) -> HostResult:
+        name = getattr(host, "name", str(host))
+        started = time.monotonic()
+        try:
+            value = fn(host)
+            res = HostResult(name, value=value, code=_code_of(value))
+        except FabopsError as exc:
+            res = HostResult(name, error=exc, code=exc.exit_code)
+        except Exception as exc:  # noqa: BLE001 - reported per host, never hides the rest
+            res = HostResult(name, error=exc, code=INTERNAL)
+        res.seconds = time.monotonic() - started
+        if on_done is not None:
+            on_done(res)
+        return res
+
+    if len(hosts) == 1 or parallel == 1:
+        return FanoutResult([one(h) for h in hosts])
+    with ThreadPoolExecutor(max_workers=min(parallel, len(hosts)), thread_name_prefix="fabops") as pool:
+        return FanoutResult(list(pool.map(one, hosts)))
+
+
+class PrefixWriter:
+    """A file-like object that writes complete lines as `[host] line`.
+
+    Many PrefixWriters may share one stream; a lock makes each line atomic.
+    Pass one as `out_stream`/`err_stream` to `c.run` for host-prefixed output.
+    """
+
+    _lock = threading.Lock()
+
+    def __init__(self, host: str, stream: TextIO, width: int = 0):
+        self.prefix = f"[{host}]".ljust(width + 2) + " "
+        self.stream = stream
+        self._buf = ""
+
+    def write(self, text: str) -> int:
+        self._buf += text
+        if "\n" in self._buf:
+            *lines, self._buf = self._buf.split("\n")
+            with self._lock:
+                for line in lines:
+                    self.stream.write(self.prefix + line + "\n")
+                self.stream.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        if self._buf:
+            with self._lock:
+                self.stream.write(self.prefix + self._buf + "\n")
+                self.stream.flush()
+            self._buf = ""
+
+    def isatty(self) -> bool:
+        return False

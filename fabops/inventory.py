@@ -1,0 +1,657 @@
+"""hosts.yml: load, validate and resolve the inventory into typed settings.
+
+`defaults` are deep-merged into every host (maps merge, lists replace). Every
+error names the file, the key path (``hosts.find-to-do.services[0].port``) and
+the problem, and is a ConfigError (exit 78). The host side reads its own
+resolved `host.yml` with this same loader, so this module runs on Python 3.9
+and imports only the standard library and yaml.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import posixpath
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from .errors import ConfigError, UsageError
+from .validate import (
+    cron_problem,
+    env_key_problem,
+    hostpath_problem,
+    parse_duration,
+    ref_problem,
+    relpath_problem,
+    unit_problem,
+    user_problem,
+)
+
+DEFAULT_THRESHOLDS = {"cpu": 10.0, "memory": 15.0, "disk": 80.0}
+# The legacy guide's cadence: update every 5 min, health every 10, daily
+# cleanup, and the planned automatic .env backups weekly.
+DEFAULT_SCHEDULE = {
+    "update": "*/5 * * * *",
+    "health": "*/10 * * * *",
+    "clean": "@daily",
+    "backup-env": "@weekly",
+}
+SCHEDULE_KEYS = tuple(DEFAULT_SCHEDULE)
+LOG_KEYS = ("update", "health")
+HTTP_METHODS = ("GET", "POST", "HEAD", "PUT")
+
+
+@dataclass(frozen=True)
+class Check:
+    """An HTTP readiness/health check of one service."""
+
+    url: str
+    method: str = "GET"
+    body: Optional[str] = None
+    json: Any = None
+    headers: Dict[str, str] = field(default_factory=dict)
+    expect: int = 200
+    timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    manager: str = "systemd"  # systemd | process
+    command: Optional[str] = None  # process manager only: a shell command line
+    workdir: str = "."  # relative to the app directory
+    port: Optional[int] = None
+    paths: Tuple[str, ...] = ()  # restart only when these changed; () = any change
+    check: Optional[Check] = None
+    timeout: float = 60.0  # readiness timeout
+    settle: float = 2.0  # must stay up this long after it is ready
+
+
+@dataclass(frozen=True)
+class DepRule:
+    """Run `run` in `cwd` when any of the `when` paths changed."""
+
+    when: Tuple[str, ...]
+    run: str
+    cwd: str = "."
+
+
+@dataclass(frozen=True)
+class CleanupRule:
+    path: str
+    glob: str
+    older_than: float  # seconds
+
+
+@dataclass(frozen=True)
+class App:
+    path: str
+    remote: str = "origin"
+    branch: str = "main"
+    url: Optional[str] = None  # clone URL, for `setup` on a fresh host
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.path.rstrip("/")) or "app"
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    address: str
+    app: App
+    user: Optional[str] = None
+    port: Optional[int] = None
+    connection: str = "ssh"  # ssh | local
+    identity_file: Optional[str] = None
+    env: Dict[str, str] = field(default_factory=dict)
+    services: Tuple[Service, ...] = ()
+    deps: Tuple[DepRule, ...] = ()
+    logs: Dict[str, str] = field(default_factory=dict)
+    thresholds: Dict[str, float] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
+    cleanup: Tuple[CleanupRule, ...] = ()
+    schedule: Dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SCHEDULE))
+    env_file: str = ".env"
+    env_template: str = ".env.example"
+    backup_dir: str = "~/backup"
+    home: str = ""  # host home; "" until resolved to ~/.fabops/<app>
+
+    @property
+    def is_local(self) -> bool:
+        return self.connection == "local"
+
+    def service(self, name: str) -> Service:
+        for svc in self.services:
+            if svc.name == name:
+                return svc
+        known = ", ".join(s.name for s in self.services) or "none"
+        raise UsageError(f"unknown service {name!r} (known: {known})", host=self.name)
+
+    def to_dict(self) -> dict:
+        """Plain data for host.yml; `load` reads it back to an equal Host."""
+        data = asdict(self)
+        data.pop("name")
+        for svc in data["services"]:
+            svc["paths"] = list(svc["paths"])
+            if svc["check"] is None:
+                del svc["check"]
+        for rule in data["deps"]:
+            rule["when"] = list(rule["when"])
+        data["services"] = list(data["services"])
+        data["deps"] = list(data["deps"])
+        data["cleanup"] = list(data["cleanup"])
+        return {k: v for k, v in data.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Inventory:
+    path: str
+    hosts: Dict[str, Host]
+    groups: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
+    default: Optional[str] = None
+    known_hosts: Optional[str] = None  # absolute path of an extra known_hosts file
+
+    def names(self) -> List[str]:
+        return list(self.hosts) + [g for g in self.groups if g not in self.hosts]
+
+    def select(self, spec: Optional[str]) -> List[Host]:
+        """Resolve `-H a,b,group` (or the default) to hosts, in order, once each."""
+        if spec is None or not str(spec).strip():
+            if self.default is not None:
+                spec = self.default
+            elif len(self.hosts) == 1:
+                spec = next(iter(self.hosts))
+            else:
+                raise UsageError(
+                    "no host given and hosts.yml sets no `default`; use -H NAME "
+                    f"(known: {', '.join(self.names())})"
+                )
+        chosen: List[Host] = []
+        for raw in str(spec).split(","):
+            name = raw.strip()
+            if not name:
+                continue
+            if name in self.hosts:
+                members = [name]
+            elif name in self.groups:
+                members = list(self.groups[name])
+            elif name == "all":
+                members = list(self.hosts)
+            else:
+                hint = difflib.get_close_matches(name, self.names(), n=1)
+                did = f" (did you mean {hint[0]!r}?)" if hint else ""
+                raise UsageError(
+                    f"unknown host or group {name!r}{did}; known: {', '.join(self.names())}"
+                )
+            for member in members:
+                if all(h.name != member for h in chosen):
+                    chosen.append(self.hosts[member])
+        if not chosen:
+            raise UsageError("no host selected")
+        return chosen
+
+
+# --------------------------------------------------------------------------
+# Loading
+
+
+def find_inventory(explicit: Optional[str] = None, start: Optional[str] = None) -> str:
+    """The inventory path: the flag, then $FABOPS_INVENTORY, then hosts.yml in
+    the current directory or the nearest parent (as `inv` finds tasks.py)."""
+    if explicit:
+        return explicit
+    env = os.environ.get("FABOPS_INVENTORY")
+    if env:
+        return env
+    here = os.path.abspath(start or os.getcwd())
+    while True:
+        candidate = os.path.join(here, "hosts.yml")
+        if os.path.isfile(candidate):
+            return candidate
+        parent = os.path.dirname(here)
+        if parent == here:
+            return os.path.join(os.path.abspath(start or os.getcwd()), "hosts.yml")
+        here = parent
+
+
+def load(path: Optional[str] = None) -> Inventory:
+    """Read and validate an inventory file. Raises ConfigError."""
+    path = find_inventory(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        raise ConfigError(path, "", "file not found (use --inventory or FABOPS_INVENTORY)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, "", f"cannot be read: {exc}") from None
+    return loads(text, path)
+
+
+def loads(text: str, path: str = "hosts.yml") -> Inventory:
+    data = _parse_yaml(text, path)
+    return _Validator(path).inventory(data)
+
+
+def _parse_yaml(text: str, path: str) -> Any:
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        """SafeLoader that refuses duplicate keys: PyYAML silently keeps the
+        last one, which hides exactly the kind of typo validation is for."""
+
+    def construct_mapping(loader, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            try:
+                dup = key in seen
+            except TypeError:
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a mapping key must be a plain value", key_node.start_mark
+                ) from None
+            if dup:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    try:
+        data = yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(path, "", f"not valid YAML{where}: {problem}") from None
+    except (RecursionError, ValueError, OverflowError) as exc:
+        raise ConfigError(path, "", f"not valid YAML: {exc.__class__.__name__}") from None
+    if data is None:
+        raise ConfigError(path, "", "is empty; it needs at least a `hosts:` mapping")
+    return data
+
+
+def _merge(base: dict, over: dict) -> dict:
+    """Deep merge: maps merge key by key, anything else (lists too) replaces."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _typename(value: Any) -> str:
+    return {
+        bool: "a boolean", int: "a number", float: "a number", str: "a string",
+        list: "a list", dict: "a mapping", type(None): "empty",
+    }.get(type(value), type(value).__name__)
+
+
+class _Validator:
+    """Turns raw YAML data into typed settings, or raises ConfigError naming
+    the key path. Sections are normalized where they are written (so an error
+    in `defaults` is reported under `defaults.…`), then merged, then checked
+    for required values."""
+
+    HOST_KEYS = (
+        "address", "user", "port", "connection", "identity_file", "app", "env",
+        "services", "deps", "logs", "thresholds", "cleanup", "schedule",
+        "env_file", "env_template", "backup_dir", "home",
+    )
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def fail(self, key: str, problem: str):
+        raise ConfigError(self.path, key, problem)
+
+    # -- primitives ---------------------------------------------------------
+    def mapping(self, value: Any, key: str, allowed: Optional[Tuple[str, ...]] = None) -> dict:
+        if not isinstance(value, dict):
+            self.fail(key, f"must be a mapping, not {_typename(value)}")
+        for k in value:
+            if not isinstance(k, str):
+                self.fail(key, f"keys must be strings, got {k!r}")
+            if allowed is not None and k not in allowed:
+                hint = difflib.get_close_matches(k, allowed, n=1)
+                did = f" (did you mean {hint[0]!r}?)" if hint else ""
+                self.fail(f"{key}.{k}" if key else k, f"unknown key{did}; allowed: {', '.join(allowed)}")
+        return value
+
+    def string(self, value: Any, key: str, check: Optional[Callable[[str], Optional[str]]] = None) -> str:
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            self.fail(key, f"must be a string, not {_typename(value)}")
+        value = str(value)
+        if "\x00" in value:
+            self.fail(key, "must not contain a NUL byte")
+        if check is not None:
+            problem = check(value)
+            if problem:
+                self.fail(key, f"{value!r} {problem}" if len(value) < 80 else problem)
+        return value
+
+    def integer(self, value: Any, key: str, lo: int, hi: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(key, f"must be a whole number, not {_typename(value)}")
+        if not lo <= value <= hi:
+            self.fail(key, f"{value} is out of range {lo}-{hi}")
+        return value
+
+    def number(self, value: Any, key: str, lo: float, hi: float) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.fail(key, f"must be a number, not {_typename(value)}")
+        if not lo <= value <= hi:
+            self.fail(key, f"{value} is out of range {lo:g}-{hi:g}")
+        return float(value)
+
+    def choice(self, value: Any, key: str, options: Tuple[str, ...]) -> str:
+        value = self.string(value, key)
+        if value not in options:
+            self.fail(key, f"{value!r} is not one of: {', '.join(options)}")
+        return value
+
+    def duration(self, value: Any, key: str) -> float:
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.fail(key, str(exc))
+            raise  # unreachable; keeps type checkers calm
+
+    def strlist(self, value: Any, key: str, check=None) -> Tuple[str, ...]:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            self.fail(key, f"must be a list, not {_typename(value)}")
+        return tuple(self.string(v, f"{key}[{i}]", check) for i, v in enumerate(value))
+
+    def items(self, value: Any, key: str) -> List[Tuple[str, Any]]:
+        if not isinstance(value, list):
+            self.fail(key, f"must be a list, not {_typename(value)}")
+        return [(f"{key}[{i}]", v) for i, v in enumerate(value)]
+
+    # -- sections -----------------------------------------------------------
+    def inventory(self, data: Any) -> Inventory:
+        top = self.mapping(data, "", ("defaults", "hosts", "groups", "default", "known_hosts"))
+        defaults = self.host_fields(top.get("defaults") or {}, "defaults")
+        if "hosts" not in top:
+            self.fail("hosts", "is required: a mapping of host names to their settings")
+        raw_hosts = self.mapping(top["hosts"], "hosts")
+        if not raw_hosts:
+            self.fail("hosts", "must name at least one host")
+        hosts: Dict[str, Host] = {}
+        for name, raw in raw_hosts.items():
+            key = f"hosts.{name}"
+            self.string(name, key, _host_name_problem)
+            own = self.host_fields(raw or {}, key)
+            hosts[name] = self.finish_host(name, _merge(defaults, own), key)
+        groups: Dict[str, Tuple[str, ...]] = {}
+        for gname, members in self.mapping(top.get("groups") or {}, "groups").items():
+            gkey = f"groups.{gname}"
+            self.string(gname, gkey, _host_name_problem)
+            if gname in hosts:
+                self.fail(gkey, "has the same name as a host")
+            names = self.strlist(members, gkey)
+            for i, member in enumerate(names):
+                if member not in hosts:
+                    self.fail(f"{gkey}[{i}]", f"unknown host {member!r}; known: {', '.join(hosts)}")
+            groups[gname] = names
+        default = None
+        if top.get("default") is not None:
+            default = self.string(top["default"], "default")
+            for part in default.split(","):
+                if part.strip() not in hosts and part.strip() not in groups:
+                    self.fail("default", f"unknown host or group {part.strip()!r}")
+        known_hosts = None
+        if top.get("known_hosts") is not None:
+            known_hosts = self.string(top["known_hosts"], "known_hosts")
+            base = os.path.dirname(os.path.abspath(self.path))
+            known_hosts = os.path.join(base, os.path.expanduser(known_hosts))
+        return Inventory(self.path, hosts, groups, default, known_hosts)
+
+    def host_fields(self, raw: Any, key: str) -> dict:
+        """Type-check the keys present in one host (or `defaults`) mapping."""
+        raw = self.mapping(raw, key, self.HOST_KEYS)
+        out: Dict[str, Any] = {}
+        for k, v in raw.items():
+            kk = f"{key}.{k}"
+            if v is None:
+                continue
+            if k == "address":
+                out[k] = self.string(v, kk, _address_problem)
+            elif k == "user":
+                out[k] = self.string(v, kk, user_problem)
+            elif k == "port":
+                out[k] = self.integer(v, kk, 1, 65535)
+            elif k == "connection":
+                out[k] = self.choice(v, kk, ("ssh", "local"))
+            elif k in ("identity_file",):
+                out[k] = self.string(v, kk)
+            elif k == "app":
+                out[k] = self.app(v, kk)
+            elif k == "env":
+                env = self.mapping(v, kk)
+                out[k] = {
+                    self.string(ek, f"{kk}.{ek}", env_key_problem): self.string(ev, f"{kk}.{ek}")
+                    for ek, ev in env.items()
+                }
+            elif k == "services":
+                out[k] = [self.service(sv, sk) for sk, sv in self.items(v, kk)]
+                seen: Dict[str, str] = {}
+                for i, svc in enumerate(out[k]):
+                    if svc["name"] in seen:
+                        self.fail(f"{kk}[{i}].name", f"duplicate service {svc['name']!r}")
+                    seen[svc["name"]] = kk
+            elif k == "deps":
+                out[k] = [self.dep(dv, dk) for dk, dv in self.items(v, kk)]
+            elif k == "logs":
+                logs = self.mapping(v, kk, LOG_KEYS)
+                out[k] = {lk: self.string(lv, f"{kk}.{lk}", _lenient_path_problem) for lk, lv in logs.items()}
+            elif k == "thresholds":
+                th = self.mapping(v, kk, tuple(DEFAULT_THRESHOLDS))
+                out[k] = {tk: self.number(tv, f"{kk}.{tk}", 0, 100) for tk, tv in th.items()}
+            elif k == "cleanup":
+                out[k] = [self.cleanup(cv, ck) for ck, cv in self.items(v, kk)]
+            elif k == "schedule":
+                sch = self.mapping(v, kk, SCHEDULE_KEYS)
+                out[k] = {
+                    sk: (None if sv in (None, "off", False) else self.string(sv, f"{kk}.{sk}", cron_problem))
+                    for sk, sv in sch.items()
+                }
+            elif k in ("env_file", "env_template"):
+                out[k] = self.string(v, kk, relpath_problem)
+            elif k in ("backup_dir", "home"):
+                out[k] = self.string(v, kk, _lenient_path_problem)
+        return out
+
+    def app(self, raw: Any, key: str) -> dict:
+        raw = self.mapping(raw, key, ("path", "remote", "branch", "url"))
+        out: Dict[str, Any] = {}
+        if raw.get("path") is not None:
+            out["path"] = self.string(raw["path"], f"{key}.path", _lenient_path_problem)
+        if raw.get("remote") is not None:
+            out["remote"] = self.string(raw["remote"], f"{key}.remote", _remote_problem)
+        if raw.get("branch") is not None:
+            out["branch"] = self.string(raw["branch"], f"{key}.branch", _branch_problem)
+        if raw.get("url") is not None:
+            out["url"] = self.string(raw["url"], f"{key}.url", _url_problem)
+        return out
+
+    def service(self, raw: Any, key: str) -> dict:
+        allowed = ("name", "manager", "command", "workdir", "port", "paths", "check", "timeout", "settle")
+        raw = self.mapping(raw, key, allowed)
+        if raw.get("name") is None:
+            self.fail(f"{key}.name", "is required")
+        out: Dict[str, Any] = {"name": self.string(raw["name"], f"{key}.name", unit_problem)}
+        manager = self.choice(raw.get("manager") or "systemd", f"{key}.manager", ("systemd", "process"))
+        out["manager"] = manager
+        if raw.get("command") is not None:
+            out["command"] = self.string(raw["command"], f"{key}.command")
+        elif manager == "process":
+            self.fail(f"{key}.command", "is required for manager: process")
+        if raw.get("workdir") is not None:
+            out["workdir"] = self.string(raw["workdir"], f"{key}.workdir", relpath_problem)
+        if raw.get("port") is not None:
+            out["port"] = self.integer(raw["port"], f"{key}.port", 1, 65535)
+        if raw.get("paths") is not None:
+            out["paths"] = self.strlist(raw["paths"], f"{key}.paths", relpath_problem)
+        if raw.get("check") is not None:
+            out["check"] = self.check(raw["check"], f"{key}.check")
+        for k in ("timeout", "settle"):
+            if raw.get(k) is not None:
+                out[k] = self.duration(raw[k], f"{key}.{k}")
+        return out
+
+    def check(self, raw: Any, key: str) -> Check:
+        raw = self.mapping(raw, key, ("url", "method", "body", "json", "headers", "expect", "timeout"))
+        if raw.get("url") is None:
+            self.fail(f"{key}.url", "is required")
+        kwargs: Dict[str, Any] = {"url": self.string(raw["url"], f"{key}.url", _url_problem)}
+        if raw.get("method") is not None:
+            kwargs["method"] = self.choice(str(raw["method"]).upper(), f"{key}.method", HTTP_METHODS)
+        if raw.get("body") is not None and raw.get("json") is not None:
+            self.fail(key, "give either `body` or `json`, not both")
+        if raw.get("body") is not None:
+            kwargs["body"] = self.string(raw["body"], f"{key}.body")
+        if raw.get("json") is not None:
+            kwargs["json"] = raw["json"]
+        if raw.get("headers") is not None:
+            hdrs = self.mapping(raw["headers"], f"{key}.headers")
+            kwargs["headers"] = {
+                self.string(hk, f"{key}.headers", _header_problem): self.string(hv, f"{key}.headers.{hk}", _header_problem)
+                for hk, hv in hdrs.items()
+            }
+        if raw.get("expect") is not None:
+            kwargs["expect"] = self.integer(raw["expect"], f"{key}.expect", 100, 599)
+        if raw.get("timeout") is not None:
+            kwargs["timeout"] = self.duration(raw["timeout"], f"{key}.timeout")
+        return Check(**kwargs)
+
+    def dep(self, raw: Any, key: str) -> DepRule:
+        raw = self.mapping(raw, key, ("when", "run", "cwd"))
+        for req in ("when", "run"):
+            if raw.get(req) is None:
+                self.fail(f"{key}.{req}", "is required")
+        when = self.strlist(raw["when"], f"{key}.when", relpath_problem)
+        if not when:
+            self.fail(f"{key}.when", "must list at least one path")
+        run = self.string(raw["run"], f"{key}.run")
+        cwd = self.string(raw.get("cwd") or ".", f"{key}.cwd", relpath_problem)
+        return DepRule(when, run, cwd)
+
+    def cleanup(self, raw: Any, key: str) -> CleanupRule:
+        raw = self.mapping(raw, key, ("path", "glob", "older_than"))
+        for req in ("path", "glob", "older_than"):
+            if raw.get(req) is None:
+                self.fail(f"{key}.{req}", "is required")
+        return CleanupRule(
+            self.string(raw["path"], f"{key}.path", _lenient_path_problem),
+            self.string(raw["glob"], f"{key}.glob", _glob_problem),
+            self.duration(raw["older_than"], f"{key}.older_than"),
+        )
+
+    def host_path(self, path: str, key: str, connection: str) -> str:
+        """Absolute or ~/ paths pass; relative ones are resolved against the
+        inventory's directory for local hosts and refused for ssh hosts."""
+        if path.startswith("/") or path == "~" or path.startswith("~/"):
+            return path
+        if connection == "local":
+            return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(self.path)), path))
+        self.fail(key, f"{path!r} must be absolute or start with ~/ (relative paths are only for connection: local)")
+        raise AssertionError  # unreachable
+
+    def finish_host(self, name: str, d: dict, key: str) -> Host:
+        connection = d.get("connection", "ssh")
+        app = d.get("app") or {}
+        if "path" not in app:
+            self.fail(f"{key}.app.path", "is required (set it here or in defaults.app)")
+        schedule = dict(DEFAULT_SCHEDULE)
+        schedule.update(d.get("schedule") or {})
+        thresholds = dict(DEFAULT_THRESHOLDS)
+        thresholds.update(d.get("thresholds") or {})
+        services = tuple(
+            Service(**{**s, "paths": tuple(s.get("paths", ()))}) for s in d.get("services") or ()
+        )
+        app["path"] = self.host_path(app["path"], f"{key}.app.path", connection)
+        app_obj = App(**app)
+        home = self.host_path(d.get("home") or f"~/.fabops/{app_obj.name}", f"{key}.home", connection)
+        backup_dir = self.host_path(d.get("backup_dir", "~/backup"), f"{key}.backup_dir", connection)
+        logs = {k: self.host_path(v, f"{key}.logs.{k}", connection) for k, v in (d.get("logs") or {}).items()}
+        cleanup = tuple(
+            CleanupRule(self.host_path(r.path, f"{key}.cleanup[{i}].path", connection), r.glob, r.older_than)
+            for i, r in enumerate(d.get("cleanup") or ())
+        )
+        return Host(
+            name=name,
+            address=d.get("address", name),
+            app=app_obj,
+            user=d.get("user"),
+            port=d.get("port"),
+            connection=connection,
+            identity_file=d.get("identity_file"),
+            env=dict(d.get("env") or {}),
+            services=services,
+            deps=tuple(d.get("deps") or ()),
+            logs=logs,
+            thresholds=thresholds,
+            cleanup=cleanup,
+            schedule={k: v for k, v in schedule.items() if v},
+            env_file=d.get("env_file", ".env"),
+            env_template=d.get("env_template", ".env.example"),
+            backup_dir=backup_dir,
+            home=home,
+        )
+
+
+def _lenient_path_problem(path: str) -> Optional[str]:
+    """Host paths are checked for absoluteness once the connection is known:
+    relative paths are allowed for `connection: local` only."""
+    if not path:
+        return "is empty"
+    if path.startswith("-"):
+        return "must not start with '-'"
+    if "\n" in path or "\x00" in path:
+        return "must not contain a newline or NUL"
+    return None
+
+
+def _host_name_problem(name: str) -> Optional[str]:
+    if not name or name.startswith("-") or any(c in name for c in " ,\t\n/\\'\"$`;&|<>(){}*?"):
+        return "is not a valid host or group name (no spaces, commas, slashes or shell characters)"
+    return None
+
+
+def _address_problem(addr: str) -> Optional[str]:
+    if not addr or addr.startswith("-") or any(c.isspace() or c in "'\"$`;&|<>(){}*?\\," for c in addr):
+        return "is not a valid host address"
+    return None
+
+
+def _branch_problem(ref: str) -> Optional[str]:
+    problem = ref_problem(ref)
+    return f"is not a valid branch name: {problem}" if problem else None
+
+
+def _remote_problem(remote: str) -> Optional[str]:
+    problem = ref_problem(remote)
+    if problem or "/" in remote:
+        return f"is not a valid git remote name{': ' + problem if problem else ''}"
+    return None
+
+
+def _url_problem(url: str) -> Optional[str]:
+    if url.startswith("-") or any(c.isspace() for c in url):
+        return "is not a valid URL"
+    return None
+
+
+def _header_problem(text: str) -> Optional[str]:
+    if any(c in text for c in "\r\n\x00"):
+        return "must not contain a line break"
+    return None
+
+
+def _glob_problem(glob: str) -> Optional[str]:
+    if not glob or "/" in glob or glob.startswith("-") or "\n" in glob:
+        return "must be a file name pattern like *.pcm (no '/', no leading '-')"
+    return None

@@ -1,0 +1,77 @@
+"""`ping`: is the host there, and what is it? One round trip, pure parsing.
+
+A fact is a command plus a pure `parse(output)` (pyinfra's shape); the
+command prints sections between markers so that one exec answers everything.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Dict, Optional
+
+MARK = "@@fabops:"
+
+# POSIX sh only: the host may have no bash. Every tool may be missing; a
+# missing answer is an empty section, never a failed command.
+PROBE_SCRIPT = f"""\
+echo '{MARK}kernel'; uname -srm 2>/dev/null
+echo '{MARK}uptime'; cut -d' ' -f1 /proc/uptime 2>/dev/null
+echo '{MARK}python'; python3 -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null
+echo '{MARK}user'; id -un 2>/dev/null
+echo '{MARK}end'
+"""
+
+
+@dataclass
+class Probe:
+    kernel: Optional[str] = None
+    uptime_seconds: Optional[float] = None
+    python: Optional[str] = None
+    user: Optional[str] = None
+    seconds: float = 0.0  # round-trip time of the probe
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def split_sections(output: str) -> Dict[str, str]:
+    """Split marker-delimited output into {section: text}. Junk before the
+    first marker (a noisy login banner, a shell warning) is ignored."""
+    sections: Dict[str, str] = {}
+    current = None
+    lines: list = []
+    for line in output.splitlines():
+        if line.startswith(MARK):
+            if current is not None:
+                sections[current] = "\n".join(lines).strip()
+            current = line[len(MARK):].strip()
+            lines = []
+        elif current is not None:
+            lines.append(line)
+    if current is not None and current != "end":
+        sections[current] = "\n".join(lines).strip()
+    return sections
+
+
+def parse_probe(output: str) -> Probe:
+    s = split_sections(output)
+    uptime = None
+    try:
+        uptime = float(s.get("uptime", "").split()[0])
+    except (ValueError, IndexError):
+        pass
+    return Probe(
+        kernel=s.get("kernel") or None,
+        uptime_seconds=uptime,
+        python=s.get("python") or None,
+        user=s.get("user") or None,
+    )
+
+
+def probe(c) -> Probe:
+    """Run the probe on `c` (a Connection or a local Context)."""
+    started = time.monotonic()
+    result = c.run(PROBE_SCRIPT, hide=True, warn=True, in_stream=False)
+    found = parse_probe(result.stdout)
+    found.seconds = time.monotonic() - started
+    return found

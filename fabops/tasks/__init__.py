@@ -1,0 +1,21 @@
+"""The task tree. Each topic module ends with its own `ns`; they are merged
+flat here so that `inv deploy` (not `inv deploy.deploy`) works.
+
+Nothing imported here may import fabric, paramiko or rich at module level:
+`fabops local-update` on the host loads this whole tree from cron.
+"""
+from __future__ import annotations
+
+from invoke import Collection
+
+from . import inventory, ping
+
+_MODULES = (inventory, ping)
+
+ns = Collection()
+for _module in _MODULES:
+    for _task in _module.ns.tasks.values():
+        ns.add_task(_task)
+    ns.configure(_module.ns.configuration())
+
+__all__ = ["ns"]

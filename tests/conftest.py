@@ -1,0 +1,134 @@
+"""Shared fixtures for the three tiers (DESIGN.md §5).
+
+- Every test runs with HOME pointed at a fresh temp dir: no test can read or
+  write the real ~/.ssh/config, known_hosts or home of this machine.
+- A tier whose component is missing skips with a reason; under
+  FABOPS_REQUIRE_ALL=1 (as in CI) that skip is a failure instead.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.harness.sshd import SSHD, keygen, start_sshd
+
+ROOT = Path(__file__).resolve().parent.parent
+REQUIRE_ALL = os.environ.get("FABOPS_REQUIRE_ALL") == "1"
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip (or, under FABOPS_REQUIRE_ALL=1, fail) when a tier cannot run here."""
+    if condition:
+        return
+    if REQUIRE_ALL:
+        pytest.fail(f"FABOPS_REQUIRE_ALL=1 but: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def pytest_configure(config):
+    try:
+        from hypothesis import settings
+
+        settings.register_profile("ci", deadline=None, derandomize=True, max_examples=60)
+        settings.register_profile("dev", deadline=None, max_examples=40)
+        settings.load_profile("ci" if os.environ.get("CI") else "dev")
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def pytest_collection_modifyitems(config, items):
+    # Tests without a tier marker are unit tests.
+    for item in items:
+        if not any(item.get_closest_marker(m) for m in ("ssh", "systemd", "unit")):
+            item.add_marker(pytest.mark.unit)
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path_factory, monkeypatch):
+    """A fresh HOME with an empty ~/.ssh for every test; no agent, no
+    inherited inventory. The real ~/.ssh/config is never read."""
+    home = tmp_path_factory.mktemp("home")
+    (home / ".ssh").mkdir(mode=0o700)
+    monkeypatch.setenv("HOME", str(home))
+    for var in ("SSH_AUTH_SOCK", "FABOPS_INVENTORY", "FABOPS_DEBUG", "INVOKE_DEBUG"):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def client_key(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("client-key")
+    require(shutil.which("ssh-keygen") is not None, "ssh-keygen not installed (apt-get install openssh-client)")
+    return keygen(d / "id_ed25519", comment="fabops-test-client")
+
+
+def _need_sshd():
+    require(os.path.exists(SSHD), f"{SSHD} not installed (apt-get install openssh-server)")
+    require(sys.platform.startswith("linux"), "the ssh tier needs Linux")
+    require(
+        os.geteuid() == 0,
+        "the ssh tier needs root: each test sshd runs in its own mount namespace with a private home",
+    )
+
+
+@pytest.fixture
+def sshd_factory(tmp_path, client_key):
+    """Start extra test hosts: `sshd_factory("127.0.0.2")`."""
+    _need_sshd()
+    started = []
+
+    def start(address: str = "127.0.0.1", trust: bool = True):
+        host = start_sshd(tmp_path / f"sshd-{address}-{len(started)}", client_key, address)
+        started.append(host)
+        if trust:
+            host.trust()
+        return host
+
+    yield start
+    for host in started:
+        host.stop()
+
+
+@pytest.fixture
+def ssh_host(sshd_factory):
+    """One real sshd on 127.0.0.1, its key pinned in the isolated known_hosts."""
+    return sshd_factory("127.0.0.1")
+
+
+def write_inventory(path: Path, hosts: dict, **top) -> Path:
+    """Write a hosts.yml with `app.path` defaulted so short test inventories validate."""
+    data = {"defaults": {"app": {"path": "~/app"}}, "hosts": hosts}
+    data.update(top)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def inventory_for(tmp_path):
+    """Build a hosts.yml for test hosts: `inventory_for(h1=ssh_host, local={...})`."""
+
+    def build(**hosts):
+        entries = {}
+        for name, spec in hosts.items():
+            entries[name] = spec.inventory_entry() if hasattr(spec, "inventory_entry") else spec
+        return write_inventory(tmp_path / "hosts.yml", entries)
+
+    return build
+
+
+def run_cli(*args, env=None, cwd=None, timeout=120) -> subprocess.CompletedProcess:
+    """Run the real `fabops` console script in a subprocess (what a user types)."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    full_env.setdefault("COLUMNS", "200")
+    return subprocess.run(
+        [sys.executable, "-m", "fabops.cli", *args],
+        capture_output=True, text=True, env=full_env, cwd=cwd or ROOT,
+        timeout=timeout, stdin=subprocess.DEVNULL,
+    )

@@ -1,0 +1,222 @@
+"""hosts.yml validation: every error names the file, the key path and the problem."""
+import textwrap
+from pathlib import Path
+
+import pytest
+from hypothesis import given, strategies as st
+
+from fabops import inventory
+from fabops.errors import CONFIG, ConfigError, UsageError
+from tests.conftest import ROOT, run_cli
+
+GOOD = """
+defaults:
+  user: ec2-user
+  app: {path: /srv/app}
+hosts:
+  web1: {}
+  web2: {port: 2222, app: {branch: release/2}}
+  sandbox: {connection: local, app: {path: sand/app}}
+groups:
+  web: [web1, web2]
+default: web1
+"""
+
+
+def load_text(text, tmp_path, name="hosts.yml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return inventory.load(str(path))
+
+
+def test_shipped_inventory_describes_the_real_system():
+    inv = inventory.load(str(ROOT / "hosts.yml"))
+    host = inv.hosts["find-to-do"]
+    assert inv.default == "find-to-do"
+    assert host.user == "ec2-user"
+    assert host.app.path == "/home/ec2-user/voice-meeting-bot"
+    assert [s.name for s in host.services] == ["voice-meeting-python-api.service", "voice-meeting-discord-bot.service"]
+    bot = host.service("voice-meeting-discord-bot.service")
+    assert bot.port == 3003 and bot.check.method == "POST" and bot.check.url.endswith("/webhook/meeting-completed")
+    assert host.deps[0].when == ("node-bot/package.json", "node-bot/package-lock.json")
+    assert host.logs["update"] == "/var/log/voice-meeting-bot-update.log"
+    assert host.cleanup[0].glob == "*.pcm" and host.cleanup[0].older_than == 86400
+    assert host.thresholds == {"cpu": 10, "memory": 15, "disk": 80}
+    assert inv.hosts["local"].connection == "local"
+    assert inv.hosts["local"].services[0].manager == "process"
+    assert inv.groups["production"] == ("find-to-do",)
+
+
+def test_defaults_merge_and_host_wins(tmp_path):
+    inv = load_text(GOOD, tmp_path)
+    assert inv.hosts["web1"].user == "ec2-user"
+    assert inv.hosts["web2"].port == 2222
+    assert inv.hosts["web2"].app.path == "/srv/app"  # merged map: path from defaults
+    assert inv.hosts["web2"].app.branch == "release/2"
+    assert inv.hosts["web1"].home == "~/.fabops/app"
+    assert inv.hosts["sandbox"].app.path == str(tmp_path / "sand/app")  # relative: local only
+    assert inv.hosts["web1"].schedule["update"] == "*/5 * * * *"
+
+
+def test_host_roundtrips_through_host_yml(tmp_path):
+    import yaml
+
+    inv = inventory.load(str(ROOT / "hosts.yml"))
+    host = inv.hosts["find-to-do"]
+    text = yaml.safe_dump({"hosts": {host.name: host.to_dict()}})
+    again = inventory.loads(text, str(tmp_path / "host.yml")).hosts[host.name]
+    assert again == host
+
+
+@pytest.mark.parametrize(
+    "text, key, problem",
+    [
+        ("hosts: {a: {app: {path: /x}, prot: 22}}", "hosts.a.prot", "unknown key (did you mean 'port'?)"),
+        ("hosts: {a: {app: {path: /x}, port: 70000}}", "hosts.a.port", "70000 is out of range 1-65535"),
+        ("hosts: {a: {app: {path: /x}, port: '22'}}", "hosts.a.port", "must be a whole number, not a string"),
+        ("hosts: {a: {app: {path: /x}, port: true}}", "hosts.a.port", "must be a whole number, not a boolean"),
+        ("hosts: {a: {app: {path: /x}}}\ngroups: {g: [a, b]}", "groups.g[1]", "unknown host 'b'"),
+        ("hosts: {a: {app: {path: /x}, services: [{name: 'bot;rm -rf /'}]}}", "hosts.a.services[0].name",
+         "may only contain letters"),
+        ("hosts: {a: {app: {path: /x, branch: 'main..x'}}}", "hosts.a.app.branch", "not a valid branch name"),
+        ("hosts: {a: {app: {path: /x, branch: '$(reboot)'}}}", "hosts.a.app.branch", "not a valid branch name"),
+        ("hosts: {a: {}}", "hosts.a.app.path", "is required"),
+        ("hosts: {a: {app: {path: x}}}", "hosts.a.app.path", "relative paths are only for connection: local"),
+        ("hosts: {a: {app: {path: /x}, services: [{name: s, port: 0}]}}", "hosts.a.services[0].port", "out of range"),
+        ("hosts: {a: {app: {path: /x}, services: [{name: s, manager: docker}]}}", "hosts.a.services[0].manager",
+         "'docker' is not one of: systemd, process"),
+        ("hosts: {a: {app: {path: /x}, services: [{name: s, manager: process}]}}", "hosts.a.services[0].command",
+         "required for manager: process"),
+        ("hosts: {a: {app: {path: /x}, services: [{name: s}, {name: s}]}}", "hosts.a.services[1].name", "duplicate"),
+        ("hosts: {a: {app: {path: /x}, services: [{name: s, check: {url: http://x, methd: GET}}]}}",
+         "hosts.a.services[0].check.methd", "did you mean 'method'"),
+        ("hosts: {a: {app: {path: /x}, deps: [{run: npm ci}]}}", "hosts.a.deps[0].when", "is required"),
+        ("hosts: {a: {app: {path: /x}, deps: [{when: ../x, run: y}]}}", "hosts.a.deps[0].when[0]", "'..'"),
+        ("hosts: {a: {app: {path: /x}, cleanup: [{path: /t, glob: '*.pcm', older_than: soon}]}}",
+         "hosts.a.cleanup[0].older_than", "not a duration"),
+        ("hosts: {a: {app: {path: /x}, cleanup: [{path: /t, glob: '../*', older_than: 1d}]}}",
+         "hosts.a.cleanup[0].glob", "file name pattern"),
+        ("hosts: {a: {app: {path: /x}, schedule: {update: '*/5 * *'}}}", "hosts.a.schedule.update", "needs 5 fields"),
+        ("hosts: {a: {app: {path: /x}, schedule: {upgrade: '@daily'}}}", "hosts.a.schedule.upgrade", "unknown key"),
+        ("hosts: {a: {app: {path: /x}, thresholds: {cpu: 150}}}", "hosts.a.thresholds.cpu", "out of range 0-100"),
+        ("hosts: {a: {app: {path: /x}, env: {'1BAD': x}}}", "hosts.a.env.1BAD", "not a valid environment variable"),
+        ("hosts: {a: {app: {path: /x}, connection: telnet}}", "hosts.a.connection", "not one of: ssh, local"),
+        ("defaults: {port: -1}\nhosts: {a: {app: {path: /x}}}", "defaults.port", "out of range"),
+        ("hosts: {a: {app: {path: /x}}}\ndefault: b", "default", "unknown host or group 'b'"),
+        ("hosts: {}", "hosts", "at least one host"),
+        ("hosts: [a, b]", "hosts", "must be a mapping, not a list"),
+        ("defaults: {}", "hosts", "is required"),
+        ("hots: {}", "hots", "did you mean 'hosts'"),
+        ("hosts: {'a b': {app: {path: /x}}}", "hosts.a b", "not a valid host or group name"),
+        ("hosts: {a: {app: {path: /x}, user: 'root; id'}}", "hosts.a.user", "not a valid user name"),
+        ("hosts: {a: {app: {path: /x}}}\ngroups: {a: [a]}", "groups.a", "same name as a host"),
+    ],
+)
+def test_bad_inventory_names_key_and_problem(tmp_path, text, key, problem):
+    path = tmp_path / "hosts.yml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        inventory.load(str(path))
+    err = info.value
+    assert err.exit_code == CONFIG
+    assert err.path == str(path)
+    assert err.key == key
+    assert problem in err.problem
+    assert str(err).startswith(f"{path}: {key}: ")
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("hosts: {a: 1", "not valid YAML at line 1"),
+        ("hosts:\n  a: {}\n  a: {}\n", "duplicate key 'a'"),
+        ("", "is empty"),
+        ("- just\n- a list\n", "must be a mapping"),
+        ("hosts: !!python/object:os.system {}", "not valid YAML"),
+    ],
+)
+def test_unparseable_files(tmp_path, text, problem):
+    path = tmp_path / "hosts.yml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        inventory.load(str(path))
+    assert problem in str(info.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        inventory.load(str(tmp_path / "nope.yml"))
+
+
+def test_select_hosts_groups_default_and_unknown(tmp_path):
+    inv = load_text(GOOD, tmp_path)
+    assert [h.name for h in inv.select(None)] == ["web1"]
+    assert [h.name for h in inv.select("web")] == ["web1", "web2"]
+    assert [h.name for h in inv.select("web2,web,sandbox")] == ["web2", "web1", "sandbox"]
+    assert [h.name for h in inv.select("all")] == ["web1", "web2", "sandbox"]
+    with pytest.raises(UsageError) as info:
+        inv.select("wbe1")
+    assert "did you mean 'web1'" in str(info.value) and "known: web1, web2, sandbox, web" in str(info.value)
+
+
+def test_no_default_with_several_hosts_is_a_usage_error(tmp_path):
+    inv = load_text("hosts: {a: {app: {path: /x}}, b: {app: {path: /y}}}", tmp_path)
+    with pytest.raises(UsageError, match="use -H NAME"):
+        inv.select(None)
+    single = load_text("hosts: {a: {app: {path: /x}}}", tmp_path, "one.yml")
+    assert [h.name for h in single.select(None)] == ["a"]
+
+
+def test_find_inventory_prefers_flag_then_env_then_parents(tmp_path, monkeypatch):
+    (tmp_path / "hosts.yml").write_text("hosts: {}")
+    sub = tmp_path / "a" / "b"
+    sub.mkdir(parents=True)
+    assert inventory.find_inventory(None, str(sub)) == str(tmp_path / "hosts.yml")
+    monkeypatch.setenv("FABOPS_INVENTORY", "/env.yml")
+    assert inventory.find_inventory(None, str(sub)) == "/env.yml"
+    assert inventory.find_inventory("/flag.yml", str(sub)) == "/flag.yml"
+
+
+yaml_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20))
+yaml_values = st.recursive(
+    yaml_scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=10), inner, max_size=4)),
+    max_leaves=20,
+)
+keys = st.sampled_from(["hosts", "defaults", "groups", "default", "known_hosts", "app", "services", "port", "x"])
+
+
+@given(st.dictionaries(keys, yaml_values, max_size=4))
+def test_random_structures_never_traceback(data):
+    import yaml
+
+    text = yaml.safe_dump(data)
+    try:
+        inventory.loads(text, "fuzz.yml")
+    except ConfigError as exc:
+        assert exc.exit_code == CONFIG and str(exc).startswith("fuzz.yml")
+
+
+@given(st.text(max_size=200))
+def test_random_text_never_tracebacks(text):
+    try:
+        inventory.loads(text, "fuzz.yml")
+    except ConfigError as exc:
+        assert str(exc).startswith("fuzz.yml")
+
+
+def test_cli_bad_inventory_exits_78_without_traceback(tmp_path):
+    path = tmp_path / "hosts.yml"
+    path.write_text("hosts:\n  find-to-do:\n    app: {path: /x}\n    services:\n      - {name: bot, port: 99999}\n")
+    r = run_cli("hosts", "--check", "--inventory", str(path))
+    assert r.returncode == 78
+    assert r.stderr.strip() == f"fabops: {path}: hosts.find-to-do.services[0].port: 99999 is out of range 1-65535"
+    assert "Traceback" not in r.stderr + r.stdout
+
+
+def test_cli_env_var_selects_inventory(tmp_path):
+    path = tmp_path / "inv.yml"
+    path.write_text(GOOD)
+    r = run_cli("hosts", "--check", env={"FABOPS_INVENTORY": str(path)})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"{path}: OK (3 hosts, 1 groups)"
