@@ -27,6 +27,17 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 KEEPALIVE_SECONDS = 15
 
 
+def quiet_paramiko() -> None:
+    """paramiko logs transport-thread failures with full tracebacks through
+    logging's last-resort handler; we report them as one line instead. With
+    --debug (root logger configured) they still propagate."""
+    import logging
+
+    logger = logging.getLogger("paramiko")
+    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+        logger.addHandler(logging.NullHandler())
+
+
 def fingerprint(key) -> str:
     """OpenSSH-style SHA256 fingerprint of a paramiko key."""
     digest = hashlib.sha256(key.asbytes()).digest()
@@ -63,13 +74,22 @@ def require_linux(host: Host) -> None:
         )
 
 
+def run_overrides(host: Host) -> dict:
+    """Config shared by both kinds of context: the inventory's `env` for every
+    command, and no stdin mirroring: fabops runs from cron and CI, where there
+    is no stdin, and a remote command must never wait on the laptop's."""
+    run = {"in_stream": False}
+    if host.env:
+        run["env"] = dict(host.env)
+    return {"run": run}
+
+
 def local_context(host: Host):
     """An invoke.Context for `connection: local` hosts."""
     from invoke import Config, Context
 
     require_linux(host)
-    config = Config(overrides={"run": {"env": dict(host.env)}} if host.env else None)
-    return Context(config=config)
+    return Context(config=Config(overrides=run_overrides(host)))
 
 
 def connect(
@@ -85,11 +105,12 @@ def connect(
         return local_context(host)
     from fabric import Config, Connection
 
+    quiet_paramiko()
     timeout = float(connect_timeout or DEFAULT_CONNECT_TIMEOUT)
     connect_kwargs = {"banner_timeout": timeout, "auth_timeout": timeout}
     if host.identity_file:
         connect_kwargs["key_filename"] = [os.path.expanduser(host.identity_file)]
-    config = Config(overrides={"run": {"env": dict(host.env)}} if host.env else None)
+    config = Config(overrides=run_overrides(host))
     cxn = Connection(
         host.address,
         user=host.user,
@@ -141,7 +162,11 @@ def open_connection(cxn, host: Host, timeout: float) -> None:
     except socket.gaierror as exc:
         raise UnreachableError(f"cannot resolve {cxn.host!r}: {exc.strerror}", host=host.name) from None
     except paramiko.SSHException as exc:
-        text = str(exc) or exc.__class__.__name__
+        # The transport thread keeps the real cause (e.g. a banner timeout)
+        # and the caller only sees a vague "No existing session".
+        transport = cxn.client.get_transport()
+        cause = getattr(transport, "saved_exception", None) if transport else None
+        text = str(cause or exc) or exc.__class__.__name__
         if "banner" in text.lower() or "timeout" in text.lower():
             text = f"no SSH answer within {timeout:g} s ({text})"
         raise UnreachableError(f"cannot connect to {where}: {text}", host=host.name) from None

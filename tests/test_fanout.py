@@ -1,0 +1,71 @@
+import io
+import threading
+import time
+
+from fabops.errors import INTERNAL, OK, UNREACHABLE, UnreachableError, worst
+from fabops.fanout import PrefixWriter, run_hosts
+
+
+class H:
+    def __init__(self, name):
+        self.name = name
+
+
+def test_collects_every_result_and_error_in_order():
+    def fn(h):
+        if h.name == "b":
+            raise UnreachableError("down", host="b")
+        if h.name == "c":
+            raise KeyError("bug")
+        return h.name.upper()
+
+    out = run_hosts([H("a"), H("b"), H("c"), H("d")], fn, parallel=3)
+    assert [r.host for r in out.results] == ["a", "b", "c", "d"]
+    assert [r.code for r in out.results] == [OK, UNREACHABLE, INTERNAL, OK]
+    assert out.results[0].value == "A" and out.results[3].value == "D"
+    assert out.code == INTERNAL
+
+
+def test_parallelism_is_bounded():
+    live, peak, lock = [0], [0], threading.Lock()
+    gate = threading.Event()
+
+    def fn(h):
+        with lock:
+            live[0] += 1
+            peak[0] = max(peak[0], live[0])
+        gate.wait(0.05)
+        with lock:
+            live[0] -= 1
+
+    run_hosts([H(str(i)) for i in range(12)], fn, parallel=4)
+    assert peak[0] <= 4
+
+
+def test_worst_code_ranking():
+    assert worst([0, 3, 1]) == 1  # WARNING outranks UNKNOWN, as in Nagios
+    assert worst([0, 1, 2, 3]) == 2
+    assert worst([3, 4]) == 3
+    assert worst([2, 5]) == 5
+    assert worst([]) == 0
+
+
+def test_prefix_writer_never_interleaves_partial_lines():
+    stream = io.StringIO()
+    writers = [PrefixWriter(f"h{i}", stream, width=2) for i in range(4)]
+
+    def spam(w):
+        for n in range(200):
+            w.write(f"part-{n}-")
+            w.write("end\n")
+
+    threads = [threading.Thread(target=spam, args=(w,)) for w in writers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 800
+    for line in lines:
+        prefix, body = line.split(" ", 1)
+        assert prefix.startswith("[h") and body.strip().startswith("part-") and body.endswith("-end")
