@@ -69,3 +69,84 @@ def host_errors(results: Iterable) -> None:
         if r.error is not None:
             msg = getattr(r.error, "message", None) or f"{r.error.__class__.__name__}: {r.error}"
             sys.stderr.write(f"fabops: {r.host}: {msg}\n")
+
+
+RESULT_STYLE = {
+    "noop": "dim",
+    "deployed": "green",
+    "aborted": "yellow",
+    "rolled_back": "yellow",
+    "broken": "bold red",
+    "locked": "magenta",
+    "skipped_bad": "yellow",
+}
+
+
+def short(sha) -> str:
+    return sha[:10] if sha else "-"
+
+
+def ago(ts) -> str:
+    import time
+
+    if not isinstance(ts, (int, float)):
+        return "-"
+    return fmt_duration(max(0.0, time.time() - ts)) + " ago"
+
+
+def history_table(host: str, records) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{host}: last {len(records)} runs", title_justify="left")
+    for col in ("time", "trigger", "actor", "from", "to", "result", "took", "message"):
+        table.add_column(col, overflow="fold")
+    if not records:
+        console().print(f"[dim]{host}: no history yet[/dim]")
+        return
+    for rec in records:
+        result = rec.get("result", "?")
+        style = RESULT_STYLE.get(result, "white")
+        table.add_row(
+            str(rec.get("time", "?")), str(rec.get("trigger", "?")), str(rec.get("actor", "?")),
+            short(rec.get("from")), short(rec.get("to")), f"[{style}]{result}[/{style}]",
+            fmt_duration(rec.get("duration")), str(rec.get("message", "")),
+        )
+    console().print(table)
+
+
+def status_panel(host: str, data: dict) -> None:
+    import time
+
+    from rich.table import Table
+
+    table = Table(title=f"{host}", title_justify="left")
+    for col in ("service", "state", "pid", "uptime"):
+        table.add_column(col)
+    for svc in data.get("services", []):
+        ok = svc.get("active")
+        state = f"[green]✅ {svc['state']}[/green]" if ok else f"[red]❌ {svc['state']}[/red]"
+        since = svc.get("since")
+        uptime = fmt_duration(time.time() - since) if ok and isinstance(since, (int, float)) else "-"
+        table.add_row(svc["name"], state, str(svc.get("pid") or "-"), uptime)
+    out = console()
+    out.print(table)
+    deployed = data.get("deployed")
+    line = f"deployed [bold]{short(deployed)}[/bold] ({ago(data.get('deployed_at'))})"
+    head = data.get("head")
+    if head and deployed and head != deployed:
+        line += f"  [yellow]checkout is at {short(head)}[/yellow]"
+    out.print(line)
+    if data.get("pin"):
+        out.print(f"[yellow]📌 pinned to {short(data['pin'])}[/yellow] ({data.get('pin_reason') or '?'}); `inv unpin` to follow the branch again")
+    if data.get("bad"):
+        out.print(f"[yellow]remembered bad targets:[/yellow] {', '.join(short(b) for b in data['bad'])}")
+    if data.get("in_progress"):
+        ip = data["in_progress"]
+        out.print(f"[magenta]run {ip.get('run_id')} in progress or interrupted at step {ip.get('step')}[/magenta]")
+    out.print(f"last check {ago(data.get('last_check'))}: {data.get('last_result') or '-'}")
+    last = data.get("last_run")
+    if last:
+        out.print(
+            f"last run: {last.get('time')} {last.get('trigger')} by {last.get('actor')}: "
+            f"{last.get('result')} {short(last.get('from'))} -> {short(last.get('to'))}"
+        )

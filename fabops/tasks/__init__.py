@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from . import inventory, ping
+from . import inventory, ping, update
 
-_MODULES = (inventory, ping)
+_MODULES = (inventory, ping, update)
 
 ns = Collection()
 for _module in _MODULES:

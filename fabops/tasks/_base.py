@@ -38,11 +38,17 @@ class FabopsTask(Task):
     matches Fabric 1, Fabric 2's `fab -H` and every operator's muscle memory.
     """
 
+    # Common flags keep the same short form in every task, whatever other
+    # parameters come first (Invoke hands out short flags first come, first served).
+    RESERVED_SHORT = {"hosts": "H", "inventory": "i", "json": "j"}
+
     def arg_opts(self, name, default, taken_names):
-        opts = super().arg_opts(name, default, taken_names)
-        if name == "hosts":
-            opts["names"] = ["hosts", "H"]
-        return opts
+        if name in self.RESERVED_SHORT:
+            opts = super().arg_opts(name, default, set(taken_names) | {name[0]})
+            opts["names"] = [opts["names"][0], self.RESERVED_SHORT[name]]
+            return opts
+        reserved = set(self.RESERVED_SHORT.values()) | {"h"}
+        return super().arg_opts(name, default, set(taken_names) | reserved)
 
     def __call__(self, *args, **kwargs):
         try:

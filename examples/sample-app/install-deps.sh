@@ -1,0 +1,13 @@
+#!/bin/sh
+# The sample app's dependency step, offline: like `npm ci`, it first removes
+# what was installed, then "installs" requirements.txt into vendor/. A line
+# `fail` in requirements.txt makes it fail half-way, as a broken install would.
+set -e
+rm -rf vendor
+mkdir -p vendor
+if grep -qx fail requirements.txt; then
+  echo "install-deps: cannot install 'fail'" >&2
+  exit 1
+fi
+cp requirements.txt vendor/installed.txt
+echo "install-deps: installed $(wc -l < requirements.txt) requirement(s)"

@@ -1,0 +1,133 @@
+"""Durable little files: atomic replace, fsynced appends, private dirs."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any, Iterator, List
+
+
+@dataclass(frozen=True)
+class HostPaths:
+    """Where fabops keeps its own state on a host (DESIGN.md §2)."""
+
+    home: str  # already expanded
+
+    @classmethod
+    def for_home(cls, home: str) -> "HostPaths":
+        return cls(os.path.abspath(os.path.expanduser(home)))
+
+    @property
+    def lock(self) -> str:
+        return os.path.join(self.home, "lock")
+
+    @property
+    def state(self) -> str:
+        return os.path.join(self.home, "state.json")
+
+    @property
+    def history(self) -> str:
+        return os.path.join(self.home, "history.jsonl")
+
+    @property
+    def runs(self) -> str:
+        return os.path.join(self.home, "runs")
+
+    @property
+    def host_yml(self) -> str:
+        return os.path.join(self.home, "host.yml")
+
+    @property
+    def venv(self) -> str:
+        return os.path.join(self.home, "venv")
+
+    @property
+    def services(self) -> str:
+        """pidfiles and logs of the `process` service manager."""
+        return os.path.join(self.home, "services")
+
+    @property
+    def update_log(self) -> str:
+        return os.path.join(self.home, "update.log")
+
+    def run_events(self, run_id: str) -> str:
+        return os.path.join(self.runs, f"{run_id}.jsonl")
+
+
+def ensure_dir(path: str, mode: int = 0o700) -> str:
+    os.makedirs(path, mode=mode, exist_ok=True)
+    return path
+
+
+def atomic_write(path: str, data: str, mode: int = 0o600) -> None:
+    """Temp file in the same dir, fsync, rename, fsync the dir: a reader or a
+    crash sees the old file or the new one, never half of one."""
+    directory = os.path.dirname(path) or "."
+    ensure_dir(directory)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def append_line(path: str, line: str, fsync: bool = True) -> None:
+    """Append one line with a single write (O_APPEND keeps lines whole)."""
+    ensure_dir(os.path.dirname(path) or ".")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, (line.rstrip("\n") + "\n").encode("utf-8"))
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def append_json(path: str, record: Any) -> None:
+    append_line(path, json.dumps(record, sort_keys=True, default=str))
+
+
+def read_jsonl(path: str) -> Iterator[dict]:
+    """Records of a JSON-lines file; a torn or corrupt line is skipped."""
+    try:
+        fh = open(path, encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return
+    with fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict):
+                yield rec
+
+
+def tail_jsonl(path: str, n: int) -> List[dict]:
+    records: List[dict] = []
+    for rec in read_jsonl(path):
+        records.append(rec)
+        if len(records) > n:
+            records.pop(0)
+    return records

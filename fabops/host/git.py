@@ -1,0 +1,136 @@
+"""git on the host: pure command builders plus thin runners taking `c`.
+
+Every value is quoted; refs are validated before they get here.
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+from ..errors import CommandFailed, UsageError
+from ..shell import join
+from ..validate import ref_problem
+
+
+def git(app_path: str, *args: str) -> str:
+    return join(["git", "-C", app_path, *args])
+
+
+def fetch_cmd(app_path: str, remote: str, branch: str) -> str:
+    # An explicit refspec: update exactly remote/branch even in a checkout
+    # cloned with --single-branch or a narrowed fetch config.
+    spec = f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}"
+    return git(app_path, "fetch", "--quiet", "--prune", "--no-tags", remote, spec)
+
+
+def fetch_ref_cmd(app_path: str, remote: str, ref: str) -> str:
+    return git(app_path, "fetch", "--quiet", "--no-tags", remote, ref)
+
+
+def rev_parse_cmd(app_path: str, rev: str) -> str:
+    return git(app_path, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+
+
+def status_cmd(app_path: str) -> str:
+    # Untracked files are listed one by one; ignored files (.env, node_modules) are not.
+    return git(app_path, "status", "--porcelain=v1", "-z", "--untracked-files=all")
+
+
+def diff_names_cmd(app_path: str, old: str, new: str) -> str:
+    return git(app_path, "diff", "--name-only", "-z", old, new, "--")
+
+
+def checkout_cmd(app_path: str, branch: str, sha: str) -> str:
+    # -B keeps a named branch pointing at what is deployed, so `git status`
+    # and `git log` on the host read naturally.
+    return git(app_path, "checkout", "--quiet", "--force", "-B", branch, sha)
+
+
+def show_cmd(app_path: str, sha: str, path: str) -> str:
+    return git(app_path, "show", f"{sha}:{path}")
+
+
+def parse_porcelain(output: str) -> List[str]:
+    """`git status --porcelain -z` -> ['M file', '?? new', 'R new <- old']."""
+    entries = output.split("\0")
+    out: List[str] = []
+    i = 0
+    while i < len(entries):
+        entry = entries[i]
+        i += 1
+        if len(entry) < 4:
+            continue
+        code, path = entry[:2], entry[3:]
+        if code[0] in "RC":  # rename/copy: the next entry is the source
+            src = entries[i] if i < len(entries) else ""
+            i += 1
+            out.append(f"{code.strip()} {path} <- {src}")
+        else:
+            out.append(f"{code.strip()} {path}")
+    return out
+
+
+def parse_names(output: str) -> List[str]:
+    return [p for p in output.split("\0") if p]
+
+
+def paths_match(changed: Sequence[str], watched: Sequence[str]) -> bool:
+    """Whether any changed file is one of `watched` or lies under a watched dir."""
+    for w in watched:
+        w_dir = w.rstrip("/") + "/"
+        for f in changed:
+            if f == w.rstrip("/") or f.startswith(w_dir) or w in (".", "./"):
+                return True
+    return False
+
+
+def check_ref(ref: str) -> str:
+    problem = ref_problem(ref)
+    if problem:
+        raise UsageError(f"--ref {ref!r} is not a valid git ref: {problem}")
+    return ref
+
+
+class Git:
+    """Runs git in the app checkout through `c` (local on the host)."""
+
+    def __init__(self, c, app_path: str, env: Optional[dict] = None):
+        self.c = c
+        self.path = app_path
+        self.env = env
+
+    def run(self, cmd: str, what: str, warn: bool = False):
+        result = self.c.run(cmd, hide=True, warn=True, in_stream=False, env=self.env or {})
+        if not result.ok and not warn:
+            last = (result.stderr or result.stdout).strip().splitlines()
+            raise CommandFailed(f"{what} failed: {last[-1] if last else 'exit ' + str(result.exited)}")
+        return result
+
+    def fetch(self, remote: str, branch: str) -> None:
+        self.run(fetch_cmd(self.path, remote, branch), f"git fetch {remote} {branch}")
+
+    def resolve(self, rev: str) -> Optional[str]:
+        result = self.run(rev_parse_cmd(self.path, rev), f"git rev-parse {rev}", warn=True)
+        sha = result.stdout.strip()
+        return sha if result.ok and sha else None
+
+    def head(self) -> Optional[str]:
+        return self.resolve("HEAD")
+
+    def dirty(self) -> List[str]:
+        return parse_porcelain(self.run(status_cmd(self.path), "git status").stdout)
+
+    def changed(self, old: Optional[str], new: str) -> Optional[List[str]]:
+        """Files changed between two commits; None means 'everything' (no old)."""
+        if not old:
+            return None
+        result = self.run(diff_names_cmd(self.path, old, new), "git diff", warn=True)
+        if not result.ok:
+            return None  # old commit unknown here (history rewritten): treat as all changed
+        return parse_names(result.stdout)
+
+    def checkout(self, branch: str, sha: str) -> None:
+        self.run(checkout_cmd(self.path, branch, sha), f"git checkout {sha[:12]}")
+
+    def show(self, sha: str, path: str) -> Optional[str]:
+        result = self.run(show_cmd(self.path, sha, path), "git show", warn=True)
+        return result.stdout if result.ok else None

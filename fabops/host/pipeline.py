@@ -1,0 +1,638 @@
+"""The convergent update pipeline: one implementation, three callers.
+
+`fabops local-update` (cron), `inv deploy` (detached on the host, followed over
+SSH) and `inv rollback` all run `run_update` on the host with a local Context.
+
+It converges on the *deployed* commit recorded in state.json, never on HEAD
+(legacy defect 2): a run whose restart failed is retried or rolled back, not
+forgotten. Nothing is reset without a backup; no step sleeps a fixed time.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import tarfile
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+from .. import errors
+from ..errors import FabopsError, LockedError
+from ..inventory import DepRule, Host, Service
+from ..shell import in_dir
+from .events import EventLog, new_run_id
+from .files import HostPaths, append_json, append_line, ensure_dir, tail_jsonl
+from .git import Git, check_ref, paths_match
+from .lock import HostLock
+from .readiness import quick_health, wait_ready
+from .services import ServiceManager
+from .state import State, load_state, save_state
+
+RESULT_CODES = {
+    "noop": errors.OK,
+    "deployed": errors.OK,
+    "aborted": errors.FAILED,
+    "rolled_back": errors.FAILED,
+    "broken": errors.BROKEN,
+    "locked": errors.LOCKED,
+    "skipped_bad": errors.WARNING,
+}
+TRIGGERS = ("cron", "deploy", "ci", "rollback", "reset", "manual")
+RESTART_BACKOFF = (3, 3600.0)  # at most 3 automatic restarts an hour
+CI_WAIT = 300.0
+
+
+@dataclass
+class UpdateOptions:
+    trigger: str = "cron"
+    actor: str = ""
+    ref: Optional[str] = None  # deploy --ref / rollback --to: pins the host
+    stash: bool = False  # save local changes aside instead of refusing
+    wait: float = 0.0  # seconds to wait for the lock
+    dry_run: bool = False
+    run_id: Optional[str] = None
+    clear_pin: bool = False  # deploy without --ref
+
+
+@dataclass
+class Step:
+    name: str
+    ok: bool = True
+    seconds: float = 0.0
+    message: str = ""
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "ok": self.ok, "seconds": round(self.seconds, 3), "message": self.message}
+
+
+@dataclass
+class RunResult:
+    result: str
+    run_id: str
+    trigger: str
+    actor: str
+    from_: Optional[str] = None
+    to: Optional[str] = None
+    message: str = ""
+    steps: List[Step] = field(default_factory=list)
+    warnings: List[str] = field(default_factory=list)
+    duration: float = 0.0
+    saved: Optional[str] = None  # where local changes were saved
+    plan: Optional[dict] = None  # dry run only
+    host: str = ""
+
+    @property
+    def exit_code(self) -> int:
+        code = RESULT_CODES.get(self.result, errors.FAILED)
+        if code == errors.OK and self.warnings and self.result != "noop":
+            return errors.WARNING
+        return code
+
+    def to_dict(self) -> dict:
+        return {
+            "host": self.host,
+            "run_id": self.run_id,
+            "trigger": self.trigger,
+            "actor": self.actor,
+            "from": self.from_,
+            "to": self.to,
+            "result": self.result,
+            "exit_code": self.exit_code,
+            "message": self.message,
+            "duration": round(self.duration, 3),
+            "steps": [s.to_dict() for s in self.steps],
+            "warnings": list(self.warnings),
+            "saved": self.saved,
+            "plan": self.plan,
+        }
+
+
+class _Abort(Exception):
+    """Stop the run with a result (internal control flow)."""
+
+    def __init__(self, result: str, message: str):
+        super().__init__(message)
+        self.result = result
+        self.message = message
+
+
+def default_actor() -> str:
+    user = os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def _short(sha: Optional[str]) -> str:
+    return sha[:12] if sha else "none"
+
+
+class Pipeline:
+    def __init__(self, c, host: Host, opts: UpdateOptions, events: Optional[EventLog] = None):
+        if opts.trigger not in TRIGGERS:
+            raise errors.UsageError(f"unknown trigger {opts.trigger!r} (one of {', '.join(TRIGGERS)})")
+        self.c = c
+        self.host = host
+        self.opts = opts
+        self.paths = HostPaths.for_home(host.home)
+        self.app = os.path.abspath(os.path.expanduser(host.app.path))
+        self.git = Git(c, self.app, host.env)
+        self.services = ServiceManager(c, host, home=self.paths.home, app_path=self.app)
+        self.events = events or EventLog()
+        self.run_id = opts.run_id or new_run_id()
+        self.actor = opts.actor or default_actor()
+        self.res = RunResult("noop", self.run_id, opts.trigger, self.actor, host=host.name)
+        self.started = time.monotonic()
+
+    # ---------------------------------------------------------------- helpers
+    def say(self, message: str, **fields) -> None:
+        self.events.emit("log", message=message, **fields)
+
+    def step(self, name: str):
+        pipeline = self
+
+        class _StepCtx:
+            def __enter__(self_inner):
+                self_inner.t = time.monotonic()
+                self_inner.step = Step(name)
+                pipeline.events.emit("step", step=name, status="start")
+                return self_inner.step
+
+            def __exit__(self_inner, exc_type, exc, tb):
+                st = self_inner.step
+                st.seconds = time.monotonic() - self_inner.t
+                if exc is not None:
+                    st.ok = False
+                    st.message = st.message or str(getattr(exc, "message", exc))
+                pipeline.res.steps.append(st)
+                pipeline.events.emit(
+                    "step", step=name, status="ok" if st.ok else "failed", seconds=round(st.seconds, 3), message=st.message
+                )
+                return False
+
+        return _StepCtx()
+
+    def save(self, state: State) -> None:
+        save_state(self.paths.state, state)
+
+    # ---------------------------------------------------------------- entry
+    def run(self) -> RunResult:
+        self.events.emit("start", run_id=self.run_id, trigger=self.opts.trigger, actor=self.actor, host=self.host.name)
+        try:
+            if self.opts.dry_run:
+                self._dry_run()
+            else:
+                self._locked_run()
+        except _Abort as stop:
+            self.res.result = stop.result
+            self.res.message = stop.message
+        except LockedError as exc:
+            self.res.result = "locked"
+            self.res.message = exc.message
+        except FabopsError as exc:
+            # Anything unexpected mid-run: the host state is unknown.
+            self.res.result = "broken"
+            self.res.message = exc.message
+        self.res.duration = time.monotonic() - self.started
+        self.events.emit("result", **self.res.to_dict())
+        return self.res
+
+    def _locked_run(self) -> None:
+        ensure_dir(self.paths.home)
+        info = {"actor": self.actor, "trigger": self.opts.trigger, "run_id": self.run_id, "target": None}
+        lock = HostLock(self.paths.lock, info)
+        wait = self.opts.wait
+        if self.opts.trigger in ("deploy", "ci") and not wait and os.environ.get("CI", "").lower() == "true":
+            wait = CI_WAIT
+        same_target = self._same_target_waiter()
+        lock.acquire(wait=wait, should_wait=same_target, on_wait=lambda h: self.say(f"waiting for the lock held by {h.get('actor', '?')} ({h.get('trigger', '?')})"))
+        try:
+            self._converge(lock)
+        finally:
+            lock.release()
+
+    def _same_target_waiter(self):
+        """A deploy whose target the lock holder is already deploying waits for
+        it and reports that run's result (the CI-vs-cron race after a push)."""
+        if self.opts.trigger not in ("deploy", "ci"):
+            return None
+        cache: Dict[str, Optional[str]] = {}
+
+        def should_wait(holder: dict) -> bool:
+            target = holder.get("target")
+            if not target:
+                return False
+            if "ours" not in cache:
+                cache["ours"] = self._peek_target()
+            return cache["ours"] == target
+
+        return should_wait
+
+    def _peek_target(self) -> Optional[str]:
+        """Our target without touching the checkout (ls-remote needs no lock)."""
+        if self.opts.ref:
+            return self.git.resolve(self.opts.ref)
+        r = self.c.run(
+            f"git -C {_q(self.app)} ls-remote {_q(self.host.app.remote)} {_q('refs/heads/' + self.host.app.branch)}",
+            hide=True, warn=True, in_stream=False, env=self.host.env or {},
+        )
+        return r.stdout.split()[0] if r.ok and r.stdout.strip() else None
+
+    # ---------------------------------------------------------------- the run
+    def _converge(self, lock: HostLock) -> None:
+        state = load_state(self.paths.state)
+        interrupted = state.in_progress
+        if interrupted:
+            self.res.warnings.append(
+                f"finishing after an interrupted run {interrupted.get('run_id')} "
+                f"({interrupted.get('trigger')}, step {interrupted.get('step')})"
+            )
+            self.say(self.res.warnings[-1])
+
+        target = self._fetch_and_resolve(state)
+        lock.update(target=target)
+        self.res.to = target
+
+        if self.opts.clear_pin and state.pin:
+            self.say(f"clearing pin {_short(state.pin)}")
+            state.pin = None
+            state.pin_reason = None
+            self.save(state)
+
+        head = self.git.head()
+        if state.deployed is None and head and not interrupted:
+            health = quick_health(self.services, list(self.host.services))
+            if all(h.ok for h in health):
+                state.deployed = head
+                state.deployed_at = time.time()
+                self.say(f"adopting healthy HEAD {_short(head)} as deployed")
+                self.save(state)
+        deployed = state.deployed
+        self.res.from_ = deployed or head
+
+        if target == deployed and head == deployed and not interrupted:
+            self._same_commit(state)
+            return
+
+        if target in state.bad and self.opts.trigger == "cron":
+            info = state.bad[target]
+            first = not info.get("notified")
+            info["notified"] = True
+            state.last_check = time.time()
+            state.last_result = "skipped_bad"
+            self.save(state)
+            self.res.result = "skipped_bad"
+            self.res.message = (
+                f"origin is at {_short(target)}, which failed its gate ({info.get('reason', '?')}); "
+                f"staying on {_short(deployed)} until origin moves" + ("" if first else " (already reported)")
+            )
+            if first:  # one history record (and notification), not one per poll
+                self._record()
+            return
+
+        self._deploy(state, deployed, head, target, interrupted is not None)
+
+    def _fetch_and_resolve(self, state: State) -> str:
+        app = self.host.app
+        with self.step("fetch") as st:
+            if not os.path.isdir(os.path.join(self.app, ".git")):
+                raise _Abort("aborted", f"{self.app} is not a git checkout (run `inv setup` first)")
+            self.git.fetch(app.remote, app.branch)
+            ref = self.opts.ref
+            if ref is None and self.opts.trigger == "cron" and state.pin:
+                target = state.pin
+                st.message = f"pinned to {_short(target)}"
+            elif ref is not None:
+                check_ref(ref)
+                target = self.git.resolve(ref) or self.git.resolve(f"{app.remote}/{ref}")
+                if target is None:
+                    self.git.run(
+                        f"git -C {_q(self.app)} fetch --quiet --no-tags {_q(app.remote)} {_q(ref)}",
+                        f"git fetch {ref}", warn=True,
+                    )
+                    target = self.git.resolve("FETCH_HEAD")
+                if target is None:
+                    raise _Abort("aborted", f"unknown ref {ref!r}: not a commit, branch or tag on {app.remote}")
+                st.message = f"{ref} is {_short(target)}"
+            else:
+                target = self.git.resolve(f"{app.remote}/{app.branch}")
+                if target is None:
+                    raise _Abort("aborted", f"{app.remote}/{app.branch} does not exist after fetch")
+                st.message = f"{app.remote}/{app.branch} is {_short(target)}"
+        return target
+
+    def _same_commit(self, state: State) -> None:
+        """Target == deployed: a no-op if healthy, else restart what is down."""
+        health = quick_health(self.services, list(self.host.services))
+        sick = [h for h in health if not h.ok]
+        if not sick:
+            state.last_check = time.time()
+            state.last_result = "noop"
+            self.save(state)
+            self.res.result = "noop"
+            self.res.message = f"up to date at {_short(state.deployed)}"
+            return
+        now = time.time()
+        limit, window = RESTART_BACKOFF
+        recent = [t for t in state.restarts if now - t < window]
+        if len(recent) >= limit:
+            state.last_check = now
+            state.last_result = "broken"
+            self.save(state)
+            raise _Abort(
+                "broken",
+                f"{', '.join(h.message for h in sick)}; {len(recent)} automatic restarts in the last hour, "
+                "not restarting again (restart backoff): a person is needed",
+            )
+        state.restarts = recent + [now]
+        self.save(state)
+        names = {h.service for h in sick}
+        self.res.warnings.append("restarted unhealthy: " + "; ".join(h.message for h in sick))
+        ok = self._restart_and_wait([s for s in self.host.services if s.name in names])
+        state = load_state(self.paths.state)
+        state.last_check = time.time()
+        if ok:
+            state.last_result = "deployed"
+            self.save(state)
+            self.res.result = "deployed"
+            self.res.message = f"restarted {', '.join(sorted(names))} at {_short(state.deployed)}; healthy again"
+            self._record()
+        else:
+            state.last_result = "broken"
+            self.save(state)
+            self.res.result = "broken"
+            self.res.message = f"restarted {', '.join(sorted(names))} but it is still unhealthy"
+            self._record()
+
+    def _deploy(self, state: State, deployed: Optional[str], head: Optional[str], target: str, resume: bool) -> None:
+        fallback = deployed or head  # where to go back to if the target fails
+
+        # ---- preflight: never lose local changes, never start without config
+        with self.step("preflight") as st:
+            dirty = self.git.dirty()
+            if dirty:
+                if not self.opts.stash:
+                    listing = ", ".join(dirty[:10]) + (f" and {len(dirty) - 10} more" if len(dirty) > 10 else "")
+                    raise _Abort("aborted", f"local changes in {self.app}: {listing}; commit them, or run with --stash to save them aside")
+                self.res.saved = self._stash(dirty)
+                st.message = f"saved {len(dirty)} local change(s) to {self.res.saved}"
+            missing = self._missing_env_keys(target)
+            if missing:
+                raise _Abort(
+                    "aborted",
+                    f"{self.host.env_file} lacks keys that {self.host.env_template} of {_short(target)} needs: "
+                    + ", ".join(missing),
+                )
+            # Nothing known to be deployed (first run) or an interrupted run:
+            # converge fully, every rule and every service.
+            changed = None if resume or deployed is None else self.git.changed(deployed, target)
+            units = [p for p in (changed or []) if p.endswith((".service", ".timer", ".socket"))]
+            if units:
+                self.res.warnings.append("unit files changed in the repo (install them with `inv setup`): " + ", ".join(units))
+            if not st.message:
+                st.message = "clean" + (f"; {len(changed)} files changed" if changed is not None else "; full converge")
+
+        rules = [r for r in self.host.deps if changed is None or paths_match(changed, r.when)]
+        affected = [s for s in self.host.services if changed is None or not s.paths or paths_match(changed, s.paths)]
+
+        state.in_progress = {
+            "run_id": self.run_id, "trigger": self.opts.trigger, "from": fallback, "to": target,
+            "step": "checkout", "since": time.time(),
+        }
+        self.save(state)
+
+        # ---- checkout + dependency rules
+        with self.step("checkout") as st:
+            self.git.checkout(self.host.app.branch, target)
+            st.message = _short(target)
+        ran: List[DepRule] = []
+        failed_rule = None
+        for rule in rules:
+            ran.append(rule)
+            if not self._run_rule(rule):
+                failed_rule = rule
+                break
+        if failed_rule is not None:
+            why = f"dependency rule `{failed_rule.run}` failed"
+            self._mark_bad(target, why)
+            if fallback is None:
+                self._finish("broken", f"{why} and there is no previous commit to go back to")
+                return
+            with self.step("recover") as st:
+                # A half-done `npm ci` has already removed node_modules: the
+                # rules that ran are run again for the commit we go back to.
+                self.git.checkout(self.host.app.branch, fallback)
+                back = all(self._run_rule(r, label="re-run") for r in ran)
+                st.ok = back
+                st.message = f"back on {_short(fallback)}" + ("" if back else "; re-running its rules failed too")
+            if back:
+                self._finish("aborted", f"{why}; nothing was restarted; back on {_short(fallback)}")
+            else:
+                self._finish("broken", f"{why}, and re-running the rules for {_short(fallback)} failed too")
+            return
+
+        # ---- restart + readiness gate
+        if self._restart_and_wait(affected):
+            def promote(st: State) -> None:
+                if deployed and deployed != target:
+                    st.previous = deployed
+                st.deployed = target
+                st.deployed_at = time.time()
+                st.bad.pop(target, None)
+                if self.opts.ref is not None:
+                    st.pin = target
+                    st.pin_reason = f"{self.opts.trigger} by {self.actor}"
+
+            self._finish("deployed", f"{_short(fallback)} -> {_short(target)}", promote)
+            return
+
+        # ---- rollback
+        reason = self.res.steps[-1].message if self.res.steps else "health gate failed"
+        self._mark_bad(target, reason)
+        if fallback is None:
+            self._finish("broken", f"{reason}; no previous commit to roll back to")
+            return
+        with self.step("rollback") as st:
+            self.git.checkout(self.host.app.branch, fallback)
+            rules_ok = all(self._run_rule(r, label="re-run") for r in rules)
+            st.message = f"checked out {_short(fallback)}" + ("" if rules_ok else "; its dependency rules failed")
+            st.ok = rules_ok
+        ok = rules_ok and self._restart_and_wait(affected, label="rollback")
+
+        def adopt_fallback(st: State) -> None:
+            if st.deployed is None:
+                st.deployed = fallback
+                st.deployed_at = time.time()
+
+        if ok:
+            self._finish("rolled_back", f"{_short(target)} failed ({reason}); rolled back to {_short(fallback)}, healthy", adopt_fallback)
+        else:
+            self._finish("broken", f"{_short(target)} failed ({reason}); rollback to {_short(fallback)} failed too")
+
+    # ---------------------------------------------------------------- pieces
+    def _restart_and_wait(self, services: Sequence[Service], label: str = "restart") -> bool:
+        for svc in services:
+            with self.step(f"{label} {svc.name}") as st:
+                self.services.restart(svc)
+                ready = wait_ready(self.services, svc, progress=lambda m: self.say(m))
+                st.ok = ready.ok
+                st.message = ready.message
+            if not ready.ok:
+                return False
+        return True
+
+    def _run_rule(self, rule: DepRule, label: str = "deps") -> bool:
+        cwd = os.path.normpath(os.path.join(self.app, rule.cwd))
+        with self.step(f"{label}: {rule.run}") as st:
+            result = self.c.run(
+                in_dir(cwd, rule.run), hide=True, warn=True, in_stream=False, env=self.host.env or {}
+            )
+            output = (result.stdout + result.stderr).strip()
+            self._log_output(f"{label} `{rule.run}` in {rule.cwd}", output)
+            st.ok = result.ok
+            tail = output.splitlines()[-1] if output else ""
+            st.message = ("ok" if result.ok else f"exit {result.exited}") + (f": {tail[:200]}" if tail else "")
+        return result.ok
+
+    def _log_output(self, title: str, output: str) -> None:
+        log = self._update_log_path()
+        try:
+            append_line(log, f"--- {title} ({self.run_id})\n{output}", fsync=False)
+        except OSError:
+            pass
+
+    def _stash(self, dirty: List[str]) -> str:
+        """Save tracked changes as a patch and untracked files as a tarball under
+        the backup dir (0700), then clean the tree. Never `git clean -x`:
+        ignored files (.env, node_modules) stay."""
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        base = os.path.abspath(os.path.expanduser(self.host.backup_dir))
+        dest = ensure_dir(os.path.join(base, "local-changes", f"{stamp}-{self.run_id[-6:]}"))
+        os.chmod(base, 0o700)
+        patch = self.git.run(f"git -C {_q(self.app)} diff --binary HEAD", "git diff").stdout
+        with open(os.path.join(dest, "tracked.patch"), "w", encoding="utf-8") as fh:
+            fh.write(patch)
+        untracked = self.git.run(
+            f"git -C {_q(self.app)} ls-files --others --exclude-standard -z", "git ls-files"
+        ).stdout.split("\0")
+        untracked = [u for u in untracked if u]
+        if untracked:
+            with tarfile.open(os.path.join(dest, "untracked.tar.gz"), "w:gz") as tar:
+                for rel in untracked:
+                    tar.add(os.path.join(self.app, rel), arcname=rel)
+        with open(os.path.join(dest, "STATUS"), "w", encoding="utf-8") as fh:
+            fh.write("\n".join(dirty) + "\n")
+        for name in os.listdir(dest):
+            os.chmod(os.path.join(dest, name), 0o600)
+        self.git.run(f"git -C {_q(self.app)} reset --quiet --hard", "git reset")
+        self.git.run(f"git -C {_q(self.app)} clean -fdq", "git clean")
+        self.say(f"saved local changes to {dest}")
+        return dest
+
+    def _missing_env_keys(self, target: str) -> List[str]:
+        template = self.git.show(target, self.host.env_template)
+        if template is None:
+            return []
+        env_path = os.path.join(self.app, self.host.env_file)
+        have = set(_env_keys(_read(env_path)))
+        return [k for k in _env_keys(template) if k not in have]
+
+    def _mark_bad(self, target: str, reason: str) -> None:
+        state = load_state(self.paths.state)
+        state.bad[target] = {"at": time.time(), "reason": reason[:300], "notified": False, "run_id": self.run_id}
+        # keep the list short: only the most recent bad targets matter
+        if len(state.bad) > 20:
+            for sha in sorted(state.bad, key=lambda s: state.bad[s].get("at", 0))[:-20]:
+                del state.bad[sha]
+        self.save(state)
+
+    def _finish(self, result: str, message: str, mutate=None) -> None:
+        """End a run that changed something: state (re-read, since steps
+        saved to it), history record and update-log line."""
+        state = load_state(self.paths.state)
+        if mutate is not None:
+            mutate(state)
+        state.in_progress = None
+        state.last_check = time.time()
+        state.last_result = result
+        self.save(state)
+        self.res.result = result
+        self.res.message = message
+        self._record()
+
+    def _update_log_path(self) -> str:
+        return self.host.logs.get("update") or self.paths.update_log
+
+    def _record(self) -> None:
+        """History record and update-log line for every non-noop run."""
+        self.res.duration = time.monotonic() - self.started
+        rec = self.res.to_dict()
+        rec["time"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        rec["ts"] = time.time()
+        rec.pop("plan", None)
+        append_json(self.paths.history, rec)
+        line = (
+            f"{rec['time']} [{self.opts.trigger} {self.actor}] {self.res.result.upper()} "
+            f"{_short(self.res.from_)} -> {_short(self.res.to)} in {self.res.duration:.1f}s: {self.res.message}"
+        )
+        try:
+            append_line(self._update_log_path(), line, fsync=False)
+        except OSError as exc:
+            self.res.warnings.append(f"cannot write the update log: {exc}")
+
+    def _dry_run(self) -> None:
+        state = load_state(self.paths.state)
+        target = self._fetch_and_resolve(state)
+        head = self.git.head()
+        deployed = state.deployed or head
+        changed = self.git.changed(deployed, target)
+        rules = [r.run for r in self.host.deps if changed is None or paths_match(changed, r.when)]
+        services = [s.name for s in self.host.services if changed is None or not s.paths or paths_match(changed, s.paths)]
+        dirty = self.git.dirty()
+        self.res.from_ = deployed
+        self.res.to = target
+        self.res.plan = {
+            "from": deployed, "to": target, "changed_files": None if changed is None else len(changed),
+            "rules": rules if target != deployed else [], "restart": services if target != deployed else [],
+            "dirty": dirty, "pin": state.pin, "bad": target in state.bad,
+        }
+        self.res.result = "noop"
+        self.res.message = (
+            f"would deploy {_short(deployed)} -> {_short(target)}" if target != deployed else f"up to date at {_short(target)}"
+        )
+
+
+def run_update(c, host: Host, opts: UpdateOptions, events: Optional[EventLog] = None) -> RunResult:
+    """Run the pipeline on this host (with a local Context)."""
+    return Pipeline(c, host, opts, events).run()
+
+
+def read_history(host: Host, n: int = 20) -> List[dict]:
+    return tail_jsonl(HostPaths.for_home(host.home).history, n)
+
+
+def _q(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+    except OSError:
+        return ""
+
+
+def _env_keys(text: str) -> List[str]:
+    """Keys of a dotenv file (`KEY=value`, `export KEY=value`), never values."""
+    keys = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        if line.startswith("export "):
+            line = line[7:].lstrip()
+        key = line.split("=", 1)[0].strip()
+        if key and key.replace("_", "").isalnum():
+            keys.append(key)
+    return keys

@@ -1,0 +1,251 @@
+"""Services behind one interface with two back ends (DESIGN.md §2 rule 6).
+
+- `systemd`: production; `sudo -n systemctl ...`, status from one batched
+  `systemctl show`.
+- `process`: a pidfile supervisor for the sandbox, the demo, tests and hosts
+  without systemd: setsid, output to a log file, SIGTERM then SIGKILL after a
+  grace period, stale-pidfile detection by process start time.
+
+Both are pure command builders plus pure parsers; `ServiceManager` runs them
+through `c`, so they work on the host (local Context) and agentless over SSH.
+All commands are POSIX sh.
+"""
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+from ..errors import CommandFailed
+from ..inventory import Host, Service
+from ..shell import q, quote_path, sudo, sudo_failure
+
+STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL
+
+
+@dataclass
+class ServiceStatus:
+    name: str
+    active: bool
+    state: str  # active | inactive | failed | activating | deactivating | stale | unknown
+    pid: Optional[int] = None
+    since: Optional[float] = None  # epoch seconds the current process started
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+# ---------------------------------------------------------------- systemd
+
+
+def systemd_action_cmd(action: str, units: Sequence[str]) -> str:
+    return sudo(["systemctl", action, *units])
+
+
+def systemd_status_cmd(units: Sequence[str]) -> str:
+    return (
+        "systemctl show --timestamp=unix -p Id,ActiveState,SubState,MainPID,ExecMainStartTimestamp "
+        + " ".join(q(u) for u in units)
+    )
+
+
+def parse_systemd_show(output: str, units: Sequence[str]) -> Dict[str, ServiceStatus]:
+    """Blocks of KEY=VALUE separated by blank lines, in the order asked."""
+    blocks: List[Dict[str, str]] = []
+    current: Dict[str, str] = {}
+    for line in output.splitlines():
+        if not line.strip():
+            if current:
+                blocks.append(current)
+                current = {}
+            continue
+        key, _, value = line.partition("=")
+        current[key.strip()] = value.strip()
+    if current:
+        blocks.append(current)
+    out: Dict[str, ServiceStatus] = {}
+    for unit, block in zip(units, blocks):
+        state = block.get("ActiveState") or "unknown"
+        pid = _int(block.get("MainPID"))
+        since = None
+        stamp = block.get("ExecMainStartTimestamp", "")
+        if stamp.startswith("@"):
+            since = _float(stamp[1:])
+        out[unit] = ServiceStatus(unit, state == "active" and bool(pid), state, pid or None, since)
+    for unit in units:
+        out.setdefault(unit, ServiceStatus(unit, False, "unknown"))
+    return out
+
+
+def journal_cmd(unit: str, lines: int = 100, follow: bool = False, since: Optional[str] = None) -> str:
+    argv = ["journalctl", "--no-pager", "-o", "short-iso", "-u", unit, "-n", str(int(lines))]
+    if since:
+        argv += ["--since", since]
+    if follow:
+        argv.append("-f")
+    return " ".join(q(a) for a in argv)
+
+
+# ---------------------------------------------------------------- process
+
+# Shell helpers: `alive PID START` is true when PID runs and is the same
+# process that was started (its start time matches), so a recycled PID in a
+# stale pidfile is never signalled.
+_PRELUDE = r"""
+stat_of() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null; }
+alive() {
+  set -- "$1" "$2" $(stat_of "$1")
+  [ -n "$3" ] && [ "$3" != Z ] && [ "$3" != X ] && { [ -z "$2" ] || [ "$2" = "${22}" ]; }
+}
+"""
+
+
+def _svc_files(home: str, name: str):
+    base = posixpath.join(home, "services")
+    return base, posixpath.join(base, f"{name}.pid"), posixpath.join(base, f"{name}.log")
+
+
+def process_start_cmd(home: str, app_path: str, svc: Service) -> str:
+    base, pidfile, log = _svc_files(home, svc.name)
+    workdir = posixpath.normpath(posixpath.join(app_path, svc.workdir))
+    # setsid: own session and process group, so stop can signal the whole
+    # group and the service survives the SSH session that started it.
+    inner = q("exec " + (svc.command or "false"))
+    return (
+        _PRELUDE
+        + f"mkdir -p {quote_path(base)} && chmod 700 {quote_path(base)} && cd {quote_path(workdir)} || exit 1\n"
+        + f"setsid sh -c {inner} >>{quote_path(log)} 2>&1 </dev/null &\n"
+        + "pid=$!\n"
+        + 'set -- $(stat_of "$pid")\n'
+        + f'echo "$pid ${{20}}" > {quote_path(pidfile)}.tmp && mv {quote_path(pidfile)}.tmp {quote_path(pidfile)}\n'
+        + 'echo "started $pid"\n'
+    )
+
+
+def process_stop_cmd(home: str, svc: Service, grace: float = STOP_GRACE) -> str:
+    """Stop via the pidfile; no `exit`, so it can be followed by a start."""
+    _, pidfile, _ = _svc_files(home, svc.name)
+    ticks = max(1, int(grace * 10))
+    pf = quote_path(pidfile)
+    return (
+        _PRELUDE
+        + f"if [ -r {pf} ]; then\n"
+        + f"  read pid start < {pf}\n"
+        + '  if alive "$pid" "$start"; then\n'
+        + '    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null\n'
+        + f'    i=0; while alive "$pid" "$start" && [ $i -lt {ticks} ]; do sleep 0.1; i=$((i+1)); done\n'
+        + '    if alive "$pid" "$start"; then kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid"; echo killed; else echo stopped; fi\n'
+        + "  fi\n"
+        + f"  rm -f {pf}\n"
+        + "fi\n"
+    )
+
+
+def process_status_cmd(home: str, services: Sequence[Service]) -> str:
+    lines = [_PRELUDE]
+    for svc in services:
+        _, pidfile, _ = _svc_files(home, svc.name)
+        pf = quote_path(pidfile)
+        lines.append(
+            f"if [ -r {pf} ]; then read pid start < {pf}; "
+            f'if alive "$pid" "$start"; then echo {q(svc.name)}" active $pid $(stat -c %Y /proc/$pid)"; '
+            f'else echo {q(svc.name)}" stale $pid -"; fi; '
+            f"else echo {q(svc.name)}' inactive - -'; fi"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def parse_process_status(output: str, names: Sequence[str]) -> Dict[str, ServiceStatus]:
+    out: Dict[str, ServiceStatus] = {}
+    for line in output.splitlines():
+        parts = line.split()
+        if len(parts) != 4 or parts[0] not in names:
+            continue
+        name, state, pid, since = parts
+        out[name] = ServiceStatus(name, state == "active", state, _int(pid), _float(since))
+    for name in names:
+        out.setdefault(name, ServiceStatus(name, False, "unknown"))
+    return out
+
+
+def process_log_path(home: str, svc: Service) -> str:
+    return _svc_files(home, svc.name)[2]
+
+
+def process_logs_cmd(home: str, svc: Service, lines: int = 100, follow: bool = False) -> str:
+    log = quote_path(process_log_path(home, svc))
+    return f"tail -n {int(lines)} {'-F ' if follow else ''}{log}"
+
+
+# ---------------------------------------------------------------- runner
+
+
+class ServiceManager:
+    """Start/stop/restart/status for a host's services through `c`."""
+
+    def __init__(self, c, host: Host, home: Optional[str] = None, app_path: Optional[str] = None):
+        self.c = c
+        self.host = host
+        # On the host these are absolute (expanded); over SSH they may start
+        # with ~/ and quote_path keeps that expandable.
+        self.home = home or host.home
+        self.app_path = app_path or host.app.path
+
+    def _run(self, cmd: str, what: str, argv=None):
+        result = self.c.run(cmd, hide=True, warn=True, in_stream=False)
+        if not result.ok:
+            err = sudo_failure(result.stderr, argv or [], host=self.host.name) if argv else None
+            if err:
+                raise err
+            last = (result.stderr or result.stdout).strip().splitlines()
+            raise CommandFailed(f"{what} failed: {last[-1] if last else 'exit ' + str(result.exited)}", host=self.host.name)
+        return result
+
+    def start(self, svc: Service) -> None:
+        if svc.manager == "systemd":
+            self._run(systemd_action_cmd("start", [svc.name]), f"start {svc.name}", ["systemctl", "start", svc.name])
+        else:
+            self._run(process_start_cmd(self.home, self.app_path, svc), f"start {svc.name}")
+
+    def stop(self, svc: Service) -> None:
+        if svc.manager == "systemd":
+            self._run(systemd_action_cmd("stop", [svc.name]), f"stop {svc.name}", ["systemctl", "stop", svc.name])
+        else:
+            self._run(process_stop_cmd(self.home, svc), f"stop {svc.name}")
+
+    def restart(self, svc: Service) -> None:
+        if svc.manager == "systemd":
+            self._run(
+                systemd_action_cmd("restart", [svc.name]), f"restart {svc.name}", ["systemctl", "restart", svc.name]
+            )
+        else:
+            self._run(process_stop_cmd(self.home, svc) + process_start_cmd(self.home, self.app_path, svc),
+                      f"restart {svc.name}")
+
+    def status(self, services: Optional[Sequence[Service]] = None) -> Dict[str, ServiceStatus]:
+        """Every service's status in one round trip per back end."""
+        services = list(services if services is not None else self.host.services)
+        out: Dict[str, ServiceStatus] = {}
+        units = [s.name for s in services if s.manager == "systemd"]
+        procs = [s for s in services if s.manager == "process"]
+        if units:
+            result = self.c.run(systemd_status_cmd(units), hide=True, warn=True, in_stream=False)
+            out.update(parse_systemd_show(result.stdout, units))
+        if procs:
+            result = self.c.run(process_status_cmd(self.home, procs), hide=True, warn=True, in_stream=False)
+            out.update(parse_process_status(result.stdout, [s.name for s in procs]))
+        return out
+
+
+def _int(text) -> Optional[int]:
+    try:
+        return int(str(text).strip())
+    except (TypeError, ValueError):
+        return None
+
+
+def _float(text) -> Optional[float]:
+    try:
+        return float(str(text).strip())
+    except (TypeError, ValueError):
+        return None

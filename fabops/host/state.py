@@ -1,0 +1,56 @@
+"""state.json: what this host has deployed and what it knows about targets."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional
+
+from .files import atomic_write
+
+
+@dataclass
+class State:
+    deployed: Optional[str] = None  # last commit deployed AND healthy
+    deployed_at: Optional[float] = None
+    previous: Optional[str] = None  # the good commit before `deployed`
+    pin: Optional[str] = None  # set by rollback / deploy --ref: cron keeps it
+    pin_reason: Optional[str] = None
+    bad: Dict[str, dict] = field(default_factory=dict)  # sha -> {at, reason, notified}
+    last_check: Optional[float] = None
+    last_result: Optional[str] = None
+    in_progress: Optional[dict] = None  # {run_id, trigger, from, to, step, since}
+    restarts: List[float] = field(default_factory=list)  # automatic restarts (backoff)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "State":
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**known)
+
+
+def load_state(path: str) -> State:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        return State()
+    except ValueError:
+        # A corrupt state file must not wedge the host: start over, and the
+        # pipeline adopts a healthy HEAD again.
+        return State()
+    return State.from_dict(data) if isinstance(data, dict) else State()
+
+
+def save_state(path: str, state: State) -> None:
+    atomic_write(path, state.to_json() + "\n")
+
+
+def touch_check(path: str, result: str) -> State:
+    state = load_state(path)
+    state.last_check = time.time()
+    state.last_result = result
+    save_state(path, state)
+    return state

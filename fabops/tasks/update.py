@@ -1,0 +1,157 @@
+"""The update pipeline's tasks: local-update (cron), history, status, unpin.
+
+`local-update` runs on the host itself and is on the cron path: nothing here
+may import paramiko, fabric or rich at module level.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from invoke import Collection
+
+from .. import errors
+from ._base import fabops_task, finish, load_inventory, print_json
+
+
+def _host_for_local(inventory, hosts):
+    """The host entry a host-side command acts as: `-H`, else the inventory's
+    default (host.yml names exactly one host)."""
+    inv = load_inventory(inventory)
+    chosen = inv.select(hosts)
+    if len(chosen) != 1:
+        raise errors.UsageError("local-update acts as exactly one host; name it with -H")
+    return inv, chosen[0]
+
+
+def _check_wait(wait) -> float:
+    try:
+        value = float(wait)
+    except (TypeError, ValueError):
+        raise errors.UsageError(f"--wait must be a number of seconds, not {wait!r}") from None
+    if value < 0:
+        raise errors.UsageError("--wait must not be negative")
+    return value
+
+
+@fabops_task(
+    help={
+        "trigger": "Who runs this: cron (default), deploy, ci, rollback, reset or manual.",
+        "actor": "The person behind the run, for the lock message and the history (default user@hostname).",
+        "ref": "Deploy this ref or commit instead of the branch head; pins the host.",
+        "stash": "Save local changes in the checkout aside (patch + tarball in the backup dir) and proceed.",
+        "wait": "Seconds to wait for the host lock (default 0; 300 for deploys under CI=true).",
+        "run_id": "Id of this run; its events go to <host home>/runs/<id>.jsonl.",
+        "install_config": "Install this file as the host's host.yml once the lock is held (used by deploy).",
+        "clear_pin": "Clear a pin left by rollback or deploy --ref (deploy does this).",
+        "verbose": "Print every step; by default only a one-line result, and nothing for a no-op.",
+    }
+)
+def local_update(
+    c, hosts=None, trigger="cron", actor=None, ref=None, stash=False, wait=0.0, run_id=None,
+    install_config=None, clear_pin=False, dry_run=False, verbose=False, json=False, inventory=None,
+):
+    """Converge this host on its branch: fetch, gate, restart, roll back on failure (cron's entry point)."""
+    from ..host.events import EventLog, new_run_id
+    from ..host.files import HostPaths
+    from ..host.pipeline import UpdateOptions, run_update
+
+    inv, host = _host_for_local(inventory, hosts)
+    if ref is not None:
+        from ..host.git import check_ref
+
+        check_ref(ref)
+    opts = UpdateOptions(
+        trigger=trigger, actor=actor or "", ref=ref, stash=stash, wait=_check_wait(wait),
+        dry_run=dry_run, run_id=run_id or new_run_id(), clear_pin=clear_pin,
+    )
+    paths = HostPaths.for_home(host.home)
+    listeners = []
+    if verbose and not json:
+        listeners.append(_print_event)
+    events = EventLog(paths.run_events(opts.run_id) if run_id else None, listeners)
+    events.start_heartbeat()
+    try:
+        result = run_update(c, _with_config(host, install_config), opts, events)
+    finally:
+        events.close()
+    if json:
+        print_json(result.to_dict())
+    elif result.result != "noop" or verbose or dry_run:
+        stream = sys.stderr if result.exit_code not in (errors.OK, errors.WARNING) else sys.stdout
+        stream.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {host.name}: {result.result}: {result.message}\n")
+        for warning in result.warnings:
+            stream.write(f"  warning: {warning}\n")
+        if dry_run and result.plan:
+            for key in ("rules", "restart", "dirty"):
+                if result.plan.get(key):
+                    stream.write(f"  {key}: {', '.join(result.plan[key])}\n")
+    finish(result.exit_code)
+
+
+def _with_config(host, install_config):
+    """Deploy uploads the laptop's resolved settings as runs/<id>.host.yml; the
+    run installs them as host.yml (atomically) and uses them."""
+    if not install_config:
+        return host
+    from ..inventory import load
+
+    new_inv = load(install_config)
+    new_host = new_inv.select(host.name)[0]
+    from ..host.files import HostPaths, atomic_write
+
+    with open(install_config, encoding="utf-8") as fh:
+        text = fh.read()
+    atomic_write(HostPaths.for_home(new_host.home).host_yml, text)
+    return new_host
+
+
+def _print_event(event: dict) -> None:
+    kind = event.get("kind")
+    if kind == "step" and event.get("status") != "start":
+        mark = "ok" if event.get("status") == "ok" else "FAILED"
+        sys.stdout.write(f"  {event.get('step')}: {mark} ({event.get('seconds', 0):.2f}s) {event.get('message') or ''}\n")
+    elif kind == "log":
+        sys.stdout.write(f"  {event.get('message')}\n")
+    sys.stdout.flush()
+
+
+@fabops_task(help={"n": "How many runs to show (default 20)."})
+def history(c, hosts=None, n=20, json=False, inventory=None, accept_new=False, connect_timeout=None):
+    """Show the last deploys, rollbacks and automatic updates of each host."""
+    from ..remote import for_each_host, read_remote_history
+
+    outcome = for_each_host(inventory, hosts, lambda cxn, host: read_remote_history(cxn, host, int(n)),
+                            accept_new=accept_new, connect_timeout=connect_timeout)
+    if json:
+        print_json({r.host: (r.value if r.ok else {"error": str(r.error), "code": r.code}) for r in outcome.results})
+    else:
+        from ..render import history_table, host_errors
+
+        for r in outcome.results:
+            if r.ok:
+                history_table(r.host, r.value)
+        host_errors(outcome.results)
+    finish(outcome.code)
+
+
+@fabops_task
+def status(c, hosts=None, json=False, inventory=None, accept_new=False, connect_timeout=None):
+    """Show each service's state, PID and uptime, the deployed commit, pins and the last run."""
+    from ..remote import for_each_host, gather_status
+
+    outcome = for_each_host(inventory, hosts, gather_status, accept_new=accept_new, connect_timeout=connect_timeout)
+    if json:
+        print_json({r.host: (r.value if r.ok else {"error": str(r.error), "code": r.code}) for r in outcome.results})
+    else:
+        from ..render import host_errors, status_panel
+
+        for r in outcome.results:
+            if r.ok:
+                status_panel(r.host, r.value)
+        host_errors(outcome.results)
+    finish(outcome.code)
+
+
+ns = Collection("update", local_update, history, status)

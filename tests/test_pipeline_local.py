@@ -1,0 +1,296 @@
+"""The update pipeline as cron runs it: `fabops local-update` on the host with a
+local Context, a real bare origin, real git and the process back end.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, require, run_cli
+from tests.harness.sandbox import Origin, clone, git, kill_pidfile, local_inventory
+from tests.harness.sshd import free_port
+
+
+class Sandbox:
+    def __init__(self, base: Path, **service):
+        self.base = base
+        self.origin = Origin(base)
+        self.app = base / "host" / "app"
+        self.home = base / "host" / "home"
+        clone(self.origin, self.app)
+        self.port = free_port()
+        (self.app / ".env").write_text(f"DISCORD_TOKEN=s3cr3t-token-value\nPORT={self.port}\n")
+        self.inventory = local_inventory(base / "hosts.yml", self.app, self.home, self.port, **service)
+
+    def update(self, *args, timeout=120):
+        return run_cli("local-update", "-i", str(self.inventory), "--json", *args, timeout=timeout)
+
+    def result(self, *args):
+        r = self.update(*args)
+        try:
+            data = json.loads(r.stdout)
+        except ValueError:
+            raise AssertionError(f"no JSON: rc={r.returncode} out={r.stdout!r} err={r.stderr!r}")
+        return r.returncode, data
+
+    @property
+    def state(self) -> dict:
+        return json.loads((self.home / "state.json").read_text())
+
+    def history(self):
+        path = self.home / "history.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    def head(self) -> str:
+        return git("rev-parse", "HEAD", cwd=self.app)
+
+    def health(self):
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=5) as resp:
+            return json.loads(resp.read())
+
+    def pid(self):
+        return int((self.home / "services" / "bot.pid").read_text().split()[0])
+
+    def stop(self):
+        kill_pidfile(self.home / "services" / "bot.pid")
+
+
+@pytest.fixture
+def sandbox(tmp_path):
+    require(sys.platform.startswith("linux"), "the process back end needs Linux")
+    box = Sandbox(tmp_path)
+    yield box
+    box.stop()
+
+
+def test_fresh_deploy_then_noop(sandbox):
+    code, res = sandbox.result()
+    assert code == 0, res
+    assert res["result"] == "deployed"
+    v1 = sandbox.origin.head
+    assert sandbox.state["deployed"] == v1
+    assert sandbox.health()["version"] == "1"
+    assert [s["name"] for s in res["steps"]][:3] == ["fetch", "preflight", "checkout"]
+    assert len(sandbox.history()) == 1
+
+    pid = sandbox.pid()
+    code, res = sandbox.result()
+    assert (code, res["result"]) == (0, "noop")
+    assert sandbox.pid() == pid  # nothing restarted
+    assert len(sandbox.history()) == 1  # no history record for a no-op
+    assert sandbox.state["last_result"] == "noop" and sandbox.state["last_check"] > 0
+
+
+def test_new_commit_is_deployed_and_rule_runs_only_when_watched_file_changed(sandbox):
+    sandbox.result()
+    v2 = sandbox.origin.good("2")
+    code, res = sandbox.result()
+    assert (code, res["result"]) == (0, "deployed")
+    assert sandbox.state["deployed"] == v2 and sandbox.head() == v2
+    assert sandbox.health()["version"] == "2"
+    assert not any(s["name"].startswith("deps") for s in res["steps"])  # requirements.txt unchanged
+
+    v3 = sandbox.origin.push("new dependency", {"requirements.txt": "http-server==1.0\nextra==2\n"})
+    code, res = sandbox.result()
+    assert (code, res["result"]) == (0, "deployed"), res
+    assert any(s["name"] == "deps: sh install-deps.sh" for s in res["steps"])
+    assert (sandbox.app / "vendor" / "installed.txt").read_text().endswith("extra==2\n")
+    assert sandbox.state["deployed"] == v3
+
+
+def test_crash_on_boot_rolls_back_and_cron_skips_it(sandbox):
+    sandbox.result()
+    v1 = sandbox.origin.head
+    bad = sandbox.origin.crash("2")
+    code, res = sandbox.result()
+    assert code == 2 and res["result"] == "rolled_back", res
+    assert "rolled back to" in res["message"]
+    assert sandbox.state["deployed"] == v1 and sandbox.head() == v1
+    assert sandbox.health()["version"] == "1"
+    assert bad in sandbox.state["bad"]
+
+    pid = sandbox.pid()
+    code, res = sandbox.result()  # cron again: remembered bad target, no restart
+    assert (code, res["result"]) == (1, "skipped_bad")
+    assert sandbox.pid() == pid
+    code, res = sandbox.result()
+    assert "already reported" in res["message"]
+
+    v3 = sandbox.origin.good("3")  # origin moves on: deployed
+    code, res = sandbox.result()
+    assert (code, res["result"]) == (0, "deployed")
+    assert sandbox.state["deployed"] == v3
+    results = [h["result"] for h in sandbox.history()]
+    assert results == ["deployed", "rolled_back", "skipped_bad", "deployed"]  # skipped_bad recorded once
+
+
+def test_unhealthy_commit_rolls_back(tmp_path):
+    box = Sandbox(tmp_path, timeout="3s")
+    try:
+        box.result()
+        box.origin.unhealthy("2")
+        code, res = box.result()
+        assert (code, res["result"]) == (2, "rolled_back"), res
+        assert "gave HTTP 500, expected 200" in res["message"]
+        assert box.health()["version"] == "1"
+    finally:
+        box.stop()
+
+
+def test_dependency_rule_failure_never_restarts_and_recovers(sandbox):
+    sandbox.result()
+    v1 = sandbox.origin.head
+    pid = sandbox.pid()
+    sandbox.origin.push("broken deps", {"requirements.txt": "fail\n"})
+    code, res = sandbox.result()
+    assert code == 2 and res["result"] == "aborted", res
+    assert "dependency rule `sh install-deps.sh` failed" in res["message"]
+    assert sandbox.pid() == pid  # never restarted
+    assert sandbox.head() == v1
+    # the rule was re-run for the deployed commit: vendor/ is whole again
+    assert (sandbox.app / "vendor" / "installed.txt").read_text() == "http-server==1.0\n"
+    assert any(s["name"].startswith("re-run") and s["ok"] for s in res["steps"])
+
+
+def test_dirty_tree_is_refused_then_stashed(sandbox):
+    sandbox.result()
+    (sandbox.app / "app.py").write_text((sandbox.app / "app.py").read_text() + "\n# hotfix on the host\n")
+    (sandbox.app / "notes.txt").write_text("local notes\n")
+    sandbox.origin.good("2")
+    code, res = sandbox.result()
+    assert code == 2 and res["result"] == "aborted"
+    assert "M app.py" in res["message"] and "?? notes.txt" in res["message"] and "--stash" in res["message"]
+
+    code, res = sandbox.result("--stash")
+    assert (code, res["result"]) == (0, "deployed"), res
+    saved = Path(res["saved"])
+    assert "hotfix on the host" in (saved / "tracked.patch").read_text()
+    import tarfile
+
+    with tarfile.open(saved / "untracked.tar.gz") as tar:
+        assert tar.getnames() == ["notes.txt"]
+    assert oct(saved.stat().st_mode & 0o777) == "0o700"
+    assert (sandbox.app / ".env").exists()  # ignored files are never touched
+
+
+def test_missing_env_keys_abort_without_showing_values(sandbox):
+    sandbox.result()
+    sandbox.origin.push("needs a new key", {".env.example": "DISCORD_TOKEN=\nPORT=\nNEW_API_KEY=\n"})
+    r = sandbox.update()
+    res = json.loads(r.stdout)
+    assert r.returncode == 2 and res["result"] == "aborted"
+    assert "NEW_API_KEY" in res["message"]
+    assert "s3cr3t" not in r.stdout + r.stderr
+    assert "s3cr3t" not in (sandbox.home / "history.jsonl").read_text() if (sandbox.home / "history.jsonl").exists() else True
+
+
+def test_concurrent_runs_one_deploys_other_is_locked(sandbox):
+    sandbox.result()
+    sandbox.origin.good("2")
+    cmd = [sys.executable, "-m", "fabops.cli", "local-update", "-i", str(sandbox.inventory), "--json", "--actor", "tester"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    results = sorted(json.loads(o[0])["result"] for o in outs)
+    assert codes == [0, 4] and results == ["deployed", "locked"], outs
+    locked = next(json.loads(o[0]) for o in outs if json.loads(o[0])["result"] == "locked")
+    assert "cron by tester" in locked["message"] and "pid" in locked["message"]
+
+
+def test_kill_minus_9_mid_run_then_next_run_converges(sandbox):
+    sandbox.result()
+    v2 = sandbox.origin.push("slow deps", {"requirements.txt": "slow==1\n", "install-deps.sh": "#!/bin/sh\nset -e\nrm -rf vendor\nmkdir -p vendor\nsleep 30\ncp requirements.txt vendor/installed.txt\n"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fabops.cli", "local-update", "-i", str(sandbox.inventory), "--run-id", "killed"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    events = sandbox.home / "runs" / "killed.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if events.exists() and '"deps: sh install-deps.sh"' in events.read_text():
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert sandbox.state["in_progress"]["run_id"] == "killed"
+    # fix the deps step on origin so the next run can finish
+    (sandbox.origin.work / "install-deps.sh").write_text((ROOT / "examples/sample-app/install-deps.sh").read_text())
+    v3 = sandbox.origin.push("fast deps again")
+    code, res = sandbox.result()
+    assert (code, res["result"]) == (1, "deployed"), res  # deployed, with a warning about the interrupted run
+    assert any("interrupted run killed" in w for w in res["warnings"])
+    assert sandbox.state["deployed"] == v3 and sandbox.state["in_progress"] is None
+    assert sandbox.health()["version"] == "1"
+
+
+def test_first_run_adopts_a_healthy_head(sandbox):
+    # Start the app by hand as the legacy scripts would have, then let fabops take over.
+    sandbox.result()
+    (sandbox.home / "state.json").unlink()
+    (sandbox.home / "history.jsonl").unlink()
+    code, res = sandbox.result()
+    assert (code, res["result"]) == (0, "noop")
+    assert sandbox.state["deployed"] == sandbox.head()
+
+
+def test_unhealthy_service_at_deployed_commit_is_restarted(sandbox):
+    sandbox.result()
+    sandbox.stop()
+    code, res = sandbox.result()
+    assert (code, res["result"]) == (1, "deployed"), res
+    assert "restarted bot" in res["message"]
+    assert sandbox.health()["version"] == "1"
+
+
+def test_ref_pins_and_cron_keeps_the_pin(sandbox):
+    sandbox.result()
+    v1 = sandbox.origin.head
+    sandbox.origin.good("2")
+    code, res = sandbox.result()
+    assert code == 0
+    code, res = sandbox.result("--ref", v1, "--trigger", "rollback")
+    assert (code, res["result"]) == (0, "deployed"), res
+    assert sandbox.state["pin"] == v1
+    sandbox.origin.good("3")
+    code, res = sandbox.result()  # cron: stays pinned
+    assert (code, res["result"]) == (0, "noop")
+    assert sandbox.head() == v1
+    code, res = sandbox.result("--clear-pin", "--trigger", "deploy")
+    assert (code, res["result"]) == (0, "deployed")
+    assert sandbox.state["pin"] is None and sandbox.health()["version"] == "3"
+
+
+def test_bad_ref_is_a_usage_error(sandbox):
+    r = sandbox.update("--ref", "main..evil")
+    assert r.returncode == 64 and "not a valid git ref" in r.stderr
+
+
+def test_history_and_status_tasks_read_the_host(sandbox):
+    sandbox.result()
+    sandbox.origin.good("2")
+    sandbox.result()
+    r = run_cli("history", "-i", str(sandbox.inventory), "--json")
+    assert r.returncode == 0, r.stderr
+    recs = json.loads(r.stdout)["local"]
+    assert [x["result"] for x in recs] == ["deployed", "deployed"]
+    assert all(x["trigger"] == "cron" for x in recs)
+    r = run_cli("status", "-i", str(sandbox.inventory), "--json")
+    data = json.loads(r.stdout)["local"]
+    assert data["services"][0]["active"] and data["deployed"] == sandbox.origin.head
+    r = run_cli("history", "-i", str(sandbox.inventory))
+    assert "deployed" in r.stdout
+
+
+def test_update_log_is_written(sandbox):
+    sandbox.result()
+    log = (sandbox.base / "host" / "log" / "update.log").read_text()
+    assert "DEPLOYED" in log and "s3cr3t" not in log
