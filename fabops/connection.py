@@ -167,7 +167,9 @@ def open_connection(cxn, host: Host, timeout: float) -> None:
         transport = cxn.client.get_transport()
         cause = getattr(transport, "saved_exception", None) if transport else None
         text = str(cause or exc) or exc.__class__.__name__
-        if "banner" in text.lower() or "timeout" in text.lower():
+        # "No existing session" is paramiko's word for a handshake that never
+        # finished: the port accepted TCP but no SSH server answered in time.
+        if any(w in text.lower() for w in ("banner", "timeout", "no existing session")):
             text = f"no SSH answer within {timeout:g} s ({text})"
         raise UnreachableError(f"cannot connect to {where}: {text}", host=host.name) from None
     except OSError as exc:
@@ -225,3 +227,23 @@ class _AcceptNewPolicy:
         # paramiko passes the `[host]:port` form already for non-22 ports.
         record_host_key(self.path, hostname, key)
         client.get_host_keys().add(hostname, key.get_name(), key)
+
+
+def close_quietly(cxn, timeout: float = 2.0) -> None:
+    """Close a connection without ever hanging: paramiko's Transport.close()
+    joins its thread with no timeout, which blocks on a frozen peer."""
+    close = getattr(cxn, "close", None)
+    if close is None:
+        return
+    import threading
+
+    t = threading.Thread(target=lambda: _ignore_errors(close), name="fabops-close", daemon=True)
+    t.start()
+    t.join(timeout)
+
+
+def _ignore_errors(fn) -> None:
+    try:
+        fn()
+    except Exception:  # noqa: BLE001 - closing a dead connection
+        pass

@@ -28,7 +28,7 @@ def for_each_host(
 ) -> FanoutResult:
     """Load the inventory, select hosts, and run `fn(connection, host)` on each
     in bounded parallel, one connection per host, closed afterwards."""
-    from .connection import connect
+    from .connection import close_quietly, connect
     from .tasks._base import check_timeout, select
 
     timeout = check_timeout(connect_timeout, "--connect-timeout")
@@ -39,9 +39,7 @@ def for_each_host(
         try:
             return fn(cxn, host)
         finally:
-            close = getattr(cxn, "close", None)
-            if close:
-                close()
+            close_quietly(cxn)
 
     return run_hosts(chosen, one, parallel=parallel)
 
@@ -110,6 +108,7 @@ def parse_status(output: str, host: Host) -> Dict[str, Any]:
         "services": [services[s.name].to_dict() for s in host.services],
         "deployed": state.get("deployed"),
         "deployed_at": state.get("deployed_at"),
+        "previous": state.get("previous"),
         "head": (sections.get("head") or None),
         "pin": state.get("pin"),
         "pin_reason": state.get("pin_reason"),

@@ -132,3 +132,34 @@ def run_cli(*args, env=None, cwd=None, timeout=120) -> subprocess.CompletedProce
         capture_output=True, text=True, env=full_env, cwd=cwd or ROOT,
         timeout=timeout, stdin=subprocess.DEVNULL,
     )
+
+
+# Pre-built by .ci/prebuild-wheelhouses (from .ci/run), read-only for tests:
+# resolved before any fixture points HOME elsewhere.
+TEST_CACHE = Path(os.environ.get("FABOPS_TEST_CACHE") or os.path.expanduser("~/.cache/fabops-tests"))
+
+
+@pytest.fixture(scope="session")
+def fabops_wheel(tmp_path_factory) -> Path:
+    """The wheel of the code under test, built offline once per session."""
+    out = tmp_path_factory.mktemp("wheel")
+    r = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(out), str(ROOT)],
+        capture_output=True, text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    return next(out.glob("fabops-*.whl"))
+
+
+@pytest.fixture
+def deploy_env(fabops_wheel, monkeypatch):
+    """Environment for a laptop-side deploy in tests: this wheel, and the
+    pre-built wheelhouses (never the network)."""
+    require(
+        (TEST_CACHE / "wheelhouse-cp311").is_dir(),
+        f"no wheelhouse in {TEST_CACHE}: run .ci/prebuild-wheelhouses (bash .ci/run does)",
+    )
+    env = {"FABOPS_WHEEL": str(fabops_wheel), "FABOPS_WHEELHOUSE": str(TEST_CACHE)}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return env

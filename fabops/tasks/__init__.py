@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from . import inventory, ping, update
+from . import deploy, inventory, ping, update
 
-_MODULES = (inventory, ping, update)
+_MODULES = (inventory, ping, update, deploy)
 
 ns = Collection()
 for _module in _MODULES:

@@ -12,7 +12,7 @@ from ._base import check_parallel, check_timeout, fabops_task, finish, print_jso
 @fabops_task
 def ping(c, hosts=None, parallel=10, json=False, accept_new=False, connect_timeout=None, inventory=None):
     """Connect to each host and show its kernel, uptime, Python and round-trip time."""
-    from ..connection import connect
+    from ..connection import close_quietly, connect
     from ..probe import probe
 
     parallel = check_parallel(parallel)
@@ -24,9 +24,7 @@ def ping(c, hosts=None, parallel=10, json=False, accept_new=False, connect_timeo
         try:
             return probe(cxn)
         finally:
-            close = getattr(cxn, "close", None)
-            if close:
-                close()
+            close_quietly(cxn)
 
     outcome = run_hosts(chosen, one, parallel=parallel)
     if json:

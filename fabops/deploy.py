@@ -1,0 +1,266 @@
+"""`inv deploy` on the laptop: run the host-side pipeline detached and follow it.
+
+The laptop installs (or repairs) fabops on the host, uploads this host's
+resolved settings, starts `fabops local-update` with `setsid` and stdin from
+/dev/null, and follows `<host home>/runs/<id>.jsonl`. The host writes an event
+at least every second; if none arrives for `liveness` seconds the link is
+lost: the laptop gives up (exit 3) and the run goes on, on the host.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional
+
+import yaml
+
+from . import errors
+from .errors import CommandFailed, UnreachableError
+from .host.events import new_run_id
+from .inventory import Host
+from .shell import join, quote_path
+
+DEFAULT_LIVENESS = 5.0
+STARTUP_WINDOW = 20.0  # seconds for the host-side interpreter to send its first event
+
+
+@dataclass
+class DeployOptions:
+    ref: Optional[str] = None
+    trigger: str = "deploy"
+    actor: str = ""
+    stash: bool = False
+    wait: float = 0.0
+    liveness: float = DEFAULT_LIVENESS
+    offline: bool = False
+    dry_run: bool = False
+    clear_pin: bool = True
+    attach: Optional[str] = None
+
+
+@dataclass
+class DeployOutcome:
+    host: str
+    run_id: str
+    result: dict = field(default_factory=dict)
+    install: Optional[str] = None
+    events: List[dict] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return int(self.result.get("exit_code", errors.FAILED))
+
+
+def default_actor() -> str:
+    if os.environ.get("GITHUB_ACTOR"):
+        return f"{os.environ['GITHUB_ACTOR']}@github-actions"
+    user = os.environ.get("USER") or os.environ.get("LOGNAME") or "someone"
+    return f"{user}@{socket.gethostname()}"
+
+
+def host_yml(host: Host) -> str:
+    """This host's resolved settings, as the host reads them (host.yml)."""
+    data = {"default": host.name, "hosts": {host.name: host.to_dict()}}
+    data["hosts"][host.name].pop("connection", None)
+    data["hosts"][host.name].pop("identity_file", None)
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def local_update_argv(host: Host, run_id: str, opts: DeployOptions, config: str) -> List[str]:
+    venv = host.home.rstrip("/") + "/venv"
+    argv = [venv + "/bin/fabops", "local-update", "-i", config, "-H", host.name,
+            "--trigger", opts.trigger, "--actor", opts.actor or default_actor(), "--run-id", run_id]
+    if opts.ref:
+        argv += ["--ref", opts.ref]
+    if opts.stash:
+        argv.append("--stash")
+    if opts.wait:
+        argv += ["--wait", str(float(opts.wait))]
+    if opts.clear_pin and not opts.ref:
+        argv.append("--clear-pin")
+    if opts.dry_run:
+        argv.append("--dry-run")
+    argv += ["--install-config", config]
+    return argv
+
+
+def _hq(path: str) -> str:
+    return quote_path(path)
+
+
+def start_detached_cmd(host: Host, run_id: str, argv: List[str]) -> str:
+    """setsid + stdin from /dev/null + output to a file: the run survives the
+    SSH session. Paths under ~ stay expandable, everything else is quoted."""
+    runs = host.home.rstrip("/") + "/runs"
+    out = f"{runs}/{run_id}.out"
+    words = " ".join(_hq(a) if a.startswith("~") else join([a]) for a in argv)
+    # A simple command (not an && list) goes to the background, so the
+    # forked child applies the redirections and execs at once: no shell is
+    # left holding the SSH channel open until the run ends.
+    return f"mkdir -p {_hq(runs)} || exit 1\ncd || exit 1\nsetsid {words} </dev/null >{_hq(out)} 2>&1 &\n"
+
+
+def follow_cmd(host: Host, run_id: str) -> str:
+    path = f"{host.home.rstrip('/')}/runs/{run_id}.jsonl"
+    # -F: the file may not exist yet when we start following.
+    return f"exec tail -n +1 -F {_hq(path)} 2>/dev/null"
+
+
+def follow(c, host: Host, run_id: str, liveness: float, on_event: Callable[[dict], None]) -> dict:
+    """Read the run's events until its result; raise UnreachableError when no
+    event (heartbeats included) arrives for `liveness` seconds.
+
+    paramiko's keepalive never waits for an answer, and opening or exec-ing a
+    channel can block with no timeout on a frozen server, so a watchdog
+    thread enforces liveness on every step by closing the transport."""
+    import threading
+
+    transport = c.client.get_transport() if hasattr(c, "client") else None
+    if transport is None:
+        raise UnreachableError("no open SSH transport to follow the run", host=host.name)
+    last = [time.monotonic()]
+    seen_any = [False]
+    expired = threading.Event()
+    done = threading.Event()
+
+    # The first event comes after the host's interpreter has started, which
+    # is not a missed heartbeat: allow it a longer window.
+    first_window = max(liveness, STARTUP_WINDOW)
+
+    def watchdog():
+        while not done.wait(0.1):
+            if time.monotonic() - last[0] > (liveness if seen_any[0] else first_window):
+                expired.set()
+                transport.close()
+                return
+
+    dog = threading.Thread(target=watchdog, name="fabops-liveness", daemon=True)
+    dog.start()
+    buf = b""
+    seen = False
+    chan = None
+    try:
+        try:
+            chan = transport.open_session(timeout=first_window)
+            chan.settimeout(first_window)
+            chan.exec_command(follow_cmd(host, run_id))
+            while True:
+                data = chan.recv(65536)
+                if not data:
+                    raise EOFError
+                buf += data
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    try:
+                        event = json.loads(line)
+                    except ValueError:
+                        continue
+                    seen = seen_any[0] = True
+                    last[0] = time.monotonic()
+                    chan.settimeout(liveness)
+                    on_event(event)
+                    if event.get("kind") == "result":
+                        return event
+        except Exception as exc:  # noqa: BLE001 - every way a dead link can surface
+            if isinstance(exc, UnreachableError):
+                raise
+            if expired.is_set() or isinstance(exc, socket.timeout):
+                if not seen:
+                    raise _NoEvents() from None
+                raise UnreachableError(
+                    f"lost contact: no event from the host for {liveness:g} s. The run {run_id} goes on "
+                    f"on the host; see `inv history -H {host.name}` or `inv deploy -H {host.name} --attach {run_id}`",
+                    host=host.name,
+                ) from None
+            raise UnreachableError(f"the connection failed while following run {run_id}: {exc or exc.__class__.__name__}", host=host.name) from None
+    finally:
+        done.set()
+        if chan is not None:
+            try:
+                chan.close()
+            except Exception:  # noqa: BLE001 - closing a dead channel
+                pass
+
+
+class _NoEvents(Exception):
+    pass
+
+
+def deploy_host(c, host: Host, opts: DeployOptions, on_event: Callable[[dict], None]) -> DeployOutcome:
+    """Deploy one host over SSH (or locally for `connection: local`)."""
+    if host.is_local:
+        return _deploy_local(c, host, opts, on_event)
+    from .install import ensure_installed, tmp_upload
+
+    run_id = opts.attach or new_run_id()
+    outcome = DeployOutcome(host.name, run_id)
+    if not opts.attach:
+        inst = ensure_installed(c, host, offline=opts.offline)
+        outcome.install = inst.message
+        on_event({"kind": "log", "message": inst.message})
+        config = f"{host.home.rstrip('/')}/runs/{run_id}.host.yml"
+        c.run(f"mkdir -p {_hq(host.home.rstrip('/') + '/runs')} && chmod 700 {_hq(host.home)}", hide=True)
+        tmp_upload(c, host_yml(host), config)
+        argv = local_update_argv(host, run_id, opts, config)
+        c.run(start_detached_cmd(host, run_id, argv), hide=True, pty=False)
+    try:
+        event = follow(c, host, run_id, opts.liveness, lambda e: (outcome.events.append(e), on_event(e)))
+    except _NoEvents:
+        if not _transport_alive(c):
+            raise UnreachableError(
+                f"lost contact before the first event of run {run_id}; it may still run on the host: "
+                f"`inv deploy -H {host.name} --attach {run_id}`", host=host.name) from None
+        try:
+            out = c.run(f"tail -n 5 {_hq(host.home.rstrip('/') + '/runs/' + run_id + '.out')} 2>/dev/null",
+                        hide=True, warn=True, timeout=10).stdout.strip()
+        except Exception:  # noqa: BLE001 - the link may be dying too
+            raise UnreachableError(f"lost contact before the first event of run {run_id}", host=host.name) from None
+        raise CommandFailed(
+            f"the host-side run {run_id} wrote no events within {max(opts.liveness, STARTUP_WINDOW):g} s" + (f": {out}" if out else ""),
+            host=host.name,
+        ) from None
+    outcome.result = {k: v for k, v in event.items() if k not in ("kind", "t")}
+    return outcome
+
+
+def _transport_alive(c) -> bool:
+    transport = c.client.get_transport() if hasattr(c, "client") else None
+    return bool(transport and transport.is_active())
+
+
+def _deploy_local(c, host: Host, opts: DeployOptions, on_event) -> DeployOutcome:
+    """The sandbox host: the same pipeline, in this process."""
+    from .host.events import EventLog
+    from .host.files import HostPaths
+    from .host.pipeline import UpdateOptions, run_update
+
+    run_id = new_run_id()
+    outcome = DeployOutcome(host.name, run_id)
+    events = EventLog(HostPaths.for_home(host.home).run_events(run_id), [lambda e: (outcome.events.append(e), on_event(e))])
+    try:
+        res = run_update(c, host, UpdateOptions(
+            trigger=opts.trigger, actor=opts.actor or default_actor(), ref=opts.ref, stash=opts.stash,
+            wait=opts.wait, dry_run=opts.dry_run, run_id=run_id, clear_pin=opts.clear_pin and not opts.ref,
+        ), events)
+    finally:
+        events.close()
+    outcome.result = res.to_dict()
+    return outcome
+
+
+def remote_previous_good(c, host: Host) -> Optional[str]:
+    """The commit `rollback` goes back to: state.previous, else the last
+    deployed `from` in the history that differs from what is deployed now."""
+    from .remote import gather_status, read_remote_history
+
+    status = gather_status(c, host)
+    if status.get("previous"):
+        return status["previous"]
+    deployed = status.get("deployed")
+    for rec in reversed(read_remote_history(c, host, 50)):
+        if rec.get("result") == "deployed" and rec.get("from") and rec.get("from") != deployed:
+            return rec["from"]
+    return None

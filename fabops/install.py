@@ -1,0 +1,272 @@
+"""Put this exact fabops on a host: a venv under the host home holding the
+wheel built here, identified by version + wheel sha256 (so a development build
+reinstalls). Used by `inv deploy` (repair a missing or outdated install) and
+`inv setup`.
+
+Dependencies come from the package index on the host, or with `--offline`
+from a wheelhouse downloaded here for the host's own platform and Python
+(`pip download --only-binary=:all: --platform ... --python-version ...`): a
+macOS laptop cannot ship its own wheels to a Linux host.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+from . import __version__
+from .errors import CommandFailed, FabopsError, UsageError
+from .inventory import Host
+from .probe import MARK, split_sections
+from .shell import q, quote_path
+
+MIN_HOST_PYTHON = (3, 9)
+MARKER = "fabops-install.json"
+
+
+@dataclass
+class Wheel:
+    path: str
+    sha256: str
+    version: str
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.path)
+
+
+@dataclass
+class HostPython:
+    version: tuple
+    machine: str
+    installed: Optional[dict]  # the marker of the current install, if any
+
+    @property
+    def tag(self) -> str:
+        return f"cp{self.version[0]}{self.version[1]}-{self.machine}"
+
+
+def sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 16), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def source_root() -> Optional[Path]:
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / "pyproject.toml").is_file() else None
+
+
+def _source_digest(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted([root / "pyproject.toml", *(root / "fabops").rglob("*.py")]):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")) / "fabops"
+
+
+def local_wheel() -> Wheel:
+    """The wheel of the fabops running here: $FABOPS_WHEEL, or built from the
+    source tree (cached by a digest of the sources, so it is built once per
+    change and its sha256 is stable)."""
+    explicit = os.environ.get("FABOPS_WHEEL")
+    if explicit:
+        if not os.path.isfile(explicit):
+            raise UsageError(f"FABOPS_WHEEL={explicit} does not exist")
+        return Wheel(explicit, sha256_file(explicit), __version__)
+    root = source_root()
+    if root is None:
+        raise UsageError("cannot find the fabops source tree to build a wheel; set FABOPS_WHEEL to a fabops wheel")
+    out = cache_dir() / "wheels" / _source_digest(root)
+    found = sorted(out.glob(f"fabops-{__version__}-*.whl")) if out.is_dir() else []
+    if not found:
+        out.mkdir(parents=True, exist_ok=True)
+        r = subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(out), str(root)],
+            capture_output=True, text=True,
+        )
+        found = sorted(out.glob(f"fabops-{__version__}-*.whl"))
+        if r.returncode != 0 or not found:
+            tail = (r.stderr or r.stdout).strip().splitlines()[-3:]
+            raise CommandFailed("building the fabops wheel failed: " + " | ".join(tail))
+    return Wheel(str(found[-1]), sha256_file(str(found[-1])), __version__)
+
+
+def runtime_requirements() -> List[str]:
+    """fabops' own runtime requirements, from its installed metadata."""
+    from importlib import metadata
+
+    try:
+        reqs = metadata.requires("fabops") or []
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a plain checkout
+        reqs = []
+    return [r.split(";")[0].strip() for r in reqs if "extra ==" not in r]
+
+
+def venv_dir(host: Host) -> str:
+    return host.home.rstrip("/") + "/venv"
+
+
+def probe_cmd(host: Host) -> str:
+    marker = quote_path(venv_dir(host) + "/" + MARKER)
+    return (
+        f"echo '{MARK}python'; python3 -c 'import sys, platform; "
+        'print("%d %d %s" % (sys.version_info[0], sys.version_info[1], platform.machine()))\' 2>/dev/null\n'
+        f"echo '{MARK}marker'; cat {marker} 2>/dev/null\n"
+        f"echo '{MARK}fabops'; {quote_path(venv_dir(host) + '/bin/fabops')} --version 2>/dev/null\n"
+        f"echo '{MARK}end'\n"
+    )
+
+
+def parse_probe(output: str) -> HostPython:
+    s = split_sections(output)
+    parts = (s.get("python") or "").split()
+    version: tuple = ()
+    machine = ""
+    if len(parts) == 3 and parts[0].isdigit() and parts[1].isdigit():
+        version = (int(parts[0]), int(parts[1]))
+        machine = parts[2]
+    installed = None
+    try:
+        data = json.loads(s.get("marker") or "null")
+        # a marker without a working fabops (a half-done install) counts as none
+        if isinstance(data, dict) and (s.get("fabops") or "").strip():
+            installed = data
+    except ValueError:
+        pass
+    return HostPython(version, machine, installed)
+
+
+def wheelhouse_for(py: HostPython, offline: bool) -> Optional[str]:
+    """A directory of dependency wheels for the host, or None to use the index."""
+    if not offline:
+        return None
+    env = os.environ.get("FABOPS_WHEELHOUSE")
+    if env:
+        # may name one dir, or a parent holding wheelhouse-cpXY dirs
+        candidate = os.path.join(env, f"wheelhouse-cp{py.version[0]}{py.version[1]}")
+        return candidate if os.path.isdir(candidate) else env
+    dest = cache_dir() / "wheelhouse" / py.tag
+    if not any(dest.glob("*.whl")):
+        download_wheelhouse(py, str(dest))
+    return str(dest)
+
+
+def download_wheelhouse(py: HostPython, dest: str) -> None:
+    machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(py.machine, py.machine)
+    platforms = [f"manylinux2014_{machine}", f"manylinux_2_17_{machine}", f"manylinux_2_28_{machine}"]
+    argv = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--implementation", "cp",
+            "--python-version", f"{py.version[0]}.{py.version[1]}", "-d", dest]
+    for plat in platforms:
+        argv += ["--platform", plat]
+    argv += runtime_requirements()
+    r = subprocess.run(argv, capture_output=True, text=True)
+    if r.returncode != 0:
+        tail = (r.stderr or r.stdout).strip().splitlines()[-2:]
+        raise CommandFailed(f"downloading wheels for the host ({py.tag}) failed: " + " | ".join(tail))
+
+
+def _sftp_path(path: str) -> str:
+    """sftp paths are relative to the login home; `~/x` becomes `x`."""
+    if path == "~":
+        return "."
+    return path[2:] if path.startswith("~/") else path
+
+
+@dataclass
+class InstallResult:
+    changed: bool
+    version: str
+    sha256: str
+    python: str
+    message: str
+
+
+def ensure_installed(c, host: Host, *, offline: bool = False, dry_run: bool = False, wheel: Optional[Wheel] = None) -> InstallResult:
+    """Install this fabops into <host home>/venv unless exactly it is there."""
+    wheel = wheel or local_wheel()
+    py = parse_probe(c.run(probe_cmd(host), hide=True, warn=True).stdout)
+    if not py.version:
+        raise FabopsError(f"no usable python3 on the host (fabops needs Python {MIN_HOST_PYTHON[0]}.{MIN_HOST_PYTHON[1]}+)", host=host.name)
+    pyver = f"{py.version[0]}.{py.version[1]}"
+    if py.version < MIN_HOST_PYTHON:
+        raise FabopsError(f"the host's python3 is {pyver}; fabops needs 3.9 or newer", host=host.name)
+    if py.installed and py.installed.get("sha256") == wheel.sha256:
+        return InstallResult(False, wheel.version, wheel.sha256, pyver, f"fabops {wheel.version} already installed")
+    what = "install" if not py.installed else f"upgrade from {py.installed.get('version')}"
+    if dry_run:
+        return InstallResult(True, wheel.version, wheel.sha256, pyver, f"would {what} fabops {wheel.version}")
+
+    home = host.home.rstrip("/")
+    dist = home + "/dist"
+    c.run(f"mkdir -p {quote_path(dist)} && chmod 700 {quote_path(home)}", hide=True)
+    put = _uploader(c)
+    put(wheel.path, posixpath.join(_sftp_path(dist), wheel.name))
+    find_links = ""
+    house = wheelhouse_for(py, offline)
+    if house:
+        remote_house = dist + "/wheelhouse"
+        c.run(f"mkdir -p {quote_path(remote_house)}", hide=True)
+        for name in sorted(os.listdir(house)):
+            if name.endswith(".whl"):
+                put(os.path.join(house, name), posixpath.join(_sftp_path(remote_house), name))
+        find_links = f"--no-index --find-links {quote_path(remote_house)} "
+    venv = quote_path(venv_dir(host))
+    marker = json.dumps({"version": wheel.version, "sha256": wheel.sha256, "python": pyver})
+    script = (
+        "set -e\n"
+        f"[ -x {venv}/bin/python ] || python3 -m venv {venv}\n"
+        f"rm -f {venv}/{MARKER}\n"
+        f"{venv}/bin/python -m pip install --quiet --disable-pip-version-check {find_links}"
+        f"--force-reinstall --no-deps {quote_path(dist + '/' + wheel.name)}\n"
+        f"{venv}/bin/python -m pip install --quiet --disable-pip-version-check {find_links}{quote_path(dist + '/' + wheel.name)}\n"
+        f"{venv}/bin/fabops --version >/dev/null\n"
+        f"printf '%s\\n' {q(marker)} > {venv}/{MARKER}\n"
+    )
+    r = c.run(script, hide=True, warn=True)
+    if not r.ok:
+        tail = (r.stderr or r.stdout).strip().splitlines()[-3:]
+        raise CommandFailed("installing fabops on the host failed: " + " | ".join(tail), host=host.name)
+    return InstallResult(True, wheel.version, wheel.sha256, pyver, f"{what} fabops {wheel.version} (python {pyver})")
+
+
+def _uploader(c):
+    """Connection.put over SFTP, or a plain copy for a local Context."""
+    if hasattr(c, "put"):
+        def put(local: str, remote: str) -> None:
+            c.put(local, remote=remote)
+        return put
+
+    import shutil
+
+    def copy(local: str, remote: str) -> None:
+        dest = os.path.expanduser(remote if remote.startswith("/") else "~/" + remote)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        shutil.copyfile(local, dest)
+
+    return copy
+
+
+def tmp_upload(c, text: str, remote: str) -> None:
+    """Write `text` to a remote path (sftp, or a local write), mode 0600."""
+    with tempfile.NamedTemporaryFile("w", delete=False, suffix=".yml") as fh:
+        fh.write(text)
+        local = fh.name
+    try:
+        os.chmod(local, 0o600)
+        _uploader(c)(local, _sftp_path(remote))
+    finally:
+        os.unlink(local)

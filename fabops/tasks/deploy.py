@@ -1,0 +1,219 @@
+"""`inv deploy`, `inv rollback`, `inv unpin`: the laptop and CI side of the pipeline."""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+
+from invoke import Collection
+
+from .. import errors
+from ._base import check_parallel, check_timeout, fabops_task, finish, print_json, select
+
+DEPLOY_HELP = {
+    "ref": "Deploy this branch, tag or commit instead of the branch head; pins the host until `inv unpin`.",
+    "rolling": "Deploy N hosts at a time and stop at the first failure.",
+    "wait": "Seconds to wait for the host lock (default 0; 300 under CI=true).",
+    "liveness": "Seconds without an event from the host before the link counts as lost (default 5).",
+    "offline": "Install fabops' dependencies on the host from wheels downloaded here, not from the index.",
+    "actor": "Who deploys, for the lock message and the history (default user@laptop, or $GITHUB_ACTOR).",
+    "stash": "Save local changes found in the host's checkout aside and proceed (default: refuse).",
+    "attach": "Follow an earlier run again by its id (after a lost connection).",
+}
+
+
+class _Printer:
+    """Host-prefixed progress lines: one line per step, never interleaved."""
+
+    def __init__(self, width: int, quiet: bool = False):
+        self.width = width
+        self.quiet = quiet
+        self.lock = threading.Lock()
+
+    def __call__(self, host: str):
+        def on_event(event: dict) -> None:
+            if self.quiet:
+                return
+            kind = event.get("kind")
+            text = None
+            if kind == "step" and event.get("status") != "start":
+                mark = "✓" if event.get("status") == "ok" else "✗"
+                text = f"{mark} {event.get('step')} ({event.get('seconds', 0):.2f}s) {event.get('message') or ''}"
+            elif kind == "log":
+                text = f"· {event.get('message')}"
+            elif kind == "result":
+                text = f"= {event.get('result')}: {event.get('message')}"
+            if text:
+                with self.lock:
+                    sys.stdout.write(f"[{host}]".ljust(self.width + 2) + " " + text.rstrip() + "\n")
+                    sys.stdout.flush()
+
+        return on_event
+
+
+def _run_deploys(inventory, hosts, opts, parallel, rolling, json, accept_new, connect_timeout):
+    from ..connection import close_quietly, connect
+    from ..deploy import deploy_host
+    from ..fanout import FanoutResult, HostResult, run_hosts
+
+    timeout = check_timeout(connect_timeout, "--connect-timeout")
+    inv, chosen = select(inventory, hosts)
+    printer = _Printer(max(len(h.name) for h in chosen), quiet=json)
+
+    def one(host):
+        cxn = connect(host, inv, accept_new=accept_new, connect_timeout=timeout)
+        try:
+            return deploy_host(cxn, host, opts, printer(host.name))
+        finally:
+            close_quietly(cxn)
+
+    if rolling:
+        results = []
+        for i in range(0, len(chosen), rolling):
+            batch = run_hosts(chosen[i:i + rolling], one, parallel=rolling)
+            results.extend(batch.results)
+            if batch.code != errors.OK:
+                for host in chosen[i + rolling:]:
+                    results.append(HostResult(host.name, error=errors.FabopsError("skipped: an earlier batch failed"), code=errors.FAILED))
+                break
+        return FanoutResult(results)
+    return run_hosts(chosen, one, parallel=parallel)
+
+
+def _report(outcome, json):
+    from ..render import host_errors
+
+    if json:
+        print_json({
+            r.host: (r.value.result | {"install": r.value.install} if r.ok else {"error": str(getattr(r.error, "message", r.error)), "code": r.code})
+            for r in outcome.results
+        })
+    else:
+        _summary(outcome)
+        host_errors(outcome.results)
+    _github_summary(outcome)
+
+
+def _summary(outcome):
+    from rich.table import Table
+
+    from ..render import RESULT_STYLE, console, fmt_duration, short
+
+    table = Table(title="deploy", title_justify="left")
+    for col in ("host", "result", "from", "to", "took", "message"):
+        table.add_column(col, overflow="fold")
+    for r in outcome.results:
+        if r.ok:
+            res = r.value.result
+            style = RESULT_STYLE.get(res.get("result"), "white")
+            table.add_row(r.host, f"[{style}]{res.get('result')}[/{style}]", short(res.get("from")), short(res.get("to")),
+                          fmt_duration(res.get("duration")), str(res.get("message", "")))
+        else:
+            table.add_row(r.host, "[red]error[/red]", "-", "-", fmt_duration(r.seconds), str(getattr(r.error, "message", r.error)))
+    console().print(table)
+
+
+def _github_summary(outcome):
+    """Under GitHub Actions, a Markdown summary for the run page."""
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not path:
+        return
+    lines = ["| host | result | from | to | duration |", "|---|---|---|---|---|"]
+    for r in outcome.results:
+        if r.ok:
+            res = r.value.result
+            lines.append(f"| {r.host} | {res.get('result')} | {(res.get('from') or '-')[:10]} | {(res.get('to') or '-')[:10]} | {res.get('duration', 0):.1f} s |")
+        else:
+            lines.append(f"| {r.host} | error: {getattr(r.error, 'message', r.error)} | - | - | - |")
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write("### fabops deploy\n\n" + "\n".join(lines) + "\n\n")
+    except OSError:
+        pass
+
+
+def _code(outcome) -> int:
+    codes = [(r.value.exit_code if r.ok else r.code) for r in outcome.results]
+    return errors.worst(codes)
+
+
+@fabops_task(help=DEPLOY_HELP)
+def deploy(
+    c, hosts=None, ref=None, dry_run=False, parallel=10, rolling=0, wait=0.0, liveness=5.0, offline=False,
+    actor=None, stash=False, attach=None, json=False, inventory=None, accept_new=False, connect_timeout=None,
+):
+    """Deploy the branch head (or --ref) to hosts through the host-side pipeline, with rollback on failure."""
+    from ..deploy import DeployOptions, default_actor
+    from ..host.git import check_ref
+
+    if ref is not None:
+        check_ref(ref)
+    parallel = check_parallel(parallel)
+    rolling = int(rolling or 0)
+    if rolling < 0:
+        raise errors.UsageError("--rolling must be positive")
+    live = check_timeout(liveness, "--liveness") or 5.0
+    opts = DeployOptions(ref=ref, trigger="ci" if os.environ.get("CI", "").lower() == "true" else "deploy",
+                         actor=actor or default_actor(), stash=stash, wait=float(wait), liveness=live,
+                         offline=offline, dry_run=dry_run, clear_pin=ref is None, attach=attach)
+    outcome = _run_deploys(inventory, hosts, opts, parallel, rolling, json, accept_new, connect_timeout)
+    _report(outcome, json)
+    finish(_code(outcome))
+
+
+@fabops_task(help={
+    "to": "Commit to roll back to (default: the previous good commit from the host's state and history).",
+    "liveness": DEPLOY_HELP["liveness"], "offline": DEPLOY_HELP["offline"], "actor": DEPLOY_HELP["actor"],
+    "wait": DEPLOY_HELP["wait"],
+})
+def rollback(c, hosts=None, to=None, wait=0.0, liveness=5.0, offline=False, actor=None, json=False,
+             inventory=None, accept_new=False, connect_timeout=None):
+    """Roll hosts back to the previous good commit (or --to) through the same gate, and pin them there."""
+    from ..connection import close_quietly, connect
+    from ..deploy import DeployOptions, default_actor, deploy_host, remote_previous_good
+    from ..fanout import run_hosts
+    from ..host.git import check_ref
+
+    if to is not None:
+        check_ref(to)
+    timeout = check_timeout(connect_timeout, "--connect-timeout")
+    live = check_timeout(liveness, "--liveness") or 5.0
+    inv, chosen = select(inventory, hosts)
+    printer = _Printer(max(len(h.name) for h in chosen), quiet=json)
+
+    def one(host):
+        cxn = connect(host, inv, accept_new=accept_new, connect_timeout=timeout)
+        try:
+            target = to or remote_previous_good(cxn, host)
+            if not target:
+                raise errors.FabopsError("no previous good commit is known; give one with --to SHA", host=host.name)
+            opts = DeployOptions(ref=target, trigger="rollback", actor=actor or default_actor(), wait=float(wait),
+                                 liveness=live, offline=offline, clear_pin=False)
+            return deploy_host(cxn, host, opts, printer(host.name))
+        finally:
+            close_quietly(cxn)
+
+    outcome = run_hosts(chosen, one)
+    _report(outcome, json)
+    finish(_code(outcome))
+
+
+@fabops_task
+def unpin(c, hosts=None, json=False, inventory=None, accept_new=False, connect_timeout=None):
+    """Clear the pin left by rollback or deploy --ref, so cron follows the branch again."""
+    from ..remote import for_each_host, unpin as unpin_host
+
+    outcome = for_each_host(inventory, hosts, unpin_host, accept_new=accept_new, connect_timeout=connect_timeout)
+    if json:
+        print_json({r.host: ({"was_pinned_to": r.value} if r.ok else {"error": str(r.error), "code": r.code}) for r in outcome.results})
+    else:
+        from ..render import host_errors
+
+        for r in outcome.results:
+            if r.ok:
+                print(f"{r.host}: " + (f"unpinned (was pinned to {r.value[:12]})" if r.value else "was not pinned"))
+        host_errors(outcome.results)
+    finish(outcome.code)
+
+
+ns = Collection("deploy", deploy, rollback, unpin)

@@ -1,0 +1,163 @@
+"""`inv deploy` from the laptop to a real sshd: install, detached run, follow,
+rollback, locking, and a connection cut mid-deploy (ssh tier)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, run_cli
+from tests.harness.sandbox import Origin
+from tests.harness.sshd import free_port
+
+pytestmark = pytest.mark.ssh
+
+
+class RemoteApp:
+    def __init__(self, host, base, **service):
+        self.host = host
+        self.base = base
+        self.origin = Origin(base)
+        self.port = free_port()
+        host.ssh(f"git clone --quiet {self.origin.bare} ~/app && printf 'DISCORD_TOKEN=s3cr3t-token-value\\nPORT={self.port}\\n' > ~/app/.env")
+        svc = {"name": "bot", "manager": "process", "command": "python3 app.py", "port": self.port,
+               "check": {"url": f"http://127.0.0.1:{self.port}/health"}, "timeout": "20s", "settle": "300ms"}
+        svc.update(service)
+        entry = host.inventory_entry(app={"path": "~/app"}, services=[svc],
+                                     deps=[{"when": ["requirements.txt"], "run": "sh install-deps.sh"}],
+                                     logs={"update": "/var/log/bot-update.log"})
+        self.inventory = base / "hosts.yml"
+        self.inventory.write_text(yaml.safe_dump({"hosts": {"h1": entry}}, sort_keys=False))
+
+    def deploy(self, *args, timeout=180):
+        return run_cli("deploy", "-i", str(self.inventory), *args, timeout=timeout)
+
+    def deploy_json(self, *args):
+        r = self.deploy("--json", *args)
+        try:
+            return r.returncode, json.loads(r.stdout)["h1"]
+        except (ValueError, KeyError):
+            raise AssertionError(f"rc={r.returncode} out={r.stdout!r} err={r.stderr!r}")
+
+    @property
+    def state(self):
+        return json.loads(self.host.path("~/.fabops/app/state.json").read_text())
+
+    def history(self):
+        path = self.host.path("~/.fabops/app/history.jsonl")
+        return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+    def version(self):
+        r = self.host.ssh(f"curl -s http://127.0.0.1:{self.port}/health", check=False)
+        return json.loads(r.stdout)["version"] if r.stdout.strip() else None
+
+
+@pytest.fixture
+def remote_app(ssh_host, tmp_path, deploy_env):
+    return RemoteApp(ssh_host, tmp_path)
+
+
+def test_deploy_installs_fabops_then_deploys_then_noops(remote_app):
+    code, res = remote_app.deploy_json()
+    assert code == 0, res
+    assert res["result"] == "deployed" and "install fabops" in res["install"]
+    assert remote_app.version() == "1"
+    assert remote_app.state["deployed"] == remote_app.origin.head
+    marker = json.loads(remote_app.host.path("~/.fabops/app/venv/fabops-install.json").read_text())
+    assert marker["python"] == "3.11"
+    assert remote_app.host.path("~/.fabops/app/host.yml").exists()
+    hist = remote_app.history()
+    assert hist[-1]["trigger"] == "deploy" and hist[-1]["actor"]
+
+    code, res = remote_app.deploy_json()
+    assert (code, res["result"]) == (0, "noop")
+    assert "already installed" in res["install"]
+
+    remote_app.origin.good("2")
+    r = remote_app.deploy()
+    assert r.returncode == 0, r.stderr
+    assert "[h1]" in r.stdout and "✓ fetch" in r.stdout and "deployed" in r.stdout
+    assert remote_app.version() == "2"
+    assert "s3cr3t" not in r.stdout + r.stderr
+    assert "DEPLOYED" in remote_app.host.path("/var/log/bot-update.log").read_text()
+
+
+def test_crash_rolls_back_then_rollback_task_pins_and_unpin_clears(remote_app):
+    assert remote_app.deploy_json()[0] == 0
+    v1 = remote_app.origin.head
+    v2 = remote_app.origin.good("2")
+    assert remote_app.deploy_json()[0] == 0
+    remote_app.origin.crash("3")
+    code, res = remote_app.deploy_json()
+    assert (code, res["result"]) == (2, "rolled_back"), res
+    assert remote_app.version() == "2"
+
+    r = run_cli("rollback", "-i", str(remote_app.inventory), "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["h1"]["result"] == "deployed"
+    assert remote_app.version() == "1"
+    assert remote_app.state["pin"] == v1
+    st = json.loads(run_cli("status", "-i", str(remote_app.inventory), "--json").stdout)["h1"]
+    assert st["pin"] == v1 and st["services"][0]["active"]
+
+    r = run_cli("unpin", "-i", str(remote_app.inventory))
+    assert r.returncode == 0 and f"was pinned to {v1[:12]}" in r.stdout, r.stderr
+    assert remote_app.state["pin"] is None
+    rh = json.loads(run_cli("history", "-i", str(remote_app.inventory), "--json").stdout)["h1"]
+    assert [x["result"] for x in rh] == ["deployed", "deployed", "rolled_back", "deployed"]
+    assert rh[-1]["trigger"] == "rollback" and rh[-1]["to"] == v1 and v2
+
+
+def test_bad_ref_flag_is_usage_error(remote_app):
+    r = remote_app.deploy("--ref", "$(touch /tmp/pwned)")
+    assert r.returncode == 64 and "not a valid git ref" in r.stderr
+
+
+def test_connection_cut_mid_deploy_host_finishes(remote_app):
+    assert remote_app.deploy_json()[0] == 0
+    slow = "#!/bin/sh\nset -e\nrm -rf vendor\nmkdir -p vendor\nsleep 4\ncp requirements.txt vendor/installed.txt\n"
+    v2 = remote_app.origin.push("v2 slow deps", {"VERSION": "2\n", "requirements.txt": "slow==1\n", "install-deps.sh": slow})
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "fabops.cli", "deploy", "-i", str(remote_app.inventory), "--liveness", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=dict(os.environ, COLUMNS="200"),
+    )
+    # wait until the laptop follows the run (it printed the checkout step),
+    # then freeze the SSH session's sshd processes: the link is dead, not closed
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "✓ checkout" in line:
+            break
+    assert any("✓ checkout" in x for x in seen), seen
+    sessions = [p for p in remote_app.host.namespace_pids() if p != remote_app.host.pid and _comm(p) == "sshd"]
+    for pid in sessions:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:
+        for pid in sessions:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except OSError:
+                pass
+    assert proc.returncode == 3, (out, err)
+    assert "lost contact: no event from the host for 1 s" in err and "goes on on the host" in err
+    # the host-side run finishes on its own
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and remote_app.state.get("deployed") != v2:
+        time.sleep(0.2)
+    assert remote_app.state["deployed"] == v2
+    assert remote_app.history()[-1]["result"] == "deployed"
+    assert remote_app.version() == "2"
+
+
+def _comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
