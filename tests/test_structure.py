@@ -34,8 +34,17 @@ def test_package_is_valid_python_3_9():
 HEAVY = ("paramiko", "fabric", "cryptography", "rich", "nacl", "bcrypt")
 
 
-@pytest.mark.parametrize("argv", [["--list"], ["hosts", "--check"]])
-def test_cron_path_imports_no_paramiko_fabric_or_rich(argv):
+@pytest.mark.parametrize("argv", [["--list"], ["hosts", "--check"], ["local-update", "--verbose"], ["local-update"]])
+def test_cron_path_imports_no_paramiko_fabric_or_rich(argv, tmp_path):
+    """`fabops local-update` runs under cron every few minutes for the life of
+    the host: it must not pay for paramiko (~135 ms, ~40 MiB) or rich."""
+    inv = tmp_path / "host.yml"
+    inv.write_text(
+        "hosts:\n  me:\n    connection: local\n    app: {path: app}\n    home: home\n"
+        "    services: [{name: bot, manager: process, command: 'true', port: 9}]\n"
+    )
+    if argv[0] != "--list":
+        argv = argv + ["-i", str(inv)]
     code = textwrap.dedent(
         f"""
         import sys
@@ -46,8 +55,11 @@ def test_cron_path_imports_no_paramiko_fabric_or_rich(argv):
             pass
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in {HEAVY!r})
         print("HEAVY:", ",".join(heavy))
+        print("PIPELINE:", "fabops.host.pipeline" in sys.modules)
         """
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     line = [ln for ln in r.stdout.splitlines() if ln.startswith("HEAVY:")][-1]
     assert line == "HEAVY: ", r.stdout + r.stderr
+    if argv[0] == "local-update":  # the pipeline really ran in that process
+        assert "PIPELINE: True" in r.stdout

@@ -105,12 +105,26 @@ def _svc_files(home: str, name: str):
     return base, posixpath.join(base, f"{name}.pid"), posixpath.join(base, f"{name}.log")
 
 
+_SHELL_KEYWORDS = {"trap", "set", "cd", "export", "if", "for", "while", "until", "case", "exec", ".", "source", "eval", "{", "("}
+
+
+def exec_form(command: str) -> str:
+    """`exec CMD` for a simple command, so the pidfile names the service
+    itself; compound shell code (`a; b`, `trap ...`) runs as written under sh,
+    and the whole process group is signalled on stop either way."""
+    first = command.strip().split(None, 1)[0] if command.strip() else ""
+    simple = not any(ch in command for ch in ";&|(){}\n`$<>")
+    if simple and first and first not in _SHELL_KEYWORDS and "=" not in first:
+        return "exec " + command
+    return command
+
+
 def process_start_cmd(home: str, app_path: str, svc: Service) -> str:
     base, pidfile, log = _svc_files(home, svc.name)
     workdir = posixpath.normpath(posixpath.join(app_path, svc.workdir))
     # setsid: own session and process group, so stop can signal the whole
     # group and the service survives the SSH session that started it.
-    inner = q("exec " + (svc.command or "false"))
+    inner = q(exec_form(svc.command or "false"))
     return (
         _PRELUDE
         + f"mkdir -p {quote_path(base)} && chmod 700 {quote_path(base)} && cd {quote_path(workdir)} || exit 1\n"

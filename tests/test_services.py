@@ -1,0 +1,96 @@
+"""Service back ends: exact command strings, parsers against recorded output,
+and the process supervisor against real processes."""
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from invoke import Context
+
+from fabops.host import services as S
+from fabops.inventory import Host, App, Service
+
+FIX = Path(__file__).parent / "fixtures" / "parse_systemd_show"
+CASES = sorted(FIX.glob("*.json"))
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
+def test_parse_systemd_show(case):
+    data = json.loads(case.read_text())
+    assert S.systemd_status_cmd(data["units"]) == data["command"]
+    got = {k: v.to_dict() for k, v in S.parse_systemd_show(data["output"], data["units"]).items()}
+    assert got == data["expected"]
+
+
+def test_systemd_commands_use_sudo_n_and_quote():
+    assert S.systemd_action_cmd("restart", ["bot.service"]) == "sudo -n systemctl restart bot.service"
+    assert S.journal_cmd("bot.service", 50, follow=True) == "journalctl --no-pager -o short-iso -u bot.service -n 50 -f"
+
+
+def test_parse_process_status_ignores_junk():
+    out = "bot active 123 1764340000\nnoise line\nworker stale 99 -\n"
+    got = S.parse_process_status(out, ["bot", "worker", "missing"])
+    assert got["bot"].active and got["bot"].pid == 123 and got["bot"].since == 1764340000
+    assert not got["worker"].active and got["worker"].state == "stale"
+    assert got["missing"].state == "unknown"
+
+
+def _host(tmp_path, command):
+    svc = Service(name="svc", manager="process", command=command)
+    return Host(name="t", address="t", app=App(path=str(tmp_path)), services=(svc,), home=str(tmp_path / "home")), svc
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process back end needs Linux")
+def test_process_supervisor_start_status_stop(tmp_path):
+    host, svc = _host(tmp_path, "sleep 300")
+    m = S.ServiceManager(Context(), host)
+    m.start(svc)
+    st = m.status()["svc"]
+    assert st.active and st.pid
+    pid = st.pid
+    assert Path(f"/proc/{pid}").exists()
+    m.restart(svc)
+    st2 = m.status()["svc"]
+    assert st2.active and st2.pid != pid
+    m.stop(svc)
+    assert not m.status()["svc"].active
+    assert not (tmp_path / "home" / "services" / "svc.pid").exists()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process back end needs Linux")
+def test_stale_pidfile_with_recycled_pid_is_never_signalled(tmp_path):
+    host, svc = _host(tmp_path, "sleep 300")
+    # A pidfile that names a live process we did not start (our own test
+    # process) with a different start time: it must be reported stale and
+    # stop must not kill it.
+    piddir = tmp_path / "home" / "services"
+    piddir.mkdir(parents=True)
+    (piddir / "svc.pid").write_text(f"{os.getpid()} 1\n")
+    m = S.ServiceManager(Context(), host)
+    assert m.status()["svc"].state == "stale"
+    m.stop(svc)  # would kill pytest itself if it trusted the pid
+    assert not (piddir / "svc.pid").exists()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process back end needs Linux")
+def test_stop_escalates_to_sigkill(tmp_path):
+    host, svc = _host(tmp_path, "trap '' TERM; while :; do sleep 0.1; done")
+    m = S.ServiceManager(Context(), host)
+    m.start(svc)
+    pid = m.status()["svc"].pid
+    result = Context().run(S.process_stop_cmd(host.home, svc, grace=0.3), hide=True, in_stream=False)
+    assert "killed" in result.stdout
+    assert not m.status()["svc"].active
+
+
+@pytest.mark.parametrize(
+    "cmd, expected",
+    [("python3 app.py", "exec python3 app.py"), ("node index.js --port 3", "exec node index.js --port 3"),
+     ("trap '' TERM; sleep 1", "trap '' TERM; sleep 1"), ("PORT=1 node x", "PORT=1 node x"),
+     ("a && b", "a && b"), ("cd x; ./run", "cd x; ./run")],
+)
+def test_exec_form(cmd, expected):
+    assert S.exec_form(cmd) == expected
