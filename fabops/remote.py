@@ -7,6 +7,7 @@ python3 and flock(1).
 from __future__ import annotations
 
 import json
+import os
 from typing import Any, Callable, Dict, List, Optional
 
 from .errors import CommandFailed
@@ -168,3 +169,199 @@ def unpin(c, host: Host) -> Optional[str]:
         last = (result.stderr or result.stdout).strip().splitlines()
         raise CommandFailed(f"unpin failed: {last[-1] if last else 'exit ' + str(result.exited)}", host=host.name)
     return result.stdout.strip() or None
+
+
+# ------------------------------------------------------------------ probes
+
+
+def port_listening_cmd(port: int) -> str:
+    """Exit 0 when something listens on TCP `port` (any address). Uses `ss`
+    when present, else /proc/net/tcp{,6} (state 0A is LISTEN)."""
+    hexport = "%04X" % int(port)
+    return (
+        f"if command -v ss >/dev/null 2>&1; then ss -Hltn 'sport = :{int(port)}' | grep -q .; "
+        f"else awk '$2 ~ /:{hexport}$/ && $4 == \"0A\" {{f=1}} END {{exit !f}}' /proc/net/tcp /proc/net/tcp6 2>/dev/null; fi"
+    )
+
+
+_PY_HTTP = r"""
+import json, sys, time, urllib.request, urllib.error
+url, method, body, timeout, headers = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), json.loads(sys.argv[5])
+data = body.encode() if body or method in ("POST", "PUT") else None
+req = urllib.request.Request(url, data=data, method=method, headers=headers)
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+t = time.time()
+try:
+    code = opener.open(req, timeout=timeout).status
+except urllib.error.HTTPError as e:
+    code = e.code
+except Exception:
+    code = 0
+print("%d %.4f" % (code, time.time() - t))
+"""
+
+
+def http_check_cmd(check) -> str:
+    """Run an HTTP check on the host: curl, else the host's python3."""
+    import json as jsonlib
+
+    headers = dict(check.headers)
+    body = ""
+    if check.json is not None:
+        body = jsonlib.dumps(check.json)
+        headers.setdefault("Content-Type", "application/json")
+    elif check.body is not None:
+        body = check.body
+    curl = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{time_total}", "--noproxy", "*",
+            "--max-time", f"{check.timeout:g}", "-X", check.method]
+    for k, v in headers.items():
+        curl += ["-H", f"{k}: {v}"]
+    if body or check.method in ("POST", "PUT"):
+        curl += ["--data-binary", body]
+    curl.append(check.url)
+    py = ["python3", "-c", _PY_HTTP, check.url, check.method, body, f"{check.timeout:g}", jsonlib.dumps(headers)]
+    from .shell import join
+
+    return f"if command -v curl >/dev/null 2>&1; then {join(curl)}; else {join(py)}; fi"
+
+
+def parse_http_result(output: str):
+    parts = output.split()
+    try:
+        code = int(parts[0])
+        latency = float(parts[1])
+    except (IndexError, ValueError):
+        return None, "no answer", 0.0
+    if code == 0:
+        return None, "no answer", latency
+    return code, f"HTTP {code}", latency
+
+
+class RemoteProbe:
+    """Readiness checks run on the host over the connection: the ports and
+    URLs are the host's own loopback, never reachable from the laptop."""
+
+    def __init__(self, c):
+        self.c = c
+
+    def port_open(self, port: int) -> bool:
+        return self.c.run(port_listening_cmd(port), hide=True, warn=True).ok
+
+    def http(self, check):
+        return parse_http_result(self.c.run(http_check_cmd(check), hide=True, warn=True).stdout)
+
+
+# ------------------------------------------------------------------ lock
+
+
+def remote_lock_script(host: Host, info: dict) -> str:
+    """Hold the host lock (the same flock the host side takes) for as long as
+    this command's stdin stays open. If the laptop dies, sshd closes stdin,
+    `cat` ends and the kernel releases the lock."""
+    lock = home_file(host, "lock")
+    home = quote_path(host.home)
+    return (
+        f"mkdir -p {home} && chmod 700 {home} || exit 70\n"
+        f"exec 9>>{lock}\n"
+        f"if ! flock -n 9; then cat {lock}; exit 4; fi\n"
+        f"printf '%s' {q(json.dumps(info, sort_keys=True))} > {lock}\n"
+        "echo LOCKED\n"
+        "cat >/dev/null\n"
+        f": > {lock}\n"
+    )
+
+
+class RemoteLock:
+    """The host lock taken over SSH with flock(1) (agentless tasks)."""
+
+    def __init__(self, c, host: Host, info: dict):
+        self.c = c
+        self.host = host
+        self.info = info
+        self.chan = None
+        self.local = None
+
+    def __enter__(self):
+        if not hasattr(self.c, "client"):  # a local Context: the same flock, in-process
+            from .host.files import HostPaths
+            from .host.lock import HostLock
+
+            self.local = HostLock(HostPaths.for_home(self.host.home).lock, self.info).acquire()
+            return self
+        from .errors import LockedError
+        from .host.lock import describe_holder
+
+        transport = self.c.client.get_transport()
+        chan = transport.open_session(timeout=30)
+        chan.settimeout(30)
+        chan.exec_command(remote_lock_script(self.host, self.info))
+        buf = b""
+        while b"\n" not in buf and not chan.exit_status_ready():
+            data = chan.recv(4096)
+            if not data:
+                break
+            buf += data
+        if buf.startswith(b"LOCKED"):
+            self.chan = chan
+            return self
+        rest = buf
+        while True:
+            data = chan.recv(4096)
+            if not data:
+                break
+            rest += data
+        code = chan.recv_exit_status()
+        chan.close()
+        if code == 4:
+            try:
+                holder = json.loads(rest.decode() or "{}")
+            except ValueError:
+                holder = {}
+            raise LockedError(f"locked: {describe_holder(holder)}", host=self.host.name)
+        raise CommandFailed(f"cannot take the host lock (exit {code}): {rest.decode(errors='replace').strip()[:200]}",
+                            host=self.host.name)
+
+    def __exit__(self, *exc):
+        if self.local is not None:
+            self.local.release()
+        if self.chan is not None:
+            try:
+                self.chan.shutdown_write()  # EOF for `cat`: the lock is released
+                self.chan.recv_exit_status()
+            finally:
+                self.chan.close()
+        return False
+
+
+# ------------------------------------------------------------------ restart
+
+
+def restart_services(c, host: Host, service: Optional[str], actor: str, progress=None) -> List[dict]:
+    """Restart the host's services (or one), in order, each followed by the
+    readiness poll; under the host lock. Returns one dict per service."""
+    import time as _time
+
+    from .host.readiness import wait_ready
+    from .host.services import ServiceManager
+
+    chosen = [host.service(service)] if service else list(host.services)
+    if not chosen:
+        raise CommandFailed("no services configured", host=host.name)
+    info = {"actor": actor, "trigger": "restart", "target": None, "since": _time.time(), "pid": None}
+    manager = ServiceManager(c, host)
+    local = not hasattr(c, "client")
+    if local:
+        from .host.files import HostPaths
+
+        manager = ServiceManager(c, host, home=HostPaths.for_home(host.home).home,
+                                 app_path=os.path.abspath(os.path.expanduser(host.app.path)))
+    probe = None if local else RemoteProbe(c)
+    out = []
+    with RemoteLock(c, host, info):
+        for svc in chosen:
+            manager.restart(svc)
+            ready = wait_ready(manager, svc, probe=probe, progress=progress)
+            out.append(ready.to_dict())
+            if not ready.ok:
+                break
+    return out

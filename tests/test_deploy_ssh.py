@@ -161,3 +161,23 @@ def _comm(pid):
             return fh.read().strip()
     except OSError:
         return ""
+
+
+def test_restart_is_agentless_locked_and_polls_readiness(remote_app):
+    assert remote_app.deploy_json()[0] == 0
+    pid_before = int(remote_app.host.path("~/.fabops/app/services/bot.pid").read_text().split()[0])
+    r = run_cli("restart", "-i", str(remote_app.inventory), "--json")
+    assert r.returncode == 0, r.stderr
+    items = json.loads(r.stdout)["h1"]
+    assert items[0]["ok"] and items[0]["phase"] == "ready" and items[0]["http_status"] == 200
+    pid_after = int(remote_app.host.path("~/.fabops/app/services/bot.pid").read_text().split()[0])
+    assert pid_after != pid_before
+    # the lock file is the one the host side uses: hold it and restart refuses
+    from fabops.host.lock import HostLock
+
+    with HostLock(str(remote_app.host.path("~/.fabops/app/lock")), {"actor": "alice@laptop", "trigger": "deploy", "target": "abc123"}).acquire():
+        r = run_cli("restart", "-i", str(remote_app.inventory))
+    assert r.returncode == 4
+    assert "locked: deploy by alice@laptop (target abc123" in r.stderr
+    r = run_cli("restart", "-i", str(remote_app.inventory), "--service", "nope")
+    assert r.returncode == 64 and "unknown service 'nope'" in r.stderr

@@ -74,6 +74,16 @@ def http_check(check: Check) -> Tuple[Optional[int], str, float]:
         return None, f"no answer ({reason})", time.monotonic() - started
 
 
+class LocalProbe:
+    """Port and HTTP checks from the host itself (the pipeline runs there)."""
+
+    def port_open(self, port: int) -> bool:
+        return port_open(port)
+
+    def http(self, check: Check) -> Tuple[Optional[int], str, float]:
+        return http_check(check)
+
+
 def _opener():
     # Health checks go to the host's own loopback: never through a proxy
     # from the environment.
@@ -88,12 +98,14 @@ def wait_ready(
     progress: Optional[Callable[[str], None]] = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    probe=None,
 ) -> Readiness:
     timeout = svc.timeout if timeout is None else timeout
     settle = svc.settle if settle is None else settle
     started = clock()
     deadline = started + timeout
     say = progress or (lambda _msg: None)
+    probe = probe or LocalProbe()
 
     def result(ok: bool, phase: str, message: str, pid=None, status=None) -> Readiness:
         return Readiness(svc.name, ok, phase, message, clock() - started, pid, status)
@@ -124,7 +136,7 @@ def wait_ready(
 
     # 2. port listening
     if svc.port:
-        while not port_open(svc.port):
+        while not probe.port_open(svc.port):
             dead = still_alive()
             if dead:
                 return dead
@@ -138,7 +150,7 @@ def wait_ready(
     if svc.check is not None:
         attempt = 0
         while True:
-            status, detail, _lat = http_check(svc.check)
+            status, detail, _lat = probe.http(svc.check)
             if status == svc.check.expect:
                 break
             dead = still_alive()
@@ -169,8 +181,9 @@ def wait_ready(
     return result(True, "ready", f"{svc.name} ready", pid, status)
 
 
-def quick_health(manager: ServiceManager, services) -> List[Readiness]:
+def quick_health(manager: ServiceManager, services, probe=None) -> List[Readiness]:
     """One look, no waiting: active, port, one HTTP check. For no-op runs."""
+    probe = probe or LocalProbe()
     out: List[Readiness] = []
     statuses = manager.status(services)
     for svc in services:
@@ -178,11 +191,11 @@ def quick_health(manager: ServiceManager, services) -> List[Readiness]:
         if not (st.active and st.pid):
             out.append(Readiness(svc.name, False, "active", f"{svc.name} is {st.state}", pid=st.pid))
             continue
-        if svc.port and not port_open(svc.port):
+        if svc.port and not probe.port_open(svc.port):
             out.append(Readiness(svc.name, False, "port", f"{svc.name}: port {svc.port} not listening", pid=st.pid))
             continue
         if svc.check is not None:
-            status, detail, _ = http_check(svc.check)
+            status, detail, _ = probe.http(svc.check)
             if status != svc.check.expect:
                 out.append(Readiness(svc.name, False, "http", f"{svc.name}: check gave {detail}", pid=st.pid, http_status=status))
                 continue

@@ -217,3 +217,43 @@ def unpin(c, hosts=None, json=False, inventory=None, accept_new=False, connect_t
 
 
 ns = Collection("deploy", deploy, rollback, unpin)
+
+
+@fabops_task(help={
+    "service": "Restart only this service (default: all, in inventory order).",
+    "actor": DEPLOY_HELP["actor"],
+})
+def restart(c, hosts=None, service=None, actor=None, json=False, inventory=None, accept_new=False, connect_timeout=None):
+    """Restart services under the host lock, then poll until each is ready (agentless)."""
+    from ..deploy import default_actor
+    from ..remote import for_each_host, restart_services
+
+    def one(cxn, host):
+        items = restart_services(cxn, host, service, actor or default_actor(),
+                                 progress=None if json else (lambda m: print(f"[{host.name}] · {m}", flush=True)))
+        return items
+
+    outcome = for_each_host(inventory, hosts, one, accept_new=accept_new, connect_timeout=connect_timeout)
+    codes = []
+    for r in outcome.results:
+        if r.ok:
+            failed = [x for x in r.value if not x["ok"]]
+            codes.append(errors.FAILED if failed else errors.OK)
+        else:
+            codes.append(r.code)
+    if json:
+        print_json({r.host: (r.value if r.ok else {"error": str(getattr(r.error, "message", r.error)), "code": r.code})
+                    for r in outcome.results})
+    else:
+        from ..render import fmt_duration, host_errors
+
+        for r in outcome.results:
+            if r.ok:
+                for x in r.value:
+                    mark = "✓" if x["ok"] else "✗"
+                    print(f"[{r.host}] {mark} {x['message']} ({fmt_duration(x['seconds'])})")
+        host_errors(outcome.results)
+    finish(errors.worst(codes))
+
+
+ns.add_task(restart)
