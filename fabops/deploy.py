@@ -197,6 +197,8 @@ def deploy_host(c, host: Host, opts: DeployOptions, on_event: Callable[[dict], N
 
     run_id = opts.attach or new_run_id()
     outcome = DeployOutcome(host.name, run_id)
+    if opts.dry_run:
+        return _dry_run(c, host, opts, outcome, on_event)
     if not opts.attach:
         inst = ensure_installed(c, host, offline=opts.offline)
         outcome.install = inst.message
@@ -223,6 +225,47 @@ def deploy_host(c, host: Host, opts: DeployOptions, on_event: Callable[[dict], N
             host=host.name,
         ) from None
     outcome.result = {k: v for k, v in event.items() if k not in ("kind", "t")}
+    return outcome
+
+
+def _dry_run(c, host: Host, opts: DeployOptions, outcome: DeployOutcome, on_event) -> DeployOutcome:
+    """Show what a deploy would do and change nothing: no install, no lock,
+    no checkout. With fabops on the host at this version, its own pipeline
+    computes the plan (it fetches, which only updates remote-tracking refs);
+    otherwise the plan says what can be known without it."""
+    from .install import ensure_installed, tmp_upload
+    from .remote import gather_status
+
+    inst = ensure_installed(c, host, offline=opts.offline, dry_run=True)
+    outcome.install = inst.message
+    on_event({"kind": "log", "message": inst.message})
+    if inst.changed:
+        status = gather_status(c, host)
+        app = host.app
+        r = c.run(f"git -C {_hq(app.path)} ls-remote {join([app.remote, 'refs/heads/' + app.branch])}",
+                  hide=True, warn=True, timeout=60)
+        target = r.stdout.split()[0] if r.ok and r.stdout.strip() else (opts.ref or "?")
+        deployed = status.get("deployed") or status.get("head")
+        outcome.result = {
+            "result": "noop", "exit_code": errors.OK, "from": deployed, "to": target, "duration": 0.0,
+            "message": f"{inst.message}; then would deploy {(deployed or 'none')[:12]} -> {target[:12]}",
+            "plan": {"install": inst.message, "from": deployed, "to": target, "pin": status.get("pin")},
+        }
+        return outcome
+    config = f"{host.home.rstrip('/')}/runs/{outcome.run_id}.dry-run.yml"
+    c.run(f"mkdir -p {_hq(host.home.rstrip('/') + '/runs')}", hide=True)
+    tmp_upload(c, host_yml(host), config)
+    argv = [host.home.rstrip("/") + "/venv/bin/fabops", "local-update", "-i", config, "-H", host.name,
+            "--dry-run", "--json", "--trigger", opts.trigger, "--actor", opts.actor or default_actor()]
+    if opts.ref:
+        argv += ["--ref", opts.ref]
+    words = " ".join(_hq(a) if a.startswith("~") else join([a]) for a in argv)
+    r = c.run(f"{words}; rc=$?; rm -f {_hq(config)}; exit $rc", hide=True, warn=True, timeout=300)
+    try:
+        outcome.result = json.loads(r.stdout)
+    except ValueError:
+        last = (r.stderr or r.stdout).strip().splitlines()
+        raise CommandFailed(f"dry run failed: {last[-1] if last else 'exit ' + str(r.exited)}", host=host.name) from None
     return outcome
 
 

@@ -153,6 +153,12 @@ def test_connection_cut_mid_deploy_host_finishes(remote_app):
     assert remote_app.state["deployed"] == v2
     assert remote_app.history()[-1]["result"] == "deployed"
     assert remote_app.version() == "2"
+    # and the laptop can follow that run again by its id
+    import re
+
+    run_id = re.search(r"The run (\S+) goes on", err).group(1)
+    code, res = remote_app.deploy_json("--attach", run_id)
+    assert (code, res["result"], res["run_id"]) == (0, "deployed", run_id)
 
 
 def _comm(pid):
@@ -181,3 +187,21 @@ def test_restart_is_agentless_locked_and_polls_readiness(remote_app):
     assert "locked: deploy by alice@laptop (target abc123" in r.stderr
     r = run_cli("restart", "-i", str(remote_app.inventory), "--service", "nope")
     assert r.returncode == 64 and "unknown service 'nope'" in r.stderr
+
+
+def test_dry_run_changes_nothing(remote_app):
+    # before any install: the plan says it would install, and nothing is written
+    code, res = remote_app.deploy_json("--dry-run")
+    assert code == 0, res
+    assert "would install fabops" in res["message"] and res["to"] == remote_app.origin.head
+    assert not remote_app.host.path("~/.fabops/app/venv").exists()
+    assert remote_app.deploy_json()[0] == 0
+    pid = remote_app.host.path("~/.fabops/app/services/bot.pid").read_text()
+    v2 = remote_app.origin.push("deps change", {"requirements.txt": "new==1\n"})
+    code, res = remote_app.deploy_json("--dry-run")
+    assert code == 0, res
+    assert res["plan"]["to"] == v2 and res["plan"]["rules"] == ["sh install-deps.sh"] and res["plan"]["restart"] == ["bot"]
+    assert "would deploy" in res["message"]
+    assert remote_app.state["deployed"] != v2
+    assert remote_app.host.path("~/.fabops/app/services/bot.pid").read_text() == pid
+    assert len(remote_app.history()) == 1

@@ -294,3 +294,34 @@ def test_update_log_is_written(sandbox):
     sandbox.result()
     log = (sandbox.base / "host" / "log" / "update.log").read_text()
     assert "DEPLOYED" in log and "s3cr3t" not in log
+
+
+def test_deploy_of_the_target_cron_is_deploying_waits_and_reports_its_result(sandbox):
+    sandbox.result()
+    slow = "#!/bin/sh\nset -e\nrm -rf vendor\nmkdir -p vendor\nsleep 2\ncp requirements.txt vendor/installed.txt\n"
+    v2 = sandbox.origin.push("v2 slow deps", {"requirements.txt": "slow==1\n", "install-deps.sh": slow})
+    cron = subprocess.Popen(
+        [sys.executable, "-m", "fabops.cli", "local-update", "-i", str(sandbox.inventory), "--run-id", "cronrun",
+         "--actor", "cron@host"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    events = sandbox.home / "runs" / "cronrun.jsonl"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (events.exists() and "checkout" in events.read_text()):
+        time.sleep(0.05)
+    code, res = sandbox.result("--trigger", "deploy", "--actor", "ci@github")  # --wait 0, yet it waits
+    cron.wait(timeout=60)
+    assert cron.returncode == 0
+    assert (code, res["result"]) == (0, "deployed"), res
+    assert "waited for run cronrun (cron by cron@host), which ended deployed" in res["message"]
+    assert [h["run_id"] for h in sandbox.history()][-1] == "cronrun"  # no second record
+    assert sandbox.state["deployed"] == v2
+
+
+def test_other_target_holder_means_locked_not_wait(sandbox):
+    from fabops.host.lock import HostLock
+
+    sandbox.result()
+    with HostLock(str(sandbox.home / "lock"), {"actor": "bob", "trigger": "cron", "target": "0" * 40, "run_id": "x"}).acquire():
+        code, res = sandbox.result("--trigger", "deploy")
+    assert (code, res["result"]) == (4, "locked")
+    assert "cron by bob (target 000000000000" in res["message"]

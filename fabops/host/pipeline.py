@@ -203,11 +203,32 @@ class Pipeline:
         if self.opts.trigger in ("deploy", "ci") and not wait and os.environ.get("CI", "").lower() == "true":
             wait = CI_WAIT
         same_target = self._same_target_waiter()
-        lock.acquire(wait=wait, should_wait=same_target, on_wait=lambda h: self.say(f"waiting for the lock held by {h.get('actor', '?')} ({h.get('trigger', '?')})"))
+        waited: Dict[str, dict] = {}
+
+        def on_wait(holder: dict) -> None:
+            waited["holder"] = holder
+            self.say(f"waiting for the lock held by {holder.get('actor', '?')} ({holder.get('trigger', '?')})")
+
+        lock.acquire(wait=wait, should_wait=same_target, on_wait=on_wait)
         try:
             self._converge(lock)
         finally:
             lock.release()
+        holder = waited.get("holder") or {}
+        if self.res.result == "noop" and holder.get("run_id"):
+            self._adopt_result_of(holder)
+
+    def _adopt_result_of(self, holder: dict) -> None:
+        """We waited for a run deploying our very target (cron vs CI after a
+        push): report that run's result instead of a bare no-op."""
+        for rec in reversed(tail_jsonl(self.paths.history, 20)):
+            if rec.get("run_id") == holder.get("run_id"):
+                self.res.result = rec.get("result", "noop")
+                self.res.message = (
+                    f"waited for run {holder['run_id']} ({holder.get('trigger')} by {holder.get('actor')}), "
+                    f"which ended {rec.get('result')}: {rec.get('message')}"
+                )
+                return
 
     def _same_target_waiter(self):
         """A deploy whose target the lock holder is already deploying waits for
