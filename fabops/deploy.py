@@ -21,7 +21,7 @@ from . import errors
 from .errors import CommandFailed, UnreachableError
 from .host.events import new_run_id
 from .inventory import Host
-from .shell import join, quote_path
+from .shell import join, q, quote_path
 
 DEFAULT_LIVENESS = 5.0
 STARTUP_WINDOW = 20.0  # seconds for the host-side interpreter to send its first event
@@ -91,22 +91,32 @@ def _hq(path: str) -> str:
     return quote_path(path)
 
 
-def start_detached_cmd(host: Host, run_id: str, argv: List[str]) -> str:
-    """setsid + stdin from /dev/null + output to a file: the run survives the
-    SSH session. Paths under ~ stay expandable, everything else is quoted."""
+def start_detached_cmd(host: Host, run_id: str, argv: List[str], config_path: str, config_text: str) -> str:
+    """One round trip: write this host's settings for the run (mode 0600),
+    create the event file, and start the run with setsid, stdin from
+    /dev/null and output to a file, so it survives the SSH session. Paths
+    under ~ stay expandable, everything else is quoted."""
     runs = host.home.rstrip("/") + "/runs"
     out = f"{runs}/{run_id}.out"
+    events = f"{runs}/{run_id}.jsonl"
     words = " ".join(_hq(a) if a.startswith("~") else join([a]) for a in argv)
+    # The event file exists before `tail -F` opens it, so tail follows it
+    # with inotify at once instead of polling for it to appear.
     # A simple command (not an && list) goes to the background, so the
     # forked child applies the redirections and execs at once: no shell is
     # left holding the SSH channel open until the run ends.
-    return f"mkdir -p {_hq(runs)} || exit 1\ncd || exit 1\nsetsid {words} </dev/null >{_hq(out)} 2>&1 &\n"
+    return (
+        f"umask 077; mkdir -p {_hq(runs)} && chmod 700 {_hq(host.home)} || exit 1\n"
+        f"printf '%s' {q(config_text)} > {_hq(config_path)} && : >> {_hq(events)} || exit 1\n"
+        "cd || exit 1\n"
+        f"setsid {words} </dev/null >{_hq(out)} 2>&1 &\n"
+    )
 
 
 def follow_cmd(host: Host, run_id: str) -> str:
     path = f"{host.home.rstrip('/')}/runs/{run_id}.jsonl"
     # -F: the file may not exist yet when we start following.
-    return f"exec tail -n +1 -F {_hq(path)} 2>/dev/null"
+    return f"exec tail -n +1 -s 0.2 -F {_hq(path)} 2>/dev/null"
 
 
 def follow(c, host: Host, run_id: str, liveness: float, on_event: Callable[[dict], None]) -> dict:
@@ -193,7 +203,7 @@ def deploy_host(c, host: Host, opts: DeployOptions, on_event: Callable[[dict], N
     """Deploy one host over SSH (or locally for `connection: local`)."""
     if host.is_local:
         return _deploy_local(c, host, opts, on_event)
-    from .install import ensure_installed, tmp_upload
+    from .install import ensure_installed
 
     run_id = opts.attach or new_run_id()
     outcome = DeployOutcome(host.name, run_id)
@@ -204,10 +214,8 @@ def deploy_host(c, host: Host, opts: DeployOptions, on_event: Callable[[dict], N
         outcome.install = inst.message
         on_event({"kind": "log", "message": inst.message})
         config = f"{host.home.rstrip('/')}/runs/{run_id}.host.yml"
-        c.run(f"mkdir -p {_hq(host.home.rstrip('/') + '/runs')} && chmod 700 {_hq(host.home)}", hide=True)
-        tmp_upload(c, host_yml(host), config)
         argv = local_update_argv(host, run_id, opts, config)
-        c.run(start_detached_cmd(host, run_id, argv), hide=True, pty=False)
+        c.run(start_detached_cmd(host, run_id, argv, config, host_yml(host)), hide=True, pty=False)
     try:
         event = follow(c, host, run_id, opts.liveness, lambda e: (outcome.events.append(e), on_event(e)))
     except _NoEvents:

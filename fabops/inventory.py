@@ -8,7 +8,6 @@ and imports only the standard library and yaml.
 """
 from __future__ import annotations
 
-import difflib
 import os
 import posixpath
 from dataclasses import asdict, dataclass, field
@@ -177,7 +176,7 @@ class Inventory:
             elif name == "all":
                 members = list(self.hosts)
             else:
-                hint = difflib.get_close_matches(name, self.names(), n=1)
+                hint = _close(name, self.names())
                 did = f" (did you mean {hint[0]!r}?)" if hint else ""
                 raise UsageError(
                     f"unknown host or group {name!r}{did}; known: {', '.join(self.names())}"
@@ -314,7 +313,7 @@ class _Validator:
             if not isinstance(k, str):
                 self.fail(key, f"keys must be strings, got {k!r}")
             if allowed is not None and k not in allowed:
-                hint = difflib.get_close_matches(k, allowed, n=1)
+                hint = _close(k, allowed)
                 did = f" (did you mean {hint[0]!r}?)" if hint else ""
                 self.fail(f"{key}.{k}" if key else k, f"unknown key{did}; allowed: {', '.join(allowed)}")
         return value
@@ -601,6 +600,12 @@ class _Validator:
             backup_dir=backup_dir,
             home=home,
         )
+
+
+def _close(word: str, choices) -> List[str]:
+    import difflib  # only on the error path
+
+    return difflib.get_close_matches(word, list(choices), n=1)
 
 
 def _lenient_path_problem(path: str) -> Optional[str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import socket
-import tarfile
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
@@ -536,6 +535,8 @@ class Pipeline:
         ).stdout.split("\0")
         untracked = [u for u in untracked if u]
         if untracked:
+            import tarfile
+
             with tarfile.open(os.path.join(dest, "untracked.tar.gz"), "w:gz") as tar:
                 for rel in untracked:
                     tar.add(os.path.join(self.app, rel), arcname=rel)
@@ -621,8 +622,19 @@ class Pipeline:
         )
 
 
+def tune_local_runner() -> None:
+    """Invoke's runner sleeps `input_sleep` (10 ms) between polls of a running
+    command, so every short git or status command costs ~10 ms of pure
+    waiting: ~40 ms of a no-op run. 2 ms keeps the CPU cost of polling
+    negligible (500 wake-ups a second only while a command runs)."""
+    from invoke.runners import Runner
+
+    Runner.input_sleep = min(Runner.input_sleep, 0.002)
+
+
 def run_update(c, host: Host, opts: UpdateOptions, events: Optional[EventLog] = None) -> RunResult:
     """Run the pipeline on this host (with a local Context)."""
+    tune_local_runner()
     return Pipeline(c, host, opts, events).run()
 
 

@@ -1,0 +1,17 @@
+"""`python -m bench [pipeline ...]`: run the benchmarks and print Markdown."""
+import sys
+
+from bench import pipeline
+
+SUITES = {"pipeline": pipeline.main}
+
+
+def main(argv):
+    names = argv or list(SUITES)
+    for name in names:
+        if name not in SUITES:
+            sys.exit(f"unknown suite {name!r}; known: {', '.join(SUITES)}")
+        SUITES[name]()
+
+
+main(sys.argv[1:])
