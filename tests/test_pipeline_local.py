@@ -325,3 +325,21 @@ def test_other_target_holder_means_locked_not_wait(sandbox):
         code, res = sandbox.result("--trigger", "deploy")
     assert (code, res["result"]) == (4, "locked")
     assert "cron by bob (target 000000000000" in res["message"]
+
+
+@pytest.mark.skipif(not __import__("shutil").which("script"), reason="needs util-linux script(1) for a pseudo-terminal")
+def test_deploy_on_a_terminal_shows_a_live_board_and_in_ci_plain_lines(sandbox):
+    sandbox.result()
+    sandbox.origin.good("2")
+    env = dict(os.environ, COLUMNS="120")
+    env.pop("CI", None)
+    cmd = f"{sys.executable} -m fabops.cli deploy -i {sandbox.inventory}"
+    r = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True, env=env, cwd=ROOT,
+                       stdin=subprocess.DEVNULL, timeout=120)
+    assert r.returncode == 0, r.stdout
+    assert "progress" in r.stdout and "done" in r.stdout and "deployed" in r.stdout
+    sandbox.origin.good("3")
+    r = run_cli("deploy", "-i", str(sandbox.inventory), env={"CI": "true"})
+    assert r.returncode == 0, r.stderr
+    assert "[local] ✓ fetch" in r.stdout and "progress" not in r.stdout
+    assert sandbox.history()[-1]["trigger"] == "ci"

@@ -51,6 +51,68 @@ class _Printer:
         return on_event
 
 
+class _LiveBoard:
+    """A rich Live table, one row per host: its current step and last word.
+    Used on an interactive terminal; CI and pipes get plain lines."""
+
+    def __init__(self, names):
+        from rich.live import Live
+
+        from ..render import console
+
+        self.rows = {n: {"step": "connecting", "status": "…", "message": "", "steps": 0} for n in names}
+        self.lock = threading.Lock()
+        self.live = Live(self._table(), console=console(), refresh_per_second=8, transient=False)
+
+    def _table(self):
+        from rich.table import Table
+
+        from ..render import RESULT_STYLE
+
+        table = Table(title="progress", title_justify="left")
+        for col in ("host", "step", "", "detail"):
+            table.add_column(col, overflow="fold")
+        for name, row in self.rows.items():
+            status = row["status"]
+            style = RESULT_STYLE.get(status, "green" if status == "✓" else "red" if status == "✗" else "cyan")
+            table.add_row(name, f"{row['step']} [dim]({row['steps']} done)[/dim]", f"[{style}]{status}[/{style}]", row["message"])
+        return table
+
+    def __call__(self, host: str):
+        def on_event(event: dict) -> None:
+            kind = event.get("kind")
+            with self.lock:
+                row = self.rows[host]
+                if kind == "step":
+                    row["step"] = event.get("step")
+                    if event.get("status") == "start":
+                        row["status"] = "…"
+                    else:
+                        row["steps"] += 1
+                        row["status"] = "✓" if event.get("status") == "ok" else "✗"
+                        row["message"] = event.get("message") or ""
+                elif kind == "log":
+                    row["message"] = event.get("message") or ""
+                elif kind == "result":
+                    row["step"] = "done"
+                    row["status"] = event.get("result")
+                    row["message"] = event.get("message") or ""
+                self.live.update(self._table())
+
+        return on_event
+
+    def __enter__(self):
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.live.__exit__(*exc)
+
+
+def _interactive() -> bool:
+    return sys.stdout.isatty() and os.environ.get("CI", "").lower() not in ("true", "1")
+
+
 def _run_deploys(inventory, hosts, opts, parallel, rolling, json, accept_new, connect_timeout):
     from ..connection import close_quietly, connect
     from ..deploy import deploy_host
@@ -58,7 +120,8 @@ def _run_deploys(inventory, hosts, opts, parallel, rolling, json, accept_new, co
 
     timeout = check_timeout(connect_timeout, "--connect-timeout")
     inv, chosen = select(inventory, hosts)
-    printer = _Printer(max(len(h.name) for h in chosen), quiet=json)
+    live = None if json or not _interactive() else _LiveBoard([h.name for h in chosen])
+    printer = live or _Printer(max(len(h.name) for h in chosen), quiet=json)
 
     def one(host):
         cxn = connect(host, inv, accept_new=accept_new, connect_timeout=timeout)
@@ -66,6 +129,15 @@ def _run_deploys(inventory, hosts, opts, parallel, rolling, json, accept_new, co
             return deploy_host(cxn, host, opts, printer(host.name))
         finally:
             close_quietly(cxn)
+
+    if live is not None:
+        with live:
+            return _fan(chosen, one, parallel, rolling)
+    return _fan(chosen, one, parallel, rolling)
+
+
+def _fan(chosen, one, parallel, rolling):
+    from ..fanout import FanoutResult, HostResult, run_hosts
 
     if rolling:
         results = []
