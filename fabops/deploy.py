@@ -33,7 +33,7 @@ class DeployOptions:
     trigger: str = "deploy"
     actor: str = ""
     stash: bool = False
-    wait: float = 0.0
+    wait: Optional[float] = None
     liveness: float = DEFAULT_LIVENESS
     offline: bool = False
     dry_run: bool = False
@@ -77,7 +77,7 @@ def local_update_argv(host: Host, run_id: str, opts: DeployOptions, config: str)
         argv += ["--ref", opts.ref]
     if opts.stash:
         argv.append("--stash")
-    if opts.wait:
+    if opts.wait is not None:
         argv += ["--wait", str(float(opts.wait))]
     if opts.clear_pin and not opts.ref:
         argv.append("--clear-pin")

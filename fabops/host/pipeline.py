@@ -47,7 +47,7 @@ class UpdateOptions:
     actor: str = ""
     ref: Optional[str] = None  # deploy --ref / rollback --to: pins the host
     stash: bool = False  # save local changes aside instead of refusing
-    wait: float = 0.0  # seconds to wait for the lock
+    wait: Optional[float] = None  # seconds to wait for the lock; None = default
     dry_run: bool = False
     run_id: Optional[str] = None
     clear_pin: bool = False  # deploy without --ref
@@ -199,8 +199,9 @@ class Pipeline:
         info = {"actor": self.actor, "trigger": self.opts.trigger, "run_id": self.run_id, "target": None}
         lock = HostLock(self.paths.lock, info)
         wait = self.opts.wait
-        if self.opts.trigger in ("deploy", "ci") and not wait and os.environ.get("CI", "").lower() == "true":
-            wait = CI_WAIT
+        if wait is None:
+            ci = os.environ.get("CI", "").lower() == "true"
+            wait = CI_WAIT if ci and self.opts.trigger in ("deploy", "ci") else 0.0
         same_target = self._same_target_waiter()
         waited: Dict[str, dict] = {}
 

@@ -204,6 +204,12 @@ def _github_summary(outcome):
         pass
 
 
+def _wait(wait):
+    from .update import _check_wait
+
+    return _check_wait(wait)
+
+
 def _code(outcome) -> int:
     codes = [(r.value.exit_code if r.ok else r.code) for r in outcome.results]
     return errors.worst(codes)
@@ -211,7 +217,7 @@ def _code(outcome) -> int:
 
 @fabops_task(help=DEPLOY_HELP)
 def deploy(
-    c, hosts=None, ref=None, dry_run=False, parallel=10, rolling=0, wait=0.0, liveness=5.0, offline=False,
+    c, hosts=None, ref=None, dry_run=False, parallel=10, rolling=0, wait=None, liveness=5.0, offline=False,
     actor=None, stash=False, attach=None, json=False, inventory=None, accept_new=False, connect_timeout=None,
 ):
     """Deploy the branch head (or --ref) to hosts through the host-side pipeline, with rollback on failure."""
@@ -226,7 +232,7 @@ def deploy(
         raise errors.UsageError("--rolling must be positive")
     live = check_timeout(liveness, "--liveness") or 5.0
     opts = DeployOptions(ref=ref, trigger="ci" if os.environ.get("CI", "").lower() == "true" else "deploy",
-                         actor=actor or default_actor(), stash=stash, wait=float(wait), liveness=live,
+                         actor=actor or default_actor(), stash=stash, wait=_wait(wait), liveness=live,
                          offline=offline, dry_run=dry_run, clear_pin=ref is None, attach=attach)
     outcome = _run_deploys(inventory, hosts, opts, parallel, rolling, json, accept_new, connect_timeout)
     _report(outcome, json)
@@ -238,7 +244,7 @@ def deploy(
     "liveness": DEPLOY_HELP["liveness"], "offline": DEPLOY_HELP["offline"], "actor": DEPLOY_HELP["actor"],
     "wait": DEPLOY_HELP["wait"],
 })
-def rollback(c, hosts=None, to=None, wait=0.0, liveness=5.0, offline=False, actor=None, json=False,
+def rollback(c, hosts=None, to=None, wait=None, liveness=5.0, offline=False, actor=None, json=False,
              inventory=None, accept_new=False, connect_timeout=None):
     """Roll hosts back to the previous good commit (or --to) through the same gate, and pin them there."""
     from ..connection import close_quietly, connect
@@ -259,7 +265,7 @@ def rollback(c, hosts=None, to=None, wait=0.0, liveness=5.0, offline=False, acto
             target = to or remote_previous_good(cxn, host)
             if not target:
                 raise errors.FabopsError("no previous good commit is known; give one with --to SHA", host=host.name)
-            opts = DeployOptions(ref=target, trigger="rollback", actor=actor or default_actor(), wait=float(wait),
+            opts = DeployOptions(ref=target, trigger="rollback", actor=actor or default_actor(), wait=_wait(wait),
                                  liveness=live, offline=offline, clear_pin=False)
             return deploy_host(cxn, host, opts, printer(host.name))
         finally:

@@ -25,7 +25,10 @@ def _host_for_local(inventory, hosts):
     return inv, chosen[0]
 
 
-def _check_wait(wait) -> float:
+def _check_wait(wait):
+    """None means the default: 0, or 300 s for a deploy under CI=true."""
+    if wait in (None, ""):
+        return None
     try:
         value = float(wait)
     except (TypeError, ValueError):
@@ -49,7 +52,7 @@ def _check_wait(wait) -> float:
     }
 )
 def local_update(
-    c, hosts=None, trigger="cron", actor=None, ref=None, stash=False, wait=0.0, run_id=None,
+    c, hosts=None, trigger="cron", actor=None, ref=None, stash=False, wait=None, run_id=None,
     install_config=None, clear_pin=False, dry_run=False, verbose=False, json=False, inventory=None,
 ):
     """Converge this host on its branch: fetch, gate, restart, roll back on failure (cron's entry point)."""
