@@ -205,3 +205,30 @@ def test_dry_run_changes_nothing(remote_app):
     assert remote_app.state["deployed"] != v2
     assert remote_app.host.path("~/.fabops/app/services/bot.pid").read_text() == pid
     assert len(remote_app.history()) == 1
+
+
+def test_two_hosts_parallel_then_rolling_stops_at_first_failure(sshd_factory, tmp_path, deploy_env):
+    h1 = sshd_factory("127.0.0.1")
+    h2 = sshd_factory("127.0.0.2")
+    origin = Origin(tmp_path)
+    entries = {}
+    for name, host in (("h1", h1), ("h2", h2)):
+        port = free_port()
+        host.ssh(f"git clone --quiet {origin.bare} ~/app && printf 'DISCORD_TOKEN=x\\nPORT={port}\\n' > ~/app/.env")
+        svc = {"name": "bot", "manager": "process", "command": "python3 app.py", "port": port,
+               "check": {"url": f"http://127.0.0.1:{port}/health"}, "timeout": "20s", "settle": "200ms"}
+        entries[name] = host.inventory_entry(app={"path": "~/app"}, services=[svc],
+                                             deps=[{"when": ["requirements.txt"], "run": "sh install-deps.sh"}])
+    inv = tmp_path / "hosts.yml"
+    inv.write_text(yaml.safe_dump({"hosts": entries, "groups": {"web": ["h1", "h2"]}}, sort_keys=False))
+    r = run_cli("deploy", "-i", str(inv), "-H", "web", "--parallel", "2", timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "[h1]" in r.stdout and "[h2]" in r.stdout
+    origin.crash("2")
+    r = run_cli("deploy", "-i", str(inv), "-H", "web", "--rolling", "1", "--json", timeout=300)
+    data = json.loads(r.stdout)
+    assert r.returncode == 2
+    assert data["h1"]["result"] == "rolled_back"
+    assert data["h2"]["code"] == 2 and "skipped" in data["h2"]["error"]
+    h2_state = json.loads(h2.path("~/.fabops/app/state.json").read_text())
+    assert h2_state["deployed"] != origin.head  # h2 was never touched
