@@ -35,7 +35,7 @@ DEFAULT_SCHEDULE = {
     "backup-env": "@weekly",
 }
 SCHEDULE_KEYS = tuple(DEFAULT_SCHEDULE)
-LOG_KEYS = ("update", "health")
+LOG_KEYS = ("update", "health", "app")
 HTTP_METHODS = ("GET", "POST", "HEAD", "PUT")
 
 

@@ -212,7 +212,7 @@ def http_check_cmd(check) -> str:
         headers.setdefault("Content-Type", "application/json")
     elif check.body is not None:
         body = check.body
-    curl = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{time_total}", "--noproxy", "*",
+    curl = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{time_total}\\n", "--noproxy", "*",
             "--max-time", f"{check.timeout:g}", "-X", check.method]
     for k, v in headers.items():
         curl += ["-H", f"{k}: {v}"]

@@ -48,6 +48,10 @@ class HostPaths:
         return os.path.join(self.home, "services")
 
     @property
+    def metrics(self) -> str:
+        return os.path.join(self.home, "metrics.jsonl")
+
+    @property
     def update_log(self) -> str:
         return os.path.join(self.home, "update.log")
 

@@ -191,6 +191,10 @@ class Pipeline:
             self.res.result = "broken"
             self.res.message = exc.message
         self.res.duration = time.monotonic() - self.started
+        if self.opts.trigger == "cron" and not self.opts.dry_run:
+            from .metrics import record
+
+            record(self.paths.metrics)  # one trend sample per cron run, for `monitor --history`
         self.events.emit("result", **self.res.to_dict())
         return self.res
 

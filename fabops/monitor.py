@@ -1,0 +1,313 @@
+"""`inv monitor`: every fact about a host in one round trip, parsed purely.
+
+`monitor_script(host)` builds one POSIX-sh script that prints sections
+between markers; `parse(output, host)` turns its output into a dict;
+`evaluate(facts, host)` applies the thresholds and returns the Nagios code
+and findings. Only coreutils/procps are needed; missing tools degrade to
+"unknown", never to a failed command (curl -> python3, ss -> /proc/net/tcp).
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+from . import errors
+from .host.services import process_status_cmd, systemd_status_cmd
+from .inventory import Host
+from .probe import MARK, split_sections
+from .remote import home_file, http_check_cmd, port_listening_cmd
+from .shell import q, quote_path
+
+SCHEMA_VERSION = 1
+
+
+def _section(name: str) -> str:
+    # The leading newline ends whatever the previous command printed without
+    # one (curl -w, a truncated file), so a marker always starts a line.
+    return f"echo; echo '{MARK}{name}'"
+
+
+def monitor_script(host: Host) -> str:
+    """The whole dashboard as one script (one exec per host per refresh)."""
+    home = host.home.rstrip("/")
+    app = host.app.path.rstrip("/")
+    units = [s.name for s in host.services if s.manager == "systemd"]
+    procs = [s for s in host.services if s.manager == "process"]
+    parts: List[str] = [
+        # CPU is sampled at the start and at the end: the script's own run
+        # time is the window, and no sleep is added.
+        _section("cpu0") + "; head -n 1 /proc/stat",
+        _section("mem") + "; grep -E '^(MemTotal|MemAvailable):' /proc/meminfo",
+        _section("disk") + "; df -Pk / 2>/dev/null | tail -n 1",
+        _section("load") + "; cat /proc/loadavg 2>/dev/null; cat /proc/uptime 2>/dev/null",
+    ]
+    if units:
+        parts.append(_section("systemd") + f"; {systemd_status_cmd(units)} 2>/dev/null")
+        parts.append("PIDS=$(systemctl show -p MainPID --value " + " ".join(q(u) for u in units) + " 2>/dev/null | tr '\\n' ' ')")
+    else:
+        parts.append("PIDS=")
+    if procs:
+        parts.append(_section("process") + "\n" + process_status_cmd(home, procs))
+        for svc in procs:
+            pidfile = quote_path(f"{home}/services/{svc.name}.pid")
+            parts.append(f'[ -r {pidfile} ] && PIDS="$PIDS $(cut -d" " -f1 {pidfile})"')
+    parts.append(
+        _section("ps")
+        + '; P=$(echo $PIDS | tr " " "\\n" | grep -v "^0*$" | tr "\\n" "," | sed "s/,$//"); '
+        + '[ -n "$P" ] && ps -o pid=,pcpu=,pmem=,etimes= -p "$P" 2>/dev/null'
+    )
+    for svc in host.services:
+        if svc.port:
+            parts.append(
+                _section(f"port:{svc.name}") + f"; if {port_listening_cmd(svc.port)}; then echo open; else echo closed; fi"
+            )
+        if svc.check is not None:
+            parts.append(_section(f"http:{svc.name}") + f"; {http_check_cmd(svc.check)}")
+    # The Python API's URL from the app's .env: only that one value is read,
+    # and only its /health answer is printed, never the URL or anything else.
+    env_file = quote_path(f"{app}/{host.env_file}")
+    parts.append(
+        _section("api")
+        + f"; U=$(sed -n 's/^[[:space:]]*PYTHON_API_URL[[:space:]]*=[[:space:]]*//p' {env_file} 2>/dev/null"
+        + " | head -n 1 | tr -d '\\r\\042\\047'); "
+        + 'if [ -n "$U" ]; then U="${U%/}/health"; '
+        + "if command -v curl >/dev/null 2>&1; then curl -s -o /dev/null -w '%{http_code} %{time_total}' --noproxy '*' --max-time 5 \"$U\"; "
+        + "else python3 -c 'import sys,time,urllib.request as r\nt=time.time()\ntry: c=r.urlopen(sys.argv[1],timeout=5).status\nexcept Exception as e: c=getattr(e,\"code\",0)\nprint(c, round(time.time()-t,4))' \"$U\"; fi; "
+        + "else echo none; fi"
+    )
+    parts.append(_section("state") + f"; cat {home_file(host, 'state.json')} 2>/dev/null")
+    parts.append(_section("last") + f"; tail -n 1 {home_file(host, 'history.jsonl')} 2>/dev/null")
+    # Errors in the last hour: the journal under systemd, else the service
+    # log files (lines mentioning "error" in files written in the last hour).
+    err_cmds = []
+    for u in units:
+        err_cmds.append(
+            f"journalctl -u {q(u)} --since '-1h' --no-pager -q -o cat 2>/dev/null | grep -ci error"
+        )
+    for svc in procs:
+        log = quote_path(f"{home}/services/{svc.name}.log")
+        err_cmds.append(f"find {log} -mmin -60 2>/dev/null | grep -q . && tail -n 2000 {log} | grep -ci error")
+    parts.append(_section("errors") + "; " + "; ".join(f"{{ {c} || echo 0; }}" for c in err_cmds) if err_cmds else _section("errors"))
+    # "Archived and active journals take up 8.0M in the file system."
+    parts.append(_section("journal") + "; journalctl --disk-usage 2>/dev/null | sed -n 's/.* take up \\([^ ]*\\) .*/\\1/p'")
+    for i, rule in enumerate(host.cleanup):
+        path = quote_path(rule.path)
+        glob = q(rule.glob)
+        parts.append(
+            _section(f"cleanup:{i}")
+            + f"; if [ -d {path} ]; then du -sk {path} 2>/dev/null | cut -f1; "
+            + f"find {path} -maxdepth 1 -type f -name {glob} 2>/dev/null | wc -l; "
+            + f"find {path} -maxdepth 1 -type f -name {glob} -mtime -1 2>/dev/null | wc -l; else echo missing; fi"
+        )
+    parts.append(_section("metrics") + f"; tail -n 97 {home_file(host, 'metrics.jsonl')} 2>/dev/null")
+    parts.append(_section("cpu1") + "; head -n 1 /proc/stat")
+    parts.append(_section("end"))
+    return "\n".join(parts) + "\n"
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def _ints(text: str) -> List[int]:
+    out = []
+    for word in text.split():
+        try:
+            out.append(int(word))
+        except ValueError:
+            pass
+    return out
+
+
+def cpu_percent(first: str, second: str) -> Optional[float]:
+    """System CPU use between two `cpu ...` lines of /proc/stat."""
+    a, b = _ints(first), _ints(second)
+    if len(a) < 4 or len(a) != len(b):
+        return None
+    idle_a = a[3] + (a[4] if len(a) > 4 else 0)
+    idle_b = b[3] + (b[4] if len(b) > 4 else 0)
+    total = sum(b) - sum(a)
+    if total <= 0:
+        return 0.0
+    return round(100.0 * (total - (idle_b - idle_a)) / total, 1)
+
+
+def _float(text) -> Optional[float]:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def parse(output: str, host: Host, now: Optional[float] = None) -> Dict[str, Any]:
+    """Facts from the script's output. Junk or missing sections become None."""
+    from .host.services import parse_process_status, parse_systemd_show
+
+    now = time.time() if now is None else now
+    s = split_sections(output)
+    facts: Dict[str, Any] = {"schema": SCHEMA_VERSION, "host": host.name, "time": now}
+    facts["cpu"] = cpu_percent(s.get("cpu0", ""), s.get("cpu1", ""))
+    mem = {}
+    for line in s.get("mem", "").splitlines():
+        key, _, rest = line.partition(":")
+        nums = _ints(rest)
+        if nums:
+            mem[key.strip()] = nums[0]
+    if mem.get("MemTotal"):
+        avail = mem.get("MemAvailable", 0)
+        facts["memory"] = round(100.0 * (mem["MemTotal"] - avail) / mem["MemTotal"], 1)
+    else:
+        facts["memory"] = None
+    disk = s.get("disk", "").split()
+    facts["disk"] = _float(disk[4].rstrip("%")) if len(disk) >= 5 else None
+    load = s.get("load", "").split()
+    facts["load"] = _float(load[0]) if load else None
+    facts["uptime"] = _float(load[5]) if len(load) >= 6 else None
+
+    units = [x.name for x in host.services if x.manager == "systemd"]
+    procs = [x.name for x in host.services if x.manager == "process"]
+    statuses = {}
+    if units:
+        statuses.update(parse_systemd_show(s.get("systemd", ""), units))
+    if procs:
+        statuses.update(parse_process_status(s.get("process", ""), procs))
+    ps = {}
+    for line in s.get("ps", "").splitlines():
+        f = line.split()
+        if len(f) == 4 and f[0].isdigit():
+            ps[int(f[0])] = {"cpu": _float(f[1]), "memory": _float(f[2]), "uptime": _float(f[3])}
+    services = []
+    for svc in host.services:
+        st = statuses.get(svc.name)
+        proc = ps.get(st.pid) if st and st.pid else None
+        entry: Dict[str, Any] = {
+            "name": svc.name,
+            "manager": svc.manager,
+            "state": st.state if st else "unknown",
+            "active": bool(st and st.active),
+            "pid": st.pid if st else None,
+            "cpu": proc["cpu"] if proc else None,
+            "memory": proc["memory"] if proc else None,
+            "uptime": proc["uptime"] if proc else None,
+            "port": svc.port,
+            "port_open": None,
+            "http_status": None,
+            "http_latency": None,
+            "http_expect": svc.check.expect if svc.check else None,
+        }
+        if svc.port:
+            entry["port_open"] = {"open": True, "closed": False}.get(s.get(f"port:{svc.name}", "").strip())
+        if svc.check is not None:
+            parts = s.get(f"http:{svc.name}", "").split()
+            code = int(parts[0]) if parts and parts[0].isdigit() else None
+            entry["http_status"] = code or None
+            entry["http_latency"] = _float(parts[1]) if len(parts) > 1 else None
+        services.append(entry)
+    facts["services"] = services
+
+    api = s.get("api", "").split()
+    if not api or api[0] == "none":
+        facts["api"] = None
+    else:
+        code = int(api[0]) if api[0].isdigit() else 0
+        facts["api"] = {"status": code or None, "latency": _float(api[1]) if len(api) > 1 else None}
+
+    try:
+        state = json.loads(s.get("state") or "null")
+    except ValueError:
+        state = None
+    state = state if isinstance(state, dict) else None
+    try:
+        last = json.loads(s.get("last") or "null")
+    except ValueError:
+        last = None
+    facts["deploy"] = None if state is None else {
+        "deployed": state.get("deployed"),
+        "deployed_at": state.get("deployed_at"),
+        "pin": state.get("pin"),
+        "bad": sorted((state.get("bad") or {}).keys()),
+        "last_check": state.get("last_check"),
+        "last_result": state.get("last_result"),
+        "in_progress": bool(state.get("in_progress")),
+        "last_run": last if isinstance(last, dict) else None,
+    }
+    counts = _ints(s.get("errors", ""))
+    facts["errors_last_hour"] = sum(counts) if counts or s.get("errors") is not None else None
+    facts["journal_usage"] = s.get("journal") or None
+    cleanup = []
+    for i, rule in enumerate(host.cleanup):
+        text = s.get(f"cleanup:{i}")
+        nums = _ints(text or "")
+        if text is None or text.strip() == "missing" or len(nums) < 3:
+            cleanup.append({"path": rule.path, "glob": rule.glob, "exists": False if text and "missing" in text else None,
+                            "kib": None, "files": None, "last_24h": None})
+        else:
+            cleanup.append({"path": rule.path, "glob": rule.glob, "exists": True, "kib": nums[0], "files": nums[1], "last_24h": nums[2]})
+    facts["cleanup"] = cleanup
+    from .host.metrics import series
+
+    facts["history"] = series((s.get("metrics") or "").splitlines())
+    return facts
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def update_interval(expr: Optional[str]) -> Optional[float]:
+    """Seconds between runs of a cron expression, for the common shapes."""
+    if not expr:
+        return None
+    nick = {"@hourly": 3600, "@daily": 86400, "@midnight": 86400, "@weekly": 604800}
+    if expr in nick:
+        return float(nick[expr])
+    fields = expr.split()
+    if len(fields) != 5:
+        return None
+    minute, hour = fields[0], fields[1]
+    if minute == "*" and hour == "*":
+        return 60.0
+    if minute.startswith("*/") and minute[2:].isdigit() and hour == "*":
+        return 60.0 * int(minute[2:])
+    if "," in minute and hour == "*":
+        return 3600.0 / len(minute.split(","))
+    if hour == "*":
+        return 3600.0
+    if hour.startswith("*/") and hour[2:].isdigit():
+        return 3600.0 * int(hour[2:])
+    return 86400.0
+
+
+def evaluate(facts: Dict[str, Any], host: Host, now: Optional[float] = None) -> Tuple[int, List[Tuple[int, str]]]:
+    """(Nagios code, [(code, finding)]) against the host's thresholds."""
+    now = time.time() if now is None else now
+    th = host.thresholds
+    found: List[Tuple[int, str]] = []
+    for svc in facts["services"]:
+        name = svc["name"]
+        if not svc["active"]:
+            found.append((errors.FAILED, f"{name} is {svc['state']}"))
+            continue
+        if svc["port"] and svc["port_open"] is False:
+            found.append((errors.FAILED, f"{name}: port {svc['port']} is not listening"))
+        if svc["http_expect"] is not None and svc["http_status"] != svc["http_expect"]:
+            got = f"HTTP {svc['http_status']}" if svc["http_status"] else "no answer"
+            found.append((errors.FAILED, f"{name}: check gave {got}, expected {svc['http_expect']}"))
+        if svc["cpu"] is not None and svc["cpu"] >= th["cpu"]:
+            found.append((errors.WARNING, f"{name}: CPU {svc['cpu']:g}% ≥ {th['cpu']:g}%"))
+        if svc["memory"] is not None and svc["memory"] >= th["memory"]:
+            found.append((errors.WARNING, f"{name}: memory {svc['memory']:g}% ≥ {th['memory']:g}%"))
+    if facts.get("disk") is not None and facts["disk"] >= th["disk"]:
+        found.append((errors.WARNING, f"root disk {facts['disk']:g}% ≥ {th['disk']:g}%"))
+    api = facts.get("api")
+    if api is not None and api.get("status") != 200:
+        found.append((errors.FAILED, f"Python API /health: {'HTTP ' + str(api['status']) if api.get('status') else 'no answer'}"))
+    dep = facts.get("deploy")
+    interval = update_interval(host.schedule.get("update"))
+    if dep and dep.get("last_check") and interval:
+        age = now - float(dep["last_check"])
+        if age > 3 * interval:
+            found.append((errors.WARNING, f"cron stalled: last update check {int(age // 60)} min ago (expected every {int(interval // 60) or 1} min)"))
+    if dep and dep.get("last_result") == "broken":
+        found.append((errors.FAILED, "the last update ended BROKEN: a person is needed"))
+    code = errors.worst(c for c, _ in found)
+    return code, found

@@ -1,0 +1,252 @@
+"""`inv monitor` and `inv logs`: look at hosts from the laptop (agentless)."""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+
+from invoke import Collection
+
+from .. import errors as E
+from ._base import check_parallel, check_timeout, fabops_task, finish, print_json, select
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values, lo: float = 0.0, hi: float = 100.0) -> str:
+    if not values:
+        return "not available yet"
+    span = (hi - lo) or 1.0
+    return "".join(SPARK[min(len(SPARK) - 1, max(0, int((v - lo) / span * (len(SPARK) - 1) + 0.5)))] for v in values)
+
+
+def gather(cxn, host):
+    """One exec: the whole fact script. Returns (facts, code, findings)."""
+    from ..monitor import evaluate, monitor_script, parse
+
+    result = cxn.run(monitor_script(host), hide=True, warn=True, in_stream=False)
+    facts = parse(result.stdout, host)
+    code, findings = evaluate(facts, host)
+    facts["status"] = E.NAMES.get(code, str(code))
+    facts["code"] = code
+    facts["findings"] = [{"level": E.NAMES.get(c, str(c)), "message": m} for c, m in findings]
+    return facts
+
+
+def _mark(ok, warn=False):
+    if ok is None:
+        return "[dim]?[/dim]"
+    return "✅" if ok else ("⚠️ " if warn else "❌")
+
+
+def render_host(facts, host, show_history=False):
+    from rich.panel import Panel
+    from rich.table import Table
+
+    from ..render import RESULT_STYLE, ago, console, fmt_duration, short, status_cell
+
+    th = host.thresholds
+    svc_table = Table(box=None, pad_edge=False)
+    for col in ("service", "state", "pid", "CPU", "MEM", "up", "port", "check"):
+        svc_table.add_column(col)
+    for s in facts["services"]:
+        cpu = "-" if s["cpu"] is None else f"{_mark(s['cpu'] < th['cpu'], True)} {s['cpu']:g}%"
+        mem = "-" if s["memory"] is None else f"{_mark(s['memory'] < th['memory'], True)} {s['memory']:g}%"
+        port = "-" if not s["port"] else f"{_mark(s['port_open'])} {s['port']}"
+        if s["http_expect"] is None:
+            check = "-"
+        else:
+            ok = s["http_status"] == s["http_expect"]
+            lat = f" {s['http_latency'] * 1000:.0f} ms" if s["http_latency"] is not None else ""
+            check = f"{_mark(ok)} {s['http_status'] or 'no answer'}{lat}"
+        svc_table.add_row(s["name"], f"{_mark(s['active'])} {s['state']}", str(s["pid"] or "-"), cpu, mem,
+                          fmt_duration(s["uptime"]), port, check)
+    lines = []
+    sys_cpu = "?" if facts["cpu"] is None else f"{facts['cpu']:g}%"
+    sys_mem = "?" if facts["memory"] is None else f"{facts['memory']:g}%"
+    disk = "?" if facts["disk"] is None else f"{_mark(facts['disk'] < th['disk'], True)} {facts['disk']:g}%"
+    lines.append(f"system CPU {sys_cpu}  memory {sys_mem}  root disk {disk}  load {facts.get('load') or '?'}  "
+                 f"up {fmt_duration(facts.get('uptime'))}")
+    api = facts.get("api")
+    if api is not None:
+        lat = f" ({api['latency'] * 1000:.0f} ms)" if api.get("latency") is not None else ""
+        lines.append(f"Python API /health (PYTHON_API_URL): {_mark(api.get('status') == 200)} {api.get('status') or 'no answer'}{lat}")
+    dep = facts.get("deploy")
+    if dep is None:
+        lines.append("[dim]deploy state: not available yet (no fabops run on this host)[/dim]")
+    else:
+        line = f"deployed {short(dep.get('deployed'))} ({ago(dep.get('deployed_at'))}); last update check {ago(dep.get('last_check'))}"
+        if dep.get("last_result"):
+            style = RESULT_STYLE.get(dep["last_result"], "white")
+            line += f": [{style}]{dep['last_result']}[/{style}]"
+        lines.append(line)
+        if dep.get("pin"):
+            lines.append(f"[yellow]📌 pinned to {short(dep['pin'])}[/yellow]")
+        if dep.get("bad"):
+            lines.append(f"[yellow]remembered bad targets: {', '.join(short(b) for b in dep['bad'])}[/yellow]")
+    errs = facts.get("errors_last_hour")
+    lines.append(f"errors in the last hour: {errs if errs is not None else 'not available'}"
+                 + (f"   journal: {facts['journal_usage']}" if facts.get("journal_usage") else ""))
+    for c in facts.get("cleanup", []):
+        if c["exists"]:
+            lines.append(f"{c['path']}/{c['glob']}: {c['files']} files, {c['kib'] / 1024:.1f} MiB, {c['last_24h']} in the last 24 h")
+        else:
+            lines.append(f"[dim]{c['path']}: not there yet[/dim]")
+    if show_history:
+        hist = facts.get("history") or {}
+        lines.append(f"CPU    {sparkline(hist.get('cpu'))}")
+        lines.append(f"memory {sparkline(hist.get('memory'))}")
+        lines.append(f"disk   {sparkline(hist.get('disk'))}")
+    for f in facts.get("findings", []):
+        color = "red" if f["level"] in ("FAILED", "BROKEN") else "yellow"
+        lines.append(f"[{color}]• {f['message']}[/{color}]")
+    from rich.console import Group
+
+    title = f"{host.name}  {status_cell(facts['code'])}"
+    return Panel(Group(svc_table, *lines), title=title, title_align="left")
+
+
+def render_all(results, hosts_by_name, show_history=False):
+    """One panel per host; with several hosts a summary table first, and
+    details only for the hosts that are not OK."""
+    from rich.console import Group
+    from rich.table import Table
+
+    from ..render import status_cell
+
+    parts = []
+    many = len(results) > 1
+    if many:
+        table = Table(title="monitor", title_justify="left")
+        for col in ("host", "status", "services", "CPU", "memory", "disk", "detail"):
+            table.add_column(col, overflow="fold")
+        for r in results:
+            if r.ok:
+                f = r.value
+                up = sum(1 for s in f["services"] if s["active"])
+                table.add_row(r.host, status_cell(f["code"]), f"{up}/{len(f['services'])}",
+                              "?" if f["cpu"] is None else f"{f['cpu']:g}%",
+                              "?" if f["memory"] is None else f"{f['memory']:g}%",
+                              "?" if f["disk"] is None else f"{f['disk']:g}%",
+                              "; ".join(x["message"] for x in f["findings"][:2]))
+            else:
+                table.add_row(r.host, status_cell(r.code), "", "", "", "", f"[red]{getattr(r.error, 'message', r.error)}[/red]")
+        parts.append(table)
+    for r in results:
+        if r.ok and (not many or r.value["code"] != E.OK):
+            parts.append(render_host(r.value, hosts_by_name[r.host], show_history))
+        elif not r.ok and not many:
+            from rich.panel import Panel
+
+            parts.append(Panel(f"[red]{getattr(r.error, 'message', r.error)}[/red]", title=f"{r.host}  {status_cell(r.code)}",
+                               title_align="left"))
+    return Group(*parts)
+
+
+def _code(results):
+    codes = [(r.value["code"] if r.ok else r.code) for r in results]
+    return E.worst(codes)
+
+
+@fabops_task(help={
+    "watch": "Refresh every SECONDS in place, over one kept-open connection per host.",
+    "history": "Also show CPU, memory and disk sparklines from the samples recorded on the host.",
+})
+def monitor(c, hosts=None, json=False, watch=None, history=False, parallel=10, inventory=None,
+            accept_new=False, connect_timeout=None):
+    """Show a dashboard of each host's services, resources and deploy state (Nagios exit codes)."""
+    from ..connection import close_quietly, connect
+    from ..fanout import HostResult, run_hosts
+    from ..render import console
+
+    parallel = check_parallel(parallel)
+    timeout = check_timeout(connect_timeout, "--connect-timeout")
+    interval = check_timeout(watch, "--watch")
+    inv, chosen = select(inventory, hosts)
+    by_name = {h.name: h for h in chosen}
+    conns = {}
+    lock = threading.Lock()
+
+    def one(host):
+        cxn = conns.get(host.name)
+        if cxn is None:
+            cxn = connect(host, inv, accept_new=accept_new, connect_timeout=timeout)
+            with lock:
+                conns[host.name] = cxn
+        try:
+            return gather(cxn, host)
+        except Exception:
+            # a dead connection is re-opened on the next refresh
+            with lock:
+                conns.pop(host.name, None)
+            close_quietly(cxn)
+            raise
+
+    def refresh():
+        return run_hosts(chosen, one, parallel=parallel).results
+
+    try:
+        if interval is None:
+            results = refresh()
+            if json:
+                print_json({"schema": 1, "hosts": {
+                    r.host: (r.value if r.ok else {"status": E.NAMES.get(r.code), "code": r.code,
+                                                  "error": str(getattr(r.error, "message", r.error))})
+                    for r in results}, "code": _code(results)})
+            else:
+                console().print(render_all(results, by_name, history))
+            finish(_code(results))
+            return
+        from rich.live import Live
+
+        stop = threading.Event()
+        results = refresh()
+        with Live(render_all(results, by_name, history), console=console(), screen=False, auto_refresh=False) as live:
+            try:
+                while not stop.wait(interval):
+                    results = refresh()
+                    live.update(render_all(results, by_name, history), refresh=True)
+            except KeyboardInterrupt:
+                pass
+        finish(_code(results))
+    finally:
+        for cxn in conns.values():
+            close_quietly(cxn)
+
+
+LOG_SOURCES = ("journal", "update", "health", "app")
+
+
+@fabops_task(help={
+    "follow": "Keep printing new lines (Ctrl-C ends it cleanly).",
+    "n": "How many lines to show (default 100).",
+    "since": "Only lines since this time, e.g. '1 hour ago' or '2026-11-28 10:00' (journal only).",
+    "errors": "Only lines mentioning an error (last 24 h by default for the journal).",
+    "source": "journal (service output: journalctl, or the process back end's log), update, health or app.",
+    "service": "Only this service (default: all).",
+})
+def logs(c, hosts=None, follow=False, n=100, since=None, errors=False, source="journal", service=None,
+         inventory=None, accept_new=False, connect_timeout=None):
+    """Show or follow service output and the fabops update and health logs on hosts."""
+    from ..logs import follow_logs, read_logs
+
+    if source not in LOG_SOURCES:
+        raise E.UsageError(f"--source must be one of {', '.join(LOG_SOURCES)}, not {source!r}")
+    try:
+        lines = int(n)
+    except (TypeError, ValueError):
+        raise E.UsageError(f"-n must be a whole number, not {n!r}") from None
+    timeout = check_timeout(connect_timeout, "--connect-timeout")
+    inv, chosen = select(inventory, hosts)
+    if follow:
+        code = follow_logs(inv, chosen, source=source, service=service, lines=lines, errors_only=errors,
+                           since=since, accept_new=accept_new, connect_timeout=timeout)
+        finish(code)
+        return
+    code = read_logs(inv, chosen, source=source, service=service, lines=lines, errors_only=errors,
+                     since=since, accept_new=accept_new, connect_timeout=timeout)
+    finish(code)
+
+
+ns = Collection("observe", monitor, logs)
