@@ -1,0 +1,127 @@
+"""monitor and logs against a real sshd and the process-managed sample app (ssh tier)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, run_cli, write_inventory
+from tests.harness.sshd import free_port
+from tests.test_deploy_ssh import RemoteApp, _comm
+
+pytestmark = pytest.mark.ssh
+
+
+@pytest.fixture
+def deployed(ssh_host, tmp_path, deploy_env):
+    app = RemoteApp(ssh_host, tmp_path)
+    assert app.deploy_json()[0] == 0
+    return app
+
+
+def monitor_json(app, *args):
+    r = run_cli("monitor", "-i", str(app.inventory), "--json", *args)
+    return r.returncode, json.loads(r.stdout)
+
+
+def test_dashboard_healthy_then_red_when_killed(deployed):
+    code, data = monitor_json(deployed)
+    assert code == 0, data
+    h = data["hosts"]["h1"]
+    assert h["status"] == "OK" and h["services"][0]["active"] and h["services"][0]["http_status"] == 200
+    assert h["services"][0]["port_open"] is True
+    assert h["deploy"]["deployed"] == deployed.origin.head
+    r = run_cli("monitor", "-i", str(deployed.inventory))
+    assert r.returncode == 0 and "h1" in r.stdout and "✅" in r.stdout
+
+    deployed.host.ssh("kill -9 $(cut -d' ' -f1 ~/.fabops/app/services/bot.pid)")
+    code, data = monitor_json(deployed)
+    assert code == 2
+    assert data["hosts"]["h1"]["findings"][0]["message"].startswith("bot is")
+    r = run_cli("monitor", "-i", str(deployed.inventory))
+    assert r.returncode == 2 and "❌" in r.stdout
+
+
+def test_unreachable_host_is_red_and_the_good_one_still_renders(deployed, tmp_path):
+    inv = yaml.safe_load(deployed.inventory.read_text())
+    inv["hosts"]["gone"] = {"address": "127.0.0.1", "port": free_port(), "app": {"path": "~/app"}}
+    path = tmp_path / "two.yml"
+    path.write_text(yaml.safe_dump(inv))
+    r = run_cli("monitor", "-i", str(path), "-H", "h1,gone", "--connect-timeout", "2")
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "h1" in r.stdout and "gone" in r.stdout and "refused" in r.stdout.lower()
+    r = run_cli("monitor", "-i", str(path), "-H", "h1,gone", "--json", "--connect-timeout", "2")
+    data = json.loads(r.stdout)
+    assert data["hosts"]["gone"]["code"] == 3 and data["hosts"]["h1"]["code"] == 0
+
+
+def test_json_matches_the_documented_schema(deployed):
+    from fabops.monitor import JSON_SCHEMA, check_schema
+
+    code, data = monitor_json(deployed)
+    assert check_schema(data, JSON_SCHEMA) == []
+
+
+def test_exactly_one_exec_per_host_per_refresh(deployed, mocker):
+    import paramiko
+
+    from fabops import inventory
+    from fabops.connection import connect
+    from fabops.tasks.observe import gather
+
+    inv = inventory.load(str(deployed.inventory))
+    host = inv.hosts["h1"]
+    cxn = connect(host, inv)
+    try:
+        spy = mocker.spy(paramiko.Channel, "exec_command")
+        gather(cxn, host)
+        assert spy.call_count == 1
+        gather(cxn, host)  # a --watch refresh on the kept-open connection
+        assert spy.call_count == 2
+    finally:
+        cxn.close()
+
+
+def test_logs_tail_errors_and_update_log(deployed):
+    log = "~/.fabops/app/services/bot.log"
+    deployed.host.ssh(f"for i in 1 2 3 4 5 6; do echo line-$i >> {log}; done; echo 'ERROR: boom' >> {log}; echo 'all good' >> {log}")
+    r = run_cli("logs", "-i", str(deployed.inventory), "-n", "3")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["line-6", "ERROR: boom", "all good"]
+    r = run_cli("logs", "-i", str(deployed.inventory), "--errors")
+    assert r.stdout.splitlines() == ["ERROR: boom"]
+    r = run_cli("logs", "-i", str(deployed.inventory), "--source", "update", "-n", "1")
+    assert "DEPLOYED" in r.stdout
+    r = run_cli("logs", "-i", str(deployed.inventory), "--source", "app")
+    assert r.returncode == 64 and "logs.app" in r.stderr
+
+
+def test_follow_then_ctrl_c_leaves_no_remote_process(deployed):
+    log = "~/.fabops/app/services/bot.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "fabops.cli", "logs", "-i", str(deployed.inventory), "-f", "-n", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=dict(os.environ, COLUMNS="200"),
+    )
+    deployed.host.ssh(f"echo follow-marker >> {log}")
+    seen = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        seen.append(line)
+        if "follow-marker" in line:
+            break
+    assert any("follow-marker" in x for x in seen), seen
+    tails = [p for p in deployed.host.namespace_pids() if _comm(p) == "tail"]
+    assert tails, "the remote tail should be running while following"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_comm(p) == "tail" for p in deployed.host.namespace_pids()):
+        time.sleep(0.1)
+    assert not [p for p in deployed.host.namespace_pids() if _comm(p) == "tail"]
