@@ -1,9 +1,9 @@
 """`python -m bench [pipeline ...]`: run the benchmarks and print Markdown."""
 import sys
 
-from bench import pipeline
+from bench import monitor, pipeline
 
-SUITES = {"pipeline": pipeline.main}
+SUITES = {"pipeline": pipeline.main, "monitor": monitor.main}
 
 
 def main(argv):

@@ -117,6 +117,7 @@ def bench_deploy(runs: int = 3) -> str:
     home = base / "laptop-home"
     (home / ".ssh").mkdir(parents=True, mode=0o700)
     env = dict(os.environ, HOME=str(home), FABOPS_WHEELHOUSE=str(cache), COLUMNS="200")
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as a user's install: byte-compiled
     old_home = os.environ.get("HOME")
     os.environ["HOME"] = str(home)
     key = keygen(base / "id_ed25519")

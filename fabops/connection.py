@@ -106,6 +106,7 @@ def connect(
     from fabric import Config, Connection
 
     quiet_paramiko()
+    tune_runner()
     timeout = float(connect_timeout or DEFAULT_CONNECT_TIMEOUT)
     connect_kwargs = {"banner_timeout": timeout, "auth_timeout": timeout}
     if host.identity_file:
@@ -141,6 +142,14 @@ def open_connection(cxn, host: Host, timeout: float) -> None:
 
     where = f"{cxn.user}@{cxn.host}:{cxn.port}"
     try:
+        if not cxn.gateway and "sock" not in cxn.connect_kwargs:
+            # Our own socket, so TCP_NODELAY is on before the handshake:
+            # the key exchange and auth then take ~15 ms instead of ~60 ms on
+            # loopback (Nagle meeting delayed ACKs). With a ProxyJump or
+            # ProxyCommand, Fabric opens the gateway as usual.
+            sock = socket.create_connection((cxn.host, cxn.port), timeout=timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            cxn.connect_kwargs["sock"] = sock
         cxn.open()
     except HostKeyError:
         raise
@@ -175,6 +184,15 @@ def open_connection(cxn, host: Host, timeout: float) -> None:
     except OSError as exc:
         raise UnreachableError(f"cannot connect to {where}: {exc.strerror or exc}", host=host.name) from None
     tune_transport(cxn)
+
+
+def tune_runner() -> None:
+    """Invoke's runner sleeps `input_sleep` (10 ms) between polls while a
+    command runs: ~10 ms added to every command. 2 ms keeps polling cheap
+    (a few hundred wake-ups a second, only while a command runs)."""
+    from invoke.runners import Runner
+
+    Runner.input_sleep = min(Runner.input_sleep, 0.002)
 
 
 def tune_transport(cxn) -> None:

@@ -37,10 +37,12 @@ def monitor_script(host: Host) -> str:
     parts: List[str] = [
         # CPU is sampled at the start and at the end: the script's own run
         # time is the window, and no sleep is added.
-        _section("cpu0") + "; head -n 1 /proc/stat",
-        _section("mem") + "; grep -E '^(MemTotal|MemAvailable):' /proc/meminfo",
+        # Shell builtins (`read`) instead of head/cat where it is easy: every
+        # avoided fork+exec saves 1-2 ms of the round trip.
+        _section("cpu0") + "; read -r L < /proc/stat; echo \"$L\"",
+        _section("mem") + "; while read -r K V R; do case $K in MemTotal:|MemAvailable:) echo \"$K $V\";; esac; done < /proc/meminfo",
         _section("disk") + "; df -Pk / 2>/dev/null | tail -n 1",
-        _section("load") + "; cat /proc/loadavg 2>/dev/null; cat /proc/uptime 2>/dev/null",
+        _section("load") + "; read -r L < /proc/loadavg; echo \"$L\"; read -r L < /proc/uptime; echo \"$L\"",
     ]
     if units:
         parts.append(_section("systemd") + f"; {systemd_status_cmd(units)} 2>/dev/null")
@@ -101,7 +103,7 @@ def monitor_script(host: Host) -> str:
             + f"find {path} -maxdepth 1 -type f -name {glob} -mtime -1 2>/dev/null | wc -l; else echo missing; fi"
         )
     parts.append(_section("metrics") + f"; tail -n 97 {home_file(host, 'metrics.jsonl')} 2>/dev/null")
-    parts.append(_section("cpu1") + "; head -n 1 /proc/stat")
+    parts.append(_section("cpu1") + "; read -r L < /proc/stat; echo \"$L\"")
     parts.append(_section("end"))
     return "\n".join(parts) + "\n"
 

@@ -144,6 +144,15 @@ def render_all(results, hosts_by_name, show_history=False):
     return Group(*parts)
 
 
+def _preload_rich() -> None:
+    try:
+        import rich.console  # noqa: F401
+        import rich.panel  # noqa: F401
+        import rich.table  # noqa: F401
+    except Exception:  # noqa: BLE001 - the real import reports problems
+        pass
+
+
 def _code(results):
     codes = [(r.value["code"] if r.ok else r.code) for r in results]
     return E.worst(codes)
@@ -185,6 +194,11 @@ def monitor(c, hosts=None, json=False, watch=None, history=False, parallel=10, i
 
     def refresh():
         return run_hosts(chosen, one, parallel=parallel).results
+
+    if not json:
+        # Import rich while the connections are being opened: the import is
+        # CPU work, the handshake is mostly waiting, so they overlap.
+        threading.Thread(target=_preload_rich, daemon=True).start()
 
     try:
         if interval is None:
