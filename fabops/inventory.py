@@ -112,6 +112,7 @@ class Host:
     env_file: str = ".env"
     env_template: str = ".env.example"
     backup_dir: str = "~/backup"
+    setup_command: Optional[str] = None  # run in the app dir after `reset` (legacy setup-complete.sh)
     home: str = ""  # host home; "" until resolved to ~/.fabops/<app>
 
     @property
@@ -296,7 +297,7 @@ class _Validator:
     HOST_KEYS = (
         "address", "user", "port", "connection", "identity_file", "app", "env",
         "services", "deps", "logs", "thresholds", "cleanup", "schedule",
-        "env_file", "env_template", "backup_dir", "home",
+        "env_file", "env_template", "backup_dir", "home", "setup_command",
     )
 
     def __init__(self, path: str):
@@ -457,6 +458,8 @@ class _Validator:
                     sk: (None if sv in (None, "off", False) else self.string(sv, f"{kk}.{sk}", cron_problem))
                     for sk, sv in sch.items()
                 }
+            elif k == "setup_command":
+                out[k] = self.string(v, kk)
             elif k in ("env_file", "env_template"):
                 out[k] = self.string(v, kk, relpath_problem)
             elif k in ("backup_dir", "home"):
@@ -598,6 +601,7 @@ class _Validator:
             env_file=d.get("env_file", ".env"),
             env_template=d.get("env_template", ".env.example"),
             backup_dir=backup_dir,
+            setup_command=d.get("setup_command"),
             home=home,
         )
 

@@ -1,0 +1,225 @@
+"""reset, backup-env, restore-env, clean, system-update: the 3 a.m. tasks."""
+from __future__ import annotations
+
+import sys
+
+from invoke import Collection
+
+from .. import errors
+from ._base import check_timeout, fabops_task, finish, print_json, select
+
+
+def confirm(question: str, yes: bool) -> None:
+    """`--yes`, or a `y` typed at a TTY; with no TTY, refuse (exit 64)."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise errors.UsageError(f"{question}: refusing without confirmation (no TTY); pass --yes")
+    answer = input(f"{question} [y/N] ").strip().lower()
+    if answer not in ("y", "yes"):
+        raise errors.UsageError("cancelled")
+
+
+def _each(inventory, hosts, fn, accept_new, connect_timeout):
+    from ..remote import for_each_host
+
+    return for_each_host(inventory, hosts, fn, accept_new=accept_new,
+                         connect_timeout=check_timeout(connect_timeout, "--connect-timeout"))
+
+
+def _errors_out(outcome):
+    from ..render import host_errors
+
+    host_errors(outcome.results)
+
+
+def _say(host):
+    return lambda m: print(f"[{host.name}] {m}", flush=True)
+
+
+@fabops_task(help={
+    "force": "If a hung run holds the host lock, stop it (after confirmation).",
+    "actor": "Who resets, for the history (default user@laptop).",
+})
+def reset(c, hosts=None, yes=False, dry_run=False, force=False, actor=None, json=False, inventory=None,
+          accept_new=False, connect_timeout=None):
+    """Emergency reset to origin: save .env and local changes, reset, re-run deps, restart, poll."""
+    from ..connection import close_quietly, connect
+    from ..deploy import default_actor
+    from ..fanout import run_hosts
+    from ..maintenance import reset as do_reset, reset_plan
+
+    timeout = check_timeout(connect_timeout, "--connect-timeout")
+    inv, chosen = select(inventory, hosts)
+    conns = {}
+    plans = {}
+    try:
+        for host in chosen:
+            conns[host.name] = connect(host, inv, accept_new=accept_new, connect_timeout=timeout)
+            plans[host.name] = reset_plan(conns[host.name], host)
+        out = sys.stderr if json else sys.stdout  # keep stdout pure JSON for scripts
+        for host in chosen:
+            p = plans[host.name]
+            print(f"[{host.name}] plan: save .env and {len(p.dirty)} local change(s) to {host.backup_dir}/reset-<time>/, "
+                  f"stop {', '.join(s.name for s in reversed(host.services)) or 'nothing'}, "
+                  f"reset {(p.head or 'none')[:12]} -> {(p.target or '?')[:12]} ({host.app.remote}/{host.app.branch}), "
+                  f"run {len(host.deps)} dependency rule(s){', ' + host.setup_command if host.setup_command else ''}, "
+                  "start and poll readiness", file=out)
+            for line in p.dirty[:20]:
+                print(f"[{host.name}]   {line}", file=out)
+        if dry_run:
+            if json:
+                print_json({h: p.to_dict() for h, p in plans.items()})
+            return
+        confirm(f"Reset {', '.join(h.name for h in chosen)}", yes)
+        if force:
+            confirm("Stop a run that holds the host lock, if any", yes)
+        who = actor or default_actor()
+        outcome = run_hosts(chosen, lambda h: do_reset(conns[h.name], h, plans[h.name], who, force=force,
+                                                       progress=None if json else _say(h)))
+    finally:
+        for cxn in conns.values():
+            close_quietly(cxn)
+    if json:
+        print_json({r.host: (r.value.to_dict() if r.ok else {"error": str(getattr(r.error, "message", r.error)), "code": r.code})
+                    for r in outcome.results})
+    else:
+        for r in outcome.results:
+            if r.ok:
+                print(f"[{r.host}] {r.value.result}: {r.value.message}")
+        _errors_out(outcome)
+    finish(errors.worst((r.value.exit_code if r.ok else r.code) for r in outcome.results))
+
+
+@fabops_task(name="backup-env", help={
+    "download": "Also copy the backup to DIR/<host>/ here (0700 dir, 0600 file).",
+    "keep": "How many backups to keep on the host (default 20).",
+    "list": "List the backups on the host instead of making one.",
+})
+def backup_env(c, hosts=None, download=None, keep=20, list=False, json=False, inventory=None, accept_new=False,
+               connect_timeout=None):
+    """Back up the app's .env on the host (0600, rotated); prints size and sha256, never the content."""
+    from ..maintenance import backup_env as do_backup, list_env_cmd, parse_env_list
+
+    try:
+        keep = int(keep)
+    except (TypeError, ValueError):
+        raise errors.UsageError(f"--keep must be a whole number, not {keep!r}") from None
+    if list:
+        fn = lambda cxn, host: parse_env_list(cxn.run(list_env_cmd(host), hide=True, warn=True, in_stream=False).stdout, host)  # noqa: E731
+    else:
+        fn = lambda cxn, host: do_backup(cxn, host, keep=keep, download=download)  # noqa: E731
+    outcome = _each(inventory, hosts, fn, accept_new, connect_timeout)
+    if json:
+        print_json({r.host: ([b.to_dict() for b in r.value] if list else r.value.to_dict()) if r.ok
+                    else {"error": str(getattr(r.error, "message", r.error)), "code": r.code} for r in outcome.results})
+    else:
+        for r in outcome.results:
+            if not r.ok:
+                continue
+            items = r.value if list else [r.value]
+            if list and not items:
+                print(f"[{r.host}] no .env backups yet")
+            for b in items:
+                where = f" -> {b.local}" if b.local else ""
+                print(f"[{r.host}] {b.name}  {b.size} bytes  sha256 {b.sha256}{where}")
+        _errors_out(outcome)
+    finish(outcome.code)
+
+
+@fabops_task(name="restore-env", help={
+    "backup": "The backup to restore (a name from `inv backup-env --list`).",
+    "actor": "Who restores, for the lock message.",
+})
+def restore_env(c, hosts=None, backup=None, yes=False, dry_run=False, actor=None, json=False, inventory=None,
+                accept_new=False, connect_timeout=None):
+    """Restore a .env backup (the current one is backed up first), restart and poll; shows key names only."""
+    from ..deploy import default_actor
+    from ..maintenance import restore_env as do_restore
+
+    if not backup:
+        raise errors.UsageError("--backup NAME is required (see `inv backup-env --list`)")
+    if not dry_run:
+        confirm(f"Restore {backup} and restart the services", yes)
+    who = actor or default_actor()
+    outcome = _each(inventory, hosts, lambda cxn, host: do_restore(cxn, host, backup, who, dry_run=dry_run,
+                                                                   progress=None if json else _say(host)),
+                    accept_new, connect_timeout)
+    codes = []
+    if json:
+        print_json({r.host: r.value if r.ok else {"error": str(getattr(r.error, "message", r.error)), "code": r.code}
+                    for r in outcome.results})
+    for r in outcome.results:
+        if not r.ok:
+            codes.append(r.code)
+            continue
+        d = r.value["diff"]
+        failed = any(not s["ok"] for s in r.value.get("services", []))
+        codes.append(errors.FAILED if failed else errors.OK)
+        if not json:
+            print(f"[{r.host}] keys added: {', '.join(d['added']) or '-'}; removed: {', '.join(d['removed']) or '-'}; "
+                  f"changed: {', '.join(d['changed']) or '-'}" + ("" if r.value["restored"] else " (dry run: nothing changed)"))
+    if not json:
+        _errors_out(outcome)
+    finish(errors.worst(codes))
+
+
+@fabops_task
+def clean(c, hosts=None, dry_run=False, json=False, inventory=None, accept_new=False, connect_timeout=None):
+    """Delete files matching the cleanup rules (old *.pcm recordings); reports count and bytes per rule."""
+    from ..maintenance import clean as do_clean
+
+    outcome = _each(inventory, hosts, lambda cxn, host: do_clean(cxn, host, dry_run=dry_run), accept_new, connect_timeout)
+    if json:
+        print_json({r.host: [x.to_dict() for x in r.value] if r.ok else {"error": str(getattr(r.error, "message", r.error)), "code": r.code}
+                    for r in outcome.results})
+    else:
+        for r in outcome.results:
+            if r.ok:
+                if not r.value:
+                    print(f"[{r.host}] no cleanup rules")
+                for x in r.value:
+                    verb = "would delete" if x.dry_run else "deleted"
+                    print(f"[{r.host}] {x.path}/{x.glob}: {verb} {x.files} file(s), {x.bytes / 1048576:.1f} MiB")
+        _errors_out(outcome)
+    finish(outcome.code)
+
+
+@fabops_task(name="system-update", help={
+    "check": "Only list available updates: exit 1 when there are some, 0 when none (the default).",
+})
+def system_update(c, hosts=None, check=False, yes=False, json=False, inventory=None, accept_new=False,
+                  connect_timeout=None):
+    """List OS package updates (dnf, yum or apt), or apply them with --yes; says if a reboot is needed."""
+    from ..maintenance import system_update as do_update
+
+    if check and yes:
+        raise errors.UsageError("--check and --yes exclude each other")
+    outcome = _each(inventory, hosts, lambda cxn, host: do_update(cxn, host, apply=yes), accept_new, connect_timeout)
+    codes = []
+    for r in outcome.results:
+        if r.ok:
+            pending = r.value.updates and not r.value.applied
+            codes.append(errors.WARNING if pending or r.value.reboot_needed else errors.OK)
+        else:
+            codes.append(r.code)
+    if json:
+        print_json({r.host: r.value.to_dict() if r.ok else {"error": str(getattr(r.error, "message", r.error)), "code": r.code}
+                    for r in outcome.results})
+    else:
+        for r in outcome.results:
+            if not r.ok:
+                continue
+            v = r.value
+            if v.applied:
+                print(f"[{r.host}] {v.manager}: applied {len(v.updates)} update(s)"
+                      + ("; a REBOOT is needed" if v.reboot_needed else "; no reboot needed"))
+            else:
+                print(f"[{r.host}] {v.manager}: {len(v.updates)} update(s) available" + (" (apply with --yes)" if v.updates else ""))
+                for pkg in v.updates[:50]:
+                    print(f"[{r.host}]   {pkg}")
+        _errors_out(outcome)
+    finish(errors.worst(codes))
+
+
+ns = Collection("maintenance", reset, backup_env, restore_env, clean, system_update)

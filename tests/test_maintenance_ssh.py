@@ -1,0 +1,186 @@
+"""reset, backup-env, restore-env, clean and system-update over a real sshd (ssh tier)."""
+import json
+import os
+import subprocess
+import tarfile
+import time
+
+import pytest
+import yaml
+
+from tests.conftest import run_cli
+from tests.test_deploy_ssh import RemoteApp
+
+pytestmark = pytest.mark.ssh
+SECRET = "s3cr3t-token-value"
+
+
+@pytest.fixture
+def deployed(ssh_host, tmp_path, deploy_env):
+    app = RemoteApp(ssh_host, tmp_path)
+    assert app.deploy_json()[0] == 0
+    return app
+
+
+def cli(app, *args, **kw):
+    return run_cli(*args, "-i", str(app.inventory), **kw)
+
+
+def no_secret(*texts):
+    for t in texts:
+        assert SECRET not in t
+
+
+def test_reset_saves_everything_then_restores_exact_bytes(deployed, tmp_path):
+    h = deployed.host
+    h.ssh("cd ~/app && printf 'local hotfix\\n' >> app.py && printf '\\x00\\x01binary' > data.bin && mkdir -p notes && echo n > notes/a.txt")
+    before_app = h.path("~/app/app.py").read_bytes()
+    before_bin = h.path("~/app/data.bin").read_bytes()
+    r = cli(deployed, "reset")
+    assert r.returncode == 64 and "no TTY" in r.stderr  # no TTY, no --yes: refused
+    assert h.path("~/app/data.bin").exists()
+    r = cli(deployed, "reset", "--yes", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = json.loads(r.stdout)["h1"]
+    assert res["result"] == "deployed"
+    no_secret(r.stdout, r.stderr)
+    # the tree is clean at origin, .env (ignored) kept
+    status = h.ssh("cd ~/app && git status --porcelain && git rev-parse HEAD").stdout.split()
+    assert status == [deployed.origin.head]
+    assert SECRET in h.path("~/app/.env").read_text()
+    saved = h.path(res["saved"])
+    assert oct(saved.stat().st_mode & 0o777) == "0o700"
+    for f in saved.iterdir():
+        assert oct(f.stat().st_mode & 0o777) == "0o600", f
+    assert SECRET in (saved / "env").read_text()
+    # re-apply: exact bytes come back
+    h.ssh(f"cd ~/app && git apply {res['saved']}/tracked.patch && tar -xzf {res['saved']}/untracked.tar.gz")
+    assert h.path("~/app/app.py").read_bytes() == before_app
+    assert h.path("~/app/data.bin").read_bytes() == before_bin
+    assert h.path("~/app/notes/a.txt").read_text() == "n\n"
+    hist = deployed.history()
+    assert hist[-1]["trigger"] == "reset" and hist[-1]["saved"] == res["saved"]
+    assert deployed.version() == "1"
+    no_secret(h.path("~/.fabops/app/history.jsonl").read_text())
+
+
+def test_reset_dry_run_changes_nothing(deployed):
+    deployed.host.ssh("echo x > ~/app/untracked.txt")
+    r = cli(deployed, "reset", "--dry-run")
+    assert r.returncode == 0 and "?? untracked.txt" in r.stdout and "plan:" in r.stdout
+    assert deployed.host.path("~/app/untracked.txt").exists()
+
+
+def test_backup_env_rotation_modes_download_and_no_secret(deployed, tmp_path):
+    names = []
+    for i in range(4):
+        r = cli(deployed, "backup-env", "--keep", "3", "--json")
+        assert r.returncode == 0, r.stderr
+        names.append(json.loads(r.stdout)["h1"]["name"])
+        no_secret(r.stdout, r.stderr)
+    d = deployed.host.path("~/backup/env")
+    assert sorted(p.name for p in d.iterdir()) == sorted(names[-3:])
+    assert oct(d.stat().st_mode & 0o777) == "0o700"
+    assert all(oct(p.stat().st_mode & 0o777) == "0o600" for p in d.iterdir())
+    r = cli(deployed, "backup-env", "--download", str(tmp_path / "dl"))
+    assert r.returncode == 0, r.stderr
+    no_secret(r.stdout, r.stderr)
+    local = next((tmp_path / "dl" / "h1").iterdir())
+    assert oct(local.stat().st_mode & 0o777) == "0o600"
+    assert oct((tmp_path / "dl" / "h1").stat().st_mode & 0o777) == "0o700"
+    assert SECRET in local.read_text()
+    r = cli(deployed, "backup-env", "--list")
+    assert r.stdout.count("sha256") == 4  # the download run kept the default 20
+    no_secret(r.stdout)
+
+
+def test_restore_env_round_trip_shows_key_names_only(deployed):
+    r = cli(deployed, "backup-env", "--json")
+    name = json.loads(r.stdout)["h1"]["name"]
+    deployed.host.ssh("cd ~/app && sed -i 's/^DISCORD_TOKEN=.*/DISCORD_TOKEN=rotated-value/' .env && echo NEW_KEY=zzz >> .env")
+    r = cli(deployed, "restore-env", "--backup", name, "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert "removed: NEW_KEY" in r.stdout and "changed: DISCORD_TOKEN" in r.stdout
+    assert "rotated-value" not in r.stdout and "zzz" not in r.stdout
+    r = cli(deployed, "restore-env", "--backup", name)
+    assert r.returncode == 64  # no TTY, no --yes
+    r = cli(deployed, "restore-env", "--backup", name, "--yes")
+    assert r.returncode == 0, r.stdout + r.stderr
+    no_secret(r.stdout, r.stderr)
+    assert SECRET in deployed.host.path("~/app/.env").read_text()
+    assert "NEW_KEY" not in deployed.host.path("~/app/.env").read_text()
+    assert deployed.version() == "1"  # restarted and healthy
+    # the replaced .env was backed up first
+    listing = cli(deployed, "backup-env", "--list").stdout
+    assert listing.count("sha256") == 2
+    r = cli(deployed, "restore-env", "--backup", "../../etc/passwd", "--yes")
+    assert r.returncode == 64
+
+
+def test_clean_only_old_matching_files_and_never_outside(deployed, tmp_path):
+    h = deployed.host
+    inv = yaml.safe_load(deployed.inventory.read_text())
+    inv["hosts"]["h1"]["cleanup"] = [{"path": "~/rec", "glob": "*.pcm", "older_than": "1d"}]
+    deployed.inventory.write_text(yaml.safe_dump(inv))
+    h.ssh(
+        "mkdir -p ~/rec ~/outside && cd ~/rec && "
+        "head -c 1000 /dev/zero > old.pcm && head -c 500 /dev/zero > old2.pcm && touch -d '3 days ago' old.pcm old2.pcm && "
+        "head -c 10 /dev/zero > new.pcm && head -c 10 /dev/zero > old.txt && touch -d '3 days ago' old.txt && "
+        "head -c 10 /dev/zero > ~/outside/victim.pcm && touch -d '3 days ago' ~/outside/victim.pcm && "
+        "ln -s ~/outside/victim.pcm link.pcm && touch -h -d '3 days ago' link.pcm && "
+        "mkdir -p dir.pcm && touch -d '3 days ago' dir.pcm"
+    )
+    r = cli(deployed, "clean", "--dry-run", "--json")
+    assert json.loads(r.stdout)["h1"][0] == {"path": "~/rec", "glob": "*.pcm", "files": 2, "bytes": 1500, "dry_run": True}
+    assert h.path("~/rec/old.pcm").exists()
+    r = cli(deployed, "clean")
+    assert r.returncode == 0 and "deleted 2 file(s)" in r.stdout
+    left = sorted(p.name for p in h.path("~/rec").iterdir())
+    assert left == ["dir.pcm", "link.pcm", "new.pcm", "old.txt"]
+    assert h.path("~/outside/victim.pcm").exists()
+    # a rule whose path is itself a symlink is never descended
+    h.ssh("ln -s ~/outside ~/reclink")
+    inv["hosts"]["h1"]["cleanup"] = [{"path": "~/reclink", "glob": "*.pcm", "older_than": "1d"}]
+    deployed.inventory.write_text(yaml.safe_dump(inv))
+    assert cli(deployed, "clean").returncode == 0
+    assert h.path("~/outside/victim.pcm").exists()
+    # a traversal glob never gets past validation
+    inv["hosts"]["h1"]["cleanup"] = [{"path": "~/rec", "glob": "../*", "older_than": "1d"}]
+    deployed.inventory.write_text(yaml.safe_dump(inv))
+    r = cli(deployed, "clean")
+    assert r.returncode == 78 and "cleanup[0].glob" in r.stderr
+
+
+STUB_DNF = """#!/bin/sh
+# A stand-in for dnf with its exit-code semantics: check-update exits 100 when
+# updates exist, 0 when none; upgrade applies them.
+list=$HOME/stub-updates
+for a in "$@"; do
+  case $a in
+    check-update) if [ -s "$list" ]; then echo; cat "$list"; exit 100; fi; exit 0;;
+    upgrade) : > "$list"; echo upgraded; exit 0;;
+  esac
+done
+echo "stub dnf: unsupported $*" >&2; exit 1
+"""
+
+
+def test_system_update_check_with_a_stub_dnf(deployed):
+    h = deployed.host
+    stub = h.path("~/stubbin")
+    stub.mkdir(parents=True, exist_ok=True)
+    (stub / "dnf").write_text(STUB_DNF)
+    (stub / "dnf").chmod(0o755)
+    h.path("~/stub-updates").write_text("openssl.x86_64   3.0.8-1.amzn2023   amazonlinux\nkernel.x86_64   6.1.1-1   amazonlinux\n")
+    inv = yaml.safe_load(deployed.inventory.read_text())
+    inv["hosts"]["h1"]["env"] = {"PATH": "/root/stubbin:/usr/bin:/bin"}
+    deployed.inventory.write_text(yaml.safe_dump(inv))
+    r = cli(deployed, "system-update", "--check", "--json")
+    assert r.returncode == 1, r.stdout + r.stderr
+    data = json.loads(r.stdout)["h1"]
+    assert data["manager"] == "dnf" and data["updates"] == ["openssl.x86_64 3.0.8-1.amzn2023", "kernel.x86_64 6.1.1-1"]
+    r = cli(deployed, "system-update", "--yes", "--json")  # applies through `sudo -n /abs/path/dnf`
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads(r.stdout)["h1"]["applied"] is True
+    r = cli(deployed, "system-update", "--check")
+    assert r.returncode == 0 and "0 update(s) available" in r.stdout
