@@ -64,8 +64,12 @@ def default_actor() -> str:
 def host_yml(host: Host) -> str:
     """This host's resolved settings, as the host reads them (host.yml)."""
     data = {"default": host.name, "hosts": {host.name: host.to_dict()}}
-    data["hosts"][host.name].pop("connection", None)
-    data["hosts"][host.name].pop("identity_file", None)
+    entry = data["hosts"][host.name]
+    # On the host, the host is "this machine": cron's `fabops health` or
+    # `monitor-bot` then run locally, never over SSH to itself.
+    for key in ("address", "user", "port", "identity_file"):
+        entry.pop(key, None)
+    entry["connection"] = "local"
     return yaml.safe_dump(data, sort_keys=False)
 
 

@@ -365,3 +365,52 @@ def restart_services(c, host: Host, service: Optional[str], actor: str, progress
             if not ready.ok:
                 break
     return out
+
+
+# ------------------------------------------------------------------ state over SSH
+
+_STATE_MERGE = r"""
+import json, os, sys, tempfile
+path, updates = sys.argv[1], json.loads(sys.argv[2])
+os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+try:
+    state = json.load(open(path))
+except Exception:
+    state = {}
+state.update(updates)
+fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path))
+with os.fdopen(fd, "w") as fh:
+    json.dump(state, fh, indent=2, sort_keys=True); fh.flush(); os.fsync(fh.fileno())
+os.chmod(tmp, 0o600); os.replace(tmp, path)
+"""
+
+
+class RemoteStore:
+    """The host's state.json, lock and health log, through the connection
+    (agentless: the host's python3 and flock(1), no fabops needed there)."""
+
+    def __init__(self, c, host: Host):
+        self.c = c
+        self.host = host
+
+    def load(self) -> dict:
+        r = self.c.run(f"cat {home_file(self.host, 'state.json')} 2>/dev/null", hide=True, warn=True, in_stream=False)
+        try:
+            data = json.loads(r.stdout or "{}")
+        except ValueError:
+            data = {}
+        return data if isinstance(data, dict) else {}
+
+    def update(self, updates: dict) -> None:
+        cmd = f"python3 -c {q(_STATE_MERGE)} {home_file(self.host, 'state.json')} {q(json.dumps(updates))}"
+        r = self.c.run(cmd, hide=True, warn=True, in_stream=False)
+        if not r.ok:
+            raise CommandFailed(f"cannot update state.json: {(r.stderr or '').strip()[-200:]}", host=self.host.name)
+
+    def lock(self, info: dict):
+        return RemoteLock(self.c, self.host, info).__enter__()
+
+    def log(self, line: str) -> None:
+        path = self.host.logs.get("health") or (self.host.home.rstrip("/") + "/health.log")
+        self.c.run(f"mkdir -p \"$(dirname {quote_path(path)})\" && printf '%s\\n' {q(line)} >> {quote_path(path)}",
+                   hide=True, warn=True, in_stream=False)

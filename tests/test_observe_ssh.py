@@ -125,3 +125,18 @@ def test_follow_then_ctrl_c_leaves_no_remote_process(deployed):
     while time.monotonic() < deadline and any(_comm(p) == "tail" for p in deployed.host.namespace_pids()):
         time.sleep(0.1)
     assert not [p for p in deployed.host.namespace_pids() if _comm(p) == "tail"]
+
+
+def test_health_fix_over_ssh_brings_a_killed_service_back(deployed):
+    r = run_cli("health", "-i", str(deployed.inventory))
+    assert r.returncode == 0 and "OK ok" in r.stdout
+    deployed.host.ssh("kill -9 $(cut -d' ' -f1 ~/.fabops/app/services/bot.pid)")
+    r = run_cli("health", "-i", str(deployed.inventory))
+    assert r.returncode == 2, r.stdout + r.stderr
+    r = run_cli("health", "-i", str(deployed.inventory), "--fix", "--json")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert json.loads(r.stdout)["h1"]["status"] == "recovered"
+    assert deployed.version() == "1"
+    state = json.loads(deployed.host.path("~/.fabops/app/state.json").read_text())
+    assert state["health"]["status"] == "ok" and len(state["restarts"]) == 1
+    assert "WARNING recovered" in deployed.host.path("~/.fabops/app/health.log").read_text()

@@ -34,7 +34,8 @@ def test_package_is_valid_python_3_9():
 HEAVY = ("paramiko", "fabric", "cryptography", "rich", "nacl", "bcrypt")
 
 
-@pytest.mark.parametrize("argv", [["--list"], ["hosts", "--check"], ["local-update", "--verbose"], ["local-update"]])
+@pytest.mark.parametrize("argv", [["--list"], ["hosts", "--check"], ["local-update", "--verbose"], ["local-update"],
+                                  ["health"], ["health", "--fix"]])
 def test_cron_path_imports_no_paramiko_fabric_or_rich(argv, tmp_path):
     """`fabops local-update` runs under cron every few minutes for the life of
     the host: it must not pay for paramiko (~135 ms, ~40 MiB) or rich."""

@@ -604,6 +604,19 @@ class Pipeline:
             append_line(self._update_log_path(), line, fsync=False)
         except OSError as exc:
             self.res.warnings.append(f"cannot write the update log: {exc}")
+        self._notify()
+
+    def _notify(self) -> None:
+        """Tell people about every non-no-op result; a failed delivery is
+        logged and never changes the result."""
+        from ..notify import notify
+
+        for d in notify(self.host.name, self.res.result, self.res.message, home=self.paths.home):
+            if not d.ok:
+                try:
+                    append_line(self._update_log_path(), f"notify {d.channel}: {d.detail}", fsync=False)
+                except OSError:
+                    pass
 
     def _dry_run(self) -> None:
         state = load_state(self.paths.state)

@@ -21,6 +21,7 @@ class State:
     last_result: Optional[str] = None
     in_progress: Optional[dict] = None  # {run_id, trigger, from, to, step, since}
     restarts: List[float] = field(default_factory=list)  # automatic restarts (backoff)
+    health: Dict[str, object] = field(default_factory=dict)  # {status: ok|down, since, backoff_notified}
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

@@ -1,0 +1,188 @@
+"""`health [--fix]`: check every service, heal it, and speak up on change.
+
+One library function for both callers: cron on the host (local Context, the
+files read directly) and a laptop over SSH (agentless: the same files through
+the connection). Nagios codes: 0 OK, 1 recovered by --fix, 2 CRITICAL,
+3 UNKNOWN (unreachable, or a deploy holds the lock).
+
+- `--fix` takes the host lock (never while a deploy holds it: it reports
+  "deploy in progress", exit 3, and neither restarts nor notifies), restarts
+  the failing services and polls readiness (no fixed sleeps), then checks
+  again.
+- After 3 automatic restarts in an hour it stops restarting and notifies once.
+- It notifies on state change only: down once, recovered once.
+- Every run appends one line to the health log.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional
+
+from .. import errors
+from ..errors import LockedError
+from ..inventory import Host
+from .readiness import Readiness, quick_health, wait_ready
+
+RESTART_LIMIT = 3
+RESTART_WINDOW = 3600.0
+
+
+@dataclass
+class HealthReport:
+    host: str
+    code: int
+    status: str  # ok | recovered | down | backoff | busy
+    checks: List[dict] = field(default_factory=list)
+    restarted: List[str] = field(default_factory=list)
+    message: str = ""
+    notified: List[dict] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return self.code
+
+    def to_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["status_name"] = errors.NAMES.get(self.code, str(self.code))
+        return d
+
+
+class LocalStore:
+    """state.json, the lock and the health log, on this machine (cron)."""
+
+    def __init__(self, host: Host):
+        from .files import HostPaths
+
+        self.host = host
+        self.paths = HostPaths.for_home(host.home)
+
+    def load(self) -> dict:
+        from .state import load_state
+
+        return load_state(self.paths.state).__dict__.copy()
+
+    def update(self, updates: dict) -> None:
+        from .state import State, load_state, save_state
+
+        state = load_state(self.paths.state)
+        data = state.__dict__.copy()
+        data.update(updates)
+        save_state(self.paths.state, State.from_dict(data))
+
+    def lock(self, info: dict):
+        from .lock import HostLock
+
+        return HostLock(self.paths.lock, info).acquire()
+
+    def log(self, line: str) -> None:
+        from .files import append_line
+
+        path = self.host.logs.get("health") or os.path.join(self.paths.home, "health.log")
+        try:
+            append_line(path, line, fsync=False)
+        except OSError:
+            pass
+
+
+def _state_health(state: dict) -> dict:
+    h = state.get("health")
+    return h if isinstance(h, dict) else {}
+
+
+def run_health(
+    c,
+    host: Host,
+    *,
+    fix: bool,
+    actor: str,
+    store,
+    manager,
+    probe=None,
+    timeout: float = 60.0,
+    notify: Optional[Callable[[str, str], List[dict]]] = None,
+) -> HealthReport:
+    """Check (and with `fix`, heal) `host`'s services. Never raises for a
+    sick service: that is the report."""
+    send = notify or (lambda event, message: [])
+    checks = quick_health(manager, list(host.services), probe=probe)
+    sick = [r for r in checks if not r.ok]
+    state = store.load()
+    prev = _state_health(state)
+    now = time.time()
+    report = HealthReport(host.name, errors.OK, "ok", [r.to_dict() for r in checks])
+
+    if sick and fix:
+        info = {"actor": actor, "trigger": "health", "target": None, "since": now, "pid": os.getpid()}
+        try:
+            lock = store.lock(info)
+        except LockedError as exc:
+            report.code, report.status = errors.UNREACHABLE, "busy"
+            report.message = f"deploy in progress ({exc.message}); not restarting"
+            store.log(_line(host, report))
+            return report
+        try:
+            recent = [t for t in (state.get("restarts") or []) if now - t < RESTART_WINDOW]
+            if len(recent) >= RESTART_LIMIT:
+                report.code, report.status = errors.FAILED, "backoff"
+                report.message = (f"{'; '.join(r.message for r in sick)}; {len(recent)} automatic restarts in the "
+                                  "last hour: not restarting again (restart backoff)")
+                if not prev.get("backoff_notified"):
+                    report.notified = send("health_backoff", report.message)
+                store.update({"health": {**prev, "status": "down", "since": prev.get("since") or now,
+                                         "backoff_notified": True}})
+                store.log(_line(host, report))
+                return report
+            store.update({"restarts": recent + [now]})
+            names = {r.service for r in sick}
+            for svc in host.services:
+                if svc.name not in names:
+                    continue
+                manager.restart(svc)
+                ready = wait_ready(manager, svc, timeout=min(timeout, svc.timeout) if timeout else svc.timeout, probe=probe)
+                report.restarted.append(svc.name)
+                if not ready.ok:
+                    break
+        finally:
+            lock.release() if hasattr(lock, "release") else lock.__exit__(None, None, None)
+        checks = quick_health(manager, list(host.services), probe=probe)
+        report.checks = [r.to_dict() for r in checks]
+        still = [r for r in checks if not r.ok]
+        if not still:
+            report.code, report.status = errors.WARNING, "recovered"
+            report.message = f"restarted {', '.join(report.restarted)}; healthy again ({'; '.join(r.message for r in sick)})"
+            report.notified = send("health_recovered", report.message)
+            store.update({"health": {"status": "ok", "since": now, "backoff_notified": False}})
+            store.log(_line(host, report))
+            return report
+        sick = still
+
+    if sick:
+        report.code, report.status = errors.FAILED, "down"
+        report.message = "; ".join(r.message for r in sick) + (
+            f" (restarted {', '.join(report.restarted)}, still failing)" if report.restarted else "")
+        if prev.get("status") != "down":
+            report.notified = send("health_down", report.message)
+        store.update({"health": {**prev, "status": "down", "since": prev.get("since") if prev.get("status") == "down" else now}})
+    else:
+        report.message = "all services healthy"
+        if prev.get("status") == "down":
+            report.notified = send("health_recovered", "all services healthy again")
+        if prev.get("status") != "ok" or prev.get("backoff_notified"):
+            store.update({"health": {"status": "ok", "since": now, "backoff_notified": False}})
+    store.log(_line(host, report))
+    return report
+
+
+def _line(host: Host, report: HealthReport) -> str:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    return f"{stamp} {host.name} {errors.NAMES.get(report.code, report.code)} {report.status}: {report.message}"
+
+
+def to_json(report: HealthReport) -> str:
+    return json.dumps(report.to_dict(), sort_keys=True)
+
+
+__all__ = ["HealthReport", "LocalStore", "run_health", "Readiness"]

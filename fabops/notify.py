@@ -1,0 +1,115 @@
+"""Tell people: Discord and Slack incoming webhooks (legacy defect 7: failures
+were logged and nobody was told).
+
+Webhook URLs never come from hosts.yml (it is committed). They come from the
+environment (`FABOPS_DISCORD_WEBHOOK`, `FABOPS_SLACK_WEBHOOK`) or from a
+`notify.env` file in the host home that must be mode 0600 (or stricter).
+Sending uses the standard library with a short timeout; a failure is
+returned as data, logged by the caller, and never fails the operation.
+Runs on the host under cron (Python 3.9, no third-party imports).
+"""
+from __future__ import annotations
+
+import json
+import os
+import stat
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+ENV_KEYS = {"discord": "FABOPS_DISCORD_WEBHOOK", "slack": "FABOPS_SLACK_WEBHOOK"}
+TIMEOUT = 5.0
+
+EVENTS = {
+    "deployed": "✅ deployed",
+    "rolled_back": "⚠️ rolled back",
+    "aborted": "⚠️ deploy aborted",
+    "broken": "🔥 BROKEN, a person is needed",
+    "skipped_bad": "⚠️ skipping a commit that failed its gate",
+    "health_down": "❌ service down",
+    "health_recovered": "✅ recovered",
+    "health_backoff": "🔥 restart backoff: stopped restarting",
+}
+
+
+@dataclass
+class Delivery:
+    channel: str
+    ok: bool
+    detail: str  # never contains the URL
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def read_env_file(path: str) -> Dict[str, str]:
+    """KEY=value lines of a 0600 file; a file readable by others is ignored
+    (and reported by `inv setup --check`), because it holds secrets."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return {}
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return {}
+    values = {}
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                line = line.strip()
+                if line and not line.startswith("#") and "=" in line:
+                    k, v = line.split("=", 1)
+                    values[k.strip()] = v.strip().strip("'\"")
+    except OSError:
+        return {}
+    return values
+
+
+def webhooks(home: Optional[str] = None, environ: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """{channel: url} from the environment, else <home>/notify.env."""
+    environ = os.environ if environ is None else environ
+    found = {ch: environ[key] for ch, key in ENV_KEYS.items() if environ.get(key)}
+    if home:
+        from_file = read_env_file(os.path.join(os.path.expanduser(home), "notify.env"))
+        for ch, key in ENV_KEYS.items():
+            if ch not in found and from_file.get(key):
+                found[ch] = from_file[key]
+    return found
+
+
+def format_message(host: str, event: str, message: str) -> str:
+    title = EVENTS.get(event, event)
+    text = f"**{host}**: {title}: {message}"
+    return text[:1900]  # Discord's limit is 2000 characters
+
+
+def payload(channel: str, text: str) -> bytes:
+    if channel == "discord":
+        return json.dumps({"content": text, "allowed_mentions": {"parse": []}}).encode()
+    return json.dumps({"text": text}).encode()
+
+
+def send(url: str, channel: str, text: str, timeout: float = TIMEOUT) -> Delivery:
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, data=payload(channel, text), method="POST",
+                                 headers={"Content-Type": "application/json", "User-Agent": "fabops"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return Delivery(channel, 200 <= resp.status < 300, f"HTTP {resp.status}")
+    except urllib.error.HTTPError as exc:
+        return Delivery(channel, False, f"HTTP {exc.code}")
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return Delivery(channel, False, f"not delivered: {reason.__class__.__name__}")
+
+
+def notify(host: str, event: str, message: str, home: Optional[str] = None,
+           environ: Optional[Dict[str, str]] = None) -> List[Delivery]:
+    """Send to every configured channel; never raises."""
+    out = []
+    for channel, url in webhooks(home, environ).items():
+        try:
+            out.append(send(url, channel, format_message(host, event, message)))
+        except Exception as exc:  # noqa: BLE001 - notifying must never fail the operation
+            out.append(Delivery(channel, False, f"not delivered: {exc.__class__.__name__}"))
+    return out

@@ -1,0 +1,65 @@
+"""`inv health [--fix]`: Nagios-style checks that heal and speak up."""
+from __future__ import annotations
+
+import sys
+
+from invoke import Collection
+
+from .. import errors
+from ._base import check_timeout, fabops_task, finish, print_json
+
+
+@fabops_task(help={
+    "fix": "Restart failing services under the host lock and poll readiness (never while a deploy runs).",
+    "timeout": "Seconds to wait for a restarted service to be ready (default 60).",
+    "actor": "Who runs this, for the lock message (default user@hostname).",
+    "quiet": "Print nothing when everything is healthy (for cron).",
+})
+def health(c, hosts=None, fix=False, timeout=60.0, actor=None, quiet=False, json=False, inventory=None,
+           accept_new=False, connect_timeout=None):
+    """Check every service (process, port, HTTP, unit); with --fix restart and re-check. Nagios exit codes."""
+    from ..host.health import LocalStore, run_health
+    from ..maintenance import _managers
+    from ..notify import notify
+    from ..remote import RemoteStore, for_each_host
+
+    wait = check_timeout(timeout, "--timeout") or 60.0
+    who = actor or _actor()
+
+    def one(cxn, host):
+        local = not hasattr(cxn, "client")
+        store = LocalStore(host) if local else RemoteStore(cxn, host)
+        manager, probe = _managers(cxn, host)
+
+        def send(event, message):
+            home = host.home if local else None
+            return [d.to_dict() for d in notify(host.name, event, message, home=home)]
+
+        return run_health(cxn, host, fix=fix, actor=who, store=store, manager=manager, probe=probe,
+                          timeout=wait, notify=send)
+
+    outcome = for_each_host(inventory, hosts, one, accept_new=accept_new, connect_timeout=connect_timeout)
+    codes = [(r.value.code if r.ok else errors.UNREACHABLE) for r in outcome.results]
+    if json:
+        print_json({r.host: r.value.to_dict() if r.ok else {"code": errors.UNREACHABLE, "error": str(getattr(r.error, "message", r.error))}
+                    for r in outcome.results})
+    else:
+        for r in outcome.results:
+            if not r.ok:
+                sys.stderr.write(f"fabops: {r.host}: {getattr(r.error, 'message', r.error)}\n")
+                continue
+            if quiet and r.value.code == errors.OK:
+                continue
+            print(f"{r.host}: {errors.NAMES.get(r.value.code)} {r.value.status}: {r.value.message}")
+    # Nagios: unreachable is UNKNOWN (3), whatever the error was
+    finish(errors.worst(codes))
+
+
+def _actor() -> str:
+    import os
+    import socket
+
+    return f"{os.environ.get('USER') or os.environ.get('LOGNAME') or 'cron'}@{socket.gethostname()}"
+
+
+ns = Collection("health", health)

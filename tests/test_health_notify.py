@@ -1,0 +1,140 @@
+"""health (cron path, local) and notifications to a local recording server."""
+import http.server
+import json
+import os
+import threading
+
+import pytest
+
+from fabops import notify
+from tests.conftest import run_cli
+from tests.test_pipeline_local import Sandbox
+
+
+class Recorder:
+    def __init__(self, status=204):
+        self.requests = []
+        rec = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                rec.requests.append((self.path, json.loads(self.rfile.read(n) or b"null")))
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.srv.server_address[1]}"
+
+    def texts(self):
+        return [body.get("content") or body.get("text") for _, body in self.requests]
+
+
+@pytest.fixture
+def recorder():
+    r = Recorder()
+    yield r
+    r.srv.shutdown()
+
+
+@pytest.fixture
+def box(tmp_path):
+    b = Sandbox(tmp_path, timeout="5s")
+    yield b
+    b.stop()
+
+
+def health(box, *args, env=None):
+    r = run_cli("health", "-i", str(box.inventory), "--json", *args, env=env)
+    return r.returncode, json.loads(r.stdout)["local"]
+
+
+def test_health_notifies_on_change_only_and_fix_recovers(box, recorder):
+    env = {"FABOPS_DISCORD_WEBHOOK": recorder.url + "/discord", "FABOPS_SLACK_WEBHOOK": recorder.url + "/slack"}
+    assert box.result()[0] == 0
+    recorder.requests.clear()
+    code, rep = health(box, env=env)
+    assert (code, rep["status"]) == (0, "ok") and recorder.requests == []
+    box.stop()
+    code, rep = health(box, env=env)
+    assert (code, rep["status"]) == (2, "down")
+    assert sorted(p for p, _ in recorder.requests) == ["/discord", "/slack"]
+    assert "service down" in recorder.texts()[0] and "bot is" in recorder.texts()[0]
+    code, rep = health(box, env=env)  # still down: no second notification
+    assert code == 2 and len(recorder.requests) == 2
+    code, rep = health(box, "--fix", env=env)
+    assert (code, rep["status"]) == (1, "recovered") and rep["restarted"] == ["bot"]
+    assert box.health()["version"] == "1"
+    assert len(recorder.requests) == 4 and "recovered" in recorder.texts()[-1]
+    code, rep = health(box, env=env)
+    assert code == 0 and len(recorder.requests) == 4
+    log = (box.home / "health.log").read_text().splitlines()
+    assert len(log) == 5 and "FAILED down" in log[1] and "WARNING recovered" in log[3]
+    assert "s3cr3t" not in "".join(log) + json.dumps(recorder.requests)
+    # the webhook URL never appears in output or logs
+    assert recorder.url not in "".join(log)
+
+
+def test_fix_never_restarts_during_a_deploy(box, recorder):
+    from fabops.host.lock import HostLock
+
+    env = {"FABOPS_DISCORD_WEBHOOK": recorder.url}
+    box.result()
+    box.stop()
+    recorder.requests.clear()
+    with HostLock(str(box.home / "lock"), {"actor": "ci", "trigger": "deploy", "target": "x"}).acquire():
+        code, rep = health(box, "--fix", env=env)
+    assert (code, rep["status"]) == (3, "busy") and "deploy in progress" in rep["message"]
+    assert rep["restarted"] == [] and recorder.requests == []
+
+
+def test_restart_backoff_stops_and_notifies_once(box, recorder):
+    env = {"FABOPS_DISCORD_WEBHOOK": recorder.url}
+    box.result()
+    state = json.loads((box.home / "state.json").read_text())
+    import time
+
+    state["restarts"] = [time.time() - 60] * 3
+    (box.home / "state.json").write_text(json.dumps(state))
+    box.stop()
+    recorder.requests.clear()
+    code, rep = health(box, "--fix", env=env)
+    assert (code, rep["status"]) == (2, "backoff") and "restart backoff" in rep["message"]
+    code, rep = health(box, "--fix", env=env)
+    assert code == 2 and len(recorder.requests) == 1 and "backoff" in recorder.texts()[0]
+
+
+def test_webhooks_from_env_or_a_private_file(tmp_path):
+    f = tmp_path / "notify.env"
+    f.write_text("FABOPS_SLACK_WEBHOOK=https://hooks.example/slack\n")
+    f.chmod(0o644)
+    assert notify.webhooks(str(tmp_path), environ={}) == {}  # readable by others: ignored
+    f.chmod(0o600)
+    assert notify.webhooks(str(tmp_path), environ={}) == {"slack": "https://hooks.example/slack"}
+    assert notify.webhooks(str(tmp_path), environ={"FABOPS_DISCORD_WEBHOOK": "u"}) == {
+        "discord": "u", "slack": "https://hooks.example/slack"}
+
+
+def test_notification_failure_never_raises():
+    out = notify.notify("h", "health_down", "x", environ={"FABOPS_DISCORD_WEBHOOK": "http://127.0.0.1:9/nothing"})
+    assert len(out) == 1 and not out[0].ok and "127.0.0.1" not in out[0].detail
+
+
+def test_payload_shapes():
+    assert json.loads(notify.payload("discord", "hi")) == {"content": "hi", "allowed_mentions": {"parse": []}}
+    assert json.loads(notify.payload("slack", "hi")) == {"text": "hi"}
+
+
+def test_deploy_results_are_notified(box, recorder):
+    env = {"FABOPS_DISCORD_WEBHOOK": recorder.url}
+    r = run_cli("local-update", "-i", str(box.inventory), env=env)
+    assert r.returncode == 0
+    box.origin.crash("2")
+    r = run_cli("local-update", "-i", str(box.inventory), env=env)
+    assert r.returncode == 2
+    texts = recorder.texts()
+    assert "deployed" in texts[0] and "rolled back" in texts[1]
