@@ -49,11 +49,12 @@ def _check_wait(wait):
         "install_config": "Install this file as the host's host.yml once the lock is held (used by deploy).",
         "clear_pin": "Clear a pin left by rollback or deploy --ref (deploy does this).",
         "verbose": "Print every step; by default only a one-line result, and nothing for a no-op.",
+        "splay": "Wait a random 0..SECONDS first, so many hosts polling one origin do not all fetch at once (cron).",
     }
 )
 def local_update(
     c, hosts=None, trigger="cron", actor=None, ref=None, stash=False, wait=None, run_id=None,
-    install_config=None, clear_pin=False, dry_run=False, verbose=False, json=False, inventory=None,
+    install_config=None, clear_pin=False, dry_run=False, verbose=False, json=False, inventory=None, splay=0,
 ):
     """Converge this host on its branch: fetch, gate, restart, roll back on failure (cron's entry point)."""
     from ..host.events import EventLog, new_run_id
@@ -61,6 +62,16 @@ def local_update(
     from ..host.pipeline import UpdateOptions, run_update
 
     inv, host = _host_for_local(inventory, hosts)
+    try:
+        splay = float(splay or 0)
+    except (TypeError, ValueError):
+        raise errors.UsageError(f"--splay must be a number of seconds, not {splay!r}") from None
+    if splay > 0:
+        # done here because cron's sh has no $RANDOM; a deliberate random
+        # delay before any work, not a wait for readiness
+        import random
+
+        time.sleep(random.uniform(0, min(splay, 3600)))
     if ref is not None:
         from ..host.git import check_ref
 

@@ -1,0 +1,116 @@
+"""The managed crontab block: pure text functions plus thin runners.
+
+The block sits between `# >>> fabops <app> >>>` and `# <<< fabops <app> <<<`;
+every other line of the user's crontab is kept byte for byte. Each line
+sets its own PATH inline (a `PATH=` line in a crontab would also change the
+user's own jobs below it), runs `<host home>/venv/bin/fabops` with the host's
+own `host.yml`, and appends its output to `<host home>/cron.log`.
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+from .errors import CommandFailed
+from .inventory import Host
+from .shell import q, quote_path
+
+# (schedule key, fabops arguments) in the order they appear in the block.
+JOBS = (
+    ("update", ["local-update"]),
+    ("health", ["health", "--fix", "--quiet"]),
+    ("clean", ["clean"]),
+    ("backup-env", ["backup-env"]),
+)
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def markers(app: str) -> Tuple[str, str]:
+    return f"# >>> fabops {app} >>>", f"# <<< fabops {app} <<<"
+
+
+def _cron_escape(command: str) -> str:
+    # In a crontab, an unescaped % ends the command and feeds the rest as stdin.
+    return command.replace("%", "\\%")
+
+
+def job_line(host: Host, schedule: str, args: List[str], splay: int = 30) -> str:
+    home = host.home.rstrip("/")
+    fabops = quote_path(home + "/venv/bin/fabops")
+    config = quote_path(home + "/host.yml")
+    log = quote_path(home + "/cron.log")
+    path = (host.env or {}).get("PATH") or DEFAULT_PATH
+    extra = [f"--splay {int(splay)}"] if args[0] == "local-update" else []
+    cmd = (f"cd && PATH={q(path)} {fabops} {' '.join(args + extra)} -i {config} >> {log} 2>&1")
+    return f"{schedule} {_cron_escape(cmd)}"
+
+
+def render_block(host: Host, splay: int = 30, schedules: Optional[dict] = None) -> str:
+    begin, end = markers(host.app.name)
+    sched = schedules if schedules is not None else host.schedule
+    lines = [begin, "# Managed by fabops (`inv setup`); edits inside this block are replaced. `inv cron --remove` removes it."]
+    for key, args in JOBS:
+        expr = sched.get(key)
+        if expr:
+            lines.append(job_line(host, expr, args, splay))
+    lines.append(end)
+    return "\n".join(lines) + "\n"
+
+
+def find_block(text: str, app: str) -> Optional[Tuple[int, int]]:
+    """(start, end) character offsets of our block including its newline, or None."""
+    begin, end = markers(app)
+    lines = text.splitlines(keepends=True)
+    pos = 0
+    start = None
+    for line in lines:
+        if line.rstrip("\n") == begin and start is None:
+            start = pos
+        elif line.rstrip("\n") == end and start is not None:
+            return start, pos + len(line)
+        pos += len(line)
+    return None
+
+
+def apply_block(text: str, app: str, block: str) -> str:
+    """Insert or replace our block; everything else is unchanged."""
+    span = find_block(text, app)
+    if span is not None:
+        return text[: span[0]] + block + text[span[1]:]
+    if text and not text.endswith("\n"):
+        text += "\n"
+    return text + block
+
+
+def remove_block(text: str, app: str) -> str:
+    span = find_block(text, app)
+    if span is None:
+        return text
+    return text[: span[0]] + text[span[1]:]
+
+
+def current_block(text: str, app: str) -> Optional[str]:
+    span = find_block(text, app)
+    return None if span is None else text[span[0]:span[1]]
+
+
+# ------------------------------------------------------------------ runners
+
+READ = "crontab -l 2>/dev/null; true"
+
+
+def read_crontab(c) -> str:
+    return c.run(READ, hide=True, warn=True, in_stream=False).stdout
+
+
+def write_crontab(c, text: str, host_name: str) -> None:
+    # `crontab -` validates the whole file and installs it atomically.
+    r = c.run(f"printf '%s' {q(text)} | crontab -", hide=True, warn=True, in_stream=False)
+    if not r.ok:
+        raise CommandFailed(f"crontab refused the new table: {(r.stderr or r.stdout).strip()[-200:]}", host=host_name)
+
+
+def diff(old: str, new: str, name: str = "crontab") -> str:
+    import difflib
+
+    return "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
+                                        fromfile=f"{name} (now)", tofile=f"{name} (after)"))

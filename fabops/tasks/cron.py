@@ -1,0 +1,59 @@
+"""`inv cron`: show, install or remove fabops' managed crontab block."""
+from __future__ import annotations
+
+from invoke import Collection
+
+from .. import errors
+from ._base import fabops_task, finish
+
+
+@fabops_task(help={
+    "show": "Show the managed block on each host (the default).",
+    "install": "Install or update the block from hosts.yml (`inv setup` does this too).",
+    "remove": "Remove only fabops' block; every other line stays.",
+    "splay": "Random delay, in seconds, before each local-update (default 30).",
+})
+def cron(c, hosts=None, show=False, install=False, remove=False, dry_run=False, splay=30, inventory=None,
+         accept_new=False, connect_timeout=None):
+    """Show, install or remove the managed crontab block (local-update, health --fix, clean, backup-env)."""
+    from ..cron import apply_block, current_block, diff, read_crontab, remove_block, render_block, write_crontab
+    from ..remote import for_each_host
+
+    if install and remove:
+        raise errors.UsageError("--install and --remove exclude each other")
+
+    def one(cxn, host):
+        old = read_crontab(cxn)
+        app = host.app.name
+        if remove:
+            new = remove_block(old, app)
+        elif install:
+            new = apply_block(old, app, render_block(host, splay=int(splay)))
+        else:
+            return {"block": current_block(old, app), "changed": False}
+        changed = new != old
+        if changed and not dry_run:
+            write_crontab(cxn, new, host.name)
+        return {"block": current_block(new, app), "changed": changed, "diff": diff(old, new)}
+
+    outcome = for_each_host(inventory, hosts, one, accept_new=accept_new, connect_timeout=connect_timeout)
+    from ..render import host_errors
+
+    for r in outcome.results:
+        if not r.ok:
+            continue
+        v = r.value
+        if install or remove:
+            state = ("would change" if dry_run else "changed") if v["changed"] else "ok"
+            print(f"[{r.host}] crontab: {state}")
+            if v["changed"] and (dry_run or install):
+                print(v["diff"], end="")
+        else:
+            print(f"[{r.host}] " + ("no fabops block in the crontab" if not v["block"] else "managed block:"))
+            if v["block"]:
+                print(v["block"], end="")
+    host_errors(outcome.results)
+    finish(outcome.code)
+
+
+ns = Collection("cron", cron)
