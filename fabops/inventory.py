@@ -63,6 +63,7 @@ class Service:
     check: Optional[Check] = None
     timeout: float = 60.0  # readiness timeout
     settle: float = 2.0  # must stay up this long after it is ready
+    unit: bool = False  # systemd: `inv setup` installs a unit file from the template
 
 
 @dataclass(frozen=True)
@@ -480,7 +481,7 @@ class _Validator:
         return out
 
     def service(self, raw: Any, key: str) -> dict:
-        allowed = ("name", "manager", "command", "workdir", "port", "paths", "check", "timeout", "settle")
+        allowed = ("name", "manager", "command", "workdir", "port", "paths", "check", "timeout", "settle", "unit")
         raw = self.mapping(raw, key, allowed)
         if raw.get("name") is None:
             self.fail(f"{key}.name", "is required")
@@ -502,6 +503,12 @@ class _Validator:
         for k in ("timeout", "settle"):
             if raw.get(k) is not None:
                 out[k] = self.duration(raw[k], f"{key}.{k}")
+        if raw.get("unit") is not None:
+            if not isinstance(raw["unit"], bool):
+                self.fail(f"{key}.unit", "must be true or false")
+            if raw["unit"] and not raw.get("command"):
+                self.fail(f"{key}.command", "is required for unit: true (it becomes ExecStart)")
+            out["unit"] = raw["unit"]
         return out
 
     def check(self, raw: Any, key: str) -> Check:

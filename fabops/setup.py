@@ -1,0 +1,321 @@
+"""`inv setup`: converge a host, item by item, reporting `ok` or `changed`.
+
+Every item knows the text it wants on the host, reads what is there in one
+command, and only writes on a difference, so a second run is all `ok`.
+`--check` shows a unified diff of every file or crontab it would change and
+changes nothing. System files go through `sudo -n` and are validated before
+they are moved into place (`visudo -cf`, `logrotate -d`); a failed validation
+leaves the old file untouched. It also finds what the legacy scripts left
+behind (their cron lines, /etc/sudoers lines, logrotate file, unit files).
+"""
+from __future__ import annotations
+
+import difflib
+import posixpath
+import re
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional
+
+from .cron import apply_block, read_crontab, render_block, write_crontab
+from .errors import CommandFailed
+from .inventory import Host
+from .shell import q, quote_path, sudo, sudo_failure
+
+WRAPPERS = {
+    "monitor-bot": ["monitor"],
+    "bot-status": ["status"],
+    "bot-logs": ["logs", "-f"],
+    "bot-restart": ["restart"],
+    "bot-update": ["local-update", "--verbose"],
+    "bot-health": ["health"],
+}
+MANAGED = "# Managed by fabops: changes here are replaced by `inv setup`."
+LEGACY_CRON = re.compile(r"(auto-update|health-check|voice-meeting-bot|monitor-bot)", re.I)
+
+
+@dataclass
+class ItemResult:
+    name: str
+    status: str  # ok | changed | would change | warning | failed
+    message: str = ""
+    diff: str = ""
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class SetupReport:
+    host: str
+    items: List[ItemResult] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        from . import errors
+
+        if any(i.status == "failed" for i in self.items):
+            return errors.FAILED
+        if any(i.status == "warning" for i in self.items):
+            return errors.WARNING
+        return errors.OK
+
+    def to_dict(self) -> dict:
+        return {"host": self.host, "items": [i.to_dict() for i in self.items], "exit_code": self.exit_code}
+
+
+def udiff(old: str, new: str, path: str) -> str:
+    return "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
+                                        fromfile=f"{path} (now)", tofile=f"{path} (after)"))
+
+
+def _run(c, cmd: str, what: str, host: Host, argv=None):
+    r = c.run(cmd, hide=True, warn=True, in_stream=False)
+    if not r.ok:
+        err = sudo_failure(r.stderr, argv or [what], host=host.name)
+        if err:
+            raise err
+        last = (r.stderr or r.stdout).strip().splitlines()
+        raise CommandFailed(f"{what} failed: {last[-1] if last else 'exit ' + str(r.exited)}", host=host.name)
+    return r
+
+
+def _read(c, path: str, root: bool) -> Optional[str]:
+    p = quote_path(path)
+    cmd = f"{sudo(['cat', path])} 2>/dev/null" if root else f"cat {p} 2>/dev/null"
+    r = c.run(f"if {'sudo -n test -e ' + q(path) if root else 'test -e ' + p}; then {cmd}; else echo '@@absent'; fi",
+              hide=True, warn=True, in_stream=False)
+    return None if r.stdout == "@@absent\n" else r.stdout
+
+
+def put_file(c, host: Host, path: str, content: str, *, mode: str, root: bool, validate: Optional[str] = None,
+             owner: Optional[str] = None) -> None:
+    """Write via a temp file; validate it (`{tmp}` in `validate`); then
+    install it with its mode in one rename. The old file is untouched if
+    validation fails."""
+    tmp = f"/tmp/fabops-setup-{posixpath.basename(path)}.$$"
+    s = "sudo -n " if root else ""
+    check = ""
+    if validate:
+        check = validate.replace("{tmp}", '"$T"') + ' || { rm -f "$T"; echo "validation failed" >&2; exit 65; }\n'
+    own = f" -o {q(owner)}" if owner and root else (" -o root -g root" if root else "")
+    script = (
+        "set -e; umask 077\n"
+        f"T={tmp}\n"
+        f"printf '%s' {q(content)} > \"$T\"\n"
+        + check
+        + f"{s}mkdir -p {quote_path(posixpath.dirname(path))}\n"
+        + f"{s}install -m {mode}{own} \"$T\" {quote_path(path)}\n"
+        + "rm -f \"$T\"\n"
+    )
+    _run(c, script, f"writing {path}", host, argv=["install", path])
+
+
+# ------------------------------------------------------------------ renderers
+
+
+def sudoers_text(host: Host, systemctl: str = "/usr/bin/systemctl", journalctl: str = "/usr/bin/journalctl") -> str:
+    user = host.user or "ec2-user"
+    units = [s.name for s in host.services if s.manager == "systemd"]
+    cmds = []
+    for u in units:
+        for verb in ("restart", "start", "stop", "status", "show", "is-active"):
+            cmds.append(f"{systemctl} {verb} {u}")
+        cmds.append(f"{journalctl} -u {u}")
+        cmds.append(f"{journalctl} -u {u} *")
+    lines = [MANAGED, f"# Only the exact commands fabops needs for {host.app.name}'s units."]
+    for cmd in cmds:
+        lines.append(f"{user} ALL=(root) NOPASSWD: {cmd}")
+    return "\n".join(lines) + "\n"
+
+
+def logrotate_text(host: Host) -> str:
+    paths = [host.logs[k] for k in ("update", "health") if host.logs.get(k)]
+    if not paths:
+        return ""
+    user = host.user or "root"
+    return (
+        f"{MANAGED}\n" + " ".join(paths) + " {\n"
+        "    weekly\n    rotate 8\n    compress\n    delaycompress\n    missingok\n    notifempty\n"
+        f"    create 0640 {user} {user}\n"
+        "}\n"
+    )
+
+
+def unit_text(host: Host, svc) -> str:
+    workdir = posixpath.normpath(posixpath.join(_abs_app(host), svc.workdir))
+    env_file = posixpath.join(_abs_app(host), host.env_file)
+    return (
+        f"{MANAGED}\n[Unit]\nDescription={svc.name} (deployed by fabops)\nAfter=network-online.target\n"
+        "Wants=network-online.target\n\n[Service]\n"
+        f"User={host.user or 'ec2-user'}\nWorkingDirectory={workdir}\nEnvironmentFile=-{env_file}\n"
+        f"ExecStart=/bin/sh -c {q('exec ' + (svc.command or 'false'))}\nRestart=on-failure\nRestartSec=2\n\n"
+        "[Install]\nWantedBy=multi-user.target\n"
+    )
+
+
+def _abs_app(host: Host) -> str:
+    path = host.app.path
+    if path.startswith("~/"):
+        return f"/home/{host.user or 'ec2-user'}/{path[2:]}"
+    return path
+
+
+def wrapper_text(host: Host, args: List[str]) -> str:
+    home = host.home.rstrip("/")
+    return (
+        "#!/bin/sh\n"
+        f"# {MANAGED[2:]}\n"
+        f"# The legacy command, now the fabops equivalent on this host.\n"
+        f"exec {quote_path(home + '/venv/bin/fabops')} {' '.join(q(a) for a in args)} "
+        f"-i {quote_path(home + '/host.yml')} \"$@\"\n"
+    )
+
+
+# ------------------------------------------------------------------ the run
+
+
+def setup_host(c, host: Host, *, check: bool, yes: bool, offline: bool, replace_units: bool = False,
+               splay: int = 30, host_yml_text: Optional[str] = None,
+               progress: Optional[Callable[[ItemResult], None]] = None) -> SetupReport:
+    from .deploy import host_yml
+    from .install import ensure_installed
+
+    report = SetupReport(host.name)
+    say = progress or (lambda _i: None)
+
+    def add(item: ItemResult) -> None:
+        report.items.append(item)
+        say(item)
+
+    def file_item(name, path, text, *, mode, root, validate=None, owner=None, after: Optional[Callable[[], None]] = None,
+                  managed_only=False):
+        old = _read(c, path, root)
+        if old == text:
+            add(ItemResult(name, "ok", path))
+            return False
+        if managed_only and old is not None and MANAGED not in old:
+            add(ItemResult(name, "warning", f"{path} exists and was not written by fabops; "
+                                            "left alone (use --replace-units to replace it)"))
+            return False
+        d = udiff(old or "", text, path)
+        if check:
+            add(ItemResult(name, "would change", path, d))
+            return False
+        put_file(c, host, path, text, mode=mode, root=root, validate=validate, owner=owner)
+        if after:
+            after()
+        add(ItemResult(name, "changed", path, d))
+        return True
+
+    # 1. fabops itself, at this exact version
+    inst = ensure_installed(c, host, offline=offline, dry_run=check)
+    add(ItemResult("fabops install", ("would change" if check else "changed") if inst.changed else "ok", inst.message))
+
+    # 2. the host's own settings
+    home = host.home.rstrip("/")
+    c.run(f"mkdir -p {quote_path(home)} && chmod 700 {quote_path(home)}", hide=True, warn=True, in_stream=False) if not check else None
+    file_item("host.yml", f"{home}/host.yml", host_yml_text or host_yml(host), mode="0600", root=False)
+
+    # 3. the crontab block (+ the legacy lines it replaces)
+    old_tab = read_crontab(c)
+    new_tab = apply_block(old_tab, host.app.name, render_block(host, splay=splay))
+    begin = f"# >>> fabops {host.app.name} >>>"
+    legacy = [ln for ln in _outside_block(old_tab, host.app.name) if ln.strip() and not ln.lstrip().startswith("#")
+              and LEGACY_CRON.search(ln)]
+    if legacy:
+        if yes and not check:
+            new_tab = "\n".join(("# disabled by fabops setup: " + ln) if ln in legacy else ln
+                                for ln in new_tab.split("\n"))
+            add(ItemResult("legacy cron lines", "changed",
+                           f"commented out {len(legacy)} legacy line(s); the old crontab is saved in {home}/crontab.before-fabops"))
+        else:
+            add(ItemResult("legacy cron lines", "warning",
+                           f"{len(legacy)} legacy line(s) would update outside the lock: " + " | ".join(legacy)
+                           + " (run with --yes to comment them out, after a backup)"))
+    if new_tab != old_tab:
+        if check:
+            add(ItemResult("crontab", "would change", begin, udiff(old_tab, new_tab, "crontab")))
+        else:
+            c.run(f"printf '%s' {q(old_tab)} > {quote_path(home + '/crontab.before-fabops')}", hide=True, warn=True,
+                  in_stream=False)
+            write_crontab(c, new_tab, host.name)
+            add(ItemResult("crontab", "changed", begin, udiff(old_tab, new_tab, "crontab")))
+    else:
+        add(ItemResult("crontab", "ok", begin))
+
+    # 4. sudoers drop-in (systemd services only), validated with visudo
+    units = [s for s in host.services if s.manager == "systemd"]
+    if units:
+        file_item("sudoers", f"/etc/sudoers.d/fabops-{host.app.name}", sudoers_text(host), mode="0440", root=True,
+                  validate="visudo -cf {tmp} >/dev/null")
+        legacy_sudo = c.run("sudo -n grep -nE 'NOPASSWD:.*systemctl' /etc/sudoers 2>/dev/null", hide=True, warn=True,
+                            in_stream=False).stdout.strip()
+        if legacy_sudo:
+            add(ItemResult("legacy /etc/sudoers lines", "warning",
+                           "NOPASSWD systemctl lines appended by the legacy setup (never edited by fabops; "
+                           "remove them with visudo once the drop-in works): " + " | ".join(legacy_sudo.splitlines())))
+
+    # 5. unit files, from templates, only for services that ask for one
+    for svc in host.services:
+        if svc.manager != "systemd" or not getattr(svc, "unit", False):
+            continue
+        path = f"/etc/systemd/system/{svc.name}"
+
+        def reload_enable(name=svc.name):
+            _run(c, f"{sudo(['systemctl', 'daemon-reload'])} && {sudo(['systemctl', 'enable', name])}",
+                 f"enabling {name}", host, argv=["systemctl", "enable", name])
+
+        file_item(f"unit {svc.name}", path, unit_text(host, svc), mode="0644", root=True, after=reload_enable,
+                  managed_only=not replace_units)
+
+    # 6. log files and logrotate
+    for key in ("update", "health"):
+        path = host.logs.get(key)
+        if not path:
+            continue
+        user = host.user or "root"
+        probe = c.run(f"test -w {quote_path(path)}", hide=True, warn=True, in_stream=False)
+        if probe.ok:
+            add(ItemResult(f"log {key}", "ok", path))
+        elif check:
+            add(ItemResult(f"log {key}", "would change", f"create {path} (0640, {user})"))
+        else:
+            _run(c, f"sudo -n install -d -m 0755 {quote_path(posixpath.dirname(path))} && "
+                    f"sudo -n touch {quote_path(path)} && sudo -n chown {q(user)} {quote_path(path)} && "
+                    f"sudo -n chmod 0640 {quote_path(path)}", f"creating {path}", host, argv=["install", path])
+            add(ItemResult(f"log {key}", "changed", f"created {path} (0640, {user})"))
+    rotate = logrotate_text(host)
+    if rotate:
+        own = f"/etc/logrotate.d/fabops-{host.app.name}"
+        others = c.run(
+            "grep -lF -e " + " -e ".join(q(host.logs[k]) for k in ("update", "health") if host.logs.get(k))
+            + f" /etc/logrotate.d/* 2>/dev/null | grep -vx {q(own)}", hide=True, warn=True, in_stream=False).stdout.split()
+        for other in others:
+            if yes and not check:
+                _run(c, f"sudo -n mv {q(other)} {q(home + '/' + posixpath.basename(other) + '.logrotate-before-fabops')} "
+                        f"2>/dev/null || sudo -n mv {q(other)} {q(other + '.disabled-by-fabops')}",
+                     f"moving {other} aside", host)
+                add(ItemResult("legacy logrotate", "changed", f"moved {other} aside (logrotate rejects duplicate entries)"))
+            else:
+                add(ItemResult("legacy logrotate", "warning",
+                               f"{other} already rotates these logs; logrotate rejects duplicates (--yes moves it aside)"))
+        file_item("logrotate", own, rotate, mode="0644", root=True, validate="logrotate -d {tmp} >/dev/null 2>&1")
+
+    # 7. the team's habits: the legacy command names
+    for name, args in WRAPPERS.items():
+        file_item(f"wrapper {name}", f"~/.local/bin/{name}", wrapper_text(host, args), mode="0755", root=False)
+
+    # 8. a checkout that fabops has not seen yet
+    state = c.run(f"test -f {quote_path(home + '/state.json')}", hide=True, warn=True, in_stream=False)
+    if not state.ok:
+        add(ItemResult("state", "warning", "no fabops state yet: the first local-update adopts a healthy HEAD"))
+    return report
+
+
+def _outside_block(text: str, app: str) -> List[str]:
+    from .cron import find_block
+
+    span = find_block(text, app)
+    if span is not None:
+        text = text[: span[0]] + text[span[1]:]
+    return text.splitlines()

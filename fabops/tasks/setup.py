@@ -1,0 +1,58 @@
+"""`inv setup`: converge a host (install, host.yml, cron, sudoers, units, logs, wrappers)."""
+from __future__ import annotations
+
+import sys
+
+from invoke import Collection
+
+from .. import errors
+from ._base import fabops_task, finish, print_json
+
+STYLE = {"ok": "ok", "changed": "changed", "would change": "would change", "warning": "WARNING", "failed": "FAILED"}
+
+
+@fabops_task(help={
+    "check": "Show a diff of everything that would change, and change nothing.",
+    "yes": "Also take over from the legacy scripts: comment out their cron lines and move their logrotate file aside (backups first).",
+    "offline": "Install fabops' dependencies from wheels downloaded here, not from the index.",
+    "replace_units": "Replace unit files that exist but were not written by fabops.",
+    "splay": "Random delay, in seconds, before each cron local-update (default 30).",
+})
+def setup(c, hosts=None, check=False, yes=False, offline=False, replace_units=False, splay=30, json=False,
+          inventory=None, accept_new=False, connect_timeout=None):
+    """Converge hosts: fabops venv, host.yml, cron block, sudoers drop-in, units, logs, logrotate, legacy commands."""
+    from ..remote import for_each_host
+    from ..setup import setup_host
+
+    if check and yes:
+        raise errors.UsageError("--check changes nothing; drop --yes")
+
+    def one(cxn, host):
+        def show(item):
+            if json:
+                return
+            print(f"[{host.name}] {STYLE[item.status]:>12}  {item.name}: {item.message}", flush=True)
+            if item.diff and (check or item.status == "changed"):
+                sys.stdout.write("".join(f"[{host.name}]   {ln}\n" for ln in item.diff.rstrip("\n").splitlines()))
+
+        return setup_host(cxn, host, check=check, yes=yes, offline=offline, replace_units=replace_units,
+                          splay=int(splay), progress=show)
+
+    outcome = for_each_host(inventory, hosts, one, accept_new=accept_new, connect_timeout=connect_timeout)
+    if json:
+        print_json({r.host: r.value.to_dict() if r.ok else {"error": str(getattr(r.error, "message", r.error)), "code": r.code}
+                    for r in outcome.results})
+    else:
+        from ..render import host_errors
+
+        for r in outcome.results:
+            if r.ok:
+                counts = {}
+                for i in r.value.items:
+                    counts[i.status] = counts.get(i.status, 0) + 1
+                print(f"[{r.host}] " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+        host_errors(outcome.results)
+    finish(errors.worst((r.value.exit_code if r.ok else r.code) for r in outcome.results))
+
+
+ns = Collection("setup", setup)

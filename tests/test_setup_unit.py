@@ -1,0 +1,59 @@
+"""Renderers of `inv setup` (pure): exact text for the shipped find-to-do host."""
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from fabops import inventory, setup
+from tests.conftest import ROOT
+
+
+@pytest.fixture
+def host():
+    return inventory.load(str(ROOT / "hosts.yml")).hosts["find-to-do"]
+
+
+def test_sudoers_allows_only_the_exact_commands(host):
+    text = setup.sudoers_text(host)
+    rules = [ln for ln in text.splitlines() if not ln.startswith("#")]
+    assert len(rules) == 2 * 8
+    assert "ec2-user ALL=(root) NOPASSWD: /usr/bin/systemctl restart voice-meeting-discord-bot.service" in rules
+    assert "ec2-user ALL=(root) NOPASSWD: /usr/bin/journalctl -u voice-meeting-python-api.service" in rules
+    assert all(r.startswith("ec2-user ALL=(root) NOPASSWD: /usr/bin/") for r in rules)
+    assert not any("ALL$" in r or r.endswith("NOPASSWD: ALL") for r in rules)
+
+
+def test_sudoers_text_passes_visudo(host, tmp_path):
+    f = tmp_path / "sudoers"
+    f.write_text(setup.sudoers_text(host))
+    r = subprocess.run([shutil.which("visudo") or "/usr/sbin/visudo", "-cf", str(f)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_logrotate_text_passes_logrotate_debug(host, tmp_path):
+    text = setup.logrotate_text(host)
+    assert text.splitlines()[1] == "/var/log/voice-meeting-bot-update.log /var/log/voice-meeting-bot-health.log {"
+    assert "rotate 8" in text and "weekly" in text and "compress" in text and "missingok" in text
+    f = tmp_path / "rot"
+    f.write_text(text.replace("create 0640 ec2-user ec2-user", "create 0640 root root"))
+    r = subprocess.run([shutil.which("logrotate") or "/usr/sbin/logrotate", "-d", str(f)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_unit_template():
+    h = inventory.loads(yaml.safe_dump({"hosts": {"x": {
+        "user": "ec2-user", "app": {"path": "/home/ec2-user/voice-meeting-bot"}, "env_file": "node-bot/.env",
+        "services": [{"name": "voice-meeting-discord-bot.service", "unit": True, "command": "node index.js",
+                      "workdir": "node-bot"}]}}}), "x.yml").hosts["x"]
+    text = setup.unit_text(h, h.services[0])
+    assert "WorkingDirectory=/home/ec2-user/voice-meeting-bot/node-bot\n" in text
+    assert "EnvironmentFile=-/home/ec2-user/voice-meeting-bot/node-bot/.env\n" in text
+    assert "ExecStart=/bin/sh -c 'exec node index.js'\n" in text
+    assert "Restart=on-failure\n" in text and "User=ec2-user\n" in text
+
+
+def test_wrapper_calls_fabops_with_host_yml(host):
+    text = setup.wrapper_text(host, ["monitor"])
+    assert text.splitlines()[-1] == (
+        'exec "$HOME"/.fabops/voice-meeting-bot/venv/bin/fabops monitor -i "$HOME"/.fabops/voice-meeting-bot/host.yml "$@"')
