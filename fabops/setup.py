@@ -255,9 +255,16 @@ def setup_host(c, host: Host, *, check: bool, yes: bool, offline: bool, replace_
                            "NOPASSWD systemctl lines appended by the legacy setup (never edited by fabops; "
                            "remove them with visudo once the drop-in works): " + " | ".join(legacy_sudo.splitlines())))
 
-    # 5. unit files, from templates, only for services that ask for one
+    # 5. unit files, from templates, only for services that ask for one;
+    # hand-installed ones (the legacy setup copied them) are reported
     for svc in host.services:
-        if svc.manager != "systemd" or not getattr(svc, "unit", False):
+        if svc.manager != "systemd":
+            continue
+        if not svc.unit:
+            existing = _read(c, f"/etc/systemd/system/{svc.name}", root=False)
+            if existing is not None and MANAGED not in existing:
+                add(ItemResult(f"unit {svc.name}", "ok", f"hand-installed /etc/systemd/system/{svc.name} "
+                                                         "(left alone; `unit: true` + --replace-units lets fabops manage it)"))
             continue
         path = f"/etc/systemd/system/{svc.name}"
 

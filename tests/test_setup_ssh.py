@@ -78,6 +78,17 @@ def test_check_then_setup_then_all_ok(fresh):
     assert not [n for n, i in items.items() if i["status"] in ("changed", "would change")], items
     assert items["legacy /etc/sudoers lines"]["status"] == "warning"  # reported, never edited
 
+    # a changed inventory: --check shows the diff and changes nothing
+    inv = yaml.safe_load(fresh.inventory.read_text())
+    inv["hosts"]["h1"]["schedule"] = {"update": "*/2 * * * *"}
+    fresh.inventory.write_text(yaml.safe_dump(inv))
+    tab = h.ssh("crontab -l").stdout
+    code, items = setup(fresh, "--check")
+    assert items["crontab"]["status"] == "would change"
+    assert "+*/2 * * * * cd &&" in items["crontab"]["diff"] and "-*/5 * * * * cd &&" in items["crontab"]["diff"]
+    assert items["host.yml"]["status"] == "would change"
+    assert h.ssh("crontab -l").stdout == tab
+
 
 def test_legacy_commands_work_on_the_host(fresh):
     inv = yaml.safe_load(fresh.inventory.read_text())

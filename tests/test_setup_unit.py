@@ -57,3 +57,19 @@ def test_wrapper_calls_fabops_with_host_yml(host):
     text = setup.wrapper_text(host, ["monitor"])
     assert text.splitlines()[-1] == (
         'exec "$HOME"/.fabops/voice-meeting-bot/venv/bin/fabops monitor -i "$HOME"/.fabops/voice-meeting-bot/host.yml "$@"')
+
+
+def test_host_python_older_than_3_9_is_a_clear_error(host):
+    from invoke import MockContext, Result
+
+    from fabops import install
+    from fabops.errors import FabopsError
+
+    out = "@@fabops:python\n3 8 x86_64\n@@fabops:marker\n@@fabops:fabops\n@@fabops:end\n"
+    c = MockContext(run={install.probe_cmd(host): Result(out)})
+    wheel = install.Wheel("/nonexistent.whl", "0" * 64, "0.1.0")
+    with pytest.raises(FabopsError, match="the host's python3 is 3.8; fabops needs 3.9 or newer"):
+        install.ensure_installed(c, host, wheel=wheel)
+    c = MockContext(run={install.probe_cmd(host): Result("@@fabops:python\n@@fabops:end\n")})
+    with pytest.raises(FabopsError, match="no usable python3"):
+        install.ensure_installed(c, host, wheel=wheel)
