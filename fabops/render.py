@@ -107,7 +107,7 @@ def history_table(host: str, records) -> None:
         result = rec.get("result", "?")
         style = RESULT_STYLE.get(result, "white")
         table.add_row(
-            str(rec.get("time", "?")), str(rec.get("trigger", "?")), str(rec.get("actor", "?")),
+            str(rec.get("time", "?"))[:19].replace("T", " "), str(rec.get("trigger", "?")), str(rec.get("actor", "?")),
             short(rec.get("from")), short(rec.get("to")), f"[{style}]{result}[/{style}]",
             fmt_duration(rec.get("duration")), str(rec.get("message", "")),
         )

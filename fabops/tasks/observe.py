@@ -60,8 +60,9 @@ def render_host(facts, host, show_history=False):
             ok = s["http_status"] == s["http_expect"]
             lat = f" {s['http_latency'] * 1000:.0f} ms" if s["http_latency"] is not None else ""
             check = f"{_mark(ok)} {s['http_status'] or 'no answer'}{lat}"
+        up = "-" if s["uptime"] is None else ("<1 s" if s["uptime"] < 1 else fmt_duration(s["uptime"]))
         svc_table.add_row(s["name"], f"{_mark(s['active'])} {s['state']}", str(s["pid"] or "-"), cpu, mem,
-                          fmt_duration(s["uptime"]), port, check)
+                          up, port, check)
     lines = []
     sys_cpu = "?" if facts["cpu"] is None else f"{facts['cpu']:g}%"
     sys_mem = "?" if facts["memory"] is None else f"{facts['memory']:g}%"

@@ -1,0 +1,221 @@
+"""`inv demo`: the whole loop on this machine, narrated, in a throwaway sandbox.
+
+A bare origin holding the sample app, a "host" checkout, and the `local`
+host of hosts.yml (the process back end: no sshd, no systemd, no root). It
+deploys v1, shows the dashboard, pushes v2 and lets the cron path pick it
+up, pushes a crash-on-boot v3 which the gate rolls back, and ends with the
+history, the status and a green dashboard. Returns the list of steps with
+whether each behaved as narrated.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import yaml
+
+from .errors import UsageError
+from .install import source_root
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "fabops demo", "GIT_AUTHOR_EMAIL": "demo@fabops.invalid",
+    "GIT_COMMITTER_NAME": "fabops demo", "GIT_COMMITTER_EMAIL": "demo@fabops.invalid",
+}
+
+
+@dataclass
+class DemoStep:
+    title: str
+    ok: bool
+    detail: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class DemoResult:
+    steps: List[DemoStep] = field(default_factory=list)
+    seconds: float = 0.0
+    sandbox: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return all(s.ok for s in self.steps) and bool(self.steps)
+
+
+def _git(*args: str, cwd: Optional[Path] = None) -> str:
+    env = dict(os.environ, **GIT_ENV)
+    r = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise UsageError(f"git {' '.join(args)} failed: {r.stderr.strip()}")
+    return r.stdout.strip()
+
+
+def _free_port(preferred: int) -> int:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+
+def build_sandbox(base: Path, local_entry: dict) -> Path:
+    """origin.git + author clone + host checkout + demo hosts.yml; returns the inventory path."""
+    root = source_root()
+    app_src = root / "examples" / "sample-app" if root else None
+    if app_src is None or not app_src.is_dir():
+        raise UsageError("the demo needs the sample app from a fabops source checkout (examples/sample-app)")
+    if base.exists():
+        shutil.rmtree(base)
+    base.mkdir(parents=True)
+    origin, author, app = base / "origin.git", base / "author", base / "host" / "app"
+    _git("init", "--quiet", "--bare", "--initial-branch", "main", str(origin))
+    shutil.copytree(app_src, author, ignore=shutil.ignore_patterns("vendor", ".env", "__pycache__"))
+    _git("init", "--quiet", "--initial-branch", "main", cwd=author)
+    _git("add", "-A", cwd=author)
+    _git("commit", "--quiet", "-m", "v1", cwd=author)
+    _git("remote", "add", "origin", str(origin), cwd=author)
+    _git("push", "--quiet", "origin", "main", cwd=author)
+    _git("clone", "--quiet", str(origin), str(app))
+    svc = dict((local_entry.get("services") or [{}])[0])
+    port = _free_port(int(svc.get("port") or 3013))
+    svc.update({"name": svc.get("name", "bot"), "manager": "process", "command": svc.get("command", "python3 app.py"),
+                "port": port, "check": {"url": f"http://127.0.0.1:{port}/health"}, "timeout": "15s", "settle": "500ms"})
+    (app / ".env").write_text(f"DISCORD_TOKEN=demo-token\nPORT={port}\n")
+    entry = {
+        "connection": "local",
+        "app": {"path": "host/app"},
+        "home": "host/home",
+        "backup_dir": "host/backup",
+        "logs": {"update": "host/log/update.log", "health": "host/log/health.log"},
+        "services": [svc],
+        "deps": local_entry.get("deps") or [{"when": ["requirements.txt"], "run": "sh install-deps.sh"}],
+    }
+    inv = base / "hosts.yml"
+    inv.write_text(yaml.safe_dump({"hosts": {"local": entry}}, sort_keys=False))
+    return inv
+
+
+def push(base: Path, message: str, files: dict) -> str:
+    author = base / "author"
+    for rel, content in files.items():
+        (author / rel).write_text(content)
+    _git("add", "-A", cwd=author)
+    _git("commit", "--quiet", "-m", message, cwd=author)
+    _git("push", "--quiet", "origin", "main", cwd=author)
+    return _git("rev-parse", "HEAD", cwd=author)
+
+
+def stop_services(c, host) -> None:
+    """The process back end's own stop: SIGTERM, wait, SIGKILL if needed."""
+    from .host.files import HostPaths
+    from .host.services import ServiceManager
+
+    manager = ServiceManager(c, host, home=HostPaths.for_home(host.home).home,
+                             app_path=os.path.abspath(os.path.expanduser(host.app.path)))
+    for svc in reversed(host.services):
+        try:
+            manager.stop(svc)
+        except Exception:  # noqa: BLE001 - best effort at the end of a demo
+            pass
+
+
+def run_demo(base: Path, local_entry: dict, say: Callable[[str], None], show: Callable[[object], None],
+             keep: bool = False) -> DemoResult:
+    from . import inventory
+    from .connection import local_context
+    from .deploy import DeployOptions, deploy_host
+    from .remote import gather_status, read_remote_history
+    from .tasks.observe import gather, render_all
+
+    if not sys.platform.startswith("linux"):
+        raise UsageError(f"the demo needs Linux (/proc, setsid, flock); this is {sys.platform}")
+    started = time.monotonic()
+    result = DemoResult(sandbox=str(base))
+
+    def step(title: str, fn) -> bool:
+        say(f"\n[bold]▶ {title}[/bold]")
+        t = time.monotonic()
+        try:
+            ok, detail = fn()
+        except Exception as exc:  # noqa: BLE001 - a demo step failing is reported, not a traceback
+            ok, detail = False, f"{exc.__class__.__name__}: {exc}"
+        result.steps.append(DemoStep(title, ok, detail, time.monotonic() - t))
+        say(("  [green]✓[/green] " if ok else "  [red]✗[/red] ") + detail)
+        return ok
+
+    inv_path = build_sandbox(base, local_entry)
+    inv = inventory.load(str(inv_path))
+    host = inv.hosts["local"]
+    c = local_context(host)
+
+    def deploy(expect: str):
+        out = deploy_host(c, host, DeployOptions(actor="demo@" + socket.gethostname()), lambda e: None)
+        res = out.result
+        return res.get("result") == expect, f"{res.get('result')}: {res.get('message')}"
+
+    def dashboard():
+        from .fanout import HostResult
+
+        facts = gather(c, host)
+        show(render_all([HostResult(host.name, value=facts, code=facts["code"])], {host.name: host}))
+        return facts["code"] == 0, f"monitor status {facts['status']}"
+
+    try:
+        if not step("1. Set up and deploy v1 of the sample app (inv deploy -H local)", lambda: deploy("deployed")):
+            return result
+        step("2. The dashboard (inv monitor -H local)", dashboard)
+
+        def cron_path():
+            push(base, "v2", {"VERSION": "2\n"})
+            say("  pushed v2 to the origin; now what cron runs every 5 minutes on the host:")
+            say(f"  [dim]fabops local-update -i {inv_path}[/dim]")
+            r = subprocess.run([sys.executable, "-m", "fabops.cli", "local-update", "-i", str(inv_path)],
+                               capture_output=True, text=True)
+            version = _version(host)
+            return r.returncode == 0 and version == "2", (r.stdout or r.stderr).strip() + f" (serving version {version})"
+
+        step("3. Push v2; the cron path (local-update) picks it up", cron_path)
+
+        def bad_commit():
+            push(base, "v3 crashes on boot", {"VERSION": "3\n", "BEHAVIOUR": "crash\n"})
+            ok, detail = deploy("rolled_back")
+            version = _version(host)
+            return ok and version == "2", f"{detail} (still serving version {version})"
+
+        step("4. Push a crash-on-boot v3 and deploy it: the health gate fails, it rolls back", bad_commit)
+
+        def wrap_up():
+            from .render import history_table, status_panel
+
+            history_table(host.name, read_remote_history(c, host, 10))
+            status_panel(host.name, gather_status(c, host))
+            return dashboard()
+
+        step("5. History, status and a green dashboard again", wrap_up)
+    finally:
+        if not keep:
+            stop_services(c, host)
+        result.seconds = time.monotonic() - started
+    return result
+
+
+def _version(host) -> Optional[str]:
+    import json
+    import urllib.request
+
+    url = host.services[0].check.url
+    try:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(url, timeout=3) as resp:
+            return json.loads(resp.read()).get("version")
+    except Exception:  # noqa: BLE001
+        return None

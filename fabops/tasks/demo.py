@@ -1,0 +1,40 @@
+"""`inv demo`: see the whole loop on this machine in one command."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from invoke import Collection
+
+from .. import errors
+from ._base import fabops_task, finish, load_inventory
+
+
+@fabops_task(help={
+    "dir": "Where to build the throwaway sandbox (default .fabops-demo/ next to hosts.yml).",
+    "keep": "Leave the sample app running afterwards (stop it with `inv demo` again or kill its pid).",
+})
+def demo(c, dir=None, keep=False, inventory=None):
+    """Run the whole loop on a local sandbox: deploy, monitor, cron update, a bad commit rolled back."""
+    from ..demo import run_demo
+    from ..render import console
+
+    inv = load_inventory(inventory)
+    if "local" not in inv.hosts:
+        raise errors.UsageError(f"{inv.path} has no `local` sandbox host")
+    import yaml
+
+    raw = yaml.safe_load(open(inv.path, encoding="utf-8"))
+    entry = (raw.get("hosts") or {}).get("local") or {}
+    base = Path(dir) if dir else Path(os.path.dirname(os.path.abspath(inv.path))) / ".fabops-demo"
+    out = console()
+    out.print(f"[bold]fabops demo[/bold]: a sandbox in {base} (origin repo, host checkout, state), "
+              "the `local` host of hosts.yml, the process back end")
+    result = run_demo(base.resolve(), entry, say=out.print, show=out.print, keep=keep)
+    good = sum(1 for s in result.steps if s.ok)
+    out.print(f"\n[bold]{'✅' if result.ok else '❌'} {good}/{len(result.steps)} steps behaved as narrated "
+              f"in {result.seconds:.1f} s[/bold]" + ("" if keep else "; the sample app is stopped"))
+    finish(errors.OK if result.ok else errors.FAILED)
+
+
+ns = Collection("demo", demo)
