@@ -1,9 +1,9 @@
 """`python -m bench [pipeline ...]`: run the benchmarks and print Markdown."""
 import sys
 
-from bench import monitor, pipeline
+from bench import monitor, pipeline, transport
 
-SUITES = {"pipeline": pipeline.main, "monitor": monitor.main}
+SUITES = {"pipeline": pipeline.main, "monitor": monitor.main, "transport": transport.main}
 
 
 def main(argv):

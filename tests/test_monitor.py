@@ -84,3 +84,18 @@ def test_thresholds_come_from_the_host():
 def test_cpu_percent():
     assert monitor.cpu_percent("cpu 0 0 0 100 0", "cpu 50 0 0 150 0") == 50.0
     assert monitor.cpu_percent("junk", "cpu 1 2 3 4") is None
+
+
+def test_history_series_and_sparkline(tmp_path):
+    from fabops.host import metrics
+    from fabops.tasks.observe import sparkline
+
+    lines = [json.dumps({"t": i, "cpu": [10 * i, 0, 0, 100 * i, 0], "memory": 10.0 + i, "disk": 50.0}) for i in range(1, 5)]
+    lines.insert(2, "{torn line")
+    s = metrics.series(lines)
+    assert s["cpu"] == [9.1, 9.1, 9.1] and s["memory"] == [11.0, 12.0, 13.0, 14.0] and s["since"] == 1
+    assert sparkline([0, 50, 100]) == "▁▅█" and sparkline([]) == "not available yet"
+    path = tmp_path / "metrics.jsonl"
+    metrics.record(str(path))
+    metrics.record(str(path))
+    assert len(metrics.series(path.read_text().splitlines())["cpu"]) == 1
