@@ -343,3 +343,13 @@ def test_deploy_on_a_terminal_shows_a_live_board_and_in_ci_plain_lines(sandbox):
     assert r.returncode == 0, r.stderr
     assert "[local] ✓ fetch" in r.stdout and "progress" not in r.stdout
     assert sandbox.history()[-1]["trigger"] == "ci"
+
+
+def test_ci_deploy_writes_the_github_step_summary(sandbox, tmp_path):
+    summary = tmp_path / "summary.md"
+    r = run_cli("deploy", "-i", str(sandbox.inventory), env={"CI": "true", "GITHUB_STEP_SUMMARY": str(summary),
+                                                             "GITHUB_ACTOR": "octocat"})
+    assert r.returncode == 0, r.stderr
+    text = summary.read_text()
+    assert "### fabops deploy" in text and "| local | deployed |" in text
+    assert sandbox.history()[-1]["actor"] == "octocat@github-actions"
