@@ -39,6 +39,7 @@ RESULT_CODES = {
 TRIGGERS = ("cron", "deploy", "ci", "rollback", "reset", "manual")
 RESTART_BACKOFF = (3, 3600.0)  # at most 3 automatic restarts an hour
 CI_WAIT = 300.0
+MIN_FREE_BYTES = 5 * 1024 * 1024
 
 
 @dataclass
@@ -153,6 +154,7 @@ class Pipeline:
                 self_inner.t = time.monotonic()
                 self_inner.step = Step(name)
                 pipeline.events.emit("step", step=name, status="start")
+                _test_pause(name, pipeline.events)
                 return self_inner.step
 
             def __exit__(self_inner, exc_type, exc, tb):
@@ -190,6 +192,11 @@ class Pipeline:
             # Anything unexpected mid-run: the host state is unknown.
             self.res.result = "broken"
             self.res.message = exc.message
+        except OSError as exc:
+            # e.g. ENOSPC while saving state: state files are replaced
+            # atomically, so what is on disk is the last good version.
+            self.res.result = "broken"
+            self.res.message = f"{exc.strerror or exc} ({getattr(exc, 'filename', None) or 'host file'})"
         self.res.duration = time.monotonic() - self.started
         if self.opts.trigger == "cron" and not self.opts.dry_run:
             from .metrics import record
@@ -392,6 +399,9 @@ class Pipeline:
 
         # ---- preflight: never lose local changes, never start without config
         with self.step("preflight") as st:
+            full = self._disk_problem()
+            if full:
+                raise _Abort("aborted", full)
             dirty = self.git.dirty()
             if dirty:
                 if not self.opts.stash:
@@ -493,6 +503,21 @@ class Pipeline:
             self._finish("broken", f"{_short(target)} failed ({reason}); rollback to {_short(fallback)} failed too")
 
     # ---------------------------------------------------------------- pieces
+    def _disk_problem(self) -> Optional[str]:
+        """Refuse to start when the checkout, the state dir or the log dir is
+        (nearly) full: a half-written checkout or log is worse than no deploy."""
+        for label, path in (("app", self.app), ("state", self.paths.home),
+                            ("log", os.path.dirname(self._update_log_path()))):
+            try:
+                st = os.statvfs(path)
+            except OSError:
+                continue
+            free = st.f_bavail * st.f_frsize
+            if free < MIN_FREE_BYTES:
+                return f"disk full: {free // 1024} KiB free for the {label} dir {path} (need {MIN_FREE_BYTES // 1048576} MiB)"
+        return None
+
+
     def _restart_and_wait(self, services: Sequence[Service], label: str = "restart") -> bool:
         for svc in services:
             with self.step(f"{label} {svc.name}") as st:
@@ -638,6 +663,17 @@ class Pipeline:
         self.res.message = (
             f"would deploy {_short(deployed)} -> {_short(target)}" if target != deployed else f"up to date at {_short(target)}"
         )
+
+
+def _test_pause(step: str, events: EventLog) -> None:
+    """Fault-injection hook for the reliability tests: with
+    FABOPS_TEST_PAUSE_AT=<step>, announce it and wait at that step boundary
+    until the test kills the run. Unset in production: one dict lookup."""
+    if os.environ.get("FABOPS_TEST_PAUSE_AT") != step:
+        return
+    events.emit("paused", step=step)
+    while True:
+        time.sleep(0.1)
 
 
 def tune_local_runner() -> None:
