@@ -184,3 +184,27 @@ def test_system_update_check_with_a_stub_dnf(deployed):
     assert json.loads(r.stdout)["h1"]["applied"] is True
     r = cli(deployed, "system-update", "--check")
     assert r.returncode == 0 and "0 update(s) available" in r.stdout
+
+
+def test_secret_marker_never_leaks_from_any_task(deployed):
+    """One sweep over every task that can see the host, with the marker in .env."""
+    h = deployed.host
+    h.ssh(f"echo 'PYTHON_API_URL=http://127.0.0.1:1/{SECRET}' >> ~/app/.env; echo 'ERROR {SECRET[:3]}' >> ~/.fabops/app/services/bot.log")
+    deployed.origin.good("2")
+    name = json.loads(cli(deployed, "backup-env", "--json").stdout)["h1"]["name"]
+    runs = [
+        ("deploy",), ("deploy", "--dry-run"), ("status",), ("history",), ("monitor",), ("monitor", "--json"),
+        ("logs",), ("logs", "--errors"), ("logs", "--source", "update"), ("logs", "--source", "health"),
+        ("health",), ("health", "--json"), ("backup-env", "--list"), ("restore-env", "--backup", name, "--dry-run"),
+        ("cron",), ("setup", "--check"), ("reset", "--dry-run"), ("clean", "--dry-run"), ("ping",), ("restart",),
+    ]
+    for args in runs:
+        r = cli(deployed, *args)
+        assert SECRET not in r.stdout + r.stderr, args
+    for path in ("~/.fabops/app/history.jsonl", "/var/log/bot-update.log", "~/.fabops/app/health.log",
+                 "~/.fabops/app/state.json", "~/.fabops/app/host.yml"):
+        p = h.path(path)
+        if p.exists():
+            assert SECRET not in p.read_text(), path
+    for run in h.path("~/.fabops/app/runs").iterdir():
+        assert SECRET not in run.read_text(), run
