@@ -84,6 +84,18 @@ def run_overrides(host: Host) -> dict:
     return {"run": run}
 
 
+DEFAULT_COMMAND_TIMEOUT = 300.0
+
+
+def command_timeout() -> float:
+    """Every remote command has a timeout, so a hung host is exit 3, never a
+    hang. Long steps (installs) pass their own; FABOPS_COMMAND_TIMEOUT overrides."""
+    try:
+        return float(os.environ.get("FABOPS_COMMAND_TIMEOUT") or DEFAULT_COMMAND_TIMEOUT)
+    except ValueError:
+        return DEFAULT_COMMAND_TIMEOUT
+
+
 def local_context(host: Host):
     """An invoke.Context for `connection: local` hosts."""
     from invoke import Config, Context
@@ -111,7 +123,9 @@ def connect(
     connect_kwargs = {"banner_timeout": timeout, "auth_timeout": timeout}
     if host.identity_file:
         connect_kwargs["key_filename"] = [os.path.expanduser(host.identity_file)]
-    config = Config(overrides=run_overrides(host))
+    overrides = run_overrides(host)
+    overrides["timeouts"] = {"command": command_timeout()}
+    config = Config(overrides=overrides)
     cxn = Connection(
         host.address,
         user=host.user,

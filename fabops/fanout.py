@@ -48,6 +48,21 @@ def _code_of(value: Any) -> int:
     return code if isinstance(code, int) else OK
 
 
+def map_failure(exc: BaseException, host: Optional[str] = None) -> Optional[FabopsError]:
+    """Known failures of the transport as fabops errors: a command that timed
+    out or a connection that died is UNREACHABLE (3), not a bug."""
+    from .errors import UnreachableError
+
+    name = exc.__class__.__name__
+    if name == "CommandTimedOut":
+        return UnreachableError(f"a command on the host timed out after {getattr(exc, 'timeout', '?')} s "
+                                "(the host or its session hangs)", host=host)
+    if name in ("SSHException", "EOFError", "NoValidConnectionsError", "ChannelException") or isinstance(
+            exc, (ConnectionError, EOFError)):
+        return UnreachableError(f"the connection failed: {exc or name}", host=host)
+    return None
+
+
 def run_hosts(
     hosts: Sequence[Any],
     fn: Callable[[Any], Any],
@@ -72,8 +87,9 @@ def run_hosts(
             res = HostResult(name, value=value, code=_code_of(value))
         except FabopsError as exc:
             res = HostResult(name, error=exc, code=exc.exit_code)
-        except Exception as exc:  # noqa: BLE001 - reported per host, never hides the rest
-            res = HostResult(name, error=exc, code=INTERNAL)
+        except Exception as exc:  # noqa: BLE001 - mapped below
+            mapped = map_failure(exc, name)
+            res = HostResult(name, error=mapped or exc, code=mapped.exit_code if mapped else INTERNAL)
         res.seconds = time.monotonic() - started
         if on_done is not None:
             on_done(res)

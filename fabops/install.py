@@ -238,7 +238,7 @@ def ensure_installed(c, host: Host, *, offline: bool = False, dry_run: bool = Fa
         f"{venv}/bin/fabops --version >/dev/null\n"
         f"printf '%s\\n' {q(marker)} > {venv}/{MARKER}\n"
     )
-    r = c.run(script, hide=True, warn=True)
+    r = c.run(script, hide=True, warn=True, timeout=1800)  # pip from the index may be slow
     if not r.ok:
         tail = (r.stderr or r.stdout).strip().splitlines()[-3:]
         raise CommandFailed("installing fabops on the host failed: " + " | ".join(tail), host=host.name)

@@ -298,7 +298,7 @@ def system_update(c, host: Host, apply: bool) -> UpdateReport:
     if apply and updates:
         from .shell import sudo_failure
 
-        u = c.run(with_env(update_cmd(manager, path), host.env), hide=True, warn=True, in_stream=False)
+        u = c.run(with_env(update_cmd(manager, path), host.env), hide=True, warn=True, in_stream=False, timeout=3600)
         if not u.ok:
             err = sudo_failure(u.stderr, [manager, "upgrade"], host=host.name)
             if err:

@@ -140,3 +140,20 @@ def test_health_fix_over_ssh_brings_a_killed_service_back(deployed):
     state = json.loads(deployed.host.path("~/.fabops/app/state.json").read_text())
     assert state["health"]["status"] == "ok" and len(state["restarts"]) == 1
     assert "WARNING recovered" in deployed.host.path("~/.fabops/app/health.log").read_text()
+
+
+def test_a_hung_remote_command_is_exit_3_not_a_hang(deployed):
+    """Every remote command has a timeout: a fact script that never ends
+    (a stub `ss` that hangs) gives exit 3 with a clear line."""
+    stub = deployed.host.path("~/hang/ss")
+    stub.parent.mkdir(parents=True, exist_ok=True)
+    stub.write_text("#!/bin/sh\nsleep 600\n")
+    stub.chmod(0o755)
+    inv = yaml.safe_load(deployed.inventory.read_text())
+    inv["hosts"]["h1"]["env"] = {"PATH": "/root/hang:/usr/bin:/bin"}
+    deployed.inventory.write_text(yaml.safe_dump(inv))
+    r = run_cli("monitor", "-i", str(deployed.inventory), env={"FABOPS_COMMAND_TIMEOUT": "3"})
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "timed out after 3" in r.stdout + r.stderr
+    r = run_cli("status", "-i", str(deployed.inventory), env={"FABOPS_COMMAND_TIMEOUT": "3"})
+    assert r.returncode == 0  # other tasks still work

@@ -66,6 +66,11 @@ class FabopsTask(Task):
         except Exception as exc:  # noqa: BLE001 - the one place a bug is caught
             if debug_enabled():
                 raise
+            from ..fanout import map_failure
+
+            mapped = map_failure(exc)
+            if mapped is not None:
+                raise Exit(f"fabops: {mapped}", code=mapped.exit_code) from None
             raise Exit(
                 f"fabops: internal error: {exc.__class__.__name__}: {exc} (run with --debug for the traceback)",
                 code=errors.INTERNAL,
