@@ -232,3 +232,28 @@ def test_two_hosts_parallel_then_rolling_stops_at_first_failure(sshd_factory, tm
     assert data["h2"]["code"] == 2 and "skipped" in data["h2"]["error"]
     h2_state = json.loads(h2.path("~/.fabops/app/state.json").read_text())
     assert h2_state["deployed"] != origin.head  # h2 was never touched
+
+
+def test_twenty_concurrent_deploys_one_host(remote_app):
+    """20 laptops deploy the same push at once: one run deploys it, the others
+    wait for it and report its result or find the host locked (exit 4); sshd's
+    MaxStartups (100:30:200 in the fixture) is not what rejects them."""
+    assert remote_app.deploy_json()[0] == 0
+    new = remote_app.origin.good("2")
+    procs = [subprocess.Popen([sys.executable, "-m", "fabops.cli", "deploy", "-i", str(remote_app.inventory), "--json",
+                               "--actor", f"dev{i}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              cwd=ROOT, env=dict(os.environ, COLUMNS="200")) for i in range(20)]
+    outcomes = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        outcomes.append((p.returncode, out, err))
+    codes = sorted(c for c, _, _ in outcomes)
+    assert set(codes) <= {0, 4}, outcomes
+    assert codes.count(0) >= 1
+    records = [h for h in remote_app.history() if h["to"] == new and h["result"] == "deployed"]
+    assert len(records) == 1  # deployed exactly once
+    assert remote_app.state["deployed"] == new and remote_app.version() == "2"
+    for code, out, err in outcomes:
+        if code == 4:
+            assert "locked:" in out + err
+    assert remote_app.host.ssh("git -C ~/app fsck --no-progress", check=False).returncode == 0

@@ -130,3 +130,34 @@ def test_negative_control_an_unquoted_builder_does_trip_the_canary(conn):
     canary = CANARY.format(pid=os.getpid()) + "-control"
     cxn.run(f"echo $(touch {canary})", hide=True, warn=True)
     assert ssh_host.path(canary).exists()
+
+
+@FUZZ
+@given(value=payloads(CANARY.format(pid=os.getpid())))
+def test_git_service_cron_and_deploy_builders(conn, value):
+    from fabops import cron, deploy
+    from fabops.host import git, services
+
+    def build(v):
+        clean = v.replace("\x00", "")
+        h = host_with({"app": {"path": "~/" + clean}, "home": "~/" + clean,
+                       "services": [{"name": "s", "manager": "process", "command": "true", "workdir": clean or "x"}]})
+        svc = h.services[0]
+        cmds = [git.status_cmd(h.app.path), git.diff_names_cmd(h.app.path, "HEAD", "HEAD"),
+                services.process_status_cmd(h.home, [svc]), services.process_stop_cmd(h.home, svc, grace=0.1),
+                # the crontab line's command part, as cron's sh would run it (fabops is absent there: it fails)
+                cron.job_line(h, "* * * * *", ["local-update"]).split(" ", 5)[5].replace("\\%", "%"),
+                deploy.start_detached_cmd(h, "run1", [h.home + "/venv/bin/fabops", "local-update", "--actor", clean],
+                                          h.home + "/runs/run1.host.yml", "hosts: {}\n").replace(" &\n", "\n")]
+        return "\n".join(f"( {c} ) >/dev/null 2>&1" for c in cmds)
+
+    check(conn, build, value)
+
+
+def test_very_large_and_deep_inventories_never_traceback(tmp_path):
+    big = "hosts:\n" + "".join(f"  h{i}: {{app: {{path: /srv/a{i}}}, port: {i % 65535 + 1}}}\n" for i in range(20000))
+    inv = inventory.loads(big, "big.yml")
+    assert len(inv.hosts) == 20000
+    deep = "hosts: " + "[" * 5000 + "]" * 5000
+    with pytest.raises(ConfigError):
+        inventory.loads(deep, "deep.yml")
