@@ -50,6 +50,16 @@ class FabopsTask(Task):
         reserved = set(self.RESERVED_SHORT.values()) | {"h"}
         return super().arg_opts(name, default, set(taken_names) | reserved)
 
+    def get_arguments(self, ignore_unknown_help=None):
+        # Invoke pops each flag's help while building the arguments, so a
+        # second call (docs generation, tests, an embedding program) would
+        # see none: keep the task's help intact.
+        saved = dict(self.help)
+        try:
+            return super().get_arguments(ignore_unknown_help)
+        finally:
+            self.help = saved
+
     def __call__(self, *args, **kwargs):
         try:
             return super().__call__(*args, **kwargs)
