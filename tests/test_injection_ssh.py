@@ -147,6 +147,7 @@ def test_git_service_cron_and_deploy_builders(conn, value):
                 services.process_status_cmd(h.home, [svc]), services.process_stop_cmd(h.home, svc, grace=0.1),
                 # the crontab line's command part, as cron's sh would run it (fabops is absent there: it fails)
                 cron.job_line(h, "* * * * *", ["local-update"]).split(" ", 5)[5].replace("\\%", "%"),
+                maintenance.rule_cmd(h, "true", clean or "x"),
                 deploy.start_detached_cmd(h, "run1", [h.home + "/venv/bin/fabops", "local-update", "--actor", clean],
                                           h.home + "/runs/run1.host.yml", "hosts: {}\n").replace(" &\n", "\n")]
         return "\n".join(f"( {c} ) >/dev/null 2>&1" for c in cmds)

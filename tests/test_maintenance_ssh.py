@@ -192,15 +192,23 @@ def test_secret_marker_never_leaks_from_any_task(deployed):
     h.ssh(f"echo 'PYTHON_API_URL=http://127.0.0.1:1/{SECRET}' >> ~/app/.env; echo 'ERROR {SECRET[:3]}' >> ~/.fabops/app/services/bot.log")
     deployed.origin.good("2")
     name = json.loads(cli(deployed, "backup-env", "--json").stdout)["h1"]["name"]
+    v1 = deployed.origin.head
     runs = [
         ("deploy",), ("deploy", "--dry-run"), ("status",), ("history",), ("monitor",), ("monitor", "--json"),
+        ("rollback", "--to", v1), ("unpin",), ("hosts", "--json"), ("system-update", "--check"), ("deploy", "--json"),
         ("logs",), ("logs", "--errors"), ("logs", "--source", "update"), ("logs", "--source", "health"),
         ("health",), ("health", "--json"), ("backup-env", "--list"), ("restore-env", "--backup", name, "--dry-run"),
         ("cron",), ("setup", "--check"), ("reset", "--dry-run"), ("clean", "--dry-run"), ("ping",), ("restart",),
     ]
+    summary = deployed.base / "summary.md"
+    env = {"FABOPS_DISCORD_WEBHOOK": f"http://127.0.0.1:1/{SECRET}", "FABOPS_SLACK_WEBHOOK": f"http://127.0.0.1:1/{SECRET}",
+           "SOME_TOKEN": SECRET, "GITHUB_STEP_SUMMARY": str(summary)}
     for args in runs:
-        r = cli(deployed, *args)
+        r = cli(deployed, *args, env=env)
         assert SECRET not in r.stdout + r.stderr, args
+    assert summary.exists() and SECRET not in summary.read_text()
+    r = h.ssh("~/.fabops/app/venv/bin/fabops local-update --verbose -i ~/.fabops/app/host.yml", check=False)
+    assert SECRET not in r.stdout + r.stderr
     for path in ("~/.fabops/app/history.jsonl", "/var/log/bot-update.log", "~/.fabops/app/health.log",
                  "~/.fabops/app/state.json", "~/.fabops/app/host.yml"):
         p = h.path(path)

@@ -75,7 +75,7 @@ def test_concurrent_updates_exactly_one_deploys(box):
 
 def test_alternating_good_and_crash_commits_never_leave_the_service_down(box):
     assert box.result()[0] == 0
-    rounds = 200 if LONG else 10
+    rounds = 200 if LONG else 20
     records = 1
     for i in range(rounds):
         if i % 2:
