@@ -96,7 +96,10 @@ def put_file(c, host: Host, path: str, content: str, *, mode: str, root: bool, v
     s = "sudo -n " if root else ""
     check = ""
     if validate:
-        check = validate.replace("{tmp}", '"$T"') + ' || { rm -f "$T"; echo "validation failed" >&2; exit 65; }\n'
+        # as root (sudo -n): visudo and logrotate live in /usr/sbin, outside a
+        # deploy user's PATH but inside sudo's secure_path
+        check = (s + validate.replace("{tmp}", '"$T"')
+                 + ' || { rm -f "$T"; echo "validation failed" >&2; exit 65; }\n')
     own = f" -o {q(owner)}" if owner and root else (" -o root -g root" if root else "")
     script = (
         "set -e; umask 077\n"

@@ -1,0 +1,181 @@
+"""Tier 3: a booted Debian container playing `find-to-do` (DESIGN.md §5).
+
+- The rootfs is built once with `debootstrap --variant=minbase` from the
+  Debian mirror in apt's deb822 sources and cached as a tar.zst under
+  ~/.cache/fabops-tests, keyed by a hash of its recipe.
+- It is extracted once per session and prepared like a fresh EC2 host: user
+  `ec2-user` (passwordless sudo, as cloud-init sets it up), our client key,
+  a generated host key, hostname `find-to-do`.
+- Each boot is `systemd-nspawn -b --register=no --keep-unit --volatile=overlay`
+  (a fresh overlay: containers share nothing) in a network namespace of its
+  own, joined to this machine by a veth pair on 10.231.N.0/30. Teardown stops
+  nspawn by PID and deletes the namespace.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+PACKAGES = ("systemd,systemd-sysv,dbus,openssh-server,cron,curl,git,python3,python3-venv,"
+            "iproute2,procps,sudo,logrotate")
+SUITE = "bookworm"
+NETNS_PREFIX = "fabops-t"
+
+
+def mirror() -> str:
+    """The Debian mirror this machine's apt uses (deb822 .sources first)."""
+    d = Path("/etc/apt/sources.list.d")
+    for f in sorted(d.glob("*.sources")) if d.is_dir() else []:
+        text = f.read_text()
+        for block in text.split("\n\n"):
+            if "debian-security" in block:
+                continue
+            m = re.search(r"^URIs:\s*(\S+)", block, re.M)
+            if m:
+                return m.group(1)
+    legacy = Path("/etc/apt/sources.list")
+    if legacy.exists():
+        m = re.search(r"^deb\s+(\S+)\s+\S+", legacy.read_text(), re.M)
+        if m:
+            return m.group(1)
+    return "http://deb.debian.org/debian"
+
+
+def recipe() -> str:
+    return f"debootstrap --variant=minbase --include={PACKAGES} {SUITE} {mirror()}"
+
+
+def cached_rootfs(cache: Path) -> Path:
+    key = hashlib.sha256(recipe().encode()).hexdigest()[:12]
+    tarball = cache / f"rootfs-{SUITE}-{key}.tar.zst"
+    if tarball.exists():
+        return tarball
+    cache.mkdir(parents=True, exist_ok=True)
+    build = cache / f"rootfs-build-{os.getpid()}"
+    shutil.rmtree(build, ignore_errors=True)
+    subprocess.run(["debootstrap", "--variant=minbase", f"--include={PACKAGES}", SUITE, str(build), mirror()],
+                   check=True, capture_output=True)
+    tmp = tarball.with_suffix(".tmp")
+    subprocess.run(["tar", "--zstd", "-cf", str(tmp), "-C", str(build), "."], check=True)
+    os.replace(tmp, tarball)
+    shutil.rmtree(build, ignore_errors=True)
+    return tarball
+
+
+def prepare(tarball: Path, dest: Path, client_pub: str) -> str:
+    """Extract and make it look like a fresh EC2 host; returns the host key line."""
+    dest.mkdir(parents=True)
+    subprocess.run(["tar", "--zstd", "-xf", str(tarball), "-C", str(dest)], check=True)
+
+    def chroot(*argv):
+        subprocess.run(["chroot", str(dest), *argv], check=True, capture_output=True)
+
+    chroot("useradd", "-m", "-s", "/bin/bash", "-u", "1000", "ec2-user")
+    (dest / "etc/sudoers.d/90-cloud-init-users").write_text("ec2-user ALL=(ALL) NOPASSWD:ALL\n")
+    os.chmod(dest / "etc/sudoers.d/90-cloud-init-users", 0o440)
+    ssh = dest / "home/ec2-user/.ssh"
+    ssh.mkdir(mode=0o700)
+    (ssh / "authorized_keys").write_text(client_pub)
+    (dest / "home/ec2-user/.gitconfig").write_text("[safe]\n\tdirectory = *\n")
+    chroot("chown", "-R", "ec2-user:ec2-user", "/home/ec2-user")
+    for f in (dest / "etc/ssh").glob("ssh_host_*"):
+        f.unlink()
+    chroot("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", "/etc/ssh/ssh_host_ed25519_key")
+    (dest / "etc/hostname").write_text("find-to-do\n")
+    (dest / "etc/hosts").write_text("127.0.0.1 localhost\n127.0.1.1 find-to-do\n")
+    (dest / "etc/ssh/sshd_config.d").mkdir(exist_ok=True)
+    (dest / "etc/ssh/sshd_config.d/fabops-test.conf").write_text(
+        "HostKey /etc/ssh/ssh_host_ed25519_key\nPasswordAuthentication no\nUseDNS no\nMaxStartups 100:30:200\n")
+    pub = (dest / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()
+    return f"{pub[0]} {pub[1]}"
+
+
+def sweep_stale() -> None:
+    """Remove namespaces left by killed test runs (their pid is gone)."""
+    r = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+    for line in r.stdout.splitlines():
+        name = line.split()[0] if line.split() else ""
+        m = re.match(rf"^{NETNS_PREFIX}(\d+)-\d+$", name)
+        if m and not Path(f"/proc/{m.group(1)}").exists():
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+@dataclass
+class Container:
+    proc: subprocess.Popen
+    netns: str
+    address: str
+    host_key: str
+    log: Path
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # nspawn asks the container's systemd to power off
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
+
+
+_counter = [0]
+
+
+def boot(base: Path, binds: dict, workdir: Path) -> Container:
+    _counter[0] += 1
+    n = (os.getpid() % 200) + _counter[0]
+    netns = f"{NETNS_PREFIX}{os.getpid()}-{_counter[0]}"
+    host_if, cont_if = f"fo{os.getpid() % 100000}h{_counter[0]}"[:15], f"fo{os.getpid() % 100000}c{_counter[0]}"[:15]
+    subnet = f"10.231.{n % 250}"
+    ip = ["ip"]
+    subprocess.run(ip + ["netns", "add", netns], check=True)
+    subprocess.run(ip + ["link", "add", host_if, "type", "veth", "peer", "name", cont_if], check=True)
+    subprocess.run(ip + ["link", "set", cont_if, "netns", netns], check=True)
+    subprocess.run(ip + ["addr", "add", f"{subnet}.1/30", "dev", host_if], check=True)
+    subprocess.run(ip + ["link", "set", host_if, "up"], check=True)
+    subprocess.run(ip + ["netns", "exec", netns, "ip", "addr", "add", f"{subnet}.2/30", "dev", cont_if], check=True)
+    subprocess.run(ip + ["netns", "exec", netns, "ip", "link", "set", cont_if, "up"], check=True)
+    subprocess.run(ip + ["netns", "exec", netns, "ip", "link", "set", "lo", "up"], check=True)
+    log = workdir / f"nspawn-{netns}.log"
+    argv = ["systemd-nspawn", "-D", str(base), "-b", "--register=no", "--keep-unit", "--volatile=overlay",
+            "--console=passive", f"--network-namespace-path=/run/netns/{netns}", "-M", "find-to-do"]
+    for src, dst in binds.items():
+        argv.append(f"--bind={src}:{dst}")
+    proc = subprocess.Popen(argv, stdout=open(log, "ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    address = f"{subnet}.2"
+    pub = (base / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()
+    c = Container(proc, netns, address, f"{pub[0]} {pub[1]}", log)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            c.stop()
+            raise RuntimeError(f"systemd-nspawn exited {proc.returncode}: {log.read_text()[-1500:]}")
+        try:
+            with socket.create_connection((address, 22), timeout=1) as s:
+                s.settimeout(2)
+                if s.recv(4).startswith(b"SSH-"):
+                    return c
+        except OSError:
+            time.sleep(0.2)
+    c.stop()
+    raise RuntimeError(f"the container's sshd did not answer within 90 s: {log.read_text()[-1500:]}")
+
+
+def usable() -> Optional[str]:
+    """None if this machine can run the tier, else why not."""
+    if os.geteuid() != 0:
+        return "the systemd tier needs root (debootstrap, systemd-nspawn, network namespaces)"
+    for tool in ("systemd-nspawn", "debootstrap", "zstd", "ip", "chroot"):
+        if not shutil.which(tool):
+            return f"{tool} is not installed (.ci/run installs systemd-container, debootstrap, zstd, iproute2)"
+    return None
