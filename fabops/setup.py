@@ -121,7 +121,7 @@ def sudoers_text(host: Host, systemctl: str = "/usr/bin/systemctl", journalctl: 
     units = [s.name for s in host.services if s.manager == "systemd"]
     cmds = []
     for u in units:
-        for verb in ("restart", "start", "stop", "status", "show", "is-active"):
+        for verb in ("restart", "start", "stop", "status", "show", "is-active", "reset-failed"):
             cmds.append(f"{systemctl} {verb} {u}")
         cmds.append(f"{journalctl} -u {u}")
         cmds.append(f"{journalctl} -u {u} *")

@@ -17,7 +17,7 @@ def host():
 def test_sudoers_allows_only_the_exact_commands(host):
     text = setup.sudoers_text(host)
     rules = [ln for ln in text.splitlines() if not ln.startswith("#")]
-    assert len(rules) == 2 * 8
+    assert len(rules) == 2 * 9
     assert "ec2-user ALL=(root) NOPASSWD: /usr/bin/systemctl restart voice-meeting-discord-bot.service" in rules
     assert "ec2-user ALL=(root) NOPASSWD: /usr/bin/journalctl -u voice-meeting-python-api.service" in rules
     assert all(r.startswith("ec2-user ALL=(root) NOPASSWD: /usr/bin/") for r in rules)

@@ -51,7 +51,8 @@ def box(base, origin, tmp_path_factory):
 
 
 @pytest.fixture
-def alias(box, client_key, isolated_home, deploy_env, tmp_path):
+def alias(box, client_key, isolated_home, deploy_env, tmp_path, request):
+    schedule = getattr(request, "param", None)
     ssh = isolated_home / ".ssh"
     (ssh / "config").write_text(f"Host find-to-do\n  HostName {box.address}\n  User ec2-user\n  IdentityFile {client_key}\n")
     (ssh / "known_hosts").write_text(f"{box.address} {box.host_key}\n")
@@ -64,6 +65,7 @@ def alias(box, client_key, isolated_home, deploy_env, tmp_path):
                                                    "method": "POST", "json": {"test": "health"}}}],
         "deps": [{"when": ["requirements.txt"], "run": "sh install-deps.sh"}],
         "logs": {"update": "/var/log/voice-meeting-bot-update.log", "health": "/var/log/voice-meeting-bot-health.log"},
+        **({"schedule": schedule} if schedule else {}),
     }}}, sort_keys=False))
     return inv
 
@@ -87,6 +89,8 @@ def test_find_to_do_lifecycle(alias, origin):
     r = fab(inv, "setup", "--yes", "--offline", "--json")
     assert r.returncode in (0, 1), r.stdout + r.stderr
     items = {i["name"]: i for i in json.loads(r.stdout)["find-to-do"]["items"]}
+    again = fab(inv, "setup", "--json")
+    assert not [i for i in json.loads(again.stdout)["find-to-do"]["items"] if i["status"] in ("changed", "would change")]
     assert items[f"unit {UNIT}"]["status"] == "changed"
     assert items["sudoers"]["status"] == "changed" and items["crontab"]["status"] == "changed"
     assert "ExecStart=/bin/sh -c 'exec python3 app.py'" in on_host(f"cat /etc/systemd/system/{UNIT}").stdout
@@ -104,6 +108,9 @@ def test_find_to_do_lifecycle(alias, origin):
     svc = json.loads(r.stdout)["hosts"]["find-to-do"]["services"][0]
     assert svc["manager"] == "systemd" and svc["active"] and svc["pid"] and svc["http_status"] == 200
 
+    st = json.loads(fab(inv, "status", "--json").stdout)["find-to-do"]
+    assert st["deployed"] == on_host("git -C ~/voice-meeting-bot rev-parse HEAD").stdout.strip()
+
     r = fab(inv, "logs", "-n", "20")
     assert r.returncode == 0 and "listening on 3003" in r.stdout, r.stdout + r.stderr
 
@@ -120,3 +127,199 @@ def test_find_to_do_lifecycle(alias, origin):
     assert on_host(f"systemctl is-active {UNIT}").stdout.strip() == "active"
     assert '"version": "1"' in on_host("curl -s http://127.0.0.1:3003/health").stdout.replace("'", '"')
     assert "ROLLED_BACK" in on_host("cat /var/log/voice-meeting-bot-update.log").stdout
+
+
+@pytest.mark.parametrize("alias", [{"update": "* * * * *", "health": "off", "clean": "off", "backup-env": "off"}],
+                         indirect=True)
+def test_real_cron_in_the_container_deploys_a_push(alias, origin):
+    import time
+
+    inv = alias
+    assert fab(inv, "cron", "--install", "--splay", "0").returncode == 0
+    new = origin.good("3")
+    deadline = time.monotonic() + 150
+    state = {}
+    while time.monotonic() < deadline:
+        out = on_host("cat ~/.fabops/voice-meeting-bot/state.json", check=False).stdout
+        try:
+            state = json.loads(out)
+        except ValueError:
+            state = {}
+        if state.get("deployed") == new:
+            break
+        time.sleep(2)
+    assert state.get("deployed") == new
+    last = json.loads(on_host("tail -n 1 ~/.fabops/voice-meeting-bot/history.jsonl").stdout)
+    assert last["trigger"] == "cron" and last["result"] == "deployed"
+    # back to the normal schedule for the next tests
+    assert fab(inv, "cron", "--remove").returncode == 0
+
+
+def test_concurrent_deploys_from_laptop_ci_and_cron(alias, origin):
+    import subprocess as sp
+    import sys
+
+    inv = alias
+    new = origin.good("4")
+    laptop = sp.Popen([sys.executable, "-m", "fabops.cli", "deploy", "-i", str(inv), "--json"], stdout=sp.PIPE, stderr=sp.PIPE,
+                      text=True)
+    ci = sp.Popen([sys.executable, "-m", "fabops.cli", "deploy", "-i", str(inv), "--json"], stdout=sp.PIPE, stderr=sp.PIPE,
+                  text=True, env=dict(os.environ, CI="true"), stdin=sp.DEVNULL)
+    cron = on_host("~/.fabops/voice-meeting-bot/venv/bin/fabops local-update -i ~/.fabops/voice-meeting-bot/host.yml --json",
+                   check=False)
+    outs = [laptop.communicate(timeout=300), ci.communicate(timeout=300)]
+    codes = [laptop.returncode, ci.returncode, cron.returncode]
+    assert set(codes) <= {0, 4}, (codes, outs, cron.stdout, cron.stderr)
+    history = [json.loads(x) for x in on_host("cat ~/.fabops/voice-meeting-bot/history.jsonl").stdout.splitlines()]
+    assert len([h for h in history if h["to"] == new and h["result"] == "deployed"]) == 1
+    assert on_host("git -C ~/voice-meeting-bot status --porcelain && git -C ~/voice-meeting-bot fsck --no-progress").returncode == 0
+
+
+def test_link_cut_mid_deploy_host_finishes_on_its_own(alias, origin, box):
+    import subprocess as sp
+    import sys
+    import time
+
+    inv = alias
+    slow = "#!/bin/sh\nset -e\nrm -rf vendor\nmkdir -p vendor\nsleep 6\ncp requirements.txt vendor/installed.txt\n"
+    new = origin.push("v5 slow deps", {"VERSION": "5\n", "requirements.txt": "slow==5\n", "install-deps.sh": slow})
+    proc = sp.Popen([sys.executable, "-u", "-m", "fabops.cli", "deploy", "-i", str(inv), "--liveness", "1"],
+                    stdout=sp.PIPE, stderr=sp.PIPE, text=True, env=dict(os.environ, COLUMNS="200"))
+    for line in proc.stdout:
+        if "✓ checkout" in line:
+            break
+    sp.run(["ip", "link", "set", box.host_if, "down"], check=True)
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        sp.run(["ip", "link", "set", box.host_if, "up"], check=True)
+    assert proc.returncode == 3, (out, err)
+    assert "lost contact" in err
+    deadline = time.monotonic() + 120
+    state = {}
+    while time.monotonic() < deadline:
+        r = on_host("cat ~/.fabops/voice-meeting-bot/state.json", check=False)
+        try:
+            state = json.loads(r.stdout)
+        except ValueError:
+            state = {}
+        if state.get("deployed") == new and not state.get("in_progress"):
+            break
+        time.sleep(1)
+    assert state.get("deployed") == new
+    assert on_host("flock -n ~/.fabops/voice-meeting-bot/lock true").returncode == 0  # no stale lock
+    last = json.loads(on_host("tail -n 1 ~/.fabops/voice-meeting-bot/history.jsonl").stdout)
+    assert last["to"] == new and last["result"] == "deployed"
+
+
+def test_bad_commit_rolls_back_and_notifies_once(alias, origin, box):
+    import http.server
+    import threading
+
+    got = []
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            got.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.HTTPServer((box.address.rsplit(".", 1)[0] + ".1", 0), H)  # our side of the veth
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        url = f"http://{srv.server_address[0]}:{srv.server_address[1]}/hook"
+        on_host(f"umask 077; echo FABOPS_DISCORD_WEBHOOK={url} > ~/.fabops/voice-meeting-bot/notify.env")
+        good = on_host("git -C ~/voice-meeting-bot rev-parse HEAD").stdout.strip()
+        origin.crash("6")
+        r = fab(alias, "deploy")
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert on_host(f"systemctl is-active {UNIT}").stdout.strip() == "active"
+        assert on_host("git -C ~/voice-meeting-bot rev-parse HEAD").stdout.strip() == good
+        assert len(got) == 1 and "rolled back" in got[0]["content"]
+    finally:
+        srv.shutdown()
+        on_host("rm -f ~/.fabops/voice-meeting-bot/notify.env")
+    origin.good("7")  # the next tests start from a good head
+    assert fab(alias, "deploy").returncode == 0
+
+
+def test_self_healing_by_health_fix_and_by_the_cron_line(alias):
+    inv = alias
+    on_host(f"sudo -n kill -9 $(systemctl show -p MainPID --value {UNIT})")
+    # Restart=on-failure brings a killed process back by itself; a stop does not
+    on_host(f"sudo -n systemctl stop {UNIT}")
+    assert fab(inv, "monitor").returncode == 2
+    assert fab(inv, "health", "--fix").returncode == 1
+    assert fab(inv, "monitor").returncode == 0
+    on_host(f"sudo -n systemctl stop {UNIT}")
+    fab(inv, "cron", "--install")
+    line = next(ln for ln in on_host("crontab -l").stdout.splitlines() if "health --fix" in ln)
+    command = line.split(" ", 5)[5]
+    import shlex
+
+    r = on_host(f"env -i HOME=/home/ec2-user LOGNAME=ec2-user PATH=/usr/bin:/bin sh -c {shlex.quote(command)}", check=False)
+    active = on_host(f"systemctl is-active {UNIT}", check=False).stdout.strip()
+    log = on_host("tail -n 5 ~/.fabops/voice-meeting-bot/cron.log", check=False).stdout
+    assert active == "active", (r.returncode, r.stderr, log)
+    assert fab(inv, "monitor").returncode == 0
+    fab(inv, "cron", "--remove")
+
+
+def test_emergency_reset_on_a_dirty_tree(alias):
+    inv = alias
+    on_host("cd ~/voice-meeting-bot && echo '# hotfix' >> app.py && echo notes > notes.txt")
+    r = fab(inv, "reset", "--yes", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = json.loads(r.stdout)["find-to-do"]
+    assert on_host("git -C ~/voice-meeting-bot status --porcelain").stdout == ""
+    saved = res["saved"]
+    assert "# hotfix" in on_host(f"cat {saved}/tracked.patch").stdout
+    assert fab(inv, "monitor").returncode == 0
+
+
+def _container_init_pid(box) -> int:
+    """The container's PID 1 (systemd), a child of the nspawn process."""
+    for task in Path(f"/proc/{box.proc.pid}/task").iterdir():
+        kids = (task / "children").read_text().split()
+        if kids:
+            return int(kids[0])
+    raise RuntimeError("no container init found")
+
+
+def test_sudo_without_a_rule_fails_at_once_naming_it(alias, box):
+    inv = alias
+    on_host("sudo -n mv /etc/sudoers.d/fabops-voice-meeting-bot /tmp/dropin.bak && "
+            "sudo -n mv /etc/sudoers.d/90-cloud-init-users /tmp/broad.bak")
+    try:
+        r = fab(inv, "restart")
+        assert r.returncode == 3, r.stdout + r.stderr
+        assert "sudo needs a password for `systemctl restart voice-meeting-discord-bot.service`" in r.stderr
+    finally:
+        # put the rules back as root, from inside the container (no sudo left for ec2-user)
+        import subprocess as sp
+
+        sp.run(["nsenter", "-t", str(_container_init_pid(box)), "-m", "sh", "-c",
+                "mv /tmp/dropin.bak /etc/sudoers.d/fabops-voice-meeting-bot; mv /tmp/broad.bak /etc/sudoers.d/90-cloud-init-users"],
+               check=False)
+
+
+def test_a_regenerated_host_key_is_refused_by_every_task(alias):
+    inv = alias
+    on_host("sudo -n rm -f /etc/ssh/ssh_host_ed25519_key /etc/ssh/ssh_host_ed25519_key.pub && "
+            "sudo -n ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key && "
+            "(sudo -n systemctl restart ssh >/dev/null 2>&1 &)")
+    import time
+
+    time.sleep(0.5)  # sshd restarts in the background after our session ends; the tasks below poll nothing
+    for task in (("status",), ("monitor",), ("deploy",), ("logs", "-n", "1"), ("health",)):
+        for _ in range(50):
+            r = fab(inv, *task)
+            if "HOST KEY CHANGED" in r.stderr + r.stdout:
+                break
+            time.sleep(0.2)
+        assert r.returncode == 3, (task, r.stdout, r.stderr)
+        text = r.stderr + r.stdout
+        assert "HOST KEY CHANGED" in text and text.count("SHA256:") >= 2, task

@@ -217,7 +217,8 @@ class ServiceManager:
 
     def start(self, svc: Service) -> None:
         if svc.manager == "systemd":
-            self._run(systemd_action_cmd("start", [svc.name]), f"start {svc.name}", ["systemctl", "start", svc.name])
+            self._run(systemd_action_cmd("reset-failed", [svc.name]) + " 2>/dev/null; "
+                      + systemd_action_cmd("start", [svc.name]), f"start {svc.name}", ["systemctl", "start", svc.name])
         else:
             self._run(process_start_cmd(self.home, self.app_path, svc), f"start {svc.name}")
 
@@ -229,8 +230,13 @@ class ServiceManager:
 
     def restart(self, svc: Service) -> None:
         if svc.manager == "systemd":
+            # A unit that hit systemd's start limit (5 starts in 10 s) refuses
+            # every restart until reset-failed; fabops keeps its own backoff
+            # (3 automatic restarts an hour), so clearing systemd's is safe.
             self._run(
-                systemd_action_cmd("restart", [svc.name]), f"restart {svc.name}", ["systemctl", "restart", svc.name]
+                systemd_action_cmd("reset-failed", [svc.name]) + " 2>/dev/null; "
+                + systemd_action_cmd("restart", [svc.name]),
+                f"restart {svc.name}", ["systemctl", "restart", svc.name],
             )
         else:
             self._run(process_stop_cmd(self.home, svc) + process_start_cmd(self.home, self.app_path, svc),

@@ -116,6 +116,7 @@ class Container:
     address: str
     host_key: str
     log: Path
+    host_if: str = ""  # our side of the veth pair (set it down to cut the link)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -154,7 +155,7 @@ def boot(base: Path, binds: dict, workdir: Path) -> Container:
     proc = subprocess.Popen(argv, stdout=open(log, "ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     address = f"{subnet}.2"
     pub = (base / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()
-    c = Container(proc, netns, address, f"{pub[0]} {pub[1]}", log)
+    c = Container(proc, netns, address, f"{pub[0]} {pub[1]}", log, host_if)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if proc.poll() is not None:
