@@ -2,7 +2,7 @@
 
 Security defaults (DESIGN.md §3):
 - host keys are checked against ~/.ssh/known_hosts plus the inventory's
-  optional known_hosts file, with a reject policy. Fabric's AutoAddPolicy is
+  optional known_hosts file, with a reject policy. Fabric's auto-add policy is
   never used; `accept_new=True` is an explicit trust-on-first-use that records
   the key, as OpenSSH's `StrictHostKeyChecking=accept-new` does;
 - a changed key is refused with both fingerprints;
@@ -134,7 +134,7 @@ def connect(
         connect_timeout=int(max(1, round(timeout))),
         connect_kwargs=connect_kwargs,
     )
-    # Fabric installs AutoAddPolicy and loads no known_hosts at all; replace both.
+    # Fabric installs an auto-add policy and loads no known_hosts at all; replace both.
     client = cxn.client
     client.load_system_host_keys()  # ~/.ssh/known_hosts, if present
     extra = inventory.known_hosts if inventory else None
