@@ -116,11 +116,9 @@ def push(base: Path, message: str, files: dict) -> str:
 
 def stop_services(c, host) -> None:
     """The process back end's own stop: SIGTERM, wait, SIGKILL if needed."""
-    from .host.files import HostPaths
-    from .host.services import ServiceManager
+    from .remote import managers_for
 
-    manager = ServiceManager(c, host, home=HostPaths.for_home(host.home).home,
-                             app_path=os.path.abspath(os.path.expanduser(host.app.path)))
+    manager, _ = managers_for(c, host)
     for svc in reversed(host.services):
         try:
             manager.stop(svc)

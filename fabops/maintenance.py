@@ -407,18 +407,6 @@ class ResetResult:
         return d
 
 
-def _managers(c, host: Host):
-    from .host.services import ServiceManager
-    from .remote import RemoteProbe
-
-    if hasattr(c, "client"):
-        return ServiceManager(c, host), RemoteProbe(c)
-    from .host.files import HostPaths
-
-    return ServiceManager(c, host, home=HostPaths.for_home(host.home).home,
-                          app_path=os.path.abspath(os.path.expanduser(host.app.path))), None
-
-
 def stop_holder(c, host: Host, holder: dict) -> None:
     """--force: end a hung run that holds the lock (its whole process group)."""
     pid = holder.get("pid")
@@ -435,7 +423,7 @@ def reset(c, host: Host, plan: ResetPlan, actor: str, force: bool = False, progr
     from .errors import LockedError
     from .host.events import new_run_id
     from .host.readiness import wait_ready
-    from .remote import RemoteLock
+    from .remote import RemoteLock, managers_for
 
     say = progress or (lambda _m: None)
     run_id = new_run_id()
@@ -461,7 +449,7 @@ def reset(c, host: Host, plan: ResetPlan, actor: str, force: bool = False, progr
         dest = f"{host.backup_dir.rstrip('/')}/reset-{stamp()}"
         run(c, save_local_state_cmd(host, dest), "saving local state", host)
         step("save", message=f"saved .env and local changes to {dest}")
-        manager, probe = _managers(c, host)
+        manager, probe = managers_for(c, host)
         for svc in reversed(host.services):
             manager.stop(svc)
         step("stop", message=", ".join(s.name for s in reversed(host.services)))
@@ -514,7 +502,7 @@ def restore_env(c, host: Host, name: str, actor: str, dry_run: bool = False, pro
     """Back up the current .env, restore `name`, restart and poll. Returns
     the key changes (names only)."""
     from .host.readiness import wait_ready
-    from .remote import RemoteLock
+    from .remote import RemoteLock, managers_for
 
     say = progress or (lambda _m: None)
     if "/" in name or name.startswith(".") or not name.endswith(".env"):
@@ -533,7 +521,7 @@ def restore_env(c, host: Host, name: str, actor: str, dry_run: bool = False, pro
         dest = app_file(host, host.env_file)
         run(c, f"umask 077; cp {src} {dest}.fabops-tmp && chmod 600 {dest}.fabops-tmp && mv {dest}.fabops-tmp {dest}",
             "restoring .env", host)
-        manager, probe = _managers(c, host)
+        manager, probe = managers_for(c, host)
         results = []
         for svc in host.services:
             manager.restart(svc)

@@ -336,26 +336,32 @@ class RemoteLock:
 # ------------------------------------------------------------------ restart
 
 
+def managers_for(c, host: Host):
+    """(ServiceManager, probe) for a context: over SSH, paths stay ~/-relative
+    and readiness is probed on the host; on this machine (a local Context),
+    paths are expanded and the probe is local (None)."""
+    from .host.services import ServiceManager
+
+    if hasattr(c, "client"):
+        return ServiceManager(c, host), RemoteProbe(c)
+    from .host.files import HostPaths
+
+    return ServiceManager(c, host, home=HostPaths.for_home(host.home).home,
+                          app_path=os.path.abspath(os.path.expanduser(host.app.path))), None
+
+
 def restart_services(c, host: Host, service: Optional[str], actor: str, progress=None) -> List[dict]:
     """Restart the host's services (or one), in order, each followed by the
     readiness poll; under the host lock. Returns one dict per service."""
     import time as _time
 
     from .host.readiness import wait_ready
-    from .host.services import ServiceManager
 
     chosen = [host.service(service)] if service else list(host.services)
     if not chosen:
         raise CommandFailed("no services configured", host=host.name)
     info = {"actor": actor, "trigger": "restart", "target": None, "since": _time.time(), "pid": None}
-    manager = ServiceManager(c, host)
-    local = not hasattr(c, "client")
-    if local:
-        from .host.files import HostPaths
-
-        manager = ServiceManager(c, host, home=HostPaths.for_home(host.home).home,
-                                 app_path=os.path.abspath(os.path.expanduser(host.app.path)))
-    probe = None if local else RemoteProbe(c)
+    manager, probe = managers_for(c, host)
     out = []
     with RemoteLock(c, host, info):
         for svc in chosen:

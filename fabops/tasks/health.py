@@ -19,9 +19,8 @@ def health(c, hosts=None, fix=False, timeout=60.0, actor=None, quiet=False, json
            accept_new=False, connect_timeout=None):
     """Check every service (process, port, HTTP, unit); with --fix restart and re-check. Nagios exit codes."""
     from ..host.health import LocalStore, run_health
-    from ..maintenance import _managers
     from ..notify import notify
-    from ..remote import RemoteStore, for_each_host
+    from ..remote import RemoteStore, for_each_host, managers_for
 
     wait = check_timeout(timeout, "--timeout") or 60.0
     who = actor or _actor()
@@ -29,7 +28,7 @@ def health(c, hosts=None, fix=False, timeout=60.0, actor=None, quiet=False, json
     def one(cxn, host):
         local = not hasattr(cxn, "client")
         store = LocalStore(host) if local else RemoteStore(cxn, host)
-        manager, probe = _managers(cxn, host)
+        manager, probe = managers_for(cxn, host)
 
         def send(event, message):
             home = host.home if local else None

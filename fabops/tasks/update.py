@@ -131,6 +131,20 @@ def _print_event(event: dict) -> None:
     sys.stdout.flush()
 
 
+def _report_each(outcome, json, render_name: str) -> None:
+    """--json, or one rendered block per host, then per-host errors; the exit code."""
+    if json:
+        print_json({r.host: (r.value if r.ok else {"error": str(r.error), "code": r.code}) for r in outcome.results})
+    else:
+        from .. import render
+
+        for r in outcome.results:
+            if r.ok:
+                getattr(render, render_name)(r.host, r.value)
+        render.host_errors(outcome.results)
+    finish(outcome.code)
+
+
 @fabops_task(help={"n": "How many runs to show (default 20)."})
 def history(c, hosts=None, n=20, json=False, inventory=None, accept_new=False, connect_timeout=None):
     """Show the last deploys, rollbacks and automatic updates of each host."""
@@ -138,16 +152,7 @@ def history(c, hosts=None, n=20, json=False, inventory=None, accept_new=False, c
 
     outcome = for_each_host(inventory, hosts, lambda cxn, host: read_remote_history(cxn, host, int(n)),
                             accept_new=accept_new, connect_timeout=connect_timeout)
-    if json:
-        print_json({r.host: (r.value if r.ok else {"error": str(r.error), "code": r.code}) for r in outcome.results})
-    else:
-        from ..render import history_table, host_errors
-
-        for r in outcome.results:
-            if r.ok:
-                history_table(r.host, r.value)
-        host_errors(outcome.results)
-    finish(outcome.code)
+    _report_each(outcome, json, "history_table")
 
 
 @fabops_task
@@ -156,16 +161,7 @@ def status(c, hosts=None, json=False, inventory=None, accept_new=False, connect_
     from ..remote import for_each_host, gather_status
 
     outcome = for_each_host(inventory, hosts, gather_status, accept_new=accept_new, connect_timeout=connect_timeout)
-    if json:
-        print_json({r.host: (r.value if r.ok else {"error": str(r.error), "code": r.code}) for r in outcome.results})
-    else:
-        from ..render import host_errors, status_panel
-
-        for r in outcome.results:
-            if r.ok:
-                status_panel(r.host, r.value)
-        host_errors(outcome.results)
-    finish(outcome.code)
+    _report_each(outcome, json, "status_panel")
 
 
 ns = Collection("update", local_update, history, status)
