@@ -1,5 +1,5 @@
 """Transport and fan-out benchmarks, every figure next to its baseline from the
-same run (DESIGN.md §4, issue 9). Needs root (test hosts in private mount
+same run (docs/architecture.md, "Performance rules"). Needs root (test hosts in private mount
 namespaces) and sshd; ansible-core and pyinfra rows appear when the `bench`
 extra is installed (`pip install -e '.[bench]'`).
 

@@ -1,6 +1,6 @@
 """The one connection factory: a checked `fabric.Connection` or a local Context.
 
-Security defaults (DESIGN.md §3):
+Security defaults (docs/architecture.md, "Security defaults"):
 - host keys are checked against ~/.ssh/known_hosts plus the inventory's
   optional known_hosts file, with a reject policy. Fabric's auto-add policy is
   never used; `accept_new=True` is an explicit trust-on-first-use that records
@@ -9,7 +9,7 @@ Security defaults (DESIGN.md §3):
 - ~/.ssh/config is honoured, so `find-to-do` keeps working as an alias.
 
 Paramiko and fabric are imported inside functions: the host-side cron path
-imports this package but must never pay for them (DESIGN.md §4).
+imports this package but must never pay for them (docs/architecture.md, "Layers").
 """
 from __future__ import annotations
 

@@ -22,7 +22,6 @@ from typing import Callable, List, Optional
 import yaml
 
 from .errors import UsageError
-from .install import source_root
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "fabops demo", "GIT_AUTHOR_EMAIL": "demo@fabops.invalid",
@@ -65,6 +64,12 @@ def _free_port(preferred: int) -> int:
         except OSError:
             s.bind(("127.0.0.1", 0))
             return s.getsockname()[1]
+
+
+def source_root() -> Optional[Path]:
+    """The fabops checkout this code runs from, if any (the demo's sample app lives there)."""
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / "pyproject.toml").is_file() else None
 
 
 def build_sandbox(base: Path, local_entry: dict) -> Path:

@@ -5,7 +5,7 @@ one line on stderr and the exit code below. Runs on the host too (Python 3.9).
 """
 from __future__ import annotations
 
-# Exit codes: DESIGN.md §2. `monitor` and `health` use 0-3 as Nagios does.
+# Exit codes: docs/architecture.md, "Exit codes". `monitor` and `health` use 0-3 as Nagios does.
 OK = 0
 WARNING = 1
 FAILED = 2

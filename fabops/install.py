@@ -61,59 +61,32 @@ def sha256_file(path: str) -> str:
     return digest.hexdigest()
 
 
-def source_root() -> Optional[Path]:
-    root = Path(__file__).resolve().parent.parent
-    return root if (root / "pyproject.toml").is_file() else None
-
-
-def _source_digest(root: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted([root / "pyproject.toml", *(root / "fabops").rglob("*.py")]):
-        digest.update(str(path.relative_to(root)).encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
 def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")) / "fabops"
 
 
 def local_wheel() -> Wheel:
-    """The wheel of the fabops running here: $FABOPS_WHEEL, or built from the
-    source tree (cached by a digest of the sources, so it is built once per
-    change and its sha256 is stable)."""
+    """The wheel of the fabops running here: $FABOPS_WHEEL, or rebuilt from
+    the installed package (fabops.selfwheel: deterministic bytes, so its
+    sha256 is the same on every run of the same code)."""
     explicit = os.environ.get("FABOPS_WHEEL")
     if explicit:
         if not os.path.isfile(explicit):
             raise UsageError(f"FABOPS_WHEEL={explicit} does not exist")
         return Wheel(explicit, sha256_file(explicit), __version__)
-    root = source_root()
-    if root is None:
-        raise UsageError("cannot find the fabops source tree to build a wheel; set FABOPS_WHEEL to a fabops wheel")
-    out = cache_dir() / "wheels" / _source_digest(root)
-    found = sorted(out.glob(f"fabops-{__version__}-*.whl")) if out.is_dir() else []
-    if not found:
-        out.mkdir(parents=True, exist_ok=True)
-        r = subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(out), str(root)],
-            capture_output=True, text=True,
-        )
-        found = sorted(out.glob(f"fabops-{__version__}-*.whl"))
-        if r.returncode != 0 or not found:
-            tail = (r.stderr or r.stdout).strip().splitlines()[-3:]
-            raise CommandFailed("building the fabops wheel failed: " + " | ".join(tail))
-    return Wheel(str(found[-1]), sha256_file(str(found[-1])), __version__)
+    from . import selfwheel
+
+    try:
+        path, sha = selfwheel.write(cache_dir() / "wheels")
+    except OSError as exc:
+        raise CommandFailed(f"writing the fabops wheel to {cache_dir() / 'wheels'} failed: {exc}") from None
+    return Wheel(str(path), sha, __version__)
 
 
 def runtime_requirements() -> List[str]:
-    """fabops' own runtime requirements, from its installed metadata."""
-    from importlib import metadata
+    from .selfwheel import runtime_requirements as reqs
 
-    try:
-        reqs = metadata.requires("fabops") or []
-    except metadata.PackageNotFoundError:  # pragma: no cover - running from a plain checkout
-        reqs = []
-    return [r.split(";")[0].strip() for r in reqs if "extra ==" not in r]
+    return reqs()
 
 
 def venv_dir(host: Host) -> str:
@@ -232,6 +205,10 @@ def ensure_installed(c, host: Host, *, offline: bool = False, dry_run: bool = Fa
         "set -e\n"
         f"[ -x {venv}/bin/python ] || python3 -m venv {venv}\n"
         f"rm -f {venv}/{MARKER}\n"
+        # a venv from before the rename holds the distribution `fabops`: drop it so
+        # that one distribution owns the package's files
+        f"if ls {venv}/lib/python3*/site-packages 2>/dev/null | grep -q '^fabops-[0-9].*dist-info$'; then "
+        f"{venv}/bin/python -m pip uninstall --quiet --yes fabops >/dev/null; fi\n"
         f"{venv}/bin/python -m pip install --quiet --disable-pip-version-check {find_links}"
         f"--force-reinstall --no-deps {quote_path(dist + '/' + wheel.name)}\n"
         f"{venv}/bin/python -m pip install --quiet --disable-pip-version-check {find_links}{quote_path(dist + '/' + wheel.name)}\n"

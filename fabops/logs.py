@@ -25,7 +25,7 @@ COLORS = ("cyan", "magenta", "green", "yellow", "blue", "bright_cyan", "bright_m
 def log_command(host: Host, source: str, service: Optional[str], lines: int, errors_only: bool,
                 since: Optional[str], follow: bool) -> str:
     """The shell command that prints (or follows) the chosen log on the host."""
-    lines = max(1, int(lines))
+    lines = max(0, int(lines))  # 0: new lines only (a follow resuming after a reconnect)
     grep = " | grep --line-buffered -i error" if errors_only else ""
     if source == "journal":
         chosen = [host.service(service)] if service else list(host.services)
@@ -139,90 +139,176 @@ def read_logs(inv: Inventory, hosts: List[Host], *, source, service, lines, erro
     return outcome.code
 
 
-def follow_logs(inv: Inventory, hosts: List[Host], *, source, service, lines, errors_only, since,
-                accept_new=False, connect_timeout=None) -> int:
-    """Follow on every host at once until Ctrl-C (exit 0) or every stream ends."""
-    from .connection import close_quietly, connect
+# Seconds between reconnect attempts after a follow lost its link.
+RECONNECT_DELAYS = (1.0, 2.0, 5.0, 10.0)
+# A silent link and a quiet log look alike: probe the transport this often,
+# and call the link lost if the probe gets no answer within the same time.
+PROBE_EVERY = 10.0
 
-    cmds = {h.name: log_command(h, source, service, lines, errors_only, since, follow=True) for h in hosts}
+
+def follow_logs(inv: Inventory, hosts: List[Host], *, source, service, lines, errors_only, since,
+                accept_new=False, connect_timeout=None, stop: Optional[threading.Event] = None,
+                notice=None) -> int:
+    """Follow on every host at once until `stop` is set (Ctrl-C) or every stream ends.
+
+    Each host streams in its own thread, connect included, so the caller's
+    thread only waits on `stop`: Ctrl-C ends the follow promptly whether a
+    host is connecting, streaming or reconnecting. A host whose link drops
+    is reconnected with backoff and resumes with new lines only; a host that
+    cannot be reached at the start is reported and not retried.
+    Returns the worst exit code of the hosts that failed at the start."""
+    stop = stop or threading.Event()
+    notice = notice or (lambda host, text: sys.stderr.write(f"{host}: {text}\n"))
     outs = _outs(hosts)
     streams = []
-    failures = []
-
     for host in hosts:
-        try:
-            cxn = connect(host, inv, accept_new=accept_new, connect_timeout=connect_timeout)
-        except errors.FabopsError as exc:
-            failures.append(exc)
-            sys.stderr.write(f"fabops: {exc}\n")
-            continue
-        streams.append(_Stream(host, cxn, cmds[host.name], outs[host.name]))
+        first = log_command(host, source, service, lines, errors_only, since, follow=True)
+        resume = log_command(host, source, service, 0, errors_only, None, follow=True)
+        streams.append(_Stream(host, inv, first, resume, outs[host.name], stop, notice,
+                               accept_new=accept_new, connect_timeout=connect_timeout))
     for st in streams:
-        st.start()
+        st.thread.start()
     try:
-        while any(st.thread.is_alive() for st in streams):
-            for st in streams:
-                st.thread.join(0.2)
-    except KeyboardInterrupt:
-        pass
+        while not stop.is_set() and any(st.thread.is_alive() for st in streams):
+            stop.wait(0.2)
     finally:
+        stop.set()
         for st in streams:
-            st.stop()
+            st.hang_up()
         for st in streams:
-            close_quietly(st.cxn)
-    return errors.worst(f.exit_code for f in failures)
+            st.thread.join(3.0)  # each thread only closes its channel and connection now
+    return errors.worst(st.failure.exit_code for st in streams if st.failure is not None)
 
 
 class _Stream:
-    def __init__(self, host: Host, cxn, cmd: str, out: _Out):
-        self.host = host
-        self.cxn = cxn
-        self.cmd = cmd
-        self.out = out
+    """One host's follow: connect, stream, and reconnect after a lost link."""
+
+    def __init__(self, host: Host, inv: Inventory, first: str, resume: str, out: _Out, stop: threading.Event,
+                 notice, *, accept_new: bool, connect_timeout):
+        self.host, self.inv, self.out, self.stop, self.notice = host, inv, out, stop, notice
+        self.commands = (first, resume)
+        self.accept_new, self.connect_timeout = accept_new, connect_timeout
+        self.failure: Optional[errors.FabopsError] = None
+        self.cxn = None
         self.chan = None
         self.proc = None
         self.thread = threading.Thread(target=self.run, name=f"logs-{host.name}", daemon=True)
 
-    def start(self):
-        self.thread.start()
+    def run(self) -> None:
+        from .connection import close_quietly, connect
 
-    def run(self):
-        if not hasattr(self.cxn, "client"):  # local: our own process group
-            self.proc = subprocess.Popen(["sh", "-c", self.cmd], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                         stdin=subprocess.DEVNULL, start_new_session=True, env=_env(self.host))
-            for raw in iter(lambda: self.proc.stdout.readline(), b""):
-                self.out.feed(raw.decode("utf-8", "replace"))
-            self.out.close()
-            return
-        transport = self.cxn.client.get_transport()
-        self.chan = transport.open_session()
-        self.chan.get_pty(term="dumb", width=500)  # the pty ties the remote processes to this channel
-        self.chan.exec_command(self.cmd)
-        try:
-            while True:
-                data = self.chan.recv(65536)
-                if not data:
-                    break
-                self.out.feed(data.decode("utf-8", "replace"))
-        except Exception:  # noqa: BLE001 - the channel was closed by stop()
-            pass
-        self.out.close()
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
+        attempt = 0
+        while not self.stop.is_set():
             try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.cxn = connect(self.host, self.inv, accept_new=self.accept_new,
+                                   connect_timeout=self.connect_timeout)
+            except errors.FabopsError as exc:
+                if attempt == 0:  # never connected: report it, as every task does
+                    self.failure = exc
+                    self.notice(self.host.name, f"fabops: {exc}")
+                    return
+                delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
+                self.notice(self.host.name, f"fabops: reconnect failed ({exc}); next try in {delay:g} s")
+                attempt += 1
+                self.stop.wait(delay)
+                continue
+            if attempt:
+                self.notice(self.host.name, "fabops: reconnected; new lines follow (lines written meanwhile "
+                            "are not shown: `inv logs -n N` reads them)")
+            command = self.commands[1 if attempt else 0]
+            try:
+                lost = self._stream_local(command) if self.host.is_local else self._stream_ssh(command)
+            finally:
+                self.out.close()
+                close_quietly(self.cxn)
+            if not lost or self.stop.is_set():
+                return
+            attempt += 1
+            delay = RECONNECT_DELAYS[min(attempt - 1, len(RECONNECT_DELAYS) - 1)]
+            self.notice(self.host.name, f"fabops: connection lost; reconnecting in {delay:g} s")
+            self.stop.wait(delay)
+
+    def _stream_local(self, command: str) -> bool:
+        self.proc = subprocess.Popen(["sh", "-c", command], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     stdin=subprocess.DEVNULL, start_new_session=True, env=_env(self.host))
+        if self.stop.is_set():  # Ctrl-C came while we started it
+            self.hang_up()
+        for raw in iter(lambda: self.proc.stdout.readline(), b""):
+            self.out.feed(raw.decode("utf-8", "replace"))
+        self.proc.wait()
+        return False
+
+    def _stream_ssh(self, command: str) -> bool:
+        """Stream until the command ends (False) or the link is lost (True)."""
+        import socket
+        import time
+
+        transport = self.cxn.client.get_transport()
+        try:
+            chan = transport.open_session(timeout=PROBE_EVERY)
+            chan.get_pty(term="dumb", width=500)  # the pty ties the remote processes to this channel
+            chan.exec_command(command)
+        except Exception:  # noqa: BLE001 - paramiko raises several types for a dead link
+            return True
+        self.chan = chan
+        if self.stop.is_set():
+            self.hang_up()
+        chan.settimeout(0.5)
+        last_probe = time.monotonic()
+        while not self.stop.is_set():
+            try:
+                data = chan.recv(65536)
+            except socket.timeout:
+                if time.monotonic() - last_probe >= PROBE_EVERY:
+                    if not _answers(transport, PROBE_EVERY):
+                        return True
+                    last_probe = time.monotonic()
+                continue
+            except Exception:  # noqa: BLE001 - closed by hang_up(), or the link died
+                return not self.stop.is_set()
+            if not data:
+                # the remote command ended, or the transport went away under it
+                return not chan.exit_status_ready() and not self.stop.is_set()
+            self.out.feed(data.decode("utf-8", "replace"))
+            last_probe = time.monotonic()
+        return False
+
+    def hang_up(self) -> None:
+        """End the remote (or local) follow now; safe from any thread, any time."""
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
             except OSError:
                 pass
-        if self.chan is not None:
+        chan = self.chan
+        if chan is not None:
             try:
-                self.chan.send(b"\x03")  # ^C through the pty: SIGINT to the remote group
+                chan.send(b"\x03")  # ^C through the pty: SIGINT to the remote group
             except Exception:  # noqa: BLE001
                 pass
             try:
-                self.chan.close()  # and the hang-up, for anything that ignored it
+                chan.close()  # and the hang-up, for anything that ignored it
             except Exception:  # noqa: BLE001
                 pass
+
+
+def _answers(transport, timeout: float) -> bool:
+    """Whether the peer answers a keepalive request within `timeout`.
+    paramiko's global_request(wait=True) has no timeout of its own, so it
+    runs in a helper thread that ends when the transport is closed."""
+    done = threading.Event()
+
+    def probe():
+        try:
+            transport.global_request("keepalive@openssh.com", wait=True)
+        except Exception:  # noqa: BLE001
+            pass
+        finally:
+            done.set()
+
+    threading.Thread(target=probe, name="logs-probe", daemon=True).start()
+    return done.wait(timeout) and transport.is_active()
 
 
 def _env(host: Host):

@@ -20,6 +20,10 @@ from .remote import home_file, http_check_cmd, port_listening_cmd
 from .shell import q, quote_path
 
 SCHEMA_VERSION = 1
+# Seconds over which per-process CPU is sampled (two /proc/<pid>/stat reads).
+# top uses 3 s; half a second keeps a dashboard refresh quick while one clock
+# tick (10 ms) is only 2 % of one core.
+CPU_WINDOW = 0.5
 
 
 def _section(name: str) -> str:
@@ -54,10 +58,15 @@ def monitor_script(host: Host) -> str:
         for svc in procs:
             pidfile = quote_path(f"{home}/services/{svc.name}.pid")
             parts.append(f'[ -r {pidfile} ] && PIDS="$PIDS $(cut -d" " -f1 {pidfile})"')
+    # Per-process CPU is sampled over a window (docs/monitor.md, "CPU"): ps's
+    # %CPU is the average over the process's whole life, which makes a bot a
+    # second old look busy. The first /proc/<pid>/stat read is here, the
+    # second at the end of the script, at least CPU_WINDOW later.
+    parts.append(_section("pstat0") + "; " + _proc_stat_sample())
     parts.append(
         _section("ps")
         + '; P=$(echo $PIDS | tr " " "\\n" | grep -v "^0*$" | tr "\\n" "," | sed "s/,$//"); '
-        + '[ -n "$P" ] && ps -o pid=,pcpu=,pmem=,etimes= -p "$P" 2>/dev/null'
+        + '[ -n "$P" ] && ps -o pid=,pmem=,etimes= -p "$P" 2>/dev/null'
     )
     for svc in host.services:
         if svc.port:
@@ -103,9 +112,28 @@ def monitor_script(host: Host) -> str:
             + f"find {path} -maxdepth 1 -type f -name {glob} -mtime -1 2>/dev/null | wc -l; else echo missing; fi"
         )
     parts.append(_section("metrics") + f"; tail -n 97 {home_file(host, 'metrics.jsonl')} 2>/dev/null")
+    # Wait out the rest of the window (centiseconds from /proc/uptime), so a
+    # fast host still samples CPU_WINDOW; a slow script adds nothing.
+    window_cs = int(CPU_WINDOW * 100)
+    parts.append(
+        f'read -r U1 R < /proc/uptime; E=$(( ${{U1%.*}}${{U1#*.}} - $T0 )); '
+        f'if [ "$E" -lt {window_cs} ]; then sleep "$(( ({window_cs} - E) / 100 )).$(printf %02d $(( ({window_cs} - E) % 100 )))"; fi'
+    )
+    parts.append(_section("pstat1") + "; " + _proc_stat_sample())
     parts.append(_section("cpu1") + "; read -r L < /proc/stat; echo \"$L\"")
     parts.append(_section("end"))
     return "\n".join(parts) + "\n"
+
+
+def _proc_stat_sample() -> str:
+    """Print /proc/uptime, the clock tick rate and each $PIDS' stat line.
+
+    Sets T0 (uptime in centiseconds) the first time it runs."""
+    return (
+        'read -r U R < /proc/uptime; echo "$U $(getconf CLK_TCK 2>/dev/null || echo 100)"; '
+        '[ -n "${T0:-}" ] || T0=${U%.*}${U#*.}; '
+        'for p in $PIDS; do [ "$p" -gt 0 ] 2>/dev/null && [ -r /proc/$p/stat ] && read -r L < /proc/$p/stat && echo "$L"; done; true'
+    )
 
 
 # ---------------------------------------------------------------- parsing
@@ -132,6 +160,52 @@ def cpu_percent(first: str, second: str) -> Optional[float]:
     if total <= 0:
         return 0.0
     return round(100.0 * (total - (idle_b - idle_a)) / total, 1)
+
+
+def _proc_stat(line: str) -> Optional[Tuple[int, int, int]]:
+    """(pid, utime+stime ticks, start time ticks) of a /proc/<pid>/stat line.
+    The command name sits in parentheses and may hold spaces or ')'."""
+    head, sep, rest = line.rpartition(")")
+    fields = rest.split()
+    pid = head.split("(", 1)[0].strip()
+    if not sep or not pid.isdigit() or len(fields) < 20:
+        return None
+    try:
+        # fields[0] is field 3 (state): utime 14, stime 15, starttime 22
+        return int(pid), int(fields[11]) + int(fields[12]), int(fields[19])
+    except ValueError:
+        return None
+
+
+def _sample(text: str) -> Tuple[Optional[float], int, Dict[int, Tuple[int, int]]]:
+    lines = text.splitlines()
+    head = lines[0].split() if lines else []
+    uptime = _float(head[0]) if head else None
+    hz = int(head[1]) if len(head) > 1 and head[1].isdigit() and int(head[1]) > 0 else 100
+    procs = {}
+    for line in lines[1:]:
+        parsed = _proc_stat(line)
+        if parsed:
+            procs[parsed[0]] = (parsed[1], parsed[2])
+    return uptime, hz, procs
+
+
+def process_cpu(first: str, second: str) -> Tuple[Dict[int, float], Optional[float]]:
+    """Per-process CPU % of one core between two samples, and the window in s.
+
+    A process is judged only if it lived through the whole window: one that
+    is missing from the first sample, or whose start time changed (the PID
+    was reused), gets no figure."""
+    up0, hz, before = _sample(first)
+    up1, _, after = _sample(second)
+    if up0 is None or up1 is None or up1 <= up0:
+        return {}, None
+    window = up1 - up0
+    out = {}
+    for pid, (ticks1, start1) in after.items():
+        if pid in before and before[pid][1] == start1 and ticks1 >= before[pid][0]:
+            out[pid] = round(100.0 * (ticks1 - before[pid][0]) / hz / window, 1)
+    return out, round(window, 2)
 
 
 def _float(text) -> Optional[float]:
@@ -176,8 +250,9 @@ def parse(output: str, host: Host, now: Optional[float] = None) -> Dict[str, Any
     ps = {}
     for line in s.get("ps", "").splitlines():
         f = line.split()
-        if len(f) == 4 and f[0].isdigit():
-            ps[int(f[0])] = {"cpu": _float(f[1]), "memory": _float(f[2]), "uptime": _float(f[3])}
+        if len(f) == 3 and f[0].isdigit():
+            ps[int(f[0])] = {"memory": _float(f[1]), "uptime": _float(f[2])}
+    cpu, facts["cpu_window"] = process_cpu(s.get("pstat0", ""), s.get("pstat1", ""))
     services = []
     for svc in host.services:
         st = statuses.get(svc.name)
@@ -188,7 +263,8 @@ def parse(output: str, host: Host, now: Optional[float] = None) -> Dict[str, Any
             "state": st.state if st else "unknown",
             "active": bool(st and st.active),
             "pid": st.pid if st else None,
-            "cpu": proc["cpu"] if proc else None,
+            # None while the process is younger than the window: not judged
+            "cpu": cpu.get(st.pid) if st and st.pid else None,
             "memory": proc["memory"] if proc else None,
             "uptime": proc["uptime"] if proc else None,
             "port": svc.port,
@@ -327,7 +403,7 @@ SERVICE_SCHEMA = {
 }
 HOST_SCHEMA = {
     "schema": int, "host": str, "time": float, "status": str, "code": int,
-    "cpu": _NUM, "memory": _NUM, "disk": _NUM, "load": _NUM, "uptime": _NUM,
+    "cpu": _NUM, "cpu_window": _NUM, "memory": _NUM, "disk": _NUM, "load": _NUM, "uptime": _NUM,
     "services": [SERVICE_SCHEMA],
     "api": (dict, type(None)),
     "deploy": (dict, type(None)),

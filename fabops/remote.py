@@ -1,7 +1,7 @@
 """Agentless reads and small writes over plain SSH (or a local Context).
 
 These work even when fabops is not installed on the host, or is broken
-(DESIGN.md §2 rule 3): only POSIX sh, coreutils and, for state edits,
+(docs/architecture.md, "Layers"; docs/pipeline.md): only POSIX sh, coreutils and, for state edits,
 python3 and flock(1).
 """
 from __future__ import annotations

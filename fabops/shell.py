@@ -1,6 +1,6 @@
 """Pure command builders shared by every module that talks to a host.
 
-Every interpolated value goes through `shlex.quote` (DESIGN.md §3). Runs on
+Every interpolated value goes through `shlex.quote` (docs/architecture.md, "Security defaults"). Runs on
 the host too (Python 3.9).
 """
 from __future__ import annotations

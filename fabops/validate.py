@@ -2,7 +2,7 @@
 
 Everything here is a pure function (no I/O), shared by the inventory loader,
 flag parsing and the host side. Validation is the first line of defence;
-`shlex.quote` at every interpolation is the second (DESIGN.md §3).
+`shlex.quote` at every interpolation is the second (docs/architecture.md, "Security defaults").
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Shared fixtures for the three tiers (DESIGN.md §5).
+"""Shared fixtures for the three tiers (docs/testing.md).
 
 - Every test runs with HOME pointed at a fresh temp dir: no test can read or
   write the real ~/.ssh/config, known_hosts or home of this machine.
@@ -148,7 +148,7 @@ def fabops_wheel(tmp_path_factory) -> Path:
         capture_output=True, text=True,
     )
     assert r.returncode == 0, r.stderr
-    return next(out.glob("fabops-*.whl"))
+    return next(out.glob("fabops_ssh-*.whl"))
 
 
 @pytest.fixture

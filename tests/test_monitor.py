@@ -97,5 +97,55 @@ def test_history_series_and_sparkline(tmp_path):
     assert sparkline([0, 50, 100]) == "▁▅█" and sparkline([]) == "not available yet"
     path = tmp_path / "metrics.jsonl"
     metrics.record(str(path))
+    first = Path("/proc/stat").read_text().splitlines()[0]
+    while Path("/proc/stat").read_text().splitlines()[0] == first:  # the next clock tick
+        pass
     metrics.record(str(path))
     assert len(metrics.series(path.read_text().splitlines())["cpu"]) == 1
+    # a pair across a reboot (counters went back) or with no time between gives no point
+    rebooted = ['{"t":1,"cpu":[900,0,100,1000,0]}', '{"t":2,"cpu":[10,0,5,20,0]}', '{"t":3,"cpu":[10,0,5,20,0]}']
+    assert metrics.series(rebooted)["cpu"] == []
+
+
+def test_process_cpu_is_sampled_over_a_window_on_real_processes():
+    """Two real /proc reads: a busy loop is busy, a sleeper is idle, and a
+    process started after the first read gets no figure (not judged)."""
+    import subprocess
+    import time
+
+    busy = subprocess.Popen(["sh", "-c", "while :; do :; done"])
+    idle = subprocess.Popen(["sleep", "600"])
+    late = None
+    try:
+        pids = f"{busy.pid} {idle.pid}"
+        first = subprocess.run(["sh", "-c", f"PIDS='{pids}'; " + monitor._proc_stat_sample()],
+                               capture_output=True, text=True, check=True).stdout
+        late = subprocess.Popen(["sleep", "600"])
+        deadline = time.monotonic() + monitor.CPU_WINDOW
+        while time.monotonic() < deadline:  # the window, as the script's own run would take it
+            time.sleep(0.05)
+        second = subprocess.run(["sh", "-c", f"PIDS='{pids} {late.pid}'; " + monitor._proc_stat_sample()],
+                                capture_output=True, text=True, check=True).stdout
+    finally:
+        for p in (busy, idle, late):
+            if p:
+                p.kill()
+                p.wait()
+    cpu, window = monitor.process_cpu(first, second)
+    assert window and window >= monitor.CPU_WINDOW - 0.01
+    assert cpu[busy.pid] > 5, cpu
+    assert cpu[idle.pid] == 0.0
+    assert late.pid not in cpu
+
+
+def test_process_cpu_parsing_edge_cases():
+    def line(pid, comm, ticks, start):
+        return f"{pid} ({comm}) S 1 1 1 0 -1 0 0 0 0 0 {ticks} 0 0 0 20 0 1 0 {start} 1 1"
+
+    first = "100.00 100\n" + line(7, "a) b", 10, 500) + "\n" + line(8, "x", 10, 600) + "\n" + line(9, "y", 50, 700)
+    second = "101.00 100\n" + line(7, "a) b", 30, 500) + "\n" + line(8, "x", 90, 999) + "\n" + line(9, "y", 10, 700)
+    cpu, window = monitor.process_cpu(first, second)
+    assert window == 1.0
+    assert cpu == {7: 20.0}  # 8: the PID was reused (other start time); 9: counters went back
+    assert monitor.process_cpu("", second) == ({}, None)
+    assert monitor.process_cpu(second, first) == ({}, None)  # no time between them

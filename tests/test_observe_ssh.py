@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -125,6 +126,120 @@ def test_follow_then_ctrl_c_leaves_no_remote_process(deployed):
     while time.monotonic() < deadline and any(_comm(p) == "tail" for p in deployed.host.namespace_pids()):
         time.sleep(0.1)
     assert not [p for p in deployed.host.namespace_pids() if _comm(p) == "tail"]
+
+
+class Follower:
+    """`fabops logs -f` in a subprocess, its stdout and stderr read by threads."""
+
+    def __init__(self, inventory, *args):
+        import queue
+        import threading
+
+        self.lines = queue.Queue()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-u", "-m", "fabops.cli", "logs", "-i", str(inventory), "-f", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=dict(os.environ, COLUMNS="200"),
+        )
+        self.seen = []
+        for stream, tag in ((self.proc.stdout, "out"), (self.proc.stderr, "err")):
+            threading.Thread(target=self._read, args=(stream, tag), daemon=True).start()
+
+    def _read(self, stream, tag):
+        for line in iter(stream.readline, ""):
+            self.lines.put((tag, line))
+
+    def wait_for(self, text, tag=None, timeout=60):
+        import queue
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                got = self.lines.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            self.seen.append(got)
+            if text in got[1] and (tag is None or got[0] == tag):
+                return got
+        raise AssertionError(f"{text!r} never appeared: {self.seen}")
+
+    def interrupt(self):
+        """Ctrl-C; returns the exit code. A generous bound: a hang is a failure, no timing is asserted."""
+        self.proc.send_signal(signal.SIGINT)
+        return self.proc.wait(timeout=30)
+
+
+def _tails(host):
+    return [p for p in host.namespace_pids() if _comm(p) == "tail"]
+
+
+def _no_tail_left(host):
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _tails(host):
+        time.sleep(0.1)
+    return not _tails(host)
+
+
+def test_ctrl_c_while_connecting_ends_the_follow(deployed, tmp_path):
+    """Ctrl-C before the first line: the host accepts TCP but never sends
+    the SSH banner, so the follow is stuck in the handshake."""
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)
+    inv = yaml.safe_load(deployed.inventory.read_text())
+    inv["hosts"]["mute"] = {"address": "127.0.0.1", "port": silent.getsockname()[1], "app": {"path": "~/app"}}
+    path = tmp_path / "mute.yml"
+    path.write_text(yaml.safe_dump(inv))
+    try:
+        f = Follower(path, "-H", "mute", "--connect-timeout", "120")
+        deadline = time.monotonic() + 30
+        conn = None
+        silent.settimeout(0.5)
+        while conn is None and time.monotonic() < deadline:  # the follow is now in the handshake
+            try:
+                conn, _ = silent.accept()
+            except socket.timeout:
+                pass
+        assert conn is not None
+        assert f.interrupt() == 0
+        conn.close()
+    finally:
+        silent.close()
+
+
+def test_follow_reconnects_after_a_cut_and_ctrl_c_ends_it_while_reconnecting(deployed, tmp_path):
+    from tests.harness.proxy import CuttableProxy
+
+    proxy = CuttableProxy(deployed.host.address, deployed.host.port)
+    inv = yaml.safe_load(deployed.inventory.read_text())
+    inv["hosts"]["h1"]["port"] = proxy.port
+    path = tmp_path / "proxied.yml"
+    path.write_text(yaml.safe_dump(inv))
+    # the proxy's port is another known_hosts entry for the same key
+    known = Path(os.environ["HOME"]) / ".ssh" / "known_hosts"
+    known.write_text(known.read_text() + deployed.host.known_hosts_line.replace(
+        f"[{deployed.host.address}]:{deployed.host.port}", f"[{proxy.address}]:{proxy.port}"))
+    log = "~/.fabops/app/services/bot.log"
+    try:
+        f = Follower(path, "-n", "1")
+        deployed.host.ssh(f"echo before-cut >> {log}")
+        f.wait_for("before-cut", "out")
+        proxy.cut()
+        f.wait_for("connection lost", "err")
+        f.wait_for("reconnected", "err")
+        deployed.host.ssh(f"echo after-cut >> {log}")
+        f.wait_for("after-cut", "out")
+        assert not any("before-cut" in line for _, line in f.seen[f.seen.index(next(x for x in f.seen if "reconnected" in x[1])):]), \
+            "a resumed follow shows new lines only"
+        proxy.refuse()
+        proxy.cut()
+        f.wait_for("connection lost", "err")
+        assert f.interrupt() == 0
+        assert not any("Traceback" in line for _, line in f.seen)
+        assert _no_tail_left(deployed.host), "the cut sessions' tails end with their pty"
+    finally:
+        proxy.close()
 
 
 def test_health_fix_over_ssh_brings_a_killed_service_back(deployed):

@@ -10,7 +10,7 @@ from typing import Any, Iterator, List
 
 @dataclass(frozen=True)
 class HostPaths:
-    """Where fabops keeps its own state on a host (DESIGN.md §2)."""
+    """Where fabops keeps its own state on a host (docs/architecture.md, "Host layout")."""
 
     home: str  # already expanded
 

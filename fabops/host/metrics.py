@@ -69,11 +69,16 @@ def series(lines, n: int = 48) -> dict:
     cpu = []
     for a, b in zip(samples, samples[1:]):
         ca, cb = a["cpu"], b["cpu"]
-        if len(ca) < 4 or len(ca) != len(cb):
+        # Each point is the CPU use over the interval between two cron samples,
+        # never an average since boot; a pair across a reboot (the counters
+        # went back) or with no time between them gives no point.
+        if len(ca) < 4 or len(ca) != len(cb) or any(y < x for x, y in zip(ca, cb)):
             continue
         total = sum(cb) - sum(ca)
+        if total <= 0:
+            continue
         idle = (cb[3] + (cb[4] if len(cb) > 4 else 0)) - (ca[3] + (ca[4] if len(ca) > 4 else 0))
-        cpu.append(round(100.0 * (total - idle) / total, 1) if total > 0 else 0.0)
+        cpu.append(round(100.0 * (total - idle) / total, 1))
     tail = samples[-n:]
     return {
         "cpu": cpu[-n:],

@@ -1,4 +1,4 @@
-"""Poll a service until it is ready, never sleep a fixed time (DESIGN.md §1 defect 4).
+"""Poll a service until it is ready, never sleep a fixed time (docs/migration.md, defect 4).
 
 Ready means, in order:
 1. the unit is active and its main PID alive (polled about every 200 ms);

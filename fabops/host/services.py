@@ -1,4 +1,4 @@
-"""Services behind one interface with two back ends (DESIGN.md §2 rule 6).
+"""Services behind one interface with two back ends (docs/pipeline.md).
 
 - `systemd`: production; `sudo -n systemctl ...`, status from one batched
   `systemctl show`.

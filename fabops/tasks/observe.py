@@ -51,7 +51,12 @@ def render_host(facts, host, show_history=False):
     for col in ("service", "state", "pid", "CPU", "MEM", "up", "port", "check"):
         svc_table.add_column(col)
     for s in facts["services"]:
-        cpu = "-" if s["cpu"] is None else f"{_mark(s['cpu'] < th['cpu'], True)} {s['cpu']:g}%"
+        if s["cpu"] is not None:
+            cpu = f"{_mark(s['cpu'] < th['cpu'], True)} {s['cpu']:g}%"
+        elif s["active"] and s["pid"]:
+            cpu = "new"  # younger than the sample window: shown, not judged
+        else:
+            cpu = "-"
         mem = "-" if s["memory"] is None else f"{_mark(s['memory'] < th['memory'], True)} {s['memory']:g}%"
         port = "-" if not s["port"] else f"{_mark(s['port_open'])} {s['port']}"
         if s["http_expect"] is None:
@@ -67,7 +72,8 @@ def render_host(facts, host, show_history=False):
     sys_cpu = "?" if facts["cpu"] is None else f"{facts['cpu']:g}%"
     sys_mem = "?" if facts["memory"] is None else f"{facts['memory']:g}%"
     disk = "?" if facts["disk"] is None else f"{_mark(facts['disk'] < th['disk'], True)} {facts['disk']:g}%"
-    lines.append(f"system CPU {sys_cpu}  memory {sys_mem}  root disk {disk}  load {facts.get('load') or '?'}  "
+    window = f" ({facts['cpu_window']:g} s)" if facts.get("cpu_window") else ""
+    lines.append(f"system CPU {sys_cpu}{window}  memory {sys_mem}  root disk {disk}  load {facts.get('load') or '?'}  "
                  f"up {fmt_duration(facts.get('uptime'))}")
     api = facts.get("api")
     if api is not None:
@@ -255,13 +261,36 @@ def logs(c, hosts=None, follow=False, n=100, since=None, errors=False, source="j
     timeout = check_timeout(connect_timeout, "--connect-timeout")
     inv, chosen = select(inventory, hosts)
     if follow:
-        code = follow_logs(inv, chosen, source=source, service=service, lines=lines, errors_only=errors,
-                           since=since, accept_new=accept_new, connect_timeout=timeout)
+        code = _follow_until_interrupted(
+            lambda stop: follow_logs(inv, chosen, source=source, service=service, lines=lines, errors_only=errors,
+                                     since=since, accept_new=accept_new, connect_timeout=timeout, stop=stop))
         finish(code)
         return
     code = read_logs(inv, chosen, source=source, service=service, lines=lines, errors_only=errors,
                      since=since, accept_new=accept_new, connect_timeout=timeout)
     finish(code)
+
+
+def _follow_until_interrupted(follow):
+    """Run `follow(stop)` with Ctrl-C (and SIGTERM) setting `stop` instead of
+    raising KeyboardInterrupt wherever the main thread happens to be; a
+    second Ctrl-C while it winds down exits at once."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        if stop.is_set():
+            raise SystemExit(130)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return follow(stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 ns = Collection("observe", monitor, logs)

@@ -1,4 +1,4 @@
-"""Tier 3: a booted Debian container playing `find-to-do` (DESIGN.md §5).
+"""Tier 3: a booted Debian container playing `find-to-do` (docs/testing.md).
 
 - The rootfs is built once with `debootstrap --variant=minbase` from the
   Debian mirror in apt's deb822 sources and cached as a tar.zst under
@@ -28,6 +28,9 @@ from typing import Optional
 PACKAGES = ("systemd,systemd-sysv,dbus,openssh-server,cron,curl,git,python3,python3-venv,"
             "iproute2,procps,sudo,logrotate")
 SUITE = "bookworm"
+# The images the user-journey tier runs on: bookworm (Python 3.11) and
+# bullseye (Python 3.9 and systemd 247, the nearest Debian to Amazon Linux 2023).
+SUITES = ("bookworm", "bullseye")
 NETNS_PREFIX = "fabops-t"
 
 
@@ -50,20 +53,23 @@ def mirror() -> str:
     return "http://deb.debian.org/debian"
 
 
-def recipe() -> str:
-    return f"debootstrap --variant=minbase --include={PACKAGES} {SUITE} {mirror()}"
+def recipe(suite: str = SUITE) -> str:
+    return f"debootstrap --variant=minbase --include={PACKAGES} {suite} {mirror()}"
 
 
-def cached_rootfs(cache: Path) -> Path:
-    key = hashlib.sha256(recipe().encode()).hexdigest()[:12]
-    tarball = cache / f"rootfs-{SUITE}-{key}.tar.zst"
+def cached_rootfs(cache: Path, suite: str = SUITE) -> Path:
+    key = hashlib.sha256(recipe(suite).encode()).hexdigest()[:12]
+    tarball = cache / f"rootfs-{suite}-{key}.tar.zst"
     if tarball.exists():
         return tarball
     cache.mkdir(parents=True, exist_ok=True)
     build = cache / f"rootfs-build-{os.getpid()}"
     shutil.rmtree(build, ignore_errors=True)
-    subprocess.run(["debootstrap", "--variant=minbase", f"--include={PACKAGES}", SUITE, str(build), mirror()],
-                   check=True, capture_output=True)
+    r = subprocess.run(["debootstrap", "--variant=minbase", f"--include={PACKAGES}", suite, str(build), mirror()],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        shutil.rmtree(build, ignore_errors=True)
+        raise RuntimeError(f"debootstrap {suite} failed ({r.returncode}): {(r.stdout + r.stderr)[-1500:]}")
     tmp = tarball.with_suffix(".tmp")
     subprocess.run(["tar", "--zstd", "-cf", str(tmp), "-C", str(build), "."], check=True)
     os.replace(tmp, tarball)
