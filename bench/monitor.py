@@ -77,7 +77,7 @@ def main(runs: int = 7) -> None:
         host.ssh(f"git clone --quiet {origin.bare} ~/app && printf 'DISCORD_TOKEN=x\\nPORT={port}\\n' > ~/app/.env")
         svc = {"name": "bot", "manager": "process", "command": "python3 app.py", "port": port,
                "check": {"url": f"http://127.0.0.1:{port}/webhook/meeting-completed", "method": "POST", "json": {"test": "health"}},
-               "settle": "200ms"}
+               "settle": "200ms", "watch": "1s"}
         inv = base / "hosts.yml"
         inv.write_text(yaml.safe_dump({"hosts": {"h1": host.inventory_entry(
             app={"path": "~/app"}, services=[svc], deps=[{"when": ["requirements.txt"], "run": "sh install-deps.sh"}],

@@ -130,7 +130,8 @@ def bench_deploy(runs: int = 3) -> str:
         port = free_port()
         host.ssh(f"git clone --quiet {origin.bare} ~/app && printf 'DISCORD_TOKEN=x\\nPORT={port}\\n' > ~/app/.env")
         svc = {"name": "bot", "manager": "process", "command": "python3 app.py", "port": port,
-               "check": {"url": f"http://127.0.0.1:{port}/health"}, "settle": "300ms"}
+               "check": {"url": f"http://127.0.0.1:{port}/health"}, "settle": "300ms",
+               "watch": "0s"}  # the legacy flow has no watch either: like for like
         inv = base / "hosts.yml"
         inv.write_text(yaml.safe_dump({"hosts": {"h1": host.inventory_entry(
             app={"path": "~/app"}, services=[svc], deps=[{"when": ["requirements.txt"], "run": "sh install-deps.sh"}])}}))

@@ -4,7 +4,7 @@ A bare origin holding the sample app, a "host" checkout, and the `local`
 host of hosts.yml (the process back end: no sshd, no systemd, no root). It
 deploys v1, shows the dashboard, pushes v2 and lets the cron path pick it
 up, pushes a crash-on-boot v3 which the gate rolls back, and ends with the
-history, the status and a green dashboard. Returns the list of steps with
+history, the status and the dashboard (the app healthy on v2, v3 held back). Returns the list of steps with
 whether each behaved as narrated.
 """
 from __future__ import annotations
@@ -93,7 +93,9 @@ def build_sandbox(base: Path, local_entry: dict) -> Path:
     svc = dict((local_entry.get("services") or [{}])[0])
     port = _free_port(int(svc.get("port") or 3013))
     svc.update({"name": svc.get("name", "bot"), "manager": "process", "command": svc.get("command", "python3 app.py"),
-                "port": port, "check": {"url": f"http://127.0.0.1:{port}/health"}, "timeout": "15s", "settle": "500ms"})
+                "port": port, "check": {"url": f"http://127.0.0.1:{port}/health"}, "timeout": "15s", "settle": "500ms",
+                # a short watch: the demo shows it without making you wait the default 30 s
+                "watch": "2s"})
     (app / ".env").write_text(f"DISCORD_TOKEN=demo-token\nPORT={port}\n")
     entry = {
         "connection": "local",
@@ -170,7 +172,7 @@ def run_demo(base: Path, local_entry: dict, say: Callable[[str], None], show: Ca
 
         facts = gather(c, host)
         show(render_all([HostResult(host.name, value=facts, code=facts["code"])], {host.name: host}))
-        return facts["code"] == 0, f"monitor status {facts['status']}"
+        return _app_is_green(facts, host)
 
     try:
         if not step("1. Set up and deploy v1 of the sample app (inv deploy -H local)", lambda: deploy("deployed")):
@@ -203,12 +205,32 @@ def run_demo(base: Path, local_entry: dict, say: Callable[[str], None], show: Ca
             status_panel(host.name, gather_status(c, host))
             return dashboard()
 
-        step("5. History, status and a green dashboard again", wrap_up)
+        step("5. History, status and the dashboard: healthy on v2, v3 held back", wrap_up)
     finally:
         if not keep:
             stop_services(c, host)
         result.seconds = time.monotonic() - started
     return result
+
+
+def _app_is_green(facts: dict, host) -> tuple:
+    """The step narrates the sample app on the dashboard: it passes when every
+    service is up, answers its check and is within its thresholds. Other
+    warnings (this machine's disk or memory, a commit held back after a
+    rollback) are shown, not judged: the demo must not fail because the
+    machine running it is busy or full."""
+    th = host.thresholds
+    app_ok = all(
+        s["active"] and s["port_open"] is not False
+        and (s["http_expect"] is None or s["http_status"] == s["http_expect"])
+        and (s["cpu"] is None or s["cpu"] < th["cpu"]) and (s["memory"] is None or s["memory"] < th["memory"])
+        for s in facts["services"]
+    )
+    detail = f"monitor status {facts['status']}"
+    if app_ok and facts["code"] != 0:
+        detail += "; the app is healthy, and the dashboard also says: " + "; ".join(
+            f["message"] for f in facts.get("findings", []))
+    return app_ok and facts["code"] in (0, 1), detail
 
 
 def _version(host) -> Optional[str]:

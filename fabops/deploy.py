@@ -39,6 +39,7 @@ class DeployOptions:
     dry_run: bool = False
     clear_pin: bool = True
     attach: Optional[str] = None
+    watch: bool = True  # wait for the host's watch window; False: return at the gate
 
 
 @dataclass
@@ -109,9 +110,12 @@ def start_detached_cmd(host: Host, run_id: str, argv: List[str], config_path: st
     # A simple command (not an && list) goes to the background, so the
     # forked child applies the redirections and execs at once: no shell is
     # left holding the SSH channel open until the run ends.
+    # umask 077 only in the subshell that writes fabops' own files: the run
+    # itself keeps the host's normal umask, so what the app's steps check out
+    # and create has the same modes whoever triggered it (cron or deploy).
     return (
-        f"umask 077; mkdir -p {_hq(runs)} && chmod 700 {_hq(host.home)} || exit 1\n"
-        f"printf '%s' {q(config_text)} > {_hq(config_path)} && : >> {_hq(events)} || exit 1\n"
+        f"( umask 077; mkdir -p {_hq(runs)} && chmod 700 {_hq(host.home)} &&\n"
+        f"  printf '%s' {q(config_text)} > {_hq(config_path)} && : >> {_hq(events)} && : >> {_hq(out)} ) || exit 1\n"
         "cd || exit 1\n"
         f"setsid {words} </dev/null >{_hq(out)} 2>&1 &\n"
     )
@@ -123,7 +127,8 @@ def follow_cmd(host: Host, run_id: str) -> str:
     return f"exec tail -n +1 -s 0.2 -F {_hq(path)} 2>/dev/null"
 
 
-def follow(c, host: Host, run_id: str, liveness: float, on_event: Callable[[dict], None]) -> dict:
+def follow(c, host: Host, run_id: str, liveness: float, on_event: Callable[[dict], None],
+           until: Optional[Callable[[dict], bool]] = None) -> dict:
     """Read the run's events until its result; raise UnreachableError when no
     event (heartbeats included) arrives for `liveness` seconds.
 
@@ -176,7 +181,7 @@ def follow(c, host: Host, run_id: str, liveness: float, on_event: Callable[[dict
                     last[0] = time.monotonic()
                     chan.settimeout(liveness)
                     on_event(event)
-                    if event.get("kind") == "result":
+                    if event.get("kind") == "result" or (until is not None and until(event)):
                         return event
         except Exception as exc:  # noqa: BLE001 - every way a dead link can surface
             if isinstance(exc, UnreachableError):
@@ -220,8 +225,9 @@ def deploy_host(c, host: Host, opts: DeployOptions, on_event: Callable[[dict], N
         config = f"{host.home.rstrip('/')}/runs/{run_id}.host.yml"
         argv = local_update_argv(host, run_id, opts, config)
         c.run(start_detached_cmd(host, run_id, argv, config, host_yml(host)), hide=True, pty=False)
+    until = None if opts.watch else (lambda e: e.get("kind") == "watch")
     try:
-        event = follow(c, host, run_id, opts.liveness, lambda e: (outcome.events.append(e), on_event(e)))
+        event = follow(c, host, run_id, opts.liveness, lambda e: (outcome.events.append(e), on_event(e)), until)
     except _NoEvents:
         if not _transport_alive(c):
             raise UnreachableError(
@@ -236,6 +242,18 @@ def deploy_host(c, host: Host, opts: DeployOptions, on_event: Callable[[dict], N
             f"the host-side run {run_id} wrote no events within {max(opts.liveness, STARTUP_WINDOW):g} s" + (f": {out}" if out else ""),
             host=host.name,
         ) from None
+    if event.get("kind") == "watch":  # --no-watch: the gate passed; the host watches on its own
+        seconds = event.get("seconds") or 0
+        outcome.result = {
+            "result": "deployed", "exit_code": errors.OK, "from": event.get("from"), "to": event.get("to"),
+            "run_id": run_id, "watching": True, "duration": 0.0,
+            "steps": [e for e in outcome.events if e.get("kind") == "step" and e.get("status") != "start"],
+            "warnings": [],  # the host's warnings come with its result: `inv history`
+            "message": (f"passed its gate; the host watches it for {seconds:g} s more and rolls back on its own "
+                        f"if it fails: `inv deploy -H {host.name} --attach {run_id}` follows it, `inv history` "
+                        "shows how it ended"),
+        }
+        return outcome
     outcome.result = {k: v for k, v in event.items() if k not in ("kind", "t")}
     return outcome
 

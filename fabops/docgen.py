@@ -42,14 +42,14 @@ def tasks_md() -> str:
 
 def hosts_keys() -> dict:
     """Every key hosts.yml accepts, by section, from the validator itself."""
-    from .inventory import DEFAULT_THRESHOLDS, LOG_KEYS, SCHEDULE_KEYS, _Validator
+    from .inventory import CHECK_KEYS, DEFAULT_THRESHOLDS, LOG_KEYS, SCHEDULE_KEYS, SERVICE_KEYS, _Validator
 
     return {
         "top": ("defaults", "hosts", "groups", "default", "known_hosts"),
         "host": _Validator.HOST_KEYS,
         "app": ("path", "remote", "branch", "url"),
-        "services[]": ("name", "manager", "command", "workdir", "port", "paths", "check", "timeout", "settle", "unit"),
-        "check": ("url", "method", "body", "json", "headers", "expect", "timeout"),
+        "services[]": SERVICE_KEYS,
+        "check": CHECK_KEYS,
         "deps[]": ("when", "run", "cwd"),
         "cleanup[]": ("path", "glob", "older_than"),
         "logs": LOG_KEYS,

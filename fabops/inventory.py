@@ -50,6 +50,11 @@ class Check:
     headers: Dict[str, str] = field(default_factory=dict)
     expect: int = 200
     timeout: float = 5.0
+    # Fail the gate early when the service answers with the same wrong status
+    # `fail_count` times in a row over at least `fail_window` seconds: a
+    # deterministic error (HTTP 500 on every call), not a slow start.
+    fail_count: int = 5
+    fail_window: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,9 @@ class Service:
     check: Optional[Check] = None
     timeout: float = 60.0  # readiness timeout
     settle: float = 2.0  # must stay up this long after it is ready
+    # After the gate the host keeps checking for this long; a death or a
+    # failed check inside it rolls back (docs/pipeline.md, "Watch").
+    watch: float = 30.0
     unit: bool = False  # systemd: `inv setup` installs a unit file from the template
 
 
@@ -289,6 +297,11 @@ def _typename(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
+SERVICE_KEYS = ("name", "manager", "command", "workdir", "port", "paths", "check", "timeout", "settle", "watch",
+                "unit")
+CHECK_KEYS = ("url", "method", "body", "json", "headers", "expect", "timeout", "fail_count", "fail_window")
+
+
 class _Validator:
     """Turns raw YAML data into typed settings, or raises ConfigError naming
     the key path. Sections are normalized where they are written (so an error
@@ -481,7 +494,7 @@ class _Validator:
         return out
 
     def service(self, raw: Any, key: str) -> dict:
-        allowed = ("name", "manager", "command", "workdir", "port", "paths", "check", "timeout", "settle", "unit")
+        allowed = SERVICE_KEYS
         raw = self.mapping(raw, key, allowed)
         if raw.get("name") is None:
             self.fail(f"{key}.name", "is required")
@@ -500,7 +513,7 @@ class _Validator:
             out["paths"] = self.strlist(raw["paths"], f"{key}.paths", relpath_problem)
         if raw.get("check") is not None:
             out["check"] = self.check(raw["check"], f"{key}.check")
-        for k in ("timeout", "settle"):
+        for k in ("timeout", "settle", "watch"):
             if raw.get(k) is not None:
                 out[k] = self.duration(raw[k], f"{key}.{k}")
         if raw.get("unit") is not None:
@@ -512,7 +525,7 @@ class _Validator:
         return out
 
     def check(self, raw: Any, key: str) -> Check:
-        raw = self.mapping(raw, key, ("url", "method", "body", "json", "headers", "expect", "timeout"))
+        raw = self.mapping(raw, key, CHECK_KEYS)
         if raw.get("url") is None:
             self.fail(f"{key}.url", "is required")
         kwargs: Dict[str, Any] = {"url": self.string(raw["url"], f"{key}.url", _url_problem)}
@@ -534,6 +547,10 @@ class _Validator:
             kwargs["expect"] = self.integer(raw["expect"], f"{key}.expect", 100, 599)
         if raw.get("timeout") is not None:
             kwargs["timeout"] = self.duration(raw["timeout"], f"{key}.timeout")
+        if raw.get("fail_count") is not None:
+            kwargs["fail_count"] = self.integer(raw["fail_count"], f"{key}.fail_count", 1, 1000)
+        if raw.get("fail_window") is not None:
+            kwargs["fail_window"] = self.duration(raw["fail_window"], f"{key}.fail_window")
         return Check(**kwargs)
 
     def dep(self, raw: Any, key: str) -> DepRule:

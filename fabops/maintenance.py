@@ -97,7 +97,7 @@ def backup_env_cmd(host: Host, name: str, keep: int) -> str:
     src = app_file(host, host.env_file)
     return (
         "set -e; umask 077\n"
-        f"[ -f {src} ] || {{ echo 'no .env at {host.env_file}' >&2; exit 3; }}\n"
+        f"[ -f {src} ] || {{ echo {q('no .env at ' + host.env_file)} >&2; exit 3; }}\n"
         f"mkdir -p {d}; chmod 700 {quote_path(host.backup_dir)} {d}\n"
         f"cp {src} {dest}.tmp && chmod 600 {dest}.tmp && mv {dest}.tmp {dest}\n"
         f"echo {MARK}new; wc -c < {dest}; sha256sum {dest} | cut -d' ' -f1\n"

@@ -308,6 +308,8 @@ def parse(output: str, host: Host, now: Optional[float] = None) -> Dict[str, Any
         "last_result": state.get("last_result"),
         "in_progress": bool(state.get("in_progress")),
         "last_run": last if isinstance(last, dict) else None,
+        "failing": state.get("failing") if isinstance(state.get("failing"), dict) else None,
+        "retry": state.get("retry") if isinstance(state.get("retry"), dict) else None,
     }
     counts = _ints(s.get("errors", ""))
     facts["errors_last_hour"] = sum(counts) if counts or s.get("errors") is not None else None
@@ -387,6 +389,17 @@ def evaluate(facts: Dict[str, Any], host: Host, now: Optional[float] = None) -> 
             found.append((errors.WARNING, f"cron stalled: last update check {int(age // 60)} min ago (expected every {int(interval // 60) or 1} min)"))
     if dep and dep.get("last_result") == "broken":
         found.append((errors.FAILED, "the last update ended BROKEN: a person is needed"))
+    failing = (dep or {}).get("failing")
+    if failing and failing.get("target") != dep.get("deployed"):
+        since = failing.get("since")
+        when = time.strftime("%m-%d %H:%M %Z", time.localtime(since)) if isinstance(since, (int, float)) else "?"
+        target = (failing.get("target") or "origin")[:10]
+        text = (f"behind {target}: updates failing since {when} ({failing.get('count', 1)} run(s), "
+                f"last {failing.get('result')}): {failing.get('reason', '?')}")
+        retry = dep.get("retry") or {}
+        if retry.get("target") == failing.get("target") and isinstance(retry.get("next_at"), (int, float)):
+            text += f"; next try {time.strftime('%H:%M %Z', time.localtime(retry['next_at']))}"
+        found.append((errors.WARNING, text))
     code = errors.worst(c for c, _ in found)
     return code, found
 

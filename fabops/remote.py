@@ -118,6 +118,8 @@ def parse_status(output: str, host: Host) -> Dict[str, Any]:
         "last_result": state.get("last_result"),
         "in_progress": state.get("in_progress"),
         "last_run": last,
+        "failing": state.get("failing"),
+        "retry": state.get("retry"),
     }
 
 

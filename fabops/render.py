@@ -95,23 +95,60 @@ def ago(ts) -> str:
 
 
 def history_table(host: str, records) -> None:
+    from rich import box
+    from rich.markup import escape
+    from rich.padding import Padding
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=f"{host}: last {len(records)} runs", title_justify="left")
-    for col in ("time", "trigger", "actor", "from", "to", "result", "took", "message"):
-        table.add_column(col, overflow="fold")
+    out = console()
     if not records:
-        console().print(f"[dim]{host}: no history yet[/dim]")
+        out.print(f"[dim]{host}: no history yet[/dim]")
         return
+    rows = []
     for rec in records:
         result = rec.get("result", "?")
-        style = RESULT_STYLE.get(result, "white")
-        table.add_row(
-            str(rec.get("time", "?"))[:19].replace("T", " "), str(rec.get("trigger", "?")), str(rec.get("actor", "?")),
-            short(rec.get("from")), short(rec.get("to")), f"[{style}]{result}[/{style}]",
-            fmt_duration(rec.get("duration")), str(rec.get("message", "")),
-        )
-    console().print(table)
+        what = str(rec.get("subject") or "")
+        if what and rec.get("author"):
+            what += f" ({rec['author']})"
+        if result not in ("deployed", "noop") or not what:
+            what = (what + ": " if what else "") + str(rec.get("message", ""))
+        rows.append(([_when(rec), str(rec.get("trigger", "?")), str(rec.get("actor", "?")).split("@")[0],
+                      f"{short(rec.get('from'))[:7]}→{short(rec.get('to'))[:7]}", result,
+                      fmt_duration(rec.get("duration"))], what))
+    title = f"{host}: last {len(records)} runs"
+    if out.width < 120:
+        # A CI log, a pipe, a small terminal: one line of facts per run, and
+        # what shipped (or why it failed) indented under it, wrapped.
+        out.print(f"[bold]{escape(title)}[/bold]")
+        widths = [max(len(cells[i]) for cells, _ in rows) for i in range(6)]
+        for cells, what in rows:
+            style = RESULT_STYLE.get(cells[4], "white")
+            cells = [escape(c.ljust(w)) for c, w in zip(cells, widths)]
+            cells[4] = f"[{style}]{cells[4]}[/{style}]"
+            out.print("  ".join(cells), no_wrap=True, overflow="ellipsis")
+            out.print(Padding(Text(what, style="dim"), (0, 0, 0, 4)))
+        return
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    # Times and SHAs never wrap; what shipped takes the rest of the width.
+    for col in ("time", "trigger", "actor", "from → to", "result", "took"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("what", overflow="fold", ratio=1)
+    for cells, what in rows:
+        style = RESULT_STYLE.get(cells[4], "white")
+        table.add_row(*[escape(c) for c in cells[:4]], f"[{style}]{escape(cells[4])}[/{style}]", escape(cells[5]),
+                      escape(what))
+    out.print(table)
+
+
+def _when(rec: dict) -> str:
+    """Compact local time with its zone: `11-29 10:30 UTC`."""
+    import time
+
+    ts = rec.get("ts")
+    if isinstance(ts, (int, float)):
+        return time.strftime("%m-%d %H:%M %Z", time.localtime(ts))
+    return str(rec.get("time", "?"))[5:16].replace("T", " ")
 
 
 def status_panel(host: str, data: dict) -> None:
@@ -144,6 +181,14 @@ def status_panel(host: str, data: dict) -> None:
         ip = data["in_progress"]
         out.print(f"[magenta]run {ip.get('run_id')} in progress or interrupted at step {ip.get('step')}[/magenta]")
     out.print(f"last check {ago(data.get('last_check'))}: {data.get('last_result') or '-'}")
+    failing = data.get("failing")
+    if failing and failing.get("target") != deployed:
+        out.print(f"[yellow]updates failing since {ago(failing.get('since'))} ({failing.get('count', 1)} run(s)) "
+                  f"for {short(failing.get('target'))}:[/yellow] {failing.get('reason', '?')}")
+    retry = data.get("retry")
+    if retry and isinstance(retry.get("next_at"), (int, float)):
+        out.print(f"[yellow]will retry {short(retry.get('target'))} at "
+                  f"{time.strftime('%H:%M %Z', time.localtime(retry['next_at']))}[/yellow] ({retry.get('reason', '?')})")
     last = data.get("last_run")
     if last:
         out.print(

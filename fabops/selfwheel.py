@@ -18,6 +18,7 @@ import base64
 import hashlib
 import io
 import os
+import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,6 +175,7 @@ def write(out_dir: Path) -> Tuple[Path, str]:
 
 def _atomic_write(dest: Path, data: bytes) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
+    # unique per thread too: parallel deploys build the same wheel at once
+    tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}.{threading.get_ident()}")
     tmp.write_bytes(data)
     os.replace(tmp, dest)

@@ -92,7 +92,6 @@ def put_file(c, host: Host, path: str, content: str, *, mode: str, root: bool, v
     """Write via a temp file; validate it (`{tmp}` in `validate`); then
     install it with its mode in one rename. The old file is untouched if
     validation fails."""
-    tmp = f"/tmp/fabops-setup-{posixpath.basename(path)}.$$"
     s = "sudo -n " if root else ""
     check = ""
     if validate:
@@ -103,7 +102,10 @@ def put_file(c, host: Host, path: str, content: str, *, mode: str, root: bool, v
     own = f" -o {q(owner)}" if owner and root else (" -o root -g root" if root else "")
     script = (
         "set -e; umask 077\n"
-        f"T={tmp}\n"
+        # a fresh, unpredictable name (mktemp: O_EXCL, 0600) in fabops' own
+        # 0700 home, never a name built from inventory values in /tmp
+        f"mkdir -p {quote_path(host.home)}; chmod 700 {quote_path(host.home)}\n"
+        f"T=$(mktemp {quote_path(host.home.rstrip('/') + '/.setup.XXXXXXXX')})\n"
         f"printf '%s' {q(content)} > \"$T\"\n"
         + check
         + f"{s}mkdir -p {quote_path(posixpath.dirname(path))}\n"

@@ -134,6 +134,25 @@ def run_cli(*args, env=None, cwd=None, timeout=120) -> subprocess.CompletedProce
     )
 
 
+@pytest.fixture
+def cpu_hog():
+    """Both cores busy while the test runs, as on a fresh CI machine that is
+    still installing things: two busy loops that end by themselves (a bound
+    of 15 min in case teardown never runs), stopped by PID at teardown.
+    Nothing a person reads as healthy or unhealthy may depend on this."""
+    hogs = [subprocess.Popen(["timeout", "900", "sh", "-c", "while :; do :; done"], start_new_session=True)
+            for _ in range(os.cpu_count() or 2)]
+    yield hogs
+    import signal
+
+    for p in hogs:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)  # timeout and its loop: one process group
+        except ProcessLookupError:
+            pass
+        p.wait()
+
+
 # Pre-built by .ci/prebuild-wheelhouses (from .ci/run), read-only for tests:
 # resolved before any fixture points HOME elsewhere.
 TEST_CACHE = Path(os.environ.get("FABOPS_TEST_CACHE") or os.path.expanduser("~/.cache/fabops-tests"))

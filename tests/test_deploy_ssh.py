@@ -25,7 +25,7 @@ class RemoteApp:
         self.port = free_port()
         host.ssh(f"git clone --quiet {self.origin.bare} ~/app && printf 'DISCORD_TOKEN=s3cr3t-token-value\\nPORT={self.port}\\n' > ~/app/.env")
         svc = {"name": "bot", "manager": "process", "command": "python3 app.py", "port": self.port,
-               "check": {"url": f"http://127.0.0.1:{self.port}/health"}, "timeout": "20s", "settle": "300ms"}
+               "check": {"url": f"http://127.0.0.1:{self.port}/health"}, "timeout": "20s", "settle": "300ms", "watch": "1s"}
         svc.update(service)
         entry = host.inventory_entry(app={"path": "~/app"}, services=[svc],
                                      deps=[{"when": ["requirements.txt"], "run": "sh install-deps.sh"}],
@@ -216,7 +216,7 @@ def test_two_hosts_parallel_then_rolling_stops_at_first_failure(sshd_factory, tm
         port = free_port()
         host.ssh(f"git clone --quiet {origin.bare} ~/app && printf 'DISCORD_TOKEN=x\\nPORT={port}\\n' > ~/app/.env")
         svc = {"name": "bot", "manager": "process", "command": "python3 app.py", "port": port,
-               "check": {"url": f"http://127.0.0.1:{port}/health"}, "timeout": "20s", "settle": "200ms"}
+               "check": {"url": f"http://127.0.0.1:{port}/health"}, "timeout": "20s", "settle": "200ms", "watch": "1s"}
         entries[name] = host.inventory_entry(app={"path": "~/app"}, services=[svc],
                                              deps=[{"when": ["requirements.txt"], "run": "sh install-deps.sh"}])
     inv = tmp_path / "hosts.yml"

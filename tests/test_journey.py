@@ -30,6 +30,7 @@ pytestmark = pytest.mark.systemd
 UNIT = "voice-meeting-discord-bot.service"
 APP = "/home/ec2-user/voice-meeting-bot"
 TASKS_PY = "from fabops.tasks import ns  # noqa: F401\n"  # the README's one line
+LAPTOP_TAG = f"cp{sys.version_info[0]}{sys.version_info[1]}"  # the laptop's (and runner's) Python
 
 
 def _wheelhouse(tag: str) -> Path:
@@ -44,7 +45,7 @@ def clean_venv(dest: Path, wheel: Path) -> Path:
     subprocess.run([sys.executable, "-m", "venv", str(dest)], check=True)
     pip = [str(dest / "bin/python"), "-m", "pip", "--disable-pip-version-check", "-q"]
     subprocess.run(pip + ["uninstall", "-y", "setuptools", "wheel"], check=True, capture_output=True)
-    r = subprocess.run(pip + ["install", "--no-index", "--find-links", str(_wheelhouse("cp311")), str(wheel)],
+    r = subprocess.run(pip + ["install", "--no-index", "--find-links", str(_wheelhouse(LAPTOP_TAG)), str(wheel)],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     probe = subprocess.run([str(dest / "bin/python"), "-c",
@@ -109,7 +110,7 @@ def _inventory() -> dict:
         "user": "ec2-user",
         "app": {"path": APP},
         "services": [{"name": UNIT, "unit": True, "command": "python3 app.py", "port": 3003, "timeout": "60s",
-                      "settle": "500ms", "check": {"url": "http://127.0.0.1:3003/webhook/meeting-completed",
+                      "settle": "500ms", "watch": "2s", "check": {"url": "http://127.0.0.1:3003/webhook/meeting-completed",
                                                    "method": "POST", "json": {"test": "health"}}}],
         "deps": [{"when": ["requirements.txt"], "run": "sh install-deps.sh"}],
         "env_file": ".env",
@@ -117,6 +118,7 @@ def _inventory() -> dict:
     }}}
 
 
+@pytest.mark.timeout(1200)  # a whole journey, and a cold rootfs build on a busy machine
 def test_the_users_path_from_a_wheel(image, user_venv, fabops_wheel, client_key, tmp_path):
     suite, box, origin = image
     home = tmp_path / "home"
@@ -217,7 +219,7 @@ def run_deploy_workflow(box, client_key, runner: Path, checkout: Path, wheel: Pa
         "GITHUB_ACTOR": "journey-bot", "GITHUB_WORKSPACE": str(checkout), "GITHUB_STEP_SUMMARY": str(summary),
         "RUNNER_TEMP": str(runner), "LANG": "C.UTF-8",
         # the index is replaced by the wheel and the local wheelhouse
-        "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(_wheelhouse("cp311")), "FABOPS_WHEELHOUSE": str(TEST_CACHE),
+        "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(_wheelhouse(LAPTOP_TAG)), "FABOPS_WHEELHOUSE": str(TEST_CACHE),
         "XDG_CACHE_HOME": str(home / ".cache"),
     }
     base_env.update({k: _expand(v, secrets) for k, v in (job.get("env") or {}).items()})

@@ -113,10 +113,16 @@ def test_process_cpu_is_sampled_over_a_window_on_real_processes():
     import subprocess
     import time
 
-    busy = subprocess.Popen(["sh", "-c", "while :; do :; done"])
     idle = subprocess.Popen(["sleep", "600"])
+    busy = subprocess.Popen(["sh", "-c", "while :; do :; done"])
     late = None
     try:
+        # let `sleep` finish starting up: its exec and loading are CPU time
+        # that must fall before the window, not in it
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and Path(f"/proc/{idle.pid}/stat").read_text().split(") ")[1][0] != "S":
+            time.sleep(0.01)
+        time.sleep(0.1)
         pids = f"{busy.pid} {idle.pid}"
         first = subprocess.run(["sh", "-c", f"PIDS='{pids}'; " + monitor._proc_stat_sample()],
                                capture_output=True, text=True, check=True).stdout

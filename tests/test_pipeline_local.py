@@ -27,8 +27,8 @@ class Sandbox:
         (self.app / ".env").write_text(f"DISCORD_TOKEN=s3cr3t-token-value\nPORT={self.port}\n")
         self.inventory = local_inventory(base / "hosts.yml", self.app, self.home, self.port, **service)
 
-    def update(self, *args, timeout=120):
-        return run_cli("local-update", "-i", str(self.inventory), "--json", *args, timeout=timeout)
+    def update(self, *args, timeout=120, env=None):
+        return run_cli("local-update", "-i", str(self.inventory), "--json", *args, timeout=timeout, env=env)
 
     def result(self, *args):
         r = self.update(*args)
@@ -161,25 +161,131 @@ def test_dependency_rule_failure_never_restarts_and_recovers(sandbox):
     assert any(s["name"].startswith("re-run") and s["ok"] for s in res["steps"])
 
 
-def test_dirty_tree_is_refused_then_stashed(sandbox):
+def test_a_persons_work_is_refused_then_stashed_and_other_untracked_files_are_kept(sandbox):
+    """docs/pipeline.md, "Local changes": a modified tracked file and an
+    untracked file the target would overwrite are a person's work; any other
+    untracked file is kept and reported."""
     sandbox.result()
     (sandbox.app / "app.py").write_text((sandbox.app / "app.py").read_text() + "\n# hotfix on the host\n")
     (sandbox.app / "notes.txt").write_text("local notes\n")
-    sandbox.origin.good("2")
+    (sandbox.app / "CHANGELOG.md").write_text("written on the host\n")
+    sandbox.origin.push("v2 adds a changelog", {"VERSION": "2\n", "CHANGELOG.md": "from the repo\n"})
     code, res = sandbox.result()
     assert code == 2 and res["result"] == "aborted"
-    assert "M app.py" in res["message"] and "?? notes.txt" in res["message"] and "--stash" in res["message"]
+    assert "M app.py" in res["message"] and "?? CHANGELOG.md" in res["message"] and "--stash" in res["message"]
+    assert "notes.txt" not in res["message"]
 
     code, res = sandbox.result("--stash")
-    assert (code, res["result"]) == (0, "deployed"), res
+    assert (code, res["result"]) == (1, "deployed"), res  # deployed, with a warning about notes.txt
+    assert any("notes.txt" in w and "untracked" in w for w in res["warnings"]), res["warnings"]
     saved = Path(res["saved"])
     assert "hotfix on the host" in (saved / "tracked.patch").read_text()
     import tarfile
 
     with tarfile.open(saved / "untracked.tar.gz") as tar:
-        assert tar.getnames() == ["notes.txt"]
+        assert tar.getnames() == ["CHANGELOG.md"]
+        assert tar.extractfile("CHANGELOG.md").read() == b"written on the host\n"
     assert oct(saved.stat().st_mode & 0o777) == "0o700"
     assert (sandbox.app / ".env").exists()  # ignored files are never touched
+    assert (sandbox.app / "notes.txt").read_text() == "local notes\n"  # kept where it was
+    assert (sandbox.app / "CHANGELOG.md").read_text() == "from the repo\n"
+
+
+def test_files_our_own_rules_create_never_make_a_later_run_refuse(sandbox):
+    """A dependency rule that writes an untracked lock file and a __pycache__
+    (as `npm install` and Python do): every later run, cron or deploy,
+    recovery included, goes through, even when a later commit adds that very
+    lock file."""
+    rule = ("#!/bin/sh\nset -e\nmkdir -p vendor __pycache__\ncp requirements.txt vendor/installed.txt\n"
+            "echo lock > package-lock.json\necho x > __pycache__/app.cpython.pyc\n")
+    sandbox.origin.push("v1b rule writes files", {"install-deps.sh": rule, "requirements.txt": "http-server==1.1\n"})
+    code, res = sandbox.result()
+    assert res["result"] == "deployed", res
+    assert (sandbox.app / "package-lock.json").exists()
+    assert set(sandbox.state["own_files"]) >= {"package-lock.json", "__pycache__/app.cpython.pyc"}
+    # a crash commit whose rule runs again, then the recovery re-runs it
+    sandbox.origin.push("v2 crashes", {"VERSION": "2\n", "BEHAVIOUR": "crash\n", "requirements.txt": "http-server==1.2\n"})
+    code, res = sandbox.result()
+    assert res["result"] == "rolled_back", res
+    sandbox.origin.push("v3 tracks the lock file", {"VERSION": "3\n", "BEHAVIOUR": "ok\n",
+                                                      "package-lock.json": "lock from the repo\n"})
+    code, res = sandbox.result()
+    assert (code, res["result"]) == (0, "deployed"), res
+    assert not res["warnings"], res["warnings"]
+    # the rule rewrote the now-tracked lock file, as `npm install` does: still ours
+    assert (sandbox.app / "package-lock.json").read_text() == "lock\n"
+    sandbox.origin.good("4")
+    code, res = sandbox.result()
+    assert (code, res["result"]) == (0, "deployed"), res
+
+
+def test_a_preflight_abort_is_recorded_shown_and_notified_once(sandbox, tmp_path):
+    from tests.harness.webhook import Hook
+
+    rec = Hook()
+    try:
+        env = {"FABOPS_DISCORD_WEBHOOK": rec.url}
+        assert sandbox.update(env=env).returncode == 0
+        target = sandbox.origin.push("新機能追加: 要約を送信", {".env.example": "DISCORD_TOKEN=\nPORT=\nNEW_API_KEY=\n"})
+        for _ in range(3):  # cron, every few minutes
+            r = sandbox.update(env=env)
+            assert r.returncode == 2 and json.loads(r.stdout)["result"] == "aborted"
+        aborted = [h for h in sandbox.history() if h["result"] == "aborted"]
+        assert len(aborted) == 3 and all(h["to"] == target for h in aborted)
+        assert aborted[0]["subject"] == "新機能追加: 要約を送信"
+        log = (sandbox.base / "host" / "log" / "update.log").read_text(encoding="utf-8")
+        assert log.count("ABORTED") == 3 and "新機能追加: 要約を送信" in log and "NEW_API_KEY" in log
+        texts = [t for t in rec.texts() if "aborted" in t.lower()]
+        assert len(texts) == 1 and "NEW_API_KEY" in texts[0] and "新機能追加" in texts[0], rec.texts()
+        state = sandbox.state
+        assert state["last_result"] == "aborted" and state["failing"]["target"] == target
+        assert state["failing"]["count"] == 3
+        r = run_cli("monitor", "-i", str(sandbox.inventory), "--json")
+        assert r.returncode == 1, r.stdout
+        warn = [f["message"] for f in json.loads(r.stdout)["hosts"]["local"]["findings"]]
+        assert any("updates failing since" in m and "NEW_API_KEY" in m for m in warn), warn
+        assert "s3cr3t" not in r.stdout + log
+        # a person adds the key: the next run converges and the warning goes away
+        with open(sandbox.app / ".env", "a") as fh:
+            fh.write("NEW_API_KEY=k\n")
+        r = sandbox.update(env=env)
+        assert r.returncode == 0 and json.loads(r.stdout)["result"] == "deployed"
+        assert sandbox.state["failing"] is None
+        assert run_cli("monitor", "-i", str(sandbox.inventory)).returncode == 0
+    finally:
+        rec.close()
+
+
+def test_a_failed_dependency_rule_is_retried_with_backoff_not_marked_bad(sandbox):
+    sandbox.result()
+    flaky = "#!/bin/sh\n[ -f /nonexistent-network ] || { echo 'npm ERR! network ETIMEDOUT' >&2; exit 1; }\n"
+    target = sandbox.origin.push("v2 needs the network", {"VERSION": "2\n", "requirements.txt": "x==2\n",
+                                                           "install-deps.sh": flaky})
+    code, res = sandbox.result()
+    assert (code, res["result"]) == (2, "aborted"), res
+    st = sandbox.state
+    assert target not in st["bad"] and st["retry"]["target"] == target and st["retry"]["attempts"] == 1
+    first_wait = st["retry"]["next_at"] - time.time()
+    assert 800 < first_wait <= 900
+    code, res = sandbox.result()  # cron again before the next try
+    assert (code, res["result"]) == (1, "deferred") and "next try" in res["message"]
+    assert sandbox.head() != target and sandbox.health()["version"] == "1"
+    # the time comes: tried again, fails again, now an hour
+    st["retry"]["next_at"] = time.time() - 1
+    (sandbox.home / "state.json").write_text(json.dumps(st))
+    code, res = sandbox.result()
+    assert res["result"] == "aborted"
+    assert 3500 < sandbox.state["retry"]["next_at"] - time.time() <= 3600
+    assert sandbox.state["retry"]["attempts"] == 2
+    # the network is back (a fixed rule): once the time comes, it deploys
+    from fabops.host import pipeline
+
+    assert pipeline.RETRY_BACKOFF == (900.0, 3600.0)
+    sandbox.origin.push("v3 works offline", {"VERSION": "3\n", "install-deps.sh": "#!/bin/sh\nmkdir -p vendor\n"
+                                              "cp requirements.txt vendor/installed.txt\n"})
+    code, res = sandbox.result()
+    assert (code, res["result"]) == (0, "deployed"), res
+    assert sandbox.state["retry"] is None
 
 
 def test_missing_env_keys_abort_without_showing_values(sandbox):
@@ -353,3 +459,19 @@ def test_ci_deploy_writes_the_github_step_summary(sandbox, tmp_path):
     text = summary.read_text()
     assert "### fabops deploy" in text and "| local | deployed |" in text
     assert sandbox.history()[-1]["actor"] == "octocat@github-actions"
+    # what shipped: the subject (UTF-8 intact) and author, in the summary and the table
+    sandbox.origin.push("新機能追加 | 会議の要約", {"VERSION": "2\n"})
+    r = run_cli("deploy", "-i", str(sandbox.inventory), env={"CI": "true", "GITHUB_STEP_SUMMARY": str(summary),
+                                                             "GITHUB_ACTOR": "octocat"})
+    assert r.returncode == 0, r.stderr
+    assert "新機能追加 \\| 会議の要約 (" in summary.read_text(encoding="utf-8")
+    assert "新機能追加 | 会議の要約" in r.stdout
+    rec = sandbox.history()[-1]
+    assert rec["subject"] == "新機能追加 | 会議の要約" and rec["author"]
+
+
+def test_retry_schedule_is_15_minutes_then_hourly():
+    from fabops.host.pipeline import retry_delay
+
+    assert [retry_delay(n) for n in (1, 2, 3, 10)] == [900.0, 3600.0, 3600.0, 3600.0]
+    assert retry_delay(0) == 900.0  # never sooner than the first step

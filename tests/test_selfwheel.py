@@ -59,21 +59,23 @@ def _venv(dest: Path) -> Path:
 
 def test_a_wheel_install_without_setuptools_builds_an_installable_wheel(tmp_path, fabops_wheel):
     """The first release's failure: installed from a wheel, fabops could not
-    build the wheel it installs on hosts. Here the built wheel goes into a
-    venv with no setuptools and no `wheel` (its dependencies come from the
-    test venv's site-packages, as `pip install` would have put them), and the
-    wheel that install builds installs again and runs."""
-    from tests.conftest import require
+    build the wheel it installs on hosts. Here the built wheel and only its
+    runtime dependencies (from the pre-built wheelhouse) go into a venv with
+    no setuptools and no `wheel`; the wheel that install builds is the same
+    on every run, installs again and runs."""
+    from tests.conftest import TEST_CACHE, require
 
-    require((Path(sys.prefix) / "bin/pip").exists(), "needs the test venv's pip")
+    house = TEST_CACHE / f"wheelhouse-cp{sys.version_info[0]}{sys.version_info[1]}"
+    require(house.is_dir(), f"no wheelhouse in {house}: run .ci/prebuild-wheelhouses (bash .ci/run does)")
     laptop = _venv(tmp_path / "laptop")
-    r = subprocess.run([str(laptop), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(fabops_wheel)],
-                       capture_output=True, text=True)
+    r = subprocess.run([str(laptop), "-m", "pip", "install", "-q", "--no-index", "--find-links", str(house),
+                        str(fabops_wheel)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    site = subprocess.run([sys.executable, "-c", "import fabric, os; print(os.path.dirname(os.path.dirname(fabric.__file__)))"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    env = dict(os.environ, PYTHONPATH=site, XDG_CACHE_HOME=str(tmp_path / "cache"), HOME=str(tmp_path))
-    env.pop("FABOPS_WHEEL", None)
+    probe = subprocess.run([str(laptop), "-c", "import importlib.util as u; print(u.find_spec('setuptools'), "
+                            "u.find_spec('wheel'))"], capture_output=True, text=True, check=True)
+    assert probe.stdout.split() == ["None", "None"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FABOPS_", "PYTHON"))}
+    env.update(XDG_CACHE_HOME=str(tmp_path / "cache"), HOME=str(tmp_path))
     code = "from fabops.install import local_wheel; w = local_wheel(); print(w.path); print(w.sha256)"
     runs = [subprocess.run([str(laptop), "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
             for _ in range(2)]
@@ -84,11 +86,10 @@ def test_a_wheel_install_without_setuptools_builds_an_installable_wheel(tmp_path
     assert str(tmp_path / "cache") in built and hashlib.sha256(Path(built).read_bytes()).hexdigest() == sha
 
     host = _venv(tmp_path / "host")
-    r = subprocess.run([str(host), "-m", "pip", "install", "-q", "--no-deps", "--no-index", built],
+    r = subprocess.run([str(host), "-m", "pip", "install", "-q", "--no-index", "--find-links", str(house), built],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    r = subprocess.run([str(tmp_path / "host/bin/fabops"), "--version"], capture_output=True, text=True,
-                       env=dict(env, PYTHONPATH=site))
+    r = subprocess.run([str(tmp_path / "host/bin/fabops"), "--version"], capture_output=True, text=True, env=env)
     assert r.returncode == 0 and __version__ in r.stdout, r.stdout + r.stderr
 
 

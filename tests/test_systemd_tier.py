@@ -61,7 +61,7 @@ def alias(box, client_key, isolated_home, deploy_env, tmp_path, request):
         "user": "ec2-user",
         "app": {"path": "/home/ec2-user/voice-meeting-bot"},
         "services": [{"name": UNIT, "unit": True, "command": "python3 app.py", "port": 3003, "timeout": "30s",
-                      "settle": "500ms", "check": {"url": "http://127.0.0.1:3003/webhook/meeting-completed",
+                      "settle": "500ms", "watch": "2s", "check": {"url": "http://127.0.0.1:3003/webhook/meeting-completed",
                                                    "method": "POST", "json": {"test": "health"}}}],
         "deps": [{"when": ["requirements.txt"], "run": "sh install-deps.sh"}],
         "logs": {"update": "/var/log/voice-meeting-bot-update.log", "health": "/var/log/voice-meeting-bot-health.log"},
@@ -213,34 +213,20 @@ def test_link_cut_mid_deploy_host_finishes_on_its_own(alias, origin, box):
 
 
 def test_bad_commit_rolls_back_and_notifies_once(alias, origin, box):
-    import http.server
-    import threading
+    from tests.harness.webhook import Hook
 
-    got = []
-
-    class H(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            got.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *a):
-            pass
-
-    srv = http.server.HTTPServer((box.address.rsplit(".", 1)[0] + ".1", 0), H)  # our side of the veth
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    hook = Hook(box.address.rsplit(".", 1)[0] + ".1")  # our side of the veth
     try:
-        url = f"http://{srv.server_address[0]}:{srv.server_address[1]}/hook"
-        on_host(f"umask 077; echo FABOPS_DISCORD_WEBHOOK={url} > ~/.fabops/voice-meeting-bot/notify.env")
+        on_host(f"umask 077; echo FABOPS_DISCORD_WEBHOOK={hook.url} > ~/.fabops/voice-meeting-bot/notify.env")
         good = on_host("git -C ~/voice-meeting-bot rev-parse HEAD").stdout.strip()
         origin.crash("6")
         r = fab(alias, "deploy")
         assert r.returncode == 2, r.stdout + r.stderr
         assert on_host(f"systemctl is-active {UNIT}").stdout.strip() == "active"
         assert on_host("git -C ~/voice-meeting-bot rev-parse HEAD").stdout.strip() == good
-        assert len(got) == 1 and "rolled back" in got[0]["content"]
+        assert len(hook.got) == 1 and "rolled back" in hook.got[0]["content"]
     finally:
-        srv.shutdown()
+        hook.close()
         on_host("rm -f ~/.fabops/voice-meeting-bot/notify.env")
     origin.good("7")  # the next tests start from a good head
     assert fab(alias, "deploy").returncode == 0

@@ -5,8 +5,9 @@
 
 Behaviour is driven by files in the commit, so tests and the demo can push a
 good, a crash-on-boot or an unhealthy version:
-- BEHAVIOUR: `ok` (default), `crash` (exit 1 at start-up) or `unhealthy`
-  (starts, but /health answers 500);
+- BEHAVIOUR: `ok` (default), `crash` (exit 1 at start-up), `unhealthy`
+  (starts, but /health answers 500), `error` (every request answers 500) or
+  `crash-after N` (answers its checks, then exits 3 after N seconds);
 - VERSION: shown by /health.
 The port comes from $PORT, else PORT= in .env, else 3013. It refuses to start
 unless its dependencies are installed (vendor/installed.txt matches
@@ -52,7 +53,9 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self):
-        if self.path == "/health":
+        if BEHAVIOUR == "error":
+            self._send(500, {"error": "internal", "version": VERSION})
+        elif self.path == "/health":
             if BEHAVIOUR == "unhealthy":
                 self._send(500, {"status": "unhealthy", "version": VERSION})
             else:
@@ -63,7 +66,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
         self.rfile.read(length)
-        if self.path == "/webhook/meeting-completed":
+        if BEHAVIOUR == "error":
+            self._send(500, {"error": "internal", "version": VERSION})
+        elif self.path == "/webhook/meeting-completed":
             self._send(200, {"received": True, "version": VERSION})
         else:
             self._send(404, {"error": "not found"})
@@ -82,6 +87,14 @@ def main():
         sys.exit(1)
     server = HTTPServer(("127.0.0.1", PORT), Handler)
     print(f"sample-app {VERSION} listening on {PORT}", flush=True)
+    if BEHAVIOUR.startswith("crash-after "):
+        import threading
+
+        def die():
+            print(f"sample-app: crashing now ({BEHAVIOUR})", file=sys.stderr, flush=True)
+            os._exit(3)
+
+        threading.Timer(float(BEHAVIOUR.split()[1]), die).start()
     server.serve_forever()
 
 

@@ -49,6 +49,19 @@ def show_cmd(app_path: str, sha: str, path: str) -> str:
     return git(app_path, "show", f"{sha}:{path}")
 
 
+def describe_cmd(app_path: str, sha: str) -> str:
+    # %x1f (unit separator) cannot appear in a subject or a name; the output
+    # is always UTF-8, whatever the commit's own encoding.
+    return join(["git", "-c", "i18n.logOutputEncoding=UTF-8", "-C", app_path, "log", "-1",
+                 "--format=%s%x1f%an", sha, "--"])
+
+
+def tree_has_cmd(app_path: str, sha: str, paths: Sequence[str]) -> str:
+    """Which of `paths` the commit's tree holds (literal paths, NUL-separated)."""
+    return join(["git", "--literal-pathspecs", "-C", app_path, "ls-tree", "-r", "-z", "--name-only", sha, "--",
+                 *paths])
+
+
 def parse_porcelain(output: str) -> List[str]:
     """`git status --porcelain -z` -> ['M file', '?? new', 'R new <- old']."""
     entries = output.split("\0")
@@ -115,6 +128,23 @@ class Git:
 
     def head(self) -> Optional[str]:
         return self.resolve("HEAD")
+
+    def describe(self, sha: str) -> tuple:
+        """(subject, author) of a commit, UTF-8 intact; ("", "") if unknown."""
+        result = self.c.run(describe_cmd(self.path, sha), hide=True, warn=True, in_stream=False,
+                            env=self.env or {}, encoding="utf-8")
+        subject, _, author = result.stdout.rstrip("\n").partition("\x1f")
+        return (subject, author) if result.ok else ("", "")
+
+    def tracked_in(self, sha: str, paths: Sequence[str]) -> List[str]:
+        """Those of `paths` that commit `sha` tracks (checking it out would overwrite them)."""
+        found: List[str] = []
+        for i in range(0, len(paths), 200):  # bounded argv
+            found += parse_names(self.run(tree_has_cmd(self.path, sha, paths[i:i + 200]), "git ls-tree").stdout)
+        # ls-tree -r answers a path that is a folder in the commit with the
+        # files under it: a local file `foo` is in the way of a tracked `foo/x`
+        exact = set(found)
+        return [p for p in paths if p in exact or any(f.startswith(p + "/") for f in found)]
 
     def dirty(self) -> List[str]:
         return parse_porcelain(self.run(status_cmd(self.path), "git status").stdout)

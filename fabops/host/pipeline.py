@@ -5,11 +5,13 @@ SSH) and `inv rollback` all run `run_update` on the host with a local Context.
 
 It converges on the *deployed* commit recorded in state.json, never on HEAD
 (legacy defect 2): a run whose restart failed is retried or rolled back, not
-forgotten. Nothing is reset without a backup; no step sleeps a fixed time.
+forgotten. Nothing is reset without a backup; readiness is polled, never slept (the
+watch after the gate is a window of checks, not a sleep).
 """
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
 from dataclasses import dataclass, field
@@ -23,7 +25,7 @@ from .events import EventLog, new_run_id
 from .files import HostPaths, append_json, append_line, ensure_dir, tail_jsonl
 from .git import Git, check_ref, paths_match
 from .lock import HostLock
-from .readiness import quick_health, wait_ready
+from .readiness import quick_health, wait_ready, watch
 from .services import ServiceManager
 from .state import State, load_state, save_state
 
@@ -35,10 +37,15 @@ RESULT_CODES = {
     "broken": errors.BROKEN,
     "locked": errors.LOCKED,
     "skipped_bad": errors.WARNING,
+    "deferred": errors.WARNING,  # a retryable target waits for its next try
 }
 TRIGGERS = ("cron", "deploy", "ci", "rollback", "reset", "manual")
 RESTART_BACKOFF = (3, 3600.0)  # at most 3 automatic restarts an hour
 CI_WAIT = 300.0
+# After a dependency rule fails (often the network), cron tries the same
+# target again after 15 min, then every hour: it is not marked bad.
+RETRY_BACKOFF = (900.0, 3600.0)
+FAILURES = ("aborted", "rolled_back", "broken")
 MIN_FREE_BYTES = 5 * 1024 * 1024
 
 
@@ -60,9 +67,13 @@ class Step:
     ok: bool = True
     seconds: float = 0.0
     message: str = ""
+    requests: Optional[int] = None  # HTTP checks fired by a gate or a watch
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "ok": self.ok, "seconds": round(self.seconds, 3), "message": self.message}
+        out = {"name": self.name, "ok": self.ok, "seconds": round(self.seconds, 3), "message": self.message}
+        if self.requests is not None:
+            out["requests"] = self.requests
+        return out
 
 
 @dataclass
@@ -80,6 +91,8 @@ class RunResult:
     saved: Optional[str] = None  # where local changes were saved
     plan: Optional[dict] = None  # dry run only
     host: str = ""
+    subject: str = ""  # what shipped: the target commit's subject and author
+    author: str = ""
 
     @property
     def exit_code(self) -> int:
@@ -104,16 +117,19 @@ class RunResult:
             "warnings": list(self.warnings),
             "saved": self.saved,
             "plan": self.plan,
+            "subject": self.subject,
+            "author": self.author,
         }
 
 
 class _Abort(Exception):
     """Stop the run with a result (internal control flow)."""
 
-    def __init__(self, result: str, message: str):
+    def __init__(self, result: str, message: str, step: str = ""):
         super().__init__(message)
         self.result = result
         self.message = message
+        self.step = step  # where it stopped: with the target, the notification key
 
 
 def default_actor() -> str:
@@ -141,6 +157,7 @@ class Pipeline:
         self.actor = opts.actor or default_actor()
         self.res = RunResult("noop", self.run_id, opts.trigger, self.actor, host=host.name)
         self.started = time.monotonic()
+        self.recorded = False  # a history record was written for this run
 
     # ---------------------------------------------------------------- helpers
     def say(self, message: str, **fields) -> None:
@@ -182,21 +199,11 @@ class Pipeline:
                 self._dry_run()
             else:
                 self._locked_run()
-        except _Abort as stop:
-            self.res.result = stop.result
-            self.res.message = stop.message
         except LockedError as exc:
             self.res.result = "locked"
             self.res.message = exc.message
-        except FabopsError as exc:
-            # Anything unexpected mid-run: the host state is unknown.
-            self.res.result = "broken"
-            self.res.message = exc.message
-        except OSError as exc:
-            # e.g. ENOSPC while saving state: state files are replaced
-            # atomically, so what is on disk is the last good version.
-            self.res.result = "broken"
-            self.res.message = f"{exc.strerror or exc} ({getattr(exc, 'filename', None) or 'host file'})"
+        except (_Abort, FabopsError, OSError) as exc:  # a dry run, or the lock itself
+            self._take_failure(exc)
         self.res.duration = time.monotonic() - self.started
         if self.opts.trigger == "cron" and not self.opts.dry_run:
             from .metrics import record
@@ -222,12 +229,31 @@ class Pipeline:
 
         lock.acquire(wait=wait, should_wait=same_target, on_wait=on_wait)
         try:
-            self._converge(lock)
+            try:
+                self._converge(lock)
+            except (_Abort, FabopsError, OSError) as exc:
+                # recorded while we still hold the lock: the next run must
+                # not race us on state.json
+                self._take_failure(exc)
+                self._record_unrecorded_failure()
         finally:
             lock.release()
         holder = waited.get("holder") or {}
         if self.res.result == "noop" and holder.get("run_id"):
             self._adopt_result_of(holder)
+
+    def _take_failure(self, exc: BaseException) -> None:
+        """The result of a run stopped by an exception."""
+        if isinstance(exc, _Abort):
+            self.res.result, self.res.message = exc.result, exc.message
+        elif isinstance(exc, FabopsError):
+            # anything unexpected mid-run: the host state is unknown
+            self.res.result, self.res.message = "broken", exc.message
+        else:
+            # e.g. ENOSPC while saving state: state files are replaced
+            # atomically, so what is on disk is the last good version
+            self.res.result = "broken"
+            self.res.message = f"{getattr(exc, 'strerror', None) or exc} ({getattr(exc, 'filename', None) or 'host file'})"
 
     def _adopt_result_of(self, holder: dict) -> None:
         """We waited for a run deploying our very target (cron vs CI after a
@@ -308,26 +334,43 @@ class Pipeline:
             info = state.bad[target]
             first = not info.get("notified")
             info["notified"] = True
-            state.last_check = time.time()
-            state.last_result = "skipped_bad"
-            self.save(state)
-            self.res.result = "skipped_bad"
-            self.res.message = (
-                f"origin is at {_short(target)}, which failed its gate ({info.get('reason', '?')}); "
-                f"staying on {_short(deployed)} until origin moves" + ("" if first else " (already reported)")
-            )
+            self._hold(state, "skipped_bad",
+                       f"origin is at {_short(target)}, which failed its gate ({info.get('reason', '?')}); "
+                       f"staying on {_short(deployed)} until origin moves" + ("" if first else " (already reported)"))
             if first:  # one history record (and notification), not one per poll
                 self._record()
             return
 
+        retry = state.retry or {}
+        if (self.opts.trigger == "cron" and not interrupted and retry.get("target") == target
+                and time.time() < retry.get("next_at", 0)):
+            self._hold(state, "deferred",
+                       f"origin is at {_short(target)}, whose dependency rule failed ({retry.get('reason', '?')}); "
+                       f"next try {time.strftime('%H:%M %Z', time.localtime(retry['next_at']))} "
+                       f"(try {retry.get('attempts', 1) + 1}); staying on {_short(deployed)}")
+            return
+
         self._deploy(state, deployed, head, target, interrupted is not None)
+
+    def _hold(self, state: State, result: str, message: str) -> None:
+        """Cron stays where it is on purpose (a bad target, a retry not due)."""
+        state.last_check = time.time()
+        state.last_result = result
+        self.save(state)
+        self.res.result = result
+        self.res.message = message
 
     def _fetch_and_resolve(self, state: State) -> str:
         app = self.host.app
         with self.step("fetch") as st:
             if not os.path.isdir(os.path.join(self.app, ".git")):
                 raise _Abort("aborted", f"{self.app} is not a git checkout (run `inv setup` first)")
-            self.git.fetch(app.remote, app.branch)
+            try:
+                self.git.fetch(app.remote, app.branch)
+            except errors.CommandFailed as exc:
+                # the network or the remote: nothing changed here, and the
+                # next run simply tries again
+                raise _Abort("aborted", f"{exc.message}; nothing changed") from None
             ref = self.opts.ref
             if ref is None and self.opts.trigger == "cron" and state.pin:
                 target = state.pin
@@ -356,11 +399,9 @@ class Pipeline:
         health = quick_health(self.services, list(self.host.services))
         sick = [h for h in health if not h.ok]
         if not sick:
-            state.last_check = time.time()
-            state.last_result = "noop"
-            self.save(state)
             self.res.result = "noop"
             self.res.message = f"up to date at {_short(state.deployed)}"
+            self._settle(state)
             return
         now = time.time()
         limit, window = RESTART_BACKOFF
@@ -402,13 +443,19 @@ class Pipeline:
             full = self._disk_problem()
             if full:
                 raise _Abort("aborted", full)
-            dirty = self.git.dirty()
-            if dirty:
+            person, in_the_way, kept = self._local_changes(state, target)
+            if person:
                 if not self.opts.stash:
-                    listing = ", ".join(dirty[:10]) + (f" and {len(dirty) - 10} more" if len(dirty) > 10 else "")
-                    raise _Abort("aborted", f"local changes in {self.app}: {listing}; commit them, or run with --stash to save them aside")
-                self.res.saved = self._stash(dirty)
-                st.message = f"saved {len(dirty)} local change(s) to {self.res.saved}"
+                    listing = ", ".join(person[:10]) + (f" and {len(person) - 10} more" if len(person) > 10 else "")
+                    raise _Abort("aborted", f"local changes in {self.app}: {listing}; commit them, or run with "
+                                 "--stash to save them aside")
+                self.res.saved = self._stash(person, in_the_way)
+                st.message = f"saved {len(person)} local change(s) to {self.res.saved}"
+            if kept:
+                listing = ", ".join(kept[:5]) + (f" and {len(kept) - 5} more" if len(kept) > 5 else "")
+                self.res.warnings.append(
+                    f"kept {len(kept)} untracked file(s) that the repository does not have: {listing} "
+                    "(add them to .gitignore to silence this)")
             missing = self._missing_env_keys(target)
             if missing:
                 raise _Abort(
@@ -440,14 +487,18 @@ class Pipeline:
             st.message = _short(target)
         ran: List[DepRule] = []
         failed_rule = None
+        before = self._dirty_paths() if rules else []
         for rule in rules:
             ran.append(rule)
             if not self._run_rule(rule):
                 failed_rule = rule
                 break
+        if rules:
+            self._note_own_files(before)
         if failed_rule is not None:
             why = f"dependency rule `{failed_rule.run}` failed"
-            self._mark_bad(target, why)
+            next_at = self._schedule_retry(target, why)
+            why += f" (transient? cron retries it at {time.strftime('%H:%M %Z', time.localtime(next_at))})"
             if fallback is None:
                 self._finish("broken", f"{why} and there is no previous commit to go back to")
                 return
@@ -456,6 +507,7 @@ class Pipeline:
                 # rules that ran are run again for the commit we go back to.
                 self.git.checkout(self.host.app.branch, fallback)
                 back = all(self._run_rule(r, label="re-run") for r in ran)
+                self._note_own_files(before)
                 st.ok = back
                 st.message = f"back on {_short(fallback)}" + ("" if back else "; re-running its rules failed too")
             if back:
@@ -464,8 +516,8 @@ class Pipeline:
                 self._finish("broken", f"{why}, and re-running the rules for {_short(fallback)} failed too")
             return
 
-        # ---- restart + readiness gate
-        if self._restart_and_wait(affected):
+        # ---- restart + readiness gate, then the watch window
+        if self._restart_and_wait(affected) and self._watch(affected, fallback, target):
             def promote(st: State) -> None:
                 if deployed and deployed != target:
                     st.previous = deployed
@@ -488,6 +540,8 @@ class Pipeline:
         with self.step("rollback") as st:
             self.git.checkout(self.host.app.branch, fallback)
             rules_ok = all(self._run_rule(r, label="re-run") for r in rules)
+            if rules:
+                self._note_own_files(before)
             st.message = f"checked out {_short(fallback)}" + ("" if rules_ok else "; its dependency rules failed")
             st.ok = rules_ok
         ok = rules_ok and self._restart_and_wait(affected, label="rollback")
@@ -518,13 +572,30 @@ class Pipeline:
         return None
 
 
+    def _watch(self, services: Sequence[Service], fallback: Optional[str], target: str) -> bool:
+        """The gate proved the services started; the watch proves they stay
+        up. The lock stays held, so neither cron nor `health --fix` steps in:
+        a failure here rolls back like a failed gate (docs/pipeline.md, "Watch")."""
+        longest = max((s.watch for s in services), default=0.0)
+        if longest <= 0:
+            return True
+        # the laptop's `deploy --no-watch` stops following here
+        self.events.emit("watch", status="start", seconds=longest, **{"from": fallback, "to": target})
+        with self.step("watch") as st:
+            seen = watch(self.services, list(services), progress=lambda m: self.say(m))
+            st.ok = seen.ok
+            st.message = seen.message
+            st.requests = seen.requests
+        return seen.ok
+
     def _restart_and_wait(self, services: Sequence[Service], label: str = "restart") -> bool:
         for svc in services:
             with self.step(f"{label} {svc.name}") as st:
                 self.services.restart(svc)
                 ready = wait_ready(self.services, svc, progress=lambda m: self.say(m))
                 st.ok = ready.ok
-                st.message = ready.message
+                st.message = ready.message + (f" ({ready.requests} HTTP checks)" if ready.requests else "")
+                st.requests = ready.requests
             if not ready.ok:
                 return False
         return True
@@ -549,10 +620,45 @@ class Pipeline:
         except OSError:
             pass
 
-    def _stash(self, dirty: List[str]) -> str:
-        """Save tracked changes as a patch and untracked files as a tarball under
-        the backup dir (0700), then clean the tree. Never `git clean -x`:
-        ignored files (.env, node_modules) stay."""
+    def _local_changes(self, state: State, target: str):
+        """Sort the checkout's changes (docs/pipeline.md, "Local changes"):
+        - a person's work: modified tracked files, and untracked files the
+          target would overwrite (unless fabops' own steps made them);
+        - kept: every other untracked file (build artefacts, __pycache__),
+          left in place and reported as a warning.
+        Returns (person's changes as status lines, untracked in the way, kept)."""
+        dirty = self.git.dirty()
+        # Forget our own files once they are clean again (a checkout put them
+        # back): a person's later edit to such a file is theirs again.
+        still = [f for f in state.own_files if f in {_status_path(d) for d in dirty}]
+        if still != state.own_files:
+            state.own_files = still
+            self.save(state)
+        own = set(still)
+        tracked = [d for d in dirty if not d.startswith("?? ") and _status_path(d) not in own]
+        untracked = [d[3:] for d in dirty if d.startswith("?? ")]
+        in_the_way = self.git.tracked_in(target, untracked) if untracked else []
+        theirs = [u for u in in_the_way if u not in own]
+        kept = [u for u in untracked if u not in set(in_the_way) and u not in own]
+        return tracked + [f"?? {u}" for u in theirs], theirs, kept
+
+    def _dirty_paths(self) -> List[str]:
+        return [_status_path(d) for d in self.git.dirty()]
+
+    def _note_own_files(self, before: Sequence[str]) -> None:
+        """Remember the files that our dependency rules just created or
+        changed (`npm install` rewriting package-lock.json, a __pycache__)."""
+        new = [u for u in self._dirty_paths() if u not in set(before)]
+        if new:
+            state = load_state(self.paths.state)
+            state.own_files = list(dict.fromkeys(state.own_files + new))[-500:]
+            self.save(state)
+
+    def _stash(self, dirty: List[str], untracked: Sequence[str] = ()) -> str:
+        """Save tracked changes as a patch and the untracked files in the way
+        as a tarball under the backup dir (0700), then put those back to the
+        commit. Other untracked files and ignored ones (.env, node_modules)
+        stay where they are."""
         stamp = time.strftime("%Y%m%dT%H%M%S")
         base = os.path.abspath(os.path.expanduser(self.host.backup_dir))
         dest = ensure_dir(os.path.join(base, "local-changes", f"{stamp}-{self.run_id[-6:]}"))
@@ -560,10 +666,6 @@ class Pipeline:
         patch = self.git.run(f"git -C {_q(self.app)} diff --binary HEAD", "git diff").stdout
         with open(os.path.join(dest, "tracked.patch"), "w", encoding="utf-8") as fh:
             fh.write(patch)
-        untracked = self.git.run(
-            f"git -C {_q(self.app)} ls-files --others --exclude-standard -z", "git ls-files"
-        ).stdout.split("\0")
-        untracked = [u for u in untracked if u]
         if untracked:
             import tarfile
 
@@ -575,7 +677,8 @@ class Pipeline:
         for name in os.listdir(dest):
             os.chmod(os.path.join(dest, name), 0o600)
         self.git.run(f"git -C {_q(self.app)} reset --quiet --hard", "git reset")
-        self.git.run(f"git -C {_q(self.app)} clean -fdq", "git clean")
+        for rel in untracked:  # saved above; only these, never a blanket clean
+            os.remove(os.path.join(self.app, rel))
         self.say(f"saved local changes to {dest}")
         return dest
 
@@ -586,6 +689,50 @@ class Pipeline:
         env_path = os.path.join(self.app, self.host.env_file)
         have = set(_env_keys(_read(env_path)))
         return [k for k in _env_keys(template) if k not in have]
+
+    def _schedule_retry(self, target: str, reason: str) -> float:
+        state = load_state(self.paths.state)
+        retry = state.retry if state.retry and state.retry.get("target") == target else {"target": target, "attempts": 0}
+        retry["attempts"] = int(retry.get("attempts", 0)) + 1
+        retry["next_at"] = time.time() + retry_delay(retry["attempts"])
+        retry["reason"] = reason[:300]
+        state.retry = retry
+        self.save(state)
+        return retry["next_at"]
+
+    def _settle(self, state: State) -> None:
+        """Write the outcome of this run into state: the last result, and
+        whether the host keeps failing to reach its target (shown by
+        `monitor` and `status` until a run converges)."""
+        now = time.time()
+        state.last_check = now
+        state.last_result = self.res.result
+        if self.res.result in FAILURES:
+            failing = state.failing if state.failing and state.failing.get("target") == self.res.to else None
+            failing = failing or {"target": self.res.to, "since": now, "count": 0}
+            failing.update(result=self.res.result, reason=self.res.message[:300], last=now,
+                           count=int(failing.get("count", 0)) + 1)
+            state.failing = failing
+        elif self.res.result == "deployed" or (self.res.result == "noop" and state.deployed == self.res.to):
+            state.failing = None
+            state.retry = None  # on a good commit now: an older target's retry is moot
+            state.notified = []  # the next failure, even a repeat of an old one, is news
+        self.save(state)
+
+    def _record_unrecorded_failure(self) -> None:
+        """A run that stopped before `_finish` (a preflight abort, an error
+        mid-run) is still recorded: history, update log, one notification
+        per (target, reason). Nothing fails silently."""
+        if self.recorded or self.opts.dry_run:
+            return
+        try:
+            self._settle(load_state(self.paths.state))
+        except OSError:
+            pass  # the full-disk case: the record below may still get through
+        try:
+            self._record()
+        except OSError as exc:  # a full disk must not turn a result into a traceback
+            self.res.warnings.append(f"could not record this run: {exc.strerror or exc}")
 
     def _mark_bad(self, target: str, reason: str) -> None:
         state = load_state(self.paths.state)
@@ -603,12 +750,16 @@ class Pipeline:
         if mutate is not None:
             mutate(state)
         state.in_progress = None
-        state.last_check = time.time()
-        state.last_result = result
-        self.save(state)
         self.res.result = result
         self.res.message = message
+        self._settle(state)
         self._record()
+
+    def _shipped(self) -> str:
+        """` "subject" (author)` of the target commit, for log lines and notifications."""
+        if not self.res.subject:
+            return ""
+        return f' "{self.res.subject}"' + (f" ({self.res.author})" if self.res.author else "")
 
     def _update_log_path(self) -> str:
         return self.host.logs.get("update") or self.paths.update_log
@@ -616,14 +767,18 @@ class Pipeline:
     def _record(self) -> None:
         """History record and update-log line for every non-noop run."""
         self.res.duration = time.monotonic() - self.started
+        if self.res.to and not self.res.subject:
+            self.res.subject, self.res.author = self.git.describe(self.res.to)
         rec = self.res.to_dict()
         rec["time"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         rec["ts"] = time.time()
         rec.pop("plan", None)
+        self.recorded = True
         append_json(self.paths.history, rec)
         line = (
             f"{rec['time']} [{self.opts.trigger} {self.actor}] {self.res.result.upper()} "
-            f"{_short(self.res.from_)} -> {_short(self.res.to)} in {self.res.duration:.1f}s: {self.res.message}"
+            f"{_short(self.res.from_)} -> {_short(self.res.to)}{self._shipped()} in {self.res.duration:.1f}s: "
+            f"{self.res.message}"
         )
         try:
             append_line(self._update_log_path(), line, fsync=False)
@@ -632,11 +787,25 @@ class Pipeline:
         self._notify()
 
     def _notify(self) -> None:
-        """Tell people about every non-no-op result; a failed delivery is
-        logged and never changes the result."""
+        """Tell people about every non-no-op result, a failure once per
+        (target, result, step where it stopped); a failed delivery is logged
+        and never changes the result."""
         from ..notify import notify
 
-        for d in notify(self.host.name, self.res.result, self.res.message, home=self.paths.home):
+        if self.res.result in FAILURES:
+            failed = [st.name for st in self.res.steps if not st.ok]
+            reason = re.sub(r"[0-9.]+", "", self.res.message)[:80]  # durations and counts vary run to run
+            key = f"{self.res.to}:{self.res.result}:{failed[0] if failed else ''}:{reason}"
+            try:
+                state = load_state(self.paths.state)
+                if key in state.notified:
+                    return
+                state.notified = (state.notified + [key])[-50:]
+                self.save(state)
+            except OSError:
+                pass
+        message = f"{self.res.message}{self._shipped()}"
+        for d in notify(self.host.name, self.res.result, message, home=self.paths.home):
             if not d.ok:
                 try:
                     append_line(self._update_log_path(), f"notify {d.channel}: {d.detail}", fsync=False)
@@ -663,6 +832,12 @@ class Pipeline:
         self.res.message = (
             f"would deploy {_short(deployed)} -> {_short(target)}" if target != deployed else f"up to date at {_short(target)}"
         )
+
+
+def retry_delay(attempts: int) -> float:
+    """Seconds until cron tries a target again after its `attempts`-th failed
+    dependency rule: 15 min, then every hour."""
+    return RETRY_BACKOFF[max(1, min(attempts, len(RETRY_BACKOFF))) - 1]
 
 
 def _test_pause(step: str, events: EventLog) -> None:
@@ -700,6 +875,12 @@ def _q(text: str) -> str:
     import shlex
 
     return shlex.quote(text)
+
+
+def _status_path(entry: str) -> str:
+    """The path of a parse_porcelain entry: 'M a', '?? b', 'R new <- old'."""
+    path = entry.split(" ", 1)[1] if " " in entry else entry
+    return path.split(" <- ", 1)[0]
 
 
 def _read(path: str) -> str:

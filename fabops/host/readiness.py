@@ -16,14 +16,20 @@ from __future__ import annotations
 import json as jsonlib
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, List, Optional, Tuple
 
 from ..inventory import Check, Service
 from .services import ServiceManager
 
 POLL = 0.2
-BACKOFF = (0.25, 0.5, 1.0, 2.0)
+# The HTTP check may have side effects (a POST webhook): back off to 4 s, so
+# a check that keeps failing fires about 15 times a minute, not 300.
+BACKOFF = (0.5, 1.0, 2.0, 4.0)
+# During the watch window: process state every half second (a fork of
+# `systemctl show` or a pidfile read), the HTTP check every 5 s.
+WATCH_POLL = 0.5
+WATCH_HTTP_EVERY = 5.0
 
 
 @dataclass
@@ -35,10 +41,10 @@ class Readiness:
     seconds: float = 0.0
     pid: Optional[int] = None
     http_status: Optional[int] = None
-    attempts: List[str] = field(default_factory=list)
+    requests: int = 0  # HTTP checks fired (they may have side effects)
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "attempts"}
+        return dict(self.__dict__)
 
 
 def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
@@ -148,8 +154,10 @@ def wait_ready(
     say = progress or (lambda _msg: None)
     probe = probe or LocalProbe()
 
+    requests = [0]
+
     def result(ok: bool, phase: str, message: str, pid=None, status=None) -> Readiness:
-        return Readiness(svc.name, ok, phase, message, clock() - started, pid, status)
+        return Readiness(svc.name, ok, phase, message, clock() - started, pid, status, requests[0])
 
     # 1. active with a live main PID
     pid = None
@@ -186,18 +194,34 @@ def wait_ready(
             sleep(POLL)
         say(f"{svc.name} listening on {svc.port}")
 
-    # 3. HTTP check with backoff
+    # 3. HTTP check with backoff; the same wrong answer again and again is
+    #    a deterministic failure: fail early instead of at the timeout
     status = None
     if svc.check is not None:
+        check = svc.check
         attempt = 0
+        same, same_count, same_since = None, 0, 0.0
         while True:
-            status, detail, _lat = probe.http(svc.check)
-            if status == svc.check.expect:
+            status, detail, _lat = probe.http(check)
+            requests[0] += 1
+            if status == check.expect:
                 break
+            if status is not None and status == same:
+                same_count += 1
+            else:
+                same, same_count, same_since = status, 1, clock()
             dead = still_alive()
             if dead:
                 dead.http_status = status
+                dead.requests = requests[0]
                 return dead
+            if same is not None and same_count >= check.fail_count and clock() - same_since >= check.fail_window:
+                return result(
+                    False, "http",
+                    f"{svc.name}: {check.method} {check.url} gave HTTP {same} {same_count} times in a row over "
+                    f"{clock() - same_since:.0f} s, expected {check.expect}: a deterministic failure, not a slow start",
+                    pid, status,
+                )
             if clock() >= deadline:
                 return result(
                     False, "http",
@@ -214,12 +238,83 @@ def wait_ready(
         dead = still_alive()
         if dead:
             dead.http_status = status
+            dead.requests = requests[0]
             return dead
         sleep(min(POLL, max(0.0, settle_end - clock())))
     dead = still_alive()
     if dead:
+        dead.requests = requests[0]
         return dead
     return result(True, "ready", f"{svc.name} ready", pid, status)
+
+
+def watch(
+    manager: ServiceManager,
+    services: List[Service],
+    progress: Optional[Callable[[str], None]] = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    probe=None,
+) -> Readiness:
+    """After the gate: keep checking each service until its own watch window
+    ends. The gate proves that a service started; the watch proves that it
+    stays up. Fails on a death, a restart behind our back (a crash loop under
+    systemd's Restart=), a closed port, or two failed HTTP checks in a row
+    (one may be a pause; two, five seconds apart, are not)."""
+    probe = probe or LocalProbe()
+    say = progress or (lambda _msg: None)
+    started = clock()
+    watched = [s for s in services if s.watch > 0]
+    ends = {s.name: started + s.watch for s in watched}
+    first = manager.status(watched) if watched else {}
+    pids = {s.name: first[s.name].pid for s in watched}
+    next_http = {s.name: started + WATCH_HTTP_EVERY for s in watched}
+    misses = {s.name: 0 for s in watched}
+    requests = 0
+    last_say = started
+
+    def fail(svc: Service, message: str, status=None) -> Readiness:
+        return Readiness(svc.name, False, "watch", message, clock() - started, pids.get(svc.name), status, requests)
+
+    for svc in watched:
+        st = first[svc.name]
+        if not (st.active and st.pid):
+            return fail(svc, f"{svc.name} died right after passing its gate (state {st.state})")
+    while True:
+        now = clock()
+        active = [s for s in watched if now < ends[s.name]]
+        if not active:
+            longest = max((s.watch for s in watched), default=0.0)
+            return Readiness(",".join(s.name for s in watched) or "-", True, "watched",
+                             f"stayed up through the {longest:g} s watch" if watched else "no watch window",
+                             clock() - started, None, None, requests)
+        statuses = manager.status(active)
+        for svc in active:
+            st = statuses[svc.name]
+            elapsed = now - started
+            if not (st.active and st.pid):
+                return fail(svc, f"{svc.name} died {elapsed:.0f} s after passing its gate (state {st.state})")
+            if st.pid != pids[svc.name]:
+                return fail(svc, f"{svc.name} restarted on its own {elapsed:.0f} s after its gate "
+                                 f"(pid {pids[svc.name]} -> {st.pid}): crash loop")
+            if svc.port and not probe.port_open(svc.port):
+                return fail(svc, f"{svc.name}: port {svc.port} stopped listening {elapsed:.0f} s after its gate")
+            if svc.check is not None and now >= next_http[svc.name]:
+                status, detail, _lat = probe.http(svc.check)
+                requests += 1
+                next_http[svc.name] = now + WATCH_HTTP_EVERY
+                if status == svc.check.expect:
+                    misses[svc.name] = 0
+                else:
+                    misses[svc.name] += 1
+                    if misses[svc.name] >= 2:
+                        return fail(svc, f"{svc.name}: check gave {detail} twice in a row, {elapsed:.0f} s after "
+                                         f"its gate, expected {svc.check.expect}", status)
+        if now - last_say >= 5.0:
+            last_say = now
+            left = max(ends[s.name] for s in active) - now
+            say(f"watching {', '.join(s.name for s in active)}: up, {left:.0f} s to go")
+        sleep(min(WATCH_POLL, max(0.0, min(ends[s.name] for s in active) - clock())))
 
 
 def quick_health(manager: ServiceManager, services, probe=None) -> List[Readiness]:

@@ -43,10 +43,10 @@ def systemd_action_cmd(action: str, units: Sequence[str]) -> str:
 
 
 def systemd_status_cmd(units: Sequence[str]) -> str:
-    return (
-        "systemctl show --timestamp=unix -p Id,ActiveState,SubState,MainPID,ExecMainStartTimestamp "
-        + " ".join(q(u) for u in units)
-    )
+    # --timestamp=unix needs systemd 248; older ones (Debian bullseye's 247)
+    # refuse the whole command, so fall back to the default timestamp format.
+    props = "-p Id,ActiveState,SubState,MainPID,ExecMainStartTimestamp " + " ".join(q(u) for u in units)
+    return f"{{ systemctl show --timestamp=unix {props} 2>/dev/null || systemctl show {props}; }}"
 
 
 def parse_systemd_show(output: str, units: Sequence[str]) -> Dict[str, ServiceStatus]:
@@ -71,10 +71,32 @@ def parse_systemd_show(output: str, units: Sequence[str]) -> Dict[str, ServiceSt
         stamp = block.get("ExecMainStartTimestamp", "")
         if stamp.startswith("@"):
             since = _float(stamp[1:])
+        elif stamp:
+            since = _parse_systemd_time(stamp)
         out[unit] = ServiceStatus(unit, state == "active" and bool(pid), state, pid or None, since)
     for unit in units:
         out.setdefault(unit, ServiceStatus(unit, False, "unknown"))
     return out
+
+
+def _parse_systemd_time(stamp: str) -> Optional[float]:
+    """systemd's default format, `Sun 2026-11-29 10:00:00 UTC` (systemd < 248).
+    Only UTC, or the zone this process is in, can be read without a tz database."""
+    import calendar
+    import time as _time
+
+    parts = stamp.split()
+    if len(parts) != 4:
+        return None
+    try:
+        tm = _time.strptime(f"{parts[1]} {parts[2]}", "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return None
+    if parts[3] in ("UTC", "GMT"):
+        return float(calendar.timegm(tm))
+    if parts[3] in _time.tzname:
+        return _time.mktime(tm)
+    return None
 
 
 def journal_cmd(unit: str, lines: int = 100, follow: bool = False, since: Optional[str] = None) -> str:

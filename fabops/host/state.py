@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional
 
@@ -22,6 +21,19 @@ class State:
     in_progress: Optional[dict] = None  # {run_id, trigger, from, to, step, since}
     restarts: List[float] = field(default_factory=list)  # automatic restarts (backoff)
     health: Dict[str, object] = field(default_factory=dict)  # {status: ok|down, since, backoff_notified}
+    # Updates that keep failing while origin is ahead (docs/pipeline.md, "No
+    # silent failure"): {target, result, reason, since, count, last}
+    failing: Optional[dict] = None
+    # A target whose dependency rule failed (often the network): retried by
+    # cron with backoff, never marked bad. {target, attempts, next_at, reason}
+    retry: Optional[dict] = None
+    # (target, result, step) keys already notified, so a failure that repeats
+    # every cron run is told once
+    notified: List[str] = field(default_factory=list)
+    # Untracked files that fabops' own steps (dependency rules) created, e.g.
+    # a package-lock.json written by `npm install`: not a person's work, so
+    # they never make a later run refuse (docs/pipeline.md, "Local changes").
+    own_files: List[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -47,11 +59,3 @@ def load_state(path: str) -> State:
 
 def save_state(path: str, state: State) -> None:
     atomic_write(path, state.to_json() + "\n")
-
-
-def touch_check(path: str, result: str) -> State:
-    state = load_state(path)
-    state.last_check = time.time()
-    state.last_result = result
-    save_state(path, state)
-    return state

@@ -19,6 +19,9 @@ DEPLOY_HELP = {
     "actor": "Who deploys, for the lock message and the history (default user@laptop, or $GITHUB_ACTOR).",
     "stash": "Save local changes found in the host's checkout aside and proceed (default: refuse).",
     "attach": "Follow an earlier run again by its id (after a lost connection).",
+    "watch": ("Wait for the watch window after the gate (default). --no-watch returns once the services pass "
+              "their gate; the host still watches them and rolls back on its own (with --rolling, the next batch "
+              "starts before this one's watch ends)."),
 }
 
 
@@ -179,7 +182,7 @@ def _summary(outcome):
             res = r.value.result
             style = RESULT_STYLE.get(res.get("result"), "white")
             table.add_row(r.host, f"[{style}]{res.get('result')}[/{style}]", short(res.get("from")), short(res.get("to")),
-                          fmt_duration(res.get("duration")), str(res.get("message", "")))
+                          fmt_duration(res.get("duration")), _shipped(res) + str(res.get("message", "")))
         else:
             table.add_row(r.host, "[red]error[/red]", "-", "-", fmt_duration(r.seconds), str(getattr(r.error, "message", r.error)))
     console().print(table)
@@ -190,18 +193,27 @@ def _github_summary(outcome):
     path = os.environ.get("GITHUB_STEP_SUMMARY")
     if not path:
         return
-    lines = ["| host | result | from | to | duration |", "|---|---|---|---|---|"]
+    lines = ["| host | result | from | to | commit | duration |", "|---|---|---|---|---|---|"]
     for r in outcome.results:
         if r.ok:
             res = r.value.result
-            lines.append(f"| {r.host} | {res.get('result')} | {(res.get('from') or '-')[:10]} | {(res.get('to') or '-')[:10]} | {res.get('duration', 0):.1f} s |")
+            shipped = _shipped(res).rstrip(": ").replace("|", "\\|") or "-"
+            lines.append(f"| {r.host} | {res.get('result')} | {(res.get('from') or '-')[:10]} | {(res.get('to') or '-')[:10]} "
+                         f"| {shipped} | {res.get('duration', 0):.1f} s |")
         else:
-            lines.append(f"| {r.host} | error: {getattr(r.error, 'message', r.error)} | - | - | - |")
+            lines.append(f"| {r.host} | error: {getattr(r.error, 'message', r.error)} | - | - | - | - |")
     try:
         with open(path, "a", encoding="utf-8") as fh:
             fh.write("### fabops deploy\n\n" + "\n".join(lines) + "\n\n")
     except OSError:
         pass
+
+
+def _shipped(res: dict) -> str:
+    """`subject (author): ` of the target commit, as the host recorded it."""
+    if not res.get("subject"):
+        return ""
+    return f"{res['subject']}" + (f" ({res['author']})" if res.get("author") else "") + ": "
 
 
 def _wait(wait):
@@ -219,6 +231,7 @@ def _code(outcome) -> int:
 def deploy(
     c, hosts=None, ref=None, dry_run=False, parallel=10, rolling=0, wait=None, liveness=5.0, offline=False,
     actor=None, stash=False, attach=None, json=False, inventory=None, accept_new=False, connect_timeout=None,
+    watch=True,  # last: Invoke hands out short flags in order; `--no-watch` is its inverse
 ):
     """Deploy the branch head (or --ref) to hosts through the host-side pipeline, with rollback on failure."""
     from ..deploy import DeployOptions, default_actor
@@ -233,7 +246,7 @@ def deploy(
     live = check_timeout(liveness, "--liveness") or 5.0
     opts = DeployOptions(ref=ref, trigger="ci" if os.environ.get("CI", "").lower() == "true" else "deploy",
                          actor=actor or default_actor(), stash=stash, wait=_wait(wait), liveness=live,
-                         offline=offline, dry_run=dry_run, clear_pin=ref is None, attach=attach)
+                         offline=offline, dry_run=dry_run, clear_pin=ref is None, attach=attach, watch=bool(watch))
     outcome = _run_deploys(inventory, hosts, opts, parallel, rolling, json, accept_new, connect_timeout)
     _report(outcome, json)
     finish(_code(outcome))

@@ -186,3 +186,15 @@ def usable() -> Optional[str]:
         if not shutil.which(tool):
             return f"{tool} is not installed (.ci/run installs systemd-container, debootstrap, zstd, iproute2)"
     return None
+
+
+def prebuild() -> None:
+    """Build and cache every image the tests boot (for .ci/run); a no-op where
+    the tier cannot run, which the tier itself then reports."""
+    if usable() is not None:
+        print(f"container images: not built ({usable()})")
+        return
+    from tests.conftest import TEST_CACHE
+
+    for suite in SUITES:
+        print(f"container image {suite}: {cached_rootfs(TEST_CACHE, suite).name}")

@@ -99,6 +99,7 @@ def local_inventory(path: Path, app: Path, home: Path, port: int, timeout: str =
                 "check": {"url": f"http://127.0.0.1:{port}/health"},
                 "timeout": timeout,
                 "settle": "300ms",
+                "watch": "1s",  # the watch runs, briefly: tests must not wait 30 s per deploy
             }
         ],
         "deps": [{"when": ["requirements.txt"], "run": "sh install-deps.sh"}],

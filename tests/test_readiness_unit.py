@@ -1,0 +1,103 @@
+"""The readiness gate and the watch with a fake clock, manager and probe:
+pure logic, no processes. The same behaviour on real systemd is in
+tests/test_truthful_deploy.py."""
+from fabops.host import readiness
+from fabops.host.services import ServiceStatus
+from fabops.inventory import Check, Service
+
+
+class Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+    def sleep(self, s):
+        self.t += s
+
+
+class Manager:
+    def __init__(self, script):
+        self.script = script  # t -> (active, pid)
+
+    def status(self, services):
+        return {s.name: self.script(s) for s in services}
+
+
+def up(pid=100):
+    return lambda svc: ServiceStatus(svc.name, True, "active", pid)
+
+
+class Probe:
+    def __init__(self, answers):
+        self.answers = answers  # callable(n) -> status
+        self.calls = 0
+
+    def port_open(self, port):
+        return True
+
+    def http(self, check):
+        self.calls += 1
+        status = self.answers(self.calls)
+        return status, f"HTTP {status}" if status else "no answer", 0.001
+
+
+def svc(**kw):
+    base = dict(name="bot", manager="systemd", port=3003, timeout=60.0, settle=0.5, watch=8.0,
+                check=Check(url="http://127.0.0.1:3003/x", method="POST"))
+    base.update(kw)
+    return Service(**base)
+
+
+def test_a_constant_500_fails_the_gate_early_with_few_requests():
+    clock, probe = Clock(), Probe(lambda n: 500)
+    r = readiness.wait_ready(Manager(up()), svc(), clock=clock, sleep=clock.sleep, probe=probe)
+    assert not r.ok and "deterministic" in r.message and "HTTP 500" in r.message
+    assert r.requests == probe.calls <= 7 and clock.t < 20  # not the 60 s timeout
+
+
+def test_a_slow_start_is_not_a_deterministic_failure():
+    # no answer (still starting), then 200: never failed early
+    clock, probe = Clock(), Probe(lambda n: None if n < 6 else 200)
+    r = readiness.wait_ready(Manager(up()), svc(), clock=clock, sleep=clock.sleep, probe=probe)
+    assert r.ok and r.requests == 6
+
+
+def test_the_check_backs_off_to_about_15_a_minute():
+    clock, probe = Clock(), Probe(lambda n: 503 if n % 2 else 502)  # changing errors: never "the same"
+    r = readiness.wait_ready(Manager(up()), svc(), clock=clock, sleep=clock.sleep, probe=probe)
+    assert not r.ok and "gave" in r.message and clock.t >= 60
+    assert probe.calls <= 20
+
+
+def test_the_fail_fast_rule_is_configurable():
+    clock, probe = Clock(), Probe(lambda n: 500)
+    check = Check(url="http://127.0.0.1:3003/x", fail_count=3, fail_window=2.0)
+    r = readiness.wait_ready(Manager(up()), svc(check=check), clock=clock, sleep=clock.sleep, probe=probe)
+    assert not r.ok and r.requests == 4  # t = 0, 0.5, 1.5 (1.5 s < 2 s), 3.5: fails
+
+
+def test_the_watch_catches_a_restart_behind_our_back():
+    clock = Clock()
+    manager = Manager(lambda s: ServiceStatus(s.name, True, "active", 100 if clock.t < 3 else 200))
+    r = readiness.watch(manager, [svc()], clock=clock, sleep=clock.sleep, probe=Probe(lambda n: 200))
+    assert not r.ok and "restarted on its own" in r.message and 3 <= clock.t < 4
+
+
+def test_the_watch_catches_a_death_and_two_failed_checks():
+    clock = Clock()
+    manager = Manager(lambda s: ServiceStatus(s.name, clock.t <= 5, "failed" if clock.t > 5 else "active", 100))
+    r = readiness.watch(manager, [svc()], clock=clock, sleep=clock.sleep, probe=Probe(lambda n: 200))
+    assert not r.ok and "died" in r.message
+    clock = Clock()
+    probe = Probe(lambda n: 200 if n == 1 else 500)
+    r = readiness.watch(Manager(up()), [svc(watch=30.0)], clock=clock, sleep=clock.sleep, probe=probe)
+    assert not r.ok and "twice in a row" in r.message and probe.calls == 3
+
+
+def test_a_healthy_service_passes_its_watch_with_few_requests():
+    clock, probe = Clock(), Probe(lambda n: 200)
+    r = readiness.watch(Manager(up()), [svc(watch=30.0), svc(name="api", watch=0.0)], clock=clock,
+                        sleep=clock.sleep, probe=probe)
+    assert r.ok and 30 <= clock.t < 31 and probe.calls == 5 == r.requests

@@ -1,0 +1,212 @@
+"""A deploy that tells the truth, on the booted find-to-do container (real
+systemd with Restart=on-failure, journald, cron's own command line, sudo).
+
+Each case that once left the host down or stuck while fabops said "deployed"
+or nothing at all: a late crash, a silent preflight abort, fabops' own files
+jamming the host, a network blip marking a good commit bad, file modes that
+depend on who deployed, a deterministic HTTP 500, and commit subjects."""
+import json
+
+import pytest
+import yaml
+
+from tests.harness.sandbox import Origin
+from tests.harness.webhook import Hook
+from tests.test_systemd_tier import UNIT, base, box, fab, on_host  # noqa: F401 - module fixtures
+
+# generous hang guards: the first test boots the container and sets it up
+pytestmark = [pytest.mark.systemd, pytest.mark.timeout(900)]
+APP = "~/voice-meeting-bot"
+HOME = "~/.fabops/voice-meeting-bot"
+
+
+@pytest.fixture(scope="module")
+def origin(tmp_path_factory):
+    return Origin(tmp_path_factory.mktemp("truthful-origin"))
+
+
+@pytest.fixture
+def host(box, origin, client_key, isolated_home, deploy_env, tmp_path):
+    """The alias, a hosts.yml with an 8 s watch, and a webhook endpoint."""
+    import os
+    from pathlib import Path
+
+    ssh = isolated_home / ".ssh"
+    (ssh / "config").write_text(f"Host find-to-do\n  HostName {box.address}\n  User ec2-user\n  IdentityFile {client_key}\n")
+    (ssh / "known_hosts").write_text(f"{box.address} {box.host_key}\n")
+    inv = tmp_path / "hosts.yml"
+    inv.write_text(yaml.safe_dump({"default": "find-to-do", "hosts": {"find-to-do": {
+        "user": "ec2-user",
+        "app": {"path": "/home/ec2-user/voice-meeting-bot"},
+        "services": [{"name": UNIT, "unit": True, "command": "python3 app.py", "port": 3003, "timeout": "40s",
+                      "settle": "500ms", "watch": "8s",
+                      "check": {"url": "http://127.0.0.1:3003/webhook/meeting-completed", "method": "POST",
+                                "json": {"test": "health"}}}],
+        "deps": [{"when": ["requirements.txt", "install-deps.sh"], "run": "sh install-deps.sh"}],
+        "env_template": ".env.example",
+        "env_file": ".env",
+        "logs": {"update": "/var/log/voice-meeting-bot-update.log", "health": "/var/log/voice-meeting-bot-health.log"},
+    }}}, sort_keys=False))
+    if on_host("test -d ~/voice-meeting-bot", check=False).returncode != 0:
+        on_host("git clone --quiet /srv/origin.git ~/voice-meeting-bot && "
+                "printf 'DISCORD_TOKEN=s3cr3t-marker\\nPORT=3003\\n' > ~/voice-meeting-bot/.env")
+        r = fab(inv, "setup", "--yes", "--offline")
+        assert r.returncode in (0, 1), r.stdout + r.stderr
+    hook = Hook(box.address.rsplit(".", 1)[0] + ".1")  # our side of the veth, as Discord would be
+    on_host(f"umask 077; echo FABOPS_DISCORD_WEBHOOK={hook.url} > {HOME}/notify.env")
+    assert Path(os.environ["HOME"]).exists()
+    yield inv, hook
+    hook.close()
+    on_host(f"rm -f {HOME}/notify.env")
+
+
+def deploy(inv, *args):
+    r = fab(inv, "deploy", "--json", *args)
+    try:
+        return r.returncode, json.loads(r.stdout)["find-to-do"]
+    except (ValueError, KeyError):
+        raise AssertionError(f"rc={r.returncode} out={r.stdout!r} err={r.stderr!r}")
+
+
+def cron(check=False):
+    """What the cron line runs on the host (the host's own fabops and host.yml)."""
+    r = on_host(f"cd && {HOME}/venv/bin/fabops local-update -i {HOME}/host.yml --json", check=check)
+    return r.returncode, json.loads(r.stdout)
+
+
+def version():
+    out = on_host("curl -s -X POST http://127.0.0.1:3003/webhook/meeting-completed", check=False).stdout
+    return json.loads(out)["version"] if out.strip() else None
+
+
+def history():
+    return [json.loads(x) for x in on_host(f"cat {HOME}/history.jsonl").stdout.splitlines()]
+
+
+def monitor(inv):
+    r = fab(inv, "monitor", "--json")
+    data = json.loads(r.stdout)["hosts"]["find-to-do"]
+    return r.returncode, [f["message"] for f in data["findings"]]
+
+
+def test_first_deploy_and_file_modes_for_deploy_and_cron(host, origin):
+    inv, _ = host
+    code, res = deploy(inv, "--offline")
+    assert code == 0 and res["result"] == "deployed", res
+    assert any(s["name"] == "watch" and s["ok"] for s in res["steps"]), res["steps"]
+    # a deploy from the laptop: the host's normal umask, not fabops' 077
+    origin.push("v2 new files", {"VERSION": "2\n", "requirements.txt": "http-server==2\n", "docs/new.txt": "x\n"})
+    code, res = deploy(inv)
+    assert code == 0, res
+    modes = on_host(f"cd {APP} && stat -c '%a %n' docs/new.txt vendor/installed.txt app.py").stdout.split("\n")
+    assert [m.split()[0] for m in modes if m] == ["644", "644", "644"], modes
+    # and cron's run makes the same modes
+    origin.push("v3 more files", {"VERSION": "3\n", "requirements.txt": "http-server==3\n", "docs/cron.txt": "y\n"})
+    code, res = cron()
+    assert res["result"] == "deployed", res
+    modes = on_host(f"cd {APP} && stat -c '%a' docs/cron.txt vendor/installed.txt").stdout.split()
+    assert modes == ["644", "644"], modes
+    assert on_host(f"stat -c %a {HOME} {HOME}/state.json").stdout.split() == ["700", "600"]
+
+
+def test_a_late_crash_is_rolled_back_not_reported_deployed(host, origin):
+    """The bot answers its first checks, then exits 3 s after start;
+    systemd restarts it. The watch after the gate catches it."""
+    inv, hook = host
+    good = version()
+    bad = origin.push("v4 dies after three seconds", {"VERSION": "4\n", "BEHAVIOUR": "crash-after 3\n"})
+    code, res = deploy(inv)
+    assert (code, res["result"]) == (2, "rolled_back"), res
+    watch = [s for s in res["steps"] if s["name"] == "watch"]
+    assert watch and not watch[0]["ok"] and ("died" in watch[0]["message"] or "restarted" in watch[0]["message"])
+    assert version() == good
+    assert on_host(f"systemctl is-active {UNIT}").stdout.strip() == "active"
+    last = history()[-1]
+    assert last["result"] == "rolled_back" and last["to"] == bad and last["subject"] == "v4 dies after three seconds"
+    assert len(hook.texts("rolled back")) == 1, hook.got
+    code, res = cron()  # cron does not retry it
+    assert res["result"] == "skipped_bad"
+    assert monitor(inv)[0] in (0, 1)
+    origin.push("v5 fixed", {"VERSION": "5\n", "BEHAVIOUR": "ok\n"})
+    assert deploy(inv)[0] == 0
+
+
+def test_a_preflight_abort_is_recorded_notified_once_and_shown(host, origin):
+    inv, hook = host
+    before = len(history())
+    target = origin.push("新機能追加: 会議の要約", {"VERSION": "6\n", ".env.example": "DISCORD_TOKEN=\nPORT=\nSUMMARY_KEY=\n"})
+    code, res = deploy(inv)
+    assert (code, res["result"]) == (2, "aborted") and "SUMMARY_KEY" in res["message"], res
+    for _ in range(2):
+        code, res = cron()
+        assert res["result"] == "aborted"
+    recs = history()[before:]
+    assert [r["result"] for r in recs] == ["aborted"] * 3
+    assert recs[0]["subject"] == "新機能追加: 会議の要約" and recs[0]["to"] == target
+    log = on_host("cat /var/log/voice-meeting-bot-update.log").stdout
+    assert log.count("ABORTED") >= 3 and "新機能追加: 会議の要約" in log
+    assert len(hook.texts("aborted")) == 1, hook.got
+    assert "s3cr3t-marker" not in json.dumps(hook.got) + log
+    code, findings = monitor(inv)
+    assert code == 1 and any("updates failing since" in f and "SUMMARY_KEY" in f for f in findings), findings
+    assert on_host(f"systemctl is-active {UNIT}").stdout.strip() == "active"
+    on_host(f"echo SUMMARY_KEY=k >> {APP}/.env")
+    assert deploy(inv)[0] == 0
+    assert monitor(inv)[0] == 0
+
+
+def test_fabops_own_files_never_jam_the_host(host, origin):
+    """A rule that writes an untracked lock file and a __pycache__ (as npm
+    install and Python do), through deploy, recovery, cron and reset."""
+    inv, _ = host
+    rule = ("#!/bin/sh\nset -e\nrm -rf vendor\nmkdir -p vendor __pycache__\n"
+            "grep -qx fail requirements.txt && exit 1\ncp requirements.txt vendor/installed.txt\n"
+            "echo lock > package-lock.json\necho x > __pycache__/app.cpython-311.pyc\n")
+    origin.push("v7 rule writes files", {"VERSION": "7\n", "install-deps.sh": rule, "requirements.txt": "a==7\n"})
+    code, res = deploy(inv)
+    assert (code, res["result"]) == (0, "deployed"), res
+    origin.push("v8 broken install", {"VERSION": "8\n", "requirements.txt": "fail\n"})
+    code, res = deploy(inv)
+    assert res["result"] == "aborted" and any(s["name"].startswith("re-run") and s["ok"] for s in res["steps"]), res
+    origin.push("v9", {"VERSION": "9\n", "requirements.txt": "a==9\n"})
+    code, res = cron()
+    assert res["result"] == "deployed" and not res["warnings"], res
+    r = fab(inv, "reset", "--yes", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    origin.push("v10", {"VERSION": "10\n", "requirements.txt": "a==10\n"})
+    code, res = deploy(inv)
+    assert (code, res["result"]) == (0, "deployed"), res
+    assert version() == "10"
+
+
+def test_a_network_blip_is_retried_not_marked_bad(host, origin):
+    inv, _ = host
+    flaky = ("#!/bin/sh\nset -e\nif [ -e /tmp/no-network ]; then echo 'npm ERR! network ETIMEDOUT' >&2; exit 1; fi\n"
+             "rm -rf vendor && mkdir -p vendor && cp requirements.txt vendor/installed.txt\n")
+    on_host("touch /tmp/no-network")
+    target = origin.push("v11 needs the network", {"VERSION": "11\n", "install-deps.sh": flaky, "requirements.txt": "b==11\n"})
+    code, res = cron()
+    assert res["result"] == "aborted", res
+    state = json.loads(on_host(f"cat {HOME}/state.json").stdout)
+    assert target not in state["bad"] and state["retry"]["target"] == target
+    code, res = cron()
+    assert (code, res["result"]) == (1, "deferred"), res
+    code, findings = monitor(inv)
+    assert code == 1 and any("next try" in f for f in findings), findings
+    on_host("rm -f /tmp/no-network")
+    state["retry"]["next_at"] = 0  # the time has come
+    on_host(f"cat > {HOME}/state.json <<'EOF'\n{json.dumps(state)}\nEOF")
+    code, res = cron()
+    assert res["result"] == "deployed", res
+    assert version() == "11"
+
+
+def test_a_deterministic_http_500_fails_fast_with_few_requests(host, origin):
+    inv, _ = host
+    origin.push("v12 every request fails", {"VERSION": "12\n", "BEHAVIOUR": "error\n"})
+    code, res = deploy(inv)
+    assert (code, res["result"]) == (2, "rolled_back"), res
+    gate = [s for s in res["steps"] if s["name"] == f"restart {UNIT}"][0]
+    assert "deterministic" in gate["message"] and "HTTP 500" in gate["message"], gate
+    assert gate["requests"] <= 8, gate  # not 31 POSTs in 60 s
+    assert version() == "11"
