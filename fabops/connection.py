@@ -96,12 +96,41 @@ def command_timeout() -> float:
         return DEFAULT_COMMAND_TIMEOUT
 
 
+def _timeout_runner(base):
+    """`base` (an Invoke or Fabric runner class) with a timeout that is always
+    reported as one.
+
+    Invoke decides "timed out" after the command ends by asking whether its
+    timer thread is still alive. The timer's thread calls kill() and then has
+    to finish; on a busy machine the main thread often gets there first, so a
+    killed command came back as an ordinary failed one with half its output
+    (a hung monitor fact script became exit 2 with a partial panel, instead of
+    exit 3). A flag set before the kill has no such window."""
+
+    class TimeoutRunner(base):
+        _expired = False
+
+        def kill(self):
+            self._expired = True
+            super().kill()
+
+        @property
+        def timed_out(self) -> bool:
+            return self._expired or super().timed_out
+
+    TimeoutRunner.__name__ = TimeoutRunner.__qualname__ = "Timeout" + base.__name__
+    return TimeoutRunner
+
+
 def local_context(host: Host):
     """An invoke.Context for `connection: local` hosts."""
     from invoke import Config, Context
+    from invoke.runners import Local
 
     require_linux(host)
-    return Context(config=Config(overrides=run_overrides(host)))
+    overrides = run_overrides(host)
+    overrides["runners"] = {"local": _timeout_runner(Local)}
+    return Context(config=Config(overrides=overrides))
 
 
 def connect(
@@ -116,6 +145,7 @@ def connect(
     if host.is_local:
         return local_context(host)
     from fabric import Config, Connection
+    from fabric.runners import Remote
 
     quiet_paramiko()
     tune_runner()
@@ -125,6 +155,7 @@ def connect(
         connect_kwargs["key_filename"] = [os.path.expanduser(host.identity_file)]
     overrides = run_overrides(host)
     overrides["timeouts"] = {"command": command_timeout()}
+    overrides["runners"] = {"remote": _timeout_runner(Remote)}
     config = Config(overrides=overrides)
     cxn = Connection(
         host.address,

@@ -69,3 +69,36 @@ def test_prefix_writer_never_interleaves_partial_lines():
     for line in lines:
         prefix, body = line.split(" ", 1)
         assert prefix.startswith("[h") and body.strip().startswith("part-") and body.endswith("-end")
+
+
+def test_a_timeout_is_reported_even_when_the_timer_thread_lingers():
+    """Invoke asks whether its timer thread is still alive to decide that a
+    command timed out; on a busy machine the command's end can win that race
+    and a timeout came back as an ordinary failure with partial output. The
+    lingering kill below makes the race certain: invoke's own runner loses
+    it, ours still raises CommandTimedOut (exit 3 via map_failure)."""
+    import pytest
+    from invoke import Config, Context
+    from invoke.exceptions import CommandTimedOut
+    from invoke.runners import Local
+
+    from fabops.connection import _timeout_runner
+    from fabops.fanout import map_failure
+
+    def lingering(cls):
+        class Slow(cls):
+            def kill(self):
+                super().kill()
+                time.sleep(0.5)  # the timer thread is still alive meanwhile
+        return Slow
+
+    def run(cls):
+        ctx = Context(config=Config(overrides={"runners": {"local": lingering(cls)}}))
+        return ctx.run("sleep 5", timeout=0.2, warn=True, hide=True, in_stream=False)
+
+    result = run(Local)  # invoke alone: no exception, a plain failed result
+    assert result.exited != 0
+    with pytest.raises(CommandTimedOut) as info:
+        run(_timeout_runner(Local))
+    err = map_failure(info.value, host="h")
+    assert err is not None and err.exit_code == UNREACHABLE and "timed out after 0.2" in str(err)
