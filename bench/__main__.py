@@ -1,9 +1,10 @@
 """`python -m bench [pipeline ...]`: run the benchmarks and print Markdown."""
 import sys
 
-from bench import monitor, pipeline, transport
+from bench import monitor, pipeline, recovery, transport
 
-SUITES = {"pipeline": pipeline.main, "monitor": monitor.main, "transport": transport.main}
+SUITES = {"pipeline": pipeline.main, "monitor": monitor.main, "transport": transport.main,
+          "recovery": recovery.main}
 
 
 def main(argv):

@@ -1,33 +1,108 @@
 """The `fabops` console script: an Invoke Program serving the same task tree
 as `inv` (with the root tasks.py), so the host can run `fabops local-update`
-without a tasks.py."""
+without a tasks.py.
+
+The command-line contract (docs/architecture.md, "Command line") is kept
+here for both programs: a parse error is a usage error (exit 64) with a
+did-you-mean, a closed stdout ends quietly, and `fabops -H web deploy` works
+like `fabops deploy -H web`. Under `inv`, `adopt()` (called when the task
+tree is imported) gives Invoke's own Program the same parse-error handling;
+Invoke parses its core flags before it imports tasks.py, so only those keep
+Invoke's exit 1.
+"""
 from __future__ import annotations
 
-import sys
+import difflib
+import functools
+import re
 
-from invoke import Program
+from invoke import Argument, Exit, Program
 from invoke.exceptions import ParseError
 
 from . import __version__
-from .errors import USAGE
+from .errors import USAGE, quiet_closed_pipe
+
+_UNKNOWN = re.compile(r"^No idea what '(.+)' is!$")
+
+
+def explain(exc: ParseError, program: Program) -> str:
+    """Invoke's parse error in fabops' words, with a did-you-mean."""
+    text = str(exc)
+    m = _UNKNOWN.match(text)
+    if not m:
+        return text
+    token = m.group(1)
+    prog = _prog(program)
+    if token.startswith("-"):
+        ctx = getattr(exc, "context", None)
+        choices = list(getattr(ctx, "flags", {}) or {}) + list(getattr(ctx, "inverse_flags", {}) or {})
+        what, where = "flag", (f" for {ctx.name}" if getattr(ctx, "name", None) else "")
+        see = f"see `{prog} {ctx.name} --help`" if getattr(ctx, "name", None) else f"see `{prog} --help`"
+    else:
+        collection = getattr(program, "collection", None)
+        choices = list(collection.task_names) if collection is not None else []
+        what, where, see = "task", "", f"see `{prog} --list`"
+    hint = difflib.get_close_matches(token, choices, n=1, cutoff=0.6)
+    did = f" (did you mean {hint[0]!r}?)" if hint else ""
+    return f"unknown {what} {token!r}{where}{did}; {see}"
+
+
+def _prog(program: Program) -> str:
+    """`fabops`, or `inv` for Invoke's own binary (named "inv[oke]")."""
+    return re.sub(r"\[.*?\]", "", program.binary or "fabops")
+
+
+def _usage_errors(method):
+    """Wrap a Program parse step: ParseError becomes exit 64 with one line."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except ParseError as exc:
+            raise Exit(f"{_prog(self)}: {explain(exc, self)}", code=USAGE) from None
+        except BrokenPipeError:  # `--help | head`
+            quiet_closed_pipe()
+
+    wrapper._fabops = True
+    return wrapper
+
+
+def adopt(program_class=Program) -> None:
+    """Give Invoke's `inv` the same task-parse contract (idempotent)."""
+    for name in ("parse_tasks", "parse_cleanup"):
+        method = getattr(program_class, name)
+        if not getattr(method, "_fabops", False):
+            setattr(program_class, name, _usage_errors(method))
 
 
 class FabopsProgram(Program):
-    """Parse errors (unknown task, bad flag) are usage errors: exit 64, not 1."""
+    """`fabops`: exit 64 on any parse error (core flags included) and a global -H."""
 
-    def parse_core(self, argv):
-        try:
-            super().parse_core(argv)
-        except ParseError as exc:
-            print(f"fabops: {exc}", file=sys.stderr)
-            sys.exit(USAGE)
+    def core_args(self):
+        args = super().core_args()
+        args.append(Argument(names=("hosts", "H"), help="Hosts or groups for the task, as the task's own -H."))
+        return args
 
+    parse_core = _usage_errors(Program.parse_core)
+    parse_cleanup = _usage_errors(Program.parse_cleanup)
+
+    @_usage_errors
     def parse_tasks(self):
-        try:
-            super().parse_tasks()
-        except ParseError as exc:
-            print(f"fabops: {exc}", file=sys.stderr)
-            sys.exit(USAGE)
+        Program.parse_tasks(self)
+        given = self.args.hosts.value
+        if given is None:
+            return
+        takers = [ctx for ctx in self.tasks if "hosts" in ctx.args]
+        if not takers:
+            raise Exit(f"fabops: -H was given but {', '.join(c.name for c in self.tasks) or 'no task'} "
+                       "takes no hosts", code=USAGE)
+        for ctx in takers:
+            own = ctx.args["hosts"].value
+            if own is not None and own != given:
+                raise Exit(f"fabops: -H given twice ({given!r} before {ctx.name}, {own!r} after it); give it once",
+                           code=USAGE)
+            ctx.args["hosts"].value = given
 
 
 def main(argv=None):

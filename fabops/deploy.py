@@ -276,9 +276,15 @@ def _dry_run(c, host: Host, opts: DeployOptions, outcome: DeployOutcome, on_even
                   hide=True, warn=True, timeout=60)
         target = r.stdout.split()[0] if r.ok and r.stdout.strip() else (opts.ref or "?")
         deployed = status.get("deployed") or status.get("head")
+        # Without fabops on the host the preflight cannot run: say so, and
+        # what the deploy would first do.
+        moving = target != deployed
         outcome.result = {
-            "result": "noop", "exit_code": errors.OK, "from": deployed, "to": target, "duration": 0.0,
-            "message": f"{inst.message}; then would deploy {(deployed or 'none')[:12]} -> {target[:12]}",
+            "result": "would_deploy" if moving else "noop", "exit_code": errors.OK, "from": deployed, "to": target,
+            "duration": 0.0,
+            "message": f"{inst.message}; then " + (f"would deploy {(deployed or 'none')[:12]} -> {target[:12]}"
+                                                   if moving else f"up to date at {target[:12]}"),
+            "warnings": ["preflight not run: fabops is not installed on the host at this version yet"],
             "plan": {"install": inst.message, "from": deployed, "to": target, "pin": status.get("pin")},
         }
         return outcome
@@ -289,6 +295,10 @@ def _dry_run(c, host: Host, opts: DeployOptions, outcome: DeployOutcome, on_even
             "--dry-run", "--json", "--trigger", opts.trigger, "--actor", opts.actor or default_actor()]
     if opts.ref:
         argv += ["--ref", opts.ref]
+    if opts.stash:
+        argv.append("--stash")
+    if opts.wait:
+        argv += ["--wait", str(float(opts.wait))]
     words = " ".join(_hq(a) if a.startswith("~") else join([a]) for a in argv)
     r = c.run(f"{words}; rc=$?; rm -f {_hq(config)}; exit $rc", hide=True, warn=True, timeout=300)
     try:
@@ -313,6 +323,7 @@ def _deploy_local(c, host: Host, opts: DeployOptions, on_event) -> DeployOutcome
     run_id = new_run_id()
     outcome = DeployOutcome(host.name, run_id)
     events = EventLog(HostPaths.for_home(host.home).run_events(run_id), [lambda e: (outcome.events.append(e), on_event(e))])
+    events.start_heartbeat()  # progress lines for long steps, as over SSH
     try:
         res = run_update(c, host, UpdateOptions(
             trigger=opts.trigger, actor=opts.actor or default_actor(), ref=opts.ref, stash=opts.stash,

@@ -15,6 +15,24 @@ BROKEN = 5
 USAGE = 64  # EX_USAGE
 INTERNAL = 70  # EX_SOFTWARE: a bug in fabops, never a state of the host
 CONFIG = 78  # EX_CONFIG
+CLOSED_PIPE = 141  # 128 + SIGPIPE: stdout's reader went away (`| head`); no traceback
+
+
+
+def quiet_closed_pipe() -> None:
+    """stdout's reader went away (`fabops history | head`): stop without a
+    traceback. Later writes, including the interpreter's final flush, go to
+    /dev/null. Exit 141 is what a shell reports for a pipe-killed command."""
+    import os
+    import sys
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    raise SystemExit(CLOSED_PIPE)
+
 
 NAMES = {
     OK: "OK",
@@ -45,7 +63,8 @@ def worst(codes) -> int:
 
 
 class FabopsError(Exception):
-    """Base of every error fabops reports to a person. The message is one line."""
+    """Base of every error fabops reports to a person. The message is one
+    line (a ConfigError may carry several, one per problem in the file)."""
 
     exit_code = FAILED
 
@@ -75,6 +94,17 @@ class ConfigError(FabopsError):
         self.path = path
         self.key = key
         self.problem = problem
+        self.problems = [(key, problem)]
+
+    @classmethod
+    def many(cls, path: str, problems) -> "ConfigError":
+        """Every problem found in one file: the first is `key`/`problem`, and
+        the message has one `FILE: KEY: problem` line per problem."""
+        first = cls(path, *problems[0])
+        first.problems = list(problems)
+        first.message = "\n".join(str(cls(path, k, p)) for k, p in problems)
+        first.args = (first.message,)
+        return first
 
 
 class UnreachableError(FabopsError):

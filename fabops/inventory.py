@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -163,8 +164,13 @@ class Inventory:
         return list(self.hosts) + [g for g in self.groups if g not in self.hosts]
 
     def select(self, spec: Optional[str]) -> List[Host]:
-        """Resolve `-H a,b,group` (or the default) to hosts, in order, once each."""
-        if spec is None or not str(spec).strip():
+        """Resolve `-H a,b,group,web*` (or, with no -H at all, the default)
+        to hosts, in order, once each.
+
+        A blank -H is a usage error, never the default: `-H "$TARGET"` with
+        TARGET unset must not mean production. Patterns (`*`, `?`, `[...]`)
+        match host and group names; one that matches nothing is an error."""
+        if spec is None:
             if self.default is not None:
                 spec = self.default
             elif len(self.hosts) == 1:
@@ -174,29 +180,37 @@ class Inventory:
                     "no host given and hosts.yml sets no `default`; use -H NAME "
                     f"(known: {', '.join(self.names())})"
                 )
+        elif not str(spec).strip():
+            raise UsageError(f"-H is empty; name a host, group or pattern (known: {', '.join(self.names())})")
         chosen: List[Host] = []
         for raw in str(spec).split(","):
             name = raw.strip()
             if not name:
-                continue
-            if name in self.hosts:
-                members = [name]
-            elif name in self.groups:
-                members = list(self.groups[name])
-            elif name == "all":
-                members = list(self.hosts)
-            else:
-                hint = _close(name, self.names())
-                did = f" (did you mean {hint[0]!r}?)" if hint else ""
-                raise UsageError(
-                    f"unknown host or group {name!r}{did}; known: {', '.join(self.names())}"
-                )
-            for member in members:
+                raise UsageError(f"-H {spec!r} has an empty entry; name a host, group or pattern")
+            for member in self._members(name):
                 if all(h.name != member for h in chosen):
                     chosen.append(self.hosts[member])
-        if not chosen:
-            raise UsageError("no host selected")
         return chosen
+
+    def _members(self, name: str) -> List[str]:
+        if name in self.hosts:
+            return [name]
+        if name in self.groups:
+            return list(self.groups[name])
+        if name == "all":
+            return list(self.hosts)
+        if any(ch in name for ch in "*?["):
+            import fnmatch
+
+            members: List[str] = []
+            for match in fnmatch.filter(self.names(), name):
+                members.extend(m for m in self._members(match) if m not in members)
+            if not members:
+                raise UsageError(f"-H pattern {name!r} matched nothing; known: {', '.join(self.names())}")
+            return members
+        hint = _close(name, self.names())
+        did = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise UsageError(f"unknown host or group {name!r}{did}; known: {', '.join(self.names())}")
 
 
 # --------------------------------------------------------------------------
@@ -316,9 +330,27 @@ class _Validator:
 
     def __init__(self, path: str):
         self.path = path
+        # Every problem in the file is reported, not only the first: each
+        # host, group and host key is checked on its own (`collecting`), and
+        # unknown keys are noted without stopping.
+        self.problems: List[Tuple[str, str]] = []
 
     def fail(self, key: str, problem: str):
         raise ConfigError(self.path, key, problem)
+
+    def note(self, key: str, problem: str) -> None:
+        self.problems.append((key, problem))
+
+    @contextmanager
+    def collecting(self):
+        try:
+            yield
+        except ConfigError as exc:
+            self.note(exc.key, exc.problem)
+
+    def raise_problems(self) -> None:
+        if self.problems:
+            raise ConfigError.many(self.path, self.problems)
 
     # -- primitives ---------------------------------------------------------
     def mapping(self, value: Any, key: str, allowed: Optional[Tuple[str, ...]] = None) -> dict:
@@ -327,11 +359,14 @@ class _Validator:
         for k in value:
             if not isinstance(k, str):
                 self.fail(key, f"keys must be strings, got {k!r}")
-            if allowed is not None and k not in allowed:
+        if allowed is None:
+            return value
+        for k in value:
+            if k not in allowed:
                 hint = _close(k, allowed)
                 did = f" (did you mean {hint[0]!r}?)" if hint else ""
-                self.fail(f"{key}.{k}" if key else k, f"unknown key{did}; allowed: {', '.join(allowed)}")
-        return value
+                self.note(f"{key}.{k}" if key else k, f"unknown key{did}; allowed: {', '.join(allowed)}")
+        return {k: v for k, v in value.items() if k in allowed}
 
     def string(self, value: Any, key: str, check: Optional[Callable[[str], Optional[str]]] = None) -> str:
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
@@ -386,8 +421,19 @@ class _Validator:
 
     # -- sections -----------------------------------------------------------
     def inventory(self, data: Any) -> Inventory:
+        """The validated Inventory, or one ConfigError naming every problem."""
+        try:
+            inventory = self._inventory(data)
+        except ConfigError as exc:  # a problem that stops the whole file
+            self.note(exc.key, exc.problem)
+        self.raise_problems()
+        return inventory
+
+    def _inventory(self, data: Any) -> Inventory:
         top = self.mapping(data, "", ("defaults", "hosts", "groups", "default", "known_hosts"))
-        defaults = self.host_fields(top.get("defaults") or {}, "defaults")
+        defaults: dict = {}
+        with self.collecting():
+            defaults = self.host_fields(top.get("defaults") or {}, "defaults")
         if "hosts" not in top:
             self.fail("hosts", "is required: a mapping of host names to their settings")
         raw_hosts = self.mapping(top["hosts"], "hosts")
@@ -396,89 +442,103 @@ class _Validator:
         hosts: Dict[str, Host] = {}
         for name, raw in raw_hosts.items():
             key = f"hosts.{name}"
-            self.string(name, key, _host_name_problem)
-            own = self.host_fields(raw or {}, key)
-            hosts[name] = self.finish_host(name, _merge(defaults, own), key)
+            with self.collecting():
+                self.string(name, key, _host_name_problem)
+                own = self.host_fields(raw or {}, key)
+                hosts[name] = self.finish_host(name, _merge(defaults, own), key)
         groups: Dict[str, Tuple[str, ...]] = {}
-        for gname, members in self.mapping(top.get("groups") or {}, "groups").items():
-            gkey = f"groups.{gname}"
-            self.string(gname, gkey, _host_name_problem)
-            if gname in hosts:
-                self.fail(gkey, "has the same name as a host")
-            names = self.strlist(members, gkey)
-            for i, member in enumerate(names):
-                if member not in hosts:
-                    self.fail(f"{gkey}[{i}]", f"unknown host {member!r}; known: {', '.join(hosts)}")
-            groups[gname] = names
+        with self.collecting():
+            raw_groups = self.mapping(top.get("groups") or {}, "groups")
+            for gname, members in raw_groups.items():
+                with self.collecting():
+                    groups[gname] = self.group(gname, members, raw_hosts)
         default = None
         if top.get("default") is not None:
-            default = self.string(top["default"], "default")
-            for part in default.split(","):
-                if part.strip() not in hosts and part.strip() not in groups:
-                    self.fail("default", f"unknown host or group {part.strip()!r}")
+            with self.collecting():
+                default = self.string(top["default"], "default")
+                for part in default.split(","):
+                    if part.strip() not in raw_hosts and part.strip() not in groups:
+                        self.fail("default", f"unknown host or group {part.strip()!r}")
         known_hosts = None
         if top.get("known_hosts") is not None:
-            known_hosts = self.string(top["known_hosts"], "known_hosts")
-            base = os.path.dirname(os.path.abspath(self.path))
-            known_hosts = os.path.join(base, os.path.expanduser(known_hosts))
+            with self.collecting():
+                known_hosts = self.string(top["known_hosts"], "known_hosts")
+                base = os.path.dirname(os.path.abspath(self.path))
+                known_hosts = os.path.join(base, os.path.expanduser(known_hosts))
         return Inventory(self.path, hosts, groups, default, known_hosts)
+
+    def group(self, gname: str, members: Any, hosts: dict) -> Tuple[str, ...]:
+        gkey = f"groups.{gname}"
+        self.string(gname, gkey, _host_name_problem)
+        if gname in hosts:
+            self.fail(gkey, "has the same name as a host")
+        names = self.strlist(members, gkey)
+        for i, member in enumerate(names):
+            if member not in hosts:
+                self.note(f"{gkey}[{i}]", f"unknown host {member!r}; known: {', '.join(hosts)}")
+        return names
 
     def host_fields(self, raw: Any, key: str) -> dict:
         """Type-check the keys present in one host (or `defaults`) mapping."""
         raw = self.mapping(raw, key, self.HOST_KEYS)
         out: Dict[str, Any] = {}
         for k, v in raw.items():
-            kk = f"{key}.{k}"
-            if v is None:
-                continue
-            if k == "address":
-                out[k] = self.string(v, kk, _address_problem)
-            elif k == "user":
-                out[k] = self.string(v, kk, user_problem)
-            elif k == "port":
-                out[k] = self.integer(v, kk, 1, 65535)
-            elif k == "connection":
-                out[k] = self.choice(v, kk, ("ssh", "local"))
-            elif k in ("identity_file",):
-                out[k] = self.string(v, kk)
-            elif k == "app":
-                out[k] = self.app(v, kk)
-            elif k == "env":
-                env = self.mapping(v, kk)
-                out[k] = {
-                    self.string(ek, f"{kk}.{ek}", env_key_problem): self.string(ev, f"{kk}.{ek}")
-                    for ek, ev in env.items()
-                }
-            elif k == "services":
-                out[k] = [self.service(sv, sk) for sk, sv in self.items(v, kk)]
-                seen: Dict[str, str] = {}
-                for i, svc in enumerate(out[k]):
-                    if svc["name"] in seen:
-                        self.fail(f"{kk}[{i}].name", f"duplicate service {svc['name']!r}")
-                    seen[svc["name"]] = kk
-            elif k == "deps":
-                out[k] = [self.dep(dv, dk) for dk, dv in self.items(v, kk)]
-            elif k == "logs":
-                logs = self.mapping(v, kk, LOG_KEYS)
-                out[k] = {lk: self.string(lv, f"{kk}.{lk}", _lenient_path_problem) for lk, lv in logs.items()}
-            elif k == "thresholds":
-                th = self.mapping(v, kk, tuple(DEFAULT_THRESHOLDS))
-                out[k] = {tk: self.number(tv, f"{kk}.{tk}", 0, 100) for tk, tv in th.items()}
-            elif k == "cleanup":
-                out[k] = [self.cleanup(cv, ck) for ck, cv in self.items(v, kk)]
-            elif k == "schedule":
-                sch = self.mapping(v, kk, SCHEDULE_KEYS)
-                out[k] = {
-                    sk: (None if sv in (None, "off", False) else self.string(sv, f"{kk}.{sk}", cron_problem))
-                    for sk, sv in sch.items()
-                }
-            elif k == "setup_command":
-                out[k] = self.string(v, kk)
-            elif k in ("env_file", "env_template"):
-                out[k] = self.string(v, kk, relpath_problem)
-            elif k in ("backup_dir", "home"):
-                out[k] = self.string(v, kk, _lenient_path_problem)
+            if v is not None:
+                with self.collecting():
+                    out[k] = self.host_field(k, v, f"{key}.{k}")
         return out
+
+    def host_field(self, k: str, v: Any, kk: str) -> Any:
+        """One key of a host (or `defaults`): the value it normalizes to."""
+        if k == "address":
+            return self.string(v, kk, _address_problem)
+        elif k == "user":
+            return self.string(v, kk, user_problem)
+        elif k == "port":
+            return self.integer(v, kk, 1, 65535)
+        elif k == "connection":
+            return self.choice(v, kk, ("ssh", "local"))
+        elif k in ("identity_file",):
+            return self.string(v, kk)
+        elif k == "app":
+            return self.app(v, kk)
+        elif k == "env":
+            env = self.mapping(v, kk)
+            return {
+                self.string(ek, f"{kk}.{ek}", env_key_problem): self.string(ev, f"{kk}.{ek}")
+                for ek, ev in env.items()
+            }
+        elif k == "services":
+            services = [self.service(sv, sk) for sk, sv in self.items(v, kk)]
+            seen: Dict[str, str] = {}
+            for i, svc in enumerate(services):
+                if svc["name"] in seen:
+                    self.fail(f"{kk}[{i}].name", f"duplicate service {svc['name']!r}")
+                seen[svc["name"]] = kk
+            return services
+        elif k == "deps":
+            return [self.dep(dv, dk) for dk, dv in self.items(v, kk)]
+        elif k == "logs":
+            logs = self.mapping(v, kk, LOG_KEYS)
+            return {lk: self.string(lv, f"{kk}.{lk}", _lenient_path_problem) for lk, lv in logs.items()}
+        elif k == "thresholds":
+            th = self.mapping(v, kk, tuple(DEFAULT_THRESHOLDS))
+            return {tk: self.number(tv, f"{kk}.{tk}", 0, 100) for tk, tv in th.items()}
+        elif k == "cleanup":
+            return [self.cleanup(cv, ck) for ck, cv in self.items(v, kk)]
+        elif k == "schedule":
+            sch = self.mapping(v, kk, SCHEDULE_KEYS)
+            return {
+                sk: (None if sv in (None, "off", False) else self.string(sv, f"{kk}.{sk}", cron_problem))
+                for sk, sv in sch.items()
+            }
+        elif k == "setup_command":
+            return self.string(v, kk)
+        elif k in ("env_file", "env_template"):
+            return self.string(v, kk, relpath_problem)
+        elif k in ("backup_dir", "home"):
+            return self.string(v, kk, _lenient_path_problem)
+        raise AssertionError(k)  # mapping() admitted only HOST_KEYS
 
     def app(self, raw: Any, key: str) -> dict:
         raw = self.mapping(raw, key, ("path", "remote", "branch", "url"))

@@ -32,8 +32,12 @@ def _section(name: str) -> str:
     return f"echo; echo '{MARK}{name}'"
 
 
-def monitor_script(host: Host) -> str:
-    """The whole dashboard as one script (one exec per host per refresh)."""
+def monitor_script(host: Host, window: float = CPU_WINDOW) -> str:
+    """The whole dashboard as one script (one exec per host per refresh).
+
+    `window` is the least time between the two CPU samples. `monitor --watch`
+    passes 0 after its first refresh: the previous refresh's sample is the
+    first one then, so the interval is the window and nothing waits."""
     home = host.home.rstrip("/")
     app = host.app.path.rstrip("/")
     units = [s.name for s in host.services if s.manager == "systemd"]
@@ -114,11 +118,12 @@ def monitor_script(host: Host) -> str:
     parts.append(_section("metrics") + f"; tail -n 97 {home_file(host, 'metrics.jsonl')} 2>/dev/null")
     # Wait out the rest of the window (centiseconds from /proc/uptime), so a
     # fast host still samples CPU_WINDOW; a slow script adds nothing.
-    window_cs = int(CPU_WINDOW * 100)
-    parts.append(
-        f'read -r U1 R < /proc/uptime; E=$(( ${{U1%.*}}${{U1#*.}} - $T0 )); '
-        f'if [ "$E" -lt {window_cs} ]; then sleep "$(( ({window_cs} - E) / 100 )).$(printf %02d $(( ({window_cs} - E) % 100 )))"; fi'
-    )
+    window_cs = int(window * 100)
+    if window_cs > 0:
+        parts.append(
+            f'read -r U1 R < /proc/uptime; E=$(( ${{U1%.*}}${{U1#*.}} - $T0 )); '
+            f'if [ "$E" -lt {window_cs} ]; then sleep "$(( ({window_cs} - E) / 100 )).$(printf %02d $(( ({window_cs} - E) % 100 )))"; fi'
+        )
     parts.append(_section("pstat1") + "; " + _proc_stat_sample())
     parts.append(_section("cpu1") + "; read -r L < /proc/stat; echo \"$L\"")
     parts.append(_section("end"))
@@ -215,14 +220,22 @@ def _float(text) -> Optional[float]:
         return None
 
 
-def parse(output: str, host: Host, now: Optional[float] = None) -> Dict[str, Any]:
-    """Facts from the script's output. Junk or missing sections become None."""
+def parse(output: str, host: Host, now: Optional[float] = None, previous: Optional[str] = None) -> Dict[str, Any]:
+    """Facts from the script's output. Junk or missing sections become None.
+
+    With `previous` (the last refresh's output from the same host), CPU is
+    measured from that refresh's closing samples to this one's."""
     from .host.services import parse_process_status, parse_systemd_show
 
     now = time.time() if now is None else now
     s = split_sections(output)
+    first = {"cpu0": s.get("cpu0", ""), "pstat0": s.get("pstat0", "")}
+    if previous:
+        prev = split_sections(previous)
+        if prev.get("cpu1") and prev.get("pstat1"):
+            first = {"cpu0": prev["cpu1"], "pstat0": prev["pstat1"]}
     facts: Dict[str, Any] = {"schema": SCHEMA_VERSION, "host": host.name, "time": now}
-    facts["cpu"] = cpu_percent(s.get("cpu0", ""), s.get("cpu1", ""))
+    facts["cpu"] = cpu_percent(first["cpu0"], s.get("cpu1", ""))
     mem = {}
     for line in s.get("mem", "").splitlines():
         key, _, rest = line.partition(":")
@@ -252,7 +265,7 @@ def parse(output: str, host: Host, now: Optional[float] = None) -> Dict[str, Any
         f = line.split()
         if len(f) == 3 and f[0].isdigit():
             ps[int(f[0])] = {"memory": _float(f[1]), "uptime": _float(f[2])}
-    cpu, facts["cpu_window"] = process_cpu(s.get("pstat0", ""), s.get("pstat1", ""))
+    cpu, facts["cpu_window"] = process_cpu(first["pstat0"], s.get("pstat1", ""))
     services = []
     for svc in host.services:
         st = statuses.get(svc.name)

@@ -160,8 +160,11 @@ def unpin_cmd(host: Host, wait: float = 10.0) -> str:
     )
 
 
-def unpin(c, host: Host) -> Optional[str]:
-    """Clear the host's pin; returns the commit it was pinned to, if any."""
+def unpin(c, host: Host, dry_run: bool = False) -> Optional[str]:
+    """Clear the host's pin; returns the commit it was pinned to, if any.
+    A dry run only reads it."""
+    if dry_run:
+        return RemoteStore(c, host).load().get("pin") or None
     result = c.run(unpin_cmd(host), hide=True, warn=True)
     if not result.ok:
         if result.exited == 1 and not result.stdout.strip() and not result.stderr.strip():
@@ -273,6 +276,31 @@ def remote_lock_script(host: Host, info: dict) -> str:
     )
 
 
+def lock_holder_cmd(host: Host) -> str:
+    """Print `HELD` and the holder's record when a run holds the host lock;
+    nothing when it is free. A shared, non-blocking flock only tests it."""
+    lock = home_file(host, "lock")
+    return f"[ -e {lock} ] || exit 0; if ! flock -n -s {lock} true; then echo HELD; cat {lock}; fi"
+
+
+def lock_holder(c, host: Host) -> dict:
+    """Who holds the host lock now ({} when free), without taking it (the
+    dry runs: a dry run must never block or race a real one)."""
+    if not hasattr(c, "client"):
+        from .host.files import HostPaths
+        from .host.lock import peek_holder
+
+        return peek_holder(HostPaths.for_home(host.home).lock)
+    r = c.run(lock_holder_cmd(host), hide=True, warn=True, in_stream=False)
+    if not r.stdout.startswith("HELD"):
+        return {}
+    try:
+        holder = json.loads(r.stdout[4:].strip() or "{}")
+    except ValueError:
+        holder = {}
+    return holder if isinstance(holder, dict) and holder else {"actor": "?", "trigger": "?"}
+
+
 class RemoteLock:
     """The host lock taken over SSH with flock(1) (agentless tasks)."""
 
@@ -352,16 +380,28 @@ def managers_for(c, host: Host):
                           app_path=os.path.abspath(os.path.expanduser(host.app.path))), None
 
 
-def restart_services(c, host: Host, service: Optional[str], actor: str, progress=None) -> List[dict]:
+def restart_services(c, host: Host, service: Optional[str], actor: str, progress=None,
+                     dry_run: bool = False) -> List[dict]:
     """Restart the host's services (or one), in order, each followed by the
-    readiness poll; under the host lock. Returns one dict per service."""
+    readiness poll; under the host lock. Returns one dict per service.
+    A dry run restarts nothing: it names what would restart, or raises
+    LockedError as the real run would."""
     import time as _time
 
+    from .host.lock import describe_holder
     from .host.readiness import wait_ready
 
     chosen = [host.service(service)] if service else list(host.services)
     if not chosen:
         raise CommandFailed("no services configured", host=host.name)
+    if dry_run:
+        holder = lock_holder(c, host)
+        if holder:
+            from .errors import LockedError
+
+            raise LockedError(f"would stop: locked: {describe_holder(holder)}", host=host.name)
+        return [{"service": s.name, "ok": True, "phase": "dry_run", "seconds": 0.0,
+                 "message": f"would restart {s.name} and poll it until ready"} for s in chosen]
     info = {"actor": actor, "trigger": "restart", "target": None, "since": _time.time(), "pid": None}
     manager, probe = managers_for(c, host)
     out = []

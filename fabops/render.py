@@ -11,7 +11,12 @@ from . import errors
 def console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    out = Console(stderr=stderr, highlight=False, soft_wrap=False)
+    if not stderr:
+        # rich's own handler exits 1, which reads as WARNING here: a closed
+        # pipe ends the same way in every task (exit 141, nothing printed).
+        out.on_broken_pipe = errors.quiet_closed_pipe
+    return out
 
 
 def fmt_duration(seconds) -> str:
@@ -79,6 +84,9 @@ RESULT_STYLE = {
     "broken": "bold red",
     "locked": "magenta",
     "skipped_bad": "yellow",
+    "deferred": "yellow",
+    "would_deploy": "cyan",
+    "would_abort": "yellow",
 }
 
 

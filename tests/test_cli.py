@@ -93,3 +93,164 @@ def test_local_needs_linux(monkeypatch):
     monkeypatch.setattr(sys, "platform", "darwin")
     with pytest.raises(UsageError, match="connection: local needs Linux"):
         connect(host)
+
+
+# --------------------------------------------------------------------------
+# The command-line contract: one flag vocabulary, usage errors, selection
+
+
+def test_one_flag_vocabulary_for_every_task():
+    """Every task parameter is in FLAGS, gets exactly the letter FLAGS gives
+    it (or none), and no letter stands for two long names anywhere."""
+    from fabops.tasks._base import FLAGS
+
+    letters = [f.short for f in FLAGS.values() if f.short]
+    assert len(letters) == len(set(letters)), "a short letter is given to two long names in FLAGS"
+    assert "h" not in letters  # --help
+    assert FLAGS["accept_new"].short is None  # trusting a host key is typed in full
+    seen = {}
+    for name in ns.task_names:
+        for arg in ns[name].get_arguments():
+            param = arg.attr_name or arg.name
+            assert param in FLAGS, f"{name}: --{arg.name} is not in FLAGS"
+            shorts = sorted(n for n in arg.names if len(n) == 1 and n != param)
+            want = [FLAGS[param].short] if FLAGS[param].short and FLAGS[param].short != param else []
+            assert shorts == want, f"{name} --{arg.name}: short flags {shorts}, FLAGS says {want}"
+            for letter in shorts:
+                assert seen.setdefault(letter, param) == param, f"-{letter} means two things"
+
+
+def test_a_new_parameter_missing_from_flags_is_refused():
+    from invoke import Collection
+
+    from fabops.tasks._base import fabops_task
+
+    @fabops_task(help={"colour": "x"})
+    def paint(c, colour=None):
+        """Paint."""
+
+    with pytest.raises(ValueError, match="'colour' is not in fabops.tasks._base.FLAGS"):
+        Collection(paint).to_contexts()
+
+
+@pytest.mark.parametrize("args, flag", [
+    (("ping", "-H", "local", "--parallel", "abc"), "--parallel takes a whole number"),
+    (("ping", "-H", "local", "--connect-timeout", "2x"), "--connect-timeout takes seconds, like 30, 30s or 2m"),
+    (("deploy", "-H", "local", "--liveness", "abc"), "--liveness takes seconds"),
+    (("deploy", "-H", "local", "--wait", "-1"), "--wait takes seconds"),
+    (("deploy", "-H", "local", "--rolling", "1.5"), "--rolling takes a whole number"),
+    (("history", "-H", "local", "-n", "many"), "-n takes a whole number"),
+    (("health", "-H", "local", "--timeout", "0"), "--timeout must be more than 0 seconds"),
+    (("monitor", "-H", "local", "--watch", "0s"), "--watch must be more than 0 seconds"),
+    (("backup-env", "-H", "local", "--keep", "0"), "--keep must be at least 1"),
+])
+def test_bad_numbers_are_usage_errors_naming_the_flag(args, flag):
+    r = run_cli(*args)
+    assert r.returncode == 64, r.stdout + r.stderr
+    assert flag.replace("-n takes", "--n takes") in r.stderr or flag in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_durations_take_the_documented_forms():
+    from fabops.tasks._base import read_number
+
+    assert read_number("wait", "2m") == 120 and read_number("wait", "0") == 0
+    assert read_number("connect_timeout", "250ms") == 0.25 and read_number("liveness", 5.0) == 5.0
+    assert read_number("parallel", " 4 ") == 4 and read_number("watch", True) is True  # deploy --watch
+    assert read_number("connect_timeout", None) is None
+
+
+@pytest.mark.parametrize("value, message", [
+    ("", "-H is empty"), ("  ", "-H is empty"), ("local,", "has an empty entry"),
+    ("nomatch*", "-H pattern 'nomatch*' matched nothing"),
+])
+def test_a_blank_or_empty_selection_is_never_the_default(value, message):
+    r = run_cli("ping", "-H", value)
+    assert r.returncode == 64 and message in r.stderr, r.stderr
+
+
+def test_patterns_match_host_and_group_names(tmp_path):
+    from fabops import inventory
+    from fabops.errors import UsageError
+
+    path = tmp_path / "hosts.yml"
+    path.write_text("default: db\ndefaults: {app: {path: /srv/app}}\nhosts:\n  web1: {}\n  web2: {}\n  db: {}\n"
+                    "groups:\n  webs: [web1, web2]\n")
+    inv = inventory.load(str(path))
+    assert [h.name for h in inv.select("web*")] == ["web1", "web2"]
+    assert [h.name for h in inv.select("we?s,db")] == ["web1", "web2", "db"]
+    assert [h.name for h in inv.select("*")] == ["web1", "web2", "db"]
+    assert [h.name for h in inv.select(None)] == ["db"]
+    with pytest.raises(UsageError, match="matched nothing"):
+        inv.select("app*")
+    with pytest.raises(UsageError, match="-H is empty"):
+        inv.select("")
+
+
+def test_hosts_before_the_task_name():
+    r = run_cli("-H", "local", "ping", "--json")
+    assert r.returncode == 0 and '"local"' in r.stdout, r.stderr
+    r = run_cli("-H", "local", "ping", "-H", "sandbox")
+    assert r.returncode == 64 and "-H given twice" in r.stderr
+    r = run_cli("-H", "local", "hosts")
+    assert r.returncode == 64 and "takes no hosts" in r.stderr
+
+
+@pytest.mark.parametrize("core, word", [("--dry", "--dry-run"), ("--echo", "--debug")])
+def test_invokes_dry_and_echo_are_refused_not_ignored(core, word, tmp_path):
+    """`inv --dry deploy` once really deployed: Invoke's core flags only reach
+    c.run(), which fabops does not use for its work."""
+    marker = tmp_path / "ran"
+    r = subprocess.run([INV, core, "ping", "-H", "local"], cwd=ROOT, capture_output=True, text=True,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 64 and word in r.stderr, r.stdout + r.stderr
+    assert not marker.exists() and "Linux" not in r.stdout  # ping did not run
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["deploi"], "unknown task 'deploi' (did you mean 'deploy'?)"),
+    (["deploy", "--paralel", "2"], "unknown flag '--paralel' for deploy (did you mean '--parallel'?)"),
+])
+@pytest.mark.parametrize("program", ["inv", "fabops"])
+def test_unknown_tasks_and_flags_exit_64_with_did_you_mean(program, argv, message):
+    cmd = [INV] if program == "inv" else [sys.executable, "-m", "fabops.cli"]
+    r = subprocess.run(cmd + argv, cwd=ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert r.returncode == 64, r.stderr
+    assert r.stderr.strip() == f"{program}: {message}; see `{program} " + (
+        "--list`" if argv == ["deploi"] else "deploy --help`")
+
+
+@pytest.mark.parametrize("argv", [["hosts"], ["deploy", "--help"], ["--list"]])
+@pytest.mark.parametrize("program", ["inv", "fabops"])
+def test_a_closed_pipe_ends_quietly(program, argv):
+    """`fabops history | head`: the reader is gone before we write a byte."""
+    read, write = os.pipe()
+    os.close(read)
+    cmd = [INV] if program == "inv" else [sys.executable, "-m", "fabops.cli"]
+    try:
+        r = subprocess.run(cmd + argv, cwd=ROOT, stdout=write, stderr=subprocess.PIPE, text=True,
+                           stdin=subprocess.DEVNULL, env=dict(os.environ, COLUMNS="200"))
+    finally:
+        os.close(write)
+    assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr
+    assert r.returncode in (0, 141)
+
+
+def test_plain_progress_announces_long_steps_and_beats_every_ten_seconds(capsys):
+    """CI logs never go quiet: a step running over 2 s gets a start line,
+    then one line every 10 s, driven by the host's 1 s heartbeats."""
+    from fabops.tasks.deploy import _Printer
+
+    now = [0.0]
+    on_event = _Printer(5, clock=lambda: now[0])("h1")
+    on_event({"kind": "step", "step": "deps", "status": "start"})
+    for t in (1.0, 2.5, 5.0, 9.9, 10.2, 15.0, 20.5):
+        now[0] = t
+        on_event({"kind": "heartbeat", "step": "deps"})
+    on_event({"kind": "step", "step": "deps", "status": "ok", "seconds": 21.0})
+    now[0] = 40.0
+    on_event({"kind": "heartbeat", "step": None})  # between steps: nothing
+    on_event({"kind": "step", "step": "fetch", "status": "start"})
+    on_event({"kind": "step", "step": "fetch", "status": "ok", "seconds": 0.3})  # a quick step: one line
+    lines = [ln.split(None, 1)[1] for ln in capsys.readouterr().out.splitlines()]
+    assert lines == ["… deps started", "… deps 10 s", "… deps 20 s", "✓ deps (21.00s)", "✓ fetch (0.30s)"]

@@ -207,6 +207,54 @@ def test_dry_run_changes_nothing(remote_app):
     assert len(remote_app.history()) == 1
 
 
+def test_dry_run_runs_the_preflight_and_exits_as_the_real_run_would(remote_app):
+    """`deploy --dry-run` once said "noop" and exit 0 where the real run
+    aborted: it now runs the read-only preflight (fetch, local changes,
+    .env keys, disk, lock holder) and predicts the real run's result."""
+    assert remote_app.deploy_json()[0] == 0
+    history = len(remote_app.history())
+    code, res = remote_app.deploy_json("--dry-run")
+    assert (code, res["result"]) == (0, "noop"), res
+
+    # 1. an untracked file the target would overwrite: a person's work
+    remote_app.host.path("~/app/notes.txt").write_text("mine\n")
+    remote_app.origin.push("add notes", {"notes.txt": "theirs\n"})
+    code, res = remote_app.deploy_json("--dry-run")
+    assert (code, res["result"]) == (2, "would_abort"), res
+    assert "local changes" in res["message"] and "notes.txt" in res["message"]
+    real_code, real = remote_app.deploy_json()
+    assert (real_code, real["result"]) == (2, "aborted") and "notes.txt" in real["message"]
+    code, res = remote_app.deploy_json("--dry-run", "--stash")  # what --stash would do instead
+    assert (code, res["result"]) == (0, "would_deploy"), res
+    remote_app.host.path("~/app/notes.txt").unlink()
+
+    # 2. a key the new .env.example needs and the host's .env lacks
+    remote_app.origin.push("needs a key", {".env.example": "DISCORD_TOKEN=\nNEW_SECRET=\n"})
+    code, res = remote_app.deploy_json("--dry-run")
+    assert (code, res["result"]) == (2, "would_abort") and "NEW_SECRET" in res["message"], res
+    assert "s3cr3t-token-value" not in json.dumps(res)
+    assert remote_app.deploy_json()[0] == 2
+    with remote_app.host.path("~/app/.env").open("a") as fh:
+        fh.write("NEW_SECRET=x\n")
+    code, res = remote_app.deploy_json("--dry-run")
+    assert (code, res["result"]) == (0, "would_deploy") and res["plan"]["to"] == remote_app.origin.head, res
+
+    # 3. a run holding the lock: the real run would stop with exit 4
+    from fabops.host.lock import HostLock
+
+    lock = HostLock(str(remote_app.host.path("~/.fabops/app/lock")),
+                    {"actor": "alice@laptop", "trigger": "cron", "target": "abc123"})
+    with lock.acquire():
+        code, res = remote_app.deploy_json("--dry-run")
+        assert (code, res["result"]) == (4, "locked") and "alice@laptop" in res["message"], res
+        code, res = remote_app.deploy_json("--dry-run", "--wait", "30")
+        assert (code, res["result"]) == (0, "would_deploy") and "locked now" in res["message"], res
+
+    # a dry run wrote no history, no state, and left the lock free
+    assert len(remote_app.history()) == history + 2  # the two real aborts only
+    assert remote_app.deploy_json()[0] == 0
+
+
 def test_two_hosts_parallel_then_rolling_stops_at_first_failure(sshd_factory, tmp_path, deploy_env):
     h1 = sshd_factory("127.0.0.1")
     h2 = sshd_factory("127.0.0.2")

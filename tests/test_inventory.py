@@ -220,3 +220,22 @@ def test_cli_env_var_selects_inventory(tmp_path):
     r = run_cli("hosts", "--check", env={"FABOPS_INVENTORY": str(path)})
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == f"{path}: OK (3 hosts, 1 groups)"
+
+
+def test_every_problem_in_the_file_is_reported_not_only_the_first(tmp_path):
+    from tests.conftest import run_cli
+
+    path = tmp_path / "hosts.yml"
+    path.write_text(
+        "hosts:\n"
+        "  a: {port: 99999, app: {path: /srv/a}, prot: 2}\n"
+        "  b: {app: {path: relative}, services: [{name: 'x y'}]}\n"
+        "groups:\n  g: [a, zz]\n"
+        "default: nope\n")
+    r = run_cli("hosts", "--check", "-i", str(path))
+    assert r.returncode == 78 and "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    keys = [ln.split(": ")[2] for ln in lines]
+    assert keys == ["hosts.a.prot", "hosts.a.port", "hosts.b.services[0].name", "hosts.b.app.path",
+                    "groups.g[1]", "default"], lines
+    assert all(ln.startswith(f"fabops: {path}: ") for ln in lines)

@@ -71,6 +71,52 @@ def test_reset_dry_run_changes_nothing(deployed):
     assert deployed.host.path("~/app/untracked.txt").exists()
 
 
+def test_dry_runs_of_restart_unpin_health_fix_and_rollback_change_nothing(deployed):
+    """Every task that changes a host takes --dry-run, says what the real run
+    would do, with its exit code, and changes nothing: no restart, no state,
+    no lock, no log line, no notification."""
+    from fabops.host.lock import HostLock
+
+    h = deployed.host
+    pid = h.path("~/.fabops/app/services/bot.pid").read_text()
+    state = h.path("~/.fabops/app/state.json").read_text()
+    r = cli(deployed, "restart", "--dry-run", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["h1"][0]["message"].startswith("would restart bot"), r.stderr
+    with HostLock(str(h.path("~/.fabops/app/lock")), {"actor": "alice@laptop", "trigger": "cron"}).acquire():
+        r = cli(deployed, "restart", "--dry-run")
+        assert r.returncode == 4 and "would stop: locked: cron by alice@laptop" in r.stderr, r.stderr
+    assert h.path("~/.fabops/app/services/bot.pid").read_text() == pid  # nothing restarted
+    assert h.path("~/.fabops/app/state.json").read_text() == state
+    # a pin from a rollback dry run? none: the dry run pins nothing
+    first = deployed.origin.head
+    deployed.origin.good("2")
+    assert deployed.deploy_json()[0] == 0
+    code, res = deployed.deploy_json("--dry-run", "--ref", first)  # what rollback --to would plan
+    assert (code, res["result"]) == (0, "would_deploy") and res["to"] == first, res
+    r = cli(deployed, "rollback", "--to", first, "--dry-run", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["h1"]["result"] == "would_deploy", r.stdout + r.stderr
+    assert deployed.version() == "2" and not deployed.state.get("pin")
+    r = cli(deployed, "unpin", "--dry-run")
+    assert r.returncode == 0 and "is not pinned" in r.stdout
+    assert cli(deployed, "rollback", "--to", first).returncode == 0  # now really pinned
+    r = cli(deployed, "unpin", "--dry-run", "--json")
+    assert json.loads(r.stdout)["h1"] == {"was_pinned_to": first, "dry_run": True}
+    assert deployed.state["pin"] == first
+    # health --fix --dry-run on a dead service: names what --fix would do
+    pid = h.path("~/.fabops/app/services/bot.pid").read_text()
+    os.kill(int(pid.split()[0]), 9)
+    log = h.path("~/.fabops/app/health.log")
+    before = log.read_text() if log.exists() else ""
+    state = h.path("~/.fabops/app/state.json").read_text()
+    r = cli(deployed, "health", "--fix", "--dry-run", "--json")
+    report = json.loads(r.stdout)["h1"]
+    assert r.returncode == 2 and report["status"] == "would_restart" and "--fix would restart bot" in report["message"]
+    assert h.path("~/.fabops/app/state.json").read_text() == state
+    assert (log.read_text() if log.exists() else "") == before
+    assert deployed.version() is None  # still down: nothing was restarted
+    assert cli(deployed, "health", "--fix").returncode == 1  # the real one recovers it
+
+
 def test_backup_env_rotation_modes_download_and_no_secret(deployed, tmp_path):
     names = []
     for i in range(4):

@@ -155,3 +155,40 @@ def test_process_cpu_parsing_edge_cases():
     assert cpu == {7: 20.0}  # 8: the PID was reused (other start time); 9: counters went back
     assert monitor.process_cpu("", second) == ({}, None)
     assert monitor.process_cpu(second, first) == ({}, None)  # no time between them
+
+
+def test_a_watch_refresh_measures_cpu_from_the_previous_refresh(tmp_path):
+    """`monitor --watch` refreshes run the script without its CPU wait: the
+    previous refresh's closing samples open the window. Run for real against
+    `connection: local`, with a busy process as the service."""
+    import subprocess
+    import time
+
+    from invoke import Context
+
+    busy = subprocess.Popen(["sh", "-c", "while :; do :; done"])
+    home = tmp_path / "home"
+    (home / "services").mkdir(parents=True)
+    start = Path(f"/proc/{busy.pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    (home / "services" / "bot.pid").write_text(f"{busy.pid} {start}\n")
+    host = inventory.loads(yaml.safe_dump({"hosts": {"h": {
+        "connection": "local", "app": {"path": str(tmp_path / "app")}, "home": str(home),
+        "services": [{"name": "bot", "manager": "process", "command": "x"}]}}}), str(tmp_path / "x.yml")).hosts["h"]
+    try:
+        no_wait = monitor.monitor_script(host, window=0)
+        assert "sleep" not in no_wait and "sleep" in monitor.monitor_script(host)
+        c = Context()
+        first = c.run(no_wait, hide=True, warn=True, in_stream=False).stdout
+        t = time.monotonic()
+        while time.monotonic() - t < 0.3:
+            time.sleep(0.05)
+        second = c.run(no_wait, hide=True, warn=True, in_stream=False).stdout
+    finally:
+        busy.kill()
+        busy.wait()
+    alone = monitor.parse(second, host)  # its own samples: no time between them
+    watched = monitor.parse(second, host, previous=first)
+    assert watched["cpu_window"] and watched["cpu_window"] >= 0.3
+    assert watched["services"][0]["cpu"] is not None and watched["services"][0]["cpu"] > 5, watched["services"]
+    assert watched["cpu"] is not None
+    assert (alone["cpu_window"] or 0) < watched["cpu_window"]

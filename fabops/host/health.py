@@ -87,6 +87,35 @@ class LocalStore:
             pass
 
 
+class ReadOnlyStore:
+    """A store for --dry-run: reads state, writes nothing, and reports the
+    lock's holder instead of taking the lock."""
+
+    def __init__(self, store, holder: Callable[[], dict]):
+        self.store = store
+        self.holder = holder
+
+    def load(self) -> dict:
+        return self.store.load()
+
+    def update(self, updates: dict) -> None:
+        pass
+
+    def log(self, line: str) -> None:
+        pass
+
+    def lock(self, info: dict):
+        from .lock import describe_holder
+
+        holder = self.holder()
+        if holder:
+            raise LockedError(f"locked: {describe_holder(holder)}")
+        return self  # release() below: nothing was taken
+
+    def release(self) -> None:
+        pass
+
+
 def _state_health(state: dict) -> dict:
     h = state.get("health")
     return h if isinstance(h, dict) else {}
@@ -103,10 +132,14 @@ def run_health(
     probe=None,
     timeout: float = 60.0,
     notify: Optional[Callable[[str, str], List[dict]]] = None,
+    dry_run: bool = False,
 ) -> HealthReport:
     """Check (and with `fix`, heal) `host`'s services. Never raises for a
-    sick service: that is the report."""
+    sick service: that is the report. A dry run (with a ReadOnlyStore)
+    restarts, records and notifies nothing, and says what --fix would do."""
     send = notify or (lambda event, message: [])
+    if dry_run:
+        send = lambda event, message: []  # noqa: E731
     checks = quick_health(manager, list(host.services), probe=probe)
     sick = [r for r in checks if not r.ok]
     state = store.load()
@@ -135,8 +168,13 @@ def run_health(
                                          "backoff_notified": True}})
                 store.log(_line(host, report))
                 return report
-            store.update({"restarts": recent + [now]})
             names = {r.service for r in sick}
+            if dry_run:
+                report.code, report.status = errors.FAILED, "would_restart"
+                report.message = (f"{'; '.join(r.message for r in sick)}; --fix would restart "
+                                  + ", ".join(s.name for s in host.services if s.name in names))
+                return report
+            store.update({"restarts": recent + [now]})
             for svc in host.services:
                 if svc.name not in names:
                     continue

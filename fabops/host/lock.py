@@ -46,6 +46,25 @@ def describe_holder(holder: dict) -> str:
     )
 
 
+def peek_holder(path: str) -> dict:
+    """Who holds the lock now ({} when nobody does), without taking it: a
+    shared non-blocking flock succeeds only while nobody holds it exclusively
+    (used by --dry-run, which must not block a real run)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return {}
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return read_holder(path) or {"actor": "?", "trigger": "?"}
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return {}
+    finally:
+        os.close(fd)
+
+
 class HostLock:
     """Context manager around one exclusive flock."""
 

@@ -24,7 +24,7 @@ from ..shell import in_dir
 from .events import EventLog, new_run_id
 from .files import HostPaths, append_json, append_line, ensure_dir, tail_jsonl
 from .git import Git, check_ref, paths_match
-from .lock import HostLock
+from .lock import HostLock, describe_holder, peek_holder
 from .readiness import quick_health, wait_ready, watch
 from .services import ServiceManager
 from .state import State, load_state, save_state
@@ -38,6 +38,9 @@ RESULT_CODES = {
     "locked": errors.LOCKED,
     "skipped_bad": errors.WARNING,
     "deferred": errors.WARNING,  # a retryable target waits for its next try
+    # --dry-run: what the real run would do, with the code it would exit with
+    "would_deploy": errors.OK,
+    "would_abort": errors.FAILED,
 }
 TRIGGERS = ("cron", "deploy", "ci", "rollback", "reset", "manual")
 RESTART_BACKOFF = (3, 3600.0)  # at most 3 automatic restarts an hour
@@ -216,10 +219,7 @@ class Pipeline:
         ensure_dir(self.paths.home)
         info = {"actor": self.actor, "trigger": self.opts.trigger, "run_id": self.run_id, "target": None}
         lock = HostLock(self.paths.lock, info)
-        wait = self.opts.wait
-        if wait is None:
-            ci = os.environ.get("CI", "").lower() == "true"
-            wait = CI_WAIT if ci and self.opts.trigger in ("deploy", "ci") else 0.0
+        wait = self._lock_wait()
         same_target = self._same_target_waiter()
         waited: Dict[str, dict] = {}
 
@@ -241,6 +241,14 @@ class Pipeline:
         holder = waited.get("holder") or {}
         if self.res.result == "noop" and holder.get("run_id"):
             self._adopt_result_of(holder)
+
+    def _lock_wait(self) -> float:
+        """Seconds to wait for the lock: --wait, else 300 for a deploy under
+        CI=true (a push while cron runs), else 0."""
+        if self.opts.wait is not None:
+            return self.opts.wait
+        ci = os.environ.get("CI", "").lower() == "true"
+        return CI_WAIT if ci and self.opts.trigger in ("deploy", "ci") else 0.0
 
     def _take_failure(self, exc: BaseException) -> None:
         """The result of a run stopped by an exception."""
@@ -631,7 +639,7 @@ class Pipeline:
         # Forget our own files once they are clean again (a checkout put them
         # back): a person's later edit to such a file is theirs again.
         still = [f for f in state.own_files if f in {_status_path(d) for d in dirty}]
-        if still != state.own_files:
+        if still != state.own_files and not self.opts.dry_run:  # a dry run writes nothing
             state.own_files = still
             self.save(state)
         own = set(still)
@@ -813,25 +821,65 @@ class Pipeline:
                     pass
 
     def _dry_run(self) -> None:
+        """The real run's read-only part: fetch, then every preflight check
+        (lock holder, disk, local changes, .env keys) without the lock and
+        without writing anything. The result is what the real run would do:
+        noop, would_deploy, would_abort (with its reason) or locked, so the
+        exit code is the one the real run would have."""
         state = load_state(self.paths.state)
-        target = self._fetch_and_resolve(state)
+        holder = peek_holder(self.paths.lock)
+        try:
+            target = self._fetch_and_resolve(state)
+        except _Abort as exc:
+            self.res.result, self.res.message = "would_abort", exc.message
+            return
         head = self.git.head()
         deployed = state.deployed or head
-        changed = self.git.changed(deployed, target)
+        self.res.from_, self.res.to = deployed, target
+        changed = self.git.changed(deployed, target) if deployed else None
+        moving = target != deployed or head != deployed
         rules = [r.run for r in self.host.deps if changed is None or paths_match(changed, r.when)]
         services = [s.name for s in self.host.services if changed is None or not s.paths or paths_match(changed, s.paths)]
-        dirty = self.git.dirty()
-        self.res.from_ = deployed
-        self.res.to = target
         self.res.plan = {
             "from": deployed, "to": target, "changed_files": None if changed is None else len(changed),
-            "rules": rules if target != deployed else [], "restart": services if target != deployed else [],
-            "dirty": dirty, "pin": state.pin, "bad": target in state.bad,
+            "rules": rules if moving else [], "restart": services if moving else [],
+            "dirty": self.git.dirty(), "pin": state.pin, "bad": target in state.bad, "lock": holder or None,
         }
-        self.res.result = "noop"
-        self.res.message = (
-            f"would deploy {_short(deployed)} -> {_short(target)}" if target != deployed else f"up to date at {_short(target)}"
-        )
+        if holder and not self._lock_wait():
+            self.res.result = "locked"
+            self.res.message = f"would stop: locked: {describe_holder(holder)} (use --wait SECONDS to queue behind it)"
+            return
+        queued = (f" after waiting (up to {self._lock_wait():g} s) for the lock: locked now: "
+                  f"{describe_holder(holder)}") if holder else ""
+        if not moving:
+            self.res.result, self.res.message = "noop", f"up to date at {_short(target)}"
+            return
+        with self.step("preflight") as st:
+            problems = []
+            full = self._disk_problem()
+            if full:
+                problems.append(full)
+            person, _in_the_way, kept = self._local_changes(state, target)
+            if person and not self.opts.stash:
+                problems.append(f"local changes in {self.app}: " + ", ".join(person[:10])
+                                + (f" and {len(person) - 10} more" if len(person) > 10 else "")
+                                + "; commit them, or run with --stash to save them aside")
+            elif person:
+                st.message = f"would save {len(person)} local change(s) aside (--stash)"
+            if kept:
+                self.res.warnings.append(f"would keep {len(kept)} untracked file(s): " + ", ".join(kept[:5]))
+            missing = self._missing_env_keys(target)
+            if missing:
+                problems.append(f"{self.host.env_file} lacks keys that {self.host.env_template} of "
+                                f"{_short(target)} needs: " + ", ".join(missing))
+            st.ok = not problems
+            st.message = "; ".join(problems) or st.message
+        self.res.plan["problems"] = problems
+        if problems:
+            self.res.result, self.res.message = "would_abort", "; ".join(problems)
+        else:
+            self.res.result = "would_deploy"
+            self.res.message = f"would deploy {_short(deployed)} -> {_short(target)}{queued}"
 
 
 def retry_delay(attempts: int) -> float:

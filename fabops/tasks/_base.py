@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import string
 import sys
-from typing import Any, Callable, List, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional
 
 from invoke import Exit, Task, task
 from invoke.exceptions import UnexpectedExit
@@ -31,24 +33,124 @@ COMMON_HELP = {
 }
 
 
-class FabopsTask(Task):
-    """An Invoke Task with `-H` for `--hosts` and fabops error handling.
+@dataclass(frozen=True)
+class Flag:
+    """One flag of the whole command line: its short letter (or none) and,
+    for numbers, how the value is read. `count` is a whole number of at
+    least `low`; `seconds` is 30, 30s, 2m or 250ms, positive unless `low` is
+    0 (then 0 is allowed)."""
 
-    Invoke would give a parameter named `hosts` the short flag `-h`; `-H`
-    matches Fabric 1, Fabric 2's `fab -H` and every operator's muscle memory.
+    short: Optional[str] = None
+    number: Optional[str] = None  # None, "count" or "seconds"
+    low: float = 1
+
+
+# Every parameter of every task, once: the same long name means the same
+# short letter in every task, or none. A letter belongs to one long name
+# only (tests/test_cli.py fails on a clash, and on a task parameter missing
+# here). Flags that trust, wait or change more get no letter on purpose:
+# `--accept-new` trusts an unknown host key and must be typed in full.
+FLAGS: Dict[str, Flag] = {
+    "hosts": Flag("H"),
+    "inventory": Flag("i"),
+    "json": Flag("j"),
+    "dry_run": Flag("d"),
+    "yes": Flag("y"),
+    "parallel": Flag("p", "count", 1),
+    "follow": Flag("f"),
+    "n": Flag("n", "count", 0),
+    "check": Flag("c"),
+    "service": Flag("s"),
+    "ref": Flag("r"),
+    "actor": Flag("a"),
+    "timeout": Flag("t", "seconds"),
+    "keep": Flag("k", "count", 1),
+    "list": Flag("l"),
+    "backup": Flag("b"),
+    "errors": Flag("e"),
+    "quiet": Flag("q"),
+    "verbose": Flag("v"),
+    "wide": Flag("w"),
+    # no short letter
+    "accept_new": Flag(),
+    "connect_timeout": Flag(None, "seconds"),
+    "wait": Flag(None, "seconds", 0),
+    "liveness": Flag(None, "seconds"),
+    "watch": Flag(None, "seconds"),  # monitor: an interval; deploy: --watch/--no-watch
+    "splay": Flag(None, "seconds", 0),
+    "rolling": Flag(None, "count", 0),
+    "attach": Flag(),
+    "clear_pin": Flag(),
+    "dir": Flag(),
+    "download": Flag(),
+    "fix": Flag(),
+    "force": Flag(),
+    "history": Flag(),
+    "install": Flag(),
+    "install_config": Flag(),
+    "offline": Flag(),
+    "remove": Flag(),
+    "replace_units": Flag(),
+    "run_id": Flag(),
+    "show": Flag(),
+    "since": Flag(),
+    "source": Flag(),
+    "stash": Flag(),
+    "to": Flag(),
+    "trigger": Flag(),
+}
+
+
+def flag_name(param: str) -> str:
+    return "--" + param.replace("_", "-")
+
+
+def read_number(param: str, value: Any) -> Any:
+    """A numeric flag's value as int (count) or float (seconds); None and
+    booleans pass through. A bad value is a UsageError naming the flag and
+    the form it takes (exit 64, never a traceback)."""
+    spec = FLAGS.get(param)
+    if spec is None or spec.number is None or value is None or isinstance(value, bool):
+        return value
+    flag = flag_name(param)
+    if spec.number == "count":
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            raise UsageError(f"{flag} takes a whole number, like {max(int(spec.low), 1) * 10}; not {value!r}") from None
+        if number < spec.low:
+            raise UsageError(f"{flag} must be at least {int(spec.low)}, not {number}")
+        return number
+    from ..validate import parse_duration
+
+    try:
+        seconds = parse_duration(value if not isinstance(value, str) else value.strip())
+    except ValueError:
+        raise UsageError(f"{flag} takes seconds, like 30, 30s or 2m; not {value!r}") from None
+    if spec.low and seconds <= 0:
+        raise UsageError(f"{flag} must be more than 0 seconds")
+    return seconds
+
+
+class FabopsTask(Task):
+    """An Invoke Task with fabops' flag vocabulary and error handling.
+
+    Short flags come from FLAGS, never from Invoke's first-come, first-served
+    letters, so `-c` cannot mean `--check` in one task and something else in
+    the next. Numeric flags are parsed here, not by Invoke (which would print
+    a traceback for `--parallel abc`).
     """
 
-    # Common flags keep the same short form in every task, whatever other
-    # parameters come first (Invoke hands out short flags first come, first served).
-    RESERVED_SHORT = {"hosts": "H", "inventory": "i", "json": "j"}
-
     def arg_opts(self, name, default, taken_names):
-        if name in self.RESERVED_SHORT:
-            opts = super().arg_opts(name, default, set(taken_names) | {name[0]})
-            opts["names"] = [opts["names"][0], self.RESERVED_SHORT[name]]
-            return opts
-        reserved = set(self.RESERVED_SHORT.values()) | {"h"}
-        return super().arg_opts(name, default, set(taken_names) | reserved)
+        spec = FLAGS.get(name)
+        if spec is None:
+            raise ValueError(f"task parameter {name!r} is not in fabops.tasks._base.FLAGS: add it there")
+        opts = super().arg_opts(name, default, set(string.printable))  # no letter of its own choosing
+        if spec.short and spec.short != opts["names"][0]:
+            opts["names"] = [opts["names"][0], spec.short]
+        if spec.number and opts.get("kind") in (int, float):
+            opts["kind"] = str  # read_number parses it, with a usage error
+        return opts
 
     def get_arguments(self, ignore_unknown_help=None):
         # Invoke pops each flag's help while building the arguments, so a
@@ -62,13 +164,19 @@ class FabopsTask(Task):
 
     def __call__(self, *args, **kwargs):
         try:
+            refuse_core_dry_run(args[0] if args else None)
+            kwargs = {k: read_number(k, v) for k, v in kwargs.items()}
             return super().__call__(*args, **kwargs)
+        except BrokenPipeError:
+            errors.quiet_closed_pipe()
         except (Exit, KeyboardInterrupt):
             raise
         except FabopsError as exc:
             if debug_enabled():
                 raise
-            raise Exit(f"fabops: {exc}", code=exc.exit_code) from None
+            # every line of a many-line error (all of hosts.yml's problems) is
+            # one complete `fabops: …` line, for grep and for CI annotations
+            raise Exit("\n".join(f"fabops: {line}" for line in str(exc).splitlines()), code=exc.exit_code) from None
         except UnexpectedExit as exc:
             if debug_enabled():
                 raise
@@ -103,6 +211,19 @@ def fabops_task(*args, **kwargs) -> Callable:
         fn, args = args[0], args[1:]
         return decorate(fn)
     return decorate
+
+
+def refuse_core_dry_run(c) -> None:
+    """Invoke's own `--dry` and `--echo` apply to `c.run()` only, and fabops
+    runs its commands over its own connections: honouring them would mean a
+    deploy that says "dry" and deploys. Refused instead (exit 64)."""
+    run = getattr(getattr(c, "config", None), "run", None)
+    if run is None:
+        return
+    if run.get("dry"):
+        raise UsageError("Invoke's --dry does not apply to fabops tasks; use the task's own --dry-run")
+    if run.get("echo"):
+        raise UsageError("Invoke's --echo does not apply to fabops tasks; use --debug to see each command")
 
 
 def debug_enabled() -> bool:
@@ -155,6 +276,13 @@ def check_timeout(value: Any, flag: str) -> Optional[float]:
 
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def print_json_line(data: Any) -> None:
+    """One compact JSON document per line (JSON lines): `monitor --watch
+    --json` refreshes and `logs --json`."""
+    sys.stdout.write(json.dumps(data, sort_keys=True, default=str, ensure_ascii=False) + "\n")
     sys.stdout.flush()
 
 

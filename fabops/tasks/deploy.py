@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 
 from invoke import Collection
 
@@ -26,22 +27,47 @@ DEPLOY_HELP = {
 
 
 class _Printer:
-    """Host-prefixed progress lines: one line per step, never interleaved."""
+    """Host-prefixed progress lines, never interleaved: one line per step
+    when it ends; a step still running after ANNOUNCE seconds gets a start
+    line, then one line every BEAT seconds, so a CI log never goes quiet
+    during a long `npm install` (the host's 1 s heartbeats drive it)."""
 
-    def __init__(self, width: int, quiet: bool = False):
+    ANNOUNCE = 2.0
+    BEAT = 10.0
+
+    def __init__(self, width: int, quiet: bool = False, clock=time.monotonic):
         self.width = width
         self.quiet = quiet
         self.lock = threading.Lock()
+        self.clock = clock
 
     def __call__(self, host: str):
+        running: dict = {}
+
+        def progress() -> str:
+            if not running:
+                return ""
+            elapsed = self.clock() - running["t0"]
+            if elapsed >= running["next"]:
+                first = running["next"] == self.ANNOUNCE
+                running["next"] = self.BEAT * (int(elapsed // self.BEAT) + 1)
+                return f"… {running['step']} " + ("started" if first else f"{int(elapsed)} s")
+            return ""
+
         def on_event(event: dict) -> None:
             if self.quiet:
                 return
             kind = event.get("kind")
             text = None
-            if kind == "step" and event.get("status") != "start":
+            if kind == "step" and event.get("status") == "start":
+                running.clear()
+                running.update(step=event.get("step"), t0=self.clock(), next=self.ANNOUNCE)
+            elif kind == "step":
+                running.clear()
                 mark = "✓" if event.get("status") == "ok" else "✗"
                 text = f"{mark} {event.get('step')} ({event.get('seconds', 0):.2f}s) {event.get('message') or ''}"
+            elif kind == "heartbeat":
+                text = progress()
             elif kind == "log":
                 text = f"· {event.get('message')}"
             elif kind == "result":
@@ -257,7 +283,7 @@ def deploy(
     "liveness": DEPLOY_HELP["liveness"], "offline": DEPLOY_HELP["offline"], "actor": DEPLOY_HELP["actor"],
     "wait": DEPLOY_HELP["wait"],
 })
-def rollback(c, hosts=None, to=None, wait=None, liveness=5.0, offline=False, actor=None, json=False,
+def rollback(c, hosts=None, to=None, wait=None, liveness=5.0, offline=False, actor=None, dry_run=False, json=False,
              inventory=None, accept_new=False, connect_timeout=None):
     """Roll hosts back to the previous good commit (or --to) through the same gate, and pin them there."""
     from ..connection import close_quietly, connect
@@ -279,7 +305,7 @@ def rollback(c, hosts=None, to=None, wait=None, liveness=5.0, offline=False, act
             if not target:
                 raise errors.FabopsError("no previous good commit is known; give one with --to SHA", host=host.name)
             opts = DeployOptions(ref=target, trigger="rollback", actor=actor or default_actor(), wait=_wait(wait),
-                                 liveness=live, offline=offline, clear_pin=False)
+                                 liveness=live, offline=offline, clear_pin=False, dry_run=dry_run)
             return deploy_host(cxn, host, opts, printer(host.name))
         finally:
             close_quietly(cxn)
@@ -290,19 +316,22 @@ def rollback(c, hosts=None, to=None, wait=None, liveness=5.0, offline=False, act
 
 
 @fabops_task
-def unpin(c, hosts=None, json=False, inventory=None, accept_new=False, connect_timeout=None):
+def unpin(c, hosts=None, dry_run=False, json=False, inventory=None, accept_new=False, connect_timeout=None):
     """Clear the pin left by rollback or deploy --ref, so cron follows the branch again."""
     from ..remote import for_each_host, unpin as unpin_host
 
-    outcome = for_each_host(inventory, hosts, unpin_host, accept_new=accept_new, connect_timeout=connect_timeout)
+    outcome = for_each_host(inventory, hosts, lambda cxn, host: unpin_host(cxn, host, dry_run=dry_run),
+                            accept_new=accept_new, connect_timeout=connect_timeout)
     if json:
-        print_json({r.host: ({"was_pinned_to": r.value} if r.ok else {"error": str(r.error), "code": r.code}) for r in outcome.results})
+        print_json({r.host: ({"was_pinned_to": r.value, "dry_run": dry_run} if r.ok
+                             else {"error": str(r.error), "code": r.code}) for r in outcome.results})
     else:
         from ..render import host_errors
 
+        done = "would unpin" if dry_run else "unpinned"
         for r in outcome.results:
             if r.ok:
-                print(f"{r.host}: " + (f"unpinned (was pinned to {r.value[:12]})" if r.value else "was not pinned"))
+                print(f"{r.host}: " + (f"{done} (pinned to {r.value[:12]})" if r.value else "is not pinned"))
         host_errors(outcome.results)
     finish(outcome.code)
 
@@ -314,13 +343,14 @@ ns = Collection("deploy", deploy, rollback, unpin)
     "service": "Restart only this service (default: all, in inventory order).",
     "actor": DEPLOY_HELP["actor"],
 })
-def restart(c, hosts=None, service=None, actor=None, json=False, inventory=None, accept_new=False, connect_timeout=None):
+def restart(c, hosts=None, service=None, actor=None, dry_run=False, json=False, inventory=None, accept_new=False,
+            connect_timeout=None):
     """Restart services under the host lock, then poll until each is ready (agentless)."""
     from ..deploy import default_actor
     from ..remote import for_each_host, restart_services
 
     def one(cxn, host):
-        items = restart_services(cxn, host, service, actor or default_actor(),
+        items = restart_services(cxn, host, service, actor or default_actor(), dry_run=dry_run,
                                  progress=None if json else (lambda m: print(f"[{host.name}] · {m}", flush=True)))
         return items
 

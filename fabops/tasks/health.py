@@ -15,7 +15,7 @@ from ._base import check_timeout, fabops_task, finish, print_json
     "actor": "Who runs this, for the lock message (default user@hostname).",
     "quiet": "Print nothing when everything is healthy (for cron).",
 })
-def health(c, hosts=None, fix=False, timeout=60.0, actor=None, quiet=False, json=False, inventory=None,
+def health(c, hosts=None, fix=False, timeout=60.0, actor=None, quiet=False, dry_run=False, json=False, inventory=None,
            accept_new=False, connect_timeout=None):
     """Check every service (process, port, HTTP, unit); with --fix restart and re-check. Nagios exit codes."""
     from ..host.health import LocalStore, run_health
@@ -34,8 +34,13 @@ def health(c, hosts=None, fix=False, timeout=60.0, actor=None, quiet=False, json
             home = host.home if local else None
             return [d.to_dict() for d in notify(host.name, event, message, home=home)]
 
+        if dry_run:
+            from ..host.health import ReadOnlyStore
+            from ..remote import lock_holder
+
+            store = ReadOnlyStore(store, lambda: lock_holder(cxn, host))
         return run_health(cxn, host, fix=fix, actor=who, store=store, manager=manager, probe=probe,
-                          timeout=wait, notify=send)
+                          timeout=wait, notify=send, dry_run=dry_run)
 
     outcome = for_each_host(inventory, hosts, one, accept_new=accept_new, connect_timeout=connect_timeout)
     codes = [(r.value.code if r.ok else errors.UNREACHABLE) for r in outcome.results]

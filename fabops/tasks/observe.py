@@ -9,7 +9,7 @@ import time
 from invoke import Collection
 
 from .. import errors as E
-from ._base import check_parallel, check_timeout, fabops_task, finish, print_json, select
+from ._base import check_parallel, check_timeout, fabops_task, finish, print_json, print_json_line, select
 
 SPARK = "▁▂▃▄▅▆▇█"
 
@@ -22,16 +22,24 @@ def sparkline(values, lo: float = 0.0, hi: float = 100.0) -> str:
 
 
 def gather(cxn, host):
-    """One exec: the whole fact script. Returns (facts, code, findings)."""
-    from ..monitor import evaluate, monitor_script, parse
+    """One exec: the whole fact script. Returns the facts, judged."""
+    return sample(cxn, host)[0]
 
-    result = cxn.run(monitor_script(host), hide=True, warn=True, in_stream=False)
-    facts = parse(result.stdout, host)
+
+def sample(cxn, host, previous=None):
+    """(facts, raw output). With the previous refresh's raw output, the CPU
+    window runs from that refresh to this one and the script waits for
+    nothing (monitor --watch)."""
+    from ..monitor import CPU_WINDOW, evaluate, monitor_script, parse
+
+    result = cxn.run(monitor_script(host, window=0 if previous else CPU_WINDOW), hide=True, warn=True,
+                     in_stream=False)
+    facts = parse(result.stdout, host, previous=previous)
     code, findings = evaluate(facts, host)
     facts["status"] = E.NAMES.get(code, str(code))
     facts["code"] = code
     facts["findings"] = [{"level": E.NAMES.get(c, str(c)), "message": m} for c, m in findings]
-    return facts
+    return facts, result.stdout
 
 
 def _mark(ok, warn=False):
@@ -160,6 +168,13 @@ def _preload_rich() -> None:
         pass
 
 
+def _envelope(results) -> dict:
+    return {"schema": 1, "code": _code(results), "hosts": {
+        r.host: (r.value if r.ok else {"status": E.NAMES.get(r.code), "code": r.code,
+                                      "error": str(getattr(r.error, "message", r.error))})
+        for r in results}}
+
+
 def _code(results):
     codes = [(r.value["code"] if r.ok else r.code) for r in results]
     return E.worst(codes)
@@ -182,6 +197,7 @@ def monitor(c, hosts=None, json=False, watch=None, history=False, parallel=10, i
     inv, chosen = select(inventory, hosts)
     by_name = {h.name: h for h in chosen}
     conns = {}
+    last = {}  # host -> the previous refresh's raw output (the CPU window's start)
     lock = threading.Lock()
 
     def one(host):
@@ -191,11 +207,13 @@ def monitor(c, hosts=None, json=False, watch=None, history=False, parallel=10, i
             with lock:
                 conns[host.name] = cxn
         try:
-            return gather(cxn, host)
+            facts, last[host.name] = sample(cxn, host, last.get(host.name) if interval else None)
+            return facts
         except Exception:
             # a dead connection is re-opened on the next refresh
             with lock:
                 conns.pop(host.name, None)
+                last.pop(host.name, None)
             close_quietly(cxn)
             raise
 
@@ -211,26 +229,39 @@ def monitor(c, hosts=None, json=False, watch=None, history=False, parallel=10, i
         if interval is None:
             results = refresh()
             if json:
-                print_json({"schema": 1, "hosts": {
-                    r.host: (r.value if r.ok else {"status": E.NAMES.get(r.code), "code": r.code,
-                                                  "error": str(getattr(r.error, "message", r.error))})
-                    for r in results}, "code": _code(results)})
+                print_json(_envelope(results))
             else:
                 console().print(render_all(results, by_name, history))
             finish(_code(results))
             return
         from rich.live import Live
 
-        stop = threading.Event()
-        results = refresh()
-        with Live(render_all(results, by_name, history), console=console(), screen=False, auto_refresh=False) as live:
-            try:
+        out = console()
+        plain = json or not out.is_terminal
+
+        def watch_until_interrupted(stop):
+            # Ctrl-C sets `stop` (never a KeyboardInterrupt inside a refresh,
+            # which Invoke's runner would swallow and the loop would go on)
+            results = refresh()
+            if plain:
+                # a pipe or a CI log: every refresh is printed, one after
+                # another (a live display would show only the last, at the end)
+                while True:
+                    if json:
+                        print_json_line(_envelope(results))
+                    else:
+                        out.print(f"--- {time.strftime('%H:%M:%S %Z')}")
+                        out.print(render_all(results, by_name, history))
+                    if stop.wait(interval):
+                        return results
+                    results = refresh()
+            with Live(render_all(results, by_name, history), console=out, screen=False, auto_refresh=False) as live:
                 while not stop.wait(interval):
                     results = refresh()
                     live.update(render_all(results, by_name, history), refresh=True)
-            except KeyboardInterrupt:
-                pass
-        finish(_code(results))
+            return results
+
+        finish(_code(_follow_until_interrupted(watch_until_interrupted)))
     finally:
         for cxn in conns.values():
             close_quietly(cxn)
