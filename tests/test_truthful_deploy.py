@@ -74,6 +74,30 @@ def cron(check=False):
     return r.returncode, json.loads(r.stdout)
 
 
+CRON_JOB = r"""
+line=$(crontab -l | grep -F ' local-update ' | head -n 1)
+[ -n "$line" ] || { echo "no local-update line in the crontab" >&2; exit 99; }
+cmd=$(printf '%s\n' "$line" | cut -d' ' -f6- | sed -e 's/\\%/%/g' -e 's/--splay [0-9]*/--splay 0/')
+mask=
+for p in /proc/[0-9]*; do
+  [ "$(cat "$p/comm" 2>/dev/null)" = cron ] && mask=$(sed -n 's/^Umask:[[:space:]]*//p' "$p/status") && break
+done
+[ -n "$mask" ] || { echo "no cron daemon running" >&2; exit 99; }
+umask "$mask"
+exec env -i HOME="$HOME" LOGNAME="$(id -un)" SHELL=/bin/sh PATH=/usr/bin:/bin /bin/sh -c "$cmd"
+"""
+
+
+def cron_job():
+    """The update line of the crontab `setup` installed, run the way cron runs
+    it: the cron daemon's own umask, an environment of HOME, LOGNAME, SHELL
+    and PATH only, /bin/sh. Only `--splay` is set to 0 (a random delay would
+    only slow the test). Returns the history record it wrote."""
+    r = on_host(CRON_JOB, check=False)
+    assert r.returncode in (0, 1, 2), r.stdout + r.stderr
+    return json.loads(on_host(f"tail -n 1 {HOME}/history.jsonl").stdout)
+
+
 def version():
     out = on_host("curl -s -X POST http://127.0.0.1:3003/webhook/meeting-completed", check=False).stdout
     return json.loads(out)["version"] if out.strip() else None
@@ -100,10 +124,10 @@ def test_first_deploy_and_file_modes_for_deploy_and_cron(host, origin):
     assert code == 0, res
     modes = on_host(f"cd {APP} && stat -c '%a %n' docs/new.txt vendor/installed.txt app.py").stdout.split("\n")
     assert [m.split()[0] for m in modes if m] == ["644", "644", "644"], modes
-    # and cron's run makes the same modes
+    # and cron's own job, run as cron runs it, makes the same modes
     origin.push("v3 more files", {"VERSION": "3\n", "requirements.txt": "http-server==3\n", "docs/cron.txt": "y\n"})
-    code, res = cron()
-    assert res["result"] == "deployed", res
+    rec = cron_job()
+    assert rec["result"] == "deployed" and rec["trigger"] == "cron", rec
     modes = on_host(f"cd {APP} && stat -c '%a' docs/cron.txt vendor/installed.txt").stdout.split()
     assert modes == ["644", "644"], modes
     assert on_host(f"stat -c %a {HOME} {HOME}/state.json").stdout.split() == ["700", "600"]
@@ -128,6 +152,49 @@ def test_a_late_crash_is_rolled_back_not_reported_deployed(host, origin):
     assert res["result"] == "skipped_bad"
     assert monitor(inv)[0] in (0, 1)
     origin.push("v5 fixed", {"VERSION": "5\n", "BEHAVIOUR": "ok\n"})
+    assert deploy(inv)[0] == 0
+
+
+def test_health_inside_the_watch_window_leaves_the_bad_commit_to_the_rollback(host, origin):
+    """`deploy --no-watch` returns at the gate; the host keeps watching under
+    the lock. A commit that passes its gate and then answers 500 is seen by
+    cron's `health --fix` inside that window: it must not restart it (that
+    would hide the bad commit in a restart loop); it reports the run in
+    progress (exit 3), and the watch rolls the commit back."""
+    import time
+
+    inv, hook = host
+    data = yaml.safe_load(inv.read_text())
+    data["hosts"]["find-to-do"]["services"][0]["watch"] = "25s"  # room for two 5 s HTTP checks to miss
+    inv.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert deploy(inv, "--offline")[0] == 0  # a good commit serving (a no-op after the other tests)
+    good = version()
+    bad = origin.push("v6 sick after two seconds", {"VERSION": "6\n", "BEHAVIOUR": "sick-after 2\n"})
+    code, res = deploy(inv, "--no-watch")
+    assert code == 0 and res["to"] == bad, res
+    health = None
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        last = history()[-1]
+        if last.get("to") == bad and last["result"] != "deployed":
+            break
+        status = on_host("curl -s -o /dev/null -w '%{http_code}' -X POST "
+                         "http://127.0.0.1:3003/webhook/meeting-completed", check=False).stdout
+        if health is None and status == "500":
+            # sick, inside the window: cron's health job runs now
+            health = on_host(f"cd && {HOME}/venv/bin/fabops health --fix --json -i {HOME}/host.yml", check=False)
+        time.sleep(0.5)
+    assert last["result"] == "rolled_back" and last["to"] == bad, last
+    assert health is not None, "the commit never answered 500 inside the window"
+    report = json.loads(health.stdout)
+    report = report.get("hosts", report)["find-to-do"]
+    assert health.returncode == 3 and report["status"] == "busy", health.stdout + health.stderr
+    assert not report.get("restarted")
+    assert version() == good
+    assert len(hook.texts("rolled back")) == 1, hook.got
+    data["hosts"]["find-to-do"]["services"][0]["watch"] = "8s"
+    inv.write_text(yaml.safe_dump(data, sort_keys=False))
+    origin.push("v7 fixed", {"VERSION": "7\n", "BEHAVIOUR": "ok\n"})
     assert deploy(inv)[0] == 0
 
 

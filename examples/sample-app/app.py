@@ -7,7 +7,9 @@ Behaviour is driven by files in the commit, so tests and the demo can push a
 good, a crash-on-boot or an unhealthy version:
 - BEHAVIOUR: `ok` (default), `crash` (exit 1 at start-up), `unhealthy`
   (starts, but /health answers 500), `error` (every request answers 500) or
-  `crash-after N` (answers its checks, then exits 3 after N seconds);
+  `crash-after N` (answers its checks, then exits 3 after N seconds) or
+  `sick-after N` (answers its checks, then every request answers 500 after
+  N seconds, while the process stays up);
 - VERSION: shown by /health.
 The port comes from $PORT, else PORT= in .env, else 3013. It refuses to start
 unless its dependencies are installed (vendor/installed.txt matches
@@ -16,6 +18,7 @@ requirements.txt), as a Node app without node_modules would.
 import json
 import os
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -41,6 +44,15 @@ def dotenv():
 BEHAVIOUR = read("BEHAVIOUR", "ok")
 VERSION = read("VERSION", "0")
 PORT = int(os.environ.get("PORT") or dotenv().get("PORT") or 3013)
+STARTED = time.monotonic()
+
+
+def failing() -> bool:
+    if BEHAVIOUR == "error":
+        return True
+    if BEHAVIOUR.startswith("sick-after "):
+        return time.monotonic() - STARTED > float(BEHAVIOUR.split()[1])
+    return False
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -53,7 +65,7 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self):
-        if BEHAVIOUR == "error":
+        if failing():
             self._send(500, {"error": "internal", "version": VERSION})
         elif self.path == "/health":
             if BEHAVIOUR == "unhealthy":
@@ -66,7 +78,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
         self.rfile.read(length)
-        if BEHAVIOUR == "error":
+        if failing():
             self._send(500, {"error": "internal", "version": VERSION})
         elif self.path == "/webhook/meeting-completed":
             self._send(200, {"received": True, "version": VERSION})
