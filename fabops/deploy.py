@@ -302,8 +302,8 @@ def _dry_run(c, host: Host, opts: DeployOptions, outcome: DeployOutcome, on_even
     words = " ".join(_hq(a) if a.startswith("~") else join([a]) for a in argv)
     r = c.run(f"{words}; rc=$?; rm -f {_hq(config)}; exit $rc", hide=True, warn=True, timeout=300)
     try:
-        outcome.result = json.loads(r.stdout)
-    except ValueError:
+        outcome.result = json.loads(r.stdout)["hosts"][host.name]
+    except (ValueError, KeyError, TypeError):
         last = (r.stderr or r.stdout).strip().splitlines()
         raise CommandFailed(f"dry run failed: {last[-1] if last else 'exit ' + str(r.exited)}", host=host.name) from None
     return outcome

@@ -123,15 +123,56 @@ def inventory_for(tmp_path):
 
 
 def run_cli(*args, env=None, cwd=None, timeout=120) -> subprocess.CompletedProcess:
-    """Run the real `fabops` console script in a subprocess (what a user types)."""
+    """Run the real `fabops` console script in a subprocess (what a user
+    types). Any --json output is checked against docs/json.schema.json."""
     full_env = dict(os.environ)
     full_env.update(env or {})
     full_env.setdefault("COLUMNS", "200")
-    return subprocess.run(
+    r = subprocess.run(
         [sys.executable, "-m", "fabops.cli", *args],
         capture_output=True, text=True, env=full_env, cwd=cwd or ROOT,
         timeout=timeout, stdin=subprocess.DEVNULL,
     )
+    check_json_output(args, r)
+    return r
+
+
+JSON_SEEN: set = set()  # tasks whose --json output was validated in this session
+
+
+def check_json_output(args, r: subprocess.CompletedProcess) -> None:
+    """Every task's --json is one envelope (docs/json.md): validate what a
+    real run printed against the published schema. Progress and errors go to
+    stderr, so stdout must be JSON, or empty (a usage error before output)."""
+    import json
+
+    if "--json" not in args or not r.stdout.strip():
+        return
+    import jsonschema
+
+    schema = json.loads((ROOT / "docs" / "json.schema.json").read_text())
+    try:
+        docs = [json.loads(r.stdout)]
+    except ValueError:
+        docs = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]  # JSON lines (--watch)
+    for doc in docs:
+        try:
+            jsonschema.validate(doc, schema)
+        except jsonschema.ValidationError as exc:
+            raise AssertionError(f"--json output of {args} breaks docs/json.schema.json: {exc.message} "
+                                 f"at {list(exc.absolute_path)}") from None
+        assert doc["code"] == r.returncode, f"envelope code {doc['code']} != exit code {r.returncode} for {args}"
+    task = next((a for a in args if not a.startswith("-")), None)
+    JSON_SEEN.add(task)
+
+
+def one(stdout: str) -> dict:
+    """The only host's value in a task's --json envelope (docs/json.md)."""
+    import json
+
+    data = json.loads(stdout)
+    assert set(data) >= {"schema", "code", "hosts"} and len(data["hosts"]) == 1, data
+    return next(iter(data["hosts"].values()))
 
 
 @pytest.fixture

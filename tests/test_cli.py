@@ -254,3 +254,20 @@ def test_plain_progress_announces_long_steps_and_beats_every_ten_seconds(capsys)
     on_event({"kind": "step", "step": "fetch", "status": "ok", "seconds": 0.3})  # a quick step: one line
     lines = [ln.split(None, 1)[1] for ln in capsys.readouterr().out.splitlines()]
     assert lines == ["… deps started", "… deps 10 s", "… deps 20 s", "✓ deps (21.00s)", "✓ fetch (0.30s)"]
+
+
+def test_every_local_task_prints_the_one_json_envelope(tmp_path):
+    """Each task's --json against the `connection: local` sandbox host, run
+    for real and validated by run_cli against docs/json.schema.json (the
+    ssh and systemd tiers validate the rest the same way)."""
+    from tests.conftest import JSON_SEEN
+
+    runs = [("hosts",), ("ping", "-H", "local"), ("monitor", "-H", "local"), ("status", "-H", "local"),
+            ("history", "-H", "local"), ("health", "-H", "local"), ("unpin", "-H", "local", "--dry-run"),
+            ("restart", "-H", "local", "--dry-run"), ("clean", "-H", "local", "--dry-run"),
+            ("local-update", "-H", "local", "--dry-run"), ("deploy", "-H", "local", "--dry-run")]
+    for args in runs:
+        r = run_cli(*args, "--json")
+        assert r.stdout.strip(), f"{args}: no JSON (rc={r.returncode}, stderr={r.stderr!r})"
+        assert args[0] in JSON_SEEN
+    assert run_cli("ping", "-H", "nosuchhost", "--json").returncode == 64  # a usage error prints no JSON

@@ -39,7 +39,7 @@ class RemoteApp:
     def deploy_json(self, *args):
         r = self.deploy("--json", *args)
         try:
-            return r.returncode, json.loads(r.stdout)["h1"]
+            return r.returncode, json.loads(r.stdout)["hosts"]["h1"]
         except (ValueError, KeyError):
             raise AssertionError(f"rc={r.returncode} out={r.stdout!r} err={r.stderr!r}")
 
@@ -98,16 +98,16 @@ def test_crash_rolls_back_then_rollback_task_pins_and_unpin_clears(remote_app):
 
     r = run_cli("rollback", "-i", str(remote_app.inventory), "--json")
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["h1"]["result"] == "deployed"
+    assert json.loads(r.stdout)["hosts"]["h1"]["result"] == "deployed"
     assert remote_app.version() == "1"
     assert remote_app.state["pin"] == v1
-    st = json.loads(run_cli("status", "-i", str(remote_app.inventory), "--json").stdout)["h1"]
+    st = json.loads(run_cli("status", "-i", str(remote_app.inventory), "--json").stdout)["hosts"]["h1"]
     assert st["pin"] == v1 and st["services"][0]["active"]
 
     r = run_cli("unpin", "-i", str(remote_app.inventory))
     assert r.returncode == 0 and f"was pinned to {v1[:12]}" in r.stdout, r.stderr
     assert remote_app.state["pin"] is None
-    rh = json.loads(run_cli("history", "-i", str(remote_app.inventory), "--json").stdout)["h1"]
+    rh = json.loads(run_cli("history", "-i", str(remote_app.inventory), "--json").stdout)["hosts"]["h1"]
     assert [x["result"] for x in rh] == ["deployed", "deployed", "rolled_back", "deployed"]
     assert rh[-1]["trigger"] == "rollback" and rh[-1]["to"] == v1 and v2
 
@@ -174,7 +174,7 @@ def test_restart_is_agentless_locked_and_polls_readiness(remote_app):
     pid_before = int(remote_app.host.path("~/.fabops/app/services/bot.pid").read_text().split()[0])
     r = run_cli("restart", "-i", str(remote_app.inventory), "--json")
     assert r.returncode == 0, r.stderr
-    items = json.loads(r.stdout)["h1"]
+    items = json.loads(r.stdout)["hosts"]["h1"]
     assert items[0]["ok"] and items[0]["phase"] == "ready" and items[0]["http_status"] == 200
     pid_after = int(remote_app.host.path("~/.fabops/app/services/bot.pid").read_text().split()[0])
     assert pid_after != pid_before
@@ -275,7 +275,8 @@ def test_two_hosts_parallel_then_rolling_stops_at_first_failure(sshd_factory, tm
     origin.crash("2")
     r = run_cli("deploy", "-i", str(inv), "-H", "web", "--rolling", "1", "--json", timeout=300)
     data = json.loads(r.stdout)
-    assert r.returncode == 2
+    assert r.returncode == 2 and data["code"] == 2 and data["schema"] == 1
+    data = data["hosts"]
     assert data["h1"]["result"] == "rolled_back"
     assert data["h2"]["code"] == 2 and "skipped" in data["h2"]["error"]
     h2_state = json.loads(h2.path("~/.fabops/app/state.json").read_text())

@@ -50,7 +50,7 @@ def box(tmp_path):
 
 def health(box, *args, env=None):
     r = run_cli("health", "-i", str(box.inventory), "--json", *args, env=env)
-    return r.returncode, json.loads(r.stdout)["local"]
+    return r.returncode, json.loads(r.stdout)["hosts"]["local"]
 
 
 def test_health_notifies_on_change_only_and_fix_recovers(box, recorder):

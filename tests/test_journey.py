@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT, TEST_CACHE, require
+from tests.conftest import ROOT, TEST_CACHE, check_json_output, require
 from tests.harness import container
 from tests.harness.sandbox import Origin
 
@@ -94,8 +94,10 @@ class User:
         return env
 
     def inv(self, *args, timeout=600, **env) -> subprocess.CompletedProcess:
-        return subprocess.run(["inv", *args], cwd=self.workdir, env=self.env(**env), capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
+        r = subprocess.run(["inv", *args], cwd=self.workdir, env=self.env(**env), capture_output=True, text=True,
+                           timeout=timeout, stdin=subprocess.DEVNULL)
+        check_json_output(args, r)
+        return r
 
 
 def on_host(user: User, command: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -145,7 +147,7 @@ def test_the_users_path_from_a_wheel(image, user_venv, fabops_wheel, client_key,
     marker = json.loads(on_host(user, "cat ~/.fabops/voice-meeting-bot/venv/fabops-install.json").stdout)
     assert marker["python"] == f"3.{host_python}"
     r = user.inv("setup", "--json")
-    items = json.loads(r.stdout)["find-to-do"]["items"]
+    items = json.loads(r.stdout)["hosts"]["find-to-do"]["items"]
     assert not [i for i in items if i["status"] in ("changed", "would change")], items
 
     r = user.inv("deploy")
@@ -171,11 +173,11 @@ def test_the_users_path_from_a_wheel(image, user_venv, fabops_wheel, client_key,
     r = user.inv("rollback")
     assert r.returncode == 0, r.stdout + r.stderr
     assert on_host(user, f"git -C {APP} rev-parse HEAD").stdout.strip() == first
-    st = json.loads(user.inv("status", "--json").stdout)["find-to-do"]
+    st = json.loads(user.inv("status", "--json").stdout)["hosts"]["find-to-do"]
     assert st["pin"], st
     r = user.inv("unpin")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert not json.loads(user.inv("status", "--json").stdout)["find-to-do"]["pin"]
+    assert not json.loads(user.inv("status", "--json").stdout)["hosts"]["find-to-do"]["pin"]
 
     # CI after a push: the deploy workflow's run: steps, as written
     third = origin.good("3")

@@ -41,7 +41,7 @@ def test_reset_saves_everything_then_restores_exact_bytes(deployed, tmp_path):
     assert h.path("~/app/data.bin").exists()
     r = cli(deployed, "reset", "--yes", "--json")
     assert r.returncode == 0, r.stdout + r.stderr
-    res = json.loads(r.stdout)["h1"]
+    res = json.loads(r.stdout)["hosts"]["h1"]
     assert res["result"] == "deployed"
     no_secret(r.stdout, r.stderr)
     # the tree is clean at origin, .env (ignored) kept
@@ -81,7 +81,7 @@ def test_dry_runs_of_restart_unpin_health_fix_and_rollback_change_nothing(deploy
     pid = h.path("~/.fabops/app/services/bot.pid").read_text()
     state = h.path("~/.fabops/app/state.json").read_text()
     r = cli(deployed, "restart", "--dry-run", "--json")
-    assert r.returncode == 0 and json.loads(r.stdout)["h1"][0]["message"].startswith("would restart bot"), r.stderr
+    assert r.returncode == 0 and json.loads(r.stdout)["hosts"]["h1"][0]["message"].startswith("would restart bot"), r.stderr
     with HostLock(str(h.path("~/.fabops/app/lock")), {"actor": "alice@laptop", "trigger": "cron"}).acquire():
         r = cli(deployed, "restart", "--dry-run")
         assert r.returncode == 4 and "would stop: locked: cron by alice@laptop" in r.stderr, r.stderr
@@ -94,13 +94,13 @@ def test_dry_runs_of_restart_unpin_health_fix_and_rollback_change_nothing(deploy
     code, res = deployed.deploy_json("--dry-run", "--ref", first)  # what rollback --to would plan
     assert (code, res["result"]) == (0, "would_deploy") and res["to"] == first, res
     r = cli(deployed, "rollback", "--to", first, "--dry-run", "--json")
-    assert r.returncode == 0 and json.loads(r.stdout)["h1"]["result"] == "would_deploy", r.stdout + r.stderr
+    assert r.returncode == 0 and json.loads(r.stdout)["hosts"]["h1"]["result"] == "would_deploy", r.stdout + r.stderr
     assert deployed.version() == "2" and not deployed.state.get("pin")
     r = cli(deployed, "unpin", "--dry-run")
     assert r.returncode == 0 and "is not pinned" in r.stdout
     assert cli(deployed, "rollback", "--to", first).returncode == 0  # now really pinned
     r = cli(deployed, "unpin", "--dry-run", "--json")
-    assert json.loads(r.stdout)["h1"] == {"was_pinned_to": first, "dry_run": True}
+    assert json.loads(r.stdout)["hosts"]["h1"] == {"was_pinned_to": first, "dry_run": True}
     assert deployed.state["pin"] == first
     # health --fix --dry-run on a dead service: names what --fix would do
     pid = h.path("~/.fabops/app/services/bot.pid").read_text()
@@ -109,7 +109,7 @@ def test_dry_runs_of_restart_unpin_health_fix_and_rollback_change_nothing(deploy
     before = log.read_text() if log.exists() else ""
     state = h.path("~/.fabops/app/state.json").read_text()
     r = cli(deployed, "health", "--fix", "--dry-run", "--json")
-    report = json.loads(r.stdout)["h1"]
+    report = json.loads(r.stdout)["hosts"]["h1"]
     assert r.returncode == 2 and report["status"] == "would_restart" and "--fix would restart bot" in report["message"]
     assert h.path("~/.fabops/app/state.json").read_text() == state
     assert (log.read_text() if log.exists() else "") == before
@@ -122,7 +122,7 @@ def test_backup_env_rotation_modes_download_and_no_secret(deployed, tmp_path):
     for i in range(4):
         r = cli(deployed, "backup-env", "--keep", "3", "--json")
         assert r.returncode == 0, r.stderr
-        names.append(json.loads(r.stdout)["h1"]["name"])
+        names.append(json.loads(r.stdout)["hosts"]["h1"]["name"])
         no_secret(r.stdout, r.stderr)
     d = deployed.host.path("~/backup/env")
     assert sorted(p.name for p in d.iterdir()) == sorted(names[-3:])
@@ -142,7 +142,7 @@ def test_backup_env_rotation_modes_download_and_no_secret(deployed, tmp_path):
 
 def test_restore_env_round_trip_shows_key_names_only(deployed):
     r = cli(deployed, "backup-env", "--json")
-    name = json.loads(r.stdout)["h1"]["name"]
+    name = json.loads(r.stdout)["hosts"]["h1"]["name"]
     deployed.host.ssh("cd ~/app && sed -i 's/^DISCORD_TOKEN=.*/DISCORD_TOKEN=rotated-value/' .env && echo NEW_KEY=zzz >> .env")
     r = cli(deployed, "restore-env", "--backup", name, "--dry-run")
     assert r.returncode == 0, r.stderr
@@ -177,7 +177,7 @@ def test_clean_only_old_matching_files_and_never_outside(deployed, tmp_path):
         "mkdir -p dir.pcm && touch -d '3 days ago' dir.pcm"
     )
     r = cli(deployed, "clean", "--dry-run", "--json")
-    assert json.loads(r.stdout)["h1"][0] == {"path": "~/rec", "glob": "*.pcm", "files": 2, "bytes": 1500, "dry_run": True}
+    assert json.loads(r.stdout)["hosts"]["h1"][0] == {"path": "~/rec", "glob": "*.pcm", "files": 2, "bytes": 1500, "dry_run": True}
     assert h.path("~/rec/old.pcm").exists()
     r = cli(deployed, "clean")
     assert r.returncode == 0 and "deleted 2 file(s)" in r.stdout
@@ -223,11 +223,11 @@ def test_system_update_check_with_a_stub_dnf(deployed):
     deployed.inventory.write_text(yaml.safe_dump(inv))
     r = cli(deployed, "system-update", "--check", "--json")
     assert r.returncode == 1, r.stdout + r.stderr
-    data = json.loads(r.stdout)["h1"]
+    data = json.loads(r.stdout)["hosts"]["h1"]
     assert data["manager"] == "dnf" and data["updates"] == ["openssl.x86_64 3.0.8-1.amzn2023", "kernel.x86_64 6.1.1-1"]
     r = cli(deployed, "system-update", "--yes", "--json")  # applies through `sudo -n /abs/path/dnf`
     assert r.returncode == 0, r.stdout + r.stderr
-    assert json.loads(r.stdout)["h1"]["applied"] is True
+    assert json.loads(r.stdout)["hosts"]["h1"]["applied"] is True
     r = cli(deployed, "system-update", "--check")
     assert r.returncode == 0 and "0 update(s) available" in r.stdout
 
@@ -237,7 +237,7 @@ def test_secret_marker_never_leaks_from_any_task(deployed):
     h = deployed.host
     h.ssh(f"echo 'PYTHON_API_URL=http://127.0.0.1:1/{SECRET}' >> ~/app/.env; echo 'ERROR {SECRET[:3]}' >> ~/.fabops/app/services/bot.log")
     deployed.origin.good("2")
-    name = json.loads(cli(deployed, "backup-env", "--json").stdout)["h1"]["name"]
+    name = json.loads(cli(deployed, "backup-env", "--json").stdout)["hosts"]["h1"]["name"]
     v1 = deployed.origin.head
     runs = [
         ("deploy",), ("deploy", "--dry-run"), ("status",), ("history",), ("monitor",), ("monitor", "--json"),

@@ -252,7 +252,7 @@ def test_health_fix_over_ssh_brings_a_killed_service_back(deployed):
     assert r.returncode == 2, r.stdout + r.stderr
     r = run_cli("health", "-i", str(deployed.inventory), "--fix", "--json")
     assert r.returncode == 1, r.stdout + r.stderr
-    assert json.loads(r.stdout)["h1"]["status"] == "recovered"
+    assert json.loads(r.stdout)["hosts"]["h1"]["status"] == "recovered"
     assert deployed.version() == "1"
     state = json.loads(deployed.host.path("~/.fabops/app/state.json").read_text())
     assert state["health"]["status"] == "ok" and len(state["restarts"]) == 1

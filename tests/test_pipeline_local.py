@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, require, run_cli
+from tests.conftest import ROOT, one, require, run_cli
 from tests.harness.sandbox import Origin, clone, git, kill_pidfile, local_inventory
 from tests.harness.sshd import free_port
 
@@ -33,7 +33,7 @@ class Sandbox:
     def result(self, *args):
         r = self.update(*args)
         try:
-            data = json.loads(r.stdout)
+            data = one(r.stdout)
         except ValueError:
             raise AssertionError(f"no JSON: rc={r.returncode} out={r.stdout!r} err={r.stderr!r}")
         return r.returncode, data
@@ -229,7 +229,7 @@ def test_a_preflight_abort_is_recorded_shown_and_notified_once(sandbox, tmp_path
         target = sandbox.origin.push("新機能追加: 要約を送信", {".env.example": "DISCORD_TOKEN=\nPORT=\nNEW_API_KEY=\n"})
         for _ in range(3):  # cron, every few minutes
             r = sandbox.update(env=env)
-            assert r.returncode == 2 and json.loads(r.stdout)["result"] == "aborted"
+            assert r.returncode == 2 and one(r.stdout)["result"] == "aborted"
         aborted = [h for h in sandbox.history() if h["result"] == "aborted"]
         assert len(aborted) == 3 and all(h["to"] == target for h in aborted)
         assert aborted[0]["subject"] == "新機能追加: 要約を送信"
@@ -249,7 +249,7 @@ def test_a_preflight_abort_is_recorded_shown_and_notified_once(sandbox, tmp_path
         with open(sandbox.app / ".env", "a") as fh:
             fh.write("NEW_API_KEY=k\n")
         r = sandbox.update(env=env)
-        assert r.returncode == 0 and json.loads(r.stdout)["result"] == "deployed"
+        assert r.returncode == 0 and one(r.stdout)["result"] == "deployed"
         assert sandbox.state["failing"] is None
         assert run_cli("monitor", "-i", str(sandbox.inventory)).returncode == 0
     finally:
@@ -292,7 +292,7 @@ def test_missing_env_keys_abort_without_showing_values(sandbox):
     sandbox.result()
     sandbox.origin.push("needs a new key", {".env.example": "DISCORD_TOKEN=\nPORT=\nNEW_API_KEY=\n"})
     r = sandbox.update()
-    res = json.loads(r.stdout)
+    res = one(r.stdout)
     assert r.returncode == 2 and res["result"] == "aborted"
     assert "NEW_API_KEY" in res["message"]
     assert "s3cr3t" not in r.stdout + r.stderr
@@ -306,9 +306,9 @@ def test_concurrent_runs_one_deploys_other_is_locked(sandbox):
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT) for _ in range(2)]
     outs = [p.communicate(timeout=120) for p in procs]
     codes = sorted(p.returncode for p in procs)
-    results = sorted(json.loads(o[0])["result"] for o in outs)
+    results = sorted(one(o[0])["result"] for o in outs)
     assert codes == [0, 4] and results == ["deployed", "locked"], outs
-    locked = next(json.loads(o[0]) for o in outs if json.loads(o[0])["result"] == "locked")
+    locked = next(one(o[0]) for o in outs if one(o[0])["result"] == "locked")
     assert "cron by tester" in locked["message"] and "pid" in locked["message"]
 
 
@@ -386,11 +386,11 @@ def test_history_and_status_tasks_read_the_host(sandbox):
     sandbox.result()
     r = run_cli("history", "-i", str(sandbox.inventory), "--json")
     assert r.returncode == 0, r.stderr
-    recs = json.loads(r.stdout)["local"]
+    recs = json.loads(r.stdout)["hosts"]["local"]
     assert [x["result"] for x in recs] == ["deployed", "deployed"]
     assert all(x["trigger"] == "cron" for x in recs)
     r = run_cli("status", "-i", str(sandbox.inventory), "--json")
-    data = json.loads(r.stdout)["local"]
+    data = json.loads(r.stdout)["hosts"]["local"]
     assert data["services"][0]["active"] and data["deployed"] == sandbox.origin.head
     r = run_cli("history", "-i", str(sandbox.inventory))
     assert "deployed" in r.stdout

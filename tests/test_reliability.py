@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, require
+from tests.conftest import ROOT, one, require
 from tests.test_pipeline_local import Sandbox
 
 LONG = os.environ.get("FABOPS_LONG") == "1"
@@ -64,7 +64,7 @@ def test_concurrent_updates_exactly_one_deploys(box):
     results = []
     for p in procs:
         out, err = p.communicate(timeout=180)
-        results.append((p.returncode, json.loads(out)["result"]))
+        results.append((p.returncode, one(out)["result"]))
     deployed = [r for r in results if r[1] == "deployed"]
     assert len(deployed) == 1, results
     assert all(r in ((4, "locked"), (0, "noop")) for r in results if r[1] != "deployed"), results
@@ -103,7 +103,7 @@ def test_full_log_disk_aborts_cleanly(box, tmp_path):
               f"exec {sys.executable} -m fabops.cli local-update -i {box.inventory} --json")
     r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
                        capture_output=True, text=True, cwd=ROOT, timeout=120)
-    res = json.loads(r.stdout)
+    res = one(r.stdout)
     assert r.returncode == 2 and res["result"] == "aborted", res
     assert "disk full" in res["message"] and "log dir" in res["message"]
     assert box.head() == v1  # the checkout is unchanged

@@ -37,7 +37,7 @@ def fresh(ssh_host, tmp_path, deploy_env):
 def setup(app, *args):
     r = run_cli("setup", "-i", str(app.inventory), "--json", *args, timeout=300)
     try:
-        return r.returncode, {i["name"]: i for i in json.loads(r.stdout)["h1"]["items"]}
+        return r.returncode, {i["name"]: i for i in json.loads(r.stdout)["hosts"]["h1"]["items"]}
     except (ValueError, KeyError):
         raise AssertionError(r.stdout + r.stderr)
 

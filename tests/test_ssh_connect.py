@@ -19,7 +19,7 @@ def test_ping_over_real_sshd(ssh_host, inventory_for):
     path = inventory_for(h1=ssh_host)
     r = run_cli("ping", "-H", "h1", "--json", "-i", str(path))
     assert r.returncode == 0, r.stderr
-    data = json.loads(r.stdout)
+    data = json.loads(r.stdout)["hosts"]
     assert data["h1"]["user"] == "root"
     assert data["h1"]["kernel"].startswith("Linux")
     assert data["h1"]["python"]
@@ -99,7 +99,7 @@ def test_ssh_config_alias_is_honoured(ssh_host, tmp_path, isolated_home):
     path = write_inventory(tmp_path / "hosts.yml", {"find-to-do": {}})
     r = run_cli("ping", "--json", "-i", str(path))
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["find-to-do"]["user"] == "root"
+    assert json.loads(r.stdout)["hosts"]["find-to-do"]["user"] == "root"
 
 
 def test_unreachable_closed_port_exits_3(tmp_path):
@@ -149,6 +149,8 @@ def test_many_hosts_one_down(sshd_factory, tmp_path):
     r = run_cli("ping", "-H", "all3", "--json", "--connect-timeout", "2", "-i", str(path))
     assert r.returncode == 3
     data = json.loads(r.stdout)
+    assert data["code"] == 3
+    data = data["hosts"]
     assert data["h1"]["user"] == "root" and data["h2"]["user"] == "root"
     assert data["down"]["code"] == 3
     r = run_cli("ping", "-H", "all3", "--connect-timeout", "2", "-i", str(path))

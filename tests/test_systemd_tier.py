@@ -88,9 +88,9 @@ def test_find_to_do_lifecycle(alias, origin):
 
     r = fab(inv, "setup", "--yes", "--offline", "--json")
     assert r.returncode in (0, 1), r.stdout + r.stderr
-    items = {i["name"]: i for i in json.loads(r.stdout)["find-to-do"]["items"]}
+    items = {i["name"]: i for i in json.loads(r.stdout)["hosts"]["find-to-do"]["items"]}
     again = fab(inv, "setup", "--json")
-    assert not [i for i in json.loads(again.stdout)["find-to-do"]["items"] if i["status"] in ("changed", "would change")]
+    assert not [i for i in json.loads(again.stdout)["hosts"]["find-to-do"]["items"] if i["status"] in ("changed", "would change")]
     assert items[f"unit {UNIT}"]["status"] == "changed"
     assert items["sudoers"]["status"] == "changed" and items["crontab"]["status"] == "changed"
     assert "ExecStart=/bin/sh -c 'exec python3 app.py'" in on_host(f"cat /etc/systemd/system/{UNIT}").stdout
@@ -100,7 +100,7 @@ def test_find_to_do_lifecycle(alias, origin):
 
     r = fab(inv, "deploy", "--offline", "--json")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert json.loads(r.stdout)["find-to-do"]["result"] == "deployed"
+    assert json.loads(r.stdout)["hosts"]["find-to-do"]["result"] == "deployed"
     assert on_host(f"systemctl is-active {UNIT}").stdout.strip() == "active"
 
     r = fab(inv, "monitor", "--json")
@@ -108,7 +108,7 @@ def test_find_to_do_lifecycle(alias, origin):
     svc = json.loads(r.stdout)["hosts"]["find-to-do"]["services"][0]
     assert svc["manager"] == "systemd" and svc["active"] and svc["pid"] and svc["http_status"] == 200
 
-    st = json.loads(fab(inv, "status", "--json").stdout)["find-to-do"]
+    st = json.loads(fab(inv, "status", "--json").stdout)["hosts"]["find-to-do"]
     assert st["deployed"] == on_host("git -C ~/voice-meeting-bot rev-parse HEAD").stdout.strip()
 
     r = fab(inv, "logs", "-n", "20")
@@ -123,7 +123,7 @@ def test_find_to_do_lifecycle(alias, origin):
     origin.crash("2")
     r = fab(inv, "deploy", "--json")
     assert r.returncode == 2, r.stdout + r.stderr
-    assert json.loads(r.stdout)["find-to-do"]["result"] == "rolled_back"
+    assert json.loads(r.stdout)["hosts"]["find-to-do"]["result"] == "rolled_back"
     assert on_host(f"systemctl is-active {UNIT}").stdout.strip() == "active"
     assert '"version": "1"' in on_host("curl -s http://127.0.0.1:3003/health").stdout.replace("'", '"')
     assert "ROLLED_BACK" in on_host("cat /var/log/voice-meeting-bot-update.log").stdout
@@ -259,7 +259,7 @@ def test_emergency_reset_on_a_dirty_tree(alias):
     on_host("cd ~/voice-meeting-bot && echo '# hotfix' >> app.py && echo notes > notes.txt")
     r = fab(inv, "reset", "--yes", "--json")
     assert r.returncode == 0, r.stdout + r.stderr
-    res = json.loads(r.stdout)["find-to-do"]
+    res = json.loads(r.stdout)["hosts"]["find-to-do"]
     assert on_host("git -C ~/voice-meeting-bot status --porcelain").stdout == ""
     saved = res["saved"]
     assert "# hotfix" in on_host(f"cat {saved}/tracked.patch").stdout

@@ -63,7 +63,7 @@ def host(box, origin, client_key, isolated_home, deploy_env, tmp_path):
 def deploy(inv, *args):
     r = fab(inv, "deploy", "--json", *args)
     try:
-        return r.returncode, json.loads(r.stdout)["find-to-do"]
+        return r.returncode, json.loads(r.stdout)["hosts"]["find-to-do"]
     except (ValueError, KeyError):
         raise AssertionError(f"rc={r.returncode} out={r.stdout!r} err={r.stderr!r}")
 
@@ -71,7 +71,7 @@ def deploy(inv, *args):
 def cron(check=False):
     """What the cron line runs on the host (the host's own fabops and host.yml)."""
     r = on_host(f"cd && {HOME}/venv/bin/fabops local-update -i {HOME}/host.yml --json", check=check)
-    return r.returncode, json.loads(r.stdout)
+    return r.returncode, json.loads(r.stdout)["hosts"]["find-to-do"]
 
 
 CRON_JOB = r"""
@@ -186,8 +186,7 @@ def test_health_inside_the_watch_window_leaves_the_bad_commit_to_the_rollback(ho
         time.sleep(0.5)
     assert last["result"] == "rolled_back" and last["to"] == bad, last
     assert health is not None, "the commit never answered 500 inside the window"
-    report = json.loads(health.stdout)
-    report = report.get("hosts", report)["find-to-do"]
+    report = json.loads(health.stdout)["hosts"]["find-to-do"]
     assert health.returncode == 3 and report["status"] == "busy", health.stdout + health.stderr
     assert not report.get("restarted")
     assert version() == good

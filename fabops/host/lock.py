@@ -113,6 +113,11 @@ class HostLock:
             holder = self._holder()
             patient = should_wait is not None and should_wait(holder)
             if time.monotonic() >= deadline and not patient:
+                # The holder may have ended while we read its record (its
+                # release empties the file first): one more try, so a run
+                # that just finished is not reported as holding the lock.
+                if self.try_acquire():
+                    return self
                 err = LockedError(f"locked: {describe_holder(holder)}")
                 err.holder = holder  # type: ignore[attr-defined]
                 raise err

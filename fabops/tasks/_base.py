@@ -279,6 +279,33 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+JSON_SCHEMA = 1  # docs/json.md, docs/json.schema.json
+
+
+def error_text(error: Any) -> str:
+    return str(getattr(error, "message", error))
+
+
+def envelope(results, value: Optional[Callable[[Any], Any]] = None, code: Optional[int] = None, **extra) -> dict:
+    """Every task's --json: `{schema, code, hosts: {name: value or
+    {error, code}}}` (docs/json.md). `code` is the task's exit code (by
+    default the worst host's); `extra` adds task-level keys (hosts: path,
+    default, groups)."""
+    hosts = {}
+    for r in results:
+        if r.ok:
+            hosts[r.host] = value(r.value) if value else r.value
+        else:
+            hosts[r.host] = {"error": error_text(r.error), "code": r.code}
+    if code is None:
+        code = errors.worst(r.code for r in results)
+    return {"schema": JSON_SCHEMA, "code": code, "hosts": hosts, **extra}
+
+
+def print_envelope(results, value: Optional[Callable[[Any], Any]] = None, code: Optional[int] = None, **extra) -> None:
+    print_json(envelope(results, value, code, **extra))
+
+
 def print_json_line(data: Any) -> None:
     """One compact JSON document per line (JSON lines): `monitor --watch
     --json` refreshes and `logs --json`."""

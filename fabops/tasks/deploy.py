@@ -9,7 +9,7 @@ import time
 from invoke import Collection
 
 from .. import errors
-from ._base import check_parallel, check_timeout, fabops_task, finish, print_json, select
+from ._base import check_parallel, check_timeout, fabops_task, finish, print_envelope, select
 
 DEPLOY_HELP = {
     "ref": "Deploy this branch, tag or commit instead of the branch head; pins the host until `inv unpin`.",
@@ -185,10 +185,7 @@ def _report(outcome, json):
     from ..render import host_errors
 
     if json:
-        print_json({
-            r.host: (r.value.result | {"install": r.value.install} if r.ok else {"error": str(getattr(r.error, "message", r.error)), "code": r.code})
-            for r in outcome.results
-        })
+        print_envelope(outcome.results, lambda v: v.result | {"install": v.install}, code=_code(outcome))
     else:
         _summary(outcome)
         host_errors(outcome.results)
@@ -323,8 +320,7 @@ def unpin(c, hosts=None, dry_run=False, json=False, inventory=None, accept_new=F
     outcome = for_each_host(inventory, hosts, lambda cxn, host: unpin_host(cxn, host, dry_run=dry_run),
                             accept_new=accept_new, connect_timeout=connect_timeout)
     if json:
-        print_json({r.host: ({"was_pinned_to": r.value, "dry_run": dry_run} if r.ok
-                             else {"error": str(r.error), "code": r.code}) for r in outcome.results})
+        print_envelope(outcome.results, lambda v: {"was_pinned_to": v, "dry_run": dry_run}, code=outcome.code)
     else:
         from ..render import host_errors
 
@@ -363,8 +359,7 @@ def restart(c, hosts=None, service=None, actor=None, dry_run=False, json=False, 
         else:
             codes.append(r.code)
     if json:
-        print_json({r.host: (r.value if r.ok else {"error": str(getattr(r.error, "message", r.error)), "code": r.code})
-                    for r in outcome.results})
+        print_envelope(outcome.results, code=errors.worst(codes))
     else:
         from ..render import fmt_duration, host_errors
 

@@ -6,7 +6,7 @@ import sys
 from invoke import Collection
 
 from .. import errors
-from ._base import check_timeout, fabops_task, finish, print_json
+from ._base import check_timeout, fabops_task, finish, print_envelope
 
 
 @fabops_task(help={
@@ -45,8 +45,9 @@ def health(c, hosts=None, fix=False, timeout=60.0, actor=None, quiet=False, dry_
     outcome = for_each_host(inventory, hosts, one, accept_new=accept_new, connect_timeout=connect_timeout)
     codes = [(r.value.code if r.ok else errors.UNREACHABLE) for r in outcome.results]
     if json:
-        print_json({r.host: r.value.to_dict() if r.ok else {"code": errors.UNREACHABLE, "error": str(getattr(r.error, "message", r.error))}
-                    for r in outcome.results})
+        # Nagios: an unreachable host is UNKNOWN (3), whatever the error was
+        print_envelope([r if r.ok else _unknown(r) for r in outcome.results], lambda v: v.to_dict(),
+                       code=errors.worst(codes))
     else:
         for r in outcome.results:
             if not r.ok:
@@ -57,6 +58,12 @@ def health(c, hosts=None, fix=False, timeout=60.0, actor=None, quiet=False, dry_
             print(f"{r.host}: {errors.NAMES.get(r.value.code)} {r.value.status}: {r.value.message}")
     # Nagios: unreachable is UNKNOWN (3), whatever the error was
     finish(errors.worst(codes))
+
+
+def _unknown(result):
+    from dataclasses import replace
+
+    return replace(result, code=errors.UNREACHABLE)
 
 
 def _actor() -> str:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from ._base import fabops_task, load_inventory, print_json
+from ._base import JSON_SCHEMA, fabops_task, load_inventory, print_json
 
 
 @fabops_task(help={"check": "Only validate hosts.yml: print one line and exit 0, or 78 with the problem."})
@@ -11,14 +11,9 @@ def hosts(c, check=False, json=False, inventory=None):
     """List the hosts and groups of hosts.yml, or validate it with --check."""
     inv = load_inventory(inventory)
     if json:
-        print_json(
-            {
-                "path": inv.path,
-                "default": inv.default,
-                "groups": {k: list(v) for k, v in inv.groups.items()},
-                "hosts": {name: h.to_dict() for name, h in inv.hosts.items()},
-            }
-        )
+        print_json({"schema": JSON_SCHEMA, "code": 0, "path": inv.path, "default": inv.default,
+                    "groups": {k: list(v) for k, v in inv.groups.items()},
+                    "hosts": {name: h.to_dict() for name, h in inv.hosts.items()}})
         return
     if check:
         print(f"{inv.path}: OK ({len(inv.hosts)} hosts, {len(inv.groups)} groups)")

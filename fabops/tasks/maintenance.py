@@ -6,7 +6,7 @@ import sys
 from invoke import Collection
 
 from .. import errors
-from ._base import check_timeout, fabops_task, finish, print_json, select
+from ._base import JSON_SCHEMA, check_timeout, fabops_task, finish, print_envelope, print_json, select
 
 
 def confirm(question: str, yes: bool) -> None:
@@ -69,7 +69,8 @@ def reset(c, hosts=None, yes=False, dry_run=False, force=False, actor=None, json
                 print(f"[{host.name}]   {line}", file=out)
         if dry_run:
             if json:
-                print_json({h: p.to_dict() for h, p in plans.items()})
+                print_json({"schema": JSON_SCHEMA, "code": errors.OK, "dry_run": True,
+                            "hosts": {h: p.to_dict() for h, p in plans.items()}})
             return
         confirm(f"Reset {', '.join(h.name for h in chosen)}", yes)
         if force:
@@ -81,8 +82,8 @@ def reset(c, hosts=None, yes=False, dry_run=False, force=False, actor=None, json
         for cxn in conns.values():
             close_quietly(cxn)
     if json:
-        print_json({r.host: (r.value.to_dict() if r.ok else {"error": str(getattr(r.error, "message", r.error)), "code": r.code})
-                    for r in outcome.results})
+        print_envelope(outcome.results, lambda v: v.to_dict(),
+                       code=errors.worst((r.value.exit_code if r.ok else r.code) for r in outcome.results))
     else:
         for r in outcome.results:
             if r.ok:
@@ -111,8 +112,7 @@ def backup_env(c, hosts=None, download=None, keep=20, list=False, json=False, in
         fn = lambda cxn, host: do_backup(cxn, host, keep=keep, download=download)  # noqa: E731
     outcome = _each(inventory, hosts, fn, accept_new, connect_timeout)
     if json:
-        print_json({r.host: ([b.to_dict() for b in r.value] if list else r.value.to_dict()) if r.ok
-                    else {"error": str(getattr(r.error, "message", r.error)), "code": r.code} for r in outcome.results})
+        print_envelope(outcome.results, lambda v: [b.to_dict() for b in v] if list else v.to_dict(), code=outcome.code)
     else:
         for r in outcome.results:
             if not r.ok:
@@ -145,17 +145,14 @@ def restore_env(c, hosts=None, backup=None, yes=False, dry_run=False, actor=None
     outcome = _each(inventory, hosts, lambda cxn, host: do_restore(cxn, host, backup, who, dry_run=dry_run,
                                                                    progress=None if json else _say(host)),
                     accept_new, connect_timeout)
-    codes = []
+    codes = [(errors.FAILED if any(not s["ok"] for s in r.value.get("services", [])) else errors.OK) if r.ok
+             else r.code for r in outcome.results]
     if json:
-        print_json({r.host: r.value if r.ok else {"error": str(getattr(r.error, "message", r.error)), "code": r.code}
-                    for r in outcome.results})
+        print_envelope(outcome.results, code=errors.worst(codes))
     for r in outcome.results:
         if not r.ok:
-            codes.append(r.code)
             continue
         d = r.value["diff"]
-        failed = any(not s["ok"] for s in r.value.get("services", []))
-        codes.append(errors.FAILED if failed else errors.OK)
         if not json:
             print(f"[{r.host}] keys added: {', '.join(d['added']) or '-'}; removed: {', '.join(d['removed']) or '-'}; "
                   f"changed: {', '.join(d['changed']) or '-'}" + ("" if r.value["restored"] else " (dry run: nothing changed)"))
@@ -171,8 +168,7 @@ def clean(c, hosts=None, dry_run=False, json=False, inventory=None, accept_new=F
 
     outcome = _each(inventory, hosts, lambda cxn, host: do_clean(cxn, host, dry_run=dry_run), accept_new, connect_timeout)
     if json:
-        print_json({r.host: [x.to_dict() for x in r.value] if r.ok else {"error": str(getattr(r.error, "message", r.error)), "code": r.code}
-                    for r in outcome.results})
+        print_envelope(outcome.results, lambda v: [x.to_dict() for x in v], code=outcome.code)
     else:
         for r in outcome.results:
             if r.ok:
@@ -204,8 +200,7 @@ def system_update(c, hosts=None, check=False, yes=False, json=False, inventory=N
         else:
             codes.append(r.code)
     if json:
-        print_json({r.host: r.value.to_dict() if r.ok else {"error": str(getattr(r.error, "message", r.error)), "code": r.code}
-                    for r in outcome.results})
+        print_envelope(outcome.results, lambda v: v.to_dict(), code=errors.worst(codes))
     else:
         for r in outcome.results:
             if not r.ok:

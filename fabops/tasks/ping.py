@@ -6,7 +6,7 @@ import sys
 from invoke import Collection
 
 from ..fanout import run_hosts
-from ._base import check_parallel, check_timeout, fabops_task, finish, print_json, select
+from ._base import check_parallel, check_timeout, fabops_task, finish, print_envelope, select
 
 
 @fabops_task
@@ -28,12 +28,7 @@ def ping(c, hosts=None, parallel=10, json=False, accept_new=False, connect_timeo
 
     outcome = run_hosts(chosen, one, parallel=parallel)
     if json:
-        print_json(
-            {
-                r.host: (r.value.to_dict() if r.ok else {"error": str(getattr(r.error, "message", r.error)), "code": r.code})
-                for r in outcome.results
-            }
-        )
+        print_envelope(outcome.results, lambda v: v.to_dict(), code=outcome.code)
     else:
         from rich.table import Table
 

@@ -6,7 +6,7 @@ import sys
 from invoke import Collection
 
 from .. import errors
-from ._base import fabops_task, finish, print_json
+from ._base import fabops_task, finish, print_envelope
 
 STYLE = {"ok": "ok", "changed": "changed", "would change": "would change", "warning": "WARNING", "failed": "FAILED"}
 
@@ -40,8 +40,7 @@ def setup(c, hosts=None, check=False, yes=False, offline=False, replace_units=Fa
 
     outcome = for_each_host(inventory, hosts, one, accept_new=accept_new, connect_timeout=connect_timeout)
     if json:
-        print_json({r.host: r.value.to_dict() if r.ok else {"error": str(getattr(r.error, "message", r.error)), "code": r.code}
-                    for r in outcome.results})
+        print_envelope(outcome.results, lambda v: v.to_dict(), code=_setup_code(outcome))
     else:
         from ..render import host_errors
 
@@ -52,7 +51,11 @@ def setup(c, hosts=None, check=False, yes=False, offline=False, replace_units=Fa
                     counts[i.status] = counts.get(i.status, 0) + 1
                 print(f"[{r.host}] " + ", ".join(f"{n} {s}" for s, n in counts.items()))
         host_errors(outcome.results)
-    finish(errors.worst((r.value.exit_code if r.ok else r.code) for r in outcome.results))
+    finish(_setup_code(outcome))
+
+
+def _setup_code(outcome) -> int:
+    return errors.worst((r.value.exit_code if r.ok else r.code) for r in outcome.results)
 
 
 ns = Collection("setup", setup)

@@ -12,7 +12,7 @@ import time
 from invoke import Collection
 
 from .. import errors
-from ._base import fabops_task, finish, load_inventory, print_json
+from ._base import JSON_SCHEMA, fabops_task, finish, load_inventory, print_envelope, print_json
 
 
 def _host_for_local(inventory, hosts):
@@ -91,7 +91,7 @@ def local_update(
     finally:
         events.close()
     if json:
-        print_json(result.to_dict())
+        print_json({"schema": JSON_SCHEMA, "code": result.exit_code, "hosts": {host.name: result.to_dict()}})
     elif result.result != "noop" or verbose or dry_run:
         stream = sys.stderr if result.exit_code not in (errors.OK, errors.WARNING) else sys.stdout
         stream.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {host.name}: {result.result}: {result.message}\n")
@@ -134,7 +134,7 @@ def _print_event(event: dict) -> None:
 def _report_each(outcome, json, render_name: str) -> None:
     """--json, or one rendered block per host, then per-host errors; the exit code."""
     if json:
-        print_json({r.host: (r.value if r.ok else {"error": str(r.error), "code": r.code}) for r in outcome.results})
+        print_envelope(outcome.results, code=outcome.code)
     else:
         from .. import render
 
