@@ -322,7 +322,8 @@ def _deploy_local(c, host: Host, opts: DeployOptions, on_event) -> DeployOutcome
 
     run_id = new_run_id()
     outcome = DeployOutcome(host.name, run_id)
-    events = EventLog(HostPaths.for_home(host.home).run_events(run_id), [lambda e: (outcome.events.append(e), on_event(e))])
+    path = None if opts.dry_run else HostPaths.for_home(host.home).run_events(run_id)  # a dry run writes nothing
+    events = EventLog(path, [lambda e: (outcome.events.append(e), on_event(e))])
     events.start_heartbeat()  # progress lines for long steps, as over SSH
     try:
         res = run_update(c, host, UpdateOptions(

@@ -71,15 +71,19 @@ def _file_cmd(paths: List[str], lines: int, errors_only: bool, follow: bool) -> 
 
 
 class _Out:
-    """Host-prefixed, coloured lines on stdout; whole lines only."""
+    """Host-prefixed, coloured lines on stdout; whole lines only. With
+    `source` set (logs --json), each line is one JSON object instead:
+    {"host", "source", "line"} (JSON lines, docs/json.md)."""
 
     lock = threading.Lock()
 
-    def __init__(self, name: str, color: str, width: int, plain: bool):
+    def __init__(self, name: str, color: str, width: int, plain: bool, source: Optional[str] = None):
+        self.name = name
         self.prefix = (f"{name}".ljust(width) + " | ") if plain else None
         self.rich_prefix = f"[{color}]{name.ljust(width)}[/{color}] | "
         self.buf = ""
         self.plain = plain
+        self.source = source
 
     def feed(self, text: str) -> None:
         self.buf += text.replace("\r\n", "\n").replace("\r", "\n")
@@ -89,7 +93,12 @@ class _Out:
 
     def line(self, line: str) -> None:
         with self.lock:
-            if self.plain:
+            if self.source:
+                import json
+
+                sys.stdout.write(json.dumps({"host": self.name, "source": self.source, "line": line},
+                                            ensure_ascii=False) + "\n")
+            elif self.plain:
                 sys.stdout.write(self.prefix + line + "\n")
             else:
                 from rich.markup import escape
@@ -105,14 +114,14 @@ class _Out:
             self.buf = ""
 
 
-def _outs(hosts: List[Host]):
+def _outs(hosts: List[Host], as_json: Optional[str] = None):
     width = max(len(h.name) for h in hosts)
     plain = not sys.stdout.isatty()
-    return {h.name: _Out(h.name, COLORS[i % len(COLORS)], width, plain) for i, h in enumerate(hosts)}
+    return {h.name: _Out(h.name, COLORS[i % len(COLORS)], width, plain, as_json) for i, h in enumerate(hosts)}
 
 
 def read_logs(inv: Inventory, hosts: List[Host], *, source, service, lines, errors_only, since,
-              accept_new=False, connect_timeout=None) -> int:
+              accept_new=False, connect_timeout=None, as_json: bool = False) -> int:
     from .connection import close_quietly, connect
     from .fanout import run_hosts
     from .render import host_errors
@@ -126,7 +135,7 @@ def read_logs(inv: Inventory, hosts: List[Host], *, source, service, lines, erro
             close_quietly(cxn)
 
     outcome = run_hosts(hosts, one)
-    outs = _outs(hosts) if len(hosts) > 1 else None
+    outs = _outs(hosts, source if as_json else None) if len(hosts) > 1 or as_json else None
     for r in outcome.results:
         if r.ok:
             if outs:
@@ -148,7 +157,7 @@ PROBE_EVERY = 10.0
 
 def follow_logs(inv: Inventory, hosts: List[Host], *, source, service, lines, errors_only, since,
                 accept_new=False, connect_timeout=None, stop: Optional[threading.Event] = None,
-                notice=None) -> int:
+                notice=None, as_json: bool = False) -> int:
     """Follow on every host at once until `stop` is set (Ctrl-C) or every stream ends.
 
     Each host streams in its own thread, connect included, so the caller's
@@ -159,7 +168,7 @@ def follow_logs(inv: Inventory, hosts: List[Host], *, source, service, lines, er
     Returns the worst exit code of the hosts that failed at the start."""
     stop = stop or threading.Event()
     notice = notice or (lambda host, text: sys.stderr.write(f"{host}: {text}\n"))
-    outs = _outs(hosts)
+    outs = _outs(hosts, source if as_json else None)
     streams = []
     for host in hosts:
         first = log_command(host, source, service, lines, errors_only, since, follow=True)

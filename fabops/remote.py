@@ -278,9 +278,12 @@ def remote_lock_script(host: Host, info: dict) -> str:
 
 def lock_holder_cmd(host: Host) -> str:
     """Print `HELD` and the holder's record when a run holds the host lock;
-    nothing when it is free. A shared, non-blocking flock only tests it."""
+    nothing when it is free. A shared, non-blocking flock only tests it;
+    exit 75 is flock's "conflict" (-E), so a missing flock(1) or an
+    unreadable lock file is an error, not a holder."""
     lock = home_file(host, "lock")
-    return f"[ -e {lock} ] || exit 0; if ! flock -n -s {lock} true; then echo HELD; cat {lock}; fi"
+    return (f"[ -e {lock} ] || exit 0; flock -n -s -E 75 {lock} true; rc=$?; "
+            f"if [ $rc = 75 ]; then echo HELD; cat {lock}; elif [ $rc != 0 ]; then exit $rc; fi")
 
 
 def lock_holder(c, host: Host) -> dict:
@@ -292,6 +295,10 @@ def lock_holder(c, host: Host) -> dict:
 
         return peek_holder(HostPaths.for_home(host.home).lock)
     r = c.run(lock_holder_cmd(host), hide=True, warn=True, in_stream=False)
+    if not r.ok:
+        last = (r.stderr or r.stdout).strip().splitlines()
+        raise CommandFailed(f"cannot test the host lock: {last[-1] if last else 'exit ' + str(r.exited)}",
+                            host=host.name)
     if not r.stdout.startswith("HELD"):
         return {}
     try:

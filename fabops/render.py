@@ -90,6 +90,34 @@ RESULT_STYLE = {
 }
 
 
+def service_labels(names) -> dict:
+    """Names as tables show them at 80 columns: without a `.service` suffix
+    and without the leading words every one shares, so
+    `voice-meeting-discord-bot.service` and `voice-meeting-python-api.service`
+    read `discord-bot` and `python-api` instead of `voice-meeti…` twice.
+    JSON keeps the full names."""
+    names = list(names)
+    bare = [n[: -len(".service")] if n.endswith(".service") else n for n in names]
+    if len(bare) > 1:
+        words = [b.split("-") for b in bare]
+        common = 0
+        while all(len(w) > common + 1 for w in words) and len({w[common] for w in words}) == 1:
+            common += 1
+        bare = ["-".join(w[common:]) for w in words]
+    if len(set(bare)) != len(bare):  # shortening would merge two names
+        return {n: n for n in names}
+    return dict(zip(names, bare))
+
+
+def rest_column(width: int, fixed, wide: bool) -> dict:
+    """Options for a table's last, long-text column. rich measures a no-wrap
+    cell by its whole text and squeezes the other columns to nothing to make
+    room; a max_width of what is left keeps them whole and cuts the text
+    with an ellipsis (or wraps it, with --wide)."""
+    left = width - sum(fixed) - 2 * (len(fixed) + 1) - 2
+    return {"overflow": "fold" if wide else "ellipsis", "no_wrap": not wide, "max_width": max(16, left)}
+
+
 def short(sha) -> str:
     return sha[:10] if sha else "-"
 
@@ -102,7 +130,7 @@ def ago(ts) -> str:
     return fmt_duration(max(0.0, time.time() - ts)) + " ago"
 
 
-def history_table(host: str, records) -> None:
+def history_table(host: str, records, wide: bool = False) -> None:
     from rich import box
     from rich.markup import escape
     from rich.padding import Padding
@@ -121,8 +149,10 @@ def history_table(host: str, records) -> None:
             what += f" ({rec['author']})"
         if result not in ("deployed", "noop") or not what:
             what = (what + ": " if what else "") + str(rec.get("message", ""))
-        rows.append(([_when(rec), str(rec.get("trigger", "?")), str(rec.get("actor", "?")).split("@")[0],
-                      f"{short(rec.get('from'))[:7]}→{short(rec.get('to'))[:7]}", result,
+        actor = str(rec.get("actor", "?")).split("@")[0]
+        actor = actor if len(actor) <= 12 else actor[:11] + "…"  # the facts line fits 80 columns
+        rows.append(([_when(rec), str(rec.get("trigger", "?")), actor,
+                      f"{short(rec.get('from'))}→{short(rec.get('to'))}", result,
                       fmt_duration(rec.get("duration"))], what))
     title = f"{host}: last {len(records)} runs"
     if out.width < 120:
@@ -134,14 +164,21 @@ def history_table(host: str, records) -> None:
             style = RESULT_STYLE.get(cells[4], "white")
             cells = [escape(c.ljust(w)) for c, w in zip(cells, widths)]
             cells[4] = f"[{style}]{cells[4]}[/{style}]"
-            out.print("  ".join(cells), no_wrap=True, overflow="ellipsis")
-            out.print(Padding(Text(what, style="dim"), (0, 0, 0, 4)))
+            # one space between: time, trigger, actor, both SHAs, result and
+            # duration fit 80 columns whole
+            out.print(" ".join(cells), no_wrap=True, overflow="ellipsis")
+            # what shipped: cut at the width (the facts above never are)
+            # unless --wide asks for all of it
+            text = Text(what, style="dim", no_wrap=not wide, overflow="fold" if wide else "ellipsis")
+            out.print(Padding(text, (0, 0, 0, 4)))
         return
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    # Times and SHAs never wrap; what shipped takes the rest of the width.
-    for col in ("time", "trigger", "actor", "from → to", "result", "took"):
-        table.add_column(col, no_wrap=True)
-    table.add_column("what", overflow="fold", ratio=1)
+    # Times and SHAs never wrap or shrink; what shipped takes the rest.
+    fixed = []
+    for i, col in enumerate(("time", "trigger", "actor", "from → to", "result", "took")):
+        fixed.append(max([len(col)] + [len(cells[i]) for cells, _ in rows]))
+        table.add_column(col, no_wrap=True, min_width=fixed[-1])
+    table.add_column("what", **rest_column(out.width, fixed, wide))
     for cells, what in rows:
         style = RESULT_STYLE.get(cells[4], "white")
         table.add_row(*[escape(c) for c in cells[:4]], f"[{style}]{escape(cells[4])}[/{style}]", escape(cells[5]),
@@ -167,12 +204,13 @@ def status_panel(host: str, data: dict) -> None:
     table = Table(title=f"{host}", title_justify="left")
     for col in ("service", "state", "pid", "uptime"):
         table.add_column(col)
+    labels = service_labels(s["name"] for s in data.get("services", []))
     for svc in data.get("services", []):
         ok = svc.get("active")
         state = f"[green]✅ {svc['state']}[/green]" if ok else f"[red]❌ {svc['state']}[/red]"
         since = svc.get("since")
         uptime = fmt_duration(time.time() - since) if ok and isinstance(since, (int, float)) else "-"
-        table.add_row(svc["name"], state, str(svc.get("pid") or "-"), uptime)
+        table.add_row(labels[svc["name"]], state, str(svc.get("pid") or "-"), uptime)
     out = console()
     out.print(table)
     deployed = data.get("deployed")
@@ -200,6 +238,6 @@ def status_panel(host: str, data: dict) -> None:
     last = data.get("last_run")
     if last:
         out.print(
-            f"last run: {last.get('time')} {last.get('trigger')} by {last.get('actor')}: "
+            f"last run: {_when(last)} {last.get('trigger')} by {last.get('actor')}: "
             f"{last.get('result')} {short(last.get('from'))} -> {short(last.get('to'))}"
         )

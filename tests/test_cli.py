@@ -1,4 +1,5 @@
 """The task tree as a user meets it: `inv --list`, `--help`, exit codes."""
+import json
 import os
 import subprocess
 import sys
@@ -270,4 +271,5 @@ def test_every_local_task_prints_the_one_json_envelope(tmp_path):
         r = run_cli(*args, "--json")
         assert r.stdout.strip(), f"{args}: no JSON (rc={r.returncode}, stderr={r.stderr!r})"
         assert args[0] in JSON_SEEN
-    assert run_cli("ping", "-H", "nosuchhost", "--json").returncode == 64  # a usage error prints no JSON
+    r = run_cli("ping", "-H", "nosuchhost", "--json")  # stopped before any host: still one envelope
+    assert r.returncode == 64 and json.loads(r.stdout)["hosts"] == {} and "nosuchhost" in json.loads(r.stdout)["error"]

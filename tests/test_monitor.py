@@ -192,3 +192,44 @@ def test_a_watch_refresh_measures_cpu_from_the_previous_refresh(tmp_path):
     assert watched["services"][0]["cpu"] is not None and watched["services"][0]["cpu"] > 5, watched["services"]
     assert watched["cpu"] is not None
     assert (alone["cpu_window"] or 0) < watched["cpu_window"]
+
+
+@pytest.mark.parametrize("names, labels", [
+    (["voice-meeting-discord-bot.service", "voice-meeting-python-api.service"], ["discord-bot", "python-api"]),
+    (["bot"], ["bot"]),
+    (["bot.service"], ["bot"]),
+    (["app-web", "app-worker", "redis.service"], ["app-web", "app-worker", "redis"]),  # nothing shared by all
+    (["a-x", "a-x-y"], ["x", "x-y"]),
+    (["same-x", "same-x"], ["same-x", "same-x"]),  # would merge: left as they are
+])
+def test_service_labels_drop_the_shared_prefix_and_suffix(names, labels):
+    from fabops.render import service_labels
+
+    got = service_labels(names)
+    assert [got[n] for n in names] == labels
+
+
+def test_the_find_to_do_panel_tells_both_services_apart_at_80_columns():
+    """At 80 columns (CI logs, pipes) the two find-to-do services used to
+    read `voice-meeti…` twice."""
+    import io
+
+    from rich.console import Console
+
+    from fabops.tasks.observe import render_host
+
+    case = next(c for c in CASES if "systemd" in c.stem or "find" in c.stem)
+    data = json.loads(case.read_text())
+    host = host_of(data["host"])
+    facts = monitor.parse(data["output"], host, data["now"])
+    code, findings = monitor.evaluate(facts, host, data["now"])
+    facts.update(status=errors.NAMES[code], code=code, findings=[{"level": errors.NAMES[c], "message": m} for c, m in findings])
+    buf = io.StringIO()
+    Console(file=buf, width=80, force_terminal=False, color_system=None).print(render_host(facts, host))
+    text = buf.getvalue()
+    assert all(len(line) <= 80 for line in text.splitlines()), text
+    labels = [s["name"] for s in facts["services"]]
+    from fabops.render import service_labels
+
+    for label in service_labels(labels).values():
+        assert label in text, text

@@ -101,6 +101,9 @@ def test_logs_tail_errors_and_update_log(deployed):
     assert "DEPLOYED" in r.stdout
     r = run_cli("logs", "-i", str(deployed.inventory), "--source", "app")
     assert r.returncode == 64 and "logs.app" in r.stderr
+    r = run_cli("logs", "-i", str(deployed.inventory), "-n", "2", "--json")  # JSON lines, schema-checked
+    assert [json.loads(x) for x in r.stdout.splitlines()] == [
+        {"host": "h1", "source": "journal", "line": "ERROR: boom"}, {"host": "h1", "source": "journal", "line": "all good"}]
 
 
 def test_follow_then_ctrl_c_leaves_no_remote_process(deployed):

@@ -119,6 +119,12 @@ def test_crash_on_boot_rolls_back_and_cron_skips_it(sandbox):
     assert bad in sandbox.state["bad"]
 
     pid = sandbox.pid()
+    # a dry run predicts what cron will do, with its exit code, and writes nothing
+    code, res = sandbox.result("--dry-run")
+    assert (code, res["result"]) == (1, "skipped_bad"), res
+    code, res = sandbox.result("--dry-run", "--trigger", "deploy")  # a person's deploy tries it again
+    assert (code, res["result"]) == (0, "would_deploy"), res
+    assert [h["result"] for h in sandbox.history()] == ["deployed", "rolled_back"]
     code, res = sandbox.result()  # cron again: remembered bad target, no restart
     assert (code, res["result"]) == (1, "skipped_bad")
     assert sandbox.pid() == pid

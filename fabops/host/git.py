@@ -15,15 +15,27 @@ def git(app_path: str, *args: str) -> str:
     return join(["git", "-C", app_path, *args])
 
 
-def fetch_cmd(app_path: str, remote: str, branch: str) -> str:
+# A dry run fetches into its own ref, never the remote-tracking ref a real
+# run updates at the same time: two fetches of one ref race on its lock and
+# the loser fails ("cannot lock ref"), which must never be the real run.
+DRY_RUN_REF = "refs/fabops/dry-run"
+# `deploy --ref X` fetches X here rather than reading FETCH_HEAD, which any
+# other fetch (a dry run, a person) may overwrite in between.
+REF_FETCH = "refs/fabops/ref"
+
+
+def fetch_cmd(app_path: str, remote: str, branch: str, dry_run: bool = False) -> str:
     # An explicit refspec: update exactly remote/branch even in a checkout
     # cloned with --single-branch or a narrowed fetch config.
+    if dry_run:
+        return git(app_path, "fetch", "--quiet", "--no-tags", remote, f"+refs/heads/{branch}:{DRY_RUN_REF}/{branch}")
     spec = f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}"
     return git(app_path, "fetch", "--quiet", "--prune", "--no-tags", remote, spec)
 
 
-def fetch_ref_cmd(app_path: str, remote: str, ref: str) -> str:
-    return git(app_path, "fetch", "--quiet", "--no-tags", remote, ref)
+def fetch_ref_cmd(app_path: str, remote: str, ref: str, dry_run: bool = False) -> str:
+    """Fetch a branch, tag or commit named by --ref into a ref of our own."""
+    return git(app_path, "fetch", "--quiet", "--no-tags", remote, f"+{ref}:{DRY_RUN_REF if dry_run else REF_FETCH}/ref")
 
 
 def rev_parse_cmd(app_path: str, rev: str) -> str:
@@ -118,8 +130,15 @@ class Git:
             raise CommandFailed(f"{what} failed: {last[-1] if last else 'exit ' + str(result.exited)}")
         return result
 
-    def fetch(self, remote: str, branch: str) -> None:
-        self.run(fetch_cmd(self.path, remote, branch), f"git fetch {remote} {branch}")
+    def fetch(self, remote: str, branch: str, dry_run: bool = False) -> None:
+        self.run(fetch_cmd(self.path, remote, branch, dry_run), f"git fetch {remote} {branch}")
+
+    def fetch_ref(self, remote: str, ref: str, dry_run: bool = False) -> Optional[str]:
+        """The commit `ref` names on `remote` (fetched), or None."""
+        result = self.run(fetch_ref_cmd(self.path, remote, ref, dry_run), f"git fetch {ref}", warn=True)
+        if not result.ok:
+            return None
+        return self.resolve(f"{DRY_RUN_REF if dry_run else REF_FETCH}/ref")
 
     def resolve(self, rev: str) -> Optional[str]:
         result = self.run(rev_parse_cmd(self.path, rev), f"git rev-parse {rev}", warn=True)

@@ -23,7 +23,7 @@ from ..inventory import DepRule, Host, Service
 from ..shell import in_dir
 from .events import EventLog, new_run_id
 from .files import HostPaths, append_json, append_line, ensure_dir, tail_jsonl
-from .git import Git, check_ref, paths_match
+from .git import DRY_RUN_REF, Git, check_ref, paths_match
 from .lock import HostLock, describe_holder, peek_holder
 from .readiness import quick_health, wait_ready, watch
 from .services import ServiceManager
@@ -373,8 +373,9 @@ class Pipeline:
         with self.step("fetch") as st:
             if not os.path.isdir(os.path.join(self.app, ".git")):
                 raise _Abort("aborted", f"{self.app} is not a git checkout (run `inv setup` first)")
+            dry = self.opts.dry_run
             try:
-                self.git.fetch(app.remote, app.branch)
+                self.git.fetch(app.remote, app.branch, dry_run=dry)
             except errors.CommandFailed as exc:
                 # the network or the remote: nothing changed here, and the
                 # next run simply tries again
@@ -385,18 +386,17 @@ class Pipeline:
                 st.message = f"pinned to {_short(target)}"
             elif ref is not None:
                 check_ref(ref)
-                target = self.git.resolve(ref) or self.git.resolve(f"{app.remote}/{ref}")
-                if target is None:
-                    self.git.run(
-                        f"git -C {_q(self.app)} fetch --quiet --no-tags {_q(app.remote)} {_q(ref)}",
-                        f"git fetch {ref}", warn=True,
-                    )
-                    target = self.git.resolve("FETCH_HEAD")
+                if dry:  # remote-tracking refs are not updated by a dry run: ask the remote
+                    target = self.git.fetch_ref(app.remote, ref, dry_run=True) or self.git.resolve(ref)
+                else:
+                    target = self.git.resolve(ref) or self.git.resolve(f"{app.remote}/{ref}")
+                    if target is None:
+                        target = self.git.fetch_ref(app.remote, ref)
                 if target is None:
                     raise _Abort("aborted", f"unknown ref {ref!r}: not a commit, branch or tag on {app.remote}")
                 st.message = f"{ref} is {_short(target)}"
             else:
-                target = self.git.resolve(f"{app.remote}/{app.branch}")
+                target = self.git.resolve(f"{DRY_RUN_REF}/{app.branch}" if dry else f"{app.remote}/{app.branch}")
                 if target is None:
                     raise _Abort("aborted", f"{app.remote}/{app.branch} does not exist after fetch")
                 st.message = f"{app.remote}/{app.branch} is {_short(target)}"
@@ -854,6 +854,19 @@ class Pipeline:
         if not moving:
             self.res.result, self.res.message = "noop", f"up to date at {_short(target)}"
             return
+        if self.opts.trigger == "cron":  # what cron would do with this target (see _converge)
+            retry = state.retry or {}
+            if target in state.bad:
+                self.res.result = "skipped_bad"
+                self.res.message = (f"would stay on {_short(deployed)}: {_short(target)} failed its gate "
+                                    f"({state.bad[target].get('reason', '?')})")
+                return
+            if retry.get("target") == target and time.time() < retry.get("next_at", 0):
+                self.res.result = "deferred"
+                self.res.message = (f"would wait: {_short(target)}'s dependency rule failed "
+                                    f"({retry.get('reason', '?')}); next try "
+                                    f"{time.strftime('%H:%M %Z', time.localtime(retry['next_at']))}")
+                return
         with self.step("preflight") as st:
             problems = []
             full = self._disk_problem()

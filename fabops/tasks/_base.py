@@ -30,6 +30,7 @@ COMMON_HELP = {
     "connect_timeout": "Seconds to wait for the SSH connection (default 10).",
     "dry_run": "Show what would change and change nothing.",
     "yes": "Do not ask for confirmation.",
+    "wide": "Show long text in full, wrapped, instead of cut to the terminal width (JSON always has it all).",
 }
 
 
@@ -54,7 +55,9 @@ FLAGS: Dict[str, Flag] = {
     "hosts": Flag("H"),
     "inventory": Flag("i"),
     "json": Flag("j"),
-    "dry_run": Flag("d"),
+    # no letter: before the task name `-d` is Invoke's --debug, so `fabops
+    # -d deploy` would deploy for real; a dry run is asked for in full
+    "dry_run": Flag(),
     "yes": Flag("y"),
     "parallel": Flag("p", "count", 1),
     "follow": Flag("f"),
@@ -64,13 +67,13 @@ FLAGS: Dict[str, Flag] = {
     "ref": Flag("r"),
     "actor": Flag("a"),
     "timeout": Flag("t", "seconds"),
-    "keep": Flag("k", "count", 1),
+    "keep": Flag(None, "count", 1),  # a count for backup-env, a switch for demo
     "list": Flag("l"),
     "backup": Flag("b"),
     "errors": Flag("e"),
     "quiet": Flag("q"),
     "verbose": Flag("v"),
-    "wide": Flag("w"),
+    "wide": Flag(),
     # no short letter
     "accept_new": Flag(),
     "connect_timeout": Flag(None, "seconds"),
@@ -174,6 +177,10 @@ class FabopsTask(Task):
         except FabopsError as exc:
             if debug_enabled():
                 raise
+            if kwargs.get("json") is True:
+                # a script piping --json to jq still gets one envelope: no
+                # host got as far as a result
+                print_json({"schema": JSON_SCHEMA, "code": exc.exit_code, "hosts": {}, "error": str(exc)})
             # every line of a many-line error (all of hosts.yml's problems) is
             # one complete `fabops: …` line, for grep and for CI annotations
             raise Exit("\n".join(f"fabops: {line}" for line in str(exc).splitlines()), code=exc.exit_code) from None
@@ -308,7 +315,7 @@ def print_envelope(results, value: Optional[Callable[[Any], Any]] = None, code: 
 
 def print_json_line(data: Any) -> None:
     """One compact JSON document per line (JSON lines): `monitor --watch
-    --json` refreshes and `logs --json`."""
+    --json` refreshes."""
     sys.stdout.write(json.dumps(data, sort_keys=True, default=str, ensure_ascii=False) + "\n")
     sys.stdout.flush()
 

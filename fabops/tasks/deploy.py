@@ -181,34 +181,94 @@ def _fan(chosen, one, parallel, rolling):
     return run_hosts(chosen, one, parallel=parallel)
 
 
-def _report(outcome, json):
+def _report(outcome, json, wide=False):
     from ..render import host_errors
 
     if json:
         print_envelope(outcome.results, lambda v: v.result | {"install": v.install}, code=_code(outcome))
     else:
-        _summary(outcome)
+        _summary(outcome, wide)
+        _plans(outcome)
         host_errors(outcome.results)
     _github_summary(outcome)
 
 
-def _summary(outcome):
+def _summary(outcome, wide=False):
+    from rich.markup import escape
+    from rich.padding import Padding
     from rich.table import Table
+    from rich.text import Text
 
-    from ..render import RESULT_STYLE, console, fmt_duration, short
+    from ..render import RESULT_STYLE, console, fmt_duration, rest_column, short
 
-    table = Table(title="deploy", title_justify="left")
-    for col in ("host", "result", "from", "to", "took", "message"):
-        table.add_column(col, overflow="fold")
+    out = console()
+    if out.width < 120:
+        # A CI log or a pipe: one line of facts per host, what shipped (or
+        # why not) under it, cut at the width unless --wide.
+        out.print("[bold]deploy[/bold]")
+        width = max(len(r.host) for r in outcome.results)
+        for r in outcome.results:
+            if r.ok:
+                res = r.value.result
+                style = RESULT_STYLE.get(res.get("result"), "white")
+                facts = (f"{escape(r.host.ljust(width))}  [{style}]{escape(str(res.get('result')))}[/{style}]  "
+                         f"{short(res.get('from'))}→{short(res.get('to'))}  {fmt_duration(res.get('duration'))}")
+                text = _shipped(res) + str(res.get("message", ""))
+            else:
+                facts = f"{escape(r.host.ljust(width))}  [red]error[/red]  {fmt_duration(r.seconds)}"
+                text = str(getattr(r.error, "message", r.error))
+            out.print(facts, no_wrap=True, overflow="ellipsis")
+            out.print(Padding(Text(text, style="dim", no_wrap=not wide, overflow="fold" if wide else "ellipsis"),
+                              (0, 0, 0, 4)))
+        return
+    rows = []
     for r in outcome.results:
         if r.ok:
             res = r.value.result
-            style = RESULT_STYLE.get(res.get("result"), "white")
-            table.add_row(r.host, f"[{style}]{res.get('result')}[/{style}]", short(res.get("from")), short(res.get("to")),
-                          fmt_duration(res.get("duration")), _shipped(res) + str(res.get("message", "")))
+            rows.append((r.host, str(res.get("result")), short(res.get("from")), short(res.get("to")),
+                         fmt_duration(res.get("duration")), _shipped(res) + str(res.get("message", ""))))
         else:
-            table.add_row(r.host, "[red]error[/red]", "-", "-", fmt_duration(r.seconds), str(getattr(r.error, "message", r.error)))
-    console().print(table)
+            rows.append((r.host, "error", "-", "-", fmt_duration(r.seconds), str(getattr(r.error, "message", r.error))))
+    table = Table(title="deploy", title_justify="left")
+    # hosts, SHAs, results and times never wrap or shrink; the message is
+    # cut at the width (in full with --wide, and always in --json)
+    fixed = []
+    for i, col in enumerate(("host", "result", "from", "to", "took")):
+        fixed.append(max([len(col)] + [len(row[i]) for row in rows]))
+        table.add_column(col, no_wrap=True, min_width=fixed[-1])
+    table.add_column("message", **rest_column(out.width, fixed + [0], wide))
+    for row in rows:
+        style = "red" if row[1] == "error" else RESULT_STYLE.get(row[1], "white")
+        table.add_row(escape(row[0]), f"[{style}]{escape(row[1])}[/{style}]", *[escape(c) for c in row[2:]])
+    out.print(table)
+
+
+def _plans(outcome) -> None:
+    """What a --dry-run would do on each host, beyond its one-line result."""
+    from rich.markup import escape
+
+    from ..render import console, short
+
+    out = console()
+    for r in outcome.results:
+        plan = r.value.result.get("plan") if r.ok else None
+        if not plan:
+            continue
+        parts = []
+        if plan.get("changed_files") is not None:
+            parts.append(f"{plan['changed_files']} changed file(s)")
+        if plan.get("rules"):
+            parts.append("would run: " + escape("; ".join(plan["rules"])))
+        if plan.get("restart"):
+            parts.append("would restart: " + escape(", ".join(plan["restart"])))
+        if plan.get("dirty"):
+            parts.append(f"{len(plan['dirty'])} local change(s) in the checkout")
+        if plan.get("pin"):
+            parts.append(f"pinned to {short(plan['pin'])}")
+        if plan.get("bad"):
+            parts.append(f"[yellow]{short(plan.get('to'))} failed its gate before (cron skips it)[/yellow]")
+        if parts:
+            out.print(escape(f"[{r.host}]") + " plan: " + "; ".join(parts))
 
 
 def _github_summary(outcome):
@@ -253,8 +313,8 @@ def _code(outcome) -> int:
 @fabops_task(help=DEPLOY_HELP)
 def deploy(
     c, hosts=None, ref=None, dry_run=False, parallel=10, rolling=0, wait=None, liveness=5.0, offline=False,
-    actor=None, stash=False, attach=None, json=False, inventory=None, accept_new=False, connect_timeout=None,
-    watch=True,  # last: Invoke hands out short flags in order; `--no-watch` is its inverse
+    actor=None, stash=False, attach=None, wide=False, json=False, inventory=None, accept_new=False, connect_timeout=None,
+    watch=True,  # `--no-watch` is its inverse
 ):
     """Deploy the branch head (or --ref) to hosts through the host-side pipeline, with rollback on failure."""
     from ..deploy import DeployOptions, default_actor
@@ -271,7 +331,7 @@ def deploy(
                          actor=actor or default_actor(), stash=stash, wait=_wait(wait), liveness=live,
                          offline=offline, dry_run=dry_run, clear_pin=ref is None, attach=attach, watch=bool(watch))
     outcome = _run_deploys(inventory, hosts, opts, parallel, rolling, json, accept_new, connect_timeout)
-    _report(outcome, json)
+    _report(outcome, json, wide)
     finish(_code(outcome))
 
 
@@ -280,8 +340,8 @@ def deploy(
     "liveness": DEPLOY_HELP["liveness"], "offline": DEPLOY_HELP["offline"], "actor": DEPLOY_HELP["actor"],
     "wait": DEPLOY_HELP["wait"],
 })
-def rollback(c, hosts=None, to=None, wait=None, liveness=5.0, offline=False, actor=None, dry_run=False, json=False,
-             inventory=None, accept_new=False, connect_timeout=None):
+def rollback(c, hosts=None, to=None, wait=None, liveness=5.0, offline=False, actor=None, dry_run=False, wide=False,
+             json=False, inventory=None, accept_new=False, connect_timeout=None):
     """Roll hosts back to the previous good commit (or --to) through the same gate, and pin them there."""
     from ..connection import close_quietly, connect
     from ..deploy import DeployOptions, default_actor, deploy_host, remote_previous_good
@@ -308,7 +368,7 @@ def rollback(c, hosts=None, to=None, wait=None, liveness=5.0, offline=False, act
             close_quietly(cxn)
 
     outcome = run_hosts(chosen, one)
-    _report(outcome, json)
+    _report(outcome, json, wide)
     finish(_code(outcome))
 
 

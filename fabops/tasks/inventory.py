@@ -7,7 +7,7 @@ from ._base import JSON_SCHEMA, fabops_task, load_inventory, print_json
 
 
 @fabops_task(help={"check": "Only validate hosts.yml: print one line and exit 0, or 78 with the problem."})
-def hosts(c, check=False, json=False, inventory=None):
+def hosts(c, check=False, wide=False, json=False, inventory=None):
     """List the hosts and groups of hosts.yml, or validate it with --check."""
     inv = load_inventory(inventory)
     if json:
@@ -18,25 +18,44 @@ def hosts(c, check=False, json=False, inventory=None):
     if check:
         print(f"{inv.path}: OK ({len(inv.hosts)} hosts, {len(inv.groups)} groups)")
         return
+    from rich.markup import escape
+    from rich.padding import Padding
     from rich.table import Table
+    from rich.text import Text
 
-    from ..render import console
+    from ..render import console, service_labels
 
+    out = console()
+    narrow = out.width < 120
     member_of = {name: [g for g, m in inv.groups.items() if name in m] for name in inv.hosts}
-    table = Table(title=f"{inv.path}", title_justify="left")
-    for col in ("host", "address", "groups", "app", "services"):
-        table.add_column(col, overflow="fold")
+    rows = []
     for name, h in inv.hosts.items():
-        if h.is_local:
-            address = "[cyan]local[/cyan]"
-        else:
-            address = f"{h.user + '@' if h.user else ''}{h.address}{':' + str(h.port) if h.port else ''}"
-        label = f"[bold]{name}[/bold]" + (" (default)" if inv.default == name else "")
-        services = "\n".join(
-            f"{s.name} [dim]{s.manager}{' :' + str(s.port) if s.port else ''}[/dim]" for s in h.services
-        )
-        table.add_row(label, address, ", ".join(member_of[name]), f"{h.app.path}\n[dim]{h.app.remote}/{h.app.branch}[/dim]", services)
-    console().print(table)
+        address = "local" if h.is_local else f"{h.user + '@' if h.user else ''}{h.address}{':' + str(h.port) if h.port else ''}"
+        # narrow: `python-api`, not `voice-meeting-python-api.service`
+        labels = service_labels(s.name for s in h.services) if narrow else {s.name: s.name for s in h.services}
+        services = [f"{labels[s.name]} [dim]{s.manager}{' :' + str(s.port) if s.port else ''}[/dim]" for s in h.services]
+        rows.append((name + (" (default)" if inv.default == name else ""), address, ", ".join(member_of[name]),
+                     f"{h.app.path} [dim]({h.app.remote}/{h.app.branch})[/dim]", services))
+    if narrow:
+        # A CI log, a pipe, a small terminal: one line per host, its app and
+        # services indented under it; long lines are cut, or wrapped with --wide.
+        out.print(f"[bold]{escape(str(inv.path))}[/bold]")
+        for label, address, groups, app, services in rows:
+            out.print(f"[bold]{escape(label)}[/bold]  {escape(address)}" + (f"  [dim]groups:[/dim] {escape(groups)}"
+                                                                             if groups else ""),
+                      no_wrap=not wide, overflow="fold" if wide else "ellipsis")
+            for line in [app] + services:
+                out.print(Padding(Text.from_markup(line, overflow="fold" if wide else "ellipsis"), (0, 0, 0, 4)),
+                          no_wrap=not wide)
+        return
+    table = Table(title=f"{inv.path}", title_justify="left")
+    for col in ("host", "address", "groups"):
+        table.add_column(col, no_wrap=True)
+    for col in ("app", "services"):
+        table.add_column(col, overflow="fold" if wide else "ellipsis", no_wrap=not wide)
+    for label, address, groups, app, services in rows:
+        table.add_row(f"[bold]{escape(label)}[/bold]", escape(address), escape(groups), app, "\n".join(services))
+    out.print(table)
 
 
 ns = Collection("inventory", hosts)

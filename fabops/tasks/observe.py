@@ -9,7 +9,7 @@ import time
 from invoke import Collection
 
 from .. import errors as E
-from ._base import check_parallel, check_timeout, fabops_task, finish, print_json, print_json_line, select
+from ._base import check_parallel, check_timeout, envelope, fabops_task, finish, print_json, print_json_line, select
 
 SPARK = "▁▂▃▄▅▆▇█"
 
@@ -52,12 +52,15 @@ def render_host(facts, host, show_history=False):
     from rich.panel import Panel
     from rich.table import Table
 
-    from ..render import RESULT_STYLE, ago, console, fmt_duration, short, status_cell
+    from ..render import RESULT_STYLE, ago, console, fmt_duration, service_labels, short, status_cell
 
     th = host.thresholds
-    svc_table = Table(box=None, pad_edge=False)
+    # one space between columns and nothing that wraps mid-cell: the panel
+    # fits 80 columns (CI logs, pipes) for the find-to-do services
+    svc_table = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0))
     for col in ("service", "state", "pid", "CPU", "MEM", "up", "port", "check"):
-        svc_table.add_column(col)
+        svc_table.add_column(col, no_wrap=True, overflow="ellipsis")
+    labels = service_labels(s["name"] for s in facts["services"])
     for s in facts["services"]:
         if s["cpu"] is not None:
             cpu = f"{_mark(s['cpu'] < th['cpu'], True)} {s['cpu']:g}%"
@@ -71,17 +74,17 @@ def render_host(facts, host, show_history=False):
             check = "-"
         else:
             ok = s["http_status"] == s["http_expect"]
-            lat = f" {s['http_latency'] * 1000:.0f} ms" if s["http_latency"] is not None else ""
+            lat = f" {s['http_latency'] * 1000:.0f} ms" if ok and s["http_latency"] is not None else ""
             check = f"{_mark(ok)} {s['http_status'] or 'no answer'}{lat}"
         up = "-" if s["uptime"] is None else ("<1 s" if s["uptime"] < 1 else fmt_duration(s["uptime"]))
-        svc_table.add_row(s["name"], f"{_mark(s['active'])} {s['state']}", str(s["pid"] or "-"), cpu, mem,
+        svc_table.add_row(labels[s["name"]], f"{_mark(s['active'])} {s['state']}", str(s["pid"] or "-"), cpu, mem,
                           up, port, check)
     lines = []
     sys_cpu = "?" if facts["cpu"] is None else f"{facts['cpu']:g}%"
     sys_mem = "?" if facts["memory"] is None else f"{facts['memory']:g}%"
     disk = "?" if facts["disk"] is None else f"{_mark(facts['disk'] < th['disk'], True)} {facts['disk']:g}%"
     window = f" ({facts['cpu_window']:g} s)" if facts.get("cpu_window") else ""
-    lines.append(f"system CPU {sys_cpu}{window}  memory {sys_mem}  root disk {disk}  load {facts.get('load') or '?'}  "
+    lines.append(f"system CPU {sys_cpu}{window}  memory {sys_mem}  disk {disk}  load {facts.get('load') or '?'}  "
                  f"up {fmt_duration(facts.get('uptime'))}")
     api = facts.get("api")
     if api is not None:
@@ -169,10 +172,7 @@ def _preload_rich() -> None:
 
 
 def _envelope(results) -> dict:
-    return {"schema": 1, "code": _code(results), "hosts": {
-        r.host: (r.value if r.ok else {"status": E.NAMES.get(r.code), "code": r.code,
-                                      "error": str(getattr(r.error, "message", r.error))})
-        for r in results}}
+    return envelope(results, code=_code(results))
 
 
 def _code(results):
@@ -277,8 +277,9 @@ LOG_SOURCES = ("journal", "update", "health", "app")
     "errors": "Only lines mentioning an error (last 24 h by default for the journal).",
     "source": "journal (service output: journalctl, or the process back end's log), update, health or app.",
     "service": "Only this service (default: all).",
+    "json": "One JSON object per line: {host, source, line} (JSON lines).",
 })
-def logs(c, hosts=None, follow=False, n=100, since=None, errors=False, source="journal", service=None,
+def logs(c, hosts=None, follow=False, n=100, since=None, errors=False, source="journal", service=None, json=False,
          inventory=None, accept_new=False, connect_timeout=None):
     """Show or follow service output and the fabops update and health logs on hosts."""
     from ..logs import follow_logs, read_logs
@@ -294,11 +295,12 @@ def logs(c, hosts=None, follow=False, n=100, since=None, errors=False, source="j
     if follow:
         code = _follow_until_interrupted(
             lambda stop: follow_logs(inv, chosen, source=source, service=service, lines=lines, errors_only=errors,
-                                     since=since, accept_new=accept_new, connect_timeout=timeout, stop=stop))
+                                     since=since, accept_new=accept_new, connect_timeout=timeout, stop=stop,
+                                     as_json=json))
         finish(code)
         return
     code = read_logs(inv, chosen, source=source, service=service, lines=lines, errors_only=errors,
-                     since=since, accept_new=accept_new, connect_timeout=timeout)
+                     since=since, accept_new=accept_new, connect_timeout=timeout, as_json=json)
     finish(code)
 
 

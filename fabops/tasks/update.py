@@ -131,7 +131,7 @@ def _print_event(event: dict) -> None:
     sys.stdout.flush()
 
 
-def _report_each(outcome, json, render_name: str) -> None:
+def _report_each(outcome, json, render_name: str, **render_options) -> None:
     """--json, or one rendered block per host, then per-host errors; the exit code."""
     if json:
         print_envelope(outcome.results, code=outcome.code)
@@ -140,19 +140,19 @@ def _report_each(outcome, json, render_name: str) -> None:
 
         for r in outcome.results:
             if r.ok:
-                getattr(render, render_name)(r.host, r.value)
+                getattr(render, render_name)(r.host, r.value, **render_options)
         render.host_errors(outcome.results)
     finish(outcome.code)
 
 
 @fabops_task(help={"n": "How many runs to show (default 20)."})
-def history(c, hosts=None, n=20, json=False, inventory=None, accept_new=False, connect_timeout=None):
+def history(c, hosts=None, n=20, wide=False, json=False, inventory=None, accept_new=False, connect_timeout=None):
     """Show the last deploys, rollbacks and automatic updates of each host."""
     from ..remote import for_each_host, read_remote_history
 
     outcome = for_each_host(inventory, hosts, lambda cxn, host: read_remote_history(cxn, host, int(n)),
                             accept_new=accept_new, connect_timeout=connect_timeout)
-    _report_each(outcome, json, "history_table")
+    _report_each(outcome, json, "history_table", wide=wide)
 
 
 @fabops_task

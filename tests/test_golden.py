@@ -1,0 +1,137 @@
+"""Every table as CI logs and pipes get it (80 columns) and as a wide
+terminal does (200), against golden files in tests/fixtures/golden/.
+Nothing may wrap a SHA or a time, and no line may pass the width.
+Regenerate after an intended change with FABOPS_UPDATE_GOLDEN=1."""
+import json
+import os
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from tests.conftest import ROOT
+
+GOLDEN = Path(__file__).parent / "fixtures" / "golden"
+NOW = 1795960000.0  # 2026-11-29 11:46:40 UTC
+WIDTHS = (80, 200)
+
+
+@pytest.fixture
+def frozen(monkeypatch):
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    monkeypatch.setattr(time, "time", lambda: NOW)
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def check(name: str, width: int, text: str) -> None:
+    lines = text.splitlines()
+    assert all(len(line.rstrip()) <= width for line in lines), "\n".join(ln for ln in lines if len(ln.rstrip()) > width)
+    path = GOLDEN / f"{name}-{width}.txt"
+    body = "\n".join(line.rstrip() for line in lines) + "\n"
+    if os.environ.get("FABOPS_UPDATE_GOLDEN") == "1":
+        path.write_text(body)
+    assert path.exists(), f"no golden file {path.name}: run with FABOPS_UPDATE_GOLDEN=1 and review it"
+    assert body == path.read_text(), f"{path.name} differs (FABOPS_UPDATE_GOLDEN=1 to accept an intended change)"
+
+
+def render(capsys, monkeypatch, width, fn, *args, **kwargs) -> str:
+    monkeypatch.setenv("COLUMNS", str(width))
+    capsys.readouterr()
+    fn(*args, **kwargs)
+    return capsys.readouterr().out
+
+
+SHA = ["3f2a9c1d7e5b8a0c4d6e", "9b8c7d6e5f4a3b2c1d0e", "0a1b2c3d4e5f6a7b8c9d"]
+HISTORY = [
+    {"ts": NOW - 7200, "trigger": "cron", "actor": "ec2-user@find-to-do", "from": SHA[0], "to": SHA[1],
+     "result": "deployed", "duration": 12.4, "subject": "新機能追加: 要約を送信", "author": "Aiko Tanaka",
+     "message": "deployed"},
+    {"ts": NOW - 3600, "trigger": "deploy", "actor": "alice@laptop", "from": SHA[1], "to": SHA[2],
+     "result": "rolled_back", "duration": 41.0, "subject": "Switch the recorder to the new voice gateway API",
+     "author": "Alice", "message": "watch: voice-meeting-discord-bot.service died 3.1 s after start "
+                                   "(systemd restarted it: NRestarts 1); rolled back to 9b8c7d6e5f"},
+    {"ts": NOW - 60, "trigger": "ci", "actor": "github-actions", "from": SHA[1], "to": SHA[1], "result": "noop",
+     "duration": 0.4, "message": "up to date at 9b8c7d6e5f"},
+]
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("wide", [False, True])
+def test_history(width, wide, frozen, capsys, monkeypatch):
+    from fabops.render import history_table
+
+    text = render(capsys, monkeypatch, width, history_table, "find-to-do", HISTORY, wide=wide)
+    assert "3f2a9c1d7e→9b8c7d6e5f" in text and "UTC" in text  # 10-character SHAs, times with their zone
+    check("history" + ("-wide" if wide else ""), width, text)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_status(width, frozen, capsys, monkeypatch):
+    from fabops.render import status_panel
+
+    data = {
+        "services": [
+            {"name": "voice-meeting-python-api.service", "active": True, "state": "active", "pid": 4242,
+             "since": NOW - 86400 * 3},
+            {"name": "voice-meeting-discord-bot.service", "active": False, "state": "activating", "pid": None},
+        ],
+        "deployed": SHA[1], "deployed_at": NOW - 7200, "head": SHA[1], "pin": SHA[0],
+        "pin_reason": "rollback by alice@laptop", "last_check": NOW - 120, "last_result": "skipped_bad",
+        "failing": {"since": NOW - 3600, "count": 12, "target": SHA[2],
+                    "reason": "watch: voice-meeting-discord-bot.service died 3.1 s after start"},
+        "retry": None,
+        "last_run": {"ts": NOW - 120, "trigger": "cron", "actor": "ec2-user@find-to-do", "result": "skipped_bad",
+                     "from": SHA[1], "to": SHA[2]},
+    }
+    text = render(capsys, monkeypatch, width, status_panel, "find-to-do", data)
+    assert "python-api" in text and "discord-bot" in text
+    check("status", width, text)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_monitor_panel(width, frozen, capsys, monkeypatch):
+    from fabops import errors, inventory, monitor
+    from fabops.render import console
+    from fabops.tasks.observe import render_host
+
+    case = json.loads((ROOT / "tests" / "fixtures" / "parse_monitor" / "systemd_bot_down.json").read_text())
+    import yaml
+
+    host = inventory.loads(yaml.safe_dump({"hosts": {"find-to-do": case["host"]}}), "x.yml").hosts["find-to-do"]
+    facts = monitor.parse(case["output"], host, case["now"])
+    code, findings = monitor.evaluate(facts, host, case["now"])
+    facts.update(status=errors.NAMES[code], code=code,
+                 findings=[{"level": errors.NAMES[c], "message": m} for c, m in findings])
+    text = render(capsys, monkeypatch, width, lambda: console().print(render_host(facts, host)))
+    check("monitor", width, text)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("wide", [False, True])
+def test_hosts(width, wide):
+    from tests.conftest import run_cli
+
+    args = ["hosts", "-i", "tests/fixtures/golden/hosts.yml"] + (["--wide"] if wide else [])
+    r = run_cli(*args, env={"COLUMNS": str(width)})
+    assert r.returncode == 0, r.stderr
+    check("hosts" + ("-wide" if wide else ""), width, r.stdout)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_deploy_summary(width, frozen, capsys, monkeypatch):
+    from fabops.errors import UnreachableError
+    from fabops.fanout import FanoutResult, HostResult
+    from fabops.tasks.deploy import _summary
+
+    ok = HostResult("find-to-do", value=SimpleNamespace(result={
+        "result": "rolled_back", "from": SHA[1], "to": SHA[2], "duration": 41.0,
+        "subject": "Switch the recorder to the new voice gateway API", "author": "Alice",
+        "message": "watch: voice-meeting-discord-bot.service died 3.1 s after start; rolled back to 9b8c7d6e5f"}))
+    down = HostResult("staging", error=UnreachableError("cannot connect to ec2-user@10.20.30.40:2222: timed out"),
+                      code=3, seconds=10.0)
+    text = render(capsys, monkeypatch, width, _summary, FanoutResult([ok, down]))
+    check("deploy", width, text)
