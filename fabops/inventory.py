@@ -554,41 +554,46 @@ class _Validator:
         return out
 
     def service(self, raw: Any, key: str) -> dict:
-        allowed = SERVICE_KEYS
-        raw = self.mapping(raw, key, allowed)
+        """One service; every problem in it is noted, not only the first."""
+        raw = self.mapping(raw, key, SERVICE_KEYS)
         if raw.get("name") is None:
             self.fail(f"{key}.name", "is required")
-        out: Dict[str, Any] = {"name": self.string(raw["name"], f"{key}.name", unit_problem)}
-        manager = self.choice(raw.get("manager") or "systemd", f"{key}.manager", ("systemd", "process"))
-        out["manager"] = manager
+        out: Dict[str, Any] = {"name": self.string(raw["name"], f"{key}.name", unit_problem), "manager": "systemd"}
+
+        def put(name: str, read: Callable[[], Any]) -> None:
+            with self.collecting():
+                out[name] = read()
+
+        put("manager", lambda: self.choice(raw.get("manager") or "systemd", f"{key}.manager", ("systemd", "process")))
         if raw.get("command") is not None:
-            out["command"] = self.string(raw["command"], f"{key}.command")
-        elif manager == "process":
-            self.fail(f"{key}.command", "is required for manager: process")
+            put("command", lambda: self.string(raw["command"], f"{key}.command"))
+        elif out["manager"] == "process":
+            self.note(f"{key}.command", "is required for manager: process")
         if raw.get("workdir") is not None:
-            out["workdir"] = self.string(raw["workdir"], f"{key}.workdir", relpath_problem)
+            put("workdir", lambda: self.string(raw["workdir"], f"{key}.workdir", relpath_problem))
         if raw.get("port") is not None:
-            out["port"] = self.integer(raw["port"], f"{key}.port", 1, 65535)
+            put("port", lambda: self.integer(raw["port"], f"{key}.port", 1, 65535))
         if raw.get("paths") is not None:
-            out["paths"] = self.strlist(raw["paths"], f"{key}.paths", relpath_problem)
+            put("paths", lambda: self.strlist(raw["paths"], f"{key}.paths", relpath_problem))
         if raw.get("check") is not None:
-            out["check"] = self.check(raw["check"], f"{key}.check")
+            put("check", lambda: self.check(raw["check"], f"{key}.check"))
         for k in ("timeout", "settle", "watch"):
             if raw.get(k) is not None:
-                out[k] = self.duration(raw[k], f"{key}.{k}")
+                put(k, lambda k=k: self.duration(raw[k], f"{key}.{k}"))
         if raw.get("unit") is not None:
             if not isinstance(raw["unit"], bool):
-                self.fail(f"{key}.unit", "must be true or false")
-            if raw["unit"] and not raw.get("command"):
-                self.fail(f"{key}.command", "is required for unit: true (it becomes ExecStart)")
-            out["unit"] = raw["unit"]
+                self.note(f"{key}.unit", "must be true or false")
+            elif raw["unit"] and not raw.get("command"):
+                self.note(f"{key}.command", "is required for unit: true (it becomes ExecStart)")
+            else:
+                out["unit"] = raw["unit"]
         return out
 
     def check(self, raw: Any, key: str) -> Check:
         raw = self.mapping(raw, key, CHECK_KEYS)
         if raw.get("url") is None:
             self.fail(f"{key}.url", "is required")
-        kwargs: Dict[str, Any] = {"url": self.string(raw["url"], f"{key}.url", _url_problem)}
+        kwargs: Dict[str, Any] = {"url": self.string(raw["url"], f"{key}.url", _check_url_problem)}
         if raw.get("method") is not None:
             kwargs["method"] = self.choice(str(raw["method"]).upper(), f"{key}.method", HTTP_METHODS)
         if raw.get("body") is not None and raw.get("json") is not None:
@@ -736,6 +741,12 @@ def _url_problem(url: str) -> Optional[str]:
     if url.startswith("-") or any(c.isspace() for c in url):
         return "is not a valid URL"
     return None
+
+
+def _check_url_problem(url: str) -> Optional[str]:
+    if not url.startswith(("http://", "https://")):
+        return "must be an http:// or https:// URL (the check is an HTTP request)"
+    return _url_problem(url)
 
 
 def _header_problem(text: str) -> Optional[str]:

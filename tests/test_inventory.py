@@ -239,3 +239,17 @@ def test_every_problem_in_the_file_is_reported_not_only_the_first(tmp_path):
     assert keys == ["hosts.a.prot", "hosts.a.port", "hosts.b.services[0].name", "hosts.b.app.path",
                     "groups.g[1]", "default"], lines
     assert all(ln.startswith(f"fabops: {path}: ") for ln in lines)
+
+
+def test_every_problem_inside_one_service_is_reported(tmp_path):
+    from fabops.errors import ConfigError
+
+    path = tmp_path / "hosts.yml"
+    path.write_text("hosts:\n  a:\n    app: {path: /srv/a}\n    services:\n"
+                    "      - {name: bot, manager: sistemd, port: 99999, check: {url: 'ftp://x'}, watch: soon}\n")
+    with pytest.raises(ConfigError) as info:
+        inventory.load(str(path))
+    keys = [k for k, _ in info.value.problems]
+    assert keys == ["hosts.a.services[0].manager", "hosts.a.services[0].port", "hosts.a.services[0].check.url",
+                    "hosts.a.services[0].watch"]
+    assert "http:// or https://" in dict(info.value.problems)["hosts.a.services[0].check.url"]
