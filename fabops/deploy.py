@@ -244,10 +244,15 @@ def deploy_host(c, host: Host, opts: DeployOptions, on_event: Callable[[dict], N
         ) from None
     if event.get("kind") == "watch":  # --no-watch: the gate passed; the host watches on its own
         seconds = event.get("seconds") or 0
+        start = next((e for e in outcome.events if e.get("kind") == "start"), {})
         outcome.result = {
             "result": "deployed", "exit_code": errors.OK, "from": event.get("from"), "to": event.get("to"),
             "run_id": run_id, "watching": True, "duration": 0.0,
-            "steps": [e for e in outcome.events if e.get("kind") == "step" and e.get("status") != "start"],
+            "trigger": start.get("trigger") or opts.trigger, "actor": start.get("actor") or opts.actor or default_actor(),
+            # the steps so far, in the shape of a run's steps (docs/json.md)
+            "steps": [{"name": e.get("step"), "ok": e.get("status") == "ok", "seconds": e.get("seconds", 0.0),
+                       "message": e.get("message") or ""}
+                      for e in outcome.events if e.get("kind") == "step" and e.get("status") != "start"],
             "warnings": [],  # the host's warnings come with its result: `inv history`
             "message": (f"passed its gate; the host watches it for {seconds:g} s more and rolls back on its own "
                         f"if it fails: `inv deploy -H {host.name} --attach {run_id}` follows it, `inv history` "

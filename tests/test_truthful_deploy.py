@@ -57,7 +57,11 @@ def host(box, origin, client_key, isolated_home, deploy_env, tmp_path):
     assert Path(os.environ["HOME"]).exists()
     yield inv, hook
     hook.close()
-    on_host(f"rm -f {HOME}/notify.env")
+    # A test that failed mid-deploy may leave the host watching under its
+    # lock: wait for that run to end, so one failure does not cascade into
+    # LOCKED in every test after it.
+    on_host(f"for i in $(seq 1 120); do flock -n {HOME}/lock true 2>/dev/null && break; sleep 0.5; done; "
+            f"rm -f {HOME}/notify.env", check=False)
 
 
 def deploy(inv, *args):

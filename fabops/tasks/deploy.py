@@ -384,10 +384,12 @@ def unpin(c, hosts=None, dry_run=False, json=False, inventory=None, accept_new=F
     else:
         from ..render import host_errors
 
-        done = "would unpin" if dry_run else "unpinned"
         for r in outcome.results:
-            if r.ok:
-                print(f"{r.host}: " + (f"{done} (pinned to {r.value[:12]})" if r.value else "is not pinned"))
+            if r.ok and r.value:
+                print(f"{r.host}: " + (f"would unpin (pinned to {r.value[:12]})" if dry_run
+                                       else f"unpinned (was pinned to {r.value[:12]})"))
+            elif r.ok:
+                print(f"{r.host}: " + ("is not pinned" if dry_run else "was not pinned"))
         host_errors(outcome.results)
     finish(outcome.code)
 
