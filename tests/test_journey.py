@@ -183,8 +183,12 @@ def test_the_users_path_from_a_wheel(image, user_venv, fabops_wheel, client_key,
     third = origin.good("3")
     run_deploy_workflow(box, client_key, tmp_path / "runner", work, fabops_wheel)
     assert on_host(user, f"git -C {APP} rev-parse HEAD").stdout.strip() == third
-    last = json.loads(on_host(user, "tail -n 1 ~/.fabops/voice-meeting-bot/history.jsonl").stdout)
-    assert last["result"] == "deployed" and last["actor"].startswith("journey-bot"), last
+    records = [json.loads(x) for x in on_host(user, "cat ~/.fabops/voice-meeting-bot/history.jsonl").stdout.splitlines()]
+    shipped = [r for r in records if r.get("to") == third and r["result"] == "deployed"]
+    # the host's real cron may converge to the pushed commit first (the CI
+    # deploy then waits for it or finds it done): either shipped it, once
+    assert len(shipped) == 1, records[-3:]
+    assert shipped[0]["actor"].startswith("journey-bot") or shipped[0]["trigger"] == "cron", shipped
 
 
 def _expand(value: str, secrets: dict) -> str:
