@@ -22,6 +22,12 @@ from invoke.exceptions import ParseError
 from . import __version__
 from .errors import USAGE, quiet_closed_pipe
 
+# Invoke's core flags that fabops refuses (tasks/_base.py, refuse_core_flags),
+# as given on this command line. Recorded from the parse, not read from
+# config: `run: {echo: true}` in ~/.invoke.yaml is a user's c.run()
+# preference, not a request to a fabops task, and must not refuse every task.
+CORE_FLAGS_GIVEN: set = set()
+
 _UNKNOWN = re.compile(r"^No idea what '(.+)' is!$")
 
 
@@ -44,6 +50,9 @@ def explain(exc: ParseError, program: Program) -> str:
         what, where, see = "task", "", f"see `{prog} --list`"
     hint = difflib.get_close_matches(token, choices, n=1, cutoff=0.6)
     did = f" (did you mean {hint[0]!r}?)" if hint else ""
+    if token.split("=")[0] in ("-H", "--hosts") and not getattr(ctx, "name", None):
+        # `inv -H web deploy`: Invoke's own program has no global -H.
+        did = f" before the task name (put it after: `{prog} TASK -H NAME`)"
     return f"unknown {what} {token!r}{where}{did}; {see}"
 
 
@@ -58,11 +67,33 @@ def _usage_errors(method):
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         try:
+            if method.__name__ == "parse_cleanup":
+                CORE_FLAGS_GIVEN.update(f for f in ("dry", "echo") if self.args[f].value)
+                if self.args.complete.value:
+                    from .completion import complete
+
+                    complete(self)
             return method(self, *args, **kwargs)
         except ParseError as exc:
             raise Exit(f"{_prog(self)}: {explain(exc, self)}", code=USAGE) from None
         except BrokenPipeError:  # `--help | head`
             quiet_closed_pipe()
+
+    wrapper._fabops = True
+    return wrapper
+
+
+def _named_values(help_for):
+    """`--parallel=N`, `--wait=SECONDS` in --help, not Invoke's `=STRING`
+    (fabops reads its numbers from strings; tasks/_base.py metavar)."""
+
+    @functools.wraps(help_for)
+    def wrapper(self, flag):
+        names, text = help_for(self, flag)
+        name = getattr(self.flags[flag], "fabops_metavar", None)
+        if name:
+            names = re.sub(r"(?<=[ =\[])STRING\b", name, names)
+        return names, text
 
     wrapper._fabops = True
     return wrapper
@@ -74,6 +105,10 @@ def adopt(program_class=Program) -> None:
         method = getattr(program_class, name)
         if not getattr(method, "_fabops", False):
             setattr(program_class, name, _usage_errors(method))
+    from invoke.parser import ParserContext
+
+    if not getattr(ParserContext.help_for, "_fabops", False):
+        ParserContext.help_for = _named_values(ParserContext.help_for)
 
 
 class FabopsProgram(Program):
@@ -85,7 +120,33 @@ class FabopsProgram(Program):
         return args
 
     parse_core = _usage_errors(Program.parse_core)
+
+    def parse_core_args(self):
+        """`--print-completion-script bash|zsh` prints fabops' scripts, which
+        also complete host names after -H (fish keeps Invoke's)."""
+        self._refuse_repeated_hosts()
+        super().parse_core_args()
+        from .completion import SCRIPTS
+
+        shell = self.args["print-completion-script"].value
+        if shell in SCRIPTS:
+            print(SCRIPTS[shell], end="")
+            raise Exit
     parse_cleanup = _usage_errors(Program.parse_cleanup)
+
+    def _refuse_repeated_hosts(self):
+        """`fabops -H a -H b ping`: Invoke's core parser keeps the first value
+        and reads `b` as a task name; say what happened instead."""
+        tasks = set(self.namespace.task_names) | {a for al in self.namespace.task_names.values() for a in al}
+        seen = 0
+        for word in self.argv[1:]:
+            if word in tasks or word == "--":
+                break
+            if word in ("-H", "--hosts") or word.startswith(("--hosts=", "-H")):
+                seen += 1
+        if seen > 1:
+            raise Exit("fabops: -H given twice before the task name; give it once "
+                       "(-H a,b selects both)", code=USAGE)
 
     @_usage_errors
     def parse_tasks(self):

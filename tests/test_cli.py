@@ -1,6 +1,8 @@
 """The task tree as a user meets it: `inv --list`, `--help`, exit codes."""
 import json
 import os
+import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -8,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fabops.tasks import ns
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, require, run_cli
 
 INV = str(Path(sys.executable).parent / "inv")
 
@@ -195,6 +197,11 @@ def test_hosts_before_the_task_name():
     assert r.returncode == 64 and "-H given twice" in r.stderr
     r = run_cli("-H", "local", "hosts")
     assert r.returncode == 64 and "takes no hosts" in r.stderr
+    r = run_cli("-H", "local", "--hosts=sandbox", "ping")  # once read `sandbox` as a task
+    assert r.returncode == 64 and "-H given twice before the task name" in r.stderr, r.stderr
+    r = subprocess.run([INV, "-H", "local", "ping"], cwd=ROOT, capture_output=True, text=True,
+                       stdin=subprocess.DEVNULL)  # Invoke's own program has no global -H
+    assert r.returncode == 64 and "put it after: `inv TASK -H NAME`" in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("core, word", [("--dry", "--dry-run"), ("--echo", "--debug")])
@@ -273,3 +280,103 @@ def test_every_local_task_prints_the_one_json_envelope(tmp_path):
         assert args[0] in JSON_SEEN
     r = run_cli("ping", "-H", "nosuchhost", "--json")  # stopped before any host: still one envelope
     assert r.returncode == 64 and json.loads(r.stdout)["hosts"] == {} and "nosuchhost" in json.loads(r.stdout)["error"]
+
+
+COMPLETION_HOSTS = """\
+default: web1
+defaults: {app: {path: /srv/app}}
+hosts:
+  web1: {connection: local, home: /tmp/w1}
+  web2: {connection: local, home: /tmp/w2}
+  db: {connection: local, home: /tmp/db}
+groups:
+  web: [web1, web2]
+"""
+
+BASH_CASES = [
+    # (words, what the user sees offered)
+    (["inv", "deploy", "-H", ""], ["web1", "web2", "db", "web", "all"]),
+    (["fabops", "-H", "w"], ["web1", "web2", "web"]),
+    (["inv", "logs", "--hosts", "web1,"], ["web1,web2", "web1,db", "web1,web", "web1,all"]),
+    (["inv", "deploy", "-H", "db", "--dr"], ["--dry-run"]),
+    (["inv", "deplo"], ["deploy"]),
+]
+
+
+@pytest.mark.parametrize("words, offered", BASH_CASES)
+def test_bash_completes_host_and_group_names_after_h(tmp_path, words, offered):
+    """The script `fabops --print-completion-script bash` prints, sourced in
+    a real bash, asked the way bash asks (COMP_WORDS, COMP_CWORD, then the
+    function with command, current word and previous word)."""
+    require(shutil.which("bash") is not None, "bash")
+    (tmp_path / "hosts.yml").write_text(COMPLETION_HOSTS)
+    (tmp_path / "tasks.py").write_text("from fabops.tasks import ns  # noqa: F401\n")
+    bindir = str(Path(sys.executable).parent)
+    quoted = " ".join(shlex.quote(w) for w in words)
+    script = (f"source <({bindir}/fabops --print-completion-script bash)\n"
+              f"COMP_WORDS=({quoted}); COMP_CWORD={len(words) - 1}\n"
+              f"_fabops_complete {shlex.quote(words[0])} {shlex.quote(words[-1])} {shlex.quote(words[-2])}\n"
+              'printf "%s\\n" "${COMPREPLY[@]}"\n')
+    r = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                       env=dict(os.environ, PATH=bindir + os.pathsep + os.environ["PATH"]))
+    assert r.returncode == 0, r.stderr
+    assert sorted(r.stdout.split()) == sorted(offered), r.stdout + r.stderr
+
+
+def test_zsh_completes_host_and_group_names_after_h(tmp_path):
+    """The zsh script under a real zsh with compinit. compadd and _files only
+    work inside a completion widget, so they are replaced by printers; what
+    is tested is that the words, the empty current word and the inventory
+    reach fabops and come back as candidates."""
+    require(shutil.which("zsh") is not None, "zsh (.ci/run installs it)")
+    (tmp_path / "hosts.yml").write_text(COMPLETION_HOSTS)
+    (tmp_path / "other.yml").write_text(COMPLETION_HOSTS.replace("db", "cache"))
+    (tmp_path / "tasks.py").write_text("from fabops.tasks import ns  # noqa: F401\n")
+    bindir = str(Path(sys.executable).parent)
+    script = (f"autoload -U compinit; compinit -u -D\n"
+              f"source <({bindir}/fabops --print-completion-script zsh)\n"
+              "compadd() { [[ $1 == -- ]] && shift; print -l -- \"$@\"; }\n"
+              "_files() { print FILES; }\n"
+              "words=(fabops deploy -H ''); CURRENT=4; _fabops_complete; print -r -- ---\n"
+              "words=(inv deploy -i other.yml -H web1,c); CURRENT=6; _fabops_complete; print -r -- ---\n"
+              "words=(inv deploy --inventory ''); CURRENT=4; _fabops_complete\n")
+    r = subprocess.run(["zsh", "-f", "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                       env=dict(os.environ, PATH=bindir + os.pathsep + os.environ["PATH"], HOME=str(tmp_path)))
+    assert r.returncode == 0, r.stderr
+    first, second, third = r.stdout.split("---\n")
+    assert sorted(first.split()) == sorted(["web1", "web2", "db", "web", "all"]), r.stdout
+    assert "web1,cache" in second.split() and "web1,db" not in second, r.stdout
+    assert third.split() == ["FILES"], r.stdout  # a path: the shell completes files
+
+
+def test_completion_of_a_broken_inventory_offers_nothing_and_never_a_traceback(tmp_path):
+    (tmp_path / "hosts.yml").write_text("hosts: [\n")
+    r = subprocess.run([sys.executable, "-m", "fabops.cli", "--complete", "--", "fabops", "deploy", "-H", ""],
+                       cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout == "" and "Traceback" not in r.stderr, r.stdout + r.stderr
+
+
+def test_echo_in_an_invoke_config_file_is_not_the_echo_flag(tmp_path):
+    """`run: {echo: true}` in invoke.yaml is a user's c.run() preference; an
+    earlier fabops read it as `--echo` and refused every task with exit 64."""
+    (tmp_path / "hosts.yml").write_text(COMPLETION_HOSTS)
+    (tmp_path / "tasks.py").write_text("from fabops.tasks import ns  # noqa: F401\n")
+    (tmp_path / "invoke.yaml").write_text("run:\n  echo: true\n  dry: true\n")
+    r = subprocess.run([INV, "hosts", "--json"], cwd=tmp_path, capture_output=True, text=True,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 0 and '"web1"' in r.stdout, r.stdout + r.stderr
+    r = subprocess.run([INV, "--echo", "hosts"], cwd=tmp_path, capture_output=True, text=True,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 64 and "--debug" in r.stderr, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("program", ["inv", "fabops"])
+def test_help_names_what_a_value_is(program):
+    """Invoke's help says `=STRING` for every value; fabops reads its numbers
+    itself, so the help says what to type."""
+    cmd = [INV] if program == "inv" else [sys.executable, "-m", "fabops.cli"]
+    r = subprocess.run(cmd + ["deploy", "--help"], cwd=ROOT, capture_output=True, text=True,
+                       stdin=subprocess.DEVNULL, env=dict(os.environ, COLUMNS="200"))
+    assert r.returncode == 0, r.stderr
+    assert "--wait=SECONDS" in r.stdout and "-p N, --parallel=N" in r.stdout and "--ref=VALUE" in r.stdout
+    assert "STRING" not in r.stdout

@@ -104,6 +104,14 @@ FLAGS: Dict[str, Flag] = {
 }
 
 
+def metavar(param: str) -> str:
+    """What a value-taking flag's value is called in --help and docs/tasks.md:
+    SECONDS (30, 30s, 2m, 250ms), N (a whole number) or VALUE. Invoke would
+    say STRING for all three, since fabops parses the numbers itself."""
+    spec = FLAGS.get(param)
+    return {"seconds": "SECONDS", "count": "N"}.get(spec.number if spec else None, "VALUE")
+
+
 def flag_name(param: str) -> str:
     return "--" + param.replace("_", "-")
 
@@ -161,13 +169,16 @@ class FabopsTask(Task):
         # see none: keep the task's help intact.
         saved = dict(self.help)
         try:
-            return super().get_arguments(ignore_unknown_help)
+            args = super().get_arguments(ignore_unknown_help)
         finally:
             self.help = saved
+        for arg in args:  # read by the --help patch in fabops/cli.py (adopt)
+            arg.fabops_metavar = metavar(arg.attr_name or arg.name)
+        return args
 
     def __call__(self, *args, **kwargs):
         try:
-            refuse_core_dry_run(args[0] if args else None)
+            refuse_core_flags()
             kwargs = {k: read_number(k, v) for k, v in kwargs.items()}
             return super().__call__(*args, **kwargs)
         except BrokenPipeError:
@@ -220,16 +231,17 @@ def fabops_task(*args, **kwargs) -> Callable:
     return decorate
 
 
-def refuse_core_dry_run(c) -> None:
+def refuse_core_flags() -> None:
     """Invoke's own `--dry` and `--echo` apply to `c.run()` only, and fabops
     runs its commands over its own connections: honouring them would mean a
-    deploy that says "dry" and deploys. Refused instead (exit 64)."""
-    run = getattr(getattr(c, "config", None), "run", None)
-    if run is None:
-        return
-    if run.get("dry"):
+    deploy that says "dry" and deploys. Refused instead (exit 64) when given
+    on the command line; the same keys in an Invoke config file are a c.run()
+    preference and are left alone."""
+    from ..cli import CORE_FLAGS_GIVEN
+
+    if "dry" in CORE_FLAGS_GIVEN:
         raise UsageError("Invoke's --dry does not apply to fabops tasks; use the task's own --dry-run")
-    if run.get("echo"):
+    if "echo" in CORE_FLAGS_GIVEN:
         raise UsageError("Invoke's --echo does not apply to fabops tasks; use --debug to see each command")
 
 
