@@ -109,13 +109,20 @@ def service_labels(names) -> dict:
     return dict(zip(names, bare))
 
 
-def rest_column(width: int, fixed, wide: bool) -> dict:
+def rest_column(table, width: int, fixed, wide: bool) -> dict:
     """Options for a table's last, long-text column. rich measures a no-wrap
     cell by its whole text and squeezes the other columns to nothing to make
     room; a max_width of what is left keeps them whole and cuts the text
-    with an ellipsis (or wraps it, with --wide)."""
-    left = width - sum(fixed) - 2 * (len(fixed) + 1) - 2
-    return {"overflow": "fold" if wide else "ellipsis", "no_wrap": not wide, "max_width": max(16, left)}
+    with an ellipsis (or wraps it, with --wide). What is left is the width
+    less the fixed columns and the table's own frame: edges, one divider
+    between columns, and each column's padding (none at the outer edges
+    without pad_edge)."""
+    n = len(fixed) + 1
+    frame = (2 if table.box and table.show_edge else 0) + (n - 1 if table.box else 0)
+    pad_left, pad_right = table.padding[3], table.padding[1]
+    frame += (pad_left + pad_right) * n - (0 if table.pad_edge else pad_left + pad_right)
+    return {"overflow": "fold" if wide else "ellipsis", "no_wrap": not wide,
+            "max_width": max(16, width - sum(fixed) - frame)}
 
 
 def short(sha) -> str:
@@ -178,7 +185,7 @@ def history_table(host: str, records, wide: bool = False) -> None:
     for i, col in enumerate(("time", "trigger", "actor", "from → to", "result", "took")):
         fixed.append(max([len(col)] + [len(cells[i]) for cells, _ in rows]))
         table.add_column(col, no_wrap=True, min_width=fixed[-1])
-    table.add_column("what", **rest_column(out.width, fixed, wide))
+    table.add_column("what", **rest_column(table, out.width, fixed, wide))
     for cells, what in rows:
         style = RESULT_STYLE.get(cells[4], "white")
         table.add_row(*[escape(c) for c in cells[:4]], f"[{style}]{escape(cells[4])}[/{style}]", escape(cells[5]),

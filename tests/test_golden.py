@@ -135,3 +135,47 @@ def test_deploy_summary(width, frozen, capsys, monkeypatch):
                       code=3, seconds=10.0)
     text = render(capsys, monkeypatch, width, _summary, FanoutResult([ok, down]))
     check("deploy", width, text)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("wide", [False, True])
+def test_ping(width, wide, capsys, monkeypatch):
+    from fabops.errors import UnreachableError
+    from fabops.fanout import HostResult
+    from fabops.probe import Probe
+    from fabops.tasks.ping import ping_table
+
+    results = [
+        HostResult("find-to-do", value=Probe(kernel="Linux 6.1.115-126.197.amzn2023.x86_64 x86_64",
+                                             uptime_seconds=86400 * 12 + 3600 * 5, python="3.9.16",
+                                             user="ec2-user", seconds=0.084)),
+        HostResult("bare-host", value=Probe(kernel="Linux 5.10.0-33-cloud-amd64 x86_64", uptime_seconds=600,
+                                            python=None, user="admin", seconds=0.231)),
+        HostResult("staging", error=UnreachableError("cannot connect"), code=3, seconds=10.0),
+    ]
+    text = render(capsys, monkeypatch, width, ping_table, results, wide=wide)
+    assert "84 ms" in text and "3.9.16" in text and "none" in text
+    check("ping" + ("-wide" if wide else ""), width, text)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_setup_lines(width, capsys, monkeypatch):
+    from fabops.setup import ItemResult
+    from fabops.tasks.setup import item_lines
+
+    unit = ("--- /etc/systemd/system/voice-meeting-discord-bot.service\n"
+            "+++ /etc/systemd/system/voice-meeting-discord-bot.service (fabops)\n"
+            "@@ -5 +5 @@\n"
+            "-ExecStart=/usr/bin/node index.js\n"
+            "+ExecStart=/home/ec2-user/.nvm/versions/node/v20.18.0/bin/node "
+            "/home/ec2-user/voice-meeting-bot/node-bot/index.js --max-old-space-size=512\n")
+    items = [
+        ItemResult("venv", "ok", "fabops 0.1.0 in /home/ec2-user/.fabops/venv (Python 3.9.16)"),
+        ItemResult("unit voice-meeting-discord-bot.service", "would change", "ExecStart differs", unit),
+        ItemResult("sudoers", "warning", "/etc/sudoers.d/90-cloud-init-users still grants ec2-user "
+                                         "NOPASSWD: ALL; fabops' drop-in is least privilege only without it"),
+        ItemResult("cron", "changed", "block of 4 lines installed", "+*/5 * * * * fabops local-update\n"),
+    ]
+    text = "".join(ln + "\n" for item in items for ln in item_lines("find-to-do", item, width, diff=True))
+    assert "↳ " in text if width == 80 else "↳" not in text
+    check("setup", width, text)

@@ -236,7 +236,7 @@ def _summary(outcome, wide=False):
     for i, col in enumerate(("host", "result", "from", "to", "took")):
         fixed.append(max([len(col)] + [len(row[i]) for row in rows]))
         table.add_column(col, no_wrap=True, min_width=fixed[-1])
-    table.add_column("message", **rest_column(out.width, fixed + [0], wide))
+    table.add_column("message", **rest_column(table, out.width, fixed, wide))
     for row in rows:
         style = "red" if row[1] == "error" else RESULT_STYLE.get(row[1], "white")
         table.add_row(escape(row[0]), f"[{style}]{escape(row[1])}[/{style}]", *[escape(c) for c in row[2:]])

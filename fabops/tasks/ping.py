@@ -10,8 +10,9 @@ from ._base import check_parallel, check_timeout, fabops_task, finish, print_env
 
 
 @fabops_task
-def ping(c, hosts=None, parallel=10, json=False, accept_new=False, connect_timeout=None, inventory=None):
-    """Connect to each host and show its kernel, uptime, Python and round-trip time."""
+def ping(c, hosts=None, parallel=10, json=False, accept_new=False, connect_timeout=None, inventory=None,
+         wide=False):
+    """Connect to each host and show its round-trip time, uptime, Python, user and kernel."""
     from ..connection import close_quietly, connect
     from ..probe import probe
 
@@ -30,24 +31,66 @@ def ping(c, hosts=None, parallel=10, json=False, accept_new=False, connect_timeo
     if json:
         print_envelope(outcome.results, lambda v: v.to_dict(), code=outcome.code)
     else:
-        from rich.table import Table
+        from ..render import host_errors
 
-        from ..render import console, fmt_duration, host_errors, status_cell
-
-        table = Table(title="ping", title_justify="left")
-        for col in ("host", "status", "kernel", "uptime", "python", "user", "rtt"):
-            table.add_column(col)
-        for r in outcome.results:
-            if r.ok:
-                p = r.value
-                table.add_row(r.host, status_cell(r.code), p.kernel or "?", fmt_duration(p.uptime_seconds),
-                              p.python or "[red]none[/red]", p.user or "?", fmt_duration(p.seconds))
-            else:
-                table.add_row(r.host, status_cell(r.code), "", "", "", "", "")
-        console().print(table)
+        ping_table(outcome.results, wide=wide)
         sys.stdout.flush()
         host_errors(outcome.results)
     finish(outcome.code)
+
+
+def ping_table(results, wide: bool = False) -> None:
+    """Facts that never wrap first; the kernel string (the longest) last,
+    cut at the terminal width unless --wide."""
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
+
+    from ..render import console, fmt_duration, rest_column, status_cell
+
+    out = console()
+    rows = []
+    for r in results:
+        p = r.value if r.ok else None
+        rows.append([r.host, fmt_duration(p.seconds) if p else "", fmt_duration(p.uptime_seconds) if p else "",
+                     (p.python or "none") if p else "", (p.user or "?") if p else "", (p.kernel or "?") if p else "",
+                     r.code, bool(p and not p.python)])
+    if out.width < 120:
+        # A CI log, a pipe, a small terminal: the facts on one line, the
+        # kernel string under it (cut at the width unless --wide).
+        from rich.padding import Padding
+
+        out.print("[bold]ping[/bold]")
+        widths = [max(len(row[i]) for row in rows) for i in range(5)]
+        status_width = max(Text.from_markup(status_cell(row[6])).cell_len for row in rows)
+        for host, rtt, uptime, python, user, kernel, code, no_python in rows:
+            status = Text.from_markup(status_cell(code))
+            status.pad_right(status_width - status.cell_len)
+            cells = [escape(c.ljust(w)) for c, w in zip((host, rtt, uptime, python, user), widths)]
+            if no_python:
+                cells[3] = f"[red]{cells[3]}[/red]"
+            line = Text.from_markup(cells[0] + "  ")
+            line.append_text(status)
+            line.append_text(Text.from_markup("  " + "  ".join(cells[1:]).rstrip()))
+            out.print(line, no_wrap=True, overflow="ellipsis")
+            if kernel:
+                out.print(Padding(Text(kernel, style="dim", no_wrap=not wide,
+                                       overflow="fold" if wide else "ellipsis"), (0, 0, 0, 4)))
+        return
+    table = Table(title="ping", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    statuses = [Text.from_markup(status_cell(row[6])).cell_len for row in rows]
+    fixed = [max([len("host")] + [len(row[0]) for row in rows]), max([len("status")] + statuses)]
+    table.add_column("host", no_wrap=True, min_width=fixed[0])
+    table.add_column("status", no_wrap=True, min_width=fixed[1])
+    for i, col in enumerate(("rtt", "uptime", "python", "user"), start=1):
+        fixed.append(max([len(col)] + [len(row[i]) for row in rows]))
+        table.add_column(col, no_wrap=True, min_width=fixed[-1])
+    table.add_column("kernel", **rest_column(table, out.width, fixed, wide))
+    for host, rtt, uptime, python, user, kernel, code, no_python in rows:
+        python = f"[red]{python}[/red]" if no_python else escape(python)
+        table.add_row(escape(host), status_cell(code), rtt, uptime, python, escape(user), escape(kernel))
+    out.print(table)
 
 
 ns = Collection("ping", ping)

@@ -1,7 +1,9 @@
 """`inv setup`: converge a host (install, host.yml, cron, sudoers, units, logs, wrappers)."""
 from __future__ import annotations
 
+import shutil
 import sys
+import textwrap
 
 from invoke import Collection
 
@@ -27,13 +29,15 @@ def setup(c, hosts=None, check=False, yes=False, offline=False, replace_units=Fa
     if check and yes:
         raise errors.UsageError("--check changes nothing; drop --yes")
 
+    width = shutil.get_terminal_size((80, 24)).columns
+
     def one(cxn, host):
         def show(item):
             if json:
                 return
-            print(f"[{host.name}] {STYLE[item.status]:>12}  {item.name}: {item.message}", flush=True)
-            if item.diff and (check or item.status == "changed"):
-                sys.stdout.write("".join(f"[{host.name}]   {ln}\n" for ln in item.diff.rstrip("\n").splitlines()))
+            lines = item_lines(host.name, item, width, diff=check or item.status == "changed")
+            sys.stdout.write("".join(ln + "\n" for ln in lines))  # one write: hosts run in parallel
+            sys.stdout.flush()
 
         return setup_host(cxn, host, check=check, yes=yes, offline=offline, replace_units=replace_units,
                           splay=int(splay), progress=show)
@@ -52,6 +56,26 @@ def setup(c, hosts=None, check=False, yes=False, offline=False, replace_units=Fa
                 print(f"[{r.host}] " + ", ".join(f"{n} {s}" for s, n in counts.items()))
         host_errors(outcome.results)
     finish(_setup_code(outcome))
+
+
+def item_lines(host: str, item, width: int, diff: bool) -> list:
+    """One setup item as lines no wider than `width` (80 in CI logs): the
+    message wrapped under itself, and each diff line folded with a `↳` mark,
+    never cut (the diff is what --check is for)."""
+    head = f"[{host}] {STYLE[item.status]:>12}  "
+    text = f"{item.name}: {item.message}" if item.message else item.name
+    room = max(20, width - len(head))
+    wrapped = textwrap.wrap(text, room, break_on_hyphens=False) or [""]
+    lines = [head + wrapped[0]] + [" " * len(head) + ln for ln in wrapped[1:]]
+    if diff and item.diff:
+        pre = f"[{host}]   "
+        fold = " " * (len(pre) - 2) + "↳ "
+        room = max(20, width - len(pre))
+        for ln in item.diff.rstrip("\n").splitlines():
+            chunks = [ln[i:i + room] for i in range(0, len(ln), room)] or [""]
+            lines.append(pre + chunks[0])
+            lines.extend(fold + chunk for chunk in chunks[1:])
+    return lines
 
 
 def _setup_code(outcome) -> int:
