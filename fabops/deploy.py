@@ -58,8 +58,9 @@ class DeployOutcome:
 def default_actor() -> str:
     if os.environ.get("GITHUB_ACTOR"):
         return f"{os.environ['GITHUB_ACTOR']}@github-actions"
-    user = os.environ.get("USER") or os.environ.get("LOGNAME") or "someone"
-    return f"{user}@{socket.gethostname()}"
+    from .host.pipeline import default_actor as user_at_host
+
+    return user_at_host()
 
 
 def host_yml(host: Host) -> str:

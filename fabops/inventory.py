@@ -22,6 +22,7 @@ from .validate import (
     parse_duration,
     ref_problem,
     relpath_problem,
+    repo_path_problem,
     unit_problem,
     user_problem,
 )
@@ -520,7 +521,7 @@ class _Validator:
             return [self.dep(dv, dk) for dk, dv in self.items(v, kk)]
         elif k == "logs":
             logs = self.mapping(v, kk, LOG_KEYS)
-            return {lk: self.string(lv, f"{kk}.{lk}", _lenient_path_problem) for lk, lv in logs.items()}
+            return {lk: self.string(lv, f"{kk}.{lk}", hostpath_problem) for lk, lv in logs.items()}
         elif k == "thresholds":
             th = self.mapping(v, kk, tuple(DEFAULT_THRESHOLDS))
             return {tk: self.number(tv, f"{kk}.{tk}", 0, 100) for tk, tv in th.items()}
@@ -537,14 +538,14 @@ class _Validator:
         elif k in ("env_file", "env_template"):
             return self.string(v, kk, relpath_problem)
         elif k in ("backup_dir", "home"):
-            return self.string(v, kk, _lenient_path_problem)
+            return self.string(v, kk, hostpath_problem)
         raise AssertionError(k)  # mapping() admitted only HOST_KEYS
 
     def app(self, raw: Any, key: str) -> dict:
         raw = self.mapping(raw, key, ("path", "remote", "branch", "url"))
         out: Dict[str, Any] = {}
         if raw.get("path") is not None:
-            out["path"] = self.string(raw["path"], f"{key}.path", _lenient_path_problem)
+            out["path"] = self.string(raw["path"], f"{key}.path", hostpath_problem)
         if raw.get("remote") is not None:
             out["remote"] = self.string(raw["remote"], f"{key}.remote", _remote_problem)
         if raw.get("branch") is not None:
@@ -574,7 +575,7 @@ class _Validator:
         if raw.get("port") is not None:
             put("port", lambda: self.integer(raw["port"], f"{key}.port", 1, 65535))
         if raw.get("paths") is not None:
-            put("paths", lambda: self.strlist(raw["paths"], f"{key}.paths", relpath_problem))
+            put("paths", lambda: self.strlist(raw["paths"], f"{key}.paths", repo_path_problem))
         if raw.get("check") is not None:
             put("check", lambda: self.check(raw["check"], f"{key}.check"))
         for k in ("timeout", "settle", "watch"):
@@ -623,7 +624,7 @@ class _Validator:
         for req in ("when", "run"):
             if raw.get(req) is None:
                 self.fail(f"{key}.{req}", "is required")
-        when = self.strlist(raw["when"], f"{key}.when", relpath_problem)
+        when = self.strlist(raw["when"], f"{key}.when", repo_path_problem)
         if not when:
             self.fail(f"{key}.when", "must list at least one path")
         run = self.string(raw["run"], f"{key}.run")
@@ -636,7 +637,7 @@ class _Validator:
             if raw.get(req) is None:
                 self.fail(f"{key}.{req}", "is required")
         return CleanupRule(
-            self.string(raw["path"], f"{key}.path", _lenient_path_problem),
+            self.string(raw["path"], f"{key}.path", hostpath_problem),
             self.string(raw["glob"], f"{key}.glob", _glob_problem),
             self.duration(raw["older_than"], f"{key}.older_than"),
         )
@@ -699,18 +700,6 @@ def _close(word: str, choices) -> List[str]:
     import difflib  # only on the error path
 
     return difflib.get_close_matches(word, list(choices), n=1)
-
-
-def _lenient_path_problem(path: str) -> Optional[str]:
-    """Host paths are checked for absoluteness once the connection is known:
-    relative paths are allowed for `connection: local` only."""
-    if not path:
-        return "is empty"
-    if path.startswith("-"):
-        return "must not start with '-'"
-    if "\n" in path or "\x00" in path:
-        return "must not contain a newline or NUL"
-    return None
 
 
 def _host_name_problem(name: str) -> Optional[str]:

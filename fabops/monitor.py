@@ -13,6 +13,7 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import errors
+from .host.readiness import state_phrase
 from .host.services import process_status_cmd, systemd_status_cmd
 from .inventory import Host
 from .probe import MARK, split_sections
@@ -378,7 +379,7 @@ def evaluate(facts: Dict[str, Any], host: Host, now: Optional[float] = None) -> 
     for svc in facts["services"]:
         name = svc["name"]
         if not svc["active"]:
-            found.append((errors.FAILED, f"{name} is {svc['state']}"))
+            found.append((errors.FAILED, f"{name} is {state_phrase(svc['state'])}"))
             continue
         if svc["port"] and svc["port_open"] is False:
             found.append((errors.FAILED, f"{name}: port {svc['port']} is not listening"))

@@ -118,18 +118,30 @@ def put_file(c, host: Host, path: str, content: str, *, mode: str, root: bool, v
 # ------------------------------------------------------------------ renderers
 
 
-def sudoers_text(host: Host, systemctl: str = "/usr/bin/systemctl", journalctl: str = "/usr/bin/journalctl") -> str:
-    user = host.user or "ec2-user"
+# The only commands fabops runs as root after setup: the service actions of
+# the pipeline, `restart` and `health --fix` (fabops/host/services.py). Each
+# rule is one exact argument vector: sudo matches a rule with arguments
+# against the whole command line, so `systemctl restart UNIT --now` or a
+# second unit is refused. No `status` (its pager, run as root, is a shell),
+# no `show` or `is-active` (they need no root), no journalctl (journal
+# access is membership of the systemd-journal group, which setup adds: a
+# root journalctl can --vacuum, --rotate and read any -D directory).
+SUDO_VERBS = ("start", "stop", "restart", "reset-failed")
+
+
+def sudo_commands(host: Host, systemctl: str = "/usr/bin/systemctl") -> List[List[str]]:
+    """Every argument vector the drop-in allows, in its order."""
     units = [s.name for s in host.services if s.manager == "systemd"]
-    cmds = []
-    for u in units:
-        for verb in ("restart", "start", "stop", "status", "show", "is-active", "reset-failed"):
-            cmds.append(f"{systemctl} {verb} {u}")
-        cmds.append(f"{journalctl} -u {u}")
-        cmds.append(f"{journalctl} -u {u} *")
-    lines = [MANAGED, f"# Only the exact commands fabops needs for {host.app.name}'s units."]
-    for cmd in cmds:
-        lines.append(f"{user} ALL=(root) NOPASSWD: {cmd}")
+    return [[systemctl, verb, u] for u in units for verb in SUDO_VERBS]
+
+
+def sudoers_text(host: Host, systemctl: str = "/usr/bin/systemctl") -> str:
+    user = host.user or "ec2-user"
+    lines = [MANAGED, f"# Only the exact commands fabops runs as root for {host.app.name}'s units",
+             "# (docs/security.md); the journal is read through the systemd-journal group."]
+    for argv in sudo_commands(host, systemctl):
+        # `:` is allowed in unit names and special in sudoers (escape it)
+        lines.append(f"{user} ALL=(root) NOPASSWD: {' '.join(a.replace(':', chr(92) + ':') for a in argv)}")
     return "\n".join(lines) + "\n"
 
 
@@ -144,6 +156,33 @@ def logrotate_text(host: Host) -> str:
         f"    create 0640 {user} {user}\n"
         "}\n"
     )
+
+
+JOURNAL_GROUP = "systemd-journal"
+
+
+def journal_access(c, host: Host, check: bool) -> ItemResult:
+    """The deploy user reads its units' journals as a member of
+    systemd-journal (`inv logs`, monitor's error count), never through a
+    root journalctl. Takes effect from the next login; every fabops task
+    logs in afresh."""
+    user = host.user or "ec2-user"
+    name = "journal access"
+    if user == "root":
+        return ItemResult(name, "ok", "root reads every journal")
+    r = c.run(f"getent group {JOURNAL_GROUP} >/dev/null || echo @@nogroup; id -nG {q(user)}", hide=True, warn=True,
+              in_stream=False)
+    if "@@nogroup" in r.stdout:
+        return ItemResult(name, "warning", f"no {JOURNAL_GROUP} group on this host: `inv logs` sees only "
+                                           f"what {user} may read of the journal")
+    if JOURNAL_GROUP in r.stdout.split():
+        return ItemResult(name, "ok", f"{user} is in {JOURNAL_GROUP}")
+    what = f"add {user} to {JOURNAL_GROUP}, so that `inv logs` reads the units' journals without sudo"
+    if check:
+        return ItemResult(name, "would change", what)
+    _run(c, sudo(["usermod", "-a", "-G", JOURNAL_GROUP, user]), f"adding {user} to {JOURNAL_GROUP}", host,
+         argv=["usermod", "-a", "-G", JOURNAL_GROUP, user])
+    return ItemResult(name, "changed", f"added {user} to {JOURNAL_GROUP} (`inv logs` needs no sudo)")
 
 
 def unit_text(host: Host, svc) -> str:
@@ -253,6 +292,7 @@ def setup_host(c, host: Host, *, check: bool, yes: bool, offline: bool, replace_
     if units:
         file_item("sudoers", f"/etc/sudoers.d/fabops-{host.app.name}", sudoers_text(host), mode="0440", root=True,
                   validate="visudo -cf {tmp} >/dev/null")
+        add(journal_access(c, host, check))
         legacy_sudo = c.run("sudo -n grep -nE 'NOPASSWD:.*systemctl' /etc/sudoers 2>/dev/null", hide=True, warn=True,
                             in_stream=False).stdout.strip()
         if legacy_sudo:

@@ -148,27 +148,55 @@ def cron_problem(expr: str) -> str | None:
     return None
 
 
-def relpath_problem(path: str) -> str | None:
-    """A path inside the app checkout: relative, no '..', no leading '-'."""
+# What a path in hosts.yml may hold: letters, digits and . _ - / + @ , =
+# (docs/hosts.md). Everything else ($, backquotes, quotes, ; | & < >,
+# spaces, globs, backslashes, %, which cron reads as a newline) is refused.
+# Every path is still quoted wherever it reaches a shell: validation is the
+# first wall, quoting the second (docs/security.md).
+_PATH_PUNCT = frozenset("._-/+@,=")
+
+
+def _path_chars_problem(path: str) -> str | None:
+    body = path[2:] if path.startswith("~/") else path
+    bad = sorted({c for c in body if not (c.isalnum() or c in _PATH_PUNCT)})
+    if bad:
+        shown = " ".join(repr(c) for c in bad)
+        return f"may hold letters, digits and . _ - / + @ , = only, not {shown}"
+    return None
+
+
+def _path_problem(path: str) -> str | None:
     if not path:
         return "is empty"
-    if path.startswith("/"):
-        return "must be relative to the app directory"
     if path.startswith("-"):
         return "must not start with '-'"
     if any(part == ".." for part in path.split("/")):
         return "must not contain '..'"
+    return None
+
+
+def repo_path_problem(path: str) -> str | None:
+    """A file or folder named in the app's repository (`paths`, `when`):
+    relative, no '..'; matched in Python only, so any other character goes."""
+    if path.startswith("/"):
+        return "must be relative to the app directory"
     if "\n" in path or "\x00" in path:
         return "must not contain a newline or NUL"
-    return None
+    return _path_problem(path)
+
+
+def relpath_problem(path: str) -> str | None:
+    """A path inside the app checkout that commands use (env_file,
+    env_template, workdir, cwd): relative, no '..', safe characters."""
+    return repo_path_problem(path) or _path_chars_problem(path)
 
 
 def hostpath_problem(path: str) -> str | None:
-    """A path on the host: absolute or ~-relative."""
-    if not path:
-        return "is empty"
-    if not (path.startswith("/") or path == "~" or path.startswith("~/")):
-        return "must be absolute or start with ~/"
-    if "\n" in path or "\x00" in path:
-        return "must not contain a newline or NUL"
-    return None
+    """A path on the host (app.path, home, backup_dir, logs.*, cleanup.path):
+    safe characters, no '..'. Whether it must be absolute depends on the
+    connection and is decided with it (relative is for `connection: local`)."""
+    if path == "~":
+        return None
+    if path.startswith("~") and not path.startswith("~/"):
+        return "may start with ~/ (this user's home), not ~user"
+    return _path_problem(path) or _path_chars_problem(path)

@@ -16,6 +16,12 @@ def test_demo_runs_the_whole_loop(tmp_path, cpu_hog):
                    "5. History, status", "rolled_back", "5/5 steps behaved as narrated", "the sample app is stopped"):
         assert marker in out, marker
     assert "Traceback" not in r.stderr
+    # a first deploy says so (not "X -> X" from where the checkout was), the
+    # cron run has a real actor, and the held-back commit is told once
+    assert "deployed: first deploy, at " in out, out
+    assert "unknown" not in out and "state stale" not in out, out
+    last = out.split("5. History, status")[1]
+    assert "also says" not in last and last.count("updates failing since") <= 2, last
     # nothing left running
     import os
 

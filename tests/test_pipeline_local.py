@@ -381,6 +381,23 @@ def test_ref_pins_and_cron_keeps_the_pin(sandbox):
     assert sandbox.state["pin"] is None and sandbox.health()["version"] == "3"
 
 
+def test_ref_names_what_the_remote_has_now_not_the_hosts_own_branch(sandbox):
+    """The host's `main` is where fabops last checked out (checkout -B), so
+    `--ref main` once resolved to the deployed commit and did nothing while
+    origin/main had moved on. A tag and an abbreviated SHA still work."""
+    sandbox.result()
+    v1 = sandbox.origin.head
+    v2 = sandbox.origin.good("2")
+    code, res = sandbox.result("--ref", "main", "--trigger", "deploy")
+    assert (code, res["result"], res["to"]) == (0, "deployed", v2), res
+    git("tag", "release-1", v1, cwd=sandbox.origin.work)
+    git("push", "-q", "origin", "release-1", cwd=sandbox.origin.work)
+    code, res = sandbox.result("--ref", "release-1", "--trigger", "deploy")
+    assert (code, res["result"], res["to"]) == (0, "deployed", v1), res
+    code, res = sandbox.result("--ref", v2[:10], "--trigger", "deploy")
+    assert (code, res["result"], res["to"]) == (0, "deployed", v2), res
+
+
 def test_bad_ref_is_a_usage_error(sandbox):
     r = sandbox.update("--ref", "main..evil")
     assert r.returncode == 64 and "not a valid git ref" in r.stderr
@@ -481,3 +498,17 @@ def test_retry_schedule_is_15_minutes_then_hourly():
 
     assert [retry_delay(n) for n in (1, 2, 3, 10)] == [900.0, 3600.0, 3600.0, 3600.0]
     assert retry_delay(0) == 900.0  # never sooner than the first step
+
+
+def test_the_actor_is_known_without_user_or_logname(monkeypatch):
+    """Cron and `env -i` may set neither; the history once said `unknown`."""
+    import pwd
+
+    from fabops.deploy import default_actor as laptop_actor
+    from fabops.host.pipeline import default_actor
+
+    monkeypatch.delenv("USER", raising=False)
+    monkeypatch.delenv("LOGNAME", raising=False)
+    monkeypatch.delenv("GITHUB_ACTOR", raising=False)
+    me = pwd.getpwuid(os.getuid()).pw_name
+    assert default_actor().split("@")[0] == me and laptop_actor().split("@")[0] == me

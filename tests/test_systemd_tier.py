@@ -292,6 +292,49 @@ def test_sudo_without_a_rule_fails_at_once_naming_it(alias, box):
                check=False)
 
 
+ALLOWED = [f"/usr/bin/systemctl {verb} {UNIT}" for verb in ("start", "stop", "restart", "reset-failed")]
+DENIED = [
+    "/usr/bin/journalctl --vacuum-size=1K", "/usr/bin/journalctl --rotate", "/usr/bin/journalctl -D /etc",
+    "/usr/bin/journalctl --file /var/log/journal", f"/usr/bin/journalctl -u {UNIT}",
+    f"/usr/bin/journalctl -u {UNIT} --vacuum-size=1K", f"/usr/bin/systemctl status {UNIT}",
+    f"/usr/bin/systemctl edit {UNIT}", "/usr/bin/systemctl set-environment EVIL=1",
+    "/usr/bin/systemctl restart ssh.service", f"/usr/bin/systemctl restart {UNIT} ssh.service",
+    f"/usr/bin/systemctl restart {UNIT} --no-block", "/usr/bin/systemctl daemon-reload",
+    f"/usr/bin/systemctl enable {UNIT}", "/bin/sh", "/usr/bin/id", "/usr/bin/tee /etc/sudoers",
+]
+
+
+def test_the_drop_in_alone_allows_exactly_what_fabops_runs(alias, box):
+    """With cloud-init's `NOPASSWD: ALL` moved aside, the drop-in is the only
+    rule for ec2-user: sudo itself answers for every command fabops runs
+    (allowed) and for a deny-list (refused), and the tasks that need root
+    (restart) or the journal (logs, without sudo) still work."""
+    inv = alias
+    groups = on_host("id -nG").stdout.split()
+    assert "systemd-journal" in groups, groups  # setup added it (lifecycle test)
+    on_host("sudo -n mv /etc/sudoers.d/90-cloud-init-users /tmp/broad.bak")
+    try:
+        script = "; ".join(f"sudo -n -l {c} >/dev/null 2>&1; echo \"$? {c}\"" for c in ALLOWED + DENIED)
+        answers = dict(line.split(" ", 1)[::-1] for line in on_host(script, check=False).stdout.splitlines())
+        assert {c: answers[c] for c in ALLOWED} == {c: "0" for c in ALLOWED}, answers
+        assert {c: answers[c] for c in DENIED} == {c: "1" for c in DENIED}, answers
+        # the whole listing: the drop-in's four rules and nothing else
+        listing = on_host("sudo -n -l", check=False).stdout
+        rules = [ln.strip() for ln in listing.splitlines() if "NOPASSWD" in ln]
+        assert sorted(r.split("NOPASSWD: ", 1)[1] for r in rules) == sorted(ALLOWED), listing
+
+        r = fab(inv, "restart")
+        assert r.returncode in (0, 1), r.stdout + r.stderr
+        # the unit's journal, read as ec2-user (sudo journalctl is refused above)
+        r = fab(inv, "logs", "-n", "50")
+        assert r.returncode == 0 and "listening on 3003" in r.stdout, r.stdout + r.stderr
+    finally:
+        import subprocess as sp
+
+        sp.run(["nsenter", "-t", str(_container_init_pid(box)), "-m", "sh", "-c",
+                "mv /tmp/broad.bak /etc/sudoers.d/90-cloud-init-users"], check=False)
+
+
 def test_a_regenerated_host_key_is_refused_by_every_task(alias):
     inv = alias
     on_host("sudo -n rm -f /etc/ssh/ssh_host_ed25519_key /etc/ssh/ssh_host_ed25519_key.pub && "

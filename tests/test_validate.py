@@ -1,6 +1,7 @@
 import subprocess
 
 import pytest
+import yaml
 from hypothesis import given, strategies as st
 
 from fabops.validate import SHELL_META, cron_problem, parse_duration, ref_problem, relpath_problem, unit_problem
@@ -75,3 +76,54 @@ def test_unit_problem(name, ok):
 @pytest.mark.parametrize("path, ok", [("node-bot/", True), ("a/b.txt", True), ("/etc", False), ("../x", False), ("-x", False)])
 def test_relpath_problem(path, ok):
     assert (relpath_problem(path) is None) is ok
+
+
+PATH_FIELDS = {
+    # field: (where it goes in a host entry, a good value)
+    "app.path": (lambda v: {"app": {"path": v}}, "/home/ec2-user/voice-meeting-bot"),
+    "home": (lambda v: {"home": v}, "~/.fabops/bot"),
+    "env_file": (lambda v: {"env_file": v}, "node-bot/.env"),
+    "env_template": (lambda v: {"env_template": v}, "node-bot/.env.example"),
+    "backup_dir": (lambda v: {"backup_dir": v}, "~/backup"),
+    "logs.update": (lambda v: {"logs": {"update": v}}, "/var/log/bot-update.log"),
+    "logs.app": (lambda v: {"logs": {"app": v}}, "/var/log/bot.log"),
+    "cleanup[0].path": (lambda v: {"cleanup": [{"path": v, "glob": "*.pcm", "older_than": "1d"}]}, "/tmp/bot/temp"),
+    "deps[0].cwd": (lambda v: {"deps": [{"when": ["package.json"], "run": "npm ci", "cwd": v}]}, "node-bot"),
+    "services[0].workdir": (lambda v: {"services": [{"name": "bot.service", "workdir": v}]}, "node-bot"),
+}
+HOSTILE_PATHS = ["bot$(id>&2)x", "x'$(id>&2)'", "a b", "a;b", "a|b", "a`id`", "a\\b", "a*", "a?", "a%b", "a\"b",
+                 "a\nb", "a&b", "a>b", "a<b", "a(b)", "a{b}", "a#b", "a!b", "../etc", "-rf"]
+
+
+@pytest.mark.parametrize("field", sorted(PATH_FIELDS))
+def test_every_path_field_is_strict(field):
+    """Each path-like field takes letters, digits and . _ - / + @ , = only
+    (and a leading ~/ for host paths); the file's problems name the field."""
+    from fabops import inventory
+    from fabops.errors import ConfigError
+
+    place, good = PATH_FIELDS[field]
+
+    def load(value):
+        entry = {"address": "h", "app": {"path": "/srv/app"}}
+        for k, v in place(value).items():
+            entry[k] = {**entry[k], **v} if isinstance(v, dict) and isinstance(entry.get(k), dict) else v
+        return inventory.loads(yaml.safe_dump({"hosts": {"h1": entry}}), "hosts.yml")
+
+    load(good)  # the good value loads
+    for bad in HOSTILE_PATHS:
+        value = bad if bad.startswith("-") else (
+            ("/srv/" + bad) if good.startswith("/") else (("~/" + bad) if good.startswith("~/") else bad))
+        with pytest.raises(ConfigError) as err:
+            load(value)
+        assert f"hosts.h1.{field}" in str(err.value), (field, value, str(err.value))
+
+
+def test_the_reviewed_app_path_is_refused_by_hosts_check(tmp_path):
+    """The review's example: `hosts --check` said OK, and setup ran `id`."""
+    from tests.conftest import run_cli
+
+    inv = tmp_path / "hosts.yml"
+    inv.write_text('hosts:\n  h1: {address: h, app: {path: "/home/ec2-user/bot$(id>&2)x"}}\n')
+    r = run_cli("hosts", "--check", "-i", str(inv))
+    assert r.returncode == 78 and "hosts.h1.app.path" in r.stderr and "'$'" in r.stderr, r.stdout + r.stderr

@@ -135,8 +135,21 @@ class _Abort(Exception):
         self.step = step  # where it stopped: with the target, the notification key
 
 
+FULL_SHA = re.compile(r"[0-9a-f]{40}")
+SHORT_SHA = re.compile(r"[0-9a-f]{4,39}")
+
+
 def default_actor() -> str:
-    user = os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown"
+    """user@host for the history. Cron and `env -i` may set neither USER nor
+    LOGNAME; the password database still knows who runs this."""
+    user = os.environ.get("USER") or os.environ.get("LOGNAME")
+    if not user:
+        import pwd
+
+        try:
+            user = pwd.getpwuid(os.getuid()).pw_name
+        except KeyError:  # a uid with no passwd entry (some containers)
+            user = f"uid{os.getuid()}"
     return f"{user}@{socket.gethostname()}"
 
 
@@ -332,7 +345,7 @@ class Pipeline:
                 self.say(f"adopting healthy HEAD {_short(head)} as deployed")
                 self.save(state)
         deployed = state.deployed
-        self.res.from_ = deployed or head
+        self.res.from_ = deployed  # None on a first deploy: nothing was deployed before
 
         if target == deployed and head == deployed and not interrupted:
             self._same_commit(state)
@@ -386,12 +399,17 @@ class Pipeline:
                 st.message = f"pinned to {_short(target)}"
             elif ref is not None:
                 check_ref(ref)
-                if dry:  # remote-tracking refs are not updated by a dry run: ask the remote
-                    target = self.git.fetch_ref(app.remote, ref, dry_run=True) or self.git.resolve(ref)
+                # A branch or tag means what the remote says now: the host's
+                # own branch of that name is where fabops last checked out
+                # (checkout -B), and `--ref main` must not "deploy" it again.
+                # A full SHA is unambiguous and usually here already; an
+                # abbreviated one cannot be fetched, so it is looked up here.
+                if FULL_SHA.fullmatch(ref):
+                    target = self.git.resolve(ref) or self.git.fetch_ref(app.remote, ref, dry_run=dry)
                 else:
-                    target = self.git.resolve(ref) or self.git.resolve(f"{app.remote}/{ref}")
-                    if target is None:
-                        target = self.git.fetch_ref(app.remote, ref)
+                    target = self.git.fetch_ref(app.remote, ref, dry_run=dry)
+                    if target is None and SHORT_SHA.fullmatch(ref):
+                        target = self.git.resolve(ref)
                 if target is None:
                     raise _Abort("aborted", f"unknown ref {ref!r}: not a commit, branch or tag on {app.remote}")
                 st.message = f"{ref} is {_short(target)}"
@@ -536,7 +554,10 @@ class Pipeline:
                     st.pin = target
                     st.pin_reason = f"{self.opts.trigger} by {self.actor}"
 
-            self._finish("deployed", f"{_short(fallback)} -> {_short(target)}", promote)
+            # nothing deployed before: a first deploy, not "X -> X" from the
+            # commit the checkout happened to be at
+            self._finish("deployed", f"{_short(deployed)} -> {_short(target)}" if deployed
+                         else f"first deploy, at {_short(target)}", promote)
             return
 
         # ---- rollback
@@ -835,7 +856,7 @@ class Pipeline:
             return
         head = self.git.head()
         deployed = state.deployed or head
-        self.res.from_, self.res.to = deployed, target
+        self.res.from_, self.res.to = state.deployed, target
         changed = self.git.changed(deployed, target) if deployed else None
         moving = target != deployed or head != deployed
         rules = [r.run for r in self.host.deps if changed is None or paths_match(changed, r.when)]
@@ -892,7 +913,8 @@ class Pipeline:
             self.res.result, self.res.message = "would_abort", "; ".join(problems)
         else:
             self.res.result = "would_deploy"
-            self.res.message = f"would deploy {_short(deployed)} -> {_short(target)}{queued}"
+            self.res.message = (f"would deploy {_short(state.deployed)} -> {_short(target)}" if state.deployed
+                                else f"would deploy {_short(target)} (first deploy)") + queued
 
 
 def retry_delay(attempts: int) -> float:

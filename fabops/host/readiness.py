@@ -169,16 +169,16 @@ def wait_ready(
             pid = st.pid
             break
         if st.state in ("failed", "stale") or (svc.manager == "process" and st.state == "inactive"):
-            return result(False, "active", f"{svc.name} is {st.state}: it exited during start-up")
+            return result(False, "active", f"{svc.name} exited during start-up: {_said(st.state)}")
         if clock() >= deadline:
-            return result(False, "active", f"{svc.name} not active after {timeout:g} s (state {last_state})")
+            return result(False, "active", f"{svc.name} not active after {timeout:g} s ({_said(last_state)})")
         sleep(POLL)
     say(f"{svc.name} active, pid {pid}")
 
     def still_alive() -> Optional[Readiness]:
         st = manager.status([svc])[svc.name]
         if not (st.active and st.pid):
-            return result(False, "settle", f"{svc.name} died after starting (state {st.state})", pid)
+            return result(False, "settle", f"{svc.name} died after starting: {_said(st.state)}", pid)
         if st.pid != pid:
             return result(False, "settle", f"{svc.name} restarted on its own (pid {pid} -> {st.pid}): crash loop", pid)
         return None
@@ -325,7 +325,7 @@ def quick_health(manager: ServiceManager, services, probe=None) -> List[Readines
     for svc in services:
         st = statuses[svc.name]
         if not (st.active and st.pid):
-            out.append(Readiness(svc.name, False, "active", f"{svc.name} is {st.state}", pid=st.pid))
+            out.append(Readiness(svc.name, False, "active", f"{svc.name} is {state_phrase(st.state)}", pid=st.pid))
             continue
         if svc.port and not probe.port_open(svc.port):
             out.append(Readiness(svc.name, False, "port", f"{svc.name}: port {svc.port} not listening", pid=st.pid))
@@ -337,3 +337,23 @@ def quick_health(manager: ServiceManager, services, probe=None) -> List[Readines
                 continue
         out.append(Readiness(svc.name, True, "ready", f"{svc.name} healthy", pid=st.pid))
     return out
+
+
+# A service state as the person reading a failed deploy needs it. "stale"
+# is the process back end's word for a pidfile whose process is gone.
+_STATE_WORDS = {
+    "stale": "its process is gone",
+    "inactive": "stopped",
+    "failed": "systemd marks it failed",
+    "activating": "still starting",
+    "deactivating": "stopping",
+}
+
+
+def _said(state: str) -> str:
+    return _STATE_WORDS.get(state, f"state {state}")
+
+
+def state_phrase(state: str) -> str:
+    """`bot is …`: a service state in a sentence (monitor, health)."""
+    return {"stale": "down (its process is gone)", "inactive": "stopped"}.get(state, state)

@@ -33,7 +33,8 @@ def demo(c, dir=None, keep=False, inventory=None):
     result = run_demo(base.resolve(), entry, say=out.print, show=out.print, keep=keep)
     good = sum(1 for s in result.steps if s.ok)
     out.print(f"\n[bold]{'✅' if result.ok else '❌'} {good}/{len(result.steps)} steps behaved as narrated "
-              f"in {result.seconds:.1f} s[/bold]" + ("" if keep else "; the sample app is stopped"))
+              f"in {result.seconds:.1f} s[/bold]" + ("" if keep else "; the sample app is stopped (`inv demo --keep` leaves it "
+                                                         "running, for `inv monitor -H local` and the rest)"))
     finish(errors.OK if result.ok else errors.FAILED)
 
 
