@@ -22,6 +22,7 @@ from typing import Optional
 
 from .errors import HostKeyError, UnreachableError, UsageError
 from .inventory import Host, Inventory
+from .shell import q
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 KEEPALIVE_SECONDS = 15
@@ -202,7 +203,7 @@ def open_connection(cxn, host: Host, timeout: float) -> None:
         raise HostKeyError(
             f"HOST KEY CHANGED for {exc.hostname}: known_hosts has {fingerprint(exc.expected_key)}, "
             f"the server offered {fingerprint(exc.key)}. Refusing to connect: this may be an attack. "
-            f"If the host was really rebuilt, remove the old key with `ssh-keygen -R {_shq(exc.hostname)}` "
+            f"If the host was really rebuilt, remove the old key with `ssh-keygen -R {q(exc.hostname)}` "
             "and connect once with --accept-new.",
             host=host.name,
         ) from None
@@ -254,12 +255,6 @@ def tune_transport(cxn) -> None:
         except OSError:
             pass
     transport.set_keepalive(KEEPALIVE_SECONDS)
-
-
-def _shq(text: str) -> str:
-    import shlex
-
-    return shlex.quote(text)
 
 
 class _RejectWithMessage:

@@ -12,7 +12,7 @@ from typing import List, Optional, Tuple
 
 from .errors import CommandFailed
 from .inventory import Host
-from .shell import q, quote_path
+from .shell import path as host_path, raw, sh
 
 # (schedule key, fabops arguments) in the order they appear in the block.
 JOBS = (
@@ -34,13 +34,13 @@ def _cron_escape(command: str) -> str:
 
 
 def job_line(host: Host, schedule: str, args: List[str], splay: int = 30) -> str:
+    """One crontab line: the schedule (cron's syntax, validated in hosts.yml)
+    and the command cron's /bin/sh runs."""
     home = host.home.rstrip("/")
-    fabops = quote_path(home + "/venv/bin/fabops")
-    config = quote_path(home + "/host.yml")
-    log = quote_path(home + "/cron.log")
-    path = (host.env or {}).get("PATH") or DEFAULT_PATH
-    extra = [f"--splay {int(splay)}"] if args[0] == "local-update" else []
-    cmd = (f"cd && PATH={q(path)} {fabops} {' '.join(args + extra)} -i {config} >> {log} 2>&1")
+    extra = ["--splay", int(splay)] if args[0] == "local-update" else []
+    cmd = sh("cd && PATH={path} {fabops} {args} -i {config} >> {log} 2>&1",
+             path=(host.env or {}).get("PATH") or DEFAULT_PATH, fabops=host_path(home + "/venv/bin/fabops"),
+             args=list(args) + extra, config=host_path(home + "/host.yml"), log=host_path(home + "/cron.log"))
     return f"{schedule} {_cron_escape(cmd)}"
 
 
@@ -95,7 +95,7 @@ def current_block(text: str, app: str) -> Optional[str]:
 
 # ------------------------------------------------------------------ runners
 
-READ = "crontab -l 2>/dev/null; true"
+READ = raw("crontab -l 2>/dev/null; true")
 
 
 def read_crontab(c) -> str:
@@ -104,7 +104,7 @@ def read_crontab(c) -> str:
 
 def write_crontab(c, text: str, host_name: str) -> None:
     # `crontab -` validates the whole file and installs it atomically.
-    r = c.run(f"printf '%s' {q(text)} | crontab -", hide=True, warn=True, in_stream=False)
+    r = c.run(sh("printf '%s' {text} | crontab -", text=text), hide=True, warn=True, in_stream=False)
     if not r.ok:
         raise CommandFailed(f"crontab refused the new table: {(r.stderr or r.stdout).strip()[-200:]}", host=host_name)
 

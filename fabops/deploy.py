@@ -21,7 +21,7 @@ from . import errors
 from .errors import CommandFailed, UnreachableError
 from .host.events import new_run_id
 from .inventory import Host
-from .shell import join, q, quote_path
+from .shell import Cmd, path, sh
 
 DEFAULT_LIVENESS = 5.0
 STARTUP_WINDOW = 20.0  # seconds for the host-side interpreter to send its first event
@@ -93,11 +93,13 @@ def local_update_argv(host: Host, run_id: str, opts: DeployOptions, config: str)
     return argv
 
 
-def _hq(path: str) -> str:
-    return quote_path(path)
+def _words(argv: List[str]) -> list:
+    """A fabops command line for the host: words under ~/ stay expandable
+    (the venv's fabops, the run's config), every other word is quoted."""
+    return [path(a) if a == "~" or a.startswith("~/") else a for a in argv]
 
 
-def start_detached_cmd(host: Host, run_id: str, argv: List[str], config_path: str, config_text: str) -> str:
+def start_detached_cmd(host: Host, run_id: str, argv: List[str], config_path: str, config_text: str) -> Cmd:
     """One round trip: write this host's settings for the run (mode 0600),
     create the event file, and start the run with setsid, stdin from
     /dev/null and output to a file, so it survives the SSH session. Paths
@@ -105,7 +107,6 @@ def start_detached_cmd(host: Host, run_id: str, argv: List[str], config_path: st
     runs = host.home.rstrip("/") + "/runs"
     out = f"{runs}/{run_id}.out"
     events = f"{runs}/{run_id}.jsonl"
-    words = " ".join(_hq(a) if a.startswith("~") else join([a]) for a in argv)
     # The event file exists before `tail -F` opens it, so tail follows it
     # with inotify at once instead of polling for it to appear.
     # A simple command (not an && list) goes to the background, so the
@@ -114,18 +115,19 @@ def start_detached_cmd(host: Host, run_id: str, argv: List[str], config_path: st
     # umask 077 only in the subshell that writes fabops' own files: the run
     # itself keeps the host's normal umask, so what the app's steps check out
     # and create has the same modes whoever triggered it (cron or deploy).
-    return (
-        f"( umask 077; mkdir -p {_hq(runs)} && chmod 700 {_hq(host.home)} &&\n"
-        f"  printf '%s' {q(config_text)} > {_hq(config_path)} && : >> {_hq(events)} && : >> {_hq(out)} ) || exit 1\n"
+    return sh(
+        "( umask 077; mkdir -p {runs} && chmod 700 {home} &&\n"
+        "  printf '%s' {config_text} > {config} && : >> {events} && : >> {out} ) || exit 1\n"
         "cd || exit 1\n"
-        f"setsid {words} </dev/null >{_hq(out)} 2>&1 &\n"
-    )
+        "setsid {argv} </dev/null >{out} 2>&1 &\n",
+        runs=path(runs), home=path(host.home), config_text=config_text, config=path(config_path),
+        events=path(events), out=path(out), argv=_words(argv))
 
 
-def follow_cmd(host: Host, run_id: str) -> str:
-    path = f"{host.home.rstrip('/')}/runs/{run_id}.jsonl"
+def follow_cmd(host: Host, run_id: str) -> Cmd:
     # -F: the file may not exist yet when we start following.
-    return f"exec tail -n +1 -s 0.2 -F {_hq(path)} 2>/dev/null"
+    return sh("exec tail -n +1 -s 0.2 -F {events} 2>/dev/null",
+              events=path(f"{host.home.rstrip('/')}/runs/{run_id}.jsonl"))
 
 
 def follow(c, host: Host, run_id: str, liveness: float, on_event: Callable[[dict], None],
@@ -235,7 +237,7 @@ def deploy_host(c, host: Host, opts: DeployOptions, on_event: Callable[[dict], N
                 f"lost contact before the first event of run {run_id}; it may still run on the host: "
                 f"`inv deploy -H {host.name} --attach {run_id}`", host=host.name) from None
         try:
-            out = c.run(f"tail -n 5 {_hq(host.home.rstrip('/') + '/runs/' + run_id + '.out')} 2>/dev/null",
+            out = c.run(sh("tail -n 5 {out} 2>/dev/null", out=path(f"{host.home.rstrip('/')}/runs/{run_id}.out")),
                         hide=True, warn=True, timeout=10).stdout.strip()
         except Exception:  # noqa: BLE001 - the link may be dying too
             raise UnreachableError(f"lost contact before the first event of run {run_id}", host=host.name) from None
@@ -278,8 +280,8 @@ def _dry_run(c, host: Host, opts: DeployOptions, outcome: DeployOutcome, on_even
     if inst.changed:
         status = gather_status(c, host)
         app = host.app
-        r = c.run(f"git -C {_hq(app.path)} ls-remote {join([app.remote, 'refs/heads/' + app.branch])}",
-                  hide=True, warn=True, timeout=60)
+        r = c.run(sh("git -C {app} ls-remote {remote} {ref}", app=path(app.path), remote=app.remote,
+                     ref="refs/heads/" + app.branch), hide=True, warn=True, timeout=60)
         target = r.stdout.split()[0] if r.ok and r.stdout.strip() else (opts.ref or "?")
         deployed = status.get("deployed") or status.get("head")
         # Without fabops on the host the preflight cannot run: say so, and
@@ -295,7 +297,7 @@ def _dry_run(c, host: Host, opts: DeployOptions, outcome: DeployOutcome, on_even
         }
         return outcome
     config = f"{host.home.rstrip('/')}/runs/{outcome.run_id}.dry-run.yml"
-    c.run(f"mkdir -p {_hq(host.home.rstrip('/') + '/runs')}", hide=True)
+    c.run(sh("mkdir -p {runs}", runs=path(host.home.rstrip("/") + "/runs")), hide=True)
     tmp_upload(c, host_yml(host), config)
     argv = [host.home.rstrip("/") + "/venv/bin/fabops", "local-update", "-i", config, "-H", host.name,
             "--dry-run", "--json", "--trigger", opts.trigger, "--actor", opts.actor or default_actor()]
@@ -305,8 +307,8 @@ def _dry_run(c, host: Host, opts: DeployOptions, outcome: DeployOutcome, on_even
         argv.append("--stash")
     if opts.wait:
         argv += ["--wait", str(float(opts.wait))]
-    words = " ".join(_hq(a) if a.startswith("~") else join([a]) for a in argv)
-    r = c.run(f"{words}; rc=$?; rm -f {_hq(config)}; exit $rc", hide=True, warn=True, timeout=300)
+    r = c.run(sh("{argv}; rc=$?; rm -f {config}; exit $rc", argv=_words(argv), config=path(config)),
+              hide=True, warn=True, timeout=300)
     try:
         outcome.result = json.loads(r.stdout)["hosts"][host.name]
     except (ValueError, KeyError, TypeError):

@@ -25,7 +25,7 @@ from . import __version__
 from .errors import CommandFailed, FabopsError, UsageError
 from .inventory import Host
 from .probe import MARK, split_sections
-from .shell import q, quote_path
+from .shell import Cmd, path, raw, sh
 
 MIN_HOST_PYTHON = (3, 9)
 MARKER = "fabops-install.json"
@@ -93,17 +93,16 @@ def venv_dir(host: Host) -> str:
     return host.home.rstrip("/") + "/venv"
 
 
-def probe_cmd(host: Host) -> str:
-    marker = quote_path(venv_dir(host) + "/" + MARKER)
-    return (
-        f"echo '{MARK}python'; python3 -c 'import sys, platform; "
+def probe_cmd(host: Host) -> Cmd:
+    # -x, not `fabops --version`: that costs a host interpreter start (~250 ms)
+    # on every deploy; the marker is written only after a verified install.
+    return sh(
+        "echo {m}python; python3 -c 'import sys, platform; "
         'print("%d %d %s" % (sys.version_info[0], sys.version_info[1], platform.machine()))\' 2>/dev/null\n'
-        f"echo '{MARK}marker'; cat {marker} 2>/dev/null\n"
-        # -x, not `fabops --version`: that costs a host interpreter start (~250 ms)
-        # on every deploy; the marker is written only after a verified install.
-        f"echo '{MARK}fabops'; [ -x {quote_path(venv_dir(host) + '/bin/fabops')} ] && echo yes\n"
-        f"echo '{MARK}end'\n"
-    )
+        "echo {m}marker; cat {marker} 2>/dev/null\n"
+        "echo {m}fabops; [ -x {fabops} ] && echo yes\n"
+        "echo {m}end\n",
+        m=MARK, marker=path(venv_dir(host) + "/" + MARKER), fabops=path(venv_dir(host) + "/bin/fabops"))
 
 
 def parse_probe(output: str) -> HostPython:
@@ -187,34 +186,33 @@ def ensure_installed(c, host: Host, *, offline: bool = False, dry_run: bool = Fa
 
     home = host.home.rstrip("/")
     dist = home + "/dist"
-    c.run(f"mkdir -p {quote_path(dist)} && chmod 700 {quote_path(home)}", hide=True)
+    c.run(sh("mkdir -p {dist} && chmod 700 {home}", dist=path(dist), home=path(home)), hide=True)
     put = _uploader(c)
     put(wheel.path, posixpath.join(_sftp_path(dist), wheel.name))
-    find_links = ""
+    find_links = raw("")
     house = wheelhouse_for(py, offline)
     if house:
         remote_house = dist + "/wheelhouse"
-        c.run(f"mkdir -p {quote_path(remote_house)}", hide=True)
+        c.run(sh("mkdir -p {house}", house=path(remote_house)), hide=True)
         for name in sorted(os.listdir(house)):
             if name.endswith(".whl"):
                 put(os.path.join(house, name), posixpath.join(_sftp_path(remote_house), name))
-        find_links = f"--no-index --find-links {quote_path(remote_house)} "
-    venv = quote_path(venv_dir(host))
+        find_links = sh("--no-index --find-links {house} ", house=path(remote_house))
     marker = json.dumps({"version": wheel.version, "sha256": wheel.sha256, "python": pyver})
-    script = (
+    # a venv from before the rename holds the distribution `fabops`: it is
+    # dropped so that one distribution owns the package's files
+    script = sh(
         "set -e\n"
-        f"[ -x {venv}/bin/python ] || python3 -m venv {venv}\n"
-        f"rm -f {venv}/{MARKER}\n"
-        # a venv from before the rename holds the distribution `fabops`: drop it so
-        # that one distribution owns the package's files
-        f"if ls {venv}/lib/python3*/site-packages 2>/dev/null | grep -q '^fabops-[0-9].*dist-info$'; then "
-        f"{venv}/bin/python -m pip uninstall --quiet --yes fabops >/dev/null; fi\n"
-        f"{venv}/bin/python -m pip install --quiet --disable-pip-version-check {find_links}"
-        f"--force-reinstall --no-deps {quote_path(dist + '/' + wheel.name)}\n"
-        f"{venv}/bin/python -m pip install --quiet --disable-pip-version-check {find_links}{quote_path(dist + '/' + wheel.name)}\n"
-        f"{venv}/bin/fabops --version >/dev/null\n"
-        f"printf '%s\\n' {q(marker)} > {venv}/{MARKER}\n"
-    )
+        "[ -x {venv}/bin/python ] || python3 -m venv {venv}\n"
+        "rm -f {venv}/{marker_file}\n"
+        "if ls {venv}/lib/python3*/site-packages 2>/dev/null | grep -q '^fabops-[0-9].*dist-info$'; then "
+        "{venv}/bin/python -m pip uninstall --quiet --yes fabops >/dev/null; fi\n"
+        "{venv}/bin/python -m pip install --quiet --disable-pip-version-check {links}--force-reinstall --no-deps {wheel}\n"
+        "{venv}/bin/python -m pip install --quiet --disable-pip-version-check {links}{wheel}\n"
+        "{venv}/bin/fabops --version >/dev/null\n"
+        "printf '%s\\n' {marker} > {venv}/{marker_file}\n",
+        venv=path(venv_dir(host)), marker_file=MARKER, links=find_links, wheel=path(dist + "/" + wheel.name),
+        marker=marker)
     r = c.run(script, hide=True, warn=True, timeout=1800)  # pip from the index may be slow
     if not r.ok:
         tail = (r.stderr or r.stdout).strip().splitlines()[-3:]

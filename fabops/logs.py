@@ -15,18 +15,18 @@ from typing import List, Optional
 
 from . import errors
 from .errors import UsageError
-from .host.services import journal_cmd, process_log_path
+from .host.services import process_log_path
 from .inventory import Host, Inventory
-from .shell import q, quote_path
+from .shell import Cmd, join, lines as seq, path, raw, sh
 
 COLORS = ("cyan", "magenta", "green", "yellow", "blue", "bright_cyan", "bright_magenta", "bright_green")
 
 
 def log_command(host: Host, source: str, service: Optional[str], lines: int, errors_only: bool,
-                since: Optional[str], follow: bool) -> str:
+                since: Optional[str], follow: bool) -> Cmd:
     """The shell command that prints (or follows) the chosen log on the host."""
     lines = max(0, int(lines))  # 0: new lines only (a follow resuming after a reconnect)
-    grep = " | grep --line-buffered -i error" if errors_only else ""
+    grep = raw(" | grep --line-buffered -i error") if errors_only else raw("")
     if source == "journal":
         chosen = [host.service(service)] if service else list(host.services)
         if not chosen:
@@ -44,30 +44,31 @@ def log_command(host: Host, source: str, service: Optional[str], lines: int, err
                 argv += ["-n", str(lines), "-f"]
             elif not errors_only:
                 argv += ["-n", str(lines)]
-            cmds.append(" ".join(q(a) for a in argv) + grep + ("" if follow or not errors_only else f" | tail -n {lines}"))
+            tail = raw("") if follow or not errors_only else sh(" | tail -n {n}", n=lines)
+            cmds.append(sh("{journal}{grep}{tail}", journal=join(argv), grep=grep, tail=tail))
         if files:
             cmds.append(_file_cmd(files, lines, errors_only, follow))
         if follow and len(cmds) > 1:
-            return " & ".join(cmds) + " & wait"
-        return "; ".join(cmds)
+            return sh("{both} & wait", both=seq(cmds, " & "))
+        return seq(cmds, "; ")
     if source in ("update", "health", "app"):
-        path = host.logs.get(source)
-        if not path:
+        log = host.logs.get(source)
+        if not log:
             if source == "app":
                 raise UsageError("no `logs.app` path in hosts.yml for this host", host=host.name)
-            path = f"{host.home.rstrip('/')}/{source}.log"
-        return _file_cmd([path], lines, errors_only, follow)
+            log = f"{host.home.rstrip('/')}/{source}.log"
+        return _file_cmd([log], lines, errors_only, follow)
     raise UsageError(f"unknown log source {source!r}")
 
 
-def _file_cmd(paths: List[str], lines: int, errors_only: bool, follow: bool) -> str:
-    files = " ".join(quote_path(p) for p in paths)
+def _file_cmd(paths: List[str], lines: int, errors_only: bool, follow: bool) -> Cmd:
+    files = [path(p) for p in paths]
     if follow:
-        cmd = f"tail -q -n {lines} -F {files} 2>/dev/null"
-        return cmd + (" | grep --line-buffered -i error" if errors_only else "")
+        return sh("tail -q -n {n} -F {files} 2>/dev/null{grep}", n=lines, files=files,
+                  grep=raw(" | grep --line-buffered -i error") if errors_only else raw(""))
     if errors_only:
-        return f"cat {files} 2>/dev/null | grep -i error | tail -n {lines}"
-    return f"tail -q -n {lines} {files} 2>/dev/null"
+        return sh("cat {files} 2>/dev/null | grep -i error | tail -n {n}", files=files, n=lines)
+    return sh("tail -q -n {n} {files} 2>/dev/null", n=lines, files=files)
 
 
 class _Out:
@@ -242,8 +243,8 @@ class _Stream:
                                      stdin=subprocess.DEVNULL, start_new_session=True, env=_env(self.host))
         if self.stop.is_set():  # Ctrl-C came while we started it
             self.hang_up()
-        for raw in iter(lambda: self.proc.stdout.readline(), b""):
-            self.out.feed(raw.decode("utf-8", "replace"))
+        for chunk in iter(lambda: self.proc.stdout.readline(), b""):
+            self.out.feed(chunk.decode("utf-8", "replace"))
         self.proc.wait()
         return False
 

@@ -17,20 +17,20 @@ from typing import Dict, List, Optional
 from .errors import CommandFailed, FabopsError, UsageError
 from .inventory import Host
 from .probe import MARK, split_sections
-from .shell import in_dir, q, quote_path, with_env
+from .shell import Cmd, as_cmd, in_dir, inventory_shell, path, quote_path, raw, sh, with_env
 
 # ------------------------------------------------------------------ helpers
 
 
-def run(c, cmd: str, what: str, host: Host, warn: bool = False):
-    result = c.run(cmd, hide=True, warn=True, in_stream=False)
+def run(c, cmd: Cmd, what: str, host: Host, warn: bool = False):
+    result = c.run(as_cmd(cmd), hide=True, warn=True, in_stream=False)
     if not result.ok and not warn:
         last = (result.stderr or result.stdout).strip().splitlines()
         raise CommandFailed(f"{what} failed: {last[-1] if last else 'exit ' + str(result.exited)}", host=host.name)
     return result
 
 
-def app_file(host: Host, rel: str) -> str:
+def app_file(host: Host, rel: str) -> Cmd:
     return quote_path(posixpath.join(host.app.path.rstrip("/"), rel))
 
 
@@ -66,9 +66,8 @@ os.chmod(tmp, 0o600); os.replace(tmp, path)
 
 
 def record_run(c, host: Host, record: dict, state_updates: dict) -> None:
-    home = host.home.rstrip("/")
-    home_expr = '"$HOME"/' + q(home[2:]) if home.startswith("~/") else q(home)
-    run(c, f"python3 -c {q(_RECORD)} {home_expr} {q(json.dumps(record, default=str))} {q(json.dumps(state_updates))}",
+    run(c, sh("python3 -c {script} {home} {record} {updates}", script=_RECORD, home=path(host.home.rstrip("/")),
+              record=json.dumps(record, default=str), updates=json.dumps(state_updates)),
         "recording the run", host)
 
 
@@ -91,28 +90,27 @@ def env_backup_dir(host: Host) -> str:
     return host.backup_dir.rstrip("/") + "/env"
 
 
-def backup_env_cmd(host: Host, name: str, keep: int) -> str:
-    d = quote_path(env_backup_dir(host))
-    dest = quote_path(env_backup_dir(host) + "/" + name)
-    src = app_file(host, host.env_file)
-    return (
+def backup_env_cmd(host: Host, name: str, keep: int) -> Cmd:
+    backups = env_backup_dir(host)
+    # rotation: keep the newest `keep` (names sort by time)
+    return sh(
         "set -e; umask 077\n"
-        f"[ -f {src} ] || {{ echo {q('no .env at ' + host.env_file)} >&2; exit 3; }}\n"
-        f"mkdir -p {d}; chmod 700 {quote_path(host.backup_dir)} {d}\n"
-        f"cp {src} {dest}.tmp && chmod 600 {dest}.tmp && mv {dest}.tmp {dest}\n"
-        f"echo {MARK}new; wc -c < {dest}; sha256sum {dest} | cut -d' ' -f1\n"
-        # rotation: keep the newest `keep` (names sort by time)
-        f"cd {d} && ls -1 | grep -E '^[0-9]{{8}}T[0-9]{{6}}.*\\.env$' | sort | head -n -{int(keep)} | xargs -r rm -f --\n"
-        f"echo {MARK}end\n"
-    )
+        "[ -f {src} ] || {{ echo {missing} >&2; exit 3; }}\n"
+        "mkdir -p {d}; chmod 700 {top} {d}\n"
+        "cp {src} {tmp} && chmod 600 {tmp} && mv {tmp} {dest}\n"
+        "echo {new}; wc -c < {dest}; sha256sum {dest} | cut -d' ' -f1\n"
+        "cd {d} && ls -1 | grep -E '^[0-9]{{8}}T[0-9]{{6}}.*\\.env$' | sort | head -n -{keep} | xargs -r rm -f --\n"
+        "echo {end}\n",
+        src=app_file(host, host.env_file), missing="no .env at " + host.env_file, d=path(backups),
+        top=path(host.backup_dir), tmp=path(f"{backups}/{name}.tmp"), dest=path(f"{backups}/{name}"),
+        new=MARK + "new", keep=int(keep), end=MARK + "end")
 
 
-def list_env_cmd(host: Host) -> str:
-    d = quote_path(env_backup_dir(host))
-    return (
-        f"cd {d} 2>/dev/null || exit 0\n"
-        "for f in $(ls -1 | grep -E '\\.env$' | sort); do echo \"$f $(wc -c < \"$f\") $(sha256sum \"$f\" | cut -d' ' -f1)\"; done\n"
-    )
+def list_env_cmd(host: Host) -> Cmd:
+    return sh("cd {d} 2>/dev/null || exit 0\n"
+              "for f in $(ls -1 | grep -E '\\.env$' | sort); do "
+              "echo \"$f $(wc -c < \"$f\") $(sha256sum \"$f\" | cut -d' ' -f1)\"; done\n",
+              d=path(env_backup_dir(host)))
 
 
 def parse_env_list(output: str, host: Host) -> List[EnvBackup]:
@@ -185,7 +183,8 @@ print("changed " + " ".join(sorted(k for k in set(a) & set(b) if a[k] != b[k])))
 
 
 def env_diff(c, host: Host, current: str, other: str) -> Dict[str, List[str]]:
-    r = run(c, f"python3 -c {q(_ENV_DIFF)} {current} {other}", "comparing .env keys", host)
+    r = run(c, sh("python3 -c {script} {current} {other}", script=_ENV_DIFF, current=as_cmd(current),
+                  other=as_cmd(other)), "comparing .env keys", host)
     out = {"added": [], "removed": [], "changed": []}
     for line in r.stdout.splitlines():
         kind, _, rest = line.partition(" ")
@@ -209,18 +208,16 @@ class CleanResult:
         return dict(self.__dict__)
 
 
-def clean_cmd(path: str, glob: str, older_than: float, dry_run: bool) -> str:
+def clean_cmd(rule_path: str, glob: str, older_than: float, dry_run: bool) -> Cmd:
     """find -P (the default) never follows symlinks, -maxdepth 1 never leaves
     the rule's directory, -type f skips links and directories. A rule path
     that is itself a symlink is examined as a link, never descended."""
-    minutes = max(1, int((older_than + 59) // 60))
-    p = quote_path(path)
-    action = "" if dry_run else " -delete"
-    return (
-        f"[ -d {p} ] && [ ! -L {p} ] || {{ echo 0 0; exit 0; }}\n"
-        f"find {p} -mindepth 1 -maxdepth 1 -type f -name {q(glob)} -mmin +{minutes} -printf '%s\\n'{action} "
-        "| awk '{n++; b+=$1} END {printf \"%d %d\\n\", n, b}'\n"
-    )
+    return sh(
+        "[ -d {p} ] && [ ! -L {p} ] || {{ echo 0 0; exit 0; }}\n"
+        "find {p} -mindepth 1 -maxdepth 1 -type f -name {glob} -mmin +{minutes} -printf '%s\\n'{action} "
+        "| awk '{{n++; b+=$1}} END {{printf \"%d %d\\n\", n, b}}'\n",
+        p=path(rule_path), glob=glob, minutes=max(1, int((older_than + 59) // 60)),
+        action=raw("") if dry_run else raw(" -delete"))
 
 
 def clean(c, host: Host, dry_run: bool = False) -> List[CleanResult]:
@@ -237,14 +234,14 @@ def clean(c, host: Host, dry_run: bool = False) -> List[CleanResult]:
 
 # Prints the manager's absolute path: sudo resets PATH (secure_path), and
 # sudoers rules name absolute paths anyway.
-DETECT = "for m in dnf yum apt-get; do if command -v $m >/dev/null 2>&1; then command -v $m; exit 0; fi; done; echo none"
+DETECT = raw("for m in dnf yum apt-get; do if command -v $m >/dev/null 2>&1; then command -v $m; exit 0; fi; done; echo none")
 
 
-def check_updates_cmd(manager: str) -> str:
+def check_updates_cmd(manager: str) -> Cmd:
     if manager in ("dnf", "yum"):
         # exit 100 means "updates available", 0 none, anything else an error
-        return f"{manager} -q check-update; rc=$?; echo; echo {MARK}rc $rc"
-    return f"apt list --upgradable 2>/dev/null | tail -n +2; echo {MARK}rc 0"
+        return sh("{manager} -q check-update; rc=$?; echo; echo {rc} $rc", manager=manager, rc=MARK + "rc")
+    return sh("apt list --upgradable 2>/dev/null | tail -n +2; echo {rc} 0", rc=MARK + "rc")
 
 
 def parse_check(manager: str, output: str) -> List[str]:
@@ -266,11 +263,11 @@ def parse_check(manager: str, output: str) -> List[str]:
             for line in body.splitlines() if "/" in line]
 
 
-def update_cmd(manager: str, path: str) -> str:
+def update_cmd(manager: str, manager_path: str) -> Cmd:
     if manager in ("dnf", "yum"):
-        reboot = "if command -v needs-restarting >/dev/null 2>&1; then sudo -n \"$(command -v needs-restarting)\" -r >/dev/null 2>&1 || echo REBOOT; fi"
-        return f"sudo -n {q(path)} -y -q upgrade && {{ {reboot}; }}"
-    return f"sudo -n {q(path)} -y -q upgrade && {{ [ -f /var/run/reboot-required ] && echo REBOOT || true; }}"
+        return sh("sudo -n {m} -y -q upgrade && {{ if command -v needs-restarting >/dev/null 2>&1; then "
+                  "sudo -n \"$(command -v needs-restarting)\" -r >/dev/null 2>&1 || echo REBOOT; fi; }}", m=manager_path)
+    return sh("sudo -n {m} -y -q upgrade && {{ [ -f /var/run/reboot-required ] && echo REBOOT || true; }}", m=manager_path)
 
 
 @dataclass
@@ -313,16 +310,15 @@ def system_update(c, host: Host, apply: bool) -> UpdateReport:
 # ------------------------------------------------------------------ reset
 
 
-def reset_plan_cmd(host: Host) -> str:
-    app = quote_path(host.app.path)
-    ref = f"refs/heads/{host.app.branch}"
-    return (
-        f"echo {MARK}head; git -C {app} rev-parse HEAD 2>/dev/null\n"
-        f"echo {MARK}dirty; git -C {app} status --porcelain=v1 --untracked-files=all 2>/dev/null\n"
-        f"echo {MARK}target; git -C {app} ls-remote {q(host.app.remote)} {q(ref)} 2>/dev/null | cut -f1\n"
-        f"echo {MARK}env; [ -f {app_file(host, host.env_file)} ] && echo yes\n"
-        f"echo {MARK}end\n"
-    )
+def reset_plan_cmd(host: Host) -> Cmd:
+    return sh(
+        "echo {m}head; git -C {app} rev-parse HEAD 2>/dev/null\n"
+        "echo {m}dirty; git -C {app} status --porcelain=v1 --untracked-files=all 2>/dev/null\n"
+        "echo {m}target; git -C {app} ls-remote {remote} {ref} 2>/dev/null | cut -f1\n"
+        "echo {m}env; [ -f {env} ] && echo yes\n"
+        "echo {m}end\n",
+        m=MARK, app=path(host.app.path), remote=host.app.remote, ref=f"refs/heads/{host.app.branch}",
+        env=app_file(host, host.env_file))
 
 
 @dataclass
@@ -346,43 +342,40 @@ def reset_plan(c, host: Host) -> ResetPlan:
     )
 
 
-def save_local_state_cmd(host: Host, dest: str) -> str:
+def save_local_state_cmd(host: Host, dest: str) -> Cmd:
     """Save .env, tracked changes (binary patch) and untracked, non-ignored
     files (tarball) into `dest` (0700, files 0600) before anything is reset."""
-    app = quote_path(host.app.path)
-    d = quote_path(dest)
-    env = app_file(host, host.env_file)
-    return (
+    return sh(
         "set -e; umask 077\n"
-        f"mkdir -p {d}; chmod 700 {quote_path(host.backup_dir)} {d}\n"
-        f"[ -f {env} ] && cp {env} {d}/env || true\n"
-        f"git -C {app} diff --binary HEAD > {d}/tracked.patch\n"
-        f"git -C {app} status --porcelain=v1 --untracked-files=all > {d}/STATUS\n"
-        f"git -C {app} rev-parse HEAD > {d}/HEAD\n"
-        f"cd {app} && git ls-files --others --exclude-standard -z > {d}/untracked.list\n"
-        f"if [ -s {d}/untracked.list ]; then tar --null -T {d}/untracked.list -czf {d}/untracked.tar.gz; fi\n"
-        f"rm -f {d}/untracked.list; chmod 600 {d}/*\n"
-        f"echo {d}\n"
-    )
+        "mkdir -p {d}; chmod 700 {top} {d}\n"
+        "[ -f {env} ] && cp {env} {d}/env || true\n"
+        "git -C {app} diff --binary HEAD > {d}/tracked.patch\n"
+        "git -C {app} status --porcelain=v1 --untracked-files=all > {d}/STATUS\n"
+        "git -C {app} rev-parse HEAD > {d}/HEAD\n"
+        "cd {app} && git ls-files --others --exclude-standard -z > {d}/untracked.list\n"
+        "if [ -s {d}/untracked.list ]; then tar --null -T {d}/untracked.list -czf {d}/untracked.tar.gz; fi\n"
+        "rm -f {d}/untracked.list; chmod 600 {d}/*\n"
+        "echo {d}\n",
+        d=path(dest), top=path(host.backup_dir), env=app_file(host, host.env_file), app=path(host.app.path))
 
 
-def reset_cmd(host: Host) -> str:
-    app = quote_path(host.app.path)
-    branch = host.app.branch
-    return with_env(
+def reset_cmd(host: Host) -> Cmd:
+    remote, branch = host.app.remote, host.app.branch
+    # clean -fd, never -x: ignored files (.env, node_modules) stay
+    return with_env(sh(
         "set -e\n"
-        f"git -C {app} fetch --quiet --prune {q(host.app.remote)} {q(f'+refs/heads/{branch}:refs/remotes/{host.app.remote}/{branch}')}\n"
-        f"git -C {app} checkout --quiet --force -B {q(branch)} {q(host.app.remote + '/' + branch)}\n"
-        f"git -C {app} reset --quiet --hard {q(host.app.remote + '/' + branch)}\n"
-        # -fd, never -x: ignored files (.env, node_modules) stay
-        f"git -C {app} clean -fdq\n"
-        f"git -C {app} rev-parse HEAD\n",
-        host.env,
-    )
+        "git -C {app} fetch --quiet --prune {remote} {spec}\n"
+        "git -C {app} checkout --quiet --force -B {branch} {tracking}\n"
+        "git -C {app} reset --quiet --hard {tracking}\n"
+        "git -C {app} clean -fdq\n"
+        "git -C {app} rev-parse HEAD\n",
+        app=path(host.app.path), remote=remote, spec=f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}",
+        branch=branch, tracking=f"{remote}/{branch}"), host.env)
 
 
-def rule_cmd(host: Host, rule_run: str, cwd: str) -> str:
-    return with_env(in_dir(posixpath.join(host.app.path.rstrip("/"), cwd), rule_run), host.env)
+def rule_cmd(host: Host, rule_run: str, cwd: str) -> Cmd:
+    """A dependency rule's `run:` (hosts.yml shell code, by design) in its cwd."""
+    return with_env(in_dir(posixpath.join(host.app.path.rstrip("/"), cwd), inventory_shell(rule_run)), host.env)
 
 
 @dataclass
@@ -412,10 +405,10 @@ def stop_holder(c, host: Host, holder: dict) -> None:
     pid = holder.get("pid")
     if not isinstance(pid, int) or pid <= 1:
         raise FabopsError("the lock holder recorded no pid; stop it by hand", host=host.name)
-    lock = quote_path(host.home.rstrip("/") + "/lock")
-    run(c, f"kill -TERM -- -{pid} 2>/dev/null || kill -TERM {pid} 2>/dev/null; "
-           f"i=0; while ! flock -n {lock} true && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; "
-           f"flock -n {lock} true || {{ kill -KILL -- -{pid} 2>/dev/null || kill -KILL {pid}; }}",
+    run(c, sh("kill -TERM -- -{pid} 2>/dev/null || kill -TERM {pid} 2>/dev/null; "
+              "i=0; while ! flock -n {lock} true && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; "
+              "flock -n {lock} true || {{ kill -KILL -- -{pid} 2>/dev/null || kill -KILL {pid}; }}",
+              pid=pid, lock=path(host.home.rstrip("/") + "/lock")),
         "stopping the lock holder", host, warn=True)
 
 
@@ -431,10 +424,9 @@ def reset(c, host: Host, plan: ResetPlan, actor: str, force: bool = False, progr
     started = time.monotonic()
     try:
         lock = RemoteLock(c, host, info).__enter__()
-    except LockedError as exc:
+    except LockedError:
         if not force:
             raise
-        from .host.lock import read_holder  # noqa: F401 - the holder format
         holder = _remote_holder(c, host)
         say(f"--force: stopping the run that holds the lock (pid {holder.get('pid')})")
         stop_holder(c, host, holder)
@@ -490,7 +482,8 @@ def reset(c, host: Host, plan: ResetPlan, actor: str, force: bool = False, progr
 
 
 def _remote_holder(c, host: Host) -> dict:
-    r = c.run(f"cat {quote_path(host.home.rstrip('/') + '/lock')} 2>/dev/null", hide=True, warn=True, in_stream=False)
+    r = c.run(sh("cat {lock} 2>/dev/null", lock=path(host.home.rstrip("/") + "/lock")), hide=True, warn=True,
+              in_stream=False)
     try:
         data = json.loads(r.stdout or "{}")
     except ValueError:
@@ -508,7 +501,7 @@ def restore_env(c, host: Host, name: str, actor: str, dry_run: bool = False, pro
     if "/" in name or name.startswith(".") or not name.endswith(".env"):
         raise UsageError(f"--backup must be a backup name like 20261128T101500.env, not {name!r}")
     src = quote_path(env_backup_dir(host) + "/" + name)
-    exists = c.run(f"[ -f {src} ]", hide=True, warn=True, in_stream=False)
+    exists = c.run(sh("[ -f {src} ]", src=src), hide=True, warn=True, in_stream=False)
     if not exists.ok:
         raise UsageError(f"no backup {name!r} on the host (see `inv backup-env --list`)", host=host.name)
     diff = env_diff(c, host, app_file(host, host.env_file), src)
@@ -519,7 +512,8 @@ def restore_env(c, host: Host, name: str, actor: str, dry_run: bool = False, pro
         before = backup_env(c, host, keep=10_000)
         say(f"saved the current .env as {before.name}")
         dest = app_file(host, host.env_file)
-        run(c, f"umask 077; cp {src} {dest}.fabops-tmp && chmod 600 {dest}.fabops-tmp && mv {dest}.fabops-tmp {dest}",
+        tmp = path(posixpath.join(host.app.path.rstrip("/"), host.env_file) + ".fabops-tmp")
+        run(c, sh("umask 077; cp {src} {tmp} && chmod 600 {tmp} && mv {tmp} {dest}", src=src, tmp=tmp, dest=dest),
             "restoring .env", host)
         manager, probe = managers_for(c, host)
         results = []

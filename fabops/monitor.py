@@ -18,7 +18,7 @@ from .host.services import process_status_cmd, systemd_status_cmd
 from .inventory import Host
 from .probe import MARK, split_sections
 from .remote import home_file, http_check_cmd, port_listening_cmd
-from .shell import q, quote_path
+from .shell import Cmd, lines, path, raw, sh
 
 SCHEMA_VERSION = 1
 # Seconds over which per-process CPU is sampled (two /proc/<pid>/stat reads).
@@ -27,13 +27,28 @@ SCHEMA_VERSION = 1
 CPU_WINDOW = 0.5
 
 
-def _section(name: str) -> str:
+def _section(name: str, then: Optional[Cmd] = None) -> Cmd:
     # The leading newline ends whatever the previous command printed without
     # one (curl -w, a truncated file), so a marker always starts a line.
-    return f"echo; echo '{MARK}{name}'"
+    marker = sh("echo; echo {m}", m=MARK + name)
+    return marker if then is None else sh("{marker}; {then}", marker=marker, then=then)
 
 
-def monitor_script(host: Host, window: float = CPU_WINDOW) -> str:
+# What the script reads with shell builtins (`read`) instead of head/cat where
+# it is easy: every avoided fork+exec saves 1-2 ms of the round trip.
+_CPU = raw('read -r L < /proc/stat; echo "$L"')
+_MEM = raw('while read -r K V R; do case $K in MemTotal:|MemAvailable:) echo "$K $V";; esac; done < /proc/meminfo')
+_LOAD = raw('read -r L < /proc/loadavg; echo "$L"; read -r L < /proc/uptime; echo "$L"')
+# Print /proc/uptime, the clock tick rate and each $PIDS' stat line; sets T0
+# (uptime in centiseconds) the first time it runs.
+_PROC_STAT = raw(
+    'read -r U R < /proc/uptime; echo "$U $(getconf CLK_TCK 2>/dev/null || echo 100)"; '
+    '[ -n "${T0:-}" ] || T0=${U%.*}${U#*.}; '
+    'for p in $PIDS; do [ "$p" -gt 0 ] 2>/dev/null && [ -r /proc/$p/stat ] && read -r L < /proc/$p/stat && echo "$L"; done; true'
+)
+_PS = raw('P=$(echo $PIDS | tr " " "\\n" | grep -v "^0*$" | tr "\\n" "," | sed "s/,$//"); '
+          '[ -n "$P" ] && ps -o pid=,pmem=,etimes= -p "$P" 2>/dev/null')
+def monitor_script(host: Host, window: float = CPU_WINDOW) -> Cmd:
     """The whole dashboard as one script (one exec per host per refresh).
 
     `window` is the least time between the two CPU samples. `monitor --watch`
@@ -43,103 +58,79 @@ def monitor_script(host: Host, window: float = CPU_WINDOW) -> str:
     app = host.app.path.rstrip("/")
     units = [s.name for s in host.services if s.manager == "systemd"]
     procs = [s for s in host.services if s.manager == "process"]
-    parts: List[str] = [
-        # CPU is sampled at the start and at the end: the script's own run
-        # time is the window, and no sleep is added.
-        # Shell builtins (`read`) instead of head/cat where it is easy: every
-        # avoided fork+exec saves 1-2 ms of the round trip.
-        _section("cpu0") + "; read -r L < /proc/stat; echo \"$L\"",
-        _section("mem") + "; while read -r K V R; do case $K in MemTotal:|MemAvailable:) echo \"$K $V\";; esac; done < /proc/meminfo",
-        _section("disk") + "; df -Pk / 2>/dev/null | tail -n 1",
-        _section("load") + "; read -r L < /proc/loadavg; echo \"$L\"; read -r L < /proc/uptime; echo \"$L\"",
+    # CPU is sampled at the start and at the end: the script's own run time
+    # is the window, and no sleep is added.
+    parts: List[Cmd] = [
+        _section("cpu0", _CPU),
+        _section("mem", _MEM),
+        _section("disk", raw("df -Pk / 2>/dev/null | tail -n 1")),
+        _section("load", _LOAD),
     ]
     if units:
-        parts.append(_section("systemd") + f"; {systemd_status_cmd(units)} 2>/dev/null")
-        parts.append("PIDS=$(systemctl show -p MainPID --value " + " ".join(q(u) for u in units) + " 2>/dev/null | tr '\\n' ' ')")
+        parts.append(_section("systemd", sh("{cmd} 2>/dev/null", cmd=systemd_status_cmd(units))))
+        parts.append(sh("PIDS=$(systemctl show -p MainPID --value {units} 2>/dev/null | tr '\\n' ' ')", units=units))
     else:
-        parts.append("PIDS=")
+        parts.append(raw("PIDS="))
     if procs:
-        parts.append(_section("process") + "\n" + process_status_cmd(home, procs))
+        parts.append(sh("{marker}\n{status}", marker=_section("process"), status=process_status_cmd(home, procs)))
         for svc in procs:
-            pidfile = quote_path(f"{home}/services/{svc.name}.pid")
-            parts.append(f'[ -r {pidfile} ] && PIDS="$PIDS $(cut -d" " -f1 {pidfile})"')
+            parts.append(sh('[ -r {pf} ] && PIDS="$PIDS $(cut -d" " -f1 {pf})"',
+                            pf=path(f"{home}/services/{svc.name}.pid")))
     # Per-process CPU is sampled over a window (docs/monitor.md, "CPU"): ps's
     # %CPU is the average over the process's whole life, which makes a bot a
     # second old look busy. The first /proc/<pid>/stat read is here, the
     # second at the end of the script, at least CPU_WINDOW later.
-    parts.append(_section("pstat0") + "; " + _proc_stat_sample())
-    parts.append(
-        _section("ps")
-        + '; P=$(echo $PIDS | tr " " "\\n" | grep -v "^0*$" | tr "\\n" "," | sed "s/,$//"); '
-        + '[ -n "$P" ] && ps -o pid=,pmem=,etimes= -p "$P" 2>/dev/null'
-    )
+    parts.append(_section("pstat0", _PROC_STAT))
+    parts.append(_section("ps", _PS))
     for svc in host.services:
         if svc.port:
-            parts.append(
-                _section(f"port:{svc.name}") + f"; if {port_listening_cmd(svc.port)}; then echo open; else echo closed; fi"
-            )
+            parts.append(_section(f"port:{svc.name}", sh("if {probe}; then echo open; else echo closed; fi",
+                                                         probe=port_listening_cmd(svc.port))))
         if svc.check is not None:
-            parts.append(_section(f"http:{svc.name}") + f"; {http_check_cmd(svc.check)}")
+            parts.append(_section(f"http:{svc.name}", http_check_cmd(svc.check)))
     # The Python API's URL from the app's .env: only that one value is read,
     # and only its /health answer is printed, never the URL or anything else.
-    env_file = quote_path(f"{app}/{host.env_file}")
-    parts.append(
-        _section("api")
-        + f"; U=$(sed -n 's/^[[:space:]]*PYTHON_API_URL[[:space:]]*=[[:space:]]*//p' {env_file} 2>/dev/null"
-        + " | head -n 1 | tr -d '\\r\\042\\047'); "
-        + 'if [ -n "$U" ]; then U="${U%/}/health"; '
-        + "if command -v curl >/dev/null 2>&1; then curl -s -o /dev/null -w '%{http_code} %{time_total}' --noproxy '*' --max-time 5 \"$U\"; "
-        + "else python3 -c 'import sys,time,urllib.request as r\nt=time.time()\ntry: c=r.urlopen(sys.argv[1],timeout=5).status\nexcept Exception as e: c=getattr(e,\"code\",0)\nprint(c, round(time.time()-t,4))' \"$U\"; fi; "
-        + "else echo none; fi"
-    )
-    parts.append(_section("state") + f"; cat {home_file(host, 'state.json')} 2>/dev/null")
-    parts.append(_section("last") + f"; tail -n 1 {home_file(host, 'history.jsonl')} 2>/dev/null")
+    parts.append(_section("api", sh("U=$(sed -n 's/^[[:space:]]*PYTHON_API_URL[[:space:]]*=[[:space:]]*//p' {env_file} 2>/dev/null"
+    " | head -n 1 | tr -d '\\r\\042\\047'); "
+    'if [ -n "$U" ]; then U="${{U%/}}/health"; '
+    "if command -v curl >/dev/null 2>&1; then curl -s -o /dev/null -w '%{{http_code}} %{{time_total}}' "
+    "--noproxy '*' --max-time 5 \"$U\"; "
+    "else python3 -c 'import sys,time,urllib.request as r\nt=time.time()\ntry: c=r.urlopen(sys.argv[1],timeout=5).status"
+    "\nexcept Exception as e: c=getattr(e,\"code\",0)\nprint(c, round(time.time()-t,4))' \"$U\"; fi; "
+    "else echo none; fi",
+        env_file=path(f"{app}/{host.env_file}"))))
+    parts.append(_section("state", sh("cat {f} 2>/dev/null", f=home_file(host, "state.json"))))
+    parts.append(_section("last", sh("tail -n 1 {f} 2>/dev/null", f=home_file(host, "history.jsonl"))))
     # Errors in the last hour: the journal under systemd, else the service
     # log files (lines mentioning "error" in files written in the last hour).
-    err_cmds = []
-    for u in units:
-        err_cmds.append(
-            f"journalctl -u {q(u)} --since '-1h' --no-pager -q -o cat 2>/dev/null | grep -ci error"
-        )
+    err_cmds = [sh("journalctl -u {u} --since '-1h' --no-pager -q -o cat 2>/dev/null | grep -ci error", u=u)
+                for u in units]
     for svc in procs:
-        log = quote_path(f"{home}/services/{svc.name}.log")
-        err_cmds.append(f"find {log} -mmin -60 2>/dev/null | grep -q . && tail -n 2000 {log} | grep -ci error")
-    parts.append(_section("errors") + "; " + "; ".join(f"{{ {c} || echo 0; }}" for c in err_cmds) if err_cmds else _section("errors"))
+        err_cmds.append(sh("find {log} -mmin -60 2>/dev/null | grep -q . && tail -n 2000 {log} | grep -ci error",
+                           log=path(f"{home}/services/{svc.name}.log")))
+    parts.append(_section("errors", lines([sh("{{ {c} || echo 0; }}", c=c) for c in err_cmds], "; "))
+                 if err_cmds else _section("errors"))
     # "Archived and active journals take up 8.0M in the file system."
-    parts.append(_section("journal") + "; journalctl --disk-usage 2>/dev/null | sed -n 's/.* take up \\([^ ]*\\) .*/\\1/p'")
+    parts.append(_section("journal", raw("journalctl --disk-usage 2>/dev/null | sed -n 's/.* take up \\([^ ]*\\) .*/\\1/p'")))
     for i, rule in enumerate(host.cleanup):
-        path = quote_path(rule.path)
-        glob = q(rule.glob)
-        parts.append(
-            _section(f"cleanup:{i}")
-            + f"; if [ -d {path} ]; then du -sk {path} 2>/dev/null | cut -f1; "
-            + f"find {path} -maxdepth 1 -type f -name {glob} 2>/dev/null | wc -l; "
-            + f"find {path} -maxdepth 1 -type f -name {glob} -mtime -1 2>/dev/null | wc -l; else echo missing; fi"
-        )
-    parts.append(_section("metrics") + f"; tail -n 97 {home_file(host, 'metrics.jsonl')} 2>/dev/null")
+        parts.append(_section(f"cleanup:{i}", sh(
+            "if [ -d {p} ]; then du -sk {p} 2>/dev/null | cut -f1; "
+            "find {p} -maxdepth 1 -type f -name {glob} 2>/dev/null | wc -l; "
+            "find {p} -maxdepth 1 -type f -name {glob} -mtime -1 2>/dev/null | wc -l; else echo missing; fi",
+            p=path(rule.path), glob=rule.glob)))
+    parts.append(_section("metrics", sh("tail -n 97 {f} 2>/dev/null", f=home_file(host, "metrics.jsonl"))))
     # Wait out the rest of the window (centiseconds from /proc/uptime), so a
     # fast host still samples CPU_WINDOW; a slow script adds nothing.
     window_cs = int(window * 100)
     if window_cs > 0:
-        parts.append(
-            f'read -r U1 R < /proc/uptime; E=$(( ${{U1%.*}}${{U1#*.}} - $T0 )); '
-            f'if [ "$E" -lt {window_cs} ]; then sleep "$(( ({window_cs} - E) / 100 )).$(printf %02d $(( ({window_cs} - E) % 100 )))"; fi'
-        )
-    parts.append(_section("pstat1") + "; " + _proc_stat_sample())
-    parts.append(_section("cpu1") + "; read -r L < /proc/stat; echo \"$L\"")
+        parts.append(sh(
+            'read -r U1 R < /proc/uptime; E=$(( ${{U1%.*}}${{U1#*.}} - $T0 )); '
+            'if [ "$E" -lt {w} ]; then sleep "$(( ({w} - E) / 100 )).$(printf %02d $(( ({w} - E) % 100 )))"; fi',
+            w=window_cs))
+    parts.append(_section("pstat1", _PROC_STAT))
+    parts.append(_section("cpu1", _CPU))
     parts.append(_section("end"))
-    return "\n".join(parts) + "\n"
-
-
-def _proc_stat_sample() -> str:
-    """Print /proc/uptime, the clock tick rate and each $PIDS' stat line.
-
-    Sets T0 (uptime in centiseconds) the first time it runs."""
-    return (
-        'read -r U R < /proc/uptime; echo "$U $(getconf CLK_TCK 2>/dev/null || echo 100)"; '
-        '[ -n "${T0:-}" ] || T0=${U%.*}${U#*.}; '
-        'for p in $PIDS; do [ "$p" -gt 0 ] 2>/dev/null && [ -r /proc/$p/stat ] && read -r L < /proc/$p/stat && echo "$L"; done; true'
-    )
+    return sh("{body}\n", body=lines(parts))
 
 
 # ---------------------------------------------------------------- parsing

@@ -9,17 +9,19 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Dict, Optional
 
+from .shell import sh
+
 MARK = "@@fabops:"
 
 # POSIX sh only: the host may have no bash. Every tool may be missing; a
 # missing answer is an empty section, never a failed command.
-PROBE_SCRIPT = f"""\
-echo '{MARK}kernel'; uname -srm 2>/dev/null
-echo '{MARK}uptime'; cut -d' ' -f1 /proc/uptime 2>/dev/null
-echo '{MARK}python'; python3 -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null
-echo '{MARK}user'; id -un 2>/dev/null
-echo '{MARK}end'
-"""
+PROBE_SCRIPT = sh("""\
+echo {m}kernel; uname -srm 2>/dev/null
+echo {m}uptime; cut -d' ' -f1 /proc/uptime 2>/dev/null
+echo {m}python; python3 -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null
+echo {m}user; id -un 2>/dev/null
+echo {m}end
+""", m=MARK)
 
 
 @dataclass

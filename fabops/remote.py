@@ -15,7 +15,7 @@ from .fanout import FanoutResult, run_hosts
 from .host.services import parse_process_status, parse_systemd_show, process_status_cmd, systemd_status_cmd
 from .inventory import Host
 from .probe import MARK, split_sections
-from .shell import q, quote_path
+from .shell import Cmd, lines, path, quote_path, sh
 
 
 def for_each_host(
@@ -45,12 +45,12 @@ def for_each_host(
     return run_hosts(chosen, one, parallel=parallel)
 
 
-def home_file(host: Host, name: str) -> str:
+def home_file(host: Host, name: str) -> Cmd:
     return quote_path(host.home.rstrip("/") + "/" + name)
 
 
-def history_cmd(host: Host, n: int) -> str:
-    return f"tail -n {int(n)} {home_file(host, 'history.jsonl')} 2>/dev/null || true"
+def history_cmd(host: Host, n: int) -> Cmd:
+    return sh("tail -n {n} {f} 2>/dev/null || true", n=int(n), f=home_file(host, "history.jsonl"))
 
 
 def parse_history(output: str) -> List[dict]:
@@ -69,23 +69,21 @@ def read_remote_history(c, host: Host, n: int = 20) -> List[dict]:
     return parse_history(c.run(history_cmd(host, n), hide=True, warn=True).stdout)
 
 
-def status_cmd(host: Host) -> str:
+def status_cmd(host: Host) -> Cmd:
     """One round trip: service states, state.json and the last history record."""
     home = host.home.rstrip("/")
     parts = []
     units = [s.name for s in host.services if s.manager == "systemd"]
     procs = [s for s in host.services if s.manager == "process"]
     if units:
-        parts.append(f"echo '{MARK}systemd'; {systemd_status_cmd(units)} 2>/dev/null")
+        parts.append(sh("echo {m}; {cmd} 2>/dev/null", m=MARK + "systemd", cmd=systemd_status_cmd(units)))
     if procs:
-        parts.append(f"echo '{MARK}process'\n{process_status_cmd(home, procs)}")
-    parts.append(f"echo '{MARK}state'; cat {home_file(host, 'state.json')} 2>/dev/null")
-    parts.append(f"echo '{MARK}last'; tail -n 1 {home_file(host, 'history.jsonl')} 2>/dev/null")
-    parts.append(
-        f"echo '{MARK}head'; git -C {quote_path(host.app.path)} rev-parse HEAD 2>/dev/null"
-    )
-    parts.append(f"echo '{MARK}end'")
-    return "\n".join(parts) + "\n"
+        parts.append(sh("echo {m}\n{cmd}", m=MARK + "process", cmd=process_status_cmd(home, procs)))
+    parts.append(sh("echo {m}; cat {f} 2>/dev/null", m=MARK + "state", f=home_file(host, "state.json")))
+    parts.append(sh("echo {m}; tail -n 1 {f} 2>/dev/null", m=MARK + "last", f=home_file(host, "history.jsonl")))
+    parts.append(sh("echo {m}; git -C {app} rev-parse HEAD 2>/dev/null", m=MARK + "head", app=path(host.app.path)))
+    parts.append(sh("echo {m}", m=MARK + "end"))
+    return sh("{body}\n", body=lines(parts))
 
 
 def parse_status(output: str, host: Host) -> Dict[str, Any]:
@@ -151,13 +149,10 @@ print(old or "")
 """
 
 
-def unpin_cmd(host: Host, wait: float = 10.0) -> str:
-    lock = home_file(host, "lock")
-    state = home_file(host, "state.json")
-    return (
-        f"[ -f {state} ] || {{ echo; exit 0; }}; "
-        f"flock -w {float(wait):g} {lock} python3 -c {q(_STATE_EDIT)} {state}"
-    )
+def unpin_cmd(host: Host, wait: float = 10.0) -> Cmd:
+    return sh("[ -f {state} ] || {{ echo; exit 0; }}; flock -w {wait} {lock} python3 -c {script} {state}",
+              state=home_file(host, "state.json"), lock=home_file(host, "lock"), wait=f"{float(wait):g}",
+              script=_STATE_EDIT)
 
 
 def unpin(c, host: Host, dry_run: bool = False) -> Optional[str]:
@@ -179,14 +174,13 @@ def unpin(c, host: Host, dry_run: bool = False) -> Optional[str]:
 # ------------------------------------------------------------------ probes
 
 
-def port_listening_cmd(port: int) -> str:
+def port_listening_cmd(port: int) -> Cmd:
     """Exit 0 when something listens on TCP `port` (any address). Uses `ss`
     when present, else /proc/net/tcp{,6} (state 0A is LISTEN)."""
-    hexport = "%04X" % int(port)
-    return (
-        f"if command -v ss >/dev/null 2>&1; then ss -Hltn 'sport = :{int(port)}' | grep -q .; "
-        f"else awk '$2 ~ /:{hexport}$/ && $4 == \"0A\" {{f=1}} END {{exit !f}}' /proc/net/tcp /proc/net/tcp6 2>/dev/null; fi"
-    )
+    port = int(port)
+    return sh("if command -v ss >/dev/null 2>&1; then ss -Hltn {sport} | grep -q .; "
+              "else awk {prog} /proc/net/tcp /proc/net/tcp6 2>/dev/null; fi",
+              sport=f"sport = :{port}", prog=f'$2 ~ /:{port:04X}$/ && $4 == "0A" {{f=1}} END {{exit !f}}')
 
 
 _PY_HTTP = r"""
@@ -206,7 +200,7 @@ print("%d %.4f" % (code, time.time() - t))
 """
 
 
-def http_check_cmd(check) -> str:
+def http_check_cmd(check) -> Cmd:
     """Run an HTTP check on the host: curl, else the host's python3."""
     import json as jsonlib
 
@@ -225,9 +219,7 @@ def http_check_cmd(check) -> str:
         curl += ["--data-binary", body]
     curl.append(check.url)
     py = ["python3", "-c", _PY_HTTP, check.url, check.method, body, f"{check.timeout:g}", jsonlib.dumps(headers)]
-    from .shell import join
-
-    return f"if command -v curl >/dev/null 2>&1; then {join(curl)}; else {join(py)}; fi"
+    return sh("if command -v curl >/dev/null 2>&1; then {curl}; else {py}; fi", curl=curl, py=py)
 
 
 def parse_http_result(output: str):
@@ -259,31 +251,28 @@ class RemoteProbe:
 # ------------------------------------------------------------------ lock
 
 
-def remote_lock_script(host: Host, info: dict) -> str:
+def remote_lock_script(host: Host, info: dict) -> Cmd:
     """Hold the host lock (the same flock the host side takes) for as long as
     this command's stdin stays open. If the laptop dies, sshd closes stdin,
     `cat` ends and the kernel releases the lock."""
-    lock = home_file(host, "lock")
-    home = quote_path(host.home)
-    return (
-        f"mkdir -p {home} && chmod 700 {home} || exit 70\n"
-        f"exec 9>>{lock}\n"
-        f"if ! flock -n 9; then cat {lock}; exit 4; fi\n"
-        f"printf '%s' {q(json.dumps(info, sort_keys=True))} > {lock}\n"
-        "echo LOCKED\n"
-        "cat >/dev/null\n"
-        f": > {lock}\n"
-    )
+    return sh("mkdir -p {home} && chmod 700 {home} || exit 70\n"
+              "exec 9>>{lock}\n"
+              "if ! flock -n 9; then cat {lock}; exit 4; fi\n"
+              "printf '%s' {info} > {lock}\n"
+              "echo LOCKED\n"
+              "cat >/dev/null\n"
+              ": > {lock}\n",
+              home=path(host.home), lock=home_file(host, "lock"), info=json.dumps(info, sort_keys=True))
 
 
-def lock_holder_cmd(host: Host) -> str:
+def lock_holder_cmd(host: Host) -> Cmd:
     """Print `HELD` and the holder's record when a run holds the host lock;
     nothing when it is free. A shared, non-blocking flock only tests it;
     exit 75 is flock's "conflict" (-E), so a missing flock(1) or an
     unreadable lock file is an error, not a holder."""
-    lock = home_file(host, "lock")
-    return (f"[ -e {lock} ] || exit 0; flock -n -s -E 75 {lock} true; rc=$?; "
-            f"if [ $rc = 75 ]; then echo HELD; cat {lock}; elif [ $rc != 0 ]; then exit $rc; fi")
+    return sh("[ -e {lock} ] || exit 0; flock -n -s -E 75 {lock} true; rc=$?; "
+              "if [ $rc = 75 ]; then echo HELD; cat {lock}; elif [ $rc != 0 ]; then exit $rc; fi",
+              lock=home_file(host, "lock"))
 
 
 def lock_holder(c, host: Host) -> dict:
@@ -449,7 +438,8 @@ class RemoteStore:
         self.host = host
 
     def load(self) -> dict:
-        r = self.c.run(f"cat {home_file(self.host, 'state.json')} 2>/dev/null", hide=True, warn=True, in_stream=False)
+        r = self.c.run(sh("cat {f} 2>/dev/null", f=home_file(self.host, "state.json")), hide=True, warn=True,
+                       in_stream=False)
         try:
             data = json.loads(r.stdout or "{}")
         except ValueError:
@@ -457,7 +447,8 @@ class RemoteStore:
         return data if isinstance(data, dict) else {}
 
     def update(self, updates: dict) -> None:
-        cmd = f"python3 -c {q(_STATE_MERGE)} {home_file(self.host, 'state.json')} {q(json.dumps(updates))}"
+        cmd = sh("python3 -c {script} {f} {updates}", script=_STATE_MERGE, f=home_file(self.host, "state.json"),
+                 updates=json.dumps(updates))
         r = self.c.run(cmd, hide=True, warn=True, in_stream=False)
         if not r.ok:
             raise CommandFailed(f"cannot update state.json: {(r.stderr or '').strip()[-200:]}", host=self.host.name)
@@ -466,6 +457,6 @@ class RemoteStore:
         return RemoteLock(self.c, self.host, info).__enter__()
 
     def log(self, line: str) -> None:
-        path = self.host.logs.get("health") or (self.host.home.rstrip("/") + "/health.log")
-        self.c.run(f"mkdir -p \"$(dirname {quote_path(path)})\" && printf '%s\\n' {q(line)} >> {quote_path(path)}",
+        log_path = self.host.logs.get("health") or (self.host.home.rstrip("/") + "/health.log")
+        self.c.run(sh("mkdir -p \"$(dirname {log})\" && printf '%s\\n' {line} >> {log}", log=path(log_path), line=line),
                    hide=True, warn=True, in_stream=False)

@@ -53,21 +53,6 @@ def status_cell(code: int) -> str:
     return f"[{style}]{icon} {errors.NAMES.get(code, str(code))}[/{style}]"
 
 
-def fanout_summary(results: Iterable, title: str = "Summary") -> None:
-    """One row per host: status, time, and the error line where there is one."""
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left")
-    table.add_column("host")
-    table.add_column("result")
-    table.add_column("time", justify="right")
-    table.add_column("detail", overflow="fold")
-    for r in results:
-        detail = "" if r.error is None else (getattr(r.error, "message", None) or str(r.error))
-        table.add_row(r.host, status_cell(r.code), fmt_duration(r.seconds), detail)
-    console().print(table)
-
-
 def host_errors(results: Iterable) -> None:
     """Errors go to stderr, one line per host, as the task layer prints them."""
     for r in results:

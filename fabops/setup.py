@@ -19,7 +19,7 @@ from typing import Callable, List, Optional
 from .cron import apply_block, read_crontab, render_block, write_crontab
 from .errors import CommandFailed
 from .inventory import Host
-from .shell import q, quote_path, sudo, sudo_failure
+from .shell import Cmd, as_cmd, path as host_path, q, raw, sh, sudo, sudo_failure
 
 WRAPPERS = {
     "monitor-bot": ["monitor"],
@@ -68,8 +68,8 @@ def udiff(old: str, new: str, path: str) -> str:
                                         fromfile=f"{path} (now)", tofile=f"{path} (after)"))
 
 
-def _run(c, cmd: str, what: str, host: Host, argv=None):
-    r = c.run(cmd, hide=True, warn=True, in_stream=False)
+def _run(c, cmd: Cmd, what: str, host: Host, argv=None):
+    r = c.run(as_cmd(cmd), hide=True, warn=True, in_stream=False)
     if not r.ok:
         err = sudo_failure(r.stderr, argv or [what], host=host.name)
         if err:
@@ -80,11 +80,21 @@ def _run(c, cmd: str, what: str, host: Host, argv=None):
 
 
 def _read(c, path: str, root: bool) -> Optional[str]:
-    p = quote_path(path)
-    cmd = f"{sudo(['cat', path])} 2>/dev/null" if root else f"cat {p} 2>/dev/null"
-    r = c.run(f"if {'sudo -n test -e ' + q(path) if root else 'test -e ' + p}; then {cmd}; else echo '@@absent'; fi",
-              hide=True, warn=True, in_stream=False)
+    if root:
+        cmd = sh("if {test}; then {cat} 2>/dev/null; else echo '@@absent'; fi",
+                 test=sudo(["test", "-e", path]), cat=sudo(["cat", path]))
+    else:
+        cmd = sh("if test -e {p}; then cat {p} 2>/dev/null; else echo '@@absent'; fi", p=host_path(path))
+    r = c.run(cmd, hide=True, warn=True, in_stream=False)
     return None if r.stdout == "@@absent\n" else r.stdout
+
+
+# How put_file checks a system file before it is moved into place ($T is
+# the temp file): by name, so that no caller passes shell code.
+VALIDATORS = {
+    "visudo": raw('visudo -cf "$T" >/dev/null'),
+    "logrotate": raw('logrotate -d "$T" >/dev/null 2>&1'),
+}
 
 
 def put_file(c, host: Host, path: str, content: str, *, mode: str, root: bool, validate: Optional[str] = None,
@@ -92,26 +102,28 @@ def put_file(c, host: Host, path: str, content: str, *, mode: str, root: bool, v
     """Write via a temp file; validate it (`{tmp}` in `validate`); then
     install it with its mode in one rename. The old file is untouched if
     validation fails."""
-    s = "sudo -n " if root else ""
-    check = ""
+    as_root = raw("sudo -n ") if root else raw("")
+    check = raw("")
     if validate:
         # as root (sudo -n): visudo and logrotate live in /usr/sbin, outside a
         # deploy user's PATH but inside sudo's secure_path
-        check = (s + validate.replace("{tmp}", '"$T"')
-                 + ' || { rm -f "$T"; echo "validation failed" >&2; exit 65; }\n')
-    own = f" -o {q(owner)}" if owner and root else (" -o root -g root" if root else "")
-    script = (
+        check = sh("{root}{validator} || {{ rm -f \"$T\"; echo \"validation failed\" >&2; exit 65; }}\n",
+                   root=as_root, validator=VALIDATORS[validate])
+    own = sh(" -o {owner}", owner=owner) if owner and root else (raw(" -o root -g root") if root else raw(""))
+    # a fresh, unpredictable name (mktemp: O_EXCL, 0600) in fabops' own 0700
+    # home, never a name built from inventory values in /tmp
+    script = sh(
         "set -e; umask 077\n"
-        # a fresh, unpredictable name (mktemp: O_EXCL, 0600) in fabops' own
-        # 0700 home, never a name built from inventory values in /tmp
-        f"mkdir -p {quote_path(host.home)}; chmod 700 {quote_path(host.home)}\n"
-        f"T=$(mktemp {quote_path(host.home.rstrip('/') + '/.setup.XXXXXXXX')})\n"
-        f"printf '%s' {q(content)} > \"$T\"\n"
-        + check
-        + f"{s}mkdir -p {quote_path(posixpath.dirname(path))}\n"
-        + f"{s}install -m {mode}{own} \"$T\" {quote_path(path)}\n"
-        + "rm -f \"$T\"\n"
-    )
+        "mkdir -p {home}; chmod 700 {home}\n"
+        "T=$(mktemp {template})\n"
+        "printf '%s' {content} > \"$T\"\n"
+        "{check}"
+        "{root}mkdir -p {parent}\n"
+        "{root}install -m {mode}{own} \"$T\" {dest}\n"
+        "rm -f \"$T\"\n",
+        home=host_path(host.home), template=host_path(host.home.rstrip("/") + "/.setup.XXXXXXXX"), content=content,
+        check=check, root=as_root, parent=host_path(posixpath.dirname(path)), mode=mode, own=own,
+        dest=host_path(path))
     _run(c, script, f"writing {path}", host, argv=["install", path])
 
 
@@ -170,8 +182,8 @@ def journal_access(c, host: Host, check: bool) -> ItemResult:
     name = "journal access"
     if user == "root":
         return ItemResult(name, "ok", "root reads every journal")
-    r = c.run(f"getent group {JOURNAL_GROUP} >/dev/null || echo @@nogroup; id -nG {q(user)}", hide=True, warn=True,
-              in_stream=False)
+    r = c.run(sh("getent group {group} >/dev/null || echo @@nogroup; id -nG {user}", group=JOURNAL_GROUP, user=user),
+              hide=True, warn=True, in_stream=False)
     if "@@nogroup" in r.stdout:
         return ItemResult(name, "warning", f"no {JOURNAL_GROUP} group on this host: `inv logs` sees only "
                                            f"what {user} may read of the journal")
@@ -206,13 +218,9 @@ def _abs_app(host: Host) -> str:
 
 def wrapper_text(host: Host, args: List[str]) -> str:
     home = host.home.rstrip("/")
-    return (
-        "#!/bin/sh\n"
-        f"# {MANAGED[2:]}\n"
-        f"# The legacy command, now the fabops equivalent on this host.\n"
-        f"exec {quote_path(home + '/venv/bin/fabops')} {' '.join(q(a) for a in args)} "
-        f"-i {quote_path(home + '/host.yml')} \"$@\"\n"
-    )
+    exec_line = sh("exec {fabops} {args} -i {config} \"$@\"\n", fabops=host_path(home + "/venv/bin/fabops"),
+                   args=list(args), config=host_path(home + "/host.yml"))
+    return f"#!/bin/sh\n# {MANAGED[2:]}\n# The legacy command, now the fabops equivalent on this host.\n{exec_line}"
 
 
 # ------------------------------------------------------------------ the run
@@ -257,7 +265,8 @@ def setup_host(c, host: Host, *, check: bool, yes: bool, offline: bool, replace_
 
     # 2. the host's own settings
     home = host.home.rstrip("/")
-    c.run(f"mkdir -p {quote_path(home)} && chmod 700 {quote_path(home)}", hide=True, warn=True, in_stream=False) if not check else None
+    if not check:
+        c.run(sh("mkdir -p {home} && chmod 700 {home}", home=host_path(home)), hide=True, warn=True, in_stream=False)
     file_item("host.yml", f"{home}/host.yml", host_yml_text or host_yml(host), mode="0600", root=False)
 
     # 3. the crontab block (+ the legacy lines it replaces)
@@ -280,8 +289,8 @@ def setup_host(c, host: Host, *, check: bool, yes: bool, offline: bool, replace_
         if check:
             add(ItemResult("crontab", "would change", begin, udiff(old_tab, new_tab, "crontab")))
         else:
-            c.run(f"printf '%s' {q(old_tab)} > {quote_path(home + '/crontab.before-fabops')}", hide=True, warn=True,
-                  in_stream=False)
+            c.run(sh("printf '%s' {tab} > {saved}", tab=old_tab, saved=host_path(home + "/crontab.before-fabops")),
+                  hide=True, warn=True, in_stream=False)
             write_crontab(c, new_tab, host.name)
             add(ItemResult("crontab", "changed", begin, udiff(old_tab, new_tab, "crontab")))
     else:
@@ -291,9 +300,9 @@ def setup_host(c, host: Host, *, check: bool, yes: bool, offline: bool, replace_
     units = [s for s in host.services if s.manager == "systemd"]
     if units:
         file_item("sudoers", f"/etc/sudoers.d/fabops-{host.app.name}", sudoers_text(host), mode="0440", root=True,
-                  validate="visudo -cf {tmp} >/dev/null")
+                  validate="visudo")
         add(journal_access(c, host, check))
-        legacy_sudo = c.run("sudo -n grep -nE 'NOPASSWD:.*systemctl' /etc/sudoers 2>/dev/null", hide=True, warn=True,
+        legacy_sudo = c.run(raw("sudo -n grep -nE 'NOPASSWD:.*systemctl' /etc/sudoers 2>/dev/null"), hide=True, warn=True,
                             in_stream=False).stdout.strip()
         if legacy_sudo:
             add(ItemResult("legacy /etc/sudoers lines", "warning",
@@ -314,8 +323,9 @@ def setup_host(c, host: Host, *, check: bool, yes: bool, offline: bool, replace_
         path = f"/etc/systemd/system/{svc.name}"
 
         def reload_enable(name=svc.name):
-            _run(c, f"{sudo(['systemctl', 'daemon-reload'])} && {sudo(['systemctl', 'enable', name])}",
-                 f"enabling {name}", host, argv=["systemctl", "enable", name])
+            _run(c, sh("{reload} && {enable}", reload=sudo(["systemctl", "daemon-reload"]),
+                       enable=sudo(["systemctl", "enable", name])), f"enabling {name}", host,
+                 argv=["systemctl", "enable", name])
 
         file_item(f"unit {svc.name}", path, unit_text(host, svc), mode="0644", root=True, after=reload_enable,
                   managed_only=not replace_units)
@@ -326,39 +336,39 @@ def setup_host(c, host: Host, *, check: bool, yes: bool, offline: bool, replace_
         if not path:
             continue
         user = host.user or "root"
-        probe = c.run(f"test -w {quote_path(path)}", hide=True, warn=True, in_stream=False)
+        probe = c.run(sh("test -w {log}", log=host_path(path)), hide=True, warn=True, in_stream=False)
         if probe.ok:
             add(ItemResult(f"log {key}", "ok", path))
         elif check:
             add(ItemResult(f"log {key}", "would change", f"create {path} (0640, {user})"))
         else:
-            _run(c, f"sudo -n install -d -m 0755 {quote_path(posixpath.dirname(path))} && "
-                    f"sudo -n touch {quote_path(path)} && sudo -n chown {q(user)} {quote_path(path)} && "
-                    f"sudo -n chmod 0640 {quote_path(path)}", f"creating {path}", host, argv=["install", path])
+            _run(c, sh("sudo -n install -d -m 0755 {parent} && sudo -n touch {log} && sudo -n chown {user} {log} && "
+                       "sudo -n chmod 0640 {log}", parent=host_path(posixpath.dirname(path)), log=host_path(path),
+                       user=user), f"creating {path}", host, argv=["install", path])
             add(ItemResult(f"log {key}", "changed", f"created {path} (0640, {user})"))
     rotate = logrotate_text(host)
     if rotate:
         own = f"/etc/logrotate.d/fabops-{host.app.name}"
-        others = c.run(
-            "grep -lF -e " + " -e ".join(q(host.logs[k]) for k in ("update", "health") if host.logs.get(k))
-            + f" /etc/logrotate.d/* 2>/dev/null | grep -vx {q(own)}", hide=True, warn=True, in_stream=False).stdout.split()
+        patterns = [w for k in ("update", "health") if host.logs.get(k) for w in ("-e", host.logs[k])]
+        others = c.run(sh("grep -lF {patterns} /etc/logrotate.d/* 2>/dev/null | grep -vx {own}", patterns=patterns,
+                          own=own), hide=True, warn=True, in_stream=False).stdout.split()
         for other in others:
             if yes and not check:
-                _run(c, f"sudo -n mv {q(other)} {q(home + '/' + posixpath.basename(other) + '.logrotate-before-fabops')} "
-                        f"2>/dev/null || sudo -n mv {q(other)} {q(other + '.disabled-by-fabops')}",
-                     f"moving {other} aside", host)
+                _run(c, sh("sudo -n mv {other} {saved} 2>/dev/null || sudo -n mv {other} {disabled}", other=other,
+                           saved=home + "/" + posixpath.basename(other) + ".logrotate-before-fabops",
+                           disabled=other + ".disabled-by-fabops"), f"moving {other} aside", host)
                 add(ItemResult("legacy logrotate", "changed", f"moved {other} aside (logrotate rejects duplicate entries)"))
             else:
                 add(ItemResult("legacy logrotate", "warning",
                                f"{other} already rotates these logs; logrotate rejects duplicates (--yes moves it aside)"))
-        file_item("logrotate", own, rotate, mode="0644", root=True, validate="logrotate -d {tmp} >/dev/null 2>&1")
+        file_item("logrotate", own, rotate, mode="0644", root=True, validate="logrotate")
 
     # 7. the team's habits: the legacy command names
     for name, args in WRAPPERS.items():
         file_item(f"wrapper {name}", f"~/.local/bin/{name}", wrapper_text(host, args), mode="0755", root=False)
 
     # 8. a checkout that fabops has not seen yet
-    state = c.run(f"test -f {quote_path(home + '/state.json')}", hide=True, warn=True, in_stream=False)
+    state = c.run(sh("test -f {state}", state=host_path(home + "/state.json")), hide=True, warn=True, in_stream=False)
     if not state.ok:
         add(ItemResult("state", "warning", "no fabops state yet: the first local-update adopts a healthy HEAD"))
     return report

@@ -1,52 +1,144 @@
-"""Pure command builders shared by every module that talks to a host.
+"""Typed shell commands: the one quoting path (docs/architecture.md,
+"Commands").
 
-Every interpolated value goes through `shlex.quote` (docs/architecture.md, "Security defaults"). Runs on
-the host too (Python 3.9).
+A command is built from parts with `sh(template, **values)`:
+
+- the template is shell code written here, in fabops' source (a string
+  literal: tests/test_commands.py fails on anything else);
+- a plain value (str, from hosts.yml, a flag, git output) is always quoted;
+- `path(p)` is a host path that may start with ~/ (expanded by the host's
+  shell, the rest quoted);
+- a `Cmd` (what `sh`, `join`, `sudo`, `q` and the builders return) is
+  embedded as it is; `raw("...")` marks a literal of fabops' own shell code,
+  and `inventory_shell(text)` the shell code hosts.yml holds by design
+  (`run:`, `command:`, `setup_command:`);
+- numbers are written as numbers; a list or tuple is its quoted words.
+
+So a value can reach a shell unquoted only through `raw` or
+`inventory_shell`, which a reviewer sees and the structure test checks.
+Modelled on pyinfra's StringCommand/QuoteString, in our own code. Runs on
+the host too (Python 3.9): standard library only.
 """
 from __future__ import annotations
 
+import re
 import shlex
-from typing import Dict, Iterable, Optional
+from typing import Any, Dict, Iterable, Optional
 
 from .errors import SudoError
-
-q = shlex.quote
 
 SUDO_PASSWORD_MARKERS = ("a password is required", "a terminal is required", "no tty present")
 
 
-def join(argv: Iterable[str]) -> str:
+class Cmd(str):
+    """Shell text that fabops built: safe to run, and safe to embed in another
+    command as it is. A str, so `c.run(cmd)` takes it unchanged."""
+
+    __slots__ = ()
+
+
+class HostPath:
+    """A path on the host; a leading ~/ stays expandable: "$HOME"/'rest'."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str):
+        self.path = str(path)
+
+
+def path(p: str) -> HostPath:
+    return HostPath(p)
+
+
+def raw(code: str) -> Cmd:
+    """A literal of fabops' own shell code (the structure test requires a
+    string literal here)."""
+    return Cmd(code)
+
+
+def inventory_shell(code: str) -> Cmd:
+    """Shell code from hosts.yml, shell by design (`run:`, `command:`,
+    `setup_command:`), written by the inventory's author."""
+    return Cmd(code)
+
+
+def q(value: Any) -> Cmd:
+    """One quoted word."""
+    return Cmd(shlex.quote(str(value)))
+
+
+def quote_path(p: str) -> Cmd:
+    """Quote a host path, keeping a leading ~/ expandable: "$HOME"/'rest'."""
+    p = str(p)
+    if p == "~":
+        return Cmd('"$HOME"')
+    if p.startswith("~/"):
+        rest = p[2:]
+        return Cmd('"$HOME"/' + shlex.quote(rest) if rest else '"$HOME"')
+    return q(p)
+
+
+def as_cmd(command: Any) -> Cmd:
+    """`command` if it is a Cmd. A plain str here would be shell code from
+    nowhere: refused, so that no builder can splice one unquoted."""
+    if not isinstance(command, Cmd):
+        raise TypeError(f"expected a Cmd (built with sh/join/raw), got {type(command).__name__}: {command!r:.80}")
+    return command
+
+
+def render(value: Any) -> str:
+    """One value as shell text: see the module docstring."""
+    if isinstance(value, Cmd):
+        return value
+    if isinstance(value, HostPath):
+        return quote_path(value.path)
+    if isinstance(value, bool):
+        raise TypeError("a bool is not a shell word; choose the flag in the template")
+    if isinstance(value, (int, float)):
+        return repr(value) if isinstance(value, float) else str(value)
+    if isinstance(value, (list, tuple)):
+        return " ".join(render(v) for v in value)
+    return shlex.quote(str(value))
+
+
+def sh(template: str, *args: Any, **values: Any) -> Cmd:
+    """`template` (str.format syntax; shell braces doubled) with every value
+    rendered by `render`."""
+    return Cmd(template.format(*(render(a) for a in args), **{k: render(v) for k, v in values.items()}))
+
+
+def lines(cmds: Iterable[Any], sep: str = "\n") -> Cmd:
+    """Commands one after another (each must be a Cmd)."""
+    return Cmd(sep.join(as_cmd(c) for c in cmds))
+
+
+def join(argv: Iterable[Any]) -> Cmd:
     """argv -> one shell-safe command line."""
-    return " ".join(q(str(a)) for a in argv)
+    return Cmd(" ".join(render(a) if isinstance(a, (Cmd, HostPath)) else shlex.quote(str(a)) for a in argv))
 
 
-def sudo(argv: Iterable[str]) -> str:
+def sudo(argv: Iterable[Any]) -> Cmd:
     """`sudo -n …`: never hang on a password prompt; fail at once instead."""
-    return "sudo -n " + join(argv)
+    return sh("sudo -n {argv}", argv=join(argv))
 
 
-def with_env(command: str, env: Optional[Dict[str, str]]) -> str:
+_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def with_env(command: str, env: Optional[Dict[str, str]]) -> Cmd:
     """Prefix `command` with quoted `export K=V;` assignments."""
     if not env:
-        return command
-    exports = " ".join(f"{k}={q(v)}" for k, v in env.items())
-    return f"export {exports}; {command}"
+        return as_cmd(command)
+    for key in env:
+        if not _ENV_KEY.match(key):  # validated in hosts.yml; a name is never quoted, so check again
+            raise ValueError(f"not an environment variable name: {key!r}")
+    exports = Cmd(" ".join(k + "=" + shlex.quote(str(v)) for k, v in env.items()))
+    return sh("export {exports}; {command}", exports=exports, command=as_cmd(command))
 
 
-def in_dir(path: str, command: str) -> str:
-    """Run `command` in `path`; a path starting with ~/ is expanded by the
-    host's shell (so it is left outside the quotes)."""
-    return f"cd {quote_path(path)} && {command}"
-
-
-def quote_path(path: str) -> str:
-    """Quote a host path, keeping a leading ~/ expandable: "$HOME"/'rest'."""
-    if path == "~":
-        return '"$HOME"'
-    if path.startswith("~/"):
-        rest = path[2:]
-        return '"$HOME"/' + q(rest) if rest else '"$HOME"'
-    return q(path)
+def in_dir(p: str, command: str) -> Cmd:
+    """Run `command` in host path `p` (~/ expanded by the host's shell)."""
+    return sh("cd {p} && {command}", p=path(p), command=as_cmd(command))
 
 
 def sudo_failure(stderr: str, argv: Iterable[str], host: Optional[str] = None) -> Optional[SudoError]:

@@ -249,14 +249,40 @@ def test_secret_marker_never_leaks_from_any_task(deployed):
     summary = deployed.base / "summary.md"
     env = {"FABOPS_DISCORD_WEBHOOK": f"http://127.0.0.1:1/{SECRET}", "FABOPS_SLACK_WEBHOOK": f"http://127.0.0.1:1/{SECRET}",
            "SOME_TOKEN": SECRET, "GITHUB_STEP_SUMMARY": str(summary)}
+    # every task's JSON envelope, the dry runs, and runs that abort, retry
+    # or roll back inside the watch window
+    runs += [
+        ("status", "--json"), ("history", "--json"), ("logs", "--json"), ("logs", "--errors", "--json"),
+        ("cron", "--json"), ("ping", "--json"), ("restart", "--json"), ("restart", "--dry-run"),
+        ("rollback", "--dry-run", "--json"), ("unpin", "--dry-run", "--json"), ("health", "--fix", "--dry-run"),
+        ("health", "--fix", "--json"), ("backup-env", "--list", "--json"), ("clean", "--dry-run", "--json"),
+        ("system-update", "--check", "--json"), ("setup", "--check", "--json"), ("reset", "--dry-run", "--json"),
+        ("restore-env", "--backup", name, "--dry-run", "--json"), ("deploy", "--no-watch", "--json"),
+    ]
     for args in runs:
         r = cli(deployed, *args, env=env)
         assert SECRET not in r.stdout + r.stderr, args
+    # an abort: the next commit needs a key .env lacks (named, never valued)
+    deployed.origin.push("needs a key", {".env.example": "DISCORD_TOKEN=\nPYTHON_API_URL=\nANOTHER_KEY=\n"})
+    for args in (("deploy", "--dry-run", "--json"), ("deploy", "--json"), ("deploy",)):
+        r = cli(deployed, *args, env=env)
+        assert r.returncode == 2 and "ANOTHER_KEY" in r.stdout + r.stderr, (args, r.stdout, r.stderr)
+        assert SECRET not in r.stdout + r.stderr, args
+    # a commit that dies after its gate: rolled back inside the watch window,
+    # remembered as bad, then skipped by cron (its retry path)
+    h.ssh("echo ANOTHER_KEY=x >> ~/app/.env")
+    deployed.origin.crash("3")
+    for args in (("deploy", "--json"), ("deploy",), ("history", "--json"), ("status", "--json"), ("monitor", "--json")):
+        r = cli(deployed, *args, env=env)
+        assert SECRET not in r.stdout + r.stderr, args
+    r = h.ssh("~/.fabops/app/venv/bin/fabops local-update --json -i ~/.fabops/app/host.yml", check=False)
+    assert SECRET not in r.stdout + r.stderr
     assert summary.exists() and SECRET not in summary.read_text()
     r = h.ssh("~/.fabops/app/venv/bin/fabops local-update --verbose -i ~/.fabops/app/host.yml", check=False)
     assert SECRET not in r.stdout + r.stderr
     for path in ("~/.fabops/app/history.jsonl", "/var/log/bot-update.log", "~/.fabops/app/health.log",
-                 "~/.fabops/app/state.json", "~/.fabops/app/host.yml"):
+                 "~/.fabops/app/state.json", "~/.fabops/app/host.yml", "~/.fabops/app/metrics.jsonl",
+                 "~/.fabops/app/cron.log", "~/.fabops/app/update.log"):
         p = h.path(path)
         if p.exists():
             assert SECRET not in p.read_text(), path

@@ -124,13 +124,13 @@ def test_process_cpu_is_sampled_over_a_window_on_real_processes():
             time.sleep(0.01)
         time.sleep(0.1)
         pids = f"{busy.pid} {idle.pid}"
-        first = subprocess.run(["sh", "-c", f"PIDS='{pids}'; " + monitor._proc_stat_sample()],
+        first = subprocess.run(["sh", "-c", f"PIDS='{pids}'; " + monitor._PROC_STAT],
                                capture_output=True, text=True, check=True).stdout
         late = subprocess.Popen(["sleep", "600"])
         deadline = time.monotonic() + monitor.CPU_WINDOW
         while time.monotonic() < deadline:  # the window, as the script's own run would take it
             time.sleep(0.05)
-        second = subprocess.run(["sh", "-c", f"PIDS='{pids} {late.pid}'; " + monitor._proc_stat_sample()],
+        second = subprocess.run(["sh", "-c", f"PIDS='{pids} {late.pid}'; " + monitor._PROC_STAT],
                                 capture_output=True, text=True, check=True).stdout
     finally:
         for p in (busy, idle, late):

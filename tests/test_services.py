@@ -27,7 +27,6 @@ def test_parse_systemd_show(case):
 
 def test_systemd_commands_use_sudo_n_and_quote():
     assert S.systemd_action_cmd("restart", ["bot.service"]) == "sudo -n systemctl restart bot.service"
-    assert S.journal_cmd("bot.service", 50, follow=True) == "journalctl --no-pager -o short-iso -u bot.service -n 50 -f"
 
 
 def test_parse_process_status_ignores_junk():

@@ -113,10 +113,10 @@ def test_a_bad_sudoers_file_never_reaches_sudoers_d(fresh):
     cxn = connect(host, inv)
     try:
         put_file(cxn, host, "/etc/sudoers.d/fabops-app", "root ALL=(root) NOPASSWD: /usr/bin/true\n", mode="0440",
-                 root=True, validate="visudo -cf {tmp} >/dev/null")
+                 root=True, validate="visudo")
         with pytest.raises(CommandFailed, match="validation failed"):
             put_file(cxn, host, "/etc/sudoers.d/fabops-app", "this is ! not sudoers\n", mode="0440", root=True,
-                     validate="visudo -cf {tmp} >/dev/null")
+                     validate="visudo")
     finally:
         cxn.close()
     assert fresh.host.path("/etc/sudoers.d/fabops-app").read_text() == "root ALL=(root) NOPASSWD: /usr/bin/true\n"

@@ -4,17 +4,39 @@ import pytest
 from hypothesis import given, strategies as st
 
 from fabops.errors import SudoError
-from fabops.shell import in_dir, join, quote_path, sudo, sudo_failure, with_env
+from fabops.shell import Cmd, in_dir, inventory_shell, join, path, quote_path, raw, sh, sudo, sudo_failure, with_env
 
 
 def test_builders_exact_strings():
     assert sudo(["systemctl", "restart", "bot.service"]) == "sudo -n systemctl restart bot.service"
     assert join(["echo", "a b", "$(id)"]) == "echo 'a b' '$(id)'"
-    assert with_env("npm ci", {"PATH": "/usr/bin:/bin", "X": "a b"}) == "export PATH=/usr/bin:/bin X='a b'; npm ci"
-    assert with_env("npm ci", {}) == "npm ci"
+    npm = inventory_shell("npm ci")
+    assert with_env(npm, {"PATH": "/usr/bin:/bin", "X": "a b"}) == "export PATH=/usr/bin:/bin X='a b'; npm ci"
+    assert with_env(npm, {}) == "npm ci"
     assert quote_path("~/app dir") == "\"$HOME\"/'app dir'"
     assert quote_path("/srv/app") == "/srv/app"
-    assert in_dir("~/app", "ls") == "cd \"$HOME\"/app && ls"
+    assert in_dir("~/app", raw("ls")) == "cd \"$HOME\"/app && ls"
+
+
+def test_sh_quotes_every_plain_value_and_embeds_only_typed_parts():
+    cmd = sh("cat {f} {p} | {tail} -n {n} {words}", f="a b; $(id)", p=path("~/x y"), tail=raw("tail"), n=5,
+             words=["-x", "c'd"])
+    assert isinstance(cmd, Cmd)
+    assert cmd == "cat 'a b; $(id)' \"$HOME\"/'x y' | tail -n 5 -x 'c'\"'\"'d'"
+    assert sh("{inner}; echo", inner=cmd).startswith("cat 'a b; $(id)'")  # a Cmd embeds as it is
+    assert isinstance(sh("{a}", a="x") + "y", str)  # concatenation loses the type: sh() would quote it
+
+
+def test_plain_strings_are_never_taken_as_shell_code():
+    """in_dir, with_env and lines take commands; a str there would be shell
+    code spliced from nowhere."""
+    for call in (lambda: in_dir("~/app", "ls; id"), lambda: with_env("ls; id", {"X": "1"})):
+        with pytest.raises(TypeError):
+            call()
+    with pytest.raises(TypeError):
+        sh("echo {flag}", flag=True)
+    with pytest.raises(ValueError):
+        with_env(raw("true"), {"X; id": "1"})
 
 
 def test_sudo_failure_names_the_rule():

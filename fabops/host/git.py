@@ -7,11 +7,11 @@ from __future__ import annotations
 from typing import List, Optional, Sequence
 
 from ..errors import CommandFailed, UsageError
-from ..shell import join
+from ..shell import Cmd, as_cmd, join
 from ..validate import ref_problem
 
 
-def git(app_path: str, *args: str) -> str:
+def git(app_path: str, *args: str) -> Cmd:
     return join(["git", "-C", app_path, *args])
 
 
@@ -24,7 +24,7 @@ DRY_RUN_REF = "refs/fabops/dry-run"
 REF_FETCH = "refs/fabops/ref"
 
 
-def fetch_cmd(app_path: str, remote: str, branch: str, dry_run: bool = False) -> str:
+def fetch_cmd(app_path: str, remote: str, branch: str, dry_run: bool = False) -> Cmd:
     # An explicit refspec: update exactly remote/branch even in a checkout
     # cloned with --single-branch or a narrowed fetch config.
     if dry_run:
@@ -33,42 +33,42 @@ def fetch_cmd(app_path: str, remote: str, branch: str, dry_run: bool = False) ->
     return git(app_path, "fetch", "--quiet", "--prune", "--no-tags", remote, spec)
 
 
-def fetch_ref_cmd(app_path: str, remote: str, ref: str, dry_run: bool = False) -> str:
+def fetch_ref_cmd(app_path: str, remote: str, ref: str, dry_run: bool = False) -> Cmd:
     """Fetch a branch, tag or commit named by --ref into a ref of our own."""
     return git(app_path, "fetch", "--quiet", "--no-tags", remote, f"+{ref}:{DRY_RUN_REF if dry_run else REF_FETCH}/ref")
 
 
-def rev_parse_cmd(app_path: str, rev: str) -> str:
+def rev_parse_cmd(app_path: str, rev: str) -> Cmd:
     return git(app_path, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
 
 
-def status_cmd(app_path: str) -> str:
+def status_cmd(app_path: str) -> Cmd:
     # Untracked files are listed one by one; ignored files (.env, node_modules) are not.
     return git(app_path, "status", "--porcelain=v1", "-z", "--untracked-files=all")
 
 
-def diff_names_cmd(app_path: str, old: str, new: str) -> str:
+def diff_names_cmd(app_path: str, old: str, new: str) -> Cmd:
     return git(app_path, "diff", "--name-only", "-z", old, new, "--")
 
 
-def checkout_cmd(app_path: str, branch: str, sha: str) -> str:
+def checkout_cmd(app_path: str, branch: str, sha: str) -> Cmd:
     # -B keeps a named branch pointing at what is deployed, so `git status`
     # and `git log` on the host read naturally.
     return git(app_path, "checkout", "--quiet", "--force", "-B", branch, sha)
 
 
-def show_cmd(app_path: str, sha: str, path: str) -> str:
+def show_cmd(app_path: str, sha: str, path: str) -> Cmd:
     return git(app_path, "show", f"{sha}:{path}")
 
 
-def describe_cmd(app_path: str, sha: str) -> str:
+def describe_cmd(app_path: str, sha: str) -> Cmd:
     # %x1f (unit separator) cannot appear in a subject or a name; the output
     # is always UTF-8, whatever the commit's own encoding.
     return join(["git", "-c", "i18n.logOutputEncoding=UTF-8", "-C", app_path, "log", "-1",
                  "--format=%s%x1f%an", sha, "--"])
 
 
-def tree_has_cmd(app_path: str, sha: str, paths: Sequence[str]) -> str:
+def tree_has_cmd(app_path: str, sha: str, paths: Sequence[str]) -> Cmd:
     """Which of `paths` the commit's tree holds (literal paths, NUL-separated)."""
     return join(["git", "--literal-pathspecs", "-C", app_path, "ls-tree", "-r", "-z", "--name-only", sha, "--",
                  *paths])
@@ -123,8 +123,8 @@ class Git:
         self.path = app_path
         self.env = env
 
-    def run(self, cmd: str, what: str, warn: bool = False):
-        result = self.c.run(cmd, hide=True, warn=True, in_stream=False, env=self.env or {})
+    def run(self, cmd: Cmd, what: str, warn: bool = False):
+        result = self.c.run(as_cmd(cmd), hide=True, warn=True, in_stream=False, env=self.env or {})
         if not result.ok and not warn:
             last = (result.stderr or result.stdout).strip().splitlines()
             raise CommandFailed(f"{what} failed: {last[-1] if last else 'exit ' + str(result.exited)}")

@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Sequence
 from .. import errors
 from ..errors import FabopsError, LockedError
 from ..inventory import DepRule, Host, Service
-from ..shell import in_dir
+from ..shell import in_dir, inventory_shell, join
 from .events import EventLog, new_run_id
 from .files import HostPaths, append_json, append_line, ensure_dir, tail_jsonl
 from .git import DRY_RUN_REF, Git, check_ref, paths_match
@@ -309,10 +309,9 @@ class Pipeline:
         """Our target without touching the checkout (ls-remote needs no lock)."""
         if self.opts.ref:
             return self.git.resolve(self.opts.ref)
-        r = self.c.run(
-            f"git -C {_q(self.app)} ls-remote {_q(self.host.app.remote)} {_q('refs/heads/' + self.host.app.branch)}",
-            hide=True, warn=True, in_stream=False, env=self.host.env or {},
-        )
+        r = self.c.run(join(["git", "-C", self.app, "ls-remote", self.host.app.remote,
+                             "refs/heads/" + self.host.app.branch]),
+                       hide=True, warn=True, in_stream=False, env=self.host.env or {})
         return r.stdout.split()[0] if r.ok and r.stdout.strip() else None
 
     # ---------------------------------------------------------------- the run
@@ -633,7 +632,7 @@ class Pipeline:
         cwd = os.path.normpath(os.path.join(self.app, rule.cwd))
         with self.step(f"{label}: {rule.run}") as st:
             result = self.c.run(
-                in_dir(cwd, rule.run), hide=True, warn=True, in_stream=False, env=self.host.env or {}
+                in_dir(cwd, inventory_shell(rule.run)), hide=True, warn=True, in_stream=False, env=self.host.env or {}
             )
             output = (result.stdout + result.stderr).strip()
             self._log_output(f"{label} `{rule.run}` in {rule.cwd}", output)
@@ -692,7 +691,7 @@ class Pipeline:
         base = os.path.abspath(os.path.expanduser(self.host.backup_dir))
         dest = ensure_dir(os.path.join(base, "local-changes", f"{stamp}-{self.run_id[-6:]}"))
         os.chmod(base, 0o700)
-        patch = self.git.run(f"git -C {_q(self.app)} diff --binary HEAD", "git diff").stdout
+        patch = self.git.run(join(["git", "-C", self.app, "diff", "--binary", "HEAD"]), "git diff").stdout
         with open(os.path.join(dest, "tracked.patch"), "w", encoding="utf-8") as fh:
             fh.write(patch)
         if untracked:
@@ -705,7 +704,7 @@ class Pipeline:
             fh.write("\n".join(dirty) + "\n")
         for name in os.listdir(dest):
             os.chmod(os.path.join(dest, name), 0o600)
-        self.git.run(f"git -C {_q(self.app)} reset --quiet --hard", "git reset")
+        self.git.run(join(["git", "-C", self.app, "reset", "--quiet", "--hard"]), "git reset")
         for rel in untracked:  # saved above; only these, never a blanket clean
             os.remove(os.path.join(self.app, rel))
         self.say(f"saved local changes to {dest}")
@@ -954,10 +953,6 @@ def read_history(host: Host, n: int = 20) -> List[dict]:
     return tail_jsonl(HostPaths.for_home(host.home).history, n)
 
 
-def _q(text: str) -> str:
-    import shlex
-
-    return shlex.quote(text)
 
 
 def _status_path(entry: str) -> str:

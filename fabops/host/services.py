@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Sequence
 
 from ..errors import CommandFailed
 from ..inventory import Host, Service
-from ..shell import q, quote_path, sudo, sudo_failure
+from ..shell import Cmd, as_cmd, lines, path, raw, sh, sudo, sudo_failure
 
 STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL
 
@@ -38,15 +38,16 @@ class ServiceStatus:
 # ---------------------------------------------------------------- systemd
 
 
-def systemd_action_cmd(action: str, units: Sequence[str]) -> str:
+def systemd_action_cmd(action: str, units: Sequence[str]) -> Cmd:
     return sudo(["systemctl", action, *units])
 
 
-def systemd_status_cmd(units: Sequence[str]) -> str:
+def systemd_status_cmd(units: Sequence[str]) -> Cmd:
     # --timestamp=unix needs systemd 248; older ones (Debian bullseye's 247)
     # refuse the whole command, so fall back to the default timestamp format.
-    props = "-p Id,ActiveState,SubState,MainPID,ExecMainStartTimestamp " + " ".join(q(u) for u in units)
-    return f"{{ systemctl show --timestamp=unix {props} 2>/dev/null || systemctl show {props}; }}"
+    return sh("{{ systemctl show --timestamp=unix -p Id,ActiveState,SubState,MainPID,ExecMainStartTimestamp {units} "
+              "2>/dev/null || systemctl show -p Id,ActiveState,SubState,MainPID,ExecMainStartTimestamp {units}; }}",
+              units=list(units))
 
 
 def parse_systemd_show(output: str, units: Sequence[str]) -> Dict[str, ServiceStatus]:
@@ -99,27 +100,18 @@ def _parse_systemd_time(stamp: str) -> Optional[float]:
     return None
 
 
-def journal_cmd(unit: str, lines: int = 100, follow: bool = False, since: Optional[str] = None) -> str:
-    argv = ["journalctl", "--no-pager", "-o", "short-iso", "-u", unit, "-n", str(int(lines))]
-    if since:
-        argv += ["--since", since]
-    if follow:
-        argv.append("-f")
-    return " ".join(q(a) for a in argv)
-
-
 # ---------------------------------------------------------------- process
 
 # Shell helpers: `alive PID START` is true when PID runs and is the same
 # process that was started (its start time matches), so a recycled PID in a
 # stale pidfile is never signalled.
-_PRELUDE = r"""
+_PRELUDE = raw(r"""
 stat_of() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null; }
 alive() {
   set -- "$1" "$2" $(stat_of "$1")
   [ -n "$3" ] && [ "$3" != Z ] && [ "$3" != X ] && { [ -z "$2" ] || [ "$2" = "${22}" ]; }
 }
-"""
+""")
 
 
 def _svc_files(home: str, name: str):
@@ -141,54 +133,51 @@ def exec_form(command: str) -> str:
     return command
 
 
-def process_start_cmd(home: str, app_path: str, svc: Service) -> str:
+def process_start_cmd(home: str, app_path: str, svc: Service) -> Cmd:
     base, pidfile, log = _svc_files(home, svc.name)
     workdir = posixpath.normpath(posixpath.join(app_path, svc.workdir))
     # setsid: own session and process group, so stop can signal the whole
-    # group and the service survives the SSH session that started it.
-    inner = q(exec_form(svc.command or "false"))
-    return (
-        _PRELUDE
-        + f"mkdir -p {quote_path(base)} && chmod 700 {quote_path(base)} && cd {quote_path(workdir)} || exit 1\n"
-        + f"setsid sh -c {inner} >>{quote_path(log)} 2>&1 </dev/null &\n"
-        + "pid=$!\n"
-        + 'set -- $(stat_of "$pid")\n'
-        + f'echo "$pid ${{20}}" > {quote_path(pidfile)}.tmp && mv {quote_path(pidfile)}.tmp {quote_path(pidfile)}\n'
-        + 'echo "started $pid"\n'
-    )
+    # group and the service survives the SSH session that started it. The
+    # service's command (hosts.yml shell code) is one quoted word for sh -c.
+    return sh(
+        "{prelude}mkdir -p {base} && chmod 700 {base} && cd {workdir} || exit 1\n"
+        "setsid sh -c {inner} >>{log} 2>&1 </dev/null &\n"
+        "pid=$!\n"
+        'set -- $(stat_of "$pid")\n'
+        'echo "$pid ${{20}}" > {pidtmp} && mv {pidtmp} {pidfile}\n'
+        'echo "started $pid"\n',
+        prelude=_PRELUDE, base=path(base), workdir=path(workdir), inner=exec_form(svc.command or "false"),
+        log=path(log), pidtmp=path(pidfile + ".tmp"), pidfile=path(pidfile))
 
 
-def process_stop_cmd(home: str, svc: Service, grace: float = STOP_GRACE) -> str:
+def process_stop_cmd(home: str, svc: Service, grace: float = STOP_GRACE) -> Cmd:
     """Stop via the pidfile; no `exit`, so it can be followed by a start."""
     _, pidfile, _ = _svc_files(home, svc.name)
-    ticks = max(1, int(grace * 10))
-    pf = quote_path(pidfile)
-    return (
-        _PRELUDE
-        + f"if [ -r {pf} ]; then\n"
-        + f"  read pid start < {pf}\n"
-        + '  if alive "$pid" "$start"; then\n'
-        + '    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null\n'
-        + f'    i=0; while alive "$pid" "$start" && [ $i -lt {ticks} ]; do sleep 0.1; i=$((i+1)); done\n'
-        + '    if alive "$pid" "$start"; then kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid"; echo killed; else echo stopped; fi\n'
-        + "  fi\n"
-        + f"  rm -f {pf}\n"
-        + "fi\n"
-    )
+    return sh(
+        "{prelude}if [ -r {pf} ]; then\n"
+        "  read pid start < {pf}\n"
+        '  if alive "$pid" "$start"; then\n'
+        '    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null\n'
+        '    i=0; while alive "$pid" "$start" && [ $i -lt {ticks} ]; do sleep 0.1; i=$((i+1)); done\n'
+        '    if alive "$pid" "$start"; then kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid"; echo killed; '
+        "else echo stopped; fi\n"
+        "  fi\n"
+        "  rm -f {pf}\n"
+        "fi\n",
+        prelude=_PRELUDE, pf=path(pidfile), ticks=max(1, int(grace * 10)))
 
 
-def process_status_cmd(home: str, services: Sequence[Service]) -> str:
-    lines = [_PRELUDE]
+def process_status_cmd(home: str, services: Sequence[Service]) -> Cmd:
+    checks = [_PRELUDE]
     for svc in services:
         _, pidfile, _ = _svc_files(home, svc.name)
-        pf = quote_path(pidfile)
-        lines.append(
-            f"if [ -r {pf} ]; then read pid start < {pf}; "
-            f'if alive "$pid" "$start"; then echo {q(svc.name)}" active $pid $(stat -c %Y /proc/$pid)"; '
-            f'else echo {q(svc.name)}" stale $pid -"; fi; '
-            f"else echo {q(svc.name)}' inactive - -'; fi"
-        )
-    return "\n".join(lines) + "\n"
+        checks.append(sh(
+            "if [ -r {pf} ]; then read pid start < {pf}; "
+            'if alive "$pid" "$start"; then echo {name}" active $pid $(stat -c %Y /proc/$pid)"; '
+            'else echo {name}" stale $pid -"; fi; '
+            "else echo {name}' inactive - -'; fi",
+            pf=path(pidfile), name=svc.name))
+    return sh("{body}\n", body=lines(checks))
 
 
 def parse_process_status(output: str, names: Sequence[str]) -> Dict[str, ServiceStatus]:
@@ -208,11 +197,6 @@ def process_log_path(home: str, svc: Service) -> str:
     return _svc_files(home, svc.name)[2]
 
 
-def process_logs_cmd(home: str, svc: Service, lines: int = 100, follow: bool = False) -> str:
-    log = quote_path(process_log_path(home, svc))
-    return f"tail -n {int(lines)} {'-F ' if follow else ''}{log}"
-
-
 # ---------------------------------------------------------------- runner
 
 
@@ -227,8 +211,8 @@ class ServiceManager:
         self.home = home or host.home
         self.app_path = app_path or host.app.path
 
-    def _run(self, cmd: str, what: str, argv=None):
-        result = self.c.run(cmd, hide=True, warn=True, in_stream=False)
+    def _run(self, cmd: Cmd, what: str, argv=None):
+        result = self.c.run(as_cmd(cmd), hide=True, warn=True, in_stream=False)
         if not result.ok:
             err = sudo_failure(result.stderr, argv or [], host=self.host.name) if argv else None
             if err:
@@ -239,8 +223,9 @@ class ServiceManager:
 
     def start(self, svc: Service) -> None:
         if svc.manager == "systemd":
-            self._run(systemd_action_cmd("reset-failed", [svc.name]) + " 2>/dev/null; "
-                      + systemd_action_cmd("start", [svc.name]), f"start {svc.name}", ["systemctl", "start", svc.name])
+            self._run(sh("{reset} 2>/dev/null; {start}", reset=systemd_action_cmd("reset-failed", [svc.name]),
+                         start=systemd_action_cmd("start", [svc.name])),
+                      f"start {svc.name}", ["systemctl", "start", svc.name])
         else:
             self._run(process_start_cmd(self.home, self.app_path, svc), f"start {svc.name}")
 
@@ -255,14 +240,12 @@ class ServiceManager:
             # A unit that hit systemd's start limit (5 starts in 10 s) refuses
             # every restart until reset-failed; fabops keeps its own backoff
             # (3 automatic restarts an hour), so clearing systemd's is safe.
-            self._run(
-                systemd_action_cmd("reset-failed", [svc.name]) + " 2>/dev/null; "
-                + systemd_action_cmd("restart", [svc.name]),
-                f"restart {svc.name}", ["systemctl", "restart", svc.name],
-            )
+            self._run(sh("{reset} 2>/dev/null; {restart}", reset=systemd_action_cmd("reset-failed", [svc.name]),
+                         restart=systemd_action_cmd("restart", [svc.name])),
+                      f"restart {svc.name}", ["systemctl", "restart", svc.name])
         else:
-            self._run(process_stop_cmd(self.home, svc) + process_start_cmd(self.home, self.app_path, svc),
-                      f"restart {svc.name}")
+            self._run(sh("{stop}{start}", stop=process_stop_cmd(self.home, svc),
+                         start=process_start_cmd(self.home, self.app_path, svc)), f"restart {svc.name}")
 
     def status(self, services: Optional[Sequence[Service]] = None) -> Dict[str, ServiceStatus]:
         """Every service's status in one round trip per back end."""

@@ -145,8 +145,6 @@ def _interactive() -> bool:
 def _run_deploys(inventory, hosts, opts, parallel, rolling, json, accept_new, connect_timeout):
     from ..connection import close_quietly, connect
     from ..deploy import deploy_host
-    from ..fanout import FanoutResult, HostResult, run_hosts
-
     timeout = check_timeout(connect_timeout, "--connect-timeout")
     inv, chosen = select(inventory, hosts)
     live = None if json or not _interactive() else _LiveBoard([h.name for h in chosen])

@@ -1,8 +1,6 @@
 """`inv monitor` and `inv logs`: look at hosts from the laptop (agentless)."""
 from __future__ import annotations
 
-import os
-import sys
 import threading
 import time
 
@@ -52,7 +50,7 @@ def render_host(facts, host, show_history=False):
     from rich.panel import Panel
     from rich.table import Table
 
-    from ..render import RESULT_STYLE, ago, console, fmt_duration, service_labels, short, status_cell
+    from ..render import RESULT_STYLE, ago, fmt_duration, service_labels, short, status_cell
 
     th = host.thresholds
     # one space between columns and nothing that wraps mid-cell: the panel
@@ -188,7 +186,7 @@ def monitor(c, hosts=None, json=False, watch=None, history=False, parallel=10, i
             accept_new=False, connect_timeout=None):
     """Show a dashboard of each host's services, resources and deploy state (Nagios exit codes)."""
     from ..connection import close_quietly, connect
-    from ..fanout import HostResult, run_hosts
+    from ..fanout import run_hosts
     from ..render import console
 
     parallel = check_parallel(parallel)

@@ -5,7 +5,6 @@ may import paramiko, fabric or rich at module level.
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
 
