@@ -107,7 +107,7 @@ def rest_column(table, width: int, fixed, wide: bool) -> dict:
     pad_left, pad_right = table.padding[3], table.padding[1]
     frame += (pad_left + pad_right) * n - (0 if table.pad_edge else pad_left + pad_right)
     return {"overflow": "fold" if wide else "ellipsis", "no_wrap": not wide,
-            "max_width": max(16, width - sum(fixed) - frame)}
+            "max_width": max(10, width - sum(fixed) - frame)}
 
 
 def short(sha) -> str:

@@ -111,6 +111,34 @@ def test_monitor_panel(width, frozen, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("width", WIDTHS)
+def test_monitor_several_hosts(width, frozen, capsys, monkeypatch):
+    """The summary table first (one row per host), then the panel of the
+    host that is not OK; an unreachable host is a row with its error."""
+    from fabops import errors, inventory, monitor
+    from fabops.errors import UnreachableError
+    from fabops.fanout import HostResult
+    from fabops.render import console
+    from fabops.tasks.observe import render_all
+
+    import yaml
+
+    case = json.loads((ROOT / "tests" / "fixtures" / "parse_monitor" / "systemd_bot_down.json").read_text())
+    inv = inventory.loads(yaml.safe_dump({"hosts": {"find-to-do": case["host"]}}), "x.yml")
+    host = inv.hosts["find-to-do"]
+    facts = monitor.parse(case["output"], host, case["now"])
+    code, findings = monitor.evaluate(facts, host, case["now"])
+    facts.update(status=errors.NAMES[code], code=code,
+                 findings=[{"level": errors.NAMES[c], "message": m} for c, m in findings])
+    results = [HostResult("find-to-do", value=facts, code=code),
+               HostResult("staging", error=UnreachableError("cannot connect to ec2-user@10.20.30.40:2222: timed out"),
+                          code=3, seconds=10.0)]
+    text = render(capsys, monkeypatch, width,
+                  lambda: console().print(render_all(results, {"find-to-do": host, "staging": host})))
+    assert "staging" in text and "UNREACHABLE" in text  # the error itself: stderr, one line per host
+    check("monitor-hosts", width, text)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("wide", [False, True])
 def test_hosts(width, wide):
     from tests.conftest import run_cli

@@ -123,32 +123,59 @@ def render_host(facts, host, show_history=False):
     return Panel(Group(svc_table, *lines), title=title, title_align="left")
 
 
+def _summary_table(results):
+    """One row per host. The facts never wrap; the findings take what is
+    left and are cut at the width (each host that is not OK gets its full
+    panel below the table)."""
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
+
+    from ..render import console, rest_column, status_cell
+
+    def pct(value):
+        return "?" if value is None else f"{value:g}%"
+
+    rows = []
+    for r in results:
+        if r.ok:
+            f = r.value
+            up = sum(1 for s in f["services"] if s["active"])
+            rows.append((r.host, f["code"], f"{up}/{len(f['services'])}", pct(f["cpu"]), pct(f["memory"]),
+                         pct(f["disk"]), escape("; ".join(x["message"] for x in f["findings"]))))
+        else:
+            rows.append((r.host, r.code, "", "", "", "", f"[red]{escape(str(getattr(r.error, 'message', r.error)))}[/red]"))
+    table = Table(title="monitor", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    fixed = [max([len("host")] + [len(row[0]) for row in rows]),
+             max([len("status")] + [Text.from_markup(status_cell(row[1])).cell_len for row in rows])]
+    table.add_column("host", no_wrap=True, min_width=fixed[0])
+    table.add_column("status", no_wrap=True, min_width=fixed[1])
+    for i, col in enumerate(("up", "CPU", "mem", "disk"), start=2):  # short: the findings get the room
+        fixed.append(max([len(col)] + [len(row[i]) for row in rows]))
+        table.add_column(col, no_wrap=True, min_width=fixed[-1])
+    table.add_column("detail", **rest_column(table, console().width, fixed, wide=False))
+    for host, code, *cells, detail in rows:
+        table.add_row(escape(host), status_cell(code), *cells, detail)
+    return table
+
+
 def render_all(results, hosts_by_name, show_history=False):
     """One panel per host; with several hosts a summary table first, and
     details only for the hosts that are not OK."""
     from rich.console import Group
-    from rich.table import Table
 
     from ..render import status_cell
 
     parts = []
     many = len(results) > 1
     if many:
-        table = Table(title="monitor", title_justify="left")
-        for col in ("host", "status", "services", "CPU", "memory", "disk", "detail"):
-            table.add_column(col, overflow="fold")
-        for r in results:
-            if r.ok:
-                f = r.value
-                up = sum(1 for s in f["services"] if s["active"])
-                table.add_row(r.host, status_cell(f["code"]), f"{up}/{len(f['services'])}",
-                              "?" if f["cpu"] is None else f"{f['cpu']:g}%",
-                              "?" if f["memory"] is None else f"{f['memory']:g}%",
-                              "?" if f["disk"] is None else f"{f['disk']:g}%",
-                              "; ".join(x["message"] for x in f["findings"][:2]))
-            else:
-                table.add_row(r.host, status_cell(r.code), "", "", "", "", f"[red]{getattr(r.error, 'message', r.error)}[/red]")
-        parts.append(table)
+        from rich.markup import escape
+
+        parts.append(_summary_table(results))
+        # an unreachable host has no panel: its whole error, under the table
+        parts.extend(f"[red]{escape(r.host)}: {escape(str(getattr(r.error, 'message', r.error)))}[/red]"
+                     for r in results if not r.ok)
     for r in results:
         if r.ok and (not many or r.value["code"] != E.OK):
             parts.append(render_host(r.value, hosts_by_name[r.host], show_history))
