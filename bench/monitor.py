@@ -106,7 +106,7 @@ def main(runs: int = 7) -> None:
 
         from fabops import inventory
         from fabops.connection import connect
-        from fabops.tasks.observe import sample
+        from fabops.monitor import sample
 
         I = inventory.load(str(inv))
         cxn = connect(I.hosts["h1"], I)

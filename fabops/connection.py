@@ -45,13 +45,6 @@ def fingerprint(key) -> str:
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
-def known_hosts_name(hostname: str, port: Optional[int]) -> str:
-    """The name under which OpenSSH (and paramiko) file a host key."""
-    if port in (None, 22):
-        return hostname
-    return f"[{hostname}]:{port}"
-
-
 def user_known_hosts() -> str:
     return os.path.expanduser("~/.ssh/known_hosts")
 

@@ -133,13 +133,23 @@ def stop_services(c, host) -> None:
             pass
 
 
-def run_demo(base: Path, local_entry: dict, say: Callable[[str], None], show: Callable[[object], None],
+@dataclass
+class DemoViews:
+    """How the task layer shows what the demo gathers: the library returns
+    data and never renders (docs/architecture.md, "Layers")."""
+
+    dashboard: Callable[[dict, object], None]  # (monitor facts, host)
+    history: Callable[[str, list], None]  # (host name, history records)
+    status: Callable[[str, dict], None]  # (host name, status data)
+
+
+def run_demo(base: Path, local_entry: dict, say: Callable[[str], None], views: DemoViews,
              keep: bool = False) -> DemoResult:
     from . import inventory
     from .connection import local_context
     from .deploy import DeployOptions, deploy_host
+    from .monitor import gather
     from .remote import gather_status, read_remote_history
-    from .tasks.observe import gather, render_all
 
     if not sys.platform.startswith("linux"):
         raise UsageError(f"the demo needs Linux (/proc, setsid, flock); this is {sys.platform}")
@@ -168,10 +178,8 @@ def run_demo(base: Path, local_entry: dict, say: Callable[[str], None], show: Ca
         return res.get("result") == expect, f"{res.get('result')}: {res.get('message')}"
 
     def dashboard():
-        from .fanout import HostResult
-
         facts = gather(c, host)
-        show(render_all([HostResult(host.name, value=facts, code=facts["code"])], {host.name: host}))
+        views.dashboard(facts, host)
         return _app_is_green(facts, host)
 
     try:
@@ -199,10 +207,8 @@ def run_demo(base: Path, local_entry: dict, say: Callable[[str], None], show: Ca
         step("4. Push a crash-on-boot v3 and deploy it: the health gate fails, it rolls back", bad_commit)
 
         def wrap_up():
-            from .render import history_table, status_panel
-
-            history_table(host.name, read_remote_history(c, host, 10))
-            status_panel(host.name, gather_status(c, host))
+            views.history(host.name, read_remote_history(c, host, 10))
+            views.status(host.name, gather_status(c, host))
             return dashboard()
 
         step("5. History, status and the dashboard: healthy on v2, v3 held back", wrap_up)

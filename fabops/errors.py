@@ -131,9 +131,3 @@ class CommandFailed(FabopsError):
     """A command on the host failed; the message carries its last stderr line."""
 
     exit_code = FAILED
-
-
-class BrokenError(FabopsError):
-    """It failed and the recovery failed too: a person is needed."""
-
-    exit_code = BROKEN

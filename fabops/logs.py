@@ -9,9 +9,8 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from . import errors
 from .errors import UsageError
@@ -19,7 +18,6 @@ from .host.services import process_log_path
 from .inventory import Host, Inventory
 from .shell import Cmd, join, lines as seq, path, raw, sh
 
-COLORS = ("cyan", "magenta", "green", "yellow", "blue", "bright_cyan", "bright_magenta", "bright_green")
 
 
 def log_command(host: Host, source: str, service: Optional[str], lines: int, errors_only: bool,
@@ -71,61 +69,30 @@ def _file_cmd(paths: List[str], lines: int, errors_only: bool, follow: bool) -> 
     return sh("tail -q -n {n} {files} 2>/dev/null", n=lines, files=files)
 
 
-class _Out:
-    """Host-prefixed, coloured lines on stdout; whole lines only. With
-    `source` set (logs --json), each line is one JSON object instead:
-    {"host", "source", "line"} (JSON lines, docs/json.md)."""
+class _Lines:
+    """Whole lines of one host's output, each handed to `emit(host, line)`."""
 
-    lock = threading.Lock()
-
-    def __init__(self, name: str, color: str, width: int, plain: bool, source: Optional[str] = None):
-        self.name = name
-        self.prefix = (f"{name}".ljust(width) + " | ") if plain else None
-        self.rich_prefix = f"[{color}]{name.ljust(width)}[/{color}] | "
-        self.buf = ""
-        self.plain = plain
-        self.source = source
+    def __init__(self, host: str, emit: Callable[[str, str], None]):
+        self.host, self.emit, self.buf = host, emit, ""
 
     def feed(self, text: str) -> None:
         self.buf += text.replace("\r\n", "\n").replace("\r", "\n")
         while "\n" in self.buf:
             line, self.buf = self.buf.split("\n", 1)
-            self.line(line)
-
-    def line(self, line: str) -> None:
-        with self.lock:
-            if self.source:
-                import json
-
-                sys.stdout.write(json.dumps({"host": self.name, "source": self.source, "line": line},
-                                            ensure_ascii=False) + "\n")
-            elif self.plain:
-                sys.stdout.write(self.prefix + line + "\n")
-            else:
-                from rich.markup import escape
-
-                from .render import console
-
-                console().print(self.rich_prefix + escape(line), soft_wrap=True)
-            sys.stdout.flush()
+            self.emit(self.host, line)
 
     def close(self) -> None:
         if self.buf:
-            self.line(self.buf)
+            self.emit(self.host, self.buf)
             self.buf = ""
 
 
-def _outs(hosts: List[Host], as_json: Optional[str] = None):
-    width = max(len(h.name) for h in hosts)
-    plain = not sys.stdout.isatty()
-    return {h.name: _Out(h.name, COLORS[i % len(COLORS)], width, plain, as_json) for i, h in enumerate(hosts)}
-
-
 def read_logs(inv: Inventory, hosts: List[Host], *, source, service, lines, errors_only, since,
-              accept_new=False, connect_timeout=None, as_json: bool = False) -> int:
+              emit: Callable[[str, str], None], accept_new=False, connect_timeout=None):
+    """Each host's lines, as `emit(host, line)` events, host by host; returns
+    the fan-out result (the task reports the hosts that failed)."""
     from .connection import close_quietly, connect
     from .fanout import run_hosts
-    from .render import host_errors
 
     def one(host):
         cmd = log_command(host, source, service, lines, errors_only, since, follow=False)
@@ -136,17 +103,12 @@ def read_logs(inv: Inventory, hosts: List[Host], *, source, service, lines, erro
             close_quietly(cxn)
 
     outcome = run_hosts(hosts, one)
-    outs = _outs(hosts, source if as_json else None) if len(hosts) > 1 or as_json else None
     for r in outcome.results:
         if r.ok:
-            if outs:
-                outs[r.host].feed(r.value)
-                outs[r.host].close()
-            else:
-                sys.stdout.write(r.value)
-    sys.stdout.flush()
-    host_errors(outcome.results)
-    return outcome.code
+            out = _Lines(r.host, emit)
+            out.feed(r.value)
+            out.close()
+    return outcome
 
 
 # Seconds between reconnect attempts after a follow lost its link.
@@ -157,8 +119,8 @@ PROBE_EVERY = 10.0
 
 
 def follow_logs(inv: Inventory, hosts: List[Host], *, source, service, lines, errors_only, since,
-                accept_new=False, connect_timeout=None, stop: Optional[threading.Event] = None,
-                notice=None, as_json: bool = False) -> int:
+                emit: Callable[[str, str], None], notice: Callable[[str, str], None],
+                accept_new=False, connect_timeout=None, stop: Optional[threading.Event] = None) -> int:
     """Follow on every host at once until `stop` is set (Ctrl-C) or every stream ends.
 
     Each host streams in its own thread, connect included, so the caller's
@@ -166,10 +128,11 @@ def follow_logs(inv: Inventory, hosts: List[Host], *, source, service, lines, er
     host is connecting, streaming or reconnecting. A host whose link drops
     is reconnected with backoff and resumes with new lines only; a host that
     cannot be reached at the start is reported and not retried.
+    Lines go to `emit(host, line)`, one thread per host (emit must be
+    thread-safe); link news to `notice(host, text)`.
     Returns the worst exit code of the hosts that failed at the start."""
     stop = stop or threading.Event()
-    notice = notice or (lambda host, text: sys.stderr.write(f"{host}: {text}\n"))
-    outs = _outs(hosts, source if as_json else None)
+    outs = {h.name: _Lines(h.name, emit) for h in hosts}
     streams = []
     for host in hosts:
         first = log_command(host, source, service, lines, errors_only, since, follow=True)
@@ -193,7 +156,7 @@ def follow_logs(inv: Inventory, hosts: List[Host], *, source, service, lines, er
 class _Stream:
     """One host's follow: connect, stream, and reconnect after a lost link."""
 
-    def __init__(self, host: Host, inv: Inventory, first: str, resume: str, out: _Out, stop: threading.Event,
+    def __init__(self, host: Host, inv: Inventory, first: str, resume: str, out: _Lines, stop: threading.Event,
                  notice, *, accept_new: bool, connect_timeout):
         self.host, self.inv, self.out, self.stop, self.notice = host, inv, out, stop, notice
         self.commands = (first, resume)

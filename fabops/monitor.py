@@ -469,3 +469,25 @@ def check_schema(value, schema, path: str = "$") -> List[str]:
     if not isinstance(value, types):
         return [f"{path}: {type(value).__name__} is not {'/'.join(t.__name__ for t in types)}"]
     return []
+
+
+# ---------------------------------------------------------------- one refresh
+
+
+def gather(cxn, host):
+    """One exec: the whole fact script. Returns the facts, judged."""
+    return sample(cxn, host)[0]
+
+
+def sample(cxn, host, previous=None):
+    """(facts, raw output). With the previous refresh's raw output, the CPU
+    window runs from that refresh to this one and the script waits for
+    nothing (monitor --watch)."""
+    result = cxn.run(monitor_script(host, window=0 if previous else CPU_WINDOW), hide=True, warn=True,
+                     in_stream=False)
+    facts = parse(result.stdout, host, previous=previous)
+    code, findings = evaluate(facts, host)
+    facts["status"] = errors.NAMES.get(code, str(code))
+    facts["code"] = code
+    facts["findings"] = [{"level": errors.NAMES.get(c, str(c)), "message": m} for c, m in findings]
+    return facts, result.stdout

@@ -8,41 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from .errors import CommandFailed
-from .fanout import FanoutResult, run_hosts
 from .host.services import parse_process_status, parse_systemd_show, process_status_cmd, systemd_status_cmd
 from .inventory import Host
 from .probe import MARK, split_sections
 from .shell import Cmd, lines, path, quote_path, sh
-
-
-def for_each_host(
-    inventory: Optional[str],
-    hosts: Optional[str],
-    fn: Callable[[Any, Host], Any],
-    *,
-    parallel: int = 10,
-    accept_new: bool = False,
-    connect_timeout=None,
-) -> FanoutResult:
-    """Load the inventory, select hosts, and run `fn(connection, host)` on each
-    in bounded parallel, one connection per host, closed afterwards."""
-    from .connection import close_quietly, connect
-    from .tasks._base import check_timeout, select
-
-    timeout = check_timeout(connect_timeout, "--connect-timeout")
-    inv, chosen = select(inventory, hosts)
-
-    def one(host: Host):
-        cxn = connect(host, inv, accept_new=accept_new, connect_timeout=timeout)
-        try:
-            return fn(cxn, host)
-        finally:
-            close_quietly(cxn)
-
-    return run_hosts(chosen, one, parallel=parallel)
 
 
 def home_file(host: Host, name: str) -> Cmd:

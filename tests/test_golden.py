@@ -62,7 +62,7 @@ HISTORY = [
 @pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("wide", [False, True])
 def test_history(width, wide, frozen, capsys, monkeypatch):
-    from fabops.render import history_table
+    from fabops.tasks.render import history_table
 
     text = render(capsys, monkeypatch, width, history_table, "find-to-do", HISTORY, wide=wide)
     assert "3f2a9c1d7e→9b8c7d6e5f" in text and "UTC" in text  # 10-character SHAs, times with their zone
@@ -71,7 +71,7 @@ def test_history(width, wide, frozen, capsys, monkeypatch):
 
 @pytest.mark.parametrize("width", WIDTHS)
 def test_status(width, frozen, capsys, monkeypatch):
-    from fabops.render import status_panel
+    from fabops.tasks.render import status_panel
 
     data = {
         "services": [
@@ -95,7 +95,7 @@ def test_status(width, frozen, capsys, monkeypatch):
 @pytest.mark.parametrize("width", WIDTHS)
 def test_monitor_panel(width, frozen, capsys, monkeypatch):
     from fabops import errors, inventory, monitor
-    from fabops.render import console
+    from fabops.tasks.render import console
     from fabops.tasks.observe import render_host
 
     case = json.loads((ROOT / "tests" / "fixtures" / "parse_monitor" / "systemd_bot_down.json").read_text())
@@ -117,7 +117,7 @@ def test_monitor_several_hosts(width, frozen, capsys, monkeypatch):
     from fabops import errors, inventory, monitor
     from fabops.errors import UnreachableError
     from fabops.fanout import HostResult
-    from fabops.render import console
+    from fabops.tasks.render import console
     from fabops.tasks.observe import render_all
 
     import yaml

@@ -203,7 +203,7 @@ def test_a_watch_refresh_measures_cpu_from_the_previous_refresh(tmp_path):
     (["same-x", "same-x"], ["same-x", "same-x"]),  # would merge: left as they are
 ])
 def test_service_labels_drop_the_shared_prefix_and_suffix(names, labels):
-    from fabops.render import service_labels
+    from fabops.tasks.render import service_labels
 
     got = service_labels(names)
     assert [got[n] for n in names] == labels
@@ -229,7 +229,7 @@ def test_the_find_to_do_panel_tells_both_services_apart_at_80_columns():
     text = buf.getvalue()
     assert all(len(line) <= 80 for line in text.splitlines()), text
     labels = [s["name"] for s in facts["services"]]
-    from fabops.render import service_labels
+    from fabops.tasks.render import service_labels
 
     for label in service_labels(labels).values():
         assert label in text, text

@@ -74,7 +74,7 @@ def test_exactly_one_exec_per_host_per_refresh(deployed, mocker):
 
     from fabops import inventory
     from fabops.connection import connect
-    from fabops.tasks.observe import gather
+    from fabops.monitor import gather
 
     inv = inventory.load(str(deployed.inventory))
     host = inv.hosts["h1"]

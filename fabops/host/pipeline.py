@@ -949,12 +949,6 @@ def run_update(c, host: Host, opts: UpdateOptions, events: Optional[EventLog] = 
     return Pipeline(c, host, opts, events).run()
 
 
-def read_history(host: Host, n: int = 20) -> List[dict]:
-    return tail_jsonl(HostPaths.for_home(host.home).history, n)
-
-
-
-
 def _status_path(entry: str) -> str:
     """The path of a parse_porcelain entry: 'M a', '?? b', 'R new <- old'."""
     path = entry.split(" ", 1)[1] if " " in entry else entry

@@ -19,8 +19,8 @@ for _module in _MODULES:
     ns.configure(_module.ns.configuration())
 
 # `inv` gets fabops' parse contract too: exit 64 with a did-you-mean for an
-# unknown task or flag (fabops/cli.py). Cheap: invoke is already loaded.
-from ..cli import adopt as _adopt  # noqa: E402
+# unknown task or flag (tasks/program.py). Cheap: invoke is already loaded.
+from .program import adopt as _adopt  # noqa: E402
 
 _adopt()
 

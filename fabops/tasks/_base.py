@@ -13,13 +13,17 @@ import os
 import string
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 from invoke import Exit, Task, task
 from invoke.exceptions import UnexpectedExit
 
 from .. import errors
 from ..errors import FabopsError, UsageError
+
+if TYPE_CHECKING:  # annotations only: the task modules load these lazily
+    from ..fanout import FanoutResult
+    from ..inventory import Host
 
 COMMON_HELP = {
     "hosts": "Hosts or groups, comma-separated (default: the inventory's `default`).",
@@ -172,7 +176,7 @@ class FabopsTask(Task):
             args = super().get_arguments(ignore_unknown_help)
         finally:
             self.help = saved
-        for arg in args:  # read by the --help patch in fabops/cli.py (adopt)
+        for arg in args:  # read by the --help patch in tasks/program.py (adopt)
             arg.fabops_metavar = metavar(arg.attr_name or arg.name)
         return args
 
@@ -237,7 +241,7 @@ def refuse_core_flags() -> None:
     deploy that says "dry" and deploys. Refused instead (exit 64) when given
     on the command line; the same keys in an Invoke config file are a c.run()
     preference and are left alone."""
-    from ..cli import CORE_FLAGS_GIVEN
+    from .program import CORE_FLAGS_GIVEN
 
     if "dry" in CORE_FLAGS_GIVEN:
         raise UsageError("Invoke's --dry does not apply to fabops tasks; use the task's own --dry-run")
@@ -340,3 +344,30 @@ def finish(code: int, message: Optional[str] = None) -> None:
 
 def names(hosts: List[Any]) -> str:
     return ", ".join(h.name for h in hosts)
+
+
+def for_each_host(
+    inventory: Optional[str],
+    hosts: Optional[str],
+    fn: Callable[[Any, Host], Any],
+    *,
+    parallel: int = 10,
+    accept_new: bool = False,
+    connect_timeout=None,
+) -> FanoutResult:
+    """Load the inventory, select hosts, and run `fn(connection, host)` on each
+    in bounded parallel, one connection per host, closed afterwards."""
+    from ..connection import close_quietly, connect
+    from ..fanout import run_hosts
+
+    timeout = check_timeout(connect_timeout, "--connect-timeout")
+    inv, chosen = select(inventory, hosts)
+
+    def one(host: Host):
+        cxn = connect(host, inv, accept_new=accept_new, connect_timeout=timeout)
+        try:
+            return fn(cxn, host)
+        finally:
+            close_quietly(cxn)
+
+    return run_hosts(chosen, one, parallel=parallel)

@@ -17,7 +17,7 @@ def cron(c, hosts=None, show=False, install=False, remove=False, dry_run=False, 
          accept_new=False, connect_timeout=None):
     """Show, install or remove the managed crontab block (local-update, health --fix, clean, backup-env)."""
     from ..cron import apply_block, current_block, diff, read_crontab, remove_block, render_block, write_crontab
-    from ..remote import for_each_host
+    from ._base import for_each_host
 
     if install and remove:
         raise errors.UsageError("--install and --remove exclude each other")
@@ -37,7 +37,7 @@ def cron(c, hosts=None, show=False, install=False, remove=False, dry_run=False, 
         return {"block": current_block(new, app), "changed": changed, "diff": diff(old, new)}
 
     outcome = for_each_host(inventory, hosts, one, accept_new=accept_new, connect_timeout=connect_timeout)
-    from ..render import host_errors
+    from .render import host_errors
 
     for r in outcome.results:
         if not r.ok:

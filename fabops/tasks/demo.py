@@ -16,8 +16,10 @@ from ._base import fabops_task, finish, load_inventory
 })
 def demo(c, dir=None, keep=False, inventory=None):
     """Run the whole loop on a local sandbox: deploy, monitor, cron update, a bad commit rolled back."""
-    from ..demo import run_demo
-    from ..render import console
+    from ..demo import DemoViews, run_demo
+    from ..fanout import HostResult
+    from .render import console, history_table, status_panel
+    from .observe import render_all
 
     inv = load_inventory(inventory)
     if "local" not in inv.hosts:
@@ -30,7 +32,13 @@ def demo(c, dir=None, keep=False, inventory=None):
     out = console()
     out.print(f"[bold]fabops demo[/bold]: a sandbox in {base} (origin repo, host checkout, state), "
               "the `local` host of hosts.yml, the process back end")
-    result = run_demo(base.resolve(), entry, say=out.print, show=out.print, keep=keep)
+    views = DemoViews(
+        dashboard=lambda facts, host: out.print(render_all([HostResult(host.name, value=facts, code=facts["code"])],
+                                                           {host.name: host})),
+        history=history_table,
+        status=status_panel,
+    )
+    result = run_demo(base.resolve(), entry, say=out.print, views=views, keep=keep)
     good = sum(1 for s in result.steps if s.ok)
     out.print(f"\n[bold]{'✅' if result.ok else '❌'} {good}/{len(result.steps)} steps behaved as narrated "
               f"in {result.seconds:.1f} s[/bold]" + ("" if keep else "; the sample app is stopped (`inv demo --keep` leaves it "

@@ -87,7 +87,7 @@ class _LiveBoard:
     def __init__(self, names):
         from rich.live import Live
 
-        from ..render import console
+        from .render import console
 
         self.rows = {n: {"step": "connecting", "status": "…", "message": "", "steps": 0} for n in names}
         self.lock = threading.Lock()
@@ -96,7 +96,7 @@ class _LiveBoard:
     def _table(self):
         from rich.table import Table
 
-        from ..render import RESULT_STYLE
+        from .render import RESULT_STYLE
 
         table = Table(title="progress", title_justify="left")
         for col in ("host", "step", "", "detail"):
@@ -180,7 +180,7 @@ def _fan(chosen, one, parallel, rolling):
 
 
 def _report(outcome, json, wide=False):
-    from ..render import host_errors
+    from .render import host_errors
 
     if json:
         print_envelope(outcome.results, lambda v: v.result | {"install": v.install}, code=_code(outcome))
@@ -197,7 +197,7 @@ def _summary(outcome, wide=False):
     from rich.table import Table
     from rich.text import Text
 
-    from ..render import RESULT_STYLE, console, fmt_duration, rest_column, short
+    from .render import RESULT_STYLE, console, fmt_duration, rest_column, short
 
     out = console()
     if out.width < 120:
@@ -245,7 +245,7 @@ def _plans(outcome) -> None:
     """What a --dry-run would do on each host, beyond its one-line result."""
     from rich.markup import escape
 
-    from ..render import console, short
+    from .render import console, short
 
     out = console()
     for r in outcome.results:
@@ -373,14 +373,15 @@ def rollback(c, hosts=None, to=None, wait=None, liveness=5.0, offline=False, act
 @fabops_task
 def unpin(c, hosts=None, dry_run=False, json=False, inventory=None, accept_new=False, connect_timeout=None):
     """Clear the pin left by rollback or deploy --ref, so cron follows the branch again."""
-    from ..remote import for_each_host, unpin as unpin_host
+    from ..remote import unpin as unpin_host
+    from ._base import for_each_host
 
     outcome = for_each_host(inventory, hosts, lambda cxn, host: unpin_host(cxn, host, dry_run=dry_run),
                             accept_new=accept_new, connect_timeout=connect_timeout)
     if json:
         print_envelope(outcome.results, lambda v: {"was_pinned_to": v, "dry_run": dry_run}, code=outcome.code)
     else:
-        from ..render import host_errors
+        from .render import host_errors
 
         for r in outcome.results:
             if r.ok and r.value:
@@ -403,7 +404,8 @@ def restart(c, hosts=None, service=None, actor=None, dry_run=False, json=False, 
             connect_timeout=None):
     """Restart services under the host lock, then poll until each is ready (agentless)."""
     from ..deploy import default_actor
-    from ..remote import for_each_host, restart_services
+    from ..remote import restart_services
+    from ._base import for_each_host
 
     def one(cxn, host):
         items = restart_services(cxn, host, service, actor or default_actor(), dry_run=dry_run,
@@ -421,7 +423,7 @@ def restart(c, hosts=None, service=None, actor=None, dry_run=False, json=False, 
     if json:
         print_envelope(outcome.results, code=errors.worst(codes))
     else:
-        from ..render import fmt_duration, host_errors
+        from .render import fmt_duration, host_errors
 
         for r in outcome.results:
             if r.ok:

@@ -20,7 +20,8 @@ def health(c, hosts=None, fix=False, timeout=60.0, actor=None, quiet=False, dry_
     """Check every service (process, port, HTTP, unit); with --fix restart and re-check. Nagios exit codes."""
     from ..host.health import LocalStore, run_health
     from ..notify import notify
-    from ..remote import RemoteStore, for_each_host, managers_for
+    from ..remote import RemoteStore, managers_for
+    from ._base import for_each_host
 
     wait = check_timeout(timeout, "--timeout") or 60.0
     who = actor or _actor()

@@ -23,7 +23,7 @@ def hosts(c, check=False, wide=False, json=False, inventory=None):
     from rich.table import Table
     from rich.text import Text
 
-    from ..render import console, service_labels
+    from .render import console, service_labels
 
     out = console()
     narrow = out.width < 120

@@ -21,14 +21,14 @@ def confirm(question: str, yes: bool) -> None:
 
 
 def _each(inventory, hosts, fn, accept_new, connect_timeout):
-    from ..remote import for_each_host
+    from ._base import for_each_host
 
     return for_each_host(inventory, hosts, fn, accept_new=accept_new,
                          connect_timeout=check_timeout(connect_timeout, "--connect-timeout"))
 
 
 def _errors_out(outcome):
-    from ..render import host_errors
+    from .render import host_errors
 
     host_errors(outcome.results)
 

@@ -1,6 +1,7 @@
 """`inv monitor` and `inv logs`: look at hosts from the laptop (agentless)."""
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -19,27 +20,6 @@ def sparkline(values, lo: float = 0.0, hi: float = 100.0) -> str:
     return "".join(SPARK[min(len(SPARK) - 1, max(0, int((v - lo) / span * (len(SPARK) - 1) + 0.5)))] for v in values)
 
 
-def gather(cxn, host):
-    """One exec: the whole fact script. Returns the facts, judged."""
-    return sample(cxn, host)[0]
-
-
-def sample(cxn, host, previous=None):
-    """(facts, raw output). With the previous refresh's raw output, the CPU
-    window runs from that refresh to this one and the script waits for
-    nothing (monitor --watch)."""
-    from ..monitor import CPU_WINDOW, evaluate, monitor_script, parse
-
-    result = cxn.run(monitor_script(host, window=0 if previous else CPU_WINDOW), hide=True, warn=True,
-                     in_stream=False)
-    facts = parse(result.stdout, host, previous=previous)
-    code, findings = evaluate(facts, host)
-    facts["status"] = E.NAMES.get(code, str(code))
-    facts["code"] = code
-    facts["findings"] = [{"level": E.NAMES.get(c, str(c)), "message": m} for c, m in findings]
-    return facts, result.stdout
-
-
 def _mark(ok, warn=False):
     if ok is None:
         return "[dim]?[/dim]"
@@ -50,7 +30,7 @@ def render_host(facts, host, show_history=False):
     from rich.panel import Panel
     from rich.table import Table
 
-    from ..render import RESULT_STYLE, ago, fmt_duration, service_labels, short, status_cell
+    from .render import RESULT_STYLE, ago, fmt_duration, service_labels, short, status_cell
 
     th = host.thresholds
     # one space between columns and nothing that wraps mid-cell: the panel
@@ -132,7 +112,7 @@ def _summary_table(results):
     from rich.table import Table
     from rich.text import Text
 
-    from ..render import console, rest_column, status_cell
+    from .render import console, rest_column, status_cell
 
     def pct(value):
         return "?" if value is None else f"{value:g}%"
@@ -165,7 +145,7 @@ def render_all(results, hosts_by_name, show_history=False):
     details only for the hosts that are not OK."""
     from rich.console import Group
 
-    from ..render import status_cell
+    from .render import status_cell
 
     parts = []
     many = len(results) > 1
@@ -214,7 +194,8 @@ def monitor(c, hosts=None, json=False, watch=None, history=False, parallel=10, i
     """Show a dashboard of each host's services, resources and deploy state (Nagios exit codes)."""
     from ..connection import close_quietly, connect
     from ..fanout import run_hosts
-    from ..render import console
+    from ..monitor import sample
+    from .render import console
 
     parallel = check_parallel(parallel)
     timeout = check_timeout(connect_timeout, "--connect-timeout")
@@ -317,16 +298,68 @@ def logs(c, hosts=None, follow=False, n=100, since=None, errors=False, source="j
         raise E.UsageError(f"-n must be a whole number, not {n!r}") from None
     timeout = check_timeout(connect_timeout, "--connect-timeout")
     inv, chosen = select(inventory, hosts)
+    # one host, read once, as text: its lines as they are, no prefix
+    show = LinePrinter(chosen, source if json else None, prefix=follow or json or len(chosen) > 1)
     if follow:
         code = _follow_until_interrupted(
             lambda stop: follow_logs(inv, chosen, source=source, service=service, lines=lines, errors_only=errors,
-                                     since=since, accept_new=accept_new, connect_timeout=timeout, stop=stop,
-                                     as_json=json))
+                                     since=since, emit=show, notice=_notice, accept_new=accept_new,
+                                     connect_timeout=timeout, stop=stop))
         finish(code)
         return
-    code = read_logs(inv, chosen, source=source, service=service, lines=lines, errors_only=errors,
-                     since=since, accept_new=accept_new, connect_timeout=timeout, as_json=json)
-    finish(code)
+    outcome = read_logs(inv, chosen, source=source, service=service, lines=lines, errors_only=errors,
+                        since=since, emit=show, accept_new=accept_new, connect_timeout=timeout)
+    sys.stdout.flush()
+    from .render import host_errors
+
+    host_errors(outcome.results)
+    finish(outcome.code)
+
+
+COLORS = ("cyan", "magenta", "green", "yellow", "blue", "bright_cyan", "bright_magenta", "bright_green")
+
+
+class LinePrinter:
+    """Renders `logs` events, `(host, line)`, from any thread: a coloured
+    host prefix on a terminal, a plain `host | ` prefix in a pipe, or with
+    `source` (logs --json) one JSON object per line, {host, source, line}
+    (JSON lines, docs/json.md)."""
+
+    lock = threading.Lock()
+
+    def __init__(self, hosts, source=None, prefix=True):
+        width = max(len(h.name) for h in hosts)
+        self.source, self.prefix = source, prefix
+        self.plain = not sys.stdout.isatty()
+        self.prefixes = {h.name: h.name.ljust(width) + " | " for h in hosts}
+        self.colors = {h.name: COLORS[i % len(COLORS)] for i, h in enumerate(hosts)}
+
+    def __call__(self, host: str, line: str) -> None:
+        with self.lock:
+            if self.source:
+                import json
+
+                sys.stdout.write(json.dumps({"host": host, "source": self.source, "line": line},
+                                            ensure_ascii=False) + "\n")
+            elif not self.prefix:
+                sys.stdout.write(line + "\n")
+            elif self.plain:
+                sys.stdout.write(self.prefixes[host] + line + "\n")
+            else:
+                from rich.markup import escape
+
+                from .render import console
+
+                color = self.colors[host]
+                console().print(f"[{color}]{escape(self.prefixes[host][:-3])}[/{color}] | " + escape(line),
+                                soft_wrap=True)
+            sys.stdout.flush()
+
+
+def _notice(host: str, text: str) -> None:
+    """A follow's news about its link (lost, reconnecting, back), on stderr."""
+    sys.stderr.write(f"{host}: {text}\n")
+    sys.stderr.flush()
 
 
 def _follow_until_interrupted(follow):

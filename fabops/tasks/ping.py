@@ -31,7 +31,7 @@ def ping(c, hosts=None, parallel=10, json=False, accept_new=False, connect_timeo
     if json:
         print_envelope(outcome.results, lambda v: v.to_dict(), code=outcome.code)
     else:
-        from ..render import host_errors
+        from .render import host_errors
 
         ping_table(outcome.results, wide=wide)
         sys.stdout.flush()
@@ -47,7 +47,7 @@ def ping_table(results, wide: bool = False) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from ..render import console, fmt_duration, rest_column, status_cell
+    from .render import console, fmt_duration, rest_column, status_cell
 
     out = console()
     rows = []

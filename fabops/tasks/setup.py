@@ -23,7 +23,7 @@ STYLE = {"ok": "ok", "changed": "changed", "would change": "would change", "warn
 def setup(c, hosts=None, check=False, yes=False, offline=False, replace_units=False, splay=30, json=False,
           inventory=None, accept_new=False, connect_timeout=None):
     """Converge hosts: fabops venv, host.yml, cron block, sudoers drop-in, units, logs, logrotate, legacy commands."""
-    from ..remote import for_each_host
+    from ._base import for_each_host
     from ..setup import setup_host
 
     if check and yes:
@@ -46,7 +46,7 @@ def setup(c, hosts=None, check=False, yes=False, offline=False, replace_units=Fa
     if json:
         print_envelope(outcome.results, lambda v: v.to_dict(), code=_setup_code(outcome))
     else:
-        from ..render import host_errors
+        from .render import host_errors
 
         for r in outcome.results:
             if r.ok:

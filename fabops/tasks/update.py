@@ -147,7 +147,8 @@ def _report_each(outcome, json, render_name: str, **render_options) -> None:
 @fabops_task(help={"n": "How many runs to show (default 20)."})
 def history(c, hosts=None, n=20, wide=False, json=False, inventory=None, accept_new=False, connect_timeout=None):
     """Show the last deploys, rollbacks and automatic updates of each host."""
-    from ..remote import for_each_host, read_remote_history
+    from ..remote import read_remote_history
+    from ._base import for_each_host
 
     outcome = for_each_host(inventory, hosts, lambda cxn, host: read_remote_history(cxn, host, int(n)),
                             accept_new=accept_new, connect_timeout=connect_timeout)
@@ -157,7 +158,8 @@ def history(c, hosts=None, n=20, wide=False, json=False, inventory=None, accept_
 @fabops_task
 def status(c, hosts=None, json=False, inventory=None, accept_new=False, connect_timeout=None):
     """Show each service's state, PID and uptime, the deployed commit, pins and the last run."""
-    from ..remote import for_each_host, gather_status
+    from ..remote import gather_status
+    from ._base import for_each_host
 
     outcome = for_each_host(inventory, hosts, gather_status, accept_new=accept_new, connect_timeout=connect_timeout)
     _report_each(outcome, json, "status_panel")

@@ -13,7 +13,7 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -72,7 +72,6 @@ class SshHost:
     workdir: Path
     client_key: Path
     host_pubkey: str  # "ssh-ed25519 AAAA..."
-    extra_procs: list = field(default_factory=list)
 
     @property
     def pid(self) -> int:

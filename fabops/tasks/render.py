@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Iterable
 
-from . import errors
+from .. import errors
 
 
 def console(stderr: bool = False):

@@ -1,0 +1,153 @@
+"""The layers of docs/architecture.md ("Layers"), checked on the source
+alone: an AST walk of every import, module-level and inside functions,
+without importing anything.
+
+- The library (fabops/*.py) returns data: it never imports the task layer
+  (fabops/tasks/) or rich. fabops/cli.py (the console script) and
+  fabops/docgen.py (which documents the task tree) sit on top and may.
+- The host side (fabops/host/) imports the standard library, invoke, yaml,
+  its own modules and a few library siblings, nothing else: it runs under
+  cron on the host's Python 3.9.
+- No import cycle. A package's __init__ importing its own submodules is the
+  package pattern, not a cycle; every other edge counts, including the
+  parent package that importing a submodule runs first."""
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PKG = ROOT / "fabops"
+TOP = {"fabops.cli", "fabops.docgen"}
+HOST_SIBLINGS = {"fabops", "fabops.errors", "fabops.inventory", "fabops.notify", "fabops.shell", "fabops.validate"}
+THIRD_PARTY_ON_HOST = {"invoke", "yaml"}
+
+
+def _modules():
+    mods = {}
+    for path in PKG.rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        name = ".".join(parts[:-1]) if parts[-1] == "__init__" else ".".join(parts)
+        mods[name] = path
+    return mods
+
+
+MODULES = _modules()
+
+
+def _imports(name: str):
+    """(target module or external top-level name, is_internal) for every import in `name`."""
+    path = MODULES[name]
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[:len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            yield target
+            for alias in node.names:  # `from . import errors` imports a module
+                if f"{target}.{alias.name}" in MODULES:
+                    yield f"{target}.{alias.name}"
+
+
+def _internal(target: str):
+    """The fabops module an import names (or None for anything else)."""
+    while target and target not in MODULES:
+        target = target.rpartition(".")[0]
+    return target if target.startswith("fabops") else None
+
+
+def test_the_walk_sees_the_modules():
+    assert {"fabops.remote", "fabops.host.pipeline", "fabops.tasks.deploy", "fabops.shell"} <= set(MODULES)
+
+
+@pytest.mark.parametrize("name", sorted(m for m in MODULES if not m.startswith("fabops.tasks") and m not in TOP))
+def test_the_library_never_imports_the_task_layer_or_rich(name):
+    bad = [t for t in _imports(name) if t.split(".")[0] == "rich" or t.startswith("fabops.tasks")]
+    assert not bad, f"{name} imports {bad}: the library returns data; fabops/tasks/ renders"
+
+
+@pytest.mark.parametrize("name", sorted(m for m in MODULES if m.startswith("fabops.host")))
+def test_the_host_side_imports_only_what_the_host_has(name):
+    bad = []
+    for target in _imports(name):
+        top = target.split(".")[0]
+        internal = _internal(target)
+        if internal is not None:
+            if not internal.startswith("fabops.host") and internal not in HOST_SIBLINGS:
+                bad.append(target)
+        elif top not in sys.stdlib_module_names and top not in THIRD_PARTY_ON_HOST and top != "__future__":
+            bad.append(target)
+    assert not bad, f"{name} imports {bad} (allowed: the standard library, invoke, yaml, fabops.host, " \
+                    f"{', '.join(sorted(HOST_SIBLINGS))})"
+
+
+def _graph():
+    edges = {m: set() for m in MODULES}
+    for name in MODULES:
+        is_init = MODULES[name].name == "__init__.py"
+        for target in _imports(name):
+            internal = _internal(target)
+            if internal is None or internal == name:
+                continue
+            if is_init and internal.startswith(name + "."):
+                continue  # the package pattern: __init__ gathering its submodules
+            edges[name].add(internal)
+        parts = name.split(".")
+        for i in range(1, len(parts)):  # importing a.b.c runs a and a.b first
+            parent = ".".join(parts[:i])
+            if parent in MODULES and parent != name:
+                edges[name].add(parent)
+    return edges
+
+
+def _cycles(edges):
+    """Strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on, found, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in sorted(edges[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                found.append(sorted(comp))
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10000))
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_cycle():
+    assert _cycles(_graph()) == []
+
+
+def test_the_cycle_check_can_fail():
+    """A library module importing a task module closes a loop through the
+    task layer's own imports of the library."""
+    edges = _graph()
+    edges["fabops.remote"].add("fabops.tasks.deploy")
+    assert any("fabops.remote" in c and "fabops.tasks.deploy" in c for c in _cycles(edges))
