@@ -36,11 +36,10 @@ def _cron_escape(command: str) -> str:
 def job_line(host: Host, schedule: str, args: List[str], splay: int = 30) -> str:
     """One crontab line: the schedule (cron's syntax, validated in hosts.yml)
     and the command cron's /bin/sh runs."""
-    home = host.home.rstrip("/")
     extra = ["--splay", int(splay)] if args[0] == "local-update" else []
     cmd = sh("cd && PATH={path} {fabops} {args} -i {config} >> {log} 2>&1",
-             path=(host.env or {}).get("PATH") or DEFAULT_PATH, fabops=host_path(home + "/venv/bin/fabops"),
-             args=list(args) + extra, config=host_path(home + "/host.yml"), log=host_path(home + "/cron.log"))
+             path=(host.env or {}).get("PATH") or DEFAULT_PATH, fabops=host_path(host.at_home("venv", "bin", "fabops")),
+             args=list(args) + extra, config=host_path(host.at_home("host.yml")), log=host_path(host.at_home("cron.log")))
     return f"{schedule} {_cron_escape(cmd)}"
 
 

@@ -76,7 +76,7 @@ def host_yml(host: Host) -> str:
 
 
 def local_update_argv(host: Host, run_id: str, opts: DeployOptions, config: str) -> List[str]:
-    venv = host.home.rstrip("/") + "/venv"
+    venv = host.at_home("venv")
     argv = [venv + "/bin/fabops", "local-update", "-i", config, "-H", host.name,
             "--trigger", opts.trigger, "--actor", opts.actor or default_actor(), "--run-id", run_id]
     if opts.ref:
@@ -104,7 +104,7 @@ def start_detached_cmd(host: Host, run_id: str, argv: List[str], config_path: st
     create the event file, and start the run with setsid, stdin from
     /dev/null and output to a file, so it survives the SSH session. Paths
     under ~ stay expandable, everything else is quoted."""
-    runs = host.home.rstrip("/") + "/runs"
+    runs = host.at_home("runs")
     out = f"{runs}/{run_id}.out"
     events = f"{runs}/{run_id}.jsonl"
     # The event file exists before `tail -F` opens it, so tail follows it
@@ -127,7 +127,7 @@ def start_detached_cmd(host: Host, run_id: str, argv: List[str], config_path: st
 def follow_cmd(host: Host, run_id: str) -> Cmd:
     # -F: the file may not exist yet when we start following.
     return sh("exec tail -n +1 -s 0.2 -F {events} 2>/dev/null",
-              events=path(f"{host.home.rstrip('/')}/runs/{run_id}.jsonl"))
+              events=path(host.at_home("runs", f"{run_id}.jsonl")))
 
 
 def follow(c, host: Host, run_id: str, liveness: float, on_event: Callable[[dict], None],
@@ -225,7 +225,7 @@ def deploy_host(c, host: Host, opts: DeployOptions, on_event: Callable[[dict], N
         inst = ensure_installed(c, host, offline=opts.offline)
         outcome.install = inst.message
         on_event({"kind": "log", "message": inst.message})
-        config = f"{host.home.rstrip('/')}/runs/{run_id}.host.yml"
+        config = host.at_home("runs", f"{run_id}.host.yml")
         argv = local_update_argv(host, run_id, opts, config)
         c.run(start_detached_cmd(host, run_id, argv, config, host_yml(host)), hide=True, pty=False)
     until = None if opts.watch else (lambda e: e.get("kind") == "watch")
@@ -237,7 +237,7 @@ def deploy_host(c, host: Host, opts: DeployOptions, on_event: Callable[[dict], N
                 f"lost contact before the first event of run {run_id}; it may still run on the host: "
                 f"`inv deploy -H {host.name} --attach {run_id}`", host=host.name) from None
         try:
-            out = c.run(sh("tail -n 5 {out} 2>/dev/null", out=path(f"{host.home.rstrip('/')}/runs/{run_id}.out")),
+            out = c.run(sh("tail -n 5 {out} 2>/dev/null", out=path(host.at_home("runs", f"{run_id}.out"))),
                         hide=True, warn=True, timeout=10).stdout.strip()
         except Exception:  # noqa: BLE001 - the link may be dying too
             raise UnreachableError(f"lost contact before the first event of run {run_id}", host=host.name) from None
@@ -296,10 +296,10 @@ def _dry_run(c, host: Host, opts: DeployOptions, outcome: DeployOutcome, on_even
             "plan": {"install": inst.message, "from": deployed, "to": target, "pin": status.get("pin")},
         }
         return outcome
-    config = f"{host.home.rstrip('/')}/runs/{outcome.run_id}.dry-run.yml"
-    c.run(sh("mkdir -p {runs}", runs=path(host.home.rstrip("/") + "/runs")), hide=True)
+    config = host.at_home("runs", f"{outcome.run_id}.dry-run.yml")
+    c.run(sh("mkdir -p {runs}", runs=path(host.at_home("runs"))), hide=True)
     tmp_upload(c, host_yml(host), config)
-    argv = [host.home.rstrip("/") + "/venv/bin/fabops", "local-update", "-i", config, "-H", host.name,
+    argv = [host.at_home("venv", "bin", "fabops"), "local-update", "-i", config, "-H", host.name,
             "--dry-run", "--json", "--trigger", opts.trigger, "--actor", opts.actor or default_actor()]
     if opts.ref:
         argv += ["--ref", opts.ref]

@@ -90,7 +90,7 @@ def runtime_requirements() -> List[str]:
 
 
 def venv_dir(host: Host) -> str:
-    return host.home.rstrip("/") + "/venv"
+    return host.at_home("venv")
 
 
 def probe_cmd(host: Host) -> Cmd:
@@ -184,9 +184,8 @@ def ensure_installed(c, host: Host, *, offline: bool = False, dry_run: bool = Fa
     if dry_run:
         return InstallResult(True, wheel.version, wheel.sha256, pyver, f"would {what} fabops {wheel.version}")
 
-    home = host.home.rstrip("/")
-    dist = home + "/dist"
-    c.run(sh("mkdir -p {dist} && chmod 700 {home}", dist=path(dist), home=path(home)), hide=True)
+    dist = host.at_home("dist")
+    c.run(sh("mkdir -p {dist} && chmod 700 {home}", dist=path(dist), home=path(host.at_home())), hide=True)
     put = _uploader(c)
     put(wheel.path, posixpath.join(_sftp_path(dist), wheel.name))
     find_links = raw("")

@@ -130,6 +130,11 @@ class Host:
     def is_local(self) -> bool:
         return self.connection == "local"
 
+    def at_home(self, *parts: str) -> str:
+        """A path in fabops' own directory on the host (`home`), as the host
+        spells it (a leading ~/ is kept; quote it with shell.path)."""
+        return posixpath.join(self.home.rstrip("/") or "/", *parts)
+
     def service(self, name: str) -> Service:
         for svc in self.services:
             if svc.name == name:

@@ -66,7 +66,7 @@ os.chmod(tmp, 0o600); os.replace(tmp, path)
 
 
 def record_run(c, host: Host, record: dict, state_updates: dict) -> None:
-    run(c, sh("python3 -c {script} {home} {record} {updates}", script=_RECORD, home=path(host.home.rstrip("/")),
+    run(c, sh("python3 -c {script} {home} {record} {updates}", script=_RECORD, home=path(host.at_home()),
               record=json.dumps(record, default=str), updates=json.dumps(state_updates)),
         "recording the run", host)
 
@@ -408,7 +408,7 @@ def stop_holder(c, host: Host, holder: dict) -> None:
     run(c, sh("kill -TERM -- -{pid} 2>/dev/null || kill -TERM {pid} 2>/dev/null; "
               "i=0; while ! flock -n {lock} true && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; "
               "flock -n {lock} true || {{ kill -KILL -- -{pid} 2>/dev/null || kill -KILL {pid}; }}",
-              pid=pid, lock=path(host.home.rstrip("/") + "/lock")),
+              pid=pid, lock=path(host.at_home("lock"))),
         "stopping the lock holder", host, warn=True)
 
 
@@ -482,7 +482,7 @@ def reset(c, host: Host, plan: ResetPlan, actor: str, force: bool = False, progr
 
 
 def _remote_holder(c, host: Host) -> dict:
-    r = c.run(sh("cat {lock} 2>/dev/null", lock=path(host.home.rstrip("/") + "/lock")), hide=True, warn=True,
+    r = c.run(sh("cat {lock} 2>/dev/null", lock=path(host.at_home("lock"))), hide=True, warn=True,
               in_stream=False)
     try:
         data = json.loads(r.stdout or "{}")

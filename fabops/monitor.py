@@ -54,7 +54,6 @@ def monitor_script(host: Host, window: float = CPU_WINDOW) -> Cmd:
     `window` is the least time between the two CPU samples. `monitor --watch`
     passes 0 after its first refresh: the previous refresh's sample is the
     first one then, so the interval is the window and nothing waits."""
-    home = host.home.rstrip("/")
     app = host.app.path.rstrip("/")
     units = [s.name for s in host.services if s.manager == "systemd"]
     procs = [s for s in host.services if s.manager == "process"]
@@ -72,10 +71,10 @@ def monitor_script(host: Host, window: float = CPU_WINDOW) -> Cmd:
     else:
         parts.append(raw("PIDS="))
     if procs:
-        parts.append(sh("{marker}\n{status}", marker=_section("process"), status=process_status_cmd(home, procs)))
+        parts.append(sh("{marker}\n{status}", marker=_section("process"), status=process_status_cmd(host.at_home(), procs)))
         for svc in procs:
             parts.append(sh('[ -r {pf} ] && PIDS="$PIDS $(cut -d" " -f1 {pf})"',
-                            pf=path(f"{home}/services/{svc.name}.pid")))
+                            pf=path(host.at_home("services", f"{svc.name}.pid"))))
     # Per-process CPU is sampled over a window (docs/monitor.md, "CPU"): ps's
     # %CPU is the average over the process's whole life, which makes a bot a
     # second old look busy. The first /proc/<pid>/stat read is here, the
@@ -107,7 +106,7 @@ def monitor_script(host: Host, window: float = CPU_WINDOW) -> Cmd:
                 for u in units]
     for svc in procs:
         err_cmds.append(sh("find {log} -mmin -60 2>/dev/null | grep -q . && tail -n 2000 {log} | grep -ci error",
-                           log=path(f"{home}/services/{svc.name}.log")))
+                           log=path(host.at_home("services", f"{svc.name}.log"))))
     parts.append(_section("errors", lines([sh("{{ {c} || echo 0; }}", c=c) for c in err_cmds], "; "))
                  if err_cmds else _section("errors"))
     # "Archived and active journals take up 8.0M in the file system."

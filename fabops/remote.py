@@ -18,7 +18,7 @@ from .shell import Cmd, lines, path, quote_path, sh
 
 
 def home_file(host: Host, name: str) -> Cmd:
-    return quote_path(host.home.rstrip("/") + "/" + name)
+    return quote_path(host.at_home(name))
 
 
 def history_cmd(host: Host, n: int) -> Cmd:
@@ -43,14 +43,13 @@ def read_remote_history(c, host: Host, n: int = 20) -> List[dict]:
 
 def status_cmd(host: Host) -> Cmd:
     """One round trip: service states, state.json and the last history record."""
-    home = host.home.rstrip("/")
     parts = []
     units = [s.name for s in host.services if s.manager == "systemd"]
     procs = [s for s in host.services if s.manager == "process"]
     if units:
         parts.append(sh("echo {m}; {cmd} 2>/dev/null", m=MARK + "systemd", cmd=systemd_status_cmd(units)))
     if procs:
-        parts.append(sh("echo {m}\n{cmd}", m=MARK + "process", cmd=process_status_cmd(home, procs)))
+        parts.append(sh("echo {m}\n{cmd}", m=MARK + "process", cmd=process_status_cmd(host.at_home(), procs)))
     parts.append(sh("echo {m}; cat {f} 2>/dev/null", m=MARK + "state", f=home_file(host, "state.json")))
     parts.append(sh("echo {m}; tail -n 1 {f} 2>/dev/null", m=MARK + "last", f=home_file(host, "history.jsonl")))
     parts.append(sh("echo {m}; git -C {app} rev-parse HEAD 2>/dev/null", m=MARK + "head", app=path(host.app.path)))
@@ -429,6 +428,6 @@ class RemoteStore:
         return RemoteLock(self.c, self.host, info).__enter__()
 
     def log(self, line: str) -> None:
-        log_path = self.host.logs.get("health") or (self.host.home.rstrip("/") + "/health.log")
+        log_path = self.host.logs.get("health") or (self.host.at_home("health.log"))
         self.c.run(sh("mkdir -p \"$(dirname {log})\" && printf '%s\\n' {line} >> {log}", log=path(log_path), line=line),
                    hide=True, warn=True, in_stream=False)

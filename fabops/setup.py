@@ -121,7 +121,7 @@ def put_file(c, host: Host, path: str, content: str, *, mode: str, root: bool, v
         "{root}mkdir -p {parent}\n"
         "{root}install -m {mode}{own} \"$T\" {dest}\n"
         "rm -f \"$T\"\n",
-        home=host_path(host.home), template=host_path(host.home.rstrip("/") + "/.setup.XXXXXXXX"), content=content,
+        home=host_path(host.home), template=host_path(host.at_home(".setup.XXXXXXXX")), content=content,
         check=check, root=as_root, parent=host_path(posixpath.dirname(path)), mode=mode, own=own,
         dest=host_path(path))
     _run(c, script, f"writing {path}", host, argv=["install", path])
@@ -217,9 +217,8 @@ def _abs_app(host: Host) -> str:
 
 
 def wrapper_text(host: Host, args: List[str]) -> str:
-    home = host.home.rstrip("/")
-    exec_line = sh("exec {fabops} {args} -i {config} \"$@\"\n", fabops=host_path(home + "/venv/bin/fabops"),
-                   args=list(args), config=host_path(home + "/host.yml"))
+    exec_line = sh("exec {fabops} {args} -i {config} \"$@\"\n", fabops=host_path(host.at_home("venv", "bin", "fabops")),
+                   args=list(args), config=host_path(host.at_home("host.yml")))
     return f"#!/bin/sh\n# {MANAGED[2:]}\n# The legacy command, now the fabops equivalent on this host.\n{exec_line}"
 
 
@@ -264,7 +263,7 @@ def setup_host(c, host: Host, *, check: bool, yes: bool, offline: bool, replace_
     add(ItemResult("fabops install", ("would change" if check else "changed") if inst.changed else "ok", inst.message))
 
     # 2. the host's own settings
-    home = host.home.rstrip("/")
+    home = host.at_home()
     if not check:
         c.run(sh("mkdir -p {home} && chmod 700 {home}", home=host_path(home)), hide=True, warn=True, in_stream=False)
     file_item("host.yml", f"{home}/host.yml", host_yml_text or host_yml(host), mode="0600", root=False)

@@ -101,7 +101,7 @@ def render(value: Any) -> str:
     return shlex.quote(str(value))
 
 
-def sh(template: str, *args: Any, **values: Any) -> Cmd:
+def sh(template: str, /, *args: Any, **values: Any) -> Cmd:
     """`template` (str.format syntax; shell braces doubled) with every value
     rendered by `render`."""
     return Cmd(template.format(*(render(a) for a in args), **{k: render(v) for k, v in values.items()}))

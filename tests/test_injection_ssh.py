@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from fabops import inventory, maintenance, monitor, remote
 from fabops.errors import ConfigError
 from fabops.logs import log_command
-from fabops.shell import with_env
+from fabops.shell import raw, with_env
 
 pytestmark = pytest.mark.ssh
 # In the test host's private home (a tmpfs in its own mount namespace).
@@ -140,7 +140,7 @@ def test_maintenance_builders(conn):
 def test_logs_and_env(conn):
     def build(v):
         h = hostile(logs={"update": "/tmp/" + v}, env={"X": v})
-        return "\n".join([log_command(h, "update", None, 5, True, None, False), with_env("true", h.env)])
+        return "\n".join([log_command(h, "update", None, 5, True, None, False), with_env(raw("true"), h.env)])
 
     fuzz(conn, "logs", build)
 

@@ -253,3 +253,13 @@ def test_every_problem_inside_one_service_is_reported(tmp_path):
     assert keys == ["hosts.a.services[0].manager", "hosts.a.services[0].port", "hosts.a.services[0].check.url",
                     "hosts.a.services[0].watch"]
     assert "http:// or https://" in dict(info.value.problems)["hosts.a.services[0].check.url"]
+
+
+def test_at_home_is_the_one_way_to_a_path_in_fabops_home():
+    from fabops import inventory
+
+    host = inventory.loads("hosts:\n  h: {address: h, app: {path: /srv/app}, home: '~/.fabops/app/'}\n", "x.yml").hosts["h"]
+    assert host.at_home() == "~/.fabops/app"
+    assert host.at_home("runs", "r1.out") == "~/.fabops/app/runs/r1.out"
+    source = "\n".join(p.read_text() for p in (ROOT / "fabops").rglob("*.py") if p.name != "inventory.py")
+    assert 'home.rstrip("/")' not in source and "home.rstrip('/')" not in source

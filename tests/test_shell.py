@@ -51,3 +51,9 @@ def test_quote_path_is_data_to_a_real_shell(text):
     path = "~/" + text
     out = subprocess.run(["sh", "-c", f"printf %s {quote_path(path)}"], capture_output=True, env={"HOME": "/h"})
     assert out.stdout.decode("utf-8", "surrogateescape") == ("/h/" + text if text else "/h")
+
+
+def test_any_name_can_be_a_value_even_template():
+    """sh's own parameter is positional-only: put_file's `{template}` once
+    collided with it and every setup file write failed."""
+    assert sh("mktemp {template}", template=path("~/x.XXXX")) == 'mktemp "$HOME"/x.XXXX'
