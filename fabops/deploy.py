@@ -312,8 +312,7 @@ def _dry_run(c, host: Host, opts: DeployOptions, outcome: DeployOutcome, on_even
     try:
         outcome.result = json.loads(r.stdout)["hosts"][host.name]
     except (ValueError, KeyError, TypeError):
-        last = (r.stderr or r.stdout).strip().splitlines()
-        raise CommandFailed(f"dry run failed: {last[-1] if last else 'exit ' + str(r.exited)}", host=host.name) from None
+        raise CommandFailed.from_result("dry run", r, host=host.name) from None
     return outcome
 
 

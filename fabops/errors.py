@@ -5,6 +5,8 @@ one line on stderr and the exit code below. Runs on the host too (Python 3.9).
 """
 from __future__ import annotations
 
+from typing import Optional
+
 # Exit codes: docs/architecture.md, "Exit codes". `monitor` and `health` use 0-3 as Nagios does.
 OK = 0
 WARNING = 1
@@ -131,3 +133,10 @@ class CommandFailed(FabopsError):
     """A command on the host failed; the message carries its last stderr line."""
 
     exit_code = FAILED
+
+    @classmethod
+    def from_result(cls, what: str, result, host: Optional[str] = None) -> "CommandFailed":
+        """`WHAT failed: <the last line it printed>` (stderr first), or the
+        exit code when it printed nothing: the one format for every command."""
+        lines = [ln for ln in (result.stderr or result.stdout or "").strip().splitlines() if ln.strip()]
+        return cls(f"{what} failed: {lines[-1] if lines else 'exit ' + str(result.exited)}", host=host)

@@ -25,8 +25,7 @@ from .shell import Cmd, as_cmd, in_dir, inventory_shell, path, quote_path, raw, 
 def run(c, cmd: Cmd, what: str, host: Host, warn: bool = False):
     result = c.run(as_cmd(cmd), hide=True, warn=True, in_stream=False)
     if not result.ok and not warn:
-        last = (result.stderr or result.stdout).strip().splitlines()
-        raise CommandFailed(f"{what} failed: {last[-1] if last else 'exit ' + str(result.exited)}", host=host.name)
+        raise CommandFailed.from_result(what, result, host=host.name)
     return result
 
 
@@ -300,8 +299,7 @@ def system_update(c, host: Host, apply: bool) -> UpdateReport:
             err = sudo_failure(u.stderr, [manager, "upgrade"], host=host.name)
             if err:
                 raise err
-            last = (u.stderr or u.stdout).strip().splitlines()
-            raise CommandFailed(f"{manager} upgrade failed: {last[-1] if last else u.exited}", host=host.name)
+            raise CommandFailed.from_result(f"{manager} upgrade", u, host=host.name)
         report.applied = True
         report.reboot_needed = "REBOOT" in u.stdout
     return report

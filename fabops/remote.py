@@ -137,8 +137,7 @@ def unpin(c, host: Host, dry_run: bool = False) -> Optional[str]:
             from .errors import LockedError
 
             raise LockedError("locked: a run holds the host lock; try again when it ends", host=host.name)
-        last = (result.stderr or result.stdout).strip().splitlines()
-        raise CommandFailed(f"unpin failed: {last[-1] if last else 'exit ' + str(result.exited)}", host=host.name)
+        raise CommandFailed.from_result("unpin", result, host=host.name)
     return result.stdout.strip() or None
 
 
@@ -256,9 +255,7 @@ def lock_holder(c, host: Host) -> dict:
         return peek_holder(HostPaths.for_home(host.home).lock)
     r = c.run(lock_holder_cmd(host), hide=True, warn=True, in_stream=False)
     if not r.ok:
-        last = (r.stderr or r.stdout).strip().splitlines()
-        raise CommandFailed(f"cannot test the host lock: {last[-1] if last else 'exit ' + str(r.exited)}",
-                            host=host.name)
+        raise CommandFailed.from_result("testing the host lock", r, host=host.name)
     if not r.stdout.startswith("HELD"):
         return {}
     try:

@@ -74,8 +74,7 @@ def _run(c, cmd: Cmd, what: str, host: Host, argv=None):
         err = sudo_failure(r.stderr, argv or [what], host=host.name)
         if err:
             raise err
-        last = (r.stderr or r.stdout).strip().splitlines()
-        raise CommandFailed(f"{what} failed: {last[-1] if last else 'exit ' + str(r.exited)}", host=host.name)
+        raise CommandFailed.from_result(what, r, host=host.name)
     return r
 
 

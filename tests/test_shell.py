@@ -57,3 +57,15 @@ def test_any_name_can_be_a_value_even_template():
     """sh's own parameter is positional-only: put_file's `{template}` once
     collided with it and every setup file write failed."""
     assert sh("mktemp {template}", template=path("~/x.XXXX")) == 'mktemp "$HOME"/x.XXXX'
+
+
+def test_one_format_for_a_failed_command():
+    from types import SimpleNamespace
+
+    from fabops.errors import CommandFailed
+
+    err = CommandFailed.from_result("git fetch", SimpleNamespace(stderr="warning: x\nfatal: no remote\n\n", stdout="",
+                                                                  exited=128), host="h")
+    assert str(err.message) == "git fetch failed: fatal: no remote" and err.exit_code == 2
+    quiet = CommandFailed.from_result("unpin", SimpleNamespace(stderr="", stdout="", exited=1))
+    assert quiet.message == "unpin failed: exit 1"

@@ -126,8 +126,7 @@ class Git:
     def run(self, cmd: Cmd, what: str, warn: bool = False):
         result = self.c.run(as_cmd(cmd), hide=True, warn=True, in_stream=False, env=self.env or {})
         if not result.ok and not warn:
-            last = (result.stderr or result.stdout).strip().splitlines()
-            raise CommandFailed(f"{what} failed: {last[-1] if last else 'exit ' + str(result.exited)}")
+            raise CommandFailed.from_result(what, result)
         return result
 
     def fetch(self, remote: str, branch: str, dry_run: bool = False) -> None:

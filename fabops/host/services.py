@@ -217,8 +217,7 @@ class ServiceManager:
             err = sudo_failure(result.stderr, argv or [], host=self.host.name) if argv else None
             if err:
                 raise err
-            last = (result.stderr or result.stdout).strip().splitlines()
-            raise CommandFailed(f"{what} failed: {last[-1] if last else 'exit ' + str(result.exited)}", host=self.host.name)
+            raise CommandFailed.from_result(what, result, host=self.host.name)
         return result
 
     def start(self, svc: Service) -> None:
