@@ -22,7 +22,7 @@ from typing import Optional
 
 from .errors import HostKeyError, UnreachableError, UsageError
 from .inventory import Host, Inventory
-from .shell import q
+from .shell import q, tune_runner
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 KEEPALIVE_SECONDS = 15
@@ -223,15 +223,6 @@ def open_connection(cxn, host: Host, timeout: float) -> None:
     except OSError as exc:
         raise UnreachableError(f"cannot connect to {where}: {exc.strerror or exc}", host=host.name) from None
     tune_transport(cxn)
-
-
-def tune_runner() -> None:
-    """Invoke's runner sleeps `input_sleep` (10 ms) between polls while a
-    command runs: ~10 ms added to every command. 2 ms keeps polling cheap
-    (a few hundred wake-ups a second, only while a command runs)."""
-    from invoke.runners import Runner
-
-    Runner.input_sleep = min(Runner.input_sleep, 0.002)
 
 
 def tune_transport(cxn) -> None:

@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Sequence
 from .. import errors
 from ..errors import FabopsError, LockedError
 from ..inventory import DepRule, Host, Service
-from ..shell import in_dir, inventory_shell, join
+from ..shell import in_dir, inventory_shell, join, tune_runner
 from .events import EventLog, new_run_id
 from .files import HostPaths, append_json, append_line, ensure_dir, tail_jsonl
 from .git import DRY_RUN_REF, Git, check_ref, paths_match
@@ -933,19 +933,9 @@ def _test_pause(step: str, events: EventLog) -> None:
         time.sleep(0.1)
 
 
-def tune_local_runner() -> None:
-    """Invoke's runner sleeps `input_sleep` (10 ms) between polls of a running
-    command, so every short git or status command costs ~10 ms of pure
-    waiting: ~40 ms of a no-op run. 2 ms keeps the CPU cost of polling
-    negligible (500 wake-ups a second only while a command runs)."""
-    from invoke.runners import Runner
-
-    Runner.input_sleep = min(Runner.input_sleep, 0.002)
-
-
 def run_update(c, host: Host, opts: UpdateOptions, events: Optional[EventLog] = None) -> RunResult:
     """Run the pipeline on this host (with a local Context)."""
-    tune_local_runner()
+    tune_runner()
     return Pipeline(c, host, opts, events).run()
 
 

@@ -19,12 +19,13 @@ def health(c, hosts=None, fix=False, timeout=60.0, actor=None, quiet=False, dry_
            accept_new=False, connect_timeout=None):
     """Check every service (process, port, HTTP, unit); with --fix restart and re-check. Nagios exit codes."""
     from ..host.health import LocalStore, run_health
+    from ..host.pipeline import default_actor
     from ..notify import notify
     from ..remote import RemoteStore, managers_for
     from ._base import for_each_host
 
     wait = check_timeout(timeout, "--timeout") or 60.0
-    who = actor or _actor()
+    who = actor or default_actor()
 
     def one(cxn, host):
         local = not hasattr(cxn, "client")
@@ -65,13 +66,6 @@ def _unknown(result):
     from dataclasses import replace
 
     return replace(result, code=errors.UNREACHABLE)
-
-
-def _actor() -> str:
-    import os
-    import socket
-
-    return f"{os.environ.get('USER') or os.environ.get('LOGNAME') or 'cron'}@{socket.gethostname()}"
 
 
 ns = Collection("health", health)
