@@ -140,7 +140,9 @@ def follow(c, host: Host, run_id: str, liveness: float, on_event: Callable[[dict
     thread enforces liveness on every step by closing the transport."""
     import threading
 
-    transport = c.client.get_transport() if hasattr(c, "client") else None
+    from . import target
+
+    transport = target.transport(c)
     if transport is None:
         raise UnreachableError("no open SSH transport to follow the run", host=host.name)
     last = [time.monotonic()]
@@ -317,8 +319,9 @@ def _dry_run(c, host: Host, opts: DeployOptions, outcome: DeployOutcome, on_even
 
 
 def _transport_alive(c) -> bool:
-    transport = c.client.get_transport() if hasattr(c, "client") else None
-    return bool(transport and transport.is_active())
+    from . import target
+
+    return target.transport_alive(c)
 
 
 def _deploy_local(c, host: Host, opts: DeployOptions, on_event) -> DeployOutcome:

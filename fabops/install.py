@@ -221,19 +221,9 @@ def ensure_installed(c, host: Host, *, offline: bool = False, dry_run: bool = Fa
 
 def _uploader(c):
     """Connection.put over SFTP, or a plain copy for a local Context."""
-    if hasattr(c, "put"):
-        def put(local: str, remote: str) -> None:
-            c.put(local, remote=remote)
-        return put
+    from . import target
 
-    import shutil
-
-    def copy(local: str, remote: str) -> None:
-        dest = os.path.expanduser(remote if remote.startswith("/") else "~/" + remote)
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-        shutil.copyfile(local, dest)
-
-    return copy
+    return lambda local, remote: target.put(c, local, remote)
 
 
 def tmp_upload(c, text: str, remote: str) -> None:

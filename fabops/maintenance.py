@@ -143,12 +143,9 @@ def fetch_private(c, host: Host, remote: str, local_dir: str, name: str) -> str:
     dest = os.path.join(local_dir, name)
     fd = os.open(dest + ".part", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.close(fd)
-    if hasattr(c, "get"):
-        c.get(remote[2:] if remote.startswith("~/") else remote, local=dest + ".part")
-    else:
-        import shutil
+    from . import target
 
-        shutil.copyfile(os.path.expanduser(remote), dest + ".part")
+    target.get(c, remote, dest + ".part")
     os.chmod(dest + ".part", 0o600)
     os.replace(dest + ".part", dest)
     return dest
@@ -480,13 +477,9 @@ def reset(c, host: Host, plan: ResetPlan, actor: str, force: bool = False, progr
 
 
 def _remote_holder(c, host: Host) -> dict:
-    r = c.run(sh("cat {lock} 2>/dev/null", lock=path(host.at_home("lock"))), hide=True, warn=True,
-              in_stream=False)
-    try:
-        data = json.loads(r.stdout or "{}")
-    except ValueError:
-        data = {}
-    return data if isinstance(data, dict) else {}
+    from .remote import read_home_json
+
+    return read_home_json(c, host, "lock")
 
 
 def restore_env(c, host: Host, name: str, actor: str, dry_run: bool = False, progress=None) -> dict:

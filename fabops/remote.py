@@ -7,7 +7,6 @@ python3 and flock(1).
 from __future__ import annotations
 
 import json
-import os
 from typing import Any, Dict, List, Optional
 
 from .errors import CommandFailed
@@ -19,6 +18,17 @@ from .shell import Cmd, lines, path, quote_path, sh
 
 def home_file(host: Host, name: str) -> Cmd:
     return quote_path(host.at_home(name))
+
+
+def read_home_json(c, host: Host, name: str) -> dict:
+    """A JSON object from fabops' home on the host ({} when it is missing,
+    unreadable or not an object: state.json, the lock's holder record)."""
+    r = c.run(sh("cat {f} 2>/dev/null", f=home_file(host, name)), hide=True, warn=True, in_stream=False)
+    try:
+        data = json.loads(r.stdout or "{}")
+    except ValueError:
+        data = {}
+    return data if isinstance(data, dict) else {}
 
 
 def history_cmd(host: Host, n: int) -> Cmd:
@@ -248,7 +258,9 @@ def lock_holder_cmd(host: Host) -> Cmd:
 def lock_holder(c, host: Host) -> dict:
     """Who holds the host lock now ({} when free), without taking it (the
     dry runs: a dry run must never block or race a real one)."""
-    if not hasattr(c, "client"):
+    from . import target
+
+    if not target.is_remote(c):
         from .host.files import HostPaths
         from .host.lock import peek_holder
 
@@ -276,7 +288,9 @@ class RemoteLock:
         self.local = None
 
     def __enter__(self):
-        if not hasattr(self.c, "client"):  # a local Context: the same flock, in-process
+        from . import target
+
+        if not target.is_remote(self.c):  # a local Context: the same flock, in-process
             from .host.files import HostPaths
             from .host.lock import HostLock
 
@@ -336,12 +350,14 @@ def managers_for(c, host: Host):
     paths are expanded and the probe is local (None)."""
     from .host.services import ServiceManager
 
-    if hasattr(c, "client"):
+    from . import target
+
+    if target.is_remote(c):
         return ServiceManager(c, host), RemoteProbe(c)
     from .host.files import HostPaths
 
     return ServiceManager(c, host, home=HostPaths.for_home(host.home).home,
-                          app_path=os.path.abspath(os.path.expanduser(host.app.path))), None
+                          app_path=target.local_path(c, host.app.path)), None
 
 
 def restart_services(c, host: Host, service: Optional[str], actor: str, progress=None,
@@ -406,13 +422,7 @@ class RemoteStore:
         self.host = host
 
     def load(self) -> dict:
-        r = self.c.run(sh("cat {f} 2>/dev/null", f=home_file(self.host, "state.json")), hide=True, warn=True,
-                       in_stream=False)
-        try:
-            data = json.loads(r.stdout or "{}")
-        except ValueError:
-            data = {}
-        return data if isinstance(data, dict) else {}
+        return read_home_json(self.c, self.host, "state.json")
 
     def update(self, updates: dict) -> None:
         cmd = sh("python3 -c {script} {f} {updates}", script=_STATE_MERGE, f=home_file(self.host, "state.json"),

@@ -26,20 +26,27 @@ def test_collects_every_result_and_error_in_order():
     assert out.code == INTERNAL
 
 
-def test_parallelism_is_bounded():
+def test_parallelism_is_bounded_and_really_parallel():
+    """Exactly `parallel` calls run at once, proven by a barrier: four calls
+    must all be inside fn together before any may leave (a serial fan-out
+    would time out on the barrier), and a fifth never joins them. No timing
+    is asserted: the barrier waits as long as the machine needs."""
+    barrier = threading.Barrier(4, timeout=60)
     live, peak, lock = [0], [0], threading.Lock()
-    gate = threading.Event()
 
     def fn(h):
         with lock:
             live[0] += 1
             peak[0] = max(peak[0], live[0])
-        gate.wait(0.05)
+        if int(h.name) < 8:  # the first two batches meet at the barrier
+            barrier.wait()
         with lock:
             live[0] -= 1
+        return h.name
 
-    run_hosts([H(str(i)) for i in range(12)], fn, parallel=4)
-    assert peak[0] <= 4
+    out = run_hosts([H(str(i)) for i in range(12)], fn, parallel=4)
+    assert [r.code for r in out.results] == [OK] * 12, [r.error for r in out.results if r.error]
+    assert peak[0] == 4
 
 
 def test_worst_code_ranking():

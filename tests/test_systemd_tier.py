@@ -50,19 +50,32 @@ def box(base, origin, tmp_path_factory):
     c.stop()
 
 
-@pytest.fixture
-def alias(box, client_key, isolated_home, deploy_env, tmp_path, request):
-    schedule = getattr(request, "param", None)
+def find_to_do_alias(box, client_key, isolated_home) -> None:
+    """`ssh find-to-do` as the team has it: an ~/.ssh/config alias for
+    ec2-user on the booted container, its host key already known."""
     ssh = isolated_home / ".ssh"
     (ssh / "config").write_text(f"Host find-to-do\n  HostName {box.address}\n  User ec2-user\n  IdentityFile {client_key}\n")
     (ssh / "known_hosts").write_text(f"{box.address} {box.host_key}\n")
+
+
+def bot_service(timeout: str, watch: str) -> dict:
+    """The bot's service entry in hosts.yml: a unit fabops installs, its
+    port and the POST check the legacy health script made."""
+    return {"name": UNIT, "unit": True, "command": "python3 app.py", "port": 3003, "timeout": timeout,
+            "settle": "500ms", "watch": watch,
+            "check": {"url": "http://127.0.0.1:3003/webhook/meeting-completed", "method": "POST",
+                      "json": {"test": "health"}}}
+
+
+@pytest.fixture
+def alias(box, client_key, isolated_home, deploy_env, tmp_path, request):
+    schedule = getattr(request, "param", None)
+    find_to_do_alias(box, client_key, isolated_home)
     inv = tmp_path / "hosts.yml"
     inv.write_text(yaml.safe_dump({"default": "find-to-do", "hosts": {"find-to-do": {
         "user": "ec2-user",
         "app": {"path": "/home/ec2-user/voice-meeting-bot"},
-        "services": [{"name": UNIT, "unit": True, "command": "python3 app.py", "port": 3003, "timeout": "30s",
-                      "settle": "500ms", "watch": "2s", "check": {"url": "http://127.0.0.1:3003/webhook/meeting-completed",
-                                                   "method": "POST", "json": {"test": "health"}}}],
+        "services": [bot_service("30s", "2s")],
         "deps": [{"when": ["requirements.txt"], "run": "sh install-deps.sh"}],
         "logs": {"update": "/var/log/voice-meeting-bot-update.log", "health": "/var/log/voice-meeting-bot-health.log"},
         **({"schedule": schedule} if schedule else {}),

@@ -12,7 +12,7 @@ import yaml
 
 from tests.harness.sandbox import Origin
 from tests.harness.webhook import Hook
-from tests.test_systemd_tier import UNIT, base, box, fab, on_host  # noqa: F401 - module fixtures
+from tests.test_systemd_tier import UNIT, base, bot_service, box, fab, find_to_do_alias, on_host  # noqa: F401 - fixtures
 
 # generous hang guards: the first test boots the container and sets it up
 pytestmark = [pytest.mark.systemd, pytest.mark.timeout(900)]
@@ -31,17 +31,12 @@ def host(box, origin, client_key, isolated_home, deploy_env, tmp_path):
     import os
     from pathlib import Path
 
-    ssh = isolated_home / ".ssh"
-    (ssh / "config").write_text(f"Host find-to-do\n  HostName {box.address}\n  User ec2-user\n  IdentityFile {client_key}\n")
-    (ssh / "known_hosts").write_text(f"{box.address} {box.host_key}\n")
+    find_to_do_alias(box, client_key, isolated_home)
     inv = tmp_path / "hosts.yml"
     inv.write_text(yaml.safe_dump({"default": "find-to-do", "hosts": {"find-to-do": {
         "user": "ec2-user",
         "app": {"path": "/home/ec2-user/voice-meeting-bot"},
-        "services": [{"name": UNIT, "unit": True, "command": "python3 app.py", "port": 3003, "timeout": "40s",
-                      "settle": "500ms", "watch": "8s",
-                      "check": {"url": "http://127.0.0.1:3003/webhook/meeting-completed", "method": "POST",
-                                "json": {"test": "health"}}}],
+        "services": [bot_service("40s", "8s")],
         "deps": [{"when": ["requirements.txt", "install-deps.sh"], "run": "sh install-deps.sh"}],
         "env_template": ".env.example",
         "env_file": ".env",

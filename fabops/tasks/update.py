@@ -135,7 +135,7 @@ def _report_each(outcome, json, render_name: str, **render_options) -> None:
     if json:
         print_envelope(outcome.results, code=outcome.code)
     else:
-        from .. import render
+        from . import render
 
         for r in outcome.results:
             if r.ok:
