@@ -1,0 +1,169 @@
+"""`.env` on the host: backup (0600, rotated, size and sha256 only), the
+list, download, key-level diff, and restore (the current one backed up
+first). Contents are never printed."""
+from __future__ import annotations
+
+import os
+import posixpath
+import time
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+from ..errors import CommandFailed, UsageError
+from ..inventory import Host
+from ..probe import MARK, split_sections
+from ..shell import Cmd, as_cmd, path, quote_path, sh
+from .common import app_file, run, stamp
+
+
+
+@dataclass
+class EnvBackup:
+    name: str
+    path: str
+    size: int
+    sha256: str
+    local: Optional[str] = None
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def env_backup_dir(host: Host) -> str:
+    return host.backup_dir.rstrip("/") + "/env"
+
+
+def backup_env_cmd(host: Host, name: str, keep: int) -> Cmd:
+    backups = env_backup_dir(host)
+    # rotation: keep the newest `keep` (names sort by time)
+    return sh(
+        "set -e; umask 077\n"
+        "[ -f {src} ] || {{ echo {missing} >&2; exit 3; }}\n"
+        "mkdir -p {d}; chmod 700 {top} {d}\n"
+        "cp {src} {tmp} && chmod 600 {tmp} && mv {tmp} {dest}\n"
+        "echo {new}; wc -c < {dest}; sha256sum {dest} | cut -d' ' -f1\n"
+        "cd {d} && ls -1 | grep -E '^[0-9]{{8}}T[0-9]{{6}}.*\\.env$' | sort | head -n -{keep} | xargs -r rm -f --\n"
+        "echo {end}\n",
+        src=app_file(host, host.env_file), missing="no .env at " + host.env_file, d=path(backups),
+        top=path(host.backup_dir), tmp=path(f"{backups}/{name}.tmp"), dest=path(f"{backups}/{name}"),
+        new=MARK + "new", keep=int(keep), end=MARK + "end")
+
+
+def list_env_cmd(host: Host) -> Cmd:
+    return sh("cd {d} 2>/dev/null || exit 0\n"
+              "for f in $(ls -1 | grep -E '\\.env$' | sort); do "
+              "echo \"$f $(wc -c < \"$f\") $(sha256sum \"$f\" | cut -d' ' -f1)\"; done\n",
+              d=path(env_backup_dir(host)))
+
+
+def parse_env_list(output: str, host: Host) -> List[EnvBackup]:
+    out = []
+    for line in output.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1].isdigit():
+            out.append(EnvBackup(parts[0], env_backup_dir(host) + "/" + parts[0], int(parts[1]), parts[2]))
+    return out
+
+
+def backup_env(c, host: Host, keep: int = 20, download: Optional[str] = None) -> EnvBackup:
+    if keep < 1:
+        raise UsageError("--keep must be at least 1")
+    name = stamp(fine=True) + ".env"
+    out = run(c, backup_env_cmd(host, name, keep), "backing up .env", host)
+    s = split_sections(out.stdout)
+    parts = s.get("new", "").split()
+    if len(parts) != 2:
+        raise CommandFailed("backing up .env printed nothing useful", host=host.name)
+    backup = EnvBackup(name, env_backup_dir(host) + "/" + name, int(parts[0]), parts[1])
+    if download:
+        backup.local = fetch_private(c, host, backup.path, os.path.join(download, host.name), name)
+    return backup
+
+
+def fetch_private(c, host: Host, remote: str, local_dir: str, name: str) -> str:
+    """Download to local_dir/name with 0700 dir and 0600 file, never wider."""
+    os.makedirs(local_dir, mode=0o700, exist_ok=True)
+    os.chmod(local_dir, 0o700)
+    dest = os.path.join(local_dir, name)
+    fd = os.open(dest + ".part", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.close(fd)
+    from .. import target
+
+    target.get(c, remote, dest + ".part")
+    os.chmod(dest + ".part", 0o600)
+    os.replace(dest + ".part", dest)
+    return dest
+
+
+# ------------------------------------------------------------------ restore-env
+
+# Which keys differ between two dotenv files, printed without any value.
+_ENV_DIFF = r"""
+import sys
+def keys(path):
+    out = {}
+    try:
+        text = open(path, encoding="utf-8", errors="replace").read()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        if line.startswith("export "):
+            line = line[7:].lstrip()
+        k, v = line.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+a, b = keys(sys.argv[1]), keys(sys.argv[2])
+print("added " + " ".join(sorted(set(b) - set(a))))
+print("removed " + " ".join(sorted(set(a) - set(b))))
+print("changed " + " ".join(sorted(k for k in set(a) & set(b) if a[k] != b[k])))
+"""
+
+
+def env_diff(c, host: Host, current: str, other: str) -> Dict[str, List[str]]:
+    r = run(c, sh("python3 -c {script} {current} {other}", script=_ENV_DIFF, current=as_cmd(current),
+                  other=as_cmd(other)), "comparing .env keys", host)
+    out = {"added": [], "removed": [], "changed": []}
+    for line in r.stdout.splitlines():
+        kind, _, rest = line.partition(" ")
+        if kind in out:
+            out[kind] = rest.split()
+    return out
+
+
+def restore_env(c, host: Host, name: str, actor: str, dry_run: bool = False, progress=None) -> dict:
+    """Back up the current .env, restore `name`, restart and poll. Returns
+    the key changes (names only)."""
+    from ..host.readiness import wait_ready
+    from ..remote import RemoteLock, managers_for
+
+    say = progress or (lambda _m: None)
+    if "/" in name or name.startswith(".") or not name.endswith(".env"):
+        raise UsageError(f"--backup must be a backup name like 20261128T101500.env, not {name!r}")
+    src = quote_path(env_backup_dir(host) + "/" + name)
+    exists = c.run(sh("[ -f {src} ]", src=src), hide=True, warn=True, in_stream=False)
+    if not exists.ok:
+        raise UsageError(f"no backup {name!r} on the host (see `inv backup-env --list`)", host=host.name)
+    diff = env_diff(c, host, app_file(host, host.env_file), src)
+    if dry_run:
+        return {"diff": diff, "restored": False}
+    info = {"actor": actor, "trigger": "restore-env", "target": None, "since": time.time(), "pid": None}
+    with RemoteLock(c, host, info):
+        before = backup_env(c, host, keep=10_000)
+        say(f"saved the current .env as {before.name}")
+        dest = app_file(host, host.env_file)
+        tmp = path(posixpath.join(host.app.path.rstrip("/"), host.env_file) + ".fabops-tmp")
+        run(c, sh("umask 077; cp {src} {tmp} && chmod 600 {tmp} && mv {tmp} {dest}", src=src, tmp=tmp, dest=dest),
+            "restoring .env", host)
+        manager, probe = managers_for(c, host)
+        results = []
+        for svc in host.services:
+            manager.restart(svc)
+            ready = wait_ready(manager, svc, probe=probe)
+            results.append(ready.to_dict())
+            say(f"{'✓' if ready.ok else '✗'} {ready.message}")
+            if not ready.ok:
+                break
+    return {"diff": diff, "restored": True, "previous_saved_as": before.name, "services": results}

@@ -1,0 +1,192 @@
+"""Emergency reset to origin: save .env and every local change first, reset,
+re-run the dependency rules and setup_command, restart, poll, record."""
+from __future__ import annotations
+
+import posixpath
+import time
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from ..errors import FabopsError
+from ..inventory import Host
+from ..probe import MARK, split_sections
+from ..shell import Cmd, in_dir, inventory_shell, path, sh, with_env
+from .common import app_file, record_run, run, stamp
+
+
+
+def reset_plan_cmd(host: Host) -> Cmd:
+    return sh(
+        "echo {m}head; git -C {app} rev-parse HEAD 2>/dev/null\n"
+        "echo {m}dirty; git -C {app} status --porcelain=v1 --untracked-files=all 2>/dev/null\n"
+        "echo {m}target; git -C {app} ls-remote {remote} {ref} 2>/dev/null | cut -f1\n"
+        "echo {m}env; [ -f {env} ] && echo yes\n"
+        "echo {m}end\n",
+        m=MARK, app=path(host.app.path), remote=host.app.remote, ref=f"refs/heads/{host.app.branch}",
+        env=app_file(host, host.env_file))
+
+
+@dataclass
+class ResetPlan:
+    head: Optional[str]
+    target: Optional[str]
+    dirty: List[str]
+    has_env: bool
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def reset_plan(c, host: Host) -> ResetPlan:
+    s = split_sections(run(c, reset_plan_cmd(host), "reading the checkout", host).stdout)
+    return ResetPlan(
+        head=(s.get("head") or None),
+        target=(s.get("target") or "").split()[0] if s.get("target") else None,
+        dirty=[ln for ln in (s.get("dirty") or "").splitlines() if ln.strip()],
+        has_env=s.get("env") == "yes",
+    )
+
+
+def save_local_state_cmd(host: Host, dest: str) -> Cmd:
+    """Save .env, tracked changes (binary patch) and untracked, non-ignored
+    files (tarball) into `dest` (0700, files 0600) before anything is reset."""
+    return sh(
+        "set -e; umask 077\n"
+        "mkdir -p {d}; chmod 700 {top} {d}\n"
+        "[ -f {env} ] && cp {env} {d}/env || true\n"
+        "git -C {app} diff --binary HEAD > {d}/tracked.patch\n"
+        "git -C {app} status --porcelain=v1 --untracked-files=all > {d}/STATUS\n"
+        "git -C {app} rev-parse HEAD > {d}/HEAD\n"
+        "cd {app} && git ls-files --others --exclude-standard -z > {d}/untracked.list\n"
+        "if [ -s {d}/untracked.list ]; then tar --null -T {d}/untracked.list -czf {d}/untracked.tar.gz; fi\n"
+        "rm -f {d}/untracked.list; chmod 600 {d}/*\n"
+        "echo {d}\n",
+        d=path(dest), top=path(host.backup_dir), env=app_file(host, host.env_file), app=path(host.app.path))
+
+
+def reset_cmd(host: Host) -> Cmd:
+    remote, branch = host.app.remote, host.app.branch
+    # clean -fd, never -x: ignored files (.env, node_modules) stay
+    return with_env(sh(
+        "set -e\n"
+        "git -C {app} fetch --quiet --prune {remote} {spec}\n"
+        "git -C {app} checkout --quiet --force -B {branch} {tracking}\n"
+        "git -C {app} reset --quiet --hard {tracking}\n"
+        "git -C {app} clean -fdq\n"
+        "git -C {app} rev-parse HEAD\n",
+        app=path(host.app.path), remote=remote, spec=f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}",
+        branch=branch, tracking=f"{remote}/{branch}"), host.env)
+
+
+def rule_cmd(host: Host, rule_run: str, cwd: str) -> Cmd:
+    """A dependency rule's `run:` (hosts.yml shell code, by design) in its cwd."""
+    return with_env(in_dir(posixpath.join(host.app.path.rstrip("/"), cwd), inventory_shell(rule_run)), host.env)
+
+
+@dataclass
+class ResetResult:
+    result: str
+    message: str
+    saved: str
+    from_: Optional[str]
+    to: Optional[str]
+    steps: List[dict] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        from .. import errors
+
+        return errors.OK if self.result == "deployed" else errors.BROKEN
+
+    def to_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["from"] = d.pop("from_")
+        d["exit_code"] = self.exit_code
+        return d
+
+
+def stop_holder(c, host: Host, holder: dict) -> None:
+    """--force: end a hung run that holds the lock (its whole process group)."""
+    pid = holder.get("pid")
+    if not isinstance(pid, int) or pid <= 1:
+        raise FabopsError("the lock holder recorded no pid; stop it by hand", host=host.name)
+    run(c, sh("kill -TERM -- -{pid} 2>/dev/null || kill -TERM {pid} 2>/dev/null; "
+              "i=0; while ! flock -n {lock} true && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; "
+              "flock -n {lock} true || {{ kill -KILL -- -{pid} 2>/dev/null || kill -KILL {pid}; }}",
+              pid=pid, lock=path(host.at_home("lock"))),
+        "stopping the lock holder", host, warn=True)
+
+
+def reset(c, host: Host, plan: ResetPlan, actor: str, force: bool = False, progress=None) -> ResetResult:
+    from ..errors import LockedError
+    from ..host.events import new_run_id
+    from ..host.readiness import wait_ready
+    from ..remote import RemoteLock, managers_for
+
+    say = progress or (lambda _m: None)
+    run_id = new_run_id()
+    info = {"actor": actor, "trigger": "reset", "target": plan.target, "since": time.time(), "pid": None, "run_id": run_id}
+    started = time.monotonic()
+    try:
+        lock = RemoteLock(c, host, info).__enter__()
+    except LockedError:
+        if not force:
+            raise
+        holder = _remote_holder(c, host)
+        say(f"--force: stopping the run that holds the lock (pid {holder.get('pid')})")
+        stop_holder(c, host, holder)
+        lock = RemoteLock(c, host, info).__enter__()
+    steps: List[dict] = []
+
+    def step(name, ok=True, message=""):
+        steps.append({"name": name, "ok": ok, "message": message})
+        say(f"{'✓' if ok else '✗'} {name} {message}".rstrip())
+
+    try:
+        dest = f"{host.backup_dir.rstrip('/')}/reset-{stamp()}"
+        run(c, save_local_state_cmd(host, dest), "saving local state", host)
+        step("save", message=f"saved .env and local changes to {dest}")
+        manager, probe = managers_for(c, host)
+        for svc in reversed(host.services):
+            manager.stop(svc)
+        step("stop", message=", ".join(s.name for s in reversed(host.services)))
+        new_head = run(c, reset_cmd(host), "git reset", host).stdout.strip().splitlines()[-1]
+        step("reset", message=f"{(plan.head or 'none')[:12]} -> {new_head[:12]} (git reset --hard, clean -fd)")
+        ok = True
+        for rule in host.deps:
+            r = c.run(rule_cmd(host, rule.run, rule.cwd), hide=True, warn=True, in_stream=False)
+            step(f"deps: {rule.run}", r.ok, "" if r.ok else f"exit {r.exited}")
+            ok = ok and r.ok
+        if ok and host.setup_command:
+            r = c.run(rule_cmd(host, host.setup_command, "."), hide=True, warn=True, in_stream=False)
+            step(f"setup: {host.setup_command}", r.ok, "" if r.ok else f"exit {r.exited}")
+            ok = r.ok
+        if ok:
+            for svc in host.services:
+                manager.start(svc)
+                ready = wait_ready(manager, svc, probe=probe)
+                step(f"start {svc.name}", ready.ok, ready.message)
+                if not ready.ok:
+                    ok = False
+                    break
+        result = "deployed" if ok else "broken"
+        message = (f"reset to {new_head[:12]}; services healthy" if ok else f"reset to {new_head[:12]} but it is not healthy") \
+            + f"; saved data in {dest}"
+        now = time.time()
+        record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "ts": now, "run_id": run_id, "trigger": "reset",
+                  "actor": actor, "host": host.name, "from": plan.head, "to": new_head, "result": result,
+                  "exit_code": 0 if ok else 5, "message": message, "duration": round(time.monotonic() - started, 3),
+                  "steps": steps, "warnings": [], "saved": dest}
+        updates = {"last_check": now, "last_result": result, "in_progress": None, "pin": None, "pin_reason": None}
+        if ok:
+            updates.update({"deployed": new_head, "deployed_at": now})
+        record_run(c, host, record, updates)
+        return ResetResult(result, message, dest, plan.head, new_head, steps)
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def _remote_holder(c, host: Host) -> dict:
+    from ..remote import read_home_json
+
+    return read_home_json(c, host, "lock")
