@@ -23,6 +23,7 @@ from ..inventory import DepRule, Host, Service
 from ..shell import in_dir, inventory_shell, join, tune_runner
 from .events import EventLog, new_run_id
 from .files import HostPaths, append_json, append_line, ensure_dir, tail_jsonl
+from .preflight import disk_problem, missing_env_keys, sort_changes, stash, status_path
 from .git import DRY_RUN_REF, Git, check_ref, paths_match
 from .lock import HostLock, describe_holder, peek_holder
 from .readiness import quick_health, wait_ready, watch
@@ -49,7 +50,6 @@ CI_WAIT = 300.0
 # target again after 15 min, then every hour: it is not marked bad.
 RETRY_BACKOFF = (900.0, 3600.0)
 FAILURES = ("aborted", "rolled_back", "broken")
-MIN_FREE_BYTES = 5 * 1024 * 1024
 
 
 @dataclass
@@ -586,19 +586,8 @@ class Pipeline:
 
     # ---------------------------------------------------------------- pieces
     def _disk_problem(self) -> Optional[str]:
-        """Refuse to start when the checkout, the state dir or the log dir is
-        (nearly) full: a half-written checkout or log is worse than no deploy."""
-        for label, path in (("app", self.app), ("state", self.paths.home),
-                            ("log", os.path.dirname(self._update_log_path()))):
-            try:
-                st = os.statvfs(path)
-            except OSError:
-                continue
-            free = st.f_bavail * st.f_frsize
-            if free < MIN_FREE_BYTES:
-                return f"disk full: {free // 1024} KiB free for the {label} dir {path} (need {MIN_FREE_BYTES // 1048576} MiB)"
-        return None
-
+        return disk_problem((("app", self.app), ("state", self.paths.home),
+                             ("log", os.path.dirname(self._update_log_path()))))
 
     def _watch(self, services: Sequence[Service], fallback: Optional[str], target: str) -> bool:
         """The gate proved the services started; the watch proves they stay
@@ -649,29 +638,19 @@ class Pipeline:
             pass
 
     def _local_changes(self, state: State, target: str):
-        """Sort the checkout's changes (docs/pipeline.md, "Local changes"):
-        - a person's work: modified tracked files, and untracked files the
-          target would overwrite (unless fabops' own steps made them);
-        - kept: every other untracked file (build artefacts, __pycache__),
-          left in place and reported as a warning.
-        Returns (person's changes as status lines, untracked in the way, kept)."""
+        """The checkout's changes sorted by preflight.sort_changes: (a
+        person's changes, untracked files in the way, files kept)."""
         dirty = self.git.dirty()
         # Forget our own files once they are clean again (a checkout put them
         # back): a person's later edit to such a file is theirs again.
-        still = [f for f in state.own_files if f in {_status_path(d) for d in dirty}]
+        still = [f for f in state.own_files if f in {status_path(d) for d in dirty}]
         if still != state.own_files and not self.opts.dry_run:  # a dry run writes nothing
             state.own_files = still
             self.save(state)
-        own = set(still)
-        tracked = [d for d in dirty if not d.startswith("?? ") and _status_path(d) not in own]
-        untracked = [d[3:] for d in dirty if d.startswith("?? ")]
-        in_the_way = self.git.tracked_in(target, untracked) if untracked else []
-        theirs = [u for u in in_the_way if u not in own]
-        kept = [u for u in untracked if u not in set(in_the_way) and u not in own]
-        return tracked + [f"?? {u}" for u in theirs], theirs, kept
+        return sort_changes(dirty, still, lambda untracked: self.git.tracked_in(target, untracked))
 
     def _dirty_paths(self) -> List[str]:
-        return [_status_path(d) for d in self.git.dirty()]
+        return [status_path(d) for d in self.git.dirty()]
 
     def _note_own_files(self, before: Sequence[str]) -> None:
         """Remember the files that our dependency rules just created or
@@ -683,40 +662,14 @@ class Pipeline:
             self.save(state)
 
     def _stash(self, dirty: List[str], untracked: Sequence[str] = ()) -> str:
-        """Save tracked changes as a patch and the untracked files in the way
-        as a tarball under the backup dir (0700), then put those back to the
-        commit. Other untracked files and ignored ones (.env, node_modules)
-        stay where they are."""
-        stamp = time.strftime("%Y%m%dT%H%M%S")
-        base = os.path.abspath(os.path.expanduser(self.host.backup_dir))
-        dest = ensure_dir(os.path.join(base, "local-changes", f"{stamp}-{self.run_id[-6:]}"))
-        os.chmod(base, 0o700)
-        patch = self.git.run(join(["git", "-C", self.app, "diff", "--binary", "HEAD"]), "git diff").stdout
-        with open(os.path.join(dest, "tracked.patch"), "w", encoding="utf-8") as fh:
-            fh.write(patch)
-        if untracked:
-            import tarfile
-
-            with tarfile.open(os.path.join(dest, "untracked.tar.gz"), "w:gz") as tar:
-                for rel in untracked:
-                    tar.add(os.path.join(self.app, rel), arcname=rel)
-        with open(os.path.join(dest, "STATUS"), "w", encoding="utf-8") as fh:
-            fh.write("\n".join(dirty) + "\n")
-        for name in os.listdir(dest):
-            os.chmod(os.path.join(dest, name), 0o600)
-        self.git.run(join(["git", "-C", self.app, "reset", "--quiet", "--hard"]), "git reset")
-        for rel in untracked:  # saved above; only these, never a blanket clean
-            os.remove(os.path.join(self.app, rel))
+        """--stash: preflight.stash, and say where it went."""
+        dest = stash(self.git, self.app, self.host.backup_dir, self.run_id, dirty, untracked)
         self.say(f"saved local changes to {dest}")
         return dest
 
     def _missing_env_keys(self, target: str) -> List[str]:
-        template = self.git.show(target, self.host.env_template)
-        if template is None:
-            return []
-        env_path = os.path.join(self.app, self.host.env_file)
-        have = set(_env_keys(_read(env_path)))
-        return [k for k in _env_keys(template) if k not in have]
+        return missing_env_keys(self.git.show(target, self.host.env_template),
+                                os.path.join(self.app, self.host.env_file))
 
     def _schedule_retry(self, target: str, reason: str) -> float:
         state = load_state(self.paths.state)
@@ -937,32 +890,3 @@ def run_update(c, host: Host, opts: UpdateOptions, events: Optional[EventLog] = 
     """Run the pipeline on this host (with a local Context)."""
     tune_runner()
     return Pipeline(c, host, opts, events).run()
-
-
-def _status_path(entry: str) -> str:
-    """The path of a parse_porcelain entry: 'M a', '?? b', 'R new <- old'."""
-    path = entry.split(" ", 1)[1] if " " in entry else entry
-    return path.split(" <- ", 1)[0]
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            return fh.read()
-    except OSError:
-        return ""
-
-
-def _env_keys(text: str) -> List[str]:
-    """Keys of a dotenv file (`KEY=value`, `export KEY=value`), never values."""
-    keys = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        if line.startswith("export "):
-            line = line[7:].lstrip()
-        key = line.split("=", 1)[0].strip()
-        if key and key.replace("_", "").isalnum():
-            keys.append(key)
-    return keys
