@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import tarfile
 import time
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..shell import join
 from .files import ensure_dir
@@ -31,19 +31,28 @@ def disk_problem(dirs: Sequence[Tuple[str, str]]) -> Optional[str]:
     return None
 
 
-def env_keys(text: str) -> List[str]:
-    """Keys of a dotenv file (`KEY=value`, `export KEY=value`), never values."""
-    keys = []
+def env_pairs(text: str) -> Dict[str, str]:
+    """KEY -> value of a dotenv file (`KEY=value`, `export KEY=value`;
+    comments, blank and malformed lines skipped). Also shipped as source to
+    the host by `restore-env`'s key diff (maintenance/env.py): it must use
+    nothing but its argument."""
+    pairs = {}
     for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue
         if line.startswith("export "):
             line = line[7:].lstrip()
-        key = line.split("=", 1)[0].strip()
+        key, value = line.split("=", 1)
+        key = key.strip()
         if key and key.replace("_", "").isalnum():
-            keys.append(key)
-    return keys
+            pairs[key] = value.strip()
+    return pairs
+
+
+def env_keys(text: str) -> List[str]:
+    """Keys of a dotenv file, never values."""
+    return list(env_pairs(text))
 
 
 def read_text(path: str) -> str:

@@ -3,6 +3,8 @@ list, download, key-level diff, and restore (the current one backed up
 first). Contents are never printed."""
 from __future__ import annotations
 
+import inspect
+
 import os
 import posixpath
 import time
@@ -10,6 +12,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 from ..errors import CommandFailed, UsageError
+from ..host.preflight import env_pairs
 from ..inventory import Host
 from ..probe import MARK, split_sections
 from ..shell import Cmd, as_cmd, path, quote_path, sh
@@ -97,25 +100,17 @@ def fetch_private(c, host: Host, remote: str, local_dir: str, name: str) -> str:
 
 # ------------------------------------------------------------------ restore-env
 
-# Which keys differ between two dotenv files, printed without any value.
-_ENV_DIFF = r"""
+# Which keys differ between two dotenv files, printed without any value; the
+# parser is the pipeline's own (host/preflight.py), shipped as source, so the
+# diff needs no fabops on the host.
+_ENV_DIFF = "from typing import Dict\n" + inspect.getsource(env_pairs) + r"""
 import sys
-def keys(path):
-    out = {}
+def pairs_of(path):
     try:
-        text = open(path, encoding="utf-8", errors="replace").read()
+        return env_pairs(open(path, encoding="utf-8", errors="replace").read())
     except OSError:
-        return out
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        if line.startswith("export "):
-            line = line[7:].lstrip()
-        k, v = line.split("=", 1)
-        out[k.strip()] = v.strip()
-    return out
-a, b = keys(sys.argv[1]), keys(sys.argv[2])
+        return {}
+a, b = pairs_of(sys.argv[1]), pairs_of(sys.argv[2])
 print("added " + " ".join(sorted(set(b) - set(a))))
 print("removed " + " ".join(sorted(set(a) - set(b))))
 print("changed " + " ".join(sorted(k for k in set(a) & set(b) if a[k] != b[k])))
