@@ -22,11 +22,13 @@ def box(tmp_path):
     b.stop()
 
 
-def update_proc(box, *args, env=None):
+def update_proc(box, *args, pause_at=None):
+    """`fabops local-update` as cron runs it; with `pause_at`, stopped at that
+    step boundary (tests/harness/paused_update.py injects the pause)."""
+    cmd = ["-m", "tests.harness.paused_update", pause_at] if pause_at else ["-m", "fabops.cli", "local-update"]
     return subprocess.Popen(
-        [sys.executable, "-m", "fabops.cli", "local-update", "-i", str(box.inventory), "--json", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env={**os.environ, **(env or {})},
-        start_new_session=True,
+        [sys.executable, *cmd, "-i", str(box.inventory), "--json", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True,
     )
 
 
@@ -41,7 +43,7 @@ def consistent(box):
 def test_sigkill_at_each_step_boundary_then_the_next_run_converges(box, step):
     assert box.result()[0] == 0
     new = box.origin.push("v2 with new deps", {"VERSION": "2\n", "requirements.txt": "http-server==1.0\nnew==2\n"})
-    proc = update_proc(box, "--run-id", "victim", env={"FABOPS_TEST_PAUSE_AT": step})
+    proc = update_proc(box, "--run-id", "victim", pause_at=step)
     events = box.home / "runs" / "victim.jsonl"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (events.exists() and '"paused"' in events.read_text()):

@@ -14,8 +14,9 @@ import os
 import re
 import socket
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from .. import errors
 from ..errors import FabopsError, LockedError
@@ -135,6 +136,11 @@ class _Abort(Exception):
         self.step = step  # where it stopped: with the target, the notification key
 
 
+# A hook called at the start of every step with (step name, event log):
+# None in production. The reliability tests set it (tests/harness/
+# paused_update.py) to stop a run at a step boundary and SIGKILL it there.
+PAUSE: Optional[Callable[[str, EventLog], None]] = None
+
 FULL_SHA = re.compile(r"[0-9a-f]{40}")
 SHORT_SHA = re.compile(r"[0-9a-f]{4,39}")
 
@@ -179,30 +185,26 @@ class Pipeline:
     def say(self, message: str, **fields) -> None:
         self.events.emit("log", message=message, **fields)
 
+    @contextmanager
     def step(self, name: str):
-        pipeline = self
-
-        class _StepCtx:
-            def __enter__(self_inner):
-                self_inner.t = time.monotonic()
-                self_inner.step = Step(name)
-                pipeline.events.emit("step", step=name, status="start")
-                _test_pause(name, pipeline.events)
-                return self_inner.step
-
-            def __exit__(self_inner, exc_type, exc, tb):
-                st = self_inner.step
-                st.seconds = time.monotonic() - self_inner.t
-                if exc is not None:
-                    st.ok = False
-                    st.message = st.message or str(getattr(exc, "message", exc))
-                pipeline.res.steps.append(st)
-                pipeline.events.emit(
-                    "step", step=name, status="ok" if st.ok else "failed", seconds=round(st.seconds, 3), message=st.message
-                )
-                return False
-
-        return _StepCtx()
+        """One named step: events at its start and end, its duration, and a
+        failed step's message, recorded in the run's result."""
+        st = Step(name)
+        started = time.monotonic()
+        self.events.emit("step", step=name, status="start")
+        if PAUSE is not None:
+            PAUSE(name, self.events)
+        try:
+            yield st
+        except BaseException as exc:
+            st.ok = False
+            st.message = st.message or str(getattr(exc, "message", exc))
+            raise
+        finally:
+            st.seconds = time.monotonic() - started
+            self.res.steps.append(st)
+            self.events.emit("step", step=name, status="ok" if st.ok else "failed", seconds=round(st.seconds, 3),
+                             message=st.message)
 
     def save(self, state: State) -> None:
         save_state(self.paths.state, state)
@@ -873,17 +875,6 @@ def retry_delay(attempts: int) -> float:
     """Seconds until cron tries a target again after its `attempts`-th failed
     dependency rule: 15 min, then every hour."""
     return RETRY_BACKOFF[max(1, min(attempts, len(RETRY_BACKOFF))) - 1]
-
-
-def _test_pause(step: str, events: EventLog) -> None:
-    """Fault-injection hook for the reliability tests: with
-    FABOPS_TEST_PAUSE_AT=<step>, announce it and wait at that step boundary
-    until the test kills the run. Unset in production: one dict lookup."""
-    if os.environ.get("FABOPS_TEST_PAUSE_AT") != step:
-        return
-    events.emit("paused", step=step)
-    while True:
-        time.sleep(0.1)
 
 
 def run_update(c, host: Host, opts: UpdateOptions, events: Optional[EventLog] = None) -> RunResult:
