@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from tests.conftest import REQUIRE_ALL, require, run_cli
-from tests.test_deploy_ssh import RemoteApp
+from tests.harness.apps import RemoteApp
 
 pytestmark = pytest.mark.ssh
 FOREIGN = "# mine\n17 3 * * * /usr/local/bin/nightly --flag  \n"

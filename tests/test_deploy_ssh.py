@@ -11,49 +11,11 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, run_cli
+from tests.harness.apps import RemoteApp, process_name
 from tests.harness.sandbox import Origin
 from tests.harness.sshd import free_port
 
 pytestmark = pytest.mark.ssh
-
-
-class RemoteApp:
-    def __init__(self, host, base, **service):
-        self.host = host
-        self.base = base
-        self.origin = Origin(base)
-        self.port = free_port()
-        host.ssh(f"git clone --quiet {self.origin.bare} ~/app && printf 'DISCORD_TOKEN=s3cr3t-token-value\\nPORT={self.port}\\n' > ~/app/.env")
-        svc = {"name": "bot", "manager": "process", "command": "python3 app.py", "port": self.port,
-               "check": {"url": f"http://127.0.0.1:{self.port}/health"}, "timeout": "20s", "settle": "300ms", "watch": "1s"}
-        svc.update(service)
-        entry = host.inventory_entry(app={"path": "~/app"}, services=[svc],
-                                     deps=[{"when": ["requirements.txt"], "run": "sh install-deps.sh"}],
-                                     logs={"update": "/var/log/bot-update.log"})
-        self.inventory = base / "hosts.yml"
-        self.inventory.write_text(yaml.safe_dump({"hosts": {"h1": entry}}, sort_keys=False))
-
-    def deploy(self, *args, timeout=180):
-        return run_cli("deploy", "-i", str(self.inventory), *args, timeout=timeout)
-
-    def deploy_json(self, *args):
-        r = self.deploy("--json", *args)
-        try:
-            return r.returncode, json.loads(r.stdout)["hosts"]["h1"]
-        except (ValueError, KeyError):
-            raise AssertionError(f"rc={r.returncode} out={r.stdout!r} err={r.stderr!r}")
-
-    @property
-    def state(self):
-        return json.loads(self.host.path("~/.fabops/app/state.json").read_text())
-
-    def history(self):
-        path = self.host.path("~/.fabops/app/history.jsonl")
-        return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
-
-    def version(self):
-        r = self.host.ssh(f"curl -s http://127.0.0.1:{self.port}/health", check=False)
-        return json.loads(r.stdout)["version"] if r.stdout.strip() else None
 
 
 @pytest.fixture
@@ -133,7 +95,7 @@ def test_connection_cut_mid_deploy_host_finishes(remote_app):
         if "✓ checkout" in line:
             break
     assert any("✓ checkout" in x for x in seen), seen
-    sessions = [p for p in remote_app.host.namespace_pids() if p != remote_app.host.pid and _comm(p) == "sshd"]
+    sessions = [p for p in remote_app.host.namespace_pids() if p != remote_app.host.pid and process_name(p) == "sshd"]
     for pid in sessions:
         os.kill(pid, signal.SIGSTOP)
     try:
@@ -159,14 +121,6 @@ def test_connection_cut_mid_deploy_host_finishes(remote_app):
     run_id = re.search(r"The run (\S+) goes on", err).group(1)
     code, res = remote_app.deploy_json("--attach", run_id)
     assert (code, res["result"], res["run_id"]) == (0, "deployed", run_id)
-
-
-def _comm(pid):
-    try:
-        with open(f"/proc/{pid}/comm") as fh:
-            return fh.read().strip()
-    except OSError:
-        return ""
 
 
 def test_restart_is_agentless_locked_and_polls_readiness(remote_app):

@@ -8,7 +8,7 @@ import pytest
 
 from fabops import notify
 from tests.conftest import run_cli
-from tests.test_pipeline_local import Sandbox
+from tests.harness.apps import Sandbox
 
 
 class Recorder:

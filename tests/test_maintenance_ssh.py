@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from tests.conftest import run_cli
-from tests.test_deploy_ssh import RemoteApp
+from tests.harness.apps import RemoteApp
 
 pytestmark = pytest.mark.ssh
 SECRET = "s3cr3t-token-value"

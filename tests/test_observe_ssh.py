@@ -12,7 +12,7 @@ import yaml
 
 from tests.conftest import ROOT, run_cli, write_inventory
 from tests.harness.sshd import free_port
-from tests.test_deploy_ssh import RemoteApp, _comm
+from tests.harness.apps import RemoteApp, process_name
 
 # The observe tests run on a busy machine: what monitor calls healthy must
 # not depend on how fast the machine is (docs/architecture.md, "Measuring CPU").
@@ -121,16 +121,16 @@ def test_follow_then_ctrl_c_leaves_no_remote_process(deployed):
         if "follow-marker" in line:
             break
     assert any("follow-marker" in x for x in seen), seen
-    tails = [p for p in deployed.host.namespace_pids() if _comm(p) == "tail"]
+    tails = [p for p in deployed.host.namespace_pids() if process_name(p) == "tail"]
     assert tails, "the remote tail should be running while following"
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(_comm(p) == "tail" for p in deployed.host.namespace_pids()):
+    while time.monotonic() < deadline and any(process_name(p) == "tail" for p in deployed.host.namespace_pids()):
         time.sleep(0.1)
-    assert not [p for p in deployed.host.namespace_pids() if _comm(p) == "tail"]
+    assert not [p for p in deployed.host.namespace_pids() if process_name(p) == "tail"]
 
 
 class Follower:
@@ -174,7 +174,7 @@ class Follower:
 
 
 def _tails(host):
-    return [p for p in host.namespace_pids() if _comm(p) == "tail"]
+    return [p for p in host.namespace_pids() if process_name(p) == "tail"]
 
 
 def _no_tail_left(host):

@@ -12,56 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, one, require, run_cli
-from tests.harness.sandbox import Origin, clone, git, kill_pidfile, local_inventory
-from tests.harness.sshd import free_port
-
-
-class Sandbox:
-    def __init__(self, base: Path, **service):
-        self.base = base
-        self.origin = Origin(base)
-        self.app = base / "host" / "app"
-        self.home = base / "host" / "home"
-        clone(self.origin, self.app)
-        self.port = free_port()
-        (self.app / ".env").write_text(f"DISCORD_TOKEN=s3cr3t-token-value\nPORT={self.port}\n")
-        self.inventory = local_inventory(base / "hosts.yml", self.app, self.home, self.port, **service)
-
-    def update(self, *args, timeout=120, env=None):
-        return run_cli("local-update", "-i", str(self.inventory), "--json", *args, timeout=timeout, env=env)
-
-    def result(self, *args):
-        r = self.update(*args)
-        try:
-            data = one(r.stdout)
-        except ValueError:
-            raise AssertionError(f"no JSON: rc={r.returncode} out={r.stdout!r} err={r.stderr!r}")
-        return r.returncode, data
-
-    @property
-    def state(self) -> dict:
-        return json.loads((self.home / "state.json").read_text())
-
-    def history(self):
-        path = self.home / "history.jsonl"
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines()]
-
-    def head(self) -> str:
-        return git("rev-parse", "HEAD", cwd=self.app)
-
-    def health(self):
-        import urllib.request
-
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=5) as resp:
-            return json.loads(resp.read())
-
-    def pid(self):
-        return int((self.home / "services" / "bot.pid").read_text().split()[0])
-
-    def stop(self):
-        kill_pidfile(self.home / "services" / "bot.pid")
+from tests.harness.apps import Sandbox
+from tests.harness.sandbox import git
 
 
 @pytest.fixture

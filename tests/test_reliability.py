@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.conftest import ROOT, one, require
-from tests.test_pipeline_local import Sandbox
+from tests.harness.apps import Sandbox
 
 LONG = os.environ.get("FABOPS_LONG") == "1"
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from tests.conftest import run_cli
-from tests.test_deploy_ssh import RemoteApp
+from tests.harness.apps import RemoteApp
 
 pytestmark = pytest.mark.ssh
 LEGACY_CRON = "*/5 * * * * /home/ec2-user/voice-meeting-bot/scripts/auto-update.sh >> /var/log/voice-meeting-bot-update.log 2>&1\n"

@@ -1,0 +1,114 @@
+"""The apps the tests deploy: the sample app in a local sandbox (exactly
+what cron runs on a host, `connection: local`) and the same app on a test
+host behind a real sshd. Both write a hosts.yml and drive the real `fabops`
+console script."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import one, run_cli
+from tests.harness.sandbox import Origin, clone, git, kill_pidfile, local_inventory
+from tests.harness.sshd import free_port
+
+
+class Sandbox:
+    """The sample app checked out under `base`, deployed by `local-update`."""
+
+    def __init__(self, base: Path, **service):
+        self.base = base
+        self.origin = Origin(base)
+        self.app = base / "host" / "app"
+        self.home = base / "host" / "home"
+        clone(self.origin, self.app)
+        self.port = free_port()
+        (self.app / ".env").write_text(f"DISCORD_TOKEN=s3cr3t-token-value\nPORT={self.port}\n")
+        self.inventory = local_inventory(base / "hosts.yml", self.app, self.home, self.port, **service)
+
+    def update(self, *args, timeout=120, env=None):
+        return run_cli("local-update", "-i", str(self.inventory), "--json", *args, timeout=timeout, env=env)
+
+    def result(self, *args):
+        r = self.update(*args)
+        try:
+            data = one(r.stdout)
+        except ValueError:
+            raise AssertionError(f"no JSON: rc={r.returncode} out={r.stdout!r} err={r.stderr!r}")
+        return r.returncode, data
+
+    @property
+    def state(self) -> dict:
+        return json.loads((self.home / "state.json").read_text())
+
+    def history(self):
+        path = self.home / "history.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    def head(self) -> str:
+        return git("rev-parse", "HEAD", cwd=self.app)
+
+    def health(self):
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=5) as resp:
+            return json.loads(resp.read())
+
+    def pid(self):
+        return int((self.home / "services" / "bot.pid").read_text().split()[0])
+
+    def stop(self):
+        kill_pidfile(self.home / "services" / "bot.pid")
+
+
+class RemoteApp:
+    """The sample app on a test host (`h1`), deployed over SSH by `deploy`."""
+
+    def __init__(self, host, base, **service):
+        self.host = host
+        self.base = base
+        self.origin = Origin(base)
+        self.port = free_port()
+        host.ssh(f"git clone --quiet {self.origin.bare} ~/app && printf 'DISCORD_TOKEN=s3cr3t-token-value\\nPORT={self.port}\\n' > ~/app/.env")
+        svc = {"name": "bot", "manager": "process", "command": "python3 app.py", "port": self.port,
+               "check": {"url": f"http://127.0.0.1:{self.port}/health"}, "timeout": "20s", "settle": "300ms", "watch": "1s"}
+        svc.update(service)
+        entry = host.inventory_entry(app={"path": "~/app"}, services=[svc],
+                                     deps=[{"when": ["requirements.txt"], "run": "sh install-deps.sh"}],
+                                     logs={"update": "/var/log/bot-update.log"})
+        self.inventory = base / "hosts.yml"
+        self.inventory.write_text(yaml.safe_dump({"hosts": {"h1": entry}}, sort_keys=False))
+
+    def deploy(self, *args, timeout=180):
+        return run_cli("deploy", "-i", str(self.inventory), *args, timeout=timeout)
+
+    def deploy_json(self, *args):
+        r = self.deploy("--json", *args)
+        try:
+            return r.returncode, json.loads(r.stdout)["hosts"]["h1"]
+        except (ValueError, KeyError):
+            raise AssertionError(f"rc={r.returncode} out={r.stdout!r} err={r.stderr!r}")
+
+    @property
+    def state(self):
+        return json.loads(self.host.path("~/.fabops/app/state.json").read_text())
+
+    def history(self):
+        path = self.host.path("~/.fabops/app/history.jsonl")
+        return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+    def version(self):
+        r = self.host.ssh(f"curl -s http://127.0.0.1:{self.port}/health", check=False)
+        return json.loads(r.stdout)["version"] if r.stdout.strip() else None
+
+
+def process_name(pid) -> str:
+    """/proc/PID/comm, or "" once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/comm") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
