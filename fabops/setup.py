@@ -224,152 +224,216 @@ def wrapper_text(host: Host, args: List[str]) -> str:
 # ------------------------------------------------------------------ the run
 
 
+@dataclass
+class _Setup:
+    """One host's setup run: the connection, the flags, and the report the
+    item functions below add to (each item: ok, changed, would change,
+    warning; with a diff where a file changes, like pyinfra's operations)."""
+
+    c: object
+    host: Host
+    check: bool
+    yes: bool
+    offline: bool
+    replace_units: bool
+    splay: int
+    report: SetupReport
+    say: Callable[[ItemResult], None]
+
+    def add(self, item: ItemResult) -> None:
+        self.report.items.append(item)
+        self.say(item)
+
+    def file(self, name, path, text, *, mode, root, validate=None, owner=None,
+             after: Optional[Callable[[], None]] = None, managed_only=False) -> bool:
+        """A file with exactly `text`: ok, or a diff (would change, or
+        written through put_file and then `after`)."""
+        old = _read(self.c, path, root)
+        if old == text:
+            self.add(ItemResult(name, "ok", path))
+            return False
+        if managed_only and old is not None and MANAGED not in old:
+            self.add(ItemResult(name, "warning", f"{path} exists and was not written by fabops; "
+                                                 "left alone (use --replace-units to replace it)"))
+            return False
+        d = udiff(old or "", text, path)
+        if self.check:
+            self.add(ItemResult(name, "would change", path, d))
+            return False
+        put_file(self.c, self.host, path, text, mode=mode, root=root, validate=validate, owner=owner)
+        if after:
+            after()
+        self.add(ItemResult(name, "changed", path, d))
+        return True
+
+
 def setup_host(c, host: Host, *, check: bool, yes: bool, offline: bool, replace_units: bool = False,
                splay: int = 30, host_yml_text: Optional[str] = None,
                progress: Optional[Callable[[ItemResult], None]] = None) -> SetupReport:
-    from .deploy import host_yml
+    """Converge one host, item by item, in this order; with `check`, change
+    nothing and report what would change."""
+    run = _Setup(c, host, check, yes, offline, replace_units, splay, SetupReport(host.name),
+                 progress or (lambda _i: None))
+    _install(run)
+    _host_yml(run, host_yml_text)
+    _crontab(run)
+    _sudo_rights(run)
+    _units(run)
+    _log_files(run)
+    _logrotate(run)
+    _wrappers(run)
+    _first_run(run)
+    return run.report
+
+
+def _install(run: _Setup) -> None:
+    """fabops itself, at this exact version, in its own venv."""
     from .install import ensure_installed
 
-    report = SetupReport(host.name)
-    say = progress or (lambda _i: None)
+    inst = ensure_installed(run.c, run.host, offline=run.offline, dry_run=run.check)
+    run.add(ItemResult("fabops install", ("would change" if run.check else "changed") if inst.changed else "ok",
+                       inst.message))
 
-    def add(item: ItemResult) -> None:
-        report.items.append(item)
-        say(item)
 
-    def file_item(name, path, text, *, mode, root, validate=None, owner=None, after: Optional[Callable[[], None]] = None,
-                  managed_only=False):
-        old = _read(c, path, root)
-        if old == text:
-            add(ItemResult(name, "ok", path))
-            return False
-        if managed_only and old is not None and MANAGED not in old:
-            add(ItemResult(name, "warning", f"{path} exists and was not written by fabops; "
-                                            "left alone (use --replace-units to replace it)"))
-            return False
-        d = udiff(old or "", text, path)
-        if check:
-            add(ItemResult(name, "would change", path, d))
-            return False
-        put_file(c, host, path, text, mode=mode, root=root, validate=validate, owner=owner)
-        if after:
-            after()
-        add(ItemResult(name, "changed", path, d))
-        return True
+def _host_yml(run: _Setup, text: Optional[str]) -> None:
+    """The host's own settings, as the host reads them (0600 in a 0700 home)."""
+    from .deploy import host_yml
 
-    # 1. fabops itself, at this exact version
-    inst = ensure_installed(c, host, offline=offline, dry_run=check)
-    add(ItemResult("fabops install", ("would change" if check else "changed") if inst.changed else "ok", inst.message))
+    home = run.host.at_home()
+    if not run.check:
+        run.c.run(sh("mkdir -p {home} && chmod 700 {home}", home=host_path(home)), hide=True, warn=True,
+                  in_stream=False)
+    run.file("host.yml", run.host.at_home("host.yml"), text or host_yml(run.host), mode="0600", root=False)
 
-    # 2. the host's own settings
-    home = host.at_home()
-    if not check:
-        c.run(sh("mkdir -p {home} && chmod 700 {home}", home=host_path(home)), hide=True, warn=True, in_stream=False)
-    file_item("host.yml", f"{home}/host.yml", host_yml_text or host_yml(host), mode="0600", root=False)
 
-    # 3. the crontab block (+ the legacy lines it replaces)
+def _crontab(run: _Setup) -> None:
+    """The managed crontab block, and the legacy lines it replaces (commented
+    out with --yes, after the old crontab is saved)."""
+    c, host = run.c, run.host
     old_tab = read_crontab(c)
-    new_tab = apply_block(old_tab, host.app.name, render_block(host, splay=splay))
+    new_tab = apply_block(old_tab, host.app.name, render_block(host, splay=run.splay))
     begin = f"# >>> fabops {host.app.name} >>>"
+    saved = host.at_home("crontab.before-fabops")
     legacy = [ln for ln in _outside_block(old_tab, host.app.name) if ln.strip() and not ln.lstrip().startswith("#")
               and LEGACY_CRON.search(ln)]
     if legacy:
-        if yes and not check:
+        if run.yes and not run.check:
             new_tab = "\n".join(("# disabled by fabops setup: " + ln) if ln in legacy else ln
                                 for ln in new_tab.split("\n"))
-            add(ItemResult("legacy cron lines", "changed",
-                           f"commented out {len(legacy)} legacy line(s); the old crontab is saved in {home}/crontab.before-fabops"))
+            run.add(ItemResult("legacy cron lines", "changed",
+                               f"commented out {len(legacy)} legacy line(s); the old crontab is saved in {saved}"))
         else:
-            add(ItemResult("legacy cron lines", "warning",
-                           f"{len(legacy)} legacy line(s) would update outside the lock: " + " | ".join(legacy)
-                           + " (run with --yes to comment them out, after a backup)"))
-    if new_tab != old_tab:
-        if check:
-            add(ItemResult("crontab", "would change", begin, udiff(old_tab, new_tab, "crontab")))
-        else:
-            c.run(sh("printf '%s' {tab} > {saved}", tab=old_tab, saved=host_path(home + "/crontab.before-fabops")),
-                  hide=True, warn=True, in_stream=False)
-            write_crontab(c, new_tab, host.name)
-            add(ItemResult("crontab", "changed", begin, udiff(old_tab, new_tab, "crontab")))
+            run.add(ItemResult("legacy cron lines", "warning",
+                               f"{len(legacy)} legacy line(s) would update outside the lock: " + " | ".join(legacy)
+                               + " (run with --yes to comment them out, after a backup)"))
+    if new_tab == old_tab:
+        run.add(ItemResult("crontab", "ok", begin))
+    elif run.check:
+        run.add(ItemResult("crontab", "would change", begin, udiff(old_tab, new_tab, "crontab")))
     else:
-        add(ItemResult("crontab", "ok", begin))
+        c.run(sh("printf '%s' {tab} > {saved}", tab=old_tab, saved=host_path(saved)), hide=True, warn=True,
+              in_stream=False)
+        write_crontab(c, new_tab, host.name)
+        run.add(ItemResult("crontab", "changed", begin, udiff(old_tab, new_tab, "crontab")))
 
-    # 4. sudoers drop-in (systemd services only), validated with visudo
-    units = [s for s in host.services if s.manager == "systemd"]
-    if units:
-        file_item("sudoers", f"/etc/sudoers.d/fabops-{host.app.name}", sudoers_text(host), mode="0440", root=True,
-                  validate="visudo")
-        add(journal_access(c, host, check))
-        legacy_sudo = c.run(raw("sudo -n grep -nE 'NOPASSWD:.*systemctl' /etc/sudoers 2>/dev/null"), hide=True, warn=True,
-                            in_stream=False).stdout.strip()
-        if legacy_sudo:
-            add(ItemResult("legacy /etc/sudoers lines", "warning",
+
+def _sudo_rights(run: _Setup) -> None:
+    """For systemd services: the sudoers drop-in (validated with visudo),
+    journal access, and the legacy /etc/sudoers lines (reported only)."""
+    c, host = run.c, run.host
+    if not any(s.manager == "systemd" for s in host.services):
+        return
+    run.file("sudoers", f"/etc/sudoers.d/fabops-{host.app.name}", sudoers_text(host), mode="0440", root=True,
+             validate="visudo")
+    run.add(journal_access(c, host, run.check))
+    legacy_sudo = c.run(raw("sudo -n grep -nE 'NOPASSWD:.*systemctl' /etc/sudoers 2>/dev/null"), hide=True,
+                        warn=True, in_stream=False).stdout.strip()
+    if legacy_sudo:
+        run.add(ItemResult("legacy /etc/sudoers lines", "warning",
                            "NOPASSWD systemctl lines appended by the legacy setup (never edited by fabops; "
                            "remove them with visudo once the drop-in works): " + " | ".join(legacy_sudo.splitlines())))
 
-    # 5. unit files, from templates, only for services that ask for one;
-    # hand-installed ones (the legacy setup copied them) are reported
+
+def _units(run: _Setup) -> None:
+    """Unit files from the template, only for services that ask for one
+    (`unit: true`); hand-installed ones (the legacy setup copied them) are
+    reported and left alone unless --replace-units."""
+    c, host = run.c, run.host
     for svc in host.services:
         if svc.manager != "systemd":
             continue
-        if not svc.unit:
-            existing = _read(c, f"/etc/systemd/system/{svc.name}", root=False)
-            if existing is not None and MANAGED not in existing:
-                add(ItemResult(f"unit {svc.name}", "ok", f"hand-installed /etc/systemd/system/{svc.name} "
-                                                         "(left alone; `unit: true` + --replace-units lets fabops manage it)"))
-            continue
         path = f"/etc/systemd/system/{svc.name}"
+        if not svc.unit:
+            existing = _read(c, path, root=False)
+            if existing is not None and MANAGED not in existing:
+                run.add(ItemResult(f"unit {svc.name}", "ok", f"hand-installed {path} "
+                                   "(left alone; `unit: true` + --replace-units lets fabops manage it)"))
+            continue
 
         def reload_enable(name=svc.name):
             _run(c, sh("{reload} && {enable}", reload=sudo(["systemctl", "daemon-reload"]),
                        enable=sudo(["systemctl", "enable", name])), f"enabling {name}", host,
                  argv=["systemctl", "enable", name])
 
-        file_item(f"unit {svc.name}", path, unit_text(host, svc), mode="0644", root=True, after=reload_enable,
-                  managed_only=not replace_units)
+        run.file(f"unit {svc.name}", path, unit_text(host, svc), mode="0644", root=True, after=reload_enable,
+                 managed_only=not run.replace_units)
 
-    # 6. log files and logrotate
+
+def _log_files(run: _Setup) -> None:
+    """The update and health logs, writable by the deploy user (0640)."""
+    c, host = run.c, run.host
+    user = host.user or "root"
     for key in ("update", "health"):
         path = host.logs.get(key)
         if not path:
             continue
-        user = host.user or "root"
-        probe = c.run(sh("test -w {log}", log=host_path(path)), hide=True, warn=True, in_stream=False)
-        if probe.ok:
-            add(ItemResult(f"log {key}", "ok", path))
-        elif check:
-            add(ItemResult(f"log {key}", "would change", f"create {path} (0640, {user})"))
+        if c.run(sh("test -w {log}", log=host_path(path)), hide=True, warn=True, in_stream=False).ok:
+            run.add(ItemResult(f"log {key}", "ok", path))
+        elif run.check:
+            run.add(ItemResult(f"log {key}", "would change", f"create {path} (0640, {user})"))
         else:
             _run(c, sh("sudo -n install -d -m 0755 {parent} && sudo -n touch {log} && sudo -n chown {user} {log} && "
                        "sudo -n chmod 0640 {log}", parent=host_path(posixpath.dirname(path)), log=host_path(path),
                        user=user), f"creating {path}", host, argv=["install", path])
-            add(ItemResult(f"log {key}", "changed", f"created {path} (0640, {user})"))
+            run.add(ItemResult(f"log {key}", "changed", f"created {path} (0640, {user})"))
+
+
+def _logrotate(run: _Setup) -> None:
+    """fabops' logrotate file (checked with logrotate -d); a legacy file that
+    rotates the same logs is moved aside with --yes (logrotate refuses
+    duplicate entries)."""
+    c, host = run.c, run.host
     rotate = logrotate_text(host)
-    if rotate:
-        own = f"/etc/logrotate.d/fabops-{host.app.name}"
-        patterns = [w for k in ("update", "health") if host.logs.get(k) for w in ("-e", host.logs[k])]
-        others = c.run(sh("grep -lF {patterns} /etc/logrotate.d/* 2>/dev/null | grep -vx {own}", patterns=patterns,
-                          own=own), hide=True, warn=True, in_stream=False).stdout.split()
-        for other in others:
-            if yes and not check:
-                _run(c, sh("sudo -n mv {other} {saved} 2>/dev/null || sudo -n mv {other} {disabled}", other=other,
-                           saved=home + "/" + posixpath.basename(other) + ".logrotate-before-fabops",
-                           disabled=other + ".disabled-by-fabops"), f"moving {other} aside", host)
-                add(ItemResult("legacy logrotate", "changed", f"moved {other} aside (logrotate rejects duplicate entries)"))
-            else:
-                add(ItemResult("legacy logrotate", "warning",
+    if not rotate:
+        return
+    own = f"/etc/logrotate.d/fabops-{host.app.name}"
+    patterns = [w for k in ("update", "health") if host.logs.get(k) for w in ("-e", host.logs[k])]
+    others = c.run(sh("grep -lF {patterns} /etc/logrotate.d/* 2>/dev/null | grep -vx {own}", patterns=patterns,
+                      own=own), hide=True, warn=True, in_stream=False).stdout.split()
+    for other in others:
+        if run.yes and not run.check:
+            _run(c, sh("sudo -n mv {other} {saved} 2>/dev/null || sudo -n mv {other} {disabled}", other=other,
+                       saved=host_path(host.at_home(posixpath.basename(other) + ".logrotate-before-fabops")),
+                       disabled=other + ".disabled-by-fabops"), f"moving {other} aside", host)
+            run.add(ItemResult("legacy logrotate", "changed", f"moved {other} aside (logrotate rejects duplicate entries)"))
+        else:
+            run.add(ItemResult("legacy logrotate", "warning",
                                f"{other} already rotates these logs; logrotate rejects duplicates (--yes moves it aside)"))
-        file_item("logrotate", own, rotate, mode="0644", root=True, validate="logrotate")
+    run.file("logrotate", own, rotate, mode="0644", root=True, validate="logrotate")
 
-    # 7. the team's habits: the legacy command names
+
+def _wrappers(run: _Setup) -> None:
+    """The team's habits: the legacy command names, now fabops."""
     for name, args in WRAPPERS.items():
-        file_item(f"wrapper {name}", f"~/.local/bin/{name}", wrapper_text(host, args), mode="0755", root=False)
+        run.file(f"wrapper {name}", f"~/.local/bin/{name}", wrapper_text(run.host, args), mode="0755", root=False)
 
-    # 8. a checkout that fabops has not seen yet
-    state = c.run(sh("test -f {state}", state=host_path(home + "/state.json")), hide=True, warn=True, in_stream=False)
+
+def _first_run(run: _Setup) -> None:
+    """A checkout fabops has not seen yet: said, not an error."""
+    state = run.c.run(sh("test -f {state}", state=host_path(run.host.at_home("state.json"))), hide=True, warn=True,
+                      in_stream=False)
     if not state.ok:
-        add(ItemResult("state", "warning", "no fabops state yet: the first local-update adopts a healthy HEAD"))
-    return report
+        run.add(ItemResult("state", "warning", "no fabops state yet: the first local-update adopts a healthy HEAD"))
 
 
 def _outside_block(text: str, app: str) -> List[str]:
