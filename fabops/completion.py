@@ -21,7 +21,11 @@ _fabops_complete() {
     local IFS=$'\n'
     # Every word up to the cursor, quoted, so that an empty current word
     # reaches fabops as an empty argument.
-    COMPREPLY=( $(compgen -W "$("$1" --complete -- "${COMP_WORDS[@]:0:COMP_CWORD+1}" 2>/dev/null)" -- "$2") )
+    # bash splits `--hosts=web` at "=": right after it the current word is
+    # "=" itself, and the candidates are matched against nothing yet
+    local cur="$2"
+    [ "$cur" = "=" ] && cur=""
+    COMPREPLY=( $(compgen -W "$("$1" --complete -- "${COMP_WORDS[@]:0:COMP_CWORD+1}" 2>/dev/null)" -- "$cur") )
 }
 complete -F _fabops_complete -o default fabops inv invoke
 """
@@ -83,10 +87,14 @@ def host_candidates(before: List[str], current: str) -> Optional[List[str]]:
 
     `-H web1,d<TAB>` completes the last comma-separated entry and keeps the
     rest."""
-    if current.startswith("--hosts="):
+    if current.startswith("--hosts="):  # zsh: one word
         flag_prefix, current = "--hosts=", current[len("--hosts="):]
     elif before and before[-1] in HOST_FLAGS:
         flag_prefix = ""
+    elif before[-2:] == ["--hosts", "="]:  # bash splits words at "=" (COMP_WORDBREAKS)
+        flag_prefix = ""
+    elif current == "=" and before and before[-1] == "--hosts":  # bash, the cursor right after "="
+        flag_prefix, current = "", ""
     else:
         return None
     names = inventory_names(_inventory_flag(before))

@@ -42,6 +42,8 @@ class DemoResult:
     steps: List[DemoStep] = field(default_factory=list)
     seconds: float = 0.0
     sandbox: str = ""
+    inventory: str = ""  # the sandbox's own hosts.yml
+    port_moved: bool = False  # hosts.yml's port was taken: the app listens elsewhere
 
     @property
     def ok(self) -> bool:
@@ -57,7 +59,11 @@ def _git(*args: str, cwd: Optional[Path] = None) -> str:
 
 
 def _free_port(preferred: int) -> int:
+    """`preferred` unless something listens there. SO_REUSEADDR as the
+    sample app's server sets it: a port an earlier demo served a moment ago
+    (TIME_WAIT) is free to it, so the port stays the one hosts.yml names."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", preferred))
             return preferred
@@ -170,6 +176,9 @@ def run_demo(base: Path, local_entry: dict, say: Callable[[str], None], views: D
     inv_path = build_sandbox(base, local_entry)
     inv = inventory.load(str(inv_path))
     host = inv.hosts["local"]
+    result.inventory = str(inv_path)
+    wanted = int(((local_entry.get("services") or [{}])[0]).get("port") or 3013)
+    result.port_moved = host.services[0].port != wanted
     c = local_context(host)
 
     def deploy(expect: str):

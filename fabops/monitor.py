@@ -398,7 +398,7 @@ def evaluate(facts: Dict[str, Any], host: Host, now: Optional[float] = None) -> 
         since = failing.get("since")
         when = time.strftime("%m-%d %H:%M %Z", time.localtime(since)) if isinstance(since, (int, float)) else "?"
         target = (failing.get("target") or "origin")[:10]
-        text = (f"behind {target}: updates failing since {when} ({failing.get('count', 1)} run(s), "
+        text = (f"behind {target}: updates failing since {when} ({_runs(failing.get('count', 1))}, "
                 f"last {failing.get('result')}): {failing.get('reason', '?')}")
         retry = dep.get("retry") or {}
         if retry.get("target") == failing.get("target") and isinstance(retry.get("next_at"), (int, float)):
@@ -490,3 +490,7 @@ def sample(cxn, host, previous=None):
     facts["code"] = code
     facts["findings"] = [{"level": errors.NAMES.get(c, str(c)), "message": m} for c, m in findings]
     return facts, result.stdout
+
+
+def _runs(n) -> str:
+    return f"{n} run" if n == 1 else f"{n} runs"

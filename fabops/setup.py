@@ -98,7 +98,8 @@ VALIDATORS = {
 
 def put_file(c, host: Host, path: str, content: str, *, mode: str, root: bool, validate: Optional[str] = None,
              owner: Optional[str] = None) -> None:
-    """Write via a temp file; validate it (`{tmp}` in `validate`); then
+    """Write via a temp file; validate it (`validate` names one of
+    VALIDATORS); then
     install it with its mode in one rename. The old file is untouched if
     validation fails."""
     as_root = raw("sudo -n ") if root else raw("")

@@ -125,7 +125,7 @@ def sudo(argv: Iterable[Any]) -> Cmd:
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def with_env(command: str, env: Optional[Dict[str, str]]) -> Cmd:
+def with_env(command: Cmd, env: Optional[Dict[str, str]]) -> Cmd:
     """Prefix `command` with quoted `export K=V;` assignments."""
     if not env:
         return as_cmd(command)
@@ -136,7 +136,7 @@ def with_env(command: str, env: Optional[Dict[str, str]]) -> Cmd:
     return sh("export {exports}; {command}", exports=exports, command=as_cmd(command))
 
 
-def in_dir(p: str, command: str) -> Cmd:
+def in_dir(p: str, command: Cmd) -> Cmd:
     """Run `command` in host path `p` (~/ expanded by the host's shell)."""
     return sh("cd {p} && {command}", p=path(p), command=as_cmd(command))
 

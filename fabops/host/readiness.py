@@ -356,4 +356,4 @@ def _said(state: str) -> str:
 
 def state_phrase(state: str) -> str:
     """`bot is …`: a service state in a sentence (monitor, health)."""
-    return {"stale": "down (its process is gone)", "inactive": "stopped"}.get(state, state)
+    return {"stale": "down: its process is gone", "inactive": "stopped"}.get(state, state)

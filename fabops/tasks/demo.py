@@ -30,8 +30,8 @@ def demo(c, dir=None, keep=False, inventory=None):
     entry = (raw.get("hosts") or {}).get("local") or {}
     base = Path(dir) if dir else Path(os.path.dirname(os.path.abspath(inv.path))) / ".fabops-demo"
     out = console()
-    out.print(f"[bold]fabops demo[/bold]: a sandbox in {base} (origin repo, host checkout, state), "
-              "the `local` host of hosts.yml, the process back end")
+    out.print(f"[bold]fabops demo[/bold]: a sandbox in {base} (origin repo, host checkout, state) for the "
+              "`local` host of hosts.yml: the sample app runs as a process on this machine, no ssh or systemd")
     views = DemoViews(
         dashboard=lambda facts, host: out.print(render_all([HostResult(host.name, value=facts, code=facts["code"])],
                                                            {host.name: host})),
@@ -43,6 +43,9 @@ def demo(c, dir=None, keep=False, inventory=None):
     out.print(f"\n[bold]{'✅' if result.ok else '❌'} {good}/{len(result.steps)} steps behaved as narrated "
               f"in {result.seconds:.1f} s[/bold]" + ("" if keep else "; the sample app is stopped (`inv demo --keep` leaves it "
                                                          "running, for `inv monitor -H local` and the rest)"))
+    if keep and result.port_moved:
+        out.print(f"the app's port in hosts.yml was taken, so it listens on another one: "
+                  f"`inv monitor -i {result.inventory} -H local` looks at it")
     finish(errors.OK if result.ok else errors.FAILED)
 
 

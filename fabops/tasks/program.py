@@ -154,8 +154,8 @@ class FabopsProgram(Program):
             return
         takers = [ctx for ctx in self.tasks if "hosts" in ctx.args]
         if not takers:
-            raise Exit(f"fabops: -H was given but {', '.join(c.name for c in self.tasks) or 'no task'} "
-                       "takes no hosts", code=USAGE)
+            raise Exit(f"fabops: -H was given, but {', '.join(c.name for c in self.tasks) or 'no task'} "
+                       "does not take -H", code=USAGE)
         for ctx in takers:
             own = ctx.args["hosts"].value
             if own is not None and own != given:

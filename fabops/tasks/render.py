@@ -221,7 +221,7 @@ def status_panel(host: str, data: dict) -> None:
     out.print(f"last check {ago(data.get('last_check'))}: {data.get('last_result') or '-'}")
     failing = data.get("failing")
     if failing and failing.get("target") != deployed:
-        out.print(f"[yellow]updates failing since {ago(failing.get('since'))} ({failing.get('count', 1)} run(s)) "
+        out.print(f"[yellow]updates failing since {ago(failing.get('since'))} ({failing.get('count', 1)} run{'' if failing.get('count', 1) == 1 else 's'}) "
                   f"for {short(failing.get('target'))}:[/yellow] {failing.get('reason', '?')}")
     retry = data.get("retry")
     if retry and isinstance(retry.get("next_at"), (int, float)):
