@@ -382,3 +382,7 @@ def test_help_names_what_a_value_is(program):
     assert r.returncode == 0, r.stderr
     assert "--wait=SECONDS" in r.stdout and "-p N, --parallel=N" in r.stdout and "--ref=VALUE" in r.stdout
     assert "STRING" not in r.stdout
+    if program == "fabops":  # Invoke's own core flags too
+        core = subprocess.run(cmd + ["--help"], cwd=ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                              env=dict(os.environ, COLUMNS="200")).stdout
+        assert "-f FILE, --config=FILE" in core and "=STRING" not in core and "=INT" not in core, core

@@ -90,7 +90,7 @@ def _named_values(help_for):
         names, text = help_for(self, flag)
         name = getattr(self.flags[flag], "fabops_metavar", None)
         if name:
-            names = re.sub(r"(?<=[ =\[])STRING\b", name, names)
+            names = re.sub(r"(?<=[ =\[])(STRING|INT)\b", name, names)
         return names, text
 
     wrapper._fabops = True
@@ -109,12 +109,23 @@ def adopt(program_class=Program) -> None:
         ParserContext.help_for = _named_values(ParserContext.help_for)
 
 
+# What Invoke's own core flags take, for `fabops --help` (Invoke says STRING
+# or INT for all of them).
+CORE_METAVARS = {
+    "hide": "WHAT", "print-completion-script": "SHELL", "list-depth": "N", "config": "FILE",
+    "list-format": "FORMAT", "help": "TASK", "hosts": "HOSTS", "list": "NAMESPACE", "command-timeout": "SECONDS",
+    "collection": "NAME", "search-root": "DIR", "complete": None,
+}
+
+
 class FabopsProgram(Program):
     """`fabops`: exit 64 on any parse error (core flags included) and a global -H."""
 
     def core_args(self):
         args = super().core_args()
         args.append(Argument(names=("hosts", "H"), help="Hosts or groups for the task, as the task's own -H."))
+        for arg in args:  # --help names what a value is (see _named_values)
+            arg.fabops_metavar = CORE_METAVARS.get(arg.name)
         return args
 
     parse_core = _usage_errors(Program.parse_core)
