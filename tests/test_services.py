@@ -20,13 +20,31 @@ CASES = sorted(FIX.glob("*.json"))
 @pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
 def test_parse_systemd_show(case):
     data = json.loads(case.read_text())
-    assert S.systemd_status_cmd(data["units"]) == data["command"]
     got = {k: v.to_dict() for k, v in S.parse_systemd_show(data["output"], data["units"]).items()}
     assert got == data["expected"]
 
 
-def test_systemd_commands_use_sudo_n_and_quote():
-    assert S.systemd_action_cmd("restart", ["bot.service"]) == "sudo -n systemctl restart bot.service"
+def test_systemd_status_asks_systemctl_once_and_falls_back_without_unix_timestamps(tmp_path):
+    """What the shell does with the status command: one `systemctl show`
+    with the properties and the units as whole words; on systemd 247
+    (bullseye), which refuses --timestamp=unix, the same query again
+    without it."""
+    from tests.harness.stubs import run_with_stubs
+
+    units = ["bot.service", "odd name's.service"]
+    old = 'case "$*" in *--timestamp=unix*) exit 1;; esac; echo "Id=$3"'
+    r, calls = run_with_stubs(S.systemd_status_cmd(units), tmp_path, {"systemctl": old})
+    props = ["-p", "Id,ActiveState,SubState,MainPID,ExecMainStartTimestamp"]
+    assert calls == [["systemctl", "show", "--timestamp=unix", *props, *units], ["systemctl", "show", *props, *units]]
+    r, calls = run_with_stubs(S.systemd_status_cmd(units), tmp_path, {"systemctl": "true"})
+    assert len(calls) == 1 and r.returncode == 0
+
+
+def test_systemd_actions_use_sudo_n_and_keep_a_unit_name_one_word(tmp_path):
+    from tests.harness.stubs import run_with_stubs
+
+    r, calls = run_with_stubs(S.systemd_action_cmd("restart", ["bot's unit.service"]), tmp_path, {"sudo": "true"})
+    assert calls == [["sudo", "-n", "systemctl", "restart", "bot's unit.service"]]
 
 
 def test_parse_process_status_ignores_junk():
