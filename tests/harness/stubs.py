@@ -4,7 +4,6 @@ program receives, the files it touches), not the text it happens to be."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Dict, List, Tuple
