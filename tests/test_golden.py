@@ -207,3 +207,22 @@ def test_setup_lines(width, capsys, monkeypatch):
     text = "".join(ln + "\n" for item in items for ln in item_lines("find-to-do", item, width, diff=True))
     assert "↳ " in text if width == 80 else "↳" not in text
     check("setup", width, text)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_deploy_live_board(width, capsys, monkeypatch):
+    """The table a terminal sees while hosts deploy: one line per host."""
+    from fabops.tasks.deploy import _LiveBoard
+    from fabops.tasks.render import console
+
+    def board():
+        b = _LiveBoard(["find-to-do", "staging-eu-west-1"])
+        b.rows["find-to-do"].update(step="deps: npm ci --omit=dev", status="…", message="npm ci --omit=dev … 20 s",
+                                    steps=3)
+        b.rows["staging-eu-west-1"].update(step="watch", status="rolled_back", steps=7, message=(
+            "watch: voice-meeting-discord-bot.service died 3.1 s after start; rolled back to 9b8c7d6e5f"))
+        console().print(b._table())
+
+    text = render(capsys, monkeypatch, width, board)
+    assert len([ln for ln in text.splitlines() if ln.strip()]) == 5  # title, header, rule, two hosts
+    check("deploy-live", width, text)

@@ -94,17 +94,28 @@ class _LiveBoard:
         self.live = Live(self._table(), console=console(), refresh_per_second=8, transient=False)
 
     def _table(self):
+        """One line per host, whatever the width: a live board whose rows
+        grow taller as a message wraps jumps on every refresh. The host, the
+        status and the step stay whole (the step is cut at 22 columns); the
+        detail takes the rest, cut with an ellipsis."""
+        from rich import box
+        from rich.markup import escape
         from rich.table import Table
 
-        from .render import RESULT_STYLE
+        from .render import RESULT_STYLE, console, rest_column
 
-        table = Table(title="progress", title_justify="left")
-        for col in ("host", "step", "", "detail"):
-            table.add_column(col, overflow="fold")
+        rows = []
         for name, row in self.rows.items():
-            status = row["status"]
+            step = f"{row['step']} ({row['steps']} done)"
+            rows.append((name, row["status"], step if len(step) <= 22 else step[:21] + "…", row["message"]))
+        table = Table(title="progress", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        fixed = [max([len(col)] + [len(r[i]) for r in rows]) for i, col in enumerate(("host", "", "step"))]
+        for col, width in zip(("host", "", "step"), fixed):
+            table.add_column(col, no_wrap=True, min_width=width)
+        table.add_column("detail", **rest_column(table, console().width, fixed, wide=False))
+        for name, status, step, message in rows:
             style = RESULT_STYLE.get(status, "green" if status == "✓" else "red" if status == "✗" else "cyan")
-            table.add_row(name, f"{row['step']} [dim]({row['steps']} done)[/dim]", f"[{style}]{status}[/{style}]", row["message"])
+            table.add_row(escape(name), f"[{style}]{escape(status)}[/{style}]", escape(step), escape(message))
         return table
 
     def __call__(self, host: str):
