@@ -1,10 +1,10 @@
 """`python -m bench [pipeline ...]`: run the benchmarks and print Markdown."""
 import sys
 
-from bench import monitor, pipeline, recovery, transport
+from bench import monitor, pipeline, recovery, refactor, transport
 
 SUITES = {"pipeline": pipeline.main, "monitor": monitor.main, "transport": transport.main,
-          "recovery": recovery.main}
+          "recovery": recovery.main, "refactor": refactor.main}
 
 
 def main(argv):

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import List, Optional, Tuple
 
-from .errors import CommandFailed
 from .inventory import Host
 from .shell import path as host_path, raw, sh
+from .target import Target
 
 # (schedule key, fabops arguments) in the order they appear in the block.
 JOBS = (
@@ -98,17 +98,17 @@ READ = raw("crontab -l 2>/dev/null; true")
 
 
 def read_crontab(c) -> str:
-    return c.run(READ, hide=True, warn=True, in_stream=False).stdout
+    return Target.of(c).output(READ)
 
 
 def write_crontab(c, text: str, host_name: str) -> None:
     # `crontab -` validates the whole file and installs it atomically.
-    r = c.run(sh("printf '%s' {text} | crontab -", text=text), hide=True, warn=True, in_stream=False)
-    if not r.ok:
-        raise CommandFailed(f"crontab refused the new table: {(r.stderr or r.stdout).strip()[-200:]}", host=host_name)
+    Target(c, host_name).run(sh("printf '%s' {text} | crontab -", text=text), "installing the crontab")
 
 
 def diff(old: str, new: str, name: str = "crontab") -> str:
+    """A unified diff, `name (now)` -> `name (after)`: what setup and cron
+    show before they change a file."""
     import difflib
 
     return "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),

@@ -9,7 +9,6 @@ lost: the laptop gives up (exit 3) and the run goes on, on the host.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import time
 from dataclasses import dataclass, field
@@ -20,8 +19,10 @@ import yaml
 from . import errors
 from .errors import CommandFailed, UnreachableError
 from .host.events import new_run_id
+from .host.record import default_actor
 from .inventory import Host
 from .shell import Cmd, path, sh
+from .target import Target
 
 DEFAULT_LIVENESS = 5.0
 STARTUP_WINDOW = 20.0  # seconds for the host-side interpreter to send its first event
@@ -53,14 +54,6 @@ class DeployOutcome:
     @property
     def exit_code(self) -> int:
         return int(self.result.get("exit_code", errors.FAILED))
-
-
-def default_actor() -> str:
-    if os.environ.get("GITHUB_ACTOR"):
-        return f"{os.environ['GITHUB_ACTOR']}@github-actions"
-    from .host.pipeline import default_actor as user_at_host
-
-    return user_at_host()
 
 
 def host_yml(host: Host) -> str:
@@ -140,9 +133,8 @@ def follow(c, host: Host, run_id: str, liveness: float, on_event: Callable[[dict
     thread enforces liveness on every step by closing the transport."""
     import threading
 
-    from . import target
-
-    transport = target.transport(c)
+    t = Target.of(c, host)
+    transport = t.transport
     if transport is None:
         raise UnreachableError("no open SSH transport to follow the run", host=host.name)
     last = [time.monotonic()]
@@ -168,9 +160,7 @@ def follow(c, host: Host, run_id: str, liveness: float, on_event: Callable[[dict
     chan = None
     try:
         try:
-            chan = transport.open_session(timeout=first_window)
-            chan.settimeout(first_window)
-            chan.exec_command(follow_cmd(host, run_id))
+            chan = t.stream(follow_cmd(host, run_id), timeout=first_window)
             while True:
                 data = chan.recv(65536)
                 if not data:
@@ -229,18 +219,19 @@ def deploy_host(c, host: Host, opts: DeployOptions, on_event: Callable[[dict], N
         on_event({"kind": "log", "message": inst.message})
         config = host.at_home("runs", f"{run_id}.host.yml")
         argv = local_update_argv(host, run_id, opts, config)
-        c.run(start_detached_cmd(host, run_id, argv, config, host_yml(host)), hide=True, pty=False)
+        Target.of(c, host).run(start_detached_cmd(host, run_id, argv, config, host_yml(host)),
+                               "starting the host-side run")
     until = None if opts.watch else (lambda e: e.get("kind") == "watch")
     try:
         event = follow(c, host, run_id, opts.liveness, lambda e: (outcome.events.append(e), on_event(e)), until)
     except _NoEvents:
-        if not _transport_alive(c):
+        if not Target.of(c, host).alive:
             raise UnreachableError(
                 f"lost contact before the first event of run {run_id}; it may still run on the host: "
                 f"`inv deploy -H {host.name} --attach {run_id}`", host=host.name) from None
         try:
-            out = c.run(sh("tail -n 5 {out} 2>/dev/null", out=path(host.at_home("runs", f"{run_id}.out"))),
-                        hide=True, warn=True, timeout=10).stdout.strip()
+            out = Target.of(c, host).output(sh("tail -n 5 {out} 2>/dev/null",
+                                               out=path(host.at_home("runs", f"{run_id}.out"))), timeout=10).strip()
         except Exception:  # noqa: BLE001 - the link may be dying too
             raise UnreachableError(f"lost contact before the first event of run {run_id}", host=host.name) from None
         raise CommandFailed(
@@ -282,8 +273,8 @@ def _dry_run(c, host: Host, opts: DeployOptions, outcome: DeployOutcome, on_even
     if inst.changed:
         status = gather_status(c, host)
         app = host.app
-        r = c.run(sh("git -C {app} ls-remote {remote} {ref}", app=path(app.path), remote=app.remote,
-                     ref="refs/heads/" + app.branch), hide=True, warn=True, timeout=60)
+        r = Target.of(c, host).run(sh("git -C {app} ls-remote {remote} {ref}", app=path(app.path), remote=app.remote,
+                                      ref="refs/heads/" + app.branch), check=False, timeout=60)
         target = r.stdout.split()[0] if r.ok and r.stdout.strip() else (opts.ref or "?")
         deployed = status.get("deployed") or status.get("head")
         # Without fabops on the host the preflight cannot run: say so, and
@@ -299,7 +290,8 @@ def _dry_run(c, host: Host, opts: DeployOptions, outcome: DeployOutcome, on_even
         }
         return outcome
     config = host.at_home("runs", f"{outcome.run_id}.dry-run.yml")
-    c.run(sh("mkdir -p {runs}", runs=path(host.at_home("runs"))), hide=True)
+    t = Target.of(c, host)
+    t.run(sh("mkdir -p {runs}", runs=path(host.at_home("runs"))), "making the runs directory")
     tmp_upload(c, host_yml(host), config)
     argv = [host.at_home("venv", "bin", "fabops"), "local-update", "-i", config, "-H", host.name,
             "--dry-run", "--json", "--trigger", opts.trigger, "--actor", opts.actor or default_actor()]
@@ -309,19 +301,13 @@ def _dry_run(c, host: Host, opts: DeployOptions, outcome: DeployOutcome, on_even
         argv.append("--stash")
     if opts.wait:
         argv += ["--wait", str(float(opts.wait))]
-    r = c.run(sh("{argv}; rc=$?; rm -f {config}; exit $rc", argv=_words(argv), config=path(config)),
-              hide=True, warn=True, timeout=300)
+    r = t.run(sh("{argv}; rc=$?; rm -f {config}; exit $rc", argv=_words(argv), config=path(config)),
+              check=False, timeout=300)
     try:
         outcome.result = json.loads(r.stdout)["hosts"][host.name]
     except (ValueError, KeyError, TypeError):
         raise CommandFailed.from_result("dry run", r, host=host.name) from None
     return outcome
-
-
-def _transport_alive(c) -> bool:
-    from . import target
-
-    return target.transport_alive(c)
 
 
 def _deploy_local(c, host: Host, opts: DeployOptions, on_event) -> DeployOutcome:

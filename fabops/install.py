@@ -26,6 +26,7 @@ from .errors import CommandFailed, FabopsError, UsageError
 from .inventory import Host
 from .probe import MARK, split_sections
 from .shell import Cmd, path, raw, sh
+from .target import Target
 
 MIN_HOST_PYTHON = (3, 9)
 MARKER = "fabops-install.json"
@@ -172,7 +173,8 @@ class InstallResult:
 def ensure_installed(c, host: Host, *, offline: bool = False, dry_run: bool = False, wheel: Optional[Wheel] = None) -> InstallResult:
     """Install this fabops into <host home>/venv unless exactly it is there."""
     wheel = wheel or local_wheel()
-    py = parse_probe(c.run(probe_cmd(host), hide=True, warn=True).stdout)
+    t = Target.of(c, host)
+    py = parse_probe(t.output(probe_cmd(host)))
     if not py.version:
         raise FabopsError(f"no usable python3 on the host (fabops needs Python {MIN_HOST_PYTHON[0]}.{MIN_HOST_PYTHON[1]}+)", host=host.name)
     pyver = f"{py.version[0]}.{py.version[1]}"
@@ -185,14 +187,15 @@ def ensure_installed(c, host: Host, *, offline: bool = False, dry_run: bool = Fa
         return InstallResult(True, wheel.version, wheel.sha256, pyver, f"would {what} fabops {wheel.version}")
 
     dist = host.at_home("dist")
-    c.run(sh("mkdir -p {dist} && chmod 700 {home}", dist=path(dist), home=path(host.at_home())), hide=True)
-    put = _uploader(c)
+    t.run(sh("mkdir -p {dist} && chmod 700 {home}", dist=path(dist), home=path(host.at_home())),
+          "making fabops' directory")
+    put = t.put
     put(wheel.path, posixpath.join(_sftp_path(dist), wheel.name))
     find_links = raw("")
     house = wheelhouse_for(py, offline)
     if house:
         remote_house = dist + "/wheelhouse"
-        c.run(sh("mkdir -p {house}", house=path(remote_house)), hide=True)
+        t.run(sh("mkdir -p {house}", house=path(remote_house)), "making the wheelhouse")
         for name in sorted(os.listdir(house)):
             if name.endswith(".whl"):
                 put(os.path.join(house, name), posixpath.join(_sftp_path(remote_house), name))
@@ -212,18 +215,11 @@ def ensure_installed(c, host: Host, *, offline: bool = False, dry_run: bool = Fa
         "printf '%s\\n' {marker} > {venv}/{marker_file}\n",
         venv=path(venv_dir(host)), marker_file=MARKER, links=find_links, wheel=path(dist + "/" + wheel.name),
         marker=marker)
-    r = c.run(script, hide=True, warn=True, timeout=1800)  # pip from the index may be slow
+    r = t.run(script, check=False, timeout=1800)  # pip from the index may be slow
     if not r.ok:
         tail = (r.stderr or r.stdout).strip().splitlines()[-3:]
         raise CommandFailed("installing fabops on the host failed: " + " | ".join(tail), host=host.name)
     return InstallResult(True, wheel.version, wheel.sha256, pyver, f"{what} fabops {wheel.version} (python {pyver})")
-
-
-def _uploader(c):
-    """Connection.put over SFTP, or a plain copy for a local Context."""
-    from . import target
-
-    return lambda local, remote: target.put(c, local, remote)
 
 
 def tmp_upload(c, text: str, remote: str) -> None:
@@ -233,6 +229,6 @@ def tmp_upload(c, text: str, remote: str) -> None:
         local = fh.name
     try:
         os.chmod(local, 0o600)
-        _uploader(c)(local, _sftp_path(remote))
+        Target.of(c).put(local, _sftp_path(remote))
     finally:
         os.unlink(local)

@@ -6,9 +6,6 @@ ends the whole remote process group, so no `tail` is left behind.
 """
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import threading
 from typing import Callable, List, Optional
 
@@ -17,6 +14,7 @@ from .errors import UsageError
 from .host.services import process_log_path
 from .inventory import Host, Inventory
 from .shell import Cmd, join, lines as seq, path, raw, sh
+from .target import Target
 
 
 
@@ -98,7 +96,7 @@ def read_logs(inv: Inventory, hosts: List[Host], *, source, service, lines, erro
         cmd = log_command(host, source, service, lines, errors_only, since, follow=False)
         cxn = connect(host, inv, accept_new=accept_new, connect_timeout=connect_timeout)
         try:
-            return cxn.run(cmd, hide=True, warn=True, in_stream=False).stdout
+            return Target.of(cxn, host).output(cmd)
         finally:
             close_quietly(cxn)
 
@@ -164,7 +162,6 @@ class _Stream:
         self.failure: Optional[errors.FabopsError] = None
         self.cxn = None
         self.chan = None
-        self.proc = None
         self.thread = threading.Thread(target=self.run, name=f"logs-{host.name}", daemon=True)
 
     def run(self) -> None:
@@ -190,7 +187,7 @@ class _Stream:
                             "are not shown: `inv logs -n N` reads them)")
             command = self.commands[1 if attempt else 0]
             try:
-                lost = self._stream_local(command) if self.host.is_local else self._stream_ssh(command)
+                lost = self._stream(Target.of(self.cxn, self.host), command)
             finally:
                 self.out.close()
                 close_quietly(self.cxn)
@@ -201,30 +198,19 @@ class _Stream:
             self.notice(self.host.name, f"fabops: connection lost; reconnecting in {delay:g} s")
             self.stop.wait(delay)
 
-    def _stream_local(self, command: str) -> bool:
-        self.proc = subprocess.Popen(["sh", "-c", command], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     stdin=subprocess.DEVNULL, start_new_session=True, env=_env(self.host))
-        if self.stop.is_set():  # Ctrl-C came while we started it
-            self.hang_up()
-        for chunk in iter(lambda: self.proc.stdout.readline(), b""):
-            self.out.feed(chunk.decode("utf-8", "replace"))
-        self.proc.wait()
-        return False
-
-    def _stream_ssh(self, command: str) -> bool:
-        """Stream until the command ends (False) or the link is lost (True)."""
+    def _stream(self, t: Target, command: Cmd) -> bool:
+        """Stream until the command ends (False) or the link is lost (True).
+        Over SSH the pty ties the remote processes to the channel; a quiet
+        channel is probed with a keepalive every PROBE_EVERY seconds."""
         import socket
         import time
 
-        transport = self.cxn.client.get_transport()
         try:
-            chan = transport.open_session(timeout=PROBE_EVERY)
-            chan.get_pty(term="dumb", width=500)  # the pty ties the remote processes to this channel
-            chan.exec_command(command)
+            chan = t.stream(command, pty=True, timeout=PROBE_EVERY, env=self.host.env)
         except Exception:  # noqa: BLE001 - paramiko raises several types for a dead link
             return True
         self.chan = chan
-        if self.stop.is_set():
+        if self.stop.is_set():  # Ctrl-C came while we started it
             self.hang_up()
         chan.settimeout(0.5)
         last_probe = time.monotonic()
@@ -232,32 +218,26 @@ class _Stream:
             try:
                 data = chan.recv(65536)
             except socket.timeout:
-                if time.monotonic() - last_probe >= PROBE_EVERY:
-                    if not _answers(transport, PROBE_EVERY):
+                if not t.is_local and time.monotonic() - last_probe >= PROBE_EVERY:
+                    if not _answers(t.transport, PROBE_EVERY):
                         return True
                     last_probe = time.monotonic()
                 continue
             except Exception:  # noqa: BLE001 - closed by hang_up(), or the link died
-                return not self.stop.is_set()
+                return not self.stop.is_set() and not t.is_local
             if not data:
-                # the remote command ended, or the transport went away under it
-                return not chan.exit_status_ready() and not self.stop.is_set()
+                # the command ended, or the transport went away under it
+                return not t.is_local and not chan.exit_status_ready() and not self.stop.is_set()
             self.out.feed(data.decode("utf-8", "replace"))
             last_probe = time.monotonic()
         return False
 
     def hang_up(self) -> None:
-        """End the remote (or local) follow now; safe from any thread, any time."""
-        proc = self.proc
-        if proc is not None and proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except OSError:
-                pass
+        """End the follow now; safe from any thread, any time."""
         chan = self.chan
         if chan is not None:
             try:
-                chan.send(b"\x03")  # ^C through the pty: SIGINT to the remote group
+                chan.send(b"\x03")  # ^C (through the pty, or to the local group): SIGINT
             except Exception:  # noqa: BLE001
                 pass
             try:
@@ -282,9 +262,3 @@ def _answers(transport, timeout: float) -> bool:
 
     threading.Thread(target=probe, name="logs-probe", daemon=True).start()
     return done.wait(timeout) and transport.is_active()
-
-
-def _env(host: Host):
-    env = dict(os.environ)
-    env.update(host.env or {})
-    return env

@@ -19,6 +19,7 @@ from .inventory import Host
 from .probe import MARK, split_sections
 from .remote import home_file, http_check_cmd, port_listening_cmd
 from .shell import Cmd, lines, path, raw, sh
+from .target import Target
 
 SCHEMA_VERSION = 1
 # Seconds over which per-process CPU is sampled (two /proc/<pid>/stat reads).
@@ -482,14 +483,13 @@ def sample(cxn, host, previous=None):
     """(facts, raw output). With the previous refresh's raw output, the CPU
     window runs from that refresh to this one and the script waits for
     nothing (monitor --watch)."""
-    result = cxn.run(monitor_script(host, window=0 if previous else CPU_WINDOW), hide=True, warn=True,
-                     in_stream=False)
-    facts = parse(result.stdout, host, previous=previous)
+    out = Target.of(cxn, host).output(monitor_script(host, window=0 if previous else CPU_WINDOW))
+    facts = parse(out, host, previous=previous)
     code, findings = evaluate(facts, host)
     facts["status"] = errors.NAMES.get(code, str(code))
     facts["code"] = code
     facts["findings"] = [{"level": errors.NAMES.get(c, str(c)), "message": m} for c, m in findings]
-    return facts, result.stdout
+    return facts, out
 
 
 def _runs(n) -> str:

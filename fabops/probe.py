@@ -73,7 +73,8 @@ def parse_probe(output: str) -> Probe:
 def probe(c) -> Probe:
     """Run the probe on `c` (a Connection or a local Context)."""
     started = time.monotonic()
-    result = c.run(PROBE_SCRIPT, hide=True, warn=True, in_stream=False)
-    found = parse_probe(result.stdout)
+    from .target import Target
+
+    found = parse_probe(Target.of(c).output(PROBE_SCRIPT))
     found.seconds = time.monotonic() - started
     return found

@@ -14,6 +14,7 @@ from .host.services import parse_process_status, parse_systemd_show, process_sta
 from .inventory import Host
 from .probe import MARK, split_sections
 from .shell import Cmd, lines, path, quote_path, sh
+from .target import Target
 
 
 def home_file(host: Host, name: str) -> Cmd:
@@ -23,9 +24,9 @@ def home_file(host: Host, name: str) -> Cmd:
 def read_home_json(c, host: Host, name: str) -> dict:
     """A JSON object from fabops' home on the host ({} when it is missing,
     unreadable or not an object: state.json, the lock's holder record)."""
-    r = c.run(sh("cat {f} 2>/dev/null", f=home_file(host, name)), hide=True, warn=True, in_stream=False)
+    out = Target.of(c, host).output(sh("cat {f} 2>/dev/null", f=home_file(host, name)))
     try:
-        data = json.loads(r.stdout or "{}")
+        data = json.loads(out or "{}")
     except ValueError:
         data = {}
     return data if isinstance(data, dict) else {}
@@ -48,7 +49,7 @@ def parse_history(output: str) -> List[dict]:
 
 
 def read_remote_history(c, host: Host, n: int = 20) -> List[dict]:
-    return parse_history(c.run(history_cmd(host, n), hide=True, warn=True).stdout)
+    return parse_history(Target.of(c, host).output(history_cmd(host, n)))
 
 
 def status_cmd(host: Host) -> Cmd:
@@ -103,37 +104,15 @@ def parse_status(output: str, host: Host) -> Dict[str, Any]:
 
 
 def gather_status(c, host: Host) -> Dict[str, Any]:
-    result = c.run(status_cmd(host), hide=True, warn=True)
-    return parse_status(result.stdout, host)
-
-
-# Edits state.json under the host lock with the host's own python3: agentless,
-# and atomic (temp file, fsync, rename) like the host side.
-_STATE_EDIT = r"""
-import json, os, sys, tempfile
-path = sys.argv[1]
-try:
-    state = json.load(open(path))
-except Exception:
-    state = {}
-old = state.get("pin")
-state["pin"] = None
-state["pin_reason"] = None
-fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path))
-with os.fdopen(fd, "w") as fh:
-    json.dump(state, fh, indent=2, sort_keys=True)
-    fh.flush()
-    os.fsync(fh.fileno())
-os.chmod(tmp, 0o600)
-os.replace(tmp, path)
-print(old or "")
-"""
+    return parse_status(Target.of(c, host).output(status_cmd(host)), host)
 
 
 def unpin_cmd(host: Host, wait: float = 10.0) -> Cmd:
-    return sh("[ -f {state} ] || {{ echo; exit 0; }}; flock -w {wait} {lock} python3 -c {script} {state}",
+    """Clear the pin under the host lock; prints the pin's old values as JSON
+    (nothing when there is no state yet: nothing to unpin)."""
+    return sh("[ -f {state} ] || exit 0; flock -w {wait} {lock} {merge}",
               state=home_file(host, "state.json"), lock=home_file(host, "lock"), wait=f"{float(wait):g}",
-              script=_STATE_EDIT)
+              merge=state_merge_cmd(host, {"pin": None, "pin_reason": None}))
 
 
 def unpin(c, host: Host, dry_run: bool = False) -> Optional[str]:
@@ -141,14 +120,14 @@ def unpin(c, host: Host, dry_run: bool = False) -> Optional[str]:
     A dry run only reads it."""
     if dry_run:
         return RemoteStore(c, host).load().get("pin") or None
-    result = c.run(unpin_cmd(host), hide=True, warn=True)
+    result = Target.of(c, host).run(unpin_cmd(host), check=False)
     if not result.ok:
         if result.exited == 1 and not result.stdout.strip() and not result.stderr.strip():
             from .errors import LockedError
 
             raise LockedError("locked: a run holds the host lock; try again when it ends", host=host.name)
         raise CommandFailed.from_result("unpin", result, host=host.name)
-    return result.stdout.strip() or None
+    return _previous(result.stdout).get("pin") or None
 
 
 # ------------------------------------------------------------------ probes
@@ -219,13 +198,13 @@ class RemoteProbe:
     URLs are the host's own loopback, never reachable from the laptop."""
 
     def __init__(self, c):
-        self.c = c
+        self.t = Target.of(c)
 
     def port_open(self, port: int) -> bool:
-        return self.c.run(port_listening_cmd(port), hide=True, warn=True).ok
+        return self.t.ok(port_listening_cmd(port))
 
     def http(self, check):
-        return parse_http_result(self.c.run(http_check_cmd(check), hide=True, warn=True).stdout)
+        return parse_http_result(self.t.output(http_check_cmd(check)))
 
 
 # ------------------------------------------------------------------ lock
@@ -258,16 +237,12 @@ def lock_holder_cmd(host: Host) -> Cmd:
 def lock_holder(c, host: Host) -> dict:
     """Who holds the host lock now ({} when free), without taking it (the
     dry runs: a dry run must never block or race a real one)."""
-    from . import target
-
-    if not target.is_remote(c):
-        from .host.files import HostPaths
+    t = Target.of(c, host)
+    if t.is_local:
         from .host.lock import peek_holder
 
-        return peek_holder(HostPaths.for_home(host.home).lock)
-    r = c.run(lock_holder_cmd(host), hide=True, warn=True, in_stream=False)
-    if not r.ok:
-        raise CommandFailed.from_result("testing the host lock", r, host=host.name)
+        return peek_holder(t.paths.lock)
+    r = t.run(lock_holder_cmd(host), "testing the host lock")
     if not r.stdout.startswith("HELD"):
         return {}
     try:
@@ -281,28 +256,22 @@ class RemoteLock:
     """The host lock taken over SSH with flock(1) (agentless tasks)."""
 
     def __init__(self, c, host: Host, info: dict):
-        self.c = c
+        self.t = Target.of(c, host)
         self.host = host
         self.info = info
         self.chan = None
         self.local = None
 
     def __enter__(self):
-        from . import target
-
-        if not target.is_remote(self.c):  # a local Context: the same flock, in-process
-            from .host.files import HostPaths
+        if self.t.is_local:  # this machine: the same flock, in-process
             from .host.lock import HostLock
 
-            self.local = HostLock(HostPaths.for_home(self.host.home).lock, self.info).acquire()
+            self.local = HostLock(self.t.paths.lock, self.info).acquire()
             return self
         from .errors import LockedError
         from .host.lock import describe_holder
 
-        transport = self.c.client.get_transport()
-        chan = transport.open_session(timeout=30)
-        chan.settimeout(30)
-        chan.exec_command(remote_lock_script(self.host, self.info))
+        chan = self.t.stream(remote_lock_script(self.host, self.info), timeout=30)
         buf = b""
         while b"\n" not in buf and not chan.exit_status_ready():
             data = chan.recv(4096)
@@ -350,14 +319,10 @@ def managers_for(c, host: Host):
     paths are expanded and the probe is local (None)."""
     from .host.services import ServiceManager
 
-    from . import target
-
-    if target.is_remote(c):
-        return ServiceManager(c, host), RemoteProbe(c)
-    from .host.files import HostPaths
-
-    return ServiceManager(c, host, home=HostPaths.for_home(host.home).home,
-                          app_path=target.local_path(c, host.app.path)), None
+    t = Target.of(c, host)
+    if not t.is_local:
+        return ServiceManager(t, host), RemoteProbe(t)
+    return ServiceManager(t, host, home=t.paths.home, app_path=t.local_path(host.app.path)), None
 
 
 def restart_services(c, host: Host, service: Optional[str], actor: str, progress=None,
@@ -397,20 +362,46 @@ def restart_services(c, host: Host, service: Optional[str], actor: str, progress
 
 # ------------------------------------------------------------------ state over SSH
 
+# The one state.json write sent to a host (agentless: the host's python3):
+# merge `updates` into state.json atomically (temp file, fsync, rename),
+# after appending `record` (when given) to history.jsonl with O_APPEND.
+# Prints the merged keys' previous values as JSON. The host side writes the
+# same files with fabops.host.files.
 _STATE_MERGE = r"""
 import json, os, sys, tempfile
-path, updates = sys.argv[1], json.loads(sys.argv[2])
-os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+home, updates, record = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+os.makedirs(home, mode=0o700, exist_ok=True)
+if record:
+    fd = os.open(os.path.join(home, "history.jsonl"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.write(fd, (record + "\n").encode()); os.fsync(fd); os.close(fd)
+path = os.path.join(home, "state.json")
 try:
     state = json.load(open(path))
 except Exception:
     state = {}
+if not isinstance(state, dict):
+    state = {}
+print(json.dumps({k: state.get(k) for k in updates}))
 state.update(updates)
-fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path))
+fd, tmp = tempfile.mkstemp(dir=home)
 with os.fdopen(fd, "w") as fh:
     json.dump(state, fh, indent=2, sort_keys=True); fh.flush(); os.fsync(fh.fileno())
 os.chmod(tmp, 0o600); os.replace(tmp, path)
 """
+
+
+def state_merge_cmd(host: Host, updates: dict, record: Optional[dict] = None) -> Cmd:
+    return sh("python3 -c {script} {home} {updates} {record}", script=_STATE_MERGE, home=path(host.at_home()),
+              updates=json.dumps(updates, default=str),
+              record=json.dumps(record, sort_keys=True, default=str) if record else "")
+
+
+def _previous(output: str) -> dict:
+    try:
+        data = json.loads(output.strip().splitlines()[-1]) if output.strip() else {}
+    except ValueError:
+        data = {}
+    return data if isinstance(data, dict) else {}
 
 
 class RemoteStore:
@@ -418,23 +409,19 @@ class RemoteStore:
     (agentless: the host's python3 and flock(1), no fabops needed there)."""
 
     def __init__(self, c, host: Host):
-        self.c = c
+        self.t = Target.of(c, host)
         self.host = host
 
     def load(self) -> dict:
-        return read_home_json(self.c, self.host, "state.json")
+        return read_home_json(self.t, self.host, "state.json")
 
     def update(self, updates: dict) -> None:
-        cmd = sh("python3 -c {script} {f} {updates}", script=_STATE_MERGE, f=home_file(self.host, "state.json"),
-                 updates=json.dumps(updates))
-        r = self.c.run(cmd, hide=True, warn=True, in_stream=False)
-        if not r.ok:
-            raise CommandFailed(f"cannot update state.json: {(r.stderr or '').strip()[-200:]}", host=self.host.name)
+        self.t.run(state_merge_cmd(self.host, updates), "updating state.json")
 
     def lock(self, info: dict):
-        return RemoteLock(self.c, self.host, info).__enter__()
+        return RemoteLock(self.t, self.host, info).__enter__()
 
     def log(self, line: str) -> None:
         log_path = self.host.logs.get("health") or (self.host.at_home("health.log"))
-        self.c.run(sh("mkdir -p \"$(dirname {log})\" && printf '%s\\n' {line} >> {log}", log=path(log_path), line=line),
-                   hide=True, warn=True, in_stream=False)
+        self.t.run(sh("mkdir -p \"$(dirname {log})\" && printf '%s\\n' {line} >> {log}", log=path(log_path), line=line),
+                   check=False)

@@ -10,16 +10,15 @@ behind (their cron lines, /etc/sudoers lines, logrotate file, unit files).
 """
 from __future__ import annotations
 
-import difflib
 import posixpath
 import re
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
-from .cron import apply_block, read_crontab, render_block, write_crontab
-from .errors import CommandFailed
+from .cron import apply_block, diff, read_crontab, render_block, write_crontab
 from .inventory import Host
-from .shell import Cmd, as_cmd, path as host_path, q, raw, sh, sudo, sudo_failure
+from .shell import path as host_path, q, raw, sh, sudo
+from .target import Target
 
 WRAPPERS = {
     "monitor-bot": ["monitor"],
@@ -63,29 +62,14 @@ class SetupReport:
         return {"host": self.host, "items": [i.to_dict() for i in self.items], "exit_code": self.exit_code}
 
 
-def udiff(old: str, new: str, path: str) -> str:
-    return "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
-                                        fromfile=f"{path} (now)", tofile=f"{path} (after)"))
-
-
-def _run(c, cmd: Cmd, what: str, host: Host, argv=None):
-    r = c.run(as_cmd(cmd), hide=True, warn=True, in_stream=False)
-    if not r.ok:
-        err = sudo_failure(r.stderr, argv or [what], host=host.name)
-        if err:
-            raise err
-        raise CommandFailed.from_result(what, r, host=host.name)
-    return r
-
-
-def _read(c, path: str, root: bool) -> Optional[str]:
+def _read(t: Target, path: str, root: bool) -> Optional[str]:
     if root:
         cmd = sh("if {test}; then {cat} 2>/dev/null; else echo '@@absent'; fi",
                  test=sudo(["test", "-e", path]), cat=sudo(["cat", path]))
     else:
         cmd = sh("if test -e {p}; then cat {p} 2>/dev/null; else echo '@@absent'; fi", p=host_path(path))
-    r = c.run(cmd, hide=True, warn=True, in_stream=False)
-    return None if r.stdout == "@@absent\n" else r.stdout
+    out = t.output(cmd)
+    return None if out == "@@absent\n" else out
 
 
 # How put_file checks a system file before it is moved into place ($T is
@@ -124,7 +108,7 @@ def put_file(c, host: Host, path: str, content: str, *, mode: str, root: bool, v
         home=host_path(host.home), template=host_path(host.at_home(".setup.XXXXXXXX")), content=content,
         check=check, root=as_root, parent=host_path(posixpath.dirname(path)), mode=mode, own=own,
         dest=host_path(path))
-    _run(c, script, f"writing {path}", host, argv=["install", path])
+    Target.of(c, host).run(script, f"writing {path}", argv=["install", path])
 
 
 # ------------------------------------------------------------------ renderers
@@ -182,18 +166,18 @@ def journal_access(c, host: Host, check: bool) -> ItemResult:
     name = "journal access"
     if user == "root":
         return ItemResult(name, "ok", "root reads every journal")
-    r = c.run(sh("getent group {group} >/dev/null || echo @@nogroup; id -nG {user}", group=JOURNAL_GROUP, user=user),
-              hide=True, warn=True, in_stream=False)
-    if "@@nogroup" in r.stdout:
+    t = Target.of(c, host)
+    groups = t.output(sh("getent group {group} >/dev/null || echo @@nogroup; id -nG {user}", group=JOURNAL_GROUP,
+                         user=user))
+    if "@@nogroup" in groups:
         return ItemResult(name, "warning", f"no {JOURNAL_GROUP} group on this host: `inv logs` sees only "
                                            f"what {user} may read of the journal")
-    if JOURNAL_GROUP in r.stdout.split():
+    if JOURNAL_GROUP in groups.split():
         return ItemResult(name, "ok", f"{user} is in {JOURNAL_GROUP}")
     what = f"add {user} to {JOURNAL_GROUP}, so that `inv logs` reads the units' journals without sudo"
     if check:
         return ItemResult(name, "would change", what)
-    _run(c, sudo(["usermod", "-a", "-G", JOURNAL_GROUP, user]), f"adding {user} to {JOURNAL_GROUP}", host,
-         argv=["usermod", "-a", "-G", JOURNAL_GROUP, user])
+    t.sudo(["usermod", "-a", "-G", JOURNAL_GROUP, user], f"adding {user} to {JOURNAL_GROUP}")
     return ItemResult(name, "changed", f"added {user} to {JOURNAL_GROUP} (`inv logs` needs no sudo)")
 
 
@@ -231,7 +215,7 @@ class _Setup:
     item functions below add to (each item: ok, changed, would change,
     warning; with a diff where a file changes, like pyinfra's operations)."""
 
-    c: object
+    t: Target
     host: Host
     check: bool
     yes: bool
@@ -249,7 +233,7 @@ class _Setup:
              after: Optional[Callable[[], None]] = None, managed_only=False) -> bool:
         """A file with exactly `text`: ok, or a diff (would change, or
         written through put_file and then `after`)."""
-        old = _read(self.c, path, root)
+        old = _read(self.t, path, root)
         if old == text:
             self.add(ItemResult(name, "ok", path))
             return False
@@ -257,11 +241,11 @@ class _Setup:
             self.add(ItemResult(name, "warning", f"{path} exists and was not written by fabops; "
                                                  "left alone (use --replace-units to replace it)"))
             return False
-        d = udiff(old or "", text, path)
+        d = diff(old or "", text, path)
         if self.check:
             self.add(ItemResult(name, "would change", path, d))
             return False
-        put_file(self.c, self.host, path, text, mode=mode, root=root, validate=validate, owner=owner)
+        put_file(self.t, self.host, path, text, mode=mode, root=root, validate=validate, owner=owner)
         if after:
             after()
         self.add(ItemResult(name, "changed", path, d))
@@ -273,7 +257,7 @@ def setup_host(c, host: Host, *, check: bool, yes: bool, offline: bool, replace_
                progress: Optional[Callable[[ItemResult], None]] = None) -> SetupReport:
     """Converge one host, item by item, in this order; with `check`, change
     nothing and report what would change."""
-    run = _Setup(c, host, check, yes, offline, replace_units, splay, SetupReport(host.name),
+    run = _Setup(Target.of(c, host), host, check, yes, offline, replace_units, splay, SetupReport(host.name),
                  progress or (lambda _i: None))
     _install(run)
     _host_yml(run, host_yml_text)
@@ -291,7 +275,7 @@ def _install(run: _Setup) -> None:
     """fabops itself, at this exact version, in its own venv."""
     from .install import ensure_installed
 
-    inst = ensure_installed(run.c, run.host, offline=run.offline, dry_run=run.check)
+    inst = ensure_installed(run.t, run.host, offline=run.offline, dry_run=run.check)
     run.add(ItemResult("fabops install", ("would change" if run.check else "changed") if inst.changed else "ok",
                        inst.message))
 
@@ -302,16 +286,15 @@ def _host_yml(run: _Setup, text: Optional[str]) -> None:
 
     home = run.host.at_home()
     if not run.check:
-        run.c.run(sh("mkdir -p {home} && chmod 700 {home}", home=host_path(home)), hide=True, warn=True,
-                  in_stream=False)
+        run.t.run(sh("mkdir -p {home} && chmod 700 {home}", home=host_path(home)), "making fabops' directory")
     run.file("host.yml", run.host.at_home("host.yml"), text or host_yml(run.host), mode="0600", root=False)
 
 
 def _crontab(run: _Setup) -> None:
     """The managed crontab block, and the legacy lines it replaces (commented
     out with --yes, after the old crontab is saved)."""
-    c, host = run.c, run.host
-    old_tab = read_crontab(c)
+    t, host = run.t, run.host
+    old_tab = read_crontab(t)
     new_tab = apply_block(old_tab, host.app.name, render_block(host, splay=run.splay))
     begin = f"# >>> fabops {host.app.name} >>>"
     saved = host.at_home("crontab.before-fabops")
@@ -330,25 +313,23 @@ def _crontab(run: _Setup) -> None:
     if new_tab == old_tab:
         run.add(ItemResult("crontab", "ok", begin))
     elif run.check:
-        run.add(ItemResult("crontab", "would change", begin, udiff(old_tab, new_tab, "crontab")))
+        run.add(ItemResult("crontab", "would change", begin, diff(old_tab, new_tab, "crontab")))
     else:
-        c.run(sh("printf '%s' {tab} > {saved}", tab=old_tab, saved=host_path(saved)), hide=True, warn=True,
-              in_stream=False)
-        write_crontab(c, new_tab, host.name)
-        run.add(ItemResult("crontab", "changed", begin, udiff(old_tab, new_tab, "crontab")))
+        t.run(sh("printf '%s' {tab} > {saved}", tab=old_tab, saved=host_path(saved)), "saving the old crontab")
+        write_crontab(t, new_tab, host.name)
+        run.add(ItemResult("crontab", "changed", begin, diff(old_tab, new_tab, "crontab")))
 
 
 def _sudo_rights(run: _Setup) -> None:
     """For systemd services: the sudoers drop-in (validated with visudo),
     journal access, and the legacy /etc/sudoers lines (reported only)."""
-    c, host = run.c, run.host
+    t, host = run.t, run.host
     if not any(s.manager == "systemd" for s in host.services):
         return
     run.file("sudoers", f"/etc/sudoers.d/fabops-{host.app.name}", sudoers_text(host), mode="0440", root=True,
              validate="visudo")
-    run.add(journal_access(c, host, run.check))
-    legacy_sudo = c.run(raw("sudo -n grep -nE 'NOPASSWD:.*systemctl' /etc/sudoers 2>/dev/null"), hide=True,
-                        warn=True, in_stream=False).stdout.strip()
+    run.add(journal_access(t, host, run.check))
+    legacy_sudo = t.output(raw("sudo -n grep -nE 'NOPASSWD:.*systemctl' /etc/sudoers 2>/dev/null")).strip()
     if legacy_sudo:
         run.add(ItemResult("legacy /etc/sudoers lines", "warning",
                            "NOPASSWD systemctl lines appended by the legacy setup (never edited by fabops; "
@@ -359,22 +340,22 @@ def _units(run: _Setup) -> None:
     """Unit files from the template, only for services that ask for one
     (`unit: true`); hand-installed ones (the legacy setup copied them) are
     reported and left alone unless --replace-units."""
-    c, host = run.c, run.host
+    t, host = run.t, run.host
     for svc in host.services:
         if svc.manager != "systemd":
             continue
         path = f"/etc/systemd/system/{svc.name}"
         if not svc.unit:
-            existing = _read(c, path, root=False)
+            existing = _read(t, path, root=False)
             if existing is not None and MANAGED not in existing:
                 run.add(ItemResult(f"unit {svc.name}", "ok", f"hand-installed {path} "
                                    "(left alone; `unit: true` + --replace-units lets fabops manage it)"))
             continue
 
         def reload_enable(name=svc.name):
-            _run(c, sh("{reload} && {enable}", reload=sudo(["systemctl", "daemon-reload"]),
-                       enable=sudo(["systemctl", "enable", name])), f"enabling {name}", host,
-                 argv=["systemctl", "enable", name])
+            t.run(sh("{reload} && {enable}", reload=sudo(["systemctl", "daemon-reload"]),
+                     enable=sudo(["systemctl", "enable", name])), f"enabling {name}",
+                  argv=["systemctl", "enable", name])
 
         run.file(f"unit {svc.name}", path, unit_text(host, svc), mode="0644", root=True, after=reload_enable,
                  managed_only=not run.replace_units)
@@ -382,20 +363,20 @@ def _units(run: _Setup) -> None:
 
 def _log_files(run: _Setup) -> None:
     """The update and health logs, writable by the deploy user (0640)."""
-    c, host = run.c, run.host
+    t, host = run.t, run.host
     user = host.user or "root"
     for key in ("update", "health"):
         path = host.logs.get(key)
         if not path:
             continue
-        if c.run(sh("test -w {log}", log=host_path(path)), hide=True, warn=True, in_stream=False).ok:
+        if t.ok(sh("test -w {log}", log=host_path(path))):
             run.add(ItemResult(f"log {key}", "ok", path))
         elif run.check:
             run.add(ItemResult(f"log {key}", "would change", f"create {path} (0640, {user})"))
         else:
-            _run(c, sh("sudo -n install -d -m 0755 {parent} && sudo -n touch {log} && sudo -n chown {user} {log} && "
-                       "sudo -n chmod 0640 {log}", parent=host_path(posixpath.dirname(path)), log=host_path(path),
-                       user=user), f"creating {path}", host, argv=["install", path])
+            t.run(sh("sudo -n install -d -m 0755 {parent} && sudo -n touch {log} && sudo -n chown {user} {log} && "
+                     "sudo -n chmod 0640 {log}", parent=host_path(posixpath.dirname(path)), log=host_path(path),
+                     user=user), f"creating {path}", argv=["install", path])
             run.add(ItemResult(f"log {key}", "changed", f"created {path} (0640, {user})"))
 
 
@@ -403,19 +384,19 @@ def _logrotate(run: _Setup) -> None:
     """fabops' logrotate file (checked with logrotate -d); a legacy file that
     rotates the same logs is moved aside with --yes (logrotate refuses
     duplicate entries)."""
-    c, host = run.c, run.host
+    t, host = run.t, run.host
     rotate = logrotate_text(host)
     if not rotate:
         return
     own = f"/etc/logrotate.d/fabops-{host.app.name}"
     patterns = [w for k in ("update", "health") if host.logs.get(k) for w in ("-e", host.logs[k])]
-    others = c.run(sh("grep -lF {patterns} /etc/logrotate.d/* 2>/dev/null | grep -vx {own}", patterns=patterns,
-                      own=own), hide=True, warn=True, in_stream=False).stdout.split()
+    others = t.output(sh("grep -lF {patterns} /etc/logrotate.d/* 2>/dev/null | grep -vx {own}", patterns=patterns,
+                         own=own)).split()
     for other in others:
         if run.yes and not run.check:
-            _run(c, sh("sudo -n mv {other} {saved} 2>/dev/null || sudo -n mv {other} {disabled}", other=other,
-                       saved=host_path(host.at_home(posixpath.basename(other) + ".logrotate-before-fabops")),
-                       disabled=other + ".disabled-by-fabops"), f"moving {other} aside", host)
+            t.run(sh("sudo -n mv {other} {saved} 2>/dev/null || sudo -n mv {other} {disabled}", other=other,
+                     saved=host_path(host.at_home(posixpath.basename(other) + ".logrotate-before-fabops")),
+                     disabled=other + ".disabled-by-fabops"), f"moving {other} aside", argv=["mv", other])
             run.add(ItemResult("legacy logrotate", "changed", f"moved {other} aside (logrotate rejects duplicate entries)"))
         else:
             run.add(ItemResult("legacy logrotate", "warning",
@@ -431,9 +412,7 @@ def _wrappers(run: _Setup) -> None:
 
 def _first_run(run: _Setup) -> None:
     """A checkout fabops has not seen yet: said, not an error."""
-    state = run.c.run(sh("test -f {state}", state=host_path(run.host.at_home("state.json"))), hide=True, warn=True,
-                      in_stream=False)
-    if not state.ok:
+    if not run.t.ok(sh("test -f {state}", state=host_path(run.host.at_home("state.json")))):
         run.add(ItemResult("state", "warning", "no fabops state yet: the first local-update adopts a healthy HEAD"))
 
 

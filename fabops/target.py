@@ -1,57 +1,219 @@
-"""Where a command runs: the one place that tells a local `invoke.Context`
-(the `local` sandbox host, the host's own cron path) from a
-`fabric.Connection` (every SSH host). Everything else asks here instead of
-probing the object for attributes (docs/architecture.md, "Layers").
+"""Where a command runs: one `Target` for an SSH host (a fabric.Connection)
+and for this machine (an invoke.Context: the `local` sandbox host, and the
+host's own cron path). Everything that runs a command, moves a file or
+names a path in fabops' home goes through it (docs/architecture.md, "The
+Target").
 
-Fabric's Connection is an invoke Context, so `c.run` is the same call on
-both; what differs is only files (SFTP or a copy), the SSH transport, and
-whether paths are this machine's. Imports nothing beyond the standard
-library: the host side uses it too.
+Fabric's Connection is an invoke Context, so `run` is the same call on
+both; the Target adds what fabops wants of every command (hidden output,
+no stdin, one error format, a refusal of plain strings) and owns the few
+real differences: files (SFTP or a copy), streams (an SSH channel or a
+child process) and whether paths are this machine's. Modelled on pyinfra's
+connector base class, in our own code. The host side uses it too, so it
+imports only the standard library and its host-safe siblings.
 """
 from __future__ import annotations
 
 import os
+import select
 import shutil
-from typing import Optional
+import signal
+import subprocess
+from typing import Any, Dict, Iterable, Optional
+
+from .errors import CommandFailed
+from .host.files import HostPaths
+from .shell import as_cmd, join, sudo as sudo_cmd, sudo_failure
 
 
-def is_remote(c) -> bool:
-    """True for a fabric.Connection (an SSH host), False for a local Context."""
-    return hasattr(c, "client")
+class Target:
+    """One place commands run. `c` is a fabric.Connection or an
+    invoke.Context; `name` labels errors; `home` is fabops' directory there
+    (as hosts.yml spells it: a leading ~/ is the login home)."""
+
+    def __init__(self, c, name: str = "local", home: str = "~/.fabops"):
+        self.c = c.c if isinstance(c, Target) else c
+        self.name = name
+        self.home = home
+
+    @classmethod
+    def of(cls, c, host=None) -> "Target":
+        """`c` as a Target for `host` (a Target is returned as it is)."""
+        if isinstance(c, Target):
+            return c
+        if host is None:
+            return cls(c)
+        return cls(c, name=host.name, home=host.home)
+
+    def __repr__(self) -> str:
+        return f"Target({self.name!r}, {'local' if self.is_local else 'ssh'})"
+
+    # ------------------------------------------------------------ what it is
+    @property
+    def is_local(self) -> bool:
+        """True for this machine (an invoke.Context), False over SSH. A
+        fabric.Connection is the one with an SSH client."""
+        return not hasattr(self.c, "client")
+
+    @property
+    def paths(self) -> HostPaths:
+        """fabops' own files there: expanded on this machine, ~/-relative over
+        SSH (the host's shell expands them; quote with shell.path)."""
+        return HostPaths.for_home(self.home) if self.is_local else HostPaths(self.home.rstrip("/") or "/")
+
+    def local_path(self, path: str) -> Optional[str]:
+        """`path` as this machine sees it (expanded, absolute), when the
+        target is this machine; None over SSH."""
+        return os.path.abspath(os.path.expanduser(path)) if self.is_local else None
+
+    @property
+    def transport(self):
+        """The SSH transport; None on this machine (or before connecting)."""
+        if self.is_local:
+            return None
+        return self.c.client.get_transport()
+
+    @property
+    def alive(self) -> bool:
+        """Whether the SSH link is up (always True on this machine)."""
+        if self.is_local:
+            return True
+        t = self.transport
+        return bool(t and t.is_active())
+
+    # ------------------------------------------------------------ commands
+    def run(self, cmd, what: str = "", *, check: bool = True, timeout: Optional[float] = None,
+            env: Optional[Dict[str, str]] = None, argv: Optional[Iterable[str]] = None, **kwargs: Any):
+        """Run a built command (a shell.Cmd: a plain str is refused), output
+        captured, no stdin. With `check` a failure raises CommandFailed
+        ("WHAT failed: <its last line>"), or SudoError when sudo wanted a
+        password for `argv`; without it the invoke Result comes back."""
+        opts: Dict[str, Any] = dict(hide=True, warn=True, in_stream=False)
+        if timeout is not None:
+            opts["timeout"] = timeout
+        if env:
+            opts["env"] = env
+        opts.update(kwargs)
+        result = self.c.run(as_cmd(cmd), **opts)
+        if check and not result.ok:
+            err = sudo_failure(result.stderr, list(argv), host=self.name) if argv is not None else None
+            raise err or CommandFailed.from_result(what or "a command", result, host=self.name)
+        return result
+
+    def ok(self, cmd, **kwargs: Any) -> bool:
+        """Whether the command exits 0 (a test: never raises for its exit)."""
+        return self.run(cmd, check=False, **kwargs).ok
+
+    def output(self, cmd, **kwargs: Any) -> str:
+        """The command's stdout, whatever its exit (reads that may find nothing)."""
+        return self.run(cmd, check=False, **kwargs).stdout
+
+    def sudo(self, argv: Iterable[str], what: str = "", *, check: bool = True, **kwargs: Any):
+        """Run `argv` as root with `sudo -n` (never a prompt): the exact argv
+        the sudoers drop-in allows (docs/security.md)."""
+        argv = list(argv)
+        return self.run(sudo_cmd(argv), what or join(argv), check=check, argv=argv, **kwargs)
+
+    # ------------------------------------------------------------ files
+    def put(self, local: str, remote: str) -> None:
+        """Upload a file: SFTP over SSH (`remote` relative to the login home
+        or absolute), a copy on this machine (`remote` under ~ or absolute)."""
+        if not self.is_local:
+            self.c.put(local, remote=remote)
+            return
+        dest = os.path.expanduser(remote if remote.startswith("/") else "~/" + remote)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        shutil.copyfile(local, dest)
+
+    def get(self, remote: str, local: str) -> None:
+        """Download a file (`remote` may start with ~/): SFTP, or a copy."""
+        if not self.is_local:
+            self.c.get(remote[2:] if remote.startswith("~/") else remote, local=local)
+            return
+        shutil.copyfile(os.path.expanduser(remote), local)
+
+    # ------------------------------------------------------------ streams
+    def stream(self, cmd, *, pty: bool = False, timeout: Optional[float] = None,
+               env: Optional[Dict[str, str]] = None):
+        """Start a long-running command and read its output as it comes
+        (`logs --follow`, a deploy's events, the held lock). Returns a
+        channel: recv(n) (b"" at the end), settimeout, send, shutdown_write,
+        exit_status_ready, recv_exit_status, close. Over SSH it is paramiko's
+        own channel; `pty` ties the remote processes to it, so closing it
+        ends them. On this machine a child process in its own group."""
+        cmd = as_cmd(cmd)
+        if self.is_local:
+            return LocalStream(cmd, env=env)
+        chan = self.transport.open_session(timeout=timeout)
+        if timeout is not None:
+            chan.settimeout(timeout)
+        if pty:
+            chan.get_pty(term="dumb", width=500)
+        chan.exec_command(cmd)
+        return chan
 
 
-def transport(c):
-    """The SSH transport, or None for a local Context (or a closed link)."""
-    return c.client.get_transport() if is_remote(c) else None
+class LocalStream:
+    """A child `sh -c` with the subset of paramiko's Channel that fabops'
+    streams use, so one reading loop serves both. The child leads its own
+    process group: close() ends it and everything it started."""
 
+    def __init__(self, cmd: str, env: Optional[Dict[str, str]] = None):
+        full = dict(os.environ)
+        full.update(env or {})
+        self.proc = subprocess.Popen(["sh", "-c", cmd], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, start_new_session=True, env=full)
+        self.timeout: Optional[float] = None
 
-def transport_alive(c) -> bool:
-    t = transport(c)
-    return bool(t and t.is_active())
+    def settimeout(self, timeout: Optional[float]) -> None:
+        self.timeout = timeout
 
+    def recv(self, n: int) -> bytes:
+        """Up to n bytes; b"" at the end; socket.timeout after `timeout`."""
+        import socket
 
-def put(c, local: str, remote: str) -> None:
-    """Upload a file: SFTP over SSH (`remote` relative to the login home or
-    absolute), a copy on this machine (`remote` under ~ or absolute)."""
-    if is_remote(c):
-        c.put(local, remote=remote)
-        return
-    dest = os.path.expanduser(remote if remote.startswith("/") else "~/" + remote)
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    shutil.copyfile(local, dest)
+        fd = self.proc.stdout.fileno()
+        if self.timeout is not None and not select.select([fd], [], [], self.timeout)[0]:
+            raise socket.timeout("no output")
+        data = os.read(fd, n)
+        if not data:
+            self.proc.stdout.close()
+            self.proc.wait()
+        return data
 
+    def send(self, data: bytes) -> int:
+        if data == b"\x03":  # ^C, as a pty would deliver it
+            self._signal(signal.SIGINT)
+            return 1
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+        return len(data)
 
-def get(c, remote: str, local: str) -> None:
-    """Download a file (`remote` may start with ~/): SFTP, or a copy."""
-    if is_remote(c):
-        c.get(remote[2:] if remote.startswith("~/") else remote, local=local)
-        return
-    shutil.copyfile(os.path.expanduser(remote), local)
+    def shutdown_write(self) -> None:
+        self.proc.stdin.close()
 
+    def exit_status_ready(self) -> bool:
+        return self.proc.poll() is not None
 
-def local_path(c, path: str) -> Optional[str]:
-    """`path` as this machine sees it, when the target is this machine
-    (expanded and absolute); None over SSH."""
-    if is_remote(c):
-        return None
-    return os.path.abspath(os.path.expanduser(path))
+    def recv_exit_status(self) -> int:
+        return self.proc.wait()
+
+    def _signal(self, sig) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, sig)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        """End the group. The reading side is left open: another thread may be
+        in recv(), which now sees the end (b"") rather than a closed fd."""
+        self._signal(signal.SIGTERM)
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self._signal(signal.SIGKILL)

@@ -457,7 +457,7 @@ def test_the_actor_is_known_without_user_or_logname(monkeypatch):
     import pwd
 
     from fabops.deploy import default_actor as laptop_actor
-    from fabops.host.pipeline import default_actor
+    from fabops.host.record import default_actor
 
     monkeypatch.delenv("USER", raising=False)
     monkeypatch.delenv("LOGNAME", raising=False)

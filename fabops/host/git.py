@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import List, Optional, Sequence
 
-from ..errors import CommandFailed, UsageError
-from ..shell import Cmd, as_cmd, join
+from ..errors import UsageError
+from ..shell import Cmd, join
+from ..target import Target
 from ..validate import ref_problem
 
 
@@ -119,15 +120,13 @@ class Git:
     """Runs git in the app checkout through `c` (local on the host)."""
 
     def __init__(self, c, app_path: str, env: Optional[dict] = None):
-        self.c = c
+        self.t = Target.of(c)
         self.path = app_path
         self.env = env
 
     def run(self, cmd: Cmd, what: str, warn: bool = False):
-        result = self.c.run(as_cmd(cmd), hide=True, warn=True, in_stream=False, env=self.env or {})
-        if not result.ok and not warn:
-            raise CommandFailed.from_result(what, result)
-        return result
+        """git with the host's environment (its proxy, its ssh key)."""
+        return self.t.run(cmd, what, check=not warn, env=self.env)
 
     def fetch(self, remote: str, branch: str, dry_run: bool = False) -> None:
         self.run(fetch_cmd(self.path, remote, branch, dry_run), f"git fetch {remote} {branch}")
@@ -149,8 +148,7 @@ class Git:
 
     def describe(self, sha: str) -> tuple:
         """(subject, author) of a commit, UTF-8 intact; ("", "") if unknown."""
-        result = self.c.run(describe_cmd(self.path, sha), hide=True, warn=True, in_stream=False,
-                            env=self.env or {}, encoding="utf-8")
+        result = self.t.run(describe_cmd(self.path, sha), check=False, env=self.env, encoding="utf-8")
         subject, _, author = result.stdout.rstrip("\n").partition("\x1f")
         return (subject, author) if result.ok else ("", "")
 

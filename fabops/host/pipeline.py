@@ -12,45 +12,32 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence
 
 from .. import errors
 from ..errors import FabopsError, LockedError
 from ..inventory import DepRule, Host, Service
 from ..shell import in_dir, inventory_shell, join, tune_runner
+from ..target import Target
 from .events import EventLog, new_run_id
-from .files import HostPaths, append_json, append_line, ensure_dir, tail_jsonl
+from .files import ensure_dir, tail_jsonl
 from .preflight import disk_problem, missing_env_keys, sort_changes, stash, status_path
 from .git import DRY_RUN_REF, Git, check_ref, paths_match
 from .lock import HostLock, describe_holder, peek_holder
 from .readiness import quick_health, wait_ready, watch
 from .services import ServiceManager
+from .record import Recorder, RunResult, Step, default_actor, short
 from .state import State, load_state, save_state
 
-RESULT_CODES = {
-    "noop": errors.OK,
-    "deployed": errors.OK,
-    "aborted": errors.FAILED,
-    "rolled_back": errors.FAILED,
-    "broken": errors.BROKEN,
-    "locked": errors.LOCKED,
-    "skipped_bad": errors.WARNING,
-    "deferred": errors.WARNING,  # a retryable target waits for its next try
-    # --dry-run: what the real run would do, with the code it would exit with
-    "would_deploy": errors.OK,
-    "would_abort": errors.FAILED,
-}
 TRIGGERS = ("cron", "deploy", "ci", "rollback", "reset", "manual")
 RESTART_BACKOFF = (3, 3600.0)  # at most 3 automatic restarts an hour
 CI_WAIT = 300.0
 # After a dependency rule fails (often the network), cron tries the same
 # target again after 15 min, then every hour: it is not marked bad.
 RETRY_BACKOFF = (900.0, 3600.0)
-FAILURES = ("aborted", "rolled_back", "broken")
 
 
 @dataclass
@@ -63,67 +50,6 @@ class UpdateOptions:
     dry_run: bool = False
     run_id: Optional[str] = None
     clear_pin: bool = False  # deploy without --ref
-
-
-@dataclass
-class Step:
-    name: str
-    ok: bool = True
-    seconds: float = 0.0
-    message: str = ""
-    requests: Optional[int] = None  # HTTP checks fired by a gate or a watch
-
-    def to_dict(self) -> dict:
-        out = {"name": self.name, "ok": self.ok, "seconds": round(self.seconds, 3), "message": self.message}
-        if self.requests is not None:
-            out["requests"] = self.requests
-        return out
-
-
-@dataclass
-class RunResult:
-    result: str
-    run_id: str
-    trigger: str
-    actor: str
-    from_: Optional[str] = None
-    to: Optional[str] = None
-    message: str = ""
-    steps: List[Step] = field(default_factory=list)
-    warnings: List[str] = field(default_factory=list)
-    duration: float = 0.0
-    saved: Optional[str] = None  # where local changes were saved
-    plan: Optional[dict] = None  # dry run only
-    host: str = ""
-    subject: str = ""  # what shipped: the target commit's subject and author
-    author: str = ""
-
-    @property
-    def exit_code(self) -> int:
-        code = RESULT_CODES.get(self.result, errors.FAILED)
-        if code == errors.OK and self.warnings and self.result != "noop":
-            return errors.WARNING
-        return code
-
-    def to_dict(self) -> dict:
-        return {
-            "host": self.host,
-            "run_id": self.run_id,
-            "trigger": self.trigger,
-            "actor": self.actor,
-            "from": self.from_,
-            "to": self.to,
-            "result": self.result,
-            "exit_code": self.exit_code,
-            "message": self.message,
-            "duration": round(self.duration, 3),
-            "steps": [s.to_dict() for s in self.steps],
-            "warnings": list(self.warnings),
-            "saved": self.saved,
-            "plan": self.plan,
-            "subject": self.subject,
-            "author": self.author,
-        }
 
 
 class _Abort(Exception):
@@ -145,41 +71,22 @@ FULL_SHA = re.compile(r"[0-9a-f]{40}")
 SHORT_SHA = re.compile(r"[0-9a-f]{4,39}")
 
 
-def default_actor() -> str:
-    """user@host for the history. Cron and `env -i` may set neither USER nor
-    LOGNAME; the password database still knows who runs this."""
-    user = os.environ.get("USER") or os.environ.get("LOGNAME")
-    if not user:
-        import pwd
-
-        try:
-            user = pwd.getpwuid(os.getuid()).pw_name
-        except KeyError:  # a uid with no passwd entry (some containers)
-            user = f"uid{os.getuid()}"
-    return f"{user}@{socket.gethostname()}"
-
-
-def _short(sha: Optional[str]) -> str:
-    return sha[:12] if sha else "none"
-
-
 class Pipeline:
     def __init__(self, c, host: Host, opts: UpdateOptions, events: Optional[EventLog] = None):
         if opts.trigger not in TRIGGERS:
             raise errors.UsageError(f"unknown trigger {opts.trigger!r} (one of {', '.join(TRIGGERS)})")
-        self.c = c
+        self.t = Target.of(c, host)
         self.host = host
         self.opts = opts
-        self.paths = HostPaths.for_home(host.home)
-        self.app = os.path.abspath(os.path.expanduser(host.app.path))
-        self.git = Git(c, self.app, host.env)
-        self.services = ServiceManager(c, host, home=self.paths.home, app_path=self.app)
+        self.paths = self.t.paths
+        self.app = self.t.local_path(host.app.path)
+        self.git = Git(self.t, self.app, host.env)
+        self.services = ServiceManager(self.t, host, home=self.paths.home, app_path=self.app)
         self.events = events or EventLog()
         self.run_id = opts.run_id or new_run_id()
         self.actor = opts.actor or default_actor()
         self.res = RunResult("noop", self.run_id, opts.trigger, self.actor, host=host.name)
-        self.started = time.monotonic()
-        self.recorded = False  # a history record was written for this run
+        self.rec = Recorder(host, self.paths, self.res, self.save, self.git.describe)
 
     # ---------------------------------------------------------------- helpers
     def say(self, message: str, **fields) -> None:
@@ -222,7 +129,7 @@ class Pipeline:
             self.res.message = exc.message
         except (_Abort, FabopsError, OSError) as exc:  # a dry run, or the lock itself
             self._take_failure(exc)
-        self.res.duration = time.monotonic() - self.started
+        self.res.duration = time.monotonic() - self.rec.started
         if self.opts.trigger == "cron" and not self.opts.dry_run:
             from .metrics import record
 
@@ -250,7 +157,7 @@ class Pipeline:
                 # recorded while we still hold the lock: the next run must
                 # not race us on state.json
                 self._take_failure(exc)
-                self._record_unrecorded_failure()
+                self.rec.record_unrecorded_failure()
         finally:
             lock.release()
         holder = waited.get("holder") or {}
@@ -311,9 +218,8 @@ class Pipeline:
         """Our target without touching the checkout (ls-remote needs no lock)."""
         if self.opts.ref:
             return self.git.resolve(self.opts.ref)
-        r = self.c.run(join(["git", "-C", self.app, "ls-remote", self.host.app.remote,
-                             "refs/heads/" + self.host.app.branch]),
-                       hide=True, warn=True, in_stream=False, env=self.host.env or {})
+        r = self.git.run(join(["git", "-C", self.app, "ls-remote", self.host.app.remote,
+                               "refs/heads/" + self.host.app.branch]), "git ls-remote", warn=True)
         return r.stdout.split()[0] if r.ok and r.stdout.strip() else None
 
     # ---------------------------------------------------------------- the run
@@ -332,7 +238,7 @@ class Pipeline:
         self.res.to = target
 
         if self.opts.clear_pin and state.pin:
-            self.say(f"clearing pin {_short(state.pin)}")
+            self.say(f"clearing pin {short(state.pin)}")
             state.pin = None
             state.pin_reason = None
             self.save(state)
@@ -343,7 +249,7 @@ class Pipeline:
             if all(h.ok for h in health):
                 state.deployed = head
                 state.deployed_at = time.time()
-                self.say(f"adopting healthy HEAD {_short(head)} as deployed")
+                self.say(f"adopting healthy HEAD {short(head)} as deployed")
                 self.save(state)
         deployed = state.deployed
         self.res.from_ = deployed  # None on a first deploy: nothing was deployed before
@@ -357,19 +263,19 @@ class Pipeline:
             first = not info.get("notified")
             info["notified"] = True
             self._hold(state, "skipped_bad",
-                       f"origin is at {_short(target)}, which failed its gate ({info.get('reason', '?')}); "
-                       f"staying on {_short(deployed)} until origin moves" + ("" if first else " (already reported)"))
+                       f"origin is at {short(target)}, which failed its gate ({info.get('reason', '?')}); "
+                       f"staying on {short(deployed)} until origin moves" + ("" if first else " (already reported)"))
             if first:  # one history record (and notification), not one per poll
-                self._record()
+                self.rec.record()
             return
 
         retry = state.retry or {}
         if (self.opts.trigger == "cron" and not interrupted and retry.get("target") == target
                 and time.time() < retry.get("next_at", 0)):
             self._hold(state, "deferred",
-                       f"origin is at {_short(target)}, whose dependency rule failed ({retry.get('reason', '?')}); "
+                       f"origin is at {short(target)}, whose dependency rule failed ({retry.get('reason', '?')}); "
                        f"next try {time.strftime('%H:%M %Z', time.localtime(retry['next_at']))} "
-                       f"(try {retry.get('attempts', 1) + 1}); staying on {_short(deployed)}")
+                       f"(try {retry.get('attempts', 1) + 1}); staying on {short(deployed)}")
             return
 
         self._deploy(state, deployed, head, target, interrupted is not None)
@@ -397,7 +303,7 @@ class Pipeline:
             ref = self.opts.ref
             if ref is None and self.opts.trigger == "cron" and state.pin:
                 target = state.pin
-                st.message = f"pinned to {_short(target)}"
+                st.message = f"pinned to {short(target)}"
             elif ref is not None:
                 check_ref(ref)
                 # A branch or tag means what the remote says now: the host's
@@ -413,12 +319,12 @@ class Pipeline:
                         target = self.git.resolve(ref)
                 if target is None:
                     raise _Abort("aborted", f"unknown ref {ref!r}: not a commit, branch or tag on {app.remote}")
-                st.message = f"{ref} is {_short(target)}"
+                st.message = f"{ref} is {short(target)}"
             else:
                 target = self.git.resolve(f"{DRY_RUN_REF}/{app.branch}" if dry else f"{app.remote}/{app.branch}")
                 if target is None:
                     raise _Abort("aborted", f"{app.remote}/{app.branch} does not exist after fetch")
-                st.message = f"{app.remote}/{app.branch} is {_short(target)}"
+                st.message = f"{app.remote}/{app.branch} is {short(target)}"
         return target
 
     def _same_commit(self, state: State) -> None:
@@ -427,8 +333,8 @@ class Pipeline:
         sick = [h for h in health if not h.ok]
         if not sick:
             self.res.result = "noop"
-            self.res.message = f"up to date at {_short(state.deployed)}"
-            self._settle(state)
+            self.res.message = f"up to date at {short(state.deployed)}"
+            self.rec.settle(state)
             return
         now = time.time()
         limit, window = RESTART_BACKOFF
@@ -453,126 +359,165 @@ class Pipeline:
             state.last_result = "deployed"
             self.save(state)
             self.res.result = "deployed"
-            self.res.message = f"restarted {', '.join(sorted(names))} at {_short(state.deployed)}; healthy again"
-            self._record()
+            self.res.message = f"restarted {', '.join(sorted(names))} at {short(state.deployed)}; healthy again"
+            self.rec.record()
         else:
             state.last_result = "broken"
             self.save(state)
             self.res.result = "broken"
             self.res.message = f"restarted {', '.join(sorted(names))} but it is still unhealthy"
-            self._record()
+            self.rec.record()
 
     def _deploy(self, state: State, deployed: Optional[str], head: Optional[str], target: str, resume: bool) -> None:
+        """The deploy proper, phase by phase (docs/architecture.md, "The
+        pipeline"): preflight, checkout, dependency rules (a failed rule
+        recovers to the fallback and is retried later), restart with the
+        readiness gate and the watch window, then promote or roll back."""
         fallback = deployed or head  # where to go back to if the target fails
+        # Nothing known to be deployed (first run) or an interrupted run:
+        # converge fully, every rule and every service.
+        changed = self._preflight(state, target, full=resume or deployed is None)
+        rules = [r for r in self.host.deps if changed is None or paths_match(changed, r.when)]
+        affected = [s for s in self.host.services if changed is None or not s.paths or paths_match(changed, s.paths)]
+        self._checkout(state, fallback, target)
+        before = self._dirty_paths() if rules else []
+        ran, failed = self._apply_rules(rules, before)
+        if failed is not None:
+            self._recover(failed, ran, before, fallback, target)
+        elif self._restart_and_wait(affected) and self._watch(affected, fallback, target):
+            self._promote(deployed, target)
+        else:
+            self._rollback(rules, before, affected, fallback, target)
 
-        # ---- preflight: never lose local changes, never start without config
+    # ---------------------------------------------------------------- phases
+    def _preflight_problems(self, state: State, target: str, st: Step):
+        """Every reason not to start, found without changing anything: a full
+        disk, a person's local changes (unless --stash), missing .env keys.
+        Shared by the real run and the dry run. Returns (problems, the
+        person's changes, untracked files in the way)."""
+        problems = []
+        full = self._disk_problem()
+        if full:
+            problems.append(full)
+        person, in_the_way, kept = self._local_changes(state, target)
+        if person and not self.opts.stash:
+            problems.append(f"local changes in {self.app}: " + ", ".join(person[:10])
+                            + (f" and {len(person) - 10} more" if len(person) > 10 else "")
+                            + "; commit them, or run with --stash to save them aside")
+        if kept:
+            listing = ", ".join(kept[:5]) + (f" and {len(kept) - 5} more" if len(kept) > 5 else "")
+            self.res.warnings.append(
+                f"{'would keep' if self.opts.dry_run else 'kept'} {len(kept)} untracked file(s) that the "
+                f"repository does not have: {listing} (add them to .gitignore to silence this)")
+        missing = self._missing_env_keys(target)
+        if missing:
+            problems.append(f"{self.host.env_file} lacks keys that {self.host.env_template} of "
+                            f"{short(target)} needs: " + ", ".join(missing))
+        st.ok = not problems
+        st.message = "; ".join(problems)
+        return problems, person, in_the_way
+
+    def _preflight(self, state: State, target: str, full: bool) -> Optional[List[str]]:
+        """Never lose local changes, never start without config: abort on any
+        problem, save local changes aside with --stash. Returns the files
+        that change (None: everything, a full converge)."""
         with self.step("preflight") as st:
-            full = self._disk_problem()
-            if full:
-                raise _Abort("aborted", full)
-            person, in_the_way, kept = self._local_changes(state, target)
+            problems, person, in_the_way = self._preflight_problems(state, target, st)
+            if problems:
+                raise _Abort("aborted", "; ".join(problems))
             if person:
-                if not self.opts.stash:
-                    listing = ", ".join(person[:10]) + (f" and {len(person) - 10} more" if len(person) > 10 else "")
-                    raise _Abort("aborted", f"local changes in {self.app}: {listing}; commit them, or run with "
-                                 "--stash to save them aside")
                 self.res.saved = self._stash(person, in_the_way)
                 st.message = f"saved {len(person)} local change(s) to {self.res.saved}"
-            if kept:
-                listing = ", ".join(kept[:5]) + (f" and {len(kept) - 5} more" if len(kept) > 5 else "")
-                self.res.warnings.append(
-                    f"kept {len(kept)} untracked file(s) that the repository does not have: {listing} "
-                    "(add them to .gitignore to silence this)")
-            missing = self._missing_env_keys(target)
-            if missing:
-                raise _Abort(
-                    "aborted",
-                    f"{self.host.env_file} lacks keys that {self.host.env_template} of {_short(target)} needs: "
-                    + ", ".join(missing),
-                )
-            # Nothing known to be deployed (first run) or an interrupted run:
-            # converge fully, every rule and every service.
-            changed = None if resume or deployed is None else self.git.changed(deployed, target)
+            changed = None if full else self.git.changed(state.deployed, target)
             units = [p for p in (changed or []) if p.endswith((".service", ".timer", ".socket"))]
             if units:
                 self.res.warnings.append("unit files changed in the repo (install them with `inv setup`): " + ", ".join(units))
             if not st.message:
                 st.message = "clean" + (f"; {len(changed)} files changed" if changed is not None else "; full converge")
+        return changed
 
-        rules = [r for r in self.host.deps if changed is None or paths_match(changed, r.when)]
-        affected = [s for s in self.host.services if changed is None or not s.paths or paths_match(changed, s.paths)]
-
+    def _checkout(self, state: State, fallback: Optional[str], target: str) -> None:
+        """Mark the run in progress (a killed run is finished by the next
+        one), then check out the target."""
         state.in_progress = {
             "run_id": self.run_id, "trigger": self.opts.trigger, "from": fallback, "to": target,
             "step": "checkout", "since": time.time(),
         }
         self.save(state)
-
-        # ---- checkout + dependency rules
         with self.step("checkout") as st:
             self.git.checkout(self.host.app.branch, target)
-            st.message = _short(target)
+            st.message = short(target)
+
+    def _apply_rules(self, rules: Sequence[DepRule], before: Sequence[str]):
+        """Run the dependency rules in order until one fails: (the rules
+        that ran, the one that failed or None)."""
         ran: List[DepRule] = []
-        failed_rule = None
-        before = self._dirty_paths() if rules else []
+        failed = None
         for rule in rules:
             ran.append(rule)
             if not self._run_rule(rule):
-                failed_rule = rule
+                failed = rule
                 break
         if rules:
             self._note_own_files(before)
-        if failed_rule is not None:
-            why = f"dependency rule `{failed_rule.run}` failed"
-            next_at = self._schedule_retry(target, why)
-            why += f" (transient? cron retries it at {time.strftime('%H:%M %Z', time.localtime(next_at))})"
-            if fallback is None:
-                self._finish("broken", f"{why} and there is no previous commit to go back to")
-                return
-            with self.step("recover") as st:
-                # A half-done `npm ci` has already removed node_modules: the
-                # rules that ran are run again for the commit we go back to.
-                self.git.checkout(self.host.app.branch, fallback)
-                back = all(self._run_rule(r, label="re-run") for r in ran)
-                self._note_own_files(before)
-                st.ok = back
-                st.message = f"back on {_short(fallback)}" + ("" if back else "; re-running its rules failed too")
-            if back:
-                self._finish("aborted", f"{why}; nothing was restarted; back on {_short(fallback)}")
-            else:
-                self._finish("broken", f"{why}, and re-running the rules for {_short(fallback)} failed too")
+        return ran, failed
+
+    def _recover(self, failed: DepRule, ran: Sequence[DepRule], before: Sequence[str], fallback: Optional[str],
+                 target: str) -> None:
+        """A dependency rule failed (often the network): back to the
+        fallback, nothing restarted, and cron retries the target later."""
+        why = f"dependency rule `{failed.run}` failed"
+        next_at = self._schedule_retry(target, why)
+        why += f" (transient? cron retries it at {time.strftime('%H:%M %Z', time.localtime(next_at))})"
+        if fallback is None:
+            self.rec.finish("broken", f"{why} and there is no previous commit to go back to")
             return
+        with self.step("recover") as st:
+            # A half-done `npm ci` has already removed node_modules: the
+            # rules that ran are run again for the commit we go back to.
+            self.git.checkout(self.host.app.branch, fallback)
+            back = all(self._run_rule(r, label="re-run") for r in ran)
+            self._note_own_files(before)
+            st.ok = back
+            st.message = f"back on {short(fallback)}" + ("" if back else "; re-running its rules failed too")
+        if back:
+            self.rec.finish("aborted", f"{why}; nothing was restarted; back on {short(fallback)}")
+        else:
+            self.rec.finish("broken", f"{why}, and re-running the rules for {short(fallback)} failed too")
 
-        # ---- restart + readiness gate, then the watch window
-        if self._restart_and_wait(affected) and self._watch(affected, fallback, target):
-            def promote(st: State) -> None:
-                if deployed and deployed != target:
-                    st.previous = deployed
-                st.deployed = target
-                st.deployed_at = time.time()
-                st.bad.pop(target, None)
-                if self.opts.ref is not None:
-                    st.pin = target
-                    st.pin_reason = f"{self.opts.trigger} by {self.actor}"
+    def _promote(self, deployed: Optional[str], target: str) -> None:
+        """The gate and the watch passed: the target is the deployed commit
+        (and the pin, for --ref)."""
+        def promote(st: State) -> None:
+            if deployed and deployed != target:
+                st.previous = deployed
+            st.deployed = target
+            st.deployed_at = time.time()
+            st.bad.pop(target, None)
+            if self.opts.ref is not None:
+                st.pin = target
+                st.pin_reason = f"{self.opts.trigger} by {self.actor}"
 
-            # nothing deployed before: a first deploy, not "X -> X" from the
-            # commit the checkout happened to be at
-            self._finish("deployed", f"{_short(deployed)} -> {_short(target)}" if deployed
-                         else f"first deploy, at {_short(target)}", promote)
-            return
+        # nothing deployed before: a first deploy, not "X -> X" from the
+        # commit the checkout happened to be at
+        self.rec.finish("deployed", f"{short(deployed)} -> {short(target)}" if deployed
+                        else f"first deploy, at {short(target)}", promote)
 
-        # ---- rollback
+    def _rollback(self, rules: Sequence[DepRule], before: Sequence[str], affected: Sequence[Service],
+                  fallback: Optional[str], target: str) -> None:
+        """The gate or the watch failed: mark the target bad (cron will not
+        retry it), go back to the fallback, its rules and a restart."""
         reason = self.res.steps[-1].message if self.res.steps else "health gate failed"
         self._mark_bad(target, reason)
         if fallback is None:
-            self._finish("broken", f"{reason}; no previous commit to roll back to")
+            self.rec.finish("broken", f"{reason}; no previous commit to roll back to")
             return
         with self.step("rollback") as st:
             self.git.checkout(self.host.app.branch, fallback)
             rules_ok = all(self._run_rule(r, label="re-run") for r in rules)
             if rules:
                 self._note_own_files(before)
-            st.message = f"checked out {_short(fallback)}" + ("" if rules_ok else "; its dependency rules failed")
+            st.message = f"checked out {short(fallback)}" + ("" if rules_ok else "; its dependency rules failed")
             st.ok = rules_ok
         ok = rules_ok and self._restart_and_wait(affected, label="rollback")
 
@@ -582,14 +527,15 @@ class Pipeline:
                 st.deployed_at = time.time()
 
         if ok:
-            self._finish("rolled_back", f"{_short(target)} failed ({reason}); rolled back to {_short(fallback)}, healthy", adopt_fallback)
+            self.rec.finish("rolled_back", f"{short(target)} failed ({reason}); rolled back to {short(fallback)}, healthy",
+                            adopt_fallback)
         else:
-            self._finish("broken", f"{_short(target)} failed ({reason}); rollback to {_short(fallback)} failed too")
+            self.rec.finish("broken", f"{short(target)} failed ({reason}); rollback to {short(fallback)} failed too")
 
     # ---------------------------------------------------------------- pieces
     def _disk_problem(self) -> Optional[str]:
         return disk_problem((("app", self.app), ("state", self.paths.home),
-                             ("log", os.path.dirname(self._update_log_path()))))
+                             ("log", os.path.dirname(self.rec.update_log))))
 
     def _watch(self, services: Sequence[Service], fallback: Optional[str], target: str) -> bool:
         """The gate proved the services started; the watch proves they stay
@@ -622,22 +568,13 @@ class Pipeline:
     def _run_rule(self, rule: DepRule, label: str = "deps") -> bool:
         cwd = os.path.normpath(os.path.join(self.app, rule.cwd))
         with self.step(f"{label}: {rule.run}") as st:
-            result = self.c.run(
-                in_dir(cwd, inventory_shell(rule.run)), hide=True, warn=True, in_stream=False, env=self.host.env or {}
-            )
+            result = self.t.run(in_dir(cwd, inventory_shell(rule.run)), check=False, env=self.host.env)
             output = (result.stdout + result.stderr).strip()
-            self._log_output(f"{label} `{rule.run}` in {rule.cwd}", output)
+            self.rec.log_output(f"{label} `{rule.run}` in {rule.cwd}", output)
             st.ok = result.ok
             tail = output.splitlines()[-1] if output else ""
             st.message = ("ok" if result.ok else f"exit {result.exited}") + (f": {tail[:200]}" if tail else "")
         return result.ok
-
-    def _log_output(self, title: str, output: str) -> None:
-        log = self._update_log_path()
-        try:
-            append_line(log, f"--- {title} ({self.run_id})\n{output}", fsync=False)
-        except OSError:
-            pass
 
     def _local_changes(self, state: State, target: str):
         """The checkout's changes sorted by preflight.sort_changes: (a
@@ -683,40 +620,6 @@ class Pipeline:
         self.save(state)
         return retry["next_at"]
 
-    def _settle(self, state: State) -> None:
-        """Write the outcome of this run into state: the last result, and
-        whether the host keeps failing to reach its target (shown by
-        `monitor` and `status` until a run converges)."""
-        now = time.time()
-        state.last_check = now
-        state.last_result = self.res.result
-        if self.res.result in FAILURES:
-            failing = state.failing if state.failing and state.failing.get("target") == self.res.to else None
-            failing = failing or {"target": self.res.to, "since": now, "count": 0}
-            failing.update(result=self.res.result, reason=self.res.message[:300], last=now,
-                           count=int(failing.get("count", 0)) + 1)
-            state.failing = failing
-        elif self.res.result == "deployed" or (self.res.result == "noop" and state.deployed == self.res.to):
-            state.failing = None
-            state.retry = None  # on a good commit now: an older target's retry is moot
-            state.notified = []  # the next failure, even a repeat of an old one, is news
-        self.save(state)
-
-    def _record_unrecorded_failure(self) -> None:
-        """A run that stopped before `_finish` (a preflight abort, an error
-        mid-run) is still recorded: history, update log, one notification
-        per (target, reason). Nothing fails silently."""
-        if self.recorded or self.opts.dry_run:
-            return
-        try:
-            self._settle(load_state(self.paths.state))
-        except OSError:
-            pass  # the full-disk case: the record below may still get through
-        try:
-            self._record()
-        except OSError as exc:  # a full disk must not turn a result into a traceback
-            self.res.warnings.append(f"could not record this run: {exc.strerror or exc}")
-
     def _mark_bad(self, target: str, reason: str) -> None:
         state = load_state(self.paths.state)
         state.bad[target] = {"at": time.time(), "reason": reason[:300], "notified": False, "run_id": self.run_id}
@@ -725,75 +628,6 @@ class Pipeline:
             for sha in sorted(state.bad, key=lambda s: state.bad[s].get("at", 0))[:-20]:
                 del state.bad[sha]
         self.save(state)
-
-    def _finish(self, result: str, message: str, mutate=None) -> None:
-        """End a run that changed something: state (re-read, since steps
-        saved to it), history record and update-log line."""
-        state = load_state(self.paths.state)
-        if mutate is not None:
-            mutate(state)
-        state.in_progress = None
-        self.res.result = result
-        self.res.message = message
-        self._settle(state)
-        self._record()
-
-    def _shipped(self) -> str:
-        """` "subject" (author)` of the target commit, for log lines and notifications."""
-        if not self.res.subject:
-            return ""
-        return f' "{self.res.subject}"' + (f" ({self.res.author})" if self.res.author else "")
-
-    def _update_log_path(self) -> str:
-        return self.host.logs.get("update") or self.paths.update_log
-
-    def _record(self) -> None:
-        """History record and update-log line for every non-noop run."""
-        self.res.duration = time.monotonic() - self.started
-        if self.res.to and not self.res.subject:
-            self.res.subject, self.res.author = self.git.describe(self.res.to)
-        rec = self.res.to_dict()
-        rec["time"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        rec["ts"] = time.time()
-        rec.pop("plan", None)
-        self.recorded = True
-        append_json(self.paths.history, rec)
-        line = (
-            f"{rec['time']} [{self.opts.trigger} {self.actor}] {self.res.result.upper()} "
-            f"{_short(self.res.from_)} -> {_short(self.res.to)}{self._shipped()} in {self.res.duration:.1f}s: "
-            f"{self.res.message}"
-        )
-        try:
-            append_line(self._update_log_path(), line, fsync=False)
-        except OSError as exc:
-            self.res.warnings.append(f"cannot write the update log: {exc}")
-        self._notify()
-
-    def _notify(self) -> None:
-        """Tell people about every non-no-op result, a failure once per
-        (target, result, step where it stopped); a failed delivery is logged
-        and never changes the result."""
-        from ..notify import notify
-
-        if self.res.result in FAILURES:
-            failed = [st.name for st in self.res.steps if not st.ok]
-            reason = re.sub(r"[0-9.]+", "", self.res.message)[:80]  # durations and counts vary run to run
-            key = f"{self.res.to}:{self.res.result}:{failed[0] if failed else ''}:{reason}"
-            try:
-                state = load_state(self.paths.state)
-                if key in state.notified:
-                    return
-                state.notified = (state.notified + [key])[-50:]
-                self.save(state)
-            except OSError:
-                pass
-        message = f"{self.res.message}{self._shipped()}"
-        for d in notify(self.host.name, self.res.result, message, home=self.paths.home):
-            if not d.ok:
-                try:
-                    append_line(self._update_log_path(), f"notify {d.channel}: {d.detail}", fsync=False)
-                except OSError:
-                    pass
 
     def _dry_run(self) -> None:
         """The real run's read-only part: fetch, then every preflight check
@@ -827,48 +661,32 @@ class Pipeline:
         queued = (f" after waiting (up to {self._lock_wait():g} s) for the lock: locked now: "
                   f"{describe_holder(holder)}") if holder else ""
         if not moving:
-            self.res.result, self.res.message = "noop", f"up to date at {_short(target)}"
+            self.res.result, self.res.message = "noop", f"up to date at {short(target)}"
             return
         if self.opts.trigger == "cron":  # what cron would do with this target (see _converge)
             retry = state.retry or {}
             if target in state.bad:
                 self.res.result = "skipped_bad"
-                self.res.message = (f"would stay on {_short(deployed)}: {_short(target)} failed its gate "
+                self.res.message = (f"would stay on {short(deployed)}: {short(target)} failed its gate "
                                     f"({state.bad[target].get('reason', '?')})")
                 return
             if retry.get("target") == target and time.time() < retry.get("next_at", 0):
                 self.res.result = "deferred"
-                self.res.message = (f"would wait: {_short(target)}'s dependency rule failed "
+                self.res.message = (f"would wait: {short(target)}'s dependency rule failed "
                                     f"({retry.get('reason', '?')}); next try "
                                     f"{time.strftime('%H:%M %Z', time.localtime(retry['next_at']))}")
                 return
         with self.step("preflight") as st:
-            problems = []
-            full = self._disk_problem()
-            if full:
-                problems.append(full)
-            person, _in_the_way, kept = self._local_changes(state, target)
-            if person and not self.opts.stash:
-                problems.append(f"local changes in {self.app}: " + ", ".join(person[:10])
-                                + (f" and {len(person) - 10} more" if len(person) > 10 else "")
-                                + "; commit them, or run with --stash to save them aside")
-            elif person:
+            problems, person, _in_the_way = self._preflight_problems(state, target, st)
+            if person and not problems:
                 st.message = f"would save {len(person)} local change(s) aside (--stash)"
-            if kept:
-                self.res.warnings.append(f"would keep {len(kept)} untracked file(s): " + ", ".join(kept[:5]))
-            missing = self._missing_env_keys(target)
-            if missing:
-                problems.append(f"{self.host.env_file} lacks keys that {self.host.env_template} of "
-                                f"{_short(target)} needs: " + ", ".join(missing))
-            st.ok = not problems
-            st.message = "; ".join(problems) or st.message
         self.res.plan["problems"] = problems
         if problems:
             self.res.result, self.res.message = "would_abort", "; ".join(problems)
         else:
             self.res.result = "would_deploy"
-            self.res.message = (f"would deploy {_short(state.deployed)} -> {_short(target)}" if state.deployed
-                                else f"would deploy {_short(target)} (first deploy)") + queued
+            self.res.message = (f"would deploy {short(state.deployed)} -> {short(target)}" if state.deployed
+                                else f"would deploy {short(target)} (first deploy)") + queued
 
 
 def retry_delay(attempts: int) -> float:

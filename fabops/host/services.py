@@ -16,9 +16,9 @@ import posixpath
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
-from ..errors import CommandFailed
 from ..inventory import Host, Service
-from ..shell import Cmd, as_cmd, lines, path, raw, sh, sudo, sudo_failure
+from ..shell import Cmd, lines, path, raw, sh, sudo
+from ..target import Target
 
 STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL
 
@@ -204,7 +204,7 @@ class ServiceManager:
     """Start/stop/restart/status for a host's services through `c`."""
 
     def __init__(self, c, host: Host, home: Optional[str] = None, app_path: Optional[str] = None):
-        self.c = c
+        self.t = Target.of(c, host)
         self.host = host
         # On the host these are absolute (expanded); over SSH they may start
         # with ~/ and quote_path keeps that expandable.
@@ -212,13 +212,7 @@ class ServiceManager:
         self.app_path = app_path or host.app.path
 
     def _run(self, cmd: Cmd, what: str, argv=None):
-        result = self.c.run(as_cmd(cmd), hide=True, warn=True, in_stream=False)
-        if not result.ok:
-            err = sudo_failure(result.stderr, argv or [], host=self.host.name) if argv else None
-            if err:
-                raise err
-            raise CommandFailed.from_result(what, result, host=self.host.name)
-        return result
+        return self.t.run(cmd, what, argv=argv)
 
     def start(self, svc: Service) -> None:
         if svc.manager == "systemd":
@@ -253,11 +247,10 @@ class ServiceManager:
         units = [s.name for s in services if s.manager == "systemd"]
         procs = [s for s in services if s.manager == "process"]
         if units:
-            result = self.c.run(systemd_status_cmd(units), hide=True, warn=True, in_stream=False)
-            out.update(parse_systemd_show(result.stdout, units))
+            out.update(parse_systemd_show(self.t.output(systemd_status_cmd(units)), units))
         if procs:
-            result = self.c.run(process_status_cmd(self.home, procs), hide=True, warn=True, in_stream=False)
-            out.update(parse_process_status(result.stdout, [s.name for s in procs]))
+            out.update(parse_process_status(self.t.output(process_status_cmd(self.home, procs)),
+                                            [s.name for s in procs]))
         return out
 
 

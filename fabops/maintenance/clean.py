@@ -7,7 +7,7 @@ from typing import List
 
 from ..inventory import Host
 from ..shell import Cmd, path, raw, sh
-from .common import run
+from ..target import Target
 
 
 
@@ -36,9 +36,10 @@ def clean_cmd(rule_path: str, glob: str, older_than: float, dry_run: bool) -> Cm
 
 
 def clean(c, host: Host, dry_run: bool = False) -> List[CleanResult]:
+    t = Target.of(c, host)
     out = []
     for rule in host.cleanup:
-        r = run(c, clean_cmd(rule.path, rule.glob, rule.older_than, dry_run), f"cleaning {rule.path}", host)
+        r = t.run(clean_cmd(rule.path, rule.glob, rule.older_than, dry_run), f"cleaning {rule.path}")
         parts = r.stdout.split()
         files, size = (int(parts[0]), int(parts[1])) if len(parts) == 2 else (0, 0)
         out.append(CleanResult(rule.path, rule.glob, files, size, dry_run))

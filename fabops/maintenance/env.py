@@ -16,7 +16,8 @@ from ..host.preflight import env_pairs
 from ..inventory import Host
 from ..probe import MARK, split_sections
 from ..shell import Cmd, as_cmd, path, quote_path, sh
-from .common import app_file, run, stamp
+from ..target import Target
+from .common import app_file, stamp
 
 
 
@@ -72,7 +73,7 @@ def backup_env(c, host: Host, keep: int = 20, download: Optional[str] = None) ->
     if keep < 1:
         raise UsageError("--keep must be at least 1")
     name = stamp(fine=True) + ".env"
-    out = run(c, backup_env_cmd(host, name, keep), "backing up .env", host)
+    out = Target.of(c, host).run(backup_env_cmd(host, name, keep), "backing up .env")
     s = split_sections(out.stdout)
     parts = s.get("new", "").split()
     if len(parts) != 2:
@@ -90,9 +91,7 @@ def fetch_private(c, host: Host, remote: str, local_dir: str, name: str) -> str:
     dest = os.path.join(local_dir, name)
     fd = os.open(dest + ".part", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.close(fd)
-    from .. import target
-
-    target.get(c, remote, dest + ".part")
+    Target.of(c, host).get(remote, dest + ".part")
     os.chmod(dest + ".part", 0o600)
     os.replace(dest + ".part", dest)
     return dest
@@ -118,8 +117,8 @@ print("changed " + " ".join(sorted(k for k in set(a) & set(b) if a[k] != b[k])))
 
 
 def env_diff(c, host: Host, current: str, other: str) -> Dict[str, List[str]]:
-    r = run(c, sh("python3 -c {script} {current} {other}", script=_ENV_DIFF, current=as_cmd(current),
-                  other=as_cmd(other)), "comparing .env keys", host)
+    r = Target.of(c, host).run(sh("python3 -c {script} {current} {other}", script=_ENV_DIFF,
+                                  current=as_cmd(current), other=as_cmd(other)), "comparing .env keys")
     out = {"added": [], "removed": [], "changed": []}
     for line in r.stdout.splitlines():
         kind, _, rest = line.partition(" ")
@@ -138,8 +137,8 @@ def restore_env(c, host: Host, name: str, actor: str, dry_run: bool = False, pro
     if "/" in name or name.startswith(".") or not name.endswith(".env"):
         raise UsageError(f"--backup must be a backup name like 20261128T101500.env, not {name!r}")
     src = quote_path(env_backup_dir(host) + "/" + name)
-    exists = c.run(sh("[ -f {src} ]", src=src), hide=True, warn=True, in_stream=False)
-    if not exists.ok:
+    t = Target.of(c, host)
+    if not t.ok(sh("[ -f {src} ]", src=src)):
         raise UsageError(f"no backup {name!r} on the host (see `inv backup-env --list`)", host=host.name)
     diff = env_diff(c, host, app_file(host, host.env_file), src)
     if dry_run:
@@ -150,8 +149,8 @@ def restore_env(c, host: Host, name: str, actor: str, dry_run: bool = False, pro
         say(f"saved the current .env as {before.name}")
         dest = app_file(host, host.env_file)
         tmp = path(posixpath.join(host.app.path.rstrip("/"), host.env_file) + ".fabops-tmp")
-        run(c, sh("umask 077; cp {src} {tmp} && chmod 600 {tmp} && mv {tmp} {dest}", src=src, tmp=tmp, dest=dest),
-            "restoring .env", host)
+        t.run(sh("umask 077; cp {src} {tmp} && chmod 600 {tmp} && mv {tmp} {dest}", src=src, tmp=tmp, dest=dest),
+              "restoring .env")
         manager, probe = managers_for(c, host)
         results = []
         for svc in host.services:

@@ -11,7 +11,8 @@ from ..errors import FabopsError
 from ..inventory import Host
 from ..probe import MARK, split_sections
 from ..shell import Cmd, in_dir, inventory_shell, path, sh, with_env
-from .common import app_file, record_run, run, stamp
+from ..target import Target
+from .common import app_file, record_run, stamp
 
 
 
@@ -38,7 +39,7 @@ class ResetPlan:
 
 
 def reset_plan(c, host: Host) -> ResetPlan:
-    s = split_sections(run(c, reset_plan_cmd(host), "reading the checkout", host).stdout)
+    s = split_sections(Target.of(c, host).run(reset_plan_cmd(host), "reading the checkout").stdout)
     return ResetPlan(
         head=(s.get("head") or None),
         target=(s.get("target") or "").split()[0] if s.get("target") else None,
@@ -110,11 +111,10 @@ def stop_holder(c, host: Host, holder: dict) -> None:
     pid = holder.get("pid")
     if not isinstance(pid, int) or pid <= 1:
         raise FabopsError("the lock holder recorded no pid; stop it by hand", host=host.name)
-    run(c, sh("kill -TERM -- -{pid} 2>/dev/null || kill -TERM {pid} 2>/dev/null; "
-              "i=0; while ! flock -n {lock} true && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; "
-              "flock -n {lock} true || {{ kill -KILL -- -{pid} 2>/dev/null || kill -KILL {pid}; }}",
-              pid=pid, lock=path(host.at_home("lock"))),
-        "stopping the lock holder", host, warn=True)
+    Target.of(c, host).run(sh("kill -TERM -- -{pid} 2>/dev/null || kill -TERM {pid} 2>/dev/null; "
+                              "i=0; while ! flock -n {lock} true && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; "
+                              "flock -n {lock} true || {{ kill -KILL -- -{pid} 2>/dev/null || kill -KILL {pid}; }}",
+                              pid=pid, lock=path(host.at_home("lock"))), check=False)
 
 
 def reset(c, host: Host, plan: ResetPlan, actor: str, force: bool = False, progress=None) -> ResetResult:
@@ -124,6 +124,7 @@ def reset(c, host: Host, plan: ResetPlan, actor: str, force: bool = False, progr
     from ..remote import RemoteLock, managers_for
 
     say = progress or (lambda _m: None)
+    t = Target.of(c, host)
     run_id = new_run_id()
     info = {"actor": actor, "trigger": "reset", "target": plan.target, "since": time.time(), "pid": None, "run_id": run_id}
     started = time.monotonic()
@@ -144,21 +145,21 @@ def reset(c, host: Host, plan: ResetPlan, actor: str, force: bool = False, progr
 
     try:
         dest = f"{host.backup_dir.rstrip('/')}/reset-{stamp()}"
-        run(c, save_local_state_cmd(host, dest), "saving local state", host)
+        t.run(save_local_state_cmd(host, dest), "saving local state")
         step("save", message=f"saved .env and local changes to {dest}")
         manager, probe = managers_for(c, host)
         for svc in reversed(host.services):
             manager.stop(svc)
         step("stop", message=", ".join(s.name for s in reversed(host.services)))
-        new_head = run(c, reset_cmd(host), "git reset", host).stdout.strip().splitlines()[-1]
+        new_head = t.run(reset_cmd(host), "git reset").stdout.strip().splitlines()[-1]
         step("reset", message=f"{(plan.head or 'none')[:12]} -> {new_head[:12]} (git reset --hard, clean -fd)")
         ok = True
         for rule in host.deps:
-            r = c.run(rule_cmd(host, rule.run, rule.cwd), hide=True, warn=True, in_stream=False)
+            r = t.run(rule_cmd(host, rule.run, rule.cwd), check=False)
             step(f"deps: {rule.run}", r.ok, "" if r.ok else f"exit {r.exited}")
             ok = ok and r.ok
         if ok and host.setup_command:
-            r = c.run(rule_cmd(host, host.setup_command, "."), hide=True, warn=True, in_stream=False)
+            r = t.run(rule_cmd(host, host.setup_command, "."), check=False)
             step(f"setup: {host.setup_command}", r.ok, "" if r.ok else f"exit {r.exited}")
             ok = r.ok
         if ok:

@@ -10,7 +10,7 @@ from ..errors import CommandFailed, FabopsError
 from ..inventory import Host
 from ..probe import MARK, split_sections
 from ..shell import Cmd, raw, sh, with_env
-from .common import run
+from ..target import Target
 
 
 # Prints the manager's absolute path: sudo resets PATH (secure_path), and
@@ -63,25 +63,19 @@ class UpdateReport:
 
 
 def system_update(c, host: Host, apply: bool) -> UpdateReport:
-    path = run(c, with_env(DETECT, host.env), "detecting the package manager", host).stdout.strip()
+    t = Target.of(c, host)
+    path = t.run(with_env(DETECT, host.env), "detecting the package manager").stdout.strip()
     manager = posixpath.basename(path)
     if manager == "none":
         raise FabopsError("no dnf, yum or apt-get on the host", host=host.name)
-    r = c.run(with_env(check_updates_cmd(manager), host.env), hide=True, warn=True, in_stream=False)
     try:
-        updates = parse_check(manager, r.stdout)
+        updates = parse_check(manager, t.output(with_env(check_updates_cmd(manager), host.env)))
     except CommandFailed as exc:
         raise CommandFailed(exc.message, host=host.name) from None
     report = UpdateReport(manager, updates)
     if apply and updates:
-        from ..shell import sudo_failure
-
-        u = c.run(with_env(update_cmd(manager, path), host.env), hide=True, warn=True, in_stream=False, timeout=3600)
-        if not u.ok:
-            err = sudo_failure(u.stderr, [manager, "upgrade"], host=host.name)
-            if err:
-                raise err
-            raise CommandFailed.from_result(f"{manager} upgrade", u, host=host.name)
+        u = t.run(with_env(update_cmd(manager, path), host.env), f"{manager} upgrade", argv=[manager, "upgrade"],
+                  timeout=3600)
         report.applied = True
         report.reboot_needed = "REBOOT" in u.stdout
     return report

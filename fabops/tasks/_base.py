@@ -355,10 +355,12 @@ def for_each_host(
     accept_new: bool = False,
     connect_timeout=None,
 ) -> FanoutResult:
-    """Load the inventory, select hosts, and run `fn(connection, host)` on each
-    in bounded parallel, one connection per host, closed afterwards."""
+    """Load the inventory, select hosts, and run `fn(target, host)` on each
+    in bounded parallel, one connection per host (a fabops.target.Target),
+    closed afterwards."""
     from ..connection import close_quietly, connect
     from ..fanout import run_hosts
+    from ..target import Target
 
     timeout = check_timeout(connect_timeout, "--connect-timeout")
     inv, chosen = select(inventory, hosts)
@@ -366,7 +368,7 @@ def for_each_host(
     def one(host: Host):
         cxn = connect(host, inv, accept_new=accept_new, connect_timeout=timeout)
         try:
-            return fn(cxn, host)
+            return fn(Target.of(cxn, host), host)
         finally:
             close_quietly(cxn)
 

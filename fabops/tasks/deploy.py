@@ -326,7 +326,8 @@ def deploy(
     watch=True,  # `--no-watch` is its inverse
 ):
     """Deploy the branch head (or --ref) to hosts through the host-side pipeline, with rollback on failure."""
-    from ..deploy import DeployOptions, default_actor
+    from ..deploy import DeployOptions
+    from ..host.record import default_actor
     from ..host.git import check_ref
 
     if ref is not None:
@@ -353,7 +354,8 @@ def rollback(c, hosts=None, to=None, wait=None, liveness=5.0, offline=False, act
              json=False, inventory=None, accept_new=False, connect_timeout=None):
     """Roll hosts back to the previous good commit (or --to) through the same gate, and pin them there."""
     from ..connection import close_quietly, connect
-    from ..deploy import DeployOptions, default_actor, deploy_host, remote_previous_good
+    from ..deploy import DeployOptions, deploy_host, remote_previous_good
+    from ..host.record import default_actor
     from ..fanout import run_hosts
     from ..host.git import check_ref
 
@@ -414,7 +416,7 @@ ns = Collection("deploy", deploy, rollback, unpin)
 def restart(c, hosts=None, service=None, actor=None, dry_run=False, json=False, inventory=None, accept_new=False,
             connect_timeout=None):
     """Restart services under the host lock, then poll until each is ready (agentless)."""
-    from ..deploy import default_actor
+    from ..host.record import default_actor
     from ..remote import restart_services
     from ._base import for_each_host
 

@@ -18,9 +18,8 @@ from ._base import check_timeout, fabops_task, finish, print_envelope
 def health(c, hosts=None, fix=False, timeout=60.0, actor=None, quiet=False, dry_run=False, json=False, inventory=None,
            accept_new=False, connect_timeout=None):
     """Check every service (process, port, HTTP, unit); with --fix restart and re-check. Nagios exit codes."""
-    from .. import target
     from ..host.health import LocalStore, run_health
-    from ..host.pipeline import default_actor
+    from ..host.record import default_actor
     from ..notify import notify
     from ..remote import RemoteStore, managers_for
     from ._base import for_each_host
@@ -29,7 +28,7 @@ def health(c, hosts=None, fix=False, timeout=60.0, actor=None, quiet=False, dry_
     who = actor or default_actor()
 
     def one(cxn, host):
-        local = not target.is_remote(cxn)
+        local = cxn.is_local
         store = LocalStore(host) if local else RemoteStore(cxn, host)
         manager, probe = managers_for(cxn, host)
 

@@ -45,7 +45,7 @@ def reset(c, hosts=None, yes=False, dry_run=False, force=False, actor=None, json
           accept_new=False, connect_timeout=None):
     """Emergency reset to origin: save .env and local changes, reset, re-run deps, restart, poll."""
     from ..connection import close_quietly, connect
-    from ..deploy import default_actor
+    from ..host.record import default_actor
     from ..fanout import run_hosts
     from ..maintenance import reset as do_reset, reset_plan
 
@@ -107,7 +107,7 @@ def backup_env(c, hosts=None, download=None, keep=20, list=False, json=False, in
     except (TypeError, ValueError):
         raise errors.UsageError(f"--keep must be a whole number, not {keep!r}") from None
     if list:
-        fn = lambda cxn, host: parse_env_list(cxn.run(list_env_cmd(host), hide=True, warn=True, in_stream=False).stdout, host)  # noqa: E731
+        fn = lambda cxn, host: parse_env_list(cxn.output(list_env_cmd(host)), host)  # noqa: E731
     else:
         fn = lambda cxn, host: do_backup(cxn, host, keep=keep, download=download)  # noqa: E731
     outcome = _each(inventory, hosts, fn, accept_new, connect_timeout)
@@ -134,7 +134,7 @@ def backup_env(c, hosts=None, download=None, keep=20, list=False, json=False, in
 def restore_env(c, hosts=None, backup=None, yes=False, dry_run=False, actor=None, json=False, inventory=None,
                 accept_new=False, connect_timeout=None):
     """Restore a .env backup (the current one is backed up first), restart and poll; shows key names only."""
-    from ..deploy import default_actor
+    from ..host.record import default_actor
     from ..maintenance import restore_env as do_restore
 
     if not backup:

@@ -1,0 +1,97 @@
+"""The #17 refactor (one Target, layers, the pipeline's phases) against the
+code before it, side by side in one run: the same commands, on the same
+sandbox, interleaved round by round, with the tree before the refactor
+(`BEFORE`, exported with `git archive`) and this tree on PYTHONPATH.
+
+Cases: the cron path (a no-op `local-update`, and importing the host-side
+pipeline alone), and the agentless reads a person runs (`status`,
+`history`, `health` on a healthy service), all on a `connection: local`
+host, so that the figures are fabops' own cost and not the network's.
+Prints Markdown: medians of wall and CPU time, and the ratio after/before;
+a case more than 5 % worse says so. Run: `python -m bench refactor`.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.pipeline import measure, med
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.harness.sandbox import Origin, clone, kill_pidfile, local_inventory  # noqa: E402
+from tests.harness.sshd import free_port  # noqa: E402
+
+BEFORE = "ef476bd"  # the last commit before the refactor began
+WORSE = 1.05  # the issue's bound: no figure more than 5 % worse
+
+
+def export(rev: str, dest: Path) -> Path:
+    """The `fabops` package as it was at `rev`, in dest/."""
+    dest.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "fabops"], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest
+
+
+def cases(inv: Path):
+    cli = [sys.executable, "-m", "fabops.cli"]
+    return {
+        "cron: no-op local-update": cli + ["local-update", "-i", str(inv)],
+        "cron: import the pipeline": [sys.executable, "-c", "import fabops.host.pipeline"],
+        "status": cli + ["status", "-i", str(inv)],
+        "history": cli + ["history", "-i", str(inv)],
+        "health": cli + ["health", "-i", str(inv)],
+    }
+
+
+def bench_refactor(runs: int = 11) -> str:
+    base = Path(tempfile.mkdtemp(prefix="fabops-bench-refactor-"))
+    home = base / "host" / "home"
+    try:
+        trees = {"before": export(BEFORE, base / "before"), "after": ROOT}
+        origin = Origin(base)
+        app = base / "host" / "app"
+        clone(origin, app)
+        port = free_port()
+        (app / ".env").write_text(f"DISCORD_TOKEN=x\nPORT={port}\n")
+        inv = local_inventory(base / "hosts.yml", app, home, port)
+        envs = {k: dict(os.environ, PYTHONPATH=str(t), COLUMNS="100", FABOPS_NO_COLOR="1")
+                for k, t in trees.items()}
+        first = subprocess.run(cases(inv)["cron: no-op local-update"], env=envs["after"], cwd=base,
+                               capture_output=True, text=True)
+        if first.returncode != 0:
+            return f"### Refactor before/after\n\nthe first deploy failed: {first.stderr.strip()[-300:]}\n"
+        got = {name: {"before": [], "after": []} for name in cases(inv)}
+        for i in range(runs):
+            order = ("before", "after") if i % 2 == 0 else ("after", "before")  # neither always goes first
+            for name, argv in cases(inv).items():
+                for which in order:
+                    got[name][which].append(measure(argv, env=envs[which], cwd=base))
+        lines = [f"### The #17 refactor: {BEFORE} (before) vs this tree (after), median of {runs}, interleaved",
+                 "", "| case | wall before | wall after | ratio | CPU before | CPU after | ratio | exit |",
+                 "|---|---:|---:|---:|---:|---:|---:|---|"]
+        worse = []
+        for name, by in got.items():
+            wb, wa = med([m[0] for m in by["before"]]), med([m[0] for m in by["after"]])
+            cb, ca = med([m[1] for m in by["before"]]), med([m[1] for m in by["after"]])
+            codes = sorted({m[3] for m in by["before"]}) + ["/"] + sorted({m[3] for m in by["after"]})
+            rw, rc = wa / wb, ca / max(cb, 1e-6)
+            if rw > WORSE or rc > WORSE:
+                worse.append(name)
+            lines.append(f"| {name} | {wb * 1000:.0f} ms | {wa * 1000:.0f} ms | {rw:.2f}× | {cb * 1000:.0f} ms | "
+                         f"{ca * 1000:.0f} ms | {rc:.2f}× | {' '.join(map(str, codes))} |")
+        lines += ["", ("more than 5 % worse: " + ", ".join(worse)) if worse else "no figure more than 5 % worse", ""]
+        return "\n".join(lines)
+    finally:
+        kill_pidfile(home / "services" / "bot.pid")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def main() -> None:
+    print(bench_refactor())

@@ -1,0 +1,245 @@
+"""What a host-side run leaves behind (docs/architecture.md, "The
+pipeline"): its result (`RunResult`, with the exit code each result maps
+to), the outcome fields of state.json, one history record, one update-log
+line, and the notifications, a failure notified once. The pipeline
+(host/pipeline.py) decides; this module only records what it decided.
+Standard library only: runs under cron on the host's Python 3.9."""
+from __future__ import annotations
+
+import os
+import re
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional
+
+from .. import errors
+from ..inventory import Host
+from .files import HostPaths, append_json, append_line
+from .state import State, load_state
+
+RESULT_CODES = {
+    "noop": errors.OK,
+    "deployed": errors.OK,
+    "aborted": errors.FAILED,
+    "rolled_back": errors.FAILED,
+    "broken": errors.BROKEN,
+    "locked": errors.LOCKED,
+    "skipped_bad": errors.WARNING,
+    "deferred": errors.WARNING,  # a retryable target waits for its next try
+    # --dry-run: what the real run would do, with the code it would exit with
+    "would_deploy": errors.OK,
+    "would_abort": errors.FAILED,
+}
+FAILURES = ("aborted", "rolled_back", "broken")
+
+
+@dataclass
+class Step:
+    name: str
+    ok: bool = True
+    seconds: float = 0.0
+    message: str = ""
+    requests: Optional[int] = None  # HTTP checks fired by a gate or a watch
+
+    def to_dict(self) -> dict:
+        out = {"name": self.name, "ok": self.ok, "seconds": round(self.seconds, 3), "message": self.message}
+        if self.requests is not None:
+            out["requests"] = self.requests
+        return out
+
+
+@dataclass
+class RunResult:
+    result: str
+    run_id: str
+    trigger: str
+    actor: str
+    from_: Optional[str] = None
+    to: Optional[str] = None
+    message: str = ""
+    steps: List[Step] = field(default_factory=list)
+    warnings: List[str] = field(default_factory=list)
+    duration: float = 0.0
+    saved: Optional[str] = None  # where local changes were saved
+    plan: Optional[dict] = None  # dry run only
+    host: str = ""
+    subject: str = ""  # what shipped: the target commit's subject and author
+    author: str = ""
+
+    @property
+    def exit_code(self) -> int:
+        code = RESULT_CODES.get(self.result, errors.FAILED)
+        if code == errors.OK and self.warnings and self.result != "noop":
+            return errors.WARNING
+        return code
+
+    def to_dict(self) -> dict:
+        return {
+            "host": self.host,
+            "run_id": self.run_id,
+            "trigger": self.trigger,
+            "actor": self.actor,
+            "from": self.from_,
+            "to": self.to,
+            "result": self.result,
+            "exit_code": self.exit_code,
+            "message": self.message,
+            "duration": round(self.duration, 3),
+            "steps": [s.to_dict() for s in self.steps],
+            "warnings": list(self.warnings),
+            "saved": self.saved,
+            "plan": self.plan,
+            "subject": self.subject,
+            "author": self.author,
+        }
+
+
+def default_actor() -> str:
+    """Who runs this, for the history and the lock message: the CI's actor
+    (GitHub Actions sets GITHUB_ACTOR), else user@host. Cron and `env -i`
+    may set neither USER nor LOGNAME; the password database still knows who
+    runs this. The one definition, laptop and host alike."""
+    if os.environ.get("GITHUB_ACTOR"):
+        return f"{os.environ['GITHUB_ACTOR']}@github-actions"
+    user = os.environ.get("USER") or os.environ.get("LOGNAME")
+    if not user:
+        import pwd
+
+        try:
+            user = pwd.getpwuid(os.getuid()).pw_name
+        except KeyError:  # a uid with no passwd entry (some containers)
+            user = f"uid{os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
+
+
+def short(sha: Optional[str]) -> str:
+    return sha[:12] if sha else "none"
+
+
+class Recorder:
+    """Records one run's outcome. `save` writes state.json (the pipeline's
+    own, which also emits nothing else); `describe(sha)` gives a commit's
+    (subject, author)."""
+
+    def __init__(self, host: Host, paths: HostPaths, res: RunResult, save: Callable[[State], None],
+                 describe: Callable[[str], tuple]):
+        self.host = host
+        self.paths = paths
+        self.res = res
+        self.save = save
+        self.describe = describe
+        self.started = time.monotonic()
+        self.recorded = False  # a history record was written for this run
+
+    @property
+    def update_log(self) -> str:
+        return self.host.logs.get("update") or self.paths.update_log
+
+    def log_output(self, title: str, output: str) -> None:
+        """A command's output in the update log (best effort)."""
+        try:
+            append_line(self.update_log, f"--- {title} ({self.res.run_id})\n{output}", fsync=False)
+        except OSError:
+            pass
+
+    def settle(self, state: State) -> None:
+        """Write the outcome of this run into state: the last result, and
+        whether the host keeps failing to reach its target (shown by
+        `monitor` and `status` until a run converges)."""
+        res = self.res
+        now = time.time()
+        state.last_check = now
+        state.last_result = res.result
+        if res.result in FAILURES:
+            failing = state.failing if state.failing and state.failing.get("target") == res.to else None
+            failing = failing or {"target": res.to, "since": now, "count": 0}
+            failing.update(result=res.result, reason=res.message[:300], last=now,
+                           count=int(failing.get("count", 0)) + 1)
+            state.failing = failing
+        elif res.result == "deployed" or (res.result == "noop" and state.deployed == res.to):
+            state.failing = None
+            state.retry = None  # on a good commit now: an older target's retry is moot
+            state.notified = []  # the next failure, even a repeat of an old one, is news
+        self.save(state)
+
+    def finish(self, result: str, message: str, mutate: Optional[Callable[[State], None]] = None) -> None:
+        """End a run that changed something: state (re-read, since steps
+        saved to it), history record and update-log line."""
+        state = load_state(self.paths.state)
+        if mutate is not None:
+            mutate(state)
+        state.in_progress = None
+        self.res.result = result
+        self.res.message = message
+        self.settle(state)
+        self.record()
+
+    def record_unrecorded_failure(self) -> None:
+        """A run that stopped before `finish` (a preflight abort, an error
+        mid-run) is still recorded: history, update log, one notification
+        per (target, reason). Nothing fails silently."""
+        if self.recorded:
+            return
+        try:
+            self.settle(load_state(self.paths.state))
+        except OSError:
+            pass  # the full-disk case: the record below may still get through
+        try:
+            self.record()
+        except OSError as exc:  # a full disk must not turn a result into a traceback
+            self.res.warnings.append(f"could not record this run: {exc.strerror or exc}")
+
+    def shipped(self) -> str:
+        """` "subject" (author)` of the target commit, for log lines and notifications."""
+        if not self.res.subject:
+            return ""
+        return f' "{self.res.subject}"' + (f" ({self.res.author})" if self.res.author else "")
+
+    def record(self) -> None:
+        """History record and update-log line for every non-noop run."""
+        res = self.res
+        res.duration = time.monotonic() - self.started
+        if res.to and not res.subject:
+            res.subject, res.author = self.describe(res.to)
+        rec = res.to_dict()
+        rec["time"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        rec["ts"] = time.time()
+        rec.pop("plan", None)
+        self.recorded = True
+        append_json(self.paths.history, rec)
+        line = (
+            f"{rec['time']} [{res.trigger} {res.actor}] {res.result.upper()} "
+            f"{short(res.from_)} -> {short(res.to)}{self.shipped()} in {res.duration:.1f}s: {res.message}"
+        )
+        try:
+            append_line(self.update_log, line, fsync=False)
+        except OSError as exc:
+            res.warnings.append(f"cannot write the update log: {exc}")
+        self.notify()
+
+    def notify(self) -> None:
+        """Tell people about every non-no-op result, a failure once per
+        (target, result, step where it stopped); a failed delivery is logged
+        and never changes the result."""
+        from ..notify import notify
+
+        res = self.res
+        if res.result in FAILURES:
+            failed = [st.name for st in res.steps if not st.ok]
+            reason = re.sub(r"[0-9.]+", "", res.message)[:80]  # durations and counts vary run to run
+            key = f"{res.to}:{res.result}:{failed[0] if failed else ''}:{reason}"
+            try:
+                state = load_state(self.paths.state)
+                if key in state.notified:
+                    return
+                state.notified = (state.notified + [key])[-50:]
+                self.save(state)
+            except OSError:
+                pass
+        for d in notify(self.host.name, res.result, f"{res.message}{self.shipped()}", home=self.paths.home):
+            if not d.ok:
+                try:
+                    append_line(self.update_log, f"notify {d.channel}: {d.detail}", fsync=False)
+                except OSError:
+                    pass
