@@ -5,8 +5,10 @@ sandbox, interleaved round by round, with the tree before the refactor
 
 Cases: the cron path (a no-op `local-update`, and importing the host-side
 pipeline alone), and the agentless reads a person runs (`status`,
-`history`, `health` on a healthy service), all on a `connection: local`
-host, so that the figures are fabops' own cost and not the network's.
+`history`, `health` on a healthy service) on a `connection: local` host,
+so that the figures are fabops' own cost and not the network's; then, with
+root and sshd, `status`, `history` and `monitor` over a loopback sshd
+(every command through the Target, over SSH).
 Prints Markdown: medians of wall and CPU time, and the ratio after/before;
 a case more than 5 % worse says so. Run: `python -m bench refactor`.
 """
@@ -18,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 from bench.pipeline import measure, med
 
@@ -25,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.harness.sandbox import Origin, clone, kill_pidfile, local_inventory  # noqa: E402
-from tests.harness.sshd import free_port  # noqa: E402
+from tests.harness.sshd import free_port, keygen, start_sshd  # noqa: E402
 
 BEFORE = "ef476bd"  # the last commit before the refactor began
 WORSE = 1.05  # the issue's bound: no figure more than 5 % worse
@@ -39,20 +42,50 @@ def export(rev: str, dest: Path) -> Path:
     return dest
 
 
-def cases(inv: Path):
+def cases(inv: Path, ssh_inv: Optional[Path]):
     cli = [sys.executable, "-m", "fabops.cli"]
-    return {
+    out = {
         "cron: no-op local-update": cli + ["local-update", "-i", str(inv)],
         "cron: import the pipeline": [sys.executable, "-c", "import fabops.host.pipeline"],
         "status": cli + ["status", "-i", str(inv)],
         "history": cli + ["history", "-i", str(inv)],
         "health": cli + ["health", "-i", str(inv)],
     }
+    if ssh_inv is not None:
+        out.update({
+            "ssh: status": cli + ["status", "-i", str(ssh_inv)],
+            "ssh: history": cli + ["history", "-i", str(ssh_inv)],
+            "ssh: monitor": cli + ["monitor", "-i", str(ssh_inv)],
+        })
+    return out
+
+
+def ssh_host(base: Path, origin: Origin):
+    """A loopback sshd with the app cloned (nothing installed: the cases
+    are agentless). (sshd, inventory), or (None, None) without root."""
+    if os.geteuid() != 0 or not os.path.exists("/usr/sbin/sshd"):
+        return None, None
+    import yaml
+
+    key = keygen(base / "id_ed25519")
+    host = start_sshd(base / "sshd", key)
+    host.trust()
+    port = free_port()
+    host.ssh(f"rm -rf ~/bench-app && git clone --quiet {origin.bare} ~/bench-app && "
+             f"printf 'DISCORD_TOKEN=x\\nPORT={port}\\n' > ~/bench-app/.env")
+    svc = {"name": "bot", "manager": "process", "command": "python3 app.py", "port": port,
+           "check": {"url": f"http://127.0.0.1:{port}/health"}}
+    inv = base / "ssh-hosts.yml"
+    inv.write_text(yaml.safe_dump({"hosts": {"h1": host.inventory_entry(
+        app={"path": "~/bench-app"}, home="~/.fabops-bench", services=[svc])}}))
+    return host, inv
 
 
 def bench_refactor(runs: int = 11) -> str:
     base = Path(tempfile.mkdtemp(prefix="fabops-bench-refactor-"))
     home = base / "host" / "home"
+    sshd = None
+    old_home = os.environ.get("HOME")
     try:
         trees = {"before": export(BEFORE, base / "before"), "after": ROOT}
         origin = Origin(base)
@@ -61,16 +94,27 @@ def bench_refactor(runs: int = 11) -> str:
         port = free_port()
         (app / ".env").write_text(f"DISCORD_TOKEN=x\nPORT={port}\n")
         inv = local_inventory(base / "hosts.yml", app, home, port)
-        envs = {k: dict(os.environ, PYTHONPATH=str(t), COLUMNS="100", FABOPS_NO_COLOR="1")
-                for k, t in trees.items()}
-        first = subprocess.run(cases(inv)["cron: no-op local-update"], env=envs["after"], cwd=base,
+        laptop = base / "laptop-home"
+        (laptop / ".ssh").mkdir(parents=True, mode=0o700)
+        os.environ["HOME"] = str(laptop)  # the sshd harness trusts its host key here
+        sshd, ssh_inv = ssh_host(base, origin)
+        # Both trees byte-compile once (this workplace sets
+        # PYTHONDONTWRITEBYTECODE, which would recompile one tree every run).
+        envs = {k: dict(os.environ, PYTHONPATH=str(t), COLUMNS="100") for k, t in trees.items()}
+        for env in envs.values():
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+        all_cases = cases(inv, ssh_inv)
+        first = subprocess.run(all_cases["cron: no-op local-update"], env=envs["after"], cwd=base,
                                capture_output=True, text=True)
         if first.returncode != 0:
             return f"### Refactor before/after\n\nthe first deploy failed: {first.stderr.strip()[-300:]}\n"
-        got = {name: {"before": [], "after": []} for name in cases(inv)}
+        got = {name: {"before": [], "after": []} for name in all_cases}
+        for name, argv in all_cases.items():  # warm: byte-compile, page cache
+            for which in envs:
+                measure(argv, env=envs[which], cwd=base)
         for i in range(runs):
             order = ("before", "after") if i % 2 == 0 else ("after", "before")  # neither always goes first
-            for name, argv in cases(inv).items():
+            for name, argv in all_cases.items():
                 for which in order:
                     got[name][which].append(measure(argv, env=envs[which], cwd=base))
         lines = [f"### The #17 refactor: {BEFORE} (before) vs this tree (after), median of {runs}, interleaved",
@@ -90,6 +134,11 @@ def bench_refactor(runs: int = 11) -> str:
         return "\n".join(lines)
     finally:
         kill_pidfile(home / "services" / "bot.pid")
+        if sshd is not None:
+            sshd.ssh("rm -rf ~/bench-app ~/.fabops-bench", check=False)
+            sshd.stop()
+        if old_home is not None:
+            os.environ["HOME"] = old_home
         shutil.rmtree(base, ignore_errors=True)
 
 

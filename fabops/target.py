@@ -15,10 +15,7 @@ imports only the standard library and its host-safe siblings.
 from __future__ import annotations
 
 import os
-import select
-import shutil
 import signal
-import subprocess
 from typing import Any, Dict, Iterable, Optional
 
 from .errors import CommandFailed
@@ -123,6 +120,8 @@ class Target:
             return
         dest = os.path.expanduser(remote if remote.startswith("/") else "~/" + remote)
         os.makedirs(os.path.dirname(dest), exist_ok=True)
+        import shutil
+
         shutil.copyfile(local, dest)
 
     def get(self, remote: str, local: str) -> None:
@@ -130,6 +129,8 @@ class Target:
         if not self.is_local:
             self.c.get(remote[2:] if remote.startswith("~/") else remote, local=local)
             return
+        import shutil
+
         shutil.copyfile(os.path.expanduser(remote), local)
 
     # ------------------------------------------------------------ streams
@@ -159,6 +160,8 @@ class LocalStream:
     process group: close() ends it and everything it started."""
 
     def __init__(self, cmd: str, env: Optional[Dict[str, str]] = None):
+        import subprocess  # here, not at the top: the cron path never streams
+
         full = dict(os.environ)
         full.update(env or {})
         self.proc = subprocess.Popen(["sh", "-c", cmd], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -171,6 +174,8 @@ class LocalStream:
     def recv(self, n: int) -> bytes:
         """Up to n bytes; b"" at the end; socket.timeout after `timeout`."""
         import socket
+
+        import select
 
         fd = self.proc.stdout.fileno()
         if self.timeout is not None and not select.select([fd], [], [], self.timeout)[0]:
@@ -213,6 +218,8 @@ class LocalStream:
             self.proc.stdin.close()
         except OSError:
             pass
+        import subprocess
+
         try:
             self.proc.wait(5)
         except subprocess.TimeoutExpired:

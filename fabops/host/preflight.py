@@ -6,7 +6,6 @@ pipeline (pipeline.py) decides what to do with the answers."""
 from __future__ import annotations
 
 import os
-import tarfile
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -107,6 +106,8 @@ def stash(git, app: str, backup_dir: str, run_id: str, dirty: List[str], untrack
     with open(os.path.join(dest, "tracked.patch"), "w", encoding="utf-8") as fh:
         fh.write(patch)
     if untracked:
+        import tarfile  # only when saving: the cron path does not pay for it
+
         with tarfile.open(os.path.join(dest, "untracked.tar.gz"), "w:gz") as tar:
             for rel in untracked:
                 tar.add(os.path.join(app, rel), arcname=rel)
