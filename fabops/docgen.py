@@ -44,21 +44,11 @@ def tasks_md() -> str:
 
 
 def hosts_keys() -> dict:
-    """Every key hosts.yml accepts, by section, from the validator itself."""
-    from .inventory import CHECK_KEYS, DEFAULT_THRESHOLDS, LOG_KEYS, SCHEDULE_KEYS, SERVICE_KEYS, _Validator
+    """Every key hosts.yml accepts, by section: the validator's own table
+    (validate.SCHEMA), never a copy of it."""
+    from .validate import SCHEMA
 
-    return {
-        "top": ("defaults", "hosts", "groups", "default", "known_hosts"),
-        "host": _Validator.HOST_KEYS,
-        "app": ("path", "remote", "branch", "url"),
-        "services[]": SERVICE_KEYS,
-        "check": CHECK_KEYS,
-        "deps[]": ("when", "run", "cwd"),
-        "cleanup[]": ("path", "glob", "older_than"),
-        "logs": LOG_KEYS,
-        "thresholds": tuple(DEFAULT_THRESHOLDS),
-        "schedule": SCHEDULE_KEYS,
-    }
+    return {section: tuple(keys) for section, keys in SCHEMA.items()}
 
 
 def main(argv=None) -> int:

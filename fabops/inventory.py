@@ -16,29 +16,15 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .errors import ConfigError, UsageError
 from .validate import (
-    cron_problem,
+    DEFAULT_SCHEDULE,
+    DEFAULT_THRESHOLDS,
+    SCHEMA,
+    Key,
     env_key_problem,
-    hostpath_problem,
+    header_problem,
+    host_name_problem,
     parse_duration,
-    ref_problem,
-    relpath_problem,
-    repo_path_problem,
-    unit_problem,
-    user_problem,
 )
-
-DEFAULT_THRESHOLDS = {"cpu": 10.0, "memory": 15.0, "disk": 80.0}
-# The legacy guide's cadence: update every 5 min, health every 10, daily
-# cleanup, and the planned automatic .env backups weekly.
-DEFAULT_SCHEDULE = {
-    "update": "*/5 * * * *",
-    "health": "*/10 * * * *",
-    "clean": "@daily",
-    "backup-env": "@weekly",
-}
-SCHEDULE_KEYS = tuple(DEFAULT_SCHEDULE)
-LOG_KEYS = ("update", "health", "app")
-HTTP_METHODS = ("GET", "POST", "HEAD", "PUT")
 
 
 @dataclass(frozen=True)
@@ -317,22 +303,12 @@ def _typename(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
-SERVICE_KEYS = ("name", "manager", "command", "workdir", "port", "paths", "check", "timeout", "settle", "watch",
-                "unit")
-CHECK_KEYS = ("url", "method", "body", "json", "headers", "expect", "timeout", "fail_count", "fail_window")
-
-
 class _Validator:
     """Turns raw YAML data into typed settings, or raises ConfigError naming
     the key path. Sections are normalized where they are written (so an error
     in `defaults` is reported under `defaults.…`), then merged, then checked
-    for required values."""
-
-    HOST_KEYS = (
-        "address", "user", "port", "connection", "identity_file", "app", "env",
-        "services", "deps", "logs", "thresholds", "cleanup", "schedule",
-        "env_file", "env_template", "backup_dir", "home", "setup_command",
-    )
+    for required values. Which keys a section takes and how each is read is
+    the table validate.SCHEMA; the methods here are its readers."""
 
     def __init__(self, path: str):
         self.path = path
@@ -420,6 +396,50 @@ class _Validator:
             self.fail(key, f"must be a list, not {_typename(value)}")
         return tuple(self.string(v, f"{key}[{i}]", check) for i, v in enumerate(value))
 
+    def boolean(self, value: Any, key: str) -> bool:
+        if not isinstance(value, bool):
+            self.fail(key, "must be true or false")
+        return value
+
+    def any(self, value: Any, key: str) -> Any:
+        return value
+
+    def method(self, value: Any, key: str, options: Tuple[str, ...]) -> str:
+        return self.choice(str(value).upper(), key, options)
+
+    def read(self, spec: Key, value: Any, key: str) -> Any:
+        """One value, read as its SCHEMA entry says."""
+        if spec.kind in ("integer", "number"):
+            return getattr(self, spec.kind)(value, key, *spec.bounds)
+        if spec.kind in ("choice", "method"):
+            return getattr(self, spec.kind)(value, key, spec.options)
+        if spec.kind in ("string", "strlist"):
+            return getattr(self, spec.kind)(value, key, spec.check)
+        return getattr(self, spec.kind)(value, key)
+
+    def section(self, name: str, raw: Any, key: str) -> dict:
+        """A mapping read key by key with SCHEMA[name]: unknown keys noted,
+        every problem in an optional key noted (the rest still read), a
+        missing or wrong required key stops the section."""
+        table = SCHEMA[name]
+        raw = self.mapping(raw, key, tuple(table))
+        for k, spec in table.items():
+            if spec.required and raw.get(k) is None:
+                self.fail(f"{key}.{k}", "is required")
+        out: Dict[str, Any] = {}
+        for k, v in raw.items():
+            spec, kk = table[k], f"{key}.{k}"
+            if spec.off and v in (None, "off", False):
+                out[k] = None
+            elif v is None:
+                continue
+            elif spec.required:
+                out[k] = self.read(spec, v, kk)
+            else:
+                with self.collecting():
+                    out[k] = self.read(spec, v, kk)
+        return out
+
     def items(self, value: Any, key: str) -> List[Tuple[str, Any]]:
         if not isinstance(value, list):
             self.fail(key, f"must be a list, not {_typename(value)}")
@@ -436,7 +456,7 @@ class _Validator:
         return inventory
 
     def _inventory(self, data: Any) -> Inventory:
-        top = self.mapping(data, "", ("defaults", "hosts", "groups", "default", "known_hosts"))
+        top = self.mapping(data, "", tuple(SCHEMA["top"]))
         defaults: dict = {}
         with self.collecting():
             defaults = self.host_fields(top.get("defaults") or {}, "defaults")
@@ -449,7 +469,7 @@ class _Validator:
         for name, raw in raw_hosts.items():
             key = f"hosts.{name}"
             with self.collecting():
-                self.string(name, key, _host_name_problem)
+                self.string(name, key, host_name_problem)
                 own = self.host_fields(raw or {}, key)
                 hosts[name] = self.finish_host(name, _merge(defaults, own), key)
         groups: Dict[str, Tuple[str, ...]] = {}
@@ -475,7 +495,7 @@ class _Validator:
 
     def group(self, gname: str, members: Any, hosts: dict) -> Tuple[str, ...]:
         gkey = f"groups.{gname}"
-        self.string(gname, gkey, _host_name_problem)
+        self.string(gname, gkey, host_name_problem)
         if gname in hosts:
             self.fail(gkey, "has the same name as a host")
         names = self.strlist(members, gkey)
@@ -486,166 +506,72 @@ class _Validator:
 
     def host_fields(self, raw: Any, key: str) -> dict:
         """Type-check the keys present in one host (or `defaults`) mapping."""
-        raw = self.mapping(raw, key, self.HOST_KEYS)
-        out: Dict[str, Any] = {}
-        for k, v in raw.items():
-            if v is not None:
-                with self.collecting():
-                    out[k] = self.host_field(k, v, f"{key}.{k}")
-        return out
-
-    def host_field(self, k: str, v: Any, kk: str) -> Any:
-        """One key of a host (or `defaults`): the value it normalizes to."""
-        if k == "address":
-            return self.string(v, kk, _address_problem)
-        elif k == "user":
-            return self.string(v, kk, user_problem)
-        elif k == "port":
-            return self.integer(v, kk, 1, 65535)
-        elif k == "connection":
-            return self.choice(v, kk, ("ssh", "local"))
-        elif k in ("identity_file",):
-            return self.string(v, kk)
-        elif k == "app":
-            return self.app(v, kk)
-        elif k == "env":
-            env = self.mapping(v, kk)
-            return {
-                self.string(ek, f"{kk}.{ek}", env_key_problem): self.string(ev, f"{kk}.{ek}")
-                for ek, ev in env.items()
-            }
-        elif k == "services":
-            services = [self.service(sv, sk) for sk, sv in self.items(v, kk)]
-            seen: Dict[str, str] = {}
-            for i, svc in enumerate(services):
-                if svc["name"] in seen:
-                    self.fail(f"{kk}[{i}].name", f"duplicate service {svc['name']!r}")
-                seen[svc["name"]] = kk
-            return services
-        elif k == "deps":
-            return [self.dep(dv, dk) for dk, dv in self.items(v, kk)]
-        elif k == "logs":
-            logs = self.mapping(v, kk, LOG_KEYS)
-            return {lk: self.string(lv, f"{kk}.{lk}", hostpath_problem) for lk, lv in logs.items()}
-        elif k == "thresholds":
-            th = self.mapping(v, kk, tuple(DEFAULT_THRESHOLDS))
-            return {tk: self.number(tv, f"{kk}.{tk}", 0, 100) for tk, tv in th.items()}
-        elif k == "cleanup":
-            return [self.cleanup(cv, ck) for ck, cv in self.items(v, kk)]
-        elif k == "schedule":
-            sch = self.mapping(v, kk, SCHEDULE_KEYS)
-            return {
-                sk: (None if sv in (None, "off", False) else self.string(sv, f"{kk}.{sk}", cron_problem))
-                for sk, sv in sch.items()
-            }
-        elif k == "setup_command":
-            return self.string(v, kk)
-        elif k in ("env_file", "env_template"):
-            return self.string(v, kk, relpath_problem)
-        elif k in ("backup_dir", "home"):
-            return self.string(v, kk, hostpath_problem)
-        raise AssertionError(k)  # mapping() admitted only HOST_KEYS
+        return self.section("host", raw, key)
 
     def app(self, raw: Any, key: str) -> dict:
-        raw = self.mapping(raw, key, ("path", "remote", "branch", "url"))
-        out: Dict[str, Any] = {}
-        if raw.get("path") is not None:
-            out["path"] = self.string(raw["path"], f"{key}.path", hostpath_problem)
-        if raw.get("remote") is not None:
-            out["remote"] = self.string(raw["remote"], f"{key}.remote", _remote_problem)
-        if raw.get("branch") is not None:
-            out["branch"] = self.string(raw["branch"], f"{key}.branch", _branch_problem)
-        if raw.get("url") is not None:
-            out["url"] = self.string(raw["url"], f"{key}.url", _url_problem)
-        return out
+        return self.section("app", raw, key)
+
+    def logs(self, raw: Any, key: str) -> dict:
+        return self.section("logs", raw, key)
+
+    def thresholds(self, raw: Any, key: str) -> dict:
+        return self.section("thresholds", raw, key)
+
+    def schedule(self, raw: Any, key: str) -> dict:
+        return self.section("schedule", raw, key)
+
+    def env(self, raw: Any, key: str) -> dict:
+        env = self.mapping(raw, key)
+        return {self.string(ek, f"{key}.{ek}", env_key_problem): self.string(ev, f"{key}.{ek}")
+                for ek, ev in env.items()}
+
+    def headers(self, raw: Any, key: str) -> dict:
+        hdrs = self.mapping(raw, key)
+        return {self.string(hk, key, header_problem): self.string(hv, f"{key}.{hk}", header_problem)
+                for hk, hv in hdrs.items()}
+
+    def services(self, raw: Any, key: str) -> list:
+        services = [self.service(sv, sk) for sk, sv in self.items(raw, key)]
+        seen: Dict[str, str] = {}
+        for i, svc in enumerate(services):
+            if svc["name"] in seen:
+                self.fail(f"{key}[{i}].name", f"duplicate service {svc['name']!r}")
+            seen[svc["name"]] = key
+        return services
+
+    def deps(self, raw: Any, key: str) -> list:
+        return [self.dep(dv, dk) for dk, dv in self.items(raw, key)]
+
+    def cleanup(self, raw: Any, key: str) -> list:
+        return [self.cleanup_rule(cv, ck) for ck, cv in self.items(raw, key)]
 
     def service(self, raw: Any, key: str) -> dict:
-        """One service; every problem in it is noted, not only the first."""
-        raw = self.mapping(raw, key, SERVICE_KEYS)
-        if raw.get("name") is None:
-            self.fail(f"{key}.name", "is required")
-        out: Dict[str, Any] = {"name": self.string(raw["name"], f"{key}.name", unit_problem), "manager": "systemd"}
-
-        def put(name: str, read: Callable[[], Any]) -> None:
-            with self.collecting():
-                out[name] = read()
-
-        put("manager", lambda: self.choice(raw.get("manager") or "systemd", f"{key}.manager", ("systemd", "process")))
-        if raw.get("command") is not None:
-            put("command", lambda: self.string(raw["command"], f"{key}.command"))
-        elif out["manager"] == "process":
+        """One service; every problem in it is noted, not only the first.
+        The rules between keys are here; each key's own, in SCHEMA."""
+        out = self.section("services[]", raw, key)
+        out.setdefault("manager", "systemd")
+        raw = raw if isinstance(raw, dict) else {}
+        if raw.get("command") is None and out["manager"] == "process":
             self.note(f"{key}.command", "is required for manager: process")
-        if raw.get("workdir") is not None:
-            put("workdir", lambda: self.string(raw["workdir"], f"{key}.workdir", relpath_problem))
-        if raw.get("port") is not None:
-            put("port", lambda: self.integer(raw["port"], f"{key}.port", 1, 65535))
-        if raw.get("paths") is not None:
-            put("paths", lambda: self.strlist(raw["paths"], f"{key}.paths", repo_path_problem))
-        if raw.get("check") is not None:
-            put("check", lambda: self.check(raw["check"], f"{key}.check"))
-        for k in ("timeout", "settle", "watch"):
-            if raw.get(k) is not None:
-                put(k, lambda k=k: self.duration(raw[k], f"{key}.{k}"))
-        if raw.get("unit") is not None:
-            if not isinstance(raw["unit"], bool):
-                self.note(f"{key}.unit", "must be true or false")
-            elif raw["unit"] and not raw.get("command"):
-                self.note(f"{key}.command", "is required for unit: true (it becomes ExecStart)")
-            else:
-                out["unit"] = raw["unit"]
+        if out.get("unit") and raw.get("command") is None:
+            self.note(f"{key}.command", "is required for unit: true (it becomes ExecStart)")
+            del out["unit"]
         return out
 
     def check(self, raw: Any, key: str) -> Check:
-        raw = self.mapping(raw, key, CHECK_KEYS)
-        if raw.get("url") is None:
-            self.fail(f"{key}.url", "is required")
-        kwargs: Dict[str, Any] = {"url": self.string(raw["url"], f"{key}.url", _check_url_problem)}
-        if raw.get("method") is not None:
-            kwargs["method"] = self.choice(str(raw["method"]).upper(), f"{key}.method", HTTP_METHODS)
-        if raw.get("body") is not None and raw.get("json") is not None:
+        if isinstance(raw, dict) and raw.get("body") is not None and raw.get("json") is not None:
             self.fail(key, "give either `body` or `json`, not both")
-        if raw.get("body") is not None:
-            kwargs["body"] = self.string(raw["body"], f"{key}.body")
-        if raw.get("json") is not None:
-            kwargs["json"] = raw["json"]
-        if raw.get("headers") is not None:
-            hdrs = self.mapping(raw["headers"], f"{key}.headers")
-            kwargs["headers"] = {
-                self.string(hk, f"{key}.headers", _header_problem): self.string(hv, f"{key}.headers.{hk}", _header_problem)
-                for hk, hv in hdrs.items()
-            }
-        if raw.get("expect") is not None:
-            kwargs["expect"] = self.integer(raw["expect"], f"{key}.expect", 100, 599)
-        if raw.get("timeout") is not None:
-            kwargs["timeout"] = self.duration(raw["timeout"], f"{key}.timeout")
-        if raw.get("fail_count") is not None:
-            kwargs["fail_count"] = self.integer(raw["fail_count"], f"{key}.fail_count", 1, 1000)
-        if raw.get("fail_window") is not None:
-            kwargs["fail_window"] = self.duration(raw["fail_window"], f"{key}.fail_window")
-        return Check(**kwargs)
+        return Check(**self.section("check", raw, key))
 
     def dep(self, raw: Any, key: str) -> DepRule:
-        raw = self.mapping(raw, key, ("when", "run", "cwd"))
-        for req in ("when", "run"):
-            if raw.get(req) is None:
-                self.fail(f"{key}.{req}", "is required")
-        when = self.strlist(raw["when"], f"{key}.when", repo_path_problem)
-        if not when:
+        d = self.section("deps[]", raw, key)
+        if not d["when"]:
             self.fail(f"{key}.when", "must list at least one path")
-        run = self.string(raw["run"], f"{key}.run")
-        cwd = self.string(raw.get("cwd") or ".", f"{key}.cwd", relpath_problem)
-        return DepRule(when, run, cwd)
+        return DepRule(d["when"], d["run"], d.get("cwd", "."))
 
-    def cleanup(self, raw: Any, key: str) -> CleanupRule:
-        raw = self.mapping(raw, key, ("path", "glob", "older_than"))
-        for req in ("path", "glob", "older_than"):
-            if raw.get(req) is None:
-                self.fail(f"{key}.{req}", "is required")
-        return CleanupRule(
-            self.string(raw["path"], f"{key}.path", hostpath_problem),
-            self.string(raw["glob"], f"{key}.glob", _glob_problem),
-            self.duration(raw["older_than"], f"{key}.older_than"),
-        )
+    def cleanup_rule(self, raw: Any, key: str) -> CleanupRule:
+        d = self.section("cleanup[]", raw, key)
+        return CleanupRule(d["path"], d["glob"], d["older_than"])
 
     def host_path(self, path: str, key: str, connection: str) -> str:
         """Absolute or ~/ paths pass; relative ones are resolved against the
@@ -705,51 +631,3 @@ def _close(word: str, choices) -> List[str]:
     import difflib  # only on the error path
 
     return difflib.get_close_matches(word, list(choices), n=1)
-
-
-def _host_name_problem(name: str) -> Optional[str]:
-    if not name or name.startswith("-") or any(c in name for c in " ,\t\n/\\'\"$`;&|<>(){}*?"):
-        return "is not a valid host or group name (no spaces, commas, slashes or shell characters)"
-    return None
-
-
-def _address_problem(addr: str) -> Optional[str]:
-    if not addr or addr.startswith("-") or any(c.isspace() or c in "'\"$`;&|<>(){}*?\\," for c in addr):
-        return "is not a valid host address"
-    return None
-
-
-def _branch_problem(ref: str) -> Optional[str]:
-    problem = ref_problem(ref)
-    return f"is not a valid branch name: {problem}" if problem else None
-
-
-def _remote_problem(remote: str) -> Optional[str]:
-    problem = ref_problem(remote)
-    if problem or "/" in remote:
-        return f"is not a valid git remote name{': ' + problem if problem else ''}"
-    return None
-
-
-def _url_problem(url: str) -> Optional[str]:
-    if url.startswith("-") or any(c.isspace() for c in url):
-        return "is not a valid URL"
-    return None
-
-
-def _check_url_problem(url: str) -> Optional[str]:
-    if not url.startswith(("http://", "https://")):
-        return "must be an http:// or https:// URL (the check is an HTTP request)"
-    return _url_problem(url)
-
-
-def _header_problem(text: str) -> Optional[str]:
-    if any(c in text for c in "\r\n\x00"):
-        return "must not contain a line break"
-    return None
-
-
-def _glob_problem(glob: str) -> Optional[str]:
-    if not glob or "/" in glob or glob.startswith("-") or "\n" in glob:
-        return "must be a file name pattern like *.pcm (no '/', no leading '-')"
-    return None

@@ -242,11 +242,15 @@ def lock_holder(c, host: Host) -> dict:
         from .host.lock import peek_holder
 
         return peek_holder(t.paths.lock)
-    r = t.run(lock_holder_cmd(host), "testing the host lock")
-    if not r.stdout.startswith("HELD"):
+    return parse_lock_holder(t.run(lock_holder_cmd(host), "testing the host lock").stdout)
+
+
+def parse_lock_holder(output: str) -> dict:
+    """lock_holder_cmd's output: the holder's record, {} when the lock is free."""
+    if not output.startswith("HELD"):
         return {}
     try:
-        holder = json.loads(r.stdout[4:].strip() or "{}")
+        holder = json.loads(output[4:].strip() or "{}")
     except ValueError:
         holder = {}
     return holder if isinstance(holder, dict) and holder else {"actor": "?", "trigger": "?"}

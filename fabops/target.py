@@ -15,6 +15,7 @@ imports only the standard library and its host-safe siblings.
 from __future__ import annotations
 
 import os
+import posixpath
 import signal
 from typing import Any, Dict, Iterable, Optional
 
@@ -56,7 +57,7 @@ class Target:
     def paths(self) -> HostPaths:
         """fabops' own files there: expanded on this machine, ~/-relative over
         SSH (the host's shell expands them; quote with shell.path)."""
-        return HostPaths.for_home(self.home) if self.is_local else HostPaths(self.home.rstrip("/") or "/")
+        return HostPaths.for_home(self.home) if self.is_local else HostPaths(posixpath.normpath(self.home))
 
     def local_path(self, path: str) -> Optional[str]:
         """`path` as this machine sees it (expanded, absolute), when the

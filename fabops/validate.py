@@ -7,6 +7,8 @@ flag parsing and the host side. Validation is the first line of defence;
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional, Tuple
 
 _REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
 # Legal to git, refused by us as defence in depth: no ref we deploy needs them.
@@ -200,3 +202,166 @@ def hostpath_problem(path: str) -> str | None:
     if path.startswith("~") and not path.startswith("~/"):
         return "may start with ~/ (this user's home), not ~user"
     return _path_problem(path) or _path_chars_problem(path)
+
+
+# ------------------------------------------------------------------ hosts.yml values
+
+
+def host_name_problem(name: str) -> str | None:
+    if not name or name.startswith("-") or any(c in name for c in " ,\t\n/\\'\"$`;&|<>(){}*?"):
+        return "is not a valid host or group name (no spaces, commas, slashes or shell characters)"
+    return None
+
+
+def address_problem(addr: str) -> str | None:
+    if not addr or addr.startswith("-") or any(c.isspace() or c in "'\"$`;&|<>(){}*?\\," for c in addr):
+        return "is not a valid host address"
+    return None
+
+
+def branch_problem(ref: str) -> str | None:
+    problem = ref_problem(ref)
+    return f"is not a valid branch name: {problem}" if problem else None
+
+
+def remote_problem(remote: str) -> str | None:
+    problem = ref_problem(remote)
+    if problem or "/" in remote:
+        return f"is not a valid git remote name{': ' + problem if problem else ''}"
+    return None
+
+
+def url_problem(url: str) -> str | None:
+    if url.startswith("-") or any(c.isspace() for c in url):
+        return "is not a valid URL"
+    return None
+
+
+def check_url_problem(url: str) -> str | None:
+    if not url.startswith(("http://", "https://")):
+        return "must be an http:// or https:// URL (the check is an HTTP request)"
+    return url_problem(url)
+
+
+def header_problem(text: str) -> str | None:
+    if any(c in text for c in "\r\n\x00"):
+        return "must not contain a line break"
+    return None
+
+
+def glob_problem(glob: str) -> str | None:
+    if not glob or "/" in glob or glob.startswith("-") or "\n" in glob:
+        return "must be a file name pattern like *.pcm (no '/', no leading '-')"
+    return None
+
+
+# ------------------------------------------------------------------ the hosts.yml schema
+
+DEFAULT_THRESHOLDS = {"cpu": 10.0, "memory": 15.0, "disk": 80.0}
+# The legacy guide's cadence: update every 5 min, health every 10, daily
+# cleanup, and the planned automatic .env backups weekly.
+DEFAULT_SCHEDULE = {
+    "update": "*/5 * * * *",
+    "health": "*/10 * * * *",
+    "clean": "@daily",
+    "backup-env": "@weekly",
+}
+LOG_KEYS = ("update", "health", "app")
+HTTP_METHODS = ("GET", "POST", "HEAD", "PUT")
+
+
+@dataclass(frozen=True)
+class Key:
+    """How one hosts.yml key is read. `kind` names the reader, a method of
+    the inventory's validator: a scalar (string, integer, number, choice,
+    duration, boolean, strlist, any) checked with `check`, `bounds` or
+    `options`, or a section with its own reader (app, env, services, ...).
+    `required` keys stop their section when missing or wrong; `off` keys
+    read None, `off` or false as "disabled"."""
+
+    kind: str
+    check: Optional[Callable[[str], Optional[str]]] = None
+    bounds: Tuple[float, float] = (0, 0)
+    options: Tuple[str, ...] = ()
+    required: bool = False
+    off: bool = False
+
+
+_HOSTPATH = Key("string", hostpath_problem)
+_DURATION_KEY = Key("duration")
+
+# Every key hosts.yml accepts, section by section: the validator reads with
+# this table and docs/hosts.md is checked against it (fabops/docgen.py), so
+# a key cannot be accepted without being documented, or the reverse.
+SCHEMA: Dict[str, Dict[str, Key]] = {
+    "top": {
+        "defaults": Key("host_fields"),
+        "hosts": Key("hosts", required=True),
+        "groups": Key("groups"),
+        "default": Key("string"),
+        "known_hosts": Key("string"),
+    },
+    "host": {
+        "address": Key("string", address_problem),
+        "user": Key("string", user_problem),
+        "port": Key("integer", bounds=(1, 65535)),
+        "connection": Key("choice", options=("ssh", "local")),
+        "identity_file": Key("string"),
+        "app": Key("app"),
+        "env": Key("env"),
+        "services": Key("services"),
+        "deps": Key("deps"),
+        "logs": Key("logs"),
+        "thresholds": Key("thresholds"),
+        "cleanup": Key("cleanup"),
+        "schedule": Key("schedule"),
+        "env_file": Key("string", relpath_problem),
+        "env_template": Key("string", relpath_problem),
+        "backup_dir": _HOSTPATH,
+        "home": _HOSTPATH,
+        "setup_command": Key("string"),
+    },
+    "app": {
+        "path": _HOSTPATH,
+        "remote": Key("string", remote_problem),
+        "branch": Key("string", branch_problem),
+        "url": Key("string", url_problem),
+    },
+    "services[]": {
+        "name": Key("string", unit_problem, required=True),
+        "manager": Key("choice", options=("systemd", "process")),
+        "command": Key("string"),
+        "workdir": Key("string", relpath_problem),
+        "port": Key("integer", bounds=(1, 65535)),
+        "paths": Key("strlist", repo_path_problem),
+        "check": Key("check"),
+        "timeout": _DURATION_KEY,
+        "settle": _DURATION_KEY,
+        "watch": _DURATION_KEY,
+        "unit": Key("boolean"),
+    },
+    "check": {
+        "url": Key("string", check_url_problem, required=True),
+        "method": Key("method", options=HTTP_METHODS),
+        "body": Key("string"),
+        "json": Key("any"),
+        "headers": Key("headers"),
+        "expect": Key("integer", bounds=(100, 599)),
+        "timeout": _DURATION_KEY,
+        "fail_count": Key("integer", bounds=(1, 1000)),
+        "fail_window": _DURATION_KEY,
+    },
+    "deps[]": {
+        "when": Key("strlist", repo_path_problem, required=True),
+        "run": Key("string", required=True),
+        "cwd": Key("string", relpath_problem),
+    },
+    "cleanup[]": {
+        "path": Key("string", hostpath_problem, required=True),
+        "glob": Key("string", glob_problem, required=True),
+        "older_than": Key("duration", required=True),
+    },
+    "logs": {k: _HOSTPATH for k in LOG_KEYS},
+    "thresholds": {k: Key("number", bounds=(0, 100)) for k in DEFAULT_THRESHOLDS},
+    "schedule": {k: Key("string", cron_problem, off=True) for k in DEFAULT_SCHEDULE},
+}

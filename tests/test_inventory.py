@@ -263,3 +263,34 @@ def test_at_home_is_the_one_way_to_a_path_in_fabops_home():
     assert host.at_home("runs", "r1.out") == "~/.fabops/app/runs/r1.out"
     source = "\n".join(p.read_text() for p in (ROOT / "fabops").rglob("*.py") if p.name != "inventory.py")
     assert 'home.rstrip("/")' not in source and "home.rstrip('/')" not in source
+
+
+def _with_extra(section: str) -> dict:
+    """A valid inventory with an unknown key `zzz` in `section`."""
+    svc = {"name": "bot", "manager": "process", "command": "python3 app.py",
+           "check": {"url": "http://127.0.0.1:1/health"}}
+    host = {"app": {"path": "/srv/app"}, "services": [svc], "deps": [{"when": ["a"], "run": "true"}],
+            "cleanup": [{"path": "/tmp/x", "glob": "*.pcm", "older_than": "1d"}], "logs": {},
+            "thresholds": {}, "schedule": {}}
+    data = {"hosts": {"h": host}}
+    where = {"top": data, "host": host, "app": host["app"], "services[]": svc, "check": svc["check"],
+             "deps[]": host["deps"][0], "cleanup[]": host["cleanup"][0], "logs": host["logs"],
+             "thresholds": host["thresholds"], "schedule": host["schedule"]}
+    where[section]["zzz"] = 1
+    return data
+
+
+@pytest.mark.parametrize("section", sorted(__import__("fabops.validate", fromlist=["SCHEMA"]).SCHEMA))
+def test_the_validator_reads_with_the_schema_table_docgen_documents(section):
+    """One table: the keys a section accepts (named in its "unknown key"
+    message) are exactly validate.SCHEMA's, which is what docgen documents."""
+    import yaml
+
+    from fabops.docgen import hosts_keys
+    from fabops.validate import SCHEMA
+
+    assert hosts_keys()[section] == tuple(SCHEMA[section])
+    with pytest.raises(ConfigError) as info:
+        inventory.loads(yaml.safe_dump(_with_extra(section)), "x.yml")
+    assert "zzz: unknown key" in str(info.value)
+    assert "allowed: " + ", ".join(SCHEMA[section]) in str(info.value)

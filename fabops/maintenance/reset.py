@@ -15,7 +15,6 @@ from ..target import Target
 from .common import app_file, record_run, stamp
 
 
-
 def reset_plan_cmd(host: Host) -> Cmd:
     return sh(
         "echo {m}head; git -C {app} rev-parse HEAD 2>/dev/null\n"
@@ -39,7 +38,12 @@ class ResetPlan:
 
 
 def reset_plan(c, host: Host) -> ResetPlan:
-    s = split_sections(Target.of(c, host).run(reset_plan_cmd(host), "reading the checkout").stdout)
+    return parse_reset_plan(Target.of(c, host).run(reset_plan_cmd(host), "reading the checkout").stdout)
+
+
+def parse_reset_plan(output: str) -> ResetPlan:
+    """reset_plan_cmd's output: the checkout as it is, and where reset would go."""
+    s = split_sections(output)
     return ResetPlan(
         head=(s.get("head") or None),
         target=(s.get("target") or "").split()[0] if s.get("target") else None,
