@@ -25,9 +25,8 @@ from .. import errors
 from ..errors import LockedError
 from ..inventory import Host
 from .readiness import Readiness, quick_health, wait_ready
+from .state import RESTART_LIMIT, recent_restarts
 
-RESTART_LIMIT = 3
-RESTART_WINDOW = 3600.0
 
 
 @dataclass
@@ -157,7 +156,7 @@ def run_health(
             store.log(_line(host, report))
             return report
         try:
-            recent = [t for t in (state.get("restarts") or []) if now - t < RESTART_WINDOW]
+            recent = recent_restarts(state.get("restarts"), now)
             if len(recent) >= RESTART_LIMIT:
                 report.code, report.status = errors.FAILED, "backoff"
                 report.message = (f"{'; '.join(r.message for r in sick)}; {len(recent)} automatic restarts in the "

@@ -30,10 +30,9 @@ from .lock import HostLock, describe_holder, peek_holder
 from .readiness import quick_health, wait_ready, watch
 from .services import ServiceManager
 from .record import Recorder, RunResult, Step, default_actor, short
-from .state import State, load_state, save_state
+from .state import RESTART_LIMIT, State, load_state, recent_restarts, save_state
 
 TRIGGERS = ("cron", "deploy", "ci", "rollback", "reset", "manual")
-RESTART_BACKOFF = (3, 3600.0)  # at most 3 automatic restarts an hour
 CI_WAIT = 300.0
 # After a dependency rule fails (often the network), cron tries the same
 # target again after 15 min, then every hour: it is not marked bad.
@@ -337,9 +336,8 @@ class Pipeline:
             self.rec.settle(state)
             return
         now = time.time()
-        limit, window = RESTART_BACKOFF
-        recent = [t for t in state.restarts if now - t < window]
-        if len(recent) >= limit:
+        recent = recent_restarts(state.restarts, now)
+        if len(recent) >= RESTART_LIMIT:
             state.last_check = now
             state.last_result = "broken"
             self.save(state)
@@ -473,17 +471,22 @@ class Pipeline:
             self.rec.finish("broken", f"{why} and there is no previous commit to go back to")
             return
         with self.step("recover") as st:
-            # A half-done `npm ci` has already removed node_modules: the
-            # rules that ran are run again for the commit we go back to.
-            self.git.checkout(self.host.app.branch, fallback)
-            back = all(self._run_rule(r, label="re-run") for r in ran)
-            self._note_own_files(before)
+            back = self._back_to(fallback, ran, before)
             st.ok = back
             st.message = f"back on {short(fallback)}" + ("" if back else "; re-running its rules failed too")
         if back:
             self.rec.finish("aborted", f"{why}; nothing was restarted; back on {short(fallback)}")
         else:
             self.rec.finish("broken", f"{why}, and re-running the rules for {short(fallback)} failed too")
+
+    def _back_to(self, fallback: str, rules: Sequence[DepRule], before: Sequence[str]) -> bool:
+        """Check out the fallback and run `rules` again for it: a half-done
+        `npm ci` has already removed node_modules. True when they all pass."""
+        self.git.checkout(self.host.app.branch, fallback)
+        ok = all(self._run_rule(r, label="re-run") for r in rules)
+        if rules:
+            self._note_own_files(before)
+        return ok
 
     def _promote(self, deployed: Optional[str], target: str) -> None:
         """The gate and the watch passed: the target is the deployed commit
@@ -513,10 +516,7 @@ class Pipeline:
             self.rec.finish("broken", f"{reason}; no previous commit to roll back to")
             return
         with self.step("rollback") as st:
-            self.git.checkout(self.host.app.branch, fallback)
-            rules_ok = all(self._run_rule(r, label="re-run") for r in rules)
-            if rules:
-                self._note_own_files(before)
+            rules_ok = self._back_to(fallback, rules, before)
             st.message = f"checked out {short(fallback)}" + ("" if rules_ok else "; its dependency rules failed")
             st.ok = rules_ok
         ok = rules_ok and self._restart_and_wait(affected, label="rollback")

@@ -7,6 +7,17 @@ from typing import Dict, List, Optional
 
 from .files import atomic_write
 
+# Automatic restarts of a sick service: at most RESTART_LIMIT within
+# RESTART_WINDOW seconds, then a person is needed. One budget, kept in
+# state's `restarts`, shared by the pipeline's no-op path and `health --fix`.
+RESTART_LIMIT = 3
+RESTART_WINDOW = 3600.0
+
+
+def recent_restarts(restarts, now: float) -> List[float]:
+    """The restarts that still count against the budget at `now`."""
+    return [t for t in (restarts or []) if now - t < RESTART_WINDOW]
+
 
 @dataclass
 class State:

@@ -30,7 +30,7 @@ def render_host(facts, host, show_history=False):
     from rich.panel import Panel
     from rich.table import Table
 
-    from .render import RESULT_STYLE, ago, fmt_duration, service_labels, short, status_cell
+    from .render import RESULT_STYLE, ago, fmt_duration, pin_lines, service_labels, short, status_cell
 
     th = host.thresholds
     # one space between columns and nothing that wraps mid-cell: the panel
@@ -77,10 +77,7 @@ def render_host(facts, host, show_history=False):
             style = RESULT_STYLE.get(dep["last_result"], "white")
             line += f": [{style}]{dep['last_result']}[/{style}]"
         lines.append(line)
-        if dep.get("pin"):
-            lines.append(f"[yellow]📌 pinned to {short(dep['pin'])}[/yellow]")
-        if dep.get("bad"):
-            lines.append(f"[yellow]remembered bad targets: {', '.join(short(b) for b in dep['bad'])}[/yellow]")
+        lines += pin_lines(dep)
     errs = facts.get("errors_last_hour")
     lines.append(f"errors in the last hour: {errs if errs is not None else 'not available'}"
                  + (f"   journal: {facts['journal_usage']}" if facts.get("journal_usage") else ""))

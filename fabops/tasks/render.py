@@ -3,7 +3,7 @@ task renders, so the host-side cron path never loads rich."""
 from __future__ import annotations
 
 import sys
-from typing import Iterable
+from typing import Iterable, List
 
 from .. import errors
 
@@ -188,6 +188,18 @@ def _when(rec: dict) -> str:
     return str(rec.get("time", "?"))[5:16].replace("T", " ")
 
 
+def pin_lines(data: dict, why: bool = False) -> List[str]:
+    """The pin and the remembered bad targets, for `status` (with the pin's
+    reason and the way out) and `monitor`."""
+    out = []
+    if data.get("pin"):
+        out.append(f"[yellow]📌 pinned to {short(data['pin'])}[/yellow]"
+                   + (f" ({data.get('pin_reason') or '?'}); `inv unpin` to follow the branch again" if why else ""))
+    if data.get("bad"):
+        out.append(f"[yellow]remembered bad targets:[/yellow] {', '.join(short(b) for b in data['bad'])}")
+    return out
+
+
 def status_panel(host: str, data: dict) -> None:
     import time
 
@@ -211,10 +223,8 @@ def status_panel(host: str, data: dict) -> None:
     if head and deployed and head != deployed:
         line += f"  [yellow]checkout is at {short(head)}[/yellow]"
     out.print(line)
-    if data.get("pin"):
-        out.print(f"[yellow]📌 pinned to {short(data['pin'])}[/yellow] ({data.get('pin_reason') or '?'}); `inv unpin` to follow the branch again")
-    if data.get("bad"):
-        out.print(f"[yellow]remembered bad targets:[/yellow] {', '.join(short(b) for b in data['bad'])}")
+    for text in pin_lines(data, why=True):
+        out.print(text)
     if data.get("in_progress"):
         ip = data["in_progress"]
         out.print(f"[magenta]run {ip.get('run_id')} in progress or interrupted at step {ip.get('step')}[/magenta]")
