@@ -273,9 +273,10 @@ def _dry_run(c, host: Host, opts: DeployOptions, outcome: DeployOutcome, on_even
     if inst.changed:
         status = gather_status(c, host)
         app = host.app
-        r = Target.of(c, host).run(sh("git -C {app} ls-remote {remote} {ref}", app=path(app.path), remote=app.remote,
-                                      ref="refs/heads/" + app.branch), check=False, timeout=60)
-        target = r.stdout.split()[0] if r.ok and r.stdout.strip() else (opts.ref or "?")
+        from .host.git import ls_remote_cmd, parse_ls_remote
+
+        r = Target.of(c, host).run(ls_remote_cmd(path(app.path), app.remote, app.branch), check=False, timeout=60)
+        target = (parse_ls_remote(r.stdout) if r.ok else None) or opts.ref or "?"
         deployed = status.get("deployed") or status.get("head")
         # Without fabops on the host the preflight cannot run: say so, and
         # what the deploy would first do.

@@ -1,6 +1,10 @@
-"""git on the host: pure command builders plus thin runners taking `c`.
+"""git on the host: the command builders (the only place fabops spells a
+git command line: the pipeline, `reset` and the laptop's dry run use them),
+plus thin runners through a Target.
 
-Every value is quoted; refs are validated before they get here.
+Every value is quoted; refs are validated before they get here. `app_path`
+is a path on the host: a plain str when it is already expanded (the host
+side), or shell.path(...) when the host's shell must expand a ~/.
 """
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from ..target import Target
 from ..validate import ref_problem
 
 
-def git(app_path: str, *args: str) -> Cmd:
+def git(app_path, *args: str) -> Cmd:
     return join(["git", "-C", app_path, *args])
 
 
@@ -37,6 +41,17 @@ def fetch_cmd(app_path: str, remote: str, branch: str, dry_run: bool = False) ->
 def fetch_ref_cmd(app_path: str, remote: str, ref: str, dry_run: bool = False) -> Cmd:
     """Fetch a branch, tag or commit named by --ref into a ref of our own."""
     return git(app_path, "fetch", "--quiet", "--no-tags", remote, f"+{ref}:{DRY_RUN_REF if dry_run else REF_FETCH}/ref")
+
+
+def ls_remote_cmd(app_path, remote: str, branch: str) -> Cmd:
+    """What the remote's branch is now (`<sha>\t<ref>`), without fetching."""
+    return git(app_path, "ls-remote", remote, "refs/heads/" + branch)
+
+
+def parse_ls_remote(output: str) -> Optional[str]:
+    """ls_remote_cmd's output: the commit, or None."""
+    words = output.split()
+    return words[0] if words else None
 
 
 def rev_parse_cmd(app_path: str, rev: str) -> Cmd:

@@ -20,12 +20,12 @@ from typing import Callable, Dict, List, Optional, Sequence
 from .. import errors
 from ..errors import FabopsError, LockedError
 from ..inventory import DepRule, Host, Service
-from ..shell import in_dir, inventory_shell, join, tune_runner
+from ..shell import in_dir, inventory_shell, tune_runner
 from ..target import Target
 from .events import EventLog, new_run_id
 from .files import ensure_dir, tail_jsonl
 from .preflight import disk_problem, missing_env_keys, sort_changes, stash, status_path
-from .git import DRY_RUN_REF, Git, check_ref, paths_match
+from .git import DRY_RUN_REF, Git, check_ref, ls_remote_cmd, parse_ls_remote, paths_match
 from .lock import HostLock, describe_holder, peek_holder
 from .readiness import quick_health, wait_ready, watch
 from .services import ServiceManager
@@ -217,9 +217,8 @@ class Pipeline:
         """Our target without touching the checkout (ls-remote needs no lock)."""
         if self.opts.ref:
             return self.git.resolve(self.opts.ref)
-        r = self.git.run(join(["git", "-C", self.app, "ls-remote", self.host.app.remote,
-                               "refs/heads/" + self.host.app.branch]), "git ls-remote", warn=True)
-        return r.stdout.split()[0] if r.ok and r.stdout.strip() else None
+        r = self.git.run(ls_remote_cmd(self.app, self.host.app.remote, self.host.app.branch), "git ls-remote", warn=True)
+        return parse_ls_remote(r.stdout) if r.ok else None
 
     # ---------------------------------------------------------------- the run
     def _converge(self, lock: HostLock) -> None:
@@ -424,7 +423,7 @@ class Pipeline:
             if problems:
                 raise _Abort("aborted", "; ".join(problems))
             if person:
-                self.res.saved = self._stash(person, in_the_way)
+                self.res.saved = self._stash(in_the_way)
                 st.message = f"saved {len(person)} local change(s) to {self.res.saved}"
             changed = None if full else self.git.changed(state.deployed, target)
             units = [p for p in (changed or []) if p.endswith((".service", ".timer", ".socket"))]
@@ -600,9 +599,9 @@ class Pipeline:
             state.own_files = list(dict.fromkeys(state.own_files + new))[-500:]
             self.save(state)
 
-    def _stash(self, dirty: List[str], untracked: Sequence[str] = ()) -> str:
+    def _stash(self, untracked: Sequence[str] = ()) -> str:
         """--stash: preflight.stash, and say where it went."""
-        dest = stash(self.git, self.app, self.host.backup_dir, self.run_id, dirty, untracked)
+        dest = stash(self.git, self.app, self.host.backup_dir, self.run_id, untracked)
         self.say(f"saved local changes to {dest}")
         return dest
 

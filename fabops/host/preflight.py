@@ -9,7 +9,7 @@ import os
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from ..shell import join
+from ..shell import Cmd, join, raw, sh
 from .files import ensure_dir
 
 MIN_FREE_BYTES = 5 * 1024 * 1024
@@ -94,27 +94,49 @@ def sort_changes(dirty: Sequence[str], own: Sequence[str],
     return tracked + [f"?? {u}" for u in theirs], theirs, kept
 
 
-def stash(git, app: str, backup_dir: str, run_id: str, dirty: List[str], untracked: Sequence[str] = ()) -> str:
-    """Save tracked changes as a patch and the untracked files in the way
-    as a tarball under the backup dir (0700), then put those back to the
-    commit. Other untracked files and ignored ones (.env, node_modules)
-    stay where they are. Returns the directory they were saved in."""
-    base = os.path.abspath(os.path.expanduser(backup_dir))
-    dest = ensure_dir(os.path.join(base, "local-changes", f"{time.strftime('%Y%m%dT%H%M%S')}-{run_id[-6:]}"))
-    os.chmod(base, 0o700)
-    patch = git.run(join(["git", "-C", app, "diff", "--binary", "HEAD"]), "git diff").stdout
-    with open(os.path.join(dest, "tracked.patch"), "w", encoding="utf-8") as fh:
-        fh.write(patch)
-    if untracked:
-        import tarfile  # only when saving: the cron path does not pay for it
+def save_changes_cmd(app, dest, untracked: Optional[Sequence[str]] = None, env_file=None) -> Cmd:
+    """Save a checkout's local changes into `dest` (0700, files 0600; its
+    parent made 0700 too): tracked changes as a binary patch
+    (tracked.patch), untracked files as a tarball (untracked.tar.gz: those
+    in `untracked`, or with None every untracked file git does not ignore),
+    `git status` (STATUS), HEAD, and with `env_file` a copy of it (env).
+    Prints `dest`. The one way fabops saves a person's work: `--stash` in
+    the pipeline and `reset` (agentless, over SSH) both run it. `app`,
+    `dest` and `env_file` are host paths (str, or shell.path for ~/).
+    Restore: `git apply tracked.patch && tar -xzf untracked.tar.gz`."""
+    if untracked is None:
+        listing = raw("git ls-files --others --exclude-standard -z")
+    elif untracked:
+        listing = sh("printf '%s\\0' {files}", files=list(untracked))
+    else:
+        listing = raw(":")
+    save_env = sh("if [ -f {env} ]; then cp {env} \"$D\"/env; fi\n", env=env_file) if env_file else raw("")
+    return sh(
+        "set -e; umask 077\n"
+        "D={d}; mkdir -p \"$D\"; chmod 700 \"$D\" \"$(dirname \"$D\")\"\n"
+        "cd {app}\n"
+        "{save_env}"
+        "git diff --binary HEAD > \"$D\"/tracked.patch\n"
+        "git status --porcelain=v1 --untracked-files=all > \"$D\"/STATUS\n"
+        "git rev-parse HEAD > \"$D\"/HEAD\n"
+        "{listing} > \"$D\"/untracked.list\n"
+        "if [ -s \"$D\"/untracked.list ]; then tar --null -T \"$D\"/untracked.list -czf \"$D\"/untracked.tar.gz; fi\n"
+        "rm -f \"$D\"/untracked.list; chmod 600 \"$D\"/*\n"
+        "echo \"$D\"\n",
+        d=dest, app=app, save_env=save_env, listing=listing)
 
-        with tarfile.open(os.path.join(dest, "untracked.tar.gz"), "w:gz") as tar:
-            for rel in untracked:
-                tar.add(os.path.join(app, rel), arcname=rel)
-    with open(os.path.join(dest, "STATUS"), "w", encoding="utf-8") as fh:
-        fh.write("\n".join(dirty) + "\n")
-    for name in os.listdir(dest):
-        os.chmod(os.path.join(dest, name), 0o600)
+
+def stash(git, app: str, backup_dir: str, run_id: str, untracked: Sequence[str] = ()) -> str:
+    """--stash: save the tracked changes and the untracked files in the way
+    (save_changes_cmd) under <backup_dir>/local-changes/, then put those
+    back to the commit. Other untracked files and ignored ones (.env,
+    node_modules) stay where they are. Returns the directory they were
+    saved in."""
+    base = os.path.abspath(os.path.expanduser(backup_dir))
+    ensure_dir(base)
+    os.chmod(base, 0o700)
+    dest = os.path.join(base, "local-changes", f"{time.strftime('%Y%m%dT%H%M%S')}-{run_id[-6:]}")
+    git.t.run(save_changes_cmd(app, dest, list(untracked)), "saving local changes", env=git.env)
     git.run(join(["git", "-C", app, "reset", "--quiet", "--hard"]), "git reset")
     for rel in untracked:  # saved above; only these, never a blanket clean
         os.remove(os.path.join(app, rel))

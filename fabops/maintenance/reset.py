@@ -9,6 +9,8 @@ from typing import List, Optional
 
 from ..errors import FabopsError
 from ..inventory import Host
+from ..host.git import checkout_cmd, fetch_cmd, git, ls_remote_cmd
+from ..host.preflight import save_changes_cmd
 from ..probe import MARK, split_sections
 from ..shell import Cmd, in_dir, inventory_shell, path, sh, with_env
 from ..target import Target
@@ -19,10 +21,10 @@ def reset_plan_cmd(host: Host) -> Cmd:
     return sh(
         "echo {m}head; git -C {app} rev-parse HEAD 2>/dev/null\n"
         "echo {m}dirty; git -C {app} status --porcelain=v1 --untracked-files=all 2>/dev/null\n"
-        "echo {m}target; git -C {app} ls-remote {remote} {ref} 2>/dev/null | cut -f1\n"
+        "echo {m}target; {ls_remote} 2>/dev/null | cut -f1\n"
         "echo {m}env; [ -f {env} ] && echo yes\n"
         "echo {m}end\n",
-        m=MARK, app=path(host.app.path), remote=host.app.remote, ref=f"refs/heads/{host.app.branch}",
+        m=MARK, app=path(host.app.path), ls_remote=ls_remote_cmd(path(host.app.path), host.app.remote, host.app.branch),
         env=app_file(host, host.env_file))
 
 
@@ -53,34 +55,23 @@ def parse_reset_plan(output: str) -> ResetPlan:
 
 
 def save_local_state_cmd(host: Host, dest: str) -> Cmd:
-    """Save .env, tracked changes (binary patch) and untracked, non-ignored
-    files (tarball) into `dest` (0700, files 0600) before anything is reset."""
-    return sh(
-        "set -e; umask 077\n"
-        "mkdir -p {d}; chmod 700 {top} {d}\n"
-        "[ -f {env} ] && cp {env} {d}/env || true\n"
-        "git -C {app} diff --binary HEAD > {d}/tracked.patch\n"
-        "git -C {app} status --porcelain=v1 --untracked-files=all > {d}/STATUS\n"
-        "git -C {app} rev-parse HEAD > {d}/HEAD\n"
-        "cd {app} && git ls-files --others --exclude-standard -z > {d}/untracked.list\n"
-        "if [ -s {d}/untracked.list ]; then tar --null -T {d}/untracked.list -czf {d}/untracked.tar.gz; fi\n"
-        "rm -f {d}/untracked.list; chmod 600 {d}/*\n"
-        "echo {d}\n",
-        d=path(dest), top=path(host.backup_dir), env=app_file(host, host.env_file), app=path(host.app.path))
+    """Save .env, tracked changes and every untracked, non-ignored file into
+    `dest` before anything is reset: the pipeline's own way to save changes
+    (host/preflight.py), run over SSH."""
+    return save_changes_cmd(path(host.app.path), path(dest), None,
+                            env_file=path(posixpath.join(host.app.path.rstrip("/"), host.env_file)))
 
 
 def reset_cmd(host: Host) -> Cmd:
     remote, branch = host.app.remote, host.app.branch
+    app, tracking = path(host.app.path), f"{remote}/{branch}"
+    # the pipeline's own fetch and checkout (host/git.py); then reset and
     # clean -fd, never -x: ignored files (.env, node_modules) stay
     return with_env(sh(
-        "set -e\n"
-        "git -C {app} fetch --quiet --prune {remote} {spec}\n"
-        "git -C {app} checkout --quiet --force -B {branch} {tracking}\n"
-        "git -C {app} reset --quiet --hard {tracking}\n"
-        "git -C {app} clean -fdq\n"
-        "git -C {app} rev-parse HEAD\n",
-        app=path(host.app.path), remote=remote, spec=f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}",
-        branch=branch, tracking=f"{remote}/{branch}"), host.env)
+        "set -e\n{fetch}\n{checkout}\n{reset}\n{clean}\n{head}\n",
+        fetch=fetch_cmd(app, remote, branch), checkout=checkout_cmd(app, branch, tracking),
+        reset=git(app, "reset", "--quiet", "--hard", tracking), clean=git(app, "clean", "-fdq"),
+        head=git(app, "rev-parse", "HEAD")), host.env)
 
 
 def rule_cmd(host: Host, rule_run: str, cwd: str) -> Cmd:
