@@ -2,16 +2,15 @@
 
 Like Fabric's Group: every host runs, each result or error is kept, and the
 caller decides once at the end, so one bad host never hides the others.
-Output is host-prefixed and line-buffered: a line from one host is never
-interleaved with a partial line from another.
+Returns data; the task layer prints it (tasks/render.PrefixWriter writes
+host-prefixed lines that never interleave).
 """
 from __future__ import annotations
 
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional, Sequence, TextIO
+from typing import Any, Callable, List, Optional, Sequence
 
 from .errors import INTERNAL, OK, FabopsError, worst
 
@@ -99,38 +98,3 @@ def run_hosts(
         return FanoutResult([one(h) for h in hosts])
     with ThreadPoolExecutor(max_workers=min(parallel, len(hosts)), thread_name_prefix="fabops") as pool:
         return FanoutResult(list(pool.map(one, hosts)))
-
-
-class PrefixWriter:
-    """A file-like object that writes complete lines as `[host] line`.
-
-    Many PrefixWriters may share one stream; a lock makes each line atomic.
-    Pass one as `out_stream`/`err_stream` to `c.run` for host-prefixed output.
-    """
-
-    _lock = threading.Lock()
-
-    def __init__(self, host: str, stream: TextIO, width: int = 0):
-        self.prefix = f"[{host}]".ljust(width + 2) + " "
-        self.stream = stream
-        self._buf = ""
-
-    def write(self, text: str) -> int:
-        self._buf += text
-        if "\n" in self._buf:
-            *lines, self._buf = self._buf.split("\n")
-            with self._lock:
-                for line in lines:
-                    self.stream.write(self.prefix + line + "\n")
-                self.stream.flush()
-        return len(text)
-
-    def flush(self) -> None:
-        if self._buf:
-            with self._lock:
-                self.stream.write(self.prefix + self._buf + "\n")
-                self.stream.flush()
-            self._buf = ""
-
-    def isatty(self) -> bool:
-        return False

@@ -3,7 +3,8 @@ import threading
 import time
 
 from fabops.errors import INTERNAL, OK, UNREACHABLE, UnreachableError, worst
-from fabops.fanout import PrefixWriter, run_hosts
+from fabops.fanout import run_hosts
+from fabops.tasks.render import PrefixWriter
 
 
 class H:
@@ -59,7 +60,7 @@ def test_worst_code_ranking():
 
 def test_prefix_writer_never_interleaves_partial_lines():
     stream = io.StringIO()
-    writers = [PrefixWriter(f"h{i}", stream, width=2) for i in range(4)]
+    writers = [PrefixWriter(f"[h{i}]".ljust(4) + " ", stream) for i in range(4)]
 
     def spam(w):
         for n in range(200):

@@ -38,11 +38,13 @@ class _Printer:
     def __init__(self, width: int, quiet: bool = False, clock=time.monotonic):
         self.width = width
         self.quiet = quiet
-        self.lock = threading.Lock()
         self.clock = clock
 
     def __call__(self, host: str):
+        from .render import PrefixWriter
+
         running: dict = {}
+        out = PrefixWriter(f"[{host}]".ljust(self.width + 2) + " ")
 
         def progress() -> str:
             if not running:
@@ -73,9 +75,7 @@ class _Printer:
             elif kind == "result":
                 text = f"= {event.get('result')}: {event.get('message')}"
             if text:
-                with self.lock:
-                    sys.stdout.write(f"[{host}]".ljust(self.width + 2) + " " + text.rstrip() + "\n")
-                    sys.stdout.flush()
+                out.write(text.rstrip() + "\n")
 
         return on_event
 

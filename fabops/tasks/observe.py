@@ -328,7 +328,10 @@ class LinePrinter:
         width = max(len(h.name) for h in hosts)
         self.source, self.prefix = source, prefix
         self.plain = not sys.stdout.isatty()
+        from .render import PrefixWriter
+
         self.prefixes = {h.name: h.name.ljust(width) + " | " for h in hosts}
+        self.writers = {name: PrefixWriter(prefix) for name, prefix in self.prefixes.items()}
         self.colors = {h.name: COLORS[i % len(COLORS)] for i, h in enumerate(hosts)}
 
     def __call__(self, host: str, line: str) -> None:
@@ -341,7 +344,7 @@ class LinePrinter:
             elif not self.prefix:
                 sys.stdout.write(line + "\n")
             elif self.plain:
-                sys.stdout.write(self.prefixes[host] + line + "\n")
+                self.writers[host].write(line + "\n")
             else:
                 from rich.markup import escape
 

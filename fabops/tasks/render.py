@@ -3,6 +3,7 @@ task renders, so the host-side cron path never loads rich."""
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Iterable, List
 
 from .. import errors
@@ -243,3 +244,42 @@ def status_panel(host: str, data: dict) -> None:
             f"last run: {_when(last)} {last.get('trigger')} by {last.get('actor')}: "
             f"{last.get('result')} {short(last.get('from'))} -> {short(last.get('to'))}"
         )
+
+
+class PrefixWriter:
+    """A file-like object that writes whole lines, each after `prefix`: the
+    one host-prefixed line writer (deploy's plain lines `[host] …`, logs'
+    `host | …`). Many may share one stream; a lock makes each line atomic,
+    so a line from one host never interleaves with part of another's."""
+
+    _lock = threading.Lock()
+
+    def __init__(self, prefix: str, stream=None):
+        self.prefix = prefix
+        self.stream = stream
+        self._buf = ""
+
+    def _out(self):
+        return self.stream if self.stream is not None else sys.stdout  # looked up late: tests swap sys.stdout
+
+    def write(self, text: str) -> int:
+        self._buf += text
+        if "\n" in self._buf:
+            *lines, self._buf = self._buf.split("\n")
+            out = self._out()
+            with self._lock:
+                for line in lines:
+                    out.write(self.prefix + line + "\n")
+                out.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        if self._buf:
+            out = self._out()
+            with self._lock:
+                out.write(self.prefix + self._buf + "\n")
+                out.flush()
+            self._buf = ""
+
+    def isatty(self) -> bool:
+        return False
