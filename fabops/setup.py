@@ -13,7 +13,7 @@ from __future__ import annotations
 import posixpath
 import re
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional
+from typing import Callable, Iterator, List, Optional
 
 from .cron import apply_block, diff, read_crontab, render_block, write_crontab
 from .inventory import Host
@@ -211,9 +211,8 @@ def wrapper_text(host: Host, args: List[str]) -> str:
 
 @dataclass
 class _Setup:
-    """One host's setup run: the connection, the flags, and the report the
-    item functions below add to (each item: ok, changed, would change,
-    warning; with a diff where a file changes, like pyinfra's operations)."""
+    """One host's setup run: the connection and the flags the item
+    functions below read."""
 
     t: Target
     host: Host
@@ -222,34 +221,32 @@ class _Setup:
     offline: bool
     replace_units: bool
     splay: int
-    report: SetupReport
-    say: Callable[[ItemResult], None]
-
-    def add(self, item: ItemResult) -> None:
-        self.report.items.append(item)
-        self.say(item)
+    host_yml_text: Optional[str] = None
 
     def file(self, name, path, text, *, mode, root, validate=None, owner=None,
-             after: Optional[Callable[[], None]] = None, managed_only=False) -> bool:
+             after: Optional[Callable[[], None]] = None, managed_only=False) -> ItemResult:
         """A file with exactly `text`: ok, or a diff (would change, or
         written through put_file and then `after`)."""
         old = _read(self.t, path, root)
         if old == text:
-            self.add(ItemResult(name, "ok", path))
-            return False
+            return ItemResult(name, "ok", path)
         if managed_only and old is not None and MANAGED not in old:
-            self.add(ItemResult(name, "warning", f"{path} exists and was not written by fabops; "
-                                                 "left alone (use --replace-units to replace it)"))
-            return False
+            return ItemResult(name, "warning", f"{path} exists and was not written by fabops; "
+                                               "left alone (use --replace-units to replace it)")
         d = diff(old or "", text, path)
         if self.check:
-            self.add(ItemResult(name, "would change", path, d))
-            return False
+            return ItemResult(name, "would change", path, d)
         put_file(self.t, self.host, path, text, mode=mode, root=root, validate=validate, owner=owner)
         if after:
             after()
-        self.add(ItemResult(name, "changed", path, d))
-        return True
+        return ItemResult(name, "changed", path, d)
+
+
+# An item: a generator of results (ok, changed, would change, warning; a
+# diff where a file changes), each said as it comes, like pyinfra's
+# operations. Most items yield one; crontab, sudo rights and logrotate also
+# report the legacy setup's leftovers they find.
+Items = Iterator[ItemResult]
 
 
 def setup_host(c, host: Host, *, check: bool, yes: bool, offline: bool, replace_units: bool = False,
@@ -257,40 +254,37 @@ def setup_host(c, host: Host, *, check: bool, yes: bool, offline: bool, replace_
                progress: Optional[Callable[[ItemResult], None]] = None) -> SetupReport:
     """Converge one host, item by item, in this order; with `check`, change
     nothing and report what would change."""
-    run = _Setup(Target.of(c, host), host, check, yes, offline, replace_units, splay, SetupReport(host.name),
-                 progress or (lambda _i: None))
-    _install(run)
-    _host_yml(run, host_yml_text)
-    _crontab(run)
-    _sudo_rights(run)
-    _units(run)
-    _log_files(run)
-    _logrotate(run)
-    _wrappers(run)
-    _first_run(run)
-    return run.report
+    run = _Setup(Target.of(c, host), host, check, yes, offline, replace_units, splay, host_yml_text)
+    report = SetupReport(host.name)
+    for item in ITEMS:
+        for result in item(run):
+            report.items.append(result)
+            if progress:
+                progress(result)
+    return report
 
 
-def _install(run: _Setup) -> None:
+def _install(run: _Setup) -> Items:
     """fabops itself, at this exact version, in its own venv."""
     from .install import ensure_installed
 
     inst = ensure_installed(run.t, run.host, offline=run.offline, dry_run=run.check)
-    run.add(ItemResult("fabops install", ("would change" if run.check else "changed") if inst.changed else "ok",
-                       inst.message))
+    yield ItemResult("fabops install", ("would change" if run.check else "changed") if inst.changed else "ok",
+                     inst.message)
 
 
-def _host_yml(run: _Setup, text: Optional[str]) -> None:
+def _host_yml(run: _Setup) -> Items:
     """The host's own settings, as the host reads them (0600 in a 0700 home)."""
     from .deploy import host_yml
 
     home = run.host.at_home()
     if not run.check:
         run.t.run(sh("mkdir -p {home} && chmod 700 {home}", home=host_path(home)), "making fabops' directory")
-    run.file("host.yml", run.host.at_home("host.yml"), text or host_yml(run.host), mode="0600", root=False)
+    yield run.file("host.yml", run.host.at_home("host.yml"), run.host_yml_text or host_yml(run.host), mode="0600",
+                   root=False)
 
 
-def _crontab(run: _Setup) -> None:
+def _crontab(run: _Setup) -> Items:
     """The managed crontab block, and the legacy lines it replaces (commented
     out with --yes, after the old crontab is saved)."""
     t, host = run.t, run.host
@@ -304,39 +298,39 @@ def _crontab(run: _Setup) -> None:
         if run.yes and not run.check:
             new_tab = "\n".join(("# disabled by fabops setup: " + ln) if ln in legacy else ln
                                 for ln in new_tab.split("\n"))
-            run.add(ItemResult("legacy cron lines", "changed",
-                               f"commented out {len(legacy)} legacy line(s); the old crontab is saved in {saved}"))
+            yield ItemResult("legacy cron lines", "changed",
+                             f"commented out {len(legacy)} legacy line(s); the old crontab is saved in {saved}")
         else:
-            run.add(ItemResult("legacy cron lines", "warning",
-                               f"{len(legacy)} legacy line(s) would update outside the lock: " + " | ".join(legacy)
-                               + " (run with --yes to comment them out, after a backup)"))
+            yield ItemResult("legacy cron lines", "warning",
+                             f"{len(legacy)} legacy line(s) would update outside the lock: " + " | ".join(legacy)
+                             + " (run with --yes to comment them out, after a backup)")
     if new_tab == old_tab:
-        run.add(ItemResult("crontab", "ok", begin))
+        yield ItemResult("crontab", "ok", begin)
     elif run.check:
-        run.add(ItemResult("crontab", "would change", begin, diff(old_tab, new_tab, "crontab")))
+        yield ItemResult("crontab", "would change", begin, diff(old_tab, new_tab, "crontab"))
     else:
         t.run(sh("printf '%s' {tab} > {saved}", tab=old_tab, saved=host_path(saved)), "saving the old crontab")
         write_crontab(t, new_tab, host.name)
-        run.add(ItemResult("crontab", "changed", begin, diff(old_tab, new_tab, "crontab")))
+        yield ItemResult("crontab", "changed", begin, diff(old_tab, new_tab, "crontab"))
 
 
-def _sudo_rights(run: _Setup) -> None:
+def _sudo_rights(run: _Setup) -> Items:
     """For systemd services: the sudoers drop-in (validated with visudo),
     journal access, and the legacy /etc/sudoers lines (reported only)."""
     t, host = run.t, run.host
     if not any(s.manager == "systemd" for s in host.services):
         return
-    run.file("sudoers", f"/etc/sudoers.d/fabops-{host.app.name}", sudoers_text(host), mode="0440", root=True,
-             validate="visudo")
-    run.add(journal_access(t, host, run.check))
+    yield run.file("sudoers", f"/etc/sudoers.d/fabops-{host.app.name}", sudoers_text(host), mode="0440", root=True,
+                   validate="visudo")
+    yield journal_access(t, host, run.check)
     legacy_sudo = t.output(raw("sudo -n grep -nE 'NOPASSWD:.*systemctl' /etc/sudoers 2>/dev/null")).strip()
     if legacy_sudo:
-        run.add(ItemResult("legacy /etc/sudoers lines", "warning",
-                           "NOPASSWD systemctl lines appended by the legacy setup (never edited by fabops; "
-                           "remove them with visudo once the drop-in works): " + " | ".join(legacy_sudo.splitlines())))
+        yield ItemResult("legacy /etc/sudoers lines", "warning",
+                         "NOPASSWD systemctl lines appended by the legacy setup (never edited by fabops; "
+                         "remove them with visudo once the drop-in works): " + " | ".join(legacy_sudo.splitlines()))
 
 
-def _units(run: _Setup) -> None:
+def _units(run: _Setup) -> Items:
     """Unit files from the template, only for services that ask for one
     (`unit: true`); hand-installed ones (the legacy setup copied them) are
     reported and left alone unless --replace-units."""
@@ -348,8 +342,8 @@ def _units(run: _Setup) -> None:
         if not svc.unit:
             existing = _read(t, path, root=False)
             if existing is not None and MANAGED not in existing:
-                run.add(ItemResult(f"unit {svc.name}", "ok", f"hand-installed {path} "
-                                   "(left alone; `unit: true` + --replace-units lets fabops manage it)"))
+                yield ItemResult(f"unit {svc.name}", "ok", f"hand-installed {path} "
+                                 "(left alone; `unit: true` + --replace-units lets fabops manage it)")
             continue
 
         def reload_enable(name=svc.name):
@@ -357,11 +351,11 @@ def _units(run: _Setup) -> None:
                      enable=sudo(["systemctl", "enable", name])), f"enabling {name}",
                   argv=["systemctl", "enable", name])
 
-        run.file(f"unit {svc.name}", path, unit_text(host, svc), mode="0644", root=True, after=reload_enable,
-                 managed_only=not run.replace_units)
+        yield run.file(f"unit {svc.name}", path, unit_text(host, svc), mode="0644", root=True, after=reload_enable,
+                       managed_only=not run.replace_units)
 
 
-def _log_files(run: _Setup) -> None:
+def _log_files(run: _Setup) -> Items:
     """The update and health logs, writable by the deploy user (0640)."""
     t, host = run.t, run.host
     user = host.user or "root"
@@ -370,17 +364,17 @@ def _log_files(run: _Setup) -> None:
         if not path:
             continue
         if t.ok(sh("test -w {log}", log=host_path(path))):
-            run.add(ItemResult(f"log {key}", "ok", path))
+            yield ItemResult(f"log {key}", "ok", path)
         elif run.check:
-            run.add(ItemResult(f"log {key}", "would change", f"create {path} (0640, {user})"))
+            yield ItemResult(f"log {key}", "would change", f"create {path} (0640, {user})")
         else:
             t.run(sh("sudo -n install -d -m 0755 {parent} && sudo -n touch {log} && sudo -n chown {user} {log} && "
                      "sudo -n chmod 0640 {log}", parent=host_path(posixpath.dirname(path)), log=host_path(path),
                      user=user), f"creating {path}", argv=["install", path])
-            run.add(ItemResult(f"log {key}", "changed", f"created {path} (0640, {user})"))
+            yield ItemResult(f"log {key}", "changed", f"created {path} (0640, {user})")
 
 
-def _logrotate(run: _Setup) -> None:
+def _logrotate(run: _Setup) -> Items:
     """fabops' logrotate file (checked with logrotate -d); a legacy file that
     rotates the same logs is moved aside with --yes (logrotate refuses
     duplicate entries)."""
@@ -397,23 +391,26 @@ def _logrotate(run: _Setup) -> None:
             t.run(sh("sudo -n mv {other} {saved} 2>/dev/null || sudo -n mv {other} {disabled}", other=other,
                      saved=host_path(host.at_home(posixpath.basename(other) + ".logrotate-before-fabops")),
                      disabled=other + ".disabled-by-fabops"), f"moving {other} aside", argv=["mv", other])
-            run.add(ItemResult("legacy logrotate", "changed", f"moved {other} aside (logrotate rejects duplicate entries)"))
+            yield ItemResult("legacy logrotate", "changed", f"moved {other} aside (logrotate rejects duplicate entries)")
         else:
-            run.add(ItemResult("legacy logrotate", "warning",
-                               f"{other} already rotates these logs; logrotate rejects duplicates (--yes moves it aside)"))
-    run.file("logrotate", own, rotate, mode="0644", root=True, validate="logrotate")
+            yield ItemResult("legacy logrotate", "warning",
+                             f"{other} already rotates these logs; logrotate rejects duplicates (--yes moves it aside)")
+    yield run.file("logrotate", own, rotate, mode="0644", root=True, validate="logrotate")
 
 
-def _wrappers(run: _Setup) -> None:
+def _wrappers(run: _Setup) -> Items:
     """The team's habits: the legacy command names, now fabops."""
     for name, args in WRAPPERS.items():
-        run.file(f"wrapper {name}", f"~/.local/bin/{name}", wrapper_text(run.host, args), mode="0755", root=False)
+        yield run.file(f"wrapper {name}", f"~/.local/bin/{name}", wrapper_text(run.host, args), mode="0755", root=False)
 
 
-def _first_run(run: _Setup) -> None:
+def _first_run(run: _Setup) -> Items:
     """A checkout fabops has not seen yet: said, not an error."""
     if not run.t.ok(sh("test -f {state}", state=host_path(run.host.at_home("state.json")))):
-        run.add(ItemResult("state", "warning", "no fabops state yet: the first local-update adopts a healthy HEAD"))
+        yield ItemResult("state", "warning", "no fabops state yet: the first local-update adopts a healthy HEAD")
+
+
+ITEMS = (_install, _host_yml, _crontab, _sudo_rights, _units, _log_files, _logrotate, _wrappers, _first_run)
 
 
 def _outside_block(text: str, app: str) -> List[str]:
