@@ -244,7 +244,7 @@ class _Setup:
 
 # An item: a generator of results (ok, changed, would change, warning; a
 # diff where a file changes), each said as it comes, like pyinfra's
-# operations. Most items yield one; crontab, sudo rights and logrotate also
+# operations (docs/architecture.md, "Setup items"). Most items yield one; crontab, sudo rights and logrotate also
 # report the legacy setup's leftovers they find.
 Items = Iterator[ItemResult]
 

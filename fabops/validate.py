@@ -292,7 +292,8 @@ _DURATION_KEY = Key("duration")
 
 # Every key hosts.yml accepts, section by section: the validator reads with
 # this table and docs/hosts.md is checked against it (fabops/docgen.py), so
-# a key cannot be accepted without being documented, or the reverse.
+# a key cannot be accepted without being documented, or the reverse
+# (docs/architecture.md, "The hosts.yml schema").
 SCHEMA: Dict[str, Dict[str, Key]] = {
     "top": {
         "defaults": Key("host_fields"),
