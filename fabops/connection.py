@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import shlex
 import socket
 import sys
 from typing import Optional
@@ -68,13 +69,17 @@ def require_linux(host: Host) -> None:
         )
 
 
-def run_overrides(host: Host) -> dict:
+def run_overrides(host: Host, ssh: bool = False) -> dict:
     """Config shared by both kinds of context: the inventory's `env` for every
     command, and no stdin mirroring: fabops runs from cron and CI, where there
-    is no stdin, and a remote command must never wait on the laptop's."""
+    is no stdin, and a remote command must never wait on the laptop's.
+
+    Over SSH, Fabric sends the env as `export K=V && command`, with V as it
+    is: a value with a space (`NODE_OPTIONS: --a --b`) would break every
+    command, and `$(...)` would run. So the values are quoted here, once."""
     run = {"in_stream": False}
     if host.env:
-        run["env"] = dict(host.env)
+        run["env"] = {k: (shlex.quote(v) if ssh else v) for k, v in host.env.items()}
     return {"run": run}
 
 
@@ -147,7 +152,7 @@ def connect(
     connect_kwargs = {"banner_timeout": timeout, "auth_timeout": timeout}
     if host.identity_file:
         connect_kwargs["key_filename"] = [os.path.expanduser(host.identity_file)]
-    overrides = run_overrides(host)
+    overrides = run_overrides(host, ssh=True)
     overrides["timeouts"] = {"command": command_timeout()}
     overrides["runners"] = {"remote": _timeout_runner(Remote)}
     config = Config(overrides=overrides)

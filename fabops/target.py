@@ -21,7 +21,7 @@ from typing import Any, Dict, Iterable, Optional
 
 from .errors import CommandFailed
 from .host.files import HostPaths
-from .shell import as_cmd, join, sudo as sudo_cmd, sudo_failure
+from .shell import as_cmd, join, sudo as sudo_cmd, sudo_failure, with_env
 
 
 class Target:
@@ -89,8 +89,13 @@ class Target:
         opts: Dict[str, Any] = dict(hide=True, warn=True, in_stream=False)
         if timeout is not None:
             opts["timeout"] = timeout
-        if env:
-            opts["env"] = env
+        if env and self.is_local:
+            opts["env"] = env  # the child's environment, no shell involved
+        elif env:
+            # Over SSH, Fabric would prefix `export K=V &&` with V unquoted
+            # (its inline_ssh_env): a value with a space or `$(...)` would
+            # be shell code. fabops' own quoted prefix instead.
+            cmd = with_env(as_cmd(cmd), env)
         opts.update(kwargs)
         result = self.c.run(as_cmd(cmd), **opts)
         if check and not result.ok:
@@ -115,12 +120,12 @@ class Target:
     # ------------------------------------------------------------ files
     def put(self, local: str, remote: str) -> None:
         """Upload a file: SFTP over SSH (`remote` relative to the login home
-        or absolute), a copy on this machine (`remote` under ~ or absolute)."""
+        or absolute), a copy on this machine (`remote` under ~ or absolute).
+        Its directory must exist, on both (SFTP makes none)."""
         if not self.is_local:
             self.c.put(local, remote=remote)
             return
         dest = os.path.expanduser(remote if remote.startswith("/") else "~/" + remote)
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
         import shutil
 
         shutil.copyfile(local, dest)

@@ -7,22 +7,40 @@ from fabops.errors import SudoError
 from fabops.shell import Cmd, in_dir, inventory_shell, join, path, quote_path, raw, sh, sudo, sudo_failure, with_env
 
 
-def test_builders_exact_strings():
-    assert sudo(["systemctl", "restart", "bot.service"]) == "sudo -n systemctl restart bot.service"
-    assert join(["echo", "a b", "$(id)"]) == "echo 'a b' '$(id)'"
-    npm = inventory_shell("npm ci")
-    assert with_env(npm, {"PATH": "/usr/bin:/bin", "X": "a b"}) == "export PATH=/usr/bin:/bin X='a b'; npm ci"
-    assert with_env(npm, {}) == "npm ci"
-    assert quote_path("~/app dir") == "\"$HOME\"/'app dir'"
-    assert quote_path("/srv/app") == "/srv/app"
-    assert in_dir("~/app", raw("ls")) == "cd \"$HOME\"/app && ls"
+def _words(cmd, env=None) -> list:
+    """The words a real /bin/sh sees in `cmd`, after its own quoting and
+    expansion (set -- puts them in "$@")."""
+    out = subprocess.run(["sh", "-c", f'set -- {cmd}; printf "%s\\n" "$@"'], capture_output=True, text=True,
+                         env=env, check=True).stdout
+    return out.splitlines()
+
+
+def _run(cmd, env=None, cwd=None) -> str:
+    return subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, env=env, cwd=cwd, check=True).stdout
+
+
+def test_builders_give_the_shell_exactly_the_words_meant(tmp_path):
+    """Behaviour in a real shell, not the text: what each builder's command
+    means to /bin/sh."""
+    assert _words(sudo(["systemctl", "restart", "bot.service"])) == ["sudo", "-n", "systemctl", "restart", "bot.service"]
+    assert _words(join(["echo", "a b", "$(id)", "*"])) == ["echo", "a b", "$(id)", "*"]
+    home = {"HOME": "/h", "PATH": "/usr/bin:/bin"}
+    assert _words(quote_path("~/app dir; x"), env=home) == ["/h/app dir; x"]
+    assert _words(quote_path("~"), env=home) == ["/h"]
+    assert _words(quote_path("/srv/a b"), env=home) == ["/srv/a b"]
+    show = raw('printf "%s|%s\\n" "$PATH" "$X"')
+    assert _run(with_env(show, {"PATH": "/usr/bin:/bin", "X": "a b; $(id)"})) == "/usr/bin:/bin|a b; $(id)\n"
+    assert with_env(show, {}) == show  # no environment: the command as it is
+    (tmp_path / "app dir").mkdir()
+    assert _run(in_dir("~/app dir", raw("pwd")), env={**home, "HOME": str(tmp_path)}).strip() == str(tmp_path / "app dir")
 
 
 def test_sh_quotes_every_plain_value_and_embeds_only_typed_parts():
     cmd = sh("cat {f} {p} | {tail} -n {n} {words}", f="a b; $(id)", p=path("~/x y"), tail=raw("tail"), n=5,
              words=["-x", "c'd"])
     assert isinstance(cmd, Cmd)
-    assert cmd == "cat 'a b; $(id)' \"$HOME\"/'x y' | tail -n 5 -x 'c'\"'\"'d'"
+    assert _words(sh("{f} {p} {n} {words}", f="a b; $(id)", p=path("~/x y"), n=5, words=["-x", "c'd"]),
+                  env={"HOME": "/h"}) == ["a b; $(id)", "/h/x y", "5", "-x", "c'd"]
     assert sh("{inner}; echo", inner=cmd).startswith("cat 'a b; $(id)'")  # a Cmd embeds as it is
     assert isinstance(sh("{a}", a="x") + "y", str)  # concatenation loses the type: sh() would quote it
 
