@@ -315,7 +315,8 @@ def _deploy_local(c, host: Host, opts: DeployOptions, on_event) -> DeployOutcome
     """The sandbox host: the same pipeline, in this process."""
     from .host.events import EventLog
     from .host.files import HostPaths
-    from .host.pipeline import UpdateOptions, run_update
+    from .host.pipeline import UpdateOptions
+    from .host.update import run_update
 
     run_id = new_run_id()
     outcome = DeployOutcome(host.name, run_id)

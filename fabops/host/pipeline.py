@@ -1,7 +1,7 @@
 """The convergent update pipeline: one implementation, three callers.
 
 `fabops local-update` (cron), `inv deploy` (detached on the host, followed over
-SSH) and `inv rollback` all run `run_update` on the host with a local Context.
+SSH) and `inv rollback` all run `run_update` (host/update.py) on the host with a local Context.
 
 It converges on the *deployed* commit recorded in state.json, never on HEAD
 (legacy defect 2): a run whose restart failed is retried or rolled back, not
@@ -20,20 +20,20 @@ from typing import Callable, Dict, List, Optional, Sequence
 from .. import errors
 from ..errors import FabopsError, LockedError
 from ..inventory import DepRule, Host, Service
-from ..shell import in_dir, inventory_shell, tune_runner
+from ..shell import in_dir, inventory_shell
 from ..target import Target
 from .events import EventLog, new_run_id
-from .files import ensure_dir, tail_jsonl
+from .files import ensure_dir
 from .preflight import disk_problem, missing_env_keys, sort_changes, stash, status_path
 from .git import DRY_RUN_REF, Git, check_ref, ls_remote_cmd, parse_ls_remote, paths_match
-from .lock import HostLock, describe_holder, peek_holder
+from .lock import HostLock
+from .queue import lock_wait, result_of, same_target_waiter
 from .readiness import quick_health, wait_ready, watch
 from .services import ServiceManager
 from .record import Recorder, RunResult, Step, default_actor, short
 from .state import RESTART_LIMIT, State, load_state, recent_restarts, save_state
 
 TRIGGERS = ("cron", "deploy", "ci", "rollback", "reset", "manual")
-CI_WAIT = 300.0
 # After a dependency rule fails (often the network), cron tries the same
 # target again after 15 min, then every hour: it is not marked bad.
 RETRY_BACKOFF = (900.0, 3600.0)
@@ -119,10 +119,7 @@ class Pipeline:
     def run(self) -> RunResult:
         self.events.emit("start", run_id=self.run_id, trigger=self.opts.trigger, actor=self.actor, host=self.host.name)
         try:
-            if self.opts.dry_run:
-                self._dry_run()
-            else:
-                self._locked_run()
+            self._body()
         except LockedError as exc:
             self.res.result = "locked"
             self.res.message = exc.message
@@ -136,12 +133,17 @@ class Pipeline:
         self.events.emit("result", **self.res.to_dict())
         return self.res
 
+    def _body(self) -> None:
+        """The run proper: under the lock, converge (host/dry_run.py's DryRun
+        plans instead)."""
+        self._locked_run()
+
     def _locked_run(self) -> None:
         ensure_dir(self.paths.home)
         info = {"actor": self.actor, "trigger": self.opts.trigger, "run_id": self.run_id, "target": None}
         lock = HostLock(self.paths.lock, info)
-        wait = self._lock_wait()
-        same_target = self._same_target_waiter()
+        wait = lock_wait(self.opts.trigger, self.opts.wait)
+        same_target = same_target_waiter(self.opts.trigger, self._peek_target)
         waited: Dict[str, dict] = {}
 
         def on_wait(holder: dict) -> None:
@@ -161,15 +163,10 @@ class Pipeline:
             lock.release()
         holder = waited.get("holder") or {}
         if self.res.result == "noop" and holder.get("run_id"):
-            self._adopt_result_of(holder)
-
-    def _lock_wait(self) -> float:
-        """Seconds to wait for the lock: --wait, else 300 for a deploy under
-        CI=true (a push while cron runs), else 0."""
-        if self.opts.wait is not None:
-            return self.opts.wait
-        ci = os.environ.get("CI", "").lower() == "true"
-        return CI_WAIT if ci and self.opts.trigger in ("deploy", "ci") else 0.0
+            # we waited for a run deploying our very target: its result is ours
+            theirs = result_of(self.paths.history, holder)
+            if theirs:
+                self.res.result, self.res.message = theirs
 
     def _take_failure(self, exc: BaseException) -> None:
         """The result of a run stopped by an exception."""
@@ -183,35 +180,6 @@ class Pipeline:
             # atomically, so what is on disk is the last good version
             self.res.result = "broken"
             self.res.message = f"{getattr(exc, 'strerror', None) or exc} ({getattr(exc, 'filename', None) or 'host file'})"
-
-    def _adopt_result_of(self, holder: dict) -> None:
-        """We waited for a run deploying our very target (cron vs CI after a
-        push): report that run's result instead of a bare no-op."""
-        for rec in reversed(tail_jsonl(self.paths.history, 20)):
-            if rec.get("run_id") == holder.get("run_id"):
-                self.res.result = rec.get("result", "noop")
-                self.res.message = (
-                    f"waited for run {holder['run_id']} ({holder.get('trigger')} by {holder.get('actor')}), "
-                    f"which ended {rec.get('result')}: {rec.get('message')}"
-                )
-                return
-
-    def _same_target_waiter(self):
-        """A deploy whose target the lock holder is already deploying waits for
-        it and reports that run's result (the CI-vs-cron race after a push)."""
-        if self.opts.trigger not in ("deploy", "ci"):
-            return None
-        cache: Dict[str, Optional[str]] = {}
-
-        def should_wait(holder: dict) -> bool:
-            target = holder.get("target")
-            if not target:
-                return False
-            if "ours" not in cache:
-                cache["ours"] = self._peek_target()
-            return cache["ours"] == target
-
-        return should_wait
 
     def _peek_target(self) -> Optional[str]:
         """Our target without touching the checkout (ls-remote needs no lock)."""
@@ -628,73 +596,8 @@ class Pipeline:
                 del state.bad[sha]
         self.save(state)
 
-    def _dry_run(self) -> None:
-        """The real run's read-only part: fetch, then every preflight check
-        (lock holder, disk, local changes, .env keys) without the lock and
-        without writing anything. The result is what the real run would do:
-        noop, would_deploy, would_abort (with its reason) or locked, so the
-        exit code is the one the real run would have."""
-        state = load_state(self.paths.state)
-        holder = peek_holder(self.paths.lock)
-        try:
-            target = self._fetch_and_resolve(state)
-        except _Abort as exc:
-            self.res.result, self.res.message = "would_abort", exc.message
-            return
-        head = self.git.head()
-        deployed = state.deployed or head
-        self.res.from_, self.res.to = state.deployed, target
-        changed = self.git.changed(deployed, target) if deployed else None
-        moving = target != deployed or head != deployed
-        rules = [r.run for r in self.host.deps if changed is None or paths_match(changed, r.when)]
-        services = [s.name for s in self.host.services if changed is None or not s.paths or paths_match(changed, s.paths)]
-        self.res.plan = {
-            "from": deployed, "to": target, "changed_files": None if changed is None else len(changed),
-            "rules": rules if moving else [], "restart": services if moving else [],
-            "dirty": self.git.dirty(), "pin": state.pin, "bad": target in state.bad, "lock": holder or None,
-        }
-        if holder and not self._lock_wait():
-            self.res.result = "locked"
-            self.res.message = f"would stop: locked: {describe_holder(holder)} (use --wait SECONDS to queue behind it)"
-            return
-        queued = (f" after waiting (up to {self._lock_wait():g} s) for the lock: locked now: "
-                  f"{describe_holder(holder)}") if holder else ""
-        if not moving:
-            self.res.result, self.res.message = "noop", f"up to date at {short(target)}"
-            return
-        if self.opts.trigger == "cron":  # what cron would do with this target (see _converge)
-            retry = state.retry or {}
-            if target in state.bad:
-                self.res.result = "skipped_bad"
-                self.res.message = (f"would stay on {short(deployed)}: {short(target)} failed its gate "
-                                    f"({state.bad[target].get('reason', '?')})")
-                return
-            if retry.get("target") == target and time.time() < retry.get("next_at", 0):
-                self.res.result = "deferred"
-                self.res.message = (f"would wait: {short(target)}'s dependency rule failed "
-                                    f"({retry.get('reason', '?')}); next try "
-                                    f"{time.strftime('%H:%M %Z', time.localtime(retry['next_at']))}")
-                return
-        with self.step("preflight") as st:
-            problems, person, _in_the_way = self._preflight_problems(state, target, st)
-            if person and not problems:
-                st.message = f"would save {len(person)} local change(s) aside (--stash)"
-        self.res.plan["problems"] = problems
-        if problems:
-            self.res.result, self.res.message = "would_abort", "; ".join(problems)
-        else:
-            self.res.result = "would_deploy"
-            self.res.message = (f"would deploy {short(state.deployed)} -> {short(target)}" if state.deployed
-                                else f"would deploy {short(target)} (first deploy)") + queued
-
 
 def retry_delay(attempts: int) -> float:
     """Seconds until cron tries a target again after its `attempts`-th failed
     dependency rule: 15 min, then every hour."""
     return RETRY_BACKOFF[max(1, min(attempts, len(RETRY_BACKOFF))) - 1]
-
-
-def run_update(c, host: Host, opts: UpdateOptions, events: Optional[EventLog] = None) -> RunResult:
-    """Run the pipeline on this host (with a local Context)."""
-    tune_runner()
-    return Pipeline(c, host, opts, events).run()

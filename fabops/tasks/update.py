@@ -58,7 +58,8 @@ def local_update(
     """Converge this host on its branch: fetch, gate, restart, roll back on failure (cron's entry point)."""
     from ..host.events import EventLog, new_run_id
     from ..host.files import HostPaths
-    from ..host.pipeline import UpdateOptions, run_update
+    from ..host.pipeline import UpdateOptions
+    from ..host.update import run_update
 
     inv, host = _host_for_local(inventory, hosts)
     try:
