@@ -302,15 +302,20 @@ class RemoteLock:
         raise CommandFailed(f"cannot take the host lock (exit {code}): {rest.decode(errors='replace').strip()[:200]}",
                             host=self.host.name)
 
+    def release(self) -> None:
+        """As HostLock.release: the stores' locks are released alike."""
+        self.__exit__(None, None, None)
+
     def __exit__(self, *exc):
-        if self.local is not None:
-            self.local.release()
-        if self.chan is not None:
+        local, chan, self.local, self.chan = self.local, self.chan, None, None  # released once
+        if local is not None:
+            local.release()
+        if chan is not None:
             try:
-                self.chan.shutdown_write()  # EOF for `cat`: the lock is released
-                self.chan.recv_exit_status()
+                chan.shutdown_write()  # EOF for `cat`: the lock is released
+                chan.recv_exit_status()
             finally:
-                self.chan.close()
+                chan.close()
         return False
 
 

@@ -183,7 +183,7 @@ def run_health(
                 if not ready.ok:
                     break
         finally:
-            lock.release() if hasattr(lock, "release") else lock.__exit__(None, None, None)
+            lock.release()
         checks = quick_health(manager, list(host.services), probe=probe)
         report.checks = [r.to_dict() for r in checks]
         still = [r for r in checks if not r.ok]
