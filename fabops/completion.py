@@ -13,6 +13,8 @@ from __future__ import annotations
 import shlex
 from typing import List, Optional, Tuple
 
+from .shell import q
+
 HOST_FLAGS = ("-H", "--hosts")
 INVENTORY_FLAGS = ("-i", "--inventory")
 
@@ -61,8 +63,8 @@ def complete(program) -> None:
         raise Exit
     # Invoke strips its own binary name only when it is given bare; our
     # scripts may pass a path (.venv/bin/inv). Hand it the words alone.
-    program.core.remainder = " ".join(shlex.quote(w) for w in before + [current]) if current else (
-        " ".join(shlex.quote(w) for w in before) + " ")
+    program.core.remainder = " ".join(q(w) for w in before + [current]) if current else (
+        " ".join(q(w) for w in before) + " ")
 
 
 def split(remainder: str, names: List[str]) -> Tuple[List[str], str]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import shlex
 import socket
 import sys
 from typing import Optional
@@ -79,7 +78,7 @@ def run_overrides(host: Host, ssh: bool = False) -> dict:
     command, and `$(...)` would run. So the values are quoted here, once."""
     run = {"in_stream": False}
     if host.env:
-        run["env"] = {k: (shlex.quote(v) if ssh else v) for k, v in host.env.items()}
+        run["env"] = {k: (str(q(v)) if ssh else v) for k, v in host.env.items()}
     return {"run": run}
 
 

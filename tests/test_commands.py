@@ -24,7 +24,7 @@ from fabops.shell import Cmd
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = sorted(p for p in (ROOT / "fabops").rglob("*.py"))
-QUOTERS = {"q", "quote_path", "join", "sudo", "shlex.quote", "_q", "_hq", "_shq"}
+QUOTERS = {"q", "quote_path", "join", "sudo", "shlex.quote"}
 # f-strings that quote by hand on purpose, with why
 QUOTING_FSTRINGS_ALLOWED = {
     # a systemd unit file: ExecStart's own syntax wraps one sh -c word
