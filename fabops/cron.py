@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import List, Optional, Tuple
 
 from .inventory import Host
+from .errors import CommandFailed
 from .shell import path as host_path, raw, sh
 from .target import Target
 
@@ -103,7 +104,9 @@ def read_crontab(c) -> str:
 
 def write_crontab(c, text: str, host_name: str) -> None:
     # `crontab -` validates the whole file and installs it atomically.
-    Target(c, host_name).run(sh("printf '%s' {text} | crontab -", text=text), "installing the crontab")
+    r = Target(c, host_name).run(sh("printf '%s' {text} | crontab -", text=text), check=False)
+    if not r.ok:  # crontab's last line is "errors in crontab file"; the line before names the problem
+        raise CommandFailed(f"crontab refused the new table: {(r.stderr or r.stdout).strip()[-200:]}", host=host_name)
 
 
 def diff(old: str, new: str, name: str = "crontab") -> str:

@@ -21,6 +21,7 @@ from .validate import (
     SCHEMA,
     Key,
     env_key_problem,
+    env_value_problem,
     header_problem,
     host_name_problem,
     parse_duration,
@@ -431,8 +432,8 @@ class _Validator:
             spec, kk = table[k], f"{key}.{k}"
             if spec.off and v in (None, "off", False):
                 out[k] = None
-            elif v is None:
-                continue
+            elif v is None or (spec.blank and v == ""):
+                continue  # the default
             elif spec.required:
                 out[k] = self.read(spec, v, kk)
             else:
@@ -522,7 +523,7 @@ class _Validator:
 
     def env(self, raw: Any, key: str) -> dict:
         env = self.mapping(raw, key)
-        return {self.string(ek, f"{key}.{ek}", env_key_problem): self.string(ev, f"{key}.{ek}")
+        return {self.string(ek, f"{key}.{ek}", env_key_problem): self.string(ev, f"{key}.{ek}", env_value_problem)
                 for ek, ev in env.items()}
 
     def headers(self, raw: Any, key: str) -> dict:
@@ -553,7 +554,7 @@ class _Validator:
         raw = raw if isinstance(raw, dict) else {}
         if raw.get("command") is None and out["manager"] == "process":
             self.note(f"{key}.command", "is required for manager: process")
-        if out.get("unit") and raw.get("command") is None:
+        if out.get("unit") and not raw.get("command"):
             self.note(f"{key}.command", "is required for unit: true (it becomes ExecStart)")
             del out["unit"]
         return out

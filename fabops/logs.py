@@ -202,9 +202,6 @@ class _Stream:
         """Stream until the command ends (False) or the link is lost (True).
         Over SSH the pty ties the remote processes to the channel; a quiet
         channel is probed with a keepalive every PROBE_EVERY seconds."""
-        import socket
-        import time
-
         try:
             chan = t.stream(command, pty=True, timeout=PROBE_EVERY, env=self.host.env)
         except Exception:  # noqa: BLE001 - paramiko raises several types for a dead link
@@ -212,6 +209,18 @@ class _Stream:
         self.chan = chan
         if self.stop.is_set():  # Ctrl-C came while we started it
             self.hang_up()
+        try:
+            return self._read(t, chan)
+        finally:
+            try:
+                chan.close()
+            except Exception:  # noqa: BLE001 - closing a dead channel
+                pass
+
+    def _read(self, t: Target, chan) -> bool:
+        import socket
+        import time
+
         chan.settimeout(0.5)
         last_probe = time.monotonic()
         while not self.stop.is_set():

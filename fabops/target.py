@@ -151,6 +151,8 @@ class Target:
         cmd = as_cmd(cmd)
         if self.is_local:
             return LocalStream(cmd, env=env)
+        if env:
+            cmd = with_env(cmd, env)  # quoted, as in run()
         chan = self.transport.open_session(timeout=timeout)
         if timeout is not None:
             chan.settimeout(timeout)
@@ -162,7 +164,10 @@ class Target:
 
 class LocalStream:
     """A child `sh -c` with the subset of paramiko's Channel that fabops'
-    streams use, so one reading loop serves both. The child leads its own
+    streams read with, so one reading loop serves both: recv (b"" at the
+    end, and after it), settimeout, send(b"\\x03") as a pty's ^C,
+    exit_status_ready, recv_exit_status, close. It takes no input (stdin is
+    /dev/null, as for every fabops command). The child leads its own
     process group: close() ends it and everything it started."""
 
     def __init__(self, cmd: str, env: Optional[Dict[str, str]] = None):
@@ -170,7 +175,7 @@ class LocalStream:
 
         full = dict(os.environ)
         full.update(env or {})
-        self.proc = subprocess.Popen(["sh", "-c", cmd], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(["sh", "-c", cmd], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, start_new_session=True, env=full)
         self.timeout: Optional[float] = None
 
@@ -179,29 +184,31 @@ class LocalStream:
 
     def recv(self, n: int) -> bytes:
         """Up to n bytes; b"" at the end; socket.timeout after `timeout`."""
+        import select
         import socket
 
-        import select
-
-        fd = self.proc.stdout.fileno()
-        if self.timeout is not None and not select.select([fd], [], [], self.timeout)[0]:
-            raise socket.timeout("no output")
-        data = os.read(fd, n)
+        out = self.proc.stdout
+        if out.closed:
+            return b""
+        if self.timeout is not None:
+            poll = select.poll()  # not select(): any fd number works
+            poll.register(out.fileno(), select.POLLIN | select.POLLHUP)
+            if not poll.poll(self.timeout * 1000):
+                raise socket.timeout("no output")
+        data = os.read(out.fileno(), n)
         if not data:
-            self.proc.stdout.close()
+            out.close()
             self.proc.wait()
         return data
 
     def send(self, data: bytes) -> int:
-        if data == b"\x03":  # ^C, as a pty would deliver it
-            self._signal(signal.SIGINT)
-            return 1
-        self.proc.stdin.write(data)
-        self.proc.stdin.flush()
-        return len(data)
+        if data != b"\x03":
+            raise OSError("a local stream takes no input")
+        self._signal(signal.SIGINT)  # ^C, as a pty would deliver it
+        return 1
 
     def shutdown_write(self) -> None:
-        self.proc.stdin.close()
+        """Nothing to do: the child's stdin is /dev/null."""
 
     def exit_status_ready(self) -> bool:
         return self.proc.poll() is not None
@@ -217,16 +224,14 @@ class LocalStream:
                 pass
 
     def close(self) -> None:
-        """End the group. The reading side is left open: another thread may be
-        in recv(), which now sees the end (b"") rather than a closed fd."""
-        self._signal(signal.SIGTERM)
-        try:
-            self.proc.stdin.close()
-        except OSError:
-            pass
+        """End the group and reap the child. The reading side is left open:
+        another thread may be in recv(), which now sees the end (b"")
+        rather than a closed fd."""
         import subprocess
 
+        self._signal(signal.SIGTERM)
         try:
             self.proc.wait(5)
         except subprocess.TimeoutExpired:
             self._signal(signal.SIGKILL)
+            self.proc.wait()

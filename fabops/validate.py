@@ -207,6 +207,18 @@ def hostpath_problem(path: str) -> str | None:
 # ------------------------------------------------------------------ hosts.yml values
 
 
+_EXPANSIONS = re.compile(r"\$\{?(PATH|HOME|USER)\b|(^|:)~/")
+
+
+def env_value_problem(value: str) -> str | None:
+    """An inventory env value is literal everywhere (the host's cron, SSH):
+    a `$PATH` or `~/` in it would be taken as those characters, so a PATH
+    written to extend itself would silently break every command."""
+    if _EXPANSIONS.search(value):
+        return "is not expanded (env values are literal): write the whole value, e.g. /usr/local/bin:/usr/bin:/bin"
+    return None
+
+
 def host_name_problem(name: str) -> str | None:
     if not name or name.startswith("-") or any(c in name for c in " ,\t\n/\\'\"$`;&|<>(){}*?"):
         return "is not a valid host or group name (no spaces, commas, slashes or shell characters)"
@@ -277,7 +289,8 @@ class Key:
     duration, boolean, strlist, any) checked with `check`, `bounds` or
     `options`, or a section with its own reader (app, env, services, ...).
     `required` keys stop their section when missing or wrong; `off` keys
-    read None, `off` or false as "disabled"."""
+    read None, `off` or false as "disabled". An empty value (null) is the
+    default, as if the key were not there; with `blank`, so is ""."""
 
     kind: str
     check: Optional[Callable[[str], Optional[str]]] = None
@@ -285,6 +298,7 @@ class Key:
     options: Tuple[str, ...] = ()
     required: bool = False
     off: bool = False
+    blank: bool = False
 
 
 _HOSTPATH = Key("string", hostpath_problem)
@@ -330,7 +344,7 @@ SCHEMA: Dict[str, Dict[str, Key]] = {
     },
     "services[]": {
         "name": Key("string", unit_problem, required=True),
-        "manager": Key("choice", options=("systemd", "process")),
+        "manager": Key("choice", options=("systemd", "process"), blank=True),
         "command": Key("string"),
         "workdir": Key("string", relpath_problem),
         "port": Key("integer", bounds=(1, 65535)),
@@ -355,7 +369,7 @@ SCHEMA: Dict[str, Dict[str, Key]] = {
     "deps[]": {
         "when": Key("strlist", repo_path_problem, required=True),
         "run": Key("string", required=True),
-        "cwd": Key("string", relpath_problem),
+        "cwd": Key("string", relpath_problem, blank=True),
     },
     "cleanup[]": {
         "path": Key("string", hostpath_problem, required=True),

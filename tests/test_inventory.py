@@ -294,3 +294,38 @@ def test_the_validator_reads_with_the_schema_table_docgen_documents(section):
         inventory.loads(yaml.safe_dump(_with_extra(section)), "x.yml")
     assert "zzz: unknown key" in str(info.value)
     assert "allowed: " + ", ".join(SCHEMA[section]) in str(info.value)
+
+
+def test_empty_values_mean_the_default_and_unit_needs_a_real_command():
+    """`manager: ""`, `cwd: ""` and null values read as not given (as before
+    the schema table); `unit: true` with an empty command is refused: it
+    would install a unit with an empty ExecStart."""
+    text = textwrap.dedent("""\
+        hosts:
+          h:
+            app: {path: /srv/app}
+            logs: {update: null}
+            services: [{name: bot.service, manager: ""}]
+            deps: [{when: [a], run: "true", cwd: ""}]
+        """)
+    host = inventory.loads(text, "x.yml").hosts["h"]
+    assert host.services[0].manager == "systemd" and host.deps[0].cwd == "."
+    assert "update" not in host.logs
+    bad = text.replace('manager: ""', 'unit: true, command: ""')
+    with pytest.raises(ConfigError, match=r"services\[0\]\.command: is required for unit: true"):
+        inventory.loads(bad, "x.yml")
+
+
+@pytest.mark.parametrize("value", ["$HOME/.nvm/bin:$PATH", "${PATH}:/opt/bin", "~/bin:/usr/bin", "/usr/bin:~/bin"])
+def test_an_env_value_that_expects_expansion_is_refused(value):
+    """Values are literal on the host and over SSH (Fabric's own inline env
+    is quoted): `$PATH` would be those five characters."""
+    text = f"hosts:\n  h:\n    app: {{path: /srv/app}}\n    env: {{PATH: '{value}'}}\n"
+    with pytest.raises(ConfigError, match=r"hosts\.h\.env\.PATH: .*is not expanded"):
+        inventory.loads(text, "x.yml")
+    assert inventory.loads(text.replace(value, "/usr/local/bin:/usr/bin:/bin"), "x.yml").hosts["h"].env
+
+
+def test_a_literal_dollar_elsewhere_is_fine():
+    text = "hosts:\n  h:\n    app: {path: /srv/app}\n    env: {GREETING: 'costs $5', NODE_OPTIONS: '--a --b'}\n"
+    assert inventory.loads(text, "x.yml").hosts["h"].env["GREETING"] == "costs $5"

@@ -119,6 +119,27 @@ def test_dependency_rule_failure_never_restarts_and_recovers(sandbox):
     assert any(s["name"].startswith("re-run") and s["ok"] for s in res["steps"])
 
 
+def test_stash_saves_thousands_of_files_in_the_way(sandbox):
+    """The list of files to save goes through a file, never the command
+    line: 3000 paths of 40 characters are past the kernel's 128 KiB limit
+    on one argument, which a list in the command would hit."""
+    sandbox.result()
+    names = {f"data/generated-{i:05d}-with-a-longer-name.json": "{}\n" for i in range(3000)}
+    sandbox.origin.push("v2 tracks generated data", {**names, "VERSION": "2\n"})
+    for rel in names:
+        target = sandbox.app / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("made on the host\n")
+    code, res = sandbox.result("--stash")
+    assert res["result"] == "deployed", res
+    import tarfile
+
+    with tarfile.open(Path(res["saved"]) / "untracked.tar.gz") as tar:
+        assert sorted(tar.getnames()) == sorted(names)
+    assert (sandbox.app / "data" / "generated-00000-with-a-longer-name.json").read_text() == "{}\n"
+    assert not (Path(res["saved"]) / ".in-the-way").exists()
+
+
 def test_a_persons_work_is_refused_then_stashed_and_other_untracked_files_are_kept(sandbox):
     """docs/pipeline.md, "Local changes": a modified tracked file and an
     untracked file the target would overwrite are a person's work; any other
@@ -464,3 +485,20 @@ def test_the_actor_is_known_without_user_or_logname(monkeypatch):
     monkeypatch.delenv("GITHUB_ACTOR", raising=False)
     me = pwd.getpwuid(os.getuid()).pw_name
     assert default_actor().split("@")[0] == me and laptop_actor().split("@")[0] == me
+
+
+def test_only_a_dry_run_plans_and_only_a_pipeline_deploys(tmp_path):
+    """A Pipeline handed dry_run would deploy the dry run's fetch ref:
+    refused, as is a DryRun without it (host/update.run_update chooses)."""
+    from invoke import Context
+
+    from fabops import inventory
+    from fabops.host.dry_run import DryRun
+    from fabops.host.pipeline import Pipeline, UpdateOptions
+
+    host = inventory.loads(f"hosts:\n  h: {{connection: local, app: {{path: {tmp_path}}}}}\n", "x.yml").hosts["h"]
+    with pytest.raises(ValueError):
+        Pipeline(Context(), host, UpdateOptions(dry_run=True))
+    with pytest.raises(ValueError):
+        DryRun(Context(), host, UpdateOptions())
+    assert DryRun(Context(), host, UpdateOptions(dry_run=True)).PLANS

@@ -123,6 +123,7 @@ def test_a_finished_stream_ends_with_its_exit_status(target):
             break
         out += data
     assert out.strip() == b"done"
+    assert chan.recv(1024) == b""  # and again: the end stays the end
     assert chan.recv_exit_status() == 7
     chan.close()
 

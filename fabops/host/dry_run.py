@@ -16,6 +16,8 @@ from .state import load_state
 
 
 class DryRun(Pipeline):
+    PLANS = True
+
     def _body(self) -> None:
         """The real run's read-only part: fetch, then every preflight check
         (lock holder, disk, local changes, .env keys) without the lock and

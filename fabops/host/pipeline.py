@@ -71,9 +71,13 @@ SHORT_SHA = re.compile(r"[0-9a-f]{4,39}")
 
 
 class Pipeline:
+    PLANS = False  # DryRun (host/dry_run.py) plans; a Pipeline deploys
+
     def __init__(self, c, host: Host, opts: UpdateOptions, events: Optional[EventLog] = None):
         if opts.trigger not in TRIGGERS:
             raise errors.UsageError(f"unknown trigger {opts.trigger!r} (one of {', '.join(TRIGGERS)})")
+        if opts.dry_run != self.PLANS:  # a Pipeline given dry_run would deploy the dry run's fetch ref
+            raise ValueError("dry_run needs DryRun (host/update.run_update chooses)")
         self.t = Target.of(c, host)
         self.host = host
         self.opts = opts
@@ -360,10 +364,11 @@ class Pipeline:
         disk, a person's local changes (unless --stash), missing .env keys.
         Shared by the real run and the dry run. Returns (problems, the
         person's changes, untracked files in the way)."""
-        problems = []
         full = self._disk_problem()
-        if full:
-            problems.append(full)
+        if full and not self.opts.dry_run:  # stop before anything below writes to a full disk
+            st.ok, st.message = False, full
+            return [full], [], []
+        problems = [full] if full else []
         person, in_the_way, kept = self._local_changes(state, target)
         if person and not self.opts.stash:
             problems.append(f"local changes in {self.app}: " + ", ".join(person[:10])

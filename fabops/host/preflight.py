@@ -94,22 +94,22 @@ def sort_changes(dirty: Sequence[str], own: Sequence[str],
     return tracked + [f"?? {u}" for u in theirs], theirs, kept
 
 
-def save_changes_cmd(app, dest, untracked: Optional[Sequence[str]] = None, env_file=None) -> Cmd:
+def save_changes_cmd(app, dest, untracked_list=None, env_file=None) -> Cmd:
     """Save a checkout's local changes into `dest` (0700, files 0600; its
     parent made 0700 too): tracked changes as a binary patch
     (tracked.patch), untracked files as a tarball (untracked.tar.gz: those
-    in `untracked`, or with None every untracked file git does not ignore),
+    named in `untracked_list`, a NUL-separated file the caller wrote (a list
+    in the command itself would hit the kernel's argument limit), or with
+    None every untracked file git does not ignore),
     `git status` (STATUS), HEAD, and with `env_file` a copy of it (env).
     Prints `dest`. The one way fabops saves a person's work: `--stash` in
     the pipeline and `reset` (agentless, over SSH) both run it. `app`,
     `dest` and `env_file` are host paths (str, or shell.path for ~/).
     Restore: `git apply tracked.patch && tar -xzf untracked.tar.gz`."""
-    if untracked is None:
-        listing = raw("git ls-files --others --exclude-standard -z")
-    elif untracked:
-        listing = sh("printf '%s\\0' {files}", files=list(untracked))
+    if untracked_list is None:
+        listing = raw("git ls-files --others --exclude-standard -z > \"$D\"/untracked.list")
     else:
-        listing = raw(":")
+        listing = sh("mv {f} \"$D\"/untracked.list", f=untracked_list)
     save_env = sh("if [ -f {env} ]; then cp {env} \"$D\"/env; fi\n", env=env_file) if env_file else raw("")
     return sh(
         "set -e; umask 077\n"
@@ -119,7 +119,7 @@ def save_changes_cmd(app, dest, untracked: Optional[Sequence[str]] = None, env_f
         "git diff --binary HEAD > \"$D\"/tracked.patch\n"
         "git status --porcelain=v1 --untracked-files=all > \"$D\"/STATUS\n"
         "git rev-parse HEAD > \"$D\"/HEAD\n"
-        "{listing} > \"$D\"/untracked.list\n"
+        "{listing}\n"
         "if [ -s \"$D\"/untracked.list ]; then tar --null -T \"$D\"/untracked.list -czf \"$D\"/untracked.tar.gz; fi\n"
         "rm -f \"$D\"/untracked.list; chmod 600 \"$D\"/*\n"
         "echo \"$D\"\n",
@@ -135,8 +135,11 @@ def stash(git, app: str, backup_dir: str, run_id: str, untracked: Sequence[str] 
     base = os.path.abspath(os.path.expanduser(backup_dir))
     ensure_dir(base)
     os.chmod(base, 0o700)
-    dest = os.path.join(base, "local-changes", f"{time.strftime('%Y%m%dT%H%M%S')}-{run_id[-6:]}")
-    git.t.run(save_changes_cmd(app, dest, list(untracked)), "saving local changes", env=git.env)
+    dest = ensure_dir(os.path.join(base, "local-changes", f"{time.strftime('%Y%m%dT%H%M%S')}-{run_id[-6:]}"))
+    listing = os.path.join(dest, ".in-the-way")
+    with open(listing, "wb") as fh:
+        fh.write(b"".join(os.fsencode(rel) + b"\0" for rel in untracked))
+    git.t.run(save_changes_cmd(app, dest, listing), "saving local changes", env=git.env)
     git.run(join(["git", "-C", app, "reset", "--quiet", "--hard"]), "git reset")
     for rel in untracked:  # saved above; only these, never a blanket clean
         os.remove(os.path.join(app, rel))
