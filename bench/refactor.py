@@ -9,8 +9,9 @@ pipeline alone), and the agentless reads a person runs (`status`,
 so that the figures are fabops' own cost and not the network's; then, with
 root and sshd, `status`, `history` and `monitor` over a loopback sshd
 (every command through the Target, over SSH).
-Prints Markdown: medians of wall and CPU time, and the ratio after/before;
-a case more than 5 % worse says so. Run: `python -m bench refactor`.
+Prints Markdown: medians of wall and CPU time, and the ratio after/before
+(the median of each round's paired ratio); a case more than 5 % worse
+says so. Run: `python -m bench refactor`.
 """
 from __future__ import annotations
 
@@ -81,7 +82,7 @@ def ssh_host(base: Path, origin: Origin):
     return host, inv
 
 
-def bench_refactor(runs: int = 11) -> str:
+def bench_refactor(runs: int = 21) -> str:
     base = Path(tempfile.mkdtemp(prefix="fabops-bench-refactor-"))
     home = base / "host" / "home"
     sshd = None
@@ -125,7 +126,10 @@ def bench_refactor(runs: int = 11) -> str:
             wb, wa = med([m[0] for m in by["before"]]), med([m[0] for m in by["after"]])
             cb, ca = med([m[1] for m in by["before"]]), med([m[1] for m in by["after"]])
             codes = sorted({m[3] for m in by["before"]}) + ["/"] + sorted({m[3] for m in by["after"]})
-            rw, rc = wa / wb, ca / max(cb, 1e-6)
+            # the ratio of each round's pair, then their median: a drift of
+            # the machine during the run moves both sides of a pair alike
+            rw = med([a[0] / b[0] for a, b in zip(by["after"], by["before"])])
+            rc = med([a[1] / max(b[1], 1e-6) for a, b in zip(by["after"], by["before"])])
             if rw > WORSE or rc > WORSE:
                 worse.append(name)
             lines.append(f"| {name} | {wb * 1000:.0f} ms | {wa * 1000:.0f} ms | {rw:.2f}× | {cb * 1000:.0f} ms | "

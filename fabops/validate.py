@@ -7,7 +7,6 @@ flag parsing and the host side. Validation is the first line of defence;
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple
 
 _REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
@@ -282,7 +281,6 @@ LOG_KEYS = ("update", "health", "app")
 HTTP_METHODS = ("GET", "POST", "HEAD", "PUT")
 
 
-@dataclass(frozen=True)
 class Key:
     """How one hosts.yml key is read. `kind` names the reader, a method of
     the inventory's validator: a scalar (string, integer, number, choice,
@@ -292,13 +290,15 @@ class Key:
     read None, `off` or false as "disabled". An empty value (null) is the
     default, as if the key were not there; with `blank`, so is ""."""
 
-    kind: str
-    check: Optional[Callable[[str], Optional[str]]] = None
-    bounds: Tuple[float, float] = (0, 0)
-    options: Tuple[str, ...] = ()
-    required: bool = False
-    off: bool = False
-    blank: bool = False
+    # A plain class, not a dataclass: this module is on the cron path, and
+    # building a dataclass costs more at import than all of SCHEMA does.
+    __slots__ = ("kind", "check", "bounds", "options", "required", "off", "blank")
+
+    def __init__(self, kind: str, check: Optional[Callable[[str], Optional[str]]] = None,
+                 bounds: Tuple[float, float] = (0, 0), options: Tuple[str, ...] = (), required: bool = False,
+                 off: bool = False, blank: bool = False):
+        self.kind, self.check, self.bounds, self.options = kind, check, bounds, options
+        self.required, self.off, self.blank = required, off, blank
 
 
 _HOSTPATH = Key("string", hostpath_problem)
