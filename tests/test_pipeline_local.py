@@ -502,3 +502,26 @@ def test_only_a_dry_run_plans_and_only_a_pipeline_deploys(tmp_path):
     with pytest.raises(ValueError):
         DryRun(Context(), host, UpdateOptions())
     assert DryRun(Context(), host, UpdateOptions(dry_run=True)).PLANS
+
+
+def test_a_dry_run_says_what_the_real_run_then_does(sandbox):
+    """A checkout already at origin's commit, never deployed, its service
+    down: the real run deploys it (a full converge), so the dry run must not
+    say "noop". Once deployed, a dry run is a no-op while the service is up,
+    and a restart when it is down, as the real run then does."""
+    code, res = sandbox.result("--dry-run")
+    assert (code, res["result"]) == (0, "would_deploy"), res
+    assert "first deploy" in res["message"] and res["plan"]["changed_files"] is None
+    code, res = sandbox.result()
+    assert res["result"] == "deployed", res
+
+    code, res = sandbox.result("--dry-run")
+    assert (code, res["result"]) == (0, "noop"), res
+    assert sandbox.result()[1]["result"] == "noop"
+
+    sandbox.stop()  # the bot dies
+    code, res = sandbox.result("--dry-run")
+    assert (code, res["result"]) == (0, "would_deploy"), res
+    assert "would restart bot" in res["message"] and res["plan"]["restart"] == ["bot"]
+    code, res = sandbox.result()
+    assert res["result"] == "deployed" and "restarted bot" in res["message"], res

@@ -12,7 +12,8 @@ from .lock import describe_holder, peek_holder
 from .pipeline import Pipeline, _Abort
 from .queue import lock_wait
 from .record import short
-from .state import load_state
+from .readiness import quick_health
+from .state import RESTART_LIMIT, load_state, recent_restarts
 
 
 class DryRun(Pipeline):
@@ -32,10 +33,18 @@ class DryRun(Pipeline):
             self.res.result, self.res.message = "would_abort", exc.message
             return
         head = self.git.head()
-        deployed = state.deployed or head
+        interrupted = state.in_progress
+        deployed = state.deployed
+        sick = None  # the services that are down, when the real run would look
+        if deployed is None and head and not interrupted:
+            # the real run adopts a healthy HEAD as deployed; an unhealthy one
+            # is a first deploy, a full converge (see _converge)
+            sick = [h for h in quick_health(self.services, list(self.host.services)) if not h.ok]
+            if not sick:
+                deployed = head
         self.res.from_, self.res.to = state.deployed, target
-        changed = self.git.changed(deployed, target) if deployed else None
-        moving = target != deployed or head != deployed
+        moving = not (target == deployed and head == deployed and not interrupted)
+        changed = self.git.changed(deployed, target) if deployed and not interrupted else None
         rules = [r.run for r in self.host.deps if changed is None or paths_match(changed, r.when)]
         services = [s.name for s in self.host.services if changed is None or not s.paths or paths_match(changed, s.paths)]
         self.res.plan = {
@@ -50,8 +59,11 @@ class DryRun(Pipeline):
         queued = (f" after waiting (up to {lock_wait(self.opts.trigger, self.opts.wait):g} s) for the lock: locked now: "
                   f"{describe_holder(holder)}") if holder else ""
         if not moving:
-            self.res.result, self.res.message = "noop", f"up to date at {short(target)}"
+            self._same_commit_plan(state, target, sick)
             return
+        if interrupted:
+            self.res.warnings.append(f"would finish the interrupted run {interrupted.get('run_id')} "
+                                     f"({interrupted.get('trigger')}, step {interrupted.get('step')})")
         if self.opts.trigger == "cron":  # what cron would do with this target (see _converge)
             retry = state.retry or {}
             if target in state.bad:
@@ -76,3 +88,23 @@ class DryRun(Pipeline):
             self.res.result = "would_deploy"
             self.res.message = (f"would deploy {short(state.deployed)} -> {short(target)}" if state.deployed
                                 else f"would deploy {short(target)} (first deploy)") + queued
+
+    def _same_commit_plan(self, state, target: str, sick) -> None:
+        """On the deployed commit the real run checks the services: a no-op
+        when they are up, else a restart of those down (or, past the restart
+        budget, a stop that needs a person)."""
+        if sick is None:
+            sick = [h for h in quick_health(self.services, list(self.host.services)) if not h.ok]
+        if not sick:
+            self.res.result, self.res.message = "noop", f"up to date at {short(target)}"
+            return
+        down = "; ".join(h.message for h in sick)
+        recent = recent_restarts(state.restarts, time.time())
+        if len(recent) >= RESTART_LIMIT:
+            self.res.result = "would_abort"
+            self.res.message = (f"{down}; {len(recent)} automatic restarts in the last hour: would not restart "
+                                "again (restart backoff): a person is needed")
+            return
+        self.res.result = "would_deploy"
+        self.res.message = f"{down}: would restart {', '.join(h.service for h in sick)} at {short(target)}"
+        self.res.plan["restart"] = [h.service for h in sick]
