@@ -132,17 +132,32 @@ def test_first_deploy_and_file_modes_for_deploy_and_cron(host, origin):
     assert on_host(f"stat -c %a {HOME} {HOME}/state.json").stdout.split() == ["700", "600"]
 
 
+def answering_version(within: float = 60.0):
+    """The bot's version once it answers (polled: the host's own cron may be
+    restarting it when a test starts), with the deployed commit, for the
+    failure message."""
+    import time
+
+    deadline = time.monotonic() + within
+    while True:
+        got = version()
+        if got is not None or time.monotonic() > deadline:
+            return got
+        time.sleep(0.5)
+
+
 def test_a_late_crash_is_rolled_back_not_reported_deployed(host, origin):
     """The bot answers its first checks, then exits 3 s after start;
     systemd restarts it. The watch after the gate catches it."""
     inv, hook = host
-    good = version()
+    good = answering_version()
+    assert good is not None, on_host(f"cat {HOME}/state.json; tail -n 3 {HOME}/history.jsonl", check=False).stdout
     bad = origin.push("v4 dies after three seconds", {"VERSION": "4\n", "BEHAVIOUR": "crash-after 3\n"})
     code, res = deploy(inv)
     assert (code, res["result"]) == (2, "rolled_back"), res
     watch = [s for s in res["steps"] if s["name"] == "watch"]
     assert watch and not watch[0]["ok"] and ("died" in watch[0]["message"] or "restarted" in watch[0]["message"])
-    assert version() == good
+    assert answering_version() == good, history()[-3:]
     assert on_host(f"systemctl is-active {UNIT}").stdout.strip() == "active"
     last = history()[-1]
     assert last["result"] == "rolled_back" and last["to"] == bad and last["subject"] == "v4 dies after three seconds"
