@@ -118,9 +118,9 @@ def short(sha: Optional[str]) -> str:
 
 
 class Recorder:
-    """Records one run's outcome. `save` writes state.json (the pipeline's
-    own, which also emits nothing else); `describe(sha)` gives a commit's
-    (subject, author)."""
+    """Records one run's outcome. `save(state)` writes state.json (the
+    pipeline's own writer); `describe(sha)` gives a commit's (subject,
+    author)."""
 
     def __init__(self, host: Host, paths: HostPaths, res: RunResult, save: Callable[[State], None],
                  describe: Callable[[str], tuple]):
