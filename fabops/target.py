@@ -6,7 +6,7 @@ Target").
 
 Fabric's Connection is an invoke Context, so `run` is the same call on
 both; the Target adds what fabops wants of every command (hidden output,
-no stdin, one error format, a refusal of plain strings) and owns the few
+no stdin unless given, one error format, a refusal of plain strings) and owns the few
 real differences: files (SFTP or a copy), streams (an SSH channel or a
 child process) and whether paths are this machine's. Modelled on pyinfra's
 connector base class, in our own code. The host side uses it too, so it
@@ -17,7 +17,9 @@ from __future__ import annotations
 import os
 import posixpath
 import signal
-from typing import Any, Dict, Iterable, Optional
+from typing import Any, Dict, Iterable, Optional, Union
+
+from invoke.exceptions import ThreadException
 
 from .errors import CommandFailed
 from .host.files import HostPaths
@@ -81,12 +83,18 @@ class Target:
 
     # ------------------------------------------------------------ commands
     def run(self, cmd, what: str = "", *, check: bool = True, timeout: Optional[float] = None,
-            env: Optional[Dict[str, str]] = None, argv: Optional[Iterable[str]] = None, **kwargs: Any):
+            env: Optional[Dict[str, str]] = None, argv: Optional[Iterable[str]] = None,
+            stdin: Union[str, bytes, None] = None, **kwargs: Any):
         """Run a built command (a shell.Cmd: a plain str is refused), output
-        captured, no stdin. With `check` a failure raises CommandFailed
+        captured. No stdin, unless `stdin` is given: that text (bytes must be
+        UTF-8) is the command's standard input, then end of file. It is how
+        a secret reaches a command without being in any argv `ps` shows
+        (docs/security.md). With `check` a failure raises CommandFailed
         ("WHAT failed: <its last line>"), or SudoError when sudo wanted a
         password for `argv`; without it the invoke Result comes back."""
         opts: Dict[str, Any] = dict(hide=True, warn=True, in_stream=False)
+        if stdin is not None:
+            opts.update(in_stream=_Feed(stdin), encoding="utf-8")
         if timeout is not None:
             opts["timeout"] = timeout
         if env and self.is_local:
@@ -97,7 +105,15 @@ class Target:
             # be shell code. fabops' own quoted prefix instead.
             cmd = with_env(as_cmd(cmd), env)
         opts.update(kwargs)
-        result = self.c.run(as_cmd(cmd), **opts)
+        try:
+            result = self.c.run(as_cmd(cmd), **opts)
+        except ThreadException:
+            if stdin is None:
+                raise
+            # Over SSH, a command that ended before reading all its input
+            # closes the channel under the writer (a local pipe ignores it).
+            raise CommandFailed(f"{what or 'a command'} failed: it ended before reading all of its input",
+                                host=self.name) from None
         if check and not result.ok:
             err = sudo_failure(result.stderr, list(argv), host=self.name) if argv is not None else None
             raise err or CommandFailed.from_result(what or "a command", result, host=self.name)
@@ -160,6 +176,30 @@ class Target:
             chan.get_pty(term="dumb", width=500)
         chan.exec_command(cmd)
         return chan
+
+
+class _Feed:
+    """`Target.run`'s stdin, as invoke's runner reads it. The runner reads a
+    stream that is not a terminal one byte per call and naps 2 ms between
+    calls (shell.tune_runner): 1 MB would take half an hour. This hands it
+    64 Ki characters a call, then "" (end of file), on which invoke closes
+    the command's stdin: the pipe here, `shutdown_write` of the SSH channel
+    (fabric's Remote.close_proc_stdin), so `cat` and `crontab -` end. Text,
+    not bytes: the runner encodes what it is given (encoding utf-8)."""
+
+    CHUNK = 1 << 16
+
+    def __init__(self, data: Union[str, bytes]):
+        self.text = data.decode("utf-8") if isinstance(data, bytes) else data
+        self.pos = 0
+
+    def read(self, _size: int = -1) -> str:
+        chunk = self.text[self.pos:self.pos + self.CHUNK]
+        self.pos += len(chunk)
+        return chunk
+
+    def isatty(self) -> bool:
+        return False
 
 
 class LocalStream:

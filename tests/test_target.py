@@ -152,3 +152,35 @@ def test_of_wraps_once():
 
     t = Target.of(Context())
     assert Target.of(t) is t and Target(t).c is t.c and t.is_local
+
+
+def test_stdin_arrives_byte_for_byte_then_end_of_file(target):
+    """`stdin=` is the command's input, then EOF: 1 MB of text (multibyte
+    characters, control characters, no final newline) arrives unchanged and
+    `sha256sum` ends. The timeout only bounds a hang; nothing is timed."""
+    import hashlib
+
+    text = ("h\u00e9llo \u20ac\U0001f600 '$(id)' \\ \"\t\r\x01\n" * 40000)[:-1]
+    data = text.encode("utf-8")
+    assert len(data) > 1_000_000
+    out = target.run(raw("sha256sum; echo end"), "hashing stdin", stdin=text, timeout=120).stdout.split()
+    assert out == [hashlib.sha256(data).hexdigest(), "-", "end"]
+    assert target.run(raw("wc -c"), "counting", stdin=data, timeout=120).stdout.strip() == str(len(data))  # bytes too
+    assert target.run(raw("cat; echo end"), "reading nothing", stdin="", timeout=60).stdout == "end\n"
+
+
+def test_a_command_that_reads_none_of_its_stdin_still_ends(target):
+    big = "x" * 3_000_000  # more than an SSH channel's window: the writer must stop
+    try:
+        assert target.run(raw("exit 3"), "ignoring stdin", stdin=big, check=False, timeout=120).exited == 3
+    except CommandFailed as exc:  # over SSH, the channel may close under the writer
+        assert "before reading all of its input" in exc.message
+
+
+def test_without_stdin_a_command_gets_none(target):
+    """The default is unchanged: no input is sent, nor is stdin closed
+    (fabops' commands never read it), so `read` waits until the bound."""
+    from invoke.exceptions import CommandTimedOut
+
+    with pytest.raises(CommandTimedOut):
+        target.run(raw("read -r line; echo got"), "reading", timeout=1)
