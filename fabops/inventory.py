@@ -20,6 +20,7 @@ from .validate import (
     DEFAULT_THRESHOLDS,
     SCHEMA,
     Key,
+    control_problem,
     env_key_problem,
     env_value_problem,
     header_problem,
@@ -342,6 +343,9 @@ class _Validator:
         for k in value:
             if not isinstance(k, str):
                 self.fail(key, f"keys must be strings, got {k!r}")
+            problem = control_problem(k)
+            if problem:
+                self.fail(f"{key}.{k!r}" if key else repr(k), f"key {problem}")
         if allowed is None:
             return value
         for k in value:
@@ -355,8 +359,9 @@ class _Validator:
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             self.fail(key, f"must be a string, not {_typename(value)}")
         value = str(value)
-        if "\x00" in value:
-            self.fail(key, "must not contain a NUL byte")
+        problem = control_problem(value)
+        if problem:
+            self.fail(key, problem)
         if check is not None:
             problem = check(value)
             if problem:
@@ -384,6 +389,8 @@ class _Validator:
         return value
 
     def duration(self, value: Any, key: str) -> float:
+        if isinstance(value, str):
+            self.string(value, key)  # the one-line rule, before parsing
         try:
             return parse_duration(value)
         except ValueError as exc:
@@ -403,6 +410,17 @@ class _Validator:
         return value
 
     def any(self, value: Any, key: str) -> Any:
+        """Free-form data (a check's `json`): its strings, keys included,
+        follow the same one-line rule as every other value."""
+        if isinstance(value, dict):
+            for k, v in value.items():
+                self.any(k, f"{key}.{k}")
+                self.any(v, f"{key}.{k}")
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                self.any(v, f"{key}[{i}]")
+        elif isinstance(value, str) and control_problem(value):
+            self.fail(key, control_problem(value) or "")
         return value
 
     def method(self, value: Any, key: str, options: Tuple[str, ...]) -> str:

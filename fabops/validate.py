@@ -206,6 +206,26 @@ def hostpath_problem(path: str) -> str | None:
 # ------------------------------------------------------------------ hosts.yml values
 
 
+# C0 controls and DEL. A line break in a value read by systemd (a unit),
+# sudo (the drop-in) or cron (the crontab) starts a new directive there,
+# whatever the shell quoting says (docs/security.md, "One line, printable"),
+# so no inventory value, in any section, may hold one.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def control_problem(text: str) -> str | None:
+    """Why `text` may not be an inventory value or key: the first control
+    character, named (a tab or a line break is invisible in an error)."""
+    m = _CONTROL.search(text)
+    if m is None:
+        return None
+    names = {"\n": "a line break (LF)", "\r": "a carriage return (CR)", "\t": "a tab", "\x00": "a NUL byte",
+             "\x1b": "an escape (ESC)"}
+    ch = m.group()
+    return (f"contains {names.get(ch, f'the control character U+{ord(ch):04X}')} at position {m.start() + 1}: "
+            "every value is one line of printable text")
+
+
 _EXPANSIONS = re.compile(r"\$\{?(PATH|HOME|USER)\b|(^|:)~/")
 
 
