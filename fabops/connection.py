@@ -6,7 +6,9 @@ Security defaults (docs/architecture.md, "Security defaults"):
   never used; `accept_new=True` is an explicit trust-on-first-use that records
   the key, as OpenSSH's `StrictHostKeyChecking=accept-new` does;
 - a changed key is refused with both fingerprints;
-- ~/.ssh/config is honoured, so `find-to-do` keeps working as an alias.
+- ~/.ssh/config is honoured, so `find-to-do` keeps working as an alias;
+- every ProxyJump hop is checked with that same policy (Fabric opens jump
+  hosts with auto-add and no known_hosts), hops in OpenSSH's order.
 
 Paramiko and fabric are imported inside functions: the host-side cron path
 imports this package but must never pay for them (docs/architecture.md, "Layers").
@@ -14,6 +16,7 @@ imports this package but must never pay for them (docs/architecture.md, "Layers"
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
 import socket
@@ -142,53 +145,169 @@ def connect(
     invoke.Context for local hosts. Raises UnreachableError / HostKeyError."""
     if host.is_local:
         return local_context(host)
-    from fabric import Config, Connection
+    from fabric import Config
     from fabric.runners import Remote
 
     quiet_paramiko()
     tune_runner()
     timeout = float(connect_timeout or DEFAULT_CONNECT_TIMEOUT)
-    connect_kwargs = {"banner_timeout": timeout, "auth_timeout": timeout}
-    if host.identity_file:
-        connect_kwargs["key_filename"] = [os.path.expanduser(host.identity_file)]
     overrides = run_overrides(host, ssh=True)
     overrides["timeouts"] = {"command": command_timeout()}
     overrides["runners"] = {"remote": _timeout_runner(Remote)}
-    config = Config(overrides=overrides)
-    cxn = Connection(
-        host.address,
-        user=host.user,
-        port=host.port,
-        config=config,
-        connect_timeout=int(max(1, round(timeout))),
-        connect_kwargs=connect_kwargs,
-    )
-    # Fabric installs an auto-add policy and loads no known_hosts at all; replace both.
-    client = cxn.client
-    client.load_system_host_keys()  # ~/.ssh/known_hosts, if present
-    extra = inventory.known_hosts if inventory else None
-    if extra and os.path.isfile(extra):
-        client.load_system_host_keys(extra)
-    port = cxn.port
-    if accept_new:
-        client.set_missing_host_key_policy(_AcceptNewPolicy(user_known_hosts(), port))
-    else:
-        client.set_missing_host_key_policy(_RejectWithMessage(host.name))
+    keys = _HostKeys(host.name, inventory.known_hosts if inventory else None, accept_new)
+    opener = _Opener(Config(overrides=overrides), timeout, keys)
+    cxn = opener.connection(host.address, user=host.user, port=host.port,
+                            key_filename=os.path.expanduser(host.identity_file) if host.identity_file else None)
+    cxn.gateway = opener.gateway(cxn)
+    keys.apply(cxn)
     open_connection(cxn, host, timeout)
     return cxn
 
 
+# A ProxyJump chain longer than this is a loop in ~/.ssh/config.
+MAX_JUMPS = 8
+
+
+class _HostKeys:
+    """The one host-key policy, applied to the final host and to every jump
+    host alike: ~/.ssh/known_hosts plus the inventory's file, unknown keys
+    refused (or recorded with --accept-new), changed keys refused."""
+
+    def __init__(self, host_name: str, extra: Optional[str], accept_new: bool):
+        self.host_name = host_name
+        self.extra = extra
+        self.accept_new = accept_new
+
+    def apply(self, cxn, hop: str = "") -> None:
+        # Fabric installs an auto-add policy and loads no known_hosts at all; replace both.
+        client = cxn.client
+        client.load_system_host_keys()  # ~/.ssh/known_hosts, if present
+        if self.extra and os.path.isfile(self.extra):
+            client.load_system_host_keys(self.extra)
+        if self.accept_new:
+            client.set_missing_host_key_policy(_AcceptNewPolicy(user_known_hosts()))
+        else:
+            client.set_missing_host_key_policy(_RejectWithMessage(self.host_name, hop))
+        cxn.fabops_hop = hop
+
+
+class _Opener:
+    """Builds the final Connection and its ProxyJump hops with the same
+    config, timeouts and host-key policy. Fabric's own gateway logic is never
+    used for a jump host: it opens them with auto-add and no known_hosts,
+    and it visits `ProxyJump a,b` in reverse (b first), where OpenSSH goes
+    a, then b, then the host."""
+
+    def __init__(self, config, timeout: float, keys: _HostKeys):
+        self.config = config
+        self.timeout = timeout
+        self.keys = keys
+
+    def connection(self, address: str, key_filename: Optional[str] = None, **kwargs):
+        # connect_kwargs is a fresh dict per connection: Fabric adds the
+        # ssh_config IdentityFile to the one it is given.
+        connect_kwargs = {"banner_timeout": self.timeout, "auth_timeout": self.timeout}
+        if key_filename:
+            connect_kwargs["key_filename"] = [key_filename]
+        return _connection_class()(
+            address, config=self.config, gateway=False, connect_kwargs=connect_kwargs,
+            connect_timeout=int(max(1, round(self.timeout))), **kwargs)
+
+    def gateway(self, cxn):
+        """What `cxn` goes through, per its ~/.ssh/config entry: the last of
+        a chain of checked hop Connections, a ProxyCommand string (paramiko
+        only pipes through it; the host's key is still checked here), or None."""
+        hops = self._hops(cxn, 0)
+        if hops is None:
+            proxy = cxn.ssh_config.get("proxycommand")
+            return proxy or None
+        for i, hop in enumerate(hops):
+            if i:
+                hop.gateway = hops[i - 1]
+            self.keys.apply(hop, f"jump host {hop.original_host}, ProxyJump hop {i + 1} of {len(hops)}")
+        return hops[-1] if hops else None
+
+    def _hops(self, cxn, depth: int):
+        """`cxn`'s ProxyJump as OpenSSH reads it: the first hop's own jumps
+        (recursively), then each hop in order. None when there is none; []
+        when a hop is the host itself (same address and port: a `Host *`
+        entry read for the jump host), as Fabric does."""
+        spec = (cxn.ssh_config.get("proxyjump") or "").strip()
+        if not spec or spec.lower() == "none":
+            return None
+        if depth >= MAX_JUMPS:
+            raise UsageError(f"ProxyJump for {cxn.original_host} is more than {MAX_JUMPS} hops deep: "
+                             "a loop in ~/.ssh/config?")
+        words = [w.strip() for w in spec.split(",") if w.strip()]
+        hops = [self.connection(w) for w in words]
+        if any((h.host, h.port) == (cxn.host, cxn.port) for h in hops):
+            return []
+        first = self._hops(hops[0], depth + 1)
+        if first is None:
+            hops[0].gateway = hops[0].ssh_config.get("proxycommand") or None
+            first = []
+        elif first:
+            hops[0].gateway = first[-1]
+        return first + hops
+
+
+@functools.lru_cache(maxsize=None)
+def _connection_class():
+    """fabric.Connection whose close() also closes its ProxyJump hops
+    (Fabric's leaves a gateway's transport open). Built once, on first use."""
+    from fabric import Connection
+
+    class CheckedConnection(Connection):
+        fabops_hop = ""  # "jump host NAME, ProxyJump hop i of n"; "" for the host itself
+
+        def close(self):
+            super().close()
+            if isinstance(self.gateway, Connection):
+                self.gateway.close()
+
+    return CheckedConnection
+
+
+def _hop_chain(cxn) -> list:
+    """The jump hosts of `cxn`, the first (directly reached) first."""
+    chain = []
+    gw = cxn.gateway
+    while gw is not None and not isinstance(gw, (str, bool)):
+        chain.insert(0, gw)
+        gw = gw.gateway
+    return chain
+
+
+def known_hosts_name(hostname: str, port: int) -> str:
+    """The name a host's key is recorded under in known_hosts."""
+    return hostname if int(port) == 22 else f"[{hostname}]:{port}"
+
+
+def _naming(what: str, hop: str) -> str:
+    """`what` (an address) and, for a jump host, which hop it is."""
+    return f"{what} ({hop})" if hop else what
+
+
 def open_connection(cxn, host: Host, timeout: float) -> None:
-    """Open `cxn` now (Fabric would lazily open on first use) and turn every
-    failure into one clear UnreachableError line."""
+    """Open `cxn` now (Fabric would lazily open on first use), its jump hosts
+    first, one by one, so that a failure names the hop it happened on; turn
+    every failure into one clear UnreachableError or HostKeyError line."""
+    for hop in _hop_chain(cxn) + [cxn]:
+        _open_one(hop, host, timeout)
+    tune_transport(cxn)
+
+
+def _open_one(cxn, host: Host, timeout: float) -> None:
     import paramiko
 
-    where = f"{cxn.user}@{cxn.host}:{cxn.port}"
+    through = cxn.gateway if cxn.gateway and not isinstance(cxn.gateway, str) else None
+    where = _naming(f"{cxn.user}@{cxn.host}:{cxn.port}",
+                    cxn.fabops_hop or (f"through {through.fabops_hop}" if through else ""))
     try:
         if not cxn.gateway and "sock" not in cxn.connect_kwargs:
             # Our own socket, so TCP_NODELAY is on before the handshake:
             # the key exchange and auth then take ~15 ms instead of ~60 ms on
-            # loopback (Nagle meeting delayed ACKs). With a ProxyJump or
+            # loopback (Nagle meeting delayed ACKs). Through a jump host or a
             # ProxyCommand, Fabric opens the gateway as usual.
             sock = socket.create_connection((cxn.host, cxn.port), timeout=timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -197,10 +316,11 @@ def open_connection(cxn, host: Host, timeout: float) -> None:
     except HostKeyError:
         raise
     except paramiko.BadHostKeyException as exc:
+        name = known_hosts_name(exc.hostname, cxn.port)
         raise HostKeyError(
-            f"HOST KEY CHANGED for {exc.hostname}: known_hosts has {fingerprint(exc.expected_key)}, "
+            f"HOST KEY CHANGED for {_naming(name, cxn.fabops_hop)}: known_hosts has {fingerprint(exc.expected_key)}, "
             f"the server offered {fingerprint(exc.key)}. Refusing to connect: this may be an attack. "
-            f"If the host was really rebuilt, remove the old key with `ssh-keygen -R {q(exc.hostname)}` "
+            f"If the host was really rebuilt, remove the old key with `ssh-keygen -R {q(name)}` "
             "and connect once with --accept-new.",
             host=host.name,
         ) from None
@@ -226,7 +346,6 @@ def open_connection(cxn, host: Host, timeout: float) -> None:
         raise UnreachableError(f"cannot connect to {where}: {text}", host=host.name) from None
     except OSError as exc:
         raise UnreachableError(f"cannot connect to {where}: {exc.strerror or exc}", host=host.name) from None
-    tune_transport(cxn)
 
 
 def tune_transport(cxn) -> None:
@@ -248,12 +367,13 @@ def tune_transport(cxn) -> None:
 class _RejectWithMessage:
     """paramiko MissingHostKeyPolicy: refuse unknown keys with a useful message."""
 
-    def __init__(self, host_name: str):
+    def __init__(self, host_name: str, hop: str = ""):
         self.host_name = host_name
+        self.hop = hop
 
     def missing_host_key(self, client, hostname, key):
         raise HostKeyError(
-            f"unknown host key for {hostname} ({key.get_name()} {fingerprint(key)}); not in "
+            f"unknown host key for {_naming(hostname, self.hop)} ({key.get_name()} {fingerprint(key)}); not in "
             f"{user_known_hosts()}. Verify the fingerprint, then run again with --accept-new "
             "to record it (trust on first use).",
             host=self.host_name,
@@ -265,9 +385,8 @@ class _AcceptNewPolicy:
     differs from a recorded one never reaches this policy: paramiko raises
     BadHostKeyException for it, and we refuse."""
 
-    def __init__(self, path: str, port: int):
+    def __init__(self, path: str):
         self.path = path
-        self.port = port
 
     def missing_host_key(self, client, hostname, key):
         # paramiko passes the `[host]:port` form already for non-22 ports.

@@ -30,7 +30,7 @@ QUOTING_FSTRINGS_ALLOWED = {
     # a systemd unit file: ExecStart's own syntax wraps one sh -c word
     ("fabops/setup.py", "unit_text"),
     # an error message that shows the user a command to type
-    ("fabops/connection.py", "open_connection"),
+    ("fabops/connection.py", "_open_one"),
 }
 
 

@@ -15,7 +15,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 SSHD = "/usr/sbin/sshd"
 
@@ -164,8 +164,11 @@ class SshHost:
                     pass
 
 
-def start_sshd(workdir: Path, client_key: Path, address: str = "127.0.0.1") -> SshHost:
-    """Start sshd on `address` and a free port; return once it answers."""
+def start_sshd(workdir: Path, client_key: Path, address: str = "127.0.0.1",
+               extra_config: Sequence[str] = ()) -> SshHost:
+    """Start sshd on `address` and a free port; return once it answers.
+    `extra_config`: more sshd_config lines (e.g. a jump host's `PermitOpen`).
+    TCP forwarding is sshd's default (on), so any test host can be a jump host."""
     workdir.mkdir(parents=True, exist_ok=True)
     host_key = keygen(workdir / "ssh_host_ed25519_key", comment="fabops-test-host")
     auth = workdir / "authorized_keys"
@@ -193,6 +196,7 @@ def start_sshd(workdir: Path, client_key: Path, address: str = "127.0.0.1") -> S
                 "PrintMotd no",
                 "LogLevel ERROR",
                 "Subsystem sftp internal-sftp",
+                *extra_config,
                 "",
             ]
         )
