@@ -7,6 +7,13 @@ environment (`FABOPS_DISCORD_WEBHOOK`, `FABOPS_SLACK_WEBHOOK`) or from a
 Sending uses the standard library with a short timeout; a failure is
 returned as data, logged by the caller, and never fails the operation.
 Runs on the host under cron (Python 3.9, no third-party imports).
+
+A message quotes the host (commit subjects, a rule's last line), so it is
+text for people, never a command to the chat: its control characters are
+stripped (fabops/printable.py), Discord is told to parse no mention
+(`allowed_mentions: {parse: []}`: `@everyone`, `@here`, `<@id>` and roles
+stay text), and Slack gets `&`, `<` and `>` escaped as its message format
+asks, so `<!channel>`, `<!here>`, `<@U123>` and `<http://x|link>` are text.
 """
 from __future__ import annotations
 
@@ -15,6 +22,8 @@ import os
 import stat
 from dataclasses import dataclass
 from typing import Dict, List, Optional
+
+from .printable import printable
 
 ENV_KEYS = {"discord": "FABOPS_DISCORD_WEBHOOK", "slack": "FABOPS_SLACK_WEBHOOK"}
 TIMEOUT = 5.0
@@ -81,10 +90,17 @@ def format_message(host: str, event: str, message: str) -> str:
     return text[:1900]  # Discord's limit is 2000 characters
 
 
+def slack_escape(text: str) -> str:
+    """Slack's three control characters as entities (api.slack.com, "Escaping
+    text"): a `<` can no longer open `<!channel>` or a link."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def payload(channel: str, text: str) -> bytes:
+    text = printable(text, lines=True)
     if channel == "discord":
         return json.dumps({"content": text, "allowed_mentions": {"parse": []}}).encode()
-    return json.dumps({"text": text}).encode()
+    return json.dumps({"text": slack_escape(text)}).encode()
 
 
 def send(url: str, channel: str, text: str, timeout: float = TIMEOUT) -> Delivery:

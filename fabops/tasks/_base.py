@@ -20,6 +20,7 @@ from invoke.exceptions import UnexpectedExit
 
 from .. import errors
 from ..errors import FabopsError, UsageError
+from ..printable import printable
 
 if TYPE_CHECKING:  # annotations only: the task modules load these lazily
     from ..fanout import FanoutResult
@@ -197,12 +198,14 @@ class FabopsTask(Task):
                 # host got as far as a result
                 print_json({"schema": JSON_SCHEMA, "code": exc.exit_code, "hosts": {}, "error": str(exc)})
             # every line of a many-line error (all of hosts.yml's problems) is
-            # one complete `fabops: …` line, for grep and for CI annotations
-            raise Exit("\n".join(f"fabops: {line}" for line in str(exc).splitlines()), code=exc.exit_code) from None
+            # one complete `fabops: …` line, for grep and for CI annotations;
+            # an error may quote a host, so each line is printable
+            raise Exit("\n".join(printable(f"fabops: {line}") for line in str(exc).splitlines()),
+                       code=exc.exit_code) from None
         except UnexpectedExit as exc:
             if debug_enabled():
                 raise
-            raise Exit(f"fabops: {describe_unexpected_exit(exc)}", code=errors.FAILED) from None
+            raise Exit(printable(f"fabops: {describe_unexpected_exit(exc)}"), code=errors.FAILED) from None
         except Exception as exc:  # noqa: BLE001 - the one place a bug is caught
             if debug_enabled():
                 raise
@@ -210,9 +213,10 @@ class FabopsTask(Task):
 
             mapped = map_failure(exc)
             if mapped is not None:
-                raise Exit(f"fabops: {mapped}", code=mapped.exit_code) from None
+                raise Exit(printable(f"fabops: {mapped}", lines=True), code=mapped.exit_code) from None
             raise Exit(
-                f"fabops: internal error: {exc.__class__.__name__}: {exc} (run with --debug for the traceback)",
+                printable(f"fabops: internal error: {exc.__class__.__name__}: {exc} "
+                          "(run with --debug for the traceback)", lines=True),
                 code=errors.INTERNAL,
             ) from None
 
@@ -327,6 +331,13 @@ def envelope(results, value: Optional[Callable[[Any], Any]] = None, code: Option
 
 def print_envelope(results, value: Optional[Callable[[Any], Any]] = None, code: Optional[int] = None, **extra) -> None:
     print_json(envelope(results, value, code, **extra))
+
+
+def print_text(text: str, file=None) -> None:
+    """One line (or lines) of plain output that may quote a host: printed
+    without its escape sequences and control characters (fabops/printable.py),
+    flushed, to stdout or `file`."""
+    print(printable(text, lines=True), file=file or sys.stdout, flush=True)
 
 
 def print_json_line(data: Any) -> None:

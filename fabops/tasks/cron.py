@@ -1,10 +1,13 @@
 """`inv cron`: show, install or remove fabops' managed crontab block."""
 from __future__ import annotations
 
+import sys
+
 from invoke import Collection
 
 from .. import errors
-from ._base import fabops_task, finish
+from ..printable import printable
+from ._base import fabops_task, finish, print_text
 
 
 @fabops_task(help={
@@ -45,13 +48,13 @@ def cron(c, hosts=None, show=False, install=False, remove=False, dry_run=False, 
         v = r.value
         if install or remove:
             state = ("would change" if dry_run else "changed") if v["changed"] else "ok"
-            print(f"[{r.host}] crontab: {state}")
+            print_text(f"[{r.host}] crontab: {state}")
             if v["changed"] and (dry_run or install):
-                print(v["diff"], end="")
+                sys.stdout.write(printable(v["diff"], lines=True))
         else:
-            print(f"[{r.host}] " + ("no fabops block in the crontab" if not v["block"] else "managed block:"))
+            print_text(f"[{r.host}] " + ("no fabops block in the crontab" if not v["block"] else "managed block:"))
             if v["block"]:
-                print(v["block"], end="")
+                sys.stdout.write(printable(v["block"], lines=True))
     host_errors(outcome.results)
     finish(outcome.code)
 

@@ -9,7 +9,8 @@ import time
 from invoke import Collection
 
 from .. import errors
-from ._base import check_parallel, check_timeout, fabops_task, finish, print_envelope, select
+from ..printable import printable
+from ._base import check_parallel, check_timeout, error_text, fabops_task, finish, print_envelope, print_text, select
 
 DEPLOY_HELP = {
     "ref": "Deploy this branch, tag or commit instead of the branch head; pins the host until `inv unpin`.",
@@ -99,15 +100,15 @@ class _LiveBoard:
         status and the step stay whole (the step is cut at 22 columns); the
         detail takes the rest, cut with an ellipsis."""
         from rich import box
-        from rich.markup import escape
         from rich.table import Table
 
-        from .render import RESULT_STYLE, console, rest_column
+        from .render import RESULT_STYLE, console, literal, rest_column
 
         rows = []
         for name, row in self.rows.items():
-            step = f"{row['step']} ({row['steps']} done)"
-            rows.append((name, row["status"], step if len(step) <= 22 else step[:21] + "…", row["message"]))
+            step = printable(f"{row['step']} ({row['steps']} done)")
+            rows.append((name, printable(row["status"]), step if len(step) <= 22 else step[:21] + "…",
+                         row["message"]))
         table = Table(title="progress", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
         fixed = [max([len(col)] + [len(r[i]) for r in rows]) for i, col in enumerate(("host", "", "step"))]
         for col, width in zip(("host", "", "step"), fixed):
@@ -115,7 +116,7 @@ class _LiveBoard:
         table.add_column("detail", **rest_column(table, console().width, fixed, wide=False))
         for name, status, step, message in rows:
             style = RESULT_STYLE.get(status, "green" if status == "✓" else "red" if status == "✗" else "cyan")
-            table.add_row(escape(name), f"[{style}]{escape(status)}[/{style}]", escape(step), escape(message))
+            table.add_row(literal(name), f"[{style}]{literal(status)}[/{style}]", literal(step), literal(message))
         return table
 
     def __call__(self, host: str):
@@ -203,12 +204,11 @@ def _report(outcome, json, wide=False):
 
 
 def _summary(outcome, wide=False):
-    from rich.markup import escape
     from rich.padding import Padding
     from rich.table import Table
     from rich.text import Text
 
-    from .render import RESULT_STYLE, console, fmt_duration, rest_column, short
+    from .render import RESULT_STYLE, console, fmt_duration, literal, rest_column, short
 
     out = console()
     if out.width < 120:
@@ -220,24 +220,27 @@ def _summary(outcome, wide=False):
             if r.ok:
                 res = r.value.result
                 style = RESULT_STYLE.get(res.get("result"), "white")
-                facts = (f"{escape(r.host.ljust(width))}  [{style}]{escape(str(res.get('result')))}[/{style}]  "
-                         f"{short(res.get('from'))}→{short(res.get('to'))}  {fmt_duration(res.get('duration'))}")
+                facts = (f"{literal(r.host.ljust(width))}  [{style}]{literal(res.get('result'))}[/{style}]  "
+                         + literal(f"{short(res.get('from'))}→{short(res.get('to'))}")
+                         + f"  {fmt_duration(res.get('duration'))}")
                 text = _shipped(res) + str(res.get("message", ""))
             else:
-                facts = f"{escape(r.host.ljust(width))}  [red]error[/red]  {fmt_duration(r.seconds)}"
-                text = str(getattr(r.error, "message", r.error))
+                facts = f"{literal(r.host.ljust(width))}  [red]error[/red]  {fmt_duration(r.seconds)}"
+                text = error_text(r.error)
             out.print(facts, no_wrap=True, overflow="ellipsis")
-            out.print(Padding(Text(text, style="dim", no_wrap=not wide, overflow="fold" if wide else "ellipsis"),
+            out.print(Padding(Text(printable(text), style="dim", no_wrap=not wide,
+                                   overflow="fold" if wide else "ellipsis"),
                               (0, 0, 0, 4)))
         return
     rows = []
     for r in outcome.results:
         if r.ok:
             res = r.value.result
-            rows.append((r.host, str(res.get("result")), short(res.get("from")), short(res.get("to")),
-                         fmt_duration(res.get("duration")), _shipped(res) + str(res.get("message", ""))))
+            row = (r.host, str(res.get("result")), short(res.get("from")), short(res.get("to")),
+                   fmt_duration(res.get("duration")), _shipped(res) + str(res.get("message", "")))
         else:
-            rows.append((r.host, "error", "-", "-", fmt_duration(r.seconds), str(getattr(r.error, "message", r.error))))
+            row = (r.host, "error", "-", "-", fmt_duration(r.seconds), error_text(r.error))
+        rows.append([printable(c) for c in row])  # before the widths are measured
     table = Table(title="deploy", title_justify="left")
     # hosts, SHAs, results and times never wrap or shrink; the message is
     # cut at the width (in full with --wide, and always in --json)
@@ -248,15 +251,13 @@ def _summary(outcome, wide=False):
     table.add_column("message", **rest_column(table, out.width, fixed, wide))
     for row in rows:
         style = "red" if row[1] == "error" else RESULT_STYLE.get(row[1], "white")
-        table.add_row(escape(row[0]), f"[{style}]{escape(row[1])}[/{style}]", *[escape(c) for c in row[2:]])
+        table.add_row(literal(row[0]), f"[{style}]{literal(row[1])}[/{style}]", *[literal(c) for c in row[2:]])
     out.print(table)
 
 
 def _plans(outcome) -> None:
     """What a --dry-run would do on each host, beyond its one-line result."""
-    from rich.markup import escape
-
-    from .render import console, short
+    from .render import console, literal, short
 
     out = console()
     for r in outcome.results:
@@ -267,17 +268,17 @@ def _plans(outcome) -> None:
         if plan.get("changed_files") is not None:
             parts.append(f"{plan['changed_files']} changed file(s)")
         if plan.get("rules"):
-            parts.append("would run: " + escape("; ".join(plan["rules"])))
+            parts.append("would run: " + literal("; ".join(plan["rules"])))
         if plan.get("restart"):
-            parts.append("would restart: " + escape(", ".join(plan["restart"])))
+            parts.append("would restart: " + literal(", ".join(plan["restart"])))
         if plan.get("dirty"):
             parts.append(f"{len(plan['dirty'])} local change(s) in the checkout")
         if plan.get("pin"):
-            parts.append(f"pinned to {short(plan['pin'])}")
+            parts.append(f"pinned to {literal(short(plan['pin']))}")
         if plan.get("bad"):
-            parts.append(f"[yellow]{short(plan.get('to'))} failed its gate before (cron skips it)[/yellow]")
+            parts.append(f"[yellow]{literal(short(plan.get('to')))} failed its gate before (cron skips it)[/yellow]")
         if parts:
-            out.print(escape(f"[{r.host}]") + " plan: " + "; ".join(parts))
+            out.print(literal(f"[{r.host}]") + " plan: " + "; ".join(parts))
 
 
 def _github_summary(outcome):
@@ -296,7 +297,7 @@ def _github_summary(outcome):
             lines.append(f"| {r.host} | error: {getattr(r.error, 'message', r.error)} | - | - | - | - |")
     try:
         with open(path, "a", encoding="utf-8") as fh:
-            fh.write("### fabops deploy\n\n" + "\n".join(lines) + "\n\n")
+            fh.write("### fabops deploy\n\n" + "\n".join(printable(line) for line in lines) + "\n\n")
     except OSError:
         pass
 
@@ -398,10 +399,10 @@ def unpin(c, hosts=None, dry_run=False, json=False, inventory=None, accept_new=F
 
         for r in outcome.results:
             if r.ok and r.value:
-                print(f"{r.host}: " + (f"would unpin (pinned to {r.value[:12]})" if dry_run
-                                       else f"unpinned (was pinned to {r.value[:12]})"))
+                print_text(f"{r.host}: " + (f"would unpin (pinned to {r.value[:12]})" if dry_run
+                                            else f"unpinned (was pinned to {r.value[:12]})"))
             elif r.ok:
-                print(f"{r.host}: " + ("is not pinned" if dry_run else "was not pinned"))
+                print_text(f"{r.host}: " + ("is not pinned" if dry_run else "was not pinned"))
         host_errors(outcome.results)
     finish(outcome.code)
 
@@ -422,7 +423,7 @@ def restart(c, hosts=None, service=None, actor=None, dry_run=False, json=False, 
 
     def one(cxn, host):
         items = restart_services(cxn, host, service, actor or default_actor(), dry_run=dry_run,
-                                 progress=None if json else (lambda m: print(f"[{host.name}] · {m}", flush=True)))
+                                 progress=None if json else (lambda m: print_text(f"[{host.name}] · {m}")))
         return items
 
     outcome = for_each_host(inventory, hosts, one, accept_new=accept_new, connect_timeout=connect_timeout)
@@ -442,7 +443,7 @@ def restart(c, hosts=None, service=None, actor=None, dry_run=False, json=False, 
             if r.ok:
                 for x in r.value:
                     mark = "✓" if x["ok"] else "✗"
-                    print(f"[{r.host}] {mark} {x['message']} ({fmt_duration(x['seconds'])})")
+                    print_text(f"[{r.host}] {mark} {x['message']} ({fmt_duration(x['seconds'])})")
         host_errors(outcome.results)
     finish(errors.worst(codes))
 

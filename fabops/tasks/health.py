@@ -6,7 +6,7 @@ import sys
 from invoke import Collection
 
 from .. import errors
-from ._base import check_timeout, fabops_task, finish, print_envelope
+from ._base import check_timeout, error_text, fabops_task, finish, print_envelope, print_text
 
 
 @fabops_task(help={
@@ -53,11 +53,11 @@ def health(c, hosts=None, fix=False, timeout=60.0, actor=None, quiet=False, dry_
     else:
         for r in outcome.results:
             if not r.ok:
-                sys.stderr.write(f"fabops: {r.host}: {getattr(r.error, 'message', r.error)}\n")
+                print_text(f"fabops: {r.host}: {error_text(r.error)}", file=sys.stderr)
                 continue
             if quiet and r.value.code == errors.OK:
                 continue
-            print(f"{r.host}: {errors.NAMES.get(r.value.code)} {r.value.status}: {r.value.message}")
+            print_text(f"{r.host}: {errors.NAMES.get(r.value.code)} {r.value.status}: {r.value.message}")
     # Nagios: unreachable is UNKNOWN (3), whatever the error was
     finish(errors.worst(codes))
 

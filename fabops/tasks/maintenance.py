@@ -6,7 +6,7 @@ import sys
 from invoke import Collection
 
 from .. import errors
-from ._base import JSON_SCHEMA, check_timeout, fabops_task, finish, print_envelope, print_json, select
+from ._base import JSON_SCHEMA, check_timeout, fabops_task, finish, print_envelope, print_json, print_text, select
 
 
 def confirm(question: str, yes: bool) -> None:
@@ -34,7 +34,7 @@ def _errors_out(outcome):
 
 
 def _say(host):
-    return lambda m: print(f"[{host.name}] {m}", flush=True)
+    return lambda m: print_text(f"[{host.name}] {m}")
 
 
 @fabops_task(help={
@@ -60,13 +60,13 @@ def reset(c, hosts=None, yes=False, dry_run=False, force=False, actor=None, json
         out = sys.stderr if json else sys.stdout  # keep stdout pure JSON for scripts
         for host in chosen:
             p = plans[host.name]
-            print(f"[{host.name}] plan: save .env and {len(p.dirty)} local change(s) to {host.backup_dir}/reset-<time>/, "
-                  f"stop {', '.join(s.name for s in reversed(host.services)) or 'nothing'}, "
-                  f"reset {(p.head or 'none')[:12]} -> {(p.target or '?')[:12]} ({host.app.remote}/{host.app.branch}), "
-                  f"run {len(host.deps)} dependency rule(s){', ' + host.setup_command if host.setup_command else ''}, "
-                  "start and poll readiness", file=out)
+            print_text(f"[{host.name}] plan: save .env and {len(p.dirty)} local change(s) to {host.backup_dir}/reset-<time>/, "
+                       f"stop {', '.join(s.name for s in reversed(host.services)) or 'nothing'}, "
+                       f"reset {(p.head or 'none')[:12]} -> {(p.target or '?')[:12]} ({host.app.remote}/{host.app.branch}), "
+                       f"run {len(host.deps)} dependency rule(s){', ' + host.setup_command if host.setup_command else ''}, "
+                       "start and poll readiness", file=out)
             for line in p.dirty[:20]:
-                print(f"[{host.name}]   {line}", file=out)
+                print_text(f"[{host.name}]   {line}", file=out)
         if dry_run:
             if json:
                 print_json({"schema": JSON_SCHEMA, "code": errors.OK, "dry_run": True,
@@ -87,7 +87,7 @@ def reset(c, hosts=None, yes=False, dry_run=False, force=False, actor=None, json
     else:
         for r in outcome.results:
             if r.ok:
-                print(f"[{r.host}] {r.value.result}: {r.value.message}")
+                print_text(f"[{r.host}] {r.value.result}: {r.value.message}")
         _errors_out(outcome)
     finish(errors.worst((r.value.exit_code if r.ok else r.code) for r in outcome.results))
 
@@ -119,10 +119,10 @@ def backup_env(c, hosts=None, download=None, keep=20, list=False, json=False, in
                 continue
             items = r.value if list else [r.value]
             if list and not items:
-                print(f"[{r.host}] no .env backups yet")
+                print_text(f"[{r.host}] no .env backups yet")
             for b in items:
                 where = f" -> {b.local}" if b.local else ""
-                print(f"[{r.host}] {b.name}  {b.size} bytes  sha256 {b.sha256}{where}")
+                print_text(f"[{r.host}] {b.name}  {b.size} bytes  sha256 {b.sha256}{where}")
         _errors_out(outcome)
     finish(outcome.code)
 
@@ -154,8 +154,8 @@ def restore_env(c, hosts=None, backup=None, yes=False, dry_run=False, actor=None
             continue
         d = r.value["diff"]
         if not json:
-            print(f"[{r.host}] keys added: {', '.join(d['added']) or '-'}; removed: {', '.join(d['removed']) or '-'}; "
-                  f"changed: {', '.join(d['changed']) or '-'}" + ("" if r.value["restored"] else " (dry run: nothing changed)"))
+            print_text(f"[{r.host}] keys added: {', '.join(d['added']) or '-'}; removed: {', '.join(d['removed']) or '-'}; "
+                       f"changed: {', '.join(d['changed']) or '-'}" + ("" if r.value["restored"] else " (dry run: nothing changed)"))
     if not json:
         _errors_out(outcome)
     finish(errors.worst(codes))
@@ -173,10 +173,10 @@ def clean(c, hosts=None, dry_run=False, json=False, inventory=None, accept_new=F
         for r in outcome.results:
             if r.ok:
                 if not r.value:
-                    print(f"[{r.host}] no cleanup rules")
+                    print_text(f"[{r.host}] no cleanup rules")
                 for x in r.value:
                     verb = "would delete" if x.dry_run else "deleted"
-                    print(f"[{r.host}] {x.path}/{x.glob}: {verb} {x.files} file(s), {x.bytes / 1048576:.1f} MiB")
+                    print_text(f"[{r.host}] {x.path}/{x.glob}: {verb} {x.files} file(s), {x.bytes / 1048576:.1f} MiB")
         _errors_out(outcome)
     finish(outcome.code)
 
@@ -207,12 +207,12 @@ def system_update(c, hosts=None, check=False, yes=False, json=False, inventory=N
                 continue
             v = r.value
             if v.applied:
-                print(f"[{r.host}] {v.manager}: applied {len(v.updates)} update(s)"
-                      + ("; a REBOOT is needed" if v.reboot_needed else "; no reboot needed"))
+                print_text(f"[{r.host}] {v.manager}: applied {len(v.updates)} update(s)"
+                           + ("; a REBOOT is needed" if v.reboot_needed else "; no reboot needed"))
             else:
-                print(f"[{r.host}] {v.manager}: {len(v.updates)} update(s) available" + (" (apply with --yes)" if v.updates else ""))
+                print_text(f"[{r.host}] {v.manager}: {len(v.updates)} update(s) available" + (" (apply with --yes)" if v.updates else ""))
                 for pkg in v.updates[:50]:
-                    print(f"[{r.host}]   {pkg}")
+                    print_text(f"[{r.host}]   {pkg}")
         _errors_out(outcome)
     finish(errors.worst(codes))
 

@@ -8,7 +8,9 @@ import time
 from invoke import Collection
 
 from .. import errors as E
-from ._base import check_parallel, check_timeout, envelope, fabops_task, finish, print_json, print_json_line, select
+from ..printable import printable
+from ._base import (check_parallel, check_timeout, envelope, error_text, fabops_task, finish, print_json,
+                    print_json_line, select)
 
 SPARK = "▁▂▃▄▅▆▇█"
 
@@ -30,7 +32,7 @@ def render_host(facts, host, show_history=False):
     from rich.panel import Panel
     from rich.table import Table
 
-    from .render import RESULT_STYLE, ago, fmt_duration, pin_lines, service_labels, short, status_cell
+    from .render import RESULT_STYLE, ago, fmt_duration, literal, pin_lines, service_labels, short, status_cell
 
     th = host.thresholds
     # one space between columns and nothing that wraps mid-cell: the panel
@@ -53,39 +55,43 @@ def render_host(facts, host, show_history=False):
         else:
             ok = s["http_status"] == s["http_expect"]
             lat = f" {s['http_latency'] * 1000:.0f} ms" if ok and s["http_latency"] is not None else ""
-            check = f"{_mark(ok)} {s['http_status'] or 'no answer'}{lat}"
+            check = f"{_mark(ok)} {literal(s['http_status'] or 'no answer')}{lat}"
         up = "-" if s["uptime"] is None else ("<1 s" if s["uptime"] < 1 else fmt_duration(s["uptime"]))
-        svc_table.add_row(labels[s["name"]], f"{_mark(s['active'])} {s['state']}", str(s["pid"] or "-"), cpu, mem,
-                          up, port, check)
+        svc_table.add_row(literal(labels[s["name"]]), f"{_mark(s['active'])} {literal(s['state'])}",
+                          literal(s["pid"] or "-"), cpu, mem, up, port, check)
     lines = []
     sys_cpu = "?" if facts["cpu"] is None else f"{facts['cpu']:g}%"
     sys_mem = "?" if facts["memory"] is None else f"{facts['memory']:g}%"
     disk = "?" if facts["disk"] is None else f"{_mark(facts['disk'] < th['disk'], True)} {facts['disk']:g}%"
+    load = literal(facts.get("load") or "?")
     window = f" ({facts['cpu_window']:g} s)" if facts.get("cpu_window") else ""
-    lines.append(f"system CPU {sys_cpu}{window}  memory {sys_mem}  disk {disk}  load {facts.get('load') or '?'}  "
+    lines.append(f"system CPU {sys_cpu}{window}  memory {sys_mem}  disk {disk}  load {load}  "
                  f"up {fmt_duration(facts.get('uptime'))}")
     api = facts.get("api")
     if api is not None:
         lat = f" ({api['latency'] * 1000:.0f} ms)" if api.get("latency") is not None else ""
-        lines.append(f"Python API /health (PYTHON_API_URL): {_mark(api.get('status') == 200)} {api.get('status') or 'no answer'}{lat}")
+        lines.append(f"Python API /health (PYTHON_API_URL): {_mark(api.get('status') == 200)} "
+                     f"{literal(api.get('status') or 'no answer')}{lat}")
     dep = facts.get("deploy")
     if dep is None:
         lines.append("[dim]deploy state: not available yet (no fabops run on this host)[/dim]")
     else:
-        line = f"deployed {short(dep.get('deployed'))} ({ago(dep.get('deployed_at'))}); last update check {ago(dep.get('last_check'))}"
+        line = (f"deployed {literal(short(dep.get('deployed')))} ({ago(dep.get('deployed_at'))}); "
+                f"last update check {ago(dep.get('last_check'))}")
         if dep.get("last_result"):
             style = RESULT_STYLE.get(dep["last_result"], "white")
-            line += f": [{style}]{dep['last_result']}[/{style}]"
+            line += f": [{style}]{literal(dep['last_result'])}[/{style}]"
         lines.append(line)
         lines += pin_lines(dep)
     errs = facts.get("errors_last_hour")
-    lines.append(f"errors in the last hour: {errs if errs is not None else 'not available'}"
-                 + (f"   journal: {facts['journal_usage']}" if facts.get("journal_usage") else ""))
+    lines.append(literal(f"errors in the last hour: {errs if errs is not None else 'not available'}"
+                         + (f"   journal: {facts['journal_usage']}" if facts.get("journal_usage") else "")))
     for c in facts.get("cleanup", []):
         if c["exists"]:
-            lines.append(f"{c['path']}/{c['glob']}: {c['files']} files, {c['kib'] / 1024:.1f} MiB, {c['last_24h']} in the last 24 h")
+            lines.append(literal(f"{c['path']}/{c['glob']}: {c['files']} files, {c['kib'] / 1024:.1f} MiB, "
+                                 f"{c['last_24h']} in the last 24 h"))
         else:
-            lines.append(f"[dim]{c['path']}: not there yet[/dim]")
+            lines.append(f"[dim]{literal(c['path'])}: not there yet[/dim]")
     if show_history:
         hist = facts.get("history") or {}
         lines.append(f"CPU    {sparkline(hist.get('cpu'))}")
@@ -93,10 +99,10 @@ def render_host(facts, host, show_history=False):
         lines.append(f"disk   {sparkline(hist.get('disk'))}")
     for f in facts.get("findings", []):
         color = "red" if f["level"] in ("FAILED", "BROKEN") else "yellow"
-        lines.append(f"[{color}]• {f['message']}[/{color}]")
+        lines.append(f"[{color}]• {literal(f['message'])}[/{color}]")
     from rich.console import Group
 
-    title = f"{host.name}  {status_cell(facts['code'])}"
+    title = f"{literal(host.name)}  {status_cell(facts['code'])}"
     return Panel(Group(svc_table, *lines), title=title, title_align="left")
 
 
@@ -105,11 +111,10 @@ def _summary_table(results):
     left and are cut at the width (each host that is not OK gets its full
     panel below the table)."""
     from rich import box
-    from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
-    from .render import console, rest_column, status_cell
+    from .render import console, literal, rest_column, status_cell
 
     def pct(value):
         return "?" if value is None else f"{value:g}%"
@@ -120,9 +125,9 @@ def _summary_table(results):
             f = r.value
             up = sum(1 for s in f["services"] if s["active"])
             rows.append((r.host, f["code"], f"{up}/{len(f['services'])}", pct(f["cpu"]), pct(f["memory"]),
-                         pct(f["disk"]), escape("; ".join(x["message"] for x in f["findings"]))))
+                         pct(f["disk"]), literal("; ".join(x["message"] for x in f["findings"]))))
         else:
-            rows.append((r.host, r.code, "", "", "", "", f"[red]{escape(str(getattr(r.error, 'message', r.error)))}[/red]"))
+            rows.append((r.host, r.code, "", "", "", "", f"[red]{literal(error_text(r.error))}[/red]"))
     table = Table(title="monitor", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     fixed = [max([len("host")] + [len(row[0]) for row in rows]),
              max([len("status")] + [Text.from_markup(status_cell(row[1])).cell_len for row in rows])]
@@ -133,7 +138,7 @@ def _summary_table(results):
         table.add_column(col, no_wrap=True, min_width=fixed[-1])
     table.add_column("detail", **rest_column(table, console().width, fixed, wide=False))
     for host, code, *cells, detail in rows:
-        table.add_row(escape(host), status_cell(code), *cells, detail)
+        table.add_row(literal(host), status_cell(code), *cells, detail)
     return table
 
 
@@ -142,16 +147,14 @@ def render_all(results, hosts_by_name, show_history=False):
     details only for the hosts that are not OK."""
     from rich.console import Group
 
-    from .render import status_cell
+    from .render import literal, status_cell
 
     parts = []
     many = len(results) > 1
     if many:
-        from rich.markup import escape
-
         parts.append(_summary_table(results))
         # an unreachable host has no panel: its whole error, under the table
-        parts.extend(f"[red]{escape(r.host)}: {escape(str(getattr(r.error, 'message', r.error)))}[/red]"
+        parts.extend(f"[red]{literal(r.host)}: {literal(error_text(r.error), lines=True)}[/red]"
                      for r in results if not r.ok)
     for r in results:
         if r.ok and (not many or r.value["code"] != E.OK):
@@ -159,8 +162,8 @@ def render_all(results, hosts_by_name, show_history=False):
         elif not r.ok and not many:
             from rich.panel import Panel
 
-            parts.append(Panel(f"[red]{getattr(r.error, 'message', r.error)}[/red]", title=f"{r.host}  {status_cell(r.code)}",
-                               title_align="left"))
+            parts.append(Panel(f"[red]{literal(error_text(r.error), lines=True)}[/red]",
+                               title=f"{literal(r.host)}  {status_cell(r.code)}", title_align="left"))
     return Group(*parts)
 
 
@@ -320,7 +323,9 @@ class LinePrinter:
     """Renders `logs` events, `(host, line)`, from any thread: a coloured
     host prefix on a terminal, a plain `host | ` prefix in a pipe, or with
     `source` (logs --json) one JSON object per line, {host, source, line}
-    (JSON lines, docs/json.md)."""
+    (JSON lines, docs/json.md). Text keeps its words and loses its escape
+    sequences and control characters (fabops/printable.py): a follower's
+    terminal is never the host's to drive. JSON keeps the line as it is."""
 
     lock = threading.Lock()
 
@@ -342,23 +347,21 @@ class LinePrinter:
                 sys.stdout.write(json.dumps({"host": host, "source": self.source, "line": line},
                                             ensure_ascii=False) + "\n")
             elif not self.prefix:
-                sys.stdout.write(line + "\n")
+                sys.stdout.write(printable(line, lines=True) + "\n")
             elif self.plain:
                 self.writers[host].write(line + "\n")
             else:
-                from rich.markup import escape
-
-                from .render import console
+                from .render import console, literal
 
                 color = self.colors[host]
-                console().print(f"[{color}]{escape(self.prefixes[host][:-3])}[/{color}] | " + escape(line),
-                                soft_wrap=True)
+                name = literal(self.prefixes[host][:-3])
+                console().print(f"[{color}]{name}[/{color}] | " + literal(line, lines=True), soft_wrap=True)
             sys.stdout.flush()
 
 
 def _notice(host: str, text: str) -> None:
     """A follow's news about its link (lost, reconnecting, back), on stderr."""
-    sys.stderr.write(f"{host}: {text}\n")
+    sys.stderr.write(printable(f"{host}: {text}") + "\n")
     sys.stderr.flush()
 
 

@@ -47,15 +47,17 @@ def ping_table(results, wide: bool = False) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from ..printable import printable
     from .render import console, fmt_duration, rest_column, status_cell
 
     out = console()
     rows = []
     for r in results:
         p = r.value if r.ok else None
+        # what the host says is printable before the widths are measured
         rows.append([r.host, fmt_duration(p.seconds) if p else "", fmt_duration(p.uptime_seconds) if p else "",
-                     (p.python or "none") if p else "", (p.user or "?") if p else "", (p.kernel or "?") if p else "",
-                     r.code, bool(p and not p.python)])
+                     printable(p.python or "none") if p else "", printable(p.user or "?") if p else "",
+                     printable(p.kernel or "?") if p else "", r.code, bool(p and not p.python)])
     if out.width < 120:
         # A CI log, a pipe, a small terminal: the facts on one line, the
         # kernel string under it (cut at the width unless --wide).
@@ -88,7 +90,7 @@ def ping_table(results, wide: bool = False) -> None:
         table.add_column(col, no_wrap=True, min_width=fixed[-1])
     table.add_column("kernel", **rest_column(table, out.width, fixed, wide))
     for host, rtt, uptime, python, user, kernel, code, no_python in rows:
-        python = f"[red]{python}[/red]" if no_python else escape(python)
+        python = f"[red]{escape(python)}[/red]" if no_python else escape(python)
         table.add_row(escape(host), status_cell(code), rtt, uptime, python, escape(user), escape(kernel))
     out.print(table)
 

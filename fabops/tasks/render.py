@@ -7,6 +7,16 @@ import threading
 from typing import Iterable, List
 
 from .. import errors
+from ..printable import printable
+
+
+def literal(text, lines: bool = False) -> str:
+    """Host text to print through rich markup: shown as it is written (a
+    `[/]` or a `[link=…]` in a commit subject is text, not markup), without
+    its escape sequences or control characters (fabops/printable.py)."""
+    from rich.markup import escape
+
+    return escape(printable(text, lines))
 
 
 def console(stderr: bool = False):
@@ -59,7 +69,7 @@ def host_errors(results: Iterable) -> None:
     for r in results:
         if r.error is not None:
             msg = getattr(r.error, "message", None) or f"{r.error.__class__.__name__}: {r.error}"
-            sys.stderr.write(f"fabops: {r.host}: {msg}\n")
+            sys.stderr.write(printable(f"fabops: {r.host}: {msg}", lines=True) + "\n")
 
 
 RESULT_STYLE = {
@@ -125,14 +135,13 @@ def ago(ts) -> str:
 
 def history_table(host: str, records, wide: bool = False) -> None:
     from rich import box
-    from rich.markup import escape
     from rich.padding import Padding
     from rich.table import Table
     from rich.text import Text
 
     out = console()
     if not records:
-        out.print(f"[dim]{host}: no history yet[/dim]")
+        out.print(f"[dim]{literal(host)}: no history yet[/dim]")
         return
     rows = []
     for rec in records:
@@ -142,20 +151,21 @@ def history_table(host: str, records, wide: bool = False) -> None:
             what += f" ({rec['author']})"
         if result not in ("deployed", "noop") or not what:
             what = (what + ": " if what else "") + str(rec.get("message", ""))
-        actor = str(rec.get("actor", "?")).split("@")[0]
+        actor = printable(str(rec.get("actor", "?")).split("@")[0])
         actor = actor if len(actor) <= 12 else actor[:11] + "…"  # the facts line fits 80 columns
-        rows.append(([_when(rec), str(rec.get("trigger", "?")), actor,
-                      f"{short(rec.get('from'))}→{short(rec.get('to'))}", result,
-                      fmt_duration(rec.get("duration"))], what))
+        cells = [_when(rec), str(rec.get("trigger", "?")), actor, f"{short(rec.get('from'))}→{short(rec.get('to'))}",
+                 result, fmt_duration(rec.get("duration"))]
+        # printable before the widths are measured; markup-escaped as printed
+        rows.append(([printable(c) for c in cells], printable(what)))
     title = f"{host}: last {len(records)} runs"
     if out.width < 120:
         # A CI log, a pipe, a small terminal: one line of facts per run, and
         # what shipped (or why it failed) indented under it, wrapped.
-        out.print(f"[bold]{escape(title)}[/bold]")
+        out.print(f"[bold]{literal(title)}[/bold]")
         widths = [max(len(cells[i]) for cells, _ in rows) for i in range(6)]
         for cells, what in rows:
             style = RESULT_STYLE.get(cells[4], "white")
-            cells = [escape(c.ljust(w)) for c, w in zip(cells, widths)]
+            cells = [literal(c.ljust(w)) for c, w in zip(cells, widths)]
             cells[4] = f"[{style}]{cells[4]}[/{style}]"
             # one space between: time, trigger, actor, both SHAs, result and
             # duration fit 80 columns whole
@@ -165,7 +175,7 @@ def history_table(host: str, records, wide: bool = False) -> None:
             text = Text(what, style="dim", no_wrap=not wide, overflow="fold" if wide else "ellipsis")
             out.print(Padding(text, (0, 0, 0, 4)))
         return
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(title=literal(title), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     # Times and SHAs never wrap or shrink; what shipped takes the rest.
     fixed = []
     for i, col in enumerate(("time", "trigger", "actor", "from → to", "result", "took")):
@@ -174,8 +184,8 @@ def history_table(host: str, records, wide: bool = False) -> None:
     table.add_column("what", **rest_column(table, out.width, fixed, wide))
     for cells, what in rows:
         style = RESULT_STYLE.get(cells[4], "white")
-        table.add_row(*[escape(c) for c in cells[:4]], f"[{style}]{escape(cells[4])}[/{style}]", escape(cells[5]),
-                      escape(what))
+        table.add_row(*[literal(c) for c in cells[:4]], f"[{style}]{literal(cells[4])}[/{style}]", literal(cells[5]),
+                      literal(what))
     out.print(table)
 
 
@@ -194,10 +204,11 @@ def pin_lines(data: dict, why: bool = False) -> List[str]:
     reason and the way out) and `monitor`."""
     out = []
     if data.get("pin"):
-        out.append(f"[yellow]📌 pinned to {short(data['pin'])}[/yellow]"
-                   + (f" ({data.get('pin_reason') or '?'}); `inv unpin` to follow the branch again" if why else ""))
+        out.append(f"[yellow]📌 pinned to {literal(short(data['pin']))}[/yellow]"
+                   + (f" ({literal(data.get('pin_reason') or '?')}); `inv unpin` to follow the branch again"
+                      if why else ""))
     if data.get("bad"):
-        out.append(f"[yellow]remembered bad targets:[/yellow] {', '.join(short(b) for b in data['bad'])}")
+        out.append(f"[yellow]remembered bad targets:[/yellow] {literal(', '.join(short(b) for b in data['bad']))}")
     return out
 
 
@@ -206,51 +217,55 @@ def status_panel(host: str, data: dict) -> None:
 
     from rich.table import Table
 
-    table = Table(title=f"{host}", title_justify="left")
+    table = Table(title=literal(host), title_justify="left")
     for col in ("service", "state", "pid", "uptime"):
         table.add_column(col)
     labels = service_labels(s["name"] for s in data.get("services", []))
     for svc in data.get("services", []):
         ok = svc.get("active")
-        state = f"[green]✅ {svc['state']}[/green]" if ok else f"[red]❌ {svc['state']}[/red]"
+        state = f"[green]✅ {literal(svc['state'])}[/green]" if ok else f"[red]❌ {literal(svc['state'])}[/red]"
         since = svc.get("since")
         uptime = fmt_duration(time.time() - since) if ok and isinstance(since, (int, float)) else "-"
-        table.add_row(labels[svc["name"]], state, str(svc.get("pid") or "-"), uptime)
+        table.add_row(literal(labels[svc["name"]]), state, literal(svc.get("pid") or "-"), uptime)
     out = console()
     out.print(table)
     deployed = data.get("deployed")
-    line = f"deployed [bold]{short(deployed)}[/bold] ({ago(data.get('deployed_at'))})"
+    line = f"deployed [bold]{literal(short(deployed))}[/bold] ({ago(data.get('deployed_at'))})"
     head = data.get("head")
     if head and deployed and head != deployed:
-        line += f"  [yellow]checkout is at {short(head)}[/yellow]"
+        line += f"  [yellow]checkout is at {literal(short(head))}[/yellow]"
     out.print(line)
     for text in pin_lines(data, why=True):
         out.print(text)
     if data.get("in_progress"):
         ip = data["in_progress"]
-        out.print(f"[magenta]run {ip.get('run_id')} in progress or interrupted at step {ip.get('step')}[/magenta]")
-    out.print(f"last check {ago(data.get('last_check'))}: {data.get('last_result') or '-'}")
+        out.print(f"[magenta]run {literal(ip.get('run_id'))} in progress or interrupted at step "
+                  f"{literal(ip.get('step'))}[/magenta]")
+    out.print(f"last check {ago(data.get('last_check'))}: {literal(data.get('last_result') or '-')}")
     failing = data.get("failing")
     if failing and failing.get("target") != deployed:
-        out.print(f"[yellow]updates failing since {ago(failing.get('since'))} ({failing.get('count', 1)} run{'' if failing.get('count', 1) == 1 else 's'}) "
-                  f"for {short(failing.get('target'))}:[/yellow] {failing.get('reason', '?')}")
+        count = failing.get("count", 1)
+        out.print(f"[yellow]updates failing since {ago(failing.get('since'))} ({literal(count)} run"
+                  f"{'' if count == 1 else 's'}) for {literal(short(failing.get('target')))}:[/yellow] "
+                  f"{literal(failing.get('reason', '?'))}")
     retry = data.get("retry")
     if retry and isinstance(retry.get("next_at"), (int, float)):
-        out.print(f"[yellow]will retry {short(retry.get('target'))} at "
-                  f"{time.strftime('%H:%M %Z', time.localtime(retry['next_at']))}[/yellow] ({retry.get('reason', '?')})")
+        out.print(f"[yellow]will retry {literal(short(retry.get('target')))} at "
+                  f"{time.strftime('%H:%M %Z', time.localtime(retry['next_at']))}[/yellow] "
+                  f"({literal(retry.get('reason', '?'))})")
     last = data.get("last_run")
     if last:
-        out.print(
-            f"last run: {_when(last)} {last.get('trigger')} by {last.get('actor')}: "
-            f"{last.get('result')} {short(last.get('from'))} -> {short(last.get('to'))}"
-        )
+        out.print(literal(f"last run: {_when(last)} {last.get('trigger')} by {last.get('actor')}: "
+                          f"{last.get('result')} {short(last.get('from'))} -> {short(last.get('to'))}"))
 
 
 class PrefixWriter:
     """A file-like object that writes whole lines, each after `prefix`: the
     one host-prefixed line writer (deploy's plain lines `[host] …`, logs'
-    `host | …`). Many may share one stream; a lock makes each line atomic,
-    so a line from one host never interleaves with part of another's."""
+    `host | …`), each line printable (no escape sequence or control
+    character reaches the terminal). Many may share one stream; a lock makes
+    each line atomic, so a line from one host never interleaves with part
+    of another's."""
 
     _lock = threading.Lock()
 
@@ -269,7 +284,7 @@ class PrefixWriter:
             out = self._out()
             with self._lock:
                 for line in lines:
-                    out.write(self.prefix + line + "\n")
+                    out.write(self.prefix + printable(line, lines=True) + "\n")
                 out.flush()
         return len(text)
 
@@ -277,7 +292,7 @@ class PrefixWriter:
         if self._buf:
             out = self._out()
             with self._lock:
-                out.write(self.prefix + self._buf + "\n")
+                out.write(self.prefix + printable(self._buf, lines=True) + "\n")
                 out.flush()
             self._buf = ""
 

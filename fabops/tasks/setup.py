@@ -8,7 +8,8 @@ import textwrap
 from invoke import Collection
 
 from .. import errors
-from ._base import fabops_task, finish, print_envelope
+from ..printable import printable
+from ._base import fabops_task, finish, print_envelope, print_text
 
 STYLE = {"ok": "ok", "changed": "changed", "would change": "would change", "warning": "WARNING", "failed": "FAILED"}
 
@@ -36,7 +37,8 @@ def setup(c, hosts=None, check=False, yes=False, offline=False, replace_units=Fa
             if json:
                 return
             lines = item_lines(host.name, item, width, diff=check or item.status == "changed")
-            sys.stdout.write("".join(ln + "\n" for ln in lines))  # one write: hosts run in parallel
+            # one write: hosts run in parallel
+            sys.stdout.write("".join(printable(ln, lines=True) + "\n" for ln in lines))
             sys.stdout.flush()
 
         return setup_host(cxn, host, check=check, yes=yes, offline=offline, replace_units=replace_units,
@@ -53,7 +55,7 @@ def setup(c, hosts=None, check=False, yes=False, offline=False, replace_units=Fa
                 counts = {}
                 for i in r.value.items:
                     counts[i.status] = counts.get(i.status, 0) + 1
-                print(f"[{r.host}] " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+                print_text(f"[{r.host}] " + ", ".join(f"{n} {s}" for s, n in counts.items()))
         host_errors(outcome.results)
     finish(_setup_code(outcome))
 

@@ -11,6 +11,7 @@ import time
 from invoke import Collection
 
 from .. import errors
+from ..printable import printable
 from ._base import JSON_SCHEMA, fabops_task, finish, load_inventory, print_envelope, print_json
 
 
@@ -94,13 +95,12 @@ def local_update(
         print_json({"schema": JSON_SCHEMA, "code": result.exit_code, "hosts": {host.name: result.to_dict()}})
     elif result.result != "noop" or verbose or dry_run:
         stream = sys.stderr if result.exit_code not in (errors.OK, errors.WARNING) else sys.stdout
-        stream.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {host.name}: {result.result}: {result.message}\n")
-        for warning in result.warnings:
-            stream.write(f"  warning: {warning}\n")
+        lines = [f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {host.name}: {result.result}: {result.message}"]
+        lines += [f"  warning: {warning}" for warning in result.warnings]
         if dry_run and result.plan:
-            for key in ("rules", "restart", "dirty"):
-                if result.plan.get(key):
-                    stream.write(f"  {key}: {', '.join(result.plan[key])}\n")
+            lines += [f"  {key}: {', '.join(result.plan[key])}" for key in ("rules", "restart", "dirty")
+                      if result.plan.get(key)]
+        stream.write("".join(printable(line, lines=True) + "\n" for line in lines))
     finish(result.exit_code)
 
 
@@ -125,9 +125,10 @@ def _print_event(event: dict) -> None:
     kind = event.get("kind")
     if kind == "step" and event.get("status") != "start":
         mark = "ok" if event.get("status") == "ok" else "FAILED"
-        sys.stdout.write(f"  {event.get('step')}: {mark} ({event.get('seconds', 0):.2f}s) {event.get('message') or ''}\n")
+        sys.stdout.write(printable(f"  {event.get('step')}: {mark} ({event.get('seconds', 0):.2f}s) "
+                                   f"{event.get('message') or ''}", lines=True) + "\n")
     elif kind == "log":
-        sys.stdout.write(f"  {event.get('message')}\n")
+        sys.stdout.write(printable(f"  {event.get('message')}", lines=True) + "\n")
     sys.stdout.flush()
 
 
