@@ -20,6 +20,17 @@ def git(app_path, *args: str) -> Cmd:
     return join(["git", "-C", app_path, *args])
 
 
+# Before every ref, revision, remote or refspec handed to git: whatever
+# follows is an argument, never an option (git >= 2.24; rev-parse >= 2.30,
+# bullseye has 2.30.2). Not for checkout and reset: before git 2.44 (so on
+# bullseye's 2.30 and bookworm's 2.39) the commands that keep a "--" for
+# themselves keep this marker too and read it as a path ("Cannot update
+# paths and switch to branch"). They get `REV --` instead: the "--" says
+# that REV is a revision, never a file, and no ref reaches them with a
+# leading "-" (validate.ref_problem refuses it; a SHA is hex).
+END_OF_OPTIONS = "--end-of-options"
+
+
 # A dry run fetches into its own ref, never the remote-tracking ref a real
 # run updates at the same time: two fetches of one ref race on its lock and
 # the loser fails ("cannot lock ref"), which must never be the real run.
@@ -33,19 +44,21 @@ def fetch_cmd(app_path: str, remote: str, branch: str, dry_run: bool = False) ->
     # An explicit refspec: update exactly remote/branch even in a checkout
     # cloned with --single-branch or a narrowed fetch config.
     if dry_run:
-        return git(app_path, "fetch", "--quiet", "--no-tags", remote, f"+refs/heads/{branch}:{DRY_RUN_REF}/{branch}")
+        return git(app_path, "fetch", "--quiet", "--no-tags", END_OF_OPTIONS, remote,
+                   f"+refs/heads/{branch}:{DRY_RUN_REF}/{branch}")
     spec = f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}"
-    return git(app_path, "fetch", "--quiet", "--prune", "--no-tags", remote, spec)
+    return git(app_path, "fetch", "--quiet", "--prune", "--no-tags", END_OF_OPTIONS, remote, spec)
 
 
 def fetch_ref_cmd(app_path: str, remote: str, ref: str, dry_run: bool = False) -> Cmd:
     """Fetch a branch, tag or commit named by --ref into a ref of our own."""
-    return git(app_path, "fetch", "--quiet", "--no-tags", remote, f"+{ref}:{DRY_RUN_REF if dry_run else REF_FETCH}/ref")
+    return git(app_path, "fetch", "--quiet", "--no-tags", END_OF_OPTIONS, remote,
+               f"+{ref}:{DRY_RUN_REF if dry_run else REF_FETCH}/ref")
 
 
 def ls_remote_cmd(app_path, remote: str, branch: str) -> Cmd:
     """What the remote's branch is now (`<sha>\t<ref>`), without fetching."""
-    return git(app_path, "ls-remote", remote, "refs/heads/" + branch)
+    return git(app_path, "ls-remote", END_OF_OPTIONS, remote, "refs/heads/" + branch)
 
 
 def parse_ls_remote(output: str) -> Optional[str]:
@@ -55,7 +68,7 @@ def parse_ls_remote(output: str) -> Optional[str]:
 
 
 def rev_parse_cmd(app_path: str, rev: str) -> Cmd:
-    return git(app_path, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+    return git(app_path, "rev-parse", "--verify", "--quiet", END_OF_OPTIONS, f"{rev}^{{commit}}")
 
 
 def status_cmd(app_path: str) -> Cmd:
@@ -64,30 +77,38 @@ def status_cmd(app_path: str) -> Cmd:
 
 
 def diff_names_cmd(app_path: str, old: str, new: str) -> Cmd:
-    return git(app_path, "diff", "--name-only", "-z", old, new, "--")
+    return git(app_path, "diff", "--name-only", "-z", END_OF_OPTIONS, old, new, "--")
 
 
 def checkout_cmd(app_path: str, branch: str, sha: str) -> Cmd:
     # -B keeps a named branch pointing at what is deployed, so `git status`
-    # and `git log` on the host read naturally.
-    return git(app_path, "checkout", "--quiet", "--force", "-B", branch, sha)
+    # and `git log` on the host read naturally. `SHA --`, not END_OF_OPTIONS
+    # (see there): the commit is a revision even if a file has its name.
+    return git(app_path, "checkout", "--quiet", "--force", "-B", branch, sha, "--")
+
+
+def reset_hard_cmd(app_path, rev: str) -> Cmd:
+    """The checkout and the index exactly at `rev` (`REV --`, as checkout)."""
+    return git(app_path, "reset", "--quiet", "--hard", rev, "--")
 
 
 def show_cmd(app_path: str, sha: str, path: str) -> Cmd:
-    return git(app_path, "show", f"{sha}:{path}")
+    return git(app_path, "show", END_OF_OPTIONS, f"{sha}:{path}")
 
 
 def describe_cmd(app_path: str, sha: str) -> Cmd:
     # %x1f (unit separator) cannot appear in a subject or a name; the output
     # is always UTF-8, whatever the commit's own encoding.
     return join(["git", "-c", "i18n.logOutputEncoding=UTF-8", "-C", app_path, "log", "-1",
-                 "--format=%s%x1f%an", sha, "--"])
+                 "--format=%s%x1f%an", END_OF_OPTIONS, sha, "--"])
 
 
 def tree_has_cmd(app_path: str, sha: str, paths: Sequence[str]) -> Cmd:
-    """Which of `paths` the commit's tree holds (literal paths, NUL-separated)."""
-    return join(["git", "--literal-pathspecs", "-C", app_path, "ls-tree", "-r", "-z", "--name-only", sha, "--",
-                 *paths])
+    """Which of `paths` the commit's tree holds (literal paths, NUL-separated).
+    No "--" after the commit: past END_OF_OPTIONS, ls-tree would take it as
+    one more path."""
+    return join(["git", "--literal-pathspecs", "-C", app_path, "ls-tree", "-r", "-z", "--name-only",
+                 END_OF_OPTIONS, sha, *paths])
 
 
 def parse_porcelain(output: str) -> List[str]:

@@ -9,7 +9,7 @@ from typing import List, Optional
 
 from ..errors import FabopsError
 from ..inventory import Host
-from ..host.git import checkout_cmd, fetch_cmd, git, ls_remote_cmd
+from ..host.git import checkout_cmd, fetch_cmd, git, ls_remote_cmd, reset_hard_cmd
 from ..host.preflight import save_changes_cmd
 from ..probe import MARK, split_sections
 from ..shell import Cmd, in_dir, inventory_shell, path, sh, with_env
@@ -65,12 +65,12 @@ def save_local_state_cmd(host: Host, dest: str) -> Cmd:
 def reset_cmd(host: Host) -> Cmd:
     remote, branch = host.app.remote, host.app.branch
     app, tracking = path(host.app.path), f"{remote}/{branch}"
-    # the pipeline's own fetch and checkout (host/git.py); then reset and
+    # the pipeline's own fetch, checkout and reset (host/git.py); then
     # clean -fd, never -x: ignored files (.env, node_modules) stay
     return with_env(sh(
         "set -e\n{fetch}\n{checkout}\n{reset}\n{clean}\n{head}\n",
         fetch=fetch_cmd(app, remote, branch), checkout=checkout_cmd(app, branch, tracking),
-        reset=git(app, "reset", "--quiet", "--hard", tracking), clean=git(app, "clean", "-fdq"),
+        reset=reset_hard_cmd(app, tracking), clean=git(app, "clean", "-fdq"),
         head=git(app, "rev-parse", "HEAD")), host.env)
 
 
