@@ -19,6 +19,7 @@ from .validate import (
     DEFAULT_SCHEDULE,
     DEFAULT_THRESHOLDS,
     SCHEMA,
+    SETUP_LOGS,
     Key,
     control_problem,
     env_key_problem,
@@ -26,6 +27,7 @@ from .validate import (
     header_problem,
     host_name_problem,
     parse_duration,
+    setup_log_problem,
 )
 
 
@@ -619,6 +621,10 @@ class _Validator:
         home = self.host_path(d.get("home") or f"~/.fabops/{app_obj.name}", f"{key}.home", connection)
         backup_dir = self.host_path(d.get("backup_dir", "~/backup"), f"{key}.backup_dir", connection)
         logs = {k: self.host_path(v, f"{key}.logs.{k}", connection) for k, v in (d.get("logs") or {}).items()}
+        for k in SETUP_LOGS:
+            # an ssh host's setup makes these with sudo; a local host's are the operator's own files
+            if connection == "ssh" and k in logs and setup_log_problem(logs[k]):
+                self.fail(f"{key}.logs.{k}", f"{logs[k]!r} {setup_log_problem(logs[k])}")
         cleanup = tuple(
             CleanupRule(self.host_path(r.path, f"{key}.cleanup[{i}].path", connection), r.glob, r.older_than)
             for i, r in enumerate(d.get("cleanup") or ())

@@ -102,7 +102,7 @@ def put_file(c, host: Host, path: str, content: str, *, mode: str, root: bool, v
         "T=$(mktemp {template})\n"
         "printf '%s' {content} > \"$T\"\n"
         "{check}"
-        "{root}mkdir -p {parent}\n"
+        "test -d {parent} || (umask 022 && {root}mkdir -p {parent})\n"
         "{root}install -m {mode}{own} \"$T\" {dest}\n"
         "rm -f \"$T\"\n",
         home=host_path(host.home), template=host_path(host.at_home(".setup.XXXXXXXX")), content=content,
@@ -139,6 +139,13 @@ def sudoers_text(host: Host, systemctl: str = "/usr/bin/systemctl") -> str:
         # `:` is allowed in unit names and special in sudoers (escape it)
         lines.append(f"{user} ALL=(root) NOPASSWD: {' '.join(a.replace(':', chr(92) + ':') for a in argv)}")
     return "\n".join(lines) + "\n"
+
+
+def sudoers_path(host: Host) -> str:
+    """The drop-in's name: sudo silently skips a file in /etc/sudoers.d
+    whose name holds a '.' or ends in '~', so an app at ~/app.v2 would get
+    no rules at all."""
+    return "/etc/sudoers.d/fabops-" + host.app.name.replace(".", "_").rstrip("~")
 
 
 def logrotate_text(host: Host) -> str:
@@ -181,23 +188,51 @@ def journal_access(c, host: Host, check: bool) -> ItemResult:
     return ItemResult(name, "changed", f"added {user} to {JOURNAL_GROUP} (`inv logs` needs no sudo)")
 
 
-def unit_text(host: Host, svc) -> str:
-    workdir = posixpath.normpath(posixpath.join(_abs_app(host), svc.workdir))
-    env_file = posixpath.join(_abs_app(host), host.env_file)
+# Where each service's start script lives: root-owned (0755, in a 0755
+# directory), so neither the deploy user nor a pusher can change what the
+# unit starts; named by the app and the unit, both of a safe alphabet.
+LAUNCHERS = "/usr/local/libexec/fabops"
+
+
+def launcher_path(host: Host, svc) -> str:
+    return posixpath.join(LAUNCHERS, host.app.name, svc.name)
+
+
+def absolute(path: str, home: str) -> str:
+    """A host path as a unit or a root-owned script must spell it: `~/`
+    becomes the deploy user's home as the host reports it (root's is
+    /root, not /home/root)."""
+    if path == "~" or path.startswith("~/"):
+        return posixpath.join(home, path[2:])
+    return path
+
+
+def unit_text(host: Host, svc, home: str) -> str:
+    """The unit: who runs it, where, and the launcher it starts. No command
+    text and no EnvironmentFile= (systemd reads those as root and rewrites
+    % \\ and $): the launcher reads the .env as the service's user
+    (docs/architecture.md, "Units")."""
+    app = absolute(host.app.path, home)
+    workdir = posixpath.normpath(posixpath.join(app, svc.workdir))
     return (
         f"{MANAGED}\n[Unit]\nDescription={svc.name} (deployed by fabops)\nAfter=network-online.target\n"
         "Wants=network-online.target\n\n[Service]\n"
-        f"User={host.user or 'ec2-user'}\nWorkingDirectory={workdir}\nEnvironmentFile=-{env_file}\n"
-        f"ExecStart=/bin/sh -c {q('exec ' + (svc.command or 'false'))}\nRestart=on-failure\nRestartSec=2\n\n"
+        f"User={host.user or 'ec2-user'}\nWorkingDirectory={workdir}\nExecStart={launcher_path(host, svc)}\n"
+        "Restart=on-failure\nRestartSec=2\n\n"
         "[Install]\nWantedBy=multi-user.target\n"
     )
 
 
-def _abs_app(host: Host) -> str:
-    path = host.app.path
-    if path.startswith("~/"):
-        return f"/home/{host.user or 'ec2-user'}/{path[2:]}"
-    return path
+def launcher_text(host: Host, svc, home: str) -> str:
+    """The root-owned script the unit starts: fabops.host.launch, from
+    fabops' venv, reads the .env as the unit's user and execs the command.
+    The command is quoted for sh, the only program that reads this file."""
+    env_file = posixpath.join(absolute(host.app.path, home), host.env_file)
+    python = absolute(host.at_home("venv", "bin", "python"), home)
+    exec_line = sh("exec {python} -m fabops.host.launch {env_file} {command}\n", python=python, env_file=env_file,
+                   command=svc.command or "false")
+    return (f"#!/bin/sh\n# {MANAGED[2:]}\n# {svc.name}: run as {host.user or 'ec2-user'} (the unit's User=), "
+            f"which reads the .env itself.\n{exec_line}")
 
 
 def wrapper_text(host: Host, args: List[str]) -> str:
@@ -222,6 +257,20 @@ class _Setup:
     replace_units: bool
     splay: int
     host_yml_text: Optional[str] = None
+    _home: Optional[str] = None
+
+    def user_home(self) -> str:
+        """The deploy user's home as the host's passwd says (asked once)."""
+        if self._home is None:
+            user = self.host.user or "ec2-user"
+            home = self.t.output(sh("getent passwd {user} | cut -d: -f6", user=user)).strip()
+            if not home.startswith("/"):
+                from .errors import ConfigError
+
+                raise ConfigError("hosts.yml", f"hosts.{self.host.name}.user",
+                                  f"{user!r} has no home directory on {self.host.name} (getent passwd {user})")
+            self._home = home
+        return self._home
 
     def file(self, name, path, text, *, mode, root, validate=None, owner=None,
              after: Optional[Callable[[], None]] = None, managed_only=False) -> ItemResult:
@@ -320,7 +369,7 @@ def _sudo_rights(run: _Setup) -> Items:
     t, host = run.t, run.host
     if not any(s.manager == "systemd" for s in host.services):
         return
-    yield run.file("sudoers", f"/etc/sudoers.d/fabops-{host.app.name}", sudoers_text(host), mode="0440", root=True,
+    yield run.file("sudoers", sudoers_path(host), sudoers_text(host), mode="0440", root=True,
                    validate="visudo")
     yield journal_access(t, host, run.check)
     legacy_sudo = t.output(raw("sudo -n grep -nE 'NOPASSWD:.*systemctl' /etc/sudoers 2>/dev/null")).strip()
@@ -331,9 +380,10 @@ def _sudo_rights(run: _Setup) -> Items:
 
 
 def _units(run: _Setup) -> Items:
-    """Unit files from the template, only for services that ask for one
-    (`unit: true`); hand-installed ones (the legacy setup copied them) are
-    reported and left alone unless --replace-units."""
+    """Unit files from the template, with their root-owned launchers, only
+    for services that ask for one (`unit: true`); hand-installed ones (the
+    legacy setup copied them) are reported and left alone unless
+    --replace-units."""
     t, host = run.t, run.host
     for svc in host.services:
         if svc.manager != "systemd":
@@ -351,27 +401,53 @@ def _units(run: _Setup) -> Items:
                      enable=sudo(["systemctl", "enable", name])), f"enabling {name}",
                   argv=["systemctl", "enable", name])
 
-        yield run.file(f"unit {svc.name}", path, unit_text(host, svc), mode="0644", root=True, after=reload_enable,
-                       managed_only=not run.replace_units)
+        home = run.user_home()
+        yield run.file(f"launcher {svc.name}", launcher_path(host, svc), launcher_text(host, svc, home), mode="0755",
+                       root=True, managed_only=not run.replace_units)
+        yield run.file(f"unit {svc.name}", path, unit_text(host, svc, home), mode="0644", root=True,
+                       after=reload_enable, managed_only=not run.replace_units)
 
 
 def _log_files(run: _Setup) -> Items:
-    """The update and health logs, writable by the deploy user (0640)."""
+    """The update and health logs, writable by the deploy user (0640). A
+    log under ~/ is the user's to make (no sudo); one under /var/log is
+    made by root only where nothing is: an existing file is never chowned,
+    a link never followed, an existing directory's mode never changed
+    (docs/security.md, "Log files")."""
     t, host = run.t, run.host
     user = host.user or "root"
     for key in ("update", "health"):
         path = host.logs.get(key)
         if not path:
             continue
-        if t.ok(sh("test -w {log}", log=host_path(path))):
-            yield ItemResult(f"log {key}", "ok", path)
+        name, log, parent = f"log {key}", host_path(path), host_path(posixpath.dirname(path))
+        # what is there, in one command: link, writable, exists (not by the deploy user) or absent
+        fact = t.output(sh("if test -L {log}; then echo link; elif test -w {log}; then echo writable; "
+                           "elif test -e {log}; then echo exists; else echo absent; fi", log=log)).strip()
+        if fact == "writable":
+            yield ItemResult(name, "ok", path)
+        elif fact == "link":
+            yield ItemResult(name, "warning", f"{path} is a symbolic link; fabops never writes or chowns through "
+                                              f"one (remove it, then run setup again)")
+        elif fact == "exists":
+            yield ItemResult(name, "warning", f"{path} exists and {user} cannot write it; fabops never chowns an "
+                                              f"existing file (if it is this app's log: sudo chown {user} {path})")
         elif run.check:
-            yield ItemResult(f"log {key}", "would change", f"create {path} (0640, {user})")
+            yield ItemResult(name, "would change", f"create {path} (0640, {user})")
+        elif path.startswith("~/"):
+            t.run(sh("mkdir -p {parent} && (umask 027 && : >> {log})", parent=parent, log=log), f"creating {path}",
+                  argv=["touch", path])
+            yield ItemResult(name, "changed", f"created {path} (0640, {user})")
         else:
-            t.run(sh("sudo -n install -d -m 0755 {parent} && sudo -n touch {log} && sudo -n chown {user} {log} && "
-                     "sudo -n chmod 0640 {log}", parent=host_path(posixpath.dirname(path)), log=host_path(path),
-                     user=user), f"creating {path}", argv=["install", path])
-            yield ItemResult(f"log {key}", "changed", f"created {path} (0640, {user})")
+            # install(1) unlinks what it replaces and creates the file anew,
+            # so a link planted in between is replaced, never followed
+            t.run(sh("{mkdir} && {create}",
+                     mkdir=sh("test -d {parent} || {make}", parent=parent,
+                              make=sudo(["install", "-d", "-m", "0755", "-o", "root", "-g", "root",
+                                         posixpath.dirname(path)])),
+                     create=sudo(["install", "-m", "0640", "-o", user, "/dev/null", path])),
+                  f"creating {path}", argv=["install", path])
+            yield ItemResult(name, "changed", f"created {path} (0640, {user})")
 
 
 def _logrotate(run: _Setup) -> Items:

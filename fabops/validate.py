@@ -268,6 +268,23 @@ def url_problem(url: str) -> str | None:
     return None
 
 
+# The logs setup creates for the deploy user: only under /var/log (at most
+# one directory deep) or that user's home, so a hosts.yml value can never
+# make setup hand a file root owns (/etc/shadow) to that user
+# (docs/security.md, "Log files").
+SETUP_LOGS = ("update", "health")
+
+
+def setup_log_problem(path: str) -> str | None:
+    if path.startswith("~/"):
+        return None
+    parts = path.split("/")
+    if path.startswith("/var/log/") and len(parts) in (4, 5) and all(parts[3:]):
+        return None
+    return ("must be under /var/log/ (at most one directory deep, e.g. /var/log/bot/update.log) or ~/: "
+            "setup creates it for the deploy user")
+
+
 def check_url_problem(url: str) -> str | None:
     if not url.startswith(("http://", "https://")):
         return "must be an http:// or https:// URL (the check is an HTTP request)"

@@ -27,8 +27,6 @@ SOURCES = sorted(p for p in (ROOT / "fabops").rglob("*.py"))
 QUOTERS = {"q", "quote_path", "join", "sudo", "shlex.quote"}
 # f-strings that quote by hand on purpose, with why
 QUOTING_FSTRINGS_ALLOWED = {
-    # a systemd unit file: ExecStart's own syntax wraps one sh -c word
-    ("fabops/setup.py", "unit_text"),
     # an error message that shows the user a command to type
     ("fabops/connection.py", "_open_one"),
 }

@@ -50,7 +50,7 @@ def conn(ssh_host, tmp_path):
 BASE = {"address": "h", "app": {"path": "~/app"}, "home": "~/.fabops",
         "services": [{"name": "s", "manager": "process", "command": "true", "port": 9,
                       "check": {"url": "http://127.0.0.1:9/health"}}],
-        "logs": {"update": "/tmp/fabops-fuzz-update.log"}, "cleanup": [{"path": "/tmp/fabops-fuzz", "glob": "*.pcm",
+        "logs": {"update": "/var/log/fabops-fuzz-update.log"}, "cleanup": [{"path": "/tmp/fabops-fuzz", "glob": "*.pcm",
                                                                        "older_than": "1d"}]}
 
 

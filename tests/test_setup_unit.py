@@ -1,6 +1,7 @@
 """Renderers of `inv setup` (pure): exact text for the shipped find-to-do host."""
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -55,16 +56,42 @@ def test_logrotate_text_passes_logrotate_debug(host, tmp_path):
     assert r.returncode == 0, r.stderr
 
 
-def test_unit_template():
+def test_unit_template_names_a_launcher_and_no_command_text():
     h = inventory.loads(yaml.safe_dump({"hosts": {"x": {
-        "user": "ec2-user", "app": {"path": "/home/ec2-user/voice-meeting-bot"}, "env_file": "node-bot/.env",
-        "services": [{"name": "voice-meeting-discord-bot.service", "unit": True, "command": "node index.js",
-                      "workdir": "node-bot"}]}}}), "x.yml").hosts["x"]
-    text = setup.unit_text(h, h.services[0])
+        "user": "ec2-user", "app": {"path": "~/voice-meeting-bot"}, "env_file": "node-bot/.env",
+        "services": [{"name": "voice-meeting-discord-bot.service", "unit": True,
+                      "command": "node index.js --tag '%h ${HOME} \\\\x'", "workdir": "node-bot"}]}}}),
+        "x.yml").hosts["x"]
+    text = setup.unit_text(h, h.services[0], "/home/ec2-user")
     assert "WorkingDirectory=/home/ec2-user/voice-meeting-bot/node-bot\n" in text
-    assert "EnvironmentFile=-/home/ec2-user/voice-meeting-bot/node-bot/.env\n" in text
-    assert "ExecStart=/bin/sh -c 'exec node index.js'\n" in text
+    assert "EnvironmentFile" not in text and "index.js" not in text and "%" not in text  # nothing systemd rewrites
+    assert ("ExecStart=/usr/local/libexec/fabops/voice-meeting-bot/voice-meeting-discord-bot.service\n" in text)
     assert "Restart=on-failure\n" in text and "User=ec2-user\n" in text
+
+
+def test_launcher_runs_the_command_as_written_with_the_env_file_read_literally(tmp_path):
+    """The launcher script, run by a real sh against this checkout's
+    fabops.host.launch: the command's %, $ and backslashes reach the
+    program as written, and the .env's values arrive as systemd read them."""
+    import sys
+
+    app = tmp_path / "app"
+    (app / "node-bot").mkdir(parents=True)
+    (app / "node-bot" / ".env").write_text('TOKEN="a $b \\"c\\""\nPLAIN=x\\ y  \n# comment\n')
+    h = inventory.loads(yaml.safe_dump({"hosts": {"x": {
+        "user": "ec2-user", "app": {"path": str(app)}, "env_file": "node-bot/.env", "home": str(tmp_path / "fh"),
+        "services": [{"name": "bot.service", "unit": True,
+                      "command": "printf '%s|%s|%s' \"$TOKEN\" \"$PLAIN\" '%h ${HOME} \\\\x'"}]}}}),
+        "x.yml").hosts["x"]
+    venv_bin = tmp_path / "fh" / "venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    (venv_bin / "python").symlink_to(sys.executable)
+    script = tmp_path / "launcher"
+    script.write_text(setup.launcher_text(h, h.services[0], "/nonexistent"))
+    r = subprocess.run(["sh", str(script)], capture_output=True, text=True, cwd=str(app),
+                       env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == 'a $b "c"|x y|%h ${HOME} \\\\x'
 
 
 def test_wrapper_calls_fabops_with_host_yml(host):
@@ -87,3 +114,24 @@ def test_host_python_older_than_3_9_is_a_clear_error(host):
     c = MockContext(run={install.probe_cmd(host): Result("@@fabops:python\n@@fabops:end\n")})
     with pytest.raises(FabopsError, match="no usable python3"):
         install.ensure_installed(c, host, wheel=wheel)
+
+
+def test_the_sudoers_drop_in_name_has_no_dot_sudo_would_skip():
+    h = inventory.loads(yaml.safe_dump({"hosts": {"x": {"app": {"path": "/srv/app.v2"}}}}), "x.yml").hosts["x"]
+    assert setup.sudoers_path(h) == "/etc/sudoers.d/fabops-app_v2"
+
+
+@pytest.mark.parametrize("path", ["/etc/shadow", "/var/log/../../etc/shadow", "/var/log/a/b/c.log", "/var/log/",
+                                  "/var/logx/a.log", "/root/x.log", "/tmp/update.log"])
+def test_a_log_setup_would_create_outside_var_log_or_home_is_refused(path):
+    from fabops.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        inventory.loads(yaml.safe_dump({"hosts": {"x": {"app": {"path": "/srv/app"}, "logs": {"update": path}}}}),
+                        "x.yml")
+    assert err.value.problems[0][0] == "hosts.x.logs.update"
+
+
+@pytest.mark.parametrize("path", ["/var/log/bot-update.log", "/var/log/bot/update.log", "~/logs/update.log"])
+def test_logs_under_var_log_or_home_are_accepted(path):
+    inventory.loads(yaml.safe_dump({"hosts": {"x": {"app": {"path": "/srv/app"}, "logs": {"health": path}}}}), "x.yml")

@@ -106,7 +106,10 @@ def test_find_to_do_lifecycle(alias, origin):
     assert not [i for i in json.loads(again.stdout)["hosts"]["find-to-do"]["items"] if i["status"] in ("changed", "would change")]
     assert items[f"unit {UNIT}"]["status"] == "changed"
     assert items["sudoers"]["status"] == "changed" and items["crontab"]["status"] == "changed"
-    assert "ExecStart=/bin/sh -c 'exec python3 app.py'" in on_host(f"cat /etc/systemd/system/{UNIT}").stdout
+    launcher = f"/usr/local/libexec/fabops/voice-meeting-bot/{UNIT}"
+    assert f"ExecStart={launcher}\n" in on_host(f"cat /etc/systemd/system/{UNIT}").stdout
+    assert on_host(f"stat -c '%U %a' {launcher} $(dirname {launcher})").stdout.split() == ["root", "755", "root", "755"]
+    assert "'python3 app.py'" in on_host(f"cat {launcher}").stdout
     assert on_host(f"systemctl is-enabled {UNIT}").stdout.strip() == "enabled"
     assert "local-update --splay 30" in on_host("crontab -l").stdout
     assert on_host("sudo -n visudo -cf /etc/sudoers.d/fabops-voice-meeting-bot").returncode == 0

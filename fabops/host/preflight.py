@@ -31,21 +31,58 @@ def disk_problem(dirs: Sequence[Tuple[str, str]]) -> Optional[str]:
 
 
 def env_pairs(text: str) -> Dict[str, str]:
-    """KEY -> value of a dotenv file (`KEY=value`, `export KEY=value`;
-    comments, blank and malformed lines skipped). Also shipped as source to
-    the host by `restore-env`'s key diff (maintenance/env.py): it must use
+    """KEY -> value of a dotenv file, read as systemd reads an
+    EnvironmentFile= (the services read it that way before fabops started
+    them through fabops.host.launch): `KEY=value` or `export KEY=value`;
+    lines starting with # or ; are comments; a value in '...' is literal, in
+    "..." a backslash escapes " \\ ` $ only; outside quotes a backslash
+    escapes any character and trailing blanks are dropped; a quoted value may
+    span lines. Malformed lines are skipped. Also shipped as source to the
+    host by `restore-env`'s key diff (maintenance/env.py): it must use
     nothing but its argument."""
     pairs = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
+    i, n = 0, len(text)
+    while i < n:
+        end = text.find("\n", i)
+        end = n if end < 0 else end
+        line = text[i:end].lstrip()
+        if not line or line[0] in "#;" or "=" not in line:
+            i = end + 1
             continue
         if line.startswith("export "):
             line = line[7:].lstrip()
-        key, value = line.split("=", 1)
-        key = key.strip()
-        if key and key.replace("_", "").isalnum():
-            pairs[key] = value.strip()
+        key = line.split("=", 1)[0].strip()
+        # the value is read from the text, so that a quote may span lines
+        i = text.index("=", text.find(key, i)) + 1
+        while i < n and text[i] in " \t":
+            i += 1
+        value, pending = [], ""  # pending: unquoted blanks, dropped at the end of the line
+        while i < n and text[i] != "\n":
+            c = text[i]
+            if c in "'\"":
+                close = c
+                value.append(pending)
+                pending = ""
+                i += 1
+                while i < n and text[i] != close:
+                    if close == '"' and text[i] == "\\" and i + 1 < n and text[i + 1] in '"\\`$':
+                        i += 1
+                    value.append(text[i])
+                    i += 1
+                i += 1  # the closing quote
+                continue
+            if c in " \t":
+                pending += c
+            else:
+                if c == "\\" and i + 1 < n and text[i + 1] != "\n":
+                    i += 1
+                    c = text[i]
+                value.append(pending + c)
+                pending = ""
+            i += 1
+        i += 1
+        if key and key.replace("_", "").isalnum() and not key[0].isdigit():
+            pairs[key] = "".join(value)
     return pairs
 
 
