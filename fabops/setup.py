@@ -17,7 +17,7 @@ from typing import Callable, Iterator, List, Optional
 
 from .cron import apply_block, diff, read_crontab, render_block, write_crontab
 from .inventory import Host
-from .shell import path as host_path, q, raw, sh, sudo
+from .shell import Cmd, path as host_path, raw, sh, sudo
 from .target import Target
 
 WRAPPERS = {
@@ -35,7 +35,7 @@ LEGACY_CRON = re.compile(r"(auto-update|health-check|voice-meeting-bot|monitor-b
 @dataclass
 class ItemResult:
     name: str
-    status: str  # ok | changed | would change | warning | failed
+    status: str  # ok | changed | would change | warning | failed | refused (exit 78: the inventory must change)
     message: str = ""
     diff: str = ""
 
@@ -52,6 +52,8 @@ class SetupReport:
     def exit_code(self) -> int:
         from . import errors
 
+        if any(i.status == "refused" for i in self.items):
+            return errors.CONFIG
         if any(i.status == "failed" for i in self.items):
             return errors.FAILED
         if any(i.status == "warning" for i in self.items):
@@ -125,17 +127,18 @@ def put_file(c, host: Host, path: str, content: str, *, mode: str, root: bool, v
 SUDO_VERBS = ("start", "stop", "restart", "reset-failed")
 
 
-def sudo_commands(host: Host, systemctl: str = "/usr/bin/systemctl") -> List[List[str]]:
-    """Every argument vector the drop-in allows, in its order."""
-    units = [s.name for s in host.services if s.manager == "systemd"]
+def sudo_commands(host: Host, systemctl: str = "/usr/bin/systemctl", without=()) -> List[List[str]]:
+    """Every argument vector the drop-in allows, in its order; none for the
+    units in `without` (refused: they run as root from the user's files)."""
+    units = [s.name for s in host.services if s.manager == "systemd" and s.name not in without]
     return [[systemctl, verb, u] for u in units for verb in SUDO_VERBS]
 
 
-def sudoers_text(host: Host, systemctl: str = "/usr/bin/systemctl") -> str:
+def sudoers_text(host: Host, systemctl: str = "/usr/bin/systemctl", without=()) -> str:
     user = host.user or "ec2-user"
     lines = [MANAGED, f"# Only the exact commands fabops runs as root for {host.app.name}'s units",
              "# (docs/security.md); the journal is read through the systemd-journal group."]
-    for argv in sudo_commands(host, systemctl):
+    for argv in sudo_commands(host, systemctl, without):
         # `:` is allowed in unit names and special in sudoers (escape it)
         lines.append(f"{user} ALL=(root) NOPASSWD: {' '.join(a.replace(':', chr(92) + ':') for a in argv)}")
     return "\n".join(lines) + "\n"
@@ -257,6 +260,8 @@ class _Setup:
     replace_units: bool
     splay: int
     host_yml_text: Optional[str] = None
+    allow_root_units: tuple = ()
+    refused_units: List[str] = field(default_factory=list)
     _home: Optional[str] = None
 
     def user_home(self) -> str:
@@ -299,11 +304,12 @@ Items = Iterator[ItemResult]
 
 
 def setup_host(c, host: Host, *, check: bool, yes: bool, offline: bool, replace_units: bool = False,
-               splay: int = 30, host_yml_text: Optional[str] = None,
+               splay: int = 30, host_yml_text: Optional[str] = None, allow_root_units=(),
                progress: Optional[Callable[[ItemResult], None]] = None) -> SetupReport:
     """Converge one host, item by item, in this order; with `check`, change
     nothing and report what would change."""
-    run = _Setup(Target.of(c, host), host, check, yes, offline, replace_units, splay, host_yml_text)
+    run = _Setup(Target.of(c, host), host, check, yes, offline, replace_units, splay, host_yml_text,
+                 tuple(allow_root_units))
     report = SetupReport(host.name)
     for item in ITEMS:
         for result in item(run):
@@ -363,14 +369,85 @@ def _crontab(run: _Setup) -> Items:
         yield ItemResult("crontab", "changed", begin, diff(old_tab, new_tab, "crontab"))
 
 
+def unit_facts_cmd(units: List[str]) -> Cmd:
+    """Who each unit runs as, what it starts and where, and whether the
+    deploy user can write the program it starts: one command, one block of
+    `Key=value` lines per unit, blocks ended by `@@end`."""
+    return sh("for u in {units}; do systemctl show -p Id -p User -p ExecStart -p WorkingDirectory -- \"$u\"; "
+              "p=$(systemctl show -p ExecStart --value -- \"$u\" | sed -n 's/^{{ path=\\([^ ;]*\\).*/\\1/p' | head -n 1); "
+              "if [ -n \"$p\" ] && [ -w \"$p\" ]; then echo Writable=yes; else echo Writable=no; fi; echo @@end; done",
+              units=units)
+
+
+def parse_unit_facts(text: str) -> dict:
+    """{unit: {User, ExecStart, WorkingDirectory, Writable}} from
+    unit_facts_cmd's output."""
+    out, cur = {}, {}
+    for line in text.splitlines():
+        if line == "@@end":
+            if cur.get("Id"):
+                out[cur["Id"]] = cur
+            cur = {}
+        elif "=" in line:
+            k, v = line.split("=", 1)
+            cur.setdefault(k, v)
+    return out
+
+
+def root_unit_problem(facts: dict, writable_roots: List[str]) -> Optional[str]:
+    """Why granting restart on this unit would give root to whoever can
+    write the deploy user's files (and, through cron, to every pusher), or
+    None. A unit without User= (or User=root) whose program, command line or
+    working directory lies in the checkout or the user's home, or whose
+    program the user can write, runs that user's code as root."""
+    if facts.get("User", "") not in ("", "root", "0"):
+        return None
+    exec_start, workdir = facts.get("ExecStart", ""), facts.get("WorkingDirectory", "")
+    for root in writable_roots:
+        prefix = root.rstrip("/") + "/"
+        if prefix in exec_start + " " or workdir == root or workdir.startswith(prefix):
+            return f"runs as root from {root}, which the deploy user can write"
+    if facts.get("Writable") == "yes":
+        return "runs as root a program the deploy user can write"
+    return None
+
+
+def _root_units(run: _Setup) -> Items:
+    """Refuse sudo rights on a unit that runs as root from the deploy user's
+    files, unless --allow-root-unit names it (docs/security.md, "Units that
+    run as root")."""
+    t, host = run.t, run.host
+    units = [s.name for s in host.services if s.manager == "systemd"]
+    if (host.user or "ec2-user") == "root":
+        return  # a root deploy user has nothing to gain
+    home = run.user_home()
+    roots = [absolute(host.app.path, home), home]
+    facts = parse_unit_facts(t.output(unit_facts_cmd(units)))
+    for unit in units:
+        problem = root_unit_problem(facts.get(unit, {}), roots)
+        if problem is None:
+            continue
+        if unit in run.allow_root_units:
+            yield ItemResult(f"root unit {unit}", "warning", f"{unit} {problem}; restart granted anyway "
+                                                             "(--allow-root-unit)")
+            continue
+        run.refused_units.append(unit)
+        yield ItemResult(f"root unit {unit}", "refused", (
+            f"{unit} {problem}: restarting it from fabops would run the deploy user's code as root, so the "
+            f"drop-in gets no rule for it. Fix: add User={host.user or 'ec2-user'} to the unit (or `unit: true` "
+            f"with --replace-units), or pass --allow-root-unit {unit} if that is what you want"))
+
+
 def _sudo_rights(run: _Setup) -> Items:
-    """For systemd services: the sudoers drop-in (validated with visudo),
-    journal access, and the legacy /etc/sudoers lines (reported only)."""
+    """For systemd services: the root-unit check, the sudoers drop-in
+    (validated with visudo), journal access, and the legacy /etc/sudoers
+    lines (reported only)."""
     t, host = run.t, run.host
     if not any(s.manager == "systemd" for s in host.services):
         return
-    yield run.file("sudoers", sudoers_path(host), sudoers_text(host), mode="0440", root=True,
-                   validate="visudo")
+    yield from _root_units(run)
+    yield run.file("sudoers", sudoers_path(host), sudoers_text(host, without=run.refused_units), mode="0440",
+                   root=True, validate="visudo")
     yield journal_access(t, host, run.check)
     legacy_sudo = t.output(raw("sudo -n grep -nE 'NOPASSWD:.*systemctl' /etc/sudoers 2>/dev/null")).strip()
     if legacy_sudo:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -59,17 +58,9 @@ def clean_venv(dest: Path, wheel: Path) -> Path:
 def image(request, tmp_path_factory, client_key):
     why = container.usable()
     require(why is None, why or "")
-    container.sweep_stale()
-    tarball = container.cached_rootfs(TEST_CACHE, request.param)
-    dest = tmp_path_factory.mktemp(f"journey-{request.param}") / "rootfs"
-    container.prepare(tarball, dest, Path(str(client_key) + ".pub").read_text())
     origin = Origin(tmp_path_factory.mktemp(f"journey-origin-{request.param}"))
-    box = container.boot(dest, {str(origin.bare): "/srv/origin.git"}, tmp_path_factory.mktemp("nspawn"))
-    try:
+    with container.booted(request.param, tmp_path_factory, client_key, {str(origin.bare): "/srv/origin.git"}) as box:
         yield request.param, box, origin
-    finally:
-        box.stop()
-        shutil.rmtree(dest, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -135,3 +135,54 @@ def test_a_log_setup_would_create_outside_var_log_or_home_is_refused(path):
 @pytest.mark.parametrize("path", ["/var/log/bot-update.log", "/var/log/bot/update.log", "~/logs/update.log"])
 def test_logs_under_var_log_or_home_are_accepted(path):
     inventory.loads(yaml.safe_dump({"hosts": {"x": {"app": {"path": "/srv/app"}, "logs": {"health": path}}}}), "x.yml")
+
+
+SHOW = """Id=legacy-bot.service
+User=
+ExecStart={ path=/usr/bin/node ; argv[]=/usr/bin/node /home/ec2-user/voice-meeting-bot/node-bot/index.js ; ignore_errors=no ; start_time=[n/a] ; stop_time=[n/a] ; pid=0 ; code=(null) ; status=0/0 }
+WorkingDirectory=
+Writable=no
+@@end
+Id=ours.service
+User=ec2-user
+ExecStart={ path=/usr/local/libexec/fabops/app/ours.service ; argv[]=/usr/local/libexec/fabops/app/ours.service ; ignore_errors=no }
+WorkingDirectory=/home/ec2-user/voice-meeting-bot
+Writable=no
+@@end
+Id=cwd.service
+User=root
+ExecStart={ path=/usr/bin/python3 ; argv[]=/usr/bin/python3 app.py ; ignore_errors=no }
+WorkingDirectory=/home/ec2-user/voice-meeting-bot/python-api
+Writable=no
+@@end
+Id=writable.service
+User=
+ExecStart={ path=/usr/local/bin/bot ; argv[]=/usr/local/bin/bot ; ignore_errors=no }
+WorkingDirectory=/
+Writable=yes
+@@end
+Id=system.service
+User=
+ExecStart={ path=/usr/sbin/cron ; argv[]=/usr/sbin/cron -f ; ignore_errors=no }
+WorkingDirectory=/
+Writable=no
+@@end
+"""
+ROOTS = ["/home/ec2-user/voice-meeting-bot", "/home/ec2-user"]
+
+
+def test_a_unit_running_as_root_from_the_users_files_is_found():
+    facts = setup.parse_unit_facts(SHOW)
+    assert set(facts) == {"legacy-bot.service", "ours.service", "cwd.service", "writable.service", "system.service"}
+    problem = {u: setup.root_unit_problem(f, ROOTS) for u, f in facts.items()}
+    assert "voice-meeting-bot" in problem["legacy-bot.service"]
+    assert "voice-meeting-bot" in problem["cwd.service"]
+    assert "can write" in problem["writable.service"]
+    assert problem["ours.service"] is None and problem["system.service"] is None
+
+
+def test_a_refused_unit_gets_no_rule_in_the_drop_in(host):
+    unit = host.services[0].name
+    text = setup.sudoers_text(host, without=[unit])
+    assert unit not in text
+    assert host.services[1].name in text

@@ -282,15 +282,6 @@ def test_emergency_reset_on_a_dirty_tree(alias):
     assert fab(inv, "monitor").returncode == 0
 
 
-def _container_init_pid(box) -> int:
-    """The container's PID 1 (systemd), a child of the nspawn process."""
-    for task in Path(f"/proc/{box.proc.pid}/task").iterdir():
-        kids = (task / "children").read_text().split()
-        if kids:
-            return int(kids[0])
-    raise RuntimeError("no container init found")
-
-
 def test_sudo_without_a_rule_fails_at_once_naming_it(alias, box):
     inv = alias
     on_host("sudo -n mv /etc/sudoers.d/fabops-voice-meeting-bot /tmp/dropin.bak && "
@@ -301,11 +292,8 @@ def test_sudo_without_a_rule_fails_at_once_naming_it(alias, box):
         assert "sudo needs a password for `systemctl restart voice-meeting-discord-bot.service`" in r.stderr
     finally:
         # put the rules back as root, from inside the container (no sudo left for ec2-user)
-        import subprocess as sp
-
-        sp.run(["nsenter", "-t", str(_container_init_pid(box)), "-m", "sh", "-c",
-                "mv /tmp/dropin.bak /etc/sudoers.d/fabops-voice-meeting-bot; mv /tmp/broad.bak /etc/sudoers.d/90-cloud-init-users"],
-               check=False)
+        box.as_root("mv /tmp/dropin.bak /etc/sudoers.d/fabops-voice-meeting-bot; "
+                    "mv /tmp/broad.bak /etc/sudoers.d/90-cloud-init-users", check=False)
 
 
 ALLOWED = [f"/usr/bin/systemctl {verb} {UNIT}" for verb in ("start", "stop", "restart", "reset-failed")]
@@ -345,10 +333,7 @@ def test_the_drop_in_alone_allows_exactly_what_fabops_runs(alias, box):
         r = fab(inv, "logs", "-n", "50")
         assert r.returncode == 0 and "listening on 3003" in r.stdout, r.stdout + r.stderr
     finally:
-        import subprocess as sp
-
-        sp.run(["nsenter", "-t", str(_container_init_pid(box)), "-m", "sh", "-c",
-                "mv /tmp/broad.bak /etc/sudoers.d/90-cloud-init-users"], check=False)
+        box.as_root("mv /tmp/broad.bak /etc/sudoers.d/90-cloud-init-users", check=False)
 
 
 def test_a_regenerated_host_key_is_refused_by_every_task(alias):

@@ -49,6 +49,7 @@ class Flag:
     short: Optional[str] = None
     number: Optional[str] = None  # None, "count" or "seconds"
     low: float = 1
+    value: Optional[str] = None  # what --help calls the value, when not SECONDS, N or VALUE
 
 
 # Every parameter of every task, once: the same long name means the same
@@ -81,6 +82,7 @@ FLAGS: Dict[str, Flag] = {
     "wide": Flag(),
     # no short letter
     "accept_new": Flag(),
+    "allow_root_unit": Flag(value="UNIT"),  # gives a pusher root through that unit: typed in full
     "connect_timeout": Flag(None, "seconds"),
     "wait": Flag(None, "seconds", 0),
     "liveness": Flag(None, "seconds"),
@@ -114,6 +116,8 @@ def metavar(param: str) -> str:
     SECONDS (30, 30s, 2m, 250ms), N (a whole number) or VALUE. Invoke would
     say STRING for all three, since fabops parses the numbers itself."""
     spec = FLAGS.get(param)
+    if spec and spec.value:
+        return spec.value
     return {"seconds": "SECONDS", "count": "N"}.get(spec.number if spec else None, "VALUE")
 
 

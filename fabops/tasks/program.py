@@ -91,6 +91,8 @@ def _named_values(help_for):
         name = getattr(self.flags[flag], "fabops_metavar", None)
         if name:
             names = re.sub(r"(?<=[ =\[])(STRING|INT)\b", name, names)
+            if self.flags[flag].kind is list and "=" not in names:
+                names += f"={name}"  # Invoke shows no value for a repeatable flag
         return names, text
 
     wrapper._fabops = True

@@ -21,9 +21,10 @@ import signal
 import socket
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 PACKAGES = ("systemd,systemd-sysv,dbus,openssh-server,cron,curl,git,python3,python3-venv,"
             "iproute2,procps,sudo,logrotate")
@@ -124,6 +125,25 @@ class Container:
     log: Path
     host_if: str = ""  # our side of the veth pair (set it down to cut the link)
 
+    def init_pid(self) -> int:
+        """The container's PID 1 (its systemd), as this machine numbers it:
+        the nspawn process's child."""
+        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+            kids = (task / "children").read_text().split()
+            if kids:
+                return int(kids[0])
+        raise RuntimeError("no container init found")
+
+    def as_root(self, command: str, check: bool = True) -> subprocess.CompletedProcess:
+        """Run `command` as root inside the container (its mount, pid, net,
+        ipc and uts namespaces): root's own steps, whatever sudo rules the
+        users have at the time."""
+        r = subprocess.run(["nsenter", "-t", str(self.init_pid()), "-m", "-u", "-i", "-n", "-p", "--",
+                            "sh", "-c", command], capture_output=True, text=True, timeout=60)
+        if check and r.returncode != 0:
+            raise RuntimeError(f"as root in the container: {command!r} exited {r.returncode}: {r.stderr[-500:]}")
+        return r
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)  # nspawn asks the container's systemd to power off
@@ -176,6 +196,25 @@ def boot(base: Path, binds: dict, workdir: Path) -> Container:
             time.sleep(0.2)
     c.stop()
     raise RuntimeError(f"the container's sshd did not answer within 90 s: {log.read_text()[-1500:]}")
+
+
+@contextmanager
+def booted(suite: str, tmp_path_factory, client_key: Path, binds: dict) -> Iterator[Container]:
+    """A fresh find-to-do of `suite`, booted for the duration of the block,
+    then stopped and its files removed (also when the block fails)."""
+    from tests.conftest import TEST_CACHE
+
+    sweep_stale()
+    dest = tmp_path_factory.mktemp(f"{suite}-rootfs") / "rootfs"
+    prepare(cached_rootfs(TEST_CACHE, suite), dest, Path(str(client_key) + ".pub").read_text())
+    try:
+        box = boot(dest, binds, tmp_path_factory.mktemp("nspawn"))
+        try:
+            yield box
+        finally:
+            box.stop()
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
 
 
 def usable() -> Optional[str]:

@@ -1,0 +1,221 @@
+"""The trust boundary on a booted host (docs/security.md): neither a value
+in hosts.yml (which a pusher may edit) nor a shell as the deploy user
+reaches root or a root-only file. Each case is the hostile value or the
+deploy user's move, and the assertion that root was not reached, on
+Debian bookworm and bullseye (systemd 247, Python 3.9).
+
+The deploy user (ec2-user) starts with cloud-init's NOPASSWD: ALL, as on
+EC2, so that setup can run; before the deploy user's own moves that rule is
+removed, leaving exactly fabops' drop-in. Root's own steps in the container
+(planting a root-only secret, a legacy unit) go through nsenter.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import require, run_cli
+from tests.harness import container
+from tests.harness.sandbox import Origin
+
+pytestmark = pytest.mark.systemd
+APP = "/home/ec2-user/voice-meeting-bot"
+BOT = "voice-meeting-discord-bot.service"
+PROBE = "trust-probe.service"
+LEGACY = "legacy-root.service"
+SECRET = "rootsecret-7f3a"
+# What systemd would rewrite in a unit line (%h, ${HOME}, \x) and sh's $$:
+# the probe must print these characters exactly.
+LITERAL = r"%h ${HOME} \x $$"
+# one program (the launcher execs the command): env, then a shell of its own
+PROBE_COMMAND = (f"env LIT='{LITERAL}' sh -c 'printf \"%s|%s|%s\\n\" \"$LIT\" \"$PROBE\" \"$(id -u)\" "
+                 "> /home/ec2-user/probe.out; exec sleep 600'")
+ENV_LINE = r'PROBE="a $b \"q\""'  # systemd's reading: a $b "q"
+
+
+@pytest.fixture(scope="module", params=container.SUITES)
+def box(request, tmp_path_factory, client_key):
+    why = container.usable()
+    require(why is None, why or "")
+    origin = Origin(tmp_path_factory.mktemp(f"trust-origin-{request.param}"))
+    with container.booted(request.param, tmp_path_factory, client_key, {str(origin.bare): "/srv/origin.git"}) as c:
+        yield c
+
+
+def entry() -> dict:
+    return {
+        "user": "ec2-user",
+        "app": {"path": "~/voice-meeting-bot"},
+        "services": [
+            {"name": BOT, "unit": True, "command": "python3 app.py", "port": 3003},
+            {"name": PROBE, "unit": True, "command": PROBE_COMMAND},
+            {"name": LEGACY},
+        ],
+        "logs": {"update": "/var/log/vmb/update.log", "health": "/var/log/vmb-health.log"},
+    }
+
+
+class Host:
+    """The booted find-to-do, from the laptop (ssh as ec2-user, `fabops`)
+    and from inside (root through nsenter)."""
+
+    def __init__(self, box, home: Path, work: Path, client_key):
+        self.box = box
+        ssh = home / ".ssh"
+        (ssh / "config").write_text(f"Host find-to-do\n  HostName {box.address}\n  User ec2-user\n"
+                                    f"  IdentityFile {client_key}\n")
+        (ssh / "known_hosts").write_text(f"{box.address} {box.host_key}\n")
+        self.ssh = ssh
+        self.inv = work / "hosts.yml"
+        self.write(entry())
+
+    def write(self, host: dict) -> None:
+        self.inv.write_text(yaml.safe_dump({"default": "find-to-do", "hosts": {"find-to-do": host}}, sort_keys=False))
+
+    def user(self, command: str, check=True) -> subprocess.CompletedProcess:
+        r = subprocess.run(["ssh", "-F", str(self.ssh / "config"), "-o", "BatchMode=yes",
+                            "-o", f"UserKnownHostsFile={self.ssh / 'known_hosts'}", "find-to-do", command],
+                           capture_output=True, text=True, timeout=120)
+        assert not check or r.returncode == 0, (command, r.stdout, r.stderr)
+        return r
+
+    def root(self, command: str, check=True) -> subprocess.CompletedProcess:
+        return self.box.as_root(command, check)
+
+    def fab(self, *args):
+        return run_cli(*args, "-i", str(self.inv), timeout=600)
+
+    def wait(self, command: str, what: str, timeout: float = 30) -> str:
+        """Poll a root command until it prints something."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = self.root(command, check=False).stdout.strip()
+            if out:
+                return out
+            time.sleep(0.2)
+        raise AssertionError(f"{what}: nothing after {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def prepared(box):
+    """Root's side of the host before fabops: a root-only secret and marker,
+    a legacy unit without User= that starts the deploy user's code, an
+    existing log directory and a root-only file at a log path."""
+    box.as_root(f"umask 077; printf 'PROBE={SECRET}\\n' > /root/trust-secret; printf 'marker\\n' > /root/marker")
+    box.as_root("mkdir -m 0711 /var/log/vmb && printf 'root-only\\n' > /var/log/vmb-health.log && "
+                 "chmod 0600 /var/log/vmb-health.log")
+    box.as_root(f"printf '[Service]\\nExecStart=/usr/bin/python3 {APP}/app.py\\n' > /etc/systemd/system/{LEGACY} "
+                 "&& systemctl daemon-reload")
+    return box
+
+
+@pytest.fixture
+def host(prepared, isolated_home, deploy_env, tmp_path, client_key):
+    work = tmp_path / "ops"
+    work.mkdir()
+    return Host(prepared, isolated_home, work, client_key)
+
+
+def marker_state(host) -> str:
+    return host.root("stat -c '%U %a %Y' /root/marker /etc/shadow; sha256sum /root/marker /etc/shadow").stdout
+
+
+def items(r) -> dict:
+    return {i["name"]: i for i in json.loads(r.stdout)["hosts"]["find-to-do"]["items"]}
+
+
+def test_setup_refuses_what_would_reach_root(host):
+    before = marker_state(host)
+    host.user(f"test -d {APP} || git clone --quiet /srv/origin.git {APP}")
+    host.user(f"printf '%s\\n' PORT=3003 {shlex.quote(ENV_LINE)} > {APP}/.env")
+
+    # a control character is refused at load, naming the key (exit 78)
+    bad = entry()
+    bad["services"][1]["command"] = "sleep 600\nUser=root\nExecStartPre=+/bin/sh -c 'id > /root/pwned'"
+    host.write(bad)
+    r = host.fab("setup", "--check")
+    assert r.returncode == 78 and "hosts.find-to-do.services[1].command" in r.stderr, r.stdout + r.stderr
+    # a log path setup would hand to the deploy user outside /var/log or ~/
+    bad = entry()
+    bad["logs"]["update"] = "/etc/shadow"
+    host.write(bad)
+    r = host.fab("setup", "--check")
+    assert r.returncode == 78 and "hosts.find-to-do.logs.update" in r.stderr, r.stdout + r.stderr
+    host.write(entry())
+
+    # the legacy unit runs the deploy user's checkout as root: refused
+    # (exit 78, naming it and the fix), and it gets no sudo rule
+    r = host.fab("setup", "--yes", "--offline", "--json")
+    assert r.returncode == 78, r.stdout + r.stderr
+    found = items(r)
+    assert found[f"root unit {LEGACY}"]["status"] == "refused"
+    assert "--allow-root-unit" in found[f"root unit {LEGACY}"]["message"]
+    assert found[f"unit {PROBE}"]["status"] == "changed" and found["sudoers"]["status"] == "changed"
+    dropin = host.root("cat /etc/sudoers.d/fabops-voice-meeting-bot").stdout
+    assert LEGACY not in dropin and f"restart {PROBE}" in dropin
+    r = host.fab("setup", "--check", "--allow-root-unit", LEGACY, "--json")
+    assert items(r)[f"root unit {LEGACY}"]["status"] == "warning", r.stdout
+    assert items(r)["sudoers"]["status"] == "would change" and LEGACY in items(r)["sudoers"]["diff"]
+
+    # logs: an existing directory keeps its mode, an existing root file is
+    # neither chowned nor rewritten, a new log belongs to the deploy user
+    assert host.root("stat -c '%U %a' /var/log/vmb").stdout.split() == ["root", "711"]
+    assert host.root("stat -c '%U %a' /var/log/vmb-health.log; cat /var/log/vmb-health.log").stdout.split() == \
+        ["root", "600", "root-only"]
+    assert found["log health"]["status"] == "warning"
+    assert host.root("stat -c '%U %a' /var/log/vmb/update.log").stdout.split() == ["ec2-user", "640"]
+    assert marker_state(host) == before
+
+
+def test_a_unit_runs_its_command_as_written_and_as_the_deploy_user(host):
+    unit = f"/etc/systemd/system/{PROBE}"
+    r = host.root(f"systemd-analyze verify {unit} 2>&1", check=False)
+    assert r.returncode == 0, r.stdout
+    text = host.root(f"cat {unit}").stdout
+    assert "EnvironmentFile" not in text and "%" not in text and "User=ec2-user\n" in text
+    host.user("rm -f ~/probe.out")
+    host.user(f"sudo -n systemctl restart {PROBE}")  # the drop-in's rule
+    out = host.wait("cat /home/ec2-user/probe.out 2>/dev/null", "the probe's output")
+    assert out == f'{LITERAL}|a $b "q"|1000', out
+    # every process of the unit runs as the deploy user
+    cgroup = host.root(f"systemctl show -p ControlGroup --value {PROBE}").stdout.strip()
+    pids = host.root(f"cat /sys/fs/cgroup{cgroup}/cgroup.procs 2>/dev/null || "
+                     f"cat /sys/fs/cgroup/systemd{cgroup}/cgroup.procs").stdout.split()
+    assert pids
+    uids = {host.root(f"awk '/^Uid:/ {{print $2}}' /proc/{pid}/status").stdout.strip() for pid in pids}
+    assert uids == {"1000"}, uids
+
+
+def test_the_deploy_user_gets_nothing_from_a_root_only_env_file(host):
+    host.root("rm -f /etc/sudoers.d/90-cloud-init-users")  # from here on: only fabops' drop-in
+    try:
+        allowed = host.user("sudo -n -l").stdout
+        rules = re.findall(r"\(root\) NOPASSWD: (.+)", allowed)
+        dropin = sorted(f"/usr/bin/systemctl {verb} {unit}" for unit in (BOT, PROBE)
+                        for verb in ("start", "stop", "restart", "reset-failed"))
+        assert sorted(r.strip() for rule in rules for r in rule.split(", ")) == dropin, allowed
+        assert host.user(f"sudo -n systemctl restart {LEGACY}", check=False).returncode != 0
+        assert host.user("sudo -n systemctl edit " + PROBE, check=False).returncode != 0
+
+        before = marker_state(host)
+        host.user(f"mv {APP}/.env {APP}/.env.real && ln -s /root/trust-secret {APP}/.env && rm -f ~/probe.out")
+        since = host.root("date +%s").stdout.strip()
+        host.user(f"sudo -n systemctl restart {PROBE}", check=False)
+        said = host.wait(f"journalctl -u {PROBE} --since @{since} --no-pager | grep 'cannot read' || true",
+                         "the launcher's refusal in the journal")
+        assert "Permission denied" in said, said
+        assert host.root("cat /home/ec2-user/probe.out 2>/dev/null", check=False).stdout == ""
+        leaked = host.root(f"grep -l {SECRET} /proc/[0-9]*/environ 2>/dev/null || true").stdout.split()
+        assert leaked == [], leaked
+        assert marker_state(host) == before
+    finally:
+        host.user(f"test -e {APP}/.env.real && mv -f {APP}/.env.real {APP}/.env || true", check=False)
+        host.root("printf 'ec2-user ALL=(ALL) NOPASSWD:ALL\\n' > /etc/sudoers.d/90-cloud-init-users && "
+                  "chmod 0440 /etc/sudoers.d/90-cloud-init-users")
