@@ -21,6 +21,7 @@ from .errors import CommandFailed, UnreachableError
 from .host.events import new_run_id
 from .host.record import default_actor
 from .inventory import Host
+from .remote import home_dir_cmd
 from .shell import Cmd, path, sh
 from .target import Target
 
@@ -92,11 +93,13 @@ def _words(argv: List[str]) -> list:
     return [path(a) if a == "~" or a.startswith("~/") else a for a in argv]
 
 
-def start_detached_cmd(host: Host, run_id: str, argv: List[str], config_path: str, config_text: str) -> Cmd:
+def start_detached_cmd(host: Host, run_id: str, argv: List[str], config_path: str) -> Cmd:
     """One round trip: write this host's settings for the run (mode 0600),
-    create the event file, and start the run with setsid, stdin from
-    /dev/null and output to a file, so it survives the SSH session. Paths
-    under ~ stay expandable, everything else is quoted."""
+    read from the command's stdin (host_yml: env values and check headers
+    never go in an argv `ps` shows), create the event file, and start the
+    run with setsid, stdin from /dev/null and output to a file, so it
+    survives the SSH session. Paths under ~ stay expandable, everything else
+    is quoted."""
     runs = host.at_home("runs")
     out = f"{runs}/{run_id}.out"
     events = f"{runs}/{run_id}.jsonl"
@@ -109,11 +112,11 @@ def start_detached_cmd(host: Host, run_id: str, argv: List[str], config_path: st
     # itself keeps the host's normal umask, so what the app's steps check out
     # and create has the same modes whoever triggered it (cron or deploy).
     return sh(
-        "( umask 077; mkdir -p {runs} && chmod 700 {home} &&\n"
-        "  printf '%s' {config_text} > {config} && : >> {events} && : >> {out} ) || exit 1\n"
+        "{home_dir} && ( umask 077; mkdir -p {runs} &&\n"
+        "  cat > {config} && : >> {events} && : >> {out} ) || exit 1\n"
         "cd || exit 1\n"
         "setsid {argv} </dev/null >{out} 2>&1 &\n",
-        runs=path(runs), home=path(host.home), config_text=config_text, config=path(config_path),
+        home_dir=home_dir_cmd(host), runs=path(runs), config=path(config_path),
         events=path(events), out=path(out), argv=_words(argv))
 
 
@@ -219,8 +222,8 @@ def deploy_host(c, host: Host, opts: DeployOptions, on_event: Callable[[dict], N
         on_event({"kind": "log", "message": inst.message})
         config = host.at_home("runs", f"{run_id}.host.yml")
         argv = local_update_argv(host, run_id, opts, config)
-        Target.of(c, host).run(start_detached_cmd(host, run_id, argv, config, host_yml(host)),
-                               "starting the host-side run")
+        Target.of(c, host).run(start_detached_cmd(host, run_id, argv, config), "starting the host-side run",
+                               stdin=host_yml(host))
     until = None if opts.watch else (lambda e: e.get("kind") == "watch")
     try:
         event = follow(c, host, run_id, opts.liveness, lambda e: (outcome.events.append(e), on_event(e)), until)
@@ -264,7 +267,7 @@ def _dry_run(c, host: Host, opts: DeployOptions, outcome: DeployOutcome, on_even
     no checkout. With fabops on the host at this version, its own pipeline
     computes the plan (it fetches, which only updates remote-tracking refs);
     otherwise the plan says what can be known without it."""
-    from .install import ensure_installed, tmp_upload
+    from .install import ensure_installed
     from .remote import gather_status
 
     inst = ensure_installed(c, host, offline=opts.offline, dry_run=True)
@@ -292,8 +295,9 @@ def _dry_run(c, host: Host, opts: DeployOptions, outcome: DeployOutcome, on_even
         return outcome
     config = host.at_home("runs", f"{outcome.run_id}.dry-run.yml")
     t = Target.of(c, host)
-    t.run(sh("mkdir -p {runs}", runs=path(host.at_home("runs"))), "making the runs directory")
-    tmp_upload(c, host_yml(host), config)
+    # the settings on stdin, as for a real run (start_detached_cmd)
+    t.run(sh("{home_dir} && ( umask 077 && mkdir -p {runs} && cat > {config} )", home_dir=home_dir_cmd(host),
+             runs=path(host.at_home("runs")), config=path(config)), "writing the run's settings", stdin=host_yml(host))
     argv = [host.at_home("venv", "bin", "fabops"), "local-update", "-i", config, "-H", host.name,
             "--dry-run", "--json", "--trigger", opts.trigger, "--actor", opts.actor or default_actor()]
     if opts.ref:

@@ -16,7 +16,6 @@ import os
 import posixpath
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
@@ -25,6 +24,7 @@ from . import __version__
 from .errors import CommandFailed, FabopsError, UsageError
 from .inventory import Host
 from .probe import MARK, split_sections
+from .remote import home_dir_cmd
 from .shell import Cmd, path, raw, sh
 from .target import Target
 
@@ -187,8 +187,7 @@ def ensure_installed(c, host: Host, *, offline: bool = False, dry_run: bool = Fa
         return InstallResult(True, wheel.version, wheel.sha256, pyver, f"would {what} fabops {wheel.version}")
 
     dist = host.at_home("dist")
-    t.run(sh("mkdir -p {dist} && chmod 700 {home}", dist=path(dist), home=path(host.at_home())),
-          "making fabops' directory")
+    t.run(sh("{home_dir} && mkdir -p {dist}", home_dir=home_dir_cmd(host), dist=path(dist)), "making fabops' directory")
     put = t.put
     put(wheel.path, posixpath.join(_sftp_path(dist), wheel.name))
     find_links = raw("")
@@ -221,14 +220,3 @@ def ensure_installed(c, host: Host, *, offline: bool = False, dry_run: bool = Fa
         raise CommandFailed("installing fabops on the host failed: " + " | ".join(tail), host=host.name)
     return InstallResult(True, wheel.version, wheel.sha256, pyver, f"{what} fabops {wheel.version} (python {pyver})")
 
-
-def tmp_upload(c, text: str, remote: str) -> None:
-    """Write `text` to a remote path (sftp, or a local write), mode 0600."""
-    with tempfile.NamedTemporaryFile("w", delete=False, suffix=".yml") as fh:
-        fh.write(text)
-        local = fh.name
-    try:
-        os.chmod(local, 0o600)
-        Target.of(c).put(local, _sftp_path(remote))
-    finally:
-        os.unlink(local)

@@ -17,7 +17,7 @@ from .host.readiness import state_phrase
 from .host.services import process_status_cmd, systemd_status_cmd
 from .inventory import Host
 from .probe import MARK, split_sections
-from .remote import home_file, http_check_cmd, port_listening_cmd
+from .remote import home_file, http_check_cmd, http_check_input, port_listening_cmd
 from .shell import Cmd, lines, path, raw, sh
 from .target import Target
 
@@ -49,6 +49,14 @@ _PROC_STAT = raw(
 )
 _PS = raw('P=$(echo $PIDS | tr " " "\\n" | grep -v "^0*$" | tr "\\n" "," | sed "s/,$//"); '
           '[ -n "$P" ] && ps -o pid=,pmem=,etimes= -p "$P" 2>/dev/null')
+
+
+def monitor_input(host: Host) -> str:
+    """monitor_script's stdin: every HTTP check's http_check_input, in the
+    order of host.services ("" when no check has headers or a body)."""
+    return "".join(http_check_input(s.check) for s in host.services if s.check is not None)
+
+
 def monitor_script(host: Host, window: float = CPU_WINDOW) -> Cmd:
     """The whole dashboard as one script (one exec per host per refresh).
 
@@ -60,7 +68,10 @@ def monitor_script(host: Host, window: float = CPU_WINDOW) -> Cmd:
     procs = [s for s in host.services if s.manager == "process"]
     # CPU is sampled at the start and at the end: the script's own run time
     # is the window, and no sleep is added.
-    parts: List[Cmd] = [
+    # The HTTP checks' headers and bodies (monitor_input) come on stdin, read
+    # once here: each check's curl takes its own lines (docs/security.md).
+    parts: List[Cmd] = [raw("FABOPS_IN=$(cat)")] if monitor_input(host) else []
+    parts += [
         _section("cpu0", _CPU),
         _section("mem", _MEM),
         _section("disk", raw("df -Pk / 2>/dev/null | tail -n 1")),
@@ -82,21 +93,30 @@ def monitor_script(host: Host, window: float = CPU_WINDOW) -> Cmd:
     # second at the end of the script, at least CPU_WINDOW later.
     parts.append(_section("pstat0", _PROC_STAT))
     parts.append(_section("ps", _PS))
+    first = 1  # the first line of the next check's input in $FABOPS_IN
     for svc in host.services:
         if svc.port:
             parts.append(_section(f"port:{svc.name}", sh("if {probe}; then echo open; else echo closed; fi",
                                                          probe=port_listening_cmd(svc.port))))
         if svc.check is not None:
-            parts.append(_section(f"http:{svc.name}", http_check_cmd(svc.check)))
+            n = http_check_input(svc.check).count("\n")
+            feed = raw("")
+            if n:
+                feed = sh("printf '%s\\n' \"$FABOPS_IN\" | sed -n {span} | ", span=f"{first},{first + n - 1}p")
+            first += n
+            parts.append(_section(f"http:{svc.name}", http_check_cmd(svc.check, feed)))
     # The Python API's URL from the app's .env: only that one value is read,
     # and only its /health answer is printed, never the URL or anything else.
     parts.append(_section("api", sh("U=$(sed -n 's/^[[:space:]]*PYTHON_API_URL[[:space:]]*=[[:space:]]*//p' {env_file} 2>/dev/null"
     " | head -n 1 | tr -d '\\r\\042\\047'); "
     'if [ -n "$U" ]; then U="${{U%/}}/health"; '
-    "if command -v curl >/dev/null 2>&1; then curl -s -o /dev/null -w '%{{http_code}} %{{time_total}}' "
-    "--noproxy '*' --max-time 5 \"$U\"; "
-    "else python3 -c 'import sys,time,urllib.request as r\nt=time.time()\ntry: c=r.urlopen(sys.argv[1],timeout=5).status"
-    "\nexcept Exception as e: c=getattr(e,\"code\",0)\nprint(c, round(time.time()-t,4))' \"$U\"; fi; "
+    # The URL reaches curl or python3 on stdin (printf is a shell builtin):
+    # a URL may carry credentials, and argv is what `ps` shows everyone.
+    "if command -v curl >/dev/null 2>&1; then printf 'url = \"%s\"\\n' \"$U\" | curl -s -o /dev/null "
+    "-w '%{{http_code}} %{{time_total}}' --noproxy '*' --max-time 5 --config -; "
+    "else printf '%s' \"$U\" | python3 -c 'import sys,time,urllib.request as r\nt=time.time()\n"
+    "try: c=r.urlopen(sys.stdin.read(),timeout=5).status"
+    "\nexcept Exception as e: c=getattr(e,\"code\",0)\nprint(c, round(time.time()-t,4))'; fi; "
     "else echo none; fi",
         env_file=path(f"{app}/{host.env_file}"))))
     parts.append(_section("state", sh("cat {f} 2>/dev/null", f=home_file(host, "state.json"))))
@@ -483,7 +503,8 @@ def sample(cxn, host, previous=None):
     """(facts, raw output). With the previous refresh's raw output, the CPU
     window runs from that refresh to this one and the script waits for
     nothing (monitor --watch)."""
-    out = Target.of(cxn, host).output(monitor_script(host, window=0 if previous else CPU_WINDOW))
+    out = Target.of(cxn, host).output(monitor_script(host, window=0 if previous else CPU_WINDOW),
+                                      stdin=monitor_input(host) or None)
     facts = parse(out, host, previous=previous)
     code, findings = evaluate(facts, host)
     facts["status"] = errors.NAMES.get(code, str(code))

@@ -13,12 +13,21 @@ from .errors import CommandFailed
 from .host.services import parse_process_status, parse_systemd_show, process_status_cmd, systemd_status_cmd
 from .inventory import Host
 from .probe import MARK, split_sections
-from .shell import Cmd, lines, path, quote_path, sh
+from .shell import Cmd, lines, path, quote_path, raw, sh
 from .target import Target
 
 
 def home_file(host: Host, name: str) -> Cmd:
     return quote_path(host.at_home(name))
+
+
+def home_dir_cmd(host: Host) -> Cmd:
+    """Make fabops' home on the host and set it to 0700, on every run that
+    writes into it, not only the first: a home made 0755 by hand (or by an
+    old release) is private again at the next deploy or lock. What mkdir
+    makes, parents included, is made under umask 077 (docs/architecture.md,
+    "Host layout": fabops' own files are 0600 in 0700 directories)."""
+    return sh("( umask 077 && mkdir -p {home} ) && chmod 700 {home}", home=path(host.home))
 
 
 def read_home_json(c, host: Host, name: str) -> dict:
@@ -142,10 +151,21 @@ def port_listening_cmd(port: int) -> Cmd:
               sport=f"sport = :{port}", prog=f'$2 ~ /:{port:04X}$/ && $4 == "0A" {{f=1}} END {{exit !f}}')
 
 
+# The python3 fallback reads the same curl config lines from stdin (only
+# `header` and `data-raw`, in _curl_quoted's escapes) when argv[4] is "1".
 _PY_HTTP = r"""
-import json, sys, time, urllib.request, urllib.error
-url, method, body, timeout, headers = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), json.loads(sys.argv[5])
-data = body.encode() if body or method in ("POST", "PUT") else None
+import re, sys, time, urllib.request, urllib.error
+url, method, timeout, fed = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4] == "1"
+headers, body = {}, None
+for line in (sys.stdin.buffer.read().decode("utf-8") if fed else "").split("\n"):
+    key, _, value = line.partition(" = ")
+    value = re.sub(r"\\(.)", lambda m: {"n": "\n", "r": "\r", "t": "\t"}.get(m.group(1), m.group(1)), value[1:-1])
+    if key == "header":
+        name, _, v = value.partition(": ")
+        headers[name] = v
+    elif key == "data-raw":
+        body = value
+data = body.encode("utf-8") if body is not None else None
 req = urllib.request.Request(url, data=data, method=method, headers=headers)
 opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 t = time.time()
@@ -159,26 +179,64 @@ print("%d %.4f" % (code, time.time() - t))
 """
 
 
-def http_check_cmd(check) -> Cmd:
-    """Run an HTTP check on the host: curl, else the host's python3."""
+def _curl_quoted(value: str) -> str:
+    r"""A value as a quoted string of curl's config file: one line, whatever
+    it holds (curl reads \\ \" \n \r \t back). NUL cannot be carried."""
+    if "\x00" in value:
+        raise ValueError("an HTTP check's header or body cannot hold a NUL character")
+    for char, escaped in (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
+        value = value.replace(char, escaped)
+    return f'"{value}"'
+
+
+def http_check_input(check) -> str:
+    """The secret half of an HTTP check (its headers, an Authorization token
+    among them, and its body) as curl config lines, one per header and a
+    `data-raw` line (a body starting with @ is sent as it is, never read as
+    a file name): the check's command reads them from stdin, so no argv
+    `ps` shows on the host holds them (docs/security.md). "" when the check
+    has neither headers nor a body."""
     import json as jsonlib
 
     headers = dict(check.headers)
-    body = ""
+    body = None
     if check.json is not None:
         body = jsonlib.dumps(check.json)
         headers.setdefault("Content-Type", "application/json")
-    elif check.body is not None:
+    elif check.body:
         body = check.body
+    elif check.method in ("POST", "PUT"):
+        body = ""
+    config = [f"header = {_curl_quoted(f'{k}: {v}')}" for k, v in headers.items()]
+    if body is not None:
+        config.append(f"data-raw = {_curl_quoted(body)}")
+    return "".join(line + "\n" for line in config)
+
+
+# http_check_cmd's `feed` when the check's input is the command's own stdin.
+FROM_STDIN = raw("")
+
+
+def http_check_cmd(check, feed: Optional[Cmd] = None) -> Cmd:
+    """Run an HTTP check on the host: curl, else the host's python3. The URL,
+    method and timeout are in the command; the headers and body
+    (http_check_input) come on its stdin (`feed=FROM_STDIN`, run with
+    `stdin=http_check_input(check)`), or through `feed`, a pipe that gives
+    them (the monitor's script slices them from its own stdin). A check
+    with input and no `feed` is refused at once: run without its input, the
+    command would wait for it forever."""
+    fed = bool(http_check_input(check))
+    if fed and feed is None:
+        raise TypeError("this check has headers or a body: pass feed=FROM_STDIN and run the command with "
+                        "stdin=http_check_input(check)")
+    feed = feed or FROM_STDIN
     curl = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{time_total}\\n", "--noproxy", "*",
             "--max-time", f"{check.timeout:g}", "-X", check.method]
-    for k, v in headers.items():
-        curl += ["-H", f"{k}: {v}"]
-    if body or check.method in ("POST", "PUT"):
-        curl += ["--data-binary", body]
+    if fed:
+        curl += ["--config", "-"]
     curl.append(check.url)
-    py = ["python3", "-c", _PY_HTTP, check.url, check.method, body, f"{check.timeout:g}", jsonlib.dumps(headers)]
-    return sh("if command -v curl >/dev/null 2>&1; then {curl}; else {py}; fi", curl=curl, py=py)
+    py = ["python3", "-c", _PY_HTTP, check.url, check.method, f"{check.timeout:g}", "1" if fed else "0"]
+    return sh("if command -v curl >/dev/null 2>&1; then {feed}{curl}; else {feed}{py}; fi", feed=feed, curl=curl, py=py)
 
 
 def parse_http_result(output: str):
@@ -204,7 +262,8 @@ class RemoteProbe:
         return self.t.ok(port_listening_cmd(port))
 
     def http(self, check):
-        return parse_http_result(self.t.output(http_check_cmd(check)))
+        out = self.t.output(http_check_cmd(check, FROM_STDIN), stdin=http_check_input(check) or None)
+        return parse_http_result(out)
 
 
 # ------------------------------------------------------------------ lock
@@ -214,14 +273,14 @@ def remote_lock_script(host: Host, info: dict) -> Cmd:
     """Hold the host lock (the same flock the host side takes) for as long as
     this command's stdin stays open. If the laptop dies, sshd closes stdin,
     `cat` ends and the kernel releases the lock."""
-    return sh("mkdir -p {home} && chmod 700 {home} || exit 70\n"
+    return sh("{home_dir} || exit 70\n"
               "exec 9>>{lock}\n"
               "if ! flock -n 9; then cat {lock}; exit 4; fi\n"
               "printf '%s' {info} > {lock}\n"
               "echo LOCKED\n"
               "cat >/dev/null\n"
               ": > {lock}\n",
-              home=path(host.home), lock=home_file(host, "lock"), info=json.dumps(info, sort_keys=True))
+              home_dir=home_dir_cmd(host), lock=home_file(host, "lock"), info=json.dumps(info, sort_keys=True))
 
 
 def lock_holder_cmd(host: Host) -> Cmd:
@@ -380,6 +439,7 @@ _STATE_MERGE = r"""
 import json, os, sys, tempfile
 home, updates, record = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
 os.makedirs(home, mode=0o700, exist_ok=True)
+os.chmod(home, 0o700)
 if record:
     fd = os.open(os.path.join(home, "history.jsonl"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     os.write(fd, (record + "\n").encode()); os.fsync(fd); os.close(fd)

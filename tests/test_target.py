@@ -3,6 +3,7 @@ the same on this machine (an invoke.Context) and over SSH (a real sshd on
 loopback), and differ only where they must (paths, transport)."""
 import socket
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -22,11 +23,18 @@ def target(request, tmp_path):
                                str(tmp_path / "hosts.yml")).hosts["here"]
         yield Target.of(local_context(host), host)
         return
-    ssh_host = request.getfixturevalue("ssh_host")
+    with ssh_target(request.getfixturevalue("ssh_host"), tmp_path / "hosts.yml") as t:
+        yield t
+
+
+@contextmanager
+def ssh_target(ssh_host, hosts_yml):
+    """A Target on a real sshd whose hosts.yml entry (written to `hosts_yml`)
+    holds only its address and key; the connection is closed on the way out."""
     from fabops.connection import close_quietly, connect
     from tests.conftest import write_inventory
 
-    inv = inventory.load(str(write_inventory(tmp_path / "hosts.yml", {"h1": ssh_host.inventory_entry()})))
+    inv = inventory.load(str(write_inventory(hosts_yml, {"h1": ssh_host.inventory_entry()})))
     cxn = connect(inv.hosts["h1"], inv)
     try:
         yield Target.of(cxn, inv.hosts["h1"])

@@ -64,6 +64,16 @@ def ensure_dir(path: str, mode: int = 0o700) -> str:
     return path
 
 
+def ensure_home(home: str) -> str:
+    """fabops' home, made if missing and set to 0700 on every run, not only
+    when it is made: a home opened up by hand (or by an old release) is
+    private again at the next run (docs/architecture.md, "Host layout";
+    over SSH, remote.home_dir_cmd)."""
+    ensure_dir(home)
+    os.chmod(home, 0o700)
+    return home
+
+
 def atomic_write(path: str, data: str, mode: int = 0o600) -> None:
     """Temp file in the same dir, fsync, rename, fsync the dir: a reader or a
     crash sees the old file or the new one, never half of one."""
