@@ -99,9 +99,12 @@ class Host:
     name: str
     address: str
     app: App
-    user: Optional[str] = None
+    user: Optional[str] = None  # the deploy user: every run, the units' User=, the sudoers subject
     port: Optional[int] = None
     connection: str = "ssh"  # ssh | local
+    # `inv setup` logs in as this user (full sudo) and does the deploy
+    # user's part as that user; None: the deploy user sets itself up
+    setup_user: Optional[str] = None
     identity_file: Optional[str] = None
     env: Dict[str, str] = field(default_factory=dict)
     services: Tuple[Service, ...] = ()
@@ -606,6 +609,8 @@ class _Validator:
 
     def finish_host(self, name: str, d: dict, key: str) -> Host:
         connection = d.get("connection", "ssh")
+        if d.get("setup_user") and not d.get("user"):
+            self.fail(f"{key}.setup_user", "needs `user` too: the deploy user that setup sets up")
         app = d.get("app") or {}
         if "path" not in app:
             self.fail(f"{key}.app.path", "is required (set it here or in defaults.app)")
@@ -634,6 +639,7 @@ class _Validator:
             address=d.get("address", name),
             app=app_obj,
             user=d.get("user"),
+            setup_user=d.get("setup_user"),
             port=d.get("port"),
             connection=connection,
             identity_file=d.get("identity_file"),

@@ -18,7 +18,7 @@ from typing import Callable, Iterator, List, Optional
 from .cron import apply_block, diff, read_crontab, render_block, write_crontab
 from .inventory import Host
 from .shell import Cmd, path as host_path, raw, sh, sudo
-from .target import Target
+from .target import Target, UserTarget
 
 WRAPPERS = {
     "monitor-bot": ["monitor"],
@@ -252,7 +252,7 @@ class _Setup:
     """One host's setup run: the connection and the flags the item
     functions below read."""
 
-    t: Target
+    t: Target  # the setup user: root's part, through sudo -n
     host: Host
     check: bool
     yes: bool
@@ -263,6 +263,13 @@ class _Setup:
     allow_root_units: tuple = ()
     refused_units: List[str] = field(default_factory=list)
     _home: Optional[str] = None
+    dt: Optional[Target] = None  # the deploy user: its own files (the same as t unless setup_user differs)
+
+    def __post_init__(self):
+        user = self.host.user or "ec2-user"
+        if self.dt is None:
+            separate = self.host.setup_user and self.host.setup_user != user and not self.t.is_local
+            self.dt = UserTarget(self.t, user) if separate else self.t
 
     def user_home(self) -> str:
         """The deploy user's home as the host's passwd says (asked once)."""
@@ -281,7 +288,8 @@ class _Setup:
              after: Optional[Callable[[], None]] = None, managed_only=False) -> ItemResult:
         """A file with exactly `text`: ok, or a diff (would change, or
         written through put_file and then `after`)."""
-        old = _read(self.t, path, root)
+        t = self.t if root else self.dt
+        old = _read(t, path, root)
         if old == text:
             return ItemResult(name, "ok", path)
         if managed_only and old is not None and MANAGED not in old:
@@ -290,7 +298,7 @@ class _Setup:
         d = diff(old or "", text, path)
         if self.check:
             return ItemResult(name, "would change", path, d)
-        put_file(self.t, self.host, path, text, mode=mode, root=root, validate=validate, owner=owner)
+        put_file(t, self.host, path, text, mode=mode, root=root, validate=validate, owner=owner)
         if after:
             after()
         return ItemResult(name, "changed", path, d)
@@ -323,7 +331,7 @@ def _install(run: _Setup) -> Items:
     """fabops itself, at this exact version, in its own venv."""
     from .install import ensure_installed
 
-    inst = ensure_installed(run.t, run.host, offline=run.offline, dry_run=run.check)
+    inst = ensure_installed(run.dt, run.host, offline=run.offline, dry_run=run.check)
     yield ItemResult("fabops install", ("would change" if run.check else "changed") if inst.changed else "ok",
                      inst.message)
 
@@ -334,15 +342,15 @@ def _host_yml(run: _Setup) -> Items:
 
     home = run.host.at_home()
     if not run.check:
-        run.t.run(sh("mkdir -p {home} && chmod 700 {home}", home=host_path(home)), "making fabops' directory")
+        run.dt.run(sh("mkdir -p {home} && chmod 700 {home}", home=host_path(home)), "making fabops' directory")
     yield run.file("host.yml", run.host.at_home("host.yml"), run.host_yml_text or host_yml(run.host), mode="0600",
                    root=False)
 
 
 def _crontab(run: _Setup) -> Items:
-    """The managed crontab block, and the legacy lines it replaces (commented
-    out with --yes, after the old crontab is saved)."""
-    t, host = run.t, run.host
+    """The deploy user's managed crontab block, and the legacy lines it
+    replaces (commented out with --yes, after the old crontab is saved)."""
+    t, host = run.dt, run.host
     old_tab = read_crontab(t)
     new_tab = apply_block(old_tab, host.app.name, render_block(host, splay=run.splay))
     begin = f"# >>> fabops {host.app.name} >>>"
@@ -416,13 +424,13 @@ def _root_units(run: _Setup) -> Items:
     """Refuse sudo rights on a unit that runs as root from the deploy user's
     files, unless --allow-root-unit names it (docs/security.md, "Units that
     run as root")."""
-    t, host = run.t, run.host
+    host = run.host
     units = [s.name for s in host.services if s.manager == "systemd"]
     if (host.user or "ec2-user") == "root":
         return  # a root deploy user has nothing to gain
     home = run.user_home()
     roots = [absolute(host.app.path, home), home]
-    facts = parse_unit_facts(t.output(unit_facts_cmd(units)))
+    facts = parse_unit_facts(run.dt.output(unit_facts_cmd(units)))  # `test -w` as the deploy user
     for unit in units:
         problem = root_unit_problem(facts.get(unit, {}), roots)
         if problem is None:
@@ -438,6 +446,27 @@ def _root_units(run: _Setup) -> Items:
             f"with --replace-units), or pass --allow-root-unit {unit} if that is what you want"))
 
 
+def _broad_sudo(run: _Setup) -> Items:
+    """The drop-in is least privilege only if the deploy user has nothing
+    more: warn while it still has `NOPASSWD: ALL` (cloud-init's rule for
+    ec2-user), naming the file that grants it."""
+    t, user = run.t, run.host.user or "ec2-user"
+    if user == "root":
+        return
+    listed = t.output(sh("sudo -n -l -U {user} 2>/dev/null", user=user))
+    if not re.search(r"NOPASSWD:\s*ALL\s*$", listed, re.M):
+        return
+    files = t.output(sh("sudo -n grep -lsE {pattern} /etc/sudoers /etc/sudoers.d/* 2>/dev/null",
+                        pattern="^[[:space:]]*" + user.replace(".", "[.]").replace("$", "[$]")
+                        + "[[:space:]].*NOPASSWD:[[:space:]]*ALL")).split()
+    where = ", ".join(files) or "a rule for one of its groups (sudo -l -U " + user + ")"
+    fix = (f"remove it (visudo -f {files[0]})" if files else "remove it with visudo") + (
+        "" if run.host.setup_user and run.host.setup_user != user else
+        ", after setting setup_user in hosts.yml to another user with sudo for `inv setup`")
+    yield ItemResult("broad sudo", "warning", f"{user} still has NOPASSWD: ALL ({where}): fabops' drop-in is least "
+                                              f"privilege only without it; {fix}")
+
+
 def _sudo_rights(run: _Setup) -> Items:
     """For systemd services: the root-unit check, the sudoers drop-in
     (validated with visudo), journal access, and the legacy /etc/sudoers
@@ -449,6 +478,7 @@ def _sudo_rights(run: _Setup) -> Items:
     yield run.file("sudoers", sudoers_path(host), sudoers_text(host, without=run.refused_units), mode="0440",
                    root=True, validate="visudo")
     yield journal_access(t, host, run.check)
+    yield from _broad_sudo(run)
     legacy_sudo = t.output(raw("sudo -n grep -nE 'NOPASSWD:.*systemctl' /etc/sudoers 2>/dev/null")).strip()
     if legacy_sudo:
         yield ItemResult("legacy /etc/sudoers lines", "warning",
@@ -499,8 +529,8 @@ def _log_files(run: _Setup) -> Items:
             continue
         name, log, parent = f"log {key}", host_path(path), host_path(posixpath.dirname(path))
         # what is there, in one command: link, writable, exists (not by the deploy user) or absent
-        fact = t.output(sh("if test -L {log}; then echo link; elif test -w {log}; then echo writable; "
-                           "elif test -e {log}; then echo exists; else echo absent; fi", log=log)).strip()
+        fact = run.dt.output(sh("if test -L {log}; then echo link; elif test -w {log}; then echo writable; "
+                                "elif test -e {log}; then echo exists; else echo absent; fi", log=log)).strip()
         if fact == "writable":
             yield ItemResult(name, "ok", path)
         elif fact == "link":
@@ -512,7 +542,7 @@ def _log_files(run: _Setup) -> Items:
         elif run.check:
             yield ItemResult(name, "would change", f"create {path} (0640, {user})")
         elif path.startswith("~/"):
-            t.run(sh("mkdir -p {parent} && (umask 027 && : >> {log})", parent=parent, log=log), f"creating {path}",
+            run.dt.run(sh("mkdir -p {parent} && (umask 027 && : >> {log})", parent=parent, log=log), f"creating {path}",
                   argv=["touch", path])
             yield ItemResult(name, "changed", f"created {path} (0640, {user})")
         else:
@@ -559,7 +589,7 @@ def _wrappers(run: _Setup) -> Items:
 
 def _first_run(run: _Setup) -> Items:
     """A checkout fabops has not seen yet: said, not an error."""
-    if not run.t.ok(sh("test -f {state}", state=host_path(run.host.at_home("state.json")))):
+    if not run.dt.ok(sh("test -f {state}", state=host_path(run.host.at_home("state.json")))):
         yield ItemResult("state", "warning", "no fabops state yet: the first local-update adopts a healthy HEAD")
 
 

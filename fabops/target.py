@@ -178,6 +178,52 @@ class Target:
         return chan
 
 
+class UserTarget(Target):
+    """The same SSH host as `base`, as another user. `inv setup` logs in as
+    the setup user (full sudo) and does the deploy user's own part (fabops'
+    venv, host.yml, the crontab, the wrappers) as the deploy user, through
+    `sudo -n -u USER -H`, so the deploy user needs no sudo rule beyond
+    fabops' drop-in (docs/security.md, "The paths to root, closed"). Every
+    command starts in that user's home, and `~/` is that home."""
+
+    def __init__(self, base: Target, user: str):
+        super().__init__(base.c, name=base.name, home=base.home)
+        self.user = user
+
+    def __repr__(self) -> str:
+        return f"UserTarget({self.name!r}, {self.user!r})"
+
+    def as_user(self, cmd) -> Any:
+        from .shell import sh
+
+        return sh("sudo -n -u {user} -H -- sh -c {cmd}", user=self.user, cmd=str(sh("cd && {c}", c=as_cmd(cmd))))
+
+    def run(self, cmd, what: str = "", *, env: Optional[Dict[str, str]] = None,
+            argv: Optional[Iterable[str]] = None, **kwargs: Any):
+        # the environment inside: sudo resets the one it is given
+        inner = with_env(as_cmd(cmd), env) if env else as_cmd(cmd)
+        return super().run(self.as_user(inner), what, argv=["-u", self.user, "sh"] if argv is None else argv,
+                           **kwargs)
+
+    def put(self, local: str, remote: str) -> None:
+        """Upload as the login user into its own home, then write the file
+        as this user (`remote` relative to this user's home, or absolute)."""
+        from .shell import path, sh
+
+        staged = f".fabops-upload-{os.getpid()}-{posixpath.basename(remote)}"
+        super().put(local, staged)
+        dest = path(remote if remote.startswith(("/", "~/")) else "~/" + remote)
+        Target.run(self, sh("{write} < {staged}; rc=$?; rm -f {staged}; exit $rc",
+                            write=self.as_user(sh("cat > {dest}", dest=dest)), staged=path("~/" + staged)),
+                   f"writing {remote} as {self.user}", argv=["-u", self.user, "sh"])
+
+    def get(self, remote: str, local: str) -> None:
+        raise NotImplementedError("UserTarget reads no files back")
+
+    def stream(self, cmd, **kwargs: Any):
+        raise NotImplementedError("UserTarget streams nothing")
+
+
 class _Feed:
     """`Target.run`'s stdin, as invoke's runner reads it. The runner reads a
     stream that is not a terminal one byte per call and naps 2 ms between

@@ -356,6 +356,7 @@ SCHEMA: Dict[str, Dict[str, Key]] = {
     "host": {
         "address": Key("string", address_problem),
         "user": Key("string", user_problem),
+        "setup_user": Key("string", user_problem),
         "port": Key("integer", bounds=(1, 65535)),
         "connection": Key("choice", options=("ssh", "local")),
         "identity_file": Key("string"),

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.unit
 CHECK = {"url": "http://127.0.0.1:3003/health", "method": "POST", "headers": {"Authorization": "Bearer t0ken"},
          "expect": 200, "timeout": "5s", "fail_count": 3, "fail_window": "10s"}
 HOST = {
-    "address": "10.0.0.5", "user": "deploy", "port": 22, "connection": "ssh", "identity_file": "~/.ssh/id_ed25519",
+    "address": "10.0.0.5", "user": "deploy", "setup_user": "admin", "port": 22, "connection": "ssh", "identity_file": "~/.ssh/id_ed25519",
     "app": {"path": "/srv/app", "remote": "origin", "branch": "main", "url": "https://example.invalid/app.git"},
     "env": {"NODE_ENV": "production"},
     "services": [

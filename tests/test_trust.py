@@ -219,3 +219,50 @@ def test_the_deploy_user_gets_nothing_from_a_root_only_env_file(host):
         host.user(f"test -e {APP}/.env.real && mv -f {APP}/.env.real {APP}/.env || true", check=False)
         host.root("printf 'ec2-user ALL=(ALL) NOPASSWD:ALL\\n' > /etc/sudoers.d/90-cloud-init-users && "
                   "chmod 0440 /etc/sudoers.d/90-cloud-init-users")
+
+
+def test_a_separate_setup_user_leaves_the_deploy_user_only_the_drop_in(host):
+    """setup_user: setup logs in as ec2-user (cloud-init's NOPASSWD: ALL)
+    and sets up `deploy`, which has no sudo rule of its own: its venv,
+    host.yml and crontab are its own files, and afterwards sudo lets it do
+    exactly what the drop-in lists, and deploys work as it."""
+    host.root("id deploy >/dev/null 2>&1 || (useradd -m -s /bin/bash deploy && install -d -m 0700 -o deploy -g deploy "
+              "/home/deploy/.ssh && install -m 0600 -o deploy -g deploy /home/ec2-user/.ssh/authorized_keys "
+              "/home/deploy/.ssh/ && install -m 0644 -o deploy -g deploy /home/ec2-user/.gitconfig /home/deploy/)")
+    host.root("rm -rf /home/deploy/voice-meeting-bot && su deploy -c 'git clone --quiet /srv/origin.git "
+              "/home/deploy/voice-meeting-bot && printf \"DISCORD_TOKEN=x\\nPORT=3013\\n\" > /home/deploy/voice-meeting-bot/.env'")
+    bot = "deploy-bot.service"
+    host.write({"user": "deploy", "setup_user": "ec2-user", "app": {"path": "~/voice-meeting-bot"},
+                "services": [{"name": bot, "unit": True, "command": "python3 app.py", "port": 3013, "timeout": "30s",
+                              "settle": "300ms", "watch": "1s",
+                              "check": {"url": "http://127.0.0.1:3013/health"}}],
+                "deps": [{"when": ["requirements.txt"], "run": "sh install-deps.sh"}],
+                "logs": {"update": "/var/log/deploy-bot/update.log"}})
+    login_tab = host.root("crontab -l -u ec2-user 2>/dev/null || true").stdout
+    r = host.fab("setup", "--yes", "--offline", "--json")
+    assert r.returncode in (0, 1), r.stdout + r.stderr
+    found = items(r)
+    assert "broad sudo" not in found, found.get("broad sudo")
+    assert found["fabops install"]["status"] == "changed" and found["crontab"]["status"] == "changed"
+    home = "/home/deploy/.fabops/voice-meeting-bot"
+    owners = host.root(f"stat -c '%U %a' {home} {home}/host.yml /var/log/deploy-bot/update.log; "
+                       f"find {home}/venv ! -user deploy | head -n 3").stdout
+    assert owners.split() == ["deploy", "700", "deploy", "600", "deploy", "640"], owners
+    assert "local-update" in host.root("crontab -l -u deploy").stdout
+    assert host.root("crontab -l -u ec2-user 2>/dev/null || true").stdout == login_tab  # the setup user's is not touched
+    assert "User=deploy\n" in host.root(f"cat /etc/systemd/system/{bot}").stdout
+    again = host.fab("setup", "--json")
+    assert not [i for i in items(again).values() if i["status"] in ("changed", "would change")], again.stdout
+
+    listed = host.root("sudo -l -U deploy").stdout
+    rules = sorted(r.strip() for rule in re.findall(r"\(root\) NOPASSWD: (.+)", listed) for r in rule.split(", "))
+    assert rules == sorted(f"/usr/bin/systemctl {verb} {bot}" for verb in ("start", "stop", "restart", "reset-failed")), \
+        listed
+    assert "ALL" not in listed.split("may run the following commands")[-1], listed
+
+    # the team deploys as `deploy` itself: same inventory, its login
+    r = host.fab("deploy", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert host.root(f"systemctl show -p MainPID --value {bot} | xargs -I{{}} stat -c %U /proc/{{}}").stdout.strip() \
+        == "deploy"
+    host.root(f"systemctl stop {bot}")

@@ -12,7 +12,7 @@ import logging
 import os
 import string
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 from invoke import Exit, Task, task
@@ -369,10 +369,12 @@ def for_each_host(
     parallel: int = 10,
     accept_new: bool = False,
     connect_timeout=None,
+    as_setup_user: bool = False,
 ) -> FanoutResult:
     """Load the inventory, select hosts, and run `fn(target, host)` on each
     in bounded parallel, one connection per host (a fabops.target.Target),
-    closed afterwards."""
+    closed afterwards. `as_setup_user`: log in as each host's setup_user
+    (`inv setup`), the deploy user otherwise."""
     from ..connection import close_quietly, connect
     from ..fanout import run_hosts
     from ..target import Target
@@ -381,7 +383,8 @@ def for_each_host(
     inv, chosen = select(inventory, hosts)
 
     def one(host: Host):
-        cxn = connect(host, inv, accept_new=accept_new, connect_timeout=timeout)
+        login = replace(host, user=host.setup_user) if as_setup_user and host.setup_user else host
+        cxn = connect(login, inv, accept_new=accept_new, connect_timeout=timeout)
         try:
             return fn(Target.of(cxn, host), host)
         finally:

@@ -47,7 +47,8 @@ def setup(c, hosts=None, check=False, yes=False, offline=False, replace_units=Fa
         return setup_host(cxn, host, check=check, yes=yes, offline=offline, replace_units=replace_units,
                           splay=int(splay), allow_root_units=allow_root_unit or (), progress=show)
 
-    outcome = for_each_host(inventory, hosts, one, accept_new=accept_new, connect_timeout=connect_timeout)
+    outcome = for_each_host(inventory, hosts, one, accept_new=accept_new, connect_timeout=connect_timeout,
+                            as_setup_user=True)
     if json:
         print_envelope(outcome.results, lambda v: v.to_dict(), code=_setup_code(outcome))
     else:
