@@ -109,7 +109,8 @@ def write_crontab(c, text: str, host_name: str) -> None:
     # `crontab -` validates the whole file and installs it atomically. The
     # table comes on stdin: its lines carry `env` values, and an argv is
     # what `ps` shows every user of the host (docs/security.md).
-    r = Target(c, host_name).run(WRITE, check=False, stdin=text)
+    t = c if isinstance(c, Target) else Target(c, host_name)  # a UserTarget stays one (setup_user)
+    r = t.run(WRITE, check=False, stdin=text)
     if not r.ok:  # crontab's last line is "errors in crontab file"; the line before names the problem
         raise CommandFailed(f"crontab refused the new table: {(r.stderr or r.stdout).strip()[-200:]}", host=host_name)
 

@@ -63,7 +63,7 @@ def host_yml(host: Host) -> str:
     entry = data["hosts"][host.name]
     # On the host, the host is "this machine": cron's `fabops health` or
     # `monitor-bot` then run locally, never over SSH to itself.
-    for key in ("address", "user", "port", "identity_file"):
+    for key in ("address", "user", "setup_user", "port", "identity_file"):
         entry.pop(key, None)
     entry["connection"] = "local"
     return yaml.safe_dump(data, sort_keys=False)
