@@ -84,10 +84,9 @@ VALIDATORS = {
 
 def put_file(c, host: Host, path: str, content: str, *, mode: str, root: bool, validate: Optional[str] = None,
              owner: Optional[str] = None) -> None:
-    """Write via a temp file; validate it (`validate` names one of
-    VALIDATORS); then
-    install it with its mode in one rename. The old file is untouched if
-    validation fails."""
+    """Write `content` (sent on stdin) via a temp file; validate it
+    (`validate` names one of VALIDATORS); then install it with its mode in
+    one rename. The old file is untouched if validation fails."""
     as_root = raw("sudo -n ") if root else raw("")
     check = raw("")
     if validate:
@@ -102,15 +101,17 @@ def put_file(c, host: Host, path: str, content: str, *, mode: str, root: bool, v
         "set -e; umask 077\n"
         "mkdir -p {home}; chmod 700 {home}\n"
         "T=$(mktemp {template})\n"
-        "printf '%s' {content} > \"$T\"\n"
+        "cat > \"$T\"\n"
         "{check}"
         "test -d {parent} || (umask 022 && {root}mkdir -p {parent})\n"
         "{root}install -m {mode}{own} \"$T\" {dest}\n"
         "rm -f \"$T\"\n",
-        home=host_path(host.home), template=host_path(host.at_home(".setup.XXXXXXXX")), content=content,
+        home=host_path(host.home), template=host_path(host.at_home(".setup.XXXXXXXX")),
         check=check, root=as_root, parent=host_path(posixpath.dirname(path)), mode=mode, own=own,
         dest=host_path(path))
-    Target.of(c, host).run(script, f"writing {path}", argv=["install", path])
+    # the text on stdin: host.yml holds env values and check headers, and an
+    # argv is what `ps` shows every user of the host (docs/security.md)
+    Target.of(c, host).run(script, f"writing {path}", argv=["install", path], stdin=content)
 
 
 # ------------------------------------------------------------------ renderers
@@ -372,7 +373,7 @@ def _crontab(run: _Setup) -> Items:
     elif run.check:
         yield ItemResult("crontab", "would change", begin, diff(old_tab, new_tab, "crontab"))
     else:
-        t.run(sh("printf '%s' {tab} > {saved}", tab=old_tab, saved=host_path(saved)), "saving the old crontab")
+        t.run(sh("umask 077 && cat > {saved}", saved=host_path(saved)), "saving the old crontab", stdin=old_tab)
         write_crontab(t, new_tab, host.name)
         yield ItemResult("crontab", "changed", begin, diff(old_tab, new_tab, "crontab"))
 
