@@ -117,8 +117,9 @@ def test_remote_builders(conn):
     def build(v):
         h = hostile(app_path="~/" + v)
         check = dataclasses.replace(h.services[0].check, url="http://127.0.0.1:9/" + v, headers={"X": v})
-        return "\n".join(f"( {c} ) >/dev/null 2>&1" for c in
-                         [remote.status_cmd(h), remote.http_check_cmd(check), remote.port_listening_cmd(9)])
+        return "\n".join(f"( {c} ) </dev/null >/dev/null 2>&1" for c in  # the check's input: none (EOF)
+                         [remote.status_cmd(h), remote.http_check_cmd(check, remote.FROM_STDIN),
+                          remote.port_listening_cmd(9)])
 
     fuzz(conn, "remote", build)
 
@@ -157,8 +158,8 @@ def test_git_services_cron_and_deploy_builders(conn):
                 # the crontab line's command part, as cron's sh would run it (fabops is absent there: it fails)
                 cron.job_line(h, "* * * * *", ["local-update"]).split(" ", 5)[5].replace("\\%", "%"),
                 deploy.start_detached_cmd(h, "run1", [h.home + "/venv/bin/fabops", "local-update", "--actor", v],
-                                          h.home + "/runs/run1.host.yml", "hosts: {}\n").replace(" &\n", "\n")]
-        return "\n".join(f"( {c} ) >/dev/null 2>&1" for c in cmds)
+                                          h.home + "/runs/run1.host.yml").replace(" &\n", "\n")]
+        return "\n".join(f"( {c} ) </dev/null >/dev/null 2>&1" for c in cmds)  # host.yml from stdin: none
 
     fuzz(conn, "git, services, cron, deploy", build)
 

@@ -79,7 +79,10 @@ def test_http_probe_without_curl_falls_back_to_python(server, monkeypatch, tmp_p
 def test_hostile_check_values_are_data(server, tmp_path):
     canary = tmp_path / "canary"
     check = Check(url=f"http://127.0.0.1:{server}/health?$(touch {canary})", headers={"X": f"`touch {canary}`"})
-    Context().run(http_check_cmd(check), hide=True, warn=True, in_stream=False)
+    from fabops.remote import FROM_STDIN, http_check_input
+    from fabops.target import Target
+
+    Target.of(Context()).run(http_check_cmd(check, FROM_STDIN), check=False, stdin=http_check_input(check))
     assert not canary.exists()
     assert "'" in port_listening_cmd(80)
 
