@@ -72,16 +72,17 @@ def require_linux(host: Host) -> None:
 
 
 def run_overrides(host: Host, ssh: bool = False) -> dict:
-    """Config shared by both kinds of context: the inventory's `env` for every
-    command, and no stdin mirroring: fabops runs from cron and CI, where there
-    is no stdin, and a remote command must never wait on the laptop's.
+    """Config shared by both kinds of context: no stdin mirroring (fabops
+    runs from cron and CI, where there is no stdin, and a remote command
+    must never wait on the laptop's) and, on this machine, the inventory's
+    `env` for every command.
 
-    Over SSH, Fabric sends the env as `export K=V && command`, with V as it
-    is: a value with a space (`NODE_OPTIONS: --a --b`) would break every
-    command, and `$(...)` would run. So the values are quoted here, once."""
-    run = {"in_stream": False}
-    if host.env:
-        run["env"] = {k: (str(q(v)) if ssh else v) for k, v in host.env.items()}
+    Over SSH the env is not Fabric's: Fabric sends it as `export K=V &&
+    command` in the command line, which `ps` shows every user of the host.
+    Each command sources fabops' env.sh instead (target.Target.prepare)."""
+    run: dict = {"in_stream": False}
+    if host.env and not ssh:
+        run["env"] = dict(host.env)
     return {"run": run}
 
 

@@ -328,6 +328,15 @@ def setup_host(c, host: Host, *, check: bool, yes: bool, offline: bool, replace_
     return report
 
 
+def _env_file(run: _Setup) -> Items:
+    """The inventory's env as fabops' env.sh (0600), first: every command
+    over SSH sources it, the install's included, and none carries the
+    values in its argv (docs/security.md)."""
+    from .shell import env_file_text
+
+    yield run.file("env.sh", run.host.at_home("env.sh"), env_file_text(run.host.env), mode="0600", root=False)
+
+
 def _install(run: _Setup) -> Items:
     """fabops itself, at this exact version, in its own venv."""
     from .install import ensure_installed
@@ -594,7 +603,7 @@ def _first_run(run: _Setup) -> Items:
         yield ItemResult("state", "warning", "no fabops state yet: the first local-update adopts a healthy HEAD")
 
 
-ITEMS = (_install, _host_yml, _crontab, _sudo_rights, _units, _log_files, _logrotate, _wrappers, _first_run)
+ITEMS = (_env_file, _install, _host_yml, _crontab, _sudo_rights, _units, _log_files, _logrotate, _wrappers, _first_run)
 
 
 def _outside_block(text: str, app: str) -> List[str]:

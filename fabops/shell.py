@@ -125,6 +125,28 @@ def sudo(argv: Iterable[Any]) -> Cmd:
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+ENV_SCRIPT_HEAD = ("# Managed by fabops: the inventory's `env`, sourced by every fabops command over SSH\n"
+                   "# (its values never go in a command line: docs/security.md).\n")
+
+
+def env_file_text(env: Optional[Dict[str, str]]) -> str:
+    """The text of fabops' env.sh on a host (0600 in its 0700 home): one
+    quoted `export K=V` a line. Commands over SSH source it
+    (target.Target.run) instead of carrying the values in their argv."""
+    lines = []
+    for key, value in (env or {}).items():
+        if not _ENV_KEY.match(key):  # validated in hosts.yml; a name is never quoted, so check again
+            raise ValueError(f"not an environment variable name: {key!r}")
+        lines.append(f"export {key}={shlex.quote(str(value))}\n")
+    return ENV_SCRIPT_HEAD + "".join(lines)
+
+
+def source_env(env_file: str) -> Cmd:
+    """Source fabops' env.sh when it is there (setup and every host-side
+    run write it)."""
+    return sh("[ ! -r {f} ] || . {f}; ", f=path(env_file))
+
+
 def with_env(command: Cmd, env: Optional[Dict[str, str]]) -> Cmd:
     """Prefix `command` with quoted `export K=V;` assignments."""
     if not env:

@@ -31,10 +31,14 @@ class Target:
     invoke.Context; `name` labels errors; `home` is fabops' directory there
     (as hosts.yml spells it: a leading ~/ is the login home)."""
 
-    def __init__(self, c, name: str = "local", home: str = "~/.fabops"):
+    def __init__(self, c, name: str = "local", home: str = "~/.fabops", env_file: Optional[str] = None):
         self.c = c.c if isinstance(c, Target) else c
         self.name = name
         self.home = home
+        # Over SSH, the inventory's env is sourced from this file (written by
+        # setup and by every host-side run) instead of riding in each
+        # command's argv, where `ps` shows it (docs/security.md)
+        self.env_file = env_file
 
     @classmethod
     def of(cls, c, host=None) -> "Target":
@@ -43,7 +47,10 @@ class Target:
             return c
         if host is None:
             return cls(c)
-        return cls(c, name=host.name, home=host.home)
+        t = cls(c, name=host.name, home=host.home)
+        if not t.is_local:
+            t.env_file = HostPaths(posixpath.normpath(host.home)).env_sh
+        return t
 
     def __repr__(self) -> str:
         return f"Target({self.name!r}, {'local' if self.is_local else 'ssh'})"
@@ -99,11 +106,8 @@ class Target:
             opts["timeout"] = timeout
         if env and self.is_local:
             opts["env"] = env  # the child's environment, no shell involved
-        elif env:
-            # Over SSH, Fabric would prefix `export K=V &&` with V unquoted
-            # (its inline_ssh_env): a value with a space or `$(...)` would
-            # be shell code. fabops' own quoted prefix instead.
-            cmd = with_env(as_cmd(cmd), env)
+            env = None
+        cmd = self.prepare(cmd, env)
         opts.update(kwargs)
         try:
             result = self.c.run(as_cmd(cmd), **opts)
@@ -118,6 +122,18 @@ class Target:
             err = sudo_failure(result.stderr, list(argv), host=self.name) if argv is not None else None
             raise err or CommandFailed.from_result(what or "a command", result, host=self.name)
         return result
+
+    def prepare(self, cmd, env: Optional[Dict[str, str]] = None):
+        """The command as it is sent over SSH: the host's env.sh sourced,
+        then a call's own env as quoted exports (Fabric's inline env would
+        put `export K=V` unquoted: a value with a space or `$(...)` would be
+        shell code)."""
+        cmd = with_env(as_cmd(cmd), env) if env else as_cmd(cmd)
+        if self.env_file and not self.is_local:
+            from .shell import sh, source_env
+
+            cmd = sh("{env}{cmd}", env=source_env(self.env_file), cmd=cmd)
+        return cmd
 
     def ok(self, cmd, **kwargs: Any) -> bool:
         """Whether the command exits 0 (a test: never raises for its exit)."""
@@ -167,8 +183,7 @@ class Target:
         cmd = as_cmd(cmd)
         if self.is_local:
             return LocalStream(cmd, env=env)
-        if env:
-            cmd = with_env(cmd, env)  # quoted, as in run()
+        cmd = self.prepare(cmd, env)  # as in run()
         chan = self.transport.open_session(timeout=timeout)
         if timeout is not None:
             chan.settimeout(timeout)
@@ -187,7 +202,7 @@ class UserTarget(Target):
     command starts in that user's home, and `~/` is that home."""
 
     def __init__(self, base: Target, user: str):
-        super().__init__(base.c, name=base.name, home=base.home)
+        super().__init__(base.c, name=base.name, home=base.home, env_file=base.env_file)
         self.user = user
 
     def __repr__(self) -> str:
@@ -198,12 +213,13 @@ class UserTarget(Target):
 
         return sh("sudo -n -u {user} -H -- sh -c {cmd}", user=self.user, cmd=str(sh("cd && {c}", c=as_cmd(cmd))))
 
-    def run(self, cmd, what: str = "", *, env: Optional[Dict[str, str]] = None,
-            argv: Optional[Iterable[str]] = None, **kwargs: Any):
-        # the environment inside: sudo resets the one it is given
-        inner = with_env(as_cmd(cmd), env) if env else as_cmd(cmd)
-        return super().run(self.as_user(inner), what, argv=["-u", self.user, "sh"] if argv is None else argv,
-                           **kwargs)
+    def prepare(self, cmd, env: Optional[Dict[str, str]] = None):
+        # everything inside, as the user: sudo resets the environment it is
+        # given, and the env.sh to source is that user's
+        return self.as_user(super().prepare(cmd, env))
+
+    def run(self, cmd, what: str = "", *, argv: Optional[Iterable[str]] = None, **kwargs: Any):
+        return super().run(cmd, what, argv=["-u", self.user, "sh"] if argv is None else argv, **kwargs)
 
     def put(self, local: str, remote: str) -> None:
         """Upload as the login user into its own home, then write the file
@@ -213,7 +229,7 @@ class UserTarget(Target):
         staged = f".fabops-upload-{os.getpid()}-{posixpath.basename(remote)}"
         super().put(local, staged)
         dest = path(remote if remote.startswith(("/", "~/")) else "~/" + remote)
-        Target.run(self, sh("{write} < {staged}; rc=$?; rm -f {staged}; exit $rc",
+        Target(self.c, self.name, self.home).run(sh("{write} < {staged}; rc=$?; rm -f {staged}; exit $rc",
                             write=self.as_user(sh("cat > {dest}", dest=dest)), staged=path("~/" + staged)),
                    f"writing {remote} as {self.user}", argv=["-u", self.user, "sh"])
 

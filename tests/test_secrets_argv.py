@@ -248,17 +248,21 @@ def test_the_crontab_goes_on_stdin(ssh_host, conn, tmp_path):
 
 
 @pytest.mark.ssh
-@pytest.mark.xfail(strict=True, reason="connection.run_overrides still exports the inventory's env inline over SSH "
-                                       "(`export K=V && cmd`, Fabric's inline_ssh_env): every SSH command's argv "
-                                       "holds the env values (#22, reported; not this slice's file)")
 def test_the_inventorys_env_is_not_in_any_ssh_commands_argv(ssh_host, tmp_path):
     """The shell that runs a command over SSH is alive while its `ps` runs
     (`; true` after it: bash would exec a last command in its place), so
     the remote ps sees that shell's own argv: no timing involved."""
+    from fabops.setup import put_file
+    from fabops.shell import env_file_text
+
     host = secret_host(ssh_host, tmp_path)
     cxn = connect(host, inventory.load(str(tmp_path / "secret.yml")))
     try:
-        out = Target.of(cxn, host).run(raw("ps -ww -eo args=; true"), "listing the host's processes").stdout
+        t = Target.of(cxn, host)
+        put_file(t, host, host.at_home("env.sh"), env_file_text(host.env), mode="0600", root=False)
+        out = t.run(raw("ps -ww -eo args=; true"), "listing the host's processes").stdout
+        key = next(iter(host.env))
+        assert MARK in t.run(raw(f'printf %s "${key}"'), "the env still reaches the command").stdout
     finally:
         close_quietly(cxn)
     assert MARK not in out

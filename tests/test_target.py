@@ -137,17 +137,24 @@ def test_a_finished_stream_ends_with_its_exit_status(target):
 
 
 def test_the_inventorys_env_reaches_every_ssh_command_quoted(ssh_host, tmp_path):
-    """Fabric prefixes `export K=V &&` with V unquoted: a value with a space
-    broke every command and `$(...)` ran. fabops quotes it (connection.py)."""
+    """The env reaches SSH commands from fabops' env.sh (setup and every
+    host-side run write it), quoted: Fabric's own `export K=V &&` had V
+    unquoted (a value with a space broke every command, `$(...)` ran) and
+    in the argv `ps` shows."""
     from fabops.connection import close_quietly, connect
+    from fabops.setup import put_file
+    from fabops.shell import env_file_text
     from tests.conftest import write_inventory
 
     value = "--a --b; $(echo injected) 'q'"
     entry = {**ssh_host.inventory_entry(), "env": {"NODE_OPTIONS": value}}
     inv = inventory.load(str(write_inventory(tmp_path / "hosts.yml", {"h1": entry})))
-    cxn = connect(inv.hosts["h1"], inv)
+    host = inv.hosts["h1"]
+    cxn = connect(host, inv)
     try:
-        t = Target.of(cxn, inv.hosts["h1"])
+        t = Target.of(cxn, host)
+        assert t.run(raw('printf %s "${NODE_OPTIONS-unset}"'), "before env.sh").stdout == "unset"
+        put_file(t, host, host.at_home("env.sh"), env_file_text(host.env), mode="0600", root=False)
         assert t.run(raw('printf %s "$NODE_OPTIONS"'), "reading the env").stdout == value
         assert t.run(raw('printf %s "$NODE_OPTIONS|$Y"'), "with a call's env too", env={"Y": "a b"}).stdout \
             == value + "|a b"

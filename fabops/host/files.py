@@ -39,6 +39,11 @@ class HostPaths:
         return os.path.join(self.home, "host.yml")
 
     @property
+    def env_sh(self) -> str:
+        """The inventory's env as quoted exports (shell.env_file_text)."""
+        return os.path.join(self.home, "env.sh")
+
+    @property
     def venv(self) -> str:
         return os.path.join(self.home, "venv")
 
@@ -72,6 +77,21 @@ def ensure_home(home: str) -> str:
     ensure_dir(home)
     os.chmod(home, 0o700)
     return home
+
+
+def save_env_file(path: str, env) -> None:
+    """fabops' env.sh, rewritten (0600) only when the inventory's env
+    changed: commands over SSH source it (shell.source_env)."""
+    from ..shell import env_file_text
+
+    text = env_file_text(env)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            if fh.read() == text:
+                return
+    except OSError:
+        pass
+    atomic_write(path, text)
 
 
 def atomic_write(path: str, data: str, mode: int = 0o600) -> None:

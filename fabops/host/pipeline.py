@@ -23,7 +23,7 @@ from ..inventory import DepRule, Host, Service
 from ..shell import in_dir, inventory_shell
 from ..target import Target
 from .events import EventLog, new_run_id
-from .files import ensure_home
+from .files import ensure_home, save_env_file
 from .preflight import disk_problem, missing_env_keys, sort_changes, stash, status_path
 from .git import DRY_RUN_REF, Git, check_ref, ls_remote_cmd, parse_ls_remote, paths_match
 from .lock import HostLock
@@ -144,6 +144,7 @@ class Pipeline:
 
     def _locked_run(self) -> None:
         ensure_home(self.paths.home)
+        save_env_file(self.paths.env_sh, self.host.env)
         info = {"actor": self.actor, "trigger": self.opts.trigger, "run_id": self.run_id, "target": None}
         lock = HostLock(self.paths.lock, info)
         wait = lock_wait(self.opts.trigger, self.opts.wait)
