@@ -18,6 +18,7 @@ from .host.services import process_status_cmd, systemd_status_cmd
 from .inventory import Host
 from .probe import MARK, split_sections
 from .remote import home_file, http_check_cmd, http_check_input, port_listening_cmd
+from .unit_audit import units_cmd
 from .shell import Cmd, lines, path, raw, sh
 from .target import Target
 
@@ -80,6 +81,7 @@ def monitor_script(host: Host, window: float = CPU_WINDOW) -> Cmd:
     if units:
         parts.append(_section("systemd", sh("{cmd} 2>/dev/null", cmd=systemd_status_cmd(units))))
         parts.append(sh("PIDS=$(systemctl show -p MainPID --value {units} 2>/dev/null | tr '\\n' ' ')", units=units))
+        parts.append(_section("units", units_cmd(units)))  # a unit running as root from our files
     else:
         parts.append(raw("PIDS="))
     if procs:
@@ -307,6 +309,7 @@ def parse(output: str, host: Host, now: Optional[float] = None, previous: Option
             entry["http_latency"] = _float(parts[1]) if len(parts) > 1 else None
         services.append(entry)
     facts["services"] = services
+    facts["root_units"] = root_units(s.get("units"), host)
 
     api = s.get("api", "").split()
     if not api or api[0] == "none":
@@ -355,6 +358,27 @@ def parse(output: str, host: Host, now: Optional[float] = None, previous: Option
     return facts
 
 
+def root_units(text: Optional[str], host: Host) -> List[Dict[str, str]]:
+    """[{unit, problem}] for units that run as root from the checkout or
+    the deploy user's home (fabops/unit_audit.py)."""
+    if not text:
+        return []
+    from .unit_audit import parse_unit_facts, root_unit_problem
+
+    facts = parse_unit_facts(text)
+    home = facts.get("", {}).get("Home", "")
+    if not home.startswith("/") or (host.user or "") == "root":
+        return []
+    app = host.app.path
+    app = home.rstrip("/") + app[1:] if app.startswith("~/") else app
+    found = []
+    for svc in host.services:
+        problem = root_unit_problem(facts.get(svc.name, {}), [app, home]) if svc.manager == "systemd" else None
+        if problem:
+            found.append({"unit": svc.name, "problem": problem})
+    return found
+
+
 # ---------------------------------------------------------------- evaluation
 
 
@@ -401,6 +425,9 @@ def evaluate(facts: Dict[str, Any], host: Host, now: Optional[float] = None) -> 
             found.append((errors.WARNING, f"{name}: CPU {svc['cpu']:g}% ≥ {th['cpu']:g}%"))
         if svc["memory"] is not None and svc["memory"] >= th["memory"]:
             found.append((errors.WARNING, f"{name}: memory {svc['memory']:g}% ≥ {th['memory']:g}%"))
+    for unit in facts.get("root_units") or ():
+        found.append((errors.WARNING, f"{unit['unit']} {unit['problem']}: restarting it runs that user's code as "
+                                      "root (setup grants it no rule; docs/security.md)"))
     if facts.get("disk") is not None and facts["disk"] >= th["disk"]:
         found.append((errors.WARNING, f"root disk {facts['disk']:g}% ≥ {th['disk']:g}%"))
     api = facts.get("api")
@@ -443,6 +470,7 @@ HOST_SCHEMA = {
     "schema": int, "host": str, "time": float, "status": str, "code": int,
     "cpu": _NUM, "cpu_window": _NUM, "memory": _NUM, "disk": _NUM, "load": _NUM, "uptime": _NUM,
     "services": [SERVICE_SCHEMA],
+    "root_units": [{"unit": str, "problem": str}],
     "api": (dict, type(None)),
     "deploy": (dict, type(None)),
     "errors_last_hour": (int, type(None)),

@@ -17,8 +17,9 @@ from typing import Callable, Iterator, List, Optional
 
 from .cron import apply_block, diff, read_crontab, render_block, write_crontab
 from .inventory import Host
-from .shell import Cmd, path as host_path, raw, sh, sudo
+from .shell import path as host_path, raw, sh, sudo
 from .target import Target, UserTarget
+from .unit_audit import parse_unit_facts, root_unit_problem, unit_facts_cmd
 
 WRAPPERS = {
     "monitor-bot": ["monitor"],
@@ -385,49 +386,6 @@ def _crontab(run: _Setup) -> Items:
         t.run(sh("umask 077 && cat > {saved}", saved=host_path(saved)), "saving the old crontab", stdin=old_tab)
         write_crontab(t, new_tab, host.name)
         yield ItemResult("crontab", "changed", begin, diff(old_tab, new_tab, "crontab"))
-
-
-def unit_facts_cmd(units: List[str]) -> Cmd:
-    """Who each unit runs as, what it starts and where, and whether the
-    deploy user can write the program it starts: one command, one block of
-    `Key=value` lines per unit, blocks ended by `@@end`."""
-    return sh("for u in {units}; do systemctl show -p Id -p User -p ExecStart -p WorkingDirectory -- \"$u\"; "
-              "p=$(systemctl show -p ExecStart --value -- \"$u\" | sed -n 's/^{{ path=\\([^ ;]*\\).*/\\1/p' | head -n 1); "
-              "if [ -n \"$p\" ] && [ -w \"$p\" ]; then echo Writable=yes; else echo Writable=no; fi; echo @@end; done",
-              units=units)
-
-
-def parse_unit_facts(text: str) -> dict:
-    """{unit: {User, ExecStart, WorkingDirectory, Writable}} from
-    unit_facts_cmd's output."""
-    out, cur = {}, {}
-    for line in text.splitlines():
-        if line == "@@end":
-            if cur.get("Id"):
-                out[cur["Id"]] = cur
-            cur = {}
-        elif "=" in line:
-            k, v = line.split("=", 1)
-            cur.setdefault(k, v)
-    return out
-
-
-def root_unit_problem(facts: dict, writable_roots: List[str]) -> Optional[str]:
-    """Why granting restart on this unit would give root to whoever can
-    write the deploy user's files (and, through cron, to every pusher), or
-    None. A unit without User= (or User=root) whose program, command line or
-    working directory lies in the checkout or the user's home, or whose
-    program the user can write, runs that user's code as root."""
-    if facts.get("User", "") not in ("", "root", "0"):
-        return None
-    exec_start, workdir = facts.get("ExecStart", ""), facts.get("WorkingDirectory", "")
-    for root in writable_roots:
-        prefix = root.rstrip("/") + "/"
-        if prefix in exec_start + " " or workdir == root or workdir.startswith(prefix):
-            return f"runs as root from {root}, which the deploy user can write"
-    if facts.get("Writable") == "yes":
-        return "runs as root a program the deploy user can write"
-    return None
 
 
 def _root_units(run: _Setup) -> Items:

@@ -233,3 +233,22 @@ def test_the_find_to_do_panel_tells_both_services_apart_at_80_columns():
 
     for label in service_labels(labels).values():
         assert label in text, text
+
+
+def test_a_unit_running_as_root_from_the_checkout_is_a_warning():
+    from fabops import inventory as inv_mod
+    from fabops.monitor import evaluate, root_units
+
+    host = inv_mod.loads("hosts:\n  h:\n    user: ec2-user\n    app: {path: ~/bot}\n"
+                         "    services: [{name: legacy.service}, {name: ours.service}]\n", "x.yml").hosts["h"]
+    text = ("Home=/home/ec2-user\n\nId=legacy.service\nUser=\nExecStart={ path=/usr/bin/node ; "
+            "argv[]=/usr/bin/node /home/ec2-user/bot/index.js ; ignore_errors=no }\nWorkingDirectory=\n\n"
+            "Id=ours.service\nUser=ec2-user\nExecStart={ path=/usr/bin/node ; argv[]=/usr/bin/node "
+            "/home/ec2-user/bot/index.js ; ignore_errors=no }\nWorkingDirectory=/home/ec2-user/bot\n")
+    found = root_units(text, host)
+    assert found == [{"unit": "legacy.service", "problem": "runs as root from /home/ec2-user/bot, which the deploy "
+                                                           "user can write"}]
+    facts = {"services": [], "root_units": found}
+    code, findings = evaluate(facts, host)
+    assert code == 1 and "legacy.service" in findings[0][1]
+    assert root_units("", host) == [] and root_units(None, host) == []

@@ -172,9 +172,11 @@ ROOTS = ["/home/ec2-user/voice-meeting-bot", "/home/ec2-user"]
 
 
 def test_a_unit_running_as_root_from_the_users_files_is_found():
-    facts = setup.parse_unit_facts(SHOW)
+    from fabops.unit_audit import parse_unit_facts, root_unit_problem
+
+    facts = parse_unit_facts(SHOW)
     assert set(facts) == {"legacy-bot.service", "ours.service", "cwd.service", "writable.service", "system.service"}
-    problem = {u: setup.root_unit_problem(f, ROOTS) for u, f in facts.items()}
+    problem = {u: root_unit_problem(f, ROOTS) for u, f in facts.items()}
     assert "voice-meeting-bot" in problem["legacy-bot.service"]
     assert "voice-meeting-bot" in problem["cwd.service"]
     assert "can write" in problem["writable.service"]

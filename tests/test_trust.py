@@ -171,6 +171,11 @@ def test_setup_refuses_what_would_reach_root(host):
         ["root", "600", "root-only"]
     assert found["log health"]["status"] == "warning"
     assert host.root("stat -c '%U %a' /var/log/vmb/update.log").stdout.split() == ["ec2-user", "640"]
+    # monitor shows the same finding
+    r = host.fab("monitor", "--json")
+    facts = json.loads(r.stdout)["hosts"]["find-to-do"]
+    assert [u["unit"] for u in facts["root_units"]] == [LEGACY], facts["root_units"]
+    assert any(LEGACY in f["message"] and f["level"] == "WARNING" for f in facts["findings"]), facts["findings"]
     assert marker_state(host) == before
 
 
