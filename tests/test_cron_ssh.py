@@ -72,9 +72,14 @@ def test_real_cron_daemon_deploys_a_pushed_commit(deployed, tmp_path):
     h = deployed.host
     inv = yaml.safe_load(deployed.inventory.read_text())
     inv["hosts"]["h1"]["schedule"] = {"update": "* * * * *", "health": "off", "clean": "off", "backup-env": "off"}
+    # a value cron reads as syntax: an unescaped % ends a cron command (and
+    # a line break, refused at load, would start a second job)
+    inv["hosts"]["h1"]["env"] = {"PATH": "/usr/local/bin:/usr/bin:/bin:/opt/100%node/bin"}
     deployed.inventory.write_text(yaml.safe_dump(inv))
     r = run_cli("cron", "-i", str(deployed.inventory), "--install", "--splay", "0")
     assert r.returncode == 0, r.stderr
+    jobs = [ln for ln in crontab(deployed).splitlines() if ln.strip() and not ln.startswith("#")]
+    assert len(jobs) == 1 and "100\\%node" in jobs[0], jobs
     v2 = deployed.origin.good("2")
     empty = tmp_path / "empty-crontab"
     empty.write_text("")
