@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional
 
 from .errors import CommandFailed
 from .host.services import parse_process_status, parse_systemd_show, process_status_cmd, systemd_status_cmd
+from .host.files import own_dirs
 from .inventory import Host
 from .probe import MARK, split_sections
 from .shell import Cmd, lines, path, quote_path, raw, sh
@@ -27,7 +28,8 @@ def home_dir_cmd(host: Host) -> Cmd:
     old release) is private again at the next deploy or lock. What mkdir
     makes, parents included, is made under umask 077 (docs/architecture.md,
     "Host layout": fabops' own files are 0600 in 0700 directories)."""
-    return sh("( umask 077 && mkdir -p {home} ) && chmod 700 {home}", home=path(host.home))
+    own = [path(d) for d in own_dirs(host.home)]
+    return sh("( umask 077 && mkdir -p {home} ) && chmod 700 {own}", home=path(host.home), own=own)
 
 
 def read_home_json(c, host: Host, name: str) -> dict:

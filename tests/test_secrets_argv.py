@@ -292,17 +292,24 @@ def test_no_secret_in_argv_during_a_deploy_and_the_home_is_0700_again(ssh_host, 
     configs = list((home / "runs").glob("*.host.yml"))
     assert configs and all(mode(c) == 0o600 and MARK in c.read_text() for c in configs)
     os.chmod(home, 0o755)
+    os.chmod(home.parent, 0o755)  # ~/.fabops, as an old release left it
     code, res = app.deploy_json()
     assert (code, res["result"]) == (0, "noop"), res
-    assert mode(home) == 0o700
+    assert mode(home) == 0o700 and mode(home.parent) == 0o700
 
 
 def test_the_host_side_sets_its_home_to_0700_on_every_run(tmp_path):
     from fabops.host.files import ensure_home
 
-    home = tmp_path / "fabops" / "app"
+    home = tmp_path / ".fabops" / "app"
     ensure_home(str(home))
     assert mode(home) == 0o700
     os.chmod(home, 0o755)
+    os.chmod(home.parent, 0o755)
     ensure_home(str(home))  # what every pipeline run does first
-    assert mode(home) == 0o700
+    assert mode(home) == 0o700 and mode(home.parent) == 0o700
+    elsewhere = tmp_path / "srv" / "fabops-home"
+    elsewhere.parent.mkdir()
+    os.chmod(elsewhere.parent, 0o755)
+    ensure_home(str(elsewhere))
+    assert mode(elsewhere) == 0o700 and mode(elsewhere.parent) == 0o755  # not ours: left alone

@@ -75,8 +75,18 @@ def ensure_home(home: str) -> str:
     private again at the next run (docs/architecture.md, "Host layout";
     over SSH, remote.home_dir_cmd)."""
     ensure_dir(home)
-    os.chmod(home, 0o700)
+    for d in own_dirs(home):
+        os.chmod(d, 0o700)
     return home
+
+
+def own_dirs(home: str) -> List[str]:
+    """fabops' home, and the `.fabops` directory above it (the default
+    home is ~/.fabops/<app>): both are fabops' own, so both are 0700. A
+    home elsewhere leaves its parent alone."""
+    home = home.rstrip("/") or "/"
+    parent = os.path.dirname(home)
+    return [home, parent] if os.path.basename(parent) == ".fabops" else [home]
 
 
 def save_env_file(path: str, env) -> None:
