@@ -419,7 +419,8 @@ class _Validator:
         follow the same one-line rule as every other value."""
         if isinstance(value, dict):
             for k, v in value.items():
-                self.any(k, f"{key}.{k}")
+                if isinstance(k, str) and control_problem(k):
+                    self.fail(f"{key}.{k!r}", f"key {control_problem(k)}")
                 self.any(v, f"{key}.{k}")
         elif isinstance(value, list):
             for i, v in enumerate(value):

@@ -363,14 +363,13 @@ def root_units(text: Optional[str], host: Host) -> List[Dict[str, str]]:
     the deploy user's home (fabops/unit_audit.py)."""
     if not text:
         return []
-    from .unit_audit import parse_unit_facts, root_unit_problem
+    from .unit_audit import absolute, parse_unit_facts, root_unit_problem
 
     facts = parse_unit_facts(text)
     home = facts.get("", {}).get("Home", "")
     if not home.startswith("/") or (host.user or "") == "root":
         return []
-    app = host.app.path
-    app = home.rstrip("/") + app[1:] if app.startswith("~/") else app
+    app = absolute(host.app.path, home)
     found = []
     for svc in host.services:
         problem = root_unit_problem(facts.get(svc.name, {}), [app, home]) if svc.manager == "systemd" else None

@@ -19,7 +19,7 @@ from .cron import apply_block, diff, read_crontab, render_block, write_crontab
 from .inventory import Host
 from .shell import path as host_path, raw, sh, sudo
 from .target import Target, UserTarget
-from .unit_audit import parse_unit_facts, root_unit_problem, unit_facts_cmd
+from .unit_audit import absolute, parse_unit_facts, root_unit_problem, unit_facts_cmd
 
 WRAPPERS = {
     "monitor-bot": ["monitor"],
@@ -201,15 +201,6 @@ LAUNCHERS = "/usr/local/libexec/fabops"
 
 def launcher_path(host: Host, svc) -> str:
     return posixpath.join(LAUNCHERS, host.app.name, svc.name)
-
-
-def absolute(path: str, home: str) -> str:
-    """A host path as a unit or a root-owned script must spell it: `~/`
-    becomes the deploy user's home as the host reports it (root's is
-    /root, not /home/root)."""
-    if path == "~" or path.startswith("~/"):
-        return posixpath.join(home, path[2:])
-    return path
 
 
 def unit_text(host: Host, svc, home: str) -> str:

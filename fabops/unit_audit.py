@@ -6,9 +6,19 @@ pusher. setup reads every unit it would grant rights on (unit_facts_cmd)
 and refuses; monitor reads the same properties (units_cmd) and warns."""
 from __future__ import annotations
 
+import posixpath
 from typing import Dict, List, Optional
 
 from .shell import Cmd, sh
+
+
+def absolute(path: str, home: str) -> str:
+    """A host path as a unit or a root-owned script must spell it: `~/`
+    becomes the deploy user's home as the host reports it (root's is
+    /root, not /home/root)."""
+    if path == "~" or path.startswith("~/"):
+        return posixpath.join(home, path[2:])
+    return path
 
 
 def unit_facts_cmd(units: List[str]) -> Cmd:

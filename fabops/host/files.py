@@ -84,7 +84,7 @@ def own_dirs(home: str) -> List[str]:
     """fabops' home, and the `.fabops` directory above it (the default
     home is ~/.fabops/<app>): both are fabops' own, so both are 0700. A
     home elsewhere leaves its parent alone."""
-    home = home.rstrip("/") or "/"
+    home = os.path.normpath(home)
     parent = os.path.dirname(home)
     return [home, parent] if os.path.basename(parent) == ".fabops" else [home]
 
