@@ -203,7 +203,7 @@ class _Stream:
         Over SSH the pty ties the remote processes to the channel; a quiet
         channel is probed with a keepalive every PROBE_EVERY seconds."""
         try:
-            chan = t.stream(command, pty=True, timeout=PROBE_EVERY, env=self.host.env)
+            chan = t.stream(command, pty=True, timeout=PROBE_EVERY)  # the env: the host's env.sh
         except Exception:  # noqa: BLE001 - paramiko raises several types for a dead link
             return True
         self.chan = chan

@@ -360,21 +360,25 @@ def parse(output: str, host: Host, now: Optional[float] = None, previous: Option
 
 def root_units(text: Optional[str], host: Host) -> List[Dict[str, str]]:
     """[{unit, problem}] for units that run as root from the checkout or
-    the deploy user's home (fabops/unit_audit.py)."""
+    the deploy user's home (fabops/unit_audit.py). A unit the read did not
+    reach is not judged here (setup refuses it)."""
     if not text:
         return []
     from .unit_audit import absolute, parse_unit_facts, root_unit_problem
 
-    facts = parse_unit_facts(text)
-    home = facts.get("", {}).get("Home", "")
+    units = [svc.name for svc in host.services if svc.manager == "systemd"]
+    facts = parse_unit_facts(text, order=units)
+    home = (facts.get("", {}).get("Home") or [""])[0]
     if not home.startswith("/") or (host.user or "") == "root":
         return []
     app = absolute(host.app.path, home)
     found = []
-    for svc in host.services:
-        problem = root_unit_problem(facts.get(svc.name, {}), [app, home]) if svc.manager == "systemd" else None
+    for unit in units:
+        if "LoadState" not in facts.get(unit, {}):
+            continue
+        problem = root_unit_problem(facts[unit], [app, home])
         if problem:
-            found.append({"unit": svc.name, "problem": problem})
+            found.append({"unit": unit, "problem": problem})
     return found
 
 

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator, List, Optional
 
 from .cron import apply_block, diff, read_crontab, render_block, write_crontab
+from .errors import CommandFailed
 from .inventory import Host
 from .shell import path as host_path, raw, sh, sudo
 from .target import Target, UserTarget
-from .unit_audit import absolute, parse_unit_facts, root_unit_problem, unit_facts_cmd
+from .unit_audit import absolute, parse_unit_facts, root_paths, root_unit_problem, unit_facts_cmd, with_parents
 
 WRAPPERS = {
     "monitor-bot": ["monitor"],
@@ -87,29 +88,43 @@ def put_file(c, host: Host, path: str, content: str, *, mode: str, root: bool, v
              owner: Optional[str] = None) -> None:
     """Write `content` (sent on stdin) via a temp file; validate it
     (`validate` names one of VALIDATORS); then install it with its mode in
-    one rename. The old file is untouched if validation fails."""
-    as_root = raw("sudo -n ") if root else raw("")
+    one rename. The old file is untouched if validation fails.
+
+    A file root reads is staged in a root-owned temp file (`sudo mktemp`),
+    never in a directory the deploy user could write: swapping it between
+    the validation and the install would install any sudoers rule. The
+    user's own files are staged in fabops' 0700 home."""
     check = raw("")
     if validate:
         # as root (sudo -n): visudo and logrotate live in /usr/sbin, outside a
         # deploy user's PATH but inside sudo's secure_path
-        check = sh("{root}{validator} || {{ rm -f \"$T\"; echo \"validation failed\" >&2; exit 65; }}\n",
-                   root=as_root, validator=VALIDATORS[validate])
-    own = sh(" -o {owner}", owner=owner) if owner and root else (raw(" -o root -g root") if root else raw(""))
-    # a fresh, unpredictable name (mktemp: O_EXCL, 0600) in fabops' own 0700
-    # home, never a name built from inventory values in /tmp
-    script = sh(
-        "set -e; umask 077\n"
-        "mkdir -p {home}; chmod 700 {home}\n"
-        "T=$(mktemp {template})\n"
-        "cat > \"$T\"\n"
-        "{check}"
-        "test -d {parent} || (umask 022 && {root}mkdir -p {parent})\n"
-        "{root}install -m {mode}{own} \"$T\" {dest}\n"
-        "rm -f \"$T\"\n",
-        home=host_path(host.home), template=host_path(host.at_home(".setup.XXXXXXXX")),
-        check=check, root=as_root, parent=host_path(posixpath.dirname(path)), mode=mode, own=own,
-        dest=host_path(path))
+        check = sh("{root}{validator} || {{ echo \"validation failed\" >&2; exit 65; }}\n",
+                   root=raw("sudo -n ") if root else raw(""), validator=VALIDATORS[validate])
+    if root:
+        own = sh(" -o {owner}", owner=owner) if owner else raw(" -o root -g root")
+        script = sh(
+            "set -e\n"
+            "T=$(sudo -n mktemp)\n"
+            "trap 'sudo -n rm -f \"$T\"' EXIT\n"
+            "sudo -n tee \"$T\" >/dev/null\n"
+            "{check}"
+            "test -d {parent} || (umask 022 && sudo -n mkdir -p {parent})\n"
+            "sudo -n install -m {mode}{own} \"$T\" {dest}\n",
+            check=check, parent=host_path(posixpath.dirname(path)), mode=mode, own=own, dest=host_path(path))
+    else:
+        # a fresh, unpredictable name (mktemp: O_EXCL, 0600) in fabops' own
+        # 0700 home, never a name built from inventory values in /tmp
+        script = sh(
+            "set -e; umask 077\n"
+            "mkdir -p {home}; chmod 700 {home}\n"
+            "T=$(mktemp {template})\n"
+            "trap 'rm -f \"$T\"' EXIT\n"
+            "cat > \"$T\"\n"
+            "{check}"
+            "test -d {parent} || (umask 022 && mkdir -p {parent})\n"
+            "install -m {mode} \"$T\" {dest}\n",
+            home=host_path(host.home), template=host_path(host.at_home(".setup.XXXXXXXX")), check=check,
+            parent=host_path(posixpath.dirname(path)), mode=mode, dest=host_path(path))
     # the text on stdin: host.yml holds env values and check headers, and an
     # argv is what `ps` shows every user of the host (docs/security.md)
     Target.of(c, host).run(script, f"writing {path}", argv=["install", path], stdin=content)
@@ -153,17 +168,27 @@ def sudoers_path(host: Host) -> str:
     return "/etc/sudoers.d/fabops-" + host.app.name.replace(".", "_").rstrip("~")
 
 
-def logrotate_text(host: Host) -> str:
-    paths = [host.logs[k] for k in ("update", "health") if host.logs.get(k)]
+def logrotate_text(host: Host, home: str = "", group: str = "", user_dirs=()) -> str:
+    """fabops' logrotate file. Paths are absolute (logrotate runs as root
+    and would read ~ as /root). A log in a directory the deploy user can
+    write (its home, `user_dirs`) is rotated as that user (`su`): root
+    renaming files where that user can plant links is a known way to root.
+    Logs in root's directories (setup makes /var/log/<dir> root-owned) are
+    rotated by root, which alone may rename there (docs/security.md, "Log
+    files")."""
+    paths = [absolute(host.logs[k], home) for k in ("update", "health") if host.logs.get(k)]
     if not paths:
         return ""
     user = host.user or "root"
-    return (
-        f"{MANAGED}\n" + " ".join(paths) + " {\n"
-        "    weekly\n    rotate 8\n    compress\n    delaycompress\n    missingok\n    notifempty\n"
-        f"    create 0640 {user} {user}\n"
-        "}\n"
-    )
+    group = group or user
+    theirs = [p for p in paths if (home and p.startswith(home.rstrip("/") + "/")) or posixpath.dirname(p) in user_dirs]
+    blocks = []
+    for chosen, su in (([p for p in paths if p not in theirs], ""), (theirs, f"    su {user} {group}\n")):
+        if chosen:
+            blocks.append(" ".join(chosen) + " {\n" + su +
+                          "    weekly\n    rotate 8\n    compress\n    delaycompress\n    missingok\n    notifempty\n"
+                          f"    create 0640 {user} {group}\n" + "}\n")
+    return f"{MANAGED}\n" + "".join(blocks)
 
 
 JOURNAL_GROUP = "systemd-journal"
@@ -225,7 +250,9 @@ def launcher_text(host: Host, svc, home: str) -> str:
     The command is quoted for sh, the only program that reads this file."""
     env_file = posixpath.join(absolute(host.app.path, home), host.env_file)
     python = absolute(host.at_home("venv", "bin", "python"), home)
-    exec_line = sh("exec {python} -m fabops.host.launch {env_file} {command}\n", python=python, env_file=env_file,
+    # -I: the working directory (the checkout) is not on sys.path, so an app's
+    # own fabops/ directory cannot stand in for the launcher; PYTHON* ignored
+    exec_line = sh("exec {python} -I -m fabops.host.launch {env_file} {command}\n", python=python, env_file=env_file,
                    command=svc.command or "false")
     return (f"#!/bin/sh\n# {MANAGED[2:]}\n# {svc.name}: run as {host.user or 'ec2-user'} (the unit's User=), "
             f"which reads the .env itself.\n{exec_line}")
@@ -254,33 +281,58 @@ class _Setup:
     splay: int
     host_yml_text: Optional[str] = None
     allow_root_units: tuple = ()
+    change_user: bool = False
     refused_units: List[str] = field(default_factory=list)
+    pending_units: List[str] = field(default_factory=list)  # --check: units this run would rewrite
     _home: Optional[str] = None
-    dt: Optional[Target] = None  # the deploy user: its own files (the same as t unless setup_user differs)
+    _group: str = ""
+    dt: Optional[Target] = None  # the deploy user: its own files (the same login unless setup_user differs)
 
     def __post_init__(self):
         user = self.host.user or "ec2-user"
+        login = self.t
+        # root's part never sources env.sh: the deploy user writes that file
+        self.t = Target(login.c, login.name, login.home)
         if self.dt is None:
-            separate = self.host.setup_user and self.host.setup_user != user and not self.t.is_local
-            self.dt = UserTarget(self.t, user) if separate else self.t
+            separate = self.host.setup_user and self.host.setup_user != user and not login.is_local
+            self.dt = UserTarget(login, user) if separate else login
 
     def user_home(self) -> str:
-        """The deploy user's home as the host's passwd says (asked once)."""
+        """The deploy user's home as the host's passwd says (asked once,
+        with its primary group)."""
         if self._home is None:
             user = self.host.user or "ec2-user"
-            home = self.t.output(sh("getent passwd {user} | cut -d: -f6", user=user)).strip()
+            out = self.t.output(sh("getent passwd {user} | cut -d: -f6; id -gn {user}", user=user)).split("\n")
+            home = out[0].strip()
             if not home.startswith("/"):
                 from .errors import ConfigError
 
                 raise ConfigError("hosts.yml", f"hosts.{self.host.name}.user",
                                   f"{user!r} has no home directory on {self.host.name} (getent passwd {user})")
-            self._home = home
+            self._home, self._group = home, (out[1].strip() if len(out) > 1 else "") or user
         return self._home
 
+    def user_group(self) -> str:
+        self.user_home()
+        return self._group
+
+    def writable_by_user(self, paths: List[str]) -> List[str]:
+        """Which of `paths` the deploy user can write, asked as root through
+        `sudo -u` with no shell of that user's (no env.sh, no PATH of its
+        own): one command."""
+        if not paths:
+            return []
+        user = self.host.user or "ec2-user"
+        out = self.t.output(sh("for p in {paths}; do if sudo -n -u {user} /usr/bin/test -w \"$p\"; then "
+                               "printf '%s\\n' \"$p\"; fi; done", paths=paths, user=user))
+        return [ln for ln in out.splitlines() if ln]
+
     def file(self, name, path, text, *, mode, root, validate=None, owner=None,
-             after: Optional[Callable[[], None]] = None, managed_only=False) -> ItemResult:
+             after: Optional[Callable[[], None]] = None, managed_only=False, secret=False) -> ItemResult:
         """A file with exactly `text`: ok, or a diff (would change, or
-        written through put_file and then `after`)."""
+        written through put_file and then `after`). A `secret` file's diff
+        shows how many lines change, never their values (it goes to a
+        terminal or a CI log)."""
         t = self.t if root else self.dt
         old = _read(t, path, root)
         if old == text:
@@ -289,9 +341,19 @@ class _Setup:
             return ItemResult(name, "warning", f"{path} exists and was not written by fabops; "
                                                "left alone (use --replace-units to replace it)")
         d = diff(old or "", text, path)
+        if secret:
+            changed = sum(1 for ln in d.splitlines() if ln[:1] in "+-" and ln[:3] not in ("+++", "---"))
+            d = f"--- {path}\n+++ {path} (fabops)\n@@ {changed} line(s) change; values not shown @@\n"
         if self.check:
             return ItemResult(name, "would change", path, d)
-        put_file(t, self.host, path, text, mode=mode, root=root, validate=validate, owner=owner)
+        try:
+            put_file(t, self.host, path, text, mode=mode, root=root, validate=validate, owner=owner)
+        except CommandFailed as exc:
+            if not validate or "validation failed" not in str(exc):
+                raise
+            # the old file stays; the rest of setup goes on
+            return ItemResult(name, "failed", f"{validate} refused the new {path}; the old one is kept "
+                                              "(the text it refused is the diff below)", d)
         if after:
             after()
         return ItemResult(name, "changed", path, d)
@@ -305,19 +367,41 @@ Items = Iterator[ItemResult]
 
 
 def setup_host(c, host: Host, *, check: bool, yes: bool, offline: bool, replace_units: bool = False,
-               splay: int = 30, host_yml_text: Optional[str] = None, allow_root_units=(),
+               splay: int = 30, host_yml_text: Optional[str] = None, allow_root_units=(), change_user: bool = False,
                progress: Optional[Callable[[ItemResult], None]] = None) -> SetupReport:
     """Converge one host, item by item, in this order; with `check`, change
-    nothing and report what would change."""
+    nothing and report what would change. A refused deploy user stops the
+    run before anything is written."""
     run = _Setup(Target.of(c, host), host, check, yes, offline, replace_units, splay, host_yml_text,
-                 tuple(allow_root_units))
+                 tuple(allow_root_units), change_user)
     report = SetupReport(host.name)
     for item in ITEMS:
         for result in item(run):
             report.items.append(result)
             if progress:
                 progress(result)
+        if item is _deploy_user and any(r.status == "refused" for r in report.items):
+            break
     return report
+
+
+def _deploy_user(run: _Setup) -> Items:
+    """The deploy user is pinned by the drop-in setup wrote: a hosts.yml
+    edit (which a pusher may make) never changes who fabops' units, cron
+    and sudo rules run as; the operator does, with --change-user
+    (docs/security.md, "The deploy user is pinned")."""
+    user = run.host.user or "ec2-user"
+    old = _read(run.t, sudoers_path(run.host), root=True) or ""
+    subjects = {ln.split()[0] for ln in old.splitlines() if ln.strip() and not ln.startswith("#")}
+    if not subjects or subjects == {user}:
+        return
+    was = ", ".join(sorted(subjects))
+    if run.change_user:
+        yield ItemResult("deploy user", "warning", f"changing the deploy user from {was} to {user} (--change-user)")
+        return
+    yield ItemResult("deploy user", "refused", (
+        f"fabops on this host deploys as {was} ({sudoers_path(run.host)}); hosts.yml now says {user}. "
+        f"The deploy user is changed only by the operator: run setup with --change-user if that is what you want"))
 
 
 def _env_file(run: _Setup) -> Items:
@@ -326,7 +410,8 @@ def _env_file(run: _Setup) -> Items:
     values in its argv (docs/security.md)."""
     from .shell import env_file_text
 
-    yield run.file("env.sh", run.host.at_home("env.sh"), env_file_text(run.host.env), mode="0600", root=False)
+    yield run.file("env.sh", run.host.at_home("env.sh"), env_file_text(run.host.env), mode="0600", root=False,
+                   secret=True)
 
 
 def _install(run: _Setup) -> Items:
@@ -346,7 +431,7 @@ def _host_yml(run: _Setup) -> Items:
     if not run.check:
         run.dt.run(sh("mkdir -p {home} && chmod 700 {home}", home=host_path(home)), "making fabops' directory")
     yield run.file("host.yml", run.host.at_home("host.yml"), run.host_yml_text or host_yml(run.host), mode="0600",
-                   root=False)
+                   root=False, secret=True)
 
 
 def _crontab(run: _Setup) -> Items:
@@ -380,18 +465,25 @@ def _crontab(run: _Setup) -> Items:
 
 
 def _root_units(run: _Setup) -> Items:
-    """Refuse sudo rights on a unit that runs as root from the deploy user's
-    files, unless --allow-root-unit names it (docs/security.md, "Units that
-    run as root")."""
+    """Refuse sudo rights on a unit that runs the deploy user's code as
+    root, unless --allow-root-unit names it (docs/security.md, "Units that
+    run as root"). Read as the setup user (the deploy user's shell could
+    tell a story), and what the deploy user can write is asked of the
+    host as root, through `sudo -u`."""
     host = run.host
-    units = [s.name for s in host.services if s.manager == "systemd"]
-    if (host.user or "ec2-user") == "root":
-        return  # a root deploy user has nothing to gain
+    units = [s.name for s in host.services if s.manager == "systemd" and s.name not in run.pending_units]
+    if not units or (host.user or "ec2-user") == "root":
+        return  # a root deploy user has nothing to gain (and is pinned: _deploy_user)
+    for name in run.allow_root_units:
+        if name not in units:
+            yield ItemResult(f"root unit {name}", "warning", f"--allow-root-unit {name}: no such systemd service "
+                                                             "in hosts.yml (ignored)")
     home = run.user_home()
     roots = [absolute(host.app.path, home), home]
-    facts = parse_unit_facts(run.dt.output(unit_facts_cmd(units)))  # `test -w` as the deploy user
+    facts = parse_unit_facts(run.t.output(unit_facts_cmd(units)))
+    writable = run.writable_by_user(with_parents([p for u in units for p in root_paths(facts.get(u, {}))]))
     for unit in units:
-        problem = root_unit_problem(facts.get(unit, {}), roots)
+        problem = root_unit_problem(facts.get(unit, {}), roots, writable)
         if problem is None:
             continue
         if unit in run.allow_root_units:
@@ -415,7 +507,8 @@ def _broad_sudo(run: _Setup) -> Items:
     listed = t.output(sh("sudo -n -l -U {user} 2>/dev/null", user=user))
     if not re.search(r"NOPASSWD:\s*ALL\s*$", listed, re.M):
         return
-    files = t.output(sh("sudo -n grep -lsE {pattern} /etc/sudoers /etc/sudoers.d/* 2>/dev/null",
+    # the glob expanded by root: /etc/sudoers.d is 0750 on Amazon Linux
+    files = t.output(sh("sudo -n sh -c 'grep -lsE \"$1\" /etc/sudoers /etc/sudoers.d/*' sh {pattern} 2>/dev/null",
                         pattern="^[[:space:]]*" + user.replace(".", "[.]").replace("$", "[$]")
                         + "[[:space:]].*NOPASSWD:[[:space:]]*ALL")).split()
     where = ", ".join(files) or "a rule for one of its groups (sudo -l -U " + user + ")"
@@ -470,16 +563,20 @@ def _units(run: _Setup) -> Items:
         home = run.user_home()
         yield run.file(f"launcher {svc.name}", launcher_path(host, svc), launcher_text(host, svc, home), mode="0755",
                        root=True, managed_only=not run.replace_units)
-        yield run.file(f"unit {svc.name}", path, unit_text(host, svc, home), mode="0644", root=True,
-                       after=reload_enable, managed_only=not run.replace_units)
+        result = run.file(f"unit {svc.name}", path, unit_text(host, svc, home), mode="0644", root=True,
+                          after=reload_enable, managed_only=not run.replace_units)
+        if result.status == "would change":
+            run.pending_units.append(svc.name)  # its audit is of the unit this run writes, User= and all
+        yield result
 
 
 def _log_files(run: _Setup) -> Items:
     """The update and health logs, writable by the deploy user (0640). A
-    log under ~/ is the user's to make (no sudo); one under /var/log is
-    made by root only where nothing is: an existing file is never chowned,
-    a link never followed, an existing directory's mode never changed
-    (docs/security.md, "Log files")."""
+    log under ~/ is the user's to make, as that user (no sudo). One under
+    /var/log is looked at and made by root, only where nothing is (noclobber:
+    O_EXCL, so neither an existing file nor a link is ever written through);
+    an existing file is never chowned, an existing directory's mode never
+    changed (docs/security.md, "Log files")."""
     t, host = run.t, run.host
     user = host.user or "root"
     for key in ("update", "health"):
@@ -487,9 +584,20 @@ def _log_files(run: _Setup) -> Items:
         if not path:
             continue
         name, log, parent = f"log {key}", host_path(path), host_path(posixpath.dirname(path))
-        # what is there, in one command: link, writable, exists (not by the deploy user) or absent
-        fact = run.dt.output(sh("if test -L {log}; then echo link; elif test -w {log}; then echo writable; "
-                                "elif test -e {log}; then echo exists; else echo absent; fi", log=log)).strip()
+        if path.startswith("~/"):
+            fact = run.dt.output(sh("if test -L {log}; then echo link; elif test -e {log}; then echo exists; "
+                                    "else echo absent; fi", log=log)).strip()
+        else:
+            # as root: a directory the deploy user cannot search (0700 audit
+            # logs) must not make an existing file look absent
+            fact = t.output(sh("sudo -n sh -c 'if [ -L \"$1\" ]; then echo link; elif [ -e \"$1\" ]; then "
+                               "echo exists; else echo absent; fi' sh {log}", log=path)).strip()
+        if fact == "exists":
+            if path.startswith("~/"):
+                writable = run.dt.ok(sh("test -w {log}", log=log))
+            else:
+                writable = bool(run.writable_by_user([path]))
+            fact = "writable" if writable else "exists"
         if fact == "writable":
             yield ItemResult(name, "ok", path)
         elif fact == "link":
@@ -497,22 +605,24 @@ def _log_files(run: _Setup) -> Items:
                                               f"one (remove it, then run setup again)")
         elif fact == "exists":
             yield ItemResult(name, "warning", f"{path} exists and {user} cannot write it; fabops never chowns an "
-                                              f"existing file (if it is this app's log: sudo chown {user} {path})")
+                                              f"existing file. The path comes from hosts.yml: if it is this app's "
+                                              f"log, `sudo chown -h {user} {path}`")
+        elif fact != "absent":
+            yield ItemResult(name, "warning", f"{path}: could not tell what is there ({fact or 'no answer'})")
         elif run.check:
             yield ItemResult(name, "would change", f"create {path} (0640, {user})")
         elif path.startswith("~/"):
-            run.dt.run(sh("mkdir -p {parent} && (umask 027 && : >> {log})", parent=parent, log=log), f"creating {path}",
-                  argv=["touch", path])
+            run.dt.run(sh("mkdir -p {parent} && (umask 027 && set -C && : > {log})", parent=parent, log=log),
+                       f"creating {path}", argv=["touch", path])
             yield ItemResult(name, "changed", f"created {path} (0640, {user})")
         else:
-            # install(1) unlinks what it replaces and creates the file anew,
-            # so a link planted in between is replaced, never followed
             t.run(sh("{mkdir} && {create}",
                      mkdir=sh("test -d {parent} || {make}", parent=parent,
                               make=sudo(["install", "-d", "-m", "0755", "-o", "root", "-g", "root",
                                          posixpath.dirname(path)])),
-                     create=sudo(["install", "-m", "0640", "-o", user, "/dev/null", path])),
-                  f"creating {path}", argv=["install", path])
+                     create=sh("sudo -n sh -c 'set -C; umask 137; : > \"$1\" && chown -h \"$2\" \"$1\"' sh "
+                               "{log} {user}", log=path, user=user)),
+                  f"creating {path}", argv=["sh", "-c", path])
             yield ItemResult(name, "changed", f"created {path} (0640, {user})")
 
 
@@ -521,7 +631,11 @@ def _logrotate(run: _Setup) -> Items:
     rotates the same logs is moved aside with --yes (logrotate refuses
     duplicate entries)."""
     t, host = run.t, run.host
-    rotate = logrotate_text(host)
+    logs = [absolute(host.logs[k], run.user_home()) for k in ("update", "health") if host.logs.get(k)]
+    if not logs:
+        return
+    user_dirs = run.writable_by_user(sorted({posixpath.dirname(p) for p in logs}))
+    rotate = logrotate_text(host, run.user_home(), run.user_group(), user_dirs)
     if not rotate:
         return
     own = f"/etc/logrotate.d/fabops-{host.app.name}"
@@ -552,7 +666,8 @@ def _first_run(run: _Setup) -> Items:
         yield ItemResult("state", "warning", "no fabops state yet: the first local-update adopts a healthy HEAD")
 
 
-ITEMS = (_env_file, _install, _host_yml, _crontab, _sudo_rights, _units, _log_files, _logrotate, _wrappers, _first_run)
+ITEMS = (_deploy_user, _env_file, _install, _host_yml, _crontab, _units, _sudo_rights, _log_files, _logrotate, _wrappers,
+         _first_run)
 
 
 def _outside_block(text: str, app: str) -> List[str]:

@@ -21,50 +21,127 @@ def absolute(path: str, home: str) -> str:
     return path
 
 
+# What decides whether a unit runs code as root: who it runs as, every
+# command it runs (the Ex forms carry the +, ! and !! flags), where, and
+# what environment it reads.
+EXEC_PROPS = ("ExecStartPreEx", "ExecStartEx", "ExecStartPostEx", "ExecReloadEx", "ExecStopEx", "ExecStopPostEx")
+PROPS = ("Id", "LoadState", "User", "WorkingDirectory", "EnvironmentFiles", "PermissionsStartOnly") + EXEC_PROPS
+# systemd's names for the flags that run a command with root's rights
+# whatever User= says: + (privileged), ! (no-setuid), !! (ambient)
+ROOT_FLAGS = ("privileged", "no-setuid", "ambient")
+
+
+def _props() -> List[str]:
+    return [w for p in PROPS for w in ("-p", p)]
+
+
 def unit_facts_cmd(units: List[str]) -> Cmd:
-    """setup's read: who each unit runs as, what it starts and where, and
-    whether the login user can write the program it starts: one command,
-    one block of `Key=value` lines per unit, each ended by `@@end`."""
-    return sh("for u in {units}; do systemctl show -p Id -p User -p ExecStart -p WorkingDirectory -- \"$u\"; "
-              "p=$(systemctl show -p ExecStart --value -- \"$u\" | sed -n 's/^{{ path=\\([^ ;]*\\).*/\\1/p' | head -n 1); "
-              "if [ -n \"$p\" ] && [ -w \"$p\" ]; then echo Writable=yes; else echo Writable=no; fi; echo @@end; done",
-              units=units)
+    """setup's read, as the setup user: one block of `Key=value` lines per
+    unit, named by the name hosts.yml gives (`Name=`), ended by `@@end`."""
+    return sh("for u in {units}; do echo \"Name=$u\"; systemctl show {props} -- \"$u\" 2>/dev/null; "
+              "echo @@end; done", units=units, props=_props())
 
 
 def units_cmd(units: List[str]) -> Cmd:
-    """monitor's cheaper read (one systemctl for every unit, no write
-    test): the login's home, then a block per unit, blank-line separated."""
-    return sh("echo \"Home=$HOME\"; echo; systemctl show -p Id -p User -p ExecStart -p WorkingDirectory -- {units} "
-              "2>/dev/null", units=units)
+    """monitor's cheaper read: the login's home, then every unit in one
+    systemctl (blocks in the order asked, blank-line separated)."""
+    return sh("echo \"Home=$HOME\"; echo; systemctl show {props} -- {units} 2>/dev/null", units=units,
+              props=_props())
 
 
-def parse_unit_facts(text: str) -> Dict[str, Dict[str, str]]:
-    """{Id: {User, ExecStart, WorkingDirectory, ...}} from either read; a
-    block ends at `@@end` or a blank line. A block without Id (the Home=
-    line of units_cmd) is under ""."""
-    out: Dict[str, Dict[str, str]] = {}
-    cur: Dict[str, str] = {}
+def parse_unit_facts(text: str, order: Optional[List[str]] = None) -> Dict[str, Dict[str, List[str]]]:
+    """{name: {Key: [values]}} from either read (a key may repeat: one
+    Exec line per command). A block ends at `@@end` or a blank line; it is
+    named by its `Name=` line, else by `order` (the units asked, in order).
+    A block with neither (the Home= line of units_cmd) is under ""."""
+    blocks: List[Dict[str, List[str]]] = []
+    cur: Dict[str, List[str]] = {}
     for line in text.splitlines() + [""]:
         if line in ("@@end", ""):
             if cur:
-                out[cur.get("Id", "")] = cur
+                blocks.append(cur)
             cur = {}
         elif "=" in line:
             k, v = line.split("=", 1)
-            cur.setdefault(k, v)
+            cur.setdefault(k, []).append(v)
+    out: Dict[str, Dict[str, List[str]]] = {}
+    pending = list(order or [])
+    for block in blocks:
+        if "Name" in block:
+            out[block["Name"][0]] = block
+        elif "Id" in block and pending:
+            out[pending.pop(0)] = block
+        else:
+            out.setdefault("", block)
     return out
 
 
-def root_unit_problem(facts: Dict[str, str], writable_roots: List[str]) -> Optional[str]:
+def _exec_entries(facts: Dict[str, List[str]]):
+    """(property, path, argv words, flags) of every command of the unit."""
+    import re
+
+    for prop in EXEC_PROPS:
+        for value in facts.get(prop, []):
+            path = re.search(r"path=([^ ;]+)", value)
+            argv = re.search(r"argv\[\]=(.*?) ; ", value)
+            flags = re.search(r"flags=([^;]*)", value)
+            yield (prop, path.group(1) if path else "", (argv.group(1) if argv else "").split(),
+                   (flags.group(1) if flags else "").split())
+
+
+def runs_as_root(facts: Dict[str, List[str]]) -> bool:
+    return (facts.get("User") or [""])[0] in ("", "root", "0")
+
+
+def root_paths(facts: Dict[str, List[str]]) -> List[str]:
+    """Every absolute path the unit uses with root's rights: the programs
+    and arguments of the commands that run as root, and, for a root unit,
+    its working directory and environment files."""
+    root = runs_as_root(facts)
+    start_only = (facts.get("PermissionsStartOnly") or ["no"])[0] == "yes"
+    paths: List[str] = []
+    for prop, path, argv, flags in _exec_entries(facts):
+        privileged = root or any(f in ROOT_FLAGS for f in flags) or (
+            start_only and prop not in ("ExecStartEx",))
+        if privileged:
+            paths += [path] + [w for w in argv if w.startswith("/")]
+    if root:
+        workdir = (facts.get("WorkingDirectory") or [""])[0].lstrip("!-")
+        paths.append("/root" if workdir == "~" else workdir)
+        for entry in facts.get("EnvironmentFiles", []):
+            paths.append(entry.split(" (")[0].lstrip("-"))
+    return [p for p in dict.fromkeys(paths) if p.startswith("/")]
+
+
+def with_parents(paths: List[str]) -> List[str]:
+    """The paths and every directory above them but /: whoever can write a
+    directory can replace what is in it."""
+    out: List[str] = []
+    for p in paths:
+        p = posixpath.normpath(p)
+        while p not in ("/", ""):
+            out.append(p)
+            p = posixpath.dirname(p)
+    return list(dict.fromkeys(out))
+
+
+def root_unit_problem(facts: Dict[str, List[str]], writable_roots: List[str],
+                      writable: Optional[List[str]] = None) -> Optional[str]:
     """Why granting restart on this unit gives root to whoever can write
-    `writable_roots` (the checkout, the deploy user's home), or None."""
-    if facts.get("User", "") not in ("", "root", "0"):
+    `writable_roots` (the checkout, the deploy user's home) or the paths in
+    `writable` (what setup found the deploy user can write), or None."""
+    if not facts or "LoadState" not in facts:
+        return "could not be read (systemctl show)"
+    if facts["LoadState"][0] == "not-found":
         return None
-    exec_start, workdir = facts.get("ExecStart", ""), facts.get("WorkingDirectory", "")
-    for root in writable_roots:
-        prefix = root.rstrip("/") + "/"
-        if prefix in exec_start + " " or workdir == root or workdir.startswith(prefix):
-            return f"runs as root from {root}, which the deploy user can write"
-    if facts.get("Writable") == "yes":
-        return "runs as root a program the deploy user can write"
+    used = root_paths(facts)
+    for path in used:
+        for root in writable_roots:
+            if path == root or path.startswith(root.rstrip("/") + "/"):
+                return f"runs as root from {root}, which the deploy user can write"
+    mine = set(writable or ())
+    for path in used:
+        for p in with_parents([path]):
+            if p in mine:
+                return f"runs as root {path}, and the deploy user can write {p}"
     return None

@@ -241,10 +241,10 @@ def test_a_unit_running_as_root_from_the_checkout_is_a_warning():
 
     host = inv_mod.loads("hosts:\n  h:\n    user: ec2-user\n    app: {path: ~/bot}\n"
                          "    services: [{name: legacy.service}, {name: ours.service}]\n", "x.yml").hosts["h"]
-    text = ("Home=/home/ec2-user\n\nId=legacy.service\nUser=\nExecStart={ path=/usr/bin/node ; "
-            "argv[]=/usr/bin/node /home/ec2-user/bot/index.js ; ignore_errors=no }\nWorkingDirectory=\n\n"
-            "Id=ours.service\nUser=ec2-user\nExecStart={ path=/usr/bin/node ; argv[]=/usr/bin/node "
-            "/home/ec2-user/bot/index.js ; ignore_errors=no }\nWorkingDirectory=/home/ec2-user/bot\n")
+    text = ("Home=/home/ec2-user\n\nId=legacy.service\nLoadState=loaded\nUser=\nExecStartEx={ path=/usr/bin/node ; "
+            "argv[]=/usr/bin/node /home/ec2-user/bot/index.js ; flags= ; start_time=[n/a] }\nWorkingDirectory=\n\n"
+            "Id=ours.service\nLoadState=loaded\nUser=ec2-user\nExecStartEx={ path=/usr/bin/node ; argv[]=/usr/bin/node "
+            "/home/ec2-user/bot/index.js ; flags= ; start_time=[n/a] }\nWorkingDirectory=/home/ec2-user/bot\n")
     found = root_units(text, host)
     assert found == [{"unit": "legacy.service", "problem": "runs as root from /home/ec2-user/bot, which the deploy "
                                                            "user can write"}]

@@ -1,7 +1,6 @@
 """Renderers of `inv setup` (pure): exact text for the shipped find-to-do host."""
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
@@ -47,13 +46,26 @@ def test_sudoers_text_passes_visudo(host, tmp_path):
 
 
 def test_logrotate_text_passes_logrotate_debug(host, tmp_path):
-    text = setup.logrotate_text(host)
+    text = setup.logrotate_text(host, "/home/ec2-user", "ec2-user")
     assert text.splitlines()[1] == "/var/log/voice-meeting-bot-update.log /var/log/voice-meeting-bot-health.log {"
     assert "rotate 8" in text and "weekly" in text and "compress" in text and "missingok" in text
+    assert "su " not in text  # root-owned /var/log: root rotates there
     f = tmp_path / "rot"
-    f.write_text(text.replace("create 0640 ec2-user ec2-user", "create 0640 root root"))
+    f.write_text(text.replace("ec2-user ec2-user", "root root"))
     r = subprocess.run([shutil.which("logrotate") or "/usr/sbin/logrotate", "-d", str(f)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_logrotate_spells_a_home_log_absolute():
+    h = inventory.loads(yaml.safe_dump({"hosts": {"x": {"user": "deploy", "app": {"path": "/srv/app"},
+                                                        "logs": {"update": "~/logs/update.log"}}}}), "x.yml").hosts["x"]
+    text = setup.logrotate_text(h, "/home/deploy", "staff")
+    # in a directory the deploy user can write, rotated as that user
+    assert text.splitlines()[1:3] == ["/home/deploy/logs/update.log {", "    su deploy staff"], text
+    h2 = inventory.loads(yaml.safe_dump({"hosts": {"x": {"user": "deploy", "app": {"path": "/srv/app"}, "logs": {
+        "update": "/var/log/bot/update.log", "health": "/var/log/legacy/health.log"}}}}), "x.yml").hosts["x"]
+    text = setup.logrotate_text(h2, "/home/deploy", "deploy", ["/var/log/legacy"])
+    assert text.splitlines()[1] == "/var/log/bot/update.log {" and "/var/log/legacy/health.log {\n    su deploy" in text
 
 
 def test_unit_template_names_a_launcher_and_no_command_text():
@@ -83,13 +95,14 @@ def test_launcher_runs_the_command_as_written_with_the_env_file_read_literally(t
         "services": [{"name": "bot.service", "unit": True,
                       "command": "printf '%s|%s|%s' \"$TOKEN\" \"$PLAIN\" '%h ${HOME} \\\\x'"}]}}}),
         "x.yml").hosts["x"]
-    venv_bin = tmp_path / "fh" / "venv" / "bin"
-    venv_bin.mkdir(parents=True)
-    (venv_bin / "python").symlink_to(sys.executable)
+    (tmp_path / "fh").mkdir()
+    (tmp_path / "fh" / "venv").symlink_to(sys.prefix)  # this test run's venv, fabops installed in it
+    (app / "fabops").mkdir()  # an app's own fabops/ must not stand in for the launcher (python -I)
+    (app / "fabops" / "__init__.py").write_text("raise SystemExit('the app shadowed fabops')\n")
     script = tmp_path / "launcher"
     script.write_text(setup.launcher_text(h, h.services[0], "/nonexistent"))
     r = subprocess.run(["sh", str(script)], capture_output=True, text=True, cwd=str(app),
-                       env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+                       env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(app)})
     assert r.returncode == 0, r.stderr
     assert r.stdout == 'a $b "c"|x y|%h ${HOME} \\\\x'
 
@@ -137,50 +150,52 @@ def test_logs_under_var_log_or_home_are_accepted(path):
     inventory.loads(yaml.safe_dump({"hosts": {"x": {"app": {"path": "/srv/app"}, "logs": {"health": path}}}}), "x.yml")
 
 
-SHOW = """Id=legacy-bot.service
-User=
-ExecStart={ path=/usr/bin/node ; argv[]=/usr/bin/node /home/ec2-user/voice-meeting-bot/node-bot/index.js ; ignore_errors=no ; start_time=[n/a] ; stop_time=[n/a] ; pid=0 ; code=(null) ; status=0/0 }
-WorkingDirectory=
-Writable=no
-@@end
-Id=ours.service
-User=ec2-user
-ExecStart={ path=/usr/local/libexec/fabops/app/ours.service ; argv[]=/usr/local/libexec/fabops/app/ours.service ; ignore_errors=no }
-WorkingDirectory=/home/ec2-user/voice-meeting-bot
-Writable=no
-@@end
-Id=cwd.service
-User=root
-ExecStart={ path=/usr/bin/python3 ; argv[]=/usr/bin/python3 app.py ; ignore_errors=no }
-WorkingDirectory=/home/ec2-user/voice-meeting-bot/python-api
-Writable=no
-@@end
-Id=writable.service
-User=
-ExecStart={ path=/usr/local/bin/bot ; argv[]=/usr/local/bin/bot ; ignore_errors=no }
-WorkingDirectory=/
-Writable=yes
-@@end
-Id=system.service
-User=
-ExecStart={ path=/usr/sbin/cron ; argv[]=/usr/sbin/cron -f ; ignore_errors=no }
-WorkingDirectory=/
-Writable=no
-@@end
-"""
+def block(name, user="", load="loaded", workdir="", env_files=(), start_only="no", **execs):
+    """One unit as unit_facts_cmd prints it (systemctl show's own forms)."""
+    lines = [f"Name={name}", f"Id={name}", f"LoadState={load}", f"User={user}", f"WorkingDirectory={workdir}",
+             f"PermissionsStartOnly={start_only}"]
+    lines += [f"EnvironmentFiles={e} (ignore_errors=no)" for e in env_files]
+    for prop, (argv, flags) in execs.items():
+        lines.append(f"{prop}={{ path={argv.split()[0]} ; argv[]={argv} ; flags={flags} ; start_time=[n/a] ; "
+                     "stop_time=[n/a] ; pid=0 ; code=(null) ; status=0/0 }")
+    return "\n".join(lines) + "\n@@end\n"
+
+
+APP_JS = "/usr/bin/node /home/ec2-user/voice-meeting-bot/node-bot/index.js"
+SHOW = "".join([
+    block("legacy-bot.service", ExecStartEx=(APP_JS, "")),
+    block("ours.service", user="ec2-user", workdir="/home/ec2-user/voice-meeting-bot",
+          ExecStartEx=("/usr/local/libexec/fabops/app/ours.service", "")),
+    block("cwd.service", user="root", workdir="!/home/ec2-user/voice-meeting-bot/python-api",
+          ExecStartEx=("/usr/bin/python3 app.py", "")),
+    block("envfile.service", workdir="/", env_files=["-/home/ec2-user/voice-meeting-bot/.env"],
+          ExecStartEx=("/usr/sbin/cron -f", "")),
+    block("plus.service", user="ec2-user", ExecStartPreEx=("/home/ec2-user/prep.sh", "privileged"),
+          ExecStartEx=("/usr/bin/node index.js", "")),
+    block("startonly.service", user="ec2-user", start_only="yes", ExecStartPreEx=("/opt/bot/prep.sh", ""),
+          ExecStartEx=("/usr/bin/node index.js", "")),
+    block("opt.service", ExecStartEx=("/usr/bin/python3 /opt/bot/main.py", "")),
+    block("system.service", ExecStartEx=("/usr/sbin/cron -f", "")),
+    block("gone.service", load="not-found"),
+    "Name=legacy-root\n@@end\n",  # no such unit name: systemctl printed nothing
+])
 ROOTS = ["/home/ec2-user/voice-meeting-bot", "/home/ec2-user"]
 
 
-def test_a_unit_running_as_root_from_the_users_files_is_found():
-    from fabops.unit_audit import parse_unit_facts, root_unit_problem
+def test_every_way_a_unit_runs_the_deploy_users_code_as_root_is_found():
+    from fabops.unit_audit import parse_unit_facts, root_paths, root_unit_problem, with_parents
 
     facts = parse_unit_facts(SHOW)
-    assert set(facts) == {"legacy-bot.service", "ours.service", "cwd.service", "writable.service", "system.service"}
-    problem = {u: root_unit_problem(f, ROOTS) for u, f in facts.items()}
-    assert "voice-meeting-bot" in problem["legacy-bot.service"]
-    assert "voice-meeting-bot" in problem["cwd.service"]
-    assert "can write" in problem["writable.service"]
-    assert problem["ours.service"] is None and problem["system.service"] is None
+    writable = ["/opt/bot"]  # what setup's sudo -u test -w found (a deploy-owned directory)
+    assert "/opt/bot" in with_parents(root_paths(facts["opt.service"]))
+    problem = {u: root_unit_problem(f, ROOTS, writable) for u, f in facts.items()}
+    problem["legacy-root"] = root_unit_problem(facts.get("legacy-root", {}), ROOTS, writable)
+    problem["missing"] = root_unit_problem({}, ROOTS, writable)
+    for unit in ("legacy-bot.service", "cwd.service", "envfile.service", "plus.service"):
+        assert problem[unit] and "runs as root from /home/ec2-user" in problem[unit], (unit, problem[unit])
+    assert "/opt/bot" in problem["startonly.service"] and "/opt/bot" in problem["opt.service"]
+    assert "could not be read" in problem["legacy-root"] and "could not be read" in problem["missing"]
+    assert problem["ours.service"] is None and problem["system.service"] is None and problem["gone.service"] is None
 
 
 def test_a_refused_unit_gets_no_rule_in_the_drop_in(host):

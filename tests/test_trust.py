@@ -30,6 +30,7 @@ APP = "/home/ec2-user/voice-meeting-bot"
 BOT = "voice-meeting-discord-bot.service"
 PROBE = "trust-probe.service"
 LEGACY = "legacy-root.service"
+PLUS = "plus-probe.service"  # User= the deploy user, but an ExecStartPre=+ runs as root
 SECRET = "rootsecret-7f3a"
 # What systemd would rewrite in a unit line (%h, ${HOME}, \x) and sh's $$:
 # the probe must print these characters exactly.
@@ -57,8 +58,11 @@ def entry() -> dict:
             {"name": BOT, "unit": True, "command": "python3 app.py", "port": 3003},
             {"name": PROBE, "unit": True, "command": PROBE_COMMAND},
             {"name": LEGACY},
+            {"name": "legacy-root"},  # the same unit, by the name systemctl completes (.service)
+            {"name": PLUS},
         ],
-        "logs": {"update": "/var/log/vmb/update.log", "health": "/var/log/vmb-health.log"},
+        # an existing root-only log in a directory the deploy user cannot search
+        "logs": {"update": "/var/log/vmb/update.log", "health": "/var/log/private0/health.log"},
     }
 
 
@@ -109,8 +113,10 @@ def prepared(box):
     a legacy unit without User= that starts the deploy user's code, an
     existing log directory and a root-only file at a log path."""
     box.as_root(f"umask 077; printf 'PROBE={SECRET}\\n' > /root/trust-secret; printf 'marker\\n' > /root/marker")
-    box.as_root("mkdir -m 0711 /var/log/vmb && printf 'root-only\\n' > /var/log/vmb-health.log && "
-                 "chmod 0600 /var/log/vmb-health.log")
+    box.as_root("mkdir -m 0711 /var/log/vmb && mkdir -m 0700 /var/log/private0 && "
+                "printf 'root-only\\n' > /var/log/private0/health.log && chmod 0600 /var/log/private0/health.log")
+    box.as_root(f"printf '[Service]\\nUser=ec2-user\\nExecStartPre=+/home/ec2-user/prep.sh\\nExecStart=/bin/sleep 600\\n'"
+                f" > /etc/systemd/system/{PLUS} && systemctl daemon-reload")
     box.as_root(f"printf '[Service]\\nExecStart=/usr/bin/python3 {APP}/app.py\\n' > /etc/systemd/system/{LEGACY} "
                  "&& systemctl daemon-reload")
     return box
@@ -155,11 +161,13 @@ def test_setup_refuses_what_would_reach_root(host):
     r = host.fab("setup", "--yes", "--offline", "--json")
     assert r.returncode == 78, r.stdout + r.stderr
     found = items(r)
-    assert found[f"root unit {LEGACY}"]["status"] == "refused"
-    assert "--allow-root-unit" in found[f"root unit {LEGACY}"]["message"]
+    for unit in (LEGACY, "legacy-root", PLUS):
+        assert found[f"root unit {unit}"]["status"] == "refused", (unit, found.get(f"root unit {unit}"))
+        assert "--allow-root-unit" in found[f"root unit {unit}"]["message"]
     assert found[f"unit {PROBE}"]["status"] == "changed" and found["sudoers"]["status"] == "changed"
+    assert found["broad sudo"]["status"] == "warning" and "90-cloud-init-users" in found["broad sudo"]["message"]
     dropin = host.root("cat /etc/sudoers.d/fabops-voice-meeting-bot").stdout
-    assert LEGACY not in dropin and f"restart {PROBE}" in dropin
+    assert "legacy-root" not in dropin and PLUS not in dropin and f"restart {PROBE}" in dropin
     r = host.fab("setup", "--check", "--allow-root-unit", LEGACY, "--json")
     assert items(r)[f"root unit {LEGACY}"]["status"] == "warning", r.stdout
     assert items(r)["sudoers"]["status"] == "would change" and LEGACY in items(r)["sudoers"]["diff"]
@@ -167,16 +175,36 @@ def test_setup_refuses_what_would_reach_root(host):
     # logs: an existing directory keeps its mode, an existing root file is
     # neither chowned nor rewritten, a new log belongs to the deploy user
     assert host.root("stat -c '%U %a' /var/log/vmb").stdout.split() == ["root", "711"]
-    assert host.root("stat -c '%U %a' /var/log/vmb-health.log; cat /var/log/vmb-health.log").stdout.split() == \
-        ["root", "600", "root-only"]
+    assert host.root("stat -c '%U %a' /var/log/private0/health.log; cat /var/log/private0/health.log"
+                     ).stdout.split() == ["root", "600", "root-only"]
     assert found["log health"]["status"] == "warning"
     assert host.root("stat -c '%U %a' /var/log/vmb/update.log").stdout.split() == ["ec2-user", "640"]
     # monitor shows the same finding
     r = host.fab("monitor", "--json")
     facts = json.loads(r.stdout)["hosts"]["find-to-do"]
-    assert [u["unit"] for u in facts["root_units"]] == [LEGACY], facts["root_units"]
+    assert [u["unit"] for u in facts["root_units"]] == [LEGACY, "legacy-root", PLUS], facts["root_units"]
     assert any(LEGACY in f["message"] and f["level"] == "WARNING" for f in facts["findings"]), facts["findings"]
     assert marker_state(host) == before
+
+
+def test_the_deploy_user_is_pinned_against_a_hosts_yml_edit(host):
+    """A pusher who edits `user:` to root (or to the setup user) gets
+    exit 78 before anything is written; the operator's --change-user is
+    the one way to move it."""
+    tab = host.root("crontab -l -u root 2>/dev/null || true").stdout
+    bad = entry()
+    bad["user"], bad["setup_user"] = "root", "ec2-user"  # setup still logs in as the operator's user
+    host.write(bad)
+    try:
+        r = host.fab("setup", "--yes", "--offline", "--json")
+        assert r.returncode == 78, r.stdout + r.stderr
+        found = items(r)
+        assert found["deploy user"]["status"] == "refused" and "--change-user" in found["deploy user"]["message"]
+        assert list(found) == ["deploy user"], found  # nothing else ran
+        assert "User=ec2-user\n" in host.root(f"cat /etc/systemd/system/{PROBE}").stdout
+        assert host.root("crontab -l -u root 2>/dev/null || true").stdout == tab
+    finally:
+        host.write(entry())
 
 
 def test_a_unit_runs_its_command_as_written_and_as_the_deploy_user(host):
@@ -248,6 +276,8 @@ def test_a_separate_setup_user_leaves_the_deploy_user_only_the_drop_in(host):
                 "logs": {"update": "/var/log/deploy-bot/update.log"}})
     login_tab = host.root("crontab -l -u ec2-user 2>/dev/null || true").stdout
     r = host.fab("setup", "--yes", "--offline", "--json")
+    assert r.returncode == 78 and "deploy user" in items(r), r.stdout  # pinned to ec2-user by the earlier setup
+    r = host.fab("setup", "--yes", "--offline", "--json", "--change-user")
     assert r.returncode in (0, 1), r.stdout + r.stderr
     found = items(r)
     assert "broad sudo" not in found, found.get("broad sudo")
@@ -260,7 +290,8 @@ def test_a_separate_setup_user_leaves_the_deploy_user_only_the_drop_in(host):
     assert host.root("crontab -l -u ec2-user 2>/dev/null || true").stdout == login_tab  # the setup user's is not touched
     assert "User=deploy\n" in host.root(f"cat /etc/systemd/system/{bot}").stdout
     again = host.fab("setup", "--json")
-    assert not [i for i in items(again).values() if i["status"] in ("changed", "would change")], again.stdout
+    assert not [i for i in items(again).values() if i["status"] in ("changed", "would change", "refused")], \
+        again.stdout
 
     listed = host.root("sudo -l -U deploy").stdout
     rules = sorted(r.strip() for rule in re.findall(r"\(root\) NOPASSWD: (.+)", listed) for r in rule.split(", "))

@@ -41,6 +41,9 @@ def env_pairs(text: str) -> Dict[str, str]:
     host by `restore-env`'s key diff (maintenance/env.py): it must use
     nothing but its argument."""
     pairs = {}
+    # CR LF and CR end a line, as for systemd; a backslash before the end
+    # of an unquoted line joins the next one
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
     i, n = 0, len(text)
     while i < n:
         end = text.find("\n", i)
@@ -74,7 +77,10 @@ def env_pairs(text: str) -> Dict[str, str]:
             if c in " \t":
                 pending += c
             else:
-                if c == "\\" and i + 1 < n and text[i + 1] != "\n":
+                if c == "\\" and i + 1 < n and text[i + 1] == "\n":
+                    i += 2  # a continuation: the value goes on on the next line
+                    continue
+                if c == "\\" and i + 1 < n:
                     i += 1
                     c = text[i]
                 value.append(pending + c)

@@ -12,7 +12,7 @@ from ..inventory import Host
 from ..host.git import checkout_cmd, fetch_cmd, git, ls_remote_cmd, reset_hard_cmd
 from ..host.preflight import save_changes_cmd
 from ..probe import MARK, split_sections
-from ..shell import Cmd, in_dir, inventory_shell, path, sh, with_env
+from ..shell import Cmd, in_dir, inventory_shell, path, sh
 from ..target import Target
 from .common import app_file, record_run, stamp
 
@@ -66,17 +66,20 @@ def reset_cmd(host: Host) -> Cmd:
     remote, branch = host.app.remote, host.app.branch
     app, tracking = path(host.app.path), f"{remote}/{branch}"
     # the pipeline's own fetch, checkout and reset (host/git.py); then
-    # clean -fd, never -x: ignored files (.env, node_modules) stay
-    return with_env(sh(
+    # clean -fd, never -x: ignored files (.env, node_modules) stay. The
+    # inventory's env comes from the host's env.sh (Target.prepare), never
+    # this command line (docs/security.md)
+    return sh(
         "set -e\n{fetch}\n{checkout}\n{reset}\n{clean}\n{head}\n",
         fetch=fetch_cmd(app, remote, branch), checkout=checkout_cmd(app, branch, tracking),
         reset=reset_hard_cmd(app, tracking), clean=git(app, "clean", "-fdq"),
-        head=git(app, "rev-parse", "HEAD")), host.env)
+        head=git(app, "rev-parse", "HEAD"))
 
 
 def rule_cmd(host: Host, rule_run: str, cwd: str) -> Cmd:
-    """A dependency rule's `run:` (hosts.yml shell code, by design) in its cwd."""
-    return with_env(in_dir(posixpath.join(host.app.path.rstrip("/"), cwd), inventory_shell(rule_run)), host.env)
+    """A dependency rule's `run:` (hosts.yml shell code, by design) in its
+    cwd; the env from the host's env.sh, as for every command."""
+    return in_dir(posixpath.join(host.app.path.rstrip("/"), cwd), inventory_shell(rule_run))
 
 
 @dataclass

@@ -9,7 +9,7 @@ from typing import List, Optional
 from ..errors import CommandFailed, FabopsError
 from ..inventory import Host
 from ..probe import MARK, split_sections
-from ..shell import Cmd, raw, sh, with_env
+from ..shell import Cmd, raw, sh
 from ..target import Target
 
 
@@ -64,17 +64,17 @@ class UpdateReport:
 
 def system_update(c, host: Host, apply: bool) -> UpdateReport:
     t = Target.of(c, host)
-    path = t.run(with_env(DETECT, host.env), "detecting the package manager").stdout.strip()
+    path = t.run(DETECT, "detecting the package manager").stdout.strip()
     manager = posixpath.basename(path)
     if manager == "none":
         raise FabopsError("no dnf, yum or apt-get on the host", host=host.name)
     try:
-        updates = parse_check(manager, t.output(with_env(check_updates_cmd(manager), host.env)))
+        updates = parse_check(manager, t.output(check_updates_cmd(manager)))
     except CommandFailed as exc:
         raise CommandFailed(exc.message, host=host.name) from None
     report = UpdateReport(manager, updates)
     if apply and updates:
-        u = t.run(with_env(update_cmd(manager, path), host.env), f"{manager} upgrade", argv=[manager, "upgrade"],
+        u = t.run(update_cmd(manager, path), f"{manager} upgrade", argv=[manager, "upgrade"],
                   timeout=3600)
         report.applied = True
         report.reboot_needed = "REBOOT" in u.stdout

@@ -83,6 +83,7 @@ FLAGS: Dict[str, Flag] = {
     # no short letter
     "accept_new": Flag(),
     "allow_root_unit": Flag(value="UNIT"),  # gives a pusher root through that unit: typed in full
+    "change_user": Flag(),  # moves who fabops runs as: typed in full
     "connect_timeout": Flag(None, "seconds"),
     "wait": Flag(None, "seconds", 0),
     "liveness": Flag(None, "seconds"),

@@ -21,11 +21,13 @@ STYLE = {"ok": "ok", "changed": "changed", "would change": "would change", "warn
     "offline": "Install fabops' dependencies from wheels downloaded here, not from the index.",
     "replace_units": "Replace unit files that exist but were not written by fabops.",
     "splay": "Random delay, in seconds, before each cron local-update (default 30).",
+    "change_user": "Let this run change the deploy user that an earlier setup pinned (a hosts.yml edit alone "
+                   "cannot; docs/security.md).",
     "allow_root_unit": "Grant restart on this unit although it runs as root from the deploy user's files "
                        "(repeatable; docs/security.md).",
 }, iterable=["allow_root_unit"])
 def setup(c, hosts=None, check=False, yes=False, offline=False, replace_units=False, splay=30, json=False,
-          inventory=None, accept_new=False, connect_timeout=None, allow_root_unit=None):
+          inventory=None, accept_new=False, connect_timeout=None, allow_root_unit=None, change_user=False):
     """Converge hosts: fabops venv, host.yml, cron block, sudoers drop-in, units, logs, logrotate, legacy commands."""
     from ._base import for_each_host
     from ..setup import setup_host
@@ -45,7 +47,8 @@ def setup(c, hosts=None, check=False, yes=False, offline=False, replace_units=Fa
             sys.stdout.flush()
 
         return setup_host(cxn, host, check=check, yes=yes, offline=offline, replace_units=replace_units,
-                          splay=int(splay), allow_root_units=allow_root_unit or (), progress=show)
+                          splay=int(splay), allow_root_units=allow_root_unit or (), change_user=change_user,
+                          progress=show)
 
     outcome = for_each_host(inventory, hosts, one, accept_new=accept_new, connect_timeout=connect_timeout,
                             as_setup_user=True)
