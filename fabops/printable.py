@@ -11,7 +11,8 @@ text after it. `printable` turns such text into plain characters:
 - escape sequences (CSI, OSC, DCS/SOS/PM/APC, and every other ESC
   sequence, in their 7-bit and C1 forms) are removed whole, so service
   output in colour loses its colour and keeps its words;
-- every other control character (C0, DEL, C1) becomes U+FFFD, which shows
+- every other control character (C0, DEL, C1), and the invisible line and
+  paragraph separators, zero widths and joiners, becomes U+FFFD, which shows
   that something was there; TAB and LF are kept when `lines` is true (the
   text is meant to span lines; a CR LF becomes LF) and become spaces when
   it is false (one table cell, one line);
@@ -36,7 +37,10 @@ _SEQUENCE = re.compile(
     r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c\n]*(?:\x07|\x1b\\|\x9c)?"
     r"|\x1b[\x20-\x2f]*[\x30-\x7e]?"  # any other ESC sequence: charset, keypad, reset
 )
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Controls, and the invisible characters that split or join what the
+# reader sees (line and paragraph separators, zero widths, the byte-order
+# mark, word joiner, invisible operators, deprecated format characters)
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u200b\ufeff\u2060-\u2064\u206a-\u206f]")
 _BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _LINE_BREAKS = re.compile(r"\r\n|[\t\n]")
 

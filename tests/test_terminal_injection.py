@@ -295,3 +295,10 @@ def _in_pty(argv) -> str:
         reader.join(10)
         os.close(main)
     return b"".join(chunks).decode("utf-8", "replace")
+
+
+@pytest.mark.parametrize("ch", ["\u2028", "\u2029", "\u200b", "\ufeff", "\u2060", "\u2064", "\u206a", "\u206f"])
+def test_invisible_separators_and_joiners_show_as_replacement(ch):
+    from fabops.printable import printable
+
+    assert printable(f"a{ch}b") == "a\ufffdb"
