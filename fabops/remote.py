@@ -157,12 +157,14 @@ def port_listening_cmd(port: int) -> Cmd:
 # `header` and `data-raw`, in _curl_quoted's escapes) when argv[4] is "1".
 _PY_HTTP = r"""
 import re, sys, time, urllib.request, urllib.error
-url, method, timeout, fed = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4] == "1"
-headers, body = {}, None
-for line in (sys.stdin.buffer.read().decode("utf-8") if fed else "").split("\n"):
+method, timeout = sys.argv[1], float(sys.argv[2])
+url, headers, body = "", {}, None
+for line in sys.stdin.buffer.read().decode("utf-8").split("\n"):
     key, _, value = line.partition(" = ")
     value = re.sub(r"\\(.)", lambda m: {"n": "\n", "r": "\r", "t": "\t"}.get(m.group(1), m.group(1)), value[1:-1])
-    if key == "header":
+    if key == "url":
+        url = value
+    elif key == "header":
         name, _, v = value.partition(": ")
         headers[name] = v
     elif key == "data-raw":
@@ -192,12 +194,12 @@ def _curl_quoted(value: str) -> str:
 
 
 def http_check_input(check) -> str:
-    """The secret half of an HTTP check (its headers, an Authorization token
-    among them, and its body) as curl config lines, one per header and a
-    `data-raw` line (a body starting with @ is sent as it is, never read as
-    a file name): the check's command reads them from stdin, so no argv
-    `ps` shows on the host holds them (docs/security.md). "" when the check
-    has neither headers nor a body."""
+    """What of an HTTP check may be secret (its URL, which may carry
+    `user:pass@` or a token, its headers, an Authorization token among
+    them, and its body) as curl config lines: `url`, one `header` a header
+    and a `data-raw` line (a body starting with @ is sent as it is, never
+    read as a file name). The check's command reads them from stdin, so no
+    argv `ps` shows on the host holds them (docs/security.md)."""
     import json as jsonlib
 
     headers = dict(check.headers)
@@ -209,7 +211,8 @@ def http_check_input(check) -> str:
         body = check.body
     elif check.method in ("POST", "PUT"):
         body = ""
-    config = [f"header = {_curl_quoted(f'{k}: {v}')}" for k, v in headers.items()]
+    config = [f"url = {_curl_quoted(check.url)}"]
+    config += [f"header = {_curl_quoted(f'{k}: {v}')}" for k, v in headers.items()]
     if body is not None:
         config.append(f"data-raw = {_curl_quoted(body)}")
     return "".join(line + "\n" for line in config)
@@ -220,24 +223,19 @@ FROM_STDIN = raw("")
 
 
 def http_check_cmd(check, feed: Optional[Cmd] = None) -> Cmd:
-    """Run an HTTP check on the host: curl, else the host's python3. The URL,
-    method and timeout are in the command; the headers and body
+    """Run an HTTP check on the host: curl, else the host's python3. The
+    method and timeout are in the command; the URL, headers and body
     (http_check_input) come on its stdin (`feed=FROM_STDIN`, run with
     `stdin=http_check_input(check)`), or through `feed`, a pipe that gives
-    them (the monitor's script slices them from its own stdin). A check
-    with input and no `feed` is refused at once: run without its input, the
-    command would wait for it forever."""
-    fed = bool(http_check_input(check))
-    if fed and feed is None:
-        raise TypeError("this check has headers or a body: pass feed=FROM_STDIN and run the command with "
-                        "stdin=http_check_input(check)")
-    feed = feed or FROM_STDIN
+    them (the monitor's script slices them from its own stdin). Without a
+    `feed` it is refused at once: run without its input, the command would
+    wait for it forever."""
+    if feed is None:
+        raise TypeError("an HTTP check reads its URL, headers and body from stdin: pass feed=FROM_STDIN and run "
+                        "the command with stdin=http_check_input(check)")
     curl = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{time_total}\\n", "--noproxy", "*",
-            "--max-time", f"{check.timeout:g}", "-X", check.method]
-    if fed:
-        curl += ["--config", "-"]
-    curl.append(check.url)
-    py = ["python3", "-c", _PY_HTTP, check.url, check.method, f"{check.timeout:g}", "1" if fed else "0"]
+            "--max-time", f"{check.timeout:g}", "-X", check.method, "--config", "-"]
+    py = ["python3", "-c", _PY_HTTP, check.method, f"{check.timeout:g}"]
     return sh("if command -v curl >/dev/null 2>&1; then {feed}{curl}; else {feed}{py}; fi", feed=feed, curl=curl, py=py)
 
 
@@ -264,7 +262,7 @@ class RemoteProbe:
         return self.t.ok(port_listening_cmd(port))
 
     def http(self, check):
-        out = self.t.output(http_check_cmd(check, FROM_STDIN), stdin=http_check_input(check) or None)
+        out = self.t.output(http_check_cmd(check, FROM_STDIN), stdin=http_check_input(check))
         return parse_http_result(out)
 
 

@@ -272,6 +272,11 @@ def test_a_hung_remote_command_is_exit_3_not_a_hang(deployed):
     inv = yaml.safe_load(deployed.inventory.read_text())
     inv["hosts"]["h1"]["env"] = {"PATH": "/root/hang:/usr/bin:/bin"}
     deployed.inventory.write_text(yaml.safe_dump(inv))
+    # SSH commands take the env from the host's env.sh, as setup (or the
+    # next host-side run) writes it
+    from fabops.shell import env_file_text
+
+    deployed.host.path("~/.fabops/app/env.sh").write_text(env_file_text(inv["hosts"]["h1"]["env"]))
     r = run_cli("monitor", "-i", str(deployed.inventory), env={"FABOPS_COMMAND_TIMEOUT": "3"})
     assert r.returncode == 3, r.stdout + r.stderr
     assert "timed out after 3" in r.stdout + r.stderr

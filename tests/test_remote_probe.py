@@ -71,8 +71,12 @@ def test_http_probe_without_curl_falls_back_to_python(server, monkeypatch, tmp_p
     bindir.mkdir()
     for tool in ("python3", "sh"):
         os.symlink(os.path.realpath(sys.executable) if tool == "python3" else shutil.which(tool), bindir / tool)
-    cmd = http_check_cmd(Check(url=f"http://127.0.0.1:{server}/health"))
-    r = Context().run(cmd, hide=True, warn=True, in_stream=False, env={"PATH": str(bindir)}, replace_env=True)
+    from fabops.remote import FROM_STDIN, http_check_input
+    from fabops.target import Target
+
+    check = Check(url=f"http://127.0.0.1:{server}/health")
+    r = Target.of(Context()).run(http_check_cmd(check, FROM_STDIN), check=False, stdin=http_check_input(check),
+                                 env={"PATH": str(bindir)}, replace_env=True)
     assert parse_http_result(r.stdout)[0] == 200
 
 

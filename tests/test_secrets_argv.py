@@ -160,6 +160,7 @@ def test_a_checks_headers_and_body_arrive_byte_for_byte(target, tool, recorder, 
 def test_a_check_needs_no_secret_in_its_command():
     check = Check(url="http://127.0.0.1:9/", method="POST", body=MARK, headers={"Authorization": MARK})
     assert MARK not in http_check_cmd(check, FROM_STDIN) and MARK in http_check_input(check)
+    assert check.url not in str(http_check_cmd(check, FROM_STDIN))  # a URL may carry user:pass@ or a token
     with pytest.raises(TypeError):
         http_check_cmd(check)  # without its input it would wait forever: refused at once
     with pytest.raises(ValueError):
