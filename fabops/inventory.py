@@ -579,7 +579,7 @@ class _Validator:
         if raw.get("command") is None and out["manager"] == "process":
             self.note(f"{key}.command", "is required for manager: process")
         if out.get("unit") and not raw.get("command"):
-            self.note(f"{key}.command", "is required for unit: true (it becomes ExecStart)")
+            self.note(f"{key}.command", "is required for unit: true (the unit's launcher runs it)")
             del out["unit"]
         return out
 

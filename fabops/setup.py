@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator, List, Optional
 
 from .cron import apply_block, diff, read_crontab, render_block, write_crontab
@@ -181,7 +181,8 @@ def logrotate_text(host: Host, home: str = "", group: str = "", user_dirs=()) ->
         return ""
     user = host.user or "root"
     group = group or user
-    theirs = [p for p in paths if (home and p.startswith(home.rstrip("/") + "/")) or posixpath.dirname(p) in user_dirs]
+    theirs = [p for p in paths
+              if (home and p.startswith(posixpath.join(home, ""))) or posixpath.dirname(p) in user_dirs]
     blocks = []
     for chosen, su in (([p for p in paths if p not in theirs], ""), (theirs, f"    su {user} {group}\n")):
         if chosen:
@@ -372,8 +373,15 @@ def setup_host(c, host: Host, *, check: bool, yes: bool, offline: bool, replace_
     """Converge one host, item by item, in this order; with `check`, change
     nothing and report what would change. A refused deploy user stops the
     run before anything is written."""
-    run = _Setup(Target.of(c, host), host, check, yes, offline, replace_units, splay, host_yml_text,
-                 tuple(allow_root_units), change_user)
+    t = Target.of(c, host)
+    if host.user is None and not t.is_local:
+        # no `user:` in hosts.yml: the deploy user is whom ssh logged in as
+        # (~/.ssh/config's User), as the host says, never a guess
+        who = t.output(raw("id -un")).strip()
+        if who:
+            host = replace(host, user=who)
+    run = _Setup(t, host, check, yes, offline, replace_units, splay, host_yml_text, tuple(allow_root_units),
+                 change_user)
     report = SetupReport(host.name)
     for item in ITEMS:
         for result in item(run):

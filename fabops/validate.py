@@ -222,8 +222,11 @@ def control_problem(text: str) -> str | None:
     names = {"\n": "a line break (LF)", "\r": "a carriage return (CR)", "\t": "a tab", "\x00": "a NUL byte",
              "\x1b": "an escape (ESC)"}
     ch = m.group()
+    hint = ""
+    if ch == "\n" and m.start() == len(text) - 1:
+        hint = " (a YAML block scalar, `>` or `|`, ends with a line break: write `>-` or `|-`, or one line)"
     return (f"contains {names.get(ch, f'the control character U+{ord(ch):04X}')} at position {m.start() + 1}: "
-            "every value is one line of printable text")
+            f"every value is one line of printable text{hint}")
 
 
 _EXPANSIONS = re.compile(r"\$\{?(PATH|HOME|USER)\b|(^|:)~/")

@@ -106,5 +106,19 @@ def test_real_cron_daemon_deploys_a_pushed_commit(deployed, tmp_path):
         assert deployed.version() == "2"
         assert deployed.history()[-1]["trigger"] == "cron"
     finally:
+        # what this cron started (the app, restarted by its local-update)
+        # lives in cron's own mount namespace, which the sshd harness's
+        # sweep of its namespace does not reach: end it here
+        try:
+            ns = os.readlink(f"/proc/{proc.pid}/ns/mnt")
+        except OSError:
+            ns = None
         proc.terminate()
         proc.wait(timeout=10)
+        for entry in os.listdir("/proc") if ns else ():
+            if entry.isdigit():
+                try:
+                    if os.readlink(f"/proc/{entry}/ns/mnt") == ns:
+                        os.kill(int(entry), 9)
+                except OSError:
+                    pass
