@@ -221,6 +221,11 @@ def test_system_update_check_with_a_stub_dnf(deployed):
     inv = yaml.safe_load(deployed.inventory.read_text())
     inv["hosts"]["h1"]["env"] = {"PATH": "/root/stubbin:/usr/bin:/bin"}
     deployed.inventory.write_text(yaml.safe_dump(inv))
+    # SSH commands take the env from the host's env.sh, as setup (or the
+    # next deploy) writes it
+    from fabops.shell import env_file_text
+
+    h.path("~/.fabops/app/env.sh").write_text(env_file_text(inv["hosts"]["h1"]["env"]))
     r = cli(deployed, "system-update", "--check", "--json")
     assert r.returncode == 1, r.stdout + r.stderr
     data = json.loads(r.stdout)["hosts"]["h1"]
