@@ -21,7 +21,7 @@ import hashlib
 import os
 import socket
 import sys
-from typing import Optional
+from typing import Optional, Tuple
 
 from .errors import HostKeyError, UnreachableError, UsageError
 from .inventory import Host, Inventory
@@ -240,7 +240,10 @@ class _Opener:
             raise UsageError(f"ProxyJump for {cxn.original_host} is more than {MAX_JUMPS} hops deep: "
                              "a loop in ~/.ssh/config?")
         words = [w.strip() for w in spec.split(",") if w.strip()]
-        hops = [self.connection(w) for w in words]
+        hops = []
+        for word in words:
+            user, host, port = parse_jump(word, cxn.original_host)
+            hops.append(self.connection(host, **({"user": user} if user else {}), **({"port": port} if port else {})))
         if any((h.host, h.port) == (cxn.host, cxn.port) for h in hops):
             return []
         first = self._hops(hops[0], depth + 1)
@@ -250,6 +253,28 @@ class _Opener:
         elif first:
             hops[0].gateway = first[-1]
         return first + hops
+
+
+def parse_jump(word: str, owner: str = "") -> Tuple[Optional[str], str, Optional[int]]:
+    """One ProxyJump hop as ssh(1) reads it: `[user@]host[:port]` or
+    `ssh://[user@]host[:port]`, an IPv6 address in brackets (`[::1]:2222`).
+    Fabric's own host-string split would read `ssh://u@h` as the user
+    `ssh://u` and `[::1]:22` as a host name, so the hop went elsewhere."""
+    bad = f"ProxyJump hop {word!r} (for {owner or 'this host'}) is not [user@]host[:port] or ssh://[user@]host[:port]"
+    rest = word[6:].rstrip("/") if word.lower().startswith("ssh://") else word
+    user, _, hostport = rest.rpartition("@")
+    if hostport.startswith("["):
+        host, closed, after = hostport[1:].partition("]")
+        if not closed or (after and not after.startswith(":")):
+            raise UsageError(bad)
+        port = after[1:] if after else ""
+    elif hostport.count(":") == 1:
+        host, port = hostport.split(":")
+    else:
+        host, port = hostport, ""  # a bare IPv6 address has no port
+    if not host or (port and not (port.isdigit() and 0 < int(port) < 65536)) or (_ and not user):
+        raise UsageError(bad)
+    return user or None, host, int(port) if port else None
 
 
 @functools.lru_cache(maxsize=None)

@@ -26,8 +26,8 @@ def sshd(tmp_path, client_key):
     _need_sshd()
     started = []
 
-    def start(name: str, extra_config=()):
-        host = start_sshd(tmp_path / f"sshd-{name}", client_key, extra_config=extra_config)
+    def start(name: str, extra_config=(), address="127.0.0.1"):
+        host = start_sshd(tmp_path / f"sshd-{name}", client_key, address=address, extra_config=extra_config)
         started.append(host)
         return host
 
@@ -50,12 +50,12 @@ def ssh_config(home: Path, target, jumps: dict, **options) -> None:
     (home / ".ssh" / "config").write_text("\n".join(blocks + [entry("target", target, **options)]))
 
 
-def refused_until_trusted(path: Path, host, naming: str) -> None:
+def refused_until_trusted(path: Path, host, naming: str, name: str = "") -> None:
     """`ping` is refused for `host`'s unknown key, the message saying
     `naming`; then the key is pinned in ~/.ssh/known_hosts."""
     r = ping(path)
     assert r.returncode == 3, r.stderr
-    assert f"unknown host key for [127.0.0.1]:{host.port} ({naming}" in r.stderr
+    assert f"unknown host key for {name or f'[127.0.0.1]:{host.port}'} ({naming}" in r.stderr
     assert "Traceback" not in r.stderr
     host.trust()
 
@@ -202,5 +202,20 @@ def test_proxycommand_only_pipes_and_the_target_key_is_still_checked(sshd, tmp_p
         f"-o UserKnownHostsFile={jump_known} -W %h:%p {jump.user}@{jump.address}"))
     path = write_inventory(tmp_path / "hosts.yml", {"target": {}})
     refused_until_trusted(path, target, "ssh-ed25519 SHA256:")
+    r = ping(path)
+    assert r.returncode == 0, r.stderr
+
+
+def test_an_ssh_uri_hop_to_an_ipv6_jump_host_is_reached_and_checked(sshd, tmp_path, isolated_home):
+    """`ProxyJump ssh://user@[::1]:PORT`, a form ssh(1) documents: Fabric's
+    own split read the user as `ssh://user` and `[::1]:PORT` as a name."""
+    target = sshd("target")
+    jump = sshd("jump6", address="::1", extra_config=[f"PermitOpen {target.address}:{target.port}"])
+    ssh_config(isolated_home, target, {}, ProxyJump=f"ssh://{jump.user}@[::1]:{jump.port}")
+    (isolated_home / ".ssh" / "config").write_text((isolated_home / ".ssh" / "config").read_text()
+                                                   + f"\nHost ::1\n  IdentityFile {jump.client_key}\n")
+    path = write_inventory(tmp_path / "hosts.yml", {"target": {}})
+    target.trust()
+    refused_until_trusted(path, jump, "jump host ::1, ProxyJump hop 1 of 1)", name=f"[::1]:{jump.port}")
     r = ping(path)
     assert r.returncode == 0, r.stderr

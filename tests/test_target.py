@@ -199,3 +199,31 @@ def test_without_stdin_a_command_gets_none(target):
 
     with pytest.raises(CommandTimedOut):
         target.run(raw("read -r line; echo got"), "reading", timeout=1)
+
+
+@pytest.mark.parametrize("word, parsed", [
+    ("jump", (None, "jump", None)),
+    ("deploy@jump", ("deploy", "jump", None)),
+    ("deploy@jump:2222", ("deploy", "jump", 2222)),
+    ("ssh://jump", (None, "jump", None)),
+    ("ssh://deploy@jump:2222", ("deploy", "jump", 2222)),
+    ("SSH://deploy@jump:2222/", ("deploy", "jump", 2222)),
+    ("[::1]:2222", (None, "::1", 2222)),
+    ("ssh://deploy@[2001:db8::7]:22", ("deploy", "2001:db8::7", 22)),
+    ("[::1]", (None, "::1", None)),
+    ("fe80::1", (None, "fe80::1", None)),
+    ("a@b@jump", ("a@b", "jump", None)),
+])
+def test_a_proxyjump_hop_is_read_as_ssh_reads_it(word, parsed):
+    from fabops.connection import parse_jump
+
+    assert parse_jump(word) == parsed
+
+
+@pytest.mark.parametrize("word", ["jump:0", "jump:99999", "jump:ssh", "[::1", "[::1]x", "@jump", "ssh://", "deploy@"])
+def test_a_malformed_proxyjump_hop_is_a_usage_error_naming_it(word):
+    from fabops.connection import parse_jump
+    from fabops.errors import UsageError
+
+    with pytest.raises(UsageError, match="ProxyJump hop"):
+        parse_jump(word, "find-to-do")

@@ -32,7 +32,7 @@ PRIVATE_DIRS = (
 
 
 def free_port(address: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
+    with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as s:
         s.bind((address, 0))
         return s.getsockname()[1]
 
