@@ -13,14 +13,15 @@ from __future__ import annotations
 import posixpath
 import re
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
 from .cron import apply_block, diff, read_crontab, render_block, write_crontab
 from .errors import CommandFailed
 from .inventory import Host
 from .shell import path as host_path, raw, sh, sudo
 from .target import Target, UserTarget
-from .unit_audit import absolute, parse_unit_facts, root_paths, root_unit_problem, unit_facts_cmd, with_parents
+from .unit_audit import (absolute, lockout_unit, package_unit, parse_unit_facts, root_paths, root_unit_problem,
+                         unit_facts_cmd, with_parents)
 
 WRAPPERS = {
     "monitor-bot": ["monitor"],
@@ -31,6 +32,10 @@ WRAPPERS = {
     "bot-health": ["health"],
 }
 MANAGED = "# Managed by fabops: changes here are replaced by `inv setup`."
+# Which app a root file of fabops' belongs to: two apps whose directories
+# share a name would share a drop-in, launchers and a logrotate file, each
+# setup taking them from the other.
+APP_LINE = "# fabops app: "
 LEGACY_CRON = re.compile(r"(auto-update|health-check|voice-meeting-bot|monitor-bot)", re.I)
 
 
@@ -287,6 +292,7 @@ class _Setup:
     pending_units: List[str] = field(default_factory=list)  # --check: units this run would rewrite
     _home: Optional[str] = None
     _group: str = ""
+    _unit_facts: Optional[Dict[str, Dict[str, List[str]]]] = None
     dt: Optional[Target] = None  # the deploy user: its own files (the same login unless setup_user differs)
 
     def __post_init__(self):
@@ -313,6 +319,15 @@ class _Setup:
             self._home, self._group = home, (out[1].strip() if len(out) > 1 else "") or user
         return self._home
 
+    def unit_facts(self) -> Dict[str, Dict[str, List[str]]]:
+        """What systemd says of every systemd service in hosts.yml, read
+        once per run as the setup user (one command); a unit this run
+        writes is read again by the next run."""
+        if self._unit_facts is None:
+            units = [s.name for s in self.host.services if s.manager == "systemd"]
+            self._unit_facts = parse_unit_facts(self.t.output(unit_facts_cmd(units))) if units else {}
+        return self._unit_facts
+
     def user_group(self) -> str:
         self.user_home()
         return self._group
@@ -336,6 +351,16 @@ class _Setup:
         terminal or a CI log)."""
         t = self.t if root else self.dt
         old = _read(t, path, root)
+        if root:
+            app = absolute(self.host.app.path, self.user_home())
+            text = text.replace(MANAGED + "\n", f"{MANAGED}\n{APP_LINE}{app}\n", 1)
+            other = re.search("^" + re.escape(APP_LINE) + "(.*)$", old or "", re.M)
+            if old and MANAGED in old and other and other.group(1) != app and not self.change_user:
+                return ItemResult(name, "refused", (
+                    f"{path} is fabops' file for the app at {other.group(1)}; this app ({app}) would take it "
+                    f"over. fabops names an app's root files by its directory's name ({self.host.app.name}) and "
+                    f"a unit by its own: give one app another directory name (or unit name), or, if this is "
+                    f"that app moved, run setup with --change-user"))
         if old == text:
             return ItemResult(name, "ok", path)
         if managed_only and old is not None and MANAGED not in old:
@@ -479,7 +504,8 @@ def _root_units(run: _Setup) -> Items:
     tell a story), and what the deploy user can write is asked of the
     host as root, through `sudo -u`."""
     host = run.host
-    units = [s.name for s in host.services if s.manager == "systemd" and s.name not in run.pending_units]
+    units = [s.name for s in host.services
+             if s.manager == "systemd" and s.name not in run.pending_units + run.refused_units]
     if not units or (host.user or "ec2-user") == "root":
         return  # a root deploy user has nothing to gain (and is pinned: _deploy_user)
     for name in run.allow_root_units:
@@ -488,7 +514,7 @@ def _root_units(run: _Setup) -> Items:
                                                              "in hosts.yml (ignored)")
     home = run.user_home()
     roots = [absolute(host.app.path, home), home]
-    facts = parse_unit_facts(run.t.output(unit_facts_cmd(units)))
+    facts = run.unit_facts()
     writable = run.writable_by_user(with_parents([p for u in units for p in root_paths(facts.get(u, {}))]))
     for unit in units:
         problem = root_unit_problem(facts.get(unit, {}), roots, writable)
@@ -546,6 +572,35 @@ def _sudo_rights(run: _Setup) -> Items:
                          "remove them with visudo once the drop-in works): " + " | ".join(legacy_sudo.splitlines()))
 
 
+def _system_units(run: _Setup) -> Items:
+    """A service name that is already a package's unit (ssh.service) is
+    the system's: `unit: true` would write /etc/systemd/system/<name>, which
+    replaces the package's unit for good, and a right to stop the SSH
+    server locks every operator out. hosts.yml (which a pusher may edit)
+    cannot ask for either (docs/security.md, "System units"). Other package
+    units (nginx.service) get their rights, said once."""
+    host = run.host
+    facts = run.unit_facts()
+    for svc in host.services:
+        if svc.manager != "systemd":
+            continue
+        package = package_unit(facts.get(svc.name, {}))
+        if svc.unit and package:
+            run.refused_units.append(svc.name)
+            yield ItemResult(f"unit {svc.name}", "refused", (
+                f"{svc.name} is a unit of an installed package ({package}); `unit: true` would write "
+                f"/etc/systemd/system/{svc.name} and replace it. Give the app's service a name of its own"))
+        elif lockout_unit(svc.name):
+            run.refused_units.append(svc.name)
+            yield ItemResult(f"unit {svc.name}", "refused", (
+                f"{svc.name} is one of the units every login needs; a right to stop it would let the deploy "
+                f"user (and, through cron, whoever pushes) lock everyone out of the host. Remove it from "
+                f"services in hosts.yml"))
+        elif package:
+            yield ItemResult(f"unit {svc.name}", "ok", f"{package}, a package's unit: the deploy user may "
+                                                      f"start, stop and restart it")
+
+
 def _units(run: _Setup) -> Items:
     """Unit files from the template, with their root-owned launchers, only
     for services that ask for one (`unit: true`); hand-installed ones (the
@@ -553,7 +608,7 @@ def _units(run: _Setup) -> Items:
     --replace-units."""
     t, host = run.t, run.host
     for svc in host.services:
-        if svc.manager != "systemd":
+        if svc.manager != "systemd" or svc.name in run.refused_units:
             continue
         path = f"/etc/systemd/system/{svc.name}"
         if not svc.unit:
@@ -564,6 +619,7 @@ def _units(run: _Setup) -> Items:
             continue
 
         def reload_enable(name=svc.name):
+            run._unit_facts = None  # the root audit reads the unit as written
             t.run(sh("{reload} && {enable}", reload=sudo(["systemctl", "daemon-reload"]),
                      enable=sudo(["systemctl", "enable", name])), f"enabling {name}",
                   argv=["systemctl", "enable", name])
@@ -674,7 +730,7 @@ def _first_run(run: _Setup) -> Items:
         yield ItemResult("state", "warning", "no fabops state yet: the first local-update adopts a healthy HEAD")
 
 
-ITEMS = (_deploy_user, _env_file, _install, _host_yml, _crontab, _units, _sudo_rights, _log_files, _logrotate, _wrappers,
+ITEMS = (_deploy_user, _env_file, _install, _host_yml, _crontab, _system_units, _units, _sudo_rights, _log_files, _logrotate, _wrappers,
          _first_run)
 
 

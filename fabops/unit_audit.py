@@ -25,7 +25,7 @@ def absolute(path: str, home: str) -> str:
 # command it runs (the Ex forms carry the +, ! and !! flags), where, and
 # what environment it reads.
 EXEC_PROPS = ("ExecStartPreEx", "ExecStartEx", "ExecStartPostEx", "ExecReloadEx", "ExecStopEx", "ExecStopPostEx")
-PROPS = ("Id", "LoadState", "User", "WorkingDirectory", "EnvironmentFiles", "PermissionsStartOnly") + EXEC_PROPS
+PROPS = ("Id", "LoadState", "FragmentPath", "User", "WorkingDirectory", "EnvironmentFiles", "PermissionsStartOnly") + EXEC_PROPS
 # systemd's names for the flags that run a command with root's rights
 # whatever User= says: + (privileged), ! (no-setuid), !! (ambient)
 ROOT_FLAGS = ("privileged", "no-setuid", "ambient")
@@ -111,6 +111,26 @@ def root_paths(facts: Dict[str, List[str]]) -> List[str]:
         for entry in facts.get("EnvironmentFiles", []):
             paths.append(entry.split(" (")[0].lstrip("-"))
     return [p for p in dict.fromkeys(paths) if p.startswith("/")]
+
+
+# Where installed packages keep their units (Debian's /lib is /usr/lib on
+# merged-/usr systems). A unit found there is the system's, not the app's.
+PACKAGE_UNIT_DIRS = ("/lib/systemd/", "/usr/lib/systemd/")
+# Units whose stop locks every operator out of the host (the SSH server
+# and what logins and the network need): never a deploy user's to stop.
+LOCKOUT_UNITS = ("ssh.service", "sshd.service", "dbus.service", "dbus-broker.service", "networking.service",
+                 "NetworkManager.service", "cloud-init.service", "sudo.service")
+
+
+def package_unit(facts: Dict[str, List[str]]) -> str:
+    """The file a package installed the unit from, or "" (a unit in /etc,
+    the operator's or fabops', or none)."""
+    fragment = (facts.get("FragmentPath") or [""])[0]
+    return fragment if fragment.startswith(PACKAGE_UNIT_DIRS) else ""
+
+
+def lockout_unit(name: str) -> bool:
+    return name in LOCKOUT_UNITS or name.startswith(("systemd-", "getty@", "serial-getty@", "user@"))
 
 
 def with_parents(paths: List[str]) -> List[str]:

@@ -207,6 +207,48 @@ def test_the_deploy_user_is_pinned_against_a_hosts_yml_edit(host):
         host.write(entry())
 
 
+def test_system_units_and_a_namesake_app_are_refused(host):
+    """hosts.yml cannot make setup replace a package's unit (the SSH server,
+    by `unit: true`) or grant a right to stop the units logins need; a
+    package unit an app relies on (cron) gets its rights. A second app whose
+    directory has the same name cannot take over the first one's drop-in,
+    launchers and logrotate file."""
+    bad = entry()
+    bad["services"] += [{"name": "ssh.service", "unit": True, "command": "sleep 600"},
+                        {"name": "dbus.service"}, {"name": "cron.service"}]
+    host.write(bad)
+    try:
+        r = host.fab("setup", "--yes", "--offline", "--json")
+        assert r.returncode == 78, r.stdout + r.stderr
+        found = items(r)
+        assert found["unit ssh.service"]["status"] == "refused", found["unit ssh.service"]
+        assert "installed package" in found["unit ssh.service"]["message"]
+        assert found["unit dbus.service"]["status"] == "refused", found["unit dbus.service"]
+        assert found["unit cron.service"]["status"] == "ok", found["unit cron.service"]
+        assert host.root("test -e /etc/systemd/system/ssh.service", check=False).returncode == 1
+        assert host.root("systemctl is-active ssh.service").stdout.strip() == "active"
+        dropin = host.root("cat /etc/sudoers.d/fabops-voice-meeting-bot").stdout
+        assert "ssh.service" not in dropin and "dbus.service" not in dropin, dropin
+        assert "restart cron.service" in dropin and f"# fabops app: {APP}\n" in dropin, dropin
+    finally:
+        host.write(entry())
+    r = host.fab("setup", "--yes", "--offline", "--json")  # back to the module's drop-in
+    assert items(r)["sudoers"]["status"] == "changed", r.stdout
+
+    twin = entry()
+    twin["app"] = {"path": "~/other/voice-meeting-bot"}
+    host.write(twin)
+    try:
+        r = host.fab("setup", "--check", "--json")
+        assert r.returncode == 78, r.stdout + r.stderr
+        found = items(r)
+        for name in ("sudoers", f"launcher {PROBE}"):
+            assert found[name]["status"] == "refused", (name, found[name])
+            assert f"the app at {APP}" in found[name]["message"], found[name]
+    finally:
+        host.write(entry())
+
+
 def test_a_unit_runs_its_command_as_written_and_as_the_deploy_user(host):
     unit = f"/etc/systemd/system/{PROBE}"
     r = host.root(f"systemd-analyze verify {unit} 2>&1", check=False)

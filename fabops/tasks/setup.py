@@ -21,8 +21,8 @@ STYLE = {"ok": "ok", "changed": "changed", "would change": "would change", "warn
     "offline": "Install fabops' dependencies from wheels downloaded here, not from the index.",
     "replace_units": "Replace unit files that exist but were not written by fabops.",
     "splay": "Random delay, in seconds, before each cron local-update (default 30).",
-    "change_user": "Let this run change the deploy user that an earlier setup pinned (a hosts.yml edit alone "
-                   "cannot; docs/security.md).",
+    "change_user": "Let this run change the deploy user that an earlier setup pinned, or move the app's root "
+                   "files to this app directory (a hosts.yml edit alone cannot; docs/security.md).",
     "allow_root_unit": "Grant restart on this unit although it runs as root from the deploy user's files "
                        "(repeatable; docs/security.md).",
 }, iterable=["allow_root_unit"])
