@@ -386,3 +386,64 @@ def test_help_names_what_a_value_is(program):
         core = subprocess.run(cmd + ["--help"], cwd=ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL,
                               env=dict(os.environ, COLUMNS="200")).stdout
         assert "-f FILE, --config=FILE" in core and "=STRING" not in core and "=INT" not in core, core
+
+
+def test_importing_the_tasks_leaves_invokes_classes_alone():
+    """The parse contract is a subclass of Invoke's Program (tasks/program.py),
+    not a patch: Invoke's Program, ParserContext and Task keep their own code."""
+    import invoke
+    from invoke import Program, Task
+    from invoke.parser import ParserContext
+
+    home = str(Path(invoke.__file__).parent)  # with fabops.tasks imported (ns, above)
+    for cls, names in ((Program, ("parse_core", "parse_tasks", "parse_cleanup")), (ParserContext, ("help_for",)),
+                       (Task, ("arg_opts", "__call__"))):
+        for name in names:
+            code = getattr(cls, name).__code__
+            assert code.co_filename.startswith(home), f"{cls.__name__}.{name} is {code.co_filename}"
+
+
+def test_inv_gets_the_contract_on_its_own_program_only(monkeypatch):
+    """Under `inv`, loading the tree gives Invoke's running program (and only
+    it) the TaskProgram class; a program that is someone's subclass is kept."""
+    from types import SimpleNamespace
+
+    from invoke import Program
+
+    from fabops.tasks.program import FabopsProgram, TaskProgram, serve_inv
+
+    invs = Program(name="Invoke", binary="inv[oke]")
+    monkeypatch.setitem(sys.modules, "invoke.main", SimpleNamespace(program=invs))
+    serve_inv()
+    assert type(invs) is TaskProgram and invs.prog == "inv"
+    other = FabopsProgram(namespace=ns, binary="fabops")
+    monkeypatch.setitem(sys.modules, "invoke.main", SimpleNamespace(program=other))
+    serve_inv()
+    assert type(other) is FabopsProgram
+    assert type(Program()) is Program
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["deploy", "-H", "local", "--ref"], "fabops: Flag <Argument: ref (r)> needed value and was not given one!"),
+    (["ping", "-x"], "fabops: unknown flag '-x' for ping; see `fabops ping --help`"),
+    (["--help", "deploi"], "fabops: unknown task 'deploi' (did you mean 'deploy'?); see `fabops --list`"),
+    (["ping", "--no-json"], "fabops: unknown flag '--no-json' for ping (did you mean '--json'?); see `fabops ping --help`"),
+])
+def test_other_parse_errors_are_one_usage_line(argv, message, capsys):
+    """The unknown word comes from Invoke's parser (ignore_unknown stops at
+    it), never from its message; any other parse error keeps Invoke's words."""
+    from fabops.tasks.program import FabopsProgram
+
+    with pytest.raises(SystemExit) as exit_:
+        FabopsProgram(namespace=ns, name="fabops", binary="fabops").run(["fabops", *argv])
+    assert exit_.value.code == 64
+    assert capsys.readouterr().err.strip() == message
+
+
+def test_fabops_tasks_take_letters_only_from_flags():
+    """Invoke would give `--install` the letter -i (the inventory's) and
+    `--source` -s (the service's); FabopsTask turns its letters off."""
+    from fabops.tasks._base import FabopsTask
+
+    assert all(not ns[name].auto_shortflags for name in ns.task_names)
+    assert all(isinstance(ns[name], FabopsTask) for name in ns.task_names)

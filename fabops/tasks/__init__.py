@@ -19,9 +19,10 @@ for _module in _MODULES:
     ns.configure(_module.ns.configuration())
 
 # `inv` gets fabops' parse contract too: exit 64 with a did-you-mean for an
-# unknown task or flag (tasks/program.py). Cheap: invoke is already loaded.
-from .program import adopt as _adopt  # noqa: E402
+# unknown task or flag (tasks/program.py, serve_inv). Cheap: invoke is
+# already loaded, and nothing changes unless Invoke's `inv` is running.
+from .program import serve_inv as _serve_inv  # noqa: E402
 
-_adopt()
+_serve_inv()
 
 __all__ = ["ns"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import string
 import sys
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
@@ -162,11 +161,15 @@ class FabopsTask(Task):
     a traceback for `--parallel abc`).
     """
 
+    def __init__(self, body, *args, **kwargs):
+        kwargs["auto_shortflags"] = False  # letters come from FLAGS only (arg_opts)
+        super().__init__(body, *args, **kwargs)
+
     def arg_opts(self, name, default, taken_names):
         spec = FLAGS.get(name)
         if spec is None:
             raise ValueError(f"task parameter {name!r} is not in fabops.tasks._base.FLAGS: add it there")
-        opts = super().arg_opts(name, default, set(string.printable))  # no letter of its own choosing
+        opts = super().arg_opts(name, default, taken_names)
         if spec.short and spec.short != opts["names"][0]:
             opts["names"] = [opts["names"][0], spec.short]
         if spec.number and opts.get("kind") in (int, float):
@@ -182,7 +185,7 @@ class FabopsTask(Task):
             args = super().get_arguments(ignore_unknown_help)
         finally:
             self.help = saved
-        for arg in args:  # read by the --help patch in tasks/program.py (adopt)
+        for arg in args:  # read by --help (tasks/program.py, NamedValues)
             arg.fabops_metavar = metavar(arg.attr_name or arg.name)
         return args
 

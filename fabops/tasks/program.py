@@ -1,22 +1,24 @@
-"""The command-line program: an Invoke Program serving the task tree as
-`fabops` (fabops/cli.py), and the same parse contract for `inv`.
+"""The command-line programs: `fabops` (fabops/cli.py) and Invoke's `inv`
+serving the task tree with the same parse contract.
 
-The command-line contract (docs/architecture.md, "Command line") is kept
-here for both programs: a parse error is a usage error (exit 64) with a
-did-you-mean, a closed stdout ends quietly, and `fabops -H web deploy` works
-like `fabops deploy -H web`. Under `inv`, `adopt()` (called when the task
-tree is imported) gives Invoke's own Program the same parse-error handling;
-Invoke parses its core flags before it imports tasks.py, so only those keep
-Invoke's exit 1.
+The contract (docs/architecture.md, "Command line"): a parse error is a
+usage error (exit 64) with a did-you-mean, a closed stdout ends quietly,
+--help names what a value is, and `fabops -H web deploy` works like
+`fabops deploy -H web`. `TaskProgram` is that contract as a subclass of
+Invoke's Program, the way Invoke documents custom command-line programs;
+`FabopsProgram` adds fabops' own core flags. Under `inv`, `serve_inv()`
+gives Invoke's running program the `TaskProgram` class (why, there).
 """
 from __future__ import annotations
 
 import difflib
-import functools
 import re
+import sys
+from typing import Optional, Tuple
 
 from invoke import Argument, Exit, Program
 from invoke.exceptions import ParseError
+from invoke.parser import Parser, ParserContext
 
 from ..errors import USAGE, quiet_closed_pipe
 
@@ -25,91 +27,6 @@ from ..errors import USAGE, quiet_closed_pipe
 # config: `run: {echo: true}` in ~/.invoke.yaml is a user's c.run()
 # preference, not a request to a fabops task, and must not refuse every task.
 CORE_FLAGS_GIVEN: set = set()
-
-_UNKNOWN = re.compile(r"^No idea what '(.+)' is!$")
-
-
-def explain(exc: ParseError, program: Program) -> str:
-    """Invoke's parse error in fabops' words, with a did-you-mean."""
-    text = str(exc)
-    m = _UNKNOWN.match(text)
-    if not m:
-        return text
-    token = m.group(1)
-    prog = _prog(program)
-    if token.startswith("-"):
-        ctx = getattr(exc, "context", None)
-        choices = list(getattr(ctx, "flags", {}) or {}) + list(getattr(ctx, "inverse_flags", {}) or {})
-        what, where = "flag", (f" for {ctx.name}" if getattr(ctx, "name", None) else "")
-        see = f"see `{prog} {ctx.name} --help`" if getattr(ctx, "name", None) else f"see `{prog} --help`"
-    else:
-        collection = getattr(program, "collection", None)
-        choices = list(collection.task_names) if collection is not None else []
-        what, where, see = "task", "", f"see `{prog} --list`"
-    hint = difflib.get_close_matches(token, choices, n=1, cutoff=0.6)
-    did = f" (did you mean {hint[0]!r}?)" if hint else ""
-    if token.split("=")[0] in ("-H", "--hosts") and not getattr(ctx, "name", None):
-        # `inv -H web deploy`: Invoke's own program has no global -H.
-        did = f" before the task name (put it after: `{prog} TASK -H NAME`)"
-    return f"unknown {what} {token!r}{where}{did}; {see}"
-
-
-def _prog(program: Program) -> str:
-    """`fabops`, or `inv` for Invoke's own binary (named "inv[oke]")."""
-    return re.sub(r"\[.*?\]", "", program.binary or "fabops")
-
-
-def _usage_errors(method):
-    """Wrap a Program parse step: ParseError becomes exit 64 with one line."""
-
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        try:
-            if method.__name__ == "parse_cleanup":
-                CORE_FLAGS_GIVEN.update(f for f in ("dry", "echo") if self.args[f].value)
-                if self.args.complete.value:
-                    from ..completion import complete
-
-                    complete(self)
-            return method(self, *args, **kwargs)
-        except ParseError as exc:
-            raise Exit(f"{_prog(self)}: {explain(exc, self)}", code=USAGE) from None
-        except BrokenPipeError:  # `--help | head`
-            quiet_closed_pipe()
-
-    wrapper._fabops = True
-    return wrapper
-
-
-def _named_values(help_for):
-    """`--parallel=N`, `--wait=SECONDS` in --help, not Invoke's `=STRING`
-    (fabops reads its numbers from strings; tasks/_base.py metavar)."""
-
-    @functools.wraps(help_for)
-    def wrapper(self, flag):
-        names, text = help_for(self, flag)
-        name = getattr(self.flags[flag], "fabops_metavar", None)
-        if name:
-            names = re.sub(r"(?<=[ =\[])(STRING|INT)\b", name, names)
-            if self.flags[flag].kind is list and "=" not in names:
-                names += f"={name}"  # Invoke shows no value for a repeatable flag
-        return names, text
-
-    wrapper._fabops = True
-    return wrapper
-
-
-def adopt(program_class=Program) -> None:
-    """Give Invoke's `inv` the same task-parse contract (idempotent)."""
-    for name in ("parse_tasks", "parse_cleanup"):
-        method = getattr(program_class, name)
-        if not getattr(method, "_fabops", False):
-            setattr(program_class, name, _usage_errors(method))
-    from invoke.parser import ParserContext
-
-    if not getattr(ParserContext.help_for, "_fabops", False):
-        ParserContext.help_for = _named_values(ParserContext.help_for)
-
 
 # What Invoke's own core flags take, for `fabops --help` (Invoke says STRING
 # or INT for all of them).
@@ -120,17 +37,147 @@ CORE_METAVARS = {
 }
 
 
-class FabopsProgram(Program):
+class NamedValues(ParserContext):
+    """A parser context whose --help says `--parallel=N`, `--wait=SECONDS`,
+    not Invoke's `=STRING`: fabops reads its numbers from strings
+    (tasks/_base.py, metavar), so Invoke only ever sees STRING."""
+
+    @classmethod
+    def of(cls, ctx: ParserContext) -> "NamedValues":
+        return cls(name=ctx.name, aliases=ctx.aliases, args=ctx.args.values())
+
+    def help_for(self, flag: str) -> Tuple[str, str]:
+        names, text = super().help_for(flag)
+        name = getattr(self.flags[flag], "fabops_metavar", None)  # set by FabopsTask, FabopsProgram
+        if name:
+            names = re.sub(r"(?<=[ =\[])(STRING|INT)\b", name, names)
+            if self.flags[flag].kind is list and "=" not in names:
+                names += f"={name}"  # Invoke shows no value for a repeatable flag
+        return names, text
+
+
+class TaskProgram(Program):
+    """Invoke's Program with fabops' parse contract for the task part of the
+    command line: any parse error is exit 64 on one line, an unknown task or
+    flag with a did-you-mean; `--help`/`--list` into a closed pipe end quietly."""
+
+    @property
+    def prog(self) -> str:
+        """`fabops`, or `inv` for Invoke's own binary (named "inv[oke]")."""
+        return re.sub(r"\[.*?\]", "", self.binary or "fabops")
+
+    def usage_error(self, text: str) -> Exit:
+        return Exit(f"{self.prog}: {text}", code=USAGE)
+
+    @property
+    def initial_context(self) -> ParserContext:
+        return NamedValues.of(super().initial_context)
+
+    def _make_parser(self, ignore_unknown: bool = False) -> Parser:
+        # Invoke's one seam for the task parser (parse_tasks, a task's --help,
+        # --complete): the same contexts, as NamedValues for their --help.
+        contexts = self.collection.to_contexts(ignore_unknown_help=self.config.tasks.ignore_unknown_help)
+        return Parser(initial=self.initial_context, contexts=[NamedValues.of(c) for c in contexts],
+                      ignore_unknown=ignore_unknown)
+
+    def parse_tasks(self) -> None:
+        try:
+            super().parse_tasks()
+        except ParseError as exc:
+            raise self.usage_error(self.explain(exc)) from None
+
+    def parse_cleanup(self) -> None:
+        CORE_FLAGS_GIVEN.update(f for f in ("dry", "echo") if self.args[f].value)
+        wanted = self.args.help.value  # `--help NAME`: True for a bare --help
+        if isinstance(wanted, str) and wanted not in self.parser.contexts:
+            raise self.usage_error(self.unknown_task(wanted))
+        if self.args.complete.value:
+            from ..completion import complete
+
+            complete(self)  # host names after -H; the rest is Invoke's completion
+        try:
+            super().parse_cleanup()
+        except ParseError as exc:
+            raise self.usage_error(str(exc)) from None
+        except BrokenPipeError:  # `--help | head`
+            quiet_closed_pipe()
+
+    def explain(self, exc: ParseError) -> str:
+        """Invoke's parse error in fabops' words: an unknown word is named as a
+        task or a flag, with a did-you-mean; any other error as Invoke said it."""
+        token, ctx = self.first_unknown()
+        if token is None:
+            return str(exc)
+        if not token.startswith("-"):
+            return self.unknown_task(token)
+        if token in ("-H", "--hosts") and not ctx.name:
+            # `inv -H web deploy`: Invoke's own program has no global -H
+            return f"unknown flag {token!r} before the task name (put it after: `{self.prog} TASK -H NAME`); " \
+                   f"see `{self.prog} --help`"
+        hint = _close(token, list(ctx.flags) + list(ctx.inverse_flags))
+        if ctx.name:
+            return f"unknown flag {token!r} for {ctx.name}{hint}; see `{self.prog} {ctx.name} --help`"
+        return f"unknown flag {token!r}{hint}; see `{self.prog} --help`"
+
+    def first_unknown(self) -> Tuple[Optional[str], Optional[ParserContext]]:
+        """The first word the task parser could not place, and the context it
+        came in (the core context, named None, before any task). Invoke's
+        parser with ignore_unknown stops there and hands back the rest as
+        `unparsed` (documented on Parser), so fabops never reads its message."""
+        try:
+            result = self._make_parser(ignore_unknown=True).parse_argv(self.core.unparsed)
+        except ParseError:  # another error came first: Invoke's text says it
+            return None, None
+        if not result.unparsed:
+            return None, None
+        return result.unparsed[0], result[-1]
+
+    def unknown_task(self, token: str) -> str:
+        return f"unknown task {token!r}{_close(token, list(self.collection.task_names))}; see `{self.prog} --list`"
+
+
+def _close(token: str, choices) -> str:
+    hint = difflib.get_close_matches(token, choices, n=1, cutoff=0.6)
+    return f" (did you mean {hint[0]!r}?)" if hint else ""
+
+
+def serve_inv() -> None:
+    """Give Invoke's `inv` the task-parse contract while it loads this tree.
+
+    `inv` is `invoke.main:program.run`, a Program made before any tasks.py is
+    found, and Invoke offers a collection no hook into parsing (a collection's
+    config reaches the executor, which runs after the parse). The program's
+    remaining steps (parse_tasks, parse_cleanup, execute) are looked up on
+    its class when run() calls them, so this one instance gets TaskProgram
+    as its class: Invoke's Program and ParserContext stay untouched for any
+    other program in the process, and a tasks.py that adds its own tasks to
+    `ns` keeps them (re-running the command line through a program of our
+    own from here would not). Invoke has parsed its core flags by now, so
+    only an error in those keeps Invoke's exit 1.
+    """
+    main = sys.modules.get("invoke.main")  # only imported by the `inv`/`invoke` entry points
+    program = getattr(main, "program", None)
+    if type(program) is Program:  # Invoke's own, not someone's subclass
+        program.__class__ = TaskProgram
+
+
+class FabopsProgram(TaskProgram):
     """`fabops`: exit 64 on any parse error (core flags included) and a global -H."""
 
     def core_args(self):
         args = super().core_args()
         args.append(Argument(names=("hosts", "H"), help="Hosts or groups for the task, as the task's own -H."))
-        for arg in args:  # --help names what a value is (see _named_values)
+        for arg in args:  # --help names what a value is (NamedValues)
             arg.fabops_metavar = CORE_METAVARS.get(arg.name)
         return args
 
-    parse_core = _usage_errors(Program.parse_core)
+    def parse_core(self, argv) -> None:
+        try:
+            super().parse_core(argv)
+        except ParseError as exc:
+            raise self.usage_error(str(exc)) from None
+        except BrokenPipeError:  # `--version | head`, a completion script
+            quiet_closed_pipe()
 
     def parse_core_args(self):
         """`--print-completion-script bash|zsh` prints fabops' scripts, which
@@ -143,7 +190,6 @@ class FabopsProgram(Program):
         if shell in SCRIPTS:
             print(SCRIPTS[shell], end="")
             raise Exit
-    parse_cleanup = _usage_errors(Program.parse_cleanup)
 
     def _refuse_repeated_hosts(self):
         """`fabops -H a -H b ping`: Invoke's core parser keeps the first value
@@ -156,22 +202,19 @@ class FabopsProgram(Program):
             if word in ("-H", "--hosts") or word.startswith(("--hosts=", "-H")):
                 seen += 1
         if seen > 1:
-            raise Exit("fabops: -H given twice before the task name; give it once "
-                       "(-H a,b selects both)", code=USAGE)
+            raise self.usage_error("-H given twice before the task name; give it once (-H a,b selects both)")
 
-    @_usage_errors
     def parse_tasks(self):
-        Program.parse_tasks(self)
+        super().parse_tasks()
         given = self.args.hosts.value
         if given is None:
             return
         takers = [ctx for ctx in self.tasks if "hosts" in ctx.args]
         if not takers:
-            raise Exit(f"fabops: -H was given, but {', '.join(c.name for c in self.tasks) or 'no task'} "
-                       "does not take -H", code=USAGE)
+            raise self.usage_error(f"-H was given, but {', '.join(c.name for c in self.tasks) or 'no task'} "
+                                   "does not take -H")
         for ctx in takers:
             own = ctx.args["hosts"].value
             if own is not None and own != given:
-                raise Exit(f"fabops: -H given twice ({given!r} before {ctx.name}, {own!r} after it); give it once",
-                           code=USAGE)
+                raise self.usage_error(f"-H given twice ({given!r} before {ctx.name}, {own!r} after it); give it once")
             ctx.args["hosts"].value = given
