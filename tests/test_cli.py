@@ -447,3 +447,24 @@ def test_fabops_tasks_take_letters_only_from_flags():
 
     assert all(not ns[name].auto_shortflags for name in ns.task_names)
     assert all(isinstance(ns[name], FabopsTask) for name in ns.task_names)
+
+
+def test_numbers_given_by_position_are_read_too():
+    """Task bodies never check their numbers again (#23): FabopsTask reads a
+    value passed by position (a call from Python) as it reads a flag."""
+    from invoke import Context, Exit
+
+    from fabops.tasks._base import fabops_task
+
+    seen = {}
+
+    @fabops_task
+    def sized(c, parallel=10, wait=None):
+        """Sized."""
+        seen.update(parallel=parallel, wait=wait)
+
+    sized(Context(), "4", wait="2m")
+    assert seen == {"parallel": 4, "wait": 120}
+    with pytest.raises(Exit) as exit_:
+        sized(Context(), "0")
+    assert exit_.value.code == 64 and "--parallel must be at least 1" in exit_.value.message

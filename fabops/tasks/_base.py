@@ -7,6 +7,7 @@ the host-side cron path goes through it.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -192,8 +193,14 @@ class FabopsTask(Task):
     def __call__(self, *args, **kwargs):
         try:
             refuse_core_flags()
-            kwargs = {k: read_number(k, v) for k, v in kwargs.items()}
-            return super().__call__(*args, **kwargs)
+            # Every value a task body gets went through read_number, passed by
+            # name (Invoke's executor) or by position (a call from Python), so
+            # task bodies take their numbers as read and never check again.
+            call = inspect.signature(self.body).bind_partial(*args, **kwargs)
+            for name, value in call.arguments.items():
+                call.arguments[name] = read_number(name, value)
+            kwargs = call.arguments
+            return super().__call__(*call.args, **call.kwargs)
         except BrokenPipeError:
             errors.quiet_closed_pipe()
         except (Exit, KeyboardInterrupt):
@@ -372,23 +379,23 @@ def for_each_host(
     *,
     parallel: int = 10,
     accept_new: bool = False,
-    connect_timeout=None,
+    connect_timeout: Optional[float] = None,
     as_setup_user: bool = False,
 ) -> FanoutResult:
     """Load the inventory, select hosts, and run `fn(target, host)` on each
     in bounded parallel, one connection per host (a fabops.target.Target),
-    closed afterwards. `as_setup_user`: log in as each host's setup_user
-    (`inv setup`), the deploy user otherwise."""
+    closed afterwards. `parallel` and `connect_timeout` are the task's flags
+    as FabopsTask read them. `as_setup_user`: log in as each host's
+    setup_user (`inv setup`), the deploy user otherwise."""
     from ..connection import close_quietly, connect
     from ..fanout import run_hosts
     from ..target import Target
 
-    timeout = check_timeout(connect_timeout, "--connect-timeout")
     inv, chosen = select(inventory, hosts)
 
     def one(host: Host):
         login = replace(host, user=host.setup_user) if as_setup_user and host.setup_user else host
-        cxn = connect(login, inv, accept_new=accept_new, connect_timeout=timeout)
+        cxn = connect(login, inv, accept_new=accept_new, connect_timeout=connect_timeout)
         try:
             return fn(Target.of(cxn, host), host)
         finally:

@@ -6,7 +6,7 @@ import sys
 from invoke import Collection
 
 from .. import errors
-from ._base import JSON_SCHEMA, check_timeout, fabops_task, finish, print_envelope, print_json, print_text, select
+from ._base import JSON_SCHEMA, fabops_task, finish, print_envelope, print_json, print_text, select
 
 
 def confirm(question: str, yes: bool) -> None:
@@ -23,8 +23,7 @@ def confirm(question: str, yes: bool) -> None:
 def _each(inventory, hosts, fn, accept_new, connect_timeout):
     from ._base import for_each_host
 
-    return for_each_host(inventory, hosts, fn, accept_new=accept_new,
-                         connect_timeout=check_timeout(connect_timeout, "--connect-timeout"))
+    return for_each_host(inventory, hosts, fn, accept_new=accept_new, connect_timeout=connect_timeout)
 
 
 def _errors_out(outcome):
@@ -49,13 +48,12 @@ def reset(c, hosts=None, yes=False, dry_run=False, force=False, actor=None, json
     from ..fanout import run_hosts
     from ..maintenance import reset as do_reset, reset_plan
 
-    timeout = check_timeout(connect_timeout, "--connect-timeout")
     inv, chosen = select(inventory, hosts)
     conns = {}
     plans = {}
     try:
         for host in chosen:
-            conns[host.name] = connect(host, inv, accept_new=accept_new, connect_timeout=timeout)
+            conns[host.name] = connect(host, inv, accept_new=accept_new, connect_timeout=connect_timeout)
             plans[host.name] = reset_plan(conns[host.name], host)
         out = sys.stderr if json else sys.stdout  # keep stdout pure JSON for scripts
         for host in chosen:

@@ -9,8 +9,7 @@ from invoke import Collection
 
 from .. import errors as E
 from ..printable import printable
-from ._base import (check_parallel, check_timeout, envelope, error_text, fabops_task, finish, print_json,
-                    print_json_line, select)
+from ._base import envelope, error_text, fabops_task, finish, print_json, print_json_line, select
 
 SPARK = "▁▂▃▄▅▆▇█"
 
@@ -197,9 +196,7 @@ def monitor(c, hosts=None, json=False, watch=None, history=False, parallel=10, i
     from ..monitor import sample
     from .render import console
 
-    parallel = check_parallel(parallel)
-    timeout = check_timeout(connect_timeout, "--connect-timeout")
-    interval = check_timeout(watch, "--watch")
+    interval = watch  # seconds between refreshes (read by FabopsTask), or None: look once
     inv, chosen = select(inventory, hosts)
     by_name = {h.name: h for h in chosen}
     conns = {}
@@ -209,7 +206,7 @@ def monitor(c, hosts=None, json=False, watch=None, history=False, parallel=10, i
     def one(host):
         cxn = conns.get(host.name)
         if cxn is None:
-            cxn = connect(host, inv, accept_new=accept_new, connect_timeout=timeout)
+            cxn = connect(host, inv, accept_new=accept_new, connect_timeout=connect_timeout)
             with lock:
                 conns[host.name] = cxn
         try:
@@ -292,23 +289,18 @@ def logs(c, hosts=None, follow=False, n=100, since=None, errors=False, source="j
 
     if source not in LOG_SOURCES:
         raise E.UsageError(f"--source must be one of {', '.join(LOG_SOURCES)}, not {source!r}")
-    try:
-        lines = int(n)
-    except (TypeError, ValueError):
-        raise E.UsageError(f"-n must be a whole number, not {n!r}") from None
-    timeout = check_timeout(connect_timeout, "--connect-timeout")
     inv, chosen = select(inventory, hosts)
     # one host, read once, as text: its lines as they are, no prefix
     show = LinePrinter(chosen, source if json else None, prefix=follow or json or len(chosen) > 1)
     if follow:
         code = _follow_until_interrupted(
-            lambda stop: follow_logs(inv, chosen, source=source, service=service, lines=lines, errors_only=errors,
+            lambda stop: follow_logs(inv, chosen, source=source, service=service, lines=n, errors_only=errors,
                                      since=since, emit=show, notice=_notice, accept_new=accept_new,
-                                     connect_timeout=timeout, stop=stop))
+                                     connect_timeout=connect_timeout, stop=stop))
         finish(code)
         return
-    outcome = read_logs(inv, chosen, source=source, service=service, lines=lines, errors_only=errors,
-                        since=since, emit=show, accept_new=accept_new, connect_timeout=timeout)
+    outcome = read_logs(inv, chosen, source=source, service=service, lines=n, errors_only=errors,
+                        since=since, emit=show, accept_new=accept_new, connect_timeout=connect_timeout)
     sys.stdout.flush()
     from .render import host_errors
 
