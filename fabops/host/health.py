@@ -15,7 +15,6 @@ the connection). Nagios codes: 0 OK, 1 recovered by --fix, 2 CRITICAL,
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -216,10 +215,6 @@ def run_health(
 def _line(host: Host, report: HealthReport) -> str:
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     return f"{stamp} {host.name} {errors.NAMES.get(report.code, report.code)} {report.status}: {report.message}"
-
-
-def to_json(report: HealthReport) -> str:
-    return json.dumps(report.to_dict(), sort_keys=True)
 
 
 __all__ = ["HealthReport", "LocalStore", "run_health", "Readiness"]

@@ -16,7 +16,6 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 from invoke import Exit, Task, task
-from invoke.exceptions import UnexpectedExit
 
 from .. import errors
 from ..errors import FabopsError, UsageError
@@ -217,10 +216,6 @@ class FabopsTask(Task):
             # an error may quote a host, so each line is printable
             raise Exit("\n".join(printable(f"fabops: {line}") for line in str(exc).splitlines()),
                        code=exc.exit_code) from None
-        except UnexpectedExit as exc:
-            if debug_enabled():
-                raise
-            raise Exit(printable(f"fabops: {describe_unexpected_exit(exc)}"), code=errors.FAILED) from None
         except Exception as exc:  # noqa: BLE001 - the one place a bug is caught
             if debug_enabled():
                 raise
@@ -273,13 +268,6 @@ def debug_enabled() -> bool:
     if os.environ.get("FABOPS_DEBUG", "").lower() in ("1", "true", "yes"):
         return True
     return logging.getLogger().isEnabledFor(logging.DEBUG)
-
-
-def describe_unexpected_exit(exc: UnexpectedExit) -> str:
-    result = exc.result
-    lines = [ln for ln in (result.stderr or result.stdout or "").strip().splitlines() if ln.strip()]
-    last = lines[-1] if lines else "no output"
-    return f"command failed with exit {result.exited}: {last}"
 
 
 def load_inventory(path: Optional[str] = None):
