@@ -468,3 +468,19 @@ def test_numbers_given_by_position_are_read_too():
     with pytest.raises(Exit) as exit_:
         sized(Context(), "0")
     assert exit_.value.code == 64 and "--parallel must be at least 1" in exit_.value.message
+
+
+def test_a_host_error_reads_the_same_in_tables_stderr_and_json(capsys):
+    """One helper, error_text, for every place a host's error is shown (#23)."""
+    from types import SimpleNamespace
+
+    from fabops.errors import UnreachableError
+    from fabops.tasks._base import envelope, error_text
+    from fabops.tasks.render import host_errors
+
+    results = [SimpleNamespace(host="a", ok=False, code=3, error=UnreachableError("refused", host="a")),
+               SimpleNamespace(host="b", ok=False, code=70, error=KeyError("port"))]
+    assert [error_text(r.error) for r in results] == ["refused", "KeyError: 'port'"]
+    assert envelope(results)["hosts"]["b"] == {"error": "KeyError: 'port'", "code": 70}
+    host_errors(results)
+    assert capsys.readouterr().err == "fabops: a: refused\nfabops: b: KeyError: 'port'\n"

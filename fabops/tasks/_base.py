@@ -313,7 +313,12 @@ JSON_SCHEMA = 1  # docs/json.md, docs/json.schema.json
 
 
 def error_text(error: Any) -> str:
-    return str(getattr(error, "message", error))
+    """A host's error as a person reads it, in tables, on stderr and in
+    --json: a FabopsError's message; anything else (a bug, kept as that
+    host's internal error) with its class name, since `KeyError: 'port'`
+    says what a bare `'port'` does not."""
+    message = getattr(error, "message", None)
+    return str(message) if message else f"{error.__class__.__name__}: {error}"
 
 
 def envelope(results, value: Optional[Callable[[Any], Any]] = None, code: Optional[int] = None, **extra) -> dict:

@@ -8,6 +8,7 @@ from typing import Iterable, List
 
 from .. import errors
 from ..printable import printable
+from ._base import error_text
 
 
 def literal(text, lines: bool = False) -> str:
@@ -68,8 +69,7 @@ def host_errors(results: Iterable) -> None:
     """Errors go to stderr, one line per host, as the task layer prints them."""
     for r in results:
         if r.error is not None:
-            msg = getattr(r.error, "message", None) or f"{r.error.__class__.__name__}: {r.error}"
-            sys.stderr.write(printable(f"fabops: {r.host}: {msg}", lines=True) + "\n")
+            sys.stderr.write(printable(f"fabops: {r.host}: {error_text(r.error)}", lines=True) + "\n")
 
 
 RESULT_STYLE = {
