@@ -17,7 +17,7 @@ from .target import Target
 
 # (schedule key, fabops arguments) in the order they appear in the block.
 JOBS = (
-    ("update", ["local-update"]),
+    ("update", ["local-update", "--trigger", "cron"]),
     ("health", ["health", "--fix", "--quiet"]),
     ("clean", ["clean"]),
     ("backup-env", ["backup-env"]),

@@ -272,15 +272,26 @@ class RemoteProbe:
 def remote_lock_script(host: Host, info: dict) -> Cmd:
     """Hold the host lock (the same flock the host side takes) for as long as
     this command's stdin stays open. If the laptop dies, sshd closes stdin,
-    `cat` ends and the kernel releases the lock."""
+    `cat` ends and the kernel releases the lock. reset and restart are
+    emergency tools: a run that only watches its service is asked to end
+    its watch (host/queue.py), and the lock is taken once it has recorded
+    that; a run mid-change is exit 4. The request's time is the host's."""
+    from .host.queue import END_WAIT
+
+    request = json.dumps({"trigger": info.get("trigger"), "actor": info.get("actor"), "run_id": ""})[:-1]
     return sh("{home_dir} || exit 70\n"
               "exec 9>>{lock}\n"
-              "if ! flock -n 9; then cat {lock}; exit 4; fi\n"
+              "if ! flock -n 9; then\n"
+              "  grep -qE '\"phase\": \"(watch|promote)\"' {lock} || {{ cat {lock}; exit 4; }}\n"
+              "  printf '%s, \"at\": %s}}\\n' {request} \"$(date +%s)\" > {end}.tmp && mv -f {end}.tmp {end}\n"
+              "  flock -w {wait} 9 || {{ cat {lock}; exit 4; }}\n"
+              "fi\n"
               "printf '%s' {info} > {lock}\n"
               "echo LOCKED\n"
               "cat >/dev/null\n"
               ": > {lock}\n",
-              home_dir=home_dir_cmd(host), lock=home_file(host, "lock"), info=json.dumps(info, sort_keys=True))
+              home_dir=home_dir_cmd(host), lock=home_file(host, "lock"), info=json.dumps(info, sort_keys=True),
+              request=request, end=home_file(host, "watch-end"), wait=f"{END_WAIT:g}")
 
 
 def lock_holder_cmd(host: Host) -> Cmd:
@@ -329,7 +340,11 @@ class RemoteLock:
         if self.t.is_local:  # this machine: the same flock, in-process
             from .host.lock import HostLock
 
-            self.local = HostLock(self.t.paths.lock, self.info).acquire()
+            from .host.queue import lock_waiter
+
+            ends = lock_waiter(self.info.get("trigger", ""), lambda: None, self.t.paths.watch_end,
+                               self.info.get("actor", ""), "")
+            self.local = HostLock(self.t.paths.lock, self.info).acquire(should_wait=ends)
             return self
         from .errors import LockedError
         from .host.lock import describe_holder

@@ -224,3 +224,15 @@ def deploy_env(fabops_wheel, monkeypatch):
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     return env
+
+
+@pytest.fixture
+def sandbox(tmp_path):
+    """The sample app checked out on this machine (a `connection: local`
+    host with the process back end), its services stopped at teardown."""
+    from tests.harness.apps import Sandbox
+
+    require(sys.platform.startswith("linux"), "the process back end needs Linux")
+    box = Sandbox(tmp_path)
+    yield box
+    box.stop()

@@ -41,7 +41,7 @@ def test_block_install_show_run_remove(deployed):
     r = run_cli("cron", "-i", str(deployed.inventory), "--install")
     assert "crontab: ok" in r.stdout  # idempotent
     r = run_cli("cron", "-i", str(deployed.inventory))
-    assert "local-update --splay 30" in r.stdout
+    assert "local-update --trigger cron --splay 30" in r.stdout
 
     # run the managed update line exactly as cron would: minimal environment
     line = next(ln for ln in text.splitlines() if "local-update" in ln)

@@ -18,7 +18,7 @@ def test_block_lines_are_exact():
     assert lines[0] == "# >>> fabops voice-meeting-bot >>>" and lines[-1] == "# <<< fabops voice-meeting-bot <<<"
     assert lines[2] == (
         "*/5 * * * * cd && PATH=/opt/node/bin:/usr/bin:/bin \"$HOME\"/.fabops/voice-meeting-bot/venv/bin/fabops "
-        "local-update --splay 30 -i \"$HOME\"/.fabops/voice-meeting-bot/host.yml "
+        "local-update --trigger cron --splay 30 -i \"$HOME\"/.fabops/voice-meeting-bot/host.yml "
         ">> \"$HOME\"/.fabops/voice-meeting-bot/cron.log 2>&1"
     )
     assert lines[3].startswith("*/10 * * * * ") and "health --fix --quiet" in lines[3]

@@ -11,17 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, one, require, run_cli
+from tests.conftest import ROOT, one, run_cli
 from tests.harness.apps import Sandbox
 from tests.harness.sandbox import git
-
-
-@pytest.fixture
-def sandbox(tmp_path):
-    require(sys.platform.startswith("linux"), "the process back end needs Linux")
-    box = Sandbox(tmp_path)
-    yield box
-    box.stop()
 
 
 def test_fresh_deploy_then_noop(sandbox):
@@ -281,7 +273,7 @@ def test_missing_env_keys_abort_without_showing_values(sandbox):
 def test_concurrent_runs_one_deploys_other_is_locked(sandbox):
     sandbox.result()
     sandbox.origin.good("2")
-    cmd = [sys.executable, "-m", "fabops.cli", "local-update", "-i", str(sandbox.inventory), "--json", "--actor", "tester"]
+    cmd = [sys.executable, "-m", "fabops.cli", "local-update", "-i", str(sandbox.inventory), "--json", "--actor", "tester", "--trigger", "cron"]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT) for _ in range(2)]
     outs = [p.communicate(timeout=120) for p in procs]
     codes = sorted(p.returncode for p in procs)
@@ -404,7 +396,7 @@ def test_deploy_of_the_target_cron_is_deploying_waits_and_reports_its_result(san
     v2 = sandbox.origin.push("v2 slow deps", {"requirements.txt": "slow==1\n", "install-deps.sh": slow})
     cron = subprocess.Popen(
         [sys.executable, "-m", "fabops.cli", "local-update", "-i", str(sandbox.inventory), "--run-id", "cronrun",
-         "--actor", "cron@host"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+         "--actor", "cron@host", "--trigger", "cron"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     events = sandbox.home / "runs" / "cronrun.jsonl"
     deadline = time.monotonic() + 30

@@ -63,7 +63,7 @@ def test_check_then_setup_then_all_ok(fresh):
     assert items["legacy cron lines"]["status"] == "changed" and items["legacy logrotate"]["status"] == "changed"
     tab = h.ssh("crontab -l").stdout
     assert tab.startswith("# team job\n# disabled by fabops setup: */5 * * * *")
-    assert "local-update --splay 30" in tab
+    assert "local-update --trigger cron --splay 30" in tab
     assert h.path("~/.fabops/app/crontab.before-fabops").read_text() == before
     sud = h.path("/etc/sudoers.d/fabops-app")
     assert oct(sud.stat().st_mode & 0o777) == "0o440"

@@ -9,7 +9,7 @@ import time
 
 from .git import paths_match
 from .lock import describe_holder, peek_holder
-from .pipeline import Pipeline, _Abort
+from .pipeline import FOLLOWERS, Pipeline, _Abort
 from .queue import lock_wait
 from .record import short
 from .readiness import quick_health
@@ -64,7 +64,7 @@ class DryRun(Pipeline):
         if interrupted:
             self.res.warnings.append(f"would finish the interrupted run {interrupted.get('run_id')} "
                                      f"({interrupted.get('trigger')}, step {interrupted.get('step')})")
-        if self.opts.trigger == "cron":  # what cron would do with this target (see _converge)
+        if self.opts.trigger in FOLLOWERS:  # what cron would do with this target (see _converge)
             retry = state.retry or {}
             if target in state.bad:
                 self.res.result = "skipped_bad"

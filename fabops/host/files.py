@@ -57,6 +57,12 @@ class HostPaths:
         return os.path.join(self.home, "metrics.jsonl")
 
     @property
+    def watch_end(self) -> str:
+        """A rollback's, reset's or restart's request that the run watching
+        now end its watch (host/queue.py)."""
+        return os.path.join(self.home, "watch-end")
+
+    @property
     def update_log(self) -> str:
         return os.path.join(self.home, "update.log")
 

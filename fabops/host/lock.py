@@ -106,7 +106,6 @@ class HostLock:
         `should_wait(holder)` says so, wait even with `wait` == 0 (a deploy
         whose target the holder is already deploying). Raises LockedError."""
         deadline = time.monotonic() + max(0.0, wait)
-        told = False
         while True:
             if self.try_acquire():
                 return self
@@ -121,9 +120,8 @@ class HostLock:
                 err = LockedError(f"locked: {describe_holder(holder)}")
                 err.holder = holder  # type: ignore[attr-defined]
                 raise err
-            if not told and on_wait is not None:
-                on_wait(holder)
-                told = True
+            if on_wait is not None:
+                on_wait(holder)  # every poll: the caller says what changed (a countdown)
             time.sleep(POLL)
 
     def _holder(self) -> dict:

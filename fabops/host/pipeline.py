@@ -27,13 +27,17 @@ from .files import ensure_home, save_env_file
 from .preflight import disk_problem, missing_env_keys, sort_changes, stash, status_path
 from .git import DRY_RUN_REF, Git, check_ref, ls_remote_cmd, parse_ls_remote, paths_match
 from .lock import HostLock
-from .queue import lock_wait, result_of, same_target_waiter
+from .queue import lock_waiter, lock_wait, result_of, waiting_line, watch_end_request
 from .readiness import quick_health, wait_ready, watch
 from .services import ServiceManager
 from .record import Recorder, RunResult, Step, default_actor, short
 from .state import RESTART_LIMIT, State, load_state, recent_restarts, save_state
 
 TRIGGERS = ("cron", "deploy", "ci", "rollback", "reset", "manual")
+# Runs that converge the host on what it follows (its branch, or its pin)
+# and so respect a bad target, a retry not due and a pin: cron's, and a
+# person's `fabops local-update` on the host (recorded as manual).
+FOLLOWERS = ("cron", "manual")
 # After a dependency rule fails (often the network), cron tries the same
 # target again after 15 min, then every hour: it is not marked bad.
 RETRY_BACKOFF = (900.0, 3600.0)
@@ -90,6 +94,7 @@ class Pipeline:
         self.actor = opts.actor or default_actor()
         self.res = RunResult("noop", self.run_id, opts.trigger, self.actor, host=host.name)
         self.rec = Recorder(host, self.paths, self.res, self.save, self.git.describe)
+        self.lock: Optional[HostLock] = None  # held from _locked_run on
 
     # ---------------------------------------------------------------- helpers
     def say(self, message: str, **fields) -> None:
@@ -145,17 +150,28 @@ class Pipeline:
     def _locked_run(self) -> None:
         ensure_home(self.paths.home)
         save_env_file(self.paths.env_sh, self.host.env)
-        info = {"actor": self.actor, "trigger": self.opts.trigger, "run_id": self.run_id, "target": None}
+        # phase: "change" from fetch to the gate, "watch" (with its end) while
+        # the service already serves: a deploy that meets a watch waits for
+        # it, an emergency tool ends it (host/queue.py)
+        info = {"actor": self.actor, "trigger": self.opts.trigger, "run_id": self.run_id, "target": None,
+                "phase": "change"}
         lock = HostLock(self.paths.lock, info)
+        self.lock = lock
         wait = lock_wait(self.opts.trigger, self.opts.wait)
-        same_target = same_target_waiter(self.opts.trigger, self._peek_target)
+        should_wait = lock_waiter(self.opts.trigger, self._peek_target, self.paths.watch_end, self.actor,
+                                  self.run_id, self.opts.wait)
         waited: Dict[str, dict] = {}
+        said = {"line": "", "at": 0.0}
 
         def on_wait(holder: dict) -> None:
             waited["holder"] = holder
-            self.say(f"waiting for the lock held by {holder.get('actor', '?')} ({holder.get('trigger', '?')})")
+            line, now = waiting_line(holder, self.opts.trigger), time.monotonic()
+            # a countdown: a new kind of wait at once, the same one every 5 s
+            if line.split(":")[0] != said["line"].split(":")[0] or now - said["at"] >= 5.0:
+                said["line"], said["at"] = line, now
+                self.say(line)
 
-        lock.acquire(wait=wait, should_wait=same_target, on_wait=on_wait)
+        lock.acquire(wait=wait, should_wait=should_wait, on_wait=on_wait)
         try:
             try:
                 self._converge(lock)
@@ -197,7 +213,12 @@ class Pipeline:
     def _converge(self, lock: HostLock) -> None:
         state = load_state(self.paths.state)
         interrupted = state.in_progress
-        if interrupted:
+        asked = watch_end_request(self.paths.watch_end, 0) or {}
+        if interrupted and asked.get("run_id") == self.run_id:
+            # we ended its watch ourselves (a rollback, reset or restart): news to nobody
+            self.say(f"finishing run {interrupted.get('run_id')} ({interrupted.get('trigger')}), whose watch "
+                     f"this {self.opts.trigger} ended")
+        elif interrupted:
             self.res.warnings.append(
                 f"finishing after an interrupted run {interrupted.get('run_id')} "
                 f"({interrupted.get('trigger')}, step {interrupted.get('step')})"
@@ -229,7 +250,7 @@ class Pipeline:
             self._same_commit(state)
             return
 
-        if target in state.bad and self.opts.trigger == "cron":
+        if target in state.bad and self.opts.trigger in FOLLOWERS:
             info = state.bad[target]
             first = not info.get("notified")
             info["notified"] = True
@@ -241,7 +262,7 @@ class Pipeline:
             return
 
         retry = state.retry or {}
-        if (self.opts.trigger == "cron" and not interrupted and retry.get("target") == target
+        if (self.opts.trigger in FOLLOWERS and not interrupted and retry.get("target") == target
                 and time.time() < retry.get("next_at", 0)):
             self._hold(state, "deferred",
                        f"origin is at {short(target)}, whose dependency rule failed ({retry.get('reason', '?')}); "
@@ -272,7 +293,7 @@ class Pipeline:
                 # next run simply tries again
                 raise _Abort("aborted", f"{exc.message}; nothing changed") from None
             ref = self.opts.ref
-            if ref is None and self.opts.trigger == "cron" and state.pin:
+            if ref is None and self.opts.trigger in FOLLOWERS and state.pin:
                 target = state.pin
                 st.message = f"pinned to {short(target)}"
             elif ref is not None:
@@ -519,11 +540,27 @@ class Pipeline:
             return True
         # the laptop's `deploy --no-watch` stops following here
         self.events.emit("watch", status="start", seconds=longest, **{"from": fallback, "to": target})
+        since = time.time()
+        if self.lock:
+            self.lock.update(phase="watch", watch_ends=since + longest)
+
+        def ended() -> Optional[str]:
+            req = watch_end_request(self.paths.watch_end, since)
+            return f"{req.get('trigger', '?')} by {req.get('actor', '?')}" if req else None
+
         with self.step("watch") as st:
-            seen = watch(self.services, list(services), progress=lambda m: self.say(m))
+            seen = watch(self.services, list(services), progress=lambda m: self.say(m), ended=ended)
             st.ok = seen.ok
             st.message = seen.message
             st.requests = seen.requests
+        if seen.phase == "ended":
+            # not a verdict on the commit: nothing is marked bad, nothing is
+            # promoted, and in_progress stays, so the next run (the rollback
+            # or reset waiting for us) finishes this one first
+            raise _Abort("aborted", f"{seen.message}: {short(target)} was not promoted (the rollback target stays "
+                                    f"{short(fallback)}); the next run finishes this one")
+        if self.lock:
+            self.lock.update(phase="promote" if seen.ok else "rollback")
         return seen.ok
 
     def _restart_and_wait(self, services: Sequence[Service], label: str = "restart") -> bool:

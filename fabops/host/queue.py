@@ -1,40 +1,100 @@
 """Who waits for the host lock, and for how long (docs/architecture.md,
 "The pipeline"): the lock itself is host/lock.py; this is the policy a run
-applies to it. By default a run that finds the lock held stops at once
-(exit 4). A deploy from CI waits (a push while cron runs), and a deploy
-whose target the holder is already deploying waits for that run and reports
-its result instead of a bare no-op (the CI-versus-cron race after a push).
+applies to it.
+
+- By default a run that finds the lock held stops at once (exit 4): the
+  holder is mid-change (fetch to gate) and nobody should queue blindly.
+- A deploy from CI (the `ci` trigger the laptop sends: SSH does not forward
+  $CI) waits up to CI_WAIT (a push while cron runs).
+- A deploy whose target the holder is already deploying waits for that run
+  and reports its result (the CI-versus-cron race after a push).
+- A deploy that meets a run in its watch (the service already serves; the
+  holder only watches it) waits for what is left of the watch, then plans
+  again: a watch never locks people out.
+- rollback, reset and restart are emergency tools: they ask the watching
+  run to end its watch (a file the watch polls), and take the lock as soon
+  as it has recorded that, never waiting out the watch.
+
 Standard library only: runs under cron on the host's Python 3.9."""
 from __future__ import annotations
 
-import os
+import json
+import time
 from typing import Callable, Dict, Optional, Tuple
 
-from .files import tail_jsonl
+from .files import atomic_write, tail_jsonl
 
-CI_WAIT = 300.0  # seconds a deploy under CI=true waits for the lock
+CI_WAIT = 300.0  # seconds a deploy from CI waits for the lock
 DEPLOY_TRIGGERS = ("deploy", "ci")
+EMERGENCY_TRIGGERS = ("rollback", "reset", "restart")
+# After a watch's last second the holder promotes and records: a deploy
+# waiting for the watch gives it this long more before calling it stuck.
+WATCH_GRACE = 15.0
+# How long an emergency tool waits for a watching run to see its request
+# (the watch polls every 0.5 s) and record the watch's end.
+END_WAIT = 20.0
 
 
 def lock_wait(trigger: str, wait: Optional[float]) -> float:
-    """Seconds to wait for the lock: --wait, else CI_WAIT for a deploy under
-    CI=true, else 0."""
+    """Seconds to wait for any holder: --wait, else CI_WAIT for a deploy
+    from CI, else 0."""
     if wait is not None:
         return wait
-    ci = os.environ.get("CI", "").lower() == "true"
-    return CI_WAIT if ci and trigger in DEPLOY_TRIGGERS else 0.0
+    return CI_WAIT if trigger == "ci" else 0.0
 
 
-def same_target_waiter(trigger: str, our_target: Callable[[], Optional[str]]):
-    """For a deploy: a predicate on the lock holder's record, true when the
-    holder deploys our very target (then we wait for it). `our_target` is
-    asked once, and only when a holder names a target (ls-remote costs a
-    round trip to the remote). None for other triggers: they never wait."""
-    if trigger not in DEPLOY_TRIGGERS:
+def watch_left(holder: dict, now: Optional[float] = None) -> Optional[float]:
+    """Seconds left of the holder's watch (with the grace to promote), or
+    None when the holder is not watching: it is mid-change."""
+    if holder.get("phase") not in ("watch", "promote"):
         return None
-    cache: Dict[str, Optional[str]] = {}
+    try:
+        ends = float(holder.get("watch_ends") or 0)
+    except (TypeError, ValueError):
+        return None
+    left = ends + WATCH_GRACE - (time.time() if now is None else now)
+    return left if left > 0 else None
+
+
+def request_watch_end(path: str, trigger: str, actor: str, run_id: str) -> None:
+    """Ask the run watching on this host to end its watch now (host/readiness.watch polls `path`)."""
+    atomic_write(path, json.dumps({"trigger": trigger, "actor": actor, "run_id": run_id, "at": time.time()}) + "\n")
+
+
+def watch_end_request(path: str, since: float) -> Optional[dict]:
+    """The request to end a watch made at or after `since` (wall clock), or None."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            req = json.loads(fh.read() or "{}")
+    except (OSError, ValueError):
+        return None
+    if not isinstance(req, dict) or float(req.get("at") or 0) < since:
+        return None
+    return req
+
+
+def lock_waiter(trigger: str, our_target: Callable[[], Optional[str]], end_path: str, actor: str, run_id: str,
+                wait: Optional[float] = None):
+    """The predicate the lock polls with the holder's record: True while
+    this run should keep waiting beyond its plain --wait (see the module's
+    rules). `our_target` is asked once, and only when a holder names a
+    target (ls-remote costs a round trip to the remote). An explicit
+    --wait 0 keeps a deploy from waiting for a watch."""
+    cache: Dict[str, object] = {}
 
     def should_wait(holder: dict) -> bool:
+        now = time.time()
+        if trigger in EMERGENCY_TRIGGERS:
+            if holder.get("phase") not in ("watch", "promote") and "asked" not in cache:
+                return False
+            if "asked" not in cache:
+                request_watch_end(end_path, trigger, actor, run_id)
+                cache["asked"] = now
+            return now < float(cache["asked"]) + END_WAIT  # type: ignore[arg-type]
+        if trigger not in DEPLOY_TRIGGERS:
+            return False
+        if wait != 0 and watch_left(holder, now) is not None:
+            return True
         target = holder.get("target")
         if not target:
             return False
@@ -43,6 +103,19 @@ def same_target_waiter(trigger: str, our_target: Callable[[], Optional[str]]):
         return cache["ours"] == target
 
     return should_wait
+
+
+def waiting_line(holder: dict, trigger: str) -> str:
+    """What a waiting run says (every few seconds: a countdown)."""
+    from .lock import describe_holder
+
+    who = describe_holder(holder)
+    if trigger in EMERGENCY_TRIGGERS and holder.get("phase") in ("watch", "promote"):
+        return f"ending the watch of {who} ({trigger} acts at once)"
+    left = watch_left(holder)
+    if left is not None:
+        return f"waiting for the watch of {who}: {left:.0f} s left at most"
+    return f"waiting for the lock held by {holder.get('actor', '?')} ({holder.get('trigger', '?')})"
 
 
 def result_of(history: str, holder: dict) -> Optional[Tuple[str, str]]:

@@ -255,9 +255,11 @@ def watch(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     probe=None,
+    ended: Optional[Callable[[], Optional[str]]] = None,
 ) -> Readiness:
     """After the gate: keep checking each service until its own watch window
-    ends. The gate proves that a service started; the watch proves that it
+    ends, or until `ended()` names who ended the watch (a rollback, reset or
+    restart: phase "ended", no verdict on the commit). The gate proves that a service started; the watch proves that it
     stays up. Fails on a death, a restart behind our back (a crash loop under
     systemd's Restart=), a closed port, or two failed HTTP checks in a row
     (one may be a pause; two, five seconds apart, are not)."""
@@ -282,6 +284,10 @@ def watch(
             return fail(svc, f"{svc.name} died right after passing its gate (state {st.state})")
     while True:
         now = clock()
+        by = ended() if ended is not None else None
+        if by:
+            return Readiness(",".join(s.name for s in watched), False, "ended",
+                             f"watch ended by {by} {now - started:.0f} s in", now - started, None, None, requests)
         active = [s for s in watched if now < ends[s.name]]
         if not active:
             longest = max((s.watch for s in watched), default=0.0)

@@ -40,11 +40,12 @@ def _check_wait(wait):
 
 @fabops_task(
     help={
-        "trigger": "Who runs this: cron (default), deploy, ci, rollback, reset or manual.",
+        "trigger": "Who runs this: cron (its crontab line says so), deploy, ci, rollback, reset or manual "
+                   "(default: a person on the host).",
         "actor": "The person behind the run, for the lock message and the history (default user@hostname).",
         "ref": "Deploy this ref or commit instead of the branch head; pins the host.",
         "stash": "Save local changes in the checkout aside (patch + tarball in the backup dir) and proceed.",
-        "wait": "Seconds to wait for the host lock (default 0; 300 for deploys under CI=true).",
+        "wait": "Seconds to wait for the host lock (default 0; 300 for a deploy from CI).",
         "run_id": "Id of this run; its events go to <host home>/runs/<id>.jsonl.",
         "install_config": "Install this file as the host's host.yml once the lock is held (used by deploy).",
         "clear_pin": "Clear a pin left by rollback or deploy --ref (deploy does this).",
@@ -53,7 +54,7 @@ def _check_wait(wait):
     }
 )
 def local_update(
-    c, hosts=None, trigger="cron", actor=None, ref=None, stash=False, wait=None, run_id=None,
+    c, hosts=None, trigger=None, actor=None, ref=None, stash=False, wait=None, run_id=None,
     install_config=None, clear_pin=False, dry_run=False, verbose=False, json=False, inventory=None, splay=0,
 ):
     """Converge this host on its branch: fetch, gate, restart, roll back on failure (cron's entry point)."""
@@ -77,6 +78,9 @@ def local_update(
         from ..host.git import check_ref
 
         check_ref(ref)
+    # cron's line says --trigger cron; a crontab written before it did still
+    # passes --splay, which only cron's line does
+    trigger = trigger or ("cron" if splay > 0 else "manual")
     opts = UpdateOptions(
         trigger=trigger, actor=actor or "", ref=ref, stash=stash, wait=_check_wait(wait),
         dry_run=dry_run, run_id=run_id or new_run_id(), clear_pin=clear_pin,

@@ -28,7 +28,9 @@ class Sandbox:
         self.inventory = local_inventory(base / "hosts.yml", self.app, self.home, self.port, **service)
 
     def update(self, *args, timeout=120, env=None):
-        return run_cli("local-update", "-i", str(self.inventory), "--json", *args, timeout=timeout, env=env)
+        """A run as cron's line makes it (`--trigger cron`), unless `args` name another."""
+        trigger = () if "--trigger" in args else ("--trigger", "cron")
+        return run_cli("local-update", "-i", str(self.inventory), "--json", *trigger, *args, timeout=timeout, env=env)
 
     def result(self, *args):
         r = self.update(*args)

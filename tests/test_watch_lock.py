@@ -1,0 +1,148 @@
+"""A watch never locks people out (#23; docs/pipeline.md, "Lock"): real
+runs of `fabops local-update` on this machine, a real bare origin and the
+process back end. One run (cron's) deploys and then watches its service
+for a long window; meanwhile a deploy waits for the watch and then deploys,
+`--wait 0` stays exit 4, and the emergency tools (rollback, restart) end the
+watch at once instead of waiting it out. The watch's verdict is never
+reached in the emergency cases: had they waited, cron's run would have
+ended `deployed`, so the assertions on its result need no clock."""
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, one, run_cli
+
+
+def long_watch(sandbox, seconds: str) -> None:
+    data = yaml.safe_load(sandbox.inventory.read_text())
+    data["hosts"]["local"]["services"][0]["watch"] = seconds
+    sandbox.inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+class CronRun:
+    """cron's local-update, started in the background; ended at teardown."""
+
+    def __init__(self, sandbox, run_id: str = "cronrun"):
+        self.sandbox = sandbox
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "fabops.cli", "local-update", "-i", str(sandbox.inventory), "--json",
+             "--trigger", "cron", "--actor", "cron@host", "--run-id", run_id],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def wait_for_watch(self, timeout: float = 90) -> dict:
+        """Poll the lock's holder record until it says the run watches."""
+        lock = self.sandbox.home / "lock"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.proc.communicate()
+            try:
+                holder = json.loads(lock.read_text() or "{}")
+            except (OSError, ValueError):
+                holder = {}
+            if holder.get("phase") == "watch":
+                return holder
+            time.sleep(0.05)
+        raise AssertionError("cron's run never reached its watch")
+
+    def result(self):
+        out, err = self.proc.communicate(timeout=120)
+        return self.proc.returncode, one(out)
+
+    def end(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+@pytest.fixture
+def cron_run(sandbox):
+    runs = []
+
+    def start(**kw):
+        runs.append(CronRun(sandbox, **kw))
+        return runs[-1]
+
+    yield start
+    for run in runs:
+        run.end()
+
+
+def events(sandbox, run_id: str) -> str:
+    return (sandbox.home / "runs" / f"{run_id}.jsonl").read_text()
+
+
+def test_a_deploy_that_meets_a_watch_waits_for_it_then_deploys(sandbox, cron_run):
+    sandbox.result()
+    long_watch(sandbox, "6s")
+    v2 = sandbox.origin.good("2")
+    cron = cron_run()
+    holder = cron.wait_for_watch()
+    assert holder["trigger"] == "cron" and holder["watch_ends"] > holder["since"]
+    v3 = sandbox.origin.good("3")
+    code, res = sandbox.result("--trigger", "deploy", "--actor", "alice@laptop", "--run-id", "dep1")
+    assert (code, res["result"], res["to"]) == (0, "deployed", v3), res
+    said = events(sandbox, "dep1")
+    assert "waiting for the watch of cron by cron@host" in said and "s left at most" in said, said
+    code, theirs = cron.result()
+    assert (code, theirs["result"], theirs["to"]) == (0, "deployed", v2), theirs
+    assert [(h["trigger"], h["to"]) for h in sandbox.history()][-2:] == [("cron", v2), ("deploy", v3)]
+    assert sandbox.state["deployed"] == v3 and sandbox.state["previous"] == v2
+
+
+def test_wait_0_still_exits_4_during_a_watch(sandbox, cron_run):
+    sandbox.result()
+    long_watch(sandbox, "6s")
+    sandbox.origin.good("2")
+    cron = cron_run()
+    cron.wait_for_watch()
+    sandbox.origin.good("3")  # another target: a deploy of cron's own target waits for its result
+    code, res = sandbox.result("--trigger", "deploy", "--wait", "0")
+    assert (code, res["result"]) == (4, "locked"), res
+    assert "cron by cron@host" in res["message"]
+    assert cron.result()[1]["result"] == "deployed"
+
+
+def test_rollback_during_a_watch_ends_it_and_acts_at_once(sandbox, cron_run):
+    code, first = sandbox.result()
+    v1 = first["to"]
+    long_watch(sandbox, "120s")  # a verdict would take two minutes
+    v2 = sandbox.origin.good("2")
+    cron = cron_run()
+    cron.wait_for_watch()
+    long_watch(sandbox, "1s")  # the rollback's own watch
+    code, res = sandbox.result("--trigger", "rollback", "--ref", v1, "--actor", "alice@laptop", "--run-id", "rb1")
+    assert (code, res["result"], res["to"]) == (0, "deployed", v1), res
+    assert "ending the watch of cron by cron@host" in events(sandbox, "rb1")
+    code, theirs = cron.result()
+    assert theirs["result"] == "aborted", theirs
+    assert "watch ended by rollback by alice@laptop" in theirs["message"], theirs
+    assert f"rollback target stays {v1[:12]}" in theirs["message"], theirs
+    state = sandbox.state
+    assert v2 not in state["bad"], state["bad"]  # ending a watch is no verdict on the commit
+    assert state["deployed"] == v1 and state["pin"] == v1 and state["in_progress"] is None
+    rb = sandbox.history()[-1]
+    assert rb["trigger"] == "rollback" and rb["warnings"] == [], rb  # it ended that watch itself: no news
+    assert "finishing run cronrun (cron), whose watch this rollback ended" in events(sandbox, "rb1")
+
+
+def test_restart_during_a_watch_is_no_crash_and_the_next_run_finishes_the_deploy(sandbox, cron_run):
+    sandbox.result()
+    long_watch(sandbox, "120s")
+    v2 = sandbox.origin.good("2")
+    cron = cron_run()
+    cron.wait_for_watch()
+    r = run_cli("restart", "-i", str(sandbox.inventory), "--actor", "bob@laptop", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    code, theirs = cron.result()
+    assert theirs["result"] == "aborted" and "watch ended by restart by bob@laptop" in theirs["message"], theirs
+    state = sandbox.state
+    assert v2 not in state["bad"] and state["in_progress"]["to"] == v2, state
+    long_watch(sandbox, "1s")
+    code, res = sandbox.result()
+    assert (code, res["result"], res["to"]) == (1, "deployed", v2), res  # exit 1: it says what it finished
+    assert any("interrupted run cronrun" in w for w in res["warnings"]), res["warnings"]
+    assert sandbox.state["in_progress"] is None and sandbox.state["deployed"] == v2
