@@ -146,6 +146,16 @@ def test_a_new_parameter_missing_from_flags_is_refused():
     (("health", "-H", "local", "--timeout", "0"), "--timeout must be more than 0 seconds"),
     (("monitor", "-H", "local", "--watch", "0s"), "--watch must be more than 0 seconds"),
     (("backup-env", "-H", "local", "--keep", "0"), "--keep must be at least 1"),
+    # the bounds the task bodies used to check themselves (#23): read_number
+    # alone refuses them now
+    (("ping", "-H", "local", "--parallel", "-2"), "--parallel must be at least 1"),
+    (("ping", "-H", "local", "--connect-timeout", "0"), "--connect-timeout must be more than 0 seconds"),
+    (("deploy", "-H", "local", "--parallel", "0"), "--parallel must be at least 1"),
+    (("deploy", "-H", "local", "--connect-timeout", "0s"), "--connect-timeout must be more than 0 seconds"),
+    (("deploy", "-H", "local", "--liveness", "0"), "--liveness must be more than 0 seconds"),
+    (("deploy", "-H", "local", "--rolling", "-1"), "--rolling must be at least 0"),
+    (("rollback", "-H", "local", "--connect-timeout", "0"), "--connect-timeout must be more than 0 seconds"),
+    (("health", "-H", "local", "--connect-timeout", "0"), "--connect-timeout must be more than 0 seconds"),
 ])
 def test_bad_numbers_are_usage_errors_naming_the_flag(args, flag):
     r = run_cli(*args)
@@ -484,3 +494,4 @@ def test_a_host_error_reads_the_same_in_tables_stderr_and_json(capsys):
     assert envelope(results)["hosts"]["b"] == {"error": "KeyError: 'port'", "code": 70}
     host_errors(results)
     assert capsys.readouterr().err == "fabops: a: refused\nfabops: b: KeyError: 'port'\n"
+

@@ -282,28 +282,6 @@ def select(inventory_path: Optional[str], hosts: Optional[str]):
     return inv, inv.select(hosts)
 
 
-def check_parallel(parallel: Any) -> int:
-    try:
-        value = int(parallel)
-    except (TypeError, ValueError):
-        raise UsageError(f"--parallel must be a whole number, not {parallel!r}") from None
-    if value < 1:
-        raise UsageError("--parallel must be at least 1")
-    return value
-
-
-def check_timeout(value: Any, flag: str) -> Optional[float]:
-    if value in (None, ""):
-        return None
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"{flag} must be a number of seconds, not {value!r}") from None
-    if seconds <= 0:
-        raise UsageError(f"{flag} must be positive")
-    return seconds
-
-
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
     sys.stdout.flush()

@@ -10,7 +10,7 @@ from invoke import Collection
 
 from .. import errors
 from ..printable import printable
-from ._base import check_parallel, check_timeout, error_text, fabops_task, finish, print_envelope, print_text, select
+from ._base import error_text, fabops_task, finish, print_envelope, print_text, select
 
 DEPLOY_HELP = {
     "ref": "Deploy this branch, tag or commit instead of the branch head; pins the host until `inv unpin`.",
@@ -157,13 +157,12 @@ def _interactive() -> bool:
 def _run_deploys(inventory, hosts, opts, parallel, rolling, json, accept_new, connect_timeout):
     from ..connection import close_quietly, connect
     from ..deploy import deploy_host
-    timeout = check_timeout(connect_timeout, "--connect-timeout")
     inv, chosen = select(inventory, hosts)
     live = None if json or not _interactive() else _LiveBoard([h.name for h in chosen])
     printer = live or _Printer(max(len(h.name) for h in chosen), quiet=json)
 
     def one(host):
-        cxn = connect(host, inv, accept_new=accept_new, connect_timeout=timeout)
+        cxn = connect(host, inv, accept_new=accept_new, connect_timeout=connect_timeout)
         try:
             return deploy_host(cxn, host, opts, printer(host.name))
         finally:
@@ -333,13 +332,8 @@ def deploy(
 
     if ref is not None:
         check_ref(ref)
-    parallel = check_parallel(parallel)
-    rolling = int(rolling or 0)
-    if rolling < 0:
-        raise errors.UsageError("--rolling must be positive")
-    live = check_timeout(liveness, "--liveness") or 5.0
     opts = DeployOptions(ref=ref, trigger="ci" if os.environ.get("CI", "").lower() == "true" else "deploy",
-                         actor=actor or default_actor(), stash=stash, wait=_wait(wait), liveness=live,
+                         actor=actor or default_actor(), stash=stash, wait=_wait(wait), liveness=liveness,
                          offline=offline, dry_run=dry_run, clear_pin=ref is None, attach=attach, watch=bool(watch))
     outcome = _run_deploys(inventory, hosts, opts, parallel, rolling, json, accept_new, connect_timeout)
     _report(outcome, json, wide)
@@ -362,19 +356,17 @@ def rollback(c, hosts=None, to=None, wait=None, liveness=5.0, offline=False, act
 
     if to is not None:
         check_ref(to)
-    timeout = check_timeout(connect_timeout, "--connect-timeout")
-    live = check_timeout(liveness, "--liveness") or 5.0
     inv, chosen = select(inventory, hosts)
     printer = _Printer(max(len(h.name) for h in chosen), quiet=json)
 
     def one(host):
-        cxn = connect(host, inv, accept_new=accept_new, connect_timeout=timeout)
+        cxn = connect(host, inv, accept_new=accept_new, connect_timeout=connect_timeout)
         try:
             target = to or remote_previous_good(cxn, host)
             if not target:
                 raise errors.FabopsError("no previous good commit is known; give one with --to SHA", host=host.name)
             opts = DeployOptions(ref=target, trigger="rollback", actor=actor or default_actor(), wait=_wait(wait),
-                                 liveness=live, offline=offline, clear_pin=False, dry_run=dry_run)
+                                 liveness=liveness, offline=offline, clear_pin=False, dry_run=dry_run)
             return deploy_host(cxn, host, opts, printer(host.name))
         finally:
             close_quietly(cxn)

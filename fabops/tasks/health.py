@@ -6,7 +6,7 @@ import sys
 from invoke import Collection
 
 from .. import errors
-from ._base import check_timeout, error_text, fabops_task, finish, print_envelope, print_text
+from ._base import error_text, fabops_task, finish, print_envelope, print_text
 
 
 @fabops_task(help={
@@ -24,7 +24,6 @@ def health(c, hosts=None, fix=False, timeout=60.0, actor=None, quiet=False, dry_
     from ..remote import RemoteStore, managers_for
     from ._base import for_each_host
 
-    wait = check_timeout(timeout, "--timeout") or 60.0
     who = actor or default_actor()
 
     def one(cxn, host):
@@ -42,7 +41,7 @@ def health(c, hosts=None, fix=False, timeout=60.0, actor=None, quiet=False, dry_
 
             store = ReadOnlyStore(store, lambda: lock_holder(cxn, host))
         return run_health(cxn, host, fix=fix, actor=who, store=store, manager=manager, probe=probe,
-                          timeout=wait, notify=send, dry_run=dry_run)
+                          timeout=timeout, notify=send, dry_run=dry_run)
 
     outcome = for_each_host(inventory, hosts, one, accept_new=accept_new, connect_timeout=connect_timeout)
     codes = [(r.value.code if r.ok else errors.UNREACHABLE) for r in outcome.results]

@@ -6,7 +6,7 @@ import sys
 from invoke import Collection
 
 from ..fanout import run_hosts
-from ._base import check_parallel, check_timeout, fabops_task, finish, print_envelope, select
+from ._base import fabops_task, finish, print_envelope, select
 
 
 @fabops_task
@@ -16,12 +16,10 @@ def ping(c, hosts=None, parallel=10, json=False, accept_new=False, connect_timeo
     from ..connection import close_quietly, connect
     from ..probe import probe
 
-    parallel = check_parallel(parallel)
-    timeout = check_timeout(connect_timeout, "--connect-timeout")
     inv, chosen = select(inventory, hosts)
 
     def one(host):
-        cxn = connect(host, inv, accept_new=accept_new, connect_timeout=timeout)
+        cxn = connect(host, inv, accept_new=accept_new, connect_timeout=connect_timeout)
         try:
             return probe(cxn)
         finally:
