@@ -495,3 +495,18 @@ def test_a_host_error_reads_the_same_in_tables_stderr_and_json(capsys):
     host_errors(results)
     assert capsys.readouterr().err == "fabops: a: refused\nfabops: b: KeyError: 'port'\n"
 
+
+def test_the_github_summary_shows_a_host_error_as_error_text(tmp_path, monkeypatch):
+    """deploy's run-page summary says what tables and --json say (#23)."""
+    from types import SimpleNamespace
+
+    from fabops.errors import UnreachableError
+    from fabops.tasks.deploy import _github_summary
+
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    _github_summary(SimpleNamespace(results=[
+        SimpleNamespace(host="a", ok=False, code=3, error=UnreachableError("refused", host="a")),
+        SimpleNamespace(host="b", ok=False, code=70, error=KeyError("port"))]))
+    text = summary.read_text()
+    assert "| a | error: refused |" in text and "| b | error: KeyError: 'port' |" in text

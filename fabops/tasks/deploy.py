@@ -293,7 +293,7 @@ def _github_summary(outcome):
             lines.append(f"| {r.host} | {res.get('result')} | {(res.get('from') or '-')[:10]} | {(res.get('to') or '-')[:10]} "
                          f"| {shipped} | {res.get('duration', 0):.1f} s |")
         else:
-            lines.append(f"| {r.host} | error: {getattr(r.error, 'message', r.error)} | - | - | - | - |")
+            lines.append(f"| {r.host} | error: {error_text(r.error)} | - | - | - | - |")
     try:
         with open(path, "a", encoding="utf-8") as fh:
             fh.write("### fabops deploy\n\n" + "\n".join(printable(line) for line in lines) + "\n\n")
