@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, List, Optional
 
-from .errors import CommandFailed
+from . import errors
+from .errors import CommandFailed, FabopsError
 from .host.services import parse_process_status, parse_systemd_show, process_status_cmd, systemd_status_cmd
 from .host.files import own_dirs
 from .inventory import Host
@@ -63,20 +64,48 @@ def read_remote_history(c, host: Host, n: int = 20) -> List[dict]:
     return parse_history(Target.of(c, host).output(history_cmd(host, n)))
 
 
+def _marker(name: str) -> Cmd:
+    # The leading newline ends whatever the previous command printed without
+    # one (a state.json written without a final newline put the next marker
+    # on its `}` line, and status lost the deploy), so a marker always
+    # starts a line; split_sections strips the blank lines this adds.
+    return sh("echo; echo {m}", m=MARK + name)
+
+
 def status_cmd(host: Host) -> Cmd:
     """One round trip: service states, state.json and the last history record."""
     parts = []
     units = [s.name for s in host.services if s.manager == "systemd"]
     procs = [s for s in host.services if s.manager == "process"]
     if units:
-        parts.append(sh("echo {m}; {cmd} 2>/dev/null", m=MARK + "systemd", cmd=systemd_status_cmd(units)))
+        parts.append(sh("{m}; {cmd} 2>/dev/null", m=_marker("systemd"), cmd=systemd_status_cmd(units)))
     if procs:
-        parts.append(sh("echo {m}\n{cmd}", m=MARK + "process", cmd=process_status_cmd(host.at_home(), procs)))
-    parts.append(sh("echo {m}; cat {f} 2>/dev/null", m=MARK + "state", f=home_file(host, "state.json")))
-    parts.append(sh("echo {m}; tail -n 1 {f} 2>/dev/null", m=MARK + "last", f=home_file(host, "history.jsonl")))
-    parts.append(sh("echo {m}; git -C {app} rev-parse HEAD 2>/dev/null", m=MARK + "head", app=path(host.app.path)))
-    parts.append(sh("echo {m}", m=MARK + "end"))
+        parts.append(sh("{m}\n{cmd}", m=_marker("process"), cmd=process_status_cmd(host.at_home(), procs)))
+    parts.append(sh("{m}; cat {f} 2>/dev/null", m=_marker("state"), f=home_file(host, "state.json")))
+    parts.append(sh("{m}; tail -n 1 {f} 2>/dev/null", m=_marker("last"), f=home_file(host, "history.jsonl")))
+    parts.append(sh("{m}; git -C {app} rev-parse HEAD 2>/dev/null", m=_marker("head"), app=path(host.app.path)))
+    parts.append(_marker("end"))
     return sh("{body}\n", body=lines(parts))
+
+
+def parse_state(text: str, host: Host) -> dict:
+    """state.json as `status` read it: {} when the host has none yet; an
+    error naming the file when it is there but not a JSON object, because
+    showing `deployed -` for a host that has a deploy is a wrong answer
+    (FabopsError: exit 2, docs/errors.md)."""
+    if not text.strip():
+        return {}
+    where = host.at_home("state.json")
+    try:
+        state = json.loads(text)
+    except ValueError as exc:
+        raise FabopsError(f"{where} is not valid JSON ({exc}), so what is deployed is unknown; "
+                          "the next update starts it afresh (adopting a healthy checkout, forgetting any pin)",
+                          host=host.name) from None
+    if not isinstance(state, dict):
+        raise FabopsError(f"{where} holds a JSON {type(state).__name__}, not an object, so what is "
+                          "deployed is unknown", host=host.name)
+    return state
 
 
 def parse_status(output: str, host: Host) -> Dict[str, Any]:
@@ -88,10 +117,7 @@ def parse_status(output: str, host: Host) -> Dict[str, Any]:
         services.update(parse_systemd_show(sections.get("systemd", ""), units))
     if procs:
         services.update(parse_process_status(sections.get("process", ""), procs))
-    try:
-        state = json.loads(sections.get("state") or "{}")
-    except ValueError:
-        state = {}
+    state = parse_state(sections.get("state", ""), host)
     try:
         last = json.loads(sections.get("last") or "null")
     except ValueError:
@@ -112,6 +138,20 @@ def parse_status(output: str, host: Host) -> Dict[str, Any]:
         "failing": state.get("failing"),
         "retry": state.get("retry"),
     }
+
+
+def status_code(data: Dict[str, Any]) -> int:
+    """`status`'s exit code follows what it shows, as monitor's does (the
+    same Nagios codes): 2 when a service it lists is not running (❌) or the
+    last update ended broken, 1 while updates keep failing for a commit that
+    is not deployed, else 0. A script or a Nagios check reading `status`
+    must not see 0 next to a service that is down."""
+    if any(not s.get("active") for s in data.get("services") or ()) or data.get("last_result") == "broken":
+        return errors.FAILED
+    failing = data.get("failing")
+    if failing and failing.get("target") != data.get("deployed"):
+        return errors.WARNING
+    return errors.OK
 
 
 def gather_status(c, host: Host) -> Dict[str, Any]:
@@ -449,7 +489,9 @@ def restart_services(c, host: Host, service: Optional[str], actor: str, progress
 # merge `updates` into state.json atomically (temp file, fsync, rename),
 # after appending `record` (when given) to history.jsonl with O_APPEND.
 # Prints the merged keys' previous values as JSON. The host side writes the
-# same files with fabops.host.files.
+# same files with fabops.host.files, and both end state.json with a newline
+# as a text file should: readers that print it and then more (status_cmd)
+# must not find their next line glued to its `}`.
 _STATE_MERGE = r"""
 import json, os, sys, tempfile
 home, updates, record = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
@@ -469,7 +511,7 @@ print(json.dumps({k: state.get(k) for k in updates}))
 state.update(updates)
 fd, tmp = tempfile.mkstemp(dir=home)
 with os.fdopen(fd, "w") as fh:
-    json.dump(state, fh, indent=2, sort_keys=True); fh.flush(); os.fsync(fh.fileno())
+    fh.write(json.dumps(state, indent=2, sort_keys=True) + "\n"); fh.flush(); os.fsync(fh.fileno())
 os.chmod(tmp, 0o600); os.replace(tmp, path)
 """
 

@@ -517,3 +517,23 @@ def test_a_dry_run_says_what_the_real_run_then_does(sandbox):
     assert "would restart bot" in res["message"] and res["plan"]["restart"] == ["bot"]
     code, res = sandbox.result()
     assert res["result"] == "deployed" and "restarted bot" in res["message"], res
+
+
+def test_status_keeps_the_deploy_after_rollback_and_unpin(sandbox):
+    """#24: the state merge over the connection (unpin) wrote state.json
+    without a final newline and `status` then showed `deployed - (-)`."""
+    sandbox.result()
+    v1 = sandbox.origin.head
+    sandbox.origin.good("2")
+    assert sandbox.result()[0] == 0
+    inv = str(sandbox.inventory)
+    r = run_cli("rollback", "-i", inv)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = run_cli("unpin", "-i", inv)
+    assert r.returncode == 0 and "was pinned to" in r.stdout + r.stderr, r.stdout + r.stderr
+    assert (sandbox.home / "state.json").read_text().endswith("}\n")
+    r = run_cli("status", "-i", inv)
+    assert r.returncode == 0, r.stdout + r.stderr  # the app is up: nothing to flag
+    assert f"deployed {v1[:10]}" in r.stdout and "deployed - (-)" not in r.stdout, r.stdout
+    data = one(run_cli("status", "-i", inv, "--json").stdout)
+    assert data["deployed"] == v1 and data["pin"] is None, data

@@ -164,10 +164,13 @@ def history(c, hosts=None, n=20, wide=False, json=False, inventory=None, accept_
 @fabops_task
 def status(c, hosts=None, json=False, inventory=None, accept_new=False, connect_timeout=None):
     """Show each service's state, PID and uptime, the deployed commit, pins and the last run."""
-    from ..remote import gather_status
+    from ..remote import gather_status, status_code
     from ._base import for_each_host
 
     outcome = for_each_host(inventory, hosts, gather_status, accept_new=accept_new, connect_timeout=connect_timeout)
+    for r in outcome.results:
+        if r.ok:
+            r.code = status_code(r.value)
     _report_each(outcome, json, "status_panel")
 
 
