@@ -44,6 +44,7 @@ class DemoResult:
     sandbox: str = ""
     inventory: str = ""  # the sandbox's own hosts.yml
     port_moved: bool = False  # hosts.yml's port was taken: the app listens elsewhere
+    kept: List[tuple] = field(default_factory=list)  # --keep: (service, pid, port) left running
 
     @property
     def ok(self) -> bool:
@@ -139,6 +140,38 @@ def stop_services(c, host) -> None:
             pass
 
 
+def stop_kept(base: Path) -> List[str]:
+    """Stop the app an earlier `inv demo --keep` left running from `base`,
+    before the sandbox (and with it the pidfile, the only record of that
+    app) is deleted: otherwise it serves on from a deleted directory and
+    holds the port. The process back end's own stop signals the recorded
+    pid's process group, and only if that pid is still the process it
+    started. Returns one line per service stopped; an app that will not
+    stop is an error, never left behind."""
+    from . import inventory
+    from .connection import local_context
+    from .errors import FabopsError
+    from .remote import managers_for
+
+    if not (base / "hosts.yml").is_file():
+        return []
+    try:
+        host = inventory.load(str(base / "hosts.yml")).hosts["local"]
+        manager, _ = managers_for(local_context(host), host)
+        running = [(svc, st) for svc in reversed(host.services)
+                   for st in [manager.status([svc])[svc.name]] if st.active and st.pid]
+        for svc, _ in running:
+            manager.stop(svc)
+        left = [svc.name for svc, st in running if manager.status([svc])[svc.name].active]
+    except (FabopsError, KeyError) as exc:
+        raise UsageError(f"cannot stop the app an earlier `inv demo --keep` left in {base} ({exc}); "
+                         "stop it by the pid in host/home/services/*.pid, then run the demo again") from None
+    if left:
+        raise UsageError(f"the app an earlier `inv demo --keep` left in {base} did not stop ({', '.join(left)}); "
+                         "stop it by the pid in host/home/services/*.pid, then run the demo again")
+    return [f"stopped {svc.name} (pid {st.pid}), kept running by an earlier `inv demo --keep`" for svc, st in running]
+
+
 @dataclass
 class DemoViews:
     """How the task layer shows what the demo gathers: the library returns
@@ -155,12 +188,14 @@ def run_demo(base: Path, local_entry: dict, say: Callable[[str], None], views: D
     from .connection import local_context
     from .deploy import DeployOptions, deploy_host
     from .monitor import gather
-    from .remote import gather_status, read_remote_history
+    from .remote import gather_status, managers_for, read_remote_history
 
     if not sys.platform.startswith("linux"):
         raise UsageError(f"the demo needs Linux (/proc, setsid, flock); this is {sys.platform}")
     started = time.monotonic()
     result = DemoResult(sandbox=str(base))
+    for line in stop_kept(base):
+        say(line)
 
     def step(title: str, fn) -> bool:
         say(f"\n[bold]▶ {title}[/bold]")
@@ -224,6 +259,10 @@ def run_demo(base: Path, local_entry: dict, say: Callable[[str], None], views: D
     finally:
         if not keep:
             stop_services(c, host)
+        else:
+            manager, _ = managers_for(c, host)
+            result.kept = [(svc.name, st.pid, svc.port) for svc in host.services
+                           for st in [manager.status([svc])[svc.name]] if st.active]
         result.seconds = time.monotonic() - started
     return result
 

@@ -18,7 +18,7 @@ def demo(c, dir=None, keep=False, inventory=None):
     """Run the whole loop on a local sandbox: deploy, monitor, cron update, a bad commit rolled back."""
     from ..demo import DemoViews, run_demo
     from ..fanout import HostResult
-    from .render import console, history_table, status_panel
+    from .render import console, history_table, literal, status_panel
     from .observe import render_all
 
     inv = load_inventory(inventory)
@@ -46,6 +46,19 @@ def demo(c, dir=None, keep=False, inventory=None):
     if keep and result.port_moved:
         out.print(f"the app's port in hosts.yml was taken, so it listens on another one: "
                   f"`inv monitor -i {result.inventory} -H local` looks at it")
+    if keep:
+        # The last line, where a person looks once the narration ends: what
+        # is left running and the two ways to stop it (the next `inv demo`
+        # stops it by its pidfile before it rebuilds the sandbox).
+        again = "`inv demo" + (f" --dir {dir}" if dir else "") + "`"
+        if result.kept:
+            apps = ", ".join(f"{name} (pid {pid}, port {port})" for name, pid, port in result.kept)
+            kills = " ".join(f"-{pid}" for _, pid, _ in result.kept)
+            # `kill -- -PID`: the whole process group, as the back end's stop
+            # does; kept short so that, without --dir, it fits 80 columns
+            out.print(f"still running: {literal(apps)}; stop: `kill -- {kills}` or {literal(again)}")
+        else:
+            out.print("nothing was left running")
     finish(errors.OK if result.ok else errors.FAILED)
 
 
