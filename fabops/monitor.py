@@ -22,6 +22,8 @@ from .unit_audit import units_cmd
 from .shell import Cmd, lines, path, raw, sh
 from .target import Target
 
+# The facts' own `schema` key; every key and its type: docs/json.schema.json
+# ($defs/facts), which the tests check real output against.
 SCHEMA_VERSION = 1
 # Seconds over which per-process CPU is sampled (two /proc/<pid>/stat reads).
 # top uses 3 s; half a second keeps a dashboard refresh quick while one clock
@@ -457,69 +459,6 @@ def evaluate(facts: Dict[str, Any], host: Host, now: Optional[float] = None) -> 
         found.append((errors.WARNING, text))
     code = errors.worst(c for c, _ in found)
     return code, found
-
-
-# The `--json` document: {"schema": 1, "code": int, "hosts": {name: HOST}}.
-# HOST is either the facts below or, for an unreachable host,
-# {"status", "code", "error"}. Documented in docs/monitor.md; the tests check
-# real output against it. None is allowed wherever a fact may be unknown.
-_NUM = (int, float, type(None))
-SERVICE_SCHEMA = {
-    "name": str, "manager": str, "state": str, "active": bool, "pid": (int, type(None)),
-    "cpu": _NUM, "memory": _NUM, "uptime": _NUM, "port": (int, type(None)), "port_open": (bool, type(None)),
-    "http_status": (int, type(None)), "http_latency": _NUM, "http_expect": (int, type(None)),
-}
-HOST_SCHEMA = {
-    "schema": int, "host": str, "time": float, "status": str, "code": int,
-    "cpu": _NUM, "cpu_window": _NUM, "memory": _NUM, "disk": _NUM, "load": _NUM, "uptime": _NUM,
-    "services": [SERVICE_SCHEMA],
-    "root_units": [{"unit": str, "problem": str}],
-    "api": (dict, type(None)),
-    "deploy": (dict, type(None)),
-    "errors_last_hour": (int, type(None)),
-    "journal_usage": (str, type(None)),
-    "cleanup": list,
-    "history": dict,
-    "findings": [{"level": str, "message": str}],
-}
-UNREACHABLE_SCHEMA = {"status": str, "code": int, "error": str}
-JSON_SCHEMA = {"schema": int, "code": int, "hosts": {"*": (HOST_SCHEMA, UNREACHABLE_SCHEMA)}}
-
-
-def check_schema(value, schema, path: str = "$") -> List[str]:
-    """Problems of `value` against the tiny schema language above ([] if none)."""
-    problems: List[str] = []
-    if isinstance(schema, tuple) and schema and isinstance(schema[0], dict):
-        results = [check_schema(value, alt, path) for alt in schema]
-        return [] if any(not r for r in results) else min(results, key=len)
-    if isinstance(schema, dict):
-        if not isinstance(value, dict):
-            return [f"{path}: expected an object"]
-        if "*" in schema:
-            for k, v in value.items():
-                problems += check_schema(v, schema["*"], f"{path}.{k}")
-            return problems
-        for key, sub in schema.items():
-            if key not in value:
-                problems.append(f"{path}.{key}: missing")
-            else:
-                problems += check_schema(value[key], sub, f"{path}.{key}")
-        extra = set(value) - set(schema)
-        if extra:
-            problems.append(f"{path}: unexpected keys {sorted(extra)}")
-        return problems
-    if isinstance(schema, list):
-        if not isinstance(value, list):
-            return [f"{path}: expected a list"]
-        for i, item in enumerate(value):
-            problems += check_schema(item, schema[0], f"{path}[{i}]")
-        return problems
-    types = schema if isinstance(schema, tuple) else (schema,)
-    if isinstance(value, bool) and bool not in types:
-        return [f"{path}: unexpected boolean"]
-    if not isinstance(value, types):
-        return [f"{path}: {type(value).__name__} is not {'/'.join(t.__name__ for t in types)}"]
-    return []
 
 
 # ---------------------------------------------------------------- one refresh

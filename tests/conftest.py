@@ -140,6 +140,19 @@ def run_cli(*args, env=None, cwd=None, timeout=120) -> subprocess.CompletedProce
 JSON_SEEN: set = set()  # tasks whose --json output was validated in this session
 
 
+def json_schema(definition: str = "") -> dict:
+    """docs/json.schema.json, the published schema of every --json output.
+    With `definition`, one of its $defs alone (monitor's "facts"): a value
+    checked against the whole envelope could pass as another kind of host
+    value, so a test of one kind names it."""
+    import json
+
+    schema = json.loads((ROOT / "docs" / "json.schema.json").read_text())
+    if not definition:
+        return schema
+    return {"$schema": schema["$schema"], "$defs": schema["$defs"], "$ref": f"#/$defs/{definition}"}
+
+
 def check_json_output(args, r: subprocess.CompletedProcess) -> None:
     """Every task's --json is one envelope (docs/json.md): validate what a
     real run printed against the published schema. Progress and errors go to
@@ -150,7 +163,7 @@ def check_json_output(args, r: subprocess.CompletedProcess) -> None:
         return
     import jsonschema
 
-    schema = json.loads((ROOT / "docs" / "json.schema.json").read_text())
+    schema = json_schema()
     try:
         docs = [json.loads(r.stdout)]
     except ValueError:
