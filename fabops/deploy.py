@@ -12,7 +12,7 @@ import json
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 import yaml
 
@@ -126,6 +126,19 @@ def follow_cmd(host: Host, run_id: str) -> Cmd:
               events=path(host.at_home("runs", f"{run_id}.jsonl")))
 
 
+def _split_events(buf: bytes) -> Tuple[List[dict], bytes]:
+    """The whole lines of an event stream read so far, as events (a line that
+    is not JSON is skipped), and the partial last line for the next read."""
+    *whole, rest = buf.split(b"\n")
+    events = []
+    for line in whole:
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            continue
+    return events, rest
+
+
 def follow(c, host: Host, run_id: str, liveness: float, on_event: Callable[[dict], None],
            until: Optional[Callable[[dict], bool]] = None) -> dict:
     """Read the run's events until its result; raise UnreachableError when no
@@ -168,13 +181,8 @@ def follow(c, host: Host, run_id: str, liveness: float, on_event: Callable[[dict
                 data = chan.recv(65536)
                 if not data:
                     raise EOFError
-                buf += data
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
-                    try:
-                        event = json.loads(line)
-                    except ValueError:
-                        continue
+                events, buf = _split_events(buf + data)
+                for event in events:
                     seen = seen_any[0] = True
                     last[0] = time.monotonic()
                     chan.settimeout(liveness)
@@ -241,25 +249,32 @@ def deploy_host(c, host: Host, opts: DeployOptions, on_event: Callable[[dict], N
             f"the host-side run {run_id} wrote no events within {max(opts.liveness, STARTUP_WINDOW):g} s" + (f": {out}" if out else ""),
             host=host.name,
         ) from None
-    if event.get("kind") == "watch":  # --no-watch: the gate passed; the host watches on its own
-        seconds = event.get("seconds") or 0
-        start = next((e for e in outcome.events if e.get("kind") == "start"), {})
-        outcome.result = {
-            "result": "deployed", "exit_code": errors.OK, "from": event.get("from"), "to": event.get("to"),
-            "run_id": run_id, "watching": True, "duration": 0.0,
-            "trigger": start.get("trigger") or opts.trigger, "actor": start.get("actor") or opts.actor or default_actor(),
-            # the steps so far, in the shape of a run's steps (docs/json.md)
-            "steps": [{"name": e.get("step"), "ok": e.get("status") == "ok", "seconds": e.get("seconds", 0.0),
-                       "message": e.get("message") or ""}
-                      for e in outcome.events if e.get("kind") == "step" and e.get("status") != "start"],
-            "warnings": [],  # the host's warnings come with its result: `inv history`
-            "message": (f"passed its gate; the host watches it for {seconds:g} s more and rolls back on its own "
-                        f"if it fails: `inv deploy -H {host.name} --attach {run_id}` follows it, `inv history` "
-                        "shows how it ended"),
-        }
-        return outcome
-    outcome.result = {k: v for k, v in event.items() if k not in ("kind", "t")}
+    _finish(host, opts, outcome, event)
     return outcome
+
+
+def _finish(host: Host, opts: DeployOptions, outcome: DeployOutcome, event: dict) -> None:
+    """The outcome from the last event followed: the run's result, or with
+    --no-watch the start of its watch (the gate passed; the host watches on
+    its own, over SSH or on this machine alike)."""
+    if event.get("kind") != "watch":
+        outcome.result = {k: v for k, v in event.items() if k not in ("kind", "t")}
+        return
+    seconds = event.get("seconds") or 0
+    start = next((e for e in outcome.events if e.get("kind") == "start"), {})
+    outcome.result = {
+        "result": "deployed", "exit_code": errors.OK, "from": event.get("from"), "to": event.get("to"),
+        "run_id": outcome.run_id, "watching": True, "duration": 0.0,
+        "trigger": start.get("trigger") or opts.trigger, "actor": start.get("actor") or opts.actor or default_actor(),
+        # the steps so far, in the shape of a run's steps (docs/json.md)
+        "steps": [{"name": e.get("step"), "ok": e.get("status") == "ok", "seconds": e.get("seconds", 0.0),
+                   "message": e.get("message") or ""}
+                  for e in outcome.events if e.get("kind") == "step" and e.get("status") != "start"],
+        "warnings": [],  # the host's warnings come with its result: `inv history`
+        "message": (f"passed its gate; the host watches it for {seconds:g} s more and rolls back on its own "
+                    f"if it fails: `inv deploy -H {host.name} --attach {outcome.run_id}` follows it, `inv history` "
+                    "shows how it ended"),
+    }
 
 
 def _dry_run(c, host: Host, opts: DeployOptions, outcome: DeployOutcome, on_event) -> DeployOutcome:
@@ -316,7 +331,12 @@ def _dry_run(c, host: Host, opts: DeployOptions, outcome: DeployOutcome, on_even
 
 
 def _deploy_local(c, host: Host, opts: DeployOptions, on_event) -> DeployOutcome:
-    """The sandbox host: the same pipeline, in this process."""
+    """The sandbox host: the same pipeline, in this process; with --no-watch
+    in a process of its own, which watches on after this one returns."""
+    if opts.attach:
+        return _attach_local(host, opts, on_event)
+    if not opts.watch and not opts.dry_run:
+        return _deploy_local_detached(host, opts, on_event)
     from .host.events import EventLog
     from .host.files import HostPaths
     from .host.pipeline import UpdateOptions
@@ -336,6 +356,104 @@ def _deploy_local(c, host: Host, opts: DeployOptions, on_event) -> DeployOutcome
         events.close()
     outcome.result = res.to_dict()
     return outcome
+
+
+def _attach_local(host: Host, opts: DeployOptions, on_event) -> DeployOutcome:
+    """--attach ID on this machine: follow a run started with --no-watch (its
+    message names this command), as over SSH."""
+    import os
+
+    from .host.files import HostPaths
+
+    outcome = DeployOutcome(host.name, opts.attach)
+    events = HostPaths.for_home(host.home).run_events(opts.attach)
+    if not os.path.isfile(events):
+        raise errors.UsageError(f"no run {opts.attach} on this host ({events} is missing)", host=host.name)
+    quiet = _Quiet(opts.liveness)
+    event = _follow_file(events, quiet.ended, lambda e: (quiet.saw(), outcome.events.append(e), on_event(e)),
+                         opts.watch)
+    if event is None:
+        raise CommandFailed(f"run {opts.attach} has written nothing for {opts.liveness:g} s and has no result: it "
+                            f"no longer runs; `inv history -H {host.name}` shows what it recorded", host=host.name)
+    _finish(host, opts, outcome, event)
+    return outcome
+
+
+def _deploy_local_detached(host: Host, opts: DeployOptions, on_event) -> DeployOutcome:
+    """--no-watch on this machine: the run must outlive this process (it
+    watches after the deploy returns at the gate), so it starts as over SSH:
+    the same `local-update` in a session of its own, stdin from /dev/null,
+    its settings in runs/<id>.host.yml (0600, never in an argv), followed
+    through its event file until its watch starts or it ends."""
+    import os
+    import subprocess
+    import sys
+
+    from .host.files import HostPaths, atomic_write, ensure_dir, ensure_home
+
+    outcome = DeployOutcome(host.name, new_run_id())
+    paths = HostPaths.for_home(host.home)
+    ensure_home(paths.home)
+    ensure_dir(paths.runs)
+    config = paths.runs + f"/{outcome.run_id}.host.yml"
+    atomic_write(config, host_yml(host))
+    events, out = paths.run_events(outcome.run_id), paths.runs + f"/{outcome.run_id}.out"
+    # both there (0600, fabops' own files) before the run starts: the events
+    # are read from their first line
+    for name in (events, out):
+        os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    # This interpreter's fabops, not a venv under home (setup makes none for
+    # the sandbox); and no --install-config: the sandbox keeps its hosts.yml.
+    argv = [sys.executable, "-m", "fabops.cli", *local_update_argv(host, outcome.run_id, opts, config)[1:]]
+    argv = argv[:argv.index("--install-config")]
+    with open(out, "ab") as fh:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    event = _follow_file(events, lambda: proc.poll() is not None, lambda e: (outcome.events.append(e), on_event(e)),
+                         opts.watch)
+    if event is None:
+        with open(out, encoding="utf-8", errors="replace") as fh:
+            last = [ln for ln in fh.read().splitlines() if ln.strip()][-1:]
+        raise CommandFailed(f"the run {outcome.run_id} ended (exit {proc.returncode}) without a result"
+                            + (f": {last[0]}" if last else ""), host=host.name)
+    _finish(host, opts, outcome, event)
+    return outcome
+
+
+class _Quiet:
+    """A run followed by --attach is not our child: it has ended when its
+    event file stays silent longer than the liveness window (it writes a
+    heartbeat every 2 s while it runs)."""
+
+    def __init__(self, liveness: float):
+        self.liveness, self.last = liveness, time.monotonic()
+
+    def saw(self) -> None:
+        self.last = time.monotonic()
+
+    def ended(self) -> bool:
+        return time.monotonic() - self.last > self.liveness
+
+
+def _follow_file(events: str, ended: Callable[[], bool], on_event, watch: bool) -> Optional[dict]:
+    """Read a run's event file on this machine until its result (or, without
+    `watch`, the start of its watch); None when `ended()` says the run is
+    over without it. No link to lose here, so no watchdog."""
+    last = ("result",) if watch else ("result", "watch")
+    buf = b""
+    with open(events, "rb") as fh:
+        while True:
+            over = ended()  # before reading: the last lines are read after it ends
+            data = fh.read()
+            events, buf = _split_events(buf + data)
+            for event in events:
+                on_event(event)
+                if event.get("kind") in last:
+                    return event
+            if over and not data:
+                return None
+            if not data:
+                time.sleep(0.1)
 
 
 def remote_previous_good(c, host: Host) -> Optional[str]:

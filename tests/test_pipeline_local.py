@@ -537,3 +537,38 @@ def test_status_keeps_the_deploy_after_rollback_and_unpin(sandbox):
     assert f"deployed {v1[:10]}" in r.stdout and "deployed - (-)" not in r.stdout, r.stdout
     data = one(run_cli("status", "-i", inv, "--json").stdout)
     assert data["deployed"] == v1 and data["pin"] is None, data
+
+
+def test_no_watch_on_a_local_host_returns_at_the_gate_and_the_run_watches_on(sandbox):
+    """#24: `deploy -H local --no-watch` ran the whole watch. It returns at
+    the gate; the run goes on in its own process and rolls back a commit
+    that dies after its gate, after the deploy has returned."""
+    import yaml
+
+    assert sandbox.result()[0] == 0
+    v1 = sandbox.origin.head
+    inv = yaml.safe_load(sandbox.inventory.read_text())
+    inv["hosts"]["local"]["services"][0]["watch"] = "8s"
+    sandbox.inventory.write_text(yaml.safe_dump(inv, sort_keys=False))
+    bad = sandbox.origin.push("v2 dies after its gate", {"VERSION": "2\n", "BEHAVIOUR": "crash-after 2\n"})
+    t0 = time.monotonic()
+    r = run_cli("deploy", "-i", str(sandbox.inventory), "--no-watch", "--json")
+    took = time.monotonic() - t0
+    res = one(r.stdout)
+    assert r.returncode == 0 and res["result"] == "deployed" and res["watching"] is True, r.stdout + r.stderr
+    assert res["to"] == bad and "the host watches it for" in res["message"], res
+    assert took < 8, took  # returned at the gate, not after the 8 s watch
+    assert sandbox.health()["version"] == "2"
+    # the message's `--attach ID` follows the run to its end, here as over SSH
+    r = run_cli("deploy", "-i", str(sandbox.inventory), "--attach", res["run_id"], "--json", timeout=60)
+    assert r.returncode == 2 and one(r.stdout)["result"] == "rolled_back", r.stdout + r.stderr
+    last = sandbox.history()[-1]
+    assert (last["to"], last["result"], last["run_id"]) == (bad, "rolled_back", res["run_id"]), last
+    assert sandbox.state["deployed"] == v1 and bad in sandbox.state["bad"]
+    assert sandbox.health()["version"] == "1"
+    runs = sandbox.home / "runs"
+    assert oct((runs / f"{res['run_id']}.jsonl").stat().st_mode & 0o777) == "0o600"
+    assert oct((runs / f"{res['run_id']}.host.yml").stat().st_mode & 0o777) == "0o600"
+    r = run_cli("deploy", "-i", str(sandbox.inventory), "--attach", "20990101T000000-abcdef")
+    assert r.returncode == 64 and "no run 20990101T000000-abcdef on this host" in r.stderr, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
