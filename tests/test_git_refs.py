@@ -81,7 +81,7 @@ def repos(tmp_path) -> Repos:
 def test_fetch_updates_the_tracking_ref_and_the_dry_run_its_own(repos):
     c4 = commit(repos.origin, "fourth", README="four\n")
     app = str(repos.app)
-    sh(fetch_cmd(app, "origin", "main", dry_run=True))
+    sh(fetch_cmd(app, "origin", "main", scratch=True))
     assert git_in(repos.app, "rev-parse", "refs/fabops/dry-run/main") == c4
     git_in(repos.app, "update-ref", "refs/remotes/origin/main", repos.c2)
     sh(fetch_cmd(app, "origin", "main"))
@@ -97,7 +97,9 @@ def test_fetch_ref_then_resolve_through_the_pipelines_git(repos, ref, expect):
     ref = repos.c3 if ref.startswith("<") else ref
     g = Git(Context(), str(repos.app))
     assert g.fetch_ref("origin", ref) == getattr(repos, expect)
-    assert g.fetch_ref("origin", ref, dry_run=True) == getattr(repos, expect)
+    g.scratch = True
+    assert g.fetch_ref("origin", ref) == getattr(repos, expect)
+    g.scratch = False
     assert g.fetch_ref("origin", "no-such-branch") is None
 
 
@@ -171,7 +173,7 @@ def words_after(cmd: str, marker: str) -> list:
 
 @pytest.mark.parametrize("build, refs", [
     (lambda: fetch_cmd("/a", "origin", "main"), ["origin", "+refs/heads/main:refs/remotes/origin/main"]),
-    (lambda: fetch_cmd("/a", "origin", "main", dry_run=True), ["origin", "+refs/heads/main:refs/fabops/dry-run/main"]),
+    (lambda: fetch_cmd("/a", "origin", "main", scratch=True), ["origin", "+refs/heads/main:refs/fabops/dry-run/main"]),
     (lambda: fetch_ref_cmd("/a", "origin", "v1"), ["origin", "+v1:refs/fabops/ref/ref"]),
     (lambda: ls_remote_cmd("/a", "origin", "main"), ["origin", "refs/heads/main"]),
     (lambda: rev_parse_cmd("/a", "v1"), ["v1^{commit}"]),

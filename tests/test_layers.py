@@ -185,3 +185,40 @@ def test_every_internal_import_names_a_module_that_exists(name):
                 if alias.name != "*" and alias.name not in defined and f"{target}.{alias.name}" not in MODULES:
                     missing.append(f"{target}.{alias.name}")
     assert not missing, f"{name} imports what does not exist: {missing}"
+
+
+# Decide once, then act (docs/architecture.md, "Plans"): what a run does is
+# host/plan.py's; a dry run renders that plan (host/dry_run.py) and
+# host/update.py picks which of the two runs. No other host module may
+# branch on dry_run. The one guard left refuses a Pipeline built for the
+# wrong kind of run. health.py (`health --fix --dry-run`) is the one not
+# yet on a plan of its own (#23).
+DRY_RUN_HOMES = {"fabops/host/dry_run.py", "fabops/host/update.py", "fabops/host/health.py"}
+DRY_RUN_GUARDS = {("fabops/host/pipeline.py", "opts.dry_run != self.PLANS")}
+
+
+def dry_run_tests(path: Path):
+    """The conditions (if, while, ternary, boolean operands) that read
+    `dry_run`, as source text."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        tests = [node.test] if isinstance(node, (ast.If, ast.While, ast.IfExp)) else (
+            node.values if isinstance(node, ast.BoolOp) else [])
+        for test in tests:
+            if any(isinstance(n, ast.Name) and n.id == "dry_run" or isinstance(n, ast.Attribute) and n.attr == "dry_run"
+                   for n in ast.walk(test)):
+                yield ast.unparse(test)
+
+
+@pytest.mark.parametrize("path", sorted(str(p.relative_to(ROOT)) for p in (PKG / "host").glob("*.py")))
+def test_no_host_module_but_the_renderer_branches_on_dry_run(path):
+    if path in DRY_RUN_HOMES:
+        return
+    found = {(path, t) for t in dry_run_tests(ROOT / path)} - DRY_RUN_GUARDS
+    assert not found, f"{path} decides on dry_run: {sorted(t for _, t in found)} (host/plan.py decides)"
+
+
+def test_the_dry_run_rule_can_fail(tmp_path):
+    bad = tmp_path / "x.py"
+    bad.write_text("def f(opts):\n    if opts.dry_run:\n        return 1\n    return 2 if dry_run else 3\n")
+    assert sorted(dry_run_tests(bad)) == ["dry_run", "opts.dry_run"]

@@ -1,110 +1,91 @@
 """`local-update --dry-run` (and so `deploy --dry-run`): the real run's
-read-only part, planned by the pipeline's own code (docs/architecture.md,
-"The pipeline"). DryRun is a Pipeline whose body fetches into a ref of its
-own, reads the lock holder without taking the lock, runs the same preflight
-checks, and writes nothing. Standard library only (the host's Python 3.9)."""
+gathering and the real run's decision (host/plan.py), rendered instead of
+executed (docs/architecture.md, "Plans"). DryRun is a Pipeline that fetches
+into refs of its own, reads the lock holder without taking the lock, and
+writes nothing. Standard library only (the host's Python 3.9)."""
 from __future__ import annotations
 
-import time
-
-from .git import paths_match
-from .lock import describe_holder, peek_holder
-from .pipeline import FOLLOWERS, Pipeline, _Abort
-from .queue import lock_wait
+from .lock import peek_holder
+from .pipeline import Pipeline, _Abort
+from .plan import Facts, Plan
+from .queue import lock_verdict
 from .record import short
-from .readiness import quick_health
-from .state import RESTART_LIMIT, load_state, recent_restarts
+from .state import load_state
+
+# What each kind of plan is as a dry run's result: the result the real run
+# would end with when the plan alone decides it, else a "would" word.
+WOULD = {"noop": "noop", "restart": "would_deploy", "deploy": "would_deploy"}
 
 
 class DryRun(Pipeline):
     PLANS = True
 
     def _body(self) -> None:
-        """The real run's read-only part: fetch, then every preflight check
-        (lock holder, disk, local changes, .env keys) without the lock and
-        without writing anything. The result is what the real run would do:
-        noop, would_deploy, would_abort (with its reason) or locked, so the
+        """Gather as the real run does (fetch, then what the planner asks
+        for), without the lock and without writing, and say the plan. The
         exit code is the one the real run would have."""
         state = load_state(self.paths.state)
         holder = peek_holder(self.paths.lock)
         try:
-            target = self._fetch_and_resolve(state)
+            p, facts = self._decide(state)
         except _Abort as exc:
             self.res.result, self.res.message = "would_abort", exc.message
             return
-        head = self.git.head()
-        interrupted = state.in_progress
-        deployed = state.deployed
-        sick = None  # the services that are down, when the real run would look
-        if deployed is None and head and not interrupted:
-            # the real run adopts a healthy HEAD as deployed; an unhealthy one
-            # is a first deploy, a full converge (see _converge)
-            sick = [h for h in quick_health(self.services, list(self.host.services)) if not h.ok]
-            if not sick:
-                deployed = head
-        self.res.from_, self.res.to = state.deployed, target
-        moving = not (target == deployed and head == deployed and not interrupted)
-        changed = self.git.changed(deployed, target) if deployed and not interrupted else None
-        rules = [r.run for r in self.host.deps if changed is None or paths_match(changed, r.when)]
-        services = [s.name for s in self.host.services if changed is None or not s.paths or paths_match(changed, s.paths)]
-        self.res.plan = {
-            "from": deployed, "to": target, "changed_files": None if changed is None else len(changed),
-            "rules": rules if moving else [], "restart": services if moving else [],
-            "dirty": self.git.dirty(), "pin": state.pin, "bad": target in state.bad, "lock": holder or None,
-        }
-        if holder and not lock_wait(self.opts.trigger, self.opts.wait):
-            self.res.result = "locked"
-            self.res.message = f"would stop: locked: {describe_holder(holder)} (use --wait SECONDS to queue behind it)"
+        self.res.from_ = state.deployed
+        self.res.warnings.extend(p.warnings)
+        self.res.plan = render(self.host, p, facts, state, holder)
+        verdict, why = lock_verdict(self.opts.trigger, self.opts.wait, holder)
+        if verdict == "locked":
+            self.res.result, self.res.message = "locked", f"would stop: {why}"
             return
-        queued = (f" after waiting (up to {lock_wait(self.opts.trigger, self.opts.wait):g} s) for the lock: locked now: "
-                  f"{describe_holder(holder)}") if holder else ""
-        if not moving:
-            self._same_commit_plan(state, target, sick)
-            return
-        if interrupted:
-            self.res.warnings.append(f"would finish the interrupted run {interrupted.get('run_id')} "
-                                     f"({interrupted.get('trigger')}, step {interrupted.get('step')})")
-        if self.opts.trigger in FOLLOWERS:  # what cron would do with this target (see _converge)
-            retry = state.retry or {}
-            if target in state.bad:
-                self.res.result = "skipped_bad"
-                self.res.message = (f"would stay on {short(deployed)}: {short(target)} failed its gate "
-                                    f"({state.bad[target].get('reason', '?')})")
-                return
-            if retry.get("target") == target and time.time() < retry.get("next_at", 0):
-                self.res.result = "deferred"
-                self.res.message = (f"would wait: {short(target)}'s dependency rule failed "
-                                    f"({retry.get('reason', '?')}); next try "
-                                    f"{time.strftime('%H:%M %Z', time.localtime(retry['next_at']))}")
-                return
-        with self.step("preflight") as st:
-            problems, person, _in_the_way = self._preflight_problems(state, target, st)
-            if person and not problems:
-                st.message = f"would save {len(person)} local change(s) aside (--stash)"
-        self.res.plan["problems"] = problems
-        if problems:
-            self.res.result, self.res.message = "would_abort", "; ".join(problems)
-        else:
-            self.res.result = "would_deploy"
-            self.res.message = (f"would deploy {short(state.deployed)} -> {short(target)}" if state.deployed
-                                else f"would deploy {short(target)} (first deploy)") + queued
+        self.res.result = RESULTS.get(p.kind) or p.result
+        self.res.message = p.message if p.kind in ("noop", "hold") else f"would {p.message}"
+        if verdict != "take":
+            self.res.message += f" ({why})"
 
-    def _same_commit_plan(self, state, target: str, sick) -> None:
-        """On the deployed commit the real run checks the services: a no-op
-        when they are up, else a restart of those down (or, past the restart
-        budget, a stop that needs a person)."""
-        if sick is None:
-            sick = [h for h in quick_health(self.services, list(self.host.services)) if not h.ok]
-        if not sick:
-            self.res.result, self.res.message = "noop", f"up to date at {short(target)}"
-            return
-        down = "; ".join(h.message for h in sick)
-        recent = recent_restarts(state.restarts, time.time())
-        if len(recent) >= RESTART_LIMIT:
-            self.res.result = "would_abort"
-            self.res.message = (f"{down}; {len(recent)} automatic restarts in the last hour: would not restart "
-                                "again (restart backoff): a person is needed")
-            return
-        self.res.result = "would_deploy"
-        self.res.message = f"{down}: would restart {', '.join(h.service for h in sick)} at {short(target)}"
-        self.res.plan["restart"] = [h.service for h in sick]
+
+# A dry run's result for each kind of plan: the real run's own when the
+# plan alone decides it (noop; a hold says skipped_bad or deferred), else
+# what it would do.
+RESULTS = {"noop": "noop", "restart": "would_deploy", "deploy": "would_deploy", "abort": "would_abort"}
+
+
+def render(host, p: Plan, facts: Facts, state, holder: dict) -> dict:
+    """The plan as the dry run's JSON: what would change (`would`: action,
+    target, why), and the facts a person checks it against."""
+    acts = p.kind in ("restart", "deploy")
+    changed = None if p.full or facts.changed is None else len(facts.changed)
+    return {
+        "kind": p.kind, "from": p.deployed, "to": p.target, "changed_files": changed,
+        "rules": [host.deps[i].run for i in p.rules] if acts else [],
+        "restart": list(p.services) if acts else [],
+        "dirty": list(facts.local_changes), "pin": state.pin, "bad": p.target in state.bad,
+        "problems": [p.message] if p.kind == "abort" else [], "lock": holder or None,
+        "would": [{"action": a, "target": t, "why": w} for a, t, w in actions(host, p)],
+    }
+
+
+def actions(host, p: Plan):
+    """(action, target, why) for every write the plan makes, in order: the
+    one output shape of every dry run (`would`)."""
+    if p.clear_pin:
+        yield "clear pin", "state.json", "a deploy without --ref follows the branch again"
+    if p.adopt:
+        yield "adopt", short(p.adopt), "nothing recorded a deploy and HEAD is healthy"
+    if p.finishing:
+        yield "finish", str(p.finishing.get("run_id")), "a run was interrupted: it is finished first"
+    if p.kind == "hold":
+        yield "record" if p.notify else "note", "state.json", p.message
+    elif p.kind == "abort":
+        yield "stop", "-", p.message
+    elif p.kind == "restart":
+        for name in p.services:
+            yield "restart", name, "down on the deployed commit"
+    elif p.kind == "deploy":
+        if p.stash:
+            yield "stash", "local changes", "--stash: saved aside before the checkout"
+        yield "checkout", short(p.target), p.message
+        for i in p.rules:
+            yield "run", host.deps[i].run, "full converge" if p.full else "a file it watches changed"
+        for name in p.services:
+            yield "restart", name, "full converge" if p.full else "its files changed"

@@ -40,20 +40,20 @@ DRY_RUN_REF = "refs/fabops/dry-run"
 REF_FETCH = "refs/fabops/ref"
 
 
-def fetch_cmd(app_path: str, remote: str, branch: str, dry_run: bool = False) -> Cmd:
+def fetch_cmd(app_path: str, remote: str, branch: str, scratch: bool = False) -> Cmd:
     # An explicit refspec: update exactly remote/branch even in a checkout
     # cloned with --single-branch or a narrowed fetch config.
-    if dry_run:
+    if scratch:  # a planning run's: never the remote-tracking ref the real run reads
         return git(app_path, "fetch", "--quiet", "--no-tags", END_OF_OPTIONS, remote,
                    f"+refs/heads/{branch}:{DRY_RUN_REF}/{branch}")
     spec = f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}"
     return git(app_path, "fetch", "--quiet", "--prune", "--no-tags", END_OF_OPTIONS, remote, spec)
 
 
-def fetch_ref_cmd(app_path: str, remote: str, ref: str, dry_run: bool = False) -> Cmd:
+def fetch_ref_cmd(app_path: str, remote: str, ref: str, scratch: bool = False) -> Cmd:
     """Fetch a branch, tag or commit named by --ref into a ref of our own."""
     return git(app_path, "fetch", "--quiet", "--no-tags", END_OF_OPTIONS, remote,
-               f"+{ref}:{DRY_RUN_REF if dry_run else REF_FETCH}/ref")
+               f"+{ref}:{DRY_RUN_REF if scratch else REF_FETCH}/ref")
 
 
 def ls_remote_cmd(app_path, remote: str, branch: str) -> Cmd:
@@ -155,24 +155,31 @@ def check_ref(ref: str) -> str:
 class Git:
     """Runs git in the app checkout through `c` (local on the host)."""
 
-    def __init__(self, c, app_path: str, env: Optional[dict] = None):
+    def __init__(self, c, app_path: str, env: Optional[dict] = None, scratch: bool = False):
         self.t = Target.of(c)
         self.path = app_path
         self.env = env
+        # a planning run (host/dry_run.py) fetches into scratch refs and
+        # never moves the remote-tracking ref the real run reads
+        self.scratch = scratch
 
     def run(self, cmd: Cmd, what: str, warn: bool = False):
         """git with the host's environment (its proxy, its ssh key)."""
         return self.t.run(cmd, what, check=not warn, env=self.env)
 
-    def fetch(self, remote: str, branch: str, dry_run: bool = False) -> None:
-        self.run(fetch_cmd(self.path, remote, branch, dry_run), f"git fetch {remote} {branch}")
+    def fetch(self, remote: str, branch: str) -> str:
+        """Fetch remote/branch; the ref it is now at (to resolve)."""
+        scratch = self.scratch
+        self.run(fetch_cmd(self.path, remote, branch, scratch), f"git fetch {remote} {branch}")
+        return f"{DRY_RUN_REF}/{branch}" if scratch else f"{remote}/{branch}"
 
-    def fetch_ref(self, remote: str, ref: str, dry_run: bool = False) -> Optional[str]:
+    def fetch_ref(self, remote: str, ref: str) -> Optional[str]:
         """The commit `ref` names on `remote` (fetched), or None."""
-        result = self.run(fetch_ref_cmd(self.path, remote, ref, dry_run), f"git fetch {ref}", warn=True)
+        scratch = self.scratch
+        result = self.run(fetch_ref_cmd(self.path, remote, ref, scratch), f"git fetch {ref}", warn=True)
         if not result.ok:
             return None
-        return self.resolve(f"{DRY_RUN_REF if dry_run else REF_FETCH}/ref")
+        return self.resolve(f"{DRY_RUN_REF if scratch else REF_FETCH}/ref")
 
     def resolve(self, rev: str) -> Optional[str]:
         result = self.run(rev_parse_cmd(self.path, rev), f"git rev-parse {rev}", warn=True)

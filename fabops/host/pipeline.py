@@ -14,8 +14,8 @@ import os
 import re
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+from dataclasses import dataclass, replace
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .. import errors
 from ..errors import FabopsError, LockedError
@@ -25,19 +25,16 @@ from ..target import Target
 from .events import EventLog, new_run_id
 from .files import ensure_home, save_env_file
 from .preflight import disk_problem, missing_env_keys, sort_changes, stash, status_path
-from .git import DRY_RUN_REF, Git, check_ref, ls_remote_cmd, parse_ls_remote, paths_match
+from .git import Git, check_ref, ls_remote_cmd, parse_ls_remote
 from .lock import HostLock
+from .plan import Facts, Health, Opts, Plan, choose_target, plan
 from .queue import lock_waiter, lock_wait, result_of, waiting_line, watch_end_request
 from .readiness import quick_health, wait_ready, watch
 from .services import ServiceManager
 from .record import Recorder, RunResult, Step, default_actor, short
-from .state import RESTART_LIMIT, State, load_state, recent_restarts, save_state
+from .state import State, load_state, save_state
 
 TRIGGERS = ("cron", "deploy", "ci", "rollback", "reset", "manual")
-# Runs that converge the host on what it follows (its branch, or its pin)
-# and so respect a bad target, a retry not due and a pin: cron's, and a
-# person's `fabops local-update` on the host (recorded as manual).
-FOLLOWERS = ("cron", "manual")
 # After a dependency rule fails (often the network), cron tries the same
 # target again after 15 min, then every hour: it is not marked bad.
 RETRY_BACKOFF = (900.0, 3600.0)
@@ -87,7 +84,7 @@ class Pipeline:
         self.opts = opts
         self.paths = self.t.paths
         self.app = self.t.local_path(host.app.path)
-        self.git = Git(self.t, self.app, host.env)
+        self.git = Git(self.t, self.app, host.env, scratch=self.PLANS)
         self.services = ServiceManager(self.t, host, home=self.paths.home, app_path=self.app)
         self.events = events or EventLog()
         self.run_id = opts.run_id or new_run_id()
@@ -135,10 +132,6 @@ class Pipeline:
         except (_Abort, FabopsError, OSError) as exc:  # a dry run, or the lock itself
             self._take_failure(exc)
         self.res.duration = time.monotonic() - self.rec.started
-        if self.opts.trigger == "cron" and not self.opts.dry_run:
-            from .metrics import record
-
-            record(self.paths.metrics)  # one trend sample per cron run, for `monitor --history`
         self.events.emit("result", **self.res.to_dict())
         return self.res
 
@@ -182,6 +175,10 @@ class Pipeline:
                 self.rec.record_unrecorded_failure()
         finally:
             lock.release()
+        if self.opts.trigger == "cron":
+            from .metrics import record
+
+            record(self.paths.metrics)  # one trend sample per cron run, for `monitor --history`
         holder = waited.get("holder") or {}
         if self.res.result == "noop" and holder.get("run_id"):
             # we waited for a run deploying our very target: its result is ours
@@ -211,66 +208,85 @@ class Pipeline:
 
     # ---------------------------------------------------------------- the run
     def _converge(self, lock: HostLock) -> None:
+        """Gather, decide (host/plan.py), act."""
         state = load_state(self.paths.state)
-        interrupted = state.in_progress
+        decided, facts = self._decide(state)
+        lock.update(target=decided.target)
+        self._act(decided, facts, state)
+
+    def _decide(self, state: State) -> Tuple[Plan, Facts]:
+        """Fetch, then ask the planner, gathering each fact it needs
+        (read-only) until it can decide: the real run and the dry run
+        share this (docs/architecture.md, "Plans")."""
+        origin, ref_commit = self._fetch()
         asked = watch_end_request(self.paths.watch_end, 0) or {}
-        if interrupted and asked.get("run_id") == self.run_id:
-            # we ended its watch ourselves (a rollback, reset or restart): news to nobody
-            self.say(f"finishing run {interrupted.get('run_id')} ({interrupted.get('trigger')}), whose watch "
-                     f"this {self.opts.trigger} ended")
-        elif interrupted:
-            self.res.warnings.append(
-                f"finishing after an interrupted run {interrupted.get('run_id')} "
-                f"({interrupted.get('trigger')}, step {interrupted.get('step')})"
-            )
-            self.say(self.res.warnings[-1])
+        facts = Facts(origin=origin, ref_commit=ref_commit, head=self.git.head(), app=self.app,
+                      ended_watch=bool(state.in_progress) and asked.get("run_id") == self.run_id)
+        opts = Opts(trigger=self.opts.trigger, ref=self.opts.ref, stash=self.opts.stash,
+                    clear_pin=self.opts.clear_pin)
+        self.res.to = choose_target(state, facts, opts)
+        while True:
+            decided = plan(self.host, state, facts, opts)
+            if isinstance(decided, Plan):
+                return decided, facts
+            facts = self._gather(decided.fact, facts, state, decided.target)
 
-        target = self._fetch_and_resolve(state)
-        lock.update(target=target)
-        self.res.to = target
+    def _gather(self, fact: str, facts: Facts, state: State, target: str) -> Facts:
+        if fact == "health":
+            looked = quick_health(self.services, list(self.host.services))
+            return replace(facts, health=tuple(Health(h.service, h.ok, h.message) for h in looked))
+        # the preflight: every reason not to start, found without changing anything
+        problems = []
+        full = self._disk_problem()
+        if full:
+            problems.append(full)
+        person, in_the_way, kept, still = self._local_changes(state, target)
+        missing = self._missing_env_keys(target)
+        if missing:
+            problems.append(f"{self.host.env_file} lacks keys that {self.host.env_template} of "
+                            f"{short(target)} needs: " + ", ".join(missing))
+        changed = None
+        if not problems and state.deployed and not state.in_progress:
+            changed = tuple(self.git.changed(state.deployed, target) or ())
+        return replace(facts, problems=tuple(problems), local_changes=tuple(person), in_the_way=tuple(in_the_way),
+                       kept=tuple(kept), own_files=tuple(still), changed=changed)
 
-        if self.opts.clear_pin and state.pin:
-            self.say(f"clearing pin {short(state.pin)}")
+    def _act(self, p: Plan, facts: Facts, state: State) -> None:
+        """Execute the plan: each kind's writes, in order."""
+        self.res.warnings.extend(p.warnings)
+        for line in p.warnings + p.says:
+            self.say(line)
+        if p.clear_pin:
             state.pin = None
             state.pin_reason = None
             self.save(state)
-
-        head = self.git.head()
-        if state.deployed is None and head and not interrupted:
-            health = quick_health(self.services, list(self.host.services))
-            if all(h.ok for h in health):
-                state.deployed = head
-                state.deployed_at = time.time()
-                self.say(f"adopting healthy HEAD {short(head)} as deployed")
-                self.save(state)
-        deployed = state.deployed
-        self.res.from_ = deployed  # None on a first deploy: nothing was deployed before
-
-        if target == deployed and head == deployed and not interrupted:
-            self._same_commit(state)
-            return
-
-        if target in state.bad and self.opts.trigger in FOLLOWERS:
-            info = state.bad[target]
-            first = not info.get("notified")
-            info["notified"] = True
-            self._hold(state, "skipped_bad",
-                       f"origin is at {short(target)}, which failed its gate ({info.get('reason', '?')}); "
-                       f"staying on {short(deployed)} until origin moves" + ("" if first else " (already reported)"))
-            if first:  # one history record (and notification), not one per poll
+        if p.adopt:
+            state.deployed = p.adopt
+            state.deployed_at = time.time()
+            self.save(state)
+        self.res.from_ = p.deployed  # None on a first deploy: nothing was deployed before
+        if p.kind == "noop":
+            self.res.result, self.res.message = "noop", p.message
+            self.rec.settle(state)
+        elif p.kind == "hold":
+            if p.notify:
+                state.bad[p.target]["notified"] = True
+            self._hold(state, p.result, p.message)
+            if p.notify:  # one history record (and notification), not one per poll
                 self.rec.record()
-            return
-
-        retry = state.retry or {}
-        if (self.opts.trigger in FOLLOWERS and not interrupted and retry.get("target") == target
-                and time.time() < retry.get("next_at", 0)):
-            self._hold(state, "deferred",
-                       f"origin is at {short(target)}, whose dependency rule failed ({retry.get('reason', '?')}); "
-                       f"next try {time.strftime('%H:%M %Z', time.localtime(retry['next_at']))} "
-                       f"(try {retry.get('attempts', 1) + 1}); staying on {short(deployed)}")
-            return
-
-        self._deploy(state, deployed, head, target, interrupted is not None)
+        elif p.kind == "abort" and p.result == "broken":
+            state.last_check = time.time()
+            state.last_result = "broken"
+            self.save(state)
+            raise _Abort("broken", p.message)
+        elif p.kind == "abort":
+            with self.step(p.step) as st:
+                st.ok, st.message = False, p.message
+            raise _Abort("aborted", p.message)
+        elif p.kind == "restart":
+            self._restart_sick(state, p, [h for h in facts.health or () if not h.ok])
+        else:
+            self._deploy(state, p, facts)
 
     def _hold(self, state: State, result: str, message: str) -> None:
         """Cron stays where it is on purpose (a bad target, a retry not due)."""
@@ -280,96 +296,81 @@ class Pipeline:
         self.res.result = result
         self.res.message = message
 
-    def _fetch_and_resolve(self, state: State) -> str:
+    def _fetch(self) -> Tuple[Optional[str], Optional[str]]:
+        """Fetch the branch (and --ref): (the branch's head, what --ref names)."""
         app = self.host.app
         with self.step("fetch") as st:
             if not os.path.isdir(os.path.join(self.app, ".git")):
                 raise _Abort("aborted", f"{self.app} is not a git checkout (run `inv setup` first)")
-            dry = self.opts.dry_run
             try:
-                self.git.fetch(app.remote, app.branch, dry_run=dry)
+                tracking = self.git.fetch(app.remote, app.branch)
             except errors.CommandFailed as exc:
                 # the network or the remote: nothing changed here, and the
                 # next run simply tries again
                 raise _Abort("aborted", f"{exc.message}; nothing changed") from None
+            origin = self.git.resolve(tracking)
+            st.message = f"{app.remote}/{app.branch} is {short(origin)}"
             ref = self.opts.ref
-            if ref is None and self.opts.trigger in FOLLOWERS and state.pin:
-                target = state.pin
-                st.message = f"pinned to {short(target)}"
-            elif ref is not None:
-                check_ref(ref)
-                # A branch or tag means what the remote says now: the host's
-                # own branch of that name is where fabops last checked out
-                # (checkout -B), and `--ref main` must not "deploy" it again.
-                # A full SHA is unambiguous and usually here already; an
-                # abbreviated one cannot be fetched, so it is looked up here.
-                if FULL_SHA.fullmatch(ref):
-                    target = self.git.resolve(ref) or self.git.fetch_ref(app.remote, ref, dry_run=dry)
-                else:
-                    target = self.git.fetch_ref(app.remote, ref, dry_run=dry)
-                    if target is None and SHORT_SHA.fullmatch(ref):
-                        target = self.git.resolve(ref)
-                if target is None:
-                    raise _Abort("aborted", f"unknown ref {ref!r}: not a commit, branch or tag on {app.remote}")
-                st.message = f"{ref} is {short(target)}"
+            if ref is None:
+                return origin, None
+            check_ref(ref)
+            # A branch or tag means what the remote says now: the host's
+            # own branch of that name is where fabops last checked out
+            # (checkout -B), and `--ref main` must not "deploy" it again.
+            # A full SHA is unambiguous and usually here already; an
+            # abbreviated one cannot be fetched, so it is looked up here.
+            if FULL_SHA.fullmatch(ref):
+                commit = self.git.resolve(ref) or self.git.fetch_ref(app.remote, ref)
             else:
-                target = self.git.resolve(f"{DRY_RUN_REF}/{app.branch}" if dry else f"{app.remote}/{app.branch}")
-                if target is None:
-                    raise _Abort("aborted", f"{app.remote}/{app.branch} does not exist after fetch")
-                st.message = f"{app.remote}/{app.branch} is {short(target)}"
-        return target
+                commit = self.git.fetch_ref(app.remote, ref)
+                if commit is None and SHORT_SHA.fullmatch(ref):
+                    commit = self.git.resolve(ref)
+            if commit is None:
+                raise _Abort("aborted", f"unknown ref {ref!r}: not a commit, branch or tag on {app.remote}")
+            st.message = f"{ref} is {short(commit)}"
+        return origin, commit
 
-    def _same_commit(self, state: State) -> None:
-        """Target == deployed: a no-op if healthy, else restart what is down."""
-        health = quick_health(self.services, list(self.host.services))
-        sick = [h for h in health if not h.ok]
-        if not sick:
-            self.res.result = "noop"
-            self.res.message = f"up to date at {short(state.deployed)}"
-            self.rec.settle(state)
-            return
-        now = time.time()
-        recent = recent_restarts(state.restarts, now)
-        if len(recent) >= RESTART_LIMIT:
-            state.last_check = now
-            state.last_result = "broken"
-            self.save(state)
-            raise _Abort(
-                "broken",
-                f"{', '.join(h.message for h in sick)}; {len(recent)} automatic restarts in the last hour, "
-                "not restarting again (restart backoff): a person is needed",
-            )
-        state.restarts = recent + [now]
+    def _restart_sick(self, state: State, p: Plan, sick) -> None:
+        """The deployed commit with services down: restart them (the
+        planner checked the restart budget) and record the outcome."""
+        state.restarts = list(p.restarts)
         self.save(state)
-        names = {h.service for h in sick}
         self.res.warnings.append("restarted unhealthy: " + "; ".join(h.message for h in sick))
-        ok = self._restart_and_wait([s for s in self.host.services if s.name in names])
+        ok = self._restart_and_wait([s for s in self.host.services if s.name in p.services])
         state = load_state(self.paths.state)
         state.last_check = time.time()
-        if ok:
-            state.last_result = "deployed"
-            self.save(state)
-            self.res.result = "deployed"
-            self.res.message = f"restarted {', '.join(sorted(names))} at {short(state.deployed)}; healthy again"
-            self.rec.record()
-        else:
-            state.last_result = "broken"
-            self.save(state)
-            self.res.result = "broken"
-            self.res.message = f"restarted {', '.join(sorted(names))} but it is still unhealthy"
-            self.rec.record()
+        names = ", ".join(sorted(p.services))
+        state.last_result = "deployed" if ok else "broken"
+        self.save(state)
+        self.res.result = state.last_result
+        self.res.message = (f"restarted {names} at {short(state.deployed)}; healthy again" if ok
+                            else f"restarted {names} but it is still unhealthy")
+        self.rec.record()
 
-    def _deploy(self, state: State, deployed: Optional[str], head: Optional[str], target: str, resume: bool) -> None:
+    def _deploy(self, state: State, p: Plan, facts: Facts) -> None:
         """The deploy proper, phase by phase (docs/architecture.md, "The
-        pipeline"): preflight, checkout, dependency rules (a failed rule
-        recovers to the fallback and is retried later), restart with the
-        readiness gate and the watch window, then promote or roll back."""
-        fallback = deployed or head  # where to go back to if the target fails
-        # Nothing known to be deployed (first run) or an interrupted run:
-        # converge fully, every rule and every service.
-        changed = self._preflight(state, target, full=resume or deployed is None)
-        rules = [r for r in self.host.deps if changed is None or paths_match(changed, r.when)]
-        affected = [s for s in self.host.services if changed is None or not s.paths or paths_match(changed, s.paths)]
+        pipeline"): preflight's writes (--stash), checkout, dependency rules
+        (a failed rule recovers to the fallback and is retried later),
+        restart with the readiness gate and the watch window, then promote
+        or roll back. What runs is the plan's (host/plan.py)."""
+        deployed, target = p.deployed, p.target
+        fallback = deployed or self.git.head()  # where to go back to if the target fails
+        if list(facts.own_files) != state.own_files:
+            state.own_files = list(facts.own_files)
+            self.save(state)
+        with self.step("preflight") as st:
+            if p.stash:
+                self.res.saved = self._stash(facts.in_the_way)
+                st.message = f"saved {len(facts.local_changes)} local change(s) to {self.res.saved}"
+            changed = None if p.full else facts.changed
+            units = [f for f in (changed or []) if f.endswith((".service", ".timer", ".socket"))]
+            if units:
+                self.res.warnings.append("unit files changed in the repo (install them with `inv setup`): "
+                                         + ", ".join(units))
+            if not st.message:
+                st.message = "clean" + (f"; {len(changed)} files changed" if changed is not None else "; full converge")
+        rules = [self.host.deps[i] for i in p.rules]
+        affected = [s for s in self.host.services if s.name in p.services]
         self._checkout(state, fallback, target)
         before = self._dirty_paths() if rules else []
         ran, failed = self._apply_rules(rules, before)
@@ -381,53 +382,6 @@ class Pipeline:
             self._rollback(rules, before, affected, fallback, target)
 
     # ---------------------------------------------------------------- phases
-    def _preflight_problems(self, state: State, target: str, st: Step):
-        """Every reason not to start, found without changing anything: a full
-        disk, a person's local changes (unless --stash), missing .env keys.
-        Shared by the real run and the dry run. Returns (problems, the
-        person's changes, untracked files in the way)."""
-        full = self._disk_problem()
-        if full and not self.opts.dry_run:  # stop before anything below writes to a full disk
-            st.ok, st.message = False, full
-            return [full], [], []
-        problems = [full] if full else []
-        person, in_the_way, kept = self._local_changes(state, target)
-        if person and not self.opts.stash:
-            problems.append(f"local changes in {self.app}: " + ", ".join(person[:10])
-                            + (f" and {len(person) - 10} more" if len(person) > 10 else "")
-                            + "; commit them, or run with --stash to save them aside")
-        if kept:
-            listing = ", ".join(kept[:5]) + (f" and {len(kept) - 5} more" if len(kept) > 5 else "")
-            self.res.warnings.append(
-                f"{'would keep' if self.opts.dry_run else 'kept'} {len(kept)} untracked file(s) that the "
-                f"repository does not have: {listing} (add them to .gitignore to silence this)")
-        missing = self._missing_env_keys(target)
-        if missing:
-            problems.append(f"{self.host.env_file} lacks keys that {self.host.env_template} of "
-                            f"{short(target)} needs: " + ", ".join(missing))
-        st.ok = not problems
-        st.message = "; ".join(problems)
-        return problems, person, in_the_way
-
-    def _preflight(self, state: State, target: str, full: bool) -> Optional[List[str]]:
-        """Never lose local changes, never start without config: abort on any
-        problem, save local changes aside with --stash. Returns the files
-        that change (None: everything, a full converge)."""
-        with self.step("preflight") as st:
-            problems, person, in_the_way = self._preflight_problems(state, target, st)
-            if problems:
-                raise _Abort("aborted", "; ".join(problems))
-            if person:
-                self.res.saved = self._stash(in_the_way)
-                st.message = f"saved {len(person)} local change(s) to {self.res.saved}"
-            changed = None if full else self.git.changed(state.deployed, target)
-            units = [p for p in (changed or []) if p.endswith((".service", ".timer", ".socket"))]
-            if units:
-                self.res.warnings.append("unit files changed in the repo (install them with `inv setup`): " + ", ".join(units))
-            if not st.message:
-                st.message = "clean" + (f"; {len(changed)} files changed" if changed is not None else "; full converge")
-        return changed
-
     def _checkout(self, state: State, fallback: Optional[str], target: str) -> None:
         """Mark the run in progress (a killed run is finished by the next
         one), then check out the target."""
@@ -591,12 +545,10 @@ class Pipeline:
         person's changes, untracked files in the way, files kept)."""
         dirty = self.git.dirty()
         # Forget our own files once they are clean again (a checkout put them
-        # back): a person's later edit to such a file is theirs again.
+        # back): a person's later edit to such a file is theirs again (the
+        # deploy saves the shorter list: _deploy)
         still = [f for f in state.own_files if f in {status_path(d) for d in dirty}]
-        if still != state.own_files and not self.opts.dry_run:  # a dry run writes nothing
-            state.own_files = still
-            self.save(state)
-        return sort_changes(dirty, still, lambda untracked: self.git.tracked_in(target, untracked))
+        return sort_changes(dirty, still, lambda untracked: self.git.tracked_in(target, untracked)) + (still,)
 
     def _dirty_paths(self) -> List[str]:
         return [status_path(d) for d in self.git.dirty()]

@@ -105,6 +105,27 @@ def lock_waiter(trigger: str, our_target: Callable[[], Optional[str]], end_path:
     return should_wait
 
 
+def lock_verdict(trigger: str, wait: Optional[float], holder: dict) -> Tuple[str, str]:
+    """What a run that meets `holder` does ("take": nobody holds the lock;
+    "wait", "end_watch" or "locked"), and the line that says so: the dry
+    run's reading of the rules above (the real run applies them while it
+    polls the lock: lock_waiter)."""
+    from .lock import describe_holder
+
+    if not holder:
+        return "take", ""
+    who = describe_holder(holder)
+    if trigger in EMERGENCY_TRIGGERS and holder.get("phase") in ("watch", "promote"):
+        return "end_watch", f"after ending the watch of {who}"
+    left = watch_left(holder)
+    if trigger in DEPLOY_TRIGGERS and wait != 0 and left is not None:
+        return "wait", f"after waiting up to {left:.0f} s for the watch of {who}"
+    seconds = lock_wait(trigger, wait)
+    if seconds:
+        return "wait", f"after waiting (up to {seconds:g} s) for the lock: locked now: {who}"
+    return "locked", f"locked: {who} (use --wait SECONDS to queue behind it)"
+
+
 def waiting_line(holder: dict, trigger: str) -> str:
     """What a waiting run says (every few seconds: a countdown)."""
     from .lock import describe_holder

@@ -1,0 +1,220 @@
+"""Decide, then act (docs/architecture.md, "Plans"): the one function that
+says what a local-update, deploy or rollback run does, with no I/O.
+
+`plan(host, state, facts, opts)` reads what the run has gathered (`Facts`)
+and returns a `Plan`, or a `Need` when it needs a fact not gathered yet
+(the services' health, the preflight's checks): the caller gathers it and
+asks again. So a cron poll with nothing to do never pays for a preflight,
+and the real run (host/pipeline.py) and the dry run (host/dry_run.py) ask
+the same function: what a dry run renders is what the real run executes.
+
+Standard library only: runs under cron on the host's Python 3.9.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Optional, Tuple, Union
+
+from .git import paths_match
+from .state import RESTART_LIMIT, State, recent_restarts
+
+# Runs that converge the host on what it follows (its branch, or its pin)
+# and so respect a bad target, a retry not due and a pin: cron's, and a
+# person's `fabops local-update` on the host (recorded as manual).
+FOLLOWERS = ("cron", "manual")
+
+
+@dataclass(frozen=True)
+class Health:
+    service: str
+    ok: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the run found on the host. None: not gathered yet."""
+
+    origin: Optional[str]  # the branch's head on the remote, as fetched (None: no such branch)
+    head: Optional[str]  # the checkout's HEAD
+    ref_commit: Optional[str] = None  # what --ref names, as fetched
+    now: float = field(default_factory=time.time)
+    health: Optional[Tuple[Health, ...]] = None  # one quick look at every service
+    problems: Optional[Tuple[str, ...]] = None  # reasons not to start: disk, a person's changes, .env keys
+    local_changes: Tuple[str, ...] = ()  # a person's changed files (with --stash: saved aside first)
+    in_the_way: Tuple[str, ...] = ()  # untracked files the target has: --stash moves them aside
+    kept: Tuple[str, ...] = ()  # untracked files the repository does not have: kept, and said
+    own_files: Tuple[str, ...] = ()  # files our rules wrote that are still changed (not a person's)
+    app: str = ""  # the checkout's path, for messages
+    changed: Optional[Tuple[str, ...]] = None  # files that differ deployed..target (with the preflight)
+    ended_watch: bool = False  # this run ended the interrupted run's watch (a rollback, reset or restart)
+
+
+@dataclass(frozen=True)
+class Opts:
+    trigger: str = "cron"
+    ref: Optional[str] = None
+    stash: bool = False
+    clear_pin: bool = False
+
+
+@dataclass(frozen=True)
+class Need:
+    fact: str  # "health" | "preflight"
+    target: str  # the commit the preflight checks against
+
+
+# What a plan is: `noop`, `restart` (the deployed commit, services down),
+# `deploy` (check out the target, its rules, restart, gate, watch),
+# `hold` (cron stays where it is on purpose: a bad target, a retry not due)
+# and `abort` (a reason not to start). Adopting a healthy HEAD, clearing a
+# pin and finishing an interrupted run ride along with any of them.
+KINDS = ("noop", "restart", "deploy", "hold", "abort")
+
+
+@dataclass(frozen=True)
+class Plan:
+    kind: str
+    result: str  # the run's result when the plan is the whole story; "" when acting decides (restart, deploy)
+    message: str
+    target: str
+    deployed: Optional[str]  # what is deployed once the plan starts (after adoption)
+    adopt: Optional[str] = None  # a healthy HEAD taken as deployed (nothing recorded it)
+    clear_pin: bool = False
+    finishing: Optional[dict] = None  # the interrupted run this one finishes first
+    full: bool = False  # every rule and every service (a first deploy, or finishing a run)
+    rules: Tuple[int, ...] = ()  # indexes into host.deps
+    services: Tuple[str, ...] = ()  # to restart, in order
+    stash: bool = False  # save a person's changes aside first
+    notify: bool = False  # hold: the first time for this bad target (one record, one notification)
+    restarts: Tuple[float, ...] = ()  # restart: the budget's record once this restart counts
+    warnings: Tuple[str, ...] = ()
+    says: Tuple[str, ...] = ()  # lines for the run's log that are news to nobody
+    step: str = "preflight"  # abort: the step that stops the run
+
+    @property
+    def writes(self) -> bool:
+        """Whether acting on this plan changes anything on the host."""
+        return self.kind in ("restart", "deploy") or bool(self.adopt or self.clear_pin) or (
+            self.kind == "hold" or (self.kind == "abort" and self.result == "broken"))
+
+
+def choose_target(state: State, facts: Facts, opts: Opts) -> Optional[str]:
+    """The commit this run converges on: the one --ref names; for a run
+    that follows the host's branch, the pin while there is one (a pin is
+    never moved by cron); else the branch's head."""
+    if opts.ref is not None:
+        return facts.ref_commit
+    if opts.trigger in FOLLOWERS and state.pin:
+        return state.pin
+    return facts.origin
+
+
+def plan(host, state: State, facts: Facts, opts: Opts) -> Union[Plan, Need]:
+    """What this run does. `host` is the inventory's Host (its services and
+    dependency rules); nothing here reads a file or runs a command."""
+    target = choose_target(state, facts, opts)
+    if target is None:  # the fetch succeeded, but the branch is not there
+        return Plan("abort", "aborted", f"{host.app.remote}/{host.app.branch} does not exist after fetch", "",
+                    state.deployed, finishing=state.in_progress, step="fetch")
+    interrupted = state.in_progress
+    warnings: Tuple[str, ...] = ()
+    says: Tuple[str, ...] = ()
+    if interrupted:
+        line = (f"finishing run {interrupted.get('run_id')} ({interrupted.get('trigger')}), whose watch this "
+                f"{opts.trigger} ended" if facts.ended_watch else
+                f"finishing after an interrupted run {interrupted.get('run_id')} "
+                f"({interrupted.get('trigger')}, step {interrupted.get('step')})")
+        if facts.ended_watch:
+            says += (line,)  # it ended that watch itself: news to nobody
+        else:
+            warnings += (line,)
+    clear_pin = bool(opts.clear_pin and state.pin)
+    if clear_pin:
+        says += (f"clearing pin {short(state.pin)}",)
+    if opts.ref is None and opts.trigger in FOLLOWERS and state.pin:
+        says += (f"pinned to {short(state.pin)}",)
+    head = facts.head
+    common = dict(target=target, clear_pin=clear_pin, finishing=interrupted, warnings=warnings)
+
+    adopt = None
+    deployed = state.deployed
+    if deployed is None and head and not interrupted:
+        if facts.health is None:
+            return Need("health", target)
+        if all(h.ok for h in facts.health):
+            adopt = deployed = head
+            says += (f"adopting healthy HEAD {short(head)} as deployed",)
+    common.update(deployed=deployed, adopt=adopt, says=says)
+
+    if target == deployed and head == deployed and not interrupted:
+        if facts.health is None:
+            return Need("health", target)
+        sick = [h for h in facts.health if not h.ok]
+        if not sick:
+            return Plan("noop", "noop", f"up to date at {short(deployed)}", **common)
+        down = "; ".join(h.message for h in sick)
+        recent = recent_restarts(state.restarts, facts.now)
+        if len(recent) >= RESTART_LIMIT:
+            return Plan("abort", "broken", f"{down}; {len(recent)} automatic restarts in the last hour, not "
+                                           "restarting again (restart backoff): a person is needed", **common)
+        names = {h.service for h in sick}
+        return Plan("restart", "", f"restart {', '.join(sorted(names))} at {short(deployed)} ({down})",
+                    services=tuple(s.name for s in host.services if s.name in names),
+                    restarts=tuple(recent) + (facts.now,), **common)
+
+    if interrupted and opts.ref is None and opts.trigger in FOLLOWERS and target in state.bad:
+        # finish the interrupted run, but never on a target that failed its
+        # gate: on the last good commit instead, if there is one
+        good = state.deployed or interrupted.get("from")
+        if good and good != target:
+            says += (f"origin's {short(target)} failed its gate: finishing on {short(good)}",)
+            common.update(says=says)
+            target = good
+            common["target"] = good
+    if opts.trigger in FOLLOWERS and target in state.bad:
+        info = state.bad[target]
+        first = not info.get("notified")
+        return Plan("hold", "skipped_bad",
+                    f"origin is at {short(target)}, which failed its gate ({info.get('reason', '?')}); staying on "
+                    f"{short(deployed)} until origin moves" + ("" if first else " (already reported)"),
+                    notify=first, **common)
+
+    retry = state.retry or {}
+    if (opts.trigger in FOLLOWERS and not interrupted and retry.get("target") == target
+            and facts.now < retry.get("next_at", 0)):
+        return Plan("hold", "deferred",
+                    f"origin is at {short(target)}, whose dependency rule failed ({retry.get('reason', '?')}); "
+                    f"next try {time.strftime('%H:%M %Z', time.localtime(retry['next_at']))} "
+                    f"(try {retry.get('attempts', 1) + 1}); staying on {short(deployed)}", **common)
+
+    if facts.problems is None:
+        return Need("preflight", target)
+    problems = list(facts.problems)
+    person = facts.local_changes
+    if person and not opts.stash:
+        problems.append(f"local changes in {facts.app}: " + ", ".join(person[:10])
+                        + (f" and {len(person) - 10} more" if len(person) > 10 else "")
+                        + "; commit them, or run with --stash to save them aside")
+    if facts.kept:
+        listing = ", ".join(facts.kept[:5]) + (f" and {len(facts.kept) - 5} more" if len(facts.kept) > 5 else "")
+        common["warnings"] += (f"keeping {len(facts.kept)} untracked file(s) that the repository does not have: "
+                               f"{listing} (add them to .gitignore to silence this)",)
+    if problems:
+        return Plan("abort", "aborted", "; ".join(problems), **common)
+    # Converge fully when nothing is known to be deployed, when finishing an
+    # interrupted run, and when the checkout is not where the last deploy
+    # left it (moved by hand): what changed since then is unknown.
+    full = interrupted is not None or deployed is None or head != deployed
+    changed = None if full else facts.changed
+    rules = tuple(i for i, r in enumerate(host.deps) if changed is None or paths_match(changed, r.when))
+    services = tuple(s.name for s in host.services
+                     if changed is None or not s.paths or paths_match(changed, s.paths))
+    return Plan("deploy", "", (f"deploy {short(deployed)} -> {short(target)}" if deployed
+                               else f"deploy {short(target)} (first deploy)"),
+                full=full, rules=rules, services=services, stash=bool(facts.local_changes), **common)
+
+
+def short(sha: Optional[str]) -> str:
+    return (sha or "-")[:12]

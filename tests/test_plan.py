@@ -1,0 +1,397 @@
+"""The planner's decision table (#23; docs/architecture.md, "Plans"): one
+row per case, state x facts x options -> plan, without git, SSH or
+systemd. Then properties over generated inputs.
+
+A row is `trigger [options] | state | facts | expected`, with tokens:
+- state: dep=X (deployed; dep=- none), pin=X, bad=X (a failed target, not
+  yet reported), bad*=X (reported), retry=X (its retry is due later),
+  retry.=X (due already), int (a run was interrupted, from the deployed
+  commit), r2 / r3 (automatic restarts in the last hour);
+- facts: o=X (the branch's head; o=- none), ref=X (what --ref names, and
+  the run has --ref), h=X (HEAD; h=- none), sick=SVC, nohealth / nopre (not
+  gathered yet), disk, env (preflight problems), local (a person's change),
+  kept (an untracked file fabops keeps), chg=F,F (files deployed..target),
+  ended (this run ended the interrupted run's watch);
+- options after the trigger: stash, clear (a deploy without --ref);
+- expected: kind/result, then tgt=X, rules=I,I, svc=S,S, and flags +adopt
+  +notify +full +stash +clear +finish +warn; or need=FACT.
+Commits are single letters; the host has two rules (0: package.json,
+1: requirements.txt) and two services (bot watches bot/, api all files).
+"""
+from __future__ import annotations
+
+import pytest
+
+from fabops import inventory
+from fabops.host.dry_run import actions
+from fabops.host.plan import FOLLOWERS, Facts, Health, Need, Opts, Plan, plan
+from fabops.host.state import State
+
+NOW = 1_800_000_000.0
+HOST = inventory.loads("""
+hosts:
+  h:
+    connection: local
+    app: {path: /srv/app}
+    services:
+      - {name: bot, manager: process, command: "node bot.js", paths: [bot/]}
+      - {name: api, manager: process, command: "python3 api.py"}
+    deps:
+      - {when: [package.json], run: npm ci}
+      - {when: [requirements.txt], run: pip install -r requirements.txt}
+""", "h.yml").hosts["h"]
+
+TABLE = """
+# --- cron, nothing recorded yet: adopt a healthy HEAD, else a first deploy
+cron | dep=-          | o=A h=A                 | noop/noop tgt=A +adopt
+cron | dep=-          | o=A h=A nohealth        | need=health
+cron | dep=-          | o=A h=A sick=bot        | deploy tgt=A +full rules=0,1 svc=bot,api
+cron | dep=-          | o=A h=A sick=api        | deploy tgt=A +full rules=0,1 svc=bot,api
+cron | dep=-          | o=B h=A                 | deploy tgt=B +adopt rules= svc=api chg=
+cron | dep=-          | o=B h=A chg=bot/x.js    | deploy tgt=B +adopt rules= svc=bot,api
+cron | dep=-          | o=B h=A chg=package.json | deploy tgt=B +adopt rules=0 svc=api
+cron | dep=-          | o=B h=A sick=bot        | deploy tgt=B +full rules=0,1 svc=bot,api
+cron | dep=-          | o=A h=-                 | deploy tgt=A +full rules=0,1 svc=bot,api
+cron | dep=-          | o=A h=- nopre           | need=preflight
+cron | dep=-          | o=A h=- disk            | abort/aborted tgt=A
+cron | dep=-          | o=A h=- env             | abort/aborted tgt=A
+cron | dep=-          | o=A h=- local           | abort/aborted tgt=A
+cron stash | dep=-    | o=A h=- local           | deploy tgt=A +full +stash rules=0,1 svc=bot,api
+cron | dep=-          | o=- h=A                 | abort/aborted
+cron | dep=- int      | o=A h=A                 | deploy tgt=A +full +finish +warn rules=0,1 svc=bot,api
+cron | dep=- int      | o=A h=A nohealth        | deploy tgt=A +full +finish +warn rules=0,1 svc=bot,api
+# --- cron on the deployed commit
+cron | dep=A          | o=A h=A                 | noop/noop tgt=A
+cron | dep=A          | o=A h=A nohealth        | need=health
+cron | dep=A          | o=A h=A nopre           | noop/noop tgt=A
+cron | dep=A          | o=A h=A sick=bot        | restart tgt=A svc=bot
+cron | dep=A          | o=A h=A sick=api        | restart tgt=A svc=api
+cron | dep=A          | o=A h=A sick=bot,api    | restart tgt=A svc=bot,api
+cron | dep=A r2       | o=A h=A sick=bot        | restart tgt=A svc=bot
+cron | dep=A r3       | o=A h=A sick=bot        | abort/broken tgt=A
+cron | dep=A r3       | o=A h=A                 | noop/noop tgt=A
+cron | dep=A          | o=A h=B                 | deploy tgt=A +full rules=0,1 svc=bot,api
+cron | dep=A          | o=A h=B chg=          | deploy tgt=A +full rules=0,1 svc=bot,api
+cron | dep=A          | o=A h=-                 | deploy tgt=A +full rules=0,1 svc=bot,api
+cron | dep=A int      | o=A h=A                 | deploy tgt=A +full +finish +warn rules=0,1 svc=bot,api
+cron | dep=A int ended | o=A h=A                | deploy tgt=A +full +finish rules=0,1 svc=bot,api
+cron | dep=A int      | o=A h=A local           | abort/aborted tgt=A +finish +warn
+cron stash | dep=A int | o=A h=A local          | deploy tgt=A +full +finish +warn +stash rules=0,1 svc=bot,api
+# --- cron, origin moved
+cron | dep=A          | o=B h=A                 | deploy tgt=B rules= svc=api
+cron | dep=A          | o=B h=A chg=bot/x.js    | deploy tgt=B rules= svc=bot,api
+cron | dep=A          | o=B h=A chg=package.json | deploy tgt=B rules=0 svc=api
+cron | dep=A          | o=B h=A chg=requirements.txt | deploy tgt=B rules=1 svc=api
+cron | dep=A          | o=B h=A chg=package.json,requirements.txt,bot/i | deploy tgt=B rules=0,1 svc=bot,api
+cron | dep=A          | o=B h=A chg=docs/readme | deploy tgt=B rules= svc=api
+cron | dep=A          | o=B h=A chg=bot          | deploy tgt=B rules= svc=bot,api
+cron | dep=A          | o=B h=A chg=robot/x     | deploy tgt=B rules= svc=api
+cron | dep=A          | o=B h=A sick=bot        | deploy tgt=B rules= svc=api
+cron | dep=A          | o=B h=A nopre           | need=preflight
+cron | dep=A          | o=B h=A nohealth        | deploy tgt=B rules= svc=api
+cron | dep=A          | o=B h=A disk            | abort/aborted tgt=B
+cron | dep=A          | o=B h=A env             | abort/aborted tgt=B
+cron | dep=A          | o=B h=A disk env        | abort/aborted tgt=B
+cron | dep=A          | o=B h=A local           | abort/aborted tgt=B
+cron stash | dep=A    | o=B h=A local           | deploy tgt=B +stash rules= svc=api
+cron stash | dep=A    | o=B h=A local disk      | abort/aborted tgt=B
+cron stash | dep=A    | o=B h=A                 | deploy tgt=B rules= svc=api
+cron | dep=A          | o=B h=A kept            | deploy tgt=B +warn rules= svc=api
+cron | dep=A          | o=B h=A kept local      | abort/aborted tgt=B +warn
+cron | dep=A          | o=B h=C                 | deploy tgt=B +full rules=0,1 svc=bot,api
+cron | dep=A          | o=B h=B                 | deploy tgt=B +full rules=0,1 svc=bot,api
+cron | dep=A int      | o=B h=A                 | deploy tgt=B +full +finish +warn rules=0,1 svc=bot,api
+cron | dep=A int      | o=B h=B                 | deploy tgt=B +full +finish +warn rules=0,1 svc=bot,api
+cron | dep=A int      | o=B h=A env             | abort/aborted tgt=B +finish +warn
+cron | dep=A int ended | o=B h=B                | deploy tgt=B +full +finish rules=0,1 svc=bot,api
+# --- cron and a bad target
+cron | dep=A bad=B    | o=B h=A                 | hold/skipped_bad tgt=B +notify
+cron | dep=A bad*=B   | o=B h=A                 | hold/skipped_bad tgt=B
+cron | dep=A bad=B    | o=B h=A sick=bot        | hold/skipped_bad tgt=B +notify
+cron | dep=A bad=B    | o=B h=A nopre           | hold/skipped_bad tgt=B +notify
+cron | dep=A bad=B    | o=B h=B                 | hold/skipped_bad tgt=B +notify
+cron | dep=A bad=C    | o=B h=A                 | deploy tgt=B rules= svc=api
+cron | dep=A bad=B    | o=C h=A                 | deploy tgt=C rules= svc=api
+cron | dep=A bad=A    | o=A h=A                 | noop/noop tgt=A
+cron | dep=A bad=B int | o=B h=B                | deploy tgt=A +full +finish +warn rules=0,1 svc=bot,api
+cron | dep=A bad=B int | o=B h=A                | deploy tgt=A +full +finish +warn rules=0,1 svc=bot,api
+cron | dep=- bad=B int | o=B h=B                | hold/skipped_bad tgt=B +notify +finish +warn
+cron | dep=- bad=B    | o=B h=A                 | hold/skipped_bad tgt=B +notify +adopt
+cron | dep=- bad=B    | o=B h=A sick=bot        | hold/skipped_bad tgt=B +notify
+cron | dep=A bad=B retry=B | o=B h=A            | hold/skipped_bad tgt=B +notify
+# --- cron and a retry
+cron | dep=A retry=B  | o=B h=A                 | hold/deferred tgt=B
+cron | dep=A retry.=B | o=B h=A                 | deploy tgt=B rules= svc=api
+cron | dep=A retry=C  | o=B h=A                 | deploy tgt=B rules= svc=api
+cron | dep=A retry=B int | o=B h=A             | deploy tgt=B +full +finish +warn rules=0,1 svc=bot,api
+cron | dep=A retry=B  | o=B h=A nopre           | hold/deferred tgt=B
+cron | dep=A retry=A  | o=A h=A                 | noop/noop tgt=A
+cron | dep=A retry=A  | o=A h=A sick=api        | restart tgt=A svc=api
+# --- cron and a pin: never moved by cron
+cron | dep=A pin=A    | o=B h=A                 | noop/noop tgt=A
+cron | dep=A pin=A    | o=B h=A sick=bot        | restart tgt=A svc=bot
+cron | dep=A pin=A    | o=B h=A nohealth        | need=health
+cron | dep=A pin=A    | o=- h=A                 | noop/noop tgt=A
+cron | dep=A pin=P    | o=B h=A                 | deploy tgt=P rules= svc=api
+cron | dep=A pin=A bad=B | o=B h=A              | noop/noop tgt=A
+cron | dep=A pin=A int | o=B h=A                | deploy tgt=A +full +finish +warn rules=0,1 svc=bot,api
+cron | dep=- pin=A    | o=B h=A                 | noop/noop tgt=A +adopt
+cron | dep=A pin=A    | o=A h=A                 | noop/noop tgt=A
+cron | dep=A pin=P bad=P | o=B h=A              | hold/skipped_bad tgt=P +notify
+# --- manual: a person's local-update follows the branch as cron does
+manual | dep=A        | o=A h=A                 | noop/noop tgt=A
+manual | dep=A        | o=B h=A                 | deploy tgt=B rules= svc=api
+manual | dep=A bad=B  | o=B h=A                 | hold/skipped_bad tgt=B +notify
+manual | dep=A bad*=B | o=B h=A                 | hold/skipped_bad tgt=B
+manual | dep=A retry=B | o=B h=A                | hold/deferred tgt=B
+manual | dep=A pin=A  | o=B h=A                 | noop/noop tgt=A
+manual | dep=A        | o=A h=A sick=bot        | restart tgt=A svc=bot
+manual | dep=A r3     | o=A h=A sick=bot        | abort/broken tgt=A
+manual | dep=- int    | o=A h=A                 | deploy tgt=A +full +finish +warn rules=0,1 svc=bot,api
+manual | dep=A        | o=B h=A local           | abort/aborted tgt=B
+# --- deploy from a laptop (it clears a pin unless it has --ref)
+deploy clear | dep=A  | o=A h=A                 | noop/noop tgt=A
+deploy clear | dep=A pin=A | o=B h=A            | deploy tgt=B +clear rules= svc=api
+deploy clear | dep=A pin=A | o=A h=A            | noop/noop tgt=A +clear
+deploy clear | dep=A  | o=B h=A                 | deploy tgt=B rules= svc=api
+deploy clear | dep=A bad=B | o=B h=A            | deploy tgt=B rules= svc=api
+deploy clear | dep=A bad*=B | o=B h=A           | deploy tgt=B rules= svc=api
+deploy clear | dep=A retry=B | o=B h=A          | deploy tgt=B rules= svc=api
+deploy clear | dep=A  | o=A h=A sick=bot        | restart tgt=A svc=bot
+deploy clear | dep=A r3 | o=A h=A sick=bot      | abort/broken tgt=A
+deploy clear | dep=-  | o=A h=A                 | noop/noop tgt=A +adopt
+deploy clear | dep=-  | o=A h=A sick=api        | deploy tgt=A +full rules=0,1 svc=bot,api
+deploy clear | dep=-  | o=A h=-                 | deploy tgt=A +full rules=0,1 svc=bot,api
+deploy clear | dep=A int | o=B h=A             | deploy tgt=B +full +finish +warn rules=0,1 svc=bot,api
+deploy clear | dep=A int | o=A h=A             | deploy tgt=A +full +finish +warn rules=0,1 svc=bot,api
+deploy clear | dep=A  | o=B h=A local           | abort/aborted tgt=B
+deploy clear stash | dep=A | o=B h=A local      | deploy tgt=B +stash rules= svc=api
+deploy clear | dep=A  | o=B h=A env             | abort/aborted tgt=B
+deploy clear | dep=A  | o=B h=A disk            | abort/aborted tgt=B
+deploy clear | dep=A  | o=B h=A nopre           | need=preflight
+deploy clear | dep=A  | o=B h=A chg=package.json,bot/x | deploy tgt=B rules=0 svc=bot,api
+deploy clear | dep=A  | o=- h=A                 | abort/aborted
+deploy | dep=A        | o=B h=A ref=C           | deploy tgt=C rules= svc=api
+deploy | dep=A pin=A  | o=B h=A ref=C           | deploy tgt=C rules= svc=api
+deploy | dep=A        | o=B h=A ref=A           | noop/noop tgt=A
+deploy | dep=A bad=C  | o=B h=A ref=C           | deploy tgt=C rules= svc=api
+deploy | dep=A        | o=- h=A ref=C           | deploy tgt=C rules= svc=api
+deploy | dep=-        | o=B h=A ref=C           | deploy tgt=C +adopt rules= svc=api
+# --- ci behaves as deploy
+ci clear | dep=A      | o=A h=A                 | noop/noop tgt=A
+ci clear | dep=A      | o=B h=A                 | deploy tgt=B rules= svc=api
+ci clear | dep=A bad=B | o=B h=A                | deploy tgt=B rules= svc=api
+ci clear | dep=A pin=A | o=B h=A                | deploy tgt=B +clear rules= svc=api
+ci clear | dep=A retry=B | o=B h=A              | deploy tgt=B rules= svc=api
+ci clear | dep=A      | o=B h=A local           | abort/aborted tgt=B
+ci clear | dep=A int  | o=B h=A                 | deploy tgt=B +full +finish +warn rules=0,1 svc=bot,api
+ci clear | dep=A      | o=A h=A sick=api        | restart tgt=A svc=api
+ci | dep=A          | o=B h=A ref=C             | deploy tgt=C rules= svc=api
+ci clear | dep=-      | o=A h=A                 | noop/noop tgt=A +adopt
+# --- rollback: --ref the last good commit, pins it
+rollback | dep=B      | o=B h=B ref=A           | deploy tgt=A rules= svc=api
+rollback | dep=B pin=B | o=B h=B ref=A          | deploy tgt=A rules= svc=api
+rollback | dep=A      | o=B h=A ref=A           | noop/noop tgt=A
+rollback | dep=A      | o=B h=A ref=A sick=bot  | restart tgt=A svc=bot
+rollback | dep=A      | o=B h=B ref=A           | deploy tgt=A +full rules=0,1 svc=bot,api
+rollback | dep=A int  | o=B h=B ref=A           | deploy tgt=A +full +finish +warn rules=0,1 svc=bot,api
+rollback | dep=A int ended | o=B h=B ref=A      | deploy tgt=A +full +finish rules=0,1 svc=bot,api
+rollback | dep=A bad=A | o=B h=B ref=A          | deploy tgt=A +full rules=0,1 svc=bot,api
+rollback | dep=B bad=A | o=B h=B ref=A          | deploy tgt=A rules= svc=api
+rollback | dep=B      | o=B h=B ref=A local     | abort/aborted tgt=A
+rollback stash | dep=B | o=B h=B ref=A local    | deploy tgt=A +stash rules= svc=api
+rollback | dep=B      | o=B h=B ref=A env       | abort/aborted tgt=A
+rollback | dep=B      | o=B h=B ref=A chg=package.json | deploy tgt=A rules=0 svc=api
+rollback | dep=B retry=A | o=B h=B ref=A        | deploy tgt=A rules= svc=api
+rollback | dep=- int  | o=B h=B ref=A           | deploy tgt=A +full +finish +warn rules=0,1 svc=bot,api
+rollback | dep=B r3   | o=B h=B ref=B sick=bot  | abort/broken tgt=B
+# --- reset (an emergency deploy of origin)
+reset | dep=A         | o=B h=A                 | deploy tgt=B rules= svc=api
+reset | dep=A bad=B   | o=B h=A                 | deploy tgt=B rules= svc=api
+reset | dep=A pin=A   | o=B h=A                 | deploy tgt=B rules= svc=api
+reset | dep=A int ended | o=B h=B               | deploy tgt=B +full +finish rules=0,1 svc=bot,api
+reset | dep=A         | o=A h=A                 | noop/noop tgt=A
+"""
+
+
+def parse_row(line: str):
+    left, state_s, facts_s, expect_s = (part.split() for part in line.split("|"))
+    trigger, flags = left[0], set(left[1:])
+    st = State()
+    now = NOW
+    for tok in state_s:
+        key, _, val = tok.partition("=")
+        if key == "dep":
+            st.deployed = None if val == "-" else val
+        elif key == "pin":
+            st.pin = val
+        elif key in ("bad", "bad*"):
+            st.bad[val] = {"reason": "gate", "notified": key == "bad*", "at": now - 60}
+        elif key in ("retry", "retry."):
+            st.retry = {"target": val, "next_at": now + (600 if key == "retry" else -1), "attempts": 1,
+                        "reason": "npm ci failed"}
+        elif key == "int":
+            st.in_progress = {"run_id": "r0", "trigger": "cron", "from": st.deployed, "to": "B", "step": "watch"}
+        elif key in ("r2", "r3"):
+            st.restarts = [now - 60 * i for i in range(int(key[1]))]
+        elif key != "ended":
+            raise ValueError(tok)
+    ended = "ended" in state_s
+    facts = dict(origin=None, head=None, now=now, app="/srv/app", ended_watch=ended,
+                 health=(Health("bot", True, "bot healthy"), Health("api", True, "api healthy")),
+                 problems=(), changed=())
+    ref = None
+    for tok in facts_s:
+        key, _, val = tok.partition("=")
+        if key == "o":
+            facts["origin"] = None if val == "-" else val
+        elif key == "h":
+            facts["head"] = None if val == "-" else val
+        elif key == "ref":
+            ref = facts["ref_commit"] = val
+        elif key == "sick":
+            facts["health"] = tuple(Health(h.service, h.service not in val.split(","), f"{h.service} is stopped")
+                                    for h in facts["health"])
+        elif tok == "nohealth":
+            facts["health"] = None
+        elif tok == "nopre":
+            facts["problems"] = None
+        elif tok in ("disk", "env"):
+            facts["problems"] += (f"{tok} problem",)
+        elif tok == "local":
+            facts["local_changes"] = ("M app.js",)
+        elif tok == "kept":
+            facts["kept"] = ("notes.txt",)
+        elif key == "chg":
+            facts["changed"] = tuple(f for f in val.split(",") if f)
+        else:
+            raise ValueError(tok)
+    opts = Opts(trigger=trigger, ref=ref, stash="stash" in flags, clear_pin="clear" in flags)
+    return st, Facts(**facts), opts, expect_s
+
+
+ROWS = [ln for ln in TABLE.splitlines() if ln.strip() and not ln.startswith("#")]
+
+
+def test_the_table_is_big_enough():
+    assert len(ROWS) >= 150, len(ROWS)
+
+
+@pytest.mark.parametrize("row", ROWS)
+def test_decision_table(row):
+    st, facts, opts, expect = parse_row(row)
+    got = plan(HOST, st, facts, opts)
+    head = expect[0]
+    if head.startswith("need="):
+        assert isinstance(got, Need) and got.fact == head[5:], got
+        return
+    assert isinstance(got, Plan), got
+    kind, _, result = head.partition("/")
+    assert (got.kind, got.result) == (kind, result or ""), got
+    flags = {t for t in expect[1:] if t.startswith("+")}
+    values = dict(t.split("=", 1) for t in expect[1:] if "=" in t)
+    if "tgt" in values:
+        assert got.target == values["tgt"], got
+    assert bool(got.adopt) == ("+adopt" in flags), got
+    assert got.notify == ("+notify" in flags), got
+    assert got.full == ("+full" in flags), got
+    assert got.stash == ("+stash" in flags), got
+    assert got.clear_pin == ("+clear" in flags), got
+    assert (got.finishing is not None) == ("+finish" in flags), got
+    assert bool(got.warnings) == ("+warn" in flags), got
+    if "rules" in values:
+        assert got.rules == tuple(int(i) for i in values["rules"].split(",") if i), got
+    if "svc" in values:
+        assert got.services == tuple(s for s in values["svc"].split(",") if s), got
+
+
+# ------------------------------------------------------------ properties
+hypothesis = pytest.importorskip("hypothesis")
+st_ = pytest.importorskip("hypothesis.strategies")
+given = hypothesis.given
+
+COMMITS = st_.sampled_from(["A", "B", "C"])
+MAYBE = st_.one_of(st_.none(), COMMITS)
+
+
+@st_.composite
+def cases(draw):
+    state = State(deployed=draw(MAYBE), pin=draw(MAYBE))
+    for sha in draw(st_.lists(COMMITS, max_size=2, unique=True)):
+        if sha != state.deployed:  # a promoted commit leaves the bad list (Pipeline._promote)
+            state.bad[sha] = {"reason": "gate", "notified": draw(st_.booleans())}
+    if draw(st_.booleans()):
+        state.retry = {"target": draw(COMMITS), "next_at": NOW + draw(st_.sampled_from([-5, 600]))}
+    if draw(st_.booleans()):
+        state.in_progress = {"run_id": "r0", "trigger": "cron", "from": state.deployed, "to": draw(COMMITS)}
+    state.restarts = [NOW - 10] * draw(st_.integers(0, 4))
+    trigger = draw(st_.sampled_from(["cron", "manual", "deploy", "ci", "rollback", "reset"]))
+    ref = draw(MAYBE) if trigger not in FOLLOWERS else None
+    health = draw(st_.one_of(st_.none(), st_.tuples(st_.booleans(), st_.booleans())))
+    facts = Facts(origin=draw(MAYBE), head=draw(MAYBE), ref_commit=ref, now=NOW,
+                  health=None if health is None else (Health("bot", health[0], "bot"), Health("api", health[1], "api")),
+                  problems=draw(st_.one_of(st_.none(), st_.sampled_from([(), ("disk full",)]))),
+                  local_changes=draw(st_.sampled_from([(), ("M a.js",)])),
+                  changed=draw(st_.sampled_from([(), ("package.json",), ("bot/x",)])),
+                  ended_watch=draw(st_.booleans()))
+    opts = Opts(trigger=trigger, ref=ref, stash=draw(st_.booleans()), clear_pin=trigger in ("deploy", "ci") and not ref)
+    return state, facts, opts
+
+
+def settle(state, facts, opts):
+    """Ask until the planner decides, supplying what it needs as the
+    pipeline would (healthy services, a clean preflight)."""
+    for _ in range(3):
+        got = plan(HOST, state, facts, opts)
+        if isinstance(got, Plan):
+            return got
+        from dataclasses import replace
+
+        facts = replace(facts, **({"health": (Health("bot", True, "ok"), Health("api", True, "ok"))}
+                                  if got.fact == "health" else {"problems": ()}))
+    raise AssertionError("the planner asked for the same fact twice")
+
+
+@given(cases())
+def test_a_bad_target_is_never_deployed_without_ref(case):
+    state, facts, opts = case
+    got = settle(state, facts, opts)
+    if opts.trigger in FOLLOWERS and opts.ref is None and got.kind in ("deploy", "restart"):
+        assert got.target not in state.bad, got
+
+
+@given(cases())
+def test_a_pin_is_never_moved_by_cron(case):
+    state, facts, opts = case
+    got = settle(state, facts, opts)
+    if opts.trigger in FOLLOWERS and state.pin and got.kind in ("deploy", "restart", "noop"):
+        assert got.target == state.pin or (state.in_progress and state.pin in state.bad), got
+
+
+@given(cases())
+def test_an_interrupted_run_is_finished_before_anything_new(case):
+    state, facts, opts = case
+    got = settle(state, facts, opts)
+    if state.in_progress:
+        assert got.finishing == state.in_progress, got
+        assert got.kind != "noop" and got.kind != "restart", got
+        if got.kind == "deploy":
+            assert got.full and got.rules == (0, 1) and got.services == ("bot", "api"), got
+
+
+@given(cases())
+def test_what_a_dry_run_says_is_exactly_what_the_plan_writes(case):
+    """The dry run renders the plan itself (dry_run.actions): every action
+    it names is in the plan, and a plan that writes nothing shows none."""
+    state, facts, opts = case
+    got = settle(state, facts, opts)
+    said = list(actions(HOST, got))
+    names = {(a, t) for a, t, _ in said}
+    assert bool(said) == got.writes or got.kind == "abort", (got, said)
+    for name in got.services if got.kind in ("deploy", "restart") else ():
+        assert ("restart", name) in names, (got, said)
+    for action, target, _ in said:
+        if action == "restart":
+            assert target in got.services and got.kind in ("deploy", "restart")
+        if action == "run":
+            assert target in [HOST.deps[i].run for i in got.rules]
