@@ -64,6 +64,22 @@ def test_reset_saves_everything_then_restores_exact_bytes(deployed, tmp_path):
     no_secret(h.path("~/.fabops/app/history.jsonl").read_text())
 
 
+def test_a_file_resets_own_rules_write_is_no_warning_at_the_next_deploy(deployed):
+    """reset runs every dependency rule; what they leave untracked (npm
+    install's package-lock.json) is fabops' own, so the next deploy neither
+    warns about it nor exits 1 (#23)."""
+    writes_lock = "#!/bin/sh\nset -e\nmkdir -p vendor\ncp requirements.txt vendor/installed.txt\necho 1 > deps.lock\n"
+    deployed.origin.push("the rule writes a lock file", {"install-deps.sh": writes_lock})
+    assert deployed.deploy_json()[0] == 0  # requirements.txt did not change: the rule did not run
+    assert not deployed.host.path("~/app/deps.lock").exists()
+    r = cli(deployed, "reset", "--yes", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert deployed.host.path("~/app/deps.lock").exists()  # reset ran every rule
+    deployed.origin.good("3")
+    code, res = deployed.deploy_json()
+    assert (code, res["result"], res["warnings"]) == (0, "deployed", []), res
+
+
 def test_reset_dry_run_changes_nothing(deployed):
     deployed.host.ssh("echo x > ~/app/untracked.txt")
     r = cli(deployed, "reset", "--dry-run")

@@ -9,8 +9,8 @@ from typing import List, Optional
 
 from ..errors import FabopsError
 from ..inventory import Host
-from ..host.git import checkout_cmd, fetch_cmd, git, ls_remote_cmd, reset_hard_cmd
-from ..host.preflight import save_changes_cmd
+from ..host.git import checkout_cmd, fetch_cmd, git, ls_remote_cmd, parse_porcelain, reset_hard_cmd, status_cmd
+from ..host.preflight import save_changes_cmd, status_path
 from ..probe import MARK, split_sections
 from ..shell import Cmd, in_dir, inventory_shell, path, sh
 from ..target import Target
@@ -160,6 +160,10 @@ def reset(c, host: Host, plan: ResetPlan, actor: str, force: bool = False, progr
             r = t.run(rule_cmd(host, host.setup_command, "."), check=False)
             step(f"setup: {host.setup_command}", r.ok, "" if r.ok else f"exit {r.exited}")
             ok = r.ok
+        # reset left a clean tree (reset --hard, clean -fd): whatever is
+        # changed now, our rules wrote (npm install's package-lock.json), so
+        # the next deploy counts it as fabops' own, never a person's work
+        own = [status_path(d) for d in parse_porcelain(t.output(status_cmd(path(host.app.path))))]
         if ok:
             for svc in host.services:
                 manager.start(svc)
@@ -176,7 +180,8 @@ def reset(c, host: Host, plan: ResetPlan, actor: str, force: bool = False, progr
                   "actor": actor, "host": host.name, "from": plan.head, "to": new_head, "result": result,
                   "exit_code": 0 if ok else 5, "message": message, "duration": round(time.monotonic() - started, 3),
                   "steps": steps, "warnings": [], "saved": dest}
-        updates = {"last_check": now, "last_result": result, "in_progress": None, "pin": None, "pin_reason": None}
+        updates = {"last_check": now, "last_result": result, "in_progress": None, "pin": None, "pin_reason": None,
+                   "own_files": own[-500:]}
         if ok:
             updates.update({"deployed": new_head, "deployed_at": now})
         record_run(c, host, record, updates)

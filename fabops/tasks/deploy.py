@@ -308,12 +308,6 @@ def _shipped(res: dict) -> str:
     return f"{res['subject']}" + (f" ({res['author']})" if res.get("author") else "") + ": "
 
 
-def _wait(wait):
-    from .update import _check_wait
-
-    return _check_wait(wait)
-
-
 def _code(outcome) -> int:
     codes = [(r.value.exit_code if r.ok else r.code) for r in outcome.results]
     return errors.worst(codes)
@@ -333,7 +327,7 @@ def deploy(
     if ref is not None:
         check_ref(ref)
     opts = DeployOptions(ref=ref, trigger="ci" if os.environ.get("CI", "").lower() == "true" else "deploy",
-                         actor=actor or default_actor(), stash=stash, wait=_wait(wait), liveness=liveness,
+                         actor=actor or default_actor(), stash=stash, wait=wait, liveness=liveness,
                          offline=offline, dry_run=dry_run, clear_pin=ref is None, attach=attach, watch=bool(watch))
     outcome = _run_deploys(inventory, hosts, opts, parallel, rolling, json, accept_new, connect_timeout)
     _report(outcome, json, wide)
@@ -365,7 +359,7 @@ def rollback(c, hosts=None, to=None, wait=None, liveness=5.0, offline=False, act
             target = to or remote_previous_good(cxn, host)
             if not target:
                 raise errors.FabopsError("no previous good commit is known; give one with --to SHA", host=host.name)
-            opts = DeployOptions(ref=target, trigger="rollback", actor=actor or default_actor(), wait=_wait(wait),
+            opts = DeployOptions(ref=target, trigger="rollback", actor=actor or default_actor(), wait=wait,
                                  liveness=liveness, offline=offline, clear_pin=False, dry_run=dry_run)
             return deploy_host(cxn, host, opts, printer(host.name))
         finally:

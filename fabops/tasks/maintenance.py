@@ -100,10 +100,6 @@ def backup_env(c, hosts=None, download=None, keep=20, list=False, json=False, in
     """Back up the app's .env on the host (0600, rotated); prints size and sha256, never the content."""
     from ..maintenance import backup_env as do_backup, list_env_cmd, parse_env_list
 
-    try:
-        keep = int(keep)
-    except (TypeError, ValueError):
-        raise errors.UsageError(f"--keep must be a whole number, not {keep!r}") from None
     if list:
         fn = lambda cxn, host: parse_env_list(cxn.output(list_env_cmd(host)), host)  # noqa: E731
     else:

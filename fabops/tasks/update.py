@@ -25,19 +25,6 @@ def _host_for_local(inventory, hosts):
     return inv, chosen[0]
 
 
-def _check_wait(wait):
-    """None means the default: 0, or 300 s for a deploy under CI=true."""
-    if wait in (None, ""):
-        return None
-    try:
-        value = float(wait)
-    except (TypeError, ValueError):
-        raise errors.UsageError(f"--wait must be a number of seconds, not {wait!r}") from None
-    if value < 0:
-        raise errors.UsageError("--wait must not be negative")
-    return value
-
-
 @fabops_task(
     help={
         "trigger": "Who runs this: cron (its crontab line says so), deploy, ci, rollback, reset or manual "
@@ -64,10 +51,7 @@ def local_update(
     from ..host.update import run_update
 
     inv, host = _host_for_local(inventory, hosts)
-    try:
-        splay = float(splay or 0)
-    except (TypeError, ValueError):
-        raise errors.UsageError(f"--splay must be a number of seconds, not {splay!r}") from None
+    splay = splay or 0  # FabopsTask read it (seconds, never negative)
     if splay > 0:
         # done here because cron's sh has no $RANDOM; a deliberate random
         # delay before any work, not a wait for readiness
@@ -82,7 +66,7 @@ def local_update(
     # passes --splay, which only cron's line does
     trigger = trigger or ("cron" if splay > 0 else "manual")
     opts = UpdateOptions(
-        trigger=trigger, actor=actor or "", ref=ref, stash=stash, wait=_check_wait(wait),
+        trigger=trigger, actor=actor or "", ref=ref, stash=stash, wait=wait,
         dry_run=dry_run, run_id=run_id or new_run_id(), clear_pin=clear_pin,
     )
     paths = HostPaths.for_home(host.home)
