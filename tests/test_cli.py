@@ -142,7 +142,8 @@ def test_a_new_parameter_missing_from_flags_is_refused():
     (("deploy", "-H", "local", "--liveness", "abc"), "--liveness takes seconds"),
     (("deploy", "-H", "local", "--wait", "-1"), "--wait takes seconds"),
     (("deploy", "-H", "local", "--rolling", "1.5"), "--rolling takes a whole number"),
-    (("history", "-H", "local", "-n", "many"), "-n takes a whole number"),
+    (("history", "-H", "local", "-n", "many"), "fabops: -n takes a whole number"),
+    (("history", "-H", "local", "-n", "-3"), "fabops: -n cannot be negative, not -3"),
     (("health", "-H", "local", "--timeout", "0"), "--timeout must be more than 0 seconds"),
     (("monitor", "-H", "local", "--watch", "0s"), "--watch must be more than 0 seconds"),
     (("backup-env", "-H", "local", "--keep", "0"), "--keep must be at least 1"),
@@ -153,14 +154,14 @@ def test_a_new_parameter_missing_from_flags_is_refused():
     (("deploy", "-H", "local", "--parallel", "0"), "--parallel must be at least 1"),
     (("deploy", "-H", "local", "--connect-timeout", "0s"), "--connect-timeout must be more than 0 seconds"),
     (("deploy", "-H", "local", "--liveness", "0"), "--liveness must be more than 0 seconds"),
-    (("deploy", "-H", "local", "--rolling", "-1"), "--rolling must be at least 0"),
+    (("deploy", "-H", "local", "--rolling", "-1"), "--rolling cannot be negative, not -1"),
     (("rollback", "-H", "local", "--connect-timeout", "0"), "--connect-timeout must be more than 0 seconds"),
     (("health", "-H", "local", "--connect-timeout", "0"), "--connect-timeout must be more than 0 seconds"),
 ])
 def test_bad_numbers_are_usage_errors_naming_the_flag(args, flag):
     r = run_cli(*args)
     assert r.returncode == 64, r.stdout + r.stderr
-    assert flag.replace("-n takes", "--n takes") in r.stderr or flag in r.stderr, r.stderr
+    assert flag in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
 
 

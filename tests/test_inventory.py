@@ -219,7 +219,7 @@ def test_cli_env_var_selects_inventory(tmp_path):
     path.write_text(GOOD)
     r = run_cli("hosts", "--check", env={"FABOPS_INVENTORY": str(path)})
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == f"{path}: OK (3 hosts, 1 groups)"
+    assert r.stdout.strip() == f"{path}: OK (3 hosts, 1 group)"  # counted in words (#24)
 
 
 def test_every_problem_in_the_file_is_reported_not_only_the_first(tmp_path):

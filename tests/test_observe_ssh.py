@@ -253,7 +253,7 @@ def test_follow_reconnects_after_a_cut_and_ctrl_c_ends_it_while_reconnecting(dep
 
 def test_health_fix_over_ssh_brings_a_killed_service_back(deployed):
     r = run_cli("health", "-i", str(deployed.inventory))
-    assert r.returncode == 0 and "OK ok" in r.stdout
+    assert r.returncode == 0 and ": OK: all services healthy" in r.stdout  # the status word once (#24)
     deployed.host.ssh("kill -9 $(cut -d' ' -f1 ~/.fabops/app/services/bot.pid)")
     r = run_cli("health", "-i", str(deployed.inventory))
     assert r.returncode == 2, r.stdout + r.stderr

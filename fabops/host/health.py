@@ -23,7 +23,7 @@ from typing import Callable, List, Optional
 from .. import errors
 from ..errors import LockedError
 from ..inventory import Host
-from .readiness import Readiness, quick_health, wait_ready
+from .readiness import LocalProbe, Readiness, quick_health, wait_ready
 from .state import RESTART_LIMIT, recent_restarts
 
 
@@ -114,6 +114,41 @@ class ReadOnlyStore:
         pass
 
 
+class _CountingProbe:
+    """The probe health's look goes through, keeping what each service's
+    HTTP check answered and how many it fired. quick_health puts a status
+    only on a failed check's Readiness (and never counts requests), so
+    `health --json` said `"http_status": null, "requests": 0` after a check
+    that answered 200; the report carries what the check did."""
+
+    def __init__(self, probe, services):
+        self.probe = probe
+        self.names = {id(s.check): s.name for s in services if s.check is not None}
+        self.seen: dict = {}  # service name -> [last status, requests]
+
+    def port_open(self, port: int) -> bool:
+        return self.probe.port_open(port)
+
+    def http(self, check):
+        answer = self.probe.http(check)
+        name = self.names.get(id(check))
+        if name is not None:
+            seen = self.seen.setdefault(name, [None, 0])
+            seen[0], seen[1] = answer[0], seen[1] + 1
+        return answer
+
+
+def _look(manager, host: Host, probe) -> List[Readiness]:
+    """quick_health, each service's result with its HTTP check's status and
+    request count when one ran."""
+    counting = _CountingProbe(probe or LocalProbe(), list(host.services))
+    checks = quick_health(manager, list(host.services), probe=counting)
+    for r in checks:
+        if r.service in counting.seen:
+            r.http_status, r.requests = counting.seen[r.service]
+    return checks
+
+
 def _state_health(state: dict) -> dict:
     h = state.get("health")
     return h if isinstance(h, dict) else {}
@@ -138,7 +173,7 @@ def run_health(
     send = notify or (lambda event, message: [])
     if dry_run:
         send = lambda event, message: []  # noqa: E731
-    checks = quick_health(manager, list(host.services), probe=probe)
+    checks = _look(manager, host, probe)
     sick = [r for r in checks if not r.ok]
     state = store.load()
     prev = _state_health(state)
@@ -183,7 +218,7 @@ def run_health(
                     break
         finally:
             lock.release()
-        checks = quick_health(manager, list(host.services), probe=probe)
+        checks = _look(manager, host, probe)
         report.checks = [r.to_dict() for r in checks]
         still = [r for r in checks if not r.ok]
         if not still:

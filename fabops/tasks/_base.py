@@ -122,6 +122,11 @@ def metavar(param: str) -> str:
 
 
 def flag_name(param: str) -> str:
+    """The flag as a person types it: `--parallel`, `--connect-timeout`, and
+    `-n` for a one-letter parameter (Invoke takes `-n` only: `--n` is not a
+    flag, so a message naming it would send the user to a typo)."""
+    if len(param) == 1:
+        return "-" + param
     return "--" + param.replace("_", "-")
 
 
@@ -139,7 +144,12 @@ def read_number(param: str, value: Any) -> Any:
         except ValueError:
             raise UsageError(f"{flag} takes a whole number, like {max(int(spec.low), 1) * 10}; not {value!r}") from None
         if number < spec.low:
-            raise UsageError(f"{flag} must be at least {int(spec.low)}, not {number}")
+            # a flag whose 0 is allowed here (`-n`, `--rolling`) says only
+            # that a negative is wrong: a task where 0 means nothing to do
+            # (history -n 0) refuses it itself, and "at least 0" would then
+            # send the user from one refusal to the next
+            raise UsageError(f"{flag} cannot be negative, not {number}" if spec.low == 0
+                             else f"{flag} must be at least {int(spec.low)}, not {number}")
         return number
     from ..validate import parse_duration
 

@@ -56,7 +56,11 @@ def health(c, hosts=None, fix=False, timeout=60.0, actor=None, quiet=False, dry_
                 continue
             if quiet and r.value.code == errors.OK:
                 continue
-            print_text(f"{r.host}: {errors.NAMES.get(r.value.code)} {r.value.status}: {r.value.message}")
+            # The Nagios word once: every message already says what happened
+            # (restarted, still failing, --fix would restart, deploy in
+            # progress), so the status word beside it (`OK ok`, `FAILED
+            # would_restart`) only repeated it; --json keeps `status`.
+            print_text(f"{r.host}: {errors.NAMES.get(r.value.code)}: {r.value.message}")
     # Nagios: unreachable is UNKNOWN (3), whatever the error was
     finish(errors.worst(codes))
 

@@ -16,7 +16,7 @@ def hosts(c, check=False, wide=False, json=False, inventory=None):
                     "hosts": {name: h.to_dict() for name, h in inv.hosts.items()}})
         return
     if check:
-        print(f"{inv.path}: OK ({len(inv.hosts)} hosts, {len(inv.groups)} groups)")
+        print(f"{inv.path}: OK ({_count(len(inv.hosts), 'host')}, {_count(len(inv.groups), 'group')})")
         return
     from rich.markup import escape
     from rich.padding import Padding
@@ -56,6 +56,10 @@ def hosts(c, check=False, wide=False, json=False, inventory=None):
     for label, address, groups, app, services in rows:
         table.add_row(f"[bold]{escape(label)}[/bold]", escape(address), escape(groups), app, "\n".join(services))
     out.print(table)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 ns = Collection("inventory", hosts)

@@ -100,6 +100,10 @@ def backup_env(c, hosts=None, download=None, keep=20, list=False, json=False, in
     """Back up the app's .env on the host (0600, rotated); prints size and sha256, never the content."""
     from ..maintenance import backup_env as do_backup, list_env_cmd, parse_env_list
 
+    if list and download:
+        # --list makes no backup, so there is nothing to download: refused
+        # rather than a listing that quietly leaves DIR empty
+        raise errors.UsageError("backup-env --list makes no backup to --download; give one or the other")
     if list:
         fn = lambda cxn, host: parse_env_list(cxn.output(list_env_cmd(host)), host)  # noqa: E731
     else:

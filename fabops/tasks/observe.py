@@ -275,7 +275,7 @@ LOG_SOURCES = ("journal", "update", "health", "app")
 
 @fabops_task(help={
     "follow": "Keep printing new lines (Ctrl-C ends it cleanly).",
-    "n": "How many lines to show (default 100).",
+    "n": "How many lines to show (default 100); with --follow, 0 shows new lines only.",
     "since": "Only lines since this time, e.g. '1 hour ago' or '2026-11-28 10:00' (journal only).",
     "errors": "Only lines mentioning an error (last 24 h by default for the journal).",
     "source": "journal (service output: journalctl, or the process back end's log), update, health or app.",
@@ -289,6 +289,10 @@ def logs(c, hosts=None, follow=False, n=100, since=None, errors=False, source="j
 
     if source not in LOG_SOURCES:
         raise E.UsageError(f"--source must be one of {', '.join(LOG_SOURCES)}, not {source!r}")
+    if n == 0 and not follow:
+        # 0 is for --follow (new lines only, as `tail -f -n 0`); a read of
+        # none would print nothing and look like an empty log
+        raise E.UsageError("logs -n 0 shows nothing without --follow; give -n 1 or more")
     inv, chosen = select(inventory, hosts)
     # one host, read once, as text: its lines as they are, no prefix
     show = LinePrinter(chosen, source if json else None, prefix=follow or json or len(chosen) > 1)
@@ -304,6 +308,14 @@ def logs(c, hosts=None, follow=False, n=100, since=None, errors=False, source="j
     sys.stdout.flush()
     from .render import host_errors
 
+    if not json:
+        # An empty read printed nothing and exited 0, like a hang or a wrong
+        # filter; say so, on stderr, so a pipe still gets only log lines.
+        # --json stays JSON lines: none is its empty answer.
+        for r in outcome.results:
+            if r.ok and not str(r.value or "").strip():
+                sys.stderr.write(printable(f"{r.host}: no {'error ' if errors else ''}log lines yet "
+                                           f"(--source {source})") + "\n")
     host_errors(outcome.results)
     finish(outcome.code)
 

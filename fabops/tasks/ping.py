@@ -62,8 +62,14 @@ def ping_table(results, wide: bool = False) -> None:
         from rich.padding import Padding
 
         out.print("[bold]ping[/bold]")
-        widths = [max(len(row[i]) for row in rows) for i in range(5)]
-        status_width = max(Text.from_markup(status_cell(row[6])).cell_len for row in rows)
+        # The column names on a line of their own (the wide table has them
+        # too): without them `12.3 ms  3d 4h` does not say which is which.
+        heads = ("host", "rtt", "uptime", "python", "user")
+        widths = [max([len(heads[i])] + [len(row[i]) for row in rows]) for i in range(5)]
+        status_width = max([len("status")] + [Text.from_markup(status_cell(row[6])).cell_len for row in rows])
+        head = [h.ljust(w) for h, w in zip(heads, widths)]
+        out.print(Text("  ".join([head[0], "status".ljust(status_width)] + head[1:]).rstrip()
+                       + "\n" + "    kernel", style="bold"), no_wrap=True, overflow="ellipsis")
         for host, rtt, uptime, python, user, kernel, code, no_python in rows:
             status = Text.from_markup(status_cell(code))
             status.pad_right(status_width - status.cell_len)
