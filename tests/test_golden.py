@@ -70,6 +70,19 @@ def test_history(width, wide, frozen, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("width", WIDTHS)
+def test_history_first_deploy(width, frozen, capsys, monkeypatch):
+    """A first deploy has no `from`: it reads `(first)`, not `-→…` (#24)."""
+    from fabops.tasks.render import history_table
+
+    first = {"ts": NOW - 9000, "trigger": "deploy", "actor": "alice@laptop", "from": None, "to": SHA[0],
+             "result": "deployed", "duration": 8.2, "subject": "Initial import", "author": "Alice",
+             "message": "deployed"}
+    text = render(capsys, monkeypatch, width, history_table, "find-to-do", [first] + HISTORY[:1])
+    assert "(first)→3f2a9c1d7e" in text and "-→" not in text
+    check("history-first", width, text)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
 def test_status(width, frozen, capsys, monkeypatch):
     from fabops.tasks.render import status_panel
 

@@ -333,7 +333,10 @@ def print_text(text: str, file=None) -> None:
     """One line (or lines) of plain output that may quote a host: printed
     without its escape sequences and control characters (fabops/printable.py),
     flushed, to stdout or `file`."""
-    print(printable(text, lines=True), file=file or sys.stdout, flush=True)
+    # no line ends in spaces (a message built with an empty last part): a
+    # pipe, a diff or a CI log gets what a person sees (render.console too)
+    text = "\n".join(line.rstrip(" ") for line in printable(text, lines=True).split("\n"))
+    print(text, file=file or sys.stdout, flush=True)
 
 
 def print_json_line(data: Any) -> None:

@@ -20,10 +20,43 @@ def literal(text, lines: bool = False) -> str:
     return escape(printable(text, lines))
 
 
+class _NoTrailingSpaces:
+    """The file a Console writes through when it is not a terminal (a pipe,
+    a CI log, a file). rich pads a table row or a Padding to the full width,
+    so piped output carried lines padded with spaces to 80 columns, which
+    diffs, `grep 'x$'` and CI logs all trip on. Spaces before a line's end
+    are dropped; spaces at the end of a write are held until the next write
+    shows whether the line goes on (then they are written) or ends."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.held = ""
+
+    def write(self, text: str) -> int:
+        import re
+
+        whole = re.sub(r" +\n", "\n", self.held + text)
+        kept = whole.rstrip(" ")
+        self.held = whole[len(kept):]
+        self.stream.write(kept)
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def __getattr__(self, name):  # fileno, encoding, ...: the stream's own
+        return getattr(self.stream, name)
+
+
 def console(stderr: bool = False):
     from rich.console import Console
 
     out = Console(stderr=stderr, highlight=False, soft_wrap=False)
+    if not out.is_terminal:
+        out.file = _NoTrailingSpaces(out.file)
     if not stderr:
         # rich's own handler exits 1, which reads as WARNING here: a closed
         # pipe ends the same way in every task (exit 141, nothing printed).
@@ -125,6 +158,14 @@ def short(sha) -> str:
     return sha[:10] if sha else "-"
 
 
+def span(rec: dict, arrow: str) -> str:
+    """A run's `from→to`. A run with no `from` had nothing deployed before
+    it (the first deploy): `(first)`, since `-→43d7eb27d6` read as a
+    missing value or a typo."""
+    start = short(rec.get("from")) if rec.get("from") else "(first)"
+    return f"{start}{arrow}{short(rec.get('to'))}"
+
+
 def ago(ts) -> str:
     import time
 
@@ -153,8 +194,8 @@ def history_table(host: str, records, wide: bool = False) -> None:
             what = (what + ": " if what else "") + str(rec.get("message", ""))
         actor = printable(str(rec.get("actor", "?")).split("@")[0])
         actor = actor if len(actor) <= 12 else actor[:11] + "…"  # the facts line fits 80 columns
-        cells = [_when(rec), str(rec.get("trigger", "?")), actor, f"{short(rec.get('from'))}→{short(rec.get('to'))}",
-                 result, fmt_duration(rec.get("duration"))]
+        cells = [_when(rec), str(rec.get("trigger", "?")), actor, span(rec, "→"), result,
+                 fmt_duration(rec.get("duration"))]
         # printable before the widths are measured; markup-escaped as printed
         rows.append(([printable(c) for c in cells], printable(what)))
     title = f"{host}: last {len(records)} runs"
@@ -256,7 +297,7 @@ def status_panel(host: str, data: dict) -> None:
     last = data.get("last_run")
     if last:
         out.print(literal(f"last run: {_when(last)} {last.get('trigger')} by {last.get('actor')}: "
-                          f"{last.get('result')} {short(last.get('from'))} -> {short(last.get('to'))}"))
+                          f"{last.get('result')} {span(last, ' -> ')}"))
 
 
 class PrefixWriter:
