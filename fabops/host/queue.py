@@ -68,7 +68,9 @@ def watch_end_request(path: str, since: float) -> Optional[dict]:
             req = json.loads(fh.read() or "{}")
     except (OSError, ValueError):
         return None
-    if not isinstance(req, dict) or float(req.get("at") or 0) < since:
+    # reset and restart write the host's `date +%s`, whole seconds: a request
+    # made in the second the watch began counts
+    if not isinstance(req, dict) or float(req.get("at") or 0) < int(since):
         return None
     return req
 
