@@ -323,7 +323,9 @@ def remote_lock_script(host: Host, info: dict) -> Cmd:
               "exec 9>>{lock}\n"
               "if ! flock -n 9; then\n"
               "  grep -qE '\"phase\": \"(watch|promote)\"' {lock} || {{ cat {lock}; exit 4; }}\n"
-              "  printf '%s, \"at\": %s}}\\n' {request} \"$(date +%s)\" > {end}.tmp && mv -f {end}.tmp {end}\n"
+              "  watcher=$(sed -n 's/.*\"run_id\": \"\\([^\"]*\\)\".*/\\1/p' {lock})\n"
+              "  printf '%s, \"for\": \"%s\", \"at\": %s}}\\n' {request} \"$watcher\" \"$(date +%s)\" "
+              "> {end}.tmp && mv -f {end}.tmp {end}\n"
               "  flock -w {wait} 9 || {{ cat {lock}; exit 4; }}\n"
               "fi\n"
               "printf '%s' {info} > {lock}\n"
@@ -456,20 +458,24 @@ def restart_services(c, host: Host, service: Optional[str], actor: str, progress
     LockedError as the real run would."""
     import time as _time
 
-    from .host.lock import describe_holder
     from .host.readiness import wait_ready
 
     chosen = [host.service(service)] if service else list(host.services)
     if not chosen:
         raise CommandFailed("no services configured", host=host.name)
     if dry_run:
-        holder = lock_holder(c, host)
-        if holder:
+        from .host.queue import lock_verdict
+
+        # the real restart's lock rules: a run mid-change is exit 4, a run
+        # that only watches has its watch ended first
+        verdict, why = lock_verdict("restart", None, lock_holder(c, host))
+        if verdict == "locked":
             from .errors import LockedError
 
-            raise LockedError(f"would stop: locked: {describe_holder(holder)}", host=host.name)
+            raise LockedError(f"would stop: {why}", host=host.name)
         return [{"service": s.name, "ok": True, "phase": "dry_run", "seconds": 0.0,
-                 "message": f"would restart {s.name} and poll it until ready"} for s in chosen]
+                 "message": f"would restart {s.name} and poll it until ready" + (f" ({why})" if why else "")}
+                for s in chosen]
     info = {"actor": actor, "trigger": "restart", "target": None, "since": _time.time(), "pid": None}
     manager, probe = managers_for(c, host)
     out = []

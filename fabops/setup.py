@@ -590,7 +590,7 @@ def _system_units(run: _Setup) -> Items:
             yield ItemResult(f"unit {svc.name}", "refused", (
                 f"{svc.name} is a unit of an installed package ({package}); `unit: true` would write "
                 f"/etc/systemd/system/{svc.name} and replace it. Give the app's service a name of its own"))
-        elif lockout_unit(svc.name):
+        elif lockout_unit(svc.name, facts.get(svc.name)):
             run.refused_units.append(svc.name)
             yield ItemResult(f"unit {svc.name}", "refused", (
                 f"{svc.name} is one of the units every login needs; a right to stop it would let the deploy "

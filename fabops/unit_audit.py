@@ -118,8 +118,9 @@ def root_paths(facts: Dict[str, List[str]]) -> List[str]:
 PACKAGE_UNIT_DIRS = ("/lib/systemd/", "/usr/lib/systemd/")
 # Units whose stop locks every operator out of the host (the SSH server
 # and what logins and the network need): never a deploy user's to stop.
-LOCKOUT_UNITS = ("ssh.service", "sshd.service", "dbus.service", "dbus-broker.service", "networking.service",
-                 "NetworkManager.service", "cloud-init.service", "sudo.service")
+LOCKOUT_UNITS = ("ssh.service", "sshd.service", "ssh.socket", "sshd.socket", "dbus.service", "dbus.socket",
+                 "dbus-broker.service", "networking.service", "NetworkManager.service", "cloud-init.service",
+                 "sudo.service", "amazon-ssm-agent.service", "snap.amazon-ssm-agent.amazon-ssm-agent.service")
 
 
 def package_unit(facts: Dict[str, List[str]]) -> str:
@@ -129,8 +130,14 @@ def package_unit(facts: Dict[str, List[str]]) -> str:
     return fragment if fragment.startswith(PACKAGE_UNIT_DIRS) else ""
 
 
-def lockout_unit(name: str) -> bool:
-    return name in LOCKOUT_UNITS or name.startswith(("systemd-", "getty@", "serial-getty@", "user@"))
+def lockout_unit(name: str, facts: Optional[Dict[str, List[str]]] = None) -> bool:
+    """Whether stopping the unit locks logins out, by systemd's own name
+    for it (`ssh` is ssh.service; an alias names its unit), whatever
+    hosts.yml wrote."""
+    names = {name if "." in name else name + ".service"}
+    names.update((facts or {}).get("Id", []))
+    return any(n in LOCKOUT_UNITS or n.startswith(("systemd-", "getty@", "serial-getty@", "user@", "ssh@", "sshd@"))
+               for n in names)
 
 
 def with_parents(paths: List[str]) -> List[str]:

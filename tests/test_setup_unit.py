@@ -203,3 +203,12 @@ def test_a_refused_unit_gets_no_rule_in_the_drop_in(host):
     text = setup.sudoers_text(host, without=[unit])
     assert unit not in text
     assert host.services[1].name in text
+
+
+def test_the_lockout_units_are_known_by_systemds_own_name():
+    from fabops.unit_audit import lockout_unit
+
+    assert lockout_unit("ssh") and lockout_unit("sshd") and lockout_unit("ssh.socket")
+    assert lockout_unit("login-alias", {"Id": ["ssh.service"]})  # an alias names its unit
+    assert lockout_unit("systemd-logind") and lockout_unit("sshd@1-10.0.0.1:22-10.0.0.2:5000.service")
+    assert not lockout_unit("nginx") and not lockout_unit("bot.service", {"Id": ["bot.service"]})

@@ -146,3 +146,36 @@ def test_restart_during_a_watch_is_no_crash_and_the_next_run_finishes_the_deploy
     assert (code, res["result"], res["to"]) == (1, "deployed", v2), res  # exit 1: it says what it finished
     assert any("interrupted run cronrun" in w for w in res["warnings"]), res["warnings"]
     assert sandbox.state["in_progress"] is None and sandbox.state["deployed"] == v2
+
+
+def test_rollback_without_to_during_a_watch_goes_to_the_last_commit_that_completed_its_watch(sandbox, cron_run):
+    """state.previous is the commit before the deployed one; while a run is
+    under way, the last commit that completed its watch is the deployed one."""
+    sandbox.result()
+    v2 = sandbox.origin.good("2")
+    assert sandbox.result()[1]["to"] == v2
+    long_watch(sandbox, "120s")
+    sandbox.origin.good("3")
+    cron = cron_run()
+    cron.wait_for_watch()
+    long_watch(sandbox, "1s")
+    r = run_cli("rollback", "-i", str(sandbox.inventory), "--json", timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert cron.result()[1]["result"] == "aborted"
+    state = sandbox.state
+    assert state["deployed"] == v2 and state["pin"] == v2, state
+
+
+def test_a_malformed_or_stale_watch_end_request_stops_nothing(sandbox):
+    from fabops.host.queue import watch_end_request
+
+    path = sandbox.home / "watch-end"
+    sandbox.result()
+    for text in ('{"at": "soon"}', "[1, 2]", '{"at": [1]}', "not json", '{"at": 99999999999}'):
+        path.write_text(text)
+        assert watch_end_request(str(path), 0) is None, text
+        code, res = sandbox.result()
+        assert (code, res["result"]) == (0, "noop"), (text, res)
+    path.write_text('{"at": %d, "for": "another-run", "trigger": "reset", "actor": "x"}' % int(time.time()))
+    assert watch_end_request(str(path), 0, "this-run") is None
+    assert watch_end_request(str(path), 0, "another-run")["trigger"] == "reset"

@@ -12,11 +12,6 @@ from .queue import lock_verdict
 from .record import short
 from .state import load_state
 
-# What each kind of plan is as a dry run's result: the result the real run
-# would end with when the plan alone decides it, else a "would" word.
-WOULD = {"noop": "noop", "restart": "would_deploy", "deploy": "would_deploy"}
-
-
 class DryRun(Pipeline):
     PLANS = True
 
@@ -39,7 +34,8 @@ class DryRun(Pipeline):
             self.res.result, self.res.message = "locked", f"would stop: {why}"
             return
         self.res.result = RESULTS.get(p.kind) or p.result
-        self.res.message = p.message if p.kind in ("noop", "hold") else f"would {p.message}"
+        self.res.message = {"noop": p.message, "hold": p.message, "abort": f"would stop: {p.message}"}.get(
+            p.kind, f"would {p.message}")
         if verdict != "take":
             self.res.message += f" ({why})"
 

@@ -132,6 +132,10 @@ class Pipeline:
         except (_Abort, FabopsError, OSError) as exc:  # a dry run, or the lock itself
             self._take_failure(exc)
         self.res.duration = time.monotonic() - self.rec.started
+        if self.opts.trigger == "cron" and not self.PLANS:
+            from .metrics import record
+
+            record(self.paths.metrics)  # one trend sample per cron run (a locked one too), for `monitor --history`
         self.events.emit("result", **self.res.to_dict())
         return self.res
 
@@ -175,10 +179,6 @@ class Pipeline:
                 self.rec.record_unrecorded_failure()
         finally:
             lock.release()
-        if self.opts.trigger == "cron":
-            from .metrics import record
-
-            record(self.paths.metrics)  # one trend sample per cron run, for `monitor --history`
         holder = waited.get("holder") or {}
         if self.res.result == "noop" and holder.get("run_id"):
             # we waited for a run deploying our very target: its result is ours
@@ -211,6 +211,7 @@ class Pipeline:
         """Gather, decide (host/plan.py), act."""
         state = load_state(self.paths.state)
         decided, facts = self._decide(state)
+        self.res.to = decided.target  # the plan may finish on another commit than the branch's
         lock.update(target=decided.target)
         self._act(decided, facts, state)
 
@@ -499,7 +500,7 @@ class Pipeline:
             self.lock.update(phase="watch", watch_ends=since + longest)
 
         def ended() -> Optional[str]:
-            req = watch_end_request(self.paths.watch_end, since)
+            req = watch_end_request(self.paths.watch_end, since, self.run_id)
             return f"{req.get('trigger', '?')} by {req.get('actor', '?')}" if req else None
 
         with self.step("watch") as st:

@@ -56,21 +56,29 @@ def watch_left(holder: dict, now: Optional[float] = None) -> Optional[float]:
     return left if left > 0 else None
 
 
-def request_watch_end(path: str, trigger: str, actor: str, run_id: str) -> None:
-    """Ask the run watching on this host to end its watch now (host/readiness.watch polls `path`)."""
-    atomic_write(path, json.dumps({"trigger": trigger, "actor": actor, "run_id": run_id, "at": time.time()}) + "\n")
+def request_watch_end(path: str, trigger: str, actor: str, run_id: str, watcher: str) -> None:
+    """Ask the run `watcher`, watching on this host, to end its watch now
+    (host/readiness.watch polls `path`)."""
+    atomic_write(path, json.dumps({"trigger": trigger, "actor": actor, "run_id": run_id, "for": watcher,
+                                   "at": time.time()}) + "\n")
 
 
-def watch_end_request(path: str, since: float) -> Optional[dict]:
-    """The request to end a watch made at or after `since` (wall clock), or None."""
+def watch_end_request(path: str, since: float, watcher: Optional[str] = None) -> Optional[dict]:
+    """The request to end `watcher`'s watch (any run's, when None) made at
+    or after `since` (wall clock), or None. The file is the deploy user's
+    to write: anything malformed, from the future or for another run is no
+    request, never an error that stops a run."""
     try:
         with open(path, encoding="utf-8") as fh:
             req = json.loads(fh.read() or "{}")
-    except (OSError, ValueError):
+        at = float(req.get("at") or 0)
+    except (OSError, ValueError, TypeError, AttributeError):
         return None
     # reset and restart write the host's `date +%s`, whole seconds: a request
     # made in the second the watch began counts
-    if not isinstance(req, dict) or float(req.get("at") or 0) < int(since):
+    if at < int(since) or at > time.time() + 5:
+        return None
+    if watcher is not None and req.get("for") != watcher:
         return None
     return req
 
@@ -90,7 +98,7 @@ def lock_waiter(trigger: str, our_target: Callable[[], Optional[str]], end_path:
             if holder.get("phase") not in ("watch", "promote") and "asked" not in cache:
                 return False
             if "asked" not in cache:
-                request_watch_end(end_path, trigger, actor, run_id)
+                request_watch_end(end_path, trigger, actor, run_id, str(holder.get("run_id") or ""))
                 cache["asked"] = now
             return now < float(cache["asked"]) + END_WAIT  # type: ignore[arg-type]
         if trigger not in DEPLOY_TRIGGERS:
@@ -125,7 +133,8 @@ def lock_verdict(trigger: str, wait: Optional[float], holder: dict) -> Tuple[str
     seconds = lock_wait(trigger, wait)
     if seconds:
         return "wait", f"after waiting (up to {seconds:g} s) for the lock: locked now: {who}"
-    return "locked", f"locked: {who} (use --wait SECONDS to queue behind it)"
+    hint = "" if trigger in ("reset", "restart") else " (use --wait SECONDS to queue behind it)"  # they take no --wait
+    return "locked", f"locked: {who}{hint}"
 
 
 def waiting_line(holder: dict, trigger: str) -> str:
