@@ -114,7 +114,12 @@ def _timeout_runner(base):
 
         def kill(self):
             self._expired = True
-            super().kill()
+            try:
+                super().kill()
+            except (EOFError, OSError):
+                # the timer thread fires after the link is gone: nothing
+                # left to kill, and the run already reports the dropped link
+                pass
 
         @property
         def timed_out(self) -> bool:
