@@ -161,10 +161,11 @@ def test_dry_run_changes_nothing(remote_app):
     assert len(remote_app.history()) == 1
 
 
-def test_dry_run_runs_the_preflight_and_exits_as_the_real_run_would(remote_app):
+def test_dry_run_runs_the_preflight_and_exits_as_the_real_run_would(remote_app, monkeypatch):
     """`deploy --dry-run` once said "noop" and exit 0 where the real run
     aborted: it now runs the read-only preflight (fetch, local changes,
     .env keys, disk, lock holder) and predicts the real run's result."""
+    monkeypatch.delenv("CI", raising=False)  # a person's deploy: under CI a deploy waits for the lock
     assert remote_app.deploy_json()[0] == 0
     history = len(remote_app.history())
     code, res = remote_app.deploy_json("--dry-run")

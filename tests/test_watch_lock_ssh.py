@@ -24,7 +24,8 @@ pytestmark = pytest.mark.ssh
 
 
 @pytest.fixture
-def app(ssh_host, tmp_path, deploy_env):
+def app(ssh_host, tmp_path, deploy_env, monkeypatch):
+    monkeypatch.delenv("CI", raising=False)  # deploys here are a person's; the CI case says CI=true itself
     remote = RemoteApp(ssh_host, tmp_path)
     assert remote.deploy_json()[0] == 0
     return remote
