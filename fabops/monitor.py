@@ -17,7 +17,8 @@ from .host.readiness import state_phrase
 from .host.services import process_status_cmd, systemd_status_cmd
 from .inventory import Host
 from .probe import MARK, split_sections
-from .remote import home_file, http_check_cmd, http_check_input, port_listening_cmd
+from .checks import http_check_cmd, http_check_input, port_listening_cmd
+from .remote import home_file
 from .unit_audit import units_cmd
 from .shell import Cmd, lines, path, raw, sh
 from .target import Target

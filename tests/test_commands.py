@@ -202,8 +202,8 @@ def test_every_builder_keeps_a_hostile_value_data(module, name, sentinel, stub_s
     args = {p.name: _argument(p.name, host, sentinel) for p in params}
     if module == "fabops.logs" and name == "log_command":
         args.update(source="update", service=None, errors_only=True, since=sentinel, follow=False)
-    if module == "fabops.remote" and name == "http_check_cmd":
-        from fabops.remote import FROM_STDIN
+    if module == "fabops.checks" and name == "http_check_cmd":
+        from fabops.checks import FROM_STDIN
 
         args.update(feed=FROM_STDIN)  # its headers come on stdin (here /dev/null)
     cmd = fn(**args)

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from fabops import inventory, maintenance, monitor, remote
+from fabops import checks, inventory, maintenance, monitor, remote
 from fabops.errors import ConfigError
 from fabops.logs import log_command
 from fabops.shell import raw, with_env
@@ -118,8 +118,8 @@ def test_remote_builders(conn):
         h = hostile(app_path="~/" + v)
         check = dataclasses.replace(h.services[0].check, url="http://127.0.0.1:9/" + v, headers={"X": v})
         return "\n".join(f"( {c} ) </dev/null >/dev/null 2>&1" for c in  # the check's input: none (EOF)
-                         [remote.status_cmd(h), remote.http_check_cmd(check, remote.FROM_STDIN),
-                          remote.port_listening_cmd(9)])
+                         [remote.status_cmd(h), checks.http_check_cmd(check, checks.FROM_STDIN),
+                          checks.port_listening_cmd(9)])
 
     fuzz(conn, "remote", build)
 

@@ -8,7 +8,7 @@ import pytest
 from invoke import Context
 
 from fabops.inventory import Check
-from fabops.remote import RemoteProbe, http_check_cmd, parse_http_result, port_listening_cmd
+from fabops.checks import RemoteProbe, http_check_cmd, parse_http_result, port_listening_cmd
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ def test_http_probe_without_curl_falls_back_to_python(server, monkeypatch, tmp_p
     bindir.mkdir()
     for tool in ("python3", "sh"):
         os.symlink(os.path.realpath(sys.executable) if tool == "python3" else shutil.which(tool), bindir / tool)
-    from fabops.remote import FROM_STDIN, http_check_input
+    from fabops.checks import FROM_STDIN, http_check_input
     from fabops.target import Target
 
     check = Check(url=f"http://127.0.0.1:{server}/health")
@@ -83,7 +83,7 @@ def test_http_probe_without_curl_falls_back_to_python(server, monkeypatch, tmp_p
 def test_hostile_check_values_are_data(server, tmp_path):
     canary = tmp_path / "canary"
     check = Check(url=f"http://127.0.0.1:{server}/health?$(touch {canary})", headers={"X": f"`touch {canary}`"})
-    from fabops.remote import FROM_STDIN, http_check_input
+    from fabops.checks import FROM_STDIN, http_check_input
     from fabops.target import Target
 
     Target.of(Context()).run(http_check_cmd(check, FROM_STDIN), check=False, stdin=http_check_input(check))

@@ -22,7 +22,7 @@ import yaml
 from fabops import cron, deploy, inventory
 from fabops.connection import close_quietly, connect
 from fabops.inventory import Check
-from fabops.remote import FROM_STDIN, RemoteProbe, http_check_cmd, http_check_input, parse_http_result
+from fabops.checks import FROM_STDIN, RemoteProbe, http_check_cmd, http_check_input, parse_http_result
 from fabops.shell import raw, sh
 from fabops.target import Target
 from tests import test_target
