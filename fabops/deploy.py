@@ -350,8 +350,8 @@ def _deploy_local(c, host: Host, opts: DeployOptions, on_event) -> DeployOutcome
     try:
         res = run_update(c, host, UpdateOptions(
             trigger=opts.trigger, actor=opts.actor or default_actor(), ref=opts.ref, stash=opts.stash,
-            wait=opts.wait, dry_run=opts.dry_run, run_id=run_id, clear_pin=opts.clear_pin and not opts.ref,
-        ), events)
+            wait=opts.wait, run_id=run_id, clear_pin=opts.clear_pin and not opts.ref,
+        ), events, dry_run=opts.dry_run)
     finally:
         events.close()
     outcome.result = res.to_dict()

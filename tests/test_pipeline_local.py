@@ -479,21 +479,28 @@ def test_the_actor_is_known_without_user_or_logname(monkeypatch):
     assert default_actor().split("@")[0] == me and laptop_actor().split("@")[0] == me
 
 
-def test_only_a_dry_run_plans_and_only_a_pipeline_deploys(tmp_path):
-    """A Pipeline handed dry_run would deploy the dry run's fetch ref:
-    refused, as is a DryRun without it (host/update.run_update chooses)."""
+def test_only_run_update_tells_a_dry_run_from_a_real_one(tmp_path, monkeypatch):
+    """A Pipeline's options cannot ask it to plan (a Pipeline that planned
+    would deploy the dry run's scratch fetch): host/update.run_update picks
+    DryRun, which fetches into refs of its own and adds no trend sample."""
     from invoke import Context
 
     from fabops import inventory
+    from fabops.host import metrics
     from fabops.host.dry_run import DryRun
     from fabops.host.pipeline import Pipeline, UpdateOptions
 
     host = inventory.loads(f"hosts:\n  h: {{connection: local, app: {{path: {tmp_path}}}}}\n", "x.yml").hosts["h"]
-    with pytest.raises(ValueError):
-        Pipeline(Context(), host, UpdateOptions(dry_run=True))
-    with pytest.raises(ValueError):
-        DryRun(Context(), host, UpdateOptions())
-    assert DryRun(Context(), host, UpdateOptions(dry_run=True)).PLANS
+    with pytest.raises(TypeError):
+        UpdateOptions(dry_run=True)
+    assert not Pipeline(Context(), host, UpdateOptions()).git.scratch
+    assert DryRun(Context(), host, UpdateOptions()).git.scratch
+    sampled = []
+    monkeypatch.setattr(metrics, "record", lambda path: sampled.append(path))
+    Pipeline(Context(), host, UpdateOptions(trigger="cron"))._sample()
+    DryRun(Context(), host, UpdateOptions(trigger="cron"))._sample()
+    Pipeline(Context(), host, UpdateOptions(trigger="manual"))._sample()
+    assert len(sampled) == 1
 
 
 def test_a_dry_run_says_what_the_real_run_then_does(sandbox):

@@ -6,6 +6,7 @@ writes nothing. Standard library only (the host's Python 3.9)."""
 from __future__ import annotations
 
 from .lock import peek_holder
+from .git import Git
 from .pipeline import Pipeline, _Abort
 from .plan import Facts, Plan
 from .queue import lock_verdict
@@ -13,7 +14,13 @@ from .record import short
 from .state import load_state
 
 class DryRun(Pipeline):
-    PLANS = True
+    def _git(self) -> Git:
+        # fetches into refs of its own: the real run's remote-tracking refs
+        # (what it compares against) stay as they were
+        return Git(self.t, self.app, self.host.env, scratch=True)
+
+    def _sample(self) -> None:
+        """A plan is not a poll: it adds no trend sample."""
 
     def _body(self) -> None:
         """Gather as the real run does (fetch, then what the planner asks

@@ -47,7 +47,6 @@ class UpdateOptions:
     ref: Optional[str] = None  # deploy --ref / rollback --to: pins the host
     stash: bool = False  # save local changes aside instead of refusing
     wait: Optional[float] = None  # seconds to wait for the lock; None = default
-    dry_run: bool = False
     run_id: Optional[str] = None
     clear_pin: bool = False  # deploy without --ref
 
@@ -72,19 +71,19 @@ SHORT_SHA = re.compile(r"[0-9a-f]{4,39}")
 
 
 class Pipeline:
-    PLANS = False  # DryRun (host/dry_run.py) plans; a Pipeline deploys
+    """One run that changes the host. A dry run is its subclass DryRun
+    (host/dry_run.py), chosen by host/update.run_update: nothing here asks
+    whether this run is a dry one; the subclass overrides what differs."""
 
     def __init__(self, c, host: Host, opts: UpdateOptions, events: Optional[EventLog] = None):
         if opts.trigger not in TRIGGERS:
             raise errors.UsageError(f"unknown trigger {opts.trigger!r} (one of {', '.join(TRIGGERS)})")
-        if opts.dry_run != self.PLANS:  # a Pipeline given dry_run would deploy the dry run's fetch ref
-            raise ValueError("dry_run needs DryRun (host/update.run_update chooses)")
         self.t = Target.of(c, host)
         self.host = host
         self.opts = opts
         self.paths = self.t.paths
         self.app = self.t.local_path(host.app.path)
-        self.git = Git(self.t, self.app, host.env, scratch=self.PLANS)
+        self.git = self._git()
         self.services = ServiceManager(self.t, host, home=self.paths.home, app_path=self.app)
         self.events = events or EventLog()
         self.run_id = opts.run_id or new_run_id()
@@ -92,6 +91,9 @@ class Pipeline:
         self.res = RunResult("noop", self.run_id, opts.trigger, self.actor, host=host.name)
         self.rec = Recorder(host, self.paths, self.res, self.save, self.git.describe)
         self.lock: Optional[HostLock] = None  # held from _locked_run on
+
+    def _git(self) -> Git:
+        return Git(self.t, self.app, self.host.env)
 
     # ---------------------------------------------------------------- helpers
     def say(self, message: str, **fields) -> None:
@@ -132,12 +134,17 @@ class Pipeline:
         except (_Abort, FabopsError, OSError) as exc:  # a dry run, or the lock itself
             self._take_failure(exc)
         self.res.duration = time.monotonic() - self.rec.started
-        if self.opts.trigger == "cron" and not self.PLANS:
-            from .metrics import record
-
-            record(self.paths.metrics)  # one trend sample per cron run (a locked one too), for `monitor --history`
+        self._sample()
         self.events.emit("result", **self.res.to_dict())
         return self.res
+
+    def _sample(self) -> None:
+        """One trend sample per cron run (a locked one too), for `monitor
+        --history`."""
+        if self.opts.trigger == "cron":
+            from .metrics import record
+
+            record(self.paths.metrics)
 
     def _body(self) -> None:
         """The run proper: under the lock, converge (host/dry_run.py's DryRun

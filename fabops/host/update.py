@@ -13,9 +13,12 @@ from .pipeline import Pipeline, UpdateOptions
 from .record import RunResult
 
 
-def run_update(c, host: Host, opts: UpdateOptions, events: Optional[EventLog] = None) -> RunResult:
+def run_update(c, host: Host, opts: UpdateOptions, events: Optional[EventLog] = None,
+               dry_run: bool = False) -> RunResult:
     """Run the pipeline on this host (with a local Context); with
-    opts.dry_run, plan it and change nothing."""
+    `dry_run`, plan it and change nothing. The one place that tells a dry
+    run from a real one: the options a Pipeline is given cannot ask it to
+    plan, so no Pipeline can deploy what a dry run fetched."""
     tune_runner()
-    kind = DryRun if opts.dry_run else Pipeline
+    kind = DryRun if dry_run else Pipeline
     return kind(c, host, opts, events).run()

@@ -67,7 +67,7 @@ def local_update(
     trigger = trigger or ("cron" if splay > 0 else "manual")
     opts = UpdateOptions(
         trigger=trigger, actor=actor or "", ref=ref, stash=stash, wait=wait,
-        dry_run=dry_run, run_id=run_id or new_run_id(), clear_pin=clear_pin,
+        run_id=run_id or new_run_id(), clear_pin=clear_pin,
     )
     paths = HostPaths.for_home(host.home)
     listeners = []
@@ -76,7 +76,7 @@ def local_update(
     events = EventLog(paths.run_events(opts.run_id) if run_id else None, listeners)
     events.start_heartbeat()
     try:
-        result = run_update(c, _with_config(host, install_config), opts, events)
+        result = run_update(c, _with_config(host, install_config), opts, events, dry_run=dry_run)
     finally:
         events.close()
     if json:
