@@ -31,7 +31,9 @@ sys.path.insert(0, str(ROOT))
 from tests.harness.sandbox import Origin, clone, kill_pidfile, local_inventory  # noqa: E402
 from tests.harness.sshd import free_port, keygen, start_sshd  # noqa: E402
 
-BEFORE = "ef476bd"  # the last commit before the refactor began
+# The tree to compare against: the last commit before the #17 refactor
+# began, or another (BENCH_BEFORE=d6ab3a5 is the last before #23's plans).
+BEFORE = os.environ.get("BENCH_BEFORE", "ef476bd")
 WORSE = 1.05  # the issue's bound: no figure more than 5 % worse
 
 
@@ -118,7 +120,7 @@ def bench_refactor(runs: int = 21) -> str:
             for name, argv in all_cases.items():
                 for which in order:
                     got[name][which].append(measure(argv, env=envs[which], cwd=base))
-        lines = [f"### The #17 refactor: {BEFORE} (before) vs this tree (after), median of {runs}, interleaved",
+        lines = [f"### Refactor: {BEFORE} (before) vs this tree (after), median of {runs}, interleaved",
                  "", "| case | wall before | wall after | ratio | CPU before | CPU after | ratio | exit |",
                  "|---|---:|---:|---:|---:|---:|---:|---|"]
         worse = []
