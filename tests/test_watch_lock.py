@@ -118,11 +118,12 @@ def test_rollback_during_a_watch_ends_it_and_acts_at_once(sandbox, cron_run):
     assert (code, res["result"], res["to"]) == (0, "deployed", v1), res
     assert "ending the watch of cron by cron@host" in events(sandbox, "rb1")
     code, theirs = cron.result()
-    assert theirs["result"] == "aborted", theirs
+    assert theirs["result"] == "superseded", theirs
     assert "watch ended by rollback by alice@laptop" in theirs["message"], theirs
     assert f"rollback target stays {v1[:12]}" in theirs["message"], theirs
     state = sandbox.state
     assert v2 not in state["bad"], state["bad"]  # ending a watch is no verdict on the commit
+    assert state["failing"] is None and code == 1, (code, state["failing"])  # not a failure, not done
     assert state["deployed"] == v1 and state["pin"] == v1 and state["in_progress"] is None
     rb = sandbox.history()[-1]
     assert rb["trigger"] == "rollback" and rb["warnings"] == [], rb  # it ended that watch itself: no news
@@ -138,7 +139,7 @@ def test_restart_during_a_watch_is_no_crash_and_the_next_run_finishes_the_deploy
     r = run_cli("restart", "-i", str(sandbox.inventory), "--actor", "bob@laptop", "--json")
     assert r.returncode == 0, r.stdout + r.stderr
     code, theirs = cron.result()
-    assert theirs["result"] == "aborted" and "watch ended by restart by bob@laptop" in theirs["message"], theirs
+    assert theirs["result"] == "superseded" and "watch ended by restart by bob@laptop" in theirs["message"], theirs
     state = sandbox.state
     assert v2 not in state["bad"] and state["in_progress"]["to"] == v2, state
     long_watch(sandbox, "1s")
@@ -161,7 +162,7 @@ def test_rollback_without_to_during_a_watch_goes_to_the_last_commit_that_complet
     long_watch(sandbox, "1s")
     r = run_cli("rollback", "-i", str(sandbox.inventory), "--json", timeout=180)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert cron.result()[1]["result"] == "aborted"
+    assert cron.result()[1]["result"] == "superseded"
     state = sandbox.state
     assert state["deployed"] == v2 and state["pin"] == v2, state
 

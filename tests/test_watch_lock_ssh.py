@@ -6,7 +6,7 @@ that watch:
 - a second deploy waits for it, then deploys;
 - `restart` and `reset` (agentless: flock(1) over SSH) end it and act at
   once: had they waited out the 120 s window, the watching run would have
-  ended `deployed`, so its `aborted` result is the proof, with no clock;
+  ended `deployed`, so its `superseded` result is the proof, with no clock;
 and a CI deploy that meets cron's run mid-change waits for it (the laptop
 sends the `ci` trigger; SSH does not forward $CI), where a person's deploy
 is exit 4."""
@@ -93,7 +93,7 @@ def test_restart_and_reset_end_a_watch_and_act_at_once(app, tool):
     assert r.returncode == 0, (r.stdout + r.stderr, end_file.read_text() if end_file.exists() else None,
                                app.host.path(f"~/.fabops/app/runs/{run_id}.jsonl").read_text()[-1500:])
     ended = record(app, run_id)
-    assert ended["result"] == "aborted" and f"watch ended by {tool} by ops@laptop" in ended["message"], ended
+    assert ended["result"] == "superseded" and f"watch ended by {tool} by ops@laptop" in ended["message"], ended
     state = app.state
     assert ended["to"] not in state["bad"], state["bad"]  # no verdict on the commit
     if tool == "restart":

@@ -518,8 +518,9 @@ class Pipeline:
         if seen.phase == "ended":
             # not a verdict on the commit: nothing is marked bad, nothing is
             # promoted, and in_progress stays, so the next run (the rollback
-            # or reset waiting for us) finishes this one first
-            raise _Abort("aborted", f"{seen.message}: {short(target)} was not promoted (the rollback target stays "
+            # or reset waiting for us) finishes this one first. Its own
+            # result, not a failure: nothing to notify, no failing streak
+            raise _Abort("superseded", f"{seen.message}: {short(target)} was not promoted (the rollback target stays "
                                     f"{short(fallback)}); the next run finishes this one")
         if self.lock:
             self.lock.update(phase="promote" if seen.ok else "rollback")

@@ -27,6 +27,10 @@ RESULT_CODES = {
     "locked": errors.LOCKED,
     "skipped_bad": errors.WARNING,
     "deferred": errors.WARNING,  # a retryable target waits for its next try
+    # a rollback, reset or restart ended this run's watch: the commit was
+    # neither promoted nor marked bad, and the next run finishes it. Not a
+    # failure (the person who ended it knows; nothing is notified), not done
+    "superseded": errors.WARNING,
     # --dry-run: what the real run would do, with the code it would exit with
     "would_deploy": errors.OK,
     "would_abort": errors.FAILED,
@@ -225,6 +229,8 @@ class Recorder:
         from ..notify import notify
 
         res = self.res
+        if res.result == "superseded":
+            return  # the rollback, reset or restart that ended it says so itself
         if res.result in FAILURES:
             failed = [st.name for st in res.steps if not st.ok]
             reason = re.sub(r"[0-9.]+", "", res.message)[:80]  # durations and counts vary run to run
