@@ -163,7 +163,8 @@ class Pipeline:
         self.lock = lock
         wait = lock_wait(self.opts.trigger, self.opts.wait)
         should_wait = lock_waiter(self.opts.trigger, self._peek_target, self.paths.watch_end, self.actor,
-                                  self.run_id, self.opts.wait)
+                                  self.run_id, self.opts.wait,
+                                  longest_watch=max((s.watch for s in self.host.services), default=0.0))
         waited: Dict[str, dict] = {}
         said = {"line": "", "at": 0.0}
 

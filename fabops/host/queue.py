@@ -84,13 +84,26 @@ def watch_end_request(path: str, since: float, watcher: Optional[str] = None) ->
 
 
 def lock_waiter(trigger: str, our_target: Callable[[], Optional[str]], end_path: str, actor: str, run_id: str,
-                wait: Optional[float] = None):
+                wait: Optional[float] = None, longest_watch: Optional[float] = None):
     """The predicate the lock polls with the holder's record: True while
     this run should keep waiting beyond its plain --wait (see the module's
     rules). `our_target` is asked once, and only when a holder names a
     target (ls-remote costs a round trip to the remote). An explicit
-    --wait 0 keeps a deploy from waiting for a watch."""
+    --wait 0 keeps a deploy from waiting for a watch. `longest_watch`
+    (this host's longest watch in our inventory) caps the wait for one
+    watch: the holder's record says when its watch ends, but a record
+    with a far end (a clock step, a hand edit, another release's watch)
+    must not hold a deploy for longer than a watch of ours could last."""
     cache: Dict[str, object] = {}
+
+    def watching(holder: dict, now: float) -> bool:
+        if watch_left(holder, now) is None:
+            return False
+        if longest_watch is None:
+            return True
+        key = f"watch:{holder.get('run_id')}"
+        first = float(cache.setdefault(key, now))  # type: ignore[arg-type]
+        return now < first + longest_watch + WATCH_GRACE
 
     def should_wait(holder: dict) -> bool:
         now = time.time()
@@ -103,7 +116,7 @@ def lock_waiter(trigger: str, our_target: Callable[[], Optional[str]], end_path:
             return now < float(cache["asked"]) + END_WAIT  # type: ignore[arg-type]
         if trigger not in DEPLOY_TRIGGERS:
             return False
-        if wait != 0 and watch_left(holder, now) is not None:
+        if wait != 0 and watching(holder, now):
             return True
         target = holder.get("target")
         if not target:
