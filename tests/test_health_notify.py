@@ -92,6 +92,36 @@ def test_fix_never_restarts_during_a_deploy(box, recorder):
     assert rep["restarted"] == [] and recorder.requests == []
 
 
+def test_a_dry_run_says_the_plan_the_real_run_then_carries_out(box, recorder):
+    """`--dry-run` asks plan_health as the real run does (#23): it names the
+    restart, the notification and the state write, and does none of them;
+    the real run then does exactly those."""
+    env = {"FABOPS_DISCORD_WEBHOOK": recorder.url}
+    box.result()
+    assert health(box, env=env)[0] == 0  # records ok
+    box.stop()
+    recorder.requests.clear()
+    state = (box.home / "state.json").read_text()
+    log = (box.home / "health.log").read_text()
+    code, rep = health(box, "--dry-run", env=env)
+    assert (code, rep["status"]) == (2, "down"), rep
+    assert [(w["action"], w["target"]) for w in rep["would"]] == [("notify", "health_down"), ("record", "state.json")]
+    code, rep = health(box, "--fix", "--dry-run", env=env)
+    assert (code, rep["status"]) == (2, "would_restart"), rep
+    assert [(w["action"], w["target"]) for w in rep["would"]] == [("record", "state.json"), ("restart", "bot")]
+    r = run_cli("health", "-i", str(box.inventory), "--fix", "--dry-run", env=env)
+    assert r.returncode == 2 and "local: would restart bot: failing its check" in r.stdout, r.stdout + r.stderr
+    assert recorder.requests == []
+    with pytest.raises(OSError):  # still down: nothing restarted it
+        box.health()
+    assert (box.home / "state.json").read_text() == state and (box.home / "health.log").read_text() == log
+    code, rep = health(box, "--fix", env=env)
+    assert (code, rep["status"], rep["restarted"]) == (1, "recovered", ["bot"]) and "would" not in rep, rep
+    assert len(json.loads((box.home / "state.json").read_text())["restarts"]) == 1
+    code, rep = health(box, "--dry-run", env=env)
+    assert (code, rep["status"], rep["would"]) == (0, "ok", []), rep
+
+
 def test_restart_backoff_stops_and_notifies_once(box, recorder):
     env = {"FABOPS_DISCORD_WEBHOOK": recorder.url}
     box.result()

@@ -12,20 +12,26 @@ the connection). Nagios codes: 0 OK, 1 recovered by --fix, 2 CRITICAL,
 - After 3 automatic restarts in an hour it stops restarting and notifies once.
 - It notifies on state change only: down once, recovered once.
 - Every run appends one line to the health log.
+
+Decide, then act (docs/architecture.md, "Plans"): a run gathers facts
+(the look, state.json, the lock when --fix would restart), asks
+`plan_health` (pure) and acts on the plan; `plan_only` (`--dry-run`)
+gathers the same facts without the lock and renders the same plan.
 """
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
-from typing import Callable, List, Optional
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterator, List, Optional, Tuple, Union
 
 from .. import errors
 from ..errors import LockedError
 from ..inventory import Host
+from .plan import Need
 from .readiness import LocalProbe, Readiness, quick_health, wait_ready
 from .state import RESTART_LIMIT, recent_restarts
-
+from .would import Would, as_json
 
 
 @dataclass
@@ -37,6 +43,7 @@ class HealthReport:
     restarted: List[str] = field(default_factory=list)
     message: str = ""
     notified: List[dict] = field(default_factory=list)
+    would: Optional[List[Would]] = None  # --dry-run: what the real run would do (host/would.py)
 
     @property
     def exit_code(self) -> int:
@@ -44,6 +51,10 @@ class HealthReport:
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
+        if self.would is None:  # a real run did it: its report says what it did
+            del d["would"]
+        else:
+            d["would"] = as_json(self.would)
         d["status_name"] = errors.NAMES.get(self.code, str(self.code))
         return d
 
@@ -83,35 +94,6 @@ class LocalStore:
             append_line(path, line, fsync=False)
         except OSError:
             pass
-
-
-class ReadOnlyStore:
-    """A store for --dry-run: reads state, writes nothing, and reports the
-    lock's holder instead of taking the lock."""
-
-    def __init__(self, store, holder: Callable[[], dict]):
-        self.store = store
-        self.holder = holder
-
-    def load(self) -> dict:
-        return self.store.load()
-
-    def update(self, updates: dict) -> None:
-        pass
-
-    def log(self, line: str) -> None:
-        pass
-
-    def lock(self, info: dict):
-        from .lock import describe_holder
-
-        holder = self.holder()
-        if holder:
-            raise LockedError(f"locked: {describe_holder(holder)}")
-        return self  # release() below: nothing was taken
-
-    def release(self) -> None:
-        pass
 
 
 class _CountingProbe:
@@ -154,6 +136,123 @@ def _state_health(state: dict) -> dict:
     return h if isinstance(h, dict) else {}
 
 
+# ------------------------------------------------------------------ decide
+
+
+@dataclass(frozen=True)
+class HealthFacts:
+    """What a health run found: its look at the services, state.json's
+    health record and restart budget, and (only when --fix would restart)
+    the host lock."""
+
+    sick: Tuple[Tuple[str, str], ...]  # (service, message) of every failing check, in inventory order
+    prev: dict  # state.json's `health`: the status last reported (what a notification is a change from)
+    restarts: Tuple[float, ...]  # state.json's `restarts`: the automatic restart budget's record
+    now: float
+    lock: Optional[str] = None  # None: not gathered; "": free (the real run now holds it); else who holds it
+    restarted: Tuple[str, ...] = ()  # services this run restarted: the look is the one after them
+    before: Tuple[str, ...] = ()  # the failing checks' messages before those restarts
+
+
+# What a health plan is: `nothing` (report, and notify on a change),
+# `restart` (--fix: the failing services, under the lock), `backoff` (the
+# restart budget is spent: a person is needed) and `busy` (a deploy holds
+# the lock: neither restart nor notify).
+HEALTH_KINDS = ("nothing", "restart", "backoff", "busy")
+
+
+@dataclass(frozen=True)
+class HealthPlan:
+    kind: str
+    status: str  # the report's: ok | down | recovered | backoff | busy; would_restart (what a dry run reports)
+    code: int  # Nagios
+    message: str
+    services: Tuple[str, ...] = ()  # restart: in inventory order
+    restarts: Optional[Tuple[float, ...]] = None  # restart: the budget's record once these restarts count
+    notify: Optional[Tuple[str, str]] = None  # (event, message): once per change of status
+    health: Optional[dict] = None  # state.json's new `health` (None: unchanged)
+
+
+def plan_health(host: Host, facts: HealthFacts, fix: bool) -> Union[HealthPlan, Need]:
+    """What this health run does: pure (no file, command or clock), so the
+    real run and `--dry-run` decide with this one function
+    (docs/architecture.md, "Plans"). Need("lock") when --fix would restart
+    and the lock is not gathered yet: a healthy host never touches it."""
+    prev = facts.prev
+    down = "; ".join(m for _, m in facts.sick)
+    was_down = prev.get("status") == "down"
+    # down since the first look that found it down (a backoff after an ok
+    # record is down from now, not since the ok began)
+    since = (prev.get("since") or facts.now) if was_down else facts.now
+    if facts.sick and fix and not facts.restarted:
+        if facts.lock is None:
+            return Need("lock", "")
+        if facts.lock:  # never while a deploy holds the lock: no restart, no notification
+            return HealthPlan("busy", "busy", errors.UNREACHABLE,
+                              f"deploy in progress ({facts.lock}); not restarting")
+        recent = tuple(recent_restarts(facts.restarts, facts.now))
+        if len(recent) >= RESTART_LIMIT:
+            message = (f"{down}; {len(recent)} automatic restarts in the last hour: not restarting again "
+                       "(restart backoff)")
+            return HealthPlan("backoff", "backoff", errors.FAILED, message,
+                              notify=None if prev.get("backoff_notified") else ("health_backoff", message),
+                              health=_changed(prev, {**prev, "status": "down", "since": since,
+                                                     "backoff_notified": True}))
+        names = {name for name, _ in facts.sick}
+        services = tuple(s.name for s in host.services if s.name in names)
+        return HealthPlan("restart", "would_restart", errors.FAILED,
+                          f"{down}; --fix would restart {', '.join(services)}",
+                          services=services, restarts=recent + (facts.now,))
+    if facts.restarted and not facts.sick:
+        message = f"restarted {', '.join(facts.restarted)}; healthy again ({'; '.join(facts.before)})"
+        return HealthPlan("nothing", "recovered", errors.WARNING, message, notify=("health_recovered", message),
+                          health={"status": "ok", "since": facts.now, "backoff_notified": False})
+    if facts.sick:
+        message = down + (f" (restarted {', '.join(facts.restarted)}, still failing)" if facts.restarted else "")
+        return HealthPlan("nothing", "down", errors.FAILED, message,
+                          notify=None if was_down else ("health_down", message),
+                          health=_changed(prev, {**prev, "status": "down", "since": since}))
+    return HealthPlan("nothing", "ok", errors.OK, "all services healthy",
+                      notify=("health_recovered", "all services healthy again") if prev.get("status") == "down" else None,
+                      health=None if prev.get("status") == "ok" and not prev.get("backoff_notified")
+                      else {"status": "ok", "since": facts.now, "backoff_notified": False})
+
+
+def _changed(prev: dict, new: dict) -> Optional[dict]:
+    """`new`, or None when it is what state.json holds already (no write)."""
+    return None if new == prev else new
+
+
+def actions(p: HealthPlan) -> Iterator[Would]:
+    """Every write the plan makes, in order: the dry run's `would`."""
+    if p.kind == "busy":
+        yield Would("stop", "-", p.message)
+    if p.kind == "restart":
+        yield Would("record", "state.json", f"automatic restart {len(p.restarts or ())} of {RESTART_LIMIT} in the "
+                                            "last hour (the restart budget)")
+        for name in p.services:
+            yield Would("restart", name, "failing its check; polled until ready, then every service is "
+                                         "checked again (recovered or down, notified once)")
+    if p.notify:
+        yield Would("notify", p.notify[0], p.notify[1])
+    if p.health is not None:
+        yield Would("record", "state.json", f"health {p.health.get('status')}"
+                    + (" (backoff reported)" if p.kind == "backoff" else ""))
+
+
+def _facts(checks: List[Readiness], state: dict, now: float) -> HealthFacts:
+    restarts = state.get("restarts")
+    return HealthFacts(sick=tuple((r.service, r.message) for r in checks if not r.ok), prev=_state_health(state),
+                       restarts=tuple(restarts) if isinstance(restarts, (list, tuple)) else (), now=now)
+
+
+def _report(host: Host, p: HealthPlan, checks: List[Readiness], **more) -> HealthReport:
+    return HealthReport(host.name, p.code, p.status, [r.to_dict() for r in checks], message=p.message, **more)
+
+
+# ------------------------------------------------------------------ act
+
+
 def run_health(
     c,
     host: Host,
@@ -165,86 +264,66 @@ def run_health(
     probe=None,
     timeout: float = 60.0,
     notify: Optional[Callable[[str, str], List[dict]]] = None,
-    dry_run: bool = False,
 ) -> HealthReport:
-    """Check (and with `fix`, heal) `host`'s services. Never raises for a
-    sick service: that is the report. A dry run (with a ReadOnlyStore)
-    restarts, records and notifies nothing, and says what --fix would do."""
+    """Check (and with `fix`, heal) `host`'s services: gather, plan_health,
+    act. Never raises for a sick service: that is the report."""
     send = notify or (lambda event, message: [])
-    if dry_run:
-        send = lambda event, message: []  # noqa: E731
     checks = _look(manager, host, probe)
-    sick = [r for r in checks if not r.ok]
-    state = store.load()
-    prev = _state_health(state)
-    now = time.time()
-    report = HealthReport(host.name, errors.OK, "ok", [r.to_dict() for r in checks])
-
-    if sick and fix:
-        info = {"actor": actor, "trigger": "health", "target": None, "since": now, "pid": os.getpid()}
-        try:
-            lock = store.lock(info)
-        except LockedError as exc:
-            report.code, report.status = errors.UNREACHABLE, "busy"
-            report.message = f"deploy in progress ({exc.message}); not restarting"
-            store.log(_line(host, report))
-            return report
-        try:
-            recent = recent_restarts(state.get("restarts"), now)
-            if len(recent) >= RESTART_LIMIT:
-                report.code, report.status = errors.FAILED, "backoff"
-                report.message = (f"{'; '.join(r.message for r in sick)}; {len(recent)} automatic restarts in the "
-                                  "last hour: not restarting again (restart backoff)")
-                if not prev.get("backoff_notified"):
-                    report.notified = send("health_backoff", report.message)
-                store.update({"health": {**prev, "status": "down", "since": prev.get("since") or now,
-                                         "backoff_notified": True}})
-                store.log(_line(host, report))
-                return report
-            names = {r.service for r in sick}
-            if dry_run:
-                report.code, report.status = errors.FAILED, "would_restart"
-                report.message = (f"{'; '.join(r.message for r in sick)}; --fix would restart "
-                                  + ", ".join(s.name for s in host.services if s.name in names))
-                return report
-            store.update({"restarts": recent + [now]})
+    facts = _facts(checks, store.load(), time.time())
+    p = plan_health(host, facts, fix)
+    lock = None
+    restarted: List[str] = []
+    try:
+        if isinstance(p, Need):  # --fix would restart: the lock first, so the restart is ours alone
+            info = {"actor": actor, "trigger": "health", "target": None, "since": facts.now, "pid": os.getpid()}
+            try:
+                lock = store.lock(info)
+            except LockedError as exc:
+                facts = replace(facts, lock=exc.message)
+            else:  # the budget read again under the lock: a run that just restarted counts
+                facts = replace(_facts(checks, store.load(), facts.now), lock="")
+            p = plan_health(host, facts, fix)
+        if p.kind == "restart":
+            store.update({"restarts": list(p.restarts or ())})
             for svc in host.services:
-                if svc.name not in names:
+                if svc.name not in p.services:
                     continue
                 manager.restart(svc)
-                ready = wait_ready(manager, svc, timeout=min(timeout, svc.timeout) if timeout else svc.timeout, probe=probe)
-                report.restarted.append(svc.name)
+                ready = wait_ready(manager, svc, timeout=min(timeout, svc.timeout) if timeout else svc.timeout,
+                                   probe=probe)
+                restarted.append(svc.name)
                 if not ready.ok:
                     break
-        finally:
+    finally:
+        if lock is not None:
             lock.release()
+    if restarted:  # look again, outside the lock, and decide what to report
         checks = _look(manager, host, probe)
-        report.checks = [r.to_dict() for r in checks]
-        still = [r for r in checks if not r.ok]
-        if not still:
-            report.code, report.status = errors.WARNING, "recovered"
-            report.message = f"restarted {', '.join(report.restarted)}; healthy again ({'; '.join(r.message for r in sick)})"
-            report.notified = send("health_recovered", report.message)
-            store.update({"health": {"status": "ok", "since": now, "backoff_notified": False}})
-            store.log(_line(host, report))
-            return report
-        sick = still
-
-    if sick:
-        report.code, report.status = errors.FAILED, "down"
-        report.message = "; ".join(r.message for r in sick) + (
-            f" (restarted {', '.join(report.restarted)}, still failing)" if report.restarted else "")
-        if prev.get("status") != "down":
-            report.notified = send("health_down", report.message)
-        store.update({"health": {**prev, "status": "down", "since": prev.get("since") if prev.get("status") == "down" else now}})
-    else:
-        report.message = "all services healthy"
-        if prev.get("status") == "down":
-            report.notified = send("health_recovered", "all services healthy again")
-        if prev.get("status") != "ok" or prev.get("backoff_notified"):
-            store.update({"health": {"status": "ok", "since": now, "backoff_notified": False}})
+        facts = replace(facts, sick=tuple((r.service, r.message) for r in checks if not r.ok),
+                        restarted=tuple(restarted), before=tuple(m for _, m in facts.sick))
+        p = plan_health(host, facts, fix)
+    report = _report(host, p, checks, restarted=restarted)
+    if p.notify:
+        report.notified = send(*p.notify)
+    if p.health is not None:
+        store.update({"health": p.health})
     store.log(_line(host, report))
     return report
+
+
+def plan_only(host: Host, *, fix: bool, store, manager, probe=None, holder: Callable[[], dict]) -> HealthReport:
+    """`health [--fix] --dry-run`: the real run's look and plan_health's
+    decision, rendered (`would`): no lock taken (`holder` only reads who
+    has it), no restart, no state, no log line, no notification."""
+    from .lock import describe_holder
+
+    checks = _look(manager, host, probe)
+    facts = _facts(checks, store.load(), time.time())
+    p = plan_health(host, facts, fix)
+    if isinstance(p, Need):
+        who = holder()
+        p = plan_health(host, replace(facts, lock=f"locked: {describe_holder(who)}" if who else ""), fix)
+    return _report(host, p, checks, would=list(actions(p)))
 
 
 def _line(host: Host, report: HealthReport) -> str:
@@ -252,4 +331,4 @@ def _line(host: Host, report: HealthReport) -> str:
     return f"{stamp} {host.name} {errors.NAMES.get(report.code, report.code)} {report.status}: {report.message}"
 
 
-__all__ = ["HealthReport", "LocalStore", "run_health", "Readiness"]
+__all__ = ["HealthReport", "LocalStore", "run_health", "plan_health", "plan_only", "Readiness"]

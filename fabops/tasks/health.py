@@ -18,10 +18,11 @@ from ._base import error_text, fabops_task, finish, print_envelope, print_text
 def health(c, hosts=None, fix=False, timeout=60.0, actor=None, quiet=False, dry_run=False, json=False, inventory=None,
            accept_new=False, connect_timeout=None):
     """Check every service (process, port, HTTP, unit); with --fix restart and re-check. Nagios exit codes."""
-    from ..host.health import LocalStore, run_health
+    from ..host.health import LocalStore, plan_only, run_health
+    from ..host.would import lines
     from ..host.record import default_actor
     from ..notify import notify
-    from ..remote import RemoteStore, managers_for
+    from ..remote import RemoteStore, lock_holder, managers_for
     from ._base import for_each_host
 
     who = actor or default_actor()
@@ -30,18 +31,16 @@ def health(c, hosts=None, fix=False, timeout=60.0, actor=None, quiet=False, dry_
         local = cxn.is_local
         store = LocalStore(host) if local else RemoteStore(cxn, host)
         manager, probe = managers_for(cxn, host)
+        if dry_run:  # the same look and plan_health, rendered: nothing taken, written or sent
+            return plan_only(host, fix=fix, store=store, manager=manager, probe=probe,
+                             holder=lambda: lock_holder(cxn, host))
 
         def send(event, message):
             home = host.home if local else None
             return [d.to_dict() for d in notify(host.name, event, message, home=home)]
 
-        if dry_run:
-            from ..host.health import ReadOnlyStore
-            from ..remote import lock_holder
-
-            store = ReadOnlyStore(store, lambda: lock_holder(cxn, host))
         return run_health(cxn, host, fix=fix, actor=who, store=store, manager=manager, probe=probe,
-                          timeout=timeout, notify=send, dry_run=dry_run)
+                          timeout=timeout, notify=send)
 
     outcome = for_each_host(inventory, hosts, one, accept_new=accept_new, connect_timeout=connect_timeout)
     codes = [(r.value.code if r.ok else errors.UNREACHABLE) for r in outcome.results]
@@ -61,6 +60,8 @@ def health(c, hosts=None, fix=False, timeout=60.0, actor=None, quiet=False, dry_
             # progress), so the status word beside it (`OK ok`, `FAILED
             # would_restart`) only repeated it; --json keeps `status`.
             print_text(f"{r.host}: {errors.NAMES.get(r.value.code)}: {r.value.message}")
+            for line in lines(r.value.would or ()):
+                print_text(f"{r.host}: {line}")
     # Nagios: unreachable is UNKNOWN (3), whatever the error was
     finish(errors.worst(codes))
 

@@ -1,0 +1,237 @@
+"""health's decision table (#23; docs/architecture.md, "Plans"): one row per
+case, facts x --fix -> plan, without SSH, a lock or a service. The real run
+(`run_health`) and `--dry-run` (`plan_only`) both ask `plan_health`, so
+these rows are what either does.
+
+A row is `options | facts | expected`, with tokens:
+- options: fix, or - (a plain check);
+- facts: sick=SVC,SVC (failing now); prev=ok|down|down! (the status last
+  reported; down!: the backoff was reported too); r=N (automatic restarts
+  in the last hour), old=N (older ones); lock=free|held (the lock,
+  gathered; absent: not gathered yet); did=SVC,SVC (this run restarted
+  them: the look is the one after), was=MSG (before them);
+- expected: need=lock, or kind/status/code, then svc=S,S, budget=N (the
+  restart budget's record to write), notify=EVENT, +health (state.json's
+  health written), health=STATUS, +since (since kept from prev).
+The host has three services, in this order: bot, api, worker.
+"""
+from __future__ import annotations
+
+import pytest
+
+from fabops import inventory
+from fabops.host.health import HealthFacts, HealthPlan, actions, plan_health
+from fabops.host.plan import Need
+from fabops.host.state import RESTART_LIMIT
+
+NOW = 1_800_000_000.0
+SINCE = NOW - 500
+HOST = inventory.loads("""
+hosts:
+  h:
+    connection: local
+    app: {path: /srv/app}
+    services:
+      - {name: bot, manager: process, command: "node bot.js"}
+      - {name: api, manager: process, command: "python3 api.py"}
+      - {name: worker, manager: process, command: "python3 worker.py"}
+""").hosts["h"]
+
+ROWS = [
+    # a plain check: report, notify on a change, never restart or lock
+    "- | - | nothing/ok/0 +health health=ok",  # the first look records ok
+    "- | prev=ok | nothing/ok/0",
+    "- | prev=down | nothing/ok/0 notify=health_recovered +health health=ok",
+    "- | prev=down! | nothing/ok/0 notify=health_recovered +health health=ok",
+    "- | prev=ok! | nothing/ok/0 +health health=ok",
+    "- | sick=bot | nothing/down/2 notify=health_down +health health=down",
+    "- | sick=bot prev=ok | nothing/down/2 notify=health_down +health health=down",
+    "- | sick=bot prev=down | nothing/down/2 +since",
+    "- | sick=bot prev=down! | nothing/down/2 +since",
+    "- | sick=bot,api | nothing/down/2 notify=health_down +health health=down",
+    "- | sick=bot r=3 | nothing/down/2 notify=health_down +health health=down",
+    "- | sick=bot lock=held | nothing/down/2 notify=health_down +health health=down",
+    "- | sick=worker prev=down | nothing/down/2 +since",
+    # --fix on a healthy host: no lock needed, same as a check
+    "fix | - | nothing/ok/0 +health health=ok",  # the first look records ok
+    "fix | prev=ok | nothing/ok/0",
+    "fix | prev=down | nothing/ok/0 notify=health_recovered +health health=ok",
+    "fix | prev=down! | nothing/ok/0 notify=health_recovered +health health=ok",
+    "fix | r=3 | nothing/ok/0 +health health=ok",  # the first look records ok
+    "fix | lock=held | nothing/ok/0 +health health=ok",  # the first look records ok
+    # --fix on a sick host: the lock first
+    "fix | sick=bot | need=lock",
+    "fix | sick=bot prev=down | need=lock",
+    "fix | sick=bot r=3 | need=lock",
+    "fix | sick=bot,api r=5 prev=down! | need=lock",
+    # ... held by a deploy: busy, nothing restarted, nothing notified, nothing recorded
+    "fix | sick=bot lock=held | busy/busy/3",
+    "fix | sick=bot lock=held prev=ok | busy/busy/3",
+    "fix | sick=bot lock=held prev=down | busy/busy/3",
+    "fix | sick=bot lock=held r=3 | busy/busy/3",
+    "fix | sick=bot,api lock=held r=3 prev=down! | busy/busy/3",
+    # ... free, within the budget: restart the sick ones, in inventory order
+    "fix | sick=bot lock=free | restart/would_restart/2 svc=bot budget=1",
+    "fix | sick=api lock=free | restart/would_restart/2 svc=api budget=1",
+    "fix | sick=worker lock=free | restart/would_restart/2 svc=worker budget=1",
+    "fix | sick=api,bot lock=free | restart/would_restart/2 svc=bot,api budget=1",
+    "fix | sick=worker,bot lock=free | restart/would_restart/2 svc=bot,worker budget=1",
+    "fix | sick=worker,api,bot lock=free | restart/would_restart/2 svc=bot,api,worker budget=1",
+    "fix | sick=bot lock=free r=1 | restart/would_restart/2 svc=bot budget=2",
+    "fix | sick=bot lock=free r=2 | restart/would_restart/2 svc=bot budget=3",
+    "fix | sick=bot lock=free prev=down | restart/would_restart/2 svc=bot budget=1",
+    "fix | sick=bot lock=free prev=ok | restart/would_restart/2 svc=bot budget=1",
+    "fix | sick=bot lock=free prev=down! | restart/would_restart/2 svc=bot budget=1",
+    # restarts older than the hour no longer count
+    "fix | sick=bot lock=free old=5 | restart/would_restart/2 svc=bot budget=1",
+    "fix | sick=bot lock=free old=5 r=2 | restart/would_restart/2 svc=bot budget=3",
+    # ... past the budget: backoff, reported once
+    "fix | sick=bot lock=free r=3 | backoff/backoff/2 notify=health_backoff +health health=down",
+    "fix | sick=bot lock=free r=4 | backoff/backoff/2 notify=health_backoff +health health=down",
+    "fix | sick=bot lock=free r=3 old=2 | backoff/backoff/2 notify=health_backoff +health health=down",
+    "fix | sick=bot lock=free r=3 prev=ok | backoff/backoff/2 notify=health_backoff +health health=down",
+    "fix | sick=bot lock=free r=3 prev=down | backoff/backoff/2 notify=health_backoff +health health=down +since",
+    "fix | sick=bot lock=free r=3 prev=down! | backoff/backoff/2 +since",
+    "fix | sick=bot,api lock=free r=3 prev=down! | backoff/backoff/2 +since",
+    # after the restart: the second look decides; never a second restart
+    "fix | did=bot was=bot-down lock=free | nothing/recovered/1 notify=health_recovered +health health=ok",
+    "fix | did=bot was=bot-down lock=free prev=down | nothing/recovered/1 notify=health_recovered +health health=ok",
+    "fix | did=bot was=bot-down lock=free prev=ok | nothing/recovered/1 notify=health_recovered +health health=ok",
+    "fix | did=bot,api was=bot-down lock=free | nothing/recovered/1 notify=health_recovered +health health=ok",
+    "fix | did=bot was=bot-down lock=free r=2 | nothing/recovered/1 notify=health_recovered +health health=ok",
+    "fix | sick=bot did=bot was=bot-down lock=free | nothing/down/2 notify=health_down +health health=down",
+    "fix | sick=bot did=bot was=bot-down lock=free prev=down | nothing/down/2 +since",
+    "fix | sick=bot did=bot was=bot-down lock=free prev=ok | nothing/down/2 notify=health_down +health health=down",
+    "fix | sick=api did=bot was=bot-down lock=free | nothing/down/2 notify=health_down +health health=down",
+    "fix | sick=bot did=bot was=bot-down lock=free r=3 | nothing/down/2 notify=health_down +health health=down",
+    "fix | sick=bot,api did=bot was=x lock=free prev=down! | nothing/down/2 +since",
+]
+
+
+def _facts(tokens):
+    sick, prev, restarts, lock, did, was = (), {}, [], None, (), ()
+    for tok in tokens:
+        key, _, value = tok.partition("=")
+        if key == "sick":
+            sick = tuple((name, f"{name} is not running") for name in value.split(","))
+        elif key == "prev":
+            prev = {"status": value.rstrip("!"), "since": SINCE, "backoff_notified": value.endswith("!")}
+        elif key == "r":
+            restarts += [NOW - 60 * (i + 1) for i in range(int(value))]
+        elif key == "old":
+            restarts += [NOW - 3600 - 60 * (i + 1) for i in range(int(value))]
+        elif key == "lock":
+            lock = "" if value == "free" else "locked: deploy by alice@laptop"
+        elif key == "did":
+            did = tuple(value.split(","))
+        elif key == "was":
+            was = (value,)
+        else:
+            raise ValueError(f"unknown fact {tok!r}")
+    return HealthFacts(sick=sick, prev=prev, restarts=tuple(sorted(restarts)), now=NOW, lock=lock, restarted=did,
+                       before=was)
+
+
+def parse(row):
+    opts, facts, expected = (part.split() for part in row.split("|"))
+    return opts == ["fix"], _facts([t for t in facts if t != "-"]), expected
+
+
+@pytest.mark.parametrize("row", ROWS)
+def test_decision_table(row):
+    fix, facts, expected = parse(row)
+    got = plan_health(HOST, facts, fix)
+    head, *flags = expected
+    if head.startswith("need="):
+        assert got == Need(head[5:], ""), got
+        return
+    assert isinstance(got, HealthPlan), got
+    kind, status, code = head.split("/")
+    assert (got.kind, got.status, got.code) == (kind, status, int(code)), got
+    want = dict(f.split("=", 1) if "=" in f else (f, True) for f in flags)
+    assert got.services == tuple(want["svc"].split(",")) if "svc" in want else got.services == (), got
+    if "budget" in want:
+        assert got.restarts is not None and len(got.restarts) == int(want["budget"]) and got.restarts[-1] == NOW
+    else:
+        assert got.restarts is None, got
+    assert (got.notify or (None,))[0] == want.get("notify"), got
+    if "+health" in want:
+        assert got.health is not None and got.health["status"] == want["health"], got
+        assert got.health["since"] == (SINCE if "+since" in want else NOW), got
+    elif "+since" in want:  # the record would be what state.json holds already: no write
+        assert got.health is None or got.health["since"] == SINCE, got
+    else:
+        assert got.health is None, got
+
+
+def test_the_table_covers_every_kind_and_status():
+    seen = set()
+    for row in ROWS:
+        fix, facts, _ = parse(row)
+        got = plan_health(HOST, facts, fix)
+        seen.add(got.fact if isinstance(got, Need) else (got.kind, got.status))
+    assert seen == {"lock", ("nothing", "ok"), ("nothing", "down"), ("nothing", "recovered"),
+                    ("restart", "would_restart"), ("backoff", "backoff"), ("busy", "busy")}
+
+
+def test_a_backoff_already_reported_writes_nothing_new():
+    fix, facts, _ = parse("fix | sick=bot lock=free r=3 prev=down! | -")
+    got = plan_health(HOST, facts, fix)
+    assert got.kind == "backoff" and got.notify is None and got.health is None
+    assert list(actions(got)) == []
+
+
+def test_messages_say_what_and_why():
+    _, facts, _ = parse("fix | sick=bot,api lock=free | -")
+    got = plan_health(HOST, facts, True)
+    assert got.message == "bot is not running; api is not running; --fix would restart bot, api"
+    _, facts, _ = parse("fix | sick=bot lock=held | -")
+    assert plan_health(HOST, facts, True).message == \
+        "deploy in progress (locked: deploy by alice@laptop); not restarting"
+    _, facts, _ = parse("fix | sick=bot lock=free r=3 | -")
+    assert plan_health(HOST, facts, True).message == \
+        f"bot is not running; {RESTART_LIMIT} automatic restarts in the last hour: not restarting again " \
+        "(restart backoff)"
+    _, facts, _ = parse("fix | did=bot was=bot-down lock=free | -")
+    assert plan_health(HOST, facts, True).message == "restarted bot; healthy again (bot-down)"
+    _, facts, _ = parse("fix | sick=bot did=bot was=x lock=free | -")
+    assert plan_health(HOST, facts, True).message == "bot is not running (restarted bot, still failing)"
+
+
+@pytest.mark.parametrize("row, would", [
+    ("- | prev=ok | -", []),
+    ("- | prev=down | -", [("notify", "health_recovered"), ("record", "state.json")]),
+    ("- | sick=bot | -", [("notify", "health_down"), ("record", "state.json")]),
+    ("- | sick=bot prev=down | -", []),
+    ("fix | sick=bot lock=held | -", [("stop", "-")]),
+    ("fix | sick=api,bot lock=free | -", [("record", "state.json"), ("restart", "bot"), ("restart", "api")]),
+    ("fix | sick=bot lock=free r=3 | -", [("notify", "health_backoff"), ("record", "state.json")]),
+    ("fix | did=bot was=x lock=free | -", [("notify", "health_recovered"), ("record", "state.json")]),
+])
+def test_the_dry_run_names_exactly_the_plans_writes(row, would):
+    fix, facts, _ = parse(row)
+    got = plan_health(HOST, facts, fix)
+    said = list(actions(got))
+    assert [(w.action, w.target) for w in said] == would, said
+    assert all(w.why for w in said), said
+
+
+@pytest.mark.parametrize("row", ROWS)
+def test_every_write_of_a_plan_is_named(row):
+    """The property the dry run rests on, over every row: a restart, a
+    notification and a state.json write each appear in `would`, and
+    nothing else does."""
+    fix, facts, _ = parse(row)
+    got = plan_health(HOST, facts, fix)
+    if isinstance(got, Need):
+        return
+    said = [(w.action, w.target) for w in actions(got)]
+    expect = [("stop", "-")] if got.kind == "busy" else []
+    if got.restarts is not None:
+        expect.append(("record", "state.json"))
+    expect += [("restart", s) for s in got.services]
+    if got.notify:
+        expect.append(("notify", got.notify[0]))
+    if got.health is not None:
+        expect.append(("record", "state.json"))
+    assert said == expect, (got, said)
