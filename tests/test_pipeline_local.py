@@ -503,6 +503,25 @@ def test_only_run_update_tells_a_dry_run_from_a_real_one(tmp_path, monkeypatch):
     assert len(sampled) == 1
 
 
+def test_a_branch_missing_after_the_fetch_fails_the_fetch_step_once(sandbox, monkeypatch):
+    """The fetch succeeded but the branch's ref does not resolve: the plan
+    aborts at the fetch, and the run reports one fetch step, failed (it
+    had two: the fetch's own, ok, then another, failed)."""
+    from invoke import Context
+
+    from fabops import inventory
+    from fabops.host import git
+    from fabops.host.pipeline import Pipeline, UpdateOptions
+
+    host = next(iter(inventory.load(str(sandbox.inventory)).hosts.values()))
+    real = git.Git.resolve
+    monkeypatch.setattr(git.Git, "resolve", lambda self, rev: None if rev.startswith("origin/") else real(self, rev))
+    res = Pipeline(Context(), host, UpdateOptions(trigger="manual")).run()
+    assert res.result == "aborted" and "does not exist after fetch" in res.message, res
+    assert [(st.name, st.ok) for st in res.steps] == [("fetch", False)], res.steps
+    assert "does not exist after fetch" in res.steps[0].message
+
+
 def test_a_dry_run_says_what_the_real_run_then_does(sandbox):
     """A checkout already at origin's commit, never deployed, its service
     down: the real run deploys it (a full converge), so the dry run must not

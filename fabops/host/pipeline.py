@@ -289,8 +289,14 @@ class Pipeline:
             self.save(state)
             raise _Abort("broken", p.message)
         elif p.kind == "abort":
-            with self.step(p.step) as st:
-                st.ok, st.message = False, p.message
+            done = next((st for st in self.res.steps if st.name == p.step), None)
+            if done is not None:  # the step that found it (the fetch) failed: not a second step of its name
+                done.ok, done.message = False, p.message
+                self.events.emit("step", step=done.name, status="failed", seconds=round(done.seconds, 3),
+                                 message=done.message)
+            else:
+                with self.step(p.step) as st:
+                    st.ok, st.message = False, p.message
             raise _Abort("aborted", p.message)
         elif p.kind == "restart":
             self._restart_sick(state, p, [h for h in facts.health or () if not h.ok])
