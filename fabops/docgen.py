@@ -30,7 +30,7 @@ def tasks_md() -> str:
            "Every task runs as `inv TASK` (with the root tasks.py) or `fabops TASK`.",
            "A short letter means the same flag in every task (`fabops/tasks/_base.py`, `FLAGS`).",
            "SECONDS takes 30, 30s, 2m or 250ms; N a whole number. `fabops -H NAME TASK` also works.", "",
-           "## Exit codes (every task)", "", EXIT_CODES]
+           "## Exit codes (every task)", "", EXIT_CODES, *core_flags_md()]
     for name in sorted(ns.task_names):
         task = ns[name]
         doc = (task.__doc__ or "").strip().splitlines()[0]
@@ -41,6 +41,31 @@ def tasks_md() -> str:
             out.append(f"| `{names}{value}` | {arg.help} |")
         out.append("")
     return "\n".join(out)
+
+
+def core_flags_md() -> list:
+    """The flags before the task name, from the program itself: the ones
+    `fabops --help` shows (with what --debug means to fabops) and Invoke's
+    that fabops refuses, with the reason the refusal gives."""
+    from . import __version__
+    from .tasks import ns
+    from .tasks.program import REFUSED_CORE, FabopsProgram
+
+    program = FabopsProgram(namespace=ns, version=__version__, name="fabops", binary="fabops")
+    out = ["## Core flags (before the task name)", "", "| flag | help |", "|---|---|"]
+    for arg in sorted(program.core_args(), key=lambda a: a.name):
+        if arg.name in REFUSED_CORE:
+            continue
+        names = ", ".join(("--" if len(n) > 1 else "-") + n for n in arg.names)
+        out.append(f"| `{names}` | {arg.help.replace('|', chr(92) + '|')} |")  # a `|` ends a cell
+    out += ["", "Invoke's core flags that mean nothing for a fabops task are refused (exit 64), under "
+            "`inv` and `fabops`; `fabops --help` does not list them:", "",
+            "| flag | why |", "|---|---|"]
+    for arg in sorted(program.core_args(), key=lambda a: a.name):
+        if arg.name in REFUSED_CORE:
+            names = ", ".join(("--" if len(n) > 1 else "-") + n for n in arg.names)
+            out.append(f"| `{names}` | {REFUSED_CORE[arg.name]} |")
+    return out + [""]
 
 
 def hosts_keys() -> dict:

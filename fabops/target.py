@@ -14,9 +14,11 @@ imports only the standard library and its host-safe siblings.
 """
 from __future__ import annotations
 
+import logging
 import os
 import posixpath
 import signal
+import time
 from typing import Any, Dict, Iterable, Optional, Union
 
 from invoke.exceptions import ThreadException
@@ -24,6 +26,13 @@ from invoke.exceptions import ThreadException
 from .errors import CommandFailed
 from .host.files import HostPaths
 from .shell import as_cmd, join, sudo as sudo_cmd, sudo_failure, with_env
+
+
+# `--debug` shows each command a Target runs, with its exit and duration
+# (fabops/tasks/_base.py, debug_enabled, gives this logger a handler). A
+# logger, not a print: the library never prints, and with no handler the
+# check below costs one level test per command.
+COMMANDS = logging.getLogger("fabops.commands")
 
 
 class Target:
@@ -107,10 +116,13 @@ class Target:
         if env and self.is_local:
             opts["env"] = env  # the child's environment, no shell involved
             env = None
-        cmd = self.prepare(cmd, env)
+        shown, cmd = as_cmd(cmd), self.prepare(cmd, env)
         opts.update(kwargs)
+        start = time.monotonic()
         try:
             result = self.c.run(as_cmd(cmd), **opts)
+            if COMMANDS.isEnabledFor(logging.DEBUG):
+                COMMANDS.debug("%s: %s (exit %s, %.2f s)", self.name, shown, result.exited, time.monotonic() - start)
         except ThreadException:
             if stdin is None:
                 raise

@@ -396,7 +396,7 @@ def test_help_names_what_a_value_is(program):
     if program == "fabops":  # Invoke's own core flags too
         core = subprocess.run(cmd + ["--help"], cwd=ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL,
                               env=dict(os.environ, COLUMNS="200")).stdout
-        assert "-f FILE, --config=FILE" in core and "=STRING" not in core and "=INT" not in core, core
+        assert "-D N, --list-depth=N" in core and "=STRING" not in core and "=INT" not in core, core
 
 
 def test_importing_the_tasks_leaves_invokes_classes_alone():
@@ -511,3 +511,68 @@ def test_the_github_summary_shows_a_host_error_as_error_text(tmp_path, monkeypat
         SimpleNamespace(host="b", ok=False, code=70, error=KeyError("port"))]))
     text = summary.read_text()
     assert "| a | error: refused |" in text and "| b | error: KeyError: 'port' |" in text
+
+
+# Invoke's core flags that mean nothing for a fabops task (tasks/program.py,
+# REFUSED_CORE), as a user may type them: each is exit 64 on one line, under
+# both programs, before any task runs.
+REFUSED = [["--prompt-for-sudo-password"], ["--dry"], ["-R"], ["--echo"], ["-e"], ["--write-pyc"],
+           ["--hide", "both"], ["--pty"], ["-p"], ["--warn-only"], ["-w"], ["--command-timeout", "5"],
+           ["-T", "5"], ["--config", "x.yml"], ["-f", "x.yml"]]
+
+
+@pytest.mark.parametrize("program", ["inv", "fabops"])
+@pytest.mark.parametrize("flag", REFUSED, ids=lambda f: f[0])
+def test_invokes_core_flags_that_mean_nothing_for_fabops_are_usage_errors(program, flag, tmp_path):
+    """Without a terminal, --prompt-for-sudo-password was a termios traceback
+    (#24); -T 5 timed nothing out, -w warned of nothing, -f read a file
+    fabops never looks at. Refused before any task runs: `hosts` here would
+    otherwise print the inventory and exit 0."""
+    (tmp_path / "hosts.yml").write_text(COMPLETION_HOSTS)
+    (tmp_path / "tasks.py").write_text("from fabops.tasks import ns  # noqa: F401\n")
+    cmd = [INV] if program == "inv" else [sys.executable, "-m", "fabops.cli"]
+    r = subprocess.run(cmd + flag + ["hosts"], cwd=tmp_path, capture_output=True, text=True,
+                       stdin=subprocess.DEVNULL, timeout=60)
+    assert r.returncode == 64, r.stdout + r.stderr
+    assert r.stdout == "" and "Traceback" not in r.stderr
+    assert r.stderr.startswith(f"{program}: Invoke's --") and "does not apply to fabops tasks: " in r.stderr
+    assert len(r.stderr.splitlines()) == 1 and flag[0] in r.stderr, r.stderr
+
+
+def test_fabops_help_hides_the_refused_core_flags_and_says_what_debug_does():
+    from fabops.tasks.program import REFUSED_CORE
+
+    r = run_cli("--help", env={"COLUMNS": "80"})
+    assert r.returncode == 0, r.stderr
+    core = r.stdout.split("Subcommands:")[0]
+    for name in REFUSED_CORE:
+        assert f"--{name}" not in core, name
+    for kept in ("--debug", "--list", "--version", "--hosts", "--print-completion-script"):
+        assert kept in core
+    assert "Show each command fabops runs" in " ".join(core.split())
+
+
+@pytest.mark.parametrize("program", ["inv", "fabops"])
+def test_debug_is_fabops_commands_and_tracebacks_not_invokes_parser_log(program, tmp_path):
+    """`fabops --debug status` printed 117 lines of Invoke's parser debug
+    (#24). --debug now means one thing: each command fabops runs, with its
+    exit and duration, and the traceback of an error."""
+    (tmp_path / "tasks.py").write_text("from fabops.tasks import ns  # noqa: F401\n")
+    cmd = [INV] if program == "inv" else [sys.executable, "-m", "fabops.cli"]
+    r = subprocess.run(cmd + ["--debug", "ping", "-H", "local", "-i", str(ROOT / "hosts.yml")], cwd=tmp_path,
+                       capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    shown = [ln for ln in r.stderr.splitlines() if ln.startswith("fabops: debug: local: ")]
+    assert shown and all(ln.endswith(" s)") and "(exit 0, " in ln for ln in shown), r.stderr
+    invokes = [ln for ln in r.stderr.splitlines() if ln.startswith("invoke.")]
+    # under inv, Invoke's loader logs its three lines before tasks.py loads
+    # and fabops can take --debug back; none from the parser after that
+    assert len(invokes) <= (3 if program == "inv" else 0) and "invoke.parser" not in r.stderr, r.stderr
+    bad = tmp_path / "bad.yml"
+    bad.write_text("hosts: {a: {port: x}}")
+    r = subprocess.run(cmd + ["--debug", "hosts", "-i", str(bad)], cwd=tmp_path, capture_output=True, text=True,
+                       stdin=subprocess.DEVNULL, timeout=60)
+    assert "Traceback" in r.stderr and "ConfigError" in r.stderr, r.stderr
+    quiet = subprocess.run(cmd + ["ping", "-H", "local", "-i", str(ROOT / "hosts.yml")], cwd=tmp_path,
+                           capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
+    assert quiet.returncode == 0 and "debug" not in quiet.stderr, quiet.stderr

@@ -201,7 +201,8 @@ class FabopsTask(Task):
 
     def __call__(self, *args, **kwargs):
         try:
-            refuse_core_flags()
+            if debug_enabled():
+                show_commands()
             # Every value a task body gets went through read_number, passed by
             # name (Invoke's executor) or by position (a call from Python), so
             # task bodies take their numbers as read and never check again.
@@ -259,25 +260,43 @@ def fabops_task(*args, **kwargs) -> Callable:
     return decorate
 
 
-def refuse_core_flags() -> None:
-    """Invoke's own `--dry` and `--echo` apply to `c.run()` only, and fabops
-    runs its commands over its own connections: honouring them would mean a
-    deploy that says "dry" and deploys. Refused instead (exit 64) when given
-    on the command line; the same keys in an Invoke config file are a c.run()
-    preference and are left alone."""
-    from .program import CORE_FLAGS_GIVEN
-
-    if "dry" in CORE_FLAGS_GIVEN:
-        raise UsageError("Invoke's --dry does not apply to fabops tasks; use the task's own --dry-run")
-    if "echo" in CORE_FLAGS_GIVEN:
-        raise UsageError("Invoke's --echo does not apply to fabops tasks; use --debug to see each command")
+# `--debug`, as given on this command line (set by tasks/program.py,
+# take_debug). One meaning: fabops' own debugging, each command fabops runs
+# with its exit and duration on stderr, and a traceback for any error; never
+# Invoke's DEBUG logging of its parser and loader (117 lines before the task
+# ran, none of them about the task).
+DEBUG_GIVEN = [False]
 
 
 def debug_enabled() -> bool:
-    """`--debug` (Invoke's core flag, which turns on DEBUG logging) or FABOPS_DEBUG=1."""
+    """`--debug` (tasks/program.py, DEBUG_GIVEN) or FABOPS_DEBUG=1: fabops'
+    own debugging, each command it runs and the traceback of any error
+    (docs/errors.md). Never Invoke's DEBUG logging (program.take_debug)."""
     if os.environ.get("FABOPS_DEBUG", "").lower() in ("1", "true", "yes"):
         return True
-    return logging.getLogger().isEnabledFor(logging.DEBUG)
+    return DEBUG_GIVEN[0]
+
+
+class _ShownCommand(logging.Formatter):
+    """`fabops: debug: HOST: CMD (exit N, 0.12 s)`, printable (a command may
+    quote the inventory); a many-line script shows its first line and how
+    many follow, not a page of shell."""
+
+    def format(self, record) -> str:
+        host, cmd, exited, seconds = record.args
+        first, *rest = str(cmd).split("\n")
+        more = f" … (+{len(rest)} lines)" if rest else ""
+        return printable(f"fabops: debug: {host}: {first}{more} (exit {exited}, {seconds:.2f} s)")
+
+
+def show_commands() -> None:
+    """Each command fabops runs, on stderr (fabops.target.COMMANDS), once."""
+    logger = logging.getLogger("fabops.commands")
+    if not any(isinstance(h.formatter, _ShownCommand) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_ShownCommand())
+        logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
 
 
 def load_inventory(path: Optional[str] = None):

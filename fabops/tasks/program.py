@@ -12,6 +12,7 @@ gives Invoke's running program the `TaskProgram` class (why, there).
 from __future__ import annotations
 
 import difflib
+import logging
 import re
 import sys
 from typing import Optional, Tuple
@@ -21,12 +22,31 @@ from invoke.exceptions import ParseError
 from invoke.parser import Parser, ParserContext
 
 from ..errors import USAGE, quiet_closed_pipe
+from ._base import DEBUG_GIVEN, FabopsTask
 
-# Invoke's core flags that fabops refuses (tasks/_base.py, refuse_core_flags),
-# as given on this command line. Recorded from the parse, not read from
-# config: `run: {echo: true}` in ~/.invoke.yaml is a user's c.run()
-# preference, not a request to a fabops task, and must not refuse every task.
-CORE_FLAGS_GIVEN: set = set()
+# Invoke's core flags that mean nothing for a fabops task, with the reason the
+# refusal gives. They set Invoke's defaults for c.run() and its runtime
+# config, and fabops runs its commands through its own connections (a
+# Target, with a Config of its own: fabops/connection.py), so honouring
+# them silently would mislead: `--dry` deploys for real, `-T 5` times
+# nothing out, `-w` warns of nothing, and `--prompt-for-sudo-password` asks
+# for a password fabops never types (sudo -n; without a terminal it was a
+# traceback). Refused from the command line only (TaskProgram.parse_cleanup):
+# `run: {echo: true}` in ~/.invoke.yaml is a user's c.run() preference, not a
+# request to a fabops task. docs/architecture.md, "Command line".
+REFUSED_CORE = {
+    "dry": "fabops tasks take their own --dry-run",
+    "echo": "use --debug to see each command fabops runs",
+    "hide": "fabops captures its commands' output itself",
+    "pty": "fabops chooses a pty per command itself",
+    "warn-only": "a failed command is always reported, with its exit code",
+    "command-timeout": "set FABOPS_COMMAND_TIMEOUT (seconds) for fabops' own commands",
+    "config": "fabops reads hosts.yml (-i/--inventory), not an Invoke config file",
+    "prompt-for-sudo-password": "fabops never types a sudo password: it runs `sudo -n` with the rules "
+                                "`setup` installs (docs/security.md)",
+    "write-pyc": "it only changes how Python caches fabops' own modules",
+}
+
 
 # What Invoke's own core flags take, for `fabops --help` (Invoke says STRING
 # or INT for all of them).
@@ -34,6 +54,14 @@ CORE_METAVARS = {
     "hide": "WHAT", "print-completion-script": "SHELL", "list-depth": "N", "config": "FILE",
     "list-format": "FORMAT", "help": "TASK", "hosts": "HOSTS", "list": "NAMESPACE", "command-timeout": "SECONDS",
     "collection": "NAME", "search-root": "DIR", "complete": None,
+}
+
+
+# Invoke's help for a core flag, where fabops means something else by it.
+CORE_HELP = {
+    "debug": "Show each command fabops runs (host, exit, seconds) and the traceback of any error, "
+             "on stderr (or FABOPS_DEBUG=1).",
+    "list-depth": "When listing tasks, only show the first N levels.",
 }
 
 
@@ -69,9 +97,16 @@ class TaskProgram(Program):
     def usage_error(self, text: str) -> Exit:
         return Exit(f"{self.prog}: {text}", code=USAGE)
 
+    _hiding = False
+
     @property
     def initial_context(self) -> ParserContext:
-        return NamedValues.of(super().initial_context)
+        ctx = NamedValues.of(super().initial_context)
+        if self._hiding:  # only while print_help lists the core flags
+            hidden = self.hidden_core_flags()
+            ctx = NamedValues(name=ctx.name, aliases=ctx.aliases,
+                              args=[a for a in ctx.args.values() if a.name not in hidden])
+        return ctx
 
     def _make_parser(self, ignore_unknown: bool = False) -> Parser:
         # Invoke's one seam for the task parser (parse_tasks, a task's --help,
@@ -87,7 +122,6 @@ class TaskProgram(Program):
             raise self.usage_error(self.explain(exc)) from None
 
     def parse_cleanup(self) -> None:
-        CORE_FLAGS_GIVEN.update(f for f in ("dry", "echo") if self.args[f].value)
         wanted = self.args.help.value  # `--help NAME`: True for a bare --help
         if isinstance(wanted, str) and wanted not in self.parser.contexts:
             raise self.usage_error(self.unknown_task(wanted))
@@ -101,6 +135,34 @@ class TaskProgram(Program):
             raise self.usage_error(str(exc)) from None
         except BrokenPipeError:  # `--help | head`
             quiet_closed_pipe()
+        self.refuse_core_flags()
+
+    def refuse_core_flags(self) -> None:
+        """A core flag of REFUSED_CORE on the command line of a fabops task is
+        a usage error, before any task runs (and before Invoke's sudo
+        password prompt, which comes after the parse). Under `inv`, a task of
+        the user's own tasks.py may still use them."""
+        given = [name for name in REFUSED_CORE if self.args[name].value]
+        ours = [ctx.name for ctx in self.tasks if _is_fabops(self.collection[ctx.name])]
+        if given and ours:
+            flag = self.initial_context.flags["--" + given[0]]
+            raise self.usage_error(f"Invoke's {_spelled(flag)} does not apply to fabops tasks: "
+                                   f"{REFUSED_CORE[given[0]]}")
+
+    def hidden_core_flags(self) -> set:
+        """The refused core flags, hidden from --help when every task is
+        fabops' own (always for `fabops`); a tasks.py with tasks of its own
+        keeps Invoke's whole help, since its tasks may use them."""
+        if all(_is_fabops(self.collection[name]) for name in self.collection.task_names):
+            return set(REFUSED_CORE)
+        return set()
+
+    def print_help(self) -> None:
+        self._hiding = True  # initial_context leaves the hidden flags out
+        try:
+            super().print_help()
+        finally:
+            self._hiding = False
 
     def explain(self, exc: ParseError) -> str:
         """Invoke's parse error in fabops' words: an unknown word is named as a
@@ -136,6 +198,33 @@ class TaskProgram(Program):
         return f"unknown task {token!r}{_close(token, list(self.collection.task_names))}; see `{self.prog} --list`"
 
 
+def _is_fabops(task) -> bool:
+    return isinstance(task, FabopsTask)
+
+
+def _spelled(arg) -> str:
+    """`--dry/-R`: how the flag may have been typed."""
+    longs = [n for n in arg.names if len(n) > 1]
+    shorts = [n for n in arg.names if len(n) == 1]
+    return "/".join(["--" + n for n in longs] + ["-" + n for n in shorts])
+
+
+def take_debug(program: Program) -> None:
+    """`--debug` means fabops' debugging (DEBUG_GIVEN), not Invoke's DEBUG
+    logging: `fabops` clears the flag before Invoke acts on it; under `inv`,
+    Invoke has turned its logging on before the task tree loads, so it is
+    turned off again here (a few lines of Invoke's loader come first)."""
+    if getattr(program, "core", None) is None or not program.args.debug.value:
+        return  # (a program that has parsed nothing yet: the tree imported from Python)
+    DEBUG_GIVEN[0] = True
+    program.args.debug.value = False
+    root = logging.getLogger()
+    if root.level == logging.DEBUG:  # invoke.util.enable_logging's basicConfig
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        root.setLevel(logging.WARNING)
+
+
 def _close(token: str, choices) -> str:
     hint = difflib.get_close_matches(token, choices, n=1, cutoff=0.6)
     return f" (did you mean {hint[0]!r}?)" if hint else ""
@@ -159,6 +248,7 @@ def serve_inv() -> None:
     program = getattr(main, "program", None)
     if type(program) is Program:  # Invoke's own, not someone's subclass
         program.__class__ = TaskProgram
+        take_debug(program)
 
 
 class FabopsProgram(TaskProgram):
@@ -169,6 +259,7 @@ class FabopsProgram(TaskProgram):
         args.append(Argument(names=("hosts", "H"), help="Hosts or groups for the task, as the task's own -H."))
         for arg in args:  # --help names what a value is (NamedValues)
             arg.fabops_metavar = CORE_METAVARS.get(arg.name)
+            arg.help = CORE_HELP.get(arg.name, arg.help)
         return args
 
     def parse_core(self, argv) -> None:
@@ -184,6 +275,7 @@ class FabopsProgram(TaskProgram):
         also complete host names after -H (fish keeps Invoke's)."""
         self._refuse_repeated_hosts()
         super().parse_core_args()
+        take_debug(self)  # before Invoke's parse_core reads --debug
         from ..completion import SCRIPTS
 
         shell = self.args["print-completion-script"].value
