@@ -7,12 +7,14 @@ python3 and flock(1).
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Optional
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
 
 from . import errors
 from .errors import CommandFailed, FabopsError
 from .host.services import parse_process_status, parse_systemd_show, process_status_cmd, systemd_status_cmd
 from .host.files import own_dirs
+from .host.would import Would
 from .inventory import Host
 from .probe import MARK, split_sections
 from .shell import Cmd, lines, path, quote_path, sh
@@ -167,11 +169,17 @@ def unpin_cmd(host: Host, wait: float = 10.0) -> Cmd:
               merge=state_merge_cmd(host, {"pin": None, "pin_reason": None}))
 
 
-def unpin(c, host: Host, dry_run: bool = False) -> Optional[str]:
-    """Clear the host's pin; returns the commit it was pinned to, if any.
-    A dry run only reads it."""
-    if dry_run:
-        return RemoteStore(c, host).load().get("pin") or None
+def unpin_plan(pin: Optional[str]) -> List[Would]:
+    """What unpin does for a host pinned to `pin` (None: not pinned): pure,
+    so `unpin --dry-run` renders what the real unpin decides from the same
+    fact (docs/architecture.md, "Plans")."""
+    if not pin:
+        return []
+    return [Would("clear pin", "state.json", f"pinned to {pin[:12]}; cron follows the branch again")]
+
+
+def unpin(c, host: Host) -> Optional[str]:
+    """Clear the host's pin; returns the commit it was pinned to, if any."""
     result = Target.of(c, host).run(unpin_cmd(host), check=False)
     if not result.ok:
         if result.exited == 1 and not result.stdout.strip() and not result.stderr.strip():
@@ -180,6 +188,12 @@ def unpin(c, host: Host, dry_run: bool = False) -> Optional[str]:
             raise LockedError("locked: a run holds the host lock; try again when it ends", host=host.name)
         raise CommandFailed.from_result("unpin", result, host=host.name)
     return _previous(result.stdout).get("pin") or None
+
+
+def unpin_dry_run(c, host: Host) -> dict:
+    """`unpin --dry-run`: the pin read (nothing written) and unpin_plan."""
+    pin = RemoteStore(c, host).load().get("pin") or None
+    return {"was_pinned_to": pin, "dry_run": True, "would": [w.to_dict() for w in unpin_plan(pin)]}
 
 
 # ------------------------------------------------------------------ lock
@@ -330,43 +344,74 @@ def managers_for(c, host: Host):
     return ServiceManager(t, host, home=t.paths.home, app_path=t.local_path(host.app.path)), None
 
 
-def restart_services(c, host: Host, service: Optional[str], actor: str, progress=None,
-                     dry_run: bool = False) -> List[dict]:
+@dataclass(frozen=True)
+class RestartPlan:
+    """What `restart` does: its services, in order, and what it does about
+    the host lock (host/queue.lock_verdict: take it, end a watch first, or
+    stop because a run is mid-change)."""
+
+    services: Tuple[str, ...]
+    verdict: str  # take | end_watch | locked (a dry run's reading; the real run's lock script applies the same rules)
+    why: str  # the verdict's line ("" when the lock is free)
+    holder: str = ""  # who holds the lock, described
+
+
+def restart_plan(host: Host, service: Optional[str], holder: dict) -> RestartPlan:
+    """Pure: the services `restart [--service NAME]` restarts and the lock
+    verdict for `holder` ({}: the lock is free, or not read: the real run
+    takes it with the same rules in remote_lock_script)."""
+    from .host.lock import describe_holder
+    from .host.queue import lock_verdict
+
+    chosen = (host.service(service).name,) if service else tuple(s.name for s in host.services)
+    if not chosen:
+        raise CommandFailed("no services configured", host=host.name)
+    verdict, why = lock_verdict("restart", None, holder)
+    return RestartPlan(chosen, verdict, why, describe_holder(holder) if holder else "")
+
+
+def restart_would(p: RestartPlan) -> List[Would]:
+    """The plan's writes, in order: the dry run's `would`."""
+    if p.verdict == "locked":
+        return [Would("stop", "-", p.why)]
+    out = []
+    if p.verdict == "end_watch":
+        out.append(Would("end watch", "-", f"{p.holder} only watches its services: restart ends the watch "
+                                            "and acts at once"))
+    return out + [Would("restart", name, "then poll it until ready") for name in p.services]
+
+
+def restart_services(c, host: Host, service: Optional[str], actor: str, progress=None) -> List[dict]:
     """Restart the host's services (or one), in order, each followed by the
-    readiness poll; under the host lock. Returns one dict per service.
-    A dry run restarts nothing: it names what would restart, or raises
-    LockedError as the real run would."""
+    readiness poll; under the host lock. Returns one dict per service."""
     import time as _time
 
     from .host.readiness import wait_ready
 
-    chosen = [host.service(service)] if service else list(host.services)
-    if not chosen:
-        raise CommandFailed("no services configured", host=host.name)
-    if dry_run:
-        from .host.queue import lock_verdict
-
-        # the real restart's lock rules: a run mid-change is exit 4, a run
-        # that only watches has its watch ended first
-        verdict, why = lock_verdict("restart", None, lock_holder(c, host))
-        if verdict == "locked":
-            from .errors import LockedError
-
-            raise LockedError(f"would stop: {why}", host=host.name)
-        return [{"service": s.name, "ok": True, "phase": "dry_run", "seconds": 0.0,
-                 "message": f"would restart {s.name} and poll it until ready" + (f" ({why})" if why else "")}
-                for s in chosen]
+    p = restart_plan(host, service, {})
     info = {"actor": actor, "trigger": "restart", "target": None, "since": _time.time(), "pid": None}
     manager, probe = managers_for(c, host)
     out = []
     with RemoteLock(c, host, info):
-        for svc in chosen:
+        for svc in (host.service(name) for name in p.services):
             manager.restart(svc)
             ready = wait_ready(manager, svc, probe=probe, progress=progress)
             out.append(ready.to_dict())
             if not ready.ok:
                 break
     return out
+
+
+def restart_dry_run(c, host: Host, service: Optional[str]) -> dict:
+    """`restart --dry-run`: the lock's holder read (never taken) and
+    restart_plan rendered; LockedError ("would stop: ...", exit 4) where
+    the real restart would stop."""
+    p = restart_plan(host, service, lock_holder(c, host))
+    if p.verdict == "locked":
+        from .errors import LockedError
+
+        raise LockedError(f"would stop: {p.why}", host=host.name)
+    return {"dry_run": True, "would": [w.to_dict() for w in restart_would(p)]}
 
 
 # ------------------------------------------------------------------ state over SSH

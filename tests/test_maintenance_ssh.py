@@ -97,7 +97,11 @@ def test_dry_runs_of_restart_unpin_health_fix_and_rollback_change_nothing(deploy
     pid = h.path("~/.fabops/app/services/bot.pid").read_text()
     state = h.path("~/.fabops/app/state.json").read_text()
     r = cli(deployed, "restart", "--dry-run", "--json")
-    assert r.returncode == 0 and json.loads(r.stdout)["hosts"]["h1"][0]["message"].startswith("would restart bot"), r.stderr
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["hosts"]["h1"] == {"dry_run": True, "would": [
+        {"action": "restart", "target": "bot", "why": "then poll it until ready"}]}
+    r = cli(deployed, "restart", "--dry-run")
+    assert (r.returncode, r.stdout) == (0, "[h1] would restart bot: then poll it until ready\n"), r.stderr
     with HostLock(str(h.path("~/.fabops/app/lock")), {"actor": "alice@laptop", "trigger": "cron"}).acquire():
         r = cli(deployed, "restart", "--dry-run")
         assert r.returncode == 4 and "would stop: locked: cron by alice@laptop" in r.stderr, r.stderr
@@ -116,7 +120,10 @@ def test_dry_runs_of_restart_unpin_health_fix_and_rollback_change_nothing(deploy
     assert r.returncode == 0 and "is not pinned" in r.stdout
     assert cli(deployed, "rollback", "--to", first).returncode == 0  # now really pinned
     r = cli(deployed, "unpin", "--dry-run", "--json")
-    assert json.loads(r.stdout)["hosts"]["h1"] == {"was_pinned_to": first, "dry_run": True}
+    assert json.loads(r.stdout)["hosts"]["h1"] == {"was_pinned_to": first, "dry_run": True, "would": [
+        {"action": "clear pin", "target": "state.json", "why": f"pinned to {first[:12]}; cron follows the branch again"}]}
+    r = cli(deployed, "unpin", "--dry-run")
+    assert r.stdout == f"h1: would clear pin state.json: pinned to {first[:12]}; cron follows the branch again\n"
     assert deployed.state["pin"] == first
     # health --fix --dry-run on a dead service: names what --fix would do
     pid = h.path("~/.fabops/app/services/bot.pid").read_text()
@@ -127,6 +134,7 @@ def test_dry_runs_of_restart_unpin_health_fix_and_rollback_change_nothing(deploy
     r = cli(deployed, "health", "--fix", "--dry-run", "--json")
     report = json.loads(r.stdout)["hosts"]["h1"]
     assert r.returncode == 2 and report["status"] == "would_restart" and "--fix would restart bot" in report["message"]
+    assert [(w["action"], w["target"]) for w in report["would"]] == [("record", "state.json"), ("restart", "bot")]
     assert h.path("~/.fabops/app/state.json").read_text() == state
     assert (log.read_text() if log.exists() else "") == before
     assert deployed.version() is None  # still down: nothing was restarted

@@ -31,10 +31,19 @@ class Would(NamedTuple):
 
 def as_json(woulds: Iterable[Would]) -> List[dict]:
     """The envelope's `would` list."""
-    return [Would(*w).to_dict() for w in woulds]
+    return [_would(w).to_dict() for w in woulds]
 
 
-def lines(woulds: Iterable[Would]) -> List[str]:
-    """The human form: one `would ...` line per entry, in order."""
-    return [Would(*w).line() for w in woulds]
+def lines(woulds: Iterable, prefix: str = "", none: str = "") -> List[str]:
+    """The human form: `PREFIX would ...`, one line per entry, in order
+    (Would values, or the dicts of a JSON `would` list); `PREFIX NONE` when
+    there are none and `none` is given (a dry run that would change nothing
+    says so)."""
+    said = [prefix + _would(w).line() for w in woulds]
+    return said or ([prefix + none] if none else [])
 
+
+def _would(w) -> Would:
+    if isinstance(w, dict):
+        return Would(str(w.get("action", "")), str(w.get("target", "")), str(w.get("why", "")))
+    return Would(*w)

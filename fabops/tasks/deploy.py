@@ -373,22 +373,29 @@ def rollback(c, hosts=None, to=None, wait=None, liveness=5.0, offline=False, act
 @fabops_task
 def unpin(c, hosts=None, dry_run=False, json=False, inventory=None, accept_new=False, connect_timeout=None):
     """Clear the pin left by rollback or deploy --ref, so cron follows the branch again."""
-    from ..remote import unpin as unpin_host
+    from ..host.would import lines
+    from ..remote import unpin as unpin_host, unpin_dry_run
     from ._base import for_each_host
 
-    outcome = for_each_host(inventory, hosts, lambda cxn, host: unpin_host(cxn, host, dry_run=dry_run),
-                            accept_new=accept_new, connect_timeout=connect_timeout)
+    if dry_run:  # the pin read and remote.unpin_plan rendered: nothing written
+        fn = unpin_dry_run
+    else:
+        fn = lambda cxn, host: {"was_pinned_to": unpin_host(cxn, host), "dry_run": False}  # noqa: E731
+    outcome = for_each_host(inventory, hosts, fn, accept_new=accept_new, connect_timeout=connect_timeout)
     if json:
-        print_envelope(outcome.results, lambda v: {"was_pinned_to": v, "dry_run": dry_run}, code=outcome.code)
+        print_envelope(outcome.results, code=outcome.code)
     else:
         from .render import host_errors
 
         for r in outcome.results:
-            if r.ok and r.value:
-                print_text(f"{r.host}: " + (f"would unpin (pinned to {r.value[:12]})" if dry_run
-                                            else f"unpinned (was pinned to {r.value[:12]})"))
-            elif r.ok:
-                print_text(f"{r.host}: " + ("is not pinned" if dry_run else "was not pinned"))
+            if not r.ok:
+                continue
+            pin = r.value["was_pinned_to"]
+            if dry_run:
+                for line in lines(r.value["would"], f"{r.host}: ", none="is not pinned"):
+                    print_text(line)
+            else:
+                print_text(f"{r.host}: " + (f"unpinned (was pinned to {pin[:12]})" if pin else "was not pinned"))
         host_errors(outcome.results)
     finish(outcome.code)
 
@@ -404,19 +411,21 @@ def restart(c, hosts=None, service=None, actor=None, dry_run=False, json=False, 
             connect_timeout=None):
     """Restart services under the host lock, then poll until each is ready (agentless)."""
     from ..host.record import default_actor
-    from ..remote import restart_services
+    from ..host.would import lines
+    from ..remote import restart_dry_run, restart_services
     from ._base import for_each_host
 
     def one(cxn, host):
-        items = restart_services(cxn, host, service, actor or default_actor(), dry_run=dry_run,
-                                 progress=None if json else (lambda m: print_text(f"[{host.name}] · {m}")))
-        return items
+        if dry_run:  # the lock's holder read and remote.restart_plan rendered: nothing restarted
+            return restart_dry_run(cxn, host, service)
+        return restart_services(cxn, host, service, actor or default_actor(),
+                                progress=None if json else (lambda m: print_text(f"[{host.name}] · {m}")))
 
     outcome = for_each_host(inventory, hosts, one, accept_new=accept_new, connect_timeout=connect_timeout)
     codes = []
     for r in outcome.results:
         if r.ok:
-            failed = [x for x in r.value if not x["ok"]]
+            failed = [] if dry_run else [x for x in r.value if not x["ok"]]
             codes.append(errors.FAILED if failed else errors.OK)
         else:
             codes.append(r.code)
@@ -426,7 +435,10 @@ def restart(c, hosts=None, service=None, actor=None, dry_run=False, json=False, 
         from .render import fmt_duration, host_errors
 
         for r in outcome.results:
-            if r.ok:
+            if r.ok and dry_run:
+                for line in lines(r.value["would"], f"[{r.host}] "):
+                    print_text(line)
+            elif r.ok:
                 for x in r.value:
                     mark = "✓" if x["ok"] else "✗"
                     print_text(f"[{r.host}] {mark} {x['message']} ({fmt_duration(x['seconds'])})")

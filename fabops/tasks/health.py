@@ -60,8 +60,8 @@ def health(c, hosts=None, fix=False, timeout=60.0, actor=None, quiet=False, dry_
             # progress), so the status word beside it (`OK ok`, `FAILED
             # would_restart`) only repeated it; --json keeps `status`.
             print_text(f"{r.host}: {errors.NAMES.get(r.value.code)}: {r.value.message}")
-            for line in lines(r.value.would or ()):
-                print_text(f"{r.host}: {line}")
+            for line in lines(r.value.would or (), f"{r.host}: "):
+                print_text(line)
     # Nagios: unreachable is UNKNOWN (3), whatever the error was
     finish(errors.worst(codes))
 

@@ -1,0 +1,111 @@
+"""The small tasks' decisions as tables (#23; docs/architecture.md, "Plans"):
+restart (its services and the lock verdict), unpin (the pin) and setup
+--check (its items), each a pure function that the real run and the dry
+run share, tested without SSH. Plus the one human line form (host/would.py).
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from fabops import inventory
+from fabops.errors import CommandFailed, UsageError
+from fabops.host.would import Would, as_json, lines
+from fabops.remote import restart_plan, restart_would, unpin_plan
+
+from tests.test_health_plan import HOST as ONE  # bot, api, worker
+
+HOST = {"h": ONE, "bare": inventory.loads("hosts:\n  bare:\n    connection: local\n    app: {path: /srv/app}\n").hosts["bare"]}
+
+
+def holder(kind: str) -> dict:
+    """free, or a run holding the lock: mid-change (cron, deploy, ci, reset,
+    health), watching (watch, promote: its watch ends in 20 s) or one whose
+    watch is long over (stale-watch)."""
+    if kind == "free":
+        return {}
+    base = {"actor": "alice@laptop", "target": "abc123", "pid": 42, "since": time.time() - 5, "run_id": "r1"}
+    if kind in ("watch", "promote"):
+        return {**base, "trigger": "cron", "phase": kind, "watch_ends": time.time() + 20}
+    if kind == "stale-watch":
+        return {**base, "trigger": "cron", "phase": "watch", "watch_ends": time.time() - 3600}
+    return {**base, "trigger": kind, "phase": "change"}
+
+
+# service (- all) | lock | expected: the would list as action:target, or stop
+RESTART_ROWS = [
+    ("-", "free", "restart:bot restart:api restart:worker"),
+    ("bot", "free", "restart:bot"),
+    ("api", "free", "restart:api"),
+    ("worker", "free", "restart:worker"),
+    ("-", "cron", "stop"),
+    ("-", "deploy", "stop"),
+    ("-", "ci", "stop"),
+    ("-", "reset", "stop"),
+    ("-", "health", "stop"),
+    ("bot", "cron", "stop"),
+    ("api", "deploy", "stop"),
+    # the phase decides, as remote_lock_script's grep does: a watch past its
+    # end (the run is promoting late) is still asked to end
+    ("-", "stale-watch", "end watch:- restart:bot restart:api restart:worker"),
+    ("-", "watch", "end watch:- restart:bot restart:api restart:worker"),
+    ("-", "promote", "end watch:- restart:bot restart:api restart:worker"),
+    ("bot", "watch", "end watch:- restart:bot"),
+    ("worker", "promote", "end watch:- restart:worker"),
+]
+
+
+@pytest.mark.parametrize("service, lock, expected", RESTART_ROWS)
+def test_restart_decision_table(service, lock, expected):
+    p = restart_plan(HOST["h"], None if service == "-" else service, holder(lock))
+    said = restart_would(p)
+    if expected == "stop":
+        assert p.verdict == "locked" and [w.action for w in said] == ["stop"], p
+        assert said[0].why.startswith("locked: ") and "alice@laptop" in said[0].why, said
+        assert "--wait" not in said[0].why  # restart takes no --wait: no hint to use one
+        return
+    assert " ".join(f"{w.action}:{w.target}" for w in said) == expected, said
+    assert p.verdict == ("end_watch" if "watch" in lock or lock == "promote" else "take"), p
+    assert p.services == tuple(w.target for w in said if w.action == "restart")
+    if p.verdict == "end_watch":
+        assert "cron by alice@laptop" in said[0].why and "at once" in said[0].why, said
+
+
+def test_restart_refuses_what_it_cannot_do():
+    with pytest.raises(UsageError, match="unknown service 'nope' \\(known: bot, api, worker\\)"):
+        restart_plan(HOST["h"], "nope", {})
+    with pytest.raises(CommandFailed, match="no services configured"):
+        restart_plan(HOST["bare"], None, {})
+
+
+@pytest.mark.parametrize("pin, expected", [
+    (None, []),
+    ("", []),
+    ("0123456789abcdef0123", [Would("clear pin", "state.json", "pinned to 0123456789ab; cron follows the branch again")]),
+    ("abc", [Would("clear pin", "state.json", "pinned to abc; cron follows the branch again")]),
+])
+def test_unpin_decision_table(pin, expected):
+    assert unpin_plan(pin) == expected
+
+
+@pytest.mark.parametrize("would, prefix, none, expected", [
+    ([], "h: ", "", []),
+    ([], "h: ", "is not pinned", ["h: is not pinned"]),
+    ([Would("restart", "bot", "then poll it until ready")], "[h] ", "", ["[h] would restart bot: then poll it until ready"]),
+    ([Would("stop", "-", "locked: x")], "", "", ["would stop: locked: x"]),
+    ([Would("change", "", "")], "", "", ["would change"]),
+    ([{"action": "notify", "target": "health_down", "why": "bot is down"}], "h: ", "", ["h: would notify health_down: bot is down"]),
+    ([("run", "npm ci", "a file it watches changed"), ("restart", "api", "its files changed")], "", "nothing",
+     ["would run npm ci: a file it watches changed", "would restart api: its files changed"]),
+])
+def test_one_human_line_form(would, prefix, none, expected):
+    assert lines(would, prefix, none=none) == expected
+
+
+def test_the_json_form_round_trips():
+    said = [Would("restart", "bot", "down"), ("record", "state.json", "budget")]
+    data = as_json(said)
+    assert data == [{"action": "restart", "target": "bot", "why": "down"},
+                    {"action": "record", "target": "state.json", "why": "budget"}]
+    assert lines(data) == lines(said)
