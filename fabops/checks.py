@@ -1,10 +1,14 @@
 """The port and HTTP checks a laptop runs on a host over the connection
-(agentless: POSIX sh, and curl or the host's python3). The ports and URLs
+(agentless: POSIX sh, and the host's python3 for HTTP). The ports and URLs
 are the host's own loopback, never reachable from the laptop."""
 from __future__ import annotations
 
-from typing import Optional
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable, List, Optional, Tuple
 
+from .host import httpcheck
 from .shell import Cmd, raw, sh
 from .target import Target
 
@@ -18,102 +22,47 @@ def port_listening_cmd(port: int) -> Cmd:
               sport=f"sport = :{port}", prog=f'$2 ~ /:{port:04X}$/ && $4 == "0A" {{f=1}} END {{exit !f}}')
 
 
-# The python3 fallback reads the same curl config lines from stdin (only
-# `header` and `data-raw`, in _curl_quoted's escapes) when argv[4] is "1".
-_PY_HTTP = r"""
-import re, sys, time, urllib.request, urllib.error
-method, timeout = sys.argv[1], float(sys.argv[2])
-url, headers, body = "", {}, None
-for line in sys.stdin.buffer.read().decode("utf-8").split("\n"):
-    key, _, value = line.partition(" = ")
-    value = re.sub(r"\\(.)", lambda m: {"n": "\n", "r": "\r", "t": "\t"}.get(m.group(1), m.group(1)), value[1:-1])
-    if key == "url":
-        url = value
-    elif key == "header":
-        name, _, v = value.partition(": ")
-        headers[name] = v
-    elif key == "data-raw":
-        body = value
-data = body.encode("utf-8") if body is not None else None
-req = urllib.request.Request(url, data=data, method=method, headers=headers)
-opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-t = time.time()
-try:
-    code = opener.open(req, timeout=timeout).status
-except urllib.error.HTTPError as e:
-    code = e.code
-except Exception:
-    code = 0
-print("%d %.4f" % (code, time.time() - t))
-"""
+# The one HTTP check is fabops/host/httpcheck.py; the agentless path runs
+# that same file on the host (docs/architecture.md, "The HTTP check"), so
+# curl, with its own proxy, redirect and timeout rules, is not a second one.
+@lru_cache(maxsize=None)
+def _source() -> str:
+    return Path(httpcheck.__file__).read_text(encoding="utf-8")
 
 
-def _curl_quoted(value: str) -> str:
-    r"""A value as a quoted string of curl's config file: one line, whatever
-    it holds (curl reads \\ \" \n \r \t back). NUL cannot be carried."""
-    if "\x00" in value:
-        raise ValueError("an HTTP check's header or body cannot hold a NUL character")
-    for char, escaped in (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
-        value = value.replace(char, escaped)
-    return f'"{value}"'
+def http_check_input(checks) -> str:
+    """What of HTTP checks may be secret (a URL may carry `user:pass@` or a
+    token, a header an Authorization token, and the body) as the command's
+    stdin: one JSON spec a line (httpcheck.spec), ASCII only, in order. So
+    no argv `ps` shows on the host holds them (docs/security.md). One
+    Check or several."""
+    if not isinstance(checks, (list, tuple)):
+        checks = [checks]
+    return "".join(json.dumps(httpcheck.spec(c), sort_keys=True) + "\n" for c in checks)
 
 
-def http_check_input(check) -> str:
-    """What of an HTTP check may be secret (its URL, which may carry
-    `user:pass@` or a token, its headers, an Authorization token among
-    them, and its body) as curl config lines: `url`, one `header` a header
-    and a `data-raw` line (a body starting with @ is sent as it is, never
-    read as a file name). The check's command reads them from stdin, so no
-    argv `ps` shows on the host holds them (docs/security.md)."""
-    import json as jsonlib
-
-    headers = dict(check.headers)
-    body = None
-    if check.json is not None:
-        body = jsonlib.dumps(check.json)
-        headers.setdefault("Content-Type", "application/json")
-    elif check.body:
-        body = check.body
-    elif check.method in ("POST", "PUT"):
-        body = ""
-    config = [f"url = {_curl_quoted(check.url)}"]
-    config += [f"header = {_curl_quoted(f'{k}: {v}')}" for k, v in headers.items()]
-    if body is not None:
-        config.append(f"data-raw = {_curl_quoted(body)}")
-    return "".join(line + "\n" for line in config)
-
-
-# http_check_cmd's `feed` when the check's input is the command's own stdin.
+# http_check_cmd's `feed` when the checks' input is the command's own stdin.
 FROM_STDIN = raw("")
 
 
-def http_check_cmd(check, feed: Optional[Cmd] = None) -> Cmd:
-    """Run an HTTP check on the host: curl, else the host's python3. The
-    method and timeout are in the command; the URL, headers and body
-    (http_check_input) come on its stdin (`feed=FROM_STDIN`, run with
-    `stdin=http_check_input(check)`), or through `feed`, a pipe that gives
-    them (the monitor's script slices them from its own stdin). Without a
-    `feed` it is refused at once: run without its input, the command would
-    wait for it forever."""
-    if feed is None:
-        raise TypeError("an HTTP check reads its URL, headers and body from stdin: pass feed=FROM_STDIN and run "
-                        "the command with stdin=http_check_input(check)")
-    curl = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{time_total}\\n", "--noproxy", "*",
-            "--max-time", f"{check.timeout:g}", "-X", check.method, "--config", "-"]
-    py = ["python3", "-c", _PY_HTTP, check.method, f"{check.timeout:g}"]
-    return sh("if command -v curl >/dev/null 2>&1; then {feed}{curl}; else {feed}{py}; fi", feed=feed, curl=curl, py=py)
+def http_check_cmd(feed: Cmd, count: int = 1) -> Cmd:
+    """Run `count` HTTP checks on the host with its python3, in one process:
+    their specs (http_check_input) come on its stdin (`feed=FROM_STDIN`,
+    run with `stdin=http_check_input(...)`) or through `feed`, a pipe that
+    gives them (the monitor's script, from its own stdin). It prints one
+    result line a check, in order (parse_http_results). A host without
+    python3 gets a `no answer` line a check that says so."""
+    missing = httpcheck.result_line((None, "no answer (no python3 on the host for the HTTP check)", 0.0))
+    return sh("if command -v python3 >/dev/null 2>&1; then {feed}python3 -I -S -c {source}; "
+              "else i=0; while [ \"$i\" -lt {count} ]; do echo {missing}; i=$((i + 1)); done; fi",
+              feed=feed, source=_source(), count=max(1, int(count)), missing=missing)
 
 
-def parse_http_result(output: str):
-    parts = output.split()
-    try:
-        code = int(parts[0])
-        latency = float(parts[1])
-    except (IndexError, ValueError):
-        return None, "no answer", 0.0
-    if code == 0:
-        return None, "no answer", latency
-    return code, f"HTTP {code}", latency
+def parse_http_results(output: str, count: int) -> List[Tuple[Optional[int], str, float]]:
+    """`count` results (status or None, detail, latency) from http_check_cmd's
+    output; a missing line is `no answer`."""
+    found = [line for line in output.splitlines() if line.strip()]
+    return [httpcheck.parse_result(found[i] if i < len(found) else "") for i in range(count)]
 
 
 class RemoteProbe:
@@ -127,5 +76,10 @@ class RemoteProbe:
         return self.t.ok(port_listening_cmd(port))
 
     def http(self, check):
-        out = self.t.output(http_check_cmd(check, FROM_STDIN), stdin=http_check_input(check))
-        return parse_http_result(out)
+        return self.http_all([check])[0]
+
+    def http_all(self, checks: Iterable) -> List[Tuple[Optional[int], str, float]]:
+        """Several checks in one command and one python3."""
+        checks = list(checks)
+        out = self.t.output(http_check_cmd(FROM_STDIN, len(checks)), stdin=http_check_input(checks))
+        return parse_http_results(out, len(checks))

@@ -4,7 +4,8 @@
 between markers; `parse(output, host)` turns its output into a dict;
 `evaluate(facts, host)` applies the thresholds and returns the Nagios code
 and findings. Only coreutils/procps are needed; missing tools degrade to
-"unknown", never to a failed command (curl -> python3, ss -> /proc/net/tcp).
+"unknown", never to a failed command (ss -> /proc/net/tcp; the HTTP checks
+run the host's python3, host/httpcheck.py).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from .host.readiness import state_phrase
 from .host.services import process_status_cmd, systemd_status_cmd
 from .inventory import Host
 from .probe import MARK, split_sections
-from .checks import http_check_cmd, http_check_input, port_listening_cmd
+from .checks import http_check_cmd, http_check_input, parse_http_results, port_listening_cmd
 from .remote import home_file
 from .unit_audit import units_cmd
 from .shell import Cmd, lines, path, raw, sh
@@ -55,10 +56,14 @@ _PS = raw('P=$(echo $PIDS | tr " " "\\n" | grep -v "^0*$" | tr "\\n" "," | sed "
           '[ -n "$P" ] && ps -o pid=,pmem=,etimes= -p "$P" 2>/dev/null')
 
 
+def _checks(host: Host) -> list:
+    return [s.check for s in host.services if s.check is not None]
+
+
 def monitor_input(host: Host) -> str:
-    """monitor_script's stdin: every HTTP check's http_check_input, in the
-    order of host.services ("" when no check has headers or a body)."""
-    return "".join(http_check_input(s.check) for s in host.services if s.check is not None)
+    """monitor_script's stdin: the HTTP checks' http_check_input, in the
+    order of host.services ("" when no service has a check)."""
+    return http_check_input(_checks(host)) if _checks(host) else ""
 
 
 def monitor_script(host: Host, window: float = CPU_WINDOW) -> Cmd:
@@ -67,14 +72,13 @@ def monitor_script(host: Host, window: float = CPU_WINDOW) -> Cmd:
     `window` is the least time between the two CPU samples. `monitor --watch`
     passes 0 after its first refresh: the previous refresh's sample is the
     first one then, so the interval is the window and nothing waits."""
-    app = host.app.path.rstrip("/")
     units = [s.name for s in host.services if s.manager == "systemd"]
     procs = [s for s in host.services if s.manager == "process"]
     # CPU is sampled at the start and at the end: the script's own run time
     # is the window, and no sleep is added.
-    # The HTTP checks' headers and bodies (monitor_input) come on stdin, read
-    # once here: each check's curl takes its own lines (docs/security.md).
-    parts: List[Cmd] = [raw("FABOPS_IN=$(cat)")] if monitor_input(host) else []
+    # The HTTP checks (monitor_input: URLs, headers, bodies) come on stdin,
+    # read once here, before any other command could read it (docs/security.md).
+    parts: List[Cmd] = [raw("FABOPS_IN=$(cat)")] if _checks(host) else []
     parts += [
         _section("cpu0", _CPU),
         _section("mem", _MEM),
@@ -98,32 +102,16 @@ def monitor_script(host: Host, window: float = CPU_WINDOW) -> Cmd:
     # second at the end of the script, at least CPU_WINDOW later.
     parts.append(_section("pstat0", _PROC_STAT))
     parts.append(_section("ps", _PS))
-    first = 1  # the first line of the next check's input in $FABOPS_IN
     for svc in host.services:
         if svc.port:
             parts.append(_section(f"port:{svc.name}", sh("if {probe}; then echo open; else echo closed; fi",
                                                          probe=port_listening_cmd(svc.port))))
-        if svc.check is not None:
-            n = http_check_input(svc.check).count("\n")
-            feed = raw("")
-            if n:
-                feed = sh("printf '%s\\n' \"$FABOPS_IN\" | sed -n {span} | ", span=f"{first},{first + n - 1}p")
-            first += n
-            parts.append(_section(f"http:{svc.name}", http_check_cmd(svc.check, feed)))
-    # The Python API's URL from the app's .env: only that one value is read,
-    # and only its /health answer is printed, never the URL or anything else.
-    parts.append(_section("api", sh("U=$(sed -n 's/^[[:space:]]*PYTHON_API_URL[[:space:]]*=[[:space:]]*//p' {env_file} 2>/dev/null"
-    " | head -n 1 | tr -d '\\r\\042\\047'); "
-    'if [ -n "$U" ]; then U="${{U%/}}/health"; '
-    # The URL reaches curl or python3 on stdin (printf is a shell builtin):
-    # a URL may carry credentials, and argv is what `ps` shows everyone.
-    "if command -v curl >/dev/null 2>&1; then printf 'url = \"%s\"\\n' \"$U\" | curl -s -o /dev/null "
-    "-w '%{{http_code}} %{{time_total}}' --noproxy '*' --max-time 5 --config -; "
-    "else printf '%s' \"$U\" | python3 -c 'import sys,time,urllib.request as r\nt=time.time()\n"
-    "try: c=r.urlopen(sys.stdin.read(),timeout=5).status"
-    "\nexcept Exception as e: c=getattr(e,\"code\",0)\nprint(c, round(time.time()-t,4))'; fi; "
-    "else echo none; fi",
-        env_file=path(f"{app}/{host.env_file}"))))
+    checks = _checks(host)
+    if checks:
+        # One python3 runs every check (host/httpcheck.py), one result line
+        # each in host.services' order; printf is a builtin, so the specs
+        # never reach an argv.
+        parts.append(_section("http", http_check_cmd(raw('printf \'%s\\n\' "$FABOPS_IN" | '), len(checks))))
     parts.append(_section("state", sh("cat {f} 2>/dev/null", f=home_file(host, "state.json"))))
     parts.append(_section("last", sh("tail -n 1 {f} 2>/dev/null", f=home_file(host, "history.jsonl"))))
     # Errors in the last hour: the journal under systemd, else the service
@@ -283,6 +271,8 @@ def parse(output: str, host: Host, now: Optional[float] = None, previous: Option
         if len(f) == 3 and f[0].isdigit():
             ps[int(f[0])] = {"memory": _float(f[1]), "uptime": _float(f[2])}
     cpu, facts["cpu_window"] = process_cpu(first["pstat0"], s.get("pstat1", ""))
+    checked = [svc.name for svc in host.services if svc.check is not None]
+    results = dict(zip(checked, parse_http_results(s.get("http", ""), len(checked))))
     services = []
     for svc in host.services:
         st = statuses.get(svc.name)
@@ -306,20 +296,12 @@ def parse(output: str, host: Host, now: Optional[float] = None, previous: Option
         if svc.port:
             entry["port_open"] = {"open": True, "closed": False}.get(s.get(f"port:{svc.name}", "").strip())
         if svc.check is not None:
-            parts = s.get(f"http:{svc.name}", "").split()
-            code = int(parts[0]) if parts and parts[0].isdigit() else None
-            entry["http_status"] = code or None
-            entry["http_latency"] = _float(parts[1]) if len(parts) > 1 else None
+            status, _detail, latency = results[svc.name]
+            entry["http_status"] = status
+            entry["http_latency"] = latency
         services.append(entry)
     facts["services"] = services
     facts["root_units"] = root_units(s.get("units"), host)
-
-    api = s.get("api", "").split()
-    if not api or api[0] == "none":
-        facts["api"] = None
-    else:
-        code = int(api[0]) if api[0].isdigit() else 0
-        facts["api"] = {"status": code or None, "latency": _float(api[1]) if len(api) > 1 else None}
 
     try:
         state = json.loads(s.get("state") or "null")
@@ -436,9 +418,6 @@ def evaluate(facts: Dict[str, Any], host: Host, now: Optional[float] = None) -> 
                                       "root (setup grants it no rule; docs/security.md)"))
     if facts.get("disk") is not None and facts["disk"] >= th["disk"]:
         found.append((errors.WARNING, f"root disk {facts['disk']:g}% ≥ {th['disk']:g}%"))
-    api = facts.get("api")
-    if api is not None and api.get("status") != 200:
-        found.append((errors.FAILED, f"Python API /health: {'HTTP ' + str(api['status']) if api.get('status') else 'no answer'}"))
     dep = facts.get("deploy")
     interval = update_interval(host.schedule.get("update"))
     if dep and dep.get("last_check") and interval:

@@ -205,7 +205,7 @@ def test_every_builder_keeps_a_hostile_value_data(module, name, sentinel, stub_s
     if module == "fabops.checks" and name == "http_check_cmd":
         from fabops.checks import FROM_STDIN
 
-        args.update(feed=FROM_STDIN)  # its headers come on stdin (here /dev/null)
+        args.update(feed=FROM_STDIN)  # its checks come on stdin (here /dev/null)
     cmd = fn(**args)
     assert isinstance(cmd, Cmd), f"{name} returned {type(cmd).__name__}"
     base, log = stub_shell

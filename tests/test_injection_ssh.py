@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from fabops import checks, inventory, maintenance, monitor, remote
 from fabops.errors import ConfigError
 from fabops.logs import log_command
-from fabops.shell import raw, with_env
+from fabops.shell import raw, sh, with_env
 
 pytestmark = pytest.mark.ssh
 # In the test host's private home (a tmpfs in its own mount namespace).
@@ -117,9 +117,11 @@ def test_remote_builders(conn):
     def build(v):
         h = hostile(app_path="~/" + v)
         check = dataclasses.replace(h.services[0].check, url="http://127.0.0.1:9/" + v, headers={"X": v})
-        return "\n".join(f"( {c} ) </dev/null >/dev/null 2>&1" for c in  # the check's input: none (EOF)
-                         [remote.status_cmd(h), checks.http_check_cmd(check, checks.FROM_STDIN),
-                          checks.port_listening_cmd(9)])
+        # the check's hostile URL and header reach its python3 as the monitor
+        # sends them: a printf of its stdin text into the one check
+        feed = sh("printf '%s\\n' {spec} | ", spec=checks.http_check_input(check).rstrip("\n"))
+        return "\n".join(f"( {c} ) </dev/null >/dev/null 2>&1" for c in
+                         [remote.status_cmd(h), checks.http_check_cmd(feed), checks.port_listening_cmd(9)])
 
     fuzz(conn, "remote", build)
 

@@ -47,7 +47,7 @@ def _extra_host_key(f):
 
 
 def _missing_fact(f):
-    del f["api"]
+    del f["root_units"]
 
 
 def _missing_service_fact(f):

@@ -28,23 +28,30 @@ def test_parse_monitor(case):
         assert [m for _, m in findings] == data["findings"]
 
 
-def test_script_is_posix_sh_and_reads_only_one_env_key(tmp_path):
+def test_script_is_posix_sh_and_reads_no_env_file(tmp_path):
     import subprocess
 
     host = host_of(json.loads(CASES[-1].read_text())["host"])
     script = monitor.monitor_script(host)
     assert subprocess.run(["sh", "-n", "-c", script]).returncode == 0
-    assert "PYTHON_API_URL" in script and "cat " + host.app.path not in script
+    assert "PYTHON_API_URL" not in script and host.env_file not in script and "cat " + host.app.path not in script
+    # every check in one python3, running the one HTTP check's own source
+    assert script.count("python3 -I -S -c '") == 1 and "def request(s: dict)" in script
 
 
-def test_api_url_from_env_never_prints_the_file(tmp_path):
+def test_the_checks_run_on_the_host_and_no_env_value_is_read(tmp_path):
+    """Two services' checks through the monitor's script, against a real
+    server: each gets its own answer, in order; the app's .env (a secret, and
+    the PYTHON_API_URL the monitor once read) is not read, and there is no
+    `api` fact: the Python API's /health is a service's check like any other."""
     import http.server
     import subprocess
     import threading
 
     class H(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
-            self.send_response(200 if self.path == "/health" else 404)
+            self.send_response(200 if self.path == "/health" else 500)
+            self.send_header("Content-Length", "0")
             self.end_headers()
 
         def log_message(self, *a):
@@ -52,15 +59,41 @@ def test_api_url_from_env_never_prints_the_file(tmp_path):
 
     srv = http.server.HTTPServer(("127.0.0.1", 0), H)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{srv.server_address[1]}"
     app = tmp_path / "app"
     app.mkdir()
-    (app / ".env").write_text(f"DISCORD_TOKEN=s3cr3t\nPYTHON_API_URL='http://127.0.0.1:{srv.server_address[1]}/'\n")
-    host = host_of({"connection": "local", "app": {"path": str(app)}, "home": str(tmp_path / "home")})
-    out = subprocess.run(["sh", "-c", monitor.monitor_script(host)], capture_output=True, text=True).stdout
-    srv.shutdown()
+    (app / ".env").write_text(f"DISCORD_TOKEN=s3cr3t\nPYTHON_API_URL='{base}/'\n")
+    services = [{"name": "api", "manager": "process", "command": "true", "check": {"url": f"{base}/health"}},
+                {"name": "bot", "manager": "process", "command": "true", "check": {"url": f"{base}/bad"}},
+                {"name": "quiet", "manager": "process", "command": "true"}]
+    host = host_of({"connection": "local", "app": {"path": str(app)}, "home": str(tmp_path / "home"),
+                    "services": services})
+    try:
+        out = subprocess.run(["sh", "-c", monitor.monitor_script(host, window=0)], capture_output=True, text=True,
+                             input=monitor.monitor_input(host), timeout=60).stdout
+    finally:
+        srv.shutdown()
     assert "s3cr3t" not in out
     facts = monitor.parse(out, host)
-    assert facts["api"]["status"] == 200
+    assert "api" not in facts
+    got = {s["name"]: (s["http_status"], s["http_expect"]) for s in facts["services"]}
+    assert got == {"api": (200, 200), "bot": (500, 200), "quiet": (None, None)}
+    assert all(s["http_latency"] is not None for s in facts["services"][:2])
+    for svc in facts["services"]:
+        svc["active"] = True  # as if they ran (they are `true`): judge only the checks
+    _code, findings = monitor.evaluate(facts, host)
+    assert "bot: check gave HTTP 500, expected 200" in [m for _, m in findings]
+    assert not any("api" in m and "check" in m for _, m in findings)
+
+
+def test_find_to_do_declares_the_python_api_health_as_a_check():
+    """The legacy PYTHON_API_URL /health probe is the python-api service's
+    own check in the example inventory (issue #23)."""
+    from pathlib import Path as P
+
+    host = inventory.load(str(P(__file__).parent.parent / "hosts.yml")).hosts["find-to-do"]
+    api = next(s for s in host.services if "python-api" in s.name)
+    assert api.check is not None and api.check.url.endswith("/health") and api.check.expect == 200
 
 
 @pytest.mark.parametrize(

@@ -101,3 +101,40 @@ def test_a_healthy_service_passes_its_watch_with_few_requests():
     r = readiness.watch(Manager(up()), [svc(watch=30.0), svc(name="api", watch=0.0)], clock=clock,
                         sleep=clock.sleep, probe=probe)
     assert r.ok and 30 <= clock.t < 31 and probe.calls == 5 == r.requests
+
+
+def test_the_gate_uses_the_one_http_check_and_no_proxy(monkeypatch):
+    """LocalProbe is host/httpcheck.py, the check the agentless path runs
+    too (tests/test_http_check.py): with a proxy variable pointing at a dead
+    port, the gate still reaches the service, and a redirect is the answer."""
+    import http.server
+    import threading
+
+    from fabops.host import httpcheck
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/health" else 301)
+            self.send_header("Location", "/health")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    calls = []
+    real = httpcheck.run
+    monkeypatch.setattr(httpcheck, "run", lambda check: calls.append(check) or real(check))
+    try:
+        base = f"http://127.0.0.1:{srv.server_address[1]}"
+        ok = readiness.quick_health(Manager(up()), [svc(port=None, check=Check(url=base + "/health"))], probe=readiness.LocalProbe())
+        moved = readiness.quick_health(Manager(up()), [svc(port=None, check=Check(url=base + "/old"))], probe=readiness.LocalProbe())
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert [r.ok for r in ok] == [True] and len(calls) == 2
+    assert (moved[0].ok, moved[0].http_status, moved[0].message) == (False, 301, "bot: check gave HTTP 301")

@@ -8,7 +8,8 @@ import pytest
 from invoke import Context
 
 from fabops.inventory import Check
-from fabops.checks import RemoteProbe, http_check_cmd, parse_http_result, port_listening_cmd
+from fabops.checks import FROM_STDIN, RemoteProbe, http_check_cmd, http_check_input, parse_http_results, port_listening_cmd
+from fabops.target import Target
 
 
 @pytest.fixture
@@ -62,8 +63,9 @@ def test_http_probe_get_and_post_with_json_and_headers(server):
     assert probe.http(post)[0] == 201
 
 
-def test_http_probe_without_curl_falls_back_to_python(server, monkeypatch, tmp_path):
-    # a PATH without curl, but with python3 and sh
+def test_http_probe_needs_no_curl(server, tmp_path):
+    """The check is the host's python3 running fabops/host/httpcheck.py: a
+    PATH with only sh and python3 is enough."""
     import os
     import shutil
 
@@ -71,27 +73,38 @@ def test_http_probe_without_curl_falls_back_to_python(server, monkeypatch, tmp_p
     bindir.mkdir()
     for tool in ("python3", "sh"):
         os.symlink(os.path.realpath(sys.executable) if tool == "python3" else shutil.which(tool), bindir / tool)
-    from fabops.checks import FROM_STDIN, http_check_input
-    from fabops.target import Target
-
-    check = Check(url=f"http://127.0.0.1:{server}/health")
-    r = Target.of(Context()).run(http_check_cmd(check, FROM_STDIN), check=False, stdin=http_check_input(check),
+    checks = [Check(url=f"http://127.0.0.1:{server}/health"), Check(url=f"http://127.0.0.1:{server}/bad")]
+    r = Target.of(Context()).run(http_check_cmd(FROM_STDIN, 2), check=False, stdin=http_check_input(checks),
                                  env={"PATH": str(bindir)}, replace_env=True)
-    assert parse_http_result(r.stdout)[0] == 200
+    assert [res[0] for res in parse_http_results(r.stdout, 2)] == [200, 500]
+
+
+def test_a_host_without_python3_says_so_for_each_check(tmp_path):
+    import shutil
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "sh").symlink_to(shutil.which("sh"))
+    checks = [Check(url="http://127.0.0.1:9/a"), Check(url="http://127.0.0.1:9/b")]
+    r = Target.of(Context()).run(http_check_cmd(FROM_STDIN, 2), check=False, stdin=http_check_input(checks),
+                                 env={"PATH": str(bindir)}, replace_env=True)
+    got = parse_http_results(r.stdout, 2)
+    assert [g[0] for g in got] == [None, None]
+    assert all("no python3 on the host" in g[1] for g in got), got
 
 
 def test_hostile_check_values_are_data(server, tmp_path):
     canary = tmp_path / "canary"
     check = Check(url=f"http://127.0.0.1:{server}/health?$(touch {canary})", headers={"X": f"`touch {canary}`"})
-    from fabops.checks import FROM_STDIN, http_check_input
-    from fabops.target import Target
-
-    Target.of(Context()).run(http_check_cmd(check, FROM_STDIN), check=False, stdin=http_check_input(check))
+    r = Target.of(Context()).run(http_check_cmd(FROM_STDIN), check=False, stdin=http_check_input(check))
+    status, detail, _ = parse_http_results(r.stdout, 1)[0]
+    assert (status, detail) == (None, "no answer (the URL holds a space or a control character)")
     assert not canary.exists()
     assert "'" in port_listening_cmd(80)
 
 
-def test_parse_http_result_junk():
-    assert parse_http_result("") == (None, "no answer", 0.0)
-    assert parse_http_result("000 0.001")[0] is None
-    assert parse_http_result("200 0.01")[:2] == (200, "HTTP 200")
+def test_parse_http_results_junk():
+    assert parse_http_results("", 1) == [(None, "no answer", None)]
+    assert parse_http_results("0 0.001 no answer (Connection refused)", 1)[0] == (None, "no answer (Connection refused)", 0.001)
+    assert parse_http_results("200 0.01 HTTP 200\n", 2) == [(200, "HTTP 200", 0.01), (None, "no answer", None)]
+    assert parse_http_results("garbage\n302 0.5 HTTP 302", 2)[1] == (302, "HTTP 302", 0.5)

@@ -22,7 +22,8 @@ import yaml
 from fabops import cron, deploy, inventory
 from fabops.connection import close_quietly, connect
 from fabops.inventory import Check
-from fabops.checks import FROM_STDIN, RemoteProbe, http_check_cmd, http_check_input, parse_http_result
+from fabops.checks import FROM_STDIN, RemoteProbe, http_check_cmd, http_check_input, parse_http_results
+from fabops.host.readiness import LocalProbe
 from fabops.shell import raw, sh
 from fabops.target import Target
 from tests import test_target
@@ -37,7 +38,7 @@ MARK = "fabops-marker-s3cr3t-91c4"
 class Recorder:
     """An HTTP server on loopback that records every request as (method,
     headers, body bytes) and answers 200. `hold`, when set, is called before
-    the answer: the client (curl, python3) stays alive until it returns."""
+    the answer: the client (the check's python3) stays alive until it returns."""
 
     def __init__(self):
         self.got = []
@@ -115,7 +116,7 @@ class ArgvWatch:
 
 
 def no_curl_path(tmp_path) -> str:
-    """A PATH with sh and python3 but no curl: the checks' python3 fallback."""
+    """A PATH with sh and python3 but no curl: the check needs no curl."""
     bindir = tmp_path / "nocurl"
     bindir.mkdir(exist_ok=True)
     # the system's python3: the test host's /root (pyenv's, perhaps) is a private tmpfs
@@ -126,22 +127,27 @@ def no_curl_path(tmp_path) -> str:
     return str(bindir)
 
 
-BODIES = ["@/etc/passwd", "h\u00e9llo \u20ac\U0001f600\nline two\r\n\t\"q\" 'sq' \\ \\n $(id) `id`\n\n"]
+BODIES = ["@/etc/passwd", "nul\x00byte", "h\u00e9llo \u20ac\U0001f600\nline two\r\n\t\"q\" 'sq' \\ \\n $(id) `id`\n\n"]
 
 
 def run_check(t: Target, check: Check, tool: str, tmp_path):
-    if tool == "curl":
+    if tool == "host":  # the pipeline's own call, in this process
+        return LocalProbe().http(check)[0]
+    if tool == "agentless":
         return RemoteProbe(t).http(check)[0]
-    r = t.run(http_check_cmd(check, FROM_STDIN), "the check", stdin=http_check_input(check) or None,
+    r = t.run(http_check_cmd(FROM_STDIN), "the check", stdin=http_check_input(check),
               env={"PATH": no_curl_path(tmp_path)})
-    return parse_http_result(r.stdout)[0]
+    return parse_http_results(r.stdout, 1)[0][0]
 
 
-@pytest.mark.parametrize("tool", ["curl", "python3"])
+@pytest.mark.parametrize("tool", ["agentless", "agentless without curl", "host"])
 def test_a_checks_headers_and_body_arrive_byte_for_byte(target, tool, recorder, tmp_path):
     """A body starting with @ is sent as it is (never a file read), unicode,
-    quotes and newlines arrive unchanged, and so do the headers, with curl
-    and with the python3 fallback, here and over SSH."""
+    NUL, quotes and newlines arrive unchanged, and so do the headers, from
+    the one check whether the pipeline calls it on the host or the
+    agentless path runs it (here and over SSH)."""
+    if tool == "host" and not target.is_local:
+        pytest.skip("the host side runs in process: once, on this machine")
     headers = {"Authorization": f"Bearer {MARK}", "X-Quoted": 'a "b" \\ c \' $(id)'}
     for body in BODIES:
         check = Check(url=recorder.url, method="POST", body=body, headers=headers)
@@ -153,18 +159,19 @@ def test_a_checks_headers_and_body_arrive_byte_for_byte(target, tool, recorder, 
     assert run_check(target, Check(url=recorder.url, method="PUT", json=doc), tool, tmp_path) == 200
     method, got_headers, got_body = recorder.got[-1]
     assert (method, json.loads(got_body), got_headers["Content-Type"]) == ("PUT", doc, "application/json")
-    assert run_check(target, Check(url=recorder.url), tool, tmp_path) == 200  # nothing to send: no stdin
+    assert run_check(target, Check(url=recorder.url), tool, tmp_path) == 200  # nothing to send
     assert recorder.got[-1][0] == "GET" and recorder.got[-1][2] == b""
 
 
 def test_a_check_needs_no_secret_in_its_command():
     check = Check(url="http://127.0.0.1:9/", method="POST", body=MARK, headers={"Authorization": MARK})
-    assert MARK not in http_check_cmd(check, FROM_STDIN) and MARK in http_check_input(check)
-    assert check.url not in str(http_check_cmd(check, FROM_STDIN))  # a URL may carry user:pass@ or a token
-    with pytest.raises(TypeError):
-        http_check_cmd(check)  # without its input it would wait forever: refused at once
-    with pytest.raises(ValueError):
-        http_check_input(Check(url="http://127.0.0.1:9/", body="nul\x00"))
+    # The command holds no part of any check: they all come on stdin, as
+    # ASCII JSON (a NUL or a line break in a body is escaped, never raw).
+    assert http_check_cmd(FROM_STDIN) == http_check_cmd(FROM_STDIN, 1)
+    assert MARK not in http_check_cmd(FROM_STDIN) and MARK in http_check_input(check)
+    assert check.url not in str(http_check_cmd(FROM_STDIN))  # a URL may carry user:pass@ or a token
+    text = http_check_input([check, Check(url="http://127.0.0.1:9/", body="nul\x00\nline")])
+    assert text.isascii() and "\x00" not in text and text.count("\n") == 2
 
 
 @pytest.fixture
@@ -187,7 +194,7 @@ def secret_host(ssh_host, tmp_path, **extra):
 def test_no_secret_in_argv_while_a_check_runs_over_ssh(conn, recorder):
     check = Check(url=recorder.url, method="POST", body=MARK + "-body", headers={"Authorization": f"Bearer {MARK}"})
     with ArgvWatch(MARK) as watch:
-        recorder.hold = watch.wait_snapshots  # curl is alive through three snapshots
+        recorder.hold = watch.wait_snapshots  # the check's python3 is alive through three snapshots
         assert RemoteProbe(conn).http(check)[0] == 200
     assert watch.count >= 3 and watch.hits == []
     assert recorder.got[-1][1]["Authorization"] == f"Bearer {MARK}"

@@ -9,17 +9,18 @@ Ready means, in order:
 4. it stays up, with the same PID, through the settle window.
 
 A process that dies at any point fails at once instead of waiting for the
-timeout. Runs on the host (ports and URLs are the host's own loopback).
+timeout. Runs on the host (ports and URLs are the host's own loopback); the
+HTTP check is host/httpcheck.py, the same code the agentless path runs.
 """
 from __future__ import annotations
 
-import json as jsonlib
 import socket
 import time
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Tuple
 
 from ..inventory import Check, Service
+from . import httpcheck
 from .services import ServiceManager
 
 POLL = 0.2
@@ -55,78 +56,6 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
         return False
 
 
-def http_check(check: Check) -> Tuple[Optional[int], str, float]:
-    """(status or None, short detail, latency seconds). Never raises.
-
-    Plain http:// (the host's own loopback, the usual case) is spoken over a
-    socket: urllib.request drags in http.client and ssl, which would cost the
-    cron path ~15 ms and several MiB on every poll. https:// uses urllib."""
-    from urllib.parse import urlsplit
-
-    data = b""
-    headers = dict(check.headers)
-    if check.json is not None:
-        data = jsonlib.dumps(check.json).encode()
-        headers.setdefault("Content-Type", "application/json")
-    elif check.body is not None:
-        data = check.body.encode()
-    started = time.monotonic()
-    try:
-        parts = urlsplit(check.url)
-        if parts.scheme == "https":
-            return _urllib_check(check, data, headers, started)
-        if parts.scheme != "http" or not parts.hostname:
-            return None, f"unsupported URL {check.url!r}", 0.0
-        status = _raw_http(parts, check.method, data, headers, check.timeout)
-    except (OSError, ValueError) as exc:
-        return None, f"no answer ({exc.__class__.__name__}: {exc})", time.monotonic() - started
-    if status is None:
-        return None, "no answer (not HTTP)", time.monotonic() - started
-    return status, f"HTTP {status}", time.monotonic() - started
-
-
-def _raw_http(parts, method: str, data: bytes, headers: dict, timeout: float) -> Optional[int]:
-    host = parts.hostname
-    port = parts.port or 80
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    host_header = f"[{host}]" if ":" in host else host
-    lines = [f"{method} {path} HTTP/1.1", f"Host: {host_header}:{port}", "Connection: close",
-             "User-Agent: fabops-health", "Accept: */*"]
-    if data or method in ("POST", "PUT"):
-        lines.append(f"Content-Length: {len(data)}")
-    lines += [f"{k}: {v}" for k, v in headers.items()]
-    request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + data
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.settimeout(timeout)
-        sock.sendall(request)
-        buf = b""
-        while b"\r\n" not in buf and len(buf) < 8192:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            buf += chunk
-    status_line = buf.split(b"\r\n", 1)[0].split()
-    if len(status_line) >= 2 and status_line[0].startswith(b"HTTP/") and status_line[1].isdigit():
-        return int(status_line[1])
-    return None
-
-
-def _urllib_check(check: Check, data: bytes, headers: dict, started: float):
-    import urllib.error
-    import urllib.request
-
-    body = data if (data or check.method in ("POST", "PUT")) else None
-    req = urllib.request.Request(check.url, data=body, method=check.method, headers=headers)
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
-    try:
-        with opener.open(req, timeout=check.timeout) as resp:
-            return resp.status, f"HTTP {resp.status}", time.monotonic() - started
-    except urllib.error.HTTPError as exc:
-        return exc.code, f"HTTP {exc.code}", time.monotonic() - started
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        return None, f"no answer ({getattr(exc, 'reason', exc)})", time.monotonic() - started
-
-
 class LocalProbe:
     """Port and HTTP checks from the host itself (the pipeline runs there)."""
 
@@ -134,7 +63,7 @@ class LocalProbe:
         return port_open(port)
 
     def http(self, check: Check) -> Tuple[Optional[int], str, float]:
-        return http_check(check)
+        return httpcheck.run(check)
 
 
 def wait_ready(

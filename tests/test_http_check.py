@@ -1,0 +1,191 @@
+"""The one HTTP check (fabops/host/httpcheck.py) behaves the same on the host
+side (the pipeline's readiness gate calls it in process) and through the
+agentless path (a shell runs that file's source with the host's python3,
+the check on stdin), against a real local server, with proxy variables set
+that both must ignore (docs/architecture.md, "The HTTP check")."""
+import http.server
+import socket
+import threading
+import time
+import urllib.request
+
+import pytest
+from invoke import Context
+
+from fabops.checks import RemoteProbe
+from fabops.host import httpcheck
+from fabops.host.readiness import LocalProbe
+from fabops.inventory import Check
+from fabops.target import Target
+
+
+class Recorder(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, handler):
+        super().__init__(("127.0.0.1", 0), handler)
+        self.got = []
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class App(http.server.BaseHTTPRequestHandler):
+    ROUTES = {"/ok": 200, "/fail": 500, "/redirect": 302, "/slow": 200}
+
+    def _answer(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        self.server.got.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()},
+                                self.rfile.read(n)))
+        if self.path == "/slow":
+            time.sleep(3)
+        status = self.ROUTES.get(self.path, 404)
+        if self.path == "/echo":
+            status = 201 if self.headers.get("X-Token") == "t0k" and self.server.got[-1][3] == b"b\xc3\xa9" else 400
+        self.send_response(status)
+        if status == 302:
+            self.send_header("Location", "/ok")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_POST = do_PUT = do_HEAD = _answer
+
+    def log_message(self, *a):
+        pass
+
+
+class Proxy(http.server.BaseHTTPRequestHandler):
+    """Stands where the proxy variables point: any request here is a check
+    that went through a proxy."""
+
+    def do_GET(self):
+        self.server.got.append(self.path)
+        self.send_response(599)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_POST = do_HEAD = do_GET
+
+    def log_message(self, *a):
+        pass
+
+
+@pytest.fixture
+def servers(monkeypatch):
+    app, proxy = Recorder(App), Recorder(Proxy)
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, proxy.url)
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    yield app, proxy
+    app.shutdown()
+    proxy.shutdown()
+    app.server_close()
+    proxy.server_close()
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def both(check):
+    """The check's (status, detail, latency) on the host side and through
+    the agentless path (sh + python3 on this machine)."""
+    return LocalProbe().http(check), RemoteProbe(Target.of(Context())).http(check)
+
+
+def test_the_proxy_variables_are_live(servers):
+    """The negative control: with these variables a client that honours
+    them goes through the proxy, so the test below can fail."""
+    app, proxy = servers
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(app.url + "/ok", timeout=5)
+    assert err.value.code == 599 and proxy.got == [app.url + "/ok"]
+
+
+@pytest.mark.parametrize("path, method, expect", [
+    ("/ok", "GET", (200, "HTTP 200")),
+    ("/fail", "GET", (500, "HTTP 500")),
+    ("/redirect", "GET", (302, "HTTP 302")),  # not followed: the 3xx is the answer
+    ("/ok", "HEAD", (200, "HTTP 200")),
+    ("/slow", "GET", (None, "no answer (timed out after 0.5s)")),
+    (None, "GET", (None, "no answer (Connection refused)")),
+])
+def test_one_check_one_answer_on_the_host_and_agentless(servers, path, method, expect):
+    app, proxy = servers
+    url = f"http://127.0.0.1:{closed_port()}/ok" if path is None else app.url + path
+    check = Check(url=url, method=method, timeout=0.5)
+    host, agentless = both(check)
+    assert host[:2] == expect
+    assert agentless[:2] == expect
+    # one deadline for the whole check, on both sides
+    assert host[2] < 2.0 and agentless[2] < 2.0
+    assert proxy.got == []  # neither went through the proxy
+    if path is not None:
+        assert [g[:2] for g in app.got] == [(method, path), (method, path)]
+        if path == "/redirect":
+            assert "/ok" not in [g[1] for g in app.got]
+
+
+def test_headers_body_and_credentials_arrive_the_same(servers):
+    app, proxy = servers
+    port = app.server_address[1]
+    check = Check(url=f"http://us%40er:p%3Ass@127.0.0.1:{port}/echo", method="POST", body="b\u00e9",
+                  headers={"X-Token": "t0k", "user-agent": "mine"})
+    host, agentless = both(check)
+    assert host[:2] == agentless[:2] == (201, "HTTP 201")
+    sent = [g[2] for g in app.got]
+    assert len(sent) == 2
+    for headers in sent:
+        # user:pass@ is Basic authorization (percent-decoded); the check's
+        # own header wins over ours, whatever its case
+        assert headers["authorization"] == "Basic dXNAZXI6cDpzcw=="
+        assert headers["user-agent"] == "mine" and headers["host"] == f"127.0.0.1:{port}"
+    assert sent[0] == sent[1]
+    assert proxy.got == []
+
+
+def test_json_sets_its_content_type_and_post_without_body_sends_zero_length(servers):
+    app, _proxy = servers
+    for check in (Check(url=app.url + "/ok", method="PUT", json={"a": [1, "\u00e9"]}),
+                  Check(url=app.url + "/ok", method="POST")):
+        host, agentless = both(check)
+        assert host[:2] == agentless[:2] == (200, "HTTP 200")
+    (_, _, h1, b1), (_, _, h2, b2), (_, _, h3, b3), (_, _, h4, b4) = app.got
+    assert h1["content-type"] == h2["content-type"] == "application/json" and b1 == b2 == b'{"a": [1, "\\u00e9"]}'
+    assert h3["content-length"] == h4["content-length"] == "0" and b3 == b4 == b""
+
+
+def test_not_http_and_bad_urls_are_no_answer_on_both_sides():
+    """A listener that does not speak HTTP, and URLs the check cannot send."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)
+
+    def talk():
+        conn, _ = silent.accept()
+        conn.recv(4096)
+        conn.sendall(b"SSH-2.0-OpenSSH\r\n")
+        conn.close()
+
+    threading.Thread(target=talk, daemon=True).start()
+    try:
+        check = Check(url=f"http://127.0.0.1:{silent.getsockname()[1]}/", timeout=5)
+        assert httpcheck.run(check)[:2] == (None, "no answer (not HTTP)")
+    finally:
+        silent.close()
+    for url, why in (("ftp://127.0.0.1/", "unsupported URL"), ("http://127.0.0.1:99999/", None)):
+        host, agentless = both(Check(url=url))
+        assert host[0] is None and host[:2] == agentless[:2]
+        if why:
+            assert why in host[1]
+
+
+def test_the_result_line_round_trips():
+    for result in ((200, "HTTP 200", 0.0123), (None, "no answer (timed out after 5s)", 5.0)):
+        status, detail, latency = httpcheck.parse_result(httpcheck.result_line(result))
+        assert (status, detail) == result[:2] and latency == pytest.approx(result[2], abs=1e-6)
