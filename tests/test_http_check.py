@@ -22,9 +22,11 @@ from fabops.target import Target
 class Recorder(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, handler):
+    def __init__(self, handler, tls=None):
         super().__init__(("127.0.0.1", 0), handler)
         self.got = []
+        if tls is not None:  # an ssl.SSLContext: https, before any request
+            self.socket = tls.wrap_socket(self.socket, server_side=True)
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
     @property
@@ -189,3 +191,41 @@ def test_the_result_line_round_trips():
     for result in ((200, "HTTP 200", 0.0123), (None, "no answer (timed out after 5s)", 5.0)):
         status, detail, latency = httpcheck.parse_result(httpcheck.result_line(result))
         assert (status, detail) == result[:2] and latency == pytest.approx(result[2], abs=1e-6)
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    """An https server on loopback with a self-signed certificate for
+    127.0.0.1 (made by openssl(1)); yields (base URL, the certificate)."""
+    import shutil
+    import ssl
+    import subprocess
+
+    if not shutil.which("openssl"):
+        pytest.skip("no openssl(1) to make a certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(cert), str(key))
+    srv = Recorder(App, tls=ctx)
+    yield f"https://127.0.0.1:{srv.server_address[1]}", cert
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_https_verifies_the_certificate_the_same_on_both_sides(servers, tls_server, monkeypatch):
+    """Unknown to the system's CAs: no answer on both sides, with the same
+    reason. Trusted (SSL_CERT_FILE, which OpenSSL reads on both sides): the
+    service's own answer, not through the proxy."""
+    url, cert = tls_server
+    _app, proxy = servers
+    host, agentless = both(Check(url=url + "/fail", timeout=5))
+    assert host[0] is None and "certificate verify failed" in host[1]
+    assert host[:2] == agentless[:2]
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    for path, status in (("/ok", 200), ("/fail", 500), ("/redirect", 302)):
+        host, agentless = both(Check(url=url + path, timeout=5))
+        assert host[:2] == agentless[:2] == (status, f"HTTP {status}")
+    assert proxy.got == []
