@@ -35,7 +35,7 @@ CPU_WINDOW = 0.5
 
 def _section(name: str, then: Optional[Cmd] = None) -> Cmd:
     # The leading newline ends whatever the previous command printed without
-    # one (curl -w, a truncated file), so a marker always starts a line.
+    # one (a truncated file), so a marker always starts a line.
     marker = sh("echo; echo {m}", m=MARK + name)
     return marker if then is None else sh("{marker}; {then}", marker=marker, then=then)
 
