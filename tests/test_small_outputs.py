@@ -62,3 +62,87 @@ def test_health_logs_and_history_on_a_sandbox(sandbox):
     (check,) = json.loads(r.stdout)["hosts"]["local"]["checks"]
     # a service that is not running gets no HTTP check: none is reported
     assert (check["ok"], check["http_status"], check["requests"]) == (False, None, 0), check
+
+
+# Word-boundary wrapping (#24): a terminal cut help text and plain lines
+# longer than 80 columns mid-word, and continuation lines began at column 0.
+SHA256 = "fafe40e65f3cb4cb551b591acb139dbc5c113903d1a2b62f836b43f43e49303c"
+
+
+@pytest.mark.parametrize("line, expected", [
+    # the sha256 is one word: it moves to a line of its own, whole, under the text
+    (f"[local] 20261206T063458-030559.env  44 bytes  sha256 {SHA256}",
+     f"[local] 20261206T063458-030559.env  44 bytes  sha256\n        {SHA256}"),
+    ("local: FAILED: bot inactive (process not running); port 3013 closed; --fix would restart bot",
+     "local: FAILED: bot inactive (process not running); port 3013 closed; --fix would\n"
+     "       restart bot"),
+    # hyphenated names stay whole (textwrap's default breaks after a hyphen)
+    ("[web1]   plan: run the dependency rules for voice-meeting-discord-bot.service and local-update",
+     "[web1]   plan: run the dependency rules for voice-meeting-discord-bot.service\n"
+     "         and local-update"),
+    ("short line stays as it is  (two spaces too)", "short line stays as it is  (two spaces too)"),
+])
+def test_plain_lines_wrap_at_spaces_under_their_text(line, expected):
+    from fabops.tasks._base import wrap
+
+    assert wrap(line, 80) == expected
+    assert all(len(ln) <= 80 for ln in wrap(line, 80).splitlines() if " " in ln.strip())
+
+
+def test_print_text_wraps_stdout_to_columns_but_never_stderr(monkeypatch, capsys):
+    """stdout is read by people; stderr's `fabops: …` lines stay one line
+    each, for grep and CI annotations."""
+    from fabops.tasks._base import print_text
+
+    monkeypatch.setenv("COLUMNS", "40")
+    text = "[local] one two three four five six seven eight nine ten"
+    print_text(text)
+    import sys
+
+    print_text(text, file=sys.stderr)
+    out = capsys.readouterr()
+    assert out.out == "[local] one two three four five six\n        seven eight nine ten\n"
+    assert out.err == text + "\n"
+
+
+def test_demo_narration_continues_under_its_text():
+    """The demo's `  ✓ …` lines went on at column 0 under the check mark."""
+    import io
+
+    from rich.console import Console
+
+    from fabops.tasks.render import print_hanging
+
+    buf = io.StringIO()
+    out = Console(file=buf, width=80, highlight=False, color_system=None)
+    print_hanging(out, "  [green]✓[/green] rolled_back: 5791ba310169 failed (bot died after starting: its "
+                       "process is gone); rolled back to 2be02e287abb")
+    print_hanging(out, "\n[bold]▶ 4. Push a crash-on-boot v3[/bold]")
+    lines = [ln.rstrip() for ln in buf.getvalue().splitlines()]
+    assert lines == ["  ✓ rolled_back: 5791ba310169 failed (bot died after starting: its process is",
+                     "    gone); rolled back to 2be02e287abb", "", "▶ 4. Push a crash-on-boot v3"], lines
+
+
+@pytest.mark.parametrize("program", ["inv", "fabops"])
+def test_help_wraps_at_word_boundaries_at_80_columns(program):
+    """`--help TASK` printed the docstring as one line a terminal cut
+    mid-word; Invoke's columns broke `local-update` after its hyphen."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from fabops.tasks import ns
+    from tests.conftest import ROOT
+
+    cmd = [str(Path(sys.executable).parent / "inv")] if program == "inv" else [sys.executable, "-m", "fabops.cli"]
+    for args in [["deploy", "--help"], ["--list"]] + ([["--help"]] if program == "fabops" else []):
+        r = subprocess.run(cmd + args, cwd=ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                           env=dict(os.environ, COLUMNS="80"), timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert not [ln for ln in r.stdout.splitlines() if len(ln) > 80], r.stdout
+        assert not [ln for ln in r.stdout.splitlines() if ln.rstrip().endswith("-") and ln.strip() != "-"], r.stdout
+        if args[0] == "deploy":
+            doc = r.stdout.split("Docstring:\n")[1].split("\n\n")[0]
+            assert doc.splitlines()[1].startswith("  ") and len(doc.splitlines()) > 1, doc
+            assert " ".join(doc.split()) == " ".join(ns["deploy"].__doc__.split()), doc

@@ -11,6 +11,7 @@ import inspect
 import json
 import logging
 import os
+import re
 import sys
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
@@ -351,11 +352,54 @@ def print_envelope(results, value: Optional[Callable[[Any], Any]] = None, code: 
 def print_text(text: str, file=None) -> None:
     """One line (or lines) of plain output that may quote a host: printed
     without its escape sequences and control characters (fabops/printable.py),
-    flushed, to stdout or `file`."""
+    flushed, to stdout or `file`. On stdout each line is wrapped at word
+    boundaries to the width (wrap); stderr's lines stay whole, one
+    `fabops: …` line per error, for grep and CI annotations."""
     # no line ends in spaces (a message built with an empty last part): a
     # pipe, a diff or a CI log gets what a person sees (render.console too)
     text = "\n".join(line.rstrip(" ") for line in printable(text, lines=True).split("\n"))
-    print(text, file=file or sys.stdout, flush=True)
+    out = file or sys.stdout
+    if out is sys.stdout:
+        text = wrap(text)
+    print(text, file=out, flush=True)
+
+
+def width() -> int:
+    """The columns output is wrapped to: $COLUMNS, else the terminal's, else
+    80 (a pipe, a CI log), as rich decides for tables (render.console)."""
+    import shutil
+
+    return shutil.get_terminal_size((80, 24)).columns
+
+
+# What a continuation line is indented under: the line's own indent, a
+# `[host] ` or `host: ` prefix and the indent after it, or a list marker
+# (`- `, `· `, `✓ `).
+HANGING = re.compile(r" *(?:\[[^\]\s]+\] +|[\w.@-]+: +)?(?:[-·✓✗•] +)?")
+
+
+def wrap(text: str, columns: Optional[int] = None) -> str:
+    """Lines longer than `columns` (default width()) broken at spaces, never
+    inside a word: a path, a SHA, a name with hyphens stays whole (a word
+    longer than the line gets a line of its own, unbroken). Continuation
+    lines are indented under the text (a hanging indent), not at column 0.
+    A terminal wrapped such lines mid-word at the edge, a pipe not at all."""
+    import textwrap
+
+    columns = columns or width()
+    out = []
+    for line in text.split("\n"):
+        if len(line) <= columns:
+            out.append(line)
+            continue
+        indent = len(HANGING.match(line).group(0))
+        if indent > columns // 2:  # a prefix that long leaves no room: under its start
+            indent = len(line) - len(line.lstrip(" "))
+        chunks = textwrap.wrap(line[indent:], max(columns - indent, 20), break_long_words=False,
+                               break_on_hyphens=False) or [""]
+        out.append(line[:indent] + chunks[0])
+        out.extend(" " * indent + chunk for chunk in chunks[1:])
+    return "\n".join(out)
 
 
 def print_json_line(data: Any) -> None:

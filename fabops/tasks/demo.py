@@ -18,7 +18,7 @@ def demo(c, dir=None, keep=False, inventory=None):
     """Run the whole loop on a local sandbox: deploy, monitor, cron update, a bad commit rolled back."""
     from ..demo import DemoViews, run_demo
     from ..fanout import HostResult
-    from .render import console, history_table, literal, status_panel
+    from .render import console, history_table, literal, print_hanging, status_panel
     from .observe import render_all
 
     inv = load_inventory(inventory)
@@ -30,7 +30,11 @@ def demo(c, dir=None, keep=False, inventory=None):
     entry = (raw.get("hosts") or {}).get("local") or {}
     base = Path(dir) if dir else Path(os.path.dirname(os.path.abspath(inv.path))) / ".fabops-demo"
     out = console()
-    out.print(f"[bold]fabops demo[/bold]: a sandbox in {base} (origin repo, host checkout, state) for the "
+
+    def say(markup: str) -> None:  # wrapped at spaces, continuations under the text
+        print_hanging(out, markup)
+
+    say(f"[bold]fabops demo[/bold]: a sandbox in {literal(str(base))} (origin repo, host checkout, state) for the "
               "`local` host of hosts.yml: the sample app runs as a process on this machine, no ssh or systemd")
     views = DemoViews(
         dashboard=lambda facts, host: out.print(render_all([HostResult(host.name, value=facts, code=facts["code"])],
@@ -38,13 +42,13 @@ def demo(c, dir=None, keep=False, inventory=None):
         history=history_table,
         status=status_panel,
     )
-    result = run_demo(base.resolve(), entry, say=out.print, views=views, keep=keep)
+    result = run_demo(base.resolve(), entry, say=say, views=views, keep=keep)
     good = sum(1 for s in result.steps if s.ok)
-    out.print(f"\n[bold]{'✅' if result.ok else '❌'} {good}/{len(result.steps)} steps behaved as narrated "
+    say(f"\n[bold]{'✅' if result.ok else '❌'} {good}/{len(result.steps)} steps behaved as narrated "
               f"in {result.seconds:.1f} s[/bold]" + ("" if keep else "; the sample app is stopped (`inv demo --keep` leaves it "
                                                          "running, for `inv monitor -H local` and the rest)"))
     if keep and result.port_moved:
-        out.print(f"the app's port in hosts.yml was taken, so it listens on another one: "
+        say(f"the app's port in hosts.yml was taken, so it listens on another one: "
                   f"`inv monitor -i {result.inventory} -H local` looks at it")
     if keep:
         # The last line, where a person looks once the narration ends: what
@@ -56,7 +60,7 @@ def demo(c, dir=None, keep=False, inventory=None):
             kills = " ".join(f"-{pid}" for _, pid, _ in result.kept)
             # `kill -- -PID`: the whole process group, as the back end's stop
             # does; kept short so that, without --dir, it fits 80 columns
-            out.print(f"still running: {literal(apps)}; stop: `kill -- {kills}` or {literal(again)}")
+            say(f"still running: {literal(apps)}; stop: `kill -- {kills}` or {literal(again)}")
         else:
             out.print("nothing was left running")
     finish(errors.OK if result.ok else errors.FAILED)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from ._base import JSON_SCHEMA, fabops_task, load_inventory, print_json
+from ._base import JSON_SCHEMA, fabops_task, load_inventory, print_json, print_text
 
 
 @fabops_task(help={"check": "Only validate hosts.yml: print one line and exit 0, or 78 with the problem."})
@@ -16,7 +16,7 @@ def hosts(c, check=False, wide=False, json=False, inventory=None):
                     "hosts": {name: h.to_dict() for name, h in inv.hosts.items()}})
         return
     if check:
-        print(f"{inv.path}: OK ({_count(len(inv.hosts), 'host')}, {_count(len(inv.groups), 'group')})")
+        print_text(f"{inv.path}: OK ({_count(len(inv.hosts), 'host')}, {_count(len(inv.groups), 'group')})")
         return
     from rich.markup import escape
     from rich.padding import Padding

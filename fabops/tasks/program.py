@@ -22,7 +22,7 @@ from invoke.exceptions import ParseError
 from invoke.parser import Parser, ParserContext
 
 from ..errors import USAGE, quiet_closed_pipe
-from ._base import DEBUG_GIVEN, FabopsTask
+from ._base import DEBUG_GIVEN, FabopsTask, width, wrap
 
 # Invoke's core flags that mean nothing for a fabops task, with the reason the
 # refusal gives. They set Invoke's defaults for c.run() and its runtime
@@ -163,6 +163,47 @@ class TaskProgram(Program):
             super().print_help()
         finally:
             self._hiding = False
+
+    def print_task_help(self, name: str) -> None:
+        """Invoke's task help, with the docstring wrapped at word boundaries
+        to the width (Invoke prints each line as it is, and a terminal cut a
+        description longer than 80 columns mid-word)."""
+        import inspect
+
+        ctx = self.parser.contexts[name]
+        tuples = ctx.help_tuples()
+        print(f"Usage: {self.binary} [--core-opts] {name} {'[--options] ' if tuples else ''}[other tasks here ...]")
+        print("")
+        print("Docstring:")
+        docstring = inspect.getdoc(self.collection[name])
+        for line in (docstring or "none").splitlines():
+            print(wrap(self.leading_indent + line) if line.strip() else "")
+        print("")
+        print("Options:")
+        if tuples:
+            self.print_columns(tuples)
+        else:
+            print(self.leading_indent + "none")
+            print("")
+
+    def print_columns(self, tuples) -> None:
+        """Invoke's two columns (flags or tasks, and their help) with the help
+        wrapped at spaces only: Invoke's textwrap broke `local-update` after
+        its hyphen and would cut a long word; and to $COLUMNS, as every
+        other output of fabops (Invoke asks the terminal only)."""
+        import textwrap
+
+        name_width = max(len(name) for name, _ in tuples)
+        spec_width = self.leading_indent_width + name_width + self.col_padding
+        wrapper = textwrap.TextWrapper(width=max(width() - spec_width - 1, 20), break_long_words=False,
+                                       break_on_hyphens=False)
+        for name, help_str in tuples:
+            chunks = wrapper.wrap(help_str or "")
+            spec = self.leading_indent + name.ljust(name_width) + " " * self.col_padding
+            print((spec + chunks[0]) if chunks else spec.rstrip())
+            for chunk in chunks[1:]:
+                print(" " * len(spec) + chunk)
+        print("")
 
     def explain(self, exc: ParseError) -> str:
         """Invoke's parse error in fabops' words: an unknown word is named as a

@@ -8,7 +8,7 @@ from typing import Iterable, List
 
 from .. import errors
 from ..printable import printable
-from ._base import error_text
+from ._base import HANGING, error_text
 
 
 def literal(text, lines: bool = False) -> str:
@@ -62,6 +62,28 @@ def console(stderr: bool = False):
         # pipe ends the same way in every task (exit 141, nothing printed).
         out.on_broken_pipe = errors.quiet_closed_pipe
     return out
+
+
+def print_hanging(out, markup: str) -> None:
+    """Rich markup printed as _base.wrap prints plain lines: wrapped at
+    spaces, with continuation lines under the text (after the line's indent
+    and its `✓ `, `[host] ` or `host: `), not at column 0. The demo's
+    narration: rich wraps at spaces, but every continuation started at the
+    left edge, under the step's check mark."""
+    from rich.table import Table
+    from rich.text import Text
+
+    for line in Text.from_markup(markup).split("\n", allow_blank=True):
+        indent = len(HANGING.match(line.plain).group(0))
+        if line.cell_len <= out.width or not indent or indent > out.width // 2:
+            out.print(line)
+            continue
+        head, body = line.divide([indent])
+        grid = Table.grid()
+        grid.add_column(width=indent, no_wrap=True)
+        grid.add_column()
+        grid.add_row(head, body)
+        out.print(grid)
 
 
 def fmt_duration(seconds) -> str:
