@@ -146,3 +146,63 @@ def test_help_wraps_at_word_boundaries_at_80_columns(program):
             doc = r.stdout.split("Docstring:\n")[1].split("\n\n")[0]
             assert doc.splitlines()[1].startswith("  ") and len(doc.splitlines()) > 1, doc
             assert " ".join(doc.split()) == " ".join(ns["deploy"].__doc__.split()), doc
+
+
+def test_monitor_watch_ends_on_ctrl_c_with_its_last_frame_whole(sandbox):
+    """#24: Ctrl-C in `monitor --watch` left a half-drawn frame and a doubled
+    border: the tty echoed `^C` after the frame's last column, the cursor
+    went one line lower than rich's Live knew, and its last redraw erased one
+    line too few. Run in a pseudo-terminal, interrupted as a terminal does
+    (the ^C character on the tty, not a signal from outside): nothing is
+    echoed, the output ends on one whole frame, no traceback, and the exit
+    code is the last frame's, as docs/monitor.md says."""
+    import os
+    import pty
+    import select
+    import signal
+    import sys
+    import time
+
+    assert sandbox.result()[0] == 0
+    argv = [sys.executable, "-m", "fabops.cli", "monitor", "-i", str(sandbox.inventory), "--watch", "1"]
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: fabops on the terminal (never back into pytest)
+        try:
+            os.environ.update(COLUMNS="80", LINES="60", TERM="xterm-256color")
+            os.execv(sys.executable, argv)
+        finally:
+            os._exit(127)
+    out, sent, start, status = b"", None, time.monotonic(), None
+    try:
+        while time.monotonic() - start < 90:
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if ready:
+                try:
+                    data = os.read(fd, 65536)
+                except OSError:  # the child is gone: EIO on Linux
+                    break
+                if not data:
+                    break
+                out += data
+            if sent is None and out.count("╰".encode()) >= 3:  # the third frame is drawn
+                os.write(fd, b"\x03")
+                sent = len(out)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        if status is None:  # still running (a hang): end it, pass or fail
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(fd)
+    text = out.decode("utf-8", "replace")
+    assert sent is not None, text[-2000:]
+    assert "^C" not in text and "Traceback" not in text, text[-2000:]
+    # after the interrupt: Live's last redraw, one frame from top to bottom
+    # border, then the cursor shown again; nothing after it
+    tail = out[sent:].decode("utf-8", "replace")
+    assert tail.rstrip().endswith("\x1b[?25h"), repr(tail[-300:])
+    last = tail[tail.rfind("╭"):]
+    assert last.count("╭") == 1 and last.count("╰") == 1, repr(tail)
+    title = last.split("\n", 1)[0]
+    code = os.waitstatus_to_exitcode(status)
+    words = {"OK": 0, "WARNING": 1, "FAILED": 2}
+    assert [w for w in words if w in title] == [next(w for w, c in words.items() if c == code)], (code, title)

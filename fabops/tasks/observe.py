@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from contextlib import contextmanager
 
 from invoke import Collection
 
@@ -258,7 +259,8 @@ def monitor(c, hosts=None, json=False, watch=None, history=False, parallel=10, i
                     if stop.wait(interval):
                         return results
                     results = refresh()
-            with Live(render_all(results, by_name, history), console=out, screen=False, auto_refresh=False) as live:
+            with _quiet_keyboard(), Live(render_all(results, by_name, history), console=out, screen=False,
+                                          auto_refresh=False) as live:
                 while not stop.wait(interval):
                     results = refresh()
                     live.update(render_all(results, by_name, history), refresh=True)
@@ -367,6 +369,32 @@ def _notice(host: str, text: str) -> None:
     """A follow's news about its link (lost, reconnecting, back), on stderr."""
     sys.stderr.write(printable(f"{host}: {text}") + "\n")
     sys.stderr.flush()
+
+
+@contextmanager
+def _quiet_keyboard():
+    """The terminal does not echo what is typed while the dashboard is live
+    (ECHO and ECHOCTL off on stdin; Ctrl-C still signals, ISIG stays on).
+    The tty echoed `^C` after the frame's last column, which put the cursor
+    one line lower than rich's Live knew: its final redraw erased one line
+    too few and left the old frame's top border over the new frame (a
+    doubled border), and a `^C` or a keystroke mid-frame tore the frame.
+    Restored on the way out, however the watch ends."""
+    try:
+        import termios
+
+        fd = sys.stdin.fileno()
+        saved = termios.tcgetattr(fd)
+    except Exception:  # noqa: BLE001 - no terminal on stdin (or no termios): nothing to quiet
+        yield
+        return
+    quiet = list(saved)
+    quiet[3] &= ~(termios.ECHO | termios.ECHOCTL)  # lflag
+    termios.tcsetattr(fd, termios.TCSANOW, quiet)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
 def _follow_until_interrupted(follow):
