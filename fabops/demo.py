@@ -79,16 +79,77 @@ def source_root() -> Optional[Path]:
     return root if (root / "pyproject.toml").is_file() else None
 
 
-def build_sandbox(base: Path, local_entry: dict) -> Path:
-    """origin.git + author clone + host checkout + demo hosts.yml; returns the inventory path."""
+# Where `inv demo` builds its sandbox by default, next to hosts.yml; the
+# `local` host's relative paths point into it.
+DEFAULT_DIR = ".fabops-demo"
+PATH_KEYS = (("app", "path"), ("home",), ("backup_dir",))  # the entry's paths: moved with the sandbox
+
+
+def local_entry(raw: dict) -> dict:
+    """hosts.yml's `local` host as the inventory reads it: its own keys over
+    `defaults` (maps merge, lists replace), so the demo's hosts.yml, which
+    has no `defaults`, still holds every value `-H local` gets."""
+    from .inventory import _merge
+
+    return _merge(raw.get("defaults") or {}, (raw.get("hosts") or {}).get("local") or {})
+
+
+def sandbox_entry(local_entry: dict, inventory_dir: Path, port: int) -> dict:
+    """The demo's `local` host: hosts.yml's own entry, so that the demo and
+    `inv deploy -H local` (or `inv logs -H local`) afterwards use one host:
+    the same watch, timeouts and logs, the same checkout and fabops home.
+    Only two things change: each path inside the default sandbox is written
+    relative to the sandbox (the demo's hosts.yml lives there, and `--dir`
+    moves it), and the port, if hosts.yml's was taken. A path the entry does
+    not give gets the sandbox's layout; one outside the sandbox is refused,
+    since the demo deletes and rebuilds what it points at."""
+    import copy
+
+    entry = copy.deepcopy(local_entry)
+    entry["connection"] = "local"
+    default = os.path.normpath(inventory_dir / DEFAULT_DIR)
+
+    def in_sandbox(key: str, given) -> str:
+        where = os.path.normpath(inventory_dir / os.path.expanduser(str(given)))
+        if os.path.commonpath([where, default]) != default:
+            raise UsageError(f"hosts.yml: hosts.local.{key}: {given!r} is outside {DEFAULT_DIR}/, "
+                             "where the demo builds (and deletes) its sandbox")
+        return os.path.relpath(where, default)
+
+    layout = {("app", "path"): "host/app", ("home",): "host/home", ("backup_dir",): "host/backup"}
+    for keys in PATH_KEYS:
+        parent = entry
+        for k in keys[:-1]:
+            parent = parent.setdefault(k, {})
+        given = parent.get(keys[-1])
+        parent[keys[-1]] = layout[keys] if given is None else in_sandbox(".".join(keys), given)
+    for key, given in (entry.get("logs") or {}).items():
+        entry["logs"][key] = in_sandbox(f"logs.{key}", given)
+    services = entry.get("services") or [{}]
+    svc = services[0]
+    for key, value in (("name", "bot"), ("manager", "process"), ("command", "python3 app.py")):
+        svc.setdefault(key, value)
+    svc["port"] = port
+    svc["check"] = {**(svc.get("check") or {}), "url": f"http://127.0.0.1:{port}/health"}
+    entry["services"] = [svc] + services[1:]
+    entry.setdefault("deps", [{"when": ["requirements.txt"], "run": "sh install-deps.sh"}])
+    return entry
+
+
+def build_sandbox(base: Path, local_entry: dict, inventory_dir: Optional[Path] = None) -> Path:
+    """origin.git + author clone + host checkout + the demo's hosts.yml (the
+    `local` entry of `inventory_dir`'s hosts.yml: sandbox_entry); returns
+    the inventory path."""
     root = source_root()
     app_src = root / "examples" / "sample-app" if root else None
     if app_src is None or not app_src.is_dir():
         raise UsageError("the demo needs the sample app from a fabops source checkout (examples/sample-app)")
+    wanted = int(((local_entry.get("services") or [{}])[0]).get("port") or 3013)
+    entry = sandbox_entry(local_entry, inventory_dir or base.parent, _free_port(wanted))  # checked before rmtree
     if base.exists():
         shutil.rmtree(base)
     base.mkdir(parents=True)
-    origin, author, app = base / "origin.git", base / "author", base / "host" / "app"
+    origin, author, app = base / "origin.git", base / "author", base / entry["app"]["path"]
     _git("init", "--quiet", "--bare", "--initial-branch", "main", str(origin))
     shutil.copytree(app_src, author, ignore=shutil.ignore_patterns("vendor", ".env", "__pycache__"))
     _git("init", "--quiet", "--initial-branch", "main", cwd=author)
@@ -97,22 +158,7 @@ def build_sandbox(base: Path, local_entry: dict) -> Path:
     _git("remote", "add", "origin", str(origin), cwd=author)
     _git("push", "--quiet", "origin", "main", cwd=author)
     _git("clone", "--quiet", str(origin), str(app))
-    svc = dict((local_entry.get("services") or [{}])[0])
-    port = _free_port(int(svc.get("port") or 3013))
-    svc.update({"name": svc.get("name", "bot"), "manager": "process", "command": svc.get("command", "python3 app.py"),
-                "port": port, "check": {"url": f"http://127.0.0.1:{port}/health"}, "timeout": "15s", "settle": "500ms",
-                # a short watch: the demo shows it without making you wait the default 30 s
-                "watch": "2s"})
-    (app / ".env").write_text(f"DISCORD_TOKEN=demo-token\nPORT={port}\n")
-    entry = {
-        "connection": "local",
-        "app": {"path": "host/app"},
-        "home": "host/home",
-        "backup_dir": "host/backup",
-        "logs": {"update": "host/log/update.log", "health": "host/log/health.log"},
-        "services": [svc],
-        "deps": local_entry.get("deps") or [{"when": ["requirements.txt"], "run": "sh install-deps.sh"}],
-    }
+    (app / ".env").write_text(f"DISCORD_TOKEN=demo-token\nPORT={entry['services'][0]['port']}\n")
     inv = base / "hosts.yml"
     inv.write_text(yaml.safe_dump({"hosts": {"local": entry}}, sort_keys=False))
     return inv
@@ -183,7 +229,7 @@ class DemoViews:
 
 
 def run_demo(base: Path, local_entry: dict, say: Callable[[str], None], views: DemoViews,
-             keep: bool = False) -> DemoResult:
+             keep: bool = False, inventory_dir: Optional[Path] = None) -> DemoResult:
     from . import inventory
     from .connection import local_context
     from .deploy import DeployOptions, deploy_host
@@ -208,7 +254,7 @@ def run_demo(base: Path, local_entry: dict, say: Callable[[str], None], views: D
         say(("  [green]✓[/green] " if ok else "  [red]✗[/red] ") + detail)
         return ok
 
-    inv_path = build_sandbox(base, local_entry)
+    inv_path = build_sandbox(base, local_entry, inventory_dir)
     inv = inventory.load(str(inv_path))
     host = inv.hosts["local"]
     result.inventory = str(inv_path)
@@ -233,10 +279,13 @@ def run_demo(base: Path, local_entry: dict, say: Callable[[str], None], views: D
 
         def cron_path():
             push(base, "v2", {"VERSION": "2\n"})
+            # cron's own line (fabops/cron.py): with --trigger cron the run
+            # is recorded as cron's, as narrated; without it, a person's
+            # manual local-update (the history said `manual root`)
+            argv = ["local-update", "--trigger", "cron", "-i", str(inv_path)]
             say("  pushed v2 to the origin; now what cron runs every 5 minutes on the host:")
-            say(f"  [dim]fabops local-update -i {inv_path}[/dim]")
-            r = subprocess.run([sys.executable, "-m", "fabops.cli", "local-update", "-i", str(inv_path)],
-                               capture_output=True, text=True)
+            say(f"  [dim]fabops {' '.join(argv)}[/dim]")
+            r = subprocess.run([sys.executable, "-m", "fabops.cli", *argv], capture_output=True, text=True)
             version = _version(host)
             return r.returncode == 0 and version == "2", (r.stdout or r.stderr).strip() + f" (serving version {version})"
 

@@ -16,7 +16,7 @@ from ._base import fabops_task, finish, load_inventory
 })
 def demo(c, dir=None, keep=False, inventory=None):
     """Run the whole loop on a local sandbox: deploy, monitor, cron update, a bad commit rolled back."""
-    from ..demo import DemoViews, run_demo
+    from ..demo import DEFAULT_DIR, DemoViews, local_entry, run_demo
     from ..fanout import HostResult
     from .render import console, history_table, literal, print_hanging, status_panel
     from .observe import render_all
@@ -26,9 +26,9 @@ def demo(c, dir=None, keep=False, inventory=None):
         raise errors.UsageError(f"{inv.path} has no `local` sandbox host")
     import yaml
 
-    raw = yaml.safe_load(open(inv.path, encoding="utf-8"))
-    entry = (raw.get("hosts") or {}).get("local") or {}
-    base = Path(dir) if dir else Path(os.path.dirname(os.path.abspath(inv.path))) / ".fabops-demo"
+    entry = local_entry(yaml.safe_load(open(inv.path, encoding="utf-8")) or {})
+    here = Path(os.path.dirname(os.path.abspath(inv.path)))
+    base = Path(dir) if dir else here / DEFAULT_DIR
     out = console()
 
     def say(markup: str) -> None:  # wrapped at spaces, continuations under the text
@@ -42,7 +42,7 @@ def demo(c, dir=None, keep=False, inventory=None):
         history=history_table,
         status=status_panel,
     )
-    result = run_demo(base.resolve(), entry, say=say, views=views, keep=keep)
+    result = run_demo(base.resolve(), entry, say=say, views=views, keep=keep, inventory_dir=here)
     good = sum(1 for s in result.steps if s.ok)
     say(f"\n[bold]{'✅' if result.ok else '❌'} {good}/{len(result.steps)} steps behaved as narrated "
               f"in {result.seconds:.1f} s[/bold]" + ("" if keep else "; the sample app is stopped (`inv demo --keep` leaves it "
