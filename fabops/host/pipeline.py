@@ -32,7 +32,7 @@ from .queue import lock_waiter, lock_wait, result_of, waiting_line, watch_end_re
 from .readiness import quick_health, wait_ready, watch
 from .services import ServiceManager
 from .record import Recorder, RunResult, Step, default_actor, short
-from .state import State, load_state, save_state
+from .state import State, StateFile
 
 TRIGGERS = ("cron", "deploy", "ci", "rollback", "reset", "manual")
 # After a dependency rule fails (often the network), cron tries the same
@@ -89,7 +89,11 @@ class Pipeline:
         self.run_id = opts.run_id or new_run_id()
         self.actor = opts.actor or default_actor()
         self.res = RunResult("noop", self.run_id, opts.trigger, self.actor, host=host.name)
-        self.rec = Recorder(host, self.paths, self.res, self.save, self.git.describe)
+        # state.json is read once, under the lock, and kept: every step
+        # changes this State and saves it (a merge of what changed)
+        self.state_file = StateFile(self.paths.state)
+        self.state: Optional[State] = None
+        self.rec = Recorder(host, self.paths, self.res, self.save, self.git.describe, self._current_state)
         self.lock: Optional[HostLock] = None  # held from _locked_run on
 
     def _git(self) -> Git:
@@ -121,7 +125,14 @@ class Pipeline:
                              message=st.message)
 
     def save(self, state: State) -> None:
-        save_state(self.paths.state, state)
+        self.state_file.save(state)
+
+    def _current_state(self) -> State:
+        """The run's State: the one it loaded, or (a run stopped before it
+        loaded one) the file's."""
+        if self.state is None:
+            self.state = self.state_file.load()
+        return self.state
 
     # ---------------------------------------------------------------- entry
     def run(self) -> RunResult:
@@ -217,7 +228,7 @@ class Pipeline:
     # ---------------------------------------------------------------- the run
     def _converge(self, lock: HostLock) -> None:
         """Gather, decide (host/plan.py), act."""
-        state = load_state(self.paths.state)
+        state = self.state = self.state_file.load()
         decided, facts = self._decide(state)
         self.res.to = decided.target  # the plan may finish on another commit than the branch's
         lock.update(target=decided.target)
@@ -352,7 +363,6 @@ class Pipeline:
         self.save(state)
         self.res.warnings.append("restarted unhealthy: " + "; ".join(h.message for h in sick))
         ok = self._restart_and_wait([s for s in self.host.services if s.name in p.services])
-        state = load_state(self.paths.state)
         state.last_check = time.time()
         names = ", ".join(sorted(p.services))
         state.last_result = "deployed" if ok else "broken"
@@ -574,7 +584,7 @@ class Pipeline:
         changed (`npm install` rewriting package-lock.json, a __pycache__)."""
         new = [u for u in self._dirty_paths() if u not in set(before)]
         if new:
-            state = load_state(self.paths.state)
+            state = self._current_state()
             state.own_files = list(dict.fromkeys(state.own_files + new))[-500:]
             self.save(state)
 
@@ -589,7 +599,7 @@ class Pipeline:
                                 os.path.join(self.app, self.host.env_file))
 
     def _schedule_retry(self, target: str, reason: str) -> float:
-        state = load_state(self.paths.state)
+        state = self._current_state()
         retry = state.retry if state.retry and state.retry.get("target") == target else {"target": target, "attempts": 0}
         retry["attempts"] = int(retry.get("attempts", 0)) + 1
         retry["next_at"] = time.time() + retry_delay(retry["attempts"])
@@ -599,7 +609,7 @@ class Pipeline:
         return retry["next_at"]
 
     def _mark_bad(self, target: str, reason: str) -> None:
-        state = load_state(self.paths.state)
+        state = self._current_state()
         state.bad[target] = {"at": time.time(), "reason": reason[:300], "notified": False, "run_id": self.run_id}
         # keep the list short: only the most recent bad targets matter
         if len(state.bad) > 20:

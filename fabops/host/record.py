@@ -16,7 +16,7 @@ from typing import Callable, List, Optional
 from .. import errors
 from ..inventory import Host
 from .files import HostPaths, append_json, append_line
-from .state import State, load_state
+from .state import State
 
 RESULT_CODES = {
     "noop": errors.OK,
@@ -123,16 +123,18 @@ def short(sha: Optional[str]) -> str:
 
 class Recorder:
     """Records one run's outcome. `save(state)` writes state.json (the
-    pipeline's own writer); `describe(sha)` gives a commit's (subject,
-    author)."""
+    pipeline's own writer), `state()` is the run's State (read once by the
+    pipeline, never re-read here); `describe(sha)` gives a commit's
+    (subject, author)."""
 
     def __init__(self, host: Host, paths: HostPaths, res: RunResult, save: Callable[[State], None],
-                 describe: Callable[[str], tuple]):
+                 describe: Callable[[str], tuple], state: Callable[[], State]):
         self.host = host
         self.paths = paths
         self.res = res
         self.save = save
         self.describe = describe
+        self.state = state
         self.started = time.monotonic()
         self.recorded = False  # a history record was written for this run
 
@@ -168,9 +170,9 @@ class Recorder:
         self.save(state)
 
     def finish(self, result: str, message: str, mutate: Optional[Callable[[State], None]] = None) -> None:
-        """End a run that changed something: state (re-read, since steps
-        saved to it), history record and update-log line."""
-        state = load_state(self.paths.state)
+        """End a run that changed something: state, history record and
+        update-log line."""
+        state = self.state()
         if mutate is not None:
             mutate(state)
         state.in_progress = None
@@ -186,7 +188,7 @@ class Recorder:
         if self.recorded:
             return
         try:
-            self.settle(load_state(self.paths.state))
+            self.settle(self.state())
         except OSError:
             pass  # the full-disk case: the record below may still get through
         try:
@@ -236,7 +238,7 @@ class Recorder:
             reason = re.sub(r"[0-9.]+", "", res.message)[:80]  # durations and counts vary run to run
             key = f"{res.to}:{res.result}:{failed[0] if failed else ''}:{reason}"
             try:
-                state = load_state(self.paths.state)
+                state = self.state()
                 if key in state.notified:
                     return
                 state.notified = (state.notified + [key])[-50:]

@@ -69,4 +69,85 @@ def load_state(path: str) -> State:
 
 
 def save_state(path: str, state: State) -> None:
+    """Write the whole of `state` (a new home, a test's fixture). A run
+    that shares the file with others saves through StateFile."""
     atomic_write(path, state.to_json() + "\n")
+
+
+def merge_state_file(path, updates, defaults=None):
+    """The one merge of state.json: set the top-level keys in `updates`,
+    and those of `defaults` that the file lacks (every reader finds every
+    key of State); keep every other key as the file has it now, atomically (temp file,
+    fsync, rename), under an exclusive flock of the home directory so that
+    two writers never lose each other's keys (a run, `health` from cron,
+    `unpin` over SSH). Returns (the keys' values before, the whole state
+    after). Self-contained on purpose (imports inside, no module names):
+    remote.py sends this function's source to a host without fabops
+    (python3 -c), so both sides merge with the same code."""
+    import fcntl
+    import json
+    import os
+    import tempfile
+
+    home = os.path.dirname(path) or "."
+    os.makedirs(home, mode=0o700, exist_ok=True)
+    dfd = os.open(home, os.O_RDONLY)
+    try:
+        fcntl.flock(dfd, fcntl.LOCK_EX)  # released when dfd closes
+        try:
+            with open(path, encoding="utf-8") as fh:
+                state = json.load(fh)
+        except (OSError, ValueError):  # none yet, or corrupt: start over (as load_state)
+            state = {}
+        if not isinstance(state, dict):
+            state = {}
+        before = {k: state.get(k) for k in updates}
+        for key, value in (defaults or {}).items():
+            state.setdefault(key, value)
+        state.update(updates)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=home)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(json.dumps(state, indent=2, sort_keys=True) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        os.fsync(dfd)
+        return before, state
+    finally:
+        os.close(dfd)
+
+
+class StateFile:
+    """state.json as one run holds it: loaded once, kept in memory, and
+    each save merges only the fields this run changed since it last
+    loaded or saved (merge_state_file), so what another writer set in the
+    meantime (health's status, an unpin) survives, and the run's State
+    then holds it too. Nothing re-reads the file mid-run."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._base: Optional[dict] = None
+
+    def load(self) -> State:
+        state = load_state(self.path)
+        self._base = asdict(state)  # asdict copies: later edits of state do not reach it
+        return state
+
+    def save(self, state: State) -> None:
+        mine = asdict(state)
+        base = self._base or {}
+        changed = {k: v for k, v in mine.items() if k not in base or base[k] != v}
+        if not changed and self._base is not None:
+            return
+        _, merged = merge_state_file(self.path, changed, defaults=mine)
+        fresh = State.from_dict(merged)
+        state.__dict__.update(fresh.__dict__)
+        self._base = asdict(state)

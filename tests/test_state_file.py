@@ -1,0 +1,79 @@
+"""state.json's one merge (host/state.merge_state_file) and a run's one
+reader (StateFile): a run loads it once and saves only what it changed,
+so another writer's keys (health from cron, unpin over SSH) survive."""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+
+from fabops.host.state import State, StateFile, merge_state_file, save_state
+
+
+def read(path) -> dict:
+    return json.loads(open(path).read())
+
+
+def test_two_writers_keep_each_others_fields(tmp_path):
+    path = str(tmp_path / "state.json")
+    save_state(path, State(deployed="a" * 40))
+    run, health = StateFile(path), StateFile(path)
+    mine, theirs = run.load(), health.load()
+    mine.in_progress = {"run_id": "r1", "to": "b" * 40}
+    run.save(mine)
+    theirs.health = {"status": "down", "since": 1.0}
+    health.save(theirs)  # a whole-file write here would drop in_progress
+    mine.deployed, mine.in_progress = "b" * 40, None
+    run.save(mine)  # ... and here it would drop health's status
+    on_disk = read(path)
+    assert on_disk["deployed"] == "b" * 40 and on_disk["in_progress"] is None
+    assert on_disk["health"] == {"status": "down", "since": 1.0}
+    assert mine.health == {"status": "down", "since": 1.0}  # the run's State holds the other writer's keys too
+
+
+def test_unknown_keys_and_a_missing_file(tmp_path):
+    path = str(tmp_path / "home" / "state.json")
+    before, after = merge_state_file(path, {"pin": "c" * 40})
+    assert before == {"pin": None} and after == {"pin": "c" * 40}
+    assert oct(os.stat(path).st_mode & 0o777) == "0o600" and open(path).read().endswith("}\n")
+    merge_state_file(path, {"from_a_newer_release": 1})
+    st = StateFile(path)
+    state = st.load()
+    state.last_result = "noop"
+    st.save(state)
+    assert read(path)["from_a_newer_release"] == 1  # a key this release does not know is kept
+    assert set(State.__dataclass_fields__) <= set(read(path))  # and every key of State is there
+
+
+def test_a_first_save_writes_every_key(tmp_path):
+    path = str(tmp_path / "state.json")
+    st = StateFile(path)
+    state = st.load()
+    state.last_result = "noop"
+    st.save(state)
+    assert read(path) == json.loads(State(last_result="noop").to_json())
+
+
+def test_a_corrupt_file_starts_over(tmp_path):
+    path = tmp_path / "state.json"
+    path.write_text("{not json")
+    before, after = merge_state_file(str(path), {"deployed": "d" * 40})
+    assert after == {"deployed": "d" * 40}
+
+
+def _bump(path: str, key: str, n: int) -> None:
+    for i in range(n):
+        merge_state_file(path, {key: i + 1})
+
+
+def test_concurrent_merges_lose_nothing(tmp_path):
+    """Processes merging different keys at once: the home directory's flock
+    serialises them, so every key ends at its last value."""
+    path = str(tmp_path / "state.json")
+    procs = [multiprocessing.Process(target=_bump, args=(path, f"k{j}", 40)) for j in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert all(p.exitcode == 0 for p in procs)
+    assert {k: v for k, v in read(path).items()} == {f"k{j}": 40 for j in range(4)}
