@@ -229,3 +229,23 @@ def test_https_verifies_the_certificate_the_same_on_both_sides(servers, tls_serv
         host, agentless = both(Check(url=url + path, timeout=5))
         assert host[:2] == agentless[:2] == (status, f"HTTP {status}")
     assert proxy.got == []
+
+
+def test_a_malformed_spec_is_no_answer_and_the_next_check_still_runs(servers):
+    """The agentless path reads its checks from stdin: a line that is not a
+    check gives a `no answer` line in its place, never a crash that would
+    lose the checks after it."""
+    import subprocess
+    import sys
+
+    app, _proxy = servers
+    good = '{"url": "%s/ok", "method": "GET", "headers": {}, "body": null, "timeout": 5}' % app.url
+    stdin = "\n".join(["not json", '{"url": null}', '{"url": "%s/ok", "headers": {"X": "a\\nb"}}' % app.url, good]) + "\n"
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", open(httpcheck.__file__).read()], input=stdin,
+                         capture_output=True, text=True, timeout=60)
+    got = [httpcheck.parse_result(line) for line in out.stdout.splitlines()]
+    assert len(got) == 4, out.stderr
+    assert got[0][:2] == (None, "no answer (unreadable check)")
+    assert got[1][0] is None and got[1][1].startswith("no answer (TypeError")
+    assert got[2][:2] == (None, "no answer (a header holds a line break or a NUL)")
+    assert got[3][:2] == (200, "HTTP 200")

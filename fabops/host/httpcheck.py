@@ -61,6 +61,8 @@ def request(s: dict):
     except (OSError, ValueError, UnicodeError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc) or exc.__class__.__name__
         return None, "no answer (%s)" % " ".join(reason.split()), time.monotonic() - started
+    except Exception as exc:  # noqa: BLE001 - a malformed spec (the agentless path's stdin) is no answer, never a crash
+        return None, "no answer (%s: %s)" % (exc.__class__.__name__, exc), time.monotonic() - started
     latency = time.monotonic() - started
     if status is None:
         return None, "no answer (not HTTP)", latency
@@ -99,7 +101,7 @@ def _exchange(s: dict, deadline: float):
     # The check's own headers win over ours, whatever their case.
     for name, value in (s.get("headers") or {}).items():
         if any(c in "\r\n\x00" for c in name + value):
-            raise ValueError("a header holds a line break")
+            raise ValueError("a header holds a line break or a NUL")
         for ours in [k for k in headers if k.lower() == name.lower()]:
             del headers[ours]
         headers[name] = value
