@@ -240,7 +240,8 @@ def test_a_malformed_spec_is_no_answer_and_the_next_check_still_runs(servers):
 
     app, _proxy = servers
     good = '{"url": "%s/ok", "method": "GET", "headers": {}, "body": null, "timeout": 5}' % app.url
-    stdin = "\n".join(["not json", '{"url": null}', '{"url": "%s/ok", "headers": {"X": "a\\nb"}}' % app.url, good]) + "\n"
+    broken_header = '{"url": "%s/ok", "headers": {"X": "a\\nb"}}' % app.url
+    stdin = "\n".join(["not json", '{"url": null}', broken_header, good]) + "\n"
     out = subprocess.run([sys.executable, "-I", "-S", "-c", open(httpcheck.__file__).read()], input=stdin,
                          capture_output=True, text=True, timeout=60)
     got = [httpcheck.parse_result(line) for line in out.stdout.splitlines()]

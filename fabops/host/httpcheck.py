@@ -61,7 +61,7 @@ def request(s: dict):
     except (OSError, ValueError, UnicodeError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc) or exc.__class__.__name__
         return None, "no answer (%s)" % " ".join(reason.split()), time.monotonic() - started
-    except Exception as exc:  # noqa: BLE001 - a malformed spec (the agentless path's stdin) is no answer, never a crash
+    except Exception as exc:  # noqa: BLE001 - a malformed spec on the agentless path's stdin: no answer, no crash
         return None, "no answer (%s: %s)" % (exc.__class__.__name__, exc), time.monotonic() - started
     latency = time.monotonic() - started
     if status is None:
@@ -81,13 +81,13 @@ def _exchange(s: dict, deadline: float):
         raise ValueError("unsupported URL")
     tls = parts.scheme == "https"
     host = parts.hostname
-    port = parts.port or (443 if tls else 80)
+    default_port = 443 if tls else 80
+    port = parts.port or default_port
     method = s.get("method") or "GET"
     body = s.get("body")
     if body is None and method in ("POST", "PUT"):
         body = ""
     data = b"" if body is None else body.encode("utf-8")
-    default_port = 443 if tls else 80
     named = "[%s]" % host if ":" in host else host
     headers = {"Host": named if port == default_port else "%s:%d" % (named, port),
                "User-Agent": "fabops-check", "Accept": "*/*", "Connection": "close"}
