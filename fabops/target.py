@@ -118,11 +118,9 @@ class Target:
             env = None
         shown, cmd = as_cmd(cmd), self.prepare(cmd, env)
         opts.update(kwargs)
-        start = time.monotonic()
+        start, result = time.monotonic(), None
         try:
             result = self.c.run(as_cmd(cmd), **opts)
-            if COMMANDS.isEnabledFor(logging.DEBUG):
-                COMMANDS.debug("%s: %s (exit %s, %.2f s)", self.name, shown, result.exited, time.monotonic() - start)
         except ThreadException:
             if stdin is None:
                 raise
@@ -130,6 +128,10 @@ class Target:
             # closes the channel under the writer (a local pipe ignores it).
             raise CommandFailed(f"{what or 'a command'} failed: it ended before reading all of its input",
                                 host=self.name) from None
+        finally:  # a command that timed out or lost its link is shown too
+            if COMMANDS.isEnabledFor(logging.DEBUG):
+                COMMANDS.debug("%s: %s (exit %s, %.2f s)", self.name, shown,
+                               "none: it raised" if result is None else result.exited, time.monotonic() - start)
         if check and not result.ok:
             err = sudo_failure(result.stderr, list(argv), host=self.name) if argv is not None else None
             raise err or CommandFailed.from_result(what or "a command", result, host=self.name)

@@ -54,7 +54,7 @@ def demo(c, dir=None, keep=False, inventory=None):
         # The last line, where a person looks once the narration ends: what
         # is left running and the two ways to stop it (the next `inv demo`
         # stops it by its pidfile before it rebuilds the sandbox).
-        again = "`inv demo" + (f" --dir {dir}" if dir else "") + "`"
+        again = "`inv demo" + (f" -i {inventory}" if inventory else "") + (f" --dir {dir}" if dir else "") + "`"
         if result.kept:
             apps = ", ".join(f"{name} (pid {pid}, port {port})" for name, pid, port in result.kept)
             kills = " ".join(f"-{pid}" for _, pid, _ in result.kept)
