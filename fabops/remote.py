@@ -205,29 +205,38 @@ def remote_lock_script(host: Host, info: dict) -> Cmd:
     `cat` ends and the kernel releases the lock. reset and restart are
     emergency tools: a run that only watches its service is asked to end
     its watch (host/queue.py), and the lock is taken once it has recorded
-    that; a run mid-change is exit 4. The request's time is the host's."""
-    from .host.queue import END_WAIT
+    that; a run mid-change is exit 4. The request's time is the host's.
+    Any other trigger (health, restore-env) is exit 4 for any holder."""
+    from .host.queue import END_WAIT, EMERGENCY_TRIGGERS
 
-    request = json.dumps({"trigger": info.get("trigger"), "actor": info.get("actor"), "run_id": ""})[:-1]
+    lock = home_file(host, "lock")
+    if info.get("trigger") in EMERGENCY_TRIGGERS:
+        request = json.dumps({"trigger": info.get("trigger"), "actor": info.get("actor"), "run_id": ""})[:-1]
+        take = sh("if ! flock -n 9; then\n"
+                  "  if grep -qE '\"phase\": \"(watch|promote)\"' {lock}; then\n"
+                  "    watcher=$(sed -n 's/.*\"run_id\": \"\\([^\"]*\\)\".*/\\1/p' {lock})\n"
+                  "    printf '%s, \"for\": \"%s\", \"at\": %s}}\\n' {request} \"$watcher\" \"$(date +%s)\" "
+                  "> {end}.tmp && mv -f {end}.tmp {end}\n"
+                  "    flock -w {wait} 9 || {{ cat {lock}; exit 4; }}\n"
+                  # the holder may have ended (and emptied its record) between
+                  # the two looks: a free lock is taken, never a false exit 4
+                  "  else flock -n 9 || {{ cat {lock}; exit 4; }}\n"
+                  "  fi\n"
+                  "fi",
+                  lock=lock, request=request, end=home_file(host, "watch-end"), wait=f"{END_WAIT:g}")
+    else:
+        # health --fix and restore-env never end another run's watch: any
+        # holder is exit 4, as the host's own lock_waiter decides for them
+        # (and as health --dry-run predicts: busy)
+        take = sh("flock -n 9 || {{ cat {lock}; exit 4; }}", lock=lock)
     return sh("{home_dir} || exit 70\n"
               "exec 9>>{lock}\n"
-              "if ! flock -n 9; then\n"
-              "  if grep -qE '\"phase\": \"(watch|promote)\"' {lock}; then\n"
-              "    watcher=$(sed -n 's/.*\"run_id\": \"\\([^\"]*\\)\".*/\\1/p' {lock})\n"
-              "    printf '%s, \"for\": \"%s\", \"at\": %s}}\\n' {request} \"$watcher\" \"$(date +%s)\" "
-              "> {end}.tmp && mv -f {end}.tmp {end}\n"
-              "    flock -w {wait} 9 || {{ cat {lock}; exit 4; }}\n"
-              # the holder may have ended (and emptied its record) between
-              # the two looks: a free lock is taken, never a false exit 4
-              "  else flock -n 9 || {{ cat {lock}; exit 4; }}\n"
-              "  fi\n"
-              "fi\n"
+              "{take}\n"
               "printf '%s' {info} > {lock}\n"
               "echo LOCKED\n"
               "cat >/dev/null\n"
               ": > {lock}\n",
-              home_dir=home_dir_cmd(host), lock=home_file(host, "lock"), info=json.dumps(info, sort_keys=True),
-              request=request, end=home_file(host, "watch-end"), wait=f"{END_WAIT:g}")
+              home_dir=home_dir_cmd(host), lock=lock, take=take, info=json.dumps(info, sort_keys=True))
 
 
 def lock_holder_cmd(host: Host) -> Cmd:

@@ -22,10 +22,10 @@ def host(tmp_path):
                            f"app: {{path: {tmp_path / 'app'}}}}}\n", "x.yml").hosts["h"]
 
 
-def take(tmp_path, env=None, timeout=30):
+def take(tmp_path, env=None, timeout=30, trigger="reset"):
     """Run the script; once it says LOCKED, close its stdin (the laptop
     ends): (exit code, output)."""
-    script = str(remote_lock_script(host(tmp_path), {"trigger": "reset", "actor": "ops@laptop"}))
+    script = str(remote_lock_script(host(tmp_path), {"trigger": trigger, "actor": "ops@laptop"}))
     proc = subprocess.Popen(["sh", "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
     try:
@@ -83,3 +83,34 @@ def test_a_holder_that_ends_between_the_two_looks_is_no_exit_4(tmp_path):
     code, out = take(tmp_path, env={**os.environ, "PATH": f"{shim}:{os.environ['PATH']}"})
     assert seen.exists()  # the shim did answer "held" first
     assert (code, out.splitlines()[0] if out else "") == (0, "LOCKED"), (code, out)
+
+
+@pytest.mark.parametrize("trigger", ["health", "restore-env"])
+def test_only_an_emergency_tool_ends_a_watch(tmp_path, trigger):
+    """health --fix and restore-env over SSH meet a run in its watch as on
+    the host (queue.lock_waiter): exit 4, no request to end the watch
+    (health --dry-run says busy); reset, under the same holder, asks."""
+    record = {"trigger": "cron", "actor": "cron@host", "phase": "watch", "run_id": "r1",
+              "watch_ends": 4102444800}
+    import time
+
+    proc = holder(tmp_path, record)
+    end = tmp_path / "home" / "watch-end"
+    try:
+        code, out = take(tmp_path, trigger=trigger)
+        assert code == 4 and '"phase": "watch"' in out, out
+        assert not end.exists()
+        # the control: reset, under the same holder, asks the watch to end
+        script = str(remote_lock_script(host(tmp_path), {"trigger": "reset", "actor": "ops@laptop"}))
+        reset = subprocess.Popen(["sh", "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 10
+        while not end.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        request = json.loads(end.read_text())
+        assert (request["trigger"], request["for"]) == ("reset", "r1"), request
+    finally:
+        proc.stdin.close()
+        proc.wait(10)
+    assert reset.stdout.readline() == "LOCKED\n"  # the watch ended (the holder went): reset has the lock
+    reset.stdin.close()
+    assert reset.wait(10) == 0
