@@ -17,6 +17,7 @@ from typing import Callable, Dict, Iterator, List, Optional
 
 from .cron import apply_block, diff, read_crontab, render_block, write_crontab
 from .errors import CommandFailed
+from .host.would import Would, as_json
 from .inventory import Host
 from .shell import path as host_path, raw, sh, sudo
 from .target import Target, UserTarget
@@ -54,6 +55,7 @@ class ItemResult:
 class SetupReport:
     host: str
     items: List[ItemResult] = field(default_factory=list)
+    check: bool = False  # --check: the report is a plan, and its JSON carries `would`
 
     @property
     def exit_code(self) -> int:
@@ -68,7 +70,18 @@ class SetupReport:
         return errors.OK
 
     def to_dict(self) -> dict:
-        return {"host": self.host, "items": [i.to_dict() for i in self.items], "exit_code": self.exit_code}
+        d = {"host": self.host, "items": [i.to_dict() for i in self.items], "exit_code": self.exit_code}
+        if self.check:
+            d["would"] = as_json(would(self.items))
+        return d
+
+
+def would(items: List[ItemResult]) -> List[Would]:
+    """The items --check found would change, in setup's order, in the shape
+    every dry run shares (host/would.py): the item is the target, what it
+    names (a file, the crontab's block, a group) is why; the diff stays in
+    the item."""
+    return [Would("change", i.name, i.message) for i in items if i.status == "would change"]
 
 
 def _read(t: Target, path: str, root: bool) -> Optional[str]:
@@ -407,7 +420,7 @@ def setup_host(c, host: Host, *, check: bool, yes: bool, offline: bool, replace_
             host = replace(host, user=who)
     run = _Setup(t, host, check, yes, offline, replace_units, splay, host_yml_text, tuple(allow_root_units),
                  change_user)
-    report = SetupReport(host.name)
+    report = SetupReport(host.name, check=check)
     for item in ITEMS:
         for result in item(run):
             report.items.append(result)

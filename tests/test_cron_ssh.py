@@ -32,7 +32,8 @@ def test_block_install_show_run_remove(deployed):
     h = deployed.host
     h.ssh(f"printf '%s' {shlex.quote(FOREIGN)} | crontab -")
     r = run_cli("cron", "-i", str(deployed.inventory), "--install", "--dry-run")
-    assert r.returncode == 0 and "would change" in r.stdout and "+# >>> fabops app >>>" in r.stdout
+    assert r.returncode == 0 and "+# >>> fabops app >>>" in r.stdout, r.stdout + r.stderr
+    assert r.stdout.startswith("[h1] would change crontab: fabops' block from hosts.yml\n"), r.stdout
     assert crontab(deployed) == FOREIGN
     r = run_cli("cron", "-i", str(deployed.inventory), "--install")
     assert r.returncode == 0 and "changed" in r.stdout
@@ -58,7 +59,8 @@ def test_block_install_show_run_remove(deployed):
     assert r.returncode == 0, r.stderr
 
     r = run_cli("cron", "-i", str(deployed.inventory), "--remove", "--dry-run")
-    assert "would change" in r.stdout and "fabops" in crontab(deployed)
+    assert r.stdout.startswith("[h1] would change crontab: fabops' block removed; every other line stays\n"), r.stdout
+    assert "fabops" in crontab(deployed)
     r = run_cli("cron", "-i", str(deployed.inventory), "--remove")
     assert r.returncode == 0 and crontab(deployed) == FOREIGN
 

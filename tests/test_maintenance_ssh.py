@@ -83,7 +83,18 @@ def test_a_file_resets_own_rules_write_is_no_warning_at_the_next_deploy(deployed
 def test_reset_dry_run_changes_nothing(deployed):
     deployed.host.ssh("echo x > ~/app/untracked.txt")
     r = cli(deployed, "reset", "--dry-run")
-    assert r.returncode == 0 and "?? untracked.txt" in r.stdout and "plan:" in r.stdout
+    assert r.returncode == 0 and "?? untracked.txt" in r.stdout, r.stdout + r.stderr
+    said = [ln for ln in r.stdout.splitlines() if ln.startswith("[h1] would ")]
+    assert said[0].startswith("[h1] would save .env and local changes: 1 local change(s); saved to ") and \
+        said[1:3] == ["[h1] would stop bot: nothing runs while the checkout is reset",
+                      f"[h1] would reset {deployed.origin.head[:12]} -> {deployed.origin.head[:12]}: origin/main, "
+                      "git reset --hard and clean -fd (ignored files stay)"], said
+    assert said[-2:] == ["[h1] would start bot: then poll it until ready",
+                         "[h1] would record state.json: deployed (when healthy); the pin cleared"], said
+    r = cli(deployed, "reset", "--dry-run", "--json")
+    value = json.loads(r.stdout)["hosts"]["h1"]
+    assert [w["action"] for w in value["would"]] == ["save", "stop", "reset", "run", "start", "record"], value
+    assert value["dirty"] == ["?? untracked.txt"]
     assert deployed.host.path("~/app/untracked.txt").exists()
 
 
@@ -172,6 +183,12 @@ def test_restore_env_round_trip_shows_key_names_only(deployed):
     assert r.returncode == 0, r.stderr
     assert "removed: NEW_KEY" in r.stdout and "changed: DISCORD_TOKEN" in r.stdout
     assert "rotated-value" not in r.stdout and "zzz" not in r.stdout
+    assert f"[h1] would restore {name}: keys added: -; removed: NEW_KEY; changed: DISCORD_TOKEN\n" in r.stdout
+    assert "[h1] would restart bot: then poll it until ready" in r.stdout
+    r = cli(deployed, "restore-env", "--backup", name, "--dry-run", "--json")
+    assert [(w["action"], w["target"]) for w in json.loads(r.stdout)["hosts"]["h1"]["would"]] == [
+        ("save", ".env"), ("restore", name), ("restart", "bot")]
+    assert "NEW_KEY" in deployed.host.path("~/app/.env").read_text()  # the dry runs restored nothing
     r = cli(deployed, "restore-env", "--backup", name)
     assert r.returncode == 64  # no TTY, no --yes
     r = cli(deployed, "restore-env", "--backup", name, "--yes")
@@ -201,7 +218,11 @@ def test_clean_only_old_matching_files_and_never_outside(deployed, tmp_path):
         "mkdir -p dir.pcm && touch -d '3 days ago' dir.pcm"
     )
     r = cli(deployed, "clean", "--dry-run", "--json")
-    assert json.loads(r.stdout)["hosts"]["h1"][0] == {"path": "~/rec", "glob": "*.pcm", "files": 2, "bytes": 1500, "dry_run": True}
+    assert json.loads(r.stdout)["hosts"]["h1"] == {
+        "dry_run": True, "rules": [{"path": "~/rec", "glob": "*.pcm", "files": 2, "bytes": 1500, "dry_run": True}],
+        "would": [{"action": "delete", "target": "~/rec/*.pcm", "why": "2 file(s), 0.0 MiB, older than the rule's age"}]}
+    r = cli(deployed, "clean", "--dry-run")
+    assert r.stdout == "[h1] would delete ~/rec/*.pcm: 2 file(s), 0.0 MiB, older than the rule's age\n", r.stdout
     assert h.path("~/rec/old.pcm").exists()
     r = cli(deployed, "clean")
     assert r.returncode == 0 and "deleted 2 file(s)" in r.stdout

@@ -37,9 +37,15 @@ def fresh(ssh_host, tmp_path, deploy_env):
 def setup(app, *args):
     r = run_cli("setup", "-i", str(app.inventory), "--json", *args, timeout=300)
     try:
-        return r.returncode, {i["name"]: i for i in json.loads(r.stdout)["hosts"]["h1"]["items"]}
+        app.last = json.loads(r.stdout)["hosts"]["h1"]  # the whole value: --check's `would` too
+        return r.returncode, {i["name"]: i for i in app.last["items"]}
     except (ValueError, KeyError):
         raise AssertionError(r.stdout + r.stderr)
+
+
+def would(items):
+    """What `would` must say for these items: each one that would change, in order."""
+    return [{"action": "change", "target": n, "why": i["message"]} for n, i in items.items() if i["status"] == "would change"]
 
 
 def test_check_then_setup_then_all_ok(fresh):
@@ -53,6 +59,9 @@ def test_check_then_setup_then_all_ok(fresh):
     assert items["crontab"]["status"] == "would change" and "+# >>> fabops app >>>" in items["crontab"]["diff"]
     assert items["sudoers"]["status"] == "would change" and "NOPASSWD" in items["sudoers"]["diff"]
     assert items["fabops install"]["status"] == "would change"
+    # the dry run's one shape (#23): each item that would change, the diff kept in the item
+    assert fresh.last["would"] == would(items)
+    assert {"crontab", "sudoers", "fabops install"} <= {w["target"] for w in fresh.last["would"]}
     # --check changed nothing
     assert h.ssh("crontab -l").stdout == before
     assert not h.path("/etc/sudoers.d/fabops-app").exists()
@@ -76,6 +85,9 @@ def test_check_then_setup_then_all_ok(fresh):
 
     code, items = setup(fresh)
     assert not [n for n, i in items.items() if i["status"] in ("changed", "would change")], items
+    assert "would" not in fresh.last  # a real run says what it did, not a plan
+    setup(fresh, "--check")
+    assert fresh.last["would"] == []  # converged: nothing would change
     assert items["legacy /etc/sudoers lines"]["status"] == "warning"  # reported, never edited
 
     # a changed inventory: --check shows the diff and changes nothing
@@ -87,6 +99,7 @@ def test_check_then_setup_then_all_ok(fresh):
     assert items["crontab"]["status"] == "would change"
     assert "+*/2 * * * * cd &&" in items["crontab"]["diff"] and "-*/5 * * * * cd &&" in items["crontab"]["diff"]
     assert items["host.yml"]["status"] == "would change"
+    assert {"crontab", "host.yml"} <= {w["target"] for w in fresh.last["would"]} and fresh.last["would"] == would(items)
     assert h.ssh("crontab -l").stdout == tab
 
 

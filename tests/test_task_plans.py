@@ -109,3 +109,91 @@ def test_the_json_form_round_trips():
     assert data == [{"action": "restart", "target": "bot", "why": "down"},
                     {"action": "record", "target": "state.json", "why": "budget"}]
     assert lines(data) == lines(said)
+
+
+def test_setup_check_would_names_each_item_that_would_change():
+    from fabops.setup import ItemResult, SetupReport, would
+
+    items = [ItemResult("env.sh", "ok", "~/.fabops/app/env.sh"),
+             ItemResult("crontab", "would change", "# >>> fabops app >>>", "+line\n"),
+             ItemResult("journal access", "would change", "add deploy to systemd-journal"),
+             ItemResult("broad sudo", "warning", "deploy still has NOPASSWD: ALL"),
+             ItemResult("host.yml", "changed", "~/.fabops/app/host.yml", "-a\n+b\n"),
+             ItemResult("log bot", "would change", "create /var/log/bot.log (0640, deploy)")]
+    assert would(items) == [Would("change", "crontab", "# >>> fabops app >>>"),
+                            Would("change", "journal access", "add deploy to systemd-journal"),
+                            Would("change", "log bot", "create /var/log/bot.log (0640, deploy)")]
+    assert would(items[:1]) == []
+    checked = SetupReport("h", items, check=True).to_dict()
+    assert checked["would"] == as_json(would(items)) and checked["items"][1]["diff"] == "+line\n"
+    assert "would" not in SetupReport("h", items).to_dict()  # a real run reports what it did
+
+
+RESET_HOST = inventory.loads("""
+hosts:
+  r:
+    connection: local
+    app: {path: /srv/app, remote: origin, branch: main}
+    backup_dir: ~/backup
+    setup_command: make setup
+    services:
+      - {name: bot, manager: process, command: "node bot.js"}
+      - {name: api, manager: process, command: "python3 api.py"}
+    deps:
+      - {when: [package.json], run: npm ci}
+      - {when: [requirements.txt], run: pip install -r requirements.txt}
+""").hosts["r"]
+
+
+STEPS = [("stop", "api"), ("stop", "bot")], [("run", "npm ci"), ("run", "pip install -r requirements.txt"),
+                                              ("run", "make setup"), ("start", "bot"), ("start", "api"),
+                                              ("record", "state.json")]
+
+
+@pytest.mark.parametrize("head, target, dirty, reset", [
+    ("a" * 40, "b" * 40, [], "aaaaaaaaaaaa -> bbbbbbbbbbbb"),
+    (None, "b" * 40, ["?? x"], "none -> bbbbbbbbbbbb"),
+    ("a" * 40, None, [" M y", "?? z"], "aaaaaaaaaaaa -> ?"),
+])
+def test_reset_names_every_step_it_takes_in_order(head, target, dirty, reset):
+    from fabops.maintenance.reset import ResetPlan, reset_would
+
+    said = reset_would(RESET_HOST, ResetPlan(head, target, dirty, True))
+    assert [(w.action, w.target) for w in said] == \
+        [("save", ".env and local changes")] + STEPS[0] + [("reset", reset)] + STEPS[1], said
+    assert said[0].why.startswith(f"{len(dirty)} local change(s); saved to ~/backup/reset-<time>/"), said
+
+
+def test_a_reset_without_rules_or_setup_command_runs_none():
+    from fabops.maintenance.reset import ResetPlan, reset_would
+
+    bare = inventory.loads("hosts:\n  b:\n    connection: local\n    app: {path: /srv/app}\n").hosts["b"]
+    assert [w.action for w in reset_would(bare, ResetPlan("a", "b", [], False))] == ["save", "reset", "record"]
+
+
+@pytest.mark.parametrize("diff, why", [
+    ({"added": [], "removed": [], "changed": []}, "keys added: -; removed: -; changed: -"),
+    ({"added": ["A", "B"], "removed": ["C"], "changed": []}, "keys added: A, B; removed: C; changed: -"),
+    ({"added": [], "removed": [], "changed": ["TOKEN"]}, "keys added: -; removed: -; changed: TOKEN"),
+])
+def test_restore_env_names_keys_never_values(diff, why):
+    from fabops.maintenance.env import restore_would
+
+    said = restore_would(RESET_HOST, "20261128T101500.env", diff)
+    assert said == [Would("save", ".env", "the current one, as a new backup first"),
+                    Would("restore", "20261128T101500.env", why),
+                    Would("restart", "bot", "then poll it until ready"), Would("restart", "api", "then poll it until ready")]
+
+
+@pytest.mark.parametrize("counts, expected", [
+    ([], []),
+    ([("~/rec", "*.pcm", 0, 0)], []),
+    ([("~/rec", "*.pcm", 2, 1500)], ["would delete ~/rec/*.pcm: 2 file(s), 0.0 MiB, older than the rule's age"]),
+    ([("~/rec", "*.pcm", 3, 3 * 1048576), ("~/tmp", "*.wav", 0, 0), ("~/tmp", "*.log", 1, 524288)],
+     ["would delete ~/rec/*.pcm: 3 file(s), 3.0 MiB, older than the rule's age",
+      "would delete ~/tmp/*.log: 1 file(s), 0.5 MiB, older than the rule's age"]),
+])
+def test_clean_would_delete_what_its_count_found(counts, expected):
+    from fabops.maintenance.clean import CleanResult, clean_would
+
+    assert lines(clean_would([CleanResult(*c, dry_run=True) for c in counts])) == expected

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List
 
+from ..host.would import Would
 from ..inventory import Host
 from ..shell import Cmd, path, raw, sh
 from ..target import Target
@@ -44,3 +45,11 @@ def clean(c, host: Host, dry_run: bool = False) -> List[CleanResult]:
         files, size = (int(parts[0]), int(parts[1])) if len(parts) == 2 else (0, 0)
         out.append(CleanResult(rule.path, rule.glob, files, size, dry_run))
     return out
+
+
+def clean_would(results: List[CleanResult]) -> List[Would]:
+    """What `clean` deletes (pure), from a dry run's count with the real
+    run's own find (clean_cmd without -delete): the dry run's `would`."""
+    return [Would("delete", f"{r.path}/{r.glob}", f"{r.files} file(s), {r.bytes / 1048576:.1f} MiB, older than "
+                                                  "the rule's age")
+            for r in results if r.files]

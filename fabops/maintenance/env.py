@@ -13,6 +13,7 @@ from typing import Dict, List, Optional
 
 from ..errors import CommandFailed, UsageError
 from ..host.preflight import env_pairs
+from ..host.would import Would
 from ..inventory import Host
 from ..probe import MARK, split_sections
 from ..shell import Cmd, as_cmd, path, quote_path, sh
@@ -127,6 +128,15 @@ def env_diff(c, host: Host, current: str, other: str) -> Dict[str, List[str]]:
     return out
 
 
+def restore_would(host: Host, name: str, diff: Dict[str, List[str]]) -> List[Would]:
+    """What `restore-env` does, in order (pure): the dry run's `would`, the
+    steps the real restore takes. Key names only, never a value."""
+    keys = "; ".join(f"{kind}: {', '.join(diff.get(kind) or ()) or '-'}" for kind in ("added", "removed", "changed"))
+    return ([Would("save", host.env_file, "the current one, as a new backup first"),
+             Would("restore", name, f"keys {keys}")]
+            + [Would("restart", s.name, "then poll it until ready") for s in host.services])
+
+
 def restore_env(c, host: Host, name: str, actor: str, dry_run: bool = False, progress=None) -> dict:
     """Back up the current .env, restore `name`, restart and poll. Returns
     the key changes (names only)."""
@@ -141,8 +151,8 @@ def restore_env(c, host: Host, name: str, actor: str, dry_run: bool = False, pro
     if not t.ok(sh("[ -f {src} ]", src=src)):
         raise UsageError(f"no backup {name!r} on the host (see `inv backup-env --list`)", host=host.name)
     diff = env_diff(c, host, app_file(host, host.env_file), src)
-    if dry_run:
-        return {"diff": diff, "restored": False}
+    if dry_run:  # the same checks and diff, rendered: nothing locked, saved, copied or restarted
+        return {"diff": diff, "restored": False, "would": [w.to_dict() for w in restore_would(host, name, diff)]}
     info = {"actor": actor, "trigger": "restore-env", "target": None, "since": time.time(), "pid": None}
     with RemoteLock(c, host, info):
         before = backup_env(c, host, keep=10_000)

@@ -20,6 +20,7 @@ def cron(c, hosts=None, show=False, install=False, remove=False, dry_run=False, 
          accept_new=False, connect_timeout=None):
     """Show, install or remove the managed crontab block (local-update, health --fix, clean, backup-env)."""
     from ..cron import apply_block, current_block, diff, read_crontab, remove_block, render_block, write_crontab
+    from ..host.would import Would, lines
     from ._base import for_each_host
 
     if install and remove:
@@ -47,8 +48,12 @@ def cron(c, hosts=None, show=False, install=False, remove=False, dry_run=False, 
             continue
         v = r.value
         if install or remove:
-            state = ("would change" if dry_run else "changed") if v["changed"] else "ok"
-            print_text(f"[{r.host}] crontab: {state}")
+            if v["changed"] and dry_run:  # every dry run's line form (host/would.py), then the diff
+                why = "fabops' block removed; every other line stays" if remove else "fabops' block from hosts.yml"
+                for line in lines([Would("change", "crontab", why)], f"[{r.host}] "):
+                    print_text(line)
+            else:
+                print_text(f"[{r.host}] crontab: {'changed' if v['changed'] else 'ok'}")
             if v["changed"] and (dry_run or install):
                 sys.stdout.write(printable(v["diff"], lines=True))
         else:

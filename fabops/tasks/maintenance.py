@@ -46,7 +46,9 @@ def reset(c, hosts=None, yes=False, dry_run=False, force=False, actor=None, json
     from ..connection import close_quietly, connect
     from ..host.record import default_actor
     from ..fanout import run_hosts
+    from ..host.would import as_json, lines
     from ..maintenance import reset as do_reset, reset_plan
+    from ..maintenance.reset import reset_would
 
     inv, chosen = select(inventory, hosts)
     conns = {}
@@ -58,17 +60,22 @@ def reset(c, hosts=None, yes=False, dry_run=False, force=False, actor=None, json
         out = sys.stderr if json else sys.stdout  # keep stdout pure JSON for scripts
         for host in chosen:
             p = plans[host.name]
-            print_text(f"[{host.name}] plan: save .env and {len(p.dirty)} local change(s) to {host.backup_dir}/reset-<time>/, "
-                       f"stop {', '.join(s.name for s in reversed(host.services)) or 'nothing'}, "
-                       f"reset {(p.head or 'none')[:12]} -> {(p.target or '?')[:12]} ({host.app.remote}/{host.app.branch}), "
-                       f"run {len(host.deps)} dependency rule(s){', ' + host.setup_command if host.setup_command else ''}, "
-                       "start and poll readiness", file=out)
+            if dry_run:  # the plan the real reset acts on, in every dry run's line form
+                for line in lines(reset_would(host, p), f"[{host.name}] "):
+                    print_text(line, file=out)
+            else:  # the same plan, as one line before the confirmation
+                print_text(f"[{host.name}] plan: save .env and {len(p.dirty)} local change(s) to {host.backup_dir}/reset-<time>/, "
+                           f"stop {', '.join(s.name for s in reversed(host.services)) or 'nothing'}, "
+                           f"reset {(p.head or 'none')[:12]} -> {(p.target or '?')[:12]} ({host.app.remote}/{host.app.branch}), "
+                           f"run {len(host.deps)} dependency rule(s){', ' + host.setup_command if host.setup_command else ''}, "
+                           "start and poll readiness", file=out)
             for line in p.dirty[:20]:
                 print_text(f"[{host.name}]   {line}", file=out)
         if dry_run:
             if json:
                 print_json({"schema": JSON_SCHEMA, "code": errors.OK, "dry_run": True,
-                            "hosts": {h: p.to_dict() for h, p in plans.items()}})
+                            "hosts": {h.name: {**plans[h.name].to_dict(), "would": as_json(reset_would(h, plans[h.name]))}
+                                      for h in chosen}})
             return
         confirm(f"Reset {', '.join(h.name for h in chosen)}", yes)
         if force:
@@ -133,6 +140,7 @@ def restore_env(c, hosts=None, backup=None, yes=False, dry_run=False, actor=None
                 accept_new=False, connect_timeout=None):
     """Restore a .env backup (the current one is backed up first), restart and poll; shows key names only."""
     from ..host.record import default_actor
+    from ..host.would import lines
     from ..maintenance import restore_env as do_restore
 
     if not backup:
@@ -154,6 +162,8 @@ def restore_env(c, hosts=None, backup=None, yes=False, dry_run=False, actor=None
         if not json:
             print_text(f"[{r.host}] keys added: {', '.join(d['added']) or '-'}; removed: {', '.join(d['removed']) or '-'}; "
                        f"changed: {', '.join(d['changed']) or '-'}" + ("" if r.value["restored"] else " (dry run: nothing changed)"))
+            for line in lines(r.value.get("would") or (), f"[{r.host}] "):
+                print_text(line)
     if not json:
         _errors_out(outcome)
     finish(errors.worst(codes))
@@ -162,19 +172,27 @@ def restore_env(c, hosts=None, backup=None, yes=False, dry_run=False, actor=None
 @fabops_task
 def clean(c, hosts=None, dry_run=False, json=False, inventory=None, accept_new=False, connect_timeout=None):
     """Delete files matching the cleanup rules (old *.pcm recordings); reports count and bytes per rule."""
+    from ..host.would import as_json, lines
     from ..maintenance import clean as do_clean
+    from ..maintenance.clean import clean_would
 
     outcome = _each(inventory, hosts, lambda cxn, host: do_clean(cxn, host, dry_run=dry_run), accept_new, connect_timeout)
     if json:
-        print_envelope(outcome.results, lambda v: [x.to_dict() for x in v], code=outcome.code)
+        # a dry run's value is the counts and what they would delete (`would`,
+        # the shape every dry run shares); a real run's, what it deleted
+        print_envelope(outcome.results, (lambda v: {"dry_run": True, "rules": [x.to_dict() for x in v],
+                                                    "would": as_json(clean_would(v))}) if dry_run
+                       else (lambda v: [x.to_dict() for x in v]), code=outcome.code)
     else:
         for r in outcome.results:
             if r.ok:
                 if not r.value:
                     print_text(f"[{r.host}] no cleanup rules")
-                for x in r.value:
-                    verb = "would delete" if x.dry_run else "deleted"
-                    print_text(f"[{r.host}] {x.path}/{x.glob}: {verb} {x.files} file(s), {x.bytes / 1048576:.1f} MiB")
+                elif dry_run:
+                    for line in lines(clean_would(r.value), f"[{r.host}] ", none="nothing to delete"):
+                        print_text(line)
+                for x in [] if dry_run else r.value:
+                    print_text(f"[{r.host}] {x.path}/{x.glob}: deleted {x.files} file(s), {x.bytes / 1048576:.1f} MiB")
         _errors_out(outcome)
     finish(outcome.code)
 
