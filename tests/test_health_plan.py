@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import pytest
 
-from fabops import inventory
+from fabops import errors, inventory
 from fabops.host.health import HealthFacts, HealthPlan, actions, plan_health
 from fabops.host.plan import Need
 from fabops.host.state import RESTART_LIMIT
@@ -235,3 +235,60 @@ def test_every_write_of_a_plan_is_named(row):
     if got.health is not None:
         expect.append(("record", "state.json"))
     assert said == expect, (got, said)
+
+
+# Properties over generated facts (hypothesis, in the test extra): what
+# must hold whatever the look, the record, the budget and the lock say.
+# Without the extra the table above still runs.
+try:
+    import hypothesis
+    from hypothesis import strategies as st
+except ImportError:  # pragma: no cover
+    hypothesis = None
+NAMES = [s.name for s in HOST.services]
+
+if hypothesis is not None:
+    @st.composite
+    def health_cases(draw):
+        sick = draw(st.lists(st.sampled_from(NAMES), unique=True))
+        status = draw(st.sampled_from([None, "ok", "down"]))
+        prev = {} if status is None else {"status": status, "since": SINCE, "backoff_notified": draw(st.booleans())}
+        restarts = draw(st.lists(st.floats(min_value=NOW - 7200, max_value=NOW), max_size=6))
+        lock = draw(st.sampled_from([None, "", "locked: deploy by alice@laptop"]))
+        did = tuple(draw(st.lists(st.sampled_from(NAMES), unique=True, max_size=2)))
+        facts = HealthFacts(sick=tuple((n, f"{n} is not running") for n in NAMES if n in sick), prev=prev,
+                            restarts=tuple(sorted(restarts)), now=NOW, lock=lock, restarted=did,
+                            before=("was down",) if did else ())
+        return facts, draw(st.booleans())
+
+
+    @hypothesis.settings(max_examples=400, deadline=None)
+    @hypothesis.given(health_cases())
+    def test_health_invariants(case):
+        from fabops.host.state import recent_restarts
+
+        facts, fix = case
+        got = plan_health(HOST, facts, fix)
+        if isinstance(got, Need):  # the lock is asked for only when --fix would act on a sick host
+            assert fix and facts.sick and facts.lock is None and not facts.restarted
+            return
+        if got.kind == "restart":  # under a free lock, within the budget, only the sick, once
+            assert fix and facts.lock == "" and not facts.restarted
+            assert set(got.services) == {n for n, _ in facts.sick}
+            assert len(got.restarts) <= RESTART_LIMIT
+            assert len(recent_restarts(facts.restarts, NOW)) < RESTART_LIMIT
+        if facts.lock:  # a held lock: never a restart, a notification or a write
+            assert got.kind != "restart"
+            if got.kind == "busy":
+                assert got.notify is None and got.health is None and got.restarts is None
+        if not fix:
+            assert got.kind == "nothing"
+        # a notification only on a change of what was last reported
+        if got.notify and got.notify[0] == "health_down":
+            assert facts.prev.get("status") != "down"
+        if got.notify and got.notify[0] == "health_backoff":
+            assert not facts.prev.get("backoff_notified")
+        if got.status == "ok":
+            assert not facts.sick and got.code == errors.OK
+        if facts.sick and got.kind == "nothing":
+            assert got.status == "down" and got.code == errors.FAILED
