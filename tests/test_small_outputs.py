@@ -89,20 +89,41 @@ def test_plain_lines_wrap_at_spaces_under_their_text(line, expected):
     assert all(len(ln) <= 80 for ln in wrap(line, 80).splitlines() if " " in ln.strip())
 
 
-def test_print_text_wraps_stdout_to_columns_but_never_stderr(monkeypatch, capsys):
+def test_print_text_wraps_stdout_and_a_terminals_stderr_never_piped_errors(monkeypatch, capsys):
     """stdout is read by people; stderr's `fabops: …` lines stay one line
-    each, for grep and CI annotations."""
+    each in a pipe or a CI log (grep, annotations), and wrap on a terminal,
+    which would cut them mid-word (restore-env's refusal, #24)."""
+    import io
+    import sys
+
     from fabops.tasks._base import print_text
+    from fabops.tasks.render import host_errors
 
     monkeypatch.setenv("COLUMNS", "40")
     text = "[local] one two three four five six seven eight nine ten"
     print_text(text)
-    import sys
-
     print_text(text, file=sys.stderr)
     out = capsys.readouterr()
     assert out.out == "[local] one two three four five six\n        seven eight nine ten\n"
     assert out.err == text + "\n"
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    from types import SimpleNamespace
+
+    from fabops.errors import UsageError
+
+    failed = [SimpleNamespace(host="local", error=UsageError("no backup named env-1; see backup-env --list"))]
+    for tty in (False, True):
+        err = Terminal() if tty else io.StringIO()
+        monkeypatch.setattr(sys, "stderr", err)
+        host_errors(failed)
+        print_text(text, file=sys.stderr)
+        assert err.getvalue() == ("fabops: local: no backup named env-1;\n        see backup-env --list\n"
+                                  "[local] one two three four five six\n        seven eight nine ten\n" if tty else
+                                  "fabops: local: no backup named env-1; see backup-env --list\n" + text + "\n")
 
 
 def test_demo_narration_continues_under_its_text():

@@ -226,7 +226,7 @@ class FabopsTask(Task):
             # every line of a many-line error (all of hosts.yml's problems) is
             # one complete `fabops: …` line, for grep and for CI annotations;
             # an error may quote a host, so each line is printable
-            raise Exit("\n".join(printable(f"fabops: {line}") for line in str(exc).splitlines()),
+            raise Exit(for_stderr("\n".join(printable(f"fabops: {line}") for line in str(exc).splitlines())),
                        code=exc.exit_code) from None
         except Exception as exc:  # noqa: BLE001 - the one place a bug is caught
             if debug_enabled():
@@ -235,10 +235,10 @@ class FabopsTask(Task):
 
             mapped = map_failure(exc)
             if mapped is not None:
-                raise Exit(printable(f"fabops: {mapped}", lines=True), code=mapped.exit_code) from None
+                raise Exit(for_stderr(printable(f"fabops: {mapped}", lines=True)), code=mapped.exit_code) from None
             raise Exit(
-                printable(f"fabops: internal error: {exc.__class__.__name__}: {exc} "
-                          "(run with --debug for the traceback)", lines=True),
+                for_stderr(printable(f"fabops: internal error: {exc.__class__.__name__}: {exc} "
+                                     "(run with --debug for the traceback)", lines=True)),
                 code=errors.INTERNAL,
             ) from None
 
@@ -353,15 +353,34 @@ def print_text(text: str, file=None) -> None:
     """One line (or lines) of plain output that may quote a host: printed
     without its escape sequences and control characters (fabops/printable.py),
     flushed, to stdout or `file`. On stdout each line is wrapped at word
-    boundaries to the width (wrap); stderr's lines stay whole, one
-    `fabops: …` line per error, for grep and CI annotations."""
+    boundaries to the width (wrap); on stderr as for_stderr says."""
     # no line ends in spaces (a message built with an empty last part): a
     # pipe, a diff or a CI log gets what a person sees (render.console too)
     text = "\n".join(line.rstrip(" ") for line in printable(text, lines=True).split("\n"))
     out = file or sys.stdout
     if out is sys.stdout:
         text = wrap(text)
+    elif out is sys.stderr:
+        text = for_stderr(text)
     print(text, file=out, flush=True)
+
+
+def for_stderr(text: str) -> str:
+    """Error lines as stderr shows them: whole in a pipe, a file or a CI log
+    (one complete `fabops: …` line each, for grep and CI annotations); on a
+    terminal, where a person reads them, wrapped as stdout's lines are
+    (wrap, under the text after `fabops: `), since the terminal would cut
+    them mid-word. The width is $COLUMNS, else stderr's terminal's."""
+    try:
+        if not sys.stderr.isatty():
+            return text
+    except (AttributeError, ValueError):  # a replaced or closed stderr
+        return text
+    try:
+        columns = int(os.environ.get("COLUMNS") or os.get_terminal_size(sys.stderr.fileno()).columns)
+    except (OSError, ValueError):
+        columns = 80
+    return wrap(text, columns)
 
 
 def width() -> int:
@@ -412,7 +431,7 @@ def print_json_line(data: Any) -> None:
 def finish(code: int, message: Optional[str] = None) -> None:
     """End a task with `code` (after it rendered its own output)."""
     if code != errors.OK:
-        raise Exit(message, code=code)
+        raise Exit(for_stderr(message) if message else message, code=code)
 
 
 def names(hosts: List[Any]) -> str:

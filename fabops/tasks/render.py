@@ -8,7 +8,7 @@ from typing import Iterable, List
 
 from .. import errors
 from ..printable import printable
-from ._base import HANGING, error_text
+from ._base import HANGING, error_text, for_stderr
 
 
 def literal(text, lines: bool = False) -> str:
@@ -124,7 +124,7 @@ def host_errors(results: Iterable) -> None:
     """Errors go to stderr, one line per host, as the task layer prints them."""
     for r in results:
         if r.error is not None:
-            sys.stderr.write(printable(f"fabops: {r.host}: {error_text(r.error)}", lines=True) + "\n")
+            sys.stderr.write(for_stderr(printable(f"fabops: {r.host}: {error_text(r.error)}", lines=True)) + "\n")
 
 
 RESULT_STYLE = {
