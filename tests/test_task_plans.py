@@ -197,3 +197,36 @@ def test_clean_would_delete_what_its_count_found(counts, expected):
     from fabops.maintenance.clean import CleanResult, clean_would
 
     assert lines(clean_would([CleanResult(*c, dry_run=True) for c in counts])) == expected
+
+
+def test_restart_and_unpin_dry_runs_on_a_sandbox_read_the_real_lock_and_state(tmp_path):
+    """The local path (the sandbox host, `connection: local`): restart
+    --dry-run reads the lock's holder as the real restart meets it: a run
+    in its watch is ended first, one mid-change stops it (exit 4); nothing
+    is restarted and the lock is never taken."""
+    import json
+
+    from fabops.host.lock import HostLock
+    from tests.conftest import run_cli
+    from tests.harness.apps import Sandbox
+
+    box = Sandbox(tmp_path, timeout="5s")
+    try:
+        assert box.result()[0] == 0
+        pid, inv = box.pid(), str(box.inventory)
+        watching = {"actor": "cron@host", "trigger": "cron", "phase": "watch", "run_id": "r9",
+                    "watch_ends": time.time() + 30}
+        with HostLock(str(box.home / "lock"), watching).acquire():
+            r = run_cli("restart", "-i", inv, "--dry-run", "--json")
+            would = json.loads(r.stdout)["hosts"]["local"]["would"]
+            assert r.returncode == 0 and [(w["action"], w["target"]) for w in would] == [
+                ("end watch", "-"), ("restart", "bot")], r.stdout + r.stderr
+            assert not (box.home / "watch-end").exists()  # a dry run asks nothing of the watching run
+        with HostLock(str(box.home / "lock"), {**watching, "phase": "change"}).acquire():
+            r = run_cli("restart", "-i", inv, "--dry-run")
+            assert r.returncode == 4 and "would stop: locked: cron by cron@host" in r.stderr, r.stdout + r.stderr
+        r = run_cli("unpin", "-i", inv, "--dry-run")
+        assert (r.returncode, r.stdout) == (0, "local: is not pinned\n"), r.stdout + r.stderr
+        assert box.pid() == pid  # nothing restarted
+    finally:
+        box.stop()
