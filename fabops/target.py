@@ -18,6 +18,7 @@ import logging
 import os
 import posixpath
 import signal
+import sys
 import time
 from typing import Any, Dict, Iterable, Optional, Union
 
@@ -51,11 +52,16 @@ class Target:
 
     @classmethod
     def of(cls, c, host=None) -> "Target":
-        """`c` as a Target for `host` (a Target is returned as it is)."""
+        """`c` as a Target for `host` (a Target is returned as it is). A
+        bare connection needs its host: its errors name the host, and its
+        env file is the host's (without one they read "local")."""
         if isinstance(c, Target):
             return c
         if host is None:
-            return cls(c)
+            t = cls(c)
+            if not t.is_local:
+                raise TypeError("Target.of(connection) needs the host: Target.of(c, host)")
+            return t
         t = cls(c, name=host.name, home=host.home)
         if not t.is_local:
             t.env_file = HostPaths(posixpath.normpath(host.home)).env_sh
@@ -67,9 +73,12 @@ class Target:
     # ------------------------------------------------------------ what it is
     @property
     def is_local(self) -> bool:
-        """True for this machine (an invoke.Context), False over SSH. A
-        fabric.Connection is the one with an SSH client."""
-        return not hasattr(self.c, "client")
+        """True for this machine (an invoke.Context), False over SSH (a
+        fabric.Connection, itself a Context). Never imports fabric: the
+        host's cron path loads no paramiko, and where fabric is not loaded
+        nothing can be a Connection."""
+        conn = sys.modules.get("fabric.connection")
+        return conn is None or not isinstance(self.c, conn.Connection)
 
     @property
     def paths(self) -> HostPaths:

@@ -10,7 +10,7 @@ from invoke import Collection
 
 from .. import errors
 from ..printable import printable
-from ._base import error_text, fabops_task, finish, print_envelope, print_text, select
+from ._base import error_text, fabops_task, finish, for_each_host, print_envelope, print_text, select
 
 DEPLOY_HELP = {
     "ref": "Deploy this branch, tag or commit instead of the branch head; pins the host until `inv unpin`.",
@@ -256,6 +256,7 @@ def _summary(outcome, wide=False):
 
 def _plans(outcome) -> None:
     """What a --dry-run would do on each host, beyond its one-line result."""
+    from ..host.would import lines
     from .render import console, literal, short
 
     out = console()
@@ -266,10 +267,6 @@ def _plans(outcome) -> None:
         parts = []
         if plan.get("changed_files") is not None:
             parts.append(f"{plan['changed_files']} changed file(s)")
-        if plan.get("rules"):
-            parts.append("would run: " + literal("; ".join(plan["rules"])))
-        if plan.get("restart"):
-            parts.append("would restart: " + literal(", ".join(plan["restart"])))
         if plan.get("dirty"):
             parts.append(f"{len(plan['dirty'])} local change(s) in the checkout")
         if plan.get("pin"):
@@ -278,6 +275,9 @@ def _plans(outcome) -> None:
             parts.append(f"[yellow]{literal(short(plan.get('to')))} failed its gate before (cron skips it)[/yellow]")
         if parts:
             out.print(literal(f"[{r.host}]") + " plan: " + "; ".join(parts))
+        # then each write, in the line form every dry run shares (host/would.py)
+        for line in lines(plan.get("would") or (), f"[{r.host}] "):
+            out.print(literal(line))
 
 
 def _github_summary(outcome):
@@ -340,32 +340,27 @@ def deploy(
     "wait": DEPLOY_HELP["wait"],
 })
 def rollback(c, hosts=None, to=None, wait=None, liveness=5.0, offline=False, actor=None, dry_run=False, wide=False,
-             json=False, inventory=None, accept_new=False, connect_timeout=None):
+             json=False, inventory=None, accept_new=False, connect_timeout=None, parallel=10):
     """Roll hosts back to the previous good commit (or --to) through the same gate, and pin them there."""
-    from ..connection import close_quietly, connect
     from ..deploy import DeployOptions, deploy_host, remote_previous_good
     from ..host.record import default_actor
-    from ..fanout import run_hosts
     from ..host.git import check_ref
 
     if to is not None:
         check_ref(to)
-    inv, chosen = select(inventory, hosts)
+    _, chosen = select(inventory, hosts)
     printer = _Printer(max(len(h.name) for h in chosen), quiet=json)
 
-    def one(host):
-        cxn = connect(host, inv, accept_new=accept_new, connect_timeout=connect_timeout)
-        try:
-            target = to or remote_previous_good(cxn, host)
-            if not target:
-                raise errors.FabopsError("no previous good commit is known; give one with --to SHA", host=host.name)
-            opts = DeployOptions(ref=target, trigger="rollback", actor=actor or default_actor(), wait=wait,
-                                 liveness=liveness, offline=offline, clear_pin=False, dry_run=dry_run)
-            return deploy_host(cxn, host, opts, printer(host.name))
-        finally:
-            close_quietly(cxn)
+    def one(t, host):
+        target = to or remote_previous_good(t, host)
+        if not target:
+            raise errors.FabopsError("no previous good commit is known; give one with --to SHA", host=host.name)
+        opts = DeployOptions(ref=target, trigger="rollback", actor=actor or default_actor(), wait=wait,
+                             liveness=liveness, offline=offline, clear_pin=False, dry_run=dry_run)
+        return deploy_host(t, host, opts, printer(host.name))
 
-    outcome = run_hosts(chosen, one)
+    outcome = for_each_host(inventory, hosts, one, parallel=parallel, accept_new=accept_new,
+                            connect_timeout=connect_timeout)
     _report(outcome, json, wide)
     finish(_code(outcome))
 

@@ -5,27 +5,17 @@ import sys
 
 from invoke import Collection
 
-from ..fanout import run_hosts
-from ._base import fabops_task, finish, print_envelope, select
+from ._base import fabops_task, finish, for_each_host, print_envelope
 
 
 @fabops_task
 def ping(c, hosts=None, parallel=10, json=False, accept_new=False, connect_timeout=None, inventory=None,
          wide=False):
     """Connect to each host and show its round-trip time, uptime, Python, user and kernel."""
-    from ..connection import close_quietly, connect
     from ..probe import probe
 
-    inv, chosen = select(inventory, hosts)
-
-    def one(host):
-        cxn = connect(host, inv, accept_new=accept_new, connect_timeout=connect_timeout)
-        try:
-            return probe(cxn)
-        finally:
-            close_quietly(cxn)
-
-    outcome = run_hosts(chosen, one, parallel=parallel)
+    outcome = for_each_host(inventory, hosts, lambda t, host: probe(t), parallel=parallel, accept_new=accept_new,
+                            connect_timeout=connect_timeout)
     if json:
         print_envelope(outcome.results, lambda v: v.to_dict(), code=outcome.code)
     else:
