@@ -576,3 +576,18 @@ def test_debug_is_fabops_commands_and_tracebacks_not_invokes_parser_log(program,
     quiet = subprocess.run(cmd + ["ping", "-H", "local", "-i", str(ROOT / "hosts.yml")], cwd=tmp_path,
                            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
     assert quiet.returncode == 0 and "debug" not in quiet.stderr, quiet.stderr
+
+
+def test_debug_is_this_command_lines_not_an_earlier_runs(capsys):
+    """--debug is read from each command line: a program run again in the
+    same process (tests, an embedding program) without it shows no
+    traceback and no command, whatever an earlier run asked for."""
+    from fabops.tasks._base import debug_enabled
+    from fabops.tasks.program import FabopsProgram
+
+    for argv, expected in ((["fabops", "--debug", "--version"], True), (["fabops", "--version"], False)):
+        program = FabopsProgram(namespace=ns, version="x", name="fabops", binary="fabops")
+        with pytest.raises(SystemExit):
+            program.run(argv)
+        assert debug_enabled() is expected or os.environ.get("FABOPS_DEBUG")
+    capsys.readouterr()

@@ -255,9 +255,13 @@ def take_debug(program: Program) -> None:
     logging: `fabops` clears the flag before Invoke acts on it; under `inv`,
     Invoke has turned its logging on before the task tree loads, so it is
     turned off again here (a few lines of Invoke's loader come first)."""
-    if getattr(program, "core", None) is None or not program.args.debug.value:
-        return  # (a program that has parsed nothing yet: the tree imported from Python)
-    DEBUG_GIVEN[0] = True
+    if getattr(program, "core", None) is None:
+        return  # a program that has parsed nothing yet: the tree imported from Python
+    # this command line's answer, either way: a program run twice in one
+    # process (tests, an embedding) must not keep an earlier run's --debug
+    DEBUG_GIVEN[0] = bool(program.args.debug.value)
+    if not DEBUG_GIVEN[0]:
+        return
     program.args.debug.value = False
     root = logging.getLogger()
     if root.level == logging.DEBUG:  # invoke.util.enable_logging's basicConfig
