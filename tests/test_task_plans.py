@@ -230,3 +230,27 @@ def test_restart_and_unpin_dry_runs_on_a_sandbox_read_the_real_lock_and_state(tm
         assert box.pid() == pid  # nothing restarted
     finally:
         box.stop()
+
+
+def test_a_deploy_dry_run_prints_its_plans_writes_in_the_one_line_form(tmp_path):
+    """deploy --dry-run: after the facts line, one `[HOST] would ...` line per
+    entry of the plan's `would` (what --json carries), in order."""
+    import json
+
+    from tests.conftest import run_cli
+    from tests.harness.apps import Sandbox
+
+    box = Sandbox(tmp_path, timeout="5s")
+    try:
+        assert box.result()[0] == 0
+        box.origin.good("2")
+        inv = str(box.inventory)
+        r = run_cli("deploy", "-i", inv, "--dry-run", "--json")
+        would = json.loads(r.stdout)["hosts"]["local"]["plan"]["would"]
+        assert [w["action"] for w in would] == ["checkout", "restart"], would
+        r = run_cli("deploy", "-i", inv, "--dry-run")
+        said = [ln for ln in r.stdout.splitlines() if ln.startswith("[local] would ")]
+        assert said == lines(would, "[local] "), r.stdout + r.stderr
+        assert box.state["deployed"] != box.origin.head  # a plan, not a deploy
+    finally:
+        box.stop()
