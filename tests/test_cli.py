@@ -591,3 +591,9 @@ def test_debug_is_this_command_lines_not_an_earlier_runs(capsys):
             program.run(argv)
         assert debug_enabled() is expected or os.environ.get("FABOPS_DEBUG")
     capsys.readouterr()
+    # and the commands: shown for the run that asks, not for the next one
+    local = ["ping", "-H", "local", "-i", str(ROOT / "hosts.yml")]
+    for argv, shown in ((["fabops", "--debug", *local], True), (["fabops", *local], False)):
+        FabopsProgram(namespace=ns, version="x", name="fabops", binary="fabops").run(argv, exit=False)
+        err = capsys.readouterr().err
+        assert ("fabops: debug: local: " in err) is shown or os.environ.get("FABOPS_DEBUG"), err

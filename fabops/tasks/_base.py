@@ -202,8 +202,7 @@ class FabopsTask(Task):
 
     def __call__(self, *args, **kwargs):
         try:
-            if debug_enabled():
-                show_commands()
+            show_commands(debug_enabled())
             # Every value a task body gets went through read_number, passed by
             # name (Invoke's executor) or by position (a call from Python), so
             # task bodies take their numbers as read and never check again.
@@ -290,14 +289,25 @@ class _ShownCommand(logging.Formatter):
         return printable(f"fabops: debug: {host}: {first}{more} (exit {exited}, {seconds:.2f} s)")
 
 
-def show_commands() -> None:
-    """Each command fabops runs, on stderr (fabops.target.COMMANDS), once."""
+class _ToStderr(logging.Handler):
+    """Writes to the sys.stderr of the moment (a test or an embedding
+    program may have replaced it since the handler was made)."""
+
+    def emit(self, record) -> None:
+        sys.stderr.write(self.format(record) + "\n")
+        sys.stderr.flush()
+
+
+def show_commands(on: bool = True) -> None:
+    """Each command fabops runs on stderr (fabops.target.COMMANDS), or none:
+    set for every task call, so a run without --debug after one with it in
+    the same process shows nothing."""
     logger = logging.getLogger("fabops.commands")
-    if not any(isinstance(h.formatter, _ShownCommand) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if on and not any(isinstance(h, _ToStderr) for h in logger.handlers):
+        handler = _ToStderr()
         handler.setFormatter(_ShownCommand())
         logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
+    logger.setLevel(logging.DEBUG if on else logging.WARNING)
 
 
 def load_inventory(path: Optional[str] = None):
