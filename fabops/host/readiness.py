@@ -76,105 +76,121 @@ def wait_ready(
     sleep: Callable[[float], None] = time.sleep,
     probe=None,
 ) -> Readiness:
-    timeout = svc.timeout if timeout is None else timeout
-    settle = svc.settle if settle is None else settle
-    started = clock()
-    deadline = started + timeout
-    say = progress or (lambda _msg: None)
-    probe = probe or LocalProbe()
+    """The readiness gate: the module's four phases in order, each failing
+    at once on a death; the first that fails is the result."""
+    gate = _Gate(manager, svc, svc.timeout if timeout is None else timeout, progress, clock, sleep,
+                 probe or LocalProbe())
+    return (gate.active() or gate.listening() or gate.answering()
+            or gate.settled(svc.settle if settle is None else settle))
 
-    requests = [0]
 
-    def result(ok: bool, phase: str, message: str, pid=None, status=None) -> Readiness:
-        return Readiness(svc.name, ok, phase, message, clock() - started, pid, status, requests[0])
+class _Gate:
+    """One service's way through wait_ready: each phase returns None when
+    it passed, or the failed Readiness."""
 
-    # 1. active with a live main PID
-    pid = None
-    last_state = "unknown"
-    while True:
-        st = manager.status([svc])[svc.name]
-        last_state = st.state
-        if st.active and st.pid:
-            pid = st.pid
-            break
-        if st.state in ("failed", "stale") or (svc.manager == "process" and st.state == "inactive"):
-            return result(False, "active", f"{svc.name} exited during start-up: {_said(st.state)}")
-        if clock() >= deadline:
-            return result(False, "active", f"{svc.name} not active after {timeout:g} s ({_said(last_state)})")
-        sleep(POLL)
-    say(f"{svc.name} active, pid {pid}")
+    def __init__(self, manager: ServiceManager, svc: Service, timeout: float, progress, clock, sleep, probe):
+        self.manager, self.svc, self.timeout = manager, svc, timeout
+        self.say = progress or (lambda _msg: None)
+        self.clock, self.sleep, self.probe = clock, sleep, probe
+        self.started = clock()
+        self.deadline = self.started + timeout
+        self.requests = 0  # HTTP checks fired (they may have side effects)
+        self.pid: Optional[int] = None
+        self.status: Optional[int] = None
 
-    def still_alive() -> Optional[Readiness]:
-        st = manager.status([svc])[svc.name]
+    def result(self, ok: bool, phase: str, message: str, pid=None, status=None) -> Readiness:
+        return Readiness(self.svc.name, ok, phase, message, self.clock() - self.started, pid, status, self.requests)
+
+    def still_alive(self) -> Optional[Readiness]:
+        """None while the process that became active is still the one up."""
+        svc = self.svc
+        st = self.manager.status([svc])[svc.name]
         if not (st.active and st.pid):
-            return result(False, "settle", f"{svc.name} died after starting: {_said(st.state)}", pid)
-        if st.pid != pid:
-            return result(False, "settle", f"{svc.name} restarted on its own (pid {pid} -> {st.pid}): crash loop", pid)
+            return self.result(False, "settle", f"{svc.name} died after starting: {_said(st.state)}", self.pid)
+        if st.pid != self.pid:
+            return self.result(False, "settle",
+                               f"{svc.name} restarted on its own (pid {self.pid} -> {st.pid}): crash loop", self.pid)
         return None
 
-    # 2. port listening
-    if svc.port:
-        while not probe.port_open(svc.port):
-            dead = still_alive()
+    def active(self) -> Optional[Readiness]:
+        """1. active with a live main PID."""
+        svc = self.svc
+        while True:
+            st = self.manager.status([svc])[svc.name]
+            if st.active and st.pid:
+                self.pid = st.pid
+                self.say(f"{svc.name} active, pid {self.pid}")
+                return None
+            if st.state in ("failed", "stale") or (svc.manager == "process" and st.state == "inactive"):
+                return self.result(False, "active", f"{svc.name} exited during start-up: {_said(st.state)}")
+            if self.clock() >= self.deadline:
+                return self.result(False, "active", f"{svc.name} not active after {self.timeout:g} s "
+                                                    f"({_said(st.state)})")
+            self.sleep(POLL)
+
+    def listening(self) -> Optional[Readiness]:
+        """2. its port listening."""
+        svc = self.svc
+        if not svc.port:
+            return None
+        while not self.probe.port_open(svc.port):
+            dead = self.still_alive()
             if dead:
                 return dead
-            if clock() >= deadline:
-                return result(False, "port", f"{svc.name}: port {svc.port} not listening after {timeout:g} s", pid)
-            sleep(POLL)
-        say(f"{svc.name} listening on {svc.port}")
+            if self.clock() >= self.deadline:
+                return self.result(False, "port", f"{svc.name}: port {svc.port} not listening after "
+                                                  f"{self.timeout:g} s", self.pid)
+            self.sleep(POLL)
+        self.say(f"{svc.name} listening on {svc.port}")
+        return None
 
-    # 3. HTTP check with backoff; the same wrong answer again and again is
-    #    a deterministic failure: fail early instead of at the timeout
-    status = None
-    if svc.check is not None:
-        check = svc.check
+    def answering(self) -> Optional[Readiness]:
+        """3. the HTTP check with backoff; the same wrong answer again and
+        again is a deterministic failure: fail early, not at the timeout."""
+        svc, check, clock = self.svc, self.svc.check, self.clock
+        if check is None:
+            return None
         attempt = 0
         same, same_count, same_since = None, 0, 0.0
         while True:
-            status, detail, _lat = probe.http(check)
-            requests[0] += 1
+            status, detail, _lat = self.probe.http(check)
+            self.requests += 1
+            self.status = status
             if status == check.expect:
                 break
             if status is not None and status == same:
                 same_count += 1
             else:
                 same, same_count, same_since = status, 1, clock()
-            dead = still_alive()
+            dead = self.still_alive()
             if dead:
                 dead.http_status = status
-                dead.requests = requests[0]
                 return dead
             if same is not None and same_count >= check.fail_count and clock() - same_since >= check.fail_window:
-                return result(
+                return self.result(
                     False, "http",
                     f"{svc.name}: {check.method} {check.url} gave HTTP {same} {same_count} times in a row over "
                     f"{clock() - same_since:.0f} s, expected {check.expect}: a deterministic failure, not a slow start",
-                    pid, status,
+                    self.pid, status,
                 )
-            if clock() >= deadline:
-                return result(
-                    False, "http",
-                    f"{svc.name}: {svc.check.method} {svc.check.url} gave {detail}, expected {svc.check.expect}",
-                    pid, status,
-                )
-            sleep(min(BACKOFF[min(attempt, len(BACKOFF) - 1)], max(0.0, deadline - clock())))
+            if clock() >= self.deadline:
+                return self.result(False, "http", f"{svc.name}: {check.method} {check.url} gave {detail}, "
+                                                  f"expected {check.expect}", self.pid, status)
+            self.sleep(min(BACKOFF[min(attempt, len(BACKOFF) - 1)], max(0.0, self.deadline - clock())))
             attempt += 1
-        say(f"{svc.name} check {svc.check.method} {svc.check.url}: HTTP {status}")
+        self.say(f"{svc.name} check {check.method} {check.url}: HTTP {status}")
+        return None
 
-    # 4. settle: the same process must stay up for a moment
-    settle_end = clock() + settle
-    while clock() < settle_end:
-        dead = still_alive()
-        if dead:
-            dead.http_status = status
-            dead.requests = requests[0]
-            return dead
-        sleep(min(POLL, max(0.0, settle_end - clock())))
-    dead = still_alive()
-    if dead:
-        dead.requests = requests[0]
-        return dead
-    return result(True, "ready", f"{svc.name} ready", pid, status)
+    def settled(self, settle: float) -> Readiness:
+        """4. the same process stays up for a moment: ready, or the death."""
+        settle_end = self.clock() + settle
+        while self.clock() < settle_end:
+            dead = self.still_alive()
+            if dead:
+                dead.http_status = self.status
+                return dead
+            self.sleep(min(POLL, max(0.0, settle_end - self.clock())))
+        return self.still_alive() or self.result(True, "ready", f"{self.svc.name} ready", self.pid, self.status)
 
 
 def watch(
@@ -225,31 +241,44 @@ def watch(
                              clock() - started, None, None, requests)
         statuses = manager.status(active)
         for svc in active:
-            st = statuses[svc.name]
-            elapsed = now - started
-            if not (st.active and st.pid):
-                return fail(svc, f"{svc.name} died {elapsed:.0f} s after passing its gate (state {st.state})")
-            if st.pid != pids[svc.name]:
-                return fail(svc, f"{svc.name} restarted on its own {elapsed:.0f} s after its gate "
-                                 f"(pid {pids[svc.name]} -> {st.pid}): crash loop")
-            if svc.port and not probe.port_open(svc.port):
-                return fail(svc, f"{svc.name}: port {svc.port} stopped listening {elapsed:.0f} s after its gate")
-            if svc.check is not None and now >= next_http[svc.name]:
-                status, detail, _lat = probe.http(svc.check)
+            due = now >= next_http[svc.name] and svc.check is not None
+            problem, status, fired = _watch_look(svc, statuses[svc.name], pids[svc.name], now - started, probe,
+                                                 due, misses)
+            if fired:
                 requests += 1
                 next_http[svc.name] = now + WATCH_HTTP_EVERY
-                if status == svc.check.expect:
-                    misses[svc.name] = 0
-                else:
-                    misses[svc.name] += 1
-                    if misses[svc.name] >= 2:
-                        return fail(svc, f"{svc.name}: check gave {detail} twice in a row, {elapsed:.0f} s after "
-                                         f"its gate, expected {svc.check.expect}", status)
+            if problem:
+                return fail(svc, problem, status)
         if now - last_say >= 5.0:
             last_say = now
             left = max(ends[s.name] for s in active) - now
             say(f"watching {', '.join(s.name for s in active)}: up, {left:.0f} s to go")
         sleep(min(WATCH_POLL, max(0.0, min(ends[s.name] for s in active) - clock())))
+
+
+def _watch_look(svc: Service, st, pid: Optional[int], elapsed: float, probe, check: bool, misses: dict):
+    """One look at a watched service: (what is wrong or None, the HTTP
+    status, whether its HTTP check fired: only when `check` is due and the
+    process and port looked fine). Two failed checks in a row (`misses`
+    counts them) fail the watch; one may be a pause."""
+    if not (st.active and st.pid):
+        return f"{svc.name} died {elapsed:.0f} s after passing its gate (state {st.state})", None, False
+    if st.pid != pid:
+        return (f"{svc.name} restarted on its own {elapsed:.0f} s after its gate (pid {pid} -> {st.pid}): "
+                "crash loop"), None, False
+    if svc.port and not probe.port_open(svc.port):
+        return f"{svc.name}: port {svc.port} stopped listening {elapsed:.0f} s after its gate", None, False
+    if not check:
+        return None, None, False
+    status, detail, _lat = probe.http(svc.check)
+    if status == svc.check.expect:
+        misses[svc.name] = 0
+        return None, status, True
+    misses[svc.name] += 1
+    if misses[svc.name] >= 2:
+        return (f"{svc.name}: check gave {detail} twice in a row, {elapsed:.0f} s after its gate, "
+                f"expected {svc.check.expect}"), status, True
+    return None, status, True
 
 
 def quick_health(manager: ServiceManager, services, probe=None) -> List[Readiness]:
