@@ -395,3 +395,15 @@ def test_what_a_dry_run_says_is_exactly_what_the_plan_writes(case):
             assert target in got.services and got.kind in ("deploy", "restart")
         if action == "run":
             assert target in [HOST.deps[i].run for i in got.rules]
+
+
+@pytest.mark.parametrize("row, said", [
+    ("deploy | dep=A bad=B | o=B h=A | deploy", True),  # a person tries the failed commit again: said
+    ("rollback | dep=A bad=B | ref=B o=C h=A | deploy", True),
+    ("deploy | dep=A bad=C | o=B h=A | deploy", False),  # another commit failed: nothing to say
+    ("cron | dep=A bad=B | o=B h=A | hold/skipped_bad", False),  # cron holds instead (its own message)
+])
+def test_deploying_a_known_bad_commit_again_is_said(row, said):
+    st, facts, opts, _ = parse_row(row)
+    got = plan(HOST, st, facts, opts)
+    assert any("failed its gate before" in line for line in got.says) is said, got.says

@@ -181,6 +181,13 @@ def plan(host, state: State, facts: Facts, opts: Opts) -> Union[Plan, Need]:
                     f"{short(deployed)} until origin moves" + ("" if first else " (already reported)"),
                     notify=first, **common)
 
+    if target in state.bad and target != deployed:
+        # a person's deploy or rollback may try a known-bad commit again
+        # (the cause may have been the host's, since fixed): said, not hidden
+        common["says"] = common["says"] + (
+            f"{short(target)} failed its gate before ({state.bad[target].get('reason', '?')}); "
+            f"deploying it again because {opts.trigger} asked",)
+
     retry = state.retry or {}
     if (opts.trigger in FOLLOWERS and not interrupted and retry.get("target") == target
             and facts.now < retry.get("next_at", 0)):
