@@ -285,3 +285,28 @@ def test_a_unit_running_as_root_from_the_checkout_is_a_warning():
     code, findings = evaluate(facts, host)
     assert code == 1 and "legacy.service" in findings[0][1]
     assert root_units("", host) == [] and root_units(None, host) == []
+
+
+def test_the_dashboard_reads_only_facts_the_monitor_produces():
+    """render_host draws from the facts the monitor's parser gives, which the
+    JSON Schema lists (it allows no other key): a key it reads that the schema
+    lacks is a line that can never be drawn (#24: the `api` fact was removed
+    in #23, and its 'Python API /health (PYTHON_API_URL)' line stayed)."""
+    import ast
+    import inspect
+
+    from fabops.tasks import observe
+    from tests.conftest import json_schema
+
+    known = set(json_schema()["$defs"]["facts"]["properties"])
+    tree = ast.parse(inspect.getsource(observe.render_host))
+    read = set()
+    for node in ast.walk(tree):
+        is_facts = lambda n: isinstance(n, ast.Name) and n.id == "facts"  # noqa: E731
+        if isinstance(node, ast.Subscript) and is_facts(node.value) and isinstance(node.slice, ast.Constant):
+            read.add(node.slice.value)
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
+                and is_facts(node.func.value) and node.args and isinstance(node.args[0], ast.Constant)):
+            read.add(node.args[0].value)
+    assert len(read) > 5, read  # the walk found the reads at all
+    assert read <= known, sorted(read - known)

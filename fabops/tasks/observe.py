@@ -67,11 +67,6 @@ def render_host(facts, host, show_history=False):
     window = f" ({facts['cpu_window']:g} s)" if facts.get("cpu_window") else ""
     lines.append(f"system CPU {sys_cpu}{window}  memory {sys_mem}  disk {disk}  load {load}  "
                  f"up {fmt_duration(facts.get('uptime'))}")
-    api = facts.get("api")
-    if api is not None:
-        lat = f" ({api['latency'] * 1000:.0f} ms)" if api.get("latency") is not None else ""
-        lines.append(f"Python API /health (PYTHON_API_URL): {_mark(api.get('status') == 200)} "
-                     f"{literal(api.get('status') or 'no answer')}{lat}")
     dep = facts.get("deploy")
     if dep is None:
         lines.append("[dim]deploy state: not available yet (no fabops run on this host)[/dim]")
