@@ -227,3 +227,19 @@ def test_monitor_watch_ends_on_ctrl_c_with_its_last_frame_whole(sandbox):
     code = os.waitstatus_to_exitcode(status)
     words = {"OK": 0, "WARNING": 1, "FAILED": 2}
     assert [w for w in words if w in title] == [next(w for w, c in words.items() if c == code)], (code, title)
+
+
+@pytest.mark.parametrize("event, line", [
+    ({"kind": "step", "step": "fetch", "status": "ok", "seconds": 0.5}, "  fetch: ok (0.50s)"),
+    ({"kind": "step", "step": "fetch", "status": "ok", "seconds": 0.5, "message": ""}, "  fetch: ok (0.50s)"),
+    ({"kind": "step", "step": "gate", "status": "failed", "seconds": 2, "message": "bot died"},
+     "  gate: FAILED (2.00s) bot died"),
+    ({"kind": "log", "message": "waiting for the lock"}, "  waiting for the lock"),
+])
+def test_verbose_step_lines_end_without_a_space(capsys, event, line):
+    """local-update --verbose's step lines (#24): a step without a message
+    printed its time and then a space, a trailing space in every pipe."""
+    from fabops.tasks.update import _print_event
+
+    _print_event(event)
+    assert capsys.readouterr().out == line + "\n"

@@ -113,8 +113,10 @@ def _print_event(event: dict) -> None:
     kind = event.get("kind")
     if kind == "step" and event.get("status") != "start":
         mark = "ok" if event.get("status") == "ok" else "FAILED"
-        sys.stdout.write(printable(f"  {event.get('step')}: {mark} ({event.get('seconds', 0):.2f}s) "
-                                   f"{event.get('message') or ''}", lines=True) + "\n")
+        line = f"  {event.get('step')}: {mark} ({event.get('seconds', 0):.2f}s)"
+        if event.get("message"):  # a step without one ends at its time, not on a space
+            line += f" {event['message']}"
+        sys.stdout.write(printable(line, lines=True) + "\n")
     elif kind == "log":
         sys.stdout.write(printable(f"  {event.get('message')}", lines=True) + "\n")
     sys.stdout.flush()
