@@ -66,6 +66,8 @@ def test_history(width, wide, frozen, capsys, monkeypatch):
 
     text = render(capsys, monkeypatch, width, history_table, "find-to-do", HISTORY, wide=wide)
     assert "3f2a9c1d7e→9b8c7d6e5f" in text and "UTC" in text  # 10-character SHAs, times with their zone
+    if not wide:  # cut at the width: the cut keeps why it failed (#24)
+        assert "died 3.1 s after start" in text
     check("history" + ("-wide" if wide else ""), width, text)
 
 
@@ -148,6 +150,10 @@ def test_monitor_several_hosts(width, frozen, capsys, monkeypatch):
     text = render(capsys, monkeypatch, width,
                   lambda: console().print(render_all(results, {"find-to-do": host, "staging": host})))
     assert "staging" in text and "UNREACHABLE" in text  # the error itself: stderr, one line per host
+    # in the table's row: why each host is not OK survives the cut (#24): the
+    # failed service before the warnings, the error's reason after its address
+    rows = {ln.split()[0]: ln for ln in text.splitlines() if ln.startswith(" find-to-do") or ln.startswith(" staging")}
+    assert "discord-bot is fail" in rows["find-to-do"] and rows["staging"].rstrip().endswith("timed out"), rows
     check("monitor-hosts", width, text)
 
 
@@ -175,6 +181,8 @@ def test_deploy_summary(width, frozen, capsys, monkeypatch):
     down = HostResult("staging", error=UnreachableError("cannot connect to ec2-user@10.20.30.40:2222: timed out"),
                       code=3, seconds=10.0)
     text = render(capsys, monkeypatch, width, _summary, FanoutResult([ok, down]))
+    # the cut keeps why it failed, not the subject before it (#24)
+    assert "died 3.1 s after start" in text
     check("deploy", width, text)
 
 

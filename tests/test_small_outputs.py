@@ -243,3 +243,38 @@ def test_verbose_step_lines_end_without_a_space(capsys, event, line):
 
     _print_event(event)
     assert capsys.readouterr().out == line + "\n"
+
+
+REASON = ("watch: voice-meeting-discord-bot.service died 3.1 s after start (systemd restarted it: NRestarts 1); "
+          "rolled back to 9b8c7d6e5f")
+SUBJECT = "Switch the recorder to the new voice gateway API (Alice)"
+
+
+@pytest.mark.parametrize("width, expected", [
+    (300, f"{SUBJECT}: {REASON}"),  # fits: untouched
+    (150, f"Switch the recorder t…: {REASON}"),  # the subject is cut first
+    (118, "watch: voice-meeting-discord-bot died 3.1 s after start (systemd restarted it: NRestarts 1); "
+          "rolled back to 9b8c7d6e5f"),  # then dropped, and the unit's .service
+    (80, "watch: voice-meeting-discord-bot died 3.1 s after start; rolled back to 9b8c7d6"),  # the SHA, the aside
+    (40, "watch: voice-meeting-discord-bot died 3…"),  # last, the reason's tail
+])
+def test_a_cut_keeps_the_reason(width, expected):
+    """#24: cut text kept the subject and lost why the run failed."""
+    from rich.cells import cell_len
+
+    from fabops.tasks.render import keep_reason
+
+    got = keep_reason(REASON, width, SUBJECT, shas=["9b8c7d6e5f4a3b2c1d0e"])
+    assert got == expected and cell_len(got) <= width
+
+
+@pytest.mark.parametrize("text, parts", [
+    ("cannot connect to ec2-user@10.20.30.40:2222: timed out", ("cannot connect to ec2-user@10.20.30.40:2222",
+                                                                 "timed out")),
+    ("bot died (exit: 1)", ("", "bot died (exit: 1)")),  # a colon in parentheses is not the split
+    ("no colon", ("", "no colon")),
+])
+def test_an_error_splits_before_its_reason(text, parts):
+    from fabops.tasks.render import split_reason
+
+    assert split_reason(text) == parts

@@ -222,10 +222,10 @@ def _summary(outcome, wide=False):
                 facts = (f"{literal(r.host.ljust(width))}  [{style}]{literal(res.get('result'))}[/{style}]  "
                          + literal(f"{short(res.get('from'))}→{short(res.get('to'))}")
                          + f"  {fmt_duration(res.get('duration'))}")
-                text = _shipped(res) + str(res.get("message", ""))
+                text = _text(res, None if wide else out.width - 4)
             else:
                 facts = f"{literal(r.host.ljust(width))}  [red]error[/red]  {fmt_duration(r.seconds)}"
-                text = error_text(r.error)
+                text = error_text(r.error) if wide else _error_cut(r.error, out.width - 4)
             out.print(facts, no_wrap=True, overflow="ellipsis")
             out.print(Padding(Text(printable(text), style="dim", no_wrap=not wide,
                                    overflow="fold" if wide else "ellipsis"),
@@ -236,10 +236,10 @@ def _summary(outcome, wide=False):
         if r.ok:
             res = r.value.result
             row = (r.host, str(res.get("result")), short(res.get("from")), short(res.get("to")),
-                   fmt_duration(res.get("duration")), _shipped(res) + str(res.get("message", "")))
+                   fmt_duration(res.get("duration")), res)
         else:
-            row = (r.host, "error", "-", "-", fmt_duration(r.seconds), error_text(r.error))
-        rows.append([printable(c) for c in row])  # before the widths are measured
+            row = (r.host, "error", "-", "-", fmt_duration(r.seconds), r.error)
+        rows.append([printable(c) for c in row[:5]] + [row[5]])  # before the widths are measured
     table = Table(title="deploy", title_justify="left")
     # hosts, SHAs, results and times never wrap or shrink; the message is
     # cut at the width (in full with --wide, and always in --json)
@@ -247,10 +247,16 @@ def _summary(outcome, wide=False):
     for i, col in enumerate(("host", "result", "from", "to", "took")):
         fixed.append(max([len(col)] + [len(row[i]) for row in rows]))
         table.add_column(col, no_wrap=True, min_width=fixed[-1])
-    table.add_column("message", **rest_column(table, out.width, fixed, wide))
+    rest = rest_column(table, out.width, fixed, wide)
+    table.add_column("message", **rest)
     for row in rows:
         style = "red" if row[1] == "error" else RESULT_STYLE.get(row[1], "white")
-        table.add_row(literal(row[0]), f"[{style}]{literal(row[1])}[/{style}]", *[literal(c) for c in row[2:]])
+        if row[1] != "error":
+            text = _text(row[5], None if wide else rest["max_width"])
+        else:
+            text = error_text(row[5]) if wide else _error_cut(row[5], rest["max_width"])
+        table.add_row(literal(row[0]), f"[{style}]{literal(row[1])}[/{style}]",
+                      *[literal(c) for c in row[2:5]], literal(printable(text)))
     out.print(table)
 
 
@@ -299,6 +305,27 @@ def _github_summary(outcome):
             fh.write("### fabops deploy\n\n" + "\n".join(printable(line) for line in lines) + "\n\n")
     except OSError:
         pass
+
+
+def _text(res: dict, width) -> str:
+    """A host's line under its facts: what shipped and the message, whole
+    (width None: --wide), or cut to width so that the message survives
+    when the run did not ship: it says why (render.keep_reason)."""
+    from .render import keep_reason
+
+    text = _shipped(res) + str(res.get("message", ""))
+    if width is None or res.get("result") in ("deployed", "noop", "would_deploy"):
+        return text  # what shipped leads, and rich cuts its tail
+    shas = [x for x in (res.get("from"), res.get("to")) if isinstance(x, str)]
+    return keep_reason(printable(str(res.get("message", ""))), width, printable(_shipped(res).rstrip(": ")), shas)
+
+
+def _error_cut(error, width: int) -> str:
+    """A host's error cut to width, its reason (after the last `: `) kept."""
+    from .render import keep_reason, split_reason
+
+    context, reason = split_reason(printable(error_text(error)))
+    return keep_reason(reason, width, context)
 
 
 def _shipped(res: dict) -> str:

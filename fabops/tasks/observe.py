@@ -109,7 +109,7 @@ def _summary_table(results):
     from rich.table import Table
     from rich.text import Text
 
-    from .render import console, literal, rest_column, status_cell
+    from .render import console, keep_reason, literal, rest_column, split_reason, status_cell
 
     def pct(value):
         return "?" if value is None else f"{value:g}%"
@@ -120,9 +120,9 @@ def _summary_table(results):
             f = r.value
             up = sum(1 for s in f["services"] if s["active"])
             rows.append((r.host, f["code"], f"{up}/{len(f['services'])}", pct(f["cpu"]), pct(f["memory"]),
-                         pct(f["disk"]), literal("; ".join(x["message"] for x in f["findings"]))))
+                         pct(f["disk"]), _findings_text(f)))
         else:
-            rows.append((r.host, r.code, "", "", "", "", f"[red]{literal(error_text(r.error))}[/red]"))
+            rows.append((r.host, r.code, "", "", "", "", r.error))
     table = Table(title="monitor", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     fixed = [max([len("host")] + [len(row[0]) for row in rows]),
              max([len("status")] + [Text.from_markup(status_cell(row[1])).cell_len for row in rows])]
@@ -131,10 +131,35 @@ def _summary_table(results):
     for i, col in enumerate(("up", "CPU", "mem", "disk"), start=2):  # short: the findings get the room
         fixed.append(max([len(col)] + [len(row[i]) for row in rows]))
         table.add_column(col, no_wrap=True, min_width=fixed[-1])
-    table.add_column("detail", **rest_column(table, console().width, fixed, wide=False))
+    rest = rest_column(table, console().width, fixed, wide=False)
+    table.add_column("detail", **rest)
     for host, code, *cells, detail in rows:
+        if isinstance(detail, str):
+            detail = literal(detail)
+        else:  # an unreachable host: its reason (`timed out`) survives the cut
+            context, reason = split_reason(printable(error_text(detail)))
+            detail = f"[red]{literal(keep_reason(reason, rest['max_width'], context))}[/red]"
         table.add_row(literal(host), status_cell(code), *cells, detail)
     return table
+
+
+# the findings that make a host FAILED come first in its row: a cut at the
+# width then removes warnings, not the reason for its status
+_LEVEL_ORDER = {"BROKEN": 0, "FAILED": 1, "UNREACHABLE": 2, "UNKNOWN": 2, "WARNING": 3}
+
+
+def _findings_text(facts) -> str:
+    """A host's findings for its one row: the worst first, and each service
+    by the name its panel shows (`discord-bot`, not the unit name every
+    service shares the start of, which filled the column at 80)."""
+    from .render import service_labels
+
+    labels = service_labels(s["name"] for s in facts["services"])
+    found = sorted(facts["findings"], key=lambda x: _LEVEL_ORDER.get(x["level"], 4))
+    text = "; ".join(x["message"] for x in found)
+    for name in sorted(labels, key=len, reverse=True):
+        text = text.replace(name, labels[name])
+    return text
 
 
 def render_all(results, hosts_by_name, show_history=False):

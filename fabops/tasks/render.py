@@ -160,6 +160,55 @@ def service_labels(names) -> dict:
     return dict(zip(names, bare))
 
 
+MIN_CONTEXT = 12  # a cut subject shorter than this says nothing: dropped instead
+
+
+def split_reason(text: str):
+    """(context, reason) of an error line: the reason is what follows its
+    last `: ` outside parentheses (`cannot connect to user@host:22: timed
+    out` -> `timed out`); ("", text) when there is none."""
+    depth, at = 0, -1
+    for i, ch in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth == 0 and text.startswith(": ", i):
+            at = i
+    return (text[:at], text[at + 2:]) if at > 0 else ("", text)
+
+
+def keep_reason(reason: str, width: int, context: str = "", shas=()) -> str:
+    """`context: reason` cut to `width` cells so that the reason survives
+    (#24: the deploy summary, history and the monitor table cut `Subject
+    (Author): watch: voice-meet…` at the end, and the end was why it
+    failed). What goes first: the context (a commit's subject, a host's
+    address), cut and then dropped; then, within the reason, what the line
+    says elsewhere: a `.service` suffix, the SHAs the facts line shows
+    (`shas`, cut to 7), an aside in parentheses; last, the reason's tail, so
+    its head (`died 3.1 s after start`) stays."""
+    import re
+
+    from rich.cells import cell_len
+    from rich.text import Text
+
+    def cut(text: str, cells: int) -> str:
+        t = Text(text)
+        t.truncate(cells, overflow="ellipsis")
+        return t.plain
+
+    if cell_len(f"{context}: {reason}" if context else reason) <= width:
+        return f"{context}: {reason}" if context else reason
+    room = width - cell_len(reason) - 2
+    if context and room >= MIN_CONTEXT:
+        return f"{cut(context, room)}: {reason}"
+    shortenings = [lambda r: re.sub(r"\b([\w@.-]+?)\.service\b", r"\1", r)]
+    shortenings += [lambda r, sha=sha: r.replace(sha[:10], sha[:7]) for sha in shas if sha and len(sha) >= 10]
+    shortenings.append(lambda r: re.sub(r" ?\([^()]*\)", "", r))
+    for shorten in shortenings:
+        if cell_len(reason) <= width:
+            break
+        reason = shorten(reason)
+    return cut(reason, width)
+
+
 def rest_column(table, width: int, fixed, wide: bool) -> dict:
     """Options for a table's last, long-text column. rich measures a no-wrap
     cell by its whole text and squeezes the other columns to nothing to make
@@ -212,14 +261,16 @@ def history_table(host: str, records, wide: bool = False) -> None:
         what = str(rec.get("subject") or "")
         if what and rec.get("author"):
             what += f" ({rec['author']})"
-        if result not in ("deployed", "noop") or not what:
-            what = (what + ": " if what else "") + str(rec.get("message", ""))
+        # a run that did not ship: the subject is context and the message
+        # the reason, which a cut keeps (keep_reason)
+        reason = str(rec.get("message", "")) if result not in ("deployed", "noop") or not what else None
         actor = printable(str(rec.get("actor", "?")).split("@")[0])
         actor = actor if len(actor) <= 12 else actor[:11] + "…"  # the facts line fits 80 columns
         cells = [_when(rec), str(rec.get("trigger", "?")), actor, span(rec, "→"), result,
                  fmt_duration(rec.get("duration"))]
         # printable before the widths are measured; markup-escaped as printed
-        rows.append(([printable(c) for c in cells], printable(what)))
+        shas = tuple(x for x in (rec.get("from"), rec.get("to")) if isinstance(x, str))
+        rows.append(([printable(c) for c in cells], (printable(what), None if reason is None else printable(reason), shas)))
     title = f"{host}: last {len(records)} runs"
     if out.width < 120:
         # A CI log, a pipe, a small terminal: one line of facts per run, and
@@ -227,6 +278,7 @@ def history_table(host: str, records, wide: bool = False) -> None:
         out.print(f"[bold]{literal(title)}[/bold]")
         widths = [max(len(cells[i]) for cells, _ in rows) for i in range(6)]
         for cells, what in rows:
+            what = _what(what, None if wide else out.width - 4)
             style = RESULT_STYLE.get(cells[4], "white")
             cells = [literal(c.ljust(w)) for c, w in zip(cells, widths)]
             cells[4] = f"[{style}]{cells[4]}[/{style}]"
@@ -244,12 +296,24 @@ def history_table(host: str, records, wide: bool = False) -> None:
     for i, col in enumerate(("time", "trigger", "actor", "from → to", "result", "took")):
         fixed.append(max([len(col)] + [len(cells[i]) for cells, _ in rows]))
         table.add_column(col, no_wrap=True, min_width=fixed[-1])
-    table.add_column("what", **rest_column(table, out.width, fixed, wide))
+    rest = rest_column(table, out.width, fixed, wide)
+    table.add_column("what", **rest)
     for cells, what in rows:
         style = RESULT_STYLE.get(cells[4], "white")
         table.add_row(*[literal(c) for c in cells[:4]], f"[{style}]{literal(cells[4])}[/{style}]", literal(cells[5]),
-                      literal(what))
+                      literal(_what(what, None if wide else rest["max_width"])))
     out.print(table)
+
+
+def _what(what, width) -> str:
+    """A history row's text: the subject, or `subject: reason` cut so the
+    reason stays (whole when width is None: --wide)."""
+    subject, reason, shas = what
+    if reason is None:
+        return subject
+    if width is None:
+        return f"{subject}: {reason}" if subject else reason
+    return keep_reason(reason, width, subject, shas)
 
 
 def _when(rec: dict) -> str:
