@@ -230,7 +230,7 @@ def parse(output: str, host: Host, now: Optional[float] = None, previous: Option
 
     With `previous` (the last refresh's output from the same host), CPU is
     measured from that refresh's closing samples to this one's."""
-    from .host.services import parse_process_status, parse_systemd_show
+    from .host.metrics import series
 
     now = time.time() if now is None else now
     s = split_sections(output)
@@ -240,7 +240,22 @@ def parse(output: str, host: Host, now: Optional[float] = None, previous: Option
         if prev.get("cpu1") and prev.get("pstat1"):
             first = {"cpu0": prev["cpu1"], "pstat0": prev["pstat1"]}
     facts: Dict[str, Any] = {"schema": SCHEMA_VERSION, "host": host.name, "time": now}
-    facts["cpu"] = cpu_percent(first["cpu0"], s.get("cpu1", ""))
+    facts.update(_machine(s, first["cpu0"]))
+    services, facts["cpu_window"] = _services(s, host, first["pstat0"])
+    facts["services"] = services
+    facts["root_units"] = root_units(s.get("units"), host)
+    facts["deploy"] = _deploy(s)
+    counts = _ints(s.get("errors", ""))
+    facts["errors_last_hour"] = sum(counts) if counts or s.get("errors") is not None else None
+    facts["journal_usage"] = s.get("journal") or None
+    facts["cleanup"] = [_cleanup(rule, s.get(f"cleanup:{i}")) for i, rule in enumerate(host.cleanup)]
+    facts["history"] = series((s.get("metrics") or "").splitlines())
+    return facts
+
+
+def _machine(s: Dict[str, str], cpu0: str) -> Dict[str, Any]:
+    """The host's own figures: CPU over the window, memory, disk, load, uptime."""
+    out: Dict[str, Any] = {"cpu": cpu_percent(cpu0, s.get("cpu1", ""))}
     mem = {}
     for line in s.get("mem", "").splitlines():
         key, _, rest = line.partition(":")
@@ -249,14 +264,21 @@ def parse(output: str, host: Host, now: Optional[float] = None, previous: Option
             mem[key.strip()] = nums[0]
     if mem.get("MemTotal"):
         avail = mem.get("MemAvailable", 0)
-        facts["memory"] = round(100.0 * (mem["MemTotal"] - avail) / mem["MemTotal"], 1)
+        out["memory"] = round(100.0 * (mem["MemTotal"] - avail) / mem["MemTotal"], 1)
     else:
-        facts["memory"] = None
+        out["memory"] = None
     disk = s.get("disk", "").split()
-    facts["disk"] = _float(disk[4].rstrip("%")) if len(disk) >= 5 else None
+    out["disk"] = _float(disk[4].rstrip("%")) if len(disk) >= 5 else None
     load = s.get("load", "").split()
-    facts["load"] = _float(load[0]) if load else None
-    facts["uptime"] = _float(load[5]) if len(load) >= 6 else None
+    out["load"] = _float(load[0]) if load else None
+    out["uptime"] = _float(load[5]) if len(load) >= 6 else None
+    return out
+
+
+def _services(s: Dict[str, str], host: Host, pstat0: str):
+    """(one entry per configured service, the CPU window): state, pid,
+    CPU, memory, uptime, port and HTTP check."""
+    from .host.services import parse_process_status, parse_systemd_show
 
     units = [x.name for x in host.services if x.manager == "systemd"]
     procs = [x.name for x in host.services if x.manager == "process"]
@@ -270,7 +292,7 @@ def parse(output: str, host: Host, now: Optional[float] = None, previous: Option
         f = line.split()
         if len(f) == 3 and f[0].isdigit():
             ps[int(f[0])] = {"memory": _float(f[1]), "uptime": _float(f[2])}
-    cpu, facts["cpu_window"] = process_cpu(first["pstat0"], s.get("pstat1", ""))
+    cpu, window = process_cpu(pstat0, s.get("pstat1", ""))
     checked = [svc.name for svc in host.services if svc.check is not None]
     results = dict(zip(checked, parse_http_results(s.get("http", ""), len(checked))))
     services = []
@@ -300,19 +322,23 @@ def parse(output: str, host: Host, now: Optional[float] = None, previous: Option
             entry["http_status"] = status
             entry["http_latency"] = latency
         services.append(entry)
-    facts["services"] = services
-    facts["root_units"] = root_units(s.get("units"), host)
+    return services, window
 
+
+def _json_object(text: Optional[str]) -> Optional[dict]:
     try:
-        state = json.loads(s.get("state") or "null")
+        value = json.loads(text or "null")
     except ValueError:
-        state = None
-    state = state if isinstance(state, dict) else None
-    try:
-        last = json.loads(s.get("last") or "null")
-    except ValueError:
-        last = None
-    facts["deploy"] = None if state is None else {
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _deploy(s: Dict[str, str]) -> Optional[Dict[str, Any]]:
+    """What state.json and the last history record say (None without a state)."""
+    state = _json_object(s.get("state"))
+    if state is None:
+        return None
+    return {
         "deployed": state.get("deployed"),
         "deployed_at": state.get("deployed_at"),
         "pin": state.get("pin"),
@@ -320,27 +346,20 @@ def parse(output: str, host: Host, now: Optional[float] = None, previous: Option
         "last_check": state.get("last_check"),
         "last_result": state.get("last_result"),
         "in_progress": bool(state.get("in_progress")),
-        "last_run": last if isinstance(last, dict) else None,
+        "last_run": _json_object(s.get("last")),
         "failing": state.get("failing") if isinstance(state.get("failing"), dict) else None,
         "retry": state.get("retry") if isinstance(state.get("retry"), dict) else None,
     }
-    counts = _ints(s.get("errors", ""))
-    facts["errors_last_hour"] = sum(counts) if counts or s.get("errors") is not None else None
-    facts["journal_usage"] = s.get("journal") or None
-    cleanup = []
-    for i, rule in enumerate(host.cleanup):
-        text = s.get(f"cleanup:{i}")
-        nums = _ints(text or "")
-        if text is None or text.strip() == "missing" or len(nums) < 3:
-            cleanup.append({"path": rule.path, "glob": rule.glob, "exists": False if text and "missing" in text else None,
-                            "kib": None, "files": None, "last_24h": None})
-        else:
-            cleanup.append({"path": rule.path, "glob": rule.glob, "exists": True, "kib": nums[0], "files": nums[1], "last_24h": nums[2]})
-    facts["cleanup"] = cleanup
-    from .host.metrics import series
 
-    facts["history"] = series((s.get("metrics") or "").splitlines())
-    return facts
+
+def _cleanup(rule, text: Optional[str]) -> Dict[str, Any]:
+    """One cleanup rule's directory: its size, files and the last day's."""
+    nums = _ints(text or "")
+    if text is None or text.strip() == "missing" or len(nums) < 3:
+        return {"path": rule.path, "glob": rule.glob, "exists": False if text and "missing" in text else None,
+                "kib": None, "files": None, "last_24h": None}
+    return {"path": rule.path, "glob": rule.glob, "exists": True, "kib": nums[0], "files": nums[1],
+            "last_24h": nums[2]}
 
 
 def root_units(text: Optional[str], host: Host) -> List[Dict[str, str]]:
