@@ -191,8 +191,7 @@ def test_every_internal_import_names_a_module_that_exists(name):
 # host/plan.py's; a dry run renders that plan (host/dry_run.py) and
 # host/update.py picks which of the two runs (a Pipeline's options cannot
 # ask it to plan; DryRun overrides what differs). No other host module may
-# branch on dry_run. health.py (`health --fix --dry-run`) is the one not
-# yet on a plan of its own (#23).
+# branch on dry_run (health --fix plans with host/health.plan_health).
 DRY_RUN_HOMES = {"fabops/host/dry_run.py", "fabops/host/update.py"}
 
 
