@@ -278,3 +278,33 @@ def test_an_error_splits_before_its_reason(text, parts):
     from fabops.tasks.render import split_reason
 
     assert split_reason(text) == parts
+
+
+def test_rollback_says_it_pinned_the_host(sandbox):
+    """#24: rollback's summary was headed 'deploy' and never said it pinned
+    the host; only a later unpin said 'was pinned to'. Human and JSON."""
+    from tests.conftest import one
+
+    assert sandbox.result()[0] == 0
+    v1 = sandbox.origin.head
+    sandbox.origin.good("2")
+    assert sandbox.result()[0] == 0
+    v2 = sandbox.origin.head
+    inv = str(sandbox.inventory)
+    r = run_cli("rollback", "-i", inv, "--dry-run", env={"COLUMNS": "80"})
+    # progress lines ([local] ✓ fetch ...), then the summary under its heading
+    assert r.returncode == 0 and "rollback" in r.stdout.splitlines(), r.stdout + r.stderr
+    assert "deploy" not in r.stdout.splitlines()
+    assert f"[local] would pin to {v1[:10]}" in r.stdout, r.stdout
+    r = run_cli("rollback", "-i", inv, "--json")
+    assert r.returncode == 0 and one(r.stdout)["pinned"] == v1, r.stdout + r.stderr
+    assert sandbox.state["pin"] == v1  # what it says is what it did
+    # a deploy (it clears the pin): headed deploy, and no pin line
+    r = run_cli("deploy", "-i", inv, env={"COLUMNS": "80"})
+    assert r.returncode == 0 and "deploy" in r.stdout.splitlines(), r.stdout + r.stderr
+    assert "pinned to" not in r.stdout and sandbox.state["deployed"] == v2
+    r = run_cli("rollback", "-i", inv, env={"COLUMNS": "80"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "rollback" in r.stdout.splitlines() and "deploy" not in r.stdout.splitlines(), r.stdout
+    said = " ".join(r.stdout.split())  # wrapped at 80 columns
+    assert f"[local] pinned to {v1[:10]}: cron stays on it until `inv unpin -H local`" in said, r.stdout

@@ -190,19 +190,47 @@ def _fan(chosen, one, parallel, rolling):
     return run_hosts(chosen, one, parallel=parallel)
 
 
-def _report(outcome, json, wide=False):
+def _report(outcome, json, wide=False, task="deploy"):
+    """The summary of a deploy or a rollback (`task`), which heads it; a
+    rollback's also says which hosts it pinned, in its JSON as `pinned`."""
     from .render import host_errors
 
     if json:
-        print_envelope(outcome.results, lambda v: v.result | {"install": v.install}, code=_code(outcome))
+        extra = (lambda v: {"pinned": _pinned(v.result)}) if task == "rollback" else (lambda v: {})
+        print_envelope(outcome.results, lambda v: v.result | {"install": v.install} | extra(v), code=_code(outcome))
     else:
-        _summary(outcome, wide)
+        _summary(outcome, wide, task)
         _plans(outcome)
+        if task == "rollback":
+            _pin_lines(outcome)
         host_errors(outcome.results)
-    _github_summary(outcome)
+    _github_summary(outcome, task)
 
 
-def _summary(outcome, wide=False):
+def _pinned(res: dict):
+    """The commit a rollback pinned its host to: its target, once the gate
+    and the watch passed (the pipeline pins a --ref run when it promotes
+    it); None when it did not get there."""
+    return res.get("to") if res.get("result") == "deployed" else None
+
+
+def _pin_lines(outcome) -> None:
+    """rollback pins the host, and cron stays on the pin: said, with the way
+    out, since only `unpin` said so before (#24)."""
+    from .render import short
+
+    for r in outcome.results:
+        if not r.ok:
+            continue
+        res = r.value.result
+        if _pinned(res):
+            print_text(f"[{r.host}] pinned to {short(res['to'])}: cron stays on it until "
+                       f"`inv unpin -H {r.host}` (then it follows the branch again)")
+        elif res.get("result") == "would_deploy":
+            print_text(f"[{r.host}] would pin to {short(res.get('to'))} (cron stays on it until `inv unpin`)")
+
+
+def _summary(outcome, wide=False, task="deploy"):
     from rich.padding import Padding
     from rich.table import Table
     from rich.text import Text
@@ -213,7 +241,7 @@ def _summary(outcome, wide=False):
     if out.width < 120:
         # A CI log or a pipe: one line of facts per host, what shipped (or
         # why not) under it, cut at the width unless --wide.
-        out.print("[bold]deploy[/bold]")
+        out.print(f"[bold]{task}[/bold]")
         width = max(len(r.host) for r in outcome.results)
         for r in outcome.results:
             if r.ok:
@@ -240,7 +268,7 @@ def _summary(outcome, wide=False):
         else:
             row = (r.host, "error", "-", "-", fmt_duration(r.seconds), r.error)
         rows.append([printable(c) for c in row[:5]] + [row[5]])  # before the widths are measured
-    table = Table(title="deploy", title_justify="left")
+    table = Table(title=task, title_justify="left")
     # hosts, SHAs, results and times never wrap or shrink; the message is
     # cut at the width (in full with --wide, and always in --json)
     fixed = []
@@ -286,7 +314,7 @@ def _plans(outcome) -> None:
             out.print(literal(line))
 
 
-def _github_summary(outcome):
+def _github_summary(outcome, task="deploy"):
     """Under GitHub Actions, a Markdown summary for the run page."""
     path = os.environ.get("GITHUB_STEP_SUMMARY")
     if not path:
@@ -302,7 +330,7 @@ def _github_summary(outcome):
             lines.append(f"| {r.host} | error: {error_text(r.error)} | - | - | - | - |")
     try:
         with open(path, "a", encoding="utf-8") as fh:
-            fh.write("### fabops deploy\n\n" + "\n".join(printable(line) for line in lines) + "\n\n")
+            fh.write(f"### fabops {task}\n\n" + "\n".join(printable(line) for line in lines) + "\n\n")
     except OSError:
         pass
 
@@ -388,7 +416,7 @@ def rollback(c, hosts=None, to=None, wait=None, liveness=5.0, offline=False, act
 
     outcome = for_each_host(inventory, hosts, one, parallel=parallel, accept_new=accept_new,
                             connect_timeout=connect_timeout)
-    _report(outcome, json, wide)
+    _report(outcome, json, wide, task="rollback")
     finish(_code(outcome))
 
 
