@@ -94,6 +94,29 @@ class App:
         return posixpath.basename(self.path.rstrip("/")) or "app"
 
 
+def _bare(name: str) -> str:
+    return name[: -len(".service")] if name.endswith(".service") else name
+
+
+def short_service_names(names) -> Dict[str, str]:
+    """Names as tables show them at 80 columns: without a `.service` suffix
+    and without the leading words every one shares, so
+    `voice-meeting-discord-bot.service` and `voice-meeting-python-api.service`
+    read `discord-bot` and `python-api` instead of `voice-meeti…` twice.
+    JSON keeps the full names; Host.service accepts both."""
+    names = list(names)
+    bare = [_bare(n) for n in names]
+    if len(bare) > 1:
+        words = [b.split("-") for b in bare]
+        common = 0
+        while all(len(w) > common + 1 for w in words) and len({w[common] for w in words}) == 1:
+            common += 1
+        bare = ["-".join(w[common:]) for w in words]
+    if len(set(bare)) != len(bare):  # shortening would merge two names
+        return {n: n for n in names}
+    return dict(zip(names, bare))
+
+
 @dataclass(frozen=True)
 class Host:
     name: str
@@ -129,10 +152,20 @@ class Host:
         return posixpath.join(self.home.rstrip("/") or "/", *parts)
 
     def service(self, name: str) -> Service:
-        for svc in self.services:
-            if svc.name == name:
-                return svc
-        known = ", ".join(s.name for s in self.services) or "none"
+        """The service a person named by any name the tool prints: its name
+        in hosts.yml, the unit name with or without `.service`, or the short
+        name tables show (`python-api` for voice-meeting-python-api.service,
+        short_service_names). An exact name wins; an unknown one is a usage
+        error listing every service by both its names (#24: `hosts` showed
+        python-api and `-s python-api` was refused)."""
+        labels = short_service_names(s.name for s in self.services)
+        for same in (lambda s: s.name == name, lambda s: _bare(s.name) == _bare(name),
+                     lambda s: labels[s.name] == name):
+            found = [s for s in self.services if same(s)]
+            if len(found) == 1:
+                return found[0]
+        known = ", ".join(s.name + (f" ({labels[s.name]})" if labels[s.name] != s.name else "")
+                          for s in self.services) or "none"
         raise UsageError(f"unknown service {name!r} (known: {known})", host=self.name)
 
     def to_dict(self) -> dict:

@@ -308,3 +308,57 @@ def test_rollback_says_it_pinned_the_host(sandbox):
     assert "rollback" in r.stdout.splitlines() and "deploy" not in r.stdout.splitlines(), r.stdout
     said = " ".join(r.stdout.split())  # wrapped at 80 columns
     assert f"[local] pinned to {v1[:10]}: cron stays on it until `inv unpin -H local`" in said, r.stdout
+
+
+TWO_SERVICES = """hosts:
+  web1:
+    address: 192.0.2.1
+    app: {path: /srv/app}
+    services:
+      - {name: voice-meeting-python-api.service}
+      - {name: voice-meeting-discord-bot.service}
+"""
+
+
+@pytest.mark.parametrize("typed, name", [
+    ("voice-meeting-python-api.service", "voice-meeting-python-api.service"),  # hosts.yml's and --json's
+    ("voice-meeting-python-api", "voice-meeting-python-api.service"),  # the unit without .service
+    ("python-api", "voice-meeting-python-api.service"),  # what hosts, monitor and status print
+    ("discord-bot", "voice-meeting-discord-bot.service"),
+])
+def test_every_printed_service_name_is_accepted(tmp_path, typed, name):
+    """#24: `hosts` showed python-api and `-s python-api` was refused."""
+    from fabops import inventory
+    from fabops.tasks.render import service_labels
+
+    host = inventory.loads(TWO_SERVICES).hosts["web1"]
+    assert host.service(typed).name == name
+    # the short names are the ones the tables print
+    assert set(service_labels(s.name for s in host.services).values()) == {"python-api", "discord-bot"}
+
+
+@pytest.mark.parametrize("task", [("restart",), ("restart", "--dry-run"), ("logs",), ("logs", "-f")])
+def test_an_unknown_service_is_refused_before_connecting(tmp_path, task):
+    """#24: restart connected first and exited 3; every task checks the
+    name first (web1 is TEST-NET-1: reaching for it fails with exit 3)."""
+    path = tmp_path / "hosts.yml"
+    path.write_text(TWO_SERVICES)
+    r = run_cli(*task, "-i", str(path), "-s", "python-apii", "--connect-timeout", "1")
+    assert r.returncode == 64, r.stdout + r.stderr
+    assert ("unknown service 'python-apii' (known: voice-meeting-python-api.service (python-api), "
+            "voice-meeting-discord-bot.service (discord-bot))") in " ".join(r.stderr.split()), r.stderr
+    assert "Traceback" not in r.stderr and "cannot connect" not in r.stderr
+
+
+def test_restart_and_logs_take_the_short_name_on_a_sandbox(sandbox):
+    """The name monitor prints for the sandbox's service works in restart and
+    logs (its unit-style spelling too)."""
+    from tests.conftest import one
+
+    inv = str(sandbox.inventory)
+    assert sandbox.result()[0] == 0
+    r = run_cli("restart", "-i", inv, "-s", "bot.service", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert [x["ok"] for x in one(r.stdout)] == [True]
+    r = run_cli("logs", "-i", inv, "-s", "bot", "-n", "5")
+    assert r.returncode == 0, r.stdout + r.stderr

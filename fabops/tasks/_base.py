@@ -316,10 +316,18 @@ def load_inventory(path: Optional[str] = None):
     return load(path)
 
 
-def select(inventory_path: Optional[str], hosts: Optional[str]):
-    """Load the inventory and resolve `-H`; returns (inventory, [Host])."""
+def select(inventory_path: Optional[str], hosts: Optional[str], service: Optional[str] = None):
+    """Load the inventory and resolve `-H`; returns (inventory, [Host]).
+    With `service` (a task's --service), every chosen host must have it, by
+    any name the tool prints (Host.service): checked here, before any
+    connection, so a typo is exit 64 with the known names, never an exit 3
+    from a host that could not be reached or a connection made for nothing."""
     inv = load_inventory(inventory_path)
-    return inv, inv.select(hosts)
+    chosen = inv.select(hosts)
+    if service is not None:
+        for host in chosen:
+            host.service(service)
+    return inv, chosen
 
 
 def print_json(data: Any) -> None:

@@ -454,7 +454,7 @@ ns = Collection("deploy", deploy, rollback, unpin)
 
 
 @fabops_task(help={
-    "service": "Restart only this service (default: all, in inventory order).",
+    "service": "Restart only this service, by its name or the short name tables show (default: all, in inventory order).",
     "actor": DEPLOY_HELP["actor"],
 })
 def restart(c, hosts=None, service=None, actor=None, dry_run=False, json=False, inventory=None, accept_new=False,
@@ -464,6 +464,8 @@ def restart(c, hosts=None, service=None, actor=None, dry_run=False, json=False, 
     from ..host.would import lines
     from ..remote import restart_dry_run, restart_services
     from ._base import for_each_host
+
+    select(inventory, hosts, service)  # an unknown --service: exit 64 before any connection
 
     def one(cxn, host):
         if dry_run:  # the lock's holder read and remote.restart_plan rendered: nothing restarted

@@ -301,7 +301,7 @@ LOG_SOURCES = ("journal", "update", "health", "app")
     "since": "Only lines since this time, e.g. '1 hour ago' or '2026-11-28 10:00' (journal only).",
     "errors": "Only lines mentioning an error (last 24 h by default for the journal).",
     "source": "journal (service output: journalctl, or the process back end's log), update, health or app.",
-    "service": "Only this service (default: all).",
+    "service": "Only this service, by its name or the short name tables show (default: all).",
     "json": "One JSON object per line: {host, source, line} (JSON lines).",
 })
 def logs(c, hosts=None, follow=False, n=100, since=None, errors=False, source="journal", service=None, json=False,
@@ -315,7 +315,7 @@ def logs(c, hosts=None, follow=False, n=100, since=None, errors=False, source="j
         # 0 is for --follow (new lines only, as `tail -f -n 0`); a read of
         # none would print nothing and look like an empty log
         raise E.UsageError("logs -n 0 shows nothing without --follow; give -n 1 or more")
-    inv, chosen = select(inventory, hosts)
+    inv, chosen = select(inventory, hosts, service)
     # one host, read once, as text: its lines as they are, no prefix
     show = LinePrinter(chosen, source if json else None, prefix=follow or json or len(chosen) > 1)
     if follow:

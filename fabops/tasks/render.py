@@ -142,22 +142,11 @@ RESULT_STYLE = {
 
 
 def service_labels(names) -> dict:
-    """Names as tables show them at 80 columns: without a `.service` suffix
-    and without the leading words every one shares, so
-    `voice-meeting-discord-bot.service` and `voice-meeting-python-api.service`
-    read `discord-bot` and `python-api` instead of `voice-meeti…` twice.
-    JSON keeps the full names."""
-    names = list(names)
-    bare = [n[: -len(".service")] if n.endswith(".service") else n for n in names]
-    if len(bare) > 1:
-        words = [b.split("-") for b in bare]
-        common = 0
-        while all(len(w) > common + 1 for w in words) and len({w[common] for w in words}) == 1:
-            common += 1
-        bare = ["-".join(w[common:]) for w in words]
-    if len(set(bare)) != len(bare):  # shortening would merge two names
-        return {n: n for n in names}
-    return dict(zip(names, bare))
+    """The short names tables show (inventory.short_service_names: the one
+    rule, which Host.service also accepts as a service's name)."""
+    from ..inventory import short_service_names
+
+    return short_service_names(names)
 
 
 MIN_CONTEXT = 12  # a cut subject shorter than this says nothing: dropped instead
