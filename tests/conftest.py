@@ -32,6 +32,12 @@ def require(condition: bool, reason: str) -> None:
 
 
 def pytest_configure(config):
+    # this run's mark on every process it starts (tests/harness/leftovers.py)
+    import uuid
+
+    from tests.harness.leftovers import MARKER
+
+    os.environ[MARKER] = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
     try:
         from hypothesis import settings
 
@@ -47,6 +53,22 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if not any(item.get_closest_marker(m) for m in ("ssh", "systemd", "unit")):
             item.add_marker(pytest.mark.unit)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left():
+    """The session's last check: no process this run started is still
+    running (#24). Set up before any other fixture, so it is torn down after
+    all of them (sshds, sandboxes, containers); a leftover fails the run,
+    named by pid and command line, and is then ended by its pid."""
+    yield
+    from tests.harness.leftovers import MARKER, end, wait_for_none
+
+    left = wait_for_none(os.environ[MARKER], os.getpid())
+    if left:
+        end(sorted(left))
+        pytest.fail("processes this test run started are still running (ended now): "
+                    + "; ".join(f"{pid} {cmd}" for pid, cmd in sorted(left.items())), pytrace=False)
 
 
 @pytest.fixture(autouse=True)
