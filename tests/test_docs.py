@@ -70,3 +70,23 @@ def test_the_docs_name_every_hosts_yml_key_that_is_shell_code():
         assert f"`{key}:`" in claim, (key, claim)
         assert f"`{key}:`" in shell, (key, shell)
     assert "except" in claim and "by design" in claim, claim
+
+
+def test_setup_a_host_walks_through_real_commands_and_a_valid_inventory(tmp_path):
+    """docs/setup-a-host.md (#24): its hosts.yml validates as it is written,
+    and each `inv` line in its shell blocks is a real task with real flags
+    (test_docs_show_real_commands reads every doc; this one says which)."""
+    text = (ROOT / "docs" / "setup-a-host.md").read_text()
+    (block,) = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    path = tmp_path / "hosts.yml"
+    path.write_text(block)
+    r = run_cli("hosts", "--check", "-i", str(path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = [ln for sh in re.findall(r"```sh\n(.*?)```", text, re.S) for ln in sh.splitlines() if ln.startswith("inv ")]
+    shown = {ln.split()[1] for ln in lines}
+    assert shown >= {"ping", "setup", "deploy", "monitor", "status", "cron"}, shown
+    for ln in lines:
+        task, *args = ln.split()[1:]
+        flags = {a for a in args if a.startswith("-")}
+        names = {("--" if len(n) > 1 else "-") + n.replace("_", "-") for a in ns[task].get_arguments() for n in a.names}
+        assert flags <= names, f"{ln}: {flags - names}"
