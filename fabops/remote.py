@@ -426,38 +426,35 @@ def restart_dry_run(c, host: Host, service: Optional[str]) -> dict:
 # ------------------------------------------------------------------ state over SSH
 
 # The one state.json write sent to a host (agentless: the host's python3):
-# merge `updates` into state.json atomically (temp file, fsync, rename),
-# after appending `record` (when given) to history.jsonl with O_APPEND.
-# Prints the merged keys' previous values as JSON. The host side writes the
-# same files with fabops.host.files, and both end state.json with a newline
-# as a text file should: readers that print it and then more (status_cmd)
-# must not find their next line glued to its `}`.
-_STATE_MERGE = r"""
-import json, os, sys, tempfile
+# host/state.merge_state_file itself, its source sent with a few lines that
+# first append `record` (when given) to history.jsonl with O_APPEND, then
+# merge `updates` and print the merged keys' previous values as JSON. The
+# host side merges with the same function, so both take the same lock and
+# end state.json with a newline (readers that print it and then more,
+# status_cmd, must not find their next line glued to its `}`).
+_STATE_MERGE_MAIN = r"""
+import json, os, sys
 home, updates, record = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
 os.makedirs(home, mode=0o700, exist_ok=True)
 os.chmod(home, 0o700)
 if record:
     fd = os.open(os.path.join(home, "history.jsonl"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     os.write(fd, (record + "\n").encode()); os.fsync(fd); os.close(fd)
-path = os.path.join(home, "state.json")
-try:
-    state = json.load(open(path))
-except Exception:
-    state = {}
-if not isinstance(state, dict):
-    state = {}
-print(json.dumps({k: state.get(k) for k in updates}))
-state.update(updates)
-fd, tmp = tempfile.mkstemp(dir=home)
-with os.fdopen(fd, "w") as fh:
-    fh.write(json.dumps(state, indent=2, sort_keys=True) + "\n"); fh.flush(); os.fsync(fh.fileno())
-os.chmod(tmp, 0o600); os.replace(tmp, path)
+before, _ = merge_state_file(os.path.join(home, "state.json"), updates)
+print(json.dumps(before))
 """
 
 
+def _state_merge_source() -> str:
+    import inspect
+
+    from .host.state import merge_state_file
+
+    return inspect.getsource(merge_state_file) + _STATE_MERGE_MAIN
+
+
 def state_merge_cmd(host: Host, updates: dict, record: Optional[dict] = None) -> Cmd:
-    return sh("python3 -c {script} {home} {updates} {record}", script=_STATE_MERGE, home=path(host.at_home()),
+    return sh("python3 -c {script} {home} {updates} {record}", script=_state_merge_source(), home=path(host.at_home()),
               updates=json.dumps(updates, default=str),
               record=json.dumps(record, sort_keys=True, default=str) if record else "")
 

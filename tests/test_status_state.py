@@ -39,7 +39,7 @@ def test_status_reads_state_json_whatever_it_ends_with(host, ending):
 
 
 def test_the_state_write_over_the_connection_ends_with_a_newline(host):
-    """unpin writes through _STATE_MERGE (health from a laptop does too)."""
+    """unpin writes through state_merge_cmd (health from a laptop does too)."""
     inv, home = host
     (home / "state.json").write_text(json.dumps({"deployed": SHA, "pin": SHA, "pin_reason": "rollback"}))
     r = run_cli("unpin", "-i", str(inv))

@@ -74,12 +74,9 @@ class LocalStore:
         return load_state(self.paths.state).__dict__.copy()
 
     def update(self, updates: dict) -> None:
-        from .state import State, load_state, save_state
+        from .state import merge_state_file
 
-        state = load_state(self.paths.state)
-        data = state.__dict__.copy()
-        data.update(updates)
-        save_state(self.paths.state, State.from_dict(data))
+        merge_state_file(self.paths.state, updates)  # the one merge: a run's keys written meanwhile stay
 
     def lock(self, info: dict):
         from .lock import HostLock
