@@ -38,20 +38,21 @@ hosts:
 """).hosts["h"]
 
 ROWS = [
-    # a plain check: report, notify on a change, never restart or lock
-    "- | - | nothing/ok/0 +health health=ok",  # the first look records ok
+    # a plain check is a read: it reports, and records, notifies, restarts
+    # and locks nothing (cron's `health --fix --quiet` keeps the record)
+    "- | - | nothing/ok/0",
     "- | prev=ok | nothing/ok/0",
-    "- | prev=down | nothing/ok/0 notify=health_recovered +health health=ok",
-    "- | prev=down! | nothing/ok/0 notify=health_recovered +health health=ok",
-    "- | prev=ok! | nothing/ok/0 +health health=ok",
-    "- | sick=bot | nothing/down/2 notify=health_down +health health=down",
-    "- | sick=bot prev=ok | nothing/down/2 notify=health_down +health health=down",
-    "- | sick=bot prev=down | nothing/down/2 +since",
-    "- | sick=bot prev=down! | nothing/down/2 +since",
-    "- | sick=bot,api | nothing/down/2 notify=health_down +health health=down",
-    "- | sick=bot r=3 | nothing/down/2 notify=health_down +health health=down",
-    "- | sick=bot lock=held | nothing/down/2 notify=health_down +health health=down",
-    "- | sick=worker prev=down | nothing/down/2 +since",
+    "- | prev=down | nothing/ok/0",
+    "- | prev=down! | nothing/ok/0",
+    "- | prev=ok! | nothing/ok/0",
+    "- | sick=bot | nothing/down/2",
+    "- | sick=bot prev=ok | nothing/down/2",
+    "- | sick=bot prev=down | nothing/down/2",
+    "- | sick=bot prev=down! | nothing/down/2",
+    "- | sick=bot,api | nothing/down/2",
+    "- | sick=bot r=3 | nothing/down/2",
+    "- | sick=bot lock=held | nothing/down/2",
+    "- | sick=worker prev=down | nothing/down/2",
     # --fix on a healthy host: no lock needed, same as a check
     "fix | - | nothing/ok/0 +health health=ok",  # the first look records ok
     "fix | prev=ok | nothing/ok/0",
@@ -200,8 +201,10 @@ def test_messages_say_what_and_why():
 
 @pytest.mark.parametrize("row, would", [
     ("- | prev=ok | -", []),
-    ("- | prev=down | -", [("notify", "health_recovered"), ("record", "state.json")]),
-    ("- | sick=bot | -", [("notify", "health_down"), ("record", "state.json")]),
+    ("- | prev=down | -", []),  # a plain check is a read
+    ("- | sick=bot | -", []),
+    ("fix | prev=down | -", [("notify", "health_recovered"), ("record", "state.json")]),
+    ("fix | sick=bot lock=free r=3 prev=ok | -", [("notify", "health_backoff"), ("record", "state.json")]),
     ("- | sick=bot prev=down | -", []),
     ("fix | sick=bot lock=held | -", [("stop", "-")]),
     ("fix | sick=api,bot lock=free | -", [("record", "state.json"), ("restart", "bot"), ("restart", "api")]),

@@ -168,13 +168,24 @@ class HealthPlan:
     restarts: Optional[Tuple[float, ...]] = None  # restart: the budget's record once these restarts count
     notify: Optional[Tuple[str, str]] = None  # (event, message): once per change of status
     health: Optional[dict] = None  # state.json's new `health` (None: unchanged)
+    log: bool = True  # a line in the health log
 
 
 def plan_health(host: Host, facts: HealthFacts, fix: bool) -> Union[HealthPlan, Need]:
     """What this health run does: pure (no file, command or clock), so the
     real run and `--dry-run` decide with this one function
     (docs/architecture.md, "Plans"). Need("lock") when --fix would restart
-    and the lock is not gathered yet: a healthy host never touches it."""
+    and the lock is not gathered yet: a healthy host never touches it.
+    Without --fix, health is a read: it reports and writes nothing (no
+    state, no log line, no notification). The record of a host's health
+    is cron's, whose line runs `health --fix --quiet`."""
+    p = _plan(host, facts, fix)
+    if fix or isinstance(p, Need):
+        return p
+    return replace(p, notify=None, health=None, log=False)
+
+
+def _plan(host: Host, facts: HealthFacts, fix: bool) -> Union[HealthPlan, Need]:
     prev = facts.prev
     down = "; ".join(m for _, m in facts.sick)
     was_down = prev.get("status") == "down"
@@ -304,7 +315,8 @@ def run_health(
         report.notified = send(*p.notify)
     if p.health is not None:
         store.update({"health": p.health})
-    store.log(_line(host, report))
+    if p.log:
+        store.log(_line(host, report))
     return report
 
 
