@@ -255,7 +255,8 @@ SUBJECT = "Switch the recorder to the new voice gateway API (Alice)"
     (150, f"Switch the recorder t…: {REASON}"),  # the subject is cut first
     (118, "watch: voice-meeting-discord-bot died 3.1 s after start (systemd restarted it: NRestarts 1); "
           "rolled back to 9b8c7d6e5f"),  # then dropped, and the unit's .service
-    (80, "watch: voice-meeting-discord-bot died 3.1 s after start; rolled back to 9b8c7d6"),  # the SHA, the aside
+    # the SHA; the aside stays (in `X failed (bot died …)` it is the reason)
+    (80, "watch: voice-meeting-discord-bot died 3.1 s after start (systemd restarted it: …"),
     (40, "watch: voice-meeting-discord-bot died 3…"),  # last, the reason's tail
 ])
 def test_a_cut_keeps_the_reason(width, expected):
@@ -266,6 +267,17 @@ def test_a_cut_keeps_the_reason(width, expected):
 
     got = keep_reason(REASON, width, SUBJECT, shas=["9b8c7d6e5f4a3b2c1d0e"])
     assert got == expected and cell_len(got) <= width
+
+
+def test_a_cut_shortens_a_sha_to_a_real_prefix_and_keeps_the_aside_that_says_why():
+    """A message spells SHAs with 12 characters: the cut made 55b52ed22038
+    into 55b52ed38, a string that names no commit (review of #24); and the
+    parentheses it dropped were the rollback's reason."""
+    from fabops.tasks.render import keep_reason
+
+    got = keep_reason("55b52ed22038 failed (bot died after starting: its process is gone); rolled back to "
+                      "d1f24fa54007, healthy", 70, "Subject", shas=["55b52ed22038" + "a" * 28, "d1f24fa54007" + "b" * 28])
+    assert got.startswith("55b52ed failed (bot died after starting") and "55b52ed3" not in got, got
 
 
 @pytest.mark.parametrize("text, parts", [

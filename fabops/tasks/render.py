@@ -171,8 +171,9 @@ def keep_reason(reason: str, width: int, context: str = "", shas=()) -> str:
     failed). What goes first: the context (a commit's subject, a host's
     address), cut and then dropped; then, within the reason, what the line
     says elsewhere: a `.service` suffix, the SHAs the facts line shows
-    (`shas`, cut to 7), an aside in parentheses; last, the reason's tail, so
-    its head (`died 3.1 s after start`) stays."""
+    (`shas`, cut to 7); last, the reason's tail, so its head stays. Text in
+    parentheses is kept: in `X failed (bot died after starting)` it is the
+    reason."""
     import re
 
     from rich.cells import cell_len
@@ -189,8 +190,10 @@ def keep_reason(reason: str, width: int, context: str = "", shas=()) -> str:
     if context and room >= MIN_CONTEXT:
         return f"{cut(context, room)}: {reason}"
     shortenings = [lambda r: re.sub(r"\b([\w@.-]+?)\.service\b", r"\1", r)]
-    shortenings += [lambda r, sha=sha: r.replace(sha[:10], sha[:7]) for sha in shas if sha and len(sha) >= 10]
-    shortenings.append(lambda r: re.sub(r" ?\([^()]*\)", "", r))
+    # a SHA however long the message spells it (12 characters, 10, all 40)
+    # becomes its first 7, never a spliced string that names no commit
+    shortenings += [lambda r, sha=sha: re.sub(re.escape(sha[:7]) + r"[0-9a-f]*", sha[:7], r)
+                    for sha in shas if sha and len(sha) >= 7]
     for shorten in shortenings:
         if cell_len(reason) <= width:
             break
