@@ -407,3 +407,21 @@ def test_deploying_a_known_bad_commit_again_is_said(row, said):
     st, facts, opts, _ = parse_row(row)
     got = plan(HOST, st, facts, opts)
     assert any("failed its gate before" in line for line in got.says) is said, got.says
+
+
+@pytest.mark.parametrize("row, pin, said", [
+    ("deploy | dep=A | ref=B o=C h=A | -", "B", ("pin", "B")),  # pinned on promotion
+    ("rollback | dep=A | ref=A o=B h=A | -", "A", ("pin", "A")),  # already deployed: pinned at once (a noop)
+    ("rollback | dep=A pin=A | ref=A o=B h=A | -", None, None),  # pinned there already: nothing to write
+    ("deploy | dep=A | o=B h=A | -", None, None),  # no --ref: no pin
+    ("deploy | dep=A | ref=B o=C h=A env | -", None, None),  # an abort pins nothing
+])
+def test_ref_pins_and_the_dry_run_says_so(row, pin, said):
+    """--ref pins the host; the dry run named the checkout and the restarts
+    but not the pin (review of #23), and a rollback to the deployed commit
+    was a noop that did not pin."""
+    st, facts, opts, _ = parse_row(row)
+    got = plan(HOST, st, facts, opts)
+    assert got.pin == pin, got
+    named = [(a, t) for a, t, _ in actions(HOST, got) if a == "pin"]
+    assert named == ([said] if said else []), named

@@ -92,3 +92,6 @@ def actions(host, p: Plan):
             yield "run", host.deps[i].run, "full converge" if p.full else "a file it watches changed"
         for name in p.services:
             yield "restart", name, "full converge" if p.full else "its files changed"
+    if p.pin:
+        yield ("pin", short(p.pin), "--ref: cron stays on it until `inv unpin`"
+               + (" (once its gate and watch pass)" if p.kind == "deploy" else ""))

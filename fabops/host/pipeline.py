@@ -280,6 +280,9 @@ class Pipeline:
             state.pin = None
             state.pin_reason = None
             self.save(state)
+        if p.pin and p.kind in ("noop", "restart"):  # nothing to promote: pinned at once
+            state.pin, state.pin_reason = p.pin, f"{self.opts.trigger} by {self.actor}"
+            self.save(state)
         if p.adopt:
             state.deployed = p.adopt
             state.deployed_at = time.time()
@@ -402,7 +405,7 @@ class Pipeline:
         if failed is not None:
             self._recover(failed, ran, before, fallback, target)
         elif self._restart_and_wait(affected) and self._watch(affected, fallback, target):
-            self._promote(deployed, target)
+            self._promote(deployed, target, p.pin)
         else:
             self._rollback(rules, before, affected, fallback, target)
 
@@ -461,7 +464,7 @@ class Pipeline:
             self._note_own_files(before)
         return ok
 
-    def _promote(self, deployed: Optional[str], target: str) -> None:
+    def _promote(self, deployed: Optional[str], target: str, pin: Optional[str]) -> None:
         """The gate and the watch passed: the target is the deployed commit
         (and the pin, for --ref)."""
         def promote(st: State) -> None:
@@ -470,7 +473,7 @@ class Pipeline:
             st.deployed = target
             st.deployed_at = time.time()
             st.bad.pop(target, None)
-            if self.opts.ref is not None:
+            if pin:
                 st.pin = target
                 st.pin_reason = f"{self.opts.trigger} by {self.actor}"
 

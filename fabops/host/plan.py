@@ -82,6 +82,9 @@ class Plan:
     deployed: Optional[str]  # what is deployed once the plan starts (after adoption)
     adopt: Optional[str] = None  # a healthy HEAD taken as deployed (nothing recorded it)
     clear_pin: bool = False
+    # --ref pins the host to the target: at once when nothing else is done
+    # (a noop, a restart), on promotion for a deploy
+    pin: Optional[str] = None
     finishing: Optional[dict] = None  # the interrupted run this one finishes first
     full: bool = False  # every rule and every service (a first deploy, or finishing a run)
     rules: Tuple[int, ...] = ()  # indexes into host.deps
@@ -96,7 +99,7 @@ class Plan:
     @property
     def writes(self) -> bool:
         """Whether acting on this plan changes anything on the host."""
-        return self.kind in ("restart", "deploy") or bool(self.adopt or self.clear_pin) or (
+        return self.kind in ("restart", "deploy") or bool(self.adopt or self.clear_pin or self.pin) or (
             self.kind == "hold" or (self.kind == "abort" and self.result == "broken"))
 
 
@@ -137,6 +140,8 @@ def plan(host, state: State, facts: Facts, opts: Opts) -> Union[Plan, Need]:
         says += (f"pinned to {short(state.pin)}",)
     head = facts.head
     common = dict(target=target, clear_pin=clear_pin, finishing=interrupted, warnings=warnings)
+    # what acts (a noop, a restart, a deploy) pins to --ref; a hold or an abort does not
+    pin = target if opts.ref is not None and state.pin != target else None
 
     adopt = None
     deployed = state.deployed
@@ -153,7 +158,7 @@ def plan(host, state: State, facts: Facts, opts: Opts) -> Union[Plan, Need]:
             return Need("health", target)
         sick = [h for h in facts.health if not h.ok]
         if not sick:
-            return Plan("noop", "noop", f"up to date at {short(deployed)}", **common)
+            return Plan("noop", "noop", f"up to date at {short(deployed)}", pin=pin, **common)
         down = "; ".join(h.message for h in sick)
         recent = recent_restarts(state.restarts, facts.now)
         if len(recent) >= RESTART_LIMIT:
@@ -162,7 +167,7 @@ def plan(host, state: State, facts: Facts, opts: Opts) -> Union[Plan, Need]:
         names = {h.service for h in sick}
         return Plan("restart", "", f"restart {', '.join(sorted(names))} at {short(deployed)} ({down})",
                     services=tuple(s.name for s in host.services if s.name in names),
-                    restarts=tuple(recent) + (facts.now,), **common)
+                    restarts=tuple(recent) + (facts.now,), pin=pin, **common)
 
     if interrupted and opts.ref is None and opts.trigger in FOLLOWERS and target in state.bad:
         # finish the interrupted run, but never on a target that failed its
@@ -220,7 +225,7 @@ def plan(host, state: State, facts: Facts, opts: Opts) -> Union[Plan, Need]:
                      if changed is None or not s.paths or paths_match(changed, s.paths))
     return Plan("deploy", "", (f"deploy {short(deployed)} -> {short(target)}" if deployed
                                else f"deploy {short(target)} (first deploy)"),
-                full=full, rules=rules, services=services, stash=bool(facts.local_changes), **common)
+                full=full, rules=rules, services=services, stash=bool(facts.local_changes), pin=pin, **common)
 
 
 def short(sha: Optional[str]) -> str:
