@@ -39,8 +39,8 @@ def job_line(host: Host, schedule: str, args: List[str], splay: int = 30) -> str
     and the command cron's /bin/sh runs."""
     extra = ["--splay", int(splay)] if args[0] == "local-update" else []
     cmd = sh("cd && PATH={path} {fabops} {args} -i {config} >> {log} 2>&1",
-             path=(host.env or {}).get("PATH") or DEFAULT_PATH, fabops=host_path(host.at_home("venv", "bin", "fabops")),
-             args=list(args) + extra, config=host_path(host.at_home("host.yml")), log=host_path(host.at_home("cron.log")))
+             path=(host.env or {}).get("PATH") or DEFAULT_PATH, fabops=host_path(host.paths.venv_bin("fabops")),
+             args=list(args) + extra, config=host_path(host.paths.host_yml), log=host_path(host.paths.cron_log))
     return f"{schedule} {_cron_escape(cmd)}"
 
 

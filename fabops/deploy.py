@@ -70,7 +70,7 @@ def host_yml(host: Host) -> str:
 
 
 def local_update_argv(host: Host, run_id: str, opts: DeployOptions, config: str) -> List[str]:
-    venv = host.at_home("venv")
+    venv = host.paths.venv
     argv = [venv + "/bin/fabops", "local-update", "-i", config, "-H", host.name,
             "--trigger", opts.trigger, "--actor", opts.actor or default_actor(), "--run-id", run_id]
     if opts.ref:
@@ -100,7 +100,7 @@ def start_detached_cmd(host: Host, run_id: str, argv: List[str], config_path: st
     run with setsid, stdin from /dev/null and output to a file, so it
     survives the SSH session. Paths under ~ stay expandable, everything else
     is quoted."""
-    runs = host.at_home("runs")
+    runs = host.paths.runs
     out = f"{runs}/{run_id}.out"
     events = f"{runs}/{run_id}.jsonl"
     # The event file exists before `tail -F` opens it, so tail follows it
@@ -123,7 +123,7 @@ def start_detached_cmd(host: Host, run_id: str, argv: List[str], config_path: st
 def follow_cmd(host: Host, run_id: str) -> Cmd:
     # -F: the file may not exist yet when we start following.
     return sh("exec tail -n +1 -s 0.2 -F {events} 2>/dev/null",
-              events=path(host.at_home("runs", f"{run_id}.jsonl")))
+              events=path(host.paths.run_events(run_id)))
 
 
 def _split_events(buf: bytes) -> Tuple[List[dict], bytes]:
@@ -228,7 +228,7 @@ def deploy_host(c, host: Host, opts: DeployOptions, on_event: Callable[[dict], N
         inst = ensure_installed(c, host, offline=opts.offline)
         outcome.install = inst.message
         on_event({"kind": "log", "message": inst.message})
-        config = host.at_home("runs", f"{run_id}.host.yml")
+        config = host.paths.run_file(run_id, "host.yml")
         argv = local_update_argv(host, run_id, opts, config)
         Target.of(c, host).run(start_detached_cmd(host, run_id, argv, config), "starting the host-side run",
                                stdin=host_yml(host))
@@ -242,7 +242,7 @@ def deploy_host(c, host: Host, opts: DeployOptions, on_event: Callable[[dict], N
                 f"`inv deploy -H {host.name} --attach {run_id}`", host=host.name) from None
         try:
             out = Target.of(c, host).output(sh("tail -n 5 {out} 2>/dev/null",
-                                               out=path(host.at_home("runs", f"{run_id}.out"))), timeout=10).strip()
+                                               out=path(host.paths.run_file(run_id, "out"))), timeout=10).strip()
         except Exception:  # noqa: BLE001 - the link may be dying too
             raise UnreachableError(f"lost contact before the first event of run {run_id}", host=host.name) from None
         raise CommandFailed(
@@ -308,12 +308,12 @@ def _dry_run(c, host: Host, opts: DeployOptions, outcome: DeployOutcome, on_even
             "plan": {"install": inst.message, "from": deployed, "to": target, "pin": status.get("pin")},
         }
         return outcome
-    config = host.at_home("runs", f"{outcome.run_id}.dry-run.yml")
+    config = host.paths.run_file(outcome.run_id, "dry-run.yml")
     t = Target.of(c, host)
     # the settings on stdin, as for a real run (start_detached_cmd)
     t.run(sh("{home_dir} && ( umask 077 && mkdir -p {runs} && cat > {config} )", home_dir=home_dir_cmd(host),
-             runs=path(host.at_home("runs")), config=path(config)), "writing the run's settings", stdin=host_yml(host))
-    argv = [host.at_home("venv", "bin", "fabops"), "local-update", "-i", config, "-H", host.name,
+             runs=path(host.paths.runs), config=path(config)), "writing the run's settings", stdin=host_yml(host))
+    argv = [host.paths.venv_bin("fabops"), "local-update", "-i", config, "-H", host.name,
             "--dry-run", "--json", "--trigger", opts.trigger, "--actor", opts.actor or default_actor()]
     if opts.ref:
         argv += ["--ref", opts.ref]
@@ -338,7 +338,7 @@ def _deploy_local(c, host: Host, opts: DeployOptions, on_event) -> DeployOutcome
     if not opts.watch and not opts.dry_run:
         return _deploy_local_detached(host, opts, on_event)
     from .host.events import EventLog
-    from .host.files import HostPaths
+    from .paths import HostPaths
     from .host.pipeline import UpdateOptions
     from .host.update import run_update
 
@@ -363,7 +363,7 @@ def _attach_local(host: Host, opts: DeployOptions, on_event) -> DeployOutcome:
     message names this command), as over SSH."""
     import os
 
-    from .host.files import HostPaths
+    from .paths import HostPaths
 
     outcome = DeployOutcome(host.name, opts.attach)
     events = HostPaths.for_home(host.home).run_events(opts.attach)
@@ -389,7 +389,8 @@ def _deploy_local_detached(host: Host, opts: DeployOptions, on_event) -> DeployO
     import subprocess
     import sys
 
-    from .host.files import HostPaths, atomic_write, ensure_dir, ensure_home
+    from .host.files import atomic_write, ensure_dir, ensure_home
+    from .paths import HostPaths
 
     outcome = DeployOutcome(host.name, new_run_id())
     paths = HostPaths.for_home(host.home)

@@ -91,7 +91,7 @@ def runtime_requirements() -> List[str]:
 
 
 def venv_dir(host: Host) -> str:
-    return host.at_home("venv")
+    return host.paths.venv
 
 
 def probe_cmd(host: Host) -> Cmd:
@@ -186,7 +186,7 @@ def ensure_installed(c, host: Host, *, offline: bool = False, dry_run: bool = Fa
     if dry_run:
         return InstallResult(True, wheel.version, wheel.sha256, pyver, f"would {what} fabops {wheel.version}")
 
-    dist = host.at_home("dist")
+    dist = host.paths.dist
     t.run(sh("{home_dir} && mkdir -p {dist}", home_dir=home_dir_cmd(host), dist=path(dist)), "making fabops' directory")
     put = t.put
     put(wheel.path, posixpath.join(_sftp_path(dist), wheel.name))

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .errors import ConfigError, UsageError
+from .paths import HostPaths
 from .validate import (
     DEFAULT_SCHEDULE,
     DEFAULT_THRESHOLDS,
@@ -146,10 +147,12 @@ class Host:
     def is_local(self) -> bool:
         return self.connection == "local"
 
-    def at_home(self, *parts: str) -> str:
-        """A path in fabops' own directory on the host (`home`), as the host
-        spells it (a leading ~/ is kept; quote it with shell.path)."""
-        return posixpath.join(self.home.rstrip("/") or "/", *parts)
+    @property
+    def paths(self) -> HostPaths:
+        """fabops' files on the host, as hosts.yml spells its home (a leading
+        ~/ kept: quote with shell.path). The one way to name them
+        (fabops/paths.py); a Target's `paths` expands them on this machine."""
+        return HostPaths.as_spelled(self.home)
 
     def service(self, name: str) -> Service:
         """The service a person named by any name the tool prints: its name

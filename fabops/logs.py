@@ -28,7 +28,7 @@ def log_command(host: Host, source: str, service: Optional[str], lines: int, err
         if not chosen:
             raise UsageError("no services configured", host=host.name)
         units = [s for s in chosen if s.manager == "systemd"]
-        files = [process_log_path(host.at_home(), s) for s in chosen if s.manager == "process"]
+        files = [process_log_path(host.paths.home, s) for s in chosen if s.manager == "process"]
         cmds = []
         if units:
             argv = ["journalctl", "--no-pager", "-o", "short-iso"]
@@ -52,7 +52,7 @@ def log_command(host: Host, source: str, service: Optional[str], lines: int, err
         if not log:
             if source == "app":
                 raise UsageError("no `logs.app` path in hosts.yml for this host", host=host.name)
-            log = host.at_home(f"{source}.log")
+            log = host.paths.log(source)
         return _file_cmd([log], lines, errors_only, follow)
     raise UsageError(f"unknown log source {source!r}")
 

@@ -19,9 +19,8 @@ from .host.services import process_status_cmd, systemd_status_cmd
 from .inventory import Host
 from .probe import MARK, split_sections
 from .checks import http_check_cmd, http_check_input, parse_http_results, port_listening_cmd
-from .remote import home_file
 from .unit_audit import units_cmd
-from .shell import Cmd, lines, path, raw, sh
+from .shell import Cmd, lines, path, quote_path, raw, sh
 from .target import Target
 
 # The facts' own `schema` key; every key and its type: docs/json.schema.json
@@ -92,10 +91,10 @@ def monitor_script(host: Host, window: float = CPU_WINDOW) -> Cmd:
     else:
         parts.append(raw("PIDS="))
     if procs:
-        parts.append(sh("{marker}\n{status}", marker=_section("process"), status=process_status_cmd(host.at_home(), procs)))
+        parts.append(sh("{marker}\n{status}", marker=_section("process"), status=process_status_cmd(host.paths.home, procs)))
         for svc in procs:
             parts.append(sh('[ -r {pf} ] && PIDS="$PIDS $(cut -d" " -f1 {pf})"',
-                            pf=path(host.at_home("services", f"{svc.name}.pid"))))
+                            pf=path(host.paths.service_pid(svc.name))))
     # Per-process CPU is sampled over a window (docs/monitor.md, "CPU"): ps's
     # %CPU is the average over the process's whole life, which makes a bot a
     # second old look busy. The first /proc/<pid>/stat read is here, the
@@ -112,15 +111,15 @@ def monitor_script(host: Host, window: float = CPU_WINDOW) -> Cmd:
         # each in host.services' order; printf is a builtin, so the specs
         # never reach an argv.
         parts.append(_section("http", http_check_cmd(raw('printf \'%s\\n\' "$FABOPS_IN" | '), len(checks))))
-    parts.append(_section("state", sh("cat {f} 2>/dev/null", f=home_file(host, "state.json"))))
-    parts.append(_section("last", sh("tail -n 1 {f} 2>/dev/null", f=home_file(host, "history.jsonl"))))
+    parts.append(_section("state", sh("cat {f} 2>/dev/null", f=quote_path(host.paths.state))))
+    parts.append(_section("last", sh("tail -n 1 {f} 2>/dev/null", f=quote_path(host.paths.history))))
     # Errors in the last hour: the journal under systemd, else the service
     # log files (lines mentioning "error" in files written in the last hour).
     err_cmds = [sh("journalctl -u {u} --since '-1h' --no-pager -q -o cat 2>/dev/null | grep -ci error", u=u)
                 for u in units]
     for svc in procs:
         err_cmds.append(sh("find {log} -mmin -60 2>/dev/null | grep -q . && tail -n 2000 {log} | grep -ci error",
-                           log=path(host.at_home("services", f"{svc.name}.log"))))
+                           log=path(host.paths.service_log(svc.name))))
     parts.append(_section("errors", lines([sh("{{ {c} || echo 0; }}", c=c) for c in err_cmds], "; "))
                  if err_cmds else _section("errors"))
     # "Archived and active journals take up 8.0M in the file system."
@@ -131,7 +130,7 @@ def monitor_script(host: Host, window: float = CPU_WINDOW) -> Cmd:
             "find {p} -maxdepth 1 -type f -name {glob} 2>/dev/null | wc -l; "
             "find {p} -maxdepth 1 -type f -name {glob} -mtime -1 2>/dev/null | wc -l; else echo missing; fi",
             p=path(rule.path), glob=rule.glob)))
-    parts.append(_section("metrics", sh("tail -n 97 {f} 2>/dev/null", f=home_file(host, "metrics.jsonl"))))
+    parts.append(_section("metrics", sh("tail -n 97 {f} 2>/dev/null", f=quote_path(host.paths.metrics))))
     # Wait out the rest of the window (centiseconds from /proc/uptime), so a
     # fast host still samples CPU_WINDOW; a slow script adds nothing.
     window_cs = int(window * 100)

@@ -22,10 +22,6 @@ from .checks import RemoteProbe
 from .target import Target
 
 
-def home_file(host: Host, name: str) -> Cmd:
-    return quote_path(host.at_home(name))
-
-
 def home_dir_cmd(host: Host) -> Cmd:
     """Make fabops' home on the host and set it to 0700, on every run that
     writes into it, not only the first: a home made 0755 by hand (or by an
@@ -36,10 +32,10 @@ def home_dir_cmd(host: Host) -> Cmd:
     return sh("( umask 077 && mkdir -p {home} ) && chmod 700 {own}", home=path(host.home), own=own)
 
 
-def read_home_json(c, host: Host, name: str) -> dict:
+def read_home_json(c, host: Host, where: str) -> dict:
     """A JSON object from fabops' home on the host ({} when it is missing,
     unreadable or not an object: state.json, the lock's holder record)."""
-    out = Target.of(c, host).output(sh("cat {f} 2>/dev/null", f=home_file(host, name)))
+    out = Target.of(c, host).output(sh("cat {f} 2>/dev/null", f=quote_path(where)))
     try:
         data = json.loads(out or "{}")
     except ValueError:
@@ -48,7 +44,7 @@ def read_home_json(c, host: Host, name: str) -> dict:
 
 
 def history_cmd(host: Host, n: int) -> Cmd:
-    return sh("tail -n {n} {f} 2>/dev/null || true", n=int(n), f=home_file(host, "history.jsonl"))
+    return sh("tail -n {n} {f} 2>/dev/null || true", n=int(n), f=quote_path(host.paths.history))
 
 
 def parse_history(output: str) -> List[dict]:
@@ -83,9 +79,9 @@ def status_cmd(host: Host) -> Cmd:
     if units:
         parts.append(sh("{m}; {cmd} 2>/dev/null", m=_marker("systemd"), cmd=systemd_status_cmd(units)))
     if procs:
-        parts.append(sh("{m}\n{cmd}", m=_marker("process"), cmd=process_status_cmd(host.at_home(), procs)))
-    parts.append(sh("{m}; cat {f} 2>/dev/null", m=_marker("state"), f=home_file(host, "state.json")))
-    parts.append(sh("{m}; tail -n 1 {f} 2>/dev/null", m=_marker("last"), f=home_file(host, "history.jsonl")))
+        parts.append(sh("{m}\n{cmd}", m=_marker("process"), cmd=process_status_cmd(host.paths.home, procs)))
+    parts.append(sh("{m}; cat {f} 2>/dev/null", m=_marker("state"), f=quote_path(host.paths.state)))
+    parts.append(sh("{m}; tail -n 1 {f} 2>/dev/null", m=_marker("last"), f=quote_path(host.paths.history)))
     parts.append(sh("{m}; git -C {app} rev-parse HEAD 2>/dev/null", m=_marker("head"), app=path(host.app.path)))
     parts.append(_marker("end"))
     return sh("{body}\n", body=lines(parts))
@@ -98,7 +94,7 @@ def parse_state(text: str, host: Host) -> dict:
     (FabopsError: exit 2, docs/errors.md)."""
     if not text.strip():
         return {}
-    where = host.at_home("state.json")
+    where = host.paths.state
     try:
         state = json.loads(text)
     except ValueError as exc:
@@ -165,7 +161,7 @@ def unpin_cmd(host: Host, wait: float = 10.0) -> Cmd:
     """Clear the pin under the host lock; prints the pin's old values as JSON
     (nothing when there is no state yet: nothing to unpin)."""
     return sh("[ -f {state} ] || exit 0; flock -w {wait} {lock} {merge}",
-              state=home_file(host, "state.json"), lock=home_file(host, "lock"), wait=f"{float(wait):g}",
+              state=quote_path(host.paths.state), lock=quote_path(host.paths.lock), wait=f"{float(wait):g}",
               merge=state_merge_cmd(host, {"pin": None, "pin_reason": None}))
 
 
@@ -209,7 +205,7 @@ def remote_lock_script(host: Host, info: dict) -> Cmd:
     Any other trigger (health, restore-env) is exit 4 for any holder."""
     from .host.queue import END_WAIT, EMERGENCY_TRIGGERS
 
-    lock = home_file(host, "lock")
+    lock = quote_path(host.paths.lock)
     if info.get("trigger") in EMERGENCY_TRIGGERS:
         request = json.dumps({"trigger": info.get("trigger"), "actor": info.get("actor"), "run_id": ""})[:-1]
         take = sh("if ! flock -n 9; then\n"
@@ -223,7 +219,7 @@ def remote_lock_script(host: Host, info: dict) -> Cmd:
                   "  else flock -n 9 || {{ cat {lock}; exit 4; }}\n"
                   "  fi\n"
                   "fi",
-                  lock=lock, request=request, end=home_file(host, "watch-end"), wait=f"{END_WAIT:g}")
+                  lock=lock, request=request, end=quote_path(host.paths.watch_end), wait=f"{END_WAIT:g}")
     else:
         # health --fix and restore-env never end another run's watch: any
         # holder is exit 4, as the host's own lock_waiter decides for them
@@ -246,7 +242,7 @@ def lock_holder_cmd(host: Host) -> Cmd:
     unreadable lock file is an error, not a holder."""
     return sh("[ -e {lock} ] || exit 0; flock -n -s -E 75 {lock} true; rc=$?; "
               "if [ $rc = 75 ]; then echo HELD; cat {lock}; elif [ $rc != 0 ]; then exit $rc; fi",
-              lock=home_file(host, "lock"))
+              lock=quote_path(host.paths.lock))
 
 
 def lock_holder(c, host: Host) -> dict:
@@ -434,13 +430,14 @@ def restart_dry_run(c, host: Host, service: Optional[str]) -> dict:
 # status_cmd, must not find their next line glued to its `}`).
 _STATE_MERGE_MAIN = r"""
 import json, os, sys
-home, updates, record = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+state, history, updates, record = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
+home = os.path.dirname(state)
 os.makedirs(home, mode=0o700, exist_ok=True)
 os.chmod(home, 0o700)
 if record:
-    fd = os.open(os.path.join(home, "history.jsonl"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    fd = os.open(history, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     os.write(fd, (record + "\n").encode()); os.fsync(fd); os.close(fd)
-before, _ = merge_state_file(os.path.join(home, "state.json"), updates)
+before, _ = merge_state_file(state, updates)
 print(json.dumps(before))
 """
 
@@ -454,7 +451,8 @@ def _state_merge_source() -> str:
 
 
 def state_merge_cmd(host: Host, updates: dict, record: Optional[dict] = None) -> Cmd:
-    return sh("python3 -c {script} {home} {updates} {record}", script=_state_merge_source(), home=path(host.at_home()),
+    return sh("python3 -c {script} {state} {history} {updates} {record}", script=_state_merge_source(),
+              state=path(host.paths.state), history=path(host.paths.history),
               updates=json.dumps(updates, default=str),
               record=json.dumps(record, sort_keys=True, default=str) if record else "")
 
@@ -476,7 +474,7 @@ class RemoteStore:
         self.host = host
 
     def load(self) -> dict:
-        return read_home_json(self.t, self.host, "state.json")
+        return read_home_json(self.t, self.host, self.host.paths.state)
 
     def update(self, updates: dict) -> None:
         self.t.run(state_merge_cmd(self.host, updates), "updating state.json")
@@ -485,6 +483,6 @@ class RemoteStore:
         return RemoteLock(self.t, self.host, info).__enter__()
 
     def log(self, line: str) -> None:
-        log_path = self.host.logs.get("health") or (self.host.at_home("health.log"))
+        log_path = self.host.logs.get("health") or (self.host.paths.health_log)
         self.t.run(sh("mkdir -p \"$(dirname {log})\" && printf '%s\\n' {line} >> {log}", log=path(log_path), line=line),
                    check=False)

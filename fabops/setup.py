@@ -141,7 +141,7 @@ def put_file(c, host: Host, path: str, content: str, *, mode: str, root: bool, v
             "{check}"
             "test -d {parent} || (umask 022 && mkdir -p {parent})\n"
             "install -m {mode} \"$T\" {dest}\n",
-            home=host_path(host.home), template=host_path(host.at_home(".setup.XXXXXXXX")), check=check,
+            home=host_path(host.home), template=host_path(host.paths.file(".setup.XXXXXXXX")), check=check,
             parent=host_path(posixpath.dirname(path)), mode=mode, dest=host_path(path))
     # the text on stdin: host.yml holds env values and check headers, and an
     # argv is what `ps` shows every user of the host (docs/security.md)
@@ -268,7 +268,7 @@ def launcher_text(host: Host, svc, home: str) -> str:
     fabops' venv, reads the .env as the unit's user and execs the command.
     The command is quoted for sh, the only program that reads this file."""
     env_file = posixpath.join(absolute(host.app.path, home), host.env_file)
-    python = absolute(host.at_home("venv", "bin", "python"), home)
+    python = absolute(host.paths.venv_bin("python"), home)
     # -I: the working directory (the checkout) is not on sys.path, so an app's
     # own fabops/ directory cannot stand in for the launcher; PYTHON* ignored
     exec_line = sh("exec {python} -I -m fabops.host.launch {env_file} {command}\n", python=python, env_file=env_file,
@@ -278,8 +278,8 @@ def launcher_text(host: Host, svc, home: str) -> str:
 
 
 def wrapper_text(host: Host, args: List[str]) -> str:
-    exec_line = sh("exec {fabops} {args} -i {config} \"$@\"\n", fabops=host_path(host.at_home("venv", "bin", "fabops")),
-                   args=list(args), config=host_path(host.at_home("host.yml")))
+    exec_line = sh("exec {fabops} {args} -i {config} \"$@\"\n", fabops=host_path(host.paths.venv_bin("fabops")),
+                   args=list(args), config=host_path(host.paths.host_yml))
     return f"#!/bin/sh\n# {MANAGED[2:]}\n# The legacy command, now the fabops equivalent on this host.\n{exec_line}"
 
 
@@ -456,7 +456,7 @@ def _env_file(run: _Setup) -> Items:
     values in its argv (docs/security.md)."""
     from .shell import env_file_text
 
-    yield run.file("env.sh", run.host.at_home("env.sh"), env_file_text(run.host.env), mode="0600", root=False,
+    yield run.file("env.sh", run.host.paths.env_sh, env_file_text(run.host.env), mode="0600", root=False,
                    secret=True)
 
 
@@ -473,10 +473,10 @@ def _host_yml(run: _Setup) -> Items:
     """The host's own settings, as the host reads them (0600 in a 0700 home)."""
     from .deploy import host_yml
 
-    home = run.host.at_home()
+    home = run.host.paths.home
     if not run.check:
         run.dt.run(sh("mkdir -p {home} && chmod 700 {home}", home=host_path(home)), "making fabops' directory")
-    yield run.file("host.yml", run.host.at_home("host.yml"), run.host_yml_text or host_yml(run.host), mode="0600",
+    yield run.file("host.yml", run.host.paths.host_yml, run.host_yml_text or host_yml(run.host), mode="0600",
                    root=False, secret=True)
 
 
@@ -487,7 +487,7 @@ def _crontab(run: _Setup) -> Items:
     old_tab = read_crontab(t)
     new_tab = apply_block(old_tab, host.app.name, render_block(host, splay=run.splay))
     begin = f"# >>> fabops {host.app.name} >>>"
-    saved = host.at_home("crontab.before-fabops")
+    saved = host.paths.file("crontab.before-fabops")
     legacy = [ln for ln in _outside_block(old_tab, host.app.name) if ln.strip() and not ln.lstrip().startswith("#")
               and LEGACY_CRON.search(ln)]
     if legacy:
@@ -722,7 +722,7 @@ def _logrotate(run: _Setup) -> Items:
     for other in others:
         if run.yes and not run.check:
             t.run(sh("sudo -n mv {other} {saved} 2>/dev/null || sudo -n mv {other} {disabled}", other=other,
-                     saved=host_path(host.at_home(posixpath.basename(other) + ".logrotate-before-fabops")),
+                     saved=host_path(host.paths.file(posixpath.basename(other) + ".logrotate-before-fabops")),
                      disabled=other + ".disabled-by-fabops"), f"moving {other} aside", argv=["mv", other])
             yield ItemResult("legacy logrotate", "changed", f"moved {other} aside (logrotate rejects duplicate entries)")
         else:
@@ -739,7 +739,7 @@ def _wrappers(run: _Setup) -> Items:
 
 def _first_run(run: _Setup) -> Items:
     """A checkout fabops has not seen yet: said, not an error."""
-    if not run.dt.ok(sh("test -f {state}", state=host_path(run.host.at_home("state.json")))):
+    if not run.dt.ok(sh("test -f {state}", state=host_path(run.host.paths.state))):
         yield ItemResult("state", "warning", "no fabops state yet: the first local-update adopts a healthy HEAD")
 
 

@@ -25,7 +25,7 @@ from typing import Any, Dict, Iterable, Optional, Union
 from invoke.exceptions import ThreadException
 
 from .errors import CommandFailed
-from .host.files import HostPaths
+from .paths import HostPaths
 from .shell import as_cmd, join, sudo as sudo_cmd, sudo_failure, with_env
 
 
@@ -64,7 +64,7 @@ class Target:
             return t
         t = cls(c, name=host.name, home=host.home)
         if not t.is_local:
-            t.env_file = HostPaths(posixpath.normpath(host.home)).env_sh
+            t.env_file = host.paths.env_sh
         return t
 
     def __repr__(self) -> str:
@@ -84,7 +84,7 @@ class Target:
     def paths(self) -> HostPaths:
         """fabops' own files there: expanded on this machine, ~/-relative over
         SSH (the host's shell expands them; quote with shell.path)."""
-        return HostPaths.for_home(self.home) if self.is_local else HostPaths(posixpath.normpath(self.home))
+        return HostPaths.for_home(self.home) if self.is_local else HostPaths.as_spelled(self.home)
 
     def local_path(self, path: str) -> Optional[str]:
         """`path` as this machine sees it (expanded, absolute), when the

@@ -255,12 +255,32 @@ def test_every_problem_inside_one_service_is_reported(tmp_path):
     assert "http:// or https://" in dict(info.value.problems)["hosts.a.services[0].check.url"]
 
 
-def test_at_home_is_the_one_way_to_a_path_in_fabops_home():
+def test_host_paths_are_the_one_way_to_a_file_in_fabops_home():
+    """fabops/paths.py spells every file of the home; nothing else names
+    them (#23: the names appeared as literals 15 times, and Host.at_home
+    was a second way)."""
+    import re
+
     from fabops import inventory
+    from fabops.paths import HostPaths
 
     host = inventory.loads("hosts:\n  h: {address: h, app: {path: /srv/app}, home: '~/.fabops/app/'}\n", "x.yml").hosts["h"]
-    assert host.at_home() == "~/.fabops/app"
-    assert host.at_home("runs", "r1.out") == "~/.fabops/app/runs/r1.out"
+    assert host.paths.home == "~/.fabops/app" and host.paths.state == "~/.fabops/app/state.json"
+    assert host.paths.run_file("r1", "out") == "~/.fabops/app/runs/r1.out"
+    assert host.paths.venv_bin("fabops") == "~/.fabops/app/venv/bin/fabops"
+    assert HostPaths.as_spelled("/").home == "/" and HostPaths.as_spelled("/srv/x//").home == "/srv/x"
+    assert not hasattr(host, "at_home")
+    names = ("state.json", "history.jsonl", "metrics.jsonl", "watch-end", "env.sh", "host.yml", "update.log",
+             "health.log", "cron.log")
+    found = []
+    for p in (ROOT / "fabops").rglob("*.py"):
+        if p.name == "paths.py":
+            continue
+        for n, line in enumerate(p.read_text().splitlines(), 1):
+            # a path built from a name: join(..., "state.json") or "/state.json"
+            if re.search(r'(join\([^)]*|/)(%s)"' % "|".join(re.escape(x) for x in names), line):
+                found.append(f"{p.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert not found, found
     source = "\n".join(p.read_text() for p in (ROOT / "fabops").rglob("*.py") if p.name != "inventory.py")
     assert 'home.rstrip("/")' not in source and "home.rstrip('/')" not in source
 

@@ -232,7 +232,7 @@ def test_host_yml_goes_on_stdin_and_stays_private(ssh_host, conn, tmp_path):
     host = secret_host(ssh_host, tmp_path)
     text = deploy.host_yml(host)
     assert MARK in text  # the env value and the token are in the file...
-    config = host.at_home("runs", "r1.host.yml")
+    config = host.paths.run_file("r1", "host.yml")
     cmd = deploy.start_detached_cmd(host, "r1", ["true"], config)
     assert MARK not in cmd  # ...never in the command line the host's shell gets
     with ArgvWatch(MARK) as watch:
@@ -267,7 +267,7 @@ def test_the_inventorys_env_is_not_in_any_ssh_commands_argv(ssh_host, tmp_path):
     cxn = connect(host, inventory.load(str(tmp_path / "secret.yml")))
     try:
         t = Target.of(cxn, host)
-        put_file(t, host, host.at_home("env.sh"), env_file_text(host.env), mode="0600", root=False)
+        put_file(t, host, host.paths.env_sh, env_file_text(host.env), mode="0600", root=False)
         out = t.run(raw("ps -ww -eo args=; true"), "listing the host's processes").stdout
         key = next(iter(host.env))
         assert MARK in t.run(raw(f'printf %s "${key}"'), "the env still reaches the command").stdout

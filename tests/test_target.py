@@ -154,7 +154,7 @@ def test_the_inventorys_env_reaches_every_ssh_command_quoted(ssh_host, tmp_path)
     try:
         t = Target.of(cxn, host)
         assert t.run(raw('printf %s "${NODE_OPTIONS-unset}"'), "before env.sh").stdout == "unset"
-        put_file(t, host, host.at_home("env.sh"), env_file_text(host.env), mode="0600", root=False)
+        put_file(t, host, host.paths.env_sh, env_file_text(host.env), mode="0600", root=False)
         assert t.run(raw('printf %s "$NODE_OPTIONS"'), "reading the env").stdout == value
         assert t.run(raw('printf %s "$NODE_OPTIONS|$Y"'), "with a call's env too", env={"Y": "a b"}).stdout \
             == value + "|a b"

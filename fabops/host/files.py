@@ -1,73 +1,11 @@
-"""Durable little files: atomic replace, fsynced appends, private dirs."""
+"""Durable little files: atomic replace, fsynced appends, private dirs.
+Their names are fabops/paths.py's HostPaths."""
 from __future__ import annotations
 
 import json
 import os
 import tempfile
-from dataclasses import dataclass
 from typing import Any, Iterator, List
-
-
-@dataclass(frozen=True)
-class HostPaths:
-    """Where fabops keeps its own state on a host (docs/architecture.md, "Host layout")."""
-
-    home: str  # already expanded
-
-    @classmethod
-    def for_home(cls, home: str) -> "HostPaths":
-        return cls(os.path.abspath(os.path.expanduser(home)))
-
-    @property
-    def lock(self) -> str:
-        return os.path.join(self.home, "lock")
-
-    @property
-    def state(self) -> str:
-        return os.path.join(self.home, "state.json")
-
-    @property
-    def history(self) -> str:
-        return os.path.join(self.home, "history.jsonl")
-
-    @property
-    def runs(self) -> str:
-        return os.path.join(self.home, "runs")
-
-    @property
-    def host_yml(self) -> str:
-        return os.path.join(self.home, "host.yml")
-
-    @property
-    def env_sh(self) -> str:
-        """The inventory's env as quoted exports (shell.env_file_text)."""
-        return os.path.join(self.home, "env.sh")
-
-    @property
-    def venv(self) -> str:
-        return os.path.join(self.home, "venv")
-
-    @property
-    def services(self) -> str:
-        """pidfiles and logs of the `process` service manager."""
-        return os.path.join(self.home, "services")
-
-    @property
-    def metrics(self) -> str:
-        return os.path.join(self.home, "metrics.jsonl")
-
-    @property
-    def watch_end(self) -> str:
-        """A rollback's, reset's or restart's request that the run watching
-        now end its watch (host/queue.py)."""
-        return os.path.join(self.home, "watch-end")
-
-    @property
-    def update_log(self) -> str:
-        return os.path.join(self.home, "update.log")
-
-    def run_events(self, run_id: str) -> str:
-        return os.path.join(self.runs, f"{run_id}.jsonl")
 
 
 def ensure_dir(path: str, mode: int = 0o700) -> str:

@@ -63,7 +63,7 @@ class LocalStore:
     """state.json, the lock and the health log, on this machine (cron)."""
 
     def __init__(self, host: Host):
-        from .files import HostPaths
+        from ..paths import HostPaths
 
         self.host = host
         self.paths = HostPaths.for_home(host.home)
@@ -86,7 +86,7 @@ class LocalStore:
     def log(self, line: str) -> None:
         from .files import append_line
 
-        path = self.host.logs.get("health") or os.path.join(self.paths.home, "health.log")
+        path = self.host.logs.get("health") or self.paths.health_log
         try:
             append_line(path, line, fsync=False)
         except OSError:

@@ -15,7 +15,8 @@ from typing import Callable, List, Optional
 
 from .. import errors
 from ..inventory import Host
-from .files import HostPaths, append_json, append_line
+from ..paths import HostPaths
+from .files import append_json, append_line
 from .state import State
 
 RESULT_CODES = {

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
 from ..inventory import Host, Service
+from ..paths import HostPaths
 from ..shell import Cmd, lines, path, raw, sh, sudo
 from ..target import Target
 
@@ -115,8 +116,8 @@ alive() {
 
 
 def _svc_files(home: str, name: str):
-    base = posixpath.join(home, "services")
-    return base, posixpath.join(base, f"{name}.pid"), posixpath.join(base, f"{name}.log")
+    paths = HostPaths(home)
+    return paths.services, paths.service_pid(name), paths.service_log(name)
 
 
 _SHELL_KEYWORDS = {"trap", "set", "cd", "export", "if", "for", "while", "until", "case", "exec", ".", "source", "eval", "{", "("}

@@ -129,7 +129,7 @@ def stop_holder(c, host: Host, holder: dict) -> None:
     Target.of(c, host).run(sh("kill -TERM -- -{pid} 2>/dev/null || kill -TERM {pid} 2>/dev/null; "
                               "i=0; while ! flock -n {lock} true && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; "
                               "flock -n {lock} true || {{ kill -KILL -- -{pid} 2>/dev/null || kill -KILL {pid}; }}",
-                              pid=pid, lock=path(host.at_home("lock"))), check=False)
+                              pid=pid, lock=path(host.paths.lock)), check=False)
 
 
 def reset(c, host: Host, plan: ResetPlan, actor: str, force: bool = False, progress=None) -> ResetResult:
@@ -210,4 +210,4 @@ def reset(c, host: Host, plan: ResetPlan, actor: str, force: bool = False, progr
 def _remote_holder(c, host: Host) -> dict:
     from ..remote import read_home_json
 
-    return read_home_json(c, host, "lock")
+    return read_home_json(c, host, host.paths.lock)

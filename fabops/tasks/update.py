@@ -46,7 +46,7 @@ def local_update(
 ):
     """Converge this host on its branch: fetch, gate, restart, roll back on failure (cron's entry point)."""
     from ..host.events import EventLog, new_run_id
-    from ..host.files import HostPaths
+    from ..paths import HostPaths
     from ..host.pipeline import UpdateOptions
     from ..host.update import run_update
 
@@ -101,7 +101,8 @@ def _with_config(host, install_config):
 
     new_inv = load(install_config)
     new_host = new_inv.select(host.name)[0]
-    from ..host.files import HostPaths, atomic_write
+    from ..host.files import atomic_write
+    from ..paths import HostPaths
 
     with open(install_config, encoding="utf-8") as fh:
         text = fh.read()

@@ -1,0 +1,119 @@
+"""fabops' home on a host, and every file in it: the one place their names
+are spelled (docs/architecture.md, "Host layout").
+
+`HostPaths(home)` names them as the home is given: on the host itself
+(the pipeline, cron) an absolute path (`for_home` expands it); over SSH as
+hosts.yml spells it, a leading ~/ kept for the host's shell (quote with
+shell.path). Host paths are POSIX whatever runs this. Standard library
+only: the host side imports it (its cron path runs Python 3.9)."""
+from __future__ import annotations
+
+import os
+import posixpath
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class HostPaths:
+    home: str
+
+    @classmethod
+    def for_home(cls, home: str) -> "HostPaths":
+        """On this machine: the home expanded and absolute."""
+        return cls(os.path.abspath(os.path.expanduser(home)))
+
+    @classmethod
+    def as_spelled(cls, home: str) -> "HostPaths":
+        """Over SSH: the home as hosts.yml spells it, normalised (a trailing
+        slash dropped, a leading ~/ kept for the host's shell)."""
+        return cls(posixpath.normpath(home) if home.strip("/") else "/")
+
+    def file(self, *parts: str) -> str:
+        """A path under the home (the named ones below are preferred)."""
+        return posixpath.join(self.home, *parts)
+
+    # ---- state and history
+    @property
+    def lock(self) -> str:
+        return self.file("lock")
+
+    @property
+    def state(self) -> str:
+        return self.file("state.json")
+
+    @property
+    def history(self) -> str:
+        return self.file("history.jsonl")
+
+    @property
+    def metrics(self) -> str:
+        return self.file("metrics.jsonl")
+
+    @property
+    def watch_end(self) -> str:
+        """A rollback's, reset's or restart's request that the run watching
+        now end its watch (host/queue.py)."""
+        return self.file("watch-end")
+
+    @property
+    def runs(self) -> str:
+        return self.file("runs")
+
+    def run_file(self, run_id: str, suffix: str) -> str:
+        """A run's own file: its events (jsonl), its settings (host.yml,
+        dry-run.yml), its output (out)."""
+        return posixpath.join(self.runs, f"{run_id}.{suffix}")
+
+    def run_events(self, run_id: str) -> str:
+        return self.run_file(run_id, "jsonl")
+
+    # ---- settings and fabops itself
+    @property
+    def host_yml(self) -> str:
+        return self.file("host.yml")
+
+    @property
+    def env_sh(self) -> str:
+        """The inventory's env as quoted exports (shell.env_file_text)."""
+        return self.file("env.sh")
+
+    @property
+    def venv(self) -> str:
+        return self.file("venv")
+
+    def venv_bin(self, name: str) -> str:
+        return posixpath.join(self.venv, "bin", name)
+
+    @property
+    def dist(self) -> str:
+        """Wheels uploaded for the install (install.py)."""
+        return self.file("dist")
+
+    # ---- logs
+    @property
+    def update_log(self) -> str:
+        return self.file("update.log")
+
+    @property
+    def health_log(self) -> str:
+        return self.file("health.log")
+
+    @property
+    def cron_log(self) -> str:
+        return self.file("cron.log")
+
+    def log(self, source: str) -> str:
+        """The log of `source` (update, health, cron) when hosts.yml names none."""
+        return self.file(f"{source}.log")
+
+    # ---- the `process` service manager
+    @property
+    def services(self) -> str:
+        """pidfiles and logs of the `process` service manager."""
+        return self.file("services")
+
+    def service_pid(self, name: str) -> str:
+        return posixpath.join(self.services, f"{name}.pid")
+
+    def service_log(self, name: str) -> str:
+        return posixpath.join(self.services, f"{name}.log")
