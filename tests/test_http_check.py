@@ -4,10 +4,14 @@ agentless path (a shell runs that file's source with the host's python3,
 the check on stdin), against a real local server, with proxy variables set
 that both must ignore (docs/architecture.md, "The HTTP check")."""
 import http.server
+import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from invoke import Context
@@ -201,8 +205,9 @@ def tls_server(tmp_path):
     import ssl
     import subprocess
 
-    if not shutil.which("openssl"):
-        pytest.skip("no openssl(1) to make a certificate")
+    from tests.conftest import require
+
+    require(bool(shutil.which("openssl")), "no openssl(1) to make a certificate (.ci/run installs it)")
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
                     "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
@@ -250,3 +255,44 @@ def test_a_malformed_spec_is_no_answer_and_the_next_check_still_runs(servers):
     assert got[1][0] is None and got[1][1].startswith("no answer (TypeError")
     assert got[2][:2] == (None, "no answer (a header holds a line break or a NUL)")
     assert got[3][:2] == (200, "HTTP 200")
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("http://admin:S3CRET@127.0.0.1:1/health", "http://***@127.0.0.1:1/health"),
+    ("https://tok3n@api.local/x?y=1", "https://***@api.local/x?y=1"),
+    ("http://127.0.0.1:3000/health", "http://127.0.0.1:3000/health"),
+    ("http://127.0.0.1:1/a@b", "http://127.0.0.1:1/a@b"),  # an @ in the path is no credential
+])
+def test_a_url_is_shown_without_its_credentials(url, shown):
+    from fabops.host import httpcheck
+
+    assert httpcheck.shown(url) == shown
+
+
+def test_a_failed_gate_never_prints_the_checks_credentials():
+    """The gate's message goes to history, the update log, notifications
+    and the CI summary (review of #23: it printed user:pass@)."""
+    from fabops.host.readiness import _Gate
+    from fabops.inventory import Service
+
+    check = Check(url=f"http://admin:S3CRET@127.0.0.1:{closed_port()}/h", timeout=0.2)
+    svc = Service(name="api", manager="process", command="true", check=check)
+    said = []
+
+    class Up:
+        def status(self, services):
+            return {s.name: type("St", (), {"active": True, "pid": 1, "state": "active"})() for s in services}
+
+    gate = _Gate(Up(), svc, 0.3, said.append, time.monotonic, time.sleep, LocalProbe())
+    gate.pid = 1
+    failed = gate.answering()
+    assert failed is not None and "***@127.0.0.1" in failed.message and "S3CRET" not in failed.message, failed
+
+
+def test_a_line_that_is_not_an_object_spoils_only_its_own_check(servers):
+    app, _ = servers
+    good = json.dumps({"url": app.url + "/ok", "method": "GET", "headers": {}, "body": None, "timeout": 2})
+    r = subprocess.run([sys.executable, "-I", "-S", "-c", Path(httpcheck.__file__).read_text()],
+                       input=("[1]\n" + good + "\n").encode() + b"\xff\n", capture_output=True, timeout=30)
+    lines = r.stdout.decode().splitlines()
+    assert r.returncode == 0 and lines[0].startswith("0 ") and lines[1].startswith("200 "), (lines, r.stderr)

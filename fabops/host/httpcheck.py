@@ -139,6 +139,19 @@ def _exchange(s: dict, deadline: float):
     return None
 
 
+def shown(url: str) -> str:
+    """The URL as fabops prints it: `user:pass@` (or a token as the user
+    part) replaced by `***@`. Messages reach history, logs, notifications
+    and the CI summary; the URL may carry a secret (docs/security.md)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    if "@" not in authority:
+        return url
+    return "%s://***@%s%s%s" % (scheme, authority.rpartition("@")[2], slash, path)
+
+
 def result_line(result) -> str:
     """One check's result as the agentless path prints it: status (0 for
     none), latency, detail."""
@@ -164,12 +177,12 @@ def main() -> None:
     import json
     import sys
 
-    for line in sys.stdin.buffer.read().decode("utf-8").splitlines():
+    for line in sys.stdin.buffer.read().decode("utf-8", "replace").splitlines():
         if line.strip():
             try:
                 s = json.loads(line)
                 s = {k: s.get(k) for k in _SENT}
-            except ValueError:
+            except (ValueError, AttributeError):  # not JSON, or not an object: this check only
                 print(result_line((None, "no answer (unreadable check)", 0.0)), flush=True)
                 continue
             print(result_line(request(s)), flush=True)

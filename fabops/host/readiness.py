@@ -169,16 +169,16 @@ class _Gate:
             if same is not None and same_count >= check.fail_count and clock() - same_since >= check.fail_window:
                 return self.result(
                     False, "http",
-                    f"{svc.name}: {check.method} {check.url} gave HTTP {same} {same_count} times in a row over "
+                    f"{svc.name}: {check.method} {httpcheck.shown(check.url)} gave HTTP {same} {same_count} times in a row over "
                     f"{clock() - same_since:.0f} s, expected {check.expect}: a deterministic failure, not a slow start",
                     self.pid, status,
                 )
             if clock() >= self.deadline:
-                return self.result(False, "http", f"{svc.name}: {check.method} {check.url} gave {detail}, "
+                return self.result(False, "http", f"{svc.name}: {check.method} {httpcheck.shown(check.url)} gave {detail}, "
                                                   f"expected {check.expect}", self.pid, status)
             self.sleep(min(BACKOFF[min(attempt, len(BACKOFF) - 1)], max(0.0, self.deadline - clock())))
             attempt += 1
-        self.say(f"{svc.name} check {check.method} {check.url}: HTTP {status}")
+        self.say(f"{svc.name} check {check.method} {httpcheck.shown(check.url)}: HTTP {status}")
         return None
 
     def settled(self, settle: float) -> Readiness:
