@@ -1,6 +1,7 @@
 """`inv monitor` and `inv logs`: look at hosts from the laptop (agentless)."""
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -404,17 +405,24 @@ def _quiet_keyboard():
         import termios
 
         fd = sys.stdin.fileno()
+        # only the terminal's foreground job may change its settings: a
+        # `monitor --watch &` doing so is stopped by the kernel (SIGTTOU)
+        if os.tcgetpgrp(fd) != os.getpgrp():
+            raise OSError("not the terminal's foreground job")
         saved = termios.tcgetattr(fd)
-    except Exception:  # noqa: BLE001 - no terminal on stdin (or no termios): nothing to quiet
+        quiet = list(saved)
+        quiet[3] &= ~(termios.ECHO | getattr(termios, "ECHOCTL", 0))  # lflag; ECHOCTL is not everywhere
+        termios.tcsetattr(fd, termios.TCSANOW, quiet)
+    except Exception:  # noqa: BLE001 - no terminal (or no termios, or in the background): nothing to quiet
         yield
         return
-    quiet = list(saved)
-    quiet[3] &= ~(termios.ECHO | termios.ECHOCTL)  # lflag
-    termios.tcsetattr(fd, termios.TCSANOW, quiet)
     try:
         yield
     finally:
-        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        try:
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        except (OSError, termios.error):  # the terminal went away, or a signal cut the drain short
+            pass
 
 
 def _follow_until_interrupted(follow):
