@@ -54,11 +54,17 @@ def test_a_first_save_writes_every_key(tmp_path):
     assert read(path) == json.loads(State(last_result="noop").to_json())
 
 
-def test_a_corrupt_file_starts_over(tmp_path):
+def test_a_corrupt_file_starts_over_and_is_kept_aside(tmp_path):
     path = tmp_path / "state.json"
-    path.write_text("{not json")
+    path.write_text('{"deployed": "a", "pin": "a",')  # a hand edit's typo
     before, after = merge_state_file(str(path), {"deployed": "d" * 40})
     assert after == {"deployed": "d" * 40}
+    kept = list(tmp_path.glob("state.json.corrupt-*"))
+    assert len(kept) == 1 and kept[0].read_text() == '{"deployed": "a", "pin": "a",'  # nothing lost
+    path.write_text("[1, 2]")  # JSON, but not an object
+    merge_state_file(str(path), {"deployed": "e" * 40})
+    assert sorted(p.read_text() for p in tmp_path.glob("state.json.corrupt-*")) == [
+        "[1, 2]", '{"deployed": "a", "pin": "a",']
 
 
 def _bump(path: str, key: str, n: int) -> None:

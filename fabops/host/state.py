@@ -97,9 +97,17 @@ def merge_state_file(path, updates, defaults=None):
         try:
             with open(path, encoding="utf-8") as fh:
                 state = json.load(fh)
-        except (OSError, ValueError):  # none yet, or corrupt: start over (as load_state)
+        except OSError:  # none yet
             state = {}
+        except ValueError:
+            state = None
         if not isinstance(state, dict):
+            # corrupt (a hand edit's typo): start over, as load_state does,
+            # but never without a copy: the bytes move aside first
+            import time
+
+            if state is None or os.path.exists(path):
+                os.replace(path, "%s.corrupt-%d" % (path, time.time_ns()))
             state = {}
         before = {k: state.get(k) for k in updates}
         for key, value in (defaults or {}).items():
