@@ -10,8 +10,10 @@ the connection). Nagios codes: 0 OK, 1 recovered by --fix, 2 CRITICAL,
   the failing services and polls readiness (no fixed sleeps), then checks
   again.
 - After 3 automatic restarts in an hour it stops restarting and notifies once.
-- It notifies on state change only: down once, recovered once.
-- Every run appends one line to the health log.
+- With --fix (cron's line) it notifies on state change only, down once,
+  recovered once, and appends one line to the health log.
+- Without --fix it is a read: it reports, and records, notifies and logs
+  nothing.
 
 Decide, then act (docs/architecture.md, "Plans"): a run gathers facts
 (the look, state.json, the lock when --fix would restart), asks
