@@ -137,7 +137,20 @@ def local_context(host: Host):
     require_linux(host)
     overrides = run_overrides(host)
     overrides["runners"] = {"local": _timeout_runner(Local)}
-    return Context(config=Config(overrides=overrides))
+    return Context(config=fabops_config(Config, overrides))
+
+
+def fabops_config(kind, overrides: dict):
+    """Invoke's (or Fabric's) Config with fabops' overrides and nothing
+    else: lazy, so no /etc/invoke.yaml, ~/.invoke.yaml, ~/.fabric.yaml or
+    INVOKE_* variable changes what fabops' own commands do (a `run: {dry:
+    true}` there made status read nothing and deploy abort). fabops' settings
+    are hosts.yml's. Fabric's ssh_config is still read: it is the SSH
+    client's, not Invoke's."""
+    config = kind(overrides=overrides, lazy=True)
+    if hasattr(config, "load_ssh_config"):
+        config.load_ssh_config()
+    return config
 
 
 def connect(
@@ -161,7 +174,7 @@ def connect(
     overrides["timeouts"] = {"command": command_timeout()}
     overrides["runners"] = {"remote": _timeout_runner(Remote)}
     keys = _HostKeys(host.name, inventory.known_hosts if inventory else None, accept_new)
-    opener = _Opener(Config(overrides=overrides), timeout, keys)
+    opener = _Opener(fabops_config(Config, overrides), timeout, keys)
     cxn = opener.connection(host.address, user=host.user, port=host.port,
                             key_filename=os.path.expanduser(host.identity_file) if host.identity_file else None)
     cxn.gateway = opener.gateway(cxn)

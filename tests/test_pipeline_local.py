@@ -598,3 +598,23 @@ def test_no_watch_on_a_local_host_returns_at_the_gate_and_the_run_watches_on(san
     r = run_cli("deploy", "-i", str(sandbox.inventory), "--attach", "20990101T000000-abcdef")
     assert r.returncode == 64 and "no run 20990101T000000-abcdef on this host" in r.stderr, r.stdout + r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_an_invoke_config_file_changes_nothing_fabops_runs(sandbox, tmp_path):
+    """~/.invoke.yaml's `run: {dry: true}` made status read nothing and a
+    deploy abort (review of #24): fabops' contexts load no Invoke or Fabric
+    config file; its settings are hosts.yml's."""
+    import os
+
+    home = tmp_path / "user-home"
+    home.mkdir()
+    (home / ".invoke.yaml").write_text("run:\n  dry: true\n  echo: true\n")
+    env = dict(os.environ, HOME=str(home))
+    code, res = sandbox.result()
+    assert (code, res["result"]) == (0, "deployed"), res
+    v2 = sandbox.origin.good("2")
+    r = sandbox.update(env=env)
+    assert r.returncode == 0 and one(r.stdout)["to"] == v2, r.stdout + r.stderr
+    st = run_cli("status", "-i", str(sandbox.inventory), "--json", env=env)
+    assert st.returncode == 0, st.stdout + st.stderr
+    assert v2 in st.stdout, st.stdout

@@ -48,6 +48,7 @@ def local_update(
     from ..host.events import EventLog, new_run_id
     from ..paths import HostPaths
     from ..host.pipeline import UpdateOptions
+    from ..connection import local_context
     from ..host.update import run_update
 
     inv, host = _host_for_local(inventory, hosts)
@@ -76,7 +77,8 @@ def local_update(
     events = EventLog(paths.run_events(opts.run_id) if run_id else None, listeners)
     events.start_heartbeat()
     try:
-        result = run_update(c, _with_config(host, install_config), opts, events, dry_run=dry_run)
+        # fabops' own context, not Invoke's (which read ~/.invoke.yaml)
+        result = run_update(local_context(host), _with_config(host, install_config), opts, events, dry_run=dry_run)
     finally:
         events.close()
     if json:
