@@ -576,6 +576,10 @@ def test_debug_is_fabops_commands_and_tracebacks_not_invokes_parser_log(program,
     quiet = subprocess.run(cmd + ["ping", "-H", "local", "-i", str(ROOT / "hosts.yml")], cwd=tmp_path,
                            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
     assert quiet.returncode == 0 and "debug" not in quiet.stderr, quiet.stderr
+    # after the task name, as README lists it beside -H: the same (it was ignored)
+    after = subprocess.run(cmd + ["ping", "-H", "local", "-i", str(ROOT / "hosts.yml"), "--debug"], cwd=tmp_path,
+                           capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
+    assert after.returncode == 0 and "fabops: debug: local: " in after.stderr, after.stderr
 
 
 def test_debug_is_this_command_lines_not_an_earlier_runs(capsys):

@@ -136,6 +136,7 @@ class TaskProgram(Program):
         except BrokenPipeError:  # `--help | head`
             quiet_closed_pipe()
         self.refuse_core_flags()
+        take_debug(self, after_tasks=True)  # --debug after the task name counts too
 
     def refuse_core_flags(self) -> None:
         """A core flag of REFUSED_CORE on the command line of a fabops task is
@@ -250,16 +251,19 @@ def _spelled(arg) -> str:
     return "/".join(["--" + n for n in longs] + ["-" + n for n in shorts])
 
 
-def take_debug(program: Program) -> None:
+def take_debug(program: Program, after_tasks: bool = False) -> None:
     """`--debug` means fabops' debugging (DEBUG_GIVEN), not Invoke's DEBUG
     logging: `fabops` clears the flag before Invoke acts on it; under `inv`,
     Invoke has turned its logging on before the task tree loads, so it is
-    turned off again here (a few lines of Invoke's loader come first)."""
+    turned off again here (a few lines of Invoke's loader come first).
+    `after_tasks`: the second look, once Invoke has merged the core flags
+    given after a task name (`inv ping -H local --debug`) into its core."""
     if getattr(program, "core", None) is None:
         return  # a program that has parsed nothing yet: the tree imported from Python
     # this command line's answer, either way: a program run twice in one
     # process (tests, an embedding) must not keep an earlier run's --debug
-    DEBUG_GIVEN[0] = bool(program.args.debug.value)
+    given = bool(program.args.debug.value)
+    DEBUG_GIVEN[0] = (DEBUG_GIVEN[0] or given) if after_tasks else given
     if not DEBUG_GIVEN[0]:
         return
     program.args.debug.value = False
