@@ -52,15 +52,16 @@ def demo(c, dir=None, keep=False, inventory=None):
                   f"`inv monitor -i {result.inventory} -H local` looks at it")
     if keep:
         # The last line, where a person looks once the narration ends: what
-        # is left running and the two ways to stop it (the next `inv demo`
-        # stops it by its pidfile before it rebuilds the sandbox).
+        # is left running and how to stop it (the next `inv demo` stops it
+        # by its pidfile before it rebuilds the sandbox).
         again = "`inv demo" + (f" -i {inventory}" if inventory else "") + (f" --dir {dir}" if dir else "") + "`"
         if result.kept:
             apps = ", ".join(f"{name} (pid {pid}, port {port})" for name, pid, port in result.kept)
-            kills = " ".join(f"-{pid}" for _, pid, _ in result.kept)
-            # `kill -- -PID`: the whole process group, as the back end's stop
-            # does; kept short so that, without --dir, it fits 80 columns
-            say(f"still running: {literal(apps)}; stop: `kill -- {kills}` or {literal(again)}")
+            # the next demo stops the app by its pidfile, wherever a deploy
+            # or restart has moved it since (a `kill -- -PID` printed here
+            # went stale after the first deploy, and could then signal a
+            # stranger that got the number)
+            say(f"still running: {literal(apps)}; stop: {literal(again)}")
         else:
             out.print("nothing was left running")
     finish(errors.OK if result.ok else errors.FAILED)
