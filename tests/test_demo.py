@@ -144,7 +144,7 @@ def test_after_demo_keep_deploy_and_logs_on_local_see_the_demos_runs(tmp_path):
         assert "fabops local-update --trigger cron -i " in r.stdout, r.stdout
         # the way to stop it names this inventory: a bare `inv demo` here
         # would read another hosts.yml and build another sandbox
-        assert r.stdout.rstrip().endswith(f" or `inv demo -i {inv}`"), r.stdout[-300:]
+        assert r.stdout.rstrip().endswith(f"; stop: `inv demo -i {inv}`"), r.stdout[-300:]
         runs = json.loads(run_cli("history", "-i", inv, "-H", "local", "--json").stdout)["hosts"]["local"]
         assert [(x["trigger"], x["result"]) for x in runs] == [
             ("deploy", "deployed"), ("cron", "deployed"), ("deploy", "rolled_back")], runs
