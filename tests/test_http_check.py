@@ -108,8 +108,10 @@ def test_the_proxy_variables_are_live(servers):
     """The negative control: with these variables a client that honours
     them goes through the proxy, so the test below can fail."""
     app, proxy = servers
+    # an opener of its own: urlopen's is process-wide, and an earlier test
+    # in the same run may have installed one without proxies
     with pytest.raises(urllib.error.HTTPError) as err:
-        urllib.request.urlopen(app.url + "/ok", timeout=5)
+        urllib.request.build_opener().open(app.url + "/ok", timeout=5)
     assert err.value.code == 599 and proxy.got == [app.url + "/ok"]
 
 

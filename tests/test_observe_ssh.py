@@ -22,7 +22,8 @@ pytestmark = [pytest.mark.ssh, pytest.mark.usefixtures("cpu_hog")]
 @pytest.fixture
 def deployed(ssh_host, tmp_path, deploy_env):
     app = RemoteApp(ssh_host, tmp_path)
-    assert app.deploy_json()[0] == 0
+    code, res = app.deploy_json()
+    assert code == 0, res  # the run's result and steps: why, when it is not
     return app
 
 
