@@ -142,7 +142,7 @@ class Pipeline:
         except LockedError as exc:
             self.res.result = "locked"
             self.res.message = exc.message
-        except (_Abort, FabopsError, OSError) as exc:  # a dry run, or the lock itself
+        except (_Abort, FabopsError, OSError) as exc:  # a planned stop, or the lock itself
             self._take_failure(exc)
         self.res.duration = time.monotonic() - self.rec.started
         self._sample()

@@ -127,7 +127,10 @@ def merge_state_file(path, updates, defaults=None):
             except OSError:
                 pass
             raise
-        os.fsync(dfd)
+        try:
+            os.fsync(dfd)  # the rename made durable; as atomic_write, a filesystem that refuses is no error
+        except OSError:
+            pass
         return before, state
     finally:
         os.close(dfd)
