@@ -188,11 +188,12 @@ def test_every_internal_import_names_a_module_that_exists(name):
 
 
 # Decide once, then act (docs/architecture.md, "Plans"): what a run does is
-# host/plan.py's; a dry run renders that plan (host/dry_run.py) and
-# host/update.py picks which of the two runs (a Pipeline's options cannot
-# ask it to plan; DryRun overrides what differs). No other host module may
-# branch on dry_run (health --fix plans with host/health.plan_health).
-DRY_RUN_HOMES = {"fabops/host/dry_run.py", "fabops/host/update.py"}
+# host/plan.py's; a dry run renders that plan, and host/dry_run.runner picks
+# which of the two runs (a Pipeline's options cannot ask it to plan; DryRun
+# overrides what differs). No other host module may branch on dry_run, not
+# even host/update.py, the entry that runs what runner picks (health --fix
+# plans with host/health.plan_health).
+DRY_RUN_HOMES = {"fabops/host/dry_run.py"}
 
 
 def dry_run_tests(path: Path):

@@ -26,6 +26,7 @@ from fabops import inventory
 from fabops.host.dry_run import actions
 from fabops.host.plan import FOLLOWERS, Facts, Health, Need, Opts, Plan, plan
 from fabops.host.state import State
+from fabops.host.would import Would
 
 NOW = 1_800_000_000.0
 HOST = inventory.loads("""
@@ -386,15 +387,16 @@ def test_what_a_dry_run_says_is_exactly_what_the_plan_writes(case):
     state, facts, opts = case
     got = settle(state, facts, opts)
     said = list(actions(HOST, got))
-    names = {(a, t) for a, t, _ in said}
+    assert all(isinstance(w, Would) for w in said), said
+    names = {(w.action, w.target) for w in said}
     assert bool(said) == got.writes or got.kind == "abort", (got, said)
     for name in got.services if got.kind in ("deploy", "restart") else ():
         assert ("restart", name) in names, (got, said)
-    for action, target, _ in said:
-        if action == "restart":
-            assert target in got.services and got.kind in ("deploy", "restart")
-        if action == "run":
-            assert target in [HOST.deps[i].run for i in got.rules]
+    for w in said:
+        if w.action == "restart":
+            assert w.target in got.services and got.kind in ("deploy", "restart")
+        if w.action == "run":
+            assert w.target in [HOST.deps[i].run for i in got.rules]
 
 
 @pytest.mark.parametrize("row, said", [
@@ -423,5 +425,5 @@ def test_ref_pins_and_the_dry_run_says_so(row, pin, said):
     st, facts, opts, _ = parse_row(row)
     got = plan(HOST, st, facts, opts)
     assert got.pin == pin, got
-    named = [(a, t) for a, t, _ in actions(HOST, got) if a == "pin"]
+    named = [(w.action, w.target) for w in actions(HOST, got) if w.action == "pin"]
     assert named == ([said] if said else []), named

@@ -2,8 +2,11 @@
 gathering and the real run's decision (host/plan.py), rendered instead of
 executed (docs/architecture.md, "Plans"). DryRun is a Pipeline that fetches
 into refs of its own, reads the lock holder without taking the lock, and
-writes nothing. Standard library only (the host's Python 3.9)."""
+writes nothing. `runner` is the one switch between the two (host/update.py).
+Standard library only (the host's Python 3.9)."""
 from __future__ import annotations
+
+from typing import Iterator, Type
 
 from .lock import peek_holder
 from .git import Git
@@ -12,6 +15,8 @@ from .plan import Facts, Plan
 from .queue import lock_verdict
 from .record import short
 from .state import load_state
+from .would import Would, as_json
+
 
 class DryRun(Pipeline):
     def _git(self) -> Git:
@@ -64,34 +69,41 @@ def render(host, p: Plan, facts: Facts, state, holder: dict) -> dict:
         "restart": list(p.services) if acts else [],
         "dirty": list(facts.local_changes), "pin": state.pin, "bad": p.target in state.bad,
         "problems": [p.message] if p.kind == "abort" else [], "lock": holder or None,
-        "would": [{"action": a, "target": t, "why": w} for a, t, w in actions(host, p)],
+        "would": as_json(actions(host, p)),
     }
 
 
-def actions(host, p: Plan):
-    """(action, target, why) for every write the plan makes, in order: the
-    one output shape of every dry run (`would`)."""
+def actions(host, p: Plan) -> Iterator[Would]:
+    """Every write the plan makes, in order, as the one output shape of
+    every dry run (`would`, host/would.py)."""
     if p.clear_pin:
-        yield "clear pin", "state.json", "a deploy without --ref follows the branch again"
+        yield Would("clear pin", "state.json", "a deploy without --ref follows the branch again")
     if p.adopt:
-        yield "adopt", short(p.adopt), "nothing recorded a deploy and HEAD is healthy"
+        yield Would("adopt", short(p.adopt), "nothing recorded a deploy and HEAD is healthy")
     if p.finishing:
-        yield "finish", str(p.finishing.get("run_id")), "a run was interrupted: it is finished first"
+        yield Would("finish", str(p.finishing.get("run_id")), "a run was interrupted: it is finished first")
     if p.kind == "hold":
-        yield "record" if p.notify else "note", "state.json", p.message
+        yield Would("record" if p.notify else "note", "state.json", p.message)
     elif p.kind == "abort":
-        yield "stop", "-", p.message
+        yield Would("stop", "-", p.message)
     elif p.kind == "restart":
         for name in p.services:
-            yield "restart", name, "down on the deployed commit"
+            yield Would("restart", name, "down on the deployed commit")
     elif p.kind == "deploy":
         if p.stash:
-            yield "stash", "local changes", "--stash: saved aside before the checkout"
-        yield "checkout", short(p.target), p.message
+            yield Would("stash", "local changes", "--stash: saved aside before the checkout")
+        yield Would("checkout", short(p.target), p.message)
         for i in p.rules:
-            yield "run", host.deps[i].run, "full converge" if p.full else "a file it watches changed"
+            yield Would("run", host.deps[i].run, "full converge" if p.full else "a file it watches changed")
         for name in p.services:
-            yield "restart", name, "full converge" if p.full else "its files changed"
+            yield Would("restart", name, "full converge" if p.full else "its files changed")
     if p.pin:
-        yield ("pin", short(p.pin), "--ref: cron stays on it until `inv unpin`"
-               + (" (once its gate and watch pass)" if p.kind == "deploy" else ""))
+        yield Would("pin", short(p.pin), "--ref: cron stays on it until `inv unpin`"
+                    + (" (once its gate and watch pass)" if p.kind == "deploy" else ""))
+
+
+def runner(dry_run: bool) -> Type[Pipeline]:
+    """The one place that tells a dry run from a real one (host/update.py
+    runs what this picks): a Pipeline's options cannot ask it to plan, so
+    no Pipeline can deploy what a dry run fetched."""
+    return DryRun if dry_run else Pipeline

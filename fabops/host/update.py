@@ -7,18 +7,15 @@ from typing import Optional
 
 from ..inventory import Host
 from ..shell import tune_runner
-from .dry_run import DryRun
+from .dry_run import runner
 from .events import EventLog
-from .pipeline import Pipeline, UpdateOptions
+from .pipeline import UpdateOptions
 from .record import RunResult
 
 
 def run_update(c, host: Host, opts: UpdateOptions, events: Optional[EventLog] = None,
                dry_run: bool = False) -> RunResult:
     """Run the pipeline on this host (with a local Context); with
-    `dry_run`, plan it and change nothing. The one place that tells a dry
-    run from a real one: the options a Pipeline is given cannot ask it to
-    plan, so no Pipeline can deploy what a dry run fetched."""
+    `dry_run`, plan it and change nothing (host/dry_run.runner picks which)."""
     tune_runner()
-    kind = DryRun if dry_run else Pipeline
-    return kind(c, host, opts, events).run()
+    return runner(dry_run)(c, host, opts, events).run()
