@@ -44,9 +44,13 @@ def health(c, hosts=None, fix=False, timeout=60.0, actor=None, quiet=False, dry_
 
     outcome = for_each_host(inventory, hosts, one, accept_new=accept_new, connect_timeout=connect_timeout)
     codes = [(r.value.code if r.ok else errors.UNREACHABLE) for r in outcome.results]
+    # A dry run that would write nothing says so, and why: a plain health
+    # is a read (#24: its dry run printed the check alone, as if --dry-run
+    # had done nothing)
+    nothing = (WOULD_NOTHING_FIX if fix else WOULD_NOTHING) if dry_run else ""
     if json:
         # Nagios: an unreachable host is UNKNOWN (3), whatever the error was
-        print_envelope([r if r.ok else _unknown(r) for r in outcome.results], lambda v: v.to_dict(),
+        print_envelope([r if r.ok else _unknown(r) for r in outcome.results], lambda v: _value(v, nothing),
                        code=errors.worst(codes))
     else:
         for r in outcome.results:
@@ -60,10 +64,25 @@ def health(c, hosts=None, fix=False, timeout=60.0, actor=None, quiet=False, dry_
             # progress), so the status word beside it (`OK ok`, `FAILED
             # would_restart`) only repeated it; --json keeps `status`.
             print_text(f"{r.host}: {errors.NAMES.get(r.value.code)}: {r.value.message}")
-            for line in lines(r.value.would or (), f"{r.host}: "):
+            for line in lines(r.value.would or (), f"{r.host}: ", none=nothing):
                 print_text(line)
     # Nagios: unreachable is UNKNOWN (3), whatever the error was
     finish(errors.worst(codes))
+
+
+WOULD_NOTHING = "would write nothing: a plain health only reads (health --fix --dry-run shows what --fix would do)"
+WOULD_NOTHING_FIX = "would write nothing"
+
+
+def _value(report, nothing: str) -> dict:
+    """A host's --json value; a dry run adds `dry_run` and, when its `would`
+    is empty, `note`: why it would write nothing."""
+    value = report.to_dict()
+    if nothing:
+        value["dry_run"] = True
+        if not value.get("would"):
+            value["note"] = nothing
+    return value
 
 
 def _unknown(result):
