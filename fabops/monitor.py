@@ -10,6 +10,7 @@ run the host's python3, host/httpcheck.py).
 from __future__ import annotations
 
 import json
+import posixpath
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -113,6 +114,10 @@ def monitor_script(host: Host, window: float = CPU_WINDOW) -> Cmd:
         parts.append(_section("http", http_check_cmd(raw('printf \'%s\\n\' "$FABOPS_IN" | '), len(checks))))
     parts.append(_section("state", sh("cat {f} 2>/dev/null", f=quote_path(host.paths.state))))
     parts.append(_section("last", sh("tail -n 1 {f} 2>/dev/null", f=quote_path(host.paths.history))))
+    # a corrupt state.json that a merge moved aside (host/state.py): its name
+    # says when, and its being there says that the deploy state was lost
+    parts.append(_section("aside", sh('for f in {p}*; do [ -e "$f" ] && echo "${{f##*/}}"; done; true',
+                                      p=path(host.paths.state_aside_prefix))))
     # Errors in the last hour: the journal under systemd, else the service
     # log files (lines mentioning "error" in files written in the last hour).
     err_cmds = [sh("journalctl -u {u} --since '-1h' --no-pager -q -o cat 2>/dev/null | grep -ci error", u=u)
@@ -244,6 +249,7 @@ def parse(output: str, host: Host, now: Optional[float] = None, previous: Option
     facts["services"] = services
     facts["root_units"] = root_units(s.get("units"), host)
     facts["deploy"] = _deploy(s)
+    facts["state_moved_aside"] = state_moved_aside(s.get("aside"), host)
     counts = _ints(s.get("errors", ""))
     facts["errors_last_hour"] = sum(counts) if counts or s.get("errors") is not None else None
     facts["journal_usage"] = s.get("journal") or None
@@ -351,6 +357,24 @@ def _deploy(s: Dict[str, str]) -> Optional[Dict[str, Any]]:
     }
 
 
+def state_moved_aside(text: Optional[str], host: Host) -> Optional[List[Dict[str, Any]]]:
+    """[{file, moved_at}] of the corrupt state.json copies in the host's home,
+    oldest first (one whose name holds no time first of all): each is
+    `<state.json>.corrupt-<ns>`, moved there by the merge that found the
+    file unreadable and started over (None: not read)."""
+    if text is None:
+        return None
+    prefix = posixpath.basename(host.paths.state_aside_prefix)
+    found = []
+    for name in text.splitlines():
+        name = name.strip()
+        if not name.startswith(prefix):
+            continue
+        ns = name[len(prefix):]
+        found.append({"file": host.paths.file(name), "moved_at": int(ns) / 1e9 if ns.isdigit() else None})
+    return sorted(found, key=lambda x: (x["moved_at"] is not None, x["moved_at"] or 0, x["file"]))
+
+
 def _cleanup(rule, text: Optional[str]) -> Dict[str, Any]:
     """One cleanup rule's directory: its size, files and the last day's."""
     nums = _ints(text or "")
@@ -446,17 +470,33 @@ def evaluate(facts: Dict[str, Any], host: Host, now: Optional[float] = None) -> 
         found.append((errors.FAILED, "the last update ended BROKEN: a person is needed"))
     failing = (dep or {}).get("failing")
     if failing and failing.get("target") != dep.get("deployed"):
-        since = failing.get("since")
-        when = time.strftime("%m-%d %H:%M %Z", time.localtime(since)) if isinstance(since, (int, float)) else "?"
+        when = _when(failing.get("since"), "%m-%d %H:%M %Z")
         target = (failing.get("target") or "origin")[:10]
         text = (f"behind {target}: updates failing since {when} ({_runs(failing.get('count', 1))}, "
                 f"last {failing.get('result')}): {failing.get('reason', '?')}")
         retry = dep.get("retry") or {}
         if retry.get("target") == failing.get("target") and isinstance(retry.get("next_at"), (int, float)):
-            text += f"; next try {time.strftime('%H:%M %Z', time.localtime(retry['next_at']))}"
+            text += f"; next try {_when(retry['next_at'], '%H:%M %Z')}"
         found.append((errors.WARNING, text))
+    aside = facts.get("state_moved_aside")
+    if aside:
+        found.append((errors.WARNING, _aside_finding(aside)))
     code = errors.worst(c for c, _ in found)
     return code, found
+
+
+def _aside_finding(aside: List[Dict[str, Any]]) -> str:
+    """The newest moved-aside state.json, by name and time: the state before
+    it (deployed, pin, bad targets) is lost until a person reads the copy."""
+    last = aside[-1]
+    when = _when(last["moved_at"], "%m-%d %H:%M %Z")
+    more = f" (and {len(aside) - 1} earlier)" if len(aside) > 1 else ""
+    return (f"state lost: a corrupt state.json was moved aside on {when} to {last['file']}{more}; "
+            "read it, then delete it to clear this warning")
+
+
+def _when(ts, fmt: str) -> str:
+    return time.strftime(fmt, time.localtime(ts)) if isinstance(ts, (int, float)) else "?"
 
 
 # ---------------------------------------------------------------- one refresh

@@ -42,6 +42,12 @@ class HostPaths:
         return self.file("state.json")
 
     @property
+    def state_aside_prefix(self) -> str:
+        """A corrupt state.json moved aside is this prefix and the time of the
+        move in nanoseconds (host/state.merge_state_file); monitor shows it."""
+        return self.state + ".corrupt-"
+
+    @property
     def history(self) -> str:
         return self.file("history.jsonl")
 

@@ -126,6 +126,29 @@ def test_monitor_panel(width, frozen, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("width", WIDTHS)
+def test_monitor_panel_with_a_state_json_moved_aside(width, frozen, capsys, monkeypatch):
+    """#24: a corrupt state.json that a merge moved aside is a warning that
+    names the copy and when it was moved, whole at 80 columns."""
+    from fabops import errors, inventory, monitor
+    from fabops.probe import MARK
+    from fabops.tasks.render import console
+    from fabops.tasks.observe import render_host
+
+    import yaml
+
+    case = json.loads((ROOT / "tests" / "fixtures" / "parse_monitor" / "process_recorded.json").read_text())
+    host = inventory.loads(yaml.safe_dump({"hosts": {"sandbox": case["host"]}}), "x.yml").hosts["sandbox"]
+    output = case["output"] + f"\n{MARK}aside\nstate.json.corrupt-{int((NOW - 600) * 1e9)}\n"
+    facts = monitor.parse(output, host, case["now"])
+    code, findings = monitor.evaluate(facts, host, case["now"])
+    facts.update(status=errors.NAMES[code], code=code,
+                 findings=[{"level": errors.NAMES[c], "message": m} for c, m in findings])
+    text = render(capsys, monkeypatch, width, lambda: console().print(render_host(facts, host)))
+    assert "state lost" in " ".join(text.split()) and "13:36 UTC" in text, text
+    check("monitor-aside", width, text)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
 def test_monitor_several_hosts(width, frozen, capsys, monkeypatch):
     """The summary table first (one row per host), then the panel of the
     host that is not OK; an unreachable host is a row with its error."""

@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from fabops import errors, inventory, monitor
+from fabops.probe import MARK
 
 CASES = sorted((Path(__file__).parent / "fixtures" / "parse_monitor").glob("*.json"))
 
@@ -310,3 +311,57 @@ def test_the_dashboard_reads_only_facts_the_monitor_produces():
             read.add(node.args[0].value)
     assert len(read) > 5, read  # the walk found the reads at all
     assert read <= known, sorted(read - known)
+
+
+def test_a_moved_aside_state_json_is_parsed_and_warned_about():
+    """#24: a merge that found state.json corrupt moved it aside as
+    state.json.corrupt-<ns>; monitor lists every copy (oldest first, the time
+    from its name) and warns with the newest one's path and time."""
+    import time as _time
+
+    host = host_of({"app": {"path": "/srv/app"}, "home": "~/.fabops/app",
+                    "services": [{"name": "bot", "manager": "process", "command": "x"}]})
+    out = (f"{MARK}aside\nstate.json.corrupt-1795960000000000000\nstate.json.corrupt-1795950000123456789\n"
+           "state.json.corrupt-junk\nsomething-else\n")
+    facts = monitor.parse(out, host, now=1795960100.0)
+    assert facts["state_moved_aside"] == [
+        {"file": "~/.fabops/app/state.json.corrupt-junk", "moved_at": None},
+        {"file": "~/.fabops/app/state.json.corrupt-1795950000123456789", "moved_at": 1795950000.1234567},
+        {"file": "~/.fabops/app/state.json.corrupt-1795960000000000000", "moved_at": 1795960000.0},
+    ]
+    _code, findings = monitor.evaluate(facts, host, now=1795960100.0)
+    lost = [(c, m) for c, m in findings if m.startswith("state lost")]
+    when = _time.strftime("%m-%d %H:%M %Z", _time.localtime(1795960000.0))
+    assert lost == [(errors.WARNING, f"state lost: a corrupt state.json was moved aside on {when} to "
+                                     "~/.fabops/app/state.json.corrupt-1795960000000000000 (and 2 earlier); "
+                                     "read it, then delete it to clear this warning")]
+    # none there: an empty list and no finding; the section not read: null
+    assert monitor.parse(f"{MARK}aside\n", host)["state_moved_aside"] == []
+    assert monitor.parse("", host)["state_moved_aside"] is None
+    assert not [m for _, m in monitor.evaluate(monitor.parse("", host), host)[1] if "state lost" in m]
+
+
+def test_monitor_shows_a_state_json_a_merge_moved_aside(sandbox):
+    """Agentless, on this machine: state.json corrupted by hand, a run's merge
+    moves it aside and starts over, and monitor (human and --json) names the
+    copy; deleting it clears the warning."""
+    from fabops.host.state import merge_state_file
+    from tests.conftest import one, run_cli
+
+    assert sandbox.result()[0] == 0
+    state = sandbox.home / "state.json"
+    state.write_text('{"deployed": "abc",')  # a hand edit's typo
+    merge_state_file(str(state), {"last_check": 1.0})  # any writer's merge: here the one every writer uses
+    kept = list(sandbox.home.glob("state.json.corrupt-*"))
+    assert len(kept) == 1 and kept[0].read_text() == '{"deployed": "abc",'
+    r = run_cli("monitor", "-i", str(sandbox.inventory), "--json")
+    facts = one(r.stdout)
+    assert [x["file"] for x in facts["state_moved_aside"]] == [str(kept[0])], facts["state_moved_aside"]
+    assert abs(facts["state_moved_aside"][0]["moved_at"] - kept[0].stat().st_mtime) < 60
+    assert any(f["level"] == "WARNING" and str(kept[0]) in f["message"] for f in facts["findings"])
+    assert r.returncode >= errors.WARNING
+    human = run_cli("monitor", "-i", str(sandbox.inventory), env={"COLUMNS": "200"})
+    assert "state lost: a corrupt state.json was moved aside on" in human.stdout and kept[0].name in human.stdout
+    kept[0].unlink()
+    again = one(run_cli("monitor", "-i", str(sandbox.inventory), "--json").stdout)
+    assert again["state_moved_aside"] == [] and not [f for f in again["findings"] if "state lost" in f["message"]]

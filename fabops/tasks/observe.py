@@ -93,13 +93,26 @@ def render_host(facts, host, show_history=False):
         lines.append(f"CPU    {sparkline(hist.get('cpu'))}")
         lines.append(f"memory {sparkline(hist.get('memory'))}")
         lines.append(f"disk   {sparkline(hist.get('disk'))}")
-    for f in facts.get("findings", []):
-        color = "red" if f["level"] in ("FAILED", "BROKEN") else "yellow"
-        lines.append(f"[{color}]• {literal(f['message'])}[/{color}]")
     from rich.console import Group
 
     title = f"{literal(host.name)}  {status_cell(facts['code'])}"
-    return Panel(Group(svc_table, *lines), title=title, title_align="left")
+    return Panel(Group(svc_table, *lines, _findings_list(facts)), title=title, title_align="left")
+
+
+def _findings_list(facts):
+    """The findings, one bullet each; a long one (a path, a reason) wraps
+    at spaces with its next lines under its text, not under the bullet."""
+    from rich.table import Table
+
+    from .render import literal
+
+    grid = Table.grid(padding=(0, 1, 0, 0))
+    grid.add_column(no_wrap=True)
+    grid.add_column()
+    for f in facts.get("findings", []):
+        color = "red" if f["level"] in ("FAILED", "BROKEN") else "yellow"
+        grid.add_row(f"[{color}]•[/{color}]", f"[{color}]{literal(f['message'])}[/{color}]")
+    return grid
 
 
 def _summary_table(results):
