@@ -24,13 +24,15 @@ def long_watch(sandbox, seconds: str) -> None:
 
 
 class CronRun:
-    """cron's local-update, started in the background; ended at teardown."""
+    """cron's local-update (or another trigger's), started in the
+    background; ended at teardown."""
 
-    def __init__(self, sandbox, run_id: str = "cronrun"):
+    def __init__(self, sandbox, run_id: str = "cronrun", trigger: str = "cron", actor: str = "cron@host"):
         self.sandbox = sandbox
+        self.run_id = run_id
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fabops.cli", "local-update", "-i", str(sandbox.inventory), "--json",
-             "--trigger", "cron", "--actor", "cron@host", "--run-id", run_id],
+             "--trigger", trigger, "--actor", actor, "--run-id", run_id],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def wait_for_watch(self, timeout: float = 90) -> dict:
@@ -47,6 +49,19 @@ class CronRun:
                 return holder
             time.sleep(0.05)
         raise AssertionError("cron's run never reached its watch")
+
+    def wait_for_event(self, text: str, timeout: float = 90) -> None:
+        """Poll this run's event log until it says `text`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.proc.communicate()
+            try:
+                if text in events(self.sandbox, self.run_id):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"run {self.run_id} never said {text!r}")
 
     def result(self):
         out, err = self.proc.communicate(timeout=120)
@@ -128,6 +143,34 @@ def test_rollback_during_a_watch_ends_it_and_acts_at_once(sandbox, cron_run):
     rb = sandbox.history()[-1]
     assert rb["trigger"] == "rollback" and rb["warnings"] == [], rb  # it ended that watch itself: no news
     assert "finishing run cronrun (cron), whose watch this rollback ended" in events(sandbox, "rb1")
+
+
+def test_a_deploy_queued_behind_a_watch_never_ships_over_a_rollback(sandbox, cron_run):
+    """A deploy waits for cron's watch; an operator rolls back meanwhile.
+    Both want the lock when the watch ends, and either may get it first:
+    the rollback stands either way, and the queued deploy says why it did
+    not ship (before this rule, it shipped v3 over the rollback, clearing
+    its pin, or won the lock and left the rollback to time out)."""
+    code, first = sandbox.result()
+    v1 = first["to"]
+    long_watch(sandbox, "120s")
+    sandbox.origin.good("2")
+    cron = cron_run()
+    cron.wait_for_watch()
+    v3 = sandbox.origin.good("3")
+    queued = cron_run(run_id="dep2", trigger="ci", actor="ci@runner")
+    queued.wait_for_event("waiting for the watch of cron by cron@host")
+    long_watch(sandbox, "1s")  # the rollback's own watch
+    code, res = sandbox.result("--trigger", "rollback", "--ref", v1, "--actor", "alice@laptop", "--run-id", "rb1")
+    assert (code, res["result"], res["to"]) == (0, "deployed", v1), res
+    assert cron.result()[1]["result"] == "superseded"
+    code, theirs = queued.result()
+    assert (code, theirs["result"]) == (1, "superseded"), theirs
+    assert "a rollback by alice@laptop was asked while this deploy waited" in theirs["message"], theirs
+    state = sandbox.state
+    assert state["deployed"] == v1 and state["pin"] == v1 and v3 not in (state["deployed"], state["previous"])
+    assert [h["run_id"] for h in sandbox.history()][-2:] == ["cronrun", "rb1"]  # the queued deploy changed nothing
+    assert state["last_result"] == "deployed"
 
 
 def test_restart_during_a_watch_is_no_crash_and_the_next_run_finishes_the_deploy(sandbox, cron_run):

@@ -28,7 +28,7 @@ from .preflight import disk_problem, missing_env_keys, sort_changes, stash, stat
 from .git import Git, check_ref, ls_remote_cmd, parse_ls_remote
 from .lock import HostLock
 from .plan import Facts, Health, Opts, Plan, choose_target, plan
-from .queue import lock_waiter, lock_wait, result_of, waiting_line, watch_end_request
+from .queue import lock_waiter, lock_wait, overtaken_by, result_of, waiting_line, watch_end_request
 from .readiness import quick_health, wait_ready, watch
 from .services import ServiceManager
 from .record import Recorder, RunResult, Step, default_actor, short
@@ -187,8 +187,15 @@ class Pipeline:
                 said["line"], said["at"] = line, now
                 self.say(line)
 
+        began = time.time()
         lock.acquire(wait=wait, should_wait=should_wait, on_wait=on_wait)
         try:
+            overtaken = overtaken_by(self.opts.trigger, self.paths.watch_end, began) if waited else None
+            if overtaken:
+                # raised outside the recording below: like a locked run, it
+                # changed nothing, and the state's last result stays the
+                # rollback's (run() still reports it to the caller)
+                raise _Abort("superseded", overtaken)
             try:
                 self._converge(lock)
             except (_Abort, FabopsError, OSError) as exc:

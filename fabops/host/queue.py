@@ -27,6 +27,9 @@ from .files import atomic_write, tail_jsonl
 CI_WAIT = 300.0  # seconds a deploy from CI waits for the lock
 DEPLOY_TRIGGERS = ("deploy", "ci")
 EMERGENCY_TRIGGERS = ("rollback", "reset", "restart")
+# The emergency tools that move the deployed commit: a deploy queued behind
+# a watch that one of them ended must not undo it (overtaken_by)
+MOVING_TRIGGERS = ("rollback", "reset")
 # After a watch's last second the holder promotes and records: a deploy
 # waiting for the watch gives it this long more before calling it stuck.
 WATCH_GRACE = 15.0
@@ -81,6 +84,24 @@ def watch_end_request(path: str, since: float, watcher: Optional[str] = None) ->
     if watcher is not None and req.get("for") != watcher:
         return None
     return req
+
+
+def overtaken_by(trigger: str, end_path: str, since: float) -> Optional[str]:
+    """Why a deploy that waited for the lock must not act, or None: a
+    rollback or reset was asked while it waited. Both want the lock when the
+    watch ends, and whichever flock wakes first gets it; a queued deploy
+    that won would ship over an operator's emergency (and a person's deploy
+    clears the rollback's pin). The operator wins either way: this deploy
+    stops (superseded), before or after the rollback ran. `since` is when
+    this run began to wait, on the wall clock (the request carries the
+    host's `date +%s`)."""
+    if trigger not in DEPLOY_TRIGGERS:
+        return None
+    req = watch_end_request(end_path, since)
+    if not req or req.get("trigger") not in MOVING_TRIGGERS:
+        return None
+    return (f"not deployed: a {req['trigger']} by {req.get('actor') or '?'} was asked while this deploy "
+            f"waited, and an emergency tool outranks a queued deploy; deploy again once it is done")
 
 
 def lock_waiter(trigger: str, our_target: Callable[[], Optional[str]], end_path: str, actor: str, run_id: str,
