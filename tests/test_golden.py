@@ -255,18 +255,30 @@ def test_setup_lines(width, capsys, monkeypatch):
 
 @pytest.mark.parametrize("width", WIDTHS)
 def test_deploy_live_board(width, capsys, monkeypatch):
-    """The table a terminal sees while hosts deploy: one line per host."""
+    """The table a terminal sees while hosts deploy: one line per host, fed
+    the events a run sends. At 80 columns the step joins the detail, and a
+    host's detail keeps why it failed (#24: `watch: voice-meeti…` was all
+    that was left): the service's shared prefix and the SHAs' tails go first."""
     from fabops.tasks.deploy import _LiveBoard
     from fabops.tasks.render import console
 
     def board():
-        b = _LiveBoard(["find-to-do", "staging-eu-west-1"])
-        b.rows["find-to-do"].update(step="deps: npm ci --omit=dev", status="…", message="npm ci --omit=dev … 20 s",
-                                    steps=3)
-        b.rows["staging-eu-west-1"].update(step="watch", status="rolled_back", steps=7, message=(
-            "watch: voice-meeting-discord-bot.service died 3.1 s after start; rolled back to 9b8c7d6e5f"))
+        b = _LiveBoard(["find-to-do", "staging-eu-west-1"], {
+            "voice-meeting-discord-bot.service": "discord-bot", "voice-meeting-python-api.service": "python-api"})
+        running, ended = b("find-to-do"), b("staging-eu-west-1")
+        for i, step in enumerate(("preflight", "fetch", "checkout")):
+            running({"kind": "step", "step": step, "status": "start"})
+            running({"kind": "step", "step": step, "status": "ok", "seconds": 0.1 * i})
+        running({"kind": "step", "step": "deps: npm ci --omit=dev", "status": "start"})
+        running({"kind": "log", "message": "npm ci --omit=dev … 20 s"})
+        for step in ("preflight", "fetch", "checkout", "deps", "restart", "gate", "watch"):
+            ended({"kind": "step", "step": step, "status": "start"})
+            ended({"kind": "step", "step": step, "status": "ok" if step != "watch" else "failed"})
+        ended({"kind": "result", "result": "rolled_back", "from": SHA[1], "to": SHA[2], "message": (
+            f"watch: voice-meeting-discord-bot.service died 3.1 s after start; rolled back to {SHA[1][:10]}")})
         console().print(b._table())
 
     text = render(capsys, monkeypatch, width, board)
     assert len([ln for ln in text.splitlines() if ln.strip()]) == 5  # title, header, rule, two hosts
+    assert "discord-bot died 3.1 s after start" in text and "deps: npm ci" in text, text
     check("deploy-live", width, text)

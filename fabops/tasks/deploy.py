@@ -85,39 +85,69 @@ class _LiveBoard:
     """A rich Live table, one row per host: its current step and last word.
     Used on an interactive terminal; CI and pipes get plain lines."""
 
-    def __init__(self, names):
+    # Below this width (an 80-column terminal) the step joins the detail
+    # column, so that a host's last word has the room to say why.
+    NARROW = 120
+
+    def __init__(self, names, labels=None):
         from rich.live import Live
 
         from .render import console
 
-        self.rows = {n: {"step": "connecting", "status": "…", "message": "", "steps": 0} for n in names}
+        self.rows = {n: {"step": "connecting", "status": "…", "message": "", "steps": 0, "shas": []} for n in names}
+        # full service name -> the short name the tables show (discord-bot)
+        self.labels = labels or {}
         self.lock = threading.Lock()
         self.live = Live(self._table(), console=console(), refresh_per_second=8, transient=False)
 
     def _table(self):
         """One line per host, whatever the width: a live board whose rows
-        grow taller as a message wraps jumps on every refresh. The host, the
-        status and the step stay whole (the step is cut at 22 columns); the
-        detail takes the rest, cut with an ellipsis."""
+        grow taller as a message wraps jumps on every refresh. The host and
+        the status stay whole, and so does the step on a wide terminal (cut
+        at 22 columns); the detail takes the rest, cut so that its reason's
+        head stays (render.keep_reason)."""
         from rich import box
         from rich.table import Table
 
         from .render import RESULT_STYLE, console, literal, rest_column
 
-        rows = []
-        for name, row in self.rows.items():
-            step = printable(f"{row['step']} ({row['steps']} done)")
-            rows.append((name, printable(row["status"]), step if len(step) <= 22 else step[:21] + "…",
-                         row["message"]))
+        width = console().width
+        narrow = width < self.NARROW
+        heads = ("host", "") if narrow else ("host", "", "step")
+        rows = [(name, printable(row["status"]), self._step(row)) for name, row in self.rows.items()]
         table = Table(title="progress", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-        fixed = [max([len(col)] + [len(r[i]) for r in rows]) for i, col in enumerate(("host", "", "step"))]
-        for col, width in zip(("host", "", "step"), fixed):
-            table.add_column(col, no_wrap=True, min_width=width)
-        table.add_column("detail", **rest_column(table, console().width, fixed, wide=False))
-        for name, status, step, message in rows:
+        fixed = [max([len(col)] + [len(r[i]) for r in rows]) for i, col in enumerate(heads)]
+        for col, w in zip(heads, fixed):
+            table.add_column(col, no_wrap=True, min_width=w)
+        rest = rest_column(table, width, fixed, wide=False)
+        table.add_column("detail", **rest)
+        for (name, status, step), row in zip(rows, self.rows.values()):
             style = RESULT_STYLE.get(status, "green" if status == "✓" else "red" if status == "✗" else "cyan")
-            table.add_row(literal(name), f"[{style}]{literal(status)}[/{style}]", literal(step), literal(message))
+            cells = [literal(name), f"[{style}]{literal(status)}[/{style}]"] + ([] if narrow else [literal(step)])
+            table.add_row(*cells, literal(self._detail(row, rest["max_width"], step if narrow else "")))
         return table
+
+    @staticmethod
+    def _step(row) -> str:
+        step = printable(f"done ({row['steps']} steps)" if row.get("done") else f"{row['step']} ({row['steps']} done)")
+        return step if len(step) <= 22 else step[:21] + "…"
+
+    def _detail(self, row, width: int, step: str) -> str:
+        """The host's last word in `width` cells, with `step` (narrow: no
+        step column) before it while the run goes on. What goes first is
+        what the line says elsewhere: the step, the service names' shared
+        prefix (voice-meeting-discord-bot.service reads discord-bot, as in
+        monitor), the SHAs' tails; the reason's head stays."""
+        from .render import keep_reason
+
+        message = printable(row["message"])
+        for name in sorted(self.labels, key=len, reverse=True):
+            message = message.replace(name, self.labels[name])
+        if row.get("done"):
+            step = ""  # the result's message says it all
+        if not message:
+            return keep_reason(step, width)
+        return keep_reason(message, width, step, row["shas"])
 
     def __call__(self, host: str):
         def on_event(event: dict) -> None:
@@ -136,8 +166,10 @@ class _LiveBoard:
                     row["message"] = event.get("message") or ""
                 elif kind == "result":
                     row["step"] = "done"
+                    row["done"] = True
                     row["status"] = event.get("result")
                     row["message"] = event.get("message") or ""
+                    row["shas"] = [x for x in (event.get("from"), event.get("to")) if isinstance(x, str)]
                 self.live.update(self._table())
 
         return on_event
@@ -150,6 +182,16 @@ class _LiveBoard:
         return self.live.__exit__(*exc)
 
 
+def _labels(hosts) -> dict:
+    """Every service's full name -> the short name tables show for it."""
+    from .render import service_labels
+
+    labels = {}
+    for host in hosts:
+        labels.update(service_labels(svc.name for svc in host.services))
+    return labels
+
+
 def _interactive() -> bool:
     return sys.stdout.isatty() and os.environ.get("CI", "").lower() not in ("true", "1")
 
@@ -158,7 +200,7 @@ def _run_deploys(inventory, hosts, opts, parallel, rolling, json, accept_new, co
     from ..connection import close_quietly, connect
     from ..deploy import deploy_host
     inv, chosen = select(inventory, hosts)
-    live = None if json or not _interactive() else _LiveBoard([h.name for h in chosen])
+    live = None if json or not _interactive() else _LiveBoard([h.name for h in chosen], _labels(chosen))
     printer = live or _Printer(max(len(h.name) for h in chosen), quiet=json)
 
     def one(host):
