@@ -278,14 +278,10 @@ class RemoteLock:
         self.local = None
 
     def __enter__(self):
-        if self.t.is_local:  # this machine: the same flock, in-process
-            from .host.lock import HostLock
+        if self.t.is_local:  # this machine: the same flock, in-process, with the same rules
+            from .host.store import take_lock
 
-            from .host.queue import lock_waiter
-
-            ends = lock_waiter(self.info.get("trigger", ""), lambda: None, self.t.paths.watch_end,
-                               self.info.get("actor", ""), "")
-            self.local = HostLock(self.t.paths.lock, self.info).acquire(should_wait=ends)
+            self.local = take_lock(self.t.paths, self.info, self.host.name)
             return self
         from .errors import LockedError
         from .host.lock import describe_holder
@@ -467,7 +463,8 @@ def _previous(output: str) -> dict:
 
 class RemoteStore:
     """The host's state.json, lock and health log, through the connection
-    (agentless: the host's python3 and flock(1), no fabops needed there)."""
+    (agentless: the host's python3 and flock(1), no fabops needed there):
+    the Store of host/store.py, as LocalStore is on the host itself."""
 
     def __init__(self, c, host: Host):
         self.t = Target.of(c, host)
@@ -479,10 +476,11 @@ class RemoteStore:
     def update(self, updates: dict) -> None:
         self.t.run(state_merge_cmd(self.host, updates), "updating state.json")
 
-    def lock(self, info: dict):
+    def lock(self, info: dict) -> "RemoteLock":
         return RemoteLock(self.t, self.host, info).__enter__()
 
     def log(self, line: str) -> None:
-        log_path = self.host.logs.get("health") or (self.host.paths.health_log)
-        self.t.run(sh("mkdir -p \"$(dirname {log})\" && printf '%s\\n' {line} >> {log}", log=path(log_path), line=line),
-                   check=False)
+        # 0600 in a 0700 directory, one line, as LocalStore's append_line
+        log_path = self.host.logs.get("health") or self.host.paths.health_log
+        self.t.run(sh("umask 077 && mkdir -p \"$(dirname {log})\" && printf '%s\\n' {line} >> {log}",
+                      log=path(log_path), line=line.rstrip("\n")), check=False)

@@ -93,6 +93,18 @@ def append_json(path: str, record: Any) -> None:
     append_line(path, json.dumps(record, sort_keys=True, default=str))
 
 
+def read_object(path: str) -> dict:
+    """A file's JSON object: {} when it is missing, unreadable, not JSON
+    or not an object (state.json read by LocalStore, the lock's holder
+    record)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.loads(fh.read())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def read_jsonl(path: str) -> Iterator[dict]:
     """Records of a JSON-lines file; a torn or corrupt line is skipped."""
     try:

@@ -1,8 +1,9 @@
 """`health [--fix]`: check every service, heal it, and speak up on change.
 
-One library function for both callers: cron on the host (local Context, the
-files read directly) and a laptop over SSH (agentless: the same files through
-the connection). Nagios codes: 0 OK, 1 recovered by --fix, 2 CRITICAL,
+One library function for both callers, through a Store (host/store.py):
+cron on the host (LocalStore: the files read directly) and a laptop over
+SSH (remote.RemoteStore, agentless: the same files through the
+connection). Nagios codes: 0 OK, 1 recovered by --fix, 2 CRITICAL,
 3 UNKNOWN (unreachable, or a deploy holds the lock).
 
 - `--fix` takes the host lock (never while a deploy holds it: it reports
@@ -33,6 +34,7 @@ from ..inventory import Host
 from .plan import Need
 from .readiness import LocalProbe, Readiness, quick_health, wait_ready
 from .state import RESTART_LIMIT, recent_restarts
+from .store import LocalStore, Store
 from .would import Would, as_json
 
 
@@ -59,40 +61,6 @@ class HealthReport:
             d["would"] = as_json(self.would)
         d["status_name"] = errors.NAMES.get(self.code, str(self.code))
         return d
-
-
-class LocalStore:
-    """state.json, the lock and the health log, on this machine (cron)."""
-
-    def __init__(self, host: Host):
-        from ..paths import HostPaths
-
-        self.host = host
-        self.paths = HostPaths.for_home(host.home)
-
-    def load(self) -> dict:
-        from .state import load_state
-
-        return load_state(self.paths.state).__dict__.copy()
-
-    def update(self, updates: dict) -> None:
-        from .state import merge_state_file
-
-        merge_state_file(self.paths.state, updates)  # the one merge: a run's keys written meanwhile stay
-
-    def lock(self, info: dict):
-        from .lock import HostLock
-
-        return HostLock(self.paths.lock, info).acquire()
-
-    def log(self, line: str) -> None:
-        from .files import append_line
-
-        path = self.host.logs.get("health") or self.paths.health_log
-        try:
-            append_line(path, line, fsync=False)
-        except OSError:
-            pass
 
 
 class _CountingProbe:
@@ -269,7 +237,7 @@ def run_health(
     *,
     fix: bool,
     actor: str,
-    store,
+    store: Store,
     manager,
     probe=None,
     timeout: float = 60.0,
@@ -322,7 +290,7 @@ def run_health(
     return report
 
 
-def plan_only(host: Host, *, fix: bool, store, manager, probe=None, holder: Callable[[], dict]) -> HealthReport:
+def plan_only(host: Host, *, fix: bool, store: Store, manager, probe=None, holder: Callable[[], dict]) -> HealthReport:
     """`health [--fix] --dry-run`: the real run's look and plan_health's
     decision, rendered (`would`): no lock taken (`holder` only reads who
     has it), no restart, no state, no log line, no notification."""
@@ -342,4 +310,4 @@ def _line(host: Host, report: HealthReport) -> str:
     return f"{stamp} {host.name} {errors.NAMES.get(report.code, report.code)} {report.status}: {report.message}"
 
 
-__all__ = ["HealthReport", "LocalStore", "run_health", "plan_health", "plan_only", "Readiness"]
+__all__ = ["HealthReport", "LocalStore", "Store", "run_health", "plan_health", "plan_only", "Readiness"]

@@ -14,22 +14,9 @@ import time
 from typing import Callable, Optional
 
 from ..errors import LockedError
-from .files import ensure_dir
+from .files import ensure_dir, read_object
 
 POLL = 0.2
-
-
-def read_holder(path: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except OSError:
-        return {}
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def describe_holder(holder: dict) -> str:
@@ -57,7 +44,7 @@ def peek_holder(path: str) -> dict:
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
-        return read_holder(path) or {"actor": "?", "trigger": "?"}
+        return read_object(path) or {"actor": "?", "trigger": "?"}
     else:
         fcntl.flock(fd, fcntl.LOCK_UN)
         return {}
@@ -129,7 +116,7 @@ class HostLock:
         empty file is given a moment before we call the holder anonymous."""
         give_up = time.monotonic() + 1.0
         while True:
-            holder = read_holder(self.path)
+            holder = read_object(self.path)
             if holder or time.monotonic() >= give_up:
                 return holder
             time.sleep(0.02)
