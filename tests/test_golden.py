@@ -282,3 +282,26 @@ def test_deploy_live_board(width, capsys, monkeypatch):
     assert len([ln for ln in text.splitlines() if ln.strip()]) == 5  # title, header, rule, two hosts
     assert "discord-bot died 3.1 s after start" in text and "deps: npm ci" in text, text
     check("deploy-live", width, text)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_deploy_dry_run_says_its_plan_once(width, frozen, capsys, monkeypatch):
+    """#24: `deploy --dry-run` said its plan three times (the progress's
+    `= would_deploy: would deploy A -> B`, the summary's message, the
+    `would checkout B: deploy A -> B` line). The `would` lines say it."""
+    from fabops.fanout import FanoutResult, HostResult
+    from fabops.tasks.deploy import _report
+
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    plan = {"kind": "deploy", "from": SHA[1], "to": SHA[2], "changed_files": 3, "dirty": [], "pin": None,
+            "bad": False, "would": [
+                {"action": "checkout", "target": SHA[2][:12], "why": f"deploy {SHA[1][:12]} -> {SHA[2][:12]}"},
+                {"action": "restart", "target": "voice-meeting-discord-bot.service", "why": "its files changed"}]}
+    res = {"result": "would_deploy", "exit_code": 0, "from": SHA[1], "to": SHA[2], "duration": 0.4,
+           "subject": "Switch the recorder to the new voice gateway API", "author": "Alice",
+           "message": f"would deploy {SHA[1][:12]} -> {SHA[2][:12]}", "plan": plan}
+    ok = HostResult("find-to-do", value=SimpleNamespace(result=res, install=None))
+    text = render(capsys, monkeypatch, width, _report, FanoutResult([ok]), False)
+    assert " ".join(text.split()).count(f"{SHA[1][:12]} -> {SHA[2][:12]}") == 1, text
+    assert "would checkout" in text and "would restart" in text and "new voice gateway API" in text
+    check("deploy-dry-run", width, text)

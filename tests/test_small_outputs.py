@@ -322,6 +322,27 @@ def test_rollback_says_it_pinned_the_host(sandbox):
     assert f"[local] pinned to {v1[:10]}: cron stays on it until `inv unpin -H local`" in said, r.stdout
 
 
+def test_deploy_dry_run_says_its_plan_once(sandbox):
+    """#24: `deploy --dry-run` said the plan three times (the progress's
+    `= would_deploy: would deploy A -> B`, the summary's message and the
+    `would checkout` line). Now once, in the `would` lines; --json keeps
+    its message and its plan as they were."""
+    from tests.conftest import one
+
+    assert sandbox.result()[0] == 0
+    was = sandbox.origin.head
+    sandbox.origin.good("2")
+    inv = str(sandbox.inventory)
+    r = run_cli("deploy", "-i", inv, "--dry-run", env={"COLUMNS": "80"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    span = f"{was[:12]} -> {sandbox.origin.head[:12]}"
+    assert r.stdout.count(span) == 1, r.stdout
+    assert f"[local] would checkout {sandbox.origin.head[:12]}: deploy {span}" in r.stdout, r.stdout
+    assert "= would_deploy" not in r.stdout and "[local] would restart bot" in r.stdout, r.stdout
+    data = one(run_cli("deploy", "-i", inv, "--dry-run", "--json").stdout)
+    assert data["message"] == f"would deploy {span}" and data["plan"]["would"][0]["action"] == "checkout"
+
+
 TWO_SERVICES = """hosts:
   web1:
     address: 192.0.2.1

@@ -36,10 +36,12 @@ class _Printer:
     ANNOUNCE = 2.0
     BEAT = 10.0
 
-    def __init__(self, width: int, quiet: bool = False, clock=time.monotonic):
+    def __init__(self, width: int, quiet: bool = False, clock=time.monotonic, dry_run: bool = False):
         self.width = width
         self.quiet = quiet
         self.clock = clock
+        # a dry run's result is its plan, which the summary prints once
+        self.dry_run = dry_run
 
     def __call__(self, host: str):
         from .render import PrefixWriter
@@ -73,7 +75,7 @@ class _Printer:
                 text = progress()
             elif kind == "log":
                 text = f"· {event.get('message')}"
-            elif kind == "result":
+            elif kind == "result" and not self.dry_run:
                 text = f"= {event.get('result')}: {event.get('message')}"
             if text:
                 out.write(text.rstrip() + "\n")
@@ -201,7 +203,7 @@ def _run_deploys(inventory, hosts, opts, parallel, rolling, json, accept_new, co
     from ..deploy import deploy_host
     inv, chosen = select(inventory, hosts)
     live = None if json or not _interactive() else _LiveBoard([h.name for h in chosen], _labels(chosen))
-    printer = live or _Printer(max(len(h.name) for h in chosen), quiet=json)
+    printer = live or _Printer(max(len(h.name) for h in chosen), quiet=json, dry_run=opts.dry_run)
 
     def one(host):
         cxn = connect(host, inv, accept_new=accept_new, connect_timeout=connect_timeout)
@@ -297,6 +299,8 @@ def _summary(outcome, wide=False, task="deploy"):
                 facts = f"{literal(r.host.ljust(width))}  [red]error[/red]  {fmt_duration(r.seconds)}"
                 text = error_text(r.error) if wide else _error_cut(r.error, out.width - 4)
             out.print(facts, no_wrap=True, overflow="ellipsis")
+            if not text:
+                continue
             out.print(Padding(Text(printable(text), style="dim", no_wrap=not wide,
                                    overflow="fold" if wide else "ellipsis"),
                               (0, 0, 0, 4)))
@@ -383,6 +387,10 @@ def _text(res: dict, width) -> str:
     when the run did not ship: it says why (render.keep_reason)."""
     from .render import keep_reason
 
+    if (res.get("plan") or {}).get("would"):
+        # a dry run's message restates its plan, whose `would` lines follow
+        # (_plans): what would ship, if the host knows, is all that is new
+        return _shipped(res).rstrip(": ")
     text = _shipped(res) + str(res.get("message", ""))
     if width is None or res.get("result") in ("deployed", "noop", "would_deploy"):
         return text  # what shipped leads, and rich cuts its tail
@@ -446,7 +454,7 @@ def rollback(c, hosts=None, to=None, wait=None, liveness=5.0, offline=False, act
     if to is not None:
         check_ref(to)
     _, chosen = select(inventory, hosts)
-    printer = _Printer(max(len(h.name) for h in chosen), quiet=json)
+    printer = _Printer(max(len(h.name) for h in chosen), quiet=json, dry_run=dry_run)
 
     def one(t, host):
         target = to or remote_previous_good(t, host)
