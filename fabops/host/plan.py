@@ -116,11 +116,46 @@ def choose_target(state: State, facts: Facts, opts: Opts) -> Optional[str]:
 
 def plan(host, state: State, facts: Facts, opts: Opts) -> Union[Plan, Need]:
     """What this run does. `host` is the inventory's Host (its services and
-    dependency rules); nothing here reads a file or runs a command."""
+    dependency rules); nothing here reads a file or runs a command. The
+    decisions, in order, as tests/test_plan.py's table reads them: no
+    branch; adopt a healthy HEAD; on the deployed commit (noop, restart,
+    backoff); a bad target (finish on the last good commit, hold, or say
+    it is tried again); a retry not due; the preflight; else deploy."""
     target = choose_target(state, facts, opts)
     if target is None:  # the fetch succeeded, but the branch is not there
         return Plan("abort", "aborted", f"{host.app.remote}/{host.app.branch} does not exist after fetch", "",
                     state.deployed, finishing=state.in_progress, step="fetch")
+    common = _riders(state, facts, opts, target)
+    # what acts (a noop, a restart, a deploy) pins to --ref; a hold or an abort does not
+    pin = target if opts.ref is not None and state.pin != target else None
+    adopted = _adopt(state, facts, target)
+    if isinstance(adopted, Need):
+        return adopted
+    common = _with_says(common, adopted[2], deployed=adopted[0], adopt=adopted[1])
+    if target == common["deployed"] and facts.head == common["deployed"] and not state.in_progress:
+        return _on_the_deployed_commit(host, state, facts, common, pin)
+    common = _finish_on_the_last_good(state, opts, common)
+    hold = _hold_bad(state, opts, common) or _hold_retry(state, facts, opts, common)
+    if hold is not None:
+        return hold
+    common = _said_if_known_bad(state, opts, common)
+    if facts.problems is None:
+        return Need("preflight", common["target"])
+    common = _with_kept(facts, common)
+    problems = _problems(facts, opts)
+    if problems:
+        return Plan("abort", "aborted", "; ".join(problems), **common)
+    return _deploy(host, state, facts, common, pin)
+
+
+def _with_says(common: dict, says: Tuple[str, ...] = (), **more) -> dict:
+    """`common` with lines added to its `says` and fields set."""
+    return {**common, **more, "says": common["says"] + says}
+
+
+def _riders(state: State, facts: Facts, opts: Opts, target: str) -> dict:
+    """What rides along with any plan: the target, a pin cleared, the
+    interrupted run finished first, and what the run's log says of them."""
     interrupted = state.in_progress
     warnings: Tuple[str, ...] = ()
     says: Tuple[str, ...] = ()
@@ -138,87 +173,129 @@ def plan(host, state: State, facts: Facts, opts: Opts) -> Union[Plan, Need]:
         says += (f"clearing pin {short(state.pin)}",)
     if opts.ref is None and opts.trigger in FOLLOWERS and state.pin:
         says += (f"pinned to {short(state.pin)}",)
-    head = facts.head
-    common = dict(target=target, clear_pin=clear_pin, finishing=interrupted, warnings=warnings)
-    # what acts (a noop, a restart, a deploy) pins to --ref; a hold or an abort does not
-    pin = target if opts.ref is not None and state.pin != target else None
+    return dict(target=target, clear_pin=clear_pin, finishing=interrupted, warnings=warnings, says=says)
 
-    adopt = None
-    deployed = state.deployed
-    if deployed is None and head and not interrupted:
+
+def _adopt(state: State, facts: Facts, target: str
+           ) -> Union[Need, Tuple[Optional[str], Optional[str], Tuple[str, ...]]]:
+    """(deployed, adopted, says): nothing recorded a deploy, no run was
+    interrupted, and HEAD's services are all healthy: HEAD is deployed."""
+    head = facts.head
+    if state.deployed is None and head and not state.in_progress:
         if facts.health is None:
             return Need("health", target)
         if all(h.ok for h in facts.health):
-            adopt = deployed = head
-            says += (f"adopting healthy HEAD {short(head)} as deployed",)
-    common.update(deployed=deployed, adopt=adopt, says=says)
+            return head, head, (f"adopting healthy HEAD {short(head)} as deployed",)
+    return state.deployed, None, ()
 
-    if target == deployed and head == deployed and not interrupted:
-        if facts.health is None:
-            return Need("health", target)
-        sick = [h for h in facts.health if not h.ok]
-        if not sick:
-            return Plan("noop", "noop", f"up to date at {short(deployed)}", pin=pin, **common)
-        down = "; ".join(h.message for h in sick)
-        recent = recent_restarts(state.restarts, facts.now)
-        if len(recent) >= RESTART_LIMIT:
-            return Plan("abort", "broken", f"{down}; {len(recent)} automatic restarts in the last hour, not "
-                                           "restarting again (restart backoff): a person is needed", **common)
-        names = {h.service for h in sick}
-        return Plan("restart", "", f"restart {', '.join(sorted(names))} at {short(deployed)} ({down})",
-                    services=tuple(s.name for s in host.services if s.name in names),
-                    restarts=tuple(recent) + (facts.now,), pin=pin, **common)
 
-    if interrupted and opts.ref is None and opts.trigger in FOLLOWERS and target in state.bad:
-        # finish the interrupted run, but never on a target that failed its
-        # gate: on the last good commit instead, if there is one
-        good = state.deployed or interrupted.get("from")
-        if good and good != target:
-            says += (f"origin's {short(target)} failed its gate: finishing on {short(good)}",)
-            common.update(says=says)
-            target = good
-            common["target"] = good
-    if opts.trigger in FOLLOWERS and target in state.bad:
-        info = state.bad[target]
-        first = not info.get("notified")
-        return Plan("hold", "skipped_bad",
-                    f"origin is at {short(target)}, which failed its gate ({info.get('reason', '?')}); staying on "
-                    f"{short(deployed)} until origin moves" + ("" if first else " (already reported)"),
-                    notify=first, **common)
+def _on_the_deployed_commit(host, state: State, facts: Facts, common: dict, pin: Optional[str]
+                            ) -> Union[Plan, Need]:
+    """Target, HEAD and deployed agree: nothing to do while every service is
+    healthy, else restart the sick ones while the restart budget lasts."""
+    if facts.health is None:
+        return Need("health", common["target"])
+    deployed = common["deployed"]
+    sick = [h for h in facts.health if not h.ok]
+    if not sick:
+        return Plan("noop", "noop", f"up to date at {short(deployed)}", pin=pin, **common)
+    down = "; ".join(h.message for h in sick)
+    recent = recent_restarts(state.restarts, facts.now)
+    if len(recent) >= RESTART_LIMIT:
+        return Plan("abort", "broken", f"{down}; {len(recent)} automatic restarts in the last hour, not "
+                                       "restarting again (restart backoff): a person is needed", **common)
+    names = {h.service for h in sick}
+    return Plan("restart", "", f"restart {', '.join(sorted(names))} at {short(deployed)} ({down})",
+                services=tuple(s.name for s in host.services if s.name in names),
+                restarts=tuple(recent) + (facts.now,), pin=pin, **common)
 
-    if target in state.bad and target != deployed:
-        # a person's deploy or rollback may try a known-bad commit again
-        # (the cause may have been the host's, since fixed): said, not hidden
-        common["says"] = common["says"] + (
-            f"{short(target)} failed its gate before ({state.bad[target].get('reason', '?')}); "
-            f"deploying it again because {opts.trigger} asked",)
 
-    retry = state.retry or {}
-    if (opts.trigger in FOLLOWERS and not interrupted and retry.get("target") == target
+def _follows(opts: Opts) -> bool:
+    """A run that follows the host's branch (no --ref): cron's, a person's
+    local-update."""
+    return opts.ref is None and opts.trigger in FOLLOWERS
+
+
+def _finish_on_the_last_good(state: State, opts: Opts, common: dict) -> dict:
+    """Finish the interrupted run, but never on a target that failed its
+    gate: on the last good commit instead, if there is one."""
+    target, interrupted = common["target"], state.in_progress
+    if not (interrupted and _follows(opts) and target in state.bad):
+        return common
+    good = state.deployed or interrupted.get("from")
+    if not good or good == target:
+        return common
+    return _with_says(common, (f"origin's {short(target)} failed its gate: finishing on {short(good)}",),
+                      target=good)
+
+
+def _hold_bad(state: State, opts: Opts, common: dict) -> Optional[Plan]:
+    """A run that follows the branch stays where it is while the branch is
+    at a commit that failed its gate (reported once)."""
+    target = common["target"]
+    if opts.trigger not in FOLLOWERS or target not in state.bad:
+        return None
+    info = state.bad[target]
+    first = not info.get("notified")
+    return Plan("hold", "skipped_bad",
+                f"origin is at {short(target)}, which failed its gate ({info.get('reason', '?')}); staying on "
+                f"{short(common['deployed'])} until origin moves" + ("" if first else " (already reported)"),
+                notify=first, **common)
+
+
+def _hold_retry(state: State, facts: Facts, opts: Opts, common: dict) -> Optional[Plan]:
+    """A run that follows the branch waits for the retry of a target whose
+    dependency rule failed (unless it finishes an interrupted run)."""
+    retry, target = state.retry or {}, common["target"]
+    if not (opts.trigger in FOLLOWERS and not state.in_progress and retry.get("target") == target
             and facts.now < retry.get("next_at", 0)):
-        return Plan("hold", "deferred",
-                    f"origin is at {short(target)}, whose dependency rule failed ({retry.get('reason', '?')}); "
-                    f"next try {time.strftime('%H:%M %Z', time.localtime(retry['next_at']))} "
-                    f"(try {retry.get('attempts', 1) + 1}); staying on {short(deployed)}", **common)
+        return None
+    return Plan("hold", "deferred",
+                f"origin is at {short(target)}, whose dependency rule failed ({retry.get('reason', '?')}); "
+                f"next try {time.strftime('%H:%M %Z', time.localtime(retry['next_at']))} "
+                f"(try {retry.get('attempts', 1) + 1}); staying on {short(common['deployed'])}", **common)
 
-    if facts.problems is None:
-        return Need("preflight", target)
-    problems = list(facts.problems)
+
+def _said_if_known_bad(state: State, opts: Opts, common: dict) -> dict:
+    """A person's deploy or rollback may try a known-bad commit again (the
+    cause may have been the host's, since fixed): said, not hidden."""
+    target = common["target"]
+    if target not in state.bad or target == common["deployed"]:
+        return common
+    return _with_says(common, (f"{short(target)} failed its gate before ({state.bad[target].get('reason', '?')}); "
+                               f"deploying it again because {opts.trigger} asked",))
+
+
+def _problems(facts: Facts, opts: Opts) -> list:
+    """The preflight's reasons not to start, and a person's changes unless
+    --stash saves them aside."""
+    problems = list(facts.problems or ())
     person = facts.local_changes
     if person and not opts.stash:
         problems.append(f"local changes in {facts.app}: " + ", ".join(person[:10])
                         + (f" and {len(person) - 10} more" if len(person) > 10 else "")
                         + "; commit them, or run with --stash to save them aside")
-    if facts.kept:
-        listing = ", ".join(facts.kept[:5]) + (f" and {len(facts.kept) - 5} more" if len(facts.kept) > 5 else "")
-        common["warnings"] += (f"keeping {len(facts.kept)} untracked file(s) that the repository does not have: "
-                               f"{listing} (add them to .gitignore to silence this)",)
-    if problems:
-        return Plan("abort", "aborted", "; ".join(problems), **common)
-    # Converge fully when nothing is known to be deployed, when finishing an
-    # interrupted run, and when the checkout is not where the last deploy
-    # left it (moved by hand): what changed since then is unknown.
-    full = interrupted is not None or deployed is None or head != deployed
+    return problems
+
+
+def _with_kept(facts: Facts, common: dict) -> dict:
+    """Untracked files the repository does not have are kept, and said."""
+    if not facts.kept:
+        return common
+    listing = ", ".join(facts.kept[:5]) + (f" and {len(facts.kept) - 5} more" if len(facts.kept) > 5 else "")
+    return {**common, "warnings": common["warnings"] + (
+        f"keeping {len(facts.kept)} untracked file(s) that the repository does not have: "
+        f"{listing} (add them to .gitignore to silence this)",)}
+
+
+def _deploy(host, state: State, facts: Facts, common: dict, pin: Optional[str]) -> Plan:
+    """Check out the target, run the rules whose files changed and restart
+    the services whose files changed. Converge fully when nothing is known
+    to be deployed, when finishing an interrupted run, and when the
+    checkout is not where the last deploy left it (moved by hand): what
+    changed since then is unknown."""
+    deployed, target = common["deployed"], common["target"]
+    full = state.in_progress is not None or deployed is None or facts.head != deployed
     changed = None if full else facts.changed
     rules = tuple(i for i, r in enumerate(host.deps) if changed is None or paths_match(changed, r.when))
     services = tuple(s.name for s in host.services
