@@ -343,6 +343,22 @@ def test_deploy_dry_run_says_its_plan_once(sandbox):
     assert data["message"] == f"would deploy {span}" and data["plan"]["would"][0]["action"] == "checkout"
 
 
+def test_the_live_board_leaves_a_dry_runs_plan_to_the_lines_below(capsys, monkeypatch):
+    """On a terminal too the plan is said once: the board's row for a dry
+    run points at the `would` lines instead of restating them."""
+    from fabops.tasks.deploy import _LiveBoard
+    from fabops.tasks.render import console
+
+    monkeypatch.setenv("COLUMNS", "80")
+    board = _LiveBoard(["local"])
+    board("local")({"kind": "result", "result": "would_deploy", "message": "would deploy aaaa -> bbbb",
+                    "plan": {"would": [{"action": "checkout", "target": "bbbb", "why": "deploy aaaa -> bbbb"}]}})
+    capsys.readouterr()
+    console().print(board._table())
+    out = capsys.readouterr().out
+    assert "1 planned change(s), listed below" in out and "aaaa -> bbbb" not in out, out
+
+
 TWO_SERVICES = """hosts:
   web1:
     address: 192.0.2.1

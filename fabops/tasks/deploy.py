@@ -170,7 +170,10 @@ class _LiveBoard:
                     row["step"] = "done"
                     row["done"] = True
                     row["status"] = event.get("result")
-                    row["message"] = event.get("message") or ""
+                    would = (event.get("plan") or {}).get("would")
+                    # a dry run's plan is printed once, below the board
+                    row["message"] = (f"{len(would)} planned change(s), listed below" if would
+                                      else event.get("message") or "")
                     row["shas"] = [x for x in (event.get("from"), event.get("to")) if isinstance(x, str)]
                 self.live.update(self._table())
 
