@@ -410,9 +410,10 @@ def width() -> int:
 
 
 # What a continuation line is indented under: the line's own indent, a
-# `[host] ` or `host: ` prefix and the indent after it, or a list marker
-# (`- `, `· `, `✓ `).
-HANGING = re.compile(r" *(?:\[[^\]\s]+\] +|[\w.@-]+: +)?(?:[-·✓✗•] +)?")
+# timestamp (local-update's `2026-12-06T09:47:04 `), a `[host] ` or `host: `
+# prefix and the indent after it, or a list marker (`- `, `· `, `✓ `, and
+# deploy's progress marks `= ` for the result and `… ` for a running step).
+HANGING = re.compile(r" *(?:\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d +)?(?:\[[^\]\s]+\] +|[\w.@-]+: +)?(?:[-·✓✗•=…] +)?")
 
 
 def wrap(text: str, columns: Optional[int] = None) -> str:

@@ -47,7 +47,7 @@ class _Printer:
         from .render import PrefixWriter
 
         running: dict = {}
-        out = PrefixWriter(f"[{host}]".ljust(self.width + 2) + " ")
+        out = PrefixWriter(f"[{host}]".ljust(self.width + 2) + " ", wrapped=True)
 
         def progress() -> str:
             if not running:

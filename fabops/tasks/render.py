@@ -8,7 +8,7 @@ from typing import Iterable, List
 
 from .. import errors
 from ..printable import printable
-from ._base import HANGING, error_text, for_stderr
+from ._base import HANGING, error_text, for_stderr, wrap
 
 
 def literal(text, lines: bool = False) -> str:
@@ -388,10 +388,19 @@ class PrefixWriter:
 
     _lock = threading.Lock()
 
-    def __init__(self, prefix: str, stream=None):
+    def __init__(self, prefix: str, stream=None, wrapped: bool = False):
         self.prefix = prefix
         self.stream = stream
+        self.wrapped = wrapped
         self._buf = ""
+
+    def _line(self, line: str) -> str:
+        """One line as written: `wrapped` (deploy's progress, fabops' own
+        words) breaks it at spaces to the width with a hanging indent, as
+        _base.wrap does every plain line; without it (a log's own lines,
+        data for grep) it stays whole."""
+        text = self.prefix + printable(line, lines=True)
+        return (wrap(text) if self.wrapped else text) + "\n"
 
     def _out(self):
         return self.stream if self.stream is not None else sys.stdout  # looked up late: tests swap sys.stdout
@@ -403,7 +412,7 @@ class PrefixWriter:
             out = self._out()
             with self._lock:
                 for line in lines:
-                    out.write(self.prefix + printable(line, lines=True) + "\n")
+                    out.write(self._line(line))
                 out.flush()
         return len(text)
 
@@ -411,7 +420,7 @@ class PrefixWriter:
         if self._buf:
             out = self._out()
             with self._lock:
-                out.write(self.prefix + printable(self._buf, lines=True) + "\n")
+                out.write(self._line(self._buf))
                 out.flush()
             self._buf = ""
 

@@ -11,8 +11,7 @@ import time
 from invoke import Collection
 
 from .. import errors
-from ..printable import printable
-from ._base import JSON_SCHEMA, fabops_task, finish, load_inventory, print_envelope, print_json
+from ._base import JSON_SCHEMA, fabops_task, finish, load_inventory, print_envelope, print_json, print_text
 
 
 def _host_for_local(inventory, hosts):
@@ -90,7 +89,7 @@ def local_update(
         if dry_run and result.plan:
             lines += [f"  {key}: {', '.join(result.plan[key])}" for key in ("rules", "restart", "dirty")
                       if result.plan.get(key)]
-        stream.write("".join(printable(line, lines=True) + "\n" for line in lines))
+        print_text("\n".join(lines), file=stream)  # wrapped on stdout, whole on a piped stderr
     finish(result.exit_code)
 
 
@@ -119,10 +118,9 @@ def _print_event(event: dict) -> None:
         line = f"  {event.get('step')}: {mark} ({event.get('seconds', 0):.2f}s)"
         if event.get("message"):  # a step without one ends at its time, not on a space
             line += f" {event['message']}"
-        sys.stdout.write(printable(line, lines=True) + "\n")
+        print_text(line)
     elif kind == "log":
-        sys.stdout.write(printable(f"  {event.get('message')}", lines=True) + "\n")
-    sys.stdout.flush()
+        print_text(f"  {event.get('message')}")
 
 
 def _report_each(outcome, json, render_name: str, **render_options) -> None:
