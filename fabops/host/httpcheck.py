@@ -70,44 +70,75 @@ def request(s: dict):
 
 
 def _exchange(s: dict, deadline: float):
-    from urllib.parse import unquote, urlsplit
+    """The status on the first status line that `s`'s request gets (None:
+    the answer is not HTTP). Raises when there is no answer (`request`
+    says which)."""
+    parts = _url(s["url"])
+    tls = parts.scheme == "https"
+    port = parts.port or (443 if tls else 80)
+    answer = _first_line(parts.hostname, port, tls, _message(s, parts, port), deadline)
+    words = answer.split(b"\r\n", 1)[0].split()
+    if len(words) >= 2 and words[0].startswith(b"HTTP/") and words[1].isdigit() and len(words[1]) == 3:
+        return int(words[1])
+    return None
+
+
+def _url(url: str):
+    """The check's URL, split: http or https, with a host."""
+    from urllib.parse import urlsplit
 
     # hosts.yml's validator refuses these too; here they would split the
     # request line or a header into two.
-    if any(c.isspace() or ord(c) < 32 for c in s["url"]):
+    if any(c.isspace() or ord(c) < 32 for c in url):
         raise ValueError("the URL holds a space or a control character")
-    parts = urlsplit(s["url"])
+    parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("unsupported URL")
-    tls = parts.scheme == "https"
-    host = parts.hostname
-    default_port = 443 if tls else 80
-    port = parts.port or default_port
+    return parts
+
+
+def _message(s: dict, parts, port: int) -> bytes:
+    """The request's bytes: request line, headers, body."""
     method = s.get("method") or "GET"
     body = s.get("body")
     if body is None and method in ("POST", "PUT"):
         body = ""
     data = b"" if body is None else body.encode("utf-8")
+    headers = _headers(s, parts, port, None if body is None else len(data))
+    path = (parts.path or "/") + ("?" + parts.query if parts.query else "")
+    head = "%s %s HTTP/1.1\r\n" % (method, path) + "".join("%s: %s\r\n" % kv for kv in headers.items())
+    return (head + "\r\n").encode("utf-8") + data
+
+
+def _headers(s: dict, parts, port: int, length) -> dict:
+    """Ours (Host, User-Agent, Accept, Connection; Basic authorization for
+    `user:pass@`; Content-Length when there is a body of `length` bytes),
+    then the check's own, which win whatever their case."""
+    from urllib.parse import unquote
+
+    host = parts.hostname
     named = "[%s]" % host if ":" in host else host
-    headers = {"Host": named if port == default_port else "%s:%d" % (named, port),
+    headers = {"Host": named if port == (443 if parts.scheme == "https" else 80) else "%s:%d" % (named, port),
                "User-Agent": "fabops-check", "Accept": "*/*", "Connection": "close"}
     if parts.username is not None:
         import base64
 
         pair = "%s:%s" % (unquote(parts.username), unquote(parts.password or ""))
         headers["Authorization"] = "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
-    if body is not None:
-        headers["Content-Length"] = str(len(data))
-    # The check's own headers win over ours, whatever their case.
+    if length is not None:
+        headers["Content-Length"] = str(length)
     for name, value in (s.get("headers") or {}).items():
         if any(c in "\r\n\x00" for c in name + value):
             raise ValueError("a header holds a line break or a NUL")
         for ours in [k for k in headers if k.lower() == name.lower()]:
             del headers[ours]
         headers[name] = value
-    path = (parts.path or "/") + ("?" + parts.query if parts.query else "")
-    head = "%s %s HTTP/1.1\r\n" % (method, path) + "".join("%s: %s\r\n" % kv for kv in headers.items())
-    message = (head + "\r\n").encode("utf-8") + data
+    return headers
+
+
+def _first_line(host: str, port: int, tls: bool, message: bytes, deadline: float) -> bytes:
+    """Connect (TLS verified against the system's CAs for https), send
+    `message` and read until the first line ends, all before `deadline`."""
 
     def left() -> float:
         remaining = deadline - time.monotonic()
@@ -133,10 +164,7 @@ def _exchange(s: dict, deadline: float):
             answer += chunk
     finally:
         sock.close()
-    words = answer.split(b"\r\n", 1)[0].split()
-    if len(words) >= 2 and words[0].startswith(b"HTTP/") and words[1].isdigit() and len(words[1]) == 3:
-        return int(words[1])
-    return None
+    return answer
 
 
 def shown(url: str) -> str:
