@@ -71,11 +71,9 @@ def monitor_script(host: Host, window: float = CPU_WINDOW) -> Cmd:
 
     `window` is the least time between the two CPU samples. `monitor --watch`
     passes 0 after its first refresh: the previous refresh's sample is the
-    first one then, so the interval is the window and nothing waits."""
-    units = [s.name for s in host.services if s.manager == "systemd"]
-    procs = [s for s in host.services if s.manager == "process"]
-    # CPU is sampled at the start and at the end: the script's own run time
-    # is the window, and no sleep is added.
+    first one then, so the interval is the window and nothing waits.
+    CPU is sampled at the start and at the end: the script's own run time
+    is the window, and no sleep is added."""
     # The HTTP checks (monitor_input: URLs, headers, bodies) come on stdin,
     # read once here, before any other command could read it (docs/security.md).
     parts: List[Cmd] = [raw("FABOPS_IN=$(cat)")] if _checks(host) else []
@@ -85,6 +83,20 @@ def monitor_script(host: Host, window: float = CPU_WINDOW) -> Cmd:
         _section("disk", raw("df -Pk / 2>/dev/null | tail -n 1")),
         _section("load", _LOAD),
     ]
+    parts += _service_parts(host)
+    parts += _probe_parts(host)
+    parts += _home_parts(host)
+    parts += _log_parts(host)
+    parts += _closing_parts(window)
+    return sh("{body}\n", body=lines(parts))
+
+
+def _service_parts(host: Host) -> List[Cmd]:
+    """Each service's state, and $PIDS: the main PIDs that the CPU samples
+    read (systemd's MainPID, the process back end's pidfiles)."""
+    units = _units(host)
+    procs = _procs(host)
+    parts: List[Cmd] = []
     if units:
         parts.append(_section("systemd", sh("{cmd} 2>/dev/null", cmd=systemd_status_cmd(units))))
         parts.append(sh("PIDS=$(systemctl show -p MainPID --value {units} 2>/dev/null | tr '\\n' ' ')", units=units))
@@ -96,12 +108,17 @@ def monitor_script(host: Host, window: float = CPU_WINDOW) -> Cmd:
         for svc in procs:
             parts.append(sh('[ -r {pf} ] && PIDS="$PIDS $(cut -d" " -f1 {pf})"',
                             pf=path(host.paths.service_pid(svc.name))))
+    return parts
+
+
+def _probe_parts(host: Host) -> List[Cmd]:
+    """The first per-process CPU sample, memory and age, the ports and the
+    HTTP checks."""
     # Per-process CPU is sampled over a window (docs/monitor.md, "CPU"): ps's
     # %CPU is the average over the process's whole life, which makes a bot a
     # second old look busy. The first /proc/<pid>/stat read is here, the
     # second at the end of the script, at least CPU_WINDOW later.
-    parts.append(_section("pstat0", _PROC_STAT))
-    parts.append(_section("ps", _PS))
+    parts = [_section("pstat0", _PROC_STAT), _section("ps", _PS)]
     for svc in host.services:
         if svc.port:
             parts.append(_section(f"port:{svc.name}", sh("if {probe}; then echo open; else echo closed; fi",
@@ -112,21 +129,33 @@ def monitor_script(host: Host, window: float = CPU_WINDOW) -> Cmd:
         # each in host.services' order; printf is a builtin, so the specs
         # never reach an argv.
         parts.append(_section("http", http_check_cmd(raw('printf \'%s\\n\' "$FABOPS_IN" | '), len(checks))))
-    parts.append(_section("state", sh("cat {f} 2>/dev/null", f=quote_path(host.paths.state))))
-    parts.append(_section("last", sh("tail -n 1 {f} 2>/dev/null", f=quote_path(host.paths.history))))
-    # a corrupt state.json that a merge moved aside (host/state.py): its name
-    # says when, and its being there says that the deploy state was lost
-    parts.append(_section("aside", sh('for f in {p}*; do [ -e "$f" ] && echo "${{f##*/}}"; done; true',
-                                      p=path(host.paths.state_aside_prefix))))
+    return parts
+
+
+def _home_parts(host: Host) -> List[Cmd]:
+    """What fabops keeps in the host's home: the state, the last run."""
+    return [
+        _section("state", sh("cat {f} 2>/dev/null", f=quote_path(host.paths.state))),
+        _section("last", sh("tail -n 1 {f} 2>/dev/null", f=quote_path(host.paths.history))),
+        # a corrupt state.json that a merge moved aside (host/state.py): its name
+        # says when, and its being there says that the deploy state was lost
+        _section("aside", sh('for f in {p}*; do [ -e "$f" ] && echo "${{f##*/}}"; done; true',
+                             p=path(host.paths.state_aside_prefix))),
+    ]
+
+
+def _log_parts(host: Host) -> List[Cmd]:
+    """The errors of the last hour, the journal's size, the cleanup paths
+    and the recorded samples (--history)."""
     # Errors in the last hour: the journal under systemd, else the service
     # log files (lines mentioning "error" in files written in the last hour).
     err_cmds = [sh("journalctl -u {u} --since '-1h' --no-pager -q -o cat 2>/dev/null | grep -ci error", u=u)
-                for u in units]
-    for svc in procs:
+                for u in _units(host)]
+    for svc in _procs(host):
         err_cmds.append(sh("find {log} -mmin -60 2>/dev/null | grep -q . && tail -n 2000 {log} | grep -ci error",
                            log=path(host.paths.service_log(svc.name))))
-    parts.append(_section("errors", lines([sh("{{ {c} || echo 0; }}", c=c) for c in err_cmds], "; "))
-                 if err_cmds else _section("errors"))
+    parts = [_section("errors", lines([sh("{{ {c} || echo 0; }}", c=c) for c in err_cmds], "; "))
+             if err_cmds else _section("errors")]
     # "Archived and active journals take up 8.0M in the file system."
     parts.append(_section("journal", raw("journalctl --disk-usage 2>/dev/null | sed -n 's/.* take up \\([^ ]*\\) .*/\\1/p'")))
     for i, rule in enumerate(host.cleanup):
@@ -136,6 +165,12 @@ def monitor_script(host: Host, window: float = CPU_WINDOW) -> Cmd:
             "find {p} -maxdepth 1 -type f -name {glob} -mtime -1 2>/dev/null | wc -l; else echo missing; fi",
             p=path(rule.path), glob=rule.glob)))
     parts.append(_section("metrics", sh("tail -n 97 {f} 2>/dev/null", f=quote_path(host.paths.metrics))))
+    return parts
+
+
+def _closing_parts(window: float) -> List[Cmd]:
+    """The rest of the CPU window, then the closing CPU samples."""
+    parts: List[Cmd] = []
     # Wait out the rest of the window (centiseconds from /proc/uptime), so a
     # fast host still samples CPU_WINDOW; a slow script adds nothing.
     window_cs = int(window * 100)
@@ -144,10 +179,15 @@ def monitor_script(host: Host, window: float = CPU_WINDOW) -> Cmd:
             'read -r U1 R < /proc/uptime; E=$(( ${{U1%.*}}${{U1#*.}} - $T0 )); '
             'if [ "$E" -lt {w} ]; then sleep "$(( ({w} - E) / 100 )).$(printf %02d $(( ({w} - E) % 100 )))"; fi',
             w=window_cs))
-    parts.append(_section("pstat1", _PROC_STAT))
-    parts.append(_section("cpu1", _CPU))
-    parts.append(_section("end"))
-    return sh("{body}\n", body=lines(parts))
+    return parts + [_section("pstat1", _PROC_STAT), _section("cpu1", _CPU), _section("end")]
+
+
+def _units(host: Host) -> List[str]:
+    return [s.name for s in host.services if s.manager == "systemd"]
+
+
+def _procs(host: Host) -> list:
+    return [s for s in host.services if s.manager == "process"]
 
 
 # ---------------------------------------------------------------- parsing
@@ -519,6 +559,61 @@ def sample(cxn, host, previous=None):
     facts["code"] = code
     facts["findings"] = [{"level": errors.NAMES.get(c, str(c)), "message": m} for c, m in findings]
     return facts, out
+
+
+class Refresher:
+    """`monitor`'s hosts, sampled again and again over one kept-open
+    connection per host (opened at its first refresh, in parallel). A host
+    whose refresh fails gets a new connection on the next one. With `watch`,
+    each refresh's CPU window starts at the host's previous refresh (see
+    `sample`). A context manager: every connection is closed on the way out."""
+
+    def __init__(self, inv, hosts, *, parallel: int, accept_new: bool = False,
+                 connect_timeout: Optional[float] = None, watch: bool = False):
+        import threading
+
+        self.inv, self.hosts, self.parallel, self.watch = inv, hosts, parallel, watch
+        self.accept_new, self.connect_timeout = accept_new, connect_timeout
+        self.conns: Dict[str, Any] = {}
+        self.last: Dict[str, str] = {}  # host -> the previous refresh's raw output (the CPU window's start)
+        self.lock = threading.Lock()
+
+    def refresh(self) -> list:
+        """Every host's HostResult, its value the facts, in the hosts' order."""
+        from .fanout import run_hosts
+
+        return run_hosts(self.hosts, self._one, parallel=self.parallel).results
+
+    def _one(self, host: Host) -> Dict[str, Any]:
+        from .connection import close_quietly, connect
+
+        cxn = self.conns.get(host.name)
+        if cxn is None:
+            cxn = connect(host, self.inv, accept_new=self.accept_new, connect_timeout=self.connect_timeout)
+            with self.lock:
+                self.conns[host.name] = cxn
+        try:
+            facts, self.last[host.name] = sample(cxn, host, self.last.get(host.name) if self.watch else None)
+            return facts
+        except Exception:
+            # a dead connection is re-opened on the next refresh
+            with self.lock:
+                self.conns.pop(host.name, None)
+                self.last.pop(host.name, None)
+            close_quietly(cxn)
+            raise
+
+    def close(self) -> None:
+        from .connection import close_quietly
+
+        for cxn in self.conns.values():
+            close_quietly(cxn)
+
+    def __enter__(self) -> "Refresher":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _runs(n) -> str:

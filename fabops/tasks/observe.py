@@ -30,73 +30,110 @@ def _mark(ok, warn=False):
 
 
 def render_host(facts, host, show_history=False):
+    """One host's panel: its services' table, then its figures, deploy
+    state, logs and cleanup paths, sparklines (--history) and findings."""
+    from rich.console import Group
     from rich.panel import Panel
+
+    from .render import literal, status_cell
+
+    lines = [_system_line(facts, host.thresholds)]
+    lines += _deploy_lines(facts.get("deploy"))
+    lines += _log_lines(facts)
+    if show_history:
+        lines += _history_lines(facts.get("history") or {})
+    title = f"{literal(host.name)}  {status_cell(facts['code'])}"
+    return Panel(Group(_service_table(facts, host.thresholds), *lines, _findings_list(facts)),
+                 title=title, title_align="left")
+
+
+def _service_table(facts, th):
+    """One row per service: state, pid, CPU, memory, age, port and check."""
     from rich.table import Table
 
-    from .render import RESULT_STYLE, ago, fmt_duration, literal, pin_lines, service_labels, short, status_cell
+    from .render import literal, service_labels
 
-    th = host.thresholds
     # one space between columns and nothing that wraps mid-cell: the panel
     # fits 80 columns (CI logs, pipes) for the find-to-do services
-    svc_table = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0))
+    table = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0))
     for col in ("service", "state", "pid", "CPU", "MEM", "up", "port", "check"):
-        svc_table.add_column(col, no_wrap=True, overflow="ellipsis")
+        table.add_column(col, no_wrap=True, overflow="ellipsis")
     labels = service_labels(s["name"] for s in facts["services"])
     for s in facts["services"]:
-        if s["cpu"] is not None:
-            cpu = f"{_mark(s['cpu'] < th['cpu'], True)} {s['cpu']:g}%"
-        elif s["active"] and s["pid"]:
-            cpu = "new"  # younger than the sample window: shown, not judged
-        else:
-            cpu = "-"
-        mem = "-" if s["memory"] is None else f"{_mark(s['memory'] < th['memory'], True)} {s['memory']:g}%"
-        port = "-" if not s["port"] else f"{_mark(s['port_open'])} {s['port']}"
-        if s["http_expect"] is None:
-            check = "-"
-        else:
-            ok = s["http_status"] == s["http_expect"]
-            lat = f" {s['http_latency'] * 1000:.0f} ms" if ok and s["http_latency"] is not None else ""
-            check = f"{_mark(ok)} {literal(s['http_status'] or 'no answer')}{lat}"
-        up = "-" if s["uptime"] is None else ("<1 s" if s["uptime"] < 1 else fmt_duration(s["uptime"]))
-        svc_table.add_row(literal(labels[s["name"]]), f"{_mark(s['active'])} {literal(s['state'])}",
-                          literal(s["pid"] or "-"), cpu, mem, up, port, check)
-    lines = []
+        table.add_row(literal(labels[s["name"]]), f"{_mark(s['active'])} {literal(s['state'])}",
+                      literal(s["pid"] or "-"), *_service_cells(s, th))
+    return table
+
+
+def _service_cells(s, th) -> list:
+    """A service's CPU, MEM, up, port and check cells."""
+    from .render import fmt_duration, literal
+
+    if s["cpu"] is not None:
+        cpu = f"{_mark(s['cpu'] < th['cpu'], True)} {s['cpu']:g}%"
+    elif s["active"] and s["pid"]:
+        cpu = "new"  # younger than the sample window: shown, not judged
+    else:
+        cpu = "-"
+    mem = "-" if s["memory"] is None else f"{_mark(s['memory'] < th['memory'], True)} {s['memory']:g}%"
+    port = "-" if not s["port"] else f"{_mark(s['port_open'])} {s['port']}"
+    if s["http_expect"] is None:
+        check = "-"
+    else:
+        ok = s["http_status"] == s["http_expect"]
+        lat = f" {s['http_latency'] * 1000:.0f} ms" if ok and s["http_latency"] is not None else ""
+        check = f"{_mark(ok)} {literal(s['http_status'] or 'no answer')}{lat}"
+    up = "-" if s["uptime"] is None else ("<1 s" if s["uptime"] < 1 else fmt_duration(s["uptime"]))
+    return [cpu, mem, up, port, check]
+
+
+def _system_line(facts, th) -> str:
+    from .render import fmt_duration, literal
+
     sys_cpu = "?" if facts["cpu"] is None else f"{facts['cpu']:g}%"
     sys_mem = "?" if facts["memory"] is None else f"{facts['memory']:g}%"
     disk = "?" if facts["disk"] is None else f"{_mark(facts['disk'] < th['disk'], True)} {facts['disk']:g}%"
     load = literal(facts.get("load") or "?")
     window = f" ({facts['cpu_window']:g} s)" if facts.get("cpu_window") else ""
-    lines.append(f"system CPU {sys_cpu}{window}  memory {sys_mem}  disk {disk}  load {load}  "
-                 f"up {fmt_duration(facts.get('uptime'))}")
-    dep = facts.get("deploy")
+    return (f"system CPU {sys_cpu}{window}  memory {sys_mem}  disk {disk}  load {load}  "
+            f"up {fmt_duration(facts.get('uptime'))}")
+
+
+def _deploy_lines(dep) -> list:
+    """What is deployed and since when, the last update check and its
+    result, the pin and the remembered bad targets."""
+    from .render import RESULT_STYLE, ago, literal, pin_lines, short
+
     if dep is None:
-        lines.append("[dim]deploy state: not available yet (no fabops run on this host)[/dim]")
-    else:
-        line = (f"deployed {literal(short(dep.get('deployed')))} ({ago(dep.get('deployed_at'))}); "
-                f"last update check {ago(dep.get('last_check'))}")
-        if dep.get("last_result"):
-            style = RESULT_STYLE.get(dep["last_result"], "white")
-            line += f": [{style}]{literal(dep['last_result'])}[/{style}]"
-        lines.append(line)
-        lines += pin_lines(dep)
+        return ["[dim]deploy state: not available yet (no fabops run on this host)[/dim]"]
+    line = (f"deployed {literal(short(dep.get('deployed')))} ({ago(dep.get('deployed_at'))}); "
+            f"last update check {ago(dep.get('last_check'))}")
+    if dep.get("last_result"):
+        style = RESULT_STYLE.get(dep["last_result"], "white")
+        line += f": [{style}]{literal(dep['last_result'])}[/{style}]"
+    return [line] + pin_lines(dep)
+
+
+def _log_lines(facts) -> list:
+    """Errors in the last hour, the journal's size, each cleanup path."""
+    from .render import literal
+
     errs = facts.get("errors_last_hour")
-    lines.append(literal(f"errors in the last hour: {errs if errs is not None else 'not available'}"
-                         + (f"   journal: {facts['journal_usage']}" if facts.get("journal_usage") else "")))
+    lines = [literal(f"errors in the last hour: {errs if errs is not None else 'not available'}"
+                     + (f"   journal: {facts['journal_usage']}" if facts.get("journal_usage") else ""))]
     for c in facts.get("cleanup", []):
         if c["exists"]:
             lines.append(literal(f"{c['path']}/{c['glob']}: {c['files']} files, {c['kib'] / 1024:.1f} MiB, "
                                  f"{c['last_24h']} in the last 24 h"))
         else:
             lines.append(f"[dim]{literal(c['path'])}: not there yet[/dim]")
-    if show_history:
-        hist = facts.get("history") or {}
-        lines.append(f"CPU    {sparkline(hist.get('cpu'))}")
-        lines.append(f"memory {sparkline(hist.get('memory'))}")
-        lines.append(f"disk   {sparkline(hist.get('disk'))}")
-    from rich.console import Group
+    return lines
 
-    title = f"{literal(host.name)}  {status_cell(facts['code'])}"
-    return Panel(Group(svc_table, *lines, _findings_list(facts)), title=title, title_align="left")
+
+def _history_lines(hist) -> list:
+    return [f"CPU    {sparkline(hist.get('cpu'))}",
+            f"memory {sparkline(hist.get('memory'))}",
+            f"disk   {sparkline(hist.get('disk'))}"]
 
 
 def _findings_list(facts):
@@ -226,84 +263,68 @@ def _code(results):
 def monitor(c, hosts=None, json=False, watch=None, history=False, parallel=10, inventory=None,
             accept_new=False, connect_timeout=None):
     """Show a dashboard of each host's services, resources and deploy state (Nagios exit codes)."""
-    from ..connection import close_quietly, connect
-    from ..fanout import run_hosts
-    from ..monitor import sample
-    from .render import console
+    from ..monitor import Refresher
 
     interval = watch  # seconds between refreshes (read by FabopsTask), or None: look once
     inv, chosen = select(inventory, hosts)
     by_name = {h.name: h for h in chosen}
-    conns = {}
-    last = {}  # host -> the previous refresh's raw output (the CPU window's start)
-    lock = threading.Lock()
-
-    def one(host):
-        cxn = conns.get(host.name)
-        if cxn is None:
-            cxn = connect(host, inv, accept_new=accept_new, connect_timeout=connect_timeout)
-            with lock:
-                conns[host.name] = cxn
-        try:
-            facts, last[host.name] = sample(cxn, host, last.get(host.name) if interval else None)
-            return facts
-        except Exception:
-            # a dead connection is re-opened on the next refresh
-            with lock:
-                conns.pop(host.name, None)
-                last.pop(host.name, None)
-            close_quietly(cxn)
-            raise
-
-    def refresh():
-        return run_hosts(chosen, one, parallel=parallel).results
-
     if not json:
         # Import rich while the connections are being opened: the import is
         # CPU work, the handshake is mostly waiting, so they overlap.
         threading.Thread(target=_preload_rich, daemon=True).start()
-
-    try:
+    with Refresher(inv, chosen, parallel=parallel, accept_new=accept_new, connect_timeout=connect_timeout,
+                   watch=interval is not None) as refresher:
         if interval is None:
-            results = refresh()
+            results = refresher.refresh()
             if json:
                 print_json(_envelope(results))
             else:
+                from .render import console
+
                 console().print(render_all(results, by_name, history))
             finish(_code(results))
             return
+        show = _Frames(json, lambda results: render_all(results, by_name, history))
+        finish(_code(_follow_until_interrupted(lambda stop: show.watch(stop, refresher.refresh, interval))))
+
+
+class _Frames:
+    """monitor --watch's refreshes until Ctrl-C: in place on a terminal, one
+    after another in a pipe or a CI log, or one envelope per line (--json)."""
+
+    def __init__(self, json: bool, render):
+        from .render import console
+
+        self.json, self.render, self.out = json, render, console()
+
+    def watch(self, stop, refresh, interval):
+        """Refresh every `interval` s until `stop` is set; the last results.
+        Ctrl-C sets `stop` (never a KeyboardInterrupt inside a refresh,
+        which Invoke's runner would swallow and the loop would go on)."""
+        results = refresh()
+        if self.json or not self.out.is_terminal:
+            return self._printed(stop, refresh, interval, results)
         from rich.live import Live
 
-        out = console()
-        plain = json or not out.is_terminal
+        with _quiet_keyboard(), Live(self.render(results), console=self.out, screen=False,
+                                      auto_refresh=False) as live:
+            while not stop.wait(interval):
+                results = refresh()
+                live.update(self.render(results), refresh=True)
+        return results
 
-        def watch_until_interrupted(stop):
-            # Ctrl-C sets `stop` (never a KeyboardInterrupt inside a refresh,
-            # which Invoke's runner would swallow and the loop would go on)
+    def _printed(self, stop, refresh, interval, results):
+        # a pipe or a CI log: every refresh is printed, one after another (a
+        # live display would show only the last, at the end)
+        while True:
+            if self.json:
+                print_json_line(_envelope(results))
+            else:
+                self.out.print(f"--- {time.strftime('%H:%M:%S %Z')}")
+                self.out.print(self.render(results))
+            if stop.wait(interval):
+                return results
             results = refresh()
-            if plain:
-                # a pipe or a CI log: every refresh is printed, one after
-                # another (a live display would show only the last, at the end)
-                while True:
-                    if json:
-                        print_json_line(_envelope(results))
-                    else:
-                        out.print(f"--- {time.strftime('%H:%M:%S %Z')}")
-                        out.print(render_all(results, by_name, history))
-                    if stop.wait(interval):
-                        return results
-                    results = refresh()
-            with _quiet_keyboard(), Live(render_all(results, by_name, history), console=out, screen=False,
-                                          auto_refresh=False) as live:
-                while not stop.wait(interval):
-                    results = refresh()
-                    live.update(render_all(results, by_name, history), refresh=True)
-            return results
-
-        finish(_code(_follow_until_interrupted(watch_until_interrupted)))
-    finally:
-        for cxn in conns.values():
-            close_quietly(cxn)
 
 
 LOG_SOURCES = ("journal", "update", "health", "app")
