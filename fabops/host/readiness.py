@@ -208,52 +208,84 @@ def watch(
     stays up. Fails on a death, a restart behind our back (a crash loop under
     systemd's Restart=), a closed port, or two failed HTTP checks in a row
     (one may be a pause; two, five seconds apart, are not)."""
-    probe = probe or LocalProbe()
     say = progress or (lambda _msg: None)
-    started = clock()
-    watched = [s for s in services if s.watch > 0]
-    ends = {s.name: started + s.watch for s in watched}
-    first = manager.status(watched) if watched else {}
-    pids = {s.name: first[s.name].pid for s in watched}
-    next_http = {s.name: started + WATCH_HTTP_EVERY for s in watched}
-    misses = {s.name: 0 for s in watched}
-    requests = 0
-    last_say = started
-
-    def fail(svc: Service, message: str, status=None) -> Readiness:
-        return Readiness(svc.name, False, "watch", message, clock() - started, pids.get(svc.name), status, requests)
-
-    for svc in watched:
-        st = first[svc.name]
-        if not (st.active and st.pid):
-            return fail(svc, f"{svc.name} died right after passing its gate (state {st.state})")
+    w = _Watch(manager, services, clock, probe or LocalProbe())
+    dead = w.after_the_gate()
+    if dead is not None:
+        return dead
     while True:
         now = clock()
         by = ended() if ended is not None else None
         if by:
-            return Readiness(",".join(s.name for s in watched), False, "ended",
-                             f"watch ended by {by} {now - started:.0f} s in", now - started, None, None, requests)
-        active = [s for s in watched if now < ends[s.name]]
+            return w.ended_by(by, now)
+        active = [s for s in w.watched if now < w.ends[s.name]]
         if not active:
-            longest = max((s.watch for s in watched), default=0.0)
-            return Readiness(",".join(s.name for s in watched) or "-", True, "watched",
-                             f"stayed up through the {longest:g} s watch" if watched else "no watch window",
-                             clock() - started, None, None, requests)
-        statuses = manager.status(active)
-        for svc in active:
-            due = now >= next_http[svc.name] and svc.check is not None
-            problem, status, fired = _watch_look(svc, statuses[svc.name], pids[svc.name], now - started, probe,
-                                                 due, misses)
-            if fired:
-                requests += 1
-                next_http[svc.name] = now + WATCH_HTTP_EVERY
-            if problem:
-                return fail(svc, problem, status)
-        if now - last_say >= 5.0:
-            last_say = now
-            left = max(ends[s.name] for s in active) - now
+            return w.watched_through()
+        problem = w.look(active, now)
+        if problem is not None:
+            return problem
+        if now - w.last_say >= 5.0:
+            w.last_say = now
+            left = max(w.ends[s.name] for s in active) - now
             say(f"watching {', '.join(s.name for s in active)}: up, {left:.0f} s to go")
-        sleep(min(WATCH_POLL, max(0.0, min(ends[s.name] for s in active) - clock())))
+        sleep(min(WATCH_POLL, max(0.0, min(w.ends[s.name] for s in active) - clock())))
+
+
+class _Watch:
+    """What a watch keeps between its looks: each service's window, the PID
+    its gate passed with, when its HTTP check is due and its misses, and
+    the requests fired."""
+
+    def __init__(self, manager: ServiceManager, services: List[Service], clock, probe):
+        self.manager, self.clock, self.probe = manager, clock, probe
+        self.started = started = clock()
+        self.watched = [s for s in services if s.watch > 0]
+        self.ends = {s.name: started + s.watch for s in self.watched}
+        self.first = manager.status(self.watched) if self.watched else {}
+        self.pids = {s.name: self.first[s.name].pid for s in self.watched}
+        self.next_http = {s.name: started + WATCH_HTTP_EVERY for s in self.watched}
+        self.misses = {s.name: 0 for s in self.watched}
+        self.requests = 0
+        self.last_say = started
+
+    def fail(self, svc: Service, message: str, status=None) -> Readiness:
+        return Readiness(svc.name, False, "watch", message, self.clock() - self.started, self.pids.get(svc.name),
+                         status, self.requests)
+
+    def after_the_gate(self) -> Optional[Readiness]:
+        """A service already gone when the watch begins."""
+        for svc in self.watched:
+            st = self.first[svc.name]
+            if not (st.active and st.pid):
+                return self.fail(svc, f"{svc.name} died right after passing its gate (state {st.state})")
+        return None
+
+    def ended_by(self, by: str, now: float) -> Readiness:
+        """A rollback, reset or restart ended the watch: no verdict."""
+        return Readiness(",".join(s.name for s in self.watched), False, "ended",
+                         f"watch ended by {by} {now - self.started:.0f} s in", now - self.started, None, None,
+                         self.requests)
+
+    def watched_through(self) -> Readiness:
+        """Every window ended with every service up."""
+        longest = max((s.watch for s in self.watched), default=0.0)
+        return Readiness(",".join(s.name for s in self.watched) or "-", True, "watched",
+                         f"stayed up through the {longest:g} s watch" if self.watched else "no watch window",
+                         self.clock() - self.started, None, None, self.requests)
+
+    def look(self, active: List[Service], now: float) -> Optional[Readiness]:
+        """One look at the services still in their window (_watch_look)."""
+        statuses = self.manager.status(active)
+        for svc in active:
+            due = now >= self.next_http[svc.name] and svc.check is not None
+            problem, status, fired = _watch_look(svc, statuses[svc.name], self.pids[svc.name], now - self.started,
+                                                 self.probe, due, self.misses)
+            if fired:
+                self.requests += 1
+                self.next_http[svc.name] = now + WATCH_HTTP_EVERY
+            if problem:
+                return self.fail(svc, problem, status)
+        return None
 
 
 def _watch_look(svc: Service, st, pid: Optional[int], elapsed: float, probe, check: bool, misses: dict):
