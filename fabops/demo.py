@@ -230,90 +230,108 @@ class DemoViews:
 
 def run_demo(base: Path, local_entry: dict, say: Callable[[str], None], views: DemoViews,
              keep: bool = False, inventory_dir: Optional[Path] = None) -> DemoResult:
-    from . import inventory
-    from .connection import local_context
-    from .deploy import DeployOptions, deploy_host
-    from .monitor import gather
-    from .remote import gather_status, managers_for, read_remote_history
-
+    """The narrated loop in a fresh sandbox under `base` (an earlier --keep's
+    app stopped first); with `keep` the app stays up afterwards."""
     if not sys.platform.startswith("linux"):
         raise UsageError(f"the demo needs Linux (/proc, setsid, flock); this is {sys.platform}")
     started = time.monotonic()
     result = DemoResult(sandbox=str(base))
     for line in stop_kept(base):
         say(line)
+    demo = _Demo(base, local_entry, say, views, result, inventory_dir)
+    try:
+        demo.run()
+    finally:
+        demo.end(keep)
+        result.seconds = time.monotonic() - started
+    return result
 
-    def step(title: str, fn) -> bool:
-        say(f"\n[bold]▶ {title}[/bold]")
+
+class _Demo:
+    """One demo run: the sandbox's `local` host, its steps and their result."""
+
+    def __init__(self, base: Path, local_entry: dict, say: Callable[[str], None], views: DemoViews,
+                 result: DemoResult, inventory_dir: Optional[Path]):
+        from . import inventory
+        from .connection import local_context
+
+        self.base, self.say, self.views, self.result = base, say, views, result
+        self.inv_path = build_sandbox(base, local_entry, inventory_dir)
+        self.host = inventory.load(str(self.inv_path)).hosts["local"]
+        result.inventory = str(self.inv_path)
+        wanted = int(((local_entry.get("services") or [{}])[0]).get("port") or 3013)
+        result.port_moved = self.host.services[0].port != wanted
+        self.c = local_context(self.host)
+
+    def run(self) -> None:
+        if not self.step("1. Set up and deploy v1 of the sample app (inv deploy -H local)",
+                         lambda: self.deploy("deployed")):
+            return
+        self.step("2. The dashboard (inv monitor -H local)", self.dashboard)
+        self.step("3. Push v2; the cron path (local-update) picks it up", self.cron_path)
+        self.step("4. Push a crash-on-boot v3 and deploy it: the health gate fails, it rolls back", self.bad_commit)
+        self.step("5. History, status and the dashboard: healthy on v2, v3 held back", self.wrap_up)
+
+    def step(self, title: str, fn) -> bool:
+        self.say(f"\n[bold]▶ {title}[/bold]")
         t = time.monotonic()
         try:
             ok, detail = fn()
         except Exception as exc:  # noqa: BLE001 - a demo step failing is reported, not a traceback
             ok, detail = False, f"{exc.__class__.__name__}: {exc}"
-        result.steps.append(DemoStep(title, ok, detail, time.monotonic() - t))
-        say(("  [green]✓[/green] " if ok else "  [red]✗[/red] ") + detail)
+        self.result.steps.append(DemoStep(title, ok, detail, time.monotonic() - t))
+        self.say(("  [green]✓[/green] " if ok else "  [red]✗[/red] ") + detail)
         return ok
 
-    inv_path = build_sandbox(base, local_entry, inventory_dir)
-    inv = inventory.load(str(inv_path))
-    host = inv.hosts["local"]
-    result.inventory = str(inv_path)
-    wanted = int(((local_entry.get("services") or [{}])[0]).get("port") or 3013)
-    result.port_moved = host.services[0].port != wanted
-    c = local_context(host)
+    def deploy(self, expect: str):
+        from .deploy import DeployOptions, deploy_host
 
-    def deploy(expect: str):
-        out = deploy_host(c, host, DeployOptions(actor="demo@" + socket.gethostname()), lambda e: None)
+        out = deploy_host(self.c, self.host, DeployOptions(actor="demo@" + socket.gethostname()), lambda e: None)
         res = out.result
         return res.get("result") == expect, f"{res.get('result')}: {res.get('message')}"
 
-    def dashboard():
-        facts = gather(c, host)
-        views.dashboard(facts, host)
-        return _app_is_green(facts, host)
+    def dashboard(self):
+        from .monitor import gather
 
-    try:
-        if not step("1. Set up and deploy v1 of the sample app (inv deploy -H local)", lambda: deploy("deployed")):
-            return result
-        step("2. The dashboard (inv monitor -H local)", dashboard)
+        facts = gather(self.c, self.host)
+        self.views.dashboard(facts, self.host)
+        return _app_is_green(facts, self.host)
 
-        def cron_path():
-            push(base, "v2", {"VERSION": "2\n"})
-            # cron's own line (fabops/cron.py): with --trigger cron the run
-            # is recorded as cron's, as narrated; without it, a person's
-            # manual local-update (the history said `manual root`)
-            argv = ["local-update", "--trigger", "cron", "-i", str(inv_path)]
-            say("  pushed v2 to the origin; now what cron runs every 5 minutes on the host:")
-            say(f"  [dim]fabops {' '.join(argv)}[/dim]")
-            r = subprocess.run([sys.executable, "-m", "fabops.cli", *argv], capture_output=True, text=True)
-            version = _version(host)
-            return r.returncode == 0 and version == "2", (r.stdout or r.stderr).strip() + f" (serving version {version})"
+    def cron_path(self):
+        push(self.base, "v2", {"VERSION": "2\n"})
+        # cron's own line (fabops/cron.py): with --trigger cron the run
+        # is recorded as cron's, as narrated; without it, a person's
+        # manual local-update (the history said `manual root`)
+        argv = ["local-update", "--trigger", "cron", "-i", str(self.inv_path)]
+        self.say("  pushed v2 to the origin; now what cron runs every 5 minutes on the host:")
+        self.say(f"  [dim]fabops {' '.join(argv)}[/dim]")
+        r = subprocess.run([sys.executable, "-m", "fabops.cli", *argv], capture_output=True, text=True)
+        version = _version(self.host)
+        return r.returncode == 0 and version == "2", (r.stdout or r.stderr).strip() + f" (serving version {version})"
 
-        step("3. Push v2; the cron path (local-update) picks it up", cron_path)
+    def bad_commit(self):
+        push(self.base, "v3 crashes on boot", {"VERSION": "3\n", "BEHAVIOUR": "crash\n"})
+        ok, detail = self.deploy("rolled_back")
+        version = _version(self.host)
+        return ok and version == "2", f"{detail} (still serving version {version})"
 
-        def bad_commit():
-            push(base, "v3 crashes on boot", {"VERSION": "3\n", "BEHAVIOUR": "crash\n"})
-            ok, detail = deploy("rolled_back")
-            version = _version(host)
-            return ok and version == "2", f"{detail} (still serving version {version})"
+    def wrap_up(self):
+        from .remote import gather_status, read_remote_history
 
-        step("4. Push a crash-on-boot v3 and deploy it: the health gate fails, it rolls back", bad_commit)
+        self.views.history(self.host.name, read_remote_history(self.c, self.host, 10))
+        self.views.status(self.host.name, gather_status(self.c, self.host))
+        return self.dashboard()
 
-        def wrap_up():
-            views.history(host.name, read_remote_history(c, host, 10))
-            views.status(host.name, gather_status(c, host))
-            return dashboard()
+    def end(self, keep: bool) -> None:
+        """Stop the app, or with `keep` note what is left running."""
+        from .remote import managers_for
 
-        step("5. History, status and the dashboard: healthy on v2, v3 held back", wrap_up)
-    finally:
         if not keep:
-            stop_services(c, host)
-        else:
-            manager, _ = managers_for(c, host)
-            result.kept = [(svc.name, st.pid, svc.port) for svc in host.services
-                           for st in [manager.status([svc])[svc.name]] if st.active]
-        result.seconds = time.monotonic() - started
-    return result
+            stop_services(self.c, self.host)
+            return
+        manager, _ = managers_for(self.c, self.host)
+        self.result.kept = [(svc.name, st.pid, svc.port) for svc in self.host.services
+                            for st in [manager.status([svc])[svc.name]] if st.active]
 
 
 def _app_is_green(facts: dict, host) -> tuple:
