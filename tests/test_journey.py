@@ -8,6 +8,9 @@ host. Then CI runs the `run:` steps of .github/workflows/deploy.yml. This
 tier does exactly that against a booted systemd container playing
 find-to-do, on two images: Debian bookworm (Python 3.11) and Debian
 bullseye (Python 3.9, systemd 247).
+
+A new user setting up a first host follows docs/setup-a-host.md: its
+commands run here as written, on the bookworm container (the same boot).
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ import yaml
 
 from tests.conftest import ROOT, TEST_CACHE, check_json_output, require
 from tests.harness import container
-from tests.harness.sandbox import Origin
+from tests.harness.sandbox import Origin, git
 
 pytestmark = pytest.mark.systemd
 UNIT = "voice-meeting-discord-bot.service"
@@ -238,3 +241,267 @@ def run_deploy_workflow(box, client_key, runner: Path, checkout: Path, wheel: Pa
     # real cron had already shipped the commit (checked by the caller)
     text = summary.read_text()
     assert "| find-to-do | deployed |" in text or "| find-to-do | noop |" in text, text
+
+
+# ---------------------------------------------------------------- docs/setup-a-host.md, as written
+#
+# Its fenced blocks carry an HTML comment (invisible on GitHub) that says
+# where they run: `<!-- journey: on the laptop -->` (bash, in the directory
+# holding hosts.yml and tasks.py), `<!-- journey: on the host, as admin -->`
+# (over SSH as the setup user) or `<!-- journey: hosts.yml -->` (the file
+# itself). Every block is marked, and each line runs as it is written, in
+# the doc's order, on the booted bookworm host, each in a shell of its own
+# (a line may not lean on an earlier line's `cd`). `web1` is what the doc says
+# it is, an ~/.ssh/config alias (HostName and IdentityFile, written here as
+# the doc tells the user to); `admin` is the setup user a Debian cloud image
+# has (made here as cloud-init would). The one text substitution:
+SETUP_DOC = ROOT / "docs" / "setup-a-host.md"
+DOC_PLACEHOLDERS = {
+    # the container has no network: the app's repository is a bare repo on the host
+    "https://github.com/YOUR-ORG/myapp": "/srv/myapp.git",
+}
+DOC_MARK = re.compile(r"<!-- journey: (?P<where>[^>]*?) -->\n```(?P<lang>\w*)\n(?P<body>.*?)```", re.S)
+DOC_PLACES = {"on the laptop": "sh", "on the host, as admin": "sh", "hosts.yml": "yaml"}  # where: the block's language
+# The doc's example app (its first paragraph): `python3 app.py`, answering
+# GET /health on port 8080.
+DOC_APP = '''\
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        code = 200 if self.path == "/health" else 404
+        self.send_response(code)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+HTTPServer(("127.0.0.1", 8080), Handler).serve_forever()
+'''
+
+
+def doc_steps(text: str) -> list:
+    """(line number, where, text) for each line of every marked block, in
+    the doc's order; a block without a mark fails (no untested command)."""
+    fences = text.count("\n```") // 2
+    marked = list(DOC_MARK.finditer(text))
+    assert len(marked) == fences, f"{SETUP_DOC.name}: {fences} fenced blocks, {len(marked)} marked <!-- journey: ... -->"
+    steps = []
+    for m in marked:
+        where = m.group("where")
+        assert DOC_PLACES.get(where) == m.group("lang"), \
+            f"{SETUP_DOC.name}:{text[:m.start()].count(chr(10)) + 1}: a ```{m.group('lang')} block marked {where!r}"
+        first = text[:m.start("body")].count("\n") + 1
+        if where == "hosts.yml":
+            steps.append((first, where, m.group("body")))
+            continue
+        for i, line in enumerate(m.group("body").splitlines()):
+            if line.strip() and not line.lstrip().startswith("#"):
+                steps.append((first + i, where, line))
+    return steps
+
+
+class DocHost:
+    """The booted host as the doc's reader has it, and a console on it for
+    the test's own checks (its own known_hosts: the user's stays empty until
+    the doc's `inv ping --accept-new`)."""
+
+    def __init__(self, box, user: User, console_known_hosts: Path):
+        self.box, self.user, self.kh = box, user, console_known_hosts
+
+    def ssh(self, login: str, command: str) -> subprocess.CompletedProcess:
+        """A line typed in a shell on the host, logged in as `login`."""
+        return subprocess.run(["ssh", "-F", str(self.user.home / ".ssh/config"), "-o", "BatchMode=yes",
+                               "-o", f"UserKnownHostsFile={self.kh}", "-l", login, "web1", command],
+                              capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+
+    def root(self, command: str) -> str:
+        """What the host looks like, seen by root (the test's eyes, not a step)."""
+        return self.box.as_root(command, check=False).stdout
+
+    def exists(self, path: str) -> bool:
+        return self.box.as_root(f"test -e {path}", check=False).returncode == 0
+
+    def crontab(self) -> str:
+        return self.root("crontab -u deploy -l 2>/dev/null")
+
+
+def _prepare_doc_host(box, client_key: Path, tmp_path: Path, venv: Path) -> tuple:
+    """A fresh Debian cloud host and a laptop, before the doc's first step.
+    The host has `admin` (NOPASSWD: ALL and the client key, as cloud-init
+    makes it), the app's repository (the stand-in for GitHub) and, for the
+    package index, a local wheelhouse in /etc/pip.conf. The laptop has the
+    wheel's venv, ~/.ssh/config for web1, no known_hosts, and an empty
+    directory holding tasks.py. Returns the host and the app's commit."""
+    pub = Path(str(client_key) + ".pub").read_text().strip()
+    box.as_root("useradd -m -s /bin/bash admin && install -d -m 700 -o admin -g admin /home/admin/.ssh"
+                f" && echo '{pub}' > /home/admin/.ssh/authorized_keys && chown admin: /home/admin/.ssh/authorized_keys"
+                " && echo 'admin ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/90-cloud-init-admin"
+                " && chmod 440 /etc/sudoers.d/90-cloud-init-admin"
+                " && git config --system --add safe.directory /srv/myapp.git")  # root's repo, fetched by deploy
+    author = tmp_path / "myapp"
+    author.mkdir()
+    (author / "app.py").write_text(DOC_APP)
+    git("init", "--quiet", "--initial-branch", "main", cwd=author)
+    git("add", "-A", cwd=author)
+    git("commit", "--quiet", "-m", "myapp v1", cwd=author)
+    _copy_in(box, author, "/root/myapp")
+    box.as_root("git clone --quiet --bare /root/myapp /srv/myapp.git && rm -rf /root/myapp")
+    _copy_in(box, _wheelhouse("cp311"), "/srv/wheelhouse")  # bookworm's python3 is 3.11
+    box.as_root("printf '[global]\\nno-index = true\\nfind-links = /srv/wheelhouse\\n' > /etc/pip.conf")
+
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    (home / ".ssh/config").write_text(f"Host web1\n  HostName {box.address}\n  IdentityFile {client_key}\n")
+    console = tmp_path / "console_known_hosts"
+    console.write_text(f"{box.address} {box.host_key}\n")
+    work = tmp_path / "ops"
+    work.mkdir()
+    (work / "tasks.py").write_text(TASKS_PY)
+    return DocHost(box, User(work, venv, home), console), git("rev-parse", "HEAD", cwd=author)
+
+
+def _copy_in(box, src: Path, dest: str) -> None:
+    """Copy a directory into the container (tar through its mount namespace)."""
+    pack = subprocess.Popen(["tar", "-C", str(src), "-cf", "-", "."], stdout=subprocess.PIPE)
+    r = subprocess.run(["nsenter", "-t", str(box.init_pid()), "-m", "--", "sh", "-c", 'mkdir -p "$1" && tar -xf - -C "$1"',
+                        "sh", dest], stdin=pack.stdout, capture_output=True, text=True, timeout=120)
+    pack.stdout.close()
+    assert pack.wait() == 0 and r.returncode == 0, f"copying {src} into the host: {r.stderr}"
+
+
+def _laptop(host: DocHost, command: str) -> subprocess.CompletedProcess:
+    """A line typed at the laptop: bash in the directory holding hosts.yml,
+    the user's environment (without the journey's test-only wheelhouse: the
+    doc's setup has no --offline)."""
+    env = host.user.env()
+    env.pop("FABOPS_WHEELHOUSE")
+    return subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", command], cwd=host.user.workdir,
+                          env=env, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+
+
+# what setup writes for the doc's hosts.yml (no logs:, so no logrotate file)
+UNIT_FILES = ("/etc/systemd/system/myapp.service", "/usr/local/libexec/fabops/myapp", "/etc/sudoers.d/fabops-myapp",
+              "/home/deploy/.fabops/myapp", "/home/deploy/.local/bin/bot-status")
+CRON_TASKS = ("local-update", "health --fix", "clean", "backup-env")
+
+
+def _user_made(r, host, head):
+    assert host.root("id -un deploy").strip() == "deploy", "no deploy user"
+
+
+def _cloned(r, host, head):
+    assert host.root("runuser -u deploy -- git -C /home/deploy/myapp rev-parse HEAD").strip() == head
+    assert host.root("stat -c %U /home/deploy/myapp/app.py").strip() == "deploy"
+
+
+def _key_trusted(r, host, head):
+    known = (host.user.home / ".ssh/known_hosts").read_text()
+    assert host.box.host_key.split()[1] in known, f"--accept-new did not record the host key: {known!r}"
+    assert host.ssh("deploy", "id -un").stdout.strip() == "deploy", "the key does not log in as deploy"
+
+
+def _planned(r, host, head):
+    assert "would" in r.stdout and "myapp.service" in r.stdout, r.stdout
+    assert "no fabops state yet" in r.stdout, r.stdout
+    left = [f for f in UNIT_FILES if host.exists(f)]
+    assert not left and not host.crontab().strip(), f"--check changed the host: {left}"
+
+
+def _set_up(r, host, head):
+    left = [f for f in UNIT_FILES if not host.exists(f)]
+    assert not left, f"setup did not write {left}:\n{r.stdout}"
+    assert "1 warning" in r.stdout and "no fabops state yet" in r.stdout, r.stdout
+    assert host.root("systemctl is-enabled myapp.service").strip() == "enabled"
+    assert "systemd-journal" in host.root("id -Gn deploy"), "setup gives the deploy user the journal"
+    assert "local-update --trigger cron" in host.crontab(), host.crontab()
+    again = _laptop(host, "inv setup -H web1 --check --json")
+    items = json.loads(again.stdout)["hosts"]["web1"]["items"]
+    assert not [i for i in items if i["status"] in ("changed", "would change")], f"a second setup would change {items}"
+
+
+def _deployed(r, host, head):
+    assert host.root("systemctl is-active myapp.service").strip() == "active", r.stdout
+    assert host.root("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8080/health") == "200"
+    history = _laptop(host, "inv history -H web1")
+    assert history.returncode == 0 and head[:7] in history.stdout, history.stdout + history.stderr
+
+
+def _monitored(r, host, head):
+    assert "myapp" in r.stdout and "200" in r.stdout, r.stdout
+
+
+def _status(r, host, head):
+    assert head[:7] in r.stdout, r.stdout
+
+
+def _cron_shown(r, host, head):
+    tab = host.crontab()
+    for task in CRON_TASKS:
+        assert task in r.stdout and task in tab, f"{task!r} not in inv cron's output and the crontab:\n{r.stdout}\n{tab}"
+
+
+def _cron_removed(r, host, head):
+    assert "fabops" not in host.crontab(), host.crontab()
+    assert host.exists("/home/deploy/.fabops/myapp/crontab.before-fabops")
+
+
+def _undone(r, host, head):
+    left = [f for f in UNIT_FILES if host.exists(f)] + [
+        f for f in host.root("ls /home/deploy/.local/bin 2>/dev/null").split()]
+    assert not left, f"left on the host: {left}"
+    assert host.root("systemctl is-active myapp.service").strip() != "active"
+    assert "systemd-journal" not in host.root("id -Gn deploy"), host.root("id -Gn deploy")
+    assert host.root("runuser -u deploy -- git -C /home/deploy/myapp rev-parse HEAD").strip() == head, "the checkout is the user's"
+
+
+# What each line promises (exit codes it may end with, and what it leaves):
+# keyed by the line as the doc writes it. A line not listed must exit 0; a
+# listed line the doc no longer has fails the test (its promise untested).
+DOC_PROMISES = {
+    "sudo useradd --create-home deploy": ((0,), _user_made),
+    "sudo -u deploy git clone https://github.com/YOUR-ORG/myapp /home/deploy/myapp": ((0,), _cloned),
+    "inv ping -H web1 --accept-new": ((0,), _key_trusted),
+    "inv setup -H web1 --check": ((1,), _planned),  # one warning: no state yet
+    "inv setup -H web1 --yes": ((1,), _set_up),
+    "inv deploy -H web1": ((0,), _deployed),
+    "inv monitor -H web1": ((0,), _monitored),
+    "inv status -H web1": ((0,), _status),
+    "inv cron -H web1": ((0,), _cron_shown),
+    "inv cron -H web1 --remove": ((0,), _cron_removed),
+    "sudo -u deploy rm -r /home/deploy/.fabops/myapp": ((0,), _undone),
+}
+
+
+@pytest.mark.timeout(1200)
+@pytest.mark.parametrize("image", ["bookworm"], indirect=True)  # the journey's bookworm host, shared
+def test_setup_a_host_doc_runs_as_written(image, user_venv, client_key, tmp_path):
+    """docs/setup-a-host.md (#24): every command in it, as written, in its
+    order, on the booted bookworm host, each one's exit code and what the doc
+    says it does checked; a failure names the doc's line."""
+    _, box, _ = image
+    host, head = _prepare_doc_host(box, client_key, tmp_path, user_venv)
+    text = SETUP_DOC.read_text()
+    for placeholder in DOC_PLACEHOLDERS:
+        assert placeholder in text, f"{placeholder!r} is no longer in {SETUP_DOC.name}: update DOC_PLACEHOLDERS"
+    checked = set()
+    for line, where, body in doc_steps(text):
+        at = f"docs/{SETUP_DOC.name}:{line}"
+        if where == "hosts.yml":
+            (host.user.workdir / "hosts.yml").write_text(body)
+            continue
+        command = body
+        for placeholder, here in DOC_PLACEHOLDERS.items():
+            command = command.replace(placeholder, here)
+        r = _laptop(host, command) if where == "on the laptop" else host.ssh(where.split(" as ")[1], command)
+        codes, check = DOC_PROMISES.get(body, ((0,), None))
+        if r.returncode not in codes:
+            pytest.fail(f"{at}: `{body}` ({where}) exited {r.returncode}, not {' or '.join(map(str, codes))}:\n"
+                        f"{r.stdout}{r.stderr}", pytrace=False)
+        if check:
+            try:
+                check(r, host, head)
+            except AssertionError as exc:
+                pytest.fail(f"{at}: `{body}` ({where}) did not do what the doc says: {exc}", pytrace=False)
+            checked.add(body)
+    assert checked == set(DOC_PROMISES), f"lines no longer in the doc, their promises untested: {set(DOC_PROMISES) - checked}"
