@@ -21,7 +21,7 @@ from .host.would import Would, as_json
 from .inventory import Host
 from .shell import path as host_path, raw, sh, sudo
 from .target import Target, UserTarget
-from .unit_audit import (absolute, lockout_unit, package_unit, parse_unit_facts, root_paths, root_unit_problem,
+from .unit_audit import (absolute, lockout_unit, system_unit, parse_unit_facts, root_paths, root_unit_problem,
                          unit_facts_cmd, with_parents)
 
 WRAPPERS = {
@@ -376,6 +376,11 @@ class _Setup:
                     f"that app moved, run setup with --change-user"))
         if old == text:
             return ItemResult(name, "ok", path)
+        # written by a release before the app line: whose it was is unknown,
+        # so taking it is said, never silent (docs/security.md)
+        adopted = (f" (adopted: an earlier fabops wrote it without naming its app; it now names {app}. If "
+                   f"another app in a directory also named {self.host.app.name} used it, rename one directory)"
+                   if root and old and MANAGED in old and not other else "")
         if managed_only and old is not None and MANAGED not in old:
             return ItemResult(name, "warning", f"{path} exists and was not written by fabops; "
                                                "left alone (use --replace-units to replace it)")
@@ -384,7 +389,7 @@ class _Setup:
             changed = sum(1 for ln in d.splitlines() if ln[:1] in "+-" and ln[:3] not in ("+++", "---"))
             d = f"--- {path}\n+++ {path} (fabops)\n@@ {changed} line(s) change; values not shown @@\n"
         if self.check:
-            return ItemResult(name, "would change", path, d)
+            return ItemResult(name, "would change", path + adopted, d)
         try:
             put_file(t, self.host, path, text, mode=mode, root=root, validate=validate, owner=owner)
         except CommandFailed as exc:
@@ -395,7 +400,7 @@ class _Setup:
                                               "(the text it refused is the diff below)", d)
         if after:
             after()
-        return ItemResult(name, "changed", path, d)
+        return ItemResult(name, "changed", path + adopted, d)
 
 
 # An item: a generator of results (ok, changed, would change, warning; a
@@ -586,9 +591,10 @@ def _sudo_rights(run: _Setup) -> Items:
 
 
 def _system_units(run: _Setup) -> Items:
-    """A service name that is already a package's unit (ssh.service) is
-    the system's: `unit: true` would write /etc/systemd/system/<name>, which
-    replaces the package's unit for good, and a right to stop the SSH
+    """A service name that is already a package's unit (ssh.service), a
+    local install's or a generated one (a SysV script's) is the system's:
+    `unit: true` would write /etc/systemd/system/<name>, which replaces
+    that unit for good, and a right to stop the SSH
     server locks every operator out. hosts.yml (which a pusher may edit)
     cannot ask for either (docs/security.md, "System units"). Other package
     units (nginx.service) get their rights, said once."""
@@ -597,11 +603,11 @@ def _system_units(run: _Setup) -> Items:
     for svc in host.services:
         if svc.manager != "systemd":
             continue
-        package = package_unit(facts.get(svc.name, {}))
+        package = system_unit(facts.get(svc.name, {}))
         if svc.unit and package:
             run.refused_units.append(svc.name)
             yield ItemResult(f"unit {svc.name}", "refused", (
-                f"{svc.name} is a unit of an installed package ({package}); `unit: true` would write "
+                f"{svc.name} is a unit the system already has ({package}); `unit: true` would write "
                 f"/etc/systemd/system/{svc.name} and replace it. Give the app's service a name of its own"))
         elif lockout_unit(svc.name, facts.get(svc.name)):
             run.refused_units.append(svc.name)
@@ -610,7 +616,7 @@ def _system_units(run: _Setup) -> Items:
                 f"user (and, through cron, whoever pushes) lock everyone out of the host. Remove it from "
                 f"services in hosts.yml"))
         elif package:
-            yield ItemResult(f"unit {svc.name}", "ok", f"{package}, a package's unit: the deploy user may "
+            yield ItemResult(f"unit {svc.name}", "ok", f"{package}, the system's unit: the deploy user may "
                                                       f"start, stop and restart it")
 
 

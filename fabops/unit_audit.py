@@ -25,7 +25,7 @@ def absolute(path: str, home: str) -> str:
 # command it runs (the Ex forms carry the +, ! and !! flags), where, and
 # what environment it reads.
 EXEC_PROPS = ("ExecStartPreEx", "ExecStartEx", "ExecStartPostEx", "ExecReloadEx", "ExecStopEx", "ExecStopPostEx")
-PROPS = ("Id", "LoadState", "FragmentPath", "User", "WorkingDirectory", "EnvironmentFiles", "PermissionsStartOnly") + EXEC_PROPS
+PROPS = ("Id", "LoadState", "FragmentPath", "SourcePath", "User", "WorkingDirectory", "EnvironmentFiles", "PermissionsStartOnly") + EXEC_PROPS
 # systemd's names for the flags that run a command with root's rights
 # whatever User= says: + (privileged), ! (no-setuid), !! (ambient)
 ROOT_FLAGS = ("privileged", "no-setuid", "ambient")
@@ -113,9 +113,12 @@ def root_paths(facts: Dict[str, List[str]]) -> List[str]:
     return [p for p in dict.fromkeys(paths) if p.startswith("/")]
 
 
-# Where installed packages keep their units (Debian's /lib is /usr/lib on
-# merged-/usr systems). A unit found there is the system's, not the app's.
-PACKAGE_UNIT_DIRS = ("/lib/systemd/", "/usr/lib/systemd/")
+# Where the system keeps units that are not fabops' nor in /etc: packages'
+# (Debian's /lib is /usr/lib on merged-/usr systems), a local install's
+# (/usr/local/lib), and units systemd generates at boot, e.g. from a SysV
+# init script in /etc/init.d (/run/systemd/generator*). `unit: true` would
+# write /etc/systemd/system/<name>, which outranks every one of them.
+SYSTEM_UNIT_DIRS = ("/lib/systemd/", "/usr/lib/systemd/", "/usr/local/lib/systemd/", "/run/systemd/generator")
 # Units whose stop locks every operator out of the host (the SSH server
 # and what logins and the network need): never a deploy user's to stop.
 LOCKOUT_UNITS = ("ssh.service", "sshd.service", "ssh.socket", "sshd.socket", "dbus.service", "dbus.socket",
@@ -123,11 +126,15 @@ LOCKOUT_UNITS = ("ssh.service", "sshd.service", "ssh.socket", "sshd.socket", "db
                  "sudo.service", "amazon-ssm-agent.service", "snap.amazon-ssm-agent.amazon-ssm-agent.service")
 
 
-def package_unit(facts: Dict[str, List[str]]) -> str:
-    """The file a package installed the unit from, or "" (a unit in /etc,
-    the operator's or fabops', or none)."""
+def system_unit(facts: Dict[str, List[str]]) -> str:
+    """Where the system's unit comes from (its file; for a generated unit,
+    the script it was made from), or "" (a unit in /etc, the operator's or
+    fabops', or none)."""
     fragment = (facts.get("FragmentPath") or [""])[0]
-    return fragment if fragment.startswith(PACKAGE_UNIT_DIRS) else ""
+    if not fragment.startswith(SYSTEM_UNIT_DIRS):
+        return ""
+    source = (facts.get("SourcePath") or [""])[0]
+    return f"{fragment}, generated from {source}" if source and source != fragment else fragment
 
 
 def lockout_unit(name: str, facts: Optional[Dict[str, List[str]]] = None) -> bool:

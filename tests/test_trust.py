@@ -119,6 +119,11 @@ def prepared(box):
                 f" > /etc/systemd/system/{PLUS} && systemctl daemon-reload")
     box.as_root(f"printf '[Service]\\nExecStart=/usr/bin/python3 {APP}/app.py\\n' > /etc/systemd/system/{LEGACY} "
                  "&& systemctl daemon-reload")
+    box.as_root("printf '#!/bin/sh\\n### BEGIN INIT INFO\\n# Provides: fabops-sysv\\n# Default-Start: 2 3 4 5\\n"
+                "# Default-Stop: 0 1 6\\n### END INIT INFO\\nexit 0\\n' > /etc/init.d/fabops-sysv && "
+                "chmod 0755 /etc/init.d/fabops-sysv && mkdir -p /usr/local/lib/systemd/system && "
+                "printf '[Service]\\nExecStart=/bin/sleep 600\\n' > /usr/local/lib/systemd/system/fabops-local.service "
+                "&& systemctl daemon-reload")
     return box
 
 
@@ -215,6 +220,10 @@ def test_system_units_and_a_namesake_app_are_refused(host):
     launchers and logrotate file."""
     bad = entry()
     bad["services"] += [{"name": "ssh.service", "unit": True, "command": "sleep 600"},
+                        # the system's units that are no package's: a SysV
+                        # script's (generated at boot) and a local install's
+                        {"name": "fabops-sysv.service", "unit": True, "command": "sleep 600"},
+                        {"name": "fabops-local.service", "unit": True, "command": "sleep 600"},
                         {"name": "dbus.service"}, {"name": "cron.service"}]
     host.write(bad)
     try:
@@ -222,7 +231,12 @@ def test_system_units_and_a_namesake_app_are_refused(host):
         assert r.returncode == 78, r.stdout + r.stderr
         found = items(r)
         assert found["unit ssh.service"]["status"] == "refused", found["unit ssh.service"]
-        assert "installed package" in found["unit ssh.service"]["message"]
+        assert "a unit the system already has (" in found["unit ssh.service"]["message"]
+        for name, source in (("fabops-sysv.service", "/etc/init.d/fabops-sysv"),
+                             ("fabops-local.service", "/usr/local/lib/systemd/system/fabops-local.service")):
+            assert found[f"unit {name}"]["status"] == "refused", found[f"unit {name}"]
+            assert source in found[f"unit {name}"]["message"], found[f"unit {name}"]
+            assert host.root(f"test -e /etc/systemd/system/{name}", check=False).returncode == 1
         assert found["unit dbus.service"]["status"] == "refused", found["unit dbus.service"]
         assert found["unit cron.service"]["status"] == "ok", found["unit cron.service"]
         assert host.root("test -e /etc/systemd/system/ssh.service", check=False).returncode == 1
@@ -245,8 +259,19 @@ def test_system_units_and_a_namesake_app_are_refused(host):
         for name in ("sudoers", f"launcher {PROBE}"):
             assert found[name]["status"] == "refused", (name, found[name])
             assert f"the app at {APP}" in found[name]["message"], found[name]
+        # a drop-in from a release before the app line: whose it is cannot
+        # be known, so the twin may take it, but never silently
+        host.root("sed -i '/^# fabops app: /d' /etc/sudoers.d/fabops-voice-meeting-bot")
+        r = host.fab("setup", "--check", "--json")
+        sudoers = items(r)["sudoers"]
+        assert sudoers["status"] == "would change", sudoers
+        assert "adopted: an earlier fabops wrote it without naming its app" in sudoers["message"], sudoers
+        assert "it now names /home/ec2-user/other/voice-meeting-bot" in sudoers["message"], sudoers
     finally:
         host.write(entry())
+    r = host.fab("setup", "--yes", "--offline", "--json")  # the module's own app takes it back, saying so
+    assert "adopted" in items(r)["sudoers"]["message"], items(r)["sudoers"]
+    assert f"# fabops app: {APP}\n" in host.root("cat /etc/sudoers.d/fabops-voice-meeting-bot").stdout
 
 
 def test_a_unit_runs_its_command_as_written_and_as_the_deploy_user(host):
