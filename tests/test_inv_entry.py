@@ -1,0 +1,113 @@
+"""`inv` serves fabops' tasks from its first line (#24), as `fabops` does:
+a bare `inv --help` listed the Invoke core flags that fabops refuses (exit
+64: --dry, --echo, --prompt-for-sudo-password, --write-pyc, ...), and `inv
+--debug TASK` printed three lines of Invoke's loader before fabops' own,
+both before any tasks.py is imported. fabops-inv.pth (fabops/invhook.py)
+starts earlier. Each check runs the real programs, piped, in a directory
+holding the README's one-line tasks.py; the controls are a tasks.py of
+plain Invoke tasks and a directory without one, which keep Invoke's
+behaviour."""
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from fabops.tasks.program import REFUSED_CORE
+from tests.conftest import ROOT
+from tests.test_cli import INV
+from tests.test_golden import check
+from tests.test_piped_output import too_long, trailing
+
+PROGRAMS = {"inv": [INV], "fabops": [sys.executable, "-m", "fabops.cli"]}
+HOSTS = str(ROOT / "hosts.yml")
+PLAIN_TASKS = "from invoke import task\n\n\n@task\ndef hi(c):\n    print('hi')\n"
+
+
+@pytest.fixture
+def project(tmp_path):
+    (tmp_path / "tasks.py").write_text("from fabops.tasks import ns  # noqa: F401\n")
+    return tmp_path
+
+
+def run(program, *args, cwd, width="80"):
+    import os
+
+    env = dict(os.environ, COLUMNS=width)
+    env.pop("FABOPS_DEBUG", None)
+    return subprocess.run(PROGRAMS[program] + list(args), cwd=cwd, capture_output=True, text=True, env=env,
+                          stdin=subprocess.DEVNULL, timeout=120)
+
+
+def refused_in(text: str):
+    """The refused flags a help text lists, by long name or short letter."""
+    import re
+
+    from invoke import Program
+
+    core = text.split("Subcommands:")[0]
+    names = {a.name: a for a in Program().core_args()}
+    found = [f"--{n}" for n in REFUSED_CORE if re.search(rf"--{n}\b", core)]
+    for name in REFUSED_CORE:
+        found += [f"-{s}" for s in names[name].names if len(s) == 1 and re.search(rf"(^|\s)-{s}\b", core, re.M)]
+    return found
+
+
+@pytest.mark.parametrize("program", sorted(PROGRAMS))
+@pytest.mark.parametrize("width", ("80", "200"))
+def test_bare_help_lists_no_flag_fabops_refuses(program, width, project):
+    r = run(program, "--help", cwd=project, width=width)
+    assert r.returncode == 0 and r.stderr == "", r.stdout + r.stderr
+    assert not refused_in(r.stdout), refused_in(r.stdout)
+    assert not trailing(r.stdout) and not too_long(r.stdout, int(width)), r.stdout
+    core = " ".join(r.stdout.split("Subcommands:")[0].split())
+    assert "--debug Show each command fabops runs" in core, core  # one meaning, both programs
+    for kept in ("--help", "--list", "--version", "--print-completion-script"):
+        assert kept in core
+    if program == "inv":  # `fabops --help` lists the tasks too: its core part is test_cli's
+        check("inv-help", int(width), r.stdout)
+
+
+def test_help_keeps_invokes_flags_where_fabops_does_not_serve(tmp_path):
+    """The controls: without a tasks.py, or with one of plain Invoke tasks
+    (which may use --dry or --echo), `inv --help` is Invoke's own."""
+    r = run("inv", "--help", cwd=tmp_path)
+    assert r.returncode == 0 and set(refused_in(r.stdout)) >= {"--dry", "--echo", "--prompt-for-sudo-password"}
+    (tmp_path / "tasks.py").write_text(PLAIN_TASKS)
+    r = run("inv", "--help", cwd=tmp_path)
+    assert r.returncode == 0 and set(refused_in(r.stdout)) >= {"--dry", "--write-pyc", "-R", "-e"}, r.stdout
+    assert "Enable debug output." in r.stdout
+
+
+@pytest.mark.parametrize("program", sorted(PROGRAMS))
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_prints_fabops_commands_and_no_invoke_line(program, where, project):
+    task = ["ping", "-H", "local", "-i", HOSTS]
+    args = ["--debug", *task] if where == "before" else [*task, "--debug"]
+    r = run(program, *args, cwd=project)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert [ln for ln in r.stderr.splitlines() if ln.startswith("fabops: debug: local: ")], r.stderr
+    assert not [ln for ln in r.stderr.splitlines() if not ln.startswith("fabops: debug: ")], r.stderr
+    assert "invoke." not in r.stderr
+
+
+def test_debug_of_plain_invoke_tasks_is_invokes_own(tmp_path):
+    """The control: Invoke's loader lines are held, not lost, for a tasks.py
+    that is not fabops': written as Invoke writes them."""
+    (tmp_path / "tasks.py").write_text(PLAIN_TASKS)
+    r = run("inv", "--debug", "hi", cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout == "hi\n", r.stdout + r.stderr
+    lines = r.stderr.splitlines()
+    assert lines[0].startswith("invoke.program.parse_collection: No default namespace"), r.stderr
+    assert any(ln.startswith("invoke.loader.find: Found module") for ln in lines), r.stderr
+
+
+def test_the_wheel_installs_the_inv_hook(fabops_wheel):
+    """A wheel install (pipx, a venv) gets fabops-inv.pth at its root, where
+    Python reads it, as the editable install of the tests does."""
+    with zipfile.ZipFile(fabops_wheel) as zf:
+        assert zf.read("fabops-inv.pth") == (ROOT / "fabops-inv.pth").read_bytes()
+    import site
+
+    here = [p for p in site.getsitepackages() if (__import__("pathlib").Path(p) / "fabops-inv.pth").exists()]
+    assert here, "the test venv has no fabops-inv.pth: pip install -e . again"
