@@ -210,10 +210,13 @@ def remote_lock_script(host: Host, info: dict) -> Cmd:
         request = json.dumps({"trigger": info.get("trigger"), "actor": info.get("actor"), "run_id": ""})[:-1]
         take = sh("if ! flock -n 9; then\n"
                   "  if grep -qE '\"phase\": \"(watch|promote)\"' {lock}; then\n"
+                  "    held=$(tr -d '\\n' < {lock})\n"
                   "    watcher=$(sed -n 's/.*\"run_id\": \"\\([^\"]*\\)\".*/\\1/p' {lock})\n"
                   "    printf '%s, \"for\": \"%s\", \"at\": %s}}\\n' {request} \"$watcher\" \"$(date +%s)\" "
                   "> {end}.tmp && mv -f {end}.tmp {end}\n"
                   "    flock -w {wait} 9 || {{ cat {lock}; exit 4; }}\n"
+                  # whose watch it ended, before LOCKED: the tool says so
+                  "    printf 'ENDED %s\\n' \"$held\"\n"
                   # the holder may have ended (and emptied its record) between
                   # the two looks: a free lock is taken, never a false exit 4
                   "  else flock -n 9 || {{ cat {lock}; exit 4; }}\n"
@@ -256,6 +259,16 @@ def lock_holder(c, host: Host) -> dict:
     return parse_lock_holder(t.run(lock_holder_cmd(host), "testing the host lock").stdout)
 
 
+def read_holder_line(raw: bytes) -> dict:
+    """A holder's record as the lock script printed it ({} if unreadable:
+    it only names whose watch was ended)."""
+    try:
+        holder = json.loads(raw.decode(errors="replace") or "{}")
+    except ValueError:
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
 def parse_lock_holder(output: str) -> dict:
     """lock_holder_cmd's output: the holder's record, {} when the lock is free."""
     if not output.startswith("HELD"):
@@ -276,12 +289,13 @@ class RemoteLock:
         self.info = info
         self.chan = None
         self.local = None
+        self.ended: dict = {}  # the record of the run whose watch taking the lock ended
 
     def __enter__(self):
         if self.t.is_local:  # this machine: the same flock, in-process, with the same rules
             from .host.store import take_lock
 
-            self.local = take_lock(self.t.paths, self.info, self.host.name)
+            self.local = take_lock(self.t.paths, self.info, self.host.name, ended=self.ended)
             return self
         from .errors import LockedError
         from .host.lock import describe_holder
@@ -293,6 +307,14 @@ class RemoteLock:
             if not data:
                 break
             buf += data
+        if buf.startswith(b"ENDED "):  # we ended a run's watch: its record, then LOCKED
+            line, _, buf = buf.partition(b"\n")
+            self.ended = read_holder_line(line[6:])
+            while b"\n" not in buf and not chan.exit_status_ready():
+                data = chan.recv(4096)
+                if not data:
+                    break
+                buf += data
         if buf.startswith(b"LOCKED"):
             self.chan = chan
             return self
@@ -387,17 +409,21 @@ def restart_services(c, host: Host, service: Optional[str], actor: str, progress
     readiness poll; under the host lock. Returns one dict per service."""
     import time as _time
 
+    from .host.lock import describe_holder
+    from .host.queue import ended_watch_line
     from .host.readiness import wait_ready
 
     p = restart_plan(host, service, {})
     info = {"actor": actor, "trigger": "restart", "target": None, "since": _time.time(), "pid": None}
     manager, probe = managers_for(c, host)
     out = []
-    with RemoteLock(c, host, info):
+    with RemoteLock(c, host, info) as lock:
+        if lock.ended and progress:
+            progress(ended_watch_line(lock.ended, "restart"))
         for svc in (host.service(name) for name in p.services):
             manager.restart(svc)
             ready = wait_ready(manager, svc, probe=probe, progress=progress)
-            out.append(ready.to_dict())
+            out.append(dict(ready.to_dict(), ended_watch=describe_holder(lock.ended) if lock.ended else None))
             if not ready.ok:
                 break
     return out

@@ -111,6 +111,8 @@ def test_only_an_emergency_tool_ends_a_watch(tmp_path, trigger):
     finally:
         proc.stdin.close()
         proc.wait(10)
-    assert reset.stdout.readline() == "LOCKED\n"  # the watch ended (the holder went): reset has the lock
+    # the watch ended (the holder went): reset has the lock, and names whose watch it ended first
+    assert json.loads(reset.stdout.readline().removeprefix("ENDED ")) == record
+    assert reset.stdout.readline() == "LOCKED\n"
     reset.stdin.close()
     assert reset.wait(10) == 0

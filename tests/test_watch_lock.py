@@ -179,8 +179,10 @@ def test_restart_during_a_watch_is_no_crash_and_the_next_run_finishes_the_deploy
     v2 = sandbox.origin.good("2")
     cron = cron_run()
     cron.wait_for_watch()
-    r = run_cli("restart", "-i", str(sandbox.inventory), "--actor", "bob@laptop", "--json")
+    r = run_cli("restart", "-i", str(sandbox.inventory), "--actor", "bob@laptop")
     assert r.returncode == 0, r.stdout + r.stderr
+    # it says whose watch it ended (before this, only cron's record did)
+    assert "· ended the watch of cron by cron@host" in r.stdout and "run cronrun)" in r.stdout, r.stdout
     code, theirs = cron.result()
     assert theirs["result"] == "superseded" and "watch ended by restart by bob@laptop" in theirs["message"], theirs
     state = sandbox.state

@@ -171,6 +171,15 @@ def lock_verdict(trigger: str, wait: Optional[float], holder: dict) -> Tuple[str
     return "locked", f"locked: {who}{hint}"
 
 
+def ended_watch_line(holder: dict, trigger: str) -> str:
+    """What an emergency tool says once it has ended a run's watch: whose,
+    and what becomes of that run's commit."""
+    from .lock import describe_holder
+
+    return (f"ended the watch of {describe_holder(holder)}: {trigger} acts at once; its commit is not "
+            f"promoted, and the next run finishes it")
+
+
 def waiting_line(holder: dict, trigger: str) -> str:
     """What a waiting run says (every few seconds: a countdown)."""
     from .lock import describe_holder

@@ -10,7 +10,7 @@ there). Standard library only: the host's Python 3.9."""
 from __future__ import annotations
 
 import os
-from typing import Protocol, runtime_checkable
+from typing import Optional, Protocol, runtime_checkable
 
 from ..inventory import Host
 from ..paths import HostPaths
@@ -79,7 +79,7 @@ class LocalStore:
             pass
 
 
-def take_lock(paths: HostPaths, info: dict, host_name: str):
+def take_lock(paths: HostPaths, info: dict, host_name: str, ended: Optional[dict] = None):
     """The host lock taken on this machine by a task that is not a run
     (health --fix, and reset, restart or restore-env on a local host):
     host/queue.py's rules for its trigger, as remote.remote_lock_script
@@ -87,11 +87,21 @@ def take_lock(paths: HostPaths, info: dict, host_name: str):
     other holder is LockedError at once, naming the host)."""
     from ..errors import LockedError
     from .lock import HostLock
-    from .queue import lock_waiter
+    from .queue import EMERGENCY_TRIGGERS, lock_waiter
 
-    ends = lock_waiter(info.get("trigger", ""), lambda: None, paths.watch_end, info.get("actor", ""), "")
+    trigger = info.get("trigger", "")
+    ends = lock_waiter(trigger, lambda: None, paths.watch_end, info.get("actor", ""), "")
+
+    def should_wait(holder: dict) -> bool:
+        # `ended` gets the record of the run whose watch we end (the tool
+        # names it), as remote_lock_script's ENDED line does over SSH
+        if ended is not None and not ended and trigger in EMERGENCY_TRIGGERS and \
+                holder.get("phase") in ("watch", "promote"):
+            ended.update(holder)
+        return ends(holder)
+
     try:
-        return HostLock(paths.lock, info).acquire(should_wait=ends)
+        return HostLock(paths.lock, info).acquire(should_wait=should_wait)
     except LockedError as exc:
         exc.host = exc.host or host_name
         raise
