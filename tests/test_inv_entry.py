@@ -80,6 +80,22 @@ def test_help_keeps_invokes_flags_where_fabops_does_not_serve(tmp_path):
 
 
 @pytest.mark.parametrize("program", sorted(PROGRAMS))
+def test_completion_offers_no_flag_fabops_refuses(program, project):
+    """Tab completion lists the core flags --help lists; a plain Invoke
+    tasks.py (the control) keeps all of Invoke's."""
+    r = run(program, "--complete", "--", program, "--", cwd=project)
+    offered = set(r.stdout.split())
+    assert r.returncode == 0 and {"--debug", "--help", "--list", "--version"} <= offered, r.stdout + r.stderr
+    assert not offered & {f"--{n}" for n in REFUSED_CORE}, offered
+    plain = project / "plain"
+    plain.mkdir()
+    (plain / "tasks.py").write_text(PLAIN_TASKS)
+    if program == "inv":
+        r = run("inv", "--complete", "--", "inv", "--", cwd=plain)
+        assert {f"--{n}" for n in REFUSED_CORE} <= set(r.stdout.split()), r.stdout
+
+
+@pytest.mark.parametrize("program", sorted(PROGRAMS))
 @pytest.mark.parametrize("where", ["before", "after"])
 def test_debug_prints_fabops_commands_and_no_invoke_line(program, where, project):
     task = ["ping", "-H", "local", "-i", HOSTS]

@@ -132,12 +132,17 @@ class TaskProgram(Program):
             from ..completion import complete
 
             complete(self)  # host names after -H; the rest is Invoke's completion
+        # completion offers the core flags --help lists (Invoke's completes
+        # from initial_context): none that fabops refuses
+        self._hiding = bool(self.args.complete.value)
         try:
             super().parse_cleanup()
         except ParseError as exc:
             raise self.usage_error(str(exc)) from None
         except BrokenPipeError:  # `--help | head`
             quiet_closed_pipe()
+        finally:
+            self._hiding = False
         self.refuse_core_flags()
         take_debug(self, after_tasks=True)  # --debug after the task name counts too
 
