@@ -87,3 +87,31 @@ def test_piped_deploy_and_local_update_lines_fit_80_columns(sandbox):
     # the failure's one-line summary is on stderr, whole in a pipe (for_stderr: grep, CI annotations)
     assert len([ln for ln in r.stderr.splitlines() if " local: rolled_back: " in ln]) == 1, r.stderr
     assert one(piped("status", "--json", "-i", inv).stdout)  # the host is still readable afterwards
+
+
+@pytest.mark.parametrize("width", (80, 200))
+def test_deploy_dry_run_plan_lines_wrap_under_the_host(width, capsys, monkeypatch):
+    """deploy --dry-run's plan and would lines were printed through rich,
+    which wrapped them at spaces but back to column 0, under `[host]`."""
+    from types import SimpleNamespace
+
+    from fabops.tasks.deploy import _plans
+
+    monkeypatch.setenv("COLUMNS", str(width))
+    plan = {"changed_files": 12, "dirty": ["a", "b"], "pin": "3f2a9c1d7e5b8a0c4d6e", "to": "9b8c7d6e5f4a3b2c1d0e",
+            "bad": ["9b8c7d6e5f4a3b2c1d0e"],
+            "would": [{"action": "checkout", "target": "9b8c7d6e5f4a",
+                       "why": "deploy 3f2a9c1d7e5b -> 9b8c7d6e5f4a: Switch the recorder to the new voice gateway "
+                              "API (Alice)"},
+                      {"action": "restart", "target": "voice-meeting-discord-bot.service",
+                       "why": "its files changed (node-bot/package.json, node-bot/src/recorder.js)"}]}
+    outcome = SimpleNamespace(results=[SimpleNamespace(ok=True, host="find-to-do",
+                                                       value=SimpleNamespace(result={"plan": plan}))])
+    capsys.readouterr()
+    _plans(outcome)
+    text = capsys.readouterr().out
+    assert not trailing(text) and not too_long(text, width), text
+    check("deploy-plan", width, text)
+    if width == 80:
+        continued = [ln for ln in text.splitlines() if not ln.startswith("[find-to-do] ")]
+        assert continued and all(ln.startswith(" " * len("[find-to-do] ")) for ln in continued), text

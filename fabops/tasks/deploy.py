@@ -340,7 +340,7 @@ def _summary(outcome, wide=False, task="deploy"):
 def _plans(outcome) -> None:
     """What a --dry-run would do on each host, beyond its one-line result."""
     from ..host.would import lines
-    from .render import console, literal, short
+    from .render import console, literal, print_hanging, short
 
     out = console()
     for r in outcome.results:
@@ -357,10 +357,11 @@ def _plans(outcome) -> None:
         if plan.get("bad"):
             parts.append(f"[yellow]{literal(short(plan.get('to')))} failed its gate before (cron skips it)[/yellow]")
         if parts:
-            out.print(literal(f"[{r.host}]") + " plan: " + "; ".join(parts))
-        # then each write, in the line form every dry run shares (host/would.py)
+            print_hanging(out, literal(f"[{r.host}]") + " plan: " + "; ".join(parts))
+        # then each write, in the line form every dry run shares (host/would.py),
+        # wrapped under the text after `[host] ` as every plain line is
         for line in lines(plan.get("would") or (), f"[{r.host}] "):
-            out.print(literal(line))
+            print_hanging(out, literal(line))
 
 
 def _github_summary(outcome, task="deploy"):
