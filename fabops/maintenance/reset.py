@@ -133,78 +133,116 @@ def stop_holder(c, host: Host, holder: dict) -> None:
 
 
 def reset(c, host: Host, plan: ResetPlan, actor: str, force: bool = False, progress=None) -> ResetResult:
-    from ..errors import LockedError
+    """Under the host lock: save, stop, reset to origin, run every rule and
+    setup_command, start and poll each service, record (reset_would says
+    the same steps)."""
     from ..host.events import new_run_id
-    from ..host.readiness import wait_ready
-    from ..remote import RemoteLock, managers_for
+    from ..remote import managers_for
 
-    say = progress or (lambda _m: None)
     t = Target.of(c, host)
+    steps = _Steps(progress or (lambda _m: None))
     run_id = new_run_id()
     info = {"actor": actor, "trigger": "reset", "target": plan.target, "since": time.time(), "pid": None, "run_id": run_id}
     started = time.monotonic()
+    lock = _take_lock(c, host, info, force, steps.say)
     try:
-        lock = RemoteLock(c, host, info).__enter__()
+        dest = f"{host.backup_dir.rstrip('/')}/reset-{stamp()}"
+        t.run(save_local_state_cmd(host, dest), "saving local state")
+        steps("save", message=f"saved .env and local changes to {dest}")
+        manager, probe = managers_for(c, host)
+        for svc in reversed(host.services):
+            manager.stop(svc)
+        steps("stop", message=", ".join(s.name for s in reversed(host.services)))
+        new_head = t.run(reset_cmd(host), "git reset").stdout.strip().splitlines()[-1]
+        steps("reset", message=f"{(plan.head or 'none')[:12]} -> {new_head[:12]} (git reset --hard, clean -fd)")
+        ok = _run_rules(t, host, steps)
+        # reset left a clean tree (reset --hard, clean -fd): whatever is
+        # changed now, our rules wrote (npm install's package-lock.json), so
+        # the next deploy counts it as fabops' own, never a person's work
+        own = [status_path(d) for d in parse_porcelain(t.output(status_cmd(path(host.app.path))))]
+        ok = ok and _start(host, manager, probe, steps)
+        result = "deployed" if ok else "broken"
+        message = (f"reset to {new_head[:12]}; services healthy" if ok else f"reset to {new_head[:12]} but it is not healthy") \
+            + f"; saved data in {dest}"
+        _record(c, host, plan, new_head, result, message, run_id=run_id, actor=actor, started=started,
+                steps=steps.done, saved=dest, own=own)
+        return ResetResult(result, message, dest, plan.head, new_head, steps.done)
+    finally:
+        lock.__exit__(None, None, None)
+
+
+class _Steps:
+    """The steps reset took, each said as it ends (✓ or ✗)."""
+
+    def __init__(self, say):
+        self.say = say
+        self.done: List[dict] = []
+
+    def __call__(self, name: str, ok: bool = True, message: str = "") -> None:
+        self.done.append({"name": name, "ok": ok, "message": message})
+        self.say(f"{'✓' if ok else '✗'} {name} {message}".rstrip())
+
+
+def _take_lock(c, host: Host, info: dict, force: bool, say):
+    """The host lock (an emergency tool: a watching run is asked to end its
+    watch); with --force, a run that holds it is stopped first."""
+    from ..errors import LockedError
+    from ..remote import RemoteLock
+
+    try:
+        return RemoteLock(c, host, info).__enter__()
     except LockedError:
         if not force:
             raise
         holder = _remote_holder(c, host)
         say(f"--force: stopping the run that holds the lock (pid {holder.get('pid')})")
         stop_holder(c, host, holder)
-        lock = RemoteLock(c, host, info).__enter__()
-    steps: List[dict] = []
+        return RemoteLock(c, host, info).__enter__()
 
-    def step(name, ok=True, message=""):
-        steps.append({"name": name, "ok": ok, "message": message})
-        say(f"{'✓' if ok else '✗'} {name} {message}".rstrip())
 
-    try:
-        dest = f"{host.backup_dir.rstrip('/')}/reset-{stamp()}"
-        t.run(save_local_state_cmd(host, dest), "saving local state")
-        step("save", message=f"saved .env and local changes to {dest}")
-        manager, probe = managers_for(c, host)
-        for svc in reversed(host.services):
-            manager.stop(svc)
-        step("stop", message=", ".join(s.name for s in reversed(host.services)))
-        new_head = t.run(reset_cmd(host), "git reset").stdout.strip().splitlines()[-1]
-        step("reset", message=f"{(plan.head or 'none')[:12]} -> {new_head[:12]} (git reset --hard, clean -fd)")
-        ok = True
-        for rule in host.deps:
-            r = t.run(rule_cmd(host, rule.run, rule.cwd), check=False)
-            step(f"deps: {rule.run}", r.ok, "" if r.ok else f"exit {r.exited}")
-            ok = ok and r.ok
-        if ok and host.setup_command:
-            r = t.run(rule_cmd(host, host.setup_command, "."), check=False)
-            step(f"setup: {host.setup_command}", r.ok, "" if r.ok else f"exit {r.exited}")
-            ok = r.ok
-        # reset left a clean tree (reset --hard, clean -fd): whatever is
-        # changed now, our rules wrote (npm install's package-lock.json), so
-        # the next deploy counts it as fabops' own, never a person's work
-        own = [status_path(d) for d in parse_porcelain(t.output(status_cmd(path(host.app.path))))]
-        if ok:
-            for svc in host.services:
-                manager.start(svc)
-                ready = wait_ready(manager, svc, probe=probe)
-                step(f"start {svc.name}", ready.ok, ready.message)
-                if not ready.ok:
-                    ok = False
-                    break
-        result = "deployed" if ok else "broken"
-        message = (f"reset to {new_head[:12]}; services healthy" if ok else f"reset to {new_head[:12]} but it is not healthy") \
-            + f"; saved data in {dest}"
-        now = time.time()
-        record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "ts": now, "run_id": run_id, "trigger": "reset",
-                  "actor": actor, "host": host.name, "from": plan.head, "to": new_head, "result": result,
-                  "exit_code": 0 if ok else 5, "message": message, "duration": round(time.monotonic() - started, 3),
-                  "steps": steps, "warnings": [], "saved": dest}
-        updates = {"last_check": now, "last_result": result, "in_progress": None, "pin": None, "pin_reason": None,
-                   "own_files": own[-500:]}
-        if ok:
-            updates.update({"deployed": new_head, "deployed_at": now})
-        record_run(c, host, record, updates)
-        return ResetResult(result, message, dest, plan.head, new_head, steps)
-    finally:
-        lock.__exit__(None, None, None)
+def _run_rules(t: Target, host: Host, steps: _Steps) -> bool:
+    """Every dependency rule, then setup_command if they all passed."""
+    ok = True
+    for rule in host.deps:
+        r = t.run(rule_cmd(host, rule.run, rule.cwd), check=False)
+        steps(f"deps: {rule.run}", r.ok, "" if r.ok else f"exit {r.exited}")
+        ok = ok and r.ok
+    if ok and host.setup_command:
+        r = t.run(rule_cmd(host, host.setup_command, "."), check=False)
+        steps(f"setup: {host.setup_command}", r.ok, "" if r.ok else f"exit {r.exited}")
+        ok = r.ok
+    return ok
+
+
+def _start(host: Host, manager, probe, steps: _Steps) -> bool:
+    """Start each service in order and poll it until ready; stop at the
+    first that is not."""
+    from ..host.readiness import wait_ready
+
+    for svc in host.services:
+        manager.start(svc)
+        ready = wait_ready(manager, svc, probe=probe)
+        steps(f"start {svc.name}", ready.ok, ready.message)
+        if not ready.ok:
+            return False
+    return True
+
+
+def _record(c, host: Host, plan: ResetPlan, new_head: str, result: str, message: str, *, run_id: str, actor: str,
+            started: float, steps: List[dict], saved: str, own: List[str]) -> None:
+    """The history record and state.json's update (deployed when healthy;
+    the pin cleared; the files our rules wrote, fabops' own)."""
+    ok = result == "deployed"
+    now = time.time()
+    record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "ts": now, "run_id": run_id, "trigger": "reset",
+              "actor": actor, "host": host.name, "from": plan.head, "to": new_head, "result": result,
+              "exit_code": 0 if ok else 5, "message": message, "duration": round(time.monotonic() - started, 3),
+              "steps": steps, "warnings": [], "saved": saved}
+    updates = {"last_check": now, "last_result": result, "in_progress": None, "pin": None, "pin_reason": None,
+               "own_files": own[-500:]}
+    if ok:
+        updates.update({"deployed": new_head, "deployed_at": now})
+    record_run(c, host, record, updates)
 
 
 def _remote_holder(c, host: Host) -> dict:
