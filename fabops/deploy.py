@@ -147,67 +147,92 @@ def follow(c, host: Host, run_id: str, liveness: float, on_event: Callable[[dict
     paramiko's keepalive never waits for an answer, and opening or exec-ing a
     channel can block with no timeout on a frozen server, so a watchdog
     thread enforces liveness on every step by closing the transport."""
-    import threading
-
     t = Target.of(c, host)
-    transport = t.transport
-    if transport is None:
+    if t.transport is None:
         raise UnreachableError("no open SSH transport to follow the run", host=host.name)
-    last = [time.monotonic()]
-    seen_any = [False]
-    expired = threading.Event()
-    done = threading.Event()
-
     # The first event comes after the host's interpreter has started, which
     # is not a missed heartbeat: allow it a longer window.
     first_window = max(liveness, STARTUP_WINDOW)
-
-    def watchdog():
-        while not done.wait(0.1):
-            if time.monotonic() - last[0] > (liveness if seen_any[0] else first_window):
-                expired.set()
-                transport.close()
-                return
-
-    dog = threading.Thread(target=watchdog, name="fabops-liveness", daemon=True)
-    dog.start()
-    buf = b""
-    seen = False
+    dog = _Watchdog(t.transport, liveness, first_window)
     chan = None
     try:
         try:
             chan = t.stream(follow_cmd(host, run_id), timeout=first_window)
-            while True:
-                data = chan.recv(65536)
-                if not data:
-                    raise EOFError
-                events, buf = _split_events(buf + data)
-                for event in events:
-                    seen = seen_any[0] = True
-                    last[0] = time.monotonic()
-                    chan.settimeout(liveness)
-                    on_event(event)
-                    if event.get("kind") == "result" or (until is not None and until(event)):
-                        return event
+            return _read_events(chan, dog, on_event, until)
+        except UnreachableError:
+            raise
         except Exception as exc:  # noqa: BLE001 - every way a dead link can surface
-            if isinstance(exc, UnreachableError):
-                raise
-            if expired.is_set() or isinstance(exc, socket.timeout):
-                if not seen:
-                    raise _NoEvents() from None
-                raise UnreachableError(
-                    f"lost contact: no event from the host for {liveness:g} s. The run {run_id} goes on "
-                    f"on the host; see `inv history -H {host.name}` or `inv deploy -H {host.name} --attach {run_id}`",
-                    host=host.name,
-                ) from None
-            raise UnreachableError(f"the connection failed while following run {run_id}: {exc or exc.__class__.__name__}", host=host.name) from None
+            raise _lost(exc, dog, host, run_id) from None
     finally:
-        done.set()
+        dog.stop()
         if chan is not None:
             try:
                 chan.close()
             except Exception:  # noqa: BLE001 - closing a dead channel
                 pass
+
+
+class _Watchdog:
+    """Closes the transport once no event has come for `liveness` s (for
+    `first_window` s before the first one), which ends any read, open or
+    exec blocked on it."""
+
+    def __init__(self, transport, liveness: float, first_window: float):
+        import threading
+
+        self.transport, self.liveness, self.first_window = transport, liveness, first_window
+        self.last = time.monotonic()
+        self.seen = False  # an event came
+        self.expired = threading.Event()
+        self.done = threading.Event()
+        threading.Thread(target=self._run, name="fabops-liveness", daemon=True).start()
+
+    def _run(self) -> None:
+        while not self.done.wait(0.1):
+            if time.monotonic() - self.last > (self.liveness if self.seen else self.first_window):
+                self.expired.set()
+                self.transport.close()
+                return
+
+    def saw(self) -> None:
+        self.seen = True
+        self.last = time.monotonic()
+
+    def stop(self) -> None:
+        self.done.set()
+
+
+def _read_events(chan, dog: _Watchdog, on_event: Callable[[dict], None],
+                 until: Optional[Callable[[dict], bool]]) -> dict:
+    """The events on `chan`, each passed to on_event, until the result (or
+    the one `until` picks); EOFError when the stream ends before it."""
+    buf = b""
+    while True:
+        data = chan.recv(65536)
+        if not data:
+            raise EOFError
+        events, buf = _split_events(buf + data)
+        for event in events:
+            dog.saw()
+            chan.settimeout(dog.liveness)
+            on_event(event)
+            if event.get("kind") == "result" or (until is not None and until(event)):
+                return event
+
+
+def _lost(exc: Exception, dog: _Watchdog, host: Host, run_id: str) -> Exception:
+    """What a failed follow raises: _NoEvents when silent from the start
+    (deploy_host looks into why), else the lost link, with the way back."""
+    if dog.expired.is_set() or isinstance(exc, socket.timeout):
+        if not dog.seen:
+            return _NoEvents()
+        return UnreachableError(
+            f"lost contact: no event from the host for {dog.liveness:g} s. The run {run_id} goes on "
+            f"on the host; see `inv history -H {host.name}` or `inv deploy -H {host.name} --attach {run_id}`",
+            host=host.name,
+        )
+    return UnreachableError(f"the connection failed while following run {run_id}: {exc or exc.__class__.__name__}",
+                            host=host.name)
 
 
 class _NoEvents(Exception):
