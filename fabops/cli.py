@@ -6,12 +6,24 @@ from __future__ import annotations
 
 
 def main(argv=None):
+    from .host.fastpath import serve
+
+    if serve(argv, _task_text):  # cron's local-update and health, without Invoke (host/fastpath.py)
+        return
     from . import __version__
     from .tasks import ns
     from .tasks.program import FabopsProgram
 
     program = FabopsProgram(namespace=ns, version=__version__, name="fabops", binary="fabops")
     program.run(argv)
+
+
+def _task_text():
+    """The task layer's print_text and for_stderr, for the fast path's lines
+    that need them (long lines, a terminal)."""
+    from .tasks._base import for_stderr, print_text
+
+    return print_text, for_stderr
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -79,6 +79,13 @@ class HostPaths:
         return self.file("host.yml")
 
     @property
+    def host_json(self) -> str:
+        """host.yml's data as JSON, with the text it was read from: the cron
+        fast path's copy (host/fastpath.py), used only while host.yml still
+        holds exactly that text."""
+        return self.file("host.json")
+
+    @property
     def env_sh(self) -> str:
         """The inventory's env as quoted exports (shell.env_file_text)."""
         return self.file("env.sh")

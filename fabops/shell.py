@@ -167,10 +167,14 @@ def tune_runner() -> None:
     """Invoke's runner sleeps `input_sleep` (10 ms) between polls of a running
     command: ~10 ms added to every command, ~40 ms of a no-op update. 2 ms
     keeps polling cheap (a few hundred wake-ups a second, only while a
-    command runs). Used over SSH and on the host alike."""
-    from invoke.runners import Runner
+    command runs). Used over SSH and on the host alike. Where Invoke is not
+    loaded no command runs through its runner (the cron fast path,
+    host/localrun.py), and nothing is imported for it."""
+    import sys
 
-    Runner.input_sleep = min(Runner.input_sleep, 0.002)
+    runners = sys.modules.get("invoke.runners")
+    if runners is not None:
+        runners.Runner.input_sleep = min(runners.Runner.input_sleep, 0.002)
 
 
 def sudo_failure(stderr: str, argv: Iterable[str], host: Optional[str] = None) -> Optional[SudoError]:

@@ -14,7 +14,6 @@ imports only the standard library and its host-safe siblings.
 """
 from __future__ import annotations
 
-import logging
 import os
 import posixpath
 import signal
@@ -22,18 +21,31 @@ import sys
 import time
 from typing import Any, Dict, Iterable, Optional, Union
 
-from invoke.exceptions import ThreadException
-
 from .errors import CommandFailed
 from .paths import HostPaths
 from .shell import as_cmd, join, sudo as sudo_cmd, sudo_failure, with_env
 
 
 # `--debug` shows each command a Target runs, with its exit and duration
-# (fabops/tasks/_base.py, debug_enabled, gives this logger a handler). A
-# logger, not a print: the library never prints, and with no handler the
-# check below costs one level test per command.
-COMMANDS = logging.getLogger("fabops.commands")
+# (fabops/tasks/_base.py, debug_enabled, gives this logger, `COMMANDS`, a
+# handler). A logger, not a print: the library never prints, and with no
+# handler the check below costs one level test per command. Where nothing
+# has imported logging, nothing can have given it a handler: the cron fast
+# path (host/fastpath.py) does not import logging for it.
+COMMANDS_LOGGER = "fabops.commands"
+
+
+def _commands():
+    logging = sys.modules.get("logging")
+    return logging.getLogger(COMMANDS_LOGGER) if logging is not None else None
+
+
+def __getattr__(name: str):
+    if name == "COMMANDS":  # target.COMMANDS, the logger (importing logging)
+        import logging
+
+        return logging.getLogger(COMMANDS_LOGGER)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Target:
@@ -130,16 +142,20 @@ class Target:
         start, result = time.monotonic(), None
         try:
             result = self.c.run(as_cmd(cmd), **opts)
-        except ThreadException:
-            if stdin is None:
+        except Exception as exc:
+            # Invoke's ThreadException, looked up only where Invoke is loaded
+            # (the cron fast path runs without it: host/localrun.py)
+            invoke_errors = sys.modules.get("invoke.exceptions")
+            if stdin is None or invoke_errors is None or not isinstance(exc, invoke_errors.ThreadException):
                 raise
             # Over SSH, a command that ended before reading all its input
             # closes the channel under the writer (a local pipe ignores it).
             raise CommandFailed(f"{what or 'a command'} failed: it ended before reading all of its input",
                                 host=self.name) from None
         finally:  # a command that timed out or lost its link is shown too
-            if COMMANDS.isEnabledFor(logging.DEBUG):
-                COMMANDS.debug("%s: %s (exit %s, %.2f s)", self.name, shown,
+            commands = _commands()
+            if commands is not None and commands.isEnabledFor(10):  # logging.DEBUG
+                commands.debug("%s: %s (exit %s, %.2f s)", self.name, shown,
                                "none: it raised" if result is None else result.exited, time.monotonic() - start)
         if check and not result.ok:
             err = sudo_failure(result.stderr, list(argv), host=self.name) if argv is not None else None

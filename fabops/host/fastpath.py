@@ -1,0 +1,307 @@
+"""The cron fast path: cron's `local-update` and `health` lines run
+straight into fabops.host, without Invoke (docs/architecture.md, "The cron
+fast path").
+
+Cron runs `fabops local-update --trigger cron --splay N -i host.yml` and
+`fabops health --fix --quiet -i host.yml` every few minutes for the life of
+the host, and nearly every poll has nothing to do. Through Invoke's Program
+a poll imported all of Invoke (with unittest.mock and asyncio), built the
+task tree and its parser, and only then ran a `git fetch`. Here a command
+line this module reads exactly (those two tasks, the flags below, each
+given once, in the forms `--flag VALUE`, `--flag=VALUE` and `-f VALUE`) runs
+the same host-side code with the same output and exit code, its commands
+through host/localrun.py instead of Invoke's runner. Anything else (--help,
+--debug or FABOPS_DEBUG, completion, another task or flag, a value it
+cannot read, a host that is not `connection: local` for health) goes to
+the full program, which says what it says; FABOPS_FASTPATH=0 sends
+everything there.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Callable, Dict, List, Optional, Tuple
+
+from .. import errors
+from ..errors import FabopsError, UsageError
+from ..printable import printable
+
+VALUED = ("hosts", "inventory", "trigger", "splay")
+COMMON = {"-H": "hosts", "--hosts": "hosts", "-i": "inventory", "--inventory": "inventory",
+          "-j": "json", "--json": "json"}
+TASKS: Dict[str, Dict[str, str]] = {
+    "local-update": dict(COMMON, **{"--trigger": "trigger", "--splay": "splay", "-v": "verbose",
+                                    "--verbose": "verbose"}),
+    "health": dict(COMMON, **{"--fix": "fix", "-q": "quiet", "--quiet": "quiet"}),
+}
+
+# What the fast path needs of the task layer (tasks/_base.py's print_text
+# and for_stderr), handed in by fabops/cli.py, which may import it: loaded
+# only where it changes a line (Text).
+TaskText = Callable[[], Tuple[Callable, Callable]]
+
+
+def parse(argv: List[str]) -> Optional[Tuple[str, dict]]:
+    """(task, {parameter: value}) for a command line this module runs
+    exactly as the full program would; None for any other."""
+    if not argv or argv[0] not in TASKS:
+        return None
+    flags, given = TASKS[argv[0]], {}
+    words = iter(argv[1:])
+    for word in words:
+        flag, eq, value = word.partition("=") if word.startswith("--") else (word, "", "")
+        name = flags.get(flag)
+        if name is None or name in given:
+            return None
+        if name not in VALUED:
+            if eq:
+                return None
+            given[name] = True
+            continue
+        if not eq:
+            value = next(words, "")
+        if not value or value.startswith("-"):
+            return None
+        given[name] = value
+    if "splay" in given:
+        from ..validate import parse_duration
+
+        try:  # as tasks/_base.read_number reads seconds; the full program words any problem
+            given["splay"] = parse_duration(given["splay"].strip())
+        except ValueError:
+            return None
+    return argv[0], given
+
+
+def wanted() -> bool:
+    """Whether this process may take the fast path at all."""
+    if os.environ.get("FABOPS_FASTPATH", "") == "0" or not sys.platform.startswith("linux"):
+        return False  # off by request; or a host local-update refuses (connection.require_linux) words it
+    return os.environ.get("FABOPS_DEBUG", "").lower() not in ("1", "true", "yes")  # --debug's tracebacks
+
+
+def serve(argv: Optional[List[str]], task_text: TaskText) -> bool:
+    """Run `argv` (sys.argv when None; the program's name first) here and
+    return True, or exit with its code; False when the full program should
+    run it instead (nothing was printed or changed)."""
+    if not isinstance(argv, (list, tuple)) and argv is not None:
+        return False  # Invoke also takes a string; not cron's
+    words = list(sys.argv if argv is None else argv)[1:]
+    parsed = parse(words) if wanted() else None
+    if parsed is None:
+        return False
+    task, given = parsed
+    text = Text(task_text)
+    try:
+        if task == "health":
+            code = health(text, **given)
+            if code is None:
+                return False
+        else:
+            code = local_update(text, **given)
+    except BrokenPipeError:
+        errors.quiet_closed_pipe()
+    except KeyboardInterrupt:
+        sys.exit(1)  # as Invoke's Program
+    except FabopsError as exc:
+        if given.get("json"):  # one envelope for a script, as FabopsTask prints it
+            print_json({"schema": JSON_SCHEMA, "code": exc.exit_code, "hosts": {}, "error": str(exc)})
+        fail(text, "\n".join(printable(f"fabops: {line}") for line in str(exc).splitlines()), exc.exit_code)
+    except Exception as exc:  # noqa: BLE001 - the one place a bug is caught, as FabopsTask
+        from ..fanout import map_failure
+
+        mapped = map_failure(exc)
+        if mapped is not None:
+            fail(text, printable(f"fabops: {mapped}", lines=True), mapped.exit_code)
+        fail(text, printable(f"fabops: internal error: {exc.__class__.__name__}: {exc} "
+                             "(run with --debug for the traceback)", lines=True), errors.INTERNAL)
+    if code != errors.OK:
+        sys.exit(code)
+    return True
+
+
+def fail(text: "Text", message: str, code: int) -> None:
+    print(text.for_stderr(message), file=sys.stderr)
+    sys.exit(code)
+
+
+JSON_SCHEMA = 1  # docs/json.md, as tasks/_base.JSON_SCHEMA
+
+
+def print_json(data) -> None:
+    import json
+
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    sys.stdout.flush()
+
+
+class Text:
+    """Plain lines as tasks/_base.py prints them. That module loads Invoke
+    and the task tree, so it is asked only where it would change a line:
+    one longer than the width on stdout, or stderr on a terminal (it wraps
+    them). Elsewhere its print_text is printable's text without trailing
+    spaces, and its for_stderr the text as it is; tests/test_fastpath.py
+    compares both paths' output."""
+
+    def __init__(self, task_text: TaskText):
+        self.task_text = task_text
+
+    def print(self, text: str, file=None) -> None:
+        out = file or sys.stdout
+        plain = "\n".join(line.rstrip(" ") for line in printable(text, lines=True).split("\n"))
+        if out is sys.stdout and max(map(len, plain.split("\n"))) > _width() or out is sys.stderr and _tty():
+            self.task_text()[0](text, file=file)
+            return
+        print(plain, file=out, flush=True)
+
+    def for_stderr(self, text: str) -> str:
+        return self.task_text()[1](text) if _tty() else text
+
+
+def _width() -> int:
+    import shutil
+
+    return shutil.get_terminal_size((80, 24)).columns  # as tasks/_base.width
+
+
+def _tty() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def load(inventory: Optional[str], keep_copy: bool = False):
+    """inventory.load(inventory), from the JSON copy of a home's host.yml
+    (HostPaths.host_json) while host.yml still holds the text it was made
+    from: importing yaml alone costs about a fifth of a no-op poll. Any
+    other file, or a copy of other text, is parsed as YAML; with
+    `keep_copy` (local-update, which writes to the home anyway; never a
+    read like health) the copy is then written, when JSON holds the data
+    exactly (YAML may give dates or number keys)."""
+    import json
+
+    from ..inventory import from_data, parse_yaml, read
+    from ..paths import HostPaths
+
+    path, text = read(inventory)
+    full = os.path.abspath(path)
+    paths = HostPaths.for_home(os.path.dirname(full))
+    copy = paths.host_json if paths.host_yml == full else None
+    if copy is not None:
+        try:
+            with open(copy, encoding="utf-8") as fh:
+                kept = json.load(fh)
+            if isinstance(kept, dict) and kept.get("text") == text:
+                return from_data(kept.get("data"), path)
+        except (OSError, ValueError):
+            pass
+    data = parse_yaml(text, path)
+    inv = from_data(data, path)  # valid before it is kept
+    if copy is not None and keep_copy:
+        try:
+            if json.loads(json.dumps(data)) == data:
+                from .files import atomic_write
+
+                atomic_write(copy, json.dumps({"text": text, "data": data}))  # 0600, as host.yml
+        except (OSError, TypeError, ValueError):
+            pass  # no copy: the next poll parses the YAML again
+    return inv
+
+
+def local_update(text: Text, hosts=None, trigger=None, verbose=False, json=False, inventory=None, splay=0) -> int:
+    """tasks/update.local_update for cron's flags, through LocalContext."""
+    from .events import EventLog, new_run_id
+    from .localrun import LocalContext
+    from .pipeline import UpdateOptions
+    from .update import run_update
+
+    chosen = load(inventory, keep_copy=True).select(hosts)
+    if len(chosen) != 1:
+        raise UsageError("local-update acts as exactly one host; name it with -H")
+    host = chosen[0]
+    if splay > 0:  # a deliberate random delay before any work, as the task's
+        import random
+
+        time.sleep(random.uniform(0, min(splay, 3600)))
+    opts = UpdateOptions(trigger=trigger or ("cron" if splay > 0 else "manual"), actor="", ref=None, stash=False,
+                         wait=None, run_id=new_run_id(), clear_pin=False)
+    events = EventLog(None, [lambda event: _print_event(text, event)] if verbose and not json else [])
+    events.start_heartbeat()
+    try:
+        result = run_update(LocalContext(host.env), host, opts, events)
+    finally:
+        events.close()
+    if json:
+        print_json({"schema": JSON_SCHEMA, "code": result.exit_code, "hosts": {host.name: result.to_dict()}})
+    elif result.result != "noop" or verbose:
+        stream = sys.stderr if result.exit_code not in (errors.OK, errors.WARNING) else sys.stdout
+        lines = [f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {host.name}: {result.result}: {result.message}"]
+        lines += [f"  warning: {warning}" for warning in result.warnings]
+        text.print("\n".join(lines), file=stream)
+    return result.exit_code
+
+
+def _print_event(text: Text, event: dict) -> None:
+    kind = event.get("kind")
+    if kind == "step" and event.get("status") != "start":
+        mark = "ok" if event.get("status") == "ok" else "FAILED"
+        line = f"  {event.get('step')}: {mark} ({event.get('seconds', 0):.2f}s)"
+        if event.get("message"):
+            line += f" {event['message']}"
+        text.print(line)
+    elif kind == "log":
+        text.print(f"  {event.get('message')}")
+
+
+def health(text: Text, hosts=None, fix=False, quiet=False, json=False, inventory=None) -> Optional[int]:
+    """tasks/health.health for one `connection: local` host (host.yml's);
+    None for any other selection (the full program connects over SSH)."""
+    from ..notify import notify
+    from ..target import Target
+    from .health import LocalStore, run_health
+    from .localrun import LocalContext
+    from .record import default_actor
+    from .services import ServiceManager
+
+    chosen = load(inventory).select(hosts)
+    if len(chosen) != 1 or not chosen[0].is_local:
+        return None
+    host = chosen[0]
+    who = default_actor()
+
+    def send(event, message):
+        return [d.to_dict() for d in notify(host.name, event, message, home=host.home)]
+
+    report, error = None, None
+    try:  # one host's failure is its result, as fanout.run_hosts keeps it
+        t = Target.of(LocalContext(host.env), host)
+        manager = ServiceManager(t, host, home=t.paths.home, app_path=t.local_path(host.app.path))
+        report = run_health(t, host, fix=fix, actor=who, store=LocalStore(host), manager=manager, probe=None,
+                            timeout=60.0, notify=send)
+    except FabopsError as exc:
+        error = exc
+    except Exception as exc:  # noqa: BLE001 - that host's internal error
+        from ..fanout import map_failure
+
+        error = map_failure(exc, host.name) or exc
+    # Nagios: an unreachable host (any error) is UNKNOWN (3)
+    code = report.code if error is None else errors.UNREACHABLE
+    if json:
+        value = report.to_dict() if error is None else {"error": _error_text(error), "code": code}
+        print_json({"schema": JSON_SCHEMA, "code": code, "hosts": {host.name: value}})
+    elif error is not None:
+        text.print(f"fabops: {host.name}: {_error_text(error)}", file=sys.stderr)
+    elif not (quiet and code == errors.OK):
+        from .would import lines
+
+        text.print(f"{host.name}: {errors.NAMES.get(code)}: {report.message}")
+        for line in lines(report.would or (), f"{host.name}: "):
+            text.print(line)
+    return code
+
+
+def _error_text(error) -> str:
+    message = getattr(error, "message", None)  # as tasks/_base.error_text
+    return str(message) if message else f"{error.__class__.__name__}: {error}"

@@ -1,0 +1,346 @@
+"""The cron fast path (fabops/host/fastpath.py, docs/architecture.md, "The
+cron fast path"): cron's `local-update` and `health` lines run without
+Invoke, importing only the modules listed here, and say exactly what the
+full program says, with the same exit code; anything else goes to the
+full program."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fabops import cron, errors
+from fabops.host import fastpath
+from fabops.host.localrun import CommandTimedOut, LocalContext
+from tests.conftest import ROOT, check_json_output, require
+
+# Runs fabops' console script as cron does (`fabops ARGS`, main() reading
+# sys.argv) and, at exit, writes which modules were loaded before fabops
+# and after it.
+DRIVER = """
+import atexit, json, sys
+BEFORE, OUT = set(sys.modules), sys.argv[1]
+
+def said():
+    with open(OUT, "w") as fh:
+        json.dump({"before": sorted(BEFORE), "after": sorted(sys.modules)}, fh)
+
+atexit.register(said)
+sys.argv = ["fabops", *sys.argv[2:]]
+from fabops.cli import main
+main()
+"""
+
+# What cron's two lines may import, beyond what the interpreter had loaded
+# before fabops: fabops' own modules by name, yaml (its C parser, for a
+# host.yml without its JSON copy; HostPaths.host_json) and these standard
+# library packages, on Python 3.9 to 3.12. Invoke (and with it unittest.mock
+# and asyncio), fabric, paramiko, rich, concurrent.futures are not among them.
+BOTH = {
+    "fabops", "fabops.cli", "fabops.errors", "fabops.inventory", "fabops.paths", "fabops.printable", "fabops.shell",
+    "fabops.target", "fabops.validate", "fabops.host", "fabops.host.fastpath", "fabops.host.files", "fabops.host.git",
+    "fabops.host.httpcheck", "fabops.host.localrun", "fabops.host.lock", "fabops.host.plan", "fabops.host.readiness",
+    "fabops.host.record", "fabops.host.services", "fabops.host.state", "fabops.host.store", "fabops.host.would",
+}
+FABOPS_MODULES = {
+    "local-update": BOTH | {"fabops.host.dry_run", "fabops.host.events", "fabops.host.metrics", "fabops.host.pipeline",
+                            "fabops.host.preflight", "fabops.host.queue", "fabops.host.update"},
+    "health": BOTH | {"fabops.notify", "fabops.host.health"},
+}
+OTHERS = {"yaml", "_yaml", "cython_runtime"}  # libyaml's extension (Cython's runtime names a module too)
+STDLIB = {
+    "__future__", "_ast", "_bisect", "_blake2", "_bz2", "_compression", "_datetime", "_hashlib", "_json", "_locale", "_lzma",
+    "_opcode", "_posixsubprocess", "_random", "_sha512", "_socket", "_sre", "_string", "_struct", "_typing",
+    "_weakrefset", "array", "ast", "base64", "binascii", "bisect", "bz2", "collections", "contextlib", "copy",
+    "copyreg", "dataclasses", "datetime", "dis", "encodings", "enum", "errno", "fcntl", "fnmatch", "functools",
+    "hashlib", "heapq", "inspect", "ipaddress", "itertools", "json", "keyword", "linecache", "locale", "lzma",
+    "math", "opcode", "operator", "pwd", "random", "re", "reprlib", "select", "selectors", "shlex", "shutil",
+    "signal", "socket", "sre_compile", "sre_constants", "sre_parse", "string", "stringprep", "struct",
+    "subprocess", "tempfile", "textwrap", "threading", "token", "tokenize", "traceback", "types", "typing",
+    "unicodedata", "urllib", "warnings", "weakref", "zlib",
+}
+NEVER = {"invoke", "unittest", "asyncio", "fabric", "paramiko", "rich", "cryptography", "concurrent"}
+
+
+def run_fabops(args, tmp_path, env=None, columns="80"):
+    """`fabops ARGS` (the console script, as cron's line runs it):
+    (CompletedProcess, modules loaded by fabops)."""
+    out = tmp_path / f"modules-{os.getpid()}-{len(list(tmp_path.iterdir()))}.json"
+    full = {k: v for k, v in os.environ.items() if k not in ("FABOPS_FASTPATH", "FABOPS_DEBUG", "COLUMNS")}
+    full.update(COLUMNS=columns, **(env or {}))
+    r = subprocess.run([sys.executable, "-c", DRIVER, str(out), *args], capture_output=True, text=True, env=full,
+                       cwd=ROOT, timeout=120, stdin=subprocess.DEVNULL)
+    check_json_output(args, r)
+    seen = json.loads(out.read_text())
+    return r, set(seen["after"]) - set(seen["before"])
+
+
+def cron_args(task: str, inventory: Path):
+    """The fabops arguments of cron's line for `task` (fabops/cron.py), splay 0."""
+    args = next(a for _, a in cron.JOBS if a[0] == task)
+    extra = ["--splay", "0"] if task == "local-update" else []  # job_line adds --splay N
+    return [*args, *extra, "-i", str(inventory)]
+
+
+@pytest.fixture
+def host(sandbox):
+    """The sandbox deployed, its host.yml where setup puts it (fabops' home):
+    what cron's lines read."""
+    sandbox.home.mkdir(parents=True, exist_ok=True)
+    inventory = sandbox.home / "host.yml"
+    inventory.write_text(sandbox.inventory.read_text())
+    sandbox.inventory = inventory
+    rc, data = sandbox.result()
+    assert rc == 0 and data["result"] == "deployed", data
+    return sandbox
+
+
+# ------------------------------------------------------------ which modules
+
+@pytest.mark.parametrize("task", ["local-update", "health"])
+def test_cron_lines_import_only_the_allow_list(host, tmp_path, task):
+    """Cron's own line, on a deployed host with nothing to do: exit 0, no
+    output, and nothing imported beyond the list, twice (the first
+    local-update writes host.yml's JSON copy, the second reads it)."""
+    for _ in range(2):
+        r, loaded = run_fabops(cron_args(task, host.inventory), tmp_path)
+        assert (r.returncode, r.stdout, r.stderr) == (0, "", ""), r
+        tops = {m.split(".")[0] for m in loaded}
+        assert not tops & NEVER, f"the cron path imported {sorted(tops & NEVER)}"
+        ours = {m for m in loaded if m.split(".")[0] == "fabops"}
+        assert ours <= FABOPS_MODULES[task], f"not on the list: {sorted(ours - FABOPS_MODULES[task])}"
+        other = {t for t in tops if t != "fabops"} - OTHERS - STDLIB
+        assert not other, f"not on the list: {sorted(other)}"
+        # the work really ran in that process
+        assert {"local-update": "fabops.host.pipeline", "health": "fabops.host.health"}[task] in loaded
+    assert Path(host.home / "host.json").exists()
+
+
+def test_the_list_catches_invoke(host, tmp_path):
+    """Negative control: the full program (FABOPS_FASTPATH=0) on the same
+    line imports what the list forbids."""
+    r, loaded = run_fabops(cron_args("local-update", host.inventory), tmp_path, env={"FABOPS_FASTPATH": "0"})
+    assert r.returncode == 0, r
+    assert {"invoke", "unittest", "asyncio"} <= {m.split(".")[0] for m in loaded}
+
+
+def test_cron_lines_parse_as_the_fast_path_reads_them(host):
+    """Every crontab line fabops writes for these tasks takes the fast
+    path (a flag cron.py adds that fastpath.py does not read would send
+    every poll back to the full program, silently)."""
+    from fabops import inventory
+
+    h = inventory.load(str(host.inventory)).select(None)[0]
+    for _, args in cron.JOBS:
+        if args[0] not in fastpath.TASKS:
+            continue
+        line = cron.job_line(h, "*/5 * * * *", args, splay=30)
+        words = shlex.split(line.split(" ", 5)[5])
+        start = next(i for i, w in enumerate(words) if w.endswith("/bin/fabops")) + 1
+        words = words[start:words.index(">>")]
+        assert fastpath.parse(words) is not None, line
+
+
+# ------------------------------------------------------------ same output
+
+NORMALISE = [
+    (re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:[+-]\d{4})?"), "<time>"),
+    (re.compile(r'"(duration|seconds)": [0-9.]+'), r'"\1": <n>'),
+    (re.compile(r'"run_id": "[^"]+"'), '"run_id": "<id>"'),
+    (re.compile(r'"pid": \d+'), '"pid": <pid>'),
+    (re.compile(r"\(\d+\.\d\ds\)"), "(<n>s)"),
+]
+
+
+def said(r) -> tuple:
+    text = [r.stdout, r.stderr]
+    for pattern, repl in NORMALISE:
+        text = [pattern.sub(repl, t) for t in text]
+    return r.returncode, text[0], text[1]
+
+
+def took_the_fast_path(loaded) -> bool:
+    """Whether a run was the fast path's: its commands ran through
+    LocalContext, or it loaded no Invoke at all (an error before any
+    command). A fast run that wraps a long line loads the task layer (and
+    Invoke) for its print_text; the full program never loads LocalContext."""
+    return "fabops.host.localrun" in loaded or "invoke" not in {m.split(".")[0] for m in loaded}
+
+
+def both(args, tmp_path, columns="80", before=lambda: None):
+    """The fast path's run and the full program's, each from the state
+    `before()` leaves: (what each said), checking which path each took."""
+    before()
+    fast, loaded = run_fabops(args, tmp_path, columns=columns)
+    assert took_the_fast_path(loaded), f"{args}: the fast path was not taken"
+    before()
+    full, loaded = run_fabops(args, tmp_path, env={"FABOPS_FASTPATH": "0"}, columns=columns)
+    assert not took_the_fast_path(loaded)
+    return said(fast), said(full)
+
+
+@pytest.mark.parametrize("args", [
+    ["local-update"], ["local-update", "--json"], ["local-update", "-v"], ["local-update", "--trigger=manual", "-j"],
+    ["health"], ["health", "--json"], ["health", "--fix", "--quiet"], ["health", "-q", "-H", "local"],
+])
+def test_both_paths_say_the_same_on_a_healthy_host(host, tmp_path, args):
+    fast, full = both([*args, "-i", str(host.inventory)], tmp_path)
+    assert fast == full
+    assert fast[0] == 0
+
+
+@pytest.mark.parametrize("args,code", [
+    (["health"], errors.FAILED), (["health", "--json"], errors.FAILED), (["health", "--fix", "--quiet"], errors.WARNING),
+    (["health", "--fix", "--json"], errors.WARNING),
+])
+@pytest.mark.parametrize("columns", ["200", "30"])  # 30: long lines wrap, through the task layer's own wrap
+def test_both_paths_say_the_same_about_a_stopped_service(host, tmp_path, args, code, columns):
+    fast, full = both([*args, "-i", str(host.inventory)], tmp_path, columns=columns, before=host.stop)
+    assert fast == full
+    assert fast[0] == code
+    if columns == "30" and "--json" not in args:
+        assert max(len(line) for line in fast[1].splitlines()) <= 30, fast[1]
+
+
+def test_both_paths_say_the_same_when_the_fetch_fails(host, tmp_path):
+    from tests.harness.sandbox import git
+
+    url = git("remote", "get-url", "origin", cwd=host.app)
+    git("remote", "set-url", "origin", str(tmp_path / "gone.git"), cwd=host.app)
+    try:
+        for args in (["local-update"], ["local-update", "--json"]):
+            fast, full = both([*args, "-i", str(host.inventory)], tmp_path)
+            assert fast == full
+            assert fast[0] not in (errors.OK, errors.WARNING), fast
+    finally:
+        git("remote", "set-url", "origin", url, cwd=host.app)
+
+
+@pytest.mark.parametrize("args", [
+    ["local-update", "-i", "no-such.yml"], ["local-update", "-i", "no-such.yml", "--json"],
+    ["health", "-i", "no-such.yml"], ["health", "-i", "no-such.yml", "-j"],
+])
+def test_both_paths_say_the_same_about_a_missing_inventory(tmp_path, args):
+    fast, full = both(args, tmp_path)
+    assert fast == full
+    assert fast[0] == errors.CONFIG
+
+
+@pytest.mark.parametrize("args", [["local-update", "-H", "nowhere"], ["health", "-H", "nowhere", "--json"]])
+def test_both_paths_say_the_same_about_an_unknown_host(host, tmp_path, args):
+    fast, full = both([*args, "-i", str(host.inventory)], tmp_path)
+    assert fast == full
+    assert fast[0] == errors.USAGE
+
+
+def test_a_changed_host_yml_is_read_again_not_its_old_copy(host, tmp_path):
+    """The JSON copy holds the text it was made from: an edit to host.yml
+    (a deploy's --install-config, a person) is read at once."""
+    r, _ = run_fabops(cron_args("local-update", host.inventory), tmp_path)
+    assert r.returncode == 0 and (host.home / "host.json").exists()
+    host.inventory.write_text(host.inventory.read_text().replace("hosts:\n  local:", "hosts:\n  renamed:"))
+    r, _ = run_fabops(["health", "-H", "renamed", "-i", str(host.inventory)], tmp_path)
+    assert (r.returncode, r.stdout) == (0, "renamed: OK: all services healthy\n"), r
+    r, _ = run_fabops(["health", "-H", "local", "-i", str(host.inventory)], tmp_path)
+    assert r.returncode == errors.USAGE and "unknown host" in r.stderr, r
+
+
+# ------------------------------------------------------------ the full program's part
+
+@pytest.mark.parametrize("args", [
+    ["local-update", "--help"], ["health", "--help"], ["local-update", "--dry-run"], ["health", "--fix", "--timeout", "5"],
+    ["local-update", "--no-such-flag"], ["local-update", "-i"], ["local-update", "-i", "x", "-i", "y"],
+    ["local-update", "--splay", "soon"], ["local-update", "--json=yes"], ["-H", "local", "health"],
+    ["--complete", "--", "fabops", "local-up"], ["health", "extra"], ["status"], [],
+])
+def test_what_the_fast_path_leaves_to_the_full_program(args):
+    assert fastpath.parse(args) is None
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["local-update", "--trigger", "cron", "--splay", "30", "-i", "h.yml"],
+     ("local-update", {"trigger": "cron", "splay": 30.0, "inventory": "h.yml"})),
+    (["local-update", "--splay=2m", "--inventory=h.yml", "-v"],
+     ("local-update", {"splay": 120.0, "inventory": "h.yml", "verbose": True})),
+    (["health", "--fix", "--quiet", "-i", "h.yml"], ("health", {"fix": True, "quiet": True, "inventory": "h.yml"})),
+    (["health", "-H", "a,b", "-j"], ("health", {"hosts": "a,b", "json": True})),
+])
+def test_what_the_fast_path_reads(args, expected):
+    assert fastpath.parse(args) == expected
+
+
+@pytest.mark.parametrize("task", ["local-update", "health"])
+def test_help_for_the_cron_tasks_still_works(tmp_path, task):
+    r, loaded = run_fabops([task, "--help"], tmp_path)
+    assert r.returncode == 0 and f"Usage: fabops [--core-opts] {task}" in r.stdout, r
+    assert "invoke" in {m.split(".")[0] for m in loaded}
+
+
+def test_debug_takes_the_full_program(host, tmp_path):
+    """FABOPS_DEBUG (like --debug) shows each command: the full program's."""
+    r, loaded = run_fabops(["health", "-i", str(host.inventory)], tmp_path, env={"FABOPS_DEBUG": "1"})
+    assert r.returncode == 0 and "fabops: debug: local:" in r.stderr, r
+    assert "invoke" in {m.split(".")[0] for m in loaded}
+
+
+def test_health_of_an_ssh_host_takes_the_full_program(tmp_path):
+    """health reaches hosts over SSH through the full program; the fast path
+    serves `connection: local` only (here: an unreachable address, exit 3)."""
+    inv = tmp_path / "hosts.yml"
+    inv.write_text("hosts:\n  far:\n    address: 127.0.0.1\n    port: 1\n    app: {path: ~/app}\n"
+                   "    services: [{name: bot, command: 'true'}]\n")
+    r, loaded = run_fabops(["health", "--connect-timeout", "2", "-i", str(inv)], tmp_path)
+    assert "invoke" in {m.split(".")[0] for m in loaded}
+    r2, loaded = run_fabops(["health", "-i", str(inv)], tmp_path)
+    assert "invoke" in {m.split(".")[0] for m in loaded}  # read by the fast path, then handed over
+    assert r2.returncode == errors.UNREACHABLE, r2
+
+
+# ------------------------------------------------------------ commands without Invoke
+
+def test_local_context_runs_as_invokes_local_runner(tmp_path):
+    """The same command through LocalContext and through Invoke's Context
+    (connection.local_context): the same output, exit and shell (bash)."""
+    from fabops.connection import local_context
+    from fabops.inventory import loads
+
+    require(os.path.exists("/bin/bash"), "Invoke's shell is /bin/bash")
+    host = loads(f"hosts:\n  h: {{connection: local, app: {{path: {tmp_path}}}, env: {{FROM_HOST: yes-1}}}}\n",
+                 "x.yml").hosts["h"]
+    command = "printf 'out:%s:%s\\n' \"$FROM_HOST\" \"$CALL\"; [[ -n $BASH_VERSION ]] && echo bash >&2; exit 3"
+    for env in (None, {"CALL": "call"}):
+        ours = LocalContext(host.env).run(command, hide=True, warn=True, in_stream=False, env=env)
+        kwargs = {"env": env} if env is not None else {}
+        theirs = local_context(host).run(command, hide=True, warn=True, in_stream=False, **kwargs)
+        assert (ours.stdout, ours.stderr, ours.exited, ours.ok) == (theirs.stdout, theirs.stderr, theirs.exited, theirs.ok)
+    assert ours.stdout == "out::call\n" and ours.stderr == "bash\n" and ours.exited == 3
+
+
+def test_local_context_through_a_target(tmp_path):
+    """stdin text reaches the command, then end of file; a command without
+    stdin reads end of file at once; a failure is CommandFailed."""
+    from fabops.errors import CommandFailed
+    from fabops.shell import raw
+    from fabops.target import Target
+
+    t = Target(LocalContext())
+    assert t.output(raw("cat"), stdin="secret\n" * 20000) == "secret\n" * 20000
+    assert t.output(raw("cat; echo done")) == "done\n"
+    with pytest.raises(CommandFailed, match="a step failed: no"):
+        t.run(raw("echo no >&2; exit 1"), "a step")
+
+
+def test_a_command_past_its_timeout_is_killed_and_reported_as_invokes_is():
+    from fabops.fanout import map_failure
+
+    with pytest.raises(CommandTimedOut) as caught:
+        LocalContext().run("echo started; exec sleep 30", timeout=0.3)
+    assert caught.value.result.stdout == "started\n"
+    mapped = map_failure(caught.value, "h")
+    assert mapped is not None and mapped.exit_code == errors.UNREACHABLE and "timed out after 0.3 s" in str(mapped)
