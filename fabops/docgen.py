@@ -59,7 +59,8 @@ def core_flags_md() -> list:
         names = ", ".join(("--" if len(n) > 1 else "-") + n for n in arg.names)
         out.append(f"| `{names}` | {arg.help.replace('|', chr(92) + '|')} |")  # a `|` ends a cell
     out += ["", "Invoke's core flags that mean nothing for a fabops task are refused (exit 64), under "
-            "`inv` and `fabops`; `fabops --help` and `inv --help` do not list them:", "",
+            "`inv` and `fabops`; `fabops --help` does not list them (a bare `inv --help` is Invoke's own, "
+            "printed before it loads tasks.py, and does):", "",
             "| flag | why |", "|---|---|"]
     for arg in sorted(program.core_args(), key=lambda a: a.name):
         if arg.name in REFUSED_CORE:

@@ -565,8 +565,9 @@ def test_debug_is_fabops_commands_and_tracebacks_not_invokes_parser_log(program,
     shown = [ln for ln in r.stderr.splitlines() if ln.startswith("fabops: debug: local: ")]
     assert shown and all(ln.endswith(" s)") and "(exit 0, " in ln for ln in shown), r.stderr
     invokes = [ln for ln in r.stderr.splitlines() if ln.startswith("invoke.")]
-    # none under inv either: its loader's lines are held (fabops/invhook.py)
-    assert not invokes and "invoke.parser" not in r.stderr, r.stderr
+    # under inv, Invoke's loader logs its three lines before tasks.py loads
+    # and fabops can take --debug back; none from the parser after that
+    assert len(invokes) <= (3 if program == "inv" else 0) and "invoke.parser" not in r.stderr, r.stderr
     bad = tmp_path / "bad.yml"
     bad.write_text("hosts: {a: {port: x}}")
     r = subprocess.run(cmd + ["--debug", "hosts", "-i", str(bad)], cwd=tmp_path, capture_output=True, text=True,

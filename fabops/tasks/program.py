@@ -104,11 +104,8 @@ class TaskProgram(Program):
         ctx = NamedValues.of(super().initial_context)
         if self._hiding:  # only while print_help lists the core flags
             hidden = self.hidden_core_flags()
-            kept = [a for a in ctx.args.values() if a.name not in hidden]
-            for arg in kept if hidden else ():  # fabops' tasks only: `inv --help` says what `fabops --help` does
-                arg.help = CORE_HELP.get(arg.name, arg.help)
-                arg.fabops_metavar = CORE_METAVARS.get(arg.name)
-            ctx = NamedValues(name=ctx.name, aliases=ctx.aliases, args=kept)
+            ctx = NamedValues(name=ctx.name, aliases=ctx.aliases,
+                              args=[a for a in ctx.args.values() if a.name not in hidden])
         return ctx
 
     def _make_parser(self, ignore_unknown: bool = False) -> Parser:
@@ -263,7 +260,7 @@ def take_debug(program: Program, after_tasks: bool = False) -> None:
     """`--debug` means fabops' debugging (DEBUG_GIVEN), not Invoke's DEBUG
     logging: `fabops` clears the flag before Invoke acts on it; under `inv`,
     Invoke has turned its logging on before the task tree loads, so it is
-    turned off again here (fabops/invhook.py held the loader's lines).
+    turned off again here (a few lines of Invoke's loader come first).
     `after_tasks`: the second look, once Invoke has merged the core flags
     given after a task name (`inv ping -H local --debug`) into its core."""
     if getattr(program, "core", None) is None:
@@ -301,13 +298,9 @@ def serve_inv() -> None:
     own from here would not). Invoke has parsed its core flags by now, so
     only an error in those keeps Invoke's exit 1.
     """
-    from ..invhook import EarlyInv
-
     main = sys.modules.get("invoke.main")  # only imported by the `inv`/`invoke` entry points
     program = getattr(main, "program", None)
-    # Invoke's own (not someone's subclass), or as fabops-inv.pth left it
-    # (fabops/invhook.py: a bare --help and --debug before the tasks load)
-    if type(program) in (Program, EarlyInv):
+    if type(program) is Program:  # Invoke's own, not someone's subclass
         program.__class__ = TaskProgram
         take_debug(program)
 
