@@ -27,10 +27,13 @@ from .target import Target
 # The facts' own `schema` key; every key and its type: docs/json.schema.json
 # ($defs/facts), which the tests check real output against.
 SCHEMA_VERSION = 1
-# Seconds over which per-process CPU is sampled (two /proc/<pid>/stat reads).
-# top uses 3 s; half a second keeps a dashboard refresh quick while one clock
-# tick (10 ms) is only 2 % of one core.
+# Seconds over which CPU is sampled when monitor takes its own window (two
+# /proc reads). top uses 3 s; half a second keeps a dashboard refresh quick
+# while one clock tick (10 ms) is only 2 % of one core.
 CPU_WINDOW = 0.5
+# A one-shot monitor reports CPU since the newest cron sample (host/metrics.py)
+# when it is younger than this many update intervals, else takes its window.
+SAMPLE_AGE = 2
 
 
 def _section(name: str, then: Optional[Cmd] = None) -> Cmd:
@@ -45,12 +48,23 @@ def _section(name: str, then: Optional[Cmd] = None) -> Cmd:
 _CPU = raw('read -r L < /proc/stat; echo "$L"')
 _MEM = raw('while read -r K V R; do case $K in MemTotal:|MemAvailable:) echo "$K $V";; esac; done < /proc/meminfo')
 _LOAD = raw('read -r L < /proc/loadavg; echo "$L"; read -r L < /proc/uptime; echo "$L"')
-# Print /proc/uptime, the clock tick rate and each $PIDS' stat line; sets T0
-# (uptime in centiseconds) the first time it runs.
+# Print /proc/uptime, the clock tick rate, each $PIDS' stat line and each
+# $CGS' cgroup v2 usage (`cg PATH USEC`); sets T0 (uptime in centiseconds, the
+# CPU window's start) the first time it runs, unless a young sample set it.
 _PROC_STAT = raw(
     'read -r U R < /proc/uptime; echo "$U $(getconf CLK_TCK 2>/dev/null || echo 100)"; '
     '[ -n "${T0:-}" ] || T0=${U%.*}${U#*.}; '
-    'for p in $PIDS; do [ "$p" -gt 0 ] 2>/dev/null && [ -r /proc/$p/stat ] && read -r L < /proc/$p/stat && echo "$L"; done; true'
+    'for p in $PIDS; do [ "$p" -gt 0 ] 2>/dev/null && [ -r /proc/$p/stat ] && read -r L < /proc/$p/stat && echo "$L"; done; '
+    'for g in $CGS; do [ -r "/sys/fs/cgroup$g/cpu.stat" ] && read -r K V < "/sys/fs/cgroup$g/cpu.stat" && echo "cg $g $V"; done; true'
+)
+# The newest cron sample's line starts with its clock (host/metrics.py:
+# {"boot":...,"up_cs":...): when it is from this boot and younger than
+# $MAXAGE centiseconds, it opens the CPU window (T0) and SRC says `sample`.
+_NEWEST_SAMPLE = raw(
+    r'read -r BOOT 2>/dev/null < /proc/sys/kernel/random/boot_id || BOOT=; SRC=window; W=0; L=${M##*"$NL"}; '
+    r'case $L in "{\"boot\":\"$BOOT\",\"up_cs\":"[0-9]*) S0=${L#*\"up_cs\":}; S0=${S0%%[!0-9]*}; '
+    r'read -r U R < /proc/uptime; A=$(( ${U%.*}${U#*.} - S0 )); '
+    r'if [ -n "$BOOT" ] && [ "$A" -ge 0 ] && [ "$A" -lt "$MAXAGE" ]; then T0=$S0; SRC=sample; fi;; esac'
 )
 _PS = raw('P=$(echo $PIDS | tr " " "\\n" | grep -v "^0*$" | tr "\\n" "," | sed "s/,$//"); '
           '[ -n "$P" ] && ps -o pid=,pmem=,etimes= -p "$P" 2>/dev/null')
@@ -66,17 +80,31 @@ def monitor_input(host: Host) -> str:
     return http_check_input(_checks(host)) if _checks(host) else ""
 
 
-def monitor_script(host: Host, window: float = CPU_WINDOW) -> Cmd:
+def sample_max_age(host: Host) -> float:
+    """Seconds a cron sample may be old to open a one-shot monitor's CPU
+    window: SAMPLE_AGE update intervals (0 without an update schedule)."""
+    return SAMPLE_AGE * (update_interval(host.schedule.get("update")) or 0.0)
+
+
+def monitor_script(host: Host, window: float = CPU_WINDOW, sample_age: Optional[float] = None) -> Cmd:
     """The whole dashboard as one script (one exec per host per refresh).
 
-    `window` is the least time between the two CPU samples. `monitor --watch`
-    passes 0 after its first refresh: the previous refresh's sample is the
-    first one then, so the interval is the window and nothing waits.
-    CPU is sampled at the start and at the end: the script's own run time
-    is the window, and no sleep is added."""
+    `window` is the least time between the two CPU samples. The window opens
+    at the newest cron sample in metrics.jsonl when it is younger than
+    `sample_age` seconds (default: sample_max_age; 0: never), read in this
+    same script; else at the script's start. `monitor --watch` passes
+    window=0 and sample_age=0 after its first refresh: the previous
+    refresh's sample is the first one then, so the interval is the window
+    and nothing waits. CPU is sampled at the start and at the end: the
+    script's own run time is the window (or the time since the sample), and
+    a sleep is added only when that is shorter than `window`."""
+    age = sample_max_age(host) if sample_age is None else sample_age
     # The HTTP checks (monitor_input: URLs, headers, bodies) come on stdin,
     # read once here, before any other command could read it (docs/security.md).
     parts: List[Cmd] = [raw("FABOPS_IN=$(cat)")] if _checks(host) else []
+    # the samples first (--history's and the CPU window's start): one tail
+    parts += [sh("M=$(tail -n 97 {f} 2>/dev/null); NL='\n'; MAXAGE={age}",
+                 f=quote_path(host.paths.metrics), age=int(age * 100)), _NEWEST_SAMPLE]
     parts += [
         _section("cpu0", _CPU),
         _section("mem", _MEM),
@@ -99,10 +127,15 @@ def _service_parts(host: Host) -> List[Cmd]:
     parts: List[Cmd] = []
     if units:
         parts.append(_section("systemd", sh("{cmd} 2>/dev/null", cmd=systemd_status_cmd(units))))
-        parts.append(sh("PIDS=$(systemctl show -p MainPID --value {units} 2>/dev/null | tr '\\n' ' ')", units=units))
+        # each unit's main PID, cgroup and invocation (a restart changes it):
+        # what the CPU samples read, and the section that names them
+        parts.append(sh("S=$(systemctl show -p Id,MainPID,ControlGroup,InvocationID {units} 2>/dev/null); PIDS=; CGS=; "
+                        'for kv in $S; do case $kv in MainPID=*) PIDS="$PIDS ${{kv#*=}}";; '
+                        'ControlGroup=/*) CGS="$CGS ${{kv#*=}}";; esac; done', units=units))
+        parts.append(_section("cgroups", raw('echo "$S"')))
         parts.append(_section("units", units_cmd(units)))  # a unit running as root from our files
     else:
-        parts.append(raw("PIDS="))
+        parts.append(raw("PIDS= CGS="))
     if procs:
         parts.append(sh("{marker}\n{status}", marker=_section("process"), status=process_status_cmd(host.paths.home, procs)))
         for svc in procs:
@@ -164,22 +197,25 @@ def _log_parts(host: Host) -> List[Cmd]:
             "find {p} -maxdepth 1 -type f -name {glob} 2>/dev/null | wc -l; "
             "find {p} -maxdepth 1 -type f -name {glob} -mtime -1 2>/dev/null | wc -l; else echo missing; fi",
             p=path(rule.path), glob=rule.glob)))
-    parts.append(_section("metrics", sh("tail -n 97 {f} 2>/dev/null", f=quote_path(host.paths.metrics))))
+    parts.append(_section("metrics", raw('[ -z "$M" ] || echo "$M"')))
     return parts
 
 
 def _closing_parts(window: float) -> List[Cmd]:
     """The rest of the CPU window, then the closing CPU samples."""
     parts: List[Cmd] = []
-    # Wait out the rest of the window (centiseconds from /proc/uptime), so a
-    # fast host still samples CPU_WINDOW; a slow script adds nothing.
+    # Wait out the rest of the window (centiseconds from /proc/uptime, since
+    # T0: the young sample or the script's start), so a fast host still
+    # samples CPU_WINDOW; a slow script, or a sample older than the window,
+    # adds nothing. W: the centiseconds slept, printed in `cpuwin`.
     window_cs = int(window * 100)
     if window_cs > 0:
         parts.append(sh(
             'read -r U1 R < /proc/uptime; E=$(( ${{U1%.*}}${{U1#*.}} - $T0 )); '
-            'if [ "$E" -lt {w} ]; then sleep "$(( ({w} - E) / 100 )).$(printf %02d $(( ({w} - E) % 100 )))"; fi',
+            'if [ "$E" -lt {w} ]; then W=$(( {w} - E )); sleep "$(( W / 100 )).$(printf %02d $(( W % 100 )))"; fi',
             w=window_cs))
-    return parts + [_section("pstat1", _PROC_STAT), _section("cpu1", _CPU), _section("end")]
+    return parts + [_section("cpuwin", raw('echo "$SRC $W $BOOT"')), _section("pstat1", _PROC_STAT),
+                    _section("cpu1", _CPU), _section("end")]
 
 
 def _units(host: Host) -> List[str]:
@@ -205,8 +241,13 @@ def _ints(text: str) -> List[int]:
 
 def cpu_percent(first: str, second: str) -> Optional[float]:
     """System CPU use between two `cpu ...` lines of /proc/stat."""
-    a, b = _ints(first), _ints(second)
-    if len(a) < 4 or len(a) != len(b):
+    return _cpu_rate(_ints(first), _ints(second))
+
+
+def _cpu_rate(a: List[int], b: List[int]) -> Optional[float]:
+    """System CPU use between two /proc/stat cpu counter lists; None when a
+    counter went back (a reboot between them) or they do not match."""
+    if len(a) < 4 or len(a) != len(b) or any(y < x for x, y in zip(a, b)):
         return None
     idle_a = a[3] + (a[4] if len(a) > 4 else 0)
     idle_b = b[3] + (b[4] if len(b) > 4 else 0)
@@ -231,35 +272,113 @@ def _proc_stat(line: str) -> Optional[Tuple[int, int, int]]:
         return None
 
 
-def _sample(text: str) -> Tuple[Optional[float], int, Dict[int, Tuple[int, int]]]:
+def _end(text: str) -> Tuple[Optional[float], int, Dict[int, Tuple[int, int]], Dict[str, int]]:
+    """One end of a window as the script printed it (_PROC_STAT): the uptime,
+    the tick rate, {pid: (ticks, start)} and {cgroup: usage_usec}."""
     lines = text.splitlines()
     head = lines[0].split() if lines else []
     uptime = _float(head[0]) if head else None
     hz = int(head[1]) if len(head) > 1 and head[1].isdigit() and int(head[1]) > 0 else 100
-    procs = {}
+    procs, cgroups = {}, {}
     for line in lines[1:]:
+        if line.startswith("cg "):
+            words = line.split()
+            if len(words) == 3 and words[2].isdigit():
+                cgroups[words[1]] = int(words[2])
+            continue
         parsed = _proc_stat(line)
         if parsed:
             procs[parsed[0]] = (parsed[1], parsed[2])
-    return uptime, hz, procs
+    return uptime, hz, procs, cgroups
 
 
-def process_cpu(first: str, second: str) -> Tuple[Dict[int, float], Optional[float]]:
-    """Per-process CPU % of one core between two samples, and the window in s.
+def _point(s: Dict[str, str], which: str, host: Host, statuses) -> Optional[Dict[str, Any]]:
+    """The counters at one end of the script's output (which: "0", its
+    start, or "1", its end), shaped as a cron sample (host/metrics.py):
+    boot, clock (s since boot), hz, cpu and per service its counters."""
+    from .host.metrics import unit_name
 
-    A process is judged only if it lived through the whole window: one that
-    is missing from the first sample, or whose start time changed (the PID
-    was reused), gets no figure."""
-    up0, hz, before = _sample(first)
-    up1, _, after = _sample(second)
-    if up0 is None or up1 is None or up1 <= up0:
-        return {}, None
-    window = up1 - up0
-    out = {}
-    for pid, (ticks1, start1) in after.items():
-        if pid in before and before[pid][1] == start1 and ticks1 >= before[pid][0]:
-            out[pid] = round(100.0 * (ticks1 - before[pid][0]) / hz / window, 1)
-    return out, round(window, 2)
+    uptime, hz, procs, cgroups = _end(s.get("pstat" + which, ""))
+    if uptime is None:
+        return None
+    units = _show_blocks(s.get("cgroups", ""))
+    svc = {}
+    for service in host.services:
+        c: Dict[str, Any] = {}
+        if service.manager == "systemd":
+            ids = units.get(unit_name(service.name), {})
+            cg, inv = ids.get("ControlGroup", ""), ids.get("InvocationID", "")
+            if inv and cg in cgroups:
+                c.update(inv=inv, cg=cg, usec=cgroups[cg])
+        st = statuses.get(service.name)
+        if st and st.pid and st.pid in procs:
+            c.update(pid=st.pid, ticks=procs[st.pid][0], start=procs[st.pid][1])
+        if c:
+            svc[service.name] = c
+    win = (s.get("cpuwin") or "").split()
+    return {"boot": win[2] if len(win) > 2 else None, "clock": uptime, "hz": hz,
+            "cpu": _ints(s.get("cpu" + which, "").replace("cpu", "", 1)), "svc": svc}
+
+
+def _show_blocks(text: str) -> Dict[str, Dict[str, str]]:
+    """`systemctl show` blocks (KEY=VALUE lines, a blank line between
+    units) keyed by their Id."""
+    found = {}
+    for block in text.split("\n\n"):
+        props = dict(line.partition("=")[::2] for line in block.splitlines() if "=" in line)
+        if props.get("Id"):
+            found[props["Id"].strip()] = {k.strip(): v.strip() for k, v in props.items()}
+    return found
+
+
+def sample_point(line: str) -> Optional[Dict[str, Any]]:
+    """A metrics.jsonl line (host/metrics.py) as a window's start, or None."""
+    rec = _json_object(line)
+    if not rec or not isinstance(rec.get("up_cs"), int) or not isinstance(rec.get("cpu"), list):
+        return None
+    hz = rec.get("hz")
+    return {"boot": rec.get("boot") or None, "clock": rec["up_cs"] / 100.0,
+            "hz": hz if isinstance(hz, int) and hz > 0 else 100, "cpu": rec["cpu"],
+            "svc": rec["svc"] if isinstance(rec.get("svc"), dict) else {}}
+
+
+def service_rate(a: Optional[dict], b: Optional[dict], hz: int, window: float) -> Optional[float]:
+    """A service's CPU % of one core between two counter sets (a cron
+    sample's or the script's), or None when it cannot be trusted: the
+    cgroup's usage within one invocation of the unit (a restart makes a new
+    invocation ID), else the same main process's utime+stime (same PID and
+    start time). A counter that went back gives no figure either."""
+    if not a or not b or window <= 0:
+        return None
+    if a.get("usec") is not None and b.get("usec") is not None:
+        if not a.get("inv") or a.get("inv") != b.get("inv") or a.get("cg") != b.get("cg"):
+            return None
+        used = (b["usec"] - a["usec"]) / 1e6
+    elif a.get("pid") and a.get("pid") == b.get("pid") and a.get("start") == b.get("start") \
+            and a.get("ticks") is not None and b.get("ticks") is not None:
+        used = (b["ticks"] - a["ticks"]) / hz
+    else:
+        return None
+    return None if used < 0 else round(100.0 * used / window, 1)
+
+
+def cpu_rates(start: Optional[dict], end: Optional[dict]) -> Tuple[Optional[float], Dict[str, float], Optional[float]]:
+    """(system CPU %, {service: CPU %}, window in s) between two points (a
+    sample's or the script's); nothing across a reboot or without time
+    between them."""
+    if not start or not end or start.get("clock") is None or end.get("clock") is None:
+        return None, {}, None
+    if start.get("boot") and end.get("boot") and start["boot"] != end["boot"]:
+        return None, {}, None
+    window = end["clock"] - start["clock"]
+    if window <= 0:
+        return None, {}, None
+    services = {}
+    for name, counters in end["svc"].items():
+        rate = service_rate(start["svc"].get(name), counters, end["hz"], window)
+        if rate is not None:
+            services[name] = rate
+    return _cpu_rate(start["cpu"], end["cpu"]), services, round(window, 2)
 
 
 def _float(text) -> Optional[float]:
@@ -272,21 +391,29 @@ def _float(text) -> Optional[float]:
 def parse(output: str, host: Host, now: Optional[float] = None, previous: Optional[str] = None) -> Dict[str, Any]:
     """Facts from the script's output. Junk or missing sections become None.
 
-    With `previous` (the last refresh's output from the same host), CPU is
-    measured from that refresh's closing samples to this one's."""
+    CPU is measured to the script's closing samples from: the previous
+    refresh's closing samples (`previous`, the last refresh's output from
+    the same host: monitor --watch), else the newest cron sample when the
+    script found it young enough (`cpuwin` says `sample`), else the
+    script's own opening samples."""
     from .host.metrics import series
 
     now = time.time() if now is None else now
     s = split_sections(output)
-    first = {"cpu0": s.get("cpu0", ""), "pstat0": s.get("pstat0", "")}
+    statuses = _statuses(s, host)
+    start, source = None, "window"
     if previous:
         prev = split_sections(previous)
-        if prev.get("cpu1") and prev.get("pstat1"):
-            first = {"cpu0": prev["cpu1"], "pstat0": prev["pstat1"]}
-    facts: Dict[str, Any] = {"schema": SCHEMA_VERSION, "host": host.name, "time": now}
-    facts.update(_machine(s, first["cpu0"]))
-    services, facts["cpu_window"] = _services(s, host, first["pstat0"])
-    facts["services"] = services
+        start = _point(prev, "1", host, _statuses(prev, host)) if prev.get("cpu1") else None
+    elif (s.get("cpuwin") or "").startswith("sample"):
+        start, source = sample_point(((s.get("metrics") or "").splitlines() or [""])[-1]), "sample"
+    if start is None:
+        start, source = _point(s, "0", host, statuses), "window"
+    cpu, service_cpu, window = cpu_rates(start, _point(s, "1", host, statuses))
+    facts: Dict[str, Any] = {"schema": SCHEMA_VERSION, "host": host.name, "time": now, "cpu": cpu}
+    facts.update(_machine(s))
+    facts["cpu_window"], facts["cpu_source"] = window, source if window is not None else None
+    facts["services"] = _services(s, host, statuses, service_cpu)
     facts["root_units"] = root_units(s.get("units"), host)
     facts["deploy"] = _deploy(s)
     facts["state_moved_aside"] = state_moved_aside(s.get("aside"), host)
@@ -298,9 +425,9 @@ def parse(output: str, host: Host, now: Optional[float] = None, previous: Option
     return facts
 
 
-def _machine(s: Dict[str, str], cpu0: str) -> Dict[str, Any]:
-    """The host's own figures: CPU over the window, memory, disk, load, uptime."""
-    out: Dict[str, Any] = {"cpu": cpu_percent(cpu0, s.get("cpu1", ""))}
+def _machine(s: Dict[str, str]) -> Dict[str, Any]:
+    """The host's own figures: memory, disk, load, uptime."""
+    out: Dict[str, Any] = {}
     mem = {}
     for line in s.get("mem", "").splitlines():
         key, _, rest = line.partition(":")
@@ -320,9 +447,8 @@ def _machine(s: Dict[str, str], cpu0: str) -> Dict[str, Any]:
     return out
 
 
-def _services(s: Dict[str, str], host: Host, pstat0: str):
-    """(one entry per configured service, the CPU window): state, pid,
-    CPU, memory, uptime, port and HTTP check."""
+def _statuses(s: Dict[str, str], host: Host) -> dict:
+    """{service: ServiceStatus} from the script's systemd/process sections."""
     from .host.services import parse_process_status, parse_systemd_show
 
     units = [x.name for x in host.services if x.manager == "systemd"]
@@ -332,12 +458,17 @@ def _services(s: Dict[str, str], host: Host, pstat0: str):
         statuses.update(parse_systemd_show(s.get("systemd", ""), units))
     if procs:
         statuses.update(parse_process_status(s.get("process", ""), procs))
+    return statuses
+
+
+def _services(s: Dict[str, str], host: Host, statuses, cpu: Dict[str, float]) -> List[Dict[str, Any]]:
+    """One entry per configured service: state, pid, CPU (over the window),
+    memory, uptime, port and HTTP check."""
     ps = {}
     for line in s.get("ps", "").splitlines():
         f = line.split()
         if len(f) == 3 and f[0].isdigit():
             ps[int(f[0])] = {"memory": _float(f[1]), "uptime": _float(f[2])}
-    cpu, window = process_cpu(pstat0, s.get("pstat1", ""))
     checked = [svc.name for svc in host.services if svc.check is not None]
     results = dict(zip(checked, parse_http_results(s.get("http", ""), len(checked))))
     services = []
@@ -350,8 +481,9 @@ def _services(s: Dict[str, str], host: Host, pstat0: str):
             "state": st.state if st else "unknown",
             "active": bool(st and st.active),
             "pid": st.pid if st else None,
-            # None while the process is younger than the window: not judged
-            "cpu": cpu.get(st.pid) if st and st.pid else None,
+            # None when it did not run through the whole window (started or
+            # restarted since its start): not judged
+            "cpu": cpu.get(svc.name) if st and st.pid else None,
             "memory": proc["memory"] if proc else None,
             "uptime": proc["uptime"] if proc else None,
             "port": svc.port,
@@ -367,7 +499,7 @@ def _services(s: Dict[str, str], host: Host, pstat0: str):
             entry["http_status"] = status
             entry["http_latency"] = latency
         services.append(entry)
-    return services, window
+    return services
 
 
 def _json_object(text: Optional[str]) -> Optional[dict]:
@@ -551,8 +683,8 @@ def sample(cxn, host, previous=None):
     """(facts, raw output). With the previous refresh's raw output, the CPU
     window runs from that refresh to this one and the script waits for
     nothing (monitor --watch)."""
-    out = Target.of(cxn, host).output(monitor_script(host, window=0 if previous else CPU_WINDOW),
-                                      stdin=monitor_input(host) or None)
+    script = monitor_script(host, window=0, sample_age=0) if previous else monitor_script(host)
+    out = Target.of(cxn, host).output(script, stdin=monitor_input(host) or None)
     facts = parse(out, host, previous=previous)
     code, findings = evaluate(facts, host)
     facts["status"] = errors.NAMES.get(code, str(code))

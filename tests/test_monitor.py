@@ -171,11 +171,19 @@ def test_process_cpu_is_sampled_over_a_window_on_real_processes():
             if p:
                 p.kill()
                 p.wait()
-    cpu, window = monitor.process_cpu(first, second)
+    _, cpu, window = monitor.cpu_rates(pid_point(first), pid_point(second))
     assert window and window >= monitor.CPU_WINDOW - 0.01
     assert cpu[busy.pid] > 5, cpu
     assert cpu[idle.pid] == 0.0
     assert late.pid not in cpu
+
+
+def pid_point(text):
+    """One end of a window (monitor._point's shape) with every process the
+    _PROC_STAT text lists as a service named by its PID."""
+    uptime, hz, procs, _ = monitor._end(text)
+    svc = {pid: {"pid": pid, "ticks": ticks, "start": start} for pid, (ticks, start) in procs.items()}
+    return {"boot": None, "clock": uptime, "hz": hz, "cpu": [], "svc": svc}
 
 
 def test_process_cpu_parsing_edge_cases():
@@ -184,11 +192,11 @@ def test_process_cpu_parsing_edge_cases():
 
     first = "100.00 100\n" + line(7, "a) b", 10, 500) + "\n" + line(8, "x", 10, 600) + "\n" + line(9, "y", 50, 700)
     second = "101.00 100\n" + line(7, "a) b", 30, 500) + "\n" + line(8, "x", 90, 999) + "\n" + line(9, "y", 10, 700)
-    cpu, window = monitor.process_cpu(first, second)
+    _, cpu, window = monitor.cpu_rates(pid_point(first), pid_point(second))
     assert window == 1.0
     assert cpu == {7: 20.0}  # 8: the PID was reused (other start time); 9: counters went back
-    assert monitor.process_cpu("", second) == ({}, None)
-    assert monitor.process_cpu(second, first) == ({}, None)  # no time between them
+    assert monitor.cpu_rates(pid_point(""), pid_point(second)) == (None, {}, None)
+    assert monitor.cpu_rates(pid_point(second), pid_point(first)) == (None, {}, None)  # no time between them
 
 
 def test_a_watch_refresh_measures_cpu_from_the_previous_refresh(tmp_path):
@@ -209,7 +217,7 @@ def test_a_watch_refresh_measures_cpu_from_the_previous_refresh(tmp_path):
         "connection": "local", "app": {"path": str(tmp_path / "app")}, "home": str(home),
         "services": [{"name": "bot", "manager": "process", "command": "x"}]}}}), str(tmp_path / "x.yml")).hosts["h"]
     try:
-        no_wait = monitor.monitor_script(host, window=0)
+        no_wait = monitor.monitor_script(host, window=0, sample_age=0)
         assert "sleep" not in no_wait and "sleep" in monitor.monitor_script(host)
         c = Context()
         first = c.run(no_wait, hide=True, warn=True, in_stream=False).stdout

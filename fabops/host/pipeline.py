@@ -155,7 +155,7 @@ class Pipeline:
         if self.opts.trigger == "cron":
             from .metrics import record
 
-            record(self.paths.metrics)
+            record(self.paths.metrics, self.host.services, self.paths)
 
     def _body(self) -> None:
         """The run proper: under the lock, converge (host/dry_run.py's DryRun

@@ -94,8 +94,11 @@ def _system_line(facts, th) -> str:
     sys_mem = "?" if facts["memory"] is None else f"{facts['memory']:g}%"
     disk = "?" if facts["disk"] is None else f"{_mark(facts['disk'] < th['disk'], True)} {facts['disk']:g}%"
     load = literal(facts.get("load") or "?")
-    window = f" ({facts['cpu_window']:g} s)" if facts.get("cpu_window") else ""
-    return (f"system CPU {sys_cpu}{window}  memory {sys_mem}  disk {disk}  load {load}  "
+    # the window every CPU figure of the panel covers (docs/monitor.md, "CPU")
+    w = facts.get("cpu_window")
+    span = "" if not w else f"{w:g} s" if w < 10 else f"{w:.0f} s" if w < 120 else fmt_duration(w)
+    window = f" (last {span})" if span else ""
+    return (f"host CPU {sys_cpu}{window}  memory {sys_mem}  disk {disk}  load {load}  "
             f"up {fmt_duration(facts.get('uptime'))}")
 
 
