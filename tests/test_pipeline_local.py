@@ -618,3 +618,21 @@ def test_an_invoke_config_file_changes_nothing_fabops_runs(sandbox, tmp_path):
     st = run_cli("status", "-i", str(sandbox.inventory), "--json", env=env)
     assert st.returncode == 0, st.stdout + st.stderr
     assert v2 in st.stdout, st.stdout
+
+
+def test_an_update_log_spelled_with_a_tilde_is_the_homes(sandbox, tmp_path):
+    """logs.update: ~/... is the host user's home, as its shell reads it
+    (it was a directory named `~` under cron's working directory)."""
+    import yaml
+
+    data = yaml.safe_load(sandbox.inventory.read_text())
+    data["hosts"]["local"]["logs"] = {"update": "~/fabops-log/update.log"}
+    sandbox.inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+    home = tmp_path / "user-home"
+    home.mkdir()
+    work = tmp_path / "cwd"
+    work.mkdir()
+    r = run_cli("local-update", "-i", str(sandbox.inventory), "--json", env={"HOME": str(home)}, cwd=work)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "DEPLOYED" in (home / "fabops-log" / "update.log").read_text()
+    assert not (work / "~").exists() and not (ROOT / "~").exists()

@@ -141,7 +141,9 @@ class Recorder:
 
     @property
     def update_log(self) -> str:
-        return self.host.logs.get("update") or self.paths.update_log
+        # hosts.yml spells it with ~/ as the host's shell reads it (as
+        # LocalStore.log): unexpanded, it was a directory named ~ in cwd
+        return os.path.expanduser(self.host.logs.get("update") or self.paths.update_log)
 
     def log_output(self, title: str, output: str) -> None:
         """A command's output in the update log (best effort)."""
