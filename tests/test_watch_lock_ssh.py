@@ -104,6 +104,8 @@ def test_restart_and_reset_end_a_watch_and_act_at_once(app, tool):
         code, res = app.deploy_json()
         assert res["result"] == "deployed" and app.state["in_progress"] is None, res
     else:
+        steps = json.loads(r.stdout)["hosts"]["h1"]["steps"]
+        assert steps[0]["name"] == "end watch" and f"run {run_id})" in steps[0]["message"], steps
         assert state["in_progress"] is None and state["deployed"] == app.origin.head
     assert app.version() == "2"
 

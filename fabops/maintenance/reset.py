@@ -146,6 +146,10 @@ def reset(c, host: Host, plan: ResetPlan, actor: str, force: bool = False, progr
     started = time.monotonic()
     lock = _take_lock(c, host, info, force, steps.say)
     try:
+        if getattr(lock, "ended", None):  # whose watch taking the lock ended: said, as restart says it
+            from ..host.lock import describe_holder
+
+            steps("end watch", message=f"of {describe_holder(lock.ended)}: its commit is not promoted")
         dest = f"{host.backup_dir.rstrip('/')}/reset-{stamp()}"
         t.run(save_local_state_cmd(host, dest), "saving local state")
         steps("save", message=f"saved .env and local changes to {dest}")
