@@ -221,3 +221,30 @@ def test_the_dry_run_rule_can_fail(tmp_path):
     bad = tmp_path / "x.py"
     bad.write_text("def f(opts):\n    if opts.dry_run:\n        return 1\n    return 2 if dry_run else 3\n")
     assert sorted(dry_run_tests(bad)) == ["dry_run", "opts.dry_run"]
+
+
+# Small functions a reader can hold at once (#23): none in the package runs
+# past 60 lines, docstring and comments included; a long one is split into
+# named parts (plan's decisions, the watch's _Watch, monitor's sections).
+LONGEST = 60
+
+
+def long_functions(path: Path):
+    """(name, lines) of every function in the file longer than LONGEST."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            length = node.end_lineno - node.lineno + 1
+            if length > LONGEST:
+                yield node.name, length
+
+
+@pytest.mark.parametrize("path", sorted(str(p.relative_to(ROOT)) for p in PKG.rglob("*.py")))
+def test_no_function_runs_past_60_lines(path):
+    found = sorted(long_functions(ROOT / path))
+    assert not found, f"{path}: {found} run past {LONGEST} lines: split them into named parts"
+
+
+def test_the_length_rule_can_fail(tmp_path):
+    bad = tmp_path / "x.py"
+    bad.write_text("def f():\n" + "    x = 1\n" * LONGEST + "\n\ndef g():\n    return 1\n")
+    assert list(long_functions(bad)) == [("f", LONGEST + 1)]
