@@ -496,7 +496,7 @@ def test_only_run_update_tells_a_dry_run_from_a_real_one(tmp_path, monkeypatch):
     assert not Pipeline(Context(), host, UpdateOptions()).git.scratch
     assert DryRun(Context(), host, UpdateOptions()).git.scratch
     sampled = []
-    monkeypatch.setattr(metrics, "record", lambda path: sampled.append(path))
+    monkeypatch.setattr(metrics, "record", lambda path, *services: sampled.append(path))
     Pipeline(Context(), host, UpdateOptions(trigger="cron"))._sample()
     DryRun(Context(), host, UpdateOptions(trigger="cron"))._sample()
     Pipeline(Context(), host, UpdateOptions(trigger="manual"))._sample()
