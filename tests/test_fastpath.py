@@ -53,13 +53,14 @@ FABOPS_MODULES = {
                             "fabops.host.preflight", "fabops.host.queue", "fabops.host.update"},
     "health": BOTH | {"fabops.notify", "fabops.host.health"},
 }
-OTHERS = {"yaml", "_yaml", "cython_runtime"}  # libyaml's extension (Cython's runtime names a module too)
+OTHERS = {"yaml", "_yaml", "cython_runtime"}  # libyaml's extension (and Cython's _cython_<version> modules)
 STDLIB = {
-    "__future__", "_ast", "_bisect", "_blake2", "_bz2", "_compression", "_datetime", "_hashlib", "_json", "_locale", "_lzma",
-    "_opcode", "_posixsubprocess", "_random", "_sha512", "_socket", "_sre", "_string", "_struct", "_typing",
-    "_weakrefset", "array", "ast", "base64", "binascii", "bisect", "bz2", "collections", "contextlib", "copy",
-    "copyreg", "dataclasses", "datetime", "dis", "encodings", "enum", "errno", "fcntl", "fnmatch", "functools",
-    "hashlib", "heapq", "inspect", "ipaddress", "itertools", "json", "keyword", "linecache", "locale", "lzma",
+    "__future__", "_ast", "_bisect", "_blake2", "_bootlocale", "_bz2", "_compression", "_datetime", "_hashlib", "_json",
+    "_locale", "_lzma", "_opcode", "_posixsubprocess", "_random", "_sha512", "_socket", "_sre", "_string", "_strptime",
+    "_struct", "_typing", "_weakrefset", "array", "ast", "base64", "binascii", "bisect", "bz2", "calendar",
+    "collections", "contextlib", "copy", "copyreg", "dataclasses", "datetime", "dis", "encodings", "enum", "errno",
+    "fcntl", "fnmatch", "functools", "grp", "hashlib", "heapq", "importlib", "inspect", "ipaddress", "itertools",
+    "json", "keyword", "linecache", "locale", "lzma",
     "math", "opcode", "operator", "pwd", "random", "re", "reprlib", "select", "selectors", "shlex", "shutil",
     "signal", "socket", "sre_compile", "sre_constants", "sre_parse", "string", "stringprep", "struct",
     "subprocess", "tempfile", "textwrap", "threading", "token", "tokenize", "traceback", "types", "typing",
@@ -111,15 +112,21 @@ def test_cron_lines_import_only_the_allow_list(host, tmp_path, task):
     for _ in range(2):
         r, loaded = run_fabops(cron_args(task, host.inventory), tmp_path)
         assert (r.returncode, r.stdout, r.stderr) == (0, "", ""), r
-        tops = {m.split(".")[0] for m in loaded}
-        assert not tops & NEVER, f"the cron path imported {sorted(tops & NEVER)}"
-        ours = {m for m in loaded if m.split(".")[0] == "fabops"}
-        assert ours <= FABOPS_MODULES[task], f"not on the list: {sorted(ours - FABOPS_MODULES[task])}"
-        other = {t for t in tops if t != "fabops"} - OTHERS - STDLIB
-        assert not other, f"not on the list: {sorted(other)}"
-        # the work really ran in that process
-        assert {"local-update": "fabops.host.pipeline", "health": "fabops.host.health"}[task] in loaded
+        assert not beyond_the_list(task, loaded)
     assert Path(host.home / "host.json").exists()
+
+
+def beyond_the_list(task: str, loaded) -> list:
+    """What `task`'s cron line imported (`loaded`: the modules it added)
+    that the allow-list does not name; also fails when the work did not run
+    in that process (tests/test_journey.py runs it on the booted hosts)."""
+    tops = {m.split(".")[0] for m in loaded}
+    assert not tops & NEVER, f"the cron path imported {sorted(tops & NEVER)}"
+    # the work really ran in that process
+    assert {"local-update": "fabops.host.pipeline", "health": "fabops.host.health"}[task] in loaded
+    ours = {m for m in loaded if m.split(".")[0] == "fabops"}
+    others = {t for t in tops if t != "fabops" and not t.startswith("_cython_")} - OTHERS - STDLIB
+    return sorted(ours - FABOPS_MODULES[task]) + sorted(others)
 
 
 def test_the_list_catches_invoke(host, tmp_path):

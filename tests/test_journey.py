@@ -158,6 +158,7 @@ def test_the_users_path_from_a_wheel(image, user_venv, fabops_wheel, client_key,
     assert r.returncode == 0 and "listening on 3003" in r.stdout, r.stdout + r.stderr
     r = user.inv("health")
     assert r.returncode == 0, r.stdout + r.stderr
+    cron_lines_take_the_fast_path(user)
 
     second = origin.good("2")
     r = user.inv("deploy")
@@ -183,6 +184,33 @@ def test_the_users_path_from_a_wheel(image, user_venv, fabops_wheel, client_key,
     # deploy then waits for it or finds it done): either shipped it, once
     assert len(shipped) == 1, records[-3:]
     assert shipped[0]["actor"].startswith("journey-bot") or shipped[0]["trigger"] == "cron", shipped
+
+
+def cron_lines_take_the_fast_path(user: User) -> None:
+    """Cron's local-update and health lines from the crontab setup wrote,
+    run as cron runs them (`env -i`, its sh, the host's own Python: 3.9 on
+    bullseye) with splay 0, through tests/test_fastpath.py's driver in
+    place of the console script: exit 0, nothing in cron.log, and only the
+    fast path's allow-list imported (host/fastpath.py)."""
+    import shlex
+
+    from tests.test_fastpath import DRIVER, beyond_the_list
+
+    on_host(user, f"cat > /tmp/fabops-driver.py <<'EOF'\n{DRIVER}\nEOF")
+    log = "~/.fabops/voice-meeting-bot/cron.log"
+    tab = on_host(user, "crontab -l").stdout
+    for task, mark in (("local-update", " local-update --trigger cron "), ("health", " health --fix --quiet ")):
+        line = next(ln for ln in tab.splitlines() if mark in ln and not ln.startswith("#"))
+        command = line.split(" ", 5)[5].replace("--splay 30", "--splay 0")
+        assert "/bin/fabops " in command, line
+        command = command.replace("/bin/fabops ", f"/bin/python /tmp/fabops-driver.py /tmp/fabops-{task}.json ", 1)
+        before = on_host(user, f"cat {log} 2>/dev/null | wc -c").stdout
+        r = on_host(user, f"env -i HOME=/home/ec2-user LOGNAME=ec2-user PATH=/usr/bin:/bin sh -c {shlex.quote(command)}",
+                    check=False)
+        said = on_host(user, f"tail -c +{int(before) + 1} {log} 2>/dev/null", check=False).stdout
+        assert (r.returncode, said) == (0, ""), (task, r.returncode, r.stderr, said)
+        seen = json.loads(on_host(user, f"cat /tmp/fabops-{task}.json").stdout)
+        assert not beyond_the_list(task, set(seen["after"]) - set(seen["before"])), task
 
 
 def _expand(value: str, secrets: dict) -> str:

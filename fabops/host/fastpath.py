@@ -25,7 +25,6 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from .. import errors
 from ..errors import FabopsError, UsageError
-from ..printable import printable
 
 VALUED = ("hosts", "inventory", "trigger", "splay")
 COMMON = {"-H": "hosts", "--hosts": "hosts", "-i": "inventory", "--inventory": "inventory",
@@ -105,11 +104,14 @@ def serve(argv: Optional[List[str]], task_text: TaskText) -> bool:
     except KeyboardInterrupt:
         sys.exit(1)  # as Invoke's Program
     except FabopsError as exc:
+        from ..printable import printable
+
         if given.get("json"):  # one envelope for a script, as FabopsTask prints it
             print_json({"schema": JSON_SCHEMA, "code": exc.exit_code, "hosts": {}, "error": str(exc)})
         fail(text, "\n".join(printable(f"fabops: {line}") for line in str(exc).splitlines()), exc.exit_code)
     except Exception as exc:  # noqa: BLE001 - the one place a bug is caught, as FabopsTask
         from ..fanout import map_failure
+        from ..printable import printable
 
         mapped = map_failure(exc)
         if mapped is not None:
@@ -148,6 +150,8 @@ class Text:
         self.task_text = task_text
 
     def print(self, text: str, file=None) -> None:
+        from ..printable import printable  # here: a quiet poll prints nothing
+
         out = file or sys.stdout
         plain = "\n".join(line.rstrip(" ") for line in printable(text, lines=True).split("\n"))
         if out is sys.stdout and max(map(len, plain.split("\n"))) > _width() or out is sys.stderr and _tty():
