@@ -49,13 +49,14 @@ _CPU = raw('read -r L < /proc/stat; echo "$L"')
 _MEM = raw('while read -r K V R; do case $K in MemTotal:|MemAvailable:) echo "$K $V";; esac; done < /proc/meminfo')
 _LOAD = raw('read -r L < /proc/loadavg; echo "$L"; read -r L < /proc/uptime; echo "$L"')
 # Print /proc/uptime, the clock tick rate, each $PIDS' stat line and each
-# $CGS' cgroup v2 usage (`cg PATH USEC`); sets T0 (uptime in centiseconds, the
+# $CGS' cgroup v2 usage (`cg PATH USEC`, host/metrics.CGROUP_ROOTS); sets T0 (uptime in centiseconds, the
 # CPU window's start) the first time it runs, unless a young sample set it.
 _PROC_STAT = raw(
     'read -r U R < /proc/uptime; echo "$U $(getconf CLK_TCK 2>/dev/null || echo 100)"; '
     '[ -n "${T0:-}" ] || T0=${U%.*}${U#*.}; '
     'for p in $PIDS; do [ "$p" -gt 0 ] 2>/dev/null && [ -r /proc/$p/stat ] && read -r L < /proc/$p/stat && echo "$L"; done; '
-    'for g in $CGS; do [ -r "/sys/fs/cgroup$g/cpu.stat" ] && read -r K V < "/sys/fs/cgroup$g/cpu.stat" && echo "cg $g $V"; done; true'
+    'for g in $CGS; do for f in "/sys/fs/cgroup$g/cpu.stat" "/sys/fs/cgroup/unified$g/cpu.stat"; do '
+    '[ -r "$f" ] && read -r K V < "$f" && echo "cg $g $V" && break; done; done; true'
 )
 # The newest cron sample's line starts with its clock (host/metrics.py:
 # {"boot":...,"up_cs":...): when it is from this boot and younger than

@@ -229,7 +229,7 @@ def test_record_stores_each_services_counters_with_the_clock_first(tmp_path, mon
                                        "InvocationID": "b" * 32, "MainPID": str(idle.pid)},
                     "gone.service": {"Id": "gone.service", "ControlGroup": "", "InvocationID": "", "MainPID": "0"}}
 
-        monkeypatch.setattr(metrics, "CGROUP_ROOT", str(cg))
+        monkeypatch.setattr(metrics, "CGROUP_ROOTS", (str(tmp_path / "v2-elsewhere"), str(cg)))
         monkeypatch.setattr(metrics, "INVOCATIONS", str(run))
         monkeypatch.setattr(metrics, "_systemctl_show", show)
         metrics.record(host.paths.metrics, host.services, host.paths)

@@ -30,7 +30,8 @@ from .files import append_line, atomic_write
 MAX_LINES = 4000  # about two weeks at one sample per 5 min
 TRIM_TO = 3000
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
-CGROUP_ROOT = "/sys/fs/cgroup"
+# cgroup v2: the unified hierarchy, or its mount beside v1's (a hybrid host)
+CGROUP_ROOTS = ("/sys/fs/cgroup", "/sys/fs/cgroup/unified")
 # systemd's link from a running unit to its invocation ID (changes at every start)
 INVOCATIONS = "/run/systemd/units"
 SUFFIXES = (".service", ".socket", ".timer", ".scope", ".slice", ".target", ".mount", ".path")
@@ -89,12 +90,14 @@ def proc_counters(pid) -> Optional[dict]:
 
 def cgroup_usage(cgroup: str) -> Optional[int]:
     """usage_usec of a cgroup v2 (the first line of its cpu.stat)."""
-    try:
-        with open(f"{CGROUP_ROOT}{cgroup}/cpu.stat", encoding="ascii") as fh:
-            key, value = fh.readline().split()
-        return int(value) if key == "usage_usec" else None
-    except (OSError, ValueError):
-        return None
+    for root in CGROUP_ROOTS:
+        try:
+            with open(f"{root}{cgroup}/cpu.stat", encoding="ascii") as fh:
+                key, value = fh.readline().split()
+            return int(value) if key == "usage_usec" else None
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def unit_name(name: str) -> str:
