@@ -169,7 +169,10 @@ def test_a_deploy_queued_behind_a_watch_never_ships_over_a_rollback(sandbox, cro
     assert "a rollback by alice@laptop was asked while this deploy waited" in theirs["message"], theirs
     state = sandbox.state
     assert state["deployed"] == v1 and state["pin"] == v1 and v3 not in (state["deployed"], state["previous"])
-    assert [h["run_id"] for h in sandbox.history()][-2:] == ["cronrun", "rb1"]  # the queued deploy changed nothing
+    # the queued deploy changed nothing, and says why in the history
+    said = sandbox.history()[-1]
+    assert (said["run_id"], said["result"]) == ("dep2", "superseded") and "rollback by alice" in said["message"]
+    assert {h["run_id"] for h in sandbox.history()[-3:]} == {"cronrun", "rb1", "dep2"}
     assert state["last_result"] == "deployed"
 
 

@@ -192,10 +192,12 @@ class Pipeline:
         try:
             overtaken = overtaken_by(self.opts.trigger, self.paths.watch_end, began) if waited else None
             if overtaken:
-                # raised outside the recording below: like a locked run, it
-                # changed nothing, and the state's last result stays the
-                # rollback's (run() still reports it to the caller)
-                raise _Abort("superseded", overtaken)
+                # a history record and an update-log line say why this
+                # deploy did not ship (nothing fails silently), but no state
+                # is written: the last result stays the rollback's
+                self.res.result, self.res.message = "superseded", overtaken
+                self.rec.record()
+                return
             try:
                 self._converge(lock)
             except (_Abort, FabopsError, OSError) as exc:

@@ -173,11 +173,12 @@ def lock_verdict(trigger: str, wait: Optional[float], holder: dict) -> Tuple[str
 
 def ended_watch_line(holder: dict, trigger: str) -> str:
     """What an emergency tool says once it has ended a run's watch: whose,
-    and what becomes of that run's commit."""
+    and what becomes of that run's commit (restart leaves it to the next
+    run to finish; reset replaces it)."""
     from .lock import describe_holder
 
-    return (f"ended the watch of {describe_holder(holder)}: {trigger} acts at once; its commit is not "
-            f"promoted, and the next run finishes it")
+    then = "this reset replaces it" if trigger == "reset" else "the next run finishes it"
+    return f"ended the watch of {describe_holder(holder)}: its commit is not promoted; {then}"
 
 
 def waiting_line(holder: dict, trigger: str) -> str:

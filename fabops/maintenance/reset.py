@@ -147,9 +147,9 @@ def reset(c, host: Host, plan: ResetPlan, actor: str, force: bool = False, progr
     lock = _take_lock(c, host, info, force, steps.say)
     try:
         if getattr(lock, "ended", None):  # whose watch taking the lock ended: said, as restart says it
-            from ..host.lock import describe_holder
+            from ..host.queue import ended_watch_line
 
-            steps("end watch", message=f"of {describe_holder(lock.ended)}: its commit is not promoted")
+            steps("end watch", message=ended_watch_line(lock.ended, "reset"))
         dest = f"{host.backup_dir.rstrip('/')}/reset-{stamp()}"
         t.run(save_local_state_cmd(host, dest), "saving local state")
         steps("save", message=f"saved .env and local changes to {dest}")
