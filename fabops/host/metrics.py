@@ -175,7 +175,7 @@ def service_counters(services, paths) -> Dict[str, dict]:
     """{service name: counters} for the host's configured services."""
     out = unit_counters([s.name for s in services if s.manager == "systemd"])
     for svc in services:
-        if svc.manager == "process":
+        if svc.manager == "process" and paths is not None:
             found = pidfile_counters(paths.service_pid(svc.name))
             if found:
                 out[svc.name] = found
