@@ -88,9 +88,12 @@ class Target:
         """True for this machine (an invoke.Context), False over SSH (a
         fabric.Connection, itself a Context). Never imports fabric: the
         host's cron path loads no paramiko, and where fabric is not loaded
-        nothing can be a Connection."""
-        conn = sys.modules.get("fabric.connection")
-        return conn is None or not isinstance(self.c, conn.Connection)
+        nothing can be a Connection. The context's own class is asked, not
+        sys.modules: while another host's thread imports fabric, the module
+        is there without its Connection yet (an AttributeError, exit 70, on
+        the `local` host of `monitor -H local,find-to-do`)."""
+        return not any(k.__name__ == "Connection" and k.__module__ == "fabric.connection"
+                       for k in type(self.c).__mro__)
 
     @property
     def paths(self) -> HostPaths:

@@ -110,3 +110,25 @@ def test_a_timeout_is_reported_even_when_the_timer_thread_lingers():
         run(_timeout_runner(Local))
     err = map_failure(info.value, host="h")
     assert err is not None and err.exit_code == UNREACHABLE and "timed out after 0.2" in str(err)
+
+
+def test_a_hosts_bug_shows_its_traceback_under_debug(monkeypatch, capsys):
+    """exit 70 in one host's thread: errors.md tells the user to rerun with
+    --debug for the traceback, so --debug must print it (it printed only
+    the one line)."""
+    from fabops.fanout import run_hosts
+    from fabops.tasks.render import host_errors
+
+    def boom(host):
+        raise AttributeError("half-imported module")
+
+    results = run_hosts(["local", "other"], boom, parallel=2).results
+    monkeypatch.setenv("FABOPS_DEBUG", "1")
+    host_errors(results)
+    err = capsys.readouterr().err
+    assert err.count("Traceback (most recent call last)") == 2 and "in boom" in err, err
+    assert "fabops: local: " in err
+    monkeypatch.delenv("FABOPS_DEBUG")
+    host_errors(results)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("fabops: ") == 2, err

@@ -1,6 +1,7 @@
 """The Target (docs/architecture.md, "The Target"): the same calls behave
 the same on this machine (an invoke.Context) and over SSH (a real sshd on
 loopback), and differ only where they must (paths, transport)."""
+import sys
 import socket
 import time
 from contextlib import contextmanager
@@ -227,3 +228,24 @@ def test_a_malformed_proxyjump_hop_is_a_usage_error_naming_it(word):
 
     with pytest.raises(UsageError, match="ProxyJump hop"):
         parse_jump(word, "find-to-do")
+
+
+def test_is_local_holds_while_another_thread_imports_fabric(monkeypatch):
+    """monitor -H local,find-to-do: one host's thread imports fabric while
+    the other asks whether its context is local. A half-imported
+    fabric.connection (no Connection yet) must not make that question an
+    AttributeError (it was exit 70 for `local`)."""
+    import types
+
+    from fabric import Connection
+    from invoke import Context
+
+    half = types.ModuleType("fabric.connection")  # as sys.modules holds it mid-import
+    monkeypatch.setitem(sys.modules, "fabric.connection", half)
+    assert Target(Context()).is_local
+    assert not Target(Connection("example.invalid")).is_local
+
+    class Ours(Connection):  # a subclass (the checked connection) is SSH too
+        pass
+
+    assert not Target(Ours("example.invalid")).is_local

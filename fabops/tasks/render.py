@@ -122,9 +122,18 @@ def status_cell(code: int) -> str:
 
 def host_errors(results: Iterable) -> None:
     """Errors go to stderr, one line per host, as the task layer prints them."""
+    from ._base import debug_enabled
+
     for r in results:
-        if r.error is not None:
-            sys.stderr.write(for_stderr(printable(f"fabops: {r.host}: {error_text(r.error)}", lines=True)) + "\n")
+        if r.error is None:
+            continue
+        if debug_enabled() and not isinstance(r.error, errors.FabopsError):
+            # a bug in one host's thread (exit 70): --debug promises its
+            # traceback, as for a bug outside the fan-out (FabopsTask)
+            import traceback
+
+            traceback.print_exception(type(r.error), r.error, r.error.__traceback__, file=sys.stderr)
+        sys.stderr.write(for_stderr(printable(f"fabops: {r.host}: {error_text(r.error)}", lines=True)) + "\n")
 
 
 RESULT_STYLE = {
