@@ -93,3 +93,16 @@ def test_an_emergency_tool_asks_the_watch_to_end_and_waits_only_for_that(tmp_pat
     clock.now += queue.END_WAIT + 0.1
     assert not should(holder)  # the watch never recorded its end: this run stops waiting
     assert not waiter(tmp_path, trigger=trigger)({**holder, "phase": "change"})  # mid-change: exit 4
+
+
+def test_a_holder_is_described_by_what_it_recorded():
+    """A restart records no target and an agentless tool no pid: the
+    description names neither (it said `target ?, pid None`)."""
+    from fabops.host.lock import describe_holder
+
+    said = describe_holder({"trigger": "restart", "actor": "root@vm", "target": None, "pid": None, "since": 0})
+    assert said.startswith("restart by root@vm (since ") and "None" not in said and "?" not in said, said
+    full = describe_holder({"trigger": "cron", "actor": "c@h", "target": "a" * 40, "pid": 7, "since": 0, "run_id": "r"})
+    assert full.startswith("cron by c@h (target aaaaaaaaaaaa, pid 7, since ") and full.endswith(", run r)"), full
+    assert describe_holder({"trigger": "cron", "actor": "c@h"}) == "cron by c@h"
+    assert describe_holder({}) == "another process (no details recorded)"

@@ -20,17 +20,20 @@ POLL = 0.2
 
 
 def describe_holder(holder: dict) -> str:
+    """`trigger by actor (target …, pid …, since …, run …)`, naming only
+    what the holder recorded: a restart has no target, and an agentless
+    tool's pid is the host shell's, which it does not record (`target ?,
+    pid None` told a person nothing)."""
     if not holder:
         return "another process (no details recorded)"
     since = holder.get("since")
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since)) if isinstance(since, (int, float)) else "?"
-    target = (holder.get("target") or "?")[:12]
-    return (
-        f"{holder.get('trigger', '?')} by {holder.get('actor', '?')} "
-        f"(target {target}, pid {holder.get('pid', '?')}, since {when}"
-        + (f", run {holder['run_id']}" if holder.get("run_id") else "")
-        + ")"
-    )
+    facts = [f"target {str(holder['target'])[:12]}" if holder.get("target") else "",
+             f"pid {holder['pid']}" if holder.get("pid") else "",
+             "since " + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since))
+             if isinstance(since, (int, float)) else "",
+             f"run {holder['run_id']}" if holder.get("run_id") else ""]
+    facts = [f for f in facts if f]
+    return f"{holder.get('trigger', '?')} by {holder.get('actor', '?')}" + (f" ({', '.join(facts)})" if facts else "")
 
 
 def peek_holder(path: str) -> dict:
