@@ -601,3 +601,25 @@ def test_debug_is_this_command_lines_not_an_earlier_runs(capsys):
         FabopsProgram(namespace=ns, version="x", name="fabops", binary="fabops").run(argv, exit=False)
         err = capsys.readouterr().err
         assert ("fabops: debug: local: " in err) is shown or os.environ.get("FABOPS_DEBUG"), err
+
+
+@pytest.mark.parametrize("program", ["fabops", "inv"])
+def test_a_task_without_its_own_h_beside_one_with_it_is_refused(program, tmp_path):
+    """`fabops ping -H local status`: -H is each task's own, so `status`
+    would have run on the default host (production in the README's
+    inventory) right after a task aimed at `local`. Refused before any task
+    runs; one -H before the tasks (fabops), or -H on each, is fine."""
+    inv = ["-i", str(ROOT / "hosts.yml")]
+    cmd = [INV] if program == "inv" else [sys.executable, "-m", "fabops.cli"]
+    (tmp_path / "tasks.py").write_text("from fabops.tasks import ns  # noqa: F401\n")
+    r = subprocess.run(cmd + ["ping", "-H", "local", *inv, "status", *inv], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 64 and r.stdout == "", r.stdout + r.stderr
+    assert "status has no -H and would run on the default host, while ping names -H local" in r.stderr, r.stderr
+    r = subprocess.run(cmd + ["ping", "-H", "local", *inv, "history", "-H", "local", *inv], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    if program == "fabops":
+        r = subprocess.run(cmd + ["-H", "local", "ping", *inv, "history", *inv], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr

@@ -141,7 +141,23 @@ class TaskProgram(Program):
         finally:
             self._hiding = False
         self.refuse_core_flags()
+        self.refuse_mixed_hosts()
         take_debug(self, after_tasks=True)  # --debug after the task name counts too
+
+    def refuse_mixed_hosts(self) -> None:
+        """`fabops ping -H local status`: -H is each task's own, so `status`
+        would run on the default host (production, in the README's
+        inventory) right after a task the user aimed at `local`. When some
+        of the tasks on one command line name hosts and others do not,
+        that is a usage error, before any task runs."""
+        takers = [ctx for ctx in self.tasks if "hosts" in ctx.args and _is_fabops(self.collection[ctx.name])]
+        named = [ctx for ctx in takers if ctx.args["hosts"].value is not None]
+        bare = [ctx for ctx in takers if ctx.args["hosts"].value is None]
+        if named and bare:
+            raise self.usage_error(
+                f"{bare[0].name} has no -H and would run on the default host, while {named[0].name} names "
+                f"-H {named[0].args['hosts'].value}: -H belongs to each task, so give {bare[0].name} its own "
+                f"(or run one task per command)")
 
     def refuse_core_flags(self) -> None:
         """A core flag of REFUSED_CORE on the command line of a fabops task is
