@@ -8,31 +8,18 @@ import json
 
 import pytest
 
+from tests import test_journey as journey
 from tests import test_systemd_tier as tier
-from tests.conftest import require
-from tests.harness import container
-from tests.harness.sandbox import Origin
 from tests.test_systemd_tier import UNIT, fab, on_host
 
-# the tier's find-to-do alias, on each image: bookworm, and bullseye
+# the tier's find-to-do alias on each journey image: bookworm, and bullseye
 # (Python 3.9 for the host side, systemd 247)
-alias = tier.alias
-
-
-@pytest.fixture(scope="module", params=container.SUITES)
-def image(request, tmp_path_factory, client_key):
-    why = container.usable()
-    require(why is None, why or "")
-    origin = Origin(tmp_path_factory.mktemp(f"origin-{request.param}"))
-    with container.booted(request.param, tmp_path_factory, client_key, {str(origin.bare): "/srv/origin.git"}) as box:
-        yield box, origin
+alias, image = tier.alias, journey.image
 
 
 @pytest.fixture(scope="module")
 def box(image):
-    return image[0]
-
-pytestmark = pytest.mark.systemd
+    return image[1]
 
 
 def _cron_update():
