@@ -198,6 +198,13 @@ class Inventory:
     def names(self) -> List[str]:
         return list(self.hosts) + [g for g in self.groups if g not in self.hosts]
 
+    def _known(self) -> str:
+        """What -H accepts, for an error to list: the names, and `all`
+        (every host; completion offers it too) unless a host or group has
+        taken that name."""
+        names = self.names()
+        return ", ".join(names + ([] if "all" in names else ["all"]))
+
     def select(self, spec: Optional[str]) -> List[Host]:
         """Resolve `-H a,b,group,web*` (or, with no -H at all, the default)
         to hosts, in order, once each.
@@ -213,10 +220,10 @@ class Inventory:
             else:
                 raise UsageError(
                     "no host given and hosts.yml sets no `default`; use -H NAME "
-                    f"(known: {', '.join(self.names())})"
+                    f"(known: {self._known()})"
                 )
         elif not str(spec).strip():
-            raise UsageError(f"-H is empty; name a host, group or pattern (known: {', '.join(self.names())})")
+            raise UsageError(f"-H is empty; name a host, group or pattern (known: {self._known()})")
         chosen: List[Host] = []
         for raw in str(spec).split(","):
             name = raw.strip()
@@ -241,11 +248,11 @@ class Inventory:
             for match in fnmatch.filter(self.names(), name):
                 members.extend(m for m in self._members(match) if m not in members)
             if not members:
-                raise UsageError(f"-H pattern {name!r} matched nothing; known: {', '.join(self.names())}")
+                raise UsageError(f"-H pattern {name!r} matched nothing; known: {self._known()}")
             return members
-        hint = _close(name, self.names())
+        hint = _close(name, self.names() + ["all"])
         did = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise UsageError(f"unknown host or group {name!r}{did}; known: {', '.join(self.names())}")
+        raise UsageError(f"unknown host or group {name!r}{did}; known: {self._known()}")
 
 
 # --------------------------------------------------------------------------

@@ -159,6 +159,23 @@ def test_select_hosts_groups_default_and_unknown(tmp_path):
     assert "did you mean 'web1'" in str(info.value) and "known: web1, web2, sandbox, web" in str(info.value)
 
 
+def test_known_lists_name_all_which_works(tmp_path):
+    """`-H all` selects every host and completion offers it: every "known:"
+    list says so (trial #20: it was left out)."""
+    inv = load_text(GOOD, tmp_path)
+    for spec in ("wbe1", "nope*", " "):
+        with pytest.raises(UsageError) as info:
+            inv.select(spec)
+        assert str(info.value).rstrip(")").endswith("known: web1, web2, sandbox, web, all"), str(info.value)
+    with pytest.raises(UsageError, match="did you mean 'all'"):
+        inv.select("al")
+    # a host (or group) of that name is listed once, as itself
+    named = load_text("hosts:\n  all: {connection: local, app: {path: a}}\n  b: {connection: local, app: {path: b}}\n",
+                      tmp_path)
+    with pytest.raises(UsageError, match=r"known: all, b$"):
+        named.select("c")
+
+
 def test_no_default_with_several_hosts_is_a_usage_error(tmp_path):
     inv = load_text("hosts: {a: {app: {path: /x}}, b: {app: {path: /y}}}", tmp_path)
     with pytest.raises(UsageError, match="use -H NAME"):
