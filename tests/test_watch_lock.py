@@ -228,3 +228,28 @@ def test_a_malformed_or_stale_watch_end_request_stops_nothing(sandbox):
     path.write_text('{"at": %d, "for": "another-run", "trigger": "reset", "actor": "x"}' % int(time.time()))
     assert watch_end_request(str(path), 0, "this-run") is None
     assert watch_end_request(str(path), 0, "another-run")["trigger"] == "reset"
+
+
+def test_a_dry_run_during_a_watch_says_it_waits_as_the_real_deploy_does(sandbox, cron_run):
+    """Trial #3 (#23: a dry run and the real run cannot disagree): the
+    holder's own in_progress is not an interrupted run, it holds the lock
+    in its watch; the dry run says it waits for that watch, names the
+    holder, then plans again (as if the watch passes), with no "finish"."""
+    sandbox.result()
+    long_watch(sandbox, "6s")
+    v2 = sandbox.origin.good("2")
+    cron = cron_run()
+    cron.wait_for_watch()
+    assert sandbox.state["in_progress"]["run_id"] == "cronrun"
+    v3 = sandbox.origin.good("3")
+    code, res = sandbox.result("--trigger", "deploy", "--actor", "alice@laptop", "--dry-run")
+    assert (code, res["result"], res["to"]) == (0, "would_deploy", v3), res
+    assert "would wait up to" in res["message"] and "for the watch of cron by cron@host" in res["message"], res
+    assert "then plan again" in res["message"], res
+    actions = [w["action"] for w in res["plan"]["would"]]
+    assert "finish" not in actions and actions[0] == "wait", res["plan"]["would"]
+    assert not res["warnings"], res["warnings"]
+    # planned from where the watch leaves the host once it passes: v2 deployed
+    assert res["from"] == v2 and res["plan"]["from"] == v2, res
+    code, theirs = cron.result()
+    assert (code, theirs["result"], theirs["to"]) == (0, "deployed", v2), theirs

@@ -6,19 +6,22 @@ writes nothing. `runner` is the one switch between the two (host/update.py).
 Standard library only (the host's Python 3.9)."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Iterator, Type
 
-from .lock import peek_holder
+from .lock import describe_holder, peek_holder
 from .git import Git
 from .pipeline import Pipeline, _Abort
 from .plan import Facts, Plan
-from .queue import lock_verdict
+from .queue import lock_verdict, watch_left
 from .record import short
-from .state import load_state
+from .state import State, load_state
 from .would import Would, as_json
 
 
 class DryRun(Pipeline):
+    verdict = "take"  # what the run does at the lock (queue.lock_verdict), read in _body
+
     def _git(self) -> Git:
         # fetches into refs of its own: the real run's remote-tracking refs
         # (what it compares against) stay as they were
@@ -31,8 +34,10 @@ class DryRun(Pipeline):
         """Gather as the real run does (fetch, then what the planner asks
         for), without the lock and without writing, and say the plan. The
         exit code is the one the real run would have."""
-        state = load_state(self.paths.state)
         holder = peek_holder(self.paths.lock)
+        verdict, why = lock_verdict(self.opts.trigger, self.opts.wait, holder)
+        self.verdict = verdict
+        state = held_state(load_state(self.paths.state), holder, verdict)
         try:
             p, facts = self._decide(state)
         except _Abort as exc:
@@ -41,15 +46,48 @@ class DryRun(Pipeline):
         self.res.from_ = state.deployed
         self.res.warnings.extend(p.warnings)
         self.res.plan = render(self.host, p, facts, state, holder)
-        verdict, why = lock_verdict(self.opts.trigger, self.opts.wait, holder)
         if verdict == "locked":
             self.res.result, self.res.message = "locked", f"would stop: {why}"
             return
         self.res.result = RESULTS.get(p.kind) or p.result
         self.res.message = {"noop": p.message, "hold": p.message, "abort": f"would stop: {p.message}"}.get(
             p.kind, f"would {p.message}")
-        if verdict != "take":
+        left = watch_left(holder) if verdict == "wait" else None
+        if left is not None:
+            # the real run waits for the watch, then plans again: what it
+            # plans then, if the watch passes, is this plan
+            wait = Would("wait", str(holder.get("run_id") or "-"),
+                         f"up to {left:.0f} s for the watch of {describe_holder(holder)}, then plan again")
+            self.res.plan["would"] = as_json([wait]) + self.res.plan["would"]
+            self.res.message = (f"would wait up to {left:.0f} s for the watch of {describe_holder(holder)}, "
+                                f"then plan again; if its watch passes: {self.res.message}")
+        elif verdict != "take":
             self.res.message += f" ({why})"
+
+    def _ended_watch(self, state: State) -> bool:
+        """An emergency tool ends the holder's watch before it plans
+        (lock_verdict's end_watch): the holder's run is then the one whose
+        watch this run ended."""
+        return bool(state.in_progress) and self.verdict == "end_watch"
+
+
+def held_state(state: State, holder: dict, verdict: str) -> State:
+    """The state the real run would plan from once it has the lock. A run
+    in progress that is the lock's live holder is not interrupted: the real
+    run meets it at the lock first. A deploy waits for its watch, then plans
+    from what the watch leaves once it passes (the holder's target
+    deployed); an emergency tool ends the watch and finishes that run
+    (state as it is); any other run meets a holder mid-change (locked, or
+    waiting for the lock) and plans without its in_progress."""
+    ours = state.in_progress or {}
+    if not holder or not ours or ours.get("run_id") != holder.get("run_id") or verdict == "end_watch":
+        return state
+    if verdict == "wait" and watch_left(holder) is not None and ours.get("to"):
+        target = ours["to"]
+        bad = {sha: why for sha, why in state.bad.items() if sha != target}
+        previous = state.deployed if state.deployed and state.deployed != target else state.previous
+        return replace(state, in_progress=None, deployed=target, previous=previous, bad=bad)
+    return replace(state, in_progress=None)
 
 
 # A dry run's result for each kind of plan: the real run's own when the

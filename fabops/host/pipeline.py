@@ -248,9 +248,8 @@ class Pipeline:
         (read-only) until it can decide: the real run and the dry run
         share this (docs/architecture.md, "Plans")."""
         origin, ref_commit = self._fetch()
-        asked = watch_end_request(self.paths.watch_end, 0) or {}
         facts = Facts(origin=origin, ref_commit=ref_commit, head=self.git.head(), app=self.app,
-                      ended_watch=bool(state.in_progress) and asked.get("run_id") == self.run_id)
+                      ended_watch=self._ended_watch(state))
         opts = Opts(trigger=self.opts.trigger, ref=self.opts.ref, stash=self.opts.stash,
                     clear_pin=self.opts.clear_pin)
         self.res.to = choose_target(state, facts, opts)
@@ -259,6 +258,13 @@ class Pipeline:
             if isinstance(decided, Plan):
                 return decided, facts
             facts = self._gather(decided.fact, facts, state, decided.target)
+
+    def _ended_watch(self, state: State) -> bool:
+        """Whether the run in progress is one whose watch this run ended
+        (its request is ours): finished as news to nobody, not as an
+        interrupted run (the dry run reads the lock's holder instead)."""
+        asked = watch_end_request(self.paths.watch_end, 0) or {}
+        return bool(state.in_progress) and asked.get("run_id") == self.run_id
 
     def _gather(self, fact: str, facts: Facts, state: State, target: str) -> Facts:
         if fact == "health":
