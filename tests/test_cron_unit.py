@@ -52,3 +52,16 @@ def test_percent_is_escaped_and_values_quoted():
     h = host(env={"PATH": "/odd%dir:/usr/bin"})
     line = cron.render_block(h).splitlines()[2]
     assert "/odd\\%dir" in line and line.count("%") == line.count("\\%")
+
+
+def test_remove_without_a_block_says_there_is_nothing_to_remove(sandbox, tmp_path):
+    """trial #20: `cron --remove` on a crontab with no fabops block said
+    `crontab: ok`, which reads as if a block were there and kept."""
+    from tests.conftest import run_cli
+    from tests.test_piped_output import fake_crontab
+
+    env = fake_crontab(tmp_path, "0 3 * * * /usr/local/bin/nightly-report\n")
+    for extra in (("--dry-run",), ()):
+        r = run_cli("cron", "-i", str(sandbox.inventory), "--remove", *extra, env=env)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == "[local] crontab: nothing to remove (no fabops block in the crontab)\n", r.stdout

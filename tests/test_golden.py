@@ -253,6 +253,54 @@ def test_setup_lines(width, capsys, monkeypatch):
     check("setup", width, text)
 
 
+def unfold(lines, pre):
+    """The diff lines back from what diff_lines showed: each `↳`
+    continuation joined to its line with the one space it was broken at."""
+    out = []
+    for ln in lines:
+        if ln.lstrip().startswith("↳ "):
+            out[-1] += " " + ln.lstrip()[2:]
+        else:
+            assert ln.startswith(pre.rstrip()), ln
+            out.append(ln[len(pre):])
+    return out
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_cron_diff_lines(width):
+    """cron --install's diff, as a terminal and a pipe get it (trial #9: a
+    pipe got 238 columns; setup's fold broke words and left a space at the
+    break). One renderer for setup and cron: wrapped at spaces, the `↳`
+    under the diff text, no word broken, no line ending in a space."""
+    import yaml
+
+    from fabops import cron, inventory
+    from fabops.tasks.setup import diff_lines
+
+    host = inventory.loads(yaml.safe_dump({"hosts": {"find-to-do": {
+        "app": {"path": "/home/ec2-user/voice-meeting-bot"}, "env": {"PATH": "/opt/node/bin:/usr/bin:/bin"}}}}),
+        "h.yml").hosts["find-to-do"]
+    old = "MAILTO=me@example.com\n0 4 * * * /usr/local/bin/backup.sh --all\n\n"
+    diff = cron.diff(old, cron.apply_block(old, host.app.name, cron.render_block(host, splay=30)))
+    shown = diff_lines("find-to-do", diff, width)
+    assert all(ln == ln.rstrip() for ln in shown), [ln for ln in shown if ln != ln.rstrip()]
+    assert unfold(shown, "[find-to-do]   ") == [ln.rstrip() for ln in diff.rstrip("\n").split("\n")]
+    # continuations sit one column past the diff's +/-/space column
+    assert all(ln.startswith(" " * 16 + "↳ ") for ln in shown if "↳" in ln)
+    assert "↳" in "".join(shown) if width == 80 else max(map(len, diff.splitlines())) > 185 or "↳" not in "".join(shown)
+    check("cron-diff", width, "".join(ln + "\n" for ln in shown))
+
+
+def test_diff_lines_break_a_word_only_when_it_alone_is_too_long():
+    from fabops.tasks.setup import diff_lines
+
+    word = "+" + "x" * 150
+    shown = diff_lines("h", f"{word}\n+a b\n", 80)
+    assert all(len(ln) <= 80 for ln in shown)
+    assert "".join(ln.split(" ")[-1] for ln in shown[:-1]) == word  # whole, in pieces as wide as fit
+    assert shown[-1] == "[h]   +a b"
+
+
 @pytest.mark.parametrize("width", WIDTHS)
 def test_deploy_live_board(width, capsys, monkeypatch):
     """The table a terminal sees while hosts deploy: one line per host, fed

@@ -67,3 +67,39 @@ def test_the_console_file_keeps_spaces_inside_a_line():
     f.write("e   ")
     f.flush()
     assert out.getvalue() == "a  b\nc  d\n\ne"
+
+
+def fake_crontab(tmp_path, table: str):
+    """A `crontab` first on PATH that lists `table` (and installs nothing):
+    cron and setup read it instead of this machine's own crontab."""
+    bindir = tmp_path / "fake-bin"
+    bindir.mkdir(exist_ok=True)
+    (bindir / "table").write_text(table)
+    script = bindir / "crontab"
+    script.write_text(f'#!/bin/sh\n[ "$1" = -l ] && cat {bindir / "table"}\nexit 0\n')
+    script.chmod(0o755)
+    import os
+
+    return {"PATH": f"{bindir}:{os.environ['PATH']}"}
+
+
+def test_diffs_fit_the_width_in_a_pipe(sandbox, tmp_path):
+    """cron --install --dry-run and setup --check show their diffs as one
+    renderer does (trial #9: cron piped 238-column lines; setup broke words
+    and left a space at the break): wrapped at spaces to the width, `↳`
+    continuations, no trailing space, every word whole."""
+    env = fake_crontab(tmp_path, "0 3 * * * /usr/local/bin/nightly-report --to ops@example.org\n")
+    inv = str(sandbox.inventory)
+    for width in WIDTHS:
+        for args in (("cron", "--install", "--dry-run"), ("setup", "--check")):
+            r = run_cli(*args, "-i", inv, env={**env, "COLUMNS": width}, timeout=120)
+            assert "Traceback" not in r.stderr, (args, r.stderr)
+            assert "+# >>> fabops app >>>" in r.stdout, (args, r.stdout, r.stderr)
+            assert not trailing(r.stdout), f"{' '.join(args)} at {width}: {trailing(r.stdout)!r}"
+            assert not too_long(r.stdout, int(width)), f"{' '.join(args)} at {width}: {too_long(r.stdout, int(width))!r}"
+            folded = [ln for ln in r.stdout.splitlines() if "↳" in ln]
+            assert folded or width != "80", (args, r.stdout)
+            # every word of the job lines is whole on one line
+            assert all(ln.startswith(" " * 11 + "↳ ") for ln in folded), folded
+            words = " ".join(ln.split("↳ ", 1)[-1] if "↳" in ln else ln for ln in r.stdout.splitlines()).split()
+            assert "local-update" in words and "--trigger" in words and "2>&1" in words, words

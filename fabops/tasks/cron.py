@@ -7,7 +7,7 @@ from invoke import Collection
 
 from .. import errors
 from ..printable import printable
-from ._base import fabops_task, finish, print_text
+from ._base import fabops_task, finish, print_text, width
 
 
 @fabops_task(help={
@@ -22,6 +22,7 @@ def cron(c, hosts=None, show=False, install=False, remove=False, dry_run=False, 
     from ..cron import apply_block, current_block, diff, read_crontab, remove_block, render_block, write_crontab
     from ..host.would import Would, lines
     from ._base import for_each_host
+    from .setup import diff_lines
 
     if install and remove:
         raise errors.UsageError("--install and --remove exclude each other")
@@ -43,6 +44,7 @@ def cron(c, hosts=None, show=False, install=False, remove=False, dry_run=False, 
     outcome = for_each_host(inventory, hosts, one, accept_new=accept_new, connect_timeout=connect_timeout)
     from .render import host_errors
 
+    columns = width()
     for r in outcome.results:
         if not r.ok:
             continue
@@ -52,16 +54,25 @@ def cron(c, hosts=None, show=False, install=False, remove=False, dry_run=False, 
                 why = "fabops' block removed; every other line stays" if remove else "fabops' block from hosts.yml"
                 for line in lines([Would("change", "crontab", why)], f"[{r.host}] "):
                     print_text(line)
+            elif remove and not v["changed"]:
+                print_text(f"[{r.host}] crontab: nothing to remove (no fabops block in the crontab)")
             else:
                 print_text(f"[{r.host}] crontab: {'changed' if v['changed'] else 'ok'}")
             if v["changed"] and (dry_run or install):
-                sys.stdout.write(printable(v["diff"], lines=True))
+                _data(diff_lines(r.host, v["diff"], columns))
         else:
             print_text(f"[{r.host}] " + ("no fabops block in the crontab" if not v["block"] else "managed block:"))
             if v["block"]:
-                sys.stdout.write(printable(v["block"], lines=True))
+                _data(diff_lines(r.host, v["block"], columns))
     host_errors(outcome.results)
     finish(outcome.code)
+
+
+def _data(lines) -> None:
+    """Lines of a crontab (a diff, the block), as they are but for their
+    control characters: never wrapped again (diff_lines did it)."""
+    sys.stdout.write("".join(printable(ln, lines=True) + "\n" for ln in lines))
+    sys.stdout.flush()
 
 
 ns = Collection("cron", cron)

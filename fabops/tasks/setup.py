@@ -69,21 +69,36 @@ def setup(c, hosts=None, check=False, yes=False, offline=False, replace_units=Fa
 
 def item_lines(host: str, item, width: int, diff: bool) -> list:
     """One setup item as lines no wider than `width` (80 in CI logs): the
-    message wrapped under itself, and each diff line folded with a `↳` mark,
-    never cut (the diff is what --check is for)."""
+    message wrapped under itself, then its diff (diff_lines), never cut
+    (the diff is what --check is for)."""
     head = f"[{host}] {STYLE[item.status]:>12}  "
     text = f"{item.name}: {item.message}" if item.message else item.name
     room = max(20, width - len(head))
     wrapped = textwrap.wrap(text, room, break_on_hyphens=False) or [""]
     lines = [head + wrapped[0]] + [" " * len(head) + ln for ln in wrapped[1:]]
     if diff and item.diff:
-        pre = f"[{host}]   "
-        fold = " " * (len(pre) - 2) + "↳ "
-        room = max(20, width - len(pre))
-        for ln in item.diff.rstrip("\n").splitlines():
-            chunks = [ln[i:i + room] for i in range(0, len(ln), room)] or [""]
-            lines.append(pre + chunks[0])
-            lines.extend(fold + chunk for chunk in chunks[1:])
+        lines += diff_lines(host, item.diff, width)
+    return lines
+
+
+def diff_lines(host: str, diff: str, width: int) -> list:
+    """A diff (or any file's lines: data a person reads), as setup --check
+    and cron show it, on a terminal and in a pipe alike: each line after a
+    `[host]   ` prefix, and a line longer than `width` wrapped at spaces,
+    its continuations marked `↳` under the diff text (one column in, past
+    the +/-/space column, so no continuation reads as a diff line). A word
+    is broken only when it alone is longer than the room; no line ends in
+    a space. The one renderer for diffs (setup and cron)."""
+    pre = f"[{host}]   "
+    fold = " " * (len(pre) + 1) + "↳ "
+    lines = []
+    for ln in diff.rstrip("\n").split("\n"):
+        ln = ln.rstrip().expandtabs()  # a TAB's columns counted as shown
+        if len(pre) + len(ln) <= width:
+            lines.append((pre + ln).rstrip())  # a blank context line: no trailing spaces
+            continue
+        lines += textwrap.wrap(ln, max(width, len(fold) + 20), initial_indent=pre, subsequent_indent=fold,
+                               break_on_hyphens=False)
     return lines
 
 
