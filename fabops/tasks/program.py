@@ -326,7 +326,9 @@ class FabopsProgram(TaskProgram):
 
     def core_args(self):
         args = super().core_args()
-        args.append(Argument(names=("hosts", "H"), help="Hosts or groups for the task, as the task's own -H."))
+        args.append(Argument(names=("hosts", "H"), help="fabops only (inv takes -H after the task): "
+                                                               "hosts or groups for every task named, as each task's "
+                                                               "own -H."))
         for arg in args:  # --help names what a value is (NamedValues)
             arg.fabops_metavar = CORE_METAVARS.get(arg.name)
             arg.help = CORE_HELP.get(arg.name, arg.help)
