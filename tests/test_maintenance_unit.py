@@ -65,3 +65,46 @@ def test_apt_upgradable():
 def test_update_uses_sudo_n_with_an_absolute_path():
     assert update_cmd("dnf", "/usr/bin/dnf").startswith("sudo -n /usr/bin/dnf -y -q upgrade")
     assert update_cmd("apt-get", "/usr/bin/apt-get").startswith("sudo -n /usr/bin/apt-get -y -q upgrade")
+
+
+def test_reset_dry_run_json_prints_the_envelope_only(sandbox):
+    """trial #10: `reset --dry-run --json` also wrote the human would lines
+    to stderr; --json is the envelope and nothing else."""
+    import json
+
+    from tests.conftest import run_cli
+
+    r = run_cli("reset", "-i", str(sandbox.inventory), "--dry-run", "--json", env={"COLUMNS": "80"})
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "", r.stderr
+    assert [w["action"] for w in json.loads(r.stdout)["hosts"]["local"]["would"]][:1] == ["save"]
+    r = run_cli("reset", "-i", str(sandbox.inventory), "--dry-run")
+    assert "[local] would save .env and local changes" in r.stdout  # the human form keeps its lines
+
+
+def test_restore_env_of_a_backup_equal_to_the_env_changes_nothing(sandbox):
+    """trial #20: a dry run of a backup that matches the current .env said
+    `keys added: -; removed: -; changed: -` twice and planned a restart.
+    Now it says once that nothing would change, and the real run restores
+    and restarts nothing; a backup that differs names its keys once."""
+    import json
+
+    from tests.conftest import run_cli
+
+    inv = str(sandbox.inventory)
+    name = json.loads(run_cli("backup-env", "-i", inv, "--json").stdout)["hosts"]["local"]["name"]
+    r = run_cli("restore-env", "-i", inv, "-b", name, "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "[local] would change nothing: the backup matches the current .env\n", r.stdout
+    r = run_cli("restore-env", "-i", inv, "-b", name, "--dry-run", "--json")
+    assert json.loads(r.stdout)["hosts"]["local"]["would"] == []
+    r = run_cli("restore-env", "-i", inv, "-b", name, "--yes")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "[local] nothing to restore: the backup matches the current .env\n", r.stdout
+    assert not list(sandbox.home.glob("services/*.pid")), "a service was (re)started"
+
+    env = sandbox.app / ".env"
+    env.write_text(env.read_text() + "NEW_KEY=zzz\n")
+    r = run_cli("restore-env", "-i", inv, "-b", name, "--dry-run")
+    assert r.stdout.count("keys added") == 1 and "removed: NEW_KEY" in r.stdout, r.stdout
+    assert "[local] would restart" in r.stdout and "zzz" not in r.stdout

@@ -105,12 +105,17 @@ def fetch_private(c, host: Host, remote: str, local_dir: str, name: str) -> str:
 # diff needs no fabops on the host.
 _ENV_DIFF = "from typing import Dict\n" + inspect.getsource(env_pairs) + r"""
 import sys
-def pairs_of(path):
+def read(path):
     try:
-        return env_pairs(open(path, encoding="utf-8", errors="replace").read())
+        with open(path, "rb") as f:
+            return f.read()
     except OSError:
-        return {}
-a, b = pairs_of(sys.argv[1]), pairs_of(sys.argv[2])
+        return None
+raw_a, raw_b = read(sys.argv[1]), read(sys.argv[2])
+def pairs_of(raw):
+    return {} if raw is None else env_pairs(raw.decode("utf-8", "replace"))
+a, b = pairs_of(raw_a), pairs_of(raw_b)
+print("same " + ("yes" if raw_a is not None and raw_a == raw_b else "no"))
 print("added " + " ".join(sorted(set(b) - set(a))))
 print("removed " + " ".join(sorted(set(a) - set(b))))
 print("changed " + " ".join(sorted(k for k in set(a) & set(b) if a[k] != b[k])))
@@ -120,17 +125,26 @@ print("changed " + " ".join(sorted(k for k in set(a) & set(b) if a[k] != b[k])))
 def env_diff(c, host: Host, current: str, other: str) -> Dict[str, List[str]]:
     r = Target.of(c, host).run(sh("python3 -c {script} {current} {other}", script=_ENV_DIFF,
                                   current=as_cmd(current), other=as_cmd(other)), "comparing .env keys")
-    out = {"added": [], "removed": [], "changed": []}
+    out = {"added": [], "removed": [], "changed": [], "same": False}
     for line in r.stdout.splitlines():
         kind, _, rest = line.partition(" ")
-        if kind in out:
+        if kind == "same":
+            out["same"] = rest == "yes"
+        elif kind in out:
             out[kind] = rest.split()
     return out
 
 
+SAME = "the backup matches the current .env"
+
+
 def restore_would(host: Host, name: str, diff: Dict[str, List[str]]) -> List[Would]:
     """What `restore-env` does, in order (pure): the dry run's `would`, the
-    steps the real restore takes. Key names only, never a value."""
+    steps the real restore takes. Key names only, never a value. A backup
+    that is byte for byte the current .env is nothing to do: no save, no
+    copy, no restart."""
+    if diff.get("same"):
+        return []
     keys = "; ".join(f"{kind}: {', '.join(diff.get(kind) or ()) or '-'}" for kind in ("added", "removed", "changed"))
     return ([Would("save", host.env_file, "the current one, as a new backup first"),
              Would("restore", name, f"keys {keys}")]
@@ -151,8 +165,12 @@ def restore_env(c, host: Host, name: str, actor: str, dry_run: bool = False, pro
     if not t.ok(sh("[ -f {src} ]", src=src)):
         raise UsageError(f"no backup {name!r} on the host (see `inv backup-env --list`)", host=host.name)
     diff = env_diff(c, host, app_file(host, host.env_file), src)
+    would = restore_would(host, name, diff)
     if dry_run:  # the same checks and diff, rendered: nothing locked, saved, copied or restarted
-        return {"diff": diff, "restored": False, "would": [w.to_dict() for w in restore_would(host, name, diff)]}
+        return {"diff": diff, "restored": False, "would": [w.to_dict() for w in would]}
+    if not would:  # the backup is the current .env: nothing to restore, nothing to restart
+        say(f"nothing to restore: {SAME}")
+        return {"diff": diff, "restored": False, "services": []}
     info = {"actor": actor, "trigger": "restore-env", "target": None, "since": time.time(), "pid": None}
     with RemoteLock(c, host, info):
         before = backup_env(c, host, keep=10_000)

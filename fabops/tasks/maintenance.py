@@ -58,7 +58,9 @@ def reset(c, hosts=None, yes=False, dry_run=False, force=False, actor=None, json
             conns[host.name] = connect(host, inv, accept_new=accept_new, connect_timeout=connect_timeout)
             plans[host.name] = reset_plan(conns[host.name], host)
         out = sys.stderr if json else sys.stdout  # keep stdout pure JSON for scripts
-        for host in chosen:
+        # --json prints its envelope only; the plan goes to stderr there
+        # only when a person is about to confirm it (no --yes, no --dry-run)
+        for host in () if json and (dry_run or yes) else chosen:
             p = plans[host.name]
             if dry_run:  # the plan the real reset acts on, in every dry run's line form
                 for line in lines(reset_would(host, p), f"[{host.name}] "):
@@ -142,6 +144,7 @@ def restore_env(c, hosts=None, backup=None, yes=False, dry_run=False, actor=None
     from ..host.record import default_actor
     from ..host.would import lines
     from ..maintenance import restore_env as do_restore
+    from ..maintenance.env import SAME
 
     if not backup:
         raise errors.UsageError("--backup NAME is required (see `inv backup-env --list`)")
@@ -159,11 +162,14 @@ def restore_env(c, hosts=None, backup=None, yes=False, dry_run=False, actor=None
         if not r.ok:
             continue
         d = r.value["diff"]
-        if not json:
-            print_text(f"[{r.host}] keys added: {', '.join(d['added']) or '-'}; removed: {', '.join(d['removed']) or '-'}; "
-                       f"changed: {', '.join(d['changed']) or '-'}" + ("" if r.value["restored"] else " (dry run: nothing changed)"))
-            for line in lines(r.value.get("would") or (), f"[{r.host}] "):
+        if json:
+            continue
+        if dry_run:  # the plan alone: its restore line names the keys
+            for line in lines(r.value["would"], f"[{r.host}] ", none=f"would change nothing: {SAME}"):
                 print_text(line)
+        elif r.value["restored"]:  # (nothing restored: the progress line said why)
+            print_text(f"[{r.host}] keys added: {', '.join(d['added']) or '-'}; removed: {', '.join(d['removed']) or '-'}; "
+                       f"changed: {', '.join(d['changed']) or '-'}")
     if not json:
         _errors_out(outcome)
     finish(errors.worst(codes))
