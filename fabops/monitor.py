@@ -408,8 +408,12 @@ def parse(output: str, host: Host, now: Optional[float] = None, previous: Option
         start = _point(prev, "1", host, _statuses(prev, host)) if prev.get("cpu1") else None
     elif (s.get("cpuwin") or "").startswith("sample"):
         start, source = sample_point(((s.get("metrics") or "").splitlines() or [""])[-1]), "sample"
-    if start is None:
-        start, source = _point(s, "0", host, statuses), "window"
+    if start is None and not previous and source == "window":
+        # the script's own opening samples only when it took its own
+        # window: after a young sample (or in --watch) it waited for
+        # nothing, and its run time alone is no window (a tick in a few
+        # milliseconds read as tens of percent, judged against thresholds)
+        start = _point(s, "0", host, statuses)
     cpu, service_cpu, window = cpu_rates(start, _point(s, "1", host, statuses))
     facts: Dict[str, Any] = {"schema": SCHEMA_VERSION, "host": host.name, "time": now, "cpu": cpu}
     facts.update(_machine(s))

@@ -111,6 +111,16 @@ def test_a_young_sample_opens_the_window_and_the_output_names_it(tmp_path):
     assert (own["cpu_source"], own["cpu_window"], own["services"][0]["cpu"]) == ("window", 0.1, 10.0)
 
 
+def test_a_sample_that_does_not_parse_gives_no_figure_not_the_scripts_run_time(tmp_path):
+    """The script chose the sample and so waited for nothing: falling back
+    to its own opening samples measured its run time (0.1 s here), where a
+    tick reads as 10 %, judged against the thresholds (review finding)."""
+    out, host = _look(tmp_path, '{"boot": "b1", "up_cs": 1000', "sample", 1047.0, 1040)  # a torn append
+    facts = monitor.parse(out, host)
+    assert (facts["cpu"], facts["cpu_window"], facts["services"][0]["cpu"]) == (None, None, None), facts
+    assert not [m for _, m in monitor.evaluate(facts, host)[1] if "CPU" in m]
+
+
 def test_a_service_restarted_since_the_sample_gets_no_figure_and_is_not_judged(tmp_path):
     line = json.dumps({"boot": "b1", "up_cs": 100000, "hz": 100, "cpu": [1000, 0, 0, 1000, 0],
                        "svc": {"bot": {"pid": 4242, "start": 111, "ticks": 100}}})
