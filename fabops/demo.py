@@ -186,19 +186,21 @@ def stop_services(c, host) -> None:
             pass
 
 
-def stop_kept(base: Path) -> List[str]:
+def stop_kept(base: Path) -> List[tuple]:
     """Stop the app an earlier `inv demo --keep` left running from `base`,
     before the sandbox (and with it the pidfile, the only record of that
     app) is deleted: otherwise it serves on from a deleted directory and
     holds the port. The process back end's own stop signals the recorded
     pid's process group, and only if that pid is still the process it
-    started. Returns one line per service stopped; an app that will not
-    stop is an error, never left behind."""
+    started. Also `inv demo --stop`, which leaves the sandbox as it is.
+    Returns (service, pid) for each service stopped, [] when nothing ran; an
+    app that will not stop is an error, never left behind."""
     from . import inventory
     from .connection import local_context
     from .errors import FabopsError
     from .remote import managers_for
 
+    need_linux()
     if not (base / "hosts.yml").is_file():
         return []
     try:
@@ -211,11 +213,16 @@ def stop_kept(base: Path) -> List[str]:
         left = [svc.name for svc, st in running if manager.status([svc])[svc.name].active]
     except (FabopsError, KeyError) as exc:
         raise UsageError(f"cannot stop the app an earlier `inv demo --keep` left in {base} ({exc}); "
-                         "stop it by the pid in host/home/services/*.pid, then run the demo again") from None
+                         "stop it by the pid in host/home/services/*.pid") from None
     if left:
         raise UsageError(f"the app an earlier `inv demo --keep` left in {base} did not stop ({', '.join(left)}); "
-                         "stop it by the pid in host/home/services/*.pid, then run the demo again")
-    return [f"stopped {svc.name} (pid {st.pid}), kept running by an earlier `inv demo --keep`" for svc, st in running]
+                         "stop it by the pid in host/home/services/*.pid")
+    return [(svc.name, st.pid) for svc, st in running]
+
+
+def need_linux() -> None:
+    if not sys.platform.startswith("linux"):
+        raise UsageError(f"the demo needs Linux (/proc, setsid, flock); this is {sys.platform}")
 
 
 @dataclass
@@ -232,12 +239,11 @@ def run_demo(base: Path, local_entry: dict, say: Callable[[str], None], views: D
              keep: bool = False, inventory_dir: Optional[Path] = None) -> DemoResult:
     """The narrated loop in a fresh sandbox under `base` (an earlier --keep's
     app stopped first); with `keep` the app stays up afterwards."""
-    if not sys.platform.startswith("linux"):
-        raise UsageError(f"the demo needs Linux (/proc, setsid, flock); this is {sys.platform}")
+    need_linux()
     started = time.monotonic()
     result = DemoResult(sandbox=str(base))
-    for line in stop_kept(base):
-        say(line)
+    for name, pid in stop_kept(base):
+        say(f"stopped {name} (pid {pid}), kept running by an earlier `inv demo --keep`")
     demo = _Demo(base, local_entry, say, views, result, inventory_dir)
     try:
         demo.run()

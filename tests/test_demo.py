@@ -1,4 +1,5 @@
 """The README's first quick-start command, end to end: `inv demo`."""
+import json
 import sys
 
 from tests.conftest import require, run_cli
@@ -7,9 +8,11 @@ from tests.conftest import require, run_cli
 def test_demo_runs_the_whole_loop(tmp_path, cpu_hog):
     """Under load: a fresh CI machine is often busy (two CPU hogs run)."""
     require(sys.platform.startswith("linux"), "the demo needs Linux")
-    r = run_cli("demo", "--dir", str(tmp_path / "sandbox"), timeout=180)
+    r = run_cli("demo", "--dir", str(tmp_path / "sandbox"), env={"COLUMNS": "80"}, timeout=180)
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout
+    closing = _closing(out)
+    assert "`inv demo --keep`" in closing[0] + closing[1], closing  # not `inv demo ` / `--keep`
     for marker in ("1. Set up and deploy v1", "2. The dashboard", "3. Push v2", "4. Push a crash-on-boot v3",
                    "5. History, status", "rolled_back", "5/5 steps behaved as narrated", "the sample app is stopped"):
         assert marker in out, marker
@@ -27,6 +30,30 @@ def test_demo_runs_the_whole_loop(tmp_path, cpu_hog):
     for pidfile in pids:
         pid = int(pidfile.read_text().split()[0])
         assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+
+
+def _closing(out: str, columns: int = 80) -> list:
+    """The lines from the demo's `N/N steps behaved as narrated` to the end,
+    as a pipe gets them at `columns` (trial #7: the closing line went on at
+    column 0 and broke inside a code span): none wider than the terminal
+    (an emoji takes two columns), none ending in a space, and each
+    continuation indented under the text of the line it continues."""
+    from rich.cells import cell_len
+
+    lines = out.rstrip("\n").splitlines()
+    at = max(i for i, ln in enumerate(lines) if "steps behaved as narrated" in ln)
+    closing = lines[at:]
+    assert closing[0].startswith(("✅ ", "❌ ")), closing
+    for ln in closing:
+        assert cell_len(ln) <= columns and not ln.endswith(" "), closing
+    starts = ("✅ ", "❌ ", "still running: ", "the app's port in hosts.yml")
+    assert len(closing) > 1 and all(ln.startswith(starts) or ln.startswith("   ") for ln in closing), closing
+    return closing
+
+
+def _flat(lines) -> str:
+    """Wrapped lines as the one line they were (the wrapper breaks at single spaces)."""
+    return " ".join(ln.strip() for ln in lines)
 
 
 def _started(pid: int):
@@ -58,9 +85,11 @@ def test_keep_says_how_to_stop_the_app_and_the_next_demo_stops_it(tmp_path):
     try:
         assert r.returncode == 0 and pid and started, r.stdout + r.stderr
         lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
-        assert "steps behaved as narrated" in lines[-2], lines[-2:]
-        assert lines[-1].startswith(f"still running: bot (pid {pid}, port "), lines[-1]
-        assert lines[-1].endswith(f"; stop: `inv demo --dir {box}`"), lines[-1]  # by the pidfile: never stale
+        at = max(i for i, ln in enumerate(lines) if "steps behaved as narrated" in ln)
+        last = _flat(lines[at + 1:])
+        assert last.startswith(f"still running: bot (pid {pid}, port "), last
+        # by the pidfile: never stale
+        assert last.endswith(f"; `inv demo --dir {box} --stop` stops it, `inv demo --dir {box}` starts over"), last
         port = yaml.safe_load((box / "hosts.yml").read_text())["hosts"]["local"]["services"][0]["port"]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as resp:
             assert json.loads(resp.read())["version"] == "2"
@@ -75,6 +104,115 @@ def test_keep_says_how_to_stop_the_app_and_the_next_demo_stops_it(tmp_path):
     finally:
         if pid and started and _started(pid) == started:  # only the process this test started
             os.killpg(pid, signal.SIGKILL)
+
+
+def test_demo_stop_stops_the_kept_app_and_keeps_the_sandbox(tmp_path):
+    """#15: after `inv demo --keep`, the only way shown to stop the app was
+    `inv demo`, which rebuilds the sandbox: the user's commits in its
+    origin, its history and its .env backups were gone. `inv demo --stop`
+    stops the app alone. Run as the README has it: in the directory of
+    hosts.yml, no -i, no --dir, piped at 80 columns."""
+    import os
+    import signal
+    import subprocess
+
+    from fabops.demo import GIT_ENV, _free_port
+
+    require(sys.platform.startswith("linux"), "the demo needs Linux")
+    _root_copy(tmp_path, port=_free_port(0))
+    box = tmp_path / ".fabops-demo"
+    pidfile = box / "host" / "home" / "services" / "bot.pid"
+    pid = started = None
+
+    def demo(*args):
+        return run_cli("demo", *args, cwd=tmp_path, env={"COLUMNS": "80"}, timeout=180)
+
+    try:
+        r = demo("--keep")
+        pid = int(pidfile.read_text().split()[0]) if pidfile.exists() else None
+        started = _started(pid) if pid else None
+        assert r.returncode == 0 and started, r.stdout + r.stderr
+        closing = _closing(r.stdout)
+        last = [i for i, ln in enumerate(closing) if ln.startswith("still running: ")][0]
+        assert _flat(closing[last:]) == (f"still running: bot (pid {pid}, port {_port(box)}); "
+                                         "`inv demo --stop` stops it, `inv demo` starts over"), closing
+        for span in ("`inv demo --stop`", "`inv demo`"):  # each whole on one line, to copy
+            assert any(span in ln for ln in closing), (span, closing)
+
+        # the user's own commit in the demo's origin
+        env = dict(os.environ, **GIT_ENV)
+        (box / "author" / "MINE").write_text("mine\n")
+        for git in (["add", "MINE"], ["commit", "-qm", "mine"], ["push", "-q", "origin", "main"]):
+            subprocess.run(["git", *git], cwd=box / "author", env=env, check=True, capture_output=True)
+
+        r = demo("--stop")
+        assert r.returncode == 0, r.stdout + r.stderr
+        said = [ln for ln in r.stdout.splitlines() if ln.strip()]
+        assert _flat(said) == f"stopped: bot (pid {pid}), left running by `inv demo --keep`; the sandbox " \
+                              f"{box} is kept as it is", said
+        assert all(ln.startswith("         ") for ln in said[1:]), said  # under the text after `stopped: `
+        assert _started(pid) is None, f"pid {pid} still runs after --stop"  # stopped and waited for, not signalled
+        # the sandbox as it was: the origin with the user's commit, the demo's runs
+        log = subprocess.run(["git", "log", "--format=%s", "main"], cwd=box / "origin.git",
+                             capture_output=True, text=True, check=True).stdout.splitlines()
+        assert log == ["mine", "v3 crashes on boot", "v2", "v1"], log
+        r = run_cli("history", "-i", str(tmp_path / "hosts.yml"), "-H", "local", "--json")
+        assert r.returncode == 0 and len(json.loads(r.stdout)["hosts"]["local"]) == 3, r.stdout + r.stderr
+
+        r = demo("--stop")  # nothing left: says so, and is no failure
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert _flat(r.stdout.splitlines()) == f"nothing to stop: no demo app is running from {box}", r.stdout
+
+        r = demo("--stop", "--keep")
+        assert r.returncode == 64 and r.stdout == "", r.stdout + r.stderr
+        assert r.stderr.startswith("fabops: --stop and --keep go in separate runs") and "Traceback" not in r.stderr
+        assert (box / "origin.git").is_dir() and (box / "hosts.yml").is_file()
+    finally:
+        if pid and started and _started(pid) == started:  # only the process this test started
+            os.killpg(pid, signal.SIGKILL)
+
+
+def test_stop_with_no_sandbox_says_nothing_runs(tmp_path):
+    """`inv demo --stop` before any demo: nothing to stop, exit 0, nothing built."""
+    require(sys.platform.startswith("linux"), "the demo needs Linux")
+    r = run_cli("demo", "--dir", str(tmp_path / "none"), "--stop")
+    assert (r.returncode, r.stdout) == (0, f"nothing to stop: no demo app is running from {tmp_path / 'none'}\n"), \
+        r.stdout + r.stderr
+    assert not (tmp_path / "none").exists()
+
+
+def test_the_closing_line_breaks_outside_code_spans():
+    """Trial #7: the closing line went on at column 0 and broke inside
+    `inv demo --keep`. It goes through _base.wrap: continuations under the
+    text after the emoji (two columns wide), code spans whole; a code span
+    longer than the line is broken at its spaces rather than run past the
+    edge."""
+    import io
+
+    from rich.console import Console
+
+    from fabops.tasks.demo import say_wrapped
+
+    buf = io.StringIO()
+    out = Console(file=buf, width=80, highlight=False, color_system=None)
+    say_wrapped(out, "[bold]✅ 5/5 steps behaved as narrated in 123.4 s[/bold]; the sample app is stopped (`inv demo "
+                     "--keep` leaves it running, for `inv monitor -H local` and the rest)", head=2)
+    say_wrapped(out, "still running: bot; `inv demo --dir /a/very/long/path/to/a/sandbox/that/is/longer/than/the/"
+                     "line --stop` stops it", head=len("still running: "))
+    assert buf.getvalue().splitlines() == [
+        "✅ 5/5 steps behaved as narrated in 123.4 s; the sample app is stopped",
+        "   (`inv demo --keep` leaves it running, for `inv monitor -H local` and the",
+        "   rest)",
+        "still running: bot; `inv demo --dir",
+        "               /a/very/long/path/to/a/sandbox/that/is/longer/than/the/line",
+        "               --stop` stops it",
+    ], buf.getvalue()
+
+
+def _port(box) -> int:
+    import yaml
+
+    return yaml.safe_load((box / "hosts.yml").read_text())["hosts"]["local"]["services"][0]["port"]
 
 
 def _root_copy(tmp_path, port=None):
@@ -144,7 +282,8 @@ def test_after_demo_keep_deploy_and_logs_on_local_see_the_demos_runs(tmp_path):
         assert "fabops local-update --trigger cron -i " in r.stdout, r.stdout
         # the way to stop it names this inventory: a bare `inv demo` here
         # would read another hosts.yml and build another sandbox
-        assert r.stdout.rstrip().endswith(f"; stop: `inv demo -i {inv}`"), r.stdout[-300:]
+        last = _flat(r.stdout.split("steps behaved as narrated")[-1].splitlines()[1:])
+        assert last.endswith(f"; `inv demo -i {inv} --stop` stops it, `inv demo -i {inv}` starts over"), last
         runs = json.loads(run_cli("history", "-i", inv, "-H", "local", "--json").stdout)["hosts"]["local"]
         assert [(x["trigger"], x["result"]) for x in runs] == [
             ("deploy", "deployed"), ("cron", "deployed"), ("deploy", "rolled_back")], runs

@@ -107,6 +107,7 @@ FLAGS: Dict[str, Flag] = {
     "since": Flag(),
     "source": Flag(),
     "stash": Flag(),
+    "stop": Flag(),
     "to": Flag(),
     "trigger": Flag(),
 }

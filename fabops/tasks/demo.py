@@ -7,29 +7,46 @@ from pathlib import Path
 from invoke import Collection
 
 from .. import errors
-from ._base import fabops_task, finish, load_inventory
+from ._base import fabops_task, finish, load_inventory, wrap
 
 
 @fabops_task(help={
     "dir": "Where to build the throwaway sandbox (default .fabops-demo/ next to hosts.yml).",
-    "keep": "Leave the sample app running afterwards (stop it with `inv demo` again or kill its pid).",
+    "keep": "Leave the sample app running afterwards (`inv demo --stop` stops it).",
+    "stop": "Stop the sample app an earlier --keep left running and leave the sandbox as it is "
+            "(`inv demo` alone rebuilds it).",
 })
-def demo(c, dir=None, keep=False, inventory=None):
+def demo(c, dir=None, keep=False, stop=False, inventory=None):
     """Run the whole loop on a local sandbox: deploy, monitor, cron update, a bad commit rolled back."""
-    from ..demo import DEFAULT_DIR, DemoViews, local_entry, run_demo
+    from ..demo import DEFAULT_DIR, DemoViews, local_entry, run_demo, stop_kept
     from ..fanout import HostResult
     from .render import console, history_table, literal, print_hanging, status_panel
     from .observe import render_all
 
+    if stop and keep:
+        raise errors.UsageError("--stop and --keep go in separate runs: --keep leaves a new demo's app running, "
+                                "--stop stops the one left running")
     inv = load_inventory(inventory)
+    here = Path(os.path.dirname(os.path.abspath(inv.path)))
+    base = Path(dir) if dir else here / DEFAULT_DIR
+    out = console()
+    if stop:
+        # only the app: the sandbox (the origin's commits, the history, the
+        # .env backups) is the user's until `inv demo` rebuilds it
+        stopped = stop_kept(base.resolve())
+        if stopped:
+            apps = ", ".join(f"{name} (pid {pid})" for name, pid in stopped)
+            say_wrapped(out, f"stopped: {literal(apps)}, left running by `inv demo --keep`; the sandbox "
+                             f"{literal(str(base))} is kept as it is", head=len("stopped: "))
+        else:
+            say_wrapped(out, f"nothing to stop: no demo app is running from {literal(str(base))}",
+                        head=len("nothing to stop: "))
+        return
     if "local" not in inv.hosts:
         raise errors.UsageError(f"{inv.path} has no `local` sandbox host")
     import yaml
 
     entry = local_entry(yaml.safe_load(open(inv.path, encoding="utf-8")) or {})
-    here = Path(os.path.dirname(os.path.abspath(inv.path)))
-    base = Path(dir) if dir else here / DEFAULT_DIR
-    out = console()
 
     def say(markup: str) -> None:  # wrapped at spaces, continuations under the text
         print_hanging(out, markup)
@@ -44,27 +61,63 @@ def demo(c, dir=None, keep=False, inventory=None):
     )
     result = run_demo(base.resolve(), entry, say=say, views=views, keep=keep, inventory_dir=here)
     good = sum(1 for s in result.steps if s.ok)
-    say(f"\n[bold]{'✅' if result.ok else '❌'} {good}/{len(result.steps)} steps behaved as narrated "
-              f"in {result.seconds:.1f} s[/bold]" + ("" if keep else "; the sample app is stopped (`inv demo --keep` leaves it "
-                                                         "running, for `inv monitor -H local` and the rest)"))
+    out.print()
+    say_wrapped(out, f"[bold]{'✅' if result.ok else '❌'} {good}/{len(result.steps)} steps behaved as narrated "
+                     f"in {result.seconds:.1f} s[/bold]" + ("" if keep else "; the sample app is stopped (`inv demo "
+                                                              "--keep` leaves it running, for `inv monitor -H local` "
+                                                              "and the rest)"), head=2)
     if keep and result.port_moved:
-        say(f"the app's port in hosts.yml was taken, so it listens on another one: "
-                  f"`inv monitor -i {result.inventory} -H local` looks at it")
+        say_wrapped(out, f"the app's port in hosts.yml was taken, so it listens on another one: "
+                         f"`inv monitor -i {result.inventory} -H local` looks at it")
     if keep:
         # The last line, where a person looks once the narration ends: what
-        # is left running and how to stop it (the next `inv demo` stops it
-        # by its pidfile before it rebuilds the sandbox).
-        again = "`inv demo" + (f" -i {inventory}" if inventory else "") + (f" --dir {dir}" if dir else "") + "`"
+        # is left running and how to stop it. `inv demo --stop` stops the
+        # app by its pidfile, wherever a deploy or restart has moved it
+        # since (a `kill -- -PID` printed here went stale after the first
+        # deploy, and could then signal a stranger that got the number),
+        # and keeps the sandbox; a plain `inv demo` stops it and starts over.
+        again = "inv demo" + (f" -i {inventory}" if inventory else "") + (f" --dir {dir}" if dir else "")
         if result.kept:
             apps = ", ".join(f"{name} (pid {pid}, port {port})" for name, pid, port in result.kept)
-            # the next demo stops the app by its pidfile, wherever a deploy
-            # or restart has moved it since (a `kill -- -PID` printed here
-            # went stale after the first deploy, and could then signal a
-            # stranger that got the number)
-            say(f"still running: {literal(apps)}; stop: {literal(again)}")
+            say_wrapped(out, f"still running: {literal(apps)}; {literal(f'`{again} --stop`')} stops it, "
+                             f"{literal(f'`{again}`')} starts over", head=len("still running: "))
         else:
             out.print("nothing was left running")
     finish(errors.OK if result.ok else errors.FAILED)
+
+
+def say_wrapped(out, markup: str, head: int = 0) -> None:
+    """One line of rich markup broken where `_base.wrap`, the one wrapper,
+    breaks it: at spaces, to the console's width, and never inside a `code
+    span` that fits on a line (a command split as `inv demo ` / `--keep`
+    cannot be copied whole). The first `head` characters of the text (a
+    `✅ ` or `still running: `) start the first line; every continuation is
+    indented under the text after them, by their width on screen (an emoji
+    takes two columns). The styles of the markup are kept."""
+    import re
+
+    from rich.cells import cell_len
+    from rich.text import Text
+
+    line = Text.from_markup(markup)
+    indent = cell_len(line.plain[:head])
+    body = line[head:]
+    room = max(out.width - indent, 20)
+    # a code span that fits is one word to the wrapper: its spaces become
+    # no-break spaces (textwrap breaks at ASCII whitespace only) in a copy
+    # of the same length, used only to find where the lines break
+    solid = re.sub(r"`[^`]*`", lambda m: m.group(0).replace(" ", "\u00a0") if len(m.group(0)) <= room
+                   else m.group(0), body.plain)
+    pos = 0
+    for n, chunk in enumerate(wrap(solid, room).split("\n")):
+        words = chunk.lstrip(" ")
+        start = solid.index(words, pos)
+        pos = start + len(words)
+        lead = line[:head] if n == 0 else Text(" " * indent)
+        # wrap never makes a line longer than `room` unless one word is:
+        # that word stays whole (printed past the edge, never cut)
+        out.print(Text.assemble(lead, " " * (len(chunk) - len(words)), body[start:pos]),
+                  no_wrap=True, overflow="ignore", crop=False)
 
 
 ns = Collection("demo", demo)
