@@ -240,7 +240,16 @@ class _NoEvents(Exception):
 
 
 def deploy_host(c, host: Host, opts: DeployOptions, on_event: Callable[[dict], None]) -> DeployOutcome:
-    """Deploy one host over SSH (or locally for `connection: local`)."""
+    """Deploy one host over SSH (or locally for `connection: local`). A run
+    that stopped on a flag's value (an unknown --ref: exit 64) is that
+    host's error, one line, not a run's result."""
+    outcome = _deploy_host(c, host, opts, on_event)
+    if outcome.exit_code == errors.USAGE:
+        raise errors.UsageError(str(outcome.result.get("message") or "a flag's value was refused"), host=host.name)
+    return outcome
+
+
+def _deploy_host(c, host: Host, opts: DeployOptions, on_event: Callable[[dict], None]) -> DeployOutcome:
     if host.is_local:
         return _deploy_local(c, host, opts, on_event)
     from .install import ensure_installed

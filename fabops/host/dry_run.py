@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Iterator, Type
 
+from .. import errors
 from .lock import describe_holder, peek_holder
 from .git import Git
 from .pipeline import Pipeline, _Abort
@@ -42,6 +43,9 @@ class DryRun(Pipeline):
             p, facts = self._decide(state)
         except _Abort as exc:
             self.res.result, self.res.message = "would_abort", exc.message
+            return
+        except errors.UsageError as exc:  # an unknown --ref: the real run stops there too, exit 64
+            self.res.result, self.res.message, self.res.usage = "would_abort", exc.message, True
             return
         self.res.from_ = state.deployed
         self.res.warnings.extend(p.warnings)

