@@ -326,7 +326,7 @@ class FabopsProgram(TaskProgram):
 
     def core_args(self):
         args = super().core_args()
-        args.append(Argument(names=("hosts", "H"), help="fabops only (inv takes -H after the task): "
+        args.append(Argument(names=("hosts", "H"), help="fabops only (with `inv`, -H goes after the task): "
                                                                "hosts or groups for every task named, as each task's "
                                                                "own -H."))
         for arg in args:  # --help names what a value is (NamedValues)
