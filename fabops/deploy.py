@@ -298,7 +298,7 @@ def _finish(host: Host, opts: DeployOptions, outcome: DeployOutcome, event: dict
     start = next((e for e in outcome.events if e.get("kind") == "start"), {})
     outcome.result = {
         "result": "deployed", "exit_code": errors.OK, "from": event.get("from"), "to": event.get("to"),
-        "run_id": outcome.run_id, "watching": True, "duration": 0.0,
+        "run_id": outcome.run_id, "watching": True, "duration": _took(start, event),
         "trigger": start.get("trigger") or opts.trigger, "actor": start.get("actor") or opts.actor or default_actor(),
         # the steps so far, in the shape of a run's steps (docs/json.md)
         "steps": [{"name": e.get("step"), "ok": e.get("status") == "ok", "seconds": e.get("seconds", 0.0),
@@ -309,6 +309,15 @@ def _finish(host: Host, opts: DeployOptions, outcome: DeployOutcome, event: dict
                     f"if it fails: `inv deploy -H {host.name} --attach {outcome.run_id}` follows it, `inv history` "
                     "shows how it ended"),
     }
+
+
+def _took(start: dict, event: dict) -> float:
+    """Seconds from the run's start to `event` (--no-watch: to its watch's
+    start), by the host's clock that stamped both."""
+    try:
+        return round(max(0.0, float(event["t"]) - float(start["t"])), 3)
+    except (KeyError, TypeError, ValueError):
+        return 0.0
 
 
 def _dry_run(c, host: Host, opts: DeployOptions, outcome: DeployOutcome, on_event) -> DeployOutcome:

@@ -27,3 +27,33 @@ def test_an_unknown_ref_is_a_usage_error_naming_it(sandbox):
         assert r.returncode == 64, (dry, r.stdout, r.stderr)
         assert f"fabops: local: {want}\n" in r.stderr, (dry, r.stderr)
         assert "origin/main is" not in r.stdout + r.stderr and "would_abort" not in r.stdout, (dry, r.stdout)
+
+
+def test_no_watch_reports_the_time_it_took(sandbox):
+    """Trial #4: `deploy --no-watch` said `0 ms` in its summary (its gate
+    took 0.79 s): its duration is the run's, from its start to its watch."""
+    from tests.test_watch_lock import long_watch
+
+    sandbox.result()
+    long_watch(sandbox, "3s")
+    sandbox.origin.good("2")
+    r = run_cli("deploy", "-i", str(sandbox.inventory), "-H", "local", "--no-watch", "--json")
+    res = json.loads(r.stdout)["hosts"]["local"]
+    assert (r.returncode, res["result"], res["watching"]) == (0, "deployed", True), r.stdout + r.stderr
+    gate = sum(s["seconds"] for s in res["steps"])
+    assert gate > 0 and res["duration"] >= gate, res
+    # the host watches on: its run ends before the sandbox goes
+    wait_for_record(sandbox, res["run_id"])
+
+
+def wait_for_record(sandbox, run_id: str, timeout: float = 60) -> dict:
+    """Poll the history until run `run_id` has its record."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = [h for h in sandbox.history() if h.get("run_id") == run_id]
+        if done:
+            return done[-1]
+        time.sleep(0.1)
+    raise AssertionError(f"run {run_id} left no record")
