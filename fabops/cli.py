@@ -10,9 +10,17 @@ def main(argv=None):
 
     if serve(argv, _task_text):  # cron's local-update and health, without Invoke (host/fastpath.py)
         return
-    from . import __version__
-    from .tasks import ns
-    from .tasks.program import FabopsProgram
+    try:
+        from . import __version__
+        from .tasks import ns
+        from .tasks.program import FabopsProgram
+    except KeyboardInterrupt:  # Ctrl-C while the task tree loads: one line, no traceback (docs/errors.md)
+        import sys
+
+        from .errors import INTERRUPTED
+
+        print("fabops: interrupted", file=sys.stderr)
+        raise SystemExit(INTERRUPTED) from None
 
     program = FabopsProgram(namespace=ns, version=__version__, name="fabops", binary="fabops")
     program.run(argv)

@@ -10,7 +10,7 @@ EXIT_CODES = """\
 | code | meaning |
 |---|---|
 | 0 | OK / healthy / no-op / deployed |
-| 1 | WARNING: thresholds exceeded or cron stalled (monitor), recovered by `--fix` (health), updates available (system-update), done with warnings |
+| 1 | WARNING: thresholds exceeded, cron stalled or updates failing (monitor; updates failing: status too), recovered by `--fix` (health), updates available (system-update), done with warnings |
 | 2 | FAILED: aborted or rolled back (the host is on its previous good commit), a service down (monitor, health) |
 | 3 | UNREACHABLE/UNKNOWN: connect, auth or host-key failure, lost contact, or health during a deploy |
 | 4 | LOCKED: another run holds the host's lock |
@@ -18,6 +18,7 @@ EXIT_CODES = """\
 | 64 | usage error: bad flag value, unknown host, group, task or flag, no TTY for a confirmation |
 | 70 | internal error in fabops (a bug; rerun with `--debug`) |
 | 78 | configuration error in hosts.yml |
+| 130 | interrupted (Ctrl-C) before there was anything to show: one line, no traceback |
 | 141 | stdout was closed by its reader (`fabops history \\| head`); ends quietly |
 """
 

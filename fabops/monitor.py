@@ -689,7 +689,15 @@ def sample(cxn, host, previous=None):
     window runs from that refresh to this one and the script waits for
     nothing (monitor --watch)."""
     script = monitor_script(host, window=0, sample_age=0) if previous else monitor_script(host)
-    out = Target.of(cxn, host).output(script, stdin=monitor_input(host) or None)
+    result = Target.of(cxn, host).run(script, check=False, stdin=monitor_input(host) or None)
+    out = result.stdout
+    if MARK + "end" not in out.splitlines():
+        # the script was cut short (a Ctrl-C sent to the whole process group
+        # ends a local one mid-read, a lost link ends a remote one): what it
+        # printed is part of the facts, and its missing sections would read
+        # as a stopped service and no deploy state. No facts, an error.
+        raise errors.UnreachableError(f"the monitor script ended before its last section (exit {result.exited}): "
+                                      "no facts from a cut-short read", host=host.name)
     facts = parse(out, host, previous=previous)
     code, findings = evaluate(facts, host)
     facts["status"] = errors.NAMES.get(code, str(code))

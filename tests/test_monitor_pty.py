@@ -137,3 +137,108 @@ def test_monitor_watch_ends_on_sigint_with_its_last_frame_whole(sandbox, backgro
     assert "╭" not in before, repr(before)
     title = rows[0]
     assert [w for w in WORDS if w in title] == [w for w, c in WORDS.items() if c == code], (code, title)
+
+
+def refreshing(pid: int) -> bool:
+    """Whether `pid` has a child process: a local host's refresh is in
+    flight (its monitor script runs as a child; nothing else does)."""
+    import glob
+
+    for path in glob.glob(f"/proc/{pid}/task/*/children"):
+        try:
+            with open(path) as fh:
+                if fh.read().split():
+                    return True
+        except OSError:
+            pass
+    return False
+
+
+def until_refresh(pid: int, nth: int, poll, seconds: float = 90) -> None:
+    """Return while `pid`'s `nth` refresh (1: the first) is in flight,
+    polling its children every millisecond and `poll()` (draining output)."""
+    seen, was, deadline = 0, False, time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        now = refreshing(pid)
+        if now and not was:
+            seen += 1
+            if seen == nth:
+                return
+        was = now
+        poll()
+    raise AssertionError(f"no refresh #{nth} within {seconds} s (saw {seen})")
+
+
+@pytest.mark.parametrize("nth", [3, 4])
+def test_monitor_watch_sigint_mid_refresh_keeps_the_last_real_frame(sandbox, nth):
+    """Trial #2: SIGINT to the whole process group (a terminal's Ctrl-C,
+    `kill -INT -- -PGID`) while a refresh is in flight also ends the local
+    host's monitor script half-way. The half read made a last frame of its
+    own: FAILED, `no answer`, CPU ?, no deploy state, exit 2. The refresh
+    in flight is dropped: the last frame is the healthy one before it, and
+    the exit code is its (0)."""
+    assert sandbox.result()[0] == 0
+    argv = [sys.executable, "-m", "fabops.cli", "monitor", "-H", "local", "-i", str(sandbox.inventory),
+            "--watch", "1"]
+    session = Session(argv, background=False)
+    try:
+        until_refresh(session.pid, nth, lambda: session.read(lambda out: False, 0.001))
+        os.killpg(session.pid, signal.SIGINT)
+        code = session.wait(60)
+    finally:
+        session.close()
+    text = session.out.decode("utf-8", "replace")
+    assert "Traceback" not in text, text[-2000:]
+    last = text[text.rfind("╭"):]
+    assert last.count("╰") == 1, repr(last)
+    title = last.replace("\r", "").split("\n", 1)[0]
+    assert (code, "OK" in title) == (0, True), (code, last)
+    for false in ("no answer", "not available yet", "CPU ?", "unknown"):
+        assert false not in last, (false, last)
+
+
+def piped(sandbox, nth, *extra, twice=False):
+    """`monitor --watch 1` into pipes, in a process group of its own, sent
+    SIGINT while its `nth` refresh is in flight (first to the process too
+    with `twice`): (exit code, stdout, stderr)."""
+    import subprocess
+
+    proc = subprocess.Popen([sys.executable, "-m", "fabops.cli", "monitor", "-H", "local", "-i",
+                             str(sandbox.inventory), "--watch", "1", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            start_new_session=True, env=dict(os.environ, COLUMNS="80"))
+    try:
+        until_refresh(proc.pid, nth, lambda: time.sleep(0.001))
+        if twice:
+            os.kill(proc.pid, signal.SIGINT)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, out.decode(), err.decode()
+
+
+def test_monitor_watch_json_sigint_delivered_twice_mid_refresh(sandbox):
+    """Trial #2 in a pipe, as `timeout -s INT` sends it: to the process and
+    again to its group, mid-refresh. One interrupt, not a second Ctrl-C
+    (which exits 130 at once): the last JSON line is the last complete
+    refresh, healthy, and the exit code is its."""
+    import json
+
+    assert sandbox.result()[0] == 0
+    code, out, err = piped(sandbox, 3, "--json", twice=True)
+    frames = [json.loads(line) for line in out.splitlines()]
+    assert len(frames) >= 2 and "Traceback" not in err, (out, err)
+    last = frames[-1]["hosts"]["local"]
+    assert (code, frames[-1]["code"], last["deploy"] is not None) == (0, 0, True), (code, last)
+    assert [s["http_status"] for s in last["services"]] == [200], last
+
+
+def test_monitor_watch_sigint_before_the_first_frame(sandbox):
+    """Trial #2: Ctrl-C during the first refresh leaves no frame to stand
+    for the hosts: exit 130 (docs/errors.md, INTERRUPTED) and one line on
+    stderr, never a frame from the cut-short read, never a traceback."""
+    assert sandbox.result()[0] == 0
+    assert piped(sandbox, 1) == (130, "", "fabops: interrupted before the first refresh ended: nothing to show\n")

@@ -266,6 +266,13 @@ def _code(results):
 def monitor(c, hosts=None, json=False, watch=None, history=False, parallel=10, inventory=None,
             accept_new=False, connect_timeout=None):
     """Show a dashboard of each host's services, resources and deploy state (Nagios exit codes)."""
+    try:
+        _monitor(json, watch, history, parallel, inventory, hosts, accept_new, connect_timeout)
+    except KeyboardInterrupt:  # before --watch's handler is in place, or a one-shot look
+        finish(E.INTERRUPTED, "fabops: interrupted before the first refresh ended: nothing to show")
+
+
+def _monitor(json, watch, history, parallel, inventory, hosts, accept_new, connect_timeout):
     from ..monitor import Refresher
 
     interval = watch  # seconds between refreshes (read by FabopsTask), or None: look once
@@ -288,7 +295,10 @@ def monitor(c, hosts=None, json=False, watch=None, history=False, parallel=10, i
             finish(_code(results))
             return
         show = _Frames(json, lambda results: render_all(results, by_name, history))
-        finish(_code(_follow_until_interrupted(lambda stop: show.watch(stop, refresher.refresh, interval))))
+        last = _follow_until_interrupted(lambda stop: show.watch(stop, refresher.refresh, interval))
+        if last is None:  # Ctrl-C before the first refresh ended: no frame to stand for the hosts
+            raise KeyboardInterrupt
+        finish(_code(last))
 
 
 class _Frames:
@@ -301,10 +311,16 @@ class _Frames:
         self.json, self.render, self.out = json, render, console()
 
     def watch(self, stop, refresh, interval):
-        """Refresh every `interval` s until `stop` is set; the last results.
-        Ctrl-C sets `stop` (never a KeyboardInterrupt inside a refresh,
-        which Invoke's runner would swallow and the loop would go on)."""
-        results = refresh()
+        """Refresh every `interval` s until `stop` is set; the last complete
+        frame's results (None: stopped before the first one). Ctrl-C sets
+        `stop` (never a KeyboardInterrupt inside a refresh, which Invoke's
+        runner would swallow and the loop would go on). A refresh that
+        `stop` was set during is dropped, never drawn: the same signal went
+        to the whole process group and may have cut its reads short (a local
+        host's script), so the frame before it stays the last one."""
+        results = _complete(stop, refresh)
+        if results is None:
+            return None
         if self.json or not self.out.is_terminal:
             return self._printed(stop, refresh, interval, results)
         from rich.live import Live
@@ -312,7 +328,10 @@ class _Frames:
         with _quiet_keyboard(), Live(self.render(results), console=self.out, screen=False,
                                       auto_refresh=False) as live:
             while not stop.wait(interval):
-                results = refresh()
+                fresh = _complete(stop, refresh)
+                if fresh is None:
+                    break
+                results = fresh
                 live.update(self.render(results), refresh=True)
         return results
 
@@ -327,16 +346,30 @@ class _Frames:
                 self.out.print(self.render(results))
             if stop.wait(interval):
                 return results
-            results = refresh()
+            fresh = _complete(stop, refresh)
+            if fresh is None:
+                return results
+            results = fresh
+
+
+def _complete(stop, refresh):
+    """One refresh's results, or None when `stop` was set while it ran."""
+    results = refresh()
+    return None if stop.is_set() else results
 
 
 LOG_SOURCES = ("journal", "update", "health", "app")
+# Seconds within which a second SIGINT/SIGTERM is the first one delivered
+# again (_follow_until_interrupted).
+SAME_SIGNAL = 0.5
 
 
 @fabops_task(help={
     "follow": "Keep printing new lines (Ctrl-C ends it cleanly).",
     "n": "How many lines to show (default 100); with --follow, 0 shows new lines only.",
-    "since": "Only lines since this time, e.g. '1 hour ago' or '2026-11-28 10:00' (journal only).",
+    "since": "Only lines since this time, in journalctl's forms: '1 hour ago', '-30min', 'today', '2026-11-28 10:00', "
+             "'10:00', '@EPOCH'. The journal only: files (the update, health and app logs, the process back end's "
+             "log) show their last -n lines, and a warning says so.",
     "errors": "Only lines mentioning an error (last 24 h by default for the journal).",
     "source": "journal (service output: journalctl, or the process back end's log), update, health or app.",
     "service": "Only this service, by its name or the short name tables show (default: all).",
@@ -345,8 +378,11 @@ LOG_SOURCES = ("journal", "update", "health", "app")
 def logs(c, hosts=None, follow=False, n=100, since=None, errors=False, source="journal", service=None, json=False,
          inventory=None, accept_new=False, connect_timeout=None):
     """Show or follow service output and the fabops update and health logs on hosts."""
-    from ..logs import follow_logs, read_logs
+    from ..logs import follow_logs, read_logs, since_unmet, since_value
+    from ._base import print_text
 
+    if since is not None:
+        since = since_value(since)  # a bad value is exit 64 before any connection
     if source not in LOG_SOURCES:
         raise E.UsageError(f"--source must be one of {', '.join(LOG_SOURCES)}, not {source!r}")
     if n == 0 and not follow:
@@ -354,6 +390,9 @@ def logs(c, hosts=None, follow=False, n=100, since=None, errors=False, source="j
         # none would print nothing and look like an empty log
         raise E.UsageError("logs -n 0 shows nothing without --follow; give -n 1 or more")
     inv, chosen = select(inventory, hosts, service)
+    unmet = since is not None and since_unmet(chosen, source, service, n, errors)
+    if unmet:  # on stderr: a pipe still gets only log lines (--json, only JSON lines)
+        print_text(f"fabops: {unmet}", file=sys.stderr)
     # one host, read once, as text: its lines as they are, no prefix
     show = LinePrinter(chosen, source if json else None, prefix=follow or json or len(chosen) > 1)
     if follow:
@@ -424,8 +463,9 @@ class LinePrinter:
 
 
 def _notice(host: str, text: str) -> None:
-    """A follow's news about its link (lost, reconnecting, back), on stderr."""
-    sys.stderr.write(printable(f"{host}: {text}") + "\n")
+    """A follow's news about its link (lost, reconnecting, back, or never
+    made), on stderr, as every task names a host's error: `fabops: HOST: …`."""
+    sys.stderr.write(printable(f"fabops: {host}: {text}") + "\n")
     sys.stderr.flush()
 
 
@@ -470,10 +510,16 @@ def _follow_until_interrupted(follow):
     import threading
 
     stop = threading.Event()
+    first = []
 
     def on_signal(signum, frame):
-        if stop.is_set():
-            raise SystemExit(130)
+        # timeout(1) and `kill -INT -- -PGID` deliver one interrupt to the
+        # process and again to its group: a second signal within a moment
+        # of the first is that same one, not a person's second Ctrl-C
+        if stop.is_set() and time.monotonic() - first[0] > SAME_SIGNAL:
+            raise SystemExit(E.INTERRUPTED)
+        if not stop.is_set():
+            first.append(time.monotonic())
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
