@@ -6,6 +6,7 @@ ends the whole remote process group, so no `tail` is left behind.
 """
 from __future__ import annotations
 
+import re
 import threading
 from typing import Callable, List, Optional
 
@@ -16,6 +17,71 @@ from .inventory import Host, Inventory
 from .shell import Cmd, join, lines as seq, path, raw, sh
 from .target import Target
 
+
+# --since: the time forms journalctl reads (systemd.time(7), "PARSING
+# TIMESTAMPS"), checked here so a typo is exit 64 before any connection,
+# not a host's journalctl error or, for a file, nothing at all.
+_UNITS = sorted("usec us µs msec ms seconds second sec s minutes minute min m hours hour hr h "
+                "days day d weeks week w months month M years year y".split(), key=len, reverse=True)
+_SPAN = r"(?:\d+(?:\.\d+)?\s*(?:%s)?\s*)+" % "|".join(_UNITS)
+_WEEKDAY = r"(?i:mon(?:day)?|tue(?:sday)?|wed(?:nesday)?|thu(?:rsday)?|fri(?:day)?|sat(?:urday)?|sun(?:day)?)"
+_SINCE = re.compile(
+    r"(?:now|today|yesterday|tomorrow"
+    r"|@\d+(?:\.\d+)?"  # seconds since the epoch
+    rf"|[+-]\s*{_SPAN}|{_SPAN}\s+(?:ago|left)"  # relative: -1h, 1 hour ago
+    # absolute: [weekday] date [time] or time alone, [UTC]
+    rf"|(?:{_WEEKDAY}\s+)?(?P<date>\d{{2,4}}-\d{{1,2}}-\d{{1,2}})(?:[ T](?P<time>\d{{1,2}}:\d\d(?::\d\d(?:\.\d{{1,6}})?)?))?(?:\s+UTC)?"
+    r"|(?P<clock>\d{1,2}:\d\d(?::\d\d(?:\.\d{1,6})?)?)(?:\s+UTC)?)")
+SINCE_FORMS = ("'1 hour ago', '-30min', '2h 15m ago', 'today', 'yesterday', '2026-11-28', "
+               "'2026-11-28 10:00[:00]', '10:00' or '@1764930000' (journalctl's forms)")
+
+
+def since_value(text: str) -> str:
+    """The --since value as journalctl gets it: one of the forms
+    SINCE_FORMS shows (systemd.time(7)), a date's `T` made a space (older
+    journalctl read only the space). Anything else is a usage error."""
+    value = " ".join(str(text).split())
+    m = _SINCE.fullmatch(value)
+    if m is not None and m.group("date"):
+        import datetime
+
+        y, mo, d = (int(x) for x in m.group("date").split("-"))
+        hh, mm, ss = ([int(float(x)) for x in m.group("time").split(":")] + [0])[:3] if m.group("time") else (0, 0, 0)
+        try:
+            datetime.datetime(y if y >= 100 else 2000 + y, mo, d, hh, mm, ss)
+        except ValueError:
+            m = None
+    elif m is not None and m.group("clock"):
+        hh, mm = (int(x) for x in m.group("clock").split(":")[:2])
+        m = m if hh < 24 and mm < 60 else None
+    if m is None:
+        raise UsageError(f"--since {text!r} is not a time; give e.g. {SINCE_FORMS}")
+    if m.group("time"):  # 2026-11-28T10:00: the separator only
+        value = value[:m.start("time") - 1] + " " + value[m.start("time"):]
+    return value
+
+
+def since_unmet(hosts: List[Host], source: str, service: Optional[str], lines: int, errors_only: bool) -> Optional[str]:
+    """Why --since leaves some of the chosen logs whole, or None when it
+    filters them all. It is journalctl's filter: the update and health logs,
+    an app log and the process back end's log are files whose lines need
+    not carry a time (a command's output in the update log has none), so
+    they show their last `lines` lines, as without --since."""
+    hit, names = [], []
+    for host in hosts:
+        if source != "journal":
+            hit.append(host.name)
+            continue
+        files = [s.name for s in ([host.service(service)] if service else host.services) if s.manager == "process"]
+        if files:
+            hit.append(host.name)
+            names += [n for n in files if n not in names]
+    if not hit:
+        return None
+    what = f"the {source} log" if source != "journal" else f"the process back end's log ({', '.join(names)})"
+    shown = "new lines only" if lines == 0 else f"the last {lines} {'error ' if errors_only else ''}lines of {what}"
+    where = f" on {', '.join(hit)}" if len(hit) < len(hosts) else ""
+    return f"--since applies to journal logs only; showing {shown}{where}"
 
 
 def log_command(host: Host, source: str, service: Optional[str], lines: int, errors_only: bool,
@@ -127,7 +193,8 @@ def follow_logs(inv: Inventory, hosts: List[Host], *, source, service, lines, er
     is reconnected with backoff and resumes with new lines only; a host that
     cannot be reached at the start is reported and not retried.
     Lines go to `emit(host, line)`, one thread per host (emit must be
-    thread-safe); link news to `notice(host, text)`.
+    thread-safe); link news to `notice(host, text)`, the text without the
+    host's name (notice adds it).
     Returns the worst exit code of the hosts that failed at the start."""
     stop = stop or threading.Event()
     outs = {h.name: _Lines(h.name, emit) for h in hosts}
@@ -175,15 +242,15 @@ class _Stream:
             except errors.FabopsError as exc:
                 if attempt == 0:  # never connected: report it, as every task does
                     self.failure = exc
-                    self.notice(self.host.name, f"fabops: {exc}")
+                    self.notice(self.host.name, exc.message)  # notice names the host: once
                     return
                 delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
-                self.notice(self.host.name, f"fabops: reconnect failed ({exc}); next try in {delay:g} s")
+                self.notice(self.host.name, f"reconnect failed ({exc.message}); next try in {delay:g} s")
                 attempt += 1
                 self.stop.wait(delay)
                 continue
             if attempt:
-                self.notice(self.host.name, "fabops: reconnected; new lines follow (lines written meanwhile "
+                self.notice(self.host.name, "reconnected; new lines follow (lines written meanwhile "
                             "are not shown: `inv logs -n N` reads them)")
             command = self.commands[1 if attempt else 0]
             try:
@@ -195,7 +262,7 @@ class _Stream:
                 return
             attempt += 1
             delay = RECONNECT_DELAYS[min(attempt - 1, len(RECONNECT_DELAYS) - 1)]
-            self.notice(self.host.name, f"fabops: connection lost; reconnecting in {delay:g} s")
+            self.notice(self.host.name, f"connection lost; reconnecting in {delay:g} s")
             self.stop.wait(delay)
 
     def _stream(self, t: Target, command: Cmd) -> bool:
