@@ -351,3 +351,76 @@ def test_a_command_past_its_timeout_is_killed_and_reported_as_invokes_is():
     assert caught.value.result.stdout == "started\n"
     mapped = map_failure(caught.value, "h")
     assert mapped is not None and mapped.exit_code == errors.UNREACHABLE and "timed out after 0.3 s" in str(mapped)
+
+
+def _gone(pid: int, within: float = 10.0) -> bool:
+    """Whether process `pid` has ended (or is a zombie nobody reaped yet),
+    polled for up to `within` seconds."""
+    import time
+
+    end = time.monotonic() + within
+    while True:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.05)
+
+
+def _end(pid: int) -> None:
+    import signal
+
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.mark.timeout(40)  # the child sleeps 60 s: returning at all shows the call did not wait for it
+def test_a_timeout_ends_a_compound_commands_children_too():
+    """`cd app && git fetch`: the shell forks the command, so killing the
+    shell alone left the child holding the pipes, and the call waited for
+    it (a 0.5 s timeout returned after the child's 4 s)."""
+    with pytest.raises(CommandTimedOut) as caught:
+        LocalContext().run("cd /tmp && (echo $BASHPID; exec sleep 60); echo done", timeout=0.5)
+    pid = int(caught.value.result.stdout.split()[0])
+    try:
+        assert "done" not in caught.value.result.stdout
+        assert _gone(pid), f"the command's child {pid} still runs after its timeout"
+    finally:
+        _end(pid)
+
+
+@pytest.mark.timeout(40)
+def test_ctrl_c_on_a_cron_line_run_by_hand_stops_its_command(tmp_path):
+    """A command runs in a session of its own (so a timeout can end all of
+    it), out of reach of the terminal's SIGINT: the KeyboardInterrupt in
+    the caller ends it."""
+    import signal
+    import time
+
+    pidfile = tmp_path / "child.pid"
+    script = ("from fabops.host.localrun import LocalContext\n"
+              f"LocalContext().run('cd /tmp && (echo $BASHPID > {pidfile}; exec sleep 60); echo done')\n")
+    driver = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    pid = None
+    try:
+        while not (pidfile.exists() and pidfile.read_text().strip()):
+            assert driver.poll() is None, driver.stderr.read()
+            time.sleep(0.02)
+        pid = int(pidfile.read_text())
+        os.killpg(driver.pid, signal.SIGINT)  # Ctrl-C: the terminal's foreground process group
+        err = driver.communicate(timeout=30)[1].decode()
+        assert "KeyboardInterrupt" in err, err
+        assert _gone(pid), f"Ctrl-C left the command's child {pid} running"
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        if pid is not None:
+            _end(pid)

@@ -9,14 +9,18 @@ Invoke's Local runner runs it, so a command sees the same thing either way:
 environment of this process plus the call's `env` or else the host's
 `env` (a call's env replaces the host's, as Invoke's run options do),
 output captured and decoded with the locale's encoding (`replace` on bad
-bytes), and a `timeout` that kills the shell and raises CommandTimedOut
-(fanout.map_failure reads it by name, as Invoke's). One difference: a
-command given no input reads end of file, where Invoke left it an open
-pipe nobody writes to (a command that waited on it hung).
+bytes), and a `timeout` that raises CommandTimedOut (fanout.map_failure
+reads it by name, as Invoke's). Two differences: a command given no input
+reads end of file, where Invoke left it an open pipe nobody writes to (a
+command that waited on it hung); and a command runs in a session of its
+own, so a timeout (or Ctrl-C) kills all it started, where Invoke's kill of
+the shell alone left its children running and the call waiting for them.
 """
 from __future__ import annotations
 
 import locale
+import os
+import signal
 import subprocess
 from typing import Any, Dict, Optional
 
@@ -69,15 +73,17 @@ class LocalContext:
             env: Optional[Dict[str, str]] = None) -> Result:
         if hide is not True or not warn:
             raise TypeError("LocalContext.run captures output and returns failures (hide=True, warn=True)")
-        import os
-
         full = dict(os.environ, **(self.env if env is None else env))
         data = None
         if in_stream is not False:  # Target's _Feed: text until ""
             data = "".join(iter(in_stream.read, ""))
         encoding = encoding or locale.getpreferredencoding(False)
+        # A session (and process group) of its own, so a timeout ends the
+        # whole command: killing the shell alone left a child it forked
+        # (`cd app && git fetch`) holding the pipes, and communicate()
+        # waited for that child however long it ran.
         proc = subprocess.Popen(command, shell=True, executable=SHELL, env=full, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True,
                                 stdin=subprocess.DEVNULL if data is None else subprocess.PIPE)
         stdin = None if data is None else data.encode(encoding)
         expired = False
@@ -85,9 +91,25 @@ class LocalContext:
             out, err = proc.communicate(stdin, timeout=timeout)
         except subprocess.TimeoutExpired:
             expired = True
-            proc.kill()  # the shell, as Invoke's Local.kill
+            _kill_group(proc)
             out, err = proc.communicate()
+        except BaseException:
+            # Ctrl-C (a SIGINT to the terminal's foreground group) no longer
+            # reaches a command in its own session: end it here, so Ctrl-C on
+            # a cron line run by hand still stops what it started
+            _kill_group(proc)
+            proc.communicate()
+            raise
         result = Result(command, out.decode(encoding, "replace"), err.decode(encoding, "replace"), proc.returncode)
         if expired:
             raise CommandTimedOut(result, timeout)
         return result
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the command's process group (its own session: the shell and
+    every child it forked); the caller reaps the shell."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()  # the group is gone (or never formed): the shell alone, if still there
