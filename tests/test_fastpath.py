@@ -258,6 +258,24 @@ def test_a_changed_host_yml_is_read_again_not_its_old_copy(host, tmp_path):
     assert r.returncode == errors.USAGE and "unknown host" in r.stderr, r
 
 
+def test_a_host_yml_outside_its_home_gets_no_copy(host, tmp_path):
+    """`local-update -i ./host.yml` from the app's checkout: the file is
+    named host.yml but its host's home is elsewhere, so no host.json is
+    written beside it (an untracked file the next deploy warns about);
+    the home's own host.yml still gets its copy."""
+    elsewhere = host.app / "host.yml"
+    elsewhere.write_text(host.inventory.read_text())
+    try:
+        r, loaded = run_fabops(cron_args("local-update", elsewhere), tmp_path)
+        assert r.returncode == 0 and took_the_fast_path(loaded), r
+        assert not (host.app / "host.json").exists()
+        r, _ = run_fabops(cron_args("local-update", host.inventory), tmp_path)
+        assert r.returncode == 0 and (host.home / "host.json").exists(), r
+    finally:
+        for name in ("host.yml", "host.json"):
+            (host.app / name).unlink(missing_ok=True)
+
+
 # ------------------------------------------------------------ the full program's part
 
 @pytest.mark.parametrize("args", [

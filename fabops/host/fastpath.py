@@ -183,7 +183,12 @@ def load(inventory: Optional[str], keep_copy: bool = False):
     other file, or a copy of other text, is parsed as YAML; with
     `keep_copy` (local-update, which writes to the home anyway; never a
     read like health) the copy is then written, when JSON holds the data
-    exactly (YAML may give dates or number keys)."""
+    exactly (YAML may give dates or number keys).
+
+    A home's host.yml is one whose hosts all have that directory as their
+    home: a file named host.yml elsewhere (`local-update -i ./host.yml` in
+    the app's checkout) gets no copy beside it, an untracked host.json the
+    next deploy would warn about."""
     import json
 
     from ..inventory import from_data, parse_yaml, read
@@ -191,19 +196,26 @@ def load(inventory: Optional[str], keep_copy: bool = False):
 
     path, text = read(inventory)
     full = os.path.abspath(path)
-    paths = HostPaths.for_home(os.path.dirname(full))
+    home = os.path.dirname(full)
+    paths = HostPaths.for_home(home)
     copy = paths.host_json if paths.host_yml == full else None
+
+    def in_its_home(inv) -> bool:
+        return all(HostPaths.for_home(h.home) == paths for h in inv.hosts.values())
+
     if copy is not None:
         try:
             with open(copy, encoding="utf-8") as fh:
                 kept = json.load(fh)
             if isinstance(kept, dict) and kept.get("text") == text:
-                return from_data(kept.get("data"), path)
+                inv = from_data(kept.get("data"), path)
+                if in_its_home(inv):
+                    return inv
         except (OSError, ValueError):
             pass
     data = parse_yaml(text, path)
     inv = from_data(data, path)  # valid before it is kept
-    if copy is not None and keep_copy:
+    if copy is not None and keep_copy and in_its_home(inv):
         try:
             if json.loads(json.dumps(data)) == data:
                 from .files import atomic_write
