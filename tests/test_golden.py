@@ -66,8 +66,8 @@ def test_history(width, wide, frozen, capsys, monkeypatch):
 
     text = render(capsys, monkeypatch, width, history_table, "find-to-do", HISTORY, wide=wide)
     assert "3f2a9c1d7e→9b8c7d6e5f" in text and "UTC" in text  # 10-character SHAs, times with their zone
-    if not wide:  # cut at the width: the cut keeps why it failed (#24)
-        assert "died 3.1 s after start" in text
+    if not wide:  # cut at the width: the cut keeps why it failed (#24) and how it ended (trial #8)
+        assert "died 3.1 s after" in text and "rolled back to 9b8c7d6" in text
     check("history" + ("-wide" if wide else ""), width, text)
 
 
@@ -82,6 +82,24 @@ def test_history_first_deploy(width, frozen, capsys, monkeypatch):
     text = render(capsys, monkeypatch, width, history_table, "find-to-do", [first] + HISTORY[:1])
     assert "(first)→3f2a9c1d7e" in text and "-→" not in text
     check("history-first", width, text)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_history_keeps_the_outcome(width, frozen, capsys, monkeypatch):
+    """Trial #8: `6ccd907 failed (bot died after starting: its process is
+    gone); rolled back …` lost where the run ended. At 80 columns the
+    subject and the leading SHA (the facts line shows both SHAs) go first,
+    then the middle of the reason: its head and its outcome stay."""
+    from fabops.tasks.render import history_table
+
+    bad, good = "6ccd907a404e" + "1" * 28, "d1f80fc0df8b" + "2" * 28
+    rec = {"ts": NOW - 600, "trigger": "deploy", "actor": "demo@vm", "from": good, "to": bad,
+           "result": "rolled_back", "duration": 9.3, "subject": "Break the bot on purpose", "author": "Demo",
+           "message": "6ccd907a404e failed (bot died after starting: its process is gone); "
+                      "rolled back to d1f80fc0df8b, healthy"}
+    text = render(capsys, monkeypatch, width, history_table, "local", [rec])
+    assert "failed (bot died after" in text and "rolled back to d1f80fc" in text and ", healthy" in text, text
+    check("history-outcome", width, text)
 
 
 @pytest.mark.parametrize("width", WIDTHS)
@@ -204,8 +222,9 @@ def test_deploy_summary(width, frozen, capsys, monkeypatch):
     down = HostResult("staging", error=UnreachableError("cannot connect to ec2-user@10.20.30.40:2222: timed out"),
                       code=3, seconds=10.0)
     text = render(capsys, monkeypatch, width, _summary, FanoutResult([ok, down]))
-    # the cut keeps why it failed, not the subject before it (#24)
-    assert "died 3.1 s after start" in text
+    # the cut keeps why it failed, not the subject before it (#24), and
+    # how it ended (trial #8)
+    assert "died 3.1 s after" in text and "rolled back to 9b8c7d6" in text
     check("deploy", width, text)
 
 

@@ -180,34 +180,81 @@ def keep_reason(reason: str, width: int, context: str = "", shas=()) -> str:
     failed). What goes first: the context (a commit's subject, a host's
     address), cut and then dropped; then, within the reason, what the line
     says elsewhere: a `.service` suffix, the SHAs the facts line shows
-    (`shas`, cut to 7); last, the reason's tail, so its head stays. Text in
-    parentheses is kept: in `X failed (bot died after starting)` it is the
-    reason."""
+    (`shas`, cut to 7), and a leading SHA of those (`6ccd907 failed (…)`:
+    the facts line names the commit); then the middle of the reason, so
+    that its head and its outcome, the last `; ` clause (`rolled back to
+    d1f80fc, healthy`: where the run ended), both stay; last, when even
+    that leaves too little, the reason's tail. Text in parentheses is kept
+    as long as there is room: in `X failed (bot died after starting)` it is
+    the reason."""
     import re
 
     from rich.cells import cell_len
-    from rich.text import Text
-
-    def cut(text: str, cells: int) -> str:
-        t = Text(text)
-        t.truncate(cells, overflow="ellipsis")
-        return t.plain
 
     if cell_len(f"{context}: {reason}" if context else reason) <= width:
         return f"{context}: {reason}" if context else reason
     room = width - cell_len(reason) - 2
     if context and room >= MIN_CONTEXT:
-        return f"{cut(context, room)}: {reason}"
+        return f"{_cut(context, room)}: {reason}"
     shortenings = [lambda r: re.sub(r"\b([\w@.-]+?)\.service\b", r"\1", r)]
     # a SHA however long the message spells it (12 characters, 10, all 40)
     # becomes its first 7, never a spliced string that names no commit
     shortenings += [lambda r, sha=sha: re.sub(re.escape(sha[:7]) + r"[0-9a-f]*", sha[:7], r)
                     for sha in shas if sha and len(sha) >= 7]
+    shortenings += [lambda r, sha=sha: re.sub("^" + re.escape(sha[:7]) + r"[0-9a-f]* ", "", r)
+                    for sha in shas if sha and len(sha) >= 7]
     for shorten in shortenings:
         if cell_len(reason) <= width:
             break
         reason = shorten(reason)
-    return cut(reason, width)
+    if cell_len(reason) <= width:
+        return reason
+    head, outcome = _outcome(reason)
+    room = width - cell_len(outcome) - 2
+    if outcome and room >= MIN_HEAD:
+        # cut inside the parentheses: closed again, so the outcome does not
+        # read as part of the aside
+        cut = _cut(head, room - 1, True) + ")" if _open_at(head, room - 1) else _cut(head, room, True)
+        return f"{cut}; {outcome}"
+    return _cut(reason, width)
+
+
+MIN_HEAD = 24  # the reason's head kept before its outcome: shorter says nothing, so the tail goes instead
+
+
+def _cut(text: str, cells: int, words: bool = False) -> str:
+    """`text` in at most `cells` cells: whole, or cut with `…` after its
+    last kept character that is not a space; with `words`, after a whole
+    word when one ends in the kept text's second half."""
+    from rich.cells import cell_len
+    from rich.text import Text
+
+    if cell_len(text) <= cells:
+        return text
+    t = Text(text)
+    t.truncate(max(cells - 1, 0), overflow="crop")
+    kept = t.plain
+    if words and not text[len(kept)].isspace() and " " in kept[len(kept) // 2:]:
+        kept = kept[:kept.rindex(" ")]
+    return kept.rstrip() + "…"
+
+
+def _open_at(text: str, cells: int) -> bool:
+    """Whether a cut of `text` to `cells` (with its ellipsis) ends inside
+    parentheses."""
+    kept = _cut(text, cells, True)
+    return kept.count("(") > kept.count(")")
+
+
+def _outcome(reason: str):
+    """(head, outcome): the outcome is the reason's last `; ` clause outside
+    parentheses (how the run ended), "" when there is none."""
+    depth, at = 0, -1
+    for i, ch in enumerate(reason):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth == 0 and reason.startswith("; ", i):
+            at = i
+    return (reason[:at], reason[at + 2:]) if at > 0 else (reason, "")
 
 
 def rest_column(table, width: int, fixed, wide: bool) -> dict:
