@@ -427,3 +427,6 @@ def test_ref_pins_and_the_dry_run_says_so(row, pin, said):
     assert got.pin == pin, got
     named = [(w.action, w.target) for w in actions(HOST, got) if w.action == "pin"]
     assert named == ([said] if said else []), named
+    # the reason is the run's: a rollback pins by itself, --to or not (trial #12)
+    why = [w.why.split(":")[0] for w in actions(HOST, got, opts.trigger) if w.action == "pin"]
+    assert why == ([opts.trigger if opts.trigger == "rollback" else "--ref"] if said else []), why

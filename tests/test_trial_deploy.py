@@ -57,3 +57,23 @@ def wait_for_record(sandbox, run_id: str, timeout: float = 60) -> dict:
             return done[-1]
         time.sleep(0.1)
     raise AssertionError(f"run {run_id} left no record")
+
+
+def test_rollback_dry_run_says_its_fetch_and_its_pin_once(sandbox):
+    """Trial #12: rollback's dry run printed `fetch … <40 hex> is <12 hex>`,
+    and two pin lines, one giving `--ref` as the reason though nobody
+    passed --ref (a rollback pins by itself)."""
+    import re
+
+    sandbox.result()
+    v1 = sandbox.origin.head
+    sandbox.origin.good("2")
+    sandbox.result()
+    r = run_cli("rollback", "-i", str(sandbox.inventory), "-H", "local", "--dry-run", env={"COLUMNS": "80"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout
+    assert "fetch (" in out and f"rollback target {v1[:12]} is a known commit" in out, out
+    assert not re.search(r"[0-9a-f]{40}", out), out
+    pins = [line for line in out.splitlines() if "pin" in line]
+    assert len(pins) == 1 and f"would pin {v1[:12]}: rollback: cron stays on it until `inv unpin`" in pins[0], out
+    assert "--ref" not in out, out

@@ -49,7 +49,7 @@ class DryRun(Pipeline):
             return
         self.res.from_ = state.deployed
         self.res.warnings.extend(p.warnings)
-        self.res.plan = render(self.host, p, facts, state, holder)
+        self.res.plan = render(self.host, p, facts, state, holder, self.opts.trigger)
         if verdict == "locked":
             self.res.result, self.res.message = "locked", f"would stop: {why}"
             return
@@ -100,7 +100,7 @@ def held_state(state: State, holder: dict, verdict: str) -> State:
 RESULTS = {"noop": "noop", "restart": "would_deploy", "deploy": "would_deploy", "abort": "would_abort"}
 
 
-def render(host, p: Plan, facts: Facts, state, holder: dict) -> dict:
+def render(host, p: Plan, facts: Facts, state, holder: dict, trigger: str = "deploy") -> dict:
     """The plan as the dry run's JSON: what would change (`would`: action,
     target, why), and the facts a person checks it against."""
     acts = p.kind in ("restart", "deploy")
@@ -111,13 +111,14 @@ def render(host, p: Plan, facts: Facts, state, holder: dict) -> dict:
         "restart": list(p.services) if acts else [],
         "dirty": list(facts.local_changes), "pin": state.pin, "bad": p.target in state.bad,
         "problems": [p.message] if p.kind == "abort" else [], "lock": holder or None,
-        "would": as_json(actions(host, p)),
+        "would": as_json(actions(host, p, trigger)),
     }
 
 
-def actions(host, p: Plan) -> Iterator[Would]:
+def actions(host, p: Plan, trigger: str = "deploy") -> Iterator[Would]:
     """Every write the plan makes, in order, as the one output shape of
-    every dry run (`would`, host/would.py)."""
+    every dry run (`would`, host/would.py). A pin says why: a rollback
+    pins by itself (with or without --to), a deploy because of --ref."""
     if p.clear_pin:
         yield Would("clear pin", "state.json", "a deploy without --ref follows the branch again")
     if p.adopt:
@@ -140,7 +141,8 @@ def actions(host, p: Plan) -> Iterator[Would]:
         for name in p.services:
             yield Would("restart", name, "full converge" if p.full else "its files changed")
     if p.pin:
-        yield Would("pin", short(p.pin), "--ref: cron stays on it until `inv unpin`"
+        yield Would("pin", short(p.pin), ("rollback" if trigger == "rollback" else "--ref")
+                    + ": cron stays on it until `inv unpin`"
                     + (" (once its gate and watch pass)" if p.kind == "deploy" else ""))
 
 

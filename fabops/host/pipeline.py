@@ -370,16 +370,23 @@ class Pipeline:
             # (checkout -B), and `--ref main` must not "deploy" it again.
             # A full SHA is unambiguous and usually here already; an
             # abbreviated one cannot be fetched, so it is looked up here.
+            known = None
             if FULL_SHA.fullmatch(ref):
-                commit = self.git.resolve(ref) or self.git.fetch_ref(app.remote, ref)
+                known = self.git.resolve(ref)
+                commit = known or self.git.fetch_ref(app.remote, ref)
             else:
                 commit = self.git.fetch_ref(app.remote, ref)
                 if commit is None and SHORT_SHA.fullmatch(ref):
                     commit = self.git.resolve(ref)
-            if commit is None:
-                raise errors.UsageError(unknown_ref("--to" if self.opts.trigger == "rollback" else "--ref", ref,
-                                                    app.remote))
-            st.message = f"{ref} is {short(commit)}"
+            flag = "--to" if self.opts.trigger == "rollback" else "--ref"
+            if commit is None:  # a person's --ref or --to: rollback's own pick is a known commit
+                raise errors.UsageError(unknown_ref(flag, ref, app.remote))
+            # a SHA is itself: say where it came from, not `<40 hex> is <12 hex>`
+            # (and a rollback with no --to picked it: no flag to name)
+            label = "rollback target" if flag == "--to" else flag
+            st.message = (f"{label} {short(commit)} is a known commit" if known else
+                          f"{label} {short(commit)} fetched from {app.remote}" if FULL_SHA.fullmatch(ref) else
+                          f"{flag} {ref} is {short(commit)}")
         return origin, commit
 
     def _restart_sick(self, state: State, p: Plan, sick) -> None:

@@ -273,8 +273,15 @@ def _pin_lines(outcome) -> None:
         if _pinned(res):
             print_text(f"[{r.host}] pinned to {short(res['to'])}: cron stays on it until "
                        f"`inv unpin -H {r.host}` (then it follows the branch again)")
-        elif res.get("result") == "would_deploy":
+        elif res.get("result") == "would_deploy" and not _would_pin(res):
+            # the host's plan says its pin among its writes (_plans); a plan
+            # made without fabops on the host does not
             print_text(f"[{r.host}] would pin to {short(res.get('to'))} (cron stays on it until `inv unpin`)")
+
+
+def _would_pin(res: dict) -> bool:
+    """Whether the dry run's plan lists a pin among its writes."""
+    return any(w.get("action") == "pin" for w in (res.get("plan") or {}).get("would") or ())
 
 
 def _summary(outcome, wide=False, task="deploy"):
