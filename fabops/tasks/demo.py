@@ -18,7 +18,7 @@ from ._base import fabops_task, finish, load_inventory, wrap
 })
 def demo(c, dir=None, keep=False, stop=False, inventory=None):
     """Run the whole loop on a local sandbox: deploy, monitor, cron update, a bad commit rolled back."""
-    from ..demo import DEFAULT_DIR, DemoViews, local_entry, run_demo, stop_kept
+    from ..demo import DEFAULT_DIR, DemoViews, local_entry, run_demo
     from ..fanout import HostResult
     from .render import console, history_table, literal, print_hanging, status_panel
     from .observe import render_all
@@ -31,16 +31,7 @@ def demo(c, dir=None, keep=False, stop=False, inventory=None):
     base = Path(dir) if dir else here / DEFAULT_DIR
     out = console()
     if stop:
-        # only the app: the sandbox (the origin's commits, the history, the
-        # .env backups) is the user's until `inv demo` rebuilds it
-        stopped = stop_kept(base.resolve())
-        if stopped:
-            apps = ", ".join(f"{name} (pid {pid})" for name, pid in stopped)
-            say_wrapped(out, f"stopped: {literal(apps)}, left running by `inv demo --keep`; the sandbox "
-                             f"{literal(str(base))} is kept as it is", head=len("stopped: "))
-        else:
-            say_wrapped(out, f"nothing to stop: no demo app is running from {literal(str(base))}",
-                        head=len("nothing to stop: "))
+        _stop(out, base)
         return
     if "local" not in inv.hosts:
         raise errors.UsageError(f"{inv.path} has no `local` sandbox host")
@@ -70,20 +61,43 @@ def demo(c, dir=None, keep=False, stop=False, inventory=None):
         say_wrapped(out, f"the app's port in hosts.yml was taken, so it listens on another one: "
                          f"`inv monitor -i {result.inventory} -H local` looks at it")
     if keep:
-        # The last line, where a person looks once the narration ends: what
-        # is left running and how to stop it. `inv demo --stop` stops the
-        # app by its pidfile, wherever a deploy or restart has moved it
-        # since (a `kill -- -PID` printed here went stale after the first
-        # deploy, and could then signal a stranger that got the number),
-        # and keeps the sandbox; a plain `inv demo` stops it and starts over.
         again = "inv demo" + (f" -i {inventory}" if inventory else "") + (f" --dir {dir}" if dir else "")
-        if result.kept:
-            apps = ", ".join(f"{name} (pid {pid}, port {port})" for name, pid, port in result.kept)
-            say_wrapped(out, f"still running: {literal(apps)}; {literal(f'`{again} --stop`')} stops it, "
-                             f"{literal(f'`{again}`')} starts over", head=len("still running: "))
-        else:
-            out.print("nothing was left running")
+        _left_running(out, result, again)
     finish(errors.OK if result.ok else errors.FAILED)
+
+
+def _stop(out, base: Path) -> None:
+    """`inv demo --stop`: only the app; the sandbox (the origin's commits,
+    the history, the .env backups) is the user's until `inv demo` rebuilds
+    it."""
+    from ..demo import stop_kept
+    from .render import literal
+
+    stopped = stop_kept(base.resolve())
+    if stopped:
+        apps = ", ".join(f"{name} (pid {pid})" for name, pid in stopped)
+        say_wrapped(out, f"stopped: {literal(apps)}, left running by `inv demo --keep`; the sandbox "
+                         f"{literal(str(base))} is kept as it is", head=len("stopped: "))
+    else:
+        say_wrapped(out, f"nothing to stop: no demo app is running from {literal(str(base))}",
+                    head=len("nothing to stop: "))
+
+
+def _left_running(out, result, again: str) -> None:
+    """The last line, where a person looks once the narration ends: what is
+    left running and how to stop it. `inv demo --stop` stops the app by its
+    pidfile, wherever a deploy or restart has moved it since (a `kill --
+    -PID` printed here went stale after the first deploy, and could then
+    signal a stranger that got the number), and keeps the sandbox; a plain
+    `inv demo` stops it and starts over."""
+    from .render import literal
+
+    if result.kept:
+        apps = ", ".join(f"{name} (pid {pid}, port {port})" for name, pid, port in result.kept)
+        say_wrapped(out, f"still running: {literal(apps)}; {literal(f'`{again} --stop`')} stops it, "
+                         f"{literal(f'`{again}`')} starts over", head=len("still running: "))
+    else:
+        out.print("nothing was left running")
 
 
 def say_wrapped(out, markup: str, head: int = 0) -> None:
