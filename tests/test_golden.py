@@ -103,6 +103,31 @@ def test_history_keeps_the_outcome(width, frozen, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("width", WIDTHS)
+def test_status_continues_under_its_text(width, frozen, capsys, monkeypatch):
+    """Trial #7: a long `status` line went on at column 0, and broke inside
+    `inv unpin`. Each continues two columns in, and the code span stays
+    whole on one line (the pin's reason puts it at the edge at 80)."""
+    from fabops.tasks.render import status_panel
+
+    data = {"services": [{"name": "bot", "active": True, "state": "active", "pid": 7, "since": NOW - 60}],
+            "deployed": SHA[0], "deployed_at": NOW - 600, "head": SHA[0], "pin": SHA[0],
+            "pin_reason": "rollback by " + "a" * 21 + "@laptop", "last_check": NOW - 60,
+            "last_result": "rolled_back",
+            "failing": {"since": NOW - 1200, "count": 1, "target": SHA[2],
+                        "reason": "0a1b2c3d4e5f failed (bot died after starting: its process is gone); "
+                                  "rolled back to 3f2a9c1d7e5b, healthy"},
+            "last_run": {"ts": NOW - 1200, "trigger": "deploy", "actor": "demo@vm", "result": "rolled_back",
+                         "from": SHA[0], "to": SHA[2]}}
+    text = render(capsys, monkeypatch, width, status_panel, "local", data)
+    lines = text.splitlines()
+    after = lines[[i for i, ln in enumerate(lines) if ln.startswith("└")][0] + 1:]
+    starts = ("deployed ", "📌 pinned", "last check", "updates failing", "last run:")
+    assert all(ln.startswith(starts) or ln.startswith("  ") and ln[2] != " " for ln in after), text
+    assert "`inv unpin`" in text, text
+    check("status-wrap", width, text)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
 def test_status(width, frozen, capsys, monkeypatch):
     from fabops.tasks.render import status_panel
 

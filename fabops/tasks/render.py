@@ -2,6 +2,7 @@
 task renders, so the host-side cron path never loads rich."""
 from __future__ import annotations
 
+import re
 import sys
 import threading
 from typing import Iterable, List
@@ -64,26 +65,37 @@ def console(stderr: bool = False):
     return out
 
 
-def print_hanging(out, markup: str) -> None:
+def print_hanging(out, markup: str, hang: int = 0) -> None:
     """Rich markup printed as _base.wrap prints plain lines: wrapped at
     spaces, with continuation lines under the text (after the line's indent
-    and its `✓ `, `[host] ` or `host: `), not at column 0. The demo's
-    narration: rich wraps at spaces, but every continuation started at the
-    left edge, under the step's check mark."""
-    from rich.table import Table
+    and its `✓ `, `[host] ` or `host: `), not at column 0; a line with no
+    such prefix continues `hang` columns in. A `code span` that fits a line
+    is not broken at its spaces. The demo's narration and `status`'
+    lines: rich wraps at spaces, but every continuation started at the
+    left edge (and inside `inv unpin`)."""
     from rich.text import Text
 
     for line in Text.from_markup(markup).split("\n", allow_blank=True):
         indent = len(HANGING.match(line.plain).group(0))
+        head, body = line.divide([indent]) if indent else (Text(""), line)
+        indent = indent or hang
         if line.cell_len <= out.width or not indent or indent > out.width // 2:
             out.print(line)
             continue
-        head, body = line.divide([indent])
-        grid = Table.grid()
-        grid.add_column(width=indent, no_wrap=True)
-        grid.add_column()
-        grid.add_row(head, body)
-        out.print(grid)
+        # the spaces of a code span that fits a line as a character that is
+        # not one, for the wrap; the same length, so the styles stay put
+        room = out.width - indent
+        spans = _CODE_SPAN.sub(lambda m: m.group(0).replace(" ", _KEEP) if len(m.group(0)) <= room else m.group(0),
+                               body.plain)
+        body.plain = spans
+        for i, part in enumerate(body.wrap(out, room, overflow="fold")):
+            part.plain = part.plain.replace(_KEEP, " ")
+            part.rstrip()
+            out.print(Text.assemble(head if i == 0 else " " * indent, part), no_wrap=True, crop=False)
+
+
+_CODE_SPAN = re.compile(r"`[^`\n]+`")
+_KEEP = "\ue000"  # a private-use character: never in the text, never a break
 
 
 def fmt_duration(seconds) -> str:
@@ -409,29 +421,29 @@ def status_panel(host: str, data: dict) -> None:
     head = data.get("head")
     if head and deployed and head != deployed:
         line += f"  [yellow]checkout is at {literal(short(head))}[/yellow]"
-    out.print(line)
-    for text in pin_lines(data, why=True):
-        out.print(text)
+    lines = [line] + pin_lines(data, why=True)
     if data.get("in_progress"):
         ip = data["in_progress"]
-        out.print(f"[magenta]run {literal(ip.get('run_id'))} in progress or interrupted at step "
-                  f"{literal(ip.get('step'))}[/magenta]")
-    out.print(f"last check {ago(data.get('last_check'))}: {literal(data.get('last_result') or '-')}")
+        lines.append(f"[magenta]run {literal(ip.get('run_id'))} in progress or interrupted at step "
+                     f"{literal(ip.get('step'))}[/magenta]")
+    lines.append(f"last check {ago(data.get('last_check'))}: {literal(data.get('last_result') or '-')}")
     failing = data.get("failing")
     if failing and failing.get("target") != deployed:
         count = failing.get("count", 1)
-        out.print(f"[yellow]updates failing since {ago(failing.get('since'))} ({literal(count)} run"
-                  f"{'' if count == 1 else 's'}) for {literal(short(failing.get('target')))}:[/yellow] "
-                  f"{literal(failing.get('reason', '?'))}")
+        lines.append(f"[yellow]updates failing since {ago(failing.get('since'))} ({literal(count)} run"
+                     f"{'' if count == 1 else 's'}) for {literal(short(failing.get('target')))}:[/yellow] "
+                     f"{literal(failing.get('reason', '?'))}")
     retry = data.get("retry")
     if retry and isinstance(retry.get("next_at"), (int, float)):
-        out.print(f"[yellow]will retry {literal(short(retry.get('target')))} at "
-                  f"{time.strftime('%H:%M %Z', time.localtime(retry['next_at']))}[/yellow] "
-                  f"({literal(retry.get('reason', '?'))})")
+        lines.append(f"[yellow]will retry {literal(short(retry.get('target')))} at "
+                     f"{time.strftime('%H:%M %Z', time.localtime(retry['next_at']))}[/yellow] "
+                     f"({literal(retry.get('reason', '?'))})")
     last = data.get("last_run")
     if last:
-        out.print(literal(f"last run: {_when(last)} {last.get('trigger')} by {last.get('actor')}: "
-                          f"{last.get('result')} {span(last, ' -> ')}"))
+        lines.append(literal(f"last run: {_when(last)} {last.get('trigger')} by {last.get('actor')}: "
+                             f"{last.get('result')} {span(last, ' -> ')}"))
+    for text in lines:  # a long one continues two columns in, never at column 0 (trial #7)
+        print_hanging(out, text, hang=2)
 
 
 class PrefixWriter:
