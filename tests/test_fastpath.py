@@ -46,7 +46,7 @@ BOTH = {
     "fabops", "fabops.cli", "fabops.errors", "fabops.inventory", "fabops.paths", "fabops.printable", "fabops.shell",
     "fabops.target", "fabops.validate", "fabops.host", "fabops.host.fastpath", "fabops.host.files", "fabops.host.git",
     "fabops.host.httpcheck", "fabops.host.localrun", "fabops.host.lock", "fabops.host.plan", "fabops.host.readiness",
-    "fabops.host.record", "fabops.host.services", "fabops.host.state", "fabops.host.store", "fabops.host.would",
+    "fabops.host.record", "fabops.host.report", "fabops.host.services", "fabops.host.state", "fabops.host.store", "fabops.host.would",
 }
 FABOPS_MODULES = {
     "local-update": BOTH | {"fabops.host.dry_run", "fabops.host.events", "fabops.host.metrics", "fabops.host.pipeline",
@@ -274,6 +274,27 @@ def test_a_host_yml_outside_its_home_gets_no_copy(host, tmp_path):
     finally:
         for name in ("host.yml", "host.json"):
             (host.app / name).unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_cron_logs_a_result_as_one_line_a_manual_run_wraps_it(host, tmp_path, fast):
+    """Cron appends local-update's stdout to <home>/cron.log: there each
+    entry is one line, whatever the width (a success was wrapped at the
+    width with a hanging indent while a failure, on stderr, stayed whole).
+    A person's run in a pipe still wraps at the width. Both paths."""
+    env = {} if fast else {"FABOPS_FASTPATH": "0"}
+    args = ["local-update", "-v", "-i", str(host.inventory)]
+    cron_run, loaded = run_fabops([*args, "--trigger", "cron"], tmp_path, env=env, columns="40")
+    assert took_the_fast_path(loaded) == fast
+    manual, _ = run_fabops([*args, "--trigger", "manual"], tmp_path, env=env, columns="40")
+    assert cron_run.returncode == manual.returncode == 0, (cron_run, manual)
+    logged = cron_run.stdout.splitlines()
+    result = [line for line in logged if re.match(r"\d{4}-\d\d-\d\dT", line)]
+    assert len(result) == 1 and re.fullmatch(r"\S+ local: noop: up to date at \w+", result[0]), logged
+    assert len(result[0]) > 40 and all(line.startswith("  ") for line in logged if line != result[0]), logged
+    assert len(logged) == 2, logged  # the fetch step's line and the result, each whole
+    assert max(len(line) for line in manual.stdout.splitlines()) <= 40, manual.stdout
+    assert len(manual.stdout.splitlines()) > len(logged), manual.stdout
 
 
 # ------------------------------------------------------------ the full program's part

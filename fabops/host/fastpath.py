@@ -149,15 +149,17 @@ class Text:
     def __init__(self, task_text: TaskText):
         self.task_text = task_text
 
-    def print(self, text: str, file=None) -> None:
-        from ..printable import printable  # here: a quiet poll prints nothing
+    def print(self, text: str, file=None, whole: bool = False) -> None:
+        """`whole`: stdout's lines unwrapped (report.whole_lines)."""
+        from .report import plain  # here: a quiet poll prints nothing
 
         out = file or sys.stdout
-        plain = "\n".join(line.rstrip(" ") for line in printable(text, lines=True).split("\n"))
-        if out is sys.stdout and max(map(len, plain.split("\n"))) > _width() or out is sys.stderr and _tty():
+        lines = plain(text)
+        if out is sys.stdout and not whole and max(map(len, lines.split("\n"))) > _width() \
+                or out is sys.stderr and _tty():
             self.task_text()[0](text, file=file)
             return
-        print(plain, file=out, flush=True)
+        print(lines, file=out, flush=True)
 
     def for_stderr(self, text: str) -> str:
         return self.task_text()[1](text) if _tty() else text
@@ -243,7 +245,10 @@ def local_update(text: Text, hosts=None, trigger=None, verbose=False, json=False
         time.sleep(random.uniform(0, min(splay, 3600)))
     opts = UpdateOptions(trigger=trigger or ("cron" if splay > 0 else "manual"), actor="", ref=None, stash=False,
                          wait=None, run_id=new_run_id(), clear_pin=False)
-    events = EventLog(None, [lambda event: _print_event(text, event)] if verbose and not json else [])
+    from .report import whole_lines
+
+    whole = whole_lines(opts.trigger)
+    events = EventLog(None, [lambda event: _print_event(text, event, whole)] if verbose and not json else [])
     events.start_heartbeat()
     try:
         result = run_update(LocalContext(host.env), host, opts, events)
@@ -255,20 +260,20 @@ def local_update(text: Text, hosts=None, trigger=None, verbose=False, json=False
         stream = sys.stderr if result.exit_code not in (errors.OK, errors.WARNING) else sys.stdout
         lines = [f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {host.name}: {result.result}: {result.message}"]
         lines += [f"  warning: {warning}" for warning in result.warnings]
-        text.print("\n".join(lines), file=stream)
+        text.print("\n".join(lines), file=stream, whole=whole)
     return result.exit_code
 
 
-def _print_event(text: Text, event: dict) -> None:
+def _print_event(text: Text, event: dict, whole: bool) -> None:
     kind = event.get("kind")
     if kind == "step" and event.get("status") != "start":
         mark = "ok" if event.get("status") == "ok" else "FAILED"
         line = f"  {event.get('step')}: {mark} ({event.get('seconds', 0):.2f}s)"
         if event.get("message"):
             line += f" {event['message']}"
-        text.print(line)
+        text.print(line, whole=whole)
     elif kind == "log":
-        text.print(f"  {event.get('message')}")
+        text.print(f"  {event.get('message')}", whole=whole)
 
 
 def health(text: Text, hosts=None, fix=False, quiet=False, json=False, inventory=None) -> Optional[int]:

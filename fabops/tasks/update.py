@@ -11,6 +11,7 @@ import time
 from invoke import Collection
 
 from .. import errors
+from ..host.report import plain, whole_lines
 from ._base import JSON_SCHEMA, fabops_task, finish, load_inventory, print_envelope, print_json, print_text
 
 
@@ -70,9 +71,10 @@ def local_update(
         run_id=run_id or new_run_id(), clear_pin=clear_pin,
     )
     paths = HostPaths.for_home(host.home)
+    whole = whole_lines(trigger)
     listeners = []
     if verbose and not json:
-        listeners.append(_print_event)
+        listeners.append(lambda event: _print_event(event, whole))
     events = EventLog(paths.run_events(opts.run_id) if run_id else None, listeners)
     events.start_heartbeat()
     try:
@@ -89,7 +91,7 @@ def local_update(
         if dry_run and result.plan:
             lines += [f"  {key}: {', '.join(result.plan[key])}" for key in ("rules", "restart", "dirty")
                       if result.plan.get(key)]
-        print_text("\n".join(lines), file=stream)  # wrapped on stdout, whole on a piped stderr
+        _print("\n".join(lines), stream, whole)
     finish(result.exit_code)
 
 
@@ -111,16 +113,25 @@ def _with_config(host, install_config):
     return new_host
 
 
-def _print_event(event: dict) -> None:
+def _print(text: str, stream=None, whole: bool = False) -> None:
+    """Wrapped on stdout and whole on a piped stderr (print_text); stdout's
+    whole too when `whole` (report.whole_lines: cron's log)."""
+    if whole and (stream or sys.stdout) is sys.stdout:
+        print(plain(text), file=stream, flush=True)
+    else:
+        print_text(text, file=stream)
+
+
+def _print_event(event: dict, whole: bool) -> None:
     kind = event.get("kind")
     if kind == "step" and event.get("status") != "start":
         mark = "ok" if event.get("status") == "ok" else "FAILED"
         line = f"  {event.get('step')}: {mark} ({event.get('seconds', 0):.2f}s)"
         if event.get("message"):  # a step without one ends at its time, not on a space
             line += f" {event['message']}"
-        print_text(line)
+        _print(line, whole=whole)
     elif kind == "log":
-        print_text(f"  {event.get('message')}")
+        _print(f"  {event.get('message')}", whole=whole)
 
 
 def _report_each(outcome, json, render_name: str, **render_options) -> None:
