@@ -346,6 +346,39 @@ def test_diff_lines_break_a_word_only_when_it_alone_is_too_long():
 
 
 @pytest.mark.parametrize("width", WIDTHS)
+def test_deploy_summary_keeps_each_outcome(width, frozen, capsys, monkeypatch, tmp_path):
+    """Trial #8/#20: the summary cut `… commit them, o…` (a refused deploy:
+    what to do was lost) and `waited for run … which ended depl…` (how the
+    run it waited for ended) at 80 columns."""
+    from fabops.fanout import FanoutResult, HostResult
+    from fabops.host.plan import Facts, Opts, plan
+    from fabops.host.queue import result_of
+    from fabops.host.state import State
+    from fabops.tasks.deploy import _summary
+    from tests.test_plan import HOST
+
+    refused = plan(HOST, State(deployed=SHA[1]), Facts(
+        origin=SHA[2], head=SHA[1], problems=(), app="/home/ec2-user/apps/voice-meeting-discord-bot",
+        local_changes=("package.json", "src/bot.js")), Opts(trigger="deploy"))
+    assert refused.kind == "abort", refused
+    history = tmp_path / "history.jsonl"
+    history.write_text(json.dumps({"run_id": "20261129T114000-4f2e1a", "result": "deployed",
+                                   "message": f"{SHA[1][:12]} -> {SHA[2][:12]}"}) + "\n")
+    _, waited = result_of(str(history), {"run_id": "20261129T114000-4f2e1a", "trigger": "cron",
+                                    "actor": "ec2-user@find-to-do"})
+    rows = [("find-to-do", {"result": "aborted", "from": SHA[1], "to": SHA[2], "duration": 1.2,
+                            "message": refused.message}),
+            ("staging", {"result": "deployed", "from": SHA[1], "to": SHA[2], "duration": 48.5,
+                         "subject": "Switch the recorder to the new voice gateway API", "author": "Alice",
+                         "message": waited})]
+    text = render(capsys, monkeypatch, width, _summary,
+                  FanoutResult([HostResult(h, value=SimpleNamespace(result=res)) for h, res in rows]))
+    assert "commit them, or --stash saves them aside" in text and "local changes (package.json" in text, text
+    assert "it ended deployed: " in text, text
+    check("deploy-outcome", width, text)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
 def test_deploy_live_board(width, capsys, monkeypatch):
     """The table a terminal sees while hosts deploy: one line per host, fed
     the events a run sends. At 80 columns the step joins the detail, and a

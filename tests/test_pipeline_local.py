@@ -406,7 +406,7 @@ def test_deploy_of_the_target_cron_is_deploying_waits_and_reports_its_result(san
     cron.wait(timeout=60)
     assert cron.returncode == 0
     assert (code, res["result"]) == (0, "deployed"), res
-    assert "waited for run cronrun (cron by cron@host), which ended deployed" in res["message"]
+    assert "waited for run cronrun (cron by cron@host); it ended deployed" in res["message"]
     assert [h["run_id"] for h in sandbox.history()][-1] == "cronrun"  # no second record
     assert sandbox.state["deployed"] == v2
 

@@ -312,7 +312,8 @@ def test_rollback_says_it_pinned_the_host(sandbox):
     # progress lines ([local] ✓ fetch ...), then the summary under its heading
     assert r.returncode == 0 and "rollback" in r.stdout.splitlines(), r.stdout + r.stderr
     assert "deploy" not in r.stdout.splitlines()
-    assert f"[local] would pin to {v1[:10]}" in r.stdout, r.stdout
+    # the host's plan says the pin, once, with the rollback's reason (trial #12)
+    assert f"[local] would pin {v1[:12]}: rollback: cron stays on it" in r.stdout, r.stdout
     r = run_cli("rollback", "-i", inv, "--json")
     assert r.returncode == 0 and one(r.stdout)["pinned"] == v1, r.stdout + r.stderr
     assert sandbox.state["pin"] == v1  # what it says is what it did
@@ -361,7 +362,7 @@ def test_the_live_board_leaves_a_dry_runs_plan_to_the_lines_below(capsys, monkey
     capsys.readouterr()
     console().print(board._table())
     out = capsys.readouterr().out
-    assert "1 planned change(s), listed below" in out and "aaaa -> bbbb" not in out, out
+    assert "1 planned change, listed below" in out and "aaaa -> bbbb" not in out, out
 
 
 TWO_SERVICES = """hosts:

@@ -68,7 +68,9 @@ def test_rollback_dry_run_says_its_fetch_and_its_pin_once(sandbox):
     sandbox.result()
     v1 = sandbox.origin.head
     sandbox.origin.good("2")
-    sandbox.result()
+    code, res = sandbox.result()
+    # trial #20: `clean; 1 files changed`
+    assert [s["message"] for s in res["steps"] if s["name"] == "preflight"] == ["clean; 1 file changed"], res
     r = run_cli("rollback", "-i", str(sandbox.inventory), "-H", "local", "--dry-run", env={"COLUMNS": "80"})
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout

@@ -31,7 +31,7 @@ from .plan import Facts, Health, Opts, Plan, choose_target, plan
 from .queue import lock_waiter, lock_wait, overtaken_by, result_of, waiting_line, watch_end_request
 from .readiness import quick_health, wait_ready, watch
 from .services import ServiceManager
-from .record import Recorder, RunResult, Step, default_actor, short
+from .record import Recorder, RunResult, Step, counted, default_actor, short
 from .state import State, StateFile
 
 TRIGGERS = ("cron", "deploy", "ci", "rollback", "reset", "manual")
@@ -419,14 +419,15 @@ class Pipeline:
         with self.step("preflight") as st:
             if p.stash:
                 self.res.saved = self._stash(facts.in_the_way)
-                st.message = f"saved {len(facts.local_changes)} local change(s) to {self.res.saved}"
+                st.message = f"saved {counted(len(facts.local_changes), 'local change')} to {self.res.saved}"
             changed = None if p.full else facts.changed
             units = [f for f in (changed or []) if f.endswith((".service", ".timer", ".socket"))]
             if units:
                 self.res.warnings.append("unit files changed in the repo (install them with `inv setup`): "
                                          + ", ".join(units))
             if not st.message:
-                st.message = "clean" + (f"; {len(changed)} files changed" if changed is not None else "; full converge")
+                st.message = "clean" + (f"; {counted(len(changed), 'file')} changed" if changed is not None
+                                        else "; full converge")
         rules = [self.host.deps[i] for i in p.rules]
         affected = [s for s in self.host.services if s.name in p.services]
         self._checkout(state, fallback, target)

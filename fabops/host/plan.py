@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Optional, Tuple, Union
 
 from .git import paths_match
+from .record import counted
 from .state import RESTART_LIMIT, State, recent_restarts
 
 # Runs that converge the host on what it follows (its branch, or its pin)
@@ -272,9 +273,11 @@ def _problems(facts: Facts, opts: Opts) -> list:
     problems = list(facts.problems or ())
     person = facts.local_changes
     if person and not opts.stash:
-        problems.append(f"local changes in {facts.app}: " + ", ".join(person[:10])
+        # the files first, and an outcome short enough that a line cut to
+        # 80 columns keeps it (render.keep_reason keeps the last `; ` clause)
+        problems.append("local changes (" + ", ".join(person[:10])
                         + (f" and {len(person) - 10} more" if len(person) > 10 else "")
-                        + "; commit them, or run with --stash to save them aside")
+                        + f") in {facts.app}; commit them, or --stash saves them aside")
     return problems
 
 
@@ -284,7 +287,7 @@ def _with_kept(facts: Facts, common: dict) -> dict:
         return common
     listing = ", ".join(facts.kept[:5]) + (f" and {len(facts.kept) - 5} more" if len(facts.kept) > 5 else "")
     return {**common, "warnings": common["warnings"] + (
-        f"keeping {len(facts.kept)} untracked file(s) that the repository does not have: "
+        f"keeping {counted(len(facts.kept), 'untracked file')} that the repository does not have: "
         f"{listing} (add them to .gitignore to silence this)",)}
 
 

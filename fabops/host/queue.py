@@ -200,6 +200,8 @@ def result_of(history: str, holder: dict) -> Optional[Tuple[str, str]]:
     for rec in reversed(tail_jsonl(history, 20)):
         if rec.get("run_id") == holder.get("run_id"):
             return (rec.get("result", "noop"),
-                    f"waited for run {holder['run_id']} ({holder.get('trigger')} by {holder.get('actor')}), "
-                    f"which ended {rec.get('result')}: {rec.get('message')}")
+                    # how it ended is the last `; ` clause: a line cut to
+                    # 80 columns keeps it (render.keep_reason)
+                    f"waited for run {holder['run_id']} ({holder.get('trigger')} by {holder.get('actor')}); "
+                    f"it ended {rec.get('result')}: {rec.get('message')}")
     return None

@@ -127,6 +127,11 @@ def short(sha: Optional[str]) -> str:
     return sha[:12] if sha else "none"
 
 
+def counted(number: int, noun: str) -> str:
+    """`1 file`, `2 files`: a count and its noun, as a person writes it."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 class Recorder:
     """Records one run's outcome. `save(state)` writes state.json (the
     pipeline's own writer), `state()` is the run's State (read once by the

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 import time
@@ -152,6 +153,8 @@ class _LiveBoard:
         return keep_reason(message, width, step, row["shas"])
 
     def __call__(self, host: str):
+        from ..host.record import counted
+
         def on_event(event: dict) -> None:
             kind = event.get("kind")
             with self.lock:
@@ -172,7 +175,7 @@ class _LiveBoard:
                     row["status"] = event.get("result")
                     would = (event.get("plan") or {}).get("would")
                     # a dry run's plan is printed once, below the board
-                    row["message"] = (f"{len(would)} planned change(s), listed below" if would
+                    row["message"] = (f"{counted(len(would), 'planned change')}, listed below" if would
                                       else event.get("message") or "")
                     row["shas"] = [x for x in (event.get("from"), event.get("to")) if isinstance(x, str)]
                 self.live.update(self._table())
@@ -346,6 +349,7 @@ def _summary(outcome, wide=False, task="deploy"):
 
 def _plans(outcome) -> None:
     """What a --dry-run would do on each host, beyond its one-line result."""
+    from ..host.record import counted
     from ..host.would import lines
     from .render import console, literal, print_hanging, short
 
@@ -356,9 +360,9 @@ def _plans(outcome) -> None:
             continue
         parts = []
         if plan.get("changed_files") is not None:
-            parts.append(f"{plan['changed_files']} changed file(s)")
+            parts.append(f"{counted(plan['changed_files'], 'changed file')}")
         if plan.get("dirty"):
-            parts.append(f"{len(plan['dirty'])} local change(s) in the checkout")
+            parts.append(f"{counted(len(plan['dirty']), 'local change')} in the checkout")
         if plan.get("pin"):
             parts.append(f"pinned to {literal(short(plan['pin']))}")
         if plan.get("bad"):
@@ -402,11 +406,18 @@ def _text(res: dict, width) -> str:
         # a dry run's message restates its plan, whose `would` lines follow
         # (_plans): what would ship, if the host knows, is all that is new
         return _shipped(res).rstrip(": ")
-    text = _shipped(res) + str(res.get("message", ""))
-    if width is None or res.get("result") in ("deployed", "noop", "would_deploy"):
-        return text  # what shipped leads, and rich cuts its tail
+    message = str(res.get("message", ""))
+    text = _shipped(res) + message
+    if width is None or (res.get("result") in ("deployed", "noop", "would_deploy") and ONLY_COMMITS.fullmatch(message)):
+        return text  # what shipped leads, and rich cuts its tail: the facts line names the commits
+    # any other message says why, or how it ended (`waited for run X …; it
+    # ended deployed: …`): cut so that its outcome stays, as the live board does
     shas = [x for x in (res.get("from"), res.get("to")) if isinstance(x, str)]
-    return keep_reason(printable(str(res.get("message", ""))), width, printable(_shipped(res).rstrip(": ")), shas)
+    return keep_reason(printable(message), width, printable(_shipped(res).rstrip(": ")), shas)
+
+
+# A run's message that names only its commits, which the facts line shows too
+ONLY_COMMITS = re.compile(r"(first deploy, at |up to date at )?[0-9a-f]{7,40}( -> [0-9a-f]{7,40})?")
 
 
 def _error_cut(error, width: int) -> str:
