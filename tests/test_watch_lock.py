@@ -235,8 +235,8 @@ def test_a_dry_run_during_a_watch_says_it_waits_as_the_real_deploy_does(sandbox,
     holder's own in_progress is not an interrupted run, it holds the lock
     in its watch; the dry run says it waits for that watch, names the
     holder, then plans again (as if the watch passes), with no "finish"."""
-    sandbox.result()
-    long_watch(sandbox, "6s")
+    v1 = sandbox.result()[1]["to"]
+    long_watch(sandbox, "120s")  # outlasts the dry runs; the fixture ends the run
     v2 = sandbox.origin.good("2")
     cron = cron_run()
     cron.wait_for_watch()
@@ -251,5 +251,11 @@ def test_a_dry_run_during_a_watch_says_it_waits_as_the_real_deploy_does(sandbox,
     assert not res["warnings"], res["warnings"]
     # planned from where the watch leaves the host once it passes: v2 deployed
     assert res["from"] == v2 and res["plan"]["from"] == v2, res
-    code, theirs = cron.result()
-    assert (code, theirs["result"], theirs["to"]) == (0, "deployed", v2), theirs
+    # a rollback ends the watch instead, and finishes that run: said so, not
+    # as an interrupted run
+    code, res = sandbox.result("--trigger", "rollback", "--ref", v1, "--dry-run")
+    actions = [(w["action"], w["target"]) for w in res["plan"]["would"]]
+    assert (code, actions[0]) == (0, ("end watch", "cronrun")), res
+    assert "finish" not in dict(actions) and not res["warnings"], res
+    assert "after ending the watch of cron by cron@host" in res["message"], res
+    assert cron.proc.poll() is None and sandbox.state["in_progress"]["run_id"] == "cronrun"  # nothing changed

@@ -60,8 +60,7 @@ class DryRun(Pipeline):
         if left is not None:
             # the real run waits for the watch, then plans again: what it
             # plans then, if the watch passes, is this plan
-            wait = Would("wait", str(holder.get("run_id") or "-"),
-                         f"up to {left:.0f} s for the watch of {describe_holder(holder)}, then plan again")
+            wait = Would("wait", "-", f"up to {left:.0f} s for the watch of {describe_holder(holder)}, then plan again")
             self.res.plan["would"] = as_json([wait]) + self.res.plan["would"]
             self.res.message = (f"would wait up to {left:.0f} s for the watch of {describe_holder(holder)}, "
                                 f"then plan again; if its watch passes: {self.res.message}")
@@ -111,19 +110,24 @@ def render(host, p: Plan, facts: Facts, state, holder: dict, trigger: str = "dep
         "restart": list(p.services) if acts else [],
         "dirty": list(facts.local_changes), "pin": state.pin, "bad": p.target in state.bad,
         "problems": [p.message] if p.kind == "abort" else [], "lock": holder or None,
-        "would": as_json(actions(host, p, trigger)),
+        "would": as_json(actions(host, p, trigger, facts.ended_watch)),
     }
 
 
-def actions(host, p: Plan, trigger: str = "deploy") -> Iterator[Would]:
+def actions(host, p: Plan, trigger: str = "deploy", ended_watch: bool = False) -> Iterator[Would]:
     """Every write the plan makes, in order, as the one output shape of
     every dry run (`would`, host/would.py). A pin says why: a rollback
-    pins by itself (with or without --to), a deploy because of --ref."""
+    pins by itself (with or without --to), a deploy because of --ref. A
+    run in progress is finished first: one whose watch this run ends (an
+    emergency tool meeting a watch: `ended_watch`), else an interrupted one."""
     if p.clear_pin:
         yield Would("clear pin", "state.json", "a deploy without --ref follows the branch again")
     if p.adopt:
         yield Would("adopt", short(p.adopt), "nothing recorded a deploy and HEAD is healthy")
-    if p.finishing:
+    if p.finishing and ended_watch:
+        yield Would("end watch", str(p.finishing.get("run_id")), f"a {trigger} acts at once: that run's commit is "
+                    "not promoted, and this run finishes it first")
+    elif p.finishing:
         yield Would("finish", str(p.finishing.get("run_id")), "a run was interrupted: it is finished first")
     if p.kind == "hold":
         yield Would("record" if p.notify else "note", "state.json", p.message)
