@@ -3,6 +3,7 @@ sandbox through the real `fabops` console script: an unknown --ref is a
 usage error naming the ref (#13), `--no-watch` reports the time it took
 (#4), rollback's dry run says its fetch and its pin once (#12)."""
 import json
+import re
 
 from tests.conftest import run_cli
 
@@ -63,7 +64,6 @@ def test_rollback_dry_run_says_its_fetch_and_its_pin_once(sandbox):
     """Trial #12: rollback's dry run printed `fetch … <40 hex> is <12 hex>`,
     and two pin lines, one giving `--ref` as the reason though nobody
     passed --ref (a rollback pins by itself)."""
-    import re
 
     sandbox.result()
     v1 = sandbox.origin.head
@@ -71,6 +71,9 @@ def test_rollback_dry_run_says_its_fetch_and_its_pin_once(sandbox):
     code, res = sandbox.result()
     # trial #20: `clean; 1 files changed`
     assert [s["message"] for s in res["steps"] if s["name"] == "preflight"] == ["clean; 1 file changed"], res
+    checks = [re.search(r"\((\d+) HTTP (checks?)\)$", s["message"]) for s in res["steps"]
+              if s["name"] == "restart bot"]
+    assert checks and checks[0] and (checks[0][1] == "1") == (checks[0][2] == "check"), res["steps"]
     r = run_cli("rollback", "-i", str(sandbox.inventory), "-H", "local", "--dry-run", env={"COLUMNS": "80"})
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout

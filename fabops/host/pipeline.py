@@ -583,7 +583,7 @@ class Pipeline:
                 self.services.restart(svc)
                 ready = wait_ready(self.services, svc, progress=lambda m: self.say(m))
                 st.ok = ready.ok
-                st.message = ready.message + (f" ({ready.requests} HTTP checks)" if ready.requests else "")
+                st.message = ready.message + (f" ({counted(ready.requests, 'HTTP check')})" if ready.requests else "")
                 st.requests = ready.requests
             if not ready.ok:
                 return False
