@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from typing import Callable, Dict, List, Optional, Tuple
 
+from . import report
 from .. import errors
 from ..errors import FabopsError, UsageError
 
@@ -103,39 +103,15 @@ def serve(argv: Optional[List[str]], task_text: TaskText) -> bool:
         errors.quiet_closed_pipe()
     except KeyboardInterrupt:
         sys.exit(1)  # as Invoke's Program
-    except FabopsError as exc:
-        from ..printable import printable
-
-        if given.get("json"):  # one envelope for a script, as FabopsTask prints it
-            print_json({"schema": JSON_SCHEMA, "code": exc.exit_code, "hosts": {}, "error": str(exc)})
-        fail(text, "\n".join(printable(f"fabops: {line}") for line in str(exc).splitlines()), exc.exit_code)
     except Exception as exc:  # noqa: BLE001 - the one place a bug is caught, as FabopsTask
-        from ..fanout import map_failure
-        from ..printable import printable
-
-        mapped = map_failure(exc)
-        if mapped is not None:
-            fail(text, printable(f"fabops: {mapped}", lines=True), mapped.exit_code)
-        fail(text, printable(f"fabops: internal error: {exc.__class__.__name__}: {exc} "
-                             "(run with --debug for the traceback)", lines=True), errors.INTERNAL)
+        if given.get("json") and isinstance(exc, FabopsError):  # one envelope for a script, as FabopsTask
+            report.print_json(report.error_envelope(exc))
+        message, failed = report.failure(exc)
+        print(text.for_stderr(message), file=sys.stderr)
+        sys.exit(failed)
     if code != errors.OK:
         sys.exit(code)
     return True
-
-
-def fail(text: "Text", message: str, code: int) -> None:
-    print(text.for_stderr(message), file=sys.stderr)
-    sys.exit(code)
-
-
-JSON_SCHEMA = 1  # docs/json.md, as tasks/_base.JSON_SCHEMA
-
-
-def print_json(data) -> None:
-    import json
-
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-    sys.stdout.flush()
 
 
 class Text:
@@ -151,10 +127,8 @@ class Text:
 
     def print(self, text: str, file=None, whole: bool = False) -> None:
         """`whole`: stdout's lines unwrapped (report.whole_lines)."""
-        from .report import plain  # here: a quiet poll prints nothing
-
         out = file or sys.stdout
-        lines = plain(text)
+        lines = report.plain(text)
         if out is sys.stdout and not whole and max(map(len, lines.split("\n"))) > _width() \
                 or out is sys.stderr and _tty():
             self.task_text()[0](text, file=file)
@@ -239,41 +213,29 @@ def local_update(text: Text, hosts=None, trigger=None, verbose=False, json=False
     if len(chosen) != 1:
         raise UsageError("local-update acts as exactly one host; name it with -H")
     host = chosen[0]
-    if splay > 0:  # a deliberate random delay before any work, as the task's
-        import random
-
-        time.sleep(random.uniform(0, min(splay, 3600)))
-    opts = UpdateOptions(trigger=trigger or ("cron" if splay > 0 else "manual"), actor="", ref=None, stash=False,
+    report.splay_wait(splay)
+    opts = UpdateOptions(trigger=report.default_trigger(trigger, splay), actor="", ref=None, stash=False,
                          wait=None, run_id=new_run_id(), clear_pin=False)
-    from .report import whole_lines
+    whole = report.whole_lines(opts.trigger)
 
-    whole = whole_lines(opts.trigger)
-    events = EventLog(None, [lambda event: _print_event(text, event, whole)] if verbose and not json else [])
+    def said(event: dict) -> None:
+        line = report.event_line(event)
+        if line is not None:
+            text.print(line, whole=whole)
+
+    events = EventLog(None, [said] if verbose and not json else [])
     events.start_heartbeat()
     try:
         result = run_update(LocalContext(host.env), host, opts, events)
     finally:
         events.close()
     if json:
-        print_json({"schema": JSON_SCHEMA, "code": result.exit_code, "hosts": {host.name: result.to_dict()}})
-    elif result.result != "noop" or verbose:
-        stream = sys.stderr if result.exit_code not in (errors.OK, errors.WARNING) else sys.stdout
-        lines = [f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {host.name}: {result.result}: {result.message}"]
-        lines += [f"  warning: {warning}" for warning in result.warnings]
-        text.print("\n".join(lines), file=stream, whole=whole)
+        report.print_json(report.envelope_of({host.name: result.to_dict()}, result.exit_code))
+        return result.exit_code
+    said = report.update_lines(host.name, result, verbose)
+    if said is not None:
+        text.print(said[0], file=sys.stderr if said[1] else sys.stdout, whole=whole)
     return result.exit_code
-
-
-def _print_event(text: Text, event: dict, whole: bool) -> None:
-    kind = event.get("kind")
-    if kind == "step" and event.get("status") != "start":
-        mark = "ok" if event.get("status") == "ok" else "FAILED"
-        line = f"  {event.get('step')}: {mark} ({event.get('seconds', 0):.2f}s)"
-        if event.get("message"):
-            line += f" {event['message']}"
-        text.print(line, whole=whole)
-    elif kind == "log":
-        text.print(f"  {event.get('message')}", whole=whole)
 
 
 def health(text: Text, hosts=None, fix=False, quiet=False, json=False, inventory=None) -> Optional[int]:
@@ -295,11 +257,11 @@ def health(text: Text, hosts=None, fix=False, quiet=False, json=False, inventory
     def send(event, message):
         return [d.to_dict() for d in notify(host.name, event, message, home=host.home)]
 
-    report, error = None, None
+    checked, error = None, None
     try:  # one host's failure is its result, as fanout.run_hosts keeps it
         t = Target.of(LocalContext(host.env), host)
         manager = ServiceManager(t, host, home=t.paths.home, app_path=t.local_path(host.app.path))
-        report = run_health(t, host, fix=fix, actor=who, store=LocalStore(host), manager=manager, probe=None,
+        checked = run_health(t, host, fix=fix, actor=who, store=LocalStore(host), manager=manager, probe=None,
                             timeout=60.0, notify=send)
     except FabopsError as exc:
         error = exc
@@ -307,22 +269,13 @@ def health(text: Text, hosts=None, fix=False, quiet=False, json=False, inventory
         from ..fanout import map_failure
 
         error = map_failure(exc, host.name) or exc
-    # Nagios: an unreachable host (any error) is UNKNOWN (3)
-    code = report.code if error is None else errors.UNREACHABLE
+    code = report.health_code(checked, error is None)
     if json:
-        value = report.to_dict() if error is None else {"error": _error_text(error), "code": code}
-        print_json({"schema": JSON_SCHEMA, "code": code, "hosts": {host.name: value}})
+        value = checked.to_dict() if error is None else report.host_error(error, code)
+        report.print_json(report.envelope_of({host.name: value}, code))
     elif error is not None:
-        text.print(f"fabops: {host.name}: {_error_text(error)}", file=sys.stderr)
-    elif not (quiet and code == errors.OK):
-        from .would import lines
-
-        text.print(f"{host.name}: {errors.NAMES.get(code)}: {report.message}")
-        for line in lines(report.would or (), f"{host.name}: "):
+        text.print(report.health_error_line(host.name, error), file=sys.stderr)
+    else:
+        for line in report.health_lines(host.name, checked, quiet):
             text.print(line)
     return code
-
-
-def _error_text(error) -> str:
-    message = getattr(error, "message", None)  # as tasks/_base.error_text
-    return str(message) if message else f"{error.__class__.__name__}: {error}"

@@ -7,6 +7,10 @@ fabops' host-safe modules only, Python 3.9.
 from __future__ import annotations
 
 import sys
+from typing import Any, Dict, List, Optional, Tuple
+
+from .. import errors
+from ..errors import FabopsError
 
 
 def plain(text: str) -> str:
@@ -27,3 +31,138 @@ def whole_lines(trigger: str) -> bool:
         return trigger == "cron" and not sys.stdout.isatty()
     except (AttributeError, ValueError):  # a replaced or closed stdout
         return trigger == "cron"
+
+
+# ------------------------------------------------------------ --json
+
+JSON_SCHEMA = 1  # docs/json.md, docs/json.schema.json
+
+
+def print_json(data: Any) -> None:
+    """One JSON document on stdout, flushed (every task's --json)."""
+    import json
+
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def error_text(error: Any) -> str:
+    """A host's error as a person reads it, in tables, on stderr and in
+    --json: a FabopsError's message; anything else (a bug, kept as that
+    host's internal error) with its class name, since `KeyError: 'port'`
+    says what a bare `'port'` does not."""
+    message = getattr(error, "message", None)
+    return str(message) if message else f"{error.__class__.__name__}: {error}"
+
+
+def envelope_of(hosts: Dict[str, Any], code: int, **extra) -> dict:
+    """Every task's --json: `{schema, code, hosts: {name: value or
+    {error, code}}}` (docs/json.md); `extra` adds task-level keys."""
+    return {"schema": JSON_SCHEMA, "code": code, "hosts": hosts, **extra}
+
+
+def host_error(error: Any, code: int) -> dict:
+    """A host's --json value when it has no result: its error and code."""
+    return {"error": error_text(error), "code": code}
+
+
+def error_envelope(exc: Any) -> dict:
+    """The --json of a run that failed before any host had a result (a
+    script piping --json to jq still gets one envelope)."""
+    return envelope_of({}, exc.exit_code, error=str(exc))
+
+
+def failure(exc: BaseException) -> Tuple[str, int]:
+    """The one `fabops: …` message and exit code of an error that ended a
+    task (docs/errors.md): every line of a many-line FabopsError (all of
+    hosts.yml's problems) a complete `fabops: …` line, for grep and CI
+    annotations; a failure fanout knows (a timeout, a lost connection) as
+    it maps it; anything else an internal error. Printable: an error may
+    quote a host."""
+    from ..printable import printable
+
+    if isinstance(exc, FabopsError):
+        return "\n".join(printable(f"fabops: {line}") for line in str(exc).splitlines()), exc.exit_code
+    from ..fanout import map_failure
+
+    mapped = map_failure(exc)
+    if mapped is not None:
+        return printable(f"fabops: {mapped}", lines=True), mapped.exit_code
+    return (printable(f"fabops: internal error: {exc.__class__.__name__}: {exc} "
+                      "(run with --debug for the traceback)", lines=True), errors.INTERNAL)
+
+
+# ------------------------------------------------------------ local-update
+
+def default_trigger(trigger: Optional[str], splay: float) -> str:
+    """cron's line says --trigger cron; a crontab written before it did
+    still passes --splay, which only cron's line does."""
+    return trigger or ("cron" if splay > 0 else "manual")
+
+
+def splay_wait(splay: float) -> None:
+    """Wait a random 0..splay seconds (at most an hour) before any work, so
+    many hosts polling one origin do not all fetch at once: done here
+    because cron's sh has no $RANDOM; a deliberate random delay, not a wait
+    for readiness."""
+    if splay > 0:
+        import random
+        import time
+
+        time.sleep(random.uniform(0, min(splay, 3600)))
+
+
+def update_lines(name: str, result: Any, always: bool, plan: Optional[dict] = None) -> Optional[Tuple[str, bool]]:
+    """local-update's human output: (text, whether it goes to stderr), or
+    None for a no-op unless `always` (-v, a dry run). The result line and
+    its warnings, then `plan`'s rules, restarts and dirty files (a dry
+    run's); a failure goes to stderr."""
+    if result.result == "noop" and not always:
+        return None
+    import time
+
+    lines = [f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {name}: {result.result}: {result.message}"]
+    lines += [f"  warning: {warning}" for warning in result.warnings]
+    lines += [f"  {key}: {', '.join(plan[key])}" for key in ("rules", "restart", "dirty") if (plan or {}).get(key)]
+    return "\n".join(lines), result.exit_code not in (errors.OK, errors.WARNING)
+
+
+def event_line(event: dict) -> Optional[str]:
+    """local-update -v's line for a run event, or None (a step's start)."""
+    kind = event.get("kind")
+    if kind == "step" and event.get("status") != "start":
+        mark = "ok" if event.get("status") == "ok" else "FAILED"
+        line = f"  {event.get('step')}: {mark} ({event.get('seconds', 0):.2f}s)"
+        if event.get("message"):  # a step without one ends at its time, not on a space
+            line += f" {event['message']}"
+        return line
+    if kind == "log":
+        return f"  {event.get('message')}"
+    return None
+
+
+# ------------------------------------------------------------ health
+
+def health_code(report: Any, reached: bool) -> int:
+    """A host's health exit code; Nagios: an unreachable host (any error)
+    is UNKNOWN (3), whatever the error was."""
+    return report.code if reached else errors.UNREACHABLE
+
+
+def health_error_line(name: str, error: Any) -> str:
+    return f"fabops: {name}: {error_text(error)}"
+
+
+def health_lines(name: str, report: Any, quiet: bool, nothing: str = "") -> List[str]:
+    """A host's health lines: none when --quiet and healthy. The Nagios
+    word once: every message already says what happened (restarted, still
+    failing, --fix would restart, deploy in progress), so the status word
+    beside it (`OK ok`, `FAILED would_restart`) only repeated it; --json
+    keeps `status`. `nothing`: a dry run's line when it would write
+    nothing."""
+    if quiet and report.code == errors.OK:
+        return []
+    from .would import lines
+
+    return [f"{name}: {errors.NAMES.get(report.code)}: {report.message}",
+            *lines(report.would or (), f"{name}: ", none=nothing)]

@@ -20,6 +20,9 @@ from invoke import Exit, Task, task
 
 from .. import errors
 from ..errors import FabopsError, UsageError
+# JSON_SCHEMA and error_text: for the task modules that import them from here
+from ..host.report import (JSON_SCHEMA, envelope_of, error_envelope, error_text, failure, host_error, plain,
+                           print_json)
 from ..printable import printable
 
 if TYPE_CHECKING:  # annotations only: the task modules load these lazily
@@ -216,31 +219,15 @@ class FabopsTask(Task):
             errors.quiet_closed_pipe()
         except (Exit, KeyboardInterrupt):
             raise
-        except FabopsError as exc:
-            if debug_enabled():
-                raise
-            if kwargs.get("json") is True:
-                # a script piping --json to jq still gets one envelope: no
-                # host got as far as a result
-                print_json({"schema": JSON_SCHEMA, "code": exc.exit_code, "hosts": {}, "error": str(exc)})
-            # every line of a many-line error (all of hosts.yml's problems) is
-            # one complete `fabops: …` line, for grep and for CI annotations;
-            # an error may quote a host, so each line is printable
-            raise Exit(for_stderr("\n".join(printable(f"fabops: {line}") for line in str(exc).splitlines())),
-                       code=exc.exit_code) from None
         except Exception as exc:  # noqa: BLE001 - the one place a bug is caught
             if debug_enabled():
                 raise
-            from ..fanout import map_failure
-
-            mapped = map_failure(exc)
-            if mapped is not None:
-                raise Exit(for_stderr(printable(f"fabops: {mapped}", lines=True)), code=mapped.exit_code) from None
-            raise Exit(
-                for_stderr(printable(f"fabops: internal error: {exc.__class__.__name__}: {exc} "
-                                     "(run with --debug for the traceback)", lines=True)),
-                code=errors.INTERNAL,
-            ) from None
+            if kwargs.get("json") is True and isinstance(exc, FabopsError):
+                # a script piping --json to jq still gets one envelope: no
+                # host got as far as a result
+                print_json(error_envelope(exc))
+            message, code = failure(exc)  # host/report.py: the cron fast path says the same
+            raise Exit(for_stderr(message), code=code) from None
 
 
 def fabops_task(*args, **kwargs) -> Callable:
@@ -331,23 +318,6 @@ def select(inventory_path: Optional[str], hosts: Optional[str], service: Optiona
     return inv, chosen
 
 
-def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-    sys.stdout.flush()
-
-
-JSON_SCHEMA = 1  # docs/json.md, docs/json.schema.json
-
-
-def error_text(error: Any) -> str:
-    """A host's error as a person reads it, in tables, on stderr and in
-    --json: a FabopsError's message; anything else (a bug, kept as that
-    host's internal error) with its class name, since `KeyError: 'port'`
-    says what a bare `'port'` does not."""
-    message = getattr(error, "message", None)
-    return str(message) if message else f"{error.__class__.__name__}: {error}"
-
-
 def envelope(results, value: Optional[Callable[[Any], Any]] = None, code: Optional[int] = None, **extra) -> dict:
     """Every task's --json: `{schema, code, hosts: {name: value or
     {error, code}}}` (docs/json.md). `code` is the task's exit code (by
@@ -358,10 +328,10 @@ def envelope(results, value: Optional[Callable[[Any], Any]] = None, code: Option
         if r.ok:
             hosts[r.host] = value(r.value) if value else r.value
         else:
-            hosts[r.host] = {"error": error_text(r.error), "code": r.code}
+            hosts[r.host] = host_error(r.error, r.code)
     if code is None:
         code = errors.worst(r.code for r in results)
-    return {"schema": JSON_SCHEMA, "code": code, "hosts": hosts, **extra}
+    return envelope_of(hosts, code, **extra)
 
 
 def print_envelope(results, value: Optional[Callable[[Any], Any]] = None, code: Optional[int] = None, **extra) -> None:
@@ -375,7 +345,7 @@ def print_text(text: str, file=None) -> None:
     boundaries to the width (wrap); on stderr as for_stderr says."""
     # no line ends in spaces (a message built with an empty last part): a
     # pipe, a diff or a CI log gets what a person sees (render.console too)
-    text = "\n".join(line.rstrip(" ") for line in printable(text, lines=True).split("\n"))
+    text = plain(text)
     out = file or sys.stdout
     if out is sys.stdout:
         text = wrap(text)

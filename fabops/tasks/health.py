@@ -6,7 +6,8 @@ import sys
 from invoke import Collection
 
 from .. import errors
-from ._base import error_text, fabops_task, finish, print_envelope, print_text
+from ..host import report
+from ._base import fabops_task, finish, print_envelope, print_text
 
 
 @fabops_task(help={
@@ -19,7 +20,6 @@ def health(c, hosts=None, fix=False, timeout=60.0, actor=None, quiet=False, dry_
            accept_new=False, connect_timeout=None):
     """Check every service (process, port, HTTP, unit); with --fix restart and re-check. Nagios exit codes."""
     from ..host.health import LocalStore, plan_only, run_health
-    from ..host.would import lines
     from ..host.record import default_actor
     from ..notify import notify
     from ..remote import RemoteStore, lock_holder, managers_for
@@ -43,7 +43,7 @@ def health(c, hosts=None, fix=False, timeout=60.0, actor=None, quiet=False, dry_
                           timeout=timeout, notify=send)
 
     outcome = for_each_host(inventory, hosts, one, accept_new=accept_new, connect_timeout=connect_timeout)
-    codes = [(r.value.code if r.ok else errors.UNREACHABLE) for r in outcome.results]
+    codes = [report.health_code(r.value, r.ok) for r in outcome.results]
     # A dry run that would write nothing says so, and why: a plain health
     # is a read (#24: its dry run printed the check alone, as if --dry-run
     # had done nothing)
@@ -55,18 +55,10 @@ def health(c, hosts=None, fix=False, timeout=60.0, actor=None, quiet=False, dry_
     else:
         for r in outcome.results:
             if not r.ok:
-                print_text(f"fabops: {r.host}: {error_text(r.error)}", file=sys.stderr)
+                print_text(report.health_error_line(r.host, r.error), file=sys.stderr)
                 continue
-            if quiet and r.value.code == errors.OK:
-                continue
-            # The Nagios word once: every message already says what happened
-            # (restarted, still failing, --fix would restart, deploy in
-            # progress), so the status word beside it (`OK ok`, `FAILED
-            # would_restart`) only repeated it; --json keeps `status`.
-            print_text(f"{r.host}: {errors.NAMES.get(r.value.code)}: {r.value.message}")
-            for line in lines(r.value.would or (), f"{r.host}: ", none=nothing):
+            for line in report.health_lines(r.host, r.value, quiet, nothing):
                 print_text(line)
-    # Nagios: unreachable is UNKNOWN (3), whatever the error was
     finish(errors.worst(codes))
 
 
@@ -88,7 +80,7 @@ def _value(report, nothing: str) -> dict:
 def _unknown(result):
     from dataclasses import replace
 
-    return replace(result, code=errors.UNREACHABLE)
+    return replace(result, code=report.health_code(None, reached=False))
 
 
 ns = Collection("health", health)

@@ -6,13 +6,12 @@ may import paramiko, fabric or rich at module level.
 from __future__ import annotations
 
 import sys
-import time
 
 from invoke import Collection
 
 from .. import errors
-from ..host.report import plain, whole_lines
-from ._base import JSON_SCHEMA, fabops_task, finish, load_inventory, print_envelope, print_json, print_text
+from ..host import report
+from ._base import fabops_task, finish, load_inventory, print_envelope, print_text
 
 
 def _host_for_local(inventory, hosts):
@@ -53,25 +52,18 @@ def local_update(
 
     inv, host = _host_for_local(inventory, hosts)
     splay = splay or 0  # FabopsTask read it (seconds, never negative)
-    if splay > 0:
-        # done here because cron's sh has no $RANDOM; a deliberate random
-        # delay before any work, not a wait for readiness
-        import random
-
-        time.sleep(random.uniform(0, min(splay, 3600)))
+    report.splay_wait(splay)
     if ref is not None:
         from ..host.git import check_ref
 
         check_ref(ref)
-    # cron's line says --trigger cron; a crontab written before it did still
-    # passes --splay, which only cron's line does
-    trigger = trigger or ("cron" if splay > 0 else "manual")
+    trigger = report.default_trigger(trigger, splay)
     opts = UpdateOptions(
         trigger=trigger, actor=actor or "", ref=ref, stash=stash, wait=wait,
         run_id=run_id or new_run_id(), clear_pin=clear_pin,
     )
     paths = HostPaths.for_home(host.home)
-    whole = whole_lines(trigger)
+    whole = report.whole_lines(trigger)
     listeners = []
     if verbose and not json:
         listeners.append(lambda event: _print_event(event, whole))
@@ -83,15 +75,11 @@ def local_update(
     finally:
         events.close()
     if json:
-        print_json({"schema": JSON_SCHEMA, "code": result.exit_code, "hosts": {host.name: result.to_dict()}})
-    elif result.result != "noop" or verbose or dry_run:
-        stream = sys.stderr if result.exit_code not in (errors.OK, errors.WARNING) else sys.stdout
-        lines = [f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {host.name}: {result.result}: {result.message}"]
-        lines += [f"  warning: {warning}" for warning in result.warnings]
-        if dry_run and result.plan:
-            lines += [f"  {key}: {', '.join(result.plan[key])}" for key in ("rules", "restart", "dirty")
-                      if result.plan.get(key)]
-        _print("\n".join(lines), stream, whole)
+        report.print_json(report.envelope_of({host.name: result.to_dict()}, result.exit_code))
+    else:
+        said = report.update_lines(host.name, result, verbose or dry_run, result.plan if dry_run else None)
+        if said is not None:
+            _print(said[0], sys.stderr if said[1] else sys.stdout, whole)
     finish(result.exit_code)
 
 
@@ -117,21 +105,15 @@ def _print(text: str, stream=None, whole: bool = False) -> None:
     """Wrapped on stdout and whole on a piped stderr (print_text); stdout's
     whole too when `whole` (report.whole_lines: cron's log)."""
     if whole and (stream or sys.stdout) is sys.stdout:
-        print(plain(text), file=stream, flush=True)
+        print(report.plain(text), file=stream, flush=True)
     else:
         print_text(text, file=stream)
 
 
-def _print_event(event: dict, whole: bool) -> None:
-    kind = event.get("kind")
-    if kind == "step" and event.get("status") != "start":
-        mark = "ok" if event.get("status") == "ok" else "FAILED"
-        line = f"  {event.get('step')}: {mark} ({event.get('seconds', 0):.2f}s)"
-        if event.get("message"):  # a step without one ends at its time, not on a space
-            line += f" {event['message']}"
+def _print_event(event: dict, whole: bool = False) -> None:
+    line = report.event_line(event)
+    if line is not None:
         _print(line, whole=whole)
-    elif kind == "log":
-        _print(f"  {event.get('message')}", whole=whole)
 
 
 def _report_each(outcome, json, render_name: str, **render_options) -> None:
