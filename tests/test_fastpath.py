@@ -463,3 +463,49 @@ def test_ctrl_c_on_a_cron_line_run_by_hand_stops_its_command(tmp_path):
             driver.wait()
         if pid is not None:
             _end(pid)
+
+
+# What the two paths print and decide lives once, in host/report.py: a copy
+# in the fast path (or back in a task) could drift from the other path
+# without any both-paths comparison above covering that line.
+ONCE = {
+    "JSON_SCHEMA =": "the --json schema number",
+    "def error_text(": "a host's error as a person reads it",
+    '"schema": ': "the --json envelope",
+    "random.uniform(": "the splay wait",
+    '"cron" if splay': "the default trigger",
+    "(run with --debug for the traceback)": "an internal error's line",
+    "warning: {warning}": "local-update's warning lines",
+    ".2f}s)": "local-update -v's step lines",
+    "errors.NAMES.get(": "health's Nagios word",
+}
+
+
+def test_what_both_paths_print_and_decide_lives_in_one_module():
+    where = {}
+    for path in sorted((ROOT / "fabops").rglob("*.py")):
+        text = path.read_text()
+        for needle in ONCE:
+            if needle in text:
+                where.setdefault(needle, []).append(str(path.relative_to(ROOT)))
+    shared = {"fabops/host/report.py"}
+    tasks = ("fabops/host/fastpath.py", "fabops/tasks/update.py", "fabops/tasks/health.py", "fabops/tasks/_base.py")
+    copies = {ONCE[n]: [p for p in paths if p in tasks] for n, paths in where.items() if set(paths) - shared}
+    assert not {k: v for k, v in copies.items() if v}, f"copies outside host/report.py: {copies}"
+    assert set(where) == set(ONCE), f"not found at all: {set(ONCE) - set(where)}"
+
+
+def test_report_decisions():
+    from types import SimpleNamespace
+
+    from fabops.host import report
+
+    assert report.default_trigger(None, 30) == "cron" and report.default_trigger(None, 0) == "manual"
+    assert report.default_trigger("deploy", 30) == "deploy"
+    noop = SimpleNamespace(result="noop", message="up to date at abc", warnings=[], exit_code=errors.OK, plan={})
+    assert report.update_lines("h", noop, always=False) is None
+    text, to_stderr = report.update_lines("h", noop, always=True, plan={"restart": ["bot"]})
+    assert text.endswith(" h: noop: up to date at abc\n  restart: bot") and not to_stderr
+    assert report.health_code(None, reached=False) == errors.UNREACHABLE
+    assert report.error_envelope(errors.UsageError("no")) == {"schema": 1, "code": errors.USAGE, "hosts": {},
+                                                              "error": "no"}
