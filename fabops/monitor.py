@@ -647,9 +647,11 @@ def evaluate(facts: Dict[str, Any], host: Host, now: Optional[float] = None) -> 
         found.append((errors.FAILED, "the last update ended BROKEN: a person is needed"))
     failing = (dep or {}).get("failing")
     if failing and failing.get("target") != dep.get("deployed"):
+        from .host.record import counted
+
         when = _when(failing.get("since"), "%m-%d %H:%M %Z")
         target = (failing.get("target") or "origin")[:10]
-        text = (f"behind {target}: updates failing since {when} ({_runs(failing.get('count', 1))}, "
+        text = (f"behind {target}: updates failing since {when} ({counted(failing.get('count', 1), 'run')}, "
                 f"last {failing.get('result')}): {failing.get('reason', '?')}")
         retry = dep.get("retry") or {}
         if retry.get("target") == failing.get("target") and isinstance(retry.get("next_at"), (int, float)):
@@ -760,6 +762,3 @@ class Refresher:
     def __exit__(self, *exc) -> None:
         self.close()
 
-
-def _runs(n) -> str:
-    return f"{n} run" if n == 1 else f"{n} runs"

@@ -331,7 +331,9 @@ def history_table(host: str, records, wide: bool = False) -> None:
         # printable before the widths are measured; markup-escaped as printed
         shas = tuple(x for x in (rec.get("from"), rec.get("to")) if isinstance(x, str))
         rows.append(([printable(c) for c in cells], (printable(what), None if reason is None else printable(reason), shas)))
-    title = f"{host}: last {len(records)} runs"
+    from ..host.record import counted
+
+    title = f"{host}: last {counted(len(records), 'run')}"
     if out.width < 120:
         # A CI log, a pipe, a small terminal: one line of facts per run, and
         # what shipped (or why it failed) indented under it, wrapped.
