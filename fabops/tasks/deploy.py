@@ -15,7 +15,7 @@ from ._base import error_text, fabops_task, finish, for_each_host, print_envelop
 
 DEPLOY_HELP = {
     "ref": "Deploy this branch, tag or commit instead of the branch head; pins the host until `inv unpin`.",
-    "rolling": "Deploy N hosts at a time and stop at the first failure.",
+    "rolling": "Deploy N hosts at a time and stop at the first failure (0, the default: all at once).",
     "wait": "Seconds to wait for the host lock (default 0; 300 under CI=true).",
     "liveness": "Seconds without an event from the host before the link counts as lost (default 5).",
     "offline": "Install fabops' dependencies on the host from wheels downloaded here, not from the index.",
