@@ -82,7 +82,9 @@ class LocalContext:
         # whole command: killing the shell alone left a child it forked
         # (`cd app && git fetch`) holding the pipes, and communicate()
         # waited for that child however long it ran.
-        proc = subprocess.Popen(command, shell=True, executable=SHELL, env=full, stdout=subprocess.PIPE,
+        # [bash, -c, command]: what Invoke's Local runner runs. The command
+        # is one Cmd, built and quoted by shell.sh; no second shell wraps it
+        proc = subprocess.Popen([SHELL, "-c", command], env=full, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, start_new_session=True,
                                 stdin=subprocess.DEVNULL if data is None else subprocess.PIPE)
         stdin = None if data is None else data.encode(encoding)
