@@ -430,3 +430,99 @@ def test_deploy_dry_run_says_its_plan_once(width, frozen, capsys, monkeypatch):
     assert " ".join(text.split()).count(f"{SHA[1][:12]} -> {SHA[2][:12]}") == 1, text
     assert "would checkout" in text and "would restart" in text and "new voice gateway API" in text
     check("deploy-dry-run", width, text)
+
+
+def _watching_outcome(host: str, run_id: str):
+    """A --no-watch deploy's outcome as fabops.deploy makes it when the
+    host's watch starts (its message names `--attach ID`)."""
+    import yaml
+
+    from fabops import inventory
+    from fabops.deploy import DeployOptions, DeployOutcome, _finish
+
+    spec = {"app": {"path": "/srv/app"}, "services": [{"name": "voice-meeting-discord-bot.service"}]}
+    h = inventory.loads(yaml.safe_dump({"hosts": {host: spec}}), "x.yml").hosts[host]
+    outcome = DeployOutcome(host, run_id)
+    outcome.events = [{"kind": "start", "t": NOW - 2, "trigger": "deploy", "actor": "alice@laptop"},
+                      {"kind": "step", "step": "fetch", "status": "ok", "seconds": 0.2, "t": NOW - 1.8}]
+    _finish(h, DeployOptions(watch=False, actor="alice@laptop"), outcome,
+            {"kind": "watch", "seconds": 30, "from": SHA[1], "to": SHA[2], "t": NOW})
+    return outcome
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_deploy_no_watch_names_its_attach_command_whole(width, frozen, capsys, monkeypatch):
+    """#24 (trial at 80 columns): `deploy --no-watch`'s summary row cut the
+    command that follows the watch (`… rolls back on its own…`). The
+    message is shown whole, wrapped: under the facts, four columns in (80),
+    or under the table after `[host] ` (200); the `--attach ID` command on
+    one line."""
+    from fabops.fanout import FanoutResult, HostResult
+    from fabops.tasks.deploy import _report
+
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    run_id = "20261129T114640-4f2e1a"
+    outcome = _watching_outcome("staging-eu-west-1", run_id)
+    assert f"--attach {run_id}`" in outcome.result["message"]  # what the pipeline says, not a copy
+    text = render(capsys, monkeypatch, width, _report, FanoutResult([HostResult("staging-eu-west-1", value=outcome)]),
+                  False)
+    command = f"`inv deploy -H staging-eu-west-1 --attach {run_id}`"
+    assert any(command in line for line in text.splitlines()), text
+    assert "…" not in text and " ".join(text.split()).count("rolls back on its own") == 1, text
+    lines = text.splitlines()
+    head = "    passed its gate" if width == 80 else "[staging-eu-west-1] passed its gate"
+    at = next(i for i, ln in enumerate(lines) if ln.startswith(head))
+    indent = len(head) - len("passed its gate")
+    assert lines[at + 1:] and all(ln.startswith(" " * indent) and ln[indent] != " " for ln in lines[at + 1:]), text
+    check("deploy-no-watch", width, text)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_a_refused_flag_is_one_line_on_stderr_and_no_row(width, frozen, capsys, monkeypatch):
+    """#24: an unknown `--ref` or a bad `--attach` (exit 64) was said twice:
+    a summary row cut with `…` and the `fabops: host: …` line on stderr.
+    It is the stderr line alone; the other hosts keep their rows."""
+    from fabops.errors import UsageError
+    from fabops.fanout import FanoutResult, HostResult
+    from fabops.tasks.deploy import _report
+
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    missing = "no run 20261129T114640-4f2e1a on this host (/home/ec2-user/.fabops/voice-meeting-bot/runs/" \
+              "20261129T114640-4f2e1a.jsonl is missing)"
+    refused = HostResult("find-to-do", error=UsageError(missing, host="find-to-do"), code=64, seconds=0.1)
+    monkeypatch.setenv("COLUMNS", str(width))
+    capsys.readouterr()
+    _report(FanoutResult([refused]), False)
+    text, err = capsys.readouterr()
+    assert text == "" and err == f"fabops: find-to-do: {missing}\n", (text, err)
+    ok = HostResult("staging", value=SimpleNamespace(install=None, result={
+        "result": "noop", "from": SHA[1], "to": SHA[1], "duration": 0.4, "message": f"up to date at {SHA[1][:12]}"}))
+    text = render(capsys, monkeypatch, width, _report, FanoutResult([refused, ok]), False)
+    assert "staging" in text and "find-to-do" not in text and "no run" not in text, text
+    check("deploy-refused", width, text)
+
+
+def test_a_refused_flag_is_no_result_line_in_the_progress(capsys, monkeypatch):
+    """The host's `= aborted: --ref nosuchref: …` progress line said the
+    refusal a third time; a run's other results keep theirs."""
+    from fabops.tasks.deploy import _Printer
+
+    monkeypatch.setenv("COLUMNS", "80")
+    on_event = _Printer(5)("local")
+    capsys.readouterr()
+    why = "--ref nosuchref: no such branch, tag or commit on origin"
+    on_event({"kind": "result", "result": "aborted", "exit_code": 64, "message": why})
+    assert capsys.readouterr().out == ""
+    on_event({"kind": "result", "result": "aborted", "exit_code": 2, "message": "local changes"})
+    assert capsys.readouterr().out == "[local] = aborted: local changes\n"
+
+
+@pytest.mark.parametrize("attach", ["../x", "a/b", "", "-x", "x y"])
+def test_attach_takes_a_run_id_only(attach):
+    """`--attach ../x` named runs/../x.jsonl on the host: not a run id,
+    refused before any connection (exit 64), one line."""
+    from tests.conftest import run_cli
+
+    r = run_cli("deploy", "-i", "tests/fixtures/golden/hosts.yml", "-H", "find-to-do", "--attach", attach)
+    assert r.returncode == 64 and r.stdout == "", (r.stdout, r.stderr)
+    assert r.stderr.startswith(f"fabops: --attach {attach}: not a run id") and r.stderr.count("\n") == 1, r.stderr

@@ -76,7 +76,9 @@ class _Printer:
                 text = progress()
             elif kind == "log":
                 text = f"· {event.get('message')}"
-            elif kind == "result" and not self.dry_run:
+            elif kind == "result" and not self.dry_run and event.get("exit_code") != errors.USAGE:
+                # a refused flag (exit 64) is the host's error line on
+                # stderr, once (deploy_host), not also a run's result
                 text = f"= {event.get('result')}: {event.get('message')}"
             if text:
                 out.write(text.rstrip() + "\n")
@@ -282,6 +284,11 @@ def _pin_lines(outcome) -> None:
             print_text(f"[{r.host}] would pin to {short(res.get('to'))} (cron stays on it until `inv unpin`)")
 
 
+def _watching(res: dict) -> bool:
+    """Whether a run returned at its gate (--no-watch) and the host watches on."""
+    return bool(res.get("watching")) and bool(res.get("message"))
+
+
 def _would_pin(res: dict) -> bool:
     """Whether the dry run's plan lists a pin among its writes."""
     return any(w.get("action") == "pin" for w in (res.get("plan") or {}).get("would") or ())
@@ -292,15 +299,21 @@ def _summary(outcome, wide=False, task="deploy"):
     from rich.table import Table
     from rich.text import Text
 
-    from .render import RESULT_STYLE, console, fmt_duration, literal, rest_column, short
+    from .render import RESULT_STYLE, console, fmt_duration, literal, print_hanging, rest_column, short
 
     out = console()
+    # A refused flag value (exit 64: an unknown --ref, a bad --attach) is
+    # said once, whole, by its `fabops: host: …` line on stderr; it is no
+    # run, so it has no row (a cut copy of that line was one, #24).
+    results = [r for r in outcome.results if r.ok or r.code != errors.USAGE]
+    if not results:
+        return
     if out.width < 120:
         # A CI log or a pipe: one line of facts per host, what shipped (or
         # why not) under it, cut at the width unless --wide.
         out.print(f"[bold]{task}[/bold]")
-        width = max(len(r.host) for r in outcome.results)
-        for r in outcome.results:
+        width = max(len(r.host) for r in results)
+        for r in results:
             if r.ok:
                 res = r.value.result
                 style = RESULT_STYLE.get(res.get("result"), "white")
@@ -312,14 +325,17 @@ def _summary(outcome, wide=False, task="deploy"):
                 facts = f"{literal(r.host.ljust(width))}  [red]error[/red]  {fmt_duration(r.seconds)}"
                 text = error_text(r.error) if wide else _error_cut(r.error, out.width - 4)
             out.print(facts, no_wrap=True, overflow="ellipsis")
-            if not text:
-                continue
-            out.print(Padding(Text(printable(text), style="dim", no_wrap=not wide,
-                                   overflow="fold" if wide else "ellipsis"),
-                              (0, 0, 0, 4)))
+            if r.ok and _watching(res):
+                # it names the command that follows the watch (`--attach
+                # ID`), which a cut line lost (#24): whole, wrapped under the facts
+                print_hanging(out, "    " + literal(printable(_shipped(res) + res["message"])), hang=4)
+            elif text:
+                out.print(Padding(Text(printable(text), style="dim", no_wrap=not wide,
+                                       overflow="fold" if wide else "ellipsis"),
+                                  (0, 0, 0, 4)))
         return
     rows = []
-    for r in outcome.results:
+    for r in results:
         if r.ok:
             res = r.value.result
             row = (r.host, str(res.get("result")), short(res.get("from")), short(res.get("to")),
@@ -338,13 +354,18 @@ def _summary(outcome, wide=False, task="deploy"):
     table.add_column("message", **rest)
     for row in rows:
         style = "red" if row[1] == "error" else RESULT_STYLE.get(row[1], "white")
-        if row[1] != "error":
+        if row[1] != "error" and _watching(row[5]):
+            text = _shipped(row[5]) + "watching (see below)"  # its message follows the table, whole
+        elif row[1] != "error":
             text = _text(row[5], None if wide else rest["max_width"])
         else:
             text = error_text(row[5]) if wide else _error_cut(row[5], rest["max_width"])
         table.add_row(literal(row[0]), f"[{style}]{literal(row[1])}[/{style}]",
                       *[literal(c) for c in row[2:5]], literal(printable(text)))
     out.print(table)
+    for r in results:  # a --no-watch run's message, whole: it names the command that follows the watch
+        if r.ok and _watching(r.value.result):
+            print_hanging(out, literal(printable(f"[{r.host}] {r.value.result['message']}")))
 
 
 def _plans(outcome) -> None:
@@ -440,6 +461,10 @@ def _code(outcome) -> int:
     return errors.worst(codes)
 
 
+# a run's id, as host/events.new_run_id makes it or `local-update --run-id` takes it
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*")
+
+
 @fabops_task(help=DEPLOY_HELP)
 def deploy(
     c, hosts=None, ref=None, dry_run=False, parallel=10, rolling=0, wait=None, liveness=5.0, offline=False,
@@ -453,6 +478,10 @@ def deploy(
 
     if ref is not None:
         check_ref(ref)
+    if attach is not None and not RUN_ID.fullmatch(attach):
+        # a file name on the host (runs/<id>.jsonl): `../x` is no run of its
+        raise errors.UsageError(f"--attach {attach}: not a run id (one reads like 20261206T130834-a26a0a, "
+                                "as the --no-watch deploy's message gives it)")
     opts = DeployOptions(ref=ref, trigger="ci" if os.environ.get("CI", "").lower() == "true" else "deploy",
                          actor=actor or default_actor(), stash=stash, wait=wait, liveness=liveness,
                          offline=offline, dry_run=dry_run, clear_pin=ref is None, attach=attach, watch=bool(watch))
