@@ -424,9 +424,7 @@ class _Validator:
             return value
         for k in value:
             if k not in allowed:
-                hint = _close(k, allowed)
-                did = f" (did you mean {hint[0]!r}?)" if hint else ""
-                self.note(f"{key}.{k}" if key else k, f"unknown key{did}; allowed: {', '.join(allowed)}")
+                self.note(f"{key}.{k}" if key else k, unknown_key(k, allowed))
         return {k: v for k, v in value.items() if k in allowed}
 
     def string(self, value: Any, key: str, check: Optional[Callable[[str], Optional[str]]] = None) -> str:
@@ -726,6 +724,20 @@ class _Validator:
             setup_command=d.get("setup_command"),
             home=home,
         )
+
+
+LISTED = 48  # the longest `allowed:` list an unknown key's line spells out
+
+
+def unknown_key(key: str, allowed) -> str:
+    """What is wrong with an unknown `key`: the allowed key it is closest
+    to; else the allowed keys, when they are few; else where they are
+    documented. A host's 19 keys made a 264-column line (#24)."""
+    hint = _close(key, allowed)
+    if hint:
+        return f"unknown key (did you mean {hint[0]!r}?)"
+    listed = ", ".join(allowed)
+    return f"unknown key; allowed: {listed}" if len(listed) <= LISTED else "unknown key (see docs/hosts.md)"
 
 
 def _close(word: str, choices) -> List[str]:

@@ -37,6 +37,31 @@ def test_refused_before_connecting(one_host, args, message):
     assert r.stdout == ""
 
 
+def test_an_unknown_key_is_named_in_a_line_that_fits_80_columns(tmp_path):
+    """#24: an unknown key in a host gave a ~264-column line listing all
+    19 keys a host takes. It names the closest key, or lists a short
+    section's keys, or points to docs/hosts.md; each as docs/errors.md
+    shows it."""
+    from pathlib import Path
+
+    (tmp_path / "hosts.yml").write_text(
+        "hosts:\n  find-to-do:\n    prot: 22\n    zzz: 1\n    app: {path: /srv/app, origin: x}\n")
+    r = run_cli("hosts", "--check", "-i", "hosts.yml", cwd=tmp_path, env={"COLUMNS": "80"})
+    assert r.returncode == 78 and r.stdout == "", r.stdout + r.stderr
+    lines = r.stderr.splitlines()
+    assert lines == [
+        "fabops: hosts.yml: hosts.find-to-do.prot: unknown key (did you mean 'port'?)",
+        "fabops: hosts.yml: hosts.find-to-do.zzz: unknown key (see docs/hosts.md)",
+        "fabops: hosts.yml: hosts.find-to-do.app.origin: unknown key; allowed: path, remote, branch, url",
+    ], r.stderr
+    # a host's key: within 80 columns. A short list (app's four keys) may
+    # pass 80 under a deep key path: whole in a pipe, as every error line
+    # is for grep, and wrapped on a terminal (_base.for_stderr)
+    assert all(len(line) <= 80 for line in lines[:2]), lines
+    documented = (Path(__file__).parents[1] / "docs" / "errors.md").read_text()
+    assert all(line in documented for line in lines), [ln for ln in lines if ln not in documented]
+
+
 def test_health_logs_and_history_on_a_sandbox(sandbox):
     inv = str(sandbox.inventory)
     # nothing logged yet: said, on stderr (stdout stays the log's lines)
