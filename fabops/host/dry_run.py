@@ -6,6 +6,7 @@ writes nothing. `runner` is the one switch between the two (host/update.py).
 Standard library only (the host's Python 3.9)."""
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import Iterator, Type
 
@@ -16,7 +17,7 @@ from .pipeline import Pipeline, _Abort
 from .plan import Facts, Plan
 from .queue import lock_verdict, watch_left
 from .record import short
-from .state import State, load_state
+from .state import State, load_state, pin_reason, promoted
 from .would import Would, as_json
 
 
@@ -81,15 +82,16 @@ def held_state(state: State, holder: dict, verdict: str) -> State:
     from what the watch leaves once it passes (the holder's target
     deployed); an emergency tool ends the watch and finishes that run
     (state as it is); any other run meets a holder mid-change (locked, or
-    waiting for the lock) and plans without its in_progress."""
+    waiting for the lock) and plans without its in_progress. What the
+    watch leaves is the real run's promotion (state.promoted), pin and
+    all: a deploy --ref pins the host as it is promoted."""
     ours = state.in_progress or {}
     if not holder or not ours or ours.get("run_id") != holder.get("run_id") or verdict == "end_watch":
         return state
-    if verdict == "wait" and watch_left(holder) is not None and ours.get("to"):
-        target = ours["to"]
-        bad = {sha: why for sha, why in state.bad.items() if sha != target}
-        previous = state.deployed if state.deployed and state.deployed != target else state.previous
-        return replace(state, in_progress=None, deployed=target, previous=previous, bad=bad)
+    left = watch_left(holder) if verdict == "wait" else None
+    if left is not None and ours.get("to"):
+        return promoted(state, state.deployed, ours["to"], bool(ours.get("pin")), time.time() + left,
+                        pin_reason(str(ours.get("trigger")), str(holder.get("actor"))))
     return replace(state, in_progress=None)
 
 

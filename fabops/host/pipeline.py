@@ -32,7 +32,7 @@ from .queue import lock_waiter, lock_wait, overtaken_by, result_of, waiting_line
 from .readiness import quick_health, wait_ready, watch
 from .services import ServiceManager
 from .record import Recorder, RunResult, Step, counted, default_actor, short
-from .state import State, StateFile
+from .state import State, StateFile, pin_reason, promoted
 
 TRIGGERS = ("cron", "deploy", "ci", "rollback", "reset", "manual")
 # After a dependency rule fails (often the network), cron tries the same
@@ -303,7 +303,7 @@ class Pipeline:
             state.pin_reason = None
             self.save(state)
         if p.pin and p.kind in ("noop", "restart"):  # nothing to promote: pinned at once
-            state.pin, state.pin_reason = p.pin, f"{self.opts.trigger} by {self.actor}"
+            state.pin, state.pin_reason = p.pin, pin_reason(self.opts.trigger, self.actor)
             self.save(state)
         if p.adopt:
             state.deployed = p.adopt
@@ -430,7 +430,7 @@ class Pipeline:
                                         else "; full converge")
         rules = [self.host.deps[i] for i in p.rules]
         affected = [s for s in self.host.services if s.name in p.services]
-        self._checkout(state, fallback, target)
+        self._checkout(state, fallback, target, p.pin)
         before = self._dirty_paths() if rules else []
         ran, failed = self._apply_rules(rules, before)
         if failed is not None:
@@ -441,12 +441,13 @@ class Pipeline:
             self._rollback(rules, before, affected, fallback, target)
 
     # ---------------------------------------------------------------- phases
-    def _checkout(self, state: State, fallback: Optional[str], target: str) -> None:
+    def _checkout(self, state: State, fallback: Optional[str], target: str, pin: Optional[str]) -> None:
         """Mark the run in progress (a killed run is finished by the next
-        one), then check out the target."""
+        one; a dry run that meets its watch promotes it: `pin` says whether
+        promotion pins), then check out the target."""
         state.in_progress = {
             "run_id": self.run_id, "trigger": self.opts.trigger, "from": fallback, "to": target,
-            "step": "checkout", "since": time.time(),
+            "pin": bool(pin), "step": "checkout", "since": time.time(),
         }
         self.save(state)
         with self.step("checkout") as st:
@@ -499,14 +500,10 @@ class Pipeline:
         """The gate and the watch passed: the target is the deployed commit
         (and the pin, for --ref)."""
         def promote(st: State) -> None:
-            if deployed and deployed != target:
-                st.previous = deployed
-            st.deployed = target
-            st.deployed_at = time.time()
-            st.bad.pop(target, None)
-            if pin:
-                st.pin = target
-                st.pin_reason = f"{self.opts.trigger} by {self.actor}"
+            # what promotion writes is decided once (state.promoted): the
+            # dry run plans from the same answer
+            vars(st).update(vars(promoted(st, deployed, target, bool(pin), time.time(),
+                                          pin_reason(self.opts.trigger, self.actor))))
 
         # nothing deployed before: a first deploy, not "X -> X" from the
         # commit the checkout happened to be at

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Dict, List, Optional
 
 from .files import atomic_write
@@ -29,7 +29,7 @@ class State:
     bad: Dict[str, dict] = field(default_factory=dict)  # sha -> {at, reason, notified}
     last_check: Optional[float] = None
     last_result: Optional[str] = None
-    in_progress: Optional[dict] = None  # {run_id, trigger, from, to, step, since}
+    in_progress: Optional[dict] = None  # {run_id, trigger, from, to, pin, step, since}
     restarts: List[float] = field(default_factory=list)  # automatic restarts (backoff)
     health: Dict[str, object] = field(default_factory=dict)  # {status: ok|down, since, backoff_notified}
     # Updates that keep failing while origin is ahead (docs/pipeline.md, "No
@@ -53,6 +53,30 @@ class State:
     def from_dict(cls, data: dict) -> "State":
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         return cls(**known)
+
+
+def pin_reason(trigger: str, actor: str) -> str:
+    """Why the host is pinned, as state's `pin_reason` says it."""
+    return f"{trigger} by {actor}"
+
+
+def promoted(state: State, deployed: Optional[str], target: str, pin: bool, at: float,
+             reason: Optional[str] = None) -> State:
+    """The state once `target`, deployed over `deployed` (None: a first
+    deploy), has passed its gate and watch: the one decision of what
+    promotion writes, made for the real run (Pipeline._promote) and for
+    the dry run that plans from where a watch leaves the host
+    (dry_run.held_state), so the two cannot drift apart. `deployed` is
+    the commit the run planned from; `pin` (a deploy --ref, a rollback)
+    pins the host to `target` for `reason` (pin_reason); `at` is the
+    promotion's time. Pure: `state` is not changed."""
+    changes = dict(
+        deployed=target, deployed_at=at, in_progress=None,
+        previous=deployed if deployed and deployed != target else state.previous,
+        bad={sha: why for sha, why in state.bad.items() if sha != target})
+    if pin:
+        changes.update(pin=target, pin_reason=reason)
+    return replace(state, **changes)
 
 
 def load_state(path: str) -> State:
