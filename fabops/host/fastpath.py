@@ -101,9 +101,8 @@ def serve(argv: Optional[List[str]], task_text: TaskText) -> bool:
             code = local_update(text, **given)
     except BrokenPipeError:
         errors.quiet_closed_pipe()
-    except KeyboardInterrupt:
-        sys.exit(1)  # as Invoke's Program
-    except Exception as exc:  # noqa: BLE001 - the one place a bug is caught, as FabopsTask
+    except (KeyboardInterrupt, Exception) as exc:  # noqa: BLE001 - the one place a bug is caught, as FabopsTask
+        # Ctrl-C as FabopsTask says it too: `fabops: interrupted`, exit 130
         if given.get("json") and isinstance(exc, FabopsError):  # one envelope for a script, as FabopsTask
             report.print_json(report.error_envelope(exc))
         message, failed = report.failure(exc)

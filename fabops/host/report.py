@@ -72,15 +72,20 @@ def error_envelope(exc: Any) -> dict:
     return envelope_of({}, exc.exit_code, error=str(exc))
 
 
+INTERRUPTED_LINE = "fabops: interrupted"  # Ctrl-C (SIGINT), exit 130: one line, no traceback
+
+
 def failure(exc: BaseException) -> Tuple[str, int]:
     """The one `fabops: …` message and exit code of an error that ended a
-    task (docs/errors.md): every line of a many-line FabopsError (all of
+    task (docs/errors.md): Ctrl-C's one line; every line of a many-line FabopsError (all of
     hosts.yml's problems) a complete `fabops: …` line, for grep and CI
     annotations; a failure fanout knows (a timeout, a lost connection) as
     it maps it; anything else an internal error. Printable: an error may
     quote a host."""
     from ..printable import printable
 
+    if isinstance(exc, KeyboardInterrupt):  # Ctrl-C mid-run: what it did is in the run's own record
+        return INTERRUPTED_LINE, errors.INTERRUPTED
     if isinstance(exc, FabopsError):
         return "\n".join(printable(f"fabops: {line}") for line in str(exc).splitlines()), exc.exit_code
     from ..fanout import map_failure

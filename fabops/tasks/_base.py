@@ -83,6 +83,7 @@ FLAGS: Dict[str, Flag] = {
     "quiet": Flag("q"),
     "verbose": Flag("v"),
     "wide": Flag(),
+    "action": Flag(value="ACTION"),  # agent: status | stop | forget
     # no short letter
     "accept_new": Flag(),
     "allow_root_unit": Flag(value="UNIT"),  # gives a pusher root through that unit: typed in full
@@ -217,11 +218,17 @@ class FabopsTask(Task):
             return super().__call__(*call.args, **call.kwargs)
         except BrokenPipeError:
             errors.quiet_closed_pipe()
-        except (Exit, KeyboardInterrupt):
+        except Exit:
             raise
-        except Exception as exc:  # noqa: BLE001 - the one place a bug is caught
+        except (KeyboardInterrupt, Exception) as exc:  # noqa: BLE001 - the one place a bug is caught
+            # Ctrl-C too: Invoke's Program would end it with exit 1 and no
+            # word; it is `fabops: interrupted`, exit 130 (docs/errors.md)
             if debug_enabled():
-                raise
+                if not isinstance(exc, KeyboardInterrupt):
+                    raise
+                import traceback
+
+                traceback.print_exc()
             if kwargs.get("json") is True and isinstance(exc, FabopsError):
                 # a script piping --json to jq still gets one envelope: no
                 # host got as far as a result
