@@ -10,6 +10,16 @@ def main(argv=None):
 
     if serve(argv, _task_text):  # cron's local-update and health, without Invoke (host/fastpath.py)
         return
+    from .agent.client import forward
+
+    code = forward(argv)  # through the agent, when it is on (docs/architecture.md, "The agent")
+    if code is not None:
+        raise SystemExit(code)
+    run_program(argv)
+
+
+def run_program(argv=None):
+    """fabops' program, here or in a run of the agent's."""
     try:
         from . import __version__
         from .tasks import ns

@@ -28,6 +28,9 @@ from .inventory import Host, Inventory
 from .shell import q, tune_runner
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
+# In a run of the agent's, the connector that borrows the agent's warm
+# transport (fabops/agent/proxy.py sets it); None everywhere else.
+THROUGH_AGENT = None
 KEEPALIVE_SECONDS = 15
 
 
@@ -164,6 +167,8 @@ def connect(
     invoke.Context for local hosts. Raises UnreachableError / HostKeyError."""
     if host.is_local:
         return local_context(host)
+    if THROUGH_AGENT is not None:  # a run of the agent's: its transport (docs/architecture.md, "The agent")
+        return THROUGH_AGENT(host, inventory, accept_new=accept_new, connect_timeout=connect_timeout)
     from fabric import Config
     from fabric.runners import Remote
 

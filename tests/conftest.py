@@ -20,6 +20,7 @@ from tests.harness.sshd import SSHD, keygen, start_sshd
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIRE_ALL = os.environ.get("FABOPS_REQUIRE_ALL") == "1"
+AGENT_TESTS = os.environ.get("FABOPS_TEST_AGENT") == "1"  # every `fabops` of the tests through the agent
 
 
 def require(condition: bool, reason: str) -> None:
@@ -80,7 +81,18 @@ def isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HOME", str(home))
     for var in ("SSH_AUTH_SOCK", "FABOPS_INVENTORY", "FABOPS_DEBUG", "INVOKE_DEBUG"):
         monkeypatch.delenv(var, raising=False)
-    return home
+    # The agent (fabops/agent/) is off in tests unless a test turns it on,
+    # or FABOPS_TEST_AGENT=1 runs every `fabops` a test starts through it
+    # (each test its own agent, in its own runtime directory, stopped after).
+    runtime = tmp_path_factory.mktemp("xdg")
+    runtime.chmod(0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    monkeypatch.setenv("FABOPS_AGENT", "1" if AGENT_TESTS else "0")
+    yield home
+    if AGENT_TESTS:
+        from tests.harness.agent import stop_agent
+
+        stop_agent(runtime)
 
 
 @pytest.fixture(scope="session")

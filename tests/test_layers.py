@@ -3,8 +3,10 @@ alone: an AST walk of every import, module-level and inside functions,
 without importing anything.
 
 - The library (fabops/*.py) returns data: it never imports the task layer
-  (fabops/tasks/) or rich. fabops/cli.py (the console script) and
-  fabops/docgen.py (which documents the task tree) sit on top and may.
+  (fabops/tasks/) or rich. fabops/cli.py (the console script),
+  fabops/docgen.py (which documents the task tree) and
+  fabops/agent/server.py (which runs the console script's program in the
+  agent) sit on top and may.
 - The host side (fabops/host/) imports the standard library, invoke, yaml,
   its own modules and a few library siblings, nothing else: it runs under
   cron on the host's Python 3.9.
@@ -19,7 +21,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT / "fabops"
-TOP = {"fabops.cli", "fabops.docgen"}
+TOP = {"fabops.cli", "fabops.docgen", "fabops.agent.server"}
 HOST_SIBLINGS = {"fabops", "fabops.errors", "fabops.fanout", "fabops.inventory", "fabops.notify", "fabops.paths", "fabops.printable", "fabops.shell",
                  "fabops.target", "fabops.validate"}
 THIRD_PARTY_ON_HOST = {"invoke", "yaml"}

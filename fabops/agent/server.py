@@ -1,0 +1,390 @@
+"""The agent process: `python -m fabops.agent` (started by the client,
+gone after FABOPS_AGENT_IDLE seconds without a request). See
+docs/architecture.md, "The agent".
+
+Three kinds of process:
+- the listener (this module's `serve`): accepts connections on the
+  socket, checks each peer's uid (SO_PEERCRED), keeps the SSH transports
+  (relay.py) and answers status, stop and forget;
+- the forker: forked from the listener once, after the imports and before
+  any thread, so it is single-threaded and can fork safely. The listener
+  hands it each run request with the client's socket, stdin, stdout and
+  stderr;
+- a run: the forker's child. It takes the client's three descriptors as
+  its own 0, 1 and 2, the client's directory, environment and argv, and
+  runs fabops' command-line program, as `fabops` would have: same
+  rendering (it writes to the client's terminal itself), same exit code,
+  sent back on the client's socket. The client forwards its signals to the
+  run's process group, so Ctrl-C is a real SIGINT there."""
+from __future__ import annotations
+
+import io
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+from typing import Optional
+
+from . import where, wire
+
+# What a run imports, imported once in the agent so that every run starts
+# with it: the console script's program and task tree, the SSH stack and
+# the renderer.
+WARM = ("fabric", "paramiko", "rich.console", "rich.table", "fabops.cli", "fabops.connection", "fabops.deploy",
+        "fabops.logs", "fabops.monitor", "fabops.setup", "fabops.tasks", "fabops.tasks.program")
+
+
+def warm() -> None:
+    import importlib
+
+    for name in WARM:
+        importlib.import_module(name)
+
+
+class Agent:
+    def __init__(self, directory: str):
+        self.directory = directory
+        self.path = where.socket_path(directory)
+        self.log_file = open(os.path.join(directory, "agent.log"), "a", buffering=1)
+        os.chmod(self.log_file.name, 0o600)
+        self.started = time.time()
+        self.last = time.monotonic()
+        self.busy = 0  # connections being served (relays included)
+        self.runs = {}  # pid -> started, from the forker
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        from .relay import Transports
+
+        self.transports = Transports(self.log)
+
+    def log(self, line: str) -> None:
+        """One line: what happened, never a command's text or environment."""
+        self.log_file.write(time.strftime("%Y-%m-%dT%H:%M:%S ") + f"[{os.getpid()}] {line}\n")
+
+    # ------------------------------------------------------------ the socket
+    def bind(self) -> Optional[socket.socket]:
+        """The listening socket; None when a live agent already has it. A
+        socket file nobody answers on (an agent that was killed) is replaced."""
+        if os.path.exists(self.path):
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(self.path)
+                return None
+            except OSError:
+                os.unlink(self.path)
+            finally:
+                probe.close()
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)  # created 0600: no moment where it is wider
+        try:
+            listener.bind(self.path)
+        finally:
+            os.umask(old)
+        listener.listen(64)
+        return listener
+
+    def serve(self, listener: socket.socket, forker: socket.socket) -> None:
+        self.forker = forker
+        self.forker_lock = threading.Lock()
+        threading.Thread(target=self._hear_forker, daemon=True).start()
+        listener.settimeout(0.5)
+        idle = where.idle_seconds()
+        self.log(f"listening on {self.path} (idle timeout {idle:g} s)")
+        while not self.stopping.is_set():
+            try:
+                conn, _ = listener.accept()
+            except socket.timeout:
+                with self.lock:
+                    quiet = not self.busy and not self.runs
+                if quiet and time.monotonic() - self.last > idle:
+                    self.log("idle: stopping")
+                    break
+                continue
+            conn.settimeout(None)
+            with self.lock:
+                self.busy += 1
+                self.last = time.monotonic()
+            threading.Thread(target=self._serve_one, args=(conn,), daemon=True).start()
+        self.shut(listener)
+
+    def shut(self, listener: socket.socket) -> None:
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+        listener.close()
+        self.transports.close_all()
+        self.forker.close()  # the forker ends; runs in flight finish on their own
+        self.log("stopped")
+
+    def _serve_one(self, conn: socket.socket) -> None:
+        try:
+            uid = wire.peer_uid(conn)
+            if uid != os.getuid():
+                self.log(f"refused a connection from uid {uid}")
+                return
+            header, _, fds = wire.recv(conn, max_fds=3)
+            if header is not None:
+                self._dispatch(conn, header, fds)
+        except (OSError, wire.WireError, ValueError) as exc:
+            self.log(f"a request failed: {exc.__class__.__name__}: {exc}")
+        finally:
+            conn.close()
+            with self.lock:
+                self.busy -= 1
+                self.last = time.monotonic()
+
+    def _dispatch(self, conn: socket.socket, header: dict, fds) -> None:
+        op = header.get("op")
+        if op == "run":
+            self._run(conn, header, fds)
+            return
+        for fd in fds:
+            os.close(fd)
+        if op in ("attach", "channel", "probe"):
+            self._ssh(conn, op, header)
+        elif op == "status":
+            wire.send(conn, self.status())
+        elif op == "forget":
+            wire.send(conn, {"forgot": self.transports.drop(header["host"], "forgotten (`fabops agent forget`)")})
+        elif op == "stop":
+            wire.send(conn, {"stopping": True, "pid": os.getpid()})
+            self.stopping.set()
+        else:
+            wire.send(conn, {"error": {"kind": "UsageError", "text": f"the agent has no request {op!r}"}})
+
+    def _run(self, conn: socket.socket, header: dict, fds) -> None:
+        if len(fds) != 3:
+            for fd in fds:
+                os.close(fd)
+            wire.send(conn, {"exit": 70, "error": "the request came without its stdin, stdout and stderr"})
+            return
+        try:
+            with self.forker_lock:
+                wire.send(self.forker, header, fds=[conn.fileno()] + list(fds))
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def _ssh(self, conn: socket.socket, op: str, header: dict) -> None:
+        from ..errors import FabopsError
+
+        from .relay import Relay, error_frame
+
+        name = header["login"][0]
+        try:
+            if op == "attach":
+                entry = self.transports.attach(header)
+                wire.send(conn, {"ok": True, "peer": list(entry.transport.getpeername()[:2])})
+            elif op == "probe":
+                wire.send(conn, {"answered": _answers(self.transports.entries.get(name))})
+            else:
+                entry, chan = self.transports.open_channel(header, header.get("timeout"))
+                wire.send(conn, {"ok": True})
+                Relay(conn, chan, entry).serve()
+        except FabopsError as exc:
+            wire.send(conn, error_frame(exc))
+        except Exception as exc:  # noqa: BLE001 - a dead link, told to the run as one
+            self.transports.drop(name, f"{exc.__class__.__name__}")
+            wire.send(conn, error_frame(exc))
+
+    def _hear_forker(self) -> None:
+        """The forker's news: a run started (its pid), a run ended."""
+        try:
+            while True:
+                header, _, _ = wire.recv(self.forker)
+                if header is None:
+                    return
+                with self.lock:
+                    if "started" in header:
+                        self.runs[header["started"]] = time.time()
+                    else:
+                        self.runs.pop(header.get("ended"), None)
+                        self.last = time.monotonic()
+        except (OSError, wire.WireError):
+            return
+
+    def status(self) -> dict:
+        with self.lock:
+            runs = len(self.runs)
+        return {"pid": os.getpid(), "since": self.started, "idle_timeout": where.idle_seconds(),
+                "socket": self.path, "log": self.log_file.name, "runs": runs,
+                "transports": self.transports.status()}
+
+
+def _answers(entry, timeout: float = 3.0) -> bool:
+    """Whether the host answers a keepalive on the cached transport."""
+    if entry is None or not entry.alive():
+        return False
+    answered = threading.Event()
+
+    def ask():
+        try:
+            if entry.transport.global_request("keepalive@openssh.com", wait=True) is not None:
+                answered.set()
+        except Exception:  # noqa: BLE001 - a dead link
+            pass
+
+    threading.Thread(target=ask, daemon=True).start()
+    return answered.wait(timeout)
+
+
+# ---------------------------------------------------------------- the forker
+def forker_loop(sock: socket.socket, socket_path: str) -> None:
+    """Fork a run for each request; tell the listener which run started
+    and which ended. Single-threaded, so a fork copies no held lock."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # a run's end wakes the loop (its exit is news for `agent status` and
+    # the idle timer), through a pipe the signal writes to
+    woken, wake = os.pipe()
+    os.set_blocking(wake, False)
+    signal.set_wakeup_fd(wake)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    live = set()
+    while True:
+        ready, _, _ = select.select([sock, woken], [], [], 5.0)
+        if woken in ready:
+            os.read(woken, 512)
+        _reap(sock, live)
+        if sock not in ready:
+            continue
+        header, _, fds = wire.recv(sock, max_fds=4)
+        if header is None:
+            os._exit(0)
+        pid = os.fork()
+        if pid == 0:
+            sock.close()
+            signal.set_wakeup_fd(-1)
+            os.close(woken)
+            os.close(wake)
+            run(header, fds, socket_path)  # never returns
+        for fd in fds:
+            os.close(fd)
+        live.add(pid)
+        wire.send(sock, {"started": pid})
+
+
+def _reap(sock: socket.socket, live: set) -> None:
+    for pid in list(live):
+        done, _status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            live.discard(pid)
+            wire.send(sock, {"ended": pid})
+
+
+def run(header: dict, fds, socket_path: str) -> None:
+    """A run: the client's descriptors, directory, environment and argv,
+    then fabops' program; the exit code goes back on the client's socket."""
+    code = 70
+    conn = socket.socket(fileno=fds[0])
+    try:
+        os.setpgid(0, 0)  # the client signals this group, as a terminal would its foreground group
+        _take_over(header, fds[1:])
+        from . import proxy
+
+        proxy.install(socket_path)
+        wire.send(conn, {"pid": os.getpid()})
+        threading.Thread(target=_watch_client, args=(conn,), daemon=True).start()
+        code = _program(header["argv"])
+    except SystemExit as exc:
+        code = _exit_code(exc)
+    except BaseException:  # noqa: BLE001 - a bug of ours: shown as Python would, never lost
+        import traceback
+
+        traceback.print_exc()
+        code = 70
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the client hangs up once it has the code
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001 - a closed terminal
+                pass
+        try:
+            wire.send(conn, {"exit": code})
+        except OSError:
+            pass
+        os._exit(code)
+
+
+def _take_over(header: dict, stdio) -> None:
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD, signal.SIGWINCH):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for target, fd in enumerate(stdio):
+        os.dup2(fd, target)
+        os.close(fd)
+    os.environ.clear()
+    os.environ.update(header["env"])
+    os.environ["FABOPS_AGENT_RUN"] = "1"
+    time.tzset()
+    try:
+        os.chdir(header["cwd"])
+    except OSError as exc:
+        raise SystemExit(f"fabops: cannot enter {header['cwd']}: {exc.strerror}")
+    encoding = os.environ.get("PYTHONIOENCODING", "").split(":")[0] or "utf-8"
+    sys.stdin = sys.__stdin__ = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding=encoding)
+    sys.stdout = sys.__stdout__ = _writer(1, encoding, "strict")
+    sys.stderr = sys.__stderr__ = _writer(2, encoding, "backslashreplace")
+    sys.argv = list(header["argv"])
+
+
+def _writer(fd: int, encoding: str, errors: str):
+    tty = os.isatty(fd)
+    raw = io.FileIO(fd, "w", closefd=False)
+    return io.TextIOWrapper(io.BufferedWriter(raw), encoding=encoding, errors=errors,
+                            line_buffering=tty or fd == 2, write_through=fd == 2)
+
+
+def _watch_client(conn: socket.socket) -> None:
+    """The client went away (its terminal closed, it was killed): end the
+    run as Ctrl-C would, so its remote processes end too."""
+    try:
+        while conn.recv(1):
+            pass
+    except OSError:
+        pass
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def _program(argv) -> int:
+    from ..cli import run_program
+
+    try:
+        run_program(argv)
+    except SystemExit as exc:
+        return _exit_code(exc)
+    return 0
+
+
+def _exit_code(exc: SystemExit) -> int:
+    """The code Python's own exit would give (a message: printed, then 1)."""
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
+def main() -> None:
+    directory = where.ensure_dir(where.socket_dir())
+    agent = Agent(directory)
+    listener = agent.bind()
+    if listener is None:
+        return  # another agent has it
+    warm()
+    ours, theirs = socket.socketpair()
+    if os.fork() == 0:
+        ours.close()
+        listener.close()
+        forker_loop(theirs, agent.path)
+    theirs.close()
+    # `kill PID` stops it as `fabops agent stop` does: socket removed, transports closed
+    signal.signal(signal.SIGTERM, lambda *_: agent.stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: agent.stopping.set())
+    agent.serve(listener, ours)
