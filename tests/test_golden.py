@@ -4,6 +4,7 @@ Nothing may wrap a SHA or a time, and no line may pass the width.
 Regenerate after an intended change with FABOPS_UPDATE_GOLDEN=1."""
 import json
 import os
+import re
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,6 +16,7 @@ from tests.conftest import ROOT
 GOLDEN = Path(__file__).parent / "fixtures" / "golden"
 NOW = 1795960000.0  # 2026-11-29 11:46:40 UTC
 WIDTHS = (80, 200)
+SGR = re.compile(r"\x1b\[[0-9;:]*m")  # a terminal's style codes (test_a_terminal_gets_the_same_lines_in_colour)
 
 
 @pytest.fixture
@@ -29,9 +31,12 @@ def frozen(monkeypatch):
 
 def check(name: str, width: int, text: str) -> None:
     lines = text.splitlines()
-    assert all(len(line.rstrip()) <= width for line in lines), "\n".join(ln for ln in lines if len(ln.rstrip()) > width)
+    assert all(len(line) <= width for line in lines), "\n".join(ln for ln in lines if len(ln) > width)
+    # no padding to the width: the output as printed, not stripped here (#24)
+    assert not [ln for ln in lines if ln != ln.rstrip()], "lines end in spaces:\n" + "\n".join(
+        repr(ln) for ln in lines if ln != ln.rstrip())
     path = GOLDEN / f"{name}-{width}.txt"
-    body = "\n".join(line.rstrip() for line in lines) + "\n"
+    body = "\n".join(lines) + "\n"
     if os.environ.get("FABOPS_UPDATE_GOLDEN") == "1":
         path.write_text(body)
     assert path.exists(), f"no golden file {path.name}: run with FABOPS_UPDATE_GOLDEN=1 and review it"
@@ -218,7 +223,8 @@ def test_monitor_several_hosts(width, frozen, capsys, monkeypatch):
     assert "staging" in text and "UNREACHABLE" in text  # the error itself: stderr, one line per host
     # in the table's row: why each host is not OK survives the cut (#24): the
     # failed service before the warnings, the error's reason after its address
-    rows = {ln.split()[0]: ln for ln in text.splitlines() if ln.startswith(" find-to-do") or ln.startswith(" staging")}
+    rows = {ln.split()[0]: ln for ln in SGR.sub("", text).splitlines()
+            if ln.startswith(" find-to-do") or ln.startswith(" staging")}
     assert "discord-bot is fail" in rows["find-to-do"] and rows["staging"].rstrip().endswith("timed out"), rows
     check("monitor-hosts", width, text)
 
@@ -526,3 +532,35 @@ def test_attach_takes_a_run_id_only(attach):
     r = run_cli("deploy", "-i", "tests/fixtures/golden/hosts.yml", "-H", "find-to-do", "--attach", attach)
     assert r.returncode == 64 and r.stdout == "", (r.stdout, r.stderr)
     assert r.stderr.startswith(f"fabops: --attach {attach}: not a run id") and r.stderr.count("\n") == 1, r.stderr
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("name", ["test_history", "test_status", "test_monitor_panel", "test_monitor_several_hosts",
+                                  "test_deploy_summary", "test_deploy_live_board",
+                                  "test_deploy_no_watch_names_its_attach_command_whole"])
+def test_a_terminal_gets_the_same_lines_in_colour(name, width, frozen, capsys, monkeypatch):
+    """#24: on a terminal, rich padded every table row, title and indented
+    line with spaces to the full width (a pipe was already spared them). A
+    terminal gets the golden lines: in colour, and without those spaces,
+    also where a style's codes follow them (`text   \\x1b[0m`)."""
+    import inspect
+    import sys
+
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich: a terminal, whatever stdout is
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    seen, golden_check = [], check
+
+    def in_colour(golden, width, text):
+        assert SGR.search(text), f"{golden}: no colour on a terminal"
+        padded = [ln for ln in SGR.sub("", text).splitlines() if ln != ln.rstrip()]
+        assert not padded, f"{golden} at {width} on a terminal: lines end in spaces: {padded!r}"
+        seen.append(golden)
+        golden_check(golden, width, SGR.sub("", text))
+
+    monkeypatch.setattr(sys.modules[__name__], "check", in_colour)
+    test = globals()[name]
+    given = {"width": width, "wide": False, "frozen": None, "capsys": capsys, "monkeypatch": monkeypatch}
+    test(**{k: given[k] for k in inspect.signature(test).parameters})
+    assert seen, name

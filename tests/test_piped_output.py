@@ -103,3 +103,30 @@ def test_diffs_fit_the_width_in_a_pipe(sandbox, tmp_path):
             assert all(ln.startswith(" " * 11 + "↳ ") for ln in folded), folded
             words = " ".join(ln.split("↳ ", 1)[-1] if "↳" in ln else ln for ln in r.stdout.splitlines()).split()
             assert "local-update" in words and "--trigger" in words and "2>&1" in words, words
+
+
+def test_a_terminal_gets_no_trailing_spaces_either(monkeypatch):
+    """#24: on a terminal, rich's tables came padded with spaces to the
+    width (only pipes were spared). The real `fabops hosts` on a
+    pseudo-terminal at 80 columns: in colour, no line ending in a space
+    (style codes aside), and otherwise the lines a pipe gets (the golden
+    file)."""
+    import sys
+
+    from tests.conftest import ROOT
+    from tests.test_golden import GOLDEN, SGR
+    from tests.test_monitor_pty import Session
+
+    monkeypatch.chdir(ROOT)  # the golden file names the inventory as test_golden.test_hosts gives it
+    session = Session([sys.executable, "-m", "fabops.cli", "hosts", "-i", "tests/fixtures/golden/hosts.yml"],
+                      background=False)
+    try:
+        code = session.wait(60)
+        session.read(lambda out: False, 10)  # what is left in the terminal (it returns when the child has closed it)
+    finally:
+        session.close()
+    text = session.out.decode("utf-8", "replace").replace("\r\n", "\n")
+    assert code == 0 and SGR.search(text), text
+    plain = SGR.sub("", text)
+    assert not trailing(plain), trailing(plain)
+    assert plain == (GOLDEN / "hosts-80.txt").read_text(), plain

@@ -22,42 +22,52 @@ def literal(text, lines: bool = False) -> str:
 
 
 class _NoTrailingSpaces:
-    """The file a Console writes through when it is not a terminal (a pipe,
-    a CI log, a file). rich pads a table row or a Padding to the full width,
-    so piped output carried lines padded with spaces to 80 columns, which
-    diffs, `grep 'x$'` and CI logs all trip on. Spaces before a line's end
-    are dropped; spaces at the end of a write are held until the next write
-    shows whether the line goes on (then they are written) or ends."""
+    """The file every Console writes through. rich pads a table row, a
+    title or a Padding to the full width, so lines carried spaces to 80
+    columns: in a pipe (diffs, `grep 'x$'`, CI logs trip on them) and on a
+    terminal alike (a copied table pastes them; #24). Spaces before a line's
+    end are dropped, also where a terminal's style codes stand among them
+    (`text   \x1b[0m\n`): the codes are kept, in their order. Spaces at the
+    end of a write are held until the next write shows whether the line
+    goes on (then they are written) or ends; style codes after them are
+    written at once, so a reset is never held back. That moves held spaces
+    after a style's end, which changes nothing visible: no style fabops
+    prints on a space shows on one (no background, no underline)."""
 
     def __init__(self, stream):
         self.stream = stream
         self.held = ""
 
     def write(self, text: str) -> int:
-        import re
-
-        whole = re.sub(r" +\n", "\n", self.held + text)
-        kept = whole.rstrip(" ")
-        self.held = whole[len(kept):]
-        self.stream.write(kept)
+        whole = _SPACES_AT_END.sub(lambda m: m.group(0).replace(" ", ""), self.held + text)
+        tail = _SPACES_LAST.search(whole)
+        self.held = " " * tail.group(0).count(" ")
+        self.stream.write(whole[:tail.start()] + tail.group(0).replace(" ", ""))
         return len(text)
 
     def flush(self) -> None:
         self.stream.flush()
 
     def isatty(self) -> bool:
-        return False
+        try:
+            return self.stream.isatty()
+        except (AttributeError, ValueError):  # a replaced or closed stream
+            return False
 
     def __getattr__(self, name):  # fileno, encoding, ...: the stream's own
         return getattr(self.stream, name)
+
+
+_STYLE_CODE = r"\x1b\[[0-9;:]*m"  # SGR: what rich writes around styled text on a terminal
+_SPACES_AT_END = re.compile(rf"(?:[ ]|{_STYLE_CODE})+(?=\n)")  # before a line's end
+_SPACES_LAST = re.compile(rf"(?:[ ]|{_STYLE_CODE})*\Z")  # at the end of a write
 
 
 def console(stderr: bool = False):
     from rich.console import Console
 
     out = Console(stderr=stderr, highlight=False, soft_wrap=False)
-    if not out.is_terminal:
-        out.file = _NoTrailingSpaces(out.file)
+    out.file = _NoTrailingSpaces(out.file)  # a terminal too: rich still sees it is one (isatty)
     if not stderr:
         # rich's own handler exits 1, which reads as WARNING here: a closed
         # pipe ends the same way in every task (exit 141, nothing printed).
