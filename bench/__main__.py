@@ -1,11 +1,11 @@
 """`python -m bench [pipeline ...]`: run the benchmarks and print Markdown."""
 import sys
 
-from bench import cron, monitor, pipeline, recovery, refactor, transport
+from bench import cron, monitor, pipeline, recovery, refactor, settle, transport
 
 SUITES = {"pipeline": pipeline.main, "monitor": monitor.main, "transport": transport.main,
           "recovery": recovery.main, "refactor": refactor.main,
-          "cron": cron.main}
+          "cron": cron.main, "settle": settle.main}
 
 
 def main(argv):
