@@ -295,11 +295,7 @@ def _would_pin(res: dict) -> bool:
 
 
 def _summary(outcome, wide=False, task="deploy"):
-    from rich.padding import Padding
-    from rich.table import Table
-    from rich.text import Text
-
-    from .render import RESULT_STYLE, console, fmt_duration, literal, print_hanging, rest_column, short
+    from .render import console
 
     out = console()
     # A refused flag value (exit 64: an unknown --ref, a bad --attach) is
@@ -309,31 +305,51 @@ def _summary(outcome, wide=False, task="deploy"):
     if not results:
         return
     if out.width < 120:
-        # A CI log or a pipe: one line of facts per host, what shipped (or
-        # why not) under it, cut at the width unless --wide.
-        out.print(f"[bold]{task}[/bold]")
-        width = max(len(r.host) for r in results)
-        for r in results:
-            if r.ok:
-                res = r.value.result
-                style = RESULT_STYLE.get(res.get("result"), "white")
-                facts = (f"{literal(r.host.ljust(width))}  [{style}]{literal(res.get('result'))}[/{style}]  "
-                         + literal(f"{short(res.get('from'))}→{short(res.get('to'))}")
-                         + f"  {fmt_duration(res.get('duration'))}")
-                text = _text(res, None if wide else out.width - 4)
-            else:
-                facts = f"{literal(r.host.ljust(width))}  [red]error[/red]  {fmt_duration(r.seconds)}"
-                text = error_text(r.error) if wide else _error_cut(r.error, out.width - 4)
-            out.print(facts, no_wrap=True, overflow="ellipsis")
-            if r.ok and _watching(res):
-                # it names the command that follows the watch (`--attach
-                # ID`), which a cut line lost (#24): whole, wrapped under the facts
-                print_hanging(out, "    " + literal(printable(_shipped(res) + res["message"])), hang=4)
-            elif text:
-                out.print(Padding(Text(printable(text), style="dim", no_wrap=not wide,
-                                       overflow="fold" if wide else "ellipsis"),
-                                  (0, 0, 0, 4)))
-        return
+        _summary_lines(out, results, wide, task)
+    else:
+        _summary_table(out, results, wide, task)
+
+
+def _summary_lines(out, results, wide, task) -> None:
+    """A CI log or a pipe: one line of facts per host, what shipped (or why
+    not) under it, cut at the width unless --wide."""
+    from rich.padding import Padding
+    from rich.text import Text
+
+    from .render import RESULT_STYLE, fmt_duration, literal, print_hanging, short
+
+    out.print(f"[bold]{task}[/bold]")
+    width = max(len(r.host) for r in results)
+    for r in results:
+        if r.ok:
+            res = r.value.result
+            style = RESULT_STYLE.get(res.get("result"), "white")
+            facts = (f"{literal(r.host.ljust(width))}  [{style}]{literal(res.get('result'))}[/{style}]  "
+                     + literal(f"{short(res.get('from'))}→{short(res.get('to'))}")
+                     + f"  {fmt_duration(res.get('duration'))}")
+            text = _text(res, None if wide else out.width - 4)
+        else:
+            facts = f"{literal(r.host.ljust(width))}  [red]error[/red]  {fmt_duration(r.seconds)}"
+            text = error_text(r.error) if wide else _error_cut(r.error, out.width - 4)
+        out.print(facts, no_wrap=True, overflow="ellipsis")
+        if r.ok and _watching(res):
+            # it names the command that follows the watch (`--attach ID`),
+            # which a cut line lost (#24): whole, wrapped under the facts
+            print_hanging(out, "    " + literal(printable(_shipped(res) + res["message"])), hang=4)
+        elif text:
+            out.print(Padding(Text(printable(text), style="dim", no_wrap=not wide,
+                                   overflow="fold" if wide else "ellipsis"),
+                              (0, 0, 0, 4)))
+
+
+def _summary_table(out, results, wide, task) -> None:
+    """A wide terminal: one table row per host; a --no-watch run's message
+    follows the table, whole, since it names the command that follows the
+    watch."""
+    from rich.table import Table
+
+    from .render import RESULT_STYLE, fmt_duration, literal, print_hanging, rest_column, short
+
     rows = []
     for r in results:
         if r.ok:
@@ -355,7 +371,7 @@ def _summary(outcome, wide=False, task="deploy"):
     for row in rows:
         style = "red" if row[1] == "error" else RESULT_STYLE.get(row[1], "white")
         if row[1] != "error" and _watching(row[5]):
-            text = _shipped(row[5]) + "watching (see below)"  # its message follows the table, whole
+            text = _shipped(row[5]) + "watching (see below)"
         elif row[1] != "error":
             text = _text(row[5], None if wide else rest["max_width"])
         else:
@@ -363,7 +379,7 @@ def _summary(outcome, wide=False, task="deploy"):
         table.add_row(literal(row[0]), f"[{style}]{literal(row[1])}[/{style}]",
                       *[literal(c) for c in row[2:5]], literal(printable(text)))
     out.print(table)
-    for r in results:  # a --no-watch run's message, whole: it names the command that follows the watch
+    for r in results:
         if r.ok and _watching(r.value.result):
             print_hanging(out, literal(printable(f"[{r.host}] {r.value.result['message']}")))
 
