@@ -6,7 +6,10 @@ Ready means, in order:
 3. its HTTP check answers the expected status. The check may have side
    effects (the bot's webhook is a POST), so it is retried with backoff,
    never fired every 200 ms;
-4. it stays up, with the same PID, through the settle window.
+4. it stays up, with the same PID, through the settle window; not when a
+   watch window follows the gate (a deploy's, `watched`): the watch keeps
+   checking the same PID for longer (settle_for, docs/benchmarks.md,
+   "Settle against watch").
 
 A process that dies at any point fails at once instead of waiting for the
 timeout. Runs on the host (ports and URLs are the host's own loopback); the
@@ -17,7 +20,7 @@ from __future__ import annotations
 import socket
 import time
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from ..inventory import Check, Service
 from . import httpcheck
@@ -66,6 +69,15 @@ class LocalProbe:
         return httpcheck.run(check)
 
 
+def settle_for(svc: Service, watched: bool = False) -> float:
+    """The gate's settle window: none when the service's watch window
+    follows this gate (a deploy's gate, `watched`), since the watch polls
+    the same PID and catches the same deaths a little later, 0.5 s apart
+    instead of 0.2 s; `settle` otherwise (a rollback, `restart`, `health
+    --fix`, a deploy with `watch: 0`), where nothing checks after the gate."""
+    return 0.0 if watched and svc.watch > 0 else svc.settle
+
+
 def wait_ready(
     manager: ServiceManager,
     svc: Service,
@@ -75,13 +87,15 @@ def wait_ready(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     probe=None,
+    watched: bool = False,
 ) -> Readiness:
     """The readiness gate: the module's four phases in order, each failing
-    at once on a death; the first that fails is the result."""
+    at once on a death; the first that fails is the result. `watched`: the
+    service's watch window follows (settle_for)."""
     gate = _Gate(manager, svc, svc.timeout if timeout is None else timeout, progress, clock, sleep,
                  probe or LocalProbe())
     return (gate.active() or gate.listening() or gate.answering()
-            or gate.settled(svc.settle if settle is None else settle))
+            or gate.settled(settle_for(svc, watched) if settle is None else settle))
 
 
 class _Gate:
@@ -201,15 +215,20 @@ def watch(
     sleep: Callable[[float], None] = time.sleep,
     probe=None,
     ended: Optional[Callable[[], Optional[str]]] = None,
+    gated: Optional[Dict[str, Optional[int]]] = None,
 ) -> Readiness:
     """After the gate: keep checking each service until its own watch window
     ends, or until `ended()` names who ended the watch (a rollback, reset or
     restart: phase "ended", no verdict on the commit). The gate proves that a service started; the watch proves that it
     stays up. Fails on a death, a restart behind our back (a crash loop under
     systemd's Restart=), a closed port, or two failed HTTP checks in a row
-    (one may be a pause; two, five seconds apart, are not)."""
+    (one may be a pause; two, five seconds apart, are not). `gated`: the PID
+    each service passed its gate with (Readiness.pid); the watch starts from
+    it, so a service that died and was restarted by systemd between its gate
+    and the watch's first look (while a later service's gate ran) is a crash
+    loop, not a fresh start."""
     say = progress or (lambda _msg: None)
-    w = _Watch(manager, services, clock, probe or LocalProbe())
+    w = _Watch(manager, services, clock, probe or LocalProbe(), gated or {})
     dead = w.after_the_gate()
     if dead is not None:
         return dead
@@ -236,13 +255,14 @@ class _Watch:
     its gate passed with, when its HTTP check is due and its misses, and
     the requests fired."""
 
-    def __init__(self, manager: ServiceManager, services: List[Service], clock, probe):
+    def __init__(self, manager: ServiceManager, services: List[Service], clock, probe,
+                 gated: Dict[str, Optional[int]]):
         self.manager, self.clock, self.probe = manager, clock, probe
         self.started = started = clock()
         self.watched = [s for s in services if s.watch > 0]
         self.ends = {s.name: started + s.watch for s in self.watched}
         self.first = manager.status(self.watched) if self.watched else {}
-        self.pids = {s.name: self.first[s.name].pid for s in self.watched}
+        self.pids = {s.name: gated.get(s.name) or self.first[s.name].pid for s in self.watched}
         self.next_http = {s.name: started + WATCH_HTTP_EVERY for s in self.watched}
         self.misses = {s.name: 0 for s in self.watched}
         self.requests = 0
