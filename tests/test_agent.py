@@ -302,3 +302,42 @@ def test_a_changed_inventory_closes_the_transport(agent, ssh_host, remote, tmp_p
     assert run_cli("ping", "-i", str(remote)).returncode == 0
     log = log_of(agent)
     assert log.count("connected to h1") == 2 and "its login, known_hosts or ~/.ssh/config changed" in log
+
+
+def test_an_agent_running_older_code_steps_aside(agent, tmp_path):
+    """After an upgrade (or an edit in a checkout) the running agent has the
+    old modules loaded: the next command gets a new agent."""
+    inv = write_local_inventory(tmp_path)
+    assert run_cli("hosts", "-i", str(inv)).returncode == 0
+    old = agent_pid(agent)
+    module = ROOT / "fabops" / "agent" / "__init__.py"
+    st = module.stat()
+    newest = max(p.stat().st_mtime_ns for p in (ROOT / "fabops").rglob("*.py"))
+    os.utime(module, ns=(st.st_atime_ns, newest + 10**9))  # as an edit would
+    try:
+        direct = run_cli("hosts", "-i", str(inv), env={"FABOPS_AGENT": "0"})
+        through = run_cli("hosts", "-i", str(inv))
+    finally:
+        os.utime(module, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (through.returncode, through.stdout, through.stderr) == (direct.returncode, direct.stdout, direct.stderr)
+    new = agent_pid(agent)
+    assert new not in (None, old)
+    assert wait_gone(old)
+    assert "fabops changed since this agent started" in log_of(agent)
+
+
+def test_inv_goes_through_the_agent_too(agent, tmp_path):
+    """`inv TASK`: the first task body hands the command line to the agent,
+    which runs Invoke's program with fabops' parse contract."""
+    inv = write_local_inventory(tmp_path)
+    (tmp_path / "tasks.py").write_text((ROOT / "tasks.py").read_text())
+    binary = str(Path(sys.executable).parent / "inv")
+    results = {}
+    for mode in ("0", "1"):
+        for args in (["hosts", "-i", str(inv)], ["hosts", "-i", str(inv), "-H", "nope"], ["nosuch"]):
+            r = subprocess.run([binary, *args], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                               env=dict(os.environ, FABOPS_AGENT=mode, COLUMNS="200"))
+            results.setdefault(mode, []).append((r.returncode, r.stdout, r.stderr))
+    assert results["1"] == results["0"]
+    assert [code for code, _, _ in results["0"]] == [0, 64, 64]
+    assert agent_pid(agent) is not None, "inv did not use the agent"

@@ -24,11 +24,16 @@ START_SECONDS = 15.0  # a cold agent imports everything before it listens
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGWINCH)
 
 
-def forward(argv: Optional[List[str]] = None) -> Optional[int]:
-    """Run the command in the agent: its exit code, or None to run it here."""
+TRIED = []  # this process asked the agent already (`fabops`): an `inv` task body does not ask again
+
+
+def forward(argv: Optional[List[str]] = None, binary: str = "fabops") -> Optional[int]:
+    """Run the command in the agent: its exit code, or None to run it here.
+    `binary`: the program the run starts, `fabops` or Invoke's `inv`."""
     argv = list(sys.argv if argv is None else argv)
-    if where.why_off(argv) is not None:
+    if TRIED or where.why_off(argv) is not None:
         return None
+    TRIED.append(binary)
     try:
         directory = where.ensure_dir(where.socket_dir())
         sock = connect(directory, start=True)
@@ -37,7 +42,7 @@ def forward(argv: Optional[List[str]] = None) -> Optional[int]:
         return None
     if sock is None:
         return None
-    return _converse(sock, argv)
+    return _converse(sock, argv, binary)
 
 
 def _note(text: str) -> None:
@@ -116,9 +121,10 @@ def _stdio() -> List[int]:
     return fds
 
 
-def _converse(sock: socket.socket, argv: List[str]) -> int:
+def _converse(sock: socket.socket, argv: List[str], binary: str) -> int:
     """Send the run; forward signals to it; its exit code."""
-    request = {"op": "run", "argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}
+    request = {"op": "run", "binary": binary, "argv": argv, "cwd": os.getcwd(), "env": dict(os.environ),
+               "stamp": where.code_stamp()}
     pending: List[int] = []
     run_pid: List[int] = []
 
@@ -136,6 +142,8 @@ def _converse(sock: socket.socket, argv: List[str]) -> int:
             header, _, _ = wire.recv(sock)
             if header is None:
                 break
+            if header.get("stale"):
+                return _again(argv, binary)
             if "pid" in header:
                 run_pid.append(header["pid"])
                 for signum in pending:
@@ -153,6 +161,17 @@ def _converse(sock: socket.socket, argv: List[str]) -> int:
     print("fabops: the agent's run ended without its exit code; see its log, `fabops agent status`",
           file=sys.stderr)
     return 70
+
+
+def _again(argv: List[str], binary: str) -> Optional[int]:
+    """The agent runs other code than this command's (fabops was upgraded or
+    edited since it started): it has left the socket; start a new one."""
+    try:
+        sock = connect(where.socket_dir(), start=True)
+    except (OSError, TimeoutError) as exc:
+        _note(f"running without the agent: {exc}")
+        return None
+    return _converse(sock, argv, binary) if sock is not None else None
 
 
 def _signal(pid: int, signum: int) -> None:

@@ -308,6 +308,13 @@ class ProxyChannel:
     def active(self) -> bool:
         return not self.closed
 
+    def get_name(self) -> str:
+        """What paramiko's SFTP client logs a channel as."""
+        return "agent-channel"
+
+    def fileno(self):
+        raise OSError("a relayed channel has no file descriptor to select on")
+
     def close(self) -> None:
         """Close the channel: the agent closes its real one, which ends a
         pty's processes on the host as closing paramiko's own would."""

@@ -284,7 +284,10 @@ class Relay:
     def _status(self, pumps) -> None:
         for p in pumps:
             p.join()
-        status = self.chan.recv_exit_status() if self.chan.exit_status_ready() else -1
+        # the exit status may come after the end of output (a command that
+        # closed its stdout and went on); paramiko's call waits for it, and
+        # gives -1 when the channel closed without one
+        status = self.chan.recv_exit_status()
         self.send({"c": "exit", "status": status})
 
 

@@ -55,6 +55,8 @@ class Agent:
         self.busy = 0  # connections being served (relays included)
         self.runs = {}  # pid -> started, from the forker
         self.stopping = threading.Event()
+        self.stepped_aside = False
+        self.stamp = where.code_stamp()  # before the imports: what the runs will run
         self.lock = threading.Lock()
         from .relay import Transports
 
@@ -108,13 +110,37 @@ class Agent:
                 self.busy += 1
                 self.last = time.monotonic()
             threading.Thread(target=self._serve_one, args=(conn,), daemon=True).start()
+        self.drain()
         self.shut(listener)
 
-    def shut(self, listener: socket.socket) -> None:
+    def drain(self, limit: float = 30.0) -> None:
+        """Before ending: the runs in flight use this listener's transports
+        for their channels; let them finish (up to `limit` seconds)."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            with self.lock:
+                if not self.runs and self.busy == 0:
+                    return
+            time.sleep(0.05)  # polling the runs and relays this process serves
+
+    def step_aside(self) -> None:
+        with self.lock:
+            if self.stepped_aside:
+                return
+            self.stepped_aside = True
+        self.log("fabops changed since this agent started: stopping, for a new one")
         try:
             os.unlink(self.path)
         except OSError:
             pass
+        self.stopping.set()
+
+    def shut(self, listener: socket.socket) -> None:
+        if not self.stepped_aside:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
         listener.close()
         self.transports.close_all()
         self.forker.close()  # the forker ends; runs in flight finish on their own
@@ -157,6 +183,14 @@ class Agent:
             wire.send(conn, {"error": {"kind": "UsageError", "text": f"the agent has no request {op!r}"}})
 
     def _run(self, conn: socket.socket, header: dict, fds) -> None:
+        if header.get("stamp") != self.stamp:
+            # fabops changed under us: leave the socket to a new agent at
+            # once, finish what runs, then stop
+            for fd in fds:
+                os.close(fd)
+            self.step_aside()
+            wire.send(conn, {"stale": True})
+            return
         if len(fds) != 3:
             for fd in fds:
                 os.close(fd)
@@ -289,7 +323,7 @@ def run(header: dict, fds, socket_path: str) -> None:
         proxy.install(socket_path)
         wire.send(conn, {"pid": os.getpid()})
         threading.Thread(target=_watch_client, args=(conn,), daemon=True).start()
-        code = _program(header["argv"])
+        code = _program(header.get("binary", "fabops"), header["argv"])
     except SystemExit as exc:
         code = _exit_code(exc)
     except BaseException:  # noqa: BLE001 - a bug of ours: shown as Python would, never lost
@@ -351,11 +385,22 @@ def _watch_client(conn: socket.socket) -> None:
     os.kill(os.getpid(), signal.SIGINT)
 
 
-def _program(argv) -> int:
-    from ..cli import run_program
-
+def _program(binary: str, argv) -> int:
+    """`fabops`'s program, or Invoke's `inv` with fabops' parse contract
+    (tasks/program.serve_inv: the task tree was imported before `inv`'s
+    program existed, here)."""
     try:
-        run_program(argv)
+        if binary == "inv":
+            import invoke.main
+
+            from ..tasks.program import serve_inv
+
+            serve_inv()
+            invoke.main.program.run(argv)
+        else:
+            from ..cli import run_program
+
+            run_program(argv)
     except SystemExit as exc:
         return _exit_code(exc)
     return 0

@@ -113,3 +113,20 @@ def idle_seconds() -> float:
         return max(1.0, float(os.environ.get("FABOPS_AGENT_IDLE") or 600))
     except ValueError:
         return 600.0
+
+
+def code_stamp() -> str:
+    """Which fabops this is: its directory and the newest mtime of its
+    modules. An agent started before an upgrade (or an edit, in a checkout)
+    runs the old code; a client whose stamp differs makes it step aside
+    (server.py). A few dozen stat calls: well under a millisecond."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    newest = 0
+    stack = [root]
+    while stack:
+        for entry in os.scandir(stack.pop()):
+            if entry.is_dir(follow_symlinks=False) and entry.name != "__pycache__":
+                stack.append(entry.path)
+            elif entry.name.endswith(".py"):
+                newest = max(newest, entry.stat().st_mtime_ns)
+    return f"{root}:{newest}"

@@ -206,6 +206,7 @@ class FabopsTask(Task):
         return args
 
     def __call__(self, *args, **kwargs):
+        through_agent()  # under `inv`: the whole command line, once, in the agent
         try:
             show_commands(debug_enabled())
             # Every value a task body gets went through read_number, passed by
@@ -235,6 +236,22 @@ class FabopsTask(Task):
                 print_json(error_envelope(exc))
             message, code = failure(exc)  # host/report.py: the cron fast path says the same
             raise Exit(for_stderr(message), code=code) from None
+
+
+def through_agent() -> None:
+    """Under Invoke's `inv`, the first task body hands the whole command
+    line to the agent (fabops/agent/, docs/architecture.md "The agent") and
+    the process ends with the run's exit code; nothing happens when the
+    agent is off, under `fabops` (cli.py asked it before parsing) or in a
+    run of the agent's."""
+    main = sys.modules.get("invoke.main")
+    if main is None or getattr(main, "program", None) is None:
+        return
+    from ..agent.client import forward
+
+    code = forward(sys.argv, binary="inv")
+    if code is not None:
+        raise SystemExit(code)
 
 
 def fabops_task(*args, **kwargs) -> Callable:

@@ -1,0 +1,182 @@
+"""The agent (#25), side by side in one run: each figure against its
+baseline, cold (no agent: `FABOPS_AGENT=0`) and warm (through an agent that
+already holds the imports and the transport).
+
+- `fabops monitor`, whole process, against the legacy
+  `ssh host 'bash -s' < bench/legacy/monitor-bot.sh` (goal: cold ≤ 1.2×,
+  warm ≤ 0.5×), alternated round by round;
+- `fabops ping` to 20 hosts, against a cold stock ThreadingGroup running
+  the same probe (goal: warm ≤ 0.3×).
+
+Run: `python -m bench agent` (needs root and sshd). The agent runs in a
+runtime directory of its own and is stopped at the end, by its pid.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.harness.agent import agent_pid, wait_gone  # noqa: E402
+from tests.harness.sandbox import Origin  # noqa: E402
+from tests.harness.sshd import free_port, keygen, start_sshd  # noqa: E402
+
+FABOPS = str(Path(sys.executable).parent / "fabops")
+
+
+def alternated(fns, runs):
+    """Medians of `fns`, timed one after another in each of `runs` rounds."""
+    times = [[] for _ in fns]
+    for _ in range(runs):
+        for fn, out in zip(fns, times):
+            t = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t)
+    return [statistics.median(t) for t in times]
+
+
+def cpu_of(fn, runs):
+    """Median CPU seconds (user + system) of the child processes `fn` runs."""
+    out = []
+    for _ in range(runs):
+        before = os.times()
+        fn()
+        after = os.times()
+        out.append((after.children_user - before.children_user) + (after.children_system - before.children_system))
+    return statistics.median(out)
+
+
+def main(runs: int = 11) -> None:
+    if os.geteuid() != 0 or not os.path.exists("/usr/sbin/sshd"):
+        print("### agent\n\nskipped: needs root and /usr/sbin/sshd\n")
+        return
+    base = Path(tempfile.mkdtemp(prefix="fabops-bench-agent-"))
+    home = base / "laptop-home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    runtime = base / "xdg"
+    runtime.mkdir(mode=0o700)
+    old_home = os.environ.get("HOME")
+    os.environ["HOME"] = str(home)
+    env = dict(os.environ, COLUMNS="200", XDG_RUNTIME_DIR=str(runtime))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # a user's install has byte-compiled modules
+    cold_env = dict(env, FABOPS_AGENT="0")
+    warm_env = dict(env, FABOPS_AGENT="1")
+    key = keygen(base / "id_ed25519")
+    hosts = []
+    try:
+        for i in range(20):
+            h = start_sshd(base / f"sshd{i}", key, f"127.0.0.{i + 2}")
+            h.trust()
+            hosts.append(h)
+        lines = [f"### The agent (#25): cold and warm, median of {runs}", "",
+                 f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
+                 f"load {os.getloadavg()[0]:.1f}", "",
+                 "| | wall | ratio | CPU | goal |", "|---|---:|---:|---:|---|"]
+        lines += monitor_rows(base, hosts[0], key, home, cold_env, warm_env, runs)
+        lines += ping_rows(base, hosts, key, cold_env, warm_env, max(3, runs // 2))
+        print("\n".join(lines) + "\n")
+    finally:
+        pid = agent_pid(runtime)
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+            wait_gone(pid)
+        for h in hosts:
+            h.stop()
+        if old_home is not None:
+            os.environ["HOME"] = old_home
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def monitor_rows(base, host, key, home, cold_env, warm_env, runs):
+    import yaml
+
+    from bench.monitor import record_sample
+    from fabops import inventory
+
+    cache = Path(os.environ.get("FABOPS_TEST_CACHE") or os.path.expanduser("~/.cache/fabops-tests"))
+    origin = Origin(base)
+    port = free_port()
+    host.ssh(f"git clone --quiet {origin.bare} ~/app && printf 'DISCORD_TOKEN=x\\nPORT={port}\\n' > ~/app/.env")
+    svc = {"name": "bot", "manager": "process", "command": "python3 app.py", "port": port,
+           "check": {"url": f"http://127.0.0.1:{port}/webhook/meeting-completed", "method": "POST",
+                     "json": {"test": "health"}}, "settle": "200ms", "watch": "1s"}
+    inv = base / "hosts.yml"
+    inv.write_text(yaml.safe_dump({"hosts": {"h1": host.inventory_entry(app={"path": "~/app"}, services=[svc])}}))
+    r = subprocess.run([FABOPS, "deploy", "-i", str(inv), "--offline"], env=dict(cold_env, FABOPS_WHEELHOUSE=str(cache)),
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    ssh_base = ["ssh", "-q", "-i", str(key), "-p", str(host.port), "-o", "BatchMode=yes",
+                "-o", f"UserKnownHostsFile={home}/.ssh/known_hosts", f"root@{host.address}"]
+    legacy_script = (ROOT / "bench" / "legacy" / "monitor-bot.sh").read_text()
+    ssh = ssh_base + [f"PORT={port} APP=~/app UPDATE_LOG=~/.fabops/app/update.log bash -s"]
+
+    def legacy():
+        subprocess.run(ssh, input=legacy_script, capture_output=True, text=True, check=True)
+
+    def monitor(env):
+        def run():
+            r = subprocess.run([FABOPS, "monitor", "-i", str(inv)], env=env, capture_output=True, text=True)
+            assert r.returncode == 0, r.stdout + r.stderr
+        return run
+
+    cold, warm = monitor(cold_env), monitor(warm_env)
+    record_sample(ssh_base, inventory.load(str(inv)).hosts["h1"])  # young for the whole run
+    for fn in (legacy, cold, warm):  # caches once; the agent starts here
+        fn()
+    t_legacy, t_cold, t_warm = alternated((legacy, cold, warm), runs)
+    c_legacy, c_cold, c_warm = (cpu_of(fn, max(3, runs // 2)) for fn in (legacy, cold, warm))
+    return [
+        f"| monitor, legacy: `ssh host bash monitor-bot.sh` | {t_legacy * 1000:.0f} ms | 1.00× | "
+        f"{c_legacy * 1000:.0f} ms | baseline |",
+        f"| `fabops monitor`, whole process, cold (no agent) | {t_cold * 1000:.0f} ms | {t_cold / t_legacy:.2f}× | "
+        f"{c_cold * 1000:.0f} ms | ≤ 1.2× |",
+        f"| `fabops monitor`, whole process, agent warm | {t_warm * 1000:.0f} ms | {t_warm / t_legacy:.2f}× | "
+        f"{c_warm * 1000:.0f} ms | ≤ 0.5× |",
+    ]
+
+
+def ping_rows(base, hosts, key, cold_env, warm_env, runs):
+    import yaml
+
+    inv = base / "twenty.yml"
+    inv.write_text(yaml.safe_dump({"defaults": {"app": {"path": "~/app"}},
+                                   "hosts": {f"h{i}": h.inventory_entry() for i, h in enumerate(hosts)}}))
+    names = ",".join(f"h{i}" for i in range(len(hosts)))
+    probe = "cat /proc/uptime; python3 -V; id -un; uname -srm"  # what fabops ping asks, in one command
+    stock = [sys.executable, "-c",
+             "import sys; from fabric import ThreadingGroup; "
+             "g = ThreadingGroup(*sys.argv[2:], connect_kwargs={'key_filename': sys.argv[1]}); "
+             f"g.run({probe!r}, hide=True, in_stream=False); g.close()",
+             str(key)] + [f"root@{h.address}:{h.port}" for h in hosts]
+
+    def stock_group():
+        subprocess.run(stock, env=cold_env, capture_output=True, check=True)
+
+    def ping(env):
+        def run():
+            r = subprocess.run([FABOPS, "ping", "-H", names, "-i", str(inv)], env=env, capture_output=True, text=True)
+            assert r.returncode == 0, r.stdout + r.stderr
+        return run
+
+    cold, warm = ping(cold_env), ping(warm_env)
+    for fn in (stock_group, cold, warm):
+        fn()
+    t_stock, t_cold, t_warm = alternated((stock_group, cold, warm), runs)
+    return [
+        f"| ping 20 hosts, stock ThreadingGroup (cold process) | {t_stock * 1000:.0f} ms | 1.00× | | baseline |",
+        f"| `fabops ping` 20 hosts, cold (no agent) | {t_cold * 1000:.0f} ms | {t_cold / t_stock:.2f}× | | |",
+        f"| `fabops ping` 20 hosts, agent warm | {t_warm * 1000:.0f} ms | {t_warm / t_stock:.2f}× | | ≤ 0.3× |",
+    ]
+
+
+if __name__ == "__main__":
+    main()
