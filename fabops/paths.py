@@ -10,7 +10,25 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 from dataclasses import dataclass
+
+# A run's id, as host/events.new_run_id makes it (20261206T130834-a26a0a) or
+# `local-update --run-id` and `deploy --attach` take it: one file name under
+# runs/, never a path (`../x` named a file outside it).
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*")
+
+
+def check_run_id(run_id: str, flag: str = "run id") -> str:
+    """`run_id` when it is one, else UsageError (exit 64) naming `flag`:
+    every run file's name passes here (HostPaths.run_file), and the flags
+    that take an id check it first, before anything runs."""
+    if not RUN_ID.fullmatch(run_id):
+        from .errors import UsageError
+
+        raise UsageError(f"{flag} {run_id}: not a run id (one reads like 20261206T130834-a26a0a: letters, "
+                         "digits, '-', '_', no '/')")
+    return run_id
 
 
 @dataclass(frozen=True)
@@ -68,7 +86,7 @@ class HostPaths:
     def run_file(self, run_id: str, suffix: str) -> str:
         """A run's own file: its events (jsonl), its settings (host.yml,
         dry-run.yml), its output (out)."""
-        return posixpath.join(self.runs, f"{run_id}.{suffix}")
+        return posixpath.join(self.runs, f"{check_run_id(run_id)}.{suffix}")
 
     def run_events(self, run_id: str) -> str:
         return self.run_file(run_id, "jsonl")

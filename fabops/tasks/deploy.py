@@ -477,10 +477,6 @@ def _code(outcome) -> int:
     return errors.worst(codes)
 
 
-# a run's id, as host/events.new_run_id makes it or `local-update --run-id` takes it
-RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*")
-
-
 @fabops_task(help=DEPLOY_HELP)
 def deploy(
     c, hosts=None, ref=None, dry_run=False, parallel=10, rolling=0, wait=None, liveness=5.0, offline=False,
@@ -491,13 +487,13 @@ def deploy(
     from ..deploy import DeployOptions
     from ..host.record import default_actor
     from ..host.git import check_ref
+    from ..paths import check_run_id
 
     if ref is not None:
         check_ref(ref)
-    if attach is not None and not RUN_ID.fullmatch(attach):
+    if attach is not None:
         # a file name on the host (runs/<id>.jsonl): `../x` is no run of its
-        raise errors.UsageError(f"--attach {attach}: not a run id (one reads like 20261206T130834-a26a0a, "
-                                "as the --no-watch deploy's message gives it)")
+        check_run_id(attach, "--attach")
     opts = DeployOptions(ref=ref, trigger="ci" if os.environ.get("CI", "").lower() == "true" else "deploy",
                          actor=actor or default_actor(), stash=stash, wait=wait, liveness=liveness,
                          offline=offline, dry_run=dry_run, clear_pin=ref is None, attach=attach, watch=bool(watch))

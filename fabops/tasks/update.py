@@ -45,11 +45,15 @@ def local_update(
 ):
     """Converge this host on its branch: fetch, gate, restart, roll back on failure (cron's entry point)."""
     from ..host.events import EventLog, new_run_id
-    from ..paths import HostPaths
+    from ..paths import HostPaths, check_run_id
     from ..host.pipeline import UpdateOptions
     from ..connection import local_context
     from ..host.update import run_update
 
+    if run_id is not None:
+        # it names files under the host's runs/: `../x` is refused before
+        # anything runs, as `deploy --attach` refuses it (one rule)
+        check_run_id(run_id, "--run-id")
     inv, host = _host_for_local(inventory, hosts)
     splay = splay or 0  # FabopsTask read it (seconds, never negative)
     report.splay_wait(splay)
