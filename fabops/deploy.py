@@ -22,7 +22,7 @@ from .host.events import new_run_id
 from .host.record import default_actor
 from .inventory import Host
 from .remote import home_dir_cmd
-from .shell import Cmd, path, sh
+from .shell import Cmd, join, path, sh
 from .target import Target
 
 DEFAULT_LIVENESS = 5.0
@@ -42,6 +42,9 @@ class DeployOptions:
     clear_pin: bool = True
     attach: Optional[str] = None
     watch: bool = True  # wait for the host's watch window; False: return at the gate
+    # the `-i PATH` the commands this run's messages suggest need: None when
+    # the usual lookup finds the inventory it used (tasks/deploy.py)
+    inventory: Optional[str] = None
 
 
 @dataclass
@@ -55,6 +58,14 @@ class DeployOutcome:
     @property
     def exit_code(self) -> int:
         return int(self.result.get("exit_code", errors.FAILED))
+
+
+def suggest(inventory: Optional[str], task: str, *words: str) -> str:
+    """`inv TASK [-i PATH] WORDS…` as a message names it for a person to
+    run next (`--attach ID`, `history -H HOST`), quoted as a shell reads it
+    (shell.join), with the inventory this run used when the usual lookup
+    would not find it: the command works as printed."""
+    return f"`{join(['inv', task, *(['-i', inventory] if inventory else []), *words])}`"
 
 
 def host_yml(host: Host) -> str:
@@ -140,9 +151,10 @@ def _split_events(buf: bytes) -> Tuple[List[dict], bytes]:
 
 
 def follow(c, host: Host, run_id: str, liveness: float, on_event: Callable[[dict], None],
-           until: Optional[Callable[[dict], bool]] = None) -> dict:
+           until: Optional[Callable[[dict], bool]] = None, inventory: Optional[str] = None) -> dict:
     """Read the run's events until its result; raise UnreachableError when no
-    event (heartbeats included) arrives for `liveness` seconds.
+    event (heartbeats included) arrives for `liveness` seconds (its message
+    names the commands that go on, with `inventory`: DeployOptions.inventory).
 
     paramiko's keepalive never waits for an answer, and opening or exec-ing a
     channel can block with no timeout on a frozen server, so a watchdog
@@ -162,7 +174,7 @@ def follow(c, host: Host, run_id: str, liveness: float, on_event: Callable[[dict
         except UnreachableError:
             raise
         except Exception as exc:  # noqa: BLE001 - every way a dead link can surface
-            raise _lost(exc, dog, host, run_id) from None
+            raise _lost(exc, dog, host, run_id, inventory) from None
     finally:
         dog.stop()
         if chan is not None:
@@ -220,7 +232,7 @@ def _read_events(chan, dog: _Watchdog, on_event: Callable[[dict], None],
                 return event
 
 
-def _lost(exc: Exception, dog: _Watchdog, host: Host, run_id: str) -> Exception:
+def _lost(exc: Exception, dog: _Watchdog, host: Host, run_id: str, inventory: Optional[str]) -> Exception:
     """What a failed follow raises: _NoEvents when silent from the start
     (deploy_host looks into why), else the lost link, with the way back."""
     if dog.expired.is_set() or isinstance(exc, socket.timeout):
@@ -228,7 +240,8 @@ def _lost(exc: Exception, dog: _Watchdog, host: Host, run_id: str) -> Exception:
             return _NoEvents()
         return UnreachableError(
             f"lost contact: no event from the host for {dog.liveness:g} s. The run {run_id} goes on "
-            f"on the host; see `inv history -H {host.name}` or `inv deploy -H {host.name} --attach {run_id}`",
+            f"on the host; see {suggest(inventory, 'history', '-H', host.name)} or "
+            f"{suggest(inventory, 'deploy', '-H', host.name, '--attach', run_id)}",
             host=host.name,
         )
     return UnreachableError(f"the connection failed while following run {run_id}: {exc or exc.__class__.__name__}",
@@ -267,13 +280,14 @@ def _deploy_host(c, host: Host, opts: DeployOptions, on_event: Callable[[dict], 
         Target.of(c, host).run(start_detached_cmd(host, run_id, argv, config), "starting the host-side run",
                                stdin=host_yml(host))
     until = None if opts.watch else (lambda e: e.get("kind") == "watch")
+    attach = suggest(opts.inventory, "deploy", "-H", host.name, "--attach", run_id)
     try:
-        event = follow(c, host, run_id, opts.liveness, lambda e: (outcome.events.append(e), on_event(e)), until)
+        event = follow(c, host, run_id, opts.liveness, lambda e: (outcome.events.append(e), on_event(e)), until,
+                       opts.inventory)
     except _NoEvents:
         if not Target.of(c, host).alive:
-            raise UnreachableError(
-                f"lost contact before the first event of run {run_id}; it may still run on the host: "
-                f"`inv deploy -H {host.name} --attach {run_id}`", host=host.name) from None
+            raise UnreachableError(f"lost contact before the first event of run {run_id}; it may still run on the "
+                                   f"host: {attach}", host=host.name) from None
         try:
             out = Target.of(c, host).output(sh("tail -n 5 {out} 2>/dev/null",
                                                out=path(host.paths.run_file(run_id, "out"))), timeout=10).strip()
@@ -295,6 +309,7 @@ def _finish(host: Host, opts: DeployOptions, outcome: DeployOutcome, event: dict
         outcome.result = {k: v for k, v in event.items() if k not in ("kind", "t")}
         return
     seconds = event.get("seconds") or 0
+    attach = suggest(opts.inventory, "deploy", "-H", host.name, "--attach", outcome.run_id)
     start = next((e for e in outcome.events if e.get("kind") == "start"), {})
     outcome.result = {
         "result": "deployed", "exit_code": errors.OK, "from": event.get("from"), "to": event.get("to"),
@@ -306,8 +321,7 @@ def _finish(host: Host, opts: DeployOptions, outcome: DeployOutcome, event: dict
                   for e in outcome.events if e.get("kind") == "step" and e.get("status") != "start"],
         "warnings": [],  # the host's warnings come with its result: `inv history`
         "message": (f"passed its gate; the host watches it for {seconds:g} s more and rolls back on its own "
-                    f"if it fails: `inv deploy -H {host.name} --attach {outcome.run_id}` follows it, `inv history` "
-                    "shows how it ended"),
+                    f"if it fails: {attach} follows it, {suggest(opts.inventory, 'history')} shows how it ended"),
     }
 
 
@@ -416,8 +430,9 @@ def _attach_local(host: Host, opts: DeployOptions, on_event) -> DeployOutcome:
     event = _follow_file(events, quiet.ended, lambda e: (quiet.saw(), outcome.events.append(e), on_event(e)),
                          opts.watch)
     if event is None:
+        history = suggest(opts.inventory, "history", "-H", host.name)
         raise CommandFailed(f"run {opts.attach} has written nothing for {opts.liveness:g} s and has no result: it "
-                            f"no longer runs; `inv history -H {host.name}` shows what it recorded", host=host.name)
+                            f"no longer runs; {history} shows what it recorded", host=host.name)
     _finish(host, opts, outcome, event)
     return outcome
 

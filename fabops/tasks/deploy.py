@@ -477,6 +477,24 @@ def _code(outcome) -> int:
     return errors.worst(codes)
 
 
+def _inventory_flag(inventory):
+    """The `-i PATH` the commands a deploy's messages suggest (`--attach
+    ID`, `inv history`) need to work as printed: the inventory given with
+    -i, unless the usual lookup without it (FABOPS_INVENTORY, then
+    hosts.yml here or above: inventory.find_inventory) finds that very
+    file; None without -i (the lookup found it)."""
+    from ..inventory import find_inventory
+
+    if not inventory:
+        return None
+    try:
+        if os.path.samefile(inventory, find_inventory(None)):
+            return None
+    except OSError:  # no default inventory (or none readable): the flag is needed
+        pass
+    return inventory
+
+
 @fabops_task(help=DEPLOY_HELP)
 def deploy(
     c, hosts=None, ref=None, dry_run=False, parallel=10, rolling=0, wait=None, liveness=5.0, offline=False,
@@ -496,7 +514,8 @@ def deploy(
         check_run_id(attach, "--attach")
     opts = DeployOptions(ref=ref, trigger="ci" if os.environ.get("CI", "").lower() == "true" else "deploy",
                          actor=actor or default_actor(), stash=stash, wait=wait, liveness=liveness,
-                         offline=offline, dry_run=dry_run, clear_pin=ref is None, attach=attach, watch=bool(watch))
+                         offline=offline, dry_run=dry_run, clear_pin=ref is None, attach=attach, watch=bool(watch),
+                         inventory=_inventory_flag(inventory))
     outcome = _run_deploys(inventory, hosts, opts, parallel, rolling, json, accept_new, connect_timeout)
     _report(outcome, json, wide)
     finish(_code(outcome))
@@ -524,7 +543,8 @@ def rollback(c, hosts=None, to=None, wait=None, liveness=5.0, offline=False, act
         if not target:
             raise errors.FabopsError("no previous good commit is known; give one with --to SHA", host=host.name)
         opts = DeployOptions(ref=target, trigger="rollback", actor=actor or default_actor(), wait=wait,
-                             liveness=liveness, offline=offline, clear_pin=False, dry_run=dry_run)
+                             liveness=liveness, offline=offline, clear_pin=False, dry_run=dry_run,
+                             inventory=_inventory_flag(inventory))
         return deploy_host(t, host, opts, printer(host.name))
 
     outcome = for_each_host(inventory, hosts, one, parallel=parallel, accept_new=accept_new,
