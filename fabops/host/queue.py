@@ -19,6 +19,7 @@ Standard library only: runs under cron on the host's Python 3.9."""
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import Callable, Dict, Optional, Tuple
 
@@ -57,6 +58,16 @@ def watch_left(holder: dict, now: Optional[float] = None) -> Optional[float]:
         return None
     left = ends + WATCH_GRACE - (time.time() if now is None else now)
     return left if left > 0 else None
+
+
+def watch_remaining(holder: dict, now: Optional[float] = None) -> Optional[float]:
+    """Seconds left of the holder's watch itself, as its record says (0
+    once it has ended: the holder promotes and records, within the grace),
+    or None when a deploy does not wait for it (watch_left)."""
+    now = time.time() if now is None else now
+    if watch_left(holder, now) is None:
+        return None
+    return max(0.0, float(holder["watch_ends"]) - now)
 
 
 def request_watch_end(path: str, trigger: str, actor: str, run_id: str, watcher: str) -> None:
@@ -188,9 +199,15 @@ def waiting_line(holder: dict, trigger: str) -> str:
     who = describe_holder(holder)
     if trigger in EMERGENCY_TRIGGERS and holder.get("phase") in ("watch", "promote"):
         return f"ending the watch of {who} ({trigger} acts at once)"
-    left = watch_left(holder)
-    if left is not None:
-        return f"waiting for the watch of {who}: {left:.0f} s left at most"
+    now = time.time()
+    watching = watch_remaining(holder, now)
+    if watching is not None:
+        # the watch's own countdown (3 s for a 3 s watch), not the grace
+        # this run allows the holder past it (WATCH_GRACE): said apart,
+        # once the watch is over and the holder has yet to let go
+        if watching > 0 and holder.get("phase") == "watch":
+            return f"waiting for the watch of {who}: {math.ceil(watching)} s left"
+        return f"waiting for {who} to finish after its watch: up to {math.ceil(watch_left(holder, now))} s more"
     return f"waiting for the lock held by {holder.get('actor', '?')} ({holder.get('trigger', '?')})"
 
 
