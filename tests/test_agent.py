@@ -341,3 +341,29 @@ def test_inv_goes_through_the_agent_too(agent, tmp_path):
     assert results["1"] == results["0"]
     assert [code for code, _, _ in results["0"]] == [0, 64, 64]
     assert agent_pid(agent) is not None, "inv did not use the agent"
+
+
+@pytest.mark.ssh
+def test_more_runs_than_sshd_allows_sessions_get_more_transports(agent, ssh_host, inventory_for, tmp_path):
+    """sshd's MaxSessions (10) per connection: twelve `logs -f` at once
+    through one agent each hold a channel; none is refused."""
+    ssh_host.trust()
+    ssh_host.ssh("echo first > /tmp/agent-follow.log")
+    inv = inventory_for(h1=dict(ssh_host.inventory_entry(), app={"path": "~/app"},
+                                logs={"app": "/tmp/agent-follow.log"}))
+    procs = [subprocess.Popen([sys.executable, "-m", "fabops.cli", "logs", "-i", str(inv), "--source", "app", "-f",
+                               "-n", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                              env=dict(os.environ, COLUMNS="200")) for _ in range(12)]
+    try:
+        for p in procs:
+            assert p.stdout.readline().strip().endswith("first"), p.stderr.read() if p.poll() is not None else ""
+        for p in procs:
+            p.send_signal(signal.SIGINT)
+        codes = [p.wait(timeout=60) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert codes == [0] * 12, [p.stderr.read() for p in procs]
+    assert "opened transport 2 to h1" in log_of(agent)

@@ -133,7 +133,7 @@ class ProxyTransport:
         if reply is None or "error" in reply:
             s.close()
             _raise((reply or {}).get("error") or {"text": "the agent ended while opening a channel"})
-        chan = ProxyChannel(s)
+        chan = ProxyChannel(s, self)
         self.channels.append(chan)
         return chan
 
@@ -142,8 +142,11 @@ class ProxyTransport:
         try:
             reply = _ask(dict(self.request, op="probe", kind=kind))
         except FabopsError:
+            reply = {}
+        if not reply.get("answered"):
+            self.active = False  # as paramiko's transport is once its link is gone
             return None
-        return True if reply.get("answered") else None
+        return True
 
     def close(self) -> None:
         self.active = False
@@ -156,8 +159,9 @@ class ProxyChannel:
     it: requests answered by the agent; stdout and stderr buffered here from
     the agent's frames."""
 
-    def __init__(self, sock: socket.socket):
+    def __init__(self, sock: socket.socket, owner: Optional["ProxyTransport"] = None):
         self.sock = sock
+        self.owner = owner
         self.cond = threading.Condition()
         self.out, self.err = bytearray(), bytearray()
         self.out_eof = self.err_eof = False
@@ -202,6 +206,8 @@ class ProxyChannel:
                 self.err_eof = True
             elif kind == "exit":
                 self.exit_status, self.status_ready = h["status"], True
+                if h.get("lost") and self.owner is not None:
+                    self.owner.active = False
             else:  # ok / fail: the answer to a request
                 self.replies.append(h)
             self.cond.notify_all()

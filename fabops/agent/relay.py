@@ -63,15 +63,19 @@ def _ssh_config_stamp() -> list:
     return [st.st_mtime_ns, st.st_size]
 
 
-class Entry:
-    """One cached transport: the fabric Connection that opened it."""
+# Channels one transport carries at once. OpenSSH's sshd allows 10 sessions
+# per connection (MaxSessions); past this the agent opens another transport
+# to the host, as twenty concurrent runs without it would open twenty.
+CHANNELS_PER_TRANSPORT = 8
 
-    def __init__(self, key: str, request: dict, cxn):
-        self.key, self.request, self.cxn = key, request, cxn
-        self.name = request["login"][0]
-        self.since = self.last_used = time.time()
-        self.channels = 0  # opened, in all
+
+class Link:
+    """One transport: the fabric Connection that opened it."""
+
+    def __init__(self, cxn):
+        self.cxn = cxn
         self.open_now = 0
+        self.room = CHANNELS_PER_TRANSPORT  # lowered when the server refuses a session
 
     @property
     def transport(self):
@@ -80,6 +84,25 @@ class Entry:
     def alive(self) -> bool:
         t = self.transport
         return bool(t is not None and t.is_active())
+
+
+class Entry:
+    """One host's transports for one login: the first opened when a run
+    attached, more when the runs' channels need them."""
+
+    def __init__(self, key: str, request: dict, cxn):
+        self.key, self.request = key, request
+        self.links = [Link(cxn)]
+        self.name = request["login"][0]
+        self.since = self.last_used = time.time()
+        self.channels = 0  # opened, in all
+
+    @property
+    def transport(self):
+        return self.links[0].transport
+
+    def alive(self) -> bool:
+        return self.links[0].alive()
 
     def trusted(self) -> bool:
         """Whether known_hosts (the user's and the inventory's) still holds
@@ -93,13 +116,18 @@ class Entry:
         for path in (user_known_hosts(), self.request.get("known_hosts")):
             if path and os.path.isfile(os.path.expanduser(path)):
                 keys.load(os.path.expanduser(path))
+        cxn = self.links[0].cxn
         shown = self.transport.get_remote_server_key()
-        known = keys.lookup(known_hosts_name(self.cxn.host, self.cxn.port)) or {}
+        known = keys.lookup(known_hosts_name(cxn.host, cxn.port)) or {}
         return known.get(shown.get_name()) == shown
+
+    def with_room(self) -> Optional[Link]:
+        return next((link for link in self.links if link.alive() and link.open_now < link.room), None)
 
     def status(self) -> dict:
         return {"host": self.name, "alive": self.alive(), "since": self.since, "last_used": self.last_used,
-                "channels": self.channels, "open": self.open_now}
+                "channels": self.channels, "open": sum(link.open_now for link in self.links),
+                "transports": len(self.links)}
 
 
 class Transports:
@@ -108,8 +136,8 @@ class Transports:
     def __init__(self, log: Callable[[str], None]):
         self.log = log
         self.entries: Dict[str, Entry] = {}
-        self.lock = threading.Lock()  # the dict
-        self.connecting = threading.Lock()  # one handshake at a time: it swaps SSH_AUTH_SOCK
+        self.lock = threading.Lock()  # the dicts, and each entry's links
+        self.host_locks: Dict[str, threading.Lock] = {}  # one attach per host at a time: runs share its answer
 
     @staticmethod
     def key_of(request: dict) -> str:
@@ -122,48 +150,78 @@ class Transports:
         key = self.key_of(request)
         name = request["login"][0]
         with self.lock:
-            entry = self.entries.get(name)
-        if entry is not None and not (entry.key == key and entry.alive() and entry.trusted()):
-            self.drop(name, "its login, known_hosts or ~/.ssh/config changed, or it died")
-            entry = None
-        if entry is None:
-            entry = Entry(key, request, self._connect(request))
+            host_lock = self.host_locks.setdefault(name, threading.Lock())
+        with host_lock:  # twelve runs starting at once make one connection, not twelve
             with self.lock:
-                old = self.entries.get(name)
-                self.entries[name] = entry
-            if old is not None:
-                self._close(old)
-            self.log(f"connected to {name}")
-        return entry
+                entry = self.entries.get(name)
+            if entry is not None and not (entry.key == key and entry.alive() and entry.trusted()):
+                self.drop(name, "its login, known_hosts or ~/.ssh/config changed, or it died")
+                entry = None
+            if entry is None:
+                entry = Entry(key, request, self._connect(request))
+                with self.lock:
+                    self.entries[name] = entry
+                self.log(f"connected to {name}")
+            return entry
 
     def _connect(self, request: dict):
         from ..connection import connect
 
         login = Login(*request["login"])
-        with self.connecting:
-            saved = os.environ.get("SSH_AUTH_SOCK")
-            _set_env("SSH_AUTH_SOCK", request.get("ssh_auth_sock"))
-            try:
-                return connect(login, _KnownHosts(request.get("known_hosts")),  # type: ignore[arg-type]
-                               accept_new=request.get("accept_new", False),
-                               connect_timeout=request.get("timeout"))
-            finally:
-                _set_env("SSH_AUTH_SOCK", saved)
+        # paramiko asks the ssh-agent the run names (a new login session has
+        # a new one). One user's runs name the same one, so setting it for
+        # the process is enough: no lock across hosts' handshakes.
+        _set_env("SSH_AUTH_SOCK", request.get("ssh_auth_sock"))
+        return connect(login, _KnownHosts(request.get("known_hosts")),  # type: ignore[arg-type]
+                       accept_new=request.get("accept_new", False), connect_timeout=request.get("timeout"))
 
     def open_channel(self, request: dict, timeout: Optional[float]):
-        """A session channel on the host's transport. A transport that does
-        not open one within PROBE_SECONDS is dead: it is closed and the host
-        connected once more, never waited on."""
+        """A session channel to the host: on a transport with room, or on
+        one more. A transport that does not open one within PROBE_SECONDS
+        is dead (host rebooted, laptop slept, link cut): the host's
+        transports are closed and it is connected once more, never waited
+        on. A server that refuses the session (its MaxSessions) leaves the
+        transport alive and full."""
+        import paramiko
+
         entry = self.attach(request)
-        try:
-            chan = entry.transport.open_session(timeout=min(timeout or PROBE_SECONDS, PROBE_SECONDS))
-        except Exception as exc:  # noqa: BLE001 - every way a dead link shows
-            self.drop(entry.name, f"a channel would not open ({exc.__class__.__name__})")
-            entry = self.attach(request)
-            chan = entry.transport.open_session(timeout=timeout)
-        entry.channels += 1
+        reconnected = False
+        while True:
+            with self.lock:
+                link = entry.with_room()
+                if link is not None:
+                    link.open_now += 1  # reserved while it opens
+            if link is None:
+                link = self._grow(entry, request)
+            try:
+                chan = link.transport.open_session(timeout=min(timeout or PROBE_SECONDS, PROBE_SECONDS))
+            except paramiko.ChannelException:  # the server said no: this transport is full
+                with self.lock:
+                    link.open_now -= 1
+                    link.room = max(1, link.open_now)
+                continue
+            except Exception as exc:  # noqa: BLE001 - every way a dead link shows
+                if reconnected:
+                    raise
+                self.drop(entry.name, f"a channel would not open ({exc.__class__.__name__})")
+                entry, reconnected = self.attach(request), True
+                continue
+            entry.channels += 1
+            entry.last_used = time.time()
+            return entry, link, chan
+
+    def _grow(self, entry: Entry, request: dict) -> Link:
+        link = Link(self._connect(request))
+        link.open_now = 1
+        with self.lock:
+            entry.links.append(link)
+        self.log(f"opened transport {len(entry.links)} to {entry.name} (the others are full)")
+        return link
+
+    def release(self, entry: Entry, link: Link) -> None:
+        with self.lock:
+            link.open_now -= 1
         entry.last_used = time.time()
-        return entry, chan
 
     def drop(self, name: str, why: str) -> bool:
         with self.lock:
@@ -181,7 +239,8 @@ class Transports:
     def _close(entry: Entry) -> None:
         from ..connection import close_quietly
 
-        close_quietly(entry.cxn)
+        for link in entry.links:
+            close_quietly(link.cxn)
 
     def status(self) -> list:
         with self.lock:
@@ -207,8 +266,8 @@ class Relay:
     """One relayed channel: frames from the run drive `chan`; its stdout,
     stderr and exit status go back as frames."""
 
-    def __init__(self, conn, chan, entry: Entry):
-        self.conn, self.chan, self.entry = conn, chan, entry
+    def __init__(self, conn, chan, entry: Entry, link: Link, transports: Transports):
+        self.conn, self.chan, self.entry, self.link, self.transports = conn, chan, entry, link, transports
         self.sending = threading.Lock()
 
     def send(self, header: dict, payload: bytes = b"") -> None:
@@ -219,7 +278,6 @@ class Relay:
                 pass  # the run is gone; its frames stop mattering
 
     def serve(self) -> None:
-        self.entry.open_now += 1
         pumps = [threading.Thread(target=self._pump, args=(self.chan.recv, "out"), daemon=True),
                  threading.Thread(target=self._pump, args=(self.chan.recv_stderr, "err"), daemon=True)]
         for p in pumps:
@@ -233,8 +291,7 @@ class Relay:
         except (OSError, wire.WireError):
             pass
         finally:
-            self.entry.open_now -= 1
-            self.entry.last_used = time.time()
+            self.transports.release(self.entry, self.link)
             try:
                 self.chan.close()
             except Exception:  # noqa: BLE001 - a channel on a dead link
@@ -288,7 +345,10 @@ class Relay:
         # closed its stdout and went on); paramiko's call waits for it, and
         # gives -1 when the channel closed without one
         status = self.chan.recv_exit_status()
-        self.send({"c": "exit", "status": status})
+        # a channel that ended because its transport did is a lost link to
+        # the run (its transport stand-in goes inactive), as to paramiko
+        lost = status == -1 and not self.link.alive()
+        self.send({"c": "exit", "status": status, "lost": lost})
 
 
 def unreachable(name: str, text: str) -> dict:

@@ -216,9 +216,9 @@ class Agent:
             elif op == "probe":
                 wire.send(conn, {"answered": _answers(self.transports.entries.get(name))})
             else:
-                entry, chan = self.transports.open_channel(header, header.get("timeout"))
+                entry, link, chan = self.transports.open_channel(header, header.get("timeout"))
                 wire.send(conn, {"ok": True})
-                Relay(conn, chan, entry).serve()
+                Relay(conn, chan, entry, link, self.transports).serve()
         except FabopsError as exc:
             wire.send(conn, error_frame(exc))
         except Exception as exc:  # noqa: BLE001 - a dead link, told to the run as one

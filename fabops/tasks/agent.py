@@ -79,8 +79,9 @@ def _show(s: dict) -> None:
         print_text("no open transports")
         return
     for t in transports:
-        print_text(f"  {t['host']}  {'open' if t['alive'] else 'dead'}  since {fmt_duration(now - t['since'])} ago, "
-                   f"last used {fmt_duration(now - t['last_used'])} ago, {t['channels']} channels")
+        more = f" ({t['transports']} transports)" if t.get("transports", 1) > 1 else ""
+        print_text(f"  {t['host']}  {'open' if t['alive'] else 'dead'}{more}  since {fmt_duration(now - t['since'])} "
+                   f"ago, last used {fmt_duration(now - t['last_used'])} ago, {t['channels']} channels")
 
 
 def _wait_gone(path: str, seconds: float = 5.0) -> None:
