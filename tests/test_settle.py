@@ -110,3 +110,21 @@ def test_with_no_settle_the_watch_rolls_back_a_death_after_the_gate(tmp_path):
         assert box.health()["version"] == "1"
     finally:
         box.stop()
+
+
+def test_a_deploys_gate_leaves_the_settle_to_its_watch(tmp_path):
+    """With a watch after it, the deploy's gate passes at the first good
+    answer: a commit that dies 3 s after it starts is failed by the watch,
+    not by a 5 s settle (on the tree before, the gate's settle caught it)."""
+    box = sandbox_with(tmp_path, "5s", "8s")
+    try:
+        assert box.result()[0] == 0
+        box.origin.push("v2 dies 3 s after it starts", {"VERSION": "2\n", "BEHAVIOUR": "crash-after 3\n"})
+        code, res = box.result("--trigger", "deploy")
+        assert (code, res["result"]) == (2, "rolled_back"), res
+        gate = next(s for s in res["steps"] if s["name"] == "restart bot")
+        assert gate["ok"] and gate["message"].startswith("bot ready"), res
+        assert [s["name"] for s in res["steps"] if not s["ok"]] == ["watch"], res
+        assert box.health()["version"] == "1"
+    finally:
+        box.stop()

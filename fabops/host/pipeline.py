@@ -79,6 +79,7 @@ class Pipeline:
         if opts.trigger not in TRIGGERS:
             raise errors.UsageError(f"unknown trigger {opts.trigger!r} (one of {', '.join(TRIGGERS)})")
         self.t = Target.of(c, host)
+        self.gated: Dict[str, Optional[int]] = {}  # the PIDs the last gates passed with (_restart_and_wait)
         self.host = host
         self.opts = opts
         self.paths = self.t.paths
@@ -435,7 +436,7 @@ class Pipeline:
         ran, failed = self._apply_rules(rules, before)
         if failed is not None:
             self._recover(failed, ran, before, fallback, target)
-        elif self._restart_and_wait(affected) and self._watch(affected, fallback, target):
+        elif self._restart_and_wait(affected, watched=True) and self._watch(affected, fallback, target):
             self._promote(deployed, target, p.pin)
         else:
             self._rollback(rules, before, affected, fallback, target)
@@ -559,7 +560,7 @@ class Pipeline:
             return f"{req.get('trigger', '?')} by {req.get('actor', '?')}" if req else None
 
         with self.step("watch") as st:
-            seen = watch(self.services, list(services), progress=lambda m: self.say(m), ended=ended)
+            seen = watch(self.services, list(services), progress=lambda m: self.say(m), ended=ended, gated=self.gated)
             st.ok = seen.ok
             st.message = seen.message
             st.requests = seen.requests
@@ -574,16 +575,22 @@ class Pipeline:
             self.lock.update(phase="promote" if seen.ok else "rollback")
         return seen.ok
 
-    def _restart_and_wait(self, services: Sequence[Service], label: str = "restart") -> bool:
+    def _restart_and_wait(self, services: Sequence[Service], label: str = "restart", watched: bool = False) -> bool:
+        """Restart each service and pass its gate, in order; `watched`: the
+        watch follows (a deploy), so the gates skip their settle
+        (readiness.settle_for) and the watch starts from the PIDs they passed
+        with (self.gated)."""
+        self.gated = {}
         for svc in services:
             with self.step(f"{label} {svc.name}") as st:
                 self.services.restart(svc)
-                ready = wait_ready(self.services, svc, progress=lambda m: self.say(m))
+                ready = wait_ready(self.services, svc, progress=lambda m: self.say(m), watched=watched)
                 st.ok = ready.ok
                 st.message = ready.message + (f" ({counted(ready.requests, 'HTTP check')})" if ready.requests else "")
                 st.requests = ready.requests
             if not ready.ok:
                 return False
+            self.gated[svc.name] = ready.pid
         return True
 
     def _run_rule(self, rule: DepRule, label: str = "deps") -> bool:
