@@ -110,7 +110,16 @@ def _timeout_runner(base):
     to finish; on a busy machine the main thread often gets there first, so a
     killed command came back as an ordinary failed one with half its output
     (a hung monitor fact script became exit 2 with a partial panel, instead of
-    exit 3). A flag set before the kill has no such window."""
+    exit 3). A flag set before the kill has no such window.
+
+    Ctrl-C while a local command runs: Invoke's Runner only forwards it (a
+    ^C written to the command's stdin, for a REPL that keeps running) and
+    waits on; the command, in our process group, got the SIGINT and died,
+    and the task carried on as if it had failed. The Local runner kills the
+    command and lets the KeyboardInterrupt go on (`fabops: interrupted`,
+    exit 130, as on cron's fast path: host/localrun.py). Fabric's Remote
+    keeps its own: a pty's ^C over SSH, else the interrupt raised."""
+    from invoke.runners import Local
 
     class TimeoutRunner(base):
         _expired = False
@@ -127,6 +136,13 @@ def _timeout_runner(base):
         @property
         def timed_out(self) -> bool:
             return self._expired or super().timed_out
+
+        if issubclass(base, Local):
+            def send_interrupt(self, interrupt):
+                try:
+                    base.kill(self)  # not self.kill(): an interrupt is no timeout
+                finally:
+                    raise interrupt
 
     TimeoutRunner.__name__ = TimeoutRunner.__qualname__ = "Timeout" + base.__name__
     return TimeoutRunner

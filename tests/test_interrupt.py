@@ -144,3 +144,49 @@ def test_ctrl_c_during_health_on_both_paths(sandbox):
                 run.end()
     finally:
         silent.close()
+
+
+def test_ctrl_c_during_a_local_command_through_invoke(sandbox):
+    """The full program (Invoke's Local runner) interrupted in a dependency
+    rule: Invoke forwarded the Ctrl-C as a ^C on the command's stdin and
+    waited on, so the command died and local-update carried on as if it
+    had failed (its recovery, then `aborted`, exit 2)."""
+    started = slow_rule(sandbox)
+    run = Fabops("local-update", "-i", str(sandbox.inventory), "--trigger", "manual", fast=False)
+    try:
+        # the rule has started and Invoke polls it (a Ctrl-C while Invoke
+        # still starts its reader threads always got through)
+        run.wait_for(lambda: os.path.exists(started) and open(started).read().strip() and napping(run.proc.pid))
+        code, out, err = run.ctrl_c()
+        assert_interrupted(code, err)
+        assert gone(int(open(started).read())), "Ctrl-C left the rule's command running"
+        assert sandbox.state["in_progress"]["to"]  # the next run finishes it
+    finally:
+        run.end()
+        end_rule(started)
+
+
+def napping(pid: int) -> bool:
+    """The process's main thread is in a sleep: time.sleep between a
+    runner's polls of its command (Invoke's Runner.wait), not in the
+    futex waits of starting the runner's threads."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/wchan") as fh:
+            where = fh.read()
+        with open(f"/proc/{pid}/task/{pid}/syscall") as fh:
+            call = fh.read().split()[0]
+    except OSError:
+        return False
+    return "nanosleep" in where or (os.uname().machine == "x86_64" and call == "230")  # clock_nanosleep
+
+
+def test_a_remote_command_keeps_fabrics_interrupt():
+    """Only the Local runner kills and re-raises: Fabric's Remote sends a
+    pty's ^C over SSH (or raises without a pty), unchanged."""
+    from fabric.runners import Remote
+    from invoke.runners import Local
+
+    from fabops.connection import _timeout_runner
+
+    assert _timeout_runner(Remote).send_interrupt is Remote.send_interrupt
+    assert _timeout_runner(Local).send_interrupt is not Local.send_interrupt
