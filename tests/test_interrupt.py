@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import yaml
 
 from fabops import errors
@@ -190,3 +191,43 @@ def test_a_remote_command_keeps_fabrics_interrupt():
 
     assert _timeout_runner(Remote).send_interrupt is Remote.send_interrupt
     assert _timeout_runner(Local).send_interrupt is not Local.send_interrupt
+
+
+# Invoke's steps before a task starts (Program.run: the config, the core
+# flags, the task tree, the task's flags, --help/--list, the config again,
+# the executor up to the task's body), each a few milliseconds.
+STEPS = ("create_config", "parse_core", "parse_collection", "parse_tasks", "parse_cleanup", "update_config",
+         "execute")
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_ctrl_c_while_invoke_parses(step, mocker, capsys):
+    """Invoke's Program.run ends a KeyboardInterrupt as a silent exit 1;
+    `fabops` says it as a task would. Too short a window for a real
+    signal, so Invoke's step raises it."""
+    from invoke import Program
+
+    from fabops import __version__
+    from fabops.tasks import ns
+    from fabops.tasks.program import FabopsProgram
+
+    mocker.patch.object(Program, step, side_effect=KeyboardInterrupt)
+    program = FabopsProgram(namespace=ns, version=__version__, name="fabops", binary="fabops")
+    with pytest.raises(SystemExit) as exited:
+        program.run(["fabops", "hosts", "-i", str(ROOT / "hosts.yml")])
+    assert_interrupted(exited.value.code, capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("step", STEPS[3:-1])
+def test_ctrl_c_while_invoke_parses_under_inv(step, mocker, capsys):
+    """Under `inv`, the steps after the task tree loads (serve_inv gives
+    Invoke's program TaskProgram there); Invoke's own before then."""
+    from invoke import Program
+
+    from fabops.tasks import ns
+    from fabops.tasks.program import TaskProgram
+
+    mocker.patch.object(Program, step, side_effect=KeyboardInterrupt)
+    with pytest.raises(SystemExit) as exited:
+        TaskProgram(namespace=ns, binary="inv[oke]").run(["inv", "hosts", "-i", str(ROOT / "hosts.yml")])
+    assert_interrupted(exited.value.code, capsys.readouterr().err)

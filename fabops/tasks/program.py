@@ -12,6 +12,7 @@ gives Invoke's running program the `TaskProgram` class (why, there).
 from __future__ import annotations
 
 import difflib
+import functools
 import logging
 import re
 import sys
@@ -21,7 +22,8 @@ from invoke import Argument, Exit, Program
 from invoke.exceptions import ParseError
 from invoke.parser import Parser, ParserContext
 
-from ..errors import USAGE, quiet_closed_pipe
+from ..errors import INTERRUPTED, USAGE, quiet_closed_pipe
+from ..host.report import INTERRUPTED_LINE
 from ._base import DEBUG_GIVEN, FabopsTask, width, wrap
 
 # Invoke's core flags that mean nothing for a fabops task, with the reason the
@@ -84,10 +86,44 @@ class NamedValues(ParserContext):
         return names, text
 
 
+def interruptible(step):
+    """A step of Invoke's Program.run with Ctrl-C said as a task says it:
+    Invoke's run() ends a KeyboardInterrupt as a silent exit 1, and it
+    spends a few milliseconds parsing before a task (FabopsTask) could say
+    it (docs/errors.md, 130)."""
+
+    @functools.wraps(step)
+    def run(self, *args, **kwargs):
+        try:
+            return step(self, *args, **kwargs)
+        except KeyboardInterrupt:
+            raise Exit(INTERRUPTED_LINE, code=INTERRUPTED) from None
+
+    return run
+
+
 class TaskProgram(Program):
     """Invoke's Program with fabops' parse contract for the task part of the
     command line: any parse error is exit 64 on one line, an unknown task or
-    flag with a did-you-mean; `--help`/`--list` into a closed pipe end quietly."""
+    flag with a did-you-mean; `--help`/`--list` into a closed pipe end quietly;
+    Ctrl-C while it parses is `fabops: interrupted`, exit 130 (under `inv`,
+    from the task tree's import on: serve_inv)."""
+
+    @interruptible
+    def create_config(self) -> None:
+        super().create_config()
+
+    @interruptible
+    def parse_collection(self) -> None:
+        super().parse_collection()
+
+    @interruptible
+    def load_collection(self) -> None:
+        super().load_collection()
+
+    @interruptible
+    def update_config(self, *args, **kwargs) -> None:
+        super().update_config(*args, **kwargs)
 
     @property
     def prog(self) -> str:
@@ -115,12 +151,14 @@ class TaskProgram(Program):
         return Parser(initial=self.initial_context, contexts=[NamedValues.of(c) for c in contexts],
                       ignore_unknown=ignore_unknown)
 
+    @interruptible
     def parse_tasks(self) -> None:
         try:
             super().parse_tasks()
         except ParseError as exc:
             raise self.usage_error(self.explain(exc)) from None
 
+    @interruptible
     def parse_cleanup(self) -> None:
         wanted = self.args.help.value  # `--help NAME`: True for a bare --help
         if isinstance(wanted, str) and wanted not in self.parser.contexts:
@@ -334,6 +372,7 @@ class FabopsProgram(TaskProgram):
             arg.help = CORE_HELP.get(arg.name, arg.help)
         return args
 
+    @interruptible
     def parse_core(self, argv) -> None:
         try:
             super().parse_core(argv)
@@ -367,6 +406,12 @@ class FabopsProgram(TaskProgram):
                 seen += 1
         if seen > 1:
             raise self.usage_error("-H given twice before the task name; give it once (-H a,b selects both)")
+
+    @interruptible
+    def execute(self) -> None:
+        """Every task here is fabops' (FabopsTask says its own interrupt):
+        this is Invoke's executor before, between and after them."""
+        super().execute()
 
     def parse_tasks(self):
         super().parse_tasks()
