@@ -4,7 +4,32 @@ The program itself (parse contract, global -H, completion) is
 fabops/tasks/program.py."""
 from __future__ import annotations
 
+import functools
 
+
+def said_if_interrupted(entry):
+    """`entry` with a Ctrl-C anywhere in it said as a task says it (docs/errors.md,
+    130): `fabops: interrupted`, exit 130, no traceback. Cron's fast path,
+    a task and Invoke's parse say it themselves; this covers the rest (the
+    imports of each step, the agent's client, the task tree)."""
+
+    @functools.wraps(entry)
+    def run(argv=None):
+        try:
+            return entry(argv)
+        except KeyboardInterrupt:
+            import sys
+
+            from .errors import INTERRUPTED
+            from .host.report import INTERRUPTED_LINE
+
+            print(INTERRUPTED_LINE, file=sys.stderr)
+            raise SystemExit(INTERRUPTED) from None
+
+    return run
+
+
+@said_if_interrupted
 def main(argv=None):
     from .host.fastpath import serve
 
@@ -18,19 +43,12 @@ def main(argv=None):
     run_program(argv)
 
 
+@said_if_interrupted
 def run_program(argv=None):
     """fabops' program, here or in a run of the agent's."""
-    try:
-        from . import __version__
-        from .tasks import ns
-        from .tasks.program import FabopsProgram
-    except KeyboardInterrupt:  # Ctrl-C while the task tree loads: one line, no traceback (docs/errors.md)
-        import sys
-
-        from .errors import INTERRUPTED
-
-        print("fabops: interrupted", file=sys.stderr)
-        raise SystemExit(INTERRUPTED) from None
+    from . import __version__
+    from .tasks import ns
+    from .tasks.program import FabopsProgram
 
     program = FabopsProgram(namespace=ns, version=__version__, name="fabops", binary="fabops")
     program.run(argv)

@@ -29,11 +29,11 @@ class Fabops:
     terminal's foreground group a Ctrl-C reaches); killed if still there
     at the end."""
 
-    def __init__(self, *args, fast: bool = True):
+    def __init__(self, *args, fast: bool = True, python=("-m", "fabops.cli")):
         env = {k: v for k, v in os.environ.items() if k not in ("FABOPS_FASTPATH", "FABOPS_DEBUG")}
         if not fast:
             env["FABOPS_FASTPATH"] = "0"  # the full program, through Invoke
-        self.proc = subprocess.Popen([sys.executable, "-m", "fabops.cli", *args], cwd=ROOT, env=env,
+        self.proc = subprocess.Popen([sys.executable, *python, *args], cwd=ROOT, env=env,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, start_new_session=True)
 
@@ -231,3 +231,38 @@ def test_ctrl_c_while_invoke_parses_under_inv(step, mocker, capsys):
     with pytest.raises(SystemExit) as exited:
         TaskProgram(namespace=ns, binary="inv[oke]").run(["inv", "hosts", "-i", str(ROOT / "hosts.yml")])
     assert_interrupted(exited.value.code, capsys.readouterr().err)
+
+
+# `fabops`'s steps before Invoke's program (fabops/cli.py): cron's fast
+# path, the agent's client, the task tree
+HELD = '''
+import signal, sys
+from fabops import cli
+
+class Held:
+    """Holds the import of {module} until a signal, once it has begun."""
+    def find_spec(self, name, path, target=None):
+        if name == {module!r}:
+            open({ready!r}, "w").close()
+            signal.pause()
+        return None
+
+sys.meta_path.insert(0, Held())
+cli.main(["fabops", "hosts", "-i", {hosts!r}])
+'''
+
+
+@pytest.mark.parametrize("module", ("fabops.host.fastpath", "fabops.agent.client", "fabops.tasks.program"))
+def test_ctrl_c_before_invokes_program(module, tmp_path):
+    """Ctrl-C while `fabops` imports cron's fast path or the agent's client
+    printed a traceback (only the task tree's import was covered)."""
+    ready = tmp_path / "ready"
+    code = HELD.format(module=module, ready=str(ready), hosts=str(ROOT / "hosts.yml"))
+    run = Fabops(python=("-c", code))
+    try:
+        run.wait_for(ready.exists)
+        code, out, err = run.ctrl_c()
+        assert_interrupted(code, err)
+        assert out == ""
+    finally:
+        run.end()
