@@ -18,7 +18,7 @@ EXIT_CODES = """\
 | 64 | usage error: bad flag value, unknown host, group, task or flag, no TTY for a confirmation |
 | 70 | internal error in fabops (a bug; rerun with `--debug`) |
 | 78 | configuration error in hosts.yml |
-| 130 | interrupted (Ctrl-C) before there was anything to show: one line, no traceback |
+| 130 | interrupted (Ctrl-C): `fabops: interrupted`, one line, no traceback |
 | 141 | stdout was closed by its reader (`fabops history \\| head`); ends quietly |
 """
 

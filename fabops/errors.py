@@ -18,7 +18,7 @@ USAGE = 64  # EX_USAGE
 INTERNAL = 70  # EX_SOFTWARE: a bug in fabops, never a state of the host
 CONFIG = 78  # EX_CONFIG
 CLOSED_PIPE = 141  # 128 + SIGPIPE: stdout's reader went away (`| head`); no traceback
-INTERRUPTED = 130  # 128 + SIGINT: Ctrl-C before there was anything to show; one line, no traceback
+INTERRUPTED = 130  # 128 + SIGINT: Ctrl-C at any point: `fabops: interrupted`, one line, no traceback
 
 
 
