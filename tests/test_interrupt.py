@@ -4,7 +4,9 @@ with exit 130 and one line on stderr, `fabops: interrupted`, no traceback
 local-update and health) and a task run through Invoke's Program, which
 turned a KeyboardInterrupt into a silent exit 1 (so did the fast path,
 copying it). Each case is a real `fabops` process interrupted at a point
-it is known to have reached (polled for, never slept for)."""
+it is known to have reached (polled for, never slept for), but for
+Invoke's parse steps: a few milliseconds, so each raises the interrupt
+in-process."""
 from __future__ import annotations
 
 import os
