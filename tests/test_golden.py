@@ -128,7 +128,7 @@ def test_status_continues_under_its_text(width, frozen, capsys, monkeypatch):
     after = lines[[i for i, ln in enumerate(lines) if ln.startswith("└")][0] + 1:]
     starts = ("deployed ", "📌 pinned", "last check", "updates failing", "last run:")
     assert all(ln.startswith(starts) or ln.startswith("  ") and ln[2] != " " for ln in after), text
-    assert "`inv unpin`" in text, text
+    assert "`inv unpin -H local`" in text, text
     check("status-wrap", width, text)
 
 

@@ -79,6 +79,6 @@ def test_rollback_dry_run_says_its_fetch_and_its_pin_once(sandbox):
     out = r.stdout
     assert "fetch (" in out and f"rollback target {v1[:12]} is a known commit" in out, out
     assert not re.search(r"[0-9a-f]{40}", out), out
-    pins = [line for line in out.splitlines() if "pin" in line]
-    assert len(pins) == 1 and f"would pin {v1[:12]}: rollback: cron stays on it until `inv unpin`" in pins[0], out
+    pins = [line for line in re.sub(r"\n +", " ", out).splitlines() if "pin" in line]  # wrapped lines joined
+    assert len(pins) == 1 and f"would pin {v1[:12]}: rollback: cron stays on it until `inv unpin -H local`" in pins[0], out
     assert "--ref" not in out, out

@@ -148,7 +148,7 @@ def actions(host, p: Plan, trigger: str = "deploy", ended_watch: bool = False) -
             yield Would("restart", name, "full converge" if p.full else "its files changed")
     if p.pin:
         yield Would("pin", short(p.pin), ("rollback" if trigger == "rollback" else "--ref")
-                    + ": cron stays on it until `inv unpin`"
+                    + f": cron stays on it until `inv unpin -H {host.name}`"
                     + (" (once its gate and watch pass)" if p.kind == "deploy" else ""))
 
 

@@ -151,9 +151,11 @@ def restore_would(host: Host, name: str, diff: Dict[str, List[str]]) -> List[Wou
             + [Would("restart", s.name, "then poll it until ready") for s in host.services])
 
 
-def restore_env(c, host: Host, name: str, actor: str, dry_run: bool = False, progress=None) -> dict:
+def restore_env(c, host: Host, name: str, actor: str, dry_run: bool = False, progress=None,
+                inventory: Optional[str] = None) -> dict:
     """Back up the current .env, restore `name`, restart and poll. Returns
-    the key changes (names only)."""
+    the key changes (names only). `inventory` is the `-i PATH` a hint must
+    name (tasks/deploy._inventory_flag), or None."""
     from ..host.readiness import wait_ready
     from ..remote import RemoteLock, managers_for
 
@@ -163,7 +165,10 @@ def restore_env(c, host: Host, name: str, actor: str, dry_run: bool = False, pro
     src = quote_path(env_backup_dir(host) + "/" + name)
     t = Target.of(c, host)
     if not t.ok(sh("[ -f {src} ]", src=src)):
-        raise UsageError(f"no backup {name!r} on the host (see `inv backup-env --list`)", host=host.name)
+        from ..deploy import suggest
+
+        raise UsageError(f"no backup {name!r} on the host (see {suggest(inventory, 'backup-env', '-H', host.name, '--list')})",
+                         host=host.name)
     diff = env_diff(c, host, app_file(host, host.env_file), src)
     would = restore_would(host, name, diff)
     if dry_run:  # the same checks and diff, rendered: nothing locked, saved, copied or restarted

@@ -146,13 +146,19 @@ def restore_env(c, hosts=None, backup=None, yes=False, dry_run=False, actor=None
     from ..maintenance import restore_env as do_restore
     from ..maintenance.env import SAME
 
+    from .deploy import _inventory_flag
+    from .render import hint
+
     if not backup:
-        raise errors.UsageError("--backup NAME is required (see `inv backup-env --list`)")
+        names = [h.name for h in select(inventory, hosts)[1]]
+        listing = hint(_inventory_flag(inventory), names, "backup-env", "--list")
+        raise errors.UsageError(f"--backup NAME is required (see {listing})")
     if not dry_run:
         confirm(f"Restore {backup} and restart the services", yes)
     who = actor or default_actor()
     outcome = _each(inventory, hosts, lambda cxn, host: do_restore(cxn, host, backup, who, dry_run=dry_run,
-                                                                   progress=None if json else _say(host)),
+                                                                   progress=None if json else _say(host),
+                                                                   inventory=_inventory_flag(inventory)),
                     accept_new, connect_timeout)
     codes = [(errors.FAILED if any(not s["ok"] for s in r.value.get("services", [])) else errors.OK) if r.ok
              else r.code for r in outcome.results]
@@ -210,6 +216,8 @@ def system_update(c, hosts=None, check=False, yes=False, json=False, inventory=N
                   connect_timeout=None):
     """List OS package updates (dnf, yum or apt), or apply them with --yes; says if a reboot is needed."""
     from ..maintenance import system_update as do_update
+    from .deploy import _inventory_flag
+    from .render import hint
 
     if check and yes:
         raise errors.UsageError("--check and --yes exclude each other")
@@ -232,7 +240,8 @@ def system_update(c, hosts=None, check=False, yes=False, json=False, inventory=N
                 print_text(f"[{r.host}] {v.manager}: applied {len(v.updates)} update(s)"
                            + ("; a REBOOT is needed" if v.reboot_needed else "; no reboot needed"))
             else:
-                print_text(f"[{r.host}] {v.manager}: {len(v.updates)} update(s) available" + (" (apply with --yes)" if v.updates else ""))
+                print_text(f"[{r.host}] {v.manager}: {len(v.updates)} update(s) available"
+                           + (f" (apply with {hint(_inventory_flag(inventory), r.host, 'system-update', '--yes')})" if v.updates else ""))
                 for pkg in v.updates[:50]:
                     print_text(f"[{r.host}]   {pkg}")
         _errors_out(outcome)

@@ -398,20 +398,32 @@ def _when(rec: dict) -> str:
     return str(rec.get("time", "?"))[5:16].replace("T", " ")
 
 
-def pin_lines(data: dict, why: bool = False) -> List[str]:
+def hint(flag, hosts, task: str, *words: str) -> str:
+    """`inv TASK [-i PATH] -H HOSTS WORDS…`, a command a message tells a
+    person to run next, for the host(s) this run acted on (a name or names):
+    deploy.suggest with `flag`, the `-i` tasks/deploy._inventory_flag gives
+    for the run's inventory. Without -H it would act on the default host,
+    which may be production."""
+    from ..deploy import suggest
+
+    names = [hosts] if isinstance(hosts, str) else list(hosts)
+    return suggest(flag, task, "-H", ",".join(names), *words)
+
+
+def pin_lines(data: dict, why: bool = False, host: str = "", flag=None) -> List[str]:
     """The pin and the remembered bad targets, for `status` (with the pin's
-    reason and the way out) and `monitor`."""
+    reason and the way out for `host`, `flag` its `-i`: hint) and `monitor`."""
     out = []
     if data.get("pin"):
         out.append(f"[yellow]📌 pinned to {literal(short(data['pin']))}[/yellow]"
-                   + (f" ({literal(data.get('pin_reason') or '?')}); `inv unpin` to follow the branch again"
-                      if why else ""))
+                   + (f" ({literal(data.get('pin_reason') or '?')}); {literal(hint(flag, host, 'unpin'))} "
+                      "to follow the branch again" if why else ""))
     if data.get("bad"):
         out.append(f"[yellow]remembered bad targets:[/yellow] {literal(', '.join(short(b) for b in data['bad']))}")
     return out
 
 
-def status_panel(host: str, data: dict) -> None:
+def status_panel(host: str, data: dict, flag=None) -> None:
     import time
 
     from rich.table import Table
@@ -433,7 +445,7 @@ def status_panel(host: str, data: dict) -> None:
     head = data.get("head")
     if head and deployed and head != deployed:
         line += f"  [yellow]checkout is at {literal(short(head))}[/yellow]"
-    lines = [line] + pin_lines(data, why=True)
+    lines = [line] + pin_lines(data, why=True, host=host, flag=flag)
     if data.get("in_progress"):
         ip = data["in_progress"]
         lines.append(f"[magenta]run {literal(ip.get('run_id'))} in progress or interrupted at step "
