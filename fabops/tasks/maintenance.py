@@ -10,12 +10,17 @@ from ._base import JSON_SCHEMA, fabops_task, finish, print_envelope, print_json,
 
 
 def confirm(question: str, yes: bool) -> None:
-    """`--yes`, or a `y` typed at a TTY; with no TTY, refuse (exit 64)."""
+    """`--yes`, or a `y` typed at a TTY; with no TTY, refuse (exit 64).
+    Ctrl-D (end of input) is a no, as Enter is."""
     if yes:
         return
     if not sys.stdin.isatty():
         raise errors.UsageError(f"{question}: refusing without confirmation (no TTY); pass --yes")
-    answer = input(f"{question} [y/N] ").strip().lower()
+    try:
+        answer = input(f"{question} [y/N] ").strip().lower()
+    except EOFError:  # not a failed connection (it was reported as one, with no reason)
+        print(file=sys.stderr)  # end the prompt's line: the message starts on its own
+        answer = ""
     if answer not in ("y", "yes"):
         raise errors.UsageError("cancelled")
 
