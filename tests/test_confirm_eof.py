@@ -2,49 +2,26 @@
 cancelled`, exit 64 (new-user trial: `fabops: the connection failed: `
 with no reason, exit 3, and an EOFError traceback under --debug)."""
 import os
-import pty
-import select
-import signal
 import sys
-import time
 
 import pytest
 
+from tests.test_monitor_pty import Session
+
 
 def _answer_eof(argv):
-    """Run `argv` on a pseudo-terminal, type Ctrl-D at its `[y/N]` prompt;
-    (exit code, output)."""
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: fabops on the terminal (never back into pytest)
-        try:
-            os.environ.update(COLUMNS="80", TERM="xterm")
-            os.execv(sys.executable, argv)
-        finally:
-            os._exit(127)
-    out, sent, start, status = b"", False, time.monotonic(), None
+    """Run `argv` on a pseudo-terminal (test_monitor_pty's Session), type
+    Ctrl-D at its `[y/N]` prompt; (exit code, output)."""
+    session = Session(argv, background=False)
     try:
-        while time.monotonic() - start < 90:
-            ready, _, _ = select.select([fd], [], [], 0.1)
-            if ready:
-                try:
-                    data = os.read(fd, 65536)
-                except OSError:  # the child is gone: EIO on Linux
-                    break
-                if not data:
-                    break
-                out += data
-            if not sent and b"[y/N] " in out:
-                os.write(fd, b"\x04")
-                sent = True
-        _, status = os.waitpid(pid, 0)
+        asked = session.read(lambda out: b"[y/N] " in out, 90)
+        text = session.out.decode("utf-8", "replace")
+        assert asked, text
+        os.write(session.fd, b"\x04")
+        code = session.wait(60)
     finally:
-        if status is None:  # still running (a hang): end it, pass or fail
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        os.close(fd)
-    text = out.decode("utf-8", "replace").replace("\r\n", "\n")
-    assert sent, text
-    return os.waitstatus_to_exitcode(status), text
+        session.close()
+    return code, session.out.decode("utf-8", "replace").replace("\r\n", "\n")
 
 
 @pytest.mark.parametrize("task", [("reset",), ("restore-env", "--backup")])
