@@ -4,6 +4,8 @@
 pointed at the default host, which may be production)."""
 import stat
 
+import pytest
+
 from tests.conftest import run_cli
 
 
@@ -43,3 +45,20 @@ def test_system_update_and_restore_env_hints(sandbox, tmp_path):
     r = run_cli("restore-env", "-i", inv, "-b", "20990101T000000.env", "--dry-run")
     assert r.returncode == 64, r.stderr
     assert f"(see `inv backup-env -i {inv} -H local --list`)" in r.stderr.replace("\n        ", " "), r.stderr
+
+
+@pytest.mark.parametrize("count, more", [(50, None), (126, 76)])
+def test_system_update_says_how_many_it_does_not_list(sandbox, tmp_path, count, more):
+    """Trial: 126 updates available, then 50 package lines and no word of
+    the other 76."""
+    inv = str(sandbox.inventory)
+    r = run_cli("system-update", "-i", inv, "-H", "local", "--check", env=_dnf(tmp_path, count))
+    assert r.returncode == 1, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert sum(1 for ln in lines if ln.startswith("[local]   pkg")) == 50, r.stdout
+    tail = [ln for ln in lines if "more" in ln]
+    if more is None:
+        assert not tail, r.stdout
+    else:
+        assert tail == [f"[local]   … and {more} more: `inv system-update -i {inv} -H local --check --json` "
+                        "lists them all"], r.stdout

@@ -214,6 +214,9 @@ def clean(c, hosts=None, dry_run=False, json=False, inventory=None, accept_new=F
     finish(outcome.code)
 
 
+SHOWN = 50  # system-update lists this many packages per host; --json has them all
+
+
 @fabops_task(name="system-update", help={
     "check": "Only list available updates: exit 1 when there are some, 0 when none (the default).",
 })
@@ -247,8 +250,12 @@ def system_update(c, hosts=None, check=False, yes=False, json=False, inventory=N
             else:
                 print_text(f"[{r.host}] {v.manager}: {len(v.updates)} update(s) available"
                            + (f" (apply with {hint(_inventory_flag(inventory), r.host, 'system-update', '--yes')})" if v.updates else ""))
-                for pkg in v.updates[:50]:
+                for pkg in v.updates[:SHOWN]:
                     print_text(f"[{r.host}]   {pkg}")
+                if len(v.updates) > SHOWN:  # the rest: how many, and where they are
+                    print_text(f"[{r.host}]   … and {len(v.updates) - SHOWN} more: "
+                               f"{hint(_inventory_flag(inventory), r.host, 'system-update', '--check', '--json')} "
+                               "lists them all")
         _errors_out(outcome)
     finish(errors.worst(codes))
 
