@@ -41,3 +41,29 @@ def test_ctrl_d_at_a_confirmation_is_cancelled(sandbox, task):
     assert code == 64, text
     assert text.rstrip().endswith("[y/N] \nfabops: cancelled"), text
     assert "Traceback" not in text and "connection failed" not in text, text
+
+
+def test_restore_env_of_the_current_env_asks_nothing(sandbox):
+    """Trial: restore-env asked "Restore … and restart the services [y/N]",
+    then found that the backup matches the current .env (its dry run knew
+    before). It decides first: nothing to restore, no question, exit 0, on
+    a terminal and without one."""
+    import json
+
+    from tests.conftest import run_cli
+
+    inv = str(sandbox.inventory)
+    name = json.loads(run_cli("backup-env", "-i", inv, "--json").stdout)["hosts"]["local"]["name"]
+    session = Session([sys.executable, "-m", "fabops.cli", "restore-env", "-i", inv, "-b", name], background=False)
+    try:
+        code = session.wait(90)
+    finally:
+        session.close()
+    text = session.out.decode("utf-8", "replace").replace("\r\n", "\n")
+    assert (code, text) == (0, "[local] nothing to restore: the backup matches the current .env\n"), text
+    r = run_cli("restore-env", "-i", inv, "-b", name)  # no TTY, no --yes: nothing to refuse either
+    assert (r.returncode, r.stdout) == (0, "[local] nothing to restore: the backup matches the current .env\n"), r
+    r = run_cli("restore-env", "-i", inv, "-b", name, "--json")
+    assert json.loads(r.stdout)["hosts"]["local"] == {"diff": {"added": [], "removed": [], "changed": [], "same": True},
+                                                      "restored": False, "services": []}, r.stdout
+    assert not list(sandbox.home.glob("services/*.pid")), "a service was (re)started"

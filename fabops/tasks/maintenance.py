@@ -150,7 +150,6 @@ def restore_env(c, hosts=None, backup=None, yes=False, dry_run=False, actor=None
     from ..host.would import lines
     from ..maintenance import restore_env as do_restore
     from ..maintenance.env import SAME
-
     from .deploy import _inventory_flag
     from .render import hint
 
@@ -158,13 +157,27 @@ def restore_env(c, hosts=None, backup=None, yes=False, dry_run=False, actor=None
         names = [h.name for h in select(inventory, hosts)[1]]
         listing = hint(_inventory_flag(inventory), names, "backup-env", "--list")
         raise errors.UsageError(f"--backup NAME is required (see {listing})")
-    if not dry_run:
-        confirm(f"Restore {backup} and restart the services", yes)
     who = actor or default_actor()
-    outcome = _each(inventory, hosts, lambda cxn, host: do_restore(cxn, host, backup, who, dry_run=dry_run,
-                                                                   progress=None if json else _say(host),
-                                                                   inventory=_inventory_flag(inventory)),
-                    accept_new, connect_timeout)
+
+    def run(plan: bool):
+        return _each(inventory, hosts, lambda cxn, host: do_restore(cxn, host, backup, who, dry_run=plan,
+                                                                    progress=None if json or plan else _say(host),
+                                                                    inventory=_inventory_flag(inventory)),
+                     accept_new, connect_timeout)
+
+    if dry_run or yes:
+        outcome = run(dry_run)
+    else:  # the dry run's plan first: nothing to ask (or refuse) when no host has anything to restore
+        outcome = run(True)
+        if any(r.ok and r.value["would"] for r in outcome.results):
+            confirm(f"Restore {backup} and restart the services", yes)
+            outcome = run(False)
+        else:  # as the real run says it (and returns it) when the backup is the current .env
+            for r in outcome.results:
+                if r.ok:
+                    r.value = {"diff": r.value["diff"], "restored": False, "services": []}
+                    if not json:
+                        print_text(f"[{r.host}] nothing to restore: {SAME}")
     codes = [(errors.FAILED if any(not s["ok"] for s in r.value.get("services", [])) else errors.OK) if r.ok
              else r.code for r in outcome.results]
     if json:
