@@ -184,7 +184,9 @@ def connect(
     if host.is_local:
         return local_context(host)
     if THROUGH_AGENT is not None:  # a run of the agent's: its transport (docs/architecture.md, "The agent")
-        return THROUGH_AGENT(host, inventory, accept_new=accept_new, connect_timeout=connect_timeout)
+        cxn = THROUGH_AGENT(host, inventory, accept_new=accept_new, connect_timeout=connect_timeout)
+        if cxn is not None:  # None: the agent serves another HOME, and this run connects itself
+            return cxn
     from fabric import Config
     from fabric.runners import Remote
 

@@ -6,10 +6,12 @@ agent, stopped by its pid at the end (`agent` fixture)."""
 import json
 import os
 import re
+import shutil
 import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -301,7 +303,7 @@ def test_a_changed_inventory_closes_the_transport(agent, ssh_host, remote, tmp_p
     remote.write_text(text.replace(key, str(copy)))
     assert run_cli("ping", "-i", str(remote)).returncode == 0
     log = log_of(agent)
-    assert log.count("connected to h1") == 2 and "its login, known_hosts or ~/.ssh/config changed" in log
+    assert log.count("connected to h1") == 2 and "another login asks for this host" in log
 
 
 def test_an_agent_running_older_code_steps_aside(agent, tmp_path):
@@ -367,3 +369,165 @@ def test_more_runs_than_sshd_allows_sessions_get_more_transports(agent, ssh_host
                 p.wait()
     assert codes == [0] * 12, [p.stderr.read() for p in procs]
     assert "opened transport 2 to h1" in log_of(agent)
+
+
+def test_inv_never_runs_a_task_twice(agent, tmp_path):
+    """`inv mark hosts`: the user's own task ran before fabops' first body;
+    the command line is not handed to the agent (mark would run again)."""
+    inv = write_local_inventory(tmp_path)
+    marks = tmp_path / "marks"
+    (tmp_path / "tasks.py").write_text(
+        "from invoke import task\nfrom fabops.tasks import ns\n\n"
+        f"@task\ndef mark(c):\n    open({str(marks)!r}, 'a').write('x')\n\nns.add_task(mark)\n")
+    binary = str(Path(sys.executable).parent / "inv")
+    r = subprocess.run([binary, "mark", "hosts", "-i", str(inv)], capture_output=True, text=True, cwd=tmp_path,
+                       timeout=120, env=dict(os.environ, COLUMNS="200"))
+    assert r.returncode == 0, r.stderr
+    assert marks.read_text() == "x"
+
+
+def test_a_dead_forker_hands_the_command_back(agent, tmp_path):
+    """The forker killed (out of memory, by hand): the next command still
+    runs (here, or in a new agent), never exit 70 for nothing done."""
+    inv = write_local_inventory(tmp_path)
+    assert run_cli("hosts", "-i", str(inv)).returncode == 0
+    old = agent_pid(agent)
+    forker = children_of(old)
+    assert len(forker) == 1
+    os.kill(forker[0], signal.SIGKILL)
+    assert wait_gone(forker[0])
+    for _ in range(2):
+        r = run_cli("hosts", "-i", str(inv))
+        assert r.returncode == 0, r.stderr
+    assert wait_gone(old), "the agent without a forker did not step aside"
+
+
+def test_a_command_during_a_stop_runs(agent, tmp_path):
+    """`agent stop` while a run is in flight: the socket goes at once, so a
+    new command never waits on the stopping agent."""
+    inv = write_local_inventory(tmp_path)
+    logfile = tmp_path / "app.log"
+    logfile.write_text("first\n")
+    slow = tmp_path / "slow.yml"
+    slow.write_text(inv.read_text() + f"    logs: {{app: {logfile}}}\n")
+    follow = subprocess.Popen([sys.executable, "-m", "fabops.cli", "logs", "-i", str(slow), "--source", "app", "-f"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                              env=dict(os.environ, COLUMNS="200"))
+    try:
+        assert follow.stdout.readline().strip().endswith("first")
+        old = agent_pid(agent)
+        r = run_cli("agent", "stop")
+        assert r.returncode == 0 and "1 run" in r.stdout, r.stdout
+        r = run_cli("hosts", "-i", str(inv), timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert agent_pid(agent) not in (None, old), "the command did not get a new agent"
+        follow.send_signal(signal.SIGINT)
+        assert follow.wait(timeout=30) == 0
+        assert wait_gone(old, 30)
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+            follow.wait()
+
+
+def test_sigterm_ends_the_command_as_it_would_without_the_agent(agent, tmp_path):
+    inv = write_local_inventory(tmp_path)
+    logfile = tmp_path / "app.log"
+    logfile.write_text("first\n")
+    slow = tmp_path / "slow.yml"
+    slow.write_text(inv.read_text() + f"    logs: {{app: {logfile}}}\n")
+    codes = {}
+    for mode in ("0", "1"):
+        proc = subprocess.Popen([sys.executable, "-m", "fabops.cli", "logs", "-i", str(slow), "--source", "app", "-f"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                                env=dict(os.environ, FABOPS_AGENT=mode, COLUMNS="200"))
+        try:
+            assert proc.stdout.readline().strip().endswith("first")
+            proc.send_signal(signal.SIGTERM)
+            codes[mode] = proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert codes["1"] == codes["0"], codes
+
+
+def test_another_checkout_gets_an_agent_of_its_own_code_once(agent, tmp_path):
+    """A second checkout of fabops (another stamp): its command starts an
+    agent that imports that checkout, and never loops on stale agents."""
+    inv = write_local_inventory(tmp_path)
+    assert run_cli("hosts", "-i", str(inv)).returncode == 0
+    copy = tmp_path / "checkout"
+    shutil.copytree(ROOT / "fabops", copy / "fabops", ignore=shutil.ignore_patterns("__pycache__"))
+    r = subprocess.run([sys.executable, "-m", "fabops.cli", "hosts", "-i", str(inv)], capture_output=True, text=True,
+                       cwd=copy, timeout=120, env=dict(os.environ, COLUMNS="200"))
+    assert r.returncode == 0, r.stderr
+    assert log_of(agent).count("fabops changed since this agent started") == 1, log_of(agent)
+
+
+@pytest.mark.ssh
+def test_a_quiet_follow_is_not_a_lost_link(agent, ssh_host, inventory_for):
+    """`logs -f` probes a quiet channel every 10 s; OpenSSH answers the
+    keepalive with a refusal, which is an answer: no 'connection lost'."""
+    ssh_host.trust()
+    ssh_host.ssh("echo first > /tmp/agent-quiet.log")
+    inv = inventory_for(h1=dict(ssh_host.inventory_entry(), app={"path": "~/app"},
+                                logs={"app": "/tmp/agent-quiet.log"}))
+    proc = subprocess.Popen([sys.executable, "-m", "fabops.cli", "logs", "-i", str(inv), "--source", "app", "-f",
+                             "-n", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            env=dict(os.environ, COLUMNS="200"))
+    try:
+        assert proc.stdout.readline().strip().endswith("first")
+        # an ordinary run on the same host meanwhile, with another login (--accept-new): the follow keeps its channel
+        assert run_cli("ping", "-i", str(inv), "--accept-new").returncode == 0
+        deadline = time.monotonic() + 25  # past two probes
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        ssh_host.ssh("echo second >> /tmp/agent-quiet.log")
+        assert proc.stdout.readline().strip().endswith("second")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "connection lost" not in err and proc.returncode == 0, err
+
+
+def test_a_host_that_refuses_sessions_is_an_error_not_a_spin(mocker):
+    """A server that refuses the first session of a transport (a bastion,
+    MaxSessions 0 for exec on some servers) refuses them all: an error for
+    the run, never a retry loop."""
+    import paramiko
+
+    from fabops.agent.relay import Entry, Transports
+    from fabops.errors import UnreachableError
+
+    transport = mocker.Mock()
+    transport.is_active.return_value = True
+    transport.open_session.side_effect = paramiko.ChannelException(1, "administratively prohibited")
+    cxn = mocker.Mock()
+    cxn.client.get_transport.return_value = transport
+    request = {"login": ["h1", "127.0.0.1", "root", 22, None]}
+    cache = Transports(log=lambda line: None)
+    mocker.patch.object(cache, "attach", return_value=Entry("k", request, cxn))
+    with pytest.raises(UnreachableError, match="refused a session"):
+        cache.open_channel(request, 5)
+    assert transport.open_session.call_count == 1
+
+
+@pytest.mark.ssh
+def test_a_relative_identity_file_is_the_runs(agent, ssh_host, tmp_path):
+    """identity_file: keys/id, read from the command's directory, as
+    without the agent (the agent's own directory is /)."""
+    ssh_host.trust()
+    (tmp_path / "keys").mkdir()
+    shutil.copy(ssh_host.client_key, tmp_path / "keys" / "id")
+    (tmp_path / "keys" / "id").chmod(0o600)
+    inv = tmp_path / "rel.yml"
+    inv.write_text(f"hosts:\n  h1:\n    address: {ssh_host.address}\n    port: {ssh_host.port}\n    user: {ssh_host.user}\n"
+                   "    identity_file: keys/id\n    app: {path: ~/app}\n")
+    direct = run_cli("ping", "-i", str(inv), env={"FABOPS_AGENT": "0"}, cwd=tmp_path)
+    through = run_cli("ping", "-i", str(inv), cwd=tmp_path)
+    assert direct.returncode == 0, direct.stderr
+    assert through.returncode == 0, through.stderr

@@ -21,6 +21,7 @@ from typing import List, Optional
 from . import where, wire
 
 START_SECONDS = 15.0  # a cold agent imports everything before it listens
+FIRST_REPLY_SECONDS = 10.0  # the run's pid: a fork away; past this the agent is stuck
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGWINCH)
 
 
@@ -91,12 +92,13 @@ def _start(directory: str, path: str) -> Optional[socket.socket]:
         sock = _dial(path)  # another client may have started it meanwhile
         if sock is not None:
             return sock
-        env = dict(os.environ)
-        env.pop("FABOPS_AGENT_RUN", None)
         devnull = subprocess.DEVNULL
+        # from the directory holding this fabops package: `-m` imports it
+        # from there first, so the agent runs this command's code (another
+        # checkout's agent would be stale at once)
         subprocess.Popen([sys.executable, "-m", "fabops.agent"], stdin=devnull, stdout=devnull,
                          stderr=open(os.path.join(directory, "agent.log"), "a"), start_new_session=True,
-                         close_fds=True, cwd="/", env=env)
+                         close_fds=True, cwd=os.path.dirname(where.package_dir()), env=agent_env())
         deadline = time.monotonic() + START_SECONDS
         delay = 0.01
         while time.monotonic() < deadline:
@@ -107,6 +109,17 @@ def _start(directory: str, path: str) -> Optional[socket.socket]:
             delay = min(delay * 2, 0.1)
     raise TimeoutError(f"the agent did not answer on {path} within {START_SECONDS:g} s "
                        f"(see {os.path.join(directory, 'agent.log')})")
+
+
+# What the agent process itself keeps of the environment that started it
+# (a run gets its client's whole environment, request by request): no
+# secret of the first command's lingers in the agent's /proc/PID/environ.
+AGENT_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ", "TMPDIR", "SSH_AUTH_SOCK", "XDG_RUNTIME_DIR")
+
+
+def agent_env() -> dict:
+    return {k: v for k, v in os.environ.items()
+            if (k in AGENT_ENV or k.startswith(("LC_", "FABOPS_", "PYTHON"))) and k != "FABOPS_AGENT_RUN"}
 
 
 def _stdio() -> List[int]:
@@ -121,57 +134,113 @@ def _stdio() -> List[int]:
     return fds
 
 
-def _converse(sock: socket.socket, argv: List[str], binary: str) -> int:
-    """Send the run; forward signals to it; its exit code."""
-    request = {"op": "run", "binary": binary, "argv": argv, "cwd": os.getcwd(), "env": dict(os.environ),
-               "stamp": where.code_stamp()}
-    pending: List[int] = []
-    run_pid: List[int] = []
+class _Fallback(Exception):
+    """The agent took the request but will not run it (stopping, no
+    process to spare, gone before the run started): the command runs here."""
 
-    def relay(signum, _frame):
-        if run_pid:
-            _signal(run_pid[0], signum)
-        else:
-            pending.append(signum)
 
-    for sig in FORWARDED:
-        signal.signal(sig, relay)
+def _converse(sock: socket.socket, argv: List[str], binary: str, again: bool = True) -> Optional[int]:
+    """Send the run; forward signals to it; its exit code (None: run here)."""
+    forwarding = _Forwarding()
     try:
-        wire.send(sock, request, fds=_stdio())
-        while True:
-            header, _, _ = wire.recv(sock)
-            if header is None:
-                break
-            if header.get("stale"):
-                return _again(argv, binary)
-            if "pid" in header:
-                run_pid.append(header["pid"])
-                for signum in pending:
-                    _signal(run_pid[0], signum)
-            if "exit" in header:
-                if header.get("error"):
-                    print(f"fabops: agent: {header['error']}", file=sys.stderr)
-                return int(header["exit"])
-    except (OSError, wire.WireError) as exc:
-        print(f"fabops: the agent's run ended without its exit code ({exc.__class__.__name__}); "
-              "see its log, `fabops agent status`", file=sys.stderr)
-        return 70
+        wire.send(sock, _request(argv, binary, forwarding.ignored), fds=_stdio())
+        sock.settimeout(FIRST_REPLY_SECONDS)
+        header, _, _ = wire.recv(sock)
+        if header is None or header.get("unavailable"):
+            raise _Fallback(header.get("unavailable") if header else "the agent ended the request")
+        if header.get("stale"):
+            sock.close()
+            return _again(argv, binary) if again else None
+        sock.settimeout(None)
+        forwarding.started(header["pid"])
+        return _wait_for_exit(sock)
+    except (_Fallback, OSError, wire.WireError) as exc:
+        if forwarding.pid is not None:  # it ran: never run a command twice
+            print(f"fabops: the agent's run ended without its exit code ({exc.__class__.__name__}); "
+                  "see its log, `fabops agent status`", file=sys.stderr)
+            return 70
+        _note(f"running without the agent: {exc}")
+        return None
     finally:
+        forwarding.restore()
         sock.close()
-    print("fabops: the agent's run ended without its exit code; see its log, `fabops agent status`",
-          file=sys.stderr)
-    return 70
+
+
+def _request(argv: List[str], binary: str, ignored: List[int]) -> dict:
+    try:
+        foreground = os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:
+        foreground = False
+    return {"op": "run", "binary": binary, "argv": argv, "cwd": os.getcwd(), "env": dict(os.environ),
+            "stamp": where.code_stamp(), "ignored": ignored, "foreground": foreground}
+
+
+def _wait_for_exit(sock: socket.socket) -> int:
+    while True:
+        header, _, _ = wire.recv(sock)
+        if header is None:
+            raise wire.WireError("the connection ended")
+        if "killed" in header:  # the run died of a signal: so does this process, as a direct run would
+            signum = int(header["killed"])
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+        if "exit" in header:
+            return int(header["exit"])
+
+
+class _Forwarding:
+    """The client's signals, sent to the run's process group as a terminal
+    sends them to its foreground job. A signal this process inherited as
+    ignored (`nohup`, a background job's SIGINT) stays ignored, and the run
+    ignores it too. Ctrl-Z stops the run, then this process; `fg` continues
+    both. Before the run has started, Ctrl-C is an interrupt here."""
+
+    def __init__(self):
+        self.pid: Optional[int] = None
+        self.saved = {sig: signal.getsignal(sig) for sig in FORWARDED + (signal.SIGTSTP, signal.SIGCONT)}
+        self.ignored = [int(sig) for sig in FORWARDED if self.saved[sig] == signal.SIG_IGN]
+        for sig in FORWARDED:
+            if int(sig) not in self.ignored:
+                signal.signal(sig, self._relay)
+        if self.saved[signal.SIGTSTP] != signal.SIG_IGN:
+            signal.signal(signal.SIGTSTP, self._stop)
+        signal.signal(signal.SIGCONT, self._relay)
+
+    def started(self, pid: int) -> None:
+        self.pid = pid
+
+    def _relay(self, signum, _frame) -> None:
+        if self.pid is not None:
+            _signal(self.pid, signum)
+        elif signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        elif signum != signal.SIGCONT:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    def _stop(self, _signum, _frame) -> None:
+        if self.pid is not None:
+            _signal(self.pid, signal.SIGSTOP)
+        os.kill(os.getpid(), signal.SIGSTOP)  # and SIGCONT (`fg`) continues the run through _relay
+
+    def restore(self) -> None:
+        for sig, handler in self.saved.items():
+            try:
+                signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+            except (OSError, ValueError, TypeError):
+                pass
 
 
 def _again(argv: List[str], binary: str) -> Optional[int]:
     """The agent runs other code than this command's (fabops was upgraded or
-    edited since it started): it has left the socket; start a new one."""
+    edited since it started): it has left the socket; start a new one, once
+    (a second stale answer: the command runs here)."""
     try:
         sock = connect(where.socket_dir(), start=True)
     except (OSError, TimeoutError) as exc:
         _note(f"running without the agent: {exc}")
         return None
-    return _converse(sock, argv, binary) if sock is not None else None
+    return _converse(sock, argv, binary, again=False) if sock is not None else None
 
 
 def _signal(pid: int, signum: int) -> None:

@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Optional
 
-from ..errors import FabopsError
+from ..errors import FabopsError, UnreachableError
 from . import wire
 
 SOCKET: Optional[str] = None  # set in a run of the agent's; None everywhere else
@@ -28,10 +28,29 @@ def install(path: str) -> None:
     connection.THROUGH_AGENT = connect
 
 
+REPLY_SECONDS = 60.0  # an agent that does not answer a request this long is stuck: the run says so
+
+
 def _dial() -> socket.socket:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.connect(SOCKET)
+    try:
+        s.connect(SOCKET)
+    except OSError as exc:
+        s.close()
+        raise UnreachableError(f"the agent is gone ({exc.strerror}); run the command again") from None
     return s
+
+
+def _reply(s: socket.socket) -> Optional[dict]:
+    """The agent's answer to a request, within REPLY_SECONDS."""
+    s.settimeout(REPLY_SECONDS)
+    try:
+        reply, _, _ = wire.recv(s)
+    except (OSError, wire.WireError) as exc:
+        raise UnreachableError(f"the agent did not answer ({exc.__class__.__name__}); run the command again "
+                          "(`fabops agent stop` ends a stuck agent)") from None
+    s.settimeout(None)
+    return reply
 
 
 def _raise(error: dict):
@@ -54,8 +73,15 @@ def connect(host, inventory, *, accept_new: bool = False, connect_timeout: Optio
 
     from .relay import login_request
 
+    from ..connection import quiet_paramiko
+    from ..shell import tune_runner
+
     request = login_request(host, inventory, accept_new, connect_timeout)
     reply = _ask(request)
+    if reply.get("direct"):
+        return None  # the agent serves another HOME: this run connects itself
+    quiet_paramiko()
+    tune_runner()
     overrides = run_overrides(host, ssh=True)
     overrides["timeouts"] = {"command": command_timeout()}
     overrides["runners"] = {"remote": _timeout_runner(Remote)}
@@ -71,11 +97,11 @@ def _ask(request: dict) -> dict:
     s = _dial()
     try:
         wire.send(s, request)
-        reply, _, _ = wire.recv(s)
+        reply = _reply(s)
     finally:
         s.close()
     if reply is None:
-        raise FabopsError("the agent ended while connecting")
+        raise UnreachableError("the agent ended while connecting")
     if "error" in reply:
         _raise(reply["error"])
     return reply
@@ -89,6 +115,12 @@ class ProxyClient:
 
     def get_transport(self):
         return self._transport
+
+    def connect(self, *_args, **_kwargs) -> None:
+        """Fabric opens a connection that is not connected: attach again
+        (the agent reconnects the host if its link died)."""
+        _ask(self._transport.request)
+        self._transport.active = True
 
     def open_sftp(self):
         import paramiko
@@ -129,7 +161,7 @@ class ProxyTransport:
             raise paramiko.SSHException("the transport is closed")
         s = _dial()
         wire.send(s, dict(self.request, op="channel", timeout=timeout))
-        reply, _, _ = wire.recv(s)
+        reply = _reply(s)
         if reply is None or "error" in reply:
             s.close()
             _raise((reply or {}).get("error") or {"text": "the agent ended while opening a channel"})
@@ -189,6 +221,8 @@ class ProxyChannel:
         except (OSError, wire.WireError):
             pass
         with self.cond:
+            if not self.status_ready and not self.closed and self.owner is not None:
+                self.owner.active = False  # the agent went away under the channel: a lost link
             self.out_eof = self.err_eof = self.status_ready = True
             self.replies.append({"c": "fail", "text": "the agent closed the channel"})
             self.cond.notify_all()

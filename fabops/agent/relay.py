@@ -28,6 +28,7 @@ from ..errors import FabopsError, UnreachableError
 from . import wire
 
 PROBE_SECONDS = 3.0  # opening a channel on a cached transport: past this, it is dead
+MAX_TRIES = 12  # channel opens for one request (transports full, one reconnect)
 
 
 class Login(NamedTuple):
@@ -47,8 +48,10 @@ class _KnownHosts(NamedTuple):
 
 def login_request(host, inventory, accept_new: bool, connect_timeout: Optional[float]) -> dict:
     """A run's request for a transport to `host` (a fabops Host)."""
-    return {"op": "attach",
-            "login": [host.name, host.address, host.user, host.port, host.identity_file],
+    identity = os.path.abspath(os.path.expanduser(host.identity_file)) if host.identity_file else None
+    return {"op": "attach",  # paths as this run (its directory, its HOME) reads them
+            "login": [host.name, host.address, host.user, host.port, identity],
+            "home": os.environ.get("HOME"),
             "known_hosts": inventory.known_hosts if inventory is not None else None,
             "accept_new": bool(accept_new), "timeout": connect_timeout,
             "ssh_auth_sock": os.environ.get("SSH_AUTH_SOCK")}
@@ -87,8 +90,11 @@ class Link:
 
 
 class Entry:
-    """One host's transports for one login: the first opened when a run
-    attached, more when the runs' channels need them."""
+    """One host's transports for one login (its key): the first opened when
+    a run attached, more when the runs' channels need them. A retired entry
+    (its login changed, its link died, `agent forget`) takes no new channel
+    and is closed when its last open one ends: a run never loses its
+    channels because another run asked differently."""
 
     def __init__(self, key: str, request: dict, cxn):
         self.key, self.request = key, request
@@ -96,6 +102,8 @@ class Entry:
         self.name = request["login"][0]
         self.since = self.last_used = time.time()
         self.channels = 0  # opened, in all
+        self.retired = False
+        self.probing = threading.Lock()  # paramiko's global_request is not safe to call concurrently
 
     @property
     def transport(self):
@@ -104,38 +112,72 @@ class Entry:
     def alive(self) -> bool:
         return self.links[0].alive()
 
+    def open_now(self) -> int:
+        return sum(link.open_now for link in self.links)
+
     def trusted(self) -> bool:
         """Whether known_hosts (the user's and the inventory's) still holds
-        the key this transport's server showed: after `ssh-keygen -R` a run
-        without the agent would be refused, so this one must connect anew."""
+        the key this transport's server showed, and every jump host's: after
+        `ssh-keygen -R` a run without the agent would be refused, so this one
+        must connect anew."""
         import paramiko
 
-        from ..connection import known_hosts_name, user_known_hosts
+        from ..connection import _hop_chain, known_hosts_name, user_known_hosts
 
         keys = paramiko.HostKeys()
         for path in (user_known_hosts(), self.request.get("known_hosts")):
             if path and os.path.isfile(os.path.expanduser(path)):
                 keys.load(os.path.expanduser(path))
         cxn = self.links[0].cxn
-        shown = self.transport.get_remote_server_key()
-        known = keys.lookup(known_hosts_name(cxn.host, cxn.port)) or {}
-        return known.get(shown.get_name()) == shown
+        for one in _hop_chain(cxn) + [cxn]:
+            transport = one.client.get_transport()
+            shown = transport.get_remote_server_key() if transport is not None else None
+            known = keys.lookup(known_hosts_name(one.host, one.port)) or {}
+            if shown is None or known.get(shown.get_name()) != shown:
+                return False
+        return True
+
+    def answers(self, timeout: float) -> bool:
+        """Whether the host answers a keepalive within `timeout`. OpenSSH
+        answers keepalive@openssh.com with a refusal, and paramiko returns
+        None for it: any answer counts, as logs' own probe counts it. One
+        probe at a time per transport; callers in the meantime share it."""
+        if not self.alive():
+            return False
+        if not self.probing.acquire(blocking=False):
+            with self.probing:  # another run is asking: its answer is ours
+                return self.alive()
+        try:
+            done = threading.Event()
+
+            def ask():
+                try:
+                    self.transport.global_request("keepalive@openssh.com", wait=True)
+                except Exception:  # noqa: BLE001 - a dead link
+                    return
+                done.set()
+
+            threading.Thread(target=ask, name="fabops-agent-probe", daemon=True).start()
+            return done.wait(timeout) and self.alive()
+        finally:
+            self.probing.release()
 
     def with_room(self) -> Optional[Link]:
         return next((link for link in self.links if link.alive() and link.open_now < link.room), None)
 
     def status(self) -> dict:
         return {"host": self.name, "alive": self.alive(), "since": self.since, "last_used": self.last_used,
-                "channels": self.channels, "open": sum(link.open_now for link in self.links),
-                "transports": len(self.links)}
+                "channels": self.channels, "open": self.open_now(), "transports": len(self.links),
+                "retired": self.retired}
 
 
 class Transports:
-    """The cache, by host name. `log` takes one line (never a secret)."""
+    """The cache, by login key. `log` takes one line (never a secret)."""
 
     def __init__(self, log: Callable[[str], None]):
         self.log = log
-        self.entries: Dict[str, Entry] = {}
+        self.entries: Dict[str, Entry] = {}  # the current entry of each login key
+        self.retired: list = []  # entries closed when their last channel ends
         self.lock = threading.Lock()  # the dicts, and each entry's links
         self.host_locks: Dict[str, threading.Lock] = {}  # one attach per host at a time: runs share its answer
 
@@ -145,22 +187,27 @@ class Transports:
         return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:16]
 
     def attach(self, request: dict) -> Entry:
-        """The transport for this login: the cached one when it is still
-        the same login and trusted, else a new one (raises FabopsError)."""
+        """The transports for this login: the cached ones while they are
+        alive and trusted, else new ones (raises FabopsError). Another
+        login's entries for the same host name are retired: a changed
+        inventory or ~/.ssh/config closes the old transports."""
         key = self.key_of(request)
         name = request["login"][0]
         with self.lock:
             host_lock = self.host_locks.setdefault(name, threading.Lock())
         with host_lock:  # twelve runs starting at once make one connection, not twelve
             with self.lock:
-                entry = self.entries.get(name)
-            if entry is not None and not (entry.key == key and entry.alive() and entry.trusted()):
-                self.drop(name, "its login, known_hosts or ~/.ssh/config changed, or it died")
+                entry = self.entries.get(key)
+                others = [e for k, e in self.entries.items() if e.name == name and k != key]
+            for other in others:
+                self.retire(other, "another login asks for this host (hosts.yml, known_hosts or ~/.ssh/config changed)")
+            if entry is not None and not (entry.alive() and entry.trusted()):
+                self.retire(entry, "it died, or known_hosts no longer holds its key")
                 entry = None
             if entry is None:
                 entry = Entry(key, request, self._connect(request))
                 with self.lock:
-                    self.entries[name] = entry
+                    self.entries[key] = entry
                 self.log(f"connected to {name}")
             return entry
 
@@ -178,15 +225,15 @@ class Transports:
     def open_channel(self, request: dict, timeout: Optional[float]):
         """A session channel to the host: on a transport with room, or on
         one more. A transport that does not open one within PROBE_SECONDS
-        is dead (host rebooted, laptop slept, link cut): the host's
-        transports are closed and it is connected once more, never waited
-        on. A server that refuses the session (its MaxSessions) leaves the
-        transport alive and full."""
+        is dead (host rebooted, laptop slept, link cut): it is retired and
+        the host connected once more, never waited on. A server that refuses
+        a session (its MaxSessions) leaves the transport alive and full; one
+        that refuses the first session of a transport refuses them all."""
         import paramiko
 
         entry = self.attach(request)
         reconnected = False
-        while True:
+        for _ in range(MAX_TRIES):
             with self.lock:
                 link = entry.with_room()
                 if link is not None:
@@ -195,20 +242,26 @@ class Transports:
                 link = self._grow(entry, request)
             try:
                 chan = link.transport.open_session(timeout=min(timeout or PROBE_SECONDS, PROBE_SECONDS))
-            except paramiko.ChannelException:  # the server said no: this transport is full
+            except paramiko.ChannelException as exc:  # the server said no
                 with self.lock:
                     link.open_now -= 1
+                    refused_first = link.open_now == 0
                     link.room = max(1, link.open_now)
+                if refused_first:
+                    raise UnreachableError(f"the host refused a session: {exc}", host=entry.name) from None
                 continue
             except Exception as exc:  # noqa: BLE001 - every way a dead link shows
+                with self.lock:
+                    link.open_now -= 1
                 if reconnected:
                     raise
-                self.drop(entry.name, f"a channel would not open ({exc.__class__.__name__})")
+                self.retire(entry, f"a channel would not open ({exc.__class__.__name__})")
                 entry, reconnected = self.attach(request), True
                 continue
             entry.channels += 1
             entry.last_used = time.time()
             return entry, link, chan
+        raise UnreachableError(f"no channel after {MAX_TRIES} tries: the host refuses sessions", host=entry.name)
 
     def _grow(self, entry: Entry, request: dict) -> Link:
         link = Link(self._connect(request))
@@ -221,26 +274,68 @@ class Transports:
     def release(self, entry: Entry, link: Link) -> None:
         with self.lock:
             link.open_now -= 1
+            done = entry.retired and entry.open_now() == 0
         entry.last_used = time.time()
-
-    def drop(self, name: str, why: str) -> bool:
-        with self.lock:
-            entry = self.entries.pop(name, None)
-        if entry is not None:
-            self.log(f"closed the transport to {name}: {why}")
+        if done:
             self._close(entry)
-        return entry is not None
+
+    def retire(self, entry: Entry, why: str) -> None:
+        """No new channel on `entry`; closed now if none is open, else when
+        its last one ends."""
+        with self.lock:
+            if self.entries.get(entry.key) is entry:
+                del self.entries[entry.key]
+            if entry.retired:
+                return
+            entry.retired = True
+            busy = entry.open_now() > 0
+            if busy:
+                self.retired.append(entry)
+        self.log(f"closed the transport to {entry.name}: {why}" + (" (after its open channels)" if busy else ""))
+        if not busy:
+            self._close(entry)
+
+    def forget(self, name: str) -> bool:
+        with self.lock:
+            mine = [e for e in self.entries.values() if e.name == name]
+        for entry in mine:
+            self.retire(entry, "forgotten (`fabops agent forget`)")
+        return bool(mine)
+
+    def expire(self, idle: float) -> None:
+        """A host not used for `idle` seconds (no channel open) is closed:
+        the agent holds hosts used recently, not every host ever used."""
+        now = time.time()
+        with self.lock:
+            stale = [e for e in self.entries.values() if e.open_now() == 0 and now - e.last_used > idle]
+        for entry in stale:
+            self.retire(entry, f"not used for {idle:g} s")
+
+    def busy(self) -> bool:
+        with self.lock:
+            return any(e.open_now() for e in list(self.entries.values()) + self.retired)
 
     def close_all(self) -> None:
-        for name in list(self.entries):
-            self.drop(name, "the agent is stopping")
+        with self.lock:
+            everything = list(self.entries.values()) + self.retired
+            self.entries, self.retired = {}, []
+        for entry in everything:
+            self._close(entry)
+        if everything:
+            self.log("closed every transport: the agent is stopping")
 
-    @staticmethod
-    def _close(entry: Entry) -> None:
+    def _close(self, entry: Entry) -> None:
         from ..connection import close_quietly
 
+        with self.lock:
+            if entry in self.retired:
+                self.retired.remove(entry)
         for link in entry.links:
             close_quietly(link.cxn)
+
+    def find(self, name: str) -> Optional[Entry]:
+        with self.lock:
+            return next((e for e in self.entries.values() if e.name == name), None)
 
     def status(self) -> list:
         with self.lock:

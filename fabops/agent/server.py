@@ -99,6 +99,7 @@ class Agent:
             try:
                 conn, _ = listener.accept()
             except socket.timeout:
+                self.transports.expire(idle)
                 with self.lock:
                     quiet = not self.busy and not self.runs
                 if quiet and time.monotonic() - self.last > idle:
@@ -110,12 +111,13 @@ class Agent:
                 self.busy += 1
                 self.last = time.monotonic()
             threading.Thread(target=self._serve_one, args=(conn,), daemon=True).start()
+        self.leave(listener)  # first: a new command starts a new agent, never waits on this one
         self.drain()
-        self.shut(listener)
+        self.shut()
 
-    def drain(self, limit: float = 30.0) -> None:
+    def drain(self, limit: float = 600.0) -> None:
         """Before ending: the runs in flight use this listener's transports
-        for their channels; let them finish (up to `limit` seconds)."""
+        for their channels; let them finish (up to the idle time's default)."""
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
             with self.lock:
@@ -123,25 +125,30 @@ class Agent:
                     return
             time.sleep(0.05)  # polling the runs and relays this process serves
 
-    def step_aside(self) -> None:
+    def step_aside(self, why: str) -> None:
+        """Leave the socket to a new agent now; stop once the runs in flight
+        are done."""
         with self.lock:
             if self.stepped_aside:
                 return
             self.stepped_aside = True
-        self.log("fabops changed since this agent started: stopping, for a new one")
+        self.log(f"{why}: stopping, for a new one")
         try:
             os.unlink(self.path)
         except OSError:
             pass
         self.stopping.set()
 
-    def shut(self, listener: socket.socket) -> None:
+    def leave(self, listener: socket.socket) -> None:
         if not self.stepped_aside:
+            self.stepped_aside = True
             try:
                 os.unlink(self.path)
             except OSError:
                 pass
         listener.close()
+
+    def shut(self) -> None:
         self.transports.close_all()
         self.forker.close()  # the forker ends; runs in flight finish on their own
         self.log("stopped")
@@ -175,9 +182,11 @@ class Agent:
         elif op == "status":
             wire.send(conn, self.status())
         elif op == "forget":
-            wire.send(conn, {"forgot": self.transports.drop(header["host"], "forgotten (`fabops agent forget`)")})
+            wire.send(conn, {"forgot": self.transports.forget(str(header.get("host")))})
         elif op == "stop":
-            wire.send(conn, {"stopping": True, "pid": os.getpid()})
+            with self.lock:
+                runs = len(self.runs)
+            wire.send(conn, {"stopping": True, "pid": os.getpid(), "runs": runs})
             self.stopping.set()
         else:
             wire.send(conn, {"error": {"kind": "UsageError", "text": f"the agent has no request {op!r}"}})
@@ -188,7 +197,7 @@ class Agent:
             # once, finish what runs, then stop
             for fd in fds:
                 os.close(fd)
-            self.step_aside()
+            self.step_aside("fabops changed since this agent started")
             wire.send(conn, {"stale": True})
             return
         if len(fds) != 3:
@@ -208,29 +217,40 @@ class Agent:
 
         from .relay import Relay, error_frame
 
-        name = header["login"][0]
+        if header.get("home") != os.environ.get("HOME"):
+            # known_hosts, ~/.ssh/config and keys are HOME's: another HOME's
+            # run connects itself, as without the agent
+            wire.send(conn, {"direct": True})
+            return
         try:
             if op == "attach":
                 entry = self.transports.attach(header)
                 wire.send(conn, {"ok": True, "peer": list(entry.transport.getpeername()[:2])})
-            elif op == "probe":
-                wire.send(conn, {"answered": _answers(self.transports.entries.get(name))})
-            else:
-                entry, link, chan = self.transports.open_channel(header, header.get("timeout"))
-                wire.send(conn, {"ok": True})
-                Relay(conn, chan, entry, link, self.transports).serve()
+                return
+            if op == "probe":
+                entry = self.transports.find(header["login"][0])
+                wire.send(conn, {"answered": bool(entry and entry.answers(PROBE_WAIT))})
+                return
+            entry, link, chan = self.transports.open_channel(header, header.get("timeout"))
         except FabopsError as exc:
             wire.send(conn, error_frame(exc))
+            return
         except Exception as exc:  # noqa: BLE001 - a dead link, told to the run as one
-            self.transports.drop(name, f"{exc.__class__.__name__}")
             wire.send(conn, error_frame(exc))
+            return
+        wire.send(conn, {"ok": True})
+        Relay(conn, chan, entry, link, self.transports).serve()
 
     def _hear_forker(self) -> None:
-        """The forker's news: a run started (its pid), a run ended."""
+        """The forker's news: a run started (its pid), a run ended. A forker
+        that is gone (killed, out of memory) can start no run: a new agent
+        takes over."""
         try:
             while True:
                 header, _, _ = wire.recv(self.forker)
                 if header is None:
+                    if not self.stopping.is_set():
+                        self.step_aside("the forker ended")
                     return
                 with self.lock:
                     if "started" in header:
@@ -249,24 +269,10 @@ class Agent:
                 "transports": self.transports.status()}
 
 
-def _answers(entry, timeout: float = 3.0) -> bool:
-    """Whether the host answers a keepalive on the cached transport."""
-    if entry is None or not entry.alive():
-        return False
-    answered = threading.Event()
-
-    def ask():
-        try:
-            if entry.transport.global_request("keepalive@openssh.com", wait=True) is not None:
-                answered.set()
-        except Exception:  # noqa: BLE001 - a dead link
-            pass
-
-    threading.Thread(target=ask, daemon=True).start()
-    return answered.wait(timeout)
-
-
 # ---------------------------------------------------------------- the forker
+PROBE_WAIT = 3.0  # a keepalive unanswered this long: the link is gone
+
+
 def forker_loop(sock: socket.socket, socket_path: str) -> None:
     """Fork a run for each request; tell the listener which run started
     and which ended. Single-threaded, so a fork copies no held lock."""
@@ -289,7 +295,14 @@ def forker_loop(sock: socket.socket, socket_path: str) -> None:
         header, _, fds = wire.recv(sock, max_fds=4)
         if header is None:
             os._exit(0)
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:  # no process to spare: the client runs the command itself
+            with socket.socket(fileno=fds[0]) as conn:
+                wire.send(conn, {"unavailable": f"the agent cannot fork: {exc.strerror}"})
+            for fd in fds[1:]:
+                os.close(fd)
+            continue
         if pid == 0:
             sock.close()
             signal.set_wakeup_fd(-1)
@@ -317,7 +330,7 @@ def run(header: dict, fds, socket_path: str) -> None:
     conn = socket.socket(fileno=fds[0])
     try:
         os.setpgid(0, 0)  # the client signals this group, as a terminal would its foreground group
-        _take_over(header, fds[1:])
+        _take_over(header, fds[1:], conn)
         from . import proxy
 
         proxy.install(socket_path)
@@ -345,16 +358,23 @@ def run(header: dict, fds, socket_path: str) -> None:
         os._exit(code)
 
 
-def _take_over(header: dict, stdio) -> None:
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD, signal.SIGWINCH):
+def _take_over(header: dict, stdio, conn: socket.socket) -> None:
+    for sig in (signal.SIGCHLD, signal.SIGWINCH):
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, _dying(conn))
+    for sig in header.get("ignored") or ():  # as the client inherited them (`nohup`)
+        signal.signal(sig, signal.SIG_IGN)
     for target, fd in enumerate(stdio):
         os.dup2(fd, target)
         os.close(fd)
     os.environ.clear()
     os.environ.update(header["env"])
     os.environ["FABOPS_AGENT_RUN"] = "1"
+    # whether the client is its terminal's foreground job (this run is in
+    # another session, where the terminal cannot tell): tasks/observe.py
+    os.environ["FABOPS_AGENT_FOREGROUND"] = "1" if header.get("foreground") else "0"
     time.tzset()
     try:
         os.chdir(header["cwd"])
@@ -365,6 +385,20 @@ def _take_over(header: dict, stdio) -> None:
     sys.stdout = sys.__stdout__ = _writer(1, encoding, "strict")
     sys.stderr = sys.__stderr__ = _writer(2, encoding, "backslashreplace")
     sys.argv = list(header["argv"])
+
+
+def _dying(conn: socket.socket):
+    """SIGTERM, SIGHUP, SIGQUIT: the run dies of it, as a direct run would,
+    and tells the client first, which then dies of it too (its shell sees
+    143, not an exit code of ours)."""
+    def die(signum, _frame):
+        try:
+            wire.send(conn, {"killed": signum})
+        except OSError:
+            pass
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+    return die
 
 
 def _writer(fd: int, encoding: str, errors: str):

@@ -31,10 +31,16 @@ def why_off(argv) -> Optional[str]:
     task = first_task(argv)
     if task in DIRECT_TASKS:
         return f"`{task}` runs directly"
+    import socket
+
+    if not hasattr(socket, "SO_PEERCRED"):
+        return "no SO_PEERCRED here (the agent checks its peers' uid with it: Linux)"
     if asked in ON:  # asked for by name: also without a terminal (a test, a script of a person's)
         return None
     if env.get("CI", "").strip().lower() not in ("",) + OFF:
         return "CI"
+    if env.get("SSH_CONNECTION"):
+        return "an SSH login (a host's side: the agent is a laptop's)"
     if not has_terminal():
         return "no controlling terminal (cron, CI, a service)"
     return None
@@ -43,7 +49,9 @@ def why_off(argv) -> Optional[str]:
 def first_task(argv) -> Optional[str]:
     """The first word of the command line that is not a flag or a flag's
     value, good enough to tell `agent`, `demo` and `local-update` apart."""
-    takes_value = {"-H", "--hosts", "-i", "--inventory", "-c", "--collection", "-r", "--search-root"}
+    takes_value = {"-H", "--hosts", "-i", "--inventory", "-c", "--collection", "-r", "--search-root", "-f",
+                   "--config", "--hide", "--list-depth", "-D", "--list-format", "-F", "--print-completion-script",
+                   "--command-timeout", "-T"}
     words = list(argv[1:])
     i = 0
     while i < len(words):
@@ -115,12 +123,17 @@ def idle_seconds() -> float:
         return 600.0
 
 
+def package_dir() -> str:
+    """This fabops package's directory."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def code_stamp() -> str:
     """Which fabops this is: its directory and the newest mtime of its
     modules. An agent started before an upgrade (or an edit, in a checkout)
     runs the old code; a client whose stamp differs makes it step aside
     (server.py). A few dozen stat calls: well under a millisecond."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = package_dir()
     newest = 0
     stack = [root]
     while stack:
@@ -130,3 +143,12 @@ def code_stamp() -> str:
             elif entry.name.endswith(".py"):
                 newest = max(newest, entry.stat().st_mtime_ns)
     return f"{root}:{newest}"
+
+
+def foreground(fd: int) -> bool:
+    """Whether this process is its terminal's foreground job. In a run of
+    the agent's (another session than the terminal's) the client asked for
+    it and passed the answer on."""
+    if os.environ.get("FABOPS_AGENT_RUN"):
+        return os.environ.get("FABOPS_AGENT_FOREGROUND") == "1"
+    return os.tcgetpgrp(fd) == os.getpgrp()

@@ -8,6 +8,7 @@ heavy, so a command forwarded to the agent starts in milliseconds."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import struct
 from typing import List, Optional, Tuple
@@ -37,6 +38,8 @@ def recv(sock: socket.socket, max_fds: int = 0) -> Tuple[Optional[dict], bytes, 
     fds: List[int] = []
     if max_fds:
         first, fds, _flags, _addr = socket.recv_fds(sock, _HEAD.size, max_fds)
+        for fd in fds:  # never into a command a run starts
+            os.set_inheritable(fd, False)
         if not first:
             return None, b"", fds
         prefix = first + _exactly(sock, _HEAD.size - len(first))

@@ -206,7 +206,7 @@ class FabopsTask(Task):
         return args
 
     def __call__(self, *args, **kwargs):
-        through_agent()  # under `inv`: the whole command line, once, in the agent
+        through_agent(self.name)  # under `inv`: the whole command line, once, in the agent
         try:
             show_commands(debug_enabled())
             # Every value a task body gets went through read_number, passed by
@@ -238,14 +238,23 @@ class FabopsTask(Task):
             raise Exit(for_stderr(message), code=code) from None
 
 
-def through_agent() -> None:
+_CALLED: List[str] = []  # fabops task bodies entered in this process
+
+
+def through_agent(name: str) -> None:
     """Under Invoke's `inv`, the first task body hands the whole command
     line to the agent (fabops/agent/, docs/architecture.md "The agent") and
-    the process ends with the run's exit code; nothing happens when the
-    agent is off, under `fabops` (cli.py asked it before parsing) or in a
-    run of the agent's."""
+    the process ends with the run's exit code. Only when it is the command
+    line's first task and nothing of fabops ran before: a task of the
+    user's that ran first (`inv mark deploy`), or one that calls a fabops
+    task from Python, would run twice. Nothing happens when the agent is
+    off, under `fabops` (cli.py asked it before parsing) or in a run of the
+    agent's."""
+    first_call = not _CALLED
+    _CALLED.append(name)
     main = sys.modules.get("invoke.main")
-    if main is None or getattr(main, "program", None) is None:
+    tasks = getattr(getattr(main, "program", None), "tasks", None)
+    if not first_call or not tasks or getattr(tasks[0], "name", None) != name:
         return
     from ..agent.client import forward
 

@@ -9,6 +9,7 @@ import time
 from invoke import Collection
 
 from ..errors import UsageError
+from ..host.record import counted
 from ._base import fabops_task, print_text
 
 ACTIONS = ("status", "stop", "forget")
@@ -46,7 +47,10 @@ def agent(c, action=None, hosts=None):
         _show(reply)
     else:
         _wait_gone(where.socket_path(directory))
-        print_text(f"agent: stopped (pid {reply.get('pid')})")
+        runs = reply.get("runs") or 0
+        print_text(f"agent: stopped (pid {reply.get('pid')})" if not runs else
+                   f"agent: stopping (pid {reply.get('pid')}): it ends when its {counted(runs, 'run')} in flight "
+                   "end; a new command starts a new agent")
 
 
 def _ask(sock, request: dict) -> dict:

@@ -1,7 +1,6 @@
 """`inv monitor` and `inv logs`: look at hosts from the laptop (agentless)."""
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
@@ -484,7 +483,9 @@ def _quiet_keyboard():
         fd = sys.stdin.fileno()
         # only the terminal's foreground job may change its settings: a
         # `monitor --watch &` doing so is stopped by the kernel (SIGTTOU)
-        if os.tcgetpgrp(fd) != os.getpgrp():
+        from ..agent.where import foreground
+
+        if not foreground(fd):
             raise OSError("not the terminal's foreground job")
         saved = termios.tcgetattr(fd)
         quiet = list(saved)
