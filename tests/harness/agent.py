@@ -14,6 +14,7 @@ def agent_pid(runtime: Path) -> Optional[int]:
 
     path = runtime / "fabops" / "agent.sock"
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)  # a wedged agent fails the test's teardown, never hangs it
     try:
         s.connect(str(path))
         wire.send(s, {"op": "status"})
