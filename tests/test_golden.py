@@ -564,3 +564,50 @@ def test_a_terminal_gets_the_same_lines_in_colour(name, width, frozen, capsys, m
     given = {"width": width, "wide": False, "frozen": None, "capsys": capsys, "monkeypatch": monkeypatch}
     test(**{k: given[k] for k in inspect.signature(test).parameters})
     assert seen, name
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_a_number_keeps_its_unit_when_a_line_wraps(width, frozen, capsys, monkeypatch):
+    """New-user trial at 80 columns: monitor's `load 3.13  up 14h` │ `11m`,
+    status' `over 12` / `s, expected 200`. A wrap keeps a number with its
+    unit (_base.unbroken) and breaks where it did otherwise."""
+    from fabops import errors, inventory, monitor
+    from fabops.tasks.observe import render_host
+    from fabops.tasks.render import console, status_panel
+
+    import yaml
+
+    case = json.loads((ROOT / "tests" / "fixtures" / "parse_monitor" / "systemd_bot_down.json").read_text())
+    host = inventory.loads(yaml.safe_dump({"hosts": {"find-to-do": case["host"]}}), "x.yml").hosts["find-to-do"]
+    output = case["output"].replace("0.52 0.40", "3.13 0.40").replace("864000.12", "51060.12")  # up 14h 11m
+    facts = monitor.parse(output, host, case["now"])
+    code, findings = monitor.evaluate(facts, host, case["now"])
+    facts.update(status=errors.NAMES[code], code=code,
+                 findings=[{"level": errors.NAMES[c], "message": m} for c, m in findings])
+    text = render(capsys, monkeypatch, width, lambda: console().print(render_host(facts, host)))
+    reason = ("bot: GET http://127.0.0.1:8080/" + "h" * 15 + " gave HTTP 503 5 times in a row over 12 s, "
+              "expected 200: a deterministic failure, not a slow start")
+    data = {"services": [], "deployed": SHA[0], "deployed_at": NOW - 60, "head": SHA[0], "last_check": NOW - 60,
+            "failing": {"since": NOW - 1200, "count": 3, "target": SHA[2], "reason": reason}}
+    text += render(capsys, monkeypatch, width, status_panel, "local", data)
+    assert "14h 11m" in text and "12 s, expected" in text, text
+    check("units", width, text)
+
+
+UNITS = ("3.1 s", "14h 11m", "75 ms", "12 s,", "2d 3h", "1.5 MiB")
+
+
+def test_wrap_keeps_a_number_with_its_unit_and_nothing_else_changes():
+    import textwrap
+
+    from fabops.tasks._base import wrap
+
+    line = "[web-1] " + "x" * 50 + " took 3.1 s then up 14h 11m, 75 ms, 12 s, 2d 3h, 1.5 MiB and 12 services"
+    for width in range(40, len(line)):
+        lines = wrap(line, width).split("\n")
+        assert " ".join(ln.strip() for ln in lines) == line, lines
+        assert all(any(pair in ln for ln in lines) for pair in UNITS), (width, lines)
+        assert all(len(ln) <= width for ln in lines[1:]), (width, lines)  # (the first: a word longer than a line)
+    plain = "[web-1] " + " ".join(f"word{i}" for i in range(40))  # no unit: textwrap's lines, as before
+    expect = textwrap.wrap(plain[8:], 72, break_long_words=False, break_on_hyphens=False)
+    assert wrap(plain, 80).split("\n") == ["[web-1] " + expect[0]] + ["        " + e for e in expect[1:]]

@@ -420,12 +420,26 @@ def width() -> int:
 HANGING = re.compile(r" *(?:\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d +)?(?:\[[^\]\s]+\] +|[\w.@-]+: +)?(?:[-·✓✗•=…] +)?")
 
 
+KEEP = "\ue000"  # a private-use character: never in the text, never a break (wrap, render's wrappers)
+# a number and its unit, or a duration's two halves: `12 s`, `3.1 s`, `75 ms`, `14h 11m`, `2d 3h`, `1.5 MiB`
+_UNIT = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?[dhm]?) (?=(?:ms|s|min|h|d|[KMGT]iB|\d+[dhms])(?!\w))")
+
+
+def unbroken(text: str) -> str:
+    """`text` with the space between a number and its unit as KEEP (the same
+    length): a wrap that breaks only at spaces keeps `14h 11m` and `12 s`
+    on one line (a trial read `up 14h` │ `11m`). The wrapper puts the
+    spaces back in the lines it made."""
+    return _UNIT.sub(lambda m: m.group(1) + KEEP, text)
+
+
 def wrap(text: str, columns: Optional[int] = None) -> str:
     """Lines longer than `columns` (default width()) broken at spaces, never
     inside a word: a path, a SHA, a name with hyphens stays whole (a word
-    longer than the line gets a line of its own, unbroken). Continuation
-    lines are indented under the text (a hanging indent), not at column 0.
-    A terminal wrapped such lines mid-word at the edge, a pipe not at all."""
+    longer than the line gets a line of its own, unbroken), nor between a
+    number and its unit (unbroken). Continuation lines are indented under
+    the text (a hanging indent), not at column 0. A terminal wrapped such
+    lines mid-word at the edge, a pipe not at all."""
     import textwrap
 
     columns = columns or width()
@@ -437,8 +451,9 @@ def wrap(text: str, columns: Optional[int] = None) -> str:
         indent = len(HANGING.match(line).group(0))
         if indent > columns // 2:  # a prefix that long leaves no room: under its start
             indent = len(line) - len(line.lstrip(" "))
-        chunks = textwrap.wrap(line[indent:], max(columns - indent, 20), break_long_words=False,
-                               break_on_hyphens=False) or [""]
+        chunks = [chunk.replace(KEEP, " ") for chunk in textwrap.wrap(
+            unbroken(line[indent:]), max(columns - indent, 20), break_long_words=False,
+            break_on_hyphens=False)] or [""]
         out.append(line[:indent] + chunks[0])
         out.extend(" " * indent + chunk for chunk in chunks[1:])
     return "\n".join(out)

@@ -34,7 +34,7 @@ def render_host(facts, host, show_history=False):
     from rich.console import Group
     from rich.panel import Panel
 
-    from .render import literal, status_cell
+    from .render import Unbroken, literal, status_cell
 
     lines = [_system_line(facts, host.thresholds)]
     lines += _deploy_lines(facts.get("deploy"))
@@ -42,7 +42,7 @@ def render_host(facts, host, show_history=False):
     if show_history:
         lines += _history_lines(facts.get("history") or {})
     title = f"{literal(host.name)}  {status_cell(facts['code'])}"
-    return Panel(Group(_service_table(facts, host.thresholds), *lines, _findings_list(facts)),
+    return Panel(Group(_service_table(facts, host.thresholds), *map(Unbroken, lines), _findings_list(facts)),
                  title=title, title_align="left")
 
 

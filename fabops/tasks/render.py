@@ -9,7 +9,7 @@ from typing import Iterable, List
 
 from .. import errors
 from ..printable import printable
-from ._base import HANGING, error_text, for_stderr, wrap
+from ._base import HANGING, KEEP, error_text, for_stderr, unbroken, wrap
 
 
 def literal(text, lines: bool = False) -> str:
@@ -80,9 +80,9 @@ def print_hanging(out, markup: str, hang: int = 0) -> None:
     spaces, with continuation lines under the text (after the line's indent
     and its `✓ `, `[host] ` or `host: `), not at column 0; a line with no
     such prefix continues `hang` columns in. A `code span` that fits a line
-    is not broken at its spaces. The demo's narration and `status`'
-    lines: rich wraps at spaces, but every continuation started at the
-    left edge (and inside `inv unpin`)."""
+    is not broken at its spaces, nor a number and its unit (_base.unbroken).
+    The demo's narration and `status`' lines: rich wraps at spaces, but
+    every continuation started at the left edge (and inside `inv unpin`)."""
     from rich.text import Text
 
     for line in Text.from_markup(markup).split("\n", allow_blank=True):
@@ -95,17 +95,40 @@ def print_hanging(out, markup: str, hang: int = 0) -> None:
         # the spaces of a code span that fits a line as a character that is
         # not one, for the wrap; the same length, so the styles stay put
         room = out.width - indent
-        spans = _CODE_SPAN.sub(lambda m: m.group(0).replace(" ", _KEEP) if len(m.group(0)) <= room else m.group(0),
+        spans = _CODE_SPAN.sub(lambda m: m.group(0).replace(" ", KEEP) if len(m.group(0)) <= room else m.group(0),
                                body.plain)
-        body.plain = spans
-        for i, part in enumerate(body.wrap(out, room, overflow="fold")):
-            part.plain = part.plain.replace(_KEEP, " ")
-            part.rstrip()
+        body.plain = unbroken(spans)
+        for i, part in enumerate(_kept_lines(body, out, room)):
             out.print(Text.assemble(head if i == 0 else " " * indent, part), no_wrap=True, crop=False)
 
 
+def _kept_lines(text, out, room: int) -> list:
+    """`text` (its KEEPs in place) wrapped to `room` cells by rich, each line
+    with its spaces back and none at its end."""
+    lines = list(text.wrap(out, room, overflow="fold"))
+    for part in lines:
+        part.plain = part.plain.replace(KEEP, " ")
+        part.rstrip()
+    return lines
+
+
+class Unbroken:
+    """A line of rich markup for a panel: wrapped as rich wraps it, except
+    that a number stays with its unit (`up 14h 11m`, not `up 14h` │ `11m`:
+    _base.unbroken)."""
+
+    def __init__(self, markup: str):
+        self.markup = markup
+
+    def __rich_console__(self, console, options):
+        from rich.text import Text
+
+        text = Text.from_markup(self.markup)
+        text.plain = unbroken(text.plain)
+        yield from _kept_lines(text, console, options.max_width)
+
+
 _CODE_SPAN = re.compile(r"`[^`\n]+`")
-_KEEP = "\ue000"  # a private-use character: never in the text, never a break
 
 
 def fmt_duration(seconds) -> str:
