@@ -106,3 +106,18 @@ def test_a_holder_is_described_by_what_it_recorded():
     assert full.startswith("cron by c@h (target aaaaaaaaaaaa, pid 7, since ") and full.endswith(", run r)"), full
     assert describe_holder({"trigger": "cron", "actor": "c@h"}) == "cron by c@h"
     assert describe_holder({}) == "another process (no details recorded)"
+
+
+def test_the_waiter_names_the_run_of_our_target_it_waits_for(tmp_path, clock):
+    """Its result is this run's (pipeline._reported): kept through the
+    holder's release (an empty record), in its watch too, and forgotten
+    once a run of another target holds the lock."""
+    ours = "a" * 40
+    should = waiter(tmp_path, ours=ours, longest=30)
+    assert should.same_target is None
+    change = {**watching(clock, 10), "phase": "change"}
+    assert should(change) and should.same_target == change
+    assert not should({}) and should.same_target == change  # letting go: the record is empty a moment
+    assert should(watching(clock, 10, "r1")) and should.same_target["run_id"] == "r1"
+    other = {**watching(clock, 10, "r2"), "target": "c" * 40}
+    assert should(other) and should.same_target is None  # waits for its watch, but its result is not ours

@@ -28,7 +28,7 @@ from .preflight import disk_problem, missing_env_keys, sort_changes, stash, stat
 from .git import Git, check_ref, ls_remote_cmd, parse_ls_remote
 from .lock import HostLock
 from .plan import Facts, Health, Opts, Plan, choose_target, plan
-from .queue import lock_waiter, lock_wait, overtaken_by, result_of, waiting_line, watch_end_request
+from .queue import lock_waiter, lock_wait, overtaken_by, record_of, result_of, waiting_line, watch_end_request
 from .readiness import quick_health, wait_ready, watch
 from .services import ServiceManager
 from .record import Recorder, RunResult, Step, counted, default_actor, short
@@ -185,8 +185,10 @@ class Pipeline:
         def on_wait(holder: dict) -> None:
             waited["holder"] = holder
             line, now = waiting_line(holder, self.opts.trigger), time.monotonic()
-            # a countdown: a new kind of wait at once, the same one every 5 s
-            if line.split(":")[0] != said["line"].split(":")[0] or now - said["at"] >= 5.0:
+            # a new kind of wait at once; a countdown's new number every 5 s;
+            # the same words never twice (a wait for a run mid-change)
+            kind = line.split(":")[0]
+            if kind != said["line"].split(":")[0] or (line != said["line"] and now - said["at"] >= 5.0):
                 said["line"], said["at"] = line, now
                 self.say(line)
 
@@ -201,6 +203,8 @@ class Pipeline:
                 self.res.result, self.res.message = "superseded", overtaken
                 self.rec.record()
                 return
+            if self._reported(getattr(should_wait, "same_target", None)):
+                return
             try:
                 self._converge(lock)
             except (_Abort, FabopsError, OSError) as exc:
@@ -211,12 +215,20 @@ class Pipeline:
                     self.rec.record_unrecorded_failure()
         finally:
             lock.release()
-        holder = waited.get("holder") or {}
-        if self.res.result == "noop" and holder.get("run_id"):
-            # we waited for a run deploying our very target: its result is ours
-            theirs = result_of(self.paths.history, holder)
-            if theirs:
-                self.res.result, self.res.message = theirs
+
+    def _reported(self, holder: Optional[dict]) -> bool:
+        """We waited for `holder`, a run deploying our very target: its
+        result is ours (docs/pipeline.md, "Lock"), a failure too: a second
+        deploy of a target whose gate just failed is no new attempt but the
+        same push reported twice. False when it left no record (a no-op, or
+        killed mid-way): this run converges as usual, and finishes it."""
+        rec = record_of(self.paths.history, (holder or {}).get("run_id"))
+        if rec is None:
+            return False
+        self.res.result, self.res.message = result_of(self.paths.history, holder)
+        self.res.from_, self.res.to = rec.get("from"), rec.get("to")
+        self.res.subject, self.res.author = rec.get("subject") or "", rec.get("author") or ""
+        return True
 
     def _take_failure(self, exc: BaseException) -> None:
         """The result of a run stopped by an exception."""

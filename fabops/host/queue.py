@@ -7,7 +7,9 @@ applies to it.
 - A deploy from CI (the `ci` trigger the laptop sends: SSH does not forward
   $CI) waits up to CI_WAIT (a push while cron runs).
 - A deploy whose target the holder is already deploying waits for that run
-  and reports its result (the CI-versus-cron race after a push).
+  and reports its result (the CI-versus-cron race after a push): it does
+  not deploy that target again, even when the holder's run failed (the
+  waiter's `same_target` names that holder).
 - A deploy that meets a run in its watch (the service already serves; the
   holder only watches it) waits for what is left of the watch, then plans
   again: a watch never locks people out.
@@ -148,15 +150,19 @@ def lock_waiter(trigger: str, our_target: Callable[[], Optional[str]], end_path:
             return now < float(cache["asked"]) + END_WAIT  # type: ignore[arg-type]
         if trigger not in DEPLOY_TRIGGERS:
             return False
+        target = holder.get("target")
+        if target:
+            if "ours" not in cache:
+                cache["ours"] = our_target()
+            # the run deploying our target, whose result is ours (in its
+            # change or its watch alike); a holder of another target since
+            # is not it. A record read empty (the holder letting go) keeps it.
+            should_wait.same_target = holder if cache["ours"] == target else None  # type: ignore[attr-defined]
         if wait != 0 and watching(holder, now):
             return True
-        target = holder.get("target")
-        if not target:
-            return False
-        if "ours" not in cache:
-            cache["ours"] = our_target()
-        return cache["ours"] == target
+        return bool(target) and cache["ours"] == target
 
+    should_wait.same_target = None  # type: ignore[attr-defined]
     return should_wait
 
 
@@ -211,14 +217,23 @@ def waiting_line(holder: dict, trigger: str) -> str:
     return f"waiting for the lock held by {holder.get('actor', '?')} ({holder.get('trigger', '?')})"
 
 
+def record_of(history: str, run_id: Optional[str]) -> Optional[dict]:
+    """The history record of the run `run_id`, or None when it left none
+    (a no-op, or a run killed before it recorded)."""
+    for rec in reversed(tail_jsonl(history, 20)):
+        if run_id and rec.get("run_id") == run_id:
+            return rec
+    return None
+
+
 def result_of(history: str, holder: dict) -> Optional[Tuple[str, str]]:
     """(result, message) of the run we waited for, from the history; None
     when it left no record (it was a no-op)."""
-    for rec in reversed(tail_jsonl(history, 20)):
-        if rec.get("run_id") == holder.get("run_id"):
-            return (rec.get("result", "noop"),
-                    # how it ended is the last `; ` clause: a line cut to
-                    # 80 columns keeps it (render.keep_reason)
-                    f"waited for run {holder['run_id']} ({holder.get('trigger')} by {holder.get('actor')}); "
-                    f"it ended {rec.get('result')}: {rec.get('message')}")
-    return None
+    rec = record_of(history, holder.get("run_id"))
+    if rec is None:
+        return None
+    return (rec.get("result", "noop"),
+            # how it ended is the last `; ` clause: a line cut to
+            # 80 columns keeps it (render.keep_reason)
+            f"waited for run {holder['run_id']} ({holder.get('trigger')} by {holder.get('actor')}); "
+            f"it ended {rec.get('result')}: {rec.get('message')}")
