@@ -388,27 +388,28 @@ def _dry_run(c, host: Host, opts: DeployOptions, outcome: DeployOutcome, on_even
 
 
 def _deploy_local(c, host: Host, opts: DeployOptions, on_event) -> DeployOutcome:
-    """The sandbox host: the same pipeline, in this process; with --no-watch
-    in a process of its own, which watches on after this one returns."""
+    """The sandbox host: the same pipeline, started as over SSH in a process
+    of its own (a session of its own), which this one follows: Ctrl-C here
+    (`fabops: interrupted`, exit 130) ends only the following, and the run
+    goes on to its end (its rollback, its record) as it does on a host whose
+    link was cut. A dry run changes nothing and runs here."""
     if opts.attach:
         return _attach_local(host, opts, on_event)
-    if not opts.watch and not opts.dry_run:
+    if not opts.dry_run:
         return _deploy_local_detached(host, opts, on_event)
     from .host.events import EventLog
-    from .paths import HostPaths
     from .host.pipeline import UpdateOptions
     from .host.update import run_update
 
     run_id = new_run_id()
     outcome = DeployOutcome(host.name, run_id)
-    path = None if opts.dry_run else HostPaths.for_home(host.home).run_events(run_id)  # a dry run writes nothing
-    events = EventLog(path, [lambda e: (outcome.events.append(e), on_event(e))])
+    events = EventLog(None, [lambda e: (outcome.events.append(e), on_event(e))])  # a dry run writes nothing
     events.start_heartbeat()  # progress lines for long steps, as over SSH
     try:
         res = run_update(c, host, UpdateOptions(
             trigger=opts.trigger, actor=opts.actor or default_actor(), ref=opts.ref, stash=opts.stash,
             wait=opts.wait, run_id=run_id, clear_pin=opts.clear_pin and not opts.ref,
-        ), events, dry_run=opts.dry_run)
+        ), events, dry_run=True)
     finally:
         events.close()
     outcome.result = res.to_dict()
@@ -438,11 +439,11 @@ def _attach_local(host: Host, opts: DeployOptions, on_event) -> DeployOutcome:
 
 
 def _deploy_local_detached(host: Host, opts: DeployOptions, on_event) -> DeployOutcome:
-    """--no-watch on this machine: the run must outlive this process (it
-    watches after the deploy returns at the gate), so it starts as over SSH:
-    the same `local-update` in a session of its own, stdin from /dev/null,
-    its settings in runs/<id>.host.yml (0600, never in an argv), followed
-    through its event file until its watch starts or it ends."""
+    """A run on this machine starts as over SSH: the same `local-update` in
+    a session of its own (the terminal's Ctrl-C never reaches it), stdin
+    from /dev/null, its settings in runs/<id>.host.yml (0600, never in an
+    argv), followed through its event file until it ends (--no-watch:
+    until its watch starts; it watches on after this process returns)."""
     import os
     import subprocess
     import sys

@@ -1,0 +1,121 @@
+"""`inv deploy` on a `connection: local` host runs the pipeline as over SSH:
+detached, in a session of its own, followed through its event file. A
+Ctrl-C at the terminal ends the following, never the run (it goes on to
+its rollback and its record); and a deploy queued behind a run of its own
+target reports that run's result instead of deploying it again (the trial
+of the demo sandbox; docs/pipeline.md, "Lock")."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from tests.conftest import ROOT, one, run_cli
+
+
+def poll(what, timeout: float = 120, every: float = 0.1):
+    """`what()` once it is truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = what()
+        if got:
+            return got
+        time.sleep(every)
+    raise AssertionError(f"never happened: {what.__doc__ or what}")
+
+
+def run_events(sandbox) -> dict:
+    """Every run's events on the sandbox host, by run id."""
+    runs = sandbox.home / "runs"
+    out = {}
+    for f in runs.glob("*.jsonl") if runs.is_dir() else ():
+        evs = []
+        for line in f.read_text().splitlines():
+            try:
+                evs.append(json.loads(line))
+            except ValueError:
+                pass
+        out[f.stem] = evs
+    return out
+
+
+def started(sandbox, step: str, actor: str = ""):
+    """The id of a run (by `actor`, if given) that has started `step`."""
+    for run_id, evs in run_events(sandbox).items():
+        start = next((e for e in evs if e.get("kind") == "start"), {})
+        if actor and start.get("actor") != actor:
+            continue
+        if any(e.get("kind") == "step" and e.get("step") == step and e.get("status") == "start" for e in evs):
+            return run_id
+    return None
+
+
+def lock_free(sandbox) -> bool:
+    from fabops.host.lock import peek_holder
+
+    return peek_holder(str(sandbox.home / "lock")) == {}
+
+
+def deploy_proc(sandbox, *args):
+    """`fabops deploy` in a process group of its own, as a shell's job is
+    (a terminal's Ctrl-C goes to the whole group)."""
+    return subprocess.Popen([sys.executable, "-m", "fabops.cli", "deploy", "-i", str(sandbox.inventory), *args],
+                            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True, env=dict(os.environ, COLUMNS="200"))
+
+
+def test_ctrl_c_mid_gate_ends_the_following_and_the_run_rolls_back(sandbox):
+    assert sandbox.result()[0] == 0
+    v1 = sandbox.origin.head
+    bad = sandbox.origin.unhealthy("2")
+    proc = deploy_proc(sandbox)
+    try:
+        run_id = poll(lambda: started(sandbox, "restart bot"))
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C at the terminal: the whole foreground group
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130 and err.strip() == "fabops: interrupted", (proc.returncode, out, err)
+    assert "Traceback" not in err
+
+    def recorded():
+        """the interrupted deploy's run recorded its rollback"""
+        return [h for h in sandbox.history() if h.get("run_id") == run_id]
+
+    (rec,) = poll(recorded)
+    assert (rec["to"], rec["result"], rec["trigger"]) == (bad, "rolled_back", "deploy"), rec
+    poll(lambda: lock_free(sandbox))  # the run let go of the host: it has ended
+    state = sandbox.state
+    assert state["deployed"] == v1 and state["in_progress"] is None and bad in state["bad"], state
+    assert sandbox.head() == v1 and sandbox.health()["version"] == "1"
+    r = run_cli("status", "-i", str(sandbox.inventory))
+    assert "in progress or interrupted" not in r.stdout, r.stdout
+
+
+def test_a_second_deploy_of_a_failing_target_reports_the_first_runs_result(sandbox):
+    assert sandbox.result()[0] == 0
+    v1 = sandbox.origin.head
+    bad = sandbox.origin.unhealthy("2")
+    first = deploy_proc(sandbox, "--actor", "bgtester", "--json")
+    try:
+        # the first run has fetched (the lock's record names its target)
+        first_id = poll(lambda: started(sandbox, "checkout", "bgtester"))
+        r = run_cli("deploy", "-i", str(sandbox.inventory), "--actor", "second", timeout=180)
+        out1, err1 = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    assert first.returncode == 2 and one(out1)["result"] == "rolled_back", out1 + err1
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f"waited for run {first_id} (deploy by bgtester); it ended rolled_back" in r.stdout, r.stdout
+    assert "deploying it again" not in r.stdout, r.stdout
+    # said once while it waited, not every 5 s
+    assert r.stdout.count("waiting for the lock held by bgtester (deploy)") == 1, r.stdout
+    # one failed gate, one record: the second deploy ran no gate of its own
+    assert [(h["run_id"], h["to"], h["result"]) for h in sandbox.history()][-1] == (first_id, bad, "rolled_back")
+    assert sum(1 for h in sandbox.history() if h.get("to") == bad) == 1, sandbox.history()
+    assert sandbox.state["deployed"] == v1 and sandbox.health()["version"] == "1"
