@@ -74,7 +74,7 @@ def test_health_notifies_on_change_only_and_fix_recovers(box, recorder):
     code, rep = health(box, "--fix", env=env)  # healthy and recorded so: nothing new
     assert code == 0 and len(recorder.requests) == 2
     log = (box.home / "health.log").read_text().splitlines()
-    assert len(log) == 2 and "WARNING recovered" in log[0] and "OK ok" in log[1], log
+    assert len(log) == 2 and "WARNING: restarted bot" in log[0] and log[1].endswith(" OK: all services healthy"), log
     assert "s3cr3t" not in "".join(log) + json.dumps(recorder.requests)
     # the webhook URL never appears in output or logs
     assert recorder.url not in "".join(log)

@@ -306,8 +306,10 @@ def plan_only(host: Host, *, fix: bool, store: Store, manager, probe=None, holde
 
 
 def _line(host: Host, report: HealthReport) -> str:
+    """The health log's line: the Nagios word once, as `health` prints it
+    (report.health_lines): `local OK ok: …` said the status twice."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    return f"{stamp} {host.name} {errors.NAMES.get(report.code, report.code)} {report.status}: {report.message}"
+    return f"{stamp} {host.name} {errors.NAMES.get(report.code, report.code)}: {report.message}"
 
 
 __all__ = ["HealthReport", "LocalStore", "Store", "run_health", "plan_health", "plan_only", "Readiness"]
