@@ -119,3 +119,38 @@ def test_a_second_deploy_of_a_failing_target_reports_the_first_runs_result(sandb
     assert [(h["run_id"], h["to"], h["result"]) for h in sandbox.history()][-1] == (first_id, bad, "rolled_back")
     assert sum(1 for h in sandbox.history() if h.get("to") == bad) == 1, sandbox.history()
     assert sandbox.state["deployed"] == v1 and sandbox.health()["version"] == "1"
+
+
+def test_a_refused_ref_is_its_one_error_line_not_also_a_failed_step(sandbox):
+    """docs/errors.md: a refused flag is its one `fabops:` line. deploy and
+    rollback also printed the failed step's progress line (`[local] ✗
+    fetch … --ref nosuchref: …`) on stdout."""
+    sandbox.result()
+    for task, flag in (("deploy", "--ref"), ("rollback", "--to")):
+        r = run_cli(task, "-i", str(sandbox.inventory), "-H", "local", flag, "nosuchref", env={"CI": "true"})
+        assert r.returncode == 64, (task, r.stdout, r.stderr)
+        assert r.stderr == f"fabops: local: {flag} nosuchref: no such branch, tag or commit on origin\n", r.stderr
+        assert r.stdout == "", (task, r.stdout)
+
+
+def test_a_failed_step_is_still_said_in_progress_lines():
+    """What the held line waits for: the next event, or half a second of
+    heartbeats; only a refused flag's result drops it."""
+    import io
+    from contextlib import redirect_stdout
+
+    from fabops.tasks.deploy import _Printer
+
+    now = [0.0]
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        on_event = _Printer(5, clock=lambda: now[0])("h1")
+        on_event({"kind": "step", "step": "restart bot", "status": "failed", "seconds": 1.0, "message": "HTTP 500"})
+        on_event({"kind": "heartbeat"})
+        assert "✗" not in buf.getvalue()
+        now[0] += 0.6
+        on_event({"kind": "heartbeat"})
+        assert "✗ restart bot (1.00s) HTTP 500" in buf.getvalue()
+        on_event({"kind": "step", "step": "fetch", "status": "failed", "seconds": 0.1, "message": "--ref x: no"})
+        on_event({"kind": "result", "result": "aborted", "exit_code": 64, "message": "--ref x: no"})
+    assert "fetch" not in buf.getvalue() and "--ref x" not in buf.getvalue(), buf.getvalue()

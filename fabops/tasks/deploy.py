@@ -48,6 +48,10 @@ class _Printer:
         from .render import PrefixWriter
 
         running: dict = {}
+        # a failed step's line waits for the next event (or a heartbeat
+        # half a second on): a step that failed on a refused flag (exit 64,
+        # an unknown --ref) is said by the host's one error line, not here
+        held: list = []
         out = PrefixWriter(f"[{host}]".ljust(self.width + 2) + " ", wrapped=True)
 
         def progress() -> str:
@@ -65,18 +69,26 @@ class _Printer:
                 return
             kind = event.get("kind")
             text = None
+            refused = kind == "result" and event.get("exit_code") == errors.USAGE
+            if held and not (kind == "heartbeat" and self.clock() - held[0][0] < 0.5):
+                for _, line in held if not refused else ():
+                    out.write(line)
+                held.clear()
             if kind == "step" and event.get("status") == "start":
                 running.clear()
                 running.update(step=event.get("step"), t0=self.clock(), next=self.ANNOUNCE)
             elif kind == "step":
                 running.clear()
-                mark = "✓" if event.get("status") == "ok" else "✗"
-                text = f"{mark} {event.get('step')} ({event.get('seconds', 0):.2f}s) {event.get('message') or ''}"
+                line = f"{event.get('step')} ({event.get('seconds', 0):.2f}s) {event.get('message') or ''}"
+                if event.get("status") != "ok":
+                    held.append((self.clock(), f"✗ {line}".rstrip() + "\n"))
+                    return
+                text = f"✓ {line}"
             elif kind == "heartbeat":
                 text = progress()
             elif kind == "log":
                 text = f"· {event.get('message')}"
-            elif kind == "result" and not self.dry_run and event.get("exit_code") != errors.USAGE:
+            elif kind == "result" and not self.dry_run and not refused:
                 # a refused flag (exit 64) is the host's error line on
                 # stderr, once (deploy_host), not also a run's result
                 text = f"= {event.get('result')}: {event.get('message')}"
