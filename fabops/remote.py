@@ -171,7 +171,8 @@ def unpin_plan(pin: Optional[str]) -> List[Would]:
     fact (docs/architecture.md, "Plans")."""
     if not pin:
         return []
-    return [Would("clear pin", "state.json", f"pinned to {pin[:12]}; cron follows the branch again")]
+    # `would clear pin 0123456789ab: cron follows …`, not `clear pin state.json: pinned to …` (trial)
+    return [Would("clear pin", pin[:12], "cron follows the branch again")]
 
 
 def unpin(c, host: Host) -> Optional[str]:

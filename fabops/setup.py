@@ -17,6 +17,7 @@ from typing import Callable, Dict, Iterator, List, Optional
 
 from .cron import apply_block, diff, read_crontab, render_block, write_crontab
 from .errors import CommandFailed
+from .host.record import counted
 from .host.would import Would, as_json
 from .inventory import Host
 from .shell import path as host_path, raw, sh, sudo
@@ -386,8 +387,7 @@ class _Setup:
                                                "left alone (use --replace-units to replace it)")
         d = diff(old or "", text, path)
         if secret:
-            changed = sum(1 for ln in d.splitlines() if ln[:1] in "+-" and ln[:3] not in ("+++", "---"))
-            d = f"--- {path}\n+++ {path} (fabops)\n@@ {changed} line(s) change; values not shown @@\n"
+            d = secret_diff(path, d)
         if self.check:
             return ItemResult(name, "would change", path + adopted, d)
         try:
@@ -455,6 +455,13 @@ def _deploy_user(run: _Setup) -> Items:
         f"The deploy user is changed only by the operator: run setup with --change-user if that is what you want"))
 
 
+def secret_diff(path: str, d: str) -> str:
+    """A secret file's diff `d` as it is shown: how many lines change, never
+    their values."""
+    changed = sum(1 for ln in d.splitlines() if ln[:1] in "+-" and ln[:3] not in ("+++", "---"))
+    return f"--- {path}\n+++ {path} (fabops)\n@@ {counted(changed, 'line')} changed; values not shown @@\n"
+
+
 def _env_file(run: _Setup) -> Items:
     """The inventory's env as fabops' env.sh (0600), first: every command
     over SSH sources it, the install's included, and none carries the
@@ -500,10 +507,10 @@ def _crontab(run: _Setup) -> Items:
             new_tab = "\n".join(("# disabled by fabops setup: " + ln) if ln in legacy else ln
                                 for ln in new_tab.split("\n"))
             yield ItemResult("legacy cron lines", "changed",
-                             f"commented out {len(legacy)} legacy line(s); the old crontab is saved in {saved}")
+                             f"commented out {counted(len(legacy), 'legacy line')}; the old crontab is saved in {saved}")
         else:
             yield ItemResult("legacy cron lines", "warning",
-                             f"{len(legacy)} legacy line(s) would update outside the lock: " + " | ".join(legacy)
+                             f"{counted(len(legacy), 'legacy line')} would update outside the lock: " + " | ".join(legacy)
                              + " (run with --yes to comment them out, after a backup)")
     if new_tab == old_tab:
         yield ItemResult("crontab", "ok", begin)

@@ -82,8 +82,8 @@ def test_restart_refuses_what_it_cannot_do():
 @pytest.mark.parametrize("pin, expected", [
     (None, []),
     ("", []),
-    ("0123456789abcdef0123", [Would("clear pin", "state.json", "pinned to 0123456789ab; cron follows the branch again")]),
-    ("abc", [Would("clear pin", "state.json", "pinned to abc; cron follows the branch again")]),
+    ("0123456789abcdef0123", [Would("clear pin", "0123456789ab", "cron follows the branch again")]),
+    ("abc", [Would("clear pin", "abc", "cron follows the branch again")]),
 ])
 def test_unpin_decision_table(pin, expected):
     assert unpin_plan(pin) == expected
@@ -161,7 +161,7 @@ def test_reset_names_every_step_it_takes_in_order(head, target, dirty, reset):
     said = reset_would(RESET_HOST, ResetPlan(head, target, dirty, True))
     assert [(w.action, w.target) for w in said] == \
         [("save", ".env and local changes")] + STEPS[0] + [("reset", reset)] + STEPS[1], said
-    assert said[0].why.startswith(f"{len(dirty)} local change(s); saved to ~/backup/reset-<time>/"), said
+    assert said[0].why.startswith(f"{len(dirty)} local change{'' if len(dirty) == 1 else 's'}; saved to ~/backup/reset-<time>/"), said
 
 
 def test_a_reset_without_rules_or_setup_command_runs_none():
@@ -188,10 +188,10 @@ def test_restore_env_names_keys_never_values(diff, why):
 @pytest.mark.parametrize("counts, expected", [
     ([], []),
     ([("~/rec", "*.pcm", 0, 0)], []),
-    ([("~/rec", "*.pcm", 2, 1500)], ["would delete ~/rec/*.pcm: 2 file(s), 0.0 MiB, older than the rule's age"]),
+    ([("~/rec", "*.pcm", 2, 1500)], ["would delete ~/rec/*.pcm: 2 files, 0.0 MiB, older than the rule's age"]),
     ([("~/rec", "*.pcm", 3, 3 * 1048576), ("~/tmp", "*.wav", 0, 0), ("~/tmp", "*.log", 1, 524288)],
-     ["would delete ~/rec/*.pcm: 3 file(s), 3.0 MiB, older than the rule's age",
-      "would delete ~/tmp/*.log: 1 file(s), 0.5 MiB, older than the rule's age"]),
+     ["would delete ~/rec/*.pcm: 3 files, 3.0 MiB, older than the rule's age",
+      "would delete ~/tmp/*.log: 1 file, 0.5 MiB, older than the rule's age"]),
 ])
 def test_clean_would_delete_what_its_count_found(counts, expected):
     from fabops.maintenance.clean import CleanResult, clean_would

@@ -10,4 +10,6 @@ if grep -qx fail requirements.txt; then
   exit 1
 fi
 cp requirements.txt vendor/installed.txt
-echo "install-deps: installed $(wc -l < requirements.txt) requirement(s)"
+n=$(wc -l < requirements.txt | tr -d ' ')
+[ "$n" = 1 ] && noun=requirement || noun=requirements
+echo "install-deps: installed $n $noun"

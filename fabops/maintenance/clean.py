@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List
 
+from ..host.record import counted
 from ..host.would import Would
 from ..inventory import Host
 from ..shell import Cmd, path, raw, sh
@@ -50,6 +51,6 @@ def clean(c, host: Host, dry_run: bool = False) -> List[CleanResult]:
 def clean_would(results: List[CleanResult]) -> List[Would]:
     """What `clean` deletes (pure), from a dry run's count with the real
     run's own find (clean_cmd without -delete): the dry run's `would`."""
-    return [Would("delete", f"{r.path}/{r.glob}", f"{r.files} file(s), {r.bytes / 1048576:.1f} MiB, older than "
+    return [Would("delete", f"{r.path}/{r.glob}", f"{counted(r.files, 'file')}, {r.bytes / 1048576:.1f} MiB, older than "
                                                   "the rule's age")
             for r in results if r.files]

@@ -11,6 +11,7 @@ from ..errors import FabopsError
 from ..inventory import Host
 from ..host.git import checkout_cmd, fetch_cmd, git, ls_remote_cmd, parse_porcelain, reset_hard_cmd, status_cmd
 from ..host.preflight import save_changes_cmd, status_path
+from ..host.record import counted
 from ..host.would import Would
 from ..probe import MARK, split_sections
 from ..shell import Cmd, in_dir, inventory_shell, path, sh
@@ -44,7 +45,7 @@ def reset_would(host: Host, p: ResetPlan) -> List[Would]:
     """What `reset` does on this host, in order, from the plan it read (pure):
     the dry run's `would`, the steps the real reset (below) takes."""
     where = f"{host.backup_dir.rstrip('/')}/reset-<time>/"
-    out = [Would("save", ".env and local changes", f"{len(p.dirty)} local change(s); saved to {where} first")]
+    out = [Would("save", ".env and local changes", f"{counted(len(p.dirty), 'local change')}; saved to {where} first")]
     out += [Would("stop", s.name, "nothing runs while the checkout is reset") for s in reversed(host.services)]
     out.append(Would("reset", f"{(p.head or 'none')[:12]} -> {(p.target or '?')[:12]}",
                      f"{host.app.remote}/{host.app.branch}, git reset --hard and clean -fd (ignored files stay)"))

@@ -34,7 +34,7 @@ def agent(c, action=None, hosts=None):
     sock = client.connect(directory, start=False) if _exists(directory) else None
     if sock is None:
         off = why_off(["fabops", "status"])
-        print_text(f"agent: not running{f' (off here: {off})' if off else ''}; it starts on a command's first use")
+        print_text(_off_line(off) if off else "agent: not running; it starts on a command's first use")
         return
     if action == "forget":
         sock.close()
@@ -51,6 +51,18 @@ def agent(c, action=None, hosts=None):
         print_text(f"agent: stopped (pid {reply.get('pid')})" if not runs else
                    f"agent: stopping (pid {reply.get('pid')}): it ends when its {counted(runs, 'run')} in flight "
                    "end; a new command starts a new agent")
+
+
+def _off_line(off: str) -> str:
+    """Why no command here starts the agent, and how to have it: "it starts
+    on a command's first use" beside "off" said two things at once."""
+    if off == "FABOPS_AGENT=0":
+        how = "unset FABOPS_AGENT (or set FABOPS_AGENT=1) to use it"
+    elif off.startswith("no SO_PEERCRED"):
+        how = "it cannot run on this system"
+    else:  # no terminal, CI, an SSH login: asked for by name, it runs
+        how = "FABOPS_AGENT=1 turns it on here"
+    return f"agent: off here ({off}): commands run without it; {how}"
 
 
 def _ask(sock, request: dict) -> dict:

@@ -49,7 +49,7 @@ def reset(c, hosts=None, yes=False, dry_run=False, force=False, actor=None, json
           accept_new=False, connect_timeout=None):
     """Emergency reset to origin: save .env and local changes, reset, re-run deps, restart, poll."""
     from ..connection import close_quietly, connect
-    from ..host.record import default_actor
+    from ..host.record import counted, default_actor
     from ..fanout import run_hosts
     from ..host.would import as_json, lines
     from ..maintenance import reset as do_reset, reset_plan
@@ -71,10 +71,10 @@ def reset(c, hosts=None, yes=False, dry_run=False, force=False, actor=None, json
                 for line in lines(reset_would(host, p), f"[{host.name}] "):
                     print_text(line, file=out)
             else:  # the same plan, as one line before the confirmation
-                print_text(f"[{host.name}] plan: save .env and {len(p.dirty)} local change(s) to {host.backup_dir}/reset-<time>/, "
+                print_text(f"[{host.name}] plan: save .env and {counted(len(p.dirty), 'local change')} to {host.backup_dir}/reset-<time>/, "
                            f"stop {', '.join(s.name for s in reversed(host.services)) or 'nothing'}, "
                            f"reset {(p.head or 'none')[:12]} -> {(p.target or '?')[:12]} ({host.app.remote}/{host.app.branch}), "
-                           f"run {len(host.deps)} dependency rule(s){', ' + host.setup_command if host.setup_command else ''}, "
+                           f"run {counted(len(host.deps), 'dependency rule')}{', ' + host.setup_command if host.setup_command else ''}, "
                            "start and poll readiness", file=out)
             for line in p.dirty[:20]:
                 print_text(f"[{host.name}]   {line}", file=out)
@@ -202,6 +202,7 @@ def restore_env(c, hosts=None, backup=None, yes=False, dry_run=False, actor=None
 @fabops_task
 def clean(c, hosts=None, dry_run=False, json=False, inventory=None, accept_new=False, connect_timeout=None):
     """Delete files matching the cleanup rules (old *.pcm recordings); reports count and bytes per rule."""
+    from ..host.record import counted
     from ..host.would import as_json, lines
     from ..maintenance import clean as do_clean
     from ..maintenance.clean import clean_would
@@ -222,7 +223,7 @@ def clean(c, hosts=None, dry_run=False, json=False, inventory=None, accept_new=F
                     for line in lines(clean_would(r.value), f"[{r.host}] ", none="nothing to delete"):
                         print_text(line)
                 for x in [] if dry_run else r.value:
-                    print_text(f"[{r.host}] {x.path}/{x.glob}: deleted {x.files} file(s), {x.bytes / 1048576:.1f} MiB")
+                    print_text(f"[{r.host}] {x.path}/{x.glob}: deleted {counted(x.files, 'file')}, {x.bytes / 1048576:.1f} MiB")
         _errors_out(outcome)
     finish(outcome.code)
 
@@ -236,6 +237,7 @@ SHOWN = 50  # system-update lists this many packages per host; --json has them a
 def system_update(c, hosts=None, check=False, yes=False, json=False, inventory=None, accept_new=False,
                   connect_timeout=None):
     """List OS package updates (dnf, yum or apt), or apply them with --yes; says if a reboot is needed."""
+    from ..host.record import counted
     from ..maintenance import system_update as do_update
     from .deploy import _inventory_flag
     from .render import hint
@@ -258,10 +260,10 @@ def system_update(c, hosts=None, check=False, yes=False, json=False, inventory=N
                 continue
             v = r.value
             if v.applied:
-                print_text(f"[{r.host}] {v.manager}: applied {len(v.updates)} update(s)"
+                print_text(f"[{r.host}] {v.manager}: applied {counted(len(v.updates), 'update')}"
                            + ("; a REBOOT is needed" if v.reboot_needed else "; no reboot needed"))
             else:
-                print_text(f"[{r.host}] {v.manager}: {len(v.updates)} update(s) available"
+                print_text(f"[{r.host}] {v.manager}: {counted(len(v.updates), 'update')} available"
                            + (f" (apply with {hint(_inventory_flag(inventory), r.host, 'system-update', '--yes')})" if v.updates else ""))
                 for pkg in v.updates[:SHOWN]:
                     print_text(f"[{r.host}]   {pkg}")
