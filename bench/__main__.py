@@ -1,9 +1,9 @@
 """`python -m bench [pipeline ...]`: run the benchmarks and print Markdown."""
 import sys
 
-from bench import cron, monitor, pipeline, recovery, refactor, settle, transport
+from bench import agent, cron, monitor, pipeline, recovery, refactor, settle, transport
 
-SUITES = {"pipeline": pipeline.main, "monitor": monitor.main, "transport": transport.main,
+SUITES = {"agent": agent.main, "pipeline": pipeline.main, "monitor": monitor.main, "transport": transport.main,
           "recovery": recovery.main, "refactor": refactor.main,
           "cron": cron.main, "settle": settle.main}
 

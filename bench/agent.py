@@ -31,6 +31,7 @@ from tests.harness.sandbox import Origin  # noqa: E402
 from tests.harness.sshd import free_port, keygen, start_sshd  # noqa: E402
 
 FABOPS = str(Path(sys.executable).parent / "fabops")
+DEPS = [{"when": ["requirements.txt"], "run": "sh install-deps.sh"}]  # the sample app's, as bench/monitor.py
 
 
 def alternated(fns, runs):
@@ -59,6 +60,7 @@ def main(runs: int = 11) -> None:
     if os.geteuid() != 0 or not os.path.exists("/usr/sbin/sshd"):
         print("### agent\n\nskipped: needs root and /usr/sbin/sshd\n")
         return
+    cache = Path(os.environ.get("FABOPS_TEST_CACHE") or os.path.expanduser("~/.cache/fabops-tests"))
     base = Path(tempfile.mkdtemp(prefix="fabops-bench-agent-"))
     home = base / "laptop-home"
     (home / ".ssh").mkdir(parents=True, mode=0o700)
@@ -66,7 +68,7 @@ def main(runs: int = 11) -> None:
     runtime.mkdir(mode=0o700)
     old_home = os.environ.get("HOME")
     os.environ["HOME"] = str(home)
-    env = dict(os.environ, COLUMNS="200", XDG_RUNTIME_DIR=str(runtime))
+    env = dict(os.environ, COLUMNS="200", XDG_RUNTIME_DIR=str(runtime), FABOPS_WHEELHOUSE=str(cache))
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # a user's install has byte-compiled modules
     cold_env = dict(env, FABOPS_AGENT="0")
     warm_env = dict(env, FABOPS_AGENT="1")
@@ -81,9 +83,12 @@ def main(runs: int = 11) -> None:
                  f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
                  f"load {os.getloadavg()[0]:.1f}", "",
                  "| | wall | ratio | CPU | goal |", "|---|---:|---:|---:|---|"]
-        lines += monitor_rows(base, hosts[0], key, home, cold_env, warm_env, runs)
-        lines += ping_rows(base, hosts, key, cold_env, warm_env, max(3, runs // 2))
-        print("\n".join(lines) + "\n")
+        print("\n".join(lines), flush=True)
+        for rows in (lambda: monitor_rows(base, hosts[0], key, home, cold_env, warm_env, runs),
+                     lambda: deploy_rows(base, hosts[1], cold_env, warm_env, max(3, runs // 2)),
+                     lambda: ping_rows(base, hosts, key, cold_env, warm_env, max(3, runs // 2))):
+            print("\n".join(rows()), flush=True)  # each part as it is measured
+        print()
     finally:
         pid = agent_pid(runtime)
         if pid is not None:
@@ -102,7 +107,6 @@ def monitor_rows(base, host, key, home, cold_env, warm_env, runs):
     from bench.monitor import record_sample
     from fabops import inventory
 
-    cache = Path(os.environ.get("FABOPS_TEST_CACHE") or os.path.expanduser("~/.cache/fabops-tests"))
     origin = Origin(base)
     port = free_port()
     host.ssh(f"git clone --quiet {origin.bare} ~/app && printf 'DISCORD_TOKEN=x\\nPORT={port}\\n' > ~/app/.env")
@@ -110,9 +114,9 @@ def monitor_rows(base, host, key, home, cold_env, warm_env, runs):
            "check": {"url": f"http://127.0.0.1:{port}/webhook/meeting-completed", "method": "POST",
                      "json": {"test": "health"}}, "settle": "200ms", "watch": "1s"}
     inv = base / "hosts.yml"
-    inv.write_text(yaml.safe_dump({"hosts": {"h1": host.inventory_entry(app={"path": "~/app"}, services=[svc])}}))
-    r = subprocess.run([FABOPS, "deploy", "-i", str(inv), "--offline"], env=dict(cold_env, FABOPS_WHEELHOUSE=str(cache)),
-                       capture_output=True, text=True)
+    inv.write_text(yaml.safe_dump({"hosts": {"h1": host.inventory_entry(app={"path": "~/app"}, services=[svc],
+                                                                         deps=DEPS)}}))
+    r = subprocess.run([FABOPS, "deploy", "-i", str(inv), "--offline"], env=cold_env, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     ssh_base = ["ssh", "-q", "-i", str(key), "-p", str(host.port), "-o", "BatchMode=yes",
                 "-o", f"UserKnownHostsFile={home}/.ssh/known_hosts", f"root@{host.address}"]
@@ -141,6 +145,84 @@ def monitor_rows(base, host, key, home, cold_env, warm_env, runs):
         f"{c_cold * 1000:.0f} ms | ≤ 1.2× |",
         f"| `fabops monitor`, whole process, agent warm | {t_warm * 1000:.0f} ms | {t_warm / t_legacy:.2f}× | "
         f"{c_warm * 1000:.0f} ms | ≤ 0.5× |",
+    ]
+
+
+def deploy_rows(base, host, cold_env, warm_env, runs):
+    """A code-only deploy to the gate's verdict (`--no-watch`: the host
+    watches on, the laptop does not wait) against the legacy flow (fetch,
+    pull, restart, `sleep 5`, is-active), each round on the same host and
+    origin: cold, legacy, warm, legacy."""
+    import json
+
+    import yaml
+
+    origin = Origin(base / "deploy-origin")
+    port = free_port()
+    host.ssh(f"git clone --quiet {origin.bare} ~/app && printf 'DISCORD_TOKEN=x\\nPORT={port}\\n' > ~/app/.env")
+    svc = {"name": "bot", "manager": "process", "command": "python3 app.py", "port": port,
+           "check": {"url": f"http://127.0.0.1:{port}/health"}, "watch": "1s"}  # settle: the default
+    inv = base / "deploy.yml"
+    inv.write_text(yaml.safe_dump({"hosts": {"h1": host.inventory_entry(app={"path": "~/app"}, services=[svc],
+                                                                         deps=DEPS)}}))
+    r = subprocess.run([FABOPS, "deploy", "-i", str(inv), "--offline"], env=cold_env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    pid = "$(cut -d' ' -f1 ~/.fabops/app/services/bot.pid)"
+    legacy_flow = ("cd ~/app && git fetch origin main --quiet && git pull --quiet origin main && "
+                   f"kill {pid} && (setsid sh -c 'exec python3 app.py' >/dev/null 2>&1 </dev/null & "
+                   "echo $! > /tmp/legacy.pid) && sleep 5 && kill -0 $(cat /tmp/legacy.pid)")
+    version = [1]
+
+    def watch_over():
+        """Poll until the host's watch after a --no-watch deploy has ended."""
+        state = host.path("~/.fabops/app/state.json")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if not json.loads(state.read_text()).get("in_progress"):
+                    return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("the host's watch did not end")
+
+    def fabops(env):
+        def run():
+            version[0] += 1
+            origin.good(str(version[0]))
+            r = subprocess.run([FABOPS, "deploy", "-i", str(inv), "--no-watch"], env=env, capture_output=True,
+                               text=True)
+            assert r.returncode == 0, r.stdout + r.stderr
+        return run
+
+    def legacy():
+        watch_over()
+        version[0] += 1
+        origin.good(str(version[0]))
+        t = time.perf_counter()
+        host.ssh(legacy_flow)
+        took = time.perf_counter() - t
+        host.ssh("kill $(cat /tmp/legacy.pid)", check=False)
+        subprocess.run([FABOPS, "restart", "-i", str(inv)], env=cold_env, capture_output=True)
+        return took
+
+    times = {"cold": [], "warm": [], "legacy": []}
+    fabops(warm_env)()  # the agent holds this host's transport from here
+    for _ in range(runs):
+        for mode, env in (("cold", cold_env), ("warm", warm_env)):
+            watch_over()
+            t = time.perf_counter()
+            fabops(env)()
+            times[mode].append(time.perf_counter() - t)
+            times["legacy"].append(legacy())
+    leg, cold, warm = (statistics.median(times[k]) for k in ("legacy", "cold", "warm"))
+    return [
+        f"| code-only deploy, legacy: fetch, pull, restart, `sleep 5`, is-active | {leg * 1000:.0f} ms | 1.00× "
+        "| | baseline |",
+        f"| `fabops deploy --no-watch` to the gate's verdict, cold | {cold * 1000:.0f} ms | {cold / leg:.2f}× "
+        f"({leg / cold:.1f}× faster) | | |",
+        f"| `fabops deploy --no-watch` to the gate's verdict, agent warm | {warm * 1000:.0f} ms | {warm / leg:.2f}× "
+        f"({leg / warm:.1f}× faster) | | ≥ 4× faster |",
     ]
 
 
