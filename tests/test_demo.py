@@ -46,7 +46,7 @@ def _closing(out: str, columns: int = 80) -> list:
     assert closing[0].startswith(("✅ ", "❌ ")), closing
     for ln in closing:
         assert cell_len(ln) <= columns and not ln.endswith(" "), closing
-    starts = ("✅ ", "❌ ", "still running: ", "the app's port in hosts.yml")
+    starts = ("✅ ", "❌ ", "your own commits: ", "still running: ", "the app's port in hosts.yml")
     assert len(closing) > 1 and all(ln.startswith(starts) or ln.startswith("   ") for ln in closing), closing
     return closing
 
@@ -86,7 +86,12 @@ def test_keep_says_how_to_stop_the_app_and_the_next_demo_stops_it(tmp_path):
         assert r.returncode == 0 and pid and started, r.stdout + r.stderr
         lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
         at = max(i for i, ln in enumerate(lines) if "steps behaved as narrated" in ln)
-        last = _flat(lines[at + 1:])
+        at = next(i for i in range(at, len(lines)) if lines[i].startswith("still running: "))
+        commits = _flat(lines[lines.index(next(ln for ln in lines if ln.startswith("your own commits: "))):at])
+        assert commits == (f"your own commits: `git commit` and `git push` in {box}/author (the sandbox's author "
+                           "clone; it pushes to the sandbox's origin), then "
+                           f"`inv deploy -i {box}/hosts.yml -H local` deploys them"), commits
+        last = _flat(lines[at:])
         assert last.startswith(f"still running: bot (pid {pid}, port "), last
         # by the pidfile: never stale
         assert last.endswith(f"; `inv demo --dir {box} --stop` stops it, `inv demo --dir {box}` starts over"), last
@@ -136,8 +141,11 @@ def test_demo_stop_stops_the_kept_app_and_keeps_the_sandbox(tmp_path):
         last = [i for i, ln in enumerate(closing) if ln.startswith("still running: ")][0]
         assert _flat(closing[last:]) == (f"still running: bot (pid {pid}, port {_port(box)}); "
                                          "`inv demo --stop` stops it, `inv demo` starts over"), closing
-        for span in ("`inv demo --stop`", "`inv demo`"):  # each whole on one line, to copy
+        for span in ("`inv demo --stop`", "`inv demo`", "`inv deploy -H local`"):  # each whole on one line, to copy
             assert any(span in ln for ln in closing), (span, closing)
+        commits = [i for i, ln in enumerate(closing) if ln.startswith("your own commits: ")][0]
+        assert _flat(closing[commits:last]).startswith(
+            "your own commits: `git commit` and `git push` in .fabops-demo/author "), closing  # relative to here
 
         # the user's own commit in the demo's origin
         env = dict(os.environ, **GIT_ENV)

@@ -61,6 +61,7 @@ def demo(c, dir=None, keep=False, stop=False, inventory=None):
         say_wrapped(out, f"the app's port in hosts.yml was taken, so it listens on another one: "
                          f"`inv monitor -i {result.inventory} -H local` looks at it")
     if keep:
+        _your_commits(out, base, result.inventory if dir or result.port_moved else inventory)
         again = "inv demo" + (f" -i {inventory}" if inventory else "") + (f" --dir {dir}" if dir else "")
         _left_running(out, result, again)
     finish(errors.OK if result.ok else errors.FAILED)
@@ -81,6 +82,22 @@ def _stop(out, base: Path) -> None:
     else:
         say_wrapped(out, f"nothing to stop: no demo app is running from {literal(str(base))}",
                     head=len("nothing to stop: "))
+
+
+def _your_commits(out, base: Path, inventory) -> None:
+    """Where a person trying fabops on the kept sandbox commits (nothing
+    said so): the author clone, whose pushes go to the sandbox's origin;
+    then a deploy, with the inventory that reaches the sandbox."""
+    from .deploy import _inventory_flag
+    from .render import hint, literal
+
+    deploy = hint(_inventory_flag(inventory), "local", "deploy")
+    author = os.path.abspath(base / "author")
+    if author.startswith(os.getcwd() + os.sep):  # `.fabops-demo/author`, as README says it
+        author = os.path.relpath(author)
+    say_wrapped(out, f"your own commits: `git commit` and `git push` in {literal(author)} (the "
+                     f"sandbox's author clone; it pushes to the sandbox's origin), then {literal(deploy)} deploys "
+                     "them", head=len("your own commits: "))
 
 
 def _left_running(out, result, again: str) -> None:

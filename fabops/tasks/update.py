@@ -153,7 +153,7 @@ def history(c, hosts=None, n=20, wide=False, json=False, inventory=None, accept_
 
 @fabops_task
 def status(c, hosts=None, json=False, inventory=None, accept_new=False, connect_timeout=None):
-    """Show each service's state, PID and uptime, the deployed commit, pins and the last run."""
+    """Show each service's state, PID and uptime, the deployed commit, pins and the last run; exit 2 when a service is down."""
     from ..remote import gather_status, status_code
     from ._base import for_each_host
 

@@ -1,0 +1,40 @@
+"""What the new-user trial found missing from the README and the exit-code
+tables (docs/tasks.md is generated from fabops/docgen.py)."""
+import inspect
+import re
+
+from tests.conftest import ROOT
+
+
+def _readme() -> str:
+    return " ".join((ROOT / "README.md").read_text().split())
+
+
+def test_the_json_exceptions_are_the_tasks_without_json():
+    from fabops.tasks import ns
+
+    def walk(c):
+        for t in c.tasks.values():
+            yield t.name, "json" in inspect.signature(t.body).parameters
+        for sub in c.collections.values():
+            yield from walk(sub)
+
+    without = sorted(name for name, has in walk(ns) if not has)
+    said = re.search(r"task that takes it \(all but ([^;]+);", _readme()).group(1)
+    assert sorted(re.findall(r"`([\w-]+)`", said)) == without, (said, without)
+
+
+def test_the_quick_start_says_how_to_reach_inv_and_where_the_demo_commits_go():
+    readme = _readme()
+    assert "`. .venv/bin/activate`" in readme and "`.venv/bin/inv …`" in readme
+    assert "author clone, `.fabops-demo/author/`" in readme
+
+
+def test_status_exit_2_is_documented():
+    tasks = (ROOT / "docs" / "tasks.md").read_text()
+    row = next(ln for ln in tasks.splitlines() if ln.startswith("| 2 |"))
+    assert "status" in row, row
+    status = tasks.split("## `inv status`")[1].split("##")[0]
+    assert "exit 2 when a service is down" in status, status
+    errors_row = next(ln for ln in (ROOT / "docs" / "errors.md").read_text().splitlines() if ln.startswith("| 2 |"))
+    assert "`status`: a service it lists as not running" in errors_row, errors_row
