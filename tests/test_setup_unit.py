@@ -212,3 +212,16 @@ def test_the_lockout_units_are_known_by_systemds_own_name():
     assert lockout_unit("login-alias", {"Id": ["ssh.service"]})  # an alias names its unit
     assert lockout_unit("systemd-logind") and lockout_unit("sshd@1-10.0.0.1:22-10.0.0.2:5000.service")
     assert not lockout_unit("nginx") and not lockout_unit("bot.service", {"Id": ["bot.service"]})
+
+
+@pytest.mark.parametrize("width", [60, 80, 100])
+def test_a_wrapped_diff_line_never_ends_in_a_space(width):
+    """textwrap keeps the space before a long word it breaks (`host.yml >> `
+    at a line's end, as a trial saw it with one temp directory's length and
+    not another's): every length of the path, no trailing space."""
+    from fabops.tasks.setup import diff_lines
+
+    for n in range(1, 140):
+        line = "+*/5 * * * * cd && ~/.fabops/app/venv/bin/fabops local-update -i host.yml >> /tmp/" + "p" * n + "/cron.log"
+        for out in diff_lines("h1", line, width):
+            assert out == out.rstrip(), (n, out)

@@ -97,8 +97,10 @@ def diff_lines(host: str, diff: str, width: int) -> list:
         if len(pre) + len(ln) <= width:
             lines.append((pre + ln).rstrip())  # a blank context line: no trailing spaces
             continue
-        lines += textwrap.wrap(ln, max(width, len(fold) + 20), initial_indent=pre, subsequent_indent=fold,
-                               break_on_hyphens=False)
+        # textwrap keeps the space before a long word it breaks at a line's
+        # end (`host.yml >> ` then the path's pieces): strip each line
+        lines += [part.rstrip() for part in textwrap.wrap(ln, max(width, len(fold) + 20), initial_indent=pre,
+                                                          subsequent_indent=fold, break_on_hyphens=False)]
     return lines
 
 
