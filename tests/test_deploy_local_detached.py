@@ -6,10 +6,13 @@ target reports that run's result instead of deploying it again (the trial
 of the demo sandbox; docs/pipeline.md, "Lock")."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+
+import pytest
 
 from tests.conftest import ROOT, one, run_cli
 
@@ -154,3 +157,24 @@ def test_a_failed_step_is_still_said_in_progress_lines():
         on_event({"kind": "step", "step": "fetch", "status": "failed", "seconds": 0.1, "message": "--ref x: no"})
         on_event({"kind": "result", "result": "aborted", "exit_code": 64, "message": "--ref x: no"})
     assert "fetch" not in buf.getvalue() and "--ref x" not in buf.getvalue(), buf.getvalue()
+
+
+@pytest.mark.skipif(not shutil.which("script"), reason="needs util-linux script(1) for a pseudo-terminal")
+def test_on_a_terminal_deploy_and_rollback_show_a_board_then_each_result_once(sandbox):
+    """The board's last frame stayed above the summary (each host's result
+    twice), and rollback printed plain lines where deploy shows the board."""
+    assert sandbox.result()[0] == 0
+    sandbox.origin.good("2")
+    env = dict(os.environ, COLUMNS="120")
+    env.pop("CI", None)
+    for task in ("deploy", "rollback"):
+        cmd = f"{sys.executable} -m fabops.cli {task} -i {sandbox.inventory}"
+        r = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True, env=env,
+                           cwd=ROOT, stdin=subprocess.DEVNULL, timeout=120)
+        assert r.returncode == 0, (task, r.stdout)
+        assert "progress" in r.stdout and "done (" in r.stdout, (task, r.stdout)  # the board ran
+        # what stays on the screen: all after the board's last erase, which
+        # clears its last frame (before the fix that frame came after it)
+        shown = r.stdout.rsplit("\x1b[2K", 1)[1]
+        assert "progress" not in shown and "done (" not in shown, (task, shown)
+        assert shown.count("deployed") == 1 and f"{task}\x1b" in shown, (task, shown)

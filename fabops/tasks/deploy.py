@@ -201,7 +201,28 @@ class _LiveBoard:
         return self
 
     def __exit__(self, *exc):
+        # the summary below says every result: a run that ended leaves no
+        # last frame above it (each host's result twice); Ctrl-C or an
+        # error keeps the board, where each host was
+        self.live.transient = exc[0] is None
         return self.live.__exit__(*exc)
+
+
+def _board_or_lines(chosen, json, dry_run=False):
+    """How a deploy or a rollback shows its progress: a live board on an
+    interactive terminal, host-prefixed lines in CI or a pipe, nothing
+    with --json."""
+    if not json and _interactive():
+        return _LiveBoard([h.name for h in chosen], _labels(chosen))
+    return _Printer(max(len(h.name) for h in chosen), quiet=json, dry_run=dry_run)
+
+
+def _showing(printer, run):
+    """`run()`, inside the live board's display when `printer` is one."""
+    if isinstance(printer, _LiveBoard):
+        with printer:
+            return run()
+    return run()
 
 
 def _labels(hosts) -> dict:
@@ -222,8 +243,7 @@ def _run_deploys(inventory, hosts, opts, parallel, rolling, json, accept_new, co
     from ..connection import close_quietly, connect
     from ..deploy import deploy_host
     inv, chosen = select(inventory, hosts)
-    live = None if json or not _interactive() else _LiveBoard([h.name for h in chosen], _labels(chosen))
-    printer = live or _Printer(max(len(h.name) for h in chosen), quiet=json, dry_run=opts.dry_run)
+    printer = _board_or_lines(chosen, json, opts.dry_run)
 
     def one(host):
         cxn = connect(host, inv, accept_new=accept_new, connect_timeout=connect_timeout)
@@ -232,10 +252,7 @@ def _run_deploys(inventory, hosts, opts, parallel, rolling, json, accept_new, co
         finally:
             close_quietly(cxn)
 
-    if live is not None:
-        with live:
-            return _fan(chosen, one, parallel, rolling)
-    return _fan(chosen, one, parallel, rolling)
+    return _showing(printer, lambda: _fan(chosen, one, parallel, rolling))
 
 
 def _fan(chosen, one, parallel, rolling):
@@ -548,7 +565,7 @@ def rollback(c, hosts=None, to=None, wait=None, liveness=5.0, offline=False, act
     if to is not None:
         check_ref(to)
     _, chosen = select(inventory, hosts)
-    printer = _Printer(max(len(h.name) for h in chosen), quiet=json, dry_run=dry_run)
+    printer = _board_or_lines(chosen, json, dry_run)
 
     def one(t, host):
         target = to or remote_previous_good(t, host)
@@ -559,8 +576,8 @@ def rollback(c, hosts=None, to=None, wait=None, liveness=5.0, offline=False, act
                              inventory=_inventory_flag(inventory))
         return deploy_host(t, host, opts, printer(host.name))
 
-    outcome = for_each_host(inventory, hosts, one, parallel=parallel, accept_new=accept_new,
-                            connect_timeout=connect_timeout)
+    outcome = _showing(printer, lambda: for_each_host(inventory, hosts, one, parallel=parallel,
+                                                      accept_new=accept_new, connect_timeout=connect_timeout))
     _report(outcome, json, wide, task="rollback")
     finish(_code(outcome))
 
