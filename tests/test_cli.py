@@ -69,6 +69,7 @@ def test_debug_shows_the_traceback(tmp_path):
     loud = run_cli("hosts", "-i", str(bad), env={"FABOPS_DEBUG": "1"})
     assert quiet.returncode == 78 and "Traceback" not in quiet.stderr
     assert "Traceback" in loud.stderr and "ConfigError" in loud.stderr
+    assert loud.returncode == 78, "--debug adds the traceback; the exit code stays the documented one"
 
 
 def test_hosts_table_and_json():

@@ -224,9 +224,7 @@ class FabopsTask(Task):
         except (KeyboardInterrupt, Exception) as exc:  # noqa: BLE001 - the one place a bug is caught
             # Ctrl-C too: Invoke's Program would end it with exit 1 and no
             # word; it is `fabops: interrupted`, exit 130 (docs/errors.md)
-            if debug_enabled():
-                if not isinstance(exc, KeyboardInterrupt):
-                    raise
+            if debug_enabled():  # the traceback first; the exit code stays the documented one
                 import traceback
 
                 traceback.print_exc()
