@@ -68,3 +68,13 @@ def test_agent_status_when_off_says_so_and_how_to_turn_it_on(tmp_path):
     r = run_cli("agent", "status", env={"FABOPS_AGENT": "", "CI": "1", "XDG_RUNTIME_DIR": str(runtime)})
     assert r.stdout == "agent: off here (CI): commands run without it; FABOPS_AGENT=1 turns it on here\n", r
     assert "first use" not in r.stdout
+
+
+def test_a_result_line_says_its_word_once():
+    """`[local] = locked: locked: deploy by …` (trial): the lock message
+    already starts with its result word."""
+    from fabops.tasks.deploy import _said_once
+
+    assert _said_once("locked", "locked: deploy by ci@runner (pid 7)") == "locked: deploy by ci@runner (pid 7)"
+    assert _said_once("deployed", "abc -> def") == "deployed: abc -> def"
+    assert _said_once("aborted", None) == "aborted"

@@ -91,7 +91,7 @@ class _Printer:
             elif kind == "result" and not self.dry_run and not refused:
                 # a refused flag (exit 64) is the host's error line on
                 # stderr, once (deploy_host), not also a run's result
-                text = f"= {event.get('result')}: {event.get('message')}"
+                text = f"= {_said_once(event.get('result'), event.get('message'))}"
             if text:
                 out.write(text.rstrip() + "\n")
 
@@ -610,6 +610,14 @@ def unpin(c, hosts=None, dry_run=False, json=False, inventory=None, accept_new=F
                 print_text(f"{r.host}: " + (f"unpinned (was pinned to {pin[:12]})" if pin else "was not pinned"))
         host_errors(outcome.results)
     finish(outcome.code)
+
+
+def _said_once(result, message) -> str:
+    """`locked: deploy by …`, not `locked: locked: deploy by …` (a trial):
+    a message that starts with its result word is shown as it is."""
+    if not message:
+        return str(result)
+    return message if message.startswith(f"{result}:") else f"{result}: {message}"
 
 
 ns = Collection("deploy", deploy, rollback, unpin)
