@@ -531,3 +531,10 @@ def test_a_relative_identity_file_is_the_runs(agent, ssh_host, tmp_path):
     through = run_cli("ping", "-i", str(inv), cwd=tmp_path)
     assert direct.returncode == 0, direct.stderr
     assert through.returncode == 0, through.stderr
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_agent_help_is_help(flag):
+    """`fabops agent --help` (a trial got 'unknown action --help', 64)."""
+    r = run_cli("agent", flag)
+    assert r.returncode == 0 and "Usage: fabops agent ACTION" in r.stdout and "forget -H HOSTS" in r.stdout

@@ -13,6 +13,17 @@ from ..host.record import counted
 from ._base import fabops_task, print_text
 
 ACTIONS = ("status", "stop", "forget")
+USAGE = """Usage: fabops agent ACTION (or inv agent ACTION)
+
+Your agent keeps fabops' imports warm and SSH transports open, so each
+command is one round trip (docs/agent.md). It starts on a command's first
+use and ends after 10 idle minutes.
+
+  status              its pid, socket, log, and the hosts it holds open
+  stop                end it now (runs in flight finish first)
+  forget -H HOSTS     close its transports to these hosts
+
+FABOPS_AGENT=0 turns it off; FABOPS_AGENT=1 turns it on where it is off."""
 
 
 @fabops_task(positional=["action"], help={
@@ -22,8 +33,11 @@ ACTIONS = ("status", "stop", "forget")
 })
 def agent(c, action=None, hosts=None):
     """Show or end your agent: warm imports and open SSH transports that make each command one round trip."""
+    if action in ("-h", "--help"):  # Invoke hands a flag after `agent` to the action (a trial: exit 64)
+        print_text(USAGE)
+        return
     if action not in ACTIONS:
-        raise UsageError(f"agent: unknown action {action!r}; known: {', '.join(ACTIONS)}")
+        raise UsageError(f"agent: unknown action {action!r}; known: {', '.join(ACTIONS)} (`fabops agent --help`)")
     if action == "forget" and not hosts:
         raise UsageError("agent forget needs the hosts whose transports to close: `fabops agent forget -H HOST`")
     from ..agent import client, where
