@@ -264,7 +264,7 @@ def test_health_fix_over_ssh_brings_a_killed_service_back(deployed):
     assert deployed.version() == "1"
     state = json.loads(deployed.host.path("~/.fabops/app/state.json").read_text())
     assert state["health"]["status"] == "ok" and len(state["restarts"]) == 1
-    assert "WARNING recovered" in deployed.host.path("~/.fabops/app/health.log").read_text()
+    assert "WARNING: restarted bot" in deployed.host.path("~/.fabops/app/health.log").read_text()
 
 
 def test_a_hung_remote_command_is_exit_3_not_a_hang(deployed):
