@@ -17,6 +17,13 @@ import pytest
 from tests.conftest import ROOT, one, run_cli
 
 
+@pytest.fixture(autouse=True)
+def a_persons_deploy(monkeypatch):
+    """These are a person's deploys (trigger `deploy`): CI=true, which
+    .ci/run sets, makes every deploy a `ci` one, with its own lock rules."""
+    monkeypatch.delenv("CI", raising=False)
+
+
 def poll(what, timeout: float = 120, every: float = 0.1):
     """`what()` once it is truthy; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
