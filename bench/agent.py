@@ -26,23 +26,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.monitor import alternated  # noqa: E402  (the one round-by-round timer)
 from tests.harness.agent import agent_pid, wait_gone  # noqa: E402
 from tests.harness.sandbox import Origin  # noqa: E402
 from tests.harness.sshd import free_port, keygen, start_sshd  # noqa: E402
 
 FABOPS = str(Path(sys.executable).parent / "fabops")
 DEPS = [{"when": ["requirements.txt"], "run": "sh install-deps.sh"}]  # the sample app's, as bench/monitor.py
-
-
-def alternated(fns, runs):
-    """Medians of `fns`, timed one after another in each of `runs` rounds."""
-    times = [[] for _ in fns]
-    for _ in range(runs):
-        for fn, out in zip(fns, times):
-            t = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - t)
-    return [statistics.median(t) for t in times]
 
 
 def cpu_of(fn, runs):
