@@ -12,6 +12,7 @@ from typing import Callable, List, Optional
 
 from . import errors
 from .errors import UsageError
+from .host.record import FAILURES
 from .host.services import process_log_path
 from .inventory import Host, Inventory
 from .shell import Cmd, join, lines as seq, path, raw, sh
@@ -88,7 +89,7 @@ def log_command(host: Host, source: str, service: Optional[str], lines: int, err
                 since: Optional[str], follow: bool) -> Cmd:
     """The shell command that prints (or follows) the chosen log on the host."""
     lines = max(0, int(lines))  # 0: new lines only (a follow resuming after a reconnect)
-    grep = raw(" | grep --line-buffered -i error") if errors_only else raw("")
+    grep = error_filter(source, True) if errors_only else raw("")
     if source == "journal":
         chosen = [host.service(service)] if service else list(host.services)
         if not chosen:
@@ -119,17 +120,29 @@ def log_command(host: Host, source: str, service: Optional[str], lines: int, err
             if source == "app":
                 raise UsageError("no `logs.app` path in hosts.yml for this host", host=host.name)
             log = host.paths.log(source)
-        return _file_cmd([log], lines, errors_only, follow)
+        return _file_cmd([log], lines, errors_only, follow, source)
     raise UsageError(f"unknown log source {source!r}")
 
 
-def _file_cmd(paths: List[str], lines: int, errors_only: bool, follow: bool) -> Cmd:
+def error_filter(source: str, follow: bool) -> Cmd:
+    """`| grep` keeping the lines that mention an error; in the update log
+    also the line of every run that failed or was rolled back, which need
+    not say "error": its status word, as host/record.py writes it
+    (`[trigger actor] ROLLED_BACK a -> b ...`), for each of its FAILURES."""
+    words = ["-e", "error"]
+    if source == "update":
+        for result in FAILURES:
+            words += ["-e", "] %s " % result.upper()]
+    return sh(" | grep{buffered} -i {words}", buffered=raw(" --line-buffered") if follow else raw(""), words=join(words))
+
+
+def _file_cmd(paths: List[str], lines: int, errors_only: bool, follow: bool, source: str = "journal") -> Cmd:
     files = [path(p) for p in paths]
+    grep = error_filter(source, follow) if errors_only else raw("")
     if follow:
-        return sh("tail -q -n {n} -F {files} 2>/dev/null{grep}", n=lines, files=files,
-                  grep=raw(" | grep --line-buffered -i error") if errors_only else raw(""))
+        return sh("tail -q -n {n} -F {files} 2>/dev/null{grep}", n=lines, files=files, grep=grep)
     if errors_only:
-        return sh("cat {files} 2>/dev/null | grep -i error | tail -n {n}", files=files, n=lines)
+        return sh("cat {files} 2>/dev/null{grep} | tail -n {n}", files=files, grep=grep, n=lines)
     return sh("tail -q -n {n} {files} 2>/dev/null", n=lines, files=files)
 
 

@@ -369,7 +369,8 @@ SAME_SIGNAL = 0.5
     "since": "Only lines since this time, in journalctl's forms: '1 hour ago', '-30min', 'today', '2026-11-28 10:00', "
              "'10:00', '@EPOCH'. The journal only: files (the update, health and app logs, the process back end's "
              "log) show their last -n lines, and a warning says so.",
-    "errors": "Only lines mentioning an error (last 24 h by default for the journal).",
+    "errors": "Only lines mentioning an error, and in the update log those of runs that failed or were rolled "
+              "back (last 24 h by default for the journal).",
     "source": "journal (service output: journalctl, or the process back end's log), update, health or app.",
     "service": "Only this service, by its name or the short name tables show (default: all).",
     "json": "One JSON object per line: {host, source, line} (JSON lines).",
