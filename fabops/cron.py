@@ -5,6 +5,11 @@ every other line of the user's crontab is kept byte for byte. Each line
 sets its own PATH inline (a `PATH=` line in a crontab would also change the
 user's own jobs below it), runs `<host home>/venv/bin/fabops` with the host's
 own `host.yml`, and appends its output to `<host home>/cron.log`.
+
+A `connection: local` host is the sandbox (`inv demo`'s host, this
+machine): its table is the file `<host home>/crontab` (sandbox_table), so
+setup and `cron --install/--remove` on it never read or change the
+person's own crontab; nothing runs that file (the demo runs its update).
 """
 from __future__ import annotations
 
@@ -98,21 +103,41 @@ def current_block(text: str, app: str) -> Optional[str]:
 READ = raw("crontab -l 2>/dev/null; true")
 
 
-def read_crontab(c) -> str:
+def sandbox_table(host: Optional[Host]) -> Optional[str]:
+    """Where a sandbox host's crontab is kept (a file in its home, as
+    hosts.yml spells it), or None for a host whose crontab is the real
+    one (ssh)."""
+    return host.paths.file("crontab") if host is not None and host.is_local else None
+
+
+def read_crontab(c, host: Optional[Host] = None) -> str:
+    table = sandbox_table(host)
+    if table:
+        return Target.of(c, host).output(sh("cat {table} 2>/dev/null; true", table=host_path(table)))
     return Target.of(c).output(READ)
 
 
 WRITE = raw("crontab -")
 
 
-def write_crontab(c, text: str, host_name: str) -> None:
+def write_crontab(c, text: str, host_name: str, host: Optional[Host] = None) -> None:
     # `crontab -` validates the whole file and installs it atomically. The
     # table comes on stdin: its lines carry `env` values, and an argv is
     # what `ps` shows every user of the host (docs/security.md).
     t = c if isinstance(c, Target) else Target(c, host_name)  # a UserTarget stays one (setup_user)
+    table = sandbox_table(host)
+    if table:  # the sandbox's file, in its home: the person's crontab is never written
+        t.run(sh("mkdir -p {home} && umask 077 && cat > {table}", home=host_path(host.paths.home),
+                 table=host_path(table)), "writing the sandbox's crontab file", stdin=text)
+        return
     r = t.run(WRITE, check=False, stdin=text)
     if not r.ok:  # crontab's last line is "errors in crontab file"; the line before names the problem
         raise CommandFailed(f"crontab refused the new table: {(r.stderr or r.stdout).strip()[-200:]}", host=host_name)
+
+
+def table_name(host: Host) -> str:
+    """The table as a diff names it: `crontab`, or the sandbox's file."""
+    return sandbox_table(host) or "crontab"
 
 
 def diff(old: str, new: str, name: str = "crontab") -> str:

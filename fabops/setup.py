@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, Iterator, List, Optional
 
-from .cron import apply_block, diff, read_crontab, render_block, write_crontab
+from .cron import apply_block, diff, read_crontab, render_block, sandbox_table, table_name, write_crontab
 from .errors import CommandFailed
 from .host.record import counted
 from .host.would import Would, as_json
@@ -496,9 +496,11 @@ def _crontab(run: _Setup) -> Items:
     """The deploy user's managed crontab block, and the legacy lines it
     replaces (commented out with --yes, after the old crontab is saved)."""
     t, host = run.dt, run.host
-    old_tab = read_crontab(t)
+    old_tab = read_crontab(t, host)
     new_tab = apply_block(old_tab, host.app.name, render_block(host, splay=run.splay))
     begin = f"# >>> fabops {host.app.name} >>>"
+    if sandbox_table(host):  # a local host is the sandbox: never the person's crontab
+        begin += f" in {sandbox_table(host)} (the sandbox's table: your own crontab is not read or changed)"
     saved = host.paths.file("crontab.before-fabops")
     legacy = [ln for ln in _outside_block(old_tab, host.app.name) if ln.strip() and not ln.lstrip().startswith("#")
               and LEGACY_CRON.search(ln)]
@@ -515,11 +517,11 @@ def _crontab(run: _Setup) -> Items:
     if new_tab == old_tab:
         yield ItemResult("crontab", "ok", begin)
     elif run.check:
-        yield ItemResult("crontab", "would change", begin, diff(old_tab, new_tab, "crontab"))
+        yield ItemResult("crontab", "would change", begin, diff(old_tab, new_tab, table_name(host)))
     else:
         t.run(sh("umask 077 && cat > {saved}", saved=host_path(saved)), "saving the old crontab", stdin=old_tab)
-        write_crontab(t, new_tab, host.name)
-        yield ItemResult("crontab", "changed", begin, diff(old_tab, new_tab, "crontab"))
+        write_crontab(t, new_tab, host.name, host)
+        yield ItemResult("crontab", "changed", begin, diff(old_tab, new_tab, table_name(host)))
 
 
 def _root_units(run: _Setup) -> Items:
@@ -721,6 +723,8 @@ def _logrotate(run: _Setup) -> Items:
     rotates the same logs is moved aside with --yes (logrotate refuses
     duplicate entries)."""
     t, host = run.t, run.host
+    if host.is_local:  # the sandbox's logs are its own: nothing is written under /etc for it
+        return
     logs = [absolute(host.logs[k], run.user_home()) for k in ("update", "health") if host.logs.get(k)]
     if not logs:
         return
@@ -745,9 +749,12 @@ def _logrotate(run: _Setup) -> Items:
 
 
 def _wrappers(run: _Setup) -> Items:
-    """The team's habits: the legacy command names, now fabops."""
+    """The team's habits: the legacy command names, now fabops, in
+    ~/.local/bin; a local host's (the sandbox) in its home's bin/, never
+    the person's own ~/.local/bin."""
     for name, args in WRAPPERS.items():
-        yield run.file(f"wrapper {name}", f"~/.local/bin/{name}", wrapper_text(run.host, args), mode="0755", root=False)
+        path = run.host.paths.file("bin", name) if run.host.is_local else f"~/.local/bin/{name}"
+        yield run.file(f"wrapper {name}", path, wrapper_text(run.host, args), mode="0755", root=False)
 
 
 def _first_run(run: _Setup) -> Items:

@@ -19,7 +19,8 @@ from ._base import fabops_task, finish, print_text, width
 def cron(c, hosts=None, show=False, install=False, remove=False, dry_run=False, splay=30, inventory=None,
          accept_new=False, connect_timeout=None):
     """Show, install or remove the managed crontab block (local-update, health --fix, clean, backup-env)."""
-    from ..cron import apply_block, current_block, diff, read_crontab, remove_block, render_block, write_crontab
+    from ..cron import (apply_block, current_block, diff, read_crontab, remove_block, render_block, sandbox_table,
+                        table_name, write_crontab)
     from ..host.would import Would, lines
     from ._base import for_each_host
     from .setup import diff_lines
@@ -28,18 +29,23 @@ def cron(c, hosts=None, show=False, install=False, remove=False, dry_run=False, 
         raise errors.UsageError("--install and --remove exclude each other")
 
     def one(cxn, host):
-        old = read_crontab(cxn)
+        old = read_crontab(cxn, host)
         app = host.app.name
+        missing = install and _no_fabops(cxn, host)
+        if missing and not dry_run:
+            raise errors.CommandFailed(missing + ": run `inv setup -H " + host.name + "` (it installs fabops "
+                                       "there and this block) instead", host=host.name)
         if remove:
             new = remove_block(old, app)
         elif install:
             new = apply_block(old, app, render_block(host, splay=int(splay)))
         else:
-            return {"block": current_block(old, app), "changed": False}
+            return {"block": current_block(old, app), "changed": False, "table": sandbox_table(host)}
         changed = new != old
         if changed and not dry_run:
-            write_crontab(cxn, new, host.name)
-        return {"block": current_block(new, app), "changed": changed, "diff": diff(old, new)}
+            write_crontab(cxn, new, host.name, host)
+        return {"block": current_block(new, app), "changed": changed, "diff": diff(old, new, table_name(host)),
+                "table": sandbox_table(host), "missing": missing}
 
     outcome = for_each_host(inventory, hosts, one, accept_new=accept_new, connect_timeout=connect_timeout)
     from .render import host_errors
@@ -57,15 +63,36 @@ def cron(c, hosts=None, show=False, install=False, remove=False, dry_run=False, 
             elif remove and not v["changed"]:
                 print_text(f"[{r.host}] crontab: nothing to remove (no fabops block in the crontab)")
             else:
-                print_text(f"[{r.host}] crontab: {'changed' if v['changed'] else 'ok'}")
+                print_text(f"[{r.host}] crontab: {'changed' if v['changed'] else 'ok'}" + _sandbox(v))
             if v["changed"] and (dry_run or install):
                 _data(diff_lines(r.host, v["diff"], columns))
+            if v.get("missing"):  # a dry run's: the install itself refuses
+                print_text(f"[{r.host}] WARNING: {v['missing']}: `inv cron --install` refuses until "
+                           f"`inv setup -H {r.host}` has installed it")
         else:
-            print_text(f"[{r.host}] " + ("no fabops block in the crontab" if not v["block"] else "managed block:"))
+            print_text(f"[{r.host}] " + ("no fabops block in the crontab" if not v["block"] else "managed block:")
+                       + _sandbox(v))
             if v["block"]:
                 _data(diff_lines(r.host, v["block"], columns))
     host_errors(outcome.results)
     finish(outcome.code)
+
+
+def _no_fabops(cxn, host) -> str:
+    """Why the block's lines would fail on `host`: they run the fabops
+    that setup installs in the host's home; '' when it is there."""
+    from ..shell import path as host_path, sh
+    from ..target import Target
+
+    fabops = host.paths.venv_bin("fabops")
+    if Target.of(cxn, host).ok(sh("test -x {fabops}", fabops=host_path(fabops))):
+        return ""
+    return f"{fabops} is not installed (the block's lines run it)"
+
+
+def _sandbox(v: dict) -> str:
+    """A local host's note: its table is a file in the sandbox."""
+    return f" ({v['table']}: the sandbox's table; your own crontab is untouched)" if v.get("table") else ""
 
 
 def _data(lines) -> None:
