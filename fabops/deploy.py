@@ -252,11 +252,20 @@ class _NoEvents(Exception):
     pass
 
 
+END = {"kind": "end"}  # not a host's event: the following is over (deploy_host)
+
+
 def deploy_host(c, host: Host, opts: DeployOptions, on_event: Callable[[dict], None]) -> DeployOutcome:
     """Deploy one host over SSH (or locally for `connection: local`). A run
     that stopped on a flag's value (an unknown --ref: exit 64) is that
-    host's error, one line, not a run's result."""
-    outcome = _deploy_host(c, host, opts, on_event)
+    host's error, one line, not a run's result. When the following ends,
+    however it ends (a result, a run that ended without one, a lost link,
+    Ctrl-C), on_event gets END: a renderer that holds a failed step's line
+    until the next event says it then, before any summary."""
+    try:
+        outcome = _deploy_host(c, host, opts, on_event)
+    finally:
+        on_event(END)
     if outcome.exit_code == errors.USAGE:
         raise errors.UsageError(str(outcome.result.get("message") or "a flag's value was refused"), host=host.name)
     return outcome

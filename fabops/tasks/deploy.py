@@ -48,8 +48,9 @@ class _Printer:
         from .render import PrefixWriter
 
         running: dict = {}
-        # a failed step's line waits for the next event (or a heartbeat
-        # half a second on): a step that failed on a refused flag (exit 64,
+        # a failed step's line waits for the next event (a heartbeat half
+        # a second on, or deploy.END when the following is over, however it
+        # ends): a step that failed on a refused flag (exit 64,
         # an unknown --ref) is said by the host's one error line, not here
         held: list = []
         out = PrefixWriter(f"[{host}]".ljust(self.width + 2) + " ", wrapped=True)
