@@ -110,6 +110,7 @@ class Pipeline:
         failed step's message, recorded in the run's result."""
         st = Step(name)
         started = time.monotonic()
+        self._note_step(name)
         self.events.emit("step", step=name, status="start")
         if PAUSE is not None:
             PAUSE(name, self.events)
@@ -126,6 +127,19 @@ class Pipeline:
             self.res.steps.append(st)
             self.events.emit("step", step=name, status="ok" if st.ok else "failed", seconds=round(st.seconds, 3),
                              message=st.message)
+
+    def _note_step(self, name: str) -> None:
+        """While this run is in progress, its record names the step that
+        runs now: a run killed with SIGKILL says where it stopped (status,
+        monitor, the next run's "finishing after an interrupted run"). One
+        small merge per step, atomic as every state write (StateFile.save)."""
+        ip = self.state.in_progress if self.state is not None else None
+        if ip and ip.get("run_id") == self.run_id and ip.get("step") != name:
+            self.state.in_progress = {**ip, "step": name}
+            try:
+                self.save(self.state)
+            except OSError:
+                pass  # a full disk must not stop the step (a rollback): the record is only what it says
 
     def save(self, state: State) -> None:
         self.state_file.save(state)
