@@ -67,7 +67,23 @@ def core_flags_md() -> list:
         if arg.name in REFUSED_CORE:
             names = ", ".join(("--" if len(n) > 1 else "-") + n for n in arg.names)
             out.append(f"| `{names}` | {REFUSED_CORE[arg.name]} |")
-    return out + [""]
+    return out + ["", *BEFORE_TASKS_PY, ""]
+
+
+# What `inv` does before it imports tasks.py, where no fabops code runs yet
+# (checked against Invoke 2.2: Program.parse_core answers --version before
+# parse_collection loads tasks.py), so fabops cannot change it.
+BEFORE_TASKS_PY = [
+    "Two things `inv` does before it loads tasks.py, so fabops cannot change them (use `fabops` instead "
+    "where they matter):", "",
+    "- `inv --version` prints Invoke's version only. `fabops --version` prints fabops' version with the "
+    "Invoke, Fabric, Paramiko and Python it runs on (`fabops 0.1.0 (Invoke 2.2.1, Fabric 3.2.3, "
+    "Paramiko 3.4.0, Python 3.11.7)`): give that line in a bug report.",
+    "- A Ctrl-C in the first instant of a command (while Python starts and imports Invoke: about a tenth "
+    "of a second for `inv`, a few hundredths for `fabops`, which imports Invoke later) ends with Python's "
+    "own `KeyboardInterrupt` traceback and exit 1 or 130, not `fabops: interrupted`: nothing had started "
+    "yet. From then on a Ctrl-C is the one line and exit 130 (docs/errors.md).",
+]
 
 
 def hosts_keys() -> dict:

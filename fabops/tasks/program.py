@@ -64,6 +64,8 @@ CORE_HELP = {
     "debug": "Show each command fabops runs (host, exit, seconds) and the traceback of any error, "
              "on stderr (or FABOPS_DEBUG=1).",
     "list-depth": "When listing tasks, only show the first N levels.",
+    "version": "Show fabops' version, with the Invoke, Fabric, Paramiko and Python it runs on, and exit "
+               "(`inv --version` is Invoke's own: Invoke's version only).",
 }
 
 
@@ -359,6 +361,26 @@ def serve_inv() -> None:
         take_debug(program)
 
 
+RUNS_ON = (("Invoke", "invoke"), ("Fabric", "fabric"), ("Paramiko", "paramiko"))
+
+
+def version_line(version: Optional[str]) -> str:
+    """`fabops 0.1.0 (Invoke 2.2.1, Fabric 3.2.2, Paramiko 3.4.0, Python
+    3.11.2)`: from the installed distributions' metadata, nothing imported
+    (a host's venv may lack Fabric and Paramiko: said so)."""
+    import platform
+    from importlib import metadata
+
+    def installed(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    runs_on = ", ".join(f"{name} {installed(dist)}" for name, dist in RUNS_ON)
+    return f"fabops {version or 'unknown'} ({runs_on}, Python {platform.python_version()})"
+
+
 class FabopsProgram(TaskProgram):
     """`fabops`: exit 64 on any parse error (core flags included) and a global -H."""
 
@@ -371,6 +393,12 @@ class FabopsProgram(TaskProgram):
             arg.fabops_metavar = CORE_METAVARS.get(arg.name)
             arg.help = CORE_HELP.get(arg.name, arg.help)
         return args
+
+    def print_version(self) -> None:
+        """`fabops --version`: fabops' version and those it runs on (a bug
+        report needs them; `inv --version` is Invoke's own and names only
+        Invoke: it is answered before tasks.py loads, docs/tasks.md)."""
+        print(version_line(self.version))
 
     @interruptible
     def parse_core(self, argv) -> None:
