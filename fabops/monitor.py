@@ -48,11 +48,12 @@ def _section(name: str, then: Optional[Cmd] = None) -> Cmd:
 _CPU = raw('read -r L < /proc/stat; echo "$L"')
 _MEM = raw('while read -r K V R; do case $K in MemTotal:|MemAvailable:) echo "$K $V";; esac; done < /proc/meminfo')
 _LOAD = raw('read -r L < /proc/loadavg; echo "$L"; read -r L < /proc/uptime; echo "$L"')
-# Print /proc/uptime, the clock tick rate, each $PIDS' stat line and each
+# Print /proc/uptime, the clock tick rate (asked once: $TK, empty at the
+# script's start), each $PIDS' stat line and each
 # $CGS' cgroup v2 usage (`cg PATH USEC`, host/metrics.CGROUP_ROOTS); sets T0 (uptime in centiseconds, the
 # CPU window's start) the first time it runs, unless a young sample set it.
 _PROC_STAT = raw(
-    'read -r U R < /proc/uptime; echo "$U $(getconf CLK_TCK 2>/dev/null || echo 100)"; '
+    'read -r U R < /proc/uptime; [ -n "$TK" ] || TK=$(getconf CLK_TCK 2>/dev/null || echo 100); echo "$U $TK"; '
     '[ -n "${T0:-}" ] || T0=${U%.*}${U#*.}; '
     'for p in $PIDS; do [ "$p" -gt 0 ] 2>/dev/null && [ -r /proc/$p/stat ] && read -r L < /proc/$p/stat && echo "$L"; done; '
     'for g in $CGS; do for f in "/sys/fs/cgroup$g/cpu.stat" "/sys/fs/cgroup/unified$g/cpu.stat"; do '
@@ -67,8 +68,12 @@ _NEWEST_SAMPLE = raw(
     r'read -r U R < /proc/uptime; A=$(( ${U%.*}${U#*.} - S0 )); '
     r'if [ -n "$BOOT" ] && [ "$A" -ge 0 ] && [ "$A" -lt "$MAXAGE" ]; then T0=$S0; SRC=sample; fi;; esac'
 )
-_PS = raw('P=$(echo $PIDS | tr " " "\\n" | grep -v "^0*$" | tr "\\n" "," | sed "s/,$//"); '
-          '[ -n "$P" ] && ps -o pid=,pmem=,etimes= -p "$P" 2>/dev/null')
+# Each $PIDS' resident memory (VmRSS, kB) from /proc/<pid>/status, read
+# with builtins: monitor.parse makes it a share of MemTotal and the
+# process's age from pstat's start time, which ps's pmem and etimes cost
+# five forks for.
+_RSS = raw('for p in $PIDS; do [ "$p" -gt 0 ] 2>/dev/null && while read -r K V R; do case $K in VmRSS:) '
+           'echo "$p $V"; break;; esac; done 2>/dev/null < /proc/$p/status; done; true')
 
 
 def _checks(host: Host) -> list:
@@ -100,12 +105,9 @@ def monitor_script(host: Host, window: float = CPU_WINDOW, sample_age: Optional[
     script's own run time is the window (or the time since the sample), and
     a sleep is added only when that is shorter than `window`."""
     age = sample_max_age(host) if sample_age is None else sample_age
-    # The HTTP checks (monitor_input: URLs, headers, bodies) come on stdin,
-    # read once here, before any other command could read it (docs/security.md).
-    parts: List[Cmd] = [raw("FABOPS_IN=$(cat)")] if _checks(host) else []
     # the samples first (--history's and the CPU window's start): one tail
-    parts += [sh("M=$(tail -n 97 {f} 2>/dev/null); NL='\n'; MAXAGE={age}",
-                 f=quote_path(host.paths.metrics), age=int(age * 100)), _NEWEST_SAMPLE]
+    parts: List[Cmd] = [sh("M=$(tail -n 97 {f} 2>/dev/null); NL='\n'; MAXAGE={age}; TK=",
+                           f=quote_path(host.paths.metrics), age=int(age * 100)), _NEWEST_SAMPLE]
     parts += [
         _section("cpu0", _CPU),
         _section("mem", _MEM),
@@ -116,8 +118,21 @@ def monitor_script(host: Host, window: float = CPU_WINDOW, sample_age: Optional[
     parts += _probe_parts(host)
     parts += _home_parts(host)
     parts += _log_parts(host)
-    parts += _closing_parts(window)
-    return sh("{body}\n", body=lines(parts))
+    checks = _checks(host)
+    if not checks:
+        return sh("{body}\n", body=lines(parts + _closing_parts(window)))
+    # The checks' python3 (its start and the requests: the slowest part)
+    # runs beside the rest, not after it: one python3 runs every check
+    # (host/httpcheck.py), one result line each in host.services' order;
+    # printf is a builtin, so the specs never reach an argv. The checks
+    # (monitor_input: URLs, headers, bodies) come on stdin, read once first,
+    # before any other command could read it (docs/security.md). Its section
+    # goes down a pipe that the rest reads from fd 3 and prints whole, just
+    # before the closing samples (parse finds sections by name, not order).
+    # The rest reads /dev/null as stdin, so no command in it can swallow it.
+    beside = _section("http", http_check_cmd(raw('printf \'%s\\n\' "$FABOPS_IN" | '), len(checks)))
+    return sh("FABOPS_IN=$(cat)\n{{ {beside}\n}} | {{ exec 3<&0 </dev/null\n{body}\ncat <&3\n{closing}\n}}\n",
+              beside=beside, body=lines(parts), closing=lines(_closing_parts(window)))
 
 
 def _service_parts(host: Host) -> List[Cmd]:
@@ -140,29 +155,23 @@ def _service_parts(host: Host) -> List[Cmd]:
     if procs:
         parts.append(sh("{marker}\n{status}", marker=_section("process"), status=process_status_cmd(host.paths.home, procs)))
         for svc in procs:
-            parts.append(sh('[ -r {pf} ] && PIDS="$PIDS $(cut -d" " -f1 {pf})"',
+            parts.append(sh('[ -r {pf} ] && read -r P1 R < {pf} && PIDS="$PIDS $P1"',
                             pf=path(host.paths.service_pid(svc.name))))
     return parts
 
 
 def _probe_parts(host: Host) -> List[Cmd]:
-    """The first per-process CPU sample, memory and age, the ports and the
-    HTTP checks."""
+    """The first per-process CPU sample (with each process's start time:
+    its age), its memory and the ports."""
     # Per-process CPU is sampled over a window (docs/monitor.md, "CPU"): ps's
     # %CPU is the average over the process's whole life, which makes a bot a
     # second old look busy. The first /proc/<pid>/stat read is here, the
     # second at the end of the script, at least CPU_WINDOW later.
-    parts = [_section("pstat0", _PROC_STAT), _section("ps", _PS)]
+    parts = [_section("pstat0", _PROC_STAT), _section("rss", _RSS)]
     for svc in host.services:
         if svc.port:
             parts.append(_section(f"port:{svc.name}", sh("if {probe}; then echo open; else echo closed; fi",
                                                          probe=port_listening_cmd(svc.port))))
-    checks = _checks(host)
-    if checks:
-        # One python3 runs every check (host/httpcheck.py), one result line
-        # each in host.services' order; printf is a builtin, so the specs
-        # never reach an argv.
-        parts.append(_section("http", http_check_cmd(raw('printf \'%s\\n\' "$FABOPS_IN" | '), len(checks))))
     return parts
 
 
@@ -190,14 +199,14 @@ def _log_parts(host: Host) -> List[Cmd]:
                            log=path(host.paths.service_log(svc.name))))
     parts = [_section("errors", lines([sh("{{ {c} || echo 0; }}", c=c) for c in err_cmds], "; "))
              if err_cmds else _section("errors")]
-    # "Archived and active journals take up 8.0M in the file system."
-    parts.append(_section("journal", raw("journalctl --disk-usage 2>/dev/null | sed -n 's/.* take up \\([^ ]*\\) .*/\\1/p'")))
     for i, rule in enumerate(host.cleanup):
         parts.append(_section(f"cleanup:{i}", sh(
             "if [ -d {p} ]; then du -sk {p} 2>/dev/null | cut -f1; "
             "find {p} -maxdepth 1 -type f -name {glob} 2>/dev/null | wc -l; "
             "find {p} -maxdepth 1 -type f -name {glob} -mtime -1 2>/dev/null | wc -l; else echo missing; fi",
             p=path(rule.path), glob=rule.glob)))
+    # "Archived and active journals take up 8.0M in the file system."
+    parts.append(_section("journal", raw("journalctl --disk-usage 2>/dev/null | sed -n 's/.* take up \\([^ ]*\\) .*/\\1/p'")))
     parts.append(_section("metrics", raw('[ -z "$M" ] || echo "$M"')))
     return parts
 
@@ -469,11 +478,7 @@ def _statuses(s: Dict[str, str], host: Host) -> dict:
 def _services(s: Dict[str, str], host: Host, statuses, cpu: Dict[str, float]) -> List[Dict[str, Any]]:
     """One entry per configured service: state, pid, CPU (over the window),
     memory, uptime, port and HTTP check."""
-    ps = {}
-    for line in s.get("ps", "").splitlines():
-        f = line.split()
-        if len(f) == 3 and f[0].isdigit():
-            ps[int(f[0])] = {"memory": _float(f[1]), "uptime": _float(f[2])}
+    ps = _memory_and_age(s)
     checked = [svc.name for svc in host.services if svc.check is not None]
     results = dict(zip(checked, parse_http_results(s.get("http", ""), len(checked))))
     services = []
@@ -505,6 +510,24 @@ def _services(s: Dict[str, str], host: Host, statuses, cpu: Dict[str, float]) ->
             entry["http_latency"] = latency
         services.append(entry)
     return services
+
+
+def _memory_and_age(s: Dict[str, str]) -> Dict[int, Dict[str, Optional[float]]]:
+    """{pid: {memory: % of MemTotal, uptime: seconds}} of each service
+    process, from its VmRSS (the `rss` section) and the start time in its
+    closing /proc/<pid>/stat read (the process's age at that uptime)."""
+    total = next((n for line in s.get("mem", "").splitlines() if line.startswith("MemTotal:")
+                  for n in _ints(line)), None)
+    uptime, hz, procs, _ = _end(s.get("pstat1") or s.get("pstat0") or "")
+    out: Dict[int, Dict[str, Optional[float]]] = {}
+    for line in s.get("rss", "").splitlines():
+        f = _ints(line)
+        if len(f) == 2:
+            out[f[0]] = {"memory": round(100.0 * f[1] / total, 1) if total else None, "uptime": None}
+    for pid, (_ticks, start) in procs.items():
+        if uptime is not None:
+            out.setdefault(pid, {"memory": None})["uptime"] = float(max(0, int(uptime - start / hz)))
+    return out
 
 
 def _json_object(text: Optional[str]) -> Optional[dict]:

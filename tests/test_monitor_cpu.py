@@ -198,6 +198,32 @@ def test_the_script_takes_its_own_window_only_without_a_young_sample(tmp_path, a
     assert split_sections(out)["metrics"].splitlines() == [older, line]  # --history's lines, from the same read
 
 
+def test_a_services_memory_and_age_agree_with_ps(tmp_path):
+    """The script reads a service's VmRSS and start time with builtins (no
+    ps): its memory share and age match `ps -o pmem=,etimes=` on the same
+    real process (a python3 holding 40 MB, started a moment before)."""
+    hold = subprocess.Popen([sys.executable, "-c", "import sys; b = bytearray(40 << 20); b[::4096] = b'x' * len(b[::4096]); "
+                             "print('ready', flush=True); sys.stdin.read()"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert hold.stdout.readline() == "ready\n"
+        start = Path(f"/proc/{hold.pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        host = local_host(tmp_path, [{"name": "bot", "manager": "process", "command": "x"}])
+        Path(host.paths.services).mkdir(parents=True)
+        Path(host.paths.service_pid("bot")).write_text(f"{hold.pid} {start}\n")
+        out = _run(host, window=0, sample_age=0)
+        pmem, etimes = subprocess.run(["ps", "-o", "pmem=,etimes=", "-p", str(hold.pid)], capture_output=True,
+                                      text=True, check=True).stdout.split()
+        (bot,) = monitor.parse(out, host)["services"]
+        assert bot["pid"] == hold.pid and bot["state"] == "active"
+        assert bot["memory"] > 0 and abs(bot["memory"] - float(pmem)) <= 0.2, (bot["memory"], pmem)
+        assert abs(bot["uptime"] - float(etimes)) <= 1, (bot["uptime"], etimes)
+        assert "ps " not in monitor.monitor_script(host)  # builtins, no fork of ps
+    finally:
+        hold.kill()
+        hold.wait()
+
+
 def test_watch_refreshes_and_hosts_without_an_update_schedule_never_read_the_sample(tmp_path):
     host = local_host(tmp_path, [], schedule={"update": None})
     assert monitor.sample_max_age(host) == 0

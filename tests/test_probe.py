@@ -22,6 +22,15 @@ def test_probe_script_runs_under_posix_sh():
     out = subprocess.run(["sh", "-c", probe.PROBE_SCRIPT], capture_output=True, text=True, check=True).stdout
     found = probe.parse_probe(out)
     assert found.kernel.startswith("Linux") and found.uptime_seconds > 0
+    # the version python3 -V gives is the one the interpreter itself reports
+    ran = subprocess.run(["sh", "-c", "python3 -c 'import sys; print(\"%d.%d.%d\" % sys.version_info[:3])'"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert found.python == ran
+
+
+def test_the_version_is_read_from_python3_v_and_bare():
+    assert probe._version("Python 3.9.16") == "3.9.16" and probe._version("3.9.16") == "3.9.16"
+    assert probe._version("") is None and probe._version(None) is None
 
 
 def test_probe_uses_one_round_trip(mocker):

@@ -32,9 +32,11 @@ from . import where, wire
 
 # What a run imports, imported once in the agent so that every run starts
 # with it: the console script's program and task tree, the SSH stack and
-# the renderer.
-WARM = ("fabric", "paramiko", "rich.console", "rich.table", "fabops.cli", "fabops.connection", "fabops.deploy",
-        "fabops.logs", "fabops.monitor", "fabops.setup", "fabops.tasks", "fabops.tasks.program")
+# the renderer, down to what a first table or emoji loads (a run's import
+# would cost it a few milliseconds each time: `python -m bench agent`).
+WARM = ("fabric", "paramiko", "rich.console", "rich.table", "rich._emoji_codes", "fabops.cli", "fabops.completion",
+        "fabops.connection", "fabops.deploy", "fabops.fanout", "fabops.host.metrics", "fabops.logs", "fabops.monitor",
+        "fabops.setup", "fabops.tasks", "fabops.tasks.program", "fabops.tasks.render", "concurrent.futures.thread")
 
 
 def warm() -> None:
@@ -42,6 +44,11 @@ def warm() -> None:
 
     for name in WARM:
         importlib.import_module(name)
+    try:  # rich's cell-width table (rich 14 and later): a run whose UNICODE_VERSION names another loads that one
+        from rich._unicode_data import load
+    except ImportError:
+        return
+    load("latest")
 
 
 class Agent:
