@@ -18,6 +18,7 @@ from .host.would import Would
 from .inventory import Host
 from .probe import MARK, split_sections
 from .shell import Cmd, lines, path, quote_path, sh
+from .shortsha import short_sha
 from .checks import RemoteProbe
 from .target import Target
 
@@ -172,7 +173,7 @@ def unpin_plan(pin: Optional[str]) -> List[Would]:
     if not pin:
         return []
     # `would clear pin 0123456789ab: cron follows …`, not `clear pin state.json: pinned to …` (trial)
-    return [Would("clear pin", pin[:12], "cron follows the branch again")]
+    return [Would("clear pin", short_sha(pin), "cron follows the branch again")]
 
 
 def unpin(c, host: Host) -> Optional[str]:

@@ -67,7 +67,7 @@ def test_crash_rolls_back_then_rollback_task_pins_and_unpin_clears(remote_app):
     assert st["pin"] == v1 and st["services"][0]["active"]
 
     r = run_cli("unpin", "-i", str(remote_app.inventory))
-    assert r.returncode == 0 and f"was pinned to {v1[:12]}" in r.stdout, r.stderr
+    assert r.returncode == 0 and f"was pinned to {v1[:10]}" in r.stdout, r.stderr
     assert remote_app.state["pin"] is None
     rh = json.loads(run_cli("history", "-i", str(remote_app.inventory), "--json").stdout)["hosts"]["h1"]
     assert [x["result"] for x in rh] == ["deployed", "deployed", "rolled_back", "deployed"]

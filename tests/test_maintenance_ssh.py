@@ -87,7 +87,7 @@ def test_reset_dry_run_changes_nothing(deployed):
     said = [ln for ln in r.stdout.splitlines() if ln.startswith("[h1] would ")]
     assert said[0].startswith("[h1] would save .env and local changes: 1 local change; saved to ") and \
         said[1:3] == ["[h1] would stop bot: nothing runs while the checkout is reset",
-                      f"[h1] would reset {deployed.origin.head[:12]} -> {deployed.origin.head[:12]}: origin/main, "
+                      f"[h1] would reset {deployed.origin.head[:10]} -> {deployed.origin.head[:10]}: origin/main, "
                       "git reset --hard and clean -fd (ignored files stay)"], said
     assert said[-2:] == ["[h1] would start bot: then poll it until ready",
                          "[h1] would record state.json: deployed (when healthy); the pin cleared"], said
@@ -132,9 +132,9 @@ def test_dry_runs_of_restart_unpin_health_fix_and_rollback_change_nothing(deploy
     assert cli(deployed, "rollback", "--to", first).returncode == 0  # now really pinned
     r = cli(deployed, "unpin", "--dry-run", "--json")
     assert json.loads(r.stdout)["hosts"]["h1"] == {"was_pinned_to": first, "dry_run": True, "would": [
-        {"action": "clear pin", "target": first[:12], "why": "cron follows the branch again"}]}
+        {"action": "clear pin", "target": first[:10], "why": "cron follows the branch again"}]}
     r = cli(deployed, "unpin", "--dry-run")
-    assert r.stdout == f"h1: would clear pin {first[:12]}: cron follows the branch again\n"
+    assert r.stdout == f"h1: would clear pin {first[:10]}: cron follows the branch again\n"
     assert deployed.state["pin"] == first
     # health --fix --dry-run on a dead service: names what --fix would do
     pid = h.path("~/.fabops/app/services/bot.pid").read_text()

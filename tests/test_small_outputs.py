@@ -283,7 +283,8 @@ SUBJECT = "Switch the recorder to the new voice gateway API (Alice)"
     # the SHA; the aside stays (in `X failed (bot died …)` it is the reason)
     # then the middle: the reason's head and its outcome (where the run
     # ended, the last `; ` clause) both stay (trial #8)
-    (80, "watch: voice-meeting-discord-bot died 3.1 s after start…; rolled back to 9b8c7d6"),
+    # (its SHA stays as every screen spells a commit, fabops/shortsha.py)
+    (80, "watch: voice-meeting-discord-bot died 3.1 s after…; rolled back to 9b8c7d6e5f"),
     (40, "watch: voice-meeting-discord-bot died 3…"),  # last, the reason's tail
 ])
 def test_a_cut_keeps_the_reason(width, expected):
@@ -307,7 +308,7 @@ def test_a_cut_shortens_a_sha_to_a_real_prefix_and_keeps_the_aside_that_says_why
     # the leading SHA, which the facts line shows, goes before the reason
     # and the outcome are cut (trial #8)
     assert got.startswith("failed (bot died after starting") and "55b52ed3" not in got, got
-    assert got.endswith("…); rolled back to d1f24fa, healthy"), got
+    assert got.endswith("…); rolled back to d1f24fa540, healthy"), got  # a commit's one length (shortsha)
 
 
 @pytest.mark.parametrize("text, parts", [

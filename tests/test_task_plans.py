@@ -82,7 +82,7 @@ def test_restart_refuses_what_it_cannot_do():
 @pytest.mark.parametrize("pin, expected", [
     (None, []),
     ("", []),
-    ("0123456789abcdef0123", [Would("clear pin", "0123456789ab", "cron follows the branch again")]),
+    ("0123456789abcdef0123", [Would("clear pin", "0123456789", "cron follows the branch again")]),
     ("abc", [Would("clear pin", "abc", "cron follows the branch again")]),
 ])
 def test_unpin_decision_table(pin, expected):
@@ -151,9 +151,9 @@ STEPS = [("stop", "api"), ("stop", "bot")], [("run", "npm ci"), ("run", "pip ins
 
 
 @pytest.mark.parametrize("head, target, dirty, reset", [
-    ("a" * 40, "b" * 40, [], "aaaaaaaaaaaa -> bbbbbbbbbbbb"),
-    (None, "b" * 40, ["?? x"], "none -> bbbbbbbbbbbb"),
-    ("a" * 40, None, [" M y", "?? z"], "aaaaaaaaaaaa -> ?"),
+    ("a" * 40, "b" * 40, [], "aaaaaaaaaa -> bbbbbbbbbb"),
+    (None, "b" * 40, ["?? x"], "none -> bbbbbbbbbb"),
+    ("a" * 40, None, [" M y", "?? z"], "aaaaaaaaaa -> ?"),
 ])
 def test_reset_names_every_step_it_takes_in_order(head, target, dirty, reset):
     from fabops.maintenance.reset import ResetPlan, reset_would

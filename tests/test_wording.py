@@ -40,7 +40,7 @@ def test_unpin_dry_run_names_the_pin():
     from fabops.remote import unpin_plan
 
     assert [w.line() for w in unpin_plan("0123456789abcdef")] == [
-        "would clear pin 0123456789ab: cron follows the branch again"]
+        "would clear pin 0123456789: cron follows the branch again"]  # shortsha
 
 
 def test_the_sample_apps_install_counts_in_words(tmp_path):

@@ -15,6 +15,7 @@ from ..host.record import counted
 from ..host.would import Would
 from ..probe import MARK, split_sections
 from ..shell import Cmd, in_dir, inventory_shell, path, sh
+from ..shortsha import short_sha
 from ..target import Target
 from .common import app_file, record_run, stamp
 
@@ -47,7 +48,7 @@ def reset_would(host: Host, p: ResetPlan) -> List[Would]:
     where = f"{host.backup_dir.rstrip('/')}/reset-<time>/"
     out = [Would("save", ".env and local changes", f"{counted(len(p.dirty), 'local change')}; saved to {where} first")]
     out += [Would("stop", s.name, "nothing runs while the checkout is reset") for s in reversed(host.services)]
-    out.append(Would("reset", f"{(p.head or 'none')[:12]} -> {(p.target or '?')[:12]}",
+    out.append(Would("reset", f"{short_sha(p.head, 'none')} -> {short_sha(p.target, '?')}",
                      f"{host.app.remote}/{host.app.branch}, git reset --hard and clean -fd (ignored files stay)"))
     out += [Would("run", rule.run, "every dependency rule") for rule in host.deps]
     if host.setup_command:
@@ -159,7 +160,7 @@ def reset(c, host: Host, plan: ResetPlan, actor: str, force: bool = False, progr
             manager.stop(svc)
         steps("stop", message=", ".join(s.name for s in reversed(host.services)))
         new_head = t.run(reset_cmd(host), "git reset").stdout.strip().splitlines()[-1]
-        steps("reset", message=f"{(plan.head or 'none')[:12]} -> {new_head[:12]} (git reset --hard, clean -fd)")
+        steps("reset", message=f"{short_sha(plan.head, 'none')} -> {short_sha(new_head)} (git reset --hard, clean -fd)")
         ok = _run_rules(t, host, steps)
         # reset left a clean tree (reset --hard, clean -fd): whatever is
         # changed now, our rules wrote (npm install's package-lock.json), so
@@ -167,7 +168,7 @@ def reset(c, host: Host, plan: ResetPlan, actor: str, force: bool = False, progr
         own = [status_path(d) for d in parse_porcelain(t.output(status_cmd(path(host.app.path))))]
         ok = ok and _start(host, manager, probe, steps)
         result = "deployed" if ok else "broken"
-        message = (f"reset to {new_head[:12]}; services healthy" if ok else f"reset to {new_head[:12]} but it is not healthy") \
+        message = (f"reset to {short_sha(new_head)}; services healthy" if ok else f"reset to {short_sha(new_head)} but it is not healthy") \
             + f"; saved data in {dest}"
         _record(c, host, plan, new_head, result, message, run_id=run_id, actor=actor, started=started,
                 steps=steps.done, saved=dest, own=own)

@@ -6,6 +6,7 @@ import sys
 from invoke import Collection
 
 from .. import errors
+from ..shortsha import short_sha
 from ._base import JSON_SCHEMA, fabops_task, finish, print_envelope, print_json, print_text, select
 
 
@@ -73,7 +74,7 @@ def reset(c, hosts=None, yes=False, dry_run=False, force=False, actor=None, json
             else:  # the same plan, as one line before the confirmation
                 print_text(f"[{host.name}] plan: save .env and {counted(len(p.dirty), 'local change')} to {host.backup_dir}/reset-<time>/, "
                            f"stop {', '.join(s.name for s in reversed(host.services)) or 'nothing'}, "
-                           f"reset {(p.head or 'none')[:12]} -> {(p.target or '?')[:12]} ({host.app.remote}/{host.app.branch}), "
+                           f"reset {short_sha(p.head, 'none')} -> {short_sha(p.target, '?')} ({host.app.remote}/{host.app.branch}), "
                            f"run {counted(len(host.deps), 'dependency rule')}{', ' + host.setup_command if host.setup_command else ''}, "
                            "start and poll readiness", file=out)
             for line in p.dirty[:20]:

@@ -9,6 +9,7 @@ from typing import Iterable, List
 
 from .. import errors
 from ..printable import printable
+from ..shortsha import SHORT, short_sha
 from ._base import HANGING, KEEP, error_text, for_stderr, unbroken, wrap
 
 
@@ -218,17 +219,21 @@ def split_reason(text: str):
     return (text[:at], text[at + 2:]) if at > 0 else ("", text)
 
 
+SPELLED = 7  # the fewest characters a message may spell a commit with (git's --oneline): keep_reason finds it
+
+
 def keep_reason(reason: str, width: int, context: str = "", shas=()) -> str:
     """`context: reason` cut to `width` cells so that the reason survives
     (#24: the deploy summary, history and the monitor table cut `Subject
     (Author): watch: voice-meet…` at the end, and the end was why it
     failed). What goes first: the context (a commit's subject, a host's
     address), cut and then dropped; then, within the reason, what the line
-    says elsewhere: a `.service` suffix, the SHAs the facts line shows
-    (`shas`, cut to 7), and a leading SHA of those (`6ccd907 failed (…)`:
-    the facts line names the commit); then the middle of the reason, so
-    that its head and its outcome, the last `; ` clause (`rolled back to
-    d1f80fc, healthy`: where the run ended), both stay; last, when even
+    says elsewhere: a `.service` suffix, and a leading SHA of those the
+    facts line shows (`shas`, which the reason always spells as every
+    screen does, shortsha: `6ccd907a40 failed (…)`: the facts line names
+    the commit); then the middle of the reason, so that its head and its
+    outcome, the last `; ` clause (`rolled back to d1f80fc0df, healthy`:
+    where the run ended), both stay; last, when even
     that leaves too little, the reason's tail. Text in parentheses is kept
     as long as there is room: in `X failed (bot died after starting)` it is
     the reason."""
@@ -236,18 +241,19 @@ def keep_reason(reason: str, width: int, context: str = "", shas=()) -> str:
 
     from rich.cells import cell_len
 
+    # a SHA however long the message spells it (12 characters, 10, all 40)
+    # reads as every screen shows a commit (shortsha: its first 10), never
+    # a spliced string that names no commit
+    for sha in (x for x in shas if x and len(x) >= SHORT):
+        reason = re.sub(r"\b" + re.escape(sha[:SPELLED]) + r"[0-9a-f]*", short(sha), reason)
     if cell_len(f"{context}: {reason}" if context else reason) <= width:
         return f"{context}: {reason}" if context else reason
     room = width - cell_len(reason) - 2
     if context and room >= MIN_CONTEXT:
         return f"{_cut(context, room)}: {reason}"
     shortenings = [lambda r: re.sub(r"\b([\w@.-]+?)\.service\b", r"\1", r)]
-    # a SHA however long the message spells it (12 characters, 10, all 40)
-    # becomes its first 7, never a spliced string that names no commit
-    shortenings += [lambda r, sha=sha: re.sub(re.escape(sha[:7]) + r"[0-9a-f]*", sha[:7], r)
-                    for sha in shas if sha and len(sha) >= 7]
-    shortenings += [lambda r, sha=sha: re.sub("^" + re.escape(sha[:7]) + r"[0-9a-f]* ", "", r)
-                    for sha in shas if sha and len(sha) >= 7]
+    shortenings += [lambda r, sha=sha: re.sub("^" + re.escape(short(sha)) + " ", "", r)
+                    for sha in shas if sha and len(sha) >= SHORT]
     for shorten in shortenings:
         if cell_len(reason) <= width:
             break
@@ -319,7 +325,8 @@ def rest_column(table, width: int, fixed, wide: bool) -> dict:
 
 
 def short(sha) -> str:
-    return sha[:10] if sha else "-"
+    """A commit as a person reads it (shortsha: one length everywhere)."""
+    return short_sha(sha)
 
 
 def span(rec: dict, arrow: str) -> str:
