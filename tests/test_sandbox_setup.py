@@ -68,6 +68,9 @@ def test_cron_install_refuses_before_setup_installed_fabops(sandbox, tmp_path):
     r = run_cli("cron", "-i", str(sandbox.inventory), "--install", "--dry-run", env=env)
     assert r.returncode == 0 and "+# >>> fabops app >>>" in r.stdout, (r.stdout, r.stderr)
     assert "WARNING: " + fabops + " is not installed" in r.stdout, r.stdout
+    for width in ("80", "200"):  # piped: the new lines too end in no space
+        r = run_cli("cron", "-i", str(sandbox.inventory), "--install", "--dry-run", env={**env, "COLUMNS": width})
+        assert r.returncode == 0 and not [ln for ln in r.stdout.splitlines() if ln != ln.rstrip()], r.stdout
 
 
 def test_setup_check_on_the_sandbox_shows_its_own_table(sandbox, tmp_path):
