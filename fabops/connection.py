@@ -101,6 +101,22 @@ def command_timeout() -> float:
         return DEFAULT_COMMAND_TIMEOUT
 
 
+def _waited_for_exit(runner) -> bool:
+    """A remote runner's wait: Invoke polls for the exit status every
+    input_sleep (2 ms, shell.tune_runner), and 20 commands at once (ping
+    through the agent) made 10,000 wake-ups a second fight for the GIL on
+    two cores. The channel's status_event (paramiko's, and the agent's
+    relayed channel's) wakes it when the status comes; the 50 ms timeout
+    still notices an IO thread that died. False: no such event (Invoke's
+    own wait then)."""
+    event = getattr(runner.channel, "status_event", None)
+    if event is None:
+        return False
+    while not (runner.process_is_finished or runner.has_dead_threads):
+        event.wait(0.05)
+    return True
+
+
 def _timeout_runner(base):
     """`base` (an Invoke or Fabric runner class) with a timeout that is always
     reported as one.
@@ -136,6 +152,11 @@ def _timeout_runner(base):
         @property
         def timed_out(self) -> bool:
             return self._expired or super().timed_out
+
+        if not issubclass(base, Local):
+            def wait(self):
+                if not _waited_for_exit(self):
+                    super().wait()
 
         if issubclass(base, Local):
             def send_interrupt(self, interrupt):

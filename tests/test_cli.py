@@ -624,3 +624,48 @@ def test_a_task_without_its_own_h_beside_one_with_it_is_refused(program, tmp_pat
         r = subprocess.run(cmd + ["-H", "local", "ping", *inv, "history", *inv], cwd=tmp_path,
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("argv", [
+    ["monitor", "-i", "x.yml", "--json"],
+    ["deploy", "-H", "a,b", "--ref", "v1", "--no-watch"],
+    ["logs", "-s", "deploy", "-n", "5"],  # a value that names another task
+    ["hosts", "status", "-H", "web"],  # two tasks
+    ["local_update", "--run-id", "x"],  # the underscore alias
+    ["monitor", "--no-such-flag"],
+    ["no-such-task"],
+])
+def test_the_parser_given_only_the_named_tasks_parses_as_with_every_task(argv):
+    """_make_parser hands Invoke's parser the contexts of the tasks the
+    command line names (it deep-copies each one it gets): what comes out is
+    what the whole tree gives, errors included; completion still sees every
+    task."""
+    from invoke import Program
+    from invoke.exceptions import ParseError
+
+    from fabops import __version__
+    from fabops.tasks.program import FabopsProgram
+
+    def parsed(trim):
+        p = FabopsProgram(namespace=ns, version=__version__, name="fabops", binary="fabops")
+        p.create_config()
+        p.parse_core(["fabops"] + argv)
+        p.parse_collection()
+        parser = p._make_parser() if trim else Program._make_parser(p)
+        try:
+            result = parser.parse_argv(p.core.unparsed)
+        except ParseError as exc:
+            return "error", str(exc), None
+        return [(c.name, {k: a.value for k, a in c.args.items()}) for c in result], result.unparsed, \
+            len(parser.contexts)
+
+    trimmed, whole = parsed(True), parsed(False)
+    assert trimmed[:2] == whole[:2]
+    if trimmed[0] != "error":
+        assert trimmed[2] < whole[2]  # fewer contexts were built and copied
+
+    p = FabopsProgram(namespace=ns, version=__version__, name="fabops", binary="fabops")
+    p.create_config()
+    p.parse_core(["fabops", "--complete", "--", "fabops"] + argv)
+    p.parse_collection()
+    assert set(p._make_parser().contexts) == set(Program._make_parser(p).contexts)

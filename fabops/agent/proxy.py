@@ -199,6 +199,8 @@ class ProxyChannel:
         self.out_eof = self.err_eof = False
         self.exit_status = -1
         self.status_ready = False
+        # set with status_ready, as paramiko's: the runner waits on it (connection.StatusWait)
+        self.status_event = threading.Event()
         self.replies = []
         self.closed = False
         self.combine = False
@@ -224,6 +226,7 @@ class ProxyChannel:
             if not self.status_ready and not self.closed and self.owner is not None:
                 self.owner.active = False  # the agent went away under the channel: a lost link
             self.out_eof = self.err_eof = self.status_ready = True
+            self.status_event.set()
             self.replies.append({"c": "fail", "text": "the agent closed the channel"})
             self.cond.notify_all()
 
@@ -240,6 +243,7 @@ class ProxyChannel:
                 self.err_eof = True
             elif kind == "exit":
                 self.exit_status, self.status_ready = h["status"], True
+                self.status_event.set()
                 if h.get("lost") and self.owner is not None:
                     self.owner.active = False
             else:  # ok / fail: the answer to a request

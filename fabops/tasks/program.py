@@ -148,8 +148,18 @@ class TaskProgram(Program):
 
     def _make_parser(self, ignore_unknown: bool = False) -> Parser:
         # Invoke's one seam for the task parser (parse_tasks, a task's --help,
-        # --complete): the same contexts, as NamedValues for their --help.
-        contexts = self.collection.to_contexts(ignore_unknown_help=self.config.tasks.ignore_unknown_help)
+        # --complete): the contexts, as NamedValues for their --help. Only
+        # those of the tasks the command line names (a word that names no
+        # task is parsed the same either way), unless it completes or lists:
+        # Invoke's parser deep-copies every context it is given, which was
+        # most of a warm run's parse (docs/benchmarks.md, "The agent").
+        args = getattr(self, "args", None)
+        words = None if args is None or args.complete.value or args.list.value else set(self.argv or ())
+        unknown = self.config.tasks.ignore_unknown_help
+        contexts = [ParserContext(name=name, aliases=aliases,
+                                  args=self.collection[name].get_arguments(ignore_unknown_help=unknown))
+                    for name, aliases in self.collection.task_names.items()
+                    if words is None or name in words or words.intersection(aliases)]
         return Parser(initial=self.initial_context, contexts=[NamedValues.of(c) for c in contexts],
                       ignore_unknown=ignore_unknown)
 
