@@ -41,7 +41,8 @@ main()
 # before fabops: fabops' own modules by name, yaml (its C parser, for a
 # host.yml without its JSON copy; HostPaths.host_json) and these standard
 # library packages, on Python 3.9 to 3.12. Invoke (and with it unittest.mock
-# and asyncio), fabric, paramiko, rich, concurrent.futures are not among them.
+# and asyncio), fabric, paramiko, rich, concurrent.futures are not among them,
+# nor tempfile (with shutil and random: host/files.new_temp).
 BOTH = {
     "fabops", "fabops.cli", "fabops.errors", "fabops.inventory", "fabops.paths", "fabops.printable", "fabops.shell",
     "fabops.target", "fabops.validate", "fabops.host", "fabops.host.fastpath", "fabops.host.files", "fabops.host.git",
@@ -56,14 +57,14 @@ FABOPS_MODULES = {
 OTHERS = {"yaml", "_yaml", "cython_runtime"}  # libyaml's extension (and Cython's _cython_<version> modules)
 STDLIB = {
     "__future__", "_ast", "_bisect", "_blake2", "_bootlocale", "_bz2", "_compression", "_datetime", "_hashlib", "_json",
-    "_locale", "_lzma", "_opcode", "_posixsubprocess", "_random", "_sha512", "_socket", "_sre", "_string", "_strptime",
+    "_locale", "_lzma", "_opcode", "_posixsubprocess", "_sha512", "_socket", "_sre", "_string", "_strptime",
     "_struct", "_typing", "_weakrefset", "array", "ast", "base64", "binascii", "bisect", "bz2", "calendar",
     "collections", "contextlib", "copy", "copyreg", "dataclasses", "datetime", "dis", "encodings", "enum", "errno",
     "fcntl", "fnmatch", "functools", "grp", "hashlib", "heapq", "importlib", "inspect", "ipaddress", "itertools",
     "json", "keyword", "linecache", "locale", "lzma",
-    "math", "opcode", "operator", "pwd", "random", "re", "reprlib", "select", "selectors", "shlex", "shutil",
+    "math", "opcode", "operator", "pwd", "re", "reprlib", "select", "selectors", "shlex",
     "signal", "socket", "sre_compile", "sre_constants", "sre_parse", "string", "stringprep", "struct",
-    "subprocess", "tempfile", "textwrap", "threading", "token", "tokenize", "traceback", "types", "typing",
+    "subprocess", "textwrap", "threading", "token", "tokenize", "traceback", "types", "typing",
     "unicodedata", "urllib", "warnings", "weakref", "zlib",
 }
 NEVER = {"invoke", "unittest", "asyncio", "fabric", "paramiko", "rich", "cryptography", "concurrent"}

@@ -83,3 +83,25 @@ def test_concurrent_merges_lose_nothing(tmp_path):
         p.join(60)
     assert all(p.exitcode == 0 for p in procs)
     assert {k: v for k, v in read(path).items()} == {f"k{j}": 40 for j in range(4)}
+
+
+def test_atomic_writes_make_their_temp_file_exclusively_and_leave_none(tmp_path):
+    """files.new_temp and merge_state_file make their temp file as
+    tempfile.mkstemp would (O_EXCL, 0600) without importing tempfile (the
+    cron path's allow-list, tests/test_fastpath.py): nothing is left
+    beside the file, and the result is private."""
+    import stat
+
+    from fabops.host import files
+    from fabops.host.state import merge_state_file
+
+    files.atomic_write(str(tmp_path / "a.json"), "{}\n", mode=0o600)
+    merge_state_file(str(tmp_path / "state.json"), {"deployed": "x"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "state.json"]
+    assert stat.S_IMODE((tmp_path / "state.json").stat().st_mode) == 0o600
+    fd, tmp = files.new_temp(str(tmp_path))
+    os.close(fd)
+    assert stat.S_IMODE(os.stat(tmp).st_mode) == 0o600 and os.path.basename(tmp).startswith(".tmp-")
+    fd2, tmp2 = files.new_temp(str(tmp_path))
+    os.close(fd2)
+    assert tmp2 != tmp
