@@ -523,23 +523,3 @@ def _follow_file(events: str, ended: Callable[[], bool], on_event, watch: bool) 
                 return None
             if not data:
                 time.sleep(0.1)
-
-
-def remote_previous_good(c, host: Host) -> Optional[str]:
-    """The commit `rollback` goes back to: state.previous, else the last
-    deployed `from` in the history that differs from what is deployed now."""
-    from .remote import gather_status, read_remote_history
-
-    status = gather_status(c, host)
-    deployed = status.get("deployed")
-    if deployed and (status.get("in_progress") or (status.get("head") and status["head"] != deployed)):
-        # a run is under way (its watch ended by this rollback, or killed)
-        # or the checkout moved: the last commit that completed its watch is
-        # the deployed one, not the one before it
-        return deployed
-    if status.get("previous"):
-        return status["previous"]
-    for rec in reversed(read_remote_history(c, host, 50)):
-        if rec.get("result") == "deployed" and rec.get("from") and rec.get("from") != deployed:
-            return rec["from"]
-    return None

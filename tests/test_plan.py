@@ -11,6 +11,7 @@ A row is `trigger [options] | state | facts | expected`, with tokens:
   the run has --ref), h=X (HEAD; h=- none), sick=SVC, nohealth / nopre (not
   gathered yet), disk, env (preflight problems), local (a person's change),
   kept (an untracked file fabops keeps), chg=F,F (files deployed..target),
+  old=X,X (rollback: good commits deployed before, older than the deployed one),
   ended (this run ended the interrupted run's watch);
 - options after the trigger: stash, clear (a deploy without --ref);
 - expected: kind/result, then tgt=X, rules=I,I, svc=S,S, and flags +adopt
@@ -206,6 +207,18 @@ rollback | dep=B      | o=B h=B ref=A chg=package.json | deploy tgt=A rules=0 sv
 rollback | dep=B retry=A | o=B h=B ref=A        | deploy tgt=A rules= svc=api
 rollback | dep=- int  | o=B h=B ref=A           | deploy tgt=A +full +finish +warn rules=0,1 svc=bot,api
 rollback | dep=B r3   | o=B h=B ref=B sick=bot  | abort/broken tgt=B
+# --- rollback without --to: the last commit deployed before that is older
+# (old=, plan.rollback_target), never a newer one; none: refused
+rollback | dep=B      | o=C h=B old=A           | deploy tgt=A rules= svc=api
+rollback | dep=B      | o=C h=B old=A,C         | deploy tgt=A rules= svc=api
+rollback | dep=B bad=A | o=C h=B old=A,C        | deploy tgt=C rules= svc=api
+rollback | dep=A      | o=B h=A                 | abort/aborted tgt=
+rollback | dep=A bad=C | o=B h=A old=C          | abort/aborted tgt=
+rollback | dep=-      | o=B h=A old=A           | abort/aborted tgt=
+rollback | dep=A int  | o=B h=B                 | deploy tgt=A +full +finish +warn rules=0,1 svc=bot,api
+rollback | dep=A int ended | o=B h=B old=C      | deploy tgt=A +full +finish rules=0,1 svc=bot,api
+rollback | dep=A      | o=B h=B old=C           | deploy tgt=A +full rules=0,1 svc=bot,api
+rollback | dep=A pin=A | o=B h=A old=C          | deploy tgt=C rules= svc=api
 # --- reset (an emergency deploy of origin)
 reset | dep=A         | o=B h=A                 | deploy tgt=B rules= svc=api
 reset | dep=A bad=B   | o=B h=A                 | deploy tgt=B rules= svc=api
@@ -265,6 +278,8 @@ def parse_row(line: str):
             facts["kept"] = ("notes.txt",)
         elif key == "chg":
             facts["changed"] = tuple(f for f in val.split(",") if f)
+        elif key == "old":
+            facts["older"] = tuple(f for f in val.split(",") if f)
         else:
             raise ValueError(tok)
     opts = Opts(trigger=trigger, ref=ref, stash="stash" in flags, clear_pin="clear" in flags)
@@ -415,6 +430,7 @@ def test_deploying_a_known_bad_commit_again_is_said(row, said):
     ("deploy | dep=A | ref=B o=C h=A | -", "B", ("pin", "B")),  # pinned on promotion
     ("rollback | dep=A | ref=A o=B h=A | -", "A", ("pin", "A")),  # already deployed: pinned at once (a noop)
     ("rollback | dep=A pin=A | ref=A o=B h=A | -", None, None),  # pinned there already: nothing to write
+    ("rollback | dep=B | o=C h=B old=A | -", "A", ("pin", "A")),  # without --to: its own pick, pinned too
     ("deploy | dep=A | o=B h=A | -", None, None),  # no --ref: no pin
     ("deploy | dep=A | ref=B o=C h=A env | -", None, None),  # an abort pins nothing
 ])

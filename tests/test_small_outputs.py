@@ -350,8 +350,9 @@ def test_rollback_says_it_pinned_the_host(sandbox):
     r = run_cli("rollback", "-i", inv, env={"COLUMNS": "80"})
     assert r.returncode == 0, r.stdout + r.stderr
     assert "rollback" in r.stdout.splitlines() and "deploy" not in r.stdout.splitlines(), r.stdout
-    said = " ".join(r.stdout.split())  # wrapped at 80 columns
-    assert f"[local] pinned to {v1[:10]}: cron stays on it until `inv unpin -H local`" in said, r.stdout
+    said = "".join(r.stdout.split())  # wrapped at 80 columns, the long path too
+    assert "".join(f"[local] pinned to {v1[:10]}: cron stays on it until `inv unpin -i {inv} -H local`".split()) \
+        in said, r.stdout  # the way out with the run's -i (issue #24)
 
 
 def test_deploy_dry_run_says_its_plan_once(sandbox):

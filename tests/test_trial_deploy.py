@@ -74,11 +74,15 @@ def test_rollback_dry_run_says_its_fetch_and_its_pin_once(sandbox):
     checks = [re.search(r"\((\d+) HTTP (checks?)\)$", s["message"]) for s in res["steps"]
               if s["name"] == "restart bot"]
     assert checks and checks[0] and (checks[0][1] == "1") == (checks[0][2] == "check"), res["steps"]
-    r = run_cli("rollback", "-i", str(sandbox.inventory), "-H", "local", "--dry-run", env={"COLUMNS": "80"})
+    inv = str(sandbox.inventory)
+    r = run_cli("rollback", "-i", inv, "-H", "local", "--dry-run", env={"COLUMNS": "80"})
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout
-    assert "fetch (" in out and f"rollback target {v1[:12]} is a known commit" in out, out
+    # the host's planner picks the commit (issue #24: host/plan.rollback_target), no --ref to resolve
+    assert "fetch (" in out and f"would checkout {v1[:12]}" in out, out
     assert not re.search(r"[0-9a-f]{40}", out), out
-    pins = [line for line in re.sub(r"\n +", " ", out).splitlines() if "pin" in line]  # wrapped lines joined
-    assert len(pins) == 1 and f"would pin {v1[:12]}: rollback: cron stays on it until `inv unpin -H local`" in pins[0], out
+    pins = [line for line in re.sub(r"\n +", "\n", out).replace("\n", " ").split("[local]") if "pin" in line]
+    # the way out with the run's -i (issue #24), however 80 columns cut the long path
+    assert len(pins) == 1 and f"would pin {v1[:12]}: rollback: cron stays on it until `inv unpin -i" in pins[0], out
+    assert "".join(pins[0].split()).endswith("".join(f"{inv} -H local` (once its gate and watch pass)".split())), out
     assert "--ref" not in out, out

@@ -148,8 +148,13 @@ def actions(host, p: Plan, trigger: str = "deploy", ended_watch: bool = False) -
             yield Would("restart", name, "full converge" if p.full else "its files changed")
     if p.pin:
         yield Would("pin", short(p.pin), ("rollback" if trigger == "rollback" else "--ref")
-                    + f": cron stays on it until `inv unpin -H {host.name}`"
-                    + (" (once its gate and watch pass)" if p.kind == "deploy" else ""))
+                    + f": cron stays on it {UNPINNED}" + (" (once its gate and watch pass)" if p.kind == "deploy" else ""))
+
+
+# How long a pin holds, as the host says it: the host cannot know how the
+# person reaches it (their inventory's -i), so the laptop puts its own
+# `inv unpin ...` here (tasks/render.hint) when it prints the line.
+UNPINNED = "until it is unpinned"
 
 
 def runner(dry_run: bool) -> Type[Pipeline]:

@@ -71,6 +71,11 @@ def rev_parse_cmd(app_path: str, rev: str) -> Cmd:
     return git(app_path, "rev-parse", "--verify", "--quiet", END_OF_OPTIONS, f"{rev}^{{commit}}")
 
 
+def is_ancestor_cmd(app_path: str, old: str, new: str) -> Cmd:
+    """Exit 0 when `old` is an ancestor of `new` (older, on its line)."""
+    return git(app_path, "merge-base", "--is-ancestor", END_OF_OPTIONS, old, new)
+
+
 def status_cmd(app_path: str) -> Cmd:
     # Untracked files are listed one by one; ignored files (.env, node_modules) are not.
     return git(app_path, "status", "--porcelain=v1", "-z", "--untracked-files=all")
@@ -216,6 +221,10 @@ class Git:
         if not result.ok:
             return None  # old commit unknown here (history rewritten): treat as all changed
         return parse_names(result.stdout)
+
+    def is_ancestor(self, old: str, new: str) -> bool:
+        """Whether `old` is an ancestor of `new` (False when either is unknown here)."""
+        return self.run(is_ancestor_cmd(self.path, old, new), "git merge-base --is-ancestor", warn=True).ok
 
     def checkout(self, branch: str, sha: str) -> None:
         self.run(checkout_cmd(self.path, branch, sha), f"git checkout {sha[:12]}")

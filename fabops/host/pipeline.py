@@ -23,11 +23,11 @@ from ..inventory import DepRule, Host, Service
 from ..shell import in_dir, inventory_shell
 from ..target import Target
 from .events import EventLog, new_run_id
-from .files import ensure_home, save_env_file
+from .files import ensure_home, save_env_file, tail_jsonl
 from .preflight import disk_problem, missing_env_keys, sort_changes, stash, status_path
 from .git import Git, check_ref, ls_remote_cmd, parse_ls_remote
 from .lock import HostLock
-from .plan import Facts, Health, Opts, Plan, choose_target, plan
+from .plan import Facts, Health, Opts, Plan, choose_target, good_commits, plan
 from .queue import lock_waiter, lock_wait, overtaken_by, record_of, result_of, waiting_line, watch_end_request
 from .readiness import quick_health, wait_ready, watch
 from .services import ServiceManager
@@ -54,11 +54,12 @@ class UpdateOptions:
 class _Abort(Exception):
     """Stop the run with a result (internal control flow)."""
 
-    def __init__(self, result: str, message: str, step: str = ""):
+    def __init__(self, result: str, message: str, step: str = "", record: bool = True):
         super().__init__(message)
         self.result = result
         self.message = message
         self.step = step  # where it stopped: with the target, the notification key
+        self.record = record  # False: a refusal that changed and asked nothing (Plan.record)
 
 
 # A hook called at the start of every step with (step name, event log):
@@ -225,7 +226,7 @@ class Pipeline:
                 # recorded while we still hold the lock: the next run must
                 # not race us on state.json
                 self._take_failure(exc)
-                if not self.res.usage:  # a mistyped flag is no run of the host's: nothing to record
+                if not self.res.usage and getattr(exc, "record", True):  # a mistyped flag is no run of the host's
                     self.rec.record_unrecorded_failure()
         finally:
             lock.release()
@@ -283,7 +284,7 @@ class Pipeline:
         share this (docs/architecture.md, "Plans")."""
         origin, ref_commit = self._fetch()
         facts = Facts(origin=origin, ref_commit=ref_commit, head=self.git.head(), app=self.app,
-                      ended_watch=self._ended_watch(state))
+                      ended_watch=self._ended_watch(state), older=self._older_good(state))
         opts = Opts(trigger=self.opts.trigger, ref=self.opts.ref, stash=self.opts.stash,
                     clear_pin=self.opts.clear_pin)
         self.res.to = choose_target(state, facts, opts)
@@ -292,6 +293,18 @@ class Pipeline:
             if isinstance(decided, Plan):
                 return decided, facts
             facts = self._gather(decided.fact, facts, state, decided.target)
+
+    def _older_good(self, state: State) -> Tuple[str, ...]:
+        """For a rollback without --to (the planner's rollback_target): the
+        good commits this host deployed (its history, plan.good_commits)
+        that are ancestors of the deployed one, the last deployed first."""
+        if self.opts.trigger != "rollback" or self.opts.ref is not None or not state.deployed:
+            return ()
+        older = []
+        for sha in good_commits(tail_jsonl(self.paths.history, 500), state.previous)[:50]:
+            if FULL_SHA.fullmatch(sha) and sha != state.deployed and self.git.is_ancestor(sha, state.deployed):
+                older.append(sha)
+        return tuple(older)
 
     def _ended_watch(self, state: State) -> bool:
         """Whether the run in progress is one whose watch this run ended
@@ -360,7 +373,7 @@ class Pipeline:
             else:
                 with self.step(p.step) as st:
                     st.ok, st.message = False, p.message
-            raise _Abort("aborted", p.message)
+            raise _Abort("aborted", p.message, record=p.record)
         elif p.kind == "restart":
             self._restart_sick(state, p, [h for h in facts.health or () if not h.ok])
         else:

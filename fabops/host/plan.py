@@ -110,6 +110,9 @@ class Facts(_Frozen):
     app: str = ""  # the checkout's path, for messages
     changed: Optional[Tuple[str, ...]] = None  # files that differ deployed..target (with the preflight)
     ended_watch: bool = False  # this run ended the interrupted run's watch (a rollback, reset or restart)
+    # rollback without --to: the good commits this host deployed that are
+    # older than the deployed one (its ancestors), the last deployed first
+    older: Tuple[str, ...] = ()
 
 
 @frozen
@@ -156,6 +159,9 @@ class Plan(_Frozen):
     warnings: Tuple[str, ...] = ()
     says: Tuple[str, ...] = ()  # lines for the run's log that are news to nobody
     step: str = "preflight"  # abort: the step that stops the run
+    # abort: recorded (history, update log, a failing streak, notified once);
+    # False for a refusal that asked nothing of the host (rollback_target)
+    record: bool = True
 
     @property
     def writes(self) -> bool:
@@ -170,9 +176,50 @@ def choose_target(state: State, facts: Facts, opts: Opts) -> Optional[str]:
     never moved by cron); else the branch's head."""
     if opts.ref is not None:
         return facts.ref_commit
+    if opts.trigger == "rollback":
+        return rollback_target(state, facts)
     if opts.trigger in FOLLOWERS and state.pin:
         return state.pin
     return facts.origin
+
+
+def rollback_target(state: State, facts: Facts) -> Optional[str]:
+    """What `rollback` without --to goes back to: the deployed commit while
+    a run is under way (its watch ended by this rollback, or killed) or the
+    checkout moved, since it is the last commit that passed its watch; else
+    the last commit deployed here before it that is older (an ancestor:
+    `previous` is only the commit deployed before, which after a rollback is
+    the newer one rolled back from) and not known bad. None: nothing older."""
+    deployed = state.deployed
+    if not deployed:
+        return None
+    if state.in_progress or (facts.head and facts.head != deployed):
+        return deployed
+    return next((sha for sha in facts.older if sha not in state.bad and sha != deployed), None)
+
+
+def good_commits(history, previous: Optional[str] = None) -> Tuple[str, ...]:
+    """The commits this host ran healthy, the last first: each deploy's
+    target and the commit it went from, the commit a rolled-back run went
+    back to, and state's `previous`. `history` is history.jsonl's records,
+    oldest first."""
+    found: list = []
+    for rec in reversed(list(history)):
+        result = rec.get("result")
+        shas = (rec.get("to"), rec.get("from")) if result == "deployed" else (
+            (rec.get("from"),) if result == "rolled_back" else ())
+        found += [sha for sha in shas if isinstance(sha, str) and sha and sha not in found]
+    if previous and previous not in found:
+        found.append(previous)
+    return tuple(found)
+
+
+def _no_rollback_target(host, state: State) -> Plan:
+    deployed = state.deployed
+    why = (f"no good commit older than {short(deployed)} was deployed on this host" if deployed
+           else "nothing is deployed on this host")
+    return Plan("abort", "aborted", f"{why}, so there is nothing to roll back to; give a commit with --to SHA",
+                "", deployed, finishing=state.in_progress, step="rollback", record=False)
 
 
 def plan(host, state: State, facts: Facts, opts: Opts) -> Union[Plan, Need]:
@@ -183,12 +230,15 @@ def plan(host, state: State, facts: Facts, opts: Opts) -> Union[Plan, Need]:
     backoff); a bad target (finish on the last good commit, hold, or say
     it is tried again); a retry not due; the preflight; else deploy."""
     target = choose_target(state, facts, opts)
+    if target is None and opts.trigger == "rollback" and opts.ref is None:
+        return _no_rollback_target(host, state)
     if target is None:  # the fetch succeeded, but the branch is not there
         return Plan("abort", "aborted", f"{host.app.remote}/{host.app.branch} does not exist after fetch", "",
                     state.deployed, finishing=state.in_progress, step="fetch")
     common = _riders(state, facts, opts, target)
-    # what acts (a noop, a restart, a deploy) pins to --ref; a hold or an abort does not
-    pin = target if opts.ref is not None and state.pin != target else None
+    # what acts (a noop, a restart, a deploy) pins to --ref and a rollback's
+    # target; a hold or an abort does not
+    pin = target if (opts.ref is not None or opts.trigger == "rollback") and state.pin != target else None
     adopted = _adopt(state, facts, target)
     if isinstance(adopted, Need):
         return adopted
@@ -234,6 +284,9 @@ def _riders(state: State, facts: Facts, opts: Opts, target: str) -> dict:
         says += (f"clearing pin {short(state.pin)}",)
     if opts.ref is None and opts.trigger in FOLLOWERS and state.pin:
         says += (f"pinned to {short(state.pin)}",)
+    if opts.ref is None and opts.trigger == "rollback":  # its own pick (rollback_target), said
+        says += (f"rollback target {short(target)}: " + ("the last commit that passed its watch"
+                 if target == state.deployed else f"deployed here before {short(state.deployed)}"),)
     return dict(target=target, clear_pin=clear_pin, finishing=interrupted, warnings=warnings, says=says)
 
 

@@ -272,9 +272,10 @@ def _fan(chosen, one, parallel, rolling):
     return run_hosts(chosen, one, parallel=parallel)
 
 
-def _report(outcome, json, wide=False, task="deploy"):
+def _report(outcome, json, wide=False, task="deploy", flag=None):
     """The summary of a deploy or a rollback (`task`), which heads it; a
-    rollback's also says which hosts it pinned, in its JSON as `pinned`."""
+    rollback's also says which hosts it pinned, in its JSON as `pinned`.
+    `flag`: the run's `-i` (_inventory_flag), for the commands it names."""
     from .render import host_errors
 
     if json:
@@ -282,9 +283,9 @@ def _report(outcome, json, wide=False, task="deploy"):
         print_envelope(outcome.results, lambda v: v.result | {"install": v.install} | extra(v), code=_code(outcome))
     else:
         _summary(outcome, wide, task)
-        _plans(outcome)
+        _plans(outcome, flag)
         if task == "rollback":
-            _pin_lines(outcome)
+            _pin_lines(outcome, flag)
         host_errors(outcome.results)
     _github_summary(outcome, task)
 
@@ -296,22 +297,24 @@ def _pinned(res: dict):
     return res.get("to") if res.get("result") == "deployed" else None
 
 
-def _pin_lines(outcome) -> None:
+def _pin_lines(outcome, flag=None) -> None:
     """rollback pins the host, and cron stays on the pin: said, with the way
-    out, since only `unpin` said so before (#24)."""
-    from .render import short
+    out (with the run's -i, `flag`), since only `unpin` said so before (#24)."""
+    from .render import console, hint, literal, print_hanging, short
 
+    out = console()
     for r in outcome.results:
         if not r.ok:
             continue
         res = r.value.result
         if _pinned(res):
-            print_text(f"[{r.host}] pinned to {short(res['to'])}: cron stays on it until "
-                       f"`inv unpin -H {r.host}` (then it follows the branch again)")
+            print_hanging(out, literal(f"[{r.host}] pinned to {short(res['to'])}: cron stays on it until "
+                                       f"{hint(flag, r.host, 'unpin')} (then it follows the branch again)"))
         elif res.get("result") == "would_deploy" and not _would_pin(res):
             # the host's plan says its pin among its writes (_plans); a plan
             # made without fabops on the host does not
-            print_text(f"[{r.host}] would pin to {short(res.get('to'))} (cron stays on it until `inv unpin`)")
+            print_hanging(out, literal(f"[{r.host}] would pin to {short(res.get('to'))} (cron stays on it until "
+                                       f"{hint(flag, r.host, 'unpin')})"))
 
 
 def _watching(res: dict) -> bool:
@@ -414,11 +417,13 @@ def _summary_table(out, results, wide, task) -> None:
             print_hanging(out, literal(printable(f"[{r.host}] {r.value.result['message']}")))
 
 
-def _plans(outcome) -> None:
-    """What a --dry-run would do on each host, beyond its one-line result."""
+def _plans(outcome, flag=None) -> None:
+    """What a --dry-run would do on each host, beyond its one-line result;
+    a pin with the way out as this run names it (`flag`: its -i)."""
+    from ..host.dry_run import UNPINNED
     from ..host.record import counted
     from ..host.would import lines
-    from .render import console, literal, print_hanging, short
+    from .render import console, hint, literal, print_hanging, short
 
     out = console()
     for r in outcome.results:
@@ -438,7 +443,10 @@ def _plans(outcome) -> None:
             print_hanging(out, literal(f"[{r.host}]") + " plan: " + "; ".join(parts))
         # then each write, in the line form every dry run shares (host/would.py),
         # wrapped under the text after `[host] ` as every plain line is
-        for line in lines(plan.get("would") or (), f"[{r.host}] "):
+        way_out = "until " + hint(flag, r.host, "unpin")
+        woulds = [{**w, "why": str(w.get("why", "")).replace(UNPINNED, way_out)} if w.get("action") == "pin" else w
+                  for w in plan.get("would") or ()]
+        for line in lines(woulds, f"[{r.host}] "):
             print_hanging(out, literal(line))
 
 
@@ -547,19 +555,20 @@ def deploy(
                          offline=offline, dry_run=dry_run, clear_pin=ref is None, attach=attach, watch=bool(watch),
                          inventory=_inventory_flag(inventory))
     outcome = _run_deploys(inventory, hosts, opts, parallel, rolling, json, accept_new, connect_timeout)
-    _report(outcome, json, wide)
+    _report(outcome, json, wide, flag=opts.inventory)
     finish(_code(outcome))
 
 
 @fabops_task(help={
-    "to": "Commit to roll back to (default: the previous good commit from the host's state and history).",
+    "to": "Commit to roll back to (default: the last good commit the host deployed before the current one that is "
+          "older than it, from its history; none: refused, exit 2).",
     "liveness": DEPLOY_HELP["liveness"], "offline": DEPLOY_HELP["offline"], "actor": DEPLOY_HELP["actor"],
     "wait": DEPLOY_HELP["wait"],
 })
 def rollback(c, hosts=None, to=None, wait=None, liveness=5.0, offline=False, actor=None, dry_run=False, wide=False,
              json=False, inventory=None, accept_new=False, connect_timeout=None, parallel=10):
     """Roll hosts back to the previous good commit (or --to) through the same gate, and pin them there."""
-    from ..deploy import DeployOptions, deploy_host, remote_previous_good
+    from ..deploy import DeployOptions, deploy_host
     from ..host.record import default_actor
     from ..host.git import check_ref
 
@@ -569,17 +578,16 @@ def rollback(c, hosts=None, to=None, wait=None, liveness=5.0, offline=False, act
     printer = _board_or_lines(chosen, json, dry_run)
 
     def one(t, host):
-        target = to or remote_previous_good(t, host)
-        if not target:
-            raise errors.FabopsError("no previous good commit is known; give one with --to SHA", host=host.name)
-        opts = DeployOptions(ref=target, trigger="rollback", actor=actor or default_actor(), wait=wait,
+        # without --to, the host's planner picks the commit (host/plan.py,
+        # rollback_target), for the dry run and the real run alike
+        opts = DeployOptions(ref=to, trigger="rollback", actor=actor or default_actor(), wait=wait,
                              liveness=liveness, offline=offline, clear_pin=False, dry_run=dry_run,
                              inventory=_inventory_flag(inventory))
         return deploy_host(t, host, opts, printer(host.name))
 
     outcome = _showing(printer, lambda: for_each_host(inventory, hosts, one, parallel=parallel,
                                                       accept_new=accept_new, connect_timeout=connect_timeout))
-    _report(outcome, json, wide, task="rollback")
+    _report(outcome, json, wide, task="rollback", flag=_inventory_flag(inventory))
     finish(_code(outcome))
 
 
