@@ -23,6 +23,7 @@ from .host.record import default_actor
 from .inventory import Host
 from .remote import home_dir_cmd
 from .shell import Cmd, join, path, sh
+from .shortsha import short_sha
 from .target import Target
 
 DEFAULT_LIVENESS = 5.0
@@ -368,8 +369,8 @@ def _dry_run(c, host: Host, opts: DeployOptions, outcome: DeployOutcome, on_even
         outcome.result = {
             "result": "would_deploy" if moving else "noop", "exit_code": errors.OK, "from": deployed, "to": target,
             "duration": 0.0,
-            "message": f"{inst.message}; then " + (f"would deploy {(deployed or 'none')[:12]} -> {target[:12]}"
-                                                   if moving else f"up to date at {target[:12]}"),
+            "message": f"{inst.message}; then " + (f"would deploy {short_sha(deployed, 'none')} -> {short_sha(target)}"
+                                                   if moving else f"up to date at {short_sha(target)}"),
             "warnings": ["preflight not run: fabops is not installed on the host at this version yet"],
             "plan": {"install": inst.message, "from": deployed, "to": target, "pin": status.get("pin")},
         }

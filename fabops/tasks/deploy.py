@@ -11,6 +11,7 @@ from invoke import Collection
 
 from .. import errors
 from ..printable import printable
+from ..shortsha import short_sha
 from ._base import error_text, fabops_task, finish, for_each_host, print_envelope, print_text, select
 
 DEPLOY_HELP = {
@@ -460,7 +461,7 @@ def _github_summary(outcome, task="deploy"):
         if r.ok:
             res = r.value.result
             shipped = _shipped(res).rstrip(": ").replace("|", "\\|") or "-"
-            lines.append(f"| {r.host} | {res.get('result')} | {(res.get('from') or '-')[:10]} | {(res.get('to') or '-')[:10]} "
+            lines.append(f"| {r.host} | {res.get('result')} | {short_sha(res.get('from'))} | {short_sha(res.get('to'))} "
                          f"| {shipped} | {res.get('duration', 0):.1f} s |")
         else:
             lines.append(f"| {r.host} | error: {error_text(r.error)} | - | - | - | - |")
@@ -616,7 +617,7 @@ def unpin(c, hosts=None, dry_run=False, json=False, inventory=None, accept_new=F
                 for line in lines(r.value["would"], f"{r.host}: ", none="is not pinned"):
                     print_text(line)
             else:
-                print_text(f"{r.host}: " + (f"unpinned (was pinned to {pin[:12]})" if pin else "was not pinned"))
+                print_text(f"{r.host}: " + (f"unpinned (was pinned to {short_sha(pin)})" if pin else "was not pinned"))
         host_errors(outcome.results)
     finish(outcome.code)
 
