@@ -20,7 +20,7 @@ from invoke import Context
 from fabops import inventory
 from fabops.host.git import (
     END_OF_OPTIONS, Git, checkout_cmd, describe_cmd, diff_names_cmd, fetch_cmd, fetch_ref_cmd, ls_remote_cmd,
-    parse_ls_remote, parse_names, reset_hard_cmd, rev_parse_cmd, show_cmd, tree_has_cmd,
+    parse_ls_remote, parse_names, reset_hard_cmd, rev_parse_cmd, rev_parse_each_cmd, show_cmd, tree_has_cmd,
 )
 from fabops.maintenance.reset import parse_reset_plan, reset_cmd, reset_plan_cmd
 
@@ -122,6 +122,19 @@ def test_rev_parse_of_an_unknown_rev_fails_quietly(repos):
     assert r.returncode != 0 and r.stdout == "" and r.stderr == ""
 
 
+def test_resolve_each_asks_one_git_and_each_alone_when_one_is_unknown(repos, mocker):
+    """Git.resolve_each: the branch's head and HEAD in one rev-parse (the
+    cron poll's), even with a file named like the tracking ref in the
+    checkout; one unknown rev makes it ask each alone, so the others still
+    resolve."""
+    g = Git(Context(), str(repos.app))
+    spy = mocker.spy(g, "run")
+    assert g.resolve_each("origin/main", "HEAD", "v1") == [repos.c2, repos.c2, repos.c1]
+    assert spy.call_count == 1
+    assert g.resolve_each("HEAD", "nope") == [repos.c2, None]
+    assert g.resolve_each("-n") == [None]
+
+
 def test_diff_show_describe_and_tree_of_a_commit(repos):
     app = str(repos.app)
     assert parse_names(sh(diff_names_cmd(app, repos.c1, repos.c3)).stdout) == ["feature.txt"]
@@ -177,6 +190,7 @@ def words_after(cmd: str, marker: str) -> list:
     (lambda: fetch_ref_cmd("/a", "origin", "v1"), ["origin", "+v1:refs/fabops/ref/ref"]),
     (lambda: ls_remote_cmd("/a", "origin", "main"), ["origin", "refs/heads/main"]),
     (lambda: rev_parse_cmd("/a", "v1"), ["v1^{commit}"]),
+    (lambda: rev_parse_each_cmd("/a", ["v1", "HEAD"]), ["v1^{commit}", "HEAD^{commit}"]),
     (lambda: diff_names_cmd("/a", "A", "B"), ["A", "B", "--"]),
     (lambda: show_cmd("/a", "A", "p"), ["A:p"]),
     (lambda: describe_cmd("/a", "A"), ["A", "--"]),

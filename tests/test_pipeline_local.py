@@ -514,8 +514,9 @@ def test_a_branch_missing_after_the_fetch_fails_the_fetch_step_once(sandbox, mon
     from fabops.host.pipeline import Pipeline, UpdateOptions
 
     host = next(iter(inventory.load(str(sandbox.inventory)).hosts.values()))
-    real = git.Git.resolve
-    monkeypatch.setattr(git.Git, "resolve", lambda self, rev: None if rev.startswith("origin/") else real(self, rev))
+    real = git.Git.fetch
+    # the fetch runs, and hands back a tracking ref that does not resolve
+    monkeypatch.setattr(git.Git, "fetch", lambda self, remote, branch: real(self, remote, branch) and "origin/gone")
     res = Pipeline(Context(), host, UpdateOptions(trigger="manual")).run()
     assert res.result == "aborted" and "does not exist after fetch" in res.message, res
     assert [(st.name, st.ok) for st in res.steps] == [("fetch", False)], res.steps

@@ -71,6 +71,14 @@ def rev_parse_cmd(app_path: str, rev: str) -> Cmd:
     return git(app_path, "rev-parse", "--verify", "--quiet", END_OF_OPTIONS, f"{rev}^{{commit}}")
 
 
+def rev_parse_each_cmd(app_path: str, revs: Sequence[str]) -> Cmd:
+    """Each of `revs`' commit, a line each, in one git. Without --verify
+    (one rev only) rev-parse would echo the marker; --revs-only prints
+    revisions alone, and leaves out one that does not resolve (fewer lines:
+    resolve them one by one then)."""
+    return git(app_path, "rev-parse", "--revs-only", END_OF_OPTIONS, *[f"{rev}^{{commit}}" for rev in revs])
+
+
 def is_ancestor_cmd(app_path: str, old: str, new: str) -> Cmd:
     """Exit 0 when `old` is an ancestor of `new` (older, on its line)."""
     return git(app_path, "merge-base", "--is-ancestor", END_OF_OPTIONS, old, new)
@@ -193,6 +201,15 @@ class Git:
 
     def head(self) -> Optional[str]:
         return self.resolve("HEAD")
+
+    def resolve_each(self, *revs: str) -> List[Optional[str]]:
+        """[resolve(rev) for rev in revs], in one git when all resolve (a
+        cron poll asks for the branch's head and HEAD: a process fewer)."""
+        result = self.run(rev_parse_each_cmd(self.path, revs), "git rev-parse " + " ".join(revs), warn=True)
+        shas = result.stdout.split()
+        if result.ok and len(shas) == len(revs):
+            return list(shas)
+        return [self.resolve(rev) for rev in revs]
 
     def describe(self, sha: str) -> tuple:
         """(subject, author) of a commit, UTF-8 intact; ("", "") if unknown."""

@@ -282,8 +282,8 @@ class Pipeline:
         """Fetch, then ask the planner, gathering each fact it needs
         (read-only) until it can decide: the real run and the dry run
         share this (docs/architecture.md, "Plans")."""
-        origin, ref_commit = self._fetch()
-        facts = Facts(origin=origin, ref_commit=ref_commit, head=self.git.head(), app=self.app,
+        origin, ref_commit, head = self._fetch()
+        facts = Facts(origin=origin, ref_commit=ref_commit, head=head, app=self.app,
                       ended_watch=self._ended_watch(state), older=self._older_good(state))
         opts = Opts(trigger=self.opts.trigger, ref=self.opts.ref, stash=self.opts.stash,
                     clear_pin=self.opts.clear_pin)
@@ -387,8 +387,9 @@ class Pipeline:
         self.res.result = result
         self.res.message = message
 
-    def _fetch(self) -> Tuple[Optional[str], Optional[str]]:
-        """Fetch the branch (and --ref): (the branch's head, what --ref names)."""
+    def _fetch(self) -> Tuple[Optional[str], Optional[str], Optional[str]]:
+        """Fetch the branch (and --ref): (the branch's head, what --ref
+        names, the checkout's HEAD)."""
         app = self.host.app
         with self.step("fetch") as st:
             if not os.path.isdir(os.path.join(self.app, ".git")):
@@ -399,11 +400,11 @@ class Pipeline:
                 # the network or the remote: nothing changed here, and the
                 # next run simply tries again
                 raise _Abort("aborted", f"{exc.message}; nothing changed") from None
-            origin = self.git.resolve(tracking)
+            origin, head = self.git.resolve_each(tracking, "HEAD")
             st.message = f"{app.remote}/{app.branch} is {short(origin)}"
             ref = self.opts.ref
             if ref is None:
-                return origin, None
+                return origin, None, head
             check_ref(ref)
             # A branch or tag means what the remote says now: the host's
             # own branch of that name is where fabops last checked out
@@ -427,7 +428,7 @@ class Pipeline:
             st.message = (f"{label} {short(commit)} is a known commit" if known else
                           f"{label} {short(commit)} fetched from {app.remote}" if FULL_SHA.fullmatch(ref) else
                           f"{flag} {ref} is {short(commit)}")
-        return origin, commit
+        return origin, commit, head
 
     def _restart_sick(self, state: State, p: Plan, sick) -> None:
         """The deployed commit with services down: restart them (the
