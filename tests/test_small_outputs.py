@@ -444,3 +444,26 @@ def test_restart_and_logs_take_the_short_name_on_a_sandbox(sandbox):
     assert [x["ok"] for x in one(r.stdout)] == [True]
     r = run_cli("logs", "-i", inv, "-s", "bot", "-n", "5")
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_a_deploy_with_ref_says_it_pinned_the_host(sandbox):
+    """deploy --ref pins the host as rollback does (cron stays on it): its
+    summary says so with the way out, and its JSON has `pinned`; a plain
+    deploy says nothing of a pin."""
+    from tests.conftest import one
+
+    assert sandbox.result()[0] == 0
+    v1 = sandbox.origin.head
+    sandbox.origin.good("2")
+    inv = str(sandbox.inventory)
+    r = run_cli("deploy", "-i", inv, "--ref", v1, env={"COLUMNS": "80"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    said = "".join(r.stdout.split())
+    assert "".join(f"[local] pinned to {v1[:10]}: cron stays on it until `inv unpin -i {inv} -H local`".split()) \
+        in said, r.stdout
+    assert sandbox.state["pin"] == v1
+    sandbox.origin.good("3")
+    r = run_cli("deploy", "-i", inv, "--ref", sandbox.origin.head, "--json")
+    assert r.returncode == 0 and one(r.stdout)["pinned"] == sandbox.origin.head, r.stdout + r.stderr
+    r = run_cli("deploy", "-i", inv, "--json")
+    assert r.returncode == 0 and "pinned" not in one(r.stdout), r.stdout + r.stderr

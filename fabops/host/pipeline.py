@@ -345,6 +345,7 @@ class Pipeline:
         if p.pin and p.kind in ("noop", "restart"):  # nothing to promote: pinned at once
             state.pin, state.pin_reason = p.pin, pin_reason(self.opts.trigger, self.actor)
             self.save(state)
+            self.res.pinned = p.pin
         if p.adopt:
             state.deployed = p.adopt
             state.deployed_at = time.time()
@@ -546,6 +547,8 @@ class Pipeline:
             vars(st).update(vars(promoted(st, deployed, target, bool(pin), time.time(),
                                           pin_reason(self.opts.trigger, self.actor))))
 
+        if pin:
+            self.res.pinned = target
         # nothing deployed before: a first deploy, not "X -> X" from the
         # commit the checkout happened to be at
         self.rec.finish("deployed", f"{short(deployed)} -> {short(target)}" if deployed

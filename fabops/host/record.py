@@ -74,6 +74,9 @@ class RunResult:
     # the run never started: a flag's value names nothing on the host
     # (--ref nosuchref): a usage error (64), whatever the result says
     usage: bool = False
+    # the commit this run pinned the host to (a rollback, a --ref run),
+    # a no-op's included: the laptop says so (tasks/deploy.py _pin_lines)
+    pinned: Optional[str] = None
 
     @property
     def exit_code(self) -> int:
@@ -102,6 +105,7 @@ class RunResult:
             "plan": self.plan,
             "subject": self.subject,
             "author": self.author,
+            **({"pinned": self.pinned} if self.pinned else {}),
         }
 
 

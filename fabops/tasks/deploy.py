@@ -273,34 +273,38 @@ def _fan(chosen, one, parallel, rolling):
     return run_hosts(chosen, one, parallel=parallel)
 
 
-def _report(outcome, json, wide=False, task="deploy", flag=None):
-    """The summary of a deploy or a rollback (`task`), which heads it; a
-    rollback's also says which hosts it pinned, in its JSON as `pinned`.
-    `flag`: the run's `-i` (_inventory_flag), for the commands it names."""
+def _report(outcome, json, wide=False, task="deploy", flag=None, pins=None):
+    """The summary of a deploy or a rollback (`task`), which heads it; a run
+    that pins its hosts (`pins`: a rollback, a deploy --ref) also says which
+    hosts it pinned, in its JSON as `pinned`. `flag`: the run's `-i`
+    (_inventory_flag), for the commands it names."""
     from .render import host_errors
 
+    pins = task == "rollback" if pins is None else pins
     if json:
-        extra = (lambda v: {"pinned": _pinned(v.result)}) if task == "rollback" else (lambda v: {})
+        extra = (lambda v: {"pinned": _pinned(v.result)}) if pins else (lambda v: {})
         print_envelope(outcome.results, lambda v: v.result | {"install": v.install} | extra(v), code=_code(outcome))
     else:
         _summary(outcome, wide, task)
         _plans(outcome, flag)
-        if task == "rollback":
+        if pins:
             _pin_lines(outcome, flag)
         host_errors(outcome.results)
     _github_summary(outcome, task)
 
 
 def _pinned(res: dict):
-    """The commit a rollback pinned its host to: its target, once the gate
-    and the watch passed (the pipeline pins a --ref run when it promotes
-    it); None when it did not get there."""
-    return res.get("to") if res.get("result") == "deployed" else None
+    """The commit a rollback or a deploy --ref pinned its host to, as the
+    host says (`pinned`: at once for a no-op or a restart, when it
+    promotes a deploy); a deployed run's target from a host that does not
+    say; None when it did not get there."""
+    return res.get("pinned") or (res.get("to") if res.get("result") == "deployed" else None)
 
 
 def _pin_lines(outcome, flag=None) -> None:
-    """rollback pins the host, and cron stays on the pin: said, with the way
-    out (with the run's -i, `flag`), since only `unpin` said so before (#24)."""
+    """rollback and deploy --ref pin the host, and cron stays on the pin:
+    said, with the way out (with the run's -i, `flag`), since only `unpin`
+    said so before (#24)."""
     from .render import console, hint, literal, print_hanging, short
 
     out = console()
@@ -556,7 +560,7 @@ def deploy(
                          offline=offline, dry_run=dry_run, clear_pin=ref is None, attach=attach, watch=bool(watch),
                          inventory=_inventory_flag(inventory))
     outcome = _run_deploys(inventory, hosts, opts, parallel, rolling, json, accept_new, connect_timeout)
-    _report(outcome, json, wide, flag=opts.inventory)
+    _report(outcome, json, wide, flag=opts.inventory, pins=ref is not None)
     finish(_code(outcome))
 
 
