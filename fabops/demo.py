@@ -156,7 +156,8 @@ def build_sandbox(base: Path, local_entry: dict, inventory_dir: Optional[Path] =
     _git("add", "-A", cwd=author)
     _git("commit", "--quiet", "-m", "v1", cwd=author)
     _git("remote", "add", "origin", str(origin), cwd=author)
-    _git("push", "--quiet", "origin", "main", cwd=author)
+    # -u: the README's next step is a plain `git push` in this clone
+    _git("push", "--quiet", "-u", "origin", "main", cwd=author)
     _git("clone", "--quiet", str(origin), str(app))
     (app / ".env").write_text(f"DISCORD_TOKEN=demo-token\nPORT={entry['services'][0]['port']}\n")
     inv = base / "hosts.yml"
@@ -170,7 +171,8 @@ def push(base: Path, message: str, files: dict) -> str:
         (author / rel).write_text(content)
     _git("add", "-A", cwd=author)
     _git("commit", "--quiet", "-m", message, cwd=author)
-    _git("push", "--quiet", "origin", "main", cwd=author)
+    # -u: the README's next step is a plain `git push` in this clone
+    _git("push", "--quiet", "-u", "origin", "main", cwd=author)
     return _git("rev-parse", "HEAD", cwd=author)
 
 

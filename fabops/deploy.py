@@ -266,7 +266,10 @@ def deploy_host(c, host: Host, opts: DeployOptions, on_event: Callable[[dict], N
     try:
         outcome = _deploy_host(c, host, opts, on_event)
     finally:
-        on_event(END)
+        try:
+            on_event(END)
+        except Exception:  # noqa: BLE001 - a closed pipe: the run's own outcome or interrupt goes on
+            pass
     if outcome.exit_code == errors.USAGE:
         raise errors.UsageError(str(outcome.result.get("message") or "a flag's value was refused"), host=host.name)
     return outcome
@@ -331,7 +334,7 @@ def _finish(host: Host, opts: DeployOptions, outcome: DeployOutcome, event: dict
                   for e in outcome.events if e.get("kind") == "step" and e.get("status") != "start"],
         "warnings": [],  # the host's warnings come with its result: `inv history`
         "message": (f"passed its gate; the host watches it for {seconds:g} s more and rolls back on its own "
-                    f"if it fails: {attach} follows it, {suggest(opts.inventory, 'history')} shows how it ended"),
+                    f"if it fails: {attach} follows it, {suggest(opts.inventory, 'history', '-H', host.name)} shows how it ended"),
     }
 
 

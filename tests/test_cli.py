@@ -634,6 +634,7 @@ def test_a_task_without_its_own_h_beside_one_with_it_is_refused(program, tmp_pat
     ["local_update", "--run-id", "x"],  # the underscore alias
     ["monitor", "--no-such-flag"],
     ["no-such-task"],
+    ["--help=deploy"], ["-hdeploy"], ["-H", "local", "--help=ping"],  # the name glued to the flag (review)
 ])
 def test_the_parser_given_only_the_named_tasks_parses_as_with_every_task(argv):
     """_make_parser hands Invoke's parser the contexts of the tasks the
@@ -652,6 +653,8 @@ def test_the_parser_given_only_the_named_tasks_parses_as_with_every_task(argv):
         p.parse_core(["fabops"] + argv)
         p.parse_collection()
         parser = p._make_parser() if trim else Program._make_parser(p)
+        if isinstance(p.args.help.value, str):  # `--help NAME`: its context is there to print its help
+            assert p.args.help.value in parser.contexts
         try:
             result = parser.parse_argv(p.core.unparsed)
         except ParseError as exc:

@@ -199,7 +199,7 @@ class ProxyChannel:
         self.out_eof = self.err_eof = False
         self.exit_status = -1
         self.status_ready = False
-        # set with status_ready, as paramiko's: the runner waits on it (connection.StatusWait)
+        # set with status_ready, as paramiko's: the runner waits on it (connection._waited_for_exit)
         self.status_event = threading.Event()
         self.replies = []
         self.closed = False

@@ -46,9 +46,10 @@ def warm() -> None:
         importlib.import_module(name)
     try:  # rich's cell-width table (rich 14 and later): a run whose UNICODE_VERSION names another loads that one
         from rich._unicode_data import load
-    except ImportError:
-        return
-    load("latest")
+
+        load("latest")
+    except Exception:  # noqa: BLE001 - a private API of rich's: a warm-up only, never the agent's failure
+        pass
 
 
 class Agent:

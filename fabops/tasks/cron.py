@@ -27,13 +27,17 @@ def cron(c, hosts=None, show=False, install=False, remove=False, dry_run=False, 
 
     if install and remove:
         raise errors.UsageError("--install and --remove exclude each other")
+    from .deploy import _inventory_flag
+    from .render import hint
+
+    flag = _inventory_flag(inventory)  # the commands the messages name work as printed
 
     def one(cxn, host):
         old = read_crontab(cxn, host)
         app = host.app.name
         missing = install and _no_fabops(cxn, host)
         if missing and not dry_run:
-            raise errors.CommandFailed(missing + ": run `inv setup -H " + host.name + "` (it installs fabops "
+            raise errors.CommandFailed(f"{missing}: run {hint(flag, host.name, 'setup')} (it installs fabops "
                                        "there and this block) instead", host=host.name)
         if remove:
             new = remove_block(old, app)
@@ -61,21 +65,23 @@ def cron(c, hosts=None, show=False, install=False, remove=False, dry_run=False, 
                 for line in lines([Would("change", "crontab", why)], f"[{r.host}] "):
                     print_text(line)
             elif remove and not v["changed"]:
-                print_text(f"[{r.host}] crontab: nothing to remove (no fabops block in the crontab)")
+                print_text(f"[{r.host}] crontab: nothing to remove (no fabops block in the crontab)" + _sandbox(v))
             else:
                 print_text(f"[{r.host}] crontab: {'changed' if v['changed'] else 'ok'}" + _sandbox(v))
             if v["changed"] and (dry_run or install):
                 _data(diff_lines(r.host, v["diff"], columns))
             if v.get("missing"):  # a dry run's: the install itself refuses
-                print_text(f"[{r.host}] WARNING: {v['missing']}: `inv cron --install` refuses until "
-                           f"`inv setup -H {r.host}` has installed it")
+                print_text(f"[{r.host}] WARNING: {v['missing']}: {hint(flag, r.host, 'cron', '--install')} "
+                           f"refuses until {hint(flag, r.host, 'setup')} has installed it")
         else:
             print_text(f"[{r.host}] " + ("no fabops block in the crontab" if not v["block"] else "managed block:")
                        + _sandbox(v))
             if v["block"]:
                 _data(diff_lines(r.host, v["block"], columns))
     host_errors(outcome.results)
-    finish(outcome.code)
+    # a dry run exits as the install would: it refuses (2) where fabops is missing
+    refused = any(r.ok and r.value.get("missing") for r in outcome.results)
+    finish(max(outcome.code, errors.FAILED) if refused else outcome.code)
 
 
 def _no_fabops(cxn, host) -> str:

@@ -155,6 +155,8 @@ class TaskProgram(Program):
         # most of a warm run's parse (docs/benchmarks.md, "The agent").
         args = getattr(self, "args", None)
         words = None if args is None or args.complete.value or args.list.value else set(self.argv or ())
+        if words is not None and isinstance(args.help.value, str):
+            words.add(args.help.value)  # `--help=deploy`, `-hdeploy`: the name is no word of its own
         unknown = self.config.tasks.ignore_unknown_help
         contexts = [ParserContext(name=name, aliases=aliases,
                                   args=self.collection[name].get_arguments(ignore_unknown_help=unknown))
