@@ -121,8 +121,8 @@ def test_status_continues_under_its_text(width, frozen, capsys, monkeypatch):
             "pin_reason": "rollback by " + "a" * 21 + "@laptop", "last_check": NOW - 60,
             "last_result": "rolled_back",
             "failing": {"since": NOW - 1200, "count": 1, "target": SHA[2],
-                        "reason": "0a1b2c3d4e5f failed (bot died after starting: its process is gone); "
-                                  "rolled back to 3f2a9c1d7e5b, healthy"},
+                        "reason": "0a1b2c3d4e failed (bot died after starting: its process is gone); "
+                                  "rolled back to 3f2a9c1d7e, healthy"},
             "last_run": {"ts": NOW - 1200, "trigger": "deploy", "actor": "demo@vm", "result": "rolled_back",
                          "from": SHA[0], "to": SHA[2]}}
     text = render(capsys, monkeypatch, width, status_panel, "local", data)
@@ -371,7 +371,7 @@ def test_deploy_summary_keeps_each_outcome(width, frozen, capsys, monkeypatch, t
     assert refused.kind == "abort", refused
     history = tmp_path / "history.jsonl"
     history.write_text(json.dumps({"run_id": "20261129T114000-4f2e1a", "result": "deployed",
-                                   "message": f"{SHA[1][:12]} -> {SHA[2][:12]}"}) + "\n")
+                                   "message": f"{SHA[1][:10]} -> {SHA[2][:10]}"}) + "\n")
     _, waited = result_of(str(history), {"run_id": "20261129T114000-4f2e1a", "trigger": "cron",
                                     "actor": "ec2-user@find-to-do"})
     rows = [("find-to-do", {"result": "aborted", "from": SHA[1], "to": SHA[2], "duration": 1.2,
@@ -428,14 +428,14 @@ def test_deploy_dry_run_says_its_plan_once(width, frozen, capsys, monkeypatch):
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     plan = {"kind": "deploy", "from": SHA[1], "to": SHA[2], "changed_files": 3, "dirty": [], "pin": None,
             "bad": False, "would": [
-                {"action": "checkout", "target": SHA[2][:12], "why": f"deploy {SHA[1][:12]} -> {SHA[2][:12]}"},
+                {"action": "checkout", "target": SHA[2][:10], "why": f"deploy {SHA[1][:10]} -> {SHA[2][:10]}"},
                 {"action": "restart", "target": "voice-meeting-discord-bot.service", "why": "its files changed"}]}
     res = {"result": "would_deploy", "exit_code": 0, "from": SHA[1], "to": SHA[2], "duration": 0.4,
            "subject": "Switch the recorder to the new voice gateway API", "author": "Alice",
-           "message": f"would deploy {SHA[1][:12]} -> {SHA[2][:12]}", "plan": plan}
+           "message": f"would deploy {SHA[1][:10]} -> {SHA[2][:10]}", "plan": plan}
     ok = HostResult("find-to-do", value=SimpleNamespace(result=res, install=None))
     text = render(capsys, monkeypatch, width, _report, FanoutResult([ok]), False)
-    assert " ".join(text.split()).count(f"{SHA[1][:12]} -> {SHA[2][:12]}") == 1, text
+    assert " ".join(text.split()).count(f"{SHA[1][:10]} -> {SHA[2][:10]}") == 1, text
     assert "would checkout" in text and "would restart" in text and "new voice gateway API" in text
     check("deploy-dry-run", width, text)
 
@@ -504,7 +504,7 @@ def test_a_refused_flag_is_one_line_on_stderr_and_no_row(width, frozen, capsys, 
     text, err = capsys.readouterr()
     assert text == "" and err == f"fabops: find-to-do: {missing}\n", (text, err)
     ok = HostResult("staging", value=SimpleNamespace(install=None, result={
-        "result": "noop", "from": SHA[1], "to": SHA[1], "duration": 0.4, "message": f"up to date at {SHA[1][:12]}"}))
+        "result": "noop", "from": SHA[1], "to": SHA[1], "duration": 0.4, "message": f"up to date at {SHA[1][:10]}"}))
     text = render(capsys, monkeypatch, width, _report, FanoutResult([refused, ok]), False)
     assert "staging" in text and "find-to-do" not in text and "no run" not in text, text
     check("deploy-refused", width, text)

@@ -418,7 +418,7 @@ def test_other_target_holder_means_locked_not_wait(sandbox):
     with HostLock(str(sandbox.home / "lock"), {"actor": "bob", "trigger": "cron", "target": "0" * 40, "run_id": "x"}).acquire():
         code, res = sandbox.result("--trigger", "deploy", "--wait", "0")  # explicit 0 wins over CI's 300 s
     assert (code, res["result"]) == (4, "locked")
-    assert "cron by bob (target 000000000000" in res["message"]
+    assert "cron by bob (target 0000000000" in res["message"]
 
 
 @pytest.mark.skipif(not __import__("shutil").which("script"), reason="needs util-linux script(1) for a pseudo-terminal")

@@ -103,7 +103,7 @@ def test_a_holder_is_described_by_what_it_recorded():
     said = describe_holder({"trigger": "restart", "actor": "root@vm", "target": None, "pid": None, "since": 0})
     assert said.startswith("restart by root@vm (since ") and "None" not in said and "?" not in said, said
     full = describe_holder({"trigger": "cron", "actor": "c@h", "target": "a" * 40, "pid": 7, "since": 0, "run_id": "r"})
-    assert full.startswith("cron by c@h (target aaaaaaaaaaaa, pid 7, since ") and full.endswith(", run r)"), full
+    assert full.startswith("cron by c@h (target aaaaaaaaaa, pid 7, since ") and full.endswith(", run r)"), full
     assert describe_holder({"trigger": "cron", "actor": "c@h"}) == "cron by c@h"
     assert describe_holder({}) == "another process (no details recorded)"
 

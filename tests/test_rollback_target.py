@@ -52,7 +52,7 @@ def test_rollback_with_nothing_older_is_refused_by_the_dry_run_and_the_real_run(
     assert rollback(sandbox)[1]["to"] == v1
     before = (sandbox.state, len(sandbox.history()))
     assert before[0]["previous"] != v1  # the newer commit it left
-    why = (f"no good commit older than {v1[:12]} was deployed on this host, so there is nothing to roll back "
+    why = (f"no good commit older than {v1[:10]} was deployed on this host, so there is nothing to roll back "
            "to; give a commit with --to SHA")
     code, res = rollback(sandbox, "--dry-run")
     assert (code, res["result"], res["message"]) == (2, "would_abort", f"would stop: {why}"), res
@@ -80,7 +80,7 @@ def test_the_pin_names_the_runs_inventory(sandbox, tmp_path):
     hint = f"`inv unpin -i {inv} -H local`"
     r = run_cli("rollback", "-i", inv, "--dry-run", "--wide")
     said = " ".join(r.stdout.split())
-    assert r.returncode == 0 and f"would pin {v1[:12]}: rollback: cron stays on it until {hint}" in said, r.stdout
+    assert r.returncode == 0 and f"would pin {v1[:10]}: rollback: cron stays on it until {hint}" in said, r.stdout
     assert said.count("unpin") == 1, r.stdout  # the pin said once (trial #12)
     r = run_cli("rollback", "-i", inv, "--wide")
     said = " ".join(r.stdout.split())
@@ -102,12 +102,12 @@ def _rollback_outcome(result: str, woulds=()):
 
     host = inventory.loads("hosts:\n  find-to-do:\n    app: {path: /srv/app}\n    services:\n"
                            "      - {name: voice-meeting-discord-bot.service}\n", "h.yml").hosts["find-to-do"]
-    p = Plan("deploy", "", f"deploy {SHA[1][:12]} -> {SHA[0][:12]}", SHA[0], SHA[1], pin=SHA[0],
+    p = Plan("deploy", "", f"deploy {SHA[1][:10]} -> {SHA[0][:10]}", SHA[0], SHA[1], pin=SHA[0],
              services=("voice-meeting-discord-bot.service",))
     res = {"result": result, "exit_code": 0, "from": SHA[1], "to": SHA[0], "duration": 2.4, "subject": "v1",
-           "author": "Alice", "message": f"{SHA[1][:12]} -> {SHA[0][:12]}"}
+           "author": "Alice", "message": f"{SHA[1][:10]} -> {SHA[0][:10]}"}
     if result == "would_deploy":
-        res["message"] = f"would deploy {SHA[1][:12]} -> {SHA[0][:12]}"
+        res["message"] = f"would deploy {SHA[1][:10]} -> {SHA[0][:10]}"
         res["plan"] = {"kind": "deploy", "from": SHA[1], "to": SHA[0], "changed_files": 1, "dirty": [], "pin": None,
                        "bad": False, "would": as_json(actions(host, p, "rollback"))}
     return FanoutResult([HostResult("find-to-do", value=SimpleNamespace(result=res, install=None))])

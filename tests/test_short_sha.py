@@ -39,13 +39,12 @@ def test_laptop_side_lines_use_the_one_length():
     assert any(w.target == f"{SHA[:10]} -> {PIN[:10]}" for w in reset_would(host, Plan())), reset_would(host, Plan())
 
 
-def test_no_other_length_is_cut_on_the_laptop_side():
-    """A slice of 7 or 12 (a SHA cut by hand) outside the host side, which
-    its own owner changes (fabops/host/record.short, plan.short)."""
+def test_no_other_length_is_cut_anywhere():
+    """A slice of 7, 8 or 12 (a SHA cut by hand) anywhere in fabops/, the
+    host side too (record.short, plan.short, the lock holder's target, a
+    checkout's step label: tests/test_host_short_sha.py)."""
     found = []
     for path in sorted((ROOT / "fabops").rglob("*.py")):
-        if "host" in path.relative_to(ROOT / "fabops").parts[:1]:
-            continue
         for n, line in enumerate(path.read_text().splitlines(), 1):
             if re.search(r"\[:(7|8|12)\]", line):
                 found.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")

@@ -339,7 +339,7 @@ def test_rollback_says_it_pinned_the_host(sandbox):
     assert r.returncode == 0 and "rollback" in r.stdout.splitlines(), r.stdout + r.stderr
     assert "deploy" not in r.stdout.splitlines()
     # the host's plan says the pin, once, with the rollback's reason (trial #12)
-    assert f"[local] would pin {v1[:12]}: rollback: cron stays on it" in r.stdout, r.stdout
+    assert f"[local] would pin {v1[:10]}: rollback: cron stays on it" in r.stdout, r.stdout
     r = run_cli("rollback", "-i", inv, "--json")
     assert r.returncode == 0 and one(r.stdout)["pinned"] == v1, r.stdout + r.stderr
     assert sandbox.state["pin"] == v1  # what it says is what it did
@@ -368,9 +368,9 @@ def test_deploy_dry_run_says_its_plan_once(sandbox):
     inv = str(sandbox.inventory)
     r = run_cli("deploy", "-i", inv, "--dry-run", env={"COLUMNS": "80"})
     assert r.returncode == 0, r.stdout + r.stderr
-    span = f"{was[:12]} -> {sandbox.origin.head[:12]}"
+    span = f"{was[:10]} -> {sandbox.origin.head[:10]}"
     assert r.stdout.count(span) == 1, r.stdout
-    assert f"[local] would checkout {sandbox.origin.head[:12]}: deploy {span}" in r.stdout, r.stdout
+    assert f"[local] would checkout {sandbox.origin.head[:10]}: deploy {span}" in r.stdout, r.stdout
     assert "= would_deploy" not in r.stdout and "[local] would restart bot" in r.stdout, r.stdout
     data = one(run_cli("deploy", "-i", inv, "--dry-run", "--json").stdout)
     assert data["message"] == f"would deploy {span}" and data["plan"]["would"][0]["action"] == "checkout"

@@ -138,7 +138,7 @@ def test_rollback_during_a_watch_ends_it_and_acts_at_once(sandbox, cron_run):
     code, theirs = cron.result()
     assert theirs["result"] == "superseded", theirs
     assert "watch ended by rollback by alice@laptop" in theirs["message"], theirs
-    assert f"rollback target stays {v1[:12]}" in theirs["message"], theirs
+    assert f"rollback target stays {v1[:10]}" in theirs["message"], theirs
     state = sandbox.state
     assert v2 not in state["bad"], state["bad"]  # ending a watch is no verdict on the commit
     assert state["failing"] is None and code == 1, (code, state["failing"])  # not a failure, not done

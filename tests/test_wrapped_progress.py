@@ -16,13 +16,13 @@ from tests.test_piped_output import too_long, trailing
 # a step and a result as a rolled-back deploy sends them (fabops/host events)
 EVENTS = [
     {"kind": "step", "step": "fetch", "status": "start"},
-    {"kind": "step", "step": "fetch", "status": "ok", "seconds": 0.02, "message": "origin/main is bfdc15f611a4"},
+    {"kind": "step", "step": "fetch", "status": "ok", "seconds": 0.02, "message": "origin/main is bfdc15f611"},
     {"kind": "log", "message": "bot check GET http://127.0.0.1:60953/health: HTTP 200"},
     {"kind": "step", "step": "restart bot", "status": "failed", "seconds": 0.24,
      "message": "bot died after starting: its process is gone, twice within the 1 s watch after its gate"},
     {"kind": "result", "result": "rolled_back",
-     "message": "bfdc15f611a4 failed (bot died after starting: its process is gone); rolled back to "
-                "3f3397bd8ea3, healthy"},
+     "message": "bfdc15f611 failed (bot died after starting: its process is gone); rolled back to "
+                "3f3397bd8e, healthy"},
 ]
 
 
@@ -100,8 +100,8 @@ def test_deploy_dry_run_plan_lines_wrap_under_the_host(width, capsys, monkeypatc
     monkeypatch.setenv("COLUMNS", str(width))
     plan = {"changed_files": 12, "dirty": ["a", "b"], "pin": "3f2a9c1d7e5b8a0c4d6e", "to": "9b8c7d6e5f4a3b2c1d0e",
             "bad": ["9b8c7d6e5f4a3b2c1d0e"],
-            "would": [{"action": "checkout", "target": "9b8c7d6e5f4a",
-                       "why": "deploy 3f2a9c1d7e5b -> 9b8c7d6e5f4a: Switch the recorder to the new voice gateway "
+            "would": [{"action": "checkout", "target": "9b8c7d6e5f",
+                       "why": "deploy 3f2a9c1d7e -> 9b8c7d6e5f: Switch the recorder to the new voice gateway "
                               "API (Alice)"},
                       {"action": "restart", "target": "voice-meeting-discord-bot.service",
                        "why": "its files changed (node-bot/package.json, node-bot/src/recorder.js)"}]}

@@ -12,6 +12,7 @@ from typing import List, Optional, Sequence
 
 from ..errors import UsageError
 from ..shell import Cmd, join
+from ..shortsha import short_sha
 from ..target import Target
 from ..validate import ref_problem
 
@@ -244,7 +245,7 @@ class Git:
         return self.run(is_ancestor_cmd(self.path, old, new), "git merge-base --is-ancestor", warn=True).ok
 
     def checkout(self, branch: str, sha: str) -> None:
-        self.run(checkout_cmd(self.path, branch, sha), f"git checkout {sha[:12]}")
+        self.run(checkout_cmd(self.path, branch, sha), f"git checkout {short_sha(sha)}")
 
     def show(self, sha: str, path: str) -> Optional[str]:
         result = self.run(show_cmd(self.path, sha, path), "git show", warn=True)

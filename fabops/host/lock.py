@@ -14,6 +14,7 @@ import time
 from typing import Callable, Optional
 
 from ..errors import LockedError
+from ..shortsha import short_sha
 from .files import ensure_dir, read_object
 
 POLL = 0.2
@@ -27,7 +28,7 @@ def describe_holder(holder: dict) -> str:
     if not holder:
         return "another process (no details recorded)"
     since = holder.get("since")
-    facts = [f"target {str(holder['target'])[:12]}" if holder.get("target") else "",
+    facts = [f"target {short_sha(str(holder['target']))}" if holder.get("target") else "",
              f"pid {holder['pid']}" if holder.get("pid") else "",
              "since " + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since))
              if isinstance(since, (int, float)) else "",

@@ -16,6 +16,7 @@ import time
 from dataclasses import MISSING, FrozenInstanceError, dataclass, field, fields
 from typing import Optional, Tuple, Union
 
+from ..shortsha import short_sha
 from .git import paths_match
 from .record import counted
 from .state import RESTART_LIMIT, State, recent_restarts
@@ -422,4 +423,5 @@ def _deploy(host, state: State, facts: Facts, common: dict, pin: Optional[str]) 
 
 
 def short(sha: Optional[str]) -> str:
-    return (sha or "-")[:12]
+    """A commit in a plan's words: shortsha's length, '-' when there is none."""
+    return short_sha(sha, "-")

@@ -16,6 +16,7 @@ from typing import Callable, List, Optional
 from .. import errors
 from ..inventory import Host
 from ..paths import HostPaths
+from ..shortsha import short_sha
 from .files import append_json, append_line
 from .state import State
 
@@ -128,7 +129,9 @@ def default_actor() -> str:
 
 
 def short(sha: Optional[str]) -> str:
-    return sha[:12] if sha else "none"
+    """A commit in a host's line (progress, history's message): shortsha's
+    length, 'none' when there is none."""
+    return short_sha(sha, "none")
 
 
 def counted(number: int, noun: str) -> str:
