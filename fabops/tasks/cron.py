@@ -21,9 +21,7 @@ def cron(c, hosts=None, show=False, install=False, remove=False, dry_run=False, 
     """Show, install or remove the managed crontab block (local-update, health --fix, clean, backup-env)."""
     from ..cron import (apply_block, current_block, diff, read_crontab, remove_block, render_block, sandbox_table,
                         table_name, write_crontab)
-    from ..host.would import Would, lines
     from ._base import for_each_host
-    from .setup import diff_lines
 
     if install and remove:
         raise errors.UsageError("--install and --remove exclude each other")
@@ -54,34 +52,41 @@ def cron(c, hosts=None, show=False, install=False, remove=False, dry_run=False, 
     outcome = for_each_host(inventory, hosts, one, accept_new=accept_new, connect_timeout=connect_timeout)
     from .render import host_errors
 
-    columns = width()
     for r in outcome.results:
-        if not r.ok:
-            continue
-        v = r.value
-        if install or remove:
-            if v["changed"] and dry_run:  # every dry run's line form (host/would.py), then the diff
-                why = "fabops' block removed; every other line stays" if remove else "fabops' block from hosts.yml"
-                for line in lines([Would("change", "crontab", why)], f"[{r.host}] "):
-                    print_text(line)
-            elif remove and not v["changed"]:
-                print_text(f"[{r.host}] crontab: nothing to remove (no fabops block in the crontab)" + _sandbox(v))
-            else:
-                print_text(f"[{r.host}] crontab: {'changed' if v['changed'] else 'ok'}" + _sandbox(v))
-            if v["changed"] and (dry_run or install):
-                _data(diff_lines(r.host, v["diff"], columns))
-            if v.get("missing"):  # a dry run's: the install itself refuses
-                print_text(f"[{r.host}] WARNING: {v['missing']}: {hint(flag, r.host, 'cron', '--install')} "
-                           f"refuses until {hint(flag, r.host, 'setup')} has installed it")
-        else:
-            print_text(f"[{r.host}] " + ("no fabops block in the crontab" if not v["block"] else "managed block:")
-                       + _sandbox(v))
-            if v["block"]:
-                _data(diff_lines(r.host, v["block"], columns))
+        if r.ok:
+            _say(r.host, r.value, install, remove, dry_run, flag)
     host_errors(outcome.results)
     # a dry run exits as the install would: it refuses (2) where fabops is missing
     refused = any(r.ok and r.value.get("missing") for r in outcome.results)
     finish(max(outcome.code, errors.FAILED) if refused else outcome.code)
+
+
+def _say(host: str, v: dict, install: bool, remove: bool, dry_run: bool, flag) -> None:
+    """One host's lines: what changed (or would), the diff, the block."""
+    from ..host.would import Would, lines
+    from .render import hint
+    from .setup import diff_lines
+
+    columns = width()
+    if not (install or remove):
+        print_text(f"[{host}] " + ("no fabops block in the crontab" if not v["block"] else "managed block:")
+                   + _sandbox(v))
+        if v["block"]:
+            _data(diff_lines(host, v["block"], columns))
+        return
+    if v["changed"] and dry_run:  # every dry run's line form (host/would.py), then the diff
+        why = "fabops' block removed; every other line stays" if remove else "fabops' block from hosts.yml"
+        for line in lines([Would("change", "crontab", why)], f"[{host}] "):
+            print_text(line)
+    elif remove and not v["changed"]:
+        print_text(f"[{host}] crontab: nothing to remove (no fabops block in the crontab)" + _sandbox(v))
+    else:
+        print_text(f"[{host}] crontab: {'changed' if v['changed'] else 'ok'}" + _sandbox(v))
+    if v["changed"] and (dry_run or install):
+        _data(diff_lines(host, v["diff"], columns))
+    if v.get("missing"):  # a dry run's: the install itself refuses
+        print_text(f"[{host}] WARNING: {v['missing']}: {hint(flag, host, 'cron', '--install')} "
+                   f"refuses until {hint(flag, host, 'setup')} has installed it")
 
 
 def _no_fabops(cxn, host) -> str:

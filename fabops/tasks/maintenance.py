@@ -232,12 +232,19 @@ def clean(c, hosts=None, dry_run=False, json=False, inventory=None, accept_new=F
 SHOWN = 50  # system-update lists this many packages per host; --json has them all
 
 
+def _is_local(inventory, name: str) -> bool:
+    from ._base import load_inventory
+
+    host = load_inventory(inventory).hosts.get(name)
+    return bool(host and host.is_local)
+
+
 @fabops_task(name="system-update", help={
     "check": "Only list available updates: exit 1 when there are some, 0 when none (the default).",
 })
 def system_update(c, hosts=None, check=False, yes=False, json=False, inventory=None, accept_new=False,
                   connect_timeout=None):
-    """List OS package updates (dnf, yum or apt), or apply them with --yes; says if a reboot is needed."""
+    """List OS package updates (dnf, yum or apt), or apply them with --yes (not on a local host: that is this machine); says if a reboot is needed."""
     from ..host.record import counted
     from ..maintenance import system_update as do_update
     from .deploy import _inventory_flag
@@ -245,7 +252,16 @@ def system_update(c, hosts=None, check=False, yes=False, json=False, inventory=N
 
     if check and yes:
         raise errors.UsageError("--check and --yes exclude each other")
-    outcome = _each(inventory, hosts, lambda cxn, host: do_update(cxn, host, apply=yes), accept_new, connect_timeout)
+
+    def one(cxn, host):
+        if yes and host.is_local:
+            # setup and cron keep to the sandbox; upgrading packages cannot (trial: --check offered --yes there)
+            raise errors.UsageError(f"{host.name} runs on this machine (connection: local): system-update --yes "
+                                    "would upgrade this machine's own packages; apply updates on a real host",
+                                    host=host.name)
+        return do_update(cxn, host, apply=yes)
+
+    outcome = _each(inventory, hosts, one, accept_new, connect_timeout)
     codes = []
     for r in outcome.results:
         if r.ok:
@@ -264,8 +280,10 @@ def system_update(c, hosts=None, check=False, yes=False, json=False, inventory=N
                 print_text(f"[{r.host}] {v.manager}: applied {counted(len(v.updates), 'update')}"
                            + ("; a REBOOT is needed" if v.reboot_needed else "; no reboot needed"))
             else:
+                apply = (" (this machine's own: --yes is refused on a local host)" if _is_local(inventory, r.host)
+                         else f" (apply with {hint(_inventory_flag(inventory), r.host, 'system-update', '--yes')})")
                 print_text(f"[{r.host}] {v.manager}: {counted(len(v.updates), 'update')} available"
-                           + (f" (apply with {hint(_inventory_flag(inventory), r.host, 'system-update', '--yes')})" if v.updates else ""))
+                           + (apply if v.updates else ""))
                 for pkg in v.updates[:SHOWN]:
                     print_text(f"[{r.host}]   {pkg}")
                 if len(v.updates) > SHOWN:  # the rest: how many, and where they are
