@@ -672,3 +672,15 @@ def test_the_parser_given_only_the_named_tasks_parses_as_with_every_task(argv):
     p.parse_core(["fabops", "--complete", "--", "fabops"] + argv)
     p.parse_collection()
     assert set(p._make_parser().contexts) == set(Program._make_parser(p).contexts)
+
+
+@pytest.mark.parametrize("args, said", [
+    (["restart", "--service"], "fabops: --service (-s) needs a value; see `fabops restart --help`"),
+    (["logs", "-n"], "fabops: -n needs a value; see `fabops logs --help`"),
+    (["deploy", "--ref"], "fabops: --ref (-r) needs a value; see `fabops deploy --help`"),
+])
+def test_a_flag_without_its_value_is_named_as_typed(args, said):
+    """Invoke said `Flag <Argument: service (s)> needed value and was not
+    given one!` (the trial): the flag as a person types it, exit 64."""
+    r = run_cli(*args)
+    assert r.returncode == 64 and r.stderr.strip() == said, r.stderr

@@ -16,7 +16,7 @@ import functools
 import logging
 import re
 import sys
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 from invoke import Argument, Exit, Program
 from invoke.exceptions import ParseError
@@ -284,7 +284,7 @@ class TaskProgram(Program):
         task or a flag, with a did-you-mean; any other error as Invoke said it."""
         token, ctx = self.first_unknown()
         if token is None:
-            return str(exc)
+            return _needs_value(str(exc), self.prog, self.tasks_named())
         if not token.startswith("-"):
             return self.unknown_task(token)
         if token in ("-H", "--hosts") and not ctx.name:
@@ -295,6 +295,11 @@ class TaskProgram(Program):
         if ctx.name:
             return f"unknown flag {token!r} for {ctx.name}{hint}; see `{self.prog} {ctx.name} --help`"
         return f"unknown flag {token!r}{hint}; see `{self.prog} --help`"
+
+    def tasks_named(self) -> List[str]:
+        """The task names among the command line's words (for a message)."""
+        words = set(self.argv or ())
+        return [name for name in self.collection.task_names if name in words]
 
     def first_unknown(self) -> Tuple[Optional[str], Optional[ParserContext]]:
         """The first word the task parser could not place, and the context it
@@ -345,6 +350,22 @@ def take_debug(program: Program, after_tasks: bool = False) -> None:
         for handler in list(root.handlers):
             root.removeHandler(handler)
         root.setLevel(logging.WARNING)
+
+
+_NEEDS_VALUE = re.compile(r"Flag <Argument: ([\w-]+)(?: \((\w)\))?> needed value and was not given one!")
+
+
+def _needs_value(text: str, prog: str, tasks: List[str]) -> str:
+    """Invoke's `Flag <Argument: service (s)> needed value and was not given
+    one!` as the flag a person typed: `--service (-s) needs a value`."""
+    m = _NEEDS_VALUE.fullmatch(text.strip())
+    if not m:
+        return text
+    name, short = m.group(1).replace("_", "-"), m.group(2)
+    flag = f"-{name}" if len(name) == 1 else f"--{name}"
+    also = f" (-{short})" if short and short != name else ""
+    see = f"`{prog} {tasks[0]} --help`" if len(tasks) == 1 else f"`{prog} --help`"
+    return f"{flag}{also} needs a value; see {see}"
 
 
 def _close(token: str, choices) -> str:
