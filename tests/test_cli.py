@@ -436,7 +436,7 @@ def test_inv_gets_the_contract_on_its_own_program_only(monkeypatch):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["deploy", "-H", "local", "--ref"], "fabops: Flag <Argument: ref (r)> needed value and was not given one!"),
+    (["deploy", "-H", "local", "--ref"], "fabops: --ref (-r) needs a value; see `fabops deploy --help`"),
     (["ping", "-x"], "fabops: unknown flag '-x' for ping; see `fabops ping --help`"),
     (["--help", "deploi"], "fabops: unknown task 'deploi' (did you mean 'deploy'?); see `fabops --list`"),
     (["ping", "--no-json"], "fabops: unknown flag '--no-json' for ping (did you mean '--json'?); see `fabops ping --help`"),
