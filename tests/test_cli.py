@@ -438,6 +438,10 @@ def test_inv_gets_the_contract_on_its_own_program_only(monkeypatch):
 @pytest.mark.parametrize("argv, message", [
     (["deploy", "-H", "local", "--ref"], "fabops: --ref (-r) needs a value; see `fabops deploy --help`"),
     (["ping", "-x"], "fabops: unknown flag '-x' for ping; see `fabops ping --help`"),
+    # Invoke's core --list after a task without one listed the tasks, exit 0 (trial)
+    (["restore-env", "-H", "local", "--list"], "fabops: unknown flag '--list' for restore-env; "
+                                                "see `fabops restore-env --help`"),
+    (["agent"], "fabops: agent needs 'action'; see `fabops agent --help`"),  # Invoke's 'did not receive …
     (["--help", "deploi"], "fabops: unknown task 'deploi' (did you mean 'deploy'?); see `fabops --list`"),
     (["ping", "--no-json"], "fabops: unknown flag '--no-json' for ping (did you mean '--json'?); see `fabops ping --help`"),
 ])

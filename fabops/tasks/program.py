@@ -177,6 +177,11 @@ class TaskProgram(Program):
         wanted = self.args.help.value  # `--help NAME`: True for a bare --help
         if isinstance(wanted, str) and wanted not in self.parser.contexts:
             raise self.usage_error(self.unknown_task(wanted))
+        if self.args.list.value and self.tasks:
+            # Invoke's core --list, found after a task that has no --list of its
+            # own (`restore-env --list`): it listed the tasks and exited 0
+            name = self.tasks[0].name
+            raise self.usage_error(f"unknown flag '--list' for {name}; see `{self.prog} {name} --help`")
         if self.args.complete.value:
             from ..completion import complete
 
@@ -352,6 +357,7 @@ def take_debug(program: Program, after_tasks: bool = False) -> None:
         root.setLevel(logging.WARNING)
 
 
+_NEEDS_POSITIONAL = re.compile(r"'([\w.-]+)' did not receive required positional arguments: (.+)")
 _NEEDS_VALUE = re.compile(r"Flag <Argument: ([\w-]+)(?: \((\w)\))?> needed value and was not given one!")
 
 
@@ -360,7 +366,8 @@ def _needs_value(text: str, prog: str, tasks: List[str]) -> str:
     one!` as the flag a person typed: `--service (-s) needs a value`."""
     m = _NEEDS_VALUE.fullmatch(text.strip())
     if not m:
-        return text
+        p = _NEEDS_POSITIONAL.fullmatch(text.strip())  # `inv agent`: Invoke's words for a missing action
+        return f"{p.group(1)} needs {p.group(2)}; see `{prog} {p.group(1)} --help`" if p else text
     name, short = m.group(1).replace("_", "-"), m.group(2)
     flag = f"-{name}" if len(name) == 1 else f"--{name}"
     also = f" (-{short})" if short and short != name else ""
