@@ -441,7 +441,12 @@ def test_inv_gets_the_contract_on_its_own_program_only(monkeypatch):
     # Invoke's core --list after a task without one listed the tasks, exit 0 (trial)
     (["restore-env", "-H", "local", "--list"], "fabops: unknown flag '--list' for restore-env; "
                                                 "see `fabops restore-env --help`"),
-    (["agent"], "fabops: agent needs 'action'; see `fabops agent --help`"),  # Invoke's 'did not receive …
+    (["agent"], "fabops: agent needs 'action'; see `fabops agent --help`"),
+    # a value flag given twice: Invoke took no second value and read it as a task (trial)
+    (["status", "-H", "local", "--hosts", "local"], "fabops: --hosts given twice for status; give it once "
+                                                    "(-H a,b selects both)"),
+    (["logs", "-n", "3", "-n", "4"], "fabops: -n given twice for logs; give it once"),
+    (["deploy", "--dry-run", "nosuch"], "fabops: unknown task 'nosuch'; see `fabops --list`"),  # Invoke's 'did not receive …
     (["--help", "deploi"], "fabops: unknown task 'deploi' (did you mean 'deploy'?); see `fabops --list`"),
     (["ping", "--no-json"], "fabops: unknown flag '--no-json' for ping (did you mean '--json'?); see `fabops ping --help`"),
 ])

@@ -291,7 +291,7 @@ class TaskProgram(Program):
         if token is None:
             return _needs_value(str(exc), self.prog, self.tasks_named())
         if not token.startswith("-"):
-            return self.unknown_task(token)
+            return self._twice(ctx) or self.unknown_task(token)
         if token in ("-H", "--hosts") and not ctx.name:
             # `inv -H web deploy`: Invoke's own program has no global -H
             return f"unknown flag {token!r} before the task name (put it after: `{self.prog} TASK -H NAME`); " \
@@ -317,7 +317,19 @@ class TaskProgram(Program):
             return None, None
         if not result.unparsed:
             return None, None
+        self._left = len(result.unparsed)  # how many words the parser could not place
         return result.unparsed[0], result[-1]
+
+    def _twice(self, ctx: Optional[ParserContext]) -> Optional[str]:
+        """A task's flag given a second time (`status -H a -H b`): Invoke
+        takes no second value, and the value read as an unknown task."""
+        words = self.core.unparsed
+        at = len(words) - getattr(self, "_left", 0)
+        before = words[at - 1] if 0 < at <= len(words) else None
+        if ctx is None or not ctx.name or before not in ctx.flags or not ctx.flags[before].takes_value:
+            return None
+        both = " (-H a,b selects both)" if before in ("-H", "--hosts") else ""
+        return f"{before} given twice for {ctx.name}; give it once{both}"
 
     def unknown_task(self, token: str) -> str:
         return f"unknown task {token!r}{_close(token, list(self.collection.task_names))}; see `{self.prog} --list`"
