@@ -30,7 +30,7 @@ def describe_holder(holder: dict) -> str:
     since = holder.get("since")
     facts = [f"target {short_sha(str(holder['target']))}" if holder.get("target") else "",
              f"pid {holder['pid']}" if holder.get("pid") else "",
-             "since " + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since))
+             "since " + time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(since))
              if isinstance(since, (int, float)) else "",
              f"run {holder['run_id']}" if holder.get("run_id") else ""]
     facts = [f for f in facts if f]

@@ -126,7 +126,8 @@ def update_lines(name: str, result: Any, always: bool, plan: Optional[dict] = No
         return None
     import time
 
-    lines = [f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {name}: {result.result}: {result.message}"]
+    # with its zone, as health's lines (a trial read a bare time as UTC)
+    lines = [f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} {name}: {result.result}: {result.message}"]
     lines += [f"  warning: {warning}" for warning in result.warnings]
     lines += [f"  {key}: {', '.join(plan[key])}" for key in ("rules", "restart", "dirty") if (plan or {}).get(key)]
     return "\n".join(lines), result.exit_code not in (errors.OK, errors.WARNING)

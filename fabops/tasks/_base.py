@@ -415,7 +415,7 @@ def width() -> int:
 # timestamp (local-update's `2026-12-06T09:47:04 `), a `[host] ` or `host: `
 # prefix and the indent after it, or a list marker (`- `, `· `, `✓ `, and
 # deploy's progress marks `= ` for the result and `… ` for a running step).
-HANGING = re.compile(r" *(?:\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d +)?(?:\[[^\]\s]+\] +|[\w.@-]+: +)?(?:[-·✓✗•=…] +)?")
+HANGING = re.compile(r" *(?:\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:[+-]\d{4})? +)?(?:\[[^\]\s]+\] +|[\w.@-]+: +)?(?:[-·✓✗•=…] +)?")
 
 
 KEEP = "\ue000"  # a private-use character: never in the text, never a break (wrap, render's wrappers)
