@@ -156,7 +156,7 @@ def test_demo_stop_stops_the_kept_app_and_keeps_the_sandbox(tmp_path):
         r = demo("--stop")
         assert r.returncode == 0, r.stdout + r.stderr
         said = [ln for ln in r.stdout.splitlines() if ln.strip()]
-        assert _flat(said) == f"stopped: bot (pid {pid}), left running by `inv demo --keep`; the sandbox " \
+        assert _flat(said) == f"stopped: bot (pid {pid}), the sandbox's app (whichever run started it); " \
                               f"{box} is kept as it is", said
         assert all(ln.startswith("         ") for ln in said[1:]), said  # under the text after `stopped: `
         assert _started(pid) is None, f"pid {pid} still runs after --stop"  # stopped and waited for, not signalled

@@ -77,7 +77,7 @@ def _stop(out, base: Path) -> None:
     stopped = stop_kept(base.resolve())
     if stopped:
         apps = ", ".join(f"{name} (pid {pid})" for name, pid in stopped)
-        say_wrapped(out, f"stopped: {literal(apps)}, left running by `inv demo --keep`; the sandbox "
+        say_wrapped(out, f"stopped: {literal(apps)}, the sandbox's app (whichever run started it); "
                          f"{literal(str(base))} is kept as it is", head=len("stopped: "))
     else:
         say_wrapped(out, f"nothing to stop: no demo app is running from {literal(str(base))}",
