@@ -42,10 +42,10 @@ def test_the_commands_name_the_inventory_quoted():
     message = _no_watch_outcome("inv/staging hosts.yml").result["message"]
     assert COMMAND.findall(message) == [
         "inv deploy -i 'inv/staging hosts.yml' -H staging-eu-west-1 --attach 20261129T114640-4f2e1a",
-        "inv history -i 'inv/staging hosts.yml'"], message
+        "inv history -i 'inv/staging hosts.yml' -H staging-eu-west-1"], message
     message = _no_watch_outcome(None).result["message"]  # the usual lookup finds it: as before
     assert COMMAND.findall(message) == ["inv deploy -H staging-eu-west-1 --attach 20261129T114640-4f2e1a",
-                                        "inv history"], message
+                                        "inv history -H staging-eu-west-1"], message
 
 
 @pytest.mark.parametrize("width", WIDTHS)
@@ -106,6 +106,6 @@ def test_a_no_watch_deploy_with_i_names_commands_that_work_as_printed(sandbox, t
     r = run_cli(*attach[1:], "--json", timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     assert json.loads(r.stdout)["hosts"]["local"]["result"] == "deployed", r.stdout
-    assert history == ["inv", "history", "-i", str(inventory)], res.message
+    assert history == ["inv", "history", "-i", str(inventory), "-H", "local"], res.message
     r = run_cli(*history[1:])
     assert r.returncode == 0 and v2[:10] in r.stdout, r.stdout + r.stderr
