@@ -232,13 +232,6 @@ def clean(c, hosts=None, dry_run=False, json=False, inventory=None, accept_new=F
 SHOWN = 50  # system-update lists this many packages per host; --json has them all
 
 
-def _is_local(inventory, name: str) -> bool:
-    from ._base import load_inventory
-
-    host = load_inventory(inventory).hosts.get(name)
-    return bool(host and host.is_local)
-
-
 @fabops_task(name="system-update", help={
     "check": "Only list available updates: exit 1 when there are some, 0 when none (the default).",
 })
@@ -253,7 +246,11 @@ def system_update(c, hosts=None, check=False, yes=False, json=False, inventory=N
     if check and yes:
         raise errors.UsageError("--check and --yes exclude each other")
 
+    local = set()  # the hosts that are this machine: no --yes is offered for them
+
     def one(cxn, host):
+        if host.is_local:
+            local.add(host.name)
         if yes and host.is_local:
             # setup and cron keep to the sandbox; upgrading packages cannot (trial: --check offered --yes there)
             raise errors.UsageError(f"{host.name} runs on this machine (connection: local): system-update --yes "
@@ -280,7 +277,7 @@ def system_update(c, hosts=None, check=False, yes=False, json=False, inventory=N
                 print_text(f"[{r.host}] {v.manager}: applied {counted(len(v.updates), 'update')}"
                            + ("; a REBOOT is needed" if v.reboot_needed else "; no reboot needed"))
             else:
-                apply = (" (this machine's own: --yes is refused on a local host)" if _is_local(inventory, r.host)
+                apply = (" (this machine's own: --yes is refused on a local host)" if r.host in local
                          else f" (apply with {hint(_inventory_flag(inventory), r.host, 'system-update', '--yes')})")
                 print_text(f"[{r.host}] {v.manager}: {counted(len(v.updates), 'update')} available"
                            + (apply if v.updates else ""))
