@@ -6,8 +6,8 @@ sets its own PATH inline (a `PATH=` line in a crontab would also change the
 user's own jobs below it), runs `<host home>/venv/bin/fabops` with the host's
 own `host.yml`, and appends its output to `<host home>/cron.log`.
 
-A `connection: local` host is the sandbox (`inv demo`'s host, this
-machine): its table is the file `<host home>/crontab` (sandbox_table), so
+A `sandbox: true` host (`inv demo`'s host, on this machine): its table
+is the file `<host home>/crontab` (sandbox_table), so
 setup and `cron --install/--remove` on it never read or change the
 person's own crontab; nothing runs that file (the demo runs its update).
 """
@@ -106,8 +106,8 @@ READ = raw("crontab -l 2>/dev/null; true")
 def sandbox_table(host: Optional[Host]) -> Optional[str]:
     """Where a sandbox host's crontab is kept (a file in its home, as
     hosts.yml spells it), or None for a host whose crontab is the real
-    one (ssh)."""
-    return host.paths.file("crontab") if host is not None and host.is_local else None
+    one (ssh, or a plain `connection: local` host: this machine's)."""
+    return host.paths.file("crontab") if host is not None and host.sandbox else None
 
 
 def read_crontab(c, host: Optional[Host] = None) -> str:

@@ -107,6 +107,7 @@ def sandbox_entry(local_entry: dict, inventory_dir: Path, port: int) -> dict:
 
     entry = copy.deepcopy(local_entry)
     entry["connection"] = "local"
+    entry["sandbox"] = True  # whatever hosts.yml says: the demo deletes and rebuilds it
     default = os.path.normpath(inventory_dir / DEFAULT_DIR)
 
     def in_sandbox(key: str, given) -> str:

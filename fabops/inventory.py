@@ -126,6 +126,11 @@ class Host:
     user: Optional[str] = None  # the deploy user: every run, the units' User=, the sudoers subject
     port: Optional[int] = None
     connection: str = "ssh"  # ssh | local
+    # the demo's throwaway host (connection: local only): setup, cron and
+    # system-update keep inside its home and never touch this machine's own
+    # crontab, ~/.local/bin, /etc or packages. A plain `connection: local`
+    # host is this machine for real, set up like any other.
+    sandbox: bool = False
     # `inv setup` logs in as this user (full sudo) and does the deploy
     # user's part as that user; None: the deploy user sets itself up
     setup_user: Optional[str] = None
@@ -184,6 +189,8 @@ class Host:
         data["services"] = list(data["services"])
         data["deps"] = list(data["deps"])
         data["cleanup"] = list(data["cleanup"])
+        if not data["sandbox"]:  # the usual case says nothing (and host.yml stays as older fabops wrote it)
+            del data["sandbox"]
         return {k: v for k, v in data.items() if v is not None}
 
 
@@ -677,6 +684,8 @@ class _Validator:
 
     def finish_host(self, name: str, d: dict, key: str) -> Host:
         connection = d.get("connection", "ssh")
+        if d.get("sandbox") and connection != "local":
+            self.fail(f"{key}.sandbox", "needs `connection: local`: a sandbox is a directory on this machine")
         if d.get("setup_user") and not d.get("user"):
             self.fail(f"{key}.setup_user", "needs `user` too: the deploy user that setup sets up")
         app = d.get("app") or {}
@@ -710,6 +719,7 @@ class _Validator:
             setup_user=d.get("setup_user"),
             port=d.get("port"),
             connection=connection,
+            sandbox=bool(d.get("sandbox", False)),
             identity_file=d.get("identity_file"),
             env=dict(d.get("env") or {}),
             services=services,

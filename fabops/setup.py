@@ -723,7 +723,7 @@ def _logrotate(run: _Setup) -> Items:
     rotates the same logs is moved aside with --yes (logrotate refuses
     duplicate entries)."""
     t, host = run.t, run.host
-    if host.is_local:  # the sandbox's logs are its own: nothing is written under /etc for it
+    if host.sandbox:  # the sandbox's logs are its own: nothing is written under /etc for it
         return
     logs = [absolute(host.logs[k], run.user_home()) for k in ("update", "health") if host.logs.get(k)]
     if not logs:
@@ -750,10 +750,10 @@ def _logrotate(run: _Setup) -> Items:
 
 def _wrappers(run: _Setup) -> Items:
     """The team's habits: the legacy command names, now fabops, in
-    ~/.local/bin; a local host's (the sandbox) in its home's bin/, never
-    the person's own ~/.local/bin."""
+    ~/.local/bin; the sandbox's in its home's bin/, never the person's own
+    ~/.local/bin."""
     for name, args in WRAPPERS.items():
-        path = run.host.paths.file("bin", name) if run.host.is_local else f"~/.local/bin/{name}"
+        path = run.host.paths.file("bin", name) if run.host.sandbox else f"~/.local/bin/{name}"
         yield run.file(f"wrapper {name}", path, wrapper_text(run.host, args), mode="0755", root=False)
 
 

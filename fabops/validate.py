@@ -362,6 +362,7 @@ SCHEMA: Dict[str, Dict[str, Key]] = {
         "setup_user": Key("string", user_problem),
         "port": Key("integer", bounds=(1, 65535)),
         "connection": Key("choice", options=("ssh", "local")),
+        "sandbox": Key("boolean"),
         "identity_file": Key("string"),
         "app": Key("app"),
         "env": Key("env"),

@@ -109,3 +109,64 @@ def test_setup_items_write_inside_the_sandbox(sandbox, tmp_path, monkeypatch):
     assert not (person / ".local").exists(), "wrappers went to the person's ~/.local/bin"
     assert "local-update" in Path(host.paths.file("crontab")).read_text()
     assert os.access(host.paths.file("bin", "bot-status"), os.X_OK)
+
+
+def plain_local(sandbox) -> Path:
+    """The same host as `sandbox`, without `sandbox: true`: this machine
+    for real (a team running fabops on the host itself)."""
+    import yaml
+
+    data = yaml.safe_load(Path(sandbox.inventory).read_text())
+    del data["hosts"]["local"]["sandbox"]
+    path = Path(sandbox.inventory).with_name("plain.yml")
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_a_plain_local_host_is_this_machine_for_real(sandbox, tmp_path, monkeypatch):
+    """Review: every `connection: local` host was taken for the sandbox, so a
+    real local host's cron block went to a file nothing runs (monitor then
+    reports cron stalled) and a block in the real crontab could no longer be
+    removed. Only `sandbox: true` keeps setup and cron inside home."""
+    from invoke import Context
+
+    from fabops import setup
+    from fabops.cron import sandbox_table
+    from fabops.target import Target
+
+    host = inventory.load(str(plain_local(sandbox))).hosts["local"]
+    assert not host.sandbox and sandbox_table(host) is None and host_of(sandbox).sandbox
+    env = spy_crontab(tmp_path)
+    monkeypatch.setenv("PATH", env["PATH"])
+    person = tmp_path / "person"
+    person.mkdir()
+    monkeypatch.setenv("HOME", str(person))
+    Path(host.paths.home).mkdir(parents=True)
+    run = setup._Setup(Target(Context(), host.name, host.home), host, check=False, yes=False, offline=True,
+                       replace_units=False, splay=30)
+    results = list(setup._crontab(run)) + list(setup._wrappers(run))
+    assert all(r.status == "changed" for r in results), [(r.name, r.status, r.message) for r in results]
+    written = (tmp_path / "spy-bin" / "written").read_text()
+    assert MINE in written and "local-update" in written, written  # the real table, the person's line kept
+    assert os.access(person / ".local" / "bin" / "bot-status", os.X_OK)
+    assert not Path(host.paths.file("crontab")).exists()
+
+
+def test_sandbox_needs_a_local_connection(tmp_path):
+    from fabops import errors
+
+    inv = tmp_path / "hosts.yml"
+    inv.write_text("hosts:\n  web: {address: 10.0.0.1, sandbox: true, app: {path: /srv/app}}\n")
+    try:
+        inventory.load(str(inv))
+    except errors.ConfigError as exc:
+        assert "hosts.web.sandbox" in str(exc) and "connection: local" in str(exc), str(exc)
+    else:
+        raise AssertionError("sandbox: true on an ssh host was accepted")
+
+
+def test_the_demos_host_is_a_sandbox_whatever_hosts_yml_says(tmp_path):
+    from fabops.demo import sandbox_entry
+
+    entry = sandbox_entry({"connection": "local", "app": {"path": ".fabops-demo/host/app"}}, tmp_path, 3013)
+    assert entry["sandbox"] is True

@@ -246,14 +246,14 @@ def system_update(c, hosts=None, check=False, yes=False, json=False, inventory=N
     if check and yes:
         raise errors.UsageError("--check and --yes exclude each other")
 
-    local = set()  # the hosts that are this machine: no --yes is offered for them
+    local = set()  # the sandbox hosts: no --yes is offered for them
 
     def one(cxn, host):
-        if host.is_local:
+        if host.sandbox:
             local.add(host.name)
-        if yes and host.is_local:
+        if yes and host.sandbox:
             # setup and cron keep to the sandbox; upgrading packages cannot (trial: --check offered --yes there)
-            raise errors.UsageError(f"{host.name} runs on this machine (connection: local): system-update --yes "
+            raise errors.UsageError(f"{host.name} is the sandbox on this machine (sandbox: true): system-update --yes "
                                     "would upgrade this machine's own packages; apply updates on a real host",
                                     host=host.name)
         return do_update(cxn, host, apply=yes)

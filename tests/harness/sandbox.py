@@ -86,6 +86,7 @@ def clone(origin: Origin, dest: Path) -> None:
 def local_inventory(path: Path, app: Path, home: Path, port: int, timeout: str = "20s", **extra) -> Path:
     host = {
         "connection": "local",
+        "sandbox": True,  # as the demo's host: setup and cron keep inside home (extra may say False)
         "app": {"path": str(app)},
         "home": str(home),
         "backup_dir": str(home.parent / "backup"),
