@@ -434,8 +434,10 @@ def test_deploy_dry_run_says_its_plan_once(width, frozen, capsys, monkeypatch):
            "subject": "Switch the recorder to the new voice gateway API", "author": "Alice",
            "message": f"would deploy {SHA[1][:10]} -> {SHA[2][:10]}", "plan": plan}
     ok = HostResult("find-to-do", value=SimpleNamespace(result=res, install=None))
-    text = render(capsys, monkeypatch, width, _report, FanoutResult([ok]), False)
+    text = render(capsys, monkeypatch, width, _report, FanoutResult([ok]), False, dry_run=True)
     assert " ".join(text.split()).count(f"{SHA[1][:10]} -> {SHA[2][:10]}") == 1, text
+    # the plan lines, then the summary row after every one (#24)
+    assert text.index("would restart") < text.index("would_deploy"), text
     assert "would checkout" in text and "would restart" in text and "new voice gateway API" in text
     check("deploy-dry-run", width, text)
 

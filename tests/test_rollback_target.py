@@ -120,7 +120,7 @@ def test_rollback_summary(width, result, name, frozen, capsys, monkeypatch):
 
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     text = render(capsys, monkeypatch, width, _report, _rollback_outcome(result), False, task="rollback",
-                  flag="ops/hosts.yml")
+                  flag="ops/hosts.yml", dry_run=result == "would_deploy")
     said = " ".join(text.split())
     assert said.count("`inv unpin -i ops/hosts.yml -H find-to-do`") == 1 and said.count("pin") == 2, text
     check(name, width, text)

@@ -273,11 +273,13 @@ def _fan(chosen, one, parallel, rolling):
     return run_hosts(chosen, one, parallel=parallel)
 
 
-def _report(outcome, json, wide=False, task="deploy", flag=None, pins=None):
+def _report(outcome, json, wide=False, task="deploy", flag=None, pins=None, dry_run=False):
     """The summary of a deploy or a rollback (`task`), which heads it; a run
     that pins its hosts (`pins`: a rollback, a deploy --ref) also says which
     hosts it pinned, in its JSON as `pinned`. `flag`: the run's `-i`
-    (_inventory_flag), for the commands it names."""
+    (_inventory_flag), for the commands it names. A dry run's plan lines
+    come first, after its progress, and its summary rows after every one
+    (#24: the rows sat between the fetch line and the plan)."""
     from .render import host_errors
 
     pins = task == "rollback" if pins is None else pins
@@ -285,10 +287,13 @@ def _report(outcome, json, wide=False, task="deploy", flag=None, pins=None):
         extra = (lambda v: {"pinned": _pinned(v.result)}) if pins else (lambda v: {})
         print_envelope(outcome.results, lambda v: v.result | {"install": v.install} | extra(v), code=_code(outcome))
     else:
+        lines = [_plans] + ([_pin_lines] if pins else [])
+        before, after = (lines, []) if dry_run else ([], lines)
+        for say in before:
+            say(outcome, flag)
         _summary(outcome, wide, task)
-        _plans(outcome, flag)
-        if pins:
-            _pin_lines(outcome, flag)
+        for say in after:
+            say(outcome, flag)
         host_errors(outcome.results)
     _github_summary(outcome, task)
 
@@ -560,7 +565,7 @@ def deploy(
                          offline=offline, dry_run=dry_run, clear_pin=ref is None, attach=attach, watch=bool(watch),
                          inventory=_inventory_flag(inventory))
     outcome = _run_deploys(inventory, hosts, opts, parallel, rolling, json, accept_new, connect_timeout)
-    _report(outcome, json, wide, flag=opts.inventory, pins=ref is not None)
+    _report(outcome, json, wide, flag=opts.inventory, pins=ref is not None, dry_run=dry_run)
     finish(_code(outcome))
 
 
@@ -592,7 +597,7 @@ def rollback(c, hosts=None, to=None, wait=None, liveness=5.0, offline=False, act
 
     outcome = _showing(printer, lambda: for_each_host(inventory, hosts, one, parallel=parallel,
                                                       accept_new=accept_new, connect_timeout=connect_timeout))
-    _report(outcome, json, wide, task="rollback", flag=_inventory_flag(inventory))
+    _report(outcome, json, wide, task="rollback", flag=_inventory_flag(inventory), dry_run=dry_run)
     finish(_code(outcome))
 
 
