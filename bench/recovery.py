@@ -39,8 +39,6 @@ LEGACY = ("set -e; cd ~/voice-meeting-bot; git pull --quiet /srv/origin.git main
 
 class Host:
     def __init__(self, base: Path):
-        import yaml
-
         self.base = base
         self.home = base / "laptop"
         (self.home / ".ssh").mkdir(parents=True, mode=0o700)
@@ -50,11 +48,21 @@ class Host:
         container.prepare(container.cached_rootfs(cache), rootfs, Path(str(key) + ".pub").read_text())
         self.origin = Origin(base / "origin")
         self.box = container.boot(rootfs, {str(self.origin.bare): "/srv/origin.git"}, base)
+        try:
+            self._first_deploy(key, cache)
+        except BaseException:  # the caller gets no Host to stop: stop the container here
+            self.box.stop()
+            raise
+
+    def _first_deploy(self, key: Path, cache: Path) -> None:
+        """The laptop's ssh config, the inventory, setup and a first deploy."""
+        import yaml
+
         ssh = self.home / ".ssh"
         (ssh / "config").write_text(f"Host find-to-do\n  HostName {self.box.address}\n  User ec2-user\n"
                                     f"  IdentityFile {key}\n")
         (ssh / "known_hosts").write_text(f"{self.box.address} {self.box.host_key}\n")
-        self.inv = base / "hosts.yml"
+        self.inv = self.base / "hosts.yml"
         self.inv.write_text(yaml.safe_dump({"default": "find-to-do", "hosts": {"find-to-do": {
             "user": "ec2-user", "app": {"path": "/home/ec2-user/voice-meeting-bot"},
             "services": [{"name": UNIT, "unit": True, "command": "python3 app.py", "port": 3003, "timeout": "60s",

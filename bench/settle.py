@@ -102,9 +102,13 @@ class Bench:
     def __init__(self, base: Path):
         self.host = Host(base)
         self.n = 1
-        self.push("ok", {"app.py": WRAPPER, "sample_app.py": (SAMPLE_APP / "app.py").read_text()})
-        self.mode("2s", "0s")
-        self.deploy("--no-watch")
+        try:
+            self.push("ok", {"app.py": WRAPPER, "sample_app.py": (SAMPLE_APP / "app.py").read_text()})
+            self.mode("2s", "0s")
+            self.deploy("--no-watch")
+        except BaseException:  # bench() gets no Bench to stop: stop the container here
+            self.host.box.stop()
+            raise
 
     def push(self, behaviour: str, files=None) -> str:
         self.n += 1
