@@ -90,3 +90,18 @@ def test_setup_a_host_walks_through_real_commands_and_a_valid_inventory(tmp_path
         flags = {a for a in args if a.startswith("-")}
         names = {("--" if len(n) > 1 else "-") + n.replace("_", "-") for a in ns[task].get_arguments() for n in a.names}
         assert flags <= names, f"{ln}: {flags - names}"
+
+
+def test_docgen_check_says_whether_tasks_md_is_current(tmp_path, monkeypatch, capsys):
+    """`python -m fabops.docgen --check` changes nothing and exits 1 when
+    docs/tasks.md differs from what the code generates (a hook or CI step)."""
+    from fabops import docgen
+
+    real = ROOT / "docs" / "tasks.md"
+    monkeypatch.setattr(docgen, "tasks_md", lambda: real.read_text())
+    assert docgen.main(["--check"]) == 0
+    monkeypatch.setattr(docgen, "tasks_md", lambda: real.read_text() + "drift\n")
+    before = real.read_text()
+    assert docgen.main(["--check"]) == 1 and real.read_text() == before
+    assert "out of date" in capsys.readouterr().err
+    assert docgen.main(["--bogus"]) == 64
