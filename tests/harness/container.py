@@ -1,8 +1,9 @@
 """Tier 3: a booted Debian container playing `find-to-do` (docs/testing.md).
 
-- The rootfs is built once with `debootstrap --variant=minbase` from the
-  Debian mirror in apt's deb822 sources and cached as a tar.zst under
-  ~/.cache/fabops-tests, keyed by a hash of its recipe.
+- The rootfs is built once with `debootstrap --variant=minbase`, its
+  signatures checked against debian-archive-keyring, from this machine's own
+  Debian mirror on Debian, else deb.debian.org (pick_mirror), and cached as a
+  tar.zst under ~/.cache/fabops-tests, keyed by a hash of its recipe.
 - It is extracted once per session and prepared like a fresh EC2 host: user
   `ec2-user` (passwordless sudo, as cloud-init sets it up), our client key,
   a generated host key, hostname `find-to-do`.
@@ -24,7 +25,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Mapping, Optional, Sequence, Tuple
 
 PACKAGES = ("systemd,systemd-sysv,dbus,openssh-server,cron,curl,git,python3,python3-venv,"
             "iproute2,procps,sudo,logrotate")
@@ -35,23 +36,128 @@ SUITES = ("bookworm", "bullseye")
 NETNS_PREFIX = "fabops-t"
 
 
-def mirror() -> str:
-    """The Debian mirror this machine's apt uses (deb822 .sources first)."""
-    d = Path("/etc/apt/sources.list.d")
-    for f in sorted(d.glob("*.sources")) if d.is_dir() else []:
-        text = f.read_text()
-        for block in text.split("\n\n"):
-            if "debian-security" in block:
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+MIRROR_ENV = "FABOPS_DEBIAN_MIRROR"  # a mirror of your choice wins over both
+KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"  # .ci/run installs it
+# Debian's suite names besides the codename (os-release's VERSION_CODENAME)
+DEBIAN_SUITES = {"stable", "oldstable", "oldoldstable", "testing", "unstable", "sid"}
+
+
+def pick_mirror(os_release: str, sources: Sequence[Tuple[str, str]], mirror_lists: Mapping[str, str],
+                override: str = "") -> str:
+    """The Debian mirror to debootstrap from: `override` if set, else this
+    machine's own Debian archive mirror if it runs Debian, else Debian's own
+    mirror (an Ubuntu machine's, such as GitHub's runners', serves no Debian).
+    `sources` are apt's files as (name, text), `mirror_lists` the texts of the
+    files their `mirror+file:` URIs name; tests/test_mirror.py."""
+    if override.strip():
+        return override.strip()
+    release = _os_release(os_release)
+    if release.get("ID") != "debian":
+        return DEBIAN_MIRROR
+    return apt_archive(os_release, sources, mirror_lists) or DEBIAN_MIRROR
+
+
+def apt_archive(os_release: str, sources: Sequence[Tuple[str, str]], mirror_lists: Mapping[str, str]) -> Optional[str]:
+    """The mirror this machine's apt uses for its own distribution's main
+    archive, or None. Not security, nor a third party's repository: one whose
+    suite is not this release's, without `main`, or whose signed-by names
+    another keyring (Docker's, Adoptium's) is never taken; of the rest, one
+    the distribution vouches for (its keyring, its own host, a path ending in
+    its name) before any other (Microsoft's, with an apt-key key)."""
+    release = _os_release(os_release)
+    distro = release.get("ID", "debian")
+    own = {release.get("VERSION_CODENAME", "")} | DEBIAN_SUITES
+    found = []
+    for name, text in sources:
+        entries = _deb822(text) if name.endswith(".sources") else _one_line(text)
+        for uris, suites, components, signed_by in entries:
+            if "main" not in components or not any(_base_suite(s) in own for s in suites):
                 continue
-            m = re.search(r"^URIs:\s*(\S+)", block, re.M)
-            if m:
-                return m.group(1)
-    legacy = Path("/etc/apt/sources.list")
-    if legacy.exists():
-        m = re.search(r"^deb\s+(\S+)\s+\S+", legacy.read_text(), re.M)
-        if m:
-            return m.group(1)
-    return "http://deb.debian.org/debian"
+            if signed_by and f"{distro}-archive-keyring" not in signed_by:
+                continue
+            for uri in filter(None, (_resolve(u, mirror_lists) for u in uris)):
+                vouched = signed_by or re.match(rf"^https?://([^/]*\.)?{distro}\.(org|com)/", uri) \
+                    or uri.rstrip("/").endswith(f"/{distro}")
+                found.append((0 if vouched else 1, len(found), uri))
+    return min(found)[2] if found else None
+
+
+def _os_release(text: str) -> dict:
+    pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
+    return {k.strip(): v.strip().strip("\"'") for k, v in pairs}
+
+
+def _base_suite(suite: str) -> str:
+    """bookworm-updates -> bookworm; bookworm-security and buster/updates
+    (the security archive) -> '' (never a base archive)."""
+    if suite.endswith("-security") or "/" in suite:
+        return ""
+    return re.sub(r"-(updates|backports|proposed-updates|proposed)$", "", suite)
+
+
+def _one_line(text: str) -> Iterator[Tuple[list, list, list, str]]:
+    """`deb [options] URI SUITE COMPONENT...` lines of a sources.list."""
+    for line in text.splitlines():
+        line = line.split("#", 1)[0]
+        options = " ".join(re.findall(r"\[([^]]*)\]", line))
+        words = re.sub(r"\[[^]]*\]", " ", line).split()
+        if len(words) >= 3 and words[0] == "deb":
+            signed = re.search(r"signed-by=(\S+)", options)
+            yield [words[1]], [words[2]], words[3:], signed.group(1) if signed else ""
+
+
+def _deb822(text: str) -> Iterator[Tuple[list, list, list, str]]:
+    """The stanzas of a deb822 .sources file (Types: deb, Enabled not no)."""
+    kept = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
+    for stanza in re.split(r"\n\s*\n", kept):
+        fields = {}
+        for m in re.finditer(r"^([\w-]+):[ \t]*(.*(?:\n[ \t].*)*)", stanza, re.M):
+            fields[m.group(1).lower()] = m.group(2).split()
+        if "deb" in fields.get("types", []) and fields.get("enabled", ["yes"])[0].lower() != "no":
+            yield (fields.get("uris", []), fields.get("suites", []), fields.get("components", []),
+                   " ".join(fields.get("signed-by", [])))
+
+
+def _resolve(uri: str, mirror_lists: Mapping[str, str]) -> Optional[str]:
+    """A plain http(s) URI as is; `mirror+file:PATH` (GitHub's runners) as
+    the best-priority entry of that file's list; any other (a remote mirror
+    list, cdrom:, file:) None: debootstrap cannot use it."""
+    if uri.startswith("mirror+file:"):
+        ranked = []
+        for n, line in enumerate(mirror_lists.get(uri[len("mirror+file:"):], "").splitlines()):
+            parts = line.split("#", 1)[0].split()
+            if parts:
+                prio = re.search(r"(?:^|\s)priority:(\d+)", line)
+                ranked.append((int(prio.group(1)) if prio else 1000 + n, n, parts[0]))
+        return _resolve(min(ranked)[2], {}) if ranked else None
+    return uri if re.match(r"^https?://", uri) else None
+
+
+def apt_files(root: Path = Path("/")) -> Tuple[str, list, dict]:
+    """The texts pick_mirror reads, from the machine under `root`: os-release;
+    apt's sources in apt's order (sources.list, then sources.list.d/*.list
+    and *.sources by name); each file a `mirror+file:` URI names."""
+    def text(p: Path) -> str:
+        try:
+            return p.read_text()
+        except (OSError, UnicodeDecodeError):
+            return ""
+
+    os_release = text(root / "etc/os-release") or text(root / "usr/lib/os-release")
+    apt = root / "etc/apt"
+    d = apt / "sources.list.d"
+    files = [apt / "sources.list"] + sorted(f for f in (d.iterdir() if d.is_dir() else ())
+                                            if f.suffix in (".list", ".sources"))
+    sources = [(f.name, text(f)) for f in files if f.is_file()]
+    named = {m for _, t in sources for m in re.findall(r"mirror\+file:(\S+)", t)}
+    return os_release, sources, {m: text(root / m.lstrip("/")) for m in named}
+
+
+def mirror() -> str:
+    """The Debian mirror the images are built from (pick_mirror on this
+    machine's files, $FABOPS_DEBIAN_MIRROR first)."""
+    return pick_mirror(*apt_files(), override=os.environ.get(MIRROR_ENV, ""))
 
 
 def recipe(suite: str = SUITE) -> str:
@@ -66,8 +172,11 @@ def cached_rootfs(cache: Path, suite: str = SUITE) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     build = cache / f"rootfs-build-{os.getpid()}"
     shutil.rmtree(build, ignore_errors=True)
-    r = subprocess.run(["debootstrap", "--variant=minbase", f"--include={PACKAGES}", suite, str(build), mirror()],
-                       capture_output=True, text=True)
+    if not Path(KEYRING).is_file():  # explicit: without it debootstrap would go on unchecked
+        raise RuntimeError(f"no {KEYRING} to check the {suite} image's signatures against: "
+                           "install debian-archive-keyring (.ci/run does)")
+    r = subprocess.run(["debootstrap", "--variant=minbase", f"--include={PACKAGES}", f"--keyring={KEYRING}", suite,
+                        str(build), mirror()], capture_output=True, text=True)
     if r.returncode != 0:
         shutil.rmtree(build, ignore_errors=True)
         raise RuntimeError(f"debootstrap {suite} failed ({r.returncode}): {(r.stdout + r.stderr)[-1500:]}")
