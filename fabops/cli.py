@@ -47,9 +47,11 @@ def main(argv=None):
 def run_program(argv=None):
     """fabops' program, here or in a run of the agent's."""
     from . import __version__
+    from .shell import set_program
     from .tasks import ns
     from .tasks.program import FabopsProgram
 
+    set_program("fabops")  # after the task tree's import: serve_inv's word is for `inv`
     program = FabopsProgram(namespace=ns, version=__version__, name="fabops", binary="fabops")
     program.run(argv)
 

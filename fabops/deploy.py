@@ -22,7 +22,7 @@ from .host.events import new_run_id
 from .host.record import default_actor
 from .inventory import Host
 from .remote import home_dir_cmd
-from .shell import Cmd, join, path, sh
+from .shell import Cmd, join, path, program, sh
 from .shortsha import short_sha
 from .target import Target
 
@@ -62,11 +62,12 @@ class DeployOutcome:
 
 
 def suggest(inventory: Optional[str], task: str, *words: str) -> str:
-    """`inv TASK [-i PATH] WORDS…` as a message names it for a person to
-    run next (`--attach ID`, `history -H HOST`), quoted as a shell reads it
+    """`fabops TASK [-i PATH] WORDS…` as a message names it for a person to
+    run next (`--attach ID`, `history -H HOST`): the program this run started
+    as (shell.program, `inv` under Invoke's), quoted as a shell reads it
     (shell.join), with the inventory this run used when the usual lookup
     would not find it: the command works as printed."""
-    return f"`{join(['inv', task, *(['-i', inventory] if inventory else []), *words])}`"
+    return f"`{join([program(), task, *(['-i', inventory] if inventory else []), *words])}`"
 
 
 def host_yml(host: Host) -> str:
@@ -353,30 +354,14 @@ def _dry_run(c, host: Host, opts: DeployOptions, outcome: DeployOutcome, on_even
     computes the plan (it fetches, which only updates remote-tracking refs);
     otherwise the plan says what can be known without it."""
     from .install import ensure_installed
-    from .remote import gather_status
 
     inst = ensure_installed(c, host, offline=opts.offline, dry_run=True)
     outcome.install = inst.message
     on_event({"kind": "log", "message": inst.message})
     if inst.changed:
-        status = gather_status(c, host)
-        app = host.app
-        from .host.git import ls_remote_cmd, parse_ls_remote
-
-        r = Target.of(c, host).run(ls_remote_cmd(path(app.path), app.remote, app.branch), check=False, timeout=60)
-        target = (parse_ls_remote(r.stdout) if r.ok else None) or opts.ref or "?"
-        deployed = status.get("deployed") or status.get("head")
         # Without fabops on the host the preflight cannot run: say so, and
         # what the deploy would first do.
-        moving = target != deployed
-        outcome.result = {
-            "result": "would_deploy" if moving else "noop", "exit_code": errors.OK, "from": deployed, "to": target,
-            "duration": 0.0,
-            "message": f"{inst.message}; then " + (f"would deploy {short_sha(deployed, 'none')} -> {short_sha(target)}"
-                                                   if moving else f"up to date at {short_sha(target)}"),
-            "warnings": ["preflight not run: fabops is not installed on the host at this version yet"],
-            "plan": {"install": inst.message, "from": deployed, "to": target, "pin": status.get("pin")},
-        }
+        outcome.result = _dry_run_uninstalled(c, host, opts, inst.message)
         return outcome
     config = host.paths.run_file(outcome.run_id, "dry-run.yml")
     t = Target.of(c, host)
@@ -398,6 +383,43 @@ def _dry_run(c, host: Host, opts: DeployOptions, outcome: DeployOutcome, on_even
     except (ValueError, KeyError, TypeError):
         raise CommandFailed.from_result("dry run", r, host=host.name) from None
     return outcome
+
+
+def _dry_run_uninstalled(c, host: Host, opts: DeployOptions, install: str) -> dict:
+    """A dry run's result on a host without fabops at this version (it would
+    `install` first): what the laptop can know. The target is --ref (a
+    rollback's --to), else a deploy's branch head; a rollback without --to
+    names none, since the host's planner picks it after the install
+    (host/plan.py, rollback_target) and the laptop has no copy of that
+    decision (#24: it named the branch head, where no rollback goes)."""
+    from .remote import gather_status
+
+    status = gather_status(c, host)
+    deployed = status.get("deployed") or status.get("head")
+    result = {"result": "would_deploy", "exit_code": errors.OK, "from": deployed, "to": None, "duration": 0.0,
+              "warnings": ["preflight not run: fabops is not installed on the host at this version yet"],
+              "plan": {"install": install, "from": deployed, "to": None, "pin": status.get("pin")}}
+    if opts.trigger == "rollback" and not opts.ref:
+        result["message"] = (f"{install}; then the host's planner would pick the commit to roll back to from its "
+                             f"history, or refuse if no good commit older than {short_sha(deployed, 'none')} was "
+                             "deployed: this dry run cannot name it before fabops is on the host")
+        return result
+    target = opts.ref or _branch_head(c, host) or "?"
+    moving = target != deployed
+    result.update(result="would_deploy" if moving else "noop", to=target)
+    result["plan"]["to"] = target
+    result["message"] = f"{install}; then " + (f"would deploy {short_sha(deployed, 'none')} -> {short_sha(target)}"
+                                               if moving else f"up to date at {short_sha(target)}")
+    return result
+
+
+def _branch_head(c, host: Host) -> Optional[str]:
+    """The commit the app's branch is at on its remote, without fetching."""
+    from .host.git import ls_remote_cmd, parse_ls_remote
+
+    app = host.app
+    r = Target.of(c, host).run(ls_remote_cmd(path(app.path), app.remote, app.branch), check=False, timeout=60)
+    return parse_ls_remote(r.stdout) if r.ok else None
 
 
 def _deploy_local(c, host: Host, opts: DeployOptions, on_event) -> DeployOutcome:

@@ -117,6 +117,24 @@ def join(argv: Iterable[Any]) -> Cmd:
     return Cmd(" ".join(render(a) if isinstance(a, (Cmd, HostPath)) else shlex.quote(str(a)) for a in argv))
 
 
+_PROGRAM = ["fabops"]
+
+
+def program() -> str:
+    """The program a person ran to start this run, `fabops` or `inv`, for
+    the commands a message tells them to run next: `inv` works only next to
+    a tasks.py, so a hint says what worked (docs/architecture.md, "Command
+    line"). Set once by the entry point (set_program); `fabops`, the one
+    that works anywhere, until then."""
+    return _PROGRAM[-1]
+
+
+def set_program(name: str) -> None:
+    """The entry point's word: cli.run_program (`fabops`), tasks.program's
+    serve_inv (`inv`), the agent's run (the binary its client named)."""
+    _PROGRAM[:] = ["inv" if name.startswith("inv") else "fabops"]
+
+
 def sudo(argv: Iterable[Any]) -> Cmd:
     """`sudo -n …`: never hang on a password prompt; fail at once instead."""
     return sh("sudo -n {argv}", argv=join(argv))

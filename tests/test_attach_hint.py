@@ -41,11 +41,11 @@ def _no_watch_outcome(inventory):
 def test_the_commands_name_the_inventory_quoted():
     message = _no_watch_outcome("inv/staging hosts.yml").result["message"]
     assert COMMAND.findall(message) == [
-        "inv deploy -i 'inv/staging hosts.yml' -H staging-eu-west-1 --attach 20261129T114640-4f2e1a",
-        "inv history -i 'inv/staging hosts.yml' -H staging-eu-west-1"], message
+        "fabops deploy -i 'inv/staging hosts.yml' -H staging-eu-west-1 --attach 20261129T114640-4f2e1a",
+        "fabops history -i 'inv/staging hosts.yml' -H staging-eu-west-1"], message
     message = _no_watch_outcome(None).result["message"]  # the usual lookup finds it: as before
-    assert COMMAND.findall(message) == ["inv deploy -H staging-eu-west-1 --attach 20261129T114640-4f2e1a",
-                                        "inv history -H staging-eu-west-1"], message
+    assert COMMAND.findall(message) == ["fabops deploy -H staging-eu-west-1 --attach 20261129T114640-4f2e1a",
+                                        "fabops history -H staging-eu-west-1"], message
 
 
 @pytest.mark.parametrize("width", WIDTHS)
@@ -57,7 +57,7 @@ def test_the_attach_command_with_its_inventory_stays_whole(width, frozen, capsys
     outcome = _no_watch_outcome("staging.yml")
     text = render(capsys, monkeypatch, width, _report,
                   FanoutResult([HostResult("staging-eu-west-1", value=outcome)]), False)
-    command = "`inv deploy -i staging.yml -H staging-eu-west-1 --attach 20261129T114640-4f2e1a`"
+    command = "`fabops deploy -i staging.yml -H staging-eu-west-1 --attach 20261129T114640-4f2e1a`"
     # on one line where it fits one (76 columns: this one does not at 80),
     # else wrapped at its spaces, whole
     assert any(command in line for line in text.splitlines()) or len(command) > width - 4, text
@@ -102,10 +102,10 @@ def test_a_no_watch_deploy_with_i_names_commands_that_work_as_printed(sandbox, t
     res = SimpleNamespace(**json.loads(r.stdout)["hosts"]["local"])
     assert r.returncode == 0 and res.watching is True and res.to == v2, r.stdout + r.stderr
     attach, history = (shlex.split(c) for c in COMMAND.findall(res.message))
-    assert attach == ["inv", "deploy", "-i", str(inventory), "-H", "local", "--attach", res.run_id], res.message
+    assert attach == ["fabops", "deploy", "-i", str(inventory), "-H", "local", "--attach", res.run_id], res.message
     r = run_cli(*attach[1:], "--json", timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     assert json.loads(r.stdout)["hosts"]["local"]["result"] == "deployed", r.stdout
-    assert history == ["inv", "history", "-i", str(inventory), "-H", "local"], res.message
+    assert history == ["fabops", "history", "-i", str(inventory), "-H", "local"], res.message
     r = run_cli(*history[1:])
     assert r.returncode == 0 and v2[:10] in r.stdout, r.stdout + r.stderr

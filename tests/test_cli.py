@@ -422,8 +422,10 @@ def test_inv_gets_the_contract_on_its_own_program_only(monkeypatch):
 
     from invoke import Program
 
+    from fabops import shell
     from fabops.tasks.program import FabopsProgram, TaskProgram, serve_inv
 
+    monkeypatch.setattr(shell, "_PROGRAM", ["fabops"])  # serve_inv names `inv` for the hints: this test's only
     invs = Program(name="Invoke", binary="inv[oke]")
     monkeypatch.setitem(sys.modules, "invoke.main", SimpleNamespace(program=invs))
     serve_inv()

@@ -130,7 +130,7 @@ def test_status_continues_under_its_text(width, frozen, capsys, monkeypatch):
     after = lines[[i for i, ln in enumerate(lines) if ln.startswith("└")][0] + 1:]
     starts = ("deployed ", "📌 pinned", "last check", "updates failing", "last run:")
     assert all(ln.startswith(starts) or ln.startswith("  ") and ln[2] != " " for ln in after), text
-    assert "`inv unpin -H local`" in text, text
+    assert "`fabops unpin -H local`" in text, text
     check("status-wrap", width, text)
 
 
@@ -476,7 +476,7 @@ def test_deploy_no_watch_names_its_attach_command_whole(width, frozen, capsys, m
     assert f"--attach {run_id}`" in outcome.result["message"]  # what the pipeline says, not a copy
     text = render(capsys, monkeypatch, width, _report, FanoutResult([HostResult("staging-eu-west-1", value=outcome)]),
                   False)
-    command = f"`inv deploy -H staging-eu-west-1 --attach {run_id}`"
+    command = f"`fabops deploy -H staging-eu-west-1 --attach {run_id}`"
     assert any(command in line for line in text.splitlines()), text
     assert "…" not in text and " ".join(text.split()).count("rolls back on its own") == 1, text
     lines = text.splitlines()

@@ -29,9 +29,9 @@ def test_status_pin_hint_names_the_host_and_the_inventory(capsys, monkeypatch):
     data = {"services": [], "deployed": "a" * 40, "pin": "a" * 40, "pin_reason": "rollback by x@y"}
     status_panel("web-1", data, flag="/srv/ops/hosts.yml")
     out = capsys.readouterr().out
-    assert "`inv unpin -i /srv/ops/hosts.yml -H web-1` to follow the branch again" in out, out
+    assert "`fabops unpin -i /srv/ops/hosts.yml -H web-1` to follow the branch again" in out, out
     status_panel("web-1", data)
-    assert "`inv unpin -H web-1` to follow" in capsys.readouterr().out
+    assert "`fabops unpin -H web-1` to follow" in capsys.readouterr().out
 
 
 def test_system_update_and_restore_env_hints(sandbox, tmp_path):
@@ -42,10 +42,10 @@ def test_system_update_and_restore_env_hints(sandbox, tmp_path):
     assert " 3 updates available (this machine's own: --yes is refused on a local host)" in r.stdout, r.stdout
     r = run_cli("restore-env", "-i", inv)
     assert r.returncode == 64, r.stderr
-    assert f"(see `inv backup-env -i {inv} -H local --list`)" in r.stderr.replace("\n        ", " "), r.stderr
+    assert f"(see `fabops backup-env -i {inv} -H local --list`)" in r.stderr.replace("\n        ", " "), r.stderr
     r = run_cli("restore-env", "-i", inv, "-b", "20990101T000000.env", "--dry-run")
     assert r.returncode == 64, r.stderr
-    assert f"(see `inv backup-env -i {inv} -H local --list`)" in r.stderr.replace("\n        ", " "), r.stderr
+    assert f"(see `fabops backup-env -i {inv} -H local --list`)" in r.stderr.replace("\n        ", " "), r.stderr
 
 
 @pytest.mark.parametrize("count, more", [(50, None), (126, 76)])
@@ -61,5 +61,5 @@ def test_system_update_says_how_many_it_does_not_list(sandbox, tmp_path, count, 
     if more is None:
         assert not tail, r.stdout
     else:
-        assert tail == [f"[local]   … and {more} more: `inv system-update -i {inv} -H local --check --json` "
+        assert tail == [f"[local]   … and {more} more: `fabops system-update -i {inv} -H local --check --json` "
                         "lists them all"], r.stdout

@@ -77,7 +77,7 @@ def test_the_pin_names_the_runs_inventory(sandbox, tmp_path):
     sandbox.origin.good("2")
     sandbox.result()
     inv = str(sandbox.inventory)
-    hint = f"`inv unpin -i {inv} -H local`"
+    hint = f"`fabops unpin -i {inv} -H local`"
     r = run_cli("rollback", "-i", inv, "--dry-run", "--wide")
     said = " ".join(r.stdout.split())
     assert r.returncode == 0 and f"would pin {v1[:10]}: rollback: cron stays on it until {hint}" in said, r.stdout
@@ -122,5 +122,5 @@ def test_rollback_summary(width, result, name, frozen, capsys, monkeypatch):
     text = render(capsys, monkeypatch, width, _report, _rollback_outcome(result), False, task="rollback",
                   flag="ops/hosts.yml", dry_run=result == "would_deploy")
     said = " ".join(text.split())
-    assert said.count("`inv unpin -i ops/hosts.yml -H find-to-do`") == 1 and said.count("pin") == 2, text
+    assert said.count("`fabops unpin -i ops/hosts.yml -H find-to-do`") == 1 and said.count("pin") == 2, text
     check(name, width, text)

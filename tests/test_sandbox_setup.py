@@ -64,7 +64,7 @@ def test_cron_install_refuses_before_setup_installed_fabops(sandbox, tmp_path):
     assert "Traceback" not in r.stderr and r.stdout == "", (r.stdout, r.stderr)
     # the way out names the run's inventory, so it works as printed
     assert f"{fabops} is not installed" in r.stderr, r.stderr
-    assert f"run `inv setup -i {sandbox.inventory} -H local`" in r.stderr, r.stderr
+    assert f"run `fabops setup -i {sandbox.inventory} -H local`" in r.stderr, r.stderr
     assert not Path(host_of(sandbox).paths.file("crontab")).exists()
     # a dry run shows the block and says the install would refuse
     r = run_cli("cron", "-i", str(sandbox.inventory), "--install", "--dry-run", env=env)

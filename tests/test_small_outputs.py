@@ -351,7 +351,7 @@ def test_rollback_says_it_pinned_the_host(sandbox):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "rollback" in r.stdout.splitlines() and "deploy" not in r.stdout.splitlines(), r.stdout
     said = "".join(r.stdout.split())  # wrapped at 80 columns, the long path too
-    assert "".join(f"[local] pinned to {v1[:10]}: cron stays on it until `inv unpin -i {inv} -H local`".split()) \
+    assert "".join(f"[local] pinned to {v1[:10]}: cron stays on it until `fabops unpin -i {inv} -H local`".split()) \
         in said, r.stdout  # the way out with the run's -i (issue #24)
 
 
@@ -459,7 +459,7 @@ def test_a_deploy_with_ref_says_it_pinned_the_host(sandbox):
     r = run_cli("deploy", "-i", inv, "--ref", v1, env={"COLUMNS": "80"})
     assert r.returncode == 0, r.stdout + r.stderr
     said = "".join(r.stdout.split())
-    assert "".join(f"[local] pinned to {v1[:10]}: cron stays on it until `inv unpin -i {inv} -H local`".split()) \
+    assert "".join(f"[local] pinned to {v1[:10]}: cron stays on it until `fabops unpin -i {inv} -H local`".split()) \
         in said, r.stdout
     assert sandbox.state["pin"] == v1
     sandbox.origin.good("3")

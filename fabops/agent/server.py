@@ -431,6 +431,9 @@ def _program(binary: str, argv) -> int:
     """`fabops`'s program, or Invoke's `inv` with fabops' parse contract
     (tasks/program.serve_inv: the task tree was imported before `inv`'s
     program existed, here)."""
+    from ..shell import set_program
+
+    set_program(binary)  # the hints name what the client ran (shell.program)
     try:
         if binary == "inv":
             import invoke.main

@@ -24,6 +24,7 @@ from invoke.parser import Parser, ParserContext
 
 from ..errors import INTERRUPTED, USAGE, quiet_closed_pipe
 from ..host.report import INTERRUPTED_LINE
+from ..shell import set_program
 from ._base import DEBUG_GIVEN, FabopsTask, width, wrap
 
 # Invoke's core flags that mean nothing for a fabops task, with the reason the
@@ -408,6 +409,8 @@ def serve_inv() -> None:
     """
     main = sys.modules.get("invoke.main")  # only imported by the `inv`/`invoke` entry points
     program = getattr(main, "program", None)
+    if program is not None:
+        set_program("inv")  # the hints this run prints name `inv` (shell.program)
     if type(program) is Program:  # Invoke's own, not someone's subclass
         program.__class__ = TaskProgram
         take_debug(program)
