@@ -323,7 +323,9 @@ def _pin_lines(outcome, flag=None) -> None:
         elif res.get("result") == "would_deploy" and not _would_pin(res):
             # the host's plan says its pin among its writes (_plans); a plan
             # made without fabops on the host does not
-            print_hanging(out, literal(f"[{r.host}] would pin to {short(res.get('to'))} (cron stays on it until "
+            # a rollback the host's planner decides has no target yet (deploy._dry_run_uninstalled)
+            to = short(res["to"]) if res.get("to") else "the commit it picks"
+            print_hanging(out, literal(f"[{r.host}] would pin to {to} (cron stays on it until "
                                        f"{hint(flag, r.host, 'unpin')})"))
 
 

@@ -1,0 +1,83 @@
+"""A dry run on a host whose fabops is older than the laptop's (issue #24):
+the host's planner cannot run, so the laptop says what it can know. A
+rollback without --to named the branch head as its target, where no
+rollback goes: the host's planner picks a rollback's commit after the
+install (host/plan.py, rollback_target), and the dry run says so instead
+of naming one. --ref (a rollback's --to) is the target when given; a
+deploy's is the branch head."""
+from types import SimpleNamespace
+
+import pytest
+
+from fabops import inventory
+from fabops.deploy import DeployOptions, DeployOutcome, _dry_run
+from fabops.install import InstallResult
+from fabops.shortsha import short_sha
+
+DEPLOYED = "9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c"
+OLDER = "3f2a9c1d7e6b5a4f3e2d1c0b9a8f7e6d5c4b3a29"
+HEAD = "0a1b2c3d4e5f60718293a4b5c6d7e8f901234567"  # the branch head on the remote
+
+
+@pytest.fixture
+def host():
+    return inventory.loads("hosts:\n  find-to-do:\n    app: {path: /srv/app}\n    services:\n"
+                           "      - {name: voice-meeting-discord-bot.service}\n", "h.yml").hosts["find-to-do"]
+
+
+@pytest.fixture
+def older_fabops(monkeypatch):
+    """The host has an older fabops; its status says DEPLOYED; ls-remote says HEAD."""
+    import fabops.deploy
+    import fabops.install
+    import fabops.remote
+
+    said = "would upgrade from 0.9.0 fabops 1.0.0"
+    monkeypatch.setattr(fabops.install, "ensure_installed",
+                        lambda c, h, **kw: InstallResult(True, "1.0.0", "ab" * 32, "3.9", said))
+    monkeypatch.setattr(fabops.remote, "gather_status", lambda c, h: {"deployed": DEPLOYED, "head": DEPLOYED})
+    calls = []
+
+    class Remote:
+        def run(self, cmd, *a, **kw):
+            calls.append(str(cmd))
+            return SimpleNamespace(ok=True, stdout=f"{HEAD}\trefs/heads/main\n", stderr="")
+
+    monkeypatch.setattr(fabops.deploy.Target, "of", classmethod(lambda cls, c, h: Remote()))
+    return calls
+
+
+def dry_run(host, **opts):
+    return _dry_run(None, host, DeployOptions(dry_run=True, **opts), DeployOutcome(host.name, "r1"), lambda e: None)
+
+
+def test_a_rollback_names_no_target_the_hosts_planner_has_not_picked(host, older_fabops):
+    res = dry_run(host, trigger="rollback", clear_pin=False).result
+    assert (res["result"], res["from"], res["to"], res["exit_code"]) == ("would_deploy", DEPLOYED, None, 0), res
+    assert short_sha(HEAD) not in res["message"] and "planner would pick the commit to roll back to" in \
+        res["message"], res
+    assert res["message"].startswith("would upgrade from 0.9.0 fabops 1.0.0; then "), res
+    assert not older_fabops  # no ls-remote: the branch head is no rollback's target
+
+
+def test_a_rollback_to_a_commit_and_a_deploy_name_theirs(host, older_fabops):
+    res = dry_run(host, trigger="rollback", ref=OLDER, clear_pin=False).result
+    assert (res["result"], res["to"]) == ("would_deploy", OLDER), res
+    assert f"would deploy {short_sha(DEPLOYED)} -> {short_sha(OLDER)}" in res["message"], res
+    res = dry_run(host).result
+    assert (res["result"], res["to"]) == ("would_deploy", HEAD), res
+    assert len(older_fabops) == 1 and "ls-remote" in older_fabops[0]
+
+
+def test_its_pin_line_names_no_commit(host, older_fabops, capsys, monkeypatch):
+    from fabops.fanout import FanoutResult, HostResult
+    from fabops.tasks.deploy import _report
+
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    monkeypatch.setenv("COLUMNS", "200")
+    outcome = dry_run(host, trigger="rollback", clear_pin=False)
+    capsys.readouterr()
+    _report(FanoutResult([HostResult(host.name, value=outcome)]), False, task="rollback", dry_run=True)
+    text = " ".join(capsys.readouterr().out.split())
+    assert "[find-to-do] would pin to the commit it picks (cron stays on it until" in text, text
+    assert "would pin to -" not in text and short_sha(HEAD) not in text, text
