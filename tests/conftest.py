@@ -2,6 +2,8 @@
 
 - Every test runs with HOME pointed at a fresh temp dir: no test can read or
   write the real ~/.ssh/config, known_hosts or home of this machine.
+- No GITHUB_* variable reaches a test (the job's summary, outputs, env and
+  actor stay the job's), unless the test sets it.
 - A tier whose component is missing skips with a reason; under
   FABOPS_REQUIRE_ALL=1 (as in CI) that skip is a failure instead.
 """
@@ -33,6 +35,12 @@ def require(condition: bool, reason: str) -> None:
 
 
 def pytest_configure(config):
+    # Under GitHub Actions, GITHUB_STEP_SUMMARY, GITHUB_OUTPUT, GITHUB_ENV ...
+    # name the job's own files, and GITHUB_ACTOR changes what a deploy
+    # records: no test sees any GITHUB_* variable unless it sets one itself
+    # (tests/test_github_env.py).
+    for name in [n for n in os.environ if n.startswith("GITHUB_")]:
+        del os.environ[name]
     # this run's mark on every process it starts (tests/harness/leftovers.py)
     import uuid
 
