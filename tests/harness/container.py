@@ -336,6 +336,24 @@ def usable() -> Optional[str]:
     return None
 
 
+def boots(cache: Path) -> None:
+    """Boot the cached bookworm image once, as the tier does, until its sshd
+    answers, then stop it and remove its files: whether systemd-nspawn can
+    boot a container on this machine (.ci/check-capabilities, before pytest).
+    Raises RuntimeError saying why not."""
+    import tempfile
+
+    if usable() is not None:
+        raise RuntimeError(usable())
+    sweep_stale()
+    work = Path(tempfile.mkdtemp(prefix="fabops-boot-check-"))
+    try:
+        prepare(cached_rootfs(cache), work / "rootfs", "")
+        boot(work / "rootfs", {}, work).stop()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def prebuild() -> None:
     """Build and cache every image the tests boot (for .ci/run); a no-op where
     the tier cannot run, which the tier itself then reports."""
