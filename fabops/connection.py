@@ -7,6 +7,9 @@ Security defaults (docs/architecture.md, "Security defaults"):
   the key, as OpenSSH's `StrictHostKeyChecking=accept-new` does;
 - a changed key is refused with both fingerprints;
 - ~/.ssh/config is honoured, so `find-to-do` keeps working as an alias;
+  $FABOPS_SSH_CONFIG names another file in its place, as `ssh -F FILE`
+  does (CI writes one under $RUNNER_TEMP: docs/ci.md), and the known_hosts
+  files a host's entry names in UserKnownHostsFile are read too;
 - every ProxyJump hop is checked with that same policy (Fabric opens jump
   hosts with auto-add and no known_hosts), hops in OpenSSH's order.
 
@@ -53,6 +56,32 @@ def fingerprint(key) -> str:
 
 def user_known_hosts() -> str:
     return os.path.expanduser("~/.ssh/known_hosts")
+
+
+def known_hosts_files(cxn, extra: Optional[str]) -> list:
+    """The known_hosts files trusted for `cxn`: ~/.ssh/known_hosts, the
+    inventory's file and those its SSH config entry names in
+    UserKnownHostsFile (read as well, never instead: a key recorded by
+    --accept-new goes to ~/.ssh/known_hosts), the ones that exist."""
+    named = (cxn.ssh_config.get("userknownhostsfile") or "").split()
+    paths = [user_known_hosts(), extra] + [os.path.expanduser(p) for p in named]
+    return [p for p in paths if p and os.path.isfile(p)]
+
+
+SSH_CONFIG_ENV = "FABOPS_SSH_CONFIG"
+FROM_ENV = object()  # fabops_config's ssh_config: $FABOPS_SSH_CONFIG, read now
+
+
+def ssh_config_file() -> Optional[str]:
+    """$FABOPS_SSH_CONFIG as an absolute path, or None (ssh's own files:
+    ~/.ssh/config, /etc/ssh/ssh_config). A name that is no file is exit 64."""
+    path = os.environ.get(SSH_CONFIG_ENV)
+    if not path:
+        return None
+    path = os.path.abspath(os.path.expanduser(path))
+    if not os.path.isfile(path):
+        raise UsageError(f"{SSH_CONFIG_ENV}={path}: no such file (unset it to read ~/.ssh/config)")
+    return path
 
 
 def record_host_key(path: str, name: str, key) -> None:
@@ -180,13 +209,18 @@ def local_context(host: Host):
     return Context(config=fabops_config(Config, overrides))
 
 
-def fabops_config(kind, overrides: dict):
+def fabops_config(kind, overrides: dict, ssh_config=FROM_ENV):
     """Invoke's (or Fabric's) Config with fabops' overrides and nothing
     else: lazy, so no /etc/invoke.yaml, ~/.invoke.yaml, ~/.fabric.yaml or
     INVOKE_* variable changes what fabops' own commands do (a `run: {dry:
     true}` there made status read nothing and deploy abort). fabops' settings
     are hosts.yml's. Fabric's ssh_config is still read: it is the SSH
-    client's, not Invoke's."""
+    client's, not Invoke's: `ssh_config` (a path, or None for ssh's own
+    files), by default $FABOPS_SSH_CONFIG's."""
+    if hasattr(kind, "load_ssh_config"):
+        path = ssh_config_file() if ssh_config is FROM_ENV else ssh_config
+        if path:
+            overrides = dict(overrides, ssh_config_path=path)
     config = kind(overrides=overrides, lazy=True)
     if hasattr(config, "load_ssh_config"):
         config.load_ssh_config()
@@ -199,9 +233,11 @@ def connect(
     *,
     accept_new: bool = False,
     connect_timeout: Optional[float] = None,
+    ssh_config=FROM_ENV,
 ):
     """Return an open connection to `host`: a fabric.Connection, or an
-    invoke.Context for local hosts. Raises UnreachableError / HostKeyError."""
+    invoke.Context for local hosts. Raises UnreachableError / HostKeyError.
+    `ssh_config`: fabops_config's (the agent passes its run's)."""
     if host.is_local:
         return local_context(host)
     if THROUGH_AGENT is not None:  # a run of the agent's: its transport (docs/architecture.md, "The agent")
@@ -218,7 +254,7 @@ def connect(
     overrides["timeouts"] = {"command": command_timeout()}
     overrides["runners"] = {"remote": _timeout_runner(Remote)}
     keys = _HostKeys(host.name, inventory.known_hosts if inventory else None, accept_new)
-    opener = _Opener(fabops_config(Config, overrides), timeout, keys)
+    opener = _Opener(fabops_config(Config, overrides, ssh_config), timeout, keys)
     cxn = opener.connection(host.address, user=host.user, port=host.port,
                             key_filename=os.path.expanduser(host.identity_file) if host.identity_file else None)
     cxn.gateway = opener.gateway(cxn)
@@ -244,9 +280,8 @@ class _HostKeys:
     def apply(self, cxn, hop: str = "") -> None:
         # Fabric installs an auto-add policy and loads no known_hosts at all; replace both.
         client = cxn.client
-        client.load_system_host_keys()  # ~/.ssh/known_hosts, if present
-        if self.extra and os.path.isfile(self.extra):
-            client.load_system_host_keys(self.extra)
+        for path in known_hosts_files(cxn, self.extra):
+            client.load_system_host_keys(path)
         if self.accept_new:
             client.set_missing_host_key_policy(_AcceptNewPolicy(user_known_hosts()))
         else:

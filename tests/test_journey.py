@@ -174,16 +174,32 @@ def test_the_users_path_from_a_wheel(image, user_venv, fabops_wheel, client_key,
     assert r.returncode == 0, r.stdout + r.stderr
     assert not json.loads(user.inv("status", "--json").stdout)["hosts"]["find-to-do"]["pin"]
 
-    # CI after a push: the deploy workflow's run: steps, as written
-    third = origin.good("3")
-    run_deploy_workflow(box, client_key, tmp_path / "runner", work, fabops_wheel)
-    assert on_host(user, f"git -C {APP} rev-parse HEAD").stdout.strip() == third
-    records = [json.loads(x) for x in on_host(user, "cat ~/.fabops/voice-meeting-bot/history.jsonl").stdout.splitlines()]
-    shipped = [r for r in records if r.get("to") == third and r["result"] == "deployed"]
-    # the host's real cron may converge to the pushed commit first (the CI
-    # deploy then waits for it or finds it done): either shipped it, once
-    assert len(shipped) == 1, records[-3:]
-    assert shipped[0]["actor"].startswith("journey-bot") or shipped[0]["trigger"] == "cron", shipped
+    # CI after a push: the deploy workflow's run: steps, as written, with
+    # the deploy key as ed25519 (ssh-keygen's default) and as an EC2 RSA key
+    # (PEM), each on a runner of its own
+    for i, key in enumerate((client_key, rsa_key(tmp_path / "ec2-rsa", box))):
+        pushed = origin.good(str(3 + i))
+        run_deploy_workflow(box, key, tmp_path / f"runner-{i}", work, fabops_wheel)
+        assert on_host(user, f"git -C {APP} rev-parse HEAD").stdout.strip() == pushed
+        records = [json.loads(x) for x in
+                   on_host(user, "cat ~/.fabops/voice-meeting-bot/history.jsonl").stdout.splitlines()]
+        shipped = [r for r in records if r.get("to") == pushed and r["result"] == "deployed"]
+        # the host's real cron may converge to the pushed commit first (the CI
+        # deploy then waits for it or finds it done): either shipped it, once
+        assert len(shipped) == 1, records[-3:]
+        assert shipped[0]["actor"].startswith("journey-bot") or shipped[0]["trigger"] == "cron", shipped
+
+
+def rsa_key(directory: Path, box) -> Path:
+    """An RSA key in the PEM form EC2 hands out, authorized for ec2-user."""
+    directory.mkdir()
+    key = directory / "ec2.pem"
+    subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "3072", "-m", "PEM", "-N", "", "-C", "ec2", "-f", str(key)],
+                   check=True)
+    assert key.read_text().startswith("-----BEGIN RSA PRIVATE KEY-----"), "not EC2's PEM form"
+    pub = Path(f"{key}.pub").read_text().strip()
+    box.as_root(f"echo '{pub}' >> /home/ec2-user/.ssh/authorized_keys")
+    return key
 
 
 def cron_lines_take_the_fast_path(user: User) -> None:
@@ -213,31 +229,56 @@ def cron_lines_take_the_fast_path(user: User) -> None:
         assert not beyond_the_list(task, set(seen["after"]) - set(seen["before"])), task
 
 
-def _expand(value: str, secrets: dict) -> str:
-    """GitHub's `${{ secrets.NAME }}` expressions (the only ones the workflow uses)."""
+def _expand(value: str, secrets: dict, runner_temp: Path) -> str:
+    """GitHub's `${{ secrets.NAME }}` and `${{ runner.temp }}` expressions
+    (the only ones the workflow's env uses)."""
     def sub(m):
         expr = m.group(1).strip()
-        assert expr.startswith("secrets."), f"the test knows only secrets.*, not {expr!r}"
+        if expr == "runner.temp":
+            return str(runner_temp)
+        assert expr.startswith("secrets."), f"the test knows only secrets.* and runner.temp, not {expr!r}"
         return secrets.get(expr[len("secrets."):], "")
     return re.sub(r"\$\{\{(.*?)\}\}", sub, str(value))
 
 
-def run_deploy_workflow(box, client_key, runner: Path, checkout: Path, wheel: Path) -> None:
+# GitHub's command for a `run:` step without `shell:` on Linux ({0} is the
+# step's script file); `shell: bash` would be `bash --noprofile --norc -eo
+# pipefail {0}`, and no step of the workflow names a shell.
+DEFAULT_SHELL = ["bash", "-e"]
+# what the runner's own ~/.ssh holds (a self-hosted runner's, say): the
+# workflow must neither read it nor write it
+RUNNERS_SSH = {"config": "Host find-to-do\n  HostName 127.0.0.1\n  Port 9\n",
+               "known_hosts": "# the runner's own, left alone\n"}
+
+
+def run_deploy_workflow(box, key: Path, runner: Path, checkout: Path, wheel: Path) -> None:
     """Run every `run:` step of .github/workflows/deploy.yml as Actions would:
-    `bash -e` with the step's env, CI=true and the GITHUB_* variables, in a
-    fresh runner home. actions/checkout is the directory holding hosts.yml and
-    tasks.py; actions/setup-python is a fresh venv on PATH. The package index
-    is replaced by the built wheel and the local wheelhouse."""
-    workflow = yaml.safe_load((ROOT / ".github/workflows/deploy.yml").read_text())
+    each step's script file under GitHub's default shell (`bash -e`), with
+    the job's and the step's env, CI=true and the GITHUB_* variables, a step
+    after a failed one skipped unless it is `if: always()`, in a fresh
+    runner home whose ~/.ssh is the runner's own. What differs from GitHub,
+    and why (docs/ci.md, "What the test runs"): actions/checkout is the
+    directory holding hosts.yml and tasks.py, with fabops'
+    constraints/runtime.txt copied in as the app's repository holds it;
+    actions/setup-python is a venv of the test's interpreter on PATH; the
+    package index is the local wheelhouse (the hashes are still checked)
+    and FABOPS_PACKAGE is the built wheel."""
+    text = (ROOT / ".github/workflows/deploy.yml").read_text()
+    workflow = yaml.safe_load(text)
     job = workflow["jobs"]["deploy"]
-    home = runner / "home"
-    home.mkdir(parents=True)
+    assert workflow["permissions"] == {"contents": "read"} and job["environment"] == "production", workflow
+    assert job["if"] == "github.ref == 'refs/heads/main'", job.get("if")
+    home, temp = runner / "home", runner / "temp"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    for name, content in RUNNERS_SSH.items():
+        (home / ".ssh" / name).write_text(content)
+    temp.mkdir()
     python = runner / "python"
     subprocess.run([sys.executable, "-m", "venv", str(python)], check=True)
     subprocess.run([str(python / "bin/python"), "-m", "pip", "uninstall", "-q", "-y", "setuptools"], check=True,
                    capture_output=True)
     secrets = {
-        "DEPLOY_SSH_KEY": Path(client_key).read_text(),
+        "DEPLOY_SSH_KEY": key.read_text(),
         "DEPLOY_KNOWN_HOSTS": f"{box.address} {box.host_key}",
         "DEPLOY_SSH_CONFIG": f"Host find-to-do\n  HostName {box.address}\n  User ec2-user",
     }
@@ -245,26 +286,41 @@ def run_deploy_workflow(box, client_key, runner: Path, checkout: Path, wheel: Pa
     base_env = {
         "HOME": str(home), "PATH": f"{python}/bin:/usr/bin:/bin", "CI": "true", "GITHUB_ACTIONS": "true",
         "GITHUB_ACTOR": "journey-bot", "GITHUB_WORKSPACE": str(checkout), "GITHUB_STEP_SUMMARY": str(summary),
-        "RUNNER_TEMP": str(runner), "LANG": "C.UTF-8",
+        "GITHUB_REF": "refs/heads/main", "RUNNER_TEMP": str(temp), "LANG": "C.UTF-8",
         # the index is replaced by the wheel and the local wheelhouse
         "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(_wheelhouse(LAPTOP_TAG)), "FABOPS_WHEELHOUSE": str(TEST_CACHE),
-        "XDG_CACHE_HOME": str(home / ".cache"),
+        "XDG_CACHE_HOME": str(runner / "cache"),
     }
-    base_env.update({k: _expand(v, secrets) for k, v in (job.get("env") or {}).items()})
+    base_env.update({k: _expand(v, secrets, temp) for k, v in (job.get("env") or {}).items()})
     assert "FABOPS_PACKAGE" in base_env, "the workflow names what it installs in its job env"
     base_env["FABOPS_PACKAGE"] = str(wheel)  # in place of the git URL or index name
-    ran = 0
-    for step in job["steps"]:
+    constraints = checkout / base_env["FABOPS_CONSTRAINTS"]
+    constraints.parent.mkdir(parents=True, exist_ok=True)
+    constraints.write_text((ROOT / "constraints/runtime.txt").read_text())
+    scripts = runner / "scripts"
+    scripts.mkdir()
+    failed, ran = None, 0
+    for n, step in enumerate(job["steps"]):
         if "run" not in step:
-            assert step["uses"].split("@")[0] in ("actions/checkout", "actions/setup-python"), step
+            assert re.search(rf"uses: {re.escape(step['uses'])} # v\d+\.\d+\.\d+\n", text), step
+            assert re.fullmatch(r"actions/(checkout|setup-python)@[0-9a-f]{40}", step["uses"]), step
+            continue
+        assert "shell" not in step, "the test runs GitHub's default shell only"
+        if failed and step.get("if") != "always()":
             continue
         env = dict(base_env)
-        env.update({k: _expand(v, secrets) for k, v in (step.get("env") or {}).items()})
-        r = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]], cwd=checkout,
-                           env=env, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
-        assert r.returncode == 0, f"step {step.get('name')!r} exited {r.returncode}:\n{r.stdout}\n{r.stderr}"
+        env.update({k: _expand(v, secrets, temp) for k, v in (step.get("env") or {}).items()})
+        script = scripts / f"step-{n}.sh"
+        script.write_text(step["run"])
+        r = subprocess.run(DEFAULT_SHELL + [str(script)], cwd=checkout, env=env, capture_output=True, text=True,
+                           timeout=900, stdin=subprocess.DEVNULL)
+        if r.returncode != 0 and not failed:
+            failed = f"step {step.get('name')!r} exited {r.returncode}:\n{r.stdout}\n{r.stderr}"
         ran += 1
-    assert ran >= 3
+    assert not failed, failed
+    assert ran >= 4
+    assert not list(temp.iterdir()), f"left in $RUNNER_TEMP: {sorted(p.name for p in temp.iterdir())}"
+    assert {p.name: p.read_text() for p in (home / ".ssh").iterdir()} == RUNNERS_SSH, "the runner's ~/.ssh changed"
     # the job summary has the run's row: deployed, or noop when the host's
     # real cron had already shipped the commit (checked by the caller)
     text = summary.read_text()

@@ -48,17 +48,20 @@ class _KnownHosts(NamedTuple):
 
 def login_request(host, inventory, accept_new: bool, connect_timeout: Optional[float]) -> dict:
     """A run's request for a transport to `host` (a fabops Host)."""
+    from ..connection import ssh_config_file
+
     identity = os.path.abspath(os.path.expanduser(host.identity_file)) if host.identity_file else None
     return {"op": "attach",  # paths as this run (its directory, its HOME) reads them
             "login": [host.name, host.address, host.user, host.port, identity],
             "home": os.environ.get("HOME"),
             "known_hosts": inventory.known_hosts if inventory is not None else None,
             "accept_new": bool(accept_new), "timeout": connect_timeout,
+            "ssh_config": ssh_config_file(),  # the run's $FABOPS_SSH_CONFIG: another file, another login
             "ssh_auth_sock": os.environ.get("SSH_AUTH_SOCK")}
 
 
-def _ssh_config_stamp() -> list:
-    path = os.path.expanduser("~/.ssh/config")
+def _ssh_config_stamp(path: Optional[str]) -> list:
+    path = path or os.path.expanduser("~/.ssh/config")
     try:
         st = os.stat(path)
     except OSError:
@@ -122,14 +125,13 @@ class Entry:
         must connect anew."""
         import paramiko
 
-        from ..connection import _hop_chain, known_hosts_name, user_known_hosts
+        from ..connection import _hop_chain, known_hosts_files, known_hosts_name
 
-        keys = paramiko.HostKeys()
-        for path in (user_known_hosts(), self.request.get("known_hosts")):
-            if path and os.path.isfile(os.path.expanduser(path)):
-                keys.load(os.path.expanduser(path))
         cxn = self.links[0].cxn
         for one in _hop_chain(cxn) + [cxn]:
+            keys = paramiko.HostKeys()
+            for path in known_hosts_files(one, self.request.get("known_hosts")):
+                keys.load(path)
             transport = one.client.get_transport()
             shown = transport.get_remote_server_key() if transport is not None else None
             known = keys.lookup(known_hosts_name(one.host, one.port)) or {}
@@ -183,7 +185,8 @@ class Transports:
 
     @staticmethod
     def key_of(request: dict) -> str:
-        what = [request["login"], request.get("known_hosts"), request.get("accept_new"), _ssh_config_stamp()]
+        what = [request["login"], request.get("known_hosts"), request.get("accept_new"), request.get("ssh_config"),
+                _ssh_config_stamp(request.get("ssh_config"))]
         return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:16]
 
     def attach(self, request: dict) -> Entry:
@@ -220,7 +223,8 @@ class Transports:
         # the process is enough: no lock across hosts' handshakes.
         _set_env("SSH_AUTH_SOCK", request.get("ssh_auth_sock"))
         return connect(login, _KnownHosts(request.get("known_hosts")),  # type: ignore[arg-type]
-                       accept_new=request.get("accept_new", False), connect_timeout=request.get("timeout"))
+                       accept_new=request.get("accept_new", False), connect_timeout=request.get("timeout"),
+                       ssh_config=request.get("ssh_config"))
 
     def open_channel(self, request: dict, timeout: Optional[float]):
         """A session channel to the host: on a transport with room, or on
