@@ -77,7 +77,7 @@ def apt_archive(os_release: str, sources: Sequence[Tuple[str, str]], mirror_list
             if signed_by and f"{distro}-archive-keyring" not in signed_by:
                 continue
             for uri in filter(None, (_resolve(u, mirror_lists) for u in uris)):
-                vouched = signed_by or re.match(rf"^https?://([^/]*\.)?{distro}\.(org|com)/", uri) \
+                vouched = signed_by or re.match(rf"^https?://([^/]*\.)?{re.escape(distro)}\.(org|com)/", uri) \
                     or uri.rstrip("/").endswith(f"/{distro}")
                 found.append((0 if vouched else 1, len(found), uri))
     return min(found)[2] if found else None
