@@ -78,7 +78,7 @@ def test_the_install_is_hash_checked_from_the_constraints_the_tests_use():
     assert pins and not loose, loose
 
 
-@pytest.mark.parametrize("kind", ["ed25519", "rsa"])
+@pytest.mark.parametrize("kind", ["ed25519", "rsa", "ecdsa"])
 def test_key_files_live_in_runner_temp_and_are_removed(tmp_path, kind):
     home, temp = tmp_path / "home", tmp_path / "temp"
     (home / ".ssh").mkdir(parents=True)
@@ -100,7 +100,7 @@ def test_key_files_live_in_runner_temp_and_are_removed(tmp_path, kind):
     entry = paramiko.SSHConfig.from_path(str(made / "config")).lookup("find-to-do")
     assert entry["hostname"] == "10.9.9.9" and entry["user"] == "ec2-user"
     assert entry["identityfile"] == [str(made / "key")] and entry["userknownhostsfile"] == str(made / "known_hosts")
-    assert paramiko.PKey.from_path(entry["identityfile"][0]).algorithm_name in ("ED25519", "RSA")
+    assert paramiko.PKey.from_path(entry["identityfile"][0]).algorithm_name in ("ED25519", "RSA", "ECDSA")
     assert _step("Deploy")["env"]["FABOPS_SSH_CONFIG"] == "${{ runner.temp }}/fabops-ssh/config"
     cleanup = _step("Remove the key")
     assert cleanup["if"] == "always()"
