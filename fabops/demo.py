@@ -22,6 +22,7 @@ from typing import Callable, List, Optional
 import yaml
 
 from .errors import UsageError
+from .shell import program
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "fabops demo", "GIT_AUTHOR_EMAIL": "demo@fabops.invalid",
@@ -215,10 +216,10 @@ def stop_kept(base: Path) -> List[tuple]:
             manager.stop(svc)
         left = [svc.name for svc, st in running if manager.status([svc])[svc.name].active]
     except (FabopsError, KeyError) as exc:
-        raise UsageError(f"cannot stop the app an earlier `inv demo --keep` left in {base} ({exc}); "
+        raise UsageError(f"cannot stop the app an earlier `demo --keep` left in {base} ({exc}); "
                          "stop it by the pid in host/home/services/*.pid") from None
     if left:
-        raise UsageError(f"the app an earlier `inv demo --keep` left in {base} did not stop ({', '.join(left)}); "
+        raise UsageError(f"the app an earlier `demo --keep` left in {base} did not stop ({', '.join(left)}); "
                          "stop it by the pid in host/home/services/*.pid")
     return [(svc.name, st.pid) for svc, st in running]
 
@@ -246,7 +247,7 @@ def run_demo(base: Path, local_entry: dict, say: Callable[[str], None], views: D
     started = time.monotonic()
     result = DemoResult(sandbox=str(base))
     for name, pid in stop_kept(base):
-        say(f"stopped {name} (pid {pid}), kept running by an earlier `inv demo --keep`")
+        say(f"stopped {name} (pid {pid}), kept running by an earlier `demo --keep`")
     demo = _Demo(base, local_entry, say, views, result, inventory_dir)
     try:
         demo.run()
@@ -273,10 +274,10 @@ class _Demo:
         self.c = local_context(self.host)
 
     def run(self) -> None:
-        if not self.step("1. Set up and deploy v1 of the sample app (inv deploy -H local)",
+        if not self.step(f"1. Set up and deploy v1 of the sample app ({program()} deploy -H local)",
                          lambda: self.deploy("deployed")):
             return
-        self.step("2. The dashboard (inv monitor -H local)", self.dashboard)
+        self.step(f"2. The dashboard ({program()} monitor -H local)", self.dashboard)
         self.step("3. Push v2; the cron path (local-update) picks it up", self.cron_path)
         self.step("4. Push a crash-on-boot v3 and deploy it: the health gate fails, it rolls back", self.bad_commit)
         self.step("5. History, status and the dashboard: healthy on v2, v3 held back", self.wrap_up)

@@ -15,7 +15,7 @@ from .errors import UsageError
 from .host.record import FAILURES
 from .host.services import process_log_path
 from .inventory import Host, Inventory
-from .shell import Cmd, join, lines as seq, path, raw, sh
+from .shell import Cmd, join, lines as seq, path, program, raw, sh
 from .target import Target
 
 
@@ -264,7 +264,7 @@ class _Stream:
                 continue
             if attempt:
                 self.notice(self.host.name, "reconnected; new lines follow (lines written meanwhile "
-                            "are not shown: `inv logs -n N` reads them)")
+                            f"are not shown: `{program()} logs -n N` reads them)")
             command = self.commands[1 if attempt else 0]
             try:
                 lost = self._stream(Target.of(self.cxn, self.host), command)

@@ -20,7 +20,7 @@ from .errors import CommandFailed
 from .host.record import counted
 from .host.would import Would, as_json
 from .inventory import Host
-from .shell import path as host_path, raw, sh, sudo
+from .shell import path as host_path, program, raw, sh, sudo
 from .target import Target, UserTarget
 from .unit_audit import (absolute, lockout_unit, system_unit, parse_unit_facts, root_paths, root_unit_problem,
                          unit_facts_cmd, with_parents)
@@ -227,15 +227,15 @@ def journal_access(c, host: Host, check: bool) -> ItemResult:
     groups = t.output(sh("getent group {group} >/dev/null || echo @@nogroup; id -nG {user}", group=JOURNAL_GROUP,
                          user=user))
     if "@@nogroup" in groups:
-        return ItemResult(name, "warning", f"no {JOURNAL_GROUP} group on this host: `inv logs` sees only "
+        return ItemResult(name, "warning", f"no {JOURNAL_GROUP} group on this host: `{program()} logs` sees only "
                                            f"what {user} may read of the journal")
     if JOURNAL_GROUP in groups.split():
         return ItemResult(name, "ok", f"{user} is in {JOURNAL_GROUP}")
-    what = f"add {user} to {JOURNAL_GROUP}, so that `inv logs` reads the units' journals without sudo"
+    what = f"add {user} to {JOURNAL_GROUP}, so that `{program()} logs` reads the units' journals without sudo"
     if check:
         return ItemResult(name, "would change", what)
     t.sudo(["usermod", "-a", "-G", JOURNAL_GROUP, user], f"adding {user} to {JOURNAL_GROUP}")
-    return ItemResult(name, "changed", f"added {user} to {JOURNAL_GROUP} (`inv logs` needs no sudo)")
+    return ItemResult(name, "changed", f"added {user} to {JOURNAL_GROUP} (`{program()} logs` needs no sudo)")
 
 
 # Where each service's start script lives: root-owned (0755, in a 0755
@@ -575,7 +575,7 @@ def _broad_sudo(run: _Setup) -> Items:
     where = ", ".join(files) or "a rule for one of its groups (sudo -l -U " + user + ")"
     fix = (f"remove it (visudo -f {files[0]})" if files else "remove it with visudo") + (
         "" if run.host.setup_user and run.host.setup_user != user else
-        ", after setting setup_user in hosts.yml to another user with sudo for `inv setup`")
+        f", after setting setup_user in hosts.yml to another user with sudo for `{program()} setup`")
     yield ItemResult("broad sudo", "warning", f"{user} still has NOPASSWD: ALL ({where}): fabops' drop-in is least "
                                               f"privilege only without it; {fix}")
 

@@ -203,6 +203,6 @@ def sudo_failure(stderr: str, argv: Iterable[str], host: Optional[str] = None) -
         return None
     return SudoError(
         f"sudo needs a password for `{join(argv)}`: add a NOPASSWD rule for exactly this "
-        "command (`inv setup` installs one under /etc/sudoers.d/)",
+        f"command (`{program()} setup` installs one under /etc/sudoers.d/)",
         host=host,
     )

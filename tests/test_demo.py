@@ -12,7 +12,7 @@ def test_demo_runs_the_whole_loop(tmp_path, cpu_hog):
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout
     closing = _closing(out)
-    assert "`inv demo --keep`" in closing[0] + closing[1], closing  # not `inv demo ` / `--keep`
+    assert "`fabops demo --keep`" in closing[0] + closing[1], closing  # not `fabops demo ` / `--keep`
     for marker in ("1. Set up and deploy v1", "2. The dashboard", "3. Push v2", "4. Push a crash-on-boot v3",
                    "5. History, status", "rolled_back", "5/5 steps behaved as narrated", "the sample app is stopped"):
         assert marker in out, marker
@@ -90,18 +90,18 @@ def test_keep_says_how_to_stop_the_app_and_the_next_demo_stops_it(tmp_path):
         commits = _flat(lines[lines.index(next(ln for ln in lines if ln.startswith("your own commits: "))):at])
         assert commits == (f"your own commits: `git commit` and `git push` in {box}/author (the sandbox's author "
                            "clone; it pushes to the sandbox's origin), then "
-                           f"`inv deploy -i {box}/hosts.yml -H local` deploys them"), commits
+                           f"`fabops deploy -i {box}/hosts.yml -H local` deploys them"), commits
         last = _flat(lines[at:])
         assert last.startswith(f"still running: bot (pid {pid}, port "), last
         # by the pidfile: never stale
-        assert last.endswith(f"; `inv demo --dir {box} --stop` stops it, `inv demo --dir {box}` starts over"), last
+        assert last.endswith(f"; `fabops demo --dir {box} --stop` stops it, `fabops demo --dir {box}` starts over"), last
         port = yaml.safe_load((box / "hosts.yml").read_text())["hosts"]["local"]["services"][0]["port"]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as resp:
             assert json.loads(resp.read())["version"] == "2"
 
         r = run_cli("demo", "--dir", str(box), timeout=180)
         assert r.returncode == 0, r.stdout + r.stderr
-        assert f"stopped bot (pid {pid}), kept running by an earlier `inv demo --keep`" in r.stdout, r.stdout
+        assert f"stopped bot (pid {pid}), kept running by an earlier `demo --keep`" in r.stdout, r.stdout
         assert _started(pid) != started  # gone (or, in theory, a new process under that pid)
         # the port was free again, so the new sandbox listened where the kept app had
         assert yaml.safe_load((box / "hosts.yml").read_text())["hosts"]["local"]["services"][0]["port"] == port
@@ -140,8 +140,8 @@ def test_demo_stop_stops_the_kept_app_and_keeps_the_sandbox(tmp_path):
         closing = _closing(r.stdout)
         last = [i for i, ln in enumerate(closing) if ln.startswith("still running: ")][0]
         assert _flat(closing[last:]) == (f"still running: bot (pid {pid}, port {_port(box)}); "
-                                         "`inv demo --stop` stops it, `inv demo` starts over"), closing
-        for span in ("`inv demo --stop`", "`inv demo`", "`inv deploy -H local`"):  # each whole on one line, to copy
+                                         "`fabops demo --stop` stops it, `fabops demo` starts over"), closing
+        for span in ("`fabops demo --stop`", "`fabops demo`", "`fabops deploy -H local`"):  # each whole on one line, to copy
             assert any(span in ln for ln in closing), (span, closing)
         commits = [i for i, ln in enumerate(closing) if ln.startswith("your own commits: ")][0]
         assert _flat(closing[commits:last]).startswith(
@@ -291,7 +291,7 @@ def test_after_demo_keep_deploy_and_logs_on_local_see_the_demos_runs(tmp_path):
         # the way to stop it names this inventory: a bare `inv demo` here
         # would read another hosts.yml and build another sandbox
         last = _flat(r.stdout.split("steps behaved as narrated")[-1].splitlines()[1:])
-        assert last.endswith(f"; `inv demo -i {inv} --stop` stops it, `inv demo -i {inv}` starts over"), last
+        assert last.endswith(f"; `fabops demo -i {inv} --stop` stops it, `fabops demo -i {inv}` starts over"), last
         runs = json.loads(run_cli("history", "-i", inv, "-H", "local", "--json").stdout)["hosts"]["local"]
         assert [(x["trigger"], x["result"]) for x in runs] == [
             ("deploy", "deployed"), ("cron", "deployed"), ("deploy", "rolled_back")], runs

@@ -394,7 +394,7 @@ class Pipeline:
         app = self.host.app
         with self.step("fetch") as st:
             if not os.path.isdir(os.path.join(self.app, ".git")):
-                raise _Abort("aborted", f"{self.app} is not a git checkout (run `inv setup` first)")
+                raise _Abort("aborted", f"{self.app} is not a git checkout (run setup first)")
             try:
                 tracking = self.git.fetch(app.remote, app.branch)
             except errors.CommandFailed as exc:
@@ -465,7 +465,7 @@ class Pipeline:
             changed = None if p.full else facts.changed
             units = [f for f in (changed or []) if f.endswith((".service", ".timer", ".socket"))]
             if units:
-                self.res.warnings.append("unit files changed in the repo (install them with `inv setup`): "
+                self.res.warnings.append("unit files changed in the repo (setup installs them): "
                                          + ", ".join(units))
             if not st.message:
                 st.message = "clean" + (f"; {counted(len(changed), 'file')} changed" if changed is not None

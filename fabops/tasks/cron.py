@@ -12,7 +12,7 @@ from ._base import fabops_task, finish, print_text, width
 
 @fabops_task(help={
     "show": "Show the managed block on each host (the default).",
-    "install": "Install or update the block from hosts.yml (`inv setup` does this too).",
+    "install": "Install or update the block from hosts.yml (`setup` does this too).",
     "remove": "Remove only fabops' block; every other line stays.",
     "splay": "Random delay, in seconds, before each local-update (default 30).",
 })

@@ -7,14 +7,15 @@ from pathlib import Path
 from invoke import Collection
 
 from .. import errors
+from ..shell import program
 from ._base import fabops_task, finish, load_inventory, wrap
 
 
 @fabops_task(help={
     "dir": "Where to build the throwaway sandbox (default .fabops-demo/ next to hosts.yml).",
-    "keep": "Leave the sample app running afterwards (`inv demo --stop` stops it).",
+    "keep": "Leave the sample app running afterwards (`demo --stop` stops it).",
     "stop": "Stop the sample app an earlier --keep left running and leave the sandbox as it is "
-            "(`inv demo` alone rebuilds it).",
+            "(`demo` alone rebuilds it).",
 })
 def demo(c, dir=None, keep=False, stop=False, inventory=None):
     """Run the whole loop on a local sandbox: deploy, monitor, cron update, a bad commit rolled back."""
@@ -53,16 +54,16 @@ def demo(c, dir=None, keep=False, stop=False, inventory=None):
     result = run_demo(base.resolve(), entry, say=say, views=views, keep=keep, inventory_dir=here)
     good = sum(1 for s in result.steps if s.ok)
     out.print()
+    stopped = "" if keep else (f"; the sample app is stopped (`{program()} demo --keep` leaves it running, for "
+                               f"`{program()} monitor -H local` and the rest)")
     say_wrapped(out, f"[bold]{'✅' if result.ok else '❌'} {good}/{len(result.steps)} steps behaved as narrated "
-                     f"in {result.seconds:.1f} s[/bold]" + ("" if keep else "; the sample app is stopped (`inv demo "
-                                                              "--keep` leaves it running, for `inv monitor -H local` "
-                                                              "and the rest)"), head=2)
+                     f"in {result.seconds:.1f} s[/bold]" + stopped, head=2)
     if keep and result.port_moved:
         say_wrapped(out, f"the app's port in hosts.yml was taken, so it listens on another one: "
-                         f"`inv monitor -i {result.inventory} -H local` looks at it")
+                         f"`{program()} monitor -i {result.inventory} -H local` looks at it")
     if keep:
         _your_commits(out, base, result.inventory if dir or result.port_moved else inventory)
-        again = "inv demo" + (f" -i {inventory}" if inventory else "") + (f" --dir {dir}" if dir else "")
+        again = f"{program()} demo" + (f" -i {inventory}" if inventory else "") + (f" --dir {dir}" if dir else "")
         _left_running(out, result, again)
     finish(errors.OK if result.ok else errors.FAILED)
 

@@ -15,7 +15,7 @@ from ..shortsha import short_sha
 from ._base import error_text, fabops_task, finish, for_each_host, print_envelope, print_text, select
 
 DEPLOY_HELP = {
-    "ref": "Deploy this branch, tag or commit instead of the branch head; pins the host until `inv unpin`.",
+    "ref": "Deploy this branch, tag or commit instead of the branch head; pins the host until `unpin`.",
     "rolling": "Deploy N hosts at a time and stop at the first failure (0, the default: all at once).",
     "wait": "Seconds to wait for the host lock (default 0; 300 under CI=true).",
     "liveness": "Seconds without an event from the host before the link counts as lost (default 5).",

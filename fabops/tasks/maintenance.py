@@ -141,7 +141,7 @@ def backup_env(c, hosts=None, download=None, keep=20, list=False, json=False, in
 
 
 @fabops_task(name="restore-env", help={
-    "backup": "The backup to restore (a name from `inv backup-env --list`).",
+    "backup": "The backup to restore (a name from `backup-env --list`).",
     "actor": "Who restores, for the lock message.",
 })
 def restore_env(c, hosts=None, backup=None, yes=False, dry_run=False, actor=None, json=False, inventory=None,
