@@ -80,9 +80,10 @@ def rev_parse_each_cmd(app_path: str, revs: Sequence[str]) -> Cmd:
     return git(app_path, "rev-parse", "--revs-only", END_OF_OPTIONS, *[f"{rev}^{{commit}}" for rev in revs])
 
 
-def is_ancestor_cmd(app_path: str, old: str, new: str) -> Cmd:
-    """Exit 0 when `old` is an ancestor of `new` (older, on its line)."""
-    return git(app_path, "merge-base", "--is-ancestor", END_OF_OPTIONS, old, new)
+def merge_base_cmd(app_path: str, a: str, b: str) -> Cmd:
+    """The best common ancestor of `a` and `b`: `a` itself when it is older
+    than `b` (on its line), `b` when it is newer, else neither."""
+    return git(app_path, "merge-base", END_OF_OPTIONS, a, b)
 
 
 def status_cmd(app_path: str) -> Cmd:
@@ -240,9 +241,13 @@ class Git:
             return None  # old commit unknown here (history rewritten): treat as all changed
         return parse_names(result.stdout)
 
-    def is_ancestor(self, old: str, new: str) -> bool:
-        """Whether `old` is an ancestor of `new` (False when either is unknown here)."""
-        return self.run(is_ancestor_cmd(self.path, old, new), "git merge-base --is-ancestor", warn=True).ok
+    def lineage(self, sha: str, of: str) -> str:
+        """How commit `sha` stands to commit `of`, in one git: "older" (an
+        ancestor), "newer" (a descendant) or "apart" (neither: the history
+        was rewritten, or git does not know one of them)."""
+        r = self.run(merge_base_cmd(self.path, sha, of), "git merge-base", warn=True)
+        base = r.stdout.strip() if r.ok else ""
+        return "older" if base == sha else "newer" if base == of else "apart"
 
     def checkout(self, branch: str, sha: str) -> None:
         self.run(checkout_cmd(self.path, branch, sha), f"git checkout {short_sha(sha)}")

@@ -283,8 +283,9 @@ class Pipeline:
         (read-only) until it can decide: the real run and the dry run
         share this (docs/architecture.md, "Plans")."""
         origin, ref_commit, head = self._fetch()
+        older, apart = self._good_lineage(state)
         facts = Facts(origin=origin, ref_commit=ref_commit, head=head, app=self.app,
-                      ended_watch=self._ended_watch(state), older=self._older_good(state))
+                      ended_watch=self._ended_watch(state), older=older, apart=apart)
         opts = Opts(trigger=self.opts.trigger, ref=self.opts.ref, stash=self.opts.stash,
                     clear_pin=self.opts.clear_pin)
         self.res.to = choose_target(state, facts, opts)
@@ -294,17 +295,19 @@ class Pipeline:
                 return decided, facts
             facts = self._gather(decided.fact, facts, state, decided.target)
 
-    def _older_good(self, state: State) -> Tuple[str, ...]:
+    def _good_lineage(self, state: State) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
         """For a rollback without --to (the planner's rollback_target): the
         good commits this host deployed (its history, plan.good_commits)
-        that are ancestors of the deployed one, the last deployed first."""
+        that are ancestors of the deployed one, and those that are neither
+        older nor newer (a force-push rewrote the history), the last
+        deployed first: one git each."""
         if self.opts.trigger != "rollback" or self.opts.ref is not None or not state.deployed:
-            return ()
-        older = []
+            return (), ()
+        found: Dict[str, List[str]] = {"older": [], "newer": [], "apart": []}
         for sha in good_commits(tail_jsonl(self.paths.history, 500), state.previous)[:50]:
-            if FULL_SHA.fullmatch(sha) and sha != state.deployed and self.git.is_ancestor(sha, state.deployed):
-                older.append(sha)
-        return tuple(older)
+            if FULL_SHA.fullmatch(sha) and sha != state.deployed:
+                found[self.git.lineage(sha, state.deployed)].append(sha)
+        return tuple(found["older"]), tuple(found["apart"])
 
     def _ended_watch(self, state: State) -> bool:
         """Whether the run in progress is one whose watch this run ended

@@ -114,6 +114,9 @@ class Facts(_Frozen):
     # rollback without --to: the good commits this host deployed that are
     # older than the deployed one (its ancestors), the last deployed first
     older: Tuple[str, ...] = ()
+    # and those that are neither older nor newer: a force-push rewrote the
+    # history (the refusal says so, not that none was deployed)
+    apart: Tuple[str, ...] = ()
 
 
 @frozen
@@ -215,12 +218,19 @@ def good_commits(history, previous: Optional[str] = None) -> Tuple[str, ...]:
     return tuple(found)
 
 
-def _no_rollback_target(host, state: State) -> Plan:
+def _no_rollback_target(host, state: State, facts: Facts) -> Plan:
     deployed = state.deployed
-    why = (f"no good commit older than {short(deployed)} was deployed on this host" if deployed
-           else "nothing is deployed on this host")
-    return Plan("abort", "aborted", f"{why}, so there is nothing to roll back to; give a commit with --to SHA",
-                "", deployed, finishing=state.in_progress, step="rollback", record=False)
+    apart = [sha for sha in facts.apart if sha not in state.bad]
+    if deployed and apart:
+        listed = ", ".join(short(sha) for sha in apart[:3]) + (", …" if len(apart) > 3 else "")
+        why = (f"the good {'commit' if len(apart) == 1 else 'commits'} deployed on this host before ({listed}) "
+               f"{'is not an ancestor' if len(apart) == 1 else 'are not ancestors'} of {short(deployed)} "
+               "(history was rewritten), so rollback picks none; give the one to roll back to with --to SHA")
+    else:
+        why = ((f"no good commit older than {short(deployed)} was deployed on this host" if deployed
+                else "nothing is deployed on this host") + ", so there is nothing to roll back to; give a commit "
+               "with --to SHA")
+    return Plan("abort", "aborted", why, "", deployed, finishing=state.in_progress, step="rollback", record=False)
 
 
 def plan(host, state: State, facts: Facts, opts: Opts) -> Union[Plan, Need]:
@@ -232,7 +242,7 @@ def plan(host, state: State, facts: Facts, opts: Opts) -> Union[Plan, Need]:
     it is tried again); a retry not due; the preflight; else deploy."""
     target = choose_target(state, facts, opts)
     if target is None and opts.trigger == "rollback" and opts.ref is None:
-        return _no_rollback_target(host, state)
+        return _no_rollback_target(host, state, facts)
     if target is None:  # the fetch succeeded, but the branch is not there
         return Plan("abort", "aborted", f"{host.app.remote}/{host.app.branch} does not exist after fetch", "",
                     state.deployed, finishing=state.in_progress, step="fetch")
