@@ -22,7 +22,7 @@ from .probe import MARK, split_sections
 from .checks import http_check_cmd, http_check_input, parse_http_results, port_listening_cmd
 from .unit_audit import units_cmd
 from .shell import Cmd, lines, path, quote_path, raw, sh
-from .shortsha import short_sha
+from .shortsha import respelled, short_sha
 from .target import Target
 
 # The facts' own `schema` key; every key and its type: docs/json.schema.json
@@ -676,7 +676,7 @@ def evaluate(facts: Dict[str, Any], host: Host, now: Optional[float] = None) -> 
         when = _when(failing.get("since"), "%m-%d %H:%M %Z")
         target = short_sha(failing.get("target"), "origin")
         text = (f"behind {target}: updates failing since {when} ({counted(failing.get('count', 1), 'run')}, "
-                f"last {failing.get('result')}): {failing.get('reason', '?')}")
+                f"last {failing.get('result')}): {respelled(failing.get('reason', '?'), failing.get('target'))}")
         retry = dep.get("retry") or {}
         if retry.get("target") == failing.get("target") and isinstance(retry.get("next_at"), (int, float)):
             text += f"; next try {_when(retry['next_at'], '%H:%M %Z')}"

@@ -15,3 +15,17 @@ SHORT = 10
 def short_sha(sha: Optional[str], missing: str = "-") -> str:
     """`sha` as a person reads it; `missing` when there is none."""
     return sha[:SHORT] if sha else missing
+
+
+SPELLED = 7  # the fewest hex characters a message spells a commit with (git's --oneline)
+
+
+def respelled(reason, sha: Optional[str]) -> str:
+    """A reason as the host stored it (state.json's failing, retry), its
+    leading commit, when that is a prefix of `sha` (the commit the record
+    names), spelled as every screen does: a state.json from an older fabops
+    spelled it with 12 characters (`6ccd907a404e failed (…)`)."""
+    word, sep, rest = str(reason).partition(" ")
+    if isinstance(sha, str) and len(word) >= SPELLED and sha.startswith(word) and all(c in "0123456789abcdef" for c in word):
+        return short_sha(sha) + sep + rest
+    return str(reason)

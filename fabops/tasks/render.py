@@ -9,7 +9,7 @@ from typing import Iterable, List
 
 from .. import errors
 from ..printable import printable
-from ..shortsha import SHORT, short_sha
+from ..shortsha import SHORT, SPELLED, respelled, short_sha
 from ._base import HANGING, KEEP, error_text, for_stderr, unbroken, wrap
 
 
@@ -217,9 +217,6 @@ def split_reason(text: str):
         if depth == 0 and text.startswith(": ", i):
             at = i
     return (text[:at], text[at + 2:]) if at > 0 else ("", text)
-
-
-SPELLED = 7  # the fewest characters a message may spell a commit with (git's --oneline): keep_reason finds it
 
 
 def keep_reason(reason: str, width: int, context: str = "", shas=()) -> str:
@@ -486,12 +483,12 @@ def status_panel(host: str, data: dict, flag=None) -> None:
         count = failing.get("count", 1)
         lines.append(f"[yellow]updates failing since {ago(failing.get('since'))} ({literal(count)} run"
                      f"{'' if count == 1 else 's'}) for {literal(short(failing.get('target')))}:[/yellow] "
-                     f"{literal(failing.get('reason', '?'))}")
+                     f"{literal(respelled(failing.get('reason', '?'), failing.get('target')))}")
     retry = data.get("retry")
     if retry and isinstance(retry.get("next_at"), (int, float)):
         lines.append(f"[yellow]will retry {literal(short(retry.get('target')))} at "
                      f"{time.strftime('%H:%M %Z', time.localtime(retry['next_at']))}[/yellow] "
-                     f"({literal(retry.get('reason', '?'))})")
+                     f"({literal(respelled(retry.get('reason', '?'), retry.get('target')))})")
     last = data.get("last_run")
     if last:
         lines.append(literal(f"last run: {_when(last)} {last.get('trigger')} by {last.get('actor')}: "
