@@ -544,6 +544,9 @@ def _deploy(s: Dict[str, str]) -> Optional[Dict[str, Any]]:
     state = _json_object(s.get("state"))
     if state is None:
         return None
+    # the run under way, or killed, and the step it recorded (#24: status
+    # named it, monitor did not)
+    run = state.get("in_progress") if isinstance(state.get("in_progress"), dict) else {}
     return {
         "deployed": state.get("deployed"),
         "deployed_at": state.get("deployed_at"),
@@ -552,6 +555,8 @@ def _deploy(s: Dict[str, str]) -> Optional[Dict[str, Any]]:
         "last_check": state.get("last_check"),
         "last_result": state.get("last_result"),
         "in_progress": bool(state.get("in_progress")),
+        "in_progress_run": run.get("run_id"),
+        "in_progress_step": run.get("step"),
         "last_run": _json_object(s.get("last")),
         "failing": state.get("failing") if isinstance(state.get("failing"), dict) else None,
         "retry": state.get("retry") if isinstance(state.get("retry"), dict) else None,

@@ -71,6 +71,12 @@ def test_status_names_the_step_a_killed_run_was_in(box, slow, monkeypatch):
     assert one(r.stdout)["in_progress"]["step"] == step, r.stdout
     r = run_cli("status", "-i", str(box.inventory))
     assert f"run victim in progress or interrupted at step {step}" in " ".join(r.stdout.split()), r.stdout
+    # monitor names it too, in its panel and its --json (#24: it said nothing of it)
+    r = run_cli("monitor", "-i", str(box.inventory), "--json")
+    dep = one(r.stdout)["deploy"]
+    assert (dep["in_progress"], dep["in_progress_run"], dep["in_progress_step"]) == (True, "victim", step), dep
+    r = run_cli("monitor", "-i", str(box.inventory))
+    assert f"run victim in progress or interrupted at step {step}" in " ".join(r.stdout.split()), r.stdout
     # the next run finishes it (with the watch as short as before), and
     # says where it had stopped
     box.inventory.write_text(fast)

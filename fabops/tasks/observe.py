@@ -106,8 +106,9 @@ def _system_line(facts, th) -> str:
 
 def _deploy_lines(dep) -> list:
     """What is deployed and since when, the last update check and its
-    result, the pin and the remembered bad targets."""
-    from .render import RESULT_STYLE, ago, literal, pin_lines, short
+    result, the pin and the remembered bad targets, and a run under way (or
+    killed) with the step it is in, as status says it."""
+    from .render import RESULT_STYLE, ago, in_progress_line, literal, pin_lines, short
 
     if dep is None:
         return ["[dim]deploy state: not available yet (no fabops run on this host)[/dim]"]
@@ -116,7 +117,9 @@ def _deploy_lines(dep) -> list:
     if dep.get("last_result"):
         style = RESULT_STYLE.get(dep["last_result"], "white")
         line += f": [{style}]{literal(dep['last_result'])}[/{style}]"
-    return [line] + pin_lines(dep)
+    running = [in_progress_line(dep.get("in_progress_run"), dep.get("in_progress_step"))
+               ] if dep.get("in_progress") else []
+    return [line] + pin_lines(dep) + running
 
 
 def _log_lines(facts) -> list:

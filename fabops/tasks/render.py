@@ -450,6 +450,12 @@ def pin_lines(data: dict, why: bool = False, host: str = "", flag=None) -> List[
     return out
 
 
+def in_progress_line(run_id, step) -> str:
+    """The run state.json says is under way (or was killed), and the step
+    it recorded: status's and monitor's line."""
+    return f"[magenta]run {literal(run_id)} in progress or interrupted at step {literal(step)}[/magenta]"
+
+
 def status_panel(host: str, data: dict, flag=None) -> None:
     import time
 
@@ -475,8 +481,7 @@ def status_panel(host: str, data: dict, flag=None) -> None:
     lines = [line] + pin_lines(data, why=True, host=host, flag=flag)
     if data.get("in_progress"):
         ip = data["in_progress"]
-        lines.append(f"[magenta]run {literal(ip.get('run_id'))} in progress or interrupted at step "
-                     f"{literal(ip.get('step'))}[/magenta]")
+        lines.append(in_progress_line(ip.get("run_id"), ip.get("step")))
     lines.append(f"last check {ago(data.get('last_check'))}: {literal(data.get('last_result') or '-')}")
     failing = data.get("failing")
     if failing and failing.get("target") != deployed:
