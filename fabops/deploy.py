@@ -400,9 +400,9 @@ def _dry_run_uninstalled(c, host: Host, opts: DeployOptions, install: str) -> di
               "warnings": ["preflight not run: fabops is not installed on the host at this version yet"],
               "plan": {"install": install, "from": deployed, "to": None, "pin": status.get("pin")}}
     if opts.trigger == "rollback" and not opts.ref:
+        none = f"no good commit older than {short_sha(deployed)} was deployed" if deployed else "it finds none"
         result["message"] = (f"{install}; then the host's planner would pick the commit to roll back to from its "
-                             f"history, or refuse if no good commit older than {short_sha(deployed, 'none')} was "
-                             "deployed: this dry run cannot name it before fabops is on the host")
+                             f"history, or refuse if {none}: this dry run cannot name it before fabops is on the host")
         return result
     target = opts.ref or _branch_head(c, host) or "?"
     moving = target != deployed

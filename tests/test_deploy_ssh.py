@@ -10,7 +10,7 @@ import time
 import pytest
 import yaml
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, one, run_cli
 from tests.harness.apps import RemoteApp, process_name
 from tests.harness.sandbox import Origin
 from tests.harness.sshd import free_port
@@ -148,6 +148,11 @@ def test_dry_run_changes_nothing(remote_app):
     code, res = remote_app.deploy_json("--dry-run")
     assert code == 0, res
     assert "would install fabops" in res["message"] and res["to"] == remote_app.origin.head
+    # a rollback's commit is the host's planner's pick, after the install: none named (#24)
+    r = run_cli("rollback", "-i", str(remote_app.inventory), "--dry-run", "--json")
+    res = one(r.stdout)
+    assert (r.returncode, res["to"]) == (0, None) and "planner would pick the commit to roll back to" in \
+        res["message"], res
     assert not remote_app.host.path("~/.fabops/app/venv").exists()
     assert remote_app.deploy_json()[0] == 0
     pid = remote_app.host.path("~/.fabops/app/services/bot.pid").read_text()

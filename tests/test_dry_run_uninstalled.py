@@ -81,3 +81,11 @@ def test_its_pin_line_names_no_commit(host, older_fabops, capsys, monkeypatch):
     text = " ".join(capsys.readouterr().out.split())
     assert "[find-to-do] would pin to the commit it picks (cron stays on it until" in text, text
     assert "would pin to -" not in text and short_sha(HEAD) not in text, text
+
+
+def test_with_nothing_deployed_it_names_no_commit_at_all(host, older_fabops, monkeypatch):
+    import fabops.remote
+
+    monkeypatch.setattr(fabops.remote, "gather_status", lambda c, h: {"deployed": None, "head": None})
+    res = dry_run(host, trigger="rollback", clear_pin=False).result
+    assert (res["from"], res["to"]) == (None, None) and "or refuse if it finds none:" in res["message"], res
