@@ -10,7 +10,6 @@ macOS laptop cannot ship its own wheels to a Linux host.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import posixpath
@@ -22,6 +21,7 @@ from typing import List, Optional
 
 from . import __version__
 from .errors import CommandFailed, FabopsError, UsageError
+from .host.files import sha256_file
 from .inventory import Host
 from .probe import MARK, split_sections
 from .remote import home_dir_cmd
@@ -52,14 +52,6 @@ class HostPython:
     @property
     def tag(self) -> str:
         return f"cp{self.version[0]}{self.version[1]}-{self.machine}"
-
-
-def sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 16), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def cache_dir() -> Path:

@@ -17,6 +17,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from .errors import ConfigError, UsageError
 from .paths import HostPaths
 from .validate import (
+    DEFAULT_BACKUP_SCHEDULE,
+    DEFAULT_KEEP,
     DEFAULT_SCHEDULE,
     DEFAULT_THRESHOLDS,
     SCHEMA,
@@ -84,6 +86,54 @@ class CleanupRule:
 
 
 @dataclass(frozen=True)
+class Dump:
+    """A backup item whose content is a command's stdout (pg_dump ...):
+    shell code the inventory's author writes, run as the deploy user."""
+
+    name: str
+    command: str
+
+
+@dataclass(frozen=True)
+class Keep:
+    """How many local snapshots to keep, as restic's --keep-daily/weekly/monthly."""
+
+    daily: int = DEFAULT_KEEP["daily"]
+    weekly: int = DEFAULT_KEEP["weekly"]
+    monthly: int = DEFAULT_KEEP["monthly"]
+
+
+@dataclass(frozen=True)
+class Repository:
+    """The off-host repository (restic): read and validated now, used by the
+    next slice of docs/backups.md. The password is in a file, never a value."""
+
+    url: str
+    password_file: str
+
+
+@dataclass(frozen=True)
+class Backup:
+    """What `backup` copies (docs/backups.md); `.env`, state.json and
+    history.jsonl always, without being listed. Paths relative to the app
+    directory unless absolute or ~/."""
+
+    files: Tuple[str, ...] = ()
+    exclude: Tuple[str, ...] = ()  # fnmatch patterns, matched against a file's name and archive path
+    sqlite: Tuple[str, ...] = ()
+    dump: Tuple[Dump, ...] = ()
+    schedule: Optional[str] = DEFAULT_BACKUP_SCHEDULE  # None: off
+    keep: Keep = field(default_factory=Keep)
+    repository: Optional[Repository] = None
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        for k in ("files", "exclude", "sqlite", "dump"):
+            data[k] = list(data[k])
+        return data
+
+
+@dataclass(frozen=True)
 class App:
     path: str
     remote: str = "origin"
@@ -147,6 +197,7 @@ class Host:
     backup_dir: str = "~/backup"
     setup_command: Optional[str] = None  # run in the app dir after `reset` (legacy setup-complete.sh)
     home: str = ""  # host home; "" until resolved to ~/.fabops/<app>
+    backup: Backup = field(default_factory=Backup)
 
     @property
     def is_local(self) -> bool:
@@ -189,6 +240,7 @@ class Host:
         data["services"] = list(data["services"])
         data["deps"] = list(data["deps"])
         data["cleanup"] = list(data["cleanup"])
+        data["backup"] = self.backup.to_dict()
         if not data["sandbox"]:  # the usual case says nothing (and host.yml stays as older fabops wrote it)
             del data["sandbox"]
         return {k: v for k, v in data.items() if v is not None}
@@ -514,6 +566,8 @@ class _Validator:
             return getattr(self, spec.kind)(value, key, spec.options)
         if spec.kind in ("string", "strlist"):
             return getattr(self, spec.kind)(value, key, spec.check)
+        if spec.kind in SCHEMA and not hasattr(self, spec.kind):  # a plain mapping section (backup, keep, ...)
+            return self.section(spec.kind, value, key)
         return getattr(self, spec.kind)(value, key)
 
     def section(self, name: str, raw: Any, key: str) -> dict:
@@ -618,6 +672,26 @@ class _Validator:
 
     def schedule(self, raw: Any, key: str) -> dict:
         return self.section("schedule", raw, key)
+
+    def dump(self, raw: Any, key: str) -> list:
+        dumps = [self.section("dump[]", dv, dk) for dk, dv in self.items(raw, key)]
+        names = [d["name"] for d in dumps]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                self.fail(f"{key}[{i}].name", f"duplicate dump {name!r}: each names its own file")
+        return dumps
+
+    def backup_settings(self, d: dict, key: str, connection: str) -> Backup:
+        """The host's `backup:` section, merged from defaults, as typed settings."""
+        d = dict(d)
+        repo = d.pop("repository", None)
+        if repo is not None:
+            repo = Repository(repo["url"], self.host_path(repo["password_file"], f"{key}.repository.password_file",
+                                                          connection))
+        return Backup(**{k: tuple(v) for k, v in d.items() if k in ("files", "exclude", "sqlite")},
+                      dump=tuple(Dump(**x) for x in d.get("dump") or ()),
+                      schedule=d.get("schedule", DEFAULT_BACKUP_SCHEDULE),
+                      keep=Keep(**{**DEFAULT_KEEP, **(d.get("keep") or {})}), repository=repo)
 
     def env(self, raw: Any, key: str) -> dict:
         env = self.mapping(raw, key)
@@ -733,6 +807,7 @@ class _Validator:
             backup_dir=backup_dir,
             setup_command=d.get("setup_command"),
             home=home,
+            backup=self.backup_settings(d.get("backup") or {}, f"{key}.backup", connection),
         )
 
 

@@ -91,6 +91,25 @@ class HostPaths:
     def run_events(self, run_id: str) -> str:
         return self.run_file(run_id, "jsonl")
 
+    # ---- backups (host/backup.py, docs/backups.md)
+    @property
+    def backups(self) -> str:
+        """Local backup snapshots: one directory per run, named by its run id."""
+        return self.file("backups")
+
+    def backup_snapshot(self, run_id: str) -> str:
+        return posixpath.join(self.backups, check_run_id(run_id))
+
+    def backup_partial(self, run_id: str) -> str:
+        """A snapshot being written: renamed to backup_snapshot when its
+        manifest is in, so a listing never reads half a run."""
+        return posixpath.join(self.backups, f".{check_run_id(run_id)}.partial")
+
+    @staticmethod
+    def backup_manifest(snapshot: str) -> str:
+        """The manifest in a snapshot's directory (partial or done)."""
+        return posixpath.join(snapshot, "manifest.json")
+
     # ---- settings and fabops itself
     @property
     def host_yml(self) -> str:

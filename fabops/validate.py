@@ -306,6 +306,39 @@ def glob_problem(glob: str) -> str | None:
     return None
 
 
+# A backup item's name (a `dump`'s): it names a file in the snapshot
+# (dump-<name>.out), so a file name of a safe alphabet, never a path.
+_ITEM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def item_name_problem(name: str) -> str | None:
+    if not _ITEM_NAME.fullmatch(name) or ".." in name:
+        return "must be a name of letters, digits and _ . - (at most 64, no '..'): it names the item's file"
+    return None
+
+
+def exclude_problem(glob: str) -> str | None:
+    """A backup's exclude pattern, matched in Python (fnmatch) against each
+    file's name and its path in the archive; never given to a shell."""
+    if not glob.strip() or glob.startswith("-"):
+        return "must be a pattern like *.log or cache/* (not empty, no leading '-')"
+    return None
+
+
+# restic's repository forms (a path, sftp:user@host:/path, rest:https://...,
+# s3:...): one word, no character a shell or an option parser would read.
+_REPOSITORY_BAD = frozenset(" \t'\"$`;|<>(){}\\!*[]")
+
+
+def repository_url_problem(url: str) -> str | None:
+    if url.startswith("-"):
+        return "must not start with '-'"
+    bad = sorted({c for c in url if c in _REPOSITORY_BAD})
+    if bad:
+        return f"is not a repository URL (like sftp:user@host:/srv/restic): {' '.join(repr(c) for c in bad)} refused"
+    return None
+
+
 # ------------------------------------------------------------------ the hosts.yml schema
 
 DEFAULT_THRESHOLDS = {"cpu": 10.0, "memory": 15.0, "disk": 80.0}
@@ -317,6 +350,10 @@ DEFAULT_SCHEDULE = {
     "clean": "@daily",
     "backup-env": "@weekly",
 }
+# Backups (docs/backups.md): daily, with restic's --keep-daily/weekly/monthly
+# counts for the local snapshots.
+DEFAULT_BACKUP_SCHEDULE = "@daily"
+DEFAULT_KEEP = {"daily": 7, "weekly": 4, "monthly": 6}
 LOG_KEYS = ("update", "health", "app")
 HTTP_METHODS = ("GET", "POST", "HEAD", "PUT")
 
@@ -377,6 +414,7 @@ SCHEMA: Dict[str, Dict[str, Key]] = {
         "backup_dir": _HOSTPATH,
         "home": _HOSTPATH,
         "setup_command": Key("string"),
+        "backup": Key("backup"),
     },
     "app": {
         "path": _HOSTPATH,
@@ -421,4 +459,22 @@ SCHEMA: Dict[str, Dict[str, Key]] = {
     "logs": {k: _HOSTPATH for k in LOG_KEYS},
     "thresholds": {k: Key("number", bounds=(0, 100)) for k in DEFAULT_THRESHOLDS},
     "schedule": {k: Key("string", cron_problem, off=True) for k in DEFAULT_SCHEDULE},
+    "backup": {
+        "files": Key("strlist", hostpath_problem),
+        "exclude": Key("strlist", exclude_problem),
+        "sqlite": Key("strlist", hostpath_problem),
+        "dump": Key("dump"),
+        "schedule": Key("string", cron_problem, off=True),
+        "keep": Key("keep"),
+        "repository": Key("repository"),
+    },
+    "dump[]": {
+        "name": Key("string", item_name_problem, required=True),
+        "command": Key("string", required=True),
+    },
+    "keep": {k: Key("integer", bounds=(0, 1000)) for k in DEFAULT_KEEP},
+    "repository": {
+        "url": Key("string", repository_url_problem, required=True),
+        "password_file": Key("string", hostpath_problem, required=True),
+    },
 }

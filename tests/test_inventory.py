@@ -308,11 +308,15 @@ def _with_extra(section: str) -> dict:
            "check": {"url": "http://127.0.0.1:1/health"}}
     host = {"app": {"path": "/srv/app"}, "services": [svc], "deps": [{"when": ["a"], "run": "true"}],
             "cleanup": [{"path": "/tmp/x", "glob": "*.pcm", "older_than": "1d"}], "logs": {},
-            "thresholds": {}, "schedule": {}}
+            "thresholds": {}, "schedule": {},
+            "backup": {"dump": [{"name": "db", "command": "true"}], "keep": {},
+                       "repository": {"url": "/srv/restic", "password_file": "/etc/pw"}}}
     data = {"hosts": {"h": host}}
     where = {"top": data, "host": host, "app": host["app"], "services[]": svc, "check": svc["check"],
              "deps[]": host["deps"][0], "cleanup[]": host["cleanup"][0], "logs": host["logs"],
-             "thresholds": host["thresholds"], "schedule": host["schedule"]}
+             "thresholds": host["thresholds"], "schedule": host["schedule"], "backup": host["backup"],
+             "dump[]": host["backup"]["dump"][0], "keep": host["backup"]["keep"],
+             "repository": host["backup"]["repository"]}
     where[section]["zzz"] = 1
     return data
 

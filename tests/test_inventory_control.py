@@ -36,6 +36,10 @@ HOST = {
     "schedule": {"update": "*/5 * * * *", "health": "*/10 * * * *", "clean": "@daily", "backup-env": "@weekly"},
     "env_file": "node-bot/.env", "env_template": "node-bot/.env.example", "backup_dir": "~/backup",
     "home": "~/.fabops/app", "setup_command": "sh setup.sh",
+    "backup": {"files": ["uploads", "/etc/app"], "exclude": ["*.tmp"], "sqlite": ["data/app.db"],
+               "dump": [{"name": "pg", "command": "pg_dump app"}], "schedule": "@daily",
+               "keep": {"daily": 7, "weekly": 4, "monthly": 6},
+               "repository": {"url": "sftp:backup@10.0.0.9:/srv/restic", "password_file": "~/.restic-password"}},
 }
 FULL = {"defaults": {"user": "deploy"}, "hosts": {"web1": HOST}, "groups": {"web": ["web1"]}, "default": "web1",
         "known_hosts": "known_hosts"}
@@ -67,7 +71,8 @@ def every_key(data, section="top"):
         for k, v in d.items():
             used.add((sec, k))
             sub = {"app": "app", "services": "services[]", "deps": "deps[]", "cleanup": "cleanup[]", "logs": "logs",
-                   "thresholds": "thresholds", "schedule": "schedule", "check": "check"}.get(k)
+                   "thresholds": "thresholds", "schedule": "schedule", "check": "check", "backup": "backup",
+                   "dump": "dump[]", "keep": "keep", "repository": "repository"}.get(k)
             if sec == "top" and k == "hosts":
                 for h in v.values():
                     walk(h, "host")

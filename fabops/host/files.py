@@ -2,10 +2,19 @@
 Their names are fabops/paths.py's HostPaths."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
 from typing import Any, Iterator, List
+
+
+def sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 16), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def ensure_dir(path: str, mode: int = 0o700) -> str:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from . import agent, cron, demo, deploy, health, inventory, maintenance, observe, ping, setup, update
+from . import agent, backup, cron, demo, deploy, health, inventory, maintenance, observe, ping, setup, update
 
-_MODULES = (inventory, ping, update, deploy, observe, maintenance, health, cron, setup, demo, agent)
+_MODULES = (inventory, ping, update, deploy, observe, maintenance, backup, health, cron, setup, demo, agent)
 
 ns = Collection()
 for _module in _MODULES:

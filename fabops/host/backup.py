@@ -1,0 +1,400 @@
+"""Local backup snapshots, on the host (docs/backups.md).
+
+A run writes one directory per run, `<home>/backups/<run-id>/` (0700; its
+files 0600): each item of the host's `backup:` settings copied (`files`: one
+tar of the listed paths minus the excludes; `sqlite`: SQLite's online backup
+API into a new database, never `cp`; `dump`: a command's stdout), `.env`,
+state.json and history.jsonl always, and manifest.json (each item's name,
+kind, size, sha256, duration, ok or error; the deployed commit; the run's
+start and end). It is written as `.<run-id>.partial` and renamed when the
+manifest is in, so a listing never reads half a run. A failed item does
+not stop the others. After a run whose every item is ok, retention
+(`keep`, as restic's --keep-daily/weekly/monthly) deletes the snapshots it
+does not keep.
+
+Decide once, then act: `plan` says what a run copies and which snapshots
+retention would delete; `run` acts on that plan and the dry run renders
+it. This slice keeps the snapshots on the host's own disk: the off-host
+copy (restic) comes next.
+
+The laptop runs it in one round trip: `python -I -m fabops.host.backup
+plan|run|list` with the host's settings (host.yml) on stdin, and reads one
+JSON object on stdout. Standard library only; Python 3.9.
+"""
+from __future__ import annotations
+
+import datetime
+import fnmatch
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+
+from ..inventory import Host, Keep
+from ..paths import RUN_ID, HostPaths
+from .events import new_run_id
+from .files import sha256_file
+from .would import Would
+
+FORMAT = 1  # manifest.json's format
+DUMP_TIMEOUT = 3600.0  # seconds a dump command may run before it is killed (and fails)
+NO_OFF_HOST = ("no off-host copy yet: these snapshots are on the host's own disk, which a dead disk or a "
+               "terminated instance takes with them (docs/backups.md)")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One thing a run copies, and the file it becomes in the snapshot."""
+
+    name: str  # files, sqlite-<file name>, dump-<name>, env, state, history
+    kind: str  # files | sqlite | dump | env | state
+    file: str  # its file in the snapshot directory
+    sources: Tuple[str, ...] = ()  # the absolute paths read (a dump reads none)
+    command: Optional[str] = None  # a dump's shell code
+    always: bool = False  # .env and fabops' own files: a missing one is skipped, not failed
+
+    def to_dict(self) -> dict:
+        data = {"name": self.name, "kind": self.kind, "file": self.file, "sources": list(self.sources)}
+        if self.command is not None:
+            data["command"] = self.command
+        return data
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A snapshot on the host, as its manifest tells it."""
+
+    run_id: str
+    path: str
+    started: float
+    ended: float
+    ok: bool
+    size: int
+    items: int
+    failed: int
+    commit: Optional[str] = None
+
+    def to_dict(self, now: float) -> dict:
+        return {"run_id": self.run_id, "path": self.path, "started": self.started, "ended": self.ended,
+                "age": round(max(0.0, now - self.ended), 1), "ok": self.ok, "size": self.size,
+                "items": self.items, "failed": self.failed, "commit": self.commit}
+
+
+@dataclass(frozen=True)
+class BackupPlan:
+    host: str
+    run_id: str
+    app: str  # the app directory: a dump's cwd, relative paths' base
+    snapshot: str  # the directory the run writes
+    items: Tuple[Item, ...]
+    exclude: Tuple[str, ...]
+    keep: Keep
+    existing: Tuple[Snapshot, ...]  # the snapshots there now, newest first
+    delete: Tuple[str, ...]  # run ids retention deletes after this run, if it is ok
+    env: Dict[str, str]
+
+    def would(self) -> List[Would]:
+        out = [Would("write", self.snapshot, "a new snapshot (0700; files 0600) with manifest.json")]
+        for it in self.items:
+            what = it.command if it.kind == "dump" else ", ".join(it.sources)
+            how = {"files": "tar", "sqlite": "SQLite online backup", "dump": "stdout of",
+                   }.get(it.kind, "copy" + (" if present" if it.always else ""))
+            out.append(Would("copy", it.file, f"{how} {what}"))
+        out += [Would("delete", run_id, "retention: not among the snapshots keep "
+                      f"(daily {self.keep.daily}, weekly {self.keep.weekly}, monthly {self.keep.monthly}) keeps")
+                for run_id in self.delete]
+        return out
+
+    def to_dict(self) -> dict:
+        return {"run_id": self.run_id, "snapshot": self.snapshot, "items": [i.to_dict() for i in self.items],
+                "exclude": list(self.exclude), "keep": dict(self.keep.__dict__), "delete": list(self.delete)}
+
+
+# ------------------------------------------------------------------ retention (pure)
+
+_BUCKETS: Tuple[Tuple[str, Callable[[datetime.datetime], tuple]], ...] = (
+    ("daily", lambda t: (t.year, t.month, t.day)),
+    ("weekly", lambda t: tuple(t.isocalendar()[:2])),
+    ("monthly", lambda t: (t.year, t.month)),
+)
+
+
+def kept(times: Iterable[datetime.datetime], keep: Keep) -> Set[datetime.datetime]:
+    """The snapshot times `keep` keeps, as restic's --keep-daily/weekly/
+    monthly: newest first, for each policy the newest snapshot of each of
+    the last N days (ISO weeks, months) that have one; the union of the
+    three. The newest snapshot is always kept."""
+    order = sorted(set(times), reverse=True)
+    out: Set[datetime.datetime] = set(order[:1])
+    for name, bucket in _BUCKETS:
+        count, seen = getattr(keep, name), []
+        for t in order:
+            if len(seen) >= count:
+                break
+            if bucket(t) not in seen:
+                seen.append(bucket(t))
+                out.add(t)
+    return out
+
+
+def to_delete(snapshots: Sequence[Snapshot], keep: Keep, new: Optional[float] = None) -> List[str]:
+    """Run ids retention deletes: among ok snapshots (and a new one started
+    at `new`), those `kept` does not keep; a failed snapshot goes once an
+    ok one is newer (it is superseded)."""
+    good = {s.run_id: datetime.datetime.fromtimestamp(s.started) for s in snapshots if s.ok}
+    times = list(good.values()) + ([datetime.datetime.fromtimestamp(new)] if new is not None else [])
+    keeps = kept(times, keep)
+    newest_ok = max(times) if times else None
+    out = [rid for rid, t in good.items() if t not in keeps]
+    out += [s.run_id for s in snapshots if not s.ok and newest_ok is not None
+            and datetime.datetime.fromtimestamp(s.started) < newest_ok]
+    return sorted(out)
+
+
+# ------------------------------------------------------------------ the plan
+
+
+def source(host: Host, path: str) -> str:
+    """A `backup:` path on this host: ~/ expanded, relative to the app directory."""
+    path = os.path.expanduser(path)
+    return os.path.normpath(path if os.path.isabs(path) else os.path.join(host.app.path, path))
+
+
+def items(host: Host, paths: HostPaths) -> Tuple[Item, ...]:
+    b = host.backup
+    out: List[Item] = []
+    if b.files:
+        out.append(Item("files", "files", "files.tar", tuple(source(host, p) for p in b.files)))
+    seen: Dict[str, int] = {}
+    for p in b.sqlite:
+        base = os.path.basename(source(host, p))
+        seen[base] = seen.get(base, 0) + 1
+        name = f"sqlite-{base}" + (f"-{seen[base]}" if seen[base] > 1 else "")
+        out.append(Item(name, "sqlite", name, (source(host, p),)))
+    out += [Item(f"dump-{d.name}", "dump", f"dump-{d.name}.out", command=d.command) for d in b.dump]
+    out.append(Item("env", "env", "env", (source(host, host.env_file),), always=True))
+    out.append(Item("state", "state", "state.json", (paths.state,), always=True))
+    out.append(Item("history", "state", "history.jsonl", (paths.history,), always=True))
+    return tuple(out)
+
+
+def snapshots(paths: HostPaths) -> List[Snapshot]:
+    """The finished snapshots (a manifest in a run id's directory), newest first."""
+    try:
+        names = os.listdir(paths.backups)
+    except OSError:
+        return []
+    out = []
+    for name in names:
+        if not RUN_ID.fullmatch(name):
+            continue
+        try:
+            with open(paths.backup_manifest(paths.backup_snapshot(name)), encoding="utf-8") as fh:
+                m = json.load(fh)
+            done = [i for i in m["items"] if not i.get("skipped")]
+            out.append(Snapshot(name, paths.backup_snapshot(name), float(m["started"]), float(m["ended"]),
+                                bool(m["ok"]), sum(int(i.get("size") or 0) for i in done), len(done),
+                                sum(1 for i in done if not i.get("ok")), m.get("commit")))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not a snapshot of ours (or a damaged one): never deleted by retention either
+    return sorted(out, key=lambda s: (s.started, s.run_id), reverse=True)
+
+
+def plan(host: Host, paths: HostPaths, run_id: Optional[str] = None, now: Optional[float] = None) -> BackupPlan:
+    """What a run copies and which snapshots retention deletes if it is ok."""
+    run_id = run_id or new_run_id()
+    existing = snapshots(paths)
+    return BackupPlan(host.name, run_id, host.app.path, paths.backup_snapshot(run_id), items(host, paths),
+                      host.backup.exclude, host.backup.keep, tuple(existing),
+                      tuple(to_delete(existing, host.backup.keep, time.time() if now is None else now)),
+                      dict(host.env))
+
+
+# ------------------------------------------------------------------ the run
+
+
+def _private(path: str) -> str:
+    os.chmod(path, 0o600)
+    return path
+
+
+def excluded(name: str, patterns: Tuple[str, ...]) -> bool:
+    """Whether an archive path matches an exclude pattern: its name or any
+    trailing part of its path (`cache/*` leaves out every cache/ tree)."""
+    parts = name.split("/")
+    tails = ["/".join(parts[i:]) for i in range(len(parts))]
+    return any(fnmatch.fnmatchcase(t, g) for t in tails for g in patterns)
+
+
+def _excluded(patterns: Tuple[str, ...]):
+    return lambda info: None if excluded(info.name, patterns) else info
+
+
+def _arcname(path: str) -> str:
+    return path.lstrip("/") or "."
+
+
+def copy_files(it: Item, dest: str, exclude: Tuple[str, ...]) -> Optional[str]:
+    """One tar of the item's paths minus `exclude` (symlinks stored as links).
+    A missing path fails the item; the others are still in the tar."""
+    import tarfile
+
+    missing = [p for p in it.sources if not os.path.lexists(p)]
+    with tarfile.open(dest, "w", format=tarfile.PAX_FORMAT) as tar:
+        for p in it.sources:
+            if p not in missing:
+                tar.add(p, arcname=_arcname(p), recursive=True, filter=_excluded(exclude))
+    return f"not found: {', '.join(missing)}" if missing else None
+
+
+def copy_sqlite(it: Item, dest: str) -> Optional[str]:
+    """SQLite's online backup API: a consistent copy while the app writes
+    (one step: the copy holds one read transaction), checked with
+    PRAGMA integrity_check. Never creates the source."""
+    import sqlite3
+    from contextlib import closing
+    from urllib.parse import quote
+
+    src = it.sources[0]
+    if not os.path.isfile(src):
+        return f"not found: {src}"
+    with closing(sqlite3.connect(f"file:{quote(src)}?mode=rw", uri=True, timeout=30)) as s, \
+            closing(sqlite3.connect(dest)) as d:
+        s.backup(d)
+        check = d.execute("PRAGMA integrity_check").fetchone()[0]
+    return None if check == "ok" else f"the copy fails PRAGMA integrity_check: {check}"
+
+
+def copy_dump(it: Item, dest: str, cwd: str, env: Dict[str, str]) -> Optional[str]:
+    """The dump command's stdout, run as this (the deploy) user in the app
+    directory; a non-zero exit or DUMP_TIMEOUT fails the item, and a
+    timeout ends everything the command started."""
+    with open(dest, "wb") as out:
+        proc = subprocess.Popen(["/bin/sh", "-c", it.command or ""], stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.PIPE, cwd=cwd if os.path.isdir(cwd) else None,
+                                env={**os.environ, **env}, start_new_session=True)
+        try:
+            _, err = proc.communicate(timeout=DUMP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            return f"still running after {DUMP_TIMEOUT:g} s: killed"
+    if proc.returncode:
+        last = (err.decode("utf-8", "replace").strip().splitlines() or [""])[-1]
+        last = "".join(c if c.isprintable() else "?" for c in last)[:200]
+        return f"exited {proc.returncode}" + (f": {last}" if last else "")
+    return None
+
+
+def copy_plain(it: Item, dest: str) -> Optional[str]:
+    shutil.copyfile(it.sources[0], dest)
+    return None
+
+
+def copy_item(p: BackupPlan, it: Item, into: str) -> dict:
+    """One item, copied into the snapshot directory `into`: its manifest entry."""
+    dest, start = os.path.join(into, it.file), time.monotonic()
+    entry = {"name": it.name, "kind": it.kind, "file": it.file, "sources": list(it.sources)}
+    if it.command is not None:
+        entry["command"] = it.command
+    if it.always and not os.path.exists(it.sources[0]):
+        return {**entry, "ok": True, "skipped": "not there", "size": 0, "sha256": None, "duration": 0.0}
+    try:
+        if it.kind == "files":
+            error = copy_files(it, dest, p.exclude)
+        elif it.kind == "sqlite":
+            error = copy_sqlite(it, dest)
+        elif it.kind == "dump":
+            error = copy_dump(it, dest, p.app, p.env)
+        else:
+            error = copy_plain(it, dest)
+    except Exception as exc:  # noqa: BLE001 - one item's failure is its own, never the run's
+        error = f"{type(exc).__name__}: {exc}"
+    there = os.path.isfile(dest)
+    entry.update(ok=error is None, error=error, size=os.path.getsize(_private(dest)) if there else 0,
+                 sha256=sha256_file(dest) if there else None, duration=round(time.monotonic() - start, 3))
+    return entry
+
+
+def _commit(paths: HostPaths) -> Optional[str]:
+    try:
+        with open(paths.state, encoding="utf-8") as fh:
+            data = json.load(fh)
+        return data.get("deployed") if isinstance(data, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def run(p: BackupPlan, paths: HostPaths) -> dict:
+    """Act on the plan: the snapshot, its manifest, then retention when every
+    item is ok. Returns the manifest with what retention deleted."""
+    old = os.umask(0o077)
+    try:
+        os.makedirs(paths.backups, mode=0o700, exist_ok=True)
+        os.chmod(paths.backups, 0o700)
+        partial = paths.backup_partial(p.run_id)
+        os.mkdir(partial, 0o700)
+        started = time.time()
+        entries = [copy_item(p, it, partial) for it in p.items]
+        manifest = {"format": FORMAT, "host": p.host, "run_id": p.run_id, "started": started,
+                    "ended": time.time(), "commit": _commit(paths), "ok": all(e["ok"] for e in entries),
+                    "items": entries}
+        with open(_private_new(paths.backup_manifest(partial)), "w", encoding="utf-8") as fh:
+            json.dump(manifest, fh, indent=1)
+        os.rename(partial, p.snapshot)
+    finally:
+        os.umask(old)
+    deleted = []
+    if manifest["ok"]:  # the plan's decision, made once (a dry run showed it)
+        for run_id in p.delete:
+            shutil.rmtree(paths.backup_snapshot(run_id), ignore_errors=True)
+            deleted.append(run_id)
+    return {**manifest, "snapshot": p.snapshot, "deleted": deleted}
+
+
+def _private_new(path: str) -> str:
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    return path
+
+
+# ------------------------------------------------------------------ entry point (the laptop's round trip)
+
+
+def result(action: str, host: Host, paths: HostPaths) -> dict:
+    """What `action` (plan, run, list) answers, as one JSON object."""
+    now = time.time()
+    if action == "list":
+        return {"snapshots": [s.to_dict(now) for s in snapshots(paths)], "warnings": [NO_OFF_HOST]}
+    p = plan(host, paths, now=now)
+    if action == "plan":
+        return {**p.to_dict(), "would": [w.to_dict() for w in p.would()], "warnings": [NO_OFF_HOST]}
+    return {**run(p, paths), "warnings": [NO_OFF_HOST]}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """`python -I -m fabops.host.backup plan|run|list`, host.yml on stdin."""
+    from ..errors import FabopsError
+    from ..inventory import loads
+
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1 or argv[0] not in ("plan", "run", "list"):
+        sys.stderr.write("usage: python -m fabops.host.backup plan|run|list < host.yml\n")
+        return 64
+    try:
+        inv = loads(sys.stdin.read(), "host.yml")
+        (host,) = inv.select(None)
+    except FabopsError as exc:
+        sys.stderr.write(f"fabops: {exc}\n")
+        return 78
+    json.dump(result(argv[0], host, HostPaths.for_home(host.home)), sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

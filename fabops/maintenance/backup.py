@@ -1,0 +1,56 @@
+"""`backup` from the laptop: one round trip runs the host's own backup code
+(fabops/host/backup.py) with the host's settings on stdin, and reads its
+one JSON answer (docs/backups.md). The decisions are the host's: what a run
+copies, what retention deletes; this module only carries them."""
+from __future__ import annotations
+
+import json
+import sys
+
+from .. import errors
+from ..errors import CommandFailed, FabopsError
+from ..inventory import Host
+from ..shell import Cmd, path, sh
+from ..target import Target
+
+ACTIONS = ("plan", "run", "list")
+
+
+def backup_cmd(python: str, action: str) -> Cmd:
+    """The host's backup module, isolated (-I: no PYTHONPATH, no cwd on
+    sys.path), its settings on stdin. `action` is one of ACTIONS (quoted
+    like any value)."""
+    return sh("{python} -I -m fabops.host.backup {action}", python=path(python), action=action)
+
+
+def host_python(host: Host) -> str:
+    """The Python that has this fabops: the sandbox's is this interpreter
+    (setup makes no venv for it), a host's its venv under home."""
+    return sys.executable if host.is_local else host.paths.venv_bin("python")
+
+
+def backup(c, host: Host, action: str) -> dict:
+    """The host's answer to `action`: a run's manifest (`run`), the plan a
+    dry run shows (`plan`) or the snapshots there (`list`)."""
+    from ..deploy import host_yml
+
+    r = Target.of(c, host).run(backup_cmd(host_python(host), action), f"backup {action}", check=False,
+                               stdin=host_yml(host))
+    try:
+        data = json.loads(r.stdout)
+    except ValueError:
+        data = None
+    if r.exited == 0 and isinstance(data, dict):
+        return data
+    said = f"{r.stderr}\n{r.stdout}"
+    if r.exited == 127 or "No module named" in said:
+        raise FabopsError("fabops on the host has no backup yet (not installed, or older than this one): "
+                          "a deploy or `setup` installs it", host=host.name)
+    raise CommandFailed.from_result("backup", r, host=host.name)
+
+
+def exit_code(action: str, data: dict) -> int:
+    """A run with a failed item is FAILED (2): that item has no backup. A
+    listing, a plan and an all-ok run are OK (the missing off-host copy is
+    a warning line, not a code: cron's run must not read as failing)."""
+    return errors.FAILED if action == "run" and not data.get("ok") else errors.OK

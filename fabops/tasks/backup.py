@@ -1,0 +1,86 @@
+"""`inv backup [--list] [--dry-run]`: local snapshots of the app's data and
+settings, made by the host (fabops/host/backup.py, docs/backups.md). Every
+output says there is no off-host copy yet."""
+from __future__ import annotations
+
+from invoke import Collection
+
+from .. import errors
+from ._base import fabops_task, finish, print_envelope, print_text
+
+
+def _size(n) -> str:
+    n = float(n or 0)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return ""  # unreachable
+
+
+def run_lines(data: dict) -> list:
+    """A run's manifest as lines: the snapshot, then each item."""
+    items = [i for i in data.get("items") or [] if not i.get("skipped")]
+    failed = [i for i in items if not i.get("ok")]
+    total = sum(int(i.get("size") or 0) for i in items)
+    head = (f"snapshot {data.get('run_id')}: " + (f"{len(failed)} of {len(items)} items FAILED" if failed
+                                                   else f"{len(items)} items ok")
+            + f", {_size(total)} in {data.get('snapshot')}")
+    out = [head]
+    for i in data.get("items") or []:
+        if i.get("skipped"):
+            state = f"skipped ({i['skipped']})"
+        elif i.get("ok"):
+            state = f"ok  {_size(i.get('size'))}  {float(i.get('duration') or 0):.2f} s"
+        else:
+            state = f"FAILED: {i.get('error')}"
+        out.append(f"  {i.get('file')}  {state}")
+    if data.get("deleted"):
+        out.append(f"retention deleted {len(data['deleted'])}: {', '.join(data['deleted'])}")
+    return out
+
+
+def list_lines(data: dict) -> list:
+    from .render import fmt_duration
+
+    snaps = data.get("snapshots") or []
+    if not snaps:
+        return ["no snapshots yet"]
+    return [f"{s['run_id']}  {fmt_duration(s.get('age'))} ago  {_size(s.get('size'))}  {s.get('items')} items  "
+            + ("ok" if s.get("ok") else f"{s.get('failed')} FAILED") for s in snaps]
+
+
+@fabops_task(help={
+    "list": "List the host's local snapshots (age, size, items) instead of making one.",
+    "dry_run": "Show what a backup would copy and which snapshots retention would delete; change nothing.",
+})
+def backup(c, hosts=None, list=False, dry_run=False, json=False, inventory=None, accept_new=False,
+           connect_timeout=None):
+    """Back up the app's data and settings into a local snapshot on the host (not off-host yet)."""
+    from ..host.would import lines
+    from ..maintenance.backup import backup as on_host, exit_code
+    from ._base import for_each_host
+    from .render import host_errors
+
+    if list and dry_run:
+        raise errors.UsageError("backup --list makes no backup, so it has no --dry-run; give one or the other")
+    action = "list" if list else "plan" if dry_run else "run"
+    outcome = for_each_host(inventory, hosts, lambda cxn, host: on_host(cxn, host, action), accept_new=accept_new,
+                            connect_timeout=connect_timeout)
+    codes = [exit_code(action, r.value) if r.ok else r.code for r in outcome.results]
+    if json:
+        print_envelope(outcome.results, code=errors.worst(codes), **({"dry_run": True} if dry_run else {}))
+        finish(errors.worst(codes))
+        return
+    for r in outcome.results:
+        if not r.ok:
+            continue
+        said = (list_lines(r.value) if list else lines(r.value.get("would") or []) if dry_run
+                else run_lines(r.value))
+        for line in said + [f"warning: {w}" for w in r.value.get("warnings") or []]:
+            print_text(f"[{r.host}] {line}")
+    host_errors(outcome.results)
+    finish(errors.worst(codes))
+
+
+ns = Collection("backup", backup)
