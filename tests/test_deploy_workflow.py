@@ -8,10 +8,12 @@ checked here too. tests/test_journey.py runs the same steps against a
 booted host."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -118,18 +120,26 @@ def test_deploy_step_fails_the_job_on_all_but_0_and_1(tmp_path, code):
     with that code and an error annotation (docs/ci.md, "Exit codes")."""
     bin_ = tmp_path / "bin"
     bin_.mkdir()
-    (bin_ / "inv").write_text(f"#!/bin/sh\necho 'find-to-do: deployed abc1234'\n"
-                              f"echo 'find-to-do: warning: 100% of untracked files kept' >&2\nexit {code}\n")
+    # `inv history --json` answers as fabops does: {"hosts": {name: [records]}}, oldest first
+    history = json.dumps({"hosts": {"find-to-do": [{"result": "deployed", "warnings": [
+        "unit files changed in the repo (setup installs them): app.service", "100% of\nuntracked files kept"]}]}})
+    (bin_ / "inv").write_text(f"#!/bin/sh\nif [ \"$1\" = history ]; then printf '%s\\n' '{history}'; exit 0; fi\n"
+                              f"echo 'find-to-do: deployed abc1234'\necho 'fabops: a line on stderr' >&2\nexit {code}\n")
     (bin_ / "inv").chmod(0o755)
+    (bin_ / "python").symlink_to(sys.executable)  # actions/setup-python's
     temp = tmp_path / "temp"
     temp.mkdir()
     r = run_step(_step("Deploy"), tmp_path, RUNNER_TEMP=str(temp), PATH=f"{bin_}:{os.environ['PATH']}")
     assert r.returncode == (0 if code in (0, 1) else code), r.stdout + r.stderr
-    assert "find-to-do: deployed abc1234" in r.stdout, "the deploy's output is in the log"
+    assert "find-to-do: deployed abc1234" in r.stdout and "a line on stderr" in r.stdout, "the log has both"
+    assert (temp / "fabops-deploy.log").read_text() == "find-to-do: deployed abc1234\nfabops: a line on stderr\n"
     warnings = [ln for ln in r.stdout.splitlines() if ln.startswith("::warning")]
     errors = [ln for ln in r.stdout.splitlines() if ln.startswith("::error")]
     if code == 1:
-        assert "::warning title=fabops deploy::find-to-do: warning: 100%25 of untracked files kept" in warnings
+        assert warnings == [
+            "::warning title=fabops deploy find-to-do::unit files changed in the repo (setup installs them): app.service",
+            "::warning title=fabops deploy find-to-do::100%25 of%0Auntracked files kept",
+            "::warning title=fabops deploy::deployed, with warnings (exit 1): see the log"], warnings
         assert not errors
     elif code == 0:
         assert not warnings and not errors
