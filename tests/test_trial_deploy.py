@@ -81,7 +81,9 @@ def test_rollback_dry_run_says_its_fetch_and_its_pin_once(sandbox):
     # the host's planner picks the commit (issue #24: host/plan.rollback_target), no --ref to resolve
     assert "fetch (" in out and f"would checkout {v1[:10]}" in out, out
     assert not re.search(r"[0-9a-f]{40}", out), out
-    pins = [line for line in re.sub(r"\n +", "\n", out).replace("\n", " ").split("[local]") if "pin" in line]
+    # the plan's lines, which the summary row follows (issue #24)
+    plan = out[:out.index("\nrollback\n")]
+    pins = [line for line in re.sub(r"\n +", "\n", plan).replace("\n", " ").split("[local]") if "pin" in line]
     # the way out with the run's -i (issue #24), however 80 columns cut the long path
     assert len(pins) == 1 and f"would pin {v1[:10]}: rollback: cron stays on it until `fabops unpin -i" in pins[0], out
     assert "".join(pins[0].split()).endswith("".join(f"{inv} -H local` (once its gate and watch pass)".split())), out
