@@ -162,7 +162,7 @@ def to_delete(snapshots: Sequence[Snapshot], keep: Keep, new: Optional[float] = 
 def source(host: Host, path: str) -> str:
     """A `backup:` path on this host: ~/ expanded, relative to the app directory."""
     path = os.path.expanduser(path)
-    return os.path.normpath(path if os.path.isabs(path) else os.path.join(host.app.path, path))
+    return os.path.normpath(path if os.path.isabs(path) else os.path.join(os.path.expanduser(host.app.path), path))
 
 
 def items(host: Host, paths: HostPaths) -> Tuple[Item, ...]:
@@ -209,7 +209,7 @@ def plan(host: Host, paths: HostPaths, run_id: Optional[str] = None, now: Option
     """What a run copies and which snapshots retention deletes if it is ok."""
     run_id = run_id or new_run_id()
     existing = snapshots(paths)
-    return BackupPlan(host.name, run_id, host.app.path, paths.backup_snapshot(run_id), items(host, paths),
+    return BackupPlan(host.name, run_id, source(host, "."), paths.backup_snapshot(run_id), items(host, paths),
                       host.backup.exclude, host.backup.keep, tuple(existing),
                       tuple(to_delete(existing, host.backup.keep, time.time() if now is None else now)),
                       dict(host.env))

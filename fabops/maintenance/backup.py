@@ -19,8 +19,11 @@ ACTIONS = ("plan", "run", "list")
 def backup_cmd(python: str, action: str) -> Cmd:
     """The host's backup module, isolated (-I: no PYTHONPATH, no cwd on
     sys.path), its settings on stdin. `action` is one of ACTIONS (quoted
-    like any value)."""
-    return sh("{python} -I -m fabops.host.backup {action}", python=path(python), action=action)
+    like any value). What it left of its input is read after it ends: a
+    host without that Python (or that module) ends before reading it, which
+    over SSH would hide its exit status and its words."""
+    return sh("{python} -I -m fabops.host.backup {action}; rc=$?; cat >/dev/null; exit $rc", python=path(python),
+              action=action)
 
 
 def host_python(host: Host) -> str:
