@@ -99,9 +99,11 @@ def test_key_files_live_in_runner_temp_and_are_removed(tmp_path, kind):
     assert (made / "key").read_text().strip() == key.read_text().strip(), "the key as written, a pasted secret's CRs dropped"
     import paramiko
 
-    entry = paramiko.SSHConfig.from_path(str(made / "config")).lookup("find-to-do")
+    config = paramiko.SSHConfig.from_path(str(made / "config"))
+    entry = config.lookup("find-to-do")
     assert entry["hostname"] == "10.9.9.9" and entry["user"] == "ec2-user"
-    assert entry["identityfile"] == [str(made / "key")] and entry["userknownhostsfile"] == str(made / "known_hosts")
+    for one in (entry, config.lookup("a-proxyjump-host")):  # a jump host: the same key and pinned file
+        assert one["identityfile"] == [str(made / "key")] and one["userknownhostsfile"] == str(made / "known_hosts")
     assert paramiko.PKey.from_path(entry["identityfile"][0]).algorithm_name in ("ED25519", "RSA", "ECDSA")
     assert _step("Deploy")["env"]["FABOPS_SSH_CONFIG"] == "${{ runner.temp }}/fabops-ssh/config"
     cleanup = _step("Remove the key")
