@@ -74,3 +74,41 @@ def test_through_the_agent_another_config_is_another_login(agent, ssh_host, tmp_
     assert run_cli("ping", "-i", str(inv), env={"FABOPS_SSH_CONFIG": str(two)}).returncode == 0
     log = log_of(agent)
     assert log.count("connected to h1") == 2 and "another login asks for this host" in log, log
+
+
+def test_the_workflows_key_step_reaches_a_host_behind_a_proxyjump(tmp_path, client_key, isolated_home):
+    """deploy.yml's key step, run as written, with a ProxyJump in
+    DEPLOY_SSH_CONFIG: the jump host takes the same key and is checked
+    against the same pinned file; without its line there, exit 3 naming it."""
+    from tests.conftest import _need_sshd
+    from tests.harness.sshd import start_sshd
+    from tests.test_deploy_workflow import _step, run_step
+
+    _need_sshd()
+    target = start_sshd(tmp_path / "sshd-target", client_key, address="127.0.0.1")
+    try:
+        jump = start_sshd(tmp_path / "sshd-jump", client_key, address="127.0.0.1",
+                          extra_config=[f"PermitOpen {target.address}:{target.port}"])
+        try:
+            _no_user_known_hosts()
+            temp = tmp_path / "runner-temp"
+            temp.mkdir()
+            secrets = {
+                "DEPLOY_SSH_KEY": Path(client_key).read_text(),
+                "DEPLOY_KNOWN_HOSTS": target.known_hosts_line + jump.known_hosts_line,
+                "DEPLOY_SSH_CONFIG": (f"Host find-to-do\n  HostName {target.address}\n  Port {target.port}\n"
+                                      f"  User {target.user}\n  ProxyJump {jump.user}@{jump.address}:{jump.port}"),
+            }
+            r = run_step(_step("SSH key and pinned host key"), tmp_path, RUNNER_TEMP=str(temp), **secrets)
+            assert r.returncode == 0, r.stderr
+            inv = write_inventory(tmp_path / "hosts.yml", {"find-to-do": {}})
+            env = {"FABOPS_AGENT": "0", "FABOPS_SSH_CONFIG": str(temp / "fabops-ssh/config")}
+            through = run_cli("ping", "-H", "find-to-do", "-i", str(inv), env=env)
+            assert through.returncode == 0, through.stdout + through.stderr
+            (temp / "fabops-ssh/known_hosts").write_text(target.known_hosts_line)
+            unpinned = run_cli("ping", "-H", "find-to-do", "-i", str(inv), env=env)
+            assert unpinned.returncode == 3 and "jump host" in unpinned.stderr, unpinned.stderr
+        finally:
+            jump.stop()
+    finally:
+        target.stop()
