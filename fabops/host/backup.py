@@ -85,6 +85,9 @@ class Snapshot:
                 "items": self.items, "failed": self.failed, "commit": self.commit}
 
 
+HOW = {"files": "tar", "sqlite": "SQLite online backup", "dump": "stdout of"}  # a dry run's words per kind
+
+
 @dataclass(frozen=True)
 class BackupPlan:
     host: str
@@ -102,8 +105,7 @@ class BackupPlan:
         out = [Would("write", self.snapshot, "a new snapshot (0700; files 0600) with manifest.json")]
         for it in self.items:
             what = it.command if it.kind == "dump" else ", ".join(it.sources)
-            how = {"files": "tar", "sqlite": "SQLite online backup", "dump": "stdout of",
-                   }.get(it.kind, "copy" + (" if present" if it.always else ""))
+            how = HOW.get(it.kind, "copy" + (" if present" if it.always else ""))
             out.append(Would("copy", it.file, f"{how} {what}"))
         out += [Would("delete", run_id, "retention: not among the snapshots keep "
                       f"(daily {self.keep.daily}, weekly {self.keep.weekly}, monthly {self.keep.monthly}) keeps")
@@ -299,9 +301,7 @@ def copy_plain(it: Item, dest: str) -> Optional[str]:
 def copy_item(p: BackupPlan, it: Item, into: str) -> dict:
     """One item, copied into the snapshot directory `into`: its manifest entry."""
     dest, start = os.path.join(into, it.file), time.monotonic()
-    entry = {"name": it.name, "kind": it.kind, "file": it.file, "sources": list(it.sources)}
-    if it.command is not None:
-        entry["command"] = it.command
+    entry = it.to_dict()
     if it.always and not os.path.exists(it.sources[0]):
         return {**entry, "ok": True, "skipped": "not there", "size": 0, "sha256": None, "duration": 0.0}
     try:
