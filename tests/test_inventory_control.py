@@ -41,7 +41,9 @@ HOST = {
                "keep": {"daily": 7, "weekly": 4, "monthly": 6},
                "repository": {"url": "sftp:backup@10.0.0.9:/srv/restic", "password_file": "~/.restic-password"}},
 }
-FULL = {"defaults": {"user": "deploy"}, "hosts": {"web1": HOST}, "groups": {"web": ["web1"]}, "default": "web1",
+# the demo's kind of host: `sandbox` is only valid with `connection: local`
+BOX = {"connection": "local", "sandbox": True, "app": {"path": "/srv/box"}}
+FULL = {"defaults": {"user": "deploy"}, "hosts": {"web1": HOST, "box": BOX}, "groups": {"web": ["web1"]}, "default": "web1",
         "known_hosts": "known_hosts"}
 # One of each kind: the line breaks that end a unit, sudoers or cron line,
 # NUL, a tab, an escape that takes over a terminal, DEL and a plain C0.
