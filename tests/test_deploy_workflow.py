@@ -90,7 +90,7 @@ def test_key_files_live_in_runner_temp_and_are_removed(tmp_path, kind):
     subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-f", str(key)], check=True)
     env = {"HOME": str(home), "RUNNER_TEMP": str(temp), "DEPLOY_SSH_KEY": key.read_text().replace("\n", "\r\n"),
            "DEPLOY_KNOWN_HOSTS": "10.9.9.9 ssh-ed25519 AAAA",
-           "DEPLOY_SSH_CONFIG": "Host find-to-do\n  HostName 10.9.9.9\n  User ec2-user"}
+           "DEPLOY_SSH_CONFIG": "  HostName 10.9.9.9\r\n\n  User ec2-user"}
     r = run_step(_step("SSH key and pinned host key"), tmp_path, **env)
     assert r.returncode == 0, r.stderr
     made = temp / "fabops-ssh"
@@ -102,6 +102,7 @@ def test_key_files_live_in_runner_temp_and_are_removed(tmp_path, kind):
     config = paramiko.SSHConfig.from_path(str(made / "config"))
     entry = config.lookup("find-to-do")
     assert entry["hostname"] == "10.9.9.9" and entry["user"] == "ec2-user"
+    assert (made / "config").read_text().splitlines()[:3] == ["Host find-to-do", "  HostName 10.9.9.9", "  User ec2-user"]
     for one in (entry, config.lookup("a-proxyjump-host")):  # a jump host: the same key and pinned file
         assert one["identityfile"] == [str(made / "key")] and one["userknownhostsfile"] == str(made / "known_hosts")
     assert paramiko.PKey.from_path(entry["identityfile"][0]).algorithm_name in ("ED25519", "RSA", "ECDSA")
@@ -113,6 +114,23 @@ def test_key_files_live_in_runner_temp_and_are_removed(tmp_path, kind):
     assert not list(temp.iterdir())
     assert [p.name for p in (home / ".ssh").iterdir()] == ["config"]
     assert (home / ".ssh/config").read_text() == "the runner's\n"
+
+
+@pytest.mark.parametrize("config", [
+    "Host find-to-do\n  HostName 10.9.9.9", "HostName 10.9.9.9\nHost=bastion\n  User root", "host\tother",
+    "  HostName 10.9.9.9\nMatch host 10.*\n  User root", 'MATCH=all', '"Host" x', "Include ~/.ssh/config"])
+def test_key_step_refuses_a_config_with_a_block_of_its_own(tmp_path, config):
+    """DEPLOY_SSH_CONFIG holds the options of find-to-do only: a Host, Match
+    or Include keyword (any case, with `=` or blanks) would end that block, so
+    its options would apply to another host or to all; the step refuses it
+    before writing anything, rather than rewriting it."""
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    r = run_step(_step("SSH key and pinned host key"), tmp_path, RUNNER_TEMP=str(temp), DEPLOY_SSH_KEY="k",
+                 DEPLOY_KNOWN_HOSTS="10.9.9.9 ssh-ed25519 AAAA", DEPLOY_SSH_CONFIG=config)
+    assert r.returncode == 64, r.stdout + r.stderr
+    assert r.stdout.startswith("::error title=DEPLOY_SSH_CONFIG::holds a Host, Match or Include line"), r.stdout
+    assert not list(temp.iterdir()), "nothing written"
 
 
 @pytest.mark.parametrize("code", EVERY_CODE)

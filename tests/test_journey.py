@@ -280,7 +280,7 @@ def run_deploy_workflow(box, key: Path, runner: Path, checkout: Path, wheel: Pat
     secrets = {
         "DEPLOY_SSH_KEY": key.read_text(),
         "DEPLOY_KNOWN_HOSTS": f"{box.address} {box.host_key}",
-        "DEPLOY_SSH_CONFIG": f"Host find-to-do\n  HostName {box.address}\n  User ec2-user",
+        "DEPLOY_SSH_CONFIG": f"HostName {box.address}\nUser ec2-user",
     }
     summary = runner / "step-summary.md"
     base_env = {

@@ -96,7 +96,7 @@ def test_the_workflows_key_step_reaches_a_host_behind_a_proxyjump(tmp_path, clie
             secrets = {
                 "DEPLOY_SSH_KEY": Path(client_key).read_text(),
                 "DEPLOY_KNOWN_HOSTS": target.known_hosts_line + jump.known_hosts_line,
-                "DEPLOY_SSH_CONFIG": (f"Host find-to-do\n  HostName {target.address}\n  Port {target.port}\n"
+                "DEPLOY_SSH_CONFIG": (f"HostName {target.address}\n  Port {target.port}\n"
                                       f"  User {target.user}\n  ProxyJump {jump.user}@{jump.address}:{jump.port}"),
             }
             r = run_step(_step("SSH key and pinned host key"), tmp_path, RUNNER_TEMP=str(temp), **secrets)
