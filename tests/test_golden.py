@@ -615,3 +615,21 @@ def test_wrap_keeps_a_number_with_its_unit_and_nothing_else_changes():
     plain = "[web-1] " + " ".join(f"word{i}" for i in range(40))  # no unit: textwrap's lines, as before
     expect = textwrap.wrap(plain[8:], 72, break_long_words=False, break_on_hyphens=False)
     assert wrap(plain, 80).split("\n") == ["[web-1] " + expect[0]] + ["        " + e for e in expect[1:]]
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_reset_plan_says_a_known_bad_target(width, dry_run, capsys, monkeypatch):
+    """Trial (#24's, item 1): reset's plan, dry run and confirmation line,
+    onto a commit that failed its gate says deploy --dry-run's words."""
+    from fabops.inventory import load
+    from fabops.maintenance.reset import ResetPlan
+    from fabops.tasks._base import print_text
+    from fabops.tasks.maintenance import reset_lines
+
+    host = load(str(GOLDEN / "hosts.yml")).hosts["find-to-do"]
+    plan = ResetPlan(head=SHA[0], target=SHA[1], dirty=[" M config.json"], has_env=True, deployed=SHA[0],
+                     known_bad=f"{SHA[1][:10]} failed its gate before (bot died); deploying it again because reset asked")
+    text = render(capsys, monkeypatch, width, lambda: [print_text(ln) for ln in reset_lines(host, plan, dry_run)])
+    assert "9b8c7d6e5f failed its gate before (cron skips it)" in " ".join(text.split())
+    check("reset-dry-run" if dry_run else "reset-plan", width, text)

@@ -384,11 +384,25 @@ def _hold_retry(state: State, facts: Facts, opts: Opts, common: dict) -> Optiona
 def _said_if_known_bad(state: State, opts: Opts, common: dict) -> dict:
     """A person's deploy or rollback may try a known-bad commit again (the
     cause may have been the host's, since fixed): said, not hidden."""
-    target = common["target"]
-    if target not in state.bad or target == common["deployed"]:
-        return common
-    return _with_says(common, (f"{short(target)} failed its gate before ({state.bad[target].get('reason', '?')}); "
-                               f"deploying it again because {opts.trigger} asked",))
+    line = known_bad(state.bad, common["target"], common["deployed"], opts.trigger)
+    return common if line is None else _with_says(common, (line,))
+
+
+def known_bad(bad: dict, target: Optional[str], deployed: Optional[str], trigger: str) -> Optional[str]:
+    """The one check of a person's run (a deploy, a rollback, a reset) going
+    to a commit that failed its gate before (state's `bad`, sha -> {reason}):
+    the line it says, or None when the target is not known bad or is
+    already deployed. It goes ahead (the cause may have been the host's,
+    since fixed); its dry run says the same check as `failed its gate
+    before (cron skips it)` (KNOWN_BAD_PLAN)."""
+    if not target or target not in bad or target == deployed:
+        return None
+    info = bad[target] if isinstance(bad[target], dict) else {}
+    return f"{short(target)} failed its gate before ({info.get('reason', '?')}); deploying it again because {trigger} asked"
+
+
+# What a dry run's `plan:` line says of a known-bad target (deploy's and reset's)
+KNOWN_BAD_PLAN = "{} failed its gate before (cron skips it)"
 
 
 def _problems(facts: Facts, opts: Opts) -> list:

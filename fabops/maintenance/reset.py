@@ -2,6 +2,7 @@
 re-run the dependency rules and setup_command, restart, poll, record."""
 from __future__ import annotations
 
+import json
 import posixpath
 import time
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from typing import List, Optional
 from ..errors import FabopsError
 from ..inventory import Host
 from ..host.git import checkout_cmd, fetch_cmd, git, ls_remote_cmd, parse_porcelain, reset_hard_cmd, status_cmd
+from ..host.plan import known_bad
 from ..host.preflight import save_changes_cmd, status_path
 from ..host.record import counted
 from ..host.would import Would
@@ -26,9 +28,10 @@ def reset_plan_cmd(host: Host) -> Cmd:
         "echo {m}dirty; git -C {app} status --porcelain=v1 --untracked-files=all 2>/dev/null\n"
         "echo {m}target; {ls_remote} 2>/dev/null | cut -f1\n"
         "echo {m}env; [ -f {env} ] && echo yes\n"
+        "echo {m}state; cat {state} 2>/dev/null\n"
         "echo {m}end\n",
         m=MARK, app=path(host.app.path), ls_remote=ls_remote_cmd(path(host.app.path), host.app.remote, host.app.branch),
-        env=app_file(host, host.env_file))
+        env=app_file(host, host.env_file), state=path(host.paths.state))
 
 
 @dataclass
@@ -37,6 +40,10 @@ class ResetPlan:
     target: Optional[str]
     dirty: List[str]
     has_env: bool
+    deployed: Optional[str] = None  # what state.json says is deployed
+    # the target failed its gate before: the line the reset says of it
+    # (host/plan.known_bad, deploy's own check and words), else None
+    known_bad: Optional[str] = None
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -65,12 +72,28 @@ def reset_plan(c, host: Host) -> ResetPlan:
 def parse_reset_plan(output: str) -> ResetPlan:
     """reset_plan_cmd's output: the checkout as it is, and where reset would go."""
     s = split_sections(output)
+    state = _state(s.get("state") or "")
+    target = (s.get("target") or "").split()[0] if s.get("target") else None
+    bad = state.get("bad") if isinstance(state.get("bad"), dict) else {}
+    deployed = state.get("deployed") if isinstance(state.get("deployed"), str) else None
     return ResetPlan(
         head=(s.get("head") or None),
-        target=(s.get("target") or "").split()[0] if s.get("target") else None,
+        target=target,
         dirty=[ln for ln in (s.get("dirty") or "").splitlines() if ln.strip()],
         has_env=s.get("env") == "yes",
+        deployed=deployed,
+        known_bad=known_bad(bad, target, deployed, "reset"),
     )
+
+
+def _state(text: str) -> dict:
+    """state.json as reset_plan_cmd read it ({} when none or unreadable:
+    then nothing is known bad)."""
+    try:
+        data = json.loads(text) if text.strip() else {}
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def save_local_state_cmd(host: Host, dest: str) -> Cmd:
@@ -148,6 +171,8 @@ def reset(c, host: Host, plan: ResetPlan, actor: str, force: bool = False, progr
     started = time.monotonic()
     lock = _take_lock(c, host, info, force, steps.say)
     try:
+        if plan.known_bad:  # said as a deploy says it, and it goes ahead as a deploy does
+            steps.say(f"· {plan.known_bad}")
         if getattr(lock, "ended", None):  # whose watch taking the lock ended: said, as restart says it
             from ..host.queue import ended_watch_line
 

@@ -433,6 +433,7 @@ def _plans(outcome, flag=None) -> None:
     """What a --dry-run would do on each host, beyond its one-line result;
     a pin with the way out as this run names it (`flag`: its -i)."""
     from ..host.dry_run import UNPINNED
+    from ..host.plan import KNOWN_BAD_PLAN
     from ..host.record import counted
     from ..host.would import lines
     from .render import console, hint, literal, print_hanging, short
@@ -450,7 +451,7 @@ def _plans(outcome, flag=None) -> None:
         if plan.get("pin"):
             parts.append(f"pinned to {literal(short(plan['pin']))}")
         if plan.get("bad"):
-            parts.append(f"[yellow]{literal(short(plan.get('to')))} failed its gate before (cron skips it)[/yellow]")
+            parts.append(f"[yellow]{literal(KNOWN_BAD_PLAN.format(short(plan.get('to'))))}[/yellow]")
         if parts:
             print_hanging(out, literal(f"[{r.host}]") + " plan: " + "; ".join(parts))
         # then each write, in the line form every dry run shares (host/would.py),

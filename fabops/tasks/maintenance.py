@@ -50,9 +50,9 @@ def reset(c, hosts=None, yes=False, dry_run=False, force=False, actor=None, json
           accept_new=False, connect_timeout=None):
     """Emergency reset to origin: save .env and local changes, reset, re-run deps, restart, poll."""
     from ..connection import close_quietly, connect
-    from ..host.record import counted, default_actor
+    from ..host.record import default_actor
     from ..fanout import run_hosts
-    from ..host.would import as_json, lines
+    from ..host.would import as_json
     from ..maintenance import reset as do_reset, reset_plan
     from ..maintenance.reset import reset_would
 
@@ -67,18 +67,8 @@ def reset(c, hosts=None, yes=False, dry_run=False, force=False, actor=None, json
         # --json prints its envelope only; the plan goes to stderr there
         # only when a person is about to confirm it (no --yes, no --dry-run)
         for host in () if json and (dry_run or yes) else chosen:
-            p = plans[host.name]
-            if dry_run:  # the plan the real reset acts on, in every dry run's line form
-                for line in lines(reset_would(host, p), f"[{host.name}] "):
-                    print_text(line, file=out)
-            else:  # the same plan, as one line before the confirmation
-                print_text(f"[{host.name}] plan: save .env and {counted(len(p.dirty), 'local change')} to {host.backup_dir}/reset-<time>/, "
-                           f"stop {', '.join(s.name for s in reversed(host.services)) or 'nothing'}, "
-                           f"reset {short_sha(p.head, 'none')} -> {short_sha(p.target, '?')} ({host.app.remote}/{host.app.branch}), "
-                           f"run {counted(len(host.deps), 'dependency rule')}{', ' + host.setup_command if host.setup_command else ''}, "
-                           "start and poll readiness", file=out)
-            for line in p.dirty[:20]:
-                print_text(f"[{host.name}]   {line}", file=out)
+            for line in reset_lines(host, plans[host.name], dry_run):
+                print_text(line, file=out)
         if dry_run:
             if json:
                 print_json({"schema": JSON_SCHEMA, "code": errors.OK, "dry_run": True,
@@ -103,6 +93,29 @@ def reset(c, hosts=None, yes=False, dry_run=False, force=False, actor=None, json
                 print_text(f"[{r.host}] {r.value.result}: {r.value.message}")
         _errors_out(outcome)
     finish(errors.worst((r.value.exit_code if r.ok else r.code) for r in outcome.results))
+
+
+def reset_lines(host, p, dry_run: bool) -> list:
+    """What reset prints of its plan before it acts: with --dry-run, every
+    write in the line form every dry run shares; else the same plan as one
+    line before the confirmation; then the local changes it saves. A
+    target that failed its gate says deploy --dry-run's words (the real
+    reset says deploy's line too: plan.known_bad)."""
+    from ..host.plan import KNOWN_BAD_PLAN
+    from ..host.record import counted
+    from ..host.would import lines
+    from ..maintenance.reset import reset_would
+
+    bad = KNOWN_BAD_PLAN.format(short_sha(p.target)) if p.known_bad else None
+    if dry_run:
+        out = ([f"[{host.name}] plan: {bad}"] if bad else []) + lines(reset_would(host, p), f"[{host.name}] ")
+    else:
+        out = [f"[{host.name}] plan: save .env and {counted(len(p.dirty), 'local change')} to {host.backup_dir}/reset-<time>/, "
+               f"stop {', '.join(s.name for s in reversed(host.services)) or 'nothing'}, "
+               f"reset {short_sha(p.head, 'none')} -> {short_sha(p.target, '?')} ({host.app.remote}/{host.app.branch}), "
+               f"run {counted(len(host.deps), 'dependency rule')}{', ' + host.setup_command if host.setup_command else ''}, "
+               "start and poll readiness" + (f"; {bad}" if bad else "")]
+    return out + [f"[{host.name}]   {line}" for line in p.dirty[:20]]
 
 
 @fabops_task(name="backup-env", help={

@@ -1,0 +1,60 @@
+"""Trial (issue #24's Done-when trial, item 1): `reset` onto a commit that
+failed its gate said nothing of it, in its dry run or its real run, while
+deploy's dry run says `failed its gate before (cron skips it)` and a real
+deploy says it deploys it again. The one check (host/plan.known_bad)
+decides for both tasks, and reset's dry run and real run both use the plan
+it read: the same words as deploy's, on the local sandbox through the real
+`fabops` console script."""
+import json
+
+from tests.conftest import run_cli
+
+
+def _crashed_and_remembered(sandbox):
+    """v1 deployed; origin at a commit that crashes on boot, which a deploy
+    rolled back and state.json remembers as bad."""
+    sandbox.result()
+    good = sandbox.origin.head
+    bad = sandbox.origin.crash("8")
+    r = run_cli("deploy", "-i", str(sandbox.inventory), "-H", "local", "--json")
+    res = json.loads(r.stdout)["hosts"]["local"]
+    assert res["result"] == "rolled_back" and bad in sandbox.state["bad"], r.stdout + r.stderr
+    assert sandbox.head() == good
+    return good, bad
+
+
+def test_reset_says_a_known_bad_target_as_deploy_does(sandbox, monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    good, bad = _crashed_and_remembered(sandbox)
+    inv = str(sandbox.inventory)
+    words = f"{bad[:10]} failed its gate before (cron skips it)"
+    deploy = run_cli("deploy", "-i", inv, "-H", "local", "--dry-run")
+    assert f"; {words}\n" in deploy.stdout, deploy.stdout  # deploy's words (its plan: line), the model
+    for cols in ("80", "200"):
+        r = run_cli("reset", "-i", inv, "-H", "local", "--dry-run", env={"COLUMNS": cols})
+        assert r.returncode == 0, r.stdout + r.stderr
+        first = r.stdout.splitlines()[0]
+        assert first == f"[local] plan: {words}", r.stdout
+        assert f"would reset {good[:10]} -> {bad[:10]}" in r.stdout, r.stdout
+    r = run_cli("reset", "-i", inv, "-H", "local", "--dry-run", "--json")
+    res = json.loads(r.stdout)["hosts"]["local"]
+    said = f"{bad[:10]} failed its gate before (bot died after starting"
+    assert res["known_bad"].startswith(said) and res["deployed"] == good, res
+    assert res["known_bad"].endswith("; deploying it again because reset asked"), res
+    # the real reset goes ahead as a deploy does, and says so first, in deploy's line
+    r = run_cli("reset", "-i", inv, "-H", "local", "--yes", timeout=180)
+    lines = r.stdout.splitlines()
+    said_at = [i for i, line in enumerate(lines) if line.startswith(f"[local] · {said}")]
+    assert said_at and said_at[0] < [i for i, line in enumerate(lines) if "✓ save" in line][0], r.stdout
+    assert lines[said_at[0]].endswith("; deploying it again because reset asked"), r.stdout
+    assert r.returncode == 5 and "broken: reset to" in r.stdout, r.stdout + r.stderr
+
+
+def test_reset_onto_a_commit_not_known_bad_says_nothing_of_it(sandbox):
+    """The negative: a reset whose target never failed its gate has no such line."""
+    sandbox.result()
+    sandbox.origin.good("2")
+    r = run_cli("reset", "-i", str(sandbox.inventory), "-H", "local", "--dry-run")
+    assert r.returncode == 0 and "failed its gate" not in r.stdout, r.stdout + r.stderr
+    r = run_cli("reset", "-i", str(sandbox.inventory), "-H", "local", "--dry-run", "--json")
+    assert json.loads(r.stdout)["hosts"]["local"]["known_bad"] is None, r.stdout
