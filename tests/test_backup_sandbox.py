@@ -40,8 +40,13 @@ def _inventory(sandbox, backup: dict) -> str:
 
 
 def _rows(db: Path) -> int:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as c:
-        return c.execute("SELECT COALESCE(MAX(id), 0) FROM rows").fetchone()[0]
+    """The newest row id; 0 while the writer has not committed its table
+    (the file exists before CREATE TABLE is in: "no such table")."""
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as c:
+            return c.execute("SELECT COALESCE(MAX(id), 0) FROM rows").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
 
 
 def _snapshot(sandbox, run_id: str) -> Path:
@@ -83,8 +88,12 @@ def test_files_excludes_a_failing_dump_and_the_modes(sandbox):
     (data_dir / "keep.txt").write_text("kept")
     (data_dir / "noise.log").write_text("left out")
     (data_dir / "cache" / "big.bin").write_bytes(b"x" * 100)
+    shared = sandbox.app.parent / "shared" / "uploads"  # the usual layout: uploads -> ../shared/uploads
+    shared.mkdir(parents=True)
+    (shared / "photo.jpg").write_bytes(b"jpeg")
+    (sandbox.app / "uploads").symlink_to(os.path.relpath(shared, sandbox.app))
     inv = _inventory(sandbox, {
-        "files": ["data"], "exclude": ["*.log", "cache"],
+        "files": ["data", "uploads"], "exclude": ["*.log", "cache"],
         "dump": [{"name": "broken", "command": "echo half; echo 'no such database' >&2; exit 3"},
                  {"name": "good", "command": "printf 'dump of %s' \"$PWD\""}],
     })
@@ -106,6 +115,8 @@ def test_files_excludes_a_failing_dump_and_the_modes(sandbox):
     base = str(data_dir).lstrip("/")
     assert f"{base}/keep.txt" in names
     assert not [n for n in names if n.endswith(".log") or "/cache" in n], names
+    # a listed symlink is followed: the files it points to, under the listed name
+    assert f"{str(sandbox.app / 'uploads').lstrip('/')}/photo.jpg" in names, names
     # 0700 directories, 0600 files
     for d in (sandbox.home / "backups", snap):
         assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
@@ -134,7 +145,8 @@ def test_dry_run_changes_nothing_and_shows_what_the_run_copies(sandbox):
     inv = _inventory(sandbox, {"files": ["data"], "dump": [{"name": "db", "command": "touch dumped"}]})
     r = run_cli("backup", "-i", inv, "--dry-run")
     assert r.returncode == 0, r.stderr
-    assert "would copy files.tar" in r.stdout and "would copy dump-db.out: stdout of touch dumped" in r.stdout
+    assert "would copy files.tar" in r.stdout and "would copy dump-db.out: stdout of backup.dump db" in r.stdout
+    assert "touch dumped" not in r.stdout  # a dump's command is not shown in plain output (docs/backups.md)
     assert "no off-host copy yet" in r.stdout
     assert not (sandbox.home / "backups").exists() and not (sandbox.app / "dumped").exists()
     r = run_cli("backup", "-i", inv, "--dry-run", "--json")
@@ -160,7 +172,12 @@ def test_list_shows_each_snapshot_and_retention_prunes_after_an_ok_run(sandbox):
     assert snap["ok"] and snap["items"] == 1 and snap["size"] == first["items"][0]["size"]  # .env only
     jsonschema.validate(listed, json_schema("backup"))
     jsonschema.validate(first, json_schema("backup"))
-    # keep one a day: the second run (same day) replaces the first
+    # keep one a day: the first snapshot is from two days ago (its manifest says so: not the wall
+    # clock's day, which a run across midnight would change), so the second run's day keeps the second only
+    manifest = sandbox.home / "backups" / first["run_id"] / "manifest.json"
+    m = json.loads(manifest.read_text())
+    m["started"] -= 2 * 86400
+    manifest.write_text(json.dumps(m))
     second = one(run_cli("backup", "-i", inv, "--json").stdout)
     assert second["deleted"] == [first["run_id"]]
     r = run_cli("backup", "-i", inv, "--list")

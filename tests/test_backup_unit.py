@@ -2,14 +2,24 @@
 -> kept, the `backup:` schema with hostile values, the manifest a run
 writes and the listing that reads it back."""
 import datetime
+import io
+import json
+import os
+import sys
+import tarfile
 import textwrap
+import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from fabops import inventory
 from fabops.errors import ConfigError
-from fabops.host.backup import Snapshot, excluded, kept, to_delete
+from fabops.deploy import host_yml
+from fabops.host.backup import DUMP_TIMEOUT, Snapshot, excluded, items, kept, plan, run, to_delete
 from fabops.inventory import Keep
+from fabops.paths import HostPaths
 
 pytestmark = pytest.mark.unit
 
@@ -147,3 +157,157 @@ def test_hostile_values_are_refused_naming_the_key(backup, key, words):
     problems = dict(info.value.problems) if getattr(info.value, "problems", None) else {info.value.key: info.value.problem}
     assert f"hosts.h.{key}" in problems, problems
     assert words in problems[f"hosts.h.{key}"], problems
+
+
+# ------------------------------------------------------------------ a run on this machine (review of #26)
+
+def local(tmp_path, backup: dict):
+    """A host in tmp_path (connection: local): app/ and home/."""
+    (tmp_path / "app").mkdir(exist_ok=True)
+    data = {"hosts": {"h": {"connection": "local", "app": {"path": str(tmp_path / "app")},
+                            "home": str(tmp_path / "home"), "backup": backup}}}
+    host = inventory.from_data(data).hosts["h"]
+    return host, HostPaths.for_home(host.home)
+
+
+def tar_names(path) -> list:
+    with tarfile.open(path) as tar:
+        return tar.getnames()
+
+
+def test_the_laptop_waits_longer_than_the_host_lets_a_run_last(monkeypatch):
+    from fabops.maintenance import backup as laptop
+
+    seen = {}
+
+    class FakeTarget:
+        def run(self, cmd, what="", **kwargs):
+            seen.update(kwargs)
+            return SimpleNamespace(exited=0, stdout='{"ok": true}', stderr="")
+
+    monkeypatch.setattr(laptop.Target, "of", staticmethod(lambda c, host: FakeTarget()))
+    host = load('dump: [{name: a, command: "true"}, {name: b, command: "true"}]\n')
+    assert laptop.backup(None, host, "run") == {"ok": True}
+    # not the connection's default (300 s): both dumps may run their full hour, and the copies more
+    assert seen.get("timeout", 0) > 2 * DUMP_TIMEOUT, seen
+
+
+def test_sqlite_files_have_distinct_names_whatever_the_list(tmp_path):
+    host, paths = local(tmp_path, {"sqlite": ["a.db", "x/a.db", "a.db-2", "y/a.db"]})
+    files = [i.file for i in items(host, paths) if i.kind == "sqlite"]
+    assert len(set(files)) == 4, files
+
+
+def test_a_listed_symlink_is_followed_and_links_inside_stay_links(tmp_path):
+    host, paths = local(tmp_path, {"files": ["uploads"]})
+    shared = tmp_path / "shared" / "uploads"
+    shared.mkdir(parents=True)
+    (shared / "photo.jpg").write_bytes(b"jpeg")
+    (shared / "latest").symlink_to("photo.jpg")
+    (tmp_path / "app" / "uploads").symlink_to("../shared/uploads")
+    done = run(plan(host, paths), paths)
+    assert done["ok"], done["items"]
+    tar = tarfile.open(os.path.join(done["snapshot"], "files.tar"))
+    base = str(tmp_path / "app" / "uploads").lstrip("/")
+    assert tar.getmember(base).isdir()
+    assert tar.extractfile(f"{base}/photo.jpg").read() == b"jpeg"
+    assert tar.getmember(f"{base}/latest").issym()
+    # a listed link to nothing is a missing path: the item fails
+    (tmp_path / "app" / "gone").symlink_to("nowhere")
+    host, paths = local(tmp_path, {"files": ["gone"]})
+    (entry,) = [i for i in run(plan(host, paths), paths)["items"] if i["kind"] == "files"]
+    assert not entry["ok"] and entry["error"].startswith("not found:"), entry
+
+
+def test_a_home_in_files_never_archives_the_snapshots_or_the_venv(tmp_path):
+    host, paths = local(tmp_path, {"files": [str(tmp_path)]})
+    os.makedirs(os.path.join(paths.venv, "bin"))
+    Path(paths.venv, "bin", "python").write_text("x")
+    first = run(plan(host, paths), paths)
+    second = run(plan(host, paths), paths)
+    assert first["ok"] and second["ok"]
+    names = tar_names(os.path.join(second["snapshot"], "files.tar"))
+    assert f"{str(tmp_path).lstrip('/')}/app" in names
+    assert not [n for n in names if "/home/backups" in n or "/home/venv" in n], names
+
+
+@pytest.mark.parametrize("change", ["vanish", "shrink"])
+def test_a_file_that_vanishes_or_shrinks_mid_walk_is_a_warning_not_the_end_of_the_tar(tmp_path, monkeypatch,
+                                                                                         change):
+    host, paths = local(tmp_path, {"files": ["data"]})
+    data = tmp_path / "app" / "data"
+    data.mkdir()
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (data / name).write_text(name * 1000)
+    real = tarfile.TarFile.gettarinfo
+
+    def racing(self, name=None, arcname=None, fileobj=None):
+        if name and name.endswith("b.txt") and change == "vanish":
+            os.unlink(name)
+        info = real(self, name, arcname, fileobj)
+        if name and name.endswith("b.txt") and change == "shrink":
+            Path(name).write_text("b")
+        return info
+
+    monkeypatch.setattr(tarfile.TarFile, "gettarinfo", racing)
+    done = run(plan(host, paths), paths)
+    (entry,) = [i for i in done["items"] if i["kind"] == "files"]
+    assert entry["ok"], entry
+    base = str(data).lstrip("/")
+    tar = tarfile.open(os.path.join(done["snapshot"], "files.tar"))
+    assert tar.extractfile(f"{base}/c.txt").read() == b"c.txt" * 1000  # the walk went on after b.txt
+    assert [w for w in done["warnings"] if "b.txt" in w and ("vanished" if change == "vanish" else "shrank") in w]
+    assert "b.txt" in json.dumps(json.loads(Path(done["snapshot"], "manifest.json").read_text())["warnings"])
+
+
+def test_an_error_outside_the_items_removes_the_partial_and_is_one_line(tmp_path, monkeypatch, capsys):
+    from fabops.host import backup as hb
+
+    host, paths = local(tmp_path, {})
+
+    def full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(hb.os, "rename", full)
+    with pytest.raises(OSError):
+        run(plan(host, paths), paths)
+    assert os.listdir(paths.backups) == []  # no .partial left behind
+    monkeypatch.setattr(sys, "stdin", io.StringIO(host_yml(host)))
+    assert hb.main(["run"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == "fabops: backup run failed on the host: [Errno 28] No space left on device\n"
+    assert os.listdir(paths.backups) == []
+    # a host.yml with two hosts: CONFIG, one line, no traceback
+    two = {"hosts": {"a": host.to_dict(), "b": host.to_dict()}}
+    monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps(two)))
+    assert hb.main(["list"]) == 78
+    err = capsys.readouterr().err
+    assert err.startswith("fabops: host.yml: ") and err.count("\n") == 1, err
+
+
+def test_a_snapshot_retention_could_not_delete_is_a_warning_not_deleted(tmp_path, monkeypatch):
+    from fabops.host import backup as hb
+
+    host, paths = local(tmp_path, {"keep": {"daily": 1, "weekly": 0, "monthly": 0}})
+    first = run(plan(host, paths), paths)
+    p = plan(host, paths, now=time.time() + 3 * 86400)  # another day: the first is not kept
+    assert p.delete == (first["run_id"],)
+    monkeypatch.setattr(hb.shutil, "rmtree", lambda path, ignore_errors=False: None)  # it fails, quietly
+    done = run(p, paths)
+    assert done["deleted"] == [] and os.path.isdir(first["snapshot"])
+    assert [w for w in done["warnings"] if "could not delete" in w and first["run_id"] in w], done["warnings"]
+
+
+def test_a_dump_never_runs_outside_a_missing_app_directory(tmp_path):
+    host, paths = local(tmp_path, {"dump": [{"name": "d", "command": "touch here"}]})
+    os.rmdir(tmp_path / "app")
+    done = run(plan(host, paths), paths)
+    (entry,) = [i for i in done["items"] if i["kind"] == "dump"]
+    assert not entry["ok"] and "app directory" in entry["error"], entry
+    assert not os.path.exists("here") and not os.path.exists(tmp_path / "here")
+
+
+def test_plain_lines_name_a_dump_not_its_command(tmp_path):
+    host, paths = local(tmp_path, {"dump": [{"name": "pg", "command": "PGPASSWORD=hunter2 pg_dump app"}]})
+    shown = " ".join(w.why for w in plan(host, paths).would())
+    assert "backup.dump pg" in shown and "hunter2" not in shown

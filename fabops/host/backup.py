@@ -43,6 +43,7 @@ from .would import Would
 
 FORMAT = 1  # manifest.json's format
 DUMP_TIMEOUT = 3600.0  # seconds a dump command may run before it is killed (and fails)
+COPY_ALLOWANCE = 4 * 3600.0  # seconds the laptop allows the files, sqlite and plain copies together
 NO_OFF_HOST = ("no off-host copy yet: these snapshots are on the host's own disk, which a dead disk or a "
                "terminated instance takes with them (docs/backups.md)")
 
@@ -100,11 +101,12 @@ class BackupPlan:
     existing: Tuple[Snapshot, ...]  # the snapshots there now, newest first
     delete: Tuple[str, ...]  # run ids retention deletes after this run, if it is ok
     env: Dict[str, str]
+    never: Tuple[str, ...] = ()  # real paths `files` never archives: the snapshots themselves, fabops' venv
 
     def would(self) -> List[Would]:
         out = [Would("write", self.snapshot, "a new snapshot (0700; files 0600) with manifest.json")]
         for it in self.items:
-            what = it.command if it.kind == "dump" else ", ".join(it.sources)
+            what = f"backup.dump {it.name[len('dump-'):]}" if it.kind == "dump" else ", ".join(it.sources)
             how = HOW.get(it.kind, "copy" + (" if present" if it.always else ""))
             out.append(Would("copy", it.file, f"{how} {what}"))
         out += [Would("delete", run_id, "retention: not among the snapshots keep "
@@ -172,11 +174,13 @@ def items(host: Host, paths: HostPaths) -> Tuple[Item, ...]:
     out: List[Item] = []
     if b.files:
         out.append(Item("files", "files", "files.tar", tuple(source(host, p) for p in b.files)))
-    seen: Dict[str, int] = {}
+    taken: Set[str] = set()
     for p in b.sqlite:
-        base = os.path.basename(source(host, p))
-        seen[base] = seen.get(base, 0) + 1
-        name = f"sqlite-{base}" + (f"-{seen[base]}" if seen[base] > 1 else "")
+        name, n = f"sqlite-{os.path.basename(source(host, p))}", 1
+        while name in taken:  # a.db twice beside a.db-2: every name differs, whatever the list
+            n += 1
+            name = f"sqlite-{os.path.basename(source(host, p))}-{n}"
+        taken.add(name)
         out.append(Item(name, "sqlite", name, (source(host, p),)))
     out += [Item(f"dump-{d.name}", "dump", f"dump-{d.name}.out", command=d.command) for d in b.dump]
     out.append(Item("env", "env", "env", (source(host, host.env_file),), always=True))
@@ -214,7 +218,14 @@ def plan(host: Host, paths: HostPaths, run_id: Optional[str] = None, now: Option
     return BackupPlan(host.name, run_id, source(host, "."), paths.backup_snapshot(run_id), items(host, paths),
                       host.backup.exclude, host.backup.keep, tuple(existing),
                       tuple(to_delete(existing, host.backup.keep, time.time() if now is None else now)),
-                      dict(host.env))
+                      dict(host.env), tuple(os.path.realpath(d) for d in (paths.backups, paths.venv)))
+
+
+def run_timeout(host: Host) -> float:
+    """Seconds the laptop waits for a run: longer than the host lets it
+    last (each dump DUMP_TIMEOUT, the copies COPY_ALLOWANCE), so the host
+    ends a stuck item and the laptop still reads the manifest."""
+    return DUMP_TIMEOUT * len(host.backup.dump) + COPY_ALLOWANCE
 
 
 # ------------------------------------------------------------------ the run
@@ -233,31 +244,91 @@ def excluded(name: str, patterns: Tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatchcase(t, g) for t in tails for g in patterns)
 
 
-def _excluded(patterns: Tuple[str, ...]):
-    return lambda info: None if excluded(info.name, patterns) else info
-
-
 def _arcname(path: str) -> str:
     return path.lstrip("/") or "."
 
 
-def copy_files(it: Item, dest: str, exclude: Tuple[str, ...]) -> Optional[str]:
-    """One tar of the item's paths minus `exclude` (symlinks stored as links).
-    A missing path fails the item; the others are still in the tar."""
+def _under(path: str, roots: Tuple[str, ...]) -> bool:
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+class _Padded:
+    """A file read for the tar: `size` bytes, the missing end as zeros when
+    the file shrank while it was read (the archive stays whole, as GNU tar
+    pads; the item warns)."""
+
+    def __init__(self, fh, size: int):
+        self.fh, self.left, self.short = fh, size, False
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n < 0 else min(n, self.left)
+        data = self.fh.read(n)
+        if len(data) < n:
+            self.short, data = True, data + bytes(n - len(data))
+        self.left -= len(data)
+        return data
+
+
+def _add_entry(tar, src: str, name: str, warnings: List[str]) -> bool:
+    """One entry (lstat: a link stays a link); whether it is a directory to walk."""
+    try:
+        info = tar.gettarinfo(src, arcname=name)
+        if info is None:  # a socket or the like: nothing a tar holds
+            return False
+        if not info.isreg():
+            tar.addfile(info)
+            return info.isdir()
+        with open(src, "rb") as fh:
+            padded = _Padded(fh, info.size)
+            tar.addfile(info, padded)
+        if padded.short:
+            warnings.append(f"files: {src} shrank while it was read (its end is zeros in the tar)")
+    except FileNotFoundError:
+        warnings.append(f"files: {src} vanished while the tar was written (left out)")
+    return False
+
+
+def _add_tree(tar, top: str, arc: str, exclude: Tuple[str, ...], never: Tuple[str, ...],
+              warnings: List[str]) -> None:
+    """`top` (a real path) as `arc` and everything under it, without what
+    `exclude` matches or what is under `never`; links inside stay links."""
+    todo = [(top, arc)]
+    while todo:
+        src, name = todo.pop()
+        if excluded(name, exclude) or _under(src, never) or not _add_entry(tar, src, name, warnings):
+            continue
+        try:
+            names = sorted(os.listdir(src), reverse=True)
+        except FileNotFoundError:
+            warnings.append(f"files: {src} vanished while the tar was written (left out)")
+            continue
+        todo += [(os.path.join(src, n), f"{name}/{n}") for n in names]
+
+
+def copy_files(it: Item, dest: str, exclude: Tuple[str, ...], never: Tuple[str, ...] = (),
+               warnings: Optional[List[str]] = None) -> Optional[str]:
+    """One tar of the item's paths minus `exclude` and what is under `never`.
+    A listed path that is a symlink is followed (its tree is archived under
+    the listed name); links inside the tree stay links. A missing path fails
+    the item; the others are still in the tar. A file that vanishes or
+    shrinks during the walk is a warning, never the end of the tar."""
     import tarfile
 
-    missing = [p for p in it.sources if not os.path.lexists(p)]
+    warnings = [] if warnings is None else warnings
+    missing = [p for p in it.sources if not os.path.exists(p)]
     with tarfile.open(dest, "w", format=tarfile.PAX_FORMAT) as tar:
         for p in it.sources:
             if p not in missing:
-                tar.add(p, arcname=_arcname(p), recursive=True, filter=_excluded(exclude))
+                _add_tree(tar, os.path.realpath(p), _arcname(p), exclude, never, warnings)
     return f"not found: {', '.join(missing)}" if missing else None
 
 
 def copy_sqlite(it: Item, dest: str) -> Optional[str]:
     """SQLite's online backup API: a consistent copy while the app writes
     (one step: the copy holds one read transaction), checked with
-    PRAGMA integrity_check. Never creates the source."""
+    PRAGMA integrity_check. The source is opened read-only (mode=ro): never
+    created, never written, and readable when only the app may write it; a
+    WAL database's reader still needs to write its -shm file."""
     import sqlite3
     from contextlib import closing
     from urllib.parse import quote
@@ -265,20 +336,28 @@ def copy_sqlite(it: Item, dest: str) -> Optional[str]:
     src = it.sources[0]
     if not os.path.isfile(src):
         return f"not found: {src}"
-    with closing(sqlite3.connect(f"file:{quote(src)}?mode=rw", uri=True, timeout=30)) as s, \
-            closing(sqlite3.connect(dest)) as d:
-        s.backup(d)
-        check = d.execute("PRAGMA integrity_check").fetchone()[0]
+    try:
+        with closing(sqlite3.connect(f"file:{quote(src)}?mode=ro", uri=True, timeout=30)) as s, \
+                closing(sqlite3.connect(dest)) as d:
+            s.backup(d)
+            check = d.execute("PRAGMA integrity_check").fetchone()[0]
+    except sqlite3.OperationalError as exc:
+        wal = os.path.exists(f"{src}-wal") or os.path.exists(f"{src}-shm")
+        return f"OperationalError: {exc}" + (" (a WAL database's reader must be able to write its -shm file "
+                                             "and directory: docs/backups.md)" if wal else "")
     return None if check == "ok" else f"the copy fails PRAGMA integrity_check: {check}"
 
 
 def copy_dump(it: Item, dest: str, cwd: str, env: Dict[str, str]) -> Optional[str]:
     """The dump command's stdout, run as this (the deploy) user in the app
     directory; a non-zero exit or DUMP_TIMEOUT fails the item, and a
-    timeout ends everything the command started."""
+    timeout ends everything the command started. No app directory fails
+    the item (the command never runs somewhere else)."""
+    if not os.path.isdir(cwd):
+        return f"the app directory {cwd} is not there: the dump runs in it"
     with open(dest, "wb") as out:
         proc = subprocess.Popen(["/bin/sh", "-c", it.command or ""], stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.PIPE, cwd=cwd if os.path.isdir(cwd) else None,
+                                stderr=subprocess.PIPE, cwd=cwd,
                                 env={**os.environ, **env}, start_new_session=True)
         try:
             _, err = proc.communicate(timeout=DUMP_TIMEOUT)
@@ -298,15 +377,16 @@ def copy_plain(it: Item, dest: str) -> Optional[str]:
     return None
 
 
-def copy_item(p: BackupPlan, it: Item, into: str) -> dict:
-    """One item, copied into the snapshot directory `into`: its manifest entry."""
+def copy_item(p: BackupPlan, it: Item, into: str, warnings: Optional[List[str]] = None) -> dict:
+    """One item, copied into the snapshot directory `into`: its manifest
+    entry (what went wrong short of failing it added to `warnings`)."""
     dest, start = os.path.join(into, it.file), time.monotonic()
     entry = it.to_dict()
     if it.always and not os.path.exists(it.sources[0]):
         return {**entry, "ok": True, "skipped": "not there", "size": 0, "sha256": None, "duration": 0.0}
     try:
         if it.kind == "files":
-            error = copy_files(it, dest, p.exclude)
+            error = copy_files(it, dest, p.exclude, p.never, warnings)
         elif it.kind == "sqlite":
             error = copy_sqlite(it, dest)
         elif it.kind == "dump":
@@ -332,29 +412,43 @@ def _commit(paths: HostPaths) -> Optional[str]:
 
 def run(p: BackupPlan, paths: HostPaths) -> dict:
     """Act on the plan: the snapshot, its manifest, then retention when every
-    item is ok. Returns the manifest with what retention deleted."""
-    old = os.umask(0o077)
+    item is ok. Returns the manifest with what retention deleted. An error
+    outside the items (no room for the manifest, a directory it may not
+    make) removes this run's partial directory, then raises."""
+    old, partial = os.umask(0o077), paths.backup_partial(p.run_id)
     try:
         os.makedirs(paths.backups, mode=0o700, exist_ok=True)
         os.chmod(paths.backups, 0o700)
-        partial = paths.backup_partial(p.run_id)
         os.mkdir(partial, 0o700)
-        started = time.time()
-        entries = [copy_item(p, it, partial) for it in p.items]
-        manifest = {"format": FORMAT, "host": p.host, "run_id": p.run_id, "started": started,
-                    "ended": time.time(), "commit": _commit(paths), "ok": all(e["ok"] for e in entries),
-                    "items": entries}
-        with open(_private_new(paths.backup_manifest(partial)), "w", encoding="utf-8") as fh:
-            json.dump(manifest, fh, indent=1)
-        os.rename(partial, p.snapshot)
+        manifest = _write(p, paths, partial)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     finally:
         os.umask(old)
     deleted = []
     if manifest["ok"]:  # the plan's decision, made once (a dry run showed it)
         for run_id in p.delete:
-            shutil.rmtree(paths.backup_snapshot(run_id), ignore_errors=True)
-            deleted.append(run_id)
+            gone = paths.backup_snapshot(run_id)
+            shutil.rmtree(gone, ignore_errors=True)
+            if os.path.lexists(gone):
+                manifest["warnings"].append(f"retention could not delete {gone}: it is still there")
+            else:
+                deleted.append(run_id)
     return {**manifest, "snapshot": p.snapshot, "deleted": deleted}
+
+
+def _write(p: BackupPlan, paths: HostPaths, partial: str) -> dict:
+    """The items and the manifest into `partial`, renamed to the snapshot."""
+    started, warnings = time.time(), []
+    entries = [copy_item(p, it, partial, warnings) for it in p.items]
+    manifest = {"format": FORMAT, "host": p.host, "run_id": p.run_id, "started": started,
+                "ended": time.time(), "commit": _commit(paths), "ok": all(e["ok"] for e in entries),
+                "items": entries, "warnings": warnings}
+    with open(_private_new(paths.backup_manifest(partial)), "w", encoding="utf-8") as fh:
+        json.dump(manifest, fh, indent=1)
+    os.rename(partial, p.snapshot)
+    return manifest
 
 
 def _private_new(path: str) -> str:
@@ -373,7 +467,8 @@ def result(action: str, host: Host, paths: HostPaths) -> dict:
     p = plan(host, paths, now=now)
     if action == "plan":
         return {**p.to_dict(), "would": [w.to_dict() for w in p.would()], "warnings": [NO_OFF_HOST]}
-    return {**run(p, paths), "warnings": [NO_OFF_HOST]}
+    done = run(p, paths)
+    return {**done, "warnings": done["warnings"] + [NO_OFF_HOST]}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -388,10 +483,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         inv = loads(sys.stdin.read(), "host.yml")
         (host,) = inv.select(None)
-    except FabopsError as exc:
-        sys.stderr.write(f"fabops: {exc}\n")
-        return 78
-    json.dump(result(argv[0], host, HostPaths.for_home(host.home)), sys.stdout)
+    except (FabopsError, ValueError) as exc:  # ValueError: host.yml with no host, or more than one
+        sys.stderr.write(f"fabops: host.yml: {exc}\n")
+        return 78  # CONFIG (docs/errors.md)
+    try:
+        answer = result(argv[0], host, HostPaths.for_home(host.home))
+    except OSError as exc:  # outside any item: no room, no permission; its partial directory is gone
+        sys.stderr.write(f"fabops: backup {argv[0]} failed on the host: {exc}\n")
+        return 2  # FAILED (docs/errors.md)
+    json.dump(answer, sys.stdout)
     sys.stdout.write("\n")
     return 0
 

@@ -27,18 +27,22 @@ def backup_cmd(python: str, action: str) -> Cmd:
 
 
 def host_python(host: Host) -> str:
-    """The Python that has this fabops: the sandbox's is this interpreter
-    (setup makes no venv for it), a host's its venv under home."""
+    """The Python that has this fabops: a local host's (connection: local)
+    is this interpreter (setup makes no venv for it), a host's its venv
+    under home."""
     return sys.executable if host.is_local else host.paths.venv_bin("python")
 
 
 def backup(c, host: Host, action: str) -> dict:
     """The host's answer to `action`: a run's manifest (`run`), the plan a
-    dry run shows (`plan`) or the snapshots there (`list`)."""
+    dry run shows (`plan`) or the snapshots there (`list`). A run may take
+    as long as the host lets it (each dump an hour): the laptop waits
+    longer than that (run_timeout), never the connection's default."""
     from ..deploy import host_yml
+    from ..host.backup import run_timeout
 
     r = Target.of(c, host).run(backup_cmd(host_python(host), action), f"backup {action}", check=False,
-                               stdin=host_yml(host))
+                               stdin=host_yml(host), timeout=run_timeout(host))
     try:
         data = json.loads(r.stdout)
     except ValueError:
