@@ -190,6 +190,9 @@ def test_the_laptop_waits_longer_than_the_host_lets_a_run_last(monkeypatch):
     assert laptop.backup(None, host, "run") == {"ok": True}
     # not the connection's default (300 s): both dumps may run their full hour, and the copies more
     assert seen.get("timeout", 0) > 2 * DUMP_TIMEOUT, seen
+    seen.clear()  # a listing copies nothing: a host that hangs is given up on at the usual timeout
+    laptop.backup(None, host, "list")
+    assert seen.get("timeout") is None, seen
 
 
 def test_sqlite_files_have_distinct_names_whatever_the_list(tmp_path):

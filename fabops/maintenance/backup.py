@@ -37,12 +37,13 @@ def backup(c, host: Host, action: str) -> dict:
     """The host's answer to `action`: a run's manifest (`run`), the plan a
     dry run shows (`plan`) or the snapshots there (`list`). A run may take
     as long as the host lets it (each dump an hour): the laptop waits
-    longer than that (run_timeout), never the connection's default."""
+    longer than that (run_timeout), never the connection's default; a
+    plan or a listing copies nothing, and keeps that default."""
     from ..deploy import host_yml
     from ..host.backup import run_timeout
 
     r = Target.of(c, host).run(backup_cmd(host_python(host), action), f"backup {action}", check=False,
-                               stdin=host_yml(host), timeout=run_timeout(host))
+                               stdin=host_yml(host), timeout=run_timeout(host) if action == "run" else None)
     try:
         data = json.loads(r.stdout)
     except ValueError:
