@@ -56,6 +56,8 @@ def test_dependabot_updates_actions_and_pip_weekly():
     config = yaml.safe_load((ROOT / ".github/dependabot.yml").read_text())
     assert {(u["package-ecosystem"], u["schedule"]["interval"]) for u in config["updates"]} == {
         ("github-actions", "weekly"), ("pip", "weekly")}
+    pip = next(u for u in config["updates"] if u["package-ecosystem"] == "pip")
+    assert pip["versioning-strategy"] == "increase-if-necessary", "never a raised lower bound the pins satisfy"
 
 
 def test_deploy_job_has_least_privilege():
@@ -74,10 +76,49 @@ def test_the_install_is_hash_checked_from_the_constraints_the_tests_use():
     job = _job()
     assert re.fullmatch(r".*@[0-9a-f]{40}", job["env"]["FABOPS_PACKAGE"]), "the example pins a commit SHA"
     install = _step("Install fabops")["run"]
-    assert '--require-hashes --only-binary=:all: --no-deps -r "$FABOPS_CONSTRAINTS"' in install, install
-    pins = [ln for ln in (ROOT / "constraints/runtime.txt").read_text().splitlines() if not ln.startswith("#")]
+    assert ('--require-hashes --only-binary=:all: --no-deps -r "$FABOPS_CONSTRAINTS" -r "$FABOPS_BUILD_CONSTRAINTS"'
+            in install), install
+    assert '--no-deps --no-build-isolation "$FABOPS_PACKAGE"' in install, "the build uses the pinned backend only"
+    pins = [ln for name in ("runtime.txt", "build.txt")
+            for ln in (ROOT / "constraints" / name).read_text().splitlines() if not ln.startswith("#")]
     loose = [ln for ln in pins if not re.fullmatch(r"[a-z0-9-]+==[\w.]+ --hash=sha256:[0-9a-f]{64}", ln)]
     assert pins and not loose, loose
+
+
+def test_a_git_url_is_built_with_the_pinned_backend_only(tmp_path):
+    """The Install step as written, FABOPS_PACKAGE a git URL at a commit SHA
+    (this checkout's HEAD): the runner's Python has no setuptools, the index
+    is only the wheelhouses, so the build can use nothing but the hashed
+    setuptools and wheel of constraints/build.txt; pip sets up no build
+    environment of its own (without --no-build-isolation it does, here from
+    the wheelhouse, on a runner from the index, unpinned and unhashed: this
+    test fails then)."""
+    from tests.conftest import TEST_CACHE, require
+
+    require(sys.version_info[:2] == (3, 11) and os.uname().machine == "x86_64",
+            "runtime.txt's hashes are CPython 3.11's on x86_64")
+    houses = [TEST_CACHE / "wheelhouse-cp311", TEST_CACHE / "wheelhouse-build"]
+    require(all(h.is_dir() for h in houses), "no wheelhouses: run .ci/prebuild-wheelhouses (bash .ci/run does)")
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+    venv = tmp_path / "python"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin/python"), "-m", "pip", "uninstall", "-q", "-y", "setuptools", "wheel"],
+                   check=True, capture_output=True)
+    job = _job()
+    for var, source in (("FABOPS_CONSTRAINTS", "runtime.txt"), ("FABOPS_BUILD_CONSTRAINTS", "build.txt")):
+        (tmp_path / job["env"][var]).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / job["env"][var]).write_text((ROOT / "constraints" / source).read_text())
+    env = {k: job["env"][k] for k in ("FABOPS_CONSTRAINTS", "FABOPS_BUILD_CONSTRAINTS")}
+    r = run_step(_step("Install fabops"), tmp_path, **env, PATH=f"{venv}/bin:{os.environ['PATH']}",
+                 # pip reads a git URL with no host part as a path: localhost is this machine to git
+                 FABOPS_PACKAGE=f"fabops-ssh @ git+file://localhost{ROOT}@{head.stdout.strip()}", HOME=str(tmp_path),
+                 PIP_CONFIG_FILE=os.devnull, PIP_NO_INDEX="1", PIP_FIND_LINKS=" ".join(map(str, houses)))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Installing build dependencies" not in r.stdout, r.stdout
+    listed = subprocess.run([str(venv / "bin/python"), "-m", "pip", "list", "--format=freeze"],
+                            capture_output=True, text=True, check=True).stdout.lower().split()
+    built = [f"{n}=={v}" for n, v in re.findall(r"^([a-z-]+)==(\S+) ", (ROOT / "constraints/build.txt").read_text(), re.M)]
+    assert set(built) <= set(listed) and "fabops-ssh==" in " ".join(listed), listed
 
 
 @pytest.mark.parametrize("kind", ["ed25519", "rsa", "ecdsa"])

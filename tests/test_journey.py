@@ -259,10 +259,11 @@ def run_deploy_workflow(box, key: Path, runner: Path, checkout: Path, wheel: Pat
     runner home whose ~/.ssh is the runner's own. What differs from GitHub,
     and why (docs/ci.md, "What the test runs"): actions/checkout is the
     directory holding hosts.yml and tasks.py, with fabops'
-    constraints/runtime.txt copied in as the app's repository holds it;
-    actions/setup-python is a venv of the test's interpreter on PATH; the
-    package index is the local wheelhouse (the hashes are still checked)
-    and FABOPS_PACKAGE is the built wheel."""
+    constraints/runtime.txt and build.txt copied in as the app's repository
+    holds them; actions/setup-python is a venv of the test's interpreter on
+    PATH; the package index is the local wheelhouses (the hashes are still
+    checked) and FABOPS_PACKAGE is the built wheel (the git URL's build:
+    tests/test_deploy_workflow.py)."""
     text = (ROOT / ".github/workflows/deploy.yml").read_text()
     workflow = yaml.safe_load(text)
     job = workflow["jobs"]["deploy"]
@@ -288,15 +289,17 @@ def run_deploy_workflow(box, key: Path, runner: Path, checkout: Path, wheel: Pat
         "GITHUB_ACTOR": "journey-bot", "GITHUB_WORKSPACE": str(checkout), "GITHUB_STEP_SUMMARY": str(summary),
         "GITHUB_REF": "refs/heads/main", "RUNNER_TEMP": str(temp), "LANG": "C.UTF-8",
         # the index is replaced by the wheel and the local wheelhouse
-        "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(_wheelhouse(LAPTOP_TAG)), "FABOPS_WHEELHOUSE": str(TEST_CACHE),
+        "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": f"{_wheelhouse(LAPTOP_TAG)} {_wheelhouse('build')}",
+        "FABOPS_WHEELHOUSE": str(TEST_CACHE),
         "XDG_CACHE_HOME": str(runner / "cache"),
     }
     base_env.update({k: _expand(v, secrets, temp) for k, v in (job.get("env") or {}).items()})
     assert "FABOPS_PACKAGE" in base_env, "the workflow names what it installs in its job env"
     base_env["FABOPS_PACKAGE"] = str(wheel)  # in place of the git URL or index name
-    constraints = checkout / base_env["FABOPS_CONSTRAINTS"]
-    constraints.parent.mkdir(parents=True, exist_ok=True)
-    constraints.write_text((ROOT / "constraints/runtime.txt").read_text())
+    for var, source in (("FABOPS_CONSTRAINTS", "runtime.txt"), ("FABOPS_BUILD_CONSTRAINTS", "build.txt")):
+        copy = checkout / base_env[var]  # as the app's repository holds them
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_text((ROOT / "constraints" / source).read_text())
     scripts = runner / "scripts"
     scripts.mkdir()
     failed, ran = None, 0
