@@ -10,10 +10,7 @@ what cron runs on a host), with a hostile commit deployed by the real
 pipeline and notified to a real HTTP endpoint."""
 import json
 import os
-import pty
-import subprocess
 import sys
-import threading
 from types import SimpleNamespace
 
 import pytest
@@ -23,6 +20,7 @@ from fabops.printable import printable
 from tests.conftest import ROOT, run_cli
 from tests.harness.apps import Sandbox
 from tests.harness.sandbox import git
+from tests.harness.terminal import run_in_pty
 from tests.harness.webhook import Hook
 
 HOSTILE = "[/] [link=http://x]y[/link] \x1b[2J\x1b]8;;http://evil\x07click\x1b]8;;\x07 \u202e"
@@ -267,34 +265,11 @@ def test_a_terminal_gets_colours_and_nothing_from_the_host(hostile):
 
 
 def _in_pty(argv) -> str:
-    main, child = pty.openpty()
     env = dict(os.environ, COLUMNS="80", LINES="40", TERM="xterm-256color")
     env.pop("NO_COLOR", None)
-    chunks = []
-
-    def read():
-        while True:
-            try:
-                data = os.read(main, 65536)
-            except OSError:
-                return
-            if not data:
-                return
-            chunks.append(data)
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=child, stderr=child, cwd=ROOT, env=env)
-    os.close(child)
-    try:
-        assert proc.wait(timeout=120) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        reader.join(10)
-        os.close(main)
-    return b"".join(chunks).decode("utf-8", "replace")
+    code, out = run_in_pty(argv, ROOT, env)
+    assert code == 0, out
+    return out
 
 
 @pytest.mark.parametrize("ch", ["\u2028", "\u2029", "\u200b", "\ufeff", "\u2060", "\u2064", "\u206a", "\u206f"])

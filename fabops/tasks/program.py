@@ -25,7 +25,7 @@ from invoke.parser import Parser, ParserContext
 from ..errors import INTERRUPTED, USAGE, quiet_closed_pipe
 from ..host.report import INTERRUPTED_LINE
 from ..shell import set_program
-from ._base import DEBUG_GIVEN, FabopsTask, width, wrap
+from ._base import DEBUG_GIVEN, FabopsTask, for_stderr, width, wrap
 
 # Invoke's core flags that mean nothing for a fabops task, with the reason the
 # refusal gives. They set Invoke's defaults for c.run() and its runtime
@@ -134,7 +134,9 @@ class TaskProgram(Program):
         return re.sub(r"\[.*?\]", "", self.binary or "fabops")
 
     def usage_error(self, text: str) -> Exit:
-        return Exit(f"{self.prog}: {text}", code=USAGE)
+        """Exit 64 with `PROG: text`, wrapped on a terminal as every other
+        `fabops:` error is (for_stderr; one line in a pipe)."""
+        return Exit(for_stderr(f"{self.prog}: {text}"), code=USAGE)
 
     _hiding = False
 

@@ -1,0 +1,50 @@
+"""Findings of the second new-user trial (issue #24's Done-when trial) on
+outputs: each through the real `fabops` / `inv` console scripts."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.harness.terminal import run_in_pty
+
+TASKS_PY = "from fabops.tasks import ns  # noqa: F401\n"
+
+
+def in_terminal(argv, cwd, columns=80):
+    """(exit code, what a terminal of `columns` showed) for `argv`."""
+    env = dict(os.environ, COLUMNS=str(columns), LINES="40", TERM="dumb", FABOPS_AGENT="0")
+    code, shown = run_in_pty(argv, cwd, env)
+    return code, shown.replace("\r\n", "\n")
+
+
+FABOPS = [sys.executable, "-m", "fabops.cli"]
+INV = [sys.executable, "-m", "invoke"]
+
+
+@pytest.mark.parametrize("argv", [
+    FABOPS + ["--prompt-for-sudo-password", "status", "-H", "local"],
+    FABOPS + ["--write-pyc", "hosts"],
+    INV + ["--echo", "hosts"],
+    FABOPS + ["--dry", "status", "-H", "local"],
+    INV + ["-H", "local", "history"],
+    INV + ["cron", "-H", "local", "--json"],
+], ids=lambda a: " ".join(a[2:]))
+def test_a_usage_error_wraps_on_a_terminal_and_stays_one_line_in_a_pipe(tmp_path, argv):
+    """Trial 2 #2: usage errors (a refused Invoke flag, an unknown flag)
+    ran past 80 columns on a terminal (up to 180) while every other
+    `fabops:` error wrapped; a command they name (`inv cron --help`) is
+    kept whole on one line. Piped, each stays one line (for grep)."""
+    (tmp_path / "tasks.py").write_text(TASKS_PY)
+    (tmp_path / "hosts.yml").write_text("hosts:\n  local: {connection: local, app: {path: /nonexistent}}\n")
+    code, shown = in_terminal(argv, tmp_path)
+    lines = shown.rstrip("\n").split("\n")
+    prog = lines[0].split(":")[0]
+    assert code == 64 and prog in ("fabops", "inv"), (code, shown)
+    assert len(lines) > 1 and all(len(line) <= 80 for line in lines), shown
+    assert all(line.startswith(" " * (len(prog) + 2)) for line in lines[1:]), shown
+    assert all(line.count("`") % 2 == 0 for line in lines), shown  # no code span split
+    piped = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                           env=dict(os.environ, COLUMNS="80", FABOPS_AGENT="0"), timeout=120)
+    assert piped.returncode == 64 and piped.stderr.count("\n") == 1, piped.stderr
+    assert " ".join(shown.split()) == " ".join(piped.stderr.split())
