@@ -314,3 +314,16 @@ def test_plain_lines_name_a_dump_not_its_command(tmp_path):
     host, paths = local(tmp_path, {"dump": [{"name": "pg", "command": "PGPASSWORD=hunter2 pg_dump app"}]})
     shown = " ".join(w.why for w in plan(host, paths).would())
     assert "backup.dump pg" in shown and "hunter2" not in shown
+
+
+def test_a_runs_item_rows_are_columns():
+    """The trial read `env  ok  35 B` / `state.json  ok  1.2 KiB`: each
+    field starts in the same column on every row."""
+    from fabops.tasks.backup import run_lines
+
+    rows = run_lines({"run_id": "r", "snapshot": "/s", "items": [
+        {"file": "env", "ok": True, "size": 35, "duration": 0.01},
+        {"file": "state.json", "ok": True, "size": 1234, "duration": 0.002},
+        {"file": "dump-pg.out", "ok": False, "error": "exited 3"}]})[1:]
+    assert len({r.index(w) for r, w in zip(rows, ("ok", "ok", "FAILED"))}) == 1, rows
+    assert rows[0].index("B ") + 1 == rows[1].index("B ") + 1 and rows[0].endswith(" s"), rows

@@ -27,14 +27,19 @@ def run_lines(data: dict) -> list:
                                                    else f"{len(items)} items ok")
             + f", {_size(total)} in {data.get('snapshot')}")
     out = [head]
-    for i in data.get("items") or []:
+    rows = data.get("items") or []
+    # one column each for the name, the state, the size and the time (the trial read `env  ok  35 B` /
+    # `state.json  ok  1.2 KiB` as a ragged list)
+    name_w = max((len(str(i.get("file"))) for i in rows), default=0)
+    size_w = max((len(_size(i.get("size"))) for i in rows if i.get("ok") and not i.get("skipped")), default=0)
+    for i in rows:
         if i.get("skipped"):
             state = f"skipped ({i['skipped']})"
         elif i.get("ok"):
-            state = f"ok  {_size(i.get('size'))}  {float(i.get('duration') or 0):.2f} s"
+            state = f"ok      {_size(i.get('size')).rjust(size_w)}  {float(i.get('duration') or 0):6.2f} s"
         else:
-            state = f"FAILED: {i.get('error')}"
-        out.append(f"  {i.get('file')}  {state}")
+            state = f"FAILED  {i.get('error')}"
+        out.append(f"  {str(i.get('file')).ljust(name_w)}  {state}")
     if data.get("deleted"):
         out.append(f"retention deleted {len(data['deleted'])}: {', '.join(data['deleted'])}")
     return out
