@@ -387,11 +387,14 @@ def _dry_run(c, host: Host, opts: DeployOptions, outcome: DeployOutcome, on_even
 
 def _dry_run_uninstalled(c, host: Host, opts: DeployOptions, install: str) -> dict:
     """A dry run's result on a host without fabops at this version (it would
-    `install` first): what the laptop can know. The target is --ref (a
-    rollback's --to), else a deploy's branch head; a rollback without --to
-    names none, since the host's planner picks it after the install
-    (host/plan.py, rollback_target) and the laptop has no copy of that
-    decision (#24: it named the branch head, where no rollback goes)."""
+    `install` first): what the laptop can know. The host's planner decides
+    after the install (host/plan.py), and the laptop has no copy of that
+    decision (§8, decide once): it names where the planner starts from,
+    --ref (a rollback's --to), else a deploy's branch head, and gives a
+    verdict only from resolved commits (the head ls-remote reads, a full
+    SHA): up to date when it is the deployed one, else a move, unless the
+    commit is marked bad (the planner may skip it). A rollback without --to
+    names none: the planner picks it from its history (#24)."""
     from .remote import gather_status
 
     status = gather_status(c, host)
@@ -404,13 +407,34 @@ def _dry_run_uninstalled(c, host: Host, opts: DeployOptions, install: str) -> di
         result["message"] = (f"{install}; then the host's planner would pick the commit to roll back to from its "
                              f"history, or refuse if {none}: this dry run cannot name it before fabops is on the host")
         return result
-    target = opts.ref or _branch_head(c, host) or "?"
-    moving = target != deployed
-    result.update(result="would_deploy" if moving else "noop", to=target)
-    result["plan"]["to"] = target
-    result["message"] = f"{install}; then " + (f"would deploy {short_sha(deployed, 'none')} -> {short_sha(target)}"
-                                               if moving else f"up to date at {short_sha(target)}")
+    target = opts.ref or _branch_head(c, host)
+    start = f"--ref {opts.ref}" if opts.ref else f"the head of {host.app.branch}"
+    result["message"] = f"{install}; then the host's planner decides, from {start}: " + _from_resolved(
+        result, target, deployed, status.get("bad") or ())
+    result["plan"]["to"] = result["to"]
     return result
+
+
+def _from_resolved(result: dict, target: Optional[str], deployed: Optional[str], bad) -> str:
+    """What a dry run before the install can say of `target` (it sets
+    result's `to` and `result`): only a full SHA is compared with the
+    deployed commit; a branch, a tag or a short SHA is resolved by the
+    host's planner, and a head ls-remote could not read is said so."""
+    from .host.pipeline import FULL_SHA
+    from .host.plan import KNOWN_BAD_PLAN
+
+    if not target:
+        return "this dry run could not read it (git ls-remote failed)"
+    if not FULL_SHA.fullmatch(target):
+        return "this dry run cannot resolve it before fabops is on the host"
+    result["to"] = target
+    if target == deployed:
+        result["result"] = "noop"
+        return f"up to date at {short_sha(target)}"
+    line = f"would deploy {short_sha(deployed, 'none')} -> {short_sha(target)}"
+    if target in bad:
+        line += f", unless it is marked bad: {KNOWN_BAD_PLAN.format(short_sha(target))}"
+    return line
 
 
 def _branch_head(c, host: Host) -> Optional[str]:

@@ -89,3 +89,49 @@ def test_with_nothing_deployed_it_names_no_commit_at_all(host, older_fabops, mon
     monkeypatch.setattr(fabops.remote, "gather_status", lambda c, h: {"deployed": None, "head": None})
     res = dry_run(host, trigger="rollback", clear_pin=False).result
     assert (res["from"], res["to"]) == (None, None) and "or refuse if it finds none:" in res["message"], res
+
+
+def test_a_deploy_gives_a_verdict_from_resolved_commits_only(host, older_fabops, monkeypatch):
+    """The host's planner decides after the install (§8, decide once): the
+    laptop compares full SHAs only. Before, `--ref` as a short SHA or a
+    branch was `would deploy A -> 9b8c7d6e5f` even when it named the
+    deployed commit, and a head marked bad was a plain move."""
+    import fabops.remote
+
+    res = dry_run(host, ref=DEPLOYED[:7]).result
+    assert (res["result"], res["to"], res["plan"]["to"]) == ("would_deploy", None, None), res
+    assert res["message"].endswith(f"then the host's planner decides, from --ref {DEPLOYED[:7]}: this dry run "
+                                   "cannot resolve it before fabops is on the host"), res
+    assert "would deploy" not in res["message"] and not older_fabops, "no ls-remote for a --ref"
+    res = dry_run(host, ref="main").result
+    assert res["to"] is None and "from --ref main: this dry run cannot resolve it" in res["message"], res
+    res = dry_run(host, ref=DEPLOYED).result
+    assert (res["result"], res["to"]) == ("noop", DEPLOYED) and res["message"].endswith(
+        f"up to date at {short_sha(DEPLOYED)}"), res
+    res = dry_run(host).result
+    assert res["message"].endswith(f"from the head of main: would deploy {short_sha(DEPLOYED)} -> {short_sha(HEAD)}")
+    monkeypatch.setattr(fabops.remote, "gather_status", lambda c, h: {"deployed": DEPLOYED, "bad": [HEAD]})
+    res = dry_run(host).result
+    assert (res["result"], res["to"]) == ("would_deploy", HEAD), res
+    assert res["message"].endswith(f"would deploy {short_sha(DEPLOYED)} -> {short_sha(HEAD)}, unless it is marked "
+                                   f"bad: {short_sha(HEAD)} failed its gate before (cron skips it)"), res
+
+
+def test_a_head_ls_remote_cannot_read_is_said_so(host, monkeypatch):
+    import fabops.deploy
+    import fabops.install
+    import fabops.remote
+
+    monkeypatch.setattr(fabops.install, "ensure_installed",
+                        lambda c, h, **kw: InstallResult(True, "1.0.0", "ab" * 32, "3.9", "would install"))
+    monkeypatch.setattr(fabops.remote, "gather_status", lambda c, h: {"deployed": DEPLOYED})
+
+    class Remote:
+        def run(self, cmd, *a, **kw):
+            return SimpleNamespace(ok=False, stdout="", stderr="fatal: could not read from remote")
+
+    monkeypatch.setattr(fabops.deploy.Target, "of", classmethod(lambda cls, c, h: Remote()))
+    res = dry_run(host).result
+    assert (res["result"], res["to"]) == ("would_deploy", None), res
+    assert res["message"] == ("would install; then the host's planner decides, from the head of main: this dry run "
+                              "could not read it (git ls-remote failed)"), res
