@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from . import errors
 from .host.readiness import state_phrase
+from .host.state import RESTART_LIMIT, budget_spent_until
 from .host.services import process_status_cmd, systemd_status_cmd
 from .inventory import Host
 from .probe import MARK, split_sections
@@ -430,7 +431,7 @@ def parse(output: str, host: Host, now: Optional[float] = None, previous: Option
     facts["cpu_window"], facts["cpu_source"] = window, source if window is not None else None
     facts["services"] = _services(s, host, statuses, service_cpu)
     facts["root_units"] = root_units(s.get("units"), host)
-    facts["deploy"] = _deploy(s)
+    facts["deploy"] = _deploy(s, now)
     facts["state_moved_aside"] = state_moved_aside(s.get("aside"), host)
     counts = _ints(s.get("errors", ""))
     facts["errors_last_hour"] = sum(counts) if counts or s.get("errors") is not None else None
@@ -539,7 +540,7 @@ def _json_object(text: Optional[str]) -> Optional[dict]:
     return value if isinstance(value, dict) else None
 
 
-def _deploy(s: Dict[str, str]) -> Optional[Dict[str, Any]]:
+def _deploy(s: Dict[str, str], now: float) -> Optional[Dict[str, Any]]:
     """What state.json and the last history record say (None without a state)."""
     state = _json_object(s.get("state"))
     if state is None:
@@ -560,7 +561,20 @@ def _deploy(s: Dict[str, str]) -> Optional[Dict[str, Any]]:
         "last_run": _json_object(s.get("last")),
         "failing": state.get("failing") if isinstance(state.get("failing"), dict) else None,
         "retry": state.get("retry") if isinstance(state.get("retry"), dict) else None,
+        # the automatic restart budget spent: until when (trial 2 #9: only
+        # health --fix said it had given up)
+        "restart_backoff_until": budget_spent_until(state.get("restarts"), now),
     }
+
+
+def restart_backoff_text(until: float, host: str, inventory: Optional[str] = None) -> str:
+    """monitor's and status's words for a host whose service is down after
+    the restart budget was spent: cron restarts nothing until `until`, and
+    a person's `restart` does it now."""
+    from .deploy import suggest
+
+    return (f"restart backoff: {RESTART_LIMIT} automatic restarts in the last hour, so cron restarts nothing "
+            f"until {_when(until, '%H:%M %Z')}; {suggest(inventory, 'restart', '-H', host)} restarts it now")
 
 
 def state_moved_aside(text: Optional[str], host: Host) -> Optional[List[Dict[str, Any]]]:
@@ -672,6 +686,9 @@ def evaluate(facts: Dict[str, Any], host: Host, now: Optional[float] = None) -> 
         age = now - float(dep["last_check"])
         if age > 3 * interval:
             found.append((errors.WARNING, f"cron stalled: last update check {int(age // 60)} min ago (expected every {int(interval // 60) or 1} min)"))
+    down = any(c == errors.FAILED for c, _ in found)  # a service down or failing its check
+    if down and dep and isinstance(dep.get("restart_backoff_until"), (int, float)):
+        found.append((errors.FAILED, restart_backoff_text(dep["restart_backoff_until"], host.name)))
     if dep and dep.get("last_result") == "broken":
         found.append((errors.FAILED, "the last update ended BROKEN: a person is needed"))
     failing = (dep or {}).get("failing")

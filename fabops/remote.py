@@ -7,6 +7,7 @@ python3 and flock(1).
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -14,6 +15,7 @@ from . import errors
 from .errors import CommandFailed, FabopsError
 from .host.services import parse_process_status, parse_systemd_show, process_status_cmd, systemd_status_cmd
 from .host.files import own_dirs
+from .host.state import budget_spent_until
 from .host.would import Would
 from .inventory import Host
 from .probe import MARK, split_sections
@@ -137,6 +139,7 @@ def parse_status(output: str, host: Host) -> Dict[str, Any]:
         "last_run": last,
         "failing": state.get("failing"),
         "retry": state.get("retry"),
+        "restart_backoff_until": budget_spent_until(state.get("restarts"), time.time()),
     }
 
 

@@ -19,6 +19,17 @@ def recent_restarts(restarts, now: float) -> List[float]:
     return [t for t in (restarts or []) if now - t < RESTART_WINDOW]
 
 
+def budget_spent_until(restarts, now: float) -> Optional[float]:
+    """When the restart budget is spent at `now` (health --fix and the
+    pipeline restart nothing more): the time it has room again, as the
+    oldest counted restart leaves the window. None while it has room."""
+    counted = [t for t in restarts if isinstance(t, (int, float))] if isinstance(restarts, (list, tuple)) else []
+    recent = sorted(recent_restarts(counted, now))
+    if len(recent) < RESTART_LIMIT:
+        return None
+    return recent[len(recent) - RESTART_LIMIT] + RESTART_WINDOW
+
+
 @dataclass
 class State:
     deployed: Optional[str] = None  # last commit deployed AND healthy
