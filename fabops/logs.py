@@ -80,7 +80,10 @@ def since_unmet(hosts: List[Host], source: str, service: Optional[str], lines: i
     if not hit:
         return None
     what = f"the {source} log" if source != "journal" else f"the process back end's log ({', '.join(names)})"
-    shown = "new lines only" if lines == 0 else f"the last {lines} {'error ' if errors_only else ''}lines of {what}"
+    from .host.record import counted
+
+    # `the last 1 line`, not `1 lines` (trial 2 #7)
+    shown = "new lines only" if lines == 0 else f"the last {counted(lines, 'error line' if errors_only else 'line')} of {what}"
     where = f" on {', '.join(hit)}" if len(hit) < len(hosts) else ""
     return f"--since applies to journal logs only; showing {shown}{where}"
 

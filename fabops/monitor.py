@@ -690,7 +690,9 @@ def evaluate(facts: Dict[str, Any], host: Host, now: Optional[float] = None) -> 
     if down and dep and isinstance(dep.get("restart_backoff_until"), (int, float)):
         found.append((errors.FAILED, restart_backoff_text(dep["restart_backoff_until"], host.name)))
     if dep and dep.get("last_result") == "broken":
-        found.append((errors.FAILED, "the last update ended BROKEN: a person is needed"))
+        # a reset or a rollback that ended broken is named as what it was (trial 2 #7)
+        kind = {"reset": "reset", "rollback": "rollback"}.get((dep.get("last_run") or {}).get("trigger"), "update")
+        found.append((errors.FAILED, f"the last {kind} ended BROKEN: a person is needed"))
     failing = (dep or {}).get("failing")
     if failing and failing.get("target") != dep.get("deployed"):
         from .host.record import counted

@@ -128,7 +128,7 @@ def test_dry_runs_of_restart_unpin_health_fix_and_rollback_change_nothing(deploy
     assert r.returncode == 0 and json.loads(r.stdout)["hosts"]["h1"]["result"] == "would_deploy", r.stdout + r.stderr
     assert deployed.version() == "2" and not deployed.state.get("pin")
     r = cli(deployed, "unpin", "--dry-run")
-    assert r.returncode == 0 and "is not pinned" in r.stdout
+    assert r.returncode == 0 and "not pinned: nothing to unpin" in r.stdout
     assert cli(deployed, "rollback", "--to", first).returncode == 0  # now really pinned
     r = cli(deployed, "unpin", "--dry-run", "--json")
     assert json.loads(r.stdout)["hosts"]["h1"] == {"was_pinned_to": first, "dry_run": True, "would": [

@@ -91,7 +91,7 @@ def test_unpin_decision_table(pin, expected):
 
 @pytest.mark.parametrize("would, prefix, none, expected", [
     ([], "h: ", "", []),
-    ([], "h: ", "is not pinned", ["h: is not pinned"]),
+    ([], "h: ", "not pinned: nothing to unpin", ["h: not pinned: nothing to unpin"]),
     ([Would("restart", "bot", "then poll it until ready")], "[h] ", "", ["[h] would restart bot: then poll it until ready"]),
     ([Would("stop", "-", "locked: x")], "", "", ["would stop: locked: x"]),
     ([Would("change", "", "")], "", "", ["would change"]),
@@ -226,7 +226,7 @@ def test_restart_and_unpin_dry_runs_on_a_sandbox_read_the_real_lock_and_state(tm
             r = run_cli("restart", "-i", inv, "--dry-run")
             assert r.returncode == 4 and "would stop: locked: cron by cron@host" in r.stderr, r.stdout + r.stderr
         r = run_cli("unpin", "-i", inv, "--dry-run")
-        assert (r.returncode, r.stdout) == (0, "local: is not pinned\n"), r.stdout + r.stderr
+        assert (r.returncode, r.stdout) == (0, "local: not pinned: nothing to unpin\n"), r.stdout + r.stderr
         assert box.pid() == pid  # nothing restarted
     finally:
         box.stop()

@@ -48,3 +48,40 @@ def test_a_usage_error_wraps_on_a_terminal_and_stays_one_line_in_a_pipe(tmp_path
                            env=dict(os.environ, COLUMNS="80", FABOPS_AGENT="0"), timeout=120)
     assert piped.returncode == 64 and piped.stderr.count("\n") == 1, piped.stderr
     assert " ".join(shown.split()) == " ".join(piped.stderr.split())
+
+
+def test_small_wrong_outputs(sandbox):
+    """Trial 2 #7, each on the sandbox: `the last 1 lines`; restore-env's
+    example name unlike a real backup's; `is not pinned` (unpin --dry-run)
+    against `was not pinned` (unpin); `fabops: Restore …` (a capital after
+    the prefix); monitor's `the last update ended BROKEN` after a reset."""
+    import json
+    import re
+
+    from tests.conftest import run_cli
+
+    sandbox.result()
+    inv = str(sandbox.inventory)
+    r = run_cli("logs", "-i", inv, "-H", "local", "--source", "update", "--since", "today", "-n", "1")
+    assert "showing the last 1 line of the update log" in r.stderr, r.stderr
+
+    name = json.loads(run_cli("backup-env", "-i", inv, "--json").stdout)["hosts"]["local"]["name"]
+    r = run_cli("restore-env", "-i", inv, "-H", "local", "-b", "nosuch")
+    example = re.search(r"like (\S+), not 'nosuch'", r.stderr)
+    assert r.returncode == 64 and example, r.stderr
+    assert re.fullmatch(re.sub(r"\d", r"\\d", example[1]), name), (example[1], name)  # shaped as a real one
+
+    said = [run_cli("unpin", "-i", inv, "-H", "local", *dry).stdout for dry in (("--dry-run",), ())]
+    assert said == ["local: not pinned: nothing to unpin\n"] * 2, said
+
+    env = sandbox.app / ".env"
+    env.write_text(env.read_text() + "NEW_KEY=zzz\n")
+    r = run_cli("restore-env", "-i", inv, "-H", "local", "-b", name)  # stdin is no terminal
+    assert r.returncode == 64 and r.stderr.startswith(f"fabops: restore {name} and restart"), r.stderr
+
+    sandbox.origin.crash("2")  # a reset onto a commit nobody knows is bad, which crashes
+    r = run_cli("reset", "-i", inv, "-H", "local", "--yes")
+    assert r.returncode == 5, r.stdout + r.stderr
+    facts = json.loads(run_cli("monitor", "-i", inv, "-H", "local", "--json").stdout)["hosts"]["local"]
+    said = [f["message"] for f in facts["findings"]]
+    assert "the last reset ended BROKEN: a person is needed" in said, said

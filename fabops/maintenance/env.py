@@ -161,7 +161,8 @@ def restore_env(c, host: Host, name: str, actor: str, dry_run: bool = False, pro
 
     say = progress or (lambda _m: None)
     if "/" in name or name.startswith(".") or not name.endswith(".env"):
-        raise UsageError(f"--backup must be a backup name like 20261128T101500.env, not {name!r}")
+        # named as backup_env names them (stamp(fine=True)): `backup-env --list` shows them
+        raise UsageError(f"--backup must be a backup name like 20261128T101500-123456.env, not {name!r}")
     src = quote_path(env_backup_dir(host) + "/" + name)
     t = Target.of(c, host)
     if not t.ok(sh("[ -f {src} ]", src=src)):

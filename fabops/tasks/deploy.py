@@ -604,6 +604,11 @@ def rollback(c, hosts=None, to=None, wait=None, liveness=5.0, offline=False, act
     finish(_code(outcome))
 
 
+# what unpin and its dry run say of a host that has no pin: one wording
+# (the trial read `is not pinned` from the dry run, `was not pinned` from unpin)
+NOT_PINNED = "not pinned: nothing to unpin"
+
+
 @fabops_task
 def unpin(c, hosts=None, dry_run=False, json=False, inventory=None, accept_new=False, connect_timeout=None):
     """Clear the pin left by rollback or deploy --ref, so cron follows the branch again."""
@@ -626,10 +631,10 @@ def unpin(c, hosts=None, dry_run=False, json=False, inventory=None, accept_new=F
                 continue
             pin = r.value["was_pinned_to"]
             if dry_run:
-                for line in lines(r.value["would"], f"{r.host}: ", none="is not pinned"):
+                for line in lines(r.value["would"], f"{r.host}: ", none=NOT_PINNED):
                     print_text(line)
             else:
-                print_text(f"{r.host}: " + (f"unpinned (was pinned to {short_sha(pin)})" if pin else "was not pinned"))
+                print_text(f"{r.host}: " + (f"unpinned (was pinned to {short_sha(pin)})" if pin else NOT_PINNED))
         host_errors(outcome.results)
     finish(outcome.code)
 

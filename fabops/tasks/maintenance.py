@@ -16,7 +16,9 @@ def confirm(question: str, yes: bool) -> None:
     if yes:
         return
     if not sys.stdin.isatty():
-        raise errors.UsageError(f"{question}: refusing without confirmation (no TTY); pass --yes")
+        # `fabops: restore …: refusing`, lower case after the prefix as every message (trial 2 #7)
+        raise errors.UsageError(f"{question[:1].lower()}{question[1:]}: refusing without confirmation (no TTY); "
+                                "pass --yes")
     try:
         answer = input(f"{question} [y/N] ").strip().lower()
     except EOFError:  # not a failed connection (it was reported as one, with no reason)
