@@ -446,3 +446,17 @@ def test_ref_pins_and_the_dry_run_says_so(row, pin, said):
     # the reason is the run's: a rollback pins by itself, --to or not (trial #12)
     why = [w.why.split(":")[0] for w in actions(HOST, got, opts.trigger) if w.action == "pin"]
     assert why == ([opts.trigger if opts.trigger == "rollback" else "--ref"] if said else []), why
+
+
+@pytest.mark.parametrize("row, checkout, words", [
+    # trial (#24's, item 4): a reset left the checkout on B, the deployed commit is A
+    ("rollback | dep=A | ref=A o=B h=B | deploy", "B", "deploy B -> A (back to the deployed commit; the checkout had moved)"),
+    ("deploy | dep=A | o=B h=B | deploy", "B", "deploy B where the checkout already is (not the deployed A)"),
+    ("deploy | dep=A | o=C h=B | deploy", "B", "deploy B -> C (the checkout, not the deployed A)"),
+    ("deploy | dep=A | o=B h=A | deploy", None, "deploy A -> B"),  # the checkout where the deploy left it
+    ("deploy | dep=- | o=B h=- | deploy", None, "deploy B (first deploy)"),
+])
+def test_a_run_goes_from_where_the_checkout_is(row, checkout, words):
+    st, facts, opts, _ = parse_row(row)
+    got = plan(HOST, st, facts, opts)
+    assert (got.kind, got.checkout, got.from_, got.message) == ("deploy", checkout, checkout or st.deployed, words), got

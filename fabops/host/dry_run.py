@@ -48,7 +48,7 @@ class DryRun(Pipeline):
         except errors.UsageError as exc:  # an unknown --ref: the real run stops there too, exit 64
             self.res.result, self.res.message, self.res.usage = "would_abort", exc.message, True
             return
-        self.res.from_ = state.deployed
+        self.res.from_ = p.checkout or state.deployed  # the real run's p.from_, before any adoption
         self.res.warnings.extend(p.warnings)
         self.res.plan = render(self.host, p, facts, state, holder, self.opts.trigger)
         if verdict == "locked":
@@ -107,7 +107,7 @@ def render(host, p: Plan, facts: Facts, state, holder: dict, trigger: str = "dep
     acts = p.kind in ("restart", "deploy")
     changed = None if p.full or facts.changed is None else len(facts.changed)
     return {
-        "kind": p.kind, "from": p.deployed, "to": p.target, "changed_files": changed,
+        "kind": p.kind, "from": p.from_, "to": p.target, "changed_files": changed,
         "rules": [host.deps[i].run for i in p.rules] if acts else [],
         "restart": list(p.services) if acts else [],
         "dirty": list(facts.local_changes), "pin": state.pin,

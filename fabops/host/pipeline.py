@@ -353,7 +353,8 @@ class Pipeline:
             state.deployed = p.adopt
             state.deployed_at = time.time()
             self.save(state)
-        self.res.from_ = p.deployed  # None on a first deploy: nothing was deployed before
+        # where the checkout is (p.from_); None on a first deploy: nothing was deployed before
+        self.res.from_ = p.from_
         if p.kind == "noop":
             self.res.result, self.res.message = "noop", p.message
             self.rec.settle(state)
@@ -554,7 +555,7 @@ class Pipeline:
             self.res.pinned = target
         # nothing deployed before: a first deploy, not "X -> X" from the
         # commit the checkout happened to be at
-        self.rec.finish("deployed", f"{short(deployed)} -> {short(target)}" if deployed
+        self.rec.finish("deployed", f"{short(self.res.from_)} -> {short(target)}" if deployed
                         else f"first deploy, at {short(target)}", promote)
 
     def _rollback(self, rules: Sequence[DepRule], before: Sequence[str], affected: Sequence[Service],

@@ -149,6 +149,9 @@ class Plan(_Frozen):
     target: str
     deployed: Optional[str]  # what is deployed once the plan starts (after adoption)
     adopt: Optional[str] = None  # a healthy HEAD taken as deployed (nothing recorded it)
+    # the checkout's HEAD when it is not `deployed` (moved by hand, a reset
+    # that did not come up, a killed run): where the run goes from
+    checkout: Optional[str] = None
     clear_pin: bool = False
     # --ref pins the host to the target: at once when nothing else is done
     # (a noop, a restart), on promotion for a deploy
@@ -166,6 +169,12 @@ class Plan(_Frozen):
     # abort: recorded (history, update log, a failing streak, notified once);
     # False for a refusal that asked nothing of the host (rollback_target)
     record: bool = True
+
+    @property
+    def from_(self) -> Optional[str]:
+        """Where the run goes from: the checkout, which is the deployed
+        commit unless something moved it."""
+        return self.checkout or self.deployed
 
     @property
     def writes(self) -> bool:
@@ -254,6 +263,8 @@ def plan(host, state: State, facts: Facts, opts: Opts) -> Union[Plan, Need]:
     if isinstance(adopted, Need):
         return adopted
     common = _with_says(common, adopted[2], deployed=adopted[0], adopt=adopted[1])
+    if facts.head and common["deployed"] and facts.head != common["deployed"]:
+        common["checkout"] = facts.head
     if target == common["deployed"] and facts.head == common["deployed"] and not state.in_progress:
         return _on_the_deployed_commit(host, state, facts, common, pin)
     common = _finish_on_the_last_good(state, opts, common)
@@ -441,9 +452,22 @@ def _deploy(host, state: State, facts: Facts, common: dict, pin: Optional[str]) 
     rules = tuple(i for i, r in enumerate(host.deps) if changed is None or paths_match(changed, r.when))
     services = tuple(s.name for s in host.services
                      if changed is None or not s.paths or paths_match(changed, s.paths))
-    return Plan("deploy", "", (f"deploy {short(deployed)} -> {short(target)}" if deployed
-                               else f"deploy {short(target)} (first deploy)"),
+    return Plan("deploy", "", _deploy_words(deployed, common.get("checkout"), target),
                 full=full, rules=rules, services=services, stash=bool(facts.local_changes), pin=pin, **common)
+
+
+def _deploy_words(deployed: Optional[str], checkout: Optional[str], target: str) -> str:
+    """A deploy's plan in words: from where the checkout is, saying so when
+    that is not the deployed commit (what status says as `checkout is at`)."""
+    if not deployed:
+        return f"deploy {short(target)} (first deploy)"
+    if not checkout:
+        return f"deploy {short(deployed)} -> {short(target)}"
+    if checkout == target:
+        return f"deploy {short(target)} where the checkout already is (not the deployed {short(deployed)})"
+    if deployed == target:
+        return f"deploy {short(checkout)} -> {short(target)} (back to the deployed commit; the checkout had moved)"
+    return f"deploy {short(checkout)} -> {short(target)} (the checkout, not the deployed {short(deployed)})"
 
 
 def short(sha: Optional[str]) -> str:
