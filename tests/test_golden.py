@@ -633,3 +633,26 @@ def test_reset_plan_says_a_known_bad_target(width, dry_run, capsys, monkeypatch)
     text = render(capsys, monkeypatch, width, lambda: [print_text(ln) for ln in reset_lines(host, plan, dry_run)])
     assert "9b8c7d6e5f failed its gate before (cron skips it)" in " ".join(text.split())
     check("reset-dry-run" if dry_run else "reset-plan", width, text)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_history_keeps_a_holds_reason(width, frozen, capsys, monkeypatch):
+    """Trial (#24's, item 3): a skipped_bad row cut at 80 columns kept
+    `origin is at 7c4027e8cd, which…` (the SHA the facts line shows as its
+    `to`) and dropped `failed its gate (bot died after starting…)`. The
+    repeated SHA goes first; the reason's head and the outcome stay."""
+    from fabops.tasks.render import history_table
+
+    good, bad = "cc247af77a" + "3" * 30, "7c4027e8cd" + "4" * 30
+    recs = [{"ts": NOW - 300, "trigger": "manual", "actor": "root", "from": good, "to": bad, "result": "skipped_bad",
+             "duration": 0.024, "message": f"origin is at {bad[:10]}, which failed its gate (bot died after starting: "
+                                          f"its process is gone); staying on {good[:10]} until origin moves"},
+            {"ts": NOW - 200, "trigger": "cron", "actor": "root", "from": good, "to": bad, "result": "deferred",
+             "duration": 0.031, "message": f"origin is at {bad[:10]}, whose dependency rule failed (dependency rule "
+                                          "`sh install-deps.sh` failed); next try 11:50 UTC (try 2); staying on "
+                                          f"{good[:10]}"}]
+    text = render(capsys, monkeypatch, width, history_table, "local", recs)
+    said = " ".join(text.split())
+    assert "failed its gate (bot died" in said and f"staying on {good[:10]} until origin moves" in said, text
+    assert "dependency rule failed (dep" in said and f"staying on {good[:10]}" in said, text
+    check("history-hold", width, text)

@@ -251,6 +251,12 @@ def keep_reason(reason: str, width: int, context: str = "", shas=()) -> str:
     shortenings = [lambda r: re.sub(r"\b([\w@.-]+?)\.service\b", r"\1", r)]
     shortenings += [lambda r, sha=sha: re.sub("^" + re.escape(short(sha)) + " ", "", r)
                     for sha in shas if sha and len(sha) >= SHORT]
+    # a hold's `origin is at SHA, which failed its gate (…)` / `…, whose
+    # dependency rule failed (…)`: the SHA is the facts line's `to`, the
+    # words after it are the reason (trial: the cut kept the SHA, lost them)
+    shortenings += [lambda r, sha=sha: re.sub(r"^\S+ is at " + re.escape(short(sha)) + r", (which|whose) ",
+                                              lambda m: "" if m[1] == "which" else "its ", r)
+                    for sha in shas if sha and len(sha) >= SHORT]
     for shorten in shortenings:
         if cell_len(reason) <= width:
             break
