@@ -20,6 +20,7 @@ from .host.state import RESTART_LIMIT, budget_spent_until
 from .host.services import process_status_cmd, systemd_status_cmd
 from .inventory import Host
 from .probe import MARK, split_sections
+from .procstat import _PROC_STAT, _end, process_ages
 from .checks import http_check_cmd, http_check_input, parse_http_results, port_listening_cmd
 from .unit_audit import units_cmd
 from .shell import Cmd, lines, path, quote_path, raw, sh
@@ -54,13 +55,6 @@ _LOAD = raw('read -r L < /proc/loadavg; echo "$L"; read -r L < /proc/uptime; ech
 # script's start), each $PIDS' stat line and each
 # $CGS' cgroup v2 usage (`cg PATH USEC`, host/metrics.CGROUP_ROOTS); sets T0 (uptime in centiseconds, the
 # CPU window's start) the first time it runs, unless a young sample set it.
-_PROC_STAT = raw(
-    'read -r U R < /proc/uptime; [ -n "$TK" ] || TK=$(getconf CLK_TCK 2>/dev/null || echo 100); echo "$U $TK"; '
-    '[ -n "${T0:-}" ] || T0=${U%.*}${U#*.}; '
-    'for p in $PIDS; do [ "$p" -gt 0 ] 2>/dev/null && [ -r /proc/$p/stat ] && read -r L < /proc/$p/stat && echo "$L"; done; '
-    'for g in $CGS; do for f in "/sys/fs/cgroup$g/cpu.stat" "/sys/fs/cgroup/unified$g/cpu.stat"; do '
-    '[ -r "$f" ] && read -r K V < "$f" && echo "cg $g $V" && break; done; done; true'
-)
 # The newest cron sample's line starts with its clock (host/metrics.py:
 # {"boot":...,"up_cs":...): when it is from this boot and younger than
 # $MAXAGE centiseconds, it opens the CPU window (T0) and SRC says `sample`.
@@ -267,41 +261,6 @@ def _cpu_rate(a: List[int], b: List[int]) -> Optional[float]:
     if total <= 0:
         return 0.0
     return round(100.0 * (total - (idle_b - idle_a)) / total, 1)
-
-
-def _proc_stat(line: str) -> Optional[Tuple[int, int, int]]:
-    """(pid, utime+stime ticks, start time ticks) of a /proc/<pid>/stat line.
-    The command name sits in parentheses and may hold spaces or ')'."""
-    head, sep, rest = line.rpartition(")")
-    fields = rest.split()
-    pid = head.split("(", 1)[0].strip()
-    if not sep or not pid.isdigit() or len(fields) < 20:
-        return None
-    try:
-        # fields[0] is field 3 (state): utime 14, stime 15, starttime 22
-        return int(pid), int(fields[11]) + int(fields[12]), int(fields[19])
-    except ValueError:
-        return None
-
-
-def _end(text: str) -> Tuple[Optional[float], int, Dict[int, Tuple[int, int]], Dict[str, int]]:
-    """One end of a window as the script printed it (_PROC_STAT): the uptime,
-    the tick rate, {pid: (ticks, start)} and {cgroup: usage_usec}."""
-    lines = text.splitlines()
-    head = lines[0].split() if lines else []
-    uptime = _float(head[0]) if head else None
-    hz = int(head[1]) if len(head) > 1 and head[1].isdigit() and int(head[1]) > 0 else 100
-    procs, cgroups = {}, {}
-    for line in lines[1:]:
-        if line.startswith("cg "):
-            words = line.split()
-            if len(words) == 3 and words[2].isdigit():
-                cgroups[words[1]] = int(words[2])
-            continue
-        parsed = _proc_stat(line)
-        if parsed:
-            procs[parsed[0]] = (parsed[1], parsed[2])
-    return uptime, hz, procs, cgroups
 
 
 def _point(s: Dict[str, str], which: str, host: Host, statuses) -> Optional[Dict[str, Any]]:
@@ -526,9 +485,8 @@ def _memory_and_age(s: Dict[str, str]) -> Dict[int, Dict[str, Optional[float]]]:
         f = _ints(line)
         if len(f) == 2:
             out[f[0]] = {"memory": round(100.0 * f[1] / total, 1) if total else None, "uptime": None}
-    for pid, (_ticks, start) in procs.items():
-        if uptime is not None:
-            out.setdefault(pid, {"memory": None})["uptime"] = float(max(0, int(uptime - start / hz)))
+    for pid, age in process_ages(uptime, hz, procs).items():
+        out.setdefault(pid, {"memory": None})["uptime"] = age
     return out
 
 

@@ -83,6 +83,10 @@ def status_cmd(host: Host) -> Cmd:
         parts.append(sh("{m}; {cmd} 2>/dev/null", m=_marker("systemd"), cmd=systemd_status_cmd(units)))
     if procs:
         parts.append(sh("{m}\n{cmd}", m=_marker("process"), cmd=process_status_cmd(host.paths.home, procs)))
+    if host.services:  # each service's age, as monitor reckons it (procstat.process_ages)
+        from .procstat import ages_cmd
+
+        parts.append(sh("{m}\n{cmd}", m=_marker("ages"), cmd=ages_cmd(host)))
     parts.append(sh("{m}; cat {f} 2>/dev/null", m=_marker("state"), f=quote_path(host.paths.state)))
     parts.append(sh("{m}; tail -n 1 {f} 2>/dev/null", m=_marker("last"), f=quote_path(host.paths.history)))
     parts.append(sh("{m}; git -C {app} rev-parse HEAD 2>/dev/null", m=_marker("head"), app=path(host.app.path)))
@@ -124,8 +128,14 @@ def parse_status(output: str, host: Host) -> Dict[str, Any]:
         last = json.loads(sections.get("last") or "null")
     except ValueError:
         last = None
+    from .procstat import service_ages
+
+    ages = service_ages(sections.get("ages", ""))
     return {
-        "services": [services[s.name].to_dict() for s in host.services],
+        # uptime: seconds since the process started, on the host's clock (None: not running)
+        "services": [dict(services[s.name].to_dict(),
+                          uptime=ages.get(services[s.name].pid) if services[s.name].active else None)
+                     for s in host.services],
         "deployed": state.get("deployed"),
         "deployed_at": state.get("deployed_at"),
         "previous": state.get("previous"),

@@ -116,7 +116,7 @@ def test_status_continues_under_its_text(width, frozen, capsys, monkeypatch):
     whole on one line (the pin's reason puts it at the edge at 80)."""
     from fabops.tasks.render import status_panel
 
-    data = {"services": [{"name": "bot", "active": True, "state": "active", "pid": 7, "since": NOW - 60}],
+    data = {"services": [{"name": "bot", "active": True, "state": "active", "pid": 7, "uptime": 60.0}],
             "deployed": SHA[0], "deployed_at": NOW - 600, "head": SHA[0], "pin": SHA[0],
             "pin_reason": "rollback by " + "a" * 21 + "@laptop", "last_check": NOW - 60,
             "last_result": "rolled_back",
@@ -141,7 +141,7 @@ def test_status(width, frozen, capsys, monkeypatch):
     data = {
         "services": [
             {"name": "voice-meeting-python-api.service", "active": True, "state": "active", "pid": 4242,
-             "since": NOW - 86400 * 3},
+             "uptime": 86400.0 * 3},
             {"name": "voice-meeting-discord-bot.service", "active": False, "state": "activating", "pid": None},
         ],
         "deployed": SHA[1], "deployed_at": NOW - 7200, "head": SHA[1], "pin": SHA[0],

@@ -66,7 +66,7 @@ def _service_table(facts, th):
 
 def _service_cells(s, th) -> list:
     """A service's CPU, MEM, up, port and check cells."""
-    from .render import fmt_duration, literal
+    from .render import fmt_uptime, literal
 
     if s["cpu"] is not None:
         cpu = f"{_mark(s['cpu'] < th['cpu'], True)} {s['cpu']:g}%"
@@ -82,8 +82,7 @@ def _service_cells(s, th) -> list:
         ok = s["http_status"] == s["http_expect"]
         lat = f" {s['http_latency'] * 1000:.0f} ms" if ok and s["http_latency"] is not None else ""
         check = f"{_mark(ok)} {literal(s['http_status'] or 'no answer')}{lat}"
-    up = "-" if s["uptime"] is None else ("<1 s" if s["uptime"] < 1 else fmt_duration(s["uptime"]))
-    return [cpu, mem, up, port, check]
+    return [cpu, mem, fmt_uptime(s["uptime"]), port, check]
 
 
 def _system_line(facts, th) -> str:

@@ -132,6 +132,15 @@ class Unbroken:
 _CODE_SPAN = re.compile(r"`[^`\n]+`")
 
 
+def fmt_uptime(seconds) -> str:
+    """A service's uptime as status and monitor print it (procstat.process_ages
+    reckons it): `-` when not running, `<1 s` for a process younger than a
+    second, else fmt_duration (`12.4 s`, `3m 5s`)."""
+    if seconds is None:
+        return "-"
+    return "<1 s" if seconds < 1 else fmt_duration(seconds)
+
+
 def fmt_duration(seconds) -> str:
     if seconds is None:
         return "-"
@@ -474,9 +483,8 @@ def status_panel(host: str, data: dict, flag=None) -> None:
     for svc in data.get("services", []):
         ok = svc.get("active")
         state = f"[green]✅ {literal(svc['state'])}[/green]" if ok else f"[red]❌ {literal(svc['state'])}[/red]"
-        since = svc.get("since")
-        uptime = fmt_duration(time.time() - since) if ok and isinstance(since, (int, float)) else "-"
-        table.add_row(literal(labels[svc["name"]]), state, literal(svc.get("pid") or "-"), uptime)
+        table.add_row(literal(labels[svc["name"]]), state, literal(svc.get("pid") or "-"),
+                      fmt_uptime(svc.get("uptime") if ok else None))
     out = console()
     out.print(table)
     deployed = data.get("deployed")
