@@ -623,6 +623,10 @@ def evaluate(facts: Dict[str, Any], host: Host, now: Optional[float] = None) -> 
         name = svc["name"]
         if not svc["active"]:
             found.append((errors.FAILED, f"{name} is {state_phrase(svc['state'])}"))
+            answered = not_its_own(svc)
+            if answered:
+                found.append((errors.WARNING, f"{name}: {answered} answered by another process ({name} is not "
+                                              "running)"))
             continue
         if svc["port"] and svc["port_open"] is False:
             found.append((errors.FAILED, f"{name}: port {svc['port']} is not listening"))
@@ -668,6 +672,19 @@ def evaluate(facts: Dict[str, Any], host: Host, now: Optional[float] = None) -> 
         found.append((errors.WARNING, _aside_finding(aside)))
     code = errors.worst(c for c, _ in found)
     return code, found
+
+
+def not_its_own(svc: Dict[str, Any]) -> str:
+    """What answers for a service that is not running (`port 3013 and its
+    check`): another process's port or HTTP answer, which a panel must not
+    show as the service's ✅ (trial 2 #5: after `demo --stop`, another app
+    on the port read `✅ 3013 ✅ 200`). "" when nothing does."""
+    if svc["active"]:
+        return ""
+    said = [f"port {svc['port']}"] if svc["port"] and svc["port_open"] else []
+    if svc["http_expect"] is not None and svc["http_status"] == svc["http_expect"]:
+        said.append(f"its check (HTTP {svc['http_status']})")
+    return " and ".join(said)
 
 
 def _aside_finding(aside: List[Dict[str, Any]]) -> str:

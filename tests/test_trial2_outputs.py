@@ -7,7 +7,10 @@ import sys
 
 import pytest
 
+from tests import test_golden as golden
 from tests.harness.terminal import run_in_pty
+
+frozen = golden.frozen  # the golden tests' fixture: UTC, and time stands still
 
 TASKS_PY = "from fabops.tasks import ns  # noqa: F401\n"
 
@@ -123,3 +126,79 @@ def test_status_and_monitor_reckon_uptime_alike(sandbox):
     from fabops.tasks.render import fmt_uptime
 
     assert fmt_uptime(11.0) == "11.0 s" and fmt_uptime(0.4) == "<1 s" and fmt_uptime(None) == "-"
+
+
+def test_monitor_flags_a_port_and_check_another_process_answers(sandbox):
+    """Trial 2 #5: after the service stopped, another app on its port made
+    monitor show `bot ❌ inactive … ✅ 3013 ✅ 200`. The port and the check
+    are flagged as another process's (`⚠️ 3013 (other)`), with a
+    finding that says so."""
+    import http.server
+    import json
+    import threading
+
+    from tests.conftest import run_cli
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    sandbox.result()
+    sandbox.stop()
+    inv = str(sandbox.inventory)
+    r = run_cli("monitor", "-i", inv, "-H", "local", "--json")  # the port free again before another takes it
+    server = None
+    for _ in range(100):
+        try:
+            server = http.server.ThreadingHTTPServer(("127.0.0.1", sandbox.port), Answer)
+            break
+        except OSError:  # the killed bot's socket is still closing
+            threading.Event().wait(0.1)
+    assert server is not None, "the port never came free"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        r = run_cli("monitor", "-i", inv, "-H", "local", "--json")
+        facts = json.loads(r.stdout)["hosts"]["local"]
+        svc = facts["services"][0]
+        assert (svc["active"], svc["port_open"], svc["http_status"]) == (False, True, 200), svc
+        said = [f["message"] for f in facts["findings"]]
+        want = f"bot: port {sandbox.port} and its check (HTTP 200) answered by another process (bot is not running)"
+        assert want in said, said
+        for width in ("80", "200"):
+            r = run_cli("monitor", "-i", inv, "-H", "local", env={"COLUMNS": width})
+            row = " ".join(r.stdout.replace("│", " ").split())
+            assert "✅" not in row.split("host CPU")[0], r.stdout  # nothing of the service's row is its ✅
+            assert f"⚠️ {sandbox.port} (other)" in row and "⚠️ 200 (other)" in row, r.stdout
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+@pytest.mark.parametrize("width", golden.WIDTHS)
+def test_monitor_panel_of_another_process_on_the_port(width, frozen, capsys, monkeypatch):
+    import json
+
+    import yaml
+
+    from fabops import errors, inventory, monitor
+    from fabops.tasks.observe import render_host
+    from fabops.tasks.render import console
+    from tests.conftest import ROOT
+
+    case = json.loads((ROOT / "tests" / "fixtures" / "parse_monitor" / "process_recorded.json").read_text())
+    host = inventory.loads(yaml.safe_dump({"hosts": {"sandbox": case["host"]}}), "x.yml").hosts["sandbox"]
+    facts = monitor.parse(case["output"], host, case["now"])
+    facts["services"][0].update(active=False, state="inactive", pid=None, cpu=None, memory=None, uptime=None)
+    code, findings = monitor.evaluate(facts, host, case["now"])
+    facts.update(status=errors.NAMES[code], code=code,
+                 findings=[{"level": errors.NAMES[c], "message": m} for c, m in findings])
+    text = golden.render(capsys, monkeypatch, width, lambda: console().print(render_host(facts, host)))
+    assert "✅ 34837" not in text and "✅ 200" not in text, text
+    golden.check("monitor-other-process", width, text)

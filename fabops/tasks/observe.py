@@ -75,13 +75,22 @@ def _service_cells(s, th) -> list:
     else:
         cpu = "-"
     mem = "-" if s["memory"] is None else f"{_mark(s['memory'] < th['memory'], True)} {s['memory']:g}%"
-    port = "-" if not s["port"] else f"{_mark(s['port_open'])} {s['port']}"
+    # a port or a check that answers while the service is not running is
+    # another process's, never the service's ✅ (trial 2 #5; the finding: monitor.not_its_own)
+    other = " (other)"  # short: the table fits 80 columns; the finding says whose
+    if not s["port"]:
+        port = "-"
+    elif not s["active"] and s["port_open"]:
+        port = f"{_mark(False, True)} {s['port']}{other}"
+    else:
+        port = f"{_mark(s['port_open'])} {s['port']}"
     if s["http_expect"] is None:
         check = "-"
     else:
         ok = s["http_status"] == s["http_expect"]
         lat = f" {s['http_latency'] * 1000:.0f} ms" if ok and s["http_latency"] is not None else ""
-        check = f"{_mark(ok)} {literal(s['http_status'] or 'no answer')}{lat}"
+        mark, lat = (_mark(False, True), other) if ok and not s["active"] else (_mark(ok), lat)
+        check = f"{mark} {literal(s['http_status'] or 'no answer')}{lat}"
     return [cpu, mem, fmt_uptime(s["uptime"]), port, check]
 
 
