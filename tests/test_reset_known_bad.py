@@ -58,3 +58,31 @@ def test_reset_onto_a_commit_not_known_bad_says_nothing_of_it(sandbox):
     assert r.returncode == 0 and "failed its gate" not in r.stdout, r.stdout + r.stderr
     r = run_cli("reset", "-i", str(sandbox.inventory), "-H", "local", "--dry-run", "--json")
     assert json.loads(r.stdout)["hosts"]["local"]["known_bad"] is None, r.stdout
+
+
+def test_reset_reads_a_state_json_without_a_final_newline(tmp_path):
+    """A state.json written without a final newline (a hand edit, another
+    tool) put reset's end marker on its `}` line: the JSON failed, and reset
+    lost what is deployed and known bad without a word. reset_plan_cmd run
+    by a real sh on such a file."""
+    import subprocess
+
+    import yaml
+
+    from fabops import inventory
+    from fabops.maintenance.reset import parse_reset_plan, reset_plan_cmd
+    from fabops.probe import MARK
+
+    good, bad = "a" * 40, "b" * 40
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "state.json").write_text(json.dumps({"deployed": good, "bad": {bad: {"reason": "bot died"}}}))
+    host = inventory.loads(yaml.safe_dump({"hosts": {"h1": {
+        "address": "h", "home": str(home), "app": {"path": str(tmp_path / "app"), "remote": "origin"}}}}),
+        "t.yml").hosts["h1"]
+    out = subprocess.run(["sh", "-c", reset_plan_cmd(host)], capture_output=True, text=True).stdout
+    plan = parse_reset_plan(out)
+    assert plan.deployed == good, out
+    # the bad commit as a target: the check reads the same file
+    plan = parse_reset_plan(out.replace(f"{MARK}target\n", f"{MARK}target\n{bad}\n"))
+    assert plan.known_bad and plan.known_bad.startswith(f"{bad[:10]} failed its gate before (bot died)"), out

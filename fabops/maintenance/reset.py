@@ -23,12 +23,15 @@ from .common import app_file, record_run, stamp
 
 
 def reset_plan_cmd(host: Host) -> Cmd:
+    # `; echo` after cat: a state.json without a final newline would put
+    # the end marker on its `}` line and lose the JSON (as remote._marker
+    # guards status); split_sections strips the blank line
     return sh(
         "echo {m}head; git -C {app} rev-parse HEAD 2>/dev/null\n"
         "echo {m}dirty; git -C {app} status --porcelain=v1 --untracked-files=all 2>/dev/null\n"
         "echo {m}target; {ls_remote} 2>/dev/null | cut -f1\n"
         "echo {m}env; [ -f {env} ] && echo yes\n"
-        "echo {m}state; cat {state} 2>/dev/null\n"
+        "echo {m}state; cat {state} 2>/dev/null; echo\n"
         "echo {m}end\n",
         m=MARK, app=path(host.app.path), ls_remote=ls_remote_cmd(path(host.app.path), host.app.remote, host.app.branch),
         env=app_file(host, host.env_file), state=path(host.paths.state))
