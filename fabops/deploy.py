@@ -392,16 +392,21 @@ def _dry_run_uninstalled(c, host: Host, opts: DeployOptions, install: str) -> di
     decision (§8, decide once): it names where the planner starts from,
     --ref (a rollback's --to), else a deploy's branch head, and gives a
     verdict only from resolved commits (the head ls-remote reads, a full
-    SHA): up to date when it is the deployed one, else a move, unless the
-    commit is marked bad (the planner may skip it). A rollback without --to
-    names none: the planner picks it from its history (#24)."""
+    SHA) and a checkout where the last deploy left it: up to date when the
+    target is the deployed commit, nothing was cut off and every service
+    runs, else a move, unless the commit is marked bad (the planner may skip
+    it). A moved checkout (HEAD not the deployed commit) is where the run
+    goes from (the planner's Plan.from_), and the planner decides. A
+    rollback without --to names none: the planner picks it from its history
+    (#24)."""
     from .remote import gather_status
 
     status = gather_status(c, host)
     deployed = status.get("deployed") or status.get("head")
-    result = {"result": "would_deploy", "exit_code": errors.OK, "from": deployed, "to": None, "duration": 0.0,
+    from_ = _checkout_moved(status) or deployed  # where the real run goes from (host/plan.Plan.from_)
+    result = {"result": "would_deploy", "exit_code": errors.OK, "from": from_, "to": None, "duration": 0.0,
               "warnings": ["preflight not run: fabops is not installed on the host at this version yet"],
-              "plan": {"install": install, "from": deployed, "to": None, "pin": status.get("pin")}}
+              "plan": {"install": install, "from": from_, "to": None, "pin": status.get("pin")}}
     if opts.trigger == "rollback" and not opts.ref:
         none = f"no good commit older than {short_sha(deployed)} was deployed" if deployed else "it finds none"
         result["message"] = (f"{install}; then the host's planner would pick the commit to roll back to from its "
@@ -410,16 +415,25 @@ def _dry_run_uninstalled(c, host: Host, opts: DeployOptions, install: str) -> di
     target = opts.ref or _branch_head(c, host)
     start = f"--ref {opts.ref}" if opts.ref else f"the head of {host.app.branch}"
     result["message"] = f"{install}; then the host's planner decides, from {start}: " + _from_resolved(
-        result, target, deployed, status.get("bad") or ())
+        result, target, status)
     result["plan"]["to"] = result["to"]
     return result
 
 
-def _from_resolved(result: dict, target: Optional[str], deployed: Optional[str], bad) -> str:
+def _checkout_moved(status: dict) -> Optional[str]:
+    """The checkout's HEAD when it is not the deployed commit (moved by hand,
+    a reset cut off), as the host's planner reads it (Plan.checkout)."""
+    head, deployed = status.get("head"), status.get("deployed")
+    return head if head and deployed and head != deployed else None
+
+
+def _from_resolved(result: dict, target: Optional[str], status: dict) -> str:
     """What a dry run before the install can say of `target` (it sets
     result's `to` and `result`): only a full SHA is compared with the
     deployed commit; a branch, a tag or a short SHA is resolved by the
-    host's planner, and a head ls-remote could not read is said so."""
+    host's planner, and a head ls-remote could not read is said so. A
+    moved checkout, a run cut off or a service down on the deployed commit
+    is no noop: the planner deploys or restarts."""
     from .host.pipeline import FULL_SHA
     from .host.plan import KNOWN_BAD_PLAN
 
@@ -428,13 +442,33 @@ def _from_resolved(result: dict, target: Optional[str], deployed: Optional[str],
     if not FULL_SHA.fullmatch(target):
         return "this dry run cannot resolve it before fabops is on the host"
     result["to"] = target
+    deployed, bad = status.get("deployed") or status.get("head"), status.get("bad") or ()
+    moved = _checkout_moved(status)
+    if moved:
+        return f"the checkout is at {short_sha(moved)}, not the deployed {short_sha(deployed)}: " \
+               "the host's planner decides"
     if target == deployed:
-        result["result"] = "noop"
-        return f"up to date at {short_sha(target)}"
+        return _on_the_deployed(result, target, status)
     line = f"would deploy {short_sha(deployed, 'none')} -> {short_sha(target)}"
     if target in bad:
         line += f", unless it is marked bad: {KNOWN_BAD_PLAN.format(short_sha(target))}"
     return line
+
+
+def _on_the_deployed(result: dict, target: str, status: dict) -> str:
+    """The target is the deployed commit, where the checkout is: up to date
+    only when no run was cut off and every service runs (the planner's
+    noop), else what the planner does instead."""
+    run = status.get("in_progress")
+    if run:
+        return (f"run {run.get('run_id')} ({run.get('trigger')}) was cut off at step {run.get('step')}: "
+                f"the host's planner finishes it, deploying {short_sha(target)} again")
+    down = [s.get("name") for s in status.get("services") or () if not s.get("active")]
+    if down:
+        return (f"{', '.join(down)} not running at {short_sha(target)}: the host's planner restarts "
+                f"{'it' if len(down) == 1 else 'them'}, or stops if the restart budget is spent")
+    result["result"] = "noop"
+    return f"up to date at {short_sha(target)}"
 
 
 def _branch_head(c, host: Host) -> Optional[str]:

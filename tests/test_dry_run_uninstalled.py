@@ -135,3 +135,35 @@ def test_a_head_ls_remote_cannot_read_is_said_so(host, monkeypatch):
     assert (res["result"], res["to"]) == ("would_deploy", None), res
     assert res["message"] == ("would install; then the host's planner decides, from the head of main: this dry run "
                               "could not read it (git ls-remote failed)"), res
+
+
+def test_a_moved_checkout_a_cut_off_run_or_a_service_down_is_no_noop(host, older_fabops, monkeypatch):
+    """review3 #1: the laptop made its own call where the host's planner
+    (host/plan.py) differs. With the checkout moved (status deployed=G,
+    head=B after a crash), `--ref G` said `up to date at G` and the branch
+    head B said `would deploy G -> B`: the run goes from the checkout (B),
+    and the planner decides. A run cut off or a service down on the
+    deployed commit is a deploy or a restart, not a noop."""
+    import fabops.remote
+
+    def status(**s):
+        monkeypatch.setattr(fabops.remote, "gather_status", lambda c, h: {"deployed": DEPLOYED, **s})
+
+    status(head=HEAD, bad=[HEAD])
+    moved = f"the checkout is at {short_sha(HEAD)}, not the deployed {short_sha(DEPLOYED)}: the host's planner decides"
+    for ref in (DEPLOYED, None):
+        res = dry_run(host, ref=ref).result
+        assert (res["result"], res["from"], res["plan"]["from"]) == ("would_deploy", HEAD, HEAD), res
+        assert res["message"].endswith(moved) and "up to date" not in res["message"], res
+    status(head=DEPLOYED, in_progress={"run_id": "r0", "trigger": "cron", "step": "restart"})
+    res = dry_run(host, ref=DEPLOYED).result
+    assert (res["result"], res["from"]) == ("would_deploy", DEPLOYED), res
+    assert res["message"].endswith(f"run r0 (cron) was cut off at step restart: the host's planner finishes it, "
+                                   f"deploying {short_sha(DEPLOYED)} again"), res
+    status(head=DEPLOYED, services=[{"name": "voice-meeting-discord-bot.service", "active": False}])
+    res = dry_run(host, ref=DEPLOYED).result
+    assert res["result"] == "would_deploy" and res["message"].endswith(
+        f"voice-meeting-discord-bot.service not running at {short_sha(DEPLOYED)}: the host's planner restarts it, "
+        "or stops if the restart budget is spent"), res
+    status(head=DEPLOYED, services=[{"name": "voice-meeting-discord-bot.service", "active": True}])
+    assert dry_run(host, ref=DEPLOYED).result["result"] == "noop"
