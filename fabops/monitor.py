@@ -614,29 +614,14 @@ def update_interval(expr: Optional[str]) -> Optional[float]:
     return 86400.0
 
 
-def evaluate(facts: Dict[str, Any], host: Host, now: Optional[float] = None) -> Tuple[int, List[Tuple[int, str]]]:
-    """(Nagios code, [(code, finding)]) against the host's thresholds."""
+def evaluate(facts: Dict[str, Any], host: Host, now: Optional[float] = None,
+             inventory: Optional[str] = None) -> Tuple[int, List[Tuple[int, str]]]:
+    """(Nagios code, [(code, finding)]) against the host's thresholds.
+    `inventory`: the run's `-i` (tasks/deploy._inventory_flag), for the
+    commands a finding names."""
     now = time.time() if now is None else now
     th = host.thresholds
-    found: List[Tuple[int, str]] = []
-    for svc in facts["services"]:
-        name = svc["name"]
-        if not svc["active"]:
-            found.append((errors.FAILED, f"{name} is {state_phrase(svc['state'])}"))
-            answered = not_its_own(svc)
-            if answered:
-                found.append((errors.WARNING, f"{name}: {answered} answered by another process ({name} is not "
-                                              "running)"))
-            continue
-        if svc["port"] and svc["port_open"] is False:
-            found.append((errors.FAILED, f"{name}: port {svc['port']} is not listening"))
-        if svc["http_expect"] is not None and svc["http_status"] != svc["http_expect"]:
-            got = f"HTTP {svc['http_status']}" if svc["http_status"] else "no answer"
-            found.append((errors.FAILED, f"{name}: check gave {got}, expected {svc['http_expect']}"))
-        if svc["cpu"] is not None and svc["cpu"] >= th["cpu"]:
-            found.append((errors.WARNING, f"{name}: CPU {svc['cpu']:g}% ≥ {th['cpu']:g}%"))
-        if svc["memory"] is not None and svc["memory"] >= th["memory"]:
-            found.append((errors.WARNING, f"{name}: memory {svc['memory']:g}% ≥ {th['memory']:g}%"))
+    found: List[Tuple[int, str]] = [f for svc in facts["services"] for f in _service_findings(svc, th)]
     for unit in facts.get("root_units") or ():
         found.append((errors.WARNING, f"{unit['unit']} {unit['problem']}: restarting it runs that user's code as "
                                       "root (setup grants it no rule; docs/security.md)"))
@@ -650,7 +635,7 @@ def evaluate(facts: Dict[str, Any], host: Host, now: Optional[float] = None) -> 
             found.append((errors.WARNING, f"cron stalled: last update check {int(age // 60)} min ago (expected every {int(interval // 60) or 1} min)"))
     down = any(c == errors.FAILED for c, _ in found)  # a service down or failing its check
     if down and dep and isinstance(dep.get("restart_backoff_until"), (int, float)):
-        found.append((errors.FAILED, restart_backoff_text(dep["restart_backoff_until"], host.name)))
+        found.append((errors.FAILED, restart_backoff_text(dep["restart_backoff_until"], host.name, inventory)))
     if dep and dep.get("last_result") == "broken":
         # a reset or a rollback that ended broken is named as what it was (trial 2 #7)
         kind = {"reset": "reset", "rollback": "rollback"}.get((dep.get("last_run") or {}).get("trigger"), "update")
@@ -672,6 +657,29 @@ def evaluate(facts: Dict[str, Any], host: Host, now: Optional[float] = None) -> 
         found.append((errors.WARNING, _aside_finding(aside)))
     code = errors.worst(c for c, _ in found)
     return code, found
+
+
+def _service_findings(svc: Dict[str, Any], th: Dict[str, float]) -> List[Tuple[int, str]]:
+    """One service's findings: down (and what answers in its place), its
+    port or check failing, its CPU or memory over the threshold."""
+    name, found = svc["name"], []
+    if not svc["active"]:
+        found.append((errors.FAILED, f"{name} is {state_phrase(svc['state'])}"))
+        answered = not_its_own(svc)
+        if answered:
+            found.append((errors.WARNING, f"{name}: {answered} answered by another process ({name} is not "
+                                          "running)"))
+        return found
+    if svc["port"] and svc["port_open"] is False:
+        found.append((errors.FAILED, f"{name}: port {svc['port']} is not listening"))
+    if svc["http_expect"] is not None and svc["http_status"] != svc["http_expect"]:
+        got = f"HTTP {svc['http_status']}" if svc["http_status"] else "no answer"
+        found.append((errors.FAILED, f"{name}: check gave {got}, expected {svc['http_expect']}"))
+    if svc["cpu"] is not None and svc["cpu"] >= th["cpu"]:
+        found.append((errors.WARNING, f"{name}: CPU {svc['cpu']:g}% ≥ {th['cpu']:g}%"))
+    if svc["memory"] is not None and svc["memory"] >= th["memory"]:
+        found.append((errors.WARNING, f"{name}: memory {svc['memory']:g}% ≥ {th['memory']:g}%"))
+    return found
 
 
 def not_its_own(svc: Dict[str, Any]) -> str:
@@ -709,10 +717,10 @@ def gather(cxn, host):
     return sample(cxn, host)[0]
 
 
-def sample(cxn, host, previous=None):
+def sample(cxn, host, previous=None, inventory=None):
     """(facts, raw output). With the previous refresh's raw output, the CPU
     window runs from that refresh to this one and the script waits for
-    nothing (monitor --watch)."""
+    nothing (monitor --watch). `inventory`: evaluate's."""
     script = monitor_script(host, window=0, sample_age=0) if previous else monitor_script(host)
     result = Target.of(cxn, host).run(script, check=False, stdin=monitor_input(host) or None)
     out = result.stdout
@@ -724,7 +732,7 @@ def sample(cxn, host, previous=None):
         raise errors.UnreachableError(f"the monitor script ended before its last section (exit {result.exited}): "
                                       "no facts from a cut-short read", host=host.name)
     facts = parse(out, host, previous=previous)
-    code, findings = evaluate(facts, host)
+    code, findings = evaluate(facts, host, inventory=inventory)
     facts["status"] = errors.NAMES.get(code, str(code))
     facts["code"] = code
     facts["findings"] = [{"level": errors.NAMES.get(c, str(c)), "message": m} for c, m in findings]
@@ -736,13 +744,14 @@ class Refresher:
     connection per host (opened at its first refresh, in parallel). A host
     whose refresh fails gets a new connection on the next one. With `watch`,
     each refresh's CPU window starts at the host's previous refresh (see
-    `sample`). A context manager: every connection is closed on the way out."""
+    `sample`). A context manager: every connection is closed on the way out.
+    `flag`: the run's `-i` for the commands findings name (evaluate)."""
 
     def __init__(self, inv, hosts, *, parallel: int, accept_new: bool = False,
-                 connect_timeout: Optional[float] = None, watch: bool = False):
+                 connect_timeout: Optional[float] = None, watch: bool = False, flag: Optional[str] = None):
         import threading
 
-        self.inv, self.hosts, self.parallel, self.watch = inv, hosts, parallel, watch
+        self.inv, self.hosts, self.parallel, self.watch, self.flag = inv, hosts, parallel, watch, flag
         self.accept_new, self.connect_timeout = accept_new, connect_timeout
         self.conns: Dict[str, Any] = {}
         self.last: Dict[str, str] = {}  # host -> the previous refresh's raw output (the CPU window's start)
@@ -763,7 +772,8 @@ class Refresher:
             with self.lock:
                 self.conns[host.name] = cxn
         try:
-            facts, self.last[host.name] = sample(cxn, host, self.last.get(host.name) if self.watch else None)
+            facts, self.last[host.name] = sample(cxn, host, self.last.get(host.name) if self.watch else None,
+                                                   self.flag)
             return facts
         except Exception:
             # a dead connection is re-opened on the next refresh
