@@ -86,3 +86,25 @@ def test_reset_reads_a_state_json_without_a_final_newline(tmp_path):
     # the bad commit as a target: the check reads the same file
     plan = parse_reset_plan(out.replace(f"{MARK}target\n", f"{MARK}target\n{bad}\n"))
     assert plan.known_bad and plan.known_bad.startswith(f"{bad[:10]} failed its gate before (bot died)"), out
+
+
+def test_a_healthy_reset_clears_the_commit_from_bad(sandbox, monkeypatch):
+    """A reset onto a commit state.json lists as bad that comes up healthy
+    clears it from `bad`, as a deploy's promotion does: status no longer
+    calls the running commit bad, and rollback may pick it again. The
+    other bad commits stay."""
+    monkeypatch.delenv("CI", raising=False)
+    sandbox.result()
+    fixed = sandbox.origin.good("2")  # failed once for the host's reason, since fixed
+    other = "c" * 40
+    state_file = sandbox.home / "state.json"
+    state = json.loads(state_file.read_text())
+    state["bad"] = {fixed: {"at": 1.0, "reason": "port taken", "notified": True},
+                    other: {"at": 2.0, "reason": "bot died", "notified": True}}
+    state_file.write_text(json.dumps(state))
+    r = run_cli("reset", "-i", str(sandbox.inventory), "-H", "local", "--yes", timeout=180)
+    assert r.returncode == 0 and f"{fixed[:10]} failed its gate before (port taken)" in r.stdout, r.stdout + r.stderr
+    after = sandbox.state
+    assert after["deployed"] == fixed and fixed not in after["bad"] and other in after["bad"], after
+    status = run_cli("status", "-i", str(sandbox.inventory), "-H", "local", "--json")
+    assert fixed not in json.loads(status.stdout)["hosts"]["local"]["bad"], status.stdout

@@ -276,7 +276,21 @@ def _record(c, host: Host, plan: ResetPlan, new_head: str, result: str, message:
                "own_files": own[-500:]}
     if ok:
         updates.update({"deployed": new_head, "deployed_at": now})
+        updates.update(_cleared_bad(c, host, new_head))
     record_run(c, host, record, updates)
+
+
+def _cleared_bad(c, host: Host, healthy: str) -> dict:
+    """A commit that is healthy now is no longer bad: drop it from state's
+    `bad`, as a deploy's promotion does (host/state.promoted), or status
+    would go on calling the running commit bad and a rollback never pick
+    it. Read under the host lock we hold: only a run writes `bad`."""
+    from ..remote import read_home_json
+
+    bad = read_home_json(c, host, host.paths.state).get("bad")
+    if not isinstance(bad, dict) or healthy not in bad:
+        return {}
+    return {"bad": {sha: why for sha, why in bad.items() if sha != healthy}}
 
 
 def _remote_holder(c, host: Host) -> dict:
