@@ -394,11 +394,11 @@ def _dry_run_uninstalled(c, host: Host, opts: DeployOptions, install: str) -> di
     verdict only from resolved commits (the head ls-remote reads, a full
     SHA) and a checkout where the last deploy left it: up to date when the
     target is the deployed commit, nothing was cut off and every service
-    runs, else a move, unless the commit is marked bad (the planner may skip
-    it). A moved checkout (HEAD not the deployed commit) is where the run
-    goes from (the planner's Plan.from_), and the planner decides. A
-    rollback without --to names none: the planner picks it from its history
-    (#24)."""
+    runs, else a move, which says a commit marked bad is tried again
+    (host/plan.known_bad, the planner's one check). A moved checkout (HEAD
+    not the deployed commit) is where the run goes from (the planner's
+    Plan.from_), and the planner decides. A rollback without --to names
+    none: the planner picks it from its history (#24)."""
     from .remote import gather_status
 
     status = gather_status(c, host)
@@ -415,7 +415,7 @@ def _dry_run_uninstalled(c, host: Host, opts: DeployOptions, install: str) -> di
     target = opts.ref or _branch_head(c, host)
     start = f"--ref {opts.ref}" if opts.ref else f"the head of {host.app.branch}"
     result["message"] = f"{install}; then the host's planner decides, from {start}: " + _from_resolved(
-        result, target, status)
+        result, target, status, opts.trigger)
     result["plan"]["to"] = result["to"]
     return result
 
@@ -427,7 +427,7 @@ def _checkout_moved(status: dict) -> Optional[str]:
     return head if head and deployed and head != deployed else None
 
 
-def _from_resolved(result: dict, target: Optional[str], status: dict) -> str:
+def _from_resolved(result: dict, target: Optional[str], status: dict, trigger: str) -> str:
     """What a dry run before the install can say of `target` (it sets
     result's `to` and `result`): only a full SHA is compared with the
     deployed commit; a branch, a tag or a short SHA is resolved by the
@@ -435,7 +435,7 @@ def _from_resolved(result: dict, target: Optional[str], status: dict) -> str:
     moved checkout, a run cut off or a service down on the deployed commit
     is no noop: the planner deploys or restarts."""
     from .host.pipeline import FULL_SHA
-    from .host.plan import KNOWN_BAD_PLAN
+    from .host.plan import known_bad_plan
 
     if not target:
         return "this dry run could not read it (git ls-remote failed)"
@@ -450,9 +450,8 @@ def _from_resolved(result: dict, target: Optional[str], status: dict) -> str:
     if target == deployed:
         return _on_the_deployed(result, target, status)
     line = f"would deploy {short_sha(deployed, 'none')} -> {short_sha(target)}"
-    if target in bad:
-        line += f", unless it is marked bad: {KNOWN_BAD_PLAN.format(short_sha(target))}"
-    return line
+    said = known_bad_plan(bad, target, deployed, trigger)  # the planner's one check: a person's run goes ahead
+    return line if said is None else f"{line}; {said}"
 
 
 def _on_the_deployed(result: dict, target: str, status: dict) -> str:

@@ -113,8 +113,11 @@ def test_a_deploy_gives_a_verdict_from_resolved_commits_only(host, older_fabops,
     monkeypatch.setattr(fabops.remote, "gather_status", lambda c, h: {"deployed": DEPLOYED, "bad": [HEAD]})
     res = dry_run(host).result
     assert (res["result"], res["to"]) == ("would_deploy", HEAD), res
-    assert res["message"].endswith(f"would deploy {short_sha(DEPLOYED)} -> {short_sha(HEAD)}, unless it is marked "
-                                   f"bad: {short_sha(HEAD)} failed its gate before (cron skips it)"), res
+    # review3 #2: a person's deploy goes ahead on a bad commit (host/plan.known_bad), and says so
+    assert res["message"].endswith(f"would deploy {short_sha(DEPLOYED)} -> {short_sha(HEAD)}; {short_sha(HEAD)} "
+                                   "failed its gate before (cron skips it); this deploy tries it again"), res
+    res = dry_run(host, trigger="rollback", ref=HEAD, clear_pin=False).result
+    assert res["message"].endswith("(cron skips it); this rollback tries it again"), res
 
 
 def test_a_head_ls_remote_cannot_read_is_said_so(host, monkeypatch):

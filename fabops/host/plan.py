@@ -405,15 +405,25 @@ def known_bad(bad: dict, target: Optional[str], deployed: Optional[str], trigger
     the line it says, or None when the target is not known bad or is
     already deployed. It goes ahead (the cause may have been the host's,
     since fixed); its dry run says the same check as `failed its gate
-    before (cron skips it)` (KNOWN_BAD_PLAN)."""
+    before (cron skips it)` (KNOWN_BAD_PLAN, known_bad_plan). `bad` may be
+    a list of SHAs (status's), which has no reasons."""
     if not target or target not in bad or target == deployed:
         return None
-    info = bad[target] if isinstance(bad[target], dict) else {}
+    info = bad[target] if isinstance(bad, dict) and isinstance(bad[target], dict) else {}
     return f"{short(target)} failed its gate before ({info.get('reason', '?')}); deploying it again because {trigger} asked"
 
 
 # What a dry run's `plan:` line says of a known-bad target (deploy's and reset's)
 KNOWN_BAD_PLAN = "{} failed its gate before (cron skips it)"
+
+
+def known_bad_plan(bad, target: Optional[str], deployed: Optional[str], trigger: str) -> Optional[str]:
+    """known_bad's check in a dry run's words: the target failed its gate
+    before, and a person's run goes ahead (`…; this deploy tries it
+    again`), or None."""
+    if known_bad(bad, target, deployed, trigger) is None:
+        return None
+    return f"{KNOWN_BAD_PLAN.format(short(target))}; this {trigger} tries it again"
 
 
 def _problems(facts: Facts, opts: Opts) -> list:
