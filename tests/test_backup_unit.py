@@ -288,6 +288,20 @@ def test_an_error_outside_the_items_removes_the_partial_and_is_one_line(tmp_path
     assert err.startswith("fabops: host.yml: ") and err.count("\n") == 1, err
 
 
+def test_a_run_never_removes_another_runs_partial(tmp_path):
+    """os.mkdir of this run's .partial failing (another run's, of the same
+    run id) raises, and the other run's directory and files stay: only a
+    directory this run made is cleaned up."""
+    host, paths = local(tmp_path, {})
+    p = plan(host, paths)
+    theirs = Path(paths.backup_partial(p.run_id))
+    theirs.mkdir(parents=True)
+    (theirs / "manifest.json").write_text("{}")
+    with pytest.raises(FileExistsError):
+        run(p, paths)
+    assert (theirs / "manifest.json").read_text() == "{}"
+
+
 def test_a_snapshot_retention_could_not_delete_is_a_warning_not_deleted(tmp_path, monkeypatch):
     from fabops.host import backup as hb
 

@@ -414,16 +414,18 @@ def run(p: BackupPlan, paths: HostPaths) -> dict:
     """Act on the plan: the snapshot, its manifest, then retention when every
     item is ok. Returns the manifest with what retention deleted. An error
     outside the items (no room for the manifest, a directory it may not
-    make) removes this run's partial directory, then raises."""
+    make) removes this run's partial directory, then raises; one this run
+    could not make (another run's, FileExistsError) is never touched."""
     old, partial = os.umask(0o077), paths.backup_partial(p.run_id)
     try:
         os.makedirs(paths.backups, mode=0o700, exist_ok=True)
         os.chmod(paths.backups, 0o700)
         os.mkdir(partial, 0o700)
-        manifest = _write(p, paths, partial)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+        try:
+            manifest = _write(p, paths, partial)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
     finally:
         os.umask(old)
     deleted = []
