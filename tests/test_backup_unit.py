@@ -175,7 +175,7 @@ def tar_names(path) -> list:
         return tar.getnames()
 
 
-def test_the_laptop_waits_longer_than_the_host_lets_a_run_last(monkeypatch):
+def test_the_laptop_waits_longer_than_the_host_lets_the_dumps_last(monkeypatch):
     from fabops.maintenance import backup as laptop
 
     seen = {}

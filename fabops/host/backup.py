@@ -43,7 +43,9 @@ from .would import Would
 
 FORMAT = 1  # manifest.json's format
 DUMP_TIMEOUT = 3600.0  # seconds a dump command may run before it is killed (and fails)
-COPY_ALLOWANCE = 4 * 3600.0  # seconds the laptop allows the files, sqlite and plain copies together
+# seconds the laptop waits for the files, sqlite and plain copies together:
+# the laptop's allowance only, the host sets copies no limit (a dump has one)
+COPY_ALLOWANCE = 4 * 3600.0
 NO_OFF_HOST = ("no off-host copy yet: these snapshots are on the host's own disk, which a dead disk or a "
                "terminated instance takes with them (docs/backups.md)")
 
@@ -222,9 +224,10 @@ def plan(host: Host, paths: HostPaths, run_id: Optional[str] = None, now: Option
 
 
 def run_timeout(host: Host) -> float:
-    """Seconds the laptop waits for a run: longer than the host lets it
-    last (each dump DUMP_TIMEOUT, the copies COPY_ALLOWANCE), so the host
-    ends a stuck item and the laptop still reads the manifest."""
+    """Seconds the laptop waits for a run: each dump's DUMP_TIMEOUT, which
+    the host enforces (it ends a stuck dump, and the laptop still reads the
+    manifest), plus COPY_ALLOWANCE for the copies, which only the laptop
+    counts: copies that take longer end the wait as a timeout."""
     return DUMP_TIMEOUT * len(host.backup.dump) + COPY_ALLOWANCE
 
 

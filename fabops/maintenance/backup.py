@@ -36,8 +36,8 @@ def host_python(host: Host) -> str:
 def backup(c, host: Host, action: str) -> dict:
     """The host's answer to `action`: a run's manifest (`run`), the plan a
     dry run shows (`plan`) or the snapshots there (`list`). A run may take
-    as long as the host lets it (each dump an hour): the laptop waits
-    longer than that (run_timeout), never the connection's default; a
+    hours (the host lets each dump run an hour; copies have no host limit):
+    the laptop waits run_timeout, never the connection's default; a
     plan or a listing copies nothing, and keeps that default."""
     from ..deploy import host_yml
     from ..host.backup import run_timeout
