@@ -665,10 +665,13 @@ def _service_findings(svc: Dict[str, Any], th: Dict[str, float]) -> List[Tuple[i
     name, found = svc["name"], []
     if not svc["active"]:
         found.append((errors.FAILED, f"{name} is {state_phrase(svc['state'])}"))
-        answered = not_its_own(svc)
-        if answered:
+        answered, whose = answering(svc), answer_owner(svc)
+        if answered and whose == "other":
             found.append((errors.WARNING, f"{name}: {answered} answered by another process ({name} is not "
                                           "running)"))
+        elif answered:  # starting, reloading, stopping: it may well be its own (review3 #4)
+            state = "active with no main process" if svc["state"] == "active" else svc["state"]
+            found.append((errors.WARNING, f"{name}: {answered} answered while {name} is {state}"))
         return found
     if svc["port"] and svc["port_open"] is False:
         found.append((errors.FAILED, f"{name}: port {svc['port']} is not listening"))
@@ -682,11 +685,26 @@ def _service_findings(svc: Dict[str, Any], th: Dict[str, float]) -> List[Tuple[i
     return found
 
 
-def not_its_own(svc: Dict[str, Any]) -> str:
+# the states in which a service holds no port: what answers is another
+# process's. In the others (activating, reloading, deactivating, unknown,
+# active with no main PID) it may be the service's own.
+NOT_RUNNING = frozenset({"inactive", "failed", "dead", "stale"})
+
+
+def answer_owner(svc: Dict[str, Any]) -> str:
+    """Whose a listening port or a passing check of the service is: "own"
+    while it runs, "other" while it is in a NOT_RUNNING state (trial 2 #5:
+    after `demo --stop`, another app on the port read `✅ 3013 ✅ 200`),
+    "unsure" in between (reloading, ...): neither its ✅ nor another's."""
+    if svc["active"]:
+        return "own"
+    return "other" if svc["state"] in NOT_RUNNING else "unsure"
+
+
+def answering(svc: Dict[str, Any]) -> str:
     """What answers for a service that is not running (`port 3013 and its
-    check`): another process's port or HTTP answer, which a panel must not
-    show as the service's ✅ (trial 2 #5: after `demo --stop`, another app
-    on the port read `✅ 3013 ✅ 200`). "" when nothing does."""
+    check (HTTP 200)`), which a panel must not show as the service's ✅ (see
+    answer_owner for whose it is). "" when nothing does."""
     if svc["active"]:
         return ""
     said = [f"port {svc['port']}"] if svc["port"] and svc["port_open"] else []

@@ -181,8 +181,9 @@ def test_monitor_flags_a_port_and_check_another_process_answers(sandbox):
         thread.join(10)
 
 
-@pytest.mark.parametrize("width", golden.WIDTHS)
-def test_monitor_panel_of_another_process_on_the_port(width, frozen, capsys, monkeypatch):
+def _panel_with_port_answering(width, capsys, monkeypatch, state):
+    """(findings, panel) of the recorded sandbox whose bot is in `state`
+    (not running) while its port listens and its check passes."""
     import json
 
     import yaml
@@ -195,10 +196,45 @@ def test_monitor_panel_of_another_process_on_the_port(width, frozen, capsys, mon
     case = json.loads((ROOT / "tests" / "fixtures" / "parse_monitor" / "process_recorded.json").read_text())
     host = inventory.loads(yaml.safe_dump({"hosts": {"sandbox": case["host"]}}), "x.yml").hosts["sandbox"]
     facts = monitor.parse(case["output"], host, case["now"])
-    facts["services"][0].update(active=False, state="inactive", pid=None, cpu=None, memory=None, uptime=None)
+    facts["services"][0].update(active=False, state=state, pid=None, cpu=None, memory=None, uptime=None)
     code, findings = monitor.evaluate(facts, host, case["now"])
     facts.update(status=errors.NAMES[code], code=code,
                  findings=[{"level": errors.NAMES[c], "message": m} for c, m in findings])
     text = golden.render(capsys, monkeypatch, width, lambda: console().print(render_host(facts, host)))
     assert "✅ 34837" not in text and "✅ 200" not in text, text
+    return [m for _, m in findings], text
+
+
+@pytest.mark.parametrize("width", golden.WIDTHS)
+def test_monitor_panel_of_another_process_on_the_port(width, frozen, capsys, monkeypatch):
+    said, text = _panel_with_port_answering(width, capsys, monkeypatch, "inactive")
+    assert "bot: port 34837 and its check (HTTP 200) answered by another process (bot is not running)" in said
     golden.check("monitor-other-process", width, text)
+
+
+@pytest.mark.parametrize("state", ["failed", "dead", "stale"])
+def test_a_port_answering_while_the_service_is_down_is_another_process(state, frozen, capsys, monkeypatch):
+    said, text = _panel_with_port_answering(80, capsys, monkeypatch, state)
+    assert "bot: port 34837 and its check (HTTP 200) answered by another process (bot is not running)" in said
+    assert "34837 (other)" in text and "200 (other)" in text, text
+
+
+@pytest.mark.parametrize("state, words", [("reloading", "reloading"), ("activating", "activating"),
+                                          ("deactivating", "deactivating"), ("unknown", "unknown"),
+                                          ("active", "active with no main process")])
+def test_a_port_answering_between_states_is_not_called_another_process(state, words, frozen, capsys, monkeypatch):
+    """Review3 #4: monitor called any answer while the service was not
+    `active` (ActiveState active and a MainPID) another process's; while
+    it reloads, starts or stops, or runs with MainPID 0, the port is
+    usually its own. It says the port answered in that state: neither the
+    service's ✅ nor `(other)`."""
+    said, text = _panel_with_port_answering(80, capsys, monkeypatch, state)
+    assert f"bot: port 34837 and its check (HTTP 200) answered while bot is {words}" in said, said
+    assert not [m for m in said if "another process" in m], said
+    assert "(other)" not in text and "? 34837" in text and "? 200" in text, text
+
+
+@pytest.mark.parametrize("width", golden.WIDTHS)
+def test_monitor_panel_of_a_port_answering_while_reloading(width, frozen, capsys, monkeypatch):
+    golden.check("monitor-port-reloading", width, _panel_with_port_answering(width, capsys, monkeypatch,
+                                                                             "reloading")[1])

@@ -66,6 +66,7 @@ def _service_table(facts, th):
 
 def _service_cells(s, th) -> list:
     """A service's CPU, MEM, up, port and check cells."""
+    from ..monitor import answer_owner
     from .render import fmt_uptime, literal
 
     if s["cpu"] is not None:
@@ -76,12 +77,16 @@ def _service_cells(s, th) -> list:
         cpu = "-"
     mem = "-" if s["memory"] is None else f"{_mark(s['memory'] < th['memory'], True)} {s['memory']:g}%"
     # a port or a check that answers while the service is not running is
-    # another process's, never the service's ✅ (trial 2 #5; the finding: monitor.not_its_own)
-    other = " (other)"  # short: the table fits 80 columns; the finding says whose
+    # another process's, never the service's ✅ (trial 2 #5); while it is
+    # reloading, starting, ... it may be either: `?` (monitor.answer_owner,
+    # the finding says which)
+    whose = answer_owner(s)
+    # short: the table fits 80 columns; the finding says whose
+    mark, other = {"own": (None, ""), "other": (_mark(False, True), " (other)"), "unsure": (_mark(None), "")}[whose]
     if not s["port"]:
         port = "-"
-    elif not s["active"] and s["port_open"]:
-        port = f"{_mark(False, True)} {s['port']}{other}"
+    elif mark and s["port_open"]:
+        port = f"{mark} {s['port']}{other}"
     else:
         port = f"{_mark(s['port_open'])} {s['port']}"
     if s["http_expect"] is None:
@@ -89,7 +94,7 @@ def _service_cells(s, th) -> list:
     else:
         ok = s["http_status"] == s["http_expect"]
         lat = f" {s['http_latency'] * 1000:.0f} ms" if ok and s["http_latency"] is not None else ""
-        mark, lat = (_mark(False, True), other) if ok and not s["active"] else (_mark(ok), lat)
+        mark, lat = (mark, other) if ok and mark else (_mark(ok), lat)
         check = f"{mark} {literal(s['http_status'] or 'no answer')}{lat}"
     return [cpu, mem, fmt_uptime(s["uptime"]), port, check]
 
