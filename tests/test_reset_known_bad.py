@@ -108,3 +108,20 @@ def test_a_healthy_reset_clears_the_commit_from_bad(sandbox, monkeypatch):
     assert after["deployed"] == fixed and fixed not in after["bad"] and other in after["bad"], after
     status = run_cli("status", "-i", str(sandbox.inventory), "-H", "local", "--json")
     assert fixed not in json.loads(status.stdout)["hosts"]["local"]["bad"], status.stdout
+
+
+def test_a_reset_whose_service_dies_remembers_the_commit_bad(sandbox, monkeypatch):
+    """Trial 3 (#24, item 2): a reset onto a commit that crashes ended
+    BROKEN but left it out of `bad`, so deploy's dry run planned it with no
+    warning and cron would deploy it again. A service that fails to start
+    marks the commit bad, as a deploy's failed gate does."""
+    monkeypatch.delenv("CI", raising=False)
+    sandbox.result()
+    crash = sandbox.origin.crash("8")
+    inv = str(sandbox.inventory)
+    r = run_cli("reset", "-i", inv, "-H", "local", "--yes", timeout=180)
+    assert r.returncode == 5 and "broken: reset to" in r.stdout, r.stdout + r.stderr
+    bad = sandbox.state["bad"]
+    assert crash in bad and bad[crash]["reason"].startswith("bot died"), bad
+    deploy = run_cli("deploy", "-i", inv, "-H", "local", "--dry-run")
+    assert f"{crash[:10]} failed its gate before (cron skips it)" in deploy.stdout, deploy.stdout

@@ -194,12 +194,17 @@ def reset(c, host: Host, plan: ResetPlan, actor: str, force: bool = False, progr
         # changed now, our rules wrote (npm install's package-lock.json), so
         # the next deploy counts it as fabops' own, never a person's work
         own = [status_path(d) for d in parse_porcelain(t.output(status_cmd(path(host.app.path))))]
+        rules_ok = ok
         ok = ok and _start(host, manager, probe, steps)
+        # a service that did not come up failed reset's gate: its commit is
+        # remembered bad as a deploy's failed gate is (cron then skips it);
+        # a failed rule is not the commit's verdict, as for a deploy
+        bad_reason = steps.done[-1]["message"] if rules_ok and not ok else None
         result = "deployed" if ok else "broken"
         message = (f"reset to {short_sha(new_head)}; services healthy" if ok else f"reset to {short_sha(new_head)} but it is not healthy") \
             + f"; saved data in {dest}"
         _record(c, host, plan, new_head, result, message, run_id=run_id, actor=actor, started=started,
-                steps=steps.done, saved=dest, own=own)
+                steps=steps.done, saved=dest, own=own, bad_reason=bad_reason)
         return ResetResult(result, message, dest, plan.head, new_head, steps.done)
     finally:
         lock.__exit__(None, None, None)
@@ -263,9 +268,10 @@ def _start(host: Host, manager, probe, steps: _Steps) -> bool:
 
 
 def _record(c, host: Host, plan: ResetPlan, new_head: str, result: str, message: str, *, run_id: str, actor: str,
-            started: float, steps: List[dict], saved: str, own: List[str]) -> None:
+            started: float, steps: List[dict], saved: str, own: List[str], bad_reason: Optional[str] = None) -> None:
     """The history record and state.json's update (deployed when healthy;
-    the pin cleared; the files our rules wrote, fabops' own)."""
+    the pin cleared; the files our rules wrote, fabops' own; the commit
+    cleared from `bad`, or marked bad when its service failed to start)."""
     ok = result == "deployed"
     now = time.time()
     record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "ts": now, "run_id": run_id, "trigger": "reset",
@@ -276,21 +282,31 @@ def _record(c, host: Host, plan: ResetPlan, new_head: str, result: str, message:
                "own_files": own[-500:]}
     if ok:
         updates.update({"deployed": new_head, "deployed_at": now})
-        updates.update(_cleared_bad(c, host, new_head))
+    if ok or bad_reason:
+        updates.update(_bad_after(c, host, new_head, bad_reason, run_id))
     record_run(c, host, record, updates)
 
 
-def _cleared_bad(c, host: Host, healthy: str) -> dict:
-    """A commit that is healthy now is no longer bad: drop it from state's
-    `bad`, as a deploy's promotion does (host/state.promoted), or status
-    would go on calling the running commit bad and a rollback never pick
-    it. Read under the host lock we hold: only a run writes `bad`."""
+# as the host's pipeline keeps it (host/pipeline.py, _mark_bad): the most recent only
+BAD_KEPT = 20
+
+
+def _bad_after(c, host: Host, sha: str, reason: Optional[str], run_id: str) -> dict:
+    """state's `bad` after this reset. A commit that is healthy now (no
+    reason) is no longer bad, as a deploy's promotion drops it
+    (host/state.promoted), or status would go on calling the running
+    commit bad and a rollback never pick it; one whose service failed to
+    start is bad, as a deploy's failed gate marks it (or cron would deploy
+    it again). Read under the host lock we hold: only a run writes `bad`."""
     from ..remote import read_home_json
 
     bad = read_home_json(c, host, host.paths.state).get("bad")
-    if not isinstance(bad, dict) or healthy not in bad:
-        return {}
-    return {"bad": {sha: why for sha, why in bad.items() if sha != healthy}}
+    bad = dict(bad) if isinstance(bad, dict) else {}
+    if reason is None:
+        return {"bad": {k: v for k, v in bad.items() if k != sha}} if sha in bad else {}
+    bad[sha] = {"at": time.time(), "reason": reason[:300], "notified": False, "run_id": run_id}
+    recent = sorted(bad, key=lambda k: (bad[k] or {}).get("at", 0) if isinstance(bad[k], dict) else 0)[-BAD_KEPT:]
+    return {"bad": {k: bad[k] for k in recent}}
 
 
 def _remote_holder(c, host: Host) -> dict:
