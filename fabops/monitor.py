@@ -525,6 +525,16 @@ def _deploy(s: Dict[str, str], now: float) -> Optional[Dict[str, Any]]:
     }
 
 
+def backoff_shown(services) -> bool:
+    """Whether monitor and status say the restart backoff (one rule,
+    review3 #7): a service is down, not active; its port or check failing
+    counts where the facts have them (monitor's; status reads no ports)."""
+    def down(s):
+        return (not s.get("active") or (bool(s.get("port")) and s.get("port_open") is False)
+                or (s.get("http_expect") is not None and s.get("http_status") != s.get("http_expect")))
+    return any(down(s) for s in services or ())
+
+
 def restart_backoff_text(until: float, host: str, inventory: Optional[str] = None) -> str:
     """monitor's and status's words for a host whose service is down after
     the restart budget was spent: cron restarts nothing until `until`, and
@@ -633,8 +643,7 @@ def evaluate(facts: Dict[str, Any], host: Host, now: Optional[float] = None,
         age = now - float(dep["last_check"])
         if age > 3 * interval:
             found.append((errors.WARNING, f"cron stalled: last update check {int(age // 60)} min ago (expected every {int(interval // 60) or 1} min)"))
-    down = any(c == errors.FAILED for c, _ in found)  # a service down or failing its check
-    if down and dep and isinstance(dep.get("restart_backoff_until"), (int, float)):
+    if dep and backoff_shown(facts["services"]) and isinstance(dep.get("restart_backoff_until"), (int, float)):
         found.append((errors.FAILED, restart_backoff_text(dep["restart_backoff_until"], host.name, inventory)))
     if dep and dep.get("last_result") == "broken":
         # a reset or a rollback that ended broken is named as what it was (trial 2 #7)

@@ -33,7 +33,7 @@ from ..errors import LockedError
 from ..inventory import Host
 from .plan import Need
 from .readiness import LocalProbe, Readiness, quick_health, wait_ready
-from .state import RESTART_LIMIT, recent_restarts
+from .state import RESTART_LIMIT, budget_spent_until, recent_restarts
 from .store import LocalStore, Store
 from .would import Would, as_json
 
@@ -169,7 +169,7 @@ def _plan(host: Host, facts: HealthFacts, fix: bool) -> Union[HealthPlan, Need]:
             return HealthPlan("busy", "busy", errors.UNREACHABLE,
                               f"deploy in progress ({facts.lock}); not restarting")
         recent = tuple(recent_restarts(facts.restarts, facts.now))
-        if len(recent) >= RESTART_LIMIT:
+        if budget_spent_until(facts.restarts, facts.now) is not None:
             message = (f"{down}; {len(recent)} automatic restarts in the last hour: not restarting again "
                        "(restart backoff)")
             return HealthPlan("backoff", "backoff", errors.FAILED, message,

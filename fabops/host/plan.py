@@ -19,7 +19,7 @@ from typing import Optional, Tuple, Union
 from ..shortsha import short_sha
 from .git import paths_match
 from .record import counted
-from .state import RESTART_LIMIT, State, recent_restarts
+from .state import State, budget_spent_until, recent_restarts
 
 class _Frozen:
     """What @dataclass(frozen=True) gives a class (an __init__ with the
@@ -337,7 +337,7 @@ def _on_the_deployed_commit(host, state: State, facts: Facts, common: dict, pin:
         return Plan("noop", "noop", f"up to date at {short(deployed)}", pin=pin, **common)
     down = "; ".join(h.message for h in sick)
     recent = recent_restarts(state.restarts, facts.now)
-    if len(recent) >= RESTART_LIMIT:
+    if budget_spent_until(state.restarts, facts.now) is not None:
         return Plan("abort", "broken", f"{down}; {len(recent)} automatic restarts in the last hour, not "
                                        "restarting again (restart backoff): a person is needed", **common)
     names = {h.service for h in sick}

@@ -15,16 +15,18 @@ RESTART_WINDOW = 3600.0
 
 
 def recent_restarts(restarts, now: float) -> List[float]:
-    """The restarts that still count against the budget at `now`."""
-    return [t for t in (restarts or []) if now - t < RESTART_WINDOW]
+    """The restarts that still count against the budget at `now` (what is
+    not a time, from a hand edit of state.json, does not count)."""
+    counted = [t for t in restarts if isinstance(t, (int, float))] if isinstance(restarts, (list, tuple)) else []
+    return [t for t in counted if now - t < RESTART_WINDOW]
 
 
 def budget_spent_until(restarts, now: float) -> Optional[float]:
     """When the restart budget is spent at `now` (health --fix and the
     pipeline restart nothing more): the time it has room again, as the
-    oldest counted restart leaves the window. None while it has room."""
-    counted = [t for t in restarts if isinstance(t, (int, float))] if isinstance(restarts, (list, tuple)) else []
-    recent = sorted(recent_restarts(counted, now))
+    oldest counted restart leaves the window. None while it has room. The
+    one reckoning: health --fix, the planner, status and monitor ask it."""
+    recent = sorted(recent_restarts(restarts, now))
     if len(recent) < RESTART_LIMIT:
         return None
     return recent[len(recent) - RESTART_LIMIT] + RESTART_WINDOW

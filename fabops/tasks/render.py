@@ -497,8 +497,9 @@ def status_panel(host: str, data: dict, flag=None) -> None:
         ip = data["in_progress"]
         lines.append(in_progress_line(ip.get("run_id"), ip.get("step")))
     until = data.get("restart_backoff_until")
-    if isinstance(until, (int, float)) and not all(s.get("active") for s in data.get("services", [])):
-        from ..monitor import restart_backoff_text
+    from ..monitor import backoff_shown, restart_backoff_text
+
+    if isinstance(until, (int, float)) and backoff_shown(data.get("services")):
 
         lines.append(f"[red]{literal(restart_backoff_text(until, host, flag))}[/red]")
     lines.append(f"last check {ago(data.get('last_check'))}: {literal(data.get('last_result') or '-')}")
