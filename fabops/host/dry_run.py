@@ -48,7 +48,7 @@ class DryRun(Pipeline):
         except errors.UsageError as exc:  # an unknown --ref: the real run stops there too, exit 64
             self.res.result, self.res.message, self.res.usage = "would_abort", exc.message, True
             return
-        self.res.from_ = p.checkout or state.deployed  # the real run's p.from_, before any adoption
+        self.res.from_ = p.from_  # the real run's, adopted HEAD and moved checkout alike (Pipeline._act)
         self.res.warnings.extend(p.warnings)
         self.res.plan = render(self.host, p, facts, state, holder, self.opts.trigger)
         if verdict == "locked":
