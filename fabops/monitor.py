@@ -20,7 +20,7 @@ from .host.state import RESTART_LIMIT, budget_spent_until
 from .host.services import process_status_cmd, systemd_status_cmd
 from .inventory import Host
 from .probe import MARK, split_sections
-from .procstat import _PROC_STAT, _end, process_ages
+from .procstat import PROC_STAT, parse_end, process_ages
 from .checks import http_check_cmd, http_check_input, parse_http_results, port_listening_cmd
 from .unit_audit import units_cmd
 from .shell import Cmd, lines, path, quote_path, raw, sh
@@ -163,7 +163,7 @@ def _probe_parts(host: Host) -> List[Cmd]:
     # %CPU is the average over the process's whole life, which makes a bot a
     # second old look busy. The first /proc/<pid>/stat read is here, the
     # second at the end of the script, at least CPU_WINDOW later.
-    parts = [_section("pstat0", _PROC_STAT), _section("rss", _RSS)]
+    parts = [_section("pstat0", PROC_STAT), _section("rss", _RSS)]
     for svc in host.services:
         if svc.port:
             parts.append(_section(f"port:{svc.name}", sh("if {probe}; then echo open; else echo closed; fi",
@@ -220,7 +220,7 @@ def _closing_parts(window: float) -> List[Cmd]:
             'read -r U1 R < /proc/uptime; E=$(( ${{U1%.*}}${{U1#*.}} - $T0 )); '
             'if [ "$E" -lt {w} ]; then W=$(( {w} - E )); sleep "$(( W / 100 )).$(printf %02d $(( W % 100 )))"; fi',
             w=window_cs))
-    return parts + [_section("cpuwin", raw('echo "$SRC $W $BOOT"')), _section("pstat1", _PROC_STAT),
+    return parts + [_section("cpuwin", raw('echo "$SRC $W $BOOT"')), _section("pstat1", PROC_STAT),
                     _section("cpu1", _CPU), _section("end")]
 
 
@@ -269,7 +269,7 @@ def _point(s: Dict[str, str], which: str, host: Host, statuses) -> Optional[Dict
     boot, clock (s since boot), hz, cpu and per service its counters."""
     from .host.metrics import unit_name
 
-    uptime, hz, procs, cgroups = _end(s.get("pstat" + which, ""))
+    uptime, hz, procs, cgroups = parse_end(s.get("pstat" + which, ""))
     if uptime is None:
         return None
     units = _show_blocks(s.get("cgroups", ""))
@@ -479,7 +479,7 @@ def _memory_and_age(s: Dict[str, str]) -> Dict[int, Dict[str, Optional[float]]]:
     closing /proc/<pid>/stat read (the process's age at that uptime)."""
     total = next((n for line in s.get("mem", "").splitlines() if line.startswith("MemTotal:")
                   for n in _ints(line)), None)
-    uptime, hz, procs, _ = _end(s.get("pstat1") or s.get("pstat0") or "")
+    uptime, hz, procs, _ = parse_end(s.get("pstat1") or s.get("pstat0") or "")
     out: Dict[int, Dict[str, Optional[float]]] = {}
     for line in s.get("rss", "").splitlines():
         f = _ints(line)

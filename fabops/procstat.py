@@ -1,5 +1,5 @@
 """A service process's age and CPU ticks as /proc gives them: the reads
-monitor's CPU window makes at each end (_PROC_STAT) and status's read of
+monitor's CPU window makes at each end (PROC_STAT) and status's read of
 its services' ages, so the two reckon a service's uptime one way
 (docs/monitor.md). Kept apart from monitor.py so status (remote.py) reads
 it without importing the dashboard."""
@@ -10,7 +10,7 @@ from typing import Dict, Optional, Tuple
 from .inventory import Host
 from .shell import Cmd, lines, path, raw, sh
 
-_PROC_STAT = raw(
+PROC_STAT = raw(
     'read -r U R < /proc/uptime; [ -n "$TK" ] || TK=$(getconf CLK_TCK 2>/dev/null || echo 100); echo "$U $TK"; '
     '[ -n "${T0:-}" ] || T0=${U%.*}${U#*.}; '
     'for p in $PIDS; do [ "$p" -gt 0 ] 2>/dev/null && [ -r /proc/$p/stat ] && read -r L < /proc/$p/stat && echo "$L"; done; '
@@ -34,8 +34,8 @@ def _proc_stat(line: str) -> Optional[Tuple[int, int, int]]:
         return None
 
 
-def _end(text: str) -> Tuple[Optional[float], int, Dict[int, Tuple[int, int]], Dict[str, int]]:
-    """One end of a window as the script printed it (_PROC_STAT): the uptime,
+def parse_end(text: str) -> Tuple[Optional[float], int, Dict[int, Tuple[int, int]], Dict[str, int]]:
+    """One end of a window as the script printed it (PROC_STAT): the uptime,
     the tick rate, {pid: (ticks, start)} and {cgroup: usage_usec}."""
     lines = text.splitlines()
     head = lines[0].split() if lines else []
@@ -72,17 +72,17 @@ def process_ages(uptime: Optional[float], hz: int, procs: Dict[int, Tuple[int, i
 def ages_cmd(host: Host) -> Cmd:
     """status's read of its services' ages: each main PID (systemd's
     MainPID, the process back end's pidfile) and the /proc reads monitor's
-    closing sample makes (_PROC_STAT), parsed by service_ages."""
+    closing sample makes (PROC_STAT), parsed by service_ages."""
     parts = [raw("PIDS= CGS=")]
     units = [s.name for s in host.services if s.manager == "systemd"]
     if units:
         parts.append(sh('PIDS="$PIDS $(systemctl show -p MainPID --value {units} 2>/dev/null)"', units=units))
     for svc in (s for s in host.services if s.manager == "process"):
         parts.append(sh('[ -r {pf} ] && read -r P1 R < {pf} && PIDS="$PIDS $P1"', pf=path(host.paths.service_pid(svc.name))))
-    return lines(parts + [_PROC_STAT])
+    return lines(parts + [PROC_STAT])
 
 
 def service_ages(text: str) -> Dict[int, float]:
     """{pid: age} from ages_cmd's output."""
-    uptime, hz, procs, _ = _end(text)
+    uptime, hz, procs, _ = parse_end(text)
     return process_ages(uptime, hz, procs)

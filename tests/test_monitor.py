@@ -158,13 +158,13 @@ def test_process_cpu_is_sampled_over_a_window_on_real_processes():
             time.sleep(0.01)
         time.sleep(0.1)
         pids = f"{busy.pid} {idle.pid}"
-        first = subprocess.run(["sh", "-c", f"PIDS='{pids}'; " + monitor._PROC_STAT],
+        first = subprocess.run(["sh", "-c", f"PIDS='{pids}'; " + monitor.PROC_STAT],
                                capture_output=True, text=True, check=True).stdout
         late = subprocess.Popen(["sleep", "600"])
         deadline = time.monotonic() + monitor.CPU_WINDOW
         while time.monotonic() < deadline:  # the window, as the script's own run would take it
             time.sleep(0.05)
-        second = subprocess.run(["sh", "-c", f"PIDS='{pids} {late.pid}'; " + monitor._PROC_STAT],
+        second = subprocess.run(["sh", "-c", f"PIDS='{pids} {late.pid}'; " + monitor.PROC_STAT],
                                 capture_output=True, text=True, check=True).stdout
     finally:
         for p in (busy, idle, late):
@@ -180,8 +180,8 @@ def test_process_cpu_is_sampled_over_a_window_on_real_processes():
 
 def pid_point(text):
     """One end of a window (monitor._point's shape) with every process the
-    _PROC_STAT text lists as a service named by its PID."""
-    uptime, hz, procs, _ = monitor._end(text)
+    PROC_STAT text lists as a service named by its PID."""
+    uptime, hz, procs, _ = monitor.parse_end(text)
     svc = {pid: {"pid": pid, "ticks": ticks, "start": start} for pid, (ticks, start) in procs.items()}
     return {"boot": None, "clock": uptime, "hz": hz, "cpu": [], "svc": svc}
 
