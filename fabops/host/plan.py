@@ -374,8 +374,8 @@ def _hold_bad(state: State, opts: Opts, common: dict) -> Optional[Plan]:
     info = state.bad[target]
     first = not info.get("notified")
     return Plan("hold", "skipped_bad",
-                f"origin is at {short(target)}, which failed its gate ({info.get('reason', '?')}); staying on "
-                f"{short(common['deployed'])} until origin moves" + ("" if first else " (already reported)"),
+                f"origin is at {short(target)}, which failed its gate ({info.get('reason', '?')}); "
+                f"{_staying(common)} until origin moves" + ("" if first else " (already reported)"),
                 notify=first, **common)
 
 
@@ -389,7 +389,16 @@ def _hold_retry(state: State, facts: Facts, opts: Opts, common: dict) -> Optiona
     return Plan("hold", "deferred",
                 f"origin is at {short(target)}, whose dependency rule failed ({retry.get('reason', '?')}); "
                 f"next try {time.strftime('%H:%M %Z', time.localtime(retry['next_at']))} "
-                f"(try {retry.get('attempts', 1) + 1}); staying on {short(common['deployed'])}", **common)
+                f"(try {retry.get('attempts', 1) + 1}); {_staying(common)}", **common)
+
+
+def _staying(common: dict) -> str:
+    """Where a hold stays, as its row's `from` (Plan.from_) says: the
+    checkout, named as not the deployed commit when it moved."""
+    checkout, deployed = common.get("checkout"), common["deployed"]
+    if checkout:
+        return f"staying on {short(checkout)} where the checkout is (not the deployed {short(deployed)})"
+    return f"staying on {short(deployed)}"
 
 
 def _said_if_known_bad(state: State, opts: Opts, common: dict) -> dict:
