@@ -151,7 +151,11 @@ def test_monitor_flags_a_port_and_check_another_process_answers(sandbox):
     sandbox.result()
     sandbox.stop()
     inv = str(sandbox.inventory)
-    r = run_cli("monitor", "-i", inv, "-H", "local", "--json")  # the port free again before another takes it
+    # the control: nothing on the port yet, nothing said of another process
+    r = run_cli("monitor", "-i", inv, "-H", "local", "--json")
+    facts = json.loads(r.stdout)["hosts"]["local"]
+    assert r.returncode == 2 and not facts["services"][0]["active"], r.stdout
+    assert not [f for f in facts["findings"] if "answered" in f["message"]], facts["findings"]
     server = None
     for _ in range(100):
         try:
@@ -238,3 +242,18 @@ def test_a_port_answering_between_states_is_not_called_another_process(state, wo
 def test_monitor_panel_of_a_port_answering_while_reloading(width, frozen, capsys, monkeypatch):
     golden.check("monitor-port-reloading", width, _panel_with_port_answering(width, capsys, monkeypatch,
                                                                              "reloading")[1])
+
+
+def test_a_stale_services_row_shows_no_figures_of_the_pid_its_file_names():
+    """A stale pid file's PID may be another process by now (seen in this
+    file's sandbox test: `bot ❌ stale 23575 ✅ 0.6% … 3.3 s`): while the
+    service is down, its row shows none of that process's figures."""
+    from fabops.tasks.observe import _service_cells
+
+    svc = {"name": "bot", "active": False, "state": "stale", "pid": 23575, "cpu": 0.6, "memory": 1.2,
+           "uptime": 3.3, "port": 3013, "port_open": False, "http_expect": None, "http_status": None,
+           "http_latency": None}
+    cells = _service_cells(svc, {"cpu": 10, "memory": 15, "disk": 80})
+    assert cells[:3] == ["-", "-", "-"] and "✅" not in " ".join(cells), cells
+    running = dict(svc, active=True, state="active")
+    assert _service_cells(running, {"cpu": 10, "memory": 15, "disk": 80})[:3] == ["✅ 0.6%", "✅ 1.2%", "3.3 s"]

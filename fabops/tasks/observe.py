@@ -69,6 +69,9 @@ def _service_cells(s, th) -> list:
     from ..monitor import answer_owner
     from .render import fmt_uptime, literal
 
+    whose = answer_owner(s)
+    if whose == "other":  # a stale pid file's PID, now another process's: none of its figures are the service's
+        s = dict(s, cpu=None, memory=None, uptime=None)
     if s["cpu"] is not None:
         cpu = f"{_mark(s['cpu'] < th['cpu'], True)} {s['cpu']:g}%"
     elif s["active"] and s["pid"]:
@@ -80,7 +83,6 @@ def _service_cells(s, th) -> list:
     # another process's, never the service's ✅ (trial 2 #5); while it is
     # reloading, starting, ... it may be either: `?` (monitor.answer_owner,
     # the finding says which)
-    whose = answer_owner(s)
     # short: the table fits 80 columns; the finding says whose
     mark, other = {"own": (None, ""), "other": (_mark(False, True), " (other)"), "unsure": (_mark(None), "")}[whose]
     if not s["port"]:
