@@ -431,13 +431,17 @@ def unbroken(text: str) -> str:
     return _UNIT.sub(lambda m: m.group(1) + KEEP, text)
 
 
-def _whole_spans(text: str, room: int) -> str:
+_CODE_SPAN = re.compile(r"`[^`\n]+`")
+
+
+def whole_spans(text: str, room: int) -> str:
     """`text` with the spaces of each `code span` that fits in `room` as
-    KEEP: a command a message tells a person to run (see `inv cron
-    --help`) is copied whole, never split across two lines (as the demo's
-    narration keeps them, tasks/demo.say_wrapped)."""
-    return re.sub(r"`[^`\n]*`", lambda m: m.group(0).replace(" ", KEEP) if len(m.group(0)) <= room
-                  else m.group(0), text)
+    KEEP (the same length, so styles stay put): a command a message tells a
+    person to run (see `inv cron --help`) is copied whole, never split
+    across two lines. The one helper: wrap, render.print_hanging and so
+    the demo's narration (tasks/demo.say_wrapped) keep spans with it."""
+    return _CODE_SPAN.sub(lambda m: m.group(0).replace(" ", KEEP) if len(m.group(0)) <= room else m.group(0),
+                          text)
 
 
 def wrap(text: str, columns: Optional[int] = None) -> str:
@@ -445,7 +449,7 @@ def wrap(text: str, columns: Optional[int] = None) -> str:
     inside a word: a path, a SHA, a name with hyphens stays whole (a word
     longer than the line gets a line of its own, unbroken), nor between a
     number and its unit (unbroken), nor inside a `code span` that fits
-    (_whole_spans). Continuation lines are indented under the text (a
+    (whole_spans). Continuation lines are indented under the text (a
     hanging indent), not at column 0. A terminal wrapped such
     lines mid-word at the edge, a pipe not at all."""
     import textwrap
@@ -461,7 +465,7 @@ def wrap(text: str, columns: Optional[int] = None) -> str:
             indent = len(line) - len(line.lstrip(" "))
         room = max(columns - indent, 20)
         chunks = [chunk.replace(KEEP, " ") for chunk in textwrap.wrap(
-            _whole_spans(unbroken(line[indent:]), room), room, break_long_words=False,
+            whole_spans(unbroken(line[indent:]), room), room, break_long_words=False,
             break_on_hyphens=False)] or [""]
         out.append(line[:indent] + chunks[0])
         out.extend(" " * indent + chunk for chunk in chunks[1:])

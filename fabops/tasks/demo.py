@@ -126,8 +126,6 @@ def say_wrapped(out, markup: str, head: int = 0) -> None:
     `✅ ` or `still running: `) start the first line; every continuation is
     indented under the text after them, by their width on screen (an emoji
     takes two columns). The styles of the markup are kept."""
-    import re
-
     from rich.cells import cell_len
     from rich.text import Text
 
@@ -135,11 +133,9 @@ def say_wrapped(out, markup: str, head: int = 0) -> None:
     indent = cell_len(line.plain[:head])
     body = line[head:]
     room = max(out.width - indent, 20)
-    # a code span that fits is one word to the wrapper: its spaces become
-    # no-break spaces (textwrap breaks at ASCII whitespace only) in a copy
-    # of the same length, used only to find where the lines break
-    solid = re.sub(r"`[^`]*`", lambda m: m.group(0).replace(" ", "\u00a0") if len(m.group(0)) <= room
-                   else m.group(0), body.plain)
+    # wrap keeps a code span that fits whole (_base.whole_spans) and gives
+    # back the text's own characters: where its lines break is found in it
+    solid = body.plain
     pos = 0
     for n, chunk in enumerate(wrap(solid, room).split("\n")):
         words = chunk.lstrip(" ")

@@ -10,7 +10,7 @@ from typing import Iterable, List
 from .. import errors
 from ..printable import printable
 from ..shortsha import SHORT, SPELLED, respelled, short_sha
-from ._base import HANGING, KEEP, error_text, for_stderr, unbroken, wrap
+from ._base import HANGING, KEEP, error_text, for_stderr, unbroken, whole_spans, wrap
 
 
 def literal(text, lines: bool = False) -> str:
@@ -96,9 +96,7 @@ def print_hanging(out, markup: str, hang: int = 0) -> None:
         # the spaces of a code span that fits a line as a character that is
         # not one, for the wrap; the same length, so the styles stay put
         room = out.width - indent
-        spans = _CODE_SPAN.sub(lambda m: m.group(0).replace(" ", KEEP) if len(m.group(0)) <= room else m.group(0),
-                               body.plain)
-        body.plain = unbroken(spans)
+        body.plain = unbroken(whole_spans(body.plain, room))
         for i, part in enumerate(_kept_lines(body, out, room)):
             out.print(Text.assemble(head if i == 0 else " " * indent, part), no_wrap=True, crop=False)
 
@@ -127,9 +125,6 @@ class Unbroken:
         text = Text.from_markup(self.markup)
         text.plain = unbroken(text.plain)
         yield from _kept_lines(text, console, options.max_width)
-
-
-_CODE_SPAN = re.compile(r"`[^`\n]+`")
 
 
 def fmt_uptime(seconds) -> str:
