@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import ROOT
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden"
-NOW = 1795960000.0  # 2026-11-29 11:46:40 UTC
+NOW = 1795960000.0  # 2026-11-29 13:46:40 UTC
 WIDTHS = (80, 200)
 SGR = re.compile(r"\x1b\[[0-9;:]*m")  # a terminal's style codes (test_a_terminal_gets_the_same_lines_in_colour)
 
