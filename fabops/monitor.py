@@ -537,12 +537,15 @@ def backoff_shown(services) -> bool:
 
 def restart_backoff_text(until: float, host: str, inventory: Optional[str] = None) -> str:
     """monitor's and status's words for a host whose service is down after
-    the restart budget was spent: cron restarts nothing until `until`, and
-    a person's `restart` does it now."""
+    the restart budget was spent: neither cron nor a person's `health --fix`
+    restarts anything until `until`, when the oldest counted restart leaves
+    the hour and the backoff lifts by itself (no command resets the budget),
+    and a person's `restart` does it now."""
     from .deploy import suggest
 
-    return (f"restart backoff: {RESTART_LIMIT} automatic restarts in the last hour, so cron restarts nothing "
-            f"until {_when(until, '%H:%M %Z')}; {suggest(inventory, 'restart', '-H', host)} restarts it now")
+    return (f"restart backoff: {RESTART_LIMIT} automatic restarts in the last hour, so neither cron nor "
+            f"`health --fix` restarts anything until {_when(until, '%H:%M %Z')}, when it lifts by itself; "
+            f"{suggest(inventory, 'restart', '-H', host)} restarts it now")
 
 
 def state_moved_aside(text: Optional[str], host: Host) -> Optional[List[Dict[str, Any]]]:

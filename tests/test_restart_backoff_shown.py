@@ -28,7 +28,8 @@ def test_monitor_and_status_say_the_restart_budget_is_spent(sandbox):
     assert json.loads(r.stdout)["hosts"]["local"]["status"] == "backoff", r.stdout
     first = min(sandbox.state["restarts"])
     until = time.strftime("%H:%M %Z", time.localtime(first + 3600))
-    said = (f"restart backoff: 3 automatic restarts in the last hour, so cron restarts nothing until {until}; "
+    said = (f"restart backoff: 3 automatic restarts in the last hour, so neither cron nor `health --fix` "
+            f"restarts anything until {until}, when it lifts by itself; "
             f"`fabops restart -i {inv} -H local` restarts it now")
 
     r = run_cli("monitor", "-i", inv, "-H", "local", "--json")
@@ -58,7 +59,9 @@ def test_status_panel_says_the_backoff(width, frozen, capsys, monkeypatch):
             "deployed": "3f2a9c1d7e5b8a0c4d6e", "deployed_at": NOW - 600, "head": "3f2a9c1d7e5b8a0c4d6e",
             "last_check": NOW - 60, "last_result": "noop", "restart_backoff_until": NOW + 1500}
     text = render(capsys, monkeypatch, width, status_panel, "local", data)
-    assert "cron restarts nothing until 14:11 UTC" in " ".join(text.split()), text
+    # a person's health --fix is refused too (#24): the line says both, and what lifts it
+    assert ("neither cron nor `health --fix` restarts anything until 14:11 UTC, when it lifts by itself"
+            in " ".join(text.split())), text
     check("status-backoff", width, text)
 
 

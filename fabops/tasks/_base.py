@@ -431,14 +431,17 @@ def unbroken(text: str) -> str:
     return _UNIT.sub(lambda m: m.group(1) + KEEP, text)
 
 
-_CODE_SPAN = re.compile(r"`[^`\n]+`")
+# a `code span`, or a 'quoted example' (a value to type, quotes and all: '2026-11-28 10:00'); an
+# apostrophe inside or after a word (a host's, the hosts') opens none
+_CODE_SPAN = re.compile(r"`[^`\n]+`|(?<!\w)'(?=\S)[^'\n]*?(?<=\S)'(?!\w)")
 
 
 def whole_spans(text: str, room: int) -> str:
-    """`text` with the spaces of each `code span` that fits in `room` as
-    KEEP (the same length, so styles stay put): a command a message tells a
-    person to run (see `inv cron --help`) is copied whole, never split
-    across two lines. The one helper: wrap, render.print_hanging and so
+    """`text` with the spaces of each `code span` or 'quoted example'
+    (_CODE_SPAN) that fits in `room` as KEEP (the same length, so styles
+    stay put): a command a message tells a person to run (see `inv cron
+    --help`) or a value to type ('2026-11-28 10:00') is copied whole, never
+    split across two lines. The one helper: wrap, render.print_hanging and so
     the demo's narration (tasks/demo.say_wrapped) keep spans with it."""
     return _CODE_SPAN.sub(lambda m: m.group(0).replace(" ", KEEP) if len(m.group(0)) <= room else m.group(0),
                           text)
