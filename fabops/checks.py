@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, List, Optional, Tuple
 
-from .host import httpcheck
+from .host import httpcheck, listeners
 from .shell import Cmd, raw, sh
 from .target import Target
 
@@ -20,6 +20,15 @@ def port_listening_cmd(port: int) -> Cmd:
     return sh("if command -v ss >/dev/null 2>&1; then ss -Hltn {sport} | grep -q .; "
               "else awk {prog} /proc/net/tcp /proc/net/tcp6 2>/dev/null; fi",
               sport=f"sport = :{port}", prog=f'$2 ~ /:{port:04X}$/ && $4 == "0A" {{f=1}} END {{exit !f}}')
+
+
+def port_owner_cmd(port: int, pid: Optional[int], systemd: bool) -> Cmd:
+    """host/listeners.py on the host's python3: one JSON line saying whose
+    the LISTEN socket on `port` is (a host without python3: an empty line,
+    read as "unverified")."""
+    return sh("if command -v python3 >/dev/null 2>&1; then python3 -I -S -c {source} {port} {pid} {kind}; "
+              "else echo; fi", source=Path(listeners.__file__).read_text(encoding="utf-8"), port=str(port),
+              pid=str(pid) if pid else "-", kind="systemd" if systemd else "process")
 
 
 # The one HTTP check is fabops/host/httpcheck.py; the agentless path runs
@@ -74,6 +83,11 @@ class RemoteProbe:
 
     def port_open(self, port: int) -> bool:
         return self.t.ok(port_listening_cmd(port))
+
+    def port_owner(self, port: int, pid: Optional[int], systemd: bool) -> listeners.PortOwner:
+        """Whose the port's listener is, asked of the host's python3
+        (host/listeners.py run as source, one command)."""
+        return listeners.from_json(port, self.t.output(port_owner_cmd(port, pid, systemd)).strip())
 
     def http(self, check):
         return self.http_all([check])[0]

@@ -2,6 +2,7 @@
 pure logic, no processes. The same behaviour on real systemd is in
 tests/test_truthful_deploy.py."""
 from fabops.host import readiness
+from fabops.host.listeners import OWN, PortOwner
 from fabops.host.services import ServiceStatus
 from fabops.inventory import Check, Service
 
@@ -36,6 +37,9 @@ class Probe:
 
     def port_open(self, port):
         return True
+
+    def port_owner(self, port, pid, systemd):
+        return PortOwner(port, OWN)
 
     def http(self, check):
         self.calls += 1

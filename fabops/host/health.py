@@ -78,6 +78,9 @@ class _CountingProbe:
     def port_open(self, port: int) -> bool:
         return self.probe.port_open(port)
 
+    def port_owner(self, port: int, pid, systemd: bool):
+        return self.probe.port_owner(port, pid, systemd)
+
     def http(self, check):
         answer = self.probe.http(check)
         name = self.names.get(id(check))

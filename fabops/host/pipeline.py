@@ -29,10 +29,10 @@ from .git import Git, check_ref, ls_remote_cmd, parse_ls_remote
 from .lock import HostLock
 from .plan import Facts, Health, Opts, Plan, choose_target, good_commits, plan
 from .queue import lock_waiter, lock_wait, overtaken_by, record_of, result_of, waiting_line, watch_end_request
-from .readiness import quick_health, wait_ready, watch
+from .readiness import held_ports, quick_health, wait_ready, watch
 from .services import ServiceManager
 from .record import Recorder, RunResult, Step, counted, default_actor, short
-from .state import State, StateFile, bad_entry, pin_reason, promoted
+from .state import State, StateFile, pin_reason, promoted
 
 TRIGGERS = ("cron", "deploy", "ci", "rollback", "reset", "manual")
 # After a dependency rule fails (often the network), cron tries the same
@@ -81,6 +81,7 @@ class Pipeline:
             raise errors.UsageError(f"unknown trigger {opts.trigger!r} (one of {', '.join(TRIGGERS)})")
         self.t = Target.of(c, host)
         self.gated: Dict[str, Optional[int]] = {}  # the PIDs the last gates passed with (_restart_and_wait)
+        self.held = False  # the last gate or watch failed on a port another process holds (_rollback)
         self.host = host
         self.opts = opts
         self.paths = self.t.paths
@@ -142,8 +143,8 @@ class Pipeline:
             except OSError:
                 pass  # a full disk must not stop the step (a rollback): the record is only what it says
 
-    def save(self, state: State, bad=None) -> None:
-        self.state_file.save(state, bad=bad)
+    def save(self, state: State) -> None:
+        self.state_file.save(state)
 
     def _current_state(self) -> State:
         """The run's State: the one it loaded, or (a run stopped before it
@@ -319,9 +320,9 @@ class Pipeline:
     def _gather(self, fact: str, facts: Facts, state: State, target: str) -> Facts:
         if fact == "health":
             looked = quick_health(self.services, list(self.host.services))
-            return replace(facts, health=tuple(Health(h.service, h.ok, h.message) for h in looked))
+            return replace(facts, health=tuple(Health(h.service, h.ok, h.message, h.phase == "held") for h in looked))
         # the preflight: every reason not to start, found without changing anything
-        problems = []
+        problems = held_ports(self.services, self.host.services)
         full = self._disk_problem()
         if full:
             problems.append(full)
@@ -563,7 +564,12 @@ class Pipeline:
         """The gate or the watch failed: mark the target bad (cron will not
         retry it), go back to the fallback, its rules and a restart."""
         reason = self.res.steps[-1].message if self.res.steps else "health gate failed"
-        self._mark_bad(target, reason)
+        # another process on the service's port (phase "held") is the host's
+        # failure, not the commit's: nothing is marked bad (docs/pipeline.md, "Whose port")
+        failed = f"{short(target)} could not start ({reason}; not marked bad)" if self.held else \
+            f"{short(target)} failed ({reason})"
+        if not self.held:
+            self._mark_bad(target, reason)
         if fallback is None:
             self.rec.finish("broken", f"{reason}; no previous commit to roll back to")
             return
@@ -579,10 +585,9 @@ class Pipeline:
                 st.deployed_at = time.time()
 
         if ok:
-            self.rec.finish("rolled_back", f"{short(target)} failed ({reason}); rolled back to {short(fallback)}, healthy",
-                            adopt_fallback)
+            self.rec.finish("rolled_back", f"{failed}; rolled back to {short(fallback)}, healthy", adopt_fallback)
         else:
-            self.rec.finish("broken", f"{short(target)} failed ({reason}); rollback to {short(fallback)} failed too")
+            self.rec.finish("broken", f"{failed}; rollback to {short(fallback)} failed too")
 
     # ---------------------------------------------------------------- pieces
     def _disk_problem(self) -> Optional[str]:
@@ -611,6 +616,7 @@ class Pipeline:
             st.ok = seen.ok
             st.message = seen.message
             st.requests = seen.requests
+        self.held = seen.phase == "held"
         if seen.phase == "ended":
             # not a verdict on the commit: nothing is marked bad, nothing is
             # promoted, and in_progress stays, so the next run (the rollback
@@ -627,7 +633,7 @@ class Pipeline:
         watch follows (a deploy), so the gates skip their settle
         (readiness.settle_for) and the watch starts from the PIDs they passed
         with (self.gated)."""
-        self.gated = {}
+        self.gated, self.held = {}, False
         for svc in services:
             with self.step(f"{label} {svc.name}") as st:
                 self.services.restart(svc)
@@ -636,6 +642,7 @@ class Pipeline:
                 st.message = ready.message + (f" ({counted(ready.requests, 'HTTP check')})" if ready.requests else "")
                 st.requests = ready.requests
             if not ready.ok:
+                self.held = ready.phase == "held"  # the host's failure, not the commit's (_rollback)
                 return False
             self.gated[svc.name] = ready.pid
         return True
@@ -694,8 +701,13 @@ class Pipeline:
         return retry["next_at"]
 
     def _mark_bad(self, target: str, reason: str) -> None:
-        # marked in the merge, on the file's `bad` (state.marked_bad: its entry and cap), as a reset marks it
-        self.save(self._current_state(), bad=(target, bad_entry(reason, self.run_id)))
+        state = self._current_state()
+        state.bad[target] = {"at": time.time(), "reason": reason[:300], "notified": False, "run_id": self.run_id}
+        # keep the list short: only the most recent bad targets matter
+        if len(state.bad) > 20:
+            for sha in sorted(state.bad, key=lambda s: state.bad[s].get("at", 0))[:-20]:
+                del state.bad[sha]
+        self.save(state)
 
 
 def unknown_ref(flag: str, ref: str, remote: str) -> str:

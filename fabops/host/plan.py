@@ -92,6 +92,7 @@ class Health(_Frozen):
     service: str
     ok: bool
     message: str
+    held: bool = False  # another process holds its port (host/listeners.py): a restart cannot help
 
 
 @frozen
@@ -336,6 +337,9 @@ def _on_the_deployed_commit(host, state: State, facts: Facts, common: dict, pin:
     if not sick:
         return Plan("noop", "noop", f"up to date at {short(deployed)}", pin=pin, **common)
     down = "; ".join(h.message for h in sick)
+    held = [h.message for h in sick if h.held]
+    if held:  # another process on its port: a restart could not start it (host/listeners.py)
+        return Plan("abort", "aborted", "; ".join(held), **common)
     recent = recent_restarts(state.restarts, facts.now)
     if budget_spent_until(state.restarts, facts.now) is not None:
         return Plan("abort", "broken", f"{down}; {len(recent)} automatic restarts in the last hour, not "

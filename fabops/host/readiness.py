@@ -2,7 +2,10 @@
 
 Ready means, in order:
 1. the unit is active and its main PID alive (polled about every 200 ms);
-2. its port is listening (about every 200 ms);
+2. its port is listening on a socket of its own (about every 200 ms):
+   a port another process holds fails the gate at once, naming the holder
+   (host/listeners.py; "owner not verified" when its open files cannot be
+   read, and the port is trusted as before);
 3. its HTTP check answers the expected status. The check may have side
    effects (the bot's webhook is a POST), so it is retried with backoff,
    never fired every 200 ms;
@@ -24,6 +27,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from ..inventory import Check, Service
 from . import httpcheck
+from .listeners import OTHER, CLOSED, PortOwner, port_owner
 from .services import ServiceManager
 
 POLL = 0.2
@@ -64,6 +68,10 @@ class LocalProbe:
 
     def port_open(self, port: int) -> bool:
         return port_open(port)
+
+    def port_owner(self, port: int, pid: Optional[int], systemd: bool) -> PortOwner:
+        """Whose the port's listener is (host/listeners.py): one /proc read."""
+        return port_owner(port, pid, systemd)
 
     def http(self, check: Check) -> Tuple[Optional[int], str, float]:
         return httpcheck.run(check)
@@ -120,11 +128,26 @@ class _Gate:
         svc = self.svc
         st = self.manager.status([svc])[svc.name]
         if not (st.active and st.pid):
-            return self.result(False, "settle", f"{svc.name} died after starting: {_said(st.state)}", self.pid)
+            return self.or_held(self.result(False, "settle", f"{svc.name} died after starting: {_said(st.state)}",
+                                            self.pid))
         if st.pid != self.pid:
-            return self.result(False, "settle",
-                               f"{svc.name} restarted on its own (pid {self.pid} -> {st.pid}): crash loop", self.pid)
+            return self.or_held(self.result(
+                False, "settle", f"{svc.name} restarted on its own (pid {self.pid} -> {st.pid}): crash loop",
+                self.pid), st.pid)
         return None
+
+    def or_held(self, failed: Readiness, pid: Optional[int] = None) -> Readiness:
+        """A failure while another process holds the service's port (it
+        died of EADDRINUSE): phase "held", the holder named first, so the
+        run blames the host, not the commit. `pid`: the service's process
+        now (None: it is not running)."""
+        svc = self.svc
+        if not svc.port:
+            return failed
+        owner = self.probe.port_owner(svc.port, pid, svc.manager == "systemd")
+        if owner.state != OTHER:
+            return failed
+        return self.result(False, "held", f"{owner.held_message(svc.name)}; {failed.message}", failed.pid)
 
     def active(self) -> Optional[Readiness]:
         """1. active with a live main PID."""
@@ -136,18 +159,25 @@ class _Gate:
                 self.say(f"{svc.name} active, pid {self.pid}")
                 return None
             if st.state in ("failed", "stale") or (svc.manager == "process" and st.state == "inactive"):
-                return self.result(False, "active", f"{svc.name} exited during start-up: {_said(st.state)}")
+                return self.or_held(self.result(False, "active", f"{svc.name} exited during start-up: "
+                                                                 f"{_said(st.state)}"))
             if self.clock() >= self.deadline:
-                return self.result(False, "active", f"{svc.name} not active after {self.timeout:g} s "
-                                                    f"({_said(st.state)})")
+                return self.or_held(self.result(False, "active", f"{svc.name} not active after {self.timeout:g} s "
+                                                                 f"({_said(st.state)})"))
             self.sleep(POLL)
 
     def listening(self) -> Optional[Readiness]:
-        """2. its port listening."""
+        """2. its port listening on a socket of its own; held by another
+        process: failed at once (phase "held"), the holder named."""
         svc = self.svc
         if not svc.port:
             return None
-        while not self.probe.port_open(svc.port):
+        while True:
+            owner = self.probe.port_owner(svc.port, self.pid, svc.manager == "systemd")
+            if owner.state == OTHER:
+                return self.result(False, "held", owner.held_message(svc.name), self.pid)
+            if owner.state != CLOSED:
+                break
             dead = self.still_alive()
             if dead:
                 return dead
@@ -155,7 +185,8 @@ class _Gate:
                 return self.result(False, "port", f"{svc.name}: port {svc.port} not listening after "
                                                   f"{self.timeout:g} s", self.pid)
             self.sleep(POLL)
-        self.say(f"{svc.name} listening on {svc.port}")
+        self.say(f"{svc.name} listening on {svc.port}" + (f" (owner not verified: {owner.why})"
+                                                          if owner.why else ""))
         return None
 
     def answering(self) -> Optional[Readiness]:
@@ -268,16 +299,24 @@ class _Watch:
         self.requests = 0
         self.last_say = started
 
-    def fail(self, svc: Service, message: str, status=None) -> Readiness:
-        return Readiness(svc.name, False, "watch", message, self.clock() - self.started, self.pids.get(svc.name),
+    def fail(self, svc: Service, message: str, status=None, phase: str = "watch") -> Readiness:
+        return Readiness(svc.name, False, phase, message, self.clock() - self.started, self.pids.get(svc.name),
                          status, self.requests)
+
+    def held(self, svc: Service, message: str, status=None) -> Readiness:
+        """A death or a restart while another process holds the port: the
+        host's failure (phase "held"), the holder named first."""
+        owner = self.probe.port_owner(svc.port, None, svc.manager == "systemd") if svc.port else None
+        if owner is None or owner.state != OTHER:
+            return self.fail(svc, message, status)
+        return self.fail(svc, f"{owner.held_message(svc.name)}; {message}", status, "held")
 
     def after_the_gate(self) -> Optional[Readiness]:
         """A service already gone when the watch begins."""
         for svc in self.watched:
             st = self.first[svc.name]
             if not (st.active and st.pid):
-                return self.fail(svc, f"{svc.name} died right after passing its gate (state {st.state})")
+                return self.held(svc, f"{svc.name} died right after passing its gate (state {st.state})")
         return None
 
     def ended_by(self, by: str, now: float) -> Readiness:
@@ -298,39 +337,46 @@ class _Watch:
         statuses = self.manager.status(active)
         for svc in active:
             due = now >= self.next_http[svc.name] and svc.check is not None
-            problem, status, fired = _watch_look(svc, statuses[svc.name], self.pids[svc.name], now - self.started,
-                                                 self.probe, due, self.misses)
+            problem, status, fired, phase = _watch_look(svc, statuses[svc.name], self.pids[svc.name],
+                                                        now - self.started, self.probe, due, self.misses)
             if fired:
                 self.requests += 1
                 self.next_http[svc.name] = now + WATCH_HTTP_EVERY
+            if phase == "died":
+                return self.held(svc, problem, status)
             if problem:
-                return self.fail(svc, problem, status)
+                return self.fail(svc, problem, status, phase)
         return None
 
 
 def _watch_look(svc: Service, st, pid: Optional[int], elapsed: float, probe, check: bool, misses: dict):
     """One look at a watched service: (what is wrong or None, the HTTP
     status, whether its HTTP check fired: only when `check` is due and the
-    process and port looked fine). Two failed checks in a row (`misses`
-    counts them) fail the watch; one may be a pause."""
+    process and port looked fine, the phase: "died" for a death or a
+    restart, which the caller asks the port about, "held" for a port
+    another process holds, else "watch"). Two failed checks in a row
+    (`misses` counts them) fail the watch; one may be a pause."""
     if not (st.active and st.pid):
-        return f"{svc.name} died {elapsed:.0f} s after passing its gate (state {st.state})", None, False
+        return f"{svc.name} died {elapsed:.0f} s after passing its gate (state {st.state})", None, False, "died"
     if st.pid != pid:
         return (f"{svc.name} restarted on its own {elapsed:.0f} s after its gate (pid {pid} -> {st.pid}): "
-                "crash loop"), None, False
-    if svc.port and not probe.port_open(svc.port):
-        return f"{svc.name}: port {svc.port} stopped listening {elapsed:.0f} s after its gate", None, False
+                "crash loop"), None, False, "died"
+    owner = probe.port_owner(svc.port, pid, svc.manager == "systemd") if svc.port else None
+    if owner is not None and owner.state == OTHER:
+        return f"{owner.held_message(svc.name)}, {elapsed:.0f} s after its gate", None, False, "held"
+    if owner is not None and owner.state == CLOSED:
+        return f"{svc.name}: port {svc.port} stopped listening {elapsed:.0f} s after its gate", None, False, "watch"
     if not check:
-        return None, None, False
+        return None, None, False, "watch"
     status, detail, _lat = probe.http(svc.check)
     if status == svc.check.expect:
         misses[svc.name] = 0
-        return None, status, True
+        return None, status, True, "watch"
     misses[svc.name] += 1
     if misses[svc.name] >= 2:
         return (f"{svc.name}: check gave {detail} twice in a row, {elapsed:.0f} s after its gate, "
-                f"expected {svc.check.expect}"), status, True
-    return None, status, True
+                f"expected {svc.check.expect}"), status, True, "watch"
+    return None, status, True, "watch"
 
 
 def quick_health(manager: ServiceManager, services, probe=None) -> List[Readiness]:
@@ -341,9 +387,17 @@ def quick_health(manager: ServiceManager, services, probe=None) -> List[Readines
     for svc in services:
         st = statuses[svc.name]
         if not (st.active and st.pid):
-            out.append(Readiness(svc.name, False, "active", f"{svc.name} is {state_phrase(st.state)}", pid=st.pid))
+            owner = probe.port_owner(svc.port, None, svc.manager == "systemd") if svc.port else None
+            held = owner is not None and owner.state == OTHER
+            out.append(Readiness(svc.name, False, "held" if held else "active",
+                                 owner.refusal(svc.name, _said(st.state)) if held
+                                 else f"{svc.name} is {state_phrase(st.state)}", pid=st.pid))
             continue
-        if svc.port and not probe.port_open(svc.port):
+        owner = probe.port_owner(svc.port, st.pid, svc.manager == "systemd") if svc.port else None
+        if owner is not None and owner.state == OTHER:
+            out.append(Readiness(svc.name, False, "held", owner.held_message(svc.name), pid=st.pid))
+            continue
+        if owner is not None and owner.state == CLOSED:
             out.append(Readiness(svc.name, False, "port", f"{svc.name}: port {svc.port} not listening", pid=st.pid))
             continue
         if svc.check is not None:
@@ -352,6 +406,25 @@ def quick_health(manager: ServiceManager, services, probe=None) -> List[Readines
                 out.append(Readiness(svc.name, False, "http", f"{svc.name}: check gave {detail}", pid=st.pid, http_status=status))
                 continue
         out.append(Readiness(svc.name, True, "ready", f"{svc.name} healthy", pid=st.pid))
+    return out
+
+
+def held_ports(manager: ServiceManager, services, probe=None) -> List[str]:
+    """The preflight's look at the declared ports (decide before acting):
+    a service that is not running while another process holds its port
+    could not start, so a run that would restart it refuses up front,
+    naming the holder. One status and one /proc read a port."""
+    probe = probe or LocalProbe()
+    ported = [s for s in services if s.port]
+    statuses = manager.status(ported) if ported else {}
+    out = []
+    for svc in ported:
+        st = statuses[svc.name]
+        if st.active and st.pid:
+            continue
+        owner = probe.port_owner(svc.port, None, svc.manager == "systemd")
+        if owner.state == OTHER:
+            out.append(owner.refusal(svc.name, _said(st.state)))
     return out
 
 

@@ -1,0 +1,288 @@
+"""Whose a listening port is: the service's own, or another process's
+(docs/pipeline.md, "Whose port").
+
+A port that listens, and an HTTP check that answers on it, prove nothing
+about a service when another process holds the port (`python3 -m
+http.server 3013` started by hand): the service then dies of EADDRINUSE
+while the other process answers for it. So the readiness gate, the watch
+and the preflight ask `port_owner`: the LISTEN sockets on the port (state
+0A in /proc/net/tcp and tcp6, by inode) against the sockets among the open
+files of the service's processes (`socket:[inode]` links in
+/proc/PID/fd). The service's processes are those of its systemd unit's
+cgroup (cgroup.procs, found from its MainPID), or for the process back end
+its recorded PID's process group and session, and under either every
+descendant of its main PID.
+
+One /proc read per look, nothing run. When the service's own file
+descriptors cannot be read (another user's process: EACCES), the answer is
+"unverified" and the caller trusts the port as before, saying so.
+
+Self-contained and standard library only: it runs on the host's Python
+3.9, and as `python3 -c` source over a connection (checks.RemoteProbe,
+monitor), where `main` prints the answer as one JSON line.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Dict, Iterable, List, NamedTuple, Optional, Set, Tuple
+
+PROC = "/proc"
+CGROUP_ROOT = "/sys/fs/cgroup"
+LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp's `st` column
+COMMAND_WIDTH = 60  # a holder's command line is cut to this many characters
+
+# what port_owner answers
+CLOSED = "closed"
+OWN = "own"
+OTHER = "other"
+UNVERIFIED = "unverified"
+
+
+class Listener(NamedTuple):
+    address: str  # 127.0.0.1, 0.0.0.0, ::, ::1 ...
+    port: int
+    inode: int
+
+
+class PortOwner(NamedTuple):
+    port: int
+    state: str  # closed | own | other | unverified
+    pid: Optional[int] = None  # the other process holding it, when it could be found
+    command: str = ""  # its command line, cut to COMMAND_WIDTH
+    why: str = ""  # unverified: why not
+
+    @property
+    def holder(self) -> str:
+        """`pid 4242: python3 -m http.server 3013`, or what is known."""
+        if self.pid is None:
+            return "a process this user cannot see"
+        return f"pid {self.pid}: {self.command}" if self.command else f"pid {self.pid}"
+
+    def held_message(self, service: str) -> str:
+        """The gate's, the watch's and the preflight's words for a port
+        another process holds."""
+        return f"port {self.port} is held by another process ({self.holder}), not {service}"
+
+    def refusal(self, service: str, state: str) -> str:
+        """Why a run that would start `service` (not running: `state` in
+        words) refuses up front: the preflight's and a restart plan's words."""
+        return (f"{self.held_message(service)} ({state}): stop that process or give {service} another port, "
+                "then run again")
+
+    def to_dict(self) -> dict:
+        return {"state": self.state, "pid": self.pid, "command": self.command or None}
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def _address(text: str) -> str:
+    """/proc/net/tcp's hex address: 8 digits (IPv4) or 32 (IPv6), each
+    32-bit word in the host's byte order (little-endian on every host we
+    run on)."""
+    import socket
+
+    raw = bytes.fromhex(text)
+    if len(raw) == 4:
+        return socket.inet_ntop(socket.AF_INET, raw[::-1])
+    words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    return socket.inet_ntop(socket.AF_INET6, words)
+
+
+def parse_listeners(text: str) -> List[Listener]:
+    """The LISTEN sockets in /proc/net/tcp or tcp6 text (the header line
+    and anything unreadable skipped)."""
+    out: List[Listener] = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 10 or parts[3] != LISTEN:
+            continue
+        addr, _, port = parts[1].rpartition(":")
+        try:
+            listener = Listener(_address(addr), int(port, 16), int(parts[9]))
+        except ValueError:
+            continue
+        if listener.inode:
+            out.append(listener)
+    return out
+
+
+def parse_stat(text: str) -> Optional[Tuple[int, int, int]]:
+    """(ppid, process group, session) from a /proc/PID/stat line."""
+    fields = text.rpartition(")")[2].split()
+    try:
+        return int(fields[1]), int(fields[2]), int(fields[3])
+    except (IndexError, ValueError):
+        return None
+
+
+def socket_inode(link: str) -> Optional[int]:
+    """The inode of a `socket:[12345]` fd link, else None."""
+    if link.startswith("socket:[") and link.endswith("]"):
+        try:
+            return int(link[8:-1])
+        except ValueError:
+            return None
+    return None
+
+
+# ---------------------------------------------------------------- reading /proc
+
+
+def _read(path: str) -> str:
+    """A file's text, "" when it cannot be read (preflight.read_text's twin: this
+    file runs alone as `python3 -c` source and imports nothing of fabops)."""
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def listeners(port: int, proc: str = PROC) -> List[Listener]:
+    """Every LISTEN socket on `port`, IPv4 and IPv6."""
+    return [x for name in ("tcp", "tcp6") for x in parse_listeners(_read(f"{proc}/net/{name}")) if x.port == port]
+
+
+def _pids(proc: str) -> List[int]:
+    try:
+        return [int(d) for d in os.listdir(proc) if d.isdigit()]
+    except OSError:
+        return []
+
+
+def _table(proc: str) -> Dict[int, Tuple[int, int, int]]:
+    """{pid: (ppid, group, session)} of every process this user can see."""
+    out = {}
+    for pid in _pids(proc):
+        found = parse_stat(_read(f"{proc}/{pid}/stat"))
+        if found is not None:
+            out[pid] = found
+    return out
+
+
+def _cgroup_procs(pid: int, proc: str, root: str) -> Set[int]:
+    """The PIDs of `pid`'s cgroup (v2: the `0::` line), or none."""
+    for line in _read(f"{proc}/{pid}/cgroup").splitlines():
+        if line.startswith("0::/") and line.strip() != "0::/":
+            text = _read(root + line[3:].strip() + "/cgroup.procs")
+            return {int(p) for p in text.split() if p.isdigit()}
+    return set()
+
+
+def members(pid: int, systemd: bool, proc: str = PROC, root: str = CGROUP_ROOT) -> Set[int]:
+    """The service's processes: its main PID, every descendant, and its
+    unit's cgroup (systemd) or its process group and session (the process
+    back end starts each service with setsid: group and session are its PID)."""
+    table = _table(proc)
+    found = {pid}
+    if systemd:
+        found |= _cgroup_procs(pid, proc, root)
+    else:
+        found |= {p for p, (_pp, group, session) in table.items() if pid in (group, session)}
+    children: Dict[int, List[int]] = {}
+    for p, (ppid, _g, _s) in table.items():
+        children.setdefault(ppid, []).append(p)
+    todo = list(found)
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _sockets(pid: int, proc: str) -> Set[int]:
+    """The socket inodes among `pid`'s open files. PermissionError when
+    they cannot be read; a process gone meanwhile has none."""
+    out = set()
+    try:
+        fds = os.listdir(f"{proc}/{pid}/fd")
+    except FileNotFoundError:
+        return out
+    for fd in fds:
+        try:
+            inode = socket_inode(os.readlink(f"{proc}/{pid}/fd/{fd}"))
+        except FileNotFoundError:
+            continue
+        if inode is not None:
+            out.add(inode)
+    return out
+
+
+def command_line(pid: int, proc: str = PROC, width: int = COMMAND_WIDTH) -> str:
+    """`python3 -m http.server 3013`: a process's command line, cut."""
+    words = [w for w in _read(f"{proc}/{pid}/cmdline").split("\0") if w]
+    if words and words[0].startswith("/"):
+        words[0] = words[0].rsplit("/", 1)[1] or words[0]  # /usr/bin/python3 -> python3: the pid says which
+    text = " ".join(words) or _read(f"{proc}/{pid}/comm").strip()
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _holder(inodes: Set[int], skip: Iterable[int], proc: str) -> Optional[int]:
+    """The first process (lowest PID) whose open files include one of
+    `inodes`, or None when none this user can read does."""
+    skip = set(skip)
+    for pid in sorted(_pids(proc)):
+        if pid in skip:
+            continue
+        try:
+            if _sockets(pid, proc) & inodes:
+                return pid
+        except OSError:
+            continue
+    return None
+
+
+def port_owner(port: int, pid: Optional[int], systemd: bool = False, proc: str = PROC,
+               root: str = CGROUP_ROOT) -> PortOwner:
+    """Whose the LISTEN socket on `port` is. `pid`: the service's main PID
+    (None: it is not running, so a listener is another process's).
+    CLOSED: nothing listens; OWN: a socket of the service's processes does;
+    OTHER: no process of the service holds one, and the holder is named
+    when this user can see it; UNVERIFIED: the service's open files cannot
+    be read (or its process cannot be seen)."""
+    inodes = {x.inode for x in listeners(port, proc)}
+    if not inodes:
+        return PortOwner(port, CLOSED)
+    mine: Set[int] = set()
+    if pid:
+        if not os.path.isdir(f"{proc}/{pid}"):
+            return PortOwner(port, UNVERIFIED, why=f"process {pid} not visible in {proc}")
+        group = members(pid, systemd, proc, root)
+        try:
+            for p in group:
+                mine |= _sockets(p, proc)
+        except PermissionError:
+            return PortOwner(port, UNVERIFIED, why=f"cannot read {proc}/PID/fd of pid {pid}")
+        if inodes & mine:
+            return PortOwner(port, OWN)
+    else:
+        group = set()
+    holder = _holder(inodes, group, proc)
+    return PortOwner(port, OTHER, holder, command_line(holder, proc) if holder else "")
+
+
+def main(argv: List[str]) -> int:
+    """`python3 -c SOURCE PORT PID|- systemd|process`: port_owner as one
+    JSON line (state, pid, command, why)."""
+    port, pid, kind = int(argv[0]), argv[1], argv[2]
+    found = port_owner(port, int(pid) if pid.isdigit() else None, kind == "systemd")
+    print(json.dumps(dict(found.to_dict(), why=found.why or None)))
+    return 0
+
+
+def from_json(port: int, line: str) -> PortOwner:
+    """main's line back as a PortOwner (UNVERIFIED when it is not one)."""
+    try:
+        data = json.loads(line)
+        return PortOwner(port, data["state"], data.get("pid"), data.get("command") or "", data.get("why") or "")
+    except (ValueError, KeyError, TypeError):
+        return PortOwner(port, UNVERIFIED, why="no answer from the host's python3")
+
+
+if __name__ == "__main__":  # pragma: no cover - run as `python3 -c` source
+    sys.exit(main(sys.argv[1:]))
