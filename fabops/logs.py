@@ -127,12 +127,29 @@ def log_command(host: Host, source: str, service: Optional[str], lines: int, err
     raise UsageError(f"unknown log source {source!r}")
 
 
+# What a person calls an error in a log line, matched case-insensitively
+# anywhere in it (docs/monitor.md): a word "error" (TypeError, ERROR:), and
+# crashes that never say it: a Python `Traceback`, an `Exception`, Node's
+# `Uncaught`, Go's `panic:`, `FATAL`, `Segmentation fault`, `core dumped`, and
+# systemd's "Main process exited, code=exited, status=1/FAILURE" and
+# "Failed with result 'exit-code'". One list: `logs --errors` keeps these
+# lines and monitor's "errors in the last hour" counts them.
+ERROR_WORDS = ("error", "exception", "traceback", "uncaught", "panic", "fatal", "segmentation fault",
+               "core dumped", "/failure", "failed with result")
+
+
+def error_words() -> List[str]:
+    """ERROR_WORDS as grep's `-e WORD` arguments (with -i)."""
+    return [arg for word in ERROR_WORDS for arg in ("-e", word)]
+
+
 def error_filter(source: str, follow: bool) -> Cmd:
-    """`| grep` keeping the lines that mention an error; in the update log
-    also the line of every run that failed or was rolled back, which need
-    not say "error": its status word, as host/record.py writes it
-    (`[trigger actor] ROLLED_BACK a -> b ...`), for each of its FAILURES."""
-    words = ["-e", "error"]
+    """`| grep` keeping the lines that mention an error (ERROR_WORDS); in
+    the update log also the line of every run that failed or was rolled
+    back, which need not say "error": its status word, as host/record.py
+    writes it (`[trigger actor] ROLLED_BACK a -> b ...`), for each of its
+    FAILURES."""
+    words = error_words()
     if source == "update":
         for result in FAILURES:
             words += ["-e", "] %s " % result.upper()]

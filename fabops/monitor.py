@@ -19,11 +19,12 @@ from .host.readiness import state_phrase
 from .host.state import RESTART_LIMIT, budget_spent_until
 from .host.services import process_status_cmd, systemd_status_cmd
 from .inventory import Host
+from .logs import error_words
 from .probe import MARK, split_sections
 from .procstat import PROC_STAT, parse_end, process_ages
 from .checks import http_check_cmd, http_check_input, parse_http_results, port_listening_cmd
 from .unit_audit import units_cmd
-from .shell import Cmd, lines, path, quote_path, raw, sh
+from .shell import Cmd, join, lines, path, quote_path, raw, sh
 from .shortsha import respelled, short_sha
 from .target import Target
 
@@ -187,12 +188,14 @@ def _log_parts(host: Host) -> List[Cmd]:
     """The errors of the last hour, the journal's size, the cleanup paths
     and the recorded samples (--history)."""
     # Errors in the last hour: the journal under systemd, else the service
-    # log files (lines mentioning "error" in files written in the last hour).
-    err_cmds = [sh("journalctl -u {u} --since '-1h' --no-pager -q -o cat 2>/dev/null | grep -ci error", u=u)
+    # log files (written in the last hour): the lines `logs --errors` keeps
+    # (logs.ERROR_WORDS: a crash that never says "error" counts too).
+    words = join(error_words())
+    err_cmds = [sh("journalctl -u {u} --since '-1h' --no-pager -q -o cat 2>/dev/null | grep -ci {w}", u=u, w=words)
                 for u in _units(host)]
     for svc in _procs(host):
-        err_cmds.append(sh("find {log} -mmin -60 2>/dev/null | grep -q . && tail -n 2000 {log} | grep -ci error",
-                           log=path(host.paths.service_log(svc.name))))
+        err_cmds.append(sh("find {log} -mmin -60 2>/dev/null | grep -q . && tail -n 2000 {log} | grep -ci {w}",
+                           log=path(host.paths.service_log(svc.name)), w=words))
     parts = [_section("errors", lines([sh("{{ {c} || echo 0; }}", c=c) for c in err_cmds], "; "))
              if err_cmds else _section("errors")]
     for i, rule in enumerate(host.cleanup):

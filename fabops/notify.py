@@ -37,6 +37,7 @@ EVENTS = {
     "health_down": "❌ service down",
     "health_recovered": "✅ recovered",
     "health_backoff": "🔥 restart backoff: stopped restarting",
+    "backup_failed": "❌ backup failed",
 }
 
 

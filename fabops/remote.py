@@ -461,20 +461,22 @@ def restart_dry_run(c, host: Host, service: Optional[str]) -> dict:
 # The one state.json write sent to a host (agentless: the host's python3):
 # host/state.merge_state_file itself, its source sent with a few lines that
 # first append `record` (when given) to history.jsonl with O_APPEND, then
-# merge `updates` and print the merged keys' previous values as JSON. The
+# merge `updates` (and mark or clear `bad`: marked_bad, sent with it) and
+# print the merged keys' previous values as JSON. The
 # host side merges with the same function, so both take the same lock and
 # end state.json with a newline (readers that print it and then more,
 # status_cmd, must not find their next line glued to its `}`).
 _STATE_MERGE_MAIN = r"""
 import json, os, sys
 state, history, updates, record = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
+bad = json.loads(sys.argv[5])
 home = os.path.dirname(state)
 os.makedirs(home, mode=0o700, exist_ok=True)
 os.chmod(home, 0o700)
 if record:
     fd = os.open(history, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     os.write(fd, (record + "\n").encode()); os.fsync(fd); os.close(fd)
-before, _ = merge_state_file(state, updates)
+before, _ = merge_state_file(state, updates, bad=bad)
 print(json.dumps(before))
 """
 
@@ -482,16 +484,18 @@ print(json.dumps(before))
 def _state_merge_source() -> str:
     import inspect
 
-    from .host.state import merge_state_file
+    from .host.state import marked_bad, merge_state_file
 
-    return inspect.getsource(merge_state_file) + _STATE_MERGE_MAIN
+    return inspect.getsource(marked_bad) + "\n" + inspect.getsource(merge_state_file) + _STATE_MERGE_MAIN
 
 
-def state_merge_cmd(host: Host, updates: dict, record: Optional[dict] = None) -> Cmd:
-    return sh("python3 -c {script} {state} {history} {updates} {record}", script=_state_merge_source(),
+def state_merge_cmd(host: Host, updates: dict, record: Optional[dict] = None, bad: Optional[tuple] = None) -> Cmd:
+    """`bad`: (sha, entry) marked bad in the same merge, or (sha, None) cleared (state.marked_bad)."""
+    return sh("python3 -c {script} {state} {history} {updates} {record} {bad}", script=_state_merge_source(),
               state=path(host.paths.state), history=path(host.paths.history),
               updates=json.dumps(updates, default=str),
-              record=json.dumps(record, sort_keys=True, default=str) if record else "")
+              record=json.dumps(record, sort_keys=True, default=str) if record else "",
+              bad=json.dumps(list(bad), default=str) if bad else "null")
 
 
 def _previous(output: str) -> dict:

@@ -99,7 +99,7 @@ def test_files_excludes_a_failing_dump_and_the_modes(sandbox):
     })
     r = run_cli("backup", "-i", inv)
     assert r.returncode == 2, (r.stdout, r.stderr)  # a failed item: FAILED (docs/errors.md)
-    assert "no off-host copy yet" in r.stdout
+    assert "no off-host copy: backup.repository is not set" in r.stdout
     failed = [ln.split() for ln in r.stdout.splitlines() if "dump-broken.out" in ln]
     assert failed and failed[0][1:4] == ["dump-broken.out", "FAILED", "exited"], r.stdout
     assert "exited 3: no such database" in r.stdout
@@ -149,7 +149,7 @@ def test_dry_run_changes_nothing_and_shows_what_the_run_copies(sandbox):
     assert r.returncode == 0, r.stderr
     assert "would copy files.tar" in r.stdout and "would copy dump-db.out: stdout of backup.dump db" in r.stdout
     assert "touch dumped" not in r.stdout  # a dump's command is not shown in plain output (docs/backups.md)
-    assert "no off-host copy yet" in r.stdout
+    assert "no off-host copy: backup.repository is not set" in r.stdout
     assert not (sandbox.home / "backups").exists() and not (sandbox.app / "dumped").exists()
     r = run_cli("backup", "-i", inv, "--dry-run", "--json")
     plan = json.loads(r.stdout)
@@ -166,7 +166,7 @@ def test_list_shows_each_snapshot_and_retention_prunes_after_an_ok_run(sandbox):
 
     inv = _inventory(sandbox, {"keep": {"daily": 1, "weekly": 0, "monthly": 0}})
     r = run_cli("backup", "-i", inv, "--list")
-    assert r.returncode == 0 and "no snapshots yet" in r.stdout and "no off-host copy yet" in r.stdout
+    assert r.returncode == 0 and "no snapshots yet" in r.stdout and "no off-host copy: backup.repository is not set" in r.stdout
     first = one(run_cli("backup", "-i", inv, "--json").stdout)
     listed = one(run_cli("backup", "-i", inv, "--list", "--json").stdout)
     assert [s["run_id"] for s in listed["snapshots"]] == [first["run_id"]]

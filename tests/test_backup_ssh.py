@@ -54,4 +54,4 @@ def test_backup_over_ssh_before_and_after_fabops_is_on_the_host(ssh_host, tmp_pa
     manifest = json.loads((snap / "manifest.json").read_text())
     assert manifest["run_id"] == res["run_id"] and [i["name"] for i in manifest["items"]] == list(by)
     r = run_cli("backup", "-i", str(app.inventory), "--list")
-    assert r.returncode == 0 and res["run_id"] in r.stdout and "no off-host copy yet" in r.stdout
+    assert r.returncode == 0 and res["run_id"] in r.stdout and "no off-host copy: backup.repository is not set" in r.stdout

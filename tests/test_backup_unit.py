@@ -341,3 +341,79 @@ def test_a_runs_item_rows_are_columns():
         {"file": "dump-pg.out", "ok": False, "error": "exited 3"}]})[1:]
     assert len({r.index(w) for r, w in zip(rows, ("ok", "ok", "FAILED"))}) == 1, rows
     assert rows[0].index("B ") + 1 == rows[1].index("B ") + 1 and rows[0].endswith(" s"), rows
+
+
+# ------------------------------------------------------------------ the off-host copy (host/restic.py)
+
+
+def repo_host(tmp_path, mode=0o600, **backup):
+    pw = tmp_path / "pw"
+    pw.write_text("secret\n")
+    pw.chmod(mode)
+    return local(tmp_path, {"repository": {"url": "sftp:backup@b:/srv/r", "password_file": str(pw)}, **backup})
+
+
+def test_the_password_reaches_restic_as_a_path_and_forget_keeps_the_policy(tmp_path):
+    from fabops.host.restic import forget_args, restic_argv
+
+    host, _ = repo_host(tmp_path, keep={"daily": 3, "weekly": 0})
+    argv = restic_argv(host.backup.repository, "snapshots")
+    assert argv[:5] == ["restic", "--repo", "sftp:backup@b:/srv/r", "--password-file", str(tmp_path / "pw")]
+    assert "secret" not in " ".join(argv)
+    assert forget_args(host) == ("forget", "--prune", "--host", "h", "--group-by", "host", "--keep-last", "1",
+                                 "--keep-daily", "3", "--keep-weekly", "0", "--keep-monthly", "6")
+
+
+@pytest.mark.parametrize("mode, said", [(0o600, None), (0o400, None), (0o640, "(mode 0640): chmod 600 it"),
+                                        (0o604, "(mode 0604): chmod 600 it")])
+def test_a_password_file_must_be_the_users_alone(tmp_path, mode, said):
+    from fabops.host.restic import password_problem
+
+    repo_host(tmp_path, mode)
+    problem = password_problem(str(tmp_path / "pw"))
+    assert problem is None if said is None else said in problem
+
+
+def test_no_restic_on_path_fails_the_copy_with_how_to_get_it(tmp_path, monkeypatch):
+    from fabops.host import restic
+
+    host, paths = repo_host(tmp_path)
+    monkeypatch.setattr(restic.shutil, "which", lambda name: None)
+    off = restic.offsite(host, [])
+    assert not off["ok"] and off["uploaded"] == [] and "restic is not on the host's PATH: `apt install restic`" \
+        in off["error"]
+
+
+def test_a_failed_copy_keeps_the_snapshot_and_stops_retention(tmp_path, monkeypatch):
+    """The local snapshot is written and no older one is deleted while the
+    repository is out of reach: the next run copies them (catch-up)."""
+    from fabops.host import backup, restic
+
+    host, paths = repo_host(tmp_path)
+    monkeypatch.setattr(restic.shutil, "which", lambda name: None)
+    monkeypatch.setattr(backup, "lower_priority", lambda: "nice 19")
+    monkeypatch.setattr(backup, "notify_once", lambda host, paths, done: [])
+    first = backup.locked_run(host, paths)
+    second = backup.locked_run(host, paths)  # retention would delete the first (same day) were the copy done
+    assert first["ok"] and second["ok"] and second["offsite"]["error"] and second["deleted"] == []
+    assert {s.run_id for s in backup.snapshots(paths)} == {first["run_id"], second["run_id"]}
+    from fabops.maintenance.backup import exit_code
+
+    assert exit_code("run", second) == 2 and exit_code("run", {**second, "offsite": None}) == 0
+
+
+def test_a_failure_notifies_once_per_reason_and_an_ok_run_makes_it_news_again(tmp_path, monkeypatch):
+    from fabops.host import backup
+
+    host, paths = repo_host(tmp_path)
+    sent = []
+    monkeypatch.setattr("fabops.notify.notify", lambda name, event, message, home=None: sent.append(message) or [])
+    down = {"items": [], "offsite": {"error": "off-host copy: restic snapshots exited 1: port 40123 refused"}}
+    backup.notify_once(host, paths, down)
+    backup.notify_once(host, paths, {**down, "offsite": {"error": down["offsite"]["error"].replace("123", "9")}})
+    assert len(sent) == 1 and "port 40123 refused" in sent[0]
+    backup.notify_once(host, paths, {"items": [{"name": "dump-pg", "ok": False, "error": "exited 1"}]})
+    assert len(sent) == 2 and sent[1] == "items FAILED: dump-pg (exited 1)"
+    backup.notify_once(host, paths, {"items": [{"name": "env", "ok": True}]})
+    backup.notify_once(host, paths, down)
+    assert len(sent) == 3

@@ -108,3 +108,26 @@ def test_restore_env_of_a_backup_equal_to_the_env_changes_nothing(sandbox):
     r = run_cli("restore-env", "-i", inv, "-b", name, "--dry-run")
     assert r.stdout.count("keys added") == 1 and "removed: NEW_KEY" in r.stdout, r.stdout
     assert "[local] would restart" in r.stdout and "zzz" not in r.stdout
+
+
+def test_restore_env_says_the_keys_before_the_verdict(sandbox):
+    """#24: a real restore-env printed its services' `✓ … ready` and only
+    then the key diff; the keys restored come first, then the restarts'
+    verdict."""
+    import json
+
+    from tests.conftest import run_cli
+
+    sandbox.result()  # deployed: its bot runs, and restarts
+    inv = str(sandbox.inventory)
+    name = json.loads(run_cli("backup-env", "-i", inv, "--json").stdout)["hosts"]["local"]["name"]
+    env = sandbox.app / ".env"
+    env.write_text(env.read_text() + "NEW_KEY=zzz\n")
+    r = run_cli("restore-env", "-i", inv, "-b", name, "--yes")
+    assert r.returncode == 0, r.stdout + r.stderr
+    said = r.stdout.splitlines()
+    keys = [i for i, line in enumerate(said) if line.startswith(f"[local] restored {name}: keys added: -; "
+                                                                 "removed: NEW_KEY; changed: -")]
+    verdicts = [i for i, line in enumerate(said) if line.startswith(("[local] ✓", "[local] ✗"))]
+    assert len(keys) == 1 and verdicts and keys[0] < min(verdicts), r.stdout
+    assert "zzz" not in r.stdout and r.stdout.count("NEW_KEY") == 1, r.stdout

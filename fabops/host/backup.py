@@ -14,8 +14,11 @@ does not keep.
 
 Decide once, then act: `plan` says what a run copies and which snapshots
 retention would delete; `run` acts on that plan and the dry run renders
-it. This slice keeps the snapshots on the host's own disk: the off-host
-copy (restic) comes next.
+it. With `backup.repository` set, the run then copies its snapshot (and
+any an unreachable repository missed) off the host with restic
+(host/restic.py). A run holds the host lock, waiting for a deploy to end
+(LOCK_WAIT), and runs at low priority (nice, ionice); a failed run
+notifies once per reason.
 
 The laptop runs it in one round trip: `python -I -m fabops.host.backup
 plan|run|list` with the host's settings (host.yml) on stdin, and reads one
@@ -46,8 +49,11 @@ DUMP_TIMEOUT = 3600.0  # seconds a dump command may run before it is killed (and
 # seconds the laptop waits for the files, sqlite and plain copies together:
 # the laptop's allowance only, the host sets copies no limit (a dump has one)
 COPY_ALLOWANCE = 4 * 3600.0
-NO_OFF_HOST = ("no off-host copy yet: these snapshots are on the host's own disk, which a dead disk or a "
-               "terminated instance takes with them (docs/backups.md)")
+NO_OFF_HOST = ("no off-host copy: backup.repository is not set, so these snapshots are on the host's own disk, "
+               "which a dead disk or a terminated instance takes with them (docs/backups.md)")
+# seconds a run waits for the host lock (a deploy, its watch included, or another backup)
+LOCK_WAIT = 1800.0
+NICE = 19  # the run's niceness; its I/O is best-effort at the lowest priority (ionice -c 2 -n 7)
 
 
 @dataclass(frozen=True)
@@ -228,7 +234,10 @@ def run_timeout(host: Host) -> float:
     the host enforces (it ends a stuck dump, and the laptop still reads the
     manifest), plus COPY_ALLOWANCE for the copies, which only the laptop
     counts: copies that take longer end the wait as a timeout."""
-    return DUMP_TIMEOUT * len(host.backup.dump) + COPY_ALLOWANCE
+    from .restic import OFFSITE_TIMEOUT
+
+    offsite = 2 * OFFSITE_TIMEOUT if host.backup.repository else 0.0  # the upload, then forget --prune
+    return LOCK_WAIT + DUMP_TIMEOUT * len(host.backup.dump) + COPY_ALLOWANCE + offsite
 
 
 # ------------------------------------------------------------------ the run
@@ -413,9 +422,11 @@ def _commit(paths: HostPaths) -> Optional[str]:
         return None
 
 
-def run(p: BackupPlan, paths: HostPaths) -> dict:
-    """Act on the plan: the snapshot, its manifest, then retention when every
-    item is ok. Returns the manifest with what retention deleted. An error
+def run(p: BackupPlan, paths: HostPaths, then: Optional[Callable[[dict], None]] = None) -> dict:
+    """Act on the plan: the snapshot, its manifest, `then` (the off-host
+    copy, given the manifest: it copies the snapshots retention is about to
+    delete too), then retention when every item is ok and the off-host
+    copy did not fail. Returns the manifest with what retention deleted. An error
     outside the items (no room for the manifest, a directory it may not
     make) removes this run's partial directory, then raises; one this run
     could not make (another run's, FileExistsError) is never touched."""
@@ -431,8 +442,12 @@ def run(p: BackupPlan, paths: HostPaths) -> dict:
             raise
     finally:
         os.umask(old)
+    if then is not None:
+        then(manifest)
     deleted = []
-    if manifest["ok"]:  # the plan's decision, made once (a dry run showed it)
+    # the plan's decision, made once (a dry run showed it); never while a
+    # snapshot could not go off the host: the next run copies it (catch-up)
+    if manifest["ok"] and not (manifest.get("offsite") or {}).get("error"):
         for run_id in p.delete:
             gone = paths.backup_snapshot(run_id)
             shutil.rmtree(gone, ignore_errors=True)
@@ -464,21 +479,90 @@ def _private_new(path: str) -> str:
 # ------------------------------------------------------------------ entry point (the laptop's round trip)
 
 
+def _warnings(host: Host) -> List[str]:
+    return [] if host.backup.repository else [NO_OFF_HOST]
+
+
+def lower_priority() -> str:
+    """This process and what it starts (tar, a dump, restic) at low CPU and
+    I/O priority: what it set, for the result."""
+    os.setpriority(os.PRIO_PROCESS, 0, max(NICE, os.getpriority(os.PRIO_PROCESS, 0)))
+    said = f"nice {os.getpriority(os.PRIO_PROCESS, 0)}"
+    ionice = shutil.which("ionice")
+    if ionice and subprocess.run([ionice, "-c", "2", "-n", "7", "-p", str(os.getpid())], stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0:
+        said += ", ionice best-effort 7"
+    return said
+
+
+def failure(done: dict) -> Optional[str]:
+    """Why a run failed, in one line (None when it did not)."""
+    bad = [f"{i['name']} ({i.get('error')})" for i in done.get("items") or [] if not i.get("ok")]
+    off = done.get("offsite") or {}
+    said = ([f"items FAILED: {', '.join(bad)}"] if bad else []) + ([off["error"]] if off.get("error") else [])
+    return "; ".join(said) or None
+
+
+def notify_once(host: Host, paths: HostPaths, done: dict) -> List[dict]:
+    """A failed run notifies once per reason (state.json's backup_notified,
+    cleared by a run that is all ok), as a deploy's failure does."""
+    import re
+
+    from ..notify import notify
+    from .files import read_object
+    from .state import merge_state_file
+
+    reason, seen = failure(done), read_object(paths.state).get("backup_notified") or []
+    if reason is None:
+        if seen:
+            merge_state_file(paths.state, {"backup_notified": []})
+        return []
+    key = re.sub(r"[0-9.]+", "", reason)[:160]  # sizes, times and run ids vary run to run
+    if key in seen:
+        return []
+    merge_state_file(paths.state, {"backup_notified": (list(seen) + [key])[-20:]})
+    return [d.to_dict() for d in notify(host.name, "backup_failed", reason, home=host.home)]
+
+
+def locked_run(host: Host, paths: HostPaths) -> dict:
+    """A run under the host lock (waiting up to LOCK_WAIT), at low priority:
+    the local snapshot, then the off-host copy when a repository is set,
+    then one notification per reason when it failed."""
+    from .lock import HostLock
+    from .record import default_actor
+    from .restic import offsite
+
+    priority = lower_priority()
+    run_id = new_run_id()
+    with HostLock(paths.lock, {"actor": default_actor(), "trigger": "backup", "run_id": run_id}).acquire(
+            wait=LOCK_WAIT):
+        def copy_off(manifest: dict) -> None:
+            manifest["offsite"] = offsite(host, snapshots(paths))
+
+        done = run(plan(host, paths, run_id=run_id), paths, copy_off if host.backup.repository else None)
+    done["priority"] = priority
+    try:
+        done["notified"] = notify_once(host, paths, done)
+    except OSError as exc:  # state.json not writable: the run's result stands
+        done["warnings"].append(f"could not record the notification: {exc}")
+    return done
+
+
 def result(action: str, host: Host, paths: HostPaths) -> dict:
     """What `action` (plan, run, list) answers, as one JSON object."""
     now = time.time()
     if action == "list":
-        return {"snapshots": [s.to_dict(now) for s in snapshots(paths)], "warnings": [NO_OFF_HOST]}
-    p = plan(host, paths, now=now)
+        return {"snapshots": [s.to_dict(now) for s in snapshots(paths)], "warnings": _warnings(host)}
     if action == "plan":
-        return {**p.to_dict(), "would": [w.to_dict() for w in p.would()], "warnings": [NO_OFF_HOST]}
-    done = run(p, paths)
-    return {**done, "warnings": done["warnings"] + [NO_OFF_HOST]}
+        p = plan(host, paths, now=now)
+        return {**p.to_dict(), "would": [w.to_dict() for w in p.would()], "warnings": _warnings(host)}
+    done = locked_run(host, paths)
+    return {**done, "warnings": done["warnings"] + _warnings(host)}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """`python -I -m fabops.host.backup plan|run|list`, host.yml on stdin."""
-    from ..errors import FabopsError
+    from ..errors import FabopsError, LockedError
     from ..inventory import loads
 
     argv = sys.argv[1:] if argv is None else argv
@@ -493,6 +577,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 78  # CONFIG (docs/errors.md)
     try:
         answer = result(argv[0], host, HostPaths.for_home(host.home))
+    except LockedError as exc:  # a deploy (or another backup) held the lock for all of LOCK_WAIT
+        sys.stderr.write(f"fabops: backup {argv[0]}: {exc} (waited {LOCK_WAIT:g} s)\n")
+        return 4  # LOCKED (docs/errors.md)
     except OSError as exc:  # outside any item: no room, no permission; its partial directory is gone
         sys.stderr.write(f"fabops: backup {argv[0]} failed on the host: {exc}\n")
         return 2  # FAILED (docs/errors.md)

@@ -32,7 +32,7 @@ from .queue import lock_waiter, lock_wait, overtaken_by, record_of, result_of, w
 from .readiness import held_ports, quick_health, wait_ready, watch
 from .services import ServiceManager
 from .record import Recorder, RunResult, Step, counted, default_actor, short
-from .state import State, StateFile, pin_reason, promoted
+from .state import State, StateFile, bad_entry, pin_reason, promoted
 
 TRIGGERS = ("cron", "deploy", "ci", "rollback", "reset", "manual")
 # After a dependency rule fails (often the network), cron tries the same
@@ -143,8 +143,8 @@ class Pipeline:
             except OSError:
                 pass  # a full disk must not stop the step (a rollback): the record is only what it says
 
-    def save(self, state: State) -> None:
-        self.state_file.save(state)
+    def save(self, state: State, bad=None) -> None:
+        self.state_file.save(state, bad=bad)
 
     def _current_state(self) -> State:
         """The run's State: the one it loaded, or (a run stopped before it
@@ -701,13 +701,8 @@ class Pipeline:
         return retry["next_at"]
 
     def _mark_bad(self, target: str, reason: str) -> None:
-        state = self._current_state()
-        state.bad[target] = {"at": time.time(), "reason": reason[:300], "notified": False, "run_id": self.run_id}
-        # keep the list short: only the most recent bad targets matter
-        if len(state.bad) > 20:
-            for sha in sorted(state.bad, key=lambda s: state.bad[s].get("at", 0))[:-20]:
-                del state.bad[sha]
-        self.save(state)
+        # marked in the merge, on the file's `bad` (state.marked_bad: its entry and cap), as a reset marks it
+        self.save(self._current_state(), bad=(target, bad_entry(reason, self.run_id)))
 
 
 def unknown_ref(flag: str, ref: str, remote: str) -> str:

@@ -32,6 +32,14 @@ def budget_spent_until(restarts, now: float) -> Optional[float]:
     return recent[len(recent) - RESTART_LIMIT] + RESTART_WINDOW
 
 
+def bad_entry(reason: str, run_id: str, at: Optional[float] = None) -> dict:
+    """A commit's entry in state's `bad` (a deploy's failed gate, a reset
+    whose service died): merge_state_file's `bad` marks it."""
+    import time
+
+    return {"at": time.time() if at is None else at, "reason": reason[:300], "notified": False, "run_id": run_id}
+
+
 @dataclass
 class State:
     deployed: Optional[str] = None  # last commit deployed AND healthy
@@ -86,7 +94,7 @@ def promoted(state: State, deployed: Optional[str], target: str, pin: bool, at: 
     changes = dict(
         deployed=target, deployed_at=at, in_progress=None,
         previous=deployed if deployed and deployed != target else state.previous,
-        bad={sha: why for sha, why in state.bad.items() if sha != target})
+        bad=marked_bad(state.bad, target, None))
     if pin:
         changes.update(pin=target, pin_reason=reason)
     return replace(state, **changes)
@@ -111,16 +119,29 @@ def save_state(path: str, state: State) -> None:
     atomic_write(path, state.to_json() + "\n")
 
 
-def merge_state_file(path, updates, defaults=None):
-    """The one merge of state.json: set the top-level keys in `updates`,
-    and those of `defaults` that the file lacks (every reader finds every
-    key of State); keep every other key as the file has it now, atomically (temp file,
-    fsync, rename), under an exclusive flock of the home directory so that
-    two writers never lose each other's keys (a run, `health` from cron,
-    `unpin` over SSH). Returns (the keys' values before, the whole state
-    after). Self-contained on purpose (imports inside, no module names):
-    remote.py sends this function's source to a host without fabops
-    (python3 -c), so both sides merge with the same code."""
+def marked_bad(current, sha, entry, kept=20):
+    """state's `bad` with `sha` marked (entry: bad_entry's), keeping the
+    `kept` most recent, or cleared (entry None): the one rule for a
+    deploy's failed gate (pipeline._mark_bad), a promotion (promoted) and
+    a reset (maintenance/reset), applied by merge_state_file to the file's
+    `bad` under its lock. Self-contained: sent with merge_state_file."""
+    marked = dict(current) if isinstance(current, dict) else {}
+    marked.pop(sha, None)
+    if entry is None:
+        return marked
+    marked[sha] = entry  # the newest last: the oldest go past the cap
+    at = {k: v.get("at", 0) if isinstance(v, dict) else 0 for k, v in marked.items()}
+    return {k: marked[k] for k in sorted(marked, key=lambda k: at[k])[-kept:]}
+
+
+def merge_state_file(path, updates, defaults=None, bad=None):
+    """The one merge of state.json: set the keys in `updates` and those of
+    `defaults` the file lacks; mark or clear `bad` ([sha, entry]:
+    marked_bad); keep every other key as it is, atomically (temp file,
+    fsync, rename) under an exclusive flock of the home directory, so two
+    writers (a run, cron's `health`, `unpin`) never lose each other's keys.
+    Returns (the keys' values before, the state after). Self-contained:
+    remote.py sends it and marked_bad to a host without fabops (python3 -c)."""
     import fcntl
     import json
     import os
@@ -148,6 +169,8 @@ def merge_state_file(path, updates, defaults=None):
         for key, value in (defaults or {}).items():
             state.setdefault(key, value)
         state.update(updates)
+        if bad:
+            state["bad"] = marked_bad(state.get("bad"), bad[0], bad[1])
         # as tempfile.mkstemp, without its import (5 ms of a cron poll); the flock keeps writers out
         tmp = "%s/.tmp-%d-%d" % (home, os.getpid(), time.time_ns())
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -189,13 +212,14 @@ class StateFile:
         self._base = asdict(state)  # asdict copies: later edits of state do not reach it
         return state
 
-    def save(self, state: State) -> None:
+    def save(self, state: State, bad=None) -> None:
+        """`bad`: [sha, entry] marked or cleared in the merge (merge_state_file)."""
         mine = asdict(state)
         base = self._base or {}
         changed = {k: v for k, v in mine.items() if k not in base or base[k] != v}
-        if not changed and self._base is not None:
+        if not changed and self._base is not None and bad is None:
             return
-        _, merged = merge_state_file(self.path, changed, defaults=mine)
+        _, merged = merge_state_file(self.path, changed, defaults=mine, bad=bad)
         fresh = State.from_dict(merged)
         state.__dict__.update(fresh.__dict__)
         self._base = asdict(state)

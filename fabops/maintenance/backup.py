@@ -51,6 +51,8 @@ def backup(c, host: Host, action: str) -> dict:
     if r.exited == 0 and isinstance(data, dict):
         return data
     said = f"{r.stderr}\n{r.stdout}"
+    if r.exited == errors.LOCKED:  # the host waited its LOCK_WAIT for a deploy (or another backup)
+        raise errors.LockedError(r.stderr.strip().removeprefix("fabops: ") or "locked", host=host.name)
     if r.exited == 127 or "No module named" in said:
         raise FabopsError("fabops on the host has no backup yet (not installed, or older than this one): "
                           "a deploy or `setup` installs it", host=host.name)
@@ -58,7 +60,10 @@ def backup(c, host: Host, action: str) -> dict:
 
 
 def exit_code(action: str, data: dict) -> int:
-    """A run with a failed item is FAILED (2): that item has no backup. A
-    listing, a plan and an all-ok run are OK (the missing off-host copy is
-    a warning line, not a code: cron's run must not read as failing)."""
-    return errors.FAILED if action == "run" and not data.get("ok") else errors.OK
+    """A run with a failed item, or whose off-host copy failed, is FAILED
+    (2): that item, or that snapshot off the host, has no backup (the
+    local snapshot is still written). A listing, a plan and an all-ok run
+    are OK (no repository configured is a warning line, not a code: cron's
+    run must not read as failing)."""
+    failed = not data.get("ok") or bool((data.get("offsite") or {}).get("error"))
+    return errors.FAILED if action == "run" and failed else errors.OK

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import posixpath
 import time
+from typing import Optional
 
 from ..inventory import Host
 from ..shell import Cmd, quote_path
@@ -24,9 +25,11 @@ def stamp(fine: bool = False) -> str:
     return time.strftime("%Y%m%dT%H%M%S")
 
 
-def record_run(c, host: Host, record: dict, state_updates: dict) -> None:
+def record_run(c, host: Host, record: dict, state_updates: dict, bad: Optional[tuple] = None) -> None:
     """One history line and a merge into state.json, as the pipeline writes
-    them (remote.state_merge_cmd: the one state write sent to a host)."""
+    them (remote.state_merge_cmd: the one state write sent to a host), with
+    `bad` (sha, entry or None) marked or cleared in that merge: one round
+    trip."""
     from ..remote import state_merge_cmd
 
-    Target.of(c, host).run(state_merge_cmd(host, state_updates, record), "recording the run")
+    Target.of(c, host).run(state_merge_cmd(host, state_updates, record, bad), "recording the run")

@@ -138,6 +138,13 @@ def env_diff(c, host: Host, current: str, other: str) -> Dict[str, List[str]]:
 SAME = "the backup matches the current .env"
 
 
+def keys_text(diff: Dict[str, List[str]]) -> str:
+    """The keys a restore changes, names only: the dry run's restore line
+    and the real run's, said before its restarts' verdict."""
+    return "keys " + "; ".join(f"{kind}: {', '.join(diff.get(kind) or ()) or '-'}"
+                               for kind in ("added", "removed", "changed"))
+
+
 def restore_would(host: Host, name: str, diff: Dict[str, List[str]]) -> List[Would]:
     """What `restore-env` does, in order (pure): the dry run's `would`, the
     steps the real restore takes. Key names only, never a value. A backup
@@ -145,9 +152,8 @@ def restore_would(host: Host, name: str, diff: Dict[str, List[str]]) -> List[Wou
     copy, no restart."""
     if diff.get("same"):
         return []
-    keys = "; ".join(f"{kind}: {', '.join(diff.get(kind) or ()) or '-'}" for kind in ("added", "removed", "changed"))
     return ([Would("save", host.env_file, "the current one, as a new backup first"),
-             Would("restore", name, f"keys {keys}")]
+             Would("restore", name, keys_text(diff))]
             + [Would("restart", s.name, "then poll it until ready") for s in host.services])
 
 
@@ -185,6 +191,7 @@ def restore_env(c, host: Host, name: str, actor: str, dry_run: bool = False, pro
         tmp = path(posixpath.join(host.app.path.rstrip("/"), host.env_file) + ".fabops-tmp")
         t.run(sh("umask 077; cp {src} {tmp} && chmod 600 {tmp} && mv {tmp} {dest}", src=src, tmp=tmp, dest=dest),
               "restoring .env")
+        say(f"restored {name}: {keys_text(diff)}")  # what changed, then the restarts' verdict (#24)
         manager, probe = managers_for(c, host)
         results = []
         for svc in host.services:

@@ -14,6 +14,7 @@ from ..host.git import checkout_cmd, fetch_cmd, git, ls_remote_cmd, parse_porcel
 from ..host.plan import known_bad
 from ..host.preflight import save_changes_cmd, status_path
 from ..host.record import counted
+from ..host.state import bad_entry
 from ..host.would import Would
 from ..probe import MARK, split_sections
 from ..shell import Cmd, in_dir, inventory_shell, path, sh
@@ -282,31 +283,12 @@ def _record(c, host: Host, plan: ResetPlan, new_head: str, result: str, message:
                "own_files": own[-500:]}
     if ok:
         updates.update({"deployed": new_head, "deployed_at": now})
-    if ok or bad_reason:
-        updates.update(_bad_after(c, host, new_head, bad_reason, run_id))
-    record_run(c, host, record, updates)
-
-
-# as the host's pipeline keeps it (host/pipeline.py, _mark_bad): the most recent only
-BAD_KEPT = 20
-
-
-def _bad_after(c, host: Host, sha: str, reason: Optional[str], run_id: str) -> dict:
-    """state's `bad` after this reset. A commit that is healthy now (no
-    reason) is no longer bad, as a deploy's promotion drops it
-    (host/state.promoted), or status would go on calling the running
-    commit bad and a rollback never pick it; one whose service failed to
-    start is bad, as a deploy's failed gate marks it (or cron would deploy
-    it again). Read under the host lock we hold: only a run writes `bad`."""
-    from ..remote import read_home_json
-
-    bad = read_home_json(c, host, host.paths.state).get("bad")
-    bad = dict(bad) if isinstance(bad, dict) else {}
-    if reason is None:
-        return {"bad": {k: v for k, v in bad.items() if k != sha}} if sha in bad else {}
-    bad[sha] = {"at": time.time(), "reason": reason[:300], "notified": False, "run_id": run_id}
-    recent = sorted(bad, key=lambda k: (bad[k] or {}).get("at", 0) if isinstance(bad[k], dict) else 0)[-BAD_KEPT:]
-    return {"bad": {k: bad[k] for k in recent}}
+    # the commit's `bad` mark, in the same merge as the record (host/state.marked_bad, the pipeline's rule):
+    # healthy now, it is no longer bad, as a deploy's promotion drops it (or status would go on calling the
+    # running commit bad and a rollback never pick it); its service failed to start, it is bad, as a
+    # deploy's failed gate marks it (or cron would deploy it again)
+    bad = (new_head, None) if ok else (new_head, bad_entry(bad_reason, run_id)) if bad_reason else None
+    record_run(c, host, record, updates, bad=bad)
 
 
 def _remote_holder(c, host: Host) -> dict:

@@ -1,6 +1,7 @@
 """`inv backup [--list] [--dry-run]`: local snapshots of the app's data and
-settings, made by the host (fabops/host/backup.py, docs/backups.md). Every
-output says there is no off-host copy yet."""
+settings, made by the host (fabops/host/backup.py, docs/backups.md), and
+copied off the host to a restic repository when `backup.repository` is
+set (fabops/host/restic.py); without one, every output says so."""
 from __future__ import annotations
 
 from invoke import Collection
@@ -42,7 +43,21 @@ def run_lines(data: dict) -> list:
         out.append(f"  {str(i.get('file')).ljust(name_w)}  {state}")
     if data.get("deleted"):
         out.append(f"retention deleted {len(data['deleted'])}: {', '.join(data['deleted'])}")
-    return out
+    return out + offsite_lines(data.get("offsite"))
+
+
+def offsite_lines(off) -> list:
+    """The off-host copy's outcome: what went up (a catch-up names the
+    earlier runs too), or why it failed and that the local snapshot stays."""
+    if not off:
+        return []
+    up = off.get("uploaded") or []
+    went = (f"{len(up)} snapshot{'s' if len(up) != 1 else ''} up ("
+            + ", ".join(f"{u['run_id']} as {u['id']}" for u in up) + ")") if up else "nothing new to copy"
+    if off.get("error"):
+        return [f"off-host FAILED: {off['error']}", f"  the local snapshot is kept; {went}; the next run copies "
+                "what is missing"]
+    return [f"off-host: {went}, forget --prune done ({float(off.get('duration') or 0):.1f} s)"]
 
 
 def list_lines(data: dict) -> list:
@@ -61,7 +76,7 @@ def list_lines(data: dict) -> list:
 })
 def backup(c, hosts=None, list=False, dry_run=False, json=False, inventory=None, accept_new=False,
            connect_timeout=None):
-    """Back up the app's data and settings into a local snapshot on the host (not off-host yet)."""
+    """Back up the app's data and settings into a local snapshot on the host, then off the host (restic)."""
     from ..host.would import lines
     from ..maintenance.backup import backup as on_host, exit_code
     from ._base import for_each_host

@@ -198,18 +198,11 @@ def restore_env(c, hosts=None, backup=None, yes=False, dry_run=False, actor=None
              else r.code for r in outcome.results]
     if json:
         print_envelope(outcome.results, code=errors.worst(codes))
+    # a real run said its keys as it went, before its restarts' verdict (maintenance/env.restore_env)
     for r in outcome.results:
-        if not r.ok:
-            continue
-        d = r.value["diff"]
-        if json:
-            continue
-        if dry_run:  # the plan alone: its restore line names the keys
+        if r.ok and dry_run and not json:  # the plan alone: its restore line names the keys
             for line in lines(r.value["would"], f"[{r.host}] ", none=f"would change nothing: {SAME}"):
                 print_text(line)
-        elif r.value["restored"]:  # (nothing restored: the progress line said why)
-            print_text(f"[{r.host}] keys added: {', '.join(d['added']) or '-'}; removed: {', '.join(d['removed']) or '-'}; "
-                       f"changed: {', '.join(d['changed']) or '-'}")
     if not json:
         _errors_out(outcome)
     finish(errors.worst(codes))

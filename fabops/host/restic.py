@@ -1,0 +1,162 @@
+"""The off-host copy of the local snapshots: a restic repository, on the
+host (docs/backups.md, "Off the host").
+
+After a run has written its local snapshot, every local snapshot the
+repository does not have yet (this run's, and those of earlier runs that
+could not reach it: the catch-up) goes up with `restic backup`, oldest
+first, tagged with the host, the deployed commit and the run id, and timed
+at its run's start. Then `restic forget --prune` applies the host's `keep`
+policy to the host's snapshots in the repository. Encryption,
+deduplication, retention and `check` are restic's, not ours.
+
+restic is found on PATH and runs at the run's priority (the backup module
+lowers its own: host/backup.lower_priority). The password reaches it only
+through `--password-file`, a path: never its value in an argv or an
+environment. The file must be the deploy user's alone (no group or other
+bits). A repository that is not there yet is created (`restic init`) with
+that password. restic's words are passed on with the repository's URL
+replaced by `<repository>` (a URL may hold a user name or a token).
+
+Standard library only; Python 3.9.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import time
+from typing import List, Optional, Sequence, Tuple
+
+from ..inventory import Host, Repository
+
+RESTIC = "restic"
+NOT_THERE = "Is there a repository at the following location?"  # restic's words for a missing repository
+OFFSITE_TIMEOUT = 4 * 3600.0  # seconds one restic command may run before it is ended
+NO_RESTIC = ("restic is not on the host's PATH: `apt install restic` on Debian and Ubuntu, the release binary "
+             "on Amazon Linux and bullseye (docs/backups.md)")
+
+
+class ResticError(Exception):
+    """A restic command that failed: its last words, the URL masked."""
+
+
+def password_problem(path: str) -> Optional[str]:
+    """Why the password file cannot be used, or None: it must be a regular
+    file only its owner may read (0600 or 0400)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return f"the repository's password file {path} is not there (backup.repository.password_file)"
+    except OSError as exc:
+        return f"the repository's password file {path} cannot be read: {exc.strerror or exc}"
+    if not stat.S_ISREG(st.st_mode):
+        return f"the repository's password file {path} is not a file"
+    if st.st_mode & 0o077:
+        return (f"the repository's password file {path} is open to others (mode {stat.S_IMODE(st.st_mode):04o}): "
+                f"chmod 600 it")
+    return None
+
+
+def restic_argv(repo: Repository, *args: str) -> List[str]:
+    """restic with the repository and its password file (a path: the
+    password itself is never in an argv), then `args`."""
+    return [RESTIC, "--repo", repo.url, "--password-file", os.path.expanduser(repo.password_file), *args]
+
+
+def call(repo: Repository, *args: str, timeout: float = OFFSITE_TIMEOUT) -> str:
+    """One restic command; its stdout, or ResticError with its last words.
+    A command still running after `timeout` is ended with its children."""
+    proc = subprocess.Popen(restic_argv(repo, *args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise ResticError(f"restic {args[0]} still running after {timeout:g} s: ended") from None
+    if proc.returncode:
+        text = err.decode("utf-8", "replace").replace(repo.url, "<repository>")
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        # restic's verdict first, then what ssh said: the same words whichever wrote first
+        fatal = [ln for ln in lines if ln.startswith("Fatal:")]
+        said = "; ".join(fatal[-1:] + [ln for ln in lines if not ln.startswith("Fatal:")][-2:])[:400]
+        raise ResticError(f"restic {args[0]} exited {proc.returncode}" + (f": {said}" if said else ""))
+    return out.decode("utf-8", "replace")
+
+
+def remote_runs(repo: Repository, host: str) -> List[dict]:
+    """The host's snapshots in the repository (restic's JSON objects),
+    creating the repository first when it is not there."""
+    try:
+        out = call(repo, "snapshots", "--json", "--host", host, timeout=600)
+    except ResticError as exc:
+        if NOT_THERE not in str(exc):
+            raise
+        call(repo, "init", timeout=600)
+        return []
+    data = json.loads(out or "[]")
+    return data if isinstance(data, list) else []
+
+
+def run_tag(snap: dict) -> Optional[str]:
+    """The run id a repository snapshot was tagged with (run=<id>)."""
+    for tag in snap.get("tags") or []:
+        if str(tag).startswith("run="):
+            return str(tag)[len("run="):]
+    return None
+
+
+def upload(repo: Repository, host: str, run_id: str, path: str, started: float, commit: Optional[str]) -> str:
+    """`restic backup` of one local snapshot directory; the new snapshot's id."""
+    when = datetime.datetime.fromtimestamp(started).strftime("%Y-%m-%d %H:%M:%S")
+    out = call(repo, "backup", "--json", "--quiet", "--host", host, "--time", when,
+               "--tag", f"host={host}", "--tag", f"commit={commit or 'none'}", "--tag", f"run={run_id}", path)
+    for line in reversed(out.splitlines()):
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(msg, dict) and msg.get("message_type") == "summary":
+            return str(msg.get("snapshot_id") or "")
+    return ""
+
+
+def forget_args(host: Host) -> Tuple[str, ...]:
+    """`forget --prune` with the host's keep policy, over the host's
+    snapshots as one group (each run's directory is its own path); the
+    newest is always kept, as the local retention keeps it."""
+    k = host.backup.keep
+    return ("forget", "--prune", "--host", host.name, "--group-by", "host", "--keep-last", "1",
+            "--keep-daily", str(k.daily), "--keep-weekly", str(k.weekly), "--keep-monthly", str(k.monthly))
+
+
+def offsite(host: Host, local: Sequence) -> dict:
+    """Every local snapshot (host/backup.Snapshot, newest first) the
+    repository lacks goes up, oldest first, then `forget --prune`: what
+    went up, and the first error (None when all is done). A snapshot that
+    could not go up stays local and goes up with a later run."""
+    repo, start = host.backup.repository, time.monotonic()
+    out = {"ok": False, "uploaded": [], "pruned": False, "error": None}
+    try:
+        if repo is None:
+            raise ResticError("no repository is configured (backup.repository)")
+        if shutil.which(RESTIC) is None:
+            raise ResticError(NO_RESTIC)
+        problem = password_problem(os.path.expanduser(repo.password_file))
+        if problem:
+            raise ResticError(problem)
+        there = {run_tag(s) for s in remote_runs(repo, host.name)}
+        for snap in sorted(local, key=lambda s: (s.started, s.run_id)):
+            if snap.run_id not in there:
+                sid = upload(repo, host.name, snap.run_id, snap.path, snap.started, snap.commit)
+                out["uploaded"].append({"run_id": snap.run_id, "id": sid[:8]})
+        call(repo, *forget_args(host))
+        out.update(ok=True, pruned=True)
+    except (ResticError, OSError, ValueError) as exc:
+        out["error"] = f"off-host copy: {exc}"
+    out["duration"] = round(time.monotonic() - start, 3)
+    return out
