@@ -472,7 +472,7 @@ def _services(s: Dict[str, str], host: Host, statuses, cpu: Dict[str, float]) ->
             status, _detail, latency = results[svc.name]
             entry["http_status"] = status
             entry["http_latency"] = latency
-        services.append(entry)
+        services.append(own_figures(entry))
     return services
 
 
@@ -714,6 +714,14 @@ def answer_owner(svc: Dict[str, Any]) -> str:
     if svc["active"]:
         return "own"
     return "other" if svc["state"] in NOT_RUNNING else "unsure"
+
+
+def own_figures(svc: Dict[str, Any]) -> Dict[str, Any]:
+    """`svc` with only the service's own figures: while it is in a
+    NOT_RUNNING state (answer_owner "other") the PID its stale pid file
+    names may be another process by now, so its CPU, MEM and up are None
+    (JSON null, the panel's `-`), never that process's (#24)."""
+    return dict(svc, cpu=None, memory=None, uptime=None) if answer_owner(svc) == "other" else svc
 
 
 def answering(svc: Dict[str, Any]) -> str:

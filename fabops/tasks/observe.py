@@ -66,12 +66,11 @@ def _service_table(facts, th):
 
 def _service_cells(s, th) -> list:
     """A service's CPU, MEM, up, port and check cells."""
-    from ..monitor import answer_owner
+    from ..monitor import answer_owner, own_figures
     from .render import fmt_uptime, literal
 
     whose = answer_owner(s)
-    if whose == "other":  # a stale pid file's PID, now another process's: none of its figures are the service's
-        s = dict(s, cpu=None, memory=None, uptime=None)
+    s = own_figures(s)  # a stale pid file's PID, now another process's: none of its figures are the service's
     if s["cpu"] is not None:
         cpu = f"{_mark(s['cpu'] < th['cpu'], True)} {s['cpu']:g}%"
     elif s["active"] and s["pid"]:
