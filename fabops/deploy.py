@@ -387,87 +387,55 @@ def _dry_run(c, host: Host, opts: DeployOptions, outcome: DeployOutcome, on_even
 
 def _dry_run_uninstalled(c, host: Host, opts: DeployOptions, install: str) -> dict:
     """A dry run's result on a host without fabops at this version (it would
-    `install` first): what the laptop can know. The host's planner decides
-    after the install (host/plan.py), and the laptop has no copy of that
-    decision (§8, decide once): it names where the planner starts from,
-    --ref (a rollback's --to), else a deploy's branch head, and gives a
-    verdict only from resolved commits (the head ls-remote reads, a full
-    SHA) and a checkout where the last deploy left it: up to date when the
-    target is the deployed commit, nothing was cut off and every service
-    runs, else a move, which says a commit marked bad is tried again
-    (host/plan.known_bad, the planner's one check). A moved checkout (HEAD
-    not the deployed commit) is where the run goes from (the planner's
-    Plan.from_), and the planner decides. A rollback without --to names
-    none: the planner picks it from its history (#24)."""
+    `install` first): `would_install`, and what the laptop knows. The host's
+    planner decides after the install (host/plan.py), and the laptop keeps
+    no copy of its decision (§8, decide once): no noop, move, restart or
+    refusal is said here. It names where the planner starts from (--ref,
+    a rollback's --to; a deploy's branch head; a rollback's own pick from
+    its history) and facts it read: the commit that is (a full SHA, or the
+    head ls-remote reads), where the checkout is, and whether the host's
+    known-bad list names that commit (host/plan.failed_before's words)."""
+    from .host.plan import failed_before
     from .remote import gather_status
 
     status = gather_status(c, host)
-    deployed = status.get("deployed") or status.get("head")
-    from_ = _checkout_moved(status) or deployed  # where the real run goes from (host/plan.Plan.from_)
-    result = {"result": "would_deploy", "exit_code": errors.OK, "from": from_, "to": None, "duration": 0.0,
-              "warnings": ["preflight not run: fabops is not installed on the host at this version yet"],
-              "plan": {"install": install, "from": from_, "to": None, "pin": status.get("pin")}}
+    from_ = status.get("head") or status.get("deployed")  # where the checkout is: the run starts there
     if opts.trigger == "rollback" and not opts.ref:
-        none = f"no good commit older than {short_sha(deployed)} was deployed" if deployed else "it finds none"
-        result["message"] = (f"{install}; then the host's planner would pick the commit to roll back to from its "
-                             f"history, or refuse if {none}: this dry run cannot name it before fabops is on the host")
-        return result
-    target = opts.ref or _branch_head(c, host)
-    start = f"--ref {opts.ref}" if opts.ref else f"the head of {host.app.branch}"
-    result["message"] = f"{install}; then the host's planner decides, from {start}: " + _from_resolved(
-        result, target, status, opts.trigger)
-    result["plan"]["to"] = result["to"]
-    return result
+        target, start = None, ("its history: it picks the commit to roll back to, or refuses if there is none "
+                               "(this dry run cannot name it before fabops is on the host)")
+    else:
+        target, start = _named_target(c, host, opts.ref)
+    bad = [f"{failed_before(target)}: the host's known-bad list names it"] if target in (status.get("bad") or ()) \
+        else []
+    return {"result": "would_install", "exit_code": errors.OK, "from": from_, "to": target, "duration": 0.0,
+            "message": "; ".join([f"{install}; then the host's planner decides, from {start}"] + _moved(status) + bad),
+            "warnings": ["preflight not run: fabops is not installed on the host at this version yet"] + bad,
+            "plan": {"install": install, "from": from_, "to": target, "pin": status.get("pin"), "bad": bool(bad),
+                     "known_bad": None}}
 
 
-def _checkout_moved(status: dict) -> Optional[str]:
-    """The checkout's HEAD when it is not the deployed commit (moved by hand,
-    a reset cut off), as the host's planner reads it (Plan.checkout)."""
-    head, deployed = status.get("head"), status.get("deployed")
-    return head if head and deployed and head != deployed else None
-
-
-def _from_resolved(result: dict, target: Optional[str], status: dict, trigger: str) -> str:
-    """What a dry run before the install can say of `target` (it sets
-    result's `to` and `result`): only a full SHA is compared with the
-    deployed commit; a branch, a tag or a short SHA is resolved by the
-    host's planner, and a head ls-remote could not read is said so. A
-    moved checkout, a run cut off or a service down on the deployed commit
-    is no noop: the planner deploys or restarts."""
+def _named_target(c, host: Host, ref: Optional[str]) -> Tuple[Optional[str], str]:
+    """(commit, words): what --ref or the branch head names, as far as the
+    laptop can resolve it without fabops on the host (only a full SHA, or
+    the head `git ls-remote` reads)."""
     from .host.pipeline import FULL_SHA
-    from .host.plan import known_bad_plan
 
-    if not target:
-        return "this dry run could not read it (git ls-remote failed)"
-    if not FULL_SHA.fullmatch(target):
-        return "this dry run cannot resolve it before fabops is on the host"
-    result["to"] = target
-    deployed, bad = status.get("deployed") or status.get("head"), status.get("bad") or ()
-    moved = _checkout_moved(status)
-    if moved:
-        return f"the checkout is at {short_sha(moved)}, not the deployed {short_sha(deployed)}: " \
-               "the host's planner decides"
-    if target == deployed:
-        return _on_the_deployed(result, target, status)
-    line = f"would deploy {short_sha(deployed, 'none')} -> {short_sha(target)}"
-    said = known_bad_plan(bad, target, deployed, trigger)  # the planner's one check: a person's run goes ahead
-    return line if said is None else f"{line}; {said}"
+    if ref:
+        commit = ref if FULL_SHA.fullmatch(ref) else None
+        return commit, f"--ref {ref}" + ("" if commit else ", which it resolves after its fetch")
+    head = _branch_head(c, host)
+    if not head:
+        return None, f"the head of {host.app.branch}, which git ls-remote could not read"
+    return head, f"the head of {host.app.branch} (now {short_sha(head)})"
 
 
-def _on_the_deployed(result: dict, target: str, status: dict) -> str:
-    """The target is the deployed commit, where the checkout is: up to date
-    only when no run was cut off and every service runs (the planner's
-    noop), else what the planner does instead."""
-    run = status.get("in_progress")
-    if run:
-        return (f"run {run.get('run_id')} ({run.get('trigger')}) was cut off at step {run.get('step')}: "
-                f"the host's planner finishes it, deploying {short_sha(target)} again")
-    down = [s.get("name") for s in status.get("services") or () if not s.get("active")]
-    if down:
-        return (f"{', '.join(down)} not running at {short_sha(target)}: the host's planner restarts "
-                f"{'it' if len(down) == 1 else 'them'}, or stops if the restart budget is spent")
-    result["result"] = "noop"
-    return f"up to date at {short_sha(target)}"
+def _moved(status: dict) -> List[str]:
+    """The checkout's HEAD when it is not the deployed commit (moved by
+    hand, a reset cut off), said as a fact."""
+    head, deployed = status.get("head"), status.get("deployed")
+    if head and deployed and head != deployed:
+        return [f"the checkout is at {short_sha(head)}, not the deployed {short_sha(deployed)}"]
+    return []
 
 
 def _branch_head(c, host: Host) -> Optional[str]:

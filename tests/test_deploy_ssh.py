@@ -146,13 +146,15 @@ def test_restart_is_agentless_locked_and_polls_readiness(remote_app):
 def test_dry_run_changes_nothing(remote_app):
     # before any install: the plan says it would install, and nothing is written
     code, res = remote_app.deploy_json("--dry-run")
-    assert code == 0, res
+    assert (code, res["result"]) == (0, "would_install"), res
     assert "would install fabops" in res["message"] and res["to"] == remote_app.origin.head
+    assert res["message"].endswith(f"then the host's planner decides, from the head of main "
+                                   f"(now {remote_app.origin.head[:10]})"), res  # no verdict before the install (#24)
     # a rollback's commit is the host's planner's pick, after the install: none named (#24)
     r = run_cli("rollback", "-i", str(remote_app.inventory), "--dry-run", "--json")
     res = one(r.stdout)
-    assert (r.returncode, res["to"]) == (0, None) and "planner would pick the commit to roll back to" in \
-        res["message"], res
+    assert (r.returncode, res["result"], res["to"]) == (0, "would_install", None) and \
+        "then the host's planner decides, from its history: it picks the commit to roll back to" in res["message"], res
     assert not remote_app.host.path("~/.fabops/app/venv").exists()
     assert remote_app.deploy_json()[0] == 0
     pid = remote_app.host.path("~/.fabops/app/services/bot.pid").read_text()

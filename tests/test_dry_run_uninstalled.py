@@ -1,10 +1,15 @@
 """A dry run on a host whose fabops is older than the laptop's (issue #24):
-the host's planner cannot run, so the laptop says what it can know. A
-rollback without --to named the branch head as its target, where no
-rollback goes: the host's planner picks a rollback's commit after the
-install (host/plan.py, rollback_target), and the dry run says so instead
-of naming one. --ref (a rollback's --to) is the target when given; a
-deploy's is the branch head."""
+the host's planner cannot run before the install, and the laptop keeps no
+copy of its decision (§8, decide once). The result is `would_install`: it
+would install fabops, then the host's planner decides, from --ref (a
+rollback's --to), a deploy's branch head or a rollback's own pick; with
+only facts the laptop read (the commit that is, where the checkout is,
+the host's known-bad list), and no verdict. Before, fabops/deploy.py
+re-made the planner's noop, moved-checkout, cut-off-run and restart cases
+on the laptop (`up to date at …`, `would deploy A -> B`, `… the host's
+planner restarts it`)."""
+import json
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -17,6 +22,8 @@ from fabops.shortsha import short_sha
 DEPLOYED = "9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c"
 OLDER = "3f2a9c1d7e6b5a4f3e2d1c0b9a8f7e6d5c4b3a29"
 HEAD = "0a1b2c3d4e5f60718293a4b5c6d7e8f901234567"  # the branch head on the remote
+INSTALL = "would upgrade from 0.9.0 fabops 1.0.0"
+PREFLIGHT = "preflight not run: fabops is not installed on the host at this version yet"
 
 
 @pytest.fixture
@@ -30,12 +37,10 @@ def older_fabops(monkeypatch):
     """The host has an older fabops; its status says DEPLOYED; ls-remote says HEAD."""
     import fabops.deploy
     import fabops.install
-    import fabops.remote
 
-    said = "would upgrade from 0.9.0 fabops 1.0.0"
     monkeypatch.setattr(fabops.install, "ensure_installed",
-                        lambda c, h, **kw: InstallResult(True, "1.0.0", "ab" * 32, "3.9", said))
-    monkeypatch.setattr(fabops.remote, "gather_status", lambda c, h: {"deployed": DEPLOYED, "head": DEPLOYED})
+                        lambda c, h, **kw: InstallResult(True, "1.0.0", "ab" * 32, "3.9", INSTALL))
+    status({"deployed": DEPLOYED, "head": DEPLOYED}, monkeypatch)
     calls = []
 
     class Remote:
@@ -47,29 +52,112 @@ def older_fabops(monkeypatch):
     return calls
 
 
+def status(value: dict, monkeypatch) -> None:
+    import fabops.remote
+
+    monkeypatch.setattr(fabops.remote, "gather_status", lambda c, h: value)
+
+
 def dry_run(host, **opts):
     return _dry_run(None, host, DeployOptions(dry_run=True, **opts), DeployOutcome(host.name, "r1"), lambda e: None)
 
 
-def test_a_rollback_names_no_target_the_hosts_planner_has_not_picked(host, older_fabops):
-    res = dry_run(host, trigger="rollback", clear_pin=False).result
-    assert (res["result"], res["from"], res["to"], res["exit_code"]) == ("would_deploy", DEPLOYED, None, 0), res
-    assert short_sha(HEAD) not in res["message"] and "planner would pick the commit to roll back to" in \
-        res["message"], res
-    assert res["message"].startswith("would upgrade from 0.9.0 fabops 1.0.0; then "), res
-    assert not older_fabops  # no ls-remote: the branch head is no rollback's target
-
-
-def test_a_rollback_to_a_commit_and_a_deploy_name_theirs(host, older_fabops):
-    res = dry_run(host, trigger="rollback", ref=OLDER, clear_pin=False).result
-    assert (res["result"], res["to"]) == ("would_deploy", OLDER), res
-    assert f"would deploy {short_sha(DEPLOYED)} -> {short_sha(OLDER)}" in res["message"], res
+def test_a_deploy_would_install_then_the_planner_decides_from_the_branch_head(host, older_fabops):
     res = dry_run(host).result
-    assert (res["result"], res["to"]) == ("would_deploy", HEAD), res
+    assert res["message"] == (f"{INSTALL}; then the host's planner decides, from the head of main "
+                              f"(now {short_sha(HEAD)})"), res
+    assert (res["result"], res["exit_code"], res["from"], res["to"]) == ("would_install", 0, DEPLOYED, HEAD), res
+    assert res["warnings"] == [PREFLIGHT] and res["plan"]["to"] == HEAD and not res["plan"]["bad"], res
     assert len(older_fabops) == 1 and "ls-remote" in older_fabops[0]
 
 
-def test_its_pin_line_names_no_commit(host, older_fabops, capsys, monkeypatch):
+def test_a_rollback_names_no_target_the_hosts_planner_has_not_picked(host, older_fabops):
+    res = dry_run(host, trigger="rollback", clear_pin=False).result
+    assert (res["result"], res["from"], res["to"], res["exit_code"]) == ("would_install", DEPLOYED, None, 0), res
+    assert res["message"] == (f"{INSTALL}; then the host's planner decides, from its history: it picks the commit "
+                              "to roll back to, or refuses if there is none (this dry run cannot name it before "
+                              "fabops is on the host)"), res
+    assert not older_fabops  # no ls-remote: the branch head is no rollback's target
+    res = dry_run(host, trigger="rollback", ref=OLDER, clear_pin=False).result
+    assert (res["result"], res["to"]) == ("would_install", OLDER), res
+    assert res["message"] == f"{INSTALL}; then the host's planner decides, from --ref {OLDER}", res
+
+
+def test_a_ref_it_cannot_resolve_or_a_head_it_cannot_read_names_no_commit(host, older_fabops, monkeypatch):
+    import fabops.deploy
+
+    for ref in (DEPLOYED[:7], "main"):
+        res = dry_run(host, ref=ref).result
+        assert (res["result"], res["to"], res["plan"]["to"]) == ("would_install", None, None), res
+        assert res["message"].endswith(f"from --ref {ref}, which it resolves after its fetch"), res
+    assert not older_fabops, "no ls-remote for a --ref"
+
+    class Unreadable:
+        def run(self, cmd, *a, **kw):
+            return SimpleNamespace(ok=False, stdout="", stderr="fatal: could not read from remote")
+
+    monkeypatch.setattr(fabops.deploy.Target, "of", classmethod(lambda cls, c, h: Unreadable()))
+    res = dry_run(host).result
+    assert (res["result"], res["to"]) == ("would_install", None), res
+    assert res["message"].endswith("from the head of main, which git ls-remote could not read"), res
+
+
+def test_it_says_the_facts_it_read_a_known_bad_commit_and_a_moved_checkout(host, older_fabops, monkeypatch):
+    status({"deployed": DEPLOYED, "head": OLDER, "bad": [HEAD]}, monkeypatch)
+    res = dry_run(host).result
+    bad = f"{short_sha(HEAD)} failed its gate before: the host's known-bad list names it"
+    assert res["message"] == (f"{INSTALL}; then the host's planner decides, from the head of main (now "
+                              f"{short_sha(HEAD)}); the checkout is at {short_sha(OLDER)}, not the deployed "
+                              f"{short_sha(DEPLOYED)}; {bad}"), res
+    assert (res["from"], res["to"], res["plan"]["bad"]) == (OLDER, HEAD, True), res
+    assert res["warnings"] == [PREFLIGHT, bad], res  # --json carries the same
+    status({"deployed": None, "head": None}, monkeypatch)
+    res = dry_run(host, trigger="rollback", clear_pin=False).result
+    assert (res["from"], res["to"]) == (None, None), res
+
+
+# What only the host's planner decides (host/plan.py): its results and the
+# words of its plans (up to date, a move, a restart, a refusal, a hold)
+VERDICTS = re.compile(r"up to date|would deploy|would restart|->|restarts|finishes it|not running|noop|"
+                      r"tries it again|cron skips|staying on|would stop|would_deploy|would_abort")
+
+
+@pytest.mark.parametrize("case", [
+    dict(status={"deployed": DEPLOYED, "head": DEPLOYED}, ref=DEPLOYED),  # the planner's noop, or a restart
+    dict(status={"deployed": DEPLOYED, "head": DEPLOYED, "in_progress": {"run_id": "r0", "trigger": "cron",
+                                                                         "step": "restart"}}, ref=DEPLOYED),
+    dict(status={"deployed": DEPLOYED, "head": DEPLOYED,
+                 "services": [{"name": "voice-meeting-discord-bot.service", "active": False}]}, ref=DEPLOYED),
+    dict(status={"deployed": DEPLOYED, "head": HEAD, "bad": [HEAD]}, ref=None),  # moved, and a bad head
+    dict(status={"deployed": DEPLOYED, "head": DEPLOYED, "bad": [HEAD]}, ref=None),  # a move onto a bad commit
+    dict(status={"deployed": DEPLOYED, "head": DEPLOYED}, ref=None, trigger="rollback"),
+])
+def test_its_lines_never_claim_an_outcome_the_planner_decides(host, older_fabops, monkeypatch, capsys, case):
+    """Every output of a dry run before the install, human and --json: the
+    install and facts, never a verdict. Before, `--ref DEPLOYED` said
+    `up to date at …` (noop), the branch head `would deploy A -> B; … this
+    deploy tries it again`, and a service down `the host's planner
+    restarts it`."""
+    from fabops.fanout import FanoutResult, HostResult
+    from fabops.tasks.deploy import _report
+
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    monkeypatch.setenv("COLUMNS", "200")
+    status(case["status"], monkeypatch)
+    trigger = case.get("trigger", "deploy")
+    outcome = dry_run(host, ref=case["ref"], trigger=trigger, clear_pin=False)
+    assert outcome.result["result"] == "would_install" and outcome.result["message"].startswith(
+        f"{INSTALL}; then the host's planner decides, from "), outcome.result
+    capsys.readouterr()
+    for as_json in (False, True):
+        _report(FanoutResult([HostResult(host.name, value=outcome)]), as_json, task=trigger, dry_run=True)
+    text = capsys.readouterr().out
+    said = " ".join(text.split())
+    assert not VERDICTS.search(said.replace("→", " ")), said
+    assert json.loads(text[text.index("{"):])["hosts"][host.name]["result"] == "would_install", text
+
+
+def test_its_pin_line_is_what_a_run_that_goes_ahead_does(host, older_fabops, capsys, monkeypatch):
     from fabops.fanout import FanoutResult, HostResult
     from fabops.tasks.deploy import _report
 
@@ -79,94 +167,6 @@ def test_its_pin_line_names_no_commit(host, older_fabops, capsys, monkeypatch):
     capsys.readouterr()
     _report(FanoutResult([HostResult(host.name, value=outcome)]), False, task="rollback", dry_run=True)
     text = " ".join(capsys.readouterr().out.split())
-    assert "[find-to-do] would pin to the commit it picks (cron stays on it until" in text, text
-    assert "would pin to -" not in text and short_sha(HEAD) not in text, text
-
-
-def test_with_nothing_deployed_it_names_no_commit_at_all(host, older_fabops, monkeypatch):
-    import fabops.remote
-
-    monkeypatch.setattr(fabops.remote, "gather_status", lambda c, h: {"deployed": None, "head": None})
-    res = dry_run(host, trigger="rollback", clear_pin=False).result
-    assert (res["from"], res["to"]) == (None, None) and "or refuse if it finds none:" in res["message"], res
-
-
-def test_a_deploy_gives_a_verdict_from_resolved_commits_only(host, older_fabops, monkeypatch):
-    """The host's planner decides after the install (§8, decide once): the
-    laptop compares full SHAs only. Before, `--ref` as a short SHA or a
-    branch was `would deploy A -> 9b8c7d6e5f` even when it named the
-    deployed commit, and a head marked bad was a plain move."""
-    import fabops.remote
-
-    res = dry_run(host, ref=DEPLOYED[:7]).result
-    assert (res["result"], res["to"], res["plan"]["to"]) == ("would_deploy", None, None), res
-    assert res["message"].endswith(f"then the host's planner decides, from --ref {DEPLOYED[:7]}: this dry run "
-                                   "cannot resolve it before fabops is on the host"), res
-    assert "would deploy" not in res["message"] and not older_fabops, "no ls-remote for a --ref"
-    res = dry_run(host, ref="main").result
-    assert res["to"] is None and "from --ref main: this dry run cannot resolve it" in res["message"], res
-    res = dry_run(host, ref=DEPLOYED).result
-    assert (res["result"], res["to"]) == ("noop", DEPLOYED) and res["message"].endswith(
-        f"up to date at {short_sha(DEPLOYED)}"), res
-    res = dry_run(host).result
-    assert res["message"].endswith(f"from the head of main: would deploy {short_sha(DEPLOYED)} -> {short_sha(HEAD)}")
-    monkeypatch.setattr(fabops.remote, "gather_status", lambda c, h: {"deployed": DEPLOYED, "bad": [HEAD]})
-    res = dry_run(host).result
-    assert (res["result"], res["to"]) == ("would_deploy", HEAD), res
-    # review3 #2: a person's deploy goes ahead on a bad commit (host/plan.known_bad), and says so
-    assert res["message"].endswith(f"would deploy {short_sha(DEPLOYED)} -> {short_sha(HEAD)}; {short_sha(HEAD)} "
-                                   "failed its gate before (cron skips it); this deploy tries it again"), res
-    res = dry_run(host, trigger="rollback", ref=HEAD, clear_pin=False).result
-    assert res["message"].endswith("(cron skips it); this rollback tries it again"), res
-
-
-def test_a_head_ls_remote_cannot_read_is_said_so(host, monkeypatch):
-    import fabops.deploy
-    import fabops.install
-    import fabops.remote
-
-    monkeypatch.setattr(fabops.install, "ensure_installed",
-                        lambda c, h, **kw: InstallResult(True, "1.0.0", "ab" * 32, "3.9", "would install"))
-    monkeypatch.setattr(fabops.remote, "gather_status", lambda c, h: {"deployed": DEPLOYED})
-
-    class Remote:
-        def run(self, cmd, *a, **kw):
-            return SimpleNamespace(ok=False, stdout="", stderr="fatal: could not read from remote")
-
-    monkeypatch.setattr(fabops.deploy.Target, "of", classmethod(lambda cls, c, h: Remote()))
-    res = dry_run(host).result
-    assert (res["result"], res["to"]) == ("would_deploy", None), res
-    assert res["message"] == ("would install; then the host's planner decides, from the head of main: this dry run "
-                              "could not read it (git ls-remote failed)"), res
-
-
-def test_a_moved_checkout_a_cut_off_run_or_a_service_down_is_no_noop(host, older_fabops, monkeypatch):
-    """review3 #1: the laptop made its own call where the host's planner
-    (host/plan.py) differs. With the checkout moved (status deployed=G,
-    head=B after a crash), `--ref G` said `up to date at G` and the branch
-    head B said `would deploy G -> B`: the run goes from the checkout (B),
-    and the planner decides. A run cut off or a service down on the
-    deployed commit is a deploy or a restart, not a noop."""
-    import fabops.remote
-
-    def status(**s):
-        monkeypatch.setattr(fabops.remote, "gather_status", lambda c, h: {"deployed": DEPLOYED, **s})
-
-    status(head=HEAD, bad=[HEAD])
-    moved = f"the checkout is at {short_sha(HEAD)}, not the deployed {short_sha(DEPLOYED)}: the host's planner decides"
-    for ref in (DEPLOYED, None):
-        res = dry_run(host, ref=ref).result
-        assert (res["result"], res["from"], res["plan"]["from"]) == ("would_deploy", HEAD, HEAD), res
-        assert res["message"].endswith(moved) and "up to date" not in res["message"], res
-    status(head=DEPLOYED, in_progress={"run_id": "r0", "trigger": "cron", "step": "restart"})
-    res = dry_run(host, ref=DEPLOYED).result
-    assert (res["result"], res["from"]) == ("would_deploy", DEPLOYED), res
-    assert res["message"].endswith(f"run r0 (cron) was cut off at step restart: the host's planner finishes it, "
-                                   f"deploying {short_sha(DEPLOYED)} again"), res
-    status(head=DEPLOYED, services=[{"name": "voice-meeting-discord-bot.service", "active": False}])
-    res = dry_run(host, ref=DEPLOYED).result
-    assert res["result"] == "would_deploy" and res["message"].endswith(
-        f"voice-meeting-discord-bot.service not running at {short_sha(DEPLOYED)}: the host's planner restarts it, "
-        "or stops if the restart budget is spent"), res
-    status(head=DEPLOYED, services=[{"name": "voice-meeting-discord-bot.service", "active": True}])
-    assert dry_run(host, ref=DEPLOYED).result["result"] == "noop"
+    assert ("[find-to-do] if the host's planner goes ahead, it pins the host to the commit it picks (cron stays "
+            "on it until") in text, text
+    assert "would pin" not in text and short_sha(HEAD) not in text, text

@@ -621,7 +621,9 @@ def test_wrap_keeps_a_number_with_its_unit_and_nothing_else_changes():
 @pytest.mark.parametrize("dry_run", [True, False])
 def test_reset_plan_says_a_known_bad_target(width, dry_run, capsys, monkeypatch):
     """Trial (#24's, item 1): reset's plan, dry run and confirmation line,
-    onto a commit that failed its gate says deploy --dry-run's words."""
+    onto a commit that failed its gate says the line the real reset says
+    (host/plan.known_bad): what reset does, which is no deploy."""
+    from fabops.host.plan import known_bad
     from fabops.inventory import load
     from fabops.maintenance.reset import ResetPlan
     from fabops.tasks._base import print_text
@@ -629,9 +631,10 @@ def test_reset_plan_says_a_known_bad_target(width, dry_run, capsys, monkeypatch)
 
     host = load(str(GOLDEN / "hosts.yml")).hosts["find-to-do"]
     plan = ResetPlan(head=SHA[0], target=SHA[1], dirty=[" M config.json"], has_env=True, deployed=SHA[0],
-                     known_bad=f"{SHA[1][:10]} failed its gate before (bot died); deploying it again because reset asked")
+                     known_bad=known_bad({SHA[1]: {"reason": "bot died"}}, SHA[1], SHA[0], "reset"))
     text = render(capsys, monkeypatch, width, lambda: [print_text(ln) for ln in reset_lines(host, plan, dry_run)])
-    assert "9b8c7d6e5f failed its gate before (cron skips it)" in " ".join(text.split())
+    assert ("9b8c7d6e5f failed its gate before (bot died), so cron skips it; this reset moves the checkout onto it "
+            "anyway; it leaves the known-bad list only if its services come up healthy") in " ".join(text.split())
     check("reset-dry-run" if dry_run else "reset-plan", width, text)
 
 

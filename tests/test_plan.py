@@ -156,8 +156,8 @@ deploy clear | dep=A  | o=A h=A                 | noop/noop tgt=A
 deploy clear | dep=A pin=A | o=B h=A            | deploy tgt=B +clear rules= svc=api
 deploy clear | dep=A pin=A | o=A h=A            | noop/noop tgt=A +clear
 deploy clear | dep=A  | o=B h=A                 | deploy tgt=B rules= svc=api
-deploy clear | dep=A bad=B | o=B h=A            | deploy tgt=B rules= svc=api
-deploy clear | dep=A bad*=B | o=B h=A           | deploy tgt=B rules= svc=api
+deploy clear | dep=A bad=B | o=B h=A            | deploy tgt=B +warn rules= svc=api
+deploy clear | dep=A bad*=B | o=B h=A           | deploy tgt=B +warn rules= svc=api
 deploy clear | dep=A retry=B | o=B h=A          | deploy tgt=B rules= svc=api
 deploy clear | dep=A  | o=A h=A sick=bot        | restart tgt=A svc=bot
 deploy clear | dep=A r3 | o=A h=A sick=bot      | abort/broken tgt=A
@@ -176,13 +176,13 @@ deploy clear | dep=A  | o=- h=A                 | abort/aborted
 deploy | dep=A        | o=B h=A ref=C           | deploy tgt=C rules= svc=api
 deploy | dep=A pin=A  | o=B h=A ref=C           | deploy tgt=C rules= svc=api
 deploy | dep=A        | o=B h=A ref=A           | noop/noop tgt=A
-deploy | dep=A bad=C  | o=B h=A ref=C           | deploy tgt=C rules= svc=api
+deploy | dep=A bad=C  | o=B h=A ref=C           | deploy tgt=C +warn rules= svc=api
 deploy | dep=A        | o=- h=A ref=C           | deploy tgt=C rules= svc=api
 deploy | dep=-        | o=B h=A ref=C           | deploy tgt=C +adopt rules= svc=api
 # --- ci behaves as deploy
 ci clear | dep=A      | o=A h=A                 | noop/noop tgt=A
 ci clear | dep=A      | o=B h=A                 | deploy tgt=B rules= svc=api
-ci clear | dep=A bad=B | o=B h=A                | deploy tgt=B rules= svc=api
+ci clear | dep=A bad=B | o=B h=A                | deploy tgt=B +warn rules= svc=api
 ci clear | dep=A pin=A | o=B h=A                | deploy tgt=B +clear rules= svc=api
 ci clear | dep=A retry=B | o=B h=A              | deploy tgt=B rules= svc=api
 ci clear | dep=A      | o=B h=A local           | abort/aborted tgt=B
@@ -199,7 +199,7 @@ rollback | dep=A      | o=B h=B ref=A           | deploy tgt=A +full rules=0,1 s
 rollback | dep=A int  | o=B h=B ref=A           | deploy tgt=A +full +finish +warn rules=0,1 svc=bot,api
 rollback | dep=A int ended | o=B h=B ref=A      | deploy tgt=A +full +finish rules=0,1 svc=bot,api
 rollback | dep=A bad=A | o=B h=B ref=A          | deploy tgt=A +full rules=0,1 svc=bot,api
-rollback | dep=B bad=A | o=B h=B ref=A          | deploy tgt=A rules= svc=api
+rollback | dep=B bad=A | o=B h=B ref=A          | deploy tgt=A +warn rules= svc=api
 rollback | dep=B      | o=B h=B ref=A local     | abort/aborted tgt=A
 rollback stash | dep=B | o=B h=B ref=A local    | deploy tgt=A +stash rules= svc=api
 rollback | dep=B      | o=B h=B ref=A env       | abort/aborted tgt=A
@@ -221,7 +221,7 @@ rollback | dep=A      | o=B h=B old=C           | deploy tgt=A +full rules=0,1 s
 rollback | dep=A pin=A | o=B h=A old=C          | deploy tgt=C rules= svc=api
 # --- reset (an emergency deploy of origin)
 reset | dep=A         | o=B h=A                 | deploy tgt=B rules= svc=api
-reset | dep=A bad=B   | o=B h=A                 | deploy tgt=B rules= svc=api
+reset | dep=A bad=B   | o=B h=A                 | deploy tgt=B +warn rules= svc=api
 reset | dep=A pin=A   | o=B h=A                 | deploy tgt=B rules= svc=api
 reset | dep=A int ended | o=B h=B               | deploy tgt=B +full +finish rules=0,1 svc=bot,api
 reset | dep=A         | o=A h=A                 | noop/noop tgt=A
@@ -423,7 +423,10 @@ def test_what_a_dry_run_says_is_exactly_what_the_plan_writes(case):
 def test_deploying_a_known_bad_commit_again_is_said(row, said):
     st, facts, opts, _ = parse_row(row)
     got = plan(HOST, st, facts, opts)
-    assert any("failed its gate before" in line for line in got.says) is said, got.says
+    # one line (Plan.known_bad): the run says it and its --json warns it (#24: only said before)
+    assert any("failed its gate before" in line for line in got.warnings) is said, got.warnings
+    assert (got.known_bad in got.warnings if said else got.known_bad is None), got
+    assert not any("failed its gate before" in line for line in got.says), got.says  # said once
 
 
 @pytest.mark.parametrize("row, pin, said", [

@@ -1,10 +1,11 @@
 """Trial (issue #24's Done-when trial, item 1): `reset` onto a commit that
 failed its gate said nothing of it, in its dry run or its real run, while
-deploy's dry run says `failed its gate before (cron skips it)` and a real
-deploy says it deploys it again. The one check (host/plan.known_bad)
-decides for both tasks, and reset's dry run and real run both use the plan
-it read: the same words as deploy's, on the local sandbox through the real
-`fabops` console script."""
+deploy's said so. The one check (host/plan.known_bad) decides for both
+tasks and words one line, which a run and its dry run both say: `X failed
+its gate before (REASON), so cron skips it; this deploy tries it again`,
+and for reset, which deploys nothing, what it does (its --json said
+`deploying it again because reset asked`). On the local sandbox through the
+real `fabops` console script."""
 import json
 
 from tests.conftest import run_cli
@@ -27,27 +28,50 @@ def test_reset_says_a_known_bad_target_as_deploy_does(sandbox, monkeypatch):
     monkeypatch.delenv("CI", raising=False)
     good, bad = _crashed_and_remembered(sandbox)
     inv = str(sandbox.inventory)
-    words = f"{bad[:10]} failed its gate before (cron skips it)"
+    said = f"{bad[:10]} failed its gate before (bot died after starting"
     deploy = run_cli("deploy", "-i", inv, "-H", "local", "--dry-run")
-    assert f"; {words}\n" in deploy.stdout, deploy.stdout  # deploy's words (its plan: line), the model
+    joined = " ".join(deploy.stdout.split())
+    assert said in joined and "), so cron skips it; this deploy tries it again" in joined, deploy.stdout
     for cols in ("80", "200"):
         r = run_cli("reset", "-i", inv, "-H", "local", "--dry-run", env={"COLUMNS": cols})
         assert r.returncode == 0, r.stdout + r.stderr
-        first = r.stdout.splitlines()[0]
-        assert first == f"[local] plan: {words}", r.stdout
+        assert r.stdout.startswith(f"[local] plan: {said}"), r.stdout
+        assert RESET_DOES in " ".join(r.stdout.split()), r.stdout
         assert f"would reset {good[:10]} -> {bad[:10]}" in r.stdout, r.stdout
     r = run_cli("reset", "-i", inv, "-H", "local", "--dry-run", "--json")
     res = json.loads(r.stdout)["hosts"]["local"]
-    said = f"{bad[:10]} failed its gate before (bot died after starting"
     assert res["known_bad"].startswith(said) and res["deployed"] == good, res
-    assert res["known_bad"].endswith("; deploying it again because reset asked"), res
-    # the real reset goes ahead as a deploy does, and says so first, in deploy's line
+    assert res["known_bad"].endswith(RESET_DOES) and "deploying" not in res["known_bad"], res
+    # the real reset goes ahead as a deploy does, and says so first, in the same line
     r = run_cli("reset", "-i", inv, "-H", "local", "--yes", timeout=180)
     lines = r.stdout.splitlines()
     said_at = [i for i, line in enumerate(lines) if line.startswith(f"[local] · {said}")]
     assert said_at and said_at[0] < [i for i, line in enumerate(lines) if "✓ save" in line][0], r.stdout
-    assert lines[said_at[0]].endswith("; deploying it again because reset asked"), r.stdout
+    assert f"· {res['known_bad']} " in " ".join(r.stdout.split()) + " ", r.stdout
     assert r.returncode == 5 and "broken: reset to" in r.stdout, r.stdout + r.stderr
+
+
+# what reset does with a known-bad target (host/plan.AGAIN): it deploys nothing
+RESET_DOES = ("), so cron skips it; this reset moves the checkout onto it anyway; it leaves the known-bad list "
+              "only if its services come up healthy")
+
+
+def test_a_deploy_onto_a_known_bad_commit_warns_it_in_its_json(sandbox, monkeypatch):
+    """#24: a real deploy onto a known-bad commit said so in its lines but
+    not in --json's `warnings`; its dry run said another line. Now one line
+    (Plan.known_bad): the dry run's plan and warnings, the real run's
+    warnings and lines."""
+    monkeypatch.delenv("CI", raising=False)
+    good, bad = _crashed_and_remembered(sandbox)
+    inv = str(sandbox.inventory)
+    dry = json.loads(run_cli("deploy", "-i", inv, "-H", "local", "--dry-run", "--json").stdout)["hosts"]["local"]
+    line = dry["plan"]["known_bad"]
+    assert line.startswith(f"{bad[:10]} failed its gate before (bot died") and line.endswith(
+        "), so cron skips it; this deploy tries it again"), dry
+    assert line in dry["warnings"] and dry["plan"]["bad"] is True, dry
+    r = run_cli("deploy", "-i", inv, "-H", "local", "--json", timeout=180)
+    res = json.loads(r.stdout)["hosts"]["local"]
+    assert res["result"] == "rolled_back" and line in res["warnings"], r.stdout + r.stderr
 
 
 def test_reset_onto_a_commit_not_known_bad_says_nothing_of_it(sandbox):
@@ -124,4 +148,4 @@ def test_a_reset_whose_service_dies_remembers_the_commit_bad(sandbox, monkeypatc
     bad = sandbox.state["bad"]
     assert crash in bad and bad[crash]["reason"].startswith("bot died"), bad
     deploy = run_cli("deploy", "-i", inv, "-H", "local", "--dry-run")
-    assert f"{crash[:10]} failed its gate before (cron skips it)" in deploy.stdout, deploy.stdout
+    assert f"{crash[:10]} failed its gate before (bot died" in " ".join(deploy.stdout.split()), deploy.stdout

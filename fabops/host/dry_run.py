@@ -14,7 +14,7 @@ from .. import errors
 from .lock import describe_holder, peek_holder
 from .git import Git
 from .pipeline import Pipeline, _Abort
-from .plan import Facts, Plan, known_bad
+from .plan import Facts, Plan
 from .queue import lock_verdict, watch_left
 from .record import short
 from .state import State, load_state, pin_reason, promoted
@@ -111,7 +111,8 @@ def render(host, p: Plan, facts: Facts, state, holder: dict, trigger: str = "dep
         "rules": [host.deps[i].run for i in p.rules] if acts else [],
         "restart": list(p.services) if acts else [],
         "dirty": list(facts.local_changes), "pin": state.pin,
-        "bad": known_bad(state.bad, p.target, p.deployed, trigger) is not None,  # reset's check too
+        # the planner's own line (Plan.known_bad), which the real run says and warns
+        "bad": p.known_bad is not None, "known_bad": p.known_bad,
         "problems": [p.message] if p.kind == "abort" else [], "lock": holder or None,
         "would": as_json(actions(host, p, trigger, facts.ended_watch)),
     }

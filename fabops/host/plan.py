@@ -165,6 +165,9 @@ class Plan(_Frozen):
     notify: bool = False  # hold: the first time for this bad target (one record, one notification)
     restarts: Tuple[float, ...] = ()  # restart: the budget's record once this restart counts
     warnings: Tuple[str, ...] = ()
+    # the target failed its gate before: the line (known_bad) that the run
+    # says and its JSON warns, and its dry run's plan line says
+    known_bad: Optional[str] = None
     says: Tuple[str, ...] = ()  # lines for the run's log that are news to nobody
     step: str = "preflight"  # abort: the step that stops the run
     # abort: recorded (history, update log, a failing streak, notified once);
@@ -407,36 +410,40 @@ def _staying(common: dict) -> str:
 
 def _said_if_known_bad(state: State, opts: Opts, common: dict) -> dict:
     """A person's deploy or rollback may try a known-bad commit again (the
-    cause may have been the host's, since fixed): said, not hidden."""
+    cause may have been the host's, since fixed): said, and warned in the
+    run's JSON (its dry run's too), not hidden."""
     line = known_bad(state.bad, common["target"], common["deployed"], opts.trigger)
-    return common if line is None else _with_says(common, (line,))
+    if line is None:
+        return common
+    return {**common, "known_bad": line, "warnings": common["warnings"] + (line,)}
 
 
 def known_bad(bad: dict, target: Optional[str], deployed: Optional[str], trigger: str) -> Optional[str]:
     """The one check of a person's run (a deploy, a rollback, a reset) going
-    to a commit that failed its gate before (state's `bad`, sha -> {reason}):
-    the line it says, or None when the target is not known bad or is
-    already deployed. It goes ahead (the cause may have been the host's,
-    since fixed); its dry run says the same check as `failed its gate
-    before (cron skips it)` (KNOWN_BAD_PLAN, known_bad_plan). `bad` may be
-    a list of SHAs (status's), which has no reasons."""
+    to a commit that failed its gate before (state's `bad`, sha -> {reason}),
+    and its one line, which the real run and its dry run both say (the
+    planner's Plan.known_bad; reset's ResetPlan.known_bad): None when the
+    target is not known bad or is already deployed. It goes ahead (the
+    cause may have been the host's, since fixed). `bad` may be a list of
+    SHAs (status's), which has no reasons."""
     if not target or target not in bad or target == deployed:
         return None
     info = bad[target] if isinstance(bad, dict) and isinstance(bad[target], dict) else {}
-    return f"{short(target)} failed its gate before ({info.get('reason', '?')}); deploying it again because {trigger} asked"
+    return f"{failed_before(target, info.get('reason', '?'))}, so cron skips it; " + AGAIN.get(
+        trigger, f"this {trigger} tries it again")
 
 
-# What a dry run's `plan:` line says of a known-bad target (deploy's and reset's)
-KNOWN_BAD_PLAN = "{} failed its gate before (cron skips it)"
+# What a person's run does with a known-bad target, when it is not `this
+# <trigger> tries it again`: reset deploys nothing; it resets the checkout
+# onto the commit, and clears it from `bad` only if its services come up
+# (maintenance/reset.py)
+AGAIN = {"reset": "this reset moves the checkout onto it anyway; it leaves the known-bad list only if its "
+                  "services come up healthy"}
 
 
-def known_bad_plan(bad, target: Optional[str], deployed: Optional[str], trigger: str) -> Optional[str]:
-    """known_bad's check in a dry run's words: the target failed its gate
-    before, and a person's run goes ahead (`…; this deploy tries it
-    again`), or None."""
-    if known_bad(bad, target, deployed, trigger) is None:
-        return None
-    return f"{KNOWN_BAD_PLAN.format(short(target))}; this {trigger} tries it again"
+def failed_before(target: Optional[str], reason: Optional[str] = None) -> str:
+    """How every line names a commit on the host's known-bad list."""
+    return f"{short(target)} failed its gate before" + (f" ({reason})" if reason else "")
 
 
 def _problems(facts: Facts, opts: Opts) -> list:

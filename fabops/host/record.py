@@ -35,6 +35,8 @@ RESULT_CODES = {
     "superseded": errors.WARNING,
     # --dry-run: what the real run would do, with the code it would exit with
     "would_deploy": errors.OK,
+    # deploy --dry-run before fabops is on the host: it installs, then its planner decides
+    "would_install": errors.OK,
     "would_abort": errors.FAILED,
 }
 FAILURES = ("aborted", "rolled_back", "broken")

@@ -320,23 +320,19 @@ def _pin_lines(outcome, flag=None) -> None:
         if _pinned(res):
             print_hanging(out, literal(f"[{r.host}] pinned to {short(res['to'])}: cron stays on it until "
                                        f"{hint(flag, r.host, 'unpin')} (then it follows the branch again)"))
-        elif res.get("result") == "would_deploy" and not _would_pin(res):
-            # the host's plan says its pin among its writes (_plans); a plan
-            # made without fabops on the host does not
-            # a rollback the host's planner decides has no target yet (deploy._dry_run_uninstalled)
+        elif res.get("result") == "would_install":
+            # the host's plan says its pin among its writes (_plans); before
+            # fabops is on the host its planner has decided nothing, so the
+            # pin is what a run that goes ahead does (deploy._dry_run_uninstalled),
+            # and a rollback without --to has no target yet
             to = short(res["to"]) if res.get("to") else "the commit it picks"
-            print_hanging(out, literal(f"[{r.host}] would pin to {to} (cron stays on it until "
-                                       f"{hint(flag, r.host, 'unpin')})"))
+            print_hanging(out, literal(f"[{r.host}] if the host's planner goes ahead, it pins the host to {to} "
+                                       f"(cron stays on it until {hint(flag, r.host, 'unpin')})"))
 
 
 def _watching(res: dict) -> bool:
     """Whether a run returned at its gate (--no-watch) and the host watches on."""
     return bool(res.get("watching")) and bool(res.get("message"))
-
-
-def _would_pin(res: dict) -> bool:
-    """Whether the dry run's plan lists a pin among its writes."""
-    return any(w.get("action") == "pin" for w in (res.get("plan") or {}).get("would") or ())
 
 
 def _summary(outcome, wide=False, task="deploy"):
@@ -433,7 +429,6 @@ def _plans(outcome, flag=None) -> None:
     """What a --dry-run would do on each host, beyond its one-line result;
     a pin with the way out as this run names it (`flag`: its -i)."""
     from ..host.dry_run import UNPINNED
-    from ..host.plan import KNOWN_BAD_PLAN
     from ..host.record import counted
     from ..host.would import lines
     from .render import console, hint, literal, print_hanging, short
@@ -450,8 +445,8 @@ def _plans(outcome, flag=None) -> None:
             parts.append(f"{counted(len(plan['dirty']), 'local change')} in the checkout")
         if plan.get("pin"):
             parts.append(f"pinned to {literal(short(plan['pin']))}")
-        if plan.get("bad"):
-            parts.append(f"[yellow]{literal(KNOWN_BAD_PLAN.format(short(plan.get('to'))))}[/yellow]")
+        if plan.get("known_bad"):  # the host planner's line, as the real run says it (Plan.known_bad)
+            parts.append(f"[yellow]{literal(plan['known_bad'])}[/yellow]")
         if parts:
             print_hanging(out, literal(f"[{r.host}]") + " plan: " + "; ".join(parts))
         # then each write, in the line form every dry run shares (host/would.py),

@@ -101,14 +101,13 @@ def reset_lines(host, p, dry_run: bool) -> list:
     """What reset prints of its plan before it acts: with --dry-run, every
     write in the line form every dry run shares; else the same plan as one
     line before the confirmation; then the local changes it saves. A
-    target that failed its gate says deploy --dry-run's words (the real
-    reset says deploy's line too: plan.known_bad)."""
-    from ..host.plan import KNOWN_BAD_PLAN
+    target that failed its gate says the line the real reset says
+    (ResetPlan.known_bad, host/plan.known_bad's words)."""
     from ..host.record import counted
     from ..host.would import lines
     from ..maintenance.reset import reset_would
 
-    bad = KNOWN_BAD_PLAN.format(short_sha(p.target)) if p.known_bad else None
+    bad = p.known_bad
     if dry_run:
         out = ([f"[{host.name}] plan: {bad}"] if bad else []) + lines(reset_would(host, p), f"[{host.name}] ")
     else:

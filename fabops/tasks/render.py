@@ -196,6 +196,7 @@ RESULT_STYLE = {
     "skipped_bad": "yellow",
     "deferred": "yellow",
     "would_deploy": "cyan",
+    "would_install": "cyan",
     "would_abort": "yellow",
 }
 
