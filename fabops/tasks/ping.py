@@ -52,6 +52,11 @@ def ping_table(results, wide: bool = False) -> None:
         from rich.padding import Padding
 
         out.print("[bold]ping[/bold]")
+        # a pipe, a file, a CI log has no width: its rows whole, never cut
+        # or wrapped (#24: a row was cut at the width of the terminal the
+        # pipe ran in); a terminal cuts them at its width
+        whole = not out.is_terminal
+        cut = dict(no_wrap=True, overflow="ignore" if whole else "ellipsis", crop=not whole)
         # The column names on a line of their own (the wide table has them
         # too): without them `12.3 ms  3d 4h` does not say which is which.
         heads = ("host", "rtt", "uptime", "python", "user")
@@ -59,7 +64,7 @@ def ping_table(results, wide: bool = False) -> None:
         status_width = max([len("status")] + [Text.from_markup(status_cell(row[6])).cell_len for row in rows])
         head = [h.ljust(w) for h, w in zip(heads, widths)]
         out.print(Text("  ".join([head[0], "status".ljust(status_width)] + head[1:]).rstrip()
-                       + "\n" + "    kernel", style="bold"), no_wrap=True, overflow="ellipsis")
+                       + "\n" + "    kernel", style="bold"), **cut)
         for host, rtt, uptime, python, user, kernel, code, no_python in rows:
             status = Text.from_markup(status_cell(code))
             status.pad_right(status_width - status.cell_len)
@@ -69,8 +74,10 @@ def ping_table(results, wide: bool = False) -> None:
             line = Text.from_markup(cells[0] + "  ")
             line.append_text(status)
             line.append_text(Text.from_markup("  " + "  ".join(cells[1:]).rstrip()))
-            out.print(line, no_wrap=True, overflow="ellipsis")
-            if kernel:
+            out.print(line, **cut)
+            if kernel and whole:
+                out.print(Text("    " + kernel, style="dim"), **cut)
+            elif kernel:
                 out.print(Padding(Text(kernel, style="dim", no_wrap=not wide,
                                        overflow="fold" if wide else "ellipsis"), (0, 0, 0, 4)))
         return
