@@ -219,6 +219,13 @@ def snapshots(paths: HostPaths) -> List[Snapshot]:
     return sorted(out, key=lambda s: (s.started, s.run_id), reverse=True)
 
 
+# A run's snapshot is named by its run id (events.new_run_id: when the run
+# started, and 6 random hex digits), known only once it runs. A dry run plans
+# with this form of it, so its `would write` names what the real run writes,
+# not an id of its own that no run will use (#24); both name it in plan().
+DRY_RUN_ID = "YYYYMMDDTHHMMSS-xxxxxx"
+
+
 def plan(host: Host, paths: HostPaths, run_id: Optional[str] = None, now: Optional[float] = None) -> BackupPlan:
     """What a run copies and which snapshots retention deletes if it is ok."""
     run_id = run_id or new_run_id()
@@ -554,7 +561,7 @@ def result(action: str, host: Host, paths: HostPaths) -> dict:
     if action == "list":
         return {"snapshots": [s.to_dict(now) for s in snapshots(paths)], "warnings": _warnings(host)}
     if action == "plan":
-        p = plan(host, paths, now=now)
+        p = plan(host, paths, run_id=DRY_RUN_ID, now=now)
         return {**p.to_dict(), "would": [w.to_dict() for w in p.would()], "warnings": _warnings(host)}
     done = locked_run(host, paths)
     return {**done, "warnings": done["warnings"] + _warnings(host)}
