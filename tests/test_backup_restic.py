@@ -130,3 +130,35 @@ def test_a_password_file_open_to_others_fails_the_copy_not_the_snapshot(sandbox,
     assert data["ok"] and "is open to others (mode 0644): chmod 600 it" in data["offsite"]["error"]
     assert (sandbox.home / "backups" / data["run_id"] / "manifest.json").is_file()
     assert not (repo.dir / "config").exists()  # nothing reached the repository
+
+
+def test_verify_checks_the_repository_and_restores_the_newest_snapshot(sandbox, repo):
+    (sandbox.app / "data").mkdir()
+    (sandbox.app / "data" / "a.txt").write_text("kept\n")
+    (sandbox.app / ".env").write_text(f"TOKEN={PASSWORD}\n")
+    pw = sandbox.base / "restic-password"
+    pw.write_text(PASSWORD + "\n")
+    pw.chmod(0o600)
+    inv = _inventory(sandbox, repo.url, pw)
+    r = run_cli("backup", "-i", inv, "--json", env=repo.env, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    run_id = one(r.stdout)["run_id"]
+    r = run_cli("backup", "-i", inv, "--verify", "--json", env=repo.env, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    v = one(r.stdout)["verify"]
+    assert v["local"]["ok"] and v["local"]["run_id"] == run_id and v["local"]["items"] == 2  # files.tar, env
+    assert v["offsite"]["ok"] and v["offsite"]["checked"] and v["offsite"]["run_id"] == run_id
+    assert v["offsite"]["items"] == 2 and v["offsite"]["bad"] == []
+    assert not [p for p in (sandbox.home / "backups").iterdir() if p.name.startswith(".verify-")]  # removed
+    assert PASSWORD not in r.stdout + r.stderr
+    r = run_cli("backup", "-i", inv, "--verify", env=repo.env, timeout=300)
+    assert r.returncode == 0 and "verify off-host: restic check ok" in r.stdout, r.stdout + r.stderr
+    # a local snapshot changed after the run, and a repository that lost a data file: both FAILED
+    (sandbox.home / "backups" / run_id / "env").write_text("TOKEN=changed\n")
+    packs = sorted(p for p in (repo.dir / "data").rglob("*") if p.is_file())
+    packs[0].write_bytes(b"damaged")
+    r = run_cli("backup", "-i", inv, "--verify", "--json", env=repo.env, timeout=300)
+    assert r.returncode == 2, r.stdout + r.stderr
+    v = one(r.stdout)["verify"]
+    assert v["local"]["bad"] == ["env: sha256 differs from the manifest's"]
+    assert not v["offsite"]["ok"] and "restic check exited" in v["offsite"]["error"], v["offsite"]

@@ -417,3 +417,23 @@ def test_a_failure_notifies_once_per_reason_and_an_ok_run_makes_it_news_again(tm
     backup.notify_once(host, paths, {"items": [{"name": "env", "ok": True}]})
     backup.notify_once(host, paths, down)
     assert len(sent) == 3
+
+
+def test_verify_local_compares_the_newest_snapshot_with_its_manifest(tmp_path, monkeypatch):
+    from fabops.host import backup
+    from fabops.maintenance.backup import exit_code
+
+    host, paths = local(tmp_path, {"files": ["data"]})
+    monkeypatch.setattr(backup, "lower_priority", lambda: "nice 19")
+    assert backup.verified(host, paths)["verify"]["local"]["error"] == "no local snapshot to verify"
+    (tmp_path / "app" / "data").mkdir()
+    (tmp_path / "app" / "data" / "a").write_text("a")
+    done = run(plan(host, paths), paths)
+    good = backup.verified(host, paths)
+    assert good["verify"]["local"] == {"ok": True, "run_id": done["run_id"], "items": 1, "bad": [], "error": None}
+    assert exit_code("verify", good) == 0 and "offsite" not in good["verify"]
+    with open(os.path.join(done["snapshot"], "files.tar"), "ab") as fh:
+        fh.write(b"x")
+    bad = backup.verified(host, paths)
+    assert bad["verify"]["local"]["bad"] == ["files.tar: sha256 differs from the manifest's"]
+    assert exit_code("verify", bad) == 2

@@ -21,7 +21,7 @@ any an unreachable repository missed) off the host with restic
 notifies once per reason.
 
 The laptop runs it in one round trip: `python -I -m fabops.host.backup
-plan|run|list` with the host's settings (host.yml) on stdin, and reads one
+plan|run|list|verify` with the host's settings (host.yml) on stdin, and reads one
 JSON object on stdout. Standard library only; Python 3.9.
 """
 from __future__ import annotations
@@ -555,11 +555,39 @@ def locked_run(host: Host, paths: HostPaths) -> dict:
     return done
 
 
+def verify_local(paths: HostPaths) -> dict:
+    """The newest local snapshot's files against its manifest's sha256."""
+    from .restic import check_files, checked
+
+    snaps = snapshots(paths)
+    if not snaps:
+        return {"ok": False, "run_id": None, "items": 0, "bad": [], "error": "no local snapshot to verify"}
+    with open(paths.backup_manifest(snaps[0].path), encoding="utf-8") as fh:
+        manifest = json.load(fh)
+    bad = check_files(snaps[0].path, manifest)
+    return {"ok": not bad, "run_id": snaps[0].run_id, "items": checked(manifest), "bad": bad, "error": None}
+
+
+def verified(host: Host, paths: HostPaths) -> dict:
+    """`verify`'s answer: the local check, and the repository's (restic
+    check and a restore compared) when one is set; at low priority."""
+    from .restic import verify
+
+    lower_priority()
+    out = {"local": verify_local(paths)}
+    if host.backup.repository:
+        os.makedirs(paths.backups, mode=0o700, exist_ok=True)
+        out["offsite"] = verify(host, paths.backups)
+    return {"verify": out, "warnings": _warnings(host)}
+
+
 def result(action: str, host: Host, paths: HostPaths) -> dict:
-    """What `action` (plan, run, list) answers, as one JSON object."""
+    """What `action` (plan, run, list, verify) answers, as one JSON object."""
     now = time.time()
     if action == "list":
         return {"snapshots": [s.to_dict(now) for s in snapshots(paths)], "warnings": _warnings(host)}
+    if action == "verify":
+        return verified(host, paths)
     if action == "plan":
         p = plan(host, paths, run_id=DRY_RUN_ID, now=now)
         return {**p.to_dict(), "would": [w.to_dict() for w in p.would()], "warnings": _warnings(host)}
@@ -568,13 +596,13 @@ def result(action: str, host: Host, paths: HostPaths) -> dict:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """`python -I -m fabops.host.backup plan|run|list`, host.yml on stdin."""
+    """`python -I -m fabops.host.backup plan|run|list|verify`, host.yml on stdin."""
     from ..errors import FabopsError, LockedError
     from ..inventory import loads
 
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1 or argv[0] not in ("plan", "run", "list"):
-        sys.stderr.write("usage: python -m fabops.host.backup plan|run|list < host.yml\n")
+    if len(argv) != 1 or argv[0] not in ("plan", "run", "list", "verify"):
+        sys.stderr.write("usage: python -m fabops.host.backup plan|run|list|verify < host.yml\n")
         return 64
     try:
         inv = loads(sys.stdin.read(), "host.yml")

@@ -28,6 +28,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import tempfile
 import time
 from typing import List, Optional, Sequence, Tuple
 
@@ -134,6 +135,69 @@ def forget_args(host: Host) -> Tuple[str, ...]:
             "--keep-daily", str(k.daily), "--keep-weekly", str(k.weekly), "--keep-monthly", str(k.monthly))
 
 
+def ready(repo: Optional[Repository]) -> None:
+    """ResticError unless a repository is set, restic is on PATH and the
+    password file is the user's alone."""
+    if repo is None:
+        raise ResticError("no repository is configured (backup.repository)")
+    if shutil.which(RESTIC) is None:
+        raise ResticError(NO_RESTIC)
+    problem = password_problem(os.path.expanduser(repo.password_file))
+    if problem:
+        raise ResticError(problem)
+
+
+def check_files(directory: str, manifest: dict) -> List[str]:
+    """The files of `manifest`'s items that are missing from `directory` or
+    whose sha256 differs from the manifest's (a skipped item has none)."""
+    from .files import sha256_file
+
+    bad = []
+    for item in manifest.get("items") or []:
+        if item.get("skipped") or not item.get("sha256"):
+            continue
+        path = os.path.join(directory, str(item.get("file")))
+        if not os.path.isfile(path):
+            bad.append(f"{item.get('file')}: missing")
+        elif sha256_file(path) != item["sha256"]:
+            bad.append(f"{item.get('file')}: sha256 differs from the manifest's")
+    return bad
+
+
+def checked(manifest: dict) -> int:
+    return sum(1 for i in manifest.get("items") or [] if not i.get("skipped") and i.get("sha256"))
+
+
+def verify(host: Host, scratch: str) -> dict:
+    """`restic check`, then the host's newest snapshot in the repository
+    restored into a temporary directory under `scratch` (removed after)
+    and every file compared with the sha256 of the manifest it holds."""
+    repo = host.backup.repository
+    out = {"ok": False, "checked": False, "run_id": None, "id": None, "items": 0, "bad": [], "error": None}
+    try:
+        ready(repo)
+        call(repo, "check")
+        out["checked"] = True
+        snaps = json.loads(call(repo, "snapshots", "--json", "--host", host.name, timeout=600) or "[]")
+        if not snaps:
+            raise ResticError("the repository has no snapshot of this host yet: run `backup` first")
+        newest = max(snaps, key=lambda s: (run_tag(s) or "", str(s.get("time"))))
+        out.update(run_id=run_tag(newest), id=str(newest.get("short_id") or newest.get("id", ""))[:8])
+        tmp = tempfile.mkdtemp(prefix=".verify-", dir=scratch)
+        try:
+            call(repo, "restore", str(newest["id"]), "--target", tmp)
+            restored = os.path.join(tmp, str((newest.get("paths") or [""])[0]).lstrip("/"))
+            with open(os.path.join(restored, "manifest.json"), encoding="utf-8") as fh:
+                manifest = json.load(fh)
+            out.update(items=checked(manifest), bad=check_files(restored, manifest))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        out["ok"] = not out["bad"]
+    except (ResticError, OSError, ValueError, KeyError) as exc:
+        out["error"] = f"off-host: {exc}"
+    return out
+
+
 def offsite(host: Host, local: Sequence) -> dict:
     """Every local snapshot (host/backup.Snapshot, newest first) the
     repository lacks goes up, oldest first, then `forget --prune`: what
@@ -142,13 +206,7 @@ def offsite(host: Host, local: Sequence) -> dict:
     repo, start = host.backup.repository, time.monotonic()
     out = {"ok": False, "uploaded": [], "pruned": False, "error": None}
     try:
-        if repo is None:
-            raise ResticError("no repository is configured (backup.repository)")
-        if shutil.which(RESTIC) is None:
-            raise ResticError(NO_RESTIC)
-        problem = password_problem(os.path.expanduser(repo.password_file))
-        if problem:
-            raise ResticError(problem)
+        ready(repo)
         there = {run_tag(s) for s in remote_runs(repo, host.name)}
         for snap in sorted(local, key=lambda s: (s.started, s.run_id)):
             if snap.run_id not in there:

@@ -13,7 +13,7 @@ from ..inventory import Host
 from ..shell import Cmd, path, sh
 from ..target import Target
 
-ACTIONS = ("plan", "run", "list")
+ACTIONS = ("plan", "run", "list", "verify")
 
 
 def backup_cmd(python: str, action: str) -> Cmd:
@@ -43,7 +43,7 @@ def backup(c, host: Host, action: str) -> dict:
     from ..host.backup import run_timeout
 
     r = Target.of(c, host).run(backup_cmd(host_python(host), action), f"backup {action}", check=False,
-                               stdin=host_yml(host), timeout=run_timeout(host) if action == "run" else None)
+                               stdin=host_yml(host), timeout=run_timeout(host) if action in ("run", "verify") else None)
     try:
         data = json.loads(r.stdout)
     except ValueError:
@@ -64,6 +64,10 @@ def exit_code(action: str, data: dict) -> int:
     (2): that item, or that snapshot off the host, has no backup (the
     local snapshot is still written). A listing, a plan and an all-ok run
     are OK (no repository configured is a warning line, not a code: cron's
-    run must not read as failing)."""
+    run must not read as failing). A verify is FAILED unless every check
+    it made (local, off-host) is ok."""
+    if action == "verify":  # a snapshot that does not match its manifest, or none to check
+        checks = [v for v in (data.get("verify") or {}).values() if v]
+        return errors.OK if checks and all(v.get("ok") for v in checks) else errors.FAILED
     failed = not data.get("ok") or bool((data.get("offsite") or {}).get("error"))
     return errors.FAILED if action == "run" and failed else errors.OK

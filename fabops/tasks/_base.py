@@ -114,6 +114,7 @@ FLAGS: Dict[str, Flag] = {
     "stop": Flag(),
     "to": Flag(),
     "trigger": Flag(),
+    "verify": Flag(),
 }
 
 

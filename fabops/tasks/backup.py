@@ -60,6 +60,26 @@ def offsite_lines(off) -> list:
     return [f"off-host: {went}, forget --prune done ({float(off.get('duration') or 0):.1f} s)"]
 
 
+def verify_lines(data: dict) -> list:
+    """--verify's checks: the newest local snapshot against its manifest,
+    and the repository's (restic check, the newest restored and compared)."""
+    v = data.get("verify") or {}
+    out = []
+    for where, c in (("local", v.get("local")), ("off-host", v.get("offsite"))):
+        if not c:
+            continue
+        what = (f"restic check ok, snapshot {c.get('id')} (run {c.get('run_id')}) restored to a temp dir: "
+                if where == "off-host" else f"snapshot {c.get('run_id')}: ")
+        if c.get("error"):
+            out.append(f"verify {where} FAILED: {c['error']}")
+        elif c.get("bad"):
+            out += [f"verify {where} FAILED: {what}{len(c['bad'])} of {c.get('items')} files differ"]
+            out += [f"  {b}" for b in c["bad"]]
+        else:
+            out.append(f"verify {where}: {what}{c.get('items')} files match the manifest's sha256")
+    return out
+
+
 def list_lines(data: dict) -> list:
     from .render import fmt_duration
 
@@ -73,8 +93,10 @@ def list_lines(data: dict) -> list:
 @fabops_task(help={
     "list": "List the host's local snapshots (age, size, items) instead of making one.",
     "dry_run": "Show what a backup would copy and which snapshots retention would delete; change nothing.",
+    "verify": "Check the newest local snapshot against its manifest's sha256, and the repository: restic check "
+              "and its newest snapshot restored into a temp dir and compared.",
 })
-def backup(c, hosts=None, list=False, dry_run=False, json=False, inventory=None, accept_new=False,
+def backup(c, hosts=None, list=False, dry_run=False, verify=False, json=False, inventory=None, accept_new=False,
            connect_timeout=None):
     """Back up the app's data and settings into a local snapshot on the host, then off the host (restic)."""
     from ..host.would import lines
@@ -82,9 +104,9 @@ def backup(c, hosts=None, list=False, dry_run=False, json=False, inventory=None,
     from ._base import for_each_host
     from .render import host_errors
 
-    if list and dry_run:
-        raise errors.UsageError("backup --list makes no backup, so it has no --dry-run; give one or the other")
-    action = "list" if list else "plan" if dry_run else "run"
+    if sum(map(bool, (list, dry_run, verify))) > 1:
+        raise errors.UsageError("backup --list, --verify and --dry-run are different tasks: give one of them")
+    action = "list" if list else "plan" if dry_run else "verify" if verify else "run"
     outcome = for_each_host(inventory, hosts, lambda cxn, host: on_host(cxn, host, action), accept_new=accept_new,
                             connect_timeout=connect_timeout)
     codes = [exit_code(action, r.value) if r.ok else r.code for r in outcome.results]
@@ -96,7 +118,7 @@ def backup(c, hosts=None, list=False, dry_run=False, json=False, inventory=None,
         if not r.ok:
             continue
         said = (list_lines(r.value) if list else lines(r.value.get("would") or []) if dry_run
-                else run_lines(r.value))
+                else verify_lines(r.value) if verify else run_lines(r.value))
         for line in said + [f"warning: {w}" for w in r.value.get("warnings") or []]:
             print_text(f"[{r.host}] {line}")
     host_errors(outcome.results)
