@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 import posixpath
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .errors import ConfigError, UsageError
 from .paths import HostPaths
+from .records import Frozen, frozen
 from .validate import (
     DEFAULT_BACKUP_SCHEDULE,
     DEFAULT_KEEP,
@@ -34,8 +35,8 @@ from .validate import (
 )
 
 
-@dataclass(frozen=True)
-class Check:
+@frozen
+class Check(Frozen):
     """An HTTP readiness/health check of one service."""
 
     url: str
@@ -52,8 +53,8 @@ class Check:
     fail_window: float = 10.0
 
 
-@dataclass(frozen=True)
-class Service:
+@frozen
+class Service(Frozen):
     name: str
     manager: str = "systemd"  # systemd | process
     command: Optional[str] = None  # process manager only: a shell command line
@@ -69,8 +70,8 @@ class Service:
     unit: bool = False  # systemd: `inv setup` installs a unit file from the template
 
 
-@dataclass(frozen=True)
-class DepRule:
+@frozen
+class DepRule(Frozen):
     """Run `run` in `cwd` when any of the `when` paths changed."""
 
     when: Tuple[str, ...]
@@ -78,15 +79,15 @@ class DepRule:
     cwd: str = "."
 
 
-@dataclass(frozen=True)
-class CleanupRule:
+@frozen
+class CleanupRule(Frozen):
     path: str
     glob: str
     older_than: float  # seconds
 
 
-@dataclass(frozen=True)
-class Dump:
+@frozen
+class Dump(Frozen):
     """A backup item whose content is a command's stdout (pg_dump ...):
     shell code the inventory's author writes, run as the deploy user."""
 
@@ -94,8 +95,8 @@ class Dump:
     command: str
 
 
-@dataclass(frozen=True)
-class Keep:
+@frozen
+class Keep(Frozen):
     """How many local snapshots to keep, as restic's --keep-daily/weekly/monthly."""
 
     daily: int = DEFAULT_KEEP["daily"]
@@ -103,8 +104,8 @@ class Keep:
     monthly: int = DEFAULT_KEEP["monthly"]
 
 
-@dataclass(frozen=True)
-class Repository:
+@frozen
+class Repository(Frozen):
     """The off-host repository (restic): read and validated now, used by the
     next slice of docs/backups.md. The password is in a file, never a value."""
 
@@ -112,8 +113,8 @@ class Repository:
     password_file: str
 
 
-@dataclass(frozen=True)
-class Backup:
+@frozen
+class Backup(Frozen):
     """What `backup` copies (docs/backups.md); `.env`, state.json and
     history.jsonl always, without being listed. Paths relative to the app
     directory unless absolute or ~/."""
@@ -133,8 +134,8 @@ class Backup:
         return data
 
 
-@dataclass(frozen=True)
-class App:
+@frozen
+class App(Frozen):
     path: str
     remote: str = "origin"
     branch: str = "main"
@@ -168,8 +169,8 @@ def short_service_names(names) -> Dict[str, str]:
     return dict(zip(names, bare))
 
 
-@dataclass(frozen=True)
-class Host:
+@frozen
+class Host(Frozen):
     name: str
     address: str
     app: App
@@ -246,8 +247,8 @@ class Host:
         return {k: v for k, v in data.items() if v is not None}
 
 
-@dataclass(frozen=True)
-class Inventory:
+@frozen
+class Inventory(Frozen):
     path: str
     hosts: Dict[str, Host]
     groups: Dict[str, Tuple[str, ...]] = field(default_factory=dict)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import posixpath
 import re
-from dataclasses import dataclass
+
+from .records import Frozen, frozen
 
 # A run's id, as host/events.new_run_id makes it (20261206T130834-a26a0a) or
 # `local-update --run-id` and `deploy --attach` take it: one file name under
@@ -31,8 +32,8 @@ def check_run_id(run_id: str, flag: str = "run id") -> str:
     return run_id
 
 
-@dataclass(frozen=True)
-class HostPaths:
+@frozen
+class HostPaths(Frozen):
     home: str
 
     @classmethod

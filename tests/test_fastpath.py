@@ -48,7 +48,7 @@ BOTH = {
     "fabops.target", "fabops.validate", "fabops.host", "fabops.host.fastpath", "fabops.host.files", "fabops.host.git",
     "fabops.host.httpcheck", "fabops.host.localrun", "fabops.host.lock", "fabops.host.plan", "fabops.host.readiness",
     "fabops.host.record", "fabops.host.report", "fabops.host.services", "fabops.host.state", "fabops.host.store", "fabops.host.would",
-    "fabops.shortsha",
+    "fabops.shortsha", "fabops.records",
 }
 FABOPS_MODULES = {
     "local-update": BOTH | {"fabops.host.dry_run", "fabops.host.events", "fabops.host.metrics", "fabops.host.pipeline",

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import Callable, Iterator, List, Optional, Tuple, Union
 
 from .. import errors
 from ..errors import LockedError
 from ..inventory import Host
+from ..records import Frozen, frozen, Plain, plain
 from .plan import Need
 from .readiness import LocalProbe, Readiness, quick_health, wait_ready
 from .state import RESTART_LIMIT, budget_spent_until, recent_restarts
@@ -38,8 +39,8 @@ from .store import LocalStore, Store
 from .would import Would, as_json
 
 
-@dataclass
-class HealthReport:
+@plain
+class HealthReport(Plain):
     host: str
     code: int
     status: str  # ok | recovered | down | backoff | busy
@@ -109,8 +110,8 @@ def _state_health(state: dict) -> dict:
 # ------------------------------------------------------------------ decide
 
 
-@dataclass(frozen=True)
-class HealthFacts:
+@frozen
+class HealthFacts(Frozen):
     """What a health run found: its look at the services, state.json's
     health record and restart budget, and (only when --fix would restart)
     the host lock."""
@@ -131,8 +132,8 @@ class HealthFacts:
 HEALTH_KINDS = ("nothing", "restart", "backoff", "busy")
 
 
-@dataclass(frozen=True)
-class HealthPlan:
+@frozen
+class HealthPlan(Frozen):
     kind: str
     status: str  # the report's: ok | down | recovered | backoff | busy; would_restart (what a dry run reports)
     code: int  # Nagios

@@ -14,12 +14,13 @@ import os
 import re
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .. import errors
 from ..errors import FabopsError, LockedError
 from ..inventory import DepRule, Host, Service
+from ..records import Plain, plain
 from ..shell import in_dir, inventory_shell
 from ..target import Target
 from .events import EventLog, new_run_id
@@ -40,8 +41,8 @@ TRIGGERS = ("cron", "deploy", "ci", "rollback", "reset", "manual")
 RETRY_BACKOFF = (900.0, 3600.0)
 
 
-@dataclass
-class UpdateOptions:
+@plain
+class UpdateOptions(Plain):
     trigger: str = "cron"
     actor: str = ""
     ref: Optional[str] = None  # deploy --ref / rollback --to: pins the host

@@ -13,73 +13,14 @@ Standard library only: runs under cron on the host's Python 3.9.
 from __future__ import annotations
 
 import time
-from dataclasses import MISSING, FrozenInstanceError, dataclass, field, fields
+from dataclasses import field
 from typing import Optional, Tuple, Union
 
+from ..records import Frozen, frozen
 from ..shortsha import short_sha
 from .git import paths_match
 from .record import counted
 from .state import State, budget_spent_until, recent_restarts
-
-class _Frozen:
-    """What @dataclass(frozen=True) gives a class (an __init__ with the
-    fields' defaults, repr, ==, hash, no assignment), written once here:
-    dataclasses compiles six functions for each class with exec, about 30
-    for this module's five and some 4 ms of each cron poll's ~120 (docs/
-    architecture.md, "The cron fast path"). A class stays a dataclass
-    (fields, dataclasses.replace), made by `frozen`."""
-
-    __slots__ = ()
-    _fields: tuple = ()
-
-    def __init__(self, *args, **kwargs):
-        name = type(self).__name__
-        if len(args) > len(self._fields):
-            raise TypeError(f"{name}() takes {len(self._fields)} positional arguments but {len(args)} were given")
-        for f, value in zip(self._fields, args):
-            if f.name in kwargs:
-                raise TypeError(f"{name}() got multiple values for argument {f.name!r}")
-            kwargs[f.name] = value
-        for f in self._fields:
-            if f.name in kwargs:
-                value = kwargs.pop(f.name)
-            elif f.default is not MISSING:
-                value = f.default
-            elif f.default_factory is not MISSING:
-                value = f.default_factory()
-            else:
-                raise TypeError(f"{name}() missing required argument: {f.name!r}")
-            object.__setattr__(self, f.name, value)
-        if kwargs:
-            raise TypeError(f"{name}() got an unexpected keyword argument {next(iter(kwargs))!r}")
-
-    def _values(self) -> tuple:
-        return tuple(getattr(self, f.name) for f in self._fields)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__qualname__}(" + ", ".join(
-            f"{f.name}={getattr(self, f.name)!r}" for f in self._fields) + ")"
-
-    def __eq__(self, other):
-        return self._values() == other._values() if other.__class__ is self.__class__ else NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self._values())
-
-    def __setattr__(self, name, value):
-        raise FrozenInstanceError(f"cannot assign to field {name!r}")
-
-    def __delattr__(self, name):
-        raise FrozenInstanceError(f"cannot delete field {name!r}")
-
-
-def frozen(cls):
-    """`cls` (a subclass of _Frozen) as a dataclass whose methods are
-    _Frozen's: nothing compiled."""
-    cls = dataclass(init=False, repr=False, eq=False)(cls)
-    cls._fields = tuple(fields(cls))
-    return cls
-
 
 # Runs that converge the host on what it follows (its branch, or its pin)
 # and so respect a bad target, a retry not due and a pin: cron's, and a
@@ -88,7 +29,7 @@ FOLLOWERS = ("cron", "manual")
 
 
 @frozen
-class Health(_Frozen):
+class Health(Frozen):
     service: str
     ok: bool
     message: str
@@ -96,7 +37,7 @@ class Health(_Frozen):
 
 
 @frozen
-class Facts(_Frozen):
+class Facts(Frozen):
     """What the run found on the host. None: not gathered yet."""
 
     origin: Optional[str]  # the branch's head on the remote, as fetched (None: no such branch)
@@ -121,7 +62,7 @@ class Facts(_Frozen):
 
 
 @frozen
-class Opts(_Frozen):
+class Opts(Frozen):
     trigger: str = "cron"
     ref: Optional[str] = None
     stash: bool = False
@@ -129,7 +70,7 @@ class Opts(_Frozen):
 
 
 @frozen
-class Need(_Frozen):
+class Need(Frozen):
     fact: str  # "health" | "preflight"
     target: str  # the commit the preflight checks against
 
@@ -143,7 +84,7 @@ KINDS = ("noop", "restart", "deploy", "hold", "abort")
 
 
 @frozen
-class Plan(_Frozen):
+class Plan(Frozen):
     kind: str
     result: str  # the run's result when the plan is the whole story; "" when acting decides (restart, deploy)
     message: str

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import socket
 import time
-from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
 from ..inventory import Check, Service
+from ..records import Plain, plain
 from . import httpcheck
 from .listeners import OTHER, CLOSED, PortOwner, port_owner
 from .services import ServiceManager
@@ -40,8 +40,8 @@ WATCH_POLL = 0.5
 WATCH_HTTP_EVERY = 5.0
 
 
-@dataclass
-class Readiness:
+@plain
+class Readiness(Plain):
     service: str
     ok: bool
     phase: str  # active | port | http | settle | ready

@@ -10,12 +10,13 @@ import os
 import re
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Callable, List, Optional
 
 from .. import errors
 from ..inventory import Host
 from ..paths import HostPaths
+from ..records import Plain, plain
 from ..shortsha import short_sha
 from .files import append_json, append_line
 from .state import State
@@ -42,8 +43,8 @@ RESULT_CODES = {
 FAILURES = ("aborted", "rolled_back", "broken")
 
 
-@dataclass
-class Step:
+@plain
+class Step(Plain):
     name: str
     ok: bool = True
     seconds: float = 0.0
@@ -57,8 +58,8 @@ class Step:
         return out
 
 
-@dataclass
-class RunResult:
+@plain
+class RunResult(Plain):
     result: str
     run_id: str
     trigger: str

@@ -13,19 +13,19 @@ All commands are POSIX sh.
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
 from ..inventory import Host, Service
 from ..paths import HostPaths
+from ..records import Plain, plain
 from ..shell import Cmd, lines, path, raw, sh, sudo
 from ..target import Target
 
 STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL
 
 
-@dataclass
-class ServiceStatus:
+@plain
+class ServiceStatus(Plain):
     name: str
     active: bool
     state: str  # active | inactive | failed | activating | deactivating | stale | unknown

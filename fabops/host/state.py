@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, field, replace
 from typing import Dict, List, Optional
 
+from ..records import Plain, plain
 from .files import atomic_write
 
 # Automatic restarts of a sick service: at most RESTART_LIMIT within
@@ -40,8 +41,8 @@ def bad_entry(reason: str, run_id: str, at: Optional[float] = None) -> dict:
     return {"at": time.time() if at is None else at, "reason": reason[:300], "notified": False, "run_id": run_id}
 
 
-@dataclass
-class State:
+@plain
+class State(Plain):
     deployed: Optional[str] = None  # last commit deployed AND healthy
     deployed_at: Optional[float] = None
     previous: Optional[str] = None  # the good commit before `deployed`
