@@ -144,7 +144,8 @@ def test_a_new_parameter_missing_from_flags_is_refused():
     (("deploy", "-H", "local", "--wait", "-1"), "--wait takes seconds"),
     (("deploy", "-H", "local", "--rolling", "1.5"), "--rolling takes a whole number"),
     (("history", "-H", "local", "-n", "many"), "fabops: -n takes a whole number"),
-    (("history", "-H", "local", "-n", "-3"), "fabops: -n cannot be negative, not -3"),
+    (("history", "-H", "local", "-n", "-3"), "fabops: history -n must be at least 1, not -3"),  # history's own bound
+    (("logs", "-H", "local", "-n", "-3"), "fabops: -n cannot be negative, not -3"),
     (("health", "-H", "local", "--timeout", "0"), "--timeout must be more than 0 seconds"),
     (("monitor", "-H", "local", "--watch", "0s"), "--watch must be more than 0 seconds"),
     (("backup-env", "-H", "local", "--keep", "0"), "--keep must be at least 1"),

@@ -23,9 +23,10 @@ def test_hosts_check_counts_in_words(one_host):
 
 @pytest.mark.parametrize("args, message", [
     # 0 runs would print "no history yet" over a history that exists:
-    # refused, not read as "all" (docs/pipeline.md)
-    (("history", "-n", "0"), "fabops: history -n must be at least 1 (0 runs would show nothing), not 0"),
-    (("history", "-n", "-3"), "fabops: -n cannot be negative, not -3"),
+    # refused, not read as "all" (docs/pipeline.md); 0 and a negative in
+    # one message, from one place (tasks/_base.read_number; #24 had two)
+    (("history", "-n", "0"), "fabops: history -n must be at least 1, not 0"),
+    (("history", "-n", "-3"), "fabops: history -n must be at least 1, not -3"),
     (("logs", "-n", "0"), "fabops: logs -n 0 shows nothing without --follow"),
     (("backup-env", "--list", "--download", "/tmp/x"), "fabops: backup-env --list makes no backup to --download"),
 ])

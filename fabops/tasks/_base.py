@@ -137,14 +137,19 @@ def flag_name(param: str) -> str:
     return "--" + param.replace("_", "-")
 
 
-def read_number(param: str, value: Any) -> Any:
+def read_number(param: str, value: Any, low: Optional[Dict[str, float]] = None, task: str = "") -> Any:
     """A numeric flag's value as int (count) or float (seconds); None and
     booleans pass through. A bad value is a UsageError naming the flag and
-    the form it takes (exit 64, never a traceback)."""
+    the form it takes (exit 64, never a traceback). `low`: a task's own
+    lowest value for a flag (history's -n is 1 or more, logs' may be 0),
+    said as `TASK -n must be at least 1` for 0 and a negative alike: one
+    rule, one message."""
     spec = FLAGS.get(param)
     if spec is None or spec.number is None or value is None or isinstance(value, bool):
         return value
-    flag = flag_name(param)
+    flag = bound = flag_name(param)
+    if low and param in low:
+        spec, bound = replace(spec, low=low[param]), f"{task} {flag}"
     if spec.number == "count":
         try:
             number = int(str(value).strip())
@@ -155,8 +160,8 @@ def read_number(param: str, value: Any) -> Any:
             # that a negative is wrong: a task where 0 means nothing to do
             # (history -n 0) refuses it itself, and "at least 0" would then
             # send the user from one refusal to the next
-            raise UsageError(f"{flag} cannot be negative, not {number}" if spec.low == 0
-                             else f"{flag} must be at least {int(spec.low)}, not {number}")
+            raise UsageError(f"{bound} cannot be negative, not {number}" if spec.low == 0
+                             else f"{bound} must be at least {int(spec.low)}, not {number}")
         return number
     from ..validate import parse_duration
 
@@ -178,9 +183,10 @@ class FabopsTask(Task):
     a traceback for `--parallel abc`).
     """
 
-    def __init__(self, body, *args, **kwargs):
+    def __init__(self, body, *args, low: Optional[Dict[str, float]] = None, **kwargs):
         kwargs["auto_shortflags"] = False  # letters come from FLAGS only (arg_opts)
         super().__init__(body, *args, **kwargs)
+        self.low = low or {}  # this task's own lowest values (read_number)
 
     def arg_opts(self, name, default, taken_names):
         spec = FLAGS.get(name)
@@ -215,7 +221,7 @@ class FabopsTask(Task):
             # task bodies take their numbers as read and never check again.
             call = inspect.signature(self.body).bind_partial(*args, **kwargs)
             for name, value in call.arguments.items():
-                call.arguments[name] = read_number(name, value)
+                call.arguments[name] = read_number(name, value, self.low, self.name)
             kwargs = call.arguments
             return super().__call__(*call.args, **call.kwargs)
         except BrokenPipeError:

@@ -134,18 +134,16 @@ def _report_each(outcome, json, render_name: str, **render_options) -> None:
     finish(outcome.code)
 
 
-@fabops_task(help={"n": "How many runs to show, 1 or more (default 20)."})
+# `-n` may be 0 elsewhere (logs --follow: new lines only); here 0 would
+# show "no history yet" over a history that exists: 0 and a negative are
+# one usage error, `history -n must be at least 1` (read_number), not a
+# guess at "all" (docs/pipeline.md)
+@fabops_task(help={"n": "How many runs to show, 1 or more (default 20)."}, low={"n": 1})
 def history(c, hosts=None, n=20, wide=False, json=False, inventory=None, accept_new=False, connect_timeout=None):
     """Show the last deploys, rollbacks and automatic updates of each host."""
     from ..remote import read_remote_history
     from ._base import for_each_host
 
-    if n == 0:
-        # `-n` may be 0 elsewhere (logs --follow: new lines only), so
-        # read_number lets it through; here it would show "no history yet"
-        # over a history that exists. A usage error, not a guess at "all"
-        # (docs/pipeline.md).
-        raise errors.UsageError("history -n must be at least 1 (0 runs would show nothing), not 0")
     outcome = for_each_host(inventory, hosts, lambda cxn, host: read_remote_history(cxn, host, int(n)),
                             accept_new=accept_new, connect_timeout=connect_timeout)
     _report_each(outcome, json, "history_table", wide=wide)
