@@ -47,39 +47,7 @@ def ping_table(results, wide: bool = False) -> None:
                      printable(p.python or "none") if p else "", printable(p.user or "?") if p else "",
                      printable(p.kernel or "?") if p else "", r.code, bool(p and not p.python)])
     if out.width < 120:
-        # A CI log, a pipe, a small terminal: the facts on one line, the
-        # kernel string under it (cut at the width unless --wide).
-        from rich.padding import Padding
-
-        out.print("[bold]ping[/bold]")
-        # a pipe, a file, a CI log has no width: its rows whole, never cut
-        # or wrapped (#24: a row was cut at the width of the terminal the
-        # pipe ran in); a terminal cuts them at its width
-        whole = not out.is_terminal
-        cut = dict(no_wrap=True, overflow="ignore" if whole else "ellipsis", crop=not whole)
-        # The column names on a line of their own (the wide table has them
-        # too): without them `12.3 ms  3d 4h` does not say which is which.
-        heads = ("host", "rtt", "uptime", "python", "user")
-        widths = [max([len(heads[i])] + [len(row[i]) for row in rows]) for i in range(5)]
-        status_width = max([len("status")] + [Text.from_markup(status_cell(row[6])).cell_len for row in rows])
-        head = [h.ljust(w) for h, w in zip(heads, widths)]
-        out.print(Text("  ".join([head[0], "status".ljust(status_width)] + head[1:]).rstrip()
-                       + "\n" + "    kernel", style="bold"), **cut)
-        for host, rtt, uptime, python, user, kernel, code, no_python in rows:
-            status = Text.from_markup(status_cell(code))
-            status.pad_right(status_width - status.cell_len)
-            cells = [escape(c.ljust(w)) for c, w in zip((host, rtt, uptime, python, user), widths)]
-            if no_python:
-                cells[3] = f"[red]{cells[3]}[/red]"
-            line = Text.from_markup(cells[0] + "  ")
-            line.append_text(status)
-            line.append_text(Text.from_markup("  " + "  ".join(cells[1:]).rstrip()))
-            out.print(line, **cut)
-            if kernel and whole:
-                out.print(Text("    " + kernel, style="dim"), **cut)
-            elif kernel:
-                out.print(Padding(Text(kernel, style="dim", no_wrap=not wide,
-                                       overflow="fold" if wide else "ellipsis"), (0, 0, 0, 4)))
+        _lines(out, rows, wide)
         return
     table = Table(title="ping", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     statuses = [Text.from_markup(status_cell(row[6])).cell_len for row in rows]
@@ -94,6 +62,46 @@ def ping_table(results, wide: bool = False) -> None:
         python = f"[red]{escape(python)}[/red]" if no_python else escape(python)
         table.add_row(escape(host), status_cell(code), rtt, uptime, python, escape(user), escape(kernel))
     out.print(table)
+
+
+def _lines(out, rows, wide: bool) -> None:
+    """A CI log, a pipe, a small terminal: the facts on one line, the
+    kernel string under it (cut at the width unless --wide)."""
+    from rich.markup import escape
+    from rich.padding import Padding
+    from rich.text import Text
+
+    from .render import status_cell
+
+    out.print("[bold]ping[/bold]")
+    # a pipe, a file, a CI log has no width: its rows whole, never cut
+    # or wrapped (#24: a row was cut at the width of the terminal the
+    # pipe ran in); a terminal cuts them at its width
+    whole = not out.is_terminal
+    cut = dict(no_wrap=True, overflow="ignore" if whole else "ellipsis", crop=not whole)
+    # The column names on a line of their own (the wide table has them
+    # too): without them `12.3 ms  3d 4h` does not say which is which.
+    heads = ("host", "rtt", "uptime", "python", "user")
+    widths = [max([len(heads[i])] + [len(row[i]) for row in rows]) for i in range(5)]
+    status_width = max([len("status")] + [Text.from_markup(status_cell(row[6])).cell_len for row in rows])
+    head = [h.ljust(w) for h, w in zip(heads, widths)]
+    out.print(Text("  ".join([head[0], "status".ljust(status_width)] + head[1:]).rstrip()
+                   + "\n" + "    kernel", style="bold"), **cut)
+    for host, rtt, uptime, python, user, kernel, code, no_python in rows:
+        status = Text.from_markup(status_cell(code))
+        status.pad_right(status_width - status.cell_len)
+        cells = [escape(c.ljust(w)) for c, w in zip((host, rtt, uptime, python, user), widths)]
+        if no_python:
+            cells[3] = f"[red]{cells[3]}[/red]"
+        line = Text.from_markup(cells[0] + "  ")
+        line.append_text(status)
+        line.append_text(Text.from_markup("  " + "  ".join(cells[1:]).rstrip()))
+        out.print(line, **cut)
+        if kernel and whole:
+            out.print(Text("    " + kernel, style="dim"), **cut)
+        elif kernel:
+            out.print(Padding(Text(kernel, style="dim", no_wrap=not wide,
+                                   overflow="fold" if wide else "ellipsis"), (0, 0, 0, 4)))
 
 
 ns = Collection("ping", ping)
