@@ -170,3 +170,24 @@ def test_its_pin_line_is_what_a_run_that_goes_ahead_does(host, older_fabops, cap
     assert ("[find-to-do] if the host's planner goes ahead, it pins the host to the commit it picks (cron stays "
             "on it until") in text, text
     assert "would pin" not in text and short_sha(HEAD) not in text, text
+
+
+@pytest.mark.parametrize("width", (80, 200))
+def test_golden_at_80_and_200_columns(host, older_fabops, capsys, monkeypatch, width):
+    """The whole output at both widths: a known-bad head and a moved
+    checkout said as facts, the message whole and wrapped (cut at 80
+    columns it kept `then the host's planner decides, fro…`)."""
+    from fabops.fanout import FanoutResult, HostResult
+    from fabops.tasks.deploy import _report
+    from tests.test_golden import check, render
+
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    status({"deployed": DEPLOYED, "head": OLDER, "bad": [HEAD]}, monkeypatch)
+    outcome = dry_run(host)
+    text = render(capsys, monkeypatch, width, _report, FanoutResult([HostResult(host.name, value=outcome)]), False,
+                  dry_run=True)
+    said = " ".join(text.split())
+    assert "would_install" in said and "the host's planner decides, from the head of main" in said, text
+    assert said.endswith("failed its gate before: the host's known-bad list names it"), text
+    assert not VERDICTS.search(said.replace("→", " ")), text
+    check("deploy-dry-run-uninstalled", width, text)

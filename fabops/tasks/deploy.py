@@ -335,6 +335,14 @@ def _watching(res: dict) -> bool:
     return bool(res.get("watching")) and bool(res.get("message"))
 
 
+def _whole(res: dict) -> bool:
+    """Whether a host's message is shown whole, wrapped, never cut: a run
+    that returned at its gate (it names the command that follows the
+    watch), and a dry run before fabops is on the host (its message is
+    all it knows: where the planner starts and the facts it read, #24)."""
+    return _watching(res) or (res.get("result") == "would_install" and bool(res.get("message")))
+
+
 def _summary(outcome, wide=False, task="deploy"):
     from .render import console
 
@@ -373,9 +381,9 @@ def _summary_lines(out, results, wide, task) -> None:
             facts = f"{literal(r.host.ljust(width))}  [red]error[/red]  {fmt_duration(r.seconds)}"
             text = error_text(r.error) if wide else _error_cut(r.error, out.width - 4)
         out.print(facts, no_wrap=True, overflow="ellipsis")
-        if r.ok and _watching(res):
-            # it names the command that follows the watch (`--attach ID`),
-            # which a cut line lost (#24): whole, wrapped under the facts
+        if r.ok and _whole(res):
+            # e.g. the command that follows the watch (`--attach ID`), which
+            # a cut line lost (#24): whole, wrapped under the facts
             print_hanging(out, "    " + literal(printable(_shipped(res) + res["message"])), hang=4)
         elif text:
             out.print(Padding(Text(printable(text), style="dim", no_wrap=not wide,
@@ -411,8 +419,8 @@ def _summary_table(out, results, wide, task) -> None:
     table.add_column("message", **rest)
     for row in rows:
         style = "red" if row[1] == "error" else RESULT_STYLE.get(row[1], "white")
-        if row[1] != "error" and _watching(row[5]):
-            text = _shipped(row[5]) + "watching (see below)"
+        if row[1] != "error" and _whole(row[5]):
+            text = _shipped(row[5]) + ("watching (see below)" if _watching(row[5]) else "see below")
         elif row[1] != "error":
             text = _text(row[5], None if wide else rest["max_width"])
         else:
@@ -421,7 +429,7 @@ def _summary_table(out, results, wide, task) -> None:
                       *[literal(c) for c in row[2:5]], literal(printable(text)))
     out.print(table)
     for r in results:
-        if r.ok and _watching(r.value.result):
+        if r.ok and _whole(r.value.result):
             print_hanging(out, literal(printable(f"[{r.host}] {r.value.result['message']}")))
 
 
