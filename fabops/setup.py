@@ -477,8 +477,11 @@ def _install(run: _Setup) -> Items:
     from .install import ensure_installed
 
     inst = ensure_installed(run.dt, run.host, offline=run.offline, dry_run=run.check)
-    yield ItemResult("fabops install", ("would change" if run.check else "changed") if inst.changed else "ok",
-                     inst.message)
+    # --check's status says `would change`: its message says what, once
+    # (`would change  fabops install: upgrade from 0.9.0 fabops 1.0.0 …`,
+    # not `… fabops install: would upgrade …`, nor its `would` line twice)
+    message = inst.message[len("would "):] if run.check and inst.message.startswith("would ") else inst.message
+    yield ItemResult("fabops install", ("would change" if run.check else "changed") if inst.changed else "ok", message)
 
 
 def _host_yml(run: _Setup) -> Items:
