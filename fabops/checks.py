@@ -22,12 +22,17 @@ def port_listening_cmd(port: int) -> Cmd:
               sport=f"sport = :{port}", prog=f'$2 ~ /:{port:04X}$/ && $4 == "0A" {{f=1}} END {{exit !f}}')
 
 
+def listeners_source() -> str:
+    """host/listeners.py's text: run as `python3 -c` source on a host."""
+    return Path(listeners.__file__).read_text(encoding="utf-8")
+
+
 def port_owner_cmd(port: int, pid: Optional[int], systemd: bool) -> Cmd:
     """host/listeners.py on the host's python3: one JSON line saying whose
     the LISTEN socket on `port` is (a host without python3: an empty line,
     read as "unverified")."""
     return sh("if command -v python3 >/dev/null 2>&1; then python3 -I -S -c {source} {port} {pid} {kind}; "
-              "else echo; fi", source=Path(listeners.__file__).read_text(encoding="utf-8"), port=str(port),
+              "else echo; fi", source=listeners_source(), port=str(port),
               pid=str(pid) if pid else "-", kind="systemd" if systemd else "process")
 
 

@@ -22,7 +22,8 @@ from .inventory import Host
 from .logs import error_words
 from .probe import MARK, split_sections
 from .procstat import PROC_STAT, parse_end, process_ages
-from .checks import http_check_cmd, http_check_input, parse_http_results, port_listening_cmd
+from .checks import http_check_cmd, http_check_input, listeners_source, parse_http_results, port_listening_cmd
+from .host.listeners import OTHER, OWN, from_json
 from .unit_audit import units_cmd
 from .shell import Cmd, join, lines, path, quote_path, raw, sh
 from .shortsha import respelled, short_sha
@@ -169,7 +170,29 @@ def _probe_parts(host: Host) -> List[Cmd]:
         if svc.port:
             parts.append(_section(f"port:{svc.name}", sh("if {probe}; then echo open; else echo closed; fi",
                                                          probe=port_listening_cmd(svc.port))))
-    return parts
+    return parts + _owner_parts(host)
+
+
+def _owner_parts(host: Host) -> List[Cmd]:
+    """Whose each declared port's listener is (host/listeners.py, the
+    gate's own fact): each service's main PID (systemd's MainPID, a live
+    pidfile's PID, else -), then one python3 for every port, one JSON line
+    each in host.services' order (the `owners` section)."""
+    ported = [svc for svc in host.services if svc.port]
+    if not ported:
+        return []
+    # OA: PORT PID KIND for each, word by word (digits, `-` and a word)
+    parts: List[Cmd] = [raw("OA=")]
+    for svc in ported:
+        if svc.manager == "systemd":
+            pid = sh("P=$(systemctl show -p MainPID --value {u} 2>/dev/null)", u=svc.name)
+        else:  # `alive`: the process section's prelude (a live PID that is the one started)
+            pid = sh('P=-; if [ -r {pf} ] && read -r P1 S1 < {pf} && alive "$P1" "$S1"; then P=$P1; fi',
+                     pf=path(host.paths.service_pid(svc.name)))
+        parts.append(sh('{pid}; OA="$OA "{port}" ${{P:--}} "{kind}', pid=pid, port=str(svc.port),
+                        kind="systemd" if svc.manager == "systemd" else "process"))
+    return parts + [_section("owners", sh("command -v python3 >/dev/null 2>&1 && python3 -I -S -c {source} $OA",
+                                          source=listeners_source()))]
 
 
 def _home_parts(host: Host) -> List[Cmd]:
@@ -445,6 +468,7 @@ def _services(s: Dict[str, str], host: Host, statuses, cpu: Dict[str, float]) ->
     ps = _memory_and_age(s)
     checked = [svc.name for svc in host.services if svc.check is not None]
     results = dict(zip(checked, parse_http_results(s.get("http", ""), len(checked))))
+    owners = _owners(s, host)
     services = []
     for svc in host.services:
         st = statuses.get(svc.name)
@@ -468,12 +492,25 @@ def _services(s: Dict[str, str], host: Host, statuses, cpu: Dict[str, float]) ->
         }
         if svc.port:
             entry["port_open"] = {"open": True, "closed": False}.get(s.get(f"port:{svc.name}", "").strip())
+            owner = owners.get(svc.name)
+            entry["port_owner"] = owner.state if owner else None
+            entry["port_holder"] = owner.holder if owner and owner.state == OTHER else None
+        else:
+            entry["port_owner"] = entry["port_holder"] = None
         if svc.check is not None:
             status, _detail, latency = results[svc.name]
             entry["http_status"] = status
             entry["http_latency"] = latency
         services.append(own_figures(entry))
     return services
+
+
+def _owners(s: Dict[str, str], host: Host) -> Dict[str, Any]:
+    """{service: listeners.PortOwner} from the `owners` section (none when
+    the host has no python3 or the section is missing)."""
+    found = [line for line in (s.get("owners") or "").splitlines() if line.strip()]
+    ported = [svc for svc in host.services if svc.port]
+    return {svc.name: from_json(svc.port, line) for svc, line in zip(ported, found)}
 
 
 def _memory_and_age(s: Dict[str, str]) -> Dict[int, Dict[str, Optional[float]]]:
@@ -690,6 +727,9 @@ def _service_findings(svc: Dict[str, Any], th: Dict[str, float]) -> List[Tuple[i
         return found
     if svc["port"] and svc["port_open"] is False:
         found.append((errors.FAILED, f"{name}: port {svc['port']} is not listening"))
+    elif svc.get("port_owner") == OTHER:  # it runs, but what listens on its port is not it
+        found.append((errors.FAILED, f"port {svc['port']} is held by another process ({svc['port_holder']}), "
+                                     f"not {name}"))
     if svc["http_expect"] is not None and svc["http_status"] != svc["http_expect"]:
         got = f"HTTP {svc['http_status']}" if svc["http_status"] else "no answer"
         found.append((errors.FAILED, f"{name}: check gave {got}, expected {svc['http_expect']}"))
@@ -711,6 +751,8 @@ def answer_owner(svc: Dict[str, Any]) -> str:
     while it runs, "other" while it is in a NOT_RUNNING state (trial 2 #5:
     after `demo --stop`, another app on the port read `✅ 3013 ✅ 200`),
     "unsure" in between (reloading, ...): neither its ✅ nor another's."""
+    if svc.get("port_owner") in (OWN, OTHER):  # the gate's fact (host/listeners.py), where it was read
+        return svc["port_owner"]
     if svc["active"]:
         return "own"
     return "other" if svc["state"] in NOT_RUNNING else "unsure"
@@ -721,7 +763,9 @@ def own_figures(svc: Dict[str, Any]) -> Dict[str, Any]:
     NOT_RUNNING state (answer_owner "other") the PID its stale pid file
     names may be another process by now, so its CPU, MEM and up are None
     (JSON null, the panel's `-`), never that process's (#24)."""
-    return dict(svc, cpu=None, memory=None, uptime=None) if answer_owner(svc) == "other" else svc
+    # (a running service whose port another process holds keeps its own figures)
+    return dict(svc, cpu=None, memory=None, uptime=None) if not svc["active"] and answer_owner(svc) == "other" \
+        else svc
 
 
 def answering(svc: Dict[str, Any]) -> str:

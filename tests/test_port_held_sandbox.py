@@ -97,11 +97,27 @@ def test_a_deploy_onto_a_port_another_process_holds_is_refused_up_front(sandbox,
     assert not state.get("bad"), state  # neither the new commit nor the good one
     assert state["deployed"] == good and sandbox.head() == good, state  # nothing switched
     assert other.poll() is None, "the other process was not touched"
+    svc = _monitored(sandbox)  # the panel reads the gate's fact: the same holder
+    assert (svc["port_owner"], svc["port_holder"]) == ("other", f"pid {other.pid}: python3 -m http.server "
+                                                                f"{sandbox.port} --bind 127.0.0.1"), svc
     other_process.stop()
     code, res = sandbox.result("--trigger", "deploy")
     assert (code, res["result"]) == (0, "deployed"), res
     assert sandbox.health()["version"] == "2" and sandbox.state["deployed"] == new
     assert not sandbox.state.get("bad"), sandbox.state
+    svc = _monitored(sandbox)
+    assert (svc["active"], svc["port_owner"], svc["port_holder"]) == (True, "own", None), svc
+
+
+def _monitored(sandbox, whole: bool = False) -> dict:
+    """`monitor --json`'s service (or, `whole`, the host's facts)."""
+    import json
+
+    from tests.conftest import run_cli
+
+    r = run_cli("monitor", "-i", str(sandbox.inventory), "-H", "local", "--json")
+    facts = json.loads(r.stdout)["hosts"]["local"]
+    return facts if whole else facts["services"][0]
 
 
 def _pidfile_of(pid: int) -> str:
@@ -127,6 +143,11 @@ def test_the_gate_fails_at_once_on_a_port_another_process_holds_and_marks_nothin
     stand_in = subprocess.Popen(["sleep", "300"], start_new_session=True)
     try:
         (sandbox.home / "services" / "bot.pid").write_text(_pidfile_of(stand_in.pid))
+        facts = _monitored(sandbox, whole=True)  # it runs, but its port is not its own: the panel says so
+        svc = facts["services"][0]
+        assert (svc["active"], svc["port_owner"]) == (True, "other") and svc["uptime"] is not None, svc
+        assert f"port {sandbox.port} is held by another process (pid {other.pid}: python3 -m http.server " \
+            f"{sandbox.port} --bind 127.0.0.1), not bot" in [f["message"] for f in facts["findings"]], facts
         new = sandbox.origin.good("2")
         code, res = sandbox.result("--trigger", "deploy")
         assert res["result"] in ("rolled_back", "broken") and code in (2, 5), res

@@ -267,11 +267,16 @@ def port_owner(port: int, pid: Optional[int], systemd: bool = False, proc: str =
 
 
 def main(argv: List[str]) -> int:
-    """`python3 -c SOURCE PORT PID|- systemd|process`: port_owner as one
-    JSON line (state, pid, command, why)."""
-    port, pid, kind = int(argv[0]), argv[1], argv[2]
-    found = port_owner(port, int(pid) if pid.isdigit() else None, kind == "systemd")
-    print(json.dumps(dict(found.to_dict(), why=found.why or None)))
+    """`python3 -c SOURCE PORT PID|- systemd|process ...`: port_owner of
+    each triple as one JSON line (state, pid, command, why); a PID of 0 or
+    `-` is a service not running."""
+    for i in range(0, len(argv) - 2, 3):
+        port, pid, kind = argv[i:i + 3]
+        try:
+            found = port_owner(int(port), int(pid) if pid.isdigit() and int(pid) > 0 else None, kind == "systemd")
+        except ValueError:
+            found = PortOwner(0, UNVERIFIED, why=f"not a port: {port[:20]}")
+        print(json.dumps(dict(found.to_dict(), why=found.why or None)))
     return 0
 
 
