@@ -22,7 +22,9 @@ def test_the_wheel_is_byte_stable_and_well_formed():
     assert names == sorted(names[:-1]) + [names[-1]] and names[-1].endswith("/RECORD")
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     pkg = Path(selfwheel.__file__).parent
-    want = sorted(f"fabops/{p.relative_to(pkg).as_posix()}" for p in pkg.rglob("*.py") if "__pycache__" not in p.parts)
+    files = [p for p in pkg.rglob("*.py") if "__pycache__" not in p.parts] + list(pkg.glob("constraints/*.txt"))
+    want = sorted(f"fabops/{p.relative_to(pkg).as_posix()}" for p in files)
+    assert [n for n in want if n.startswith("fabops/constraints/host-")], "the host pins ship in the wheel"
     assert sorted(n for n in names if n.startswith("fabops/")) == want
     assert {i.date_time for i in zf.infolist()} == {(1980, 1, 1, 0, 0, 0)}
     info = f"fabops_ssh-{__version__}.dist-info"
