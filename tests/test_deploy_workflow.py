@@ -84,6 +84,8 @@ def test_the_install_is_hash_checked_from_the_constraints_the_tests_use():
     loose = [ln for ln in pins if not re.fullmatch(
         r"[a-z0-9-]+==[\w.]+( --hash=sha256:[0-9a-f]{64})+(  # requires-python \S+)?", ln)]
     assert pins and not loose, loose
+    # the host's own install too: an unpinned host target stops the deploy (docs/ci.md)
+    assert job["env"]["FABOPS_REQUIRE_PINNED"] == "1"
 
 
 def test_a_git_url_is_built_with_the_pinned_backend_only(tmp_path):
