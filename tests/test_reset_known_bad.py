@@ -64,7 +64,9 @@ def test_a_deploy_onto_a_known_bad_commit_warns_it_in_its_json(sandbox, monkeypa
     monkeypatch.delenv("CI", raising=False)
     good, bad = _crashed_and_remembered(sandbox)
     inv = str(sandbox.inventory)
-    dry = json.loads(run_cli("deploy", "-i", inv, "-H", "local", "--dry-run", "--json").stdout)["hosts"]["local"]
+    r = run_cli("deploy", "-i", inv, "-H", "local", "--dry-run", "--json")
+    dry = json.loads(r.stdout)["hosts"]["local"]
+    assert r.returncode == 0 and dry["exit_code"] == 0, dry  # warned; the person asked: not exit 1
     line = dry["plan"]["known_bad"]
     assert line.startswith(f"{bad[:10]} failed its gate before (bot died") and line.endswith(
         "), so cron skips it; this deploy tries it again"), dry
@@ -72,6 +74,19 @@ def test_a_deploy_onto_a_known_bad_commit_warns_it_in_its_json(sandbox, monkeypa
     r = run_cli("deploy", "-i", inv, "-H", "local", "--json", timeout=180)
     res = json.loads(r.stdout)["hosts"]["local"]
     assert res["result"] == "rolled_back" and line in res["warnings"], r.stdout + r.stderr
+
+
+def test_a_known_bad_warning_alone_is_no_exit_1():
+    """A person's run onto a known-bad commit that comes up healthy exits 0
+    (they asked for it), though --json warns it; any other warning still
+    makes it 1 (record.RunResult.exit_code)."""
+    from fabops.host.record import RunResult
+
+    line = "b failed its gate before (bot died), so cron skips it; this deploy tries it again"
+    res = RunResult("deployed", "r1", "deploy", "alice", warnings=[line], known_bad=line)
+    assert res.exit_code == 0 and res.to_dict()["warnings"] == [line], res.to_dict()
+    res.warnings.append("keeping 1 untracked file that the repository does not have: x")
+    assert res.exit_code == 1
 
 
 def test_reset_onto_a_commit_not_known_bad_says_nothing_of_it(sandbox):

@@ -50,6 +50,7 @@ class DryRun(Pipeline):
             return
         self.res.from_ = p.from_  # the real run's, adopted HEAD and moved checkout alike (Pipeline._act)
         self.res.warnings.extend(p.warnings)
+        self.res.known_bad = p.known_bad  # the real run's exit code (RunResult.exit_code)
         self.res.plan = render(self.host, p, facts, state, holder, self.opts.trigger)
         if verdict == "locked":
             self.res.result, self.res.message = "locked", f"would stop: {why}"

@@ -341,6 +341,7 @@ class Pipeline:
     def _act(self, p: Plan, facts: Facts, state: State) -> None:
         """Execute the plan: each kind's writes, in order."""
         self.res.warnings.extend(p.warnings)
+        self.res.known_bad = p.known_bad  # warned, not a reason for exit 1 (RunResult.exit_code)
         for line in p.warnings + p.says:
             self.say(line)
         if p.clear_pin:

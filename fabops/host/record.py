@@ -81,13 +81,17 @@ class RunResult(Plain):
     # the commit this run pinned the host to (a rollback, a --ref run),
     # a no-op's included: the laptop says so (tasks/deploy.py _pin_lines)
     pinned: Optional[str] = None
+    # the warning that a person's run goes to a commit that failed its gate
+    # before (host/plan.known_bad): warned, and no reason for exit 1, since
+    # the person asked for that commit (a healthy retry exits 0)
+    known_bad: Optional[str] = None
 
     @property
     def exit_code(self) -> int:
         if self.usage:
             return errors.USAGE
         code = RESULT_CODES.get(self.result, errors.FAILED)
-        if code == errors.OK and self.warnings and self.result != "noop":
+        if code == errors.OK and any(w != self.known_bad for w in self.warnings) and self.result != "noop":
             return errors.WARNING
         return code
 
