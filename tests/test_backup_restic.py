@@ -64,6 +64,16 @@ def _inventory(sandbox, repo_url, password_file, **backup) -> str:
     return str(sandbox.inventory)
 
 
+def _ready(sandbox, repo, mode=0o600, **backup):
+    """data/a.txt in the app, a password file of `mode`, the inventory: (its path, the password file)."""
+    (sandbox.app / "data").mkdir()
+    (sandbox.app / "data" / "a.txt").write_text("kept\n")
+    pw = sandbox.base / "restic-password"
+    pw.write_text(PASSWORD + "\n")
+    pw.chmod(mode)
+    return _inventory(sandbox, repo.url, pw, **backup), pw
+
+
 @pytest.fixture
 def repo(tmp_path, sshd_factory, client_key):
     require(shutil.which("restic") is not None, "restic is not installed (apt-get install restic)")
@@ -78,12 +88,7 @@ def hook():
 
 
 def test_offsite_copy_dead_repository_and_catch_up(sandbox, repo, hook):
-    (sandbox.app / "data").mkdir()
-    (sandbox.app / "data" / "a.txt").write_text("kept\n")
-    pw = sandbox.base / "restic-password"
-    pw.write_text(PASSWORD + "\n")
-    pw.chmod(0o600)
-    inv = _inventory(sandbox, repo.url, pw)
+    inv, pw = _ready(sandbox, repo)
     env = {**repo.env, "FABOPS_DISCORD_WEBHOOK": hook.url}
     # the first run creates the repository and copies its snapshot; the password is in no argv
     with ArgvWatch(PASSWORD) as watch:
@@ -120,10 +125,7 @@ def test_offsite_copy_dead_repository_and_catch_up(sandbox, repo, hook):
 
 
 def test_a_password_file_open_to_others_fails_the_copy_not_the_snapshot(sandbox, repo):
-    pw = sandbox.base / "restic-password"
-    pw.write_text(PASSWORD + "\n")
-    pw.chmod(0o644)
-    inv = _inventory(sandbox, repo.url, pw, files=[])
+    inv, _ = _ready(sandbox, repo, 0o644, files=[])
     r = run_cli("backup", "-i", inv, "--json", env=repo.env, timeout=300)
     assert r.returncode == 2, r.stdout + r.stderr
     data = one(r.stdout)
@@ -133,13 +135,8 @@ def test_a_password_file_open_to_others_fails_the_copy_not_the_snapshot(sandbox,
 
 
 def test_verify_checks_the_repository_and_restores_the_newest_snapshot(sandbox, repo):
-    (sandbox.app / "data").mkdir()
-    (sandbox.app / "data" / "a.txt").write_text("kept\n")
     (sandbox.app / ".env").write_text(f"TOKEN={PASSWORD}\n")
-    pw = sandbox.base / "restic-password"
-    pw.write_text(PASSWORD + "\n")
-    pw.chmod(0o600)
-    inv = _inventory(sandbox, repo.url, pw)
+    inv, pw = _ready(sandbox, repo)
     r = run_cli("backup", "-i", inv, "--json", env=repo.env, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     run_id = one(r.stdout)["run_id"]
@@ -162,3 +159,18 @@ def test_verify_checks_the_repository_and_restores_the_newest_snapshot(sandbox, 
     v = one(r.stdout)["verify"]
     assert v["local"]["bad"] == ["env: sha256 differs from the manifest's"]
     assert not v["offsite"]["ok"] and "restic check exited" in v["offsite"]["error"], v["offsite"]
+
+
+def test_a_snapshot_gone_from_the_host_is_restored_from_the_repository(sandbox, repo, tmp_path):
+    inv, pw = _ready(sandbox, repo)
+    r = run_cli("backup", "-i", inv, "--json", env=repo.env, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    run_id = one(r.stdout)["run_id"]
+    shutil.rmtree(sandbox.home / "backups" / run_id)  # the host's disk lost it
+    into = tmp_path / "look"
+    r = run_cli("backup", "-i", inv, "--restore", run_id, "--to", str(into), "--json", env=repo.env, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = one(r.stdout)["restore"]
+    assert res["ok"] and res["from"].startswith("off-host ") and PASSWORD not in r.stdout + r.stderr
+    assert (into / str(sandbox.app / "data" / "a.txt").lstrip("/")).read_text() == "kept\n"
+    assert not [p for p in (sandbox.home / "backups").iterdir() if p.name.startswith(".restore-")]

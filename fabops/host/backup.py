@@ -524,7 +524,8 @@ def notify_once(host: Host, paths: HostPaths, done: dict) -> List[dict]:
         if seen:
             merge_state_file(paths.state, {"backup_notified": []})
         return []
-    key = re.sub(r"[0-9.]+", "", reason)[:160]  # sizes, times and run ids vary run to run
+    # sizes, times and ports vary run to run, and what ssh adds after restic's verdict may be cut short
+    key = re.sub(r"[0-9.]+", "", reason)[:100]
     if key in seen:
         return []
     merge_state_file(paths.state, {"backup_notified": (list(seen) + [key])[-20:]})
@@ -595,14 +596,27 @@ def result(action: str, host: Host, paths: HostPaths) -> dict:
     return {**done, "warnings": done["warnings"] + _warnings(host)}
 
 
+def restored(host: Host, paths: HostPaths, args: List[str]) -> dict:
+    """`restore RUN_ID ONLY DIR` (empty: none): host/restore.py, at low
+    priority, saving what is there first with a run that deletes nothing."""
+    from dataclasses import replace
+
+    from .restore import restore
+
+    lower_priority()
+    return restore(host, paths, args[0], args[1] or None, args[2] or None,
+                   lambda: run(replace(plan(host, paths), delete=()), paths)["run_id"], LOCK_WAIT)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """`python -I -m fabops.host.backup plan|run|list|verify`, host.yml on stdin."""
     from ..errors import FabopsError, LockedError
     from ..inventory import loads
 
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1 or argv[0] not in ("plan", "run", "list", "verify"):
-        sys.stderr.write("usage: python -m fabops.host.backup plan|run|list|verify < host.yml\n")
+    if not (len(argv) == 1 and argv[0] in ("plan", "run", "list", "verify") or len(argv) == 4 and argv[0] == "restore"):
+        sys.stderr.write("usage: python -m fabops.host.backup plan|run|list|verify < host.yml\n"
+                         "       python -m fabops.host.backup restore RUN_ID ONLY|'' DIR|'' < host.yml\n")
         return 64
     try:
         inv = loads(sys.stdin.read(), "host.yml")
@@ -610,8 +624,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (FabopsError, ValueError) as exc:  # ValueError: host.yml with no host, or more than one
         sys.stderr.write(f"fabops: host.yml: {exc}\n")
         return 78  # CONFIG (docs/errors.md)
+    from .restore import RestoreError
+
     try:
-        answer = result(argv[0], host, HostPaths.for_home(host.home))
+        paths = HostPaths.for_home(host.home)
+        answer = restored(host, paths, argv[1:]) if argv[0] == "restore" else result(argv[0], host, paths)
+    except RestoreError as exc:  # no such snapshot or item: nothing was touched
+        sys.stderr.write(f"fabops: backup --restore: {exc}\n")
+        return 64  # USAGE (docs/errors.md)
     except LockedError as exc:  # a deploy (or another backup) held the lock for all of LOCK_WAIT
         sys.stderr.write(f"fabops: backup {argv[0]}: {exc} (waited {LOCK_WAIT:g} s)\n")
         return 4  # LOCKED (docs/errors.md)

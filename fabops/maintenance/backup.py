@@ -10,20 +10,20 @@ import sys
 from .. import errors
 from ..errors import CommandFailed, FabopsError
 from ..inventory import Host
-from ..shell import Cmd, path, sh
+from ..shell import Cmd, join, path, sh
 from ..target import Target
 
 ACTIONS = ("plan", "run", "list", "verify")
 
 
-def backup_cmd(python: str, action: str) -> Cmd:
+def backup_cmd(python: str, action: str, extra=()) -> Cmd:
     """The host's backup module, isolated (-I: no PYTHONPATH, no cwd on
     sys.path), its settings on stdin. `action` is one of ACTIONS (quoted
     like any value). What it left of its input is read after it ends: a
     host without that Python (or that module) ends before reading it, which
     over SSH would hide its exit status and its words."""
-    return sh("{python} -I -m fabops.host.backup {action}; rc=$?; cat >/dev/null; exit $rc", python=path(python),
-              action=action)
+    return sh("{python} -I -m fabops.host.backup {args}; rc=$?; cat >/dev/null; exit $rc", python=path(python),
+              args=join([action, *extra]))
 
 
 def host_python(host: Host) -> str:
@@ -33,7 +33,7 @@ def host_python(host: Host) -> str:
     return sys.executable if host.is_local else host.paths.venv_bin("python")
 
 
-def backup(c, host: Host, action: str) -> dict:
+def backup(c, host: Host, action: str, extra=()) -> dict:
     """The host's answer to `action`: a run's manifest (`run`), the plan a
     dry run shows (`plan`) or the snapshots there (`list`). A run may take
     hours (the host lets each dump run an hour; copies have no host limit):
@@ -42,8 +42,8 @@ def backup(c, host: Host, action: str) -> dict:
     from ..deploy import host_yml
     from ..host.backup import run_timeout
 
-    r = Target.of(c, host).run(backup_cmd(host_python(host), action), f"backup {action}", check=False,
-                               stdin=host_yml(host), timeout=run_timeout(host) if action in ("run", "verify") else None)
+    r = Target.of(c, host).run(backup_cmd(host_python(host), action, extra), f"backup {action}", check=False,
+                               stdin=host_yml(host), timeout=run_timeout(host) if action in ("run", "verify", "restore") else None)
     try:
         data = json.loads(r.stdout)
     except ValueError:
@@ -51,6 +51,8 @@ def backup(c, host: Host, action: str) -> dict:
     if r.exited == 0 and isinstance(data, dict):
         return data
     said = f"{r.stderr}\n{r.stdout}"
+    if r.exited == errors.USAGE:  # restore: no such snapshot or item, nothing touched
+        raise errors.UsageError(r.stderr.strip().removeprefix("fabops: "), host=host.name)
     if r.exited == errors.LOCKED:  # the host waited its LOCK_WAIT for a deploy (or another backup)
         raise errors.LockedError(r.stderr.strip().removeprefix("fabops: ") or "locked", host=host.name)
     if r.exited == 127 or "No module named" in said:
@@ -66,6 +68,8 @@ def exit_code(action: str, data: dict) -> int:
     are OK (no repository configured is a warning line, not a code: cron's
     run must not read as failing). A verify is FAILED unless every check
     it made (local, off-host) is ok."""
+    if action == "restore":  # an item not put back, or a service that failed its gate after
+        return errors.OK if (data.get("restore") or {}).get("ok") else errors.FAILED
     if action == "verify":  # a snapshot that does not match its manifest, or none to check
         checks = [v for v in (data.get("verify") or {}).values() if v]
         return errors.OK if checks and all(v.get("ok") for v in checks) else errors.FAILED

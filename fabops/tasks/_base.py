@@ -115,6 +115,8 @@ FLAGS: Dict[str, Flag] = {
     "to": Flag(),
     "trigger": Flag(),
     "verify": Flag(),
+    "restore": Flag(value="RUN_ID"),
+    "only": Flag(value="ITEM"),
 }
 
 

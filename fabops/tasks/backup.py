@@ -90,25 +90,61 @@ def list_lines(data: dict) -> list:
             + ("ok" if s.get("ok") else f"{s.get('failed')} FAILED") for s in snaps]
 
 
+def _action(list, dry_run, verify, restore, only, to, yes):
+    """The host's action and its arguments, from the flags (usage errors
+    before anything connects; an in-place restore asks first)."""
+    from .maintenance import confirm
+
+    if sum(map(bool, (list, dry_run, verify, restore))) > 1:
+        raise errors.UsageError("backup --list, --verify, --restore and --dry-run are different tasks: give one")
+    if (only or to) and not restore:
+        raise errors.UsageError("backup --only and --to go with --restore RUN_ID")
+    if restore:
+        if not to:
+            confirm(f"Restore snapshot {restore} in place (the services stop; what is there now is saved first)?",
+                    yes)
+        return "restore", (restore, only or "", to or "")
+    return ("list" if list else "plan" if dry_run else "verify" if verify else "run"), ()
+
+
+def restore_lines(data: dict) -> list:
+    """A restore: where from, what it saved first, each item, each service's gate."""
+    r = data.get("restore") or {}
+    out = [f"restore {r.get('run_id')} from the {r.get('from')} snapshot "
+           + (f"into {r['to']}" if r.get("to") else "in place") + (": ok" if r.get("ok") else ": FAILED")]
+    if r.get("saved"):
+        out.append(f"  saved what was there first as snapshot {r['saved']} (restore it to undo this)")
+    for i in r.get("items") or []:
+        state = "ok" if i.get("ok") and not i.get("skipped") else (f"skipped: {i['skipped']}" if i.get("skipped")
+                                                                   else f"FAILED {i.get('error')}")
+        out.append(f"  {i.get('file')}  {state}")
+    out += [f"  service {s.get('service')}: " + ("ready" if s.get("ok") else f"FAILED {s.get('message')}")
+            for s in r.get("services") or []]
+    return out
+
+
 @fabops_task(help={
     "list": "List the host's local snapshots (age, size, items) instead of making one.",
     "dry_run": "Show what a backup would copy and which snapshots retention would delete; change nothing.",
+    "restore": "Put snapshot RUN_ID back in place: save what is there now, stop the services, restore, start them "
+               "and run their readiness gate (asks first, or --yes).",
+    "only": "With --restore: only this item (its name or file: files, env, sqlite-app.db, ...).",
+    "to": "With --restore: put the items into this directory beside the live data instead; nothing is stopped.",
+    "yes": "With --restore in place: do not ask.",
     "verify": "Check the newest local snapshot against its manifest's sha256, and the repository: restic check "
               "and its newest snapshot restored into a temp dir and compared.",
 })
-def backup(c, hosts=None, list=False, dry_run=False, verify=False, json=False, inventory=None, accept_new=False,
-           connect_timeout=None):
+def backup(c, hosts=None, list=False, dry_run=False, verify=False, restore=None, only=None, to=None, yes=False,
+           json=False, inventory=None, accept_new=False, connect_timeout=None):
     """Back up the app's data and settings into a local snapshot on the host, then off the host (restic)."""
     from ..host.would import lines
     from ..maintenance.backup import backup as on_host, exit_code
     from ._base import for_each_host
     from .render import host_errors
 
-    if sum(map(bool, (list, dry_run, verify))) > 1:
-        raise errors.UsageError("backup --list, --verify and --dry-run are different tasks: give one of them")
-    action = "list" if list else "plan" if dry_run else "verify" if verify else "run"
-    outcome = for_each_host(inventory, hosts, lambda cxn, host: on_host(cxn, host, action), accept_new=accept_new,
-                            connect_timeout=connect_timeout)
+    action, extra = _action(list, dry_run, verify, restore, only, to, yes)
+    outcome = for_each_host(inventory, hosts, lambda cxn, host: on_host(cxn, host, action, extra),
+                            accept_new=accept_new, connect_timeout=connect_timeout)
     codes = [exit_code(action, r.value) if r.ok else r.code for r in outcome.results]
     if json:
         print_envelope(outcome.results, code=errors.worst(codes), **({"dry_run": True} if dry_run else {}))
@@ -118,7 +154,7 @@ def backup(c, hosts=None, list=False, dry_run=False, verify=False, json=False, i
         if not r.ok:
             continue
         said = (list_lines(r.value) if list else lines(r.value.get("would") or []) if dry_run
-                else verify_lines(r.value) if verify else run_lines(r.value))
+                else verify_lines(r.value) if verify else restore_lines(r.value) if restore else run_lines(r.value))
         for line in said + [f"warning: {w}" for w in r.value.get("warnings") or []]:
             print_text(f"[{r.host}] {line}")
     host_errors(outcome.results)

@@ -1,0 +1,210 @@
+"""Restoring a backup snapshot, on the host (docs/backups.md, "Restore").
+
+`--to DIR` puts the chosen items beside the live data for inspection:
+files.tar unpacked under DIR (each path as it was archived: absolute,
+without the leading /), every other item as its file. Nothing is stopped.
+
+In place (the default): under the host lock, what is there now is saved
+first (a local snapshot of its own, which retention does not touch in that
+run), the host's services are stopped, the items are put back (the files'
+listed paths replaced by the archived trees, a SQLite database replaced
+whole with its -wal and -shm removed, the .env replaced 0600), the services
+are started and each must pass its readiness gate. A dump's output and
+fabops' own state are never put back in place: a dump is loaded with its
+database's own tool, and state.json belongs to the deploys (`--to DIR`
+gives both). A snapshot that is not on the host is fetched from the
+repository (restic restore into a temporary directory, removed after).
+
+Standard library only (and the host's siblings); Python 3.9.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+from typing import Callable, List, Optional, Tuple
+
+from ..inventory import Host
+from ..paths import HostPaths
+
+IN_PLACE = ("files", "sqlite", "env")  # the kinds put back in place; dumps and state only with --to
+
+
+class RestoreError(Exception):
+    """A restore that cannot start (no such snapshot, no such item)."""
+
+
+def source_dir(host: Host, paths: HostPaths, run_id: str) -> Tuple[str, Optional[str], str]:
+    """The snapshot's directory, the temporary directory to remove after
+    (a snapshot fetched from the repository) and where it came from."""
+    from . import restic
+
+    local = paths.backup_snapshot(run_id)
+    if os.path.isfile(paths.backup_manifest(local)):
+        return local, None, "local"
+    repo = host.backup.repository
+    if repo is None:
+        raise RestoreError(f"no snapshot {run_id} on the host, and no repository: `backup --list` shows them")
+    try:
+        restic.ready(repo)
+        snaps = json.loads(restic.call(repo, "snapshots", "--json", "--host", host.name, timeout=600) or "[]")
+    except (restic.ResticError, ValueError) as exc:
+        raise RestoreError(f"snapshot {run_id} is not on the host, and the repository: {exc}") from None
+    found = [s for s in snaps if restic.run_tag(s) == run_id]
+    if not found:
+        raise RestoreError(f"no snapshot {run_id} on the host or in the repository: `backup --list` shows them")
+    os.makedirs(paths.backups, mode=0o700, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".restore-", dir=paths.backups)
+    try:
+        restic.call(repo, "restore", str(found[0]["id"]), "--target", tmp)
+    except restic.ResticError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RestoreError(str(exc)) from None
+    return os.path.join(tmp, str(found[0]["paths"][0]).lstrip("/")), tmp, f"off-host {found[0].get('short_id')}"
+
+
+def chosen(manifest: dict, only: Optional[str]) -> List[dict]:
+    """The manifest's items a restore puts back: those with a file in the
+    snapshot, or the one `only` names (by name or file)."""
+    items = [i for i in manifest.get("items") or [] if not i.get("skipped") and i.get("sha256")]
+    if only:
+        items = [i for i in items if only in (i.get("name"), i.get("file"))]
+        if not items:
+            names = ", ".join(str(i.get("name")) for i in manifest.get("items") or [] if not i.get("skipped"))
+            raise RestoreError(f"the snapshot has no item {only!r}: it has {names}")
+    return items
+
+
+def _safe(name: str) -> bool:
+    return not name.startswith("/") and ".." not in name.split("/")
+
+
+def unpack(tar_path: str, item: dict, into: Optional[str]) -> None:
+    """files.tar into `into` (as archived), or in place: each listed path
+    (a listed symlink's target) replaced by its archived tree."""
+    with tarfile.open(tar_path) as tar:
+        members = [m for m in tar.getmembers() if _safe(m.name)]
+        if into is not None:
+            tar.extractall(into, members=members)
+            return
+        for src in item.get("sources") or []:
+            arc = src.lstrip("/")
+            root = os.path.realpath(src) if os.path.lexists(src) else src
+            mine = [m for m in members if m.name == arc or m.name.startswith(arc + "/")]
+            if not mine:
+                continue
+            if os.path.isdir(root) and not os.path.islink(root):
+                shutil.rmtree(root)
+            elif os.path.lexists(root):
+                os.unlink(root)
+            for m in mine:
+                m.name = (root + m.name[len(arc):]).lstrip("/")
+                tar.extract(m, "/")
+
+
+def put(src: str, dest: str, mode: Optional[int] = None) -> None:
+    """A file replaced whole (a temporary beside it, renamed over it)."""
+    os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
+    tmp = f"{dest}.fabops-restore"
+    shutil.copyfile(src, tmp)
+    if mode is not None:
+        os.chmod(tmp, mode)
+    os.replace(tmp, dest)
+
+
+def put_item(snap: str, item: dict, into: Optional[str]) -> Optional[str]:
+    """One item put back; why it was not (None when it was)."""
+    src = os.path.join(snap, str(item["file"]))
+    if into is None and item.get("kind") not in IN_PLACE:
+        return ("not put back in place: a dump is loaded with its database's own tool, fabops' state belongs "
+                "to the deploys (--to DIR gives the file)")
+    if item.get("kind") == "files":
+        unpack(src, item, into)
+    elif into is not None:
+        put(src, os.path.join(into, str(item["file"])), 0o600)
+    else:
+        dest = item["sources"][0]
+        if item.get("kind") == "sqlite":  # a stale WAL beside the restored database would corrupt it
+            for side in ("-wal", "-shm"):
+                if os.path.lexists(dest + side):
+                    os.unlink(dest + side)
+        put(src, dest, 0o600 if item.get("kind") == "env" else None)
+    return None
+
+
+def put_back(snap: str, items: List[dict], into: Optional[str]) -> List[dict]:
+    out = []
+    for item in items:
+        try:
+            skipped, error = put_item(snap, item, into), None
+        except (OSError, tarfile.TarError) as exc:
+            skipped, error = None, f"{type(exc).__name__}: {exc}"
+        out.append({"name": item.get("name"), "file": item.get("file"), "ok": error is None,
+                    "skipped": skipped, "error": error})
+    return out
+
+
+def service_manager(host: Host):
+    """The host's services, driven from the host itself (as cron's health does)."""
+    from ..target import Target
+    from .localrun import LocalContext
+    from .services import ServiceManager
+
+    t = Target.of(LocalContext(host.env), host)
+    return ServiceManager(t, host, home=t.paths.home, app_path=t.local_path(host.app.path))
+
+
+def start_all(manager, host: Host) -> List[dict]:
+    """Start every service and run its readiness gate: each one's verdict."""
+    from .readiness import wait_ready
+
+    out = []
+    for svc in host.services:
+        try:
+            manager.start(svc)
+            ready = wait_ready(manager, svc)
+            out.append({"service": svc.name, "ok": ready.ok, "message": ready.message})
+        except Exception as exc:  # noqa: BLE001 - a start that fails is that service's result
+            out.append({"service": svc.name, "ok": False, "message": f"{type(exc).__name__}: {exc}"})
+    return out
+
+
+def in_place(host: Host, snap: str, items: List[dict], save: Callable[[], str]) -> dict:
+    """Save what is there now (`save`: a snapshot's run id), stop, put
+    back, start, gate (the lock held)."""
+    saved = save()
+    manager = service_manager(host)
+    for svc in host.services:
+        manager.stop(svc)
+    done = put_back(snap, items, None)
+    started = start_all(manager, host)
+    return {"saved": saved, "items": done, "services": started}
+
+
+def restore(host: Host, paths: HostPaths, run_id: str, only: Optional[str], into: Optional[str],
+            save: Callable[[], str], lock_wait: float) -> dict:
+    """Restore snapshot `run_id` (its `only` item) in place, or into `into`.
+    In place, `save` snapshots what is there first (host/backup's run,
+    without retention) under the host lock, waited for up to `lock_wait`."""
+    from .lock import HostLock
+    from .record import default_actor
+
+    snap, tmp, where = source_dir(host, paths, run_id)
+    try:
+        with open(paths.backup_manifest(snap), encoding="utf-8") as fh:
+            items = chosen(json.load(fh), only)
+        if into is not None:
+            into = os.path.abspath(os.path.expanduser(into))
+            os.makedirs(into, mode=0o700, exist_ok=True)
+            out = {"items": put_back(snap, items, into), "services": [], "saved": None}
+        else:
+            info = {"actor": default_actor(), "trigger": "restore", "run_id": run_id}
+            with HostLock(paths.lock, info).acquire(wait=lock_wait):
+                out = in_place(host, snap, items, save)
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+    ok = all(i["ok"] for i in out["items"]) and all(s["ok"] for s in out["services"])
+    return {"restore": {"run_id": run_id, "from": where, "to": into, "ok": ok, **out}, "warnings": []}
