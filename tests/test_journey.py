@@ -114,6 +114,21 @@ def _inventory() -> dict:
     }}}
 
 
+def _installed_from_its_pins(user, minor: str, marker: dict) -> None:
+    """The host's venv holds exactly its target's pins (bullseye's 3.9:
+    host-cp39-x86_64.txt, markdown-it-py 3), and the marker names the file."""
+    from fabops import install
+    from tests.test_constraints import parse_pins
+
+    pins = install.pins_for(install.HostPython((3, int(minor)), on_host(user, "uname -m").stdout.strip(), None))
+    assert pins and marker["pins"] == pins.sha256, marker
+    out = on_host(user, "~/.fabops/voice-meeting-bot/venv/bin/python -m pip list --format=json "
+                        "--disable-pip-version-check").stdout
+    have = {d["name"].lower().replace("_", "-"): d["version"] for d in json.loads(out)}
+    want = {name: version for name, (version, _) in parse_pins(Path(pins.path).read_text()).items()}
+    assert {name: have.get(name) for name in want} == want
+
+
 @pytest.mark.timeout(1200)  # a whole journey, and a cold rootfs build on a busy machine
 def test_the_users_path_from_a_wheel(image, user_venv, fabops_wheel, client_key, tmp_path):
     suite, box, origin = image
@@ -140,6 +155,7 @@ def test_the_users_path_from_a_wheel(image, user_venv, fabops_wheel, client_key,
     assert r.returncode in (0, 1), r.stdout + r.stderr
     marker = json.loads(on_host(user, "cat ~/.fabops/voice-meeting-bot/venv/fabops-install.json").stdout)
     assert marker["python"] == f"3.{host_python}"
+    _installed_from_its_pins(user, host_python, marker)
     r = user.inv("setup", "--json")
     items = json.loads(r.stdout)["hosts"]["find-to-do"]["items"]
     assert not [i for i in items if i["status"] in ("changed", "would change")], items
