@@ -31,12 +31,7 @@ def _cron_update():
 
 def test_a_one_shot_monitor_takes_the_units_cpu_from_the_cron_sample(alias):
     inv = alias
-    on_host("git clone --quiet /srv/origin.git ~/voice-meeting-bot && "
-            "printf 'DISCORD_TOKEN=x\\nPORT=3003\\n' > ~/voice-meeting-bot/.env")
-    r = fab(inv, "setup", "--yes", "--offline", "--json")
-    assert r.returncode in (0, 1), r.stdout + r.stderr
-    r = fab(inv, "deploy", "--offline", "--json")
-    assert r.returncode == 0, r.stdout + r.stderr
+    tier.first_deploy(inv)
     _cron_update()
     sample = json.loads(on_host("tail -n 1 ~/.fabops/voice-meeting-bot/metrics.jsonl").stdout)
     unit = on_host(f"systemctl show -p ControlGroup,InvocationID,MainPID {UNIT}").stdout

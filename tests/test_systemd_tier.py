@@ -95,6 +95,17 @@ def fab(inv, *args):
     return run_cli(*args, "-i", str(inv), timeout=600)
 
 
+def first_deploy(inv):
+    """The app cloned on the host, `setup` and a first `deploy` (offline):
+    the bot's unit running its origin's head."""
+    on_host("git clone --quiet /srv/origin.git ~/voice-meeting-bot && "
+            "printf 'DISCORD_TOKEN=x\\nPORT=3003\\n' > ~/voice-meeting-bot/.env")
+    r = fab(inv, "setup", "--yes", "--offline", "--json")
+    assert r.returncode in (0, 1), r.stdout + r.stderr
+    r = fab(inv, "deploy", "--offline", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 def test_find_to_do_lifecycle(alias, origin):
     inv = alias
     on_host("git clone --quiet /srv/origin.git ~/voice-meeting-bot && printf 'DISCORD_TOKEN=x\\nPORT=3003\\n' > ~/voice-meeting-bot/.env")
