@@ -117,20 +117,36 @@ def monitor_script(host: Host, window: float = CPU_WINDOW, sample_age: Optional[
     parts += _home_parts(host)
     parts += _log_parts(host)
     checks = _checks(host)
-    if not checks:
-        return sh("{body}\n", body=lines(parts + _closing_parts(window)))
-    # The checks' python3 (its start and the requests: the slowest part)
-    # runs beside the rest, not after it: one python3 runs every check
-    # (host/httpcheck.py), one result line each in host.services' order;
-    # printf is a builtin, so the specs never reach an argv. The checks
-    # (monitor_input: URLs, headers, bodies) come on stdin, read once first,
-    # before any other command could read it (docs/security.md). Its section
-    # goes down a pipe that the rest reads from fd 3 and prints whole, just
-    # before the closing samples (parse finds sections by name, not order).
-    # The rest reads /dev/null as stdin, so no command in it can swallow it.
-    beside = _section("http", http_check_cmd(raw('printf \'%s\\n\' "$FABOPS_IN" | '), len(checks)))
-    return sh("FABOPS_IN=$(cat)\n{{ {beside}\n}} | {{ exec 3<&0 </dev/null\n{body}\ncat <&3\n{closing}\n}}\n",
-              beside=beside, body=lines(parts), closing=lines(_closing_parts(window)))
+    # The host's python3 runs (the slowest parts: an interpreter's start
+    # each) run beside the rest, not one after another in it.
+    beside = _owner_parts(host)
+    if checks:
+        # One python3 runs every check (host/httpcheck.py), one result line
+        # each in host.services' order; printf is a builtin, so the specs
+        # never reach an argv. The checks (monitor_input: URLs, headers,
+        # bodies) come on stdin, read once first, before any other command
+        # could read it (docs/security.md).
+        beside.append(_section("http", http_check_cmd(raw('printf \'%s\\n\' "$FABOPS_IN" | '), len(checks))))
+    script = _beside(beside, lines(parts), lines(_closing_parts(window)))
+    return sh("FABOPS_IN=$(cat)\n{script}", script=script) if checks else script
+
+
+# The file descriptors the beside parts' pipes are read from (_beside).
+_BESIDE_FDS = (raw("3"), raw("4"))
+
+
+def _beside(beside: List[Cmd], body: Cmd, closing: Cmd) -> Cmd:
+    """`body`, then what each of `beside` printed, then `closing`: each of
+    `beside` runs at the same time as `body`, its output going down a pipe
+    that the rest reads from its own fd (3, 4) and prints whole, just before
+    the closing samples (parse finds sections by name, not order). The rest
+    reads /dev/null as stdin, so no command in it can swallow the script's."""
+    fds = _BESIDE_FDS[:len(beside)]
+    script = sh("{body}\n{cats}{closing}\n", body=body, closing=closing,
+                cats=lines([sh("cat <&{fd}\n", fd=fd) for fd in fds], ""))
+    for part, fd in reversed(list(zip(beside, fds))):
+        script = sh("{{ {part}\n}} | {{ exec {fd}<&0 </dev/null\n{rest}}}\n", part=part, fd=fd, rest=script)
+    return script
 
 
 def _service_parts(host: Host) -> List[Cmd]:
@@ -170,19 +186,20 @@ def _probe_parts(host: Host) -> List[Cmd]:
         if svc.port:
             parts.append(_section(f"port:{svc.name}", sh("if {probe}; then echo open; else echo closed; fi",
                                                          probe=port_listening_cmd(svc.port))))
-    return parts + _owner_parts(host)
+    return parts
 
 
 def _owner_parts(host: Host) -> List[Cmd]:
     """Whose each declared port's listener is (host/listeners.py, the
     gate's own fact): each service's main PID (systemd's MainPID, a live
     pidfile's PID, else -), then one python3 for every port, one JSON line
-    each in host.services' order (the `owners` section)."""
+    each in host.services' order (the `owners` section). Runs beside the
+    rest of monitor_script (`alive`: the process section's prelude, again)."""
     ported = [svc for svc in host.services if svc.port]
     if not ported:
         return []
     # OA: PORT PID KIND for each, word by word (digits, `-` and a word)
-    parts: List[Cmd] = [raw("OA=")]
+    parts: List[Cmd] = ([process_status_cmd(host.paths.home, [])] if _procs(host) else []) + [raw("OA=")]
     for svc in ported:
         if svc.manager == "systemd":
             pid = sh("P=$(systemctl show -p MainPID --value {u} 2>/dev/null)", u=svc.name)
@@ -191,8 +208,9 @@ def _owner_parts(host: Host) -> List[Cmd]:
                      pf=path(host.paths.service_pid(svc.name)))
         parts.append(sh('{pid}; OA="$OA "{port}" ${{P:--}} "{kind}', pid=pid, port=str(svc.port),
                         kind="systemd" if svc.manager == "systemd" else "process"))
-    return parts + [_section("owners", sh("command -v python3 >/dev/null 2>&1 && python3 -I -S -c {source} $OA",
-                                          source=listeners_source()))]
+    parts.append(_section("owners", sh("command -v python3 >/dev/null 2>&1 && python3 -I -S -c {source} $OA",
+                                       source=listeners_source())))
+    return [lines(parts)]
 
 
 def _home_parts(host: Host) -> List[Cmd]:
