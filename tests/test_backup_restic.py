@@ -101,6 +101,12 @@ def test_offsite_copy_dead_repository_and_catch_up(sandbox, repo, hook):
     assert watch.count > 0 and not watch.hits, watch.hits
     assert PASSWORD not in r.stdout + r.stderr
     assert repo.runs(pw) == [first["run_id"]] and (repo.dir / "config").is_file()
+    r = run_cli("backup", "-i", inv, "--list", "--json", env=env, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    (listed,) = one(r.stdout)["offsite_snapshots"]["snapshots"]
+    assert listed["run_id"] == first["run_id"] and listed["size"] > 0 and 0 <= listed["age"] < 3600, listed
+    r = run_cli("backup", "-i", inv, "--list", env=env, timeout=300)
+    assert "off the host (restic): 1 snapshots" in r.stdout and f"{first['run_id']}  {listed['id']}" in r.stdout
     # the repository's machine goes away: a failed run, the local snapshot still written, one notification
     repo.sshd.stop()
     dead = []
@@ -112,6 +118,9 @@ def test_offsite_copy_dead_repository_and_catch_up(sandbox, repo, hook):
         dead.append(r.stdout.split("snapshot ", 1)[1].split(":", 1)[0])
         assert (sandbox.home / "backups" / dead[-1] / "manifest.json").is_file()
     assert len(hook.texts("backup failed")) == 1, hook.texts("backup failed")
+    r = run_cli("backup", "-i", inv, "--list", env=env, timeout=300)
+    assert r.returncode == 2 and "off the host FAILED: off-host: restic snapshots exited" in r.stdout, r.stdout
+    assert dead[-1] in r.stdout  # the local snapshots are still listed
     assert "off-host copy" in hook.texts("backup failed")[0] and PASSWORD not in json.dumps(hook.got)
     # it comes back: the next run copies what it missed, then forget --prune keeps the newest of the day
     repo.start()

@@ -586,7 +586,10 @@ def result(action: str, host: Host, paths: HostPaths) -> dict:
     """What `action` (plan, run, list, verify) answers, as one JSON object."""
     now = time.time()
     if action == "list":
-        return {"snapshots": [s.to_dict(now) for s in snapshots(paths)], "warnings": _warnings(host)}
+        from .restic import listing
+
+        off = {"offsite_snapshots": listing(host, now)} if host.backup.repository else {}
+        return {"snapshots": [s.to_dict(now) for s in snapshots(paths)], **off, "warnings": _warnings(host)}
     if action == "verify":
         return verified(host, paths)
     if action == "plan":

@@ -68,6 +68,8 @@ def exit_code(action: str, data: dict) -> int:
     are OK (no repository configured is a warning line, not a code: cron's
     run must not read as failing). A verify is FAILED unless every check
     it made (local, off-host) is ok."""
+    if action == "list":  # the repository's snapshots could not be read
+        return errors.FAILED if (data.get("offsite_snapshots") or {}).get("error") else errors.OK
     if action == "restore":  # an item not put back, or a service that failed its gate after
         return errors.OK if (data.get("restore") or {}).get("ok") else errors.FAILED
     if action == "verify":  # a snapshot that does not match its manifest, or none to check

@@ -84,10 +84,17 @@ def list_lines(data: dict) -> list:
     from .render import fmt_duration
 
     snaps = data.get("snapshots") or []
-    if not snaps:
-        return ["no snapshots yet"]
-    return [f"{s['run_id']}  {fmt_duration(s.get('age'))} ago  {_size(s.get('size'))}  {s.get('items')} items  "
-            + ("ok" if s.get("ok") else f"{s.get('failed')} FAILED") for s in snaps]
+    out = [f"{s['run_id']}  {fmt_duration(s.get('age'))} ago  {_size(s.get('size'))}  {s.get('items')} items  "
+           + ("ok" if s.get("ok") else f"{s.get('failed')} FAILED") for s in snaps] or ["no snapshots yet"]
+    off = data.get("offsite_snapshots")
+    if off is None:
+        return out
+    out = (["on the host:"] + [f"  {line}" for line in out]
+           + [f"off the host (restic): {len(off.get('snapshots') or [])} snapshots"])
+    if off.get("error"):
+        return out[:-1] + [f"off the host FAILED: {off['error']}"]
+    return out + [f"  {s['run_id']}  {s['id']}  {fmt_duration(s.get('age'))} ago  {_size(s.get('size'))}"
+                  for s in off.get("snapshots") or []]
 
 
 def _action(list, dry_run, verify, restore, only, to, yes):
@@ -124,7 +131,7 @@ def restore_lines(data: dict) -> list:
 
 
 @fabops_task(help={
-    "list": "List the host's local snapshots (age, size, items) instead of making one.",
+    "list": "List the host's snapshots, local and in the repository (age, size), instead of making one.",
     "dry_run": "Show what a backup would copy and which snapshots retention would delete; change nothing.",
     "restore": "Put snapshot RUN_ID back in place: save what is there now, stop the services, restore, start them "
                "and run their readiness gate (asks first, or --yes).",
