@@ -6,7 +6,11 @@ Nothing imported here may import fabric, paramiko or rich at module level:
 """
 from __future__ import annotations
 
-from invoke import Collection
+from ._invoke import load as _load_invoke
+
+_load_invoke()  # before the first `import invoke`: without unittest.mock (tasks/_invoke.py)
+
+from invoke import Collection  # noqa: E402
 
 from . import agent, backup, cron, demo, deploy, health, inventory, maintenance, observe, ping, setup, update
 
