@@ -26,7 +26,9 @@ _UNITS = sorted("usec us µs msec ms seconds second sec s minutes minute min m h
                 "days day d weeks week w months month M years year y".split(), key=len, reverse=True)
 _SPAN = r"(?:\d+(?:\.\d+)?\s*(?:%s)?\s*)+" % "|".join(_UNITS)
 _WEEKDAY = r"(?i:mon(?:day)?|tue(?:sday)?|wed(?:nesday)?|thu(?:rsday)?|fri(?:day)?|sat(?:urday)?|sun(?:day)?)"
-_SINCE = re.compile(
+# Compiled by since_value, the one that reads it: a few ms of every
+# command's import otherwise (monitor imports this module for error_words).
+_SINCE = (
     r"(?:now|today|yesterday|tomorrow"
     r"|@\d+(?:\.\d+)?"  # seconds since the epoch
     rf"|[+-]\s*{_SPAN}|{_SPAN}\s+(?:ago|left)"  # relative: -1h, 1 hour ago
@@ -42,7 +44,7 @@ def since_value(text: str) -> str:
     SINCE_FORMS shows (systemd.time(7)), a date's `T` made a space (older
     journalctl read only the space). Anything else is a usage error."""
     value = " ".join(str(text).split())
-    m = _SINCE.fullmatch(value)
+    m = re.fullmatch(_SINCE, value)
     if m is not None and m.group("date"):
         import datetime
 
