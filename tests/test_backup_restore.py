@@ -54,6 +54,7 @@ def test_the_drill_delete_data_and_env_restore_and_the_service_is_healthy(deploy
     assert res["ok"] and res["from"] == "local" and res["to"] is None and res["saved"] not in (None, run_id)
     assert [s["service"] for s in res["services"] if s["ok"]] == ["bot"], res["services"]
     assert box.health()  # the service answers on the port the restored .env gives it
+    assert os.getpriority(os.PRIO_PROCESS, box.pid()) == os.getpriority(os.PRIO_PROCESS, 0)  # not a backup's nice 19
     assert _sums(data) == before and os.readlink(data / "latest") == "notes.txt"
     assert hashlib.sha256(env.read_bytes()).hexdigest() == env_sum and stat.S_IMODE(env.stat().st_mode) == 0o600
     assert (box.app / "stray.txt").exists()

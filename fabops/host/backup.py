@@ -600,13 +600,14 @@ def result(action: str, host: Host, paths: HostPaths) -> dict:
 
 
 def restored(host: Host, paths: HostPaths, args: List[str]) -> dict:
-    """`restore RUN_ID ONLY DIR` (empty: none): host/restore.py, at low
-    priority, saving what is there first with a run that deletes nothing."""
+    """`restore RUN_ID ONLY DIR` (empty: none): host/restore.py, saving what
+    is there first with a run that deletes nothing. At normal priority: a
+    restore is wanted now, and the services it starts (process manager)
+    would inherit a lowered one."""
     from dataclasses import replace
 
     from .restore import restore
 
-    lower_priority()
     return restore(host, paths, args[0], args[1] or None, args[2] or None,
                    lambda: run(replace(plan(host, paths), delete=()), paths)["run_id"], LOCK_WAIT)
 
