@@ -39,3 +39,13 @@ def test_the_stand_in_answers_the_import_system_as_a_plain_module(name):
 
     with pytest.raises(AttributeError):
         getattr(_StandIn("unittest.mock"), name)
+
+
+def test_invoke_reads_its_config_files_with_the_installed_pyyaml(tmp_path):
+    (tmp_path / "invoke.yaml").write_text("run:\n  echo: true\n")
+    out = _run("import sys, yaml, fabops.tasks, invoke.util\n"
+               "from invoke.config import Config\n"
+               f"c = Config(project_location={str(tmp_path)!r}); c.load_project()\n"
+               "print(invoke.util.yaml is yaml, c.run.echo, "
+               "[m for m in sys.modules if m.startswith('invoke.vendor.yaml.')])")
+    assert out.strip() == "True True []", out

@@ -1,4 +1,5 @@
-"""Invoke, imported without unittest.mock (issue #25: a command's start-up).
+"""Invoke, imported without unittest.mock and its own yaml (issue #25: a
+command's start-up).
 
 invoke.context imports `Mock` from unittest.mock at module level, for its
 MockContext alone; unittest.mock imports asyncio, and the two were the
@@ -43,9 +44,19 @@ class _StandIn(types.ModuleType):
 
 
 def load() -> None:
-    """Import invoke without importing unittest.mock (and asyncio)."""
+    """Import invoke without importing unittest.mock (and asyncio), and
+    with the installed PyYAML as its yaml (fabops reads hosts.yml with it)
+    instead of the pure-Python copy Invoke vendors: Invoke takes the
+    installed one itself when its vendored copy is gone (distributions
+    unvendor it), and uses it for yaml.safe_load of its config files alone."""
     if "invoke" in sys.modules or _NAME in sys.modules:
         return
+    try:
+        import yaml
+    except ImportError:  # pragma: no cover - a dependency of fabops
+        pass
+    else:
+        sys.modules.setdefault("invoke.vendor.yaml", yaml)
     stand_in = _StandIn(_NAME)
     stand_in.Mock = Mock
     sys.modules[_NAME] = stand_in
