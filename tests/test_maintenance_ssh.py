@@ -308,6 +308,9 @@ def test_secret_marker_never_leaks_from_any_task(deployed):
         ("health", "--fix", "--json"), ("backup-env", "--list", "--json"), ("clean", "--dry-run", "--json"),
         ("system-update", "--check", "--json"), ("setup", "--check", "--json"), ("reset", "--dry-run", "--json"),
         ("restore-env", "--backup", name, "--dry-run", "--json"), ("deploy", "--no-watch", "--json"),
+        # backup copies the .env into its snapshot: never into its output
+        ("backup",), ("backup", "--json"), ("backup", "--list"), ("backup", "--verify", "--json"),
+        ("backup", "--dry-run", "--json"),
     ]
     for args in runs:
         r = cli(deployed, *args, env=env)
