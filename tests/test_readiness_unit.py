@@ -2,7 +2,7 @@
 pure logic, no processes. The same behaviour on real systemd is in
 tests/test_truthful_deploy.py."""
 from fabops.host import readiness
-from fabops.host.listeners import OWN, PortOwner
+from fabops.host.listeners import OTHER, OWN, PortOwner
 from fabops.host.services import ServiceStatus
 from fabops.inventory import Check, Service
 
@@ -142,3 +142,47 @@ def test_the_gate_uses_the_one_http_check_and_no_proxy(monkeypatch):
         srv.server_close()
     assert [r.ok for r in ok] == [True] and len(calls) == 2
     assert (moved[0].ok, moved[0].http_status, moved[0].message) == (False, 301, "bot: check gave HTTP 301")
+
+
+class HeldProbe(Probe):
+    """Another process holds `port` (pid 4242); the rest is the service's."""
+
+    def __init__(self, port):
+        super().__init__(lambda n: 200)
+        self.port = port
+
+    def port_owner(self, port, pid, systemd):
+        if port == self.port:
+            return PortOwner(port, OTHER, 4242, "python3 -m http.server 3013")
+        return PortOwner(port, OWN)
+
+
+def test_a_port_another_process_holds_fails_the_gate_at_once_without_a_request():
+    clock, probe = Clock(), HeldProbe(3003)
+    r = readiness.wait_ready(Manager(up()), svc(), clock=clock, sleep=clock.sleep, probe=probe)
+    assert (r.ok, r.phase, r.requests, probe.calls) == (False, "held", 0, 0) and clock.t == 0
+    assert r.message == "port 3003 is held by another process (pid 4242: python3 -m http.server 3013), not bot"
+
+
+def test_a_checks_own_port_held_by_another_process_fails_the_gate_too():
+    clock, probe = Clock(), HeldProbe(3013)
+    service = svc(port=None, check=Check(url="http://localhost:3013/health"))
+    r = readiness.wait_ready(Manager(up()), service, clock=clock, sleep=clock.sleep, probe=probe)
+    assert (r.ok, r.phase, probe.calls) == (False, "held", 0) and "(its check's port)" in r.message
+    # a check elsewhere than this host's loopback is not this host's port
+    elsewhere = svc(port=None, check=Check(url="http://10.0.0.5:3013/health"))
+    assert readiness.wait_ready(Manager(up()), elsewhere, clock=clock, sleep=clock.sleep, probe=probe).ok
+
+
+def test_the_watch_fails_on_a_port_another_process_took():
+    clock, probe = Clock(), HeldProbe(3003)
+    seen = readiness.watch(Manager(up()), [svc()], clock=clock, sleep=clock.sleep, probe=probe, gated={"bot": 100})
+    assert (seen.ok, seen.phase) == (False, "held") and "held by another process (pid 4242" in seen.message
+
+
+def test_loopback_ports():
+    assert readiness.loopback_port("http://127.0.0.1:3013/x") == 3013
+    assert readiness.loopback_port("http://[::1]:8080/") == 8080
+    assert readiness.loopback_port("http://localhost/health") == 80
+    assert readiness.loopback_port("https://example.com:3013/") is None
+    assert readiness.loopback_port("http://127.0.0.1:99999/") is None

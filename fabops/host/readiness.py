@@ -77,6 +77,19 @@ class LocalProbe:
         return httpcheck.run(check)
 
 
+def loopback_port(url: str) -> Optional[int]:
+    """The port of a URL on this host's loopback (127.0.0.1, localhost,
+    ::1; the scheme's default when none is given), else None."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:
+        return None
+    return port if (parts.hostname or "") in ("127.0.0.1", "localhost", "::1") else None
+
+
 def settle_for(svc: Service, watched: bool = False) -> float:
     """The gate's settle window: none when the service's watch window
     follows this gate (a deploy's gate, `watched`), since the watch polls
@@ -195,6 +208,9 @@ class _Gate:
         svc, check, clock = self.svc, self.svc.check, self.clock
         if check is None:
             return None
+        held = self.check_held()
+        if held is not None:
+            return held
         attempt = 0
         same, same_count, same_since = None, 0, 0.0
         while True:
@@ -225,6 +241,19 @@ class _Gate:
             attempt += 1
         self.say(f"{svc.name} check {check.method} {httpcheck.shown(check.url)}: HTTP {status}")
         return None
+
+    def check_held(self) -> Optional[Readiness]:
+        """A check on this host's loopback at a port the service does not
+        declare: trusted only when that port's listener is the service's
+        own, as the declared port is (`listening`)."""
+        svc = self.svc
+        port = loopback_port(svc.check.url)
+        if port is None or port == svc.port:
+            return None
+        owner = self.probe.port_owner(port, self.pid, svc.manager == "systemd")
+        if owner.state != OTHER:
+            return None
+        return self.result(False, "held", f"{owner.held_message(svc.name)} (its check's port)", self.pid)
 
     def settled(self, settle: float) -> Readiness:
         """4. the same process stays up for a moment: ready, or the death."""
