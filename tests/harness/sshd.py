@@ -9,6 +9,7 @@ files through /proc/<sshd pid>/root/... (see `SshHost.path`).
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -164,6 +165,17 @@ class SshHost:
                     pass
 
 
+def _test_cache() -> Path:
+    from tests.conftest import TEST_CACHE
+
+    return TEST_CACHE
+
+
+def _pip_conf(wheels: Path) -> str:
+    houses = " ".join(str(wheels / f"wheelhouse-cp3{minor}") for minor in range(9, 14))
+    return f"[global]\nno-index = true\nfind-links = {houses}\n"
+
+
 def start_sshd(workdir: Path, client_key: Path, address: str = "127.0.0.1",
                extra_config: Sequence[str] = ()) -> SshHost:
     """Start sshd on `address` and a free port; return once it answers.
@@ -212,6 +224,15 @@ def start_sshd(workdir: Path, client_key: Path, address: str = "127.0.0.1",
         )
         # The spool layout cron expects, created inside the private tmpfs.
         mounts += " && mkdir -p -m 1730 /var/spool/cron/crontabs && chmod 0700 /root"
+        # pip on the host (fabops' install without --offline) reads the
+        # pre-built wheelhouses, bound in before /root turns private, never the
+        # index: the tests never reach the network
+        wheels = workdir / "wheelhouses"
+        wheels.mkdir(exist_ok=True)
+        cache = shlex.quote(str(_test_cache()))
+        mounts = (f"{{ ! [ -d {cache} ] || mount --bind {cache} {shlex.quote(str(wheels))}; }} && " + mounts
+                  + " && mkdir -p /root/.config/pip && printf '%s' " + shlex.quote(_pip_conf(wheels))
+                  + " > /root/.config/pip/pip.conf")
         script = f"{mounts} && exec {' '.join(argv)}"
         # unshare execs (no fork), so the Popen pid is sshd's own pid.
         argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
