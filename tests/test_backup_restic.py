@@ -135,6 +135,10 @@ def test_offsite_copy_dead_repository_and_catch_up(sandbox, repo, hook):
 
 def test_a_password_file_open_to_others_fails_the_copy_not_the_snapshot(sandbox, repo):
     inv, _ = _ready(sandbox, repo, 0o644, files=[])
+    r = run_cli("backup", "-i", inv, "--dry-run", env=repo.env)
+    assert r.returncode == 0 and "would upload the snapshot: restic backup into backup.repository" in r.stdout, \
+        r.stdout + r.stderr
+    assert "would forget the repository's snapshots: restic forget --prune (daily 7" in r.stdout
     r = run_cli("backup", "-i", inv, "--json", env=repo.env, timeout=300)
     assert r.returncode == 2, r.stdout + r.stderr
     data = one(r.stdout)

@@ -486,6 +486,18 @@ def _private_new(path: str) -> str:
 # ------------------------------------------------------------------ entry point (the laptop's round trip)
 
 
+def offsite_would(host: Host) -> List[Would]:
+    """A dry run's words for the off-host copy (it reads no repository:
+    which earlier snapshots the repository lacks is the run's to find)."""
+    if not host.backup.repository:
+        return []
+    k = host.backup.keep
+    return [Would("upload", "the snapshot", "restic backup into backup.repository, with any earlier snapshot it "
+                  "lacks"),
+            Would("forget", "the repository's snapshots", f"restic forget --prune (daily {k.daily}, weekly "
+                  f"{k.weekly}, monthly {k.monthly}, and the newest)")]
+
+
 def _warnings(host: Host) -> List[str]:
     return [] if host.backup.repository else [NO_OFF_HOST]
 
@@ -594,7 +606,8 @@ def result(action: str, host: Host, paths: HostPaths) -> dict:
         return verified(host, paths)
     if action == "plan":
         p = plan(host, paths, run_id=DRY_RUN_ID, now=now)
-        return {**p.to_dict(), "would": [w.to_dict() for w in p.would()], "warnings": _warnings(host)}
+        return {**p.to_dict(), "would": [w.to_dict() for w in p.would() + offsite_would(host)],
+                "warnings": _warnings(host)}
     done = locked_run(host, paths)
     return {**done, "warnings": done["warnings"] + _warnings(host)}
 
