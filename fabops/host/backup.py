@@ -622,7 +622,7 @@ def restored(host: Host, paths: HostPaths, args: List[str]) -> dict:
     from .restore import restore
 
     return restore(host, paths, args[0], args[1] or None, args[2] or None,
-                   lambda: run(replace(plan(host, paths), delete=()), paths)["run_id"], LOCK_WAIT)
+                   lambda: run(replace(plan(host, paths), delete=()), paths), LOCK_WAIT)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -4,9 +4,10 @@
 files.tar unpacked under DIR (each path as it was archived: absolute,
 without the leading /), every other item as its file. Nothing is stopped.
 
-In place (the default): under the host lock, what is there now is saved
-first (a local snapshot of its own, which retention does not touch in that
-run), the host's services are stopped, the items are put back (the files'
+In place (the default): under the host lock, the host's services are
+stopped, what is there now is saved (a local snapshot of its own, which
+retention does not touch in that run; a save with a failed item refuses
+the restore and starts the services again), the items are put back (the files'
 listed paths replaced by the archived trees, a SQLite database replaced
 whole with its -wal and -shm removed, the .env replaced 0600), the services
 are started and each must pass its readiness gate. A dump's output and
@@ -171,20 +172,37 @@ def start_all(manager, host: Host) -> List[dict]:
     return out
 
 
-def in_place(host: Host, snap: str, items: List[dict], save: Callable[[], str]) -> dict:
-    """Save what is there now (`save`: a snapshot's run id), stop, put
-    back, start, gate (the lock held)."""
-    saved = save()
+def save_refused(saved: dict) -> Optional[str]:
+    """Why a restore must not go on after saving what is there (None: it may):
+    a snapshot of its with a failed item would not give that item back."""
+    if saved.get("ok"):
+        return None
+    bad = [f"{i.get('name')} ({i.get('error')})" for i in saved.get("items") or [] if not i.get("ok")]
+    return (f"nothing was put back: saving what was there first failed ({', '.join(bad) or 'not ok'}), so "
+            f"snapshot {saved.get('run_id')} could not undo this restore; the services were started again")
+
+
+def in_place(host: Host, snap: str, items: List[dict], save: Callable[[], dict]) -> dict:
+    """Stop, save what is there now (`save`: a run's manifest, after the
+    stop so no write is lost), put back only when that save is ok, start,
+    gate (the lock held). A save that fails or raises starts the services
+    again and puts nothing back."""
     manager = service_manager(host)
     for svc in host.services:
         manager.stop(svc)
-    done = put_back(snap, items, None)
+    try:
+        saved = save()
+    except BaseException:
+        start_all(manager, host)
+        raise
+    refused = save_refused(saved)
+    done = [] if refused else put_back(snap, items, None)
     started = start_all(manager, host)
-    return {"saved": saved, "items": done, "services": started}
+    return {"saved": saved.get("run_id"), "refused": refused, "items": done, "services": started}
 
 
 def restore(host: Host, paths: HostPaths, run_id: str, only: Optional[str], into: Optional[str],
-            save: Callable[[], str], lock_wait: float) -> dict:
+            save: Callable[[], dict], lock_wait: float) -> dict:
     """Restore snapshot `run_id` (its `only` item) in place, or into `into`.
     In place, `save` snapshots what is there first (host/backup's run,
     without retention) under the host lock, waited for up to `lock_wait`."""
@@ -206,5 +224,5 @@ def restore(host: Host, paths: HostPaths, run_id: str, only: Optional[str], into
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
-    ok = all(i["ok"] for i in out["items"]) and all(s["ok"] for s in out["services"])
+    ok = not out.get("refused") and all(i["ok"] for i in out["items"]) and all(s["ok"] for s in out["services"])
     return {"restore": {"run_id": run_id, "from": where, "to": into, "ok": ok, **out}, "warnings": []}

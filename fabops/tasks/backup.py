@@ -120,7 +120,8 @@ def restore_lines(data: dict) -> list:
     out = [f"restore {r.get('run_id')} from the {r.get('from')} snapshot "
            + (f"into {r['to']}" if r.get("to") else "in place") + (": ok" if r.get("ok") else ": FAILED")]
     if r.get("saved"):
-        out.append(f"  saved what was there first as snapshot {r['saved']} (restore it to undo this)")
+        out.append(f"  saved what was there first as snapshot {r['saved']}"
+                   + (f": REFUSED, {r['refused']}" if r.get("refused") else " (restore it to undo this)"))
     for i in r.get("items") or []:
         state = "ok" if i.get("ok") and not i.get("skipped") else (f"skipped: {i['skipped']}" if i.get("skipped")
                                                                    else f"FAILED {i.get('error')}")

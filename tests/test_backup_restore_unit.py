@@ -1,0 +1,91 @@
+"""backup --restore, unit tier (issue #26, docs/backups.md "Restore"): the
+order in place (stop, save, put back only when the save is ok), the files it
+writes (modes, no predictable temp), what a snapshot's tar may write, the
+RUN_ID it accepts."""
+import json
+import os
+from dataclasses import replace
+
+import pytest
+
+from fabops.host import restore
+from fabops.host.backup import plan, run
+from tests.test_backup_unit import local
+
+pytestmark = pytest.mark.unit
+
+
+class FakeManager:
+    def __init__(self, log):
+        self.log = log
+
+    def stop(self, svc):
+        self.log.append(("stop", svc.name))
+
+    def start(self, svc):
+        self.log.append(("start", svc.name))
+
+
+@pytest.fixture
+def host_with_service(tmp_path, monkeypatch):
+    from fabops import inventory
+    from fabops.paths import HostPaths
+
+    (tmp_path / "app").mkdir()
+    data = {"hosts": {"h": {"connection": "local", "app": {"path": str(tmp_path / "app")},
+                            "home": str(tmp_path / "home"), "backup": {"files": ["data"]},
+                            "services": [{"name": "web", "command": "true"}]}}}
+    host = inventory.from_data(data).hosts["h"]
+    log = []
+    monkeypatch.setattr(restore, "service_manager", lambda host: FakeManager(log))
+    monkeypatch.setattr("fabops.host.readiness.wait_ready",
+                        lambda manager, svc: type("R", (), {"ok": True, "message": "ready"})())
+    return host, HostPaths.for_home(host.home), log
+
+
+def _snapshot(host, paths, text):
+    data = os.path.join(os.path.expanduser(host.app.path), "data")
+    os.makedirs(data, exist_ok=True)
+    with open(os.path.join(data, "notes.txt"), "w") as fh:
+        fh.write(text)
+    return run(replace(plan(host, paths), delete=()), paths)  # retention would delete the earlier one
+
+
+def test_in_place_stops_then_saves_and_refuses_when_the_save_failed(host_with_service):
+    """A save with a failed item (disk full, a failing dump) would not undo
+    the restore: nothing is put back, the services start again, and the
+    answer names the failed item (before: the live data was replaced)."""
+    host, paths, log = host_with_service
+    old = _snapshot(host, paths, "old\n")
+    _snapshot(host, paths, "live\n")
+
+    def save():
+        log.append(("save",))
+        return {"run_id": "20261206T000000-abcdef", "ok": False,
+                "items": [{"name": "files", "ok": False, "error": "OSError: No space left on device"}]}
+
+    out = restore.restore(host, paths, old["run_id"], None, None, save, 5)["restore"]
+    assert log[:2] == [("stop", "web"), ("save",)] and log[-1] == ("start", "web"), log
+    assert not out["ok"] and out["items"] == [] and "files (OSError: No space left on device)" in out["refused"]
+    live = os.path.join(os.path.expanduser(host.app.path), "data", "notes.txt")
+    assert open(live).read() == "live\n"
+
+
+def test_in_place_puts_back_after_an_ok_save(host_with_service):
+    host, paths, log = host_with_service
+    old = _snapshot(host, paths, "old\n")
+    _snapshot(host, paths, "live\n")
+    saved = []
+
+    def save():
+        log.append(("save",))
+        saved.append(run(replace(plan(host, paths), delete=()), paths))
+        return saved[-1]
+
+    out = restore.restore(host, paths, old["run_id"], None, None, save, 5)["restore"]
+    assert out["ok"] and out["saved"] == saved[0]["run_id"] and not out["refused"], out
+    assert log[:2] == [("stop", "web"), ("save",)]
+    live = os.path.join(os.path.expanduser(host.app.path), "data", "notes.txt")
+    assert open(live).read() == "old\n"
+    with open(paths.backup_manifest(paths.backup_snapshot(saved[0]["run_id"]))) as fh:
+        assert json.load(fh)["ok"]
