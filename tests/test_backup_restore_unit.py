@@ -71,6 +71,17 @@ def test_in_place_stops_then_saves_and_refuses_when_the_save_failed(host_with_se
     assert open(live).read() == "live\n"
 
 
+def test_a_save_failed_only_for_what_is_not_there_does_not_refuse():
+    """The data directory deleted is what a restore is for: its `not found`
+    refuses nothing; a dump's failure (never overwritten in place) neither."""
+    items = [{"name": "files", "kind": "files"}, {"name": "env", "kind": "env"}]
+    gone = {"run_id": "r", "ok": False, "items": [{"name": "files", "ok": False, "error": "not found: /a/data"},
+                                                  {"name": "dump-pg", "ok": False, "error": "exited 1"}]}
+    assert restore.save_refused(gone, items) is None
+    full = {**gone, "items": [{"name": "files", "ok": False, "error": "OSError: No space left on device"}]}
+    assert "files (OSError: No space left on device)" in restore.save_refused(full, items)
+
+
 def test_in_place_puts_back_after_an_ok_save(host_with_service):
     host, paths, log = host_with_service
     old = _snapshot(host, paths, "old\n")

@@ -6,8 +6,9 @@ without the leading /), every other item as its file. Nothing is stopped.
 
 In place (the default): under the host lock, the host's services are
 stopped, what is there now is saved (a local snapshot of its own, which
-retention does not touch in that run; a save with a failed item refuses
-the restore and starts the services again), the items are put back (the files'
+retention does not touch in that run; a save that failed for an item the
+restore overwrites, other than for its absence, refuses the restore and
+starts the services again), the items are put back (the files'
 listed paths replaced by the archived trees, a SQLite database replaced
 whole with its -wal and -shm removed, the .env replaced 0600), the services
 are started and each must pass its readiness gate. A dump's output and
@@ -172,13 +173,17 @@ def start_all(manager, host: Host) -> List[dict]:
     return out
 
 
-def save_refused(saved: dict) -> Optional[str]:
+def save_refused(saved: dict, items: List[dict]) -> Optional[str]:
     """Why a restore must not go on after saving what is there (None: it may):
-    a snapshot of its with a failed item would not give that item back."""
-    if saved.get("ok"):
+    an item it would overwrite whose save failed, for a reason other than
+    there being nothing to save (a deleted data directory is what a restore
+    is for), could not be given back by that snapshot."""
+    overwritten = {i.get("name") for i in items if i.get("kind") in IN_PLACE}
+    bad = [f"{i.get('name')} ({i.get('error')})" for i in saved.get("items") or [] if not i.get("ok")
+           and i.get("name") in overwritten and not str(i.get("error") or "").startswith("not found:")]
+    if not bad:
         return None
-    bad = [f"{i.get('name')} ({i.get('error')})" for i in saved.get("items") or [] if not i.get("ok")]
-    return (f"nothing was put back: saving what was there first failed ({', '.join(bad) or 'not ok'}), so "
+    return (f"nothing was put back: saving what was there first failed ({', '.join(bad)}), so "
             f"snapshot {saved.get('run_id')} could not undo this restore; the services were started again")
 
 
@@ -195,7 +200,7 @@ def in_place(host: Host, snap: str, items: List[dict], save: Callable[[], dict])
     except BaseException:
         start_all(manager, host)
         raise
-    refused = save_refused(saved)
+    refused = save_refused(saved, items)
     done = [] if refused else put_back(snap, items, None)
     started = start_all(manager, host)
     return {"saved": saved.get("run_id"), "refused": refused, "items": done, "services": started}
