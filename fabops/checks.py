@@ -27,13 +27,13 @@ def listeners_source() -> str:
     return Path(listeners.__file__).read_text(encoding="utf-8")
 
 
-def port_owner_cmd(port: int, pid: Optional[int], systemd: bool) -> Cmd:
+def port_owner_cmd(port: int, pid: Optional[int], systemd: bool, unit: str = "") -> Cmd:
     """host/listeners.py on the host's python3: one JSON line saying whose
     the LISTEN socket on `port` is (a host without python3: an empty line,
     read as "unverified")."""
     return sh("if command -v python3 >/dev/null 2>&1; then python3 -I -S -c {source} {port} {pid} {kind}; "
               "else echo; fi", source=listeners_source(), port=str(port),
-              pid=str(pid) if pid else "-", kind="systemd" if systemd else "process")
+              pid=str(pid) if pid else "-", kind=("systemd:" + unit if unit else "systemd") if systemd else "process")
 
 
 # The one HTTP check is fabops/host/httpcheck.py; the agentless path runs
@@ -89,10 +89,10 @@ class RemoteProbe:
     def port_open(self, port: int) -> bool:
         return self.t.ok(port_listening_cmd(port))
 
-    def port_owner(self, port: int, pid: Optional[int], systemd: bool) -> listeners.PortOwner:
+    def port_owner(self, port: int, pid: Optional[int], systemd: bool, unit: str = "") -> listeners.PortOwner:
         """Whose the port's listener is, asked of the host's python3
         (host/listeners.py run as source, one command)."""
-        return listeners.from_json(port, self.t.output(port_owner_cmd(port, pid, systemd)).strip())
+        return listeners.from_json(port, self.t.output(port_owner_cmd(port, pid, systemd, unit)).strip())
 
     def http(self, check):
         return self.http_all([check])[0]

@@ -139,6 +139,22 @@ def test_a_systemd_units_cgroup_is_the_service(tmp_path):
     assert listeners.port_owner(3013, 500, systemd=False, proc=proc, root=str(tmp_path / "cg")).state == OTHER
 
 
+def test_what_is_left_of_a_service_not_running_is_still_its_own(tmp_path):
+    """Between systemd's restarts (no MainPID) a process still in the unit's
+    cgroup, and under the process back end a process in the recorded (gone)
+    PID's session, are the service's: not "another process"."""
+    proc = _proc(tmp_path, TCP, TCP6, [(600, 1, 600, 600, ["worker"], [41234, 51234]),
+                                       (700, 1, 700, 700, ["python3", "-m", "http.server"], [])])
+    (tmp_path / "proc" / "600" / "cgroup").write_text("0::/system.slice/bot.service\n")
+    (tmp_path / "proc" / "700" / "cgroup").write_text("0::/user.slice/session-1.scope\n")
+    assert listeners.port_owner(3013, None, systemd=True, proc=proc, unit="bot").state == OWN
+    assert listeners.port_owner(3013, None, systemd=True, proc=proc, unit="api").pid == 600
+    # the process back end: the recorded PID 500 is gone, its session's worker holds the port
+    proc = _proc(tmp_path / "b", TCP, TCP6, [(601, 1, 601, 500, ["worker"], [41234, 51234])])
+    assert listeners.port_owner(3013, 500, proc=proc).state == OWN
+    assert listeners.port_owner(3013, 499, proc=proc).pid == 601
+
+
 def test_the_json_line_round_trips_and_junk_is_not_verified():
     found = listeners.PortOwner(3013, OTHER, 4242, "python3 -m http.server 3013")
     import json

@@ -38,7 +38,7 @@ class Probe:
     def port_open(self, port):
         return True
 
-    def port_owner(self, port, pid, systemd):
+    def port_owner(self, port, pid, systemd, unit=""):
         return PortOwner(port, OWN)
 
     def http(self, check):
@@ -151,7 +151,7 @@ class HeldProbe(Probe):
         super().__init__(lambda n: 200)
         self.port = port
 
-    def port_owner(self, port, pid, systemd):
+    def port_owner(self, port, pid, systemd, unit=""):
         if port == self.port:
             return PortOwner(port, OTHER, 4242, "python3 -m http.server 3013")
         return PortOwner(port, OWN)
@@ -186,3 +186,42 @@ def test_loopback_ports():
     assert readiness.loopback_port("http://localhost/health") == 80
     assert readiness.loopback_port("https://example.com:3013/") is None
     assert readiness.loopback_port("http://127.0.0.1:99999/") is None
+
+
+class OwnProbe(Probe):
+    """Port 3003's listener is pid `own()`'s (the service's restarted
+    instance), in the systemd unit `bot`: asked with that PID or that unit
+    it is the service's; asked with neither (an old PID of the process back
+    end), another process's, as listeners.port_owner would answer."""
+
+    def __init__(self, own):
+        super().__init__(lambda n: 200)
+        self.own, self.asked = own, []
+
+    def port_owner(self, port, pid, systemd, unit=""):
+        self.asked.append((pid, unit))
+        if pid == self.own() or unit == "bot":
+            return PortOwner(port, OWN)
+        return PortOwner(port, OTHER, self.own(), "bot")
+
+
+def test_a_crash_loop_whose_new_instance_listens_is_the_commits_failure_not_held():
+    """pid 99999 -> 11111, which listens on the service's port: a crash loop
+    (phase watch, the commit marked bad), not "held by another process"."""
+    clock = Clock()
+    probe = OwnProbe(lambda: 99999 if clock.t < 3 else 11111)
+    manager = Manager(lambda s: ServiceStatus(s.name, True, "active", probe.own()))
+    process = svc(manager="process")
+    seen = readiness.watch(manager, [process], clock=clock, sleep=clock.sleep, probe=probe, gated={"bot": 99999})
+    assert (seen.ok, seen.phase) == (False, "watch") and "crash loop" in seen.message, seen
+    assert "held" not in seen.message and (11111, "") in probe.asked
+    # the gate's own "restarted on its own" and a death between restarts
+    clock = Clock()
+    probe = OwnProbe(lambda: 99999 if clock.t < 1 else 11111)
+    manager = Manager(lambda s: ServiceStatus(s.name, True, "active", probe.own()))
+    gate = readiness.wait_ready(manager, svc(manager="process", settle=5.0), clock=clock, sleep=clock.sleep, probe=probe)
+    assert (gate.ok, gate.phase) == (False, "settle") and "crash loop" in gate.message, gate
+    clock = Clock()
+    dead = Manager(lambda s: ServiceStatus(s.name, False, "activating", None))
+    seen = readiness.watch(dead, [svc()], clock=clock, sleep=clock.sleep, probe=probe, gated={"bot": 99999})
+    assert seen.phase == "watch" and "died" in seen.message, seen

@@ -79,8 +79,8 @@ class _CountingProbe:
     def port_open(self, port: int) -> bool:
         return self.probe.port_open(port)
 
-    def port_owner(self, port: int, pid, systemd: bool):
-        return self.probe.port_owner(port, pid, systemd)
+    def port_owner(self, port: int, pid, systemd: bool, unit: str = ""):
+        return self.probe.port_owner(port, pid, systemd, unit)
 
     def http(self, check):
         answer = self.probe.http(check)

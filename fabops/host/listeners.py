@@ -237,43 +237,72 @@ def _holder(inodes: Set[int], skip: Iterable[int], proc: str) -> Optional[int]:
     return None
 
 
+def unit_procs(unit: str, proc: str = PROC) -> Set[int]:
+    """The processes in systemd unit `unit`'s cgroup (`bot` or
+    `bot.service`: a component of their `0::` cgroup path), found from
+    /proc alone: what is left of a unit whose main PID is gone."""
+    name = unit if unit.endswith(".service") else unit + ".service"
+    out = set()
+    for pid in _pids(proc):
+        for line in _read(f"{proc}/{pid}/cgroup").splitlines():
+            if line.startswith("0::") and name in line[3:].strip().split("/"):
+                out.add(pid)
+    return out
+
+
+def service_procs(pid: Optional[int], systemd: bool, unit: str = "", proc: str = PROC,
+                  root: str = CGROUP_ROOT) -> Optional[Set[int]]:
+    """The service's processes (`members`) when its main PID runs. When it
+    does not (died, between systemd's restarts, a stale pidfile) what is
+    left of it: its unit's cgroup (systemd, `unit` given) or its recorded
+    PID's process group and session (the process back end). None: neither
+    can be told (a systemd PID gone, no unit named)."""
+    if pid and os.path.isdir(f"{proc}/{pid}"):
+        return members(pid, systemd, proc, root)
+    if systemd and unit:
+        return unit_procs(unit, proc)
+    if pid and not systemd:
+        return members(pid, False, proc, root)
+    return None if pid else set()
+
+
 def port_owner(port: int, pid: Optional[int], systemd: bool = False, proc: str = PROC,
-               root: str = CGROUP_ROOT) -> PortOwner:
-    """Whose the LISTEN socket on `port` is. `pid`: the service's main PID
-    (None: it is not running, so a listener is another process's).
-    CLOSED: nothing listens; OWN: a socket of the service's processes does;
-    OTHER: no process of the service holds one, and the holder is named
-    when this user can see it; UNVERIFIED: the service's open files cannot
-    be read (or its process cannot be seen)."""
+               root: str = CGROUP_ROOT, unit: str = "") -> PortOwner:
+    """Whose the LISTEN socket on `port` is. `pid`: the service's main
+    PID, the one last recorded when it is not running; `unit`: its systemd
+    unit (service_procs: a restarted or dying instance of the service is
+    never "another process"). CLOSED: nothing listens; OWN: a socket of the
+    service's processes does; OTHER: no process of the service holds one,
+    and the holder is named when this user can see it; UNVERIFIED: the
+    service's open files cannot be read (or its process cannot be seen)."""
     inodes = {x.inode for x in listeners(port, proc)}
     if not inodes:
         return PortOwner(port, CLOSED)
+    group = service_procs(pid, systemd, unit, proc, root)
+    if group is None:
+        return PortOwner(port, UNVERIFIED, why=f"process {pid} not visible in {proc}")
     mine: Set[int] = set()
-    if pid:
-        if not os.path.isdir(f"{proc}/{pid}"):
-            return PortOwner(port, UNVERIFIED, why=f"process {pid} not visible in {proc}")
-        group = members(pid, systemd, proc, root)
-        try:
-            for p in group:
-                mine |= _sockets(p, proc)
-        except PermissionError:
-            return PortOwner(port, UNVERIFIED, why=f"cannot read {proc}/PID/fd of pid {pid}")
-        if inodes & mine:
-            return PortOwner(port, OWN)
-    else:
-        group = set()
+    try:
+        for p in group:
+            mine |= _sockets(p, proc)
+    except PermissionError:
+        return PortOwner(port, UNVERIFIED, why=f"cannot read {proc}/PID/fd of pid {pid}")
+    if inodes & mine:
+        return PortOwner(port, OWN)
     holder = _holder(inodes, group, proc)
     return PortOwner(port, OTHER, holder, command_line(holder, proc) if holder else "")
 
 
 def main(argv: List[str]) -> int:
-    """`python3 -c SOURCE PORT PID|- systemd|process ...`: port_owner of
-    each triple as one JSON line (state, pid, command, why); a PID of 0 or
-    `-` is a service not running."""
+    """`python3 -c SOURCE PORT PID|- systemd[:UNIT]|process ...`: port_owner
+    of each triple as one JSON line (state, pid, command, why); a PID of 0
+    or `-` is a service whose main PID is not known."""
     for i in range(0, len(argv) - 2, 3):
         port, pid, kind = argv[i:i + 3]
+        manager, _, unit = kind.partition(":")
         try:
-            found = port_owner(int(port), int(pid) if pid.isdigit() and int(pid) > 0 else None, kind == "systemd")
+            found = port_owner(int(port), int(pid) if pid.isdigit() and int(pid) > 0 else None,
+                               manager == "systemd", unit=unit)
         except ValueError:
             found = PortOwner(0, UNVERIFIED, why=f"not a port: {port[:20]}")
         print(json.dumps(dict(found.to_dict(), why=found.why or None)))

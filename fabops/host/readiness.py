@@ -69,12 +69,20 @@ class LocalProbe:
     def port_open(self, port: int) -> bool:
         return port_open(port)
 
-    def port_owner(self, port: int, pid: Optional[int], systemd: bool) -> PortOwner:
+    def port_owner(self, port: int, pid: Optional[int], systemd: bool, unit: str = "") -> PortOwner:
         """Whose the port's listener is (host/listeners.py): one /proc read."""
-        return port_owner(port, pid, systemd)
+        return port_owner(port, pid, systemd, unit=unit)
 
     def http(self, check: Check) -> Tuple[Optional[int], str, float]:
         return httpcheck.run(check)
+
+
+def owner(probe, port: int, svc: Service, pid: Optional[int]) -> PortOwner:
+    """probe.port_owner for `svc`'s `port`, `pid` its main PID now or the
+    one last recorded: with its systemd unit named, what is left of the
+    service (a restarted instance, a dying one) is never another process's."""
+    systemd = svc.manager == "systemd"
+    return probe.port_owner(port, pid, systemd, svc.name if systemd else "")
 
 
 def loopback_port(url: str) -> Optional[int]:
@@ -142,7 +150,7 @@ class _Gate:
         st = self.manager.status([svc])[svc.name]
         if not (st.active and st.pid):
             return self.or_held(self.result(False, "settle", f"{svc.name} died after starting: {_said(st.state)}",
-                                            self.pid))
+                                            self.pid), st.pid or self.pid)
         if st.pid != self.pid:
             return self.or_held(self.result(
                 False, "settle", f"{svc.name} restarted on its own (pid {self.pid} -> {st.pid}): crash loop",
@@ -153,14 +161,14 @@ class _Gate:
         """A failure while another process holds the service's port (it
         died of EADDRINUSE): phase "held", the holder named first, so the
         run blames the host, not the commit. `pid`: the service's process
-        now (None: it is not running)."""
+        now, or the one last recorded (None: none is known)."""
         svc = self.svc
         if not svc.port:
             return failed
-        owner = self.probe.port_owner(svc.port, pid, svc.manager == "systemd")
-        if owner.state != OTHER:
+        found = owner(self.probe, svc.port, svc, pid)
+        if found.state != OTHER:
             return failed
-        return self.result(False, "held", f"{owner.held_message(svc.name)}; {failed.message}", failed.pid)
+        return self.result(False, "held", f"{found.held_message(svc.name)}; {failed.message}", failed.pid)
 
     def active(self) -> Optional[Readiness]:
         """1. active with a live main PID."""
@@ -173,10 +181,10 @@ class _Gate:
                 return None
             if st.state in ("failed", "stale") or (svc.manager == "process" and st.state == "inactive"):
                 return self.or_held(self.result(False, "active", f"{svc.name} exited during start-up: "
-                                                                 f"{_said(st.state)}"))
+                                                                 f"{_said(st.state)}"), st.pid)
             if self.clock() >= self.deadline:
                 return self.or_held(self.result(False, "active", f"{svc.name} not active after {self.timeout:g} s "
-                                                                 f"({_said(st.state)})"))
+                                                                 f"({_said(st.state)})"), st.pid)
             self.sleep(POLL)
 
     def listening(self) -> Optional[Readiness]:
@@ -186,10 +194,10 @@ class _Gate:
         if not svc.port:
             return None
         while True:
-            owner = self.probe.port_owner(svc.port, self.pid, svc.manager == "systemd")
-            if owner.state == OTHER:
-                return self.result(False, "held", owner.held_message(svc.name), self.pid)
-            if owner.state != CLOSED:
+            found = owner(self.probe, svc.port, svc, self.pid)
+            if found.state == OTHER:
+                return self.result(False, "held", found.held_message(svc.name), self.pid)
+            if found.state != CLOSED:
                 break
             dead = self.still_alive()
             if dead:
@@ -198,8 +206,8 @@ class _Gate:
                 return self.result(False, "port", f"{svc.name}: port {svc.port} not listening after "
                                                   f"{self.timeout:g} s", self.pid)
             self.sleep(POLL)
-        self.say(f"{svc.name} listening on {svc.port}" + (f" (owner not verified: {owner.why})"
-                                                          if owner.why else ""))
+        self.say(f"{svc.name} listening on {svc.port}" + (f" (owner not verified: {found.why})"
+                                                          if found.why else ""))
         return None
 
     def answering(self) -> Optional[Readiness]:
@@ -250,10 +258,10 @@ class _Gate:
         port = loopback_port(svc.check.url)
         if port is None or port == svc.port:
             return None
-        owner = self.probe.port_owner(port, self.pid, svc.manager == "systemd")
-        if owner.state != OTHER:
+        found = owner(self.probe, port, svc, self.pid)
+        if found.state != OTHER:
             return None
-        return self.result(False, "held", f"{owner.held_message(svc.name)} (its check's port)", self.pid)
+        return self.result(False, "held", f"{found.held_message(svc.name)} (its check's port)", self.pid)
 
     def settled(self, settle: float) -> Readiness:
         """4. the same process stays up for a moment: ready, or the death."""
@@ -332,20 +340,22 @@ class _Watch:
         return Readiness(svc.name, False, phase, message, self.clock() - self.started, self.pids.get(svc.name),
                          status, self.requests)
 
-    def held(self, svc: Service, message: str, status=None) -> Readiness:
+    def held(self, svc: Service, st, message: str, status=None) -> Readiness:
         """A death or a restart while another process holds the port: the
-        host's failure (phase "held"), the holder named first."""
-        owner = self.probe.port_owner(svc.port, None, svc.manager == "systemd") if svc.port else None
-        if owner is None or owner.state != OTHER:
+        host's failure (phase "held"), the holder named first. `st`: the
+        service's status now; its own restarted or dying instance is not
+        another process (readiness.owner)."""
+        found = owner(self.probe, svc.port, svc, st.pid or self.pids.get(svc.name)) if svc.port else None
+        if found is None or found.state != OTHER:
             return self.fail(svc, message, status)
-        return self.fail(svc, f"{owner.held_message(svc.name)}; {message}", status, "held")
+        return self.fail(svc, f"{found.held_message(svc.name)}; {message}", status, "held")
 
     def after_the_gate(self) -> Optional[Readiness]:
         """A service already gone when the watch begins."""
         for svc in self.watched:
             st = self.first[svc.name]
             if not (st.active and st.pid):
-                return self.held(svc, f"{svc.name} died right after passing its gate (state {st.state})")
+                return self.held(svc, st, f"{svc.name} died right after passing its gate (state {st.state})")
         return None
 
     def ended_by(self, by: str, now: float) -> Readiness:
@@ -372,7 +382,7 @@ class _Watch:
                 self.requests += 1
                 self.next_http[svc.name] = now + WATCH_HTTP_EVERY
             if phase == "died":
-                return self.held(svc, problem, status)
+                return self.held(svc, statuses[svc.name], problem, status)
             if problem:
                 return self.fail(svc, problem, status, phase)
         return None
@@ -390,10 +400,10 @@ def _watch_look(svc: Service, st, pid: Optional[int], elapsed: float, probe, che
     if st.pid != pid:
         return (f"{svc.name} restarted on its own {elapsed:.0f} s after its gate (pid {pid} -> {st.pid}): "
                 "crash loop"), None, False, "died"
-    owner = probe.port_owner(svc.port, pid, svc.manager == "systemd") if svc.port else None
-    if owner is not None and owner.state == OTHER:
-        return f"{owner.held_message(svc.name)}, {elapsed:.0f} s after its gate", None, False, "held"
-    if owner is not None and owner.state == CLOSED:
+    found = owner(probe, svc.port, svc, pid) if svc.port else None
+    if found is not None and found.state == OTHER:
+        return f"{found.held_message(svc.name)}, {elapsed:.0f} s after its gate", None, False, "held"
+    if found is not None and found.state == CLOSED:
         return f"{svc.name}: port {svc.port} stopped listening {elapsed:.0f} s after its gate", None, False, "watch"
     if not check:
         return None, None, False, "watch"
@@ -416,17 +426,17 @@ def quick_health(manager: ServiceManager, services, probe=None) -> List[Readines
     for svc in services:
         st = statuses[svc.name]
         if not (st.active and st.pid):
-            owner = probe.port_owner(svc.port, None, svc.manager == "systemd") if svc.port else None
-            held = owner is not None and owner.state == OTHER
+            found = owner(probe, svc.port, svc, st.pid) if svc.port else None
+            held = found is not None and found.state == OTHER
             out.append(Readiness(svc.name, False, "held" if held else "active",
-                                 owner.refusal(svc.name, _said(st.state)) if held
+                                 found.refusal(svc.name, _said(st.state)) if held
                                  else f"{svc.name} is {state_phrase(st.state)}", pid=st.pid))
             continue
-        owner = probe.port_owner(svc.port, st.pid, svc.manager == "systemd") if svc.port else None
-        if owner is not None and owner.state == OTHER:
-            out.append(Readiness(svc.name, False, "held", owner.held_message(svc.name), pid=st.pid))
+        found = owner(probe, svc.port, svc, st.pid) if svc.port else None
+        if found is not None and found.state == OTHER:
+            out.append(Readiness(svc.name, False, "held", found.held_message(svc.name), pid=st.pid))
             continue
-        if owner is not None and owner.state == CLOSED:
+        if found is not None and found.state == CLOSED:
             out.append(Readiness(svc.name, False, "port", f"{svc.name}: port {svc.port} not listening", pid=st.pid))
             continue
         if svc.check is not None:
@@ -451,9 +461,9 @@ def held_ports(manager: ServiceManager, services, probe=None) -> List[str]:
         st = statuses[svc.name]
         if st.active and st.pid:
             continue
-        owner = probe.port_owner(svc.port, None, svc.manager == "systemd")
-        if owner.state == OTHER:
-            out.append(owner.refusal(svc.name, _said(st.state)))
+        found = owner(probe, svc.port, svc, st.pid)
+        if found.state == OTHER:
+            out.append(found.refusal(svc.name, _said(st.state)))
     return out
 
 
