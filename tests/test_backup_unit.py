@@ -358,8 +358,8 @@ def test_the_password_reaches_restic_as_a_path_and_forget_keeps_the_policy(tmp_p
 
     host, _ = repo_host(tmp_path, keep={"daily": 3, "weekly": 0})
     argv = restic_argv(host.backup.repository, "snapshots")
-    assert argv[:5] == ["restic", "--repo", "sftp:backup@b:/srv/r", "--password-file", str(tmp_path / "pw")]
-    assert "secret" not in " ".join(argv)
+    assert argv[:3] == ["restic", "--password-file", str(tmp_path / "pw")]
+    assert "secret" not in " ".join(argv) and "sftp:" not in " ".join(argv)
     assert forget_args(host) == ("forget", "--prune", "--host", "h", "--group-by", "host", "--keep-last", "1",
                                  "--keep-daily", "3", "--keep-weekly", "0", "--keep-monthly", "6")
 
@@ -437,3 +437,30 @@ def test_verify_local_compares_the_newest_snapshot_with_its_manifest(tmp_path, m
     bad = backup.verified(host, paths)
     assert bad["verify"]["local"]["bad"] == ["files.tar: sha256 differs from the manifest's"]
     assert exit_code("verify", bad) == 2
+
+
+def test_the_repository_url_is_never_in_restics_argv(tmp_path, monkeypatch):
+    """A URL may hold a user or a token (rest:https://user:token@...): every
+    restic command gets it as RESTIC_REPOSITORY in its environment, never
+    in its argv, which every user's `ps` shows (fails before: --repo URL)."""
+    from fabops.host import backup, restic
+
+    token = "s3cr3t-token-value"
+    repo_host(tmp_path)
+    host, paths = local(tmp_path, {"repository": {"url": f"rest:https://u:{token}@127.0.0.1:1/r",
+                                                  "password_file": str(tmp_path / "pw")}})
+    bin_dir, seen = tmp_path / "bin", tmp_path / "seen"
+    bin_dir.mkdir()
+    (bin_dir / "restic").write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" "env=$RESTIC_REPOSITORY" >> {seen}\n'
+                                    'echo "Fatal: unable to open $RESTIC_REPOSITORY" >&2\nexit 1\n')
+    (bin_dir / "restic").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setattr(backup, "lower_priority", lambda: "nice 19")
+    monkeypatch.setattr(backup, "notify_once", lambda host, paths, done: [])
+    done = backup.locked_run(host, paths)
+    answers = [done, restic.listing(host, time.time()), restic.verify(host, str(tmp_path))]
+    lines = seen.read_text().splitlines()
+    argvs = [ln for ln in lines if not ln.startswith("env=")]
+    assert argvs and not [a for a in argvs if token in a], argvs
+    assert {ln for ln in lines if ln.startswith("env=")} == {f"env=rest:https://u:{token}@127.0.0.1:1/r"}
+    assert token not in json.dumps(answers) and "<repository>" in done["offsite"]["error"]

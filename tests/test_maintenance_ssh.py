@@ -13,6 +13,7 @@ from tests.harness.apps import RemoteApp
 
 pytestmark = pytest.mark.ssh
 SECRET = "s3cr3t-token-value"
+REPO_SECRET = "r3p0-t0ken-value"
 
 
 @pytest.fixture
@@ -287,6 +288,13 @@ def test_secret_marker_never_leaks_from_any_task(deployed):
     h = deployed.host
     h.ssh(f"echo 'PYTHON_API_URL=http://127.0.0.1:1/{SECRET}' >> ~/app/.env; echo 'ERROR {SECRET[:3]}' >> ~/.fabops/app/services/bot.log")
     deployed.origin.good("2")
+    # a restic repository whose URL holds a marker of its own: never in backup's output (nor in restic's
+    # argv: test_backup_unit); `hosts --json` shows the inventory as written, so only backup is checked
+    home = h.ssh("umask 077 && echo pw > ~/restic-pw && echo ~").stdout.strip()
+    data = yaml.safe_load(deployed.inventory.read_text())
+    data["hosts"]["h1"]["backup"] = {"repository": {"url": f"local:{home}/{REPO_SECRET}-repo",
+                                                    "password_file": "~/restic-pw"}}
+    deployed.inventory.write_text(yaml.safe_dump(data, sort_keys=False))
     name = json.loads(cli(deployed, "backup-env", "--json").stdout)["hosts"]["h1"]["name"]
     v1 = deployed.origin.head
     runs = [
@@ -310,11 +318,13 @@ def test_secret_marker_never_leaks_from_any_task(deployed):
         ("restore-env", "--backup", name, "--dry-run", "--json"), ("deploy", "--no-watch", "--json"),
         # backup copies the .env into its snapshot: never into its output
         ("backup",), ("backup", "--json"), ("backup", "--list"), ("backup", "--verify", "--json"),
-        ("backup", "--dry-run", "--json"),
+        ("backup", "--dry-run", "--json"), ("backup", "--list", "--json"), ("backup", "--verify"),
     ]
     for args in runs:
         r = cli(deployed, *args, env=env)
         assert SECRET not in r.stdout + r.stderr, args
+        assert args[0] != "backup" or REPO_SECRET not in r.stdout + r.stderr, args
+    assert REPO_SECRET in h.ssh("ls ~").stdout  # the repository was made: restic had the URL
     # an abort: the next commit needs a key .env lacks (named, never valued)
     deployed.origin.push("needs a key", {".env.example": "DISCORD_TOKEN=\nPYTHON_API_URL=\nANOTHER_KEY=\n"})
     for args in (("deploy", "--dry-run", "--json"), ("deploy", "--json"), ("deploy",)):

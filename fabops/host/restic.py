@@ -12,10 +12,12 @@ deduplication, retention and `check` are restic's, not ours.
 restic is found on PATH and runs at the run's priority (the backup module
 lowers its own: host/backup.lower_priority). The password reaches it only
 through `--password-file`, a path: never its value in an argv or an
-environment. The file must be the deploy user's alone (no group or other
-bits). A repository that is not there yet is created (`restic init`) with
-that password. restic's words are passed on with the repository's URL
-replaced by `<repository>` (a URL may hold a user name or a token).
+environment; the repository's URL through RESTIC_REPOSITORY in restic's
+environment, never its argv (a URL may hold a user or a token). The file
+must be the deploy user's alone (no group or other bits). A repository
+that is not there yet is created (`restic init`) with that password.
+restic's words are passed on with the repository's URL replaced by
+`<repository>`.
 
 Standard library only; Python 3.9.
 """
@@ -30,7 +32,7 @@ import stat
 import subprocess
 import tempfile
 import time
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..inventory import Host, Repository
 
@@ -63,16 +65,25 @@ def password_problem(path: str) -> Optional[str]:
 
 
 def restic_argv(repo: Repository, *args: str) -> List[str]:
-    """restic with the repository and its password file (a path: the
-    password itself is never in an argv), then `args`."""
-    return [RESTIC, "--repo", repo.url, "--password-file", os.path.expanduser(repo.password_file), *args]
+    """restic with the repository's password file (a path: the password
+    itself is never in an argv), then `args`. The repository's URL is not
+    in it either (a URL may hold a user or a token, and every user's `ps`
+    shows an argv): restic_env gives it."""
+    return [RESTIC, "--password-file", os.path.expanduser(repo.password_file), *args]
+
+
+def restic_env(repo: Repository) -> Dict[str, str]:
+    """The child's environment: this one, with the repository's URL as
+    RESTIC_REPOSITORY (readable only by this user, in /proc/PID/environ)."""
+    env = {k: v for k, v in os.environ.items() if k != "RESTIC_REPOSITORY_FILE"}
+    return {**env, "RESTIC_REPOSITORY": repo.url}
 
 
 def call(repo: Repository, *args: str, timeout: float = OFFSITE_TIMEOUT) -> str:
     """One restic command; its stdout, or ResticError with its last words.
     A command still running after `timeout` is ended with its children."""
     proc = subprocess.Popen(restic_argv(repo, *args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
+                            stderr=subprocess.PIPE, env=restic_env(repo), start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
