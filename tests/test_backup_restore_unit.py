@@ -100,3 +100,25 @@ def test_in_place_puts_back_after_an_ok_save(host_with_service):
     assert open(live).read() == "old\n"
     with open(paths.backup_manifest(paths.backup_snapshot(saved[0]["run_id"]))) as fh:
         assert json.load(fh)["ok"]
+
+
+@pytest.mark.parametrize("run_id", ["../x", "a/../../etc", "..", "/etc"])
+def test_a_restore_run_id_is_a_file_name_under_backups(tmp_path, monkeypatch, capsys, run_id):
+    """`--restore ../x` is refused before anything connects, and on the host
+    as one USAGE line (before: a traceback from the host, exit 1)."""
+    import io
+    import sys
+
+    from fabops.deploy import host_yml
+    from fabops.errors import UsageError
+    from fabops.host import backup as hb
+    from fabops.tasks.backup import _action
+
+    with pytest.raises(UsageError, match="not a run id"):
+        _action(False, False, False, run_id, None, str(tmp_path / "to"), False)
+    host, paths = local(tmp_path, {})
+    monkeypatch.setattr(sys, "stdin", io.StringIO(host_yml(host)))
+    assert hb.main(["restore", run_id, "", str(tmp_path / "to")]) == 64
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("fabops: backup --restore: ") and "not a run id" in err
+    assert err.count("\n") == 1 and not os.path.exists(tmp_path / "to")

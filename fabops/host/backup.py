@@ -641,12 +641,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (FabopsError, ValueError) as exc:  # ValueError: host.yml with no host, or more than one
         sys.stderr.write(f"fabops: host.yml: {exc}\n")
         return 78  # CONFIG (docs/errors.md)
+    from ..errors import UsageError
+    from ..paths import check_run_id
     from .restore import RestoreError
 
     try:
         paths = HostPaths.for_home(host.home)
+        if argv[0] == "restore":
+            check_run_id(argv[1], "backup --restore")  # a file name under backups/, never a path (`../x`)
         answer = restored(host, paths, argv[1:]) if argv[0] == "restore" else result(argv[0], host, paths)
-    except RestoreError as exc:  # no such snapshot or item: nothing was touched
+    except (RestoreError, UsageError) as exc:  # no such snapshot or item, not a run id: nothing was touched
         sys.stderr.write(f"fabops: backup --restore: {exc}\n")
         return 64  # USAGE (docs/errors.md)
     except LockedError as exc:  # a deploy (or another backup) held the lock for all of LOCK_WAIT

@@ -100,6 +100,7 @@ def list_lines(data: dict) -> list:
 def _action(list, dry_run, verify, restore, only, to, yes):
     """The host's action and its arguments, from the flags (usage errors
     before anything connects; an in-place restore asks first)."""
+    from ..paths import check_run_id
     from .maintenance import confirm
 
     if sum(map(bool, (list, dry_run, verify, restore))) > 1:
@@ -107,6 +108,7 @@ def _action(list, dry_run, verify, restore, only, to, yes):
     if (only or to) and not restore:
         raise errors.UsageError("backup --only and --to go with --restore RUN_ID")
     if restore:
+        check_run_id(restore, "backup --restore")  # a file name under backups/, never a path (`../x`)
         if not to:
             confirm(f"Restore snapshot {restore} in place (the services stop; what is there now is saved first)?",
                     yes)
