@@ -122,3 +122,26 @@ def test_a_restore_run_id_is_a_file_name_under_backups(tmp_path, monkeypatch, ca
     out, err = capsys.readouterr()
     assert out == "" and err.startswith("fabops: backup --restore: ") and "not a run id" in err
     assert err.count("\n") == 1 and not os.path.exists(tmp_path / "to")
+
+
+def test_put_keeps_the_destinations_mode_and_never_writes_through_a_planted_link(tmp_path):
+    """A database restored in place keeps its mode (before: the umask's
+    0644); the temporary is a new file of a random name (before: the fixed
+    <dest>.fabops-restore, a link planted there was written through)."""
+    src, dest, outside = tmp_path / "src", tmp_path / "app.db", tmp_path / "outside"
+    src.write_bytes(b"restored")
+    dest.write_bytes(b"live")
+    dest.chmod(0o640)
+    outside.write_bytes(b"untouched")
+    (tmp_path / "app.db.fabops-restore").symlink_to(outside)
+    old = os.umask(0o022)
+    try:
+        restore.put(str(src), str(dest))
+        restore.put(str(src), str(tmp_path / "new.env"), 0o600)
+    finally:
+        os.umask(old)
+    assert dest.read_bytes() == b"restored" and oct(dest.stat().st_mode & 0o777) == "0o640"
+    assert outside.read_bytes() == b"untouched"
+    assert oct((tmp_path / "new.env").stat().st_mode & 0o777) == "0o600"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["app.db", "app.db.fabops-restore", "new.env", "outside",
+                                                          "src"]

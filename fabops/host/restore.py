@@ -107,13 +107,32 @@ def unpack(tar_path: str, item: dict, into: Optional[str]) -> None:
 
 
 def put(src: str, dest: str, mode: Optional[int] = None) -> None:
-    """A file replaced whole (a temporary beside it, renamed over it)."""
+    """A file replaced whole: a new temporary beside it (a random name,
+    O_EXCL|O_NOFOLLOW: never a file or link already there, and 0600 from
+    its first byte), written, fsynced, given its mode (`mode`, else the
+    destination's, else 0600) and renamed over it."""
+    import secrets
+    import stat
+
     os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
-    tmp = f"{dest}.fabops-restore"
-    shutil.copyfile(src, tmp)
-    if mode is not None:
-        os.chmod(tmp, mode)
-    os.replace(tmp, dest)
+    if mode is None:
+        try:
+            mode = stat.S_IMODE(os.stat(dest).st_mode)
+        except FileNotFoundError:
+            mode = 0o600
+    tmp = f"{dest}.fabops-restore-{secrets.token_hex(6)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+            shutil.copyfileobj(inp, out)
+            out.flush()
+            os.fchmod(out.fileno(), mode)
+            os.fsync(out.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def put_item(snap: str, item: dict, into: Optional[str]) -> Optional[str]:
