@@ -160,7 +160,7 @@ deploy clear | dep=A bad=B | o=B h=A            | deploy tgt=B +warn rules= svc=
 deploy clear | dep=A bad*=B | o=B h=A           | deploy tgt=B +warn rules= svc=api
 deploy clear | dep=A retry=B | o=B h=A          | deploy tgt=B rules= svc=api
 deploy clear | dep=A  | o=A h=A sick=bot        | restart tgt=A svc=bot
-deploy clear | dep=A r3 | o=A h=A sick=bot      | abort/broken tgt=A
+deploy clear | dep=A r3 | o=A h=A sick=bot      | restart tgt=A svc=bot
 deploy clear | dep=-  | o=A h=A                 | noop/noop tgt=A +adopt
 deploy clear | dep=-  | o=A h=A sick=api        | deploy tgt=A +full rules=0,1 svc=bot,api
 deploy clear | dep=-  | o=A h=-                 | deploy tgt=A +full rules=0,1 svc=bot,api
@@ -188,6 +188,7 @@ ci clear | dep=A retry=B | o=B h=A              | deploy tgt=B rules= svc=api
 ci clear | dep=A      | o=B h=A local           | abort/aborted tgt=B
 ci clear | dep=A int  | o=B h=A                 | deploy tgt=B +full +finish +warn rules=0,1 svc=bot,api
 ci clear | dep=A      | o=A h=A sick=api        | restart tgt=A svc=api
+ci clear | dep=A r3   | o=A h=A sick=api        | restart tgt=A svc=api
 ci | dep=A          | o=B h=A ref=C             | deploy tgt=C rules= svc=api
 ci clear | dep=-      | o=A h=A                 | noop/noop tgt=A +adopt
 # --- rollback: --ref the last good commit, pins it
@@ -206,7 +207,7 @@ rollback | dep=B      | o=B h=B ref=A env       | abort/aborted tgt=A
 rollback | dep=B      | o=B h=B ref=A chg=package.json | deploy tgt=A rules=0 svc=api
 rollback | dep=B retry=A | o=B h=B ref=A        | deploy tgt=A rules= svc=api
 rollback | dep=- int  | o=B h=B ref=A           | deploy tgt=A +full +finish +warn rules=0,1 svc=bot,api
-rollback | dep=B r3   | o=B h=B ref=B sick=bot  | abort/broken tgt=B
+rollback | dep=B r3   | o=B h=B ref=B sick=bot  | restart tgt=B svc=bot
 # --- rollback without --to: the last commit deployed before that is older
 # (old=, plan.rollback_target), never a newer one; none: refused
 rollback | dep=B      | o=C h=B old=A           | deploy tgt=A rules= svc=api
@@ -463,3 +464,22 @@ def test_a_run_goes_from_where_the_checkout_is(row, checkout, words):
     st, facts, opts, _ = parse_row(row)
     got = plan(HOST, st, facts, opts)
     assert (got.kind, got.checkout, got.from_, got.message) == ("deploy", checkout, checkout or st.deployed, words), got
+
+
+@pytest.mark.parametrize("row, counted", [
+    ("cron | dep=A r2 | o=A h=A sick=bot | restart", 3),
+    ("manual | dep=A r2 | o=A h=A sick=bot | restart", 3),
+    ("deploy clear | dep=A r3 | o=A h=A sick=bot | restart", 3),
+    ("rollback | dep=A r3 | o=B h=A ref=A sick=bot | restart", 3),
+    ("deploy clear | dep=A | o=A h=A sick=bot | restart", 0),
+])
+def test_only_automatic_restarts_spend_the_budget(row, counted):
+    """Trial #24: a person's deploy met a spent restart budget and was told
+    `a person is needed`. The budget limits automatic restarts: a person's
+    deploy or rollback restarts (and is not one of them); its record keeps
+    the automatic restarts only."""
+    st, facts, opts, _ = parse_row(row)
+    got = plan(HOST, st, facts, opts)
+    assert (got.kind, len(got.restarts)) == ("restart", counted), got
+    if opts.trigger not in FOLLOWERS:
+        assert got.restarts == tuple(st.restarts), got

@@ -211,7 +211,7 @@ def plan(host, state: State, facts: Facts, opts: Opts) -> Union[Plan, Need]:
     if facts.head and common["deployed"] and facts.head != common["deployed"]:
         common["checkout"] = facts.head
     if target == common["deployed"] and facts.head == common["deployed"] and not state.in_progress:
-        return _on_the_deployed_commit(host, state, facts, common, pin)
+        return _on_the_deployed_commit(host, state, facts, opts, common, pin)
     common = _finish_on_the_last_good(state, opts, common)
     hold = _hold_bad(state, opts, common) or _hold_retry(state, facts, opts, common)
     if hold is not None:
@@ -270,10 +270,11 @@ def _adopt(state: State, facts: Facts, target: str
     return state.deployed, None, ()
 
 
-def _on_the_deployed_commit(host, state: State, facts: Facts, common: dict, pin: Optional[str]
+def _on_the_deployed_commit(host, state: State, facts: Facts, opts: Opts, common: dict, pin: Optional[str]
                             ) -> Union[Plan, Need]:
     """Target, HEAD and deployed agree: nothing to do while every service is
-    healthy, else restart the sick ones while the restart budget lasts."""
+    healthy, else restart the sick ones: a person's run always, a run that
+    follows the branch while the automatic restart budget lasts."""
     if facts.health is None:
         return Need("health", common["target"])
     deployed = common["deployed"]
@@ -284,14 +285,18 @@ def _on_the_deployed_commit(host, state: State, facts: Facts, common: dict, pin:
     held = [h.message for h in sick if h.held]
     if held:  # another process on its port: a restart could not start it (host/listeners.py)
         return Plan("abort", "aborted", "; ".join(held), **common)
-    recent = recent_restarts(state.restarts, facts.now)
-    if budget_spent_until(state.restarts, facts.now) is not None:
+    recent = tuple(recent_restarts(state.restarts, facts.now))
+    # the budget limits automatic restarts (cron's, a person's local-update
+    # on the host, health --fix): a person's deploy or rollback is the
+    # person the backoff asks for, so it restarts and does not count
+    automatic = opts.trigger in FOLLOWERS
+    if automatic and budget_spent_until(state.restarts, facts.now) is not None:
         return Plan("abort", "broken", f"{down}; {len(recent)} automatic restarts in the last hour, not "
                                        "restarting again (restart backoff): a person is needed", **common)
     names = {h.service for h in sick}
     return Plan("restart", "", f"restart {', '.join(sorted(names))} at {short(deployed)} ({down})",
                 services=tuple(s.name for s in host.services if s.name in names),
-                restarts=tuple(recent) + (facts.now,), pin=pin, **common)
+                restarts=recent + ((facts.now,) if automatic else ()), pin=pin, **common)
 
 
 def _follows(opts: Opts) -> bool:
