@@ -111,18 +111,24 @@ def test_a_long_or_hostile_command_line_is_cut_and_made_printable(tmp_path):
     assert "\x1b" not in found.command
 
 
-def test_unreadable_open_files_are_owner_not_verified(tmp_path, monkeypatch):
-    """EACCES on the service's /proc/PID/fd (another user's process; root
-    reads every one, so the refusal is simulated): not verified, not failed."""
-    proc = _proc(tmp_path, TCP, TCP6, [(500, 1, 500, 500, ["python3", "app.py"], [41234])])
+def _unreadable(monkeypatch, pid):
+    """EACCES on /proc/PID/fd of `pid` (another user's process; root reads
+    every one, so the refusal is simulated)."""
     real = os.listdir
 
     def listdir(path):
-        if str(path).endswith("/500/fd"):
+        if str(path).endswith(f"/{pid}/fd"):
             raise PermissionError(13, "Permission denied", path)
         return real(path)
 
     monkeypatch.setattr(listeners.os, "listdir", listdir)
+
+
+def test_unreadable_open_files_are_owner_not_verified(tmp_path, monkeypatch):
+    """EACCES on the service's /proc/PID/fd (another user's process; root
+    reads every one, so the refusal is simulated): not verified, not failed."""
+    proc = _proc(tmp_path, TCP, TCP6, [(500, 1, 500, 500, ["python3", "app.py"], [41234])])
+    _unreadable(monkeypatch, 500)
     found = listeners.port_owner(3013, 500, proc=proc)
     assert found.state == UNVERIFIED and "cannot read" in found.why
 
@@ -130,7 +136,7 @@ def test_unreadable_open_files_are_owner_not_verified(tmp_path, monkeypatch):
 def test_a_systemd_units_cgroup_is_the_service(tmp_path):
     # the listener is a worker in the unit's cgroup but no child of MainPID
     proc = _proc(tmp_path, TCP, TCP6, [(500, 1, 500, 500, ["gunicorn"], []),
-                                       (600, 1, 600, 600, ["worker"], [41234])])
+                                       (600, 1, 600, 600, ["worker"], [41234, 51234])])
     (tmp_path / "proc" / "500" / "cgroup").write_text("0::/system.slice/bot.service\n")
     cg = tmp_path / "cg" / "system.slice" / "bot.service"
     cg.mkdir(parents=True)
@@ -153,6 +159,29 @@ def test_what_is_left_of_a_service_not_running_is_still_its_own(tmp_path):
     proc = _proc(tmp_path / "b", TCP, TCP6, [(601, 1, 601, 500, ["worker"], [41234, 51234])])
     assert listeners.port_owner(3013, 500, proc=proc).state == OWN
     assert listeners.port_owner(3013, 499, proc=proc).pid == 601
+
+
+def test_a_foreign_listener_beside_the_services_own_is_another_process(tmp_path):
+    """The service on 127.0.0.1:3013, a stranger on [::]:3013 (a localhost
+    check may reach either): the stranger is named."""
+    proc = _proc(tmp_path, TCP, TCP6, [(500, 1, 500, 500, ["python3", "app.py"], [41234]),
+                                       (4242, 1, 4242, 4242, ["python3", "-m", "http.server"], [51234])])
+    found = listeners.port_owner(3013, 500, proc=proc)
+    assert (found.state, found.pid) == (OTHER, 4242)
+
+
+def test_one_unreadable_member_does_not_hide_what_the_others_hold(tmp_path, monkeypatch):
+    """A helper of the service running as another user (EACCES on its fd):
+    the main PID's own sockets still answer; a listener nobody readable
+    holds is then not verified, not another process's."""
+    proc = _proc(tmp_path, TCP, TCP6, [(500, 1, 500, 500, ["python3", "app.py"], [41234, 51234]),
+                                       (501, 500, 500, 500, ["helper"], [])])
+    _unreadable(monkeypatch, 501)
+    assert listeners.port_owner(3013, 500, proc=proc).state == OWN
+    proc = _proc(tmp_path / "b", TCP, TCP6, [(500, 1, 500, 500, ["python3", "app.py"], [41234]),
+                                             (501, 500, 500, 500, ["helper"], [])])
+    found = listeners.port_owner(3013, 500, proc=proc)
+    assert found.state == UNVERIFIED and "pid 501" in found.why
 
 
 def test_the_json_line_round_trips_and_junk_is_not_verified():

@@ -15,7 +15,9 @@ descendant of its main PID.
 
 One /proc read per look, nothing run. When the service's own file
 descriptors cannot be read (another user's process: EACCES), the answer is
-"unverified" and the caller trusts the port as before, saying so.
+"unverified" and the caller trusts the port as before, saying so; what
+the readable ones hold still counts. Every listener on the port must be
+the service's: a stranger beside its own is another process.
 
 Self-contained and standard library only: it runs on the host's Python
 3.9, and as `python3 -c` source over a connection (checks.RemoteProbe,
@@ -266,30 +268,44 @@ def service_procs(pid: Optional[int], systemd: bool, unit: str = "", proc: str =
     return None if pid else set()
 
 
+def _member_sockets(group: Set[int], proc: str) -> Tuple[Set[int], List[int]]:
+    """The socket inodes of the service's processes this user can read,
+    and the processes it cannot (another user's helper): one unreadable
+    member does not hide what the others hold."""
+    mine: Set[int] = set()
+    unread = []
+    for p in sorted(group):
+        try:
+            mine |= _sockets(p, proc)
+        except PermissionError:
+            unread.append(p)
+    return mine, unread
+
+
 def port_owner(port: int, pid: Optional[int], systemd: bool = False, proc: str = PROC,
                root: str = CGROUP_ROOT, unit: str = "") -> PortOwner:
-    """Whose the LISTEN socket on `port` is. `pid`: the service's main
+    """Whose the LISTEN sockets on `port` are. `pid`: the service's main
     PID, the one last recorded when it is not running; `unit`: its systemd
     unit (service_procs: a restarted or dying instance of the service is
-    never "another process"). CLOSED: nothing listens; OWN: a socket of the
-    service's processes does; OTHER: no process of the service holds one,
-    and the holder is named when this user can see it; UNVERIFIED: the
-    service's open files cannot be read (or its process cannot be seen)."""
+    never "another process"). CLOSED: nothing listens; OWN: every listener
+    is a socket of the service's processes; OTHER: one is not (even beside
+    the service's own: [::1]:PORT beside 127.0.0.1:PORT, SO_REUSEPORT, which
+    a localhost check may reach), its holder named when this user can see
+    it; UNVERIFIED: whose it is cannot be told (a member's open files
+    cannot be read, or the service's process cannot be seen)."""
     inodes = {x.inode for x in listeners(port, proc)}
     if not inodes:
         return PortOwner(port, CLOSED)
     group = service_procs(pid, systemd, unit, proc, root)
     if group is None:
         return PortOwner(port, UNVERIFIED, why=f"process {pid} not visible in {proc}")
-    mine: Set[int] = set()
-    try:
-        for p in group:
-            mine |= _sockets(p, proc)
-    except PermissionError:
-        return PortOwner(port, UNVERIFIED, why=f"cannot read {proc}/PID/fd of pid {pid}")
-    if inodes & mine:
+    mine, unread = _member_sockets(group, proc)
+    foreign = inodes - mine
+    if not foreign:
         return PortOwner(port, OWN)
-    holder = _holder(inodes, group, proc)
+    holder = _holder(foreign, group, proc)
+    if holder is None and unread:
+        return PortOwner(port, UNVERIFIED, why=f"cannot read {proc}/PID/fd of pid {unread[0]}")
     return PortOwner(port, OTHER, holder, command_line(holder, proc) if holder else "")
 
 
