@@ -38,6 +38,7 @@ EVENTS = {
     "health_recovered": "✅ recovered",
     "health_backoff": "🔥 restart backoff: stopped restarting",
     "backup_failed": "❌ backup failed",
+    "restore_failed": "❌ restore failed",
 }
 
 

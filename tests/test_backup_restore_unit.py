@@ -145,3 +145,69 @@ def test_put_keeps_the_destinations_mode_and_never_writes_through_a_planted_link
     assert oct((tmp_path / "new.env").stat().st_mode & 0o777) == "0o600"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["app.db", "app.db.fabops-restore", "new.env", "outside",
                                                           "src"]
+
+
+def _tar(path, members):
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w") as tar:
+        for name, link in members:
+            info = tarfile.TarInfo(name)
+            if link is None:
+                info.size = 4
+                tar.addfile(info, io.BytesIO(b"evil"))
+            else:
+                info.type, info.linkname = tarfile.SYMTYPE, link
+                tar.addfile(info)
+
+
+@pytest.mark.parametrize("members", [
+    [("data/link", "OUTSIDE"), ("data/link/evil", None)],  # written through a symlink member
+    [("data/../../evil", None)],
+    [("/evil", None)],
+])
+def test_a_tar_member_that_would_write_outside_its_tree_fails_the_item_and_writes_nothing(tmp_path, members):
+    """A snapshot from a repository is not trusted (before: a member beneath
+    a symlink member was written through it, anywhere the user may write)."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    members = [(n, str(outside) if link == "OUTSIDE" else link) for n, link in members]
+    snap = tmp_path / "snap"
+    snap.mkdir()
+    _tar(snap / "files.tar", members)
+    into = tmp_path / "to"
+    out = restore.put_back(str(snap), [{"name": "files", "kind": "files", "file": "files.tar",
+                                        "sources": ["/data"]}], str(into))
+    assert not out[0]["ok"] and "nothing of it was put back" in out[0]["error"], out
+    assert list(outside.iterdir()) == [] and not (tmp_path / "evil").exists()
+    assert not into.exists() or [p for p in into.rglob("*") if p.is_file()] == []
+
+
+def test_an_absolute_symlink_in_the_data_is_put_back_as_it_was(tmp_path):
+    snap, into = tmp_path / "snap", tmp_path / "to"
+    snap.mkdir()
+    _tar(snap / "files.tar", [("data/latest", "/srv/elsewhere/notes.txt"), ("data/notes.txt", None)])
+    out = restore.put_back(str(snap), [{"name": "files", "kind": "files", "file": "files.tar",
+                                        "sources": ["/data"]}], str(into))
+    assert out[0]["ok"], out
+    assert os.readlink(into / "data" / "latest") == "/srv/elsewhere/notes.txt"
+
+
+def test_an_in_place_restore_is_recorded_in_history_and_a_failure_notified(host_with_service, monkeypatch):
+    """As a run is (before: no history line, no notification)."""
+    host, paths, log = host_with_service
+    sent = []
+    monkeypatch.setattr("fabops.notify.notify", lambda name, event, message, home=None: sent.append(
+        (event, message)) or [])
+    old = _snapshot(host, paths, "old\n")
+    ok = restore.restore(host, paths, old["run_id"], None, None, lambda: run(replace(plan(host, paths), delete=()),
+                                                                             paths), 5)["restore"]
+    bad = restore.restore(host, paths, old["run_id"], None, None, lambda: {
+        "run_id": "x", "ok": False, "items": [{"name": "files", "ok": False, "error": "OSError: full"}]}, 5)
+    with open(paths.history) as fh:
+        recs = [json.loads(line) for line in fh if line.strip()]
+    assert [(r["trigger"], r["result"], r["exit_code"], r["restored"]) for r in recs] == [
+        ("restore", "restored", 0, old["run_id"]), ("restore", "restore_failed", 2, old["run_id"])]
+    assert recs[0]["saved"] == ok["saved"] and "files (OSError: full)" in recs[1]["message"]
+    assert sent == [("restore_failed", bad["restore"]["refused"])]

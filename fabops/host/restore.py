@@ -26,6 +26,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import time
 from typing import Callable, List, Optional, Tuple
 
 from ..inventory import Host
@@ -79,17 +80,50 @@ def chosen(manifest: dict, only: Optional[str]) -> List[dict]:
     return items
 
 
-def _safe(name: str) -> bool:
-    return not name.startswith("/") and ".." not in name.split("/")
+def _unsafe(m: tarfile.TarInfo, links: List[str]) -> Optional[str]:
+    """Why a member must not be written (None: it may): a path out of its
+    tree, one beneath a symlink member (it would be written through the
+    link), a hard link out of the tree, a device or a fifo. A symlink
+    itself, absolute or not, is data: it is put back as it was."""
+    parts = m.name.split("/")
+    if m.name.startswith("/") or ".." in parts:
+        return "a path outside its tree"
+    if any(m.name.startswith(link + "/") for link in links):
+        return "beneath a symlink in the archive"
+    if m.islnk() and (m.linkname.startswith("/") or ".." in m.linkname.split("/")):
+        return "a hard link outside its tree"
+    if m.ischr() or m.isblk() or m.isfifo():
+        return "a device or a fifo"
+    return None
+
+
+def safe_members(tar: tarfile.TarFile) -> List[tarfile.TarInfo]:
+    """Every member, or TarError naming the first one a restore must not
+    write (before anything is written: a snapshot from a repository is
+    not trusted to stay under the paths it lists)."""
+    members, links = tar.getmembers(), []
+    for m in members:
+        why = _unsafe(m, links)
+        if why:
+            raise tarfile.TarError(f"files.tar member {m.name!r} is {why}: nothing of it was put back")
+        if m.issym():
+            links.append(m.name.rstrip("/"))
+    return members
+
+
+# Python's own extraction filter where it has one (3.12, and late 3.9-3.11
+# patch releases): "tar", not 3.14's default "data", which refuses the
+# absolute symlinks an app's data may hold; safe_members checks the rest
+_FILTER = {"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}
 
 
 def unpack(tar_path: str, item: dict, into: Optional[str]) -> None:
     """files.tar into `into` (as archived), or in place: each listed path
     (a listed symlink's target) replaced by its archived tree."""
     with tarfile.open(tar_path) as tar:
-        members = [m for m in tar.getmembers() if _safe(m.name)]
+        members = safe_members(tar)
         if into is not None:
-            tar.extractall(into, members=members)
+            tar.extractall(into, members=members, **_FILTER)
             return
         for src in item.get("sources") or []:
             arc = src.lstrip("/")
@@ -103,7 +137,7 @@ def unpack(tar_path: str, item: dict, into: Optional[str]) -> None:
                 os.unlink(root)
             for m in mine:
                 m.name = (root + m.name[len(arc):]).lstrip("/")
-                tar.extract(m, "/")
+                tar.extract(m, "/", **_FILTER)
 
 
 def put(src: str, dest: str, mode: Optional[int] = None) -> None:
@@ -244,9 +278,49 @@ def restore(host: Host, paths: HostPaths, run_id: str, only: Optional[str], into
         else:
             info = {"actor": default_actor(), "trigger": "restore", "run_id": run_id}
             with HostLock(paths.lock, info).acquire(wait=lock_wait):
-                out = in_place(host, snap, items, save)
+                started = time.monotonic()
+                try:
+                    out = in_place(host, snap, items, save)
+                except BaseException as exc:
+                    record(host, paths, {"run_id": run_id, "ok": False, "error": f"{type(exc).__name__}: {exc}"},
+                           started)
+                    raise
+                out = {**out, "notified": record(host, paths, {"run_id": run_id, **out, "ok": _ok(out)}, started)}
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
-    ok = not out.get("refused") and all(i["ok"] for i in out["items"]) and all(s["ok"] for s in out["services"])
-    return {"restore": {"run_id": run_id, "from": where, "to": into, "ok": ok, **out}, "warnings": []}
+    return {"restore": {"run_id": run_id, "from": where, "to": into, "ok": _ok(out), **out}, "warnings": []}
+
+
+def _ok(out: dict) -> bool:
+    return not out.get("refused") and all(i["ok"] for i in out["items"]) and all(s["ok"] for s in out["services"])
+
+
+def why_failed(done: dict) -> str:
+    """An in-place restore's outcome in one line."""
+    if done.get("error") or done.get("refused"):
+        return str(done.get("error") or done.get("refused"))
+    bad = [f"{i.get('file')} ({i.get('error')})" for i in done.get("items") or [] if not i.get("ok")]
+    bad += [f"service {s.get('service')} ({s.get('message')})" for s in done.get("services") or [] if not s["ok"]]
+    return "FAILED: " + ", ".join(bad) if bad else f"snapshot {done.get('run_id')} put back in place"
+
+
+def record(host: Host, paths: HostPaths, done: dict, started: float) -> List[dict]:
+    """An in-place restore recorded as a run is: one history record
+    (trigger restore; the commit does not change), and a notification
+    when it failed. What was notified."""
+    from ..notify import notify
+    from .events import new_run_id
+    from .files import append_json, read_object
+    from .record import default_actor
+
+    commit, message = read_object(paths.state).get("deployed"), why_failed(done)
+    append_json(paths.history, {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "ts": time.time(), "run_id": new_run_id(),
+        "trigger": "restore", "actor": default_actor(), "host": host.name, "from": commit, "to": commit,
+        "result": "restored" if done["ok"] else "restore_failed", "exit_code": 0 if done["ok"] else 2,
+        "message": message, "duration": round(time.monotonic() - started, 3), "steps": [], "warnings": [],
+        "restored": done.get("run_id"), "saved": done.get("saved")})
+    if done["ok"]:
+        return []
+    return [d.to_dict() for d in notify(host.name, "restore_failed", message, home=host.home)]
