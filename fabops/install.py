@@ -8,7 +8,7 @@ shipped in the wheel, written by constraints/update): installed with
 `--require-hashes --no-deps` from the package index on the host, or with
 `--offline` from a wheelhouse downloaded here from the same file for the host's
 own platform and Python (a macOS laptop cannot ship its own wheels to a Linux
-host). A target without a file resolves from fabops' requirements as before,
+host; the cache holds only whole downloads). A target without a file resolves from fabops' requirements as before,
 and says so, unless FABOPS_REQUIRE_PINNED=1 (exit 78, nothing changed).
 """
 from __future__ import annotations
@@ -16,8 +16,11 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
@@ -164,9 +167,56 @@ def wheelhouse_for(py: HostPython, offline: bool, pins: Optional[Pins] = None) -
         candidate = os.path.join(env, f"wheelhouse-cp{py.version[0]}{py.version[1]}")
         return candidate if os.path.isdir(candidate) else env
     dest = cache_dir() / "wheelhouse" / (pins.sha256 if pins else py.tag)
-    if not any(dest.glob("*.whl")):
-        download_wheelhouse(py, str(dest), pins)
+    if dest.is_dir() and not wheelhouse_complete(dest, pins):
+        shutil.rmtree(dest, ignore_errors=True)  # a partial one of an older fabops
+    if not dest.is_dir():
+        fill_wheelhouse(py, dest, pins)
     return str(dest)
+
+
+def wheelhouse_complete(house: Path, pins: Optional[Pins]) -> bool:
+    """Every pinned name has its wheel in `house` (without pins: any wheel)."""
+    have = {_dist_name(f.name.split("-")[0]) for f in house.glob("*.whl")}
+    if not pins:
+        return bool(have)
+    with open(pins.path) as f:
+        want = {_dist_name(line.split("==")[0]) for line in f if "==" in line and not line.startswith("#")}
+    return want <= have
+
+
+def _dist_name(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name.strip()).lower()
+
+
+def fill_wheelhouse(py: HostPython, dest: Path, pins: Optional[Pins]) -> None:
+    """Download into a directory of this process next to `dest`, then rename
+    it into place: `dest` exists only once whole, so a killed download is
+    fetched again on the next run, which removes its directory."""
+    part = None
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        for stale in dest.parent.glob(f"{dest.name}.part-*"):
+            if not _pid_alive(stale.name[len(dest.name) + len(".part-"):].split("-")[0]):
+                shutil.rmtree(stale, ignore_errors=True)
+        part = tempfile.mkdtemp(prefix=f"{dest.name}.part-{os.getpid()}-", dir=dest.parent)
+        download_wheelhouse(py, part, pins)
+        os.rename(part, dest)
+    except OSError as exc:
+        if not dest.is_dir():  # else another host's install filled it first
+            raise CommandFailed(f"filling the wheelhouse {dest} failed: {exc}") from None
+    finally:
+        if part:
+            shutil.rmtree(part, ignore_errors=True)
+
+
+def _pid_alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def download_argv(py: HostPython, dest: str, pins: Optional[Pins] = None) -> List[str]:
@@ -227,7 +277,8 @@ def ensure_installed(c, host: Host, *, offline: bool = False, dry_run: bool = Fa
     what = "install" if not py.installed else f"upgrade from {py.installed.get('version')}"
     if py.installed and py.installed.get("sha256") == wheel.sha256:
         what = "reinstall (new pins)"
-    deps = f"pinned {pins.name}" if pins else f"no pinned dependencies for {py.tag}: resolved from the index"
+    source = "the --offline wheelhouse" if offline else "the index"
+    deps = f"pinned {pins.name}" if pins else f"no pinned dependencies for {py.tag}: resolved from {source}"
     if dry_run:
         return InstallResult(True, wheel.version, wheel.sha256, pyver, f"would {what} fabops {wheel.version} ({deps})")
     _install(t, host, py, wheel, pins, offline)

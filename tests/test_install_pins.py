@@ -3,6 +3,9 @@ host's install"): the file picked from the probe's Python and machine, the
 install marker's pins sha256, FABOPS_REQUIRE_PINNED, the wheelhouse cache
 keyed by the file, and the install script's order."""
 import json
+import os
+import subprocess
+from pathlib import Path
 
 import pytest
 from invoke import MockContext, Result
@@ -108,13 +111,96 @@ def test_the_offline_wheelhouse_is_downloaded_from_the_pins_and_cached_by_their_
     py = install.HostPython((3, 9), "aarch64", None)
     pins = install.pins_for(py)
     calls = []
-    monkeypatch.setattr(install, "download_wheelhouse", lambda p, dest, pins=None: calls.append((dest, pins)))
-    assert install.wheelhouse_for(py, True, pins) == str(tmp_path / "fabops" / "wheelhouse" / pins.sha256)
-    assert calls == [(str(tmp_path / "fabops" / "wheelhouse" / pins.sha256), pins)]
+    monkeypatch.setattr(install, "download_wheelhouse", lambda p, dest, pins=None: calls.append(pins) or fill(dest, pins))
+    house = tmp_path / "fabops" / "wheelhouse" / pins.sha256
+    assert install.wheelhouse_for(py, True, pins) == str(house)
+    assert calls == [pins] and len(list(house.glob("*.whl"))) == len(pinned_names(pins))
+    assert install.wheelhouse_for(py, True, pins) == str(house) and calls == [pins], "cached"
     argv = install.download_argv(py, "/d", pins)
     assert argv[-4:] == ["--require-hashes", "--no-deps", "-r", pins.path]
     assert argv[argv.index("--python-version") + 1] == "3.9" and "manylinux_2_28_aarch64" in argv
     assert install.wheelhouse_for(py, False, pins) is None
+
+
+def pinned_names(pins) -> list:
+    with open(pins.path) as f:
+        return [line.split("==")[0] for line in f if "==" in line and not line.startswith("#")]
+
+
+def fill(dest: str, pins, names=None) -> None:
+    """What pip download leaves: a wheel of each pinned name (or of `names`)."""
+    Path(dest).mkdir(parents=True, exist_ok=True)  # pip -d makes it
+    for name in pinned_names(pins) if names is None else names:
+        (Path(dest) / f"{name.replace('-', '_')}-1.0-py3-none-any.whl").write_bytes(b"wheel")
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.delenv("FABOPS_WHEELHOUSE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    return tmp_path / "fabops" / "wheelhouse"
+
+
+def test_an_interrupted_wheelhouse_download_is_fetched_again(cache, monkeypatch):
+    py = install.HostPython((3, 11), "x86_64", None)
+    pins = install.pins_for(py)
+
+    def interrupted(p, dest, pins=None):
+        fill(dest, pins, pinned_names(pins)[:2])  # two wheels, then ^C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(install, "download_wheelhouse", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        install.wheelhouse_for(py, True, pins)
+    assert list(cache.iterdir()) == [], "neither the wheelhouse nor the download's own directory is left"
+    calls = []
+    monkeypatch.setattr(install, "download_wheelhouse", lambda p, dest, pins=None: calls.append(dest) or fill(dest, pins))
+    house = install.wheelhouse_for(py, True, pins)
+    assert len(calls) == 1 and install.wheelhouse_complete(Path(house), pins)
+
+
+def test_a_killed_downloads_directory_is_removed_and_a_partial_wheelhouse_refilled(cache, monkeypatch):
+    py = install.HostPython((3, 9), "x86_64", None)
+    pins = install.pins_for(py)
+    dead = _dead_pid()
+    killed = cache / f"{pins.sha256}.part-{dead}-x1"      # a download killed with -9
+    running = cache / f"{pins.sha256}.part-{os.getpid()}-x2"  # one of a live process
+    for d in (killed, running):
+        d.mkdir(parents=True)
+        fill(str(d), pins, pinned_names(pins)[:1])
+    partial = cache / pins.sha256  # left by a fabops that downloaded in place
+    partial.mkdir()
+    fill(str(partial), pins, pinned_names(pins)[:3])
+    assert not install.wheelhouse_complete(partial, pins)
+    calls = []
+    monkeypatch.setattr(install, "download_wheelhouse", lambda p, dest, pins=None: calls.append(dest) or fill(dest, pins))
+    assert install.wheelhouse_for(py, True, pins) == str(partial)
+    assert len(calls) == 1 and install.wheelhouse_complete(partial, pins)
+    assert sorted(p.name for p in cache.iterdir()) == sorted([pins.sha256, running.name])
+
+
+def test_an_unpinned_wheelhouse_keeps_a_live_download_of_its_tag(cache, monkeypatch):
+    py = install.HostPython((3, 14), "x86_64", None)  # the key, cp314-x86_64, has a dash
+    killed, running = (cache / f"{py.tag}.part-{pid}-x" for pid in (_dead_pid(), os.getpid()))
+    for d in (killed, running):
+        d.mkdir(parents=True)
+    monkeypatch.setattr(install, "download_wheelhouse", lambda p, dest, pins=None: fill(dest, None, ["rich"]))
+    assert install.wheelhouse_for(py, True, None) == str(cache / py.tag)
+    assert sorted(p.name for p in cache.iterdir()) == sorted([py.tag, running.name])
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
+
+
+def test_an_unpinned_offline_install_says_it_resolves_from_the_wheelhouse(host, monkeypatch):
+    monkeypatch.delenv("FABOPS_REQUIRE_PINNED", raising=False)
+    c = MockContext(run={install.probe_cmd(host): Result(probe("3 14", "aarch64"))})
+    r = install.ensure_installed(c, host, wheel=WHEEL, dry_run=True, offline=True)
+    assert r.message == ("would install fabops 0.1.0 (no pinned dependencies for cp314-aarch64: "
+                         "resolved from the --offline wheelhouse)")
 
 
 def test_a_hash_mismatch_is_one_clear_line(host):
