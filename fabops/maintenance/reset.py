@@ -48,6 +48,10 @@ class ResetPlan:
     # the target failed its gate before: the line the reset says of it
     # (host/plan.known_bad, deploy's own check and words), else None
     known_bad: Optional[str] = None
+    # why it refuses before it changes anything: another process holds the
+    # declared port of a service that is not running, so its start could
+    # not succeed (host/readiness.held_ports, the deploy preflight's words)
+    held: List[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -55,7 +59,10 @@ class ResetPlan:
 
 def reset_would(host: Host, p: ResetPlan) -> List[Would]:
     """What `reset` does on this host, in order, from the plan it read (pure):
-    the dry run's `would`, the steps the real reset (below) takes."""
+    the dry run's `would`, the steps the real reset (below) takes; `would
+    stop` and nothing else when it refuses (ResetPlan.held)."""
+    if p.held:
+        return [Would("stop", "-", why) for why in p.held]
     where = f"{host.backup_dir.rstrip('/')}/reset-<time>/"
     out = [Would("save", ".env and local changes", f"{counted(len(p.dirty), 'local change')}; saved to {where} first")]
     out += [Would("stop", s.name, "nothing runs while the checkout is reset") for s in reversed(host.services)]
@@ -70,7 +77,18 @@ def reset_would(host: Host, p: ResetPlan) -> List[Would]:
 
 
 def reset_plan(c, host: Host) -> ResetPlan:
-    return parse_reset_plan(Target.of(c, host).run(reset_plan_cmd(host), "reading the checkout").stdout)
+    plan = parse_reset_plan(Target.of(c, host).run(reset_plan_cmd(host), "reading the checkout").stdout)
+    plan.held = held(c, host)
+    return plan
+
+
+def held(c, host: Host) -> List[str]:
+    """The deploy preflight's look at the declared ports (readiness.held_ports)."""
+    from ..host.readiness import held_ports
+    from ..remote import managers_for
+
+    manager, probe = managers_for(c, host)
+    return held_ports(manager, host.services, probe)
 
 
 def parse_reset_plan(output: str) -> ResetPlan:
@@ -175,6 +193,9 @@ def reset(c, host: Host, plan: ResetPlan, actor: str, force: bool = False, progr
     started = time.monotonic()
     lock = _take_lock(c, host, info, force, steps.say)
     try:
+        refused = held(c, host)  # looked again under the lock, before anything is saved or stopped
+        if refused:
+            raise FabopsError("; ".join(refused), host=host.name)
         if plan.known_bad:  # said as a deploy says it, and it goes ahead as a deploy does
             steps.say(f"· {plan.known_bad}")
         if getattr(lock, "ended", None):  # whose watch taking the lock ended: said, as restart says it
@@ -190,17 +211,18 @@ def reset(c, host: Host, plan: ResetPlan, actor: str, force: bool = False, progr
         steps("stop", message=", ".join(s.name for s in reversed(host.services)))
         new_head = t.run(reset_cmd(host), "git reset").stdout.strip().splitlines()[-1]
         steps("reset", message=f"{short_sha(plan.head, 'none')} -> {short_sha(new_head)} (git reset --hard, clean -fd)")
-        ok = _run_rules(t, host, steps)
+        rules_ok = _run_rules(t, host, steps)
         # reset left a clean tree (reset --hard, clean -fd): whatever is
         # changed now, our rules wrote (npm install's package-lock.json), so
         # the next deploy counts it as fabops' own, never a person's work
         own = [status_path(d) for d in parse_porcelain(t.output(status_cmd(path(host.app.path))))]
-        rules_ok = ok
-        ok = ok and _start(host, manager, probe, steps)
+        failed = _start(host, manager, probe, steps) if rules_ok else None
+        ok = rules_ok and failed is None
         # a service that did not come up failed reset's gate: its commit is
         # remembered bad as a deploy's failed gate is (cron then skips it);
-        # a failed rule is not the commit's verdict, as for a deploy
-        bad_reason = steps.done[-1]["message"] if rules_ok and not ok else None
+        # a failed rule, or a port another process holds (phase `held`: the
+        # host's failure), is not the commit's verdict, as for a deploy
+        bad_reason = failed.message if failed is not None and failed.phase != "held" else None
         result = "deployed" if ok else "broken"
         message = (f"reset to {short_sha(new_head)}; services healthy" if ok else f"reset to {short_sha(new_head)} but it is not healthy") \
             + f"; saved data in {dest}"
@@ -254,9 +276,9 @@ def _run_rules(t: Target, host: Host, steps: _Steps) -> bool:
     return ok
 
 
-def _start(host: Host, manager, probe, steps: _Steps) -> bool:
+def _start(host: Host, manager, probe, steps: _Steps):
     """Start each service in order and poll it until ready; stop at the
-    first that is not."""
+    first that is not: its failed Readiness (None when all are ready)."""
     from ..host.readiness import wait_ready
 
     for svc in host.services:
@@ -264,8 +286,8 @@ def _start(host: Host, manager, probe, steps: _Steps) -> bool:
         ready = wait_ready(manager, svc, probe=probe)
         steps(f"start {svc.name}", ready.ok, ready.message)
         if not ready.ok:
-            return False
-    return True
+            return ready
+    return None
 
 
 def _record(c, host: Host, plan: ResetPlan, new_head: str, result: str, message: str, *, run_id: str, actor: str,

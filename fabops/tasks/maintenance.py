@@ -71,11 +71,14 @@ def reset(c, hosts=None, yes=False, dry_run=False, force=False, actor=None, json
         for host in () if json and (dry_run or yes) else chosen:
             for line in reset_lines(host, plans[host.name], dry_run):
                 print_text(line, file=out)
+        # a host where another process holds a stopped service's port: refused, as the real reset refuses
+        code = errors.FAILED if any(plans[h.name].held for h in chosen) else errors.OK
         if dry_run:
             if json:
-                print_json({"schema": JSON_SCHEMA, "code": errors.OK, "dry_run": True,
+                print_json({"schema": JSON_SCHEMA, "code": code, "dry_run": True,
                             "hosts": {h.name: {**plans[h.name].to_dict(), "would": as_json(reset_would(h, plans[h.name]))}
                                       for h in chosen}})
+            finish(code)
             return
         confirm(f"Reset {', '.join(h.name for h in chosen)}", yes)
         if force:
