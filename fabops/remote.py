@@ -408,7 +408,16 @@ def restart_plan(host: Host, service: Optional[str], holder: dict) -> RestartPla
     return RestartPlan(chosen, verdict, why, describe_holder(holder) if holder else "")
 
 
-def restart_would(p: RestartPlan) -> List[Would]:
+def restart_records(host: Host, p: RestartPlan, ended_watch: bool) -> bool:
+    """Whether a restart that brings its services up records the host's
+    verdict (history and state.json, superseding a `broken` one): when it
+    restarts every service (with --service another may be what broke) and
+    ends no run's watch (that run is finished by the next one). The real
+    run and its dry run ask this one rule."""
+    return set(p.services) == {s.name for s in host.services} and not ended_watch
+
+
+def restart_would(host: Host, p: RestartPlan) -> List[Would]:
     """The plan's writes, in order: the dry run's `would`."""
     if p.verdict == "locked":
         return [Would("stop", "-", p.why)]
@@ -416,7 +425,10 @@ def restart_would(p: RestartPlan) -> List[Would]:
     if p.verdict == "end_watch":
         out.append(Would("end watch", "-", f"{p.holder} only watches its services: restart ends the watch "
                                             "and acts at once"))
-    return out + [Would("restart", name, "then poll it until ready") for name in p.services]
+    out += [Would("restart", name, "then poll it until ready") for name in p.services]
+    if restart_records(host, p, p.verdict == "end_watch"):
+        out.append(Would("record", "state.json", "once all are ready, replacing the last run's result"))
+    return out
 
 
 def restart_services(c, host: Host, service: Optional[str], actor: str, progress=None) -> List[dict]:
@@ -441,7 +453,34 @@ def restart_services(c, host: Host, service: Optional[str], actor: str, progress
             out.append(dict(ready.to_dict(), ended_watch=describe_holder(lock.ended) if lock.ended else None))
             if not ready.ok:
                 break
+        if restart_records(host, p, bool(lock.ended)) and len(out) == len(p.services) and all(x["ok"] for x in out):
+            _record_restart(c, host, actor, out)
     return out
+
+
+def _record_restart(c, host: Host, actor: str, out: List[dict]) -> None:
+    """A person's restart that brought every service up is recorded as a run
+    is (one history line and state.json's merge, under the lock it holds):
+    its verdict supersedes the last run's, so `status` and `monitor` no
+    longer say `broken` after a person fixed it (trial #24), as the
+    pipeline's own restart of a sick service records `deployed`."""
+    import time as _time
+
+    from .host.events import new_run_id
+
+    state = read_home_json(c, host, host.paths.state)
+    deployed = state.get("deployed")
+    if state.get("in_progress"):  # an interrupted run: the next run finishes it, and says its verdict
+        return
+    names = ", ".join(x["service"] for x in out)
+    now = _time.time()
+    message = f"restarted {names}" + (f" at {short_sha(deployed)}" if deployed else "") + "; healthy again"
+    record = {"time": _time.strftime("%Y-%m-%dT%H:%M:%S%z"), "ts": now, "run_id": new_run_id(),
+              "trigger": "restart", "actor": actor, "host": host.name, "from": deployed, "to": deployed,
+              "result": "deployed", "exit_code": 0, "message": message,
+              "duration": round(sum(float(x.get("seconds") or 0) for x in out), 3), "steps": [], "warnings": []}
+    Target.of(c, host).run(state_merge_cmd(host, {"last_check": now, "last_result": "deployed"}, record),
+                           "recording the restart")
 
 
 def restart_dry_run(c, host: Host, service: Optional[str]) -> dict:
@@ -453,7 +492,7 @@ def restart_dry_run(c, host: Host, service: Optional[str]) -> dict:
         from .errors import LockedError
 
         raise LockedError(f"would stop: {p.why}", host=host.name)
-    return {"dry_run": True, "would": [w.to_dict() for w in restart_would(p)]}
+    return {"dry_run": True, "would": [w.to_dict() for w in restart_would(host, p)]}
 
 
 # ------------------------------------------------------------------ state over SSH

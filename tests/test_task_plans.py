@@ -35,7 +35,7 @@ def holder(kind: str) -> dict:
 
 # service (- all) | lock | expected: the would list as action:target, or stop
 RESTART_ROWS = [
-    ("-", "free", "restart:bot restart:api restart:worker"),
+    ("-", "free", "restart:bot restart:api restart:worker record:state.json"),
     ("bot", "free", "restart:bot"),
     ("api", "free", "restart:api"),
     ("worker", "free", "restart:worker"),
@@ -59,7 +59,7 @@ RESTART_ROWS = [
 @pytest.mark.parametrize("service, lock, expected", RESTART_ROWS)
 def test_restart_decision_table(service, lock, expected):
     p = restart_plan(HOST["h"], None if service == "-" else service, holder(lock))
-    said = restart_would(p)
+    said = restart_would(HOST["h"], p)
     if expected == "stop":
         assert p.verdict == "locked" and [w.action for w in said] == ["stop"], p
         assert said[0].why.startswith("locked: ") and "alice@laptop" in said[0].why, said

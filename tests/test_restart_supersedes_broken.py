@@ -1,0 +1,32 @@
+"""Trial #24: after `restart` said `✓ bot ready` and `health` said OK,
+`status` still said `last check …: broken` (exit 2) and monitor `the last
+update ended BROKEN: a person is needed`, until a no-op deploy. A person's
+restart that brings every service up is recorded as a run is (history and
+state.json's merge), so its verdict supersedes the broken one."""
+import json
+
+from tests.conftest import one, run_cli
+
+
+def test_a_restart_that_brings_every_service_up_clears_broken(sandbox):
+    code, _ = sandbox.result()
+    assert code == 0
+    inv = str(sandbox.inventory)
+    state = sandbox.state
+    state["last_result"] = "broken"  # a run that ended broken, as the trial's crash loop left it
+    (sandbox.home / "state.json").write_text(json.dumps(state))
+    sandbox.stop()
+    r = run_cli("status", "-i", inv, "-H", "local", env={"COLUMNS": "200"})
+    assert r.returncode == 2 and "broken" in r.stdout, r.stdout
+
+    r = run_cli("restart", "-i", inv, "-H", "local")
+    assert r.returncode == 0 and "✓" in r.stdout, r.stdout + r.stderr
+    r = run_cli("status", "-i", inv, "-H", "local", env={"COLUMNS": "200"})
+    assert r.returncode == 0 and "broken" not in r.stdout, r.stdout
+    r = run_cli("monitor", "-i", inv, "-H", "local", "--json")
+    facts = one(r.stdout)
+    assert not [f for f in facts["findings"] if "BROKEN" in f["message"]], facts["findings"]
+    last = sandbox.history()[-1]
+    assert (last["trigger"], last["result"], last["to"]) == ("restart", "deployed", state["deployed"]), last
+    assert sandbox.state["last_result"] == "deployed"
+
