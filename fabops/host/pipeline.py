@@ -579,6 +579,11 @@ class Pipeline:
             rules_ok = self._back_to(fallback, rules, before)
             st.message = f"checked out {short(fallback)}" + ("" if rules_ok else "; its dependency rules failed")
             st.ok = rules_ok
+        # the port still held: a restart into it could not start either (the preflight's look and words)
+        still = held_ports(self.services, affected, running=True) if self.held and rules_ok else []
+        if still:
+            self.rec.finish("aborted", f"{failed}; back on {short(fallback)}, not restarted: {'; '.join(still)}")
+            return
         ok = rules_ok and self._restart_and_wait(affected, label="rollback")
 
         def adopt_fallback(st: State) -> None:

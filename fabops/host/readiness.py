@@ -448,22 +448,25 @@ def quick_health(manager: ServiceManager, services, probe=None) -> List[Readines
     return out
 
 
-def held_ports(manager: ServiceManager, services, probe=None) -> List[str]:
+def held_ports(manager: ServiceManager, services, probe=None, running: bool = False) -> List[str]:
     """The preflight's look at the declared ports (decide before acting):
     a service that is not running while another process holds its port
     could not start, so a run that would restart it refuses up front,
-    naming the holder. One status and one /proc read a port."""
+    naming the holder. `running`: the services that run too (a rollback
+    after a gate that found the port held: the restart would stop them and
+    the port stay another process's). One status and one /proc read a port."""
     probe = probe or LocalProbe()
     ported = [s for s in services if s.port]
     statuses = manager.status(ported) if ported else {}
     out = []
     for svc in ported:
         st = statuses[svc.name]
-        if st.active and st.pid:
+        up = bool(st.active and st.pid)
+        if up and not running:
             continue
         found = owner(probe, svc.port, svc, st.pid)
         if found.state == OTHER:
-            out.append(found.refusal(svc.name, _said(st.state)))
+            out.append(found.refusal(svc.name, "running" if up else _said(st.state)))
     return out
 
 
