@@ -98,6 +98,13 @@ class HostPaths(Frozen):
         """Local backup snapshots: one directory per run, named by its run id."""
         return self.file("backups")
 
+    @property
+    def backup_lock(self) -> str:
+        """Held by a backup's off-host copy and retention, and by a restore:
+        not the host lock, which a backup holds only for its local snapshot
+        (an upload may take hours; deploys and health --fix go on)."""
+        return self.file("backup.lock")
+
     def backup_snapshot(self, run_id: str) -> str:
         return posixpath.join(self.backups, check_run_id(run_id))
 

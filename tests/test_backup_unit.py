@@ -464,3 +464,34 @@ def test_the_repository_url_is_never_in_restics_argv(tmp_path, monkeypatch):
     assert argvs and not [a for a in argvs if token in a], argvs
     assert {ln for ln in lines if ln.startswith("env=")} == {f"env=rest:https://u:{token}@127.0.0.1:1/r"}
     assert token not in json.dumps(answers) and "<repository>" in done["offsite"]["error"]
+
+
+def test_the_upload_holds_the_backup_lock_not_the_host_lock(tmp_path, monkeypatch):
+    """An upload may take hours: meanwhile health --fix and deploys take the
+    host lock (before: the run held it through the upload and the prune).
+    A second run meeting the backup lock still held fails only its copy."""
+    from fabops.errors import LockedError
+    from fabops.host import backup, restic
+    from fabops.host.lock import HostLock
+
+    host, paths = repo_host(tmp_path)
+    monkeypatch.setattr(backup, "lower_priority", lambda: "nice 19")
+    monkeypatch.setattr(backup, "notify_once", lambda host, paths, done: [])
+    monkeypatch.setattr(backup, "LOCK_WAIT", 0.0)
+    seen = {}
+
+    def offsite(host, local):
+        with HostLock(paths.lock, {"trigger": "health"}).acquire(wait=0):
+            seen["host lock"] = "free"
+        with pytest.raises(LockedError):
+            HostLock(paths.backup_lock, {"trigger": "test"}).acquire(wait=0)
+        seen["backup lock"] = "held"
+        return {"ok": True, "uploaded": [], "pruned": True, "error": None}
+
+    monkeypatch.setattr(restic, "offsite", offsite)
+    done = backup.locked_run(host, paths)
+    assert seen == {"host lock": "free", "backup lock": "held"} and done["offsite"]["ok"], done
+    with HostLock(paths.backup_lock, {"actor": "someone", "trigger": "backup", "run_id": "x"}).acquire(wait=0):
+        second = backup.locked_run(host, paths)
+    assert second["ok"] and second["deleted"] == [] and "the backup lock is locked" in second["offsite"]["error"]
+    assert {s.run_id for s in backup.snapshots(paths)} == {done["run_id"], second["run_id"]}

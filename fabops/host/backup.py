@@ -16,9 +16,11 @@ Decide once, then act: `plan` says what a run copies and which snapshots
 retention would delete; `run` acts on that plan and the dry run renders
 it. With `backup.repository` set, the run then copies its snapshot (and
 any an unreachable repository missed) off the host with restic
-(host/restic.py). A run holds the host lock, waiting for a deploy to end
-(LOCK_WAIT), and runs at low priority (nice, ionice); a failed run
-notifies once per reason.
+(host/restic.py). A run holds the host lock for its local snapshot only,
+waiting for a deploy to end (LOCK_WAIT), and the backup lock for the
+off-host copy and retention (deploys and health --fix go on meanwhile);
+it runs at low priority (nice, ionice); a failed run notifies once per
+reason.
 
 The laptop runs it in one round trip: `python -I -m fabops.host.backup
 plan|run|list|verify` with the host's settings (host.yml) on stdin, and reads one
@@ -38,6 +40,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
+from ..errors import LockedError
 from ..inventory import Host, Keep
 from ..paths import RUN_ID, HostPaths
 from .events import new_run_id
@@ -244,7 +247,7 @@ def run_timeout(host: Host) -> float:
     from .restic import OFFSITE_TIMEOUT
 
     offsite = 2 * OFFSITE_TIMEOUT if host.backup.repository else 0.0  # the upload, then forget --prune
-    return LOCK_WAIT + DUMP_TIMEOUT * len(host.backup.dump) + COPY_ALLOWANCE + offsite
+    return 2 * LOCK_WAIT + DUMP_TIMEOUT * len(host.backup.dump) + COPY_ALLOWANCE + offsite
 
 
 # ------------------------------------------------------------------ the run
@@ -430,39 +433,51 @@ def _commit(paths: HostPaths) -> Optional[str]:
 
 
 def run(p: BackupPlan, paths: HostPaths, then: Optional[Callable[[dict], None]] = None) -> dict:
-    """Act on the plan: the snapshot, its manifest, `then` (the off-host
-    copy, given the manifest: it copies the snapshots retention is about to
-    delete too), then retention when every item is ok and the off-host
-    copy did not fail. Returns the manifest with what retention deleted. An error
-    outside the items (no room for the manifest, a directory it may not
-    make) removes this run's partial directory, then raises; one this run
-    could not make (another run's, FileExistsError) is never touched."""
+    """Act on the plan: the snapshot and its manifest (write_snapshot),
+    `then` (the off-host copy, given the manifest: it copies the snapshots
+    retention is about to delete too), then retention (retain). Returns the
+    manifest with what retention deleted."""
+    manifest = write_snapshot(p, paths)
+    if then is not None:
+        then(manifest)
+    return {**manifest, "snapshot": p.snapshot, "deleted": retain(p, paths, manifest)}
+
+
+def write_snapshot(p: BackupPlan, paths: HostPaths) -> dict:
+    """The snapshot and its manifest. An error outside the items (no room
+    for the manifest, a directory it may not make) removes this run's
+    partial directory, then raises; one this run could not make (another
+    run's, FileExistsError) is never touched."""
     old, partial = os.umask(0o077), paths.backup_partial(p.run_id)
     try:
         os.makedirs(paths.backups, mode=0o700, exist_ok=True)
         os.chmod(paths.backups, 0o700)
         os.mkdir(partial, 0o700)
         try:
-            manifest = _write(p, paths, partial)
+            return _write(p, paths, partial)
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
     finally:
         os.umask(old)
-    if then is not None:
-        then(manifest)
-    deleted = []
-    # the plan's decision, made once (a dry run showed it); never while a
-    # snapshot could not go off the host: the next run copies it (catch-up)
-    if manifest["ok"] and not (manifest.get("offsite") or {}).get("error"):
-        for run_id in p.delete:
-            gone = paths.backup_snapshot(run_id)
-            shutil.rmtree(gone, ignore_errors=True)
-            if os.path.lexists(gone):
-                manifest["warnings"].append(f"retention could not delete {gone}: it is still there")
-            else:
-                deleted.append(run_id)
-    return {**manifest, "snapshot": p.snapshot, "deleted": deleted}
+
+
+def retain(p: BackupPlan, paths: HostPaths, manifest: dict) -> List[str]:
+    """Retention, when every item is ok and the off-host copy did not fail:
+    the plan's decision, made once (a dry run showed it); never while a
+    snapshot could not go off the host: the next run copies it (catch-up).
+    The run ids deleted (one still there is a warning)."""
+    deleted: List[str] = []
+    if not manifest["ok"] or (manifest.get("offsite") or {}).get("error"):
+        return deleted
+    for run_id in p.delete:
+        gone = paths.backup_snapshot(run_id)
+        shutil.rmtree(gone, ignore_errors=True)
+        if os.path.lexists(gone):
+            manifest["warnings"].append(f"retention could not delete {gone}: it is still there")
+        else:
+            deleted.append(run_id)
+    return deleted
 
 
 def _write(p: BackupPlan, paths: HostPaths, partial: str) -> dict:
@@ -545,27 +560,44 @@ def notify_once(host: Host, paths: HostPaths, done: dict) -> List[dict]:
 
 
 def locked_run(host: Host, paths: HostPaths) -> dict:
-    """A run under the host lock (waiting up to LOCK_WAIT), at low priority:
-    the local snapshot, then the off-host copy when a repository is set,
-    then one notification per reason when it failed."""
+    """A run at low priority: the local snapshot under the host lock (a
+    deploy changes what it copies), then, under the backup lock only (an
+    upload may take hours: deploys and health --fix go on), the off-host
+    copy when a repository is set and retention; one notification per
+    reason when it failed. Each lock is waited for up to LOCK_WAIT; the
+    backup lock still held after that (another run's upload) fails this
+    run's copy, and its snapshot goes up with the next run."""
     from .lock import HostLock
     from .record import default_actor
-    from .restic import offsite
 
     priority = lower_priority()
-    run_id = new_run_id()
-    with HostLock(paths.lock, {"actor": default_actor(), "trigger": "backup", "run_id": run_id}).acquire(
-            wait=LOCK_WAIT):
-        def copy_off(manifest: dict) -> None:
-            manifest["offsite"] = offsite(host, snapshots(paths))
-
-        done = run(plan(host, paths, run_id=run_id), paths, copy_off if host.backup.repository else None)
+    info = {"actor": default_actor(), "trigger": "backup", "run_id": new_run_id()}
+    with HostLock(paths.lock, info).acquire(wait=LOCK_WAIT):
+        p = plan(host, paths, run_id=info["run_id"])
+        manifest = write_snapshot(p, paths)
+    try:
+        with HostLock(paths.backup_lock, info).acquire(wait=LOCK_WAIT):
+            done = run_rest(host, paths, p, manifest)
+    except LockedError as exc:
+        manifest["offsite"] = {"ok": False, "uploaded": [], "pruned": False,
+                               "error": f"off-host copy: the backup lock is {exc}: the next run copies this one"}
+        done = {**manifest, "snapshot": p.snapshot, "deleted": []}
     done["priority"] = priority
     try:
         done["notified"] = notify_once(host, paths, done)
     except OSError as exc:  # state.json not writable: the run's result stands
         done["warnings"].append(f"could not record the notification: {exc}")
     return done
+
+
+def run_rest(host: Host, paths: HostPaths, p: BackupPlan, manifest: dict) -> dict:
+    """After the local snapshot (the backup lock held): the off-host copy
+    when a repository is set, then retention."""
+    from .restic import offsite
+
+    if host.backup.repository:
+        manifest["offsite"] = offsite(host, snapshots(paths))
+    return {**manifest, "snapshot": p.snapshot, "deleted": retain(p, paths, manifest)}
 
 
 def verify_local(paths: HostPaths) -> dict:
@@ -627,7 +659,7 @@ def restored(host: Host, paths: HostPaths, args: List[str]) -> dict:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """`python -I -m fabops.host.backup plan|run|list|verify`, host.yml on stdin."""
-    from ..errors import FabopsError, LockedError
+    from ..errors import FabopsError
     from ..inventory import loads
 
     argv = sys.argv[1:] if argv is None else argv

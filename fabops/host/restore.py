@@ -263,7 +263,18 @@ def restore(host: Host, paths: HostPaths, run_id: str, only: Optional[str], into
             save: Callable[[], dict], lock_wait: float) -> dict:
     """Restore snapshot `run_id` (its `only` item) in place, or into `into`.
     In place, `save` snapshots what is there first (host/backup's run,
-    without retention) under the host lock, waited for up to `lock_wait`."""
+    without retention) under the host lock. The backup lock is held
+    throughout; each lock is waited for up to `lock_wait`."""
+    from .lock import HostLock
+    from .record import default_actor
+
+    with HostLock(paths.backup_lock, {"actor": default_actor(), "trigger": "restore", "run_id": run_id}).acquire(
+            wait=lock_wait):  # no backup's retention deletes the snapshot while it is read
+        return _restore(host, paths, run_id, only, into, save, lock_wait)
+
+
+def _restore(host: Host, paths: HostPaths, run_id: str, only: Optional[str], into: Optional[str],
+             save: Callable[[], dict], lock_wait: float) -> dict:
     from .lock import HostLock
     from .record import default_actor
 
