@@ -111,3 +111,42 @@ def test_stop_escalates_to_sigkill(tmp_path):
 )
 def test_exec_form(cmd, expected):
     assert S.exec_form(cmd) == expected
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process back end needs Linux")
+def test_a_death_is_written_to_the_log_once_so_errors_count_it(tmp_path):
+    """Trial #24: the sample app crashed (`crashing on boot`) and monitor
+    said `errors in the last hour: 0` beside `bot is down`; journald says
+    "Main process exited ... status=1/FAILURE" under systemd. The process
+    back end's stop (before every restart) that finds the process gone
+    writes one line that logs.ERROR_WORDS count, once per PID; a status look
+    writes nothing, and a stop of a live process no line."""
+    from fabops.logs import ERROR_WORDS
+
+    host, svc = _host(tmp_path, "echo crashing on boot; exit 1")
+    log = Path(S.process_log_path(host.home, svc))
+    m = S.ServiceManager(Context(), host)
+    deadline = time.monotonic() + 30
+
+    def crashed():
+        while m.status()["svc"].state != "stale" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return m.status()["svc"].pid
+
+    m.start(svc)
+    pid = crashed()
+    assert "fabops:" not in log.read_text()  # a look is a read
+    m.restart(svc)
+    said = [ln for ln in log.read_text().splitlines() if ln.startswith("fabops:")]
+    assert len(said) == 1 and f"svc's process {pid} exited" in said[0], log.read_text()
+    assert any(w in said[0].lower() for w in ERROR_WORDS), said
+    second = crashed()
+    assert second != pid
+    m.stop(svc)
+    said = [ln for ln in log.read_text().splitlines() if ln.startswith("fabops:")]
+    assert len(said) == 2 and f"svc's process {second} exited" in said[1], said
+    live, _ = _host(tmp_path / "live", "sleep 300")
+    m2 = S.ServiceManager(Context(), live)
+    m2.start(live.services[0])
+    m2.stop(live.services[0])
+    assert "fabops:" not in Path(S.process_log_path(live.home, live.services[0])).read_text()

@@ -112,7 +112,19 @@ alive() {
   set -- "$1" "$2" $(stat_of "$1")
   [ -n "$3" ] && [ "$3" != Z ] && [ "$3" != X ] && { [ -z "$2" ] || [ "$2" = "${22}" ]; }
 }
+gone() {
+  [ "$(cat "$3.gone" 2>/dev/null)" = "$1" ] && return 0
+  echo "$1" > "$3.gone" 2>/dev/null || return 0
+  printf '%s\n' "fabops: $4's process $1 exited (error: found gone at $(date '+%Y-%m-%d %H:%M:%S %Z'))" >> "$2"
+}
 """)
+# `gone PID LOG PIDFILE NAME`: the process back end's record of a death, as
+# journald's "Main process exited, ... status=1/FAILURE" is systemd's: a stop
+# (before every restart: health --fix, a deploy's, `restart`) that finds the
+# recorded process gone appends one line to the service's log, once per PID
+# (PIDFILE.gone says which PID was written), so monitor's "errors in the last
+# hour" and `logs --errors` count a crash under both back ends
+# (docs/monitor.md). A status look writes nothing: dry runs and monitor read.
 
 
 def _svc_files(home: str, name: str):
@@ -152,8 +164,9 @@ def process_start_cmd(home: str, app_path: str, svc: Service) -> Cmd:
 
 
 def process_stop_cmd(home: str, svc: Service, grace: float = STOP_GRACE) -> Cmd:
-    """Stop via the pidfile; no `exit`, so it can be followed by a start."""
-    _, pidfile, _ = _svc_files(home, svc.name)
+    """Stop via the pidfile; no `exit`, so it can be followed by a start.
+    A recorded process already gone is noted in its log (`gone`)."""
+    _, pidfile, log = _svc_files(home, svc.name)
     return sh(
         "{prelude}if [ -r {pf} ]; then\n"
         "  read pid start < {pf}\n"
@@ -162,10 +175,11 @@ def process_stop_cmd(home: str, svc: Service, grace: float = STOP_GRACE) -> Cmd:
         '    i=0; while alive "$pid" "$start" && [ $i -lt {ticks} ]; do sleep 0.1; i=$((i+1)); done\n'
         '    if alive "$pid" "$start"; then kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid"; echo killed; '
         "else echo stopped; fi\n"
+        "  else gone \"$pid\" {log} {pf} {name}\n"
         "  fi\n"
-        "  rm -f {pf}\n"
+        "  rm -f {pf} {noted}\n"
         "fi\n",
-        prelude=_PRELUDE, pf=path(pidfile), ticks=max(1, int(grace * 10)))
+        prelude=_PRELUDE, pf=path(pidfile), ticks=max(1, int(grace * 10)), log=path(log), name=svc.name, noted=path(pidfile + ".gone"))
 
 
 def process_status_cmd(home: str, services: Sequence[Service]) -> Cmd:
