@@ -206,8 +206,9 @@ def _owner_parts(host: Host) -> List[Cmd]:
         else:  # `alive`: the process section's prelude (a live PID that is the one started)
             pid = sh('P=-; if [ -r {pf} ] && read -r P1 S1 < {pf} && alive "$P1" "$S1"; then P=$P1; fi',
                      pf=path(host.paths.service_pid(svc.name)))
+        # systemd:UNIT: what is left of a unit not running (its cgroup) is its own (listeners.service_procs)
         parts.append(sh('{pid}; OA="$OA "{port}" ${{P:--}} "{kind}', pid=pid, port=str(svc.port),
-                        kind="systemd" if svc.manager == "systemd" else "process"))
+                        kind=f"systemd:{svc.name}" if svc.manager == "systemd" else "process"))
     parts.append(_section("owners", sh("command -v python3 >/dev/null 2>&1 && python3 -I -S -c {source} $OA",
                                        source=listeners_source())))
     return [lines(parts)]
