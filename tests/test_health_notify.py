@@ -108,7 +108,8 @@ def test_a_dry_run_says_the_plan_the_real_run_then_carries_out(box, recorder):
     assert (code, rep["status"], rep["would"]) == (2, "down", []), rep  # a plain check is a read
     code, rep = health(box, "--fix", "--dry-run", env=env)
     assert (code, rep["status"]) == (2, "would_restart"), rep
-    assert [(w["action"], w["target"]) for w in rep["would"]] == [("record", "state.json"), ("restart", "bot")]
+    assert [(w["action"], w["target"]) for w in rep["would"]] == [
+        ("record", "state.json"), ("restart", "bot"), ("log", "health log")]
     r = run_cli("health", "-i", str(box.inventory), "--fix", "--dry-run", env=env)
     assert r.returncode == 2 and "local: would restart bot: failing its check" in r.stdout, r.stdout + r.stderr
     assert recorder.requests == []

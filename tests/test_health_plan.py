@@ -175,11 +175,15 @@ def test_the_table_covers_every_kind_and_status():
                     ("restart", "would_restart"), ("backoff", "backoff"), ("busy", "busy")}
 
 
-def test_a_backoff_already_reported_writes_nothing_new():
+def test_a_backoff_already_reported_writes_only_its_log_line():
+    """Trial #24: its dry run said `would write nothing`, but the real run
+    appends `FAILED: … (restart backoff)` to the health log."""
     fix, facts, _ = parse("fix | sick=bot lock=free r=3 prev=down! | -")
     got = plan_health(HOST, facts, fix)
     assert got.kind == "backoff" and got.notify is None and got.health is None
-    assert list(actions(got)) == []
+    said = list(actions(got))
+    assert [(w.action, w.target) for w in said] == [("log", "health log")], said
+    assert said[0].why == "FAILED: " + got.message and "(restart backoff)" in said[0].why, said
 
 
 def test_messages_say_what_and_why():
@@ -203,13 +207,13 @@ def test_messages_say_what_and_why():
     ("- | prev=ok | -", []),
     ("- | prev=down | -", []),  # a plain check is a read
     ("- | sick=bot | -", []),
-    ("fix | prev=down | -", [("notify", "health_recovered"), ("record", "state.json")]),
-    ("fix | sick=bot lock=free r=3 prev=ok | -", [("notify", "health_backoff"), ("record", "state.json")]),
+    ("fix | prev=down | -", [("notify", "health_recovered"), ("record", "state.json"), ("log", "health log")]),
+    ("fix | sick=bot lock=free r=3 prev=ok | -", [("notify", "health_backoff"), ("record", "state.json"), ("log", "health log")]),
     ("- | sick=bot prev=down | -", []),
-    ("fix | sick=bot lock=held | -", [("stop", "-")]),
-    ("fix | sick=api,bot lock=free | -", [("record", "state.json"), ("restart", "bot"), ("restart", "api")]),
-    ("fix | sick=bot lock=free r=3 | -", [("notify", "health_backoff"), ("record", "state.json")]),
-    ("fix | did=bot was=x lock=free | -", [("notify", "health_recovered"), ("record", "state.json")]),
+    ("fix | sick=bot lock=held | -", [("stop", "-"), ("log", "health log")]),
+    ("fix | sick=api,bot lock=free | -", [("record", "state.json"), ("restart", "bot"), ("restart", "api"), ("log", "health log")]),
+    ("fix | sick=bot lock=free r=3 | -", [("notify", "health_backoff"), ("record", "state.json"), ("log", "health log")]),
+    ("fix | did=bot was=x lock=free | -", [("notify", "health_recovered"), ("record", "state.json"), ("log", "health log")]),
 ])
 def test_the_dry_run_names_exactly_the_plans_writes(row, would):
     fix, facts, _ = parse(row)
@@ -237,6 +241,8 @@ def test_every_write_of_a_plan_is_named(row):
         expect.append(("notify", got.notify[0]))
     if got.health is not None:
         expect.append(("record", "state.json"))
+    if got.log:
+        expect.append(("log", "health log"))
     assert said == expect, (got, said)
 
 

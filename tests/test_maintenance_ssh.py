@@ -148,7 +148,8 @@ def test_dry_runs_of_restart_unpin_health_fix_and_rollback_change_nothing(deploy
     r = cli(deployed, "health", "--fix", "--dry-run", "--json")
     report = json.loads(r.stdout)["hosts"]["h1"]
     assert r.returncode == 2 and report["status"] == "would_restart" and "--fix would restart bot" in report["message"]
-    assert [(w["action"], w["target"]) for w in report["would"]] == [("record", "state.json"), ("restart", "bot")]
+    assert [(w["action"], w["target"]) for w in report["would"]] == [
+        ("record", "state.json"), ("restart", "bot"), ("log", "health log")]
     assert h.path("~/.fabops/app/state.json").read_text() == state
     assert (log.read_text() if log.exists() else "") == before
     assert deployed.version() is None  # still down: nothing was restarted

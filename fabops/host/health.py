@@ -220,6 +220,9 @@ def actions(p: HealthPlan) -> Iterator[Would]:
     if p.health is not None:
         yield Would("record", "state.json", f"health {p.health.get('status')}"
                     + (" (backoff reported)" if p.kind == "backoff" else ""))
+    if p.log:  # the real run's health log line (_line), from the same plan (#24: a backoff said nothing)
+        yield Would("log", "health log", "its outcome, once the restarts are polled" if p.kind == "restart"
+                    else f"{errors.NAMES.get(p.code, p.code)}: {p.message}")
 
 
 def _facts(checks: List[Readiness], state: dict, now: float) -> HealthFacts:
