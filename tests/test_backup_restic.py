@@ -138,7 +138,7 @@ def test_a_password_file_open_to_others_fails_the_copy_not_the_snapshot(sandbox,
     r = run_cli("backup", "-i", inv, "--dry-run", env=repo.env)
     assert r.returncode == 0 and "would upload the snapshot: restic backup into backup.repository" in r.stdout, \
         r.stdout + r.stderr
-    assert "would forget the repository's snapshots: restic forget --prune (daily 7" in r.stdout
+    assert "would forget the repository's snapshots: restic forget --prune of those retention's rule does not keep (daily 7" in r.stdout
     r = run_cli("backup", "-i", inv, "--json", env=repo.env, timeout=300)
     assert r.returncode == 2, r.stdout + r.stderr
     data = one(r.stdout)

@@ -353,15 +353,13 @@ def repo_host(tmp_path, mode=0o600, **backup):
     return local(tmp_path, {"repository": {"url": "sftp:backup@b:/srv/r", "password_file": str(pw)}, **backup})
 
 
-def test_the_password_reaches_restic_as_a_path_and_forget_keeps_the_policy(tmp_path):
-    from fabops.host.restic import forget_args, restic_argv
+def test_the_password_reaches_restic_as_a_path(tmp_path):
+    from fabops.host.restic import restic_argv
 
     host, _ = repo_host(tmp_path, keep={"daily": 3, "weekly": 0})
     argv = restic_argv(host.backup.repository, "snapshots")
     assert argv[:3] == ["restic", "--password-file", str(tmp_path / "pw")]
     assert "secret" not in " ".join(argv) and "sftp:" not in " ".join(argv)
-    assert forget_args(host) == ("forget", "--prune", "--host", "h", "--group-by", "host", "--keep-last", "1",
-                                 "--keep-daily", "3", "--keep-weekly", "0", "--keep-monthly", "6")
 
 
 @pytest.mark.parametrize("mode, said", [(0o600, None), (0o400, None), (0o640, "(mode 0640): chmod 600 it"),
@@ -379,7 +377,7 @@ def test_no_restic_on_path_fails_the_copy_with_how_to_get_it(tmp_path, monkeypat
 
     host, paths = repo_host(tmp_path)
     monkeypatch.setattr(restic.shutil, "which", lambda name: None)
-    off = restic.offsite(host, [])
+    off = restic.offsite(host, [], lambda there: [])
     assert not off["ok"] and off["uploaded"] == [] and "restic is not on the host's PATH: `apt install restic`" \
         in off["error"]
 
@@ -480,7 +478,7 @@ def test_the_upload_holds_the_backup_lock_not_the_host_lock(tmp_path, monkeypatc
     monkeypatch.setattr(backup, "LOCK_WAIT", 0.0)
     seen = {}
 
-    def offsite(host, local):
+    def offsite(host, local, retention):
         with HostLock(paths.lock, {"trigger": "health"}).acquire(wait=0):
             seen["host lock"] = "free"
         with pytest.raises(LockedError):
@@ -495,3 +493,30 @@ def test_the_upload_holds_the_backup_lock_not_the_host_lock(tmp_path, monkeypatc
         second = backup.locked_run(host, paths)
     assert second["ok"] and second["deleted"] == [] and "the backup lock is locked" in second["offsite"]["error"]
     assert {s.run_id for s in backup.snapshots(paths)} == {done["run_id"], second["run_id"]}
+
+
+def test_the_repository_forgets_by_the_local_retention_rule(tmp_path, monkeypatch):
+    """keep daily 1, an ok snapshot yesterday and a failed one today: the
+    local rule keeps both (the ok one is the newest ok), and so does the
+    repository now (before: restic's --keep-daily 1 kept only today's
+    failed one and forgot the ok one). A failed one goes once an ok one
+    is newer, in both."""
+    from fabops.host import backup, restic
+
+    host, paths = repo_host(tmp_path, keep={"daily": 1, "weekly": 0, "monthly": 0})
+    snaps = [{"id": "aaa", "tags": ["run=20261201T030000-aaaaaa", "ok=yes"]},
+             {"id": "bbb", "tags": ["run=20261202T030000-bbbbbb", "ok=no"]}]
+    calls = []
+    monkeypatch.setattr(restic, "ready", lambda repo: None)
+    monkeypatch.setattr(restic, "remote_runs", lambda repo, name: list(snaps))
+    monkeypatch.setattr(restic, "call", lambda repo, *args, **kw: calls.append(args) or "")
+    monkeypatch.setattr(restic, "upload", lambda *args: "ccc")
+    monkeypatch.setattr(backup, "lower_priority", lambda: "nice 19")
+    monkeypatch.setattr(backup, "notify_once", lambda host, paths, done: [])
+    monkeypatch.setattr(backup, "snapshots", lambda paths: [])
+    done = backup.locked_run(host, paths)
+    assert done["offsite"]["ok"] and not [c for c in calls if c[0] == "forget"], calls
+    snaps.append({"id": "ccc", "tags": ["run=20261203T030000-cccccc", "ok=yes"]})
+    done = backup.locked_run(host, paths)
+    assert [c for c in calls if c[0] == "forget"] == [("forget", "--prune", "aaa", "bbb")], calls
+    assert done["offsite"]["forgotten"] == ["20261201T030000-aaaaaa", "20261202T030000-bbbbbb"]

@@ -509,8 +509,9 @@ def offsite_would(host: Host) -> List[Would]:
     k = host.backup.keep
     return [Would("upload", "the snapshot", "restic backup into backup.repository, with any earlier snapshot it "
                   "lacks"),
-            Would("forget", "the repository's snapshots", f"restic forget --prune (daily {k.daily}, weekly "
-                  f"{k.weekly}, monthly {k.monthly}, and the newest)")]
+            Would("forget", "the repository's snapshots", f"restic forget --prune of those retention's rule does "
+                  f"not keep (daily {k.daily}, weekly {k.weekly}, monthly {k.monthly}; a failed one once an ok "
+                  "one is newer)")]
 
 
 def _warnings(host: Host) -> List[str]:
@@ -596,7 +597,7 @@ def run_rest(host: Host, paths: HostPaths, p: BackupPlan, manifest: dict) -> dic
     from .restic import offsite
 
     if host.backup.repository:
-        manifest["offsite"] = offsite(host, snapshots(paths))
+        manifest["offsite"] = offsite(host, snapshots(paths), lambda there: to_delete(there, host.backup.keep))
     return {**manifest, "snapshot": p.snapshot, "deleted": retain(p, paths, manifest)}
 
 

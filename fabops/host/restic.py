@@ -5,8 +5,9 @@ After a run has written its local snapshot, every local snapshot the
 repository does not have yet (this run's, and those of earlier runs that
 could not reach it: the catch-up) goes up with `restic backup`, oldest
 first, tagged with the host, the deployed commit and the run id, and timed
-at its run's start. Then `restic forget --prune` applies the host's `keep`
-policy to the host's snapshots in the repository. Encryption,
+at its run's start. Then the repository's snapshots the local retention
+rule would not keep (host/backup.to_delete over the host's `keep`: a
+failed one once an ok one is newer) are forgotten by id and pruned. Encryption,
 deduplication, retention and `check` are restic's, not ours.
 
 restic is found on PATH and runs at the run's priority (the backup module
@@ -32,7 +33,8 @@ import stat
 import subprocess
 import tempfile
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence
 
 from ..inventory import Host, Repository
 
@@ -122,11 +124,14 @@ def run_tag(snap: dict) -> Optional[str]:
     return None
 
 
-def upload(repo: Repository, host: str, run_id: str, path: str, started: float, commit: Optional[str]) -> str:
-    """`restic backup` of one local snapshot directory; the new snapshot's id."""
-    when = datetime.datetime.fromtimestamp(started).strftime("%Y-%m-%d %H:%M:%S")
+def upload(repo: Repository, host: str, snap) -> str:
+    """`restic backup` of one local snapshot (host/backup.Snapshot); the
+    new snapshot's id. Tagged with the host, the commit, the run id and
+    whether every item was ok (ok=no: retention's rule for failed ones)."""
+    when = datetime.datetime.fromtimestamp(snap.started).strftime("%Y-%m-%d %H:%M:%S")
     out = call(repo, "backup", "--json", "--quiet", "--host", host, "--time", when,
-               "--tag", f"host={host}", "--tag", f"commit={commit or 'none'}", "--tag", f"run={run_id}", path)
+               "--tag", f"host={host}", "--tag", f"commit={snap.commit or 'none'}", "--tag", f"run={snap.run_id}",
+               "--tag", f"ok={'yes' if snap.ok else 'no'}", snap.path)
     for line in reversed(out.splitlines()):
         try:
             msg = json.loads(line)
@@ -137,13 +142,25 @@ def upload(repo: Repository, host: str, run_id: str, path: str, started: float, 
     return ""
 
 
-def forget_args(host: Host) -> Tuple[str, ...]:
-    """`forget --prune` with the host's keep policy, over the host's
-    snapshots as one group (each run's directory is its own path); the
-    newest is always kept, as the local retention keeps it."""
-    k = host.backup.keep
-    return ("forget", "--prune", "--host", host.name, "--group-by", "host", "--keep-last", "1",
-            "--keep-daily", str(k.daily), "--keep-weekly", str(k.weekly), "--keep-monthly", str(k.monthly))
+@dataclass(frozen=True)
+class Remote:
+    """A repository snapshot, as the retention rule reads it."""
+
+    run_id: str
+    started: float
+    ok: bool  # no ok=no tag (a snapshot uploaded before the tag existed counts as ok)
+    id: str
+
+
+def remotes(snaps: Sequence[dict]) -> List[Remote]:
+    """The repository's snapshots of our runs (a run= tag with a run id's time)."""
+    out = []
+    for s in snaps:
+        run_id = run_tag(s)
+        started = run_started(run_id or "")
+        if run_id and started is not None:
+            out.append(Remote(run_id, started, "ok=no" not in (s.get("tags") or []), str(s.get("id"))))
+    return out
 
 
 def ready(repo: Optional[Repository]) -> None:
@@ -238,22 +255,29 @@ def listing(host: Host, now: float) -> dict:
     return out
 
 
-def offsite(host: Host, local: Sequence) -> dict:
+def offsite(host: Host, local: Sequence, retention: Callable[[Sequence], List[str]]) -> dict:
     """Every local snapshot (host/backup.Snapshot, newest first) the
-    repository lacks goes up, oldest first, then `forget --prune`: what
-    went up, and the first error (None when all is done). A snapshot that
-    could not go up stays local and goes up with a later run."""
+    repository lacks goes up, oldest first; then the repository's
+    snapshots `retention` does not keep (the local rule, host/backup.
+    to_delete: a failed one only once an ok one is newer) are forgotten
+    and pruned. What went up and was forgotten, and the first error (None
+    when all is done). A snapshot that could not go up stays local and
+    goes up with a later run."""
     repo, start = host.backup.repository, time.monotonic()
-    out = {"ok": False, "uploaded": [], "pruned": False, "error": None}
+    out: dict = {"ok": False, "uploaded": [], "forgotten": [], "pruned": False, "error": None}
     try:
         ready(repo)
         there = {run_tag(s) for s in remote_runs(repo, host.name)}
         for snap in sorted(local, key=lambda s: (s.started, s.run_id)):
             if snap.run_id not in there:
-                sid = upload(repo, host.name, snap.run_id, snap.path, snap.started, snap.commit)
+                sid = upload(repo, host.name, snap)
                 out["uploaded"].append({"run_id": snap.run_id, "id": sid[:8]})
-        call(repo, *forget_args(host))
-        out.update(ok=True, pruned=True)
+        now = remotes(remote_runs(repo, host.name))
+        gone = set(retention(now))
+        ids = [r.id for r in now if r.run_id in gone]
+        if ids:
+            call(repo, "forget", "--prune", *ids)
+        out.update(ok=True, pruned=bool(ids), forgotten=sorted(gone))
     except (ResticError, OSError, ValueError) as exc:
         out["error"] = f"off-host copy: {exc}"
     out["duration"] = round(time.monotonic() - start, 3)

@@ -57,7 +57,8 @@ def offsite_lines(off) -> list:
     if off.get("error"):
         return [f"off-host FAILED: {off['error']}", f"  the local snapshot is kept; {went}; the next run copies "
                 "what is missing"]
-    return [f"off-host: {went}, forget --prune done ({float(off.get('duration') or 0):.1f} s)"]
+    gone = off.get("forgotten") or []
+    return [f"off-host: {went}, forgot {len(gone)} by retention's rule ({float(off.get('duration') or 0):.1f} s)"]
 
 
 def verify_lines(data: dict) -> list:
