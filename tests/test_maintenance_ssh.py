@@ -91,7 +91,7 @@ def test_reset_dry_run_changes_nothing(deployed):
                       f"[h1] would reset {deployed.origin.head[:10]} -> {deployed.origin.head[:10]}: origin/main, "
                       "git reset --hard and clean -fd (ignored files stay)"], said
     assert said[-2:] == ["[h1] would start bot: then poll it until ready",
-                         "[h1] would record state.json: deployed (when healthy); the pin cleared"], said
+                         "[h1] would record state.json: deployed (when healthy)"], said  # no pin to clear
     r = cli(deployed, "reset", "--dry-run", "--json")
     value = json.loads(r.stdout)["hosts"]["h1"]
     assert [w["action"] for w in value["would"]] == ["save", "stop", "reset", "run", "start", "record"], value

@@ -28,15 +28,13 @@ def test_a_reason_spells_a_known_sha_as_every_screen_does_even_when_it_fits():
 
 def test_laptop_side_lines_use_the_one_length():
     from fabops import inventory, remote
-    from fabops.maintenance.reset import reset_would
+    from fabops.maintenance.reset import ResetPlan, reset_would
 
     host = inventory.loads("hosts: {web1: {app: {path: /srv/app}}}", "h.yml").hosts["web1"]
     assert [w.target for w in remote.unpin_plan(PIN)] == [PIN[:10]]
 
-    class Plan:
-        head, target, dirty = SHA, PIN, []
-
-    assert any(w.target == f"{SHA[:10]} -> {PIN[:10]}" for w in reset_would(host, Plan())), reset_would(host, Plan())
+    said = reset_would(host, ResetPlan(SHA, PIN, [], False))
+    assert any(w.target == f"{SHA[:10]} -> {PIN[:10]}" for w in said), said
 
 
 def test_no_other_length_is_cut_anywhere():

@@ -5,6 +5,7 @@ run share, tested without SSH. Plus the one human line form (host/would.py).
 """
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from fabops import inventory
 from fabops.errors import CommandFailed, UsageError
 from fabops.host.would import Would, as_json, lines
+from fabops.probe import MARK
 from fabops.remote import restart_plan, restart_would, unpin_plan
 
 from tests.test_health_plan import HOST as ONE  # bot, api, worker
@@ -162,6 +164,21 @@ def test_reset_names_every_step_it_takes_in_order(head, target, dirty, reset):
     assert [(w.action, w.target) for w in said] == \
         [("save", ".env and local changes")] + STEPS[0] + [("reset", reset)] + STEPS[1], said
     assert said[0].why.startswith(f"{len(dirty)} local change{'' if len(dirty) == 1 else 's'}; saved to ~/backup/reset-<time>/"), said
+
+
+@pytest.mark.parametrize("pin, why", [
+    (None, "deployed (when healthy)"),
+    ("c" * 40, "deployed (when healthy); the pin cccccccccc cleared"),
+])
+def test_reset_says_it_clears_a_pin_only_when_there_is_one(pin, why):
+    """Trial #24: `would record state.json: ...; the pin cleared` on a host
+    with no pin."""
+    from fabops.maintenance.reset import ResetPlan, parse_reset_plan, reset_would
+
+    said = reset_would(RESET_HOST, ResetPlan("a" * 40, "b" * 40, [], True, pin=pin))
+    assert (said[-1].action, said[-1].why) == ("record", why), said
+    state = json.dumps({"pin": pin} if pin else {})
+    assert parse_reset_plan(f"{MARK}head\n{'a' * 40}\n{MARK}state\n{state}\n{MARK}end\n").pin == pin
 
 
 def test_a_reset_without_rules_or_setup_command_runs_none():

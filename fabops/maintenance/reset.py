@@ -52,6 +52,7 @@ class ResetPlan:
     # declared port of a service that is not running, so its start could
     # not succeed (host/readiness.held_ports, the deploy preflight's words)
     held: List[str] = field(default_factory=list)
+    pin: Optional[str] = None  # state.json's pin, which the reset clears
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -72,7 +73,8 @@ def reset_would(host: Host, p: ResetPlan) -> List[Would]:
     if host.setup_command:
         out.append(Would("run", host.setup_command, "setup_command"))
     out += [Would("start", s.name, "then poll it until ready") for s in host.services]
-    out.append(Would("record", "state.json", "deployed (when healthy); the pin cleared"))
+    out.append(Would("record", "state.json", "deployed (when healthy)"
+                     + (f"; the pin {short_sha(p.pin)} cleared" if p.pin else "")))
     return out
 
 
@@ -105,6 +107,7 @@ def parse_reset_plan(output: str) -> ResetPlan:
         has_env=s.get("env") == "yes",
         deployed=deployed,
         known_bad=known_bad(bad, target, deployed, "reset"),
+        pin=state.get("pin") if isinstance(state.get("pin"), str) else None,
     )
 
 
