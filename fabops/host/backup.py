@@ -120,7 +120,7 @@ class BackupPlan:
             what = f"backup.dump {it.name[len('dump-'):]}" if it.kind == "dump" else ", ".join(it.sources)
             how = HOW.get(it.kind, "copy" + (" if present" if it.always else ""))
             out.append(Would("copy", it.file, f"{how} {what}"))
-        out += [Would("delete", run_id, "retention: not among the snapshots keep "
+        out += [Would("delete", run_id, "retention: not among the snapshots the keep policy "
                       f"(daily {self.keep.daily}, weekly {self.keep.weekly}, monthly {self.keep.monthly}) keeps")
                 for run_id in self.delete]
         return out
