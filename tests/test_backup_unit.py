@@ -520,3 +520,36 @@ def test_the_repository_forgets_by_the_local_retention_rule(tmp_path, monkeypatc
     done = backup.locked_run(host, paths)
     assert [c for c in calls if c[0] == "forget"] == [("forget", "--prune", "aaa", "bbb")], calls
     assert done["offsite"]["forgotten"] == ["20261201T030000-aaaaaa", "20261202T030000-bbbbbb"]
+
+
+def test_a_dead_repository_still_lets_retention_delete_what_it_already_has(tmp_path, monkeypatch):
+    """While the copy fails, the snapshots already in the repository are
+    deleted as usual and only those not yet off the host stay (before:
+    retention was off, and a dead repository filled the disk)."""
+    from fabops.host import backup, restic
+
+    host, paths = repo_host(tmp_path, keep={"daily": 0, "weekly": 0, "monthly": 0})  # only the newest is kept
+    snaps, up = [], {"ok": True}
+
+    def ready(repo):
+        if not up["ok"]:
+            raise restic.ResticError("restic snapshots exited 1: connection refused")
+
+    def upload(repo, name, *rest):
+        run_id = rest[0] if isinstance(rest[0], str) else rest[0].run_id
+        snaps.append({"id": run_id[-6:], "tags": [f"run={run_id}", "ok=yes"]})
+        return run_id[-6:]
+
+    monkeypatch.setattr(restic, "ready", ready)
+    monkeypatch.setattr(restic, "remote_runs", lambda repo, name: list(snaps))
+    monkeypatch.setattr(restic, "call", lambda repo, *args, **kw: "")
+    monkeypatch.setattr(restic, "upload", upload)
+    monkeypatch.setattr(backup, "lower_priority", lambda: "nice 19")
+    monkeypatch.setattr(backup, "notify_once", lambda host, paths, done: [])
+    first = backup.locked_run(host, paths)
+    up["ok"] = False
+    second = backup.locked_run(host, paths)
+    third = backup.locked_run(host, paths)
+    assert second["offsite"]["error"] and second["deleted"] == [first["run_id"]], second
+    assert third["deleted"] == [] and {s.run_id for s in backup.snapshots(paths)} == {second["run_id"],
+                                                                                      third["run_id"]}

@@ -462,15 +462,20 @@ def write_snapshot(p: BackupPlan, paths: HostPaths) -> dict:
         os.umask(old)
 
 
-def retain(p: BackupPlan, paths: HostPaths, manifest: dict) -> List[str]:
-    """Retention, when every item is ok and the off-host copy did not fail:
-    the plan's decision, made once (a dry run showed it); never while a
-    snapshot could not go off the host: the next run copies it (catch-up).
-    The run ids deleted (one still there is a warning)."""
+def retain(p: BackupPlan, paths: HostPaths, manifest: dict, offsite_has: Iterable[str] = ()) -> List[str]:
+    """Retention, when every item is ok: the plan's decision, made once (a
+    dry run showed it). While the off-host copy fails, only the snapshots
+    already in the repository (`offsite_has`) are deleted: one not yet off
+    the host stays for the next run to copy (catch-up), and a dead
+    repository does not fill the disk. The run ids deleted (one still
+    there is a warning)."""
     deleted: List[str] = []
-    if not manifest["ok"] or (manifest.get("offsite") or {}).get("error"):
+    if not manifest["ok"]:
         return deleted
+    failed, has = bool((manifest.get("offsite") or {}).get("error")), set(offsite_has)
     for run_id in p.delete:
+        if failed and run_id not in has:
+            continue
         gone = paths.backup_snapshot(run_id)
         shutil.rmtree(gone, ignore_errors=True)
         if os.path.lexists(gone):
@@ -593,12 +598,22 @@ def locked_run(host: Host, paths: HostPaths) -> dict:
 
 def run_rest(host: Host, paths: HostPaths, p: BackupPlan, manifest: dict) -> dict:
     """After the local snapshot (the backup lock held): the off-host copy
-    when a repository is set, then retention."""
+    when a repository is set, then retention. The run ids the repository
+    has are kept in state.json (backup_offsite) whenever it could be read,
+    for the runs that cannot read it."""
+    from .files import read_object
     from .restic import offsite
+    from .state import merge_state_file
 
+    has: List[str] = []
     if host.backup.repository:
-        manifest["offsite"] = offsite(host, snapshots(paths), lambda there: to_delete(there, host.backup.keep))
-    return {**manifest, "snapshot": p.snapshot, "deleted": retain(p, paths, manifest)}
+        off = manifest["offsite"] = offsite(host, snapshots(paths), lambda there: to_delete(there, host.backup.keep))
+        if off.get("has") is None:
+            has = list(read_object(paths.state).get("backup_offsite") or [])
+        else:
+            has = off["has"]
+            merge_state_file(paths.state, {"backup_offsite": has[-1000:]})
+    return {**manifest, "snapshot": p.snapshot, "deleted": retain(p, paths, manifest, has)}
 
 
 def verify_local(paths: HostPaths) -> dict:

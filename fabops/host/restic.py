@@ -264,20 +264,24 @@ def offsite(host: Host, local: Sequence, retention: Callable[[Sequence], List[st
     when all is done). A snapshot that could not go up stays local and
     goes up with a later run."""
     repo, start = host.backup.repository, time.monotonic()
-    out: dict = {"ok": False, "uploaded": [], "forgotten": [], "pruned": False, "error": None}
+    # has: the run ids the repository holds, None when it could not be read
+    out: dict = {"ok": False, "uploaded": [], "forgotten": [], "pruned": False, "has": None, "error": None}
     try:
         ready(repo)
         there = {run_tag(s) for s in remote_runs(repo, host.name)}
+        out["has"] = sorted(str(r) for r in there if r)
         for snap in sorted(local, key=lambda s: (s.started, s.run_id)):
             if snap.run_id not in there:
                 sid = upload(repo, host.name, snap)
                 out["uploaded"].append({"run_id": snap.run_id, "id": sid[:8]})
+                out["has"] = sorted(out["has"] + [snap.run_id])
         now = remotes(remote_runs(repo, host.name))
         gone = set(retention(now))
         ids = [r.id for r in now if r.run_id in gone]
         if ids:
             call(repo, "forget", "--prune", *ids)
-        out.update(ok=True, pruned=bool(ids), forgotten=sorted(gone))
+        out.update(ok=True, pruned=bool(ids), forgotten=sorted(gone),
+                   has=sorted(r.run_id for r in now if r.run_id not in gone))
     except (ResticError, OSError, ValueError) as exc:
         out["error"] = f"off-host copy: {exc}"
     out["duration"] = round(time.monotonic() - start, 3)
