@@ -41,7 +41,7 @@ def test_from_is_where_the_checkout_is(sandbox, monkeypatch):
     r = run_cli("deploy", "-i", inv, "-H", "local", "--dry-run", env={"COLUMNS": "80"})
     assert f"would checkout {b}: deploy {b} where the checkout already is (not the deployed {g})" in _flat(r.stdout), r.stdout
     r = run_cli("rollback", "-i", inv, "-H", "local", "--dry-run", env={"COLUMNS": "80"})
-    assert f"would checkout {g}: deploy {b} -> {g} {moved}" in _flat(r.stdout), r.stdout
+    assert f"would checkout {g}: roll back {b} -> {g} {moved}" in _flat(r.stdout), r.stdout
     assert f"{g} -> {g}" not in r.stdout and f"{g}→{g}" not in r.stdout, r.stdout
     r = run_cli("rollback", "-i", inv, "-H", "local", "--dry-run", "--json")
     res = one(r.stdout)
@@ -98,6 +98,6 @@ def test_rollback_dry_run_from_a_moved_checkout(width, frozen, capsys, monkeypat
     text = golden.render(capsys, monkeypatch, width, _report, outcome, False, task="rollback",
                          flag="ops/hosts.yml", dry_run=True)
     said = " ".join(text.split())
-    assert f"deploy {checkout[:10]} -> {deployed[:10]} (back to the deployed commit; the checkout had moved)" in said, text
+    assert f"roll back {checkout[:10]} -> {deployed[:10]} (back to the deployed commit; the checkout had moved)" in said, text
     assert re.search(f"{checkout[:10]}( │ |→){deployed[:10]}", text), text  # the summary row's from and to
     golden.check("rollback-checkout-moved", width, text)

@@ -454,7 +454,10 @@ def test_ref_pins_and_the_dry_run_says_so(row, pin, said):
 
 @pytest.mark.parametrize("row, checkout, words", [
     # trial (#24's, item 4): a reset left the checkout on B, the deployed commit is A
-    ("rollback | dep=A | ref=A o=B h=B | deploy", "B", "deploy B -> A (back to the deployed commit; the checkout had moved)"),
+    ("rollback | dep=A | ref=A o=B h=B | deploy", "B",
+     "roll back B -> A (back to the deployed commit; the checkout had moved)"),
+    # trial #24 item 7: a rollback's plan (its dry run: `would roll back B -> A`) says rollback
+    ("rollback | dep=B | o=B h=B ref=A | deploy", None, "roll back B -> A"),
     ("deploy | dep=A | o=B h=B | deploy", "B", "deploy B where the checkout already is (not the deployed A)"),
     ("deploy | dep=A | o=C h=B | deploy", "B", "deploy B -> C (the checkout, not the deployed A)"),
     ("deploy | dep=A | o=B h=A | deploy", None, "deploy A -> B"),  # the checkout where the deploy left it

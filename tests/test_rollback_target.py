@@ -102,12 +102,12 @@ def _rollback_outcome(result: str, woulds=()):
 
     host = inventory.loads("hosts:\n  find-to-do:\n    app: {path: /srv/app}\n    services:\n"
                            "      - {name: voice-meeting-discord-bot.service}\n", "h.yml").hosts["find-to-do"]
-    p = Plan("deploy", "", f"deploy {SHA[1][:10]} -> {SHA[0][:10]}", SHA[0], SHA[1], pin=SHA[0],
+    p = Plan("deploy", "", f"roll back {SHA[1][:10]} -> {SHA[0][:10]}", SHA[0], SHA[1], pin=SHA[0],
              services=("voice-meeting-discord-bot.service",))
     res = {"result": result, "exit_code": 0, "from": SHA[1], "to": SHA[0], "duration": 2.4, "subject": "v1",
            "author": "Alice", "message": f"{SHA[1][:10]} -> {SHA[0][:10]}"}
     if result == "would_deploy":
-        res["message"] = f"would deploy {SHA[1][:10]} -> {SHA[0][:10]}"
+        res["message"] = f"would roll back {SHA[1][:10]} -> {SHA[0][:10]}"
         res["plan"] = {"kind": "deploy", "from": SHA[1], "to": SHA[0], "changed_files": 1, "dirty": [], "pin": None,
                        "bad": False, "would": as_json(actions(host, p, "rollback"))}
     return FanoutResult([HostResult("find-to-do", value=SimpleNamespace(result=res, install=None))])

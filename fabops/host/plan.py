@@ -223,7 +223,7 @@ def plan(host, state: State, facts: Facts, opts: Opts) -> Union[Plan, Need]:
     problems = _problems(facts, opts)
     if problems:
         return Plan("abort", "aborted", "; ".join(problems), **common)
-    return _deploy(host, state, facts, common, pin)
+    return _deploy(host, state, facts, opts, common, pin)
 
 
 def _with_says(common: dict, says: Tuple[str, ...] = (), **more) -> dict:
@@ -416,7 +416,7 @@ def _with_kept(facts: Facts, common: dict) -> dict:
         f"{listing} (add them to .gitignore to silence this)",)}
 
 
-def _deploy(host, state: State, facts: Facts, common: dict, pin: Optional[str]) -> Plan:
+def _deploy(host, state: State, facts: Facts, opts: Opts, common: dict, pin: Optional[str]) -> Plan:
     """Check out the target, run the rules whose files changed and restart
     the services whose files changed. Converge fully when nothing is known
     to be deployed, when finishing an interrupted run, and when the
@@ -428,22 +428,24 @@ def _deploy(host, state: State, facts: Facts, common: dict, pin: Optional[str]) 
     rules = tuple(i for i, r in enumerate(host.deps) if changed is None or paths_match(changed, r.when))
     services = tuple(s.name for s in host.services
                      if changed is None or not s.paths or paths_match(changed, s.paths))
-    return Plan("deploy", "", _deploy_words(deployed, common.get("checkout"), target),
+    return Plan("deploy", "", _deploy_words(deployed, common.get("checkout"), target, opts.trigger),
                 full=full, rules=rules, services=services, stash=bool(facts.local_changes), pin=pin, **common)
 
 
-def _deploy_words(deployed: Optional[str], checkout: Optional[str], target: str) -> str:
+def _deploy_words(deployed: Optional[str], checkout: Optional[str], target: str, trigger: str = "deploy") -> str:
     """A deploy's plan in words: from where the checkout is, saying so when
-    that is not the deployed commit (what status says as `checkout is at`)."""
+    that is not the deployed commit (what status says as `checkout is at`).
+    A rollback's says `roll back` (its dry run: `would roll back A -> B`)."""
+    verb = "roll back" if trigger == "rollback" else "deploy"
     if not deployed:
-        return f"deploy {short(target)} (first deploy)"
+        return f"{verb} {short(target)} (first deploy)"
     if not checkout:
-        return f"deploy {short(deployed)} -> {short(target)}"
+        return f"{verb} {short(deployed)} -> {short(target)}"
     if checkout == target:
-        return f"deploy {short(target)} where the checkout already is (not the deployed {short(deployed)})"
+        return f"{verb} {short(target)} where the checkout already is (not the deployed {short(deployed)})"
     if deployed == target:
-        return f"deploy {short(checkout)} -> {short(target)} (back to the deployed commit; the checkout had moved)"
-    return f"deploy {short(checkout)} -> {short(target)} (the checkout, not the deployed {short(deployed)})"
+        return f"{verb} {short(checkout)} -> {short(target)} (back to the deployed commit; the checkout had moved)"
+    return f"{verb} {short(checkout)} -> {short(target)} (the checkout, not the deployed {short(deployed)})"
 
 
 def short(sha: Optional[str]) -> str:
