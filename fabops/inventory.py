@@ -106,8 +106,9 @@ class Keep(Frozen):
 
 @frozen
 class Repository(Frozen):
-    """The off-host repository (restic): read and validated now, used by the
-    next slice of docs/backups.md. The password is in a file, never a value."""
+    """The off-host repository (restic, host/restic.py; docs/backups.md,
+    "Off the host"). The password is in a file, never a value; the URL
+    reaches restic in its environment, never its argv."""
 
     url: str
     password_file: str
