@@ -553,3 +553,24 @@ def test_a_dead_repository_still_lets_retention_delete_what_it_already_has(tmp_p
     assert second["offsite"]["error"] and second["deleted"] == [first["run_id"]], second
     assert third["deleted"] == [] and {s.run_id for s in backup.snapshots(paths)} == {second["run_id"],
                                                                                       third["run_id"]}
+
+
+def test_list_reads_the_repository_with_one_restic_call(tmp_path, monkeypatch):
+    """The size comes from the local snapshot's manifest (None once it is
+    gone from the host), never a `restic stats` per snapshot (before: one
+    each, every one loading the repository's index)."""
+    from fabops.host import restic
+    from fabops.tasks.backup import list_lines
+
+    host, _ = repo_host(tmp_path)
+    calls = []
+    snaps = [{"id": "a" * 64, "short_id": "aaaaaaaa", "tags": ["run=20261201T030000-aaaaaa", "commit=none"]},
+             {"id": "b" * 64, "short_id": "bbbbbbbb", "tags": ["run=20261202T030000-bbbbbb", "commit=abc"]}]
+    monkeypatch.setattr(restic, "ready", lambda repo: None)
+    monkeypatch.setattr(restic, "call", lambda repo, *args, **kw: calls.append(args[0]) or json.dumps(snaps))
+    off = restic.listing(host, time.time(), {"20261202T030000-bbbbbb": 2048})
+    assert calls == ["snapshots"], calls
+    assert [(s["run_id"], s["size"], s["commit"]) for s in off["snapshots"]] == [
+        ("20261202T030000-bbbbbb", 2048, "abc"), ("20261201T030000-aaaaaa", None, None)]
+    lines = list_lines({"snapshots": [], "offsite_snapshots": off})
+    assert lines[-2].endswith("2.0 KiB") and lines[-1].endswith("size ? (not on the host)"), lines

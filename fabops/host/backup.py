@@ -648,8 +648,10 @@ def result(action: str, host: Host, paths: HostPaths) -> dict:
     if action == "list":
         from .restic import listing
 
-        off = {"offsite_snapshots": listing(host, now)} if host.backup.repository else {}
-        return {"snapshots": [s.to_dict(now) for s in snapshots(paths)], **off, "warnings": _warnings(host)}
+        local = snapshots(paths)
+        off = {"offsite_snapshots": listing(host, now, {s.run_id: s.size for s in local})} \
+            if host.backup.repository else {}
+        return {"snapshots": [s.to_dict(now) for s in local], **off, "warnings": _warnings(host)}
     if action == "verify":
         return verified(host, paths)
     if action == "plan":

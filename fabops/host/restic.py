@@ -234,22 +234,24 @@ def run_started(run_id: str) -> Optional[float]:
         return None
 
 
-def listing(host: Host, now: float) -> dict:
+def listing(host: Host, now: float, sizes: Optional[Dict[str, int]] = None) -> dict:
     """The host's snapshots in the repository, newest first: run id,
-    restic's short id, age, size (what a restore of it writes: restic
-    stats), commit; or the error that kept them from being read."""
-    repo, out = host.backup.repository, {"snapshots": [], "error": None}
+    restic's short id, age, size, commit; or the error that kept them from
+    being read. One `restic snapshots` call: the size is the local
+    snapshot's (`sizes`, by run id: its manifest's items, what a restore
+    writes), None for one no longer on the host (a `restic stats` per
+    snapshot would load the repository's index each time)."""
+    repo, out, sizes = host.backup.repository, {"snapshots": [], "error": None}, sizes or {}
     try:
         ready(repo)
         snaps = json.loads(call(repo, "snapshots", "--json", "--host", host.name, timeout=600) or "[]")
         for s in sorted(snaps, key=lambda s: run_tag(s) or "", reverse=True):
             run_id = run_tag(s) or "?"
             started = run_started(run_id)
-            size = json.loads(call(repo, "stats", "--json", str(s["id"]), timeout=600)).get("total_size")
             commit = next((t[len("commit="):] for t in s.get("tags") or [] if t.startswith("commit=")), None)
             out["snapshots"].append({"run_id": run_id, "id": str(s.get("short_id") or s["id"])[:8],
                                      "age": None if started is None else round(max(0.0, now - started), 1),
-                                     "size": int(size or 0), "commit": None if commit == "none" else commit})
+                                     "size": sizes.get(run_id), "commit": None if commit == "none" else commit})
     except (ResticError, OSError, ValueError, KeyError) as exc:
         out["error"] = f"off-host: {exc}"
     return out

@@ -94,7 +94,8 @@ def list_lines(data: dict) -> list:
            + [f"off the host (restic): {len(off.get('snapshots') or [])} snapshots"])
     if off.get("error"):
         return out[:-1] + [f"off the host FAILED: {off['error']}"]
-    return out + [f"  {s['run_id']}  {s['id']}  {fmt_duration(s.get('age'))} ago  {_size(s.get('size'))}"
+    return out + [f"  {s['run_id']}  {s['id']}  {fmt_duration(s.get('age'))} ago  "
+                  + (_size(s["size"]) if s.get("size") is not None else "size ? (not on the host)")
                   for s in off.get("snapshots") or []]
 
 
