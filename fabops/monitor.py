@@ -519,7 +519,8 @@ def _services(s: Dict[str, str], host: Host, statuses, cpu: Dict[str, float]) ->
         if svc.check is not None:
             status, _detail, latency = results[svc.name]
             entry["http_status"] = status
-            entry["http_latency"] = latency
+            # the time to an answer: none when there was none (#24: 0.0069 beside a null status)
+            entry["http_latency"] = latency if status is not None else None
         services.append(own_figures(entry))
     return services
 
