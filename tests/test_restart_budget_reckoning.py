@@ -47,3 +47,25 @@ def test_health_and_the_planner_ask_the_one_budget(restarts):
 ])
 def test_status_and_monitor_show_the_backoff_by_one_rule(services, shown):
     assert backoff_shown(services) == shown
+
+
+def test_a_persons_deploy_restarts_past_the_spent_budget(sandbox, monkeypatch):
+    """Trial #24: with 3 automatic restarts in the last hour a person's
+    deploy was refused as broken (exit 5), 'a person is needed'. The
+    budget limits cron's runs; a person's deploy restarts the service, and
+    the budget's record stays the automatic restarts."""
+    import json as _json
+    import time as _time
+
+    monkeypatch.delenv("CI", raising=False)
+    code, _ = sandbox.result()
+    assert code == 0
+    spent = [_time.time() - 60 * i for i in range(3)]
+    (sandbox.home / "state.json").write_text(_json.dumps(dict(sandbox.state, restarts=spent)))
+    sandbox.stop()
+    code, res = sandbox.result()  # cron: the backoff holds
+    assert (code, res["result"]) == (5, "broken") and "restart backoff" in res["message"], res
+    code, res = sandbox.result("--trigger", "deploy")
+    # deployed, exit 1 for the warning every restart of a sick service says
+    assert (code, res["result"]) == (1, "deployed") and res["warnings"][0].startswith("restarted unhealthy"), res
+    assert sandbox.health()["status"] == "ok" and sandbox.state["restarts"] == spent
