@@ -40,6 +40,14 @@ from ..inventory import Host, Repository
 
 RESTIC = "restic"
 NOT_THERE = "Is there a repository at the following location?"  # restic's words for a missing repository
+RESTIC_SHORT_ID = 8  # restic's own short snapshot id (`restic snapshots`' ID column): not a commit's length
+
+
+def short_id(snapshot_id: str) -> str:
+    """A restic snapshot's id as restic itself shortens it (its `short_id`)."""
+    return str(snapshot_id)[:RESTIC_SHORT_ID]
+
+
 OFFSITE_TIMEOUT = 4 * 3600.0  # seconds one restic command may run before it is ended
 NO_RESTIC = ("restic is not on the host's PATH: `apt install restic` on Debian and Ubuntu, the release binary "
              "on Amazon Linux and bullseye (docs/backups.md)")
@@ -210,7 +218,7 @@ def verify(host: Host, scratch: str) -> dict:
         if not snaps:
             raise ResticError("the repository has no snapshot of this host yet: run `backup` first")
         newest = max(snaps, key=lambda s: (run_tag(s) or "", str(s.get("time"))))
-        out.update(run_id=run_tag(newest), id=str(newest.get("short_id") or newest.get("id", ""))[:8])
+        out.update(run_id=run_tag(newest), id=short_id(newest.get("short_id") or newest.get("id", "")))
         tmp = tempfile.mkdtemp(prefix=".verify-", dir=scratch)
         try:
             call(repo, "restore", str(newest["id"]), "--target", tmp)
@@ -249,7 +257,7 @@ def listing(host: Host, now: float, sizes: Optional[Dict[str, int]] = None) -> d
             run_id = run_tag(s) or "?"
             started = run_started(run_id)
             commit = next((t[len("commit="):] for t in s.get("tags") or [] if t.startswith("commit=")), None)
-            out["snapshots"].append({"run_id": run_id, "id": str(s.get("short_id") or s["id"])[:8],
+            out["snapshots"].append({"run_id": run_id, "id": short_id(s.get("short_id") or s["id"]),
                                      "age": None if started is None else round(max(0.0, now - started), 1),
                                      "size": sizes.get(run_id), "commit": None if commit == "none" else commit})
     except (ResticError, OSError, ValueError, KeyError) as exc:
@@ -275,7 +283,7 @@ def offsite(host: Host, local: Sequence, retention: Callable[[Sequence], List[st
         for snap in sorted(local, key=lambda s: (s.started, s.run_id)):
             if snap.run_id not in there:
                 sid = upload(repo, host.name, snap)
-                out["uploaded"].append({"run_id": snap.run_id, "id": sid[:8]})
+                out["uploaded"].append({"run_id": snap.run_id, "id": short_id(sid)})
                 out["has"] = sorted(out["has"] + [snap.run_id])
         now = remotes(remote_runs(repo, host.name))
         gone = set(retention(now))
