@@ -70,6 +70,12 @@ def other_process(tmp_path):
         stop()
 
 
+# How the holder is named: its argv[0]'s base name, and the test's own
+# interpreter starts it (`python` when pytest runs as `.venv/bin/python -m
+# pytest`, as .ci/run does; `python3` through .venv/bin/pytest).
+PROG = os.path.basename(sys.executable)
+
+
 def _held_words(sandbox, proc) -> str:
     return f"port {sandbox.port} is held by another process (pid {proc.pid}: "
 
@@ -98,7 +104,7 @@ def test_a_deploy_onto_a_port_another_process_holds_is_refused_up_front(sandbox,
     assert state["deployed"] == good and sandbox.head() == good, state  # nothing switched
     assert other.poll() is None, "the other process was not touched"
     svc = _monitored(sandbox)  # the panel reads the gate's fact: the same holder
-    assert (svc["port_owner"], svc["port_holder"]) == ("other", f"pid {other.pid}: python3 -m http.server "
+    assert (svc["port_owner"], svc["port_holder"]) == ("other", f"pid {other.pid}: {PROG} -m http.server "
                                                                 f"{sandbox.port} --bind 127.0.0.1"), svc
     other_process.stop()
     code, res = sandbox.result("--trigger", "deploy")
@@ -146,7 +152,7 @@ def test_the_gate_fails_at_once_on_a_port_another_process_holds_and_marks_nothin
         facts = _monitored(sandbox, whole=True)  # it runs, but its port is not its own: the panel says so
         svc = facts["services"][0]
         assert (svc["active"], svc["port_owner"]) == (True, "other") and svc["uptime"] is not None, svc
-        assert f"port {sandbox.port} is held by another process (pid {other.pid}: python3 -m http.server " \
+        assert f"port {sandbox.port} is held by another process (pid {other.pid}: {PROG} -m http.server " \
             f"{sandbox.port} --bind 127.0.0.1), not bot" in [f["message"] for f in facts["findings"]], facts
         new = sandbox.origin.good("2")
         code, res = sandbox.result("--trigger", "deploy")
