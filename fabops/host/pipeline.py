@@ -73,9 +73,9 @@ SHORT_SHA = re.compile(r"[0-9a-f]{4,39}")
 
 
 class Pipeline:
-    """One run that changes the host. A dry run is its subclass DryRun
-    (host/dry_run.py), chosen by host/update.run_update: nothing here asks
-    whether this run is a dry one; the subclass overrides what differs."""
+    """One run that changes the host. A rehearsal is its subclass DryRun,
+    chosen by host/update.run_update, which renders the same plan: nothing
+    here asks which kind of run this is (docs/architecture.md, "Plans")."""
 
     def __init__(self, c, host: Host, opts: UpdateOptions, events: Optional[EventLog] = None):
         if opts.trigger not in TRIGGERS:
@@ -178,8 +178,8 @@ class Pipeline:
             record(self.paths.metrics, self.host.services, self.paths)
 
     def _body(self) -> None:
-        """The run proper: under the lock, converge (host/dry_run.py's DryRun
-        plans instead)."""
+        """The run proper: under the lock, converge (DryRun renders the plan
+        instead)."""
         self._locked_run()
 
     def _locked_run(self) -> None:
