@@ -169,15 +169,23 @@ def _file_cmd(paths: List[str], lines: int, errors_only: bool, follow: bool, sou
 
 
 class _Lines:
-    """Whole lines of one host's output, each handed to `emit(host, line)`."""
+    """Whole lines of one host's output, each handed to `emit(host, line)`.
+    A line that is exactly `self.marker` is not shown: it calls `on_marker`
+    (a resumed follow's "the remote tail runs now")."""
 
     def __init__(self, host: str, emit: Callable[[str, str], None]):
         self.host, self.emit, self.buf = host, emit, ""
+        self.marker: Optional[str] = None
+        self.on_marker: Callable[[], None] = lambda: None
 
     def feed(self, text: str) -> None:
         self.buf += text.replace("\r\n", "\n").replace("\r", "\n")
         while "\n" in self.buf:
             line, self.buf = self.buf.split("\n", 1)
+            if self.marker is not None and line == self.marker:
+                self.marker = None
+                self.on_marker()
+                continue
             self.emit(self.host, line)
 
     def close(self) -> None:
@@ -210,6 +218,8 @@ def read_logs(inv: Inventory, hosts: List[Host], *, source, service, lines, erro
     return outcome
 
 
+# The line a resumed follow's command prints as its tail starts (never shown).
+RESUMED = "fabops-follow-resumed"
 # Seconds between reconnect attempts after a follow lost its link.
 RECONNECT_DELAYS = (1.0, 2.0, 5.0, 10.0)
 # A silent link and a quiet log look alike: probe the transport this often,
@@ -284,10 +294,18 @@ class _Stream:
                 attempt += 1
                 self.stop.wait(delay)
                 continue
-            if attempt:
-                self.notice(self.host.name, "reconnected; new lines follow (lines written meanwhile "
-                            f"are not shown: `{program()} logs -n N` reads them)")
             command = self.commands[1 if attempt else 0]
+            if attempt:
+                # "new lines follow" is true once the remote tail runs, not
+                # when the SSH session is up: the resumed command prints
+                # RESUMED right before it starts the tail, and the notice
+                # waits for that line (a line written before it is one of
+                # the "lines written meanwhile").
+                command = sh("printf '%s\\n' {mark}; {cmd}", mark=RESUMED, cmd=command)
+                self.out.marker = RESUMED
+                self.out.on_marker = lambda: self.notice(
+                    self.host.name, "reconnected; new lines follow (lines written meanwhile "
+                    f"are not shown: `{program()} logs -n N` reads them)")
             try:
                 lost = self._stream(Target.of(self.cxn, self.host), command)
             finally:
