@@ -333,10 +333,19 @@ _REPOSITORY_BAD = frozenset(" \t'\"$`;|<>(){}\\!*[]")
 def repository_url_problem(url: str) -> str | None:
     if url.startswith("-"):
         return "must not start with '-'"
-    bad = sorted({c for c in url if c in _REPOSITORY_BAD})
+    if not any(c in _REPOSITORY_BAD for c in url):
+        return None
+    # The characters are named only outside the password: a message never
+    # shows a URL's password, not even in part (docs/backups.md). Imported
+    # here: cron's lines load this module on every poll, and a valid URL
+    # needs no redaction.
+    from .redact import redacted
+
+    bad = sorted({c for c in redacted(url, mask="") if c in _REPOSITORY_BAD})
     if bad:
         return f"is not a repository URL (like sftp:user@host:/srv/restic): {' '.join(repr(c) for c in bad)} refused"
-    return None
+    return ("is not a repository URL: its password holds a character a shell or an option parser would read; "
+            "percent-encode it (%24 for $)")
 
 
 # ------------------------------------------------------------------ the hosts.yml schema

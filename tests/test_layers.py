@@ -22,7 +22,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT / "fabops"
 TOP = {"fabops.cli", "fabops.docgen", "fabops.agent.server"}
-HOST_SIBLINGS = {"fabops", "fabops.errors", "fabops.fanout", "fabops.inventory", "fabops.notify", "fabops.paths", "fabops.printable", "fabops.records", "fabops.shell", "fabops.shortsha",
+HOST_SIBLINGS = {"fabops", "fabops.errors", "fabops.fanout", "fabops.inventory", "fabops.notify", "fabops.paths", "fabops.printable", "fabops.records", "fabops.redact", "fabops.shell", "fabops.shortsha",
                  "fabops.target", "fabops.validate"}
 THIRD_PARTY_ON_HOST = {"invoke", "yaml"}
 

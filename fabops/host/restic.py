@@ -18,7 +18,7 @@ environment, never its argv (a URL may hold a user or a token). The file
 must be the deploy user's alone (no group or other bits). A repository
 that is not there yet is created (`restic init`) with that password.
 restic's words are passed on with the repository's URL replaced by
-`<repository>`.
+`<repository>`, and any other URL's password masked (fabops/redact.py).
 
 Standard library only; Python 3.9.
 """
@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence
 
 from ..inventory import Host, Repository
+from ..redact import redacted
 
 RESTIC = "restic"
 NOT_THERE = "Is there a repository at the following location?"  # restic's words for a missing repository
@@ -101,7 +102,9 @@ def call(repo: Repository, *args: str, timeout: float = OFFSITE_TIMEOUT) -> str:
         proc.communicate()
         raise ResticError(f"restic {args[0]} still running after {timeout:g} s: ended") from None
     if proc.returncode:
-        text = err.decode("utf-8", "replace").replace(repo.url, "<repository>")
+        # the URL as given is <repository>; a URL restic spells its own way
+        # (a backend's request, an ssh line) still shows no password
+        text = redacted(err.decode("utf-8", "replace").replace(repo.url, "<repository>"))
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
         # restic's verdict first, then what ssh said: the same words whichever wrote first
         fatal = [ln for ln in lines if ln.startswith("Fatal:")]

@@ -13,7 +13,7 @@ def hosts(c, check=False, wide=False, json=False, inventory=None):
     if json:
         print_json({"schema": JSON_SCHEMA, "code": 0, "path": inv.path, "default": inv.default,
                     "groups": {k: list(v) for k, v in inv.groups.items()},
-                    "hosts": {name: h.to_dict() for name, h in inv.hosts.items()}})
+                    "hosts": {name: h.shown_dict() for name, h in inv.hosts.items()}})
         return
     if check:
         print_text(f"{inv.path}: OK ({_count(len(inv.hosts), 'host')}, {_count(len(inv.groups), 'group')})")
