@@ -46,6 +46,7 @@ def test_a_plain_health_dry_run_json_has_an_empty_would_and_a_note(down):
     r = run_cli("health", "--fix", "--dry-run", "--json", "-i", str(down.inventory))
     value = one(r.stdout)
     assert [w["action"] for w in value["would"]] == ["record", "restart", "log"] and "note" not in value, r.stdout
+    assert value["dry_run"] is True, r.stdout
     human = run_cli("health", "--fix", "--dry-run", "-i", str(down.inventory), env={"COLUMNS": "80"})
     assert "would restart bot" in human.stdout and "would write nothing" not in human.stdout, human.stdout
 

@@ -44,13 +44,14 @@ def health(c, hosts=None, fix=False, timeout=60.0, actor=None, quiet=False, dry_
 
     outcome = for_each_host(inventory, hosts, one, accept_new=accept_new, connect_timeout=connect_timeout)
     codes = [report.health_code(r.value, r.ok) for r in outcome.results]
-    # A dry run that would write nothing says so, and why: a plain health
+    # A plain health's dry run would write nothing, and says so and why: it
     # is a read (#24: its dry run printed the check alone, as if --dry-run
-    # had done nothing)
-    nothing = (WOULD_NOTHING_FIX if fix else WOULD_NOTHING) if dry_run else ""
+    # had done nothing). A --fix dry run always has a `would`: the health
+    # log line every --fix plan writes (host/health.actions).
+    nothing = WOULD_NOTHING if dry_run and not fix else ""
     if json:
         # Nagios: an unreachable host is UNKNOWN (3), whatever the error was
-        print_envelope([r if r.ok else _unknown(r) for r in outcome.results], lambda v: _value(v, nothing),
+        print_envelope([r if r.ok else _unknown(r) for r in outcome.results], lambda v: _value(v, dry_run, nothing),
                        code=errors.worst(codes))
     else:
         for r in outcome.results:
@@ -63,16 +64,15 @@ def health(c, hosts=None, fix=False, timeout=60.0, actor=None, quiet=False, dry_
 
 
 WOULD_NOTHING = "would write nothing: a plain health only reads (health --fix --dry-run shows what --fix would do)"
-WOULD_NOTHING_FIX = "would write nothing"
 
 
-def _value(report, nothing: str) -> dict:
+def _value(report, dry_run: bool, nothing: str) -> dict:
     """A host's --json value; a dry run adds `dry_run` and, when its `would`
     is empty, `note`: why it would write nothing."""
     value = report.to_dict()
-    if nothing:
+    if dry_run:
         value["dry_run"] = True
-        if not value.get("would"):
+        if nothing and not value.get("would"):
             value["note"] = nothing
     return value
 
