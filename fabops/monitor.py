@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from . import errors
 from .host.readiness import state_phrase
 from .host.state import RESTART_LIMIT, budget_spent_until
-from .host.services import process_status_cmd, systemd_status_cmd
+from .host.services import process_gone_notes_cmd, process_status_cmd, systemd_status_cmd, unlogged_deaths
 from .inventory import Host
 from .logs import error_words
 from .probe import MARK, split_sections
@@ -240,6 +240,9 @@ def _log_parts(host: Host) -> List[Cmd]:
                            log=path(host.paths.service_log(svc.name)), w=words))
     parts = [_section("errors", lines([sh("{{ {c} || echo 0; }}", c=c) for c in err_cmds], "; "))
              if err_cmds else _section("errors")]
+    if _procs(host):
+        # a death no stop has written to the log yet (services.unlogged_deaths)
+        parts.append(_section("gone", process_gone_notes_cmd(host.paths.home, _procs(host))))
     for i, rule in enumerate(host.cleanup):
         parts.append(_section(f"cleanup:{i}", sh(
             "if [ -d {p} ]; then du -sk {p} 2>/dev/null | cut -f1; "
@@ -438,11 +441,27 @@ def parse(output: str, host: Host, now: Optional[float] = None, previous: Option
     facts["deploy"] = _deploy(s, now)
     facts["state_moved_aside"] = state_moved_aside(s.get("aside"), host)
     counts = _ints(s.get("errors", ""))
-    facts["errors_last_hour"] = sum(counts) if counts or s.get("errors") is not None else None
+    deaths = _unlogged(s, host, statuses)
+    facts["errors_last_hour"] = sum(counts) + len(deaths or ()) if counts or s.get("errors") is not None else None
+    facts["unlogged_deaths"] = deaths
     facts["journal_usage"] = s.get("journal") or None
     facts["cleanup"] = [_cleanup(rule, s.get(f"cleanup:{i}")) for i, rule in enumerate(host.cleanup)]
     facts["history"] = series((s.get("metrics") or "").splitlines())
     return facts
+
+
+def _unlogged(s: Dict[str, str], host: Host, statuses) -> Optional[List[Dict[str, Any]]]:
+    """[{service, pid}] of each process service's death that no stop has
+    written to its log yet (host/services.unlogged_deaths): counted in
+    errors_last_hour as the line its next stop writes (docs/monitor.md).
+    None when the notes were not read."""
+    procs = [svc.name for svc in _procs(host)]
+    if not procs:
+        return []
+    if s.get("gone") is None:
+        return None
+    found = unlogged_deaths({name: statuses[name] for name in procs if name in statuses}, s["gone"])
+    return [{"service": name, "pid": pid} for name, pid in found]
 
 
 def _machine(s: Dict[str, str]) -> Dict[str, Any]:

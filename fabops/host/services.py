@@ -13,7 +13,7 @@ All commands are POSIX sh.
 from __future__ import annotations
 
 import posixpath
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..inventory import Host, Service
 from ..paths import HostPaths
@@ -124,7 +124,8 @@ gone() {
 # recorded process gone appends one line to the service's log, once per PID
 # (PIDFILE.gone says which PID was written), so monitor's "errors in the last
 # hour" and `logs --errors` count a crash under both back ends
-# (docs/monitor.md). A status look writes nothing: dry runs and monitor read.
+# (docs/monitor.md). A status look writes nothing: dry runs and monitor read;
+# monitor counts a death no stop has met yet from the notes (unlogged_deaths).
 
 
 def _svc_files(home: str, name: str):
@@ -206,6 +207,30 @@ def parse_process_status(output: str, names: Sequence[str]) -> Dict[str, Service
     for name in names:
         out.setdefault(name, ServiceStatus(name, False, "unknown"))
     return out
+
+
+def process_gone_notes_cmd(home: str, services: Sequence[Service]) -> Cmd:
+    """Each service's `.gone` note, `NAME PID` (the PID whose death `gone`
+    wrote to its log), read with builtins: no fork for a look."""
+    notes = [sh("[ -r {note} ] && read -r G R < {note} && echo {name}\" $G\"",
+                note=path(_svc_files(home, svc.name)[1] + ".gone"), name=svc.name) for svc in services]
+    return lines(notes + [raw("true")], "; ")
+
+
+def unlogged_deaths(statuses: Dict[str, ServiceStatus], notes: str) -> List[Tuple[str, Optional[int]]]:
+    """[(service, pid)] of the deaths `gone` has not written yet: a
+    service found `stale` (its pidfile names a process that is gone) whose
+    `.gone` note (process_gone_notes_cmd's output) does not name that PID.
+    The next stop writes each one's line (process_stop_cmd); until then
+    monitor counts it with the errors of the last hour as that line
+    (docs/monitor.md), and writes nothing."""
+    noted: Dict[str, Optional[int]] = {}
+    for line in notes.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            noted[parts[0]] = _int(parts[1])
+    return [(name, st.pid) for name, st in statuses.items()
+            if st.state == "stale" and (name not in noted or noted[name] != st.pid)]
 
 
 def process_log_path(home: str, svc: Service) -> str:
