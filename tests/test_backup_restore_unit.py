@@ -211,3 +211,89 @@ def test_an_in_place_restore_is_recorded_in_history_and_a_failure_notified(host_
         ("restore", "restored", 0, old["run_id"]), ("restore", "restore_failed", 2, old["run_id"])]
     assert recs[0]["saved"] == ok["saved"] and "files (OSError: full)" in recs[1]["message"]
     assert sent == [("restore_failed", bad["restore"]["refused"])]
+
+
+# ------------------------------------------------------------------ the plan, and its dry run (#24)
+
+
+def _evil(tar_path):
+    """A member outside its tree appended to a snapshot's files.tar."""
+    import io
+    import tarfile
+
+    with tarfile.open(tar_path, "a") as tar:
+        info = tarfile.TarInfo("../evil.txt")
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"evil\n"))
+
+
+def test_the_dry_run_and_the_restore_act_on_one_plan(host_with_service):
+    """The real restore's items are the plan's: what the dry run says it
+    puts back is put back, what it refuses is refused with the same words,
+    and the services it would stop are the ones stopped."""
+    host, paths, log = host_with_service
+    snap = _snapshot(host, paths, "old\n")
+    _evil(os.path.join(paths.backup_snapshot(snap["run_id"]), "files.tar"))
+    saving = restore.Saving("the-save", ("files.tar", "env"))
+    dry = restore.planned(host, paths, snap["run_id"], None, None, saving, 5)
+    p = dry["restore_plan"]
+    assert [(w["action"], w["target"]) for w in dry["would"]] == [
+        ("restore", f"snapshot {snap['run_id']}"), ("stop", "web"), ("save", "the-save"), ("refuse", "files.tar"),
+        ("start", "web"), ("record", "history.jsonl")], dry["would"]
+    assert log == [] and p["items"][0]["refused"] == "member '../evil.txt' is a path outside its tree"
+    res = restore.restore(host, paths, snap["run_id"], None, None,
+                          lambda: run(replace(plan(host, paths), delete=()), paths), 5)["restore"]
+    assert [x for x in log if x[0] == "stop"] == [("stop", name) for name in p["stop"]]
+    assert not res["ok"] and res["items"][0]["error"] == (
+        "TarError: files.tar member '../evil.txt' is a path outside its tree: nothing of it was put back")
+
+
+def test_the_dry_run_names_the_locks_it_would_wait_for(host_with_service):
+    from fabops.host.lock import HostLock
+
+    host, paths, _ = host_with_service
+    snap = _snapshot(host, paths, "old\n")
+    with HostLock(paths.backup_lock, {"actor": "ops@cron", "trigger": "backup", "run_id": "r1"}).acquire(wait=0):
+        dry = restore.planned(host, paths, snap["run_id"], "files", None, None, 5)
+    waits = [w for w in dry["would"] if w["action"] == "wait for"]
+    assert [w["target"] for w in waits] == ["the backup lock"], dry["would"]
+    assert "backup by ops@cron" in waits[0]["why"] and "up to 5 s for it, then stops (exit 4)" in waits[0]["why"]
+
+
+def test_the_dry_run_of_a_snapshot_only_in_the_repository_writes_nothing(tmp_path):
+    """A snapshot that retention removed from the host: the dry run reads
+    its manifest and its tar with `restic dump` (a real restic, a local
+    repository) and fetches nothing; the real restore fetches it and does
+    what the dry run said."""
+    import shutil as sh
+
+    from fabops.host import restic
+    from tests.conftest import require
+
+    require(sh.which("restic") is not None, "restic is not installed")
+    pw = tmp_path / "pw"
+    pw.write_text("secret\n")
+    pw.chmod(0o600)
+    host, paths = local(tmp_path, {"files": ["data"], "repository": {"url": str(tmp_path / "repo"),
+                                                                      "password_file": str(pw)}})
+    os.makedirs(tmp_path / "app" / "data")
+    (tmp_path / "app" / "data" / "notes.txt").write_text("kept\n")
+    (tmp_path / "app" / ".env").write_text("A=1\n")
+    snap = run(replace(plan(host, paths), delete=()), paths)
+    _evil(os.path.join(paths.backup_snapshot(snap["run_id"]), "files.tar"))
+    restic.call(host.backup.repository, "init", timeout=120)
+    from fabops.host.backup import snapshots
+
+    restic.upload(host.backup.repository, host.name, snapshots(paths)[0])
+    sh.rmtree(paths.backup_snapshot(snap["run_id"]))
+    into = tmp_path / "look"
+    dry = restore.planned(host, paths, snap["run_id"], None, str(into), None, 600)
+    p = dry["restore_plan"]
+    assert p["from"].startswith("off-host ") and p["stop"] == [] and p["save"] is None, p
+    assert ("fetch", f"snapshot {snap['run_id']}") in [(w["action"], w["target"]) for w in dry["would"]]
+    refused = {i["file"]: i["refused"] for i in p["items"]}
+    assert refused == {"files.tar": "member '../evil.txt' is a path outside its tree", "env": None}, refused
+    assert os.listdir(paths.backups) == [] and not into.exists()  # no .restore-* fetch, nothing written
+    res = restore.restore(host, paths, snap["run_id"], None, str(into), lambda: {}, 600)["restore"]
+    assert res["from"] == p["from"] and os.listdir(into) == ["env"], res
+    assert [i["ok"] for i in res["items"]] == [False, True] and "'../evil.txt'" in res["items"][0]["error"]

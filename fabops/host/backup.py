@@ -23,8 +23,10 @@ it runs at low priority (nice, ionice); a failed run notifies once per
 reason.
 
 The laptop runs it in one round trip: `python -I -m fabops.host.backup
-plan|run|list|verify` with the host's settings (host.yml) on stdin, and reads one
-JSON object on stdout. Standard library only; Python 3.9.
+plan|run|list|verify` (or `restore|restore-plan RUN_ID ONLY DIR`:
+host/restore.py, its restore and that restore's dry run) with the host's
+settings (host.yml) on stdin, and reads one JSON object on stdout.
+Standard library only; Python 3.9.
 """
 from __future__ import annotations
 
@@ -662,28 +664,35 @@ def result(action: str, host: Host, paths: HostPaths) -> dict:
     return {**done, "warnings": done["warnings"] + _warnings(host)}
 
 
-def restored(host: Host, paths: HostPaths, args: List[str]) -> dict:
+def restored(host: Host, paths: HostPaths, action: str, args: List[str]) -> dict:
     """`restore RUN_ID ONLY DIR` (empty: none): host/restore.py, saving what
-    is there first with a run that deletes nothing. At normal priority: a
-    restore is wanted now, and the services it starts (process manager)
-    would inherit a lowered one."""
+    is there first with a run that deletes nothing; `restore-plan` the same
+    arguments: that restore's plan, rendered (its dry run: nothing is
+    written). At normal priority: a restore is wanted now, and the services
+    it starts (process manager) would inherit a lowered one."""
     from dataclasses import replace
 
-    from .restore import restore
+    from . import restore as r
 
-    return restore(host, paths, args[0], args[1] or None, args[2] or None,
-                   lambda: run(replace(plan(host, paths), delete=()), paths), LOCK_WAIT)
+    saving = replace(plan(host, paths, run_id=DRY_RUN_ID if action == "restore-plan" else None), delete=())
+    said = r.Saving(saving.snapshot, tuple(i.file for i in saving.items))
+    if action == "restore-plan":
+        return r.planned(host, paths, args[0], args[1] or None, args[2] or None, said, LOCK_WAIT)
+    return r.restore(host, paths, args[0], args[1] or None, args[2] or None, lambda: run(saving, paths), LOCK_WAIT,
+                     said)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """`python -I -m fabops.host.backup plan|run|list|verify`, host.yml on stdin."""
+    """`python -I -m fabops.host.backup plan|run|list|verify|restore|restore-plan`, host.yml on stdin."""
     from ..errors import FabopsError
     from ..inventory import loads
 
     argv = sys.argv[1:] if argv is None else argv
-    if not (len(argv) == 1 and argv[0] in ("plan", "run", "list", "verify") or len(argv) == 4 and argv[0] == "restore"):
+    restoring = argv[0] if argv and argv[0] in ("restore", "restore-plan") else None
+    if not (len(argv) == 1 and argv[0] in ("plan", "run", "list", "verify") or len(argv) == 4 and restoring):
         sys.stderr.write("usage: python -m fabops.host.backup plan|run|list|verify < host.yml\n"
-                         "       python -m fabops.host.backup restore RUN_ID ONLY|'' DIR|'' < host.yml\n")
+                         "       python -m fabops.host.backup restore|restore-plan RUN_ID ONLY|'' DIR|'' "
+                         "< host.yml\n")
         return 64
     try:
         inv = loads(sys.stdin.read(), "host.yml")
@@ -697,9 +706,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     try:
         paths = HostPaths.for_home(host.home)
-        if argv[0] == "restore":
+        if restoring:
             check_run_id(argv[1], "backup --restore")  # a file name under backups/, never a path (`../x`)
-        answer = restored(host, paths, argv[1:]) if argv[0] == "restore" else result(argv[0], host, paths)
+        answer = restored(host, paths, restoring, argv[1:]) if restoring else result(argv[0], host, paths)
     except (RestoreError, UsageError) as exc:  # no such snapshot or item, not a run id: nothing was touched
         sys.stderr.write(f"fabops: backup --restore: {exc}\n")
         return 64  # USAGE (docs/errors.md)

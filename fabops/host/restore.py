@@ -1,5 +1,12 @@
 """Restoring a backup snapshot, on the host (docs/backups.md, "Restore").
 
+Decide once, then act (docs/architecture.md, "Plans"): a restore reads the
+snapshot (its manifest, and each files.tar's members), `decide` turns that
+into a RestorePlan (what is stopped, what is saved first, where each item
+goes, what is left alone and what is refused), the real run acts on it
+and `backup --restore RUN_ID --dry-run` renders it (RestorePlan.would),
+reading the snapshot without writing anything.
+
 `--to DIR` puts the chosen items beside the live data for inspection:
 files.tar unpacked under DIR (each path as it was archived: absolute,
 without the leading /), every other item as its file. Nothing is stopped.
@@ -15,7 +22,8 @@ are started and each must pass its readiness gate. A dump's output and
 fabops' own state are never put back in place: a dump is loaded with its
 database's own tool, and state.json belongs to the deploys (`--to DIR`
 gives both). A snapshot that is not on the host is fetched from the
-repository (restic restore into a temporary directory, removed after).
+repository (restic restore into a temporary directory, removed after); its
+dry run reads the manifest and the tar with `restic dump` instead.
 
 Standard library only (and the host's siblings); Python 3.9.
 """
@@ -24,29 +32,34 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import tarfile
 import tempfile
 import time
-from typing import Callable, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import IO, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..inventory import Host
 from ..paths import HostPaths
+from .would import Would, as_json
 
 IN_PLACE = ("files", "sqlite", "env")  # the kinds put back in place; dumps and state only with --to
+NOT_IN_PLACE = ("not put back in place: a dump is loaded with its database's own tool, fabops' state belongs "
+                "to the deploys (--to DIR gives the file)")
 
 
 class RestoreError(Exception):
     """A restore that cannot start (no such snapshot, no such item)."""
 
 
-def source_dir(host: Host, paths: HostPaths, run_id: str) -> Tuple[str, Optional[str], str]:
-    """The snapshot's directory, the temporary directory to remove after
-    (a snapshot fetched from the repository) and where it came from."""
+# ------------------------------------------------------------------ finding the snapshot
+
+
+def in_repository(host: Host, run_id: str) -> dict:
+    """The repository's snapshot of run `run_id` (restic's object), for a
+    snapshot no longer on the host."""
     from . import restic
 
-    local = paths.backup_snapshot(run_id)
-    if os.path.isfile(paths.backup_manifest(local)):
-        return local, None, "local"
     repo = host.backup.repository
     if repo is None:
         raise RestoreError(f"no snapshot {run_id} on the host, and no repository: `backup --list` shows them")
@@ -58,14 +71,37 @@ def source_dir(host: Host, paths: HostPaths, run_id: str) -> Tuple[str, Optional
     found = [s for s in snaps if restic.run_tag(s) == run_id]
     if not found:
         raise RestoreError(f"no snapshot {run_id} on the host or in the repository: `backup --list` shows them")
+    return found[0]
+
+
+def _inner(snap: dict) -> str:
+    """The snapshot directory's path inside a repository snapshot."""
+    return "/" + str(snap["paths"][0]).lstrip("/")
+
+
+def _offsite(snap: dict) -> str:
+    from .restic import short_id
+
+    return f"off-host {short_id(snap.get('short_id') or snap.get('id', ''))}"
+
+
+def source_dir(host: Host, paths: HostPaths, run_id: str) -> Tuple[str, Optional[str], str]:
+    """The snapshot's directory, the temporary directory to remove after
+    (a snapshot fetched from the repository) and where it came from."""
+    from . import restic
+
+    local = paths.backup_snapshot(run_id)
+    if os.path.isfile(paths.backup_manifest(local)):
+        return local, None, "local"
+    snap = in_repository(host, run_id)
     os.makedirs(paths.backups, mode=0o700, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".restore-", dir=paths.backups)
     try:
-        restic.call(repo, "restore", str(found[0]["id"]), "--target", tmp)
+        restic.call(host.backup.repository, "restore", str(snap["id"]), "--target", tmp)
     except restic.ResticError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise RestoreError(str(exc)) from None
-    return os.path.join(tmp, str(found[0]["paths"][0]).lstrip("/")), tmp, f"off-host {found[0].get('short_id')}"
+    return os.path.join(tmp, _inner(snap).lstrip("/")), tmp, _offsite(snap)
 
 
 def chosen(manifest: dict, only: Optional[str]) -> List[dict]:
@@ -78,6 +114,9 @@ def chosen(manifest: dict, only: Optional[str]) -> List[dict]:
             names = ", ".join(str(i.get("name")) for i in manifest.get("items") or [] if not i.get("skipped"))
             raise RestoreError(f"the snapshot has no item {only!r}: it has {names}")
     return items
+
+
+# ------------------------------------------------------------------ what a tar may write
 
 
 def _unsafe(m: tarfile.TarInfo, links: List[str]) -> Optional[str]:
@@ -97,18 +136,254 @@ def _unsafe(m: tarfile.TarInfo, links: List[str]) -> Optional[str]:
     return None
 
 
+def member_problem(members: Sequence[tarfile.TarInfo]) -> Optional[str]:
+    """The first member a restore must not write, as `member NAME is WHY`
+    (None: every member may be written). The one check of the members: the
+    plan refuses the item with it, and the act's safe_members raises it."""
+    links: List[str] = []
+    for m in members:
+        why = _unsafe(m, links)
+        if why:
+            return f"member {m.name!r} is {why}"
+        if m.issym():
+            links.append(m.name.rstrip("/"))
+    return None
+
+
 def safe_members(tar: tarfile.TarFile) -> List[tarfile.TarInfo]:
     """Every member, or TarError naming the first one a restore must not
     write (before anything is written: a snapshot from a repository is
     not trusted to stay under the paths it lists)."""
-    members, links = tar.getmembers(), []
-    for m in members:
-        why = _unsafe(m, links)
-        if why:
-            raise tarfile.TarError(f"files.tar member {m.name!r} is {why}: nothing of it was put back")
-        if m.issym():
-            links.append(m.name.rstrip("/"))
+    members = tar.getmembers()
+    problem = member_problem(members)
+    if problem:
+        raise tarfile.TarError(f"files.tar {problem}: nothing of it was put back")
     return members
+
+
+def read_tar(fh: IO[bytes], mode: str = "r") -> Tuple[Tuple[str, ...], Optional[str]]:
+    """A tar's member names and its member_problem (or why it cannot be
+    read); `mode` "r|" reads a stream (restic dump's stdout)."""
+    try:
+        with tarfile.open(fileobj=fh, mode=mode) as tar:
+            members = list(tar)
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        return (), f"cannot be read as a tar ({type(exc).__name__}: {exc})"
+    return tuple(m.name for m in members), member_problem(members)
+
+
+# ------------------------------------------------------------------ the facts and the plan
+
+
+@dataclass(frozen=True)
+class Found:
+    """A snapshot as a restore reads it before deciding: where it is, the
+    items chosen from its manifest, each files item's tar (member names
+    and the first member that must not be written) and each listed path as
+    an in-place restore replaces it (a link's target)."""
+
+    run_id: str
+    where: str  # local, or off-host <restic short id>
+    path: str  # the snapshot's directory on the host, or in the repository snapshot
+    items: Tuple[dict, ...]
+    tars: Dict[str, Tuple[Tuple[str, ...], Optional[str]]]
+    roots: Dict[str, str]
+
+
+def _roots(items: Sequence[dict]) -> Dict[str, str]:
+    return {src: os.path.realpath(src) if os.path.lexists(src) else src
+            for i in items if i.get("kind") == "files" for src in i.get("sources") or []}
+
+
+def found_in(snap: str, run_id: str, where: str, only: Optional[str]) -> Found:
+    """The facts of a snapshot directory on the host (a local snapshot, or
+    one fetched from the repository): read only."""
+    with open(os.path.join(snap, "manifest.json"), encoding="utf-8") as fh:
+        items = chosen(json.load(fh), only)
+    tars = {}
+    for i in items:
+        if i.get("kind") == "files":
+            try:
+                with open(os.path.join(snap, str(i["file"])), "rb") as fh:
+                    tars[str(i["file"])] = read_tar(fh)
+            except OSError as exc:
+                tars[str(i["file"])] = (), f"cannot be read ({exc.strerror or exc})"
+    return Found(run_id, where, snap, tuple(items), tars, _roots(items))
+
+
+def _dumped(repo, snap_id: str, path: str, read: Callable[[IO[bytes]], object]):
+    """`read` of one file of a repository snapshot, as `restic dump`
+    streams it: nothing is written on the host. restic's words are not
+    passed on (the snapshots call before it reached the repository)."""
+    from . import restic
+
+    proc = subprocess.Popen(restic.restic_argv(repo, "dump", snap_id, path), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=restic.restic_env(repo),
+                            start_new_session=True)
+    try:
+        got = read(proc.stdout)
+        proc.stdout.read()  # the rest, so restic ends
+    finally:
+        proc.stdout.close()
+        code = proc.wait()
+    if code:
+        raise RestoreError(f"{path} of the repository's snapshot {restic.short_id(snap_id)} could not be read "
+                           f"(restic dump exited {code})")
+    return got
+
+
+def found_off_host(host: Host, run_id: str, only: Optional[str]) -> Found:
+    """The facts of a snapshot that is only in the repository, read with
+    `restic dump` (the manifest, then each chosen files.tar streamed): the
+    real restore fetches it into a temporary directory, this writes
+    nothing."""
+    snap = in_repository(host, run_id)
+    repo, inner, sid = host.backup.repository, _inner(snap), str(snap["id"])
+    try:
+        manifest = json.loads(_dumped(repo, sid, f"{inner}/manifest.json", lambda fh: fh.read()))
+    except ValueError as exc:
+        raise RestoreError(f"snapshot {run_id}'s manifest.json in the repository: {exc}") from None
+    items = chosen(manifest, only)
+    tars = {str(i["file"]): _dumped(repo, sid, f"{inner}/{i['file']}", lambda fh: read_tar(fh, "r|"))
+            for i in items if i.get("kind") == "files"}
+    return Found(run_id, _offsite(snap), inner, tuple(items), tars, _roots(items))
+
+
+def look(host: Host, paths: HostPaths, run_id: str, only: Optional[str]) -> Found:
+    """The facts, read without writing anything (the dry run's)."""
+    local = paths.backup_snapshot(run_id)
+    if os.path.isfile(paths.backup_manifest(local)):
+        return found_in(local, run_id, "local", only)
+    return found_off_host(host, run_id, only)
+
+
+@dataclass(frozen=True)
+class Saving:
+    """What an in-place restore saves first: the snapshot directory the
+    save writes and the files it copies (host/backup's plan)."""
+
+    snapshot: str
+    files: Tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RestorePlan:
+    """What a restore does, decided once from Found. Each item: `put`, the
+    [archived path or file, destination] pairs it writes; `left`, listed
+    paths files.tar does not hold (not touched); `skipped` (not put back
+    in place) or `refused` (a member check: nothing of it is written)."""
+
+    run_id: str
+    where: str
+    path: str
+    to: Optional[str]  # None: in place
+    items: Tuple[dict, ...]
+    services: Tuple[str, ...]  # stopped, then started in this order (in place)
+    save: Optional[Saving]  # in place
+
+    def to_dict(self) -> dict:
+        return {"run_id": self.run_id, "from": self.where, "snapshot": self.path, "to": self.to,
+                "stop": list(self.services), "save": self.save.snapshot if self.save else None,
+                "items": [{k: i[k] for k in ("name", "file", "kind", "put", "left", "skipped", "refused")}
+                          for i in self.items]}
+
+    @property
+    def refused(self) -> List[str]:
+        return [f"{i['file']} {i['refused']}" for i in self.items if i["refused"]]
+
+    def would(self, backups: str, held: Dict[str, dict], lock_wait: float) -> List[Would]:
+        """The plan's steps in the order the real run takes them: the
+        dry run's `would`. `held`: the locks held now, by name."""
+        from .lock import describe_holder
+
+        snap = f"snapshot {self.run_id}"
+        wait = {name: Would("wait for", name, f"held by {describe_holder(h)}: the restore waits up to {lock_wait:g} s "
+                            "for it, then stops (exit 4)") for name, h in held.items()}
+        out = [Would("restore", snap, f"from the {self.where} snapshot "
+                     + ("in place" if self.to is None else f"into {self.to}: nothing is stopped"))]
+        out += [wait["the backup lock"]] if "the backup lock" in wait else []
+        if self.where != "local":
+            out.append(Would("fetch", snap, f"restic restore into a temporary directory under {backups}, removed "
+                             "after"))
+        out += [wait["the host lock"]] if "the host lock" in wait else []
+        out += [Would("stop", name, "nothing writes while the snapshot is put back") for name in self.services]
+        if self.save:
+            out.append(Would("save", self.save.snapshot, f"what is there now ({', '.join(self.save.files)}), after "
+                             "the stop: restoring it undoes this restore. If saving an item that is put back fails "
+                             "(but for its absence), nothing is put back and the services start again"))
+        for i in self.items:
+            out += _item_would(i, snap, self.to)
+        out += [Would("start", name, "then its readiness gate") for name in self.services]
+        if self.to is None:
+            out.append(Would("record", "history.jsonl", "the restore (trigger restore); a failed one notifies"))
+        return out
+
+
+def _item_would(i: dict, snap: str, into: Optional[str]) -> List[Would]:
+    """One planned item's writes (or why there are none)."""
+    if i["skipped"]:
+        return [Would("skip", i["file"], i["skipped"])]
+    if i["refused"]:
+        return [Would("refuse", i["file"], f"{i['refused']}: nothing of it would be put back")]
+    if i["kind"] == "files":
+        out = [Would("write", dest, f"{src} as files.tar of {snap} holds it") if into is not None
+               else Would("replace", dest, f"with its tree from files.tar of {snap}"
+                          + ("" if dest == src else f" ({src} is a link to it)"))
+               for src, dest in i["put"]]
+        return out + [Would("leave", src, "files.tar does not hold it") for src in i["left"]]
+    if into is not None:
+        return [Would("write", dest, f"{src} of {snap} (0600)") for src, dest in i["put"]]
+    how = {"env": "0600", "sqlite": "its mode kept; its -wal and -shm removed first"}.get(i["kind"], "its mode kept")
+    return [Would("replace", dest, f"with {src} of {snap}, whole ({how})") for src, dest in i["put"]]
+
+
+def _decide_item(i: dict, found: Found, into: Optional[str]) -> dict:
+    item = {"name": i.get("name"), "file": str(i.get("file")), "kind": i.get("kind"),
+            "sources": list(i.get("sources") or []), "put": [], "left": [], "skipped": None, "refused": None}
+    if into is None and item["kind"] not in IN_PLACE:
+        item["skipped"] = NOT_IN_PLACE
+    elif item["kind"] == "files":
+        names, item["refused"] = found.tars[item["file"]]
+        for src in [] if item["refused"] else item["sources"]:
+            arc = src.lstrip("/")
+            if any(n == arc or n.startswith(arc + "/") for n in names):
+                item["put"].append([src, os.path.join(into, arc) if into is not None else found.roots[src]])
+            else:
+                item["left"].append(src)
+    else:
+        item["put"].append([item["file"], os.path.join(into, item["file"]) if into is not None
+                            else item["sources"][0]])
+    return item
+
+
+def decide(host: Host, found: Found, into: Optional[str], save: Optional[Saving]) -> RestorePlan:
+    """Pure: the plan for the facts found. In place, every service is
+    stopped and started, and `save` says what is saved first."""
+    items = tuple(_decide_item(i, found, into) for i in found.items)
+    here = into is None
+    return RestorePlan(found.run_id, found.where, found.path, into, items,
+                       tuple(s.name for s in host.services) if here else (), save if here else None)
+
+
+def _into(into: Optional[str]) -> Optional[str]:
+    return None if into is None else os.path.abspath(os.path.expanduser(into))
+
+
+def planned(host: Host, paths: HostPaths, run_id: str, only: Optional[str], into: Optional[str],
+            save: Optional[Saving], lock_wait: float) -> dict:
+    """`backup --restore RUN_ID --dry-run`: the snapshot read (never
+    fetched), the plan decided as the real restore decides it, and the
+    locks' holders read without taking them. Writes nothing."""
+    from .lock import peek_holder
+
+    into = _into(into)
+    p = decide(host, look(host, paths, run_id, only), into, save)
+    locks = {"the backup lock": paths.backup_lock, **({"the host lock": paths.lock} if into is None else {})}
+    held = {name: h for name, h in ((n, peek_holder(path)) for n, path in locks.items()) if h}
+    return {"restore_plan": p.to_dict(), "would": as_json(p.would(paths.backups, held, lock_wait)), "warnings": []}
+
+
+# ------------------------------------------------------------------ acting on the plan
 
 
 # Python's own extraction filter where it has one (3.12, and late 3.9-3.11
@@ -118,18 +393,18 @@ _FILTER = {"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}
 
 
 def unpack(tar_path: str, item: dict, into: Optional[str]) -> None:
-    """files.tar into `into` (as archived), or in place: each listed path
-    (a listed symlink's target) replaced by its archived tree."""
+    """files.tar into `into` (as archived), or in place: each planned path
+    (a listed symlink's target) replaced by its archived tree. The members
+    are checked again as they are read (safe_members)."""
     with tarfile.open(tar_path) as tar:
         members = safe_members(tar)
         if into is not None:
             tar.extractall(into, members=members, **_FILTER)
             return
-        for src in item.get("sources") or []:
+        for src, root in item.get("put") or []:
             arc = src.lstrip("/")
-            root = os.path.realpath(src) if os.path.lexists(src) else src
             mine = [m for m in members if m.name == arc or m.name.startswith(arc + "/")]
-            if not mine:
+            if not mine:  # the plan found them: a tar that changed since is left alone
                 continue
             if os.path.isdir(root) and not os.path.islink(root):
                 shutil.rmtree(root)
@@ -170,17 +445,19 @@ def put(src: str, dest: str, mode: Optional[int] = None) -> None:
 
 
 def put_item(snap: str, item: dict, into: Optional[str]) -> Optional[str]:
-    """One item put back; why it was not (None when it was)."""
+    """One planned item put back; why it was not (None when it was)."""
+    if item.get("skipped"):
+        return item["skipped"]
+    if item.get("refused"):  # the plan's member check: nothing of it is written
+        raise tarfile.TarError(f"{item['file']} {item['refused']}: nothing of it was put back")
     src = os.path.join(snap, str(item["file"]))
-    if into is None and item.get("kind") not in IN_PLACE:
-        return ("not put back in place: a dump is loaded with its database's own tool, fabops' state belongs "
-                "to the deploys (--to DIR gives the file)")
     if item.get("kind") == "files":
         unpack(src, item, into)
-    elif into is not None:
-        put(src, os.path.join(into, str(item["file"])), 0o600)
-    else:
-        dest = item["sources"][0]
+        return None
+    for _, dest in item["put"]:
+        if into is not None:
+            put(src, dest, 0o600)
+            continue
         if item.get("kind") == "sqlite":  # a stale WAL beside the restored database would corrupt it
             for side in ("-wal", "-shm"):
                 if os.path.lexists(dest + side):
@@ -189,7 +466,7 @@ def put_item(snap: str, item: dict, into: Optional[str]) -> Optional[str]:
     return None
 
 
-def put_back(snap: str, items: List[dict], into: Optional[str]) -> List[dict]:
+def put_back(snap: str, items: Sequence[dict], into: Optional[str]) -> List[dict]:
     out = []
     for item in items:
         try:
@@ -211,12 +488,12 @@ def service_manager(host: Host):
     return ServiceManager(t, host, home=t.paths.home, app_path=t.local_path(host.app.path))
 
 
-def start_all(manager, host: Host) -> List[dict]:
-    """Start every service and run its readiness gate: each one's verdict."""
+def start_all(manager, host: Host, names: Sequence[str]) -> List[dict]:
+    """Start each named service and run its readiness gate: each one's verdict."""
     from .readiness import wait_ready
 
     out = []
-    for svc in host.services:
+    for svc in (host.service(name) for name in names):
         try:
             manager.start(svc)
             ready = wait_ready(manager, svc)
@@ -226,7 +503,7 @@ def start_all(manager, host: Host) -> List[dict]:
     return out
 
 
-def save_refused(saved: dict, items: List[dict]) -> Optional[str]:
+def save_refused(saved: dict, items: Sequence[dict]) -> Optional[str]:
     """Why a restore must not go on after saving what is there (None: it may):
     an item it would overwrite whose save failed, for a reason other than
     there being nothing to save (a deleted data directory is what a restore
@@ -240,67 +517,68 @@ def save_refused(saved: dict, items: List[dict]) -> Optional[str]:
             f"snapshot {saved.get('run_id')} could not undo this restore; the services were started again")
 
 
-def in_place(host: Host, snap: str, items: List[dict], save: Callable[[], dict]) -> dict:
+def in_place(host: Host, p: RestorePlan, snap: str, save: Callable[[], dict]) -> dict:
     """Stop, save what is there now (`save`: a run's manifest, after the
     stop so no write is lost), put back only when that save is ok, start,
     gate (the lock held). A save that fails or raises starts the services
     again and puts nothing back."""
     manager = service_manager(host)
-    for svc in host.services:
-        manager.stop(svc)
+    for name in p.services:
+        manager.stop(host.service(name))
     try:
         saved = save()
     except BaseException:
-        start_all(manager, host)
+        start_all(manager, host, p.services)
         raise
-    refused = save_refused(saved, items)
-    done = [] if refused else put_back(snap, items, None)
-    started = start_all(manager, host)
+    refused = save_refused(saved, p.items)
+    done = [] if refused else put_back(snap, p.items, None)
+    started = start_all(manager, host, p.services)
     return {"saved": saved.get("run_id"), "refused": refused, "items": done, "services": started}
 
 
 def restore(host: Host, paths: HostPaths, run_id: str, only: Optional[str], into: Optional[str],
-            save: Callable[[], dict], lock_wait: float) -> dict:
+            save: Callable[[], dict], lock_wait: float, saving: Optional[Saving] = None) -> dict:
     """Restore snapshot `run_id` (its `only` item) in place, or into `into`.
     In place, `save` snapshots what is there first (host/backup's run,
-    without retention) under the host lock. The backup lock is held
-    throughout; each lock is waited for up to `lock_wait`."""
+    without retention; `saving` says what it writes) under the host lock.
+    The backup lock is held throughout; each lock is waited for up to
+    `lock_wait`."""
     from .lock import HostLock
     from .record import default_actor
 
     with HostLock(paths.backup_lock, {"actor": default_actor(), "trigger": "restore", "run_id": run_id}).acquire(
             wait=lock_wait):  # no backup's retention deletes the snapshot while it is read
-        return _restore(host, paths, run_id, only, into, save, lock_wait)
+        snap, tmp, where = source_dir(host, paths, run_id)
+        try:
+            into = _into(into)
+            p = decide(host, found_in(snap, run_id, where, only), into, saving)
+            return act(host, paths, p, snap, save, lock_wait)
+        finally:
+            if tmp:
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _restore(host: Host, paths: HostPaths, run_id: str, only: Optional[str], into: Optional[str],
-             save: Callable[[], dict], lock_wait: float) -> dict:
+def act(host: Host, paths: HostPaths, p: RestorePlan, snap: str, save: Callable[[], dict],
+        lock_wait: float) -> dict:
+    """The plan carried out from the snapshot directory `snap`."""
     from .lock import HostLock
     from .record import default_actor
 
-    snap, tmp, where = source_dir(host, paths, run_id)
-    try:
-        with open(paths.backup_manifest(snap), encoding="utf-8") as fh:
-            items = chosen(json.load(fh), only)
-        if into is not None:
-            into = os.path.abspath(os.path.expanduser(into))
-            os.makedirs(into, mode=0o700, exist_ok=True)
-            out = {"items": put_back(snap, items, into), "services": [], "saved": None}
-        else:
-            info = {"actor": default_actor(), "trigger": "restore", "run_id": run_id}
-            with HostLock(paths.lock, info).acquire(wait=lock_wait):
-                started = time.monotonic()
-                try:
-                    out = in_place(host, snap, items, save)
-                except BaseException as exc:
-                    record(host, paths, {"run_id": run_id, "ok": False, "error": f"{type(exc).__name__}: {exc}"},
-                           started)
-                    raise
-                out = {**out, "notified": record(host, paths, {"run_id": run_id, **out, "ok": _ok(out)}, started)}
-    finally:
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return {"restore": {"run_id": run_id, "from": where, "to": into, "ok": _ok(out), **out}, "warnings": []}
+    if p.to is not None:
+        os.makedirs(p.to, mode=0o700, exist_ok=True)
+        out = {"items": put_back(snap, p.items, p.to), "services": [], "saved": None}
+    else:
+        info = {"actor": default_actor(), "trigger": "restore", "run_id": p.run_id}
+        with HostLock(paths.lock, info).acquire(wait=lock_wait):
+            started = time.monotonic()
+            try:
+                out = in_place(host, p, snap, save)
+            except BaseException as exc:
+                record(host, paths, {"run_id": p.run_id, "ok": False, "error": f"{type(exc).__name__}: {exc}"},
+                       started)
+                raise
+            out = {**out, "notified": record(host, paths, {"run_id": p.run_id, **out, "ok": _ok(out)}, started)}
+    return {"restore": {"run_id": p.run_id, "from": p.where, "to": p.to, "ok": _ok(out), **out}, "warnings": []}
 
 
 def _ok(out: dict) -> bool:

@@ -13,7 +13,7 @@ from ..inventory import Host
 from ..shell import Cmd, join, path, sh
 from ..target import Target
 
-ACTIONS = ("plan", "run", "list", "verify")
+ACTIONS = ("plan", "run", "list", "verify", "restore", "restore-plan")
 
 
 def backup_cmd(python: str, action: str, extra=()) -> Cmd:
@@ -35,15 +35,18 @@ def host_python(host: Host) -> str:
 
 def backup(c, host: Host, action: str, extra=()) -> dict:
     """The host's answer to `action`: a run's manifest (`run`), the plan a
-    dry run shows (`plan`) or the snapshots there (`list`). A run may take
-    hours (the host lets each dump run an hour; copies have no host limit):
-    the laptop waits run_timeout, never the connection's default; a
-    plan or a listing copies nothing, and keeps that default."""
+    dry run shows (`plan`, `restore-plan`) or the snapshots there (`list`).
+    A run may take hours (the host lets each dump run an hour; copies have
+    no host limit): the laptop waits run_timeout, never the connection's
+    default, as for a restore's plan (it reads a snapshot's whole tar, from
+    the repository when it is not on the host); a backup's plan or a
+    listing copies nothing, and keeps that default."""
     from ..deploy import host_yml
     from ..host.backup import run_timeout
 
+    waits = run_timeout(host) if action in ("run", "verify", "restore", "restore-plan") else None
     r = Target.of(c, host).run(backup_cmd(host_python(host), action, extra), f"backup {action}", check=False,
-                               stdin=host_yml(host), timeout=run_timeout(host) if action in ("run", "verify", "restore") else None)
+                               stdin=host_yml(host), timeout=waits)
     try:
         data = json.loads(r.stdout)
     except ValueError:
@@ -72,6 +75,9 @@ def exit_code(action: str, data: dict) -> int:
         return errors.FAILED if (data.get("offsite_snapshots") or {}).get("error") else errors.OK
     if action == "restore":  # an item not put back, or a service that failed its gate after
         return errors.OK if (data.get("restore") or {}).get("ok") else errors.FAILED
+    if action == "restore-plan":  # the real restore's code when an item is refused: it is not put back
+        items = (data.get("restore_plan") or {}).get("items") or []
+        return errors.FAILED if any(i.get("refused") for i in items) else errors.OK
     if action == "verify":  # a snapshot that does not match its manifest, or none to check
         checks = [v for v in (data.get("verify") or {}).values() if v]
         return errors.OK if checks and all(v.get("ok") for v in checks) else errors.FAILED

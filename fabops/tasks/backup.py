@@ -101,16 +101,20 @@ def list_lines(data: dict) -> list:
 
 def _action(list, dry_run, verify, restore, only, to, yes):
     """The host's action and its arguments, from the flags (usage errors
-    before anything connects; an in-place restore asks first)."""
+    before anything connects; an in-place restore asks first, its dry run
+    never: it changes nothing)."""
     from ..paths import check_run_id
     from .maintenance import confirm
 
-    if sum(map(bool, (list, dry_run, verify, restore))) > 1:
-        raise errors.UsageError("backup --list, --verify, --restore and --dry-run are different tasks: give one")
+    if sum(map(bool, (list, verify, restore or dry_run))) > 1:
+        raise errors.UsageError("backup --list, --verify, --restore and --dry-run are different tasks: give one "
+                                "(or --restore RUN_ID --dry-run: that restore's plan)")
     if (only or to) and not restore:
         raise errors.UsageError("backup --only and --to go with --restore RUN_ID")
     if restore:
         check_run_id(restore, "backup --restore")  # a file name under backups/, never a path (`../x`)
+        if dry_run:
+            return "restore-plan", (restore, only or "", to or "")
         if not to:
             confirm(f"Restore snapshot {restore} in place (the services stop; what is there now is saved first)?",
                     yes)
@@ -137,7 +141,8 @@ def restore_lines(data: dict) -> list:
 
 @fabops_task(help={
     "list": "List the host's snapshots, local and in the repository (age, size), instead of making one.",
-    "dry_run": "Show what a backup would copy and which snapshots retention would delete; change nothing.",
+    "dry_run": "Show what a backup would copy and which snapshots retention would delete, or with --restore what "
+               "the restore would stop, save, put back or refuse; change nothing.",
     "restore": "Put snapshot RUN_ID back in place: save what is there now, stop the services, restore, start them "
                "and run their readiness gate (asks first, or --yes).",
     "only": "With --restore: only this item (its name or file: files, env, sqlite-app.db, ...).",
