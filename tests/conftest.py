@@ -80,6 +80,16 @@ def no_process_left():
                     + "; ".join(f"{pid} {cmd}" for pid, cmd in sorted(left.items())), pytrace=False)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def seeded_venv_dropped():
+    """The venv tar RemoteApp(seed_venv=True) keeps (tests/harness/apps.py)
+    is removed when the session ends."""
+    yield
+    from tests.harness.apps import drop_seeded_venv
+
+    drop_seeded_venv()
+
+
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path_factory, monkeypatch):
     """A fresh HOME with an empty ~/.ssh for every test; no agent, no

@@ -19,7 +19,7 @@ FOREIGN = "# mine\n17 3 * * * /usr/local/bin/nightly --flag  \n"
 
 @pytest.fixture
 def deployed(ssh_host, tmp_path, deploy_env):
-    app = RemoteApp(ssh_host, tmp_path)
+    app = RemoteApp(ssh_host, tmp_path, seed_venv=True)
     assert app.deploy_json()[0] == 0
     return app
 

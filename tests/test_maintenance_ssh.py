@@ -18,7 +18,7 @@ REPO_SECRET = "r3p0-t0ken-value"
 
 @pytest.fixture
 def deployed(ssh_host, tmp_path, deploy_env):
-    app = RemoteApp(ssh_host, tmp_path)
+    app = RemoteApp(ssh_host, tmp_path, seed_venv=True)
     assert app.deploy_json()[0] == 0
     return app
 

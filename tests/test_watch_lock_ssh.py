@@ -26,7 +26,7 @@ pytestmark = pytest.mark.ssh
 @pytest.fixture
 def app(ssh_host, tmp_path, deploy_env, monkeypatch):
     monkeypatch.delenv("CI", raising=False)  # deploys here are a person's; the CI case says CI=true itself
-    remote = RemoteApp(ssh_host, tmp_path)
+    remote = RemoteApp(ssh_host, tmp_path, seed_venv=True)
     assert remote.deploy_json()[0] == 0
     return remote
 

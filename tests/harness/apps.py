@@ -5,7 +5,11 @@ console script."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
+from typing import Optional
 
 import yaml
 
@@ -66,11 +70,58 @@ class Sandbox:
         kill_pidfile(self.home / "services" / "bot.pid")
 
 
-class RemoteApp:
-    """The sample app on a test host (`h1`), deployed over SSH by `deploy`."""
+# fabops' venv as the first deploy of this session installed it on a test
+# host (docs/testing.md, "A test host's fabops"): a tar of the venv tree,
+# made once, unpacked into later hosts that ask for it.
+_VENV_TAR: Optional[Path] = None
+VENV = "~/.fabops/app/venv"
 
-    def __init__(self, host, base, **service):
+
+def _seed_venv(host) -> None:
+    """Unpack the session's installed venv into this host's private home, so
+    its first deploy finds fabops "already installed" (the same wheel and
+    pins, checked by the marker as on any host) instead of spending most of
+    its time in pip. A venv is not relocatable, but every test host's home
+    is /root: its paths are the same on every host."""
+    if _VENV_TAR is None:
+        return
+    parent = host.path(VENV).parent
+    parent.mkdir(parents=True, exist_ok=True)
+    parent.parent.chmod(0o700)
+    subprocess.run(["tar", "-xf", str(_VENV_TAR), "-C", str(parent)], check=True)
+
+
+def _keep_venv(host) -> None:
+    """After a deploy that installed fabops: the tar later hosts unpack."""
+    global _VENV_TAR
+    venv = host.path(VENV)
+    if _VENV_TAR is not None or not venv.is_dir():
+        return
+    out = Path(tempfile.mkdtemp(prefix="fabops-test-venv-")) / "venv.tar"
+    subprocess.run(["tar", "-cf", str(out), "-C", str(venv.parent), "venv"], check=True)
+    _VENV_TAR = out
+
+
+def drop_seeded_venv() -> None:
+    """The session's end: the tar goes (tests/conftest.py)."""
+    global _VENV_TAR
+    if _VENV_TAR is not None:
+        shutil.rmtree(_VENV_TAR.parent, ignore_errors=True)
+        _VENV_TAR = None
+
+
+class RemoteApp:
+    """The sample app on a test host (`h1`), deployed over SSH by `deploy`.
+    `seed_venv=True`: a test that is not about fabops' own install starts
+    from a host where this fabops is installed already (_seed_venv); the
+    install itself is what test_install*, test_setup_ssh, test_journey and
+    the unseeded ssh tests cover."""
+
+    def __init__(self, host, base, seed_venv: bool = False, **service):
         self.host = host
+        self.seed_venv = seed_venv
+        if seed_venv:
+            _seed_venv(host)
         self.base = base
         self.origin = Origin(base)
         self.port = free_port()
@@ -89,6 +140,8 @@ class RemoteApp:
 
     def deploy_json(self, *args):
         r = self.deploy("--json", *args)
+        if self.seed_venv and r.returncode == 0:
+            _keep_venv(self.host)
         try:
             return r.returncode, json.loads(r.stdout)["hosts"]["h1"]
         except (ValueError, KeyError):
