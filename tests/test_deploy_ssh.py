@@ -23,6 +23,13 @@ def remote_app(ssh_host, tmp_path, deploy_env):
     return RemoteApp(ssh_host, tmp_path)
 
 
+@pytest.fixture
+def installed_app(ssh_host, tmp_path, deploy_env):
+    """A host with this fabops installed already (docs/testing.md, "A test
+    host's fabops"): for the tests that are not about the install."""
+    return RemoteApp(ssh_host, tmp_path, seed_venv=True)
+
+
 def test_deploy_installs_fabops_then_deploys_then_noops(remote_app):
     code, res = remote_app.deploy_json()
     assert code == 0, res
@@ -48,28 +55,28 @@ def test_deploy_installs_fabops_then_deploys_then_noops(remote_app):
     assert "DEPLOYED" in remote_app.host.path("/var/log/bot-update.log").read_text()
 
 
-def test_crash_rolls_back_then_rollback_task_pins_and_unpin_clears(remote_app):
-    assert remote_app.deploy_json()[0] == 0
-    v1 = remote_app.origin.head
-    v2 = remote_app.origin.good("2")
-    assert remote_app.deploy_json()[0] == 0
-    remote_app.origin.crash("3")
-    code, res = remote_app.deploy_json()
+def test_crash_rolls_back_then_rollback_task_pins_and_unpin_clears(installed_app):
+    assert installed_app.deploy_json()[0] == 0
+    v1 = installed_app.origin.head
+    v2 = installed_app.origin.good("2")
+    assert installed_app.deploy_json()[0] == 0
+    installed_app.origin.crash("3")
+    code, res = installed_app.deploy_json()
     assert (code, res["result"]) == (2, "rolled_back"), res
-    assert remote_app.version() == "2"
+    assert installed_app.version() == "2"
 
-    r = run_cli("rollback", "-i", str(remote_app.inventory), "--json")
+    r = run_cli("rollback", "-i", str(installed_app.inventory), "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["hosts"]["h1"]["result"] == "deployed"
-    assert remote_app.version() == "1"
-    assert remote_app.state["pin"] == v1
-    st = json.loads(run_cli("status", "-i", str(remote_app.inventory), "--json").stdout)["hosts"]["h1"]
+    assert installed_app.version() == "1"
+    assert installed_app.state["pin"] == v1
+    st = json.loads(run_cli("status", "-i", str(installed_app.inventory), "--json").stdout)["hosts"]["h1"]
     assert st["pin"] == v1 and st["services"][0]["active"]
 
-    r = run_cli("unpin", "-i", str(remote_app.inventory))
+    r = run_cli("unpin", "-i", str(installed_app.inventory))
     assert r.returncode == 0 and f"was pinned to {v1[:10]}" in r.stdout, r.stderr
-    assert remote_app.state["pin"] is None
-    rh = json.loads(run_cli("history", "-i", str(remote_app.inventory), "--json").stdout)["hosts"]["h1"]
+    assert installed_app.state["pin"] is None
+    rh = json.loads(run_cli("history", "-i", str(installed_app.inventory), "--json").stdout)["hosts"]["h1"]
     assert [x["result"] for x in rh] == ["deployed", "deployed", "rolled_back", "deployed"]
     assert rh[-1]["trigger"] == "rollback" and rh[-1]["to"] == v1 and v2
 
@@ -79,12 +86,12 @@ def test_bad_ref_flag_is_usage_error(remote_app):
     assert r.returncode == 64 and "not a valid git ref" in r.stderr
 
 
-def test_connection_cut_mid_deploy_host_finishes(remote_app):
-    assert remote_app.deploy_json()[0] == 0
+def test_connection_cut_mid_deploy_host_finishes(installed_app):
+    assert installed_app.deploy_json()[0] == 0
     slow = "#!/bin/sh\nset -e\nrm -rf vendor\nmkdir -p vendor\nsleep 4\ncp requirements.txt vendor/installed.txt\n"
-    v2 = remote_app.origin.push("v2 slow deps", {"VERSION": "2\n", "requirements.txt": "slow==1\n", "install-deps.sh": slow})
+    v2 = installed_app.origin.push("v2 slow deps", {"VERSION": "2\n", "requirements.txt": "slow==1\n", "install-deps.sh": slow})
     proc = subprocess.Popen(
-        [sys.executable, "-u", "-m", "fabops.cli", "deploy", "-i", str(remote_app.inventory), "--liveness", "1"],
+        [sys.executable, "-u", "-m", "fabops.cli", "deploy", "-i", str(installed_app.inventory), "--liveness", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=dict(os.environ, COLUMNS="200"),
     )
     # wait until the laptop follows the run (it printed the checkout step),
@@ -95,7 +102,7 @@ def test_connection_cut_mid_deploy_host_finishes(remote_app):
         if "✓ checkout" in line:
             break
     assert any("✓ checkout" in x for x in seen), seen
-    sessions = [p for p in remote_app.host.namespace_pids() if p != remote_app.host.pid and process_name(p) == "sshd"]
+    sessions = [p for p in installed_app.host.namespace_pids() if p != installed_app.host.pid and process_name(p) == "sshd"]
     for pid in sessions:
         os.kill(pid, signal.SIGSTOP)
     try:
@@ -110,36 +117,36 @@ def test_connection_cut_mid_deploy_host_finishes(remote_app):
     assert "lost contact: no event from the host for 1 s" in err and "goes on on the host" in err
     # the host-side run finishes on its own
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and remote_app.state.get("deployed") != v2:
+    while time.monotonic() < deadline and installed_app.state.get("deployed") != v2:
         time.sleep(0.2)
-    assert remote_app.state["deployed"] == v2
-    assert remote_app.history()[-1]["result"] == "deployed"
-    assert remote_app.version() == "2"
+    assert installed_app.state["deployed"] == v2
+    assert installed_app.history()[-1]["result"] == "deployed"
+    assert installed_app.version() == "2"
     # and the laptop can follow that run again by its id
     import re
 
     run_id = re.search(r"The run (\S+) goes on", err).group(1)
-    code, res = remote_app.deploy_json("--attach", run_id)
+    code, res = installed_app.deploy_json("--attach", run_id)
     assert (code, res["result"], res["run_id"]) == (0, "deployed", run_id)
 
 
-def test_restart_is_agentless_locked_and_polls_readiness(remote_app):
-    assert remote_app.deploy_json()[0] == 0
-    pid_before = int(remote_app.host.path("~/.fabops/app/services/bot.pid").read_text().split()[0])
-    r = run_cli("restart", "-i", str(remote_app.inventory), "--json")
+def test_restart_is_agentless_locked_and_polls_readiness(installed_app):
+    assert installed_app.deploy_json()[0] == 0
+    pid_before = int(installed_app.host.path("~/.fabops/app/services/bot.pid").read_text().split()[0])
+    r = run_cli("restart", "-i", str(installed_app.inventory), "--json")
     assert r.returncode == 0, r.stderr
     items = json.loads(r.stdout)["hosts"]["h1"]
     assert items[0]["ok"] and items[0]["phase"] == "ready" and items[0]["http_status"] == 200
-    pid_after = int(remote_app.host.path("~/.fabops/app/services/bot.pid").read_text().split()[0])
+    pid_after = int(installed_app.host.path("~/.fabops/app/services/bot.pid").read_text().split()[0])
     assert pid_after != pid_before
     # the lock file is the one the host side uses: hold it and restart refuses
     from fabops.host.lock import HostLock
 
-    with HostLock(str(remote_app.host.path("~/.fabops/app/lock")), {"actor": "alice@laptop", "trigger": "deploy", "target": "abc123"}).acquire():
-        r = run_cli("restart", "-i", str(remote_app.inventory))
+    with HostLock(str(installed_app.host.path("~/.fabops/app/lock")), {"actor": "alice@laptop", "trigger": "deploy", "target": "abc123"}).acquire():
+        r = run_cli("restart", "-i", str(installed_app.inventory))
     assert r.returncode == 4
     assert "locked: deploy by alice@laptop (target abc123" in r.stderr
-    r = run_cli("restart", "-i", str(remote_app.inventory), "--service", "nope")
+    r = run_cli("restart", "-i", str(installed_app.inventory), "--service", "nope")
     assert r.returncode == 64 and "unknown service 'nope'" in r.stderr
 
 
@@ -168,53 +175,53 @@ def test_dry_run_changes_nothing(remote_app):
     assert len(remote_app.history()) == 1
 
 
-def test_dry_run_runs_the_preflight_and_exits_as_the_real_run_would(remote_app, monkeypatch):
+def test_dry_run_runs_the_preflight_and_exits_as_the_real_run_would(installed_app, monkeypatch):
     """`deploy --dry-run` once said "noop" and exit 0 where the real run
     aborted: it now runs the read-only preflight (fetch, local changes,
     .env keys, disk, lock holder) and predicts the real run's result."""
     monkeypatch.delenv("CI", raising=False)  # a person's deploy: under CI a deploy waits for the lock
-    assert remote_app.deploy_json()[0] == 0
-    history = len(remote_app.history())
-    code, res = remote_app.deploy_json("--dry-run")
+    assert installed_app.deploy_json()[0] == 0
+    history = len(installed_app.history())
+    code, res = installed_app.deploy_json("--dry-run")
     assert (code, res["result"]) == (0, "noop"), res
 
     # 1. an untracked file the target would overwrite: a person's work
-    remote_app.host.path("~/app/notes.txt").write_text("mine\n")
-    remote_app.origin.push("add notes", {"notes.txt": "theirs\n"})
-    code, res = remote_app.deploy_json("--dry-run")
+    installed_app.host.path("~/app/notes.txt").write_text("mine\n")
+    installed_app.origin.push("add notes", {"notes.txt": "theirs\n"})
+    code, res = installed_app.deploy_json("--dry-run")
     assert (code, res["result"]) == (2, "would_abort"), res
     assert "local changes" in res["message"] and "notes.txt" in res["message"]
-    real_code, real = remote_app.deploy_json()
+    real_code, real = installed_app.deploy_json()
     assert (real_code, real["result"]) == (2, "aborted") and "notes.txt" in real["message"]
-    code, res = remote_app.deploy_json("--dry-run", "--stash")  # what --stash would do instead
+    code, res = installed_app.deploy_json("--dry-run", "--stash")  # what --stash would do instead
     assert (code, res["result"]) == (0, "would_deploy"), res
-    remote_app.host.path("~/app/notes.txt").unlink()
+    installed_app.host.path("~/app/notes.txt").unlink()
 
     # 2. a key the new .env.example needs and the host's .env lacks
-    remote_app.origin.push("needs a key", {".env.example": "DISCORD_TOKEN=\nNEW_SECRET=\n"})
-    code, res = remote_app.deploy_json("--dry-run")
+    installed_app.origin.push("needs a key", {".env.example": "DISCORD_TOKEN=\nNEW_SECRET=\n"})
+    code, res = installed_app.deploy_json("--dry-run")
     assert (code, res["result"]) == (2, "would_abort") and "NEW_SECRET" in res["message"], res
     assert "s3cr3t-token-value" not in json.dumps(res)
-    assert remote_app.deploy_json()[0] == 2
-    with remote_app.host.path("~/app/.env").open("a") as fh:
+    assert installed_app.deploy_json()[0] == 2
+    with installed_app.host.path("~/app/.env").open("a") as fh:
         fh.write("NEW_SECRET=x\n")
-    code, res = remote_app.deploy_json("--dry-run")
-    assert (code, res["result"]) == (0, "would_deploy") and res["plan"]["to"] == remote_app.origin.head, res
+    code, res = installed_app.deploy_json("--dry-run")
+    assert (code, res["result"]) == (0, "would_deploy") and res["plan"]["to"] == installed_app.origin.head, res
 
     # 3. a run holding the lock: the real run would stop with exit 4
     from fabops.host.lock import HostLock
 
-    lock = HostLock(str(remote_app.host.path("~/.fabops/app/lock")),
+    lock = HostLock(str(installed_app.host.path("~/.fabops/app/lock")),
                     {"actor": "alice@laptop", "trigger": "cron", "target": "abc123"})
     with lock.acquire():
-        code, res = remote_app.deploy_json("--dry-run")
+        code, res = installed_app.deploy_json("--dry-run")
         assert (code, res["result"]) == (4, "locked") and "alice@laptop" in res["message"], res
-        code, res = remote_app.deploy_json("--dry-run", "--wait", "30")
+        code, res = installed_app.deploy_json("--dry-run", "--wait", "30")
         assert (code, res["result"]) == (0, "would_deploy") and "locked now" in res["message"], res
 
     # a dry run wrote no history, no state, and left the lock free
-    assert len(remote_app.history()) == history + 2  # the two real aborts only
-    assert remote_app.deploy_json()[0] == 0
+    assert len(installed_app.history()) == history + 2  # the two real aborts only
+    assert installed_app.deploy_json()[0] == 0
 
 
 def test_two_hosts_parallel_then_rolling_stops_at_first_failure(sshd_factory, tmp_path, deploy_env):
@@ -245,13 +252,13 @@ def test_two_hosts_parallel_then_rolling_stops_at_first_failure(sshd_factory, tm
     assert h2_state["deployed"] != origin.head  # h2 was never touched
 
 
-def test_twenty_concurrent_deploys_one_host(remote_app):
+def test_twenty_concurrent_deploys_one_host(installed_app):
     """20 laptops deploy the same push at once: one run deploys it, the others
     wait for it and report its result or find the host locked (exit 4); sshd's
     MaxStartups (100:30:200 in the fixture) is not what rejects them."""
-    assert remote_app.deploy_json()[0] == 0
-    new = remote_app.origin.good("2")
-    procs = [subprocess.Popen([sys.executable, "-m", "fabops.cli", "deploy", "-i", str(remote_app.inventory), "--json",
+    assert installed_app.deploy_json()[0] == 0
+    new = installed_app.origin.good("2")
+    procs = [subprocess.Popen([sys.executable, "-m", "fabops.cli", "deploy", "-i", str(installed_app.inventory), "--json",
                                "--actor", f"dev{i}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               cwd=ROOT, env=dict(os.environ, COLUMNS="200")) for i in range(20)]
     outcomes = []
@@ -261,10 +268,10 @@ def test_twenty_concurrent_deploys_one_host(remote_app):
     codes = sorted(c for c, _, _ in outcomes)
     assert set(codes) <= {0, 4}, outcomes
     assert codes.count(0) >= 1
-    records = [h for h in remote_app.history() if h["to"] == new and h["result"] == "deployed"]
+    records = [h for h in installed_app.history() if h["to"] == new and h["result"] == "deployed"]
     assert len(records) == 1  # deployed exactly once
-    assert remote_app.state["deployed"] == new and remote_app.version() == "2"
+    assert installed_app.state["deployed"] == new and installed_app.version() == "2"
     for code, out, err in outcomes:
         if code == 4:
             assert "locked:" in out + err
-    assert remote_app.host.ssh("git -C ~/app fsck --no-progress", check=False).returncode == 0
+    assert installed_app.host.ssh("git -C ~/app fsck --no-progress", check=False).returncode == 0
