@@ -6,7 +6,7 @@ import json
 import posixpath
 import time
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from ..errors import FabopsError
 from ..inventory import Host
@@ -53,19 +53,54 @@ class ResetPlan:
     # not succeed (host/readiness.held_ports, the deploy preflight's words)
     held: List[str] = field(default_factory=list)
     pin: Optional[str] = None  # state.json's pin, which the reset clears
+    # the host lock as the reset meets it now (host/queue.lock_verdict for
+    # a reset: take it, end a watch, or locked: a run is changing the
+    # host), its holder described and the holder's pid (what --force stops)
+    lock: str = "take"
+    holder: str = ""
+    holder_pid: Optional[int] = None
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
 
+    def refusal(self, force: bool) -> Optional[Tuple[int, List[str]]]:
+        """Why the real reset would change nothing on this host, with its
+        exit code (None: it acts). It takes the lock first: a run holding
+        it is LOCKED (4) unless --force may stop it (a holder without a pid
+        cannot be stopped: FAILED); then a held port refuses it (FAILED,
+        the deploy preflight's words). The task asks only about the hosts
+        that would be reset (docs/maintenance.md)."""
+        from ..errors import FAILED, LOCKED
 
-def reset_would(host: Host, p: ResetPlan) -> List[Would]:
+        locked = self.lock == "locked"
+        if locked and not force:
+            return LOCKED, [f"locked: {self.holder} (reset --force stops it, after confirmation)"] + self.held
+        if locked and not (isinstance(self.holder_pid, int) and self.holder_pid > 1):
+            return FAILED, [NO_PID] + self.held
+        return (FAILED, list(self.held)) if self.held else None
+
+
+# what the real reset says (stop_holder) of a holder it cannot stop
+NO_PID = "the lock holder recorded no pid; stop it by hand"
+
+
+def reset_would(host: Host, p: ResetPlan, force: bool = False) -> List[Would]:
     """What `reset` does on this host, in order, from the plan it read (pure):
     the dry run's `would`, the steps the real reset (below) takes; `would
-    stop` and nothing else when it refuses (ResetPlan.held)."""
-    if p.held:
-        return [Would("stop", "-", why) for why in p.held]
+    stop` and nothing else when it refuses (ResetPlan.refusal)."""
+    refused = p.refusal(force)
+    if refused:
+        return [Would("stop", "-", why) for why in refused[1]]
+    out = []
+    if p.lock == "end_watch":
+        out.append(Would("end watch", "-", f"{p.holder} only watches its services: reset ends the watch and acts "
+                         "at once; that run's commit is not promoted"))
+    elif p.lock == "locked":  # --force, and refusal found a pid to stop
+        out.append(Would("kill", f"pid {p.holder_pid}", f"--force: {p.holder} holds the host lock: SIGTERM to its "
+                         "process group, SIGKILL if the lock is not released within 10 s"))
     where = f"{host.backup_dir.rstrip('/')}/reset-<time>/"
-    out = [Would("save", ".env and local changes", f"{counted(len(p.dirty), 'local change')}; saved to {where} first")]
+    out.append(Would("save", ".env and local changes", f"{counted(len(p.dirty), 'local change')}; saved to {where} "
+                     "first"))
     out += [Would("stop", s.name, "nothing runs while the checkout is reset") for s in reversed(host.services)]
     out.append(Would("reset", f"{short_sha(p.head, 'none')} -> {short_sha(p.target, '?')}",
                      f"{host.app.remote}/{host.app.branch}, git reset --hard and clean -fd (ignored files stay)"))
@@ -79,8 +114,18 @@ def reset_would(host: Host, p: ResetPlan) -> List[Would]:
 
 
 def reset_plan(c, host: Host) -> ResetPlan:
+    """The checkout, the declared ports and the host lock as they are now:
+    all read, nothing taken or written."""
+    from ..host.lock import describe_holder
+    from ..host.queue import lock_verdict
+    from ..remote import lock_holder
+
     plan = parse_reset_plan(Target.of(c, host).run(reset_plan_cmd(host), "reading the checkout").stdout)
     plan.held = held(c, host)
+    holder = lock_holder(c, host)
+    plan.lock = lock_verdict("reset", None, holder)[0]
+    plan.holder = describe_holder(holder) if holder else ""
+    plan.holder_pid = holder.get("pid") if isinstance(holder.get("pid"), int) else None
     return plan
 
 
@@ -175,7 +220,7 @@ def stop_holder(c, host: Host, holder: dict) -> None:
     """--force: end a hung run that holds the lock (its whole process group)."""
     pid = holder.get("pid")
     if not isinstance(pid, int) or pid <= 1:
-        raise FabopsError("the lock holder recorded no pid; stop it by hand", host=host.name)
+        raise FabopsError(NO_PID, host=host.name)
     Target.of(c, host).run(sh("kill -TERM -- -{pid} 2>/dev/null || kill -TERM {pid} 2>/dev/null; "
                               "i=0; while ! flock -n {lock} true && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; "
                               "flock -n {lock} true || {{ kill -KILL -- -{pid} 2>/dev/null || kill -KILL {pid}; }}",

@@ -52,55 +52,96 @@ def reset(c, hosts=None, yes=False, dry_run=False, force=False, actor=None, json
           accept_new=False, connect_timeout=None):
     """Emergency reset to origin: save .env and local changes, reset, re-run deps, restart, poll."""
     from ..connection import close_quietly, connect
-    from ..host.record import default_actor
-    from ..fanout import run_hosts
-    from ..host.would import as_json
-    from ..maintenance import reset as do_reset, reset_plan
-    from ..maintenance.reset import reset_would
+    from ..maintenance import reset_plan
+    from .render import host_errors
 
     inv, chosen = select(inventory, hosts)
     conns = {}
     plans = {}
+    results = {}
     try:
         for host in chosen:
             conns[host.name] = connect(host, inv, accept_new=accept_new, connect_timeout=connect_timeout)
             plans[host.name] = reset_plan(conns[host.name], host)
+        # decide first, then ask: a host whose plan refuses (a held port, a
+        # run holding the lock) is reported, never asked about or touched
+        refused = {h.name: r for h in chosen for r in [refusal(h, plans[h.name], force)] if r}
+        acting = [h for h in chosen if h.name not in refused]
         out = sys.stderr if json else sys.stdout  # keep stdout pure JSON for scripts
         # --json prints its envelope only; the plan goes to stderr there
         # only when a person is about to confirm it (no --yes, no --dry-run)
-        for host in () if json and (dry_run or yes) else chosen:
-            for line in reset_lines(host, plans[host.name], dry_run):
+        asking = not (dry_run or yes)
+        for host in () if json and not asking else chosen if dry_run else acting:
+            for line in reset_lines(host, plans[host.name], dry_run, force):
                 print_text(line, file=out)
-        # a host where another process holds a stopped service's port: refused, as the real reset refuses
-        code = errors.FAILED if any(plans[h.name].held for h in chosen) else errors.OK
         if dry_run:
-            if json:
-                print_json({"schema": JSON_SCHEMA, "code": code, "dry_run": True,
-                            "hosts": {h.name: {**plans[h.name].to_dict(), "would": as_json(reset_would(h, plans[h.name]))}
-                                      for h in chosen}})
-            finish(code)
+            _reset_dry_run(chosen, plans, refused, force, json)
             return
-        confirm(f"Reset {', '.join(h.name for h in chosen)}", yes)
-        if force:
-            confirm("Stop a run that holds the host lock, if any", yes)
-        who = actor or default_actor()
-        outcome = run_hosts(chosen, lambda h: do_reset(conns[h.name], h, plans[h.name], who, force=force,
-                                                       progress=None if json else _say(h)))
+        if not json or asking:  # said before the question, where the plan is
+            host_errors(refused.values())
+        if acting:
+            results = _resets(acting, plans, conns, yes, actor, json)
     finally:
         for cxn in conns.values():
             close_quietly(cxn)
+    ordered = [refused.get(h.name) or results[h.name] for h in chosen]
+    code = errors.worst((r.value.exit_code if r.ok else r.code) for r in ordered)
     if json:
-        print_envelope(outcome.results, lambda v: v.to_dict(),
-                       code=errors.worst((r.value.exit_code if r.ok else r.code) for r in outcome.results))
+        print_envelope(ordered, lambda v: v.to_dict(), code=code)
     else:
-        for r in outcome.results:
+        for r in ordered:
             if r.ok:
                 print_text(f"[{r.host}] {r.value.result}: {r.value.message}")
-        _errors_out(outcome)
-    finish(errors.worst((r.value.exit_code if r.ok else r.code) for r in outcome.results))
+        host_errors(results.values())
+    finish(code)
 
 
-def reset_lines(host, p, dry_run: bool) -> list:
+def _reset_dry_run(chosen, plans, refused, force: bool, json: bool) -> None:
+    """--dry-run's end: each host's plan in --json (its lines are printed),
+    and the refusals' code (the real reset's)."""
+    from ..host.would import as_json
+    from ..maintenance.reset import reset_would
+
+    code = errors.worst(r.code for r in refused.values())
+    if json:
+        print_json({"schema": JSON_SCHEMA, "code": code, "dry_run": True,
+                    "hosts": {h.name: {**plans[h.name].to_dict(), "would": as_json(reset_would(h, plans[h.name], force))}
+                              for h in chosen}})
+    finish(code)
+
+
+def _resets(acting, plans, conns, yes: bool, actor, json: bool) -> dict:
+    """Ask about the hosts that would be reset (and, with --force, about
+    the lock holders their plans found), then reset them: each one's
+    result, by host name. --force stops only a holder that was asked about."""
+    from ..fanout import run_hosts
+    from ..host.record import default_actor
+    from ..maintenance import reset as do_reset
+
+    confirm(f"Reset {', '.join(h.name for h in acting)}", yes)
+    stopping = [h.name for h in acting if plans[h.name].lock == "locked"]  # --force: refusal let them by
+    if stopping:
+        confirm(f"Stop the run that holds the host lock on {', '.join(stopping)}", yes)
+    who = actor or default_actor()
+    outcome = run_hosts(acting, lambda h: do_reset(conns[h.name], h, plans[h.name], who, force=h.name in stopping,
+                                                   progress=None if json else _say(h)))
+    return {r.host: r for r in outcome.results}
+
+
+def refusal(host, p, force: bool):
+    """A refusing host's result as the real reset's error would be (its
+    words and exit code: ResetPlan.refusal), or None when it would act."""
+    from ..fanout import HostResult
+
+    refused = p.refusal(force)
+    if not refused:
+        return None
+    code, why = refused
+    error = (errors.LockedError if code == errors.LOCKED else errors.FabopsError)("; ".join(why), host=host.name)
+    return HostResult(host.name, error=error, code=code)
+
+
+def reset_lines(host, p, dry_run: bool, force: bool = False) -> list:
     """What reset prints of its plan before it acts: with --dry-run, every
     write in the line form every dry run shares; else the same plan as one
     line before the confirmation; then the local changes it saves. A
@@ -112,7 +153,7 @@ def reset_lines(host, p, dry_run: bool) -> list:
 
     bad = p.known_bad
     if dry_run:
-        out = ([f"[{host.name}] plan: {bad}"] if bad else []) + lines(reset_would(host, p), f"[{host.name}] ")
+        out = ([f"[{host.name}] plan: {bad}"] if bad else []) + lines(reset_would(host, p, force), f"[{host.name}] ")
     else:
         out = [f"[{host.name}] plan: save .env and {counted(len(p.dirty), 'local change')} to {host.backup_dir}/reset-<time>/, "
                f"stop {', '.join(s.name for s in reversed(host.services)) or 'nothing'}, "
