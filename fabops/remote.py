@@ -463,24 +463,16 @@ def _record_restart(c, host: Host, actor: str, out: List[dict]) -> None:
     is (one history line and state.json's merge, under the lock it holds):
     its verdict supersedes the last run's, so `status` and `monitor` no
     longer say `broken` after a person fixed it (trial #24), as the
-    pipeline's own restart of a sick service records `deployed`."""
-    import time as _time
-
-    from .host.events import new_run_id
+    pipeline's own restart of a sick service records `deployed` (the
+    record: host/record.healthy_again, health --fix's too)."""
+    from .host.record import healthy_again
 
     state = read_home_json(c, host, host.paths.state)
-    deployed = state.get("deployed")
     if state.get("in_progress"):  # an interrupted run: the next run finishes it, and says its verdict
         return
-    names = ", ".join(x["service"] for x in out)
-    now = _time.time()
-    message = f"restarted {names}" + (f" at {short_sha(deployed)}" if deployed else "") + "; healthy again"
-    record = {"time": _time.strftime("%Y-%m-%dT%H:%M:%S%z"), "ts": now, "run_id": new_run_id(),
-              "trigger": "restart", "actor": actor, "host": host.name, "from": deployed, "to": deployed,
-              "result": "deployed", "exit_code": 0, "message": message,
-              "duration": round(sum(float(x.get("seconds") or 0) for x in out), 3), "steps": [], "warnings": []}
-    Target.of(c, host).run(state_merge_cmd(host, {"last_check": now, "last_result": "deployed"}, record),
-                           "recording the restart")
+    RemoteStore(c, host).record(*healthy_again(host.name, "restart", actor, state.get("deployed"),
+                                               [x["service"] for x in out],
+                                               sum(float(x.get("seconds") or 0) for x in out)))
 
 
 def restart_dry_run(c, host: Host, service: Optional[str]) -> dict:
@@ -559,6 +551,9 @@ class RemoteStore:
 
     def update(self, updates: dict) -> None:
         self.t.run(state_merge_cmd(self.host, updates), "updating state.json")
+
+    def record(self, updates: dict, record: dict) -> None:
+        self.t.run(state_merge_cmd(self.host, updates, record), "recording the run")
 
     def lock(self, info: dict) -> "RemoteLock":
         return RemoteLock(self.t, self.host, info).__enter__()

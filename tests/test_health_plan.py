@@ -9,10 +9,14 @@ A row is `options | facts | expected`, with tokens:
   reported; down!: the backoff was reported too); r=N (automatic restarts
   in the last hour), old=N (older ones); lock=free|held (the lock,
   gathered; absent: not gathered yet); did=SVC,SVC (this run restarted
-  them: the look is the one after), was=MSG (before them);
-- expected: need=lock, or kind/status/code, then svc=S,S, budget=N (the
+  them: the look is the one after), was=MSG (before them); broken (the
+  last run ended broken, DEPLOYED deployed), running (a run in progress),
+  head=D|X|- (the checkout's commit, gathered: the deployed one, another,
+  unreadable);
+- expected: need=lock|head, or kind/status/code, then svc=S,S, budget=N (the
   restart budget's record to write), notify=EVENT, +health (state.json's
-  health written), health=STATUS, +since (since kept from prev).
+  health written), health=STATUS, +since (since kept from prev), +record
+  (the verdict recorded: no longer broken, host/record.healthy_again).
 The host has three services, in this order: bot, api, worker.
 """
 from __future__ import annotations
@@ -23,8 +27,10 @@ from fabops import errors, inventory
 from fabops.host.health import HealthFacts, HealthPlan, actions, plan_health
 from fabops.host.plan import Need
 from fabops.host.state import RESTART_LIMIT
+from fabops.shortsha import short_sha
 
 NOW = 1_800_000_000.0
+DEPLOYED, OTHER = "d" * 40, "e" * 40
 SINCE = NOW - 500
 HOST = inventory.loads("""
 hosts:
@@ -106,11 +112,35 @@ ROWS = [
     "fix | sick=api did=bot was=bot-down lock=free | nothing/down/2 notify=health_down +health health=down",
     "fix | sick=bot did=bot was=bot-down lock=free r=3 | nothing/down/2 notify=health_down +health health=down",
     "fix | sick=bot,api did=bot was=x lock=free prev=down! | nothing/down/2 +since",
+    # the last run ended broken: healthy on the deployed commit, under the
+    # lock, with no run in progress, is recorded (once: the record says
+    # `deployed`); a plain check is still a read
+    "- | broken prev=ok | nothing/ok/0",
+    "- | broken prev=ok lock=free head=D | nothing/ok/0",
+    "fix | prev=ok lock=free head=D | nothing/ok/0",  # not broken: nothing to record
+    "fix | broken prev=ok | need=lock",
+    "fix | broken prev=ok lock=held | nothing/ok/0",  # a run holds it: its own verdict follows
+    "fix | broken prev=ok lock=free | need=head",
+    "fix | broken prev=ok lock=free head=D | nothing/ok/0 +record",
+    "fix | broken prev=ok lock=free head=X | nothing/ok/0",  # a broken reset left the checkout elsewhere
+    "fix | broken prev=ok lock=free head=- | nothing/ok/0",  # no checkout to read: not verified
+    "fix | broken prev=ok running | nothing/ok/0",  # an interrupted run: the next run says its verdict
+    "fix | broken prev=ok running lock=free head=D | nothing/ok/0",
+    "fix | broken prev=down lock=free head=D | nothing/ok/0 notify=health_recovered +health health=ok +record",
+    "fix | broken sick=bot | need=lock",  # sick: the restart first
+    "fix | broken sick=bot lock=free | restart/would_restart/2 svc=bot budget=1",
+    "fix | broken sick=bot lock=free r=3 | backoff/backoff/2 notify=health_backoff +health health=down",
+    "fix | broken did=bot was=bot-down | need=lock",  # after the restart the lock was released: again
+    "fix | broken did=bot was=bot-down lock=free | need=head",
+    "fix | broken did=bot was=bot-down lock=free head=D | nothing/recovered/1 notify=health_recovered +health "
+    "health=ok +record",
+    "fix | broken sick=bot did=bot was=x lock=free head=D | nothing/down/2 notify=health_down +health health=down",
 ]
 
 
 def _facts(tokens):
     sick, prev, restarts, lock, did, was = (), {}, [], None, (), ()
+    verdict: dict = {}
     for tok in tokens:
         key, _, value = tok.partition("=")
         if key == "sick":
@@ -127,10 +157,16 @@ def _facts(tokens):
             did = tuple(value.split(","))
         elif key == "was":
             was = (value,)
+        elif key == "broken":
+            verdict.update(last_result="broken", deployed=DEPLOYED)
+        elif key == "running":
+            verdict["in_progress"] = True
+        elif key == "head":
+            verdict["head"] = {"D": DEPLOYED, "X": OTHER, "-": ""}[value]
         else:
             raise ValueError(f"unknown fact {tok!r}")
     return HealthFacts(sick=sick, prev=prev, restarts=tuple(sorted(restarts)), now=NOW, lock=lock, restarted=did,
-                       before=was)
+                       before=was, **verdict)
 
 
 def parse(row):
@@ -144,7 +180,7 @@ def test_decision_table(row):
     got = plan_health(HOST, facts, fix)
     head, *flags = expected
     if head.startswith("need="):
-        assert got == Need(head[5:], ""), got
+        assert got == Need(head[5:], DEPLOYED if head == "need=head" else ""), got
         return
     assert isinstance(got, HealthPlan), got
     kind, status, code = head.split("/")
@@ -163,6 +199,7 @@ def test_decision_table(row):
         assert got.health is None or got.health["since"] == SINCE, got
     else:
         assert got.health is None, got
+    assert got.record == ("+record" in want), got
 
 
 def test_the_table_covers_every_kind_and_status():
@@ -171,7 +208,7 @@ def test_the_table_covers_every_kind_and_status():
         fix, facts, _ = parse(row)
         got = plan_health(HOST, facts, fix)
         seen.add(got.fact if isinstance(got, Need) else (got.kind, got.status))
-    assert seen == {"lock", ("nothing", "ok"), ("nothing", "down"), ("nothing", "recovered"),
+    assert seen == {"lock", "head", ("nothing", "ok"), ("nothing", "down"), ("nothing", "recovered"),
                     ("restart", "would_restart"), ("backoff", "backoff"), ("busy", "busy")}
 
 
@@ -201,6 +238,9 @@ def test_messages_say_what_and_why():
     assert plan_health(HOST, facts, True).message == "restarted bot; healthy again (bot-down)"
     _, facts, _ = parse("fix | sick=bot did=bot was=x lock=free | -")
     assert plan_health(HOST, facts, True).message == "bot is not running (restarted bot, still failing)"
+    _, facts, _ = parse("fix | broken prev=ok lock=free head=D | -")
+    assert plan_health(HOST, facts, True).message == \
+        f"all services healthy; the host is no longer broken (on the deployed {short_sha(DEPLOYED)})"
 
 
 @pytest.mark.parametrize("row, would", [
@@ -214,6 +254,9 @@ def test_messages_say_what_and_why():
     ("fix | sick=api,bot lock=free | -", [("record", "state.json"), ("restart", "bot"), ("restart", "api"), ("log", "health log")]),
     ("fix | sick=bot lock=free r=3 | -", [("notify", "health_backoff"), ("record", "state.json"), ("log", "health log")]),
     ("fix | did=bot was=x lock=free | -", [("notify", "health_recovered"), ("record", "state.json"), ("log", "health log")]),
+    ("fix | broken prev=ok lock=free head=D | -", [("record", "history"), ("log", "health log")]),
+    ("fix | broken prev=ok lock=free head=X | -", [("log", "health log")]),
+    ("- | broken prev=ok lock=free head=D | -", []),
 ])
 def test_the_dry_run_names_exactly_the_plans_writes(row, would):
     fix, facts, _ = parse(row)
@@ -237,6 +280,8 @@ def test_every_write_of_a_plan_is_named(row):
     if got.restarts is not None:
         expect.append(("record", "state.json"))
     expect += [("restart", s) for s in got.services]
+    if got.record:
+        expect.append(("record", "history"))
     if got.notify:
         expect.append(("notify", got.notify[0]))
     if got.health is not None:
@@ -267,7 +312,10 @@ if hypothesis is not None:
         did = tuple(draw(st.lists(st.sampled_from(NAMES), unique=True, max_size=2)))
         facts = HealthFacts(sick=tuple((n, f"{n} is not running") for n in NAMES if n in sick), prev=prev,
                             restarts=tuple(sorted(restarts)), now=NOW, lock=lock, restarted=did,
-                            before=("was down",) if did else ())
+                            before=("was down",) if did else (),
+                            last_result=draw(st.sampled_from([None, "deployed", "broken", "rolled_back"])),
+                            deployed=draw(st.sampled_from([None, DEPLOYED])), in_progress=draw(st.booleans()),
+                            head=draw(st.sampled_from([None, "", DEPLOYED, OTHER])))
         return facts, draw(st.booleans())
 
 
@@ -278,9 +326,15 @@ if hypothesis is not None:
 
         facts, fix = case
         got = plan_health(HOST, facts, fix)
-        if isinstance(got, Need):  # the lock is asked for only when --fix would act on a sick host
-            assert fix and facts.sick and facts.lock is None and not facts.restarted
+        if isinstance(got, Need):  # asked for only when --fix would restart, or record a broken host healthy
+            restart = facts.sick and not facts.restarted
+            assert fix and (restart or (not facts.sick and facts.last_result == "broken"))
+            assert (got.fact == "lock" and facts.lock is None) or (got.fact == "head" and facts.head is None
+                                                                    and not restart and facts.lock == "")
             return
+        # recorded no longer broken: --fix, every service healthy on the deployed commit, the lock ours
+        assert got.record == (fix and not facts.sick and facts.last_result == "broken" and not facts.in_progress
+                              and bool(facts.deployed) and facts.lock == "" and facts.head == facts.deployed)
         if got.kind == "restart":  # under a free lock, within the budget, only the sick, once
             assert fix and facts.lock == "" and not facts.restarted
             assert set(got.services) == {n for n, _ in facts.sick}

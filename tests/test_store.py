@@ -110,6 +110,19 @@ def test_a_corrupt_state_reads_as_nothing_and_moves_aside_on_the_next_write(side
     assert aside[0].read_bytes() == before
 
 
+def test_record_appends_to_the_history_and_merges_the_state(side):
+    """A task's verdict recorded as a run's (health --fix, restart:
+    host/record.healthy_again): one history line, and state.json's merge
+    that keeps what others wrote."""
+    side.write_state(json.dumps({"deployed": "abc", "last_result": "broken", "pin": "p"}))
+    side.store.record({"last_result": "deployed", "last_check": 2.5}, {"run_id": "r1", "result": "deployed"})
+    side.store.record({"last_check": 3.5}, {"run_id": "r2", "result": "deployed"})
+    assert side.read_state() == {"deployed": "abc", "last_result": "deployed", "pin": "p", "last_check": 3.5}
+    history = side.at(side.host.paths.history)
+    assert [json.loads(line)["run_id"] for line in history.read_text().splitlines()] == ["r1", "r2"]
+    assert oct(history.stat().st_mode & 0o777) == "0o600"
+
+
 def test_the_lock_excludes_a_second_holder_and_records_the_first(side):
     first = {"actor": "cron@host", "trigger": "health", "target": None, "since": 1.0e9, "pid": 4242}
     held = side.store.lock(first)

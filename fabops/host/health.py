@@ -13,6 +13,10 @@ connection). Nagios codes: 0 OK, 1 recovered by --fix, 2 CRITICAL,
 - After 3 automatic restarts in an hour it stops restarting and notifies once.
 - With --fix (cron's line) it notifies on state change only, down once,
   recovered once, and appends one line to the health log.
+- With --fix, a host whose last run ended `broken` and whose every service
+  it finds healthy on the deployed commit (the checkout there, no run in
+  progress, under the host lock) is no longer broken: it records that as a
+  person's `restart` does (host/record.healthy_again), once.
 - Without --fix it is a read: it reports, and records, notifies and logs
   nothing.
 
@@ -34,6 +38,7 @@ from ..inventory import Host
 from ..records import Frozen, frozen, Plain, plain
 from .plan import Need
 from .readiness import LocalProbe, Readiness, quick_health, wait_ready
+from .record import healthy_again, short
 from .state import RESTART_LIMIT, budget_spent_until, recent_restarts
 from .store import LocalStore, Store
 from .would import Would, as_json
@@ -123,6 +128,11 @@ class HealthFacts(Frozen):
     lock: Optional[str] = None  # None: not gathered; "": free (the real run now holds it); else who holds it
     restarted: Tuple[str, ...] = ()  # services this run restarted: the look is the one after them
     before: Tuple[str, ...] = ()  # the failing checks' messages before those restarts
+    # state.json's verdict: the last run's result, the deployed commit, a run in progress
+    last_result: Optional[str] = None
+    deployed: Optional[str] = None
+    in_progress: bool = False
+    head: Optional[str] = None  # the checkout's commit: None: not gathered; "": unreadable (gathered for a record only)
 
 
 # What a health plan is: `nothing` (report, and notify on a change),
@@ -142,6 +152,7 @@ class HealthPlan(Frozen):
     restarts: Optional[Tuple[float, ...]] = None  # restart: the budget's record once these restarts count
     notify: Optional[Tuple[str, str]] = None  # (event, message): once per change of status
     health: Optional[dict] = None  # state.json's new `health` (None: unchanged)
+    record: bool = False  # healthy on the deployed commit after a broken run: its verdict recorded (healthy_again)
     log: bool = True  # a line in the health log
 
 
@@ -149,14 +160,46 @@ def plan_health(host: Host, facts: HealthFacts, fix: bool) -> Union[HealthPlan, 
     """What this health run does: pure (no file, command or clock), so the
     real run and `--dry-run` decide with this one function
     (docs/architecture.md, "Plans"). Need("lock") when --fix would restart
-    and the lock is not gathered yet: a healthy host never touches it.
-    Without --fix, health is a read: it reports and writes nothing (no
-    state, no log line, no notification). The record of a host's health
-    is cron's, whose line runs `health --fix --quiet`."""
+    and the lock is not gathered yet: a healthy host never touches it,
+    unless its last run ended broken (_no_longer_broken: then the lock and
+    Need("head"), the checkout's commit, once). Without --fix, health is a
+    read: it reports and writes nothing (no state, no history or log line,
+    no notification). The record of a host's health is cron's, whose line
+    runs `health --fix --quiet`."""
     p = _plan(host, facts, fix)
-    if fix or isinstance(p, Need):
+    if isinstance(p, Need):
         return p
-    return replace(p, notify=None, health=None, log=False)
+    if not fix:
+        return replace(p, notify=None, health=None, log=False)
+    if p.status in ("ok", "recovered"):
+        verdict = _no_longer_broken(facts)
+        if isinstance(verdict, Need):
+            return verdict
+        if verdict:  # words true of the dry run too: the `would` line says what is written
+            said = f"the host is no longer broken (on the deployed {short(facts.deployed)})"
+            return replace(p, record=True, message=f"{p.message}; {said}")
+    return p
+
+
+def _no_longer_broken(facts: HealthFacts) -> Union[bool, Need]:
+    """Whether a --fix run that sees every service healthy records that the
+    host is no longer broken: the last run ended `broken`, no run is in
+    progress (the next run finishes it, and says its verdict), the host
+    lock is ours (a run that holds it says its own verdict) and the
+    checkout is on the deployed commit (a broken reset or rollback can
+    leave it elsewhere: healthy there is not healthy on the deployed
+    commit). Asks for the lock, then the checkout's commit, only then: a
+    host that is not broken is never locked or read for it, and the record
+    is written once (the next run finds `deployed`)."""
+    if facts.last_result != "broken" or not facts.deployed or facts.in_progress:
+        return False
+    if facts.lock is None:
+        return Need("lock", "")
+    if facts.lock:
+        return False
+    if facts.head is None:
+        return Need("head", facts.deployed)
+    return facts.head == facts.deployed
 
 
 def _plan(host: Host, facts: HealthFacts, fix: bool) -> Union[HealthPlan, Need]:
@@ -215,6 +258,9 @@ def actions(p: HealthPlan) -> Iterator[Would]:
         for name in p.services:
             yield Would("restart", name, "failing its check; polled until ready, then every service is "
                                          "checked again (recovered or down, notified once)")
+    if p.record:
+        yield Would("record", "history", "every service healthy on the deployed commit: a run's record that "
+                                         "replaces the last run's broken result (state.json too)")
     if p.notify:
         yield Would("notify", p.notify[0], p.notify[1])
     if p.health is not None:
@@ -226,9 +272,25 @@ def actions(p: HealthPlan) -> Iterator[Would]:
 
 
 def _facts(checks: List[Readiness], state: dict, now: float) -> HealthFacts:
+    return HealthFacts(sick=tuple((r.service, r.message) for r in checks if not r.ok), now=now, **_stated(state))
+
+
+def _stated(state: dict) -> dict:
+    """HealthFacts' fields that state.json gives."""
     restarts = state.get("restarts")
-    return HealthFacts(sick=tuple((r.service, r.message) for r in checks if not r.ok), prev=_state_health(state),
-                       restarts=tuple(restarts) if isinstance(restarts, (list, tuple)) else (), now=now)
+    deployed = state.get("deployed")
+    return {"prev": _state_health(state), "restarts": tuple(restarts) if isinstance(restarts, (list, tuple)) else (),
+            "last_result": state.get("last_result"), "deployed": deployed if isinstance(deployed, str) else None,
+            "in_progress": bool(state.get("in_progress"))}
+
+
+def _checkout_head(manager) -> str:
+    """The checkout's commit where the services run from ("" when it
+    cannot be read), through the manager's own Target and app path."""
+    from ..shell import path
+    from .git import Git
+
+    return Git(manager.t, path(manager.app_path)).head() or ""
 
 
 def _report(host: Host, p: HealthPlan, checks: List[Readiness], **more) -> HealthReport:
@@ -255,38 +317,24 @@ def run_health(
     send = notify or (lambda event, message: [])
     checks = _look(manager, host, probe)
     facts = _facts(checks, store.load(), time.time())
-    p = plan_health(host, facts, fix)
-    lock = None
+    lock = _RunLock(store, {"actor": actor, "trigger": "health", "target": None, "since": facts.now,
+                            "pid": os.getpid()})
     restarted: List[str] = []
     try:
-        if isinstance(p, Need):  # --fix would restart: the lock first, so the restart is ours alone
-            info = {"actor": actor, "trigger": "health", "target": None, "since": facts.now, "pid": os.getpid()}
-            try:
-                lock = store.lock(info)
-            except LockedError as exc:
-                facts = replace(facts, lock=exc.message)
-            else:  # the budget read again under the lock: a run that just restarted counts
-                facts = replace(_facts(checks, store.load(), facts.now), lock="")
-            p = plan_health(host, facts, fix)
+        facts, p = _decide(host, facts, fix, lock.take, lambda: _checkout_head(manager))
         if p.kind == "restart":
             store.update({"restarts": list(p.restarts or ())})
-            for svc in host.services:
-                if svc.name not in p.services:
-                    continue
-                manager.restart(svc)
-                ready = wait_ready(manager, svc, timeout=min(timeout, svc.timeout) if timeout else svc.timeout,
-                                   probe=probe)
-                restarted.append(svc.name)
-                if not ready.ok:
-                    break
-    finally:
-        if lock is not None:
+            restarted = _restart(manager, host, p.services, timeout, probe)
+        if restarted:  # look again, outside the lock, and decide what to report (a record takes it again)
             lock.release()
-    if restarted:  # look again, outside the lock, and decide what to report
-        checks = _look(manager, host, probe)
-        facts = replace(facts, sick=tuple((r.service, r.message) for r in checks if not r.ok),
-                        restarted=tuple(restarted), before=tuple(m for _, m in facts.sick))
-        p = plan_health(host, facts, fix)
+            checks = _look(manager, host, probe)
+            facts = replace(facts, sick=tuple((r.service, r.message) for r in checks if not r.ok),
+                            restarted=tuple(restarted), before=tuple(m for _, m in facts.sick), lock=None)
+            facts, p = _decide(host, facts, fix, lock.take, lambda: _checkout_head(manager))
+        if p.record:  # under the lock: no run changes the host or says its verdict meanwhile
+            store.record(*healthy_again(host.name, "health", actor, facts.deployed, restarted))
+    finally:
+        lock.release()
     report = _report(host, p, checks, restarted=restarted)
     if p.notify:
         report.notified = send(*p.notify)
@@ -297,18 +345,71 @@ def run_health(
     return report
 
 
+class _RunLock:
+    """The host lock as one health run gathers it: `take` answers
+    plan_health's Need("lock") (LockedError: the holder, as the fact),
+    `release` gives it back (again: nothing)."""
+
+    def __init__(self, store: Store, info: dict):
+        self.store, self.info, self.held = store, info, None
+
+    def take(self, facts: HealthFacts) -> HealthFacts:
+        try:
+            self.held = self.store.lock(self.info)
+        except LockedError as exc:
+            return replace(facts, lock=exc.message)
+        # state.json read again under the lock: a run that just restarted
+        # counts in the budget, a run that just ended says its verdict
+        return replace(facts, lock="", **_stated(self.store.load()))
+
+    def release(self) -> None:
+        held, self.held = self.held, None
+        if held is not None:
+            held.release()
+
+
+def _restart(manager, host: Host, services: Tuple[str, ...], timeout: float, probe) -> List[str]:
+    """Restart `services` in inventory order, each polled until ready; the
+    first that is not ready stops the rest. The ones restarted."""
+    restarted: List[str] = []
+    for svc in host.services:
+        if svc.name not in services:
+            continue
+        manager.restart(svc)
+        ready = wait_ready(manager, svc, timeout=min(timeout, svc.timeout) if timeout else svc.timeout, probe=probe)
+        restarted.append(svc.name)
+        if not ready.ok:
+            break
+    return restarted
+
+
+def _decide(host: Host, facts: HealthFacts, fix: bool, lock: Callable[[HealthFacts], HealthFacts],
+            head: Callable[[], str]) -> Tuple[HealthFacts, HealthPlan]:
+    """plan_health, gathering each fact it asks for (`lock`: the host lock,
+    `head`: the checkout's commit) until it decides. The real run and the
+    dry run share this; `lock` takes the lock in one and reads its holder
+    in the other."""
+    p = plan_health(host, facts, fix)
+    while isinstance(p, Need):
+        facts = replace(facts, head=head()) if p.fact == "head" else lock(facts)
+        p = plan_health(host, facts, fix)
+    return facts, p
+
+
 def plan_only(host: Host, *, fix: bool, store: Store, manager, probe=None, holder: Callable[[], dict]) -> HealthReport:
     """`health [--fix] --dry-run`: the real run's look and plan_health's
     decision, rendered (`would`): no lock taken (`holder` only reads who
-    has it), no restart, no state, no log line, no notification."""
+    has it), no restart, no state, no history or log line, no
+    notification."""
     from .lock import describe_holder
 
-    checks = _look(manager, host, probe)
-    facts = _facts(checks, store.load(), time.time())
-    p = plan_health(host, facts, fix)
-    if isinstance(p, Need):
+    def read_holder(facts: HealthFacts) -> HealthFacts:
         who = holder()
-        p = plan_health(host, replace(facts, lock=f"locked: {describe_holder(who)}" if who else ""), fix)
+        return replace(facts, lock=f"locked: {describe_holder(who)}" if who else "")
+
+    checks = _look(manager, host, probe)
+    _, p = _decide(host, _facts(checks, store.load(), time.time()), fix, read_holder,
+                   lambda: _checkout_head(manager))
     return _report(host, p, checks, would=list(actions(p)))
 
 

@@ -11,7 +11,7 @@ import re
 import socket
 import time
 from dataclasses import field
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from .. import errors
 from ..inventory import Host
@@ -144,6 +144,28 @@ def short(sha: Optional[str]) -> str:
 def counted(number: int, noun: str) -> str:
     """`1 file`, `2 files`: a count and its noun, as a person writes it."""
     return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def healthy_again(host: str, trigger: str, actor: str, deployed: Optional[str], restarted: Sequence[str] = (),
+                  duration: float = 0.0) -> Tuple[dict, dict]:
+    """(state.json's updates, the history record) of a task that saw every
+    service healthy on the deployed commit: recorded as a run is (result
+    `deployed`), so its verdict supersedes the last run's and `status` and
+    `monitor` no longer say `broken` (docs/architecture.md, "Plans"). One
+    record for a person's `restart` that brought every service up
+    (remote.py) and for `health --fix` that found a broken host healthy
+    (host/health.py); each decides when, this says what."""
+    from .events import new_run_id
+
+    now = time.time()
+    at = f" at {short(deployed)}" if deployed else ""
+    message = (f"restarted {', '.join(restarted)}{at}; healthy again" if restarted
+               else f"every service healthy{at} again")
+    record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "ts": now, "run_id": new_run_id(),
+              "trigger": trigger, "actor": actor, "host": host, "from": deployed, "to": deployed,
+              "result": "deployed", "exit_code": errors.OK, "message": message,
+              "duration": round(duration, 3), "steps": [], "warnings": []}
+    return {"last_check": now, "last_result": "deployed"}, record
 
 
 class Recorder:

@@ -1,6 +1,7 @@
 """What `health` (and any agentless task) needs of a host's home, written
-down (docs/architecture.md, "Plans"): state.json, the host lock and the
-health log, through one interface whichever side reads them.
+down (docs/architecture.md, "Plans"): state.json, the host lock, the
+history and the health log, through one interface whichever side reads
+them.
 
 Two implementations, one behaviour (tests/test_store.py runs the same
 tests against both): `host/health.LocalStore` on the host itself (cron,
@@ -35,6 +36,11 @@ class Store(Protocol):
         set meanwhile stay; a corrupt file is moved aside to
         state.json.corrupt-<ns> first, then the update starts it over."""
 
+    def record(self, updates: dict, record: dict) -> None:
+        """A task's verdict recorded as a run's is (host/record.healthy_again):
+        append `record` to history.jsonl, then merge `updates` into
+        state.json as `update` does."""
+
     def lock(self, info: dict) -> Held:
         """Take the host lock, recording `info` (actor, trigger, ...) as
         its holder, or raise LockedError naming who holds it and the host.
@@ -64,6 +70,12 @@ class LocalStore:
         from .state import merge_state_file
 
         merge_state_file(self.paths.state, updates)  # the one merge: a run's keys written meanwhile stay
+
+    def record(self, updates: dict, record: dict) -> None:
+        from .files import append_json
+
+        append_json(self.paths.history, record)
+        self.update(updates)
 
     def lock(self, info: dict) -> Held:
         return take_lock(self.paths, info, self.host.name)
