@@ -567,8 +567,8 @@ def notify_once(host: Host, paths: HostPaths, done: dict) -> List[dict]:
     return [d.to_dict() for d in notify(host.name, "backup_failed", reason, home=host.home)]
 
 
-def locked_run(host: Host, paths: HostPaths) -> dict:
-    """A run at low priority: the local snapshot under the host lock (a
+def locked_run(host: Host, paths: HostPaths, priority: str = "") -> dict:
+    """A run (at the low priority main() set: `priority` says which): the local snapshot under the host lock (a
     deploy changes what it copies), then, under the backup lock only (an
     upload may take hours: deploys and health --fix go on), the off-host
     copy when a repository is set and retention; one notification per
@@ -578,7 +578,6 @@ def locked_run(host: Host, paths: HostPaths) -> dict:
     from .lock import HostLock
     from .record import default_actor
 
-    priority = lower_priority()
     info = {"actor": default_actor(), "trigger": "backup", "run_id": new_run_id()}
     with HostLock(paths.lock, info).acquire(wait=LOCK_WAIT):
         p = plan(host, paths, run_id=info["run_id"])
@@ -633,10 +632,10 @@ def verify_local(paths: HostPaths) -> dict:
 
 def verified(host: Host, paths: HostPaths) -> dict:
     """`verify`'s answer: the local check, and the repository's (restic
-    check and a restore compared) when one is set; at low priority."""
+    check and a restore compared) when one is set (at the low priority
+    main() set)."""
     from .restic import verify
 
-    lower_priority()
     out = {"local": verify_local(paths)}
     if host.backup.repository:
         os.makedirs(paths.backups, mode=0o700, exist_ok=True)
@@ -644,7 +643,7 @@ def verified(host: Host, paths: HostPaths) -> dict:
     return {"verify": out, "warnings": _warnings(host)}
 
 
-def result(action: str, host: Host, paths: HostPaths) -> dict:
+def result(action: str, host: Host, paths: HostPaths, priority: str = "") -> dict:
     """What `action` (plan, run, list, verify) answers, as one JSON object."""
     now = time.time()
     if action == "list":
@@ -660,7 +659,7 @@ def result(action: str, host: Host, paths: HostPaths) -> dict:
         p = plan(host, paths, run_id=DRY_RUN_ID, now=now)
         return {**p.to_dict(), "would": [w.to_dict() for w in p.would() + offsite_would(host)],
                 "warnings": _warnings(host)}
-    done = locked_run(host, paths)
+    done = locked_run(host, paths, priority)
     return {**done, "warnings": done["warnings"] + _warnings(host)}
 
 
@@ -708,7 +707,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         paths = HostPaths.for_home(host.home)
         if restoring:
             check_run_id(argv[1], "backup --restore")  # a file name under backups/, never a path (`../x`)
-        answer = restored(host, paths, restoring, argv[1:]) if restoring else result(argv[0], host, paths)
+        # the process lowers its own priority, here and not in the library
+        # functions: a caller that runs them in process (a test, the agent)
+        # would be left at nice 19 for good
+        priority = lower_priority() if argv[0] in ("run", "verify") else ""
+        answer = restored(host, paths, restoring, argv[1:]) if restoring else result(argv[0], host, paths, priority)
     except (RestoreError, UsageError) as exc:  # no such snapshot or item, not a run id: nothing was touched
         sys.stderr.write(f"fabops: backup --restore: {exc}\n")
         return 64  # USAGE (docs/errors.md)
