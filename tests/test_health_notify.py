@@ -89,7 +89,7 @@ def test_fix_never_restarts_during_a_deploy(box, recorder):
     recorder.requests.clear()
     with HostLock(str(box.home / "lock"), {"actor": "ci", "trigger": "deploy", "target": "x"}).acquire():
         code, rep = health(box, "--fix", env=env)
-    assert (code, rep["status"]) == (3, "busy") and "deploy in progress" in rep["message"]
+    assert (code, rep["status"]) == (3, "busy") and "the host is busy (locked: deploy by ci" in rep["message"]
     assert rep["restarted"] == [] and recorder.requests == []
 
 

@@ -229,7 +229,7 @@ def test_messages_say_what_and_why():
     assert got.message == "bot is not running; api is not running; --fix would restart bot, api"
     _, facts, _ = parse("fix | sick=bot lock=held | -")
     assert plan_health(HOST, facts, True).message == \
-        "deploy in progress (locked: deploy by alice@laptop); not restarting"
+        "the host is busy (locked: deploy by alice@laptop); not restarting"
     _, facts, _ = parse("fix | sick=bot lock=free r=3 | -")
     assert plan_health(HOST, facts, True).message == \
         f"bot is not running; {RESTART_LIMIT} automatic restarts in the last hour: not restarting again " \

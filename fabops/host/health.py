@@ -4,10 +4,11 @@ One library function for both callers, through a Store (host/store.py):
 cron on the host (LocalStore: the files read directly) and a laptop over
 SSH (remote.RemoteStore, agentless: the same files through the
 connection). Nagios codes: 0 OK, 1 recovered by --fix, 2 CRITICAL,
-3 UNKNOWN (unreachable, or a deploy holds the lock).
+3 UNKNOWN (unreachable, or another run holds the lock).
 
-- `--fix` takes the host lock (never while a deploy holds it: it reports
-  "deploy in progress", exit 3, and neither restarts nor notifies), restarts
+- `--fix` takes the host lock (never while another run holds it: a deploy,
+  a backup's snapshot, a reset; it reports "the host is busy (locked: WHO)",
+  exit 3, and neither restarts nor notifies), restarts
   the failing services and polls readiness (no fixed sleeps), then checks
   again.
 - After 3 automatic restarts in an hour it stops restarting and notifies once.
@@ -212,9 +213,11 @@ def _plan(host: Host, facts: HealthFacts, fix: bool) -> Union[HealthPlan, Need]:
     if facts.sick and fix and not facts.restarted:
         if facts.lock is None:
             return Need("lock", "")
-        if facts.lock:  # never while a deploy holds the lock: no restart, no notification
+        if facts.lock:  # never while another run holds the lock: no restart, no notification
+            # the holder names itself (a deploy, a backup's snapshot, ...):
+            # "deploy in progress" was untrue for a backup's short hold
             return HealthPlan("busy", "busy", errors.UNREACHABLE,
-                              f"deploy in progress ({facts.lock}); not restarting")
+                              f"the host is busy ({facts.lock}); not restarting")
         recent = tuple(recent_restarts(facts.restarts, facts.now))
         if budget_spent_until(facts.restarts, facts.now) is not None:
             message = (f"{down}; {len(recent)} automatic restarts in the last hour: not restarting again "

@@ -162,7 +162,7 @@ def health_error_line(name: str, error: Any) -> str:
 def health_lines(name: str, report: Any, quiet: bool, nothing: str = "") -> List[str]:
     """A host's health lines: none when --quiet and healthy. The Nagios
     word once: every message already says what happened (restarted, still
-    failing, --fix would restart, deploy in progress), so the status word
+    failing, --fix would restart, the host is busy), so the status word
     beside it (`OK ok`, `FAILED would_restart`) only repeated it; --json
     keeps `status`. `nothing`: a dry run's line when it would write
     nothing."""
