@@ -249,14 +249,23 @@ class Host(Frozen):
 
     def shown_dict(self) -> dict:
         """to_dict as output shows it (`hosts --json`): the repository URL
-        with its password masked (docs/backups.md, "Off the host"); host.yml
-        keeps to_dict's, which restic needs whole."""
-        from .redact import redacted
+        with its password masked, a check URL's userinfo hidden, and the
+        values of headers and env variables whose names say secret as
+        `***` (fabops/redact.py; docs/security.md). host.yml keeps
+        to_dict's, which restic and the checks need whole."""
+        from .redact import hidden_userinfo, redacted_url, secret_name
 
         data = self.to_dict()
         repo = data["backup"].get("repository")
         if repo:
-            repo["url"] = redacted(repo["url"])
+            repo["url"] = redacted_url(repo["url"])
+        for svc in data.get("services") or []:
+            check = svc.get("check")
+            if check:
+                check["url"] = hidden_userinfo(check["url"])
+                check["headers"] = {k: "***" if secret_name(k) else v for k, v in (check.get("headers") or {}).items()}
+        if data.get("env"):
+            data["env"] = {k: "***" if secret_name(k) else v for k, v in data["env"].items()}
         return data
 
 
@@ -512,9 +521,11 @@ class _Validator:
             if problem:
                 # a URL's password is never quoted back (a repository's: docs/backups.md);
                 # imported only here and in shown_dict: cron's lines load this module every poll
-                from .redact import redacted
+                from .redact import hidden_userinfo, redacted_url, secret_name
 
-                self.fail(key, f"{redacted(value)!r} {problem}" if len(value) < 80 else problem)
+                shown = ("***" if secret_name(key.rpartition(".")[2]) else
+                         hidden_userinfo(value) if key.endswith("check.url") else redacted_url(value))
+                self.fail(key, f"{shown!r} {problem}" if len(value) < 80 else problem)
         return value
 
     def integer(self, value: Any, key: str, lo: int, hi: int) -> int:

@@ -8,8 +8,13 @@ a user name alone (`sftp:user@host:/srv`) is a login, not a secret, and
 says which account is meant. Only what is shown is masked: host.yml and
 restic's RESTIC_REPOSITORY keep the real URL (docs/security.md).
 
-An HTTP check's URL is shown by its own rule (host/httpcheck.shown), which
-hides its whole userinfo: there a token is often the user part.
+A whole value (hosts --json, a hosts.yml problem's quote) is masked from
+`://user:` to its last `@` (redacted_url): a password may hold a space or a
+`/`, which end the match in running text. An HTTP check's URL hides its
+whole userinfo (hidden_userinfo, the rule host/httpcheck.shown applies on
+the host, where that module must import nothing of fabops): there a token
+is often the user part. Values under a name that says secret (a check's
+`Authorization` header, an env key like `API_TOKEN`) show as `***`.
 
 Standard library only: the host side (host/restic.py) uses it too.
 """
@@ -27,3 +32,34 @@ def redacted(text: str, mask: str = "***") -> str:
     """`text` with the password of every URL in it replaced by `mask`, the
     user name kept: `rest:https://user:***@host/repo`."""
     return _PASSWORD.sub(lambda m: f"{m.group(1)}:{mask}@", text)
+
+
+def redacted_url(url: str, mask: str = "***") -> str:
+    """One URL value with its password masked, the user kept: everything
+    between `://user:` and the value's last `@` (a password's space or `/`
+    included). A value without `://` is masked as running text."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return redacted(url, mask)
+    userinfo, _, after = rest.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}://{user}:{mask}@{after}" if colon else url
+
+
+def hidden_userinfo(url: str) -> str:
+    """An HTTP check's URL as shown: its whole `user:pass@` (or a token as
+    the user part) is `***@`."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest.partition("/")[0]:
+        return url
+    authority, slash, path = rest.partition("/")
+    return f"{scheme}://***@{authority.rpartition('@')[2]}{slash}{path}"
+
+
+# A header or env name whose value is a credential (case-insensitive).
+_SECRET_NAME = re.compile(r"authorization|cookie|token|secret|passw|api[-_]?key|private|credential", re.I)
+
+
+def secret_name(name: str) -> bool:
+    """Whether a header's or an env variable's value is shown as `***`."""
+    return bool(_SECRET_NAME.search(name))

@@ -333,19 +333,27 @@ _REPOSITORY_BAD = frozenset(" \t'\"$`;|<>(){}\\!*[]")
 def repository_url_problem(url: str) -> str | None:
     if url.startswith("-"):
         return "must not start with '-'"
-    if not any(c in _REPOSITORY_BAD for c in url):
-        return None
     # The characters are named only outside the password: a message never
     # shows a URL's password, not even in part (docs/backups.md). Imported
-    # here: cron's lines load this module on every poll, and a valid URL
-    # needs no redaction.
-    from .redact import redacted
+    # here: cron's lines load this module on every poll.
+    from .redact import redacted_url
 
-    bad = sorted({c for c in redacted(url, mask="") if c in _REPOSITORY_BAD})
+    outside = redacted_url(url, mask="")
+    bad = sorted({c for c in outside if c in _REPOSITORY_BAD})
     if bad:
         return f"is not a repository URL (like sftp:user@host:/srv/restic): {' '.join(repr(c) for c in bad)} refused"
-    return ("is not a repository URL: its password holds a character a shell or an option parser would read; "
-            "percent-encode it (%24 for $)")
+    if outside != url and _password_unsafe(url):
+        # restic's URL parser would stop at it and print the password's
+        # first part in its error ('invalid port ":sec"')
+        return ("is not a repository URL: its password holds a character that must be percent-encoded "
+                "(a space, / ? # or a character a shell would read); percent-encode it (%2F for /, %24 for $)")
+    return None
+
+
+def _password_unsafe(url: str) -> bool:
+    userinfo = url.partition("://")[2].rpartition("@")[0]
+    password = userinfo.partition(":")[2]
+    return any(c in _REPOSITORY_BAD or c in "/?#" or c.isspace() for c in password)
 
 
 # ------------------------------------------------------------------ the hosts.yml schema

@@ -89,3 +89,52 @@ def test_restics_own_spelling_of_the_url_shows_no_password(tmp_path, monkeypatch
         restic.call(repo, "snapshots")
     assert TOKEN not in str(err.value) and "https://user:***@127.0.0.1:1/r/config" in str(err.value), err.value
     assert (bin_dir / "restic.seen").read_text() == url + "\n"
+
+
+# The review's cases: a password with a space, `/`, `#` or `?` is refused by
+# hosts --check without a character of it shown, and every whole value is
+# masked to its last `@`; a check URL's userinfo, and header and env values
+# under names that say secret, are `***` in hosts --json.
+def _inventory(tmp_path, url, **extra):
+    host = {"connection": "local", "app": {"path": str(tmp_path / "app")},
+            "backup": {"repository": {"url": url, "password_file": str(tmp_path / "pw")}}}
+    host.update(extra)
+    path = tmp_path / "hosts.yml"
+    path.write_text(yaml.safe_dump({"hosts": {"h": host}}))
+    return path
+
+
+@pytest.mark.parametrize("password", ["xq7 zk9", "xq7/zk9", "xq7#zk9", "xq7?zk9", "xq7$zk9"])
+def test_a_password_a_url_parser_would_cut_is_refused_without_a_character_of_it(tmp_path, password):
+    url = f"rest:https://user:{password}@127.0.0.1:1/repo"
+    r = run_cli("hosts", "--check", "-i", str(_inventory(tmp_path, url)))
+    assert r.returncode == 78, r.stdout + r.stderr
+    assert "percent-encode" in r.stderr and "user:***@127.0.0.1:1/repo" in r.stderr
+    assert "xq7" not in r.stdout + r.stderr and "zk9" not in r.stdout + r.stderr, r.stderr
+
+
+def test_whole_values_are_masked_to_the_last_at_sign():
+    from fabops.redact import hidden_userinfo, redacted_url
+
+    assert redacted_url("rest:https://user:sec/r@t@host/repo") == "rest:https://user:***@host/repo"
+    assert redacted_url("rest:https://user:a b@host/repo") == "rest:https://user:***@host/repo"
+    assert redacted_url("sftp:user@host:/srv") == "sftp:user@host:/srv"
+    assert redacted_url("rest:https://host/repo") == "rest:https://host/repo"
+    assert hidden_userinfo("http://TOKEN@127.0.0.1:1/h") == "http://***@127.0.0.1:1/h"
+    assert hidden_userinfo("http://127.0.0.1:1/a@b") == "http://127.0.0.1:1/a@b"
+
+
+def test_hosts_json_hides_check_userinfo_and_secret_named_values(tmp_path):
+    svc = {"name": "bot", "manager": "process", "command": "x",
+           "check": {"url": "http://SECRETTOK@127.0.0.1:1/h", "headers": {"Authorization": "Bearer zzz9", "Accept": "text/plain"}}}
+    path = _inventory(tmp_path, "rest:https://user:ok%2Fpw@127.0.0.1:1/repo", services=[svc],
+                      env={"API_TOKEN": "tok123", "LOG_LEVEL": "info"})
+    r = run_cli("hosts", "--json", "-i", str(path))
+    assert r.returncode == 0, r.stderr
+    for secret in ("ok%2Fpw", "SECRETTOK", "zzz9", "tok123"):
+        assert secret not in r.stdout, secret
+    assert "text/plain" in r.stdout and '"info"' in r.stdout  # what is not secret stays readable
+    svc["check"]["url"] = "http://SECRET TOK@127.0.0.1:1/h"
+    path = _inventory(tmp_path, "sftp:u@h:/srv", services=[svc], env={"API_TOKEN": "$tok123"})
+    r = run_cli("hosts", "--check", "-i", str(path))
+    assert r.returncode == 78 and "SECRET" not in r.stderr and "tok123" not in r.stderr, r.stderr
