@@ -296,11 +296,11 @@ class _Stream:
                 continue
             command = self.commands[1 if attempt else 0]
             if attempt:
-                # "new lines follow" is true once the remote tail runs, not
-                # when the SSH session is up: the resumed command prints
-                # RESUMED right before it starts the tail, and the notice
-                # waits for that line (a line written before it is one of
-                # the "lines written meanwhile").
+                # "new lines follow" is said when the resumed command runs,
+                # not when the SSH session is up: it prints RESUMED right
+                # before it starts the tail, and the notice waits for that
+                # line (a line written before the tail has opened the log
+                # is one of the "lines written meanwhile": docs/architecture.md).
                 command = sh("printf '%s\\n' {mark}; {cmd}", mark=RESUMED, cmd=command)
                 self.out.marker = RESUMED
                 self.out.on_marker = lambda: self.notice(
