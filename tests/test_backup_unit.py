@@ -576,3 +576,16 @@ def test_list_reads_the_repository_with_one_restic_call(tmp_path, monkeypatch):
         ("20261202T030000-bbbbbb", 2048, "abc"), ("20261201T030000-aaaaaa", None, None)]
     lines = list_lines({"snapshots": [], "offsite_snapshots": off})
     assert lines[-2].endswith("2.0 KiB") and lines[-1].endswith("size ? (not on the host)"), lines
+
+
+def test_a_failed_copy_never_says_nothing_new_to_copy():
+    """Trial 5: 'nothing new to copy' beside 'off-host FAILED' was untrue:
+    this run's snapshot had not gone up."""
+    from fabops.tasks.backup import offsite_lines
+
+    failed = offsite_lines({"error": "off-host copy: restic snapshots exited 1", "uploaded": []})
+    assert failed[1] == "  the local snapshot is kept; nothing was copied; the next run copies what is missing"
+    part = offsite_lines({"error": "off-host copy: restic backup exited 1",
+                          "uploaded": [{"run_id": "20261207T010000-aaaaaa", "id": "1a2b3c4d"}]})
+    assert "1 snapshot up (20261207T010000-aaaaaa as 1a2b3c4d) before it failed" in part[1]
+    assert "nothing new to copy" not in " ".join(failed + part)

@@ -55,7 +55,10 @@ def offsite_lines(off) -> list:
     went = (f"{len(up)} snapshot{'s' if len(up) != 1 else ''} up ("
             + ", ".join(f"{u['run_id']} as {u['id']}" for u in up) + ")") if up else "nothing new to copy"
     if off.get("error"):
-        return [f"off-host FAILED: {off['error']}", f"  the local snapshot is kept; {went}; the next run copies "
+        # "nothing new to copy" would be untrue here: this run's snapshot
+        # did not go up (trial 5)
+        copied = f"{went} before it failed; " if up else "nothing was copied; "
+        return [f"off-host FAILED: {off['error']}", f"  the local snapshot is kept; {copied}the next run copies "
                 "what is missing"]
     gone = off.get("forgotten") or []
     return [f"off-host: {went}, forgot {len(gone)} by retention's rule ({float(off.get('duration') or 0):.1f} s)"]
