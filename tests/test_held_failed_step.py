@@ -53,3 +53,14 @@ def test_a_refused_flags_result_still_drops_it(monkeypatch, capsys):
     with pytest.raises(errors.UsageError):
         deploy.deploy_host(None, HOST, deploy.DeployOptions(), _Printer(len("web1"))("web1"))
     assert capsys.readouterr().out == ""
+
+
+def test_a_results_warnings_are_said_under_it(capsys):
+    """A run that exits 1 says why in plain lines too, not only in --json
+    (a trial's rollback printed '= deployed: ... healthy again' and exited 1)."""
+    on_event = _Printer(len("web1"))("web1")
+    on_event({"kind": "result", "result": "deployed", "exit_code": 1, "message": "restarted bot at abc; healthy again",
+              "warnings": ["was unhealthy, restarted: bot is down: its process is gone"]})
+    out = capsys.readouterr().out
+    assert "= deployed: restarted bot at abc; healthy again" in out
+    assert "warning: was unhealthy, restarted: bot is down: its process is gone" in out

@@ -443,7 +443,7 @@ class Pipeline:
         planner checked the restart budget) and record the outcome."""
         state.restarts = list(p.restarts)
         self.save(state)
-        self.res.warnings.append("restarted unhealthy: " + "; ".join(h.message for h in sick))
+        self.res.warnings.append("was unhealthy, restarted: " + "; ".join(h.message for h in sick))
         ok = self._restart_and_wait([s for s in self.host.services if s.name in p.services])
         state.last_check = time.time()
         names = ", ".join(sorted(p.services))

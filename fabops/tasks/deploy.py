@@ -94,6 +94,9 @@ class _Printer:
                 # a refused flag (exit 64) is the host's error line on
                 # stderr, once (deploy_host), not also a run's result
                 text = f"= {_said_once(event.get('result'), event.get('message'))}"
+                # the run's warnings are why it exits 1: said here too, not
+                # only in --json (a trial's rollback exited 1 in silence)
+                text += "".join(f"\n  warning: {w}" for w in event.get("warnings") or [])
             if text:
                 out.write(text.rstrip() + "\n")
 
