@@ -61,15 +61,26 @@ class _Fake:
     """Two hosts whose plans are given; connect and the reset itself faked
     (the plan and the question are what is tested), the questions kept."""
 
-    def __init__(self, monkeypatch, tmp_path, plans):
+    def __init__(self, monkeypatch, tmp_path, plans, capsys=None):
         self.asked, self.reset = [], []
+        self.capsys, self.err_at_question = capsys, []
         self.inventory = str(write_inventory(tmp_path / "hosts.yml", {
             name: {"address": "127.0.0.1", "services": [{"name": "bot", "manager": "process", "command": "true"}]} for name in plans}))
         monkeypatch.setattr("fabops.connection.connect", lambda host, inv, **kw: object())
         monkeypatch.setattr("fabops.connection.close_quietly", lambda cxn: None)
         monkeypatch.setattr("fabops.maintenance.reset_plan", lambda c, host: plans[host.name])
         monkeypatch.setattr("fabops.maintenance.reset", self._reset)
-        monkeypatch.setattr("fabops.tasks.maintenance.confirm", lambda question, yes: self.asked.append(question))
+        monkeypatch.setattr("fabops.tasks.maintenance.confirm", self._confirm)
+
+    def _confirm(self, question, yes):
+        """The question kept, with what stderr held when it was asked (read
+        and written back, so the test still sees the whole output)."""
+        self.asked.append(question)
+        if self.capsys is not None:
+            said = self.capsys.readouterr()
+            self.err_at_question.append(said.err)
+            sys.stdout.write(said.out)
+            sys.stderr.write(said.err)
 
     def _reset(self, c, host, plan, actor, force=False, progress=None):
         self.reset.append((host.name, force))
@@ -104,12 +115,13 @@ def test_when_every_host_refuses_nothing_is_asked(monkeypatch, tmp_path, capsys)
 
 
 def test_when_some_refuse_the_question_names_only_the_hosts_it_resets(monkeypatch, tmp_path, capsys):
-    fake = _Fake(monkeypatch, tmp_path, {"web1": _plan(held=[HELD]), "web2": _plan()})
+    fake = _Fake(monkeypatch, tmp_path, {"web1": _plan(held=[HELD]), "web2": _plan()}, capsys)
     assert fake.run() == FAILED  # web2 reset, web1 refused: the refusal's code counts
     out, err = capsys.readouterr()
     assert fake.asked == ["Reset web2"] and fake.reset == [("web2", False)], (fake.asked, fake.reset)
     assert "[web2] plan: save .env" in out and "[web1] plan" not in out and "[web2] deployed: reset to" in out
-    assert err.count(HELD) == 1 and err.index(HELD) >= 0, err  # said once, before the question
+    assert err.count(HELD) == 1, err  # said once, and before the question:
+    assert f"fabops: web1: {HELD}" in fake.err_at_question[0], fake.err_at_question
 
 
 def test_force_asks_to_stop_only_the_holders_the_plan_found(monkeypatch, tmp_path, capsys):
@@ -123,6 +135,84 @@ def test_force_asks_to_stop_only_the_holders_the_plan_found(monkeypatch, tmp_pat
     monkeypatch.setattr("fabops.maintenance.reset_plan", lambda c, host: _plan())
     assert fake.run("force") == 0 and fake.asked == ["Reset web1, web2"] and fake.reset == [("web1", False),
                                                                                            ("web2", False)]
+
+
+class _Locked:
+    """RemoteLock on a host whose lock is held: the first take fails as
+    RemoteLock's does (exit 4), the one after the stop succeeds."""
+
+    def __init__(self, taken):
+        self.taken = taken
+
+    def __call__(self, c, host, info):
+        return self
+
+    def __enter__(self):
+        from fabops.errors import LockedError
+
+        self.taken.append("try")
+        if len(self.taken) == 1:
+            raise LockedError("locked: deploy by ops@ci", host="web1")
+        return self
+
+
+@pytest.mark.parametrize("now, stops", [
+    ({"actor": "ops@ci", "trigger": "deploy", "pid": 77, "run_id": "r-77"}, True),  # the plan's holder
+    ({"actor": "ops@ci", "trigger": "deploy", "pid": 99, "run_id": "r-99"}, False),  # a new run took it
+    ({"actor": "ops@ci", "trigger": "deploy", "pid": 77, "run_id": "r-other"}, False),  # the pid reused
+])
+def test_force_stops_only_the_holder_the_plan_named(monkeypatch, now, stops):
+    """The question said `would kill pid 77`: --force stops that run, and
+    a run that took the lock since (another pid or run id) is exit 4 with
+    the holder named, nothing stopped (#26 review)."""
+    from fabops.errors import LockedError
+    mod = sys.modules["fabops.maintenance.reset"]
+    taken, stopped = [], []
+    monkeypatch.setattr("fabops.remote.RemoteLock", _Locked(taken))
+    monkeypatch.setattr(mod, "_remote_holder", lambda c, host: now)
+    monkeypatch.setattr(mod, "stop_holder", lambda c, host, holder: stopped.append(holder["pid"]))
+    plan = _plan(lock="locked", holder="deploy by ops@ci (pid 77, run r-77)", holder_pid=77, holder_run_id="r-77")
+    said = []
+    if stops:
+        assert mod._take_lock(None, _host(), {}, plan, said.append) is not None
+        assert stopped == [77] and taken == ["try", "try"] and "pid 77" in said[0], said
+        return
+    with pytest.raises(LockedError) as exc:
+        mod._take_lock(None, _host(), {}, plan, said.append)
+    assert stopped == [] and said == [] and taken == ["try"]
+    msg = str(exc.value)
+    assert f"pid {now['pid']}" in msg and "the holder changed since the plan" in msg and "run reset again" in msg, msg
+    assert "(it named deploy by ops@ci (pid 77, run r-77))" in msg and exc.value.exit_code == LOCKED
+
+
+def test_the_plan_reads_the_lock_in_the_checkout_script(tmp_path):
+    """One round trip (docs/architecture.md, "Plans"): reset_plan_cmd's
+    `lock` section names the holder, as remote.lock_holder did, run here
+    with sh and flock(1) against a lock that a HostLock holds."""
+    import shutil
+    import subprocess
+
+    from fabops.host.lock import HostLock
+    from fabops.inventory import from_data
+    from fabops.maintenance.reset import parse_reset_plan, reset_plan_cmd
+    from fabops.probe import MARK
+
+    if not shutil.which("flock"):
+        pytest.skip("no flock(1)")
+    home = tmp_path / "fabops"
+    host = from_data({"hosts": {"web1": {"app": {"path": str(tmp_path / "app")}, "home": str(home),
+                                         "services": [{"name": "bot", "manager": "process", "command": "true"}]}}}).hosts["web1"]
+    home.mkdir(parents=True)
+    lock = host.paths.lock
+    free = subprocess.run(["sh", "-c", reset_plan_cmd(host)], capture_output=True, text=True)
+    assert free.returncode == 0 and parse_reset_plan(free.stdout).lock == "take", free
+    info = {"actor": "ops@ci", "trigger": "deploy", "pid": 77, "run_id": "r-77", "phase": "checkout"}
+    with HostLock(lock, info).acquire(wait=0):
+        held = subprocess.run(["sh", "-c", reset_plan_cmd(host)], capture_output=True, text=True)
+    plan = parse_reset_plan(held.stdout)
+    assert held.returncode == 0 and (plan.lock, plan.holder_pid, plan.holder_run_id) == ("locked", 77, "r-77"), held
+    assert plan.holder.startswith("deploy by ops@ci (pid 77") and plan.head is None
+    assert f"{MARK}lock" not in reset_plan_cmd(host, lock=False)
 
 
 def test_the_sandbox_refuses_a_locked_host_without_asking(sandbox, monkeypatch):

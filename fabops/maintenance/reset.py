@@ -23,19 +23,31 @@ from ..target import Target
 from .common import app_file, record_run, stamp
 
 
-def reset_plan_cmd(host: Host) -> Cmd:
-    # `; echo` after cat: a state.json without a final newline would put
-    # the end marker on its `}` line and lose the JSON (as remote._marker
-    # guards status); split_sections strips the blank line
+def reset_plan_cmd(host: Host, lock: bool = True) -> Cmd:
+    """The plan's facts in one round trip (docs/architecture.md, "Plans"):
+    the checkout, origin's head, state.json and, with `lock`, the host
+    lock's holder (remote.lock_holder_cmd: tested, never taken). A local
+    target leaves the lock out: reset_plan reads it in-process."""
+    # `; echo` after cat: a state.json (or a holder record) without a final
+    # newline would put the next marker on its `}` line and lose the JSON
+    # (as remote._marker guards status); split_sections strips the blank
+    # line. The lock's test runs in a subshell, so its `exit` ends only the
+    # section; its failure (no flock(1), an unreadable lock) is the
+    # script's exit code once every section is printed, never a free lock
+    from ..remote import lock_holder_cmd
+
+    holder = sh("echo {m}lock; ( {test} ) || lock_rc=$?; echo\n", m=MARK, test=lock_holder_cmd(host)) if lock else sh("")
     return sh(
         "echo {m}head; git -C {app} rev-parse HEAD 2>/dev/null\n"
         "echo {m}dirty; git -C {app} status --porcelain=v1 --untracked-files=all 2>/dev/null\n"
         "echo {m}target; {ls_remote} 2>/dev/null | cut -f1\n"
         "echo {m}env; [ -f {env} ] && echo yes\n"
         "echo {m}state; cat {state} 2>/dev/null; echo\n"
-        "echo {m}end\n",
+        "{holder}"
+        "echo {m}end\n"
+        "exit ${{lock_rc:-0}}\n",
         m=MARK, app=path(host.app.path), ls_remote=ls_remote_cmd(path(host.app.path), host.app.remote, host.app.branch),
-        env=app_file(host, host.env_file), state=path(host.paths.state))
+        env=app_file(host, host.env_file), state=path(host.paths.state), holder=holder)
 
 
 @dataclass
@@ -59,6 +71,9 @@ class ResetPlan:
     lock: str = "take"
     holder: str = ""
     holder_pid: Optional[int] = None
+    # the holder's run id: with its pid, the run --force may stop, and no
+    # other (_take_lock: a holder that changed since the plan is exit 4)
+    holder_run_id: Optional[str] = None
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -115,18 +130,30 @@ def reset_would(host: Host, p: ResetPlan, force: bool = False) -> List[Would]:
 
 def reset_plan(c, host: Host) -> ResetPlan:
     """The checkout, the declared ports and the host lock as they are now:
-    all read, nothing taken or written."""
+    all read, nothing taken or written. The checkout and the lock's holder
+    come from one script (reset_plan_cmd); a local target's lock is tested
+    in-process (host/lock.peek_holder: no flock(1) needed)."""
+    from ..host.lock import peek_holder
+
+    t = Target.of(c, host)
+    plan = parse_reset_plan(t.run(reset_plan_cmd(host, lock=not t.is_local),
+                                  "reading the checkout and the host lock").stdout)
+    if t.is_local:
+        _set_holder(plan, peek_holder(t.paths.lock))
+    plan.held = held(c, host)
+    return plan
+
+
+def _set_holder(plan: ResetPlan, holder: dict) -> None:
+    """The lock as a reset meets it (host/queue.lock_verdict for a reset),
+    and who holds it: described, its pid and run id."""
     from ..host.lock import describe_holder
     from ..host.queue import lock_verdict
-    from ..remote import lock_holder
 
-    plan = parse_reset_plan(Target.of(c, host).run(reset_plan_cmd(host), "reading the checkout").stdout)
-    plan.held = held(c, host)
-    holder = lock_holder(c, host)
     plan.lock = lock_verdict("reset", None, holder)[0]
     plan.holder = describe_holder(holder) if holder else ""
     plan.holder_pid = holder.get("pid") if isinstance(holder.get("pid"), int) else None
-    return plan
+    plan.holder_run_id = holder.get("run_id") if isinstance(holder.get("run_id"), str) else None
 
 
 def held(c, host: Host) -> List[str]:
@@ -145,7 +172,7 @@ def parse_reset_plan(output: str) -> ResetPlan:
     target = (s.get("target") or "").split()[0] if s.get("target") else None
     bad = state.get("bad") if isinstance(state.get("bad"), dict) else {}
     deployed = state.get("deployed") if isinstance(state.get("deployed"), str) else None
-    return ResetPlan(
+    plan = ResetPlan(
         head=(s.get("head") or None),
         target=target,
         dirty=[ln for ln in (s.get("dirty") or "").splitlines() if ln.strip()],
@@ -154,6 +181,11 @@ def parse_reset_plan(output: str) -> ResetPlan:
         known_bad=known_bad(bad, target, deployed, "reset"),
         pin=state.get("pin") if isinstance(state.get("pin"), str) else None,
     )
+    if "lock" in s:
+        from ..remote import parse_lock_holder
+
+        _set_holder(plan, parse_lock_holder(s["lock"]))
+    return plan
 
 
 def _state(text: str) -> dict:
@@ -239,7 +271,7 @@ def reset(c, host: Host, plan: ResetPlan, actor: str, force: bool = False, progr
     run_id = new_run_id()
     info = {"actor": actor, "trigger": "reset", "target": plan.target, "since": time.time(), "pid": None, "run_id": run_id}
     started = time.monotonic()
-    lock = _take_lock(c, host, info, force, steps.say)
+    lock = _take_lock(c, host, info, plan if force else None, steps.say)
     try:
         refused = held(c, host)  # looked again under the lock, before anything is saved or stopped
         if refused:
@@ -293,18 +325,25 @@ class _Steps:
         self.say(f"{'✓' if ok else '✗'} {name} {message}".rstrip())
 
 
-def _take_lock(c, host: Host, info: dict, force: bool, say):
+def _take_lock(c, host: Host, info: dict, forced: Optional[ResetPlan], say):
     """The host lock (an emergency tool: a watching run is asked to end its
-    watch); with --force, a run that holds it is stopped first."""
+    watch); with --force (`forced`: the plan the person confirmed), the run
+    that holds it is stopped first, only if it is the holder that plan
+    named (its pid and run id): a run that took the lock since is not the
+    one the person agreed to stop, so it is exit 4 (docs/maintenance.md)."""
     from ..errors import LockedError
+    from ..host.lock import describe_holder
     from ..remote import RemoteLock
 
     try:
         return RemoteLock(c, host, info).__enter__()
     except LockedError:
-        if not force:
+        if forced is None:
             raise
         holder = _remote_holder(c, host)
+        if (holder.get("pid"), holder.get("run_id")) != (forced.holder_pid, forced.holder_run_id):
+            raise LockedError(f"locked: {describe_holder(holder)}; the holder changed since the plan "
+                              f"(it named {forced.holder}): run reset again", host=host.name) from None
         say(f"--force: stopping the run that holds the lock (pid {holder.get('pid')})")
         stop_holder(c, host, holder)
         return RemoteLock(c, host, info).__enter__()
