@@ -30,6 +30,9 @@ def _plan(**kw) -> ResetPlan:
     (_plan(lock="locked", holder="deploy by ops@ci (pid 77)", holder_pid=77), True, None, None),
     (_plan(lock="locked", holder="deploy by ops@ci", holder_pid=None), True, FAILED,
      ["the lock holder recorded no pid; stop it by hand"]),
+    # without --force a holder with no pid is not said to be --force's to stop (trial)
+    (_plan(lock="locked", holder="another process (no details recorded)", holder_pid=None), False, LOCKED,
+     ["locked: another process (no details recorded) (it recorded no pid: stop it by hand)"]),
     (_plan(lock="end_watch", holder="deploy by ops@ci (pid 77)", holder_pid=77), False, None, None),
     # the lock is taken first: a locked host is LOCKED whatever else, and says both
     (_plan(held=[HELD], lock="locked", holder="cron by root", holder_pid=9), False, LOCKED,
@@ -243,3 +246,11 @@ def test_the_sandbox_refuses_a_locked_host_without_asking(sandbox, monkeypatch):
     text = session.out.decode("utf-8", "replace")
     assert tty == 4 and "[y/N]" not in text and "locked: deploy by ops@ci" in text, text
     assert not list(sandbox.home.glob("**/reset-*"))
+
+
+def test_a_holder_that_wrote_nothing_is_another_process_not_question_marks():
+    from fabops.host.lock import describe_holder
+
+    assert describe_holder({"pid": 0}) == "another process (no details recorded)"
+    assert describe_holder({"run_id": "r1"}) == "another process (no details recorded) (run r1)"
+    assert describe_holder({"trigger": "deploy", "actor": "ops@ci"}) == "deploy by ops@ci"

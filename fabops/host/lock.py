@@ -34,7 +34,11 @@ def describe_holder(holder: dict) -> str:
              if isinstance(since, (int, float)) else "",
              f"run {holder['run_id']}" if holder.get("run_id") else ""]
     facts = [f for f in facts if f]
-    return f"{holder.get('trigger', '?')} by {holder.get('actor', '?')}" + (f" ({', '.join(facts)})" if facts else "")
+    # `? by ?` told a trial nothing: a holder that wrote no trigger or actor
+    # (a person's `flock lock ...`) is another process
+    who = (f"{holder.get('trigger', '?')} by {holder.get('actor', '?')}" if holder.get("trigger") or holder.get("actor")
+           else "another process (no details recorded)")
+    return who + (f" ({', '.join(facts)})" if facts else "")
 
 
 def peek_holder(path: str) -> dict:

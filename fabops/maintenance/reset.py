@@ -88,9 +88,13 @@ class ResetPlan:
         from ..errors import FAILED, LOCKED
 
         locked = self.lock == "locked"
+        stoppable = isinstance(self.holder_pid, int) and self.holder_pid > 1
         if locked and not force:
-            return LOCKED, [f"locked: {self.holder} (reset --force stops it, after confirmation)"] + self.held
-        if locked and not (isinstance(self.holder_pid, int) and self.holder_pid > 1):
+            # --force is named only when it could stop the holder (a trial
+            # was told it would, then that it cannot: no pid recorded)
+            how = "reset --force stops it, after confirmation" if stoppable else "it recorded no pid: stop it by hand"
+            return LOCKED, [f"locked: {self.holder} ({how})"] + self.held
+        if locked and not stoppable:
             return FAILED, [NO_PID] + self.held
         return (FAILED, list(self.held)) if self.held else None
 
