@@ -427,7 +427,8 @@ def restart_would(host: Host, p: RestartPlan) -> List[Would]:
                                             "and acts at once"))
     out += [Would("restart", name, "then poll it until ready") for name in p.services]
     if restart_records(host, p, p.verdict == "end_watch"):
-        out.append(Would("record", "state.json", "once all are ready, replacing the last run's result"))
+        out.append(Would("record", "state.json", "once all are ready on the deployed commit, replacing the last "
+                                                  "run's result"))
     return out
 
 
@@ -453,26 +454,47 @@ def restart_services(c, host: Host, service: Optional[str], actor: str, progress
             out.append(dict(ready.to_dict(), ended_watch=describe_holder(lock.ended) if lock.ended else None))
             if not ready.ok:
                 break
-        if restart_records(host, p, bool(lock.ended)) and len(out) == len(p.services) and all(x["ok"] for x in out):
-            _record_restart(c, host, actor, out)
+        if restart_records(host, p, bool(lock.ended)) and len(out) == len(p.services):
+            _record_restart(c, host, actor, out, manager.app_path)
     return out
 
 
-def _record_restart(c, host: Host, actor: str, out: List[dict]) -> None:
-    """A person's restart that brought every service up is recorded as a run
-    is (one history line and state.json's merge, under the lock it holds):
-    its verdict supersedes the last run's, so `status` and `monitor` no
-    longer say `broken` after a person fixed it (trial #24), as the
-    pipeline's own restart of a sick service records `deployed` (the
-    record: host/record.healthy_again, health --fix's too)."""
-    from .host.record import healthy_again
+def _record_restart(c, host: Host, actor: str, out: List[dict], app_path: str) -> None:
+    """A person's restart that brought every service up on the deployed
+    commit is recorded as a run is (one history line and state.json's
+    merge, under the lock it holds): its verdict supersedes the last run's,
+    so `status` and `monitor` no longer say `broken` after a person fixed
+    it (trial #24), as the pipeline's own restart of a sick service records
+    `deployed` (the record: host/record.healthy_again, health --fix's too).
+    When is host/record.verdict_holds, health --fix's rule: every service
+    healthy, no run in progress (the next run finishes it and says its
+    verdict), the checkout on the deployed commit (a broken reset can leave
+    it elsewhere: BROKEN stays)."""
+    from .host.record import healthy_again, verdict_holds
 
-    state = read_home_json(c, host, host.paths.state)
-    if state.get("in_progress"):  # an interrupted run: the next run finishes it, and says its verdict
+    state, head = _state_and_head(c, host, app_path)
+    if not verdict_holds(all(x["ok"] for x in out), state.get("deployed"), state.get("in_progress"), head):
         return
     RemoteStore(c, host).record(*healthy_again(host.name, "restart", actor, state.get("deployed"),
                                                [x["service"] for x in out],
                                                sum(float(x.get("seconds") or 0) for x in out)))
+
+
+def _state_and_head(c, host: Host, app_path: str) -> Tuple[dict, str]:
+    """state.json's object ({} when missing or not one) and the checkout's
+    commit ("" when unreadable), in the one round trip that read state.json
+    alone before."""
+    from .host.git import rev_parse_cmd
+
+    out = Target.of(c, host).output(lines([
+        _marker("state"), sh("cat {f} 2>/dev/null", f=quote_path(host.paths.state)),
+        _marker("head"), sh("{git} 2>/dev/null || true", git=rev_parse_cmd(path(app_path), "HEAD"))]))
+    sections = split_sections(out)
+    try:
+        state = json.loads(sections.get("state") or "{}")
+    except ValueError:
+        state = {}
+    return state if isinstance(state, dict) else {}, sections.get("head", "").strip()
 
 
 def restart_dry_run(c, host: Host, service: Optional[str]) -> dict:

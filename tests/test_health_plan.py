@@ -24,7 +24,7 @@ from __future__ import annotations
 import pytest
 
 from fabops import errors, inventory
-from fabops.host.health import HealthFacts, HealthPlan, actions, plan_health
+from fabops.host.health import HealthFacts, HealthPlan, actions, plan_health, said, said_would
 from fabops.host.plan import Need
 from fabops.host.state import RESTART_LIMIT
 from fabops.shortsha import short_sha
@@ -114,13 +114,17 @@ ROWS = [
     "fix | sick=bot,api did=bot was=x lock=free prev=down! | nothing/down/2 +since",
     # the last run ended broken: healthy on the deployed commit, under the
     # lock, with no run in progress, is recorded (once: the record says
-    # `deployed`); a plain check is still a read
+    # `deployed`); a plain check is still a read. The checkout's commit is
+    # read first: the lock only when it is the deployed one
     "- | broken prev=ok | nothing/ok/0",
     "- | broken prev=ok lock=free head=D | nothing/ok/0",
     "fix | prev=ok lock=free head=D | nothing/ok/0",  # not broken: nothing to record
-    "fix | broken prev=ok | need=lock",
-    "fix | broken prev=ok lock=held | nothing/ok/0",  # a run holds it: its own verdict follows
-    "fix | broken prev=ok lock=free | need=head",
+    "fix | broken prev=ok | need=head",
+    "fix | broken prev=ok head=D | need=lock",
+    "fix | broken prev=ok head=X | nothing/ok/0",  # never locked: cron's run would hold off a person's deploy
+    "fix | broken prev=ok head=- | nothing/ok/0",
+    "fix | broken prev=ok lock=held head=D | nothing/ok/0",  # a run holds it: its own verdict follows
+    "fix | broken prev=ok lock=free | need=head",  # under the lock (_RunLock.take forgot it): read again
     "fix | broken prev=ok lock=free head=D | nothing/ok/0 +record",
     "fix | broken prev=ok lock=free head=X | nothing/ok/0",  # a broken reset left the checkout elsewhere
     "fix | broken prev=ok lock=free head=- | nothing/ok/0",  # no checkout to read: not verified
@@ -130,7 +134,8 @@ ROWS = [
     "fix | broken sick=bot | need=lock",  # sick: the restart first
     "fix | broken sick=bot lock=free | restart/would_restart/2 svc=bot budget=1",
     "fix | broken sick=bot lock=free r=3 | backoff/backoff/2 notify=health_backoff +health health=down",
-    "fix | broken did=bot was=bot-down | need=lock",  # after the restart the lock was released: again
+    "fix | broken did=bot was=bot-down | need=head",  # after the restart the lock was released: again
+    "fix | broken did=bot was=bot-down head=D | need=lock",
     "fix | broken did=bot was=bot-down lock=free | need=head",
     "fix | broken did=bot was=bot-down lock=free head=D | nothing/recovered/1 notify=health_recovered +health "
     "health=ok +record",
@@ -239,8 +244,11 @@ def test_messages_say_what_and_why():
     _, facts, _ = parse("fix | sick=bot did=bot was=x lock=free | -")
     assert plan_health(HOST, facts, True).message == "bot is not running (restarted bot, still failing)"
     _, facts, _ = parse("fix | broken prev=ok lock=free head=D | -")
-    assert plan_health(HOST, facts, True).message == \
-        f"all services healthy; the host is no longer broken (on the deployed {short_sha(DEPLOYED)})"
+    got = plan_health(HOST, facts, True)
+    assert said(got) == f"all services healthy; the host is no longer broken (on the deployed {short_sha(DEPLOYED)})"
+    # the dry run's words: status still says broken then
+    assert said_would(got) == \
+        f"all services healthy; the host would no longer be broken (on the deployed {short_sha(DEPLOYED)})"
 
 
 @pytest.mark.parametrize("row, would", [
@@ -256,6 +264,11 @@ def test_messages_say_what_and_why():
     ("fix | did=bot was=x lock=free | -", [("notify", "health_recovered"), ("record", "state.json"), ("log", "health log")]),
     ("fix | broken prev=ok lock=free head=D | -", [("record", "history"), ("log", "health log")]),
     ("fix | broken prev=ok lock=free head=X | -", [("log", "health log")]),
+    # a restart on a broken host: the real run's second look records it if every service recovers there
+    ("fix | broken sick=bot lock=free | -", [("record", "state.json"), ("restart", "bot"), ("record", "history"),
+                                             ("log", "health log")]),
+    ("fix | broken running sick=bot lock=free | -", [("record", "state.json"), ("restart", "bot"),
+                                                     ("log", "health log")]),
     ("- | broken prev=ok lock=free head=D | -", []),
 ])
 def test_the_dry_run_names_exactly_the_plans_writes(row, would):
@@ -280,7 +293,7 @@ def test_every_write_of_a_plan_is_named(row):
     if got.restarts is not None:
         expect.append(("record", "state.json"))
     expect += [("restart", s) for s in got.services]
-    if got.record:
+    if got.record or got.may_record:
         expect.append(("record", "history"))
     if got.notify:
         expect.append(("notify", got.notify[0]))
@@ -329,8 +342,9 @@ if hypothesis is not None:
         if isinstance(got, Need):  # asked for only when --fix would restart, or record a broken host healthy
             restart = facts.sick and not facts.restarted
             assert fix and (restart or (not facts.sick and facts.last_result == "broken"))
-            assert (got.fact == "lock" and facts.lock is None) or (got.fact == "head" and facts.head is None
-                                                                    and not restart and facts.lock == "")
+            # the checkout's commit first; the lock for a record only with it on the deployed commit
+            assert (got.fact == "lock" and facts.lock is None and (restart or facts.head == facts.deployed)) \
+                or (got.fact == "head" and facts.head is None and not restart)
             return
         # recorded no longer broken: --fix, every service healthy on the deployed commit, the lock ours
         assert got.record == (fix and not facts.sick and facts.last_result == "broken" and not facts.in_progress
@@ -355,3 +369,52 @@ if hypothesis is not None:
             assert not facts.sick and got.code == errors.OK
         if facts.sick and got.kind == "nothing":
             assert got.status == "down" and got.code == errors.FAILED
+
+
+class _Store:
+    """A Store that counts: what run_health locked, recorded and logged."""
+
+    def __init__(self, state):
+        self.state, self.calls = state, []
+
+    def load(self):
+        return dict(self.state)
+
+    def update(self, updates):
+        self.calls.append(("update", tuple(updates)))
+
+    def record(self, updates, record):
+        self.calls.append(("record", record["result"]))
+
+    def lock(self, info):
+        self.calls.append(("lock",))
+        store = self
+
+        class Held:
+            def release(self):
+                store.calls.append(("release",))
+        return Held()
+
+    def log(self, line):
+        self.calls.append(("log",))
+
+
+@pytest.mark.parametrize("head, calls", [
+    # elsewhere than the deployed commit: never locked (cron's run every few
+    # minutes held the lock against a person's deploy: exit 4), nothing recorded
+    (OTHER, [("log",)]),
+    # on it: the lock, the commit read again under it, then the record
+    (DEPLOYED, [("lock",), ("record", "deployed"), ("release",), ("log",)]),
+])
+def test_a_broken_host_is_locked_only_with_its_checkout_on_the_deployed_commit(monkeypatch, head, calls):
+    from fabops.host import health
+
+    heads = []
+    monkeypatch.setattr(health, "_look", lambda manager, host, probe: [])  # every service healthy
+    monkeypatch.setattr(health, "_checkout_head", lambda manager: heads.append(head) or head)
+    store = _Store({"last_result": "broken", "deployed": DEPLOYED, "health": {"status": "ok", "since": SINCE,
+                                                                              "backoff_notified": False}})
+    report = health.run_health(None, HOST, fix=True, actor="cron", store=store, manager=None)
+    assert store.calls == calls, store.calls
+    assert len(heads) == (2 if head == DEPLOYED else 1), heads  # read again under the lock
+    assert ("no longer broken" in report.message) == (head == DEPLOYED), report.message

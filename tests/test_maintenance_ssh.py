@@ -112,10 +112,12 @@ def test_dry_runs_of_restart_unpin_health_fix_and_rollback_change_nothing(deploy
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["hosts"]["h1"] == {"dry_run": True, "would": [
         {"action": "restart", "target": "bot", "why": "then poll it until ready"},
-        {"action": "record", "target": "state.json", "why": "once all are ready, replacing the last run's result"}]}
+        {"action": "record", "target": "state.json",
+         "why": "once all are ready on the deployed commit, replacing the last run's result"}]}
     r = cli(deployed, "restart", "--dry-run")
     assert (r.returncode, r.stdout) == (0, "[h1] would restart bot: then poll it until ready\n[h1] would record "
-                                           "state.json: once all are ready, replacing the last run's result\n"), r.stderr
+                                           "state.json: once all are ready on the deployed commit, replacing the "
+                                           "last run's result\n"), r.stderr
     with HostLock(str(h.path("~/.fabops/app/lock")), {"actor": "alice@laptop", "trigger": "cron"}).acquire():
         r = cli(deployed, "restart", "--dry-run")
         assert r.returncode == 4 and "would stop: locked: cron by alice@laptop" in r.stderr, r.stderr

@@ -39,7 +39,7 @@ from ..inventory import Host
 from ..records import Frozen, frozen, Plain, plain
 from .plan import Need
 from .readiness import LocalProbe, Readiness, quick_health, wait_ready
-from .record import healthy_again, short
+from .record import healthy_again, short, verdict_holds
 from .state import RESTART_LIMIT, budget_spent_until, recent_restarts
 from .store import LocalStore, Store
 from .would import Would, as_json
@@ -154,6 +154,10 @@ class HealthPlan(Frozen):
     notify: Optional[Tuple[str, str]] = None  # (event, message): once per change of status
     health: Optional[dict] = None  # state.json's new `health` (None: unchanged)
     record: bool = False  # healthy on the deployed commit after a broken run: its verdict recorded (healthy_again)
+    record_on: str = ""  # record: the deployed commit (short) it is recorded on (said() words it)
+    # restart on a broken host: the run records its verdict if every service
+    # recovers on the deployed commit (decided after the restarts; the dry run says so)
+    may_record: bool = False
     log: bool = True  # a line in the health log
 
 
@@ -162,8 +166,9 @@ def plan_health(host: Host, facts: HealthFacts, fix: bool) -> Union[HealthPlan, 
     real run and `--dry-run` decide with this one function
     (docs/architecture.md, "Plans"). Need("lock") when --fix would restart
     and the lock is not gathered yet: a healthy host never touches it,
-    unless its last run ended broken (_no_longer_broken: then the lock and
-    Need("head"), the checkout's commit, once). Without --fix, health is a
+    unless its last run ended broken (_no_longer_broken: then Need("head"),
+    the checkout's commit, and the lock only with the checkout on the
+    deployed commit). Without --fix, health is a
     read: it reports and writes nothing (no state, no history or log line,
     no notification). The record of a host's health is cron's, whose line
     runs `health --fix --quiet`."""
@@ -172,35 +177,59 @@ def plan_health(host: Host, facts: HealthFacts, fix: bool) -> Union[HealthPlan, 
         return p
     if not fix:
         return replace(p, notify=None, health=None, log=False)
+    if p.kind == "restart":
+        return replace(p, may_record=_broken(facts))
     if p.status in ("ok", "recovered"):
         verdict = _no_longer_broken(facts)
         if isinstance(verdict, Need):
             return verdict
-        if verdict:  # words true of the dry run too: the `would` line says what is written
-            said = f"the host is no longer broken (on the deployed {short(facts.deployed)})"
-            return replace(p, record=True, message=f"{p.message}; {said}")
+        if verdict:
+            return replace(p, record=True, record_on=short(facts.deployed))
     return p
+
+
+def said(p: HealthPlan) -> str:
+    """The real run's message: the plan's, with the verdict it recorded."""
+    return _with_verdict(p, "is no longer")
+
+
+def said_would(p: HealthPlan) -> str:
+    """The dry run's message: the verdict is what it would record (status
+    still says broken then)."""
+    return _with_verdict(p, "would no longer be")
+
+
+def _with_verdict(p: HealthPlan, words: str) -> str:
+    return f"{p.message}; the host {words} broken (on the deployed {p.record_on})" if p.record else p.message
+
+
+def _broken(facts: HealthFacts) -> bool:
+    """The last run ended `broken`, with a deployed commit and no run in
+    progress: a host whose verdict a healthy look may record."""
+    return facts.last_result == "broken" and bool(facts.deployed) and not facts.in_progress
 
 
 def _no_longer_broken(facts: HealthFacts) -> Union[bool, Need]:
     """Whether a --fix run that sees every service healthy records that the
-    host is no longer broken: the last run ended `broken`, no run is in
-    progress (the next run finishes it, and says its verdict), the host
-    lock is ours (a run that holds it says its own verdict) and the
-    checkout is on the deployed commit (a broken reset or rollback can
-    leave it elsewhere: healthy there is not healthy on the deployed
-    commit). Asks for the lock, then the checkout's commit, only then: a
-    host that is not broken is never locked or read for it, and the record
-    is written once (the next run finds `deployed`)."""
-    if facts.last_result != "broken" or not facts.deployed or facts.in_progress:
-        return False
-    if facts.lock is None:
-        return Need("lock", "")
-    if facts.lock:
+    host is no longer broken: the last run ended `broken` and
+    host/record.verdict_holds (no run in progress, the checkout on the
+    deployed commit: the rule a person's `restart` follows too), under the
+    host lock (a run that holds it says its own verdict). Asks for the
+    checkout's commit (a read-only git), then the lock, only then: a host
+    that is not broken is never read or locked for it, and a checkout on
+    another commit is never locked (cron's run every few minutes would have
+    held it against a person's deploy, exit 4). _RunLock.take forgets the
+    commit, so it is read again under the lock. The record is written once
+    (the next run finds `deployed`)."""
+    if not _broken(facts):
         return False
     if facts.head is None:
         return Need("head", facts.deployed)
-    return facts.head == facts.deployed
+    if not verdict_holds(not facts.sick, facts.deployed, facts.in_progress, facts.head):
+        return False
+    if facts.lock is None:
+        return Need("lock", "")
+    return not facts.lock
 
 
 def _plan(host: Host, facts: HealthFacts, fix: bool) -> Union[HealthPlan, Need]:
@@ -264,6 +293,10 @@ def actions(p: HealthPlan) -> Iterator[Would]:
     if p.record:
         yield Would("record", "history", "every service healthy on the deployed commit: a run's record that "
                                          "replaces the last run's broken result (state.json too)")
+    if p.may_record:  # decided after the restarts, by the real run's second look
+        yield Would("record", "history", "if every service recovers on the deployed commit: the host would no "
+                                         "longer be broken (a run's record replacing the last run's broken "
+                                         "result, state.json too)")
     if p.notify:
         yield Would("notify", p.notify[0], p.notify[1])
     if p.health is not None:
@@ -271,7 +304,7 @@ def actions(p: HealthPlan) -> Iterator[Would]:
                     + (" (backoff reported)" if p.kind == "backoff" else ""))
     if p.log:  # the real run's health log line (_line), from the same plan (#24: a backoff said nothing)
         yield Would("log", "health log", "its outcome, once the restarts are polled" if p.kind == "restart"
-                    else f"{errors.NAMES.get(p.code, p.code)}: {p.message}")
+                    else f"{errors.NAMES.get(p.code, p.code)}: {said(p)}")
 
 
 def _facts(checks: List[Readiness], state: dict, now: float) -> HealthFacts:
@@ -296,8 +329,8 @@ def _checkout_head(manager) -> str:
     return Git(manager.t, path(manager.app_path)).head() or ""
 
 
-def _report(host: Host, p: HealthPlan, checks: List[Readiness], **more) -> HealthReport:
-    return HealthReport(host.name, p.code, p.status, [r.to_dict() for r in checks], message=p.message, **more)
+def _report(host: Host, p: HealthPlan, checks: List[Readiness], message: str, **more) -> HealthReport:
+    return HealthReport(host.name, p.code, p.status, [r.to_dict() for r in checks], message=message, **more)
 
 
 # ------------------------------------------------------------------ act
@@ -338,7 +371,7 @@ def run_health(
             store.record(*healthy_again(host.name, "health", actor, facts.deployed, restarted))
     finally:
         lock.release()
-    report = _report(host, p, checks, restarted=restarted)
+    report = _report(host, p, checks, said(p), restarted=restarted)
     if p.notify:
         report.notified = send(*p.notify)
     if p.health is not None:
@@ -362,8 +395,10 @@ class _RunLock:
         except LockedError as exc:
             return replace(facts, lock=exc.message)
         # state.json read again under the lock: a run that just restarted
-        # counts in the budget, a run that just ended says its verdict
-        return replace(facts, lock="", **_stated(self.store.load()))
+        # counts in the budget, a run that just ended says its verdict; the
+        # checkout's commit is asked again (head=None): a reset that held
+        # the lock may have moved it
+        return replace(facts, lock="", head=None, **_stated(self.store.load()))
 
     def release(self) -> None:
         held, self.held = self.held, None
@@ -413,7 +448,7 @@ def plan_only(host: Host, *, fix: bool, store: Store, manager, probe=None, holde
     checks = _look(manager, host, probe)
     _, p = _decide(host, _facts(checks, store.load(), time.time()), fix, read_holder,
                    lambda: _checkout_head(manager))
-    return _report(host, p, checks, would=list(actions(p)))
+    return _report(host, p, checks, said_would(p), would=list(actions(p)))
 
 
 def _line(host: Host, report: HealthReport) -> str:

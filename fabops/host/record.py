@@ -146,6 +146,16 @@ def counted(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
+def verdict_holds(all_healthy: bool, deployed: Optional[str], in_progress, head: Optional[str]) -> bool:
+    """Whether a task that looked at every service may record the host's
+    verdict (healthy_again): every service healthy, no run in progress (the
+    next run finishes it and says its verdict) and the checkout on the
+    deployed commit (a broken reset or rollback can leave it on another:
+    healthy there says nothing of the deployed one). The one rule for a
+    person's `restart` (remote.py) and `health --fix` (host/health.py)."""
+    return bool(all_healthy and deployed and not in_progress and head == deployed)
+
+
 def healthy_again(host: str, trigger: str, actor: str, deployed: Optional[str], restarted: Sequence[str] = (),
                   duration: float = 0.0) -> Tuple[dict, dict]:
     """(state.json's updates, the history record) of a task that saw every
