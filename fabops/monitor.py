@@ -442,7 +442,7 @@ def parse(output: str, host: Host, now: Optional[float] = None, previous: Option
     facts["state_moved_aside"] = state_moved_aside(s.get("aside"), host)
     counts = _ints(s.get("errors", ""))
     deaths = _unlogged(s, host, statuses)
-    facts["errors_last_hour"] = sum(counts) + len(deaths or ()) if counts or s.get("errors") is not None else None
+    facts["errors_last_hour"] = sum(counts) if counts or s.get("errors") is not None else None
     facts["unlogged_deaths"] = deaths
     facts["journal_usage"] = s.get("journal") or None
     facts["cleanup"] = [_cleanup(rule, s.get(f"cleanup:{i}")) for i, rule in enumerate(host.cleanup)]
@@ -452,9 +452,10 @@ def parse(output: str, host: Host, now: Optional[float] = None, previous: Option
 
 def _unlogged(s: Dict[str, str], host: Host, statuses) -> Optional[List[Dict[str, Any]]]:
     """[{service, pid}] of each process service's death that no stop has
-    written to its log yet (host/services.unlogged_deaths): counted in
-    errors_last_hour as the line its next stop writes (docs/monitor.md).
-    None when the notes were not read."""
+    written to its log yet (host/services.unlogged_deaths). Kept apart
+    from errors_last_hour: a look cannot tell when the process died (days
+    ago, perhaps), so it is no error of the last hour until its next stop
+    writes the line (docs/monitor.md). None when the notes were not read."""
     procs = [svc.name for svc in _procs(host)]
     if not procs:
         return []

@@ -1,8 +1,9 @@
 """A process service that died and that no stop has met yet: monitor said
 `errors in the last hour: 0` beside `bot is down: its process is gone`,
 because the back end's death line (`gone` in host/services.py) is written
-by the next stop only, and a look writes nothing. monitor counts that death
-already, says so, and still writes nothing; `logs --errors` reads the log,
+by the next stop only, and a look writes nothing. monitor shows that death
+already, beside the hour's count and not in it (when it died is unknown:
+a death days old is no error of the last hour), and still writes nothing; `logs --errors` reads the log,
 so it shows the line from that stop on (docs/monitor.md). On the local
 sandbox through the real `fabops` console script, plus the pure rule."""
 import json
@@ -50,12 +51,12 @@ def test_a_death_no_stop_has_met_is_counted_by_monitor_which_writes_nothing(sand
     bot = facts["services"][0]
     assert bot["state"] == "stale" and bot["pid"] == pid, bot
     assert facts["unlogged_deaths"] == [{"service": "bot", "pid": pid}], facts["unlogged_deaths"]
-    assert facts["errors_last_hour"] == 1, facts
+    assert facts["errors_last_hour"] == 0, facts  # beside the hour's count, not in it: when it died is unknown
     r = run_cli("monitor", "-i", inv, "-H", "local", env={"COLUMNS": "80"})
     assert r.returncode == 2, r.stdout + r.stderr
     assert all(len(line) <= 80 for line in r.stdout.splitlines()), r.stdout
     said = _flat(r.stdout)
-    assert "errors in the last hour: 1 " in said, r.stdout
+    assert "errors in the last hour: 0 (+1 death not logged yet) " in said, r.stdout
     assert f"not logged yet: bot's process {pid} exited (a restart or stop logs it)" in said, r.stdout
     # a look is a read: no line in the log, no note
     assert log.read_bytes() == before and not note.exists()
@@ -67,7 +68,7 @@ def test_a_death_no_stop_has_met_is_counted_by_monitor_which_writes_nothing(sand
     written = [ln for ln in log.read_text().splitlines() if ln.startswith("fabops:")]
     assert len(written) == 1 and f"bot's process {pid} exited (error: found gone at " in written[0], written
     facts = one(run_cli("monitor", "-i", inv, "-H", "local", "--json").stdout)
-    # the same death, counted once: now from its line
+    # the same death, once: now counted in the hour its line was written
     assert facts["unlogged_deaths"] == [] and facts["errors_last_hour"] == 1, facts
     r = run_cli("logs", "-i", inv, "-H", "local", "--errors", "-n", "50")
     assert written[0] in r.stdout, r.stdout
@@ -96,7 +97,8 @@ def test_unlogged_deaths_rule():
 def test_the_panel_names_the_death_it_counts(width, frozen, capsys, monkeypatch):
     """The panel at 80 and 200 columns: the recorded sandbox's sections
     with bot found gone (pidfile 20393, no process) and a note naming an
-    older death: 1 error, the one not logged yet, named."""
+    older death: no error in the hour, the death not logged yet beside
+    the count and named under it."""
     import yaml
 
     from fabops import errors, inventory, monitor
@@ -109,10 +111,11 @@ def test_the_panel_names_the_death_it_counts(width, frozen, capsys, monkeypatch)
     output = re.sub(r"(?m)^bot active 20393 \d+$", "bot stale 20393 -", case["output"])
     output += f"\n{MARK}gone\nbot 20001\n"
     facts = monitor.parse(output, host, case["now"])
-    assert (facts["errors_last_hour"], facts["unlogged_deaths"]) == (1, [{"service": "bot", "pid": 20393}]), facts
+    assert (facts["errors_last_hour"], facts["unlogged_deaths"]) == (0, [{"service": "bot", "pid": 20393}]), facts
     code, findings = monitor.evaluate(facts, host, case["now"])
     facts.update(status=errors.NAMES[code], code=code,
                  findings=[{"level": errors.NAMES[c], "message": m} for c, m in findings])
     text = golden.render(capsys, monkeypatch, width, lambda: console().print(render_host(facts, host)))
+    assert "errors in the last hour: 0 (+1 death not logged yet)" in _flat(text), text
     assert "not logged yet: bot's process 20393 exited (a restart or stop logs it)" in _flat(text), text
     golden.check("monitor-unlogged-death", width, text)

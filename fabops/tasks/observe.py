@@ -142,10 +142,12 @@ def _log_lines(facts) -> list:
     from .render import literal, service_labels
 
     errs = facts.get("errors_last_hour")
-    lines = [literal(f"errors in the last hour: {errs if errs is not None else 'not available'}"
+    deaths = facts.get("unlogged_deaths") or []
+    # beside the hour's count, not in it: a look cannot tell when it died
+    more = f" (+{len(deaths)} death{'' if len(deaths) == 1 else 's'} not logged yet)" if deaths else ""
+    lines = [literal(f"errors in the last hour: {errs if errs is not None else 'not available'}{more}"
                      + (f"   journal: {facts['journal_usage']}" if facts.get("journal_usage") else ""))]
-    deaths = (facts.get("unlogged_deaths") or []) if errs is not None else []
-    if deaths:  # counted above; why `logs --errors` does not show it yet (docs/monitor.md)
+    if deaths:  # which, and why `logs --errors` does not show it yet (docs/monitor.md)
         labels = service_labels(s["name"] for s in facts["services"])
         names = " and ".join(f"{labels.get(d['service'], d['service'])}'s process {d['pid'] or '?'}" for d in deaths)
         each = "it" if len(deaths) == 1 else "each"
