@@ -43,6 +43,13 @@ def host_with_service(tmp_path, monkeypatch):
     return host, HostPaths.for_home(host.home), log
 
 
+def _saving(host, paths):
+    """What backup.restored gives a restore: the save's items, from the settings now."""
+    from fabops.host.backup import items
+
+    return restore.Saving.of("the-save", items(host, paths))
+
+
 def _snapshot(host, paths, text):
     data = os.path.join(os.path.expanduser(host.app.path), "data")
     os.makedirs(data, exist_ok=True)
@@ -64,7 +71,7 @@ def test_in_place_stops_then_saves_and_refuses_when_the_save_failed(host_with_se
         return {"run_id": "20261206T000000-abcdef", "ok": False,
                 "items": [{"name": "files", "ok": False, "error": "OSError: No space left on device"}]}
 
-    out = restore.restore(host, paths, old["run_id"], None, None, save, 5)["restore"]
+    out = restore.restore(host, paths, old["run_id"], None, None, save, 5, _saving(host, paths))["restore"]
     assert log[:2] == [("stop", "web"), ("save",)] and log[-1] == ("start", "web"), log
     assert not out["ok"] and out["items"] == [] and "files (OSError: No space left on device)" in out["refused"]
     live = os.path.join(os.path.expanduser(host.app.path), "data", "notes.txt")
@@ -93,7 +100,7 @@ def test_in_place_puts_back_after_an_ok_save(host_with_service):
         saved.append(run(replace(plan(host, paths), delete=()), paths))
         return saved[-1]
 
-    out = restore.restore(host, paths, old["run_id"], None, None, save, 5)["restore"]
+    out = restore.restore(host, paths, old["run_id"], None, None, save, 5, _saving(host, paths))["restore"]
     assert out["ok"] and out["saved"] == saved[0]["run_id"] and not out["refused"], out
     assert log[:2] == [("stop", "web"), ("save",)]
     live = os.path.join(os.path.expanduser(host.app.path), "data", "notes.txt")
@@ -201,10 +208,11 @@ def test_an_in_place_restore_is_recorded_in_history_and_a_failure_notified(host_
     monkeypatch.setattr("fabops.notify.notify", lambda name, event, message, home=None: sent.append(
         (event, message)) or [])
     old = _snapshot(host, paths, "old\n")
+    saving = _saving(host, paths)
     ok = restore.restore(host, paths, old["run_id"], None, None, lambda: run(replace(plan(host, paths), delete=()),
-                                                                             paths), 5)["restore"]
+                                                                             paths), 5, saving)["restore"]
     bad = restore.restore(host, paths, old["run_id"], None, None, lambda: {
-        "run_id": "x", "ok": False, "items": [{"name": "files", "ok": False, "error": "OSError: full"}]}, 5)
+        "run_id": "x", "ok": False, "items": [{"name": "files", "ok": False, "error": "OSError: full"}]}, 5, saving)
     with open(paths.history) as fh:
         recs = [json.loads(line) for line in fh if line.strip()]
     assert [(r["trigger"], r["result"], r["exit_code"], r["restored"]) for r in recs] == [
@@ -234,7 +242,7 @@ def test_the_dry_run_and_the_restore_act_on_one_plan(host_with_service):
     host, paths, log = host_with_service
     snap = _snapshot(host, paths, "old\n")
     _evil(os.path.join(paths.backup_snapshot(snap["run_id"]), "files.tar"))
-    saving = restore.Saving("the-save", ("files.tar", "env"))
+    saving = _saving(host, paths)
     dry = restore.planned(host, paths, snap["run_id"], None, None, saving, 5)
     p = dry["restore_plan"]
     assert [(w["action"], w["target"]) for w in dry["would"]] == [
@@ -242,10 +250,10 @@ def test_the_dry_run_and_the_restore_act_on_one_plan(host_with_service):
         ("start", "web"), ("record", "history.jsonl")], dry["would"]
     assert log == [] and p["items"][0]["refused"] == "member '../evil.txt' is a path outside its tree"
     res = restore.restore(host, paths, snap["run_id"], None, None,
-                          lambda: run(replace(plan(host, paths), delete=()), paths), 5)["restore"]
+                          lambda: run(replace(plan(host, paths), delete=()), paths), 5, saving)["restore"]
     assert [x for x in log if x[0] == "stop"] == [("stop", name) for name in p["stop"]]
     assert not res["ok"] and res["items"][0]["error"] == (
-        "TarError: files.tar member '../evil.txt' is a path outside its tree: nothing of it was put back")
+        "files.tar member '../evil.txt' is a path outside its tree: nothing of it was put back")
 
 
 def test_the_dry_run_names_the_locks_it_would_wait_for(host_with_service):
@@ -254,7 +262,7 @@ def test_the_dry_run_names_the_locks_it_would_wait_for(host_with_service):
     host, paths, _ = host_with_service
     snap = _snapshot(host, paths, "old\n")
     with HostLock(paths.backup_lock, {"actor": "ops@cron", "trigger": "backup", "run_id": "r1"}).acquire(wait=0):
-        dry = restore.planned(host, paths, snap["run_id"], "files", None, None, 5)
+        dry = restore.planned(host, paths, snap["run_id"], "files", None, _saving(host, paths), 5)
     waits = [w for w in dry["would"] if w["action"] == "wait for"]
     assert [w["target"] for w in waits] == ["the backup lock"], dry["would"]
     assert "backup by ops@cron" in waits[0]["why"] and "up to 5 s for it, then stops (exit 4)" in waits[0]["why"]
@@ -294,6 +302,154 @@ def test_the_dry_run_of_a_snapshot_only_in_the_repository_writes_nothing(tmp_pat
     refused = {i["file"]: i["refused"] for i in p["items"]}
     assert refused == {"files.tar": "member '../evil.txt' is a path outside its tree", "env": None}, refused
     assert os.listdir(paths.backups) == [] and not into.exists()  # no .restore-* fetch, nothing written
-    res = restore.restore(host, paths, snap["run_id"], None, str(into), lambda: {}, 600)["restore"]
+    res = restore.restore(host, paths, snap["run_id"], None, str(into), lambda: {}, 600, None)["restore"]
     assert res["from"] == p["from"] and os.listdir(into) == ["env"], res
     assert [i["ok"] for i in res["items"]] == [False, True] and "'../evil.txt'" in res["items"][0]["error"]
+
+
+# ------------------------------------------------------------------ when it decides, what it reads, what it trusts
+
+
+def test_in_place_the_host_lock_is_held_before_the_snapshot_is_read_and_the_save_planned(host_with_service,
+                                                                                       monkeypatch):
+    """The plan is decided under the host lock (before: a listed link's
+    target and the save's plan were worked out before the wait for it), and
+    the save's run id is made when it runs, after the stop."""
+    from fabops.host import backup as hb
+    from fabops.host.lock import peek_holder
+
+    host, paths, log = host_with_service
+    old = _snapshot(host, paths, "old\n")
+    real_found, real_plan = restore.found_in, hb.plan
+    monkeypatch.setattr(restore, "found_in", lambda *a: log.append(("read", bool(peek_holder(paths.lock))))
+                        or real_found(*a))
+    monkeypatch.setattr(hb, "plan", lambda *a, **k: log.append(("plan",)) or real_plan(*a, **k))
+    out = hb.restored(host, paths, "restore", [old["run_id"], "", ""])["restore"]
+    assert out["ok"], out
+    assert log[:3] == [("read", True), ("stop", "web"), ("plan",)], log
+
+
+def _fake_restic(tmp_path, monkeypatch, body):
+    from types import SimpleNamespace
+
+    from fabops.host import restic
+
+    script = tmp_path / "restic"
+    script.write_text("#!/bin/sh\n" + body + "\n")
+    script.chmod(0o755)
+    monkeypatch.setattr(restic, "RESTIC", str(script))
+    return SimpleNamespace(url=str(tmp_path / "repo"), password_file=str(tmp_path / "pw"))
+
+
+def test_restic_dump_is_ended_after_its_deadline_with_one_clear_error(tmp_path, monkeypatch):
+    """Before: no timeout, a stuck `restic dump` held the dry run forever."""
+    import time
+
+    repo = _fake_restic(tmp_path, monkeypatch, "exec sleep 30")
+    t0 = time.monotonic()
+    with pytest.raises(restore.RestoreError, match=r"^restic dump of snap/files.tar of the repository's snapshot "
+                                                   r"abcdef12 still running after 0.5 s: ended"):
+        restore._dumped(repo, "abcdef1234", "snap/files.tar", lambda fh: restore.read_tar(fh, "r|"), timeout=0.5)
+    assert time.monotonic() - t0 < 10
+
+
+def test_what_a_failed_tar_read_leaves_of_restic_dump_is_drained_not_held(tmp_path, monkeypatch):
+    """A tar that fails on its first block: the rest of the stream (here
+    64 MB) goes to nowhere in chunks (before: read() held all of it)."""
+    import tracemalloc
+
+    repo = _fake_restic(tmp_path, monkeypatch, "yes | head -c 67108864")
+    tracemalloc.start()
+    try:
+        names, why = restore._dumped(repo, "abcdef1234", "snap/files.tar", lambda fh: restore.read_tar(fh, "r|"))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert names == () and why.startswith("cannot be read as a tar"), why
+    assert peak < 8 * 1024 * 1024, peak
+
+
+def _with_env(host, paths):
+    with open(os.path.join(os.path.expanduser(host.app.path), ".env"), "w") as fh:
+        fh.write("A=1\n")
+    return _snapshot(host, paths, "old\n")
+
+
+def _edit_manifest(paths, run_id, edit):
+    path = paths.backup_manifest(paths.backup_snapshot(run_id))
+    with open(path) as fh:
+        m = json.load(fh)
+    edit(m)
+    with open(path, "w") as fh:
+        json.dump(m, fh)
+
+
+def _both(host, paths, run_id):
+    """The dry run's plan and the real in-place restore of `run_id`."""
+    saving = _saving(host, paths)
+    dry = restore.planned(host, paths, run_id, None, None, saving, 5)
+    real = restore.restore(host, paths, run_id, None, None, lambda: run(replace(plan(host, paths), delete=()),
+                                                                        paths), 5, saving)["restore"]
+    return {i["file"]: i["refused"] for i in dry["restore_plan"]["items"]}, {i["file"]: i for i in real["items"]}
+
+
+def test_an_item_whose_snapshot_paths_are_not_the_hosts_settings_now_is_refused_by_both(host_with_service, tmp_path):
+    """A repository's snapshot is not trusted to choose where a restore
+    writes (before: its manifest's env sources sent the .env anywhere the
+    deploy user may write)."""
+    host, paths, _ = host_with_service
+    snap = _with_env(host, paths)
+    elsewhere = tmp_path / "elsewhere" / "authorized_keys"
+
+    def move(m):
+        for i in m["items"]:
+            if i["name"] == "env":
+                i["sources"] = [str(elsewhere)]
+    _edit_manifest(paths, snap["run_id"], move)
+    refused, done = _both(host, paths, snap["run_id"])
+    assert refused["files.tar"] is None and done["files.tar"]["ok"]
+    why = refused["env"]
+    assert why.startswith(f"its paths in the snapshot ({elsewhere}) are not what the host's backup settings list "
+                          "for env now (") and why.endswith("a snapshot does not choose where a restore writes "
+                                                            "(--to DIR gives its files)"), why
+    assert done["env"]["error"] == f"env {why}: nothing of it was put back"
+    assert not elsewhere.parent.exists()
+
+
+@pytest.mark.parametrize("edit,why", [
+    (lambda i: i.update(sources=[]), "its manifest entry lists no source"),
+    (lambda i: i.pop("file"), "its manifest entry names no plain file (None)"),
+    (lambda i: i.update(file="../../x"), "its manifest entry names no plain file ('../../x')"),
+    (lambda i: i.update(name=["env"]), "its manifest entry has no name or kind"),
+    (lambda i: i.update(sources="/a"), "its manifest entry's sources are not a list of paths ('/a')"),
+])
+def test_a_malformed_manifest_item_is_refused_by_both_never_a_traceback(host_with_service, edit, why):
+    host, paths, _ = host_with_service
+    snap = _with_env(host, paths)
+    _edit_manifest(paths, snap["run_id"], lambda m: [edit(i) for i in m["items"] if i["name"] == "env"])
+    refused, done = _both(host, paths, snap["run_id"])
+    assert [w for f, w in refused.items() if w] == [why], refused
+    assert [i["error"] for i in done.values() if not i["ok"]] == [f"{f} {why}: nothing of it was put back"
+                                                                  for f, w in refused.items() if w]
+
+
+@pytest.mark.parametrize("text", ["{not json", "[]", '{"items": {"a": 1}}', '{"items": [1]}'])
+def test_a_manifest_that_is_not_one_is_exit_64_for_both_and_touches_nothing(tmp_path, monkeypatch, capsys, text):
+    import io
+    import sys
+
+    from fabops.deploy import host_yml
+    from fabops.host import backup as hb
+
+    host, paths = local(tmp_path, {"files": ["data"]})
+    os.makedirs(tmp_path / "app" / "data")
+    snap = run(replace(plan(host, paths), delete=()), paths)
+    with open(paths.backup_manifest(paths.backup_snapshot(snap["run_id"])), "w") as fh:
+        fh.write(text)
+    for action in ("restore-plan", "restore"):
+        monkeypatch.setattr(sys, "stdin", io.StringIO(host_yml(host)))
+        assert hb.main([action, snap["run_id"], "", str(tmp_path / "to")]) == 64
+        out, err = capsys.readouterr()
+        assert out == "" and err.startswith("fabops: backup --restore: ") and err.count("\n") == 1, err
+        assert "manifest.json" in err and "nothing was touched" in err, err
+    assert not (tmp_path / "to").exists()

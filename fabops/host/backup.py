@@ -673,12 +673,12 @@ def restored(host: Host, paths: HostPaths, action: str, args: List[str]) -> dict
 
     from . import restore as r
 
-    saving = replace(plan(host, paths, run_id=DRY_RUN_ID if action == "restore-plan" else None), delete=())
-    said = r.Saving(saving.snapshot, tuple(i.file for i in saving.items))
+    said = r.Saving.of(paths.backup_snapshot(DRY_RUN_ID), items(host, paths))
     if action == "restore-plan":
         return r.planned(host, paths, args[0], args[1] or None, args[2] or None, said, LOCK_WAIT)
-    return r.restore(host, paths, args[0], args[1] or None, args[2] or None, lambda: run(saving, paths), LOCK_WAIT,
-                     said)
+    # the save's plan (its run id, the snapshots there) is made when the save runs: under both locks, after the stop
+    return r.restore(host, paths, args[0], args[1] or None, args[2] or None,
+                     lambda: run(replace(plan(host, paths), delete=()), paths), LOCK_WAIT, said)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -18,7 +18,10 @@ restore overwrites, other than for its absence, refuses the restore and
 starts the services again), the items are put back (the files'
 listed paths replaced by the archived trees, a SQLite database replaced
 whole with its -wal and -shm removed, the .env replaced 0600), the services
-are started and each must pass its readiness gate. A dump's output and
+are started and each must pass its readiness gate. An item is put back
+in place only where the host's backup settings put it now: a snapshot's
+manifest (from a repository, not trusted) does not choose where a restore
+writes. A dump's output and
 fabops' own state are never put back in place: a dump is loaded with its
 database's own tool, and state.json belongs to the deploys (`--to DIR`
 gives both). A snapshot that is not on the host is fetched from the
@@ -29,9 +32,11 @@ Standard library only (and the host's siblings); Python 3.9.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tarfile
 import tempfile
@@ -104,10 +109,16 @@ def source_dir(host: Host, paths: HostPaths, run_id: str) -> Tuple[str, Optional
     return os.path.join(tmp, _inner(snap).lstrip("/")), tmp, _offsite(snap)
 
 
-def chosen(manifest: dict, only: Optional[str]) -> List[dict]:
+def chosen(manifest: object, only: Optional[str]) -> List[dict]:
     """The manifest's items a restore puts back: those with a file in the
-    snapshot, or the one `only` names (by name or file)."""
-    items = [i for i in manifest.get("items") or [] if not i.get("skipped") and i.get("sha256")]
+    snapshot, or the one `only` names (by name or file). A manifest that is
+    not an object with a list of item objects is RestoreError (an item's
+    own bad fields refuse that item: _malformed)."""
+    listed = manifest.get("items") if isinstance(manifest, dict) else None
+    if not isinstance(listed, list) or not all(isinstance(i, dict) for i in listed):
+        raise RestoreError("the snapshot's manifest.json is not a fabops manifest (no list of items): nothing "
+                           "was touched")
+    items = [i for i in listed if not i.get("skipped") and i.get("sha256")]
     if only:
         items = [i for i in items if only in (i.get("name"), i.get("file"))]
         if not items:
@@ -190,19 +201,39 @@ class Found:
     roots: Dict[str, str]
 
 
+def _malformed(i: dict) -> Optional[str]:
+    """Why a manifest item cannot be read as one (None: it can): its file
+    must be a plain name in the snapshot (never a path out of it), its
+    sources a list of paths."""
+    file, sources = i.get("file"), i.get("sources")
+    if not isinstance(file, str) or file in ("", ".", "..") or "/" in file or "\0" in file:
+        return f"its manifest entry names no plain file ({file!r})"
+    if not isinstance(i.get("name"), str) or not isinstance(i.get("kind"), str):
+        return "its manifest entry has no name or kind"
+    if not isinstance(sources, list) or not all(isinstance(s, str) and s for s in sources):
+        return f"its manifest entry's sources are not a list of paths ({sources!r})"
+    if i["kind"] != "dump" and not sources:
+        return "its manifest entry lists no source"
+    return None
+
+
 def _roots(items: Sequence[dict]) -> Dict[str, str]:
     return {src: os.path.realpath(src) if os.path.lexists(src) else src
-            for i in items if i.get("kind") == "files" for src in i.get("sources") or []}
+            for i in items if i.get("kind") == "files" and not _malformed(i) for src in i["sources"]}
 
 
 def found_in(snap: str, run_id: str, where: str, only: Optional[str]) -> Found:
     """The facts of a snapshot directory on the host (a local snapshot, or
     one fetched from the repository): read only."""
-    with open(os.path.join(snap, "manifest.json"), encoding="utf-8") as fh:
-        items = chosen(json.load(fh), only)
+    try:
+        with open(os.path.join(snap, "manifest.json"), encoding="utf-8") as fh:
+            items = chosen(json.load(fh), only)
+    except ValueError as exc:
+        raise RestoreError(f"snapshot {run_id}'s manifest.json cannot be read as JSON ({exc}): nothing was "
+                           "touched") from None
     tars = {}
     for i in items:
-        if i.get("kind") == "files":
+        if i.get("kind") == "files" and not _malformed(i):
             try:
                 with open(os.path.join(snap, str(i["file"])), "rb") as fh:
                     tars[str(i["file"])] = read_tar(fh)
@@ -211,24 +242,48 @@ def found_in(snap: str, run_id: str, where: str, only: Optional[str]) -> Found:
     return Found(run_id, where, snap, tuple(items), tars, _roots(items))
 
 
-def _dumped(repo, snap_id: str, path: str, read: Callable[[IO[bytes]], object]):
+def _end(proc: subprocess.Popen, ended: List[bool]) -> None:
+    ended.append(True)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _dumped(repo, snap_id: str, path: str, read: Callable[[IO[bytes]], object], timeout: Optional[float] = None):
     """`read` of one file of a repository snapshot, as `restic dump`
-    streams it: nothing is written on the host. restic's words are not
-    passed on (the snapshots call before it reached the repository)."""
+    streams it: nothing is written on the host. What `read` leaves (all of
+    a tar that failed early: it may be gigabytes) is drained in chunks to
+    nowhere, never held, so restic ends. restic is ended (with its
+    children) after `timeout` (restic.OFFSITE_TIMEOUT, docs/backups.md:
+    each restic command is ended after four hours): RestoreError. restic's
+    words are not passed on (the snapshots call before it reached the
+    repository)."""
+    import threading
+
     from . import restic
 
+    timeout = restic.OFFSITE_TIMEOUT if timeout is None else timeout
     proc = subprocess.Popen(restic.restic_argv(repo, "dump", snap_id, path), stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=restic.restic_env(repo),
                             start_new_session=True)
+    ended: List[bool] = []
+    timer = threading.Timer(timeout, _end, (proc, ended))
+    timer.daemon = True
+    timer.start()
     try:
         got = read(proc.stdout)
-        proc.stdout.read()  # the rest, so restic ends
+        while proc.stdout.read(1 << 16):  # the rest, to nowhere, so restic ends
+            pass
     finally:
         proc.stdout.close()
         code = proc.wait()
+        timer.cancel()
+    what = f"{path} of the repository's snapshot {restic.short_id(snap_id)}"
+    if ended and code:  # ended by the timer, not by itself just before it fired
+        raise RestoreError(f"restic dump of {what} still running after {timeout:g} s: ended, nothing was touched")
     if code:
-        raise RestoreError(f"{path} of the repository's snapshot {restic.short_id(snap_id)} could not be read "
-                           f"(restic dump exited {code})")
+        raise RestoreError(f"{what} could not be read (restic dump exited {code})")
     return got
 
 
@@ -242,10 +297,11 @@ def found_off_host(host: Host, run_id: str, only: Optional[str]) -> Found:
     try:
         manifest = json.loads(_dumped(repo, sid, f"{inner}/manifest.json", lambda fh: fh.read()))
     except ValueError as exc:
-        raise RestoreError(f"snapshot {run_id}'s manifest.json in the repository: {exc}") from None
+        raise RestoreError(f"snapshot {run_id}'s manifest.json in the repository cannot be read as JSON ({exc}): "
+                           "nothing was touched") from None
     items = chosen(manifest, only)
     tars = {str(i["file"]): _dumped(repo, sid, f"{inner}/{i['file']}", lambda fh: read_tar(fh, "r|"))
-            for i in items if i.get("kind") == "files"}
+            for i in items if i.get("kind") == "files" and not _malformed(i)}
     return Found(run_id, _offsite(snap), inner, tuple(items), tars, _roots(items))
 
 
@@ -259,11 +315,25 @@ def look(host: Host, paths: HostPaths, run_id: str, only: Optional[str]) -> Foun
 
 @dataclass(frozen=True)
 class Saving:
-    """What an in-place restore saves first: the snapshot directory the
-    save writes and the files it copies (host/backup's plan)."""
+    """What an in-place restore saves first, from host/backup's items now:
+    the snapshot directory the save writes (named with backup.DRY_RUN_ID:
+    its run id is made when the save runs, after the stop) and each item
+    it copies, by name: its kind, file and sources. An item is put back in
+    place only where the save has just copied it from (decide), so the save
+    undoes the restore and a snapshot's manifest does not choose where a
+    restore writes."""
 
     snapshot: str
-    files: Tuple[str, ...]
+    items: Dict[str, Tuple[str, str, Tuple[str, ...]]]
+
+    @classmethod
+    def of(cls, snapshot: str, items: Sequence) -> "Saving":
+        """From host/backup.items (name, kind, file, sources each)."""
+        return cls(snapshot, {it.name: (it.kind, it.file, tuple(it.sources)) for it in items})
+
+    @property
+    def files(self) -> Tuple[str, ...]:
+        return tuple(file for _, file, _ in self.items.values())
 
 
 @dataclass(frozen=True)
@@ -271,7 +341,9 @@ class RestorePlan:
     """What a restore does, decided once from Found. Each item: `put`, the
     [archived path or file, destination] pairs it writes; `left`, listed
     paths files.tar does not hold (not touched); `skipped` (not put back
-    in place) or `refused` (a member check: nothing of it is written)."""
+    in place) or `refused` (a member check, a malformed manifest entry, or
+    destinations the host's backup settings do not list now: nothing of it
+    is written)."""
 
     run_id: str
     where: str
@@ -337,11 +409,30 @@ def _item_would(i: dict, snap: str, into: Optional[str]) -> List[Would]:
     return [Would("replace", dest, f"with {src} of {snap}, whole ({how})") for src, dest in i["put"]]
 
 
-def _decide_item(i: dict, found: Found, into: Optional[str]) -> dict:
+def _not_listed(item: dict, now: Optional[Tuple[str, str, Tuple[str, ...]]]) -> Optional[str]:
+    """Why an item may not be put back in place (None: it may): its
+    destinations come from the snapshot's manifest, which a repository's
+    snapshot does not vouch for, so they must be what the host's backup
+    settings list for that item name now (kind, file and sources)."""
+    if now == (item["kind"], item["file"], tuple(item["sources"])):
+        return None
+    said = ", ".join(item["sources"]) or "none"
+    return (f"its paths in the snapshot ({said}) are not what the host's backup settings list for "
+            f"{item['name']} now ({', '.join(now[2]) if now else 'no such item'}): a snapshot does not choose "
+            "where a restore writes (--to DIR gives its files)")
+
+
+def _decide_item(i: dict, found: Found, into: Optional[str],
+                 listed: Dict[str, Tuple[str, str, Tuple[str, ...]]]) -> dict:
+    bad = _malformed(i)
     item = {"name": i.get("name"), "file": str(i.get("file")), "kind": i.get("kind"),
-            "sources": list(i.get("sources") or []), "put": [], "left": [], "skipped": None, "refused": None}
+            "sources": [] if bad else list(i["sources"]), "put": [], "left": [], "skipped": None, "refused": bad}
+    if bad:
+        return item
     if into is None and item["kind"] not in IN_PLACE:
         item["skipped"] = NOT_IN_PLACE
+    elif into is None and _not_listed(item, listed.get(item["name"])):
+        item["refused"] = _not_listed(item, listed.get(item["name"]))
     elif item["kind"] == "files":
         names, item["refused"] = found.tars[item["file"]]
         for src in [] if item["refused"] else item["sources"]:
@@ -358,8 +449,11 @@ def _decide_item(i: dict, found: Found, into: Optional[str]) -> dict:
 
 def decide(host: Host, found: Found, into: Optional[str], save: Optional[Saving]) -> RestorePlan:
     """Pure: the plan for the facts found. In place, every service is
-    stopped and started, and `save` says what is saved first."""
-    items = tuple(_decide_item(i, found, into) for i in found.items)
+    stopped and started, `save` says what is saved first, and an item is
+    put back only where `save` copies it from (the host's backup settings
+    now; without one, nothing is put back in place)."""
+    listed = save.items if save is not None and into is None else {}
+    items = tuple(_decide_item(i, found, into, listed) for i in found.items)
     here = into is None
     return RestorePlan(found.run_id, found.where, found.path, into, items,
                        tuple(s.name for s in host.services) if here else (), save if here else None)
@@ -448,8 +542,6 @@ def put_item(snap: str, item: dict, into: Optional[str]) -> Optional[str]:
     """One planned item put back; why it was not (None when it was)."""
     if item.get("skipped"):
         return item["skipped"]
-    if item.get("refused"):  # the plan's member check: nothing of it is written
-        raise tarfile.TarError(f"{item['file']} {item['refused']}: nothing of it was put back")
     src = os.path.join(snap, str(item["file"]))
     if item.get("kind") == "files":
         unpack(src, item, into)
@@ -469,10 +561,13 @@ def put_item(snap: str, item: dict, into: Optional[str]) -> Optional[str]:
 def put_back(snap: str, items: Sequence[dict], into: Optional[str]) -> List[dict]:
     out = []
     for item in items:
-        try:
-            skipped, error = put_item(snap, item, into), None
-        except (OSError, tarfile.TarError) as exc:
-            skipped, error = None, f"{type(exc).__name__}: {exc}"
+        if item.get("refused"):  # the plan's refusal (decide): nothing of it is written
+            skipped, error = None, f"{item['file']} {item['refused']}: nothing of it was put back"
+        else:
+            try:
+                skipped, error = put_item(snap, item, into), None
+            except (OSError, tarfile.TarError) as exc:
+                skipped, error = None, f"{type(exc).__name__}: {exc}"
         out.append({"name": item.get("name"), "file": item.get("file"), "ok": error is None,
                     "skipped": skipped, "error": error})
     return out
@@ -508,7 +603,7 @@ def save_refused(saved: dict, items: Sequence[dict]) -> Optional[str]:
     an item it would overwrite whose save failed, for a reason other than
     there being nothing to save (a deleted data directory is what a restore
     is for), could not be given back by that snapshot."""
-    overwritten = {i.get("name") for i in items if i.get("kind") in IN_PLACE}
+    overwritten = {i.get("name") for i in items if i.get("kind") in IN_PLACE and not i.get("refused")}
     bad = [f"{i.get('name')} ({i.get('error')})" for i in saved.get("items") or [] if not i.get("ok")
            and i.get("name") in overwritten and not str(i.get("error") or "").startswith("not found:")]
     if not bad:
@@ -537,47 +632,45 @@ def in_place(host: Host, p: RestorePlan, snap: str, save: Callable[[], dict]) ->
 
 
 def restore(host: Host, paths: HostPaths, run_id: str, only: Optional[str], into: Optional[str],
-            save: Callable[[], dict], lock_wait: float, saving: Optional[Saving] = None) -> dict:
+            save: Callable[[], dict], lock_wait: float, saving: Optional[Saving]) -> dict:
     """Restore snapshot `run_id` (its `only` item) in place, or into `into`.
-    In place, `save` snapshots what is there first (host/backup's run,
-    without retention; `saving` says what it writes) under the host lock.
-    The backup lock is held throughout; each lock is waited for up to
-    `lock_wait`."""
+    The backup lock is held throughout (no retention deletes the snapshot
+    while it is read) and the snapshot fetched under it when it is not on
+    the host. In place, the host lock is taken next, and only then is the
+    snapshot read and the plan decided (a listed path's link target as it
+    is when the services stop); `save` then snapshots what is there first
+    (host/backup's run, without retention, its run id made when it runs;
+    `saving` says what it writes). Each lock is waited for up to
+    `lock_wait`: the dry run's order (RestorePlan.would)."""
     from .lock import HostLock
     from .record import default_actor
 
-    with HostLock(paths.backup_lock, {"actor": default_actor(), "trigger": "restore", "run_id": run_id}).acquire(
-            wait=lock_wait):  # no backup's retention deletes the snapshot while it is read
+    info = {"actor": default_actor(), "trigger": "restore", "run_id": run_id}
+    with HostLock(paths.backup_lock, info).acquire(wait=lock_wait):
         snap, tmp, where = source_dir(host, paths, run_id)
         try:
             into = _into(into)
-            p = decide(host, found_in(snap, run_id, where, only), into, saving)
-            return act(host, paths, p, snap, save, lock_wait)
+            with HostLock(paths.lock, info).acquire(wait=lock_wait) if into is None else contextlib.nullcontext():
+                return act(host, paths, decide(host, found_in(snap, run_id, where, only), into, saving), snap, save)
         finally:
             if tmp:
                 shutil.rmtree(tmp, ignore_errors=True)
 
 
-def act(host: Host, paths: HostPaths, p: RestorePlan, snap: str, save: Callable[[], dict],
-        lock_wait: float) -> dict:
-    """The plan carried out from the snapshot directory `snap`."""
-    from .lock import HostLock
-    from .record import default_actor
-
+def act(host: Host, paths: HostPaths, p: RestorePlan, snap: str, save: Callable[[], dict]) -> dict:
+    """The plan carried out from the snapshot directory `snap` (in place:
+    the host lock held)."""
     if p.to is not None:
         os.makedirs(p.to, mode=0o700, exist_ok=True)
         out = {"items": put_back(snap, p.items, p.to), "services": [], "saved": None}
     else:
-        info = {"actor": default_actor(), "trigger": "restore", "run_id": p.run_id}
-        with HostLock(paths.lock, info).acquire(wait=lock_wait):
-            started = time.monotonic()
-            try:
-                out = in_place(host, p, snap, save)
-            except BaseException as exc:
-                record(host, paths, {"run_id": p.run_id, "ok": False, "error": f"{type(exc).__name__}: {exc}"},
-                       started)
-                raise
-            out = {**out, "notified": record(host, paths, {"run_id": p.run_id, **out, "ok": _ok(out)}, started)}
+        started = time.monotonic()
+        try:
+            out = in_place(host, p, snap, save)
+        except BaseException as exc:
+            record(host, paths, {"run_id": p.run_id, "ok": False, "error": f"{type(exc).__name__}: {exc}"}, started)
+            raise
+        out = {**out, "notified": record(host, paths, {"run_id": p.run_id, **out, "ok": _ok(out)}, started)}
     return {"restore": {"run_id": p.run_id, "from": p.where, "to": p.to, "ok": _ok(out), **out}, "warnings": []}
 
 
