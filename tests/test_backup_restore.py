@@ -61,6 +61,11 @@ def test_the_drill_delete_data_and_env_restore_and_the_service_is_healthy(deploy
     # what was there before the restore (no data, no .env) is a snapshot of its own: it can be put back
     saved = box.home / "backups" / res["saved"] / "manifest.json"
     assert saved.is_file()
+    assert yaml.safe_load(saved.read_text())["undo_of"] == run_id
+    # and the next backup's daily rule (one per day) does not delete it (trial)
+    r = run_cli("backup", "-i", inv, "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert res["saved"] not in one(r.stdout)["deleted"] and saved.is_file()
 
 
 def test_restore_to_a_directory_stops_nothing_and_only_picks_one_item(deployed, tmp_path):

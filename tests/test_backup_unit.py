@@ -589,3 +589,23 @@ def test_a_failed_copy_never_says_nothing_new_to_copy():
                           "uploaded": [{"run_id": "20261207T010000-aaaaaa", "id": "1a2b3c4d"}]})
     assert "1 snapshot up (20261207T010000-aaaaaa as 1a2b3c4d) before it failed" in part[1]
     assert "nothing new to copy" not in " ".join(failed + part)
+
+
+def test_a_restores_save_survives_the_next_runs_daily_rule():
+    """Trial: the next plain backup deleted the snapshot that undoes a
+    restore (the daily rule keeps one per day). It is kept for keep.daily
+    days, then goes by the rule like any other."""
+    from fabops.host.backup import kept_undo
+    from fabops.inventory import Keep
+
+    day = 86400.0
+    base = 1_800_000_000.0
+    old = Snapshot("20270115T080000-aaaaaa", "/b/a", base, base + 1, True, 1, 1, 0)
+    undo = Snapshot("20270115T090000-bbbbbb", "/b/b", base + 3600, base + 3601, True, 1, 1, 0, undo_of=old.run_id)
+    keep = Keep(daily=2, weekly=0, monthly=0)
+    # a new run the same day: the day's newest is the new one; the save stays
+    assert to_delete([undo, old], keep, new=base + 7200) == [old.run_id]
+    assert kept_undo(undo, base + 7200, keep) and not kept_undo(undo, base + 3600 + 2 * day, keep)
+    # keep.daily days later it is one more snapshot of its day, under the rule
+    one = Keep(daily=1, weekly=0, monthly=0)
+    assert to_delete([undo, old], one, new=base + 3 * day) == sorted([old.run_id, undo.run_id])

@@ -92,11 +92,13 @@ class Snapshot:
     items: int
     failed: int
     commit: Optional[str] = None
+    undo_of: Optional[str] = None  # the restore whose "what was there first" this is
 
     def to_dict(self, now: float) -> dict:
         return {"run_id": self.run_id, "path": self.path, "started": self.started, "ended": self.ended,
                 "age": round(max(0.0, now - self.ended), 1), "ok": self.ok, "size": self.size,
-                "items": self.items, "failed": self.failed, "commit": self.commit}
+                "items": self.items, "failed": self.failed, "commit": self.commit,
+                **({"undo_of": self.undo_of} if self.undo_of else {})}
 
 
 HOW = {"files": "tar", "sqlite": "SQLite online backup", "dump": "stdout of"}  # a dry run's words per kind
@@ -115,6 +117,7 @@ class BackupPlan:
     delete: Tuple[str, ...]  # run ids retention deletes after this run, if it is ok
     env: Dict[str, str]
     never: Tuple[str, ...] = ()  # real paths `files` never archives: the snapshots themselves, fabops' venv
+    undo_of: Optional[str] = None  # a restore's save: the run id it restores (kept_undo)
 
     def would(self) -> List[Would]:
         out = [Would("write", self.snapshot, "a new snapshot (0700; files 0600) with manifest.json")]
@@ -159,10 +162,22 @@ def kept(times: Iterable[datetime.datetime], keep: Keep) -> Set[datetime.datetim
     return out
 
 
+def kept_undo(s: Snapshot, now: float, keep: Keep) -> bool:
+    """A restore's save ("restore it to undo this") is outside the keep
+    rule's days for `keep.daily` days: it is usually the day's newest
+    snapshot but one, and the next backup's daily rule would delete it
+    (a trial lost it so on the same day)."""
+    # the repository's snapshots (restic.Remote) carry no undo_of
+    return bool(getattr(s, "undo_of", None)) and now - s.started < max(1, keep.daily) * 86400
+
+
 def to_delete(snapshots: Sequence[Snapshot], keep: Keep, new: Optional[float] = None) -> List[str]:
     """Run ids retention deletes: among ok snapshots (and a new one started
-    at `new`), those `kept` does not keep; a failed snapshot goes once an
-    ok one is newer (it is superseded)."""
+    at `new`), those `kept` does not keep, but never a restore's recent
+    save (kept_undo); a failed snapshot goes once an ok one is newer (it is
+    superseded)."""
+    now = new if new is not None else max((s.started for s in snapshots), default=0.0)
+    snapshots = [s for s in snapshots if not kept_undo(s, now, keep)]
     good = {s.run_id: datetime.datetime.fromtimestamp(s.started) for s in snapshots if s.ok}
     times = list(good.values()) + ([datetime.datetime.fromtimestamp(new)] if new is not None else [])
     keeps = kept(times, keep)
@@ -218,7 +233,7 @@ def snapshots(paths: HostPaths) -> List[Snapshot]:
             done = [i for i in m["items"] if not i.get("skipped")]
             out.append(Snapshot(name, paths.backup_snapshot(name), float(m["started"]), float(m["ended"]),
                                 bool(m["ok"]), sum(int(i.get("size") or 0) for i in done), len(done),
-                                sum(1 for i in done if not i.get("ok")), m.get("commit")))
+                                sum(1 for i in done if not i.get("ok")), m.get("commit"), m.get("undo_of")))
         except (OSError, ValueError, KeyError, TypeError):
             continue  # not a snapshot of ours (or a damaged one): never deleted by retention either
     return sorted(out, key=lambda s: (s.started, s.run_id), reverse=True)
@@ -493,7 +508,7 @@ def _write(p: BackupPlan, paths: HostPaths, partial: str) -> dict:
     entries = [copy_item(p, it, partial, warnings) for it in p.items]
     manifest = {"format": FORMAT, "host": p.host, "run_id": p.run_id, "started": started,
                 "ended": time.time(), "commit": _commit(paths), "ok": all(e["ok"] for e in entries),
-                "items": entries, "warnings": warnings}
+                "items": entries, "warnings": warnings, **({"undo_of": p.undo_of} if p.undo_of else {})}
     with open(_private_new(paths.backup_manifest(partial)), "w", encoding="utf-8") as fh:
         json.dump(manifest, fh, indent=1)
     os.rename(partial, p.snapshot)
@@ -678,7 +693,7 @@ def restored(host: Host, paths: HostPaths, action: str, args: List[str]) -> dict
         return r.planned(host, paths, args[0], args[1] or None, args[2] or None, said, LOCK_WAIT)
     # the save's plan (its run id, the snapshots there) is made when the save runs: under both locks, after the stop
     return r.restore(host, paths, args[0], args[1] or None, args[2] or None,
-                     lambda: run(replace(plan(host, paths), delete=()), paths), LOCK_WAIT, said)
+                     lambda: run(replace(plan(host, paths), delete=(), undo_of=args[0]), paths), LOCK_WAIT, said)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

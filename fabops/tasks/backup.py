@@ -89,7 +89,9 @@ def list_lines(data: dict) -> list:
 
     snaps = data.get("snapshots") or []
     out = [f"{s['run_id']}  {fmt_duration(s.get('age'))} ago  {_size(s.get('size'))}  {s.get('items')} items  "
-           + ("ok" if s.get("ok") else f"{s.get('failed')} FAILED") for s in snaps] or ["no snapshots yet"]
+           + ("ok" if s.get("ok") else f"{s.get('failed')} FAILED")
+           + ("  (saved before a restore)" if s.get("undo_of") else "") for s in snaps] \
+        or ["no snapshots yet"]
     off = data.get("offsite_snapshots")
     if off is None:
         return out
