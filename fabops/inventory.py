@@ -253,9 +253,11 @@ class Host(Frozen):
         values of headers and env variables whose names say secret as
         `***` (fabops/redact.py; docs/security.md). host.yml keeps
         to_dict's, which restic and the checks need whole."""
-        from .redact import hidden_userinfo, redacted_url, secret_name
+        from .redact import hidden_userinfo, redacted, redacted_url, secret_name
 
         data = self.to_dict()
+        if data.get("app", {}).get("url"):  # a clone URL may carry a token, often as its user part
+            data["app"]["url"] = hidden_userinfo(data["app"]["url"])
         repo = data["backup"].get("repository")
         if repo:
             repo["url"] = redacted_url(repo["url"])
@@ -265,7 +267,8 @@ class Host(Frozen):
                 check["url"] = hidden_userinfo(check["url"])
                 check["headers"] = {k: "***" if secret_name(k) else v for k, v in (check.get("headers") or {}).items()}
         if data.get("env"):
-            data["env"] = {k: "***" if secret_name(k) else v for k, v in data["env"].items()}
+            # a value under an ordinary name may still be a URL with a password
+            data["env"] = {k: "***" if secret_name(k) else redacted(v) for k, v in data["env"].items()}
         return data
 
 

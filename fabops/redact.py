@@ -57,7 +57,7 @@ def hidden_userinfo(url: str) -> str:
 
 
 # A header or env name whose value is a credential (case-insensitive).
-_SECRET_NAME = re.compile(r"authorization|cookie|token|secret|passw|api[-_]?key|private|credential", re.I)
+_SECRET_NAME = re.compile(r"authorization|cookie|token|secret|passw|api[-_]?key|private|credential|webhook", re.I)
 
 
 def secret_name(name: str) -> bool:

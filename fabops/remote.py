@@ -292,7 +292,9 @@ def parse_lock_holder(output: str) -> dict:
         holder = json.loads(output[4:].strip() or "{}")
     except ValueError:
         holder = {}
-    return holder if isinstance(holder, dict) and holder else {"actor": "?", "trigger": "?"}
+    # held, with no record: a non-empty dict (held) that names no one, which
+    # describe_holder says is "another process (no details recorded)"
+    return holder if isinstance(holder, dict) and holder else {"recorded": False}
 
 
 class RemoteLock:

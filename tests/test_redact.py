@@ -138,3 +138,18 @@ def test_hosts_json_hides_check_userinfo_and_secret_named_values(tmp_path):
     path = _inventory(tmp_path, "sftp:u@h:/srv", services=[svc], env={"API_TOKEN": "$tok123"})
     r = run_cli("hosts", "--check", "-i", str(path))
     assert r.returncode == 78 and "SECRET" not in r.stderr and "tok123" not in r.stderr, r.stderr
+
+
+def test_hosts_json_hides_a_clone_urls_token_and_a_password_under_any_env_name(tmp_path):
+    """Review 2: app.url and an env value under an ordinary name (a
+    DATABASE_URL, a webhook) were printed whole."""
+    path = _inventory(tmp_path, "sftp:u@h:/srv", env={"DATABASE_URL": "postgres://u:dbpw9@h/db",
+                                                        "FABOPS_DISCORD_WEBHOOK": "https://discord.com/api/webhooks/1/hk9"})
+    data = yaml.safe_load(path.read_text())
+    data["hosts"]["h"]["app"]["url"] = "https://ghp_TOKEN9@github.com/o/r.git"
+    path.write_text(yaml.safe_dump(data))
+    r = run_cli("hosts", "--json", "-i", str(path))
+    assert r.returncode == 0, r.stderr
+    for secret in ("dbpw9", "hk9", "ghp_TOKEN9"):
+        assert secret not in r.stdout, secret
+    assert "postgres://u:***@h/db" in r.stdout and "https://***@github.com/o/r.git" in r.stdout

@@ -188,6 +188,25 @@ def test_force_stops_only_the_holder_the_plan_named(monkeypatch, now, stops):
     assert "(it named deploy by ops@ci (pid 77, run r-77))" in msg and exc.value.exit_code == LOCKED
 
 
+@pytest.mark.parametrize("plan, now, said", [
+    # the plan found the lock free: --force was agreed for no one (review 2)
+    (_plan(), {"pid": 99, "run_id": "r-99", "trigger": "deploy", "actor": "ops@ci"}, "the plan found the lock free"),
+    # a holder with no pid matches a plan that named none: still nothing to stop
+    (_plan(lock="locked", holder="another process (no details recorded)"), {"recorded": False},
+     "the holder changed since the plan"),
+])
+def test_force_stops_no_one_the_plan_did_not_name(monkeypatch, plan, now, said):
+    from fabops.errors import LockedError
+    mod = sys.modules["fabops.maintenance.reset"]
+    taken, stopped, lines = [], [], []
+    monkeypatch.setattr("fabops.remote.RemoteLock", _Locked(taken))
+    monkeypatch.setattr(mod, "_remote_holder", lambda c, host: now)
+    monkeypatch.setattr(mod, "stop_holder", lambda c, host, holder: stopped.append(holder))
+    with pytest.raises(LockedError) as exc:
+        mod._take_lock(None, _host(), {}, plan, lines.append)
+    assert stopped == [] and lines == [] and said in str(exc.value) and "pid None" not in str(exc.value), exc.value
+
+
 def test_the_plan_reads_the_lock_in_the_checkout_script(tmp_path):
     """One round trip (docs/architecture.md, "Plans"): reset_plan_cmd's
     `lock` section names the holder, as remote.lock_holder did, run here
@@ -248,9 +267,21 @@ def test_the_sandbox_refuses_a_locked_host_without_asking(sandbox, monkeypatch):
     assert not list(sandbox.home.glob("**/reset-*"))
 
 
-def test_a_holder_that_wrote_nothing_is_another_process_not_question_marks():
+def test_a_holder_that_wrote_nothing_is_another_process_not_question_marks(tmp_path):
     from fabops.host.lock import describe_holder
 
-    assert describe_holder({"pid": 0}) == "another process (no details recorded)"
+    import fcntl
+
+    from fabops.host.lock import peek_holder
+    from fabops.remote import parse_lock_holder
+
+    # what the two readers make of a lock held with no record (review 2:
+    # both returned {"actor": "?", "trigger": "?"}, so `? by ?` stayed)
+    assert describe_holder(parse_lock_holder("HELD\n")) == "another process (no details recorded)"
+    lock = tmp_path / "lock"
+    lock.write_text("")
+    with open(lock) as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)  # as `flock lock sleep 20` holds it
+        assert describe_holder(peek_holder(str(lock))) == "another process (no details recorded)"
     assert describe_holder({"run_id": "r1"}) == "another process (no details recorded) (run r1)"
     assert describe_holder({"trigger": "deploy", "actor": "ops@ci"}) == "deploy by ops@ci"

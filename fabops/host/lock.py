@@ -52,7 +52,7 @@ def peek_holder(path: str) -> dict:
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
-        return read_object(path) or {"actor": "?", "trigger": "?"}
+        return read_object(path) or {"recorded": False}  # held, by a holder that wrote nothing
     else:
         fcntl.flock(fd, fcntl.LOCK_UN)
         return {}

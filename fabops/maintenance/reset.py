@@ -345,7 +345,12 @@ def _take_lock(c, host: Host, info: dict, forced: Optional[ResetPlan], say):
         if forced is None:
             raise
         holder = _remote_holder(c, host)
-        if (holder.get("pid"), holder.get("run_id")) != (forced.holder_pid, forced.holder_run_id):
+        if forced.lock != "locked":  # the person agreed to stop nobody: the lock was free when asked
+            raise LockedError(f"locked: {describe_holder(holder)}; the plan found the lock free, so --force "
+                              "stops no one: run reset again", host=host.name) from None
+        pid = holder.get("pid")
+        if (pid, holder.get("run_id")) != (forced.holder_pid, forced.holder_run_id) \
+                or not (isinstance(pid, int) and pid > 1):
             raise LockedError(f"locked: {describe_holder(holder)}; the holder changed since the plan "
                               f"(it named {forced.holder}): run reset again", host=host.name) from None
         say(f"--force: stopping the run that holds the lock (pid {holder.get('pid')})")
