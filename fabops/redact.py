@@ -41,9 +41,15 @@ def redacted_url(url: str, mask: str = "***") -> str:
     scheme, sep, rest = url.partition("://")
     if not sep or "@" not in rest:
         return redacted(url, mask)
-    userinfo, _, after = rest.rpartition("@")
+    authority = rest.split("/", 1)[0]
+    # the userinfo ends at the authority's last `@` (a path may hold one:
+    # rest:https://u:pw@host/a@b); with none there, a `/` in the password
+    # ended the authority early, and the value's last `@` ends it
+    if "@" not in authority and (":" not in authority or authority.rpartition(":")[2].isdigit()):
+        return url  # no userinfo: the `@` is the path's (host:8000/a@b)
+    userinfo = authority.rpartition("@")[0] if "@" in authority else rest.rpartition("@")[0]
     user, colon, _ = userinfo.partition(":")
-    return f"{scheme}://{user}:{mask}@{after}" if colon else url
+    return f"{scheme}://{user}:{mask}@{rest[len(userinfo) + 1:]}" if colon else url
 
 
 def hidden_userinfo(url: str) -> str:

@@ -456,7 +456,8 @@ def restart_services(c, host: Host, service: Optional[str], actor: str, progress
             out.append(dict(ready.to_dict(), ended_watch=describe_holder(lock.ended) if lock.ended else None))
             if not ready.ok:
                 break
-        if restart_records(host, p, bool(lock.ended)) and len(out) == len(p.services):
+        # every service up, or no verdict to record: no read of the host for it (review 2)
+        if restart_records(host, p, bool(lock.ended)) and len(out) == len(p.services) and all(x["ok"] for x in out):
             _record_restart(c, host, actor, out, manager.app_path)
     return out
 

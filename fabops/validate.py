@@ -351,9 +351,16 @@ def repository_url_problem(url: str) -> str | None:
 
 
 def _password_unsafe(url: str) -> bool:
-    userinfo = url.partition("://")[2].rpartition("@")[0]
-    password = userinfo.partition(":")[2]
-    return any(c in _REPOSITORY_BAD or c in "/?#" or c.isspace() for c in password)
+    """Whether the password would not survive restic's URL parser, which
+    ends the authority at the first `/`: a `@` there means the userinfo is
+    whole; none there (and a `:` not followed by a port) means a `/` cut
+    the password."""
+    rest = url.partition("://")[2]
+    authority = rest.split("/", 1)[0]
+    if "@" not in authority:
+        return "@" in rest and ":" in authority and not authority.rpartition(":")[2].isdigit()
+    password = authority.rpartition("@")[0].partition(":")[2]
+    return any(c in _REPOSITORY_BAD or c in "?#" or c.isspace() for c in password)
 
 
 # ------------------------------------------------------------------ the hosts.yml schema

@@ -132,7 +132,9 @@ ROWS = [
     "fix | broken prev=ok running lock=free head=D | nothing/ok/0",
     "fix | broken prev=down lock=free head=D | nothing/ok/0 notify=health_recovered +health health=ok +record",
     "fix | broken sick=bot | need=lock",  # sick: the restart first
-    "fix | broken sick=bot lock=free | restart/would_restart/2 svc=bot budget=1",
+    "fix | broken sick=bot lock=free | need=head",  # the record after the restart needs the checkout (review 2)
+    "fix | broken sick=bot lock=free head=D | restart/would_restart/2 svc=bot budget=1",
+    "fix | broken sick=bot lock=free head=X | restart/would_restart/2 svc=bot budget=1",
     "fix | broken sick=bot lock=free r=3 | backoff/backoff/2 notify=health_backoff +health health=down",
     "fix | broken did=bot was=bot-down | need=head",  # after the restart the lock was released: again
     "fix | broken did=bot was=bot-down head=D | need=lock",
@@ -265,8 +267,11 @@ def test_messages_say_what_and_why():
     ("fix | broken prev=ok lock=free head=D | -", [("record", "history"), ("log", "health log")]),
     ("fix | broken prev=ok lock=free head=X | -", [("log", "health log")]),
     # a restart on a broken host: the real run's second look records it if every service recovers there
-    ("fix | broken sick=bot lock=free | -", [("record", "state.json"), ("restart", "bot"), ("record", "history"),
-                                             ("log", "health log")]),
+    ("fix | broken sick=bot lock=free head=D | -", [("record", "state.json"), ("restart", "bot"),
+                                                    ("record", "history"), ("log", "health log")]),
+    # ... and only there: off the deployed commit the second look cannot record it (review 2)
+    ("fix | broken sick=bot lock=free head=X | -", [("record", "state.json"), ("restart", "bot"),
+                                                    ("log", "health log")]),
     ("fix | broken running sick=bot lock=free | -", [("record", "state.json"), ("restart", "bot"),
                                                      ("log", "health log")]),
     ("- | broken prev=ok lock=free head=D | -", []),

@@ -33,7 +33,7 @@ def _gone(pid: int) -> bool:
     return state in ("Z", "X")
 
 
-def test_a_death_no_stop_has_met_is_counted_by_monitor_which_writes_nothing(sandbox):
+def test_a_death_no_stop_has_met_is_listed_by_monitor_which_writes_nothing(sandbox):
     code, _ = sandbox.result()
     assert code == 0
     inv = str(sandbox.inventory)

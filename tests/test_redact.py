@@ -114,12 +114,19 @@ def test_a_password_a_url_parser_would_cut_is_refused_without_a_character_of_it(
 
 
 def test_whole_values_are_masked_to_the_last_at_sign():
+    from fabops.validate import repository_url_problem
+
+    assert repository_url_problem("rest:https://user:pw@host/a@b/repo") is None  # not a password's `/`
+    assert repository_url_problem("rest:https://user:p/w@host:8000/x") is not None
     from fabops.redact import hidden_userinfo, redacted_url
 
     assert redacted_url("rest:https://user:sec/r@t@host/repo") == "rest:https://user:***@host/repo"
     assert redacted_url("rest:https://user:a b@host/repo") == "rest:https://user:***@host/repo"
     assert redacted_url("sftp:user@host:/srv") == "sftp:user@host:/srv"
     assert redacted_url("rest:https://host/repo") == "rest:https://host/repo"
+    # a path may hold `@` (review 2): the authority's own `@` ends the userinfo
+    assert redacted_url("rest:https://user:pw@host/a@b/repo") == "rest:https://user:***@host/a@b/repo"
+    assert redacted_url("rest:https://host:8000/a@b") == "rest:https://host:8000/a@b"
     assert hidden_userinfo("http://TOKEN@127.0.0.1:1/h") == "http://***@127.0.0.1:1/h"
     assert hidden_userinfo("http://127.0.0.1:1/a@b") == "http://127.0.0.1:1/a@b"
 

@@ -178,7 +178,14 @@ def plan_health(host: Host, facts: HealthFacts, fix: bool) -> Union[HealthPlan, 
     if not fix:
         return replace(p, notify=None, health=None, log=False)
     if p.kind == "restart":
-        return replace(p, may_record=_broken(facts))
+        # the record after the restarts needs the checkout on the deployed
+        # commit (verdict_holds): read now, so the dry run promises it only
+        # when the real run's second look can write it (review 2)
+        if not _broken(facts):
+            return p
+        if facts.head is None:
+            return Need("head", facts.deployed)
+        return replace(p, may_record=facts.head == facts.deployed)
     if p.status in ("ok", "recovered"):
         verdict = _no_longer_broken(facts)
         if isinstance(verdict, Need):

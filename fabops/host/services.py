@@ -125,7 +125,8 @@ gone() {
 # (PIDFILE.gone says which PID was written), so monitor's "errors in the last
 # hour" and `logs --errors` count a crash under both back ends
 # (docs/monitor.md). A status look writes nothing: dry runs and monitor read;
-# monitor counts a death no stop has met yet from the notes (unlogged_deaths).
+# monitor lists a death no stop has met yet from the notes, beside the
+# count, not in it (unlogged_deaths).
 
 
 def _svc_files(home: str, name: str):
