@@ -453,3 +453,29 @@ def test_a_manifest_that_is_not_one_is_exit_64_for_both_and_touches_nothing(tmp_
         assert out == "" and err.startswith("fabops: backup --restore: ") and err.count("\n") == 1, err
         assert "manifest.json" in err and "nothing was touched" in err, err
     assert not (tmp_path / "to").exists()
+
+
+def test_a_files_item_from_before_a_path_was_added_is_put_back_one_elsewhere_is_not(host_with_service, tmp_path):
+    """Review 2: one path added to backup.files refused every older
+    snapshot's files item in place. Fewer paths than the list now is fine
+    (each is one the host names, and the save copies them all first); a
+    path the list does not name is still refused by both runs."""
+    from fabops import inventory
+
+    host, paths, _ = host_with_service
+    snap = _with_env(host, paths)
+    wider = inventory.from_data({"hosts": {"h": {
+        "connection": "local", "app": {"path": host.app.path}, "home": host.home,
+        "backup": {"files": ["data", "more"]}, "services": [{"name": "web", "command": "true"}]}}}).hosts["h"]
+    refused, done = _both(wider, paths, snap["run_id"])
+    assert refused["files.tar"] is None and done["files.tar"]["ok"], (refused, done["files.tar"])
+
+    def outside(m):
+        for i in m["items"]:
+            if i["name"] == "files":
+                i["sources"] = i["sources"] + [str(tmp_path / "elsewhere")]
+    snap = _with_env(host, paths)
+    _edit_manifest(paths, snap["run_id"], outside)
+    refused, done = _both(wider, paths, snap["run_id"])
+    assert refused["files.tar"] and refused["files.tar"].startswith("its paths in the snapshot"), refused
+    assert not done["files.tar"]["ok"]

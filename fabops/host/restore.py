@@ -413,8 +413,14 @@ def _not_listed(item: dict, now: Optional[Tuple[str, str, Tuple[str, ...]]]) -> 
     """Why an item may not be put back in place (None: it may): its
     destinations come from the snapshot's manifest, which a repository's
     snapshot does not vouch for, so they must be what the host's backup
-    settings list for that item name now (kind, file and sources)."""
+    settings list for that item name now (kind, file and sources). A
+    files item may hold fewer paths than the list has now (a path added to
+    `backup.files` since): each is still one the host names, and the save
+    copies them all first."""
     if now == (item["kind"], item["file"], tuple(item["sources"])):
+        return None
+    if now and item["kind"] == "files" and now[:2] == (item["kind"], item["file"]) \
+            and set(item["sources"]) <= set(now[2]):
         return None
     said = ", ".join(item["sources"]) or "none"
     return (f"its paths in the snapshot ({said}) are not what the host's backup settings list for "
@@ -431,8 +437,8 @@ def _decide_item(i: dict, found: Found, into: Optional[str],
         return item
     if into is None and item["kind"] not in IN_PLACE:
         item["skipped"] = NOT_IN_PLACE
-    elif into is None and _not_listed(item, listed.get(item["name"])):
-        item["refused"] = _not_listed(item, listed.get(item["name"]))
+    elif into is None and (why := _not_listed(item, listed.get(item["name"]))):
+        item["refused"] = why
     elif item["kind"] == "files":
         names, item["refused"] = found.tars[item["file"]]
         for src in [] if item["refused"] else item["sources"]:
