@@ -58,8 +58,8 @@ def test_the_dry_run_says_what_the_restore_then_does_and_writes_nothing(deployed
                  "[local] would stop bot: nothing writes while the snapshot is put back",
                  f"[local] would replace {data}: with its tree from files.tar of {snap}",
                  f"[local] would replace {env}: with env of {snap}, whole (0600)",
-                 "[local] would skip state.json: not put back in place: a dump is loaded with its database's own "
-                 "tool, fabops' state belongs to the deploys (--to DIR gives the file)",
+                 "[local] would skip state.json: not put back in place: fabops' state belongs to the deploys "
+                 "(--to DIR gives the file)",
                  "[local] would start bot: then its readiness gate",
                  "[local] would record history.jsonl: the restore (trigger restore); a failed one notifies"):
         assert line in said, dry.stdout

@@ -49,8 +49,11 @@ from ..paths import HostPaths
 from .would import Would, as_json
 
 IN_PLACE = ("files", "sqlite", "env")  # the kinds put back in place; dumps and state only with --to
-NOT_IN_PLACE = ("not put back in place: a dump is loaded with its database's own tool, fabops' state belongs "
-                "to the deploys (--to DIR gives the file)")
+# why an item of another kind is skipped in place: its own reason (a trial
+# read a dump's reason on state.json)
+NOT_IN_PLACE = {"dump": "not put back in place: a dump is loaded with its database's own tool (--to DIR gives "
+                        "the file)",
+                "state": "not put back in place: fabops' state belongs to the deploys (--to DIR gives the file)"}
 
 
 class RestoreError(Exception):
@@ -122,7 +125,10 @@ def chosen(manifest: object, only: Optional[str]) -> List[dict]:
     if only:
         items = [i for i in items if only in (i.get("name"), i.get("file"))]
         if not items:
-            names = ", ".join(str(i.get("name")) for i in manifest.get("items") or [] if not i.get("skipped"))
+            # by the file names the restore's lines use (state.json, not
+            # state): --only takes either
+            names = ", ".join(str(i.get("file") or i.get("name")) for i in manifest.get("items") or []
+                              if not i.get("skipped"))
             raise RestoreError(f"the snapshot has no item {only!r}: it has {names}")
     return items
 
@@ -436,7 +442,7 @@ def _decide_item(i: dict, found: Found, into: Optional[str],
     if bad:
         return item
     if into is None and item["kind"] not in IN_PLACE:
-        item["skipped"] = NOT_IN_PLACE
+        item["skipped"] = NOT_IN_PLACE.get(item["kind"], "not put back in place (--to DIR gives the file)")
     elif into is None and (why := _not_listed(item, listed.get(item["name"]))):
         item["refused"] = why
     elif item["kind"] == "files":
