@@ -524,6 +524,38 @@ def test_the_repository_forgets_by_the_local_retention_rule(tmp_path, monkeypatc
     assert done["offsite"]["forgotten"] == ["20261201T030000-aaaaaa", "20261202T030000-bbbbbb"]
 
 
+def test_two_runs_in_one_second_are_told_apart_by_their_exact_start(tmp_path, monkeypatch):
+    """A failed run and the ok one after it, in one second: restic's --time
+    keeps whole seconds, so retention reads the started= tag (CI once kept
+    the failed one beside the newer ok one, both at 05:33:27). One tagged
+    before the tag existed still counts by its run id's time."""
+    from fabops.host import backup, restic
+
+    host, paths = repo_host(tmp_path, keep={"daily": 1, "weekly": 0, "monthly": 0})
+    snaps = [{"id": "old", "tags": ["run=20261201T030000-aaaaaa", "ok=yes"]},
+             {"id": "bad", "tags": ["run=20261207T053327-ffffff", "ok=no", "started=1796621607.25"]},
+             {"id": "new", "tags": ["run=20261207T053327-000000", "ok=yes", "started=1796621607.75"]}]
+    calls = []
+    monkeypatch.setattr(restic, "ready", lambda repo: None)
+    monkeypatch.setattr(restic, "remote_runs", lambda repo, name: list(snaps))
+    monkeypatch.setattr(restic, "call", lambda repo, *args, **kw: calls.append(args) or "")
+    assert [r.started for r in restic.remotes(snaps)] == [restic.run_started("20261201T030000"), 1796621607.25,
+                                                          1796621607.75]
+    done = restic.offsite(host, [], lambda now: backup.to_delete(now, host.backup.keep))
+    assert done["ok"] and done["forgotten"] == ["20261201T030000-aaaaaa", "20261207T053327-ffffff"], done
+    assert calls == [("forget", "--prune", "old", "bad")]
+
+
+def test_an_upload_tags_the_runs_exact_start(tmp_path, monkeypatch):
+    from fabops.host import backup, restic
+
+    got = []
+    monkeypatch.setattr(restic, "call", lambda repo, *args, **kw: got.append(args) or "")
+    snap = backup.Snapshot("20261207T053327-000000", str(tmp_path), 1796621607.75, 1796621608.0, True, 10, 1, 0, "abc")
+    restic.upload(None, "web-1", snap)
+    assert "started=1796621607.75" in got[0] and got[0][-1] == str(tmp_path), got
+
+
 def test_a_dead_repository_still_lets_retention_delete_what_it_already_has(tmp_path, monkeypatch):
     """While the copy fails, the snapshots already in the repository are
     deleted as usual and only those not yet off the host stay (before:

@@ -138,11 +138,13 @@ def run_tag(snap: dict) -> Optional[str]:
 def upload(repo: Repository, host: str, snap) -> str:
     """`restic backup` of one local snapshot (host/backup.Snapshot); the
     new snapshot's id. Tagged with the host, the commit, the run id and
-    whether every item was ok (ok=no: retention's rule for failed ones)."""
+    whether every item was ok (ok=no: retention's rule for failed ones),
+    and its exact start (started=: restic's --time keeps whole seconds, and
+    two runs in one second must still be told apart by retention)."""
     when = datetime.datetime.fromtimestamp(snap.started).strftime("%Y-%m-%d %H:%M:%S")
     out = call(repo, "backup", "--json", "--quiet", "--host", host, "--time", when,
                "--tag", f"host={host}", "--tag", f"commit={snap.commit or 'none'}", "--tag", f"run={snap.run_id}",
-               "--tag", f"ok={'yes' if snap.ok else 'no'}", snap.path)
+               "--tag", f"ok={'yes' if snap.ok else 'no'}", "--tag", f"started={snap.started!r}", snap.path)
     for line in reversed(out.splitlines()):
         try:
             msg = json.loads(line)
@@ -164,14 +166,26 @@ class Remote:
 
 
 def remotes(snaps: Sequence[dict]) -> List[Remote]:
-    """The repository's snapshots of our runs (a run= tag with a run id's time)."""
+    """The repository's snapshots of our runs (a run= tag with a run id's
+    time; the started= tag's exact one when it has it)."""
     out = []
     for s in snaps:
         run_id = run_tag(s)
-        started = run_started(run_id or "")
+        started = _exact_start(s) or run_started(run_id or "")
         if run_id and started is not None:
             out.append(Remote(run_id, started, "ok=no" not in (s.get("tags") or []), str(s.get("id"))))
     return out
+
+
+def _exact_start(snap: dict) -> Optional[float]:
+    """The started= tag's time (None for one uploaded before it existed)."""
+    for tag in snap.get("tags") or []:
+        if str(tag).startswith("started="):
+            try:
+                return float(str(tag)[len("started="):])
+            except ValueError:
+                return None
+    return None
 
 
 def ready(repo: Optional[Repository]) -> None:
