@@ -75,12 +75,26 @@ def test_crash_on_boot_rolls_back_and_cron_skips_it(sandbox):
     code, res = sandbox.result()
     assert "already reported" in res["message"]
 
+    # the held host's service dies: cron restarts the deployed commit (the
+    # budget as ever) and says the hold, not only "already reported"
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and os.path.exists(f"/proc/{pid}") and \
+            Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z":
+        time.sleep(0.05)
+    code, res = sandbox.result()
+    assert (code, res["result"]) == (1, "deployed") and "restarted bot" in res["message"], res
+    assert [w for w in res["warnings"] if w.startswith(f"origin is at {bad[:10]}, which failed its gate")], res
+    assert sandbox.health()["version"] == "1" and sandbox.pid() != pid and sandbox.head() == v1
+    assert f"origin is at {bad[:7]}" in json.dumps(res), res
+
     v3 = sandbox.origin.good("3")  # origin moves on: deployed
     code, res = sandbox.result()
     assert (code, res["result"]) == (0, "deployed")
     assert sandbox.state["deployed"] == v3
     results = [h["result"] for h in sandbox.history()]
-    assert results == ["deployed", "rolled_back", "skipped_bad", "deployed"]  # skipped_bad recorded once
+    # skipped_bad recorded once
+    assert results == ["deployed", "rolled_back", "skipped_bad", "deployed", "deployed"], results
 
 
 def test_unhealthy_commit_rolls_back(tmp_path):

@@ -109,7 +109,10 @@ cron | dep=A int ended | o=B h=B                | deploy tgt=B +full +finish rul
 # --- cron and a bad target
 cron | dep=A bad=B    | o=B h=A                 | hold/skipped_bad tgt=B +notify
 cron | dep=A bad*=B   | o=B h=A                 | hold/skipped_bad tgt=B
-cron | dep=A bad=B    | o=B h=A sick=bot        | hold/skipped_bad tgt=B +notify
+cron | dep=A bad=B    | o=B h=A sick=bot        | restart tgt=A +warn svc=bot
+cron | dep=A bad=B    | o=B h=A nohealth        | need=health
+cron | dep=A bad=B r3 | o=B h=A sick=bot        | abort/broken tgt=A +warn
+cron | dep=A bad=B    | o=B h=B sick=bot        | hold/skipped_bad tgt=B +notify
 cron | dep=A bad=B    | o=B h=A nopre           | hold/skipped_bad tgt=B +notify
 cron | dep=A bad=B    | o=B h=B                 | hold/skipped_bad tgt=B +notify
 cron | dep=A bad=C    | o=B h=A                 | deploy tgt=B rules= svc=api
@@ -127,6 +130,7 @@ cron | dep=A retry.=B | o=B h=A                 | deploy tgt=B rules= svc=api
 cron | dep=A retry=C  | o=B h=A                 | deploy tgt=B rules= svc=api
 cron | dep=A retry=B int | o=B h=A             | deploy tgt=B +full +finish +warn rules=0,1 svc=bot,api
 cron | dep=A retry=B  | o=B h=A nopre           | hold/deferred tgt=B
+cron | dep=A retry=B  | o=B h=A sick=api        | restart tgt=A +warn svc=api
 cron | dep=A retry=A  | o=A h=A                 | noop/noop tgt=A
 cron | dep=A retry=A  | o=A h=A sick=api        | restart tgt=A svc=api
 # --- cron and a pin: never moved by cron
@@ -144,6 +148,7 @@ cron | dep=A pin=P bad=P | o=B h=A              | hold/skipped_bad tgt=P +notify
 manual | dep=A        | o=A h=A                 | noop/noop tgt=A
 manual | dep=A        | o=B h=A                 | deploy tgt=B rules= svc=api
 manual | dep=A bad=B  | o=B h=A                 | hold/skipped_bad tgt=B +notify
+manual | dep=A bad=B  | o=B h=A sick=bot        | restart tgt=A +warn svc=bot
 manual | dep=A bad*=B | o=B h=A                 | hold/skipped_bad tgt=B
 manual | dep=A retry=B | o=B h=A                | hold/deferred tgt=B
 manual | dep=A pin=A  | o=B h=A                 | noop/noop tgt=A

@@ -215,7 +215,7 @@ def plan(host, state: State, facts: Facts, opts: Opts) -> Union[Plan, Need]:
     common = _finish_on_the_last_good(state, opts, common)
     hold = _hold_bad(state, opts, common) or _hold_retry(state, facts, opts, common)
     if hold is not None:
-        return hold
+        return _tended(host, state, facts, opts, common, hold)
     common = _said_if_known_bad(state, opts, common)
     if facts.problems is None:
         return Need("preflight", common["target"])
@@ -330,6 +330,24 @@ def _hold_bad(state: State, opts: Opts, common: dict) -> Optional[Plan]:
                 f"origin is at {short(target)}, which failed its gate ({info.get('reason', '?')}); "
                 f"{_staying(common)} until origin moves" + ("" if first else " (already reported)"),
                 notify=first, **common)
+
+
+def _tended(host, state: State, facts: Facts, opts: Opts, common: dict, hold: Plan) -> Union[Plan, Need]:
+    """A hold stays on the deployed commit, and staying keeps its services
+    up as a run on that commit does: a sick one is restarted (the restart
+    budget as ever) and the hold is a warning of its run (before: cron
+    held, "already reported", beside a dead service). A hold anywhere else (the checkout
+    moved, nothing deployed, a run to finish) only holds."""
+    deployed = common["deployed"]
+    if not deployed or facts.head != deployed or state.in_progress:
+        return hold
+    if facts.health is None:
+        return Need("health", common["target"])
+    if all(h.ok for h in facts.health):
+        return hold
+    return _on_the_deployed_commit(host, state, facts, opts,
+                                   {**common, "target": deployed, "warnings": common["warnings"] + (hold.message,)},
+                                   None)
 
 
 def _hold_retry(state: State, facts: Facts, opts: Opts, common: dict) -> Optional[Plan]:
