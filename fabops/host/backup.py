@@ -119,15 +119,20 @@ class BackupPlan:
     never: Tuple[str, ...] = ()  # real paths `files` never archives: the snapshots themselves, fabops' venv
     undo_of: Optional[str] = None  # a restore's save: the run id it restores (kept_undo)
 
-    def would(self) -> List[Would]:
+    def would(self, offsite: bool = False) -> List[Would]:
+        """The dry run's lines; `offsite`: a repository is set, so a
+        delete also waits for the repository to have the snapshot (retain:
+        a failed copy keeps the ones not yet off the host)."""
         out = [Would("write", self.snapshot, "a new snapshot (0700; files 0600) with manifest.json")]
         for it in self.items:
             what = f"backup.dump {it.name[len('dump-'):]}" if it.kind == "dump" else ", ".join(it.sources)
             how = HOW.get(it.kind, "copy" + (" if present" if it.always else ""))
             out.append(Would("copy", it.file, f"{how} {what}"))
+        when = "if every item is copied" + (" and the repository has it (a failed off-host copy keeps one not "
+                                             "yet off the host for the next run)" if offsite else "")
         out += [Would("delete", run_id, "retention: not among the snapshots the keep policy "
-                      f"(daily {self.keep.daily}, weekly {self.keep.weekly}, monthly {self.keep.monthly}) keeps")
-                for run_id in self.delete]
+                      f"(daily {self.keep.daily}, weekly {self.keep.weekly}, monthly {self.keep.monthly}) keeps, "
+                      f"{when}") for run_id in self.delete]
         return out
 
     def to_dict(self) -> dict:
@@ -672,7 +677,7 @@ def result(action: str, host: Host, paths: HostPaths, priority: str = "") -> dic
         return verified(host, paths)
     if action == "plan":
         p = plan(host, paths, run_id=DRY_RUN_ID, now=now)
-        return {**p.to_dict(), "would": [w.to_dict() for w in p.would() + offsite_would(host)],
+        return {**p.to_dict(), "would": [w.to_dict() for w in p.would(bool(host.backup.repository)) + offsite_would(host)],
                 "warnings": _warnings(host)}
     done = locked_run(host, paths, priority)
     return {**done, "warnings": done["warnings"] + _warnings(host)}
