@@ -353,6 +353,38 @@ def test_restic_dump_is_ended_after_its_deadline_with_one_clear_error(tmp_path, 
     assert time.monotonic() - t0 < 10
 
 
+@pytest.mark.parametrize("error, code", [("RestoreFailed", 2), ("RestoreError", 64)])
+def test_a_restore_that_could_not_read_is_failed_not_a_usage_error(tmp_path, monkeypatch, capsys, error, code):
+    """A dump past its deadline (or a repository out of reach) is the
+    host's failure, exit 2; no such snapshot or item is the person's words,
+    64 (before: both 64). The laptop shows the host's one line as it is."""
+    import io
+    import sys
+
+    from types import SimpleNamespace
+
+    from fabops.deploy import host_yml
+    from fabops.host import backup as hb
+    from fabops.maintenance import backup as laptop
+
+    host, _ = local(tmp_path, {})
+    monkeypatch.setattr(sys, "stdin", io.StringIO(host_yml(host)))
+
+    def fails(*args):
+        raise getattr(restore, error)("restic dump of x still running after 1 s: ended, nothing was touched")
+
+    monkeypatch.setattr(hb, "restored", fails)
+    assert hb.main(["restore-plan", "20261201T030000-aaaaaa", "", ""]) == code
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.endswith("still running after 1 s: ended, nothing was "
+                                                                 "touched\n"), err
+    r = SimpleNamespace(exited=code, stdout="", stderr=err)
+    monkeypatch.setattr(laptop.Target, "of", lambda c, h: SimpleNamespace(run=lambda *a, **kw: r))
+    with pytest.raises(laptop.FabopsError) as got:
+        laptop.backup(None, host, "restore-plan", ["20261201T030000-aaaaaa", "", ""])
+    assert got.value.exit_code == code and str(got.value).startswith("h: backup --restore"), str(got.value)
+
+
 def test_what_a_failed_tar_read_leaves_of_restic_dump_is_drained_not_held(tmp_path, monkeypatch):
     """A tar that fails on its first block: the rest of the stream (here
     64 MB) goes to nowhere in chunks (before: read() held all of it)."""
@@ -434,7 +466,7 @@ def test_a_malformed_manifest_item_is_refused_by_both_never_a_traceback(host_wit
 
 
 @pytest.mark.parametrize("text", ["{not json", "[]", '{"items": {"a": 1}}', '{"items": [1]}'])
-def test_a_manifest_that_is_not_one_is_exit_64_for_both_and_touches_nothing(tmp_path, monkeypatch, capsys, text):
+def test_a_manifest_that_is_not_one_is_failed_for_both_and_touches_nothing(tmp_path, monkeypatch, capsys, text):
     import io
     import sys
 
@@ -448,9 +480,11 @@ def test_a_manifest_that_is_not_one_is_exit_64_for_both_and_touches_nothing(tmp_
         fh.write(text)
     for action in ("restore-plan", "restore"):
         monkeypatch.setattr(sys, "stdin", io.StringIO(host_yml(host)))
-        assert hb.main([action, snap["run_id"], "", str(tmp_path / "to")]) == 64
+        # a damaged snapshot is the host's failure (2), not the person's words (64)
+        assert hb.main([action, snap["run_id"], "", str(tmp_path / "to")]) == 2
         out, err = capsys.readouterr()
-        assert out == "" and err.startswith("fabops: backup --restore: ") and err.count("\n") == 1, err
+        assert out == "" and err.startswith("fabops: backup --restore failed on the host: ") and \
+            err.count("\n") == 1, err
         assert "manifest.json" in err and "nothing was touched" in err, err
     assert not (tmp_path / "to").exists()
 

@@ -721,7 +721,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 78  # CONFIG (docs/errors.md)
     from ..errors import UsageError
     from ..paths import check_run_id
-    from .restore import RestoreError
+    from .restore import RestoreError, RestoreFailed
 
     try:
         paths = HostPaths.for_home(host.home)
@@ -732,6 +732,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         # would be left at nice 19 for good
         priority = lower_priority() if argv[0] in ("run", "verify") else ""
         answer = restored(host, paths, restoring, argv[1:]) if restoring else result(argv[0], host, paths, priority)
+    except RestoreFailed as exc:  # what it names could not be read (a dump timed out): nothing was touched
+        sys.stderr.write(f"fabops: backup --restore failed on the host: {exc}\n")
+        return 2  # FAILED (docs/errors.md)
     except (RestoreError, UsageError) as exc:  # no such snapshot or item, not a run id: nothing was touched
         sys.stderr.write(f"fabops: backup --restore: {exc}\n")
         return 64  # USAGE (docs/errors.md)

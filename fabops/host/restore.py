@@ -57,7 +57,15 @@ NOT_IN_PLACE = {"dump": "not put back in place: a dump is loaded with its databa
 
 
 class RestoreError(Exception):
-    """A restore that cannot start (no such snapshot, no such item)."""
+    """A restore that cannot start (no such snapshot, no such item): the
+    person's words name nothing there (USAGE, 64)."""
+
+
+class RestoreFailed(RestoreError):
+    """A restore that could not read what it names (the repository out of
+    reach, a dump that timed out or failed, a manifest that is not one):
+    the host's failure, not the person's words (FAILED, 2). Nothing was
+    touched either way."""
 
 
 # ------------------------------------------------------------------ finding the snapshot
@@ -75,7 +83,7 @@ def in_repository(host: Host, run_id: str) -> dict:
         restic.ready(repo)
         snaps = json.loads(restic.call(repo, "snapshots", "--json", "--host", host.name, timeout=600) or "[]")
     except (restic.ResticError, ValueError) as exc:
-        raise RestoreError(f"snapshot {run_id} is not on the host, and the repository: {exc}") from None
+        raise RestoreFailed(f"snapshot {run_id} is not on the host, and the repository: {exc}") from None
     found = [s for s in snaps if restic.run_tag(s) == run_id]
     if not found:
         raise RestoreError(f"no snapshot {run_id} on the host or in the repository: `backup --list` shows them")
@@ -108,7 +116,7 @@ def source_dir(host: Host, paths: HostPaths, run_id: str) -> Tuple[str, Optional
         restic.call(host.backup.repository, "restore", str(snap["id"]), "--target", tmp)
     except restic.ResticError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise RestoreError(str(exc)) from None
+        raise RestoreFailed(str(exc)) from None
     return os.path.join(tmp, _inner(snap).lstrip("/")), tmp, _offsite(snap)
 
 
@@ -119,7 +127,7 @@ def chosen(manifest: object, only: Optional[str]) -> List[dict]:
     own bad fields refuse that item: _malformed)."""
     listed = manifest.get("items") if isinstance(manifest, dict) else None
     if not isinstance(listed, list) or not all(isinstance(i, dict) for i in listed):
-        raise RestoreError("the snapshot's manifest.json is not a fabops manifest (no list of items): nothing "
+        raise RestoreFailed("the snapshot's manifest.json is not a fabops manifest (no list of items): nothing "
                            "was touched")
     items = [i for i in listed if not i.get("skipped") and i.get("sha256")]
     if only:
@@ -235,7 +243,7 @@ def found_in(snap: str, run_id: str, where: str, only: Optional[str]) -> Found:
         with open(os.path.join(snap, "manifest.json"), encoding="utf-8") as fh:
             items = chosen(json.load(fh), only)
     except ValueError as exc:
-        raise RestoreError(f"snapshot {run_id}'s manifest.json cannot be read as JSON ({exc}): nothing was "
+        raise RestoreFailed(f"snapshot {run_id}'s manifest.json cannot be read as JSON ({exc}): nothing was "
                            "touched") from None
     tars = {}
     for i in items:
@@ -287,9 +295,9 @@ def _dumped(repo, snap_id: str, path: str, read: Callable[[IO[bytes]], object], 
         timer.cancel()
     what = f"{path} of the repository's snapshot {restic.short_id(snap_id)}"
     if ended and code:  # ended by the timer, not by itself just before it fired
-        raise RestoreError(f"restic dump of {what} still running after {timeout:g} s: ended, nothing was touched")
+        raise RestoreFailed(f"restic dump of {what} still running after {timeout:g} s: ended, nothing was touched")
     if code:
-        raise RestoreError(f"{what} could not be read (restic dump exited {code})")
+        raise RestoreFailed(f"{what} could not be read (restic dump exited {code})")
     return got
 
 
@@ -303,7 +311,7 @@ def found_off_host(host: Host, run_id: str, only: Optional[str]) -> Found:
     try:
         manifest = json.loads(_dumped(repo, sid, f"{inner}/manifest.json", lambda fh: fh.read()))
     except ValueError as exc:
-        raise RestoreError(f"snapshot {run_id}'s manifest.json in the repository cannot be read as JSON ({exc}): "
+        raise RestoreFailed(f"snapshot {run_id}'s manifest.json in the repository cannot be read as JSON ({exc}): "
                            "nothing was touched") from None
     items = chosen(manifest, only)
     tars = {str(i["file"]): _dumped(repo, sid, f"{inner}/{i['file']}", lambda fh: read_tar(fh, "r|"))

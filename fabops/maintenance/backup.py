@@ -58,6 +58,8 @@ def backup(c, host: Host, action: str, extra=()) -> dict:
         raise errors.UsageError(r.stderr.strip().removeprefix("fabops: "), host=host.name)
     if r.exited == errors.LOCKED:  # the host waited its LOCK_WAIT for a deploy (or another backup)
         raise errors.LockedError(r.stderr.strip().removeprefix("fabops: ") or "locked", host=host.name)
+    if r.exited == errors.FAILED and r.stderr.startswith("fabops: backup"):  # its own one line (host/backup.main)
+        raise FabopsError(r.stderr.strip().removeprefix("fabops: "), host=host.name)
     if r.exited == 127 or "No module named" in said:
         raise FabopsError("fabops on the host has no backup yet (not installed, or older than this one): "
                           "a deploy or `setup` installs it", host=host.name)
