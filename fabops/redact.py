@@ -9,18 +9,21 @@ says which account is meant. Only what is shown is masked: host.yml and
 restic's RESTIC_REPOSITORY keep the real URL (docs/security.md).
 
 A whole value (hosts --json, a hosts.yml problem's quote) is masked from
-`://user:` to its last `@` (redacted_url): a password may hold a space or a
-`/`, which end the match in running text. An HTTP check's URL hides its
-whole userinfo (hidden_userinfo, the rule host/httpcheck.shown applies on
-the host, where that module must import nothing of fabops): there a token
-is often the user part. Values under a name that says secret (a check's
+`://user:` to where its userinfo ends (redacted_url, userinfo_of): a
+password may hold a space or a `/`, which end the match in running text. An HTTP check's URL hides its
+whole userinfo (hidden_userinfo: host/httpcheck.shown, the rule the host
+applies to its own messages): there a token is often the user part. Values under a name that says secret (a check's
 `Authorization` header, an env key like `API_TOKEN`) show as `***`.
 
-Standard library only: the host side (host/restic.py) uses it too.
+Standard library and host/httpcheck only: the host side (host/restic.py)
+uses it too.
 """
 from __future__ import annotations
 
 import re
+from typing import Optional, Tuple
+
+from .host.httpcheck import shown
 
 # `://user:password@`: the authority ends at the first `/` (or a space, in
 # running text), and its last `@` ends the userinfo, as Go's url.Parse
@@ -34,32 +37,42 @@ def redacted(text: str, mask: str = "***") -> str:
     return _PASSWORD.sub(lambda m: f"{m.group(1)}:{mask}@", text)
 
 
+def userinfo_of(url: str) -> Tuple[Optional[str], bool]:
+    """A URL's `user:password` part (None when it has none) and whether
+    its authority holds it whole. The userinfo ends at the authority's last
+    `@` (a path may hold one: rest:https://u:pw@host/a@b); with none
+    there, a `/` in the password ended the authority early (whole: False,
+    as restic's parser would cut it) and the value's last `@` ends it; with
+    no `:` before the first `/` but a port's, the `@` is the path's
+    (host:8000/a@b). redacted_url masks by it, validate refuses by it."""
+    rest = url.partition("://")[2]
+    authority = rest.split("/", 1)[0]
+    if "@" in authority:
+        return authority.rpartition("@")[0], True
+    if "@" in rest and ":" in authority and not authority.rpartition(":")[2].isdigit():
+        return rest.rpartition("@")[0], False
+    return None, True
+
+
 def redacted_url(url: str, mask: str = "***") -> str:
     """One URL value with its password masked, the user kept: everything
-    between `://user:` and the value's last `@` (a password's space or `/`
-    included). A value without `://` is masked as running text."""
+    between `://user:` and where its userinfo ends (userinfo_of: a
+    password's space or `/` included). A value without `://` is masked as
+    running text."""
     scheme, sep, rest = url.partition("://")
     if not sep or "@" not in rest:
         return redacted(url, mask)
-    authority = rest.split("/", 1)[0]
-    # the userinfo ends at the authority's last `@` (a path may hold one:
-    # rest:https://u:pw@host/a@b); with none there, a `/` in the password
-    # ended the authority early, and the value's last `@` ends it
-    if "@" not in authority and (":" not in authority or authority.rpartition(":")[2].isdigit()):
-        return url  # no userinfo: the `@` is the path's (host:8000/a@b)
-    userinfo = authority.rpartition("@")[0] if "@" in authority else rest.rpartition("@")[0]
+    userinfo, _ = userinfo_of(url)
+    if userinfo is None:
+        return url
     user, colon, _ = userinfo.partition(":")
     return f"{scheme}://{user}:{mask}@{rest[len(userinfo) + 1:]}" if colon else url
 
 
-def hidden_userinfo(url: str) -> str:
-    """An HTTP check's URL as shown: its whole `user:pass@` (or a token as
-    the user part) is `***@`."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest.partition("/")[0]:
-        return url
-    authority, slash, path = rest.partition("/")
-    return f"{scheme}://***@{authority.rpartition('@')[2]}{slash}{path}"
+# An HTTP check's URL as shown: its whole `user:pass@` (or a token as the
+# user part) is `***@`; the host applies the same rule to its messages, in
+# a module that imports nothing of fabops, so it is that one function.
+hidden_userinfo = shown
 
 
 # A header or env name whose value is a credential (case-insensitive).

@@ -352,15 +352,14 @@ def repository_url_problem(url: str) -> str | None:
 
 def _password_unsafe(url: str) -> bool:
     """Whether the password would not survive restic's URL parser, which
-    ends the authority at the first `/`: a `@` there means the userinfo is
-    whole; none there (and a `:` not followed by a port) means a `/` cut
-    the password."""
-    rest = url.partition("://")[2]
-    authority = rest.split("/", 1)[0]
-    if "@" not in authority:
-        return "@" in rest and ":" in authority and not authority.rpartition(":")[2].isdigit()
-    password = authority.rpartition("@")[0].partition(":")[2]
-    return any(c in _REPOSITORY_BAD or c in "?#" or c.isspace() for c in password)
+    ends the authority at the first `/` (redact.userinfo_of: not whole)
+    and reads `?`, `#`, a space or a shell character as the URL's."""
+    from .redact import userinfo_of
+
+    userinfo, whole = userinfo_of(url)
+    if userinfo is None:
+        return False
+    return not whole or any(c in _REPOSITORY_BAD or c in "?#" or c.isspace() for c in userinfo.partition(":")[2])
 
 
 # ------------------------------------------------------------------ the hosts.yml schema
