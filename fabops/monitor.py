@@ -758,7 +758,13 @@ def _service_findings(svc: Dict[str, Any], th: Dict[str, float]) -> List[Tuple[i
     if not svc["active"]:
         found.append((errors.FAILED, f"{name} is {state_phrase(svc['state'])}"))
         answered, whose = answering(svc), answer_owner(svc)
-        if answered and whose == "other":
+        holder = svc.get("port_holder") or ""
+        if answered and whose == "other" and holder.startswith("pid "):
+            # named as health and the deploy's gate name it (listeners.PortOwner.holder: the pid and
+            # its command, cut to COMMAND_WIDTH; the panel cuts it to its line: tasks/observe._Held)
+            found.append((errors.WARNING, f"{name}: {answered} answered by another process ({holder}); "
+                                          f"{name} is not running"))
+        elif answered and whose == "other":  # no holder read (no python3, another user's process)
             found.append((errors.WARNING, f"{name}: {answered} answered by another process ({name} is not "
                                           "running)"))
         elif answered:  # starting, reloading, stopping: it may well be its own (review3 #4)

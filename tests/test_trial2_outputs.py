@@ -172,8 +172,9 @@ def test_monitor_flags_a_port_and_check_another_process_answers(sandbox):
         svc = facts["services"][0]
         assert (svc["active"], svc["port_open"], svc["http_status"]) == (False, True, 200), svc
         said = [f["message"] for f in facts["findings"]]
-        want = f"bot: port {sandbox.port} and its check (HTTP 200) answered by another process (bot is not running)"
-        assert want in said, said
+        # the server is this test's own process: named, as listeners.py finds it (pid and command)
+        want = f"bot: port {sandbox.port} and its check (HTTP 200) answered by another process (pid {os.getpid()}: "
+        assert [m for m in said if m.startswith(want) and m.endswith("); bot is not running")], said
         for width in ("80", "200"):
             r = run_cli("monitor", "-i", inv, "-H", "local", env={"COLUMNS": width})
             row = " ".join(r.stdout.replace("│", " ").split())
@@ -185,9 +186,10 @@ def test_monitor_flags_a_port_and_check_another_process_answers(sandbox):
         thread.join(10)
 
 
-def _panel_with_port_answering(width, capsys, monkeypatch, state):
+def _panel_with_port_answering(width, capsys, monkeypatch, state, holder=None):
     """(findings, panel) of the recorded sandbox whose bot is in `state`
-    (not running) while its port listens and its check passes."""
+    (not running) while its port listens and its check passes; `holder`:
+    the port's holder as host/listeners.py names it (port_owner `other`)."""
     import json
 
     import yaml
@@ -201,6 +203,8 @@ def _panel_with_port_answering(width, capsys, monkeypatch, state):
     host = inventory.loads(yaml.safe_dump({"hosts": {"sandbox": case["host"]}}), "x.yml").hosts["sandbox"]
     facts = monitor.parse(case["output"], host, case["now"])
     facts["services"][0].update(active=False, state=state, pid=None, cpu=None, memory=None, uptime=None)
+    if holder:
+        facts["services"][0].update(port_owner="other", port_holder=holder)
     code, findings = monitor.evaluate(facts, host, case["now"])
     facts.update(status=errors.NAMES[code], code=code,
                  findings=[{"level": errors.NAMES[c], "message": m} for c, m in findings])
@@ -214,6 +218,26 @@ def test_monitor_panel_of_another_process_on_the_port(width, frozen, capsys, mon
     said, text = _panel_with_port_answering(width, capsys, monkeypatch, "inactive")
     assert "bot: port 34837 and its check (HTTP 200) answered by another process (bot is not running)" in said
     golden.check("monitor-other-process", width, text)
+
+
+# the longest holder: a 7-digit pid and a command as listeners.command_line cuts it (59 characters and `…`)
+LONG_HOLDER = "pid 4194304: python3 -m http.server 34837 --bind 127.0.0.1 --directory /…"
+
+
+@pytest.mark.parametrize("width", golden.WIDTHS)
+def test_monitor_panel_names_the_process_on_the_port(width, frozen, capsys, monkeypatch):
+    """New-user trial (#24): the panel said `answered by another process`
+    while --json had `port_holder` and health named it: the finding names
+    it, and at 80 columns the pid and the command's head stay on one line
+    (the command cut at its end to fit)."""
+    said, text = _panel_with_port_answering(width, capsys, monkeypatch, "inactive", LONG_HOLDER)
+    assert f"bot: port 34837 and its check (HTTP 200) answered by another process ({LONG_HOLDER}); bot is not " \
+           "running" in said, said
+    # on one line, whole where it fits (200), else cut at its end (80): the pid and the command's head
+    kept = LONG_HOLDER if width > 80 else "pid 4194304: python3 -m http.server 34837 --bind 127.0.0.1 --directory…"
+    assert [line for line in text.splitlines() if f"({kept});" in line], text
+    assert max(len(line) for line in text.splitlines()) <= width, text
+    golden.check("monitor-other-process-named", width, text)
 
 
 @pytest.mark.parametrize("state", ["failed", "dead", "stale"])

@@ -177,10 +177,38 @@ def _findings_list(facts):
     grid = Table.grid(padding=(0, 1, 0, 0))
     grid.add_column(no_wrap=True)
     grid.add_column()
+    holders = [s["port_holder"] for s in facts.get("services") or () if s.get("port_holder")]
     for f in facts.get("findings", []):
         color = "red" if f["level"] in ("FAILED", "BROKEN") else "yellow"
-        grid.add_row(f"[{color}]•[/{color}]", f"[{color}]{literal(f['message'])}[/{color}]")
+        named = [h for h in holders if h in f["message"]]
+        grid.add_row(f"[{color}]•[/{color}]", _Held(f["message"], named, color) if named
+                     else f"[{color}]{literal(f['message'])}[/{color}]")
     return grid
+
+
+class _Held:
+    """A finding that names a port's holder (`pid 4242: python3 -m
+    http.server 3013`): wrapped as any finding, with the holder on one
+    line, cut at its end to fit that line (the pid and the head of its
+    command kept; docs/monitor.md), where --json and health give it whole."""
+
+    def __init__(self, message: str, holders, color: str):
+        self.message, self.holders, self.color = message, holders, color
+
+    def __rich_console__(self, console, options):
+        from ._base import KEEP
+        from .render import Unbroken, _cut, literal
+
+        room = options.max_width - 3  # the holder's `(` before it and `),` or `);` after it
+        text = literal(self.message)
+        for holder in self.holders:
+            whole = literal(holder)
+            if room >= MIN_HOLDER:
+                text = text.replace(whole, literal(_cut(holder, room)).replace(" ", KEEP))
+        yield from Unbroken(f"[{self.color}]{text}[/{self.color}]").__rich_console__(console, options)
+
+
+MIN_HOLDER = 24  # a narrower line keeps no holder whole: it wraps as any text
 
 
 def _summary_table(results):
