@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Iterable, List, Optional, Tuple
 
 from .host import httpcheck, listeners
-from .shell import Cmd, raw, sh
+from .shell import Cmd, lines, path, raw, sh
 from .target import Target
 
 
@@ -34,6 +34,39 @@ def port_owner_cmd(port: int, pid: Optional[int], systemd: bool, unit: str = "")
     return sh("if command -v python3 >/dev/null 2>&1; then python3 -I -S -c {source} {port} {pid} {kind}; "
               "else echo; fi", source=listeners_source(), port=str(port),
               pid=str(pid) if pid else "-", kind=("systemd:" + unit if unit else "systemd") if systemd else "process")
+
+
+def recorded_owners_cmd(host) -> Cmd:
+    """Whose each declared port's listener is, as the deploy preflight
+    (host/readiness.held_ports) asks it: each service's main PID as its
+    status gives it (systemd's MainPID, the pidfile's PID even when that
+    process is gone: its group's remnants are the service's own), then one
+    python3 for every port, one JSON line each in host.services' order
+    (parse_owners). Nothing when no service declares a port."""
+    ported = [svc for svc in host.services if svc.port]
+    if not ported:
+        return sh("")
+    parts: List[Cmd] = [raw("OA=")]
+    for svc in ported:
+        if svc.manager == "systemd":
+            pid = sh("P=$(systemctl show -p MainPID --value {u} 2>/dev/null)", u=svc.name)
+        else:
+            pid = sh("P=-; if [ -r {pf} ] && read -r P1 S1 < {pf}; then P=$P1; fi",
+                     pf=path(host.paths.service_pid(svc.name)))
+        # systemd:UNIT: what is left of a unit not running (its cgroup) is its own (listeners.service_procs)
+        parts.append(sh('{pid}; OA="$OA "{port}" ${{P:--}} "{kind}', pid=pid, port=str(svc.port),
+                        kind=f"systemd:{svc.name}" if svc.manager == "systemd" else "process"))
+    parts.append(sh("command -v python3 >/dev/null 2>&1 && python3 -I -S -c {source} $OA; true",
+                    source=listeners_source()))
+    return lines(parts)
+
+
+def parse_owners(text: str, host) -> dict:
+    """{service: listeners.PortOwner} from the owners' JSON lines, in
+    host.services' order (none when the host has no python3)."""
+    found = [line for line in text.splitlines() if line.strip()]
+    ported = [svc for svc in host.services if svc.port]
+    return {svc.name: listeners.from_json(svc.port, line) for svc, line in zip(ported, found)}
 
 
 # The one HTTP check is fabops/host/httpcheck.py; the agentless path runs

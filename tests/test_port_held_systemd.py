@@ -52,6 +52,13 @@ def test_a_deploy_onto_a_port_another_process_holds_is_refused_on_systemd(alias,
         svc = json.loads(r.stdout)["hosts"]["find-to-do"]["services"][0]
         assert (svc["active"], svc["port_owner"]) == (False, "other"), svc
         assert svc["port_holder"].startswith(f"pid {pid}: python3 -m http.server 3003"), svc
+        # reset's plan reads the same fact in its one round trip (the unit's
+        # status and the owners' python3 beside the checkout): refused up front
+        r = fab(inv, "reset", "--dry-run", "--json")
+        res = json.loads(r.stdout)
+        assert r.returncode == 2 == res["code"], r.stdout + r.stderr
+        (stop,) = res["hosts"]["find-to-do"]["would"]
+        assert stop["action"] == "stop" and f"(pid {pid}: python3 -m http.server 3003" in stop["why"], stop
     finally:
         on_host(f"kill {int(pid)}", check=False)
     assert _until(lambda: on_host("curl -s -o /dev/null http://127.0.0.1:3003/", check=False).returncode != 0)

@@ -60,3 +60,32 @@ def test_a_reset_whose_gate_finds_the_port_held_marks_nothing_bad(sandbox, other
     assert r.returncode == 5 and "broken: reset to" in r.stdout, r.stdout + r.stderr
     assert _held_words(sandbox, other) in " ".join(r.stdout.split()), r.stdout
     assert sandbox.head() == new and not sandbox.state.get("bad"), sandbox.state
+
+
+def test_the_plan_reads_the_held_port_in_its_one_round_trip(sandbox, other_process, monkeypatch):
+    """The ports' facts (the service's status, whose the listener is) ride
+    in the plan's one script beside the checkout and state.json (before: a
+    status call, then one /proc read a port, each a round trip over SSH)."""
+    from invoke import Context
+
+    from fabops import inventory
+    from fabops.maintenance.reset import held, reset_plan
+    from fabops.target import Target
+
+    code, _ = sandbox.result()
+    assert code == 0
+    sandbox.stop()
+    other = other_process(sandbox.port)
+    host = inventory.load(str(sandbox.inventory)).hosts["local"]
+    ran, original = [], Target.run
+
+    def counted(self, cmd, what="", **kwargs):
+        ran.append(what)
+        return original(self, cmd, what, **kwargs)
+
+    monkeypatch.setattr(Target, "run", counted)
+    plan = reset_plan(Context(), host)
+    assert ran == ["reading the checkout, the ports and the host lock"], ran
+    (said,) = plan.held
+    assert said.startswith(_held_words(sandbox, other)) and "not bot (its process is gone)" in said, said
+    assert held(Context(), host) == plan.held and ran[1:] == ["reading the declared ports"], ran

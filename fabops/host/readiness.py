@@ -458,13 +458,20 @@ def held_ports(manager: ServiceManager, services, probe=None, running: bool = Fa
     probe = probe or LocalProbe()
     ported = [s for s in services if s.port]
     statuses = manager.status(ported) if ported else {}
+    return held_among(ported, statuses, lambda svc, pid: owner(probe, svc.port, svc, pid), running)
+
+
+def held_among(ported, statuses, owner_of, running: bool = False) -> List[str]:
+    """held_ports' rule on facts already read: `statuses` by service name,
+    `owner_of(svc, pid)` its port's PortOwner (reset reads both in its
+    plan's one round trip)."""
     out = []
     for svc in ported:
         st = statuses[svc.name]
         up = bool(st.active and st.pid)
         if up and not running:
             continue
-        found = owner(probe, svc.port, svc, st.pid)
+        found = owner_of(svc, st.pid)
         if found.state == OTHER:
             out.append(found.refusal(svc.name, "running" if up else _said(st.state)))
     return out

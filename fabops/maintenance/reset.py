@@ -17,7 +17,7 @@ from ..host.record import counted
 from ..host.state import bad_entry
 from ..host.would import Would
 from ..probe import MARK, split_sections
-from ..shell import Cmd, in_dir, inventory_shell, path, sh
+from ..shell import Cmd, in_dir, inventory_shell, lines, path, sh
 from ..shortsha import short_sha
 from ..target import Target
 from .common import app_file, record_run, stamp
@@ -43,11 +43,30 @@ def reset_plan_cmd(host: Host, lock: bool = True) -> Cmd:
         "echo {m}target; {ls_remote} 2>/dev/null | cut -f1\n"
         "echo {m}env; [ -f {env} ] && echo yes\n"
         "echo {m}state; cat {state} 2>/dev/null; echo\n"
+        "{ports}"
         "{holder}"
         "echo {m}end\n"
         "exit ${{lock_rc:-0}}\n",
         m=MARK, app=path(host.app.path), ls_remote=ls_remote_cmd(path(host.app.path), host.app.remote, host.app.branch),
-        env=app_file(host, host.env_file), state=path(host.paths.state), holder=holder)
+        env=app_file(host, host.env_file), state=path(host.paths.state), holder=holder, ports=_ports_cmd(host))
+
+
+def _ports_cmd(host: Host) -> Cmd:
+    """The declared ports' facts for held_ports' rule, in the plan's round
+    trip: the ported services' status, then whose each port's listener
+    is (checks.recorded_owners_cmd). Empty when none declares a port."""
+    from ..checks import recorded_owners_cmd
+    from ..host.services import process_status_cmd, systemd_status_cmd
+
+    ported = [s for s in host.services if s.port]
+    if not ported:
+        return sh("")
+    units = [s.name for s in ported if s.manager == "systemd"]
+    procs = [s for s in ported if s.manager == "process"]
+    parts = ([sh("echo {m}systemd; {cmd} 2>/dev/null; echo\n", m=MARK, cmd=systemd_status_cmd(units))] if units else [])
+    parts += ([sh("echo {m}process\n{cmd}", m=MARK, cmd=process_status_cmd(host.paths.home, procs))] if procs else [])
+    parts.append(sh("echo {m}owners\n{cmd}\n", m=MARK, cmd=recorded_owners_cmd(host)))
+    return lines(parts, "")
 
 
 @dataclass
@@ -134,17 +153,16 @@ def reset_would(host: Host, p: ResetPlan, force: bool = False) -> List[Would]:
 
 def reset_plan(c, host: Host) -> ResetPlan:
     """The checkout, the declared ports and the host lock as they are now:
-    all read, nothing taken or written. The checkout and the lock's holder
-    come from one script (reset_plan_cmd); a local target's lock is tested
-    in-process (host/lock.peek_holder: no flock(1) needed)."""
+    all read, nothing taken or written, in one script (reset_plan_cmd); a
+    local target's lock is tested in-process (host/lock.peek_holder: no
+    flock(1) needed)."""
     from ..host.lock import peek_holder
 
     t = Target.of(c, host)
     plan = parse_reset_plan(t.run(reset_plan_cmd(host, lock=not t.is_local),
-                                  "reading the checkout and the host lock").stdout)
+                                  "reading the checkout, the ports and the host lock").stdout, host)
     if t.is_local:
         _set_holder(plan, peek_holder(t.paths.lock))
-    plan.held = held(c, host)
     return plan
 
 
@@ -161,16 +179,16 @@ def _set_holder(plan: ResetPlan, holder: dict) -> None:
 
 
 def held(c, host: Host) -> List[str]:
-    """The deploy preflight's look at the declared ports (readiness.held_ports)."""
-    from ..host.readiness import held_ports
-    from ..remote import managers_for
+    """The deploy preflight's look at the declared ports
+    (readiness.held_ports' rule), in one round trip: a reset looks again
+    under the lock, before it saves or stops anything."""
+    out = Target.of(c, host).run(_ports_cmd(host), "reading the declared ports").stdout
+    return _held(split_sections(out), host)
 
-    manager, probe = managers_for(c, host)
-    return held_ports(manager, host.services, probe)
 
-
-def parse_reset_plan(output: str) -> ResetPlan:
-    """reset_plan_cmd's output: the checkout as it is, and where reset would go."""
+def parse_reset_plan(output: str, host: Optional[Host] = None) -> ResetPlan:
+    """reset_plan_cmd's output: the checkout as it is, where reset would
+    go, and (with `host`) the declared ports another process holds."""
     s = split_sections(output)
     state = _state(s.get("state") or "")
     target = (s.get("target") or "").split()[0] if s.get("target") else None
@@ -185,11 +203,31 @@ def parse_reset_plan(output: str) -> ResetPlan:
         known_bad=known_bad(bad, target, deployed, "reset"),
         pin=state.get("pin") if isinstance(state.get("pin"), str) else None,
     )
+    if "owners" in s and host is not None:
+        plan.held = _held(s, host)
     if "lock" in s:
         from ..remote import parse_lock_holder
 
         _set_holder(plan, parse_lock_holder(s["lock"]))
     return plan
+
+
+def _held(s: dict, host: Host) -> List[str]:
+    """The deploy preflight's rule (host/readiness.held_among) on the
+    ports' facts the plan's round trip read (_ports_cmd)."""
+    from ..checks import parse_owners
+    from ..host.listeners import UNVERIFIED, PortOwner
+    from ..host.readiness import held_among
+    from ..host.services import parse_process_status, parse_systemd_show
+
+    ported = [svc for svc in host.services if svc.port]
+    units = [svc.name for svc in ported if svc.manager == "systemd"]
+    procs = [svc.name for svc in ported if svc.manager == "process"]
+    statuses = {**(parse_systemd_show(s.get("systemd", ""), units) if units else {}),
+                **(parse_process_status(s.get("process", ""), procs) if procs else {})}
+    owners = parse_owners(s.get("owners", ""), host)
+    return held_among(ported, statuses, lambda svc, pid: owners.get(svc.name) or PortOwner(
+        svc.port, UNVERIFIED, why="no answer from the host's python3"))
 
 
 def _state(text: str) -> dict:
