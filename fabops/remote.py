@@ -480,7 +480,7 @@ def _record_restart(c, host: Host, actor: str, out: List[dict], app_path: str) -
         return
     RemoteStore(c, host).record(*healthy_again(host.name, "restart", actor, state.get("deployed"),
                                                [x["service"] for x in out],
-                                               sum(float(x.get("seconds") or 0) for x in out)))
+                                               duration=sum(float(x.get("seconds") or 0) for x in out)))
 
 
 def _state_and_head(c, host: Host, app_path: str) -> Tuple[dict, str]:

@@ -57,6 +57,11 @@ def test_a_healthy_fix_run_clears_broken_once(sandbox, env):
     assert (last["trigger"], last["result"], last["from"], last["to"]) == ("health", "deployed", state["deployed"],
                                                                            state["deployed"]), last
     assert last["message"] == f"every service healthy at {short_sha(state['deployed'])} again", last
+    # the health run's own duration (its look, the checkout's commit, the lock), never a 0 ms it did not take
+    assert last["duration"] > 0, last
+    r = run_cli("history", "-i", inv, "-H", "local", env={"COLUMNS": "80"})
+    row = [line for line in r.stdout.splitlines() if " health " in line]
+    assert row and not row[-1].endswith(" 0 ms"), r.stdout
     r = run_cli("status", "-i", inv, "-H", "local")
     assert r.returncode == 0 and "broken" not in r.stdout, r.stdout
     facts = one(run_cli("monitor", "-i", inv, "-H", "local", "--json").stdout)

@@ -358,6 +358,7 @@ def run_health(
     """Check (and with `fix`, heal) `host`'s services: gather, plan_health,
     act. Never raises for a sick service: that is the report."""
     send = notify or (lambda event, message: [])
+    started = time.monotonic()  # the run's duration, in its record (healthy_again)
     checks = _look(manager, host, probe)
     facts = _facts(checks, store.load(), time.time())
     lock = _RunLock(store, {"actor": actor, "trigger": "health", "target": None, "since": facts.now,
@@ -375,7 +376,8 @@ def run_health(
                             restarted=tuple(restarted), before=tuple(m for _, m in facts.sick), lock=None)
             facts, p = _decide(host, facts, fix, lock.take, lambda: _checkout_head(manager))
         if p.record:  # under the lock: no run changes the host or says its verdict meanwhile
-            store.record(*healthy_again(host.name, "health", actor, facts.deployed, restarted))
+            store.record(*healthy_again(host.name, "health", actor, facts.deployed, restarted,
+                                        duration=time.monotonic() - started))
     finally:
         lock.release()
     report = _report(host, p, checks, said(p), restarted=restarted)

@@ -156,15 +156,17 @@ def verdict_holds(all_healthy: bool, deployed: Optional[str], in_progress, head:
     return bool(all_healthy and deployed and not in_progress and head == deployed)
 
 
-def healthy_again(host: str, trigger: str, actor: str, deployed: Optional[str], restarted: Sequence[str] = (),
-                  duration: float = 0.0) -> Tuple[dict, dict]:
+def healthy_again(host: str, trigger: str, actor: str, deployed: Optional[str], restarted: Sequence[str] = (), *,
+                  duration: float) -> Tuple[dict, dict]:
     """(state.json's updates, the history record) of a task that saw every
     service healthy on the deployed commit: recorded as a run is (result
     `deployed`), so its verdict supersedes the last run's and `status` and
     `monitor` no longer say `broken` (docs/architecture.md, "Plans"). One
     record for a person's `restart` that brought every service up
     (remote.py) and for `health --fix` that found a broken host healthy
-    (host/health.py); each decides when, this says what."""
+    (host/health.py); each decides when, this says what. `duration`: the
+    seconds the task ran until it found the host healthy, which the history
+    shows as any run's (no default: a 0 ms that no task took was shown)."""
     from .events import new_run_id
 
     now = time.time()
