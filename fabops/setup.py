@@ -766,8 +766,40 @@ def _first_run(run: _Setup) -> Items:
         yield ItemResult("state", "warning", "no fabops state yet: the first local-update adopts a healthy HEAD")
 
 
+def _backups(run: _Setup) -> Items:
+    """Where the backups go (docs/backups.md): a warning with no
+    repository (a backup on the host's own disk is not a backup), or when
+    the copy would fail (restic not on cron's PATH, the password file
+    missing or open to others: host/restic.ready's words), read as the
+    deploy user, who runs them, in one command (restic looked up on the
+    PATH cron's line sets). Setup installs neither."""
+    from .cron import DEFAULT_PATH
+    from .host.backup import NO_OFF_HOST
+    from .host.restic import NO_RESTIC
+    from .redact import redacted_url
+
+    repo = run.host.backup.repository
+    if repo is None:
+        yield ItemResult("backups", "warning", NO_OFF_HOST)
+        return
+    said = run.dt.output(sh(
+        "(PATH={path}; command -v restic) >/dev/null 2>&1 || echo norestic; if [ ! -e {pw} ]; then echo missing; "
+        "elif [ ! -f {pw} ]; then echo notfile; else echo mode $(stat -c %a {pw}); fi",
+        path=(run.host.env or {}).get("PATH") or DEFAULT_PATH, pw=host_path(repo.password_file))).split()
+    mode = said[said.index("mode") + 1] if "mode" in said and said.index("mode") + 1 < len(said) else ""
+    where = f"the repository's password file {repo.password_file}"
+    problems = ([NO_RESTIC] if "norestic" in said else []) + (
+        [f"{where} is not there (backup.repository.password_file)"] if "missing" in said else
+        [f"{where} is not a file"] if "notfile" in said else
+        [f"{where} is open to others (mode {mode.zfill(4)}): chmod 600 it"] if mode[-2:] != "00" else [])
+    if problems:
+        yield ItemResult("backups", "warning", "; ".join(problems) + ": backups would stay on the host")
+    else:
+        yield ItemResult("backups", "ok", f"off the host to {redacted_url(repo.url)}")
+
+
 ITEMS = (_deploy_user, _env_file, _install, _host_yml, _crontab, _system_units, _units, _sudo_rights, _log_files, _logrotate, _wrappers,
-         _first_run)
+         _first_run, _backups)
 
 
 def _outside_block(text: str, app: str) -> List[str]:

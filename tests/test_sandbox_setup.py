@@ -170,3 +170,53 @@ def test_the_demos_host_is_a_sandbox_whatever_hosts_yml_says(tmp_path):
 
     entry = sandbox_entry({"connection": "local", "app": {"path": ".fabops-demo/host/app"}}, tmp_path, 3013)
     assert entry["sandbox"] is True
+
+
+def test_setup_warns_where_backups_would_stay_on_the_host(sandbox, tmp_path):
+    """Issue #26: no repository is a warning (a backup on the host's own
+    disk is not a backup); with one, restic missing from cron's PATH or a
+    password file open to others is a warning in host/restic.ready's words,
+    and a usable one is ok, its URL's password masked. Read for real on
+    the sandbox host (the deploy user's shell)."""
+    import yaml
+    from invoke import Context
+
+    from fabops import setup
+    from fabops.host.backup import NO_OFF_HOST
+    from fabops.host.restic import NO_RESTIC
+    from fabops.target import Target
+
+    def item(backup=None, path=None):
+        data = yaml.safe_load(Path(sandbox.inventory).read_text())
+        entry = data["hosts"]["local"]
+        if backup:
+            entry["backup"] = backup
+        if path:
+            entry["env"] = {"PATH": path}
+        inv = tmp_path / "b.yml"
+        inv.write_text(yaml.safe_dump(data, sort_keys=False))
+        host = inventory.load(str(inv)).hosts["local"]
+        run = setup._Setup(Target(Context(), host.name, host.home), host, check=True, yes=False, offline=True,
+                           replace_units=False, splay=30)
+        (got,) = setup._backups(run)
+        return got.status, got.message
+
+    assert item() == ("warning", NO_OFF_HOST)
+    pw = tmp_path / "pw"
+    pw.write_text("secret\n")
+    pw.chmod(0o644)
+    repo = {"repository": {"url": "rest:https://u:hunter2@127.0.0.1:1/r", "password_file": str(pw)}}
+    bindir = tmp_path / "restic-bin"
+    bindir.mkdir()
+    (bindir / "restic").write_text("#!/bin/sh\nexit 0\n")
+    (bindir / "restic").chmod(0o755)
+    status, said = item(repo, f"{bindir}:/usr/bin:/bin")
+    assert status == "warning" and said.startswith(f"the repository's password file {pw} is open to others "
+                                                   "(mode 0644): chmod 600 it"), said
+    pw.chmod(0o600)
+    assert item(repo, f"{bindir}:/usr/bin:/bin") == ("ok", "off the host to rest:https://u:***@127.0.0.1:1/r")
+    status, said = item(repo, "/nonexistent")
+    assert (status, said) == ("warning", f"{NO_RESTIC}: backups would stay on the host"), said
+    pw.unlink()
+    status, said = item(repo, f"{bindir}:/usr/bin:/bin")
+    assert status == "warning" and f"password file {pw} is not there" in said, said
