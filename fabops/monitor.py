@@ -215,10 +215,16 @@ def _owner_parts(host: Host) -> List[Cmd]:
 
 
 def _home_parts(host: Host) -> List[Cmd]:
-    """What fabops keeps in the host's home: the state, the last run."""
+    """What fabops keeps in the host's home (the state, the last run) and
+    the checkout's commit."""
+    from .host.git import rev_parse_cmd
+
     return [
         _section("state", sh("cat {f} 2>/dev/null", f=quote_path(host.paths.state))),
         _section("last", sh("tail -n 1 {f} 2>/dev/null", f=quote_path(host.paths.history))),
+        # the checkout's commit: a reset or rollback that did not come up can leave it off the
+        # deployed one, which the panel says as status does (#24: status said it, monitor did not)
+        _section("head", sh("{git} 2>/dev/null", git=rev_parse_cmd(path(host.app.path), "HEAD"))),
         # a corrupt state.json that a merge moved aside (host/state.py): its name
         # says when, and its being there says that the deploy state was lost
         _section("aside", sh('for f in {p}*; do [ -e "$f" ] && echo "${{f##*/}}"; done; true',
@@ -589,6 +595,7 @@ def _deploy(s: Dict[str, str], now: float) -> Optional[Dict[str, Any]]:
     return {
         "deployed": state.get("deployed"),
         "deployed_at": state.get("deployed_at"),
+        "head": (s.get("head") or "").strip() or None,  # the checkout's commit (None: not read)
         "pin": state.get("pin"),
         "bad": sorted((state.get("bad") or {}).keys()),
         "last_check": state.get("last_check"),

@@ -119,15 +119,16 @@ def _system_line(facts, th) -> str:
 
 
 def _deploy_lines(dep) -> list:
-    """What is deployed and since when, the last update check and its
+    """What is deployed and since when (and where the checkout is when it
+    is not there), the last update check and its
     result, the pin and the remembered bad targets, and a run under way (or
     killed) with the step it is in, as status says it."""
-    from .render import RESULT_STYLE, ago, in_progress_line, literal, pin_lines, short
+    from .render import RESULT_STYLE, ago, checkout_moved, in_progress_line, literal, pin_lines, short
 
     if dep is None:
         return ["[dim]deploy state: not available yet (no fabops run on this host)[/dim]"]
-    line = (f"deployed {literal(short(dep.get('deployed')))} ({ago(dep.get('deployed_at'))}); "
-            f"last update check {ago(dep.get('last_check'))}")
+    line = (f"deployed {literal(short(dep.get('deployed')))} ({ago(dep.get('deployed_at'))})"
+            f"{checkout_moved(dep.get('deployed'), dep.get('head'))}; last update check {ago(dep.get('last_check'))}")
     if dep.get("last_result"):
         style = RESULT_STYLE.get(dep["last_result"], "white")
         line += f": [{style}]{literal(dep['last_result'])}[/{style}]"

@@ -461,6 +461,14 @@ def pin_lines(data: dict, why: bool = False, host: str = "", flag=None) -> List[
     return out
 
 
+def checkout_moved(deployed, head) -> str:
+    """`  checkout is at X` after the deployed commit, when the checkout is
+    on another (a reset or rollback that did not come up): status's and
+    monitor's words; "" when it is on it or was not read."""
+    return f"  [yellow]checkout is at {literal(short(head))}[/yellow]" if head and deployed and head != deployed \
+        else ""
+
+
 def in_progress_line(run_id, step) -> str:
     """The run state.json says is under way (or was killed), and the step
     it recorded: status's and monitor's line."""
@@ -485,10 +493,7 @@ def status_panel(host: str, data: dict, flag=None) -> None:
     out.print(table)
     deployed = data.get("deployed")
     line = f"deployed [bold]{literal(short(deployed))}[/bold] ({ago(data.get('deployed_at'))})"
-    head = data.get("head")
-    if head and deployed and head != deployed:
-        line += f"  [yellow]checkout is at {literal(short(head))}[/yellow]"
-    lines = [line] + pin_lines(data, why=True, host=host, flag=flag)
+    lines = [line + checkout_moved(deployed, data.get("head"))] + pin_lines(data, why=True, host=host, flag=flag)
     if data.get("in_progress"):
         ip = data["in_progress"]
         lines.append(in_progress_line(ip.get("run_id"), ip.get("step")))
