@@ -6,7 +6,8 @@ A row is `trigger [options] | state | facts | expected`, with tokens:
 - state: dep=X (deployed; dep=- none), pin=X, bad=X (a failed target, not
   yet reported), bad*=X (reported), retry=X (its retry is due later),
   retry.=X (due already), int (a run was interrupted, from the deployed
-  commit), r2 / r3 (automatic restarts in the last hour);
+  commit), r2 / r3 (automatic restarts in the last hour), broken (the last
+  run ended BROKEN);
 - facts: o=X (the branch's head; o=- none), ref=X (what --ref names, and
   the run has --ref), h=X (HEAD; h=- none), sick=SVC, nohealth / nopre (not
   gathered yet), disk, env (preflight problems), local (a person's change),
@@ -113,6 +114,11 @@ cron | dep=A bad=B    | o=B h=A sick=bot        | restart tgt=A +warn svc=bot
 cron | dep=A bad=B    | o=B h=A nohealth        | need=health
 cron | dep=A bad=B r3 | o=B h=A sick=bot        | abort/broken tgt=A +warn
 cron | dep=A bad=B    | o=B h=B sick=bot        | hold/skipped_bad tgt=B +notify
+cron | dep=A bad=B broken | o=B h=B              | abort/broken tgt=B
+cron | dep=A bad*=B broken | o=B h=B             | abort/broken tgt=B
+cron | dep=A bad=B broken | o=B h=A              | hold/skipped_bad tgt=B +notify
+cron | dep=A bad=B broken | o=B h=A sick=bot     | restart tgt=A +warn svc=bot
+cron | dep=A retry=B broken | o=B h=C            | abort/broken tgt=B
 cron | dep=A bad=B    | o=B h=A nopre           | hold/skipped_bad tgt=B +notify
 cron | dep=A bad=B    | o=B h=B                 | hold/skipped_bad tgt=B +notify
 cron | dep=A bad=C    | o=B h=A                 | deploy tgt=B rules= svc=api
@@ -254,6 +260,8 @@ def parse_row(line: str):
             st.in_progress = {"run_id": "r0", "trigger": "cron", "from": st.deployed, "to": "B", "step": "watch"}
         elif key in ("r2", "r3"):
             st.restarts = [now - 60 * i for i in range(int(key[1]))]
+        elif key == "broken":
+            st.last_result = "broken"
         elif key != "ended":
             raise ValueError(tok)
     ended = "ended" in state_s

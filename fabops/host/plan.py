@@ -339,7 +339,15 @@ def _tended(host, state: State, facts: Facts, opts: Opts, common: dict, hold: Pl
     held, "already reported", beside a dead service). A hold anywhere else (the checkout
     moved, nothing deployed, a run to finish) only holds."""
     deployed = common["deployed"]
-    if not deployed or facts.head != deployed or state.in_progress:
+    if state.in_progress:
+        return hold
+    if not deployed or facts.head != deployed:
+        # the checkout is off the deployed commit (a reset that did not
+        # come up): the last run's BROKEN stands, since holding changes
+        # nothing, and a hold must not read as "skipped" beside it
+        if state.last_result == "broken":
+            return Plan("abort", "broken", f"{hold.message}; the last run left this host BROKEN and holding "
+                                           "changes nothing: a person is needed (deploy or rollback)", **common)
         return hold
     if facts.health is None:
         return Need("health", common["target"])
