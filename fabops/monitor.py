@@ -869,12 +869,17 @@ def sample(cxn, host, previous=None, inventory=None):
         # as a stopped service and no deploy state. No facts, an error.
         raise errors.UnreachableError(f"the monitor script ended before its last section (exit {result.exited}): "
                                       "no facts from a cut-short read", host=host.name)
-    facts = parse(out, host, previous=previous)
-    code, findings = evaluate(facts, host, inventory=inventory)
+    return judged(parse(out, host, previous=previous), host, inventory=inventory), out
+
+
+def judged(facts: Dict[str, Any], host: Host, now: Optional[float] = None,
+           inventory: Optional[str] = None) -> Dict[str, Any]:
+    """`facts` with evaluate's verdict: `status`, `code` and `findings`."""
+    code, findings = evaluate(facts, host, now, inventory=inventory)
     facts["status"] = errors.NAMES.get(code, str(code))
     facts["code"] = code
     facts["findings"] = [{"level": errors.NAMES.get(c, str(c)), "message": m} for c, m in findings]
-    return facts, out
+    return facts
 
 
 class Refresher:

@@ -21,7 +21,7 @@ MOVED = "c0ffee0123456789abcdef0123456789abcdef01"
 
 
 def _facts(head, result="deployed"):
-    from fabops import errors, inventory, monitor
+    from fabops import inventory, monitor
     from fabops.probe import MARK
 
     case = json.loads((ROOT / "tests" / "fixtures" / "parse_monitor" / "process_recorded.json").read_text())
@@ -29,11 +29,7 @@ def _facts(head, result="deployed"):
     output = case["output"].replace('"last_result": "deployed"', f'"last_result": "{result}"')
     if head is not None:  # as the script prints it: its own section, before the closing samples
         output = output.replace(f"\n{MARK}pstat1\n", f"\n{MARK}head\n{head}\n\n{MARK}pstat1\n")
-    facts = monitor.parse(output, host, case["now"])
-    code, findings = monitor.evaluate(facts, host, case["now"])
-    facts.update(status=errors.NAMES[code], code=code,
-                 findings=[{"level": errors.NAMES[c], "message": m} for c, m in findings])
-    return facts, host
+    return monitor.judged(monitor.parse(output, host, case["now"]), host, case["now"]), host
 
 
 def test_its_json_gives_the_checkouts_commit():
