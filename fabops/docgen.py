@@ -15,7 +15,7 @@ EXIT_CODES = """\
 | 3 | UNREACHABLE/UNKNOWN: connect, auth or host-key failure, lost contact, or health during a deploy |
 | 4 | LOCKED: another run holds the host's lock |
 | 5 | BROKEN: it failed and the recovery failed too; a person is needed |
-| 64 | usage error: bad flag value, unknown host, group, task or flag, no TTY for a confirmation |
+| 64 | usage error: bad flag value, unknown host, group, task or flag, no TTY for a confirmation or a confirmation answered no |
 | 70 | internal error in fabops (a bug; rerun with `--debug`) |
 | 78 | configuration error in hosts.yml |
 | 130 | interrupted (Ctrl-C): `fabops: interrupted`, one line, no traceback |

@@ -1,5 +1,5 @@
 """Ctrl-D at a confirmation prompt is a no, as Enter is: `fabops:
-cancelled`, exit 64 (new-user trial: `fabops: the connection failed: `
+cancelled: nothing was changed`, exit 64 (new-user trial: `fabops: the connection failed: `
 with no reason, exit 3, and an EOFError traceback under --debug)."""
 import os
 import sys
@@ -39,7 +39,7 @@ def test_ctrl_d_at_a_confirmation_is_cancelled(sandbox, task):
     code, text = _answer_eof([sys.executable, "-m", "fabops.cli", words[0], "-i", inv, "-H", "local",
                               *words[1:]])
     assert code == 64, text
-    assert text.rstrip().endswith("[y/N] \nfabops: cancelled"), text
+    assert text.rstrip().endswith("[y/N] \nfabops: cancelled: nothing was changed"), text
     assert "Traceback" not in text and "connection failed" not in text, text
 
 

@@ -12,12 +12,18 @@ from ._base import JSON_SCHEMA, fabops_task, finish, print_envelope, print_json,
 
 def confirm(question: str, yes: bool) -> None:
     """`--yes`, or a `y` typed at a TTY; with no TTY, refuse (exit 64).
-    Ctrl-D (end of input) is a no, as Enter is."""
+    Ctrl-D (end of input) is a no, as Enter is. Every task that asks
+    (reset and its --force question, restore-env, an in-place backup
+    --restore) asks here, before it changes anything, so a no is one answer
+    for all of them: `fabops: cancelled: nothing was changed`, exit 64
+    (docs/errors.md)."""
     if yes:
         return
     if not sys.stdin.isatty():
-        # `fabops: restore …: refusing`, lower case after the prefix as every message (trial 2 #7)
-        raise errors.UsageError(f"{question[:1].lower()}{question[1:]}: refusing without confirmation (no TTY); "
+        # `fabops: restore …: refusing`, lower case after the prefix as every message (trial 2 #7);
+        # a question's own `?` is not kept before the colon
+        asked = question.rstrip("?")
+        raise errors.UsageError(f"{asked[:1].lower()}{asked[1:]}: refusing without confirmation (no TTY); "
                                 "pass --yes")
     try:
         answer = input(f"{question} [y/N] ").strip().lower()
@@ -25,7 +31,8 @@ def confirm(question: str, yes: bool) -> None:
         print(file=sys.stderr)  # end the prompt's line: the message starts on its own
         answer = ""
     if answer not in ("y", "yes"):
-        raise errors.UsageError("cancelled")
+        # said where every asking task is documented (docs/maintenance.md, docs/backups.md)
+        raise errors.UsageError("cancelled: nothing was changed")
 
 
 def _each(inventory, hosts, fn, accept_new, connect_timeout):
