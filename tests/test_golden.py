@@ -343,6 +343,32 @@ def test_cron_diff_lines(width):
     check("cron-diff", width, "".join(ln + "\n" for ln in shown))
 
 
+@pytest.mark.parametrize("width", WIDTHS)
+def test_cron_install_dry_run_says_its_refusal(width, capsys, monkeypatch):
+    """#24's trial: `cron --install --dry-run` on a host without fabops
+    ended in `WARNING: … refuses until …` and exited 2. It says the refusal
+    as every dry run does (`would stop:` and the real run's words), then
+    the block it would install once fabops is there."""
+    import yaml
+
+    from fabops import cron, inventory
+    from fabops.shell import program
+    from fabops.tasks.cron import _say
+
+    host = inventory.loads(yaml.safe_dump({"hosts": {"find-to-do": {
+        "app": {"path": "/home/ec2-user/voice-meeting-bot"}}}}), "h.yml").hosts["find-to-do"]
+    # a block of its own: the golden follows this refusal, not render_block's lines
+    new = cron.apply_block("", host.app.name, "*/5 * * * * fabops local-update --trigger cron\n")
+    missing = "/home/ec2-user/.fabops/venv/bin/fabops is not installed (the block's lines run it)"
+    v = {"block": cron.current_block(new, host.app.name), "changed": True, "diff": cron.diff("", new),
+         "table": None, "missing": missing}
+    text = render(capsys, monkeypatch, width, _say, "find-to-do", v, True, False, True, None)
+    assert text.startswith("[find-to-do] would stop: ") and "WARNING" not in text and "would change" not in text
+    assert f"{missing}: run `{program()} setup -H find-to-do` (it installs fabops there and this block) instead" in " ".join(
+        text.split()), text
+    check("cron-install-refused", width, text)
+
+
 def test_diff_lines_break_a_word_only_when_it_alone_is_too_long():
     from fabops.tasks.setup import diff_lines
 

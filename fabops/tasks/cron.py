@@ -26,7 +26,6 @@ def cron(c, hosts=None, show=False, install=False, remove=False, dry_run=False, 
     if install and remove:
         raise errors.UsageError("--install and --remove exclude each other")
     from .deploy import _inventory_flag
-    from .render import hint
 
     flag = _inventory_flag(inventory)  # the commands the messages name work as printed
 
@@ -35,8 +34,7 @@ def cron(c, hosts=None, show=False, install=False, remove=False, dry_run=False, 
         app = host.app.name
         missing = install and _no_fabops(cxn, host)
         if missing and not dry_run:
-            raise errors.CommandFailed(f"{missing}: run {hint(flag, host.name, 'setup')} (it installs fabops "
-                                       "there and this block) instead", host=host.name)
+            raise errors.CommandFailed(_refusal(missing, host.name, flag), host=host.name)
         if remove:
             new = remove_block(old, app)
         elif install:
@@ -64,7 +62,6 @@ def cron(c, hosts=None, show=False, install=False, remove=False, dry_run=False, 
 def _say(host: str, v: dict, install: bool, remove: bool, dry_run: bool, flag) -> None:
     """One host's lines: what changed (or would), the diff, the block."""
     from ..host.would import Would, lines
-    from .render import hint
     from .setup import diff_lines
 
     columns = width()
@@ -73,6 +70,12 @@ def _say(host: str, v: dict, install: bool, remove: bool, dry_run: bool, flag) -
                    + _sandbox(v))
         if v["block"]:
             _data(diff_lines(host, v["block"], columns))
+        return
+    if v.get("missing"):  # the install would refuse: said as every dry run says a refusal, in its words
+        print_text(f"[{host}] would stop: {_refusal(v['missing'], host, flag)}")
+        if v["changed"]:
+            print_text(f"[{host}] the block it would install once fabops is there:")
+            _data(diff_lines(host, v["diff"], columns))
         return
     if v["changed"] and dry_run:  # every dry run's line form (host/would.py), then the diff
         why = "fabops' block removed; every other line stays" if remove else "fabops' block from hosts.yml"
@@ -84,9 +87,16 @@ def _say(host: str, v: dict, install: bool, remove: bool, dry_run: bool, flag) -
         print_text(f"[{host}] crontab: {'changed' if v['changed'] else 'ok'}" + _sandbox(v))
     if v["changed"] and (dry_run or install):
         _data(diff_lines(host, v["diff"], columns))
-    if v.get("missing"):  # a dry run's: the install itself refuses
-        print_text(f"[{host}] WARNING: {v['missing']}: {hint(flag, host, 'cron', '--install')} "
-                   f"refuses until {hint(flag, host, 'setup')} has installed it")
+
+
+def _refusal(missing: str, host: str, flag) -> str:
+    """Why `cron --install` refuses on a host without fabops, and the way
+    out: the real run's error and its dry run's `would stop:` line (one
+    wording, as deploy's dry run says its refusal: docs/architecture.md,
+    "Plans")."""
+    from .render import hint
+
+    return f"{missing}: run {hint(flag, host, 'setup')} (it installs fabops there and this block) instead"
 
 
 def _no_fabops(cxn, host) -> str:
