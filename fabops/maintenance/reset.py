@@ -31,12 +31,8 @@ def reset_plan_cmd(host: Host, lock: bool = True) -> Cmd:
     # `; echo` after cat: a state.json (or a holder record) without a final
     # newline would put the next marker on its `}` line and lose the JSON
     # (as remote._marker guards status); split_sections strips the blank
-    # line. The lock's test runs in a subshell, so its `exit` ends only the
-    # section; its failure (no flock(1), an unreadable lock) is the
-    # script's exit code once every section is printed, never a free lock
-    from ..remote import lock_holder_cmd
-
-    holder = sh("echo {m}lock; ( {test} ) || lock_rc=$?; echo\n", m=MARK, test=lock_holder_cmd(host)) if lock else sh("")
+    # line. The lock's section keeps its failure for the script's exit
+    holder = lock_section_cmd(host) if lock else sh("")
     return sh(
         "echo {m}head; git -C {app} rev-parse HEAD 2>/dev/null\n"
         "echo {m}dirty; git -C {app} status --porcelain=v1 --untracked-files=all 2>/dev/null\n"
@@ -51,14 +47,26 @@ def reset_plan_cmd(host: Host, lock: bool = True) -> Cmd:
         env=app_file(host, host.env_file), state=path(host.paths.state), holder=holder, ports=_ports_cmd(host))
 
 
-def _ports_cmd(host: Host) -> Cmd:
+def lock_section_cmd(host: Host) -> Cmd:
+    """The host lock's holder as a section of a plan's script
+    (remote.lock_holder_cmd: tested, never taken). The test runs in a
+    subshell, so its `exit` ends only the section; its failure (no
+    flock(1), an unreadable lock) is kept in lock_rc for the script's exit
+    code once every section is printed, never read as a free lock."""
+    from ..remote import lock_holder_cmd
+
+    return sh("echo {m}lock; ( {test} ) || lock_rc=$?; echo\n", m=MARK, test=lock_holder_cmd(host))
+
+
+def _ports_cmd(host: Host, services=None) -> Cmd:
     """The declared ports' facts for held_ports' rule, in the plan's round
     trip: the ported services' status, then whose each port's listener
-    is (checks.recorded_owners_cmd). Empty when none declares a port."""
+    is (checks.recorded_owners_cmd). Empty when none declares a port.
+    `services`: only these (restart's), else every one (reset's)."""
     from ..checks import recorded_owners_cmd
     from ..host.services import process_status_cmd, systemd_status_cmd
 
-    ported = [s for s in host.services if s.port]
+    ported = [s for s in (host.services if services is None else services) if s.port]
     if not ported:
         return sh("")
     units = [s.name for s in ported if s.manager == "systemd"]
@@ -212,15 +220,16 @@ def parse_reset_plan(output: str, host: Optional[Host] = None) -> ResetPlan:
     return plan
 
 
-def _held(s: dict, host: Host) -> List[str]:
+def _held(s: dict, host: Host, services=None) -> List[str]:
     """The deploy preflight's rule (host/readiness.held_among) on the
-    ports' facts the plan's round trip read (_ports_cmd)."""
+    ports' facts the plan's round trip read (_ports_cmd, with the same
+    `services`)."""
     from ..checks import parse_owners
     from ..host.listeners import UNVERIFIED, PortOwner
     from ..host.readiness import held_among
     from ..host.services import parse_process_status, parse_systemd_show
 
-    ported = [svc for svc in host.services if svc.port]
+    ported = [svc for svc in (host.services if services is None else services) if svc.port]
     units = [svc.name for svc in ported if svc.manager == "systemd"]
     procs = [svc.name for svc in ported if svc.manager == "process"]
     statuses = {**(parse_systemd_show(s.get("systemd", ""), units) if units else {}),

@@ -665,33 +665,36 @@ def restart(c, hosts=None, service=None, actor=None, dry_run=False, json=False, 
     """Restart services under the host lock, then poll until each is ready (agentless)."""
     from ..host.record import default_actor
     from ..host.would import lines
-    from ..remote import restart_dry_run, restart_services
+    from ..maintenance import restart as decided
     from ._base import for_each_host
 
     select(inventory, hosts, service)  # an unknown --service: exit 64 before any connection
 
     def one(cxn, host):
-        if dry_run:  # the lock's holder read and remote.restart_plan rendered: nothing restarted
-            return restart_dry_run(cxn, host, service)
-        return restart_services(cxn, host, service, actor or default_actor(),
-                                progress=None if json else (lambda m: print_text(f"[{host.name}] · {m}")))
+        # decided before acting (maintenance/restart.py): the lock's holder
+        # and the declared ports read; the dry run renders that decision
+        if dry_run:  # (code, {dry_run, would}): nothing restarted
+            return decided.dry_run(cxn, host, service)
+        return decided.restart(cxn, host, service, actor or default_actor(),
+                               progress=None if json else (lambda m: print_text(f"[{host.name}] · {m}")))
 
     outcome = for_each_host(inventory, hosts, one, accept_new=accept_new, connect_timeout=connect_timeout)
     codes = []
     for r in outcome.results:
-        if r.ok:
-            failed = [] if dry_run else [x for x in r.value if not x["ok"]]
-            codes.append(errors.FAILED if failed else errors.OK)
+        if r.ok and dry_run:
+            codes.append(r.value[0])
+        elif r.ok:
+            codes.append(errors.FAILED if any(not x["ok"] for x in r.value) else errors.OK)
         else:
             codes.append(r.code)
     if json:
-        print_envelope(outcome.results, code=errors.worst(codes))
+        print_envelope(outcome.results, (lambda v: v[1]) if dry_run else None, code=errors.worst(codes))
     else:
         from .render import fmt_duration, host_errors
 
         for r in outcome.results:
             if r.ok and dry_run:
-                for line in lines(r.value["would"], f"[{r.host}] "):
+                for line in lines(r.value[1]["would"], f"[{r.host}] "):
                     print_text(line)
             elif r.ok:
                 for x in r.value:

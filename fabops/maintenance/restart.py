@@ -1,0 +1,117 @@
+"""`restart` decides before it acts, as deploy and reset do
+(docs/architecture.md, "Plans"): one round trip reads the host lock's
+holder and the declared ports of the services it would restart; the
+decision is remote.restart_plan (its services, the lock verdict) with the
+ports another process holds while their service is not running (the
+deploy preflight's rule and words, host/readiness.held_among). The real
+restart acts on that decision or refuses with its words and exit code;
+`--dry-run` renders the same decision (restart_would).
+
+Why: a restart whose service could not bind its port was only found out
+by the readiness gate, after the restart (exit 2, without the advice
+deploy and reset give), while its dry run said it would restart."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+from ..errors import FAILED, LOCKED, OK, FabopsError, LockedError
+from ..host.would import Would
+from ..inventory import Host
+from ..probe import MARK, split_sections
+from ..shell import Cmd, sh
+from ..target import Target
+from .reset import _held, _ports_cmd, lock_section_cmd
+
+
+@dataclass(frozen=True)
+class RestartDecision:
+    plan: object  # remote.RestartPlan: the services, in order, and the lock verdict
+    held: Tuple[str, ...] = ()  # the preflight's refusal of each held port, in the services' order
+
+    def refusal(self) -> Optional[Tuple[int, List[str]]]:
+        """Why the real restart would restart nothing, with its exit code
+        (None: it acts): a run holding the lock (LOCKED, the lock script's
+        own rule), else a held port (FAILED: the service could not start)."""
+        if self.plan.verdict == "locked":
+            return LOCKED, [self.plan.why]
+        return (FAILED, list(self.held)) if self.held else None
+
+
+def restart_facts_cmd(host: Host, services, lock: bool = True) -> Cmd:
+    """The decision's facts in one round trip: `services`' declared ports
+    (reset's sections: their status, whose each listener is) and, with
+    `lock`, the lock's holder (tested, never taken); a local target reads
+    the lock in-process (parse_restart_facts's caller)."""
+    return sh("{ports}{holder}echo {m}end\nexit ${{lock_rc:-0}}\n", m=MARK, ports=_ports_cmd(host, services),
+              holder=lock_section_cmd(host) if lock else sh(""))
+
+
+def parse_restart_facts(output: str, host: Host, services) -> Tuple[List[str], Optional[dict]]:
+    """restart_facts_cmd's output: the held ports' refusals, and the lock's
+    holder ({} when free; None when the script did not read it)."""
+    from ..remote import parse_lock_holder
+
+    s = split_sections(output)
+    holder = parse_lock_holder(s["lock"]) if "lock" in s else None
+    return (_held(s, host, services) if "owners" in s else []), holder
+
+
+def restart_decision(c, host: Host, service: Optional[str]) -> RestartDecision:
+    """What `restart [--service NAME]` would do on this host now: read,
+    nothing taken or written."""
+    from ..host.lock import peek_holder
+    from ..remote import restart_plan
+
+    t = Target.of(c, host)
+    services = [host.service(service)] if service else list(host.services)
+    held: List[str] = []
+    holder: Optional[dict] = None
+    if not t.is_local or any(s.port for s in services):
+        held, holder = parse_restart_facts(t.run(restart_facts_cmd(host, services, lock=not t.is_local),
+                                                 "reading the declared ports and the host lock").stdout,
+                                           host, services)
+    if holder is None:
+        holder = peek_holder(t.paths.lock)
+    return RestartDecision(restart_plan(host, service, holder), tuple(held))
+
+
+def restart_would(host: Host, d: RestartDecision) -> List[Would]:
+    """The dry run's `would`: `would stop` for each reason it refuses, else
+    the restart's writes in order (remote.restart_would)."""
+    from ..remote import restart_would as writes
+
+    refused = d.refusal()
+    return [Would("stop", "-", why) for why in refused[1]] if refused else writes(host, d.plan)
+
+
+def refused_error(host: Host, d: RestartDecision) -> Optional[FabopsError]:
+    """The real restart's error where the decision refuses (its words,
+    its exit code), else None."""
+    refused = d.refusal()
+    if not refused:
+        return None
+    code, why = refused
+    return (LockedError if code == LOCKED else FabopsError)("; ".join(why), host=host.name)
+
+
+def restart(c, host: Host, service: Optional[str], actor: str, progress=None) -> List[dict]:
+    """Decide, then restart (remote.restart_services: under the lock, each
+    service then its readiness poll) or raise the refusal, nothing
+    restarted."""
+    from ..remote import restart_services
+
+    error = refused_error(host, restart_decision(c, host, service))
+    if error is not None:
+        raise error
+    return restart_services(c, host, service, actor, progress=progress)
+
+
+def dry_run(c, host: Host, service: Optional[str]) -> Tuple[int, dict]:
+    """`restart --dry-run`: the decision rendered, with the real restart's
+    exit code."""
+    d = restart_decision(c, host, service)
+    refused = d.refusal()
+    if refused and refused[0] == LOCKED:  # as the real restart's: the lock's line on stderr, exit 4
+        raise LockedError(f"would stop: {d.plan.why}", host=host.name)
+    return (refused[0] if refused else OK), {"dry_run": True, "would": [w.to_dict() for w in restart_would(host, d)]}
