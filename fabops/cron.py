@@ -42,7 +42,7 @@ def _cron_escape(command: str) -> str:
 def job_line(host: Host, schedule: str, args: List[str], splay: int = 30) -> str:
     """One crontab line: the schedule (cron's syntax, validated in hosts.yml)
     and the command cron's /bin/sh runs."""
-    extra = ["--splay", int(splay)] if args[0] == "local-update" else []
+    extra = ["--splay", int(splay)] if args[0] in ("local-update", "backup") else []
     cmd = sh("cd && PATH={path} {fabops} {args} -i {config} >> {log} 2>&1",
              path=(host.env or {}).get("PATH") or DEFAULT_PATH, fabops=host_path(host.paths.venv_bin("fabops")),
              args=list(args) + extra, config=host_path(host.paths.host_yml), log=host_path(host.paths.cron_log))
@@ -57,6 +57,8 @@ def render_block(host: Host, splay: int = 30, schedules: Optional[dict] = None) 
         expr = sched.get(key)
         if expr:
             lines.append(job_line(host, expr, args, splay))
+    if host.backup.schedule:  # backup.schedule: null turns it off (docs/backups.md)
+        lines.append(job_line(host, host.backup.schedule, ["backup"], splay))
     lines.append(end)
     return "\n".join(lines) + "\n"
 

@@ -613,7 +613,7 @@ def test_list_reads_the_repository_with_one_restic_call(tmp_path, monkeypatch):
 def test_a_failed_copy_never_says_nothing_new_to_copy():
     """Trial 5: 'nothing new to copy' beside 'off-host FAILED' was untrue:
     this run's snapshot had not gone up."""
-    from fabops.tasks.backup import offsite_lines
+    from fabops.host.report import backup_offsite_lines as offsite_lines
 
     failed = offsite_lines({"error": "off-host copy: restic snapshots exited 1", "uploaded": []})
     assert failed[1] == "  the local snapshot is kept; nothing was copied; the next run copies what is missing"

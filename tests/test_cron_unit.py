@@ -24,6 +24,10 @@ def test_block_lines_are_exact():
     assert lines[3].startswith("*/10 * * * * ") and "health --fix --quiet" in lines[3]
     assert lines[4].startswith("@daily ") and " clean -i " in lines[4]
     assert lines[5].startswith("@weekly ") and " backup-env -i " in lines[5]
+    # backup.schedule's line, with the updates' splay (issue #26)
+    assert lines[6].startswith("@daily ") and " backup --splay 30 -i " in lines[6], lines[6]
+    assert " backup " not in cron.render_block(host(backup={"schedule": None}), splay=30)
+    assert cron.render_block(host(backup={"schedule": "15 3 * * *"})).splitlines()[6].startswith("15 3 * * * ")
 
 
 def test_insert_update_remove_preserve_foreign_lines():

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from fabops import cron, errors
+from fabops import cron, errors, inventory
 from fabops.host import fastpath
 from fabops.host.localrun import CommandTimedOut, LocalContext
 from tests.conftest import ROOT, check_json_output, require
@@ -86,8 +86,9 @@ def run_fabops(args, tmp_path, env=None, columns="80"):
 
 def cron_args(task: str, inventory: Path):
     """The fabops arguments of cron's line for `task` (fabops/cron.py), splay 0."""
-    args = next(a for _, a in cron.JOBS if a[0] == task)
-    extra = ["--splay", "0"] if task == "local-update" else []  # job_line adds --splay N
+    # backup's line comes from backup.schedule, not JOBS (cron.render_block)
+    args = ["backup"] if task == "backup" else next(a for _, a in cron.JOBS if a[0] == task)
+    extra = ["--splay", "0"] if task in ("local-update", "backup") else []  # job_line adds --splay N
     return [*args, *extra, "-i", str(inventory)]
 
 
@@ -174,7 +175,7 @@ def test_cron_lines_parse_as_the_fast_path_reads_them(host):
     from fabops import inventory
 
     h = inventory.load(str(host.inventory)).select(None)[0]
-    for _, args in cron.JOBS:
+    for _, args in [*cron.JOBS, ("backup", ["backup"])]:
         if args[0] not in fastpath.TASKS:
             continue
         line = cron.job_line(h, "*/5 * * * *", args, splay=30)
@@ -210,15 +211,15 @@ def took_the_fast_path(loaded) -> bool:
     return "fabops.host.localrun" in loaded or "invoke" not in {m.split(".")[0] for m in loaded}
 
 
-def both(args, tmp_path, columns="80", before=lambda: None):
+def both(args, tmp_path, columns="80", before=lambda: None, fast_if=took_the_fast_path):
     """The fast path's run and the full program's, each from the state
     `before()` leaves: (what each said), checking which path each took."""
     before()
     fast, loaded = run_fabops(args, tmp_path, columns=columns)
-    assert took_the_fast_path(loaded), f"{args}: the fast path was not taken"
+    assert fast_if(loaded), f"{args}: the fast path was not taken"
     before()
     full, loaded = run_fabops(args, tmp_path, env={"FABOPS_FASTPATH": "0"}, columns=columns)
-    assert not took_the_fast_path(loaded)
+    assert not fast_if(loaded)
     return said(fast), said(full)
 
 
@@ -230,6 +231,57 @@ def test_both_paths_say_the_same_on_a_healthy_host(host, tmp_path, args):
     fast, full = both([*args, "-i", str(host.inventory)], tmp_path)
     assert fast == full
     assert fast[0] == 0
+
+
+def test_the_backup_line_runs_the_hosts_backup_without_invoke_or_paramiko(host, tmp_path):
+    """Issue #26: cron's backup line (backup.schedule) runs the host's own
+    run in its process, recorded as every run is: one history record and
+    one update-log line (no repository here: exit 0 with its warning)."""
+    r, loaded = run_fabops(cron_args("backup", host.inventory), tmp_path)
+    assert r.returncode == 0 and r.stderr == "", r
+    tops = {m.split(".")[0] for m in loaded}
+    # a daily line: its lines longer than the width are wrapped by the task
+    # layer, as the full program wraps them (so Invoke may load), but the
+    # host never loads an SSH stack to back itself up
+    assert not tops & {"fabric", "paramiko", "cryptography"}, sorted(tops)
+    assert "fabops.host.backup" in loaded and "fabops.maintenance.backup" not in loaded, sorted(loaded)
+    assert "[local] snapshot " in r.stdout and "items ok" in r.stdout and "warning: no off-host copy" in r.stdout
+    last = json.loads((host.home / "history.jsonl").read_text().splitlines()[-1])
+    assert (last["trigger"], last["result"], last["exit_code"]) == ("backup", "backed_up", 0), last
+    assert r.stdout.split("snapshot ", 1)[1].startswith(last["run_id"]) and last["to"] == host.state["deployed"]
+    assert last["message"].endswith(" items ok, on this host only"), last
+    from fabops.host.record import update_log_path
+
+    h = inventory.load(str(host.inventory)).select(None)[0]
+    log = Path(update_log_path(h, h.paths)).read_text()
+    assert "[backup " in log and "BACKED_UP in " in log.splitlines()[-1], log[-500:]
+
+
+BACKUP_NORMALISE = [(re.compile(r"\d{8}T\d{6}-[0-9a-f]{6}"), "<run>"), (re.compile(r"\d+\.\d\d s\b"), "<n> s"),
+                    (re.compile(r'"(ts|started|ended|age|duration)": [0-9.e+]+'), r'"\1": <n>'),
+                    (re.compile(r'"sha256": "[0-9a-f]+"'), '"sha256": <h>'),
+                    (re.compile(r'"size": \d+'), '"size": <n>')]
+
+
+@pytest.mark.parametrize("args", [["backup"], ["backup", "--json"]])
+def test_both_paths_say_the_same_about_a_backup(host, tmp_path, args):
+    # the full program runs the host's backup through maintenance/backup (a
+    # process of its own); the fast path runs it in its own
+    import shutil
+
+    kept = {name: (host.home / name).read_bytes() for name in ("history.jsonl", "state.json")}
+
+    def afresh():  # each run from the same home: no snapshot yet, the same history
+        shutil.rmtree(host.home / "backups", ignore_errors=True)
+        for name, data in kept.items():
+            (host.home / name).write_bytes(data)
+
+    fast, full = both([*args, "-i", str(host.inventory)], tmp_path, before=afresh,
+                      fast_if=lambda loaded: "fabops.maintenance.backup" not in loaded)
+    for pattern, repl in BACKUP_NORMALISE:
+        fast, full = ([fast[0]] + [pattern.sub(repl, t) for t in fast[1:]],
+                      [full[0]] + [pattern.sub(repl, t) for t in full[1:]])
+    assert fast[1].splitlines() == full[1].splitlines() and fast == full and fast[0] == 0
 
 
 @pytest.mark.parametrize("args,code", [

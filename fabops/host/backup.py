@@ -561,7 +561,8 @@ def failure(done: dict) -> Optional[str]:
     """Why a run failed, in one line (None when it did not)."""
     bad = [f"{i['name']} ({i.get('error')})" for i in done.get("items") or [] if not i.get("ok")]
     off = done.get("offsite") or {}
-    said = ([f"items FAILED: {', '.join(bad)}"] if bad else []) + ([off["error"]] if off.get("error") else [])
+    said = ([done["error"]] if done.get("error") else []) + ([f"items FAILED: {', '.join(bad)}"] if bad else []) \
+        + ([off["error"]] if off.get("error") else [])
     return "; ".join(said) or None
 
 
@@ -599,9 +600,16 @@ def locked_run(host: Host, paths: HostPaths, priority: str = "") -> dict:
     from .record import default_actor
 
     info = {"actor": default_actor(), "trigger": "backup", "run_id": new_run_id()}
-    with HostLock(paths.lock, info).acquire(wait=LOCK_WAIT):
-        p = plan(host, paths, run_id=info["run_id"])
-        manifest = write_snapshot(p, paths)
+    started = time.monotonic()
+    try:
+        with HostLock(paths.lock, info).acquire(wait=LOCK_WAIT):
+            p = plan(host, paths, run_id=info["run_id"])
+            manifest = write_snapshot(p, paths)
+    except LockedError as exc:  # no snapshot at all: recorded and notified as any failed run, then exit 4
+        said = {"run_id": info["run_id"], "ok": False, "items": [], "warnings": [],
+                "error": f"the host lock is {exc} (waited {LOCK_WAIT:g} s): no snapshot was made"}
+        _finish(host, paths, said, info["actor"], started)
+        raise
     try:
         with HostLock(paths.backup_lock, info).acquire(wait=LOCK_WAIT):
             done = run_rest(host, paths, p, manifest)
@@ -610,11 +618,79 @@ def locked_run(host: Host, paths: HostPaths, priority: str = "") -> dict:
                                "error": f"off-host copy: the backup lock is {exc}: the next run copies this one"}
         done = {**manifest, "snapshot": p.snapshot, "deleted": []}
     done["priority"] = priority
+    return _finish(host, paths, done, info["actor"], started)
+
+
+def _finish(host: Host, paths: HostPaths, done: dict, actor: str, started: float) -> dict:
+    """A run's end, whatever it met: one notification per reason, then its
+    history record and update-log line (record). Neither can turn the
+    run's result into an error: each failure is a warning of the run."""
     try:
         done["notified"] = notify_once(host, paths, done)
     except OSError as exc:  # state.json not writable: the run's result stands
         done["warnings"].append(f"could not record the notification: {exc}")
+    try:
+        record(host, paths, done, actor, time.monotonic() - started)
+    except OSError as exc:  # a full disk: the snapshot and its result stand
+        done["warnings"].append(f"could not record this run in the history: {exc.strerror or exc}")
     return done
+
+
+def summary(done: dict) -> str:
+    """A run in one line (the history's message, the update log's): why
+    it failed, or what it kept where."""
+    why = failure(done)
+    if why:
+        return why
+    items = [i for i in done.get("items") or [] if not i.get("skipped")]
+    off = done.get("offsite")
+    where = "copied off the host" if off and not off.get("error") else "on this host only"
+    return f"snapshot {done.get('run_id')}: {len(items)} items ok, {where}"
+
+
+def record(host: Host, paths: HostPaths, done: dict, actor: str, duration: float) -> None:
+    """A run recorded as every run is (docs/backups.md, "Scheduled"): one
+    history record (trigger backup, the commit unchanged; result
+    backed_up or backup_failed) and one update-log line. Whose failure
+    notifies is notify_once's."""
+    from .. import errors
+    from .files import append_json, append_line
+    from .record import update_log_path
+
+    ok = failure(done) is None
+    rec = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "ts": time.time(), "run_id": done.get("run_id"),
+           "trigger": "backup", "actor": actor, "host": host.name, "from": done.get("commit"),
+           "to": done.get("commit"), "result": "backed_up" if ok else "backup_failed",
+           "exit_code": errors.LOCKED if done.get("error") else exit_code("run", done),  # no snapshot was made
+           "message": summary(done), "duration": round(duration, 3),
+           "steps": [], "warnings": list(done.get("warnings") or []), "snapshot": done.get("run_id")}
+    append_json(paths.history, rec)
+    append_line(update_log_path(host, paths), f"{rec['time']} [backup {actor}] {rec['result'].upper()} in "
+                f"{duration:.1f}s: {rec['message']}", fsync=False)
+
+
+def exit_code(action: str, data: dict) -> int:
+    """A run with a failed item, or whose off-host copy failed, is FAILED
+    (2): that item, or that snapshot off the host, has no backup (the
+    local snapshot is still written). A listing, a plan and an all-ok run
+    are OK (no repository configured is a warning line, not a code: cron's
+    run must not read as failing). A verify is FAILED unless every check
+    it made (local, off-host) is ok. The laptop's task and cron's fast path
+    (host/fastpath.py) both exit with it."""
+    from .. import errors
+
+    if action == "list":  # the repository's snapshots could not be read
+        return errors.FAILED if (data.get("offsite_snapshots") or {}).get("error") else errors.OK
+    if action == "restore":  # an item not put back, or a service that failed its gate after
+        return errors.OK if (data.get("restore") or {}).get("ok") else errors.FAILED
+    if action == "restore-plan":  # the real restore's code when an item is refused: it is not put back
+        items = (data.get("restore_plan") or {}).get("items") or []
+        return errors.FAILED if any(i.get("refused") for i in items) else errors.OK
+    if action == "verify":  # a snapshot that does not match its manifest, or none to check
+        checks = [v for v in (data.get("verify") or {}).values() if v]
+        return errors.OK if checks and all(v.get("ok") for v in checks) else errors.FAILED
+    failed = not data.get("ok") or bool((data.get("offsite") or {}).get("error"))
+    return errors.FAILED if action == "run" and failed else errors.OK
 
 
 def run_rest(host: Host, paths: HostPaths, p: BackupPlan, manifest: dict) -> dict:

@@ -4,10 +4,11 @@ fast path").
 
 Cron runs `fabops local-update --trigger cron --splay N -i host.yml` and
 `fabops health --fix --quiet -i host.yml` every few minutes for the life of
-the host, and nearly every poll has nothing to do. Through Invoke's Program
+the host, and nearly every poll has nothing to do; `fabops backup --splay N
+-i host.yml` on backup.schedule (a daily run needs no paramiko either). Through Invoke's Program
 a poll imported all of Invoke (with unittest.mock and asyncio), built the
 task tree and its parser, and only then ran a `git fetch`. Here a command
-line this module reads exactly (those two tasks, the flags below, each
+line this module reads exactly (those three tasks, the flags below, each
 given once, in the forms `--flag VALUE`, `--flag=VALUE` and `-f VALUE`) runs
 the same host-side code with the same output and exit code, its commands
 through host/localrun.py instead of Invoke's runner. Anything else (--help,
@@ -33,6 +34,7 @@ TASKS: Dict[str, Dict[str, str]] = {
     "local-update": dict(COMMON, **{"--trigger": "trigger", "--splay": "splay", "-v": "verbose",
                                     "--verbose": "verbose"}),
     "health": dict(COMMON, **{"--fix": "fix", "-q": "quiet", "--quiet": "quiet"}),
+    "backup": dict(COMMON, **{"--splay": "splay"}),
 }
 
 # What the fast path needs of the task layer (tasks/_base.py's print_text
@@ -93,8 +95,8 @@ def serve(argv: Optional[List[str]], task_text: TaskText) -> bool:
     task, given = parsed
     text = Text(task_text)
     try:
-        if task == "health":
-            code = health(text, **given)
+        if task in ("health", "backup"):
+            code = (health if task == "health" else backup)(text, **given)
             if code is None:
                 return False
         else:
@@ -277,4 +279,33 @@ def health(text: Text, hosts=None, fix=False, quiet=False, json=False, inventory
     else:
         for line in report.health_lines(host.name, checked, quiet):
             text.print(line)
+    return code
+
+
+def backup(text: Text, hosts=None, json=False, inventory=None, splay=0) -> Optional[int]:
+    """tasks/backup.backup's run for one `connection: local` host (cron's
+    line): the host's own run (host/backup.locked_run, which records and
+    notifies) in this process at low priority, its lines or its JSON and
+    its exit code as the task's; None for any other selection."""
+    from ..paths import HostPaths
+    from .backup import LOCK_WAIT, exit_code, lower_priority, result
+    from .lock import LockedError
+
+    chosen = load(inventory).select(hosts)
+    if len(chosen) != 1 or not chosen[0].is_local:
+        return None
+    host = chosen[0]
+    report.splay_wait(splay)
+    try:
+        data = result("run", host, HostPaths.for_home(host.home), lower_priority())
+    except LockedError as exc:  # as host/backup.main says it, and the task's LockedError
+        raise errors.LockedError(f"backup run: {exc} (waited {LOCK_WAIT:g} s)", host=host.name) from None
+    except OSError as exc:  # outside any item: no room, no permission
+        raise FabopsError(f"backup run failed on the host: {exc}", host=host.name) from None
+    code = exit_code("run", data)
+    if json:
+        report.print_json(report.envelope_of({host.name: data}, code))
+        return code
+    for line in report.backup_run_lines(data) + [f"warning: {w}" for w in data.get("warnings") or []]:
+        text.print(f"[{host.name}] {line}")
     return code

@@ -180,6 +180,13 @@ def healthy_again(host: str, trigger: str, actor: str, deployed: Optional[str], 
     return {"last_check": now, "last_result": "deployed"}, record
 
 
+def update_log_path(host: Host, paths: HostPaths) -> str:
+    """The update log every run writes its line to: logs.update, else the
+    home's. hosts.yml spells it with ~/ as the host's shell reads it (as
+    LocalStore.log): unexpanded, it was a directory named ~ in cwd."""
+    return os.path.expanduser(host.logs.get("update") or paths.update_log)
+
+
 class Recorder:
     """Records one run's outcome. `save(state)` writes state.json (the
     pipeline's own writer), `state()` is the run's State (read once by the
@@ -199,9 +206,7 @@ class Recorder:
 
     @property
     def update_log(self) -> str:
-        # hosts.yml spells it with ~/ as the host's shell reads it (as
-        # LocalStore.log): unexpanded, it was a directory named ~ in cwd
-        return os.path.expanduser(self.host.logs.get("update") or self.paths.update_log)
+        return update_log_path(self.host, self.paths)
 
     def log_output(self, title: str, output: str) -> None:
         """A command's output in the update log (best effort)."""

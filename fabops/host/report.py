@@ -172,3 +172,59 @@ def health_lines(name: str, report: Any, quiet: bool, nothing: str = "") -> List
 
     return [f"{name}: {errors.NAMES.get(report.code)}: {report.message}",
             *lines(report.would or (), f"{name}: ", none=nothing)]
+
+
+def size_text(n) -> str:
+    """A byte count as backup's lines say it (B, KiB, MiB, GiB)."""
+    n = float(n or 0)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return ""  # unreachable
+
+
+def backup_run_lines(data: dict) -> list:
+    """A backup run's manifest as lines: the snapshot, then each item (the
+    task's, and cron's fast path's: host/fastpath.backup)."""
+    items = [i for i in data.get("items") or [] if not i.get("skipped")]
+    failed = [i for i in items if not i.get("ok")]
+    total = sum(int(i.get("size") or 0) for i in items)
+    head = (f"snapshot {data.get('run_id')}: " + (f"{len(failed)} of {len(items)} items FAILED" if failed
+                                                   else f"{len(items)} items ok")
+            + f", {size_text(total)} in {data.get('snapshot')}")
+    out = [head]
+    rows = data.get("items") or []
+    # one column each for the name, the state, the size and the time (the trial read `env  ok  35 B` /
+    # `state.json  ok  1.2 KiB` as a ragged list)
+    name_w = max((len(str(i.get("file"))) for i in rows), default=0)
+    size_w = max((len(size_text(i.get("size"))) for i in rows if i.get("ok") and not i.get("skipped")), default=0)
+    for i in rows:
+        if i.get("skipped"):
+            state = f"skipped ({i['skipped']})"
+        elif i.get("ok"):
+            state = f"ok      {size_text(i.get('size')).rjust(size_w)}  {float(i.get('duration') or 0):6.2f} s"
+        else:
+            state = f"FAILED  {i.get('error')}"
+        out.append(f"  {str(i.get('file')).ljust(name_w)}  {state}")
+    if data.get("deleted"):
+        out.append(f"retention deleted {len(data['deleted'])}: {', '.join(data['deleted'])}")
+    return out + backup_offsite_lines(data.get("offsite"))
+
+
+def backup_offsite_lines(off) -> list:
+    """The off-host copy's outcome: what went up (a catch-up names the
+    earlier runs too), or why it failed and that the local snapshot stays."""
+    if not off:
+        return []
+    up = off.get("uploaded") or []
+    went = (f"{len(up)} snapshot{'s' if len(up) != 1 else ''} up ("
+            + ", ".join(f"{u['run_id']} as {u['id']}" for u in up) + ")") if up else "nothing new to copy"
+    if off.get("error"):
+        # "nothing new to copy" would be untrue here: this run's snapshot
+        # did not go up (trial 5)
+        copied = f"{went} before it failed; " if up else "nothing was copied; "
+        return [f"off-host FAILED: {off['error']}", f"  the local snapshot is kept; {copied}the next run copies "
+                "what is missing"]
+    gone = off.get("forgotten") or []
+    return [f"off-host: {went}, forgot {len(gone)} by retention's rule ({float(off.get('duration') or 0):.1f} s)"]

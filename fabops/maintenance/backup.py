@@ -9,6 +9,7 @@ import sys
 
 from .. import errors
 from ..errors import CommandFailed, FabopsError
+from ..host.backup import exit_code  # noqa: F401 (the task's; cron's fast path exits with it too)
 from ..inventory import Host
 from ..shell import Cmd, join, path, sh
 from ..target import Target
@@ -64,24 +65,3 @@ def backup(c, host: Host, action: str, extra=()) -> dict:
         raise FabopsError("fabops on the host has no backup yet (not installed, or older than this one): "
                           "a deploy or `setup` installs it", host=host.name)
     raise CommandFailed.from_result("backup", r, host=host.name)
-
-
-def exit_code(action: str, data: dict) -> int:
-    """A run with a failed item, or whose off-host copy failed, is FAILED
-    (2): that item, or that snapshot off the host, has no backup (the
-    local snapshot is still written). A listing, a plan and an all-ok run
-    are OK (no repository configured is a warning line, not a code: cron's
-    run must not read as failing). A verify is FAILED unless every check
-    it made (local, off-host) is ok."""
-    if action == "list":  # the repository's snapshots could not be read
-        return errors.FAILED if (data.get("offsite_snapshots") or {}).get("error") else errors.OK
-    if action == "restore":  # an item not put back, or a service that failed its gate after
-        return errors.OK if (data.get("restore") or {}).get("ok") else errors.FAILED
-    if action == "restore-plan":  # the real restore's code when an item is refused: it is not put back
-        items = (data.get("restore_plan") or {}).get("items") or []
-        return errors.FAILED if any(i.get("refused") for i in items) else errors.OK
-    if action == "verify":  # a snapshot that does not match its manifest, or none to check
-        checks = [v for v in (data.get("verify") or {}).values() if v]
-        return errors.OK if checks and all(v.get("ok") for v in checks) else errors.FAILED
-    failed = not data.get("ok") or bool((data.get("offsite") or {}).get("error"))
-    return errors.FAILED if action == "run" and failed else errors.OK

@@ -7,61 +7,8 @@ from __future__ import annotations
 from invoke import Collection
 
 from .. import errors
+from ..host.report import backup_run_lines as run_lines, size_text as _size
 from ._base import fabops_task, finish, print_envelope, print_text
-
-
-def _size(n) -> str:
-    n = float(n or 0)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return ""  # unreachable
-
-
-def run_lines(data: dict) -> list:
-    """A run's manifest as lines: the snapshot, then each item."""
-    items = [i for i in data.get("items") or [] if not i.get("skipped")]
-    failed = [i for i in items if not i.get("ok")]
-    total = sum(int(i.get("size") or 0) for i in items)
-    head = (f"snapshot {data.get('run_id')}: " + (f"{len(failed)} of {len(items)} items FAILED" if failed
-                                                   else f"{len(items)} items ok")
-            + f", {_size(total)} in {data.get('snapshot')}")
-    out = [head]
-    rows = data.get("items") or []
-    # one column each for the name, the state, the size and the time (the trial read `env  ok  35 B` /
-    # `state.json  ok  1.2 KiB` as a ragged list)
-    name_w = max((len(str(i.get("file"))) for i in rows), default=0)
-    size_w = max((len(_size(i.get("size"))) for i in rows if i.get("ok") and not i.get("skipped")), default=0)
-    for i in rows:
-        if i.get("skipped"):
-            state = f"skipped ({i['skipped']})"
-        elif i.get("ok"):
-            state = f"ok      {_size(i.get('size')).rjust(size_w)}  {float(i.get('duration') or 0):6.2f} s"
-        else:
-            state = f"FAILED  {i.get('error')}"
-        out.append(f"  {str(i.get('file')).ljust(name_w)}  {state}")
-    if data.get("deleted"):
-        out.append(f"retention deleted {len(data['deleted'])}: {', '.join(data['deleted'])}")
-    return out + offsite_lines(data.get("offsite"))
-
-
-def offsite_lines(off) -> list:
-    """The off-host copy's outcome: what went up (a catch-up names the
-    earlier runs too), or why it failed and that the local snapshot stays."""
-    if not off:
-        return []
-    up = off.get("uploaded") or []
-    went = (f"{len(up)} snapshot{'s' if len(up) != 1 else ''} up ("
-            + ", ".join(f"{u['run_id']} as {u['id']}" for u in up) + ")") if up else "nothing new to copy"
-    if off.get("error"):
-        # "nothing new to copy" would be untrue here: this run's snapshot
-        # did not go up (trial 5)
-        copied = f"{went} before it failed; " if up else "nothing was copied; "
-        return [f"off-host FAILED: {off['error']}", f"  the local snapshot is kept; {copied}the next run copies "
-                "what is missing"]
-    gone = off.get("forgotten") or []
-    return [f"off-host: {went}, forgot {len(gone)} by retention's rule ({float(off.get('duration') or 0):.1f} s)"]
 
 
 def verify_lines(data: dict) -> list:
