@@ -74,6 +74,7 @@ def test_real_cron_daemon_deploys_a_pushed_commit(deployed, tmp_path):
     h = deployed.host
     inv = yaml.safe_load(deployed.inventory.read_text())
     inv["hosts"]["h1"]["schedule"] = {"update": "* * * * *", "health": "off", "clean": "off", "backup-env": "off"}
+    inv["hosts"]["h1"]["backup"] = {"schedule": "off"}  # its line comes from backup.schedule
     # a value cron reads as syntax: an unescaped % ends a cron command (and
     # a line break, refused at load, would start a second job)
     inv["hosts"]["h1"]["env"] = {"PATH": "/usr/local/bin:/usr/bin:/bin:/opt/100%node/bin"}
