@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from . import errors
 from .host.readiness import state_phrase
-from .host.state import RESTART_LIMIT, budget_spent_until
+from .host.state import RESTART_LIMIT, budget_spent_until, host_result, verdict_of
 from .host.services import process_gone_notes_cmd, process_status_cmd, systemd_status_cmd, unlogged_deaths
 from .inventory import Host
 from .logs import error_words
@@ -598,8 +598,10 @@ def _deploy(s: Dict[str, str], now: float) -> Optional[Dict[str, Any]]:
         "head": (s.get("head") or "").strip() or None,  # the checkout's commit (None: not read)
         "pin": state.get("pin"),
         "bad": sorted((state.get("bad") or {}).keys()),
-        "last_check": state.get("last_check"),
+        "last_check": state.get("last_check"),  # the last update check and its result
         "last_result": state.get("last_result"),
+        # a restart's or health --fix's verdict since that check (no update check: #24)
+        "verdict": verdict_of(state),
         "in_progress": bool(state.get("in_progress")),
         "in_progress_run": run.get("run_id"),
         "in_progress_step": run.get("step"),
@@ -735,7 +737,7 @@ def evaluate(facts: Dict[str, Any], host: Host, now: Optional[float] = None,
             found.append((errors.WARNING, f"cron stalled: last update check {int(age // 60)} min ago (expected every {int(interval // 60) or 1} min)"))
     if dep and backoff_shown(facts["services"]) and isinstance(dep.get("restart_backoff_until"), (int, float)):
         found.append((errors.FAILED, restart_backoff_text(dep["restart_backoff_until"], host.name, inventory)))
-    if dep and dep.get("last_result") == "broken":
+    if dep and host_result(dep) == "broken":
         # a reset or a rollback that ended broken is named as what it was (trial 2 #7)
         kind = {"reset": "reset", "rollback": "rollback"}.get((dep.get("last_run") or {}).get("trigger"), "update")
         found.append((errors.FAILED, f"the last {kind} ended BROKEN: a person is needed"))

@@ -15,7 +15,7 @@ from . import errors
 from .errors import CommandFailed, FabopsError
 from .host.services import parse_process_status, parse_systemd_show, process_status_cmd, systemd_status_cmd
 from .host.files import own_dirs
-from .host.state import budget_spent_until
+from .host.state import budget_spent_until, host_result, verdict_of
 from .host.would import Would
 from .inventory import Host
 from .probe import MARK, split_sections
@@ -143,8 +143,9 @@ def parse_status(output: str, host: Host) -> Dict[str, Any]:
         "pin": state.get("pin"),
         "pin_reason": state.get("pin_reason"),
         "bad": sorted((state.get("bad") or {}).keys()),
-        "last_check": state.get("last_check"),
+        "last_check": state.get("last_check"),  # the last update check and its result
         "last_result": state.get("last_result"),
+        "verdict": verdict_of(state),  # a restart's or health --fix's since then (host/state.verdict_of)
         "in_progress": state.get("in_progress"),
         "last_run": last,
         "failing": state.get("failing"),
@@ -156,10 +157,10 @@ def parse_status(output: str, host: Host) -> Dict[str, Any]:
 def status_code(data: Dict[str, Any]) -> int:
     """`status`'s exit code follows what it shows, as monitor's does (the
     same Nagios codes): 2 when a service it lists is not running (❌) or the
-    last update ended broken, 1 while updates keep failing for a commit that
-    is not deployed, else 0. A script or a Nagios check reading `status`
+    host's last verdict is broken (host/state.host_result), 1 while updates
+    keep failing for a commit that is not deployed, else 0. A script or a Nagios check reading `status`
     must not see 0 next to a service that is down."""
-    if any(not s.get("active") for s in data.get("services") or ()) or data.get("last_result") == "broken":
+    if any(not s.get("active") for s in data.get("services") or ()) or host_result(data) == "broken":
         return errors.FAILED
     failing = data.get("failing")
     if failing and failing.get("target") != data.get("deployed"):
@@ -480,7 +481,8 @@ def _record_restart(c, host: Host, actor: str, out: List[dict], app_path: str) -
         return
     RemoteStore(c, host).record(*healthy_again(host.name, "restart", actor, state.get("deployed"),
                                                [x["service"] for x in out],
-                                               duration=sum(float(x.get("seconds") or 0) for x in out)))
+                                               duration=sum(float(x.get("seconds") or 0) for x in out),
+                                               check=state.get("last_check")))
 
 
 def _state_and_head(c, host: Host, app_path: str) -> Tuple[dict, str]:

@@ -11,6 +11,7 @@ import json
 
 import pytest
 
+from fabops.host.state import host_result
 from fabops.shortsha import short_sha
 from tests.conftest import one, run_cli
 
@@ -51,7 +52,11 @@ def test_a_healthy_fix_run_clears_broken_once(sandbox, env):
     assert r.returncode == 0, r.stdout + r.stderr
     said = " ".join(r.stdout.split())
     assert f"the host is no longer broken (on the deployed {short_sha(state['deployed'])})" in said, r.stdout
-    assert sandbox.state["last_result"] == "deployed"
+    after = sandbox.state
+    assert host_result(after) == "deployed", after
+    # no update check: its time and result stay the last one's, the verdict is the fix's own (#24)
+    assert (after["last_check"], after["last_result"]) == (state["last_check"], "broken"), after
+    assert (after["verdict"]["trigger"], after["verdict"]["check"]) == ("health", state["last_check"]), after
     last = sandbox.history()[-1]
     assert len(sandbox.history()) == runs + 1
     assert (last["trigger"], last["result"], last["from"], last["to"]) == ("health", "deployed", state["deployed"],
@@ -62,10 +67,15 @@ def test_a_healthy_fix_run_clears_broken_once(sandbox, env):
     r = run_cli("history", "-i", inv, "-H", "local", env={"COLUMNS": "80"})
     row = [line for line in r.stdout.splitlines() if " health " in line]
     assert row and not row[-1].endswith(" 0 ms"), r.stdout
-    r = run_cli("status", "-i", inv, "-H", "local")
-    assert r.returncode == 0 and "broken" not in r.stdout, r.stdout
+    r = run_cli("status", "-i", inv, "-H", "local", env={"COLUMNS": "200"})
+    # the check's own `broken`, and under it the fix that judged the host since, as what it was
+    fixed = f"health --fix by {last['actor']} "
+    assert r.returncode == 0 and fixed in r.stdout and "every service healthy at" in r.stdout, r.stdout
     facts = one(run_cli("monitor", "-i", inv, "-H", "local", "--json").stdout)
     assert not [f for f in facts["findings"] if "BROKEN" in f["message"]], facts["findings"]
+    assert facts["deploy"]["verdict"]["trigger"] == "health", facts["deploy"]
+    r = run_cli("monitor", "-i", inv, "-H", "local", env={"COLUMNS": "200"})
+    assert fixed in r.stdout and "last update check" in r.stdout, r.stdout
 
     # cron's next run: nothing changed, so no history line and state.json untouched
     before = (sandbox.home / "state.json").read_bytes()

@@ -2,9 +2,12 @@
 `status` still said `last check …: broken` (exit 2) and monitor `the last
 update ended BROKEN: a person is needed`, until a no-op deploy. A person's
 restart that brings every service up is recorded as a run is (history and
-state.json's merge), so its verdict supersedes the broken one."""
+state.json's merge), so its verdict supersedes the broken one; it is no
+update check, so state.json's last check and its result stay the last
+update check's (host/state.verdict_of)."""
 import json
 
+from fabops.host.state import host_result
 from tests.conftest import one, run_cli
 
 
@@ -22,13 +25,17 @@ def test_a_restart_that_brings_every_service_up_clears_broken(sandbox):
     r = run_cli("restart", "-i", inv, "-H", "local")
     assert r.returncode == 0 and "✓" in r.stdout, r.stdout + r.stderr
     r = run_cli("status", "-i", inv, "-H", "local", env={"COLUMNS": "200"})
-    assert r.returncode == 0 and "broken" not in r.stdout, r.stdout
+    # the update check's own result stays what it was, and the restart's verdict is said under it
+    assert r.returncode == 0 and "restart by " in r.stdout and "healthy again" in r.stdout, r.stdout
     r = run_cli("monitor", "-i", inv, "-H", "local", "--json")
     facts = one(r.stdout)
     assert not [f for f in facts["findings"] if "BROKEN" in f["message"]], facts["findings"]
     last = sandbox.history()[-1]
     assert (last["trigger"], last["result"], last["to"]) == ("restart", "deployed", state["deployed"]), last
-    assert sandbox.state["last_result"] == "deployed"
+    after = sandbox.state
+    assert host_result(after) == "deployed", after
+    # no update check ran: its time and result are the last check's (#24)
+    assert (after["last_check"], after["last_result"]) == (state["last_check"], "broken"), after
 
 
 

@@ -40,7 +40,7 @@ from ..records import Frozen, frozen, Plain, plain
 from .plan import Need
 from .readiness import LocalProbe, Readiness, quick_health, wait_ready
 from .record import healthy_again, short, verdict_holds
-from .state import RESTART_LIMIT, budget_spent_until, recent_restarts
+from .state import RESTART_LIMIT, budget_spent_until, host_result, recent_restarts
 from .store import LocalStore, Store
 from .would import Would, as_json
 
@@ -129,8 +129,12 @@ class HealthFacts(Frozen):
     lock: Optional[str] = None  # None: not gathered; "": free (the real run now holds it); else who holds it
     restarted: Tuple[str, ...] = ()  # services this run restarted: the look is the one after them
     before: Tuple[str, ...] = ()  # the failing checks' messages before those restarts
-    # state.json's verdict: the last run's result, the deployed commit, a run in progress
+    # state.json's verdict: the host's last result (host/state.host_result: a standing
+    # restart's or health --fix's verdict, else the last update check's), the deployed
+    # commit, a run in progress; and the last update check's time, which a recorded
+    # verdict follows (healthy_again's `check`)
     last_result: Optional[str] = None
+    last_check: Optional[float] = None
     deployed: Optional[str] = None
     in_progress: bool = False
     head: Optional[str] = None  # the checkout's commit: None: not gathered; "": unreadable (gathered for a record only)
@@ -323,8 +327,8 @@ def _stated(state: dict) -> dict:
     restarts = state.get("restarts")
     deployed = state.get("deployed")
     return {"prev": _state_health(state), "restarts": tuple(restarts) if isinstance(restarts, (list, tuple)) else (),
-            "last_result": state.get("last_result"), "deployed": deployed if isinstance(deployed, str) else None,
-            "in_progress": bool(state.get("in_progress"))}
+            "last_result": host_result(state), "deployed": deployed if isinstance(deployed, str) else None,
+            "in_progress": bool(state.get("in_progress")), "last_check": state.get("last_check")}
 
 
 def _checkout_head(manager) -> str:
@@ -377,7 +381,7 @@ def run_health(
             facts, p = _decide(host, facts, fix, lock.take, lambda: _checkout_head(manager))
         if p.record:  # under the lock: no run changes the host or says its verdict meanwhile
             store.record(*healthy_again(host.name, "health", actor, facts.deployed, restarted,
-                                        duration=time.monotonic() - started))
+                                        duration=time.monotonic() - started, check=facts.last_check))
     finally:
         lock.release()
     report = _report(host, p, checks, said(p), restarted=restarted)

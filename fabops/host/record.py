@@ -157,11 +157,15 @@ def verdict_holds(all_healthy: bool, deployed: Optional[str], in_progress, head:
 
 
 def healthy_again(host: str, trigger: str, actor: str, deployed: Optional[str], restarted: Sequence[str] = (), *,
-                  duration: float) -> Tuple[dict, dict]:
+                  duration: float, check: Optional[float]) -> Tuple[dict, dict]:
     """(state.json's updates, the history record) of a task that saw every
     service healthy on the deployed commit: recorded as a run is (result
     `deployed`), so its verdict supersedes the last run's and `status` and
-    `monitor` no longer say `broken` (docs/architecture.md, "Plans"). One
+    `monitor` no longer say `broken` (docs/architecture.md, "Plans"). It is
+    no update check: state.json's `last_check` and `last_result` stay the
+    last one's (monitor's "last update check" line and cron's stall), and
+    the verdict is its own key, standing until the next check (`check`:
+    the `last_check` the task read under the host lock; host/state.verdict_of). One
     record for a person's `restart` that brought every service up
     (remote.py) and for `health --fix` that found a broken host healthy
     (host/health.py); each decides when, this says what. `duration`: the
@@ -177,7 +181,9 @@ def healthy_again(host: str, trigger: str, actor: str, deployed: Optional[str], 
               "trigger": trigger, "actor": actor, "host": host, "from": deployed, "to": deployed,
               "result": "deployed", "exit_code": errors.OK, "message": message,
               "duration": round(duration, 3), "steps": [], "warnings": []}
-    return {"last_check": now, "last_result": "deployed"}, record
+    verdict = {"result": "deployed", "trigger": trigger, "actor": actor, "at": now, "check": check,
+               "message": message}
+    return {"verdict": verdict}, record
 
 
 def update_log_path(host: Host, paths: HostPaths) -> str:

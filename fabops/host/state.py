@@ -33,6 +33,27 @@ def budget_spent_until(restarts, now: float) -> Optional[float]:
     return recent[len(recent) - RESTART_LIMIT] + RESTART_WINDOW
 
 
+def verdict_of(state: dict) -> Optional[dict]:
+    """state.json's `verdict` while it stands: the record of a task that
+    judged the host without an update check (a person's `restart`,
+    `health --fix`: host/record.healthy_again), written with the
+    `last_check` it followed (`check`). The next update check writes
+    `last_check` again, and the verdict no longer stands: its own
+    `last_result` is the host's. No clock is compared (a laptop's restart
+    and the host's cron keep different ones); None when there is none."""
+    v = state.get("verdict")
+    return v if isinstance(v, dict) and "check" in v and v["check"] == state.get("last_check") else None
+
+
+def host_result(state: dict) -> Optional[str]:
+    """The host's last verdict: a standing `verdict`'s result, else the last
+    update check's `last_result` (`broken`: a person is needed). What
+    monitor, status and health --fix judge by; `last_check` and
+    `last_result` stay the last update check's own (docs/monitor.md)."""
+    v = verdict_of(state)
+    return v.get("result") if v else state.get("last_result")
+
+
 def bad_entry(reason: str, run_id: str, at: Optional[float] = None) -> dict:
     """A commit's entry in state's `bad` (a deploy's failed gate, a reset
     whose service died): merge_state_file's `bad` marks it."""
@@ -49,6 +70,10 @@ class State(Plain):
     pin: Optional[str] = None  # set by rollback / deploy --ref: cron keeps it
     pin_reason: Optional[str] = None
     bad: Dict[str, dict] = field(default_factory=dict)  # sha -> {at, reason, notified}
+    # the last update check (a pipeline run: cron's, a deploy's, a rollback's)
+    # and its result; a reset writes them too (maintenance/reset.py). A
+    # person's restart and health --fix write `verdict` instead, a key the
+    # pipeline never reads or writes (verdict_of, host_result)
     last_check: Optional[float] = None
     last_result: Optional[str] = None
     in_progress: Optional[dict] = None  # {run_id, trigger, from, to, pin, step, since}

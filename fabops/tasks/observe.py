@@ -120,10 +120,11 @@ def _system_line(facts, th) -> str:
 
 def _deploy_lines(dep) -> list:
     """What is deployed and since when (and where the checkout is when it
-    is not there), the last update check and its
-    result, the pin and the remembered bad targets, and a run under way (or
-    killed) with the step it is in, as status says it."""
-    from .render import RESULT_STYLE, ago, checkout_moved, in_progress_line, literal, pin_lines, short
+    is not there), the last update check and its result, a restart or
+    health --fix that judged the host since (its own line), the pin and
+    the remembered bad targets, and a run under way (or killed) with the
+    step it is in, as status says it."""
+    from .render import RESULT_STYLE, ago, checkout_moved, in_progress_line, literal, pin_lines, short, verdict_lines
 
     if dep is None:
         return ["[dim]deploy state: not available yet (no fabops run on this host)[/dim]"]
@@ -134,7 +135,7 @@ def _deploy_lines(dep) -> list:
         line += f": [{style}]{literal(dep['last_result'])}[/{style}]"
     running = [in_progress_line(dep.get("in_progress_run"), dep.get("in_progress_step"))
                ] if dep.get("in_progress") else []
-    return [line] + pin_lines(dep) + running
+    return [line] + verdict_lines(dep.get("verdict")) + pin_lines(dep) + running
 
 
 def _log_lines(facts) -> list:

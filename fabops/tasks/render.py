@@ -469,6 +469,25 @@ def checkout_moved(deployed, head) -> str:
         else ""
 
 
+# what recorded a verdict without an update check, as a person typed it
+_VERDICT_BY = {"restart": "restart", "health": "health --fix"}
+
+
+def verdict_lines(verdict) -> List[str]:
+    """A person's `restart` or `health --fix` that judged the host since the
+    last update check, as what it was (#24: monitor said `last update check
+    2 s ago: deployed` after a restart): its own line under the check's,
+    with its time, who ran it and what it found (host/state.verdict_of).
+    status's and monitor's."""
+    if not verdict:
+        return []
+    what = _VERDICT_BY.get(verdict.get("trigger"), verdict.get("trigger") or "?")
+    style = RESULT_STYLE.get(verdict.get("result"), "white")
+    said = verdict.get("message") or verdict.get("result") or "?"
+    return [f"{literal(what)} by {literal(verdict.get('actor') or '?')} {ago(verdict.get('at'))}: "
+            f"[{style}]{literal(said)}[/{style}]"]
+
+
 def in_progress_line(run_id, step) -> str:
     """The run state.json says is under way (or was killed), and the step
     it recorded: status's and monitor's line."""
@@ -504,6 +523,7 @@ def status_panel(host: str, data: dict, flag=None) -> None:
 
         lines.append(f"[red]{literal(restart_backoff_text(until, host, flag))}[/red]")
     lines.append(f"last check {ago(data.get('last_check'))}: {literal(data.get('last_result') or '-')}")
+    lines += verdict_lines(data.get("verdict"))
     failing = data.get("failing")
     if failing and failing.get("target") != deployed:
         count = failing.get("count", 1)
