@@ -627,6 +627,31 @@ def test_a_number_keeps_its_unit_when_a_line_wraps(width, frozen, capsys, monkey
 UNITS = ("3.1 s", "14h 11m", "75 ms", "12 s,", "2d 3h", "1.5 MiB")
 
 
+@pytest.mark.parametrize("width", WIDTHS)
+def test_a_word_longer_than_the_line_still_fits_the_width(width, capsys, monkeypatch):
+    """#24's trial at 80 columns: backup --dry-run's
+    `        /tmp/…/backups/YYYYMMDDTHHMMSS-xxxxxx:` was 81 columns (the path
+    fit the line, its colon did not). The one wrapper plain lines use
+    (_base.wrap) gives such a colon to the next line and breaks a path
+    longer than the line after a `/`; a word that fits is never broken."""
+    from fabops.host.would import Would, lines
+    from fabops.tasks._base import print_text
+
+    fits = "/tmp/trial-24-abcd/.fabops-demo/host/home/backups"  # and `/` + 22: 72, the line at 80 after 8
+    deep = "/tmp/pytest-of-root/pytest-180/test_backup_dry_run_names_its_rules0/.fabops-demo/host/home/backups"
+    woulds = [Would("write", f"{base}/YYYYMMDDTHHMMSS-xxxxxx", "a new snapshot (0700; files 0600) with manifest.json")
+              for base in (fits, deep)] + [Would("copy", "env", f"copy if present {deep}/../../app/.env")]
+    text = render(capsys, monkeypatch, width, lambda: [print_text(ln) for ln in lines(woulds, "[local] ")])
+    if width == 80:
+        assert f"        {fits}/YYYYMMDDTHHMMSS-xxxxxx\n        : a new snapshot" in text, text
+        assert f"        {deep[:deep.rindex('/', 0, 72) + 1]}\n" in text, text
+    else:  # nothing to fit: every word whole, as it was
+        assert f"{deep}/YYYYMMDDTHHMMSS-xxxxxx: a new" in text, text
+    # the words are all there, in order, whichever way the lines broke
+    assert "".join(text.split()) == "".join("".join(lines(woulds, "[local] ")).split()), text
+    check("long-word", width, text)
+
+
 def test_wrap_keeps_a_number_with_its_unit_and_nothing_else_changes():
     import textwrap
 
@@ -635,9 +660,12 @@ def test_wrap_keeps_a_number_with_its_unit_and_nothing_else_changes():
     line = "[web-1] " + "x" * 50 + " took 3.1 s then up 14h 11m, 75 ms, 12 s, 2d 3h, 1.5 MiB and 12 services"
     for width in range(40, len(line)):
         lines = wrap(line, width).split("\n")
-        assert " ".join(ln.strip() for ln in lines) == line, lines
+        if width - 8 >= 50:  # the x word fits a line: broken at spaces only
+            assert " ".join(ln.strip() for ln in lines) == line, lines
+        else:  # one longer than a line is cut at the width (no `/` in it: _base.fitted), the rest as before
+            assert "".join(ln.replace(" ", "") for ln in lines) == line.replace(" ", ""), lines
         assert all(any(pair in ln for ln in lines) for pair in UNITS), (width, lines)
-        assert all(len(ln) <= width for ln in lines[1:]), (width, lines)  # (the first: a word longer than a line)
+        assert all(len(ln) <= width for ln in lines), (width, lines)  # the first too (#24: no line past the width)
     plain = "[web-1] " + " ".join(f"word{i}" for i in range(40))  # no unit: textwrap's lines, as before
     expect = textwrap.wrap(plain[8:], 72, break_long_words=False, break_on_hyphens=False)
     assert wrap(plain, 80).split("\n") == ["[web-1] " + expect[0]] + ["        " + e for e in expect[1:]]

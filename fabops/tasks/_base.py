@@ -456,10 +456,38 @@ def whole_spans(text: str, room: int) -> str:
                           text)
 
 
+_TRAILING = ":;,."  # what may end a word a line cannot hold: `/path/to/snapshot:` (#24's trial)
+
+
+def fitted(text: str, room: int) -> str:
+    """`text` with each word longer than `room` given places to break, so
+    no line passes the width (#24's trial: backup --dry-run's
+    `        /home/…/backups/YYYYMMDDTHHMMSS-xxxxxx:` was 81 columns at 80): a
+    word that fits without its trailing `:` (`;`, `,`, `.`) keeps the line
+    and its colon starts the next one, with the text after it; a longer one
+    (a path deeper than the line) is broken after a `/`, only as far as the
+    width needs (a piece with no `/` left at `room` characters). The pieces
+    are split by spaces, which the wrap breaks at: each piece is as long as
+    a line holds, so two never share one."""
+    def pieces(word: str) -> str:
+        bare = word.rstrip(_TRAILING)
+        if len(bare) <= room:
+            return f"{bare} {word[len(bare):]}"
+        out = []
+        while len(word) > room:
+            cut = word.rfind("/", 0, room) + 1 or room  # after the last `/` that fits, else at the edge
+            out.append(word[:cut])
+            word = word[cut:]
+        return " ".join(out + [word] if word else out)
+
+    return " ".join(pieces(w) if len(w) > room else w for w in text.split(" "))
+
+
 def wrap(text: str, columns: Optional[int] = None) -> str:
     """Lines longer than `columns` (default width()) broken at spaces, never
-    inside a word: a path, a SHA, a name with hyphens stays whole (a word
-    longer than the line gets a line of its own, unbroken), nor between a
+    inside a word that fits: a path, a SHA, a name with hyphens stays whole
+    (a word longer than the line is broken after a `/`, or its trailing
+    colon goes to the next line: fitted), nor between a
     number and its unit (unbroken), nor inside a `code span` that fits
     (whole_spans). Continuation lines are indented under the text (a
     hanging indent), not at column 0. A terminal wrapped such
@@ -477,7 +505,7 @@ def wrap(text: str, columns: Optional[int] = None) -> str:
             indent = len(line) - len(line.lstrip(" "))
         room = max(columns - indent, 20)
         chunks = [chunk.replace(KEEP, " ") for chunk in textwrap.wrap(
-            whole_spans(unbroken(line[indent:]), room), room, break_long_words=False,
+            fitted(whole_spans(unbroken(line[indent:]), room), room), room, break_long_words=False,
             break_on_hyphens=False)] or [""]
         out.append(line[:indent] + chunks[0])
         out.extend(" " * indent + chunk for chunk in chunks[1:])

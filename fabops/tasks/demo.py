@@ -142,8 +142,8 @@ def say_wrapped(out, markup: str, head: int = 0) -> None:
         start = solid.index(words, pos)
         pos = start + len(words)
         lead = line[:head] if n == 0 else Text(" " * indent)
-        # wrap never makes a line longer than `room` unless one word is:
-        # that word stays whole (printed past the edge, never cut)
+        # wrap never makes a line longer than `room` (a longer word is cut
+        # at a `/` or the width: _base.fitted); what rich prints is that line
         out.print(Text.assemble(lead, " " * (len(chunk) - len(words)), body[start:pos]),
                   no_wrap=True, overflow="ignore", crop=False)
 
