@@ -124,12 +124,15 @@ def _deploy_lines(dep) -> list:
     health --fix that judged the host since (its own line), the pin and
     the remembered bad targets, and a run under way (or killed) with the
     step it is in, as status says it."""
+    from ._base import KEEP
     from .render import RESULT_STYLE, ago, checkout_moved, in_progress_line, literal, pin_lines, short, verdict_lines
 
     if dep is None:
         return ["[dim]deploy state: not available yet (no fabops run on this host)[/dim]"]
+    # `last update check` is one name: a wrap after `checkout is at X;` keeps it whole (KEEP: render.Unbroken)
     line = (f"deployed {literal(short(dep.get('deployed')))} ({ago(dep.get('deployed_at'))})"
-            f"{checkout_moved(dep.get('deployed'), dep.get('head'))}; last update check {ago(dep.get('last_check'))}")
+            f"{checkout_moved(dep.get('deployed'), dep.get('head'))}; last{KEEP}update{KEEP}check "
+            f"{ago(dep.get('last_check'))}")
     if dep.get("last_result"):
         style = RESULT_STYLE.get(dep["last_result"], "white")
         line += f": [{style}]{literal(dep['last_result'])}[/{style}]"
