@@ -53,7 +53,12 @@ class DryRun(Pipeline):
         self.res.known_bad = p.known_bad  # the real run's exit code (RunResult.exit_code)
         self.res.plan = render(self.host, p, facts, state, holder, self.opts.trigger)
         if verdict == "locked":
-            self.res.result, self.res.message = "locked", f"would stop: {why}"
+            # the real run stops at the lock before it acts: none of the
+            # plan's writes happen, so the dry run lists none, and says the
+            # lock's line once (its message starts with its result word:
+            # report.said_once), as the real run does
+            self.res.plan.update(rules=[], restart=[], would=as_json([Would("stop", "-", why)]))
+            self.res.result, self.res.message = "locked", why
             return
         self.res.result = RESULTS.get(p.kind) or p.result
         self.res.message = {"noop": p.message, "hold": p.message, "abort": f"would stop: {p.message}"}.get(

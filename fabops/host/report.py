@@ -117,6 +117,15 @@ def splay_wait(splay: float) -> None:
         time.sleep(random.uniform(0, min(splay, 3600)))
 
 
+def said_once(result, message) -> str:
+    """`locked: deploy by …`, not `locked: locked: deploy by …` (trials):
+    a message that starts with its result word (the lock's own line) is
+    shown as it is; local-update's line and deploy's `= ` line alike."""
+    if not message:
+        return str(result)
+    return message if message.startswith(f"{result}:") else f"{result}: {message}"
+
+
 def update_lines(name: str, result: Any, always: bool, plan: Optional[dict] = None) -> Optional[Tuple[str, bool]]:
     """local-update's human output: (text, whether it goes to stderr), or
     None for a no-op unless `always` (-v, a dry run). The result line and
@@ -127,7 +136,7 @@ def update_lines(name: str, result: Any, always: bool, plan: Optional[dict] = No
     import time
 
     # with its zone, as health's lines (a trial read a bare time as UTC)
-    lines = [f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} {name}: {result.result}: {result.message}"]
+    lines = [f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} {name}: {said_once(result.result, result.message)}"]
     lines += [f"  warning: {warning}" for warning in result.warnings]
     lines += [f"  {key}: {', '.join(plan[key])}" for key in ("rules", "restart", "dirty") if (plan or {}).get(key)]
     return "\n".join(lines), result.exit_code not in (errors.OK, errors.WARNING)

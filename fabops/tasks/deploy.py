@@ -10,6 +10,7 @@ import time
 from invoke import Collection
 
 from .. import errors
+from ..host.report import said_once as _said_once
 from ..printable import printable
 from ..shortsha import short_sha
 from ._base import error_text, fabops_task, finish, for_each_host, print_envelope, print_text, select
@@ -643,14 +644,6 @@ def unpin(c, hosts=None, dry_run=False, json=False, inventory=None, accept_new=F
                 print_text(f"{r.host}: " + (f"unpinned (was pinned to {short_sha(pin)})" if pin else NOT_PINNED))
         host_errors(outcome.results)
     finish(outcome.code)
-
-
-def _said_once(result, message) -> str:
-    """`locked: deploy by …`, not `locked: locked: deploy by …` (a trial):
-    a message that starts with its result word is shown as it is."""
-    if not message:
-        return str(result)
-    return message if message.startswith(f"{result}:") else f"{result}: {message}"
 
 
 ns = Collection("deploy", deploy, rollback, unpin)
