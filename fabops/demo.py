@@ -10,6 +10,7 @@ whether each behaved as narrated.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -237,6 +238,9 @@ class DemoViews:
     dashboard: Callable[[dict, object], None]  # (monitor facts, host)
     history: Callable[[str, list], None]  # (host name, history records)
     status: Callable[[str, dict], None]  # (host name, status data)
+    # a command a person may run as shown (its argv words, quoted for a
+    # shell): printed on its own line(s), never split inside a line (#24)
+    command: Callable[[List[str]], None]
 
 
 def run_demo(base: Path, local_entry: dict, say: Callable[[str], None], views: DemoViews,
@@ -314,7 +318,7 @@ class _Demo:
         # manual local-update (the history said `manual root`)
         argv = ["local-update", "--trigger", "cron", "-i", str(self.inv_path)]
         self.say("  pushed v2 to the origin; now what cron runs every 5 minutes on the host:")
-        self.say(f"  [dim]fabops {' '.join(argv)}[/dim]")
+        self.views.command([shlex.quote(word) for word in ["fabops", *argv]])
         r = subprocess.run([sys.executable, "-m", "fabops.cli", *argv], capture_output=True, text=True)
         version = _version(self.host)
         return r.returncode == 0 and version == "2", (r.stdout or r.stderr).strip() + f" (serving version {version})"

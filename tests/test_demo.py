@@ -288,6 +288,11 @@ def test_after_demo_keep_deploy_and_logs_on_local_see_the_demos_runs(tmp_path):
         r = run_cli("demo", "-i", inv, "--keep", timeout=180)
         assert r.returncode == 0, r.stdout + r.stderr
         assert "fabops local-update --trigger cron -i " in r.stdout, r.stdout
+        # the command it says cron runs can be pasted as shown: whole, or its
+        # lines joined by ` \` (#24's trial: the path was on the next line)
+        shown = r.stdout.split("every 5 minutes on the host:\n")[1].split("\n  ✓")[0]
+        assert shown.replace(" \\\n", " ").split() == [
+            "fabops", "local-update", "--trigger", "cron", "-i", str(box / "hosts.yml")], shown
         # the way to stop it names this inventory: a bare `inv demo` here
         # would read another hosts.yml and build another sandbox
         last = _flat(r.stdout.split("steps behaved as narrated")[-1].splitlines()[1:])

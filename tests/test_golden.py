@@ -652,6 +652,25 @@ def test_a_word_longer_than_the_line_still_fits_the_width(width, capsys, monkeyp
     check("long-word", width, text)
 
 
+def test_a_command_to_run_is_one_line_or_joined_by_a_continuation():
+    """#24's trial: the demo printed `fabops local-update --trigger cron -i`
+    with the inventory on the next line, which pasted as two commands.
+    command_lines keeps a command whole when it fits; else each line but
+    the last ends in ` \\`, and the lines joined are the command."""
+    from fabops.tasks._base import command_lines
+
+    words = ["fabops", "local-update", "--trigger", "cron", "-i"]
+    assert command_lines(words + ["/tmp/x/hosts.yml"], 76) == ["fabops local-update --trigger cron -i /tmp/x/hosts.yml"]
+    deep = "/tmp/pytest-of-root/pytest-180/test_after_demo_keep_deploy_and_logs0/.fabops-demo/hosts.yml"
+    for room in (40, 60, 76):
+        shown = command_lines(words + [deep], room)
+        assert len(shown) > 1 and all(ln.endswith(" \\") for ln in shown[:-1]) and not shown[-1].endswith("\\")
+        assert " ".join(ln[:-2] if ln.endswith(" \\") else ln for ln in shown) == " ".join(words + [deep])
+        assert all(len(ln) <= room for ln in shown if deep not in ln), shown  # the path alone may pass it, whole
+    assert command_lines(["inv", "deploy", "-H", "local", "--ref", "v2"], 12) == [
+        "inv deploy \\", "-H local \\", "--ref v2"]
+
+
 def test_wrap_keeps_a_number_with_its_unit_and_nothing_else_changes():
     import textwrap
 

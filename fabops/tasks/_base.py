@@ -483,6 +483,24 @@ def fitted(text: str, room: int) -> str:
     return " ".join(pieces(w) if len(w) > room else w for w in text.split(" "))
 
 
+def command_lines(words: List[str], room: int) -> List[str]:
+    """A command a person is told to run (its words, each already quoted
+    for a shell), as lines they can copy and paste whole: one line when it
+    fits `room`, else broken between words, every line but the last ending
+    in ` \\` (a shell's continuation), none past `room` unless one word is
+    (a word is never split: a path cut in two is not the path)."""
+    if len(" ".join(words)) <= room:
+        return [" ".join(words)]
+    lines, line = [], ""
+    for word in words:
+        if line and len(line) + len(word) + 3 > room:  # `LINE WORD \` would not fit
+            lines.append(line + " \\")
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    return lines + [line]
+
+
 def wrap(text: str, columns: Optional[int] = None) -> str:
     """Lines longer than `columns` (default width()) broken at spaces, never
     inside a word that fits: a path, a SHA, a name with hyphens stays whole

@@ -8,7 +8,7 @@ from invoke import Collection
 
 from .. import errors
 from ..shell import program
-from ._base import fabops_task, finish, load_inventory, wrap
+from ._base import command_lines, fabops_task, finish, load_inventory, wrap
 
 
 @fabops_task(help={
@@ -50,6 +50,7 @@ def demo(c, dir=None, keep=False, stop=False, inventory=None):
                                                            {host.name: host})),
         history=history_table,
         status=status_panel,
+        command=lambda words: _command(out, words),
     )
     result = run_demo(base.resolve(), entry, say=say, views=views, keep=keep, inventory_dir=here)
     good = sum(1 for s in result.steps if s.ok)
@@ -116,6 +117,17 @@ def _left_running(out, result, again: str) -> None:
                          f"{literal(f'`{again}`')} starts over", head=len("still running: "))
     else:
         out.print("nothing was left running")
+
+
+def _command(out, words) -> None:
+    """A command the narration shows for a person to run, dim, two columns
+    in: whole on one line, or on several joined by a shell's ` \\` (pasted
+    as shown, it is still one command): never wrapped as prose (#24's
+    trial: `fabops local-update --trigger cron -i` / `/tmp/…/hosts.yml`)."""
+    from rich.text import Text
+
+    for n, line in enumerate(command_lines(words, out.width - 4)):
+        out.print(Text(("  " if n == 0 else "    ") + line, style="dim"), no_wrap=True, overflow="ignore", crop=False)
 
 
 def say_wrapped(out, markup: str, head: int = 0) -> None:
