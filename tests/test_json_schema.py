@@ -96,3 +96,32 @@ def test_the_schema_refuses_what_monitor_never_prints(spoil):
         jsonschema.validate(facts, json_schema("facts"))
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"schema": 1, "code": facts["code"], "hosts": {"h": facts}}, json_schema())
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_clean_gives_one_shape_with_and_without_dry_run(dry_run, monkeypatch, capsys):
+    """#24's trial: `clean --json` gave `"local": []` while `--dry-run --json`
+    gave `{dry_run, rules, would}`. Both are `{dry_run, rules}` now (each
+    rule applied with what it deleted, or would), the dry run with its
+    `would`; the schema's `clean` validates both, and the envelope."""
+    from types import SimpleNamespace
+
+    from fabops.maintenance.clean import CleanResult
+    from fabops.tasks import maintenance
+
+    rules = [CleanResult("/tmp/voice-meeting-bot/temp", "*.pcm", 3, 3145728, dry_run),
+             CleanResult("/var/tmp/bot", "*.wav", 0, 0, dry_run)]
+    outcome = SimpleNamespace(results=[HostResult("h", value=rules, code=errors.OK)], code=errors.OK)
+    monkeypatch.setattr(maintenance, "_each", lambda *a: outcome)
+    maintenance.clean.body(None, dry_run=dry_run, json=True)
+    doc = json.loads(capsys.readouterr().out)
+    value = doc["hosts"]["h"]
+    assert value["dry_run"] is dry_run and [(r["path"], r["files"], r["bytes"]) for r in value["rules"]] == [
+        ("/tmp/voice-meeting-bot/temp", 3, 3145728), ("/var/tmp/bot", 0, 0)], value
+    assert ("would" in value) is dry_run, value
+    if dry_run:
+        assert [w["target"] for w in value["would"]] == ["/tmp/voice-meeting-bot/temp/*.pcm"], value
+    jsonschema.validate(value, json_schema("clean"))
+    jsonschema.validate(doc, json_schema())
+    with pytest.raises(jsonschema.ValidationError):  # the old real run's bare list is not a clean value
+        jsonschema.validate([r.to_dict() for r in rules], json_schema("clean"))

@@ -268,11 +268,12 @@ def clean(c, hosts=None, dry_run=False, json=False, inventory=None, accept_new=F
 
     outcome = _each(inventory, hosts, lambda cxn, host: do_clean(cxn, host, dry_run=dry_run), accept_new, connect_timeout)
     if json:
-        # a dry run's value is the counts and what they would delete (`would`,
-        # the shape every dry run shares); a real run's, what it deleted
-        print_envelope(outcome.results, (lambda v: {"dry_run": True, "rules": [x.to_dict() for x in v],
-                                                    "would": as_json(clean_would(v))}) if dry_run
-                       else (lambda v: [x.to_dict() for x in v]), code=outcome.code)
+        # one shape for both runs (#24's trial: the real run gave a bare list):
+        # each rule applied with its counts (deleted, or would delete), and a
+        # dry run's `would`, the list every dry run shares (docs/json.md)
+        print_envelope(outcome.results, lambda v: {"dry_run": dry_run, "rules": [x.to_dict() for x in v],
+                                                   **({"would": as_json(clean_would(v))} if dry_run else {})},
+                       code=outcome.code)
     else:
         for r in outcome.results:
             if r.ok:
