@@ -327,8 +327,9 @@ def reset(c, host: Host, plan: ResetPlan, actor: str, force: bool = False, progr
         refused = held(c, host)  # looked again under the lock, before anything is saved or stopped
         if refused:
             raise FabopsError("; ".join(refused), host=host.name)
-        if plan.known_bad:  # said as a deploy says it, and it goes ahead as a deploy does
-            steps.say(f"· {plan.known_bad}")
+        # a known-bad target (plan.known_bad) goes ahead as a deploy does;
+        # the plan's line said it before the confirmation, so no step
+        # line says it again (a trial read its four lines twice)
         if getattr(lock, "ended", None):  # whose watch taking the lock ended: said, as restart says it
             from ..host.queue import ended_watch_line
 
