@@ -328,6 +328,9 @@ def _finish(host: Host, opts: DeployOptions, outcome: DeployOutcome, event: dict
     outcome.result = {
         "result": "deployed", "exit_code": errors.OK, "from": event.get("from"), "to": event.get("to"),
         "run_id": outcome.run_id, "watching": True, "duration": _took(start, event),
+        # a --ref deploy or a rollback pins the host when its watch passes
+        # (the host's _promote), so nothing is pinned yet: said as pending
+        "pinned": None, "pin_on_promotion": event.get("pin"),
         "trigger": start.get("trigger") or opts.trigger, "actor": start.get("actor") or opts.actor or default_actor(),
         # the steps so far, in the shape of a run's steps (docs/json.md)
         "steps": [{"name": e.get("step"), "ok": e.get("status") == "ok", "seconds": e.get("seconds", 0.0),

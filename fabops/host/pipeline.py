@@ -484,7 +484,7 @@ class Pipeline:
         ran, failed = self._apply_rules(rules, before)
         if failed is not None:
             self._recover(failed, ran, before, fallback, target)
-        elif self._restart_and_wait(affected, watched=True) and self._watch(affected, fallback, target):
+        elif self._restart_and_wait(affected, watched=True) and self._watch(affected, fallback, target, p.pin):
             self._promote(deployed, target, p.pin)
         else:
             self._rollback(rules, before, affected, fallback, target)
@@ -601,15 +601,18 @@ class Pipeline:
         return disk_problem((("app", self.app), ("state", self.paths.home),
                              ("log", os.path.dirname(self.rec.update_log))))
 
-    def _watch(self, services: Sequence[Service], fallback: Optional[str], target: str) -> bool:
+    def _watch(self, services: Sequence[Service], fallback: Optional[str], target: str,
+               pin: Optional[str] = None) -> bool:
         """The gate proved the services started; the watch proves they stay
         up. The lock stays held, so neither cron nor `health --fix` steps in:
         a failure here rolls back like a failed gate (docs/pipeline.md, "Watch")."""
         longest = max((s.watch for s in services), default=0.0)
         if longest <= 0:
             return True
-        # the laptop's `deploy --no-watch` stops following here
-        self.events.emit("watch", status="start", seconds=longest, **{"from": fallback, "to": target})
+        # the laptop's `deploy --no-watch` stops following here; `pin`: the
+        # plan pins on promotion (_promote), not yet: that follower says so
+        self.events.emit("watch", status="start", seconds=longest, **{"from": fallback, "to": target},
+                         **({"pin": pin} if pin else {}))
         since = time.time()
         if self.lock:
             self.lock.update(phase="watch", watch_ends=since + longest)

@@ -306,7 +306,11 @@ def _pinned(res: dict):
     """The commit a rollback or a deploy --ref pinned its host to, as the
     host says (`pinned`: at once for a no-op or a restart, when it
     promotes a deploy); a deployed run's target from a host that does not
-    say; None when it did not get there."""
+    say; None when it did not get there, or not yet: a run that returned
+    at its gate (--no-watch) pins only once its watch passes
+    (`pin_on_promotion`, _pin_lines)."""
+    if res.get("watching"):
+        return None
     return res.get("pinned") or (res.get("to") if res.get("result") == "deployed" else None)
 
 
@@ -324,6 +328,10 @@ def _pin_lines(outcome, flag=None) -> None:
         if _pinned(res):
             print_hanging(out, literal(f"[{r.host}] pinned to {short(res['to'])}: cron stays on it until "
                                        f"{hint(flag, r.host, 'unpin')} (then it follows the branch again)"))
+        elif res.get("pin_on_promotion"):  # --no-watch: the host pins it once the watch passes
+            print_hanging(out, literal(f"[{r.host}] pins the host to {short(res['pin_on_promotion'])} once its "
+                                       f"watch passes: cron then stays on it until {hint(flag, r.host, 'unpin')} "
+                                       "(then it follows the branch again)"))
         elif res.get("result") == "would_install":
             # the host's plan says its pin among its writes (_plans); before
             # fabops is on the host its planner has decided nothing, so the
