@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import run_cli
 from tests import test_golden
 from tests.test_golden import NOW, SHA, WIDTHS, check, render
+from tests.test_port_held_sandbox import _until
 
 frozen = test_golden.frozen  # the golden files' clock and TZ (a fixture)
 
@@ -44,18 +45,7 @@ def test_a_no_watch_deploy_with_ref_says_the_pin_is_made_on_promotion(sandbox, t
                                   "it until" in said, r.stdout + r.stderr
     assert "pinned to" not in said and sandbox.state.get("pin") == v2, r.stdout
     # the host goes on watching, then promotes and pins: true now, said by history
-    assert _until(lambda: sandbox.state.get("pin") == v3), sandbox.state
-
-
-def _until(what, seconds=60.0) -> bool:
-    import threading
-
-    done = threading.Event()
-    for _ in range(int(seconds / 0.2)):
-        if what():
-            return True
-        done.wait(0.2)
-    return what()
+    assert _until(lambda: sandbox.state.get("pin") == v3, 60.0), sandbox.state
 
 
 def _no_watch_outcome(pin):
