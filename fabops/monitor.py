@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from . import errors
 from .host.readiness import state_phrase
-from .host.state import RESTART_LIMIT, budget_spent_until, host_result, verdict_of
+from .host.state import RESTART_LIMIT, budget_spent_until, failing_of, host_result, verdict_of
 from .host.services import process_gone_notes_cmd, process_status_cmd, systemd_status_cmd, unlogged_deaths
 from .inventory import Host
 from .logs import error_words
@@ -606,7 +606,7 @@ def _deploy(s: Dict[str, str], now: float) -> Optional[Dict[str, Any]]:
         "in_progress_run": run.get("run_id"),
         "in_progress_step": run.get("step"),
         "last_run": _json_object(s.get("last")),
-        "failing": state.get("failing") if isinstance(state.get("failing"), dict) else None,
+        "failing": failing_of(state),  # while its cause stands (host/state.failing_of)
         "retry": state.get("retry") if isinstance(state.get("retry"), dict) else None,
         # the automatic restart budget spent: until when (trial 2 #9: only
         # health --fix said it had given up)
@@ -741,23 +741,42 @@ def evaluate(facts: Dict[str, Any], host: Host, now: Optional[float] = None,
         # a reset or a rollback that ended broken is named as what it was (trial 2 #7)
         kind = {"reset": "reset", "rollback": "rollback"}.get((dep.get("last_run") or {}).get("trigger"), "update")
         found.append((errors.FAILED, f"the last {kind} ended BROKEN: a person is needed"))
-    failing = (dep or {}).get("failing")
-    if failing and failing.get("target") != dep.get("deployed"):
+    failing = failing_of(dep) if dep else None
+    if failing:
         from .host.record import counted
 
         when = _when(failing.get("since"), "%m-%d %H:%M %Z")
         target = short_sha(failing.get("target"), "origin")
-        text = (f"behind {target}: updates failing since {when} ({counted(failing.get('count', 1), 'run')}, "
-                f"last {failing.get('result')}): {respelled(failing.get('reason', '?'), failing.get('target'))}")
-        retry = dep.get("retry") or {}
-        if retry.get("target") == failing.get("target") and isinstance(retry.get("next_at"), (int, float)):
-            text += f"; next try {_when(retry['next_at'], '%H:%M %Z')}"
+        verb, last, why = failing_words(failing, dep.get("retry"))
+        text = (f"behind {target}: updates {verb} since {when} ({counted(failing.get('count', 1), 'run')}"
+                f"{last}): {why}")
         found.append((errors.WARNING, text))
     aside = facts.get("state_moved_aside")
     if aside:
         found.append((errors.WARNING, _aside_finding(aside)))
     code = errors.worst(c for c, _ in found)
     return code, found
+
+
+def failing_words(failing: Dict[str, Any], retry: Optional[Dict[str, Any]]) -> Tuple[str, str, str]:
+    """(verb, `, last RESULT` or '', why) of a `failing` record that stands
+    (host/state.failing_of): monitor's "behind T: updates VERB since ..."
+    and status' "updates VERB since ... for T: WHY" say the same thing. A
+    hold says what cron skips and why (`B failed its gate before (...), so
+    cron skips it until origin moves`: host/plan.failed_before's words), a
+    deferred retry when it tries again; a failure its last result and reason."""
+    from .host.plan import failed_before
+
+    target, result = failing.get("target"), failing.get("result")
+    reason = respelled(failing.get("reason") or "?", target)
+    retry = retry if isinstance(retry, dict) and retry.get("target") == target else {}
+    next_try = (f"; next try {_when(retry['next_at'], '%H:%M %Z')}"
+                if isinstance(retry.get("next_at"), (int, float)) else "")
+    if result == "skipped_bad":
+        return "skipped", "", f"{failed_before(target, reason)}, so cron skips it until origin moves"
+    if result == "deferred":
+        return "deferred", "", f"its dependency rule failed ({reason}){next_try}"
+    return "failing", f", last {result}", reason + next_try
 
 
 def _service_findings(svc: Dict[str, Any], th: Dict[str, float]) -> List[Tuple[int, str]]:

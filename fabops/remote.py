@@ -15,7 +15,7 @@ from . import errors
 from .errors import CommandFailed, FabopsError
 from .host.services import parse_process_status, parse_systemd_show, process_status_cmd, systemd_status_cmd
 from .host.files import own_dirs
-from .host.state import budget_spent_until, host_result, verdict_of
+from .host.state import budget_spent_until, failing_of, host_result, verdict_of
 from .host.would import Would
 from .inventory import Host
 from .probe import MARK, split_sections
@@ -148,7 +148,7 @@ def parse_status(output: str, host: Host) -> Dict[str, Any]:
         "verdict": verdict_of(state),  # a restart's or health --fix's since then (host/state.verdict_of)
         "in_progress": state.get("in_progress"),
         "last_run": last,
-        "failing": state.get("failing"),
+        "failing": failing_of(state),  # while its cause stands (host/state.failing_of)
         "retry": state.get("retry"),
         "restart_backoff_until": budget_spent_until(state.get("restarts"), time.time()),
     }
@@ -158,12 +158,12 @@ def status_code(data: Dict[str, Any]) -> int:
     """`status`'s exit code follows what it shows, as monitor's does (the
     same Nagios codes): 2 when a service it lists is not running (❌) or the
     host's last verdict is broken (host/state.host_result), 1 while updates
-    keep failing for a commit that is not deployed, else 0. A script or a Nagios check reading `status`
+    keep failing for a commit that is not deployed, or cron holds one back
+    (host/state.failing_of), else 0. A script or a Nagios check reading `status`
     must not see 0 next to a service that is down."""
     if any(not s.get("active") for s in data.get("services") or ()) or host_result(data) == "broken":
         return errors.FAILED
-    failing = data.get("failing")
-    if failing and failing.get("target") != data.get("deployed"):
+    if failing_of(data):
         return errors.WARNING
     return errors.OK
 

@@ -388,12 +388,12 @@ class Pipeline:
             self._deploy(state, p, facts)
 
     def _hold(self, state: State, result: str, message: str) -> None:
-        """Cron stays where it is on purpose (a bad target, a retry not due)."""
-        state.last_check = time.time()
-        state.last_result = result
-        self.save(state)
+        """Cron stays where it is on purpose (a bad target, a retry not due):
+        settled as any check is, so `failing` names the commit it holds
+        back (state.failing_after), not an older target's failure."""
         self.res.result = result
         self.res.message = message
+        self.rec.settle(state)
 
     def _fetch(self) -> Tuple[Optional[str], Optional[str], Optional[str]]:
         """Fetch the branch (and --ref): (the branch's head, what --ref

@@ -19,7 +19,7 @@ from ..paths import HostPaths
 from ..records import Plain, plain
 from ..shortsha import short_sha
 from .files import append_json, append_line
-from .state import State
+from .state import State, failing_after
 
 RESULT_CODES = {
     "noop": errors.OK,
@@ -223,23 +223,30 @@ class Recorder:
 
     def settle(self, state: State) -> None:
         """Write the outcome of this run into state: the last result, and
-        whether the host keeps failing to reach its target (shown by
-        `monitor` and `status` until a run converges)."""
+        what cron cannot deploy now (state.failing_after: shown by
+        `monitor` and `status` until a run converges or holds elsewhere)."""
         res = self.res
         now = time.time()
         state.last_check = now
         state.last_result = res.result
-        if res.result in FAILURES:
-            failing = state.failing if state.failing and state.failing.get("target") == res.to else None
-            failing = failing or {"target": res.to, "since": now, "count": 0}
-            failing.update(result=res.result, reason=res.message[:300], last=now,
-                           count=int(failing.get("count", 0)) + 1)
-            state.failing = failing
-        elif res.result == "deployed" or (res.result == "noop" and state.deployed == res.to):
-            state.failing = None
+        state.failing = failing_after(state.failing, res.result, res.to, state.deployed, self._why(state), now)
+        if res.result == "deployed" or (res.result == "noop" and state.deployed == res.to):
             state.retry = None  # on a good commit now: an older target's retry is moot
             state.notified = []  # the next failure, even a repeat of an old one, is news
         self.save(state)
+
+    def _why(self, state: State) -> str:
+        """Why this run did not deploy its target, as `failing` keeps it: a
+        hold's is the cause it holds for (the gate's failure, the rule's),
+        which monitor and status say in their own words; a failure's, its
+        message."""
+        res = self.res
+        if res.result == "skipped_bad":
+            entry = state.bad.get(res.to) if isinstance(state.bad, dict) else None
+            return str(entry.get("reason") if isinstance(entry, dict) and entry.get("reason") else res.message)
+        if res.result == "deferred" and isinstance(state.retry, dict) and state.retry.get("reason"):
+            return str(state.retry["reason"])
+        return res.message
 
     def finish(self, result: str, message: str, mutate: Optional[Callable[[State], None]] = None) -> None:
         """End a run that changed something: state, history record and

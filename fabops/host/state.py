@@ -54,6 +54,50 @@ def host_result(state: dict) -> Optional[str]:
     return v.get("result") if v else state.get("last_result")
 
 
+# The results of a run that follows the branch and stays where it is on
+# purpose (host/plan.py: a known-bad target, a retry not due): the host is
+# behind what cron cannot deploy now, as after a failure (failing_after)
+HOLDS = ("skipped_bad", "deferred")
+FAILED = ("aborted", "rolled_back", "broken")
+
+
+def failing_after(failing, result: str, target: Optional[str], deployed: Optional[str], reason: str,
+                  now: float) -> Optional[dict]:
+    """state.json's `failing` once an update check ended `result` on
+    `target` (Recorder.settle, the one writer): what cron cannot deploy
+    now. A failure, or a hold (a known-bad target skipped, a retry
+    deferred: `reason` is why, its gate's or its rule's), keeps the
+    streak of the same target (since, count) and replaces another
+    target's (superseded); a run that deployed, or found the deployed
+    commit to be its target, ends it; any other result (locked,
+    superseded) leaves it. Pure (docs/pipeline.md, "No silent failure")."""
+    if result in FAILED or result in HOLDS:
+        same = isinstance(failing, dict) and failing.get("target") == target
+        kept = dict(failing) if same else {"target": target, "since": now, "count": 0}
+        kept.update(result=result, reason=(reason or "")[:300], last=now, count=int(kept.get("count") or 0) + 1)
+        return kept
+    if result == "deployed" or (result == "noop" and deployed == target):
+        return None
+    return failing
+
+
+def failing_of(state: dict) -> Optional[dict]:
+    """state.json's `failing` while its cause stands: what monitor and
+    status warn of ("behind T: updates failing ...", exit 1) and give in
+    --json. Dropped when its target is deployed, and when it is a
+    `broken` run's that a standing verdict (a person's restart, health
+    --fix: verdict_of) cleared: the host's breakage is its verdict's to
+    say. The one rule both read by (docs/monitor.md)."""
+    failing = state.get("failing")
+    if not isinstance(failing, dict) or not failing.get("target"):
+        return None
+    if failing["target"] == state.get("deployed"):
+        return None
+    if failing.get("result") == "broken" and host_result(state) != "broken":
+        return None
+    return failing
+
+
 def bad_entry(reason: str, run_id: str, at: Optional[float] = None) -> dict:
     """A commit's entry in state's `bad` (a deploy's failed gate, a reset
     whose service died): merge_state_file's `bad` marks it."""

@@ -517,19 +517,21 @@ def status_panel(host: str, data: dict, flag=None) -> None:
         ip = data["in_progress"]
         lines.append(in_progress_line(ip.get("run_id"), ip.get("step")))
     until = data.get("restart_backoff_until")
-    from ..monitor import backoff_shown, restart_backoff_text
+    from ..host.state import failing_of
+    from ..monitor import backoff_shown, failing_words, restart_backoff_text
 
     if isinstance(until, (int, float)) and backoff_shown(data.get("services")):
 
         lines.append(f"[red]{literal(restart_backoff_text(until, host, flag))}[/red]")
     lines.append(f"last check {ago(data.get('last_check'))}: {literal(data.get('last_result') or '-')}")
     lines += verdict_lines(data.get("verdict"))
-    failing = data.get("failing")
-    if failing and failing.get("target") != deployed:
+    failing = failing_of(data)
+    if failing:  # monitor's rule and words (host/state.failing_of, monitor.failing_words)
         count = failing.get("count", 1)
-        lines.append(f"[yellow]updates failing since {ago(failing.get('since'))} ({literal(count)} run"
+        verb, _, why = failing_words(failing, None)
+        lines.append(f"[yellow]updates {verb} since {ago(failing.get('since'))} ({literal(count)} run"
                      f"{'' if count == 1 else 's'}) for {literal(short(failing.get('target')))}:[/yellow] "
-                     f"{literal(respelled(failing.get('reason', '?'), failing.get('target')))}")
+                     f"{literal(why)}")
     retry = data.get("retry")
     if retry and isinstance(retry.get("next_at"), (int, float)):
         lines.append(f"[yellow]will retry {literal(short(retry.get('target')))} at "

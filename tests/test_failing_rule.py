@@ -1,0 +1,83 @@
+"""What "behind T: updates failing" says (new-user trial, #24): state.json's
+`failing` names what cron cannot deploy now. The write rule
+(host/state.failing_after, Recorder.settle's) and the read rule
+(host/state.failing_of, monitor's and status') as tables, and the words
+monitor and status say for each (monitor.failing_words)."""
+import pytest
+
+from fabops.host.state import failing_after, failing_of
+
+A, B, D = "a" * 40, "b" * 40, "d" * 40
+OLD = {"target": A, "result": "aborted", "reason": "port 3013 is held", "since": 10.0, "count": 2, "last": 20.0}
+
+
+@pytest.mark.parametrize("result,target,deployed,expect", [
+    # a failure of the same target goes on with its streak; another's replaces it
+    ("aborted", A, D, {"target": A, "result": "aborted", "since": 10.0, "count": 3}),
+    ("rolled_back", B, D, {"target": B, "result": "rolled_back", "since": 99.0, "count": 1}),
+    # a hold names what it holds back, superseding an older target's failure
+    ("skipped_bad", B, D, {"target": B, "result": "skipped_bad", "since": 99.0, "count": 1}),
+    ("deferred", A, D, {"target": A, "result": "deferred", "since": 10.0, "count": 3}),
+    # a broken run on the deployed commit (restart backoff) is recorded too: failing_of drops it
+    ("broken", D, D, {"target": D, "result": "broken", "since": 99.0, "count": 1}),
+    # converged: no failing
+    ("deployed", B, B, None),
+    ("noop", D, D, None),
+    # said nothing of a target: left as it was
+    ("locked", B, D, OLD),
+    ("superseded", B, D, OLD),
+])
+def test_failing_after(result, target, deployed, expect):
+    got = failing_after(dict(OLD), result, target, deployed, "why", 99.0)
+    if expect is None or expect is OLD:
+        assert got == expect
+    else:
+        assert {k: got[k] for k in expect} == expect and got["last"] == 99.0, got
+        assert got["reason"] == ("why" if result not in ("locked", "superseded") else OLD["reason"])
+
+
+@pytest.mark.parametrize("state,shown", [
+    ({"deployed": D, "failing": OLD}, True),
+    ({"deployed": A, "failing": OLD}, False),  # its target deployed
+    ({"deployed": D, "failing": None}, False),
+    ({"deployed": D, "failing": "junk"}, False),  # a hand edit
+    # a broken run's record while the host's verdict is broken: shown; once a
+    # restart's verdict stands (same last_check), dropped
+    ({"deployed": D, "last_result": "broken", "last_check": 5.0,
+      "failing": dict(OLD, target=B, result="broken")}, True),
+    ({"deployed": D, "last_result": "broken", "last_check": 5.0,
+      "verdict": {"result": "deployed", "check": 5.0}, "failing": dict(OLD, target=B, result="broken")}, False),
+    # a verdict an update check has ended does not count: broken again
+    ({"deployed": D, "last_result": "broken", "last_check": 6.0,
+      "verdict": {"result": "deployed", "check": 5.0}, "failing": dict(OLD, target=B, result="broken")}, True),
+    ({"deployed": D, "verdict": {"result": "deployed", "check": None},
+      "failing": dict(OLD, target=B, result="skipped_bad")}, True),
+])
+def test_failing_of(state, shown):
+    assert (failing_of(state) is not None) == shown
+
+
+def test_the_words_for_a_hold_a_retry_and_a_failure():
+    from fabops.monitor import failing_words
+
+    verb, last, why = failing_words(dict(OLD, target=B, result="skipped_bad", reason="bot died after starting"), None)
+    assert (verb, last) == ("skipped", "")
+    assert why == f"{B[:10]} failed its gate before (bot died after starting), so cron skips it until origin moves"
+    verb, last, why = failing_words(dict(OLD, result="deferred", reason="npm ci failed"),
+                                    {"target": A, "next_at": 1e9})
+    assert verb == "deferred" and why.startswith("its dependency rule failed (npm ci failed); next try "), why
+    verb, last, why = failing_words(OLD, None)
+    assert (verb, last, why) == ("failing", ", last aborted", "port 3013 is held")
+
+
+def test_status_and_monitor_judge_alike():
+    from fabops import errors, inventory
+    from fabops.monitor import evaluate
+    from fabops.remote import status_code
+
+    h = inventory.loads("hosts:\n  h:\n    app: {path: /srv/app}\n    services: []\n", "h.yml").hosts["h"]
+    for failing, code in ((dict(OLD, target=B, result="skipped_bad"), errors.WARNING),
+                          (dict(OLD, target=D, result="broken"), errors.OK)):
+        dep = {"deployed": D, "failing": failing, "last_result": "skipped_bad", "last_check": 1.0}
+        assert evaluate({"services": [], "deploy": dep}, h, now=2.0)[0] == code
+        assert status_code({"services": [], **dep}) == code
