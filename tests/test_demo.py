@@ -52,8 +52,9 @@ def _closing(out: str, columns: int = 80) -> list:
 
 
 def _flat(lines) -> str:
-    """Wrapped lines as the one line they were (the wrapper breaks at single spaces)."""
-    return " ".join(ln.strip() for ln in lines)
+    """Wrapped lines as the one line they were (the wrapper breaks at single
+    spaces; a command too long for a line ends its lines in ` \\`)."""
+    return " ".join(ln.strip().removesuffix(" \\") for ln in lines)
 
 
 def _started(pid: int):

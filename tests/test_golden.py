@@ -671,6 +671,32 @@ def test_a_command_to_run_is_one_line_or_joined_by_a_continuation():
         "inv deploy \\", "-H local \\", "--ref v2"]
 
 
+@pytest.mark.parametrize("width", WIDTHS)
+def test_a_command_too_long_for_a_line_pastes_whole(width, capsys, monkeypatch):
+    """#24: a message that names a command in backticks (a hint with a long
+    `-i PATH`) broke it at a space like prose, so its lines pasted as two
+    commands. Each line of such a span now ends in ` \\`, and no word of
+    it is cut, not even a path longer than the line."""
+    from fabops.tasks._base import print_text, wrap
+
+    def said(inv, text):
+        commands = re.findall(r"`([^`]*)`", text)
+        assert [" ".join(c.replace(" \\\n", " ").split()) for c in commands] == [
+            f"inv demo -i {inv} --stop", f"inv demo -i {inv}"], text
+
+    line = ("[local] still running: bot (pid 28289, port 3013); `inv demo -i {0} --stop` stops it, "
+            "`inv demo -i {0}` starts over")
+    inv = "/home/alice/projects/infrastructure/inventories/production/hosts.yml"
+    text = render(capsys, monkeypatch, width, print_text, line.format(inv))
+    said(inv, text)
+    assert (width == 80) == ("\\\n" in text), text
+    check("long-command", width, text)
+    deep = "/tmp/pytest-of-root/pytest-180/test_after_demo_keep_deploy_and_logs0/hosts.yml"  # longer than a line
+    text = wrap(line.format(deep), width)
+    said(deep, text)
+    assert all(len(ln) <= width or deep in ln for ln in text.splitlines()), text
+
+
 def test_wrap_keeps_a_number_with_its_unit_and_nothing_else_changes():
     import textwrap
 

@@ -71,7 +71,7 @@ def test_cron_install_refuses_before_setup_installed_fabops(sandbox, tmp_path):
     r = run_cli("cron", "-i", str(sandbox.inventory), "--install", "--dry-run", env=env)
     # and exits as the install would (trial: it exited 0 after its WARNING)
     assert r.returncode == 2 and "+# >>> fabops app >>>" in r.stdout, (r.stdout, r.stderr)
-    said = " ".join(r.stdout.split())
+    said = " ".join(r.stdout.replace(" \\\n", " ").split())  # a command's lines joined (_base._continued)
     assert (f"[local] would stop: {fabops} is not installed (the block's lines run it): run `fabops setup -i "
             f"{sandbox.inventory} -H local` (it installs fabops there and this block) instead") in said, r.stdout
     assert "WARNING" not in r.stdout and "would change crontab" not in r.stdout, r.stdout

@@ -468,7 +468,8 @@ def fitted(text: str, room: int) -> str:
     (a path deeper than the line) is broken after a `/`, only as far as the
     width needs (a piece with no `/` left at `room` characters). The pieces
     are split by spaces, which the wrap breaks at: each piece is as long as
-    a line holds, so two never share one."""
+    a line holds, so two never share one. A word inside a `command` is left
+    whole: pasted, it must still be the word."""
     def pieces(word: str) -> str:
         bare = word.rstrip(_TRAILING)
         if len(bare) <= room:
@@ -480,7 +481,13 @@ def fitted(text: str, room: int) -> str:
             word = word[cut:]
         return " ".join(out + [word] if word else out)
 
-    return " ".join(pieces(w) if len(w) > room else w for w in text.split(" "))
+    out, inside = [], False
+    for word in text.split(" "):
+        # a word of a `command` stays whole even so: a path cut in two is
+        # not the path (the command's lines join with ` \\`: _continued)
+        out.append(pieces(word) if len(word) > room and not inside and "`" not in word else word)
+        inside ^= word.count("`") % 2 == 1
+    return " ".join(out)
 
 
 def command_lines(words: List[str], room: int) -> List[str]:
@@ -501,13 +508,28 @@ def command_lines(words: List[str], room: int) -> List[str]:
     return lines + [line]
 
 
+_COMMAND = re.compile(r"`[^`\n]+`")  # a command (or a name) a message tells a person to type
+
+
+def _continued(chunks: List[str]) -> List[str]:
+    """Wrapped lines, each that ends inside a `code span` (an odd count of
+    backticks so far) given a shell's ` \\`: the span's lines pasted
+    together are still one command."""
+    out, inside = [], False
+    for chunk in chunks:
+        inside ^= chunk.count("`") % 2 == 1
+        out.append(chunk + " \\" if inside else chunk)
+    return out
+
+
 def wrap(text: str, columns: Optional[int] = None) -> str:
     """Lines longer than `columns` (default width()) broken at spaces, never
     inside a word that fits: a path, a SHA, a name with hyphens stays whole
     (a word longer than the line is broken after a `/`, or its trailing
     colon goes to the next line: fitted), nor between a
     number and its unit (unbroken), nor inside a `code span` that fits
-    (whole_spans). Continuation lines are indented under the text (a
+    (whole_spans; one that does not ends each of its lines but the last
+    in a shell's ` \\`: _continued). Continuation lines are indented under the text (a
     hanging indent), not at column 0. A terminal wrapped such
     lines mid-word at the edge, a pipe not at all."""
     import textwrap
@@ -522,11 +544,20 @@ def wrap(text: str, columns: Optional[int] = None) -> str:
         if indent > columns // 2:  # a prefix that long leaves no room: under its start
             indent = len(line) - len(line.lstrip(" "))
         room = max(columns - indent, 20)
+        body = whole_spans(unbroken(line[indent:]), room)
+        # a command in backticks too long for a line (a long `-i PATH`) must
+        # break: each of its lines but the last ends in ` \\`, so what is
+        # between the backticks still pastes as one command (#24's trial)
+        spans = any(len(m.group(0)) > room for m in _COMMAND.finditer(body))
+        fit = room - 2 if spans else room
         chunks = [chunk.replace(KEEP, " ") for chunk in textwrap.wrap(
-            fitted(whole_spans(unbroken(line[indent:]), room), room), room, break_long_words=False,
-            break_on_hyphens=False)] or [""]
+            fitted(body, fit), fit, break_long_words=False, break_on_hyphens=False)] or [""]
+        if spans:
+            chunks = _continued(chunks)
         out.append(line[:indent] + chunks[0])
-        out.extend(" " * indent + chunk for chunk in chunks[1:])
+        # a command's word that fits a line but not with its ` \\` after
+        # it starts left of the indent, as far as the width needs
+        out.extend(" " * min(indent, max(columns - len(chunk), 0)) + chunk for chunk in chunks[1:])
     return "\n".join(out)
 
 

@@ -151,12 +151,15 @@ def say_wrapped(out, markup: str, head: int = 0) -> None:
     pos = 0
     for n, chunk in enumerate(wrap(solid, room).split("\n")):
         words = chunk.lstrip(" ")
+        tail = ""  # a command's ` \\` (wrap's: _base._continued), not in the text
+        if words.endswith(" \\") and solid.find(words, pos) < 0:
+            words, tail = words[:-2], " \\"
         start = solid.index(words, pos)
         pos = start + len(words)
         lead = line[:head] if n == 0 else Text(" " * indent)
         # wrap never makes a line longer than `room` (a longer word is cut
         # at a `/` or the width: _base.fitted); what rich prints is that line
-        out.print(Text.assemble(lead, " " * (len(chunk) - len(words)), body[start:pos]),
+        out.print(Text.assemble(lead, " " * (len(chunk) - len(words) - len(tail)), body[start:pos], tail),
                   no_wrap=True, overflow="ignore", crop=False)
 
 
