@@ -53,8 +53,12 @@ def _closing(out: str, columns: int = 80) -> list:
 
 def _flat(lines) -> str:
     """Wrapped lines as the one line they were (the wrapper breaks at single
-    spaces; a command too long for a line ends its lines in ` \\`)."""
-    return " ".join(ln.strip().removesuffix(" \\") for ln in lines)
+    spaces; a command too long for a line ends its lines in ` \\`; a path
+    longer than the line is broken after a `/`, with no space)."""
+    out = ""
+    for ln in (ln.strip().removesuffix(" \\") for ln in lines):
+        out += ("" if not out or out.endswith("/") else " ") + ln
+    return out
 
 
 def _started(pid: int):
@@ -195,7 +199,7 @@ def test_the_closing_line_breaks_outside_code_spans():
     `inv demo --keep`. It goes through _base.wrap: continuations under the
     text after the emoji (two columns wide), code spans whole; a code span
     longer than the line is broken at its spaces rather than run past the
-    edge."""
+    edge, each of its lines but the last ending in ` \\` (copyable)."""
     import io
 
     from rich.console import Console
@@ -212,8 +216,9 @@ def test_the_closing_line_breaks_outside_code_spans():
         "✅ 5/5 steps behaved as narrated in 123.4 s; the sample app is stopped",
         "   (`inv demo --keep` leaves it running, for `inv monitor -H local` and the",
         "   rest)",
-        "still running: bot; `inv demo --dir",
-        "               /a/very/long/path/to/a/sandbox/that/is/longer/than/the/line",
+        # the command stays copyable: each of its lines but the last ends in ` \`
+        "still running: bot; `inv demo --dir \\",
+        "               /a/very/long/path/to/a/sandbox/that/is/longer/than/the/line \\",
         "               --stop` stops it",
     ], buf.getvalue()
 
