@@ -189,6 +189,8 @@ def host_errors(results: Iterable) -> None:
 RESULT_STYLE = {
     "noop": "dim",
     "deployed": "green",
+    "restarted": "green",  # shown_result's: a run that moved no commit
+    "healthy": "green",
     "aborted": "yellow",
     "rolled_back": "yellow",
     "broken": "bold red",
@@ -337,12 +339,34 @@ def short(sha) -> str:
     return short_sha(sha)
 
 
+def in_place(rec: dict) -> bool:
+    """Whether a history record is of a run that moved no commit (from ==
+    to): a restart (a person's, local-update's, health --fix's), a backup,
+    a check that found nothing to do. Shown as what it was (`at X`,
+    shown_result), never as `X→X`, which read as a redeploy (#24)."""
+    return bool(rec.get("from")) and rec.get("from") == rec.get("to")
+
+
 def span(rec: dict, arrow: str) -> str:
     """A run's `from→to`. A run with no `from` had nothing deployed before
     it (the first deploy): `(first)`, since `-→43d7eb27d6` read as a
-    missing value or a typo."""
+    missing value or a typo. A run that moved no commit: `at X` (in_place)."""
+    if in_place(rec):
+        return f"at {short(rec.get('to'))}"
     start = short(rec.get("from")) if rec.get("from") else "(first)"
     return f"{start}{arrow}{short(rec.get('to'))}"
+
+
+def shown_result(rec: dict) -> str:
+    """A record's result as history's table and status' last-run line say
+    it: one that moved no commit and ended `deployed` deployed nothing; it
+    restarted services (`restarted bot at X; healthy again`: healthy_again,
+    the pipeline's restart) or found them healthy (health --fix). --json
+    keeps the record's own `result`."""
+    result = str(rec.get("result", "?"))
+    if result == "deployed" and in_place(rec):
+        return "restarted" if str(rec.get("message") or "").startswith("restarted") else "healthy"
+    return result
 
 
 def ago(ts) -> str:
@@ -363,22 +387,7 @@ def history_table(host: str, records, wide: bool = False) -> None:
     if not records:
         out.print(f"[dim]{literal(host)}: no history yet[/dim]")
         return
-    rows = []
-    for rec in records:
-        result = rec.get("result", "?")
-        what = str(rec.get("subject") or "")
-        if what and rec.get("author"):
-            what += f" ({rec['author']})"
-        # a run that did not ship: the subject is context and the message
-        # the reason, which a cut keeps (keep_reason)
-        reason = str(rec.get("message", "")) if result not in ("deployed", "noop") or not what else None
-        actor = printable(str(rec.get("actor", "?")).split("@")[0])
-        actor = actor if len(actor) <= 12 else actor[:11] + "…"  # the facts line fits 80 columns
-        cells = [_when(rec), str(rec.get("trigger", "?")), actor, span(rec, "→"), result,
-                 fmt_duration(rec.get("duration"))]
-        # printable before the widths are measured; markup-escaped as printed
-        shas = tuple(x for x in (rec.get("from"), rec.get("to")) if isinstance(x, str))
-        rows.append(([printable(c) for c in cells], (printable(what), None if reason is None else printable(reason), shas)))
+    rows = [_history_row(rec) for rec in records]
     from ..host.record import counted
 
     title = f"{host}: last {counted(len(records), 'run')}"
@@ -413,6 +422,27 @@ def history_table(host: str, records, wide: bool = False) -> None:
         table.add_row(*[literal(c) for c in cells[:4]], f"[{style}]{literal(cells[4])}[/{style}]", literal(cells[5]),
                       literal(_what(what, None if wide else rest["max_width"])))
     out.print(table)
+
+
+def _history_row(rec: dict):
+    """(cells, (what, reason, shas)) of one history record: the facts
+    (time, trigger, actor, from→to, result, took), printable before the
+    widths are measured, and what shipped or why not."""
+    result = rec.get("result", "?")
+    # a run that moved no commit shipped nothing: what it did is its message
+    what = "" if in_place(rec) else str(rec.get("subject") or "")
+    if what and rec.get("author"):
+        what += f" ({rec['author']})"
+    # a run that did not ship: the subject is context and the message
+    # the reason, which a cut keeps (keep_reason)
+    reason = str(rec.get("message", "")) if result not in ("deployed", "noop") or not what else None
+    actor = printable(str(rec.get("actor", "?")).split("@")[0])
+    actor = actor if len(actor) <= 12 else actor[:11] + "…"  # the facts line fits 80 columns
+    cells = [_when(rec), str(rec.get("trigger", "?")), actor, span(rec, "→"), shown_result(rec),
+             fmt_duration(rec.get("duration"))]
+    # markup-escaped as printed
+    shas = tuple(x for x in (rec.get("from"), rec.get("to")) if isinstance(x, str))
+    return [printable(c) for c in cells], (printable(what), None if reason is None else printable(reason), shas)
 
 
 def _what(what, width) -> str:
@@ -540,7 +570,7 @@ def status_panel(host: str, data: dict, flag=None) -> None:
     last = data.get("last_run")
     if last:
         lines.append(literal(f"last run: {_when(last)} {last.get('trigger')} by {last.get('actor')}: "
-                             f"{last.get('result')} {span(last, ' -> ')}"))
+                             f"{shown_result(last)} {span(last, ' -> ')}"))
     for text in lines:  # a long one continues two columns in, never at column 0 (trial #7)
         print_hanging(out, text, hang=2)
 
