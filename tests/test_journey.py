@@ -515,7 +515,8 @@ def _planned(r, host, head):
 def _set_up(r, host, head):
     left = [f for f in UNIT_FILES if not host.exists(f)]
     assert not left, f"setup did not write {left}:\n{r.stdout}"
-    assert "1 warning" in r.stdout and "no fabops state yet" in r.stdout, r.stdout
+    assert "2 warnings" in r.stdout and "no fabops state yet" in r.stdout, r.stdout
+    assert "backups: no off-host copy" in " ".join(r.stdout.split()), r.stdout
     assert host.root("systemctl is-enabled myapp.service").strip() == "enabled", "myapp.service is not enabled"
     assert "systemd-journal" in host.root("id -Gn deploy"), "setup gives the deploy user the journal"
     assert "local-update --trigger cron" in host.crontab(), host.crontab()
@@ -569,7 +570,7 @@ DOC_PROMISES = {
     "sudo useradd --create-home deploy": ((0,), _user_made),
     "sudo -u deploy git clone https://github.com/YOUR-ORG/myapp /home/deploy/myapp": ((0,), _cloned),
     "inv ping -H web1 --accept-new": ((0,), _key_trusted),
-    "inv setup -H web1 --check": ((1,), _planned),  # one warning: no state yet
+    "inv setup -H web1 --check": ((1,), _planned),  # two warnings: no state yet, no off-host copy
     "inv setup -H web1 --yes": ((1,), _set_up),
     "inv deploy -H web1": ((0,), _deployed),
     "inv monitor -H web1": ((0,), _monitored),

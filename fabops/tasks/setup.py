@@ -62,7 +62,9 @@ def setup(c, hosts=None, check=False, yes=False, offline=False, replace_units=Fa
                 counts = {}
                 for i in r.value.items:
                     counts[i.status] = counts.get(i.status, 0) + 1
-                print_text(f"[{r.host}] " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+                # "2 warnings", not "2 warning" (the other statuses are participles: "2 changed")
+                print_text(f"[{r.host}] " + ", ".join(f"{n} {s}{'s' if s == 'warning' and n != 1 else ''}"
+                                                      for s, n in counts.items()))
         host_errors(outcome.results)
     finish(_setup_code(outcome))
 
