@@ -624,17 +624,41 @@ def backoff_shown(services) -> bool:
     return any(down(s) for s in services or ())
 
 
-def restart_backoff_text(until: float, host: str, inventory: Optional[str] = None) -> str:
+def restart_backoff_text(until: float, host: str, inventory: Optional[str] = None,
+                         deployed: Optional[str] = None, head: Optional[str] = None, in_progress=None) -> str:
     """monitor's and status's words for a host whose service is down after
     the restart budget was spent: neither cron nor a person's `health --fix`
     restarts anything until `until`, when the oldest counted restart leaves
     the hour and the backoff lifts by itself (no command resets the budget),
-    and a person's `restart` does it now."""
+    and a person's `restart` does it now; with the checkout off the
+    deployed commit a restart would start that checkout again, so the way
+    out is checkout_moved_text's (deploy or rollback)."""
     from .deploy import suggest
 
+    moved = checkout_moved_text(deployed, head, host, inventory, in_progress)
     return (f"restart backoff: {RESTART_LIMIT} automatic restarts in the last hour, so neither cron nor "
             f"`health --fix` restarts anything until {_when(until, '%H:%M %Z')}, when it lifts by itself; "
-            f"{suggest(inventory, 'restart', '-H', host)} restarts it now")
+            + (moved or f"{suggest(inventory, 'restart', '-H', host)} restarts it now"))
+
+
+def checkout_moved_text(deployed: Optional[str], head: Optional[str], host: str,
+                        inventory: Optional[str] = None, in_progress=None) -> Optional[str]:
+    """The one wording for a host whose checkout is off the deployed commit
+    (a reset or rollback whose services did not come up): a restart would
+    start that checkout again, so the advice is a rollback to the deployed
+    commit or a deploy; monitor's and status' restart backoff, and
+    `restart`'s refusal and its dry run (maintenance/restart.py) say it.
+    None when the checkout is on the deployed commit or either is unknown,
+    and while a run is in progress (its checkout is its target: a restart
+    ends its watch, and the next run finishes it)."""
+    if in_progress or not (deployed and head and head != deployed):
+        return None
+    from .deploy import suggest
+
+    at, good = short_sha(head), short_sha(deployed)
+    return (f"the checkout is at {at}, not the deployed {good}, so a restart would start {at} again; "
+            f"{suggest(inventory, 'rollback', '-H', host, '--to', good)} goes back to {good}, "
+            f"{suggest(inventory, 'deploy', '-H', host)} deploys the branch's head")
 
 
 def state_moved_aside(text: Optional[str], host: Host) -> Optional[List[Dict[str, Any]]]:
@@ -736,7 +760,9 @@ def evaluate(facts: Dict[str, Any], host: Host, now: Optional[float] = None,
         if age > 3 * interval:
             found.append((errors.WARNING, f"cron stalled: last update check {int(age // 60)} min ago (expected every {int(interval // 60) or 1} min)"))
     if dep and backoff_shown(facts["services"]) and isinstance(dep.get("restart_backoff_until"), (int, float)):
-        found.append((errors.FAILED, restart_backoff_text(dep["restart_backoff_until"], host.name, inventory)))
+        found.append((errors.FAILED, restart_backoff_text(dep["restart_backoff_until"], host.name, inventory,
+                                                          dep.get("deployed"), dep.get("head"),
+                                                          dep.get("in_progress"))))
     if dep and host_result(dep) == "broken":
         # a reset or a rollback that ended broken is named as what it was (trial 2 #7)
         kind = {"reset": "reset", "rollback": "rollback"}.get((dep.get("last_run") or {}).get("trigger"), "update")

@@ -58,11 +58,50 @@ def test_the_decision_reads_its_facts_in_one_round_trip_and_only_the_restarted_s
     assert "flock -n -s" in with_lock and "lock_rc" in with_lock and "9" in with_lock
     assert "flock" not in str(restart_facts_cmd(host, [proc], lock=False))
     assert "owners" not in str(restart_facts_cmd(host, [unit]))  # no port named: none read
-    held, holder = parse_restart_facts("\n", host, [proc])
-    assert (held, holder) == ([], None)
+    held, holder, moved = parse_restart_facts("\n", host, [proc])
+    assert (held, holder, moved) == ([], None, None)
     free = RestartDecision(restart_plan(host, None, {}), ("port 9 is held ...",))
     assert free.refusal()[0] == 2 and [w.action for w in restart_would(host, free)] == ["stop"]
     locked = RestartDecision(restart_plan(host, None, {"actor": "a@b", "trigger": "cron", "phase": "change"}),
                              ("port 9 is held ...",))
     assert locked.refusal() == (4, ["locked: cron by a@b"])
     assert RestartDecision(restart_plan(host, None, {})).refusal() is None
+
+
+def test_a_checkout_off_the_deployed_commit_is_refused_with_the_way_out():
+    """#24: after a reset onto a commit that did not come up, a restart
+    restarted that checkout (exit 2 'bot died after starting') while status
+    and monitor advised it. The decision reads where the checkout is beside
+    state.json's deployed commit; off it, the restart refuses (exit 2) in
+    monitor.checkout_moved_text's words, as its dry run does."""
+    from fabops.maintenance.restart import RestartDecision, parse_restart_facts, restart_would
+    from fabops.monitor import checkout_moved_text
+    from fabops.probe import MARK
+    from fabops.remote import restart_plan
+    from tests.test_commands import _hostile_host
+
+    host = _hostile_host("x")
+    good, bad = "a" * 40, "b" * 40
+    out = f"{MARK}head\n{bad}\n{MARK}state\n{{\"deployed\": \"{good}\"}}\n{MARK}end\n"
+    _, _, moved = parse_restart_facts(out, host, [])
+    assert moved == checkout_moved_text(good, bad, host.name)
+    assert moved.startswith(f"the checkout is at {bad[:10]}, not the deployed {good[:10]}, so a restart")
+    assert f"rollback -H {host.name} --to {good[:10]}` goes back" in moved and "deploys the branch's head" in moved
+    d = RestartDecision(restart_plan(host, None, {}), (), moved)
+    assert d.refusal() == (2, [moved]) and [w.action for w in restart_would(host, d)] == ["stop"]
+    on = f"{MARK}head\n{good}\n{MARK}state\n{{\"deployed\": \"{good}\"}}\n{MARK}end\n"
+    assert parse_restart_facts(on, host, [])[2] is None
+
+
+def test_a_run_in_progress_is_not_a_moved_checkout():
+    """A run in its watch has the checkout on its target, not yet deployed:
+    a restart ends the watch and restarts (tests/test_watch_lock.py), so
+    nothing is refused or advised there."""
+    from fabops.maintenance.restart import parse_restart_facts
+    from fabops.probe import MARK
+    from tests.test_commands import _hostile_host
+
+    host = _hostile_host("x")
+    state = '{"deployed": "%s", "in_progress": {"run_id": "r1"}}' % ("a" * 40)
+    out = f"{MARK}head\n{'b' * 40}\n{MARK}state\n{state}\n{MARK}end\n"
+    assert parse_restart_facts(out, host, [])[2] is None

@@ -41,8 +41,10 @@ def test_a_restart_that_brings_every_service_up_clears_broken(sandbox):
 
 def test_a_restart_elsewhere_than_the_deployed_commit_stays_broken(sandbox):
     """The checkout is not on the deployed commit (a broken reset can leave
-    it so): restart follows health --fix's rule (host/record.verdict_holds),
-    so its services coming up there records nothing and BROKEN stays."""
+    it so): a restart would start that checkout, not the deployed commit,
+    so it refuses (exit 2, nothing restarted, nothing recorded: #24, the
+    way out is a rollback or a deploy: tests/test_restart_checkout_moved.py)
+    and BROKEN stays."""
     code, _ = sandbox.result()
     assert code == 0
     inv = str(sandbox.inventory)
@@ -51,12 +53,10 @@ def test_a_restart_elsewhere_than_the_deployed_commit_stays_broken(sandbox):
     (sandbox.home / "state.json").write_text(json.dumps(state))
     runs = len(sandbox.history())
     sandbox.stop()
-    r = run_cli("restart", "--dry-run", "-i", inv, "-H", "local")  # the record is said with its condition
-    assert r.returncode == 0 and r.stdout.endswith(
-        "[local] would record state.json: once all are ready on the deployed commit, replacing the last run's "
-        "result\n"), r.stdout
+    r = run_cli("restart", "--dry-run", "-i", inv, "-H", "local")
+    assert r.returncode == 2 and "would stop: the checkout is at" in r.stdout and "record" not in r.stdout, r.stdout
     r = run_cli("restart", "-i", inv, "-H", "local")
-    assert r.returncode == 0 and "✓" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 2 and "✓" not in r.stdout and "the checkout is at" in r.stderr, r.stdout + r.stderr
     assert sandbox.state["last_result"] == "broken" and len(sandbox.history()) == runs
     r = run_cli("status", "-i", inv, "-H", "local", env={"COLUMNS": "200"})
     assert r.returncode == 2 and "broken" in r.stdout, r.stdout

@@ -19,45 +19,66 @@ from ..errors import FAILED, LOCKED, OK, FabopsError, LockedError
 from ..host.would import Would
 from ..inventory import Host
 from ..probe import MARK, split_sections
-from ..shell import Cmd, sh
+from ..shell import Cmd, path, sh
 from ..target import Target
-from .reset import _held, _ports_cmd, lock_section_cmd
+from .reset import _held, _ports_cmd, _state, lock_section_cmd
 
 
 @dataclass(frozen=True)
 class RestartDecision:
     plan: object  # remote.RestartPlan: the services, in order, and the lock verdict
     held: Tuple[str, ...] = ()  # the preflight's refusal of each held port, in the services' order
+    # the checkout is off the deployed commit (a reset or rollback that did
+    # not come up): monitor.checkout_moved_text's words, else None
+    moved: Optional[str] = None
 
     def refusal(self) -> Optional[Tuple[int, List[str]]]:
         """Why the real restart would restart nothing, with its exit code
         (None: it acts): a run holding the lock (LOCKED, the lock script's
-        own rule), else a held port (FAILED: the service could not start)."""
+        own rule), else a held port (FAILED: the service could not start),
+        else a checkout off the deployed commit (FAILED: it would start
+        that checkout again, which did not come up; the way out is a
+        rollback or a deploy, #24)."""
         if self.plan.verdict == "locked":
             return LOCKED, [self.plan.why]
-        return (FAILED, list(self.held)) if self.held else None
+        if self.held:
+            return FAILED, list(self.held)
+        return (FAILED, [self.moved]) if self.moved else None
 
 
 def restart_facts_cmd(host: Host, services, lock: bool = True) -> Cmd:
-    """The decision's facts in one round trip: `services`' declared ports
-    (reset's sections: their status, whose each listener is) and, with
-    `lock`, the lock's holder (tested, never taken); a local target reads
-    the lock in-process (parse_restart_facts's caller)."""
-    return sh("{ports}{holder}echo {m}end\nexit ${{lock_rc:-0}}\n", m=MARK, ports=_ports_cmd(host, services),
+    """The decision's facts in one round trip: the checkout's commit and
+    state.json (reset's sections: where the checkout is, what is
+    deployed), `services`' declared ports (their status, whose each
+    listener is) and, with `lock`, the lock's holder (tested, never
+    taken); a local target reads the lock in-process (parse_restart_facts's
+    caller)."""
+    return sh("echo {m}head; git -C {app} rev-parse HEAD 2>/dev/null\n"
+              "echo {m}state; cat {state} 2>/dev/null; echo\n"
+              "{ports}{holder}echo {m}end\nexit ${{lock_rc:-0}}\n", m=MARK, app=path(host.app.path),
+              state=path(host.paths.state), ports=_ports_cmd(host, services),
               holder=lock_section_cmd(host) if lock else sh(""))
 
 
-def parse_restart_facts(output: str, host: Host, services) -> Tuple[List[str], Optional[dict]]:
-    """restart_facts_cmd's output: the held ports' refusals, and the lock's
-    holder ({} when free; None when the script did not read it)."""
+def parse_restart_facts(output: str, host: Host, services,
+                        inventory: Optional[str] = None) -> Tuple[List[str], Optional[dict], Optional[str]]:
+    """restart_facts_cmd's output: the held ports' refusals, the lock's
+    holder ({} when free; None when the script did not read it), and the
+    checkout-moved words (monitor.checkout_moved_text; None when the
+    checkout is on the deployed commit or either was not read; `inventory`:
+    the run's `-i`, for the commands it names)."""
+    from ..monitor import checkout_moved_text
     from ..remote import parse_lock_holder
 
     s = split_sections(output)
     holder = parse_lock_holder(s["lock"]) if "lock" in s else None
-    return (_held(s, host, services) if "owners" in s else []), holder
+    state = _state(s.get("state", ""))
+    moved = checkout_moved_text(state.get("deployed"), s.get("head", "").strip() or None, host.name, inventory,
+                                state.get("in_progress"))
+    return (_held(s, host, services) if "owners" in s else []), holder, moved
 
 
-def restart_decision(c, host: Host, service: Optional[str]) -> RestartDecision:
+def restart_decision(c, host: Host, service: Optional[str], inventory: Optional[str] = None) -> RestartDecision:
     """What `restart [--service NAME]` would do on this host now: read,
     nothing taken or written."""
     from ..host.lock import peek_holder
@@ -65,15 +86,12 @@ def restart_decision(c, host: Host, service: Optional[str]) -> RestartDecision:
 
     t = Target.of(c, host)
     services = [host.service(service)] if service else list(host.services)
-    held: List[str] = []
-    holder: Optional[dict] = None
-    if not t.is_local or any(s.port for s in services):
-        held, holder = parse_restart_facts(t.run(restart_facts_cmd(host, services, lock=not t.is_local),
-                                                 "reading the declared ports and the host lock").stdout,
-                                           host, services)
+    held, holder, moved = parse_restart_facts(
+        t.run(restart_facts_cmd(host, services, lock=not t.is_local),
+              "reading the checkout, the declared ports and the host lock").stdout, host, services, inventory)
     if holder is None:
         holder = peek_holder(t.paths.lock)
-    return RestartDecision(restart_plan(host, service, holder), tuple(held))
+    return RestartDecision(restart_plan(host, service, holder), tuple(held), moved)
 
 
 def restart_would(host: Host, d: RestartDecision) -> List[Would]:
@@ -95,22 +113,23 @@ def refused_error(host: Host, d: RestartDecision) -> Optional[FabopsError]:
     return (LockedError if code == LOCKED else FabopsError)("; ".join(why), host=host.name)
 
 
-def restart(c, host: Host, service: Optional[str], actor: str, progress=None) -> List[dict]:
+def restart(c, host: Host, service: Optional[str], actor: str, progress=None,
+            inventory: Optional[str] = None) -> List[dict]:
     """Decide, then restart (remote.restart_services: under the lock, each
     service then its readiness poll) or raise the refusal, nothing
     restarted."""
     from ..remote import restart_services
 
-    error = refused_error(host, restart_decision(c, host, service))
+    error = refused_error(host, restart_decision(c, host, service, inventory))
     if error is not None:
         raise error
     return restart_services(c, host, service, actor, progress=progress)
 
 
-def dry_run(c, host: Host, service: Optional[str]) -> Tuple[int, dict]:
+def dry_run(c, host: Host, service: Optional[str], inventory: Optional[str] = None) -> Tuple[int, dict]:
     """`restart --dry-run`: the decision rendered, with the real restart's
     exit code."""
-    d = restart_decision(c, host, service)
+    d = restart_decision(c, host, service, inventory)
     refused = d.refusal()
     if refused and refused[0] == LOCKED:  # as the real restart's: the lock's line on stderr, exit 4
         raise LockedError(f"would stop: {d.plan.why}", host=host.name)

@@ -672,12 +672,13 @@ def restart(c, hosts=None, service=None, actor=None, dry_run=False, json=False, 
     select(inventory, hosts, service)  # an unknown --service: exit 64 before any connection
 
     def one(cxn, host):
-        # decided before acting (maintenance/restart.py): the lock's holder
-        # and the declared ports read; the dry run renders that decision
+        # decided before acting (maintenance/restart.py): the lock's holder,
+        # the checkout and the declared ports read; the dry run renders that decision
         if dry_run:  # (code, {dry_run, would}): nothing restarted
-            return decided.dry_run(cxn, host, service)
+            return decided.dry_run(cxn, host, service, _inventory_flag(inventory))
         return decided.restart(cxn, host, service, actor or default_actor(),
-                               progress=None if json else (lambda m: print_text(f"[{host.name}] · {m}")))
+                               progress=None if json else (lambda m: print_text(f"[{host.name}] · {m}")),
+                               inventory=_inventory_flag(inventory))
 
     outcome = for_each_host(inventory, hosts, one, accept_new=accept_new, connect_timeout=connect_timeout)
     codes = []

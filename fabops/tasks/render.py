@@ -552,7 +552,8 @@ def status_panel(host: str, data: dict, flag=None) -> None:
 
     if isinstance(until, (int, float)) and backoff_shown(data.get("services")):
 
-        lines.append(f"[red]{literal(restart_backoff_text(until, host, flag))}[/red]")
+        said = restart_backoff_text(until, host, flag, deployed, data.get("head"), data.get("in_progress"))
+        lines.append(f"[red]{literal(said)}[/red]")
     lines.append(f"last check {ago(data.get('last_check'))}: {literal(data.get('last_result') or '-')}")
     lines += verdict_lines(data.get("verdict"))
     failing = failing_of(data)
