@@ -263,7 +263,7 @@ BACKUP_NORMALISE = [(re.compile(r"\d{8}T\d{6}-[0-9a-f]{6}"), "<run>"), (re.compi
                     (re.compile(r'"size": \d+'), '"size": <n>')]
 
 
-@pytest.mark.parametrize("args", [["backup"], ["backup", "--json"]])
+@pytest.mark.parametrize("args", [["backup"], ["backup", "--json"], ["backup", "--splay", "0"]])
 def test_both_paths_say_the_same_about_a_backup(host, tmp_path, args):
     # the full program runs the host's backup through maintenance/backup (a
     # process of its own); the fast path runs it in its own

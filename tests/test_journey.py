@@ -486,7 +486,7 @@ def _laptop(host: DocHost, command: str) -> subprocess.CompletedProcess:
 # what setup writes for the doc's hosts.yml (no logs:, so no logrotate file)
 UNIT_FILES = ("/etc/systemd/system/myapp.service", "/usr/local/libexec/fabops/myapp", "/etc/sudoers.d/fabops-myapp",
               "/home/deploy/.fabops/myapp", "/home/deploy/.local/bin/bot-status")
-CRON_TASKS = ("local-update", "health --fix", "clean", "backup-env")
+CRON_TASKS = ("local-update", "health --fix", "clean", "backup-env", "backup --splay")
 
 
 def _user_made(r, host, head):

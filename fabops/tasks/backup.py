@@ -95,8 +95,10 @@ def restore_lines(data: dict) -> list:
     "list": "List the host's snapshots, local and in the repository (age, size), instead of making one.",
     "dry_run": "Show what a backup would copy and which snapshots retention would delete, or with --restore what "
                "the restore would stop, save, put back or refuse; change nothing.",
-    "restore": "Put snapshot RUN_ID back in place: save what is there now, stop the services, restore, start them "
+    "restore": "Put snapshot RUN_ID back in place: stop the services, save what is there now, restore, start them "
                "and run their readiness gate (asks first, or --yes).",
+    "splay": "Before a run, wait a random 0..SECONDS, so hosts that share a repository do not all upload at once "
+             "(cron's line).",
     "only": "With --restore: only this item (its name or file: files, env, sqlite-app.db, ...).",
     "to": "With --restore: put the items into this directory beside the live data instead; nothing is stopped.",
     "yes": "With --restore in place: do not ask.",
@@ -104,14 +106,17 @@ def restore_lines(data: dict) -> list:
               "and its newest snapshot restored into a temp dir and compared.",
 })
 def backup(c, hosts=None, list=False, dry_run=False, verify=False, restore=None, only=None, to=None, yes=False,
-           json=False, inventory=None, accept_new=False, connect_timeout=None):
+           json=False, inventory=None, accept_new=False, connect_timeout=None, splay=0):
     """Back up the app's data and settings into a local snapshot on the host, then off the host (restic)."""
+    from ..host.report import splay_wait
     from ..host.would import lines
     from ..maintenance.backup import backup as on_host, exit_code
     from ._base import for_each_host
     from .render import host_errors
 
     action, extra = _action(list, dry_run, verify, restore, only, to, yes)
+    if action == "run":  # cron's line waits its splay here too when it takes the full program (host/fastpath)
+        splay_wait(splay or 0)
     outcome = for_each_host(inventory, hosts, lambda cxn, host: on_host(cxn, host, action, extra),
                             accept_new=accept_new, connect_timeout=connect_timeout)
     codes = [exit_code(action, r.value) if r.ok else r.code for r in outcome.results]

@@ -18,7 +18,7 @@ from ._base import fabops_task, finish, print_text, width
 })
 def cron(c, hosts=None, show=False, install=False, remove=False, dry_run=False, splay=30, inventory=None,
          accept_new=False, connect_timeout=None):
-    """Show, install or remove the managed crontab block (local-update, health --fix, clean, backup-env)."""
+    """Show, install or remove the managed crontab block (local-update, health --fix, clean, backup-env, backup)."""
     from ..cron import (apply_block, current_block, diff, read_crontab, remove_block, render_block, sandbox_table,
                         table_name, write_crontab)
     from ._base import for_each_host
