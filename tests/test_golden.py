@@ -632,8 +632,9 @@ def test_a_word_longer_than_the_line_still_fits_the_width(width, capsys, monkeyp
     """#24's trial at 80 columns: backup --dry-run's
     `        /tmp/…/backups/YYYYMMDDTHHMMSS-xxxxxx:` was 81 columns (the path
     fit the line, its colon did not). The one wrapper plain lines use
-    (_base.wrap) gives such a colon to the next line and breaks a path
-    longer than the line after a `/`; a word that fits is never broken."""
+    (_base.wrap) breaks such a path after its last `/`, so its colon stays
+    with it, and a path longer than the line after a `/`; a word that fits
+    with its colon is never broken."""
     from fabops.host.would import Would, lines
     from fabops.tasks._base import print_text
 
@@ -643,7 +644,8 @@ def test_a_word_longer_than_the_line_still_fits_the_width(width, capsys, monkeyp
               for base in (fits, deep)] + [Would("copy", "env", f"copy if present {deep}/../../app/.env")]
     text = render(capsys, monkeypatch, width, lambda: [print_text(ln) for ln in lines(woulds, "[local] ")])
     if width == 80:
-        assert f"        {fits}/YYYYMMDDTHHMMSS-xxxxxx\n        : a new snapshot" in text, text
+        # the colon stays with the path: broken after its last `/` (trial 4)
+        assert f"[local] would write {fits}/\n        YYYYMMDDTHHMMSS-xxxxxx: a new snapshot" in text, text
         assert f"        {deep[:deep.rindex('/', 0, 72) + 1]}\n" in text, text
     else:  # nothing to fit: every word whole, as it was
         assert f"{deep}/YYYYMMDDTHHMMSS-xxxxxx: a new" in text, text

@@ -463,8 +463,9 @@ def fitted(text: str, room: int) -> str:
     """`text` with each word longer than `room` given places to break, so
     no line passes the width (#24's trial: backup --dry-run's
     `        /home/…/backups/YYYYMMDDTHHMMSS-xxxxxx:` was 81 columns at 80): a
-    word that fits without its trailing `:` (`;`, `,`, `.`) keeps the line
-    and its colon starts the next one, with the text after it; a longer one
+    word that fits without its trailing `:` (`;`, `,`, `.`) is broken after
+    its last `/`, so the colon stays with its end (one with no `/` keeps its
+    line and the colon starts the next one); a longer one
     (a path deeper than the line) is broken after a `/`, only as far as the
     width needs (a piece with no `/` left at `room` characters). The pieces
     are split by spaces, which the wrap breaks at: each piece is as long as
@@ -473,7 +474,10 @@ def fitted(text: str, room: int) -> str:
     def pieces(word: str) -> str:
         bare = word.rstrip(_TRAILING)
         if len(bare) <= room:
-            return f"{bare} {word[len(bare):]}"
+            # a path keeps its colon: broken after its last `/` (a new
+            # user read a line that starts with `:` as broken: trial 4)
+            cut = bare.rfind("/") + 1
+            return f"{word[:cut]} {word[cut:]}" if 0 < cut < len(bare) else f"{bare} {word[len(bare):]}"
         out = []
         while len(word) > room:
             cut = word.rfind("/", 0, room) + 1 or room  # after the last `/` that fits, else at the edge
