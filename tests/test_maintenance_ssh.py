@@ -226,9 +226,9 @@ def test_clean_only_old_matching_files_and_never_outside(deployed, tmp_path):
     r = cli(deployed, "clean", "--dry-run", "--json")
     assert json.loads(r.stdout)["hosts"]["h1"] == {
         "dry_run": True, "rules": [{"path": "~/rec", "glob": "*.pcm", "files": 2, "bytes": 1500, "dry_run": True}],
-        "would": [{"action": "delete", "target": "~/rec/*.pcm", "why": "2 files, 0.0 MiB, older than the rule's age"}]}
+        "would": [{"action": "delete", "target": "~/rec/*.pcm", "why": "2 files, 1.5 KiB, older than 1d"}]}
     r = cli(deployed, "clean", "--dry-run")
-    assert r.stdout == "[h1] would delete ~/rec/*.pcm: 2 files, 0.0 MiB, older than the rule's age\n", r.stdout
+    assert r.stdout == "[h1] would delete ~/rec/*.pcm: 2 files, 1.5 KiB, older than 1d\n", r.stdout
     assert h.path("~/rec/old.pcm").exists()
     r = cli(deployed, "clean")
     assert r.returncode == 0 and "deleted 2 files" in r.stdout

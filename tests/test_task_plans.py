@@ -204,16 +204,19 @@ def test_restore_env_names_keys_never_values(diff, why):
 
 @pytest.mark.parametrize("counts, expected", [
     ([], []),
-    ([("~/rec", "*.pcm", 0, 0)], []),
-    ([("~/rec", "*.pcm", 2, 1500)], ["would delete ~/rec/*.pcm: 2 files, 0.0 MiB, older than the rule's age"]),
-    ([("~/rec", "*.pcm", 3, 3 * 1048576), ("~/tmp", "*.wav", 0, 0), ("~/tmp", "*.log", 1, 524288)],
-     ["would delete ~/rec/*.pcm: 3 files, 3.0 MiB, older than the rule's age",
-      "would delete ~/tmp/*.log: 1 file, 0.5 MiB, older than the rule's age"]),
+    ([("~/rec", "*.pcm", 0, 0, 60)], []),
+    # sizes as backup says them (trial 4: 10 000 bytes read "0.0 MiB"); the rule's own age (it read "the rule's age")
+    ([("~/rec", "*.pcm", 2, 1500, 86400)], ["would delete ~/rec/*.pcm: 2 files, 1.5 KiB, older than 1d"]),
+    ([("~/rec", "*.pcm", 3, 3 * 1048576, 7200), ("~/tmp", "*.wav", 0, 0, 60), ("~/tmp", "*.log", 1, 524288, 90)],
+     ["would delete ~/rec/*.pcm: 3 files, 3.0 MiB, older than 2h",
+      "would delete ~/tmp/*.log: 1 file, 512.0 KiB, older than 90s"]),
 ])
 def test_clean_would_delete_what_its_count_found(counts, expected):
     from fabops.maintenance.clean import CleanResult, clean_would
 
-    assert lines(clean_would([CleanResult(*c, dry_run=True) for c in counts])) == expected
+    results = [CleanResult(*c[:4], dry_run=True, older_than=c[4]) for c in counts]
+    assert lines(clean_would(results)) == expected
+    assert all(set(r.to_dict()) == {"path", "glob", "files", "bytes", "dry_run"} for r in results)
 
 
 def test_restart_and_unpin_dry_runs_on_a_sandbox_read_the_real_lock_and_state(tmp_path):

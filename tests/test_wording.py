@@ -25,7 +25,7 @@ def test_reset_and_clean_plans_count_in_words():
     assert reset_would(host, ResetPlan("a" * 40, "b" * 40, [" M x"], True))[0].why.startswith("1 local change;")
     assert reset_would(host, ResetPlan("a" * 40, "b" * 40, [], True))[0].why.startswith("0 local changes;")
     assert clean_would([CleanResult("~/rec", "*.pcm", 1, 1024, True)]) == [
-        Would("delete", "~/rec/*.pcm", "1 file, 0.0 MiB, older than the rule's age")]
+        Would("delete", "~/rec/*.pcm", "1 file, 1.0 KiB, older than the rule's age")]
 
 
 def test_the_reset_plan_line_counts_in_words(sandbox):

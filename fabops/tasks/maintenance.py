@@ -262,6 +262,7 @@ def restore_env(c, hosts=None, backup=None, yes=False, dry_run=False, actor=None
 def clean(c, hosts=None, dry_run=False, json=False, inventory=None, accept_new=False, connect_timeout=None):
     """Delete files matching the cleanup rules (old *.pcm recordings); reports count and bytes per rule."""
     from ..host.record import counted
+    from ..host.report import size_text
     from ..host.would import as_json, lines
     from ..maintenance import clean as do_clean
     from ..maintenance.clean import clean_would
@@ -283,7 +284,7 @@ def clean(c, hosts=None, dry_run=False, json=False, inventory=None, accept_new=F
                     for line in lines(clean_would(r.value), f"[{r.host}] ", none="nothing to delete"):
                         print_text(line)
                 for x in [] if dry_run else r.value:
-                    print_text(f"[{r.host}] {x.path}/{x.glob}: deleted {counted(x.files, 'file')}, {x.bytes / 1048576:.1f} MiB")
+                    print_text(f"[{r.host}] {x.path}/{x.glob}: deleted {counted(x.files, 'file')}, {size_text(x.bytes)}")
         _errors_out(outcome)
     finish(outcome.code)
 

@@ -144,6 +144,8 @@ def _deploy_lines(dep) -> list:
 def _log_lines(facts) -> list:
     """Errors in the last hour (naming a death counted before its log says
     it), the journal's size, each cleanup path."""
+    from ..host.record import counted
+    from ..host.report import size_text
     from .render import literal, service_labels
 
     errs = facts.get("errors_last_hour")
@@ -159,8 +161,8 @@ def _log_lines(facts) -> list:
         lines.append(literal(f"  not logged yet: {names} exited (a restart or stop logs {each})"))
     for c in facts.get("cleanup", []):
         if c["exists"]:
-            lines.append(literal(f"{c['path']}/{c['glob']}: {c['files']} files, {c['kib'] / 1024:.1f} MiB, "
-                                 f"{c['last_24h']} in the last 24 h"))
+            lines.append(literal(f"{c['path']}/{c['glob']}: {counted(c['files'], 'file')}, "
+                                 f"{size_text(c['kib'] * 1024)}, {c['last_24h']} in the last 24 h"))
         else:
             lines.append(f"[dim]{literal(c['path'])}: not there yet[/dim]")
     return lines
