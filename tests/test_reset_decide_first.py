@@ -121,7 +121,7 @@ def test_when_some_refuse_the_question_names_only_the_hosts_it_resets(monkeypatc
     fake = _Fake(monkeypatch, tmp_path, {"web1": _plan(held=[HELD]), "web2": _plan()}, capsys)
     assert fake.run() == FAILED  # web2 reset, web1 refused: the refusal's code counts
     out, err = capsys.readouterr()
-    assert fake.asked == ["Reset web2"] and fake.reset == [("web2", False)], (fake.asked, fake.reset)
+    assert fake.asked == ["Reset web2?"] and fake.reset == [("web2", False)], (fake.asked, fake.reset)
     assert "[web2] plan: save .env" in out and "[web1] plan" not in out and "[web2] deployed: reset to" in out
     assert err.count(HELD) == 1, err  # said once, and before the question:
     assert f"fabops: web1: {HELD}" in fake.err_at_question[0], fake.err_at_question
@@ -131,12 +131,12 @@ def test_force_asks_to_stop_only_the_holders_the_plan_found(monkeypatch, tmp_pat
     fake = _Fake(monkeypatch, tmp_path, {"web1": _plan(lock="locked", holder="deploy by ops@ci", holder_pid=5),
                                          "web2": _plan()})
     assert fake.run("force") == 0
-    assert fake.asked == ["Reset web1, web2", "Stop the run that holds the host lock on web1"], fake.asked
+    assert fake.asked == ["Reset web1, web2?", "Stop the run that holds the host lock on web1?"], fake.asked
     assert fake.reset == [("web1", True), ("web2", False)]
     fake.asked.clear()
     fake.reset.clear()
     monkeypatch.setattr("fabops.maintenance.reset_plan", lambda c, host: _plan())
-    assert fake.run("force") == 0 and fake.asked == ["Reset web1, web2"] and fake.reset == [("web1", False),
+    assert fake.run("force") == 0 and fake.asked == ["Reset web1, web2?"] and fake.reset == [("web1", False),
                                                                                            ("web2", False)]
 
 

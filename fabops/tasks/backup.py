@@ -82,10 +82,12 @@ def restore_lines(data: dict) -> list:
     if r.get("saved"):
         out.append(f"  saved what was there first as snapshot {r['saved']}"
                    + (f": REFUSED, {r['refused']}" if r.get("refused") else " (restore it to undo this)"))
-    for i in r.get("items") or []:
+    items = r.get("items") or []
+    name_w = max((len(str(i.get("file"))) for i in items), default=0)  # one column, as a backup run's table
+    for i in items:
         state = "ok" if i.get("ok") and not i.get("skipped") else (f"skipped: {i['skipped']}" if i.get("skipped")
                                                                    else f"FAILED {i.get('error')}")
-        out.append(f"  {i.get('file')}  {state}")
+        out.append(f"  {str(i.get('file')).ljust(name_w)}  {state}")
     out += [f"  service {s.get('service')}: " + ("ready" if s.get("ok") else f"FAILED {s.get('message')}")
             for s in r.get("services") or []]
     return out

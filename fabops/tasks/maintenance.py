@@ -125,10 +125,10 @@ def _resets(acting, plans, conns, yes: bool, actor, json: bool) -> dict:
     from ..host.record import default_actor
     from ..maintenance import reset as do_reset
 
-    confirm(f"Reset {', '.join(h.name for h in acting)}", yes)
+    confirm(f"Reset {', '.join(h.name for h in acting)}?", yes)
     stopping = [h.name for h in acting if plans[h.name].lock == "locked"]  # --force: refusal let them by
     if stopping:
-        confirm(f"Stop the run that holds the host lock on {', '.join(stopping)}", yes)
+        confirm(f"Stop the run that holds the host lock on {', '.join(stopping)}?", yes)
     who = actor or default_actor()
     outcome = run_hosts(acting, lambda h: do_reset(conns[h.name], h, plans[h.name], who, force=h.name in stopping,
                                                    progress=None if json else _say(h)))
@@ -236,7 +236,7 @@ def restore_env(c, hosts=None, backup=None, yes=False, dry_run=False, actor=None
     else:  # the dry run's plan first: nothing to ask (or refuse) when no host has anything to restore
         outcome = run(True)
         if any(r.ok and r.value["would"] for r in outcome.results):
-            confirm(f"Restore {backup} and restart the services", yes)
+            confirm(f"Restore {backup} and restart the services?", yes)
             outcome = run(False)
         else:  # as the real run says it (and returns it) when the backup is the current .env
             for r in outcome.results:
