@@ -18,8 +18,10 @@ OLD = {"target": A, "result": "aborted", "reason": "port 3013 is held", "since":
     # a hold names what it holds back, superseding an older target's failure
     ("skipped_bad", B, D, {"target": B, "result": "skipped_bad", "since": 99.0, "count": 1}),
     ("deferred", A, D, {"target": A, "result": "deferred", "since": 10.0, "count": 3}),
-    # a broken run on the deployed commit (restart backoff) is recorded too: failing_of drops it
-    ("broken", D, D, {"target": D, "result": "broken", "since": 99.0, "count": 1}),
+    # a broken run on the deployed commit (restart backoff) leaves another target's streak: cron still holds
+    # that one back (trial 4: B's streak was replaced, and monitor OK once a restart cleared the verdict)
+    ("broken", D, D, OLD),
+    ("aborted", D, D, OLD),
     # converged: no failing
     ("deployed", B, B, None),
     ("noop", D, D, None),
@@ -34,6 +36,12 @@ def test_failing_after(result, target, deployed, expect):
     else:
         assert {k: got[k] for k in expect} == expect and got["last"] == 99.0, got
         assert got["reason"] == ("why" if result not in ("locked", "superseded") else OLD["reason"])
+
+
+def test_a_broken_run_on_the_deployed_commit_with_no_streak_is_recorded():
+    # nothing to keep: recorded, and failing_of drops it (its target is deployed)
+    got = failing_after(None, "broken", D, D, "why", 99.0)
+    assert got["target"] == D and got["result"] == "broken" and failing_of({"deployed": D, "failing": got}) is None
 
 
 @pytest.mark.parametrize("state,shown", [

@@ -70,7 +70,14 @@ def failing_after(failing, result: str, target: Optional[str], deployed: Optiona
     streak of the same target (since, count) and replaces another
     target's (superseded); a run that deployed, or found the deployed
     commit to be its target, ends it; any other result (locked,
-    superseded) leaves it. Pure (docs/pipeline.md, "No silent failure")."""
+    superseded) leaves it, and so does a failure on the deployed commit
+    itself (a restart in the backoff, broken: what cron holds back is still
+    the held target, and the breakage is the verdict's to say; trial 4 saw
+    B's streak replaced, so monitor was OK once a restart cleared it while
+    cron still skipped B). Pure (docs/pipeline.md, "No silent failure")."""
+    if result in FAILED and target is not None and target == deployed and isinstance(failing, dict) \
+            and failing.get("target") not in (None, target):
+        return failing
     if result in FAILED or result in HOLDS:
         same = isinstance(failing, dict) and failing.get("target") == target
         kept = dict(failing) if same else {"target": target, "since": now, "count": 0}
