@@ -502,18 +502,6 @@ def _state_and_head(c, host: Host, app_path: str) -> Tuple[dict, str]:
     return state if isinstance(state, dict) else {}, sections.get("head", "").strip()
 
 
-def restart_dry_run(c, host: Host, service: Optional[str]) -> dict:
-    """`restart --dry-run`: the lock's holder read (never taken) and
-    restart_plan rendered; LockedError ("would stop: ...", exit 4) where
-    the real restart would stop."""
-    p = restart_plan(host, service, lock_holder(c, host))
-    if p.verdict == "locked":
-        from .errors import LockedError
-
-        raise LockedError(f"would stop: {p.why}", host=host.name)
-    return {"dry_run": True, "would": [w.to_dict() for w in restart_would(host, p)]}
-
-
 # ------------------------------------------------------------------ state over SSH
 
 # The one state.json write sent to a host (agentless: the host's python3):
