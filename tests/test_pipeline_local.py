@@ -607,6 +607,12 @@ def test_no_watch_on_a_local_host_returns_at_the_gate_and_the_run_watches_on(san
     assert (last["to"], last["result"], last["run_id"]) == (bad, "rolled_back", res["run_id"]), last
     assert sandbox.state["deployed"] == v1 and bad in sandbox.state["bad"]
     assert sandbox.health()["version"] == "1"
+    # it failed its watch, not its gate, and says so in words (#24's trial:
+    # `failed its gate before (bot died 1 s after passing its gate (state stale))`)
+    r = run_cli("deploy", "-i", str(sandbox.inventory), "--dry-run", "--json")
+    said = one(r.stdout)["plan"]["known_bad"]
+    assert said.startswith(f"{bad[:10]} failed its watch before (bot died "), said
+    assert "s after passing its gate: its process is gone), so cron skips it" in said, said
     runs = sandbox.home / "runs"
     assert oct((runs / f"{res['run_id']}.jsonl").stat().st_mode & 0o777) == "0o600"
     assert oct((runs / f"{res['run_id']}.host.yml").stat().st_mode & 0o777) == "0o600"

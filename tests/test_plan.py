@@ -25,8 +25,10 @@ from __future__ import annotations
 import pytest
 
 from fabops import inventory
-from fabops.host.dry_run import actions
-from fabops.host.plan import FOLLOWERS, Facts, Health, Need, Opts, Plan, plan
+from fabops.host.dry_run import actions, dry_result
+from fabops.host.dry_run import said as dry_said
+from fabops.host.plan import FOLLOWERS, Facts, Health, Need, Opts, Plan, failed_before, failed_check, plan
+from fabops.host.record import RESULT_CODES
 from fabops.host.state import State
 from fabops.host.would import Would
 
@@ -426,6 +428,68 @@ def test_what_a_dry_run_says_is_exactly_what_the_plan_writes(case):
             assert w.target in got.services and got.kind in ("deploy", "restart")
         if w.action == "run":
             assert w.target in [HOST.deps[i].run for i in got.rules]
+
+
+@given(cases())
+def test_a_dry_run_exits_as_the_real_run_of_its_plan(case):
+    """Decide once (docs/architecture.md, "Plans"): a plan that decides
+    the result by itself (a noop, a hold, an abort) gives the dry run the
+    real run's exit code: an abort whose verdict is `broken` (the restart
+    budget spent) is `would_break`, exit 5, as the real run's `broken`
+    (#24's trial: `would_abort`, exit 2)."""
+    got = settle(*case)
+    if got.result:
+        assert RESULT_CODES[dry_result(got)] == RESULT_CODES[got.result], got
+
+
+@pytest.mark.parametrize("row", [
+    "cron | dep=A r3 | o=A h=A sick=bot | abort/broken",  # the automatic restart budget is spent
+    "manual | dep=A r3 | o=A h=A sick=bot | abort/broken",
+    "cron | dep=A bad=B broken | o=B h=B | abort/broken",  # a reset left the checkout on a known-bad commit
+])
+def test_a_broken_verdict_is_the_dry_runs_too(row):
+    """#24's trial: `local-update --dry-run` on a host whose verdict stands
+    said `would_abort: would stop: …`, exit 2, while the real run said
+    `broken: …`, exit 5, and recorded it. The dry run says that record."""
+    st, facts, opts, _ = parse_row(row)
+    got = plan(HOST, st, facts, opts)
+    assert (got.kind, got.result, dry_result(got)) == ("abort", "broken", "would_break"), got
+    assert dry_said(got) == f"would record broken: {got.message}"
+    assert [(w.action, w.target) for w in actions(HOST, got)] == [("record", "state.json"), ("record", "history")]
+
+
+@pytest.mark.parametrize("reason, check", [
+    ("bot died after starting: its process is gone", "gate"),  # host/readiness.py's gate
+    ("bot: check gave HTTP 500 (expected 200)", "gate"),
+    ("bot died 1 s after passing its gate: its process is gone", "watch"),  # its watch's
+    ("bot died right after passing its gate: its process is gone", "watch"),
+    ("bot restarted on its own 3 s after its gate (pid 1 -> 2): crash loop", "watch"),
+    ("bot: check gave HTTP 500 twice in a row, 12 s after its gate, expected 200", "watch"),
+    (None, "gate"),
+])
+def test_a_known_bad_commit_is_said_with_the_check_it_failed(reason, check):
+    """#24's trial read `X failed its gate before (bot died 1 s after
+    passing its gate (state stale))`: it failed its watch."""
+    said = f"BBBBBBBBBB failed its {check} before" + (f" ({reason})" if reason else "")
+    assert failed_before("B" * 40, reason) == said
+    st = State(deployed="A" * 40, bad={"B" * 40: {"reason": reason or "?", "notified": True}})
+    hold = plan(HOST, st, Facts(origin="B" * 40, head="A" * 40, now=NOW, health=()), Opts(trigger="cron"))
+    assert f"which failed its {check if reason else 'gate'} (" in hold.message, hold
+
+
+def test_every_watch_failure_says_it_was_the_watch():
+    """The watch's own words (readiness._watch_look) are what
+    plan.failed_check reads: each of its failures names the watch."""
+    from types import SimpleNamespace
+
+    from fabops.host.readiness import _watch_look
+
+    svc = SimpleNamespace(name="bot", port=None, check=None)
+    # died (its process gone), and restarted behind the watch's back (a crash loop)
+    for st in (SimpleNamespace(active=False, pid=None, state="stale"),
+               SimpleNamespace(active=True, pid=9, state="active")):
+        problem = _watch_look(svc, st, 8, 3.0, None, False, {"bot": 0})[0]
+        assert failed_check(problem) == "watch", problem
 
 
 @pytest.mark.parametrize("row, said", [

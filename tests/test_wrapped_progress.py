@@ -99,8 +99,8 @@ def test_deploy_dry_run_plan_lines_wrap_under_the_host(width, capsys, monkeypatc
 
     monkeypatch.setenv("COLUMNS", str(width))
     plan = {"changed_files": 12, "dirty": ["a", "b"], "pin": "3f2a9c1d7e5b8a0c4d6e", "to": "9b8c7d6e5f4a3b2c1d0e",
-            "bad": True, "known_bad": "9b8c7d6e5f failed its gate before (bot died 1 s after its gate), so cron "
-                                      "skips it; this deploy tries it again",
+            "bad": True, "known_bad": "9b8c7d6e5f failed its watch before (bot died 1 s after passing its gate: its "
+                                      "process is gone), so cron skips it; this deploy tries it again",
             "would": [{"action": "checkout", "target": "9b8c7d6e5f",
                        "why": "deploy 3f2a9c1d7e -> 9b8c7d6e5f: Switch the recorder to the new voice gateway "
                               "API (Alice)"},

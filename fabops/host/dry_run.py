@@ -60,9 +60,8 @@ class DryRun(Pipeline):
             self.res.plan.update(rules=[], restart=[], would=as_json([Would("stop", "-", why)]))
             self.res.result, self.res.message = "locked", why
             return
-        self.res.result = RESULTS.get(p.kind) or p.result
-        self.res.message = {"noop": p.message, "hold": p.message, "abort": f"would stop: {p.message}"}.get(
-            p.kind, f"would {p.message}")
+        self.res.result = dry_result(p)
+        self.res.message = said(p)
         left = watch_left(holder) if verdict == "wait" else None
         if left is not None:
             # the real run waits for the watch, then plans again: what it
@@ -103,8 +102,29 @@ def held_state(state: State, holder: dict, verdict: str) -> State:
 
 # A dry run's result for each kind of plan: the real run's own when the
 # plan alone decides it (noop; a hold says skipped_bad or deferred), else
-# what it would do.
+# what it would do, with the real run's exit code (record.RESULT_CODES).
 RESULTS = {"noop": "noop", "restart": "would_deploy", "deploy": "would_deploy", "abort": "would_abort"}
+
+
+def dry_result(p: Plan) -> str:
+    """The dry run's result for plan `p`. An abort whose result is
+    `broken` (the last run's BROKEN stands under a hold, or the automatic
+    restart budget is spent: host/plan._tended, _on_the_deployed_commit)
+    is no refusal: the real run records that verdict and exits 5, so its
+    dry run is `would_break`, exit 5 (docs/pipeline.md, "--dry-run")."""
+    if p.kind == "abort" and p.result == "broken":
+        return "would_break"
+    return RESULTS.get(p.kind) or p.result
+
+
+def said(p: Plan) -> str:
+    """The dry run's message for plan `p`: what the real run would do, in
+    the plan's own words."""
+    if p.kind in ("noop", "hold"):
+        return p.message
+    if p.kind == "abort":
+        return f"would record broken: {p.message}" if p.result == "broken" else f"would stop: {p.message}"
+    return f"would {p.message}"
 
 
 def render(host, p: Plan, facts: Facts, state, holder: dict, trigger: str = "deploy") -> dict:
@@ -141,6 +161,11 @@ def actions(host, p: Plan, trigger: str = "deploy", ended_watch: bool = False) -
         yield Would("finish", str(p.finishing.get("run_id")), "a run was interrupted: it is finished first")
     if p.kind == "hold":
         yield Would("record" if p.notify else "note", "state.json", p.message)
+    elif p.kind == "abort" and p.result == "broken":
+        # the real run changes nothing but says the verdict: it records it
+        # as any failed run is (Pipeline._act, Recorder.record_unrecorded_failure)
+        yield Would("record", "state.json", "last result broken: the host's verdict stands")
+        yield Would("record", "history", f"broken: {p.message} (the update log too; notified once)")
     elif p.kind == "abort":
         yield Would("stop", "-", p.message)
     elif p.kind == "restart":

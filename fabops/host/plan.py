@@ -12,6 +12,7 @@ Standard library only: runs under cron on the host's Python 3.9.
 """
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import field
 from typing import Optional, Tuple, Union
@@ -314,7 +315,8 @@ def _finish_on_the_last_good(state: State, opts: Opts, common: dict) -> dict:
     good = state.deployed or interrupted.get("from")
     if not good or good == target:
         return common
-    return _with_says(common, (f"origin's {short(target)} failed its gate: finishing on {short(good)}",),
+    check = failed_check(state.bad[target].get("reason") if isinstance(state.bad[target], dict) else None)
+    return _with_says(common, (f"origin's {short(target)} failed its {check}: finishing on {short(good)}",),
                       target=good)
 
 
@@ -326,8 +328,9 @@ def _hold_bad(state: State, opts: Opts, common: dict) -> Optional[Plan]:
         return None
     info = state.bad[target]
     first = not info.get("notified")
+    reason = info.get("reason", "?")
     return Plan("hold", "skipped_bad",
-                f"origin is at {short(target)}, which failed its gate ({info.get('reason', '?')}); "
+                f"origin is at {short(target)}, which failed its {failed_check(reason)} ({reason}); "
                 f"{_staying(common)} until origin moves" + ("" if first else " (already reported)"),
                 notify=first, **common)
 
@@ -346,8 +349,10 @@ def _tended(host, state: State, facts: Facts, opts: Opts, common: dict, hold: Pl
         # come up): the last run's BROKEN stands, since holding changes
         # nothing, and a hold must not read as "skipped" beside it
         if state.last_result == "broken":
+            # the verdict is the last run's, recorded and notified by it: no record of its own
             return Plan("abort", "broken", f"{hold.message}; the last run left this host BROKEN and holding "
-                                           "changes nothing: a person is needed (deploy or rollback)", **common)
+                                           "changes nothing: a person is needed (deploy or rollback)",
+                        record=False, **common)
         return hold
     if facts.health is None:
         return Need("health", common["target"])
@@ -414,8 +419,25 @@ AGAIN = {"reset": "this reset moves the checkout onto it anyway; it leaves the k
 
 
 def failed_before(target: Optional[str], reason: Optional[str] = None) -> str:
-    """How every line names a commit on the host's known-bad list."""
-    return f"{short(target)} failed its gate before" + (f" ({reason})" if reason else "")
+    """How every line names a commit on the host's known-bad list: the
+    check it failed (failed_check) and why."""
+    return f"{short(target)} failed its {failed_check(reason)} before" + (f" ({reason})" if reason else "")
+
+
+# Every reason a watch fails with says how long after its gate the
+# service went wrong (host/readiness.py: `bot died 1 s after passing its
+# gate: its process is gone`, `…, 3 s after its gate`); a gate's never does
+WATCH_FAILURE = re.compile(r"\bafter (?:passing )?its gate\b")
+
+
+def failed_check(reason: Optional[str]) -> str:
+    """Which check a known-bad commit failed, read from the reason it was
+    marked bad with (state's `bad`, `failing`): "watch" for a service that
+    passed its gate and then died or failed in its watch, else "gate". A
+    commit that died in its watch did not fail its gate (#24's trial read
+    `X failed its gate before (bot died 1 s after passing its gate …)`).
+    The reason is the one record of it, older state files' included."""
+    return "watch" if reason and WATCH_FAILURE.search(reason) else "gate"
 
 
 def _problems(facts: Facts, opts: Opts) -> list:

@@ -355,7 +355,7 @@ class _Watch:
         for svc in self.watched:
             st = self.first[svc.name]
             if not (st.active and st.pid):
-                return self.held(svc, st, f"{svc.name} died right after passing its gate (state {st.state})")
+                return self.held(svc, st, f"{svc.name} died right after passing its gate: {_said(st.state)}")
         return None
 
     def ended_by(self, by: str, now: float) -> Readiness:
@@ -396,7 +396,7 @@ def _watch_look(svc: Service, st, pid: Optional[int], elapsed: float, probe, che
     another process holds, else "watch"). Two failed checks in a row
     (`misses` counts them) fail the watch; one may be a pause."""
     if not (st.active and st.pid):
-        return f"{svc.name} died {elapsed:.0f} s after passing its gate (state {st.state})", None, False, "died"
+        return f"{svc.name} died {elapsed:.0f} s after passing its gate: {_said(st.state)}", None, False, "died"
     if st.pid != pid:
         return (f"{svc.name} restarted on its own {elapsed:.0f} s after its gate (pid {pid} -> {st.pid}): "
                 "crash loop"), None, False, "died"

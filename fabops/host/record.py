@@ -39,6 +39,8 @@ RESULT_CODES = {
     # deploy --dry-run before fabops is on the host: it installs, then its planner decides
     "would_install": errors.OK,
     "would_abort": errors.FAILED,
+    # the real run would record `broken` without acting (host/dry_run.dry_result)
+    "would_break": errors.BROKEN,
 }
 FAILURES = ("aborted", "rolled_back", "broken")
 

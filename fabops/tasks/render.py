@@ -200,6 +200,7 @@ RESULT_STYLE = {
     "would_deploy": "cyan",
     "would_install": "cyan",
     "would_abort": "yellow",
+    "would_break": "bold red",
 }
 
 
