@@ -37,6 +37,7 @@ EVENTS = {
     "health_down": "❌ service down",
     "health_recovered": "✅ recovered",
     "health_backoff": "🔥 restart backoff: stopped restarting",
+    "health_held": "🔥 port held by another process: not restarting",
     "backup_failed": "❌ backup failed",
     "restore_failed": "❌ restore failed",
 }
@@ -84,6 +85,13 @@ def webhooks(home: Optional[str] = None, environ: Optional[Dict[str, str]] = Non
             if ch not in found and from_file.get(key):
                 found[ch] = from_file[key]
     return found
+
+
+def sources(home: Optional[str] = None) -> str:
+    """Where webhooks() looks, in words: what a dry run names when it finds
+    no channel (a person sets one there)."""
+    env = " or ".join(ENV_KEYS.values()) + " in the environment"
+    return f"{env}, or {os.path.join(home, 'notify.env')} (mode 0600)" if home else env
 
 
 def format_message(host: str, event: str, message: str) -> str:

@@ -12,7 +12,9 @@ A row is `options | facts | expected`, with tokens:
   them: the look is the one after), was=MSG (before them); broken (the
   last run ended broken, DEPLOYED deployed), running (a run in progress),
   head=D|X|- (the checkout's commit, gathered: the deployed one, another,
-  unreadable);
+  unreadable); held=SVC,SVC (failing services whose port another process
+  holds: the preflight's refusal, readiness.held_among); prev=held (down,
+  the held port notified);
 - expected: need=lock|head, or kind/status/code, then svc=S,S, budget=N (the
   restart budget's record to write), notify=EVENT, +health (state.json's
   health written), health=STATUS, +since (since kept from prev), +record
@@ -142,18 +144,42 @@ ROWS = [
     "fix | broken did=bot was=bot-down lock=free head=D | nothing/recovered/1 notify=health_recovered +health "
     "health=ok +record",
     "fix | broken sick=bot did=bot was=x lock=free head=D | nothing/down/2 notify=health_down +health health=down",
+    # a failing service's port another process holds (#24: --fix restarted
+    # into it, "still failing", and spent the budget run after run): under
+    # the lock, refused in the preflight's words, nothing restarted, no
+    # budget spent, notified once while it stays held
+    "- | sick=bot held=bot | nothing/down/2",  # a plain check is a read
+    "fix | sick=bot held=bot | need=lock",
+    "fix | sick=bot held=bot lock=held | busy/busy/3",
+    "fix | sick=bot held=bot lock=free | held/held/2 notify=health_held +health health=down",
+    "fix | sick=bot held=bot lock=free prev=ok | held/held/2 notify=health_held +health health=down",
+    # down already (notified so), now for this reason: notified once more
+    "fix | sick=bot held=bot lock=free prev=down | held/held/2 notify=health_held +health health=down +since",
+    "fix | sick=bot held=bot lock=free prev=held | held/held/2 +since",  # still held: said already
+    "fix | sick=bot held=bot lock=free r=3 | held/held/2 notify=health_held +health health=down",  # before the budget
+    "fix | sick=bot,api held=bot lock=free | held/held/2 notify=health_held +health health=down",  # api waits too
+    "fix | broken sick=bot held=bot lock=free | held/held/2 notify=health_held +health health=down",
+    # the port freed: restarted as before; any other outcome ends the mark, so held again is said again
+    "fix | sick=bot lock=free prev=held | restart/would_restart/2 svc=bot budget=1",
+    "fix | sick=bot did=bot was=x lock=free prev=held | nothing/down/2 +health health=down +since",
+    "fix | did=bot was=x lock=free prev=held | nothing/recovered/1 notify=health_recovered +health health=ok",
+    "fix | prev=held | nothing/ok/0 notify=health_recovered +health health=ok",
 ]
 
 
 def _facts(tokens):
-    sick, prev, restarts, lock, did, was = (), {}, [], None, (), ()
+    sick, prev, restarts, lock, did, was, held = (), {}, [], None, (), (), ()
     verdict: dict = {}
     for tok in tokens:
         key, _, value = tok.partition("=")
         if key == "sick":
             sick = tuple((name, f"{name} is not running") for name in value.split(","))
+        elif key == "prev" and value == "held":
+            prev = {"status": "down", "since": SINCE, "backoff_notified": False, "held_notified": True}
         elif key == "prev":
             prev = {"status": value.rstrip("!"), "since": SINCE, "backoff_notified": value.endswith("!")}
+        elif key == "held":
+            held = tuple((name, _held_words(name)) for name in value.split(","))
         elif key == "r":
             restarts += [NOW - 60 * (i + 1) for i in range(int(value))]
         elif key == "old":
@@ -173,7 +199,14 @@ def _facts(tokens):
         else:
             raise ValueError(f"unknown fact {tok!r}")
     return HealthFacts(sick=sick, prev=prev, restarts=tuple(sorted(restarts)), now=NOW, lock=lock, restarted=did,
-                       before=was, **verdict)
+                       before=was, held=held, **verdict)
+
+
+def _held_words(name: str) -> str:
+    """readiness.held_among's refusal for `name`, stopped, its port held."""
+    from fabops.host.listeners import OTHER, PortOwner
+
+    return PortOwner(3013, OTHER, 4242, "python3 -m http.server 3013").refusal(name, "stopped")
 
 
 def parse(row):
@@ -216,7 +249,7 @@ def test_the_table_covers_every_kind_and_status():
         got = plan_health(HOST, facts, fix)
         seen.add(got.fact if isinstance(got, Need) else (got.kind, got.status))
     assert seen == {"lock", "head", ("nothing", "ok"), ("nothing", "down"), ("nothing", "recovered"),
-                    ("restart", "would_restart"), ("backoff", "backoff"), ("busy", "busy")}
+                    ("restart", "would_restart"), ("backoff", "backoff"), ("held", "held"), ("busy", "busy")}
 
 
 def test_a_backoff_already_reported_writes_only_its_log_line():
@@ -243,6 +276,14 @@ def test_messages_say_what_and_why():
         "(restart backoff)"
     _, facts, _ = parse("fix | did=bot was=bot-down lock=free | -")
     assert plan_health(HOST, facts, True).message == "restarted bot; healthy again (bot-down)"
+    # a held port: the preflight's words (restart's, reset's, deploy's), the holder and the advice
+    _, facts, _ = parse("fix | sick=bot held=bot lock=free | -")
+    assert plan_health(HOST, facts, True).message == \
+        "port 3013 is held by another process (pid 4242: python3 -m http.server 3013), not bot (stopped): " \
+        "stop that process or give bot another port, then run again"
+    _, facts, _ = parse("fix | sick=bot,api held=bot lock=free | -")
+    assert plan_health(HOST, facts, True).message == \
+        f"{_held_words('bot')}; api is not running: not restarting api either"
     _, facts, _ = parse("fix | sick=bot did=bot was=x lock=free | -")
     assert plan_health(HOST, facts, True).message == "bot is not running (restarted bot, still failing)"
     _, facts, _ = parse("fix | broken prev=ok lock=free head=D | -")
@@ -261,6 +302,9 @@ def test_messages_say_what_and_why():
     ("fix | sick=bot lock=free r=3 prev=ok | -", [("notify", "health_backoff"), ("record", "state.json"), ("log", "health log")]),
     ("- | sick=bot prev=down | -", []),
     ("fix | sick=bot lock=held | -", [("stop", "-"), ("log", "health log")]),
+    # a held port: no restart and no budget, the notification, state and log
+    ("fix | sick=bot held=bot lock=free | -", [("notify", "health_held"), ("record", "state.json"),
+                                               ("log", "health log")]),
     ("fix | sick=api,bot lock=free | -", [("record", "state.json"), ("restart", "bot"), ("restart", "api"), ("log", "health log")]),
     ("fix | sick=bot lock=free r=3 | -", [("notify", "health_backoff"), ("record", "state.json"), ("log", "health log")]),
     ("fix | did=bot was=x lock=free | -", [("notify", "health_recovered"), ("record", "state.json"), ("log", "health log")]),
@@ -282,6 +326,24 @@ def test_the_dry_run_names_exactly_the_plans_writes(row, would):
     said = list(actions(got))
     assert [(w.action, w.target) for w in said] == would, said
     assert all(w.why for w in said), said
+
+
+def test_a_notification_is_named_only_where_a_channel_would_carry_it():
+    """#24: the dry run said `would notify health_recovered` on a host with
+    no channel, and the real run sent nothing (`"notified": []`). With the
+    channels the real run's notify would use, it names them; with none, it
+    says the event is only recorded, and where a channel is set."""
+    from fabops.host.health import Channels
+
+    _, facts, _ = parse("fix | prev=down | -")
+    got = plan_health(HOST, facts, True)
+    sent = [w for w in actions(got, Channels(("discord", "slack"), "X")) if w.target == "health_recovered"]
+    assert [(w.action, w.why) for w in sent] == [("notify", "all services healthy again (to discord, slack)")]
+    kept = [w for w in actions(got, Channels((), "FABOPS_DISCORD_WEBHOOK ...")) if w.target == "health_recovered"]
+    assert [w.action for w in kept] == ["record only"] and "notify" not in [w.action for w in actions(
+        got, Channels((), "X"))]
+    assert kept[0].why == "not sent: no notification channel is configured (FABOPS_DISCORD_WEBHOOK ...); the " \
+        "health log keeps its message", kept
 
 
 @pytest.mark.parametrize("row", ROWS)
@@ -328,12 +390,13 @@ if hypothesis is not None:
         restarts = draw(st.lists(st.floats(min_value=NOW - 7200, max_value=NOW), max_size=6))
         lock = draw(st.sampled_from([None, "", "locked: deploy by alice@laptop"]))
         did = tuple(draw(st.lists(st.sampled_from(NAMES), unique=True, max_size=2)))
+        held = tuple((n, _held_words(n)) for n in NAMES if n in sick and draw(st.booleans()))
         facts = HealthFacts(sick=tuple((n, f"{n} is not running") for n in NAMES if n in sick), prev=prev,
                             restarts=tuple(sorted(restarts)), now=NOW, lock=lock, restarted=did,
                             before=("was down",) if did else (),
                             last_result=draw(st.sampled_from([None, "deployed", "broken", "rolled_back"])),
                             deployed=draw(st.sampled_from([None, DEPLOYED])), in_progress=draw(st.booleans()),
-                            head=draw(st.sampled_from([None, "", DEPLOYED, OTHER])))
+                            head=draw(st.sampled_from([None, "", DEPLOYED, OTHER])), held=held)
         return facts, draw(st.booleans())
 
 
@@ -354,11 +417,14 @@ if hypothesis is not None:
         # recorded no longer broken: --fix, every service healthy on the deployed commit, the lock ours
         assert got.record == (fix and not facts.sick and facts.last_result == "broken" and not facts.in_progress
                               and bool(facts.deployed) and facts.lock == "" and facts.head == facts.deployed)
-        if got.kind == "restart":  # under a free lock, within the budget, only the sick, once
-            assert fix and facts.lock == "" and not facts.restarted
+        if got.kind == "restart":  # under a free lock, within the budget, only the sick, once, no port held
+            assert fix and facts.lock == "" and not facts.restarted and not facts.held
             assert set(got.services) == {n for n, _ in facts.sick}
             assert len(got.restarts) <= RESTART_LIMIT
             assert len(recent_restarts(facts.restarts, NOW)) < RESTART_LIMIT
+        if got.kind == "held":  # refused: no restart, no budget spent, said once while held
+            assert fix and facts.held and facts.lock == "" and got.restarts is None and not got.services
+            assert (got.notify is None) == bool(facts.prev.get("held_notified"))
         if facts.lock:  # a held lock: never a restart, a notification or a write
             assert got.kind != "restart"
             if got.kind == "busy":
@@ -415,7 +481,7 @@ def test_a_broken_host_is_locked_only_with_its_checkout_on_the_deployed_commit(m
     from fabops.host import health
 
     heads = []
-    monkeypatch.setattr(health, "_look", lambda manager, host, probe: [])  # every service healthy
+    monkeypatch.setattr(health, "_look", lambda manager, host, probe: ([], ()))  # every service healthy
     monkeypatch.setattr(health, "_checkout_head", lambda manager: heads.append(head) or head)
     store = _Store({"last_result": "broken", "deployed": DEPLOYED, "health": {"status": "ok", "since": SINCE,
                                                                               "backoff_notified": False}})

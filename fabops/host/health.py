@@ -12,6 +12,11 @@ connection). Nagios codes: 0 OK, 1 recovered by --fix, 2 CRITICAL,
   the failing services and polls readiness (no fixed sleeps), then checks
   again.
 - After 3 automatic restarts in an hour it stops restarting and notifies once.
+- A failing service whose port another process holds could not start:
+  `--fix` refuses before it restarts anything, in the deploy preflight's
+  words (readiness.held_among), spends none of the restart budget, exits 2
+  and notifies once (#24: it restarted into the held port, reported
+  "still failing" and spent the budget run after run).
 - With --fix (cron's line) it notifies on state change only, down once,
   recovered once, and appends one line to the health log.
 - With --fix, a host whose last run ended `broken` and whose every service
@@ -38,7 +43,7 @@ from ..errors import LockedError
 from ..inventory import Host
 from ..records import Frozen, frozen, Plain, plain
 from .plan import Need
-from .readiness import LocalProbe, Readiness, quick_health, wait_ready
+from .readiness import LocalProbe, Readiness, held_among, quick_health, wait_ready
 from .record import healthy_again, short, verdict_holds
 from .state import RESTART_LIMIT, budget_spent_until, host_result, recent_restarts
 from .store import LocalStore, Store
@@ -81,12 +86,14 @@ class _CountingProbe:
         self.probe = probe
         self.names = {id(s.check): s.name for s in services if s.check is not None}
         self.seen: dict = {}  # service name -> [last status, requests]
+        self.owners: dict = {}  # port -> the PortOwner the look found (_held reads the same answer)
 
     def port_open(self, port: int) -> bool:
         return self.probe.port_open(port)
 
     def port_owner(self, port: int, pid, systemd: bool, unit: str = ""):
-        return self.probe.port_owner(port, pid, systemd, unit)
+        self.owners[port] = found = self.probe.port_owner(port, pid, systemd, unit)
+        return found
 
     def http(self, check):
         answer = self.probe.http(check)
@@ -97,15 +104,50 @@ class _CountingProbe:
         return answer
 
 
-def _look(manager, host: Host, probe) -> List[Readiness]:
+class _SeenManager:
+    """The service manager as health's look asks it, keeping the statuses
+    it answered (_held decides on the same answer, not a second read)."""
+
+    def __init__(self, manager):
+        self.manager, self.statuses = manager, {}
+
+    def status(self, services):
+        answer = self.manager.status(services)
+        self.statuses.update(answer)
+        return answer
+
+
+Held = Tuple[Tuple[str, str], ...]  # (service, the preflight's refusal) of each failing service whose port is held
+
+
+def _look(manager, host: Host, probe) -> Tuple[List[Readiness], Held]:
     """quick_health, each service's result with its HTTP check's status and
-    request count when one ran."""
-    counting = _CountingProbe(probe or LocalProbe(), list(host.services))
-    checks = quick_health(manager, list(host.services), probe=counting)
+    request count when one ran; and the failing services whose port
+    another process holds (_held), from the same look."""
+    services = list(host.services)
+    counting = _CountingProbe(probe or LocalProbe(), services)
+    seen = _SeenManager(manager)
+    checks = quick_health(seen, services, probe=counting)
     for r in checks:
         if r.service in counting.seen:
             r.http_status, r.requests = counting.seen[r.service]
-    return checks
+    return checks, _held(services, checks, seen.statuses, counting.owners)
+
+
+def _held(services, checks: List[Readiness], statuses: dict, owners: dict) -> Held:
+    """The failing services --fix would restart whose declared port another
+    process holds: the deploy preflight's rule and words
+    (readiness.held_among, as restart and reset ask it; docs/pipeline.md,
+    "Whose port"). `running` too: health restarts only a failing service,
+    and one that runs while its port is another's could not bind it again
+    either (the rollback's case)."""
+    sick = {r.service for r in checks if not r.ok}
+    out = []
+    for svc in services:
+        if svc.name in sick and svc.port in owners and svc.name in statuses:
+            said = held_among([svc], statuses, lambda s, _pid: owners[s.port], running=True)
+            out.extend((svc.name, words) for words in said)
+    return tuple(out)
 
 
 def _state_health(state: dict) -> dict:
@@ -138,19 +180,22 @@ class HealthFacts(Frozen):
     deployed: Optional[str] = None
     in_progress: bool = False
     head: Optional[str] = None  # the checkout's commit: None: not gathered; "": unreadable (gathered for a record only)
+    held: Held = ()  # failing services whose port another process holds (_held): --fix refuses to restart
 
 
 # What a health plan is: `nothing` (report, and notify on a change),
 # `restart` (--fix: the failing services, under the lock), `backoff` (the
-# restart budget is spent: a person is needed) and `busy` (a deploy holds
+# restart budget is spent: a person is needed), `held` (a failing
+# service's port is another process's: a restart could not bind it, so
+# nothing is restarted and a person is needed) and `busy` (a deploy holds
 # the lock: neither restart nor notify).
-HEALTH_KINDS = ("nothing", "restart", "backoff", "busy")
+HEALTH_KINDS = ("nothing", "restart", "backoff", "held", "busy")
 
 
 @frozen
 class HealthPlan(Frozen):
     kind: str
-    status: str  # the report's: ok | down | recovered | backoff | busy; would_restart (what a dry run reports)
+    status: str  # the report's: ok | down | recovered | backoff | held | busy; would_restart (what a dry run reports)
     code: int  # Nagios
     message: str
     services: Tuple[str, ...] = ()  # restart: in inventory order
@@ -258,13 +303,15 @@ def _plan(host: Host, facts: HealthFacts, fix: bool) -> Union[HealthPlan, Need]:
             # "deploy in progress" was untrue for a backup's short hold
             return HealthPlan("busy", "busy", errors.UNREACHABLE,
                               f"the host is busy ({facts.lock}); not restarting")
+        if facts.held:  # before the budget: a restart into a held port spends it and fixes nothing
+            return _refused(facts, since)
         recent = tuple(recent_restarts(facts.restarts, facts.now))
         if budget_spent_until(facts.restarts, facts.now) is not None:
             message = (f"{down}; {len(recent)} automatic restarts in the last hour: not restarting again "
                        "(restart backoff)")
             return HealthPlan("backoff", "backoff", errors.FAILED, message,
                               notify=None if prev.get("backoff_notified") else ("health_backoff", message),
-                              health=_changed(prev, {**prev, "status": "down", "since": since,
+                              health=_changed(prev, {**_unheld(prev), "status": "down", "since": since,
                                                      "backoff_notified": True}))
         names = {name for name, _ in facts.sick}
         services = tuple(s.name for s in host.services if s.name in names)
@@ -279,11 +326,35 @@ def _plan(host: Host, facts: HealthFacts, fix: bool) -> Union[HealthPlan, Need]:
         message = down + (f" (restarted {', '.join(facts.restarted)}, still failing)" if facts.restarted else "")
         return HealthPlan("nothing", "down", errors.FAILED, message,
                           notify=None if was_down else ("health_down", message),
-                          health=_changed(prev, {**prev, "status": "down", "since": since}))
+                          health=_changed(prev, {**_unheld(prev), "status": "down", "since": since}))
     return HealthPlan("nothing", "ok", errors.OK, "all services healthy",
                       notify=("health_recovered", "all services healthy again") if prev.get("status") == "down" else None,
                       health=None if prev.get("status") == "ok" and not prev.get("backoff_notified")
                       else {"status": "ok", "since": facts.now, "backoff_notified": False})
+
+
+def _refused(facts: HealthFacts, since: float) -> HealthPlan:
+    """--fix with a failing service's port held by another process: the
+    preflight's refusal (restart's and reset's too), nothing restarted and
+    no budget spent; exit 2, notified once while the port stays held (the
+    state's `held_notified`, which any other outcome clears: once per
+    reason, as a backoff is)."""
+    prev = facts.prev
+    held = {name for name, _ in facts.held}
+    others = [(name, m) for name, m in facts.sick if name not in held]
+    message = "; ".join(words for _, words in facts.held)
+    if others:  # the refusal stops the whole run, as restart's does: say the others wait too
+        message += (f"; {'; '.join(m for _, m in others)}: not restarting "
+                    f"{', '.join(name for name, _ in others)} either")
+    return HealthPlan("held", "held", errors.FAILED, message,
+                      notify=None if prev.get("held_notified") else ("health_held", message),
+                      health=_changed(prev, {**prev, "status": "down", "since": since, "held_notified": True}))
+
+
+def _unheld(prev: dict) -> dict:
+    """state.json's `health` without the held port's notification mark: a
+    run that got past the refusal, so a port held again is a new reason."""
+    return {k: v for k, v in prev.items() if k != "held_notified"}
 
 
 def _changed(prev: dict, new: dict) -> Optional[dict]:
@@ -291,8 +362,33 @@ def _changed(prev: dict, new: dict) -> Optional[dict]:
     return None if new == prev else new
 
 
-def actions(p: HealthPlan) -> Iterator[Would]:
-    """Every write the plan makes, in order: the dry run's `would`."""
+@frozen
+class Channels(Frozen):
+    """The notification channels the real run's `notify` would send to
+    (notify.webhooks, read as that run reads them), and where they are
+    read from, for the words when there are none."""
+
+    names: Tuple[str, ...]
+    where: str  # e.g. "FABOPS_DISCORD_WEBHOOK or FABOPS_SLACK_WEBHOOK, or <home>/notify.env"
+
+
+def _notified(event: Tuple[str, str], channels: Optional[Channels]) -> Would:
+    """The dry run's line for a notification: named only where a channel
+    would carry it (#24: `would notify health_recovered` on a host with
+    none, while the real run sent nothing); else what keeps it."""
+    name, message = event
+    if channels is None:
+        return Would("notify", name, message)
+    if channels.names:
+        return Would("notify", name, f"{message} (to {', '.join(channels.names)})")
+    return Would("record only", name, f"not sent: no notification channel is configured ({channels.where}); "
+                                      "the health log keeps its message")
+
+
+def actions(p: HealthPlan, channels: Optional[Channels] = None) -> Iterator[Would]:
+    """Every write the plan makes, in order: the dry run's `would`.
+    `channels`: where the real run's notification would go (None: not
+    asked, the event named as before)."""
     if p.kind == "busy":
         yield Would("stop", "-", p.message)
     if p.kind == "restart":
@@ -309,17 +405,19 @@ def actions(p: HealthPlan) -> Iterator[Would]:
                                          "longer be broken (a run's record replacing the last run's broken "
                                          "result, state.json too)")
     if p.notify:
-        yield Would("notify", p.notify[0], p.notify[1])
+        yield _notified(p.notify, channels)
     if p.health is not None:
         yield Would("record", "state.json", f"health {p.health.get('status')}"
-                    + (" (backoff reported)" if p.kind == "backoff" else ""))
+                    + {"backoff": " (backoff reported)", "held": " (the held port reported)"}.get(p.kind, ""))
     if p.log:  # the real run's health log line (_line), from the same plan (#24: a backoff said nothing)
         yield Would("log", "health log", "its outcome, once the restarts are polled" if p.kind == "restart"
                     else f"{errors.NAMES.get(p.code, p.code)}: {said(p)}")
 
 
-def _facts(checks: List[Readiness], state: dict, now: float) -> HealthFacts:
-    return HealthFacts(sick=tuple((r.service, r.message) for r in checks if not r.ok), now=now, **_stated(state))
+def _facts(look: Tuple[List[Readiness], Held], state: dict, now: float) -> HealthFacts:
+    checks, held = look
+    return HealthFacts(sick=tuple((r.service, r.message) for r in checks if not r.ok), now=now, held=held,
+                       **_stated(state))
 
 
 def _stated(state: dict) -> dict:
@@ -363,8 +461,9 @@ def run_health(
     act. Never raises for a sick service: that is the report."""
     send = notify or (lambda event, message: [])
     started = time.monotonic()  # the run's duration, in its record (healthy_again)
-    checks = _look(manager, host, probe)
-    facts = _facts(checks, store.load(), time.time())
+    look = _look(manager, host, probe)
+    checks = look[0]
+    facts = _facts(look, store.load(), time.time())
     lock = _RunLock(store, {"actor": actor, "trigger": "health", "target": None, "since": facts.now,
                             "pid": os.getpid()})
     restarted: List[str] = []
@@ -375,8 +474,8 @@ def run_health(
             restarted = _restart(manager, host, p.services, timeout, probe)
         if restarted:  # look again, outside the lock, and decide what to report (a record takes it again)
             lock.release()
-            checks = _look(manager, host, probe)
-            facts = replace(facts, sick=tuple((r.service, r.message) for r in checks if not r.ok),
+            checks, held = _look(manager, host, probe)
+            facts = replace(facts, sick=tuple((r.service, r.message) for r in checks if not r.ok), held=held,
                             restarted=tuple(restarted), before=tuple(m for _, m in facts.sick), lock=None)
             facts, p = _decide(host, facts, fix, lock.take, lambda: _checkout_head(manager))
         if p.record:  # under the lock: no run changes the host or says its verdict meanwhile
@@ -447,21 +546,22 @@ def _decide(host: Host, facts: HealthFacts, fix: bool, lock: Callable[[HealthFac
     return facts, p
 
 
-def plan_only(host: Host, *, fix: bool, store: Store, manager, probe=None, holder: Callable[[], dict]) -> HealthReport:
+def plan_only(host: Host, *, fix: bool, store: Store, manager, probe=None, holder: Callable[[], dict],
+              channels: Optional[Channels] = None) -> HealthReport:
     """`health [--fix] --dry-run`: the real run's look and plan_health's
     decision, rendered (`would`): no lock taken (`holder` only reads who
     has it), no restart, no state, no history or log line, no
-    notification."""
+    notification (`channels`: where the real run's would go)."""
     from .lock import describe_holder
 
     def read_holder(facts: HealthFacts) -> HealthFacts:
         who = holder()
         return replace(facts, lock=f"locked: {describe_holder(who)}" if who else "")
 
-    checks = _look(manager, host, probe)
-    _, p = _decide(host, _facts(checks, store.load(), time.time()), fix, read_holder,
+    look = _look(manager, host, probe)
+    _, p = _decide(host, _facts(look, store.load(), time.time()), fix, read_holder,
                    lambda: _checkout_head(manager))
-    return _report(host, p, checks, said_would(p), would=list(actions(p)))
+    return _report(host, p, look[0], said_would(p), would=list(actions(p, channels)))
 
 
 def _line(host: Host, report: HealthReport) -> str:

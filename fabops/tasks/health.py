@@ -19,9 +19,9 @@ from ._base import fabops_task, finish, print_envelope, print_text
 def health(c, hosts=None, fix=False, timeout=60.0, actor=None, quiet=False, dry_run=False, json=False, inventory=None,
            accept_new=False, connect_timeout=None):
     """Check every service (process, port, HTTP, unit); with --fix restart and re-check. Nagios exit codes."""
-    from ..host.health import LocalStore, plan_only, run_health
+    from ..host.health import Channels, LocalStore, plan_only, run_health
     from ..host.record import default_actor
-    from ..notify import notify
+    from ..notify import notify, sources, webhooks
     from ..remote import RemoteStore, lock_holder, managers_for
     from ._base import for_each_host
 
@@ -31,12 +31,13 @@ def health(c, hosts=None, fix=False, timeout=60.0, actor=None, quiet=False, dry_
         local = cxn.is_local
         store = LocalStore(host) if local else RemoteStore(cxn, host)
         manager, probe = managers_for(cxn, host)
+        home = host.home if local else None  # a remote host's run notifies from here: this environment's channels
         if dry_run:  # the same look and plan_health, rendered: nothing taken, written or sent
+            channels = Channels(tuple(webhooks(home)), sources(home))  # the ones send() below would use
             return plan_only(host, fix=fix, store=store, manager=manager, probe=probe,
-                             holder=lambda: lock_holder(cxn, host))
+                             holder=lambda: lock_holder(cxn, host), channels=channels)
 
         def send(event, message):
-            home = host.home if local else None
             return [d.to_dict() for d in notify(host.name, event, message, home=home)]
 
         return run_health(cxn, host, fix=fix, actor=who, store=store, manager=manager, probe=probe,
