@@ -221,7 +221,10 @@ def _home_parts(host: Host) -> List[Cmd]:
 
     return [
         _section("state", sh("cat {f} 2>/dev/null", f=quote_path(host.paths.state))),
-        _section("last", sh("tail -n 1 {f} 2>/dev/null", f=quote_path(host.paths.history))),
+        # the last run that is not a backup: a daily backup's record is no
+        # verdict on the deploys ("the last reset ended BROKEN" stays a reset's)
+        _section("last", sh("tac {f} 2>/dev/null | grep -m 1 -v -F {backup}", f=quote_path(host.paths.history),
+                            backup='"trigger": "backup"')),
         # the checkout's commit: a reset or rollback that did not come up can leave it off the
         # deployed one, which the panel says as status does (#24: status said it, monitor did not)
         _section("head", sh("{git} 2>/dev/null", git=rev_parse_cmd(path(host.app.path), "HEAD"))),

@@ -24,7 +24,8 @@ def test_a_hold_never_hides_a_broken_reset(sandbox, monkeypatch):
     code, res = sandbox.result("--dry-run")
     assert (code, res["result"], res["exit_code"]) == (5, "would_break", 5), res
     assert res["message"].startswith(f"would record broken: origin is at {bad[:10]}, which failed its gate"), res
-    assert [w["action"] for w in res["plan"]["would"]] == ["record", "record"], res
+    # the reset recorded its BROKEN: the real run only keeps it in state.json (no history line)
+    assert [(w["action"], w["target"]) for w in res["plan"]["would"]] == [("record", "state.json")], res
     assert sandbox.state == before and len(sandbox.history()) == runs  # it wrote nothing
     r = run_cli("local-update", "-i", inv, "--trigger", "cron", "--dry-run", env={"COLUMNS": "200"})
     assert r.returncode == 5 and "local: would_break: would record broken: origin is at" in r.stdout + r.stderr, r

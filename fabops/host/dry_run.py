@@ -165,7 +165,8 @@ def actions(host, p: Plan, trigger: str = "deploy", ended_watch: bool = False) -
         # the real run changes nothing but says the verdict: it records it
         # as any failed run is (Pipeline._act, Recorder.record_unrecorded_failure)
         yield Would("record", "state.json", "last result broken: the host's verdict stands")
-        yield Would("record", "history", f"broken: {p.message} (the update log too; notified once)")
+        if p.record:  # a repeat of the last run's BROKEN (plan.said_already), or a reset's that stands: no line
+            yield Would("record", "history", f"broken: {p.message} (the update log too; notified once)")
     elif p.kind == "abort":
         yield Would("stop", "-", p.message)
     elif p.kind == "restart":

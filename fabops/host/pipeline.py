@@ -368,10 +368,14 @@ class Pipeline:
             if p.notify:  # one history record (and notification), not one per poll
                 self.rec.record()
         elif p.kind == "abort" and p.result == "broken":
+            # every poll of a host in the restart backoff finds it broken again:
+            # the planner records the first (plan.said_already), a repeat adds
+            # no history line (288 a day at 5-minute polls hid every other run)
             state.last_check = time.time()
             state.last_result = "broken"
+            state.broken_said = p.message
             self.save(state)
-            raise _Abort("broken", p.message)
+            raise _Abort("broken", p.message, record=p.record)
         elif p.kind == "abort":
             done = next((st for st in self.res.steps if st.name == p.step), None)
             if done is not None:  # the step that found it (the fetch) failed: not a second step of its name

@@ -292,12 +292,20 @@ def _on_the_deployed_commit(host, state: State, facts: Facts, opts: Opts, common
     # person the backoff asks for, so it restarts and does not count
     automatic = opts.trigger in FOLLOWERS
     if automatic and budget_spent_until(state.restarts, facts.now) is not None:
-        return Plan("abort", "broken", f"{down}; {len(recent)} automatic restarts in the last hour, not "
-                                       "restarting again (restart backoff): a person is needed", **common)
+        message = (f"{down}; {len(recent)} automatic restarts in the last hour, not restarting again (restart "
+                   "backoff): a person is needed")
+        return Plan("abort", "broken", message, record=not said_already(state, message), **common)
     names = {h.service for h in sick}
     return Plan("restart", "", f"restart {', '.join(sorted(names))} at {short(deployed)} ({down})",
                 services=tuple(s.name for s in host.services if s.name in names),
                 restarts=recent + ((facts.now,) if automatic else ()), pin=pin, **common)
+
+
+def said_already(state: State, message: str) -> bool:
+    """Whether the last run recorded this very BROKEN (state's
+    broken_said): a poll that finds it again adds no history line, as a
+    hold reports a known-bad target once (one record, one notification)."""
+    return state.last_result == "broken" and state.broken_said == message
 
 
 def _follows(opts: Opts) -> bool:

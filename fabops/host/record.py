@@ -185,7 +185,8 @@ def healthy_again(host: str, trigger: str, actor: str, deployed: Optional[str], 
               "duration": round(duration, 3), "steps": [], "warnings": []}
     verdict = {"result": "deployed", "trigger": trigger, "actor": actor, "at": now, "check": check,
                "message": message}
-    return {"verdict": verdict}, record
+    # broken_said forgotten: a BROKEN found after this fix is news, recorded again (plan.said_already)
+    return {"verdict": verdict, "broken_said": None}, record
 
 
 def update_log_path(host: Host, paths: HostPaths) -> str:

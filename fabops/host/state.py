@@ -127,6 +127,9 @@ class State(Plain):
     # pipeline never reads or writes (verdict_of, host_result)
     last_check: Optional[float] = None
     last_result: Optional[str] = None
+    # the BROKEN a run last recorded (its message): a poll that finds the
+    # same again adds no history line (one record, one notification)
+    broken_said: Optional[str] = None
     in_progress: Optional[dict] = None  # {run_id, trigger, from, to, pin, step, since}
     restarts: List[float] = field(default_factory=list)  # automatic restarts (backoff)
     health: Dict[str, object] = field(default_factory=dict)  # {status: ok|down, since, backoff_notified}
