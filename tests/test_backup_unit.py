@@ -326,6 +326,17 @@ def test_a_dump_never_runs_outside_a_missing_app_directory(tmp_path):
     assert not os.path.exists("here") and not os.path.exists(tmp_path / "here")
 
 
+def test_a_failed_dumps_last_words_are_masked(tmp_path):
+    """Review 3: a dump's last stderr line now reaches the history and the
+    update log; one that quotes its connection URL keeps the user, not the
+    password."""
+    cmd = "echo 'psql: error: connection to postgres://app:hunter2@db:5432/app failed' >&2; exit 2"
+    host, paths = local(tmp_path, {"dump": [{"name": "pg", "command": cmd}]})
+    done = run(plan(host, paths), paths)
+    (entry,) = [i for i in done["items"] if i["kind"] == "dump"]
+    assert entry["error"] == "exited 2: psql: error: connection to postgres://app:***@db:5432/app failed", entry
+
+
 def test_plain_lines_name_a_dump_not_its_command(tmp_path):
     host, paths = local(tmp_path, {"dump": [{"name": "pg", "command": "PGPASSWORD=hunter2 pg_dump app"}]})
     shown = " ".join(w.why for w in plan(host, paths).would())

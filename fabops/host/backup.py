@@ -411,7 +411,11 @@ def copy_dump(it: Item, dest: str, cwd: str, env: Dict[str, str]) -> Optional[st
             return f"still running after {DUMP_TIMEOUT:g} s: killed"
     if proc.returncode:
         last = (err.decode("utf-8", "replace").strip().splitlines() or [""])[-1]
-        last = "".join(c if c.isprintable() else "?" for c in last)[:200]
+        # a dump's last words may quote its connection URL: masked, since they
+        # go to the manifest, the history and the update log (redact.py)
+        from ..redact import redacted
+
+        last = redacted("".join(c if c.isprintable() else "?" for c in last))[:200]
         return f"exited {proc.returncode}" + (f": {last}" if last else "")
     return None
 
@@ -606,7 +610,7 @@ def locked_run(host: Host, paths: HostPaths, priority: str = "") -> dict:
             p = plan(host, paths, run_id=info["run_id"])
             manifest = write_snapshot(p, paths)
     except LockedError as exc:  # no snapshot at all: recorded and notified as any failed run, then exit 4
-        said = {"run_id": info["run_id"], "ok": False, "items": [], "warnings": [],
+        said = {"run_id": info["run_id"], "ok": False, "items": [], "warnings": [], "commit": _commit(paths),
                 "error": f"the host lock is {exc} (waited {LOCK_WAIT:g} s): no snapshot was made"}
         _finish(host, paths, said, info["actor"], started)
         raise
