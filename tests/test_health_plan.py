@@ -136,7 +136,9 @@ ROWS = [
     "fix | broken sick=bot | need=lock",  # sick: the restart first
     "fix | broken sick=bot lock=free | need=head",  # the record after the restart needs the checkout (review 2)
     "fix | broken sick=bot lock=free head=D | restart/would_restart/2 svc=bot budget=1",
-    "fix | broken sick=bot lock=free head=X | restart/would_restart/2 svc=bot budget=1",
+    # a broken reset left the checkout elsewhere: a restart would start it again (review 3): down, no restart
+    "fix | broken sick=bot lock=free head=X | nothing/down/2 notify=health_down +health health=down",
+    "fix | broken sick=bot lock=free | need=head",
     "fix | broken sick=bot lock=free r=3 | backoff/backoff/2 notify=health_backoff +health health=down",
     "fix | broken did=bot was=bot-down | need=head",  # after the restart the lock was released: again
     "fix | broken did=bot was=bot-down head=D | need=lock",
@@ -313,8 +315,9 @@ def test_messages_say_what_and_why():
     # a restart on a broken host: the real run's second look records it if every service recovers there
     ("fix | broken sick=bot lock=free head=D | -", [("record", "state.json"), ("restart", "bot"),
                                                     ("record", "history"), ("log", "health log")]),
-    # ... and only there: off the deployed commit the second look cannot record it (review 2)
-    ("fix | broken sick=bot lock=free head=X | -", [("record", "state.json"), ("restart", "bot"),
+    # ... and only there: off the deployed commit a restart would start that commit again (review 3): no
+    # restart, the host down (notified once)
+    ("fix | broken sick=bot lock=free head=X | -", [("notify", "health_down"), ("record", "state.json"),
                                                     ("log", "health log")]),
     ("fix | broken running sick=bot lock=free | -", [("record", "state.json"), ("restart", "bot"),
                                                      ("log", "health log")]),
@@ -411,14 +414,18 @@ if hypothesis is not None:
             restart = facts.sick and not facts.restarted
             assert fix and (restart or (not facts.sick and facts.last_result == "broken"))
             # the checkout's commit first; the lock for a record only with it on the deployed commit
+            # (a restart on a deployed host, under the free lock, asks for the checkout too: review 3)
             assert (got.fact == "lock" and facts.lock is None and (restart or facts.head == facts.deployed)) \
-                or (got.fact == "head" and facts.head is None and not restart)
+                or (got.fact == "head" and facts.head is None and (not restart or (
+                    facts.lock == "" and facts.deployed and not facts.in_progress)))
             return
         # recorded no longer broken: --fix, every service healthy on the deployed commit, the lock ours
         assert got.record == (fix and not facts.sick and facts.last_result == "broken" and not facts.in_progress
                               and bool(facts.deployed) and facts.lock == "" and facts.head == facts.deployed)
         if got.kind == "restart":  # under a free lock, within the budget, only the sick, once, no port held
             assert fix and facts.lock == "" and not facts.restarted and not facts.held
+            # never a checkout off the deployed commit (review 3)
+            assert not facts.deployed or facts.in_progress or facts.head in ("", facts.deployed), facts
             assert set(got.services) == {n for n, _ in facts.sick}
             assert len(got.restarts) <= RESTART_LIMIT
             assert len(recent_restarts(facts.restarts, NOW)) < RESTART_LIMIT

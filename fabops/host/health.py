@@ -313,6 +313,9 @@ def _plan(host: Host, facts: HealthFacts, fix: bool) -> Union[HealthPlan, Need]:
                               notify=None if prev.get("backoff_notified") else ("health_backoff", message),
                               health=_changed(prev, {**_unheld(prev), "status": "down", "since": since,
                                                      "backoff_notified": True}))
+        moved = _checkout_moved(facts, down, was_down, since)  # a restart would start the moved checkout
+        if moved is not None:
+            return moved
         names = {name for name, _ in facts.sick}
         services = tuple(s.name for s in host.services if s.name in names)
         return HealthPlan("restart", "would_restart", errors.FAILED,
@@ -331,6 +334,26 @@ def _plan(host: Host, facts: HealthFacts, fix: bool) -> Union[HealthPlan, Need]:
                       notify=("health_recovered", "all services healthy again") if prev.get("status") == "down" else None,
                       health=None if prev.get("status") == "ok" and not prev.get("backoff_notified")
                       else {"status": "ok", "since": facts.now, "backoff_notified": False})
+
+
+def _checkout_moved(facts: HealthFacts, down: str, was_down: bool, since: float
+                    ) -> Union[HealthPlan, Need, None]:
+    """--fix with the checkout off the deployed commit (a reset onto a
+    commit that did not come up): a restart would start that commit again,
+    as `restart` refuses to (review 3: cron's health --fix restarted it
+    until the budget was spent). Down, nothing restarted, no budget spent;
+    the way out is a person's rollback or deploy. None: on the deployed
+    commit (or nothing deployed, or a run in progress: the next run's)."""
+    if not facts.deployed or facts.in_progress:
+        return None
+    if facts.head is None:
+        return Need("head", facts.deployed)
+    if not facts.head or facts.head == facts.deployed:
+        return None
+    message = (f"{down}; not restarting: the checkout is at {short(facts.head)}, not the deployed "
+               f"{short(facts.deployed)}, and a restart would start it again: roll back or deploy")
+    return HealthPlan("nothing", "down", errors.FAILED, message, notify=None if was_down else ("health_down", message),
+                      health=_changed(facts.prev, {**_unheld(facts.prev), "status": "down", "since": since}))
 
 
 def _refused(facts: HealthFacts, since: float) -> HealthPlan:
