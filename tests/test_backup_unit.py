@@ -652,3 +652,25 @@ def test_a_restores_save_survives_the_next_runs_daily_rule():
     # keep.daily days later it is one more snapshot of its day, under the rule
     one = Keep(daily=1, weekly=0, monthly=0)
     assert to_delete([undo, old], one, new=base + 3 * day) == sorted([old.run_id, undo.run_id])
+
+
+def test_a_persons_backup_is_recorded_under_the_laptops_actor(tmp_path, monkeypatch, capsys):
+    """Review 3: the host recorded every backup under its own deploy user;
+    who runs it is the laptop's to say (DESIGN §8), as for a deploy. The
+    task passes its actor; the host's `run ACTOR` records it; without one
+    (cron's line) the process's own user."""
+    from fabops.host import backup as hb
+    from fabops.tasks.backup import _action
+
+    monkeypatch.setenv("USER", "alice")
+    monkeypatch.delenv("GITHUB_ACTOR", raising=False)
+    action, extra = _action(False, False, False, None, None, None, False)
+    assert action == "run" and len(extra) == 1 and extra[0].startswith("alice@"), extra
+    host, paths = local(tmp_path, {})
+    monkeypatch.setattr(hb, "lower_priority", lambda: "nice 19")
+    for argv, actor in ((["run", "alice@laptop"], "alice@laptop"), (["run"], extra[0])):
+        monkeypatch.setattr(sys, "stdin", io.StringIO(host_yml(host)))
+        assert hb.main(argv) == 0, capsys.readouterr()
+        capsys.readouterr()
+        last = json.loads(open(paths.history).read().splitlines()[-1])
+        assert (last["trigger"], last["actor"]) == ("backup", actor), last

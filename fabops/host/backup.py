@@ -592,7 +592,7 @@ def notify_once(host: Host, paths: HostPaths, done: dict) -> List[dict]:
     return [d.to_dict() for d in notify(host.name, "backup_failed", reason, home=host.home)]
 
 
-def locked_run(host: Host, paths: HostPaths, priority: str = "") -> dict:
+def locked_run(host: Host, paths: HostPaths, priority: str = "", actor: Optional[str] = None) -> dict:
     """A run (at the low priority main() set: `priority` says which): the local snapshot under the host lock (a
     deploy changes what it copies), then, under the backup lock only (an
     upload may take hours: deploys and health --fix go on), the off-host
@@ -603,7 +603,8 @@ def locked_run(host: Host, paths: HostPaths, priority: str = "") -> dict:
     from .lock import HostLock
     from .record import default_actor
 
-    info = {"actor": default_actor(), "trigger": "backup", "run_id": new_run_id()}
+    # the actor: the laptop's (the task passes it), else this process's own user (cron's line)
+    info = {"actor": actor or default_actor(), "trigger": "backup", "run_id": new_run_id()}
     started = time.monotonic()
     try:
         with HostLock(paths.lock, info).acquire(wait=LOCK_WAIT):
@@ -743,8 +744,9 @@ def verified(host: Host, paths: HostPaths) -> dict:
     return {"verify": out, "warnings": _warnings(host)}
 
 
-def result(action: str, host: Host, paths: HostPaths, priority: str = "") -> dict:
-    """What `action` (plan, run, list, verify) answers, as one JSON object."""
+def result(action: str, host: Host, paths: HostPaths, priority: str = "", actor: Optional[str] = None) -> dict:
+    """What `action` (plan, run, list, verify) answers, as one JSON object
+    (`actor`: who runs a run, as the laptop says it)."""
     now = time.time()
     if action == "list":
         from .restic import listing
@@ -759,7 +761,7 @@ def result(action: str, host: Host, paths: HostPaths, priority: str = "") -> dic
         p = plan(host, paths, run_id=DRY_RUN_ID, now=now)
         return {**p.to_dict(), "would": [w.to_dict() for w in p.would(bool(host.backup.repository)) + offsite_would(host)],
                 "warnings": _warnings(host)}
-    done = locked_run(host, paths, priority)
+    done = locked_run(host, paths, priority, actor)
     return {**done, "warnings": done["warnings"] + _warnings(host)}
 
 
@@ -788,8 +790,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     argv = sys.argv[1:] if argv is None else argv
     restoring = argv[0] if argv and argv[0] in ("restore", "restore-plan") else None
-    if not (len(argv) == 1 and argv[0] in ("plan", "run", "list", "verify") or len(argv) == 4 and restoring):
-        sys.stderr.write("usage: python -m fabops.host.backup plan|run|list|verify < host.yml\n"
+    if not (len(argv) == 1 and argv[0] in ("plan", "run", "list", "verify") or len(argv) == 2 and argv[0] == "run"
+            or len(argv) == 4 and restoring):
+        sys.stderr.write("usage: python -m fabops.host.backup plan|run [ACTOR]|list|verify < host.yml\n"
                          "       python -m fabops.host.backup restore|restore-plan RUN_ID ONLY|'' DIR|'' "
                          "< host.yml\n")
         return 64
@@ -811,7 +814,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         # functions: a caller that runs them in process (a test, the agent)
         # would be left at nice 19 for good
         priority = lower_priority() if argv[0] in ("run", "verify") else ""
-        answer = restored(host, paths, restoring, argv[1:]) if restoring else result(argv[0], host, paths, priority)
+        answer = restored(host, paths, restoring, argv[1:]) if restoring else \
+            result(argv[0], host, paths, priority, argv[1] if len(argv) == 2 else None)
     except RestoreFailed as exc:  # what it names could not be read (a dump timed out): nothing was touched
         sys.stderr.write(f"fabops: backup --restore failed on the host: {exc}\n")
         return 2  # FAILED (docs/errors.md)

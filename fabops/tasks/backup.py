@@ -71,7 +71,12 @@ def _action(list, dry_run, verify, restore, only, to, yes):
             confirm(f"Restore snapshot {restore} in place (the services stop; what is there now is saved first)?",
                     yes)
         return "restore", (restore, only or "", to or "")
-    return ("list" if list else "plan" if dry_run else "verify" if verify else "run"), ()
+    if not (list or dry_run or verify):
+        from ..host.record import default_actor
+
+        # who runs it is the laptop's to say (the host would record its own deploy user)
+        return "run", (default_actor(),)
+    return ("list" if list else "plan" if dry_run else "verify"), ()
 
 
 def restore_lines(data: dict) -> list:
