@@ -760,3 +760,21 @@ def test_history_keeps_a_holds_reason(width, frozen, capsys, monkeypatch):
     assert "failed its gate (bot died" in said and f"staying on {good[:10]} until origin moves" in said, text
     assert "dependency rule failed (dep" in said and f"staying on {good[:10]}" in said, text
     check("history-hold", width, text)
+
+
+def test_a_stray_backtick_from_the_host_makes_no_span():
+    """Review 3: host text with an odd backtick (dash's "Syntax error: `('
+    unexpected") made all that followed it one span: the message's own
+    command lost its ` \\` and a long path ran past the width. The shell's
+    `quote' is set aside; the message's spans stay spans."""
+    from fabops.tasks._base import wrap
+
+    cmd = "`inv deploy -i /a/very/long/path/to/some/inventory/of/the/team/hosts.yml -H web1 --ref main`"
+    text = wrap(f"[web1] FAILED: sh: 1: Syntax error: `(' unexpected; run {cmd} then retry "
+                "/another/quite/long/path/that/is/here/too/and/more/and/more/and/more/x", 80)
+    lines = text.split("\n")
+    assert all(len(ln) <= 80 for ln in lines), text
+    assert "Syntax error: `(' unexpected" in text and lines[1].endswith(" \\"), text  # the command continues
+    assert " ".join(ln.strip().removesuffix(" \\") for ln in lines).count(cmd) == 1, text
+    odd = wrap("[h] a ` stray, then /a/very/long/path/to/some/inventory/hosts/that/is/longer/than/the/line/x.yml", 80)
+    assert all(len(ln) <= 80 for ln in odd.split("\n")) and "` stray" in odd, odd

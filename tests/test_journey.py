@@ -486,7 +486,7 @@ def _laptop(host: DocHost, command: str) -> subprocess.CompletedProcess:
 # what setup writes for the doc's hosts.yml (no logs:, so no logrotate file)
 UNIT_FILES = ("/etc/systemd/system/myapp.service", "/usr/local/libexec/fabops/myapp", "/etc/sudoers.d/fabops-myapp",
               "/home/deploy/.fabops/myapp", "/home/deploy/.local/bin/bot-status")
-CRON_TASKS = ("local-update", "health --fix", "clean", "backup-env", "backup --splay")
+CRON_TASKS = ("local-update", "health --fix", "clean", "backup-env")
 
 
 def _user_made(r, host, head):
@@ -545,6 +545,9 @@ def _cron_shown(r, host, head):
     tab = host.crontab()
     for task in CRON_TASKS:
         assert task in r.stdout and task in tab, f"{task!r} not in inv cron's output and the crontab:\n{r.stdout}\n{tab}"
+    # backup.schedule's line (the output may wrap it after `fabops backup`)
+    shown = "/fabops backup\n" in r.stdout or "/fabops backup --splay" in r.stdout
+    assert "/fabops backup --splay 30 -i " in tab and shown, f"no backup line:\n{r.stdout}\n{tab}"
 
 
 def _cron_removed(r, host, head):

@@ -14,7 +14,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from invoke import Exit, Task, task
 
@@ -513,6 +513,19 @@ def command_lines(words: List[str], room: int) -> List[str]:
 
 
 _COMMAND = re.compile(r"`[^`\n]+`")  # a command (or a name) a message tells a person to type
+_STRAY = "\x1f"  # stands in for a backtick that opens no span while wrap reads the spans
+_SHELL_QUOTE = re.compile(r"`(?=[^`'\n]*')")  # a shell's old `quote' (dash: "Syntax error: `(' unexpected")
+
+
+def _set_aside(text: str) -> Tuple[str, bool]:
+    """`text` with the backticks that open no span stood in for (_STRAY),
+    and whether there were any: with an odd count, a shell's `quote' first
+    (the message's own spans stay spans), else all of them (review 3: one
+    stray backtick made all that followed it one span)."""
+    if text.count("`") % 2 == 0:
+        return text, False
+    text = _SHELL_QUOTE.sub(_STRAY, text)
+    return (text.replace("`", _STRAY) if text.count("`") % 2 else text), True
 
 
 def _continued(chunks: List[str]) -> List[str]:
@@ -548,7 +561,10 @@ def wrap(text: str, columns: Optional[int] = None) -> str:
         if indent > columns // 2:  # a prefix that long leaves no room: under its start
             indent = len(line) - len(line.lstrip(" "))
         room = max(columns - indent, 20)
-        body = whole_spans(unbroken(line[indent:]), room)
+        # an odd backtick is no span's (host text: dash's "Syntax error: `(' unexpected"):
+        # set aside while spans are read, or all that follows it would read as one (review 3)
+        body, stray = _set_aside(line[indent:])
+        body = whole_spans(unbroken(body), room)
         # a command in backticks too long for a line (a long `-i PATH`) must
         # break: each of its lines but the last ends in ` \\`, so what is
         # between the backticks still pastes as one command (#24's trial)
@@ -558,6 +574,8 @@ def wrap(text: str, columns: Optional[int] = None) -> str:
             fitted(body, fit), fit, break_long_words=False, break_on_hyphens=False)] or [""]
         if spans:
             chunks = _continued(chunks)
+        if stray:
+            chunks = [chunk.replace(_STRAY, "`") for chunk in chunks]
         out.append(line[:indent] + chunks[0])
         # a command's word that fits a line but not with its ` \\` after
         # it starts left of the indent, as far as the width needs
