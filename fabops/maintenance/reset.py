@@ -34,17 +34,27 @@ def reset_plan_cmd(host: Host, lock: bool = True) -> Cmd:
     # line. The lock's section keeps its failure for the script's exit
     holder = lock_section_cmd(host) if lock else sh("")
     return sh(
-        "echo {m}head; git -C {app} rev-parse HEAD 2>/dev/null\n"
+        "{where}"
         "echo {m}dirty; git -C {app} status --porcelain=v1 --untracked-files=all 2>/dev/null\n"
         "echo {m}target; {ls_remote} 2>/dev/null | cut -f1\n"
         "echo {m}env; [ -f {env} ] && echo yes\n"
-        "echo {m}state; cat {state} 2>/dev/null; echo\n"
         "{ports}"
         "{holder}"
         "echo {m}end\n"
         "exit ${{lock_rc:-0}}\n",
         m=MARK, app=path(host.app.path), ls_remote=ls_remote_cmd(path(host.app.path), host.app.remote, host.app.branch),
-        env=app_file(host, host.env_file), state=path(host.paths.state), holder=holder, ports=_ports_cmd(host))
+        env=app_file(host, host.env_file), where=where_cmd(host), holder=holder, ports=_ports_cmd(host))
+
+
+def where_cmd(host: Host) -> Cmd:
+    """The `head` and `state` sections: the checkout's commit and
+    state.json (what is deployed), as reset's and restart's plans read
+    them. `; echo` after cat: a state.json without a final newline would
+    put the next marker on its `}` line (split_sections strips the blank)."""
+    from ..host.git import rev_parse_cmd
+
+    return sh("echo {m}head; {head} 2>/dev/null\necho {m}state; cat {state} 2>/dev/null; echo\n", m=MARK,
+              head=rev_parse_cmd(path(host.app.path), "HEAD"), state=path(host.paths.state))
 
 
 def lock_section_cmd(host: Host) -> Cmd:

@@ -21,7 +21,7 @@ from ..inventory import Host
 from ..probe import MARK, split_sections
 from ..shell import Cmd, path, sh
 from ..target import Target
-from .reset import _held, _ports_cmd, _state, lock_section_cmd
+from .reset import _held, _ports_cmd, _state, lock_section_cmd, where_cmd
 
 
 @dataclass(frozen=True)
@@ -53,11 +53,8 @@ def restart_facts_cmd(host: Host, services, lock: bool = True) -> Cmd:
     listener is) and, with `lock`, the lock's holder (tested, never
     taken); a local target reads the lock in-process (parse_restart_facts's
     caller)."""
-    return sh("echo {m}head; git -C {app} rev-parse HEAD 2>/dev/null\n"
-              "echo {m}state; cat {state} 2>/dev/null; echo\n"
-              "{ports}{holder}echo {m}end\nexit ${{lock_rc:-0}}\n", m=MARK, app=path(host.app.path),
-              state=path(host.paths.state), ports=_ports_cmd(host, services),
-              holder=lock_section_cmd(host) if lock else sh(""))
+    return sh("{where}{ports}{holder}echo {m}end\nexit ${{lock_rc:-0}}\n", m=MARK, where=where_cmd(host),
+              ports=_ports_cmd(host, services), holder=lock_section_cmd(host) if lock else sh(""))
 
 
 def parse_restart_facts(output: str, host: Host, services,
