@@ -475,14 +475,18 @@ def _record_restart(c, host: Host, actor: str, out: List[dict], app_path: str) -
     verdict), the checkout on the deployed commit (a broken reset can leave
     it elsewhere: BROKEN stays)."""
     from .host.record import healthy_again, verdict_holds
+    from .host.state import host_result
 
     state, head = _state_and_head(c, host, app_path)
     if not verdict_holds(all(x["ok"] for x in out), state.get("deployed"), state.get("in_progress"), head):
         return
+    # state.json is as the restart found it (the restart writes none of it):
+    # "healthy again" only when the host's verdict was broken (#24)
     RemoteStore(c, host).record(*healthy_again(host.name, "restart", actor, state.get("deployed"),
                                                [x["service"] for x in out],
                                                duration=sum(float(x.get("seconds") or 0) for x in out),
-                                               check=state.get("last_check")))
+                                               check=state.get("last_check"),
+                                               after_broken=host_result(state) == "broken"))
 
 
 def _state_and_head(c, host: Host, app_path: str) -> Tuple[dict, str]:

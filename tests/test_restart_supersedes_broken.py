@@ -60,3 +60,16 @@ def test_a_restart_elsewhere_than_the_deployed_commit_stays_broken(sandbox):
     assert sandbox.state["last_result"] == "broken" and len(sandbox.history()) == runs
     r = run_cli("status", "-i", inv, "-H", "local", env={"COLUMNS": "200"})
     assert r.returncode == 2 and "broken" in r.stdout, r.stdout
+
+
+def test_a_restart_of_a_healthy_host_says_healthy_not_healthy_again(sandbox):
+    """#24: a restart of a host nothing was wrong with was recorded as
+    'restarted bot at X; healthy again': "again" claims a recovery. Only a
+    host whose verdict was broken is healthy again (host/record.healthy_again)."""
+    code, _ = sandbox.result()
+    assert code == 0
+    r = run_cli("restart", "-i", str(sandbox.inventory), "-H", "local")
+    assert r.returncode == 0 and "✓" in r.stdout, r.stdout + r.stderr
+    last = sandbox.history()[-1]
+    assert last["trigger"] == "restart" and last["message"].endswith("; healthy"), last
+    assert "again" not in last["message"] and "again" not in sandbox.state["verdict"]["message"], last

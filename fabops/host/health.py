@@ -503,7 +503,8 @@ def run_health(
             facts, p = _decide(host, facts, fix, lock.take, lambda: _checkout_head(manager))
         if p.record:  # under the lock: no run changes the host or says its verdict meanwhile
             store.record(*healthy_again(host.name, "health", actor, facts.deployed, restarted,
-                                        duration=time.monotonic() - started, check=facts.last_check))
+                                        duration=time.monotonic() - started, check=facts.last_check,
+                                        after_broken=True))  # it records only after a broken run (_decide)
     finally:
         lock.release()
     report = _report(host, p, checks, said(p), restarted=restarted)

@@ -159,7 +159,7 @@ def verdict_holds(all_healthy: bool, deployed: Optional[str], in_progress, head:
 
 
 def healthy_again(host: str, trigger: str, actor: str, deployed: Optional[str], restarted: Sequence[str] = (), *,
-                  duration: float, check: Optional[float]) -> Tuple[dict, dict]:
+                  duration: float, check: Optional[float], after_broken: bool) -> Tuple[dict, dict]:
     """(state.json's updates, the history record) of a task that saw every
     service healthy on the deployed commit: recorded as a run is (result
     `deployed`), so its verdict supersedes the last run's and `status` and
@@ -172,13 +172,18 @@ def healthy_again(host: str, trigger: str, actor: str, deployed: Optional[str], 
     (remote.py) and for `health --fix` that found a broken host healthy
     (host/health.py); each decides when, this says what. `duration`: the
     seconds the task ran until it found the host healthy, which the history
-    shows as any run's (no default: a 0 ms that no task took was shown)."""
+    shows as any run's (no default: a 0 ms that no task took was shown).
+    `after_broken`: the host's verdict before the task was `broken`
+    (host/state.host_result), so "healthy again" is true; a restart of a
+    host nothing was wrong with says "healthy" (#24: "again" claimed a
+    recovery from nothing). No default: each caller knows what it found."""
     from .events import new_run_id
 
     now = time.time()
     at = f" at {short(deployed)}" if deployed else ""
-    message = (f"restarted {', '.join(restarted)}{at}; healthy again" if restarted
-               else f"every service healthy{at} again")
+    again = " again" if after_broken else ""
+    message = (f"restarted {', '.join(restarted)}{at}; healthy{again}" if restarted
+               else f"every service healthy{at}{again}")
     record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "ts": now, "run_id": new_run_id(),
               "trigger": trigger, "actor": actor, "host": host, "from": deployed, "to": deployed,
               "result": "deployed", "exit_code": errors.OK, "message": message,
