@@ -118,12 +118,18 @@ class BackupPlan:
     env: Dict[str, str]
     never: Tuple[str, ...] = ()  # real paths `files` never archives: the snapshots themselves, fabops' venv
     undo_of: Optional[str] = None  # a restore's save: the run id it restores (kept_undo)
+    # the `.<run-id>.partial` directories there now and their bytes: under
+    # the host lock (a real run's plan) each is one a cut-off run left (stale)
+    partials: Tuple[Tuple[str, int], ...] = ()
 
     def would(self, offsite: bool = False) -> List[Would]:
         """The dry run's lines; `offsite`: a repository is set, so a
         delete also waits for the repository to have the snapshot (retain:
         a failed copy keeps the ones not yet off the host)."""
-        out = [Would("write", self.snapshot, "a new snapshot (0700; files 0600) with manifest.json")]
+        out = [Would("delete", name, f"a partial snapshot ({_size(size)}) that a run cut off before its manifest "
+                     "left (killed, or the host went down); removed once this run holds the host lock, which "
+                     "every run writing one holds") for name, size in self.partials]
+        out.append(Would("write", self.snapshot, "a new snapshot (0700; files 0600) with manifest.json"))
         for it in self.items:
             what = f"backup.dump {it.name[len('dump-'):]}" if it.kind == "dump" else ", ".join(it.sources)
             how = HOW.get(it.kind, "copy" + (" if present" if it.always else ""))
@@ -258,7 +264,70 @@ def plan(host: Host, paths: HostPaths, run_id: Optional[str] = None, now: Option
     return BackupPlan(host.name, run_id, source(host, "."), paths.backup_snapshot(run_id), items(host, paths),
                       host.backup.exclude, host.backup.keep, tuple(existing),
                       tuple(to_delete(existing, host.backup.keep, time.time() if now is None else now)),
-                      dict(host.env), tuple(os.path.realpath(d) for d in (paths.backups, paths.venv)))
+                      dict(host.env), tuple(os.path.realpath(d) for d in (paths.backups, paths.venv)),
+                      partials=partials(paths))
+
+
+def partials(paths: HostPaths) -> Tuple[Tuple[str, int], ...]:
+    """The `.<run-id>.partial` directories in backups/ (name, bytes), by
+    name: a snapshot being written, or one a run cut off before its
+    manifest (SIGKILL, the OOM killer, a power loss) left for good. Never
+    a snapshot: snapshots() reads run ids' directories only."""
+    try:
+        names = sorted(os.listdir(paths.backups))
+    except OSError:
+        return ()
+    out = []
+    for name in names:
+        if name.startswith(".") and name.endswith(".partial") and RUN_ID.fullmatch(name[1:-len(".partial")]):
+            out.append((name, _bytes(os.path.join(paths.backups, name))))
+    return tuple(out)
+
+
+def _bytes(top: str) -> int:
+    """The bytes of the files under `top` (links not followed; one that
+    vanishes meanwhile counts 0)."""
+    total = 0
+    for root, _, files in os.walk(top):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(root, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def _size(n: int) -> str:
+    from .report import size_text
+
+    return size_text(n)
+
+
+def sweep(p: BackupPlan, paths: HostPaths) -> Tuple[List[dict], List[str]]:
+    """Remove the partial directories the plan found, the host lock held
+    (locked_run): every run that writes one (a backup's snapshot, a
+    restore's save of what is there) holds the host lock while it does, and
+    the kernel releases a flock only when its holder ends (host/lock.py),
+    so none of them is a live run's. What was removed ({name, size}) and
+    one warning saying it, or why one is still there."""
+    swept: List[dict] = []
+    warnings: List[str] = []
+    for name, size in p.partials:
+        gone, why = os.path.join(paths.backups, name), "it is still there"
+        try:
+            shutil.rmtree(gone)
+        except OSError as exc:  # a file the deploy user may not remove: said, and the run goes on
+            why = f"{exc.filename or gone}: {exc.strerror or exc}"
+        if os.path.lexists(gone):
+            warnings.append(f"could not remove {gone}, a partial snapshot a cut-off run left: {why}")
+        else:
+            swept.append({"name": name, "size": size})
+    if swept:
+        total = sum(s["size"] for s in swept)
+        warnings.insert(0, f"removed {len(swept)} partial snapshot{'s' if len(swept) != 1 else ''} "
+                        f"({_size(total)}) that runs cut off before their manifest left (killed, or the host went "
+                        f"down): {', '.join(s['name'] for s in swept)}")
+    return swept, warnings
 
 
 def run_timeout(host: Host) -> float:
@@ -469,18 +538,19 @@ def run(p: BackupPlan, paths: HostPaths, then: Optional[Callable[[dict], None]] 
     return {**manifest, "snapshot": p.snapshot, "deleted": retain(p, paths, manifest)}
 
 
-def write_snapshot(p: BackupPlan, paths: HostPaths) -> dict:
-    """The snapshot and its manifest. An error outside the items (no room
-    for the manifest, a directory it may not make) removes this run's
-    partial directory, then raises; one this run could not make (another
-    run's, FileExistsError) is never touched."""
+def write_snapshot(p: BackupPlan, paths: HostPaths, swept: Tuple[Sequence[dict], Sequence[str]] = ((), ())) -> dict:
+    """The snapshot and its manifest (with what `sweep` removed first, and
+    its warnings). An error outside the items (no room for the manifest, a
+    directory it may not make) removes this run's partial directory, then
+    raises; one this run could not make (another run's, FileExistsError)
+    is never touched."""
     old, partial = os.umask(0o077), paths.backup_partial(p.run_id)
     try:
         os.makedirs(paths.backups, mode=0o700, exist_ok=True)
         os.chmod(paths.backups, 0o700)
         os.mkdir(partial, 0o700)
         try:
-            return _write(p, paths, partial)
+            return _write(p, paths, partial, swept)
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
@@ -511,13 +581,14 @@ def retain(p: BackupPlan, paths: HostPaths, manifest: dict, offsite_has: Iterabl
     return deleted
 
 
-def _write(p: BackupPlan, paths: HostPaths, partial: str) -> dict:
+def _write(p: BackupPlan, paths: HostPaths, partial: str, swept: Tuple[Sequence[dict], Sequence[str]]) -> dict:
     """The items and the manifest into `partial`, renamed to the snapshot."""
-    started, warnings = time.time(), []
+    started, warnings = time.time(), list(swept[1])
     entries = [copy_item(p, it, partial, warnings) for it in p.items]
     manifest = {"format": FORMAT, "host": p.host, "run_id": p.run_id, "started": started,
                 "ended": time.time(), "commit": _commit(paths), "ok": all(e["ok"] for e in entries),
-                "items": entries, "warnings": warnings, **({"undo_of": p.undo_of} if p.undo_of else {})}
+                "items": entries, "warnings": warnings, **({"undo_of": p.undo_of} if p.undo_of else {}),
+                **({"swept": list(swept[0])} if swept[0] else {})}
     with open(_private_new(paths.backup_manifest(partial)), "w", encoding="utf-8") as fh:
         json.dump(manifest, fh, indent=1)
     os.rename(partial, p.snapshot)
@@ -609,7 +680,7 @@ def locked_run(host: Host, paths: HostPaths, priority: str = "", actor: Optional
     try:
         with HostLock(paths.lock, info).acquire(wait=LOCK_WAIT):
             p = plan(host, paths, run_id=info["run_id"])
-            manifest = write_snapshot(p, paths)
+            manifest = write_snapshot(p, paths, sweep(p, paths))
     except LockedError as exc:  # no snapshot at all: recorded and notified as any failed run, then exit 4
         said = {"run_id": info["run_id"], "ok": False, "items": [], "warnings": [], "commit": _commit(paths),
                 "error": f"the host lock is {exc} (waited {LOCK_WAIT:g} s): no snapshot was made"}

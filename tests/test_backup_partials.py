@@ -1,0 +1,185 @@
+"""A backup run cut off before its manifest leaves `.RUN_ID.partial` behind
+(issue #26, docs/backups.md "Local snapshot layout"): the next run removes
+it once it holds the host lock, and says so; a partial is never a
+snapshot; a partial a live run writes (the host lock held) is never
+touched. Unit tier, then the sandbox host with a run really killed."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from fabops import inventory
+from fabops.host import backup
+from fabops.host.lock import HostLock
+from fabops.paths import HostPaths
+from tests.conftest import json_schema, one, run_cli
+
+STALE = "20261201T030000-a1b2c3"
+
+
+def local(tmp_path, **settings):
+    (tmp_path / "app").mkdir(exist_ok=True)
+    (tmp_path / "app" / ".env").write_text("A=1\n")
+    data = {"hosts": {"h": {"connection": "local", "app": {"path": str(tmp_path / "app")},
+                            "home": str(tmp_path / "home"), "backup": settings}}}
+    host = inventory.from_data(data).hosts["h"]
+    return host, HostPaths.for_home(host.home)
+
+
+def left_behind(paths: HostPaths, run_id: str = STALE, size: int = 1000) -> str:
+    """A partial directory as a killed run leaves it: some items, no manifest."""
+    partial = paths.backup_partial(run_id)
+    os.makedirs(partial, mode=0o700)
+    with open(os.path.join(partial, "files.tar"), "wb") as fh:
+        fh.write(b"x" * size)
+    return partial
+
+
+@pytest.fixture
+def quiet(monkeypatch):
+    monkeypatch.setattr(backup, "notify_once", lambda host, paths, done: [])
+
+
+@pytest.mark.unit
+def test_a_partial_is_never_a_snapshot_and_the_plan_names_it(tmp_path):
+    host, paths = local(tmp_path)
+    left_behind(paths, size=1500)
+    os.makedirs(os.path.join(paths.backups, ".restore-abc"))  # a restore's fetch: not a run's partial
+    os.makedirs(os.path.join(paths.backups, ".partial"))  # no run id: not named as a run's partial is
+    assert backup.snapshots(paths) == []  # --list and retention never read it
+    p = backup.plan(host, paths, run_id=backup.DRY_RUN_ID)
+    assert p.partials == ((f".{STALE}.partial", 1500),)
+    (first, *_) = p.would()
+    assert (first.action, first.target) == ("delete", f".{STALE}.partial")
+    assert "1.5 KiB" in first.why and "host lock" in first.why
+
+
+@pytest.mark.unit
+def test_the_next_run_removes_it_and_says_so(tmp_path, quiet):
+    host, paths = local(tmp_path)
+    partial = left_behind(paths)
+    done = backup.locked_run(host, paths)
+    assert done["ok"] and not os.path.exists(partial)
+    assert done["swept"] == [{"name": f".{STALE}.partial", "size": 1000}]
+    (said,) = [w for w in done["warnings"] if "partial" in w]
+    assert said.startswith("removed 1 partial snapshot (1000 B) that runs cut off") and STALE in said
+    with open(paths.backup_manifest(paths.backup_snapshot(done["run_id"])), encoding="utf-8") as fh:
+        manifest = json.load(fh)
+    assert manifest["swept"] == done["swept"] and said in manifest["warnings"]
+    with open(paths.history, encoding="utf-8") as fh:
+        (rec,) = [json.loads(line) for line in fh]
+    assert said in rec["warnings"] and rec["result"] == "backed_up"
+    import jsonschema
+
+    jsonschema.validate({**done, "warnings": done["warnings"]}, json_schema("backup"))
+    # the run after has nothing to remove: no word of it
+    again = backup.locked_run(host, paths)
+    assert "swept" not in again and not [w for w in again["warnings"] if "partial" in w]
+
+
+@pytest.mark.unit
+def test_one_that_cannot_be_removed_is_a_warning_and_the_run_goes_on(tmp_path, quiet, monkeypatch):
+    host, paths = local(tmp_path)
+    partial = left_behind(paths)
+
+    def refuse(path, *a, **k):
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(backup.shutil, "rmtree", refuse)
+    done = backup.locked_run(host, paths)
+    assert done["ok"] and os.path.isdir(partial) and "swept" not in done
+    assert [w for w in done["warnings"] if w.startswith(f"could not remove {partial}")] == \
+        [f"could not remove {partial}, a partial snapshot a cut-off run left: {partial}: Permission denied"]
+
+
+@pytest.mark.unit
+def test_a_live_runs_partial_is_never_touched(tmp_path, quiet, monkeypatch):
+    """A run writing its partial holds the host lock (a backup's snapshot, a
+    restore's save): the next run waits for the lock, and by then the
+    partial is a finished snapshot, which it keeps."""
+    host, paths = local(tmp_path)
+    monkeypatch.setattr(backup, "retain", lambda *a, **k: [])  # two runs in a day: retention is not this test's
+    lock = HostLock(paths.lock, {"trigger": "backup", "actor": "other"})
+    assert lock.try_acquire()
+    try:
+        live = backup.plan(host, paths)
+        os.makedirs(paths.backups, mode=0o700, exist_ok=True)
+        os.mkdir(paths.backup_partial(live.run_id), 0o700)  # the live run, mid-way
+        out = {}
+        t = threading.Thread(target=lambda: out.update(backup.locked_run(host, paths)))
+        t.start()
+        time.sleep(1.0)
+        assert t.is_alive(), "the second run must wait for the host lock"
+        assert os.path.isdir(paths.backup_partial(live.run_id))
+        # the live run finishes its snapshot (its manifest in, renamed) while it holds the lock
+        os.rmdir(paths.backup_partial(live.run_id))
+        backup.write_snapshot(live, paths)
+    finally:
+        lock.release()
+    t.join(30)
+    assert out["ok"] and "swept" not in out
+    assert {s.run_id for s in backup.snapshots(paths)} == {live.run_id, out["run_id"]}
+
+
+# ------------------------------------------------------------------ the sandbox host, a run killed
+
+BLOCK = "echo $$ > {pid}; exec sleep 120"
+
+
+def _inventory(sandbox, settings: dict) -> str:
+    import yaml
+
+    data = yaml.safe_load(sandbox.inventory.read_text())
+    data["hosts"]["local"]["backup"] = settings
+    sandbox.inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+    return str(sandbox.inventory)
+
+
+def _kill_mid_run(sandbox, inv: str, pidfile) -> str:
+    """`fabops backup` killed (SIGKILL, its whole process group) while its
+    dump blocks: the partial it was writing, left behind."""
+    proc = subprocess.Popen([sys.executable, "-m", "fabops.cli", "backup", "-i", inv], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not pidfile.exists() or not pidfile.read_text().strip():
+            assert proc.poll() is None and time.monotonic() < deadline, "the run did not reach its dump"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if pidfile.exists() and pidfile.read_text().strip():
+            try:  # the dump runs in a session of its own (copy_dump): ended here, not left to sleep
+                os.kill(int(pidfile.read_text()), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    (partial,) = [n for n in os.listdir(sandbox.home / "backups") if n.endswith(".partial")]
+    return partial
+
+
+def test_a_killed_runs_partial_is_removed_by_the_next_run(sandbox, tmp_path):
+    pidfile = tmp_path / "dump.pid"
+    inv = _inventory(sandbox, {"files": [".env"], "dump": [{"name": "slow", "command": BLOCK.format(pid=pidfile)}]})
+    partial = _kill_mid_run(sandbox, inv, pidfile)
+    assert (sandbox.home / "backups" / partial / "files.tar").exists()  # half a run: items, no manifest
+    inv = _inventory(sandbox, {"files": [".env"]})
+    listed = one(run_cli("backup", "-i", inv, "--list", "--json").stdout)
+    assert listed["snapshots"] == []  # never counted as a snapshot
+    r = run_cli("backup", "-i", inv, "--dry-run")
+    assert r.returncode == 0 and f"would delete {partial}: a partial snapshot (" in r.stdout, r.stdout
+    assert (sandbox.home / "backups" / partial).exists()  # the dry run removes nothing
+    r = run_cli("backup", "-i", inv)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert f"warning: removed 1 partial snapshot (" in r.stdout and partial in r.stdout, r.stdout
+    assert not (sandbox.home / "backups" / partial).exists()
+    (snap,) = os.listdir(sandbox.home / "backups")
+    manifest = json.loads((sandbox.home / "backups" / snap / "manifest.json").read_text())
+    assert [s["name"] for s in manifest["swept"]] == [partial] and manifest["swept"][0]["size"] > 0
