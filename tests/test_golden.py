@@ -380,6 +380,26 @@ def test_diff_lines_break_a_word_only_when_it_alone_is_too_long():
 
 
 @pytest.mark.parametrize("width", WIDTHS)
+def test_deploy_summary_says_an_unchanged_commit_plainly(width, frozen, capsys, monkeypatch):
+    """#24: a deploy that moved no commit (up to date, a restart of the
+    deployed one) printed `X→X`, which read as a redeploy: history's words
+    (`at X`, render.span) at 80 columns, `unchanged` under `to` in the table."""
+    from fabops.fanout import FanoutResult, HostResult
+    from fabops.tasks.deploy import _summary
+
+    rows = [("find-to-do", {"result": "noop", "from": SHA[1], "to": SHA[1], "duration": 2.1,
+                            "message": f"up to date at {SHA[1][:10]}"}),
+            ("staging", {"result": "deployed", "from": SHA[1], "to": SHA[2], "duration": 48.5,
+                         "subject": "Switch the recorder to the new voice gateway API", "author": "Alice",
+                         "message": f"{SHA[1][:10]} -> {SHA[2][:10]}"})]
+    text = render(capsys, monkeypatch, width, _summary,
+                  FanoutResult([HostResult(h, value=SimpleNamespace(result=res)) for h, res in rows]))
+    assert f"{SHA[1][:10]}→{SHA[1][:10]}" not in text, text
+    assert (f"at {SHA[1][:10]}" if width < 120 else "unchanged") in text, text
+    check("deploy-unchanged", width, text)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
 def test_deploy_summary_keeps_each_outcome(width, frozen, capsys, monkeypatch, tmp_path):
     """Trial #8/#20: the summary cut `… commit them, o…` (a refused deploy:
     what to do was lost) and `waited for run … which ended depl…` (how the

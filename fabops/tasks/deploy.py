@@ -377,7 +377,7 @@ def _summary_lines(out, results, wide, task) -> None:
     from rich.padding import Padding
     from rich.text import Text
 
-    from .render import RESULT_STYLE, fmt_duration, literal, print_hanging, short
+    from .render import RESULT_STYLE, fmt_duration, in_place, literal, print_hanging, short, span
 
     out.print(f"[bold]{task}[/bold]")
     width = max(len(r.host) for r in results)
@@ -386,7 +386,8 @@ def _summary_lines(out, results, wide, task) -> None:
             res = r.value.result
             style = RESULT_STYLE.get(res.get("result"), "white")
             facts = (f"{literal(r.host.ljust(width))}  [{style}]{literal(res.get('result'))}[/{style}]  "
-                     + literal(f"{short(res.get('from'))}→{short(res.get('to'))}")
+                     # a run that moved no commit: `at X`, history's words (render.span), not `X→X`
+                     + literal(span(res, "→") if in_place(res) else f"{short(res.get('from'))}→{short(res.get('to'))}")
                      + f"  {fmt_duration(res.get('duration'))}")
             text = _text(res, None if wide else out.width - 4)
         else:
@@ -409,13 +410,16 @@ def _summary_table(out, results, wide, task) -> None:
     watch."""
     from rich.table import Table
 
-    from .render import RESULT_STYLE, fmt_duration, literal, print_hanging, rest_column, short
+    from .render import RESULT_STYLE, fmt_duration, in_place, literal, print_hanging, rest_column, short
 
     rows = []
     for r in results:
         if r.ok:
             res = r.value.result
-            row = (r.host, str(res.get("result")), short(res.get("from")), short(res.get("to")),
+            # a run that moved no commit: `unchanged` under `to`, not the same
+            # SHA twice, which read as a redeploy (render.in_place)
+            row = (r.host, str(res.get("result")), short(res.get("from")),
+                   "unchanged" if in_place(res) else short(res.get("to")),
                    fmt_duration(res.get("duration")), res)
         else:
             row = (r.host, "error", "-", "-", fmt_duration(r.seconds), r.error)
