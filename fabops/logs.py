@@ -94,26 +94,15 @@ def log_command(host: Host, source: str, service: Optional[str], lines: int, err
                 since: Optional[str], follow: bool) -> Cmd:
     """The shell command that prints (or follows) the chosen log on the host."""
     lines = max(0, int(lines))  # 0: new lines only (a follow resuming after a reconnect)
-    grep = error_filter(source, True) if errors_only else raw("")
     if source == "journal":
         chosen = [host.service(service)] if service else list(host.services)
         if not chosen:
             raise UsageError("no services configured", host=host.name)
-        units = [s for s in chosen if s.manager == "systemd"]
+        units = [s.name for s in chosen if s.manager == "systemd"]
         files = [process_log_path(host.paths.home, s) for s in chosen if s.manager == "process"]
         cmds = []
         if units:
-            argv = ["journalctl", "--no-pager", "-o", "short-iso"]
-            for u in units:
-                argv += ["-u", u.name]
-            if since or errors_only:
-                argv += ["--since", since or "-24h"]
-            if follow:
-                argv += ["-n", str(lines), "-f"]
-            elif not errors_only:
-                argv += ["-n", str(lines)]
-            tail = raw("") if follow or not errors_only else sh(" | tail -n {n}", n=lines)
-            cmds.append(sh("{journal}{grep}{tail}", journal=join(argv), grep=grep, tail=tail))
+            cmds.append(_journal_cmd(units, lines, errors_only, since, follow))
         if files:
             cmds.append(_file_cmd(files, lines, errors_only, follow))
         if follow and len(cmds) > 1:
@@ -158,14 +147,88 @@ def error_filter(source: str, follow: bool) -> Cmd:
     return sh(" | grep{buffered} -i {words}", buffered=raw(" --line-buffered") if follow else raw(""), words=join(words))
 
 
+def _journal_cmd(units: List[str], lines: int, errors_only: bool, since: Optional[str], follow: bool) -> Cmd:
+    """journalctl for these units: the last `lines` lines, or with
+    `errors_only` the last `lines` error lines of the window (--since, else
+    the last 24 h); following, then new ones."""
+    argv = ["journalctl", "--no-pager", "-o", "short-iso"]
+    for unit in units:
+        argv += ["-u", unit]
+    window = since or ("-24h" if errors_only else None)
+    if follow and errors_only and lines:
+        return _journal_errors_follow_cmd(join(argv), window, lines)
+    if follow and not lines:
+        # new lines only (a resumed follow): no window. With one, -n 0
+        # limits only the first pass of an older journalctl's follow loop
+        # (systemd 247's source), so its first new entry brought the window.
+        window = None
+    if window:
+        argv += ["--since", window]
+    if follow:
+        argv += ["-n", str(lines), "-f"]
+    elif not errors_only:
+        argv += ["-n", str(lines)]
+    grep = error_filter("journal", True) if errors_only else raw("")
+    tail = raw("") if follow or not errors_only else sh(" | tail -n {n}", n=lines)
+    return sh("{journal}{grep}{tail}", journal=join(argv), grep=grep, tail=tail)
+
+
+def _journal_errors_follow_cmd(journal: Cmd, window: str, lines: int) -> Cmd:
+    """`-f --errors -n N` on the journal: the last N error lines of the
+    window, then new error lines, with no gap and no line twice (issue #24:
+    `-n N -f | grep` showed only the errors among the last N lines, often
+    none). The history run writes the cursor of the last entry it read
+    (--cursor-file, systemd >= 242) and the follow starts right after it
+    (--after-cursor); with no entry in the window there is no cursor, and
+    the follow reads the same window, which then holds only new entries.
+    The cursor file lives in a 0700 directory of mktemp's (in
+    $XDG_RUNTIME_DIR when there is one), removed before the follow starts
+    and by the traps if the history run is cut (Ctrl-C, a lost link's
+    hang-up: docs/architecture.md, "Following logs")."""
+    grep = error_filter("journal", True)
+    return sh(
+        "( d=$(mktemp -d \"${{XDG_RUNTIME_DIR:-${{TMPDIR:-/tmp}}}}/fabops-logs.XXXXXX\" 2>/dev/null || mktemp -d) || "
+        "{{ echo 'fabops: logs -f --errors: mktemp -d failed: no private directory for the journal cursor' >&2; "
+        "exit 1; }}; trap 'rm -rf -- \"$d\"' EXIT; trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM; "
+        "{journal} --since {window} --cursor-file=\"$d/cursor\"{grep} | tail -n {n}; "
+        "c=$(cat \"$d/cursor\" 2>/dev/null); rm -rf -- \"$d\"; trap - EXIT; "
+        "if [ -n \"$c\" ]; then {journal} --after-cursor=\"$c\" -n all -f; "
+        "else {journal} --since {window} -n all -f; fi{grep} )",
+        journal=journal, window=window, grep=grep, n=lines)
+
+
 def _file_cmd(paths: List[str], lines: int, errors_only: bool, follow: bool, source: str = "journal") -> Cmd:
     files = [path(p) for p in paths]
     grep = error_filter(source, follow) if errors_only else raw("")
+    if follow and errors_only and lines:
+        return _file_errors_follow_cmd(paths, lines, source)
     if follow:
         return sh("tail -q -n {n} -F {files} 2>/dev/null{grep}", n=lines, files=files, grep=grep)
     if errors_only:
         return sh("cat {files} 2>/dev/null{grep} | tail -n {n}", files=files, grep=grep, n=lines)
     return sh("tail -q -n {n} {files} 2>/dev/null", n=lines, files=files)
+
+
+def _file_errors_follow_cmd(paths: List[str], lines: int, source: str) -> Cmd:
+    """`-f --errors -n N` on log files: the last N error lines of the files
+    as they are now (as without -f: `cat | grep | tail`), then each file's
+    new error lines (issue #24). Each file's size is read first; the history
+    reads that many bytes of it (`head -c`) and the follow starts at the
+    next byte (`tail -c +SIZE+1 -F`), so no line is missed or shown twice. A
+    file missing now is followed from its first byte once it appears; one
+    truncated meanwhile, from its start (tail -F). One tail per file, each
+    with its own line-buffered grep, so two files' lines never interleave
+    mid-line."""
+    sizes, heads, tails = [], [], []
+    grep = error_filter(source, True)
+    for i, p in enumerate(paths):
+        var = sh("s{i}", i=i)  # s0, s1, ...: a variable name of ours, never a value
+        sizes.append(sh("{var}=$(stat -c %s {f} 2>/dev/null || echo 0)", var=var, f=path(p)))
+        heads.append(sh("head -c \"${var}\" {f}", var=var, f=path(p)))
+        tails.append(sh("tail -c +$((${var} + 1)) -F {f} 2>/dev/null{grep}", var=var, f=path(p), grep=grep))
+    follow = tails[0] if len(tails) == 1 else sh("{each} & wait", each=seq(tails, " & "))
+    return sh("( {sizes}; {{ {heads}; }} 2>/dev/null{grep} | tail -n {n}; {follow} )",
+              sizes=seq(sizes, "; "), heads=seq(heads, "; "), grep=grep, n=lines, follow=follow)
 
 
 class _Lines:
