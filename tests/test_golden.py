@@ -135,6 +135,27 @@ def test_status_continues_under_its_text(width, frozen, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("width", WIDTHS)
+def test_status_says_a_deferred_reason_once(width, frozen, capsys, monkeypatch):
+    """#24: a deferred update's reason was said twice, on the `updates
+    deferred` line and again on `will retry T at … (REASON)`: one line, with
+    its next try, as monitor says it (monitor.failing_words)."""
+    from fabops.tasks.render import status_panel
+
+    reason = "npm ci failed: npm ERR! network request to registry.npmjs.org timed out"
+    data = {"services": [{"name": "bot", "active": True, "state": "active", "pid": 7, "uptime": 600.0}],
+            "deployed": SHA[1], "deployed_at": NOW - 7200, "head": SHA[1], "last_check": NOW - 60,
+            "last_result": "deferred",
+            "failing": {"since": NOW - 600, "count": 2, "target": SHA[2], "result": "deferred", "reason": reason},
+            "retry": {"target": SHA[2], "attempts": 2, "next_at": NOW + 240, "reason": reason},
+            "last_run": {"ts": NOW - 60, "trigger": "cron", "actor": "ec2-user@find-to-do", "result": "deferred",
+                         "from": SHA[1], "to": SHA[2]}}
+    text = render(capsys, monkeypatch, width, status_panel, "find-to-do", data)
+    flat = " ".join(text.split())
+    assert flat.count("registry.npmjs.org") == 1 and "next try" in flat, text
+    check("status-deferred", width, text)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
 def test_status(width, frozen, capsys, monkeypatch):
     from fabops.tasks.render import status_panel
 
