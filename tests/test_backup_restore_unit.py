@@ -513,3 +513,33 @@ def test_a_files_item_from_before_a_path_was_added_is_put_back_one_elsewhere_is_
     refused, done = _both(wider, paths, snap["run_id"])
     assert refused["files.tar"] and refused["files.tar"].startswith("its paths in the snapshot"), refused
     assert not done["files.tar"]["ok"]
+
+
+def test_a_persons_restore_is_recorded_under_the_laptops_actor(host_with_service, monkeypatch, capsys):
+    """#24: a restore recorded the host's deploy user for everyone; who
+    runs it is the laptop's to say (DESIGN §8), as for a backup (`run
+    ACTOR`). The task passes its actor (`restore RUN_ID ONLY DIR ACTOR`),
+    the history records it; without one (run on the host) the process's
+    own user."""
+    import io
+    import sys
+
+    from fabops.deploy import host_yml
+    from fabops.host import backup as hb
+    from fabops.host.record import default_actor
+    from fabops.tasks.backup import _action
+
+    monkeypatch.setenv("USER", "alice")
+    monkeypatch.delenv("GITHUB_ACTOR", raising=False)
+    action, extra = _action(False, False, False, "20261206T000000-abcdef", None, None, True)
+    assert action == "restore" and len(extra) == 4 and extra[3].startswith("alice@"), extra
+    host, paths, _ = host_with_service
+    old = _snapshot(host, paths, "old\n")
+    monkeypatch.setenv("USER", "deploy")  # the host's own user, which a person's restore must not record
+    for argv, actor in (([old["run_id"], "", "", "alice@laptop"], "alice@laptop"), ([old["run_id"], "", ""],
+                                                                                   default_actor())):
+        monkeypatch.setattr(sys, "stdin", io.StringIO(host_yml(host)))
+        assert hb.main(["restore", *argv]) == 0, capsys.readouterr()
+        capsys.readouterr()
+        last = [json.loads(x) for x in open(paths.history).read().splitlines()][-1]
+        assert (last["trigger"], last["actor"], last["result"]) == ("restore", actor, "restored"), last

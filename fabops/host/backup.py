@@ -23,7 +23,7 @@ it runs at low priority (nice, ionice); a failed run notifies once per
 reason.
 
 The laptop runs it in one round trip: `python -I -m fabops.host.backup
-plan|run|list|verify` (or `restore|restore-plan RUN_ID ONLY DIR`:
+plan|run [ACTOR]|list|verify` (or `restore|restore-plan RUN_ID ONLY DIR [ACTOR]`:
 host/restore.py, its restore and that restore's dry run) with the host's
 settings (host.yml) on stdin, and reads one JSON object on stdout.
 Standard library only; Python 3.9.
@@ -837,7 +837,7 @@ def result(action: str, host: Host, paths: HostPaths, priority: str = "", actor:
 
 
 def restored(host: Host, paths: HostPaths, action: str, args: List[str]) -> dict:
-    """`restore RUN_ID ONLY DIR` (empty: none): host/restore.py, saving what
+    """`restore RUN_ID ONLY DIR [ACTOR]` (empty: none; ACTOR: the laptop's): host/restore.py, saving what
     is there first with a run that deletes nothing; `restore-plan` the same
     arguments: that restore's plan, rendered (its dry run: nothing is
     written). At normal priority: a restore is wanted now, and the services
@@ -851,7 +851,8 @@ def restored(host: Host, paths: HostPaths, action: str, args: List[str]) -> dict
         return r.planned(host, paths, args[0], args[1] or None, args[2] or None, said, LOCK_WAIT)
     # the save's plan (its run id, the snapshots there) is made when the save runs: under both locks, after the stop
     return r.restore(host, paths, args[0], args[1] or None, args[2] or None,
-                     lambda: run(replace(plan(host, paths), delete=(), undo_of=args[0]), paths), LOCK_WAIT, said)
+                     lambda: run(replace(plan(host, paths), delete=(), undo_of=args[0]), paths), LOCK_WAIT, said,
+                     args[3] if len(args) == 4 else None)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -862,10 +863,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     restoring = argv[0] if argv and argv[0] in ("restore", "restore-plan") else None
     if not (len(argv) == 1 and argv[0] in ("plan", "run", "list", "verify") or len(argv) == 2 and argv[0] == "run"
-            or len(argv) == 4 and restoring):
+            or len(argv) == 4 and restoring or len(argv) == 5 and restoring == "restore"):
         sys.stderr.write("usage: python -m fabops.host.backup plan|run [ACTOR]|list|verify < host.yml\n"
                          "       python -m fabops.host.backup restore|restore-plan RUN_ID ONLY|'' DIR|'' "
-                         "< host.yml\n")
+                         "[ACTOR] < host.yml\n")
         return 64
     try:
         inv = loads(sys.stdin.read(), "host.yml")

@@ -652,7 +652,7 @@ def in_place(host: Host, p: RestorePlan, snap: str, save: Callable[[], dict]) ->
 
 
 def restore(host: Host, paths: HostPaths, run_id: str, only: Optional[str], into: Optional[str],
-            save: Callable[[], dict], lock_wait: float, saving: Optional[Saving]) -> dict:
+            save: Callable[[], dict], lock_wait: float, saving: Optional[Saving], actor: Optional[str] = None) -> dict:
     """Restore snapshot `run_id` (its `only` item) in place, or into `into`.
     The backup lock is held throughout (no retention deletes the snapshot
     while it is read) and the snapshot fetched under it when it is not on
@@ -661,25 +661,29 @@ def restore(host: Host, paths: HostPaths, run_id: str, only: Optional[str], into
     is when the services stop); `save` then snapshots what is there first
     (host/backup's run, without retention, its run id made when it runs;
     `saving` says what it writes). Each lock is waited for up to
-    `lock_wait`: the dry run's order (RestorePlan.would)."""
+    `lock_wait`: the dry run's order (RestorePlan.would). `actor`: who
+    runs it, as the laptop says it (the host never guesses it from its
+    own environment, as for a backup: host/backup.locked_run); without
+    one (run on the host itself) this process's own user."""
     from .lock import HostLock
     from .record import default_actor
 
-    info = {"actor": default_actor(), "trigger": "restore", "run_id": run_id}
+    info = {"actor": actor or default_actor(), "trigger": "restore", "run_id": run_id}
     with HostLock(paths.backup_lock, info).acquire(wait=lock_wait):
         snap, tmp, where = source_dir(host, paths, run_id)
         try:
             into = _into(into)
             with HostLock(paths.lock, info).acquire(wait=lock_wait) if into is None else contextlib.nullcontext():
-                return act(host, paths, decide(host, found_in(snap, run_id, where, only), into, saving), snap, save)
+                return act(host, paths, decide(host, found_in(snap, run_id, where, only), into, saving), snap, save,
+                           info["actor"])
         finally:
             if tmp:
                 shutil.rmtree(tmp, ignore_errors=True)
 
 
-def act(host: Host, paths: HostPaths, p: RestorePlan, snap: str, save: Callable[[], dict]) -> dict:
+def act(host: Host, paths: HostPaths, p: RestorePlan, snap: str, save: Callable[[], dict], actor: str) -> dict:
     """The plan carried out from the snapshot directory `snap` (in place:
-    the host lock held)."""
+    the host lock held), recorded under `actor`."""
     if p.to is not None:
         os.makedirs(p.to, mode=0o700, exist_ok=True)
         out = {"items": put_back(snap, p.items, p.to), "services": [], "saved": None}
@@ -688,9 +692,10 @@ def act(host: Host, paths: HostPaths, p: RestorePlan, snap: str, save: Callable[
         try:
             out = in_place(host, p, snap, save)
         except BaseException as exc:
-            record(host, paths, {"run_id": p.run_id, "ok": False, "error": f"{type(exc).__name__}: {exc}"}, started)
+            record(host, paths, {"run_id": p.run_id, "ok": False, "error": f"{type(exc).__name__}: {exc}"}, started,
+                   actor)
             raise
-        out = {**out, "notified": record(host, paths, {"run_id": p.run_id, **out, "ok": _ok(out)}, started)}
+        out = {**out, "notified": record(host, paths, {"run_id": p.run_id, **out, "ok": _ok(out)}, started, actor)}
     return {"restore": {"run_id": p.run_id, "from": p.where, "to": p.to, "ok": _ok(out), **out}, "warnings": []}
 
 
@@ -707,19 +712,18 @@ def why_failed(done: dict) -> str:
     return "FAILED: " + ", ".join(bad) if bad else f"snapshot {done.get('run_id')} put back in place"
 
 
-def record(host: Host, paths: HostPaths, done: dict, started: float) -> List[dict]:
+def record(host: Host, paths: HostPaths, done: dict, started: float, actor: str) -> List[dict]:
     """An in-place restore recorded as a run is: one history record
-    (trigger restore; the commit does not change), and a notification
-    when it failed. What was notified."""
+    (trigger restore; the commit does not change; `actor`: restore's),
+    and a notification when it failed. What was notified."""
     from ..notify import notify
     from .events import new_run_id
     from .files import append_json, read_object
-    from .record import default_actor
 
     commit, message = read_object(paths.state).get("deployed"), why_failed(done)
     append_json(paths.history, {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "ts": time.time(), "run_id": new_run_id(),
-        "trigger": "restore", "actor": default_actor(), "host": host.name, "from": commit, "to": commit,
+        "trigger": "restore", "actor": actor, "host": host.name, "from": commit, "to": commit,
         "result": "restored" if done["ok"] else "restore_failed", "exit_code": 0 if done["ok"] else 2,
         "message": message, "duration": round(time.monotonic() - started, 3), "steps": [], "warnings": [],
         "restored": done.get("run_id"), "saved": done.get("saved")})

@@ -55,6 +55,7 @@ def _action(list, dry_run, verify, restore, only, to, yes):
     """The host's action and its arguments, from the flags (usage errors
     before anything connects; an in-place restore asks first, its dry run
     never: it changes nothing)."""
+    from ..host.record import default_actor
     from ..paths import check_run_id
     from .maintenance import confirm
 
@@ -70,10 +71,9 @@ def _action(list, dry_run, verify, restore, only, to, yes):
         if not to:
             confirm(f"Restore snapshot {restore} in place (the services stop; what is there now is saved first)?",
                     yes)
-        return "restore", (restore, only or "", to or "")
+        # who runs it is the laptop's to say, as for a backup (the host would record its own deploy user)
+        return "restore", (restore, only or "", to or "", default_actor())
     if not (list or dry_run or verify):
-        from ..host.record import default_actor
-
         # who runs it is the laptop's to say (the host would record its own deploy user)
         return "run", (default_actor(),)
     return ("list" if list else "plan" if dry_run else "verify"), ()
