@@ -225,6 +225,14 @@ def _home_parts(host: Host) -> List[Cmd]:
         # verdict on the deploys ("the last reset ended BROKEN" stays a reset's)
         _section("last", sh("tac {f} 2>/dev/null | grep -m 1 -v -F {backup}", f=quote_path(host.paths.history),
                             backup='"trigger": "backup"')),
+        # the newest backup record, then the newest good one (printed twice
+        # when it is the same): the backup row and its age rule (backup_facts)
+        _section("backup", sh("tac {f} 2>/dev/null | grep -F {backup} | sed -n {prog}",
+                              f=quote_path(host.paths.history), backup='"trigger": "backup"',
+                              prog='1p; /"result": "backed_up"/{p;q;}')),
+        # the history's first record: since when a backup.schedule could
+        # have made one (a builtin's read: no fork)
+        _section("first", sh('read -r L 2>/dev/null < {f} && echo "$L"; true', f=quote_path(host.paths.history))),
         # the checkout's commit: a reset or rollback that did not come up can leave it off the
         # deployed one, which the panel says as status does (#24: status said it, monitor did not)
         _section("head", sh("{git} 2>/dev/null", git=rev_parse_cmd(path(host.app.path), "HEAD"))),
@@ -449,6 +457,7 @@ def parse(output: str, host: Host, now: Optional[float] = None, previous: Option
     facts["root_units"] = root_units(s.get("units"), host)
     facts["deploy"] = _deploy(s, now)
     facts["state_moved_aside"] = state_moved_aside(s.get("aside"), host)
+    facts["backup"] = backup_facts(s.get("backup"), s.get("first"), _json_object(s.get("state")), host)
     counts = _ints(s.get("errors", ""))
     deaths = _unlogged(s, host, statuses)
     facts["errors_last_hour"] = sum(counts) if counts or s.get("errors") is not None else None
@@ -664,6 +673,36 @@ def checkout_moved_text(deployed: Optional[str], head: Optional[str], host: str,
             f"{suggest(inventory, 'deploy', '-H', host)} deploys the branch's head")
 
 
+def backup_facts(text: Optional[str], first: Optional[str], state: Optional[dict],
+                 host: Host) -> Optional[Dict[str, Any]]:
+    """The backup row's facts (docs/monitor.md, "Backups"): the host's
+    backup.schedule and whether a repository is set, the newest backup
+    run's record (`last`: when, ok or not, its message, and whether its
+    snapshot is off the host: in state.json's backup_offsite, the run ids
+    the repository held when a run last read it; null without a
+    repository), the newest good run's time, and the history's first
+    record's (`history_since`). None when the section was not read."""
+    if text is None:
+        return None
+    recs = [r for r in map(_json_object, text.splitlines()) if r and r.get("trigger") == "backup"]
+    good = next((r for r in recs if r.get("result") == "backed_up"), None)
+    repo = host.backup.repository is not None
+    has = (state or {}).get("backup_offsite")
+    last = None
+    if recs:
+        rec = recs[0]
+        last = {"snapshot": rec.get("snapshot"), "at": _number(rec.get("ts")),
+                "ok": rec.get("result") == "backed_up", "message": rec.get("message"),
+                "offsite": (rec.get("snapshot") in has if isinstance(has, list) else False) if repo else None}
+    return {"schedule": host.backup.schedule, "repository": repo, "last": last,
+            "last_ok_at": _number(good.get("ts")) if good else None,
+            "history_since": _number((_json_object((first or "").strip()) or {}).get("ts"))}
+
+
+def _number(value) -> Optional[float]:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def state_moved_aside(text: Optional[str], host: Host) -> Optional[List[Dict[str, Any]]]:
     """[{file, moved_at}] of the corrupt state.json copies in the host's home,
     oldest first (one whose name holds no time first of all): each is
@@ -720,16 +759,25 @@ def root_units(text: Optional[str], host: Host) -> List[Dict[str, str]]:
 
 
 def update_interval(expr: Optional[str]) -> Optional[float]:
-    """Seconds between runs of a cron expression, for the common shapes."""
+    """Seconds between runs of a cron expression, for the common shapes; a
+    day, month or weekday field gives its longest gap (a week, a month, a
+    year), which a warning past it must allow."""
     if not expr:
         return None
-    nick = {"@hourly": 3600, "@daily": 86400, "@midnight": 86400, "@weekly": 604800}
+    nick = {"@hourly": 3600, "@daily": 86400, "@midnight": 86400, "@weekly": 604800, "@monthly": 31 * 86400,
+            "@yearly": 366 * 86400, "@annually": 366 * 86400}
     if expr in nick:
         return float(nick[expr])
     fields = expr.split()
     if len(fields) != 5:
         return None
     minute, hour = fields[0], fields[1]
+    if fields[3] != "*":
+        return 366 * 86400.0
+    if fields[2] != "*":
+        return 31 * 86400.0
+    if fields[4] != "*":
+        return 7 * 86400.0
     if minute == "*" and hour == "*":
         return 60.0
     if minute.startswith("*/") and minute[2:].isdigit() and hour == "*":
@@ -767,9 +815,8 @@ def evaluate(facts: Dict[str, Any], host: Host, now: Optional[float] = None,
                                                           dep.get("deployed"), dep.get("head"),
                                                           dep.get("in_progress"))))
     if dep and host_result(dep) == "broken":
-        # a reset or a rollback that ended broken is named as what it was (trial 2 #7)
-        kind = {"reset": "reset", "rollback": "rollback"}.get((dep.get("last_run") or {}).get("trigger"), "update")
-        found.append((errors.FAILED, f"the last {kind} ended BROKEN: a person is needed"))
+        found.append((errors.FAILED, broken_text(dep, host.name, inventory,
+                                                 said_moved=any("the checkout is at" in m for _, m in found))))
     failing = failing_of(dep) if dep else None
     if failing:
         from .host.record import counted
@@ -783,8 +830,83 @@ def evaluate(facts: Dict[str, Any], host: Host, now: Optional[float] = None,
     aside = facts.get("state_moved_aside")
     if aside:
         found.append((errors.WARNING, _aside_finding(aside)))
+    found += [(errors.WARNING, text) for text in backup_findings(facts.get("backup"), now, host.name, inventory)]
     code = errors.worst(c for c, _ in found)
     return code, found
+
+
+def broken_text(dep: Dict[str, Any], host: str, inventory: Optional[str] = None, said_moved: bool = False) -> str:
+    """The finding of a host whose last run ended broken, named as what it
+    was (a reset, a rollback: trial 2 #7), with the way out in the tool's
+    own commands (#24: it said only that a person is needed): with the
+    checkout off the deployed commit, checkout_moved_text's (or "the way
+    out above" when the restart backoff's finding already says it); else
+    a rollback to the last good commit before the deployed one, or a
+    deploy of a fixed commit (docs/pipeline.md)."""
+    from .deploy import suggest
+
+    kind = {"reset": "reset", "rollback": "rollback"}.get((dep.get("last_run") or {}).get("trigger"), "update")
+    head = f"the last {kind} ended BROKEN: a person is needed"
+    moved = checkout_moved_text(dep.get("deployed"), dep.get("head"), host, inventory, dep.get("in_progress"))
+    if moved:
+        return f"{head}: {'the way out is above' if said_moved else moved}"
+    return (f"{head}: {suggest(inventory, 'rollback', '-H', host)} goes back to the last good commit before "
+            f"{short_sha(dep.get('deployed'), 'this one')}, {suggest(inventory, 'deploy', '-H', host, '--ref', 'COMMIT')} "
+            "deploys a fixed one")
+
+
+# A scheduled backup is late past this many of its schedule's intervals
+# (issue #26: 2x; one late or splayed run is no warning).
+BACKUP_LATE = 2
+
+
+def backup_findings(backup: Optional[Dict[str, Any]], now: float, host: str,
+                    inventory: Optional[str] = None) -> List[str]:
+    """The backup row's warnings (docs/monitor.md, "Backups"): the last
+    good backup older than BACKUP_LATE intervals of backup.schedule (none
+    ever while the history is that old: the schedule should have made
+    one), and a snapshot kept on the host's own disk alone (no
+    repository; host/backup.NO_OFF_HOST, setup --check's words). With
+    backup.schedule off and no backup: nothing (None: not read)."""
+    from .deploy import suggest
+    from .host.backup import NO_OFF_HOST
+
+    if not backup:
+        return []
+    found, last = [], backup["last"]
+    interval = update_interval(backup["schedule"])
+    since = backup["last_ok_at"] or backup["history_since"]
+    if interval and since is not None and now - since > BACKUP_LATE * interval:
+        every = f"backup.schedule {backup['schedule']}, every {_span(interval)}"
+        failed = f"; the last one failed {_span(now - last['at'])} ago: {reason_head(last['message'])}" \
+            if last and not last["ok"] and last["at"] is not None else ""
+        if backup["last_ok_at"]:
+            found.append(f"backup late: the last good backup is {_span(now - since)} old, more than {BACKUP_LATE}x "
+                         f"its schedule ({every}){failed}")
+        else:
+            found.append(f"no good backup yet: none in the {_span(now - since)} since the host's first run ({every})"
+                         f"{failed}; {suggest(inventory, 'backup', '-H', host)} makes one now")
+    if last and not backup["repository"]:
+        found.append(NO_OFF_HOST)
+    return found
+
+
+def reason_head(message: Optional[str], width: int = 100) -> str:
+    """A failed backup's reason, its first clause (host/backup.failure
+    joins them with `; `), cut to `width` characters."""
+    head = (message or "?").split("; ")[0]
+    return head if len(head) <= width else head[:width - 1] + "…"
+
+
+def _span(seconds: float) -> str:
+    """An age or an interval in whole units (`3d 4h`, `5h 10m`, `12 min`)."""
+    minutes = int(max(0.0, seconds) // 60)
+    days, rest = divmod(minutes, 1440)
+    if days:
+        return f"{days}d {rest // 60}h" if rest // 60 else f"{days}d"
+    if minutes >= 60:
+        return f"{minutes // 60}h {minutes % 60}m" if minutes % 60 else f"{minutes // 60}h"
+    return f"{minutes or 1} min"
 
 
 def failing_words(failing: Dict[str, Any], retry: Optional[Dict[str, Any]]) -> Tuple[str, str, str]:

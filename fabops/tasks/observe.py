@@ -38,6 +38,7 @@ def render_host(facts, host, show_history=False):
 
     lines = [_system_line(facts, host.thresholds)]
     lines += _deploy_lines(facts.get("deploy"))
+    lines += _backup_lines(facts.get("backup"))
     lines += _log_lines(facts)
     if show_history:
         lines += _history_lines(facts.get("history") or {})
@@ -141,6 +142,29 @@ def _deploy_lines(dep) -> list:
     return [line] + verdict_lines(dep.get("verdict")) + pin_lines(dep) + running
 
 
+def _backup_lines(b) -> list:
+    """The last backup: when, under which schedule, ok or FAILED (its
+    reason's head), whether it is off the host, and the last good one's
+    age after a failure (docs/monitor.md, "Backups"). Nothing with
+    backup.schedule off and no backup, or when it was not read."""
+    from ..monitor import reason_head
+    from .render import ago, literal
+
+    if not b or (b["last"] is None and not b["schedule"]):
+        return []
+    sched = f" (backup.schedule {literal(b['schedule'])})" if b["schedule"] else " (backup.schedule off)"
+    last = b["last"]
+    if last is None:
+        return [f"[dim]backup: none yet{sched}[/dim]"]
+    where = ("on this host only" if last["offsite"] is None else "copied off the host" if last["offsite"]
+             else "[yellow]not copied off the host[/yellow]")
+    if last["ok"]:
+        return [f"last backup {ago(last['at'])}{sched}: [green]ok[/green], {where}"]
+    good = ago(b["last_ok_at"]) if b["last_ok_at"] else "never"
+    return [f"last backup {ago(last['at'])}{sched}: [red]FAILED[/red], {where}; last good one {good}; why: "
+            f"{literal(reason_head(last['message']))}"]
+
+
 def _log_lines(facts) -> list:
     """Errors in the last hour (naming a death counted before its log says
     it), the journal's size, each cleanup path."""
@@ -179,7 +203,7 @@ def _findings_list(facts):
     at spaces with its next lines under its text, not under the bullet."""
     from rich.table import Table
 
-    from .render import literal
+    from .render import Unbroken, literal
 
     grid = Table.grid(padding=(0, 1, 0, 0))
     grid.add_column(no_wrap=True)
@@ -188,8 +212,9 @@ def _findings_list(facts):
     for f in facts.get("findings", []):
         color = "red" if f["level"] in ("FAILED", "BROKEN") else "yellow"
         named = [h for h in holders if h in f["message"]]
+        # a command the finding names (`rollback -H HOST`) is copied whole: never split over two lines
         grid.add_row(f"[{color}]•[/{color}]", _Held(f["message"], named, color) if named
-                     else f"[{color}]{literal(f['message'])}[/{color}]")
+                     else Unbroken(f"[{color}]{literal(f['message'])}[/{color}]", spans=True))
     return grid
 
 

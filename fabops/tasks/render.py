@@ -114,16 +114,17 @@ def _kept_lines(text, out, room: int) -> list:
 class Unbroken:
     """A line of rich markup for a panel: wrapped as rich wraps it, except
     that a number stays with its unit (`up 14h 11m`, not `up 14h` │ `11m`:
-    _base.unbroken)."""
+    _base.unbroken), and with `spans`, a `code span` that fits the line
+    stays whole (a command a finding names: _base.whole_spans)."""
 
-    def __init__(self, markup: str):
-        self.markup = markup
+    def __init__(self, markup: str, spans: bool = False):
+        self.markup, self.spans = markup, spans
 
     def __rich_console__(self, console, options):
         from rich.text import Text
 
         text = Text.from_markup(self.markup)
-        text.plain = unbroken(text.plain)
+        text.plain = unbroken(whole_spans(text.plain, options.max_width) if self.spans else text.plain)
         yield from _kept_lines(text, console, options.max_width)
 
 
@@ -557,17 +558,14 @@ def status_panel(host: str, data: dict, flag=None) -> None:
         lines.append(f"[red]{literal(said)}[/red]")
     lines.append(f"last check {ago(data.get('last_check'))}: {literal(data.get('last_result') or '-')}")
     lines += verdict_lines(data.get("verdict"))
-    failing, retry = failing_of(data), data.get("retry")
+    failing = failing_of(data)
     if failing:  # monitor's rule and words (host/state.failing_of, monitor.failing_words)
         count = failing.get("count", 1)
-        verb, _, why = failing_words(failing, retry)
+        verb, _, why = failing_words(failing, None)
         lines.append(f"[yellow]updates {verb} since {ago(failing.get('since'))} ({literal(count)} run"
                      f"{'' if count == 1 else 's'}) for {literal(short(failing.get('target')))}:[/yellow] "
                      f"{literal(why)}")
-    # a retry of the target that line names is said there, with its next
-    # try (failing_words): its own line said the same reason twice (#24)
-    if failing and isinstance(retry, dict) and retry.get("target") == failing.get("target"):
-        retry = None
+    retry = data.get("retry")
     if retry and isinstance(retry.get("next_at"), (int, float)):
         lines.append(f"[yellow]will retry {literal(short(retry.get('target')))} at "
                      f"{time.strftime('%H:%M %Z', time.localtime(retry['next_at']))}[/yellow] "
