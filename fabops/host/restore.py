@@ -632,23 +632,104 @@ def save_refused(saved: dict, items: Sequence[dict]) -> Optional[str]:
             f"snapshot {saved.get('run_id')} could not undo this restore; the services were started again")
 
 
+class Underway:
+    """An in-place restore's `in_progress` in state.json, as a deploy's
+    (docs/architecture.md, "The pipeline"; its run id the host lock's holder's):
+    written before the first destructive step (the stop), its step moved
+    on as the restore goes (stop, save, put back, start), cleared once the
+    services were started again. A restore cut off between (the host
+    process killed, the host down) leaves it: status and monitor show the
+    run interrupted at its step, and the next run (a deploy or
+    local-update finishes it as any interrupted run; a restore takes it
+    over) proceeds. Under the host lock an `in_progress` found is stale (no
+    live run's): a restore's is taken over, any other run's (a deploy's) is
+    kept and put back at the end, so the run that finishes it still does.
+    A SIGHUP (the ssh link of a terminal session dropping) does not end the
+    restore meanwhile: it goes on to start the services, as a deploy's
+    detached run does; a handler, not SIG_IGN, so the services started
+    do not inherit it."""
+
+    def __init__(self, paths: HostPaths, run_id: str):
+        self.paths, self.run_id = paths, run_id
+        self.kept: Optional[dict] = None  # another run's interrupted marker, put back at the end
+        self.took_over: Optional[dict] = None  # the interrupted marker found
+        self._hup: Optional[tuple] = None  # (the SIGHUP handler before) while ours is set
+
+    def __enter__(self) -> "Underway":
+        from .files import read_object
+        from .state import merge_state_file
+
+        state = read_object(self.paths.state)
+        found = state.get("in_progress") if isinstance(state.get("in_progress"), dict) else None
+        self.took_over = found
+        self.kept = (found.get("kept") if found.get("trigger") == "restore" else found) if found else None
+        commit = state.get("deployed")
+        self.marker = {"run_id": self.run_id, "trigger": "restore", "from": commit, "to": commit, "pin": False,
+                       "step": "restore: stop", "since": time.time(), **({"kept": self.kept} if self.kept else {})}
+        merge_state_file(self.paths.state, {"in_progress": self.marker})
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._hup = (signal.signal(signal.SIGHUP, lambda *_: None),)
+        return self
+
+    def step(self, name: str) -> None:
+        from .state import merge_state_file
+
+        self.marker = {**self.marker, "step": f"restore: {name}"}
+        merge_state_file(self.paths.state, {"in_progress": self.marker})
+
+    def done(self) -> None:
+        """The services were started again: the marker goes (another run's
+        interrupted one back in its place), unless a run since wrote its own."""
+        from .files import read_object
+        from .state import merge_state_file
+
+        now = read_object(self.paths.state).get("in_progress")
+        if isinstance(now, dict) and now.get("run_id") == self.run_id and now.get("trigger") == "restore":
+            merge_state_file(self.paths.state, {"in_progress": self.kept})
+
+    def __exit__(self, *exc) -> None:
+        if self._hup is not None:
+            signal.signal(signal.SIGHUP, self._hup[0] if self._hup[0] is not None else signal.SIG_DFL)
+
+    def warnings(self) -> List[str]:
+        """What the restore took over, said (as a deploy says it finishes an interrupted run)."""
+        t = self.took_over
+        if not t:
+            return []
+        said = f"interrupted run {t.get('run_id')} ({t.get('trigger')}, step {t.get('step')})"
+        if t.get("trigger") == "restore":
+            return [f"taking over from an {said}: this restore starts the services again"]
+        return [f"an {said} is still to be finished: kept for the next deploy or local-update, which finishes it"]
+
+
 def in_place(host: Host, p: RestorePlan, snap: str, save: Callable[[], dict]) -> dict:
     """Stop, save what is there now (`save`: a run's manifest, after the
     stop so no write is lost), put back only when that save is ok, start,
-    gate (the lock held). A save that fails or raises starts the services
-    again and puts nothing back."""
+    gate (the lock held), each step marked in state.json (Underway). A save
+    that fails or raises starts the services again and puts nothing back."""
     manager = service_manager(host)
-    for name in p.services:
-        manager.stop(host.service(name))
-    try:
-        saved = save()
-    except BaseException:
-        start_all(manager, host, p.services)
-        raise
-    refused = save_refused(saved, p.items)
-    done = [] if refused else put_back(snap, p.items, None)
-    started = start_all(manager, host, p.services)
-    return {"saved": saved.get("run_id"), "refused": refused, "items": done, "services": started}
+    with Underway(HostPaths.for_home(host.home), p.run_id) as underway:
+        for name in p.services:
+            manager.stop(host.service(name))
+        underway.step("save")
+        try:
+            saved = save()
+        except BaseException:
+            underway.step("start")
+            start_all(manager, host, p.services)
+            underway.done()
+            raise
+        refused = save_refused(saved, p.items)
+        if not refused:
+            underway.step("put back")
+        done = [] if refused else put_back(snap, p.items, None)
+        underway.step("start")
+        started = start_all(manager, host, p.services)
+        underway.done()
+    return {"saved": saved.get("run_id"), "refused": refused, "items": done, "services": started,
+            "warnings": underway.warnings()}
 
 
 def restore(host: Host, paths: HostPaths, run_id: str, only: Optional[str], into: Optional[str],
@@ -696,7 +777,8 @@ def act(host: Host, paths: HostPaths, p: RestorePlan, snap: str, save: Callable[
                    actor)
             raise
         out = {**out, "notified": record(host, paths, {"run_id": p.run_id, **out, "ok": _ok(out)}, started, actor)}
-    return {"restore": {"run_id": p.run_id, "from": p.where, "to": p.to, "ok": _ok(out), **out}, "warnings": []}
+    said = out.pop("warnings", [])  # an in-place restore's (Underway): the envelope's, not the restore's fields
+    return {"restore": {"run_id": p.run_id, "from": p.where, "to": p.to, "ok": _ok(out), **out}, "warnings": said}
 
 
 def _ok(out: dict) -> bool:
