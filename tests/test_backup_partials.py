@@ -140,27 +140,34 @@ def _inventory(sandbox, settings: dict) -> str:
     return str(sandbox.inventory)
 
 
-def _kill_mid_run(sandbox, inv: str, pidfile) -> str:
-    """`fabops backup` killed (SIGKILL, its whole process group) while its
-    dump blocks: the partial it was writing, left behind."""
-    proc = subprocess.Popen([sys.executable, "-m", "fabops.cli", "backup", "-i", inv], start_new_session=True,
+def killed_in_dump(argv, pidfile) -> None:
+    """`fabops ARGV` killed (SIGKILL, its whole process group) once its
+    dump blocks (the dump wrote its pid to `pidfile`), and that dump too:
+    it runs in a session of its own (copy_dump), so it is ended here, not
+    left to sleep."""
+    proc = subprocess.Popen([sys.executable, "-m", "fabops.cli", *argv], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90
         while not pidfile.exists() or not pidfile.read_text().strip():
-            assert proc.poll() is None and time.monotonic() < deadline, "the run did not reach its dump"
+            assert proc.poll() is None and time.monotonic() < deadline, f"{argv[0]} did not reach its dump"
             time.sleep(0.05)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
     finally:
         if pidfile.exists() and pidfile.read_text().strip():
-            try:  # the dump runs in a session of its own (copy_dump): ended here, not left to sleep
+            try:
                 os.kill(int(pidfile.read_text()), signal.SIGKILL)
             except ProcessLookupError:
                 pass
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def _kill_mid_run(sandbox, inv: str, pidfile) -> str:
+    """`fabops backup` killed while its dump blocks: the partial it was writing, left behind."""
+    killed_in_dump(["backup", "-i", inv], pidfile)
     (partial,) = [n for n in os.listdir(sandbox.home / "backups") if n.endswith(".partial")]
     return partial
 

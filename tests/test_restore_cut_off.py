@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -17,6 +16,7 @@ from fabops.host import restore
 from fabops.host.files import read_object
 from fabops.host.state import merge_state_file
 from tests.conftest import one, run_cli
+from tests.test_backup_partials import killed_in_dump
 from tests.test_backup_restore_unit import _saving, _snapshot, host_with_service  # noqa: F401 (a fixture)
 
 
@@ -132,25 +132,6 @@ def _settings(sandbox, flag, pid) -> str:
     return str(sandbox.inventory)
 
 
-def _kill_when_blocked(proc, pidfile) -> None:
-    try:
-        deadline = time.monotonic() + 90
-        while not pidfile.exists() or not pidfile.read_text().strip():
-            assert proc.poll() is None and time.monotonic() < deadline, "the restore did not reach its save's dump"
-            time.sleep(0.05)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-    finally:
-        if pidfile.exists() and pidfile.read_text().strip():
-            try:  # the dump's own session (copy_dump): ended here, not left to sleep
-                os.kill(int(pidfile.read_text()), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 def test_a_killed_restore_is_shown_and_the_next_run_finishes_it(sandbox, tmp_path):
     code, _ = sandbox.result()
     assert code == 0
@@ -161,10 +142,7 @@ def test_a_killed_restore_is_shown_and_the_next_run_finishes_it(sandbox, tmp_pat
     first = one(run_cli("backup", "-i", inv, "--json").stdout)
     assert first["ok"], first
     flag.touch()  # the restore's save of what is there now blocks in its dump: killed there
-    proc = subprocess.Popen([sys.executable, "-m", "fabops.cli", "backup", "-i", inv, "--restore", first["run_id"],
-                             "--yes"], start_new_session=True, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _kill_when_blocked(proc, pidfile)
+    killed_in_dump(["backup", "-i", inv, "--restore", first["run_id"], "--yes"], pidfile)
     mark = sandbox.state["in_progress"]
     assert (mark["trigger"], mark["run_id"], mark["step"]) == ("restore", first["run_id"], "restore: save"), mark
     r = run_cli("status", "-i", inv)
