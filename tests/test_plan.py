@@ -7,7 +7,8 @@ A row is `trigger [options] | state | facts | expected`, with tokens:
   yet reported), bad*=X (reported), retry=X (its retry is due later),
   retry.=X (due already), int (a run was interrupted, from the deployed
   commit), r2 / r3 (automatic restarts in the last hour), broken (the last
-  run ended BROKEN);
+  run ended BROKEN), fixed (a person's restart or health --fix found the
+  host healthy since the last update check: its verdict stands);
 - facts: o=X (the branch's head; o=- none), ref=X (what --ref names, and
   the run has --ref), h=X (HEAD; h=- none), sick=SVC, nohealth / nopre (not
   gathered yet), disk, env (preflight problems), local (a person's change),
@@ -121,6 +122,10 @@ cron | dep=A bad*=B broken | o=B h=B             | abort/broken tgt=B
 cron | dep=A bad=B broken | o=B h=A              | hold/skipped_bad tgt=B +notify
 cron | dep=A bad=B broken | o=B h=A sick=bot     | restart tgt=A +warn svc=bot
 cron | dep=A retry=B broken | o=B h=C            | abort/broken tgt=B
+# a verdict since the broken run (a person's restart, health --fix) found the host healthy:
+# the planner decides on it (State.result), as status and monitor do, not on the stale BROKEN
+cron | dep=A bad=B broken fixed | o=B h=B        | hold/skipped_bad tgt=B +notify
+cron | dep=A retry=B broken fixed | o=B h=C      | hold/deferred tgt=B
 cron | dep=A bad=B    | o=B h=A nopre           | hold/skipped_bad tgt=B +notify
 cron | dep=A bad=B    | o=B h=B                 | hold/skipped_bad tgt=B +notify
 cron | dep=A bad=C    | o=B h=A                 | deploy tgt=B rules= svc=api
@@ -264,6 +269,9 @@ def parse_row(line: str):
             st.restarts = [now - 60 * i for i in range(int(key[1]))]
         elif key == "broken":
             st.last_result = "broken"
+        elif key == "fixed":  # host/record.healthy_again's verdict, written after the last check
+            st.last_check = now - 120
+            st.verdict = {"result": "deployed", "check": st.last_check, "trigger": "restart"}
         elif key != "ended":
             raise ValueError(tok)
     ended = "ended" in state_s
@@ -464,6 +472,11 @@ def test_a_broken_verdict_is_the_dry_runs_too(row):
         st.last_result, st.broken_said = "broken", got.message
         again = plan(HOST, st, facts, opts)
         assert not again.record and [w.target for w in actions(HOST, again)] == ["state.json"], again
+        # unless a verdict since found the host healthy (a person's restart): broken again is news
+        st.last_check, st.verdict = NOW - 120, {"result": "deployed", "check": NOW - 120}
+        news = plan(HOST, st, facts, opts)
+        assert news.record and [(w.action, w.target) for w in actions(HOST, news)] == [
+            ("record", "state.json"), ("record", "history")], news
 
 
 @pytest.mark.parametrize("reason, check", [

@@ -91,7 +91,9 @@ def test_a_restart_keeps_the_last_update_checks_time_and_result(sandbox):
     assert (dep["verdict"]["trigger"], dep["verdict"]["result"]) == ("restart", "deployed"), dep
     r = run_cli("monitor", "-i", inv, "-H", "local", env={"COLUMNS": "80"})
     said = re.sub(r"\s+", " ", r.stdout.replace("│", " "))
-    assert f"restart by {dep['verdict']['actor']} " in said and "healthy again" in said, r.stdout
+    # nothing was broken before it: healthy, not "healthy again" (#24: host/record.healthy_again)
+    assert f"restart by {dep['verdict']['actor']} " in said and "; healthy " in said, r.stdout
+    assert "healthy again" not in said, r.stdout
     # cron's next poll is the next update check: the restart's line goes, the check's time is new
     code, _ = sandbox.result()
     assert code == 0
@@ -99,3 +101,27 @@ def test_a_restart_keeps_the_last_update_checks_time_and_result(sandbox):
     assert dep["verdict"] is None and dep["last_check"] > checked["last_check"], dep
     r = run_cli("monitor", "-i", inv, "-H", "local", env={"COLUMNS": "80"})
     assert "restart by" not in r.stdout, r.stdout
+
+
+def test_the_pipelines_state_carries_the_verdict_and_never_writes_it(tmp_path):
+    """#24: the pipeline's State dropped `verdict` when it loaded, so its
+    planner read a BROKEN that a person's restart had cleared
+    (plan.said_already, a hold off the deployed commit). It loads it and
+    decides on State.result (host_result); its saves leave the key to its
+    writers (a restart that records meanwhile keeps its verdict)."""
+    from fabops.host.state import StateFile
+
+    path = tmp_path / "state.json"
+    verdict = {"result": "deployed", "check": 5.0, "trigger": "restart", "message": "restarted bot; healthy again"}
+    path.write_text(json.dumps({"deployed": "a" * 40, "last_check": 5.0, "last_result": "broken",
+                                "verdict": verdict}))
+    store = StateFile(str(path))
+    state = store.load()
+    assert (state.verdict, state.result()) == (verdict, "deployed"), state
+    later = dict(verdict, message="restarted bot; healthy")  # a restart records while the run holds its State
+    path.write_text(json.dumps({**json.loads(path.read_text()), "verdict": later}))
+    state.broken_said = "x"
+    store.save(state)
+    assert json.loads(path.read_text())["verdict"] == later and state.verdict == later
+    state.last_check = 9.0  # an update check: the verdict no longer stands
+    assert state.result() == "broken"

@@ -303,9 +303,11 @@ def _on_the_deployed_commit(host, state: State, facts: Facts, opts: Opts, common
 
 def said_already(state: State, message: str) -> bool:
     """Whether the last run recorded this very BROKEN (state's
-    broken_said): a poll that finds it again adds no history line, as a
-    hold reports a known-bad target once (one record, one notification)."""
-    return state.last_result == "broken" and state.broken_said == message
+    broken_said) and no verdict since found the host healthy (State.result:
+    then it is news again): a poll that finds it again adds no history
+    line, as a hold reports a known-bad target once (one record, one
+    notification)."""
+    return state.result() == "broken" and state.broken_said == message
 
 
 def _follows(opts: Opts) -> bool:
@@ -355,8 +357,9 @@ def _tended(host, state: State, facts: Facts, opts: Opts, common: dict, hold: Pl
     if not deployed or facts.head != deployed:
         # the checkout is off the deployed commit (a reset that did not
         # come up): the last run's BROKEN stands, since holding changes
-        # nothing, and a hold must not read as "skipped" beside it
-        if state.last_result == "broken":
+        # nothing, and a hold must not read as "skipped" beside it (the
+        # host's verdict: a person's restart since may have cleared it)
+        if state.result() == "broken":
             # the verdict is the last run's, recorded and notified by it: no record of its own
             return Plan("abort", "broken", f"{hold.message}; the last run left this host BROKEN and holding "
                                            "changes nothing: a person is needed (deploy or rollback)",

@@ -124,9 +124,11 @@ class State(Plain):
     # the last update check (a pipeline run: cron's, a deploy's, a rollback's)
     # and its result; a reset writes them too (maintenance/reset.py). A
     # person's restart and health --fix write `verdict` instead, a key the
-    # pipeline never reads or writes (verdict_of, host_result)
+    # pipeline reads (its planner decides on the host's verdict: result())
+    # and never writes (StateFile.save)
     last_check: Optional[float] = None
     last_result: Optional[str] = None
+    verdict: Optional[dict] = None
     # the BROKEN a run last recorded (its message): a poll that finds the
     # same again adds no history line (one record, one notification)
     broken_said: Optional[str] = None
@@ -149,6 +151,13 @@ class State(Plain):
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    def result(self) -> Optional[str]:
+        """The host's last verdict (host_result): a standing verdict's (a
+        person's restart, health --fix), else the last update check's
+        `last_result`. What the planner decides on (host/plan.py): a
+        `broken` that a verdict since found healthy is broken no more."""
+        return host_result({"verdict": self.verdict, "last_check": self.last_check, "last_result": self.last_result})
 
     @classmethod
     def from_dict(cls, data: dict) -> "State":
@@ -294,7 +303,10 @@ class StateFile:
 
     def save(self, state: State, bad=None) -> None:
         """`bad`: [sha, entry] marked or cleared in the merge (merge_state_file)."""
-        mine = asdict(state)
+        # `verdict` is read, never written: a person's restart and health
+        # --fix own it (host/record.healthy_again), and an update check ends
+        # it by its own last_check (verdict_of)
+        mine = {k: v for k, v in asdict(state).items() if k != "verdict"}
         base = self._base or {}
         changed = {k: v for k, v in mine.items() if k not in base or base[k] != v}
         if not changed and self._base is not None and bad is None:
