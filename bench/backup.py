@@ -306,79 +306,117 @@ def low_priority() -> List[str]:
     return argv
 
 
-def bench_backup(files_mib: int, sqlite_mib: int, rate: float) -> str:
-    import yaml
-
-    from fabops.deploy import host_yml
-    from fabops.host.backup import exit_code
-    from fabops.inventory import load
-
+def skipped(files_mib: int, sqlite_mib: int) -> Optional[str]:
+    """Why the bench cannot run here (no restic, too little room), or None."""
     if not os.access(RESTIC, os.X_OK):
         return f"### Backup\n\nskipped: no {RESTIC}\n"
     tmp = tempfile.gettempdir()
     need = (files_mib + sqlite_mib) * MiB * 6  # data, two local snapshots, the repository, two archives
     if shutil.disk_usage(tmp).free < need:
         return f"### Backup\n\nskipped: {tmp} has less than {mib(need)} free\n"
-    load_start, started = os.getloadavg(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    subreaper()
-    base = Path(tempfile.mkdtemp(prefix="fabops-bench-backup-"))
-    try:
-        app, home, repo, out = base / "app", base / "home", base / "repo", base / "out"
-        for d in (app, home, out, base / "tmp"):
+    return None
+
+
+class Bench:
+    """The bench's host in `base` (connection: local): the app directory,
+    fabops' home, the restic repository and its 0600 password file, the
+    tar archives' directory; `stdin` is the host.yml a run reads, `env`
+    keeps restic's cache and temp files in `base` (nothing outlives the
+    bench)."""
+
+    def __init__(self, base: Path):
+        import yaml
+
+        from fabops.deploy import host_yml
+        from fabops.inventory import load
+
+        self.base = base
+        self.app, self.home, self.repo, self.out = base / "app", base / "home", base / "repo", base / "out"
+        for d in (self.app, self.home, self.out, base / "tmp"):
             d.mkdir()
-        (app / ".env").write_text("DISCORD_TOKEN=x\n")
+        (self.app / ".env").write_text("DISCORD_TOKEN=x\n")
         password = base / "restic-password"
         password.write_text("bench-only-password\n")
         password.chmod(0o600)
         (base / "hosts.yml").write_text(yaml.safe_dump({"hosts": {"bench": {
-            "connection": "local", "app": {"path": str(app)}, "home": str(home),
+            "connection": "local", "app": {"path": str(self.app)}, "home": str(self.home),
             "backup_dir": str(base / "env-backup"), "logs": {"update": str(base / "log" / "update.log")},
             "backup": {"files": ["uploads"], "sqlite": ["app.db"], "schedule": None,
-                       "repository": {"url": str(repo), "password_file": str(password)}}}}}))
+                       "repository": {"url": str(self.repo), "password_file": str(password)}}}}}))
         (host,) = load(str(base / "hosts.yml")).select(None)
-        stdin = host_yml(host)
+        self.stdin = host_yml(host)
+        self.env = dict(os.environ, RESTIC_CACHE_DIR=str(base / "restic-cache"), TMPDIR=str(base / "tmp"))
 
+    def make_data(self, files_mib: int, sqlite_mib: int) -> dict:
+        """The data directory and the database, from the fixed seed: the
+        file mix, the rows, how long it took and the database's size."""
         rng = random.Random(SEED)
         vocab = vocabulary(rng)
         t = time.monotonic()
-        mix = make_files(app / "uploads", files_mib * MiB, rng, vocab)
-        rows = make_db(app / "app.db", sqlite_mib * MiB, rng, vocab)
-        made = time.monotonic() - t
-        db_size = (app / "app.db").stat().st_size
+        mix = make_files(self.app / "uploads", files_mib * MiB, rng, vocab)
+        rows = make_db(self.app / "app.db", sqlite_mib * MiB, rng, vocab)
+        return {"mix": mix, "rows": rows, "made": time.monotonic() - t,
+                "db_size": (self.app / "app.db").stat().st_size}
 
-        # restic's cache and temp files in the temp dir too: nothing outlives the bench
-        env = dict(os.environ, RESTIC_CACHE_DIR=str(base / "restic-cache"), TMPDIR=str(base / "tmp"))
+    def run(self, i: int, name: str, rate: float, nice: List[str]) -> dict:
+        """One measured run (`fabops N` or `tar N`) while the writer writes."""
+        from fabops.host.backup import exit_code
+
         fabops = [sys.executable, "-I", "-m", "fabops.host.backup", "run"]  # a local host's (maintenance/backup.py)
-        nice = low_priority()
+        log, busy = self.base / f"stderr-{i}.log", os.getloadavg()[0]
+        archive = self.out / f"run{name[-1]}.tar.gz"
+        with Writer(self.app / "app.db", rate, SEED + i, self.base / "writer.log") as w:
+            if name.startswith("fabops"):
+                m = measure(fabops, log, stdin=self.stdin, env=self.env, cwd=str(self.base),
+                            out=self.base / "answer.json")
+            else:
+                m = measure(nice + ["bash", "-c", f"set -o pipefail; tar -cf - uploads app.db | gzip -1 > "
+                                    f"{shlex.quote(str(archive))}"], log, env=self.env, cwd=str(self.app))
+        m.update(rows=w.rows, writer_s=w.seconds, writer_died=w.died, load=busy)
+        if not name.startswith("fabops"):
+            m.update(size=archive.stat().st_size, code=m["exit"])
+            return m
+        try:
+            answer = json.loads((self.base / "answer.json").read_text())
+        except ValueError:
+            answer = {}
+        m.update(answer=answer, code=exit_code("run", answer) if answer else m["exit"],
+                 repo=sum(tree_files(self.repo).values()), local=sum(tree_files(self.home / "backups").values()))
+        return m
+
+    def runs(self, rate: float, nice: List[str]) -> tuple:
+        """fabops, tar | gzip, fabops again, tar | gzip again: each run's
+        measures, and the repository's bytes the second fabops run added
+        and removed (restic's deduplication)."""
         got: Dict[str, dict] = {}
         before2: Dict[str, int] = {}
         for i, name in enumerate(("fabops 1", "tar 1", "fabops 2", "tar 2")):
             if name == "fabops 2":
-                before2 = tree_files(repo)
-            log, busy = base / f"stderr-{i}.log", os.getloadavg()[0]
-            with Writer(app / "app.db", rate, SEED + i, base / "writer.log") as w:
-                if name.startswith("fabops"):
-                    m = measure(fabops, log, stdin=stdin, env=env, cwd=str(base), out=base / "answer.json")
-                else:
-                    archive = out / f"run{name[-1]}.tar.gz"
-                    m = measure(nice + ["bash", "-c", f"set -o pipefail; tar -cf - uploads app.db | gzip -1 > "
-                                        f"{shlex.quote(str(archive))}"], log, env=env, cwd=str(app))
-            m.update(rows=w.rows, writer_s=w.seconds, writer_died=w.died, load=busy)
-            if name.startswith("fabops"):
-                try:
-                    answer = json.loads((base / "answer.json").read_text())
-                except ValueError:
-                    answer = {}
-                m.update(answer=answer, code=exit_code("run", answer) if answer else m["exit"],
-                         repo=sum(tree_files(repo).values()), local=sum(tree_files(home / "backups").values()))
-            else:
-                m.update(size=archive.stat().st_size, code=m["exit"])
-            got[name] = m
-        after2 = tree_files(repo)
+                before2 = tree_files(self.repo)
+            got[name] = self.run(i, name, rate, nice)
+        after2 = tree_files(self.repo)
         added = sum(s for f, s in after2.items() if f not in before2)
         removed = sum(s for f, s in before2.items() if f not in after2)
-        return report(files_mib, sqlite_mib, rate, mix, rows, db_size, made, got, added, removed, nice,
-                      load_start, started)
+        return got, added, removed
+
+
+def bench_backup(files_mib: int, sqlite_mib: int, rate: float) -> str:
+    """The bench: skipped where it cannot run, else the data made, the
+    four runs measured and the report; the temp dir removed whatever
+    happens."""
+    why = skipped(files_mib, sqlite_mib)
+    if why:
+        return why
+    load_start, started = os.getloadavg(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    subreaper()
+    base = Path(tempfile.mkdtemp(prefix="fabops-bench-backup-"))
+    try:
+        bench = Bench(base)
+        data = bench.make_data(files_mib, sqlite_mib)
+        nice = low_priority()
+        got, added, removed = bench.runs(rate, nice)
+        return report(files_mib, sqlite_mib, rate, data["mix"], data["rows"], data["db_size"], data["made"], got,
+                      added, removed, nice, load_start, started)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
