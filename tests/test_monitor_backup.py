@@ -282,3 +282,42 @@ def test_a_real_backup_shows_up_in_monitor(sandbox, tmp_path):
     assert (sandbox.home / "backups" / last["snapshot"] / "manifest.json").is_file()
     human = run_cli("monitor", "-i", inv, "-H", "local", env={"COLUMNS": "80"}).stdout
     assert "(backup.schedule @daily): ok, on this host only" in " ".join(human.replace("│", " ").split()), human
+
+
+def test_a_backup_copied_off_the_host_and_one_that_was_not(sandbox):
+    """With a real restic repository (a local one: the copy's success is
+    the fact here, not the transport): monitor says the snapshot is off the
+    host; when the next run cannot reach it, that run is FAILED, `not
+    copied off the host`, and the good one before it is named."""
+    import shutil
+
+    from tests.conftest import require
+
+    require(shutil.which("restic") is not None, "restic is not installed (apt-get install restic)")
+    assert sandbox.result()[0] == 0
+    inv = str(sandbox.inventory)
+    pw = sandbox.base / "restic-password"
+    pw.write_text("monitor-test-pw\n")
+    pw.chmod(0o600)
+    data = yaml.safe_load(sandbox.inventory.read_text())
+    repo = {"url": f"local:{sandbox.base / 'restic'}", "password_file": str(pw)}
+    data["hosts"]["local"]["backup"] = {"repository": repo}
+    sandbox.inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+    r = run_cli("backup", "-i", inv, "-H", "local", timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    facts = one(run_cli("monitor", "-i", inv, "-H", "local", "--json").stdout)
+    first = facts["backup"]["last"]
+    assert first["ok"] and first["offsite"] is True and facts["backup"]["repository"], facts["backup"]
+    assert not [f for f in facts["findings"] if "backup" in f["message"]], facts["findings"]
+
+    (sandbox.base / "not-a-dir").write_text("")  # a repository under a plain file: out of reach
+    data["hosts"]["local"]["backup"]["repository"]["url"] = f"local:{sandbox.base / 'not-a-dir' / 'restic'}"
+    sandbox.inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert run_cli("backup", "-i", inv, "-H", "local", timeout=300).returncode == 2
+    facts = one(run_cli("monitor", "-i", inv, "-H", "local", "--json").stdout)
+    last = facts["backup"]["last"]
+    assert not last["ok"] and last["offsite"] is False and last["snapshot"] != first["snapshot"], last
+    assert facts["backup"]["last_ok_at"] == pytest.approx(first["at"])
+    human = " ".join(run_cli("monitor", "-i", inv, "-H", "local", env={"COLUMNS": "80"}).stdout
+                     .replace("│", " ").split())
+    assert "FAILED, not copied off the host; last good one " in human and "why: off-host copy" in human, human
