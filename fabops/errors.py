@@ -37,6 +37,23 @@ def quiet_closed_pipe() -> None:
     raise SystemExit(CLOSED_PIPE)
 
 
+def stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reader has closed it. A task that
+    prints from a fan-out worker (setup's items, deploy's steps) gets its
+    BrokenPipeError there, where a lost connection raises one too: only
+    this tells `| head` from a dead host (docs/errors.md, exit 141). A pipe
+    with no reader polls as an error; a terminal or a file never does."""
+    import select
+    import sys
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _fd, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll, or a stdout with no descriptor
+        return False
+
+
 NAMES = {
     OK: "OK",
     WARNING: "WARNING",

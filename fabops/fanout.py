@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional, Sequence
 
-from .errors import INTERNAL, OK, FabopsError, worst
+from .errors import INTERNAL, OK, FabopsError, quiet_closed_pipe, stdout_reader_gone, worst
 
 DEFAULT_PARALLEL = 10
 
@@ -87,6 +87,10 @@ def run_hosts(
         except FabopsError as exc:
             res = HostResult(name, error=exc, code=exc.exit_code)
         except Exception as exc:  # noqa: BLE001 - mapped below
+            if isinstance(exc, BrokenPipeError) and stdout_reader_gone():
+                # the worker printed (setup's items, deploy's steps) to a
+                # `| head` that has gone: not the host's connection
+                quiet_closed_pipe()
             mapped = map_failure(exc, name)
             res = HostResult(name, error=mapped or exc, code=mapped.exit_code if mapped else INTERNAL)
         res.seconds = time.monotonic() - started

@@ -323,6 +323,8 @@ def follow_logs(inv: Inventory, hosts: List[Host], *, source, service, lines, er
             st.hang_up()
         for st in streams:
             st.thread.join(3.0)  # each thread only closes its channel and connection now
+    if any(st.closed_pipe for st in streams):
+        errors.quiet_closed_pipe()  # as every task ends at a closed pipe (docs/errors.md, 141)
     return errors.worst(st.failure.exit_code for st in streams if st.failure is not None)
 
 
@@ -335,11 +337,19 @@ class _Stream:
         self.commands = (first, resume)
         self.accept_new, self.connect_timeout = accept_new, connect_timeout
         self.failure: Optional[errors.FabopsError] = None
+        self.closed_pipe = False  # stdout's reader went away: the follow ends with exit 141
         self.cxn = None
         self.chan = None
         self.thread = threading.Thread(target=self.run, name=f"logs-{host.name}", daemon=True)
 
     def run(self) -> None:
+        try:
+            self._follow()
+        except BrokenPipeError:  # emit's stdout: `logs -f | head` has read enough
+            self.closed_pipe = True
+            self.stop.set()
+
+    def _follow(self) -> None:
         from .connection import close_quietly, connect
 
         attempt = 0
@@ -372,8 +382,8 @@ class _Stream:
             try:
                 lost = self._stream(Target.of(self.cxn, self.host), command)
             finally:
+                close_quietly(self.cxn)  # first: the output's close may meet a closed pipe
                 self.out.close()
-                close_quietly(self.cxn)
             if not lost or self.stop.is_set():
                 return
             attempt += 1
