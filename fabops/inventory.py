@@ -127,6 +127,14 @@ class Backup(Frozen):
     schedule: Optional[str] = DEFAULT_BACKUP_SCHEDULE  # None: off
     keep: Keep = field(default_factory=Keep)
     repository: Optional[Repository] = None
+    # the repository's own keep (docs/backups.md, "Retention"): each count at
+    # least keep's, so it may keep more than the host's disk can; None: keep's
+    repository_keep: Optional[Keep] = None
+
+    @property
+    def offsite_keep(self) -> Keep:
+        """The keep rule restic's forget applies over the repository's snapshots."""
+        return self.repository_keep or self.keep
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -720,10 +728,27 @@ class _Validator:
         if repo is not None:
             repo = Repository(repo["url"], self.host_path(repo["password_file"], f"{key}.repository.password_file",
                                                           connection))
+        keep = Keep(**{**DEFAULT_KEEP, **(d.get("keep") or {})})
         return Backup(**{k: tuple(v) for k, v in d.items() if k in ("files", "exclude", "sqlite")},
                       dump=tuple(Dump(**x) for x in d.get("dump") or ()),
-                      schedule=d.get("schedule", DEFAULT_BACKUP_SCHEDULE),
-                      keep=Keep(**{**DEFAULT_KEEP, **(d.get("keep") or {})}), repository=repo)
+                      schedule=d.get("schedule", DEFAULT_BACKUP_SCHEDULE), keep=keep, repository=repo,
+                      repository_keep=self.repository_keep(keep, d.get("repository_keep"), key))
+
+    def repository_keep(self, keep: Keep, raw: Optional[dict], key: str) -> Optional[Keep]:
+        """`backup.repository_keep`: its counts over keep's (a count not
+        given is keep's). None when not set. A count below keep's is
+        refused: the repository would forget a snapshot the host still
+        has, and the next run's catch-up would upload it again, every run."""
+        if raw is None:
+            return None
+        out = Keep(**{**keep.__dict__, **raw})
+        for name, count in out.__dict__.items():
+            if count < getattr(keep, name):
+                self.fail(f"{key}.repository_keep.{name}",
+                          f"{count} is fewer than keep.{name} ({getattr(keep, name)}): the repository keeps at least "
+                          "what the host keeps (it would forget snapshots the host still has, and each run would "
+                          "upload them again)")
+        return out
 
     def env(self, raw: Any, key: str) -> dict:
         env = self.mapping(raw, key)

@@ -490,6 +490,7 @@ SCHEMA: Dict[str, Dict[str, Key]] = {
         "schedule": Key("string", cron_problem, off=True),
         "keep": Key("keep"),
         "repository": Key("repository"),
+        "repository_keep": Key("keep"),  # restic forget's counts, each at least keep's (inventory.repository_keep)
     },
     "dump[]": {
         "name": Key("string", item_name_problem, required=True),

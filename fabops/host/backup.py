@@ -608,10 +608,11 @@ def offsite_would(host: Host) -> List[Would]:
     which earlier snapshots the repository lacks is the run's to find)."""
     if not host.backup.repository:
         return []
-    k = host.backup.keep
+    k = host.backup.offsite_keep
+    rule = "backup.repository_keep" if host.backup.repository_keep else "retention's rule"
     return [Would("upload", "the snapshot", "restic backup into backup.repository, with any earlier snapshot it "
                   "lacks"),
-            Would("forget", "the repository's snapshots", f"restic forget --prune of those retention's rule does "
+            Would("forget", "the repository's snapshots", f"restic forget --prune of those {rule} does "
                   f"not keep (daily {k.daily}, weekly {k.weekly}, monthly {k.monthly}; a failed one once an ok "
                   "one is newer)")]
 
@@ -780,7 +781,9 @@ def run_rest(host: Host, paths: HostPaths, p: BackupPlan, manifest: dict) -> dic
 
     has: List[str] = []
     if host.backup.repository:
-        off = manifest["offsite"] = offsite(host, snapshots(paths), lambda there: to_delete(there, host.backup.keep))
+        # the repository's own keep (backup.repository_keep, else keep): it may keep more than the host
+        off = manifest["offsite"] = offsite(host, snapshots(paths),
+                                            lambda there: to_delete(there, host.backup.offsite_keep))
         if off.get("has") is None:
             has = list(read_object(paths.state).get("backup_offsite") or [])
         else:

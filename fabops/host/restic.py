@@ -6,8 +6,9 @@ repository does not have yet (this run's, and those of earlier runs that
 could not reach it: the catch-up) goes up with `restic backup`, oldest
 first, tagged with the host, the deployed commit and the run id, and timed
 at its run's start. Then the repository's snapshots the local retention
-rule would not keep (host/backup.to_delete over the host's `keep`: a
-failed one once an ok one is newer) are forgotten by id and pruned. Encryption,
+rule would not keep (host/backup.to_delete over the host's
+`repository_keep`, else its `keep`: a failed one once an ok one is newer)
+are forgotten by id and pruned. Encryption,
 deduplication, retention and `check` are restic's, not ours.
 
 restic is found on PATH and runs at the run's priority (the backup module
