@@ -148,15 +148,16 @@ def error_filter(source: str, follow: bool) -> Cmd:
 
 
 def _journal_cmd(units: List[str], lines: int, errors_only: bool, since: Optional[str], follow: bool) -> Cmd:
-    """journalctl for these units: the last `lines` lines, or with
-    `errors_only` the last `lines` error lines of the window (--since, else
-    the last 24 h); following, then new ones."""
+    """journalctl for these units: the last `lines` lines (of the window
+    when there is one: --since), or with `errors_only` the last `lines`
+    error lines of the window (--since, else the last 24 h); following,
+    then new ones."""
     argv = ["journalctl", "--no-pager", "-o", "short-iso"]
     for unit in units:
         argv += ["-u", unit]
     window = since or ("-24h" if errors_only else None)
-    if follow and errors_only and lines:
-        return _journal_errors_follow_cmd(join(argv), window, lines)
+    if follow and lines and window:
+        return _journal_window_follow_cmd(join(argv), window, lines, errors_only)
     if follow and not lines:
         # new lines only (a resumed follow): no window. With one, -n 0
         # limits only the first pass of an older journalctl's follow loop
@@ -166,29 +167,35 @@ def _journal_cmd(units: List[str], lines: int, errors_only: bool, since: Optiona
         argv += ["--since", window]
     if follow:
         argv += ["-n", str(lines), "-f"]
-    elif not errors_only:
+    elif not window:
         argv += ["-n", str(lines)]
     grep = error_filter("journal", True) if errors_only else raw("")
-    tail = raw("") if follow or not errors_only else sh(" | tail -n {n}", n=lines)
+    # a window's last `lines` lines: the whole window through tail, never
+    # `--since W -n N`, which an older journalctl reads as the window's
+    # first N (issue #24: the same flaw as its follow)
+    tail = sh(" | tail -n {n}", n=lines) if window and not follow else raw("")
     return sh("{journal}{grep}{tail}", journal=join(argv), grep=grep, tail=tail)
 
 
-def _journal_errors_follow_cmd(journal: Cmd, window: str, lines: int) -> Cmd:
-    """`-f --errors -n N` on the journal: the last N error lines of the
-    window, then new error lines, with no gap and no line twice (issue #24:
-    `-n N -f | grep` showed only the errors among the last N lines, often
-    none). The history run writes the cursor of the last entry it read
-    (--cursor-file, systemd >= 242) and the follow starts right after it
-    (--after-cursor); with no entry in the window there is no cursor, and
-    the follow reads the same window, which then holds only new entries.
+def _journal_window_follow_cmd(journal: Cmd, window: str, lines: int, errors_only: bool) -> Cmd:
+    """`-f -n N` with a window (`--since`, or `--errors`' last 24 h) on the
+    journal: the last N lines (error lines with --errors) of the window,
+    then new ones, with no gap and no line twice (issue #24: `-n N -f |
+    grep` showed only the errors among the last N lines, often none; and
+    `--since W -n N -f` showed the window's first N entries, then, at the
+    next new entry, all the rest of it, on systemd 247). The history run
+    writes the cursor of the last entry it read (--cursor-file, systemd >=
+    242) and the follow starts right after it (--after-cursor); with no
+    entry in the window there is no cursor, and the follow reads the same
+    window, which then holds only new entries.
     The cursor file lives in a 0700 directory of mktemp's (in
     $XDG_RUNTIME_DIR when there is one), removed before the follow starts
     and by the traps if the history run is cut (Ctrl-C, a lost link's
     hang-up: docs/architecture.md, "Following logs")."""
-    grep = error_filter("journal", True)
+    grep = error_filter("journal", True) if errors_only else raw("")
     return sh(
         "( d=$(mktemp -d \"${{XDG_RUNTIME_DIR:-${{TMPDIR:-/tmp}}}}/fabops-logs.XXXXXX\" 2>/dev/null || mktemp -d) || "
-        "{{ echo 'fabops: logs -f --errors: mktemp -d failed: no private directory for the journal cursor' >&2; "
+        "{{ echo 'fabops: logs -f: mktemp -d failed: no private directory for the journal cursor' >&2; "
         "exit 1; }}; trap 'rm -rf -- \"$d\"' EXIT; trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM; "
         "{journal} --since {window} --cursor-file=\"$d/cursor\"{grep} | tail -n {n}; "
         "c=$(cat \"$d/cursor\" 2>/dev/null); rm -rf -- \"$d\"; trap - EXIT; "

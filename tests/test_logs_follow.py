@@ -136,8 +136,8 @@ def journal(tmp_path):
     return env, entries, log, runtime
 
 
-def run_journal(env, n_history: int, since=None) -> subprocess.CompletedProcess:
-    cmd = log_command(a_host(), "journal", None, 2, True, since, True)
+def run_journal(env, n_history: int, since=None, errors=True, follow=True) -> subprocess.CompletedProcess:
+    cmd = log_command(a_host(), "journal", None, 2, errors, since, follow)
     return subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=60,
                           env=dict(env, HISTORY_N=str(n_history)))
 
@@ -164,6 +164,40 @@ def test_an_empty_window_follows_the_same_window(journal):
     assert r.stdout.splitlines() == ["new error"], r.stderr
     assert log.read_text().splitlines()[1].endswith("-u bot.service --since 1 hour ago -n all -f")  # the stub's argv, joined
     assert list(runtime.iterdir()) == []
+
+
+def test_since_follows_the_last_lines_of_the_window_then_new_ones(journal):
+    """`-f --since S -n N` (issue #24): the window's last N lines, then the
+    new ones from the cursor, none twice. `journalctl --since S -n N -f`
+    showed the window's first N entries, then at the next new entry all the
+    rest of it (systemd 247)."""
+    env, entries, log, runtime = journal
+    rows = [f"line {i} ok" for i in range(1, 34)]
+    entries.write_text("".join(f"c{i}\t{m}\n" for i, m in enumerate(rows, 1)))
+    r = run_journal(env, 30, since="1 hour ago", errors=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["line 29 ok", "line 30 ok", "line 31 ok", "line 32 ok", "line 33 ok"]
+    history, follow = log.read_text().splitlines()
+    assert "-u bot.service --since 1 hour ago --cursor-file=" in history and " -n " not in history
+    assert follow.endswith("-u bot.service --after-cursor=c30 -n all -f")
+    assert list(runtime.iterdir()) == []
+
+
+def test_since_without_follow_keeps_the_last_lines_of_the_window(journal):
+    """`--since S -n N`: the whole window through `tail -n N`, never
+    journalctl's `-n` beside `--since` (the window's first N on systemd 247)."""
+    env, entries, log, _ = journal
+    entries.write_text("".join(f"c{i}\tline {i} ok\n" for i in range(1, 31)))
+    r = run_journal(env, 0, since="1 hour ago", errors=False, follow=False)
+    assert r.stdout.splitlines() == ["line 29 ok", "line 30 ok"], r.stderr
+    assert log.read_text().splitlines() == ["--no-pager -o short-iso -u bot.service --since 1 hour ago"]
+
+
+def test_no_window_follows_with_journalctl_alone():
+    """`-f -n N` without --since or --errors: journalctl's own last N, then
+    new entries (no window, so no flaw and no cursor)."""
+    assert log_command(a_host(), "journal", None, 2, False, None, True) == \
+        "journalctl --no-pager -o short-iso -u bot.service -n 2 -f"
 
 
 def test_a_hang_up_during_the_history_removes_the_cursor(journal):
@@ -195,6 +229,28 @@ def test_a_resumed_follow_reads_new_lines_only():
     assert "mktemp" not in cmd and "--since" not in cmd
     cmd = log_command(a_host(logs={"update": "/var/log/u.log"}), "update", None, 0, True, None, True)
     assert cmd.startswith("tail -q -n 0 -F /var/log/u.log 2>/dev/null | grep --line-buffered -i ")
+
+
+def test_logs_follow_since_on_the_update_log(sandbox):
+    """`--since` on a file (issue #24's other case): a file's lines carry no
+    time, so --since leaves it whole and says so; `-f -n 2` shows its last 2
+    lines, then each new one, none twice: `tail -n 2 -F` has no window."""
+    log = sandbox.home.parent / "log" / "update.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(thirty_lines())
+    f = Follow([sys.executable, "-u", "-m", "fabops.cli", "logs", "-i", str(sandbox.inventory), "--source", "update",
+                "-f", "--since", "1 hour ago", "-n", "2"], env=dict(os.environ, COLUMNS="200"))
+    try:
+        assert [f.line(60), f.line()] == ["local | line 29 ok", "local | line 30 ok"]
+        with log.open("a") as out:
+            out.write("line 31 ok\n")
+        assert f.line() == "local | line 31 ok"
+        assert f.quiet(1.0) == b""
+    finally:
+        f.stop(signal.SIGINT)
+    assert f.proc.returncode == 0
+    assert "--since applies to journal logs only; showing the last 2 lines of the update log" in \
+        f.proc.stderr.read().decode()
 
 
 def test_logs_follow_errors_on_the_update_log(sandbox):
