@@ -190,7 +190,6 @@ def host_errors(results: Iterable) -> None:
 RESULT_STYLE = {
     "noop": "dim",
     "deployed": "green",
-    "restarted": "green",  # shown_result's: a run that moved no commit
     "healthy": "green",
     "aborted": "yellow",
     "rolled_back": "yellow",
@@ -344,8 +343,9 @@ def short(sha) -> str:
 def in_place(rec: dict) -> bool:
     """Whether a history record is of a run that moved no commit (from ==
     to): a restart (a person's, local-update's, health --fix's), a backup,
-    a check that found nothing to do. Shown as what it was (`at X`,
-    shown_result), never as `X→X`, which read as a redeploy (#24)."""
+    a check that found nothing to do, a deploy that finished an interrupted
+    run on the commit its checkout was on. Shown as `at X` (span), never as
+    `X→X`, which read as a redeploy (#24)."""
     return bool(rec.get("from")) and rec.get("from") == rec.get("to")
 
 
@@ -359,16 +359,10 @@ def span(rec: dict, arrow: str) -> str:
     return f"{start}{arrow}{short(rec.get('to'))}"
 
 
-def shown_result(rec: dict) -> str:
-    """A record's result as history's table and status' last-run line say
-    it: one that moved no commit and ended `deployed` deployed nothing; it
-    restarted services (`restarted bot at X; healthy again`: healthy_again,
-    the pipeline's restart) or found them healthy (health --fix). --json
-    keeps the record's own `result`."""
-    result = str(rec.get("result", "?"))
-    if result == "deployed" and in_place(rec):
-        return "restarted" if str(rec.get("message") or "").startswith("restarted") else "healthy"
-    return result
+def restated(rec: dict) -> bool:
+    """Whether a record's message only says its `from -> to` again, as a
+    deploy's does (host/pipeline.py, _promote): the row's span says it."""
+    return str(rec.get("message") or "") == f"{short(rec.get('from'))} -> {short(rec.get('to'))}"
 
 
 def ago(ts) -> str:
@@ -430,9 +424,12 @@ def _history_row(rec: dict):
     """(cells, (what, reason, shas)) of one history record: the facts
     (time, trigger, actor, from→to, result, took), printable before the
     widths are measured, and what shipped or why not."""
-    result = rec.get("result", "?")
-    # a run that moved no commit shipped nothing: what it did is its message
-    what = "" if in_place(rec) else str(rec.get("subject") or "")
+    result = str(rec.get("result", "?"))
+    # a run that moved no commit shipped nothing: what it did is its
+    # message (a restart's, health --fix's, a backup's), unless that only
+    # says `X -> X`: a deploy that finished an interrupted run on the
+    # commit its checkout was on, whose subject the row shows as any deploy's
+    what = "" if in_place(rec) and not restated(rec) else str(rec.get("subject") or "")
     if what and rec.get("author"):
         what += f" ({rec['author']})"
     # a run that did not ship: the subject is context and the message
@@ -440,7 +437,9 @@ def _history_row(rec: dict):
     reason = str(rec.get("message", "")) if result not in ("deployed", "noop") or not what else None
     actor = printable(str(rec.get("actor", "?")).split("@")[0])
     actor = actor if len(actor) <= 12 else actor[:11] + "…"  # the facts line fits 80 columns
-    cells = [_when(rec), str(rec.get("trigger", "?")), actor, span(rec, "→"), shown_result(rec),
+    # the record's own result word, as --json, the update log and status say it (#24: a
+    # `deployed` record shown as `healthy` or `restarted` contradicted them)
+    cells = [_when(rec), str(rec.get("trigger", "?")), actor, span(rec, "→"), result,
              fmt_duration(rec.get("duration"))]
     # markup-escaped as printed
     shas = tuple(x for x in (rec.get("from"), rec.get("to")) if isinstance(x, str))
@@ -573,7 +572,7 @@ def status_panel(host: str, data: dict, flag=None) -> None:
     last = data.get("last_run")
     if last:
         lines.append(literal(f"last run: {_when(last)} {last.get('trigger')} by {last.get('actor')}: "
-                             f"{shown_result(last)} {span(last, ' -> ')}"))
+                             f"{last.get('result', '?')} {span(last, ' -> ')}"))
     for text in lines:  # a long one continues two columns in, never at column 0 (trial #7)
         print_hanging(out, text, hang=2)
 
