@@ -190,3 +190,27 @@ def test_a_killed_runs_partial_is_removed_by_the_next_run(sandbox, tmp_path):
     (snap,) = os.listdir(sandbox.home / "backups")
     manifest = json.loads((sandbox.home / "backups" / snap / "manifest.json").read_text())
     assert [s["name"] for s in manifest["swept"]] == [partial] and manifest["swept"][0]["size"] > 0
+
+
+# ------------------------------------------------------------------ the lines, at 80 and 200 columns
+
+@pytest.mark.parametrize("width", (80, 200))
+def test_the_run_says_what_it_removed_at_both_widths(width, capsys, monkeypatch):
+    """A run that removed a cut-off run's partial, as `inv backup` prints
+    it (tasks/backup.py: the run's lines, then each warning)."""
+    from fabops.tasks._base import print_text
+    from fabops.tasks.backup import run_lines
+    from tests.test_golden import check, render
+
+    swept = [{"name": f".{STALE}.partial", "size": 734003}, {"name": ".20261202T030000-d4e5f6.partial", "size": 0}]
+    _, said = backup.sweep(backup.BackupPlan(
+        "web1", "20261203T030000-0a1b2c", "/srv/app", "/home/deploy/.fabops/app/backups/20261203T030000-0a1b2c",
+        (), (), inventory.Keep(), (), (), {}, partials=tuple((s["name"], s["size"]) for s in swept)),
+        HostPaths.for_home("/nonexistent-home"))
+    value = {"run_id": "20261203T030000-0a1b2c", "snapshot": "/home/deploy/.fabops/app/backups/20261203T030000-0a1b2c",
+             "ok": True, "items": [{"name": "env", "file": "env", "ok": True, "size": 35, "duration": 0.001}],
+             "deleted": [], "swept": swept, "warnings": said}
+    text = render(capsys, monkeypatch, width, lambda: [print_text(f"[web1] {ln}") for ln in run_lines(value) + [
+        f"warning: {w}" for w in value["warnings"]]])
+    assert "removed 2 partial snapshots (716.8 KiB) that runs cut off" in " ".join(text.split()), text
+    check("backup-swept", width, text)

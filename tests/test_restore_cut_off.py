@@ -189,3 +189,23 @@ def test_a_dropped_link_does_not_stop_the_restore(sandbox, tmp_path):
     assert rec["result"] == "restored", rec
     assert (sandbox.app / "data" / "notes.txt").read_text() == "old\n"
     assert sandbox.state.get("in_progress") is None and sandbox.health()
+
+
+@pytest.mark.parametrize("width", (80, 200))
+def test_a_restore_says_what_it_took_over_at_both_widths(width, capsys, monkeypatch):
+    """An in-place restore that took over a cut-off one, as `inv backup
+    --restore` prints it (tasks/backup.py: its lines, then each warning)."""
+    from fabops.tasks._base import print_text
+    from fabops.tasks.backup import restore_lines
+    from tests.test_golden import check, render
+
+    value = {"restore": {"run_id": "20261201T030000-a1b2c3", "from": "local", "to": None, "ok": True,
+                         "saved": "20261203T091500-0a1b2c", "refused": None,
+                         "items": [{"name": "files", "file": "files.tar", "ok": True, "skipped": None, "error": None},
+                                   {"name": "env", "file": "env", "ok": True, "skipped": None, "error": None}],
+                         "services": [{"service": "bot", "ok": True, "message": "ready"}]},
+             "warnings": ["taking over from an interrupted run 20261201T030000-a1b2c3 (restore, step restore: "
+                          "put back): this restore starts the services again"]}
+    text = render(capsys, monkeypatch, width, lambda: [print_text(f"[web1] {ln}") for ln in restore_lines(value) + [
+        f"warning: {w}" for w in value["warnings"]]])
+    check("restore-taken-over", width, text)

@@ -722,7 +722,7 @@ def summary(done: dict) -> str:
     items = [i for i in done.get("items") or [] if not i.get("skipped")]
     off = done.get("offsite")
     where = "copied off the host" if off and not off.get("error") else "on this host only"
-    return f"snapshot {done.get('run_id')}: {len(items)} items ok, {where}"
+    return f"snapshot {done.get('run_id')}: {len(items)} item{'' if len(items) == 1 else 's'} ok, {where}"
 
 
 def record(host: Host, paths: HostPaths, done: dict, actor: str, duration: float) -> None:

@@ -199,8 +199,9 @@ def backup_run_lines(data: dict) -> list:
     items = [i for i in data.get("items") or [] if not i.get("skipped")]
     failed = [i for i in items if not i.get("ok")]
     total = sum(int(i.get("size") or 0) for i in items)
-    head = (f"snapshot {data.get('run_id')}: " + (f"{len(failed)} of {len(items)} items FAILED" if failed
-                                                   else f"{len(items)} items ok")
+    noun = "item" if len(items) == 1 else "items"  # `1 items ok` read as a slip (one item: a run of .env alone)
+    head = (f"snapshot {data.get('run_id')}: " + (f"{len(failed)} of {len(items)} {noun} FAILED" if failed
+                                                   else f"{len(items)} {noun} ok")
             + f", {size_text(total)} in {data.get('snapshot')}")
     out = [head]
     rows = data.get("items") or []
