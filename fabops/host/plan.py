@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import field
+from dataclasses import field, replace
 from typing import Optional, Tuple, Union
 
 from ..records import Frozen, frozen
@@ -79,8 +79,9 @@ class Need(Frozen):
 # What a plan is: `noop`, `restart` (the deployed commit, services down),
 # `deploy` (check out the target, its rules, restart, gate, watch),
 # `hold` (cron stays where it is on purpose: a bad target, a retry not due)
-# and `abort` (a reason not to start). Adopting a healthy HEAD, clearing a
-# pin and finishing an interrupted run ride along with any of them.
+# and `abort` (a reason not to start). Adopting a healthy HEAD and
+# finishing an interrupted run ride along with any of them; clearing a pin
+# only with a plan that acts (ACTS).
 KINDS = ("noop", "restart", "deploy", "hold", "abort")
 
 
@@ -188,7 +189,23 @@ def _no_rollback_target(host, state: State, facts: Facts) -> Plan:
     return Plan("abort", "aborted", why, "", deployed, finishing=state.in_progress, step="rollback", record=False)
 
 
+# The plans that act on the host: a deploy without --ref clears the pin
+# only in one of these (the real run as it acts: Pipeline._act, and a
+# deploy's after its preflight). A hold or an abort changes nothing, so it
+# leaves the pin, as --ref pins only what acts (#24's trial: an aborted
+# deploy said `clearing pin X`, and cron then went after origin's head).
+ACTS = ("noop", "restart", "deploy")
+
+
 def plan(host, state: State, facts: Facts, opts: Opts) -> Union[Plan, Need]:
+    """What this run does (_plan), clearing the pin only when it acts."""
+    decided = _plan(host, state, facts, opts)
+    if isinstance(decided, Plan) and decided.clear_pin and decided.kind not in ACTS:
+        return replace(decided, clear_pin=False)
+    return decided
+
+
+def _plan(host, state: State, facts: Facts, opts: Opts) -> Union[Plan, Need]:
     """What this run does. `host` is the inventory's Host (its services and
     dependency rules); nothing here reads a file or runs a command. The
     decisions, in order, as tests/test_plan.py's table reads them: no
@@ -247,9 +264,9 @@ def _riders(state: State, facts: Facts, opts: Opts, target: str) -> dict:
             says += (line,)  # it ended that watch itself: news to nobody
         else:
             warnings += (line,)
+    # said where the run clears it, as it acts (Pipeline._unpin), not here:
+    # an abort or a hold leaves it (plan, ACTS)
     clear_pin = bool(opts.clear_pin and state.pin)
-    if clear_pin:
-        says += (f"clearing pin {short(state.pin)}",)
     if opts.ref is None and opts.trigger in FOLLOWERS and state.pin:
         says += (f"pinned to {short(state.pin)}",)
     if opts.ref is None and opts.trigger == "rollback":  # its own pick (rollback_target), said
