@@ -1,10 +1,9 @@
 """A run that moved no commit reads as what it was (new-user trial, #24):
 `inv history` showed local-update's restart on the deployed commit as
 `deployed X→X … <subject>` (a redeploy, by its look) and a backup as
-`backup root X→X backed_up`. Such a row says `at X`, the result it had
-(`restarted`, `healthy`, `backed_up`) and its own message instead of the
-commit's subject, in history's table at 80 and 200 columns and in status'
-last-run line; --json keeps the record's fields.
+`backup root X→X backed_up`. Such a row says `at X` and its own message
+instead of the commit's subject, in history's table at 80 and 200 columns
+and in status' last-run line; --json keeps the record's fields.
 
 The result is the record's own word (#24, a later trial): a restart's or
 health --fix's `deployed` record read `restarted` or `healthy`, and so did
