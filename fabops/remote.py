@@ -526,6 +526,12 @@ os.chmod(home, 0o700)
 if record:
     fd = os.open(history, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     os.write(fd, (record + "\n").encode()); os.fsync(fd); os.close(fd)
+    try:  # its update-log line, as host/record.append_run writes it; a log not written is no error
+        os.makedirs(os.path.dirname(sys.argv[6]) or ".", mode=0o700, exist_ok=True)
+        fd = os.open(sys.argv[6], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.write(fd, (sys.argv[7] + "\n").encode()); os.close(fd)
+    except OSError:
+        pass
 before, _ = merge_state_file(state, updates, bad=bad)
 print(json.dumps(before))
 """
@@ -540,12 +546,17 @@ def _state_merge_source() -> str:
 
 
 def state_merge_cmd(host: Host, updates: dict, record: Optional[dict] = None, bad: Optional[tuple] = None) -> Cmd:
-    """`bad`: (sha, entry) marked bad in the same merge, or (sha, None) cleared (state.marked_bad)."""
-    return sh("python3 -c {script} {state} {history} {updates} {record} {bad}", script=_state_merge_source(),
-              state=path(host.paths.state), history=path(host.paths.history),
+    """`bad`: (sha, entry) marked bad in the same merge, or (sha, None) cleared (state.marked_bad).
+    A `record` goes to the history and its line to the update log (host/record.log_line), as
+    every run's does."""
+    from .host.record import log_line
+
+    return sh("python3 -c {script} {state} {history} {updates} {record} {bad} {log} {line}",
+              script=_state_merge_source(), state=path(host.paths.state), history=path(host.paths.history),
               updates=json.dumps(updates, default=str),
               record=json.dumps(record, sort_keys=True, default=str) if record else "",
-              bad=json.dumps(list(bad), default=str) if bad else "null")
+              bad=json.dumps(list(bad), default=str) if bad else "null",
+              log=path(host.logs.get("update") or host.paths.update_log), line=log_line(record) if record else "")
 
 
 def _previous(output: str) -> dict:

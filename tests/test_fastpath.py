@@ -18,6 +18,7 @@ import pytest
 from fabops import cron, errors, inventory
 from fabops.host import fastpath
 from fabops.host.localrun import CommandTimedOut, LocalContext
+from fabops.shortsha import short_sha
 from tests.conftest import ROOT, check_json_output, require
 
 # Runs fabops' console script as cron does (`fabops ARGS`, main() reading
@@ -254,7 +255,8 @@ def test_the_backup_line_runs_the_hosts_backup_without_invoke_or_paramiko(host, 
 
     h = inventory.load(str(host.inventory)).select(None)[0]
     log = Path(update_log_path(h, h.paths)).read_text()
-    assert "[backup " in log and "BACKED_UP in " in log.splitlines()[-1], log[-500:]
+    # the one line format of every run (host/record.log_line): the commit a backup leaves as it is
+    assert "[backup " in log and f"BACKED_UP at {short_sha(last['to'])} in " in log.splitlines()[-1], log[-500:]
 
 
 BACKUP_NORMALISE = [(re.compile(r"\d{8}T\d{6}-[0-9a-f]{6}"), "<run>"), (re.compile(r"\d+\.\d\d s\b"), "<n> s"),

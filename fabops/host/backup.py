@@ -731,8 +731,7 @@ def record(host: Host, paths: HostPaths, done: dict, actor: str, duration: float
     backed_up or backup_failed) and one update-log line. Whose failure
     notifies is notify_once's."""
     from .. import errors
-    from .files import append_json, append_line
-    from .record import update_log_path
+    from .record import append_run
 
     ok = failure(done) is None
     rec = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "ts": time.time(), "run_id": done.get("run_id"),
@@ -741,9 +740,9 @@ def record(host: Host, paths: HostPaths, done: dict, actor: str, duration: float
            "exit_code": errors.LOCKED if done.get("error") else exit_code("run", done),  # no snapshot was made
            "message": summary(done), "duration": round(duration, 3),
            "steps": [], "warnings": list(done.get("warnings") or []), "snapshot": done.get("run_id")}
-    append_json(paths.history, rec)
-    append_line(update_log_path(host, paths), f"{rec['time']} [backup {actor}] {rec['result'].upper()} in "
-                f"{duration:.1f}s: {rec['message']}", fsync=False)
+    warning = append_run(host, paths, rec)
+    if warning:
+        done["warnings"].append(warning)
 
 
 def exit_code(action: str, data: dict) -> int:

@@ -201,6 +201,45 @@ def update_log_path(host: Host, paths: HostPaths) -> str:
     return os.path.expanduser(host.logs.get("update") or paths.update_log)
 
 
+def shipped(subject: Optional[str], author: Optional[str]) -> str:
+    """` "subject" (author)` of a run's target commit, for log lines and notifications."""
+    if not subject:
+        return ""
+    return f' "{subject}"' + (f" ({author})" if author else "")
+
+
+def log_line(rec: dict) -> str:
+    """The update-log line of a history record. Every run recorded in the
+    history gets one, in this one format, whoever writes it (the pipeline,
+    a backup, a reset, a restore, a restart, health --fix: append_run, and
+    remote.state_merge_cmd over SSH), so `logs --source update --errors`
+    and monitor's error count see every failed run (docs/architecture.md,
+    "No silent failure"). Its span reads as the history's (render.span): a
+    first deploy `(first) -> X`, a run that moved no commit `at X`."""
+    frm, to = rec.get("from"), rec.get("to")
+    if frm and frm == to:
+        span = f"at {short(to)}"
+    elif to and not frm:
+        span = f"(first) -> {short(to)}"
+    else:
+        span = f"{short(frm)} -> {short(to)}"
+    return (f"{rec.get('time')} [{rec.get('trigger')} {rec.get('actor')}] {str(rec.get('result')).upper()} "
+            f"{span}{shipped(rec.get('subject'), rec.get('author'))} in {float(rec.get('duration') or 0):.1f}s: "
+            f"{rec.get('message')}")
+
+
+def append_run(host: Host, paths: HostPaths, rec: dict) -> Optional[str]:
+    """A run's history record and its update-log line (log_line), on this
+    machine. The history first: a log that cannot be written is returned
+    as the run's warning, never an error that loses the record."""
+    append_json(paths.history, rec)
+    try:
+        append_line(update_log_path(host, paths), log_line(rec), fsync=False)
+    except OSError as exc:
+        return f"cannot write the update log: {exc}"
+    return None
+
+
 class Recorder:
     """Records one run's outcome. `save(state)` writes state.json (the
     pipeline's own writer), `state()` is the run's State (read once by the
@@ -285,9 +324,7 @@ class Recorder:
 
     def shipped(self) -> str:
         """` "subject" (author)` of the target commit, for log lines and notifications."""
-        if not self.res.subject:
-            return ""
-        return f' "{self.res.subject}"' + (f" ({self.res.author})" if self.res.author else "")
+        return shipped(self.res.subject, self.res.author)
 
     def record(self) -> None:
         """History record and update-log line for every non-noop run."""
@@ -300,15 +337,9 @@ class Recorder:
         rec["ts"] = time.time()
         rec.pop("plan", None)
         self.recorded = True
-        append_json(self.paths.history, rec)
-        line = (
-            f"{rec['time']} [{res.trigger} {res.actor}] {res.result.upper()} "
-            f"{short(res.from_)} -> {short(res.to)}{self.shipped()} in {res.duration:.1f}s: {res.message}"
-        )
-        try:
-            append_line(self.update_log, line, fsync=False)
-        except OSError as exc:
-            res.warnings.append(f"cannot write the update log: {exc}")
+        warning = append_run(self.host, self.paths, rec)
+        if warning:
+            res.warnings.append(warning)
         self.notify()
 
     def notify(self) -> None:

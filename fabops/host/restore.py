@@ -800,10 +800,11 @@ def record(host: Host, paths: HostPaths, done: dict, started: float, actor: str)
     and a notification when it failed. What was notified."""
     from ..notify import notify
     from .events import new_run_id
-    from .files import append_json, read_object
+    from .files import read_object
+    from .record import append_run
 
     commit, message = read_object(paths.state).get("deployed"), why_failed(done)
-    append_json(paths.history, {
+    append_run(host, paths, {  # and its update-log line, as every run's (a log not written: no error)
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "ts": time.time(), "run_id": new_run_id(),
         "trigger": "restore", "actor": actor, "host": host.name, "from": commit, "to": commit,
         "result": "restored" if done["ok"] else "restore_failed", "exit_code": 0 if done["ok"] else 2,

@@ -38,8 +38,9 @@ class Store(Protocol):
 
     def record(self, updates: dict, record: dict) -> None:
         """A task's verdict recorded as a run's is (host/record.healthy_again):
-        append `record` to history.jsonl, then merge `updates` into
-        state.json as `update` does."""
+        append `record` to history.jsonl and its line to the update log
+        (host/record.log_line), then merge `updates` into state.json as
+        `update` does."""
 
     def lock(self, info: dict) -> Held:
         """Take the host lock, recording `info` (actor, trigger, ...) as
@@ -72,9 +73,11 @@ class LocalStore:
         merge_state_file(self.paths.state, updates)  # the one merge: a run's keys written meanwhile stay
 
     def record(self, updates: dict, record: dict) -> None:
-        from .files import append_json
+        from .record import append_run
 
-        append_json(self.paths.history, record)
+        # history and the update-log line, as every run's (a log that
+        # cannot be written is no error here, as the health log's)
+        append_run(self.host, self.paths, record)
         self.update(updates)
 
     def lock(self, info: dict) -> Held:

@@ -1,0 +1,66 @@
+"""Every run recorded in the history gets its update-log line, in one format
+(host/record.log_line), so `logs --source update --errors` and monitor's
+error count see every failed run (issue #24's trial: a reset that ended
+BROKEN was in the history but not in the update log; reset, restore and
+restart runs wrote none). A first deploy's line says `(first) -> X`, as the
+history does, not `none -> X`. On the local sandbox through the real
+console script."""
+from __future__ import annotations
+
+import json
+
+from fabops.host.record import log_line
+from fabops.shortsha import short_sha
+from tests.conftest import run_cli
+
+A, B = "a" * 40, "b" * 40
+
+
+def _rec(**kw):
+    rec = {"time": "2026-12-07T09:00:00+0000", "trigger": "reset", "actor": "ann@laptop", "result": "broken",
+           "from": A, "to": B, "duration": 1.25, "message": "it died"}
+    rec.update(kw)
+    return rec
+
+
+def test_one_line_format_for_every_record():
+    assert log_line(_rec()) == (f"2026-12-07T09:00:00+0000 [reset ann@laptop] BROKEN {short_sha(A)} -> "
+                                f"{short_sha(B)} in 1.2s: it died")
+    first = log_line(_rec(trigger="deploy", result="deployed", **{"from": None}, subject="v1", author="Ann"))
+    assert f"DEPLOYED (first) -> {short_sha(B)} \"v1\" (Ann) in " in first and "none" not in first
+    assert f"] RESTORED at {short_sha(A)} in " in log_line(_rec(trigger="restore", result="restored", to=A))
+
+
+def _log(sandbox) -> list:
+    return (sandbox.home.parent / "log" / "update.log").read_text().splitlines()
+
+
+def _runs(sandbox) -> list:
+    return [ln for ln in _log(sandbox) if ln[:4].isdigit()]  # a run's line starts with its time
+
+
+def test_reset_restart_and_backup_runs_each_get_their_line(sandbox, monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    inv = str(sandbox.inventory)
+    code, res = sandbox.result()
+    assert code == 0 and res["result"] == "deployed", res
+    first = sandbox.head()
+    assert f"] DEPLOYED (first) -> {short_sha(first)} " in _runs(sandbox)[-1], _log(sandbox)
+    r = run_cli("restart", "-i", inv, "-H", "local")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"] DEPLOYED at {short_sha(first)} in " in _runs(sandbox)[-1] and "[restart " in _runs(sandbox)[-1]
+    r = run_cli("backup", "-i", inv, "-H", "local", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "[backup " in _runs(sandbox)[-1] and f"] BACKED_UP at {short_sha(first)} in " in _runs(sandbox)[-1]
+    r = run_cli("backup", "-i", inv, "-H", "local", "--restore", json.loads(r.stdout)["hosts"]["local"]["run_id"],
+                "--yes")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "[restore " in _runs(sandbox)[-1] and f"] RESTORED at {short_sha(first)} in " in _runs(sandbox)[-1]
+    bad = sandbox.origin.crash("2")
+    r = run_cli("reset", "-i", inv, "-H", "local", "--yes", timeout=180)
+    assert r.returncode == 5, r.stdout + r.stderr
+    line = _runs(sandbox)[-1]
+    assert f"[reset " in line and f"] BROKEN {short_sha(first)} -> {short_sha(bad)} in " in line, _log(sandbox)
+    assert len(_runs(sandbox)) == len(sandbox.history()), (_log(sandbox), sandbox.history())
+    r = run_cli("logs", "-i", inv, "-H", "local", "--source", "update", "--errors")
+    assert "] BROKEN " in r.stdout, r.stdout + r.stderr
