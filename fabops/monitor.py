@@ -865,7 +865,8 @@ def backup_findings(backup: Optional[Dict[str, Any]], now: float, host: str,
     """The backup row's warnings (docs/monitor.md, "Backups"): the last
     good backup older than BACKUP_LATE intervals of backup.schedule (none
     ever while the history is that old: the schedule should have made
-    one), and a snapshot kept on the host's own disk alone (no
+    one), a last run that failed (until a good one), and a snapshot kept
+    on the host's own disk alone (no
     repository; host/backup.NO_OFF_HOST, setup --check's words). With
     backup.schedule off and no backup: nothing (None: not read)."""
     from .deploy import suggest
@@ -886,6 +887,11 @@ def backup_findings(backup: Optional[Dict[str, Any]], now: float, host: str,
         else:
             found.append(f"no good backup yet: none in the {_span(now - since)} since the host's first run ({every})"
                          f"{failed}; {suggest(inventory, 'backup', '-H', host)} makes one now")
+    elif last and not last["ok"] and last["at"] is not None:
+        # a failed run is news until the next good one, within the window
+        # too: the schedule's next try may fail the same way (notified once)
+        good = f"; the last good one is {_span(now - backup['last_ok_at'])} old" if backup["last_ok_at"] else ""
+        found.append(f"backup failed: the last one, {_span(now - last['at'])} ago: {reason_head(last['message'])}{good}")
     if last and not backup["repository"]:
         found.append(NO_OFF_HOST)
     return found

@@ -90,6 +90,21 @@ def test_a_failed_last_run_is_named_in_the_late_warning_and_none_yet_says_how():
         never.endswith("; `fabops backup -i inv.yml -H web1` makes one now"), never
 
 
+def test_a_failed_last_run_within_the_window_is_a_warning_until_a_good_one():
+    from fabops import monitor
+
+    last = {"snapshot": RUN, "at": NOW - 3600, "ok": False, "message": "items FAILED: dump-pg (exited 1)",
+            "offsite": False}
+    backup = {"schedule": "@daily", "repository": True, "last": last, "last_ok_at": NOW - 20 * 3600,
+              "history_since": NOW - 30 * DAY}
+    assert monitor.backup_findings(backup, NOW, "web1") == [
+        "backup failed: the last one, 1h ago: items FAILED: dump-pg (exited 1); the last good one is 20h old"]
+    never = monitor.backup_findings(dict(backup, last_ok_at=None, history_since=NOW - 3600), NOW, "web1")
+    assert never == ["backup failed: the last one, 1h ago: items FAILED: dump-pg (exited 1)"]
+    ok = dict(last, ok=True, message="ok")
+    assert monitor.backup_findings(dict(backup, last=ok, last_ok_at=NOW - 3600), NOW, "web1") == []
+
+
 def test_update_interval_takes_the_longest_gap_of_day_fields():
     from fabops import monitor
 
