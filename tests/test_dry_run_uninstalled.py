@@ -24,6 +24,9 @@ OLDER = "3f2a9c1d7e6b5a4f3e2d1c0b9a8f7e6d5c4b3a29"
 HEAD = "0a1b2c3d4e5f60718293a4b5c6d7e8f901234567"  # the branch head on the remote
 INSTALL = "would upgrade from 0.9.0 fabops 1.0.0"
 PREFLIGHT = "preflight not run: fabops is not installed on the host at this version yet"
+# the watch the real run keeps after the gate, from hosts.yml (its default 30 s), as the installed dry run says it
+WATCH = ("; if it goes ahead, it would watch voice-meeting-discord-bot.service for 30 s after the gate, and roll back "
+         "if one dies or fails its check there")
 
 
 @pytest.fixture
@@ -65,7 +68,7 @@ def dry_run(host, **opts):
 def test_a_deploy_would_install_then_the_planner_decides_from_the_branch_head(host, older_fabops):
     res = dry_run(host).result
     assert res["message"] == (f"{INSTALL}; then the host's planner decides, from the head of main "
-                              f"(now {short_sha(HEAD)})"), res
+                              f"(now {short_sha(HEAD)}){WATCH}"), res
     assert (res["result"], res["exit_code"], res["from"], res["to"]) == ("would_install", 0, DEPLOYED, HEAD), res
     assert res["warnings"] == [PREFLIGHT] and res["plan"]["to"] == HEAD and not res["plan"]["bad"], res
     assert len(older_fabops) == 1 and "ls-remote" in older_fabops[0]
@@ -76,11 +79,11 @@ def test_a_rollback_names_no_target_the_hosts_planner_has_not_picked(host, older
     assert (res["result"], res["from"], res["to"], res["exit_code"]) == ("would_install", DEPLOYED, None, 0), res
     assert res["message"] == (f"{INSTALL}; then the host's planner decides, from its history: it picks the commit "
                               "to roll back to, or refuses if there is none (this dry run cannot name it before "
-                              "fabops is on the host)"), res
+                              f"fabops is on the host){WATCH}"), res
     assert not older_fabops  # no ls-remote: the branch head is no rollback's target
     res = dry_run(host, trigger="rollback", ref=OLDER, clear_pin=False).result
     assert (res["result"], res["to"]) == ("would_install", OLDER), res
-    assert res["message"] == f"{INSTALL}; then the host's planner decides, from --ref {OLDER}", res
+    assert res["message"] == f"{INSTALL}; then the host's planner decides, from --ref {OLDER}{WATCH}", res
 
 
 def test_a_ref_it_cannot_resolve_or_a_head_it_cannot_read_names_no_commit(host, older_fabops, monkeypatch):
@@ -89,7 +92,7 @@ def test_a_ref_it_cannot_resolve_or_a_head_it_cannot_read_names_no_commit(host, 
     for ref in (DEPLOYED[:7], "main"):
         res = dry_run(host, ref=ref).result
         assert (res["result"], res["to"], res["plan"]["to"]) == ("would_install", None, None), res
-        assert res["message"].endswith(f"from --ref {ref}, which it resolves after its fetch"), res
+        assert res["message"].endswith(f"from --ref {ref}, which it resolves after its fetch{WATCH}"), res
     assert not older_fabops, "no ls-remote for a --ref"
 
     class Unreadable:
@@ -99,7 +102,7 @@ def test_a_ref_it_cannot_resolve_or_a_head_it_cannot_read_names_no_commit(host, 
     monkeypatch.setattr(fabops.deploy.Target, "of", classmethod(lambda cls, c, h: Unreadable()))
     res = dry_run(host).result
     assert (res["result"], res["to"]) == ("would_install", None), res
-    assert res["message"].endswith("from the head of main, which git ls-remote could not read"), res
+    assert res["message"].endswith(f"from the head of main, which git ls-remote could not read{WATCH}"), res
 
 
 def test_it_says_the_facts_it_read_a_known_bad_commit_and_a_moved_checkout(host, older_fabops, monkeypatch):
@@ -107,7 +110,7 @@ def test_it_says_the_facts_it_read_a_known_bad_commit_and_a_moved_checkout(host,
     res = dry_run(host).result
     bad = f"{short_sha(HEAD)} failed its gate before: the host's known-bad list names it"
     assert res["message"] == (f"{INSTALL}; then the host's planner decides, from the head of main (now "
-                              f"{short_sha(HEAD)}); the checkout is at {short_sha(OLDER)}, not the deployed "
+                              f"{short_sha(HEAD)}){WATCH}; the checkout is at {short_sha(OLDER)}, not the deployed "
                               f"{short_sha(DEPLOYED)}; {bad}"), res
     assert (res["from"], res["to"], res["plan"]["bad"]) == (OLDER, HEAD, True), res
     assert res["warnings"] == [PREFLIGHT, bad], res  # --json carries the same
@@ -191,3 +194,36 @@ def test_golden_at_80_and_200_columns(host, older_fabops, capsys, monkeypatch, w
     assert said.endswith("failed its gate before: the host's known-bad list names it"), text
     assert not VERDICTS.search(said.replace("→", " ")), text
     check("deploy-dry-run-uninstalled", width, text)
+
+
+@pytest.mark.parametrize("watches, said", [
+    ((2, 2), "; if it goes ahead, it would watch bot, api for 2 s after the gate, and roll back if one dies or fails "
+             "its check there"),
+    ((0, 5), "; if it goes ahead, it would watch api for 5 s after the gate, and roll back if one dies or fails its "
+             "check there"),
+    ((10, 30), "; if it goes ahead, it would watch bot, api for up to 30 s after the gate, and roll back if one dies "
+               "or fails its check there"),
+    ((0, 0), ""),  # no watch: the real run skips it, and no dry run says one
+])
+def test_it_says_the_watch_hosts_yml_gives_as_the_installed_dry_run_does(older_fabops, watches, said):
+    """#24: before fabops was on the host, deploy --dry-run said nothing of
+    the watch the real run keeps after the gate (a new user could not tell
+    whether it would watch, nor for how long). It says it from hosts.yml,
+    in the installed dry run's words (host/would.watched), which
+    host/dry_run.actions lists after the restarts."""
+    from fabops.host.dry_run import actions
+    from fabops.host.plan import Plan
+    from fabops.host.would import watched
+
+    host = inventory.loads("hosts:\n  h:\n    app: {path: /srv/app}\n    services:\n"
+                           + "".join(f"      - {{name: {n}, watch: {w}}}\n" for n, w in zip(("bot", "api"), watches)),
+                           "h.yml").hosts["h"]
+    res = dry_run(host).result
+    assert res["message"] == (f"{INSTALL}; then the host's planner decides, from the head of main "
+                              f"(now {short_sha(HEAD)}){said}"), res
+    deploy = Plan("deploy", "", f"deploy {short_sha(DEPLOYED)} -> {short_sha(HEAD)}", HEAD, DEPLOYED,
+                  services=("bot", "api"))
+    woulds = list(actions(host, deploy))
+    assert woulds[-1] == watched(host.services) if said else all(w.action != "watch" for w in woulds), woulds
+    if said:
+        assert said.endswith(f"would watch {woulds[-1].target} {woulds[-1].why}"), woulds

@@ -267,7 +267,8 @@ def test_a_deploy_dry_run_prints_its_plans_writes_in_the_one_line_form(tmp_path)
         inv = str(box.inventory)
         r = run_cli("deploy", "-i", inv, "--dry-run", "--json")
         would = json.loads(r.stdout)["hosts"]["local"]["plan"]["would"]
-        assert [w["action"] for w in would] == ["checkout", "restart"], would
+        # then the watch the real run keeps after the gate (#24: host/would.watched)
+        assert [w["action"] for w in would] == ["checkout", "restart", "watch"], would
         r = run_cli("deploy", "-i", inv, "--dry-run")
         said = [ln for ln in r.stdout.splitlines() if ln.startswith("[local] would ")]
         assert said == lines(would, "[local] "), r.stdout + r.stderr

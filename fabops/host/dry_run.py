@@ -18,7 +18,7 @@ from .plan import Facts, Plan
 from .queue import lock_verdict, watch_left
 from .record import short
 from .state import State, load_state, pin_reason, promoted
-from .would import Would, as_json
+from .would import Would, as_json, watched
 
 
 class DryRun(Pipeline):
@@ -150,11 +150,8 @@ def actions(host, p: Plan, trigger: str = "deploy", ended_watch: bool = False) -
     pins by itself (with or without --to), a deploy because of --ref. A
     run in progress is finished first: one whose watch this run ends (an
     emergency tool meeting a watch: `ended_watch`), else an interrupted one."""
-    # the pin is cleared where the real run clears it (Pipeline._unpin):
-    # only by a plan that acts (plan.ACTS), a deploy's after its preflight
-    unpin = Would("clear pin", "state.json", "a deploy without --ref follows the branch again")
-    if p.clear_pin and p.kind != "deploy":
-        yield unpin
+    if p.clear_pin:
+        yield Would("clear pin", "state.json", "a deploy without --ref follows the branch again")
     if p.adopt:
         yield Would("adopt", short(p.adopt), "nothing recorded a deploy and HEAD is healthy")
     if p.finishing and ended_watch:
@@ -178,13 +175,15 @@ def actions(host, p: Plan, trigger: str = "deploy", ended_watch: bool = False) -
     elif p.kind == "deploy":
         if p.stash:
             yield Would("stash", "local changes", "--stash: saved aside before the checkout")
-        if p.clear_pin:
-            yield unpin
         yield Would("checkout", short(p.target), p.message)
         for i in p.rules:
             yield Would("run", host.deps[i].run, "full converge" if p.full else "a file it watches changed")
         for name in p.services:
             yield Would("restart", name, "full converge" if p.full else "its files changed")
+        # then the watch the real run keeps after the gate (Pipeline._watch)
+        watch = watched([s for s in host.services if s.name in p.services])
+        if watch:
+            yield watch
     if p.pin:
         yield Would("pin", short(p.pin), ("rollback" if trigger == "rollback" else "--ref")
                     + f": cron stays on it {UNPINNED}" + (" (once its gate and watch pass)" if p.kind == "deploy" else ""))

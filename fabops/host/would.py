@@ -9,7 +9,7 @@ It lives on the host side (standard library only) because the host's dry
 run renders it too; the laptop's tasks import it from here."""
 from __future__ import annotations
 
-from typing import Iterable, List, NamedTuple
+from typing import Iterable, List, NamedTuple, Optional
 
 
 class Would(NamedTuple):
@@ -47,3 +47,26 @@ def _would(w) -> Would:
     if isinstance(w, dict):
         return Would(str(w.get("action", "")), str(w.get("target", "")), str(w.get("why", "")))
     return Would(*w)
+
+
+def watch_seconds(services) -> float:
+    """The watch window after the gate of a deploy that restarts `services`
+    (the inventory's): the longest of their `watch` (hosts.yml; 0: none;
+    docs/pipeline.md, "Watch"). One reckoning: the real run waits it
+    (Pipeline._watch) and every dry run says it (watched)."""
+    return max((s.watch for s in services), default=0.0)
+
+
+def watched(services) -> Optional[Would]:
+    """The watch a deploy that restarts `services` keeps after their gate,
+    as every dry run says it: the host's (host/dry_run.actions) and the
+    laptop's before fabops is on the host (fabops/deploy.py, which knows
+    only hosts.yml: its planner picks the services). None when hosts.yml
+    gives them none (the real run skips the watch)."""
+    seconds = watch_seconds(services)
+    if seconds <= 0:
+        return None
+    kept = [s for s in services if s.watch > 0]
+    up_to = "" if len({s.watch for s in kept}) == 1 else "up to "  # each its own window, the longest last
+    return Would("watch", ", ".join(s.name for s in kept),
+                 f"for {up_to}{seconds:g} s after the gate, and roll back if one dies or fails its check there")
