@@ -10,7 +10,7 @@ EXIT_CODES = """\
 | code | meaning |
 |---|---|
 | 0 | OK / healthy / no-op / deployed |
-| 1 | WARNING: thresholds exceeded, cron stalled or updates failing (monitor; updates failing: status too), recovered by `--fix` (health), updates available (system-update), done with warnings |
+| 1 | WARNING: thresholds exceeded, cron stalled or updates failing (monitor; updates failing: status too), recovered by `--fix` (health), updates available (system-update), done with warnings, a run superseded (its watch ended by a rollback, reset or restart) |
 | 2 | FAILED: aborted or rolled back (the host is on its previous good commit), a service down (monitor, health, status), the last update broken (status) |
 | 3 | UNREACHABLE/UNKNOWN: connect, auth or host-key failure, lost contact, or health during a deploy |
 | 4 | LOCKED: another run holds the host's lock |
