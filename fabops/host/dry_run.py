@@ -150,8 +150,11 @@ def actions(host, p: Plan, trigger: str = "deploy", ended_watch: bool = False) -
     pins by itself (with or without --to), a deploy because of --ref. A
     run in progress is finished first: one whose watch this run ends (an
     emergency tool meeting a watch: `ended_watch`), else an interrupted one."""
-    if p.clear_pin:
-        yield Would("clear pin", "state.json", "a deploy without --ref follows the branch again")
+    # the pin is cleared where the real run clears it (Pipeline._unpin):
+    # only by a plan that acts (plan.ACTS), a deploy's after its preflight
+    unpin = Would("clear pin", "state.json", "a deploy without --ref follows the branch again")
+    if p.clear_pin and p.kind != "deploy":
+        yield unpin
     if p.adopt:
         yield Would("adopt", short(p.adopt), "nothing recorded a deploy and HEAD is healthy")
     if p.finishing and ended_watch:
@@ -175,6 +178,8 @@ def actions(host, p: Plan, trigger: str = "deploy", ended_watch: bool = False) -
     elif p.kind == "deploy":
         if p.stash:
             yield Would("stash", "local changes", "--stash: saved aside before the checkout")
+        if p.clear_pin:
+            yield unpin
         yield Would("checkout", short(p.target), p.message)
         for i in p.rules:
             yield Would("run", host.deps[i].run, "full converge" if p.full else "a file it watches changed")

@@ -344,10 +344,8 @@ class Pipeline:
         self.res.known_bad = p.known_bad  # warned, not a reason for exit 1 (RunResult.exit_code)
         for line in p.warnings + p.says:
             self.say(line)
-        if p.clear_pin:
-            state.pin = None
-            state.pin_reason = None
-            self.save(state)
+        if p.clear_pin and p.kind != "deploy":  # a deploy's is cleared after its preflight (_deploy)
+            self._unpin(state)
         if p.pin and p.kind in ("noop", "restart"):  # nothing to promote: pinned at once
             state.pin, state.pin_reason = p.pin, pin_reason(self.opts.trigger, self.actor)
             self.save(state)
@@ -390,6 +388,14 @@ class Pipeline:
             self._restart_sick(state, p, [h for h in facts.health or () if not h.ok])
         else:
             self._deploy(state, p, facts)
+
+    def _unpin(self, state: State) -> None:
+        """A deploy without --ref follows the branch again: said as it is
+        done, by a run that acts on its plan (an abort leaves the pin)."""
+        self.say(f"clearing pin {short(state.pin)}")
+        state.pin = None
+        state.pin_reason = None
+        self.save(state)
 
     def _hold(self, state: State, result: str, message: str) -> None:
         """Cron stays where it is on purpose (a bad target, a retry not due):
@@ -481,6 +487,8 @@ class Pipeline:
             if not st.message:
                 st.message = "clean" + (f"; {counted(len(changed), 'file')} changed" if changed is not None
                                         else "; full converge")
+        if p.clear_pin:  # once nothing can stop the run before it moves (plan.ACTS)
+            self._unpin(state)
         rules = [self.host.deps[i] for i in p.rules]
         affected = [s for s in self.host.services if s.name in p.services]
         self._checkout(state, fallback, target, p.pin)
