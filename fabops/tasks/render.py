@@ -557,14 +557,17 @@ def status_panel(host: str, data: dict, flag=None) -> None:
         lines.append(f"[red]{literal(said)}[/red]")
     lines.append(f"last check {ago(data.get('last_check'))}: {literal(data.get('last_result') or '-')}")
     lines += verdict_lines(data.get("verdict"))
-    failing = failing_of(data)
+    failing, retry = failing_of(data), data.get("retry")
     if failing:  # monitor's rule and words (host/state.failing_of, monitor.failing_words)
         count = failing.get("count", 1)
-        verb, _, why = failing_words(failing, None)
+        verb, _, why = failing_words(failing, retry)
         lines.append(f"[yellow]updates {verb} since {ago(failing.get('since'))} ({literal(count)} run"
                      f"{'' if count == 1 else 's'}) for {literal(short(failing.get('target')))}:[/yellow] "
                      f"{literal(why)}")
-    retry = data.get("retry")
+    # a retry of the target that line names is said there, with its next
+    # try (failing_words): its own line said the same reason twice (#24)
+    if failing and isinstance(retry, dict) and retry.get("target") == failing.get("target"):
+        retry = None
     if retry and isinstance(retry.get("next_at"), (int, float)):
         lines.append(f"[yellow]will retry {literal(short(retry.get('target')))} at "
                      f"{time.strftime('%H:%M %Z', time.localtime(retry['next_at']))}[/yellow] "
