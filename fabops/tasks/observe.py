@@ -43,7 +43,9 @@ def render_host(facts, host, show_history=False):
     if show_history:
         lines += _history_lines(facts.get("history") or {})
     title = f"{literal(host.name)}  {status_cell(facts['code'])}"
-    return Panel(Group(_service_table(facts, host.thresholds), *map(Unbroken, lines), _findings_list(facts)),
+    # a long line continues two columns in, as status' do (print_hanging), never at the edge
+    lines = [Unbroken(line, hang=2) for line in lines]
+    return Panel(Group(_service_table(facts, host.thresholds), *lines, _findings_list(facts)),
                  title=title, title_align="left")
 
 

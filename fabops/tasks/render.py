@@ -87,18 +87,32 @@ def print_hanging(out, markup: str, hang: int = 0) -> None:
     from rich.text import Text
 
     for line in Text.from_markup(markup).split("\n", allow_blank=True):
-        indent = len(HANGING.match(line.plain).group(0))
-        head, body = line.divide([indent]) if indent else (Text(""), line)
-        indent = indent or hang
-        if line.cell_len <= out.width or not indent or indent > out.width // 2:
+        parts = _hanging(line, out, out.width, hang)
+        if parts is None:
             out.print(line)
             continue
-        # the spaces of a code span that fits a line as a character that is
-        # not one, for the wrap; the same length, so the styles stay put
-        room = out.width - indent
-        body.plain = unbroken(whole_spans(body.plain, room))
-        for i, part in enumerate(_kept_lines(body, out, room)):
-            out.print(Text.assemble(head if i == 0 else " " * indent, part), no_wrap=True, crop=False)
+        for part in parts:
+            out.print(part, no_wrap=True, crop=False)
+
+
+def _hanging(line, out, width: int, hang: int, spans: bool = True):
+    """One line of rich Text broken to `width` as print_hanging prints it
+    and a panel's Unbroken(hang=) yields it: continuation lines under the
+    text after its prefix (HANGING), else `hang` columns in. None when it
+    fits, or has no indent to hang by (or one past half the width)."""
+    from rich.text import Text
+
+    indent = len(HANGING.match(line.plain).group(0))
+    head, body = line.divide([indent]) if indent else (Text(""), line)
+    indent = indent or hang
+    if line.cell_len <= width or not indent or indent > width // 2:
+        return None
+    # the spaces of a code span that fits a line as a character that is
+    # not one, for the wrap; the same length, so the styles stay put
+    room = width - indent
+    body.plain = unbroken(whole_spans(body.plain, room) if spans else body.plain)
+    parts = _kept_lines(body, out, room)
+    return [Text.assemble(head if i == 0 else " " * indent, part) for i, part in enumerate(parts)]
 
 
 def _kept_lines(text, out, room: int) -> list:
@@ -115,15 +129,23 @@ class Unbroken:
     """A line of rich markup for a panel: wrapped as rich wraps it, except
     that a number stays with its unit (`up 14h 11m`, not `up 14h` │ `11m`:
     _base.unbroken), and with `spans`, a `code span` that fits the line
-    stays whole (a command a finding names: _base.whole_spans)."""
+    stays whole (a command a finding names: _base.whole_spans). With
+    `hang`, a line too long continues as print_hanging's do, `hang` columns
+    in: a monitor panel's line, as `status` prints it (#24's trial: the
+    bad targets' second line started at the panel's edge)."""
 
-    def __init__(self, markup: str, spans: bool = False):
-        self.markup, self.spans = markup, spans
+    def __init__(self, markup: str, spans: bool = False, hang: int = 0):
+        self.markup, self.spans, self.hang = markup, spans, hang
 
     def __rich_console__(self, console, options):
         from rich.text import Text
 
         text = Text.from_markup(self.markup)
+        hung = _hanging(text, console, options.max_width, self.hang, self.spans) \
+            if self.hang and "\n" not in text.plain else None
+        if hung is not None:
+            yield from hung
+            return
         text.plain = unbroken(whole_spans(text.plain, options.max_width) if self.spans else text.plain)
         yield from _kept_lines(text, console, options.max_width)
 
