@@ -42,6 +42,23 @@ EVENTS = {
     "restore_failed": "❌ restore failed",
 }
 
+# Each event as a person names it in a sentence, for a dry run's line
+# (`would record the held port: …`): the keys above are the JSON's and
+# the code's, never words a reader should have to decode (#24).
+EVENT_WORDS = {
+    "deployed": "the deploy",
+    "rolled_back": "the rollback",
+    "aborted": "the aborted deploy",
+    "broken": "the BROKEN host",
+    "skipped_bad": "the skipped known-bad commit",
+    "health_down": "the service down",
+    "health_recovered": "the recovery",
+    "health_backoff": "the restart backoff",
+    "health_held": "the held port",
+    "backup_failed": "the failed backup",
+    "restore_failed": "the failed restore",
+}
+
 
 @dataclass
 class Delivery:

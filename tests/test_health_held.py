@@ -52,7 +52,7 @@ def test_fix_refuses_a_held_port_before_restarting_and_spends_no_budget(sandbox,
     assert (code, dry["status"]) == (2, "held"), dry
     assert held in dry["message"] and ADVICE in dry["message"], dry
     assert [(w["action"], w["target"]) for w in dry["would"]] == [
-        ("notify", "health_held"), ("record", "state.json"), ("log", "health log")], dry["would"]
+        ("notify", "the held port"), ("record", "state.json"), ("log", "health log")], dry["would"]
     code, r = _health(sandbox, "--fix", "--dry-run", env=hook)
     said = " ".join(r.stdout.split())
     assert code == 2 and f"local: FAILED: {held}" in said and "would restart" not in said, r.stdout
@@ -96,18 +96,19 @@ def test_a_dry_run_names_a_notification_only_where_a_channel_carries_it(sandbox,
     # no channel: the dry run says the event is recorded only, and where a channel is set
     r = run_cli("health", "-i", inv, "-H", "local", "--fix", "--dry-run", "--json")
     would = one(r.stdout)["would"]
-    assert ("notify", "health_recovered") not in [(w["action"], w["target"]) for w in would], would
-    kept = [w for w in would if w["target"] == "health_recovered"]
-    assert [w["action"] for w in kept] == ["record only"], would
+    assert ("notify", "the recovery") not in [(w["action"], w["target"]) for w in would], would
+    kept = [w for w in would if w["target"] == "the recovery"]  # the event in words, never its key (#24)
+    assert [w["action"] for w in kept] == ["record"], would
     assert "no notification channel is configured" in kept[0]["why"] and "FABOPS_DISCORD_WEBHOOK" in kept[0]["why"]
     r = run_cli("health", "-i", inv, "-H", "local", "--fix", "--dry-run", env={"COLUMNS": "80"})
     said = " ".join(r.stdout.split())
-    assert "would notify" not in said and "would record only health_recovered" in said, r.stdout
+    assert "would notify" not in said and "would record the recovery: in the health log; no notification would " \
+        "be sent, as no notification channel is configured" in said and "health_" not in said, r.stdout
 
     # a channel: named, and the real run then sends to it
     hook = {"FABOPS_DISCORD_WEBHOOK": recorder.url + "/discord"}
     r = run_cli("health", "-i", inv, "-H", "local", "--fix", "--dry-run", "--json", env=hook)
-    sent = [w for w in one(r.stdout)["would"] if w["target"] == "health_recovered"]
+    sent = [w for w in one(r.stdout)["would"] if w["target"] == "the recovery"]
     assert [(w["action"], w["why"]) for w in sent] == [("notify", "all services healthy again (to discord)")], sent
     assert recorder.requests == []
     r = run_cli("health", "-i", inv, "-H", "local", "--fix", "--json", env=hook)

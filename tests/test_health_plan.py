@@ -29,6 +29,7 @@ from fabops import errors, inventory
 from fabops.host.health import HealthFacts, HealthPlan, actions, plan_health, said, said_would
 from fabops.host.plan import Need
 from fabops.host.state import RESTART_LIMIT
+from fabops.notify import EVENT_WORDS
 from fabops.shortsha import short_sha
 
 NOW = 1_800_000_000.0
@@ -300,16 +301,16 @@ def test_messages_say_what_and_why():
     ("- | prev=ok | -", []),
     ("- | prev=down | -", []),  # a plain check is a read
     ("- | sick=bot | -", []),
-    ("fix | prev=down | -", [("notify", "health_recovered"), ("record", "state.json"), ("log", "health log")]),
-    ("fix | sick=bot lock=free r=3 prev=ok | -", [("notify", "health_backoff"), ("record", "state.json"), ("log", "health log")]),
+    ("fix | prev=down | -", [("notify", "the recovery"), ("record", "state.json"), ("log", "health log")]),
+    ("fix | sick=bot lock=free r=3 prev=ok | -", [("notify", "the restart backoff"), ("record", "state.json"), ("log", "health log")]),
     ("- | sick=bot prev=down | -", []),
     ("fix | sick=bot lock=held | -", [("stop", "-"), ("log", "health log")]),
     # a held port: no restart and no budget, the notification, state and log
-    ("fix | sick=bot held=bot lock=free | -", [("notify", "health_held"), ("record", "state.json"),
+    ("fix | sick=bot held=bot lock=free | -", [("notify", "the held port"), ("record", "state.json"),
                                                ("log", "health log")]),
     ("fix | sick=api,bot lock=free | -", [("record", "state.json"), ("restart", "bot"), ("restart", "api"), ("log", "health log")]),
-    ("fix | sick=bot lock=free r=3 | -", [("notify", "health_backoff"), ("record", "state.json"), ("log", "health log")]),
-    ("fix | did=bot was=x lock=free | -", [("notify", "health_recovered"), ("record", "state.json"), ("log", "health log")]),
+    ("fix | sick=bot lock=free r=3 | -", [("notify", "the restart backoff"), ("record", "state.json"), ("log", "health log")]),
+    ("fix | did=bot was=x lock=free | -", [("notify", "the recovery"), ("record", "state.json"), ("log", "health log")]),
     ("fix | broken prev=ok lock=free head=D | -", [("record", "history"), ("log", "health log")]),
     ("fix | broken prev=ok lock=free head=X | -", [("log", "health log")]),
     # a restart on a broken host: the real run's second look records it if every service recovers there
@@ -317,7 +318,7 @@ def test_messages_say_what_and_why():
                                                     ("record", "history"), ("log", "health log")]),
     # ... and only there: off the deployed commit a restart would start that commit again (review 3): no
     # restart, the host down (notified once)
-    ("fix | broken sick=bot lock=free head=X | -", [("notify", "health_down"), ("record", "state.json"),
+    ("fix | broken sick=bot lock=free head=X | -", [("notify", "the service down"), ("record", "state.json"),
                                                     ("log", "health log")]),
     ("fix | broken running sick=bot lock=free | -", [("record", "state.json"), ("restart", "bot"),
                                                      ("log", "health log")]),
@@ -340,13 +341,14 @@ def test_a_notification_is_named_only_where_a_channel_would_carry_it():
 
     _, facts, _ = parse("fix | prev=down | -")
     got = plan_health(HOST, facts, True)
-    sent = [w for w in actions(got, Channels(("discord", "slack"), "X")) if w.target == "health_recovered"]
+    sent = [w for w in actions(got, Channels(("discord", "slack"), "X")) if w.target == "the recovery"]
     assert [(w.action, w.why) for w in sent] == [("notify", "all services healthy again (to discord, slack)")]
-    kept = [w for w in actions(got, Channels((), "FABOPS_DISCORD_WEBHOOK ...")) if w.target == "health_recovered"]
-    assert [w.action for w in kept] == ["record only"] and "notify" not in [w.action for w in actions(
+    kept = [w for w in actions(got, Channels((), "FABOPS_DISCORD_WEBHOOK ...")) if w.target == "the recovery"]
+    assert [w.action for w in kept] == ["record"] and "notify" not in [w.action for w in actions(
         got, Channels((), "X"))]
-    assert kept[0].why == "not sent: no notification channel is configured (FABOPS_DISCORD_WEBHOOK ...); the " \
-        "health log keeps its message", kept
+    # the event in a reader's words, never its key (#24: `would record only health_held: not sent: …`)
+    assert kept[0].line() == "would record the recovery: in the health log; no notification would be sent, as " \
+        "no notification channel is configured (FABOPS_DISCORD_WEBHOOK ...)", kept
 
 
 @pytest.mark.parametrize("row", ROWS)
@@ -366,7 +368,7 @@ def test_every_write_of_a_plan_is_named(row):
     if got.record or got.may_record:
         expect.append(("record", "history"))
     if got.notify:
-        expect.append(("notify", got.notify[0]))
+        expect.append(("notify", EVENT_WORDS[got.notify[0]]))  # the event in words (#24)
     if got.health is not None:
         expect.append(("record", "state.json"))
     if got.log:
@@ -496,3 +498,32 @@ def test_a_broken_host_is_locked_only_with_its_checkout_on_the_deployed_commit(m
     assert store.calls == calls, store.calls
     assert len(heads) == (2 if head == DEPLOYED else 1), heads  # read again under the lock
     assert ("no longer broken" in report.message) == (head == DEPLOYED), report.message
+
+
+@pytest.mark.parametrize("width", (80, 200))
+def test_the_held_port_dry_run_names_the_event_in_words(capsys, monkeypatch, width):
+    """#24's trial: with another process on the port, `health --fix
+    --dry-run` said `would record only health_held: not sent: …`. The
+    event is named as a person reads it, and why nothing would be sent;
+    rendered as the task prints it (report.health_lines through
+    print_text), golden at 80 and 200 columns."""
+    from types import SimpleNamespace
+
+    from fabops.host import report
+    from fabops.host.health import Channels
+    from fabops.tasks._base import print_text
+    from tests.test_golden import check, render
+
+    _, facts, _ = parse("fix | sick=bot held=bot lock=free | -")
+    got = plan_health(HOST, facts, True)
+    where = "FABOPS_DISCORD_WEBHOOK or FABOPS_SLACK_WEBHOOK in the environment, or /home/ann/.fabops/app/notify.env"
+    dry = SimpleNamespace(code=got.code, message=said_would(got), would=list(actions(got, Channels((), where))))
+
+    def show():
+        for line in report.health_lines("h", dry, False):
+            print_text(line)
+
+    out = render(capsys, monkeypatch, width, show)
+    assert "health_" not in out and "would record the held port: in the health log; no notification would be " \
+        "sent, as no notification channel is configured" in " ".join(out.split()), out
+    check("health-fix-dry-run-held", width, out)

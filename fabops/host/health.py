@@ -399,13 +399,16 @@ def _notified(event: Tuple[str, str], channels: Optional[Channels]) -> Would:
     """The dry run's line for a notification: named only where a channel
     would carry it (#24: `would notify health_recovered` on a host with
     none, while the real run sent nothing); else what keeps it."""
-    name, message = event
+    from ..notify import EVENT_WORDS
+
+    key, message = event
+    name = EVENT_WORDS.get(key, key)  # what a person reads: `the held port`, not `health_held`
     if channels is None:
         return Would("notify", name, message)
     if channels.names:
         return Would("notify", name, f"{message} (to {', '.join(channels.names)})")
-    return Would("record only", name, f"not sent: no notification channel is configured ({channels.where}); "
-                                      "the health log keeps its message")
+    return Would("record", name, f"in the health log; no notification would be sent, as no notification "
+                                 f"channel is configured ({channels.where})")
 
 
 def actions(p: HealthPlan, channels: Optional[Channels] = None) -> Iterator[Would]:
