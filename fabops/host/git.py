@@ -62,6 +62,12 @@ def ls_remote_cmd(app_path, remote: str, branch: str) -> Cmd:
     return git(app_path, "ls-remote", END_OF_OPTIONS, remote, "refs/heads/" + branch)
 
 
+def ls_remote_ref_cmd(app_path, remote: str, ref: str) -> Cmd:
+    """The remote's refs that a --ref names (a branch, a tag; matched from
+    the end, so never fewer than a fetch of it finds), without fetching."""
+    return git(app_path, "ls-remote", END_OF_OPTIONS, remote, ref)
+
+
 def parse_ls_remote(output: str) -> Optional[str]:
     """ls_remote_cmd's output: the commit, or None."""
     words = output.split()

@@ -26,7 +26,7 @@ from ..target import Target
 from .events import EventLog, new_run_id
 from .files import ensure_home, save_env_file, tail_jsonl
 from .preflight import disk_problem, missing_env_keys, sort_changes, stash, status_path
-from .git import Git, check_ref, ls_remote_cmd, parse_ls_remote
+from .git import Git, check_ref, ls_remote_cmd, ls_remote_ref_cmd, parse_ls_remote
 from .lock import HostLock
 from .plan import Facts, Health, Opts, Plan, choose_target, good_commits, plan
 from .queue import lock_waiter, lock_wait, overtaken_by, record_of, result_of, waiting_line, watch_end_request
@@ -200,6 +200,8 @@ class Pipeline:
         said = {"line": "", "at": 0.0}
 
         def on_wait(holder: dict) -> None:
+            if not waited:  # a --ref that names nothing is said before any wait, not after it
+                self._ref_named()
             waited["holder"] = holder
             line, now = waiting_line(holder, self.opts.trigger), time.monotonic()
             # a new kind of wait at once; a countdown's new number every 5 s;
@@ -210,7 +212,11 @@ class Pipeline:
                 self.say(line)
 
         began = time.time()
-        lock.acquire(wait=wait, should_wait=should_wait, on_wait=on_wait)
+        try:
+            lock.acquire(wait=wait, should_wait=should_wait, on_wait=on_wait)
+        except LockedError:
+            self._ref_named()  # a mistyped flag is exit 64 before it is `locked`, exit 4
+            raise
         try:
             overtaken = overtaken_by(self.opts.trigger, self.paths.watch_end, began) if waited else None
             if overtaken:
@@ -232,6 +238,22 @@ class Pipeline:
                     self.rec.record_unrecorded_failure()
         finally:
             lock.release()
+
+    def _ref_named(self) -> None:
+        """Raise the usage error of a --ref (rollback's --to) that names
+        nothing on origin, found read-only, so before this run waits for
+        the lock or says it is locked (docs/pipeline.md, step 2: `--ref`,
+        validated first; #24's trial waited out another deploy's watch
+        first). A full SHA not here yet, or a remote that does not answer,
+        is left to the fetch under the lock, which says the same."""
+        ref, remote = self.opts.ref, self.host.app.remote
+        if ref is None or FULL_SHA.fullmatch(ref):
+            return
+        check_ref(ref)
+        r = self.git.run(ls_remote_ref_cmd(self.app, remote, ref), f"git ls-remote {ref}", warn=True)
+        if not r.ok or r.stdout.strip() or (SHORT_SHA.fullmatch(ref) and self.git.resolve(ref)):
+            return
+        raise errors.UsageError(unknown_ref("--to" if self.opts.trigger == "rollback" else "--ref", ref, remote))
 
     def _reported(self, holder: Optional[dict]) -> bool:
         """We waited for `holder`, a run deploying our very target: its
