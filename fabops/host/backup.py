@@ -58,6 +58,8 @@ NO_OFF_HOST = ("no off-host copy: backup.repository is not set, so these snapsho
                "which a dead disk or a terminated instance takes with them (docs/backups.md)")
 # seconds a run waits for the host lock (a deploy, its watch included, or another backup)
 LOCK_WAIT = 1800.0
+# an in-place restore's Ctrl-C or SIGTERM before it stopped anything (host/restore.Deferred): it ends, exit 130
+INTERRUPTED_BEFORE = "fabops: backup --restore interrupted before it stopped anything: nothing was changed"
 NICE = 19  # the run's niceness; its I/O is best-effort at the lowest priority (ionice -c 2 -n 7)
 
 
@@ -902,6 +904,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     except OSError as exc:  # outside any item: no room, no permission; its partial directory is gone
         sys.stderr.write(f"fabops: backup {argv[0]} failed on the host: {exc}\n")
         return 2  # FAILED (docs/errors.md)
+    except KeyboardInterrupt:  # a restore's Ctrl-C or SIGTERM before its first stop (restore.Deferred)
+        if not restoring:
+            raise
+        sys.stderr.write(f"{INTERRUPTED_BEFORE}\n")
+        return 130  # INTERRUPTED (docs/errors.md)
     json.dump(answer, sys.stdout)
     sys.stdout.write("\n")
     return 0

@@ -704,6 +704,67 @@ class Underway:
         return [f"an {said} is still to be finished: kept for the next deploy or local-update, which finishes it"]
 
 
+class Deferred:
+    """Ctrl-C (SIGINT) and SIGTERM during an in-place restore
+    (docs/backups.md, "Ctrl-C during a restore"). Until `defer()` (just
+    before the first stop) either ends the restore as Ctrl-C ends any
+    task (a KeyboardInterrupt: the locks and the fetched snapshot's temp
+    dir go, nothing was stopped or written: exit 130); once more while it
+    ends is ignored, so that cleanup is not cut short. From `defer()` on
+    the signal is noted, said once on stderr (LINE, which the laptop shows
+    as it comes: maintenance/backup.py) and the restore goes on: a restore
+    stopped there would leave the services stopped and half the data put
+    back. It puts the items back, starts the services, runs their gate,
+    records itself, then says it was interrupted (`said`). Handlers only
+    in the main thread (signal's rule), and the ones before put back."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    LINE = ("fabops: finishing the restore first: the services are stopped; it puts the items back, starts "
+            "the services and runs their gate, then ends")
+
+    def __init__(self):
+        self.got: Optional[str] = None  # the signal noted while deferring (SIGINT, SIGTERM)
+        self.deferring = self.ending = self.recorded = False
+        self._before: Dict[int, object] = {}
+
+    def __enter__(self) -> "Deferred":
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._before = {s: signal.signal(s, self._caught) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._before.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+
+    def defer(self) -> None:
+        self.deferring = True
+
+    def _caught(self, signum: int, _frame) -> None:
+        if self.recorded:  # the restore is over (its services started, its record written): nothing to defer
+            return
+        if self.deferring:
+            if self.got is None:
+                self.got = signal.Signals(signum).name
+                import sys
+
+                with contextlib.suppress(OSError, ValueError):  # nobody reading (the link gone): still finish
+                    sys.stderr.write(self.LINE + "\n")
+                    sys.stderr.flush()
+            return
+        if not self.ending:
+            self.ending = True
+            raise KeyboardInterrupt
+
+    def said(self) -> List[str]:
+        """The run's warning when a signal was deferred (none otherwise)."""
+        if self.got is None:
+            return []
+        return [f"interrupted ({'Ctrl-C' if self.got == 'SIGINT' else self.got}) while the services were stopped: "
+                "the restore was finished first (items put back, services started, their gate run), then ended"]
+
+
 def in_place(host: Host, p: RestorePlan, snap: str, save: Callable[[], dict]) -> dict:
     """Stop, save what is there now (`save`: a run's manifest, after the
     stop so no write is lost), put back only when that save is ok, start,
@@ -750,33 +811,40 @@ def restore(host: Host, paths: HostPaths, run_id: str, only: Optional[str], into
     from .record import default_actor
 
     info = {"actor": actor or default_actor(), "trigger": "restore", "run_id": run_id}
-    with HostLock(paths.backup_lock, info).acquire(wait=lock_wait):
+    with Deferred() as guard, HostLock(paths.backup_lock, info).acquire(wait=lock_wait):
         snap, tmp, where = source_dir(host, paths, run_id)
         try:
             into = _into(into)
             with HostLock(paths.lock, info).acquire(wait=lock_wait) if into is None else contextlib.nullcontext():
                 return act(host, paths, decide(host, found_in(snap, run_id, where, only), into, saving), snap, save,
-                           info["actor"])
+                           info["actor"], guard)
         finally:
             if tmp:
                 shutil.rmtree(tmp, ignore_errors=True)
 
 
-def act(host: Host, paths: HostPaths, p: RestorePlan, snap: str, save: Callable[[], dict], actor: str) -> dict:
+def act(host: Host, paths: HostPaths, p: RestorePlan, snap: str, save: Callable[[], dict], actor: str,
+        guard: Optional[Deferred] = None) -> dict:
     """The plan carried out from the snapshot directory `snap` (in place:
-    the host lock held), recorded under `actor`."""
+    the host lock held), recorded under `actor`. In place, `guard` defers
+    Ctrl-C and SIGTERM from here (before the marker and the first stop)
+    until the run is recorded (Deferred)."""
     if p.to is not None:
         os.makedirs(p.to, mode=0o700, exist_ok=True)
         out = {"items": put_back(snap, p.items, p.to), "services": [], "saved": None}
     else:
+        guard = guard or Deferred()
+        guard.defer()
         started = time.monotonic()
         try:
             out = in_place(host, p, snap, save)
         except BaseException as exc:
-            record(host, paths, {"run_id": p.run_id, "ok": False, "error": f"{type(exc).__name__}: {exc}"}, started,
-                   actor)
+            record(host, paths, {"run_id": p.run_id, "ok": False, "error": f"{type(exc).__name__}: {exc}",
+                                 "interrupted": guard.said()}, started, actor)
             raise
-        out = {**out, "notified": record(host, paths, {"run_id": p.run_id, **out, "ok": _ok(out)}, started, actor)}
+        done = {"run_id": p.run_id, **out, "ok": _ok(out), "interrupted": guard.said()}
+        out = {**out, "warnings": out["warnings"] + guard.said(), "notified": record(host, paths, done, started, actor)}
+        guard.recorded = True
     said = out.pop("warnings", [])  # an in-place restore's (Underway): the envelope's, not the restore's fields
     return {"restore": {"run_id": p.run_id, "from": p.where, "to": p.to, "ok": _ok(out), **out}, "warnings": said}
 
@@ -808,7 +876,8 @@ def record(host: Host, paths: HostPaths, done: dict, started: float, actor: str)
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "ts": time.time(), "run_id": new_run_id(),
         "trigger": "restore", "actor": actor, "host": host.name, "from": commit, "to": commit,
         "result": "restored" if done["ok"] else "restore_failed", "exit_code": 0 if done["ok"] else 2,
-        "message": message, "duration": round(time.monotonic() - started, 3), "steps": [], "warnings": [],
+        "message": message, "duration": round(time.monotonic() - started, 3), "steps": [],
+        "warnings": done.get("interrupted") or [],  # a Ctrl-C or SIGTERM it deferred (Deferred)
         "restored": done.get("run_id"), "saved": done.get("saved")})
     if done["ok"]:
         return []
