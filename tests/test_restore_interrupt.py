@@ -156,7 +156,10 @@ def _wait_for(pidfile, proc):
         time.sleep(0.05)
 
 
-def test_ctrl_c_while_the_services_are_stopped_finishes_the_restore(sandbox, tmp_path):
+def _backed_up(sandbox, tmp_path, block: bool):
+    """The deployed sandbox, its data `old` in a snapshot (the run id), then
+    `new`; with `block` the restore's save will hold in its dump (the
+    backup's own dump's pid file removed, to wait for the restore's)."""
     code, _ = sandbox.result()
     assert code == 0
     (sandbox.app / "data").mkdir()
@@ -167,9 +170,15 @@ def test_ctrl_c_while_the_services_are_stopped_finishes_the_restore(sandbox, tmp
     first = one(run_cli("backup", "-i", inv, "--json").stdout)
     assert first["ok"], first
     notes.write_text("new\n")
-    pidfile.unlink()  # the backup's own dump wrote it: wait for the restore's
-    flag.touch()
-    proc = _started(["backup", "-i", inv, "--restore", first["run_id"], "--yes"])
+    if block:
+        pidfile.unlink()
+        flag.touch()
+    return inv, first["run_id"], notes, flag, pidfile
+
+
+def test_ctrl_c_while_the_services_are_stopped_finishes_the_restore(sandbox, tmp_path):
+    inv, run_id, notes, flag, pidfile = _backed_up(sandbox, tmp_path, block=True)
+    proc = _started(["backup", "-i", inv, "--restore", run_id, "--yes"])
     try:
         _wait_for(pidfile, proc)  # services stopped, the save blocked in its dump
         with pytest.raises(OSError):  # the service is stopped (connection refused)
@@ -199,15 +208,9 @@ def test_ctrl_c_before_the_stop_changes_nothing(sandbox, tmp_path):
     from fabops.host.lock import HostLock
     from fabops.paths import HostPaths
 
-    code, _ = sandbox.result()
-    assert code == 0
-    (sandbox.app / "data").mkdir()
-    (sandbox.app / "data" / "notes.txt").write_text("old\n")
-    inv = _settings(sandbox, tmp_path / "never", tmp_path / "dump.pid")
-    first = one(run_cli("backup", "-i", inv, "--json").stdout)
-    (sandbox.app / "data" / "notes.txt").write_text("new\n")
+    inv, run_id, notes, _, _ = _backed_up(sandbox, tmp_path, block=False)
     with HostLock(HostPaths.for_home(str(sandbox.home)).lock, {"trigger": "deploy", "run_id": "x"}).acquire(wait=0):
-        proc = _started(["backup", "-i", inv, "--restore", first["run_id"], "--yes"])
+        proc = _started(["backup", "-i", inv, "--restore", run_id, "--yes"])
         try:
             time.sleep(3)  # loaded, connected, waiting for the lock
             os.killpg(proc.pid, signal.SIGINT)
@@ -218,7 +221,7 @@ def test_ctrl_c_before_the_stop_changes_nothing(sandbox, tmp_path):
                 proc.wait()
     assert proc.returncode == 130, (out, err)
     assert "interrupted before it stopped anything: nothing was changed" in err, err
-    assert (sandbox.app / "data" / "notes.txt").read_text() == "new\n"
+    assert notes.read_text() == "new\n"
     assert sandbox.health() and sandbox.state.get("in_progress") is None
     assert [r for r in sandbox.history() if r.get("trigger") == "restore"] == []
 
@@ -228,18 +231,8 @@ def test_a_second_ctrl_c_stops_the_laptop_waiting_not_the_restore(sandbox, tmp_p
     (`fabops: interrupted…`, exit 130, as a deploy's follower does), the
     host's restore goes on to its end: data put back, service up, one
     record, the mark cleared."""
-    code, _ = sandbox.result()
-    assert code == 0
-    (sandbox.app / "data").mkdir()
-    notes = sandbox.app / "data" / "notes.txt"
-    notes.write_text("old\n")
-    flag, pidfile = tmp_path / "block", tmp_path / "dump.pid"
-    inv = _settings(sandbox, flag, pidfile)
-    first = one(run_cli("backup", "-i", inv, "--json").stdout)
-    notes.write_text("new\n")
-    pidfile.unlink()
-    flag.touch()
-    proc = _started(["backup", "-i", inv, "--restore", first["run_id"], "--yes"])
+    inv, run_id, notes, flag, pidfile = _backed_up(sandbox, tmp_path, block=True)
+    proc = _started(["backup", "-i", inv, "--restore", run_id, "--yes"])
     try:
         _wait_for(pidfile, proc)
         os.killpg(proc.pid, signal.SIGINT)
