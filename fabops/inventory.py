@@ -214,6 +214,15 @@ class Host(Frozen):
         return self.connection == "local"
 
     @property
+    def runs_as(self) -> Optional[str]:
+        """The user this host's tasks run as: a `connection: local` host's
+        is whoever runs fabops here (no login happens, so `user`, its own
+        or lent by `defaults`, is not it: #24's trial showed `ec2-user` for
+        a sandbox that ran as root); any other host's is `user` (None:
+        ~/.ssh/config's, read at connect). docs/hosts.md, `user`."""
+        return local_user() if self.is_local else self.user
+
+    @property
     def paths(self) -> HostPaths:
         """fabops' files on the host, as hosts.yml spells its home (a leading
         ~/ kept: quote with shell.path). The one way to name them
@@ -264,6 +273,7 @@ class Host(Frozen):
         from .redact import hidden_userinfo, redacted, redacted_url, secret_name
 
         data = self.to_dict()
+        data["user"] = self.runs_as  # a local host runs as this machine's user, whatever hosts.yml says
         if data.get("app", {}).get("url"):  # a clone URL may carry a token, often as its user part
             data["app"]["url"] = hidden_userinfo(data["app"]["url"])
         repo = data["backup"].get("repository")
@@ -278,6 +288,17 @@ class Host(Frozen):
             # a value under an ordinary name may still be a URL with a password
             data["env"] = {k: "***" if secret_name(k) else redacted(v) for k, v in data["env"].items()}
         return data
+
+
+def local_user() -> str:
+    """This process's user (its effective uid's name, as `id -un` and
+    `ping` say it; the number when the uid has no name)."""
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
 
 
 @frozen

@@ -30,7 +30,9 @@ def hosts(c, check=False, wide=False, json=False, inventory=None):
     member_of = {name: [g for g, m in inv.groups.items() if name in m] for name in inv.hosts}
     rows = []
     for name, h in inv.hosts.items():
-        address = "local" if h.is_local else f"{h.user + '@' if h.user else ''}{h.address}{':' + str(h.port) if h.port else ''}"
+        # a local host logs in as no one: it runs as this machine's user (Host.runs_as), not hosts.yml's `user`
+        address = (f"local, as {h.runs_as}" if h.is_local else
+                   f"{h.user + '@' if h.user else ''}{h.address}{':' + str(h.port) if h.port else ''}")
         # narrow: `python-api`, not `voice-meeting-python-api.service`
         labels = service_labels(s.name for s in h.services) if narrow else {s.name: s.name for s in h.services}
         services = [f"{labels[s.name]} [dim]{s.manager}{' :' + str(s.port) if s.port else ''}[/dim]" for s in h.services]
