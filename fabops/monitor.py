@@ -217,7 +217,7 @@ def _owner_parts(host: Host) -> List[Cmd]:
 def _home_parts(host: Host) -> List[Cmd]:
     """What fabops keeps in the host's home (the state, the last run) and
     the checkout's commit."""
-    from .host.git import rev_parse_cmd
+    from .host.git import rev_parse_cmd, tracking_ref
 
     return [
         _section("state", sh("cat {f} 2>/dev/null", f=quote_path(host.paths.state))),
@@ -236,6 +236,11 @@ def _home_parts(host: Host) -> List[Cmd]:
         # the checkout's commit: a reset or rollback that did not come up can leave it off the
         # deployed one, which the panel says as status does (#24: status said it, monitor did not)
         _section("head", sh("{git} 2>/dev/null", git=rev_parse_cmd(path(host.app.path), "HEAD"))),
+        # the branch's head as the checkout last fetched it (no fetch: a look
+        # changes nothing): a known-bad one is what cron will hold back
+        # (host/state.held_back; #24's trial: OK after a rollback and an unpin)
+        _section("origin", sh("{git} 2>/dev/null", git=rev_parse_cmd(path(host.app.path),
+                                                                     tracking_ref(host.app.remote, host.app.branch)))),
         # a corrupt state.json that a merge moved aside (host/state.py): its name
         # says when, and its being there says that the deploy state was lost
         _section("aside", sh('for f in {p}*; do [ -e "$f" ] && echo "${{f##*/}}"; done; true',
@@ -604,6 +609,7 @@ def _deploy(s: Dict[str, str], now: float) -> Optional[Dict[str, Any]]:
     # the run under way, or killed, and the step it recorded (#24: status
     # named it, monitor did not)
     run = state.get("in_progress") if isinstance(state.get("in_progress"), dict) else {}
+    origin = (s.get("origin") or "").strip() or None
     return {
         "deployed": state.get("deployed"),
         "deployed_at": state.get("deployed_at"),
@@ -618,7 +624,9 @@ def _deploy(s: Dict[str, str], now: float) -> Optional[Dict[str, Any]]:
         "in_progress_run": run.get("run_id"),
         "in_progress_step": run.get("step"),
         "last_run": _json_object(s.get("last")),
-        "failing": failing_of(state),  # while its cause stands (host/state.failing_of)
+        "origin": origin,  # the branch's head as last fetched (None: not read)
+        # while its cause stands, or origin's known-bad head cron will hold back (host/state.failing_of)
+        "failing": failing_of(state, origin),
         "retry": state.get("retry") if isinstance(state.get("retry"), dict) else None,
         # the automatic restart budget spent: until when (trial 2 #9: only
         # health --fix said it had given up)
@@ -824,8 +832,9 @@ def evaluate(facts: Dict[str, Any], host: Host, now: Optional[float] = None,
         when = _when(failing.get("since"), "%m-%d %H:%M %Z")
         target = short_sha(failing.get("target"), "origin")
         verb, last, why = failing_words(failing, dep.get("retry"))
-        text = (f"behind {target}: updates {verb} since {when} ({counted(failing.get('count', 1), 'run')}"
-                f"{last}): {why}")
+        ahead = behind_head(failing)
+        text = f"{ahead}: {why}" if ahead else (
+            f"behind {target}: updates {verb} since {when} ({counted(failing.get('count', 1), 'run')}{last}): {why}")
         found.append((errors.WARNING, text))
     aside = facts.get("state_moved_aside")
     if aside:
@@ -913,6 +922,16 @@ def _span(seconds: float) -> str:
     if minutes >= 60:
         return f"{minutes // 60}h {minutes % 60}m" if minutes % 60 else f"{minutes // 60}h"
     return f"{minutes or 1} min"
+
+
+def behind_head(failing: Dict[str, Any]) -> Optional[str]:
+    """`behind B (origin's head as last fetched)` for a hold no run has
+    made yet (host/state.held_back: count 0), where a recorded one says
+    since when and how many runs: monitor's finding and status' line
+    begin with it. None for a record a run wrote."""
+    if failing.get("count", 1) != 0:
+        return None
+    return f"behind {short_sha(failing.get('target'), 'origin')} (origin's head as last fetched)"
 
 
 def failing_words(failing: Dict[str, Any], retry: Optional[Dict[str, Any]]) -> Tuple[str, str, str]:

@@ -15,6 +15,7 @@ from . import errors
 from .errors import CommandFailed, FabopsError
 from .host.services import parse_process_status, parse_systemd_show, process_status_cmd, systemd_status_cmd
 from .host.files import own_dirs
+from .host.git import rev_parse_cmd, tracking_ref
 from .host.state import budget_spent_until, failing_of, host_result, verdict_of
 from .host.would import Would
 from .inventory import Host
@@ -90,6 +91,10 @@ def status_cmd(host: Host) -> Cmd:
     parts.append(sh("{m}; cat {f} 2>/dev/null", m=_marker("state"), f=quote_path(host.paths.state)))
     parts.append(sh("{m}; tail -n 1 {f} 2>/dev/null", m=_marker("last"), f=quote_path(host.paths.history)))
     parts.append(sh("{m}; git -C {app} rev-parse HEAD 2>/dev/null", m=_marker("head"), app=path(host.app.path)))
+    # the branch's head as last fetched, never a fetch: a known-bad one is
+    # what cron will hold back (host/state.held_back), as monitor reads it
+    parts.append(sh("{m}; {git} 2>/dev/null", m=_marker("origin"),
+                    git=rev_parse_cmd(path(host.app.path), tracking_ref(host.app.remote, host.app.branch))))
     parts.append(_marker("end"))
     return sh("{body}\n", body=lines(parts))
 
@@ -131,6 +136,7 @@ def parse_status(output: str, host: Host) -> Dict[str, Any]:
     from .procstat import service_ages
 
     ages = service_ages(sections.get("ages", ""))
+    origin = (sections.get("origin") or "").strip() or None
     return {
         # uptime: seconds since the process started, on the host's clock (None: not running)
         "services": [dict(services[s.name].to_dict(),
@@ -148,7 +154,9 @@ def parse_status(output: str, host: Host) -> Dict[str, Any]:
         "verdict": verdict_of(state),  # a restart's or health --fix's since then (host/state.verdict_of)
         "in_progress": state.get("in_progress"),
         "last_run": last,
-        "failing": failing_of(state),  # while its cause stands (host/state.failing_of)
+        "origin": origin,  # the branch's head as last fetched (None: not read)
+        # while its cause stands, or origin's known-bad head cron will hold back (host/state.failing_of)
+        "failing": failing_of(state, origin),
         "retry": state.get("retry"),
         "restart_backoff_until": budget_spent_until(state.get("restarts"), time.time()),
     }

@@ -89,6 +89,37 @@ def test_a_rollback_then_unpin_warns_of_the_known_bad_head(sandbox, monkeypatch)
     assert sandbox.result()[1]["result"] == "noop"  # pinned: cron stays
     r = run_cli("unpin", "-i", inv, "-H", "local")
     assert r.returncode == 0, r.stdout + r.stderr
+    # before cron's next run: the rollback ended the record and unpin wrote
+    # none, so status and monitor said OK (#24's trial); origin's head as
+    # last fetched is the known-bad commit cron will skip: said now
+    _holds_before_any_run(sandbox, bad)
     code, res = sandbox.result()
     assert (code, res["result"]) == (1, "skipped_bad"), res
     _skips(sandbox, bad)
+
+
+def _holds_before_any_run(sandbox, bad):
+    """monitor and status warn of origin's known-bad head (exit 1) with the
+    words of a skipped_bad run's warning, before any run made one; the
+    dry runs say what the real ones will do with it."""
+    inv = str(sandbox.inventory)
+    code, findings, failing, scode, sfailing = _looked(sandbox)
+    head = f"behind {bad[:10]} (origin's head as last fetched): {bad[:10]} failed its gate before (bot died after"
+    said = [f for f in findings if f.startswith(head)]
+    assert code == 1 and scode == 1 and len(said) == 1, (code, scode, findings)
+    assert said[0].endswith(", so cron skips it until origin moves"), said
+    assert (failing["target"], failing["result"], failing["count"]) == (bad, "skipped_bad", 0), failing
+    assert sfailing == failing, (sfailing, failing)
+    for cols in ("80", "200"):
+        s = run_cli("status", "-i", inv, "-H", "local", env={"COLUMNS": cols})
+        assert s.returncode == 1 and head in " ".join(s.stdout.split()), s.stdout + s.stderr
+        m = run_cli("monitor", "-i", inv, "-H", "local", env={"COLUMNS": cols})
+        assert m.returncode == 1 and head in " ".join(m.stdout.replace("│", " ").split()), m.stdout + m.stderr
+    r = run_cli("local-update", "-i", inv, "--trigger", "cron", "--dry-run", "--json")
+    res = json.loads(r.stdout)["hosts"]["local"]
+    assert (r.returncode, res["result"]) == (1, "skipped_bad"), r.stdout + r.stderr
+    assert f"origin is at {bad[:10]}, which failed its gate" in res["message"], res
+    r = run_cli("deploy", "-i", inv, "-H", "local", "--dry-run")
+    joined = " ".join(r.stdout.split())
+    assert f"{bad[:10]} failed its gate before (bot died after" in joined, r.stdout + r.stderr
+    assert "so cron skips it; this deploy tries it again" in joined, r.stdout

@@ -21,15 +21,20 @@ BAD = ["0ec1626963a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5", "3b5d7f9a1c3e5a7c9e1b3d5f7a9c
        "e0276b0fc6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1"]
 
 
-def _facts():
+def _facts(bad=BAD, origin=None):
+    """A process host's facts (parse_monitor/process_recorded.json) with
+    `bad` on state's known-bad list and `origin` as the branch's head the
+    checkout last fetched, judged."""
     from fabops import errors, inventory, monitor
 
     case = json.loads((ROOT / "tests" / "fixtures" / "parse_monitor" / "process_recorded.json").read_text())
     host = inventory.loads(yaml.safe_dump({"hosts": {"sandbox": case["host"]}}), "x.yml").hosts["sandbox"]
-    bad = {sha: {"at": NOW - 600 - i, "reason": "bot died after starting", "notified": True, "run_id": "r"}
-           for i, sha in enumerate(BAD)}
-    assert '"bad": {}' in case["output"]
-    output = case["output"].replace('"bad": {}', '"bad": ' + json.dumps(bad))
+    known = {sha: {"at": NOW - 600 - i, "reason": "bot died after starting", "notified": True, "run_id": "r"}
+             for i, sha in enumerate(bad)}
+    assert '"bad": {}' in case["output"] and "\n@@fabops:last\n" in case["output"]
+    output = case["output"].replace('"bad": {}', '"bad": ' + json.dumps(known))
+    if origin:
+        output = output.replace("\n@@fabops:last\n", f"\n@@fabops:origin\n{origin}\n\n@@fabops:last\n")
     facts = monitor.parse(output, host, case["now"])
     code, findings = monitor.evaluate(facts, host, case["now"])
     facts.update(status=errors.NAMES[code], code=code,

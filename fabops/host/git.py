@@ -41,13 +41,20 @@ DRY_RUN_REF = "refs/fabops/dry-run"
 REF_FETCH = "refs/fabops/ref"
 
 
+def tracking_ref(remote: str, branch: str) -> str:
+    """The remote-tracking ref a real run's fetch updates: the branch's
+    head as the checkout last fetched it (monitor and status read it
+    without fetching: host/state.held_back)."""
+    return f"refs/remotes/{remote}/{branch}"
+
+
 def fetch_cmd(app_path: str, remote: str, branch: str, scratch: bool = False) -> Cmd:
     # An explicit refspec: update exactly remote/branch even in a checkout
     # cloned with --single-branch or a narrowed fetch config.
     if scratch:  # a planning run's: never the remote-tracking ref the real run reads
         return git(app_path, "fetch", "--quiet", "--no-tags", END_OF_OPTIONS, remote,
                    f"+refs/heads/{branch}:{DRY_RUN_REF}/{branch}")
-    spec = f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}"
+    spec = f"+refs/heads/{branch}:{tracking_ref(remote, branch)}"
     return git(app_path, "fetch", "--quiet", "--prune", "--no-tags", END_OF_OPTIONS, remote, spec)
 
 

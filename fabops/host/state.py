@@ -88,21 +88,41 @@ def failing_after(failing, result: str, target: Optional[str], deployed: Optiona
     return failing
 
 
-def failing_of(state: dict) -> Optional[dict]:
+def failing_of(state: dict, origin: Optional[str] = None) -> Optional[dict]:
     """state.json's `failing` while its cause stands: what monitor and
     status warn of ("behind T: updates failing ...", exit 1) and give in
     --json. Dropped when its target is deployed, and when it is a
     `broken` run's that a standing verdict (a person's restart, health
     --fix: verdict_of) cleared: the host's breakage is its verdict's to
-    say. The one rule both read by (docs/monitor.md)."""
+    say. With none standing, the hold cron's next run will record
+    (held_back) when `origin`, the branch's head as the checkout last
+    fetched it, is a known-bad commit. The one rule both read by
+    (docs/monitor.md)."""
     failing = state.get("failing")
     if not isinstance(failing, dict) or not failing.get("target"):
-        return None
+        return held_back(state, origin)
     if failing["target"] == state.get("deployed"):
-        return None
+        return held_back(state, origin)
     if failing.get("result") == "broken" and host_result(state) != "broken":
-        return None
+        return held_back(state, origin)
     return failing
+
+
+def held_back(state: dict, origin: Optional[str]) -> Optional[dict]:
+    """What cron will hold back before any run has: `origin` (the branch's
+    head as last fetched) when it is on state's `bad` list, not deployed,
+    and no pin keeps cron elsewhere. A rollback's deploy ends the
+    `failing` record and `unpin` writes none, so until cron's next run
+    recorded `skipped_bad`, status and monitor said OK while cron could
+    not move (#24's trial). In the record's shape, as a hold no run has
+    made yet: count 0, no `since` (host/plan._hold_bad decides the hold)."""
+    bad = state.get("bad")
+    if not origin or state.get("pin") or origin == state.get("deployed") or not isinstance(bad, dict) \
+            or origin not in bad:
+        return None
+    info = bad[origin] if isinstance(bad[origin], dict) else {}
+    return {"target": origin, "result": "skipped_bad", "reason": info.get("reason") or "?", "since": None,
+            "count": 0, "last": None}
 
 
 def bad_entry(reason: str, run_id: str, at: Optional[float] = None) -> dict:

@@ -571,7 +571,7 @@ def status_panel(host: str, data: dict, flag=None) -> None:
         lines.append(in_progress_line(ip.get("run_id"), ip.get("step")))
     until = data.get("restart_backoff_until")
     from ..host.state import failing_of
-    from ..monitor import backoff_shown, failing_words, restart_backoff_text
+    from ..monitor import backoff_shown, behind_head, failing_words, restart_backoff_text
 
     if isinstance(until, (int, float)) and backoff_shown(data.get("services")):
 
@@ -583,7 +583,9 @@ def status_panel(host: str, data: dict, flag=None) -> None:
     if failing:  # monitor's rule and words (host/state.failing_of, monitor.failing_words)
         count = failing.get("count", 1)
         verb, _, why = failing_words(failing, retry)
-        lines.append(f"[yellow]updates {verb} since {ago(failing.get('since'))} ({literal(count)} run"
+        ahead = behind_head(failing)  # a hold no run has made yet (host/state.held_back)
+        lines.append(f"[yellow]{literal(ahead)}:[/yellow] {literal(why)}" if ahead else
+                     f"[yellow]updates {verb} since {ago(failing.get('since'))} ({literal(count)} run"
                      f"{'' if count == 1 else 's'}) for {literal(short(failing.get('target')))}:[/yellow] "
                      f"{literal(why)}")
     # a retry of the target that line names is said there, with its next
