@@ -6,6 +6,7 @@ gate, records itself once and then says it was interrupted. The laptop
 says what is happening on the first Ctrl-C and stops waiting on the
 second, never stopping the host's restore. Unit tier, then the sandbox
 host with a real `fabops backup --restore ... --yes` interrupted."""
+import io
 import os
 import signal
 import subprocess
@@ -278,3 +279,24 @@ def test_a_restore_says_it_was_interrupted_at_both_widths(width, capsys, monkeyp
     text = render(capsys, monkeypatch, width, lambda: [print_text(f"[web1] {ln}") for ln in restore_lines(value) + [
         f"warning: {w}" for w in value["warnings"]]])
     check("restore-interrupted", width, text)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("into, said", (("", ""), ("/tmp/look", " in place (/tmp/look may hold part of the items)")))
+def test_the_host_says_what_an_early_interrupt_left(into, said, host_with_service, monkeypatch, capsys):  # noqa: F811
+    """The host's one line and exit 130 for a restore ended before its
+    first stop; with --to DIR what it wrote there so far stays, and it says so."""
+    import yaml
+
+    from fabops.host import backup
+
+    host, paths, _ = host_with_service
+    data = {"hosts": {"h": {"connection": "local", "app": {"path": host.app.path}, "home": host.home}}}
+    monkeypatch.setattr(sys, "stdin", io.StringIO(yaml.safe_dump(data)))
+
+    def interrupted(*_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(backup, "restored", interrupted)
+    assert backup.main(["restore", "20261201T030000-a1b2c3", "", into]) == 130
+    assert capsys.readouterr().err == backup.INTERRUPTED_BEFORE + said + "\n"

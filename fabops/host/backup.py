@@ -907,7 +907,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:  # a restore's Ctrl-C or SIGTERM before its first stop (restore.Deferred)
         if not restoring:
             raise
-        sys.stderr.write(f"{INTERRUPTED_BEFORE}\n")
+        into = argv[3] if restoring == "restore" else ""  # --to DIR: what it wrote there so far stays
+        sys.stderr.write(f"{INTERRUPTED_BEFORE}" + (f" in place ({into} may hold part of the items)" if into else "")
+                         + "\n")
         return 130  # INTERRUPTED (docs/errors.md)
     json.dump(answer, sys.stdout)
     sys.stdout.write("\n")

@@ -147,7 +147,7 @@ def backup(c, host: Host, action: str, extra=()) -> dict:
     said = f"{r.stderr}\n{r.stdout}"
     if r.exited == errors.USAGE:  # restore: no such snapshot or item, nothing touched
         raise errors.UsageError(r.stderr.strip().removeprefix("fabops: "), host=host.name)
-    if r.exited == errors.INTERRUPTED and in_place:  # a Ctrl-C before the restore stopped anything
+    if r.exited == errors.INTERRUPTED and action.startswith("restore"):  # Ctrl-C before a restore stopped anything
         raise Interrupted(r.stderr.strip().removeprefix("fabops: "), host=host.name)
     if r.exited == errors.LOCKED:  # the host waited its LOCK_WAIT for a deploy (or another backup)
         raise errors.LockedError(r.stderr.strip().removeprefix("fabops: ") or "locked", host=host.name)
