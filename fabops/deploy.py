@@ -55,10 +55,24 @@ class DeployOutcome:
     result: dict = field(default_factory=dict)
     install: Optional[str] = None
     events: List[dict] = field(default_factory=list)
+    # --attach on a run that had already ended (_replay), and the host's
+    # pin then, which may no longer be the one the run set
+    replayed: bool = False
+    pin_now: Optional[str] = None
 
     @property
     def exit_code(self) -> int:
         return int(self.result.get("exit_code", errors.FAILED))
+
+    @property
+    def pin_said(self) -> bool:
+        """Whether an attached run's pin line is said after its summary:
+        one its watch will set (--no-watch), or one it set that still
+        stands (a replay says a pin cleared since on its own lines)."""
+        pinned = self.result.get("pinned")
+        if self.replayed:
+            return bool(pinned) and pinned == self.pin_now
+        return bool(pinned or self.result.get("pin_on_promotion"))
 
 
 def suggest(inventory: Optional[str], task: str, *words: str) -> str:
@@ -285,7 +299,11 @@ def _deploy_host(c, host: Host, opts: DeployOptions, on_event: Callable[[dict], 
     outcome = DeployOutcome(host.name, run_id)
     if opts.dry_run:
         return _dry_run(c, host, opts, outcome, on_event)
-    if not opts.attach:
+    if opts.attach:  # a run that has ended is said as such, not followed as if live (_replay)
+        last, _, state = Target.of(c, host).output(ended_cmd(host, run_id), timeout=60).partition("\n")
+        if _replayed(outcome, _split_events(last.encode() + b"\n")[0], state, opts, on_event):
+            return outcome
+    else:
         inst = ensure_installed(c, host, offline=opts.offline)
         outcome.install = inst.message
         on_event({"kind": "log", "message": inst.message})
@@ -499,9 +517,19 @@ def _attach_local(host: Host, opts: DeployOptions, on_event) -> DeployOutcome:
     from .paths import HostPaths
 
     outcome = DeployOutcome(host.name, opts.attach)
-    events = HostPaths.for_home(host.home).run_events(opts.attach)
+    paths = HostPaths.for_home(host.home)
+    events = paths.run_events(opts.attach)
     if not os.path.isfile(events):
         raise errors.UsageError(f"no run {opts.attach} on this host ({events} is missing)", host=host.name)
+    with open(events, "rb") as fh:
+        recorded, _ = _split_events(fh.read())
+    try:
+        with open(paths.state, encoding="utf-8") as fh:
+            state = fh.read()
+    except OSError:
+        state = ""
+    if _replayed(outcome, recorded, state, opts, on_event):
+        return outcome
     quiet = _Quiet(opts.liveness)
     event = _follow_file(events, quiet.ended, lambda e: (quiet.saw(), outcome.events.append(e), on_event(e)),
                          opts.watch)
@@ -511,6 +539,69 @@ def _attach_local(host: Host, opts: DeployOptions, on_event) -> DeployOutcome:
                             f"no longer runs; {history} shows what it recorded", host=host.name)
     _finish(host, opts, outcome, event)
     return outcome
+
+
+def ended_cmd(host: Host, run_id: str) -> Cmd:
+    """--attach over SSH, one round trip: the last line of the run's event
+    file (its result, once it has ended), then the host's state.json."""
+    return sh("tail -n 1 {events} 2>/dev/null; echo; cat {state} 2>/dev/null",
+              events=path(host.paths.run_events(run_id)), state=path(host.paths.state))
+
+
+def _replayed(outcome: DeployOutcome, recorded: List[dict], state: str, opts: DeployOptions, on_event) -> bool:
+    """Whether the attached run had already ended (its last event is its
+    result): then it is replayed (_replay), with `state` (state.json's
+    text) for where the host is now."""
+    if not recorded or recorded[-1].get("kind") != "result":
+        return False
+    _replay(outcome, recorded, _state_now(state), suggest(opts.inventory, "history", "-H", outcome.host), on_event)
+    return True
+
+
+def _replay(outcome: DeployOutcome, recorded: List[dict], now: Tuple[Optional[str], Optional[str]], history: str,
+            on_event) -> DeployOutcome:
+    """--attach on a run that has already ended (#24's trial: it was
+    replayed as if live, its stale pids and all, and never said it had
+    ended): said plainly first, with its result and when, then the steps
+    it recorded (its result's, not its live lines: nothing runs now), and
+    where the host is now if it has moved on (`now`: its deployed commit
+    and pin; `history`: the command that lists the runs since). The
+    outcome is the recorded result, so the exit code is the run's
+    (docs/pipeline.md, "Deploy from a laptop or CI")."""
+    result = {k: v for k, v in recorded[-1].items() if k not in ("kind", "t")}
+    ended = recorded[-1].get("t")
+    when = ""
+    if isinstance(ended, (int, float)):
+        minutes = max(0, int(time.time() - ended) // 60)
+        when = (f", at {time.strftime('%Y-%m-%d %H:%M:%S %Z', time.localtime(ended))} ("
+                + (f"{minutes} min ago)" if minutes else "less than a minute ago)"))
+    pinned = f", and it pinned the host to {short_sha(result['pinned'])}" if result.get("pinned") else ""
+    on_event({"kind": "log", "message": f"run {outcome.run_id} ({result.get('trigger')} by {result.get('actor')}) "
+                                        f"already ended{when}: {result.get('result')}{pinned}; its recorded steps:"})
+    for step in result.get("steps") or ():
+        on_event({"kind": "step", "step": step.get("name"), "status": "ok" if step.get("ok") else "failed",
+                  "seconds": step.get("seconds", 0.0), "message": step.get("message")})
+    on_event({"kind": "result", **result})
+    # where the run left the host: its target once it got there, else where it went from
+    left = result.get("to") if result.get("result") in ("deployed", "noop") else result.get("from")
+    if (now[0] and left and now[0] != left) or (pinned and now[1] != result["pinned"]):
+        on_event({"kind": "log", "message": f"the host has moved on since: it is at {short_sha(now[0], '-')} now, "
+                                            + (f"pinned to {short_sha(now[1])}" if now[1] else "not pinned")
+                                            + f" ({history} says how)"})
+    outcome.replayed, outcome.pin_now = True, now[1]
+    outcome.events.extend(recorded)
+    outcome.result = result
+    return outcome
+
+
+def _state_now(text: str) -> Tuple[Optional[str], Optional[str]]:
+    """The host's deployed commit and pin now, from state.json's text; None for what is unknown."""
+    try:
+        state = json.loads(text)
+    except ValueError:
+        return None, None
+    deployed, pin = (state.get("deployed"), state.get("pin")) if isinstance(state, dict) else (None, None)
+    return (deployed if isinstance(deployed, str) else None), (pin if isinstance(pin, str) else None)
 
 
 def _deploy_local_detached(host: Host, opts: DeployOptions, on_event) -> DeployOutcome:

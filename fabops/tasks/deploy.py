@@ -23,7 +23,8 @@ DEPLOY_HELP = {
     "offline": "Install fabops' dependencies on the host from wheels downloaded here, not from the index.",
     "actor": "Who deploys, for the lock message and the history (default user@laptop, or $GITHUB_ACTOR).",
     "stash": "Save local changes found in the host's checkout aside and proceed (default: refuse).",
-    "attach": "Follow an earlier run again by its id (after a lost connection).",
+    "attach": "Follow an earlier run again by its id (after a lost connection); a run that has ended is said "
+              "as such, its recorded steps replayed, with its recorded exit code.",
     "watch": ("Wait for the watch window after the gate (default). --no-watch returns once the services pass "
               "their gate; the host still watches them and rolls back on its own (with --rolling, the next batch "
               "starts before this one's watch ends)."),
@@ -587,7 +588,9 @@ def deploy(
                          offline=offline, dry_run=dry_run, clear_pin=ref is None, attach=attach, watch=bool(watch),
                          inventory=_inventory_flag(inventory))
     outcome = _run_deploys(inventory, hosts, opts, parallel, rolling, json, accept_new, connect_timeout)
-    _report(outcome, json, wide, flag=opts.inventory, pins=ref is not None, dry_run=dry_run)
+    # an attached run says the pin it set (a rollback's, a --ref deploy's) as it did when it ran (#24)
+    pins = ref is not None or (attach is not None and any(r.ok and r.value.pin_said for r in outcome.results))
+    _report(outcome, json, wide, flag=opts.inventory, pins=pins, dry_run=dry_run)
     finish(_code(outcome))
 
 
