@@ -139,10 +139,11 @@ def error_filter(source: str, follow: bool) -> Cmd:
     the update log also the line of every run that failed or was rolled
     back, which need not say "error": its status word, as host/record.py
     writes it (`[trigger actor] ROLLED_BACK a -> b ...`), for each of its
-    FAILURES."""
+    FAILURES, and a failed backup's or restore's (their lines are in the
+    one format too: host/record.log_line)."""
     words = error_words()
     if source == "update":
-        for result in FAILURES:
+        for result in FAILURES + ("backup_failed", "restore_failed"):
             words += ["-e", "] %s " % result.upper()]
     return sh(" | grep{buffered} -i {words}", buffered=raw(" --line-buffered") if follow else raw(""), words=join(words))
 

@@ -39,3 +39,10 @@ def test_errors_shows_a_rolled_back_run(sandbox):
     shown = [x for x in r.stdout.splitlines() if " ROLLED_BACK " in x]
     assert len(shown) == 1 and "v2 crashes on boot" in shown[0], r.stdout
     assert " DEPLOYED " not in r.stdout  # v1's good run is no error
+
+
+def test_a_failed_backup_or_restore_line_is_an_error():
+    """Every run the history records has its update-log line (host/record.log_line),
+    a failed backup's and restore's too; `--errors` keeps those, not the good ones."""
+    lines = [line(r) for r in ("backup_failed", "restore_failed", "backed_up", "restored")]
+    assert grep("update", "".join(lines)) == "".join(lines[:2])
