@@ -300,3 +300,21 @@ def test_the_host_says_what_an_early_interrupt_left(into, said, host_with_servic
     monkeypatch.setattr(backup, "restored", interrupted)
     assert backup.main(["restore", "20261201T030000-a1b2c3", "", into]) == 130
     assert capsys.readouterr().err == backup.INTERRUPTED_BEFORE + said + "\n"
+
+
+@pytest.mark.unit
+def test_an_interrupt_while_fetching_leaves_no_temp_dir(host_with_service, monkeypatch):  # noqa: F811
+    """Ctrl-C while restic fetches a snapshot no longer on the host: the
+    restore ends (before any stop) and its temporary directory goes."""
+    from fabops.host import restic
+
+    host, paths, _ = host_with_service
+    monkeypatch.setattr(restore, "in_repository", lambda host, run_id: {"id": "abc", "paths": ["/x"]})
+
+    def fetch(*_args, **_kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(restic, "call", fetch)
+    with pytest.raises(KeyboardInterrupt):
+        restore.source_dir(host, paths, "20261201T030000-a1b2c3")
+    assert [n for n in os.listdir(paths.backups) if n.startswith(".restore-")] == []

@@ -117,6 +117,9 @@ def source_dir(host: Host, paths: HostPaths, run_id: str) -> Tuple[str, Optional
     except restic.ResticError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise RestoreFailed(str(exc)) from None
+    except BaseException:  # a Ctrl-C or SIGTERM while it fetches (Deferred ends the restore): no temp dir left
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return os.path.join(tmp, _inner(snap).lstrip("/")), tmp, _offsite(snap)
 
 
