@@ -195,9 +195,12 @@ def _journal_window_follow_cmd(journal: Cmd, window: str, lines: int, errors_onl
     hang-up: docs/architecture.md, "Following logs")."""
     grep = error_filter("journal", True) if errors_only else raw("")
     return sh(
-        "( d=$(mktemp -d \"${{XDG_RUNTIME_DIR:-${{TMPDIR:-/tmp}}}}/fabops-logs.XXXXXX\" 2>/dev/null || mktemp -d) || "
+        # the traps come first: a hang-up right after mktemp still removes it
+        "( d=; trap '[ -z \"$d\" ] || rm -rf -- \"$d\"' EXIT; trap 'exit 129' HUP; trap 'exit 130' INT; "
+        "trap 'exit 143' TERM; "
+        "d=$(mktemp -d \"${{XDG_RUNTIME_DIR:-${{TMPDIR:-/tmp}}}}/fabops-logs.XXXXXX\" 2>/dev/null || mktemp -d) || "
         "{{ echo 'fabops: logs -f: mktemp -d failed: no private directory for the journal cursor' >&2; "
-        "exit 1; }}; trap 'rm -rf -- \"$d\"' EXIT; trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM; "
+        "exit 1; }}; "
         "{journal} --since {window} --cursor-file=\"$d/cursor\"{grep} | tail -n {n}; "
         "c=$(cat \"$d/cursor\" 2>/dev/null); rm -rf -- \"$d\"; trap - EXIT; "
         "if [ -n \"$c\" ]; then {journal} --after-cursor=\"$c\" -n all -f; "
