@@ -421,6 +421,23 @@ def test_deploy_summary_says_an_unchanged_commit_plainly(width, frozen, capsys, 
 
 
 @pytest.mark.parametrize("width", WIDTHS)
+def test_deploy_summary_says_a_first_deploy_plainly(width, frozen, capsys, monkeypatch):
+    """#24: a first deploy (no `from`) printed `-→X`, where history and the
+    update log say `(first)→X` / `(first) -> X` (render.span): the summary
+    says it their way, at 80 columns and in the table's `from`."""
+    from fabops.fanout import FanoutResult, HostResult
+    from fabops.tasks.deploy import _summary
+
+    res = {"result": "deployed", "from": None, "to": SHA[0], "duration": 30.2, "subject": "Initial import",
+           "author": "Alice", "message": f"first deploy, at {SHA[0][:10]}"}
+    text = render(capsys, monkeypatch, width, _summary, FanoutResult([HostResult("find-to-do", value=SimpleNamespace(
+        result=res))]))
+    assert "-→" not in text and " - " not in text, text
+    assert (f"(first)→{SHA[0][:10]}" if width < 120 else "(first)") in text, text
+    check("deploy-first", width, text)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
 def test_deploy_summary_keeps_each_outcome(width, frozen, capsys, monkeypatch, tmp_path):
     """Trial #8/#20: the summary cut `… commit them, o…` (a refused deploy:
     what to do was lost) and `waited for run … which ended depl…` (how the

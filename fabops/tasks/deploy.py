@@ -378,7 +378,7 @@ def _summary_lines(out, results, wide, task) -> None:
     from rich.padding import Padding
     from rich.text import Text
 
-    from .render import RESULT_STYLE, fmt_duration, in_place, literal, print_hanging, short, span
+    from .render import RESULT_STYLE, fmt_duration, literal, print_hanging, span
 
     out.print(f"[bold]{task}[/bold]")
     width = max(len(r.host) for r in results)
@@ -387,8 +387,9 @@ def _summary_lines(out, results, wide, task) -> None:
             res = r.value.result
             style = RESULT_STYLE.get(res.get("result"), "white")
             facts = (f"{literal(r.host.ljust(width))}  [{style}]{literal(res.get('result'))}[/{style}]  "
-                     # a run that moved no commit: `at X`, history's words (render.span), not `X→X`
-                     + literal(span(res, "→") if in_place(res) else f"{short(res.get('from'))}→{short(res.get('to'))}")
+                     # history's words (render.span): `at X` for a run that moved no
+                     # commit, not `X→X`; `(first)→X` for a first deploy, not `-→X`
+                     + literal(span(res, "→"))
                      + f"  {fmt_duration(res.get('duration'))}")
             text = _text(res, None if wide else out.width - 4)
         else:
@@ -419,7 +420,8 @@ def _summary_table(out, results, wide, task) -> None:
             res = r.value.result
             # a run that moved no commit: `unchanged` under `to`, not the same
             # SHA twice, which read as a redeploy (render.in_place)
-            row = (r.host, str(res.get("result")), short(res.get("from")),
+            # a first deploy has no `from`: `(first)`, history's word (render.span), not `-`
+            row = (r.host, str(res.get("result")), short(res.get("from")) if res.get("from") else "(first)",
                    "unchanged" if in_place(res) else short(res.get("to")),
                    fmt_duration(res.get("duration")), res)
         else:
