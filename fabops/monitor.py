@@ -9,6 +9,7 @@ run the host's python3, host/httpcheck.py).
 """
 from __future__ import annotations
 
+import datetime
 import json
 import posixpath
 import time
@@ -25,6 +26,7 @@ from .procstat import PROC_STAT, parse_end, process_ages
 from .checks import http_check_cmd, http_check_input, listeners_source, parse_http_results, port_listening_cmd
 from .host.listeners import OTHER, OWN, from_json
 from .unit_audit import units_cmd
+from .validate import _CRON_NAMES, _CRON_RANGES
 from .shell import Cmd, join, lines, path, quote_path, raw, sh
 from .shortsha import respelled, short_sha
 from .target import Target
@@ -767,25 +769,20 @@ def root_units(text: Optional[str], host: Host) -> List[Dict[str, str]]:
 
 
 def update_interval(expr: Optional[str]) -> Optional[float]:
-    """Seconds between runs of a cron expression, for the common shapes; a
-    day, month or weekday field gives its longest gap (a week, a month, a
-    year), which a warning past it must allow."""
+    """The typical gap between runs of a cron expression (schedule.update:
+    the cron-stalled warning at 3x, and how old a CPU sample may be), for
+    the common shapes; a day, month or weekday field is not stretched to
+    its longest gap (`*/5 * * * 1-5` is 5 min: a stall is still news on a
+    weekday). The backup rule's longest gap is longest_gap's."""
     if not expr:
         return None
-    nick = {"@hourly": 3600, "@daily": 86400, "@midnight": 86400, "@weekly": 604800, "@monthly": 31 * 86400,
-            "@yearly": 366 * 86400, "@annually": 366 * 86400}
+    nick = {"@hourly": 3600, "@daily": 86400, "@midnight": 86400, "@weekly": 604800}
     if expr in nick:
         return float(nick[expr])
     fields = expr.split()
     if len(fields) != 5:
         return None
     minute, hour = fields[0], fields[1]
-    if fields[3] != "*":
-        return 366 * 86400.0
-    if fields[2] != "*":
-        return 31 * 86400.0
-    if fields[4] != "*":
-        return 7 * 86400.0
     if minute == "*" and hour == "*":
         return 60.0
     if minute.startswith("*/") and minute[2:].isdigit() and hour == "*":
@@ -797,6 +794,68 @@ def update_interval(expr: Optional[str]) -> Optional[float]:
     if hour.startswith("*/") and hour[2:].isdigit():
         return 3600.0 * int(hour[2:])
     return 86400.0
+
+
+# The nicknames as the five fields cron(8) reads them as.
+_CRON_NICK = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@weekly": "0 0 * * 0",
+              "@monthly": "0 0 1 * *", "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *"}
+# The calendar a schedule is stepped over: 8 years, so every month length,
+# leap years and a weekday on every date are in it.
+_CRON_FROM, _CRON_DAYS = datetime.date(2024, 1, 1), 8 * 366
+
+
+def _cron_values(field: str, i: int) -> Optional[set]:
+    """The values one cron field matches (validate.cron_problem's ranges and
+    names; a weekday 7 is Sunday, 0); None when it cannot be read."""
+    lo, hi = _CRON_RANGES[i]
+    out: set = set()
+    try:
+        for item in field.split(","):
+            base, _, step = item.partition("/")
+            bounds = [int(_CRON_NAMES[i].get(b.lower(), b)) for b in base.split("-", 1)] if base != "*" else [lo, hi]
+            end = bounds[-1] if len(bounds) > 1 or not step else hi
+            out.update(range(bounds[0], end + 1, int(step) if step else 1))
+    except ValueError:
+        return None
+    return {0 if (i == 4 and v == 7) else v for v in out}
+
+
+def cron_gaps(expr: Optional[str]) -> Optional[set]:
+    """The gaps, in seconds, between consecutive runs of a cron expression,
+    found by stepping it over the days of _CRON_DAYS (the day's times from
+    the minute and hour fields, so a day costs one test): `0 3 * * 1-5`
+    {1d, 3d}, `0 3 */2 * *` {1d, 2d} (the 31st to the 1st; February's
+    27th to March's 1st). cron(8)'s rule for the day: with both the
+    day-of-month and the weekday field restricted (not starting with `*`),
+    either one matching; else both. Local-time days (a DST change's hour is
+    not counted). None for @reboot, a field not read, or under two runs."""
+    fields = _CRON_NICK.get(expr or "", expr or "").split()
+    if len(fields) != 5:
+        return None
+    minutes, hours, doms, months, dows = [_cron_values(f, i) for i, f in enumerate(fields)]
+    if None in (minutes, hours, doms, months, dows):
+        return None
+    times = sorted(h * 3600 + m * 60 for h in hours for m in minutes)
+    either = not fields[2].startswith("*") and not fields[4].startswith("*")
+    days = []
+    for n in range(_CRON_DAYS):
+        d = _CRON_FROM + datetime.timedelta(days=n)
+        dom, dow = d.day in doms, d.isoweekday() % 7 in dows
+        if d.month in months and ((dom or dow) if either else (dom and dow)):
+            days.append(n)
+    if len(times) * len(days) < 2:
+        return None
+    gaps = {b - a for a, b in zip(times, times[1:])}
+    return gaps | {(b - a) * 86400 - (times[-1] - times[0]) for a, b in zip(days, days[1:])}
+
+
+def longest_gap(expr: Optional[str]) -> Optional[float]:
+    """The longest gap between two runs of a cron expression (cron_gaps):
+    the backup rule's (backup_findings) 2x must allow a weekend's gap
+    (`0 3 * * 1-5`: 3 days), a long month's (`@monthly`: 31 days), and no
+    more (`0 3 */2 * *`: 2 days, not a month)."""
+    gaps = cron_gaps(expr)
+    return float(max(gaps)) if gaps else None
 
 
 def evaluate(facts: Dict[str, Any], host: Host, now: Optional[float] = None,
@@ -884,10 +943,13 @@ def backup_findings(backup: Optional[Dict[str, Any]], now: float, host: str,
     if not backup:
         return []
     found, last = [], backup["last"]
-    interval = update_interval(backup["schedule"])
+    interval = longest_gap(backup["schedule"])
     since = backup["last_ok_at"] or backup["history_since"]
     if interval and since is not None and now - since > BACKUP_LATE * interval:
-        every = f"backup.schedule {backup['schedule']}, every {_span(interval)}"
+        # "every 1d" only when all its gaps are that one: a weekday schedule's 3d is its longest
+        steady = len(cron_gaps(backup["schedule"]) or ()) == 1
+        spacing = f"every {_span(interval)}" if steady else f"at most {_span(interval)} apart"
+        every = f"backup.schedule {backup['schedule']}, {spacing}"
         failed = f"; the last one failed {_span(now - last['at'])} ago: {reason_head(last['message'])}" \
             if last and not last["ok"] and last["at"] is not None else ""
         if backup["last_ok_at"]:

@@ -105,11 +105,32 @@ def test_a_failed_last_run_within_the_window_is_a_warning_until_a_good_one():
     assert monitor.backup_findings(dict(backup, last=ok, last_ok_at=NOW - 3600), NOW, "web1") == []
 
 
-def test_update_interval_takes_the_longest_gap_of_day_fields():
+# (expression, update_interval: the typical gap, schedule.update's; longest_gap: the backup rule's)
+GAPS = [("*/5 * * * 1-5", 300, 2 * DAY + 300), ("0 3 * * 0", DAY, 7 * DAY), ("0 3 */2 * *", DAY, 2 * DAY),
+        ("0 3 * * 1-5", DAY, 3 * DAY), ("@daily", DAY, DAY), ("@weekly", 7 * DAY, 7 * DAY),
+        ("@monthly", None, 31 * DAY), ("@hourly", 3600, 3600), ("0 3 1 1 *", DAY, 366 * DAY),
+        ("30 2 * * mon,fri", DAY, 4 * DAY), ("0 3 1 * 1", DAY, 7 * DAY), ("@reboot", None, None)]
+
+
+@pytest.mark.parametrize("expr, typical, longest", GAPS)
+def test_update_interval_is_the_typical_gap_and_longest_gap_the_longest(expr, typical, longest):
+    """schedule.update's weekday-only cron is still 5 min apart (a stall is
+    flagged after 15 min on a weekday, not 21 days); the backup rule allows
+    the longest gap and no more (every 2 days: 2 days, not a month)."""
     from fabops import monitor
 
-    assert [monitor.update_interval(x) for x in ("0 3 * * 1", "0 3 1 * *", "0 3 1 1 *", "@monthly", "@reboot")] == \
-        [7 * DAY, 31 * DAY, 366 * DAY, 31 * DAY, None]
+    assert (monitor.update_interval(expr), monitor.longest_gap(expr)) == (typical, longest)
+
+
+def test_a_late_weekday_backup_names_its_longest_gap():
+    from fabops import monitor
+
+    backup = {"schedule": "0 3 * * 1-5", "repository": True, "last": None, "last_ok_at": NOW - 7 * DAY,
+              "history_since": NOW - 30 * DAY}
+    (late,) = monitor.backup_findings(backup, NOW, "web1")
+    assert late == ("backup late: the last good backup is 7d old, more than 2x its schedule "
+                    "(backup.schedule 0 3 * * 1-5, at most 3d apart)"), late
+    assert monitor.backup_findings(dict(backup, last_ok_at=NOW - 5 * DAY), NOW, "web1") == []
 
 
 def test_the_facts_from_the_sections():
