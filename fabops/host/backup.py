@@ -23,8 +23,9 @@ it runs at low priority (nice, ionice); a failed run notifies once per
 reason.
 
 The laptop runs it in one round trip: `python -I -m fabops.host.backup
-plan|run [ACTOR]|list|verify` (or `restore|restore-plan RUN_ID ONLY DIR [ACTOR]`:
-host/restore.py, its restore and that restore's dry run) with the host's
+plan|run [ACTOR]|list|verify` (or `restore RUN_ID ONLY DIR [ACTOR]` and
+`restore-plan RUN_ID ONLY DIR`: host/restore.py, its restore and that
+restore's dry run) with the host's
 settings (host.yml) on stdin, and reads one JSON object on stdout.
 Standard library only; Python 3.9.
 """
@@ -123,14 +124,15 @@ class BackupPlan:
     # the `.<run-id>.partial` directories there now and their bytes: under
     # the host lock (a real run's plan) each is one a cut-off run left (stale)
     partials: Tuple[Tuple[str, int], ...] = ()
+    # the `.restore-*` directories there now and their bytes (fetch_dirs)
+    fetches: Tuple[Tuple[str, int], ...] = ()
 
-    def would(self, offsite: bool = False) -> List[Would]:
+    def would(self, offsite: bool = False, held: Optional[Dict[str, dict]] = None) -> List[Would]:
         """The dry run's lines; `offsite`: a repository is set, so a
         delete also waits for the repository to have the snapshot (retain:
-        a failed copy keeps the ones not yet off the host)."""
-        out = [Would("delete", name, f"a partial snapshot ({_size(size)}) that a run cut off before its manifest "
-                     "left (killed, or the host went down); removed once this run holds the host lock, which "
-                     "every run writing one holds") for name, size in self.partials]
+        a failed copy keeps the ones not yet off the host). `held`: the
+        locks held now, by name (peek_holder)."""
+        out = self._leftovers(held or {})
         out.append(Would("write", self.snapshot, "a new snapshot (0700; files 0600) with manifest.json"))
         for it in self.items:
             what = f"backup.dump {it.name[len('dump-'):]}" if it.kind == "dump" else ", ".join(it.sources)
@@ -142,6 +144,29 @@ class BackupPlan:
                       f"(daily {self.keep.daily}, weekly {self.keep.weekly}, monthly {self.keep.monthly}) keeps, "
                       f"{when}") for run_id in self.delete]
         return out
+
+    def _leftovers(self, held: Dict[str, dict]) -> List[Would]:
+        """What cut-off runs left, which the run removes (sweep,
+        sweep_fetches). While the host lock is held, a live run's partial
+        is there too (the real run finds it finished once it holds the
+        lock), so none is listed: the wait is said instead (#26). A
+        `.restore-*` directory is listed only while no one holds the backup
+        lock, which a restore holds while its directory exists."""
+        from .lock import describe_holder
+
+        if "the host lock" in held:
+            return [Would("wait for", "the host lock", f"held by {describe_holder(held['the host lock'])}: the run "
+                          f"waits up to {LOCK_WAIT:g} s for it, then stops (exit 4); once it holds it, it removes "
+                          "the partial snapshots and restore fetch directories that cut-off runs left (none is "
+                          "listed now: the holder may be writing one)")]
+        out = [Would("delete", name, f"a partial snapshot ({_size(size)}) that a run cut off before its manifest "
+                     "left (killed, or the host went down); removed once this run holds the host lock, which "
+                     "every run writing one holds") for name, size in self.partials]
+        return out + [Would("delete", name, f"a restore's fetch from the repository ({_size(size)}) that a restore "
+                            "cut off while fetching left (killed, or the host went down): a decrypted copy of a "
+                            "snapshot, .env included; removed once this run holds the backup lock, which a restore "
+                            "holds while its directory exists") for name, size in
+                      (() if "the backup lock" in held else self.fetches)]
 
     def to_dict(self) -> dict:
         return {"run_id": self.run_id, "snapshot": self.snapshot, "items": [i.to_dict() for i in self.items],
@@ -267,7 +292,7 @@ def plan(host: Host, paths: HostPaths, run_id: Optional[str] = None, now: Option
                       host.backup.exclude, host.backup.keep, tuple(existing),
                       tuple(to_delete(existing, host.backup.keep, time.time() if now is None else now)),
                       dict(host.env), tuple(os.path.realpath(d) for d in (paths.backups, paths.venv)),
-                      partials=partials(paths))
+                      partials=partials(paths), fetches=fetch_dirs(paths))
 
 
 def partials(paths: HostPaths) -> Tuple[Tuple[str, int], ...]:
@@ -284,6 +309,19 @@ def partials(paths: HostPaths) -> Tuple[Tuple[str, int], ...]:
         if name.startswith(".") and name.endswith(".partial") and RUN_ID.fullmatch(name[1:-len(".partial")]):
             out.append((name, _bytes(os.path.join(paths.backups, name))))
     return tuple(out)
+
+
+def fetch_dirs(paths: HostPaths) -> Tuple[Tuple[str, int], ...]:
+    """The `.restore-*` directories in backups/ (name, bytes), by name: a
+    restore's fetch of a snapshot from the repository (host/restore.py,
+    source_dir), or one a restore cut off during its fetch (SIGKILL, the
+    OOM killer, a power loss) left for good. Never a snapshot."""
+    try:
+        names = sorted(os.listdir(paths.backups))
+    except OSError:
+        return ()
+    return tuple((name, _bytes(os.path.join(paths.backups, name))) for name in names
+                 if name.startswith(".restore-") and os.path.isdir(os.path.join(paths.backups, name)))
 
 
 def _bytes(top: str) -> int:
@@ -312,24 +350,64 @@ def sweep(p: BackupPlan, paths: HostPaths) -> Tuple[List[dict], List[str]]:
     the kernel releases a flock only when its holder ends (host/lock.py),
     so none of them is a live run's. What was removed ({name, size}) and
     one warning saying it, or why one is still there."""
+    return _remove(paths, p.partials, PARTIAL_WORDS)
+
+
+# a sweep's words for what it removes: one, more than one, who left them, one not removed
+PARTIAL_WORDS = ("partial snapshot", "partial snapshots", "that runs cut off before their manifest left (killed, "
+                 "or the host went down)", "a partial snapshot a cut-off run left")
+FETCH_WORDS = ("restore fetch directory", "restore fetch directories", "that restores cut off while fetching "
+               "from the repository left (killed, or the host went down), each a decrypted copy of a snapshot",
+               "a restore's fetch a cut-off restore left")
+
+
+def _remove(paths: HostPaths, found: Iterable[Tuple[str, int]],
+            words: Tuple[str, str, str, str]) -> Tuple[List[dict], List[str]]:
+    """Remove the directories `found` ((name, bytes) in backups/): what
+    was removed ({name, size}) and one warning saying it (`words`:
+    PARTIAL_WORDS, FETCH_WORDS), or why one is still there."""
+    one, many, left_by, each = words
     swept: List[dict] = []
     warnings: List[str] = []
-    for name, size in p.partials:
+    for name, size in found:
         gone, why = os.path.join(paths.backups, name), "it is still there"
         try:
             shutil.rmtree(gone)
         except OSError as exc:  # a file the deploy user may not remove: said, and the run goes on
             why = f"{exc.filename or gone}: {exc.strerror or exc}"
         if os.path.lexists(gone):
-            warnings.append(f"could not remove {gone}, a partial snapshot a cut-off run left: {why}")
+            warnings.append(f"could not remove {gone}, {each}: {why}")
         else:
             swept.append({"name": name, "size": size})
     if swept:
         total = sum(s["size"] for s in swept)
-        warnings.insert(0, f"removed {len(swept)} partial snapshot{'s' if len(swept) != 1 else ''} "
-                        f"({_size(total)}) that runs cut off before their manifest left (killed, or the host went "
-                        f"down): {', '.join(s['name'] for s in swept)}")
+        warnings.insert(0, f"removed {len(swept)} {one if len(swept) == 1 else many} ({_size(total)}) {left_by}: "
+                        f"{', '.join(s['name'] for s in swept)}")
     return swept, warnings
+
+
+def sweep_fetches(paths: HostPaths, info: dict) -> Tuple[List[dict], List[str]]:
+    """Remove the `.restore-*` directories that restores cut off during
+    their fetch left (fetch_dirs; a Ctrl-C or SIGTERM removes its own): a
+    decrypted copy of a snapshot, .env included, that retention and --list
+    never read. A restore holds the backup lock for as long as its
+    directory exists (host/restore.py, restore), and the kernel releases a
+    flock only when its holder ends, so one found with the backup lock held
+    here is no live restore's. Called under the host lock, which a restore
+    takes after the backup lock: the backup lock is tried, never waited
+    for (both would wait for good); while someone holds it (a restore
+    fetching, another run's upload) they are left for a later run."""
+    from .lock import HostLock
+
+    if not fetch_dirs(paths):
+        return [], []
+    lock = HostLock(paths.backup_lock, info)
+    if not lock.try_acquire():
+        return [], []
+    try:  # listed again under the lock: a restore that ended meanwhile removed its own
+        return _remove(paths, fetch_dirs(paths), FETCH_WORDS)
+    finally:
+        lock.release()
 
 
 def run_timeout(host: Host) -> float:
@@ -683,7 +761,8 @@ def locked_run(host: Host, paths: HostPaths, priority: str = "", actor: Optional
     try:
         with HostLock(paths.lock, info).acquire(wait=LOCK_WAIT):
             p = plan(host, paths, run_id=info["run_id"])
-            manifest = write_snapshot(p, paths, sweep(p, paths))
+            (parts, said), (fetched, also) = sweep(p, paths), sweep_fetches(paths, info)
+            manifest = write_snapshot(p, paths, (parts + fetched, said + also))
     except LockedError as exc:  # no snapshot at all: recorded and notified as any failed run, then exit 4
         said = {"run_id": info["run_id"], "ok": False, "items": [], "warnings": [], "commit": _commit(paths),
                 "error": f"the host lock is {exc} (waited {LOCK_WAIT:g} s): no snapshot was made"}
@@ -833,17 +912,22 @@ def result(action: str, host: Host, paths: HostPaths, priority: str = "", actor:
     if action == "verify":
         return verified(host, paths)
     if action == "plan":
+        from .lock import peek_holder
+
         p = plan(host, paths, run_id=DRY_RUN_ID, now=now)
-        return {**p.to_dict(), "would": [w.to_dict() for w in p.would(bool(host.backup.repository)) + offsite_would(host)],
-                "warnings": _warnings(host)}
+        # the locks' holders, read without taking them (as restore-plan does): the real run waits for the host lock
+        held = {name: h for name, h in (("the host lock", peek_holder(paths.lock)),
+                                        ("the backup lock", peek_holder(paths.backup_lock))) if h}
+        would = p.would(bool(host.backup.repository), held) + offsite_would(host)
+        return {**p.to_dict(), "would": [w.to_dict() for w in would], "warnings": _warnings(host)}
     done = locked_run(host, paths, priority, actor)
     return {**done, "warnings": done["warnings"] + _warnings(host)}
 
 
 def restored(host: Host, paths: HostPaths, action: str, args: List[str]) -> dict:
     """`restore RUN_ID ONLY DIR [ACTOR]` (empty: none; ACTOR: the laptop's): host/restore.py, saving what
-    is there first with a run that deletes nothing; `restore-plan` the same
-    arguments: that restore's plan, rendered (its dry run: nothing is
+    is there first with a run that deletes nothing; `restore-plan RUN_ID
+    ONLY DIR` (no ACTOR: main refuses one): that restore's plan, rendered (its dry run: nothing is
     written). At normal priority: a restore is wanted now, and the services
     it starts (process manager) would inherit a lowered one."""
     from dataclasses import replace
@@ -869,8 +953,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not (len(argv) == 1 and argv[0] in ("plan", "run", "list", "verify") or len(argv) == 2 and argv[0] == "run"
             or len(argv) == 4 and restoring or len(argv) == 5 and restoring == "restore"):
         sys.stderr.write("usage: python -m fabops.host.backup plan|run [ACTOR]|list|verify < host.yml\n"
-                         "       python -m fabops.host.backup restore|restore-plan RUN_ID ONLY|'' DIR|'' "
-                         "[ACTOR] < host.yml\n")
+                         "       python -m fabops.host.backup restore RUN_ID ONLY|'' DIR|'' [ACTOR] < host.yml\n"
+                         "       python -m fabops.host.backup restore-plan RUN_ID ONLY|'' DIR|'' < host.yml\n")
         return 64
     try:
         inv = loads(sys.stdin.read(), "host.yml")

@@ -118,6 +118,8 @@ def source_dir(host: Host, paths: HostPaths, run_id: str) -> Tuple[str, Optional
         shutil.rmtree(tmp, ignore_errors=True)
         raise RestoreFailed(str(exc)) from None
     except BaseException:  # a Ctrl-C or SIGTERM while it fetches (Deferred ends the restore): no temp dir left
+        # (a SIGKILL, the OOM killer or a power loss leaves it: the next
+        # backup run removes it under the backup lock, backup.sweep_fetches)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return os.path.join(tmp, _inner(snap).lstrip("/")), tmp, _offsite(snap)
@@ -768,13 +770,13 @@ class Deferred:
                 "the restore was finished first (items put back, services started, their gate run), then ended"]
 
 
-def in_place(host: Host, p: RestorePlan, snap: str, save: Callable[[], dict]) -> dict:
+def in_place(host: Host, paths: HostPaths, p: RestorePlan, snap: str, save: Callable[[], dict]) -> dict:
     """Stop, save what is there now (`save`: a run's manifest, after the
     stop so no write is lost), put back only when that save is ok, start,
     gate (the lock held), each step marked in state.json (Underway). A save
     that fails or raises starts the services again and puts nothing back."""
     manager = service_manager(host)
-    with Underway(HostPaths.for_home(host.home), p.run_id) as underway:
+    with Underway(paths, p.run_id) as underway:
         for name in p.services:
             manager.stop(host.service(name))
         underway.step("save")
@@ -840,7 +842,7 @@ def act(host: Host, paths: HostPaths, p: RestorePlan, snap: str, save: Callable[
         guard.defer()
         started = time.monotonic()
         try:
-            out = in_place(host, p, snap, save)
+            out = in_place(host, paths, p, snap, save)
         except BaseException as exc:
             record(host, paths, {"run_id": p.run_id, "ok": False, "error": f"{type(exc).__name__}: {exc}",
                                  "interrupted": guard.said()}, started, actor)
