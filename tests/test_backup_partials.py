@@ -80,17 +80,9 @@ def test_the_next_run_removes_a_cut_off_restores_fetch(tmp_path, quiet):
     done = backup.locked_run(host, paths)
     assert done["ok"] and not os.path.exists(stale)
     assert done["swept"] == [{"name": ".restore-k1ll3d", "size": 13}]
-    (said,) = [w for w in done["warnings"] if "restore fetch" in w]
+    said = said_everywhere(paths, done, "restore fetch")
     assert said.startswith("removed 1 restore fetch directory (13 B) that restores cut off while fetching") \
         and said.endswith(": .restore-k1ll3d")
-    with open(paths.backup_manifest(paths.backup_snapshot(done["run_id"])), encoding="utf-8") as fh:
-        assert json.load(fh)["swept"] == done["swept"]
-    with open(paths.history, encoding="utf-8") as fh:
-        (rec,) = [json.loads(line) for line in fh]
-    assert said in rec["warnings"]
-    import jsonschema
-
-    jsonschema.validate(done, json_schema("backup"))
 
 
 @pytest.mark.unit
@@ -139,6 +131,22 @@ def test_the_dry_run_lists_no_partial_while_a_run_holds_the_host_lock(tmp_path):
     jsonschema.validate(held["would"], json_schema("would"))
 
 
+def said_everywhere(paths: HostPaths, done: dict, word: str) -> str:
+    """A run's one warning with `word` (what it swept), which its manifest
+    (with its swept) and its history record say too: that warning."""
+    import jsonschema
+
+    (said,) = [w for w in done["warnings"] if word in w]
+    with open(paths.backup_manifest(paths.backup_snapshot(done["run_id"])), encoding="utf-8") as fh:
+        manifest = json.load(fh)
+    assert manifest["swept"] == done["swept"] and said in manifest["warnings"]
+    with open(paths.history, encoding="utf-8") as fh:
+        (rec,) = [json.loads(line) for line in fh]
+    assert said in rec["warnings"] and rec["result"] == "backed_up"
+    jsonschema.validate(done, json_schema("backup"))
+    return said
+
+
 @pytest.mark.unit
 def test_the_next_run_removes_it_and_says_so(tmp_path, quiet):
     host, paths = local(tmp_path)
@@ -146,17 +154,8 @@ def test_the_next_run_removes_it_and_says_so(tmp_path, quiet):
     done = backup.locked_run(host, paths)
     assert done["ok"] and not os.path.exists(partial)
     assert done["swept"] == [{"name": f".{STALE}.partial", "size": 1000}]
-    (said,) = [w for w in done["warnings"] if "partial" in w]
+    said = said_everywhere(paths, done, "partial")
     assert said.startswith("removed 1 partial snapshot (1000 B) that runs cut off") and STALE in said
-    with open(paths.backup_manifest(paths.backup_snapshot(done["run_id"])), encoding="utf-8") as fh:
-        manifest = json.load(fh)
-    assert manifest["swept"] == done["swept"] and said in manifest["warnings"]
-    with open(paths.history, encoding="utf-8") as fh:
-        (rec,) = [json.loads(line) for line in fh]
-    assert said in rec["warnings"] and rec["result"] == "backed_up"
-    import jsonschema
-
-    jsonschema.validate({**done, "warnings": done["warnings"]}, json_schema("backup"))
     # the run after has nothing to remove: no word of it
     again = backup.locked_run(host, paths)
     assert "swept" not in again and not [w for w in again["warnings"] if "partial" in w]
