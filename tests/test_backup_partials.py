@@ -76,11 +76,7 @@ def fetched(paths: HostPaths, name: str = ".restore-k1ll3d") -> str:
 @pytest.mark.unit
 def test_the_next_run_removes_a_cut_off_restores_fetch(tmp_path, quiet):
     host, paths = local(tmp_path)
-    stale = fetched(paths)
-    done = backup.locked_run(host, paths)
-    assert done["ok"] and not os.path.exists(stale)
-    assert done["swept"] == [{"name": ".restore-k1ll3d", "size": 13}]
-    said = said_everywhere(paths, done, "restore fetch")
+    said = swept_once(host, paths, fetched(paths), 13, "restore fetch")
     assert said.startswith("removed 1 restore fetch directory (13 B) that restores cut off while fetching") \
         and said.endswith(": .restore-k1ll3d")
 
@@ -131,11 +127,16 @@ def test_the_dry_run_lists_no_partial_while_a_run_holds_the_host_lock(tmp_path):
     jsonschema.validate(held["would"], json_schema("would"))
 
 
-def said_everywhere(paths: HostPaths, done: dict, word: str) -> str:
-    """A run's one warning with `word` (what it swept), which its manifest
-    (with its swept) and its history record say too: that warning."""
+def swept_once(host, paths: HostPaths, left: str, size: int, word: str) -> str:
+    """A run that removes `left` (`size` bytes): its one warning with
+    `word`, which its manifest (with its swept) and its history record say
+    too, and the run after it, which has nothing to remove and says nothing
+    of it. That warning."""
     import jsonschema
 
+    done = backup.locked_run(host, paths)
+    assert done["ok"] and not os.path.exists(left)
+    assert done["swept"] == [{"name": os.path.basename(left), "size": size}]
     (said,) = [w for w in done["warnings"] if word in w]
     with open(paths.backup_manifest(paths.backup_snapshot(done["run_id"])), encoding="utf-8") as fh:
         manifest = json.load(fh)
@@ -144,21 +145,16 @@ def said_everywhere(paths: HostPaths, done: dict, word: str) -> str:
         (rec,) = [json.loads(line) for line in fh]
     assert said in rec["warnings"] and rec["result"] == "backed_up"
     jsonschema.validate(done, json_schema("backup"))
+    again = backup.locked_run(host, paths)
+    assert "swept" not in again and not [w for w in again["warnings"] if word in w]
     return said
 
 
 @pytest.mark.unit
 def test_the_next_run_removes_it_and_says_so(tmp_path, quiet):
     host, paths = local(tmp_path)
-    partial = left_behind(paths)
-    done = backup.locked_run(host, paths)
-    assert done["ok"] and not os.path.exists(partial)
-    assert done["swept"] == [{"name": f".{STALE}.partial", "size": 1000}]
-    said = said_everywhere(paths, done, "partial")
+    said = swept_once(host, paths, left_behind(paths), 1000, "partial")
     assert said.startswith("removed 1 partial snapshot (1000 B) that runs cut off") and STALE in said
-    # the run after has nothing to remove: no word of it
-    again = backup.locked_run(host, paths)
-    assert "swept" not in again and not [w for w in again["warnings"] if "partial" in w]
 
 
 @pytest.mark.unit
