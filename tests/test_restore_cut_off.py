@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -18,6 +19,7 @@ from fabops.host.state import merge_state_file
 from tests.conftest import one, run_cli
 from tests.test_backup_partials import killed_in_dump
 from tests.test_backup_restore_unit import _saving, _snapshot, host_with_service  # noqa: F401 (a fixture)
+from tests.test_golden import frozen  # noqa: F401 (a fixture: the clock and TZ the golden files are at)
 
 
 class Watched:
@@ -117,6 +119,71 @@ def test_a_hangup_does_not_end_the_restore(watched):
     assert signal.getsignal(signal.SIGHUP) == before  # its own handler only while it runs
 
 
+# ------------------------------------------------------------------ what the next runs decide (unit)
+
+CUT = "20261201T000000-000001"
+
+
+def _marked(step: str) -> dict:
+    return {"run_id": CUT, "trigger": "restore", "from": "A", "to": "A", "pin": False, "step": f"restore: {step}"}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("trigger", ("cron", "manual", "deploy", "rollback", "reset"))
+@pytest.mark.parametrize("step", ("stop", "save", "put back", "start"))
+def test_only_a_restore_cut_off_putting_items_back_stops_the_next_run(trigger, step):
+    """host/plan.UNSAFE_RESTORE_STEPS: at stop, save and start the data is
+    whole (the old, or all of the snapshot's), so the next run finishes it
+    as any interrupted run; at put back no run may start the services or
+    deploy over it and clear the mark: it aborts as broken (exit 5, one
+    record), saying the restore that takes it over, and its dry run says
+    the same decision."""
+    from fabops.host.dry_run import actions, dry_result
+    from fabops.host.dry_run import said as dry_said
+    from fabops.host.plan import Plan, plan
+    from tests.test_plan import HOST, parse_row
+
+    st, facts, opts, _ = parse_row(f"{trigger} | dep=A | o=B h=A sick=bot old=C | -")
+    st.in_progress = _marked(step)
+    got = plan(HOST, st, facts, opts)
+    assert isinstance(got, Plan), got
+    if step != "put back":
+        assert got.finishing == st.in_progress and got.kind != "abort", got
+        return
+    assert (got.kind, got.result, got.record, got.finishing) == ("abort", "broken", True, None), got
+    assert got.message == (f"a restore of {CUT} was cut off while putting items back (its services stopped, part "
+                           f"of the data put back): not starting them on half-restored data; `fabops backup "
+                           f"--restore {CUT} --yes` takes it over")
+    assert (dry_result(got), dry_said(got)) == ("would_break", f"would record broken: {got.message}")
+    assert [(w.action, w.target) for w in actions(HOST, got, trigger)] == [("record", "state.json"),
+                                                                           ("record", "history")]
+    st.last_result, st.broken_said = "broken", got.message  # cron's next poll: no second record
+    assert not plan(HOST, st, facts, opts).record
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("step", ("stop", "save", "put back", "start"))
+def test_health_fix_leaves_a_restore_cut_off_putting_items_back_down(step):
+    """health --fix (cron's, every few minutes) restarts nothing while the
+    mark says put back, and says why and the way out; its dry run says the
+    same. At the other steps it restarts as before."""
+    from fabops.host.health import HealthFacts, _stated, actions, plan_health
+    from tests.test_health_plan import HOST, NOW
+
+    stated = _stated({"deployed": "d" * 40, "in_progress": _marked(step)})
+    facts = HealthFacts(sick=(("bot", "bot is stopped"),), now=NOW, lock="", head="d" * 40, **stated)
+    got = plan_health(HOST, facts, True)
+    if step != "put back":
+        assert (got.kind, got.services) == ("restart", ("bot",)), got
+        return
+    assert (got.kind, got.status, got.services, got.restarts) == ("nothing", "down", (), None), got
+    assert got.message == (f"bot is stopped; not restarting: a restore of {CUT} was cut off while putting items "
+                           f"back (its services stopped, part of the data put back): not starting them on "
+                           f"half-restored data; `fabops backup --restore {CUT} --yes` takes it over")
+    assert got.notify == ("health_down", got.message)
+    assert "restart" not in [w.action for w in actions(got)]
+
+
 # ------------------------------------------------------------------ the sandbox host, a restore killed
 
 BLOCK = 'if [ -e {flag} ]; then echo $$ > {pid}; exec sleep 120; fi; echo dumped'
@@ -209,3 +276,95 @@ def test_a_restore_says_what_it_took_over_at_both_widths(width, capsys, monkeypa
     text = render(capsys, monkeypatch, width, lambda: [print_text(f"[web1] {ln}") for ln in restore_lines(value) + [
         f"warning: {w}" for w in value["warnings"]]])
     check("restore-taken-over", width, text)
+
+
+# The host's side of `backup --restore RUN --yes` (what the laptop runs,
+# fabops.host.backup), with its put back held after the first item: the
+# real restore, killed there as a host going down would cut it off.
+HELD_IN_PUT_BACK = """
+import os, runpy, sys, time
+from fabops.host import restore
+PID, put_item = sys.argv[1], restore.put_item
+def held(*args, **kwargs):
+    done = put_item(*args, **kwargs)
+    with open(PID, "w") as fh:
+        fh.write(str(os.getpid()))
+    time.sleep(120)
+    return done
+restore.put_item = held
+sys.argv = ["fabops.host.backup", *sys.argv[2:]]
+runpy.run_module("fabops.host.backup", run_name="__main__")
+"""
+
+
+def _killed_in_put_back(inv: str, run_id: str, pidfile) -> None:
+    from fabops import inventory
+    from fabops.deploy import host_yml
+
+    host = inventory.load(inv).hosts["local"]
+    proc = subprocess.Popen([sys.executable, "-c", HELD_IN_PUT_BACK, str(pidfile), "restore", run_id, "", ""],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True, cwd="/")
+    try:
+        proc.stdin.write(host_yml(host).encode())
+        proc.stdin.close()
+        deadline = time.monotonic() + 90
+        while not pidfile.exists() or not pidfile.read_text().strip():
+            assert proc.poll() is None and time.monotonic() < deadline, "the restore did not reach its put back"
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+def test_a_restore_killed_putting_items_back_is_left_down_until_a_restore_takes_it_over(sandbox, tmp_path):
+    """Killed with one item back and the other not: cron's local-update and
+    health --fix (and their dry runs) refuse and say the way out, the
+    service stays down and the mark stays; `backup --restore RUN --yes`
+    takes it over and starts the service on the whole snapshot."""
+    code, _ = sandbox.result()
+    assert code == 0
+    (sandbox.app / "data").mkdir()
+    (sandbox.app / "data" / "notes.txt").write_text("old\n")
+    inv = _settings(sandbox, tmp_path / "never", tmp_path / "dump.pid")
+    first = one(run_cli("backup", "-i", inv, "--json").stdout)
+    assert first["ok"], first
+    run = first["run_id"]
+    (sandbox.app / "data" / "notes.txt").write_text("new\n")
+    _killed_in_put_back(inv, run, tmp_path / "put.pid")
+    mark = sandbox.state["in_progress"]
+    assert (mark["trigger"], mark["run_id"], mark["step"]) == ("restore", run, "restore: put back"), mark
+    take = f"`fabops backup --restore {run} --yes` takes it over"
+    dry = sandbox.update("--dry-run")
+    assert dry.returncode == 5 and take in dry.stdout, dry.stdout
+    code, data = sandbox.result()
+    assert (code, data["result"]) == (5, "broken") and take in data["message"], json.dumps(data, indent=1)
+    for args in (("--dry-run",), ()):
+        r = run_cli("health", "-i", inv, "--fix", *args)
+        assert r.returncode == 2 and take in " ".join(r.stdout.split()), r.stdout + r.stderr
+    r = run_cli("status", "-i", inv)
+    assert "takes it over" in " ".join(r.stdout.split()), r.stdout
+    assert sandbox.state["in_progress"] == mark
+    with pytest.raises(OSError):  # still down: nothing started it
+        sandbox.health()
+    r = run_cli("backup", "-i", inv, "--restore", run, "--yes", "--json")
+    done = one(r.stdout)
+    assert r.returncode == 0 and done["restore"]["ok"], r.stdout + r.stderr
+    assert any("taking over from an interrupted run" in w for w in done["warnings"]), done
+    assert sandbox.state.get("in_progress") is None and sandbox.health()
+    assert (sandbox.app / "data" / "notes.txt").read_text() == "old\n"
+
+
+@pytest.mark.parametrize("width", (80, 200))
+def test_status_names_the_way_out_of_a_restore_cut_off_putting_items_back(width, frozen, capsys, monkeypatch):
+    """status' interrupted line, for a restore at put back: the command
+    that takes it over, with the host (docs/backups.md)."""
+    from fabops.tasks.render import status_panel
+    from tests.test_golden import NOW, check, render
+    data = {"services": [{"name": "bot", "active": False, "state": "inactive", "pid": None}],
+            "deployed": "9b8c7d6e5f4a3b2c1d0e", "deployed_at": NOW - 7200, "head": "9b8c7d6e5f4a3b2c1d0e",
+            "last_check": NOW - 120, "last_result": "broken",
+            "in_progress": {**_marked("put back"), "run_id": "20261201T030000-a1b2c3"}}
+    text = render(capsys, monkeypatch, width, status_panel, "web1", data)
+    check("status-restore-cut-off", width, text)

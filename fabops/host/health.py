@@ -42,7 +42,7 @@ from .. import errors
 from ..errors import LockedError
 from ..inventory import Host
 from ..records import Frozen, frozen, Plain, plain
-from .plan import Need
+from .plan import Need, restore_cut_off, restore_cut_off_text
 from .readiness import LocalProbe, Readiness, held_among, quick_health, wait_ready
 from .record import healthy_again, short, verdict_holds
 from .state import RESTART_LIMIT, budget_spent_until, host_result, recent_restarts
@@ -179,6 +179,9 @@ class HealthFacts(Frozen):
     last_check: Optional[float] = None
     deployed: Optional[str] = None
     in_progress: bool = False
+    # the run id of a restore in_progress says was cut off putting items back
+    # (plan.restore_cut_off): --fix leaves its services down (_cut_off)
+    cut_off: Optional[str] = None
     head: Optional[str] = None  # the checkout's commit: None: not gathered; "": unreadable (gathered for a record only)
     held: Held = ()  # failing services whose port another process holds (_held): --fix refuses to restart
 
@@ -303,6 +306,8 @@ def _plan(host: Host, facts: HealthFacts, fix: bool) -> Union[HealthPlan, Need]:
             # "deploy in progress" was untrue for a backup's short hold
             return HealthPlan("busy", "busy", errors.UNREACHABLE,
                               f"the host is busy ({facts.lock}); not restarting")
+        if facts.cut_off is not None:  # before anything that restarts: the data is half put back
+            return _cut_off(facts, down, was_down, since)
         if facts.held:  # before the budget: a restart into a held port spends it and fixes nothing
             return _refused(facts, since)
         recent = tuple(recent_restarts(facts.restarts, facts.now))
@@ -352,6 +357,18 @@ def _checkout_moved(facts: HealthFacts, down: str, was_down: bool, since: float
         return None
     message = (f"{down}; not restarting: the checkout is at {short(facts.head)}, not the deployed "
                f"{short(facts.deployed)}, and a restart would start it again: roll back or deploy")
+    return HealthPlan("nothing", "down", errors.FAILED, message, notify=None if was_down else ("health_down", message),
+                      health=_changed(facts.prev, {**_unheld(facts.prev), "status": "down", "since": since}))
+
+
+def _cut_off(facts: HealthFacts, down: str, was_down: bool, since: float) -> HealthPlan:
+    """--fix while a restore cut off putting items back left its mark
+    (plan.UNSAFE_RESTORE_STEPS): a restart would start the services on
+    half-restored data, so nothing is restarted and no budget spent, as
+    local-update's planner refuses to deploy over it; the way out is the
+    restore that takes it over (docs/backups.md, "A restore cut off in the
+    middle"). Down, notified once, as _checkout_moved's refusal."""
+    message = f"{down}; not restarting: {restore_cut_off_text(str(facts.cut_off))}"
     return HealthPlan("nothing", "down", errors.FAILED, message, notify=None if was_down else ("health_down", message),
                       health=_changed(facts.prev, {**_unheld(facts.prev), "status": "down", "since": since}))
 
@@ -452,7 +469,8 @@ def _stated(state: dict) -> dict:
     deployed = state.get("deployed")
     return {"prev": _state_health(state), "restarts": tuple(restarts) if isinstance(restarts, (list, tuple)) else (),
             "last_result": host_result(state), "deployed": deployed if isinstance(deployed, str) else None,
-            "in_progress": bool(state.get("in_progress")), "last_check": state.get("last_check")}
+            "in_progress": bool(state.get("in_progress")), "cut_off": restore_cut_off(state.get("in_progress")),
+            "last_check": state.get("last_check")}
 
 
 def _checkout_head(manager) -> str:

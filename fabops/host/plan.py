@@ -197,6 +197,40 @@ def _no_rollback_target(host, state: State, facts: Facts) -> Plan:
 ACTS = ("noop", "restart", "deploy")
 
 
+# An in-place restore's steps (host/restore.Underway marks each in
+# state.json's in_progress) that a cut-off leaves unsafe to resume by a
+# restart (docs/backups.md, "A restore cut off in the middle"): at `restore:
+# stop` and `restore: save` the live data is still whole (only stopped), and
+# at `restore: start` every item was put back (or none, the save refused), so
+# a deploy's converge and restart finish it. At `restore: put back` part of
+# the items are the snapshot's and the rest the old data: starting the
+# services on that, or deploying over it and clearing the mark, would run
+# the app on half-restored data and lose the evidence. Only the next restore
+# of that run, which takes the mark over, finishes it.
+UNSAFE_RESTORE_STEPS = ("restore: put back",)
+
+
+def restore_cut_off(in_progress) -> Optional[str]:
+    """The run id of the restore that state.json's `in_progress` says was
+    cut off while putting items back (UNSAFE_RESTORE_STEPS), else None."""
+    if not isinstance(in_progress, dict) or in_progress.get("trigger") != "restore":
+        return None
+    return str(in_progress.get("run_id")) if in_progress.get("step") in UNSAFE_RESTORE_STEPS else None
+
+
+def restore_cut_off_text(run_id: str, take_over: Optional[str] = None) -> str:
+    """The one wording for it: the planner's abort, health --fix's refusal,
+    monitor's and status' line. `take_over`: the command that takes it over
+    as the reader runs it (deploy.suggest's on the laptop); on the host this
+    program's own words (shell.program; the host layer does not import
+    deploy, docs/architecture.md "Layers")."""
+    from ..shell import join, program
+
+    command = take_over or f"`{join([program(), 'backup', '--restore', run_id, '--yes'])}`"
+    return (f"a restore of {run_id} was cut off while putting items back (its services stopped, part of the "
+            f"data put back): not starting them on half-restored data; {command} takes it over")
+
+
 def plan(host, state: State, facts: Facts, opts: Opts) -> Union[Plan, Need]:
     """What this run does (_plan), clearing the pin only when it acts."""
     decided = _plan(host, state, facts, opts)
@@ -213,6 +247,11 @@ def _plan(host, state: State, facts: Facts, opts: Opts) -> Union[Plan, Need]:
     backoff); a bad target (finish on the last good commit, hold, or say
     it is tried again); a retry not due; the preflight; else deploy."""
     target = choose_target(state, facts, opts)
+    cut_off = restore_cut_off(state.in_progress)
+    if cut_off is not None:  # no run may start or deploy over it, nor clear its mark (UNSAFE_RESTORE_STEPS)
+        message = restore_cut_off_text(cut_off)
+        return Plan("abort", "broken", message, target or "", state.deployed,
+                    record=not said_already(state, message))
     if target is None and opts.trigger == "rollback" and opts.ref is None:
         return _no_rollback_target(host, state, facts)
     if target is None:  # the fetch succeeded, but the branch is not there

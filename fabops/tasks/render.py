@@ -541,10 +541,21 @@ def verdict_lines(verdict) -> List[str]:
             f"[{style}]{literal(said)}[/{style}]"]
 
 
-def in_progress_line(run_id, step) -> str:
+def in_progress_line(run_id, step, host=None, flag=None) -> str:
     """The run state.json says is under way (or was killed), and the step
-    it recorded: status's and monitor's line."""
-    return f"[magenta]run {literal(run_id)} in progress or interrupted at step {literal(step)}[/magenta]"
+    it recorded: status's and monitor's line. A restore at a step no other
+    run resumes (host/plan.UNSAFE_RESTORE_STEPS: deploys and health --fix
+    refuse, docs/backups.md) names the way out: the restore that takes it
+    over, as `host` (the host's name) runs it."""
+    from ..host.plan import UNSAFE_RESTORE_STEPS
+
+    line = f"[magenta]run {literal(run_id)} in progress or interrupted at step {literal(step)}[/magenta]"
+    if step not in UNSAFE_RESTORE_STEPS or not host:
+        return line
+    # "if": this line cannot tell a live restore (the lock's holder) from one cut off
+    take = hint(flag, host, "backup", "--restore", str(run_id), "--yes")
+    return (f"{line}[red]; if it was cut off, its services stay down (no deploy or health --fix starts them on "
+            f"half-restored data) until {literal(take)} takes it over[/red]")
 
 
 def status_panel(host: str, data: dict, flag=None) -> None:
@@ -568,7 +579,7 @@ def status_panel(host: str, data: dict, flag=None) -> None:
     lines = [line + checkout_moved(deployed, data.get("head"))] + pin_lines(data, why=True, host=host, flag=flag)
     if data.get("in_progress"):
         ip = data["in_progress"]
-        lines.append(in_progress_line(ip.get("run_id"), ip.get("step")))
+        lines.append(in_progress_line(ip.get("run_id"), ip.get("step"), host, flag))
     until = data.get("restart_backoff_until")
     from ..host.state import failing_of
     from ..monitor import backoff_shown, behind_head, failing_words, restart_backoff_text
