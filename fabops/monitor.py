@@ -164,7 +164,7 @@ def _service_parts(host: Host) -> List[Cmd]:
         parts.append(sh("S=$(systemctl show -p Id,MainPID,ControlGroup,InvocationID {units} 2>/dev/null); PIDS=; CGS=; "
                         'for kv in $S; do case $kv in MainPID=*) PIDS="$PIDS ${{kv#*=}}";; '
                         'ControlGroup=/*) CGS="$CGS ${{kv#*=}}";; esac; done', units=units))
-        parts.append(_section("cgroups", raw('echo "$S"')))
+        parts.append(_section("cgroups", raw('printf \'%s\\n\' "$S"')))
         parts.append(_section("units", units_cmd(units)))  # a unit running as root from our files
     else:
         parts.append(raw("PIDS= CGS="))
@@ -233,8 +233,10 @@ def _home_parts(host: Host) -> List[Cmd]:
                               f=quote_path(host.paths.history), backup='"trigger": "backup"',
                               prog='1p; /"result": "backed_up"/{p;q;}')),
         # the history's first record: since when a backup.schedule could
-        # have made one (a builtin's read: no fork)
-        _section("first", sh('read -r L 2>/dev/null < {f} && echo "$L"; true', f=quote_path(host.paths.history))),
+        # have made one (a builtin's read: no fork). printf, not echo: dash's
+        # echo turns a record's `\n` or `\\` into a newline or one backslash
+        _section("first", sh("read -r L 2>/dev/null < {f} && printf '%s\\n' \"$L\"; true",
+                             f=quote_path(host.paths.history))),
         # the checkout's commit: a reset or rollback that did not come up can leave it off the
         # deployed one, which the panel says as status does (#24: status said it, monitor did not)
         _section("head", sh("{git} 2>/dev/null", git=rev_parse_cmd(path(host.app.path), "HEAD"))),
@@ -245,7 +247,7 @@ def _home_parts(host: Host) -> List[Cmd]:
                                                                      tracking_ref(host.app.remote, host.app.branch)))),
         # a corrupt state.json that a merge moved aside (host/state.py): its name
         # says when, and its being there says that the deploy state was lost
-        _section("aside", sh('for f in {p}*; do [ -e "$f" ] && echo "${{f##*/}}"; done; true',
+        _section("aside", sh('for f in {p}*; do [ -e "$f" ] && printf \'%s\\n\' "${{f##*/}}"; done; true',
                              p=path(host.paths.state_aside_prefix))),
     ]
 
@@ -275,7 +277,7 @@ def _log_parts(host: Host) -> List[Cmd]:
             p=path(rule.path), glob=rule.glob)))
     # "Archived and active journals take up 8.0M in the file system."
     parts.append(_section("journal", raw("journalctl --disk-usage 2>/dev/null | sed -n 's/.* take up \\([^ ]*\\) .*/\\1/p'")))
-    parts.append(_section("metrics", raw('[ -z "$M" ] || echo "$M"')))
+    parts.append(_section("metrics", raw('[ -z "$M" ] || printf \'%s\\n\' "$M"')))
     return parts
 
 

@@ -10,12 +10,14 @@ from typing import Dict, Optional, Tuple
 from .inventory import Host
 from .shell import Cmd, lines, path, raw, sh
 
+# printf, not echo, for what the host holds: dash's echo reads backslashes
+# (a process's name in /proc/PID/stat; a cgroup path's `\x2d`).
 PROC_STAT = raw(
     'read -r U R < /proc/uptime; [ -n "$TK" ] || TK=$(getconf CLK_TCK 2>/dev/null || echo 100); echo "$U $TK"; '
     '[ -n "${T0:-}" ] || T0=${U%.*}${U#*.}; '
-    'for p in $PIDS; do [ "$p" -gt 0 ] 2>/dev/null && [ -r /proc/$p/stat ] && read -r L < /proc/$p/stat && echo "$L"; done; '
+    'for p in $PIDS; do [ "$p" -gt 0 ] 2>/dev/null && [ -r /proc/$p/stat ] && read -r L < /proc/$p/stat && printf \'%s\\n\' "$L"; done; '
     'for g in $CGS; do for f in "/sys/fs/cgroup$g/cpu.stat" "/sys/fs/cgroup/unified$g/cpu.stat"; do '
-    '[ -r "$f" ] && read -r K V < "$f" && echo "cg $g $V" && break; done; done; true'
+    '[ -r "$f" ] && read -r K V < "$f" && printf \'cg %s %s\\n\' "$g" "$V" && break; done; done; true'
 )
 
 

@@ -38,14 +38,14 @@ def _props() -> List[str]:
 def unit_facts_cmd(units: List[str]) -> Cmd:
     """setup's read, as the setup user: one block of `Key=value` lines per
     unit, named by the name hosts.yml gives (`Name=`), ended by `@@end`."""
-    return sh("for u in {units}; do echo \"Name=$u\"; systemctl show {props} -- \"$u\" 2>/dev/null; "
+    return sh("for u in {units}; do printf 'Name=%s\\n' \"$u\"; systemctl show {props} -- \"$u\" 2>/dev/null; "
               "echo @@end; done", units=units, props=_props())
 
 
 def units_cmd(units: List[str]) -> Cmd:
     """monitor's cheaper read: the login's home, then every unit in one
     systemctl (blocks in the order asked, blank-line separated)."""
-    return sh("echo \"Home=$HOME\"; echo; systemctl show {props} -- {units} 2>/dev/null", units=units,
+    return sh("printf 'Home=%s\\n' \"$HOME\"; echo; systemctl show {props} -- {units} 2>/dev/null", units=units,
               props=_props())
 
 

@@ -7,6 +7,7 @@ several-hosts table at 80 and 200 columns; --json against the schema; a
 real `backup` on the sandbox host in `monitor`. And #24: a BROKEN end
 names the way out in the tool's own commands."""
 import json
+import shutil
 
 import pytest
 import yaml
@@ -189,6 +190,27 @@ def test_the_script_reads_them_in_its_one_round_trip(tmp_path):
     b = monitor.parse(out, host, NOW)["backup"]
     assert (b["last"]["snapshot"], b["last"]["ok"], b["last_ok_at"], b["history_since"]) == \
         (RUN, False, NOW - 5 * DAY, 1.0), b
+
+
+@pytest.mark.skipif(not shutil.which("dash"), reason="needs dash, Debian's /bin/sh")
+def test_the_first_record_survives_dash_with_backslashes(tmp_path):
+    """Debian's /bin/sh is dash, whose echo reads backslashes: a first
+    record whose message holds `\\n` or `\\\\` (as JSON escapes them) came
+    out as invalid JSON and history_since was None. printf '%s\\n' keeps it."""
+    import subprocess
+
+    from fabops import inventory, monitor
+
+    home = tmp_path / "home"
+    home.mkdir()
+    first = {"ts": 1.0, "trigger": "deploy", "result": "failed", "message": "C:\\temp\nline two \\c"}
+    (home / "history.jsonl").write_text(json.dumps(first) + "\n" + json.dumps(_rec(DAY, True, GOOD)) + "\n")
+    host = inventory.loads(yaml.safe_dump({"hosts": {"h": {
+        "connection": "local", "app": {"path": str(tmp_path / "app")}, "home": str(home),
+        "services": [{"name": "bot", "manager": "process", "command": "true"}]}}}), "x.yml").hosts["h"]
+    out = subprocess.run(["dash", "-c", monitor.monitor_script(host, window=0)], capture_output=True, text=True,
+                         stdin=subprocess.DEVNULL, timeout=60).stdout
+    assert monitor.parse(out, host, NOW)["backup"]["history_since"] == 1.0, out
 
 
 def _panel(capsys, monkeypatch, width, facts, host) -> str:

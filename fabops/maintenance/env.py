@@ -57,7 +57,7 @@ def backup_env_cmd(host: Host, name: str, keep: int) -> Cmd:
 def list_env_cmd(host: Host) -> Cmd:
     return sh("cd {d} 2>/dev/null || exit 0\n"
               "for f in $(ls -1 | grep -E '\\.env$' | sort); do "
-              "echo \"$f $(wc -c < \"$f\") $(sha256sum \"$f\" | cut -d' ' -f1)\"; done\n",
+              "printf '%s %s %s\\n' \"$f\" \"$(wc -c < \"$f\")\" \"$(sha256sum \"$f\" | cut -d' ' -f1)\"; done\n",
               d=path(env_backup_dir(host)))
 
 
