@@ -28,36 +28,25 @@ from .printable import printable
 ENV_KEYS = {"discord": "FABOPS_DISCORD_WEBHOOK", "slack": "FABOPS_SLACK_WEBHOOK"}
 TIMEOUT = 5.0
 
-EVENTS = {
-    "deployed": "✅ deployed",
-    "rolled_back": "⚠️ rolled back",
-    "aborted": "⚠️ deploy aborted",
-    "broken": "🔥 BROKEN, a person is needed",
-    "skipped_bad": "⚠️ skipping a commit that failed its gate",
-    "health_down": "❌ service down",
-    "health_recovered": "✅ recovered",
-    "health_backoff": "🔥 restart backoff: stopped restarting",
-    "health_held": "🔥 port held by another process: not restarting",
-    "backup_failed": "❌ backup failed",
-    "restore_failed": "❌ restore failed",
+# Each event: its notification's title, and how a person names it in a
+# sentence, for a dry run's line (`would record the held port: …`). The
+# keys are the JSON's and the code's, never words a reader should have to
+# decode (#24). One table, so that no event has a title without its words.
+EVENT_TABLE = {
+    "deployed": ("✅ deployed", "the deploy"),
+    "rolled_back": ("⚠️ rolled back", "the rollback"),
+    "aborted": ("⚠️ deploy aborted", "the aborted deploy"),
+    "broken": ("🔥 BROKEN, a person is needed", "the BROKEN host"),
+    "skipped_bad": ("⚠️ skipping a commit that failed its gate", "the skipped known-bad commit"),
+    "health_down": ("❌ service down", "the service down"),
+    "health_recovered": ("✅ recovered", "the recovery"),
+    "health_backoff": ("🔥 restart backoff: stopped restarting", "the restart backoff"),
+    "health_held": ("🔥 port held by another process: not restarting", "the held port"),
+    "backup_failed": ("❌ backup failed", "the failed backup"),
+    "restore_failed": ("❌ restore failed", "the failed restore"),
 }
-
-# Each event as a person names it in a sentence, for a dry run's line
-# (`would record the held port: …`): the keys above are the JSON's and
-# the code's, never words a reader should have to decode (#24).
-EVENT_WORDS = {
-    "deployed": "the deploy",
-    "rolled_back": "the rollback",
-    "aborted": "the aborted deploy",
-    "broken": "the BROKEN host",
-    "skipped_bad": "the skipped known-bad commit",
-    "health_down": "the service down",
-    "health_recovered": "the recovery",
-    "health_backoff": "the restart backoff",
-    "health_held": "the held port",
-    "backup_failed": "the failed backup",
-    "restore_failed": "the failed restore",
-}
+EVENTS = {event: title for event, (title, _) in EVENT_TABLE.items()}  # a notification's title
+EVENT_WORDS = {event: words for event, (_, words) in EVENT_TABLE.items()}  # the event in a sentence
 
 
 @dataclass
