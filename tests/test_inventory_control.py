@@ -38,7 +38,7 @@ HOST = {
     "home": "~/.fabops/app", "setup_command": "sh setup.sh",
     "backup": {"files": ["uploads", "/etc/app"], "exclude": ["*.tmp"], "sqlite": ["data/app.db"],
                "dump": [{"name": "pg", "command": "pg_dump app"}], "schedule": "@daily",
-               "keep": {"daily": 7, "weekly": 4, "monthly": 6},
+               "keep": {"daily": 7, "weekly": 4, "monthly": 6}, "repository_keep": {"monthly": 24},
                "repository": {"url": "sftp:backup@10.0.0.9:/srv/restic", "password_file": "~/.restic-password"}},
 }
 # the demo's kind of host: `sandbox` is only valid with `connection: local`
@@ -74,7 +74,8 @@ def every_key(data, section="top"):
             used.add((sec, k))
             sub = {"app": "app", "services": "services[]", "deps": "deps[]", "cleanup": "cleanup[]", "logs": "logs",
                    "thresholds": "thresholds", "schedule": "schedule", "check": "check", "backup": "backup",
-                   "dump": "dump[]", "keep": "keep", "repository": "repository"}.get(k)
+                   "dump": "dump[]", "keep": "keep", "repository_keep": "keep",
+                   "repository": "repository"}.get(k)
             if sec == "top" and k == "hosts":
                 for h in v.values():
                     walk(h, "host")
