@@ -179,6 +179,34 @@ def test_status(width, frozen, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("width", WIDTHS)
+def test_status_says_what_a_restart_did(width, frozen, capsys, monkeypatch):
+    """#24's review: a person's restart read `restart by ann: deployed at X`
+    on the last-run line; its record's `deployed` is for the verdict rules
+    (host/record.shown_result). The line says what it did, its message;
+    while its verdict stands, the verdict's line says it, once."""
+    from fabops.tasks.render import status_panel
+
+    run = {"ts": NOW - 300, "trigger": "restart", "actor": "ann@laptop", "result": "deployed", "from": SHA[1],
+           "to": SHA[1], "duration": 4.2, "message": f"restarted voice-meeting-discord-bot.service at {SHA[1][:10]};"
+                                                     " healthy again"}
+    data = {"services": [{"name": "voice-meeting-discord-bot.service", "active": True, "state": "active",
+                          "pid": 4243, "uptime": 300.0}],
+            "deployed": SHA[1], "deployed_at": NOW - 7200, "head": SHA[1], "last_check": NOW - 60,
+            "last_result": "noop", "last_run": run}
+    text = render(capsys, monkeypatch, width, status_panel, "find-to-do", data)
+    flat = " ".join(text.split())
+    assert f"restart by ann@laptop: restarted voice-meeting-discord-bot.service at {SHA[1][:10]}; healthy again" \
+        in flat and "deployed at" not in flat, text
+    check("status-restart", width, text)
+    # before the next update check: the verdict's line, and no last-run line saying it again
+    verdict = {"result": "deployed", "trigger": "restart", "actor": "ann@laptop", "at": run["ts"],
+               "message": run["message"]}
+    text = render(capsys, monkeypatch, width, status_panel, "find-to-do",
+                  dict(data, last_check=NOW - 900, verdict=verdict))
+    assert " ".join(text.split()).count("healthy again") == 1 and "last run:" not in text, text
+
+
+@pytest.mark.parametrize("width", WIDTHS)
 def test_monitor_panel(width, frozen, capsys, monkeypatch):
     from fabops import errors, inventory, monitor
     from fabops.tasks.render import console

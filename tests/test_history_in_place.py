@@ -5,12 +5,15 @@
 instead of the commit's subject, in history's table at 80 and 200 columns
 and in status' last-run line; --json keeps the record's fields.
 
-The result is the record's own word (#24, a later trial): a restart's or
-health --fix's `deployed` record read `restarted` or `healthy`, and so did
-local-update's deploy that finished a run whose watch a restart had ended
-(its `from` is the checkout, already on the commit): `healthy` beside
-`deployed` in --json, the update log and the run's own output. Such a
-deploy's message, `X -> X`, gives way to the commit's subject."""
+The result is the record's own word (#24, a later trial): local-update's
+deploy that finished a run whose watch a restart had ended (its `from` is
+the checkout, already on the commit) read `healthy` beside `deployed` in
+--json, the update log and the run's own output. Such a deploy's message,
+`X -> X`, gives way to the commit's subject. One exception, the same in
+history, status and the update log (host/record.shown_result, #24's
+review): a person's `restart`'s or `health --fix`'s record keeps
+`deployed` for the verdict rules, but reads `healthy` (it shipped nothing;
+its message says what it did)."""
 import pytest
 
 from tests.test_golden import NOW, SHA, WIDTHS, check, frozen, render  # noqa: F401 - frozen: a fixture
@@ -46,9 +49,12 @@ def test_a_run_that_moved_no_commit_says_what_it_did(width, frozen, capsys, monk
     text = render(capsys, monkeypatch, width, history_table, "find-to-do", RUNS)
     flat = " ".join(text.split())
     assert "3f2a9c1d7e→9b8c7d6e5f" in text and "9b8c7d6e5f→9b8c7d6e5f" not in text, text
-    # each row's result is its record's: `deployed`, never a word of ours
-    assert flat.count("at 9b8c7d6e5f deployed") == 2 and "restarted " not in flat.replace("restarted bot", ""), text
-    assert "healthy " not in flat.replace("healthy again", "").replace("healthy at", ""), text
+    # each row's result is its record's (`deployed`), but a health --fix's,
+    # which reads as the update log's line says it: `healthy`, not a deploy
+    assert flat.count("at 9b8c7d6e5f deployed") == 1 and "restarted " not in flat.replace("restarted bot", ""), text
+    assert "health bob at 9b8c7d6e5f healthy" in flat, text
+    assert "healthy " not in flat.replace("healthy again", "").replace("healthy at", "").replace(
+        "9b8c7d6e5f healthy", ""), text
     assert "at 9b8c7d6e5f backed_up" in flat and "restarted bot at 9b8c7d6e5f; healthy again" in flat, text
     assert flat.count("Switch the recorder") == 1, text  # the deploy's subject, not the restart's
     # the deploy that finished the superseded run: its result and subject, once; no `X -> X`
@@ -70,6 +76,10 @@ def test_status_last_run_line_says_the_restart(frozen, capsys, monkeypatch):  # 
     data["last_run"] = RUNS[5]
     text = render(capsys, monkeypatch, 200, status_panel, "find-to-do", data)
     assert "manual by root@find-to-do: deployed at 0a1b2c3d4e" in text and "healthy" not in text, text
+    # a person's restart or health --fix: what it did, its message (host/record.shown_result)
+    data["last_run"] = dict(RUNS[2], trigger="restart")
+    text = render(capsys, monkeypatch, 200, status_panel, "find-to-do", data)
+    assert "restart by bob@laptop: every service healthy at 9b8c7d6e5f again" in text and "deployed at" not in text
 
 
 def test_the_run_that_finishes_a_watch_a_restart_ended_reads_as_its_record(sandbox, cron_run):  # noqa: F811

@@ -31,6 +31,29 @@ def test_one_line_format_for_every_record():
     assert f"] RESTORED at {short_sha(A)} in " in log_line(_rec(trigger="restore", result="restored", to=A))
 
 
+def test_a_restarts_line_says_healthy_not_deployed():
+    """#24's review: a person's restart or health --fix records `deployed`
+    (the verdict rules, host/record.healthy_again), and its line read
+    `DEPLOYED at X`, as if a commit shipped: `HEALTHY at X`, its message
+    saying what it did. local-update's restart is an update check, whose
+    result stays its own word; no error filter matches either line."""
+    import subprocess
+
+    from fabops.logs import error_filter
+
+    errors_only = "cat" + str(error_filter("update", False))  # logs --source update --errors' grep
+    for trigger in ("restart", "health"):
+        line = log_line(_rec(trigger=trigger, result="deployed", to=A, message=f"restarted bot at {short_sha(A)}; "
+                                                                              "healthy"))
+        assert f"[{trigger} ann@laptop] HEALTHY at {short_sha(A)} in 1.2s: restarted bot at " in line, line
+        kept = subprocess.run(errors_only, shell=True, input=line + "\n", capture_output=True, text=True).stdout
+        assert "DEPLOYED" not in line and kept == "", (line, kept)
+    failed = log_line(_rec())  # and the same grep keeps a failure's line, as before
+    assert subprocess.run(errors_only, shell=True, input=failed + "\n", capture_output=True, text=True).stdout
+    line = log_line(_rec(trigger="cron", result="deployed", to=A, message="restarted bot; healthy again"))
+    assert f"] DEPLOYED at {short_sha(A)} in " in line, line
+
+
 def _log(sandbox) -> list:
     return (sandbox.home.parent / "log" / "update.log").read_text().splitlines()
 
@@ -48,7 +71,8 @@ def test_reset_restart_and_backup_runs_each_get_their_line(sandbox, monkeypatch)
     assert f"] DEPLOYED (first) -> {short_sha(first)} " in _runs(sandbox)[-1], _log(sandbox)
     r = run_cli("restart", "-i", inv, "-H", "local")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert f"] DEPLOYED at {short_sha(first)} in " in _runs(sandbox)[-1] and "[restart " in _runs(sandbox)[-1]
+    # a restart's record says `deployed` (the verdict rules); its line what it found (record.shown_result)
+    assert f"] HEALTHY at {short_sha(first)} in " in _runs(sandbox)[-1] and "[restart " in _runs(sandbox)[-1]
     r = run_cli("backup", "-i", inv, "-H", "local", "--json")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "[backup " in _runs(sandbox)[-1] and f"] BACKED_UP at {short_sha(first)} in " in _runs(sandbox)[-1]

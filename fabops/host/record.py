@@ -43,6 +43,22 @@ RESULT_CODES = {
     "would_break": errors.BROKEN,
 }
 FAILURES = ("aborted", "rolled_back", "broken")
+# The triggers whose history record is a verdict, not a run that shipped
+# (healthy_again): a person's `restart` and `health --fix`.
+VERDICT_TRIGGERS = ("restart", "health")
+
+
+def shown_result(rec: dict) -> str:
+    """A history record's result as a person reads it (the update log,
+    history's rows): the record's word, except that a restart's or health
+    --fix's (healthy_again) says `healthy`, what it found. Its record
+    says `deployed`, which the verdict rules need (host/state.py) and
+    --json keeps, but a person read it as a commit shipped (#24); its
+    message says what the task did (`restarted bot at X; healthy`).
+    docs/architecture.md, "Command line"."""
+    result = str(rec.get("result"))
+    return "healthy" if result == "deployed" and rec.get("trigger") in VERDICT_TRIGGERS else result
+
 
 
 @plain
@@ -215,7 +231,8 @@ def log_line(rec: dict) -> str:
     remote.state_merge_cmd over SSH), so `logs --source update --errors`
     and monitor's error count see every failed run (docs/architecture.md,
     "No silent failure"). Its span reads as the history's (render.span): a
-    first deploy `(first) -> X`, a run that moved no commit `at X`."""
+    first deploy `(first) -> X`, a run that moved no commit `at X`; its
+    result word too (shown_result): a restart's `HEALTHY at X`."""
     frm, to = rec.get("from"), rec.get("to")
     if frm and frm == to:
         span = f"at {short(to)}"
@@ -223,7 +240,7 @@ def log_line(rec: dict) -> str:
         span = f"(first) -> {short(to)}"
     else:
         span = f"{short(frm)} -> {short(to)}"
-    return (f"{rec.get('time')} [{rec.get('trigger')} {rec.get('actor')}] {str(rec.get('result')).upper()} "
+    return (f"{rec.get('time')} [{rec.get('trigger')} {rec.get('actor')}] {shown_result(rec).upper()} "
             f"{span}{shipped(rec.get('subject'), rec.get('author'))} in {float(rec.get('duration') or 0):.1f}s: "
             f"{rec.get('message')}")
 

@@ -446,7 +446,11 @@ def _history_row(rec: dict):
     """(cells, (what, reason, shas)) of one history record: the facts
     (time, trigger, actor, from→to, result, took), printable before the
     widths are measured, and what shipped or why not."""
-    result = str(rec.get("result", "?"))
+    from ..host.record import shown_result
+
+    # the update log's word (host/record.shown_result): a restart's or
+    # health --fix's `deployed` record reads `healthy`, not as a commit shipped
+    result = shown_result(rec) if rec.get("result") else "?"
     # a run that moved no commit shipped nothing: what it did is its
     # message (a restart's, health --fix's, a backup's), unless that only
     # says `X -> X`: a deploy that finished an interrupted run on the
@@ -459,8 +463,6 @@ def _history_row(rec: dict):
     reason = str(rec.get("message", "")) if result not in ("deployed", "noop") or not what else None
     actor = printable(str(rec.get("actor", "?")).split("@")[0])
     actor = actor if len(actor) <= 12 else actor[:11] + "…"  # the facts line fits 80 columns
-    # the record's own result word, as --json, the update log and status say it (#24: a
-    # `deployed` record shown as `healthy` or `restarted` contradicted them)
     cells = [_when(rec), str(rec.get("trigger", "?")), actor, span(rec, "→"), result,
              fmt_duration(rec.get("duration"))]
     # markup-escaped as printed
@@ -607,12 +609,26 @@ def status_panel(host: str, data: dict, flag=None) -> None:
         lines.append(f"[yellow]will retry {literal(short(retry.get('target')))} at "
                      f"{time.strftime('%H:%M %Z', time.localtime(retry['next_at']))}[/yellow] "
                      f"({literal(respelled(retry.get('reason', '?'), retry.get('target')))})")
-    last = data.get("last_run")
-    if last:
+    last, verdict = data.get("last_run"), data.get("verdict")
+    # the restart or health --fix that the verdict line above says is the
+    # last run too (healthy_again gives both one time): said once
+    if last and not (verdict and (verdict.get("at"), verdict.get("trigger")) == (last.get("ts"), last.get("trigger"))):
         lines.append(literal(f"last run: {_when(last)} {last.get('trigger')} by {last.get('actor')}: "
-                             f"{last.get('result', '?')} {span(last, ' -> ')}"))
+                             + last_run_words(last)))
     for text in lines:  # a long one continues two columns in, never at column 0 (trial #7)
         print_hanging(out, text, hang=2)
+
+
+def last_run_words(last: dict) -> str:
+    """What status' last-run line says a run did: its result and span
+    (`deployed X -> Y`), or, for a restart's or health --fix's record, its
+    message (`restarted bot at X; healthy`): that record's `deployed` is for
+    the verdict rules (host/record.shown_result), and read as a deploy."""
+    from ..host.record import VERDICT_TRIGGERS
+
+    if last.get("trigger") in VERDICT_TRIGGERS and last.get("message"):
+        return str(last["message"])
+    return f"{last.get('result', '?')} {span(last, ' -> ')}"
 
 
 class PrefixWriter:
