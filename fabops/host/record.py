@@ -60,7 +60,6 @@ def shown_result(rec: dict) -> str:
     return "healthy" if result == "deployed" and rec.get("trigger") in VERDICT_TRIGGERS else result
 
 
-
 @plain
 class Step(Plain):
     name: str
