@@ -231,6 +231,20 @@ def test_a_killed_restore_is_shown_and_the_next_run_finishes_it(sandbox, tmp_pat
     assert after["ok"] and len(after.get("swept") or []) == 1, after
 
 
+def _backed_up_then_changed(sandbox, tmp_path):
+    """The sandbox deployed, data/notes.txt `old` backed up (a files item and
+    a dump that does not block), then changed to `new`: (inventory, run id)."""
+    code, _ = sandbox.result()
+    assert code == 0
+    (sandbox.app / "data").mkdir()
+    (sandbox.app / "data" / "notes.txt").write_text("old\n")
+    inv = _settings(sandbox, tmp_path / "never", tmp_path / "dump.pid")
+    first = one(run_cli("backup", "-i", inv, "--json").stdout)
+    assert first["ok"], first
+    (sandbox.app / "data" / "notes.txt").write_text("new\n")
+    return inv, first["run_id"]
+
+
 def test_a_dropped_link_does_not_stop_the_restore(sandbox, tmp_path):
     """The laptop runs the host's restore without a terminal: the link
     dropping closes its stdout and nothing else, so the restore goes on to
@@ -238,15 +252,9 @@ def test_a_dropped_link_does_not_stop_the_restore(sandbox, tmp_path):
     from fabops import inventory
     from fabops.deploy import host_yml
 
-    code, _ = sandbox.result()
-    assert code == 0
-    (sandbox.app / "data").mkdir()
-    (sandbox.app / "data" / "notes.txt").write_text("old\n")
-    inv = _settings(sandbox, tmp_path / "never", tmp_path / "dump.pid")
-    first = one(run_cli("backup", "-i", inv, "--json").stdout)
-    (sandbox.app / "data" / "notes.txt").write_text("new\n")
+    inv, run = _backed_up_then_changed(sandbox, tmp_path)
     host = inventory.load(inv).hosts["local"]
-    proc = subprocess.Popen([sys.executable, "-I", "-m", "fabops.host.backup", "restore", first["run_id"], "", ""],
+    proc = subprocess.Popen([sys.executable, "-I", "-m", "fabops.host.backup", "restore", run, "", ""],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd="/")
     proc.stdin.write(host_yml(host).encode())
     proc.stdin.close()
@@ -323,15 +331,7 @@ def test_a_restore_killed_putting_items_back_is_left_down_until_a_restore_takes_
     health --fix (and their dry runs) refuse and say the way out, the
     service stays down and the mark stays; `backup --restore RUN --yes`
     takes it over and starts the service on the whole snapshot."""
-    code, _ = sandbox.result()
-    assert code == 0
-    (sandbox.app / "data").mkdir()
-    (sandbox.app / "data" / "notes.txt").write_text("old\n")
-    inv = _settings(sandbox, tmp_path / "never", tmp_path / "dump.pid")
-    first = one(run_cli("backup", "-i", inv, "--json").stdout)
-    assert first["ok"], first
-    run = first["run_id"]
-    (sandbox.app / "data" / "notes.txt").write_text("new\n")
+    inv, run = _backed_up_then_changed(sandbox, tmp_path)
     _killed_in_put_back(inv, run, tmp_path / "put.pid")
     mark = sandbox.state["in_progress"]
     assert (mark["trigger"], mark["run_id"], mark["step"]) == ("restore", run, "restore: put back"), mark
@@ -368,3 +368,54 @@ def test_status_names_the_way_out_of_a_restore_cut_off_putting_items_back(width,
             "in_progress": {**_marked("put back"), "run_id": "20261201T030000-a1b2c3"}}
     text = render(capsys, monkeypatch, width, status_panel, "web1", data)
     check("status-restore-cut-off", width, text)
+
+
+@pytest.mark.unit
+def test_the_dry_run_names_the_mark_the_update_log_and_what_it_takes_over(watched):
+    """restore's dry run lists every write of the real one: the mark in
+    state.json before the stop, the update-log line after the history, and
+    an interrupted run's mark taken over (a restore's) or kept (a
+    deploy's); while the host lock is held the mark is its live holder's,
+    so nothing is said of it. The real run's history record keeps the
+    take-over warning."""
+    from fabops.host.lock import HostLock
+
+    host, paths, _ = watched
+    old = _snapshot(host, paths, "old\n")
+
+    def dry():
+        got = restore.planned(host, paths, old["run_id"], None, None, _saving(host, paths), 5)["would"]
+        return [(w["action"], w["target"]) for w in got if w["action"] not in ("save", "replace", "write", "skip")]
+
+    plain = [("restore", f"snapshot {old['run_id']}"), ("record", "state.json"), ("stop", "web"), ("start", "web"),
+             ("record", "history.jsonl"), ("log", "update log")]
+    assert dry() == plain
+    merge_state_file(paths.state, {"in_progress": _marked("put back")})
+    assert dry() == plain[:1] + [("take over", f"run {CUT}")] + plain[1:]
+    with HostLock(paths.lock, {"actor": "ops@laptop", "trigger": "restore", "run_id": CUT}).acquire(wait=0):
+        assert [a for a, _ in dry()][:2] == ["restore", "wait for"] and ("take over", f"run {CUT}") not in dry()
+    deploy = {"run_id": "20261201T000000-000002", "trigger": "deploy", "from": "a", "to": "b", "step": "deps"}
+    merge_state_file(paths.state, {"in_progress": deploy})
+    assert ("keep", "run 20261201T000000-000002") in dry()
+    merge_state_file(paths.state, {"in_progress": _marked("put back")})
+    save = lambda: {"run_id": "20261206T000000-abcdef", "ok": True, "items": []}  # noqa: E731
+    done = restore.restore(host, paths, old["run_id"], None, None, save, 5, _saving(host, paths))
+    (rec,) = [json.loads(ln) for ln in open(paths.history) if json.loads(ln).get("trigger") == "restore"]
+    assert rec["warnings"] == done["warnings"] and "taking over from an interrupted run" in rec["warnings"][0]
+
+
+@pytest.mark.parametrize("width", (80, 200))
+def test_a_restores_dry_run_says_what_it_takes_over_at_both_widths(width, capsys, monkeypatch):
+    """`backup --restore RUN --dry-run` on a host a restore was cut off
+    on, as tasks/backup.py prints it (host/would.lines)."""
+    from fabops.host.restore import RestorePlan
+    from fabops.host.would import as_json, lines
+    from fabops.tasks._base import print_text
+    from tests.test_golden import check, render
+
+    p = RestorePlan("20261201T030000-a1b2c3", "local", "/srv/home/backups/20261201T030000-a1b2c3", None, (),
+                    ("bot",), None)
+    found = {**_marked("put back"), "run_id": "20261201T030000-a1b2c3"}
+    said = lines(as_json(p.would("/srv/home/backups", {}, 600, found)))
+    text = render(capsys, monkeypatch, width, lambda: [print_text(f"[web1] {ln}") for ln in said])
+    check("restore-dry-run-take-over", width, text)

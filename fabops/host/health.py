@@ -442,11 +442,12 @@ def actions(p: HealthPlan, channels: Optional[Channels] = None) -> Iterator[Woul
                                          "checked again (recovered or down, notified once)")
     if p.record:
         yield Would("record", "history", "every service healthy on the deployed commit: a run's record that "
-                                         "replaces the last run's broken result (state.json too)")
+                                         "replaces the last run's broken result (state.json and the update log "
+                                         "too)")
     if p.may_record:  # decided after the restarts, by the real run's second look
         yield Would("record", "history", "if every service recovers on the deployed commit: the host would no "
                                          "longer be broken (a run's record replacing the last run's broken "
-                                         "result, state.json too)")
+                                         "result, state.json and the update log too)")
     if p.notify:
         yield _notified(p.notify, channels)
     if p.health is not None:

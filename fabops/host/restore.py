@@ -382,9 +382,12 @@ class RestorePlan:
     def refused(self) -> List[str]:
         return [f"{i['file']} {i['refused']}" for i in self.items if i["refused"]]
 
-    def would(self, backups: str, held: Dict[str, dict], lock_wait: float) -> List[Would]:
+    def would(self, backups: str, held: Dict[str, dict], lock_wait: float,
+              found: Optional[dict] = None) -> List[Would]:
         """The plan's steps in the order the real run takes them: the
-        dry run's `would`. `held`: the locks held now, by name."""
+        dry run's `would`. `held`: the locks held now, by name. `found`:
+        state.json's in_progress now, which an in-place restore takes over
+        or keeps (Underway) once it holds the host lock."""
         from .lock import describe_holder
 
         snap = f"snapshot {self.run_id}"
@@ -397,6 +400,7 @@ class RestorePlan:
             out.append(Would("fetch", snap, f"restic restore into a temporary directory under {backups}, removed "
                              "after"))
         out += [wait["the host lock"]] if "the host lock" in wait else []
+        out += self._marked(found if "the host lock" not in held else None)
         out += [Would("stop", name, "nothing writes while the snapshot is put back") for name in self.services]
         if self.save:
             out.append(Would("save", self.save.snapshot, f"what is there now ({', '.join(self.save.files)}), after "
@@ -407,7 +411,26 @@ class RestorePlan:
         out += [Would("start", name, "then its readiness gate") for name in self.services]
         if self.to is None:
             out.append(Would("record", "history.jsonl", "the restore (trigger restore); a failed one notifies"))
+            out.append(Would("log", "update log", "its line, as every run's (RESTORED, or RESTORE_FAILED and why)"))
         return out
+
+    def _marked(self, found: Optional[dict]) -> List[Would]:
+        """In place: the state.json mark Underway writes before the stop
+        (docs/backups.md, "A restore cut off in the middle"), and what it
+        does with an interrupted run's mark `found` (None: none, or the
+        host lock's live holder's, which the restore waits for)."""
+        if self.to is not None:
+            return []
+        mark = Would("record", "state.json", "in_progress: this restore (trigger restore), its step moved on as it "
+                                             "goes (stop, save, put back, start), cleared once the services are "
+                                             "started again")
+        if not isinstance(found, dict) or not found:
+            return [mark]
+        run, cut = f"run {found.get('run_id')}", f"interrupted at step {found.get('step')}"
+        if found.get("trigger") == "restore":  # the real run's warning: `taking over from an interrupted run …`
+            return [Would("take over", run, f"a restore {cut}: this restore starts the services again"), mark]
+        return [Would("keep", run, f"a {found.get('trigger')} {cut}: its mark put back when the restore ends, "
+                                   "for the next deploy or local-update to finish it"), mark]
 
 
 def _item_would(i: dict, snap: str, into: Optional[str]) -> List[Would]:
@@ -493,13 +516,16 @@ def planned(host: Host, paths: HostPaths, run_id: str, only: Optional[str], into
     """`backup --restore RUN_ID --dry-run`: the snapshot read (never
     fetched), the plan decided as the real restore decides it, and the
     locks' holders read without taking them. Writes nothing."""
+    from .files import read_object
     from .lock import peek_holder
 
     into = _into(into)
     p = decide(host, look(host, paths, run_id, only), into, save)
     locks = {"the backup lock": paths.backup_lock, **({"the host lock": paths.lock} if into is None else {})}
     held = {name: h for name, h in ((n, peek_holder(path)) for n, path in locks.items()) if h}
-    return {"restore_plan": p.to_dict(), "would": as_json(p.would(paths.backups, held, lock_wait)), "warnings": []}
+    found = read_object(paths.state).get("in_progress")
+    return {"restore_plan": p.to_dict(), "would": as_json(p.would(paths.backups, held, lock_wait, found)),
+            "warnings": []}
 
 
 # ------------------------------------------------------------------ acting on the plan
@@ -882,7 +908,8 @@ def record(host: Host, paths: HostPaths, done: dict, started: float, actor: str)
         "trigger": "restore", "actor": actor, "host": host.name, "from": commit, "to": commit,
         "result": "restored" if done["ok"] else "restore_failed", "exit_code": 0 if done["ok"] else 2,
         "message": message, "duration": round(time.monotonic() - started, 3), "steps": [],
-        "warnings": done.get("interrupted") or [],  # a Ctrl-C or SIGTERM it deferred (Deferred)
+        # what it took over or kept (Underway) and a Ctrl-C or SIGTERM it deferred (Deferred)
+        "warnings": (done.get("warnings") or []) + (done.get("interrupted") or []),
         "restored": done.get("run_id"), "saved": done.get("saved")})
     if done["ok"]:
         return []
