@@ -264,8 +264,8 @@ def _log_parts(host: Host) -> List[Cmd]:
     for svc in _procs(host):
         err_cmds.append(sh("find {log} -mmin -60 2>/dev/null | grep -q . && tail -n 2000 {log} | grep -ci {w}",
                            log=path(host.paths.service_log(svc.name)), w=words))
-    parts = [_section("errors", lines([sh("{{ {c} || echo 0; }}", c=c) for c in err_cmds], "; "))
-             if err_cmds else _section("errors")]
+    err_cmds.append(_update_log_errors_cmd(host))
+    parts = [_section("errors", lines([sh("{{ {c} || echo 0; }}", c=c) for c in err_cmds], "; "))]
     if _procs(host):
         # a death no stop has written to the log yet (services.unlogged_deaths)
         parts.append(_section("gone", process_gone_notes_cmd(host.paths.home, _procs(host))))
@@ -279,6 +279,34 @@ def _log_parts(host: Host) -> List[Cmd]:
     parts.append(_section("journal", raw("journalctl --disk-usage 2>/dev/null | sed -n 's/.* take up \\([^ ]*\\) .*/\\1/p'")))
     parts.append(_section("metrics", raw('[ -z "$M" ] || printf \'%s\\n\' "$M"')))
     return parts
+
+
+# An update-log line's time (host/record.log_line: `%Y-%m-%dT%H:%M:%S%z`,
+# the writer's offset) as epoch seconds, in POSIX awk's arithmetic alone
+# (mawk and busybox awk have no mktime): the days since 1970 of a year
+# that starts in March, less the offset. Lines with no such time (a
+# command's output) are not counted: no one can tell their hour.
+_LOG_TIME_AWK = (
+    '$1 ~ /^[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9][-+][0-9][0-9][0-9][0-9]$/ { '
+    'y = substr($1, 1, 4) + 0; m = substr($1, 6, 2) + 0; if (m <= 2) { y--; m += 12 } '
+    'd = 365 * y + int(y / 4) - int(y / 100) + int(y / 400) + int((153 * (m - 3) + 2) / 5) '
+    '+ substr($1, 9, 2) - 719469; '
+    't = d * 86400 + substr($1, 12, 2) * 3600 + substr($1, 15, 2) * 60 + substr($1, 18, 2); '
+    'o = substr($1, 21, 2) * 3600 + substr($1, 23, 2) * 60; t -= substr($1, 20, 1) == "-" ? -o : o; '
+    'if (t >= c) n++ } END { print n + 0 }')
+
+
+def _update_log_errors_cmd(host: Host) -> Cmd:
+    """The update log's lines of the last hour that `logs --source update
+    --errors` keeps (logs.error_filter: the error words, and every failed
+    or rolled-back run's line), by the time each line starts with; read
+    only when the log was written in the last hour (docs/monitor.md)."""
+    from .logs import error_filter
+
+    log = path(host.logs.get("update") or host.paths.log("update"))
+    return sh("find {log} -mmin -60 2>/dev/null | grep -q . && tail -n 2000 {log}{grep} | "
+              "awk -v c=\"$(( $(date +%s) - 3600 ))\" {prog}", log=log, grep=error_filter("update", False),
+              prog=_LOG_TIME_AWK)
 
 
 def _closing_parts(window: float) -> List[Cmd]:

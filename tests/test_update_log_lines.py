@@ -1,8 +1,9 @@
 """Every run recorded in the history gets its update-log line, in one format
 (host/record.log_line), so `logs --source update --errors` and monitor's
-error count see every failed run (issue #24's trial: a reset that ended
-BROKEN was in the history but not in the update log; reset, restore and
-restart runs wrote none). A first deploy's line says `(first) -> X`, as the
+errors in the last hour (tests/test_monitor_update_errors.py) see every
+failed run (issue #24's trial: a reset that ended BROKEN was in the
+history but not in the update log; reset, restore and restart runs wrote
+none). A first deploy's line says `(first) -> X`, as the
 history does, not `none -> X`. On the local sandbox through the real
 console script."""
 from __future__ import annotations

@@ -228,10 +228,12 @@ def log_line(rec: dict) -> str:
     history gets one, in this one format, whoever writes it (the pipeline,
     a backup, a reset, a restore, a restart, health --fix: append_run, and
     remote.state_merge_cmd over SSH), so `logs --source update --errors`
-    and monitor's error count see every failed run (docs/architecture.md,
-    "No silent failure"). Its span reads as the history's (render.span): a
-    first deploy `(first) -> X`, a run that moved no commit `at X`; its
-    result word too (shown_result): a restart's `HEALTHY at X`."""
+    and monitor's errors in the last hour (by the line's time:
+    monitor._update_log_errors_cmd) see every failed run
+    (docs/architecture.md, "No silent failure"). Its span reads as the
+    history's (render.span): a first deploy `(first) -> X`, a run that
+    moved no commit `at X`; its result word too (shown_result): a
+    restart's `HEALTHY at X`."""
     frm, to = rec.get("from"), rec.get("to")
     if frm and frm == to:
         span = f"at {short(to)}"
