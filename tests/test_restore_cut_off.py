@@ -403,6 +403,15 @@ def test_the_dry_run_names_the_mark_the_update_log_and_what_it_takes_over(watche
     (rec,) = [json.loads(ln) for ln in open(paths.history) if json.loads(ln).get("trigger") == "restore"]
     assert rec["warnings"] == done["warnings"] and "taking over from an interrupted run" in rec["warnings"][0]
 
+    def failed():  # a restore that raises after taking over: its failed record says so too
+        raise OSError(28, "No space left on device")
+
+    merge_state_file(paths.state, {"in_progress": _marked("put back")})
+    with pytest.raises(OSError):
+        restore.restore(host, paths, old["run_id"], None, None, failed, 5, _saving(host, paths))
+    rec = [json.loads(ln) for ln in open(paths.history)][-1]
+    assert rec["result"] == "restore_failed" and rec["warnings"] == rec["warnings"][:1] == done["warnings"], rec
+
 
 @pytest.mark.parametrize("width", (80, 200))
 def test_a_restores_dry_run_says_what_it_takes_over_at_both_widths(width, capsys, monkeypatch):

@@ -796,13 +796,18 @@ class Deferred:
                 "the restore was finished first (items put back, services started, their gate run), then ended"]
 
 
-def in_place(host: Host, paths: HostPaths, p: RestorePlan, snap: str, save: Callable[[], dict]) -> dict:
+def in_place(host: Host, paths: HostPaths, p: RestorePlan, snap: str, save: Callable[[], dict],
+             said: Optional[List[str]] = None) -> dict:
     """Stop, save what is there now (`save`: a run's manifest, after the
     stop so no write is lost), put back only when that save is ok, start,
     gate (the lock held), each step marked in state.json (Underway). A save
-    that fails or raises starts the services again and puts nothing back."""
+    that fails or raises starts the services again and puts nothing back.
+    `said` gets Underway's warnings as soon as the mark is written, so a
+    restore that then raises still records what it took over."""
     manager = service_manager(host)
     with Underway(paths, p.run_id) as underway:
+        if said is not None:
+            said += underway.warnings()
         for name in p.services:
             manager.stop(host.service(name))
         underway.step("save")
@@ -866,12 +871,12 @@ def act(host: Host, paths: HostPaths, p: RestorePlan, snap: str, save: Callable[
     else:
         guard = guard or Deferred()
         guard.defer()
-        started = time.monotonic()
+        started, taken = time.monotonic(), []  # taken: what it took over (in_place's `said`)
         try:
-            out = in_place(host, paths, p, snap, save)
+            out = in_place(host, paths, p, snap, save, taken)
         except BaseException as exc:
             record(host, paths, {"run_id": p.run_id, "ok": False, "error": f"{type(exc).__name__}: {exc}",
-                                 "interrupted": guard.said()}, started, actor)
+                                 "warnings": taken, "interrupted": guard.said()}, started, actor)
             raise
         done = {"run_id": p.run_id, **out, "ok": _ok(out), "interrupted": guard.said()}
         out = {**out, "warnings": out["warnings"] + guard.said(), "notified": record(host, paths, done, started, actor)}
