@@ -152,7 +152,7 @@ def test_only_a_restore_cut_off_putting_items_back_stops_the_next_run(trigger, s
         return
     assert (got.kind, got.result, got.record, got.finishing) == ("abort", "broken", True, None), got
     assert got.message == (f"a restore of {CUT} was cut off while putting items back (its services stopped, part "
-                           f"of the data put back): not starting them on half-restored data; `fabops backup "
+                           f"of the data put back): not starting them on half-restored data; `fabops backup -H h "
                            f"--restore {CUT} --yes` takes it over")
     assert (dry_result(got), dry_said(got)) == ("would_break", f"would record broken: {got.message}")
     assert [(w.action, w.target) for w in actions(HOST, got, trigger)] == [("record", "state.json"),
@@ -179,7 +179,7 @@ def test_health_fix_leaves_a_restore_cut_off_putting_items_back_down(step):
     assert (got.kind, got.status, got.services, got.restarts) == ("nothing", "down", (), None), got
     assert got.message == (f"bot is stopped; not restarting: a restore of {CUT} was cut off while putting items "
                            f"back (its services stopped, part of the data put back): not starting them on "
-                           f"half-restored data; `fabops backup --restore {CUT} --yes` takes it over")
+                           f"half-restored data; `fabops backup -H h --restore {CUT} --yes` takes it over")
     assert got.notify == ("health_down", got.message)
     assert "restart" not in [w.action for w in actions(got)]
 
@@ -335,7 +335,7 @@ def test_a_restore_killed_putting_items_back_is_left_down_until_a_restore_takes_
     _killed_in_put_back(inv, run, tmp_path / "put.pid")
     mark = sandbox.state["in_progress"]
     assert (mark["trigger"], mark["run_id"], mark["step"]) == ("restore", run, "restore: put back"), mark
-    take = f"`fabops backup --restore {run} --yes` takes it over"
+    take = f"`fabops backup -H local --restore {run} --yes` takes it over"
     dry = sandbox.update("--dry-run")
     assert dry.returncode == 5 and take in dry.stdout, dry.stdout
     code, data = sandbox.result()

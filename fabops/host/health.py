@@ -307,7 +307,7 @@ def _plan(host: Host, facts: HealthFacts, fix: bool) -> Union[HealthPlan, Need]:
             return HealthPlan("busy", "busy", errors.UNREACHABLE,
                               f"the host is busy ({facts.lock}); not restarting")
         if facts.cut_off is not None:  # before anything that restarts: the data is half put back
-            return _cut_off(facts, down, was_down, since)
+            return _cut_off(host, facts, down, was_down, since)
         if facts.held:  # before the budget: a restart into a held port spends it and fixes nothing
             return _refused(facts, since)
         recent = tuple(recent_restarts(facts.restarts, facts.now))
@@ -361,14 +361,14 @@ def _checkout_moved(facts: HealthFacts, down: str, was_down: bool, since: float
                       health=_changed(facts.prev, {**_unheld(facts.prev), "status": "down", "since": since}))
 
 
-def _cut_off(facts: HealthFacts, down: str, was_down: bool, since: float) -> HealthPlan:
+def _cut_off(host: Host, facts: HealthFacts, down: str, was_down: bool, since: float) -> HealthPlan:
     """--fix while a restore cut off putting items back left its mark
     (plan.UNSAFE_RESTORE_STEPS): a restart would start the services on
     half-restored data, so nothing is restarted and no budget spent, as
     local-update's planner refuses to deploy over it; the way out is the
     restore that takes it over (docs/backups.md, "A restore cut off in the
     middle"). Down, notified once, as _checkout_moved's refusal."""
-    message = f"{down}; not restarting: {restore_cut_off_text(str(facts.cut_off))}"
+    message = f"{down}; not restarting: {restore_cut_off_text(str(facts.cut_off), host.name)}"
     return HealthPlan("nothing", "down", errors.FAILED, message, notify=None if was_down else ("health_down", message),
                       health=_changed(facts.prev, {**_unheld(facts.prev), "status": "down", "since": since}))
 

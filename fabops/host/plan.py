@@ -218,15 +218,15 @@ def restore_cut_off(in_progress) -> Optional[str]:
     return str(in_progress.get("run_id")) if in_progress.get("step") in UNSAFE_RESTORE_STEPS else None
 
 
-def restore_cut_off_text(run_id: str, take_over: Optional[str] = None) -> str:
-    """The one wording for it: the planner's abort, health --fix's refusal,
-    monitor's and status' line. `take_over`: the command that takes it over
-    as the reader runs it (deploy.suggest's on the laptop); on the host this
-    program's own words (shell.program; the host layer does not import
-    deploy, docs/architecture.md "Layers")."""
+def restore_cut_off_text(run_id: str, host: str) -> str:
+    """The one wording for it: the planner's abort and health --fix's
+    refusal. The take-over command as deploy.suggest words one (this
+    program's own name, shell.program; `-H`: a person reading it from a
+    laptop deploy acts on this host, not the default one), built here: the
+    host layer does not import deploy (docs/architecture.md, "Layers")."""
     from ..shell import join, program
 
-    command = take_over or f"`{join([program(), 'backup', '--restore', run_id, '--yes'])}`"
+    command = f"`{join([program(), 'backup', '-H', host, '--restore', run_id, '--yes'])}`"
     return (f"a restore of {run_id} was cut off while putting items back (its services stopped, part of the "
             f"data put back): not starting them on half-restored data; {command} takes it over")
 
@@ -249,7 +249,7 @@ def _plan(host, state: State, facts: Facts, opts: Opts) -> Union[Plan, Need]:
     target = choose_target(state, facts, opts)
     cut_off = restore_cut_off(state.in_progress)
     if cut_off is not None:  # no run may start or deploy over it, nor clear its mark (UNSAFE_RESTORE_STEPS)
-        message = restore_cut_off_text(cut_off)
+        message = restore_cut_off_text(cut_off, host.name)
         return Plan("abort", "broken", message, target or "", state.deployed,
                     record=not said_already(state, message))
     if target is None and opts.trigger == "rollback" and opts.ref is None:
