@@ -58,8 +58,8 @@ def test_the_decision_reads_its_facts_in_one_round_trip_and_only_the_restarted_s
     assert "flock -n -s" in with_lock and "lock_rc" in with_lock and "9" in with_lock
     assert "flock" not in str(restart_facts_cmd(host, [proc], lock=False))
     assert "owners" not in str(restart_facts_cmd(host, [unit]))  # no port named: none read
-    held, holder, moved = parse_restart_facts("\n", host, [proc])
-    assert (held, holder, moved) == ([], None, None)
+    held, holder, moved, cut_off = parse_restart_facts("\n", host, [proc])
+    assert (held, holder, moved, cut_off) == ([], None, None, None)
     free = RestartDecision(restart_plan(host, None, {}), ("port 9 is held ...",))
     assert free.refusal()[0] == 2 and [w.action for w in restart_would(host, free)] == ["stop"]
     locked = RestartDecision(restart_plan(host, None, {"actor": "a@b", "trigger": "cron", "phase": "change"}),
@@ -83,7 +83,7 @@ def test_a_checkout_off_the_deployed_commit_is_refused_with_the_way_out():
     host = _hostile_host("x")
     good, bad = "a" * 40, "b" * 40
     out = f"{MARK}head\n{bad}\n{MARK}state\n{{\"deployed\": \"{good}\"}}\n{MARK}end\n"
-    _, _, moved = parse_restart_facts(out, host, [])
+    _, _, moved, _ = parse_restart_facts(out, host, [])
     assert moved == checkout_moved_text(good, bad, host.name)
     assert moved.startswith(f"the checkout is at {bad[:10]}, not the deployed {good[:10]}, so a restart")
     assert f"rollback -H {host.name} --to {good[:10]}` goes back" in moved and "deploys the branch's head" in moved

@@ -15,6 +15,7 @@ import pytest
 
 from fabops.host import restore
 from fabops.host.files import read_object
+from fabops.host.plan import restore_cut_off_text
 from fabops.host.state import merge_state_file
 from tests.conftest import one, run_cli
 from tests.test_backup_partials import killed_in_dump
@@ -184,6 +185,35 @@ def test_health_fix_leaves_a_restore_cut_off_putting_items_back_down(step):
     assert "restart" not in [w.action for w in actions(got)]
 
 
+@pytest.mark.unit
+@pytest.mark.parametrize("step", ("stop", "save", "put back", "start"))
+def test_a_persons_restart_refuses_a_restore_cut_off_putting_items_back(step):
+    """`restart` (and its dry run) reads state.json's mark with its other
+    facts: at put back it restarts nothing (exit 2, as its held-port and
+    moved-checkout refusals) in the planner's words; a live lock still
+    says locked first. At the other steps it restarts as before."""
+    from fabops.maintenance.restart import RestartDecision, parse_restart_facts, refused_error, restart_would
+    from fabops.probe import MARK
+    from fabops.remote import restart_plan
+    from tests.test_commands import _hostile_host
+
+    host = _hostile_host("x")
+    state = json.dumps({"deployed": "a" * 40, "in_progress": _marked(step)})
+    _, _, moved, cut_off = parse_restart_facts(f"{MARK}head\n{'a' * 40}\n{MARK}state\n{state}\n{MARK}end\n", host, [])
+    d = RestartDecision(restart_plan(host, None, {}), (), moved, cut_off)
+    if step != "put back":
+        assert (moved, cut_off, d.refusal()) == (None, None, None)
+        return
+    assert cut_off == restore_cut_off_text(CUT, host.name) and "takes it over" in cut_off
+    assert d.refusal() == (2, [cut_off])
+    assert [(w.action, w.why) for w in restart_would(host, d)] == [("stop", cut_off)]
+    error = refused_error(host, d)
+    assert error.exit_code == 2 and cut_off in str(error)
+    locked = RestartDecision(restart_plan(host, None, {"actor": "a@b", "trigger": "cron", "phase": "change"}),
+                             (), None, cut_off)
+    assert locked.refusal() == (4, ["locked: cron by a@b"])
+
+
 # ------------------------------------------------------------------ the sandbox host, a restore killed
 
 BLOCK = 'if [ -e {flag} ]; then echo $$ > {pid}; exec sleep 120; fi; echo dumped'
@@ -343,6 +373,10 @@ def test_a_restore_killed_putting_items_back_is_left_down_until_a_restore_takes_
     for args in (("--dry-run",), ()):
         r = run_cli("health", "-i", inv, "--fix", *args)
         assert r.returncode == 2 and take in " ".join(r.stdout.split()), r.stdout + r.stderr
+    for args in (("--dry-run",), ()):  # a person's restart refuses as they do (exit 2, nothing restarted)
+        r = run_cli("restart", "-i", inv, *args, env={"COLUMNS": "400"})
+        assert r.returncode == 2 and take in " ".join((r.stdout + r.stderr).split()), r.stdout + r.stderr
+    assert not [h for h in sandbox.history() if h.get("trigger") == "restart"]
     r = run_cli("status", "-i", inv)
     assert "takes it over" in " ".join(r.stdout.split()), r.stdout
     assert sandbox.state["in_progress"] == mark

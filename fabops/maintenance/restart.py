@@ -31,16 +31,24 @@ class RestartDecision:
     # the checkout is off the deployed commit (a reset or rollback that did
     # not come up): monitor.checkout_moved_text's words, else None
     moved: Optional[str] = None
+    # a restore cut off while putting items back (host/plan.UNSAFE_RESTORE_STEPS):
+    # host/plan.restore_cut_off_text's words, the planner's and health --fix's, else None
+    cut_off: Optional[str] = None
 
     def refusal(self) -> Optional[Tuple[int, List[str]]]:
         """Why the real restart would restart nothing, with its exit code
         (None: it acts): a run holding the lock (LOCKED, the lock script's
-        own rule), else a held port (FAILED: the service could not start),
-        else a checkout off the deployed commit (FAILED: it would start
-        that checkout again, which did not come up; the way out is a
+        own rule), else a restore cut off putting items back (FAILED: it
+        would start the services on half-restored data; the way out is the
+        restore that takes it over, docs/backups.md "A restore cut off in
+        the middle"), else a held port (FAILED: the service could not
+        start), else a checkout off the deployed commit (FAILED: it would
+        start that checkout again, which did not come up; the way out is a
         rollback or a deploy, #24)."""
         if self.plan.verdict == "locked":
             return LOCKED, [self.plan.why]
+        if self.cut_off:  # before the ports, as health --fix: no restart may start on that data
+            return FAILED, [self.cut_off]
         if self.held:
             return FAILED, list(self.held)
         return (FAILED, [self.moved]) if self.moved else None
@@ -58,12 +66,16 @@ def restart_facts_cmd(host: Host, services, lock: bool = True) -> Cmd:
 
 
 def parse_restart_facts(output: str, host: Host, services,
-                        inventory: Optional[str] = None) -> Tuple[List[str], Optional[dict], Optional[str]]:
+                        inventory: Optional[str] = None) -> Tuple[List[str], Optional[dict], Optional[str],
+                                                                  Optional[str]]:
     """restart_facts_cmd's output: the held ports' refusals, the lock's
-    holder ({} when free; None when the script did not read it), and the
+    holder ({} when free; None when the script did not read it), the
     checkout-moved words (monitor.checkout_moved_text; None when the
     checkout is on the deployed commit or either was not read; `inventory`:
-    the run's `-i`, for the commands it names)."""
+    the run's `-i`, for the commands it names), and the words of a restore
+    cut off putting items back (host/plan.restore_cut_off_text, as the
+    planner's abort; None without one)."""
+    from ..host.plan import restore_cut_off, restore_cut_off_text
     from ..monitor import checkout_moved_text
     from ..remote import parse_lock_holder
 
@@ -72,7 +84,9 @@ def parse_restart_facts(output: str, host: Host, services,
     state = _state(s.get("state", ""))
     moved = checkout_moved_text(state.get("deployed"), s.get("head", "").strip() or None, host.name, inventory,
                                 state.get("in_progress"))
-    return (_held(s, host, services) if "owners" in s else []), holder, moved
+    cut = restore_cut_off(state.get("in_progress"))
+    cut_off = restore_cut_off_text(cut, host.name) if cut is not None else None
+    return (_held(s, host, services) if "owners" in s else []), holder, moved, cut_off
 
 
 def restart_decision(c, host: Host, service: Optional[str], inventory: Optional[str] = None) -> RestartDecision:
@@ -83,12 +97,12 @@ def restart_decision(c, host: Host, service: Optional[str], inventory: Optional[
 
     t = Target.of(c, host)
     services = [host.service(service)] if service else list(host.services)
-    held, holder, moved = parse_restart_facts(
+    held, holder, moved, cut_off = parse_restart_facts(
         t.run(restart_facts_cmd(host, services, lock=not t.is_local),
               "reading the checkout, the declared ports and the host lock").stdout, host, services, inventory)
     if holder is None:
         holder = peek_holder(t.paths.lock)
-    return RestartDecision(restart_plan(host, service, holder), tuple(held), moved)
+    return RestartDecision(restart_plan(host, service, holder), tuple(held), moved, cut_off)
 
 
 def restart_would(host: Host, d: RestartDecision) -> List[Would]:
