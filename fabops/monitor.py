@@ -16,6 +16,7 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import errors
+from .host.plan import restore_cut_off, restore_cut_off_text
 from .host.readiness import state_phrase
 from .host.state import RESTART_LIMIT, budget_spent_until, failing_of, host_result, verdict_of
 from .host.services import process_gone_notes_cmd, process_status_cmd, systemd_status_cmd, unlogged_deaths
@@ -655,6 +656,9 @@ def _deploy(s: Dict[str, str], now: float) -> Optional[Dict[str, Any]]:
         "in_progress": bool(state.get("in_progress")),
         "in_progress_run": run.get("run_id"),
         "in_progress_step": run.get("step"),
+        # the run id of a restore that mark says was cut off putting items back
+        # (host/plan.UNSAFE_RESTORE_STEPS): evaluate's CRITICAL finding (None: none)
+        "restore_cut_off": restore_cut_off(state.get("in_progress")),
         "last_run": _json_object(s.get("last")),
         "origin": origin,  # the branch's head as last fetched (None: not read)
         # while its cause stands, or origin's known-bad head cron will hold back (host/state.failing_of)
@@ -907,7 +911,10 @@ def evaluate(facts: Dict[str, Any], host: Host, now: Optional[float] = None,
         age = now - float(dep["last_check"])
         if age > 3 * interval:
             found.append((errors.WARNING, f"cron stalled: last update check {int(age // 60)} min ago (expected every {int(interval // 60) or 1} min)"))
-    if dep and backoff_shown(facts["services"]) and isinstance(dep.get("restart_backoff_until"), (int, float)):
+    cut_off = dep.get("restore_cut_off") if dep else None
+    if cut_off:  # services down on purpose, data half put back: no restart is the way out, so no backoff's
+        found.append((errors.FAILED, cut_off_finding(str(cut_off), host.name)))
+    elif dep and backoff_shown(facts["services"]) and isinstance(dep.get("restart_backoff_until"), (int, float)):
         found.append((errors.FAILED, restart_backoff_text(dep["restart_backoff_until"], host.name, inventory,
                                                           dep.get("deployed"), dep.get("head"),
                                                           dep.get("in_progress"))))
@@ -933,18 +940,30 @@ def evaluate(facts: Dict[str, Any], host: Host, now: Optional[float] = None,
     return code, found
 
 
+def cut_off_finding(run_id: str, host: str) -> str:
+    """The finding of a restore cut off while putting items back: the
+    planner's words (host/plan.restore_cut_off_text; deploys, health --fix
+    and restart refuse, docs/backups.md), after an "if": the mark alone
+    cannot tell a restore still putting items back from one cut off there
+    (monitor reads no lock, as status' interrupted line says "if")."""
+    return f"if no restore is running now: {restore_cut_off_text(run_id, host)}"
+
+
 def broken_text(dep: Dict[str, Any], host: str, inventory: Optional[str] = None, said_moved: bool = False) -> str:
     """The finding of a host whose last run ended broken, named as what it
     was (a reset, a rollback: trial 2 #7), with the way out in the tool's
     own commands (#24: it said only that a person is needed): with the
     checkout off the deployed commit, checkout_moved_text's (or "the way
-    out above" when the restart backoff's finding already says it); else
+    out above" when the restart backoff's finding already says it, or a
+    restore cut off putting items back, whose finding names its own); else
     a rollback to the last good commit before the deployed one, or a
     deploy of a fixed commit (docs/pipeline.md)."""
     from .deploy import suggest
 
     kind = {"reset": "reset", "rollback": "rollback"}.get((dep.get("last_run") or {}).get("trigger"), "update")
     head = f"the last {kind} ended BROKEN: a person is needed"
+    if dep.get("restore_cut_off"):  # a rollback or deploy refuses it too; the finding just before names the way out
+        return f"{head}: the way out is above"
     moved = checkout_moved_text(dep.get("deployed"), dep.get("head"), host, inventory, dep.get("in_progress"))
     if moved:
         return f"{head}: {'the way out is above' if said_moved else moved}"

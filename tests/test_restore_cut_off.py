@@ -379,6 +379,10 @@ def test_a_restore_killed_putting_items_back_is_left_down_until_a_restore_takes_
     assert not [h for h in sandbox.history() if h.get("trigger") == "restart"]
     r = run_cli("status", "-i", inv)
     assert "takes it over" in " ".join(r.stdout.split()), r.stdout
+    m = run_cli("monitor", "-i", inv, "--json")  # CRITICAL, in the same words (docs/monitor.md)
+    facts = one(m.stdout)
+    assert m.returncode == 2 and facts["deploy"]["restore_cut_off"] == run, m.stdout
+    assert [f for f in facts["findings"] if take in f["message"] and f["level"] == "FAILED"], facts["findings"]
     assert sandbox.state["in_progress"] == mark
     with pytest.raises(OSError):  # still down: nothing started it
         sandbox.health()
