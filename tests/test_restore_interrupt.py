@@ -119,8 +119,10 @@ def test_the_laptop_says_it_then_stops_waiting(monkeypatch, capsys):
     assert exits == [130]
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith("fabops: web1: a Ctrl-C does not reach the restore over SSH: it goes on"), err
+    from fabops.deploy import suggest
+
     assert err[1] == ("fabops: interrupted: no longer waiting; the restore goes on on web1 to its end "
-                      "(`inv history -H web1` says how it ended)")
+                      f"({suggest(None, 'history', '-H', 'web1')} says how it ended)")  # the program it runs as
     relay = waiting.relay()
     for chunk in ("Traceback (most", " recent call last)\n" + restore.Deferred.LINE[:20],
                   restore.Deferred.LINE[20:] + "\nfabops: other\n"):

@@ -81,8 +81,10 @@ class Waiting:
                 _say(f"fabops: {self.host.name}: a Ctrl-C does not reach the restore over SSH: it goes on to its "
                      "end on the host and never stops with the services stopped (Ctrl-C again stops waiting)")
             return
+        from ..deploy import suggest
+
         _say(f"fabops: interrupted: no longer waiting; the restore goes on on {self.host.name} to its end "
-             f"(`inv history -H {self.host.name}` says how it ended)")
+             f"({suggest(None, 'history', '-H', self.host.name)} says how it ended)")
         # out at once: Invoke's runner would wait for the host's process
         # before it let any exception by (it joins its reading threads)
         os._exit(errors.INTERRUPTED)
