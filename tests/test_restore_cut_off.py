@@ -214,6 +214,32 @@ def test_a_persons_restart_refuses_a_restore_cut_off_putting_items_back(step):
     assert locked.refusal() == (4, ["locked: cron by a@b"])
 
 
+@pytest.mark.unit
+@pytest.mark.parametrize("step", ("stop", "save", "put back", "start"))
+def test_a_persons_reset_refuses_a_restore_cut_off_putting_items_back(step):
+    """`reset` (and its dry run) reads state.json's mark in its plan's one
+    round trip: at put back it refuses before it asks or changes anything
+    (exit 5, broken, as docs/backups.md says of the planner's abort) in
+    the planner's words, even with --force; a live lock still says locked
+    first. At the other steps it resets as before."""
+    from fabops.maintenance.reset import parse_reset_plan, reset_would
+    from fabops.probe import MARK
+    from tests.test_commands import _hostile_host
+
+    host = _hostile_host("x")
+    state = json.dumps({"deployed": "a" * 40, "in_progress": _marked(step)})
+    p = parse_reset_plan(f"{MARK}head\n{'a' * 40}\n{MARK}state\n{state}\n{MARK}target\n{'b' * 40}\n{MARK}end\n", host)
+    if step != "put back":
+        assert (p.cut_off, p.refusal(False)) == (None, None)
+        return
+    assert p.cut_off == restore_cut_off_text(CUT, host.name) and "takes it over" in p.cut_off
+    assert p.refusal(False) == p.refusal(True) == (5, [p.cut_off])
+    assert [(w.action, w.why) for w in reset_would(host, p)] == [("stop", p.cut_off)]
+    assert p.to_dict()["cut_off"] == p.cut_off
+    p.lock, p.holder = "locked", "restore by a@b"
+    assert p.refusal(False)[0] == 4
+
+
 # ------------------------------------------------------------------ the sandbox host, a restore killed
 
 BLOCK = 'if [ -e {flag} ]; then echo $$ > {pid}; exec sleep 120; fi; echo dumped'
@@ -377,6 +403,10 @@ def test_a_restore_killed_putting_items_back_is_left_down_until_a_restore_takes_
         r = run_cli("restart", "-i", inv, *args, env={"COLUMNS": "400"})
         assert r.returncode == 2 and take in " ".join((r.stdout + r.stderr).split()), r.stdout + r.stderr
     assert not [h for h in sandbox.history() if h.get("trigger") == "restart"]
+    for args in (("--dry-run",), ("--yes",)):  # a person's reset refuses as the planner does (exit 5, nothing reset)
+        r = run_cli("reset", "-i", inv, *args, env={"COLUMNS": "400"})
+        assert r.returncode == 5 and take in " ".join((r.stdout + r.stderr).split()), r.stdout + r.stderr
+    assert not [h for h in sandbox.history() if h.get("trigger") == "reset"]
     r = run_cli("status", "-i", inv)
     assert "takes it over" in " ".join(r.stdout.split()), r.stdout
     m = run_cli("monitor", "-i", inv, "--json")  # CRITICAL, in the same words (docs/monitor.md)

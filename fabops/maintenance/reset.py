@@ -111,6 +111,9 @@ class ResetPlan:
     # the holder's run id: with its pid, the run --force may stop, and no
     # other (_take_lock: a holder that changed since the plan is exit 4)
     holder_run_id: Optional[str] = None
+    # a restore cut off while putting items back (host/plan.UNSAFE_RESTORE_STEPS):
+    # host/plan.restore_cut_off_text's words, the planner's abort, else None
+    cut_off: Optional[str] = None
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -119,10 +122,13 @@ class ResetPlan:
         """Why the real reset would change nothing on this host, with its
         exit code (None: it acts). It takes the lock first: a run holding
         it is LOCKED (4) unless --force may stop it (a holder without a pid
-        cannot be stopped: FAILED); then a held port refuses it (FAILED,
-        the deploy preflight's words). The task asks only about the hosts
-        that would be reset (docs/maintenance.md)."""
-        from ..errors import FAILED, LOCKED
+        cannot be stopped: FAILED); then a restore cut off putting items
+        back (BROKEN, as the planner's abort: starting the services would
+        run the app on half-restored data and clearing the mark would lose
+        it; docs/backups.md "A restore cut off in the middle"); then a held
+        port refuses it (FAILED, the deploy preflight's words). The task
+        asks only about the hosts that would be reset (docs/maintenance.md)."""
+        from ..errors import BROKEN, FAILED, LOCKED
 
         locked = self.lock == "locked"
         stoppable = isinstance(self.holder_pid, int) and self.holder_pid > 1
@@ -133,6 +139,8 @@ class ResetPlan:
             return LOCKED, [f"locked: {self.holder} ({how})"] + self.held
         if locked and not stoppable:
             return FAILED, [NO_PID] + self.held
+        if self.cut_off:  # before the ports, as restart and health --fix: nothing may start on that data
+            return BROKEN, [self.cut_off]
         return (FAILED, list(self.held)) if self.held else None
 
 
@@ -220,6 +228,7 @@ def parse_reset_plan(output: str, host: Optional[Host] = None) -> ResetPlan:
         deployed=deployed,
         known_bad=known_bad(bad, target, deployed, "reset"),
         pin=state.get("pin") if isinstance(state.get("pin"), str) else None,
+        cut_off=_cut_off(state, host),
     )
     if "owners" in s and host is not None:
         plan.held = _held(s, host)
@@ -247,6 +256,15 @@ def _held(s: dict, host: Host, services=None) -> List[str]:
     owners = parse_owners(s.get("owners", ""), host)
     return held_among(ported, statuses, lambda svc, pid: owners.get(svc.name) or PortOwner(
         svc.port, UNVERIFIED, why="no answer from the host's python3"))
+
+
+def _cut_off(state: dict, host: Optional[Host]) -> Optional[str]:
+    """The planner's words for a restore cut off putting items back
+    (host/plan.restore_cut_off_text), else None."""
+    from ..host.plan import restore_cut_off, restore_cut_off_text
+
+    cut = restore_cut_off(state.get("in_progress"))
+    return restore_cut_off_text(cut, host.name if host else "HOST") if cut is not None else None
 
 
 def _state(text: str) -> dict:
