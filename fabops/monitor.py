@@ -999,33 +999,45 @@ def backup_findings(backup: Optional[Dict[str, Any]], now: float, host: str,
         steady = len(cron_gaps(backup["schedule"]) or ()) == 1
         spacing = f"every {_span(interval)}" if steady else f"at most {_span(interval)} apart"
         every = f"backup.schedule {backup['schedule']}, {spacing}"
-        failed = f"; the last one failed {_span(now - last['at'])} ago: {reason_head(last['message'])}" \
+        failed = f"; the last one failed {_age(now, last['at'])} ago: {reason_head(last['message'], None)}" \
             if last and not last["ok"] and last["at"] is not None else ""
         if backup["last_ok_at"]:
-            found.append(f"backup late: the last good backup is {_span(now - since)} old, more than {BACKUP_LATE}x "
+            found.append(f"backup late: the last good backup is {_age(now, since)} old, more than {BACKUP_LATE}x "
                          f"its schedule ({every}){failed}")
         else:
-            found.append(f"no good backup yet: none in the {_span(now - since)} since the host's first run ({every})"
+            found.append(f"no good backup yet: none in the {_age(now, since)} since the host's first run ({every})"
                          f"{failed}; {suggest(inventory, 'backup', '-H', host)} makes one now")
     elif last and not last["ok"] and last["at"] is not None:
         # a failed run is news until the next good one, within the window
         # too: the schedule's next try may fail the same way (notified once)
-        good = f"; the last good one is {_span(now - backup['last_ok_at'])} old" if backup["last_ok_at"] else ""
-        found.append(f"backup failed: the last one, {_span(now - last['at'])} ago: {reason_head(last['message'])}{good}")
+        good = f"; the last good one is {_age(now, backup['last_ok_at'])} old" if backup["last_ok_at"] else ""
+        found.append(f"backup failed: the last one, {_age(now, last['at'])} ago: {reason_head(last['message'], None)}{good}")
     if last and not backup["repository"]:
         found.append(NO_OFF_HOST)
     return found
 
 
-def reason_head(message: Optional[str], width: int = 100) -> str:
+def reason_head(message: Optional[str], width: Optional[int] = 100) -> str:
     """A failed backup's reason, its first clause (host/backup.failure
-    joins them with `; `), cut to `width` characters."""
+    joins them with `; `), cut to `width` characters: the panel's row cuts
+    it; a finding keeps it whole (width None), since --json gives every
+    finding whole and the panel's list wraps it (docs/monitor.md)."""
     head = (message or "?").split("; ")[0]
-    return head if len(head) <= width else head[:width - 1] + "…"
+    return head if width is None or len(head) <= width else head[:width - 1] + "…"
+
+
+def _age(now: float, then: float) -> str:
+    """An age in the panel's words (host/report.duration_text, as its
+    `last backup 501 ms ago` row), so a finding and the row agree: _span's
+    whole minutes said `1 min` for 501 ms (issue #26)."""
+    from .host.report import duration_text
+
+    return duration_text(max(0.0, now - then))
 
 
 def _span(seconds: float) -> str:
-    """An age or an interval in whole units (`3d 4h`, `5h 10m`, `12 min`)."""
+    """A schedule's interval in whole units (`3d 4h`, `5h 10m`, `12 min`);
+    an age is _age's."""
     minutes = int(max(0.0, seconds) // 60)
     days, rest = divmod(minutes, 1440)
     if days:

@@ -83,11 +83,12 @@ def test_a_failed_last_run_is_named_in_the_late_warning_and_none_yet_says_how():
     backup = {"schedule": "@daily", "repository": True, "last": last, "last_ok_at": NOW - 3 * DAY,
               "history_since": NOW - 30 * DAY}
     (late,) = monitor.backup_findings(backup, NOW, "web1")
-    assert late.startswith("backup late: the last good backup is 3d old, more than 2x its schedule "
-                           "(backup.schedule @daily, every 1d); the last one failed 1h ago: items FAILED: "), late
-    assert "off-host copy" not in late and late.endswith("…")  # the reason's head, cut
+    assert late.startswith("backup late: the last good backup is 3d 0h old, more than 2x its schedule "
+                           "(backup.schedule @daily, every 1d); the last one failed 1h 0m ago: items FAILED: "), late
+    # the reason's head whole (--json gives every finding whole; the panel's row cuts it)
+    assert "off-host copy" not in late and late.endswith("No such file or directory)") and "…" not in late
     (never,) = monitor.backup_findings(dict(backup, last_ok_at=None), NOW, "web1", inventory="inv.yml")
-    assert never.startswith("no good backup yet: none in the 30d since the host's first run") and \
+    assert never.startswith("no good backup yet: none in the 30d 0h since the host's first run") and \
         never.endswith("; `fabops backup -i inv.yml -H web1` makes one now"), never
 
 
@@ -99,11 +100,25 @@ def test_a_failed_last_run_within_the_window_is_a_warning_until_a_good_one():
     backup = {"schedule": "@daily", "repository": True, "last": last, "last_ok_at": NOW - 20 * 3600,
               "history_since": NOW - 30 * DAY}
     assert monitor.backup_findings(backup, NOW, "web1") == [
-        "backup failed: the last one, 1h ago: items FAILED: dump-pg (exited 1); the last good one is 20h old"]
+        "backup failed: the last one, 1h 0m ago: items FAILED: dump-pg (exited 1); the last good one is 20h 0m old"]
     never = monitor.backup_findings(dict(backup, last_ok_at=None, history_since=NOW - 3600), NOW, "web1")
-    assert never == ["backup failed: the last one, 1h ago: items FAILED: dump-pg (exited 1)"]
+    assert never == ["backup failed: the last one, 1h 0m ago: items FAILED: dump-pg (exited 1)"]
     ok = dict(last, ok=True, message="ok")
     assert monitor.backup_findings(dict(backup, last=ok, last_ok_at=NOW - 3600), NOW, "web1") == []
+
+
+def test_a_finding_says_an_age_as_the_panel_row_does():
+    """#26's trial: the row said `last backup 501 ms ago … last good one
+    39.8 s ago` where the finding said `1 min` for both (whole minutes)."""
+    from fabops import monitor
+    from fabops.tasks.render import fmt_duration
+
+    last = {"snapshot": RUN, "at": NOW - 0.501, "ok": False, "message": "items FAILED: x", "offsite": False}
+    backup = {"schedule": "@daily", "repository": True, "last": last, "last_ok_at": NOW - 39.8,
+              "history_since": NOW - 30 * DAY}
+    assert monitor.backup_findings(backup, NOW, "web1") == [
+        "backup failed: the last one, 501 ms ago: items FAILED: x; the last good one is 39.8 s old"]
+    assert fmt_duration(0.501) == "501 ms" and fmt_duration(39.8) == "39.8 s"  # the row's words
 
 
 # (expression, update_interval: the typical gap, schedule.update's; longest_gap: the backup rule's)
@@ -129,7 +144,7 @@ def test_a_late_weekday_backup_names_its_longest_gap():
     backup = {"schedule": "0 3 * * 1-5", "repository": True, "last": None, "last_ok_at": NOW - 7 * DAY,
               "history_since": NOW - 30 * DAY}
     (late,) = monitor.backup_findings(backup, NOW, "web1")
-    assert late == ("backup late: the last good backup is 7d old, more than 2x its schedule "
+    assert late == ("backup late: the last good backup is 7d 0h old, more than 2x its schedule "
                     "(backup.schedule 0 3 * * 1-5, at most 3d apart)"), late
     assert monitor.backup_findings(dict(backup, last_ok_at=NOW - 5 * DAY), NOW, "web1") == []
 
@@ -227,7 +242,7 @@ def test_the_panel_says_a_failed_last_backup_and_the_late_warning(width, frozen,
     said = " ".join(text.replace("│", " ").split())
     assert "last backup 1h 0m ago (backup.schedule @daily): FAILED, on this host only; last good one 3d 0h ago;" \
         in said, text
-    assert "backup late: the last good backup is 3d old" in said and "no off-host copy" in said, text
+    assert "backup late: the last good backup is 3d 0h old" in said and "no off-host copy" in said, text
     check("monitor-backup", width, text)
 
 

@@ -183,6 +183,28 @@ def health_lines(name: str, report: Any, quiet: bool, nothing: str = "") -> List
             *lines(report.would or (), f"{name}: ", none=nothing)]
 
 
+def duration_text(seconds) -> str:
+    """A duration or an age as every panel says it (`501 ms`, `39.8 s`,
+    `12m 5s`, `5h 10m`, `3d 4h`): here, not in fabops/tasks/render.py, so
+    the library's findings (monitor.backup_findings) say an age in the
+    same words as the panel's row beside them (docs/monitor.md, "Backups")."""
+    if seconds is None:
+        return "-"
+    seconds = float(seconds)
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    minutes, sec = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {sec}s"
+
+
 def size_text(n) -> str:
     """A byte count as backup's lines say it (B, KiB, MiB, GiB)."""
     n = float(n or 0)

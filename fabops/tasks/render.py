@@ -8,6 +8,7 @@ import threading
 from typing import Iterable, List
 
 from .. import errors
+from ..host.report import duration_text as fmt_duration  # host/report's: monitor's findings say an age as the panels do
 from ..printable import printable
 from ..shortsha import SHORT, SPELLED, respelled, short_sha
 from ._base import HANGING, KEEP, error_text, for_stderr, unbroken, whole_spans, wrap
@@ -157,24 +158,6 @@ def fmt_uptime(seconds) -> str:
     if seconds is None:
         return "-"
     return "<1 s" if seconds < 1 else fmt_duration(seconds)
-
-
-def fmt_duration(seconds) -> str:
-    if seconds is None:
-        return "-"
-    seconds = float(seconds)
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    minutes, sec = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    days, hours = divmod(hours, 24)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    return f"{minutes}m {sec}s"
 
 
 STATUS_STYLE = {
