@@ -466,6 +466,26 @@ def test_deploy_summary_says_a_first_deploy_plainly(width, frozen, capsys, monke
 
 
 @pytest.mark.parametrize("width", WIDTHS)
+def test_deploy_summary_says_no_first_deploy_for_a_locked_run(width, frozen, capsys, monkeypatch):
+    """#24: a deploy locked out of the host (from and to null: it read
+    nothing) printed `(first)→-`, as if the host had never been deployed:
+    it has no commits to show, `-` (render.looked), and a first deploy
+    beside it still says `(first)`."""
+    from fabops.fanout import FanoutResult, HostResult
+    from fabops.tasks.deploy import _summary
+
+    locked = {"result": "locked", "from": None, "to": None, "duration": 1.0,
+              "message": "locked: cron by deploy@web1 (since 12 s; deploy 3f2a9c1d7e)"}
+    res = {"result": "deployed", "from": None, "to": SHA[0], "duration": 30.2, "subject": "Initial import",
+           "author": "Alice", "message": f"first deploy, at {SHA[0][:10]}"}
+    text = render(capsys, monkeypatch, width, _summary, FanoutResult([
+        HostResult("local", value=SimpleNamespace(result=locked)),
+        HostResult("find-to-do", value=SimpleNamespace(result=res))]))
+    assert text.count("(first)") == 1 and "(first)→-" not in text, text
+    check("deploy-locked", width, text)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
 def test_deploy_summary_keeps_each_outcome(width, frozen, capsys, monkeypatch, tmp_path):
     """Trial #8/#20: the summary cut `… commit them, o…` (a refused deploy:
     what to do was lost) and `waited for run … which ended depl…` (how the

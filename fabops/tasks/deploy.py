@@ -388,7 +388,8 @@ def _summary_lines(out, results, wide, task) -> None:
             style = RESULT_STYLE.get(res.get("result"), "white")
             facts = (f"{literal(r.host.ljust(width))}  [{style}]{literal(res.get('result'))}[/{style}]  "
                      # history's words (render.span): `at X` for a run that moved no
-                     # commit, not `X→X`; `(first)→X` for a first deploy, not `-→X`
+                     # commit, not `X→X`; `(first)→X` for a first deploy, not `-→X`;
+                     # `-` for a run that did not get to look (locked), not `(first)→-`
                      + literal(span(res, "→"))
                      + f"  {fmt_duration(res.get('duration'))}")
             text = _text(res, None if wide else out.width - 4)
@@ -412,7 +413,7 @@ def _summary_table(out, results, wide, task) -> None:
     watch."""
     from rich.table import Table
 
-    from .render import RESULT_STYLE, fmt_duration, in_place, literal, print_hanging, rest_column, short
+    from .render import RESULT_STYLE, first, fmt_duration, in_place, literal, print_hanging, rest_column, short
 
     rows = []
     for r in results:
@@ -420,8 +421,9 @@ def _summary_table(out, results, wide, task) -> None:
             res = r.value.result
             # a run that moved no commit: `unchanged` under `to`, not the same
             # SHA twice, which read as a redeploy (render.in_place)
-            # a first deploy has no `from`: `(first)`, history's word (render.span), not `-`
-            row = (r.host, str(res.get("result")), short(res.get("from")) if res.get("from") else "(first)",
+            # a first deploy has no `from`: `(first)`, history's word (render.first), not
+            # `-`; a run that did not get to look (locked) has none either: `-`
+            row = (r.host, str(res.get("result")), first(res),
                    "unchanged" if in_place(res) else short(res.get("to")),
                    fmt_duration(res.get("duration")), res)
         else:

@@ -354,14 +354,31 @@ def in_place(rec: dict) -> bool:
     return bool(rec.get("from")) and rec.get("from") == rec.get("to")
 
 
+def looked(rec: dict) -> bool:
+    """Whether a run got to read what was deployed: it has a `to` and was
+    not locked out. One that did not (locked, unreachable, refused before
+    it read state.json) has no `from` either, and that says nothing of a
+    first deploy (#24: a locked deploy's row read `(first)→-`)."""
+    return bool(rec.get("to")) and rec.get("result") != "locked"
+
+
+def first(rec: dict) -> str:
+    """A run's `from` as a person reads it: the commit; `(first)` for a run
+    that looked and found nothing deployed, since `-→43d7eb27d6` read as a
+    missing value or a typo; `-` for a run that did not look (looked)."""
+    if rec.get("from"):
+        return short(rec.get("from"))
+    return "(first)" if looked(rec) else "-"
+
+
 def span(rec: dict, arrow: str) -> str:
-    """A run's `from→to`. A run with no `from` had nothing deployed before
-    it (the first deploy): `(first)`, since `-→43d7eb27d6` read as a
-    missing value or a typo. A run that moved no commit: `at X` (in_place)."""
+    """A run's `from→to` (`from` as first says it). A run that moved no
+    commit: `at X` (in_place); one that did not look: `-` alone."""
     if in_place(rec):
         return f"at {short(rec.get('to'))}"
-    start = short(rec.get("from")) if rec.get("from") else "(first)"
-    return f"{start}{arrow}{short(rec.get('to'))}"
+    if not rec.get("from") and not looked(rec):
+        return "-"
+    return f"{first(rec)}{arrow}{short(rec.get('to'))}"
 
 
 def restated(rec: dict) -> bool:
