@@ -143,7 +143,25 @@ def test_a_missing_listed_path_fails_its_item_only(sandbox):
     assert by["env"]["ok"] and data["warnings"] and "off-host" in data["warnings"][0]
 
 
+def test_the_dry_run_says_an_item_the_run_fails_and_exits_as_it_does(sandbox):
+    """#26's trial: `--dry-run` said `would copy sqlite-missing.db: SQLite
+    online backup` and exited 0; the run failed it, exit 2."""
+    inv = _inventory(sandbox, {"sqlite": ["data/missing.db"]})
+    r = run_cli("backup", "-i", inv, "-H", "local", "--dry-run")
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert f"would fail sqlite-missing.db: not found: {sandbox.app}/data/missing.db" in r.stdout, r.stdout
+    assert "would copy sqlite-missing.db" not in r.stdout and not (sandbox.home / "backups").exists()
+    r = run_cli("backup", "-i", inv, "-H", "local", "--dry-run", "--json")
+    assert r.returncode == 2 and json.loads(r.stdout)["code"] == 2, r.stdout
+    import jsonschema
+
+    jsonschema.validate(one(r.stdout), json_schema("backup"))
+    ran = run_cli("backup", "-i", inv, "-H", "local")
+    assert ran.returncode == 2 and f"not found: {sandbox.app}/data/missing.db" in ran.stdout, ran.stdout
+
+
 def test_dry_run_changes_nothing_and_shows_what_the_run_copies(sandbox):
+    (sandbox.app / "data").mkdir(exist_ok=True)  # there: the run copies it (a missing one: `would fail`, above)
     inv = _inventory(sandbox, {"files": ["data"], "dump": [{"name": "db", "command": "touch dumped"}]})
     r = run_cli("backup", "-i", inv, "--dry-run")
     assert r.returncode == 0, r.stderr

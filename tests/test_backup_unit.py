@@ -674,3 +674,40 @@ def test_a_persons_backup_is_recorded_under_the_laptops_actor(tmp_path, monkeypa
         capsys.readouterr()
         last = json.loads(open(paths.history).read().splitlines()[-1])
         assert (last["trigger"], last["actor"]) == ("backup", actor), last
+
+
+def test_the_dry_run_fails_an_item_as_the_run_does(tmp_path):
+    """#26's trial: `--dry-run` said `would copy sqlite-missing.db` and
+    exited 0 where the run failed it (exit 2). One check (cannot_copy)
+    for both: the dry run's `would fail` says the run's own error."""
+    from fabops.host.backup import exit_code, result
+
+    (tmp_path / "app" / "data").mkdir(parents=True)
+    host, paths = local(tmp_path, {"files": ["data", "nowhere"], "sqlite": ["data/missing.db"],
+                                   "dump": [{"name": "db", "command": "true"}]})
+    dry = result("plan", host, paths)
+    failing = {w["target"]: w["why"] for w in dry["would"] if w["action"] == "fail"}
+    done = run(plan(host, paths), paths)
+    assert failing == {i["file"]: i["error"] for i in done["items"] if not i["ok"]}, (failing, done["items"])
+    app = tmp_path / "app"
+    assert failing == {"files.tar": f"not found: {app}/nowhere", "sqlite-missing.db": f"not found: {app}/data/missing.db"}
+    assert exit_code("plan", dry) == exit_code("run", done) == 2
+    (app / "data" / "missing.db").write_bytes(b"")  # an empty file is an empty database
+    (app / "nowhere").mkdir()
+    ok = result("plan", host, paths)
+    assert not [w for w in ok["would"] if w["action"] == "fail"] and exit_code("plan", ok) == 0
+
+
+def test_the_dry_run_fails_an_unreadable_database_and_a_dump_without_its_app_directory(tmp_path, monkeypatch):
+    from fabops.host.backup import cannot_copy
+
+    host, paths = local(tmp_path, {"sqlite": ["app.db"], "dump": [{"name": "db", "command": "true"}]})
+    db = tmp_path / "app" / "app.db"
+    db.write_bytes(b"")
+    # unreadable to this user (chmod 0 is readable to root, who may run the tests)
+    monkeypatch.setattr(os, "access", lambda path, mode: str(path) != str(db))
+    by = {it.kind: it for it in items(host, paths)}
+    assert cannot_copy(by["sqlite"], "") == f"not readable: {db}"
+    assert cannot_copy(by["dump"], str(tmp_path / "gone")) == \
+        f"the app directory {tmp_path}/gone is not there: the dump runs in it"
+    assert cannot_copy(by["env"], "") is None  # a missing .env is skipped, never failed

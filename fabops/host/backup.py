@@ -137,7 +137,9 @@ class BackupPlan:
         for it in self.items:
             what = f"backup.dump {it.name[len('dump-'):]}" if it.kind == "dump" else ", ".join(it.sources)
             how = HOW.get(it.kind, "copy" + (" if present" if it.always else ""))
-            out.append(Would("copy", it.file, f"{how} {what}"))
+            # the real run's own check (copy_item): an item it fails is said as failing, and the dry run exits 2
+            error = cannot_copy(it, self.app)
+            out.append(Would("fail", it.file, error) if error else Would("copy", it.file, f"{how} {what}"))
         when = "if every item is copied" + (" and the repository has it (a failed off-host copy keeps one not "
                                              "yet off the host for the next run)" if offsite else "")
         out += [Would("delete", run_id, "retention: not among the snapshots the keep policy "
@@ -508,11 +510,30 @@ def copy_files(it: Item, dest: str, exclude: Tuple[str, ...], never: Tuple[str, 
     import tarfile
 
     warnings = [] if warnings is None else warnings
-    missing = [p for p in it.sources if not os.path.exists(p)]
     with tarfile.open(dest, "w", format=tarfile.PAX_FORMAT) as tar:
         for p in it.sources:
-            if p not in missing:
+            if os.path.exists(p):
                 _add_tree(tar, os.path.realpath(p), _arcname(p), exclude, never, warnings)
+    return cannot_copy(it, "")
+
+
+def cannot_copy(it: Item, app: str) -> Optional[str]:
+    """Why the item fails before anything is read (`app`: a dump's cwd),
+    or None. One check for the run (copy_files, copy_sqlite, copy_dump)
+    and its dry run (BackupPlan.would), so `--dry-run` says `would fail`
+    and exits 2 where the run fails the item (#26's trial: a missing
+    database read `would copy`, exit 0). An `always` item is skipped when
+    missing, never failed."""
+    if it.always:
+        return None
+    if it.kind == "dump":
+        return None if os.path.isdir(app) else f"the app directory {app} is not there: the dump runs in it"
+    if it.kind == "sqlite":
+        if not os.path.isfile(it.sources[0]):
+            return f"not found: {it.sources[0]}"
+        # opened read-only: an unreadable database fails its connect (docs/backups.md)
+        return None if os.access(it.sources[0], os.R_OK) else f"not readable: {it.sources[0]}"
+    missing = [p for p in it.sources if not os.path.exists(p)]
     return f"not found: {', '.join(missing)}" if missing else None
 
 
@@ -527,8 +548,9 @@ def copy_sqlite(it: Item, dest: str) -> Optional[str]:
     from urllib.parse import quote
 
     src = it.sources[0]
-    if not os.path.isfile(src):
-        return f"not found: {src}"
+    error = cannot_copy(it, "")
+    if error:
+        return error
     try:
         with closing(sqlite3.connect(f"file:{quote(src)}?mode=ro", uri=True, timeout=30)) as s, \
                 closing(sqlite3.connect(dest)) as d:
@@ -546,8 +568,9 @@ def copy_dump(it: Item, dest: str, cwd: str, env: Dict[str, str]) -> Optional[st
     directory; a non-zero exit or DUMP_TIMEOUT fails the item, and a
     timeout ends everything the command started. No app directory fails
     the item (the command never runs somewhere else)."""
-    if not os.path.isdir(cwd):
-        return f"the app directory {cwd} is not there: the dump runs in it"
+    error = cannot_copy(it, cwd)
+    if error:
+        return error
     with open(dest, "wb") as out:
         proc = subprocess.Popen(["/bin/sh", "-c", it.command or ""], stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.PIPE, cwd=cwd,
@@ -843,6 +866,8 @@ def exit_code(action: str, data: dict) -> int:
     if action == "restore-plan":  # the real restore's code when an item is refused: it is not put back
         items = (data.get("restore_plan") or {}).get("items") or []
         return errors.FAILED if any(i.get("refused") for i in items) else errors.OK
+    if action == "plan":  # the real run's code when an item would fail (cannot_copy): that item gets no backup
+        return errors.FAILED if any(w.get("action") == "fail" for w in data.get("would") or ()) else errors.OK
     if action == "verify":  # a snapshot that does not match its manifest, or none to check
         checks = [v for v in (data.get("verify") or {}).values() if v]
         return errors.OK if checks and all(v.get("ok") for v in checks) else errors.FAILED
