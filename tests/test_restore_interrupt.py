@@ -130,6 +130,33 @@ def test_the_laptop_says_it_then_stops_waiting(monkeypatch, capsys):
     assert capsys.readouterr().err == "fabops: web1: " + restore.Deferred.LINE.removeprefix("fabops: ") + "\n"
 
 
+@pytest.mark.unit
+def test_on_a_local_host_the_laptop_says_only_what_the_host_did(monkeypatch, capsys):
+    """A local host's process gets the same Ctrl-C. Before it read its
+    input the laptop withholds it (the process gets an empty host.yml and
+    does nothing); once it runs, the laptop waits for its own end until the
+    host says it defers; only then does a Ctrl-C stop the laptop waiting."""
+    from fabops.maintenance import backup as laptop
+
+    local = type("H", (), {"name": "local", "is_local": True})()
+    exits = []
+    monkeypatch.setattr(laptop.os, "_exit", exits.append)
+    with laptop.Waiting(local) as early:
+        os.kill(os.getpid(), signal.SIGINT)
+    assert early.withheld and early.fed("hosts: {}\n").read() == "" and not early.started
+    with laptop.Waiting(local) as waiting:
+        feed = waiting.fed("hosts: {}\n")
+        assert feed.read() == "hosts: {}\n" and waiting.started
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)  # timeout's way: to the process, then its group
+        assert exits == [] and not waiting.withheld and capsys.readouterr().err == ""
+        waiting.relay().write(restore.Deferred.LINE + "\n")
+        os.kill(os.getpid(), signal.SIGINT)
+    assert exits == [130]
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith("fabops: interrupted: no longer waiting; the restore goes on on local"), err
+
+
 # ------------------------------------------------------------------ the sandbox host, a restore interrupted
 
 def _settings(sandbox, flag, pid) -> str:
@@ -320,3 +347,40 @@ def test_an_interrupt_while_fetching_leaves_no_temp_dir(host_with_service, monke
     with pytest.raises(KeyboardInterrupt):
         restore.source_dir(host, paths, "20261201T030000-a1b2c3")
     assert [n for n in os.listdir(paths.backups) if n.startswith(".restore-")] == []
+
+
+@pytest.mark.parametrize("delay", (0.3, 0.35, 0.4, 0.5, 0.6, 0.8))
+def test_an_early_ctrl_c_says_only_what_is_true(delay, sandbox, tmp_path):
+    """A Ctrl-C as the restore starts (new-user trial: `timeout -s INT 0.3
+    fabops backup --restore RUN --yes`): the host's process may not exist
+    yet, or not have its handler (the SIGINT kills it), or be waiting for
+    its lock. Every outcome is a documented one and true: `… before it
+    started` or `… before it stopped anything: nothing was changed`, exit
+    130, with nothing stopped, recorded or marked; never `the restore goes
+    on` (no host restore runs), never `backup failed: KeyboardInterrupt`.
+    A deploy holds the host lock so that the restore never reaches its
+    stop however late the Ctrl-C lands; timeout's way (the signal to the
+    process, then to its group) is what is sent."""
+    from fabops.host.lock import HostLock
+    from fabops.paths import HostPaths
+
+    inv, run_id, notes, _, _ = _backed_up(sandbox, tmp_path, block=False)
+    with HostLock(HostPaths.for_home(str(sandbox.home)).lock, {"trigger": "deploy", "run_id": "x"}).acquire(wait=0):
+        proc = _started(["backup", "-i", inv, "--restore", run_id, "--yes"])
+        try:
+            time.sleep(delay)
+            os.kill(proc.pid, signal.SIGINT)
+            os.killpg(proc.pid, signal.SIGINT)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    assert proc.returncode == 130, (out, err)
+    said = [ln for ln in err.splitlines() if ln.strip()]
+    assert said in (["fabops: interrupted"],  # the CLI's own, before the task reached the host (docs/errors.md)
+                    ["fabops: local: backup --restore interrupted before it started: nothing was changed"],
+                     ["fabops: local: backup --restore interrupted before it stopped anything: nothing was changed"]), err
+    assert notes.read_text() == "new\n"
+    assert sandbox.health() and sandbox.state.get("in_progress") is None
+    assert [r for r in sandbox.history() if r.get("trigger") == "restore"] == []

@@ -7,14 +7,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
 
 from .. import errors
 from ..errors import CommandFailed, FabopsError
+from ..host.backup import INTERRUPTED_BEFORE
 from ..host.backup import exit_code  # noqa: F401 (the task's; cron's fast path exits with it too)
 from ..inventory import Host
 from ..shell import Cmd, join, path, sh
-from ..target import Target
+from ..target import Target, _Feed
 
 class Interrupted(FabopsError):
     """An in-place restore ended by Ctrl-C (or SIGTERM) before it stopped
@@ -55,10 +57,28 @@ class Waiting:
     laptop waiting (`fabops: interrupted`, exit 130), as a deploy's Ctrl-C
     ends its following: the host's run goes on to its end and records
     itself. Only in the main thread (signal's rule): with several hosts
-    the task's own Ctrl-C handling stays."""
+    the task's own Ctrl-C handling stays.
+
+    On a local host the laptop says the restore goes on only once the
+    host said it defers (its LINE relayed): before that the same Ctrl-C
+    reached the host's process, which ends by itself with nothing changed
+    (exit 130, or killed by the SIGINT before its handler was there:
+    `backup` maps both), so the laptop waits for that end. A Ctrl-C before
+    the host's process read its input (host.yml, on stdin) withholds it:
+    the process, if there yet, ends on its empty input having done
+    nothing, and the laptop says the restore was interrupted before it
+    started (exit 130)."""
+
+    BEFORE_START = "backup --restore interrupted before it started: nothing was changed"
 
     def __init__(self, host: Host):
         self.host, self.caught, self._before = host, 0, None
+        import threading
+
+        self.started = False  # the runner fed the host's process its input: it exists (and got a local Ctrl-C)
+        self.withheld = False  # a Ctrl-C came first: the host's process gets no input, so it does nothing
+        self._feeding = threading.Lock()
+        self._relay = _Relay(host.name)
 
     def __enter__(self) -> "Waiting":
         import signal
@@ -76,11 +96,21 @@ class Waiting:
 
     def _caught(self, _signum, _frame) -> None:
         self.caught += 1
+        if self.host.is_local:
+            with self._feeding:
+                if not self.started:  # the host's process has not read host.yml: it gets none and ends (_Fed)
+                    self.withheld = True
+                    return None
+            if not self._relay.deferring:  # the host got it too: it ends (nothing changed) or says it defers
+                return
+            return self._stop_waiting()
         if self.caught == 1:
-            if not self.host.is_local:
-                _say(f"fabops: {self.host.name}: a Ctrl-C does not reach the restore over SSH: it goes on to its "
-                     "end on the host and never stops with the services stopped (Ctrl-C again stops waiting)")
+            _say(f"fabops: {self.host.name}: a Ctrl-C does not reach the restore over SSH: it goes on to its "
+                 "end on the host and never stops with the services stopped (Ctrl-C again stops waiting)")
             return
+        self._stop_waiting()
+
+    def _stop_waiting(self) -> None:
         from ..deploy import suggest
 
         _say(f"fabops: interrupted: no longer waiting; the restore goes on on {self.host.name} to its end "
@@ -93,12 +123,41 @@ class Waiting:
         """An err_stream for Invoke's runner that shows the host's
         deferred-Ctrl-C line (host/restore.Deferred.LINE) as it comes and
         nothing else (the rest of stderr stays captured for the error)."""
-        return _Relay(self.host.name)
+        return self._relay
+
+    def fed(self, stdin: str) -> "_Fed":
+        """The host's input, as Target.run's stdin: its first read (Invoke's
+        stdin thread, started once the process is) marks it `started`."""
+        return _Fed(stdin, self)
+
+
+class _Fed(_Feed):
+    def __init__(self, data: str, waiting: Waiting):
+        super().__init__(data)
+        self.waiting = waiting
+
+    def read(self, size: int = -1) -> str:
+        with self.waiting._feeding:  # Invoke's stdin thread; the Ctrl-C's handler decides under the same lock
+            if self.waiting.withheld:
+                return ""  # end of input at once: host.yml never reaches it
+            self.waiting.started = True
+        return super().read(size)
+
+
+def _killed_early(r) -> bool:
+    """A local host's process ended by the laptop's own Ctrl-C (its whole
+    process group gets it) before its restore's handler was there: killed
+    by the SIGINT (Python not yet started), or its KeyboardInterrupt's
+    traceback and exit 1 (raised while `-m` imported the module or read
+    host.yml, outside host/backup.main's catch). Nothing was changed: from
+    the first stop on the host defers a Ctrl-C (host/restore.Deferred)."""
+    return r.exited == -signal.SIGINT or r.exited == 1 and (r.stderr or "").rstrip().endswith("KeyboardInterrupt")
 
 
 class _Relay:
     def __init__(self, name: str):
         self.name, self.buf = name, ""
+        self.deferring = False  # the host said it defers the Ctrl-C (Deferred.LINE): its restore really runs
 
     def write(self, text: str) -> None:
         from ..host.restore import Deferred
@@ -107,6 +166,7 @@ class _Relay:
         while "\n" in self.buf:
             line, self.buf = self.buf.split("\n", 1)
             if line == Deferred.LINE:
+                self.deferring = True
                 _say(f"fabops: {self.name}: {line.removeprefix('fabops: ')}")
 
     def flush(self) -> None:
@@ -136,10 +196,13 @@ def backup(c, host: Host, action: str, extra=()) -> dict:
 
     waits = run_timeout(host) if action in ("run", "verify", "restore", "restore-plan") else None
     in_place = action == "restore" and not extra[2]  # (RUN_ID, ONLY, DIR, ACTOR): no DIR
+    yml = host_yml(host)
     with Waiting(host) if in_place else contextlib.nullcontext() as waiting:
-        shown = dict(hide="stdout", err_stream=waiting.relay()) if in_place else {}
+        shown = dict(hide="stdout", err_stream=waiting.relay(), in_stream=waiting.fed(yml)) if in_place else {}
         r = Target.of(c, host).run(backup_cmd(host_python(host), action, extra), f"backup {action}", check=False,
-                                   stdin=host_yml(host), timeout=waits, **shown)
+                                   stdin=yml, timeout=waits, **shown)
+    if in_place and waiting.withheld:  # its process, if any, had no host.yml: it read nothing, changed nothing
+        raise Interrupted(Waiting.BEFORE_START, host=host.name)
     try:
         data = json.loads(r.stdout)
     except ValueError:
@@ -151,6 +214,8 @@ def backup(c, host: Host, action: str, extra=()) -> dict:
         raise errors.UsageError(r.stderr.strip().removeprefix("fabops: "), host=host.name)
     if r.exited == errors.INTERRUPTED and action.startswith("restore"):  # Ctrl-C before a restore stopped anything
         raise Interrupted(r.stderr.strip().removeprefix("fabops: "), host=host.name)
+    if in_place and host.is_local and _killed_early(r):
+        raise Interrupted(INTERRUPTED_BEFORE.removeprefix("fabops: "), host=host.name)
     if r.exited == errors.LOCKED:  # the host waited its LOCK_WAIT for a deploy (or another backup)
         raise errors.LockedError(r.stderr.strip().removeprefix("fabops: ") or "locked", host=host.name)
     if r.exited == errors.FAILED and r.stderr.startswith("fabops: backup"):  # its own one line (host/backup.main)
