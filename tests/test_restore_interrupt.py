@@ -235,6 +235,16 @@ def test_ctrl_c_while_the_services_are_stopped_finishes_the_restore(sandbox, tmp
 def test_ctrl_c_before_the_stop_changes_nothing(sandbox, tmp_path):
     """Ctrl-C while the restore waits for the host lock (a deploy holds
     it): it ends, exit 130, nothing stopped, recorded or marked."""
+    code, out, err = _ctrl_c_while_locked(sandbox, tmp_path, 3)  # loaded, connected, waiting for the lock
+    assert code == 130, (out, err)
+    assert "interrupted before it stopped anything: nothing was changed" in err, err
+
+
+def _ctrl_c_while_locked(sandbox, tmp_path, delay: float, to_process: bool = False):
+    """A restore started while a deploy holds the host lock (so it never
+    reaches its stop), Ctrl-C sent to its group `delay` s later (first to
+    the process alone too with `to_process`: timeout's way). Its exit
+    code, stdout and stderr, once checked that nothing was changed."""
     from fabops.host.lock import HostLock
     from fabops.paths import HostPaths
 
@@ -242,18 +252,19 @@ def test_ctrl_c_before_the_stop_changes_nothing(sandbox, tmp_path):
     with HostLock(HostPaths.for_home(str(sandbox.home)).lock, {"trigger": "deploy", "run_id": "x"}).acquire(wait=0):
         proc = _started(["backup", "-i", inv, "--restore", run_id, "--yes"])
         try:
-            time.sleep(3)  # loaded, connected, waiting for the lock
+            time.sleep(delay)
+            if to_process:
+                os.kill(proc.pid, signal.SIGINT)
             os.killpg(proc.pid, signal.SIGINT)
             out, err = proc.communicate(timeout=60)
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-    assert proc.returncode == 130, (out, err)
-    assert "interrupted before it stopped anything: nothing was changed" in err, err
-    assert notes.read_text() == "new\n"
+    assert notes.read_text() == "new\n", (out, err)
     assert sandbox.health() and sandbox.state.get("in_progress") is None
     assert [r for r in sandbox.history() if r.get("trigger") == "restore"] == []
+    return proc.returncode, out, err
 
 
 def test_a_second_ctrl_c_stops_the_laptop_waiting_not_the_restore(sandbox, tmp_path):
@@ -361,26 +372,9 @@ def test_an_early_ctrl_c_says_only_what_is_true(delay, sandbox, tmp_path):
     A deploy holds the host lock so that the restore never reaches its
     stop however late the Ctrl-C lands; timeout's way (the signal to the
     process, then to its group) is what is sent."""
-    from fabops.host.lock import HostLock
-    from fabops.paths import HostPaths
-
-    inv, run_id, notes, _, _ = _backed_up(sandbox, tmp_path, block=False)
-    with HostLock(HostPaths.for_home(str(sandbox.home)).lock, {"trigger": "deploy", "run_id": "x"}).acquire(wait=0):
-        proc = _started(["backup", "-i", inv, "--restore", run_id, "--yes"])
-        try:
-            time.sleep(delay)
-            os.kill(proc.pid, signal.SIGINT)
-            os.killpg(proc.pid, signal.SIGINT)
-            out, err = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-    assert proc.returncode == 130, (out, err)
+    code, out, err = _ctrl_c_while_locked(sandbox, tmp_path, delay, to_process=True)
+    assert code == 130, (out, err)
     said = [ln for ln in err.splitlines() if ln.strip()]
     assert said in (["fabops: interrupted"],  # the CLI's own, before the task reached the host (docs/errors.md)
                     ["fabops: local: backup --restore interrupted before it started: nothing was changed"],
-                     ["fabops: local: backup --restore interrupted before it stopped anything: nothing was changed"]), err
-    assert notes.read_text() == "new\n"
-    assert sandbox.health() and sandbox.state.get("in_progress") is None
-    assert [r for r in sandbox.history() if r.get("trigger") == "restore"] == []
+                    ["fabops: local: backup --restore interrupted before it stopped anything: nothing was changed"]), err
