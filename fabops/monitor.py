@@ -27,7 +27,7 @@ from .procstat import PROC_STAT, parse_end, process_ages
 from .checks import http_check_cmd, http_check_input, listeners_source, parse_http_results, port_listening_cmd
 from .host.listeners import OTHER, OWN, from_json
 from .unit_audit import units_cmd
-from .validate import _CRON_NAMES, _CRON_RANGES
+from .validate import cron_values
 from .shell import Cmd, join, lines, path, quote_path, raw, sh
 from .shortsha import respelled, short_sha
 from .target import Target
@@ -838,20 +838,6 @@ _CRON_NICK = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@midnight": "0 0 *
 _CRON_FROM, _CRON_DAYS = datetime.date(2024, 1, 1), 8 * 366
 
 
-def _cron_values(field: str, i: int) -> Optional[set]:
-    """The values one cron field matches (validate.cron_problem's ranges and
-    names; a weekday 7 is Sunday, 0); None when it cannot be read."""
-    lo, hi = _CRON_RANGES[i]
-    out: set = set()
-    try:
-        for item in field.split(","):
-            base, _, step = item.partition("/")
-            bounds = [int(_CRON_NAMES[i].get(b.lower(), b)) for b in base.split("-", 1)] if base != "*" else [lo, hi]
-            end = bounds[-1] if len(bounds) > 1 or not step else hi
-            out.update(range(bounds[0], end + 1, int(step) if step else 1))
-    except ValueError:
-        return None
-    return {0 if (i == 4 and v == 7) else v for v in out}
 
 
 def cron_gaps(expr: Optional[str]) -> Optional[set]:
@@ -866,7 +852,7 @@ def cron_gaps(expr: Optional[str]) -> Optional[set]:
     fields = _CRON_NICK.get(expr or "", expr or "").split()
     if len(fields) != 5:
         return None
-    minutes, hours, doms, months, dows = [_cron_values(f, i) for i, f in enumerate(fields)]
+    minutes, hours, doms, months, dows = [cron_values(f, i) for i, f in enumerate(fields)]
     if None in (minutes, hours, doms, months, dows):
         return None
     times = sorted(h * 3600 + m * 60 for h in hours for m in minutes)

@@ -149,6 +149,22 @@ def cron_problem(expr: str) -> str | None:
     return None
 
 
+def cron_values(field: str, i: int) -> Optional[set]:
+    """The values field `i` of a cron expression matches (cron_problem's
+    ranges and names; a weekday 7 is Sunday, 0); None when it cannot be
+    read. monitor.cron_gaps steps a schedule with them."""
+    lo, hi = _CRON_RANGES[i]
+    out: set = set()
+    try:
+        for item in field.split(","):
+            base, _, step = item.partition("/")
+            bounds = [int(_CRON_NAMES[i].get(b.lower(), b)) for b in base.split("-", 1)] if base != "*" else [lo, hi]
+            end = bounds[-1] if len(bounds) > 1 or not step else hi
+            out.update(range(bounds[0], end + 1, int(step) if step else 1))
+    except ValueError:
+        return None
+    return {0 if (i == 4 and v == 7) else v for v in out}
+
 # What a path in hosts.yml may hold: letters, digits and . _ - / + @ , =
 # (docs/hosts.md). Everything else ($, backquotes, quotes, ; | & < >,
 # spaces, globs, backslashes, %, which cron reads as a newline) is refused.

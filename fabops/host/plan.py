@@ -218,6 +218,14 @@ def restore_cut_off(in_progress) -> Optional[str]:
     return str(in_progress.get("run_id")) if in_progress.get("step") in UNSAFE_RESTORE_STEPS else None
 
 
+def cut_off_words(in_progress, host: str) -> Optional[str]:
+    """restore_cut_off_text for the restore `in_progress` names, when it was
+    cut off putting items back (restore_cut_off); else None: the planner's,
+    restart's and reset's refusal."""
+    run_id = restore_cut_off(in_progress)
+    return restore_cut_off_text(run_id, host) if run_id is not None else None
+
+
 def restore_cut_off_text(run_id: str, host: str) -> str:
     """The one wording for it: the planner's abort and health --fix's
     refusal. The take-over command as deploy.suggest words one (this
@@ -247,9 +255,8 @@ def _plan(host, state: State, facts: Facts, opts: Opts) -> Union[Plan, Need]:
     backoff); a bad target (finish on the last good commit, hold, or say
     it is tried again); a retry not due; the preflight; else deploy."""
     target = choose_target(state, facts, opts)
-    cut_off = restore_cut_off(state.in_progress)
-    if cut_off is not None:  # no run may start or deploy over it, nor clear its mark (UNSAFE_RESTORE_STEPS)
-        message = restore_cut_off_text(cut_off, host.name)
+    message = cut_off_words(state.in_progress, host.name)
+    if message is not None:  # no run may start or deploy over it, nor clear its mark (UNSAFE_RESTORE_STEPS)
         return Plan("abort", "broken", message, target or "", state.deployed,
                     record=not said_already(state, message))
     if target is None and opts.trigger == "rollback" and opts.ref is None:

@@ -261,10 +261,9 @@ def _held(s: dict, host: Host, services=None) -> List[str]:
 def _cut_off(state: dict, host: Optional[Host]) -> Optional[str]:
     """The planner's words for a restore cut off putting items back
     (host/plan.restore_cut_off_text), else None."""
-    from ..host.plan import restore_cut_off, restore_cut_off_text
+    from ..host.plan import cut_off_words
 
-    cut = restore_cut_off(state.get("in_progress"))
-    return restore_cut_off_text(cut, host.name if host else "HOST") if cut is not None else None
+    return cut_off_words(state.get("in_progress"), host.name if host else "HOST")
 
 
 def _state(text: str) -> dict:

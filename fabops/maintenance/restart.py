@@ -75,7 +75,7 @@ def parse_restart_facts(output: str, host: Host, services,
     the run's `-i`, for the commands it names), and the words of a restore
     cut off putting items back (host/plan.restore_cut_off_text, as the
     planner's abort; None without one)."""
-    from ..host.plan import restore_cut_off, restore_cut_off_text
+    from ..host.plan import cut_off_words
     from ..monitor import checkout_moved_text
     from ..remote import parse_lock_holder
 
@@ -84,8 +84,7 @@ def parse_restart_facts(output: str, host: Host, services,
     state = _state(s.get("state", ""))
     moved = checkout_moved_text(state.get("deployed"), s.get("head", "").strip() or None, host.name, inventory,
                                 state.get("in_progress"))
-    cut = restore_cut_off(state.get("in_progress"))
-    cut_off = restore_cut_off_text(cut, host.name) if cut is not None else None
+    cut_off = cut_off_words(state.get("in_progress"), host.name)
     return (_held(s, host, services) if "owners" in s else []), holder, moved, cut_off
 
 
