@@ -554,6 +554,12 @@ def copy_sqlite(it: Item, dest: str) -> Optional[str]:
     try:
         with closing(sqlite3.connect(f"file:{quote(src)}?mode=ro", uri=True, timeout=30)) as s, \
                 closing(sqlite3.connect(dest)) as d:
+            # the read lock first, through the busy handler (timeout): backup()
+            # alone retries a busy source every 250 ms, which a writer that
+            # commits without pause can starve for minutes (a rollback-journal
+            # database); held, the one-step copy reads under it
+            s.execute("BEGIN")
+            s.execute("SELECT count(*) FROM sqlite_master").fetchone()
             s.backup(d)
             check = d.execute("PRAGMA integrity_check").fetchone()[0]
     except sqlite3.OperationalError as exc:
