@@ -134,7 +134,7 @@ class Target:
         password for `argv`; without it the invoke Result comes back."""
         opts: Dict[str, Any] = dict(hide=True, warn=True, in_stream=False)
         if stdin is not None:
-            opts.update(in_stream=_Feed(stdin), encoding="utf-8")
+            opts.update(in_stream=Feed(stdin), encoding="utf-8")
         if timeout is not None:
             opts["timeout"] = timeout
         if env and self.is_local:
@@ -282,14 +282,16 @@ class UserTarget(Target):
         raise NotImplementedError("UserTarget streams nothing")
 
 
-class _Feed:
+class Feed:
     """`Target.run`'s stdin, as invoke's runner reads it. The runner reads a
     stream that is not a terminal one byte per call and naps 2 ms between
     calls (shell.tune_runner): 1 MB would take half an hour. This hands it
     64 Ki characters a call, then "" (end of file), on which invoke closes
     the command's stdin: the pipe here, `shutdown_write` of the SSH channel
     (fabric's Remote.close_proc_stdin), so `cat` and `crontab -` end. Text,
-    not bytes: the runner encodes what it is given (encoding utf-8)."""
+    not bytes: the runner encodes what it is given (encoding utf-8).
+    Public: maintenance/backup's restore feeds its input through a subclass
+    of it (#24: no module imports another's private name)."""
 
     CHUNK = 1 << 16
 

@@ -75,7 +75,7 @@ class LocalContext:
             raise TypeError("LocalContext.run captures output and returns failures (hide=True, warn=True)")
         full = dict(os.environ, **(self.env if env is None else env))
         data = None
-        if in_stream is not False:  # Target's _Feed: text until ""
+        if in_stream is not False:  # Target's Feed: text until ""
             data = "".join(iter(in_stream.read, ""))
         encoding = encoding or locale.getpreferredencoding(False)
         # A session (and process group) of its own, so a timeout ends the

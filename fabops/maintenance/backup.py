@@ -16,7 +16,7 @@ from ..host.backup import INTERRUPTED_BEFORE
 from ..host.backup import exit_code  # noqa: F401 (the task's; cron's fast path exits with it too)
 from ..inventory import Host
 from ..shell import Cmd, join, path, sh
-from ..target import Target, _Feed
+from ..target import Target, Feed
 
 class Interrupted(FabopsError):
     """An in-place restore ended by Ctrl-C (or SIGTERM) before it stopped
@@ -131,7 +131,7 @@ class Waiting:
         return _Fed(stdin, self)
 
 
-class _Fed(_Feed):
+class _Fed(Feed):
     def __init__(self, data: str, waiting: Waiting):
         super().__init__(data)
         self.waiting = waiting
