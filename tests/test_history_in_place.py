@@ -110,3 +110,15 @@ def test_the_run_that_finishes_a_watch_a_restart_ended_reads_as_its_record(sandb
     assert f"at {v2[:10]} deployed" in flat and "healthy" not in flat and f"{v2[:10]} -> " not in flat, flat
     status = " ".join(run_cli("status", "-i", str(sandbox.inventory)).stdout.split())
     assert f": deployed at {v2[:10]}" in status, status
+
+
+def test_a_deploy_that_found_its_target_checked_out_says_already_at(frozen, capsys, monkeypatch):  # noqa: F811
+    """Its message since #24's trial (host/pipeline._promote): `already at
+    X, now deployed (was W)`, not `X -> X`; history's row still shows the
+    commit's subject, once, as any deploy's."""
+    from fabops.tasks.render import history_table
+
+    runs = RUNS[:-1] + [dict(RUNS[-1], message="already at 0a1b2c3d4e, now deployed (was 9b8c7d6e5f)")]
+    flat = " ".join(render(capsys, monkeypatch, 200, history_table, "find-to-do", runs).split())
+    assert "at 0a1b2c3d4e deployed" in flat and flat.count("Record the meeting's end (Bob)") == 1, flat
+    assert "already at" not in flat, flat

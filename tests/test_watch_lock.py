@@ -181,7 +181,7 @@ def test_a_deploy_queued_behind_a_watch_never_ships_over_a_rollback(sandbox, cro
 
 
 def test_restart_during_a_watch_is_no_crash_and_the_next_run_finishes_the_deploy(sandbox, cron_run):
-    sandbox.result()
+    v1 = sandbox.result()[1]["to"]
     long_watch(sandbox, "120s")
     v2 = sandbox.origin.good("2")
     cron = cron_run()
@@ -199,6 +199,10 @@ def test_restart_during_a_watch_is_no_crash_and_the_next_run_finishes_the_deploy
     assert (code, res["result"], res["to"]) == (1, "deployed", v2), res  # exit 1: it says what it finished
     assert any("interrupted run cronrun" in w for w in res["warnings"]), res["warnings"]
     assert sandbox.state["in_progress"] is None and sandbox.state["deployed"] == v2
+    # the checkout was on v2 already (cron's run put it there): said so, and
+    # what it promoted from, never `v2 -> v2` (#24); history shows v2's subject
+    assert res["message"] == f"already at {v2[:10]}, now deployed (was {v1[:10]})", res
+    assert sandbox.history()[-1]["message"] == res["message"]
 
 
 def test_rollback_without_to_during_a_watch_goes_to_the_last_commit_that_completed_its_watch(sandbox, cron_run):

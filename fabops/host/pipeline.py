@@ -591,9 +591,18 @@ class Pipeline:
         if pin:
             self.res.pinned = target
         # nothing deployed before: a first deploy, not "X -> X" from the
-        # commit the checkout happened to be at
-        self.rec.finish("deployed", f"{short(self.res.from_)} -> {short(target)}" if deployed
-                        else f"first deploy, at {short(target)}", promote)
+        # commit the checkout happened to be at; a run that goes from where
+        # the checkout is (Plan.from_) and found it on the target already (it
+        # finished a superseded run, whose checkout that was) says so and
+        # what it promoted from, not "X -> X" (#24; docs/pipeline.md, `superseded`)
+        if not deployed:
+            message = f"first deploy, at {short(target)}"
+        elif self.res.from_ == target:
+            message = f"already at {short(target)}" + (f", now deployed (was {short(deployed)})"
+                                                       if deployed != target else "")
+        else:
+            message = f"{short(self.res.from_)} -> {short(target)}"
+        self.rec.finish("deployed", message, promote)
 
     def _rollback(self, rules: Sequence[DepRule], before: Sequence[str], affected: Sequence[Service],
                   fallback: Optional[str], target: str) -> None:

@@ -383,8 +383,12 @@ def span(rec: dict, arrow: str) -> str:
 
 def restated(rec: dict) -> bool:
     """Whether a record's message only says its `from -> to` again, as a
-    deploy's does (host/pipeline.py, _promote): the row's span says it."""
-    return str(rec.get("message") or "") == f"{short(rec.get('from'))} -> {short(rec.get('to'))}"
+    deploy's does (host/pipeline.py, _promote): the row's span says it. A
+    deploy that found the checkout on its target already says `already at
+    X` (and the commit it promoted from): the row shows its subject too."""
+    message = str(rec.get("message") or "")
+    return message == f"{short(rec.get('from'))} -> {short(rec.get('to'))}" or (
+        rec.get("result") == "deployed" and message.startswith(f"already at {short(rec.get('to'))}"))
 
 
 def ago(ts) -> str:
