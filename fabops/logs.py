@@ -129,6 +129,11 @@ ERROR_WORDS = ("error", "exception", "traceback", "uncaught", "panic", "fatal", 
                "core dumped", "/failure", "failed with result")
 
 
+# The health log's status words (host/health._line) that are errors: a
+# failed check's (health's Nagios CRITICAL, exit 2; docs/monitor.md)
+HEALTH_FAILURES = (errors.FAILED,)
+
+
 def error_words() -> List[str]:
     """ERROR_WORDS as grep's `-e WORD` arguments (with -i)."""
     return [arg for word in ERROR_WORDS for arg in ("-e", word)]
@@ -140,11 +145,18 @@ def error_filter(source: str, follow: bool) -> Cmd:
     back, which need not say "error": its status word, as host/record.py
     writes it (`[trigger actor] ROLLED_BACK a -> b ...`), for each of its
     FAILURES, and a failed backup's or restore's (their lines are in the
-    one format too: host/record.log_line)."""
+    one format too: host/record.log_line). In the health log, the line of
+    every check that failed (`TIME HOST FAILED: bot is stopped`, as
+    host/health._line writes it: its Nagios word after the time and the
+    host's name), which need not say "error" either (#24's trial: `logs
+    --source health --errors` showed none)."""
     words = error_words()
     if source == "update":
         for result in FAILURES + ("backup_failed", "restore_failed"):
             words += ["-e", "] %s " % result.upper()]
+    if source == "health":
+        for word in HEALTH_FAILURES:
+            words += ["-e", "^[^ ]* [^ ]* %s: " % errors.NAMES[word]]
     return sh(" | grep{buffered} -i {words}", buffered=raw(" --line-buffered") if follow else raw(""), words=join(words))
 
 

@@ -46,3 +46,19 @@ def test_a_failed_backup_or_restore_line_is_an_error():
     a failed backup's and restore's too; `--errors` keeps those, not the good ones."""
     lines = [line(r) for r in ("backup_failed", "restore_failed", "backed_up", "restored")]
     assert grep("update", "".join(lines)) == "".join(lines[:2])
+
+
+def test_a_failed_health_check_line_is_an_error():
+    """#24's trial: `logs --source health --errors` showed none of the
+    health log's `FAILED:` lines (a stopped service need not say "error").
+    The lines as host/health._line writes them; an OK or WARNING one is no
+    error, nor another source's line that says `FAILED:` elsewhere."""
+    from fabops import errors
+    from fabops.host.health import HealthReport, _line
+    from fabops.inventory import loads
+
+    host = loads("hosts:\n  h1: {app: {path: /srv/app}}\n", "x.yml").hosts["h1"]
+    said = [_line(host, HealthReport("h1", code, "down", message=f"bot is {word}")) + "\n"
+            for code, word in ((errors.FAILED, "stopped"), (errors.OK, "ok"), (errors.WARNING, "recovered"))]
+    assert grep("health", "".join(said)) == said[0], said
+    assert grep("journal", said[0]) == ""  # an app's words are not health's
