@@ -114,6 +114,8 @@ def monitor_script(host: Host, window: float = CPU_WINDOW, sample_age: Optional[
         _section("mem", _MEM),
         _section("disk", raw("df -Pk / 2>/dev/null | tail -n 1")),
         _section("load", _LOAD),
+        # the zone the host's cron reads schedule.update in (evaluate's cron-stalled rule: stall_span)
+        _section("tz", raw("date +%z")),
     ]
     parts += _service_parts(host)
     parts += _probe_parts(host)
@@ -490,6 +492,7 @@ def parse(output: str, host: Host, now: Optional[float] = None, previous: Option
     cpu, service_cpu, window = cpu_rates(start, _point(s, "1", host, statuses))
     facts: Dict[str, Any] = {"schema": SCHEMA_VERSION, "host": host.name, "time": now, "cpu": cpu}
     facts.update(_machine(s))
+    facts["utc_offset"] = utc_offset(s.get("tz"))
     facts["cpu_window"], facts["cpu_source"] = window, source if window is not None else None
     facts["services"] = _services(s, host, statuses, service_cpu)
     facts["root_units"] = root_units(s.get("units"), host)
@@ -541,6 +544,15 @@ def _machine(s: Dict[str, str]) -> Dict[str, Any]:
     out["load"] = _float(load[0]) if load else None
     out["uptime"] = _float(load[5]) if len(load) >= 6 else None
     return out
+
+
+def utc_offset(text: Optional[str]) -> Optional[int]:
+    """`date +%z` (`+0900`, `-0330`) as seconds east of UTC; None: not read."""
+    text = (text or "").strip()
+    if len(text) != 5 or text[0] not in "+-" or not text[1:].isdigit():
+        return None
+    seconds = int(text[1:3]) * 3600 + int(text[3:]) * 60
+    return -seconds if text[0] == "-" else seconds
 
 
 def _statuses(s: Dict[str, str], host: Host) -> dict:
@@ -804,10 +816,11 @@ def root_units(text: Optional[str], host: Host) -> List[Dict[str, str]]:
 
 def update_interval(expr: Optional[str]) -> Optional[float]:
     """The typical gap between runs of a cron expression (schedule.update:
-    the cron-stalled warning at 3x, and how old a CPU sample may be), for
-    the common shapes; a day, month or weekday field is not stretched to
-    its longest gap (`*/5 * * * 1-5` is 5 min: a stall is still news on a
-    weekday). The backup rule's longest gap is longest_gap's."""
+    how old a CPU sample may be, and the cron-stalled warning's 3x for a
+    schedule stall_span cannot step), for the common shapes; a day, month
+    or weekday field is not stretched to its longest gap (`*/5 * * * 1-5`
+    is 5 min). The backup rule's longest gap is longest_gap's; the
+    cron-stalled rule steps the calendar itself (stall_span)."""
     if not expr:
         return None
     nick = {"@hourly": 3600, "@daily": 86400, "@midnight": 86400, "@weekly": 604800}
@@ -840,15 +853,12 @@ _CRON_FROM, _CRON_DAYS = datetime.date(2024, 1, 1), 8 * 366
 
 
 
-def cron_gaps(expr: Optional[str]) -> Optional[set]:
-    """The gaps, in seconds, between consecutive runs of a cron expression,
-    found by stepping it over the days of _CRON_DAYS (the day's times from
-    the minute and hour fields, so a day costs one test): `0 3 * * 1-5`
-    {1d, 3d}, `0 3 */2 * *` {1d, 2d} (the 31st to the 1st; February's
-    27th to March's 1st). cron(8)'s rule for the day: with both the
-    day-of-month and the weekday field restricted (not starting with `*`),
-    either one matching; else both. Local-time days (a DST change's hour is
-    not counted). None for @reboot, a field not read, or under two runs."""
+def _cron_calendar(expr: Optional[str]):
+    """(the day's run times in seconds since midnight, from the minute and
+    hour fields; whether it runs on a date) of a cron expression, or None
+    for @reboot or a field not read. cron(8)'s rule for the day: with both
+    the day-of-month and the weekday field restricted (not starting with
+    `*`), either one matching; else both."""
     fields = _CRON_NICK.get(expr or "", expr or "").split()
     if len(fields) != 5:
         return None
@@ -857,12 +867,26 @@ def cron_gaps(expr: Optional[str]) -> Optional[set]:
         return None
     times = sorted(h * 3600 + m * 60 for h in hours for m in minutes)
     either = not fields[2].startswith("*") and not fields[4].startswith("*")
-    days = []
-    for n in range(_CRON_DAYS):
-        d = _CRON_FROM + datetime.timedelta(days=n)
+
+    def runs_on(d: datetime.date) -> bool:
         dom, dow = d.day in doms, d.isoweekday() % 7 in dows
-        if d.month in months and ((dom or dow) if either else (dom and dow)):
-            days.append(n)
+        return d.month in months and ((dom or dow) if either else (dom and dow))
+
+    return times, runs_on
+
+
+def cron_gaps(expr: Optional[str]) -> Optional[set]:
+    """The gaps, in seconds, between consecutive runs of a cron expression,
+    found by stepping it over the days of _CRON_DAYS (_cron_calendar: the
+    day's times from the minute and hour fields, so a day costs one test):
+    `0 3 * * 1-5` {1d, 3d}, `0 3 */2 * *` {1d, 2d} (the 31st to the 1st;
+    February's 27th to March's 1st). Local-time days (a DST change's hour
+    is not counted). None for @reboot, a field not read, or under two runs."""
+    calendar = _cron_calendar(expr)
+    if calendar is None:
+        return None
+    times, runs_on = calendar
+    days = [n for n in range(_CRON_DAYS) if runs_on(_CRON_FROM + datetime.timedelta(days=n))]
     if len(times) * len(days) < 2:
         return None
     gaps = {b - a for a, b in zip(times, times[1:])}
@@ -876,6 +900,62 @@ def longest_gap(expr: Optional[str]) -> Optional[float]:
     more (`0 3 */2 * *`: 2 days, not a month)."""
     gaps = cron_gaps(expr)
     return float(max(gaps)) if gaps else None
+
+
+# cron stalled: no update check for this many of schedule.update's runs
+# after the one the last check belongs to (docs/monitor.md)
+STALL_RUNS = 3
+_EPOCH = datetime.date(1970, 1, 1)
+
+
+def stall_span(expr: Optional[str], last: float, offset: int) -> Optional[float]:
+    """How long after an update check at `last` no other is normal: until
+    the STALL_RUNS-th run of the schedule after it, plus the time the check
+    came after its own run (the schedule's latest run before it: cron's
+    start and the run's length; at most the shortest gap, for a check a
+    person's deploy made), on the host's calendar (`offset`: its UTC
+    offset, the zone its cron reads the schedule in). So `*/5 * * * *` is
+    3x its gap, as before; `*/5 * * * 1-5` 15 min on a weekday, but 2d 15m
+    after Friday's 23:55 (#24: a Saturday with no checks is no stall).
+    None: not stepped (cron_gaps)."""
+    gaps, calendar = cron_gaps(expr), _cron_calendar(expr)
+    if not gaps or calendar is None:
+        return None
+    times, runs_on = calendar
+    local = last + offset
+    first = int(local // 86400) - int(max(gaps) // 86400) - 1  # a longest gap back: the check's own run is in it
+    runs: List[float] = []
+    for n in range(first, int(local // 86400) + 2 + int((STALL_RUNS + 1) * max(gaps) // 86400)):
+        if runs_on(_EPOCH + datetime.timedelta(days=n)):
+            runs += [n * 86400.0 + t for t in times]
+    before = [r for r in runs if r <= local]
+    after = [r for r in runs if r > local]
+    if not before or len(after) < STALL_RUNS:
+        return None
+    return after[STALL_RUNS - 1] + min(local - before[-1], min(gaps)) - local
+
+
+def _stalled(dep: Optional[Dict[str, Any]], expr: Optional[str], offset: Optional[int],
+             now: float) -> Optional[str]:
+    """The cron-stalled finding (docs/monitor.md), else None: no update
+    check for STALL_RUNS of schedule.update's runs (stall_span), or for 3x
+    its typical gap (update_interval) when the calendar cannot be stepped.
+    Without the host's offset (an older record, not read) the laptop's own
+    at that time stands in."""
+    interval = update_interval(expr)
+    if not (dep and dep.get("last_check") and expr):
+        return None
+    last = float(dep["last_check"])
+    age = now - last
+    span = stall_span(expr, last, time.localtime(last).tm_gmtoff if offset is None else offset)
+    if span is None and not interval:
+        return None
+    if age <= (3 * interval if span is None else span):
+        return None
+    steady = len(cron_gaps(expr) or ()) <= 1
+    expected = (f"expected every {int(interval // 60) or 1} min" if steady and interval
+                else f"{STALL_RUNS} runs of schedule.update {expr} since")
+    return f"cron stalled: last update check {int(age // 60)} min ago ({expected})"
 
 
 def evaluate(facts: Dict[str, Any], host: Host, now: Optional[float] = None,
@@ -892,11 +972,9 @@ def evaluate(facts: Dict[str, Any], host: Host, now: Optional[float] = None,
     if facts.get("disk") is not None and facts["disk"] >= th["disk"]:
         found.append((errors.WARNING, f"root disk {facts['disk']:g}% ≥ {th['disk']:g}%"))
     dep = facts.get("deploy")
-    interval = update_interval(host.schedule.get("update"))
-    if dep and dep.get("last_check") and interval:
-        age = now - float(dep["last_check"])
-        if age > 3 * interval:
-            found.append((errors.WARNING, f"cron stalled: last update check {int(age // 60)} min ago (expected every {int(interval // 60) or 1} min)"))
+    stalled = _stalled(dep, host.schedule.get("update"), facts.get("utc_offset"), now)
+    if stalled:
+        found.append((errors.WARNING, stalled))
     cut_off = dep.get("restore_cut_off") if dep else None
     if cut_off:  # services down on purpose, data half put back: no restart is the way out, so no backoff's
         found.append((errors.FAILED, cut_off_finding(str(cut_off), host.name)))
