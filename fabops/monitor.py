@@ -24,7 +24,8 @@ from .inventory import Host
 from .logs import error_words
 from .probe import MARK, split_sections
 from .procstat import PROC_STAT, parse_end, process_ages
-from .checks import http_check_cmd, http_check_input, listeners_source, parse_http_results, port_listening_cmd
+from .checks import (http_check_cmd, http_check_input, listeners_source, owners_and_http_cmd, parse_http_results,
+                     port_listening_cmd)
 from .host.listeners import OTHER, OWN, from_json
 from .unit_audit import units_cmd
 from .validate import cron_values
@@ -124,14 +125,15 @@ def monitor_script(host: Host, window: float = CPU_WINDOW, sample_age: Optional[
     checks = _checks(host)
     # The host's python3 runs (the slowest parts: an interpreter's start
     # each) run beside the rest, not one after another in it.
-    beside = _owner_parts(host)
-    if checks:
-        # One python3 runs every check (host/httpcheck.py), one result line
-        # each in host.services' order; printf is a builtin, so the specs
-        # never reach an argv. The checks (monitor_input: URLs, headers,
-        # bodies) come on stdin, read once first, before any other command
-        # could read it (docs/security.md).
-        beside.append(_section("http", http_check_cmd(raw('printf \'%s\\n\' "$FABOPS_IN" | '), len(checks))))
+    # One python3 runs every check (host/httpcheck.py), one result line
+    # each in host.services' order; printf is a builtin, so the specs
+    # never reach an argv. The checks (monitor_input: URLs, headers,
+    # bodies) come on stdin, read once first, before any other command
+    # could read it (docs/security.md). With ports too, the same python3
+    # says whose they are (_owner_parts).
+    beside = _owner_parts(host, len(checks))
+    if checks and not beside:
+        beside.append(_section("http", http_check_cmd(_FEED, len(checks))))
     script = _beside(beside, lines(parts), lines(_closing_parts(window)))
     return sh("FABOPS_IN=$(cat)\n{script}", script=script) if checks else script
 
@@ -194,12 +196,18 @@ def _probe_parts(host: Host) -> List[Cmd]:
     return parts
 
 
-def _owner_parts(host: Host) -> List[Cmd]:
+# The HTTP checks' specs, from the script's stdin (monitor_script).
+_FEED = raw('printf \'%s\\n\' "$FABOPS_IN" | ')
+
+
+def _owner_parts(host: Host, checks: int = 0) -> List[Cmd]:
     """Whose each declared port's listener is (host/listeners.py, the
     gate's own fact): each service's main PID (systemd's MainPID, a live
     pidfile's PID, else -), then one python3 for every port, one JSON line
     each in host.services' order (the `owners` section). Runs beside the
-    rest of monitor_script (`alive`: the process section's prelude, again)."""
+    rest of monitor_script (`alive`: the process section's prelude, again).
+    With `checks` HTTP checks, that python3 runs them too (the `http`
+    section after `owners`: checks.owners_and_http_cmd)."""
     ported = [svc for svc in host.services if svc.port]
     if not ported:
         return []
@@ -214,8 +222,11 @@ def _owner_parts(host: Host) -> List[Cmd]:
         # systemd:UNIT: what is left of a unit not running (its cgroup) is its own (listeners.service_procs)
         parts.append(sh('{pid}; OA="$OA "{port}" ${{P:--}} "{kind}', pid=pid, port=str(svc.port),
                         kind=f"systemd:{svc.name}" if svc.manager == "systemd" else "process"))
-    parts.append(_section("owners", sh("command -v python3 >/dev/null 2>&1 && python3 -I -S -c {source} $OA",
-                                       source=listeners_source())))
+    if checks:
+        parts.append(_section("owners", owners_and_http_cmd(MARK + "http", _FEED, checks)))
+    else:
+        parts.append(_section("owners", sh("command -v python3 >/dev/null 2>&1 && python3 -I -S -c {source} $OA",
+                                           source=listeners_source())))
     return [lines(parts)]
 
 

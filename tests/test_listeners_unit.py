@@ -193,6 +193,17 @@ def test_the_json_line_round_trips_and_junk_is_not_verified():
     assert listeners.from_json(3013, "").state == UNVERIFIED
 
 
+@pytest.mark.parametrize("text", ["python3 -m http.server 3013", "", "".join(map(chr, range(0x300))),
+                                  'q"b\\\u2028…é\U0001f600\x7f'])
+def test_main_writes_its_line_as_json_dumps_does(text):
+    """main's line is written without importing json (one import fewer on
+    the host's python3): byte for byte what json.dumps writes."""
+    import json
+
+    for value in ({"state": text, "pid": 4242, "command": None, "why": text}, {"state": OWN, "pid": None}):
+        assert listeners._json(value) == json.dumps(value)
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs Linux /proc")
 def test_a_real_listener_of_this_process_is_its_own_and_anothers_for_a_stranger():
     with socket.socket() as s:

@@ -108,3 +108,38 @@ def test_parse_http_results_junk():
     assert parse_http_results("0 0.001 no answer (Connection refused)", 1)[0] == (None, "no answer (Connection refused)", 0.001)
     assert parse_http_results("200 0.01 HTTP 200\n", 2) == [(200, "HTTP 200", 0.01), (None, "no answer", None)]
     assert parse_http_results("garbage\n302 0.5 HTTP 302", 2)[1] == (302, "HTTP 302", 0.5)
+
+
+def _sh(cmd, stdin="", path=None):
+    import os
+    import subprocess
+
+    env = dict(os.environ, PATH=path) if path else None
+    return subprocess.run(["sh", "-c", cmd], input=stdin, capture_output=True, text=True, env=env, timeout=30).stdout
+
+
+def test_one_python3_says_what_the_owner_and_the_check_commands_say(server, tmp_path):
+    """The monitor's one python3 for its ports and its checks
+    (checks.owners_and_http_cmd) prints what port_owner_cmd and
+    http_check_cmd print, each from its own python3; without python3 the
+    same as they do: no owner line, `no answer` a check."""
+    import os
+    import shutil
+
+    from fabops.checks import owners_and_http_cmd, port_owner_cmd
+    from fabops.shell import sh
+
+    checks = [Check(url=f"http://127.0.0.1:{server}/health"), Check(url=f"http://127.0.0.1:{server}/bad")]
+    words = f"{server} {os.getpid()} process {server} - systemd:bot"
+    both = sh("OA={w}; {cmd}", w=words, cmd=owners_and_http_cmd("@@mark", FROM_STDIN, 2))
+    owners, _, results = _sh(both, http_check_input(checks)).partition("\n\n@@mark\n")
+    alone = _sh(port_owner_cmd(server, os.getpid(), False)) + _sh(port_owner_cmd(server, None, True, "bot"))
+    assert owners.splitlines() == alone.splitlines() and '"state": "own"' in owners
+    separate = _sh(http_check_cmd(FROM_STDIN, 2), http_check_input(checks))
+    assert [r[:2] for r in parse_http_results(results, 2)] == [r[:2] for r in parse_http_results(separate, 2)]
+    assert [r[0] for r in parse_http_results(results, 2)] == [200, 500]
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "sh").symlink_to(shutil.which("sh"))
+    without = _sh(both, http_check_input(checks), path=str(bindir))
+    assert without.startswith("\n@@mark\n") and without.count("no python3 on the host") == 2, without

@@ -25,10 +25,9 @@ monitor), where `main` prints the answer as one JSON line.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
-from typing import Dict, Iterable, List, NamedTuple, Optional, Set, Tuple
+from collections import namedtuple
 
 PROC = "/proc"
 CGROUP_ROOT = "/sys/fs/cgroup"
@@ -42,18 +41,21 @@ OTHER = "other"
 UNVERIFIED = "unverified"
 
 
-class Listener(NamedTuple):
-    address: str  # 127.0.0.1, 0.0.0.0, ::, ::1 ...
-    port: int
-    inode: int
+# collections.namedtuple, not typing's: this file runs on every monitor
+# look as `python3 -c` source, and typing is the largest import it would
+# make (docs/benchmarks.md, "One python3 on the host"). The annotations
+# below are never evaluated (`from __future__ import annotations`), so
+# builtin generics and `X | None` in them are fine on the host's 3.9.
+class Listener(namedtuple("Listener", "address port inode")):
+    """address: 127.0.0.1, 0.0.0.0, ::, ::1 ...; port; the socket's inode."""
+    __slots__ = ()
 
 
-class PortOwner(NamedTuple):
-    port: int
-    state: str  # closed | own | other | unverified
-    pid: Optional[int] = None  # the other process holding it, when it could be found
-    command: str = ""  # its command line, cut to COMMAND_WIDTH
-    why: str = ""  # unverified: why not
+class PortOwner(namedtuple("PortOwner", "port state pid command why", defaults=(None, "", ""))):
+    """port; state: closed | own | other | unverified; pid: the other
+    process holding it, when it could be found; command: its command line,
+    cut to COMMAND_WIDTH; why: unverified: why not."""
+    __slots__ = ()
 
     @property
     def holder(self) -> str:
@@ -93,16 +95,19 @@ def _address(text: str) -> str:
     return socket.inet_ntop(socket.AF_INET6, words)
 
 
-def parse_listeners(text: str) -> List[Listener]:
+def parse_listeners(text: str, only: int | None = None) -> list[Listener]:
     """The LISTEN sockets in /proc/net/tcp or tcp6 text (the header line
-    and anything unreadable skipped)."""
-    out: List[Listener] = []
+    and anything unreadable skipped); on port `only` alone when given (the
+    others' addresses are not worked out: no socket import for them)."""
+    out: list[Listener] = []
     for line in text.splitlines():
         parts = line.split()
         if len(parts) < 10 or parts[3] != LISTEN:
             continue
         addr, _, port = parts[1].rpartition(":")
         try:
+            if only is not None and int(port, 16) != only:
+                continue
             listener = Listener(_address(addr), int(port, 16), int(parts[9]))
         except ValueError:
             continue
@@ -111,7 +116,7 @@ def parse_listeners(text: str) -> List[Listener]:
     return out
 
 
-def parse_stat(text: str) -> Optional[Tuple[int, int, int]]:
+def parse_stat(text: str) -> tuple[int, int, int] | None:
     """(ppid, process group, session) from a /proc/PID/stat line."""
     fields = text.rpartition(")")[2].split()
     try:
@@ -120,7 +125,7 @@ def parse_stat(text: str) -> Optional[Tuple[int, int, int]]:
         return None
 
 
-def socket_inode(link: str) -> Optional[int]:
+def socket_inode(link: str) -> int | None:
     """The inode of a `socket:[12345]` fd link, else None."""
     if link.startswith("socket:[") and link.endswith("]"):
         try:
@@ -143,19 +148,19 @@ def _read(path: str) -> str:
         return ""
 
 
-def listeners(port: int, proc: str = PROC) -> List[Listener]:
+def listeners(port: int, proc: str = PROC) -> list[Listener]:
     """Every LISTEN socket on `port`, IPv4 and IPv6."""
-    return [x for name in ("tcp", "tcp6") for x in parse_listeners(_read(f"{proc}/net/{name}")) if x.port == port]
+    return [x for name in ("tcp", "tcp6") for x in parse_listeners(_read(f"{proc}/net/{name}"), port)]
 
 
-def _pids(proc: str) -> List[int]:
+def _pids(proc: str) -> list[int]:
     try:
         return [int(d) for d in os.listdir(proc) if d.isdigit()]
     except OSError:
         return []
 
 
-def _table(proc: str) -> Dict[int, Tuple[int, int, int]]:
+def _table(proc: str) -> dict[int, tuple[int, int, int]]:
     """{pid: (ppid, group, session)} of every process this user can see."""
     out = {}
     for pid in _pids(proc):
@@ -165,7 +170,7 @@ def _table(proc: str) -> Dict[int, Tuple[int, int, int]]:
     return out
 
 
-def _cgroup_procs(pid: int, proc: str, root: str) -> Set[int]:
+def _cgroup_procs(pid: int, proc: str, root: str) -> set[int]:
     """The PIDs of `pid`'s cgroup (v2: the `0::` line), or none."""
     for line in _read(f"{proc}/{pid}/cgroup").splitlines():
         if line.startswith("0::/") and line.strip() != "0::/":
@@ -174,7 +179,7 @@ def _cgroup_procs(pid: int, proc: str, root: str) -> Set[int]:
     return set()
 
 
-def members(pid: int, systemd: bool, proc: str = PROC, root: str = CGROUP_ROOT) -> Set[int]:
+def members(pid: int, systemd: bool, proc: str = PROC, root: str = CGROUP_ROOT) -> set[int]:
     """The service's processes: its main PID, every descendant, and its
     unit's cgroup (systemd) or its process group and session (the process
     back end starts each service with setsid: group and session are its PID)."""
@@ -184,7 +189,7 @@ def members(pid: int, systemd: bool, proc: str = PROC, root: str = CGROUP_ROOT) 
         found |= _cgroup_procs(pid, proc, root)
     else:
         found |= {p for p, (_pp, group, session) in table.items() if pid in (group, session)}
-    children: Dict[int, List[int]] = {}
+    children: dict[int, list[int]] = {}
     for p, (ppid, _g, _s) in table.items():
         children.setdefault(ppid, []).append(p)
     todo = list(found)
@@ -196,7 +201,7 @@ def members(pid: int, systemd: bool, proc: str = PROC, root: str = CGROUP_ROOT) 
     return found
 
 
-def _sockets(pid: int, proc: str) -> Set[int]:
+def _sockets(pid: int, proc: str) -> set[int]:
     """The socket inodes among `pid`'s open files. PermissionError when
     they cannot be read; a process gone meanwhile has none."""
     out = set()
@@ -224,7 +229,7 @@ def command_line(pid: int, proc: str = PROC, width: int = COMMAND_WIDTH) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
-def _holder(inodes: Set[int], skip: Iterable[int], proc: str) -> Optional[int]:
+def _holder(inodes: set[int], skip: set[int] | list[int], proc: str) -> int | None:
     """The first process (lowest PID) whose open files include one of
     `inodes`, or None when none this user can read does."""
     skip = set(skip)
@@ -239,7 +244,7 @@ def _holder(inodes: Set[int], skip: Iterable[int], proc: str) -> Optional[int]:
     return None
 
 
-def unit_procs(unit: str, proc: str = PROC) -> Set[int]:
+def unit_procs(unit: str, proc: str = PROC) -> set[int]:
     """The processes in systemd unit `unit`'s cgroup (`bot` or
     `bot.service`: a component of their `0::` cgroup path), found from
     /proc alone: what is left of a unit whose main PID is gone."""
@@ -252,8 +257,8 @@ def unit_procs(unit: str, proc: str = PROC) -> Set[int]:
     return out
 
 
-def service_procs(pid: Optional[int], systemd: bool, unit: str = "", proc: str = PROC,
-                  root: str = CGROUP_ROOT) -> Optional[Set[int]]:
+def service_procs(pid: int | None, systemd: bool, unit: str = "", proc: str = PROC,
+                  root: str = CGROUP_ROOT) -> set[int] | None:
     """The service's processes (`members`) when its main PID runs. When it
     does not (died, between systemd's restarts, a stale pidfile) what is
     left of it: its unit's cgroup (systemd, `unit` given) or its recorded
@@ -268,11 +273,11 @@ def service_procs(pid: Optional[int], systemd: bool, unit: str = "", proc: str =
     return None if pid else set()
 
 
-def _member_sockets(group: Set[int], proc: str) -> Tuple[Set[int], List[int]]:
+def _member_sockets(group: set[int], proc: str) -> tuple[set[int], list[int]]:
     """The socket inodes of the service's processes this user can read,
     and the processes it cannot (another user's helper): one unreadable
     member does not hide what the others hold."""
-    mine: Set[int] = set()
+    mine: set[int] = set()
     unread = []
     for p in sorted(group):
         try:
@@ -282,7 +287,7 @@ def _member_sockets(group: Set[int], proc: str) -> Tuple[Set[int], List[int]]:
     return mine, unread
 
 
-def port_owner(port: int, pid: Optional[int], systemd: bool = False, proc: str = PROC,
+def port_owner(port: int, pid: int | None, systemd: bool = False, proc: str = PROC,
                root: str = CGROUP_ROOT, unit: str = "") -> PortOwner:
     """Whose the LISTEN sockets on `port` are. `pid`: the service's main
     PID, the one last recorded when it is not running; `unit`: its systemd
@@ -309,7 +314,36 @@ def port_owner(port: int, pid: Optional[int], systemd: bool = False, proc: str =
     return PortOwner(port, OTHER, holder, command_line(holder, proc) if holder else "")
 
 
-def main(argv: List[str]) -> int:
+def _json(value) -> str:
+    """`value` (a dict of str, int and None) as json.dumps writes it,
+    ASCII only, without importing json: main's one line a port, on a
+    python3 that imports nothing else for it (docs/benchmarks.md, "One
+    python3 on the host")."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(_json(str(k)) + ": " + _json(v) for k, v in value.items()) + "}"
+    if value is None:
+        return "null"
+    if isinstance(value, int):
+        return str(value)
+    out = []
+    for ch in str(value):
+        code = ord(ch)
+        if ch in _SHORT:
+            out.append(_SHORT[ch])
+        elif 32 <= code < 127:
+            out.append(ch)
+        elif code > 0xFFFF:  # a surrogate pair, as json.dumps writes one
+            code -= 0x10000
+            out.append("\\u%04x\\u%04x" % (0xD800 | code >> 10, 0xDC00 | code & 0x3FF))
+        else:
+            out.append("\\u%04x" % code)
+    return '"' + "".join(out) + '"'
+
+
+_SHORT = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
+
+
+def main(argv: list[str]) -> int:
     """`python3 -c SOURCE PORT PID|- systemd[:UNIT]|process ...`: port_owner
     of each triple as one JSON line (state, pid, command, why); a PID of 0
     or `-` is a service whose main PID is not known."""
@@ -321,12 +355,14 @@ def main(argv: List[str]) -> int:
                                manager == "systemd", unit=unit)
         except ValueError:
             found = PortOwner(0, UNVERIFIED, why=f"not a port: {port[:20]}")
-        print(json.dumps(dict(found.to_dict(), why=found.why or None)))
+        print(_json(dict(found.to_dict(), why=found.why or None)))
     return 0
 
 
 def from_json(port: int, line: str) -> PortOwner:
     """main's line back as a PortOwner (UNVERIFIED when it is not one)."""
+    import json  # the laptop's and the host's fabops: main's python3 -c never reads one
+
     try:
         data = json.loads(line)
         return PortOwner(port, data["state"], data.get("pid"), data.get("command") or "", data.get("why") or "")
