@@ -107,4 +107,6 @@ def test_its_panel_lists_the_cut_off_restore_as_critical(width, frozen, capsys, 
     text = render(capsys, monkeypatch, width, lambda: console().print(render_host(facts, host)))
     said = " ".join(text.replace("│", " ").split())
     assert "not starting them on half-restored data" in said and "❌ FAILED" in said, text
+    # said once: the findings' line, not also the in-progress line (#24)
+    assert said.count("half-restored") == 1 and said.count("takes it over") == 1, text
     check("monitor-restore-cut-off", width, text)

@@ -37,7 +37,7 @@ def render_host(facts, host, show_history=False):
     from .render import Unbroken, literal, status_cell
 
     lines = [_system_line(facts, host.thresholds)]
-    lines += _deploy_lines(facts.get("deploy"), host.name)
+    lines += _deploy_lines(facts.get("deploy"))
     lines += _backup_lines(facts.get("backup"))
     lines += _log_lines(facts)
     if show_history:
@@ -121,7 +121,7 @@ def _system_line(facts, th) -> str:
             f"up{KEEP}{fmt_duration(facts.get('uptime'))}")
 
 
-def _deploy_lines(dep, host=None) -> list:
+def _deploy_lines(dep) -> list:
     """What is deployed and since when (and where the checkout is when it
     is not there), the last update check and its result, a restart or
     health --fix that judged the host since (its own line), the pin and
@@ -139,8 +139,11 @@ def _deploy_lines(dep, host=None) -> list:
     if dep.get("last_result"):
         style = RESULT_STYLE.get(dep["last_result"], "white")
         line += f": [{style}]{literal(dep['last_result'])}[/{style}]"
-    running = [in_progress_line(dep.get("in_progress_run"), dep.get("in_progress_step"), host)
-               ] if dep.get("in_progress") else []
+    # the run and its step alone: a restore cut off putting items back, and
+    # its way out, is the findings' line (monitor.cut_off_finding; #24: the
+    # panel said it twice)
+    running = ([in_progress_line(dep.get("in_progress_run"), dep.get("in_progress_step"))]
+               if dep.get("in_progress") else [])
     return [line] + verdict_lines(dep.get("verdict")) + pin_lines(dep) + running
 
 
