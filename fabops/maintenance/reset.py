@@ -475,7 +475,12 @@ def _record(c, host: Host, plan: ResetPlan, new_head: str, result: str, message:
     updates = {"last_check": now, "last_result": result, "in_progress": None, "pin": None, "pin_reason": None,
                "own_files": own[-500:]}
     if ok:
-        updates.update({"deployed": new_head, "deployed_at": now})
+        # healthy on new_head: an update check that deployed, whose outcome
+        # ends the `failing` streak and any older target's retry as a
+        # pipeline run's does (host/record.Recorder.settle, state.failing_after);
+        # kept, status and monitor went on saying `updates failing` with the
+        # reason of the run before the reset (#24's trial: `local changes`)
+        updates.update({"deployed": new_head, "deployed_at": now, "failing": None, "retry": None, "notified": []})
     # the commit's `bad` mark, in the same merge as the record (host/state.marked_bad, the pipeline's rule):
     # healthy now, it is no longer bad, as a deploy's promotion drops it (or status would go on calling the
     # running commit bad and a rollback never pick it); its service failed to start, it is bad, as a
