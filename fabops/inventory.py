@@ -207,6 +207,9 @@ class Host(Frozen):
     backup_dir: str = "~/backup"
     setup_command: Optional[str] = None  # run in the app dir after `reset` (legacy setup-complete.sh)
     home: str = ""  # host home; "" until resolved to ~/.fabops/<app>
+    # node_exporter's textfile-collector directory: every host-side run
+    # writes its metrics there (host/prom.py); None writes none
+    metrics_dir: Optional[str] = None
     backup: Backup = field(default_factory=Backup)
 
     @property
@@ -854,6 +857,8 @@ class _Validator:
         app_obj = App(**app)
         home = self.host_path(d.get("home") or f"~/.fabops/{app_obj.name}", f"{key}.home", connection)
         backup_dir = self.host_path(d.get("backup_dir", "~/backup"), f"{key}.backup_dir", connection)
+        metrics_dir = self.host_path(d["metrics_dir"], f"{key}.metrics_dir", connection) if d.get("metrics_dir") \
+            else None
         logs = {k: self.host_path(v, f"{key}.logs.{k}", connection) for k, v in (d.get("logs") or {}).items()}
         for k in SETUP_LOGS:
             # an ssh host's setup makes these with sudo; a local host's are the operator's own files
@@ -885,6 +890,7 @@ class _Validator:
             backup_dir=backup_dir,
             setup_command=d.get("setup_command"),
             home=home,
+            metrics_dir=metrics_dir,
             backup=self.backup_settings(d.get("backup") or {}, f"{key}.backup", connection),
         )
 

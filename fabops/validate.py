@@ -452,6 +452,7 @@ SCHEMA: Dict[str, Dict[str, Key]] = {
         "env_template": Key("string", relpath_problem),
         "backup_dir": _HOSTPATH,
         "home": _HOSTPATH,
+        "metrics_dir": _HOSTPATH,  # node_exporter's textfile collector (docs/metrics.md)
         "setup_command": Key("string"),
         "backup": Key("backup"),
     },

@@ -35,7 +35,7 @@ HOST = {
     "cleanup": [{"path": "/tmp/app", "glob": "*.pcm", "older_than": "1d"}],
     "schedule": {"update": "*/5 * * * *", "health": "*/10 * * * *", "clean": "@daily", "backup-env": "@weekly"},
     "env_file": "node-bot/.env", "env_template": "node-bot/.env.example", "backup_dir": "~/backup",
-    "home": "~/.fabops/app", "setup_command": "sh setup.sh",
+    "home": "~/.fabops/app", "metrics_dir": "/var/lib/prometheus/node-exporter", "setup_command": "sh setup.sh",
     "backup": {"files": ["uploads", "/etc/app"], "exclude": ["*.tmp"], "sqlite": ["data/app.db"],
                "dump": [{"name": "pg", "command": "pg_dump app"}], "schedule": "@daily",
                "keep": {"daily": 7, "weekly": 4, "monthly": 6}, "repository_keep": {"monthly": 24},

@@ -72,9 +72,12 @@ def new_temp(directory: str):
     raise FileExistsError("no new temporary file name in %s" % directory)
 
 
-def atomic_write(path: str, data: str, mode: int = 0o600) -> None:
+def atomic_write(path: str, data: str, mode: int = 0o600, durable: bool = True) -> None:
     """Temp file in the same dir, fsync, rename, fsync the dir: a reader or a
-    crash sees the old file or the new one, never half of one."""
+    crash sees the old file or the new one, never half of one. Not
+    `durable`: no fsync, for a file the next run writes again anyway
+    (host/prom.py's textfile): a reader still never sees half of one, and
+    a crash may lose the last write."""
     directory = os.path.dirname(path) or "."
     ensure_dir(directory)
     fd, tmp = new_temp(directory)
@@ -82,7 +85,8 @@ def atomic_write(path: str, data: str, mode: int = 0o600) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
@@ -91,6 +95,8 @@ def atomic_write(path: str, data: str, mode: int = 0o600) -> None:
         except OSError:
             pass
         raise
+    if not durable:
+        return
     try:
         dfd = os.open(directory, os.O_RDONLY)
         try:

@@ -536,6 +536,10 @@ def run_health(
         store.update({"health": p.health})
     if p.log:
         store.log(_line(host, report))
+    if isinstance(store, LocalStore):  # on the host itself; over SSH the host's own cron writes them
+        from .prom import health_done
+
+        health_done(host, report.status, report.code, time.monotonic() - started, report.checks)
     return report
 
 

@@ -171,11 +171,17 @@ class Pipeline:
 
     def _sample(self) -> None:
         """One trend sample per cron run (a locked one too), for `monitor
-        --history`."""
+        --history`; and every run counted, with the host's Prometheus
+        metrics written (host/prom.py: a failure is the update log's
+        warning, never the run's result; docs/metrics.md)."""
         if self.opts.trigger == "cron":
             from .metrics import record
 
             record(self.paths.metrics, self.host.services, self.paths)
+        from .prom import run_done
+
+        res = self.res
+        run_done(self.host, res.trigger, res.result, res.exit_code, res.duration, res.to, res.subject)
 
     def _body(self) -> None:
         """The run proper: under the lock, converge (DryRun renders the plan

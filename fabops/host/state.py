@@ -243,14 +243,13 @@ def marked_bad(current, sha, entry, kept=20):
     return {k: marked[k] for k in sorted(marked, key=lambda k: at[k])[-kept:]}
 
 
-def merge_state_file(path, updates, defaults=None, bad=None):
-    """The one merge of state.json: set the keys in `updates` and those of
-    `defaults` the file lacks; mark or clear `bad` ([sha, entry]:
-    marked_bad); keep every other key as it is, atomically (temp file,
-    fsync, rename) under an exclusive flock of the home directory, so two
-    writers (a run, cron's `health`, `unpin`) never lose each other's keys.
-    Returns (the keys' values before, the state after). Self-contained:
-    remote.py sends it and marked_bad to a host without fabops (python3 -c)."""
+def merge_state_file(path, updates, defaults=None, bad=None, fold=None):
+    """The one merge of state.json: set the keys in `updates` and those of `defaults` the file lacks;
+    mark or clear `bad` ([sha, entry]: marked_bad); let `fold` change the state in place (host/prom.py's
+    counters); keep every other key as it is, atomically (temp file, fsync, rename) under an exclusive
+    flock of the home directory, so two writers (a run, cron's `health`, `unpin`) never lose each other's
+    keys. Returns (the keys' values before, the state after). Self-contained: remote.py sends it and
+    marked_bad to a host without fabops (python3 -c)."""
     import fcntl
     import json
     import os
@@ -275,11 +274,12 @@ def merge_state_file(path, updates, defaults=None, bad=None):
                 os.replace(path, "%s.corrupt-%d" % (path, time.time_ns()))
             state = {}
         before = {k: state.get(k) for k in updates}
-        for key, value in (defaults or {}).items():
-            state.setdefault(key, value)
+        state.update({k: v for k, v in (defaults or {}).items() if k not in state})
         state.update(updates)
         if bad:
             state["bad"] = marked_bad(state.get("bad"), bad[0], bad[1])
+        if fold:
+            fold(state)
         # as tempfile.mkstemp, without its import (5 ms of a cron poll); the flock keeps writers out
         tmp = "%s/.tmp-%d-%d" % (home, os.getpid(), time.time_ns())
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -1,0 +1,308 @@
+"""The host's metrics in Prometheus' text exposition format
+(docs/metrics.md): written after every host-side run into node_exporter's
+textfile-collector directory (hosts.yml's `metrics_dir`), and printed by
+`fabops metrics`.
+
+Everything comes from what the host already keeps: state.json (the
+deployed commit, the pin, the bad targets, the restart budget, what cron
+cannot deploy) and its `metrics` key, which this module writes under
+state.json's lock (host/state.merge_state_file's `fold`): the runs
+counted by trigger and result (so a `_total` counter survives restarts
+and reinstalls), each trigger's last run, the last successful update check
+and each service's last health check. Nothing here holds a secret: the
+deployed commit's subject is the one label a person wrote.
+
+The format is Prometheus' own, written here rather than with
+prometheus_client: that library's import cost about 78 ms and pulled in
+http.server, ssl, email and tempfile on every cron poll, where this
+module costs well under a millisecond (docs/dependencies.md, "Metrics:
+Prometheus' text format, written by fabops"). Standard library only: the
+cron path, Python 3.9.
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from typing import Dict, Iterable, List, Optional, Tuple
+
+from ..inventory import Host
+from ..paths import HostPaths
+from ..printable import printable
+from .files import append_line
+
+KEY = "metrics"  # state.json's key for what this module keeps
+SUBJECT_MAX = 120  # a label, not a log: the subject's first characters
+# A sample: its labels (name -> value, in order) and its value
+Sample = Tuple[Tuple[Tuple[str, str], ...], float]
+# A metric family: name, type, help, samples
+Family = Tuple[str, str, str, List[Sample]]
+
+
+# ------------------------------------------------------------ what is kept
+
+def counted(kept: dict, trigger: str, result: str, code: int, seconds: float, now: float) -> None:
+    """`kept` (state.json's `metrics`) after one run ended `result`: its
+    counter by (trigger, result) one up, its trigger's last run replaced,
+    and an update check that converged (a no-op or a deploy: the host is
+    on what it follows or pinned to) noted as the last successful one."""
+    runs = kept.get("runs") if isinstance(kept.get("runs"), dict) else {}
+    key = f"{trigger} {result}"
+    runs[key] = int(runs.get(key) or 0) + 1
+    last = kept.get("last") if isinstance(kept.get("last"), dict) else {}
+    last[trigger] = {"at": now, "result": result, "code": code, "seconds": round(seconds, 3)}
+    kept.update(runs=runs, last=last)
+    if result in ("noop", "deployed") and trigger not in ("restart", "health"):
+        kept["checked_ok"] = now
+
+
+def note(paths: HostPaths, change) -> dict:
+    """state.json after `change(kept)` changed its `metrics` under the
+    file's lock, so two runs (a deploy, cron's health) never lose a count."""
+    from .state import merge_state_file
+
+    def fold(state: dict) -> None:
+        kept = state.get(KEY) if isinstance(state.get(KEY), dict) else {}
+        change(kept)
+        state[KEY] = kept
+
+    return merge_state_file(paths.state, {}, fold=fold)[1]
+
+
+# ------------------------------------------------------------ the exposition
+
+def label_value(value: object) -> str:
+    """A label's value as the text format writes it: backslash, double
+    quote and line feed escaped; any other control or invisible character
+    shown as U+FFFD (printable), so `fabops metrics` on a terminal is safe."""
+    text = printable(value, lines=True)
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def render(families: Iterable[Family]) -> str:
+    """The text exposition: per family its HELP and TYPE lines, then its
+    samples; a family with no samples is left out."""
+    out: List[str] = []
+    for name, kind, help_text, samples in families:
+        if not samples:
+            continue
+        out.append(f"# HELP {name} {help_text.replace(chr(92), chr(92) * 2)}")
+        out.append(f"# TYPE {name} {kind}")
+        for labels, value in samples:
+            inner = ",".join(f'{k}="{label_value(v)}"' for k, v in labels)
+            out.append(f"{name}{{{inner}}} {number(value)}")
+    return "\n".join(out) + "\n" if out else ""
+
+
+def number(value: float) -> str:
+    """A sample's value: whole numbers without a fraction."""
+    if isinstance(value, bool) or float(value).is_integer() and abs(value) < 2 ** 53:
+        return str(int(value))
+    return repr(float(value))
+
+
+def exposition(host: Host, state: dict, now: Optional[float] = None) -> str:
+    """The host's metrics, rendered, from its state.json (`state`)."""
+    return render(families(host, state, time.time() if now is None else now))
+
+
+def families(host: Host, state: dict, now: float) -> List[Family]:
+    """Every metric family, each sample labelled with the inventory's name
+    for the host (`fabops_host`: one machine may run several apps, each
+    with a file of its own in the same directory)."""
+    from .. import __version__
+
+    me = (("fabops_host", host.name),)
+    kept = state.get(KEY) if isinstance(state.get(KEY), dict) else {}
+    python = "%d.%d.%d" % sys.version_info[:3]
+    out: List[Family] = [
+        ("fabops_build_info", "gauge", "The fabops version on the host, and its Python; always 1.",
+         [(me + (("version", __version__), ("python", python)), 1)]),
+    ]
+    out += deployed_families(me, state, kept)
+    out += run_families(me, kept)
+    out += update_families(me, state, kept, now)
+    out += service_families(me, kept)
+    return out
+
+
+def deployed_families(me, state: dict, kept: dict) -> List[Family]:
+    """The deployed commit (an info metric: short SHA and subject as labels)
+    and when it was promoted, and whether a pin holds the host."""
+    from ..shortsha import short_sha
+
+    deployed = state.get("deployed")
+    if not isinstance(deployed, str) or not deployed:
+        return [("fabops_pinned", "gauge", "1 while a rollback or deploy --ref pins the host.",
+                 [(me, 1 if state.get("pin") else 0)])]
+    subject = kept.get("subject") if isinstance(kept.get("subject"), list) else []
+    said = str(subject[1])[:SUBJECT_MAX] if len(subject) == 2 and subject[0] == deployed else ""
+    at = state.get("deployed_at")
+    return [
+        ("fabops_deployed_commit_info", "gauge", "The deployed commit (short SHA) and its subject; always 1.",
+         [(me + (("commit", short_sha(deployed)), ("subject", said)), 1)]),
+        ("fabops_deployed_timestamp_seconds", "gauge", "When the deployed commit passed its gate and watch.",
+         [(me, at)] if isinstance(at, (int, float)) else []),
+        ("fabops_pinned", "gauge", "1 while a rollback or deploy --ref pins the host.",
+         [(me, 1 if state.get("pin") else 0)]),
+    ]
+
+
+def run_families(me, kept: dict) -> List[Family]:
+    """Runs counted by trigger and result, and each trigger's last run."""
+    runs = kept.get("runs") if isinstance(kept.get("runs"), dict) else {}
+    last = kept.get("last") if isinstance(kept.get("last"), dict) else {}
+    counts = []
+    for key in sorted(runs):
+        trigger, _, result = key.partition(" ")
+        if isinstance(runs[key], (int, float)):
+            counts.append((me + (("trigger", trigger), ("result", result)), runs[key]))
+    lasts = sorted((t, v) for t, v in last.items() if isinstance(v, dict))
+    return [
+        ("fabops_runs_total", "counter", "Host-side runs by trigger and result, since the host's first run.", counts),
+        ("fabops_last_run_timestamp_seconds", "gauge", "When the trigger's last run ended.",
+         [(me + (("trigger", t),), v.get("at") or 0) for t, v in lasts]),
+        ("fabops_last_run_duration_seconds", "gauge", "How long the trigger's last run took (cron: the poll).",
+         [(me + (("trigger", t),), v.get("seconds") or 0) for t, v in lasts]),
+        ("fabops_last_run_exit_code", "gauge", "The exit code of the trigger's last run (docs/errors.md).",
+         [(me + (("trigger", t),), v.get("code") or 0) for t, v in lasts]),
+        ("fabops_last_run_result", "gauge", "The result of the trigger's last run, as a label; always 1.",
+         [(me + (("trigger", t), ("result", str(v.get("result")))), 1) for t, v in lasts]),
+    ]
+
+
+def update_families(me, state: dict, kept: dict, now: float) -> List[Family]:
+    """The update checks: the last that converged, what cron cannot deploy
+    (since when), the bad targets and the restart budget."""
+    from .state import RESTART_LIMIT, failing_of, recent_restarts
+
+    failing = failing_of(state)
+    since = failing.get("since") if isinstance(failing, dict) else None
+    bad = state.get("bad") if isinstance(state.get("bad"), dict) else {}
+    ok = kept.get("checked_ok")
+    return [
+        ("fabops_update_check_success_timestamp_seconds", "gauge",
+         "When an update check last converged (a no-op or a deploy).", [(me, ok)] if ok else []),
+        ("fabops_behind_origin_since_timestamp_seconds", "gauge",
+         "Since when updates have failed or been held back while origin is ahead; 0 when they are not.",
+         [(me, since if isinstance(since, (int, float)) else 0)]),
+        ("fabops_bad_targets", "gauge", "Commits marked bad (a failed gate): cron skips them.", [(me, len(bad))]),
+        ("fabops_restarts_in_window", "gauge", "Automatic restarts within the backoff window.",
+         [(me, len(recent_restarts(state.get("restarts"), now)))]),
+        ("fabops_restart_limit", "gauge", "Automatic restarts allowed within the backoff window.",
+         [(me, RESTART_LIMIT)]),
+    ]
+
+
+def service_families(me, kept: dict) -> List[Family]:
+    """Each service as its last health check found it."""
+    services = kept.get("services") if isinstance(kept.get("services"), dict) else {}
+    rows = sorted((n, v) for n, v in services.items() if isinstance(v, dict))
+    return [
+        ("fabops_service_up", "gauge", "1 when the service's last health check passed.",
+         [(me + (("service", n),), 1 if v.get("up") else 0) for n, v in rows]),
+        ("fabops_service_check_duration_seconds", "gauge", "How long the service's last health check took.",
+         [(me + (("service", n),), v.get("seconds") or 0) for n, v in rows]),
+        ("fabops_service_http_status", "gauge", "The HTTP status the service's last check answered.",
+         [(me + (("service", n),), v["http_status"]) for n, v in rows if isinstance(v.get("http_status"), int)]),
+        ("fabops_service_check_timestamp_seconds", "gauge", "When the service was last checked.",
+         [(me + (("service", n),), v.get("at") or 0) for n, v in rows]),
+    ]
+
+
+# ------------------------------------------------------------ the textfile
+
+SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def textfile(host: Host) -> Optional[str]:
+    """The host's file in the textfile-collector directory, or None when
+    hosts.yml names no `metrics_dir` (nothing is written)."""
+    directory = getattr(host, "metrics_dir", None)
+    if not directory:
+        return None
+    return os.path.join(os.path.expanduser(directory), "fabops-%s.prom" % SAFE_NAME.sub("_", host.name))
+
+
+def publish(host: Host, text: str) -> Optional[str]:
+    """Write `text` to the host's textfile atomically (a temp file in the
+    same directory, then a rename: node_exporter never reads half a file),
+    0644 so node_exporter's user reads it. No fsync: the next run writes it
+    again, and two fsyncs cost a cron poll some 10 ms of its wall time on a
+    busy disk (docs/dependencies.md). The words of a failure, or None; the
+    directory is setup's to make, never this run's."""
+    path = textfile(host)
+    if path is None:
+        return None
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        return f"metrics: {directory} is not a directory (fabops setup makes it)"
+    from .files import atomic_write
+
+    try:
+        atomic_write(path, text, mode=0o644, durable=False)
+    except OSError as exc:
+        return f"metrics: cannot write {path}: {exc.strerror or exc}"
+    return None
+
+
+def after(host: Host, change) -> Optional[str]:
+    """What every host-side run does last: its counts noted in state.json
+    (`change(kept)`), then the exposition written to the textfile. Never
+    raises: a failure is returned, and said once in the update log (the
+    same failure again on the next poll is not said again), so the run's
+    own result stands (docs/metrics.md, "When a write fails")."""
+    paths = HostPaths.for_home(host.home)
+    try:
+        state = note(paths, change)
+        failed = publish(host, exposition(host, state))
+    except (OSError, ValueError) as exc:
+        state, failed = {}, f"metrics: cannot update {paths.state}: {exc}"
+    kept = state.get(KEY) if isinstance(state.get(KEY), dict) else {}
+    if failed != kept.get("failed"):
+        tell(host, paths, failed, kept.get("failed"))
+    return failed
+
+
+def tell(host: Host, paths: HostPaths, failed: Optional[str], before: Optional[str]) -> None:
+    """Say a write failure (or that writes work again) in the update log,
+    and keep it in state so the next run says it only when it changed."""
+    from .record import update_log_path
+
+    line = f"warning: {failed}" if failed else f"metrics: written again ({before})"
+    try:
+        append_line(update_log_path(host, paths), f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} {line}", fsync=False)
+        note(paths, lambda kept: kept.update(failed=failed))
+    except (OSError, ValueError):
+        pass  # the update log's own failure is the run's to say (record.append_run)
+
+
+def run_done(host: Host, trigger: str, result: str, code: int, seconds: float,
+             to: Optional[str] = None, subject: str = "") -> Optional[str]:
+    """After a pipeline run (local-update: cron's, a deploy's, a rollback's):
+    counted, and the subject of a commit it deployed kept for the info metric."""
+    now = time.time()
+
+    def change(kept: dict) -> None:
+        counted(kept, trigger, result, code, seconds, now)
+        if result == "deployed" and to and subject:
+            kept["subject"] = [to, subject]
+
+    return after(host, change)
+
+
+def health_done(host: Host, status: str, code: int, seconds: float, checks: Iterable[dict]) -> Optional[str]:
+    """After a health run: counted (trigger health, its status as the
+    result: ok, recovered, down, backoff, busy) and each service's check kept."""
+    now = time.time()
+    found: Dict[str, dict] = {}
+    for c in checks:
+        found[str(c.get("service"))] = {"up": bool(c.get("ok")), "seconds": c.get("seconds") or 0,
+                                        "http_status": c.get("http_status"), "at": now}
+
+    def change(kept: dict) -> None:
+        counted(kept, "health", status, code, seconds, now)
+        kept["services"] = found
+
+    return after(host, change)

@@ -1,0 +1,166 @@
+"""The host's metrics in Prometheus' text format (fabops/host/prom.py,
+docs/metrics.md): names, HELP and TYPE lines, label escaping, counters
+kept in state.json across runs, the textfile written atomically after a
+real run, and a write failure that never fails the run."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fabops import inventory
+from fabops.host import prom
+from fabops.paths import HostPaths
+from fabops.shortsha import short_sha
+
+SHA = "a" * 40
+# A sample line: name, {labels}, value (no timestamp: the textfile collector refuses one)
+SAMPLE = re.compile(r'^([a-z_]+)\{((?:[a-z_]+="(?:[^"\\\n]|\\.)*",?)*)\} (-?[0-9.e+]+)$')
+
+
+def host(tmp_path: Path, metrics_dir=None):
+    entry = {"connection": "local", "app": {"path": str(tmp_path / "app")}, "home": str(tmp_path / "home")}
+    if metrics_dir:
+        entry["metrics_dir"] = str(metrics_dir)
+    return inventory.loads(yaml.safe_dump({"hosts": {"web": entry}})).hosts["web"]
+
+
+def parsed(text: str) -> dict:
+    """{name: {"help", "type", "samples": [(labels text, value)]}}, every
+    line checked against the format's grammar."""
+    out: dict = {}
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            name, _, words = line[7:].partition(" ")
+            out.setdefault(name, {"samples": []})["help"] = words
+        elif line.startswith("# TYPE "):
+            name, _, kind = line[7:].partition(" ")
+            assert kind in ("gauge", "counter"), line
+            out[name]["type"] = kind
+        else:
+            m = SAMPLE.match(line)
+            assert m, f"not a sample line: {line!r}"
+            out[m.group(1)]["samples"].append((m.group(2), float(m.group(3))))
+    return out
+
+
+def test_names_follow_prometheus_conventions(tmp_path):
+    kept: dict = {}
+    prom.counted(kept, "cron", "noop", 0, 0.25, 1000.0)
+    prom.counted(kept, "deploy", "rolled_back", 2, 31.5, 1001.0)
+    kept["services"] = {"bot": {"up": True, "seconds": 0.012, "http_status": 200, "at": 1001.0}}
+    state = {"deployed": SHA, "deployed_at": 900.0, "bad": {"b" * 40: {}}, "restarts": [999.0], prom.KEY: kept}
+    families = parsed(prom.exposition(host(tmp_path), state, now=1001.0))
+    for name, family in families.items():
+        assert name.startswith("fabops_"), name
+        assert family["help"] and family["samples"], name
+        assert (family["type"] == "counter") == name.endswith("_total"), name
+        assert not name.endswith("_info") or family["samples"][0][1] == 1
+        for labels, _ in family["samples"]:
+            assert labels.startswith('fabops_host="web"'), (name, labels)
+    assert families["fabops_runs_total"]["samples"] == [
+        ('fabops_host="web",trigger="cron",result="noop"', 1), ('fabops_host="web",trigger="deploy",result="rolled_back"', 1)]
+    assert families["fabops_last_run_duration_seconds"]["samples"][1] == ('fabops_host="web",trigger="deploy"', 31.5)
+    assert families["fabops_update_check_success_timestamp_seconds"]["samples"] == [('fabops_host="web"', 1000)]
+    assert families["fabops_bad_targets"]["samples"] == [('fabops_host="web"', 1)]
+    assert families["fabops_restarts_in_window"]["samples"] == [('fabops_host="web"', 1)]
+    assert families["fabops_service_http_status"]["samples"] == [('fabops_host="web",service="bot"', 200)]
+    assert families["fabops_behind_origin_since_timestamp_seconds"]["samples"] == [('fabops_host="web"', 0)]
+
+
+def test_label_values_are_escaped_and_made_printable(tmp_path):
+    subject = 'say "hi" \\ to\nall \x1b[2Jnow\x07'
+    state = {"deployed": SHA, prom.KEY: {"subject": [SHA, subject]}}
+    text = prom.exposition(host(tmp_path), state, now=1.0)
+    line = next(x for x in text.splitlines() if x.startswith("fabops_deployed_commit_info"))
+    assert line == ('fabops_deployed_commit_info{fabops_host="web",commit="%s",'
+                    'subject="say \\"hi\\" \\\\ to\\nall now\ufffd"} 1' % short_sha(SHA))
+    assert text.replace("\n", "").isprintable()  # no escape, BEL or raw line break reaches a terminal
+    # a subject kept for another commit is not this one's
+    state[prom.KEY]["subject"] = ["c" * 40, "older"]
+    assert 'subject=""' in prom.exposition(host(tmp_path), state, now=1.0)
+
+
+def test_help_text_backslashes_escaped():
+    text = prom.render([("fabops_x", "gauge", "a \\ b", [((), 1.5)])])
+    assert text == "# HELP fabops_x a \\\\ b\n# TYPE fabops_x gauge\nfabops_x{} 1.5\n"
+    assert prom.render([("fabops_y", "gauge", "none", [])]) == ""
+
+
+def test_counters_survive_in_state_json(tmp_path):
+    """Each run is its own process: the counts live in state.json, merged
+    under its lock with what other writers keep there."""
+    h = host(tmp_path)
+    paths = HostPaths.for_home(h.home)
+    for result in ("noop", "noop", "deployed"):
+        prom.run_done(h, "cron", result, 0, 0.1, to=SHA, subject="ship it")
+    prom.health_done(h, "down", 2, 0.5, [{"service": "bot", "ok": False, "seconds": 0.2, "http_status": 503}])
+    state = __import__("json").loads(Path(paths.state).read_text())
+    assert state[prom.KEY]["runs"] == {"cron noop": 2, "cron deployed": 1, "health down": 1}
+    assert state[prom.KEY]["subject"] == [SHA, "ship it"]
+    assert state[prom.KEY]["services"]["bot"]["up"] is False
+
+
+def test_textfile_written_atomically_0644(tmp_path):
+    d = tmp_path / "textfile"
+    d.mkdir()
+    h = host(tmp_path, d)
+    assert prom.run_done(h, "cron", "noop", 0, 0.1) is None
+    written = d / "fabops-web.prom"
+    assert oct(written.stat().st_mode & 0o777) == "0o644"
+    assert "fabops_runs_total" in written.read_text()
+    assert [p.name for p in d.iterdir()] == ["fabops-web.prom"]  # no temp file left
+
+
+def test_a_write_failure_is_said_once_and_never_raises(tmp_path):
+    h = host(tmp_path, tmp_path / "missing")
+    log = Path(HostPaths.for_home(h.home).update_log)
+    for _ in range(2):
+        failed = prom.run_done(h, "cron", "noop", 0, 0.1)
+        assert failed and "is not a directory" in failed
+    assert log.read_text().count("warning: metrics:") == 1
+    (tmp_path / "missing").mkdir()
+    assert prom.run_done(h, "cron", "noop", 0, 0.1) is None
+    assert "metrics: written again" in log.read_text()
+
+
+def test_metrics_dir_is_a_checked_host_path(tmp_path):
+    with pytest.raises(Exception) as err:
+        host(tmp_path, "/var/lib/node exporter;rm")
+    assert "metrics_dir" in str(err.value)
+
+
+# ------------------------------------------------------------ a real run
+
+def promtool_check(text: str) -> None:
+    """`promtool check metrics` on the exposition, where promtool is
+    installed (Debian's prometheus package; .ci/run installs it)."""
+    if shutil.which("promtool") is None:
+        return
+    r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_sandbox_deploy_writes_the_textfile(sandbox, tmp_path):
+    d = tmp_path / "textfile"
+    d.mkdir()
+    data = yaml.safe_load(sandbox.inventory.read_text())
+    data["hosts"]["local"]["metrics_dir"] = str(d)
+    sandbox.inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+    rc, result = sandbox.result()
+    assert (rc, result["result"]) == (0, "deployed"), result
+    rc, again = sandbox.result()
+    assert (rc, again["result"]) == (0, "noop"), again
+    text = (d / "fabops-local.prom").read_text()
+    families = parsed(text)
+    subject = sandbox.history()[-1]["subject"]
+    assert families["fabops_deployed_commit_info"]["samples"] == [
+        (f'fabops_host="local",commit="{short_sha(sandbox.head())}",subject="{prom.label_value(subject)}"', 1)]
+    assert sorted(families["fabops_runs_total"]["samples"]) == [
+        ('fabops_host="local",trigger="cron",result="deployed"', 1),
+        ('fabops_host="local",trigger="cron",result="noop"', 1)]
+    promtool_check(text)
