@@ -267,12 +267,26 @@ class Container:
 _counter = [0]
 
 
+def _free_subnet(n: int) -> str:
+    """A 10.231.N/30 that no interface here has yet, from the Nth on: two
+    test runs side by side whose pids end alike took the same one, and the
+    second box's boot met the first box's sshd at its address and went on
+    before its own container was up (its first as_root found no ec2-user).
+    Two boots in the same instant may still pick one: rare, and it fails loudly."""
+    used = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True).stdout
+    for k in range(250):
+        subnet = f"10.231.{(n + k) % 250}"
+        if f" {subnet}.1/" not in used:
+            return subnet
+    raise RuntimeError("no free 10.231.N subnet for a test container: `ip -4 addr` lists all 250 as taken")
+
+
 def boot(base: Path, binds: dict, workdir: Path) -> Container:
     _counter[0] += 1
     n = (os.getpid() % 200) + _counter[0]
     netns = f"{NETNS_PREFIX}{os.getpid()}-{_counter[0]}"
     host_if, cont_if = f"fo{os.getpid() % 100000}h{_counter[0]}"[:15], f"fo{os.getpid() % 100000}c{_counter[0]}"[:15]
-    subnet = f"10.231.{n % 250}"
+    subnet = _free_subnet(n)
     ip = ["ip"]
     subprocess.run(ip + ["netns", "add", netns], check=True)
     subprocess.run(ip + ["link", "add", host_if, "type", "veth", "peer", "name", cont_if], check=True)
