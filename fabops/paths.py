@@ -67,6 +67,15 @@ class HostPaths(Frozen):
         return self.state + ".corrupt-"
 
     @property
+    def restore_hold(self) -> str:
+        """Written (its one line: the take-over words) by an in-place restore
+        before it puts the first item back, removed once every item is
+        back: while it is there the services refuse to start, at boot too
+        (host/launch.py, host/services.py; docs/backups.md, "A restore cut
+        off in the middle")."""
+        return self.file("restore-cut-off")
+
+    @property
     def history(self) -> str:
         return self.file("history.jsonl")
 

@@ -255,11 +255,16 @@ def unit_text(host: Host, svc, home: str) -> str:
     (docs/architecture.md, "Units")."""
     app = absolute(host.app.path, home)
     workdir = posixpath.normpath(posixpath.join(app, svc.workdir))
+    # ExecStartPre=: the launcher's check alone, so `systemctl start` (and
+    # the start at boot) fails while a cut-off restore holds the data
+    # (docs/backups.md, "A restore cut off in the middle"); its exit 75
+    # is no crash to restart from
     return (
         f"{MANAGED}\n[Unit]\nDescription={svc.name} (deployed by fabops)\nAfter=network-online.target\n"
         "Wants=network-online.target\n\n[Service]\n"
-        f"User={host.user or 'ec2-user'}\nWorkingDirectory={workdir}\nExecStart={launcher_path(host, svc)}\n"
-        "Restart=on-failure\nRestartSec=2\n\n"
+        f"User={host.user or 'ec2-user'}\nWorkingDirectory={workdir}\nExecStartPre={launcher_path(host, svc)} --check\n"
+        f"ExecStart={launcher_path(host, svc)}\n"
+        "Restart=on-failure\nRestartSec=2\nRestartPreventExitStatus=75\n\n"
         "[Install]\nWantedBy=multi-user.target\n"
     )
 
@@ -270,10 +275,13 @@ def launcher_text(host: Host, svc, home: str) -> str:
     The command is quoted for sh, the only program that reads this file."""
     env_file = posixpath.join(absolute(host.app.path, home), host.env_file)
     python = absolute(host.paths.venv_bin("python"), home)
+    hold = absolute(host.paths.restore_hold, home)
     # -I: the working directory (the checkout) is not on sys.path, so an app's
-    # own fabops/ directory cannot stand in for the launcher; PYTHON* ignored
-    exec_line = sh("exec {python} -I -m fabops.host.launch {env_file} {command}\n", python=python, env_file=env_file,
-                   command=svc.command or "false")
+    # own fabops/ directory cannot stand in for the launcher; PYTHON* ignored.
+    # --check (the unit's ExecStartPre=): the restore hold's check alone
+    exec_line = sh("[ \"$1\" = --check ] && exec {python} -I -m fabops.host.launch --hold {hold}\n"
+                   "exec {python} -I -m fabops.host.launch --hold {hold} {env_file} {command}\n", python=python,
+                   hold=hold, env_file=env_file, command=svc.command or "false")
     return (f"#!/bin/sh\n# {MANAGED[2:]}\n# {svc.name}: run as {host.user or 'ec2-user'} (the unit's User=), "
             f"which reads the .env itself.\n{exec_line}")
 

@@ -211,13 +211,16 @@ def kept_undo(s: Snapshot, now: float, keep: Keep) -> bool:
     return bool(getattr(s, "undo_of", None)) and now - s.started < max(1, keep.daily) * 86400
 
 
-def to_delete(snapshots: Sequence[Snapshot], keep: Keep, new: Optional[float] = None) -> List[str]:
+def to_delete(snapshots: Sequence[Snapshot], keep: Keep, new: Optional[float] = None,
+              protect: Iterable[str] = ()) -> List[str]:
     """Run ids retention deletes: among ok snapshots (and a new one started
     at `new`), those `kept` does not keep, but never a restore's recent
-    save (kept_undo); a failed snapshot goes once an ok one is newer (it is
-    superseded)."""
+    save (kept_undo) nor a run id in `protect` (protected: what a restore
+    marked in state.json needs); a failed snapshot goes once an ok one is
+    newer (it is superseded)."""
     now = new if new is not None else max((s.started for s in snapshots), default=0.0)
-    snapshots = [s for s in snapshots if not kept_undo(s, now, keep)]
+    protect = set(protect)
+    snapshots = [s for s in snapshots if not kept_undo(s, now, keep) and s.run_id not in protect]
     good = {s.run_id: datetime.datetime.fromtimestamp(s.started) for s in snapshots if s.ok}
     times = list(good.values()) + ([datetime.datetime.fromtimestamp(new)] if new is not None else [])
     keeps = kept(times, keep)
@@ -226,6 +229,42 @@ def to_delete(snapshots: Sequence[Snapshot], keep: Keep, new: Optional[float] = 
     out += [s.run_id for s in snapshots if not s.ok and newest_ok is not None
             and datetime.datetime.fromtimestamp(s.started) < newest_ok]
     return sorted(out)
+
+
+def protected(paths: HostPaths) -> Set[str]:
+    """The run ids retention never deletes while state.json marks a restore
+    (host/restore.Underway; docs/backups.md, "A restore cut off in the
+    middle"): the snapshot it puts back, the one each restore it took over
+    was putting back, and their saves of what was there before (`protect`).
+    A restore cut off putting items back is finished only by restoring that
+    snapshot again, and undone only with that save."""
+    from .files import read_object
+
+    mark = read_object(paths.state).get("in_progress")
+    if not isinstance(mark, dict) or mark.get("trigger") != "restore":
+        return set()
+    listed = mark.get("protect") if isinstance(mark.get("protect"), list) else []
+    return {str(r) for r in [mark.get("run_id"), *listed] if r}
+
+
+def cut_off(host: Host, paths: HostPaths) -> Optional[str]:
+    """Why a backup run must not copy now (None: it may): a restore cut off
+    putting items back (host/plan.cut_off_words), whose data is half the
+    snapshot's and half the old, or whose hold still stands (a take-over
+    that saved nothing: host/restore.Underway.back_out). Such a copy would
+    be a good-looking backup of data that never ran."""
+    from .files import read_object
+    from .plan import cut_off_words
+
+    words = cut_off_words(read_object(paths.state).get("in_progress"), host.name)
+    if words is None and os.path.lexists(paths.restore_hold):
+        try:
+            with open(paths.restore_hold, encoding="utf-8", errors="replace") as fh:
+                words = " ".join(fh.read(4000).split("\n", 1)[0].split()) or None
+        except OSError as exc:
+            words = f"a restore's hold {paths.restore_hold} is there ({exc.strerror or exc})"
+        words = words or f"a restore's hold {paths.restore_hold} is there"
+    return f"not backing up: {words}" if words else None
 
 
 # ------------------------------------------------------------------ the plan
@@ -292,7 +331,8 @@ def plan(host: Host, paths: HostPaths, run_id: Optional[str] = None, now: Option
     existing = snapshots(paths)
     return BackupPlan(host.name, run_id, source(host, "."), paths.backup_snapshot(run_id), items(host, paths),
                       host.backup.exclude, host.backup.keep, tuple(existing),
-                      tuple(to_delete(existing, host.backup.keep, time.time() if now is None else now)),
+                      tuple(to_delete(existing, host.backup.keep, time.time() if now is None else now,
+                                      protected(paths))),
                       dict(host.env), tuple(os.path.realpath(d) for d in (paths.backups, paths.venv)),
                       partials=partials(paths), fetches=fetch_dirs(paths))
 
@@ -789,6 +829,11 @@ def locked_run(host: Host, paths: HostPaths, priority: str = "", actor: Optional
     started = time.monotonic()
     try:
         with HostLock(paths.lock, info).acquire(wait=LOCK_WAIT):
+            refused = cut_off(host, paths)
+            if refused:  # no snapshot, no retention: a failed run, recorded and notified (exit 5)
+                said = {"run_id": info["run_id"], "ok": False, "items": [], "warnings": [], "commit": _commit(paths),
+                        "error": refused, "cut_off": True}
+                return _finish(host, paths, said, info["actor"], started)
             p = plan(host, paths, run_id=info["run_id"])
             (parts, said), (fetched, also) = sweep(p, paths), sweep_fetches(paths, info)
             manifest = write_snapshot(p, paths, (parts + fetched, said + also))
@@ -847,7 +892,8 @@ def record(host: Host, paths: HostPaths, done: dict, actor: str, duration: float
     rec = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "ts": time.time(), "run_id": done.get("run_id"),
            "trigger": "backup", "actor": actor, "host": host.name, "from": done.get("commit"),
            "to": done.get("commit"), "result": "backed_up" if ok else "backup_failed",
-           "exit_code": errors.LOCKED if done.get("error") else exit_code("run", done),  # no snapshot was made
+           # no snapshot was made: locked out (4), or a cut-off restore's data (exit_code: 5)
+           "exit_code": errors.LOCKED if done.get("error") and not done.get("cut_off") else exit_code("run", done),
            "message": summary(done), "duration": round(duration, 3),
            "steps": [], "warnings": list(done.get("warnings") or []), "snapshot": done.get("run_id")}
     warning = append_run(host, paths, rec)
@@ -877,6 +923,8 @@ def exit_code(action: str, data: dict) -> int:
     if action == "verify":  # a snapshot that does not match its manifest, or none to check
         checks = [v for v in (data.get("verify") or {}).values() if v]
         return errors.OK if checks and all(v.get("ok") for v in checks) else errors.FAILED
+    if action == "run" and data.get("cut_off"):  # refused: a restore cut off putting items back (cut_off)
+        return errors.BROKEN
     failed = not data.get("ok") or bool((data.get("offsite") or {}).get("error"))
     return errors.FAILED if action == "run" and failed else errors.OK
 
@@ -894,7 +942,8 @@ def run_rest(host: Host, paths: HostPaths, p: BackupPlan, manifest: dict) -> dic
     if host.backup.repository:
         # the repository's own keep (backup.repository_keep, else keep): it may keep more than the host
         off = manifest["offsite"] = offsite(host, snapshots(paths),
-                                            lambda there: to_delete(there, host.backup.offsite_keep))
+                                            lambda there: to_delete(there, host.backup.offsite_keep,
+                                                                    protect=protected(paths)))
         if off.get("has") is None:
             has = list(read_object(paths.state).get("backup_offsite") or [])
         else:

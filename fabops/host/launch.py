@@ -9,7 +9,16 @@ by the service's user: such a link gives EACCES, and the service does not
 start. The unit's ExecStart= names a root-owned script that execs this
 module, so the command's text is read by sh, never by systemd's parser.
 
-Usage: python -m fabops.host.launch ENV_FILE COMMAND
+A restore cut off while putting items back leaves its hold file
+(HostPaths.restore_hold: one line, the take-over words): with `--hold
+FILE` the launcher refuses to start while it is there, at boot too (systemd
+starts enabled units), saying why on stderr (the journal) and exiting
+EX_TEMPFAIL. The unit runs the check alone first (ExecStartPre=, so
+`systemctl start` itself fails: docs/backups.md, "A restore cut off in the
+middle"). The file is read as the service's user, never as root.
+
+Usage: python -m fabops.host.launch [--hold FILE] ENV_FILE COMMAND
+       python -m fabops.host.launch --hold FILE   (the check alone)
 """
 import os
 import sys
@@ -17,6 +26,33 @@ import sys
 from .preflight import env_pairs
 
 EX_CONFIG = 78
+EX_TEMPFAIL = 75  # a restore holds the data: start again once it is taken over
+USAGE = ("usage: python -m fabops.host.launch [--hold FILE] ENV_FILE COMMAND\n"
+         "       python -m fabops.host.launch --hold FILE\n")
+
+
+def held(hold_file: str):
+    """The hold's words (its first line, printable), or None when there is
+    no hold. A hold that cannot be read still holds."""
+    try:
+        with open(hold_file, "rb") as fh:
+            raw = fh.read(4000).split(b"\n", 1)[0]
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"a restore's hold {hold_file} is there but cannot be read ({exc.strerror or exc})"
+    text = " ".join("".join(ch if ch.isprintable() else " " for ch in raw.decode("utf-8", "replace")).split())
+    return text or f"a restore's hold {hold_file} is there"
+
+
+def refuse(hold_file: str) -> bool:
+    """True (the refusal said on stderr) while the hold stands."""
+    words = held(hold_file)
+    if words is None:
+        return False
+    sys.stderr.write(f"fabops: not starting: {words} (the hold {hold_file} goes when the restore is finished)\n")
+    sys.stderr.flush()
+    return True
 
 
 def environment(env_file: str):
@@ -32,10 +68,16 @@ def environment(env_file: str):
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 2:
-        sys.stderr.write("usage: python -m fabops.host.launch ENV_FILE COMMAND\n")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    hold = argv[1] if len(argv) >= 2 and argv[0] == "--hold" else None
+    argv = argv[2:] if hold is not None else argv
+    if len(argv) != 2 and not (hold is not None and not argv):
+        sys.stderr.write(USAGE)
         return 64
+    if hold is not None and refuse(hold):
+        return EX_TEMPFAIL
+    if not argv:  # the check alone (the unit's ExecStartPre=): it may start
+        return 0
     env_file, command = argv
     pairs, problem = environment(env_file)
     if pairs is None:

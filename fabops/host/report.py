@@ -218,6 +218,8 @@ def size_text(n) -> str:
 def backup_run_lines(data: dict) -> list:
     """A backup run's manifest as lines: the snapshot, then each item (the
     task's, and cron's fast path's: host/fastpath.backup)."""
+    if data.get("cut_off"):  # refused, no snapshot made: its one line (host/backup.cut_off)
+        return [str(data.get("error"))]
     items = [i for i in data.get("items") or [] if not i.get("skipped")]
     failed = [i for i in items if not i.get("ok")]
     total = sum(int(i.get("size") or 0) for i in items)

@@ -660,7 +660,7 @@ def save_refused(saved: dict, items: Sequence[dict]) -> Optional[str]:
     if not bad:
         return None
     return (f"nothing was put back: saving what was there first failed ({', '.join(bad)}), so "
-            f"snapshot {saved.get('run_id')} could not undo this restore; the services were started again")
+            f"snapshot {saved.get('run_id')} could not undo this restore")
 
 
 class Underway:
@@ -680,11 +680,12 @@ class Underway:
     detached run does; a handler, not SIG_IGN, so the services started
     do not inherit it."""
 
-    def __init__(self, paths: HostPaths, run_id: str):
-        self.paths, self.run_id = paths, run_id
+    def __init__(self, paths: HostPaths, run_id: str, host: str = "HOST"):
+        self.paths, self.run_id, self.host = paths, run_id, host
         self.kept: Optional[dict] = None  # another run's interrupted marker, put back at the end
         self.took_over: Optional[dict] = None  # the interrupted marker found
         self._hup: Optional[tuple] = None  # (the SIGHUP handler before) while ours is set
+        self.held = False  # a cut-off restore's hold stands (__enter__), until this run's put back is done
 
     def __enter__(self) -> "Underway":
         from .files import read_object
@@ -695,8 +696,18 @@ class Underway:
         self.took_over = found
         self.kept = (found.get("kept") if found.get("trigger") == "restore" else found) if found else None
         commit = state.get("deployed")
+        # the snapshots retention keeps while this mark stands (host/backup.protected): a restore's it
+        # takes over, and the save that restore made of what was there before it
+        protect = [*(found.get("protect") or []), found.get("run_id")] if found and found.get("trigger") == "restore" \
+            else []
+        # a cut-off restore's hold standing: the data is half put back until this run's own put back is
+        # done, so its mark says `restore: put back` from the first (killed while it stops or saves, it
+        # is still cut off: the planner refuses it, not restarts it as at a safe step)
+        self.held = os.path.lexists(self.paths.restore_hold)
         self.marker = {"run_id": self.run_id, "trigger": "restore", "from": commit, "to": commit, "pin": False,
-                       "step": "restore: stop", "since": time.time(), **({"kept": self.kept} if self.kept else {})}
+                       "step": "restore: put back" if self.held else "restore: stop", "since": time.time(),
+                       **({"kept": self.kept} if self.kept else {}),
+                       **({"protect": [str(r) for r in protect if r]} if protect else {})}
         merge_state_file(self.paths.state, {"in_progress": self.marker})
         import threading
 
@@ -707,8 +718,48 @@ class Underway:
     def step(self, name: str) -> None:
         from .state import merge_state_file
 
+        if self.held and name in ("stop", "save"):  # still half put back (__enter__)
+            return
         self.marker = {**self.marker, "step": f"restore: {name}"}
         merge_state_file(self.paths.state, {"in_progress": self.marker})
+
+    def hold(self, saved: Optional[str]) -> None:
+        """Before the first item is put back: the mark's step `restore: put
+        back` (with the save's run id, which retention keeps meanwhile),
+        then paths.restore_hold, the planner's words, written whole
+        (write_hold): from here a reboot, a deploy or a person's start
+        finds the services refusing to start (docs/backups.md, "A restore
+        cut off in the middle")."""
+        from .plan import restore_cut_off_text
+        from .state import merge_state_file
+
+        protect = [*(self.marker.get("protect") or []), *([saved] if saved else [])]
+        self.marker = {**self.marker, "step": "restore: put back", **({"protect": protect} if protect else {})}
+        merge_state_file(self.paths.state, {"in_progress": self.marker})
+        write_hold(self.paths, restore_cut_off_text(self.run_id, self.host))
+
+    def release(self) -> None:
+        """Every item was put back: the hold goes, before the step moves on
+        (a cut-off between leaves the mark, which the planner refuses, never
+        a hold without one)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.paths.restore_hold)
+        self.held = False
+
+    def back_out(self) -> bool:
+        """After a save that failed or refused (nothing of this run put
+        back): True when a cut-off restore's hold still stands (this run
+        took it over): the data is still half put back, so that restore's
+        mark goes back as it was and the services stay down. False: the
+        services may start again."""
+        from .plan import restore_cut_off
+        from .state import merge_state_file
+
+        if not os.path.lexists(self.paths.restore_hold):
+            return False
+        found = self.took_over if restore_cut_off(self.took_over) else {**self.marker, "step": "restore: put back"}
+        merge_state_file(self.paths.state, {"in_progress": found})
+        return True
 
     def done(self) -> None:
         """The services were started again: the marker goes (another run's
@@ -733,6 +784,32 @@ class Underway:
         if t.get("trigger") == "restore":
             return [f"taking over from an {said}: this restore starts the services again"]
         return [f"an {said} is still to be finished: kept for the next deploy or local-update, which finishes it"]
+
+
+def write_hold(paths: HostPaths, words: str) -> None:
+    """paths.restore_hold with `words` (one line), written whole: a new
+    file beside it, fsynced, renamed over it, the directory fsynced (a
+    power loss leaves the old one or the new one, never an empty one)."""
+    import secrets
+
+    os.makedirs(paths.home, mode=0o700, exist_ok=True)
+    tmp = f"{paths.restore_hold}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(" ".join(words.split()) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, paths.restore_hold)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    dirfd = os.open(paths.home, os.O_RDONLY)
+    try:
+        os.fsync(dirfd)
+    finally:
+        os.close(dirfd)
 
 
 class Deferred:
@@ -800,12 +877,14 @@ def in_place(host: Host, paths: HostPaths, p: RestorePlan, snap: str, save: Call
              said: Optional[List[str]] = None) -> dict:
     """Stop, save what is there now (`save`: a run's manifest, after the
     stop so no write is lost), put back only when that save is ok, start,
-    gate (the lock held), each step marked in state.json (Underway). A save
-    that fails or raises starts the services again and puts nothing back.
+    gate (the lock held), each step marked in state.json (Underway), the
+    put back under paths.restore_hold (Underway.hold). A save that fails
+    or raises puts nothing back and starts the services again, unless the
+    hold of a cut-off restore it took over stands (_resume).
     `said` gets Underway's warnings as soon as the mark is written, so a
     restore that then raises still records what it took over."""
     manager = service_manager(host)
-    with Underway(paths, p.run_id) as underway:
+    with Underway(paths, p.run_id, host.name) as underway:
         if said is not None:
             said += underway.warnings()
         for name in p.services:
@@ -814,19 +893,38 @@ def in_place(host: Host, paths: HostPaths, p: RestorePlan, snap: str, save: Call
         try:
             saved = save()
         except BaseException:
-            underway.step("start")
-            start_all(manager, host, p.services)
-            underway.done()
+            _resume(manager, host, p.services, underway)
             raise
         refused = save_refused(saved, p.items)
-        if not refused:
-            underway.step("put back")
-        done = [] if refused else put_back(snap, p.items, None)
-        underway.step("start")
-        started = start_all(manager, host, p.services)
-        underway.done()
-    return {"saved": saved.get("run_id"), "refused": refused, "items": done, "services": started,
+        done: List[dict] = []
+        if refused:
+            started = _resume(manager, host, p.services, underway)
+            refused += "; the services were started again" if started is not None else HELD
+        else:
+            underway.hold(saved.get("run_id"))
+            done = put_back(snap, p.items, None)
+            underway.release()
+            underway.step("start")
+            started = start_all(manager, host, p.services)
+            underway.done()
+    return {"saved": saved.get("run_id"), "refused": refused, "items": done, "services": started or [],
             "warnings": underway.warnings()}
+
+
+HELD = ("; the services stay down: the restore this one took over was cut off putting items back, and its data "
+        "is still half put back")
+
+
+def _resume(manager, host: Host, names: Sequence[str], underway: Underway) -> Optional[List[dict]]:
+    """After a save that failed or refused: the services started again
+    and the mark cleared, each service's verdict; None when a cut-off
+    restore's hold still stands (Underway.back_out: they stay down)."""
+    if underway.back_out():
+        return None
+    underway.step("start")
+    started = start_all(manager, host, names)
+    underway.done()
+    return started
 
 
 def restore(host: Host, paths: HostPaths, run_id: str, only: Optional[str], into: Optional[str],

@@ -154,15 +154,20 @@ def process_start_cmd(home: str, app_path: str, svc: Service) -> Cmd:
     # setsid: own session and process group, so stop can signal the whole
     # group and the service survives the SSH session that started it. The
     # service's command (hosts.yml shell code) is one quoted word for sh -c.
+    # A restore cut off putting items back holds the data (HostPaths.restore_hold,
+    # docs/backups.md): no start, its words in the service's log and on stderr,
+    # exit 75, as the systemd units' launcher (host/launch.py)
     return sh(
         "{prelude}mkdir -p {base} && chmod 700 {base} && cd {workdir} || exit 1\n"
+        "if [ -e {hold} ]; then printf 'fabops: not starting: %s (the hold %s goes when the restore is finished)\\n' "
+        "\"$(head -n 1 {hold} | head -c 4000 | tr -d '\\000-\\037\\177')\" {hold} | tee -a {log} >&2; exit 75; fi\n"
         "setsid sh -c {inner} >>{log} 2>&1 </dev/null &\n"
         "pid=$!\n"
         'set -- $(stat_of "$pid")\n'
         'echo "$pid ${{20}}" > {pidtmp} && mv {pidtmp} {pidfile}\n'
         'echo "started $pid"\n',
         prelude=_PRELUDE, base=path(base), workdir=path(workdir), inner=exec_form(svc.command or "false"),
-        log=path(log), pidtmp=path(pidfile + ".tmp"), pidfile=path(pidfile))
+        hold=path(HostPaths(home).restore_hold), log=path(log), pidtmp=path(pidfile + ".tmp"), pidfile=path(pidfile))
 
 
 def process_stop_cmd(home: str, svc: Service, grace: float = STOP_GRACE) -> Cmd:

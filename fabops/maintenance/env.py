@@ -11,7 +11,8 @@ import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-from ..errors import CommandFailed, UsageError
+from .. import errors
+from ..errors import CommandFailed, FabopsError, UsageError
 from ..host.preflight import env_pairs
 from ..host.would import Would
 from ..inventory import Host
@@ -157,6 +158,31 @@ def restore_would(host: Host, name: str, diff: Dict[str, List[str]]) -> List[Wou
             + [Would("restart", s.name, "then poll it until ready") for s in host.services])
 
 
+class CutOff(FabopsError):
+    """A restore cut off while putting items back stands: restore-env's
+    restarts would start the services on half-restored data (BROKEN, as
+    the planner's abort and reset's refusal: docs/errors.md)."""
+
+    exit_code = errors.BROKEN
+
+
+def refuse_cut_off(t: Target, host: Host) -> None:
+    """CutOff, in the planner's words (host/plan.cut_off_words), when
+    state.json marks a restore cut off putting items back; nothing else."""
+    import json
+
+    from ..host.plan import cut_off_words
+
+    text = t.output(sh("cat {state} 2>/dev/null; echo", state=path(host.paths.state)))
+    try:
+        state = json.loads(text) if text.strip() else {}
+    except ValueError:
+        state = {}
+    words = cut_off_words(state.get("in_progress") if isinstance(state, dict) else None, host.name)
+    if words:
+        raise CutOff(f"not restoring .env: {words}", host=host.name)
+
+
 def restore_env(c, host: Host, name: str, actor: str, dry_run: bool = False, progress=None,
                 inventory: Optional[str] = None) -> dict:
     """Back up the current .env, restore `name`, restart and poll. Returns
@@ -176,6 +202,7 @@ def restore_env(c, host: Host, name: str, actor: str, dry_run: bool = False, pro
 
         raise UsageError(f"no backup {name!r} on the host (see {suggest(inventory, 'backup-env', '-H', host.name, '--list')})",
                          host=host.name)
+    refuse_cut_off(t, host)  # before its plan too: the dry run says the same refusal
     diff = env_diff(c, host, app_file(host, host.env_file), src)
     would = restore_would(host, name, diff)
     if dry_run:  # the same checks and diff, rendered: nothing locked, saved, copied or restarted
@@ -185,6 +212,7 @@ def restore_env(c, host: Host, name: str, actor: str, dry_run: bool = False, pro
         return {"diff": diff, "restored": False, "services": []}
     info = {"actor": actor, "trigger": "restore-env", "target": None, "since": time.time(), "pid": None}
     with RemoteLock(c, host, info):
+        refuse_cut_off(t, host)  # again under the lock: a restore that held it may have been cut off since
         before = backup_env(c, host, keep=10_000)
         say(f"saved the current .env as {before.name}")
         dest = app_file(host, host.env_file)
