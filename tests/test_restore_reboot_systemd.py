@@ -15,6 +15,7 @@ import time
 import pytest
 
 from tests import test_systemd_tier as tier
+from tests.test_port_held_systemd import _until
 from tests.test_systemd_tier import UNIT, fab, first_deploy, on_host
 
 # the tier's booted bookworm host, its origin and its find-to-do alias
@@ -35,15 +36,6 @@ merge_state_file(paths.state, {"in_progress": {"run_id": run, "trigger": "restor
                                                "since": time.time(), "pin": False}})
 write_hold(paths, restore_cut_off_text(run, "find-to-do"))
 """
-
-
-def _until(what, seconds=30.0):
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if what():
-            return True
-        time.sleep(0.2)
-    return what()
 
 
 def _active() -> bool:
