@@ -24,6 +24,15 @@ One test per image does it all in sequence (booting is the expensive part):
   all through the backup and the restore), no output, and no file fabops
   writes (history, state, the update log, cron.log).
 
+A second test on the same booted host (the module's, deployed once) does
+on it what tests/test_backup_restic.py does on the ssh tier: the SFTP
+repository's sshd stopped is a failed run with exactly one notification
+(a webhook on our side of the veth), its local snapshot written; the run
+after it comes back copies the snapshots it missed; and both rules leave
+exactly what they keep: the host's `keep` its snapshots, restic forget
+--prune the repository's by `repository_keep`, over real runs and copies
+of one dated back months (AGED: fabops has no fake clock).
+
 restic on the host: the images have none, and this machine's Debian
 package is bound in from here, as the host would get it (docs/backups.md,
 "Getting restic on the host"). On bookworm that is what `apt install
@@ -46,6 +55,7 @@ import secrets
 import shutil
 import time
 from pathlib import Path
+from typing import Optional
 
 import pytest
 import yaml
@@ -125,36 +135,53 @@ def _write_as_deploy_user(box, path: str, text: str, mode: int) -> None:
     box.as_root(f"chown ec2-user:ec2-user {path}")
 
 
-def _repository(box, sshd_factory, client_key, tmp_path) -> str:
+def _repository(box, sshd_factory, client_key, tmp_path) -> tuple:
     """An sshd on this machine at the container's gateway address (its veth
-    end); the deploy user's ~/.ssh/config names it `fabops-repo`, its key
-    pinned. The repository's URL."""
-    gateway = box.address.rsplit(".", 1)[0] + ".1"
-    sshd = sshd_factory(gateway, trust=False)
+    end), which the deploy user's ssh reaches as `fabops-repo` (_reach).
+    The repository's URL, and the sshd (the backup machine: stop() kills it)."""
+    sshd = sshd_factory(box.address.rsplit(".", 1)[0] + ".1", trust=False)
     _write_as_deploy_user(box, "/home/ec2-user/.ssh/repo_key", client_key.read_text(), 0o600)
-    _write_as_deploy_user(box, "/home/ec2-user/.ssh/repo_known_hosts", sshd.known_hosts_line, 0o600)
-    _write_as_deploy_user(box, "/home/ec2-user/.ssh/config", (
-        f"Host fabops-repo\n  HostName {gateway}\n  Port {sshd.port}\n  User {sshd.user}\n"
-        "  IdentityFile ~/.ssh/repo_key\n  IdentitiesOnly yes\n  BatchMode yes\n"
-        "  UserKnownHostsFile ~/.ssh/repo_known_hosts\n  StrictHostKeyChecking yes\n  ConnectTimeout 10\n"), 0o600)
+    _reach(box, sshd)
     repo = tmp_path / "backup-machine" / "restic"  # the backup machine's disk: only sftp writes it
     repo.parent.mkdir()
-    return f"sftp:fabops-repo:{repo}"
+    return f"sftp:fabops-repo:{repo}", sshd
 
 
-def _inventory(path: Path, url: str) -> Path:
+def _reach(box, sshd) -> None:
+    """The deploy user's ~/.ssh/config names `sshd` `fabops-repo`, its host
+    key pinned (a restarted backup machine is a new port and key)."""
+    _write_as_deploy_user(box, "/home/ec2-user/.ssh/repo_known_hosts", sshd.known_hosts_line, 0o600)
+    _write_as_deploy_user(box, "/home/ec2-user/.ssh/config", (
+        f"Host fabops-repo\n  HostName {sshd.address}\n  Port {sshd.port}\n  User {sshd.user}\n"
+        "  IdentityFile ~/.ssh/repo_key\n  IdentitiesOnly yes\n  BatchMode yes\n"
+        "  UserKnownHostsFile ~/.ssh/repo_known_hosts\n  StrictHostKeyChecking yes\n  ConnectTimeout 10\n"), 0o600)
+
+
+# the drill's backup: the database is the sqlite item's (online backup): a
+# tar of a file being written is no consistent copy, so the files item leaves it out
+DRILL_BACKUP = {"files": ["data"], "exclude": ["app.db", "app.db-wal", "app.db-shm"], "sqlite": ["data/app.db"]}
+
+
+def _inventory(path: Path, url: str, backup: Optional[dict] = None) -> Path:
+    """find-to-do with `backup` (the drill's by default), its repository at `url`."""
     path.write_text(yaml.safe_dump({"default": "find-to-do", "hosts": {"find-to-do": {
         "user": "ec2-user",
         "app": {"path": APP},
         "services": [tier.bot_service("60s", "1s")],
         "deps": [{"when": ["requirements.txt"], "run": "sh install-deps.sh"}],
         "logs": {"update": "/var/log/voice-meeting-bot-update.log", "health": "/var/log/voice-meeting-bot-health.log"},
-        # the database is the sqlite item's (online backup): a tar of a file
-        # being written is no consistent copy, so the files item leaves it out
-        "backup": {"files": ["data"], "exclude": ["app.db", "app.db-wal", "app.db-shm"], "sqlite": ["data/app.db"],
-                   "schedule": "off", "repository": {"url": url, "password_file": PASSWORD_FILE}},
+        "backup": {**(backup or DRILL_BACKUP), "schedule": "off",
+                   "repository": {"url": url, "password_file": PASSWORD_FILE}},
     }}}, sort_keys=False))
     return path
+
+
+def _deployed(inv: Path) -> None:
+    """The app cloned, set up and deployed, once per booted host: this
+    module's tests share the host (booting one and a first deploy are the
+    expensive part; the CI suite is near its time budget)."""
+    if on_host(f"test -d {APP}/.git", check=False).returncode != 0:
+        tier.first_deploy(inv)
 
 
 def _db(path: str, *args, check: bool = True) -> dict:
@@ -204,8 +231,8 @@ def drill(drill_box, sshd_factory, client_key, isolated_home, deploy_env, tmp_pa
     tier.find_to_do_alias(box, client_key, isolated_home)
     password = f"drill-pw-{secrets.token_hex(8)}"
     _write_as_deploy_user(box, PASSWORD_FILE, password + "\n", 0o600)
-    inv = _inventory(tmp_path / "hosts.yml", _repository(box, sshd_factory, client_key, tmp_path))
-    tier.first_deploy(inv)
+    inv = _inventory(tmp_path / "hosts.yml", _repository(box, sshd_factory, client_key, tmp_path)[0])
+    _deployed(inv)
     on_host(f"mkdir -p {APP}/data/uploads && head -c 65536 /dev/urandom > {APP}/data/uploads/photo.bin && "
             f"echo kept > {APP}/data/notes.txt && ln -s notes.txt {APP}/data/latest")
     _write_as_deploy_user(box, "/tmp/drill-query.py", QUERY, 0o644)
@@ -280,3 +307,115 @@ def test_the_drill_on_a_booted_host(drill):
     assert HOME in there and "/var/log/voice-meeting-bot-update.log" in there, there
     r = on_host(f"grep -rlF -f {PASSWORD_FILE} {' '.join(there)}", check=False)
     assert r.returncode == 1, f"the repository's password is written in {r.stdout} {r.stderr}"
+
+
+# Copies of a snapshot dated back (argv: backups/, the run id copied, then
+# MONTHS_BACK:DAY each): that day of the month that many months ago, at noon
+# in the host's local time (retention's days and months are the host's).
+# Retention reads a snapshot's time from its manifest (`started`) and the
+# repository's from the started= tag its upload took from that manifest:
+# with no fake clock in fabops (and a container shares this machine's
+# clock), a copy whose manifest says an earlier start is a run of that day.
+AGED = '''\
+import datetime, json, os, shutil, sys, time
+backups, source = sys.argv[1], sys.argv[2]
+today, out = datetime.date.today(), {}
+for spec in sys.argv[3:]:
+    back, day = map(int, spec.split(":"))
+    year, month = divmod(today.year * 12 + today.month - 1 - back, 12)
+    started = time.mktime((year, month + 1, day, 12, 0, 0, 0, 0, -1))
+    run_id = time.strftime("%Y%m%dT%H%M%S", time.localtime(started)) + "-" + os.urandom(3).hex()
+    shutil.copytree(os.path.join(backups, source), os.path.join(backups, run_id))
+    path = os.path.join(backups, run_id, "manifest.json")
+    with open(path, encoding="utf-8") as fh:
+        manifest = json.load(fh)
+    manifest.update(run_id=run_id, started=started, ended=started + 1)
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(manifest, fh)
+    out[spec] = run_id
+print(json.dumps(out))
+'''
+# keep: the host's newest 2 days (today's newest, the aged 2:15); the
+# repository's (repository_keep) those and the newest of each of the last 3
+# months with one (today's, 2:15's, and 3:15 over 3:10; not 4:15): which
+# snapshots each keeps does not depend on today's date (the four real runs
+# are today's: a test crossing the host's midnight would fail, once). Each
+# aged copy is one more restic backup in the catch-up run (about a second)
+KEEP = {"daily": 2, "weekly": 0, "monthly": 0}
+REPOSITORY_KEEP = {"daily": 2, "weekly": 0, "monthly": 3}
+
+
+@pytest.fixture
+def offsite(drill_box, sshd_factory, client_key, isolated_home, deploy_env, tmp_path):
+    """The deployed host (the drill's, when it ran first), its snapshots
+    removed; a new repository behind a new sshd, a small keep, and a
+    webhook on our side of the veth for the host's notifications."""
+    from tests.harness.webhook import Hook
+
+    _, box = drill_box
+    tier.find_to_do_alias(box, client_key, isolated_home)
+    _write_as_deploy_user(box, PASSWORD_FILE, f"offsite-pw-{secrets.token_hex(8)}\n", 0o600)
+    url, sshd = _repository(box, sshd_factory, client_key, tmp_path)
+    inv = _inventory(tmp_path / "hosts.yml", url, {"files": ["data/offsite.txt"], "keep": KEEP,
+                                                  "repository_keep": REPOSITORY_KEEP})
+    _deployed(inv)
+    on_host(f"rm -rf {HOME}/backups && mkdir -p {APP}/data && echo kept > {APP}/data/offsite.txt")
+    _write_as_deploy_user(box, "/tmp/drill-aged.py", AGED, 0o644)
+    hook = Hook(sshd.address)
+    on_host(f"umask 077; echo FABOPS_DISCORD_WEBHOOK={hook.url} > {HOME}/notify.env")
+    try:
+        yield box, inv, url, sshd, hook
+    finally:
+        hook.close()
+        on_host(f"rm -f {HOME}/notify.env", check=False)
+
+
+def _runs(url: str) -> list:
+    """The run ids of the repository's snapshots, read with the host's restic."""
+    r = on_host(f"RESTIC_REPOSITORY={url} restic --password-file {PASSWORD_FILE} snapshots --json --host find-to-do",
+                check=False)
+    assert r.returncode == 0, r.stderr
+    return sorted(t[len("run="):] for s in json.loads(r.stdout) for t in s["tags"] if t.startswith("run="))
+
+
+def _local() -> list:
+    return sorted(on_host(f"ls {HOME}/backups").stdout.split())
+
+
+def _backup(inv) -> dict:
+    r = fab(inv, "backup", "--json")
+    assert r.returncode in (0, 2), r.stdout + r.stderr
+    return {**one(r.stdout), "code": r.returncode}
+
+
+@pytest.mark.timeout(600)
+def test_dead_repository_catch_up_and_retention_on_a_booted_host(offsite, sshd_factory):
+    box, inv, url, sshd, hook = offsite
+    first = _backup(inv)
+    assert first["code"] == 0 and [u["run_id"] for u in first["offsite"]["uploaded"]] == [first["run_id"]], first
+    # the backup machine goes away: each run fails, its local snapshot written, one notification for both
+    sshd.stop()
+    r = fab(inv, "backup")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "off-host FAILED: off-host copy: restic snapshots exited" in r.stdout, r.stdout
+    assert "the local snapshot is kept" in r.stdout and f"retention deleted 1: {first['run_id']}" in r.stdout, r.stdout
+    again = _backup(inv)
+    assert again["code"] == 2 and "restic snapshots exited" in again["offsite"]["error"] and not again["notified"]
+    assert len(hook.got) == 1 and "backup failed" in hook.texts()[0] and "off-host copy" in hook.texts()[0], hook.got
+    # the first run's snapshot is in the repository, so retention deleted it; the two it lacks stay for the catch-up
+    dead = [r.stdout.split("snapshot ", 1)[1].split(":", 1)[0], again["run_id"]]
+    assert _local() == dead, (_local(), dead)
+    aged = json.loads(on_host(f"python3 /tmp/drill-aged.py {HOME}/backups {dead[-1]} "
+                              "2:15 3:15 3:10 4:15").stdout)
+    # it comes back (a new port and host key): the next run copies what it missed, oldest first, then both rules
+    _reach(box, sshd_factory(sshd.address, trust=False))
+    last = _backup(inv)
+    assert last["code"] == 0, last
+    order = [aged[s] for s in ("4:15", "3:10", "3:15", "2:15")] + dead + [last["run_id"]]
+    assert [u["run_id"] for u in last["offsite"]["uploaded"]] == order, last["offsite"]
+    # restic forget --prune by repository_keep, the local retention by keep
+    gone = [first["run_id"], *dead, aged["3:10"], aged["4:15"]]
+    assert last["offsite"]["pruned"] and last["offsite"]["forgotten"] == sorted(gone), last["offsite"]
+    assert _runs(url) == sorted([aged["2:15"], aged["3:15"], last["run_id"]])
+    assert _local() == sorted([aged["2:15"], last["run_id"]]) and not last["notified"]
+    assert json.loads(on_host(f"cat {HOME}/state.json").stdout)["backup_notified"] == []
