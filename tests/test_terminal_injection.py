@@ -171,14 +171,16 @@ def _octal(text: str) -> str:
 INSTALL_FAILS = f"#!/bin/sh\nprintf '{_octal(HOSTILE + ' ' + MENTIONS)}\\n'\nexit 1\n"
 
 
-@pytest.fixture
-def hostile(tmp_path):
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
     """A sandbox where cron's `local-update` (as ACTOR) ran two hostile
     commits and notified a recording endpoint over HTTP: the first, with the
     hostile subject and author, makes the dependency rule fail with a
     hostile last line (aborted, back on v1); the second, whose subject is
-    MENTIONS, repairs the rule and is deployed."""
-    box = Sandbox(tmp_path, timeout="5s")
+    MENTIONS, repairs the rule and is deployed. Made once for the module:
+    the tests only read it (history, status, monitor, logs, the hook's
+    record), and making it took 7-9 s per test, eight times."""
+    box = Sandbox(tmp_path_factory.mktemp("hostile"), timeout="5s")
     hook = Hook()
     try:
         assert box.result()[0] == 0

@@ -19,6 +19,17 @@ pytestmark = [pytest.mark.systemd, pytest.mark.timeout(900)]
 APP = "~/voice-meeting-bot"
 HOME = "~/.fabops/voice-meeting-bot"
 CRONTAB = "~/crontab.as-setup-wrote-it"
+# The watch of every deploy here: a good commit waits it out, so 2 s (as in
+# tests/test_systemd_tier.py) and not 8 s, which cost the file about a
+# minute; the late crash sets a window wide enough for its 3 s (with_watch).
+WATCH = "2s"
+
+
+def with_watch(inv, watch: str) -> None:
+    """The host fixture's hosts.yml with another watch window."""
+    data = yaml.safe_load(inv.read_text())
+    data["hosts"]["find-to-do"]["services"][0]["watch"] = watch
+    inv.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +39,8 @@ def origin(tmp_path_factory):
 
 @pytest.fixture
 def host(box, origin, client_key, isolated_home, deploy_env, tmp_path):
-    """The alias, a hosts.yml with an 8 s watch, and a webhook endpoint."""
+    """The alias, a hosts.yml with a 2 s watch (every good deploy waits it
+    out; the cases that need a longer one set it), and a webhook endpoint."""
     import os
     from pathlib import Path
 
@@ -37,7 +49,7 @@ def host(box, origin, client_key, isolated_home, deploy_env, tmp_path):
     inv.write_text(yaml.safe_dump({"default": "find-to-do", "hosts": {"find-to-do": {
         "user": "ec2-user",
         "app": {"path": "/home/ec2-user/voice-meeting-bot"},
-        "services": [bot_service("40s", "8s")],
+        "services": [bot_service("40s", WATCH)],
         "deps": [{"when": ["requirements.txt", "install-deps.sh"], "run": "sh install-deps.sh"}],
         "env_template": ".env.example",
         "env_file": ".env",
@@ -159,7 +171,9 @@ def test_a_late_crash_is_rolled_back_not_reported_deployed(host, origin):
     good = answering_version()
     assert good is not None, on_host(f"cat {HOME}/state.json; tail -n 3 {HOME}/history.jsonl", check=False).stdout
     bad = origin.push("v4 dies after three seconds", {"VERSION": "4\n", "BEHAVIOUR": "crash-after 3\n"})
+    with_watch(inv, "8s")  # past the crash 3 s after start, and systemd's restart of it
     code, res = deploy(inv)
+    with_watch(inv, WATCH)
     assert (code, res["result"]) == (2, "rolled_back"), res
     watch = [s for s in res["steps"] if s["name"] == "watch"]
     assert watch and not watch[0]["ok"] and ("died" in watch[0]["message"] or "restarted" in watch[0]["message"])
@@ -211,8 +225,7 @@ def test_health_inside_the_watch_window_leaves_the_bad_commit_to_the_rollback(ho
     assert not report.get("restarted")
     assert version() == good
     assert len(hook.texts("rolled back")) == 1, hook.got
-    data["hosts"]["find-to-do"]["services"][0]["watch"] = "8s"
-    inv.write_text(yaml.safe_dump(data, sort_keys=False))
+    with_watch(inv, WATCH)
     origin.push("v7 fixed", {"VERSION": "7\n", "BEHAVIOUR": "ok\n"})
     assert deploy(inv)[0] == 0
 
