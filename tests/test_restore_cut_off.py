@@ -189,8 +189,8 @@ def test_health_fix_leaves_a_restore_cut_off_putting_items_back_down(step):
 @pytest.mark.parametrize("step", ("stop", "save", "put back", "start"))
 def test_a_persons_restart_refuses_a_restore_cut_off_putting_items_back(step):
     """`restart` (and its dry run) reads state.json's mark with its other
-    facts: at put back it restarts nothing (exit 2, as its held-port and
-    moved-checkout refusals) in the planner's words; a live lock still
+    facts: at put back it restarts nothing (exit 5, as reset: docs/errors.md,
+    tests/test_cut_off_codes.py) in the planner's words; a live lock still
     says locked first. At the other steps it restarts as before."""
     from fabops.maintenance.restart import RestartDecision, parse_restart_facts, refused_error, restart_would
     from fabops.probe import MARK
@@ -205,10 +205,10 @@ def test_a_persons_restart_refuses_a_restore_cut_off_putting_items_back(step):
         assert (moved, cut_off, d.refusal()) == (None, None, None)
         return
     assert cut_off == restore_cut_off_text(CUT, host.name) and "takes it over" in cut_off
-    assert d.refusal() == (2, [cut_off])
+    assert d.refusal() == (5, [cut_off])
     assert [(w.action, w.why) for w in restart_would(host, d)] == [("stop", cut_off)]
     error = refused_error(host, d)
-    assert error.exit_code == 2 and cut_off in str(error)
+    assert error.exit_code == 5 and cut_off in str(error)
     locked = RestartDecision(restart_plan(host, None, {"actor": "a@b", "trigger": "cron", "phase": "change"}),
                              (), None, cut_off)
     assert locked.refusal() == (4, ["locked: cron by a@b"])
@@ -391,7 +391,9 @@ def test_a_restore_killed_putting_items_back_is_left_down_until_a_restore_takes_
     _killed_in_put_back(inv, run, tmp_path / "put.pid")
     mark = sandbox.state["in_progress"]
     assert (mark["trigger"], mark["run_id"], mark["step"]) == ("restore", run, "restore: put back"), mark
-    take = f"`fabops backup -H local --restore {run} --yes` takes it over"
+    # the host's words (the planner's, health --fix's) name no inventory; the laptop's (restart, reset,
+    # monitor) add this run's `-i INV` (tests/test_restore_cut_off_hold.py checks both forms)
+    take = f"--restore {run} --yes` takes it over"
     dry = sandbox.update("--dry-run")
     assert dry.returncode == 5 and take in dry.stdout, dry.stdout
     code, data = sandbox.result()
@@ -399,9 +401,9 @@ def test_a_restore_killed_putting_items_back_is_left_down_until_a_restore_takes_
     for args in (("--dry-run",), ()):
         r = run_cli("health", "-i", inv, "--fix", *args)
         assert r.returncode == 2 and take in " ".join(r.stdout.split()), r.stdout + r.stderr
-    for args in (("--dry-run",), ()):  # a person's restart refuses as they do (exit 2, nothing restarted)
+    for args in (("--dry-run",), ()):  # a person's restart refuses as reset does (exit 5, nothing restarted)
         r = run_cli("restart", "-i", inv, *args, env={"COLUMNS": "400"})
-        assert r.returncode == 2 and take in " ".join((r.stdout + r.stderr).split()), r.stdout + r.stderr
+        assert r.returncode == 5 and take in " ".join((r.stdout + r.stderr).split()), r.stdout + r.stderr
     assert not [h for h in sandbox.history() if h.get("trigger") == "restart"]
     for args in (("--dry-run",), ("--yes",)):  # a person's reset refuses as the planner does (exit 5, nothing reset)
         r = run_cli("reset", "-i", inv, *args, env={"COLUMNS": "400"})

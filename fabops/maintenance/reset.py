@@ -114,6 +114,10 @@ class ResetPlan:
     # a restore cut off while putting items back (host/plan.UNSAFE_RESTORE_STEPS):
     # host/plan.restore_cut_off_text's words, the planner's abort, else None
     cut_off: Optional[str] = None
+    # that mark's run id and step: when the lock's holder is that run, the
+    # restore is live, putting items back now, not cut off (refusal)
+    cut_off_run: Optional[str] = None
+    cut_off_step: Optional[str] = None
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -127,11 +131,19 @@ class ResetPlan:
         run the app on half-restored data and clearing the mark would lose
         it; docs/backups.md "A restore cut off in the middle"); then a held
         port refuses it (FAILED, the deploy preflight's words). The task
-        asks only about the hosts that would be reset (docs/maintenance.md)."""
+        asks only about the hosts that would be reset (docs/maintenance.md).
+        A mark whose restore holds the lock is no cut-off restore: it is
+        putting items back now, a run changing the host (LOCKED, #24: it
+        said "cut off"), and --force does not stop it: killed there, it
+        would leave half the data put back (docs/backups.md)."""
         from ..errors import BROKEN, FAILED, LOCKED
 
         locked = self.lock == "locked"
         stoppable = isinstance(self.holder_pid, int) and self.holder_pid > 1
+        if locked and self.cut_off_run is not None and self.holder_run_id == self.cut_off_run:
+            return LOCKED, [f"locked: {self.holder} at step {self.cut_off_step}: it is putting items back now, and "
+                            "--force does not stop it (killed now, it would leave half the data put back): run "
+                            "reset again once it has ended"]
         if locked and not force:
             # --force is named only when it could stop the holder (a trial
             # was told it would, then that it cannot: no pid recorded)
@@ -230,6 +242,8 @@ def parse_reset_plan(output: str, host: Optional[Host] = None) -> ResetPlan:
         pin=state.get("pin") if isinstance(state.get("pin"), str) else None,
         cut_off=_cut_off(state, host),
     )
+    if plan.cut_off:
+        plan.cut_off_run, plan.cut_off_step = str(state["in_progress"].get("run_id")), state["in_progress"].get("step")
     if "owners" in s and host is not None:
         plan.held = _held(s, host)
     if "lock" in s:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
-from ..errors import FAILED, LOCKED, OK, FabopsError, LockedError
+from ..errors import BROKEN, FAILED, LOCKED, OK, FabopsError, LockedError
 from ..host.would import Would
 from ..inventory import Host
 from ..probe import MARK, split_sections
@@ -38,8 +38,9 @@ class RestartDecision:
     def refusal(self) -> Optional[Tuple[int, List[str]]]:
         """Why the real restart would restart nothing, with its exit code
         (None: it acts): a run holding the lock (LOCKED, the lock script's
-        own rule), else a restore cut off putting items back (FAILED: it
-        would start the services on half-restored data; the way out is the
+        own rule), else a restore cut off putting items back (BROKEN, as
+        reset's and the planner's refusal of it, docs/errors.md: it would
+        start the services on half-restored data; the way out is the
         restore that takes it over, docs/backups.md "A restore cut off in
         the middle"), else a held port (FAILED: the service could not
         start), else a checkout off the deployed commit (FAILED: it would
@@ -48,7 +49,7 @@ class RestartDecision:
         if self.plan.verdict == "locked":
             return LOCKED, [self.plan.why]
         if self.cut_off:  # before the ports, as health --fix: no restart may start on that data
-            return FAILED, [self.cut_off]
+            return BROKEN, [self.cut_off]
         if self.held:
             return FAILED, list(self.held)
         return (FAILED, [self.moved]) if self.moved else None
@@ -84,7 +85,7 @@ def parse_restart_facts(output: str, host: Host, services,
     state = _state(s.get("state", ""))
     moved = checkout_moved_text(state.get("deployed"), s.get("head", "").strip() or None, host.name, inventory,
                                 state.get("in_progress"))
-    cut_off = cut_off_words(state.get("in_progress"), host.name)
+    cut_off = cut_off_words(state.get("in_progress"), host.name, inventory)
     return (_held(s, host, services) if "owners" in s else []), holder, moved, cut_off
 
 
@@ -120,7 +121,9 @@ def refused_error(host: Host, d: RestartDecision) -> Optional[FabopsError]:
     if not refused:
         return None
     code, why = refused
-    return (LockedError if code == LOCKED else FabopsError)("; ".join(why), host=host.name)
+    error = (LockedError if code == LOCKED else FabopsError)("; ".join(why), host=host.name)
+    error.exit_code = code  # BROKEN for a cut-off restore (as reset's), FAILED for the others
+    return error
 
 
 def restart(c, host: Host, service: Optional[str], actor: str, progress=None,
