@@ -29,7 +29,15 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["printable"]
+__all__ = ["printable", "STDERR_FIT"]
+
+# How the library's own `fabops: …` lines on stderr (maintenance/backup's
+# notes while a restore runs) are fitted: as they are, until the task
+# layer, which every command that prints them imports, puts its rule here
+# (tasks/_base.for_stderr: wrapped at spaces on a terminal, one whole line
+# in a pipe, never padded; docs/architecture.md, "Command line"). The
+# library imports no printer (tests/test_layers.py), so it is handed in.
+STDERR_FIT = [lambda text: text]
 
 _SEQUENCE = re.compile(
     r"(?:\x1b\[|\x9b)[\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]?"  # CSI: parameters, intermediates, final byte

@@ -174,10 +174,10 @@ class _Relay:
 
 
 def _say(line: str) -> None:
-    from ..printable import printable
+    from ..printable import STDERR_FIT, printable
 
-    try:
-        sys.stderr.write(printable(line) + "\n")
+    try:  # wrapped at spaces on a terminal, whole in a pipe, as every `fabops:` line (STDERR_FIT)
+        sys.stderr.write(STDERR_FIT[0](printable(line)) + "\n")
         sys.stderr.flush()
     except (OSError, ValueError):  # nobody reads stderr any more: the exit code still says it
         pass

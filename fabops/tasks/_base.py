@@ -23,7 +23,7 @@ from ..errors import FabopsError, UsageError
 # JSON_SCHEMA and error_text: for the task modules that import them from here
 from ..host.report import (JSON_SCHEMA, envelope_of, error_envelope, error_text, failure, host_error, plain,
                            print_json)
-from ..printable import printable
+from ..printable import STDERR_FIT, printable
 
 if TYPE_CHECKING:  # annotations only: the task modules load these lazily
     from ..fanout import FanoutResult
@@ -410,6 +410,9 @@ def for_stderr(text: str) -> str:
     except (OSError, ValueError):
         columns = 80
     return wrap(text, columns)
+
+
+STDERR_FIT[0] = for_stderr  # the library's stderr lines follow the same rule (printable.STDERR_FIT)
 
 
 def width() -> int:

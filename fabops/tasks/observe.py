@@ -10,7 +10,7 @@ from invoke import Collection
 
 from .. import errors as E
 from ..printable import printable
-from ._base import envelope, error_text, fabops_task, finish, print_json, print_json_line, select
+from ._base import envelope, error_text, fabops_task, finish, print_json, print_json_line, print_text, select
 
 SPARK = "▁▂▃▄▅▆▇█"
 
@@ -474,7 +474,6 @@ def logs(c, hosts=None, follow=False, n=100, since=None, errors=False, source="j
          inventory=None, accept_new=False, connect_timeout=None):
     """Show or follow service output and the fabops update and health logs on hosts."""
     from ..logs import follow_logs, read_logs, since_unmet, since_value
-    from ._base import print_text
 
     if since is not None:
         since = since_value(since)  # a bad value is exit 64 before any connection
@@ -508,8 +507,8 @@ def logs(c, hosts=None, follow=False, n=100, since=None, errors=False, source="j
         # --json stays JSON lines: none is its empty answer.
         for r in outcome.results:
             if r.ok and not str(r.value or "").strip():
-                sys.stderr.write(printable(f"{r.host}: no {'error ' if errors else ''}log lines yet "
-                                           f"(--source {source})") + "\n")
+                print_text(f"{r.host}: no {'error ' if errors else ''}log lines yet (--source {source})",
+                           file=sys.stderr)
     host_errors(outcome.results)
     finish(outcome.code)
 
@@ -559,9 +558,10 @@ class LinePrinter:
 
 def _notice(host: str, text: str) -> None:
     """A follow's news about its link (lost, reconnecting, back, or never
-    made), on stderr, as every task names a host's error: `fabops: HOST: …`."""
-    sys.stderr.write(printable(f"fabops: {host}: {text}") + "\n")
-    sys.stderr.flush()
+    made), on stderr, as every task names a host's error: `fabops: HOST: …`,
+    and wrapped as those are: at spaces on a terminal, one line in a pipe
+    (print_text, _base.for_stderr; #24's trial found this one never wrapped)."""
+    print_text(f"fabops: {host}: {text}", file=sys.stderr)
 
 
 @contextmanager
