@@ -73,6 +73,23 @@ def test_a_port_nobody_listens_on_is_closed(tmp_path):
     assert listeners.port_owner(9999, 500, proc=proc).state == CLOSED
 
 
+def test_a_main_pid_that_holds_every_listener_is_own_without_reading_every_process(tmp_path, monkeypatch):
+    """The healthy service's usual case: its main PID listens itself. The
+    answer is OWN, as the long way gives it, and the table of every
+    process (a read each) is not built; when the main PID holds only some
+    listeners the long way still finds a stranger beside it."""
+    proc = _proc(tmp_path, TCP, TCP6, [(500, 1, 500, 500, ["python3", "app.py"], [41234, 51234]),
+                                       (600, 1, 600, 600, ["other"], [])])
+    long_way = listeners.port_owner(3013, 500, proc=proc)
+    monkeypatch.setattr(listeners, "_table", lambda proc: pytest.fail("every process was read"))
+    assert listeners.port_owner(3013, 500, proc=proc) == long_way == (3013, OWN, None, "", "")
+    monkeypatch.undo()
+    proc = _proc(tmp_path / "b", TCP, TCP6, [(500, 1, 500, 500, ["python3", "app.py"], [41234]),
+                                             (600, 1, 600, 600, ["python3", "-m", "http.server"], [51234])])
+    found = listeners.port_owner(3013, 500, proc=proc)
+    assert (found.state, found.pid) == (OTHER, 600)
+
+
 def test_the_services_own_listener_is_its_own_through_its_group_and_children(tmp_path):
     # the recorded pid is `sh -c`; its child in the same group holds the socket (IPv4 and IPv6)
     proc = _proc(tmp_path, TCP, TCP6, [(500, 1, 500, 500, ["sh", "-c", "x"], []),

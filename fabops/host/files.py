@@ -2,7 +2,6 @@
 Their names are fabops/paths.py's HostPaths."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -10,6 +9,8 @@ from typing import Any, Iterator, List
 
 
 def sha256_file(path: str) -> str:
+    import hashlib  # here: its OpenSSL load was 2.6 ms of every cron poll, which hashes nothing (docs/benchmarks.md)
+
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 16), b""):

@@ -22,7 +22,8 @@ check means the same thing wherever it runs:
 
 No import of fabops here, and Python 3.6 syntax: the source runs alone on a
 host's python3, fabops installed or not. A plain http:// check imports
-neither urllib.request nor ssl: the cron path polls it every 200 ms.
+neither urllib.request nor ssl, nor urllib.parse nor the idna codec for
+a plain URL (_plain, _name): the cron path polls it every 200 ms.
 """
 import socket
 import time
@@ -85,16 +86,53 @@ def _exchange(s: dict, deadline: float):
 
 def _url(url: str):
     """The check's URL, split: http or https, with a host."""
-    from urllib.parse import urlsplit
-
     # hosts.yml's validator refuses these too; here they would split the
     # request line or a header into two.
     if any(c.isspace() or ord(c) < 32 for c in url):
         raise ValueError("the URL holds a space or a control character")
-    parts = urlsplit(url)
+    parts = _plain(url)
+    if parts is None:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("unsupported URL")
     return parts
+
+
+# A plain URL's host: a lowercase name or an IPv4 address (_plain).
+_PLAIN_HOST = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-")
+
+
+class _Plain:
+    """What urlsplit gives for a plain URL, the attributes this file reads."""
+    username = password = None
+
+    def __init__(self, scheme, hostname, port, path, query):
+        self.scheme, self.hostname, self.port, self.path, self.query = scheme, hostname, port, path, query
+
+
+def _plain(url: str):
+    """`url` split as urlsplit splits it, when it is plain
+    (`http://127.0.0.1:3013/health?x`: a lowercase scheme, no user part, a
+    host of _PLAIN_HOST, a port of 1 to 5 digits up to 65535); None for
+    any other, which urlsplit splits. urllib.parse, with the ipaddress it
+    imports, was 3-4 ms of every cron poll (docs/benchmarks.md), whose
+    check URL is nearly always plain. The split is urlsplit's: the
+    authority ends at the first / ? or #, the fragment goes first, then
+    the query."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("http", "https"):
+        return None
+    ends = [i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0]
+    end = min(ends) if ends else len(rest)
+    host, colon, port = rest[:end].partition(":")
+    if not host or not _PLAIN_HOST.issuperset(host):
+        return None
+    if colon and not (0 < len(port) <= 5 and all(c in "0123456789" for c in port) and int(port) <= 65535):
+        return None
+    path, _, query = rest[end:].partition("#")[0].partition("?")
+    return _Plain(scheme, host, int(port) if colon else None, path, query)
 
 
 def _message(s: dict, parts, port: int) -> bytes:
@@ -114,14 +152,13 @@ def _headers(s: dict, parts, port: int, length) -> dict:
     """Ours (Host, User-Agent, Accept, Connection; Basic authorization for
     `user:pass@`; Content-Length when there is a body of `length` bytes),
     then the check's own, which win whatever their case."""
-    from urllib.parse import unquote
-
     host = parts.hostname
     named = "[%s]" % host if ":" in host else host
     headers = {"Host": named if port == (443 if parts.scheme == "https" else 80) else "%s:%d" % (named, port),
                "User-Agent": "fabops-check", "Accept": "*/*", "Connection": "close"}
-    if parts.username is not None:
+    if parts.username is not None:  # not a plain URL (_plain): urllib.parse is loaded already
         import base64
+        from urllib.parse import unquote
 
         pair = "%s:%s" % (unquote(parts.username), unquote(parts.password or ""))
         headers["Authorization"] = "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
@@ -146,7 +183,7 @@ def _first_line(host: str, port: int, tls: bool, message: bytes, deadline: float
             raise socket.timeout("timed out")
         return remaining
 
-    sock = socket.create_connection((host, port), timeout=left())
+    sock = socket.create_connection((_name(host), port), timeout=left())
     try:
         if tls:
             import ssl
@@ -165,6 +202,22 @@ def _first_line(host: str, port: int, tls: bool, message: bytes, deadline: float
     finally:
         sock.close()
     return answer
+
+
+def _name(host: str):
+    """`host` as getaddrinfo gets it: the ASCII bytes the idna codec would
+    make of it (encodings/idna.py: an ASCII name is itself when each label
+    but an empty last one has 1 to 63 characters), so the codec is not
+    imported (a millisecond of every cron poll); any other name as text,
+    for the codec to encode or refuse as before."""
+    try:
+        raw = host.encode("ascii")
+    except UnicodeEncodeError:
+        return host
+    labels = raw.split(b".")
+    if all(0 < len(label) < 64 for label in labels[:-1]) and len(labels[-1]) < 64:
+        return raw
+    return host
 
 
 def shown(url: str) -> str:

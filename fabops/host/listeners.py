@@ -287,6 +287,18 @@ def _member_sockets(group: set[int], proc: str) -> tuple[set[int], list[int]]:
     return mine, unread
 
 
+def _holds_all(pid: int, inodes: set[int], proc: str) -> bool:
+    """Whether the main PID itself holds every listener, the healthy
+    service's usual case: it is always one of the service's processes
+    (members), so the answer is OWN whoever the others are, and the table
+    of every process on the host (a /proc read each: 8 of a cron poll's ms
+    on a host with 170 processes, docs/benchmarks.md) is not read."""
+    try:
+        return inodes <= _sockets(pid, proc)
+    except OSError:  # its open files cannot be read: the long way says what is known
+        return False
+
+
 def port_owner(port: int, pid: int | None, systemd: bool = False, proc: str = PROC,
                root: str = CGROUP_ROOT, unit: str = "") -> PortOwner:
     """Whose the LISTEN sockets on `port` are. `pid`: the service's main
@@ -301,6 +313,8 @@ def port_owner(port: int, pid: int | None, systemd: bool = False, proc: str = PR
     inodes = {x.inode for x in listeners(port, proc)}
     if not inodes:
         return PortOwner(port, CLOSED)
+    if pid and _holds_all(pid, inodes, proc):
+        return PortOwner(port, OWN)
     group = service_procs(pid, systemd, unit, proc, root)
     if group is None:
         return PortOwner(port, UNVERIFIED, why=f"process {pid} not visible in {proc}")
