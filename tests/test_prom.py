@@ -4,18 +4,21 @@ kept in state.json across runs, the textfile written atomically after a
 real run, and a write failure that never fails the run."""
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from fabops import inventory
+from fabops import __version__, inventory
 from fabops.host import prom
 from fabops.paths import HostPaths
 from fabops.shortsha import short_sha
+from tests.conftest import run_cli
 
 SHA = "a" * 40
 # A sample line: name, {labels}, value (no timestamp: the textfile collector refuses one)
@@ -99,7 +102,7 @@ def test_counters_survive_in_state_json(tmp_path):
     for result in ("noop", "noop", "deployed"):
         prom.run_done(h, "cron", result, 0, 0.1, to=SHA, subject="ship it")
     prom.health_done(h, "down", 2, 0.5, [{"service": "bot", "ok": False, "seconds": 0.2, "http_status": 503}])
-    state = __import__("json").loads(Path(paths.state).read_text())
+    state = json.loads(Path(paths.state).read_text())
     assert state[prom.KEY]["runs"] == {"cron noop": 2, "cron deployed": 1, "health down": 1}
     assert state[prom.KEY]["subject"] == [SHA, "ship it"]
     assert state[prom.KEY]["services"]["bot"]["up"] is False
@@ -163,4 +166,20 @@ def test_sandbox_deploy_writes_the_textfile(sandbox, tmp_path):
     assert sorted(families["fabops_runs_total"]["samples"]) == [
         ('fabops_host="local",trigger="cron",result="deployed"', 1),
         ('fabops_host="local",trigger="cron",result="noop"', 1)]
+    promtool_check(text)
+    # `fabops metrics` reads the same state (one command through the host's
+    # Target) and prints the same exposition
+    r = run_cli("metrics", "-i", str(sandbox.inventory))
+    assert (r.returncode, r.stdout, r.stderr) == (0, text, "")
+
+
+def test_metrics_of_several_hosts_name_each_family_once(tmp_path):
+    one, two = host(tmp_path), inventory.loads(yaml.safe_dump({"hosts": {"db": {
+        "connection": "local", "app": {"path": str(tmp_path / "app")}}}})).hosts["db"]
+    text = prom.render(prom.merged([prom.families(one, {}, 1.0), prom.families(two, {}, 1.0, build=("0.0.9", "3.9"))]))
+    mine = "%d.%d.%d" % sys.version_info[:3]  # this process's: a local host runs this very fabops
+    assert text.count("# TYPE fabops_build_info ") == 1
+    assert parsed(text)["fabops_build_info"]["samples"] == [
+        (f'fabops_host="web",version="{__version__}",python="{mine}"', 1),
+        ('fabops_host="db",version="0.0.9",python="3.9"', 1)]
     promtool_check(text)

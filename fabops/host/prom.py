@@ -107,18 +107,30 @@ def exposition(host: Host, state: dict, now: Optional[float] = None) -> str:
     return render(families(host, state, time.time() if now is None else now))
 
 
-def families(host: Host, state: dict, now: float) -> List[Family]:
+def merged(each: Iterable[List[Family]]) -> List[Family]:
+    """Several hosts' families as one exposition has them: each name once,
+    with every host's samples (`fabops metrics -H a,b`)."""
+    out: Dict[str, Family] = {}
+    for fams in each:
+        for name, kind, help_text, samples in fams:
+            out.setdefault(name, (name, kind, help_text, []))[3].extend(samples)
+    return list(out.values())
+
+
+def families(host: Host, state: dict, now: float, build: Optional[Tuple[str, str]] = None) -> List[Family]:
     """Every metric family, each sample labelled with the inventory's name
     for the host (`fabops_host`: one machine may run several apps, each
-    with a file of its own in the same directory)."""
+    with a file of its own in the same directory). `build`: the host's
+    fabops (version, python) when it is not this process (read over SSH;
+    empty: none installed, no build info)."""
     from .. import __version__
 
     me = (("fabops_host", host.name),)
     kept = state.get(KEY) if isinstance(state.get(KEY), dict) else {}
-    python = "%d.%d.%d" % sys.version_info[:3]
+    version, python = build or (__version__, "%d.%d.%d" % sys.version_info[:3])
     out: List[Family] = [
         ("fabops_build_info", "gauge", "The fabops version on the host, and its Python; always 1.",
-         [(me + (("version", __version__), ("python", python)), 1)]),
+         [(me + (("version", version), ("python", python)), 1)] if version else []),
     ]
     out += deployed_families(me, state, kept)
     out += run_families(me, kept)

@@ -1,4 +1,5 @@
-"""The update pipeline's tasks: local-update (cron), history, status, unpin.
+"""The update pipeline's tasks: local-update (cron), history, status,
+metrics, unpin.
 
 `local-update` runs on the host itself and is on the cron path: nothing here
 may import paramiko, fabric or rich at module level.
@@ -164,4 +165,21 @@ def status(c, hosts=None, json=False, inventory=None, accept_new=False, connect_
     _report_each(outcome, json, "status_panel", flag=_inventory_flag(inventory))  # `inv unpin -i PATH`
 
 
-ns = Collection("update", local_update, history, status)
+@fabops_task
+def metrics(c, hosts=None, inventory=None, accept_new=False, connect_timeout=None):
+    """Print each host's metrics in Prometheus' text format: what its runs write for node_exporter (docs/metrics.md)."""
+    from ..host.prom import merged, render
+    from ..prometheus import host_families
+    from ._base import for_each_host
+    from .render import host_errors
+
+    outcome = for_each_host(inventory, hosts, host_families, accept_new=accept_new, connect_timeout=connect_timeout)
+    # the exposition as it is (a scraper's format: never wrapped or padded),
+    # every host's samples under one HELP and TYPE per metric
+    sys.stdout.write(render(merged(r.value for r in outcome.results if r.ok)))
+    sys.stdout.flush()
+    host_errors(outcome.results)
+    finish(outcome.code)
+
+
+ns = Collection("update", local_update, history, status, metrics)
