@@ -806,8 +806,43 @@ def _backups(run: _Setup) -> Items:
         yield ItemResult("backups", "ok", f"off the host to {redacted_url(repo.url)}")
 
 
-ITEMS = (_deploy_user, _env_file, _install, _host_yml, _crontab, _system_units, _units, _sudo_rights, _log_files, _logrotate, _wrappers,
-         _first_run, _backups)
+def _metrics_dir(run: _Setup) -> Items:
+    """node_exporter's textfile directory (hosts.yml's metrics_dir,
+    docs/metrics.md): made when absent, 0755 and the deploy user's, so its
+    runs write their file there and node_exporter's user reads it. One
+    under ~/ (or a sandbox's) is the deploy user's to make, without sudo;
+    any other root's (`install -d`). As with the logs, an existing
+    directory is never chowned nor its mode changed, and a link is never
+    followed: a warning says what to do."""
+    where = run.host.metrics_dir
+    if not where:
+        return
+    user, d = run.host.user or "root", host_path(where)
+    own = where.startswith("~/") or run.host.sandbox
+    look = sh("if [ -L {d} ]; then echo link; elif [ -d {d} ]; then echo dir; elif [ -e {d} ]; then echo other; "
+              "else echo absent; fi", d=d)
+    fact = (run.dt if own else run.t).output(look if own else sudo(["sh", "-c", look])).strip()
+    if fact == "dir":
+        writable = run.dt.ok(sh("test -w {d}", d=d)) if own else bool(run.writable_by_user([where]))
+        yield ItemResult("metrics dir", "ok", where) if writable else ItemResult(
+            "metrics dir", "warning", f"{where} exists and {user} cannot write it, so no run can write its metrics "
+                                      f"there; fabops never chowns an existing directory: `sudo chown {user} {where}`, "
+                                      "or name another metrics_dir")
+    elif fact != "absent":
+        what = {"link": "a symbolic link", "other": "not a directory"}.get(fact, f"unknown ({fact or 'no answer'})")
+        yield ItemResult("metrics dir", "warning", f"{where} is {what}; fabops makes only a directory that is not there")
+    elif run.check:
+        yield ItemResult("metrics dir", "would change", f"create {where} (0755, {user})")
+    else:
+        if own:
+            run.dt.run(sh("mkdir -p {d} && chmod 0755 {d}", d=d), f"creating {where}")
+        else:
+            run.t.run(sudo(["install", "-d", "-m", "0755", "-o", user, where]), f"creating {where}")
+        yield ItemResult("metrics dir", "changed", f"created {where} (0755, {user})")
+
+
+ITEMS = (_deploy_user, _env_file, _install, _host_yml, _crontab, _system_units, _units, _sudo_rights, _log_files,
+         _metrics_dir, _logrotate, _wrappers, _first_run, _backups)
 
 
 def _outside_block(text: str, app: str) -> List[str]:

@@ -183,3 +183,34 @@ def test_metrics_of_several_hosts_name_each_family_once(tmp_path):
         (f'fabops_host="web",version="{__version__}",python="{mine}"', 1),
         ('fabops_host="db",version="0.0.9",python="3.9"', 1)]
     promtool_check(text)
+
+
+def test_setup_makes_the_metrics_dir_and_follows_no_link(sandbox, tmp_path):
+    """setup's metrics-dir item on the sandbox host (its directory is the
+    deploy user's own: no sudo): --check says it would, the run makes it
+    0755, the next finds it; a link there is left alone with a warning."""
+    from invoke import Context
+
+    from fabops import setup
+    from fabops.target import Target
+
+    d = tmp_path / "node-exporter" / "textfile"
+    data = yaml.safe_load(sandbox.inventory.read_text())
+    data["hosts"]["local"]["metrics_dir"] = str(d)
+    sandbox.inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+    h = inventory.load(str(sandbox.inventory)).hosts["local"]
+
+    def item(check: bool):
+        run = setup._Setup(Target(Context(), h.name, h.home), h, check=check, yes=False, offline=True,
+                           replace_units=False, splay=30)
+        return [(r.name, r.status, r.message) for r in setup._metrics_dir(run)]
+
+    user = h.user or "root"
+    assert item(True) == [("metrics dir", "would change", f"create {d} (0755, {user})")] and not d.exists()
+    assert item(False) == [("metrics dir", "changed", f"created {d} (0755, {user})")]
+    assert d.is_dir() and oct(d.stat().st_mode & 0o777) == "0o755"
+    assert item(False) == [("metrics dir", "ok", str(d))]
+    d.rmdir()
+    d.symlink_to(tmp_path)
+    [(_, status, message)] = item(False)
+    assert status == "warning" and "symbolic link" in message and d.is_symlink()
