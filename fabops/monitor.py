@@ -988,7 +988,7 @@ def evaluate(facts: Dict[str, Any], host: Host, now: Optional[float] = None,
         found.append((errors.WARNING, stalled))
     cut_off = dep.get("restore_cut_off") if dep else None
     if cut_off:  # services down on purpose, data half put back: no restart is the way out, so no backoff's
-        found.append((errors.FAILED, cut_off_finding(str(cut_off), host.name)))
+        found.append((errors.FAILED, cut_off_finding(str(cut_off), host.name, inventory)))
     elif dep and backoff_shown(facts["services"]) and isinstance(dep.get("restart_backoff_until"), (int, float)):
         found.append((errors.FAILED, restart_backoff_text(dep["restart_backoff_until"], host.name, inventory,
                                                           dep.get("deployed"), dep.get("head"),
@@ -1015,13 +1015,13 @@ def evaluate(facts: Dict[str, Any], host: Host, now: Optional[float] = None,
     return code, found
 
 
-def cut_off_finding(run_id: str, host: str) -> str:
+def cut_off_finding(run_id: str, host: str, inventory: Optional[str] = None) -> str:
     """The finding of a restore cut off while putting items back: the
     planner's words (host/plan.restore_cut_off_text; deploys, health --fix
     and restart refuse, docs/backups.md), after an "if": the mark alone
     cannot tell a restore still putting items back from one cut off there
     (monitor reads no lock, as status' interrupted line says "if")."""
-    return f"if no restore is running now: {restore_cut_off_text(run_id, host)}"
+    return f"if no restore is running now: {restore_cut_off_text(run_id, host, inventory)}"
 
 
 def broken_text(dep: Dict[str, Any], host: str, inventory: Optional[str] = None, said_moved: bool = False) -> str:

@@ -391,7 +391,9 @@ def test_a_restore_killed_putting_items_back_is_left_down_until_a_restore_takes_
     _killed_in_put_back(inv, run, tmp_path / "put.pid")
     mark = sandbox.state["in_progress"]
     assert (mark["trigger"], mark["run_id"], mark["step"]) == ("restore", run, "restore: put back"), mark
-    take = f"`fabops backup -H local --restore {run} --yes` takes it over"
+    # the host's words (the planner's, health --fix's) name no inventory; the laptop's (restart, reset,
+    # monitor) add this run's `-i INV` (tests/test_restore_cut_off_hold.py checks both forms)
+    take = f"--restore {run} --yes` takes it over"
     dry = sandbox.update("--dry-run")
     assert dry.returncode == 5 and take in dry.stdout, dry.stdout
     code, data = sandbox.result()

@@ -87,6 +87,15 @@ def test_a_take_over_is_cut_off_until_its_own_put_back_is_done(watched):  # noqa
 
 
 @pytest.mark.unit
+def test_the_take_over_command_names_the_inventory_it_needs():
+    from fabops.shell import program
+
+    assert f"`{program()} backup -i 'ops/prod hosts.yml' -H web1 --restore {CUT} --yes` takes it over" in \
+        restore_cut_off_text(CUT, "web1", "ops/prod hosts.yml")
+    assert f"`{program()} backup -H web1 --restore {CUT} --yes`" in restore_cut_off_text(CUT, "web1")
+
+
+@pytest.mark.unit
 def test_the_launcher_refuses_while_the_hold_stands_and_says_why(tmp_path, capsys):
     hold = str(tmp_path / "restore-cut-off")
     assert launch.main(["--hold", hold]) == 0  # the unit's check alone: no hold, it may start
@@ -201,12 +210,19 @@ def test_a_restore_killed_putting_items_back_holds_its_data_until_taken_over(san
     hold = HostPaths(str(sandbox.home)).restore_hold
     take = f"`fabops backup -H local --restore {run_id} --yes` takes it over"
     assert take in open(hold).read()
+    # the laptop's words name this run's inventory (not the default one), so its command is copyable
+    took = f"`fabops backup -i {inv} -H local --restore {run_id} --yes` takes it over"
     r = run_cli("backup", "-i", inv, "--json")
     assert r.returncode == 5 and take in one(r.stdout)["error"], r.stdout + r.stderr
     assert [h["exit_code"] for h in sandbox.history() if h.get("trigger") == "backup"][-1] == 5
     for args in (("--dry-run",), ("--yes",)):
         r = run_cli("restore-env", "-i", inv, "-b", name, *args, env={"COLUMNS": "400"})
-        assert r.returncode == 5 and take in " ".join((r.stdout + r.stderr).split()), r.stdout + r.stderr
+        assert r.returncode == 5 and took in " ".join((r.stdout + r.stderr).split()), r.stdout + r.stderr
+    for task in (("restart", "--dry-run"), ("reset", "--dry-run")):  # their codes: tests/test_restore_cut_off.py
+        r = run_cli(*task, "-i", inv, env={"COLUMNS": "400"})
+        assert r.returncode != 0 and took in " ".join((r.stdout + r.stderr).split()), r.stdout + r.stderr
+    m = one(run_cli("monitor", "-i", inv, "--json").stdout)
+    assert [f for f in m["findings"] if took in f["message"]], m["findings"]
     with pytest.raises(CommandFailed, match="not starting: .*" + re.escape(take)):  # the process manager's own start
         host = inventory.load(inv).hosts["local"]
         restore.service_manager(host).start(host.services[0])

@@ -218,23 +218,26 @@ def restore_cut_off(in_progress) -> Optional[str]:
     return str(in_progress.get("run_id")) if in_progress.get("step") in UNSAFE_RESTORE_STEPS else None
 
 
-def cut_off_words(in_progress, host: str) -> Optional[str]:
+def cut_off_words(in_progress, host: str, inventory: Optional[str] = None) -> Optional[str]:
     """restore_cut_off_text for the restore `in_progress` names, when it was
     cut off putting items back (restore_cut_off); else None: the planner's,
     restart's and reset's refusal."""
     run_id = restore_cut_off(in_progress)
-    return restore_cut_off_text(run_id, host) if run_id is not None else None
+    return restore_cut_off_text(run_id, host, inventory) if run_id is not None else None
 
 
-def restore_cut_off_text(run_id: str, host: str) -> str:
+def restore_cut_off_text(run_id: str, host: str, inventory: Optional[str] = None) -> str:
     """The one wording for it: the planner's abort and health --fix's
     refusal. The take-over command as deploy.suggest words one (this
-    program's own name, shell.program; `-H`: a person reading it from a
-    laptop deploy acts on this host, not the default one), built here: the
-    host layer does not import deploy (docs/architecture.md, "Layers")."""
+    program's own name, shell.program; `-i INVENTORY` when the laptop's
+    run needed one, tasks/deploy._inventory_flag, so it is copyable as
+    printed; `-H`: a person reading it from a laptop deploy acts on this
+    host, not the default one), built here: the host layer does not import
+    deploy (docs/architecture.md, "Layers")."""
     from ..shell import join, program
 
-    command = f"`{join([program(), 'backup', '-H', host, '--restore', run_id, '--yes'])}`"
+    given = ["-i", inventory] if inventory else []
+    command = f"`{join([program(), 'backup', *given, '-H', host, '--restore', run_id, '--yes'])}`"
     return (f"a restore of {run_id} was cut off while putting items back (its services stopped, part of the "
             f"data put back): not starting them on half-restored data; {command} takes it over")
 

@@ -166,9 +166,10 @@ class CutOff(FabopsError):
     exit_code = errors.BROKEN
 
 
-def refuse_cut_off(t: Target, host: Host) -> None:
-    """CutOff, in the planner's words (host/plan.cut_off_words), when
-    state.json marks a restore cut off putting items back; nothing else."""
+def refuse_cut_off(t: Target, host: Host, inventory: Optional[str] = None) -> None:
+    """CutOff, in the planner's words (host/plan.cut_off_words; `inventory`:
+    the `-i PATH` its take-over command needs), when state.json marks a
+    restore cut off putting items back; nothing else."""
     import json
 
     from ..host.plan import cut_off_words
@@ -178,7 +179,7 @@ def refuse_cut_off(t: Target, host: Host) -> None:
         state = json.loads(text) if text.strip() else {}
     except ValueError:
         state = {}
-    words = cut_off_words(state.get("in_progress") if isinstance(state, dict) else None, host.name)
+    words = cut_off_words(state.get("in_progress") if isinstance(state, dict) else None, host.name, inventory)
     if words:
         raise CutOff(f"not restoring .env: {words}", host=host.name)
 
@@ -202,7 +203,7 @@ def restore_env(c, host: Host, name: str, actor: str, dry_run: bool = False, pro
 
         raise UsageError(f"no backup {name!r} on the host (see {suggest(inventory, 'backup-env', '-H', host.name, '--list')})",
                          host=host.name)
-    refuse_cut_off(t, host)  # before its plan too: the dry run says the same refusal
+    refuse_cut_off(t, host, inventory)  # before its plan too: the dry run says the same refusal
     diff = env_diff(c, host, app_file(host, host.env_file), src)
     would = restore_would(host, name, diff)
     if dry_run:  # the same checks and diff, rendered: nothing locked, saved, copied or restarted
@@ -212,7 +213,7 @@ def restore_env(c, host: Host, name: str, actor: str, dry_run: bool = False, pro
         return {"diff": diff, "restored": False, "services": []}
     info = {"actor": actor, "trigger": "restore-env", "target": None, "since": time.time(), "pid": None}
     with RemoteLock(c, host, info):
-        refuse_cut_off(t, host)  # again under the lock: a restore that held it may have been cut off since
+        refuse_cut_off(t, host, inventory)  # again under the lock: a restore that held it may have been cut off since
         before = backup_env(c, host, keep=10_000)
         say(f"saved the current .env as {before.name}")
         dest = app_file(host, host.env_file)

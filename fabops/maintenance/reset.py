@@ -189,16 +189,17 @@ def reset_would(host: Host, p: ResetPlan, force: bool = False) -> List[Would]:
     return out
 
 
-def reset_plan(c, host: Host) -> ResetPlan:
+def reset_plan(c, host: Host, inventory: Optional[str] = None) -> ResetPlan:
     """The checkout, the declared ports and the host lock as they are now:
     all read, nothing taken or written, in one script (reset_plan_cmd); a
     local target's lock is tested in-process (host/lock.peek_holder: no
-    flock(1) needed)."""
+    flock(1) needed). `inventory`: the run's `-i` (tasks/deploy._inventory_flag),
+    for the take-over command a cut-off restore's refusal names."""
     from ..host.lock import peek_holder
 
     t = Target.of(c, host)
     plan = parse_reset_plan(t.run(reset_plan_cmd(host, lock=not t.is_local),
-                                  "reading the checkout, the ports and the host lock").stdout, host)
+                                  "reading the checkout, the ports and the host lock").stdout, host, inventory)
     if t.is_local:
         _set_holder(plan, peek_holder(t.paths.lock))
     return plan
@@ -224,7 +225,7 @@ def held(c, host: Host) -> List[str]:
     return _held(split_sections(out), host)
 
 
-def parse_reset_plan(output: str, host: Optional[Host] = None) -> ResetPlan:
+def parse_reset_plan(output: str, host: Optional[Host] = None, inventory: Optional[str] = None) -> ResetPlan:
     """reset_plan_cmd's output: the checkout as it is, where reset would
     go, and (with `host`) the declared ports another process holds."""
     s = split_sections(output)
@@ -240,7 +241,7 @@ def parse_reset_plan(output: str, host: Optional[Host] = None) -> ResetPlan:
         deployed=deployed,
         known_bad=known_bad(bad, target, deployed, "reset"),
         pin=state.get("pin") if isinstance(state.get("pin"), str) else None,
-        cut_off=_cut_off(state, host),
+        cut_off=_cut_off(state, host, inventory),
     )
     if plan.cut_off:
         plan.cut_off_run, plan.cut_off_step = str(state["in_progress"].get("run_id")), state["in_progress"].get("step")
@@ -272,12 +273,12 @@ def _held(s: dict, host: Host, services=None) -> List[str]:
         svc.port, UNVERIFIED, why="no answer from the host's python3"))
 
 
-def _cut_off(state: dict, host: Optional[Host]) -> Optional[str]:
+def _cut_off(state: dict, host: Optional[Host], inventory: Optional[str] = None) -> Optional[str]:
     """The planner's words for a restore cut off putting items back
     (host/plan.restore_cut_off_text), else None."""
     from ..host.plan import cut_off_words
 
-    return cut_off_words(state.get("in_progress"), host.name if host else "HOST")
+    return cut_off_words(state.get("in_progress"), host.name if host else "HOST", inventory)
 
 
 def _state(text: str) -> dict:

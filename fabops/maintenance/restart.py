@@ -85,7 +85,7 @@ def parse_restart_facts(output: str, host: Host, services,
     state = _state(s.get("state", ""))
     moved = checkout_moved_text(state.get("deployed"), s.get("head", "").strip() or None, host.name, inventory,
                                 state.get("in_progress"))
-    cut_off = cut_off_words(state.get("in_progress"), host.name)
+    cut_off = cut_off_words(state.get("in_progress"), host.name, inventory)
     return (_held(s, host, services) if "owners" in s else []), holder, moved, cut_off
 
 

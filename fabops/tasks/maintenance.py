@@ -60,6 +60,7 @@ def reset(c, hosts=None, yes=False, dry_run=False, force=False, actor=None, json
     """Emergency reset to origin: save .env and local changes, reset, re-run deps, restart, poll."""
     from ..connection import close_quietly, connect
     from ..maintenance import reset_plan
+    from .deploy import _inventory_flag
     from .render import host_errors
 
     inv, chosen = select(inventory, hosts)
@@ -69,7 +70,7 @@ def reset(c, hosts=None, yes=False, dry_run=False, force=False, actor=None, json
     try:
         for host in chosen:
             conns[host.name] = connect(host, inv, accept_new=accept_new, connect_timeout=connect_timeout)
-            plans[host.name] = reset_plan(conns[host.name], host)
+            plans[host.name] = reset_plan(conns[host.name], host, _inventory_flag(inventory))
         # decide first, then ask: a host whose plan refuses (a held port, a
         # run holding the lock) is reported, never asked about or touched
         refused = {h.name: r for h in chosen for r in [refusal(h, plans[h.name], force)] if r}
