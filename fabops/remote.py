@@ -457,18 +457,41 @@ def restart_services(c, host: Host, service: Optional[str], actor: str, progress
     manager, probe = managers_for(c, host)
     out = []
     with RemoteLock(c, host, info) as lock:
-        if lock.ended and progress:
-            progress(ended_watch_line(lock.ended, "restart"))
+        ended = _watch_ended(c, host, lock.ended, manager.app_path, progress)
+        if ended and progress:
+            progress(ended_watch_line(ended, "restart"))
         for svc in (host.service(name) for name in p.services):
             manager.restart(svc)
             ready = wait_ready(manager, svc, probe=probe, progress=progress)
-            out.append(dict(ready.to_dict(), ended_watch=describe_holder(lock.ended) if lock.ended else None))
+            out.append(dict(ready.to_dict(), ended_watch=describe_holder(ended) if ended else None))
             if not ready.ok:
                 break
         # every service up, or no verdict to record: no read of the host for it (review 2)
-        if restart_records(host, p, bool(lock.ended)) and len(out) == len(p.services) and all(x["ok"] for x in out):
+        if restart_records(host, p, bool(ended)) and len(out) == len(p.services) and all(x["ok"] for x in out):
             _record_restart(c, host, actor, out, manager.app_path)
     return out
+
+
+def _watch_ended(c, host: Host, holder: dict, app_path: str, progress=None) -> dict:
+    """The record of the run whose watch this restart ended ({}: none).
+    Asked to end it, the holder may have finished on its own first (its
+    watch over while it promoted, or passed before it read the request):
+    then its own result stands, its commit deployed, and the restart
+    neither says it ended that watch nor withholds its verdict (#24's
+    trial: `its commit is not promoted` beside a deploy that promoted it).
+    An ended watch leaves its run in state.json's in_progress (host/pipeline,
+    _watch: `superseded`), which one read tells (docs/pipeline.md, "Lock")."""
+    from .host.lock import describe_holder
+
+    if not holder:
+        return {}
+    state, _ = _state_and_head(c, host, app_path)
+    running = state.get("in_progress")
+    if isinstance(running, dict) and running.get("run_id") and running.get("run_id") == holder.get("run_id"):
+        return holder
+    if progress:
+        progress(f"{describe_holder(holder)} finished before its watch could be ended: its own result stands")
+    return {}
 
 
 def _record_restart(c, host: Host, actor: str, out: List[dict], app_path: str) -> None:

@@ -267,3 +267,35 @@ def test_a_dry_run_during_a_watch_says_it_waits_as_the_real_deploy_does(sandbox,
     assert "finish" not in dict(actions) and not res["warnings"], res
     assert "after ending the watch of cron by cron@host" in res["message"], res
     assert cron.proc.poll() is None and sandbox.state["in_progress"]["run_id"] == "cronrun"  # nothing changed
+
+
+def test_a_restart_whose_holder_finished_its_watch_first_says_so_and_records_its_verdict(sandbox):
+    """#24's trial: a restart asked a run in its watch's last moment (phase
+    `promote`) to end it; the run promoted its commit first and let go. The
+    restart said `ended the watch of …: its commit is not promoted; the next
+    run finishes it` and recorded no verdict, beside a run that promoted it.
+    Here the holder is a stand-in that holds the host lock with a promoting
+    run's record for a second, then lets go having left no run in progress,
+    as a promotion leaves state.json: the restart says the holder finished
+    first, and records its verdict on the commit the service runs."""
+    v1 = sandbox.result()[1]["to"]
+    lock = sandbox.home / "lock"
+    holder = {"actor": "cron@host", "trigger": "cron", "run_id": "promoting", "target": v1, "phase": "promote",
+              "watch_ends": time.time() - 1, "since": time.time() - 5}
+    hold = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time\n"
+         "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)\nfcntl.flock(fd, fcntl.LOCK_EX)\n"
+         "os.ftruncate(fd, 0)\nos.pwrite(fd, sys.argv[2].encode(), 0)\nprint('held', flush=True)\n"
+         "time.sleep(1.5)\nos.ftruncate(fd, 0)\n", str(lock), json.dumps(holder)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert hold.stdout.readline().strip() == "held"
+        r = run_cli("restart", "-i", str(sandbox.inventory), "--actor", "bob@laptop")
+    finally:
+        hold.kill()
+        hold.communicate()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "ended the watch" not in r.stdout and "not promoted" not in r.stdout, r.stdout
+    assert "finished before its watch could be ended: its own result stands" in r.stdout, r.stdout
+    last = sandbox.history()[-1]
+    assert (last["trigger"], last["from"], last["to"], last["result"]) == ("restart", v1, v1, "deployed"), last
