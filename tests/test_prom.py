@@ -214,3 +214,22 @@ def test_setup_makes_the_metrics_dir_and_follows_no_link(sandbox, tmp_path):
     d.symlink_to(tmp_path)
     [(_, status, message)] = item(False)
     assert status == "warning" and "symbolic link" in message and d.is_symlink()
+
+
+def test_a_backup_run_writes_its_metrics(sandbox, tmp_path):
+    """cron's backup line (the fast path, host/backup.result) counts its
+    run and keeps its snapshot's time and size for the textfile."""
+    d = tmp_path / "textfile"
+    d.mkdir()
+    data = yaml.safe_load(sandbox.inventory.read_text())
+    data["hosts"]["local"].update(metrics_dir=str(d), backup={"files": ["app.py"]})
+    sandbox.inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+    r = run_cli("backup", "-i", str(sandbox.inventory))
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    text = (d / "fabops-local.prom").read_text()
+    families = parsed(text)
+    assert families["fabops_runs_total"]["samples"] == [('fabops_host="local",trigger="backup",result="backed_up"', 1)]
+    [(_, size)] = families["fabops_backup_size_bytes"]["samples"]
+    assert size >= (sandbox.app / "app.py").stat().st_size
+    assert families["fabops_backup_success_timestamp_seconds"]["samples"]
+    promtool_check(text)

@@ -862,9 +862,13 @@ def _finish(host: Host, paths: HostPaths, done: dict, actor: str, started: float
     except OSError as exc:  # state.json not writable: the run's result stands
         done["warnings"].append(f"could not record the notification: {exc}")
     try:
-        record(host, paths, done, actor, time.monotonic() - started)
+        rec = record(host, paths, done, actor, time.monotonic() - started)
     except OSError as exc:  # a full disk: the snapshot and its result stand
         done["warnings"].append(f"could not record this run in the history: {exc.strerror or exc}")
+    else:  # counted, and the host's metrics written (docs/metrics.md: a failure is the update log's)
+        from .prom import backup_done
+
+        backup_done(host, rec, done.get("items") or [])
     return done
 
 
@@ -880,11 +884,11 @@ def summary(done: dict) -> str:
     return f"snapshot {done.get('run_id')}: {len(items)} item{'' if len(items) == 1 else 's'} ok, {where}"
 
 
-def record(host: Host, paths: HostPaths, done: dict, actor: str, duration: float) -> None:
+def record(host: Host, paths: HostPaths, done: dict, actor: str, duration: float) -> dict:
     """A run recorded as every run is (docs/backups.md, "Scheduled"): one
     history record (trigger backup, the commit unchanged; result
-    backed_up or backup_failed) and one update-log line. Whose failure
-    notifies is notify_once's."""
+    backed_up or backup_failed) and one update-log line; the record is
+    returned. Whose failure notifies is notify_once's."""
     from .. import errors
     from .record import append_run
 
@@ -899,6 +903,7 @@ def record(host: Host, paths: HostPaths, done: dict, actor: str, duration: float
     warning = append_run(host, paths, rec)
     if warning:
         done["warnings"].append(warning)
+    return rec
 
 
 def exit_code(action: str, data: dict) -> int:

@@ -136,6 +136,7 @@ def families(host: Host, state: dict, now: float, build: Optional[Tuple[str, str
     out += run_families(me, kept)
     out += update_families(me, state, kept, now)
     out += service_families(me, kept)
+    out += backup_families(me, kept)
     return out
 
 
@@ -223,6 +224,18 @@ def service_families(me, kept: dict) -> List[Family]:
     ]
 
 
+def backup_families(me, kept: dict) -> List[Family]:
+    """The last backup that succeeded: when, and how many bytes (its
+    result and duration are fabops_last_run_*{trigger="backup"})."""
+    b = kept.get("backup") if isinstance(kept.get("backup"), dict) else {}
+    return [
+        ("fabops_backup_success_timestamp_seconds", "gauge", "When a backup run last succeeded.",
+         [(me, b["at"])] if isinstance(b.get("at"), (int, float)) else []),
+        ("fabops_backup_size_bytes", "gauge", "The bytes the last successful backup's items hold.",
+         [(me, b["size"])] if isinstance(b.get("size"), int) else []),
+    ]
+
+
 # ------------------------------------------------------------ the textfile
 
 SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
@@ -300,6 +313,23 @@ def run_done(host: Host, trigger: str, result: str, code: int, seconds: float,
         counted(kept, trigger, result, code, seconds, now)
         if result == "deployed" and to and subject:
             kept["subject"] = [to, subject]
+
+    return after(host, change)
+
+
+def backup_done(host: Host, rec: dict, items: List[dict]) -> Optional[str]:
+    """After a backup run (its history record `rec`): counted (trigger
+    backup, result backed_up or backup_failed) and, when it succeeded, its
+    time and the bytes its snapshot's items hold."""
+    now = time.time()
+    ok = rec.get("result") == "backed_up"
+    size = sum(int(i.get("size") or 0) for i in items if isinstance(i, dict) and i.get("ok") and not i.get("skipped"))
+
+    def change(kept: dict) -> None:
+        counted(kept, "backup", str(rec.get("result")), int(rec.get("exit_code") or 0),
+                float(rec.get("duration") or 0), now)
+        if ok:
+            kept["backup"] = {"at": now, "size": size}
 
     return after(host, change)
 
