@@ -212,6 +212,9 @@ def test_a_restore_killed_putting_items_back_holds_its_data_until_taken_over(san
     assert take in open(hold).read()
     # the laptop's words name this run's inventory (not the default one), so its command is copyable
     took = f"`fabops backup -i {inv} -H local --restore {run_id} --yes` takes it over"
+    r = run_cli("backup", "-i", inv, "--dry-run", env={"COLUMNS": "400"})  # its dry run says the same
+    said = " ".join(r.stdout.split())
+    assert r.returncode == 5 and said.startswith("[local] would stop: not backing up: ") and take in said, r.stdout
     r = run_cli("backup", "-i", inv, "--json")
     assert r.returncode == 5 and take in one(r.stdout)["error"], r.stdout + r.stderr
     assert [h["exit_code"] for h in sandbox.history() if h.get("trigger") == "backup"][-1] == 5
@@ -237,6 +240,7 @@ def test_a_restore_killed_putting_items_back_holds_its_data_until_taken_over(san
 def test_a_refused_backup_run_says_why_at_both_widths(width, capsys, monkeypatch):
     """As `inv backup` prints it (tasks/backup.py: its lines, then each warning)."""
     from fabops.host.report import backup_run_lines
+    from fabops.host.would import lines
     from fabops.tasks._base import print_text
     from tests.test_golden import check, render
 
@@ -244,3 +248,6 @@ def test_a_refused_backup_run_says_why_at_both_widths(width, capsys, monkeypatch
              "error": f"not backing up: {restore_cut_off_text('20261201T030000-a1b2c3', 'web1')}", "warnings": []}
     text = render(capsys, monkeypatch, width, lambda: [print_text(f"[web1] {ln}") for ln in backup_run_lines(value)])
     check("backup-refused-cut-off", width, text)
+    dry = [{"action": "stop", "target": "-", "why": value["error"]}]  # its dry run's (host/backup.result)
+    text = render(capsys, monkeypatch, width, lambda: [print_text(ln) for ln in lines(dry, "[web1] ")])
+    check("backup-dry-run-refused-cut-off", width, text)

@@ -923,6 +923,8 @@ def exit_code(action: str, data: dict) -> int:
     if action == "restore-plan":  # the real restore's code when an item is refused: it is not put back
         items = (data.get("restore_plan") or {}).get("items") or []
         return errors.FAILED if any(i.get("refused") for i in items) else errors.OK
+    if action == "plan" and data.get("cut_off"):  # the real run's refusal (cut_off): BROKEN
+        return errors.BROKEN
     if action == "plan":  # the real run's code when an item would fail (cannot_copy): that item gets no backup
         return errors.FAILED if any(w.get("action") == "fail" for w in data.get("would") or ()) else errors.OK
     if action == "verify":  # a snapshot that does not match its manifest, or none to check
@@ -1003,8 +1005,11 @@ def result(action: str, host: Host, paths: HostPaths, priority: str = "", actor:
         # the locks' holders, read without taking them (as restore-plan does): the real run waits for the host lock
         held = {name: h for name, h in (("the host lock", peek_holder(paths.lock)),
                                         ("the backup lock", peek_holder(paths.backup_lock))) if h}
-        would = p.would(bool(host.backup.repository), held) + offsite_would(host)
-        return {**p.to_dict(), "would": [w.to_dict() for w in would], "warnings": _warnings(host)}
+        refused = cut_off(host, paths)  # the run's refusal (locked_run), said as reset's dry run says its own
+        would = [Would("stop", "-", refused)] if refused else \
+            p.would(bool(host.backup.repository), held) + offsite_would(host)
+        return {**p.to_dict(), "would": [w.to_dict() for w in would], **({"cut_off": True} if refused else {}),
+                "warnings": _warnings(host)}
     done = locked_run(host, paths, priority, actor)
     return {**done, "warnings": done["warnings"] + _warnings(host)}
 
