@@ -80,10 +80,34 @@ def test_restore_to_a_directory_stops_nothing_and_only_picks_one_item(deployed, 
     assert res["ok"] and res["saved"] is None and res["services"] == [] and box.pid() == pid
     copy = into / str(box.app / "data").lstrip("/")
     assert _sums(copy) == _sums(box.app / "data") and (into / "env").read_bytes() == (box.app / ".env").read_bytes()
+    # each item says where it went (trial: `files.tar ok`, its files under DIR's copy of the source's path)
+    assert {i["file"]: i["put"] for i in res["items"]}["files.tar"] == [str(copy)], res["items"]
+    assert {i["file"]: i["put"] for i in res["items"]}["env"] == [str(into / "env")], res["items"]
     only = tmp_path / "only"
     r = run_cli("backup", "-i", inv, "--restore", run_id, "--only", "env", "--to", str(only))
     assert r.returncode == 0 and os.listdir(only) == ["env"], r.stdout + r.stderr
+    assert f"into {only / 'env'}" in r.stdout, r.stdout
     r = run_cli("backup", "-i", inv, "--restore", run_id, "--only", "nope", "--to", str(only))
     assert r.returncode == 64 and "the snapshot has no item 'nope': it has files.tar, env, state.json, history.jsonl" in r.stderr, r.stderr
     r = run_cli("backup", "-i", inv, "--restore", "20200101T000000-abcdef", "--to", str(only))
     assert r.returncode == 64 and "no snapshot 20200101T000000-abcdef on the host, and no repository" in r.stderr
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("width", (80, 200))
+def test_a_restore_to_a_directory_says_where_each_item_went(width, capsys, monkeypatch):
+    """Trial: `files.tar ok`, while the files were under DIR/tmp/trial7/...:
+    with --to each item's paths are said, as `inv backup` prints them."""
+    from fabops.tasks._base import print_text
+    from fabops.tasks.backup import restore_lines
+    from tests.test_golden import check, render
+
+    look, data = "/tmp/look", "/tmp/trial7/.fabops-demo/host/app/data"
+    value = {"restore": {"run_id": "20261201T030000-a1b2c3", "from": "local", "to": look, "ok": True,
+                         "saved": None, "services": [],
+                         "items": [{"name": "files", "file": "files.tar", "ok": True, "skipped": None, "error": None,
+                                    "put": [look + data]},
+                                   {"name": "env", "file": "env", "ok": True, "skipped": None, "error": None,
+                                    "put": [look + "/env"]}]}}
+    text = render(capsys, monkeypatch, width, lambda: [print_text(f"[local] {ln}") for ln in restore_lines(value)])
+    check("restore-to-dir", width, text)

@@ -182,12 +182,18 @@ def test_dry_run_changes_nothing_and_shows_what_the_run_copies(sandbox):
 def test_list_shows_each_snapshot_and_retention_prunes_after_an_ok_run(sandbox):
     import jsonschema
 
+    from fabops.host.backup import NO_OFF_HOST
+
     inv = _inventory(sandbox, {"keep": {"daily": 1, "weekly": 0, "monthly": 0}})
     r = run_cli("backup", "-i", inv, "--list")
-    assert r.returncode == 0 and "no snapshots yet" in r.stdout and "no off-host copy: backup.repository is not set" in r.stdout
+    # none yet: nothing is on the host's disk to warn about, only that no off-host copy is configured (trial)
+    assert r.returncode == 0 and "no snapshots yet" in r.stdout, r.stdout
+    assert "host's own disk" not in r.stdout and "no off-host copy is configured" in r.stdout, r.stdout
+    assert r.stdout.count("\n") == 2, r.stdout  # the two lines, nothing else
     first = one(run_cli("backup", "-i", inv, "--json").stdout)
     listed = one(run_cli("backup", "-i", inv, "--list", "--json").stdout)
     assert [s["run_id"] for s in listed["snapshots"]] == [first["run_id"]]
+    assert listed["warnings"] == [NO_OFF_HOST]  # one is on the host's disk now: the disk's warning
     snap = listed["snapshots"][0]
     assert snap["ok"] and snap["items"] == 1 and snap["size"] == first["items"][0]["size"]  # .env only
     jsonschema.validate(listed, json_schema("backup"))
@@ -203,3 +209,19 @@ def test_list_shows_each_snapshot_and_retention_prunes_after_an_ok_run(sandbox):
     r = run_cli("backup", "-i", inv, "--list")
     assert second["run_id"] in r.stdout and first["run_id"] not in r.stdout
     assert os.listdir(sandbox.home / "backups") == [second["run_id"]]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("width", (80, 200))
+def test_an_empty_list_without_a_repository_at_both_widths(width, capsys, monkeypatch):
+    """`backup --list` with no snapshot and no repository, as `inv backup`
+    prints it (trial: it warned of snapshots on the host's disk, and there were none)."""
+    from fabops.host.backup import NO_REPOSITORY
+    from fabops.tasks._base import print_text
+    from fabops.tasks.backup import list_lines
+    from tests.test_golden import check, render
+
+    value = {"snapshots": [], "warnings": [NO_REPOSITORY]}
+    text = render(capsys, monkeypatch, width, lambda: [print_text(f"[local] {ln}") for ln in list_lines(value) + [
+        f"warning: {w}" for w in value["warnings"]]])
+    check("backup-list-empty", width, text)

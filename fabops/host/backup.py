@@ -57,6 +57,8 @@ DUMP_TIMEOUT = 3600.0  # seconds a dump command may run before it is killed (and
 COPY_ALLOWANCE = 4 * 3600.0
 NO_OFF_HOST = ("no off-host copy: backup.repository is not set, so these snapshots are on the host's own disk, "
                "which a dead disk or a terminated instance takes with them (docs/backups.md)")
+# --list with no snapshot: there is nothing on the host's disk to warn about, only no repository (trial)
+NO_REPOSITORY = "no off-host copy is configured: backup.repository is not set (docs/backups.md)"
 # seconds a run waits for the host lock (a deploy, its watch included, or another backup)
 LOCK_WAIT = 1800.0
 # an in-place restore's Ctrl-C or SIGTERM before it stopped anything (host/restore.Deferred): it ends, exit 130
@@ -995,7 +997,8 @@ def result(action: str, host: Host, paths: HostPaths, priority: str = "", actor:
         local = snapshots(paths)
         off = {"offsite_snapshots": listing(host, now, {s.run_id: s.size for s in local})} \
             if host.backup.repository else {}
-        return {"snapshots": [s.to_dict(now) for s in local], **off, "warnings": _warnings(host)}
+        said = _warnings(host) if local or host.backup.repository else [NO_REPOSITORY]
+        return {"snapshots": [s.to_dict(now) for s in local], **off, "warnings": said}
     if action == "verify":
         return verified(host, paths)
     if action == "plan":

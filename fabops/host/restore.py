@@ -619,8 +619,11 @@ def put_back(snap: str, items: Sequence[dict], into: Optional[str]) -> List[dict
                 skipped, error = put_item(snap, item, into), None
             except (OSError, tarfile.TarError) as exc:
                 skipped, error = None, f"{type(exc).__name__}: {exc}"
+        # where it went: with --to the paths under DIR mirror the sources' (a new-user trial read `files.tar ok`
+        # and looked for it at DIR's top), so the result names each path written (docs/backups.md, "Restore")
+        put = [dest for _, dest in item.get("put") or ()] if error is None and skipped is None else []
         out.append({"name": item.get("name"), "file": item.get("file"), "ok": error is None,
-                    "skipped": skipped, "error": error})
+                    "skipped": skipped, "error": error, "put": put})
     return out
 
 

@@ -93,6 +93,8 @@ def restore_lines(data: dict) -> list:
         state = "ok" if i.get("ok") and not i.get("skipped") else (f"skipped: {i['skipped']}" if i.get("skipped")
                                                                    else f"FAILED {i.get('error')}")
         out.append(f"  {str(i.get('file')).ljust(name_w)}  {state}")
+        if r.get("to"):  # under DIR each path is the source's, not DIR's top (docs/backups.md, "Restore")
+            out += [f"  {''.ljust(name_w)}  into {dest}" for dest in i.get("put") or ()]
     out += [f"  service {s.get('service')}: " + ("ready" if s.get("ok") else f"FAILED {s.get('message')}")
             for s in r.get("services") or []]
     return out
