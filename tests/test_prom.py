@@ -5,6 +5,7 @@ real run, and a write failure that never fails the run."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -233,3 +234,31 @@ def test_a_backup_run_writes_its_metrics(sandbox, tmp_path):
     assert size >= (sandbox.app / "app.py").stat().st_size
     assert families["fabops_backup_success_timestamp_seconds"]["samples"]
     promtool_check(text)
+
+
+def test_a_clean_on_the_host_adds_what_it_freed(sandbox, tmp_path):
+    """`fabops clean` on the host itself (cron's line): its run counted and
+    the bytes it freed added up over runs; its dry run writes nothing."""
+    d, junk = tmp_path / "textfile", tmp_path / "recordings"
+    d.mkdir()
+    junk.mkdir()
+    data = yaml.safe_load(sandbox.inventory.read_text())
+    data["hosts"]["local"].update(metrics_dir=str(d), cleanup=[{"path": str(junk), "glob": "*.pcm", "older_than": "1m"}])
+    sandbox.inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+
+    def old_files(n: int) -> None:
+        for i in range(n):
+            f = junk / f"{n}-{i}.pcm"
+            f.write_bytes(b"x" * 1000)
+            os.utime(f, (1, 1))
+
+    old_files(2)
+    assert run_cli("clean", "-i", str(sandbox.inventory), "--dry-run").returncode == 0
+    assert not (d / "fabops-local.prom").exists()
+    assert run_cli("clean", "-i", str(sandbox.inventory)).returncode == 0
+    old_files(3)
+    assert run_cli("clean", "-i", str(sandbox.inventory)).returncode == 0
+    families = parsed((d / "fabops-local.prom").read_text())
+    assert families["fabops_cleanup_freed_bytes_total"]["samples"] == [('fabops_host="local"', 5000)]
+    assert families["fabops_cleanup_deleted_files_total"]["samples"] == [('fabops_host="local"', 5)]
+    assert families["fabops_runs_total"]["samples"] == [('fabops_host="local",trigger="clean",result="cleaned"', 2)]

@@ -225,10 +225,16 @@ def service_families(me, kept: dict) -> List[Family]:
 
 
 def backup_families(me, kept: dict) -> List[Family]:
-    """The last backup that succeeded: when, and how many bytes (its
-    result and duration are fabops_last_run_*{trigger="backup"})."""
+    """What cleanups freed, and the last backup that succeeded: when, and
+    how many bytes (its result and duration are
+    fabops_last_run_*{trigger="backup"})."""
     b = kept.get("backup") if isinstance(kept.get("backup"), dict) else {}
+    cleaned = kept.get("cleaned") if isinstance(kept.get("cleaned"), dict) else {}
     return [
+        ("fabops_cleanup_deleted_files_total", "counter", "Files the cleanup rules deleted, since the first clean.",
+         [(me, cleaned.get("files") or 0)] if cleaned else []),
+        ("fabops_cleanup_freed_bytes_total", "counter", "Bytes the cleanup rules freed, since the first clean.",
+         [(me, cleaned.get("bytes") or 0)] if cleaned else []),
         ("fabops_backup_success_timestamp_seconds", "gauge", "When a backup run last succeeded.",
          [(me, b["at"])] if isinstance(b.get("at"), (int, float)) else []),
         ("fabops_backup_size_bytes", "gauge", "The bytes the last successful backup's items hold.",
@@ -330,6 +336,19 @@ def backup_done(host: Host, rec: dict, items: List[dict]) -> Optional[str]:
                 float(rec.get("duration") or 0), now)
         if ok:
             kept["backup"] = {"at": now, "size": size}
+
+    return after(host, change)
+
+
+def clean_done(host: Host, files: int, freed: int) -> Optional[str]:
+    """After a clean on the host: counted (trigger clean, result cleaned),
+    and the files it deleted and the bytes it freed added to their totals."""
+    now = time.time()
+
+    def change(kept: dict) -> None:
+        counted(kept, "clean", "cleaned", 0, 0.0, now)
+        totals = kept.get("cleaned") if isinstance(kept.get("cleaned"), dict) else {}
+        kept["cleaned"] = {"files": int(totals.get("files") or 0) + files, "bytes": int(totals.get("bytes") or 0) + freed}
 
     return after(host, change)
 

@@ -268,7 +268,8 @@ def clean(c, hosts=None, dry_run=False, json=False, inventory=None, accept_new=F
     from ..maintenance import clean as do_clean
     from ..maintenance.clean import clean_would
 
-    outcome = _each(inventory, hosts, lambda cxn, host: do_clean(cxn, host, dry_run=dry_run), accept_new, connect_timeout)
+    outcome = _each(inventory, hosts, lambda cxn, host: _cleaned(cxn, host, do_clean(cxn, host, dry_run=dry_run), dry_run),
+                    accept_new, connect_timeout)
     if json:
         # one shape for both runs (#24's trial: the real run gave a bare list):
         # each rule applied with its counts (deleted, or would delete), and a
@@ -288,6 +289,18 @@ def clean(c, hosts=None, dry_run=False, json=False, inventory=None, accept_new=F
                     print_text(f"[{r.host}] {x.path}/{x.glob}: deleted {counted(x.files, 'file')}, {size_text(x.bytes)}")
         _errors_out(outcome)
     finish(outcome.code)
+
+
+def _cleaned(cxn, host, results, dry_run: bool):
+    """`results`, after a real clean on the host itself (cron's line) counted
+    with what it freed, and the host's metrics written (host/prom.py,
+    docs/metrics.md); a dry run or a clean over SSH writes none (the
+    host's own runs write its file)."""
+    if cxn.is_local and not dry_run:
+        from ..host.prom import clean_done
+
+        clean_done(host, sum(r.files for r in results), sum(r.bytes for r in results))
+    return results
 
 
 SHOWN = 50  # system-update lists this many packages per host; --json has them all
