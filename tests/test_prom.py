@@ -172,6 +172,13 @@ def test_sandbox_deploy_writes_the_textfile(sandbox, tmp_path):
     # Target) and prints the same exposition
     r = run_cli("metrics", "-i", str(sandbox.inventory))
     assert (r.returncode, r.stdout, r.stderr) == (0, text, "")
+    # cron's health line on the host: each service as its check found it
+    r = run_cli("health", "--fix", "--quiet", "-i", str(sandbox.inventory))
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    families = parsed((d / "fabops-local.prom").read_text())
+    assert families["fabops_service_up"]["samples"] == [('fabops_host="local",service="bot"', 1)]
+    assert families["fabops_service_http_status"]["samples"] == [('fabops_host="local",service="bot"', 200)]
+    assert ('fabops_host="local",trigger="health",result="ok"', 1) in families["fabops_runs_total"]["samples"]
 
 
 def test_metrics_of_several_hosts_name_each_family_once(tmp_path):
