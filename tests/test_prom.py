@@ -269,3 +269,12 @@ def test_a_clean_on_the_host_adds_what_it_freed(sandbox, tmp_path):
     assert families["fabops_cleanup_freed_bytes_total"]["samples"] == [('fabops_host="local"', 5000)]
     assert families["fabops_cleanup_deleted_files_total"]["samples"] == [('fabops_host="local"', 5)]
     assert families["fabops_runs_total"]["samples"] == [('fabops_host="local",trigger="clean",result="cleaned"', 2)]
+
+
+def test_metrics_of_a_host_it_cannot_reach_exit_3(tmp_path):
+    inv = tmp_path / "hosts.yml"
+    inv.write_text(yaml.safe_dump({"hosts": {"nope": {"address": "127.0.0.1", "port": 1, "user": "nobody",
+                                                      "app": {"path": "/srv/app"}}}}))
+    r = run_cli("metrics", "-i", str(inv), "--connect-timeout", "2")
+    assert (r.returncode, r.stdout) == (3, ""), r
+    assert r.stderr.startswith("fabops: nope: cannot connect to nobody@127.0.0.1:1"), r.stderr
