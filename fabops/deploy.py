@@ -343,8 +343,12 @@ def _finish(host: Host, opts: DeployOptions, outcome: DeployOutcome, event: dict
     seconds = event.get("seconds") or 0
     attach = suggest(opts.inventory, "deploy", "-H", host.name, "--attach", outcome.run_id)
     start = next((e for e in outcome.events if e.get("kind") == "start"), {})
+    # the host's warnings so far (untracked files kept, ...) come with its
+    # watch's start: this run exits 1 for them, as the run that goes on does
+    warnings = [str(w) for w in event.get("warnings") or ()]
     outcome.result = {
-        "result": "deployed", "exit_code": errors.OK, "from": event.get("from"), "to": event.get("to"),
+        "result": "deployed", "exit_code": errors.WARNING if warnings else errors.OK,
+        "from": event.get("from"), "to": event.get("to"),
         "run_id": outcome.run_id, "watching": True, "duration": _took(start, event),
         # a --ref deploy or a rollback pins the host when its watch passes
         # (the host's _promote), so nothing is pinned yet: said as pending
@@ -354,7 +358,7 @@ def _finish(host: Host, opts: DeployOptions, outcome: DeployOutcome, event: dict
         "steps": [{"name": e.get("step"), "ok": e.get("status") == "ok", "seconds": e.get("seconds", 0.0),
                    "message": e.get("message") or ""}
                   for e in outcome.events if e.get("kind") == "step" and e.get("status") != "start"],
-        "warnings": [],  # the host's warnings come with its result: `inv history`
+        "warnings": warnings,  # any later ones come with its result: `inv history`
         "message": (f"passed its gate; the host watches it for {seconds:g} s more and rolls back on its own "
                     f"if it fails: {attach} follows it, {suggest(opts.inventory, 'history', '-H', host.name)} shows how it ended"),
     }

@@ -574,6 +574,32 @@ def test_deploy_dry_run_says_its_plan_once(width, frozen, capsys, monkeypatch):
     check("deploy-dry-run", width, text)
 
 
+@pytest.mark.parametrize("width", WIDTHS)
+def test_deploy_dry_run_says_its_warnings(width, frozen, capsys, monkeypatch):
+    """#24's trial: `deploy --dry-run` with untracked files in the app
+    directory printed a clean plan and exited 1, its reason only in --json's
+    `warnings`. Every warning the JSON has is printed, in the planner's words
+    the real run warns with (the plan's known-bad line once, in `plan:`)."""
+    from fabops.fanout import FanoutResult, HostResult
+    from fabops.tasks.deploy import _report
+
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    kept = ("keeping 2 untracked files that the repository does not have: data/b.txt, data/notes.txt "
+            "(add them to .gitignore to silence this)")
+    plan = {"kind": "deploy", "from": SHA[1], "to": SHA[2], "changed_files": 1, "dirty": [], "pin": None,
+            "bad": False, "known_bad": None, "would": [
+                {"action": "checkout", "target": SHA[2][:10], "why": f"deploy {SHA[1][:10]} -> {SHA[2][:10]}"},
+                {"action": "restart", "target": "bot", "why": "its files changed"}]}
+    res = {"result": "would_deploy", "exit_code": 1, "from": SHA[1], "to": SHA[2], "duration": 0.15,
+           "message": f"would deploy {SHA[1][:10]} -> {SHA[2][:10]}", "plan": plan, "warnings": [kept]}
+    ok = HostResult("local", value=SimpleNamespace(result=res, install=None))
+    text = render(capsys, monkeypatch, width, _report, FanoutResult([ok]), False, dry_run=True)
+    flat = " ".join(text.split())
+    assert f"[local] warning: {kept}" in flat, text
+    assert text.index("warning:") < text.index("would checkout"), text
+    check("deploy-dry-run-warnings", width, text)
+
+
 def _watching_outcome(host: str, run_id: str):
     """A --no-watch deploy's outcome as fabops.deploy makes it when the
     host's watch starts (its message names `--attach ID`)."""

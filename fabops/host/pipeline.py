@@ -273,6 +273,9 @@ class Pipeline:
         self.res.result, self.res.message = result_of(self.paths.history, holder)
         self.res.from_, self.res.to = rec.get("from"), rec.get("to")
         self.res.subject, self.res.author = rec.get("subject") or "", rec.get("author") or ""
+        # its warnings too: the same result exits with the same code (#24's
+        # trial: the run waited for exited 1 for its untracked files, this one 0)
+        self.res.warnings.extend(w for w in rec.get("warnings") or () if w not in self.res.warnings)
         return True
 
     def _take_failure(self, exc: BaseException) -> None:
@@ -513,8 +516,11 @@ class Pipeline:
                 self.res.warnings.append("unit files changed in the repo (setup installs them): "
                                          + ", ".join(units))
             if not st.message:
-                st.message = "clean" + (f"; {counted(len(changed), 'file')} changed" if changed is not None
-                                        else "; full converge")
+                # untracked files kept are no local changes, but the tree is
+                # not clean either: said as what they are (plan._with_kept warns)
+                kept = f"{counted(len(facts.kept), 'untracked file')} kept" if facts.kept else ""
+                st.message = ("no local changes; " + kept if kept else "clean") + (
+                    f"; {counted(len(changed), 'file')} changed" if changed is not None else "; full converge")
         if p.clear_pin:  # once nothing can stop the run before it moves (plan.ACTS)
             self._unpin(state)
         rules = [self.host.deps[i] for i in p.rules]
@@ -662,8 +668,11 @@ class Pipeline:
             return True
         # the laptop's `deploy --no-watch` stops following here; `pin`: the
         # plan pins on promotion (_promote), not yet: that follower says so
+        # and the warnings so far (untracked files kept, ...): a follower
+        # that stops here exits with the code they give (docs/pipeline.md,
+        # "Untracked files"), as the run that goes on does
         self.events.emit("watch", status="start", seconds=longest, **{"from": fallback, "to": target},
-                         **({"pin": pin} if pin else {}))
+                         **({"pin": pin} if pin else {}), warnings=list(self.res.warnings))
         since = time.time()
         if self.lock:
             self.lock.update(phase="watch", watch_ends=since + longest)

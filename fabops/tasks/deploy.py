@@ -458,26 +458,15 @@ def _plans(outcome, flag=None) -> None:
     """What a --dry-run would do on each host, beyond its one-line result;
     a pin with the way out as this run names it (`flag`: its -i)."""
     from ..host.dry_run import UNPINNED
-    from ..host.record import counted
     from ..host.would import lines
-    from .render import console, hint, literal, print_hanging, short
+    from .render import console, hint, literal, print_hanging
 
     out = console()
     for r in outcome.results:
         plan = r.value.result.get("plan") if r.ok else None
         if not plan:
             continue
-        parts = []
-        if plan.get("changed_files") is not None:
-            parts.append(f"{counted(plan['changed_files'], 'changed file')}")
-        if plan.get("dirty"):
-            parts.append(f"{counted(len(plan['dirty']), 'local change')} in the checkout")
-        if plan.get("pin"):
-            parts.append(f"pinned to {literal(short(plan['pin']))}")
-        if plan.get("known_bad"):  # the host planner's line, as the real run says it (Plan.known_bad)
-            parts.append(f"[yellow]{literal(plan['known_bad'])}[/yellow]")
-        if parts:
-            print_hanging(out, literal(f"[{r.host}]") + " plan: " + "; ".join(parts))
+        _plan_head(out, r.host, r.value.result, plan)
         # then each write, in the line form every dry run shares (host/would.py),
         # wrapped under the text after `[host] ` as every plain line is
         way_out = "until " + hint(flag, r.host, "unpin")
@@ -485,6 +474,31 @@ def _plans(outcome, flag=None) -> None:
                   for w in plan.get("would") or ()]
         for line in lines(woulds, f"[{r.host}] "):
             print_hanging(out, literal(line))
+
+
+def _plan_head(out, host: str, res: dict, plan: dict) -> None:
+    """A dry run's `plan:` line, then every warning its JSON has that the
+    plan line or the result's message does not already say: the real run
+    warns in the planner's same words (host/plan.py) and exits 1 for them,
+    so a dry run that exits 1 says why (#24's trial: a clean plan, exit 1,
+    the reason only in --json)."""
+    from ..host.record import counted
+    from .render import literal, print_hanging, short
+
+    parts = []
+    if plan.get("changed_files") is not None:
+        parts.append(f"{counted(plan['changed_files'], 'changed file')}")
+    if plan.get("dirty"):
+        parts.append(f"{counted(len(plan['dirty']), 'local change')} in the checkout")
+    if plan.get("pin"):
+        parts.append(f"pinned to {literal(short(plan['pin']))}")
+    if plan.get("known_bad"):  # the host planner's line, as the real run says it (Plan.known_bad)
+        parts.append(f"[yellow]{literal(plan['known_bad'])}[/yellow]")
+    if parts:
+        print_hanging(out, literal(f"[{host}]") + " plan: " + "; ".join(parts))
+    for warning in res.get("warnings") or ():
+        if warning != plan.get("known_bad") and warning not in str(res.get("message") or ""):
+            print_hanging(out, literal(f"[{host}]") + " [yellow]warning:[/yellow] " + literal(warning))
 
 
 def _github_summary(outcome, task="deploy"):
