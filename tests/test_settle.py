@@ -71,11 +71,15 @@ def test_the_watch_starts_from_the_pid_the_gate_passed_with():
     assert seen.ok
 
 
-def sandbox_with(tmp_path, settle, watch):
-    box = Sandbox(tmp_path)
+def with_service(box, settle, watch):
     inv = yaml.safe_load(box.inventory.read_text())
     inv["hosts"]["local"]["services"][0].update(settle=settle, watch=watch)
     box.inventory.write_text(yaml.safe_dump(inv, sort_keys=False))
+
+
+def sandbox_with(tmp_path, settle, watch):
+    box = Sandbox(tmp_path)
+    with_service(box, settle, watch)
     return box
 
 
@@ -97,9 +101,10 @@ def test_a_crash_at_boot_is_rolled_back_in_every_mode(tmp_path, settle, watch):
 
 
 def test_with_no_settle_the_watch_rolls_back_a_death_after_the_gate(tmp_path):
-    box = sandbox_with(tmp_path, "0s", "8s")
+    box = Sandbox(tmp_path)
     try:
-        assert box.result()[0] == 0
+        assert box.result()[0] == 0  # v1 through the sandbox's short watch: 8 s only cost time
+        with_service(box, "0s", "8s")
         v1 = box.origin.head
         bad = box.origin.push("v2 dies 3 s after it starts", {"VERSION": "2\n", "BEHAVIOUR": "crash-after 3\n"})
         code, res = box.result("--trigger", "deploy")
@@ -116,9 +121,10 @@ def test_a_deploys_gate_leaves_the_settle_to_its_watch(tmp_path):
     """With a watch after it, the deploy's gate passes at the first good
     answer: a commit that dies 3 s after it starts is failed by the watch,
     not by a 5 s settle (on the tree before, the gate's settle caught it)."""
-    box = sandbox_with(tmp_path, "5s", "8s")
+    box = Sandbox(tmp_path)
     try:
-        assert box.result()[0] == 0
+        assert box.result()[0] == 0  # v1 through the sandbox's short watch: 8 s only cost time
+        with_service(box, "5s", "8s")
         box.origin.push("v2 dies 3 s after it starts", {"VERSION": "2\n", "BEHAVIOUR": "crash-after 3\n"})
         code, res = box.result("--trigger", "deploy")
         assert (code, res["result"]) == (2, "rolled_back"), res

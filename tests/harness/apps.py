@@ -126,8 +126,9 @@ class RemoteApp:
         self.origin = Origin(base)
         self.port = free_port()
         host.ssh(f"git clone --quiet {self.origin.bare} ~/app && printf 'DISCORD_TOKEN=s3cr3t-token-value\\nPORT={self.port}\\n' > ~/app/.env")
+        # a half-second watch, as the sandbox's (tests/harness/sandbox.py)
         svc = {"name": "bot", "manager": "process", "command": "python3 app.py", "port": self.port,
-               "check": {"url": f"http://127.0.0.1:{self.port}/health"}, "timeout": "20s", "settle": "300ms", "watch": "1s"}
+               "check": {"url": f"http://127.0.0.1:{self.port}/health"}, "timeout": "20s", "settle": "300ms", "watch": "500ms"}
         svc.update(service)
         entry = host.inventory_entry(app={"path": "~/app"}, services=[svc],
                                      deps=[{"when": ["requirements.txt"], "run": "sh install-deps.sh"}],
