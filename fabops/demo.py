@@ -100,15 +100,20 @@ def sandbox_entry(local_entry: dict, inventory_dir: Path, port: int) -> dict:
     """The demo's `local` host: hosts.yml's own entry, so that the demo and
     `inv deploy -H local` (or `inv logs -H local`) afterwards use one host:
     the same watch, timeouts and logs, the same checkout and fabops home.
-    Only two things change: each path inside the default sandbox is written
+    Only three things change: each path inside the default sandbox is written
     relative to the sandbox (the demo's hosts.yml lives there, and `--dir`
-    moves it), and the port, if hosts.yml's was taken. A path the entry does
+    moves it), the port, if hosts.yml's was taken, and `user`, the local user. A path the entry does
     not give gets the sandbox's layout; one outside the sandbox is refused,
     since the demo deletes and rebuilds what it points at."""
     import copy
 
+    from .inventory import local_user
+
     entry = copy.deepcopy(local_entry)
     entry["connection"] = "local"
+    # a local host logs in as no one: it runs as whoever runs the demo (Host.runs_as, as `inv hosts` says), so
+    # the file says that user, not the `user` hosts.yml's defaults lend an ssh host (#24's trial: `ec2-user`)
+    entry["user"] = local_user()
     entry["sandbox"] = True  # whatever hosts.yml says: the demo deletes and rebuilds it
     default = os.path.normpath(inventory_dir / DEFAULT_DIR)
 

@@ -264,8 +264,12 @@ def test_the_demos_inventory_is_hosts_yml_s_local_host(tmp_path):
         (base / "hosts.yml").write_text(yaml.safe_dump({"hosts": {"local": sandbox_entry(raw, tmp_path, port)}}))
         ours = inventory.load(str(base / "hosts.yml")).hosts["local"]
         moved = {"app": replace(theirs.app, path=str(base / "host" / "app")), "home": str(base / "host" / "home"),
-                 "backup_dir": str(base / "host" / "backup")}
+                 "backup_dir": str(base / "host" / "backup"), "user": inventory.local_user()}
         assert ours == replace(theirs, **moved), (ours, theirs)
+        # the file says the user it runs as, as `inv hosts` does (#24's trial: `ec2-user` from defaults, run as root)
+        written = yaml.safe_load((base / "hosts.yml").read_text())["hosts"]["local"]
+        assert written["user"] == ours.runs_as == inventory.local_user(), written
+    assert theirs.user == "ec2-user"  # what the root hosts.yml's defaults lend it, and the demo's file no longer says
     assert theirs.services[0].watch == 2.0 and not theirs.logs  # what the demo showed is what deploy -H local does
 
 

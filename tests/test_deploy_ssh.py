@@ -135,7 +135,7 @@ def test_restart_is_agentless_locked_and_polls_readiness(installed_app):
     pid_before = int(installed_app.host.path("~/.fabops/app/services/bot.pid").read_text().split()[0])
     r = run_cli("restart", "-i", str(installed_app.inventory), "--json")
     assert r.returncode == 0, r.stderr
-    items = json.loads(r.stdout)["hosts"]["h1"]
+    items = json.loads(r.stdout)["hosts"]["h1"]["services"]
     assert items[0]["ok"] and items[0]["phase"] == "ready" and items[0]["http_status"] == 200
     pid_after = int(installed_app.host.path("~/.fabops/app/services/bot.pid").read_text().split()[0])
     assert pid_after != pid_before

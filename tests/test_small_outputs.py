@@ -442,7 +442,15 @@ def test_restart_and_logs_take_the_short_name_on_a_sandbox(sandbox):
     assert sandbox.result()[0] == 0
     r = run_cli("restart", "-i", inv, "-s", "bot.service", "--json")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert [x["ok"] for x in one(r.stdout)] == [True]
+    assert [x["ok"] for x in one(r.stdout)["services"]] == [True]
+    # one envelope shape (#24's trial: a bare list, and seconds as 0.8551083929996821): an object, to the ms
+    import jsonschema
+
+    from tests.conftest import json_schema
+
+    jsonschema.validate(json.loads(r.stdout), json_schema())
+    took = one(r.stdout)["services"][0]["seconds"]
+    assert took == round(took, 3) and isinstance(one(r.stdout), dict), r.stdout
     r = run_cli("logs", "-i", inv, "-s", "bot", "-n", "5")
     assert r.returncode == 0, r.stdout + r.stderr
 

@@ -97,7 +97,7 @@ def test_restart_and_reset_end_a_watch_and_act_at_once(app, tool):
     state = app.state
     assert ended["to"] not in state["bad"], state["bad"]  # no verdict on the commit
     if tool == "restart":
-        said = json.loads(r.stdout)["hosts"]["h1"]
+        said = json.loads(r.stdout)["hosts"]["h1"]["services"]
         assert all(f"run {run_id})" in (x["ended_watch"] or "") for x in said), said  # whose watch it ended
         # the deploy was not finished: the next run finishes it
         assert state["in_progress"]["run_id"] == run_id

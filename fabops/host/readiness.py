@@ -52,7 +52,8 @@ class Readiness(Plain):
     requests: int = 0  # HTTP checks fired (they may have side effects)
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        # seconds to the millisecond, as a run's steps (host/record.py): a float's 16 digits are noise in --json
+        return dict(self.__dict__, seconds=round(self.seconds, 3))
 
 
 def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:

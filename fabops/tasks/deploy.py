@@ -715,7 +715,9 @@ def restart(c, hosts=None, service=None, actor=None, dry_run=False, json=False, 
         else:
             codes.append(r.code)
     if json:
-        print_envelope(outcome.results, (lambda v: v[1]) if dry_run else None, code=errors.worst(codes))
+        # a host's value is an object, as every other task's (docs/json.md): its services under `services`
+        print_envelope(outcome.results, (lambda v: v[1]) if dry_run else (lambda v: {"services": v}),
+                       code=errors.worst(codes))
     else:
         from .render import fmt_duration, host_errors
 
