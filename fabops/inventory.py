@@ -1,6 +1,7 @@
 """hosts.yml: load, validate and resolve the inventory into typed settings.
 
-`defaults` are deep-merged into every host (maps merge, lists replace). Every
+`defaults`, then the host's groups' settings, then the host's own are
+deep-merged (maps merge, lists replace; docs/hosts.md, "Groups"). Every
 error names the file, the key path (``hosts.find-to-do.services[0].port``) and
 the problem, and is a ConfigError (exit 78). The host side reads its own
 resolved `host.yml` with this same loader, so this module runs on Python 3.9
@@ -22,6 +23,7 @@ from .validate import (
     DEFAULT_KEEP,
     DEFAULT_SCHEDULE,
     DEFAULT_THRESHOLDS,
+    GROUP_REFUSED,
     SCHEMA,
     SETUP_LOGS,
     Key,
@@ -311,9 +313,29 @@ class Inventory(Frozen):
     groups: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
     default: Optional[str] = None
     known_hosts: Optional[str] = None  # absolute path of an extra known_hosts file
+    # host -> {key path: "defaults" | "group NAME" | "host"}: which layer of
+    # hosts.yml gave each value the host has (`hosts --show`); a path not
+    # here is fabops' own default
+    origins: Dict[str, Dict[str, str]] = field(default_factory=dict)
 
     def names(self) -> List[str]:
         return list(self.hosts) + [g for g in self.groups if g not in self.hosts]
+
+    def settings(self, host: Host) -> List[Tuple[str, Any, str]]:
+        """(key path, value, where it came from) of every setting `host`
+        resolves to, as `hosts --show` shows them: shown_dict's values
+        (secrets masked), each from "defaults", "group NAME" or "host" as
+        the merge took it (docs/hosts.md, "Groups"), or "built-in" where
+        hosts.yml does not set it. A list is set whole, so its items'
+        values come from where the list did."""
+        origins = self.origins.get(host.name, {})
+        rows = []
+        for path, value in _shown_leaves(host.shown_dict()):
+            at = path
+            while at and at not in origins:
+                at = at[: max(at.rfind("."), at.rfind("["), 0)]
+            rows.append((path, value, origins.get(at, "built-in")))
+        return rows
 
     def _known(self) -> str:
         """What -H accepts, for an error to list: the names, and `all`
@@ -487,6 +509,56 @@ def _merge(base: dict, over: dict) -> dict:
         else:
             out[key] = value
     return out
+
+
+def leaves(data: dict, prefix: str = ""):
+    """(key path, value) of every value `_merge` treats as one: maps are
+    walked, anything else (a list too) is one value."""
+    for key, value in data.items():
+        path = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, dict):
+            yield from leaves(value, path)
+        else:
+            yield path, value
+
+
+def _shown_leaves(data: Any, prefix: str = ""):
+    """leaves, with a list of mappings (services) walked item by item, so
+    each line `hosts --show` prints stays short."""
+    if isinstance(data, dict) and data:
+        for key, value in data.items():
+            yield from _shown_leaves(value, f"{prefix}.{key}" if prefix else key)
+    elif isinstance(data, list) and any(isinstance(v, dict) for v in data):
+        for i, value in enumerate(data):
+            yield from _shown_leaves(value, f"{prefix}[{i}]")
+    else:
+        yield prefix, data
+
+
+def _layered(layers: List[Tuple[str, dict]]) -> Tuple[dict, Dict[str, str]]:
+    """The layers merged in order (the later wins, `_merge`'s one rule),
+    and which layer gave each value."""
+    merged: dict = {}
+    origins: Dict[str, str] = {}
+    for label, data in layers:
+        merged = _merge(merged, data)
+        origins.update((path, label) for path, _ in leaves(data))
+    return merged, origins
+
+
+def _disagreements(host: str, groups: List[Tuple[str, dict]], found: Dict[Tuple[str, ...], List[str]]) -> None:
+    """Note in `found` each value two of the host's groups set differently
+    ((first group, second group, key path, the two values) -> hosts):
+    without group_order neither may win (docs/hosts.md, "Groups")."""
+    for i, (first, one) in enumerate(groups):
+        values = dict(leaves(one))
+        for second, other in groups[i + 1:]:
+            for path, value in leaves(other):
+                if path in values and values[path] != value:
+                    short = len(repr(value)) <= 30 and len(repr(values[path])) <= 30  # a list of services is not
+                    pair = f"{value!r} here, {values[path]!r} in groups.{first}: " if short else ""
+                    found.setdefault((first, second, path, pair), []).append(host)
+
 
 
 def _typename(value: Any) -> str:
@@ -682,19 +754,15 @@ class _Validator:
         raw_hosts = self.mapping(top["hosts"], "hosts")
         if not raw_hosts:
             self.fail("hosts", "must name at least one host")
-        hosts: Dict[str, Host] = {}
-        for name, raw in raw_hosts.items():
-            key = f"hosts.{name}"
-            with self.collecting():
-                self.string(name, key, host_name_problem)
-                own = self.host_fields(raw or {}, key)
-                hosts[name] = self.finish_host(name, _merge(defaults, own), key)
-        groups: Dict[str, Tuple[str, ...]] = {}
-        with self.collecting():
-            raw_groups = self.mapping(top.get("groups") or {}, "groups")
-            for gname, members in raw_groups.items():
-                with self.collecting():
-                    groups[gname] = self.group(gname, members, raw_hosts)
+        # the hosts need their groups' settings, but the problems are told
+        # in the file's order: the hosts' first, as before groups had settings
+        before, self.problems = self.problems, []
+        groups, settings = self.groups(top.get("groups") or {}, raw_hosts)
+        order = self.group_order(top.get("group_order"), groups, settings)
+        later, self.problems = self.problems, before
+        layers = {g: settings[g] for g in order}
+        hosts, origins = self.hosts(raw_hosts, defaults, groups, layers, top.get("group_order") is None)
+        self.problems.extend(later)
         default = None
         if top.get("default") is not None:
             with self.collecting():
@@ -708,18 +776,84 @@ class _Validator:
                 known_hosts = self.string(top["known_hosts"], "known_hosts")
                 base = os.path.dirname(os.path.abspath(self.path))
                 known_hosts = os.path.join(base, os.path.expanduser(known_hosts))
-        return Inventory(self.path, hosts, groups, default, known_hosts)
+        return Inventory(self.path, hosts, groups, default, known_hosts, origins)
 
-    def group(self, gname: str, members: Any, hosts: dict) -> Tuple[str, ...]:
+    def hosts(self, raw_hosts: dict, defaults: dict, groups: Dict[str, Tuple[str, ...]], layers: Dict[str, dict],
+              strict: bool) -> Tuple[Dict[str, Host], Dict[str, Dict[str, str]]]:
+        """Each host merged from defaults, its groups' settings (`layers`, in
+        their order) and its own, and which of them gave each value. When
+        `strict` (no group_order) two groups that set a value differently
+        for one host are a problem naming both."""
+        hosts: Dict[str, Host] = {}
+        origins: Dict[str, Dict[str, str]] = {}
+        conflicts: Dict[Tuple[str, ...], List[str]] = {}
+        for name, raw in raw_hosts.items():
+            key = f"hosts.{name}"
+            with self.collecting():
+                self.string(name, key, host_name_problem)
+                own = self.host_fields(raw or {}, key)
+                mine = [g for g in layers if name in groups[g]]
+                if strict:
+                    _disagreements(name, [(g, layers[g]) for g in mine], conflicts)
+                merged, origins[name] = _layered([("defaults", defaults), *((f"group {g}", layers[g]) for g in mine),
+                                                  ("host", own)])
+                hosts[name] = self.finish_host(name, merged, key)
+        self.problems.extend(
+            (f"groups.{second}.{path}", f"{shown}{', '.join(names)} {'is' if len(names) == 1 else 'are'} in groups "
+             f"{first} and {second}, which set it differently; set it in one of them, or list the groups in a "
+             "top-level group_order (the last one wins)")
+            for (first, second, path, shown), names in conflicts.items())
+        return hosts, origins
+
+    def groups(self, raw: Any, hosts: dict) -> Tuple[Dict[str, Tuple[str, ...]], Dict[str, dict]]:
+        """Each group's members, and the settings of those written as a
+        mapping (a plain list sets nothing: {})."""
+        groups: Dict[str, Tuple[str, ...]] = {}
+        settings: Dict[str, dict] = {}
+        with self.collecting():
+            for gname, members in self.mapping(raw, "groups").items():
+                with self.collecting():
+                    groups[gname], settings[gname] = self.group(gname, members, hosts)
+        return groups, settings
+
+    def group(self, gname: str, raw: Any, hosts: dict) -> Tuple[Tuple[str, ...], dict]:
         gkey = f"groups.{gname}"
         self.string(gname, gkey, host_name_problem)
         if gname in hosts:
             self.fail(gkey, "has the same name as a host")
-        names = self.strlist(members, gkey)
+        settings: dict = {}
+        if isinstance(raw, dict):  # `{hosts: [...], app: {branch: develop}, ...}`
+            for k in set(raw) & set(GROUP_REFUSED):
+                self.note(f"{gkey}.{k}", f"a group may not set {k}: it {GROUP_REFUSED[k]}")
+            settings = self.section("group", {k: v for k, v in raw.items() if k not in GROUP_REFUSED}, gkey)
+            names, mkey = settings.pop("hosts"), f"{gkey}.hosts"
+        else:  # `[web1, web2]`: members only, as before groups had settings
+            names, mkey = self.strlist(raw, gkey), gkey
         for i, member in enumerate(names):
             if member not in hosts:
-                self.note(f"{gkey}[{i}]", f"unknown host {member!r}; known: {', '.join(hosts)}")
-        return names
+                self.note(f"{mkey}[{i}]", f"unknown host {member!r}; known: {', '.join(hosts)}")
+        return names, settings
+
+    def group_order(self, raw: Any, groups: dict, settings: Dict[str, dict]) -> List[str]:
+        """The order groups' settings merge in: `group_order` when given (it
+        names every group that sets something, the last one wins), else
+        hosts.yml's order of the groups that set something."""
+        setting = [g for g in groups if settings.get(g)]
+        if raw is None:
+            return setting
+        order: List[str] = []
+        with self.collecting():
+            for i, gname in enumerate(self.strlist(raw, "group_order")):
+                if gname not in groups:
+                    self.note(f"group_order[{i}]", f"unknown group {gname!r}; known: {', '.join(groups) or 'none'}")
+                elif gname in order:
+                    self.note(f"group_order[{i}]", f"names {gname!r} twice")
+                else:
+                    order.append(gname)
+        for gname in setting:
+            if gname not in order:
+                self.note("group_order", f"does not name group {gname!r}, which sets keys: list every such group")
+        return [g for g in order if settings.get(g)] + [g for g in setting if g not in order]
 
     def host_fields(self, raw: Any, key: str) -> dict:
         """Type-check the keys present in one host (or `defaults`) mapping."""

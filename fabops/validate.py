@@ -429,6 +429,8 @@ SCHEMA: Dict[str, Dict[str, Key]] = {
         "defaults": Key("host_fields"),
         "hosts": Key("hosts", required=True),
         "groups": Key("groups"),
+        # which group wins where two set a key differently (docs/hosts.md, "Groups")
+        "group_order": Key("strlist", host_name_problem),
         "default": Key("string"),
         "known_hosts": Key("string"),
     },
@@ -519,3 +521,9 @@ SCHEMA: Dict[str, Dict[str, Key]] = {
         "password_file": Key("string", hostpath_problem, required=True),
     },
 }
+# A group written as a mapping (docs/hosts.md, "Groups"): its members, and
+# any per-host key but the one that names a single machine. Its values are
+# read with the host's own Keys, so they pass the same checks.
+GROUP_REFUSED = {"address": "names one machine; set it on each host"}
+SCHEMA["group"] = {"hosts": Key("strlist", host_name_problem, required=True),
+                   **{k: v for k, v in SCHEMA["host"].items() if k not in GROUP_REFUSED}}

@@ -43,7 +43,14 @@ HOST = {
 }
 # the demo's kind of host: `sandbox` is only valid with `connection: local`
 BOX = {"connection": "local", "sandbox": True, "app": {"path": "/srv/box"}}
-FULL = {"defaults": {"user": "deploy"}, "hosts": {"web1": HOST, "box": BOX}, "groups": {"web": ["web1"]}, "default": "web1",
+# a group with settings (docs/hosts.md, "Groups") sets every key a group may,
+# so each goes through the fuzzing too (../shared threat model: a group's
+# value is checked as a host's); its member is the local box, which its
+# sandbox key needs
+GROUP = {"hosts": ["box"], **{k: copy.deepcopy(v) for k, v in HOST.items() if k != "address"},
+         "connection": "local", "sandbox": True}
+FULL = {"defaults": {"user": "deploy"}, "hosts": {"web1": HOST, "box": BOX},
+        "groups": {"web": ["web1"], "boxes": GROUP}, "group_order": ["boxes"], "default": "web1",
         "known_hosts": "known_hosts"}
 # One of each kind: the line breaks that end a unit, sudoers or cron line,
 # NUL, a tab, an escape that takes over a terminal, DEL and a plain C0.
@@ -76,9 +83,10 @@ def every_key(data, section="top"):
                    "thresholds": "thresholds", "schedule": "schedule", "check": "check", "backup": "backup",
                    "dump": "dump[]", "keep": "keep", "repository_keep": "keep",
                    "repository": "repository"}.get(k)
-            if sec == "top" and k == "hosts":
+            if sec == "top" and k in ("hosts", "groups"):
                 for h in v.values():
-                    walk(h, "host")
+                    if isinstance(h, dict):
+                        walk(h, "host" if k == "hosts" else "group")
             elif sub and isinstance(v, dict):
                 walk(v, sub)
             elif sub and isinstance(v, list):

@@ -3,13 +3,21 @@ from __future__ import annotations
 
 from invoke import Collection
 
+from ..errors import UsageError
 from ._base import JSON_SCHEMA, fabops_task, load_inventory, print_json, print_text
 
 
-@fabops_task(help={"check": "Only validate hosts.yml: print one line and exit 0, or 78 with the problem."})
-def hosts(c, check=False, wide=False, json=False, inventory=None):
-    """List the hosts and groups of hosts.yml, or validate it with --check."""
+@fabops_task(help={"check": "Only validate hosts.yml: print one line and exit 0, or 78 with the problem.",
+                   "show": "Print the settings HOST resolves to (a host, group or pattern, as -H takes) and where "
+                           "each came from: defaults, a group, the host, or built-in."})
+def hosts(c, check=False, wide=False, json=False, inventory=None, show=None):
+    """List the hosts and groups of hosts.yml, validate it with --check, or --show one host's settings."""
+    if show is not None and check:
+        raise UsageError("--show and --check do not go together: --show validates hosts.yml too")
     inv = load_inventory(inventory)
+    if show is not None:
+        _show(inv, inv.select(show), json)
+        return
     if json:
         print_json({"schema": JSON_SCHEMA, "code": 0, "path": inv.path, "default": inv.default,
                     "groups": {k: list(v) for k, v in inv.groups.items()},
@@ -58,6 +66,49 @@ def hosts(c, check=False, wide=False, json=False, inventory=None):
     for label, address, groups, app, services in rows:
         table.add_row(f"[bold]{escape(label)}[/bold]", escape(address), escape(groups), app, "\n".join(services))
     out.print(table)
+
+
+def _show(inv, chosen, json: bool) -> None:
+    """`hosts --show`: each chosen host's settings, one per line, with the
+    layer of hosts.yml that gave it (Inventory.settings; docs/hosts.md, "Groups")."""
+    if json:
+        print_json({"schema": JSON_SCHEMA, "code": 0, "path": inv.path, "hosts": {
+            h.name: {"settings": [{"key": k, "value": v, "from": src} for k, v, src in inv.settings(h)]}
+            for h in chosen}})
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .render import console
+
+    out = console()
+    for h in chosen:
+        table = Table(title=f"{h.name} ({inv.path})", title_justify="left", box=None, padding=(0, 2, 0, 0))
+        table.add_column("setting", no_wrap=True)
+        table.add_column("value", overflow="fold")
+        table.add_column("from", no_wrap=True)
+        for key, value, src in inv.settings(h):
+            table.add_row(escape(key), escape(_value(value)), f"[dim]{escape(src)}[/dim]" if src == "built-in"
+                          else f"[bold]{escape(src)}[/bold]")
+        out.print(table)
+
+
+def _value(value) -> str:
+    """A setting's value as one line of text: YAML's words for none and
+    booleans, a list comma-separated."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_value(v) for v in value) if value else "[]"
+    if isinstance(value, dict):
+        import json
+
+        return json.dumps(value, ensure_ascii=False) if value else "{}"
+    return str(value)
 
 
 def _count(number: int, noun: str) -> str:
