@@ -75,6 +75,20 @@ class DeployOutcome:
         return bool(pinned or self.result.get("pin_on_promotion"))
 
 
+class StillRunning(KeyboardInterrupt):
+    """Ctrl-C while this process followed a run that goes on on the host
+    (a process of its own, over SSH and on a local host alike: Ctrl-C ends
+    only the following, docs/pipeline.md, step 8): exit 130 as any Ctrl-C
+    (host/report.failure), its one line naming the way to follow it, as
+    `--no-watch` does (#24's trial: `fabops: interrupted` alone)."""
+
+
+def still_running(host: Host, opts: DeployOptions, run_id: str) -> StillRunning:
+    """The Ctrl-C of a deploy or rollback following run `run_id`."""
+    attach = suggest(opts.inventory, "deploy", "-H", host.name, "--attach", run_id)
+    return StillRunning(f"interrupted: the run goes on on the host; {attach} follows it")
+
+
 def suggest(inventory: Optional[str], task: str, *words: str) -> str:
     """`fabops TASK [-i PATH] WORDS…` as a message names it for a person to
     run next (`--attach ID`, `history -H HOST`): the program this run started
@@ -316,6 +330,8 @@ def _deploy_host(c, host: Host, opts: DeployOptions, on_event: Callable[[dict], 
     try:
         event = follow(c, host, run_id, opts.liveness, lambda e: (outcome.events.append(e), on_event(e)), until,
                        opts.inventory)
+    except KeyboardInterrupt:
+        raise still_running(host, opts, run_id) from None
     except _NoEvents:
         if not Target.of(c, host).alive:
             raise UnreachableError(f"lost contact before the first event of run {run_id}; it may still run on the "
@@ -535,8 +551,11 @@ def _attach_local(host: Host, opts: DeployOptions, on_event) -> DeployOutcome:
     if _replayed(outcome, recorded, state, opts, on_event):
         return outcome
     quiet = _Quiet(opts.liveness)
-    event = _follow_file(events, quiet.ended, lambda e: (quiet.saw(), outcome.events.append(e), on_event(e)),
-                         opts.watch)
+    try:
+        event = _follow_file(events, quiet.ended, lambda e: (quiet.saw(), outcome.events.append(e), on_event(e)),
+                             opts.watch)
+    except KeyboardInterrupt:
+        raise still_running(host, opts, opts.attach) from None
     if event is None:
         history = suggest(opts.inventory, "history", "-H", host.name)
         raise CommandFailed(f"run {opts.attach} has written nothing for {opts.liveness:g} s and has no result: it "
@@ -639,8 +658,11 @@ def _deploy_local_detached(host: Host, opts: DeployOptions, on_event) -> DeployO
     with open(out, "ab") as fh:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
                                 start_new_session=True)
-    event = _follow_file(events, lambda: proc.poll() is not None, lambda e: (outcome.events.append(e), on_event(e)),
-                         opts.watch)
+    try:
+        event = _follow_file(events, lambda: proc.poll() is not None,
+                             lambda e: (outcome.events.append(e), on_event(e)), opts.watch)
+    except KeyboardInterrupt:
+        raise still_running(host, opts, outcome.run_id) from None
     if event is None:
         with open(out, encoding="utf-8", errors="replace") as fh:
             last = [ln for ln in fh.read().splitlines() if ln.strip()][-1:]

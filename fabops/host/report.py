@@ -85,7 +85,8 @@ def failure(exc: BaseException) -> Tuple[str, int]:
     from ..printable import printable
 
     if isinstance(exc, KeyboardInterrupt):  # Ctrl-C mid-run: what it did is in the run's own record
-        return INTERRUPTED_LINE, errors.INTERRUPTED
+        # (a deploy's that goes on on the host says how to follow it: deploy.StillRunning)
+        return (printable(f"fabops: {exc}") if str(exc) else INTERRUPTED_LINE), errors.INTERRUPTED
     if isinstance(exc, FabopsError):
         return "\n".join(printable(f"fabops: {line}") for line in str(exc).splitlines()), exc.exit_code
     from ..fanout import map_failure
