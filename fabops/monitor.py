@@ -10,6 +10,7 @@ run the host's python3, host/httpcheck.py).
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import posixpath
 import time
@@ -76,6 +77,13 @@ _NEWEST_SAMPLE = raw(
 # five forks for.
 _RSS = raw('for p in $PIDS; do [ "$p" -gt 0 ] 2>/dev/null && while read -r K V R; do case $K in VmRSS:) '
            'echo "$p $V"; break;; esac; done 2>/dev/null < /proc/$p/status; done; true')
+# The host's UTC offset at its last update check (state.json's top-level
+# `last_check`, in $S: json.dumps' indent of 2), not now's: across a DST
+# change the two differ, and the cron-stalled rule steps the calendar from
+# that check (stall_span). `date -d @SECONDS` is GNU's and busybox's; a date
+# without it prints nothing, and the current offset stands in.
+_TZ_LAST = raw('case $S in *"$NL  \\"last_check\\": "[0-9]*) L=${S#*"$NL  \\"last_check\\": "}; '
+               'date -d "@${L%%[!0-9]*}" +%z 2>/dev/null;; esac; true')
 
 
 def _checks(host: Host) -> list:
@@ -236,7 +244,9 @@ def _home_parts(host: Host) -> List[Cmd]:
     from .host.git import rev_parse_cmd, tracking_ref
 
     return [
-        _section("state", sh("cat {f} 2>/dev/null", f=quote_path(host.paths.state))),
+        # kept in $S too: the zone in force at its last update check is read from it (_TZ_LAST)
+        _section("state", sh("S=$(cat {f} 2>/dev/null); printf '%s\\n' \"$S\"", f=quote_path(host.paths.state))),
+        _section("tzlast", _TZ_LAST),
         # the last run that is not a backup: a daily backup's record is no
         # verdict on the deploys ("the last reset ended BROKEN" stays a reset's)
         _section("last", sh("tac {f} 2>/dev/null | grep -m 1 -v -F {backup}", f=quote_path(host.paths.history),
@@ -504,6 +514,7 @@ def parse(output: str, host: Host, now: Optional[float] = None, previous: Option
     facts: Dict[str, Any] = {"schema": SCHEMA_VERSION, "host": host.name, "time": now, "cpu": cpu}
     facts.update(_machine(s))
     facts["utc_offset"] = utc_offset(s.get("tz"))
+    facts["utc_offset_last_check"] = utc_offset(s.get("tzlast"))
     facts["cpu_window"], facts["cpu_source"] = window, source if window is not None else None
     facts["services"] = _services(s, host, statuses, service_cpu)
     facts["root_units"] = root_units(s.get("units"), host)
@@ -864,12 +875,14 @@ _CRON_FROM, _CRON_DAYS = datetime.date(2024, 1, 1), 8 * 366
 
 
 
+@functools.lru_cache(maxsize=64)
 def _cron_calendar(expr: Optional[str]):
     """(the day's run times in seconds since midnight, from the minute and
     hour fields; whether it runs on a date) of a cron expression, or None
     for @reboot or a field not read. cron(8)'s rule for the day: with both
     the day-of-month and the weekday field restricted (not starting with
-    `*`), either one matching; else both."""
+    `*`), either one matching; else both. Cached: a pure function of the
+    schedule, and monitor --watch evaluates every host on every refresh."""
     fields = _CRON_NICK.get(expr or "", expr or "").split()
     if len(fields) != 5:
         return None
@@ -886,13 +899,17 @@ def _cron_calendar(expr: Optional[str]):
     return times, runs_on
 
 
-def cron_gaps(expr: Optional[str]) -> Optional[set]:
+@functools.lru_cache(maxsize=64)
+def cron_gaps(expr: Optional[str]) -> Optional[frozenset]:
     """The gaps, in seconds, between consecutive runs of a cron expression,
     found by stepping it over the days of _CRON_DAYS (_cron_calendar: the
     day's times from the minute and hour fields, so a day costs one test):
     `0 3 * * 1-5` {1d, 3d}, `0 3 */2 * *` {1d, 2d} (the 31st to the 1st;
     February's 27th to March's 1st). Local-time days (a DST change's hour
-    is not counted). None for @reboot, a field not read, or under two runs."""
+    is not counted). None for @reboot, a field not read, or under two runs.
+    Cached (frozen: callers share it): stepping the 2928 days took 15 ms a
+    call, and the cron-stalled rule runs for every host on every refresh
+    of monitor --watch."""
     calendar = _cron_calendar(expr)
     if calendar is None:
         return None
@@ -901,7 +918,7 @@ def cron_gaps(expr: Optional[str]) -> Optional[set]:
     if len(times) * len(days) < 2:
         return None
     gaps = {b - a for a, b in zip(times, times[1:])}
-    return gaps | {(b - a) * 86400 - (times[-1] - times[0]) for a, b in zip(days, days[1:])}
+    return frozenset(gaps | {(b - a) * 86400 - (times[-1] - times[0]) for a, b in zip(days, days[1:])})
 
 
 def longest_gap(expr: Optional[str]) -> Optional[float]:
@@ -919,7 +936,7 @@ STALL_RUNS = 3
 _EPOCH = datetime.date(1970, 1, 1)
 
 
-def stall_span(expr: Optional[str], last: float, offset: int) -> Optional[float]:
+def stall_span(expr: Optional[str], last: float, offset: int, offset_now: Optional[int] = None) -> Optional[float]:
     """How long after an update check at `last` no other is normal: until
     the STALL_RUNS-th run of the schedule after it, plus the time the check
     came after its own run (the schedule's latest run before it: cron's
@@ -928,7 +945,13 @@ def stall_span(expr: Optional[str], last: float, offset: int) -> Optional[float]
     offset, the zone its cron reads the schedule in). So `*/5 * * * *` is
     3x its gap, as before; `*/5 * * * 1-5` 15 min on a weekday, but 2d 15m
     after Friday's 23:55 (#24: a Saturday with no checks is no stall).
-    None: not stepped (cron_gaps)."""
+    `offset` is the one in force at `last` (a check before a DST change was
+    made on that side of it); `offset_now`, when it differs, says the clock
+    changed since, and the span is stepped in wall-clock time, then lengthened
+    by an hour the clock went back (a fall-back weekend: Friday 23:55 CEST to
+    Monday 00:10 CET is 2d 1h 15m), never shortened: the change's time is
+    not known, so a stall across a spring-forward is said at most an hour
+    late rather than ever early. None: not stepped (cron_gaps)."""
     gaps, calendar = cron_gaps(expr), _cron_calendar(expr)
     if not gaps or calendar is None:
         return None
@@ -943,22 +966,28 @@ def stall_span(expr: Optional[str], last: float, offset: int) -> Optional[float]
     after = [r for r in runs if r > local]
     if not before or len(after) < STALL_RUNS:
         return None
-    return after[STALL_RUNS - 1] + min(local - before[-1], min(gaps)) - local
+    span = after[STALL_RUNS - 1] + min(local - before[-1], min(gaps)) - local
+    return span + max(0, offset - (offset if offset_now is None else offset_now))
 
 
 def _stalled(dep: Optional[Dict[str, Any]], expr: Optional[str], offset: Optional[int],
-             now: float) -> Optional[str]:
+             offset_last: Optional[int], now: float) -> Optional[str]:
     """The cron-stalled finding (docs/monitor.md), else None: no update
     check for STALL_RUNS of schedule.update's runs (stall_span), or for 3x
     its typical gap (update_interval) when the calendar cannot be stepped.
-    Without the host's offset (an older record, not read) the laptop's own
-    at that time stands in."""
+    `offset`: the host's now, `offset_last`: at the last check (the script's
+    tz and tzlast sections). Without the latter (a date with no -d @) the
+    former stands in; without both (an older record, not read) the
+    laptop's own at those times."""
     interval = update_interval(expr)
     if not (dep and dep.get("last_check") and expr):
         return None
     last = float(dep["last_check"])
     age = now - last
-    span = stall_span(expr, last, time.localtime(last).tm_gmtoff if offset is None else offset)
+    if offset is None:
+        offset = time.localtime(now).tm_gmtoff
+        offset_last = time.localtime(last).tm_gmtoff if offset_last is None else offset_last
+    span = stall_span(expr, last, offset if offset_last is None else offset_last, offset)
     if span is None and not interval:
         return None
     if age <= (3 * interval if span is None else span):
@@ -983,7 +1012,8 @@ def evaluate(facts: Dict[str, Any], host: Host, now: Optional[float] = None,
     if facts.get("disk") is not None and facts["disk"] >= th["disk"]:
         found.append((errors.WARNING, f"root disk {facts['disk']:g}% ≥ {th['disk']:g}%"))
     dep = facts.get("deploy")
-    stalled = _stalled(dep, host.schedule.get("update"), facts.get("utc_offset"), now)
+    stalled = _stalled(dep, host.schedule.get("update"), facts.get("utc_offset"), facts.get("utc_offset_last_check"),
+                       now)
     if stalled:
         found.append((errors.WARNING, stalled))
     cut_off = dep.get("restore_cut_off") if dep else None
