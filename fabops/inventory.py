@@ -327,10 +327,14 @@ class Inventory(Frozen):
         (secrets masked), each from "defaults", "group NAME" or "host" as
         the merge took it (docs/hosts.md, "Groups"), or "built-in" where
         hosts.yml does not set it. A list is set whole, so its items'
-        values come from where the list did."""
+        values come from where the list did. A schedule turned off is a
+        row too (None), though Host.schedule leaves it out: where it was
+        turned off is what a person asks."""
         origins = self.origins.get(host.name, {})
+        shown = host.shown_dict()
+        shown["schedule"] = {k: host.schedule.get(k) for k in DEFAULT_SCHEDULE}
         rows = []
-        for path, value in _shown_leaves(host.shown_dict()):
+        for path, value in _shown_leaves(shown):
             at = path
             while at and at not in origins:
                 at = at[: max(at.rfind("."), at.rfind("["), 0)]

@@ -133,6 +133,8 @@ def test_show_says_where_each_value_came_from(width):
     assert r.returncode == 0, r.stderr
     check("hosts-show", width, r.stdout)
     assert "s3cret" not in r.stdout  # masked as hosts --json masks it
+    assert [ln.split() for ln in r.stdout.splitlines() if ln.startswith("schedule.clean")] == [
+        ["schedule.clean", "off", "group", "staging"]]
 
 
 def test_show_json_is_the_same_rows_and_valid():
@@ -146,7 +148,7 @@ def test_show_json_is_the_same_rows_and_valid():
     assert rows["thresholds.cpu"] == (90.0, "group staging") and rows["thresholds.memory"] == (70.0, "defaults")
     assert rows["thresholds.disk"] == (90.0, "host") and rows["address"] == ("10.20.30.41", "host")
     assert rows["services[0].port"] == (8000, "group staging") and rows["schedule.health"][1] == "built-in"
-    assert "schedule.clean" not in rows  # off
+    assert rows["schedule.clean"] == (None, "group staging")  # turned off there, and said so
     assert rows["env.API_TOKEN"] == ("***", "host")
     web2 = {row["key"]: row["from"] for row in doc["hosts"]["web2"]["settings"]}
     assert web2["thresholds.cpu"] == "defaults" and web2["app.branch"] == "built-in"

@@ -88,14 +88,15 @@ def _show(inv, chosen, json: bool) -> None:
         table.add_column("value", overflow="fold")
         table.add_column("from", no_wrap=True)
         for key, value, src in inv.settings(h):
-            table.add_row(escape(key), escape(_value(value)), f"[dim]{escape(src)}[/dim]" if src == "built-in"
+            shown = "off" if value is None and key.startswith(("schedule.", "backup.schedule")) else _value(value)
+            table.add_row(escape(key), escape(shown), f"[dim]{escape(src)}[/dim]" if src == "built-in"
                           else f"[bold]{escape(src)}[/bold]")
         out.print(table)
 
 
 def _value(value) -> str:
     """A setting's value as one line of text: YAML's words for none and
-    booleans, a list comma-separated."""
+    booleans, a list comma-separated (a schedule's None is `off`, _show)."""
     if value is None:
         return "none"
     if isinstance(value, bool):
