@@ -15,6 +15,7 @@ import yaml
 
 from fabops import inventory, monitor
 from fabops.shell import sh
+from tests.test_golden import frozen  # noqa: F401 (the panel's clock)
 
 
 def _stamp(epoch: float, hours: int) -> str:
@@ -61,3 +62,50 @@ def test_the_update_logs_failures_of_the_last_hour_are_counted(tmp_path, shell):
     out = subprocess.run([shell, "-c", monitor.monitor_script(host, window=0)], capture_output=True, text=True,
                          stdin=subprocess.DEVNULL, timeout=60).stdout
     assert monitor.parse(out, host, now)["errors_last_hour"] == 0, out
+
+
+def test_the_update_logs_share_is_read_apart_and_a_process_host_has_no_journal(tmp_path):
+    """#24's trial: `errors in the last hour: 2` while `logs --errors` showed 1
+    line (the other was the update log's), and `journal: 0B` on a host whose
+    only service is process-managed (its log is a file, not the journal)."""
+    now = time.time()
+    log = tmp_path / "update.log"
+    log.write_text(f"{_stamp(now - 600, 0)} [cron cron] ABORTED a -> b in 1.0s: preflight failed\n")
+    host = _host(tmp_path, log)
+    svc_log = tmp_path / "home" / "services" / "bot.log"
+    assert host.paths.service_log("bot") == str(svc_log)
+    svc_log.parent.mkdir(parents=True)
+    svc_log.write_text("Error: the bot could not reach discord\nok\n")
+    script = monitor.monitor_script(host, window=0)
+    assert "journalctl --disk-usage" not in script
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                         timeout=60).stdout
+    facts = monitor.parse(out, host, now)
+    assert (facts["errors_last_hour"], facts["errors_last_hour_update"]) == (2, 1), out
+    # a recorded journal size is not shown for it either (an older script's output)
+    assert monitor.parse(out + f"\n{monitor.MARK}journal\n0B\n", host, now)["journal_usage"] is None
+
+
+@pytest.mark.parametrize("width", (80, 200))
+def test_the_panel_says_where_the_hours_errors_are(width, frozen, capsys, monkeypatch):
+    """A process-managed host's panel (tests/test_golden's recorded one) with
+    an error in the service log and one in the update log: where each is,
+    the command whole at 80 columns, and no `journal:` (#24's trial)."""
+    import json
+
+    from fabops import errors
+    from fabops.probe import MARK
+    from fabops.tasks.observe import render_host
+    from fabops.tasks.render import console
+    from tests.conftest import ROOT
+    from tests.test_golden import check, render
+
+    case = json.loads((ROOT / "tests" / "fixtures" / "parse_monitor" / "process_recorded.json").read_text())
+    host = inventory.loads(yaml.safe_dump({"hosts": {"sandbox": case["host"]}}), "x.yml").hosts["sandbox"]
+    facts = monitor.parse(case["output"] + f"\n{MARK}errors\n1\n{MARK}errors_update\n1\n", host, case["now"])
+    code, findings = monitor.evaluate(facts, host, case["now"])
+    facts.update(status=errors.NAMES[code], code=code,
+                 findings=[{"level": errors.NAMES[c], "message": m} for c, m in findings])
+    text = render(capsys, monkeypatch, width, lambda: console().print(render_host(facts, host)))
+    assert "inv logs --source update --errors" in text and "journal:" not in text, text
+    check("monitor-errors-where", width, text)

@@ -170,6 +170,22 @@ def _backup_lines(b) -> list:
             f"{literal(reason_head(last['message']))}"]
 
 
+def _errors_where(facts) -> str:
+    """The hour's error count, and where they are when the update log has
+    some: `logs --errors` reads the service's log only (#24's trial: `2`
+    beside its 1 line; docs/monitor.md)."""
+    from ._base import KEEP
+
+    errs, update = facts.get("errors_last_hour"), facts.get("errors_last_hour_update")
+    if errs is None:
+        return "not available"
+    if not update:
+        return str(errs)
+    logs = "service log" if len(facts.get("services") or ()) == 1 else "service logs"
+    return (f"{errs - update} in the {logs}, " if errs > update else "") + \
+        f"{update} in the update log ({KEEP.join(('inv', 'logs', '--source', 'update', '--errors'))})"
+
+
 def _log_lines(facts) -> list:
     """Errors in the last hour (naming a death counted before its log says
     it), the journal's size, each cleanup path."""
@@ -177,11 +193,10 @@ def _log_lines(facts) -> list:
     from ..host.report import size_text
     from .render import literal, service_labels
 
-    errs = facts.get("errors_last_hour")
     deaths = facts.get("unlogged_deaths") or []
     # beside the hour's count, not in it: a look cannot tell when it died
     more = f" (+{len(deaths)} death{'' if len(deaths) == 1 else 's'} not logged yet)" if deaths else ""
-    lines = [literal(f"errors in the last hour: {errs if errs is not None else 'not available'}{more}"
+    lines = [literal(f"errors in the last hour: {_errors_where(facts)}{more}"
                      + (f"   journal: {facts['journal_usage']}" if facts.get("journal_usage") else ""))]
     if deaths:  # which, and why `logs --errors` does not show it yet (docs/monitor.md)
         labels = service_labels(s["name"] for s in facts["services"])
