@@ -32,6 +32,7 @@ from .validate import (
     env_value_problem,
     header_problem,
     host_name_problem,
+    metrics_dir_problem,
     parse_duration,
     setup_log_problem,
 )
@@ -1002,6 +1003,8 @@ class _Validator:
             # an ssh host's setup makes these with sudo; a local host's are the operator's own files
             if connection == "ssh" and k in logs and setup_log_problem(logs[k]):
                 self.fail(f"{key}.logs.{k}", f"{logs[k]!r} {setup_log_problem(logs[k])}")
+        if connection == "ssh" and metrics_dir and metrics_dir_problem(metrics_dir):  # setup makes it too: as logs
+            self.fail(f"{key}.metrics_dir", f"{metrics_dir!r} {metrics_dir_problem(metrics_dir)}")
         cleanup = tuple(
             CleanupRule(self.host_path(r.path, f"{key}.cleanup[{i}].path", connection), r.glob, r.older_than)
             for i, r in enumerate(d.get("cleanup") or ())

@@ -20,10 +20,11 @@ from .errors import CommandFailed
 from .host.record import counted
 from .host.would import Would, as_json
 from .inventory import Host
-from .shell import path as host_path, program, raw, sh, sudo
+from .shell import Cmd, path as host_path, program, raw, sh, sudo
 from .target import Target, UserTarget
 from .unit_audit import (absolute, lockout_unit, system_unit, parse_unit_facts, root_paths, root_unit_problem,
                          unit_facts_cmd, with_parents)
+from .validate import TEXTFILE_DIRS, metrics_dir_problem
 
 WRAPPERS = {
     "monitor-bot": ["monitor"],
@@ -811,34 +812,99 @@ def _metrics_dir(run: _Setup) -> Items:
     docs/metrics.md): made when absent, 0755 and the deploy user's, so its
     runs write their file there and node_exporter's user reads it. One
     under ~/ (or a sandbox's) is the deploy user's to make, without sudo;
-    any other root's (`install -d`). As with the logs, an existing
-    directory is never chowned nor its mode changed, and a link is never
-    followed: a warning says what to do."""
+    any other is looked at by root, component by component, and made only
+    as metrics_dir_step decides (docs/security.md, "The metrics
+    directory"). An existing directory is never chowned nor its mode
+    changed, and a link is never followed: a warning says what to do."""
     where = run.host.metrics_dir
     if not where:
         return
-    user, d = run.host.user or "root", host_path(where)
-    own = where.startswith("~/") or run.host.sandbox
-    look = sh("if [ -L {d} ]; then echo link; elif [ -d {d} ]; then echo dir; elif [ -e {d} ]; then echo other; "
-              "else echo absent; fi", d=d)
-    fact = (run.dt if own else run.t).output(look if own else sudo(["sh", "-c", look])).strip()
-    if fact == "dir":
-        writable = run.dt.ok(sh("test -w {d}", d=d)) if own else bool(run.writable_by_user([where]))
+    user, own = run.host.user or "root", where.startswith("~/") or run.host.sandbox
+    if own:
+        look = sh("if [ -L {d} ]; then echo link; elif [ -d {d} ]; then echo dir; elif [ -e {d} ]; then echo other; "
+                  "else echo absent; fi", d=host_path(where))
+        fact = run.dt.output(look).strip()
+        what = {"link": "a symbolic link", "other": "not a directory"}.get(fact, f"unknown ({fact or 'no answer'})")
+        step = {"dir": ("dir", ""), "absent": ("user", "")}.get(
+            fact, ("warning", f"{where} is {what}; fabops makes only a directory that is not there"))
+    else:
+        step = metrics_dir_step(where, user, run.t.output(metrics_dir_look(where, user)).splitlines())
+    action, words = step
+    if action == "dir":
+        writable = run.dt.ok(sh("test -w {d}", d=host_path(where))) if own else bool(run.writable_by_user([where]))
         yield ItemResult("metrics dir", "ok", where) if writable else ItemResult(
             "metrics dir", "warning", f"{where} exists and {user} cannot write it, so no run can write its metrics "
                                       f"there; fabops never chowns an existing directory: `sudo chown {user} {where}`, "
                                       "or name another metrics_dir")
-    elif fact != "absent":
-        what = {"link": "a symbolic link", "other": "not a directory"}.get(fact, f"unknown ({fact or 'no answer'})")
-        yield ItemResult("metrics dir", "warning", f"{where} is {what}; fabops makes only a directory that is not there")
+    elif action == "warning":
+        yield ItemResult("metrics dir", "warning", words)
     elif run.check:
         yield ItemResult("metrics dir", "would change", f"create {where} (0755, {user})")
     else:
-        if own:
-            run.dt.run(sh("mkdir -p {d} && chmod 0755 {d}", d=d), f"creating {where}")
-        else:
-            run.t.run(sudo(["install", "-d", "-m", "0755", "-o", user, where]), f"creating {where}")
+        if action == "root":  # the last directory only; chown -h of what this mkdir made (docs/security.md)
+            run.t.run(sudo(["sh", "-c", 'mkdir -m 0755 -- "$1" && chown -h -- "$2" "$1"', "sh", where, user]),
+                      f"creating {where}")
+        elif own:
+            run.dt.run(sh("mkdir -p {d} && chmod 0755 {d}", d=host_path(where)), f"creating {where}")
+        else:  # its parent is the deploy user's: that user makes it
+            run.dt.run(sh("mkdir -m 0755 -- {d}", d=where), f"creating {where}")
         yield ItemResult("metrics dir", "changed", f"created {where} (0755, {user})")
+
+
+def metrics_dir_parts(where: str) -> List[str]:
+    """/, then each directory down to `where` itself."""
+    parts = [p for p in where.split("/") if p]
+    return ["/"] + ["/" + "/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+
+
+def metrics_dir_look(where: str, user: str) -> Cmd:
+    """Root's look at every directory on the way to `where`: the deploy
+    user's uid, then one line per directory (link, dir UID MODE, other,
+    absent). As root, so a directory the deploy user cannot search hides
+    nothing, and with -L first, so no link is followed."""
+    return sudo(["sh", "-c", 'id -u -- "$1" || echo none; shift; for p; do if [ -L "$p" ]; then echo link; '
+                 'elif [ -d "$p" ]; then echo dir $(stat -c "%u %a" -- "$p"); elif [ -e "$p" ]; then echo other; '
+                 'else echo absent; fi; done', "sh", user, *metrics_dir_parts(where)])
+
+
+def metrics_dir_step(where: str, user: str, facts: List[str]) -> tuple[str, str]:
+    """What setup does with a metrics_dir outside ~/, from root's look
+    (metrics_dir_look): ("dir", "") when it is there; ("root", "") to make
+    the last directory as root, only in a textfile-collector place
+    (validate.metrics_dir_problem) whose every directory above is no link,
+    its parent root's and none writable by the deploy user or by anyone
+    but its owner, so nobody but root can swap a directory on the way
+    between the look and the mkdir; ("user", "") when the parent is the
+    deploy user's own; else ("warning", why and what to run). Pure: the
+    tests give it facts."""
+    parts, uid, kinds = metrics_dir_parts(where), (facts or ["none"])[0].strip(), [f.split() for f in facts[1:]]
+    if len(kinds) != len(parts) or not uid.isdigit() or not all(
+            k in (["link"], ["other"], ["absent"]) or re.fullmatch(r"dir \d+ [0-7]+", " ".join(k)) for k in kinds):
+        return "warning", f"{where}: could not tell what is there ({' / '.join(facts) or 'no answer'})"
+    for part, kind in zip(parts, kinds):
+        if kind[0] == "link":
+            return "warning", (f"{part} is a symbolic link; fabops makes a metrics directory only on a path with "
+                               "none (root would follow it), and never follows one")
+        if kind[0] == "other":
+            return "warning", f"{part} is not a directory; fabops makes only a directory that is not there"
+    if kinds[-1][0] == "dir":
+        return "dir", ""
+    parent, above, problem = parts[-2], kinds[-2], metrics_dir_problem(where)
+    if above[0] == "dir" and above[1] == uid and uid != "0":
+        return "user", ""
+    if problem:
+        return "warning", f"{where} is not there and fabops does not make it as root: metrics_dir {problem}"
+    make = f"`sudo install -d -m 0755 -o {user} {where}`"
+    if above[0] != "dir":
+        return "warning", (f"{parent} does not exist, and fabops makes only the last directory of a metrics_dir: "
+                           f"install node_exporter's textfile collector first (Debian's prometheus-node-exporter "
+                           f"makes {TEXTFILE_DIRS[0]}), or run {make}")
+    unsafe = [p for p, k in zip(parts, kinds[:-1]) if k[1] == uid or int(k[2], 8) & 0o022]
+    if unsafe or above[1] != "0":
+        why = f"{unsafe[0]} is {user}'s or writable by others than its owner" if unsafe else f"{parent} is not root's"
+        return "warning", (f"{where} is not there and fabops does not make it as root: {why}, so a directory on "
+                           f"its way could change before root makes it; check the path, then run {make}")
+    return "root", ""
 
 
 ITEMS = (_deploy_user, _env_file, _install, _host_yml, _crontab, _system_units, _units, _sudo_rights, _log_files,

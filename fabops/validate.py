@@ -304,6 +304,33 @@ def setup_log_problem(path: str) -> str | None:
             "setup creates it for the deploy user")
 
 
+# node_exporter's textfile-collector directories: Debian's package reads
+# the first (its --collector.textfile.directory), the upstream docs' examples
+# use the second. setup makes a metrics_dir outside ~/ as root and gives it
+# to the deploy user, so only these (or one directory under one of them)
+# may be named: anywhere else (/etc/systemd/system-generators, a unit's .d
+# directory, /root) the deploy user would own a directory root reads code
+# or settings from (docs/security.md, "The metrics directory").
+TEXTFILE_DIRS = ("/var/lib/prometheus/node-exporter", "/var/lib/node_exporter/textfile_collector")
+
+
+def metrics_dir_problem(path: str) -> str | None:
+    """Why setup may not make `path` (hosts.yml's metrics_dir) for the
+    deploy user: None for ~/... or a textfile-collector place."""
+    parts = path.split("/")
+    whole = all(p not in ("", ".", "..") for p in parts[1:])  # no //, /./ or /../: the path as written is the one made
+    if path.startswith("~/") and whole:
+        return None
+    if path.startswith("/") and whole:
+        for top in TEXTFILE_DIRS:
+            depth = len(top.split("/"))
+            if parts[:depth] == top.split("/") and len(parts) <= depth + 1:
+                return None
+    return (f"must be under ~/ or be node_exporter's textfile directory, {TEXTFILE_DIRS[0]} (Debian's) or "
+            f"{TEXTFILE_DIRS[1]}, or one directory under one of them: setup makes it as root for the deploy "
+            "user, so it may be nowhere root reads programs or settings from")
+
+
 def check_url_problem(url: str) -> str | None:
     if not url.startswith(("http://", "https://")):
         return "must be an http:// or https:// URL (the check is an HTTP request)"
