@@ -70,10 +70,10 @@ cron | dep=- int      | o=A h=A nohealth        | deploy tgt=A +full +finish +wa
 cron | dep=A          | o=A h=A                 | noop/noop tgt=A
 cron | dep=A          | o=A h=A nohealth        | need=health
 cron | dep=A          | o=A h=A nopre           | noop/noop tgt=A
-cron | dep=A          | o=A h=A sick=bot        | restart tgt=A svc=bot
-cron | dep=A          | o=A h=A sick=api        | restart tgt=A svc=api
-cron | dep=A          | o=A h=A sick=bot,api    | restart tgt=A svc=bot,api
-cron | dep=A r2       | o=A h=A sick=bot        | restart tgt=A svc=bot
+cron | dep=A          | o=A h=A sick=bot        | restart tgt=A +warn svc=bot
+cron | dep=A          | o=A h=A sick=api        | restart tgt=A +warn svc=api
+cron | dep=A          | o=A h=A sick=bot,api    | restart tgt=A +warn svc=bot,api
+cron | dep=A r2       | o=A h=A sick=bot        | restart tgt=A +warn svc=bot
 cron | dep=A r3       | o=A h=A sick=bot        | abort/broken tgt=A
 cron | dep=A r3       | o=A h=A                 | noop/noop tgt=A
 cron | dep=A          | o=A h=B                 | deploy tgt=A +full rules=0,1 svc=bot,api
@@ -145,10 +145,10 @@ cron | dep=A retry=B int | o=B h=A             | deploy tgt=B +full +finish +war
 cron | dep=A retry=B  | o=B h=A nopre           | hold/deferred tgt=B
 cron | dep=A retry=B  | o=B h=A sick=api        | restart tgt=A +warn svc=api
 cron | dep=A retry=A  | o=A h=A                 | noop/noop tgt=A
-cron | dep=A retry=A  | o=A h=A sick=api        | restart tgt=A svc=api
+cron | dep=A retry=A  | o=A h=A sick=api        | restart tgt=A +warn svc=api
 # --- cron and a pin: never moved by cron
 cron | dep=A pin=A    | o=B h=A                 | noop/noop tgt=A
-cron | dep=A pin=A    | o=B h=A sick=bot        | restart tgt=A svc=bot
+cron | dep=A pin=A    | o=B h=A sick=bot        | restart tgt=A +warn svc=bot
 cron | dep=A pin=A    | o=B h=A nohealth        | need=health
 cron | dep=A pin=A    | o=- h=A                 | noop/noop tgt=A
 cron | dep=A pin=P    | o=B h=A                 | deploy tgt=P rules= svc=api
@@ -165,7 +165,7 @@ manual | dep=A bad=B  | o=B h=A sick=bot        | restart tgt=A +warn svc=bot
 manual | dep=A bad*=B | o=B h=A                 | hold/skipped_bad tgt=B
 manual | dep=A retry=B | o=B h=A                | hold/deferred tgt=B
 manual | dep=A pin=A  | o=B h=A                 | noop/noop tgt=A
-manual | dep=A        | o=A h=A sick=bot        | restart tgt=A svc=bot
+manual | dep=A        | o=A h=A sick=bot        | restart tgt=A +warn svc=bot
 manual | dep=A r3     | o=A h=A sick=bot        | abort/broken tgt=A
 manual | dep=- int    | o=A h=A                 | deploy tgt=A +full +finish +warn rules=0,1 svc=bot,api
 manual | dep=A        | o=B h=A local           | abort/aborted tgt=B
@@ -177,8 +177,8 @@ deploy clear | dep=A  | o=B h=A                 | deploy tgt=B rules= svc=api
 deploy clear | dep=A bad=B | o=B h=A            | deploy tgt=B +warn rules= svc=api
 deploy clear | dep=A bad*=B | o=B h=A           | deploy tgt=B +warn rules= svc=api
 deploy clear | dep=A retry=B | o=B h=A          | deploy tgt=B rules= svc=api
-deploy clear | dep=A  | o=A h=A sick=bot        | restart tgt=A svc=bot
-deploy clear | dep=A r3 | o=A h=A sick=bot      | restart tgt=A svc=bot
+deploy clear | dep=A  | o=A h=A sick=bot        | restart tgt=A +warn svc=bot
+deploy clear | dep=A r3 | o=A h=A sick=bot      | restart tgt=A +warn svc=bot
 deploy clear | dep=-  | o=A h=A                 | noop/noop tgt=A +adopt
 deploy clear | dep=-  | o=A h=A sick=api        | deploy tgt=A +full rules=0,1 svc=bot,api
 deploy clear | dep=-  | o=A h=-                 | deploy tgt=A +full rules=0,1 svc=bot,api
@@ -205,15 +205,15 @@ ci clear | dep=A pin=A | o=B h=A                | deploy tgt=B +clear rules= svc
 ci clear | dep=A retry=B | o=B h=A              | deploy tgt=B rules= svc=api
 ci clear | dep=A      | o=B h=A local           | abort/aborted tgt=B
 ci clear | dep=A int  | o=B h=A                 | deploy tgt=B +full +finish +warn rules=0,1 svc=bot,api
-ci clear | dep=A      | o=A h=A sick=api        | restart tgt=A svc=api
-ci clear | dep=A r3   | o=A h=A sick=api        | restart tgt=A svc=api
+ci clear | dep=A      | o=A h=A sick=api        | restart tgt=A +warn svc=api
+ci clear | dep=A r3   | o=A h=A sick=api        | restart tgt=A +warn svc=api
 ci | dep=A          | o=B h=A ref=C             | deploy tgt=C rules= svc=api
 ci clear | dep=-      | o=A h=A                 | noop/noop tgt=A +adopt
 # --- rollback: --ref the last good commit, pins it
 rollback | dep=B      | o=B h=B ref=A           | deploy tgt=A rules= svc=api
 rollback | dep=B pin=B | o=B h=B ref=A          | deploy tgt=A rules= svc=api
 rollback | dep=A      | o=B h=A ref=A           | noop/noop tgt=A
-rollback | dep=A      | o=B h=A ref=A sick=bot  | restart tgt=A svc=bot
+rollback | dep=A      | o=B h=A ref=A sick=bot  | restart tgt=A +warn svc=bot
 rollback | dep=A      | o=B h=B ref=A           | deploy tgt=A +full rules=0,1 svc=bot,api
 rollback | dep=A int  | o=B h=B ref=A           | deploy tgt=A +full +finish +warn rules=0,1 svc=bot,api
 rollback | dep=A int ended | o=B h=B ref=A      | deploy tgt=A +full +finish rules=0,1 svc=bot,api
@@ -225,7 +225,7 @@ rollback | dep=B      | o=B h=B ref=A env       | abort/aborted tgt=A
 rollback | dep=B      | o=B h=B ref=A chg=package.json | deploy tgt=A rules=0 svc=api
 rollback | dep=B retry=A | o=B h=B ref=A        | deploy tgt=A rules= svc=api
 rollback | dep=- int  | o=B h=B ref=A           | deploy tgt=A +full +finish +warn rules=0,1 svc=bot,api
-rollback | dep=B r3   | o=B h=B ref=B sick=bot  | restart tgt=B svc=bot
+rollback | dep=B r3   | o=B h=B ref=B sick=bot  | restart tgt=B +warn svc=bot
 # --- rollback without --to: the last commit deployed before that is older
 # (old=, plan.rollback_target), never a newer one; none: refused
 rollback | dep=B      | o=C h=B old=A           | deploy tgt=A rules= svc=api

@@ -67,5 +67,5 @@ def test_a_persons_deploy_restarts_past_the_spent_budget(sandbox, monkeypatch):
     assert (code, res["result"]) == (5, "broken") and "restart backoff" in res["message"], res
     code, res = sandbox.result("--trigger", "deploy")
     # deployed, exit 1 for the warning every restart of a sick service says
-    assert (code, res["result"]) == (1, "deployed") and res["warnings"][0].startswith("was unhealthy, restarted"), res
+    assert (code, res["result"]) == (1, "deployed") and res["warnings"][0].startswith("unhealthy on the deployed commit: "), res
     assert sandbox.health()["status"] == "ok" and sandbox.state["restarts"] == spent

@@ -416,7 +416,7 @@ class Pipeline:
                     st.ok, st.message = False, p.message
             raise _Abort("aborted", p.message, record=p.record)
         elif p.kind == "restart":
-            self._restart_sick(state, p, [h for h in facts.health or () if not h.ok])
+            self._restart_sick(state, p)
         else:
             self._deploy(state, p, facts)
 
@@ -479,19 +479,22 @@ class Pipeline:
                           f"{flag} {ref} is {short(commit)}")
         return origin, commit, head
 
-    def _restart_sick(self, state: State, p: Plan, sick) -> None:
+    def _restart_sick(self, state: State, p: Plan) -> None:
         """The deployed commit with services down: restart them (the
         planner checked the restart budget) and record the outcome."""
+        # "healthy again" only after a `broken` verdict, as a person's
+        # restart says it (record.healthy_again): a service that was only
+        # stopped comes back "healthy". The warning is the plan's (_act).
+        again = " again" if state.result() == "broken" else ""
         state.restarts = list(p.restarts)
         self.save(state)
-        self.res.warnings.append("was unhealthy, restarted: " + "; ".join(h.message for h in sick))
         ok = self._restart_and_wait([s for s in self.host.services if s.name in p.services])
         state.last_check = time.time()
         names = ", ".join(sorted(p.services))
         state.last_result = "deployed" if ok else "broken"
         self.save(state)
         self.res.result = state.last_result
-        self.res.message = (f"restarted {names} at {short(state.deployed)}; healthy again" if ok
+        self.res.message = (f"restarted {names} at {short(state.deployed)}; healthy{again}" if ok
                             else f"restarted {names} but it is still unhealthy")
         self.rec.record()
 

@@ -362,9 +362,13 @@ def _on_the_deployed_commit(host, state: State, facts: Facts, opts: Opts, common
                    "backoff): a person is needed")
         return Plan("abort", "broken", message, record=not said_already(state, message), **common)
     names = {h.service for h in sick}
+    # the warning the real run exits 1 for, decided here so that its dry
+    # run says it and exits 1 too (docs/pipeline.md, "--dry-run"; #24's
+    # trial: `would restart bot`, exit 0, then the real run's exit 1)
+    warned = {**common, "warnings": common["warnings"] + (f"unhealthy on the deployed commit: {down}",)}
     return Plan("restart", "", f"restart {', '.join(sorted(names))} at {short(deployed)} ({down})",
                 services=tuple(s.name for s in host.services if s.name in names),
-                restarts=recent + ((facts.now,) if automatic else ()), pin=pin, **common)
+                restarts=recent + ((facts.now,) if automatic else ()), pin=pin, **warned)
 
 
 def said_already(state: State, message: str) -> bool:
