@@ -192,6 +192,36 @@ def test_setup_refuses_what_would_reach_root(host):
     assert marker_state(host) == before
 
 
+def test_a_metrics_dir_gives_the_deploy_user_nothing_root_reads(host):
+    """metrics_dir (docs/security.md, "The metrics directory"): a place
+    systemd runs programs or reads settings from is refused at load; a link
+    on the way to node_exporter's directory is reported and nothing is made
+    through it; the real place gets only its last directory, the deploy
+    user's, and nothing else on the path changes owner or mode."""
+    before, paths = marker_state(host), ("/etc/systemd/system-generators /etc/systemd/system/x.service.d "
+                                         "/etc/systemd/system.conf.d /etc/systemd/textfile_collector /var/lib")
+    look = f"for p in {paths}; do stat -c '%n %U %a' $p 2>/dev/null || echo $p absent; done"
+    seen = host.root(look).stdout
+    host.user(f"test -d {APP} || git clone --quiet /srv/origin.git {APP}")
+    base = {"user": "ec2-user", "app": {"path": "~/voice-meeting-bot"}}
+    for hostile in ("/etc/systemd/system-generators", "/etc/systemd/system/x.service.d", "/etc/systemd/system.conf.d"):
+        host.write({**base, "metrics_dir": hostile})
+        r = host.fab("setup", "--yes", "--offline")
+        assert r.returncode == 78 and "hosts.find-to-do.metrics_dir" in r.stderr, r.stdout + r.stderr
+    textfile = "/var/lib/node_exporter/textfile_collector"
+    host.write({**base, "metrics_dir": textfile})
+    host.root("ln -sfn /etc/systemd /var/lib/node_exporter")
+    found = items(host.fab("setup", "--yes", "--offline", "--json"))["metrics dir"]
+    assert found["status"] == "warning" and "/var/lib/node_exporter is a symbolic link" in found["message"], found
+    host.root("rm /var/lib/node_exporter && install -d -m 0755 /var/lib/node_exporter")
+    found = items(host.fab("setup", "--yes", "--offline", "--json"))["metrics dir"]
+    assert found["status"] == "changed", found
+    assert host.root(f"stat -c '%U %a' {textfile} /var/lib/node_exporter").stdout.split() == \
+        ["ec2-user", "755", "root", "755"]
+    host.root("rm -r /var/lib/node_exporter")
+    assert host.root(look).stdout == seen and marker_state(host) == before
+
+
 def test_the_deploy_user_is_pinned_against_a_hosts_yml_edit(host):
     """A pusher who edits `user:` to root (or to the setup user) gets
     exit 78 before anything is written; the operator's --change-user is
