@@ -515,8 +515,10 @@ def pin_lines(data: dict, why: bool = False, host: str = "", flag=None) -> List[
         out.append(f"[yellow]📌 pinned to {literal(short(data['pin']))}[/yellow]"
                    + (f" ({literal(data.get('pin_reason') or '?')}); {literal(hint(flag, host, 'unpin'))} "
                       "to follow the branch again" if why else ""))
-    if data.get("bad"):
-        out.append(f"[yellow]remembered bad targets:[/yellow] {literal(', '.join(short(b) for b in data['bad']))}")
+    # monitor's: only those origin has not moved past (monitor._bad_ahead; #24's trial saw one on every panel)
+    bad = data["bad_ahead"] if data.get("bad_ahead") is not None else data.get("bad")
+    if bad:
+        out.append(f"[yellow]remembered bad targets:[/yellow] {literal(', '.join(short(b) for b in bad))}")
     return out
 
 
