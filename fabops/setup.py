@@ -17,6 +17,7 @@ from typing import Callable, Dict, Iterator, List, Optional
 
 from .cron import apply_block, diff, read_crontab, render_block, sandbox_table, table_name, write_crontab
 from .errors import CommandFailed
+from .host.hold import hold_check
 from .host.record import counted
 from .host.would import Would, as_json
 from .inventory import Host
@@ -256,16 +257,18 @@ def unit_text(host: Host, svc, home: str) -> str:
     (docs/architecture.md, "Units")."""
     app = absolute(host.app.path, home)
     workdir = posixpath.normpath(posixpath.join(app, svc.workdir))
-    # ExecStartPre=: the launcher's check alone, so `systemctl start` (and
-    # the start at boot) fails while a cut-off restore holds the data
-    # (docs/backups.md, "A restore cut off in the middle"); its exit 75
-    # is no crash to restart from
+    # ExecCondition=: the launcher's hold check alone (docs/backups.md, "The
+    # hold"). While a cut-off restore holds the data it exits 75 and systemd
+    # skips the start, at boot too: the unit stays inactive, not failed, and
+    # nothing restarts it (Restart= retries an ExecStartPre= failure every
+    # RestartSec= for good; RestartPreventExitStatus= reads only the main
+    # process, and would keep an app's own exit 75 from its restarts)
     return (
         f"{MANAGED}\n[Unit]\nDescription={svc.name} (deployed by fabops)\nAfter=network-online.target\n"
         "Wants=network-online.target\n\n[Service]\n"
-        f"User={host.user or 'ec2-user'}\nWorkingDirectory={workdir}\nExecStartPre={launcher_path(host, svc)} --check\n"
+        f"User={host.user or 'ec2-user'}\nWorkingDirectory={workdir}\nExecCondition={launcher_path(host, svc)} --check\n"
         f"ExecStart={launcher_path(host, svc)}\n"
-        "Restart=on-failure\nRestartSec=2\nRestartPreventExitStatus=75\n\n"
+        "Restart=on-failure\nRestartSec=2\n\n"
         "[Install]\nWantedBy=multi-user.target\n"
     )
 
@@ -279,10 +282,12 @@ def launcher_text(host: Host, svc, home: str) -> str:
     hold = absolute(host.paths.restore_hold, home)
     # -I: the working directory (the checkout) is not on sys.path, so an app's
     # own fabops/ directory cannot stand in for the launcher; PYTHON* ignored.
-    # --check (the unit's ExecStartPre=): the restore hold's check alone
-    exec_line = sh("[ \"$1\" = --check ] && exec {python} -I -m fabops.host.launch --hold {hold}\n"
-                   "exec {python} -I -m fabops.host.launch --hold {hold} {env_file} {command}\n", python=python,
-                   hold=hold, env_file=env_file, command=svc.command or "false")
+    # The hold is checked by this script's sh (host/hold.hold_check), not by the
+    # venv's module, so a unit holds whatever fabops the venv has (install may
+    # put an older one back); --check (the unit's ExecCondition=) is that alone
+    exec_line = sh("{held}[ \"$1\" = --check ] && exit 0\n"
+                   "exec {python} -I -m fabops.host.launch {env_file} {command}\n", held=hold_check(hold),
+                   python=python, env_file=env_file, command=svc.command or "false")
     return (f"#!/bin/sh\n# {MANAGED[2:]}\n# {svc.name}: run as {host.user or 'ec2-user'} (the unit's User=), "
             f"which reads the .env itself.\n{exec_line}")
 

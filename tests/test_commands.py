@@ -34,7 +34,7 @@ QUOTING_FSTRINGS_ALLOWED = {
     ("fabops/deploy.py", "suggest"),
     # its words on the host, which cannot import deploy (test_layers): the take-over
     # command of a restore cut off while putting items back (docs/backups.md)
-    ("fabops/host/plan.py", "restore_cut_off_text"),
+    ("fabops/host/plan.py", "take_over"),
 }
 
 

@@ -87,6 +87,89 @@ def test_a_take_over_is_cut_off_until_its_own_put_back_is_done(watched):  # noqa
 
 
 @pytest.mark.unit
+def test_a_cut_off_mark_without_its_hold_is_held_all_the_same(watched):  # noqa: F811
+    """state.json alone says so (a restore cut off under a fabops before the
+    hold, or killed between hold()'s two writes): the take-over's mark says
+    put back from the first and the hold is written, so neither a kill
+    while it saves nor a reboot starts the services."""
+    host, paths, log = watched
+    old = _snapshot(host, paths, "old\n")
+    merge_state_file(paths.state, {"in_progress": MARK})
+    seen = []
+
+    def save():
+        seen.append((read_object(paths.state)["in_progress"]["step"], os.path.lexists(paths.restore_hold)))
+        return {"run_id": "20261206T000000-abcdef", "ok": True, "items": []}
+
+    done = restore.restore(host, paths, old["run_id"], None, None, save, 5, _saving(host, paths))
+    assert done["restore"]["ok"] and seen == [("restore: put back", True)], done
+    assert read_object(paths.state).get("in_progress") is None and not os.path.lexists(paths.restore_hold)
+
+
+@pytest.mark.unit
+def test_a_take_over_of_a_mark_alone_whose_save_is_refused_starts_nothing(host_with_service):  # noqa: F811
+    host, paths, log = host_with_service
+    old = _snapshot(host, paths, "old\n")
+    merge_state_file(paths.state, {"in_progress": MARK})
+    bad = lambda: {"run_id": "20261206T000000-abcdef", "ok": False,  # noqa: E731
+                   "items": [{"name": "files", "ok": False, "error": "OSError: No space left on device"}]}
+    done = restore.restore(host, paths, old["run_id"], None, None, bad, 5, _saving(host, paths))
+    assert not done["restore"]["ok"] and "the services stay down" in done["restore"]["refused"], done
+    assert log == [("stop", "web")]
+    assert read_object(paths.state)["in_progress"] == MARK
+    assert open(paths.restore_hold).read() == restore_cut_off_text(CUT, host.name) + "\n"
+
+
+@pytest.mark.unit
+def test_an_item_not_put_back_keeps_the_hold_and_starts_nothing(host_with_service, monkeypatch):  # noqa: F811
+    """The data is half the snapshot's: the hold and the mark at put back
+    stay, nothing starts, exit 5 with the way out; a restore again that
+    puts every item back starts them."""
+    host, paths, log = host_with_service
+    old = _snapshot(host, paths, "old\n")
+    put_item = restore.put_item
+
+    def failing(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(restore, "put_item", failing)
+    save = lambda: {"run_id": "20261206T000000-abcdef", "ok": True, "items": []}  # noqa: E731
+    done = restore.restore(host, paths, old["run_id"], None, None, save, 5, _saving(host, paths))
+    r = done["restore"]
+    assert not r["ok"] and r["services"] == [] and log == [("stop", "web")], done
+    take = f"`fabops backup -H {host.name} --restore {old['run_id']} --yes` puts every item back and starts them"
+    assert r["held"].startswith("not every item was put back (") and r["held"].endswith(take), r["held"]
+    assert backup.exit_code("restore", done) == 5
+    mark = read_object(paths.state)["in_progress"]
+    assert (mark["run_id"], mark["step"]) == (old["run_id"], "restore: put back")
+    assert open(paths.restore_hold).read() == restore_cut_off_text(old["run_id"], host.name) + "\n"
+    rec = [json.loads(ln) for ln in open(paths.history)][-1]
+    assert (rec["result"], rec["exit_code"]) == ("restore_failed", 5) and r["held"] in rec["message"], rec
+    monkeypatch.setattr(restore, "put_item", put_item)
+    done = restore.restore(host, paths, old["run_id"], None, None, save, 5, _saving(host, paths))
+    assert done["restore"]["ok"] and log == [("stop", "web"), ("stop", "web"), ("start", "web")], done
+    assert read_object(paths.state).get("in_progress") is None and not os.path.lexists(paths.restore_hold)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("width", (80, 200))
+def test_a_held_restore_says_why_at_both_widths(width, capsys, monkeypatch):
+    """As `inv backup --restore` prints it (tasks/backup.restore_lines)."""
+    from fabops.host.restore import kept_down
+    from fabops.tasks._base import print_text
+    from fabops.tasks.backup import restore_lines
+    from tests.test_golden import check, render
+
+    items = [{"name": "files", "file": "files.tar", "ok": False, "skipped": None, "put": [],
+              "error": "OSError: [Errno 28] No space left on device"}]
+    value = {"restore": {"run_id": "20261201T030000-a1b2c3", "from": "local", "to": None, "ok": False,
+                         "saved": "20261203T091500-0a1b2c", "refused": None, "items": items, "services": [],
+                         "held": kept_down(items, "20261201T030000-a1b2c3", "web1")}}
+    text = render(capsys, monkeypatch, width, lambda: [print_text(f"[web1] {ln}") for ln in restore_lines(value)])
+    check("restore-held", width, text)
+
+
+@pytest.mark.unit
 def test_the_take_over_command_names_the_inventory_it_needs():
     from fabops.shell import program
 
@@ -111,18 +194,121 @@ def test_the_launcher_refuses_while_the_hold_stands_and_says_why(tmp_path, capsy
     assert launch.main(["--hold"]) == 64
 
 
+# what a venv's fabops.host.launch did before the hold (any fabops a deploy's install may put back): exactly
+# ENV_FILE COMMAND, else usage (64); here a stand-in python that runs the command as that module would
+OLD_LAUNCH = """#!/bin/sh
+[ "$1 $2 $3" = "-I -m fabops.host.launch" ] && [ $# -eq 5 ] || { echo "usage: ENV_FILE COMMAND" >&2; exit 64; }
+exec /bin/sh -c "exec $5"
+"""
+
+
+def _launcher(tmp_path):
+    """setup's launcher for a service whose command touches `started`, its
+    venv's python the stand-in for an older fabops (OLD_LAUNCH)."""
+    from dataclasses import replace
+
+    from fabops import inventory
+    from fabops.setup import launcher_text
+
+    data = {"hosts": {"h": {"address": "h", "app": {"path": str(tmp_path / "app")}, "home": str(tmp_path / "home"),
+                            "services": [{"name": "web.service", "command": f"touch {tmp_path / 'started'}"}]}}}
+    host = inventory.from_data(data).hosts["h"]
+    python = host.paths.venv_bin("python")
+    os.makedirs(os.path.dirname(python))
+    with open(python, "w") as fh:
+        fh.write(OLD_LAUNCH)
+    os.chmod(python, 0o755)
+    script = tmp_path / "launcher"
+    script.write_text(launcher_text(host, replace(host.services[0]), str(tmp_path)))
+    return host, ["sh", str(script)]
+
+
 @pytest.mark.unit
 def test_setup_writes_the_check_into_the_unit_and_the_launcher():
-    from fabops.setup import launcher_path, launcher_text, unit_text
+    """ExecCondition=: a held start is skipped, not failed and retried; no
+    RestartPreventExitStatus=, so an app's own exit 75 is restarted as before."""
+    from fabops.setup import launcher_path, unit_text
     from tests.test_commands import _hostile_host
 
     host = _hostile_host("x")
     svc = host.services[0]
     unit = unit_text(host, svc, "/home/deploy")
-    assert f"\nExecStartPre={launcher_path(host, svc)} --check\n" in unit
-    assert "\nRestartPreventExitStatus=75\n" in unit  # the refusal is no crash to restart from
-    text = launcher_text(host, svc, "/home/deploy")
-    assert text.count("-m fabops.host.launch --hold ") == 2 and '[ "$1" = --check ] && exec ' in text
+    assert f"\nExecCondition={launcher_path(host, svc)} --check\nExecStart={launcher_path(host, svc)}\n" in unit
+    assert "ExecStartPre=" not in unit and "RestartPreventExitStatus" not in unit
+
+
+@pytest.mark.unit
+def test_the_launcher_holds_whatever_fabops_the_venv_has(tmp_path):
+    """The check is the launcher's own sh: with an older fabops in the venv
+    (two arguments, no --hold) the unit still starts, its check passes, and
+    a hold still refuses without running the venv's python at all."""
+    host, launcher = _launcher(tmp_path)
+    assert subprocess.run([*launcher, "--check"], capture_output=True, text=True).returncode == 0
+    assert not (tmp_path / "started").exists()  # the check alone starts nothing
+    r = subprocess.run(launcher, capture_output=True, text=True)
+    assert r.returncode == 0 and (tmp_path / "started").exists(), r.stderr
+    (tmp_path / "started").unlink()
+    os.makedirs(host.paths.home, exist_ok=True)
+    restore.write_hold(host.paths, restore_cut_off_text(CUT, "h"))
+    line = f"fabops: not starting: {restore_cut_off_text(CUT, 'h')} (the hold {host.paths.restore_hold} goes when " \
+           "the restore is finished)\n"
+    for args in (["--check"], []):
+        r = subprocess.run([*launcher, *args], capture_output=True, text=True)
+        assert (r.returncode, r.stderr) == (75, line)
+    assert not (tmp_path / "started").exists()
+
+
+HOLDS = {  # a hold's first line as written, by whatever wrote it
+    "words": restore_cut_off_text(CUT, "web1").encode() + b"\n",
+    "escapes": b"a  restore \x1b[2J\x1b]0;pwned\x07 of  X\t\x9b31m\xc2\x9b bad \xff\xfe\n\x1b[1msecond line\n",
+    "long": b"x" * 5000 + b"\n",
+    "empty": b"",
+    "blank": b" \x01 \n words on the second line\n",
+}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("kind", [*HOLDS, "dangling link", "a directory"])
+def test_the_hold_is_read_one_way_everywhere(tmp_path, kind):
+    """host/hold.py's rule, in Python (backup runs, restores, the launcher's
+    --hold) and in sh (the units' launcher, process and systemd starts):
+    the same words, control characters and other bytes dropped, and a
+    dangling link or anything else at the path holds."""
+    from fabops.host.hold import hold_check, read_hold, refusal
+
+    hold = str(tmp_path / "restore-cut-off")
+    if kind == "dangling link":
+        os.symlink(str(tmp_path / "gone"), hold)
+    elif kind == "a directory":
+        os.mkdir(hold)
+    else:
+        with open(hold, "wb") as fh:
+            fh.write(HOLDS[kind])
+    words = read_hold(hold)
+    assert words and all(32 <= ord(ch) <= 126 for ch in words) and len(words) <= 4000
+    r = subprocess.run(["sh", "-c", str(hold_check(hold)) + "echo started"], capture_output=True)
+    assert (r.returncode, r.stdout, r.stderr.decode()) == (75, b"", refusal(words, hold) + "\n")
+    if kind == "escapes":
+        assert words == "a restore [2J]0;pwned of X31m bad"  # a tab is no printable ASCII either
+    if kind in ("empty", "blank", "dangling link", "a directory"):
+        assert words == f"a restore's hold {hold} is there"
+    os.rmdir(hold) if kind == "a directory" else os.unlink(hold)
+    assert read_hold(hold) is None
+    r = subprocess.run(["sh", "-c", str(hold_check(hold)) + "echo started"], capture_output=True, text=True)
+    assert (r.returncode, r.stdout) == (0, "started\n")
+
+
+@pytest.mark.unit
+def test_a_backup_run_refuses_on_a_dangling_hold_in_its_words(tmp_path):
+    """Its text goes to history, the update log and chat: read_hold's."""
+    host, paths = local(tmp_path, {"files": ["data"]})
+    os.makedirs(paths.home, exist_ok=True)
+    with open(paths.restore_hold, "wb") as fh:
+        fh.write(b"held \x1b[31mred\x1b[0m\n")
+    assert backup.cut_off(host, paths) == "not backing up: held [31mred[0m"
+    os.unlink(paths.restore_hold)
+    os.symlink(str(tmp_path / "gone"), paths.restore_hold)
+    assert backup.cut_off(host, paths) == f"not backing up: a restore's hold {paths.restore_hold} is there"
 
 
 @pytest.mark.unit

@@ -256,16 +256,10 @@ def cut_off(host: Host, paths: HostPaths) -> Optional[str]:
     that saved nothing: host/restore.Underway.back_out). Such a copy would
     be a good-looking backup of data that never ran."""
     from .files import read_object
+    from .hold import read_hold
     from .plan import cut_off_words
 
-    words = cut_off_words(read_object(paths.state).get("in_progress"), host.name)
-    if words is None and os.path.lexists(paths.restore_hold):
-        try:
-            with open(paths.restore_hold, encoding="utf-8", errors="replace") as fh:
-                words = " ".join(fh.read(4000).split("\n", 1)[0].split()) or None
-        except OSError as exc:
-            words = f"a restore's hold {paths.restore_hold} is there ({exc.strerror or exc})"
-        words = words or f"a restore's hold {paths.restore_hold} is there"
+    words = cut_off_words(read_object(paths.state).get("in_progress"), host.name) or read_hold(paths.restore_hold)
     return f"not backing up: {words}" if words else None
 
 
@@ -921,6 +915,8 @@ def exit_code(action: str, data: dict) -> int:
     if action == "list":  # the repository's snapshots could not be read
         return errors.FAILED if (data.get("offsite_snapshots") or {}).get("error") else errors.OK
     if action == "restore":  # an item not put back, or a service that failed its gate after
+        if (data.get("restore") or {}).get("held"):  # an item not put back holds the services down (kept_down)
+            return errors.BROKEN
         return errors.OK if (data.get("restore") or {}).get("ok") else errors.FAILED
     if action == "restore-plan":  # the real restore's code when an item is refused: it is not put back
         items = (data.get("restore_plan") or {}).get("items") or []

@@ -10,12 +10,13 @@ start. The unit's ExecStart= names a root-owned script that execs this
 module, so the command's text is read by sh, never by systemd's parser.
 
 A restore cut off while putting items back leaves its hold file
-(HostPaths.restore_hold: one line, the take-over words): with `--hold
-FILE` the launcher refuses to start while it is there, at boot too (systemd
-starts enabled units), saying why on stderr (the journal) and exiting
-EX_TEMPFAIL. The unit runs the check alone first (ExecStartPre=, so
-`systemctl start` itself fails: docs/backups.md, "A restore cut off in the
-middle"). The file is read as the service's user, never as root.
+(HostPaths.restore_hold, read as host/hold.py says): the launcher script
+setup writes checks it in its own sh before it runs this module
+(host/hold.hold_check), so a unit holds whatever version of fabops the
+venv has; this module keeps `--hold FILE`, which the launchers of the
+first fabops with the hold still pass: while the hold stands it says why on stderr (the
+journal) and exits EX_TEMPFAIL (docs/backups.md, "The hold"). The file is
+read as the service's user, never as root.
 
 Usage: python -m fabops.host.launch [--hold FILE] ENV_FILE COMMAND
        python -m fabops.host.launch --hold FILE   (the check alone)
@@ -23,34 +24,20 @@ Usage: python -m fabops.host.launch [--hold FILE] ENV_FILE COMMAND
 import os
 import sys
 
+from .hold import EX_TEMPFAIL, read_hold, refusal
 from .preflight import env_pairs
 
 EX_CONFIG = 78
-EX_TEMPFAIL = 75  # a restore holds the data: start again once it is taken over
 USAGE = ("usage: python -m fabops.host.launch [--hold FILE] ENV_FILE COMMAND\n"
          "       python -m fabops.host.launch --hold FILE\n")
 
 
-def held(hold_file: str):
-    """The hold's words (its first line, printable), or None when there is
-    no hold. A hold that cannot be read still holds."""
-    try:
-        with open(hold_file, "rb") as fh:
-            raw = fh.read(4000).split(b"\n", 1)[0]
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        return f"a restore's hold {hold_file} is there but cannot be read ({exc.strerror or exc})"
-    text = " ".join("".join(ch if ch.isprintable() else " " for ch in raw.decode("utf-8", "replace")).split())
-    return text or f"a restore's hold {hold_file} is there"
-
-
 def refuse(hold_file: str) -> bool:
-    """True (the refusal said on stderr) while the hold stands."""
-    words = held(hold_file)
+    """True (the refusal said on stderr) while the hold stands (host/hold.read_hold)."""
+    words = read_hold(hold_file)
     if words is None:
         return False
-    sys.stderr.write(f"fabops: not starting: {words} (the hold {hold_file} goes when the restore is finished)\n")
+    sys.stderr.write(refusal(words, hold_file) + "\n")
     sys.stderr.flush()
     return True
 

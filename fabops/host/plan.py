@@ -234,12 +234,17 @@ def restore_cut_off_text(run_id: str, host: str, inventory: Optional[str] = None
     printed; `-H`: a person reading it from a laptop deploy acts on this
     host, not the default one), built here: the host layer does not import
     deploy (docs/architecture.md, "Layers")."""
+    return (f"a restore of {run_id} was cut off while putting items back (its services stopped, part of the "
+            f"data put back): not starting them on half-restored data; {take_over(run_id, host, inventory)} "
+            "takes it over")
+
+
+def take_over(run_id: str, host: str, inventory: Optional[str] = None) -> str:
+    """The take-over command, in backquotes (restore_cut_off_text)."""
     from ..shell import join, program
 
     given = ["-i", inventory] if inventory else []
-    command = f"`{join([program(), 'backup', *given, '-H', host, '--restore', run_id, '--yes'])}`"
-    return (f"a restore of {run_id} was cut off while putting items back (its services stopped, part of the "
-            f"data put back): not starting them on half-restored data; {command} takes it over")
+    return f"`{join([program(), 'backup', *given, '-H', host, '--restore', run_id, '--yes'])}`"
 
 
 def plan(host, state: State, facts: Facts, opts: Opts) -> Union[Plan, Need]:

@@ -692,6 +692,7 @@ class Underway:
 
     def __enter__(self) -> "Underway":
         from .files import read_object
+        from .plan import restore_cut_off, restore_cut_off_text
         from .state import merge_state_file
 
         state = read_object(self.paths.state)
@@ -706,7 +707,13 @@ class Underway:
         # a cut-off restore's hold standing: the data is half put back until this run's own put back is
         # done, so its mark says `restore: put back` from the first (killed while it stops or saves, it
         # is still cut off: the planner refuses it, not restarts it as at a safe step)
-        self.held = os.path.lexists(self.paths.restore_hold)
+        # A mark at put back is one too without its hold file (a restore cut off under a fabops before the
+        # hold, or killed between hold()'s state write and write_hold): the hold is written now, so a
+        # reboot from here holds the services as well (docs/backups.md, "The hold")
+        cut = restore_cut_off(found)
+        if cut is not None and not os.path.lexists(self.paths.restore_hold):
+            write_hold(self.paths, restore_cut_off_text(cut, self.host))
+        self.held = os.path.lexists(self.paths.restore_hold) or cut is not None
         self.marker = {"run_id": self.run_id, "trigger": "restore", "from": commit, "to": commit, "pin": False,
                        "step": "restore: put back" if self.held else "restore: stop", "since": time.time(),
                        **({"kept": self.kept} if self.kept else {}),
@@ -758,7 +765,7 @@ class Underway:
         from .plan import restore_cut_off
         from .state import merge_state_file
 
-        if not os.path.lexists(self.paths.restore_hold):
+        if not os.path.lexists(self.paths.restore_hold) and restore_cut_off(self.took_over) is None:
             return False
         found = self.took_over if restore_cut_off(self.took_over) else {**self.marker, "step": "restore: put back"}
         merge_state_file(self.paths.state, {"in_progress": found})
@@ -900,18 +907,37 @@ def in_place(host: Host, paths: HostPaths, p: RestorePlan, snap: str, save: Call
             raise
         refused = save_refused(saved, p.items)
         done: List[dict] = []
+        held, started = None, None  # held: kept_down's words; started: each service's verdict
         if refused:
             started = _resume(manager, host, p.services, underway)
             refused += "; the services were started again" if started is not None else HELD
         else:
             underway.hold(saved.get("run_id"))
             done = put_back(snap, p.items, None)
-            underway.release()
-            underway.step("start")
-            started = start_all(manager, host, p.services)
-            underway.done()
+            held = kept_down(done, p.run_id, host.name)
+            if held is None:
+                underway.release()
+                underway.step("start")
+                started = start_all(manager, host, p.services)
+                underway.done()
     return {"saved": saved.get("run_id"), "refused": refused, "items": done, "services": started or [],
-            "warnings": underway.warnings()}
+            "warnings": underway.warnings(), **({"held": held} if not refused and held else {})}
+
+
+def kept_down(done: Sequence[dict], run_id: str, host: str) -> Optional[str]:
+    """Why the services stay down after a put back (None: every item is
+    back, they start): an item not put back leaves the data half the
+    snapshot's, so the hold and the mark at put back stay, as a cut-off
+    restore's do, and a person restores again (exit 5: docs/backups.md,
+    "The hold")."""
+    from .plan import take_over
+
+    bad = [str(i.get("file")) for i in done if not i.get("ok")]
+    if not bad:
+        return None
+    return (f"not every item was put back ({', '.join(bad)}): the services stay down on half-restored data, "
+            f"held as for a restore cut off putting items back; once what failed is fixed, "
+            f"{take_over(run_id, host)} puts every item back and starts them")
 
 
 HELD = ("; the services stay down: the restore this one took over was cut off putting items back, and its data "
@@ -995,6 +1021,8 @@ def why_failed(done: dict) -> str:
     if done.get("error") or done.get("refused"):
         return str(done.get("error") or done.get("refused"))
     bad = [f"{i.get('file')} ({i.get('error')})" for i in done.get("items") or [] if not i.get("ok")]
+    if done.get("held"):  # kept_down: the items, then why nothing was started
+        return f"FAILED: {', '.join(bad)}; {done['held']}"
     bad += [f"service {s.get('service')} ({s.get('message')})" for s in done.get("services") or [] if not s["ok"]]
     return "FAILED: " + ", ".join(bad) if bad else f"snapshot {done.get('run_id')} put back in place"
 
@@ -1012,7 +1040,8 @@ def record(host: Host, paths: HostPaths, done: dict, started: float, actor: str)
     append_run(host, paths, {  # and its update-log line, as every run's (a log not written: no error)
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "ts": time.time(), "run_id": new_run_id(),
         "trigger": "restore", "actor": actor, "host": host.name, "from": commit, "to": commit,
-        "result": "restored" if done["ok"] else "restore_failed", "exit_code": 0 if done["ok"] else 2,
+        "result": "restored" if done["ok"] else "restore_failed",
+        "exit_code": 0 if done["ok"] else 5 if done.get("held") else 2,  # held: kept_down, a person is needed
         "message": message, "duration": round(time.monotonic() - started, 3), "steps": [],
         # what it took over or kept (Underway) and a Ctrl-C or SIGTERM it deferred (Deferred)
         "warnings": (done.get("warnings") or []) + (done.get("interrupted") or []),

@@ -155,19 +155,22 @@ def process_start_cmd(home: str, app_path: str, svc: Service) -> Cmd:
     # group and the service survives the SSH session that started it. The
     # service's command (hosts.yml shell code) is one quoted word for sh -c.
     # A restore cut off putting items back holds the data (HostPaths.restore_hold,
-    # docs/backups.md): no start, its words in the service's log and on stderr,
-    # exit 75, as the systemd units' launcher (host/launch.py)
+    # docs/backups.md "The hold"): no start, its words in the service's log and on
+    # stderr, exit 75, read as every start reads it (host/hold.hold_check; imported
+    # here: cron's no-op poll starts nothing, and imports only what it needs)
+    from .hold import hold_check
+
     return sh(
         "{prelude}mkdir -p {base} && chmod 700 {base} && cd {workdir} || exit 1\n"
-        "if [ -e {hold} ]; then printf 'fabops: not starting: %s (the hold %s goes when the restore is finished)\\n' "
-        "\"$(head -n 1 {hold} | head -c 4000 | tr -d '\\000-\\037\\177')\" {hold} | tee -a {log} >&2; exit 75; fi\n"
+        "{held}"
         "setsid sh -c {inner} >>{log} 2>&1 </dev/null &\n"
         "pid=$!\n"
         'set -- $(stat_of "$pid")\n'
         'echo "$pid ${{20}}" > {pidtmp} && mv {pidtmp} {pidfile}\n'
         'echo "started $pid"\n',
         prelude=_PRELUDE, base=path(base), workdir=path(workdir), inner=exec_form(svc.command or "false"),
-        hold=path(HostPaths(home).restore_hold), log=path(log), pidtmp=path(pidfile + ".tmp"), pidfile=path(pidfile))
+        held=hold_check(HostPaths(home).restore_hold, log), log=path(log), pidtmp=path(pidfile + ".tmp"),
+        pidfile=path(pidfile))
 
 
 def process_stop_cmd(home: str, svc: Service, grace: float = STOP_GRACE) -> Cmd:
@@ -261,8 +264,13 @@ class ServiceManager:
         return self.t.run(cmd, what, argv=argv)
 
     def start(self, svc: Service) -> None:
+        from .hold import hold_check  # as process_start_cmd
+
         if svc.manager == "systemd":
-            self._run(sh("{reset} 2>/dev/null; {start}", reset=systemd_action_cmd("reset-failed", [svc.name]),
+            # the hold checked here too: a unit skipped by its ExecCondition= is no
+            # failed start to systemctl (docs/backups.md, "The hold")
+            self._run(sh("{held}{reset} 2>/dev/null; {start}", held=hold_check(HostPaths(self.home).restore_hold),
+                         reset=systemd_action_cmd("reset-failed", [svc.name]),
                          start=systemd_action_cmd("start", [svc.name])),
                       f"start {svc.name}", ["systemctl", "start", svc.name])
         else:
@@ -279,7 +287,10 @@ class ServiceManager:
             # A unit that hit systemd's start limit (5 starts in 10 s) refuses
             # every restart until reset-failed; fabops keeps its own backoff
             # (3 automatic restarts an hour), so clearing systemd's is safe.
-            self._run(sh("{reset} 2>/dev/null; {restart}", reset=systemd_action_cmd("reset-failed", [svc.name]),
+            from .hold import hold_check  # as process_start_cmd
+
+            self._run(sh("{held}{reset} 2>/dev/null; {restart}", held=hold_check(HostPaths(self.home).restore_hold),
+                         reset=systemd_action_cmd("reset-failed", [svc.name]),
                          restart=systemd_action_cmd("restart", [svc.name])),
                       f"restart {svc.name}", ["systemctl", "restart", svc.name])
         else:

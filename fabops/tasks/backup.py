@@ -97,7 +97,7 @@ def restore_lines(data: dict) -> list:
             out += [f"  {''.ljust(name_w)}  into {dest}" for dest in i.get("put") or ()]
     out += [f"  service {s.get('service')}: " + ("ready" if s.get("ok") else f"FAILED {s.get('message')}")
             for s in r.get("services") or []]
-    return out
+    return out + ([f"  HELD: {r['held']}"] if r.get("held") else [])  # not started (host/restore.kept_down)
 
 
 @fabops_task(help={
