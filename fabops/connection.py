@@ -146,7 +146,7 @@ def _waited_for_exit(runner) -> bool:
     return True
 
 
-def _timeout_runner(base):
+def timeout_runner(base):
     """`base` (an Invoke or Fabric runner class) with a timeout that is always
     reported as one.
 
@@ -205,7 +205,7 @@ def local_context(host: Host):
 
     require_linux(host)
     overrides = run_overrides(host)
-    overrides["runners"] = {"local": _timeout_runner(Local)}
+    overrides["runners"] = {"local": timeout_runner(Local)}
     return Context(config=fabops_config(Config, overrides))
 
 
@@ -252,7 +252,7 @@ def connect(
     timeout = float(connect_timeout or DEFAULT_CONNECT_TIMEOUT)
     overrides = run_overrides(host, ssh=True)
     overrides["timeouts"] = {"command": command_timeout()}
-    overrides["runners"] = {"remote": _timeout_runner(Remote)}
+    overrides["runners"] = {"remote": timeout_runner(Remote)}
     keys = _HostKeys(host.name, inventory.known_hosts if inventory else None, accept_new)
     opener = _Opener(fabops_config(Config, overrides, ssh_config), timeout, keys)
     cxn = opener.connection(host.address, user=host.user, port=host.port,
@@ -307,7 +307,7 @@ class _Opener:
         connect_kwargs = {"banner_timeout": self.timeout, "auth_timeout": self.timeout}
         if key_filename:
             connect_kwargs["key_filename"] = [key_filename]
-        return _connection_class()(
+        return connection_class()(
             address, config=self.config, gateway=False, connect_kwargs=connect_kwargs,
             connect_timeout=int(max(1, round(self.timeout))), **kwargs)
 
@@ -375,7 +375,7 @@ def parse_jump(word: str, owner: str = "") -> Tuple[Optional[str], str, Optional
 
 
 @functools.lru_cache(maxsize=None)
-def _connection_class():
+def connection_class():
     """fabric.Connection whose close() also closes its ProxyJump hops
     (Fabric's leaves a gateway's transport open). Built once, on first use."""
     from fabric import Connection
@@ -391,7 +391,7 @@ def _connection_class():
     return CheckedConnection
 
 
-def _hop_chain(cxn) -> list:
+def hop_chain(cxn) -> list:
     """The jump hosts of `cxn`, the first (directly reached) first."""
     chain = []
     gw = cxn.gateway
@@ -415,7 +415,7 @@ def open_connection(cxn, host: Host, timeout: float) -> None:
     """Open `cxn` now (Fabric would lazily open on first use), its jump hosts
     first, one by one, so that a failure names the hop it happened on; turn
     every failure into one clear UnreachableError or HostKeyError line."""
-    for hop in _hop_chain(cxn) + [cxn]:
+    for hop in hop_chain(cxn) + [cxn]:
         _open_one(hop, host, timeout)
     tune_transport(cxn)
 

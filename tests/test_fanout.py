@@ -90,7 +90,7 @@ def test_a_timeout_is_reported_even_when_the_timer_thread_lingers():
     from invoke.exceptions import CommandTimedOut
     from invoke.runners import Local
 
-    from fabops.connection import _timeout_runner
+    from fabops.connection import timeout_runner
     from fabops.fanout import map_failure
 
     def lingering(cls):
@@ -107,7 +107,7 @@ def test_a_timeout_is_reported_even_when_the_timer_thread_lingers():
     result = run(Local)  # invoke alone: no exception, a plain failed result
     assert result.exited != 0
     with pytest.raises(CommandTimedOut) as info:
-        run(_timeout_runner(Local))
+        run(timeout_runner(Local))
     err = map_failure(info.value, host="h")
     assert err is not None and err.exit_code == UNREACHABLE and "timed out after 0.2" in str(err)
 

@@ -189,10 +189,10 @@ def test_a_remote_command_keeps_fabrics_interrupt():
     from fabric.runners import Remote
     from invoke.runners import Local
 
-    from fabops.connection import _timeout_runner
+    from fabops.connection import timeout_runner
 
-    assert _timeout_runner(Remote).send_interrupt is Remote.send_interrupt
-    assert _timeout_runner(Local).send_interrupt is not Local.send_interrupt
+    assert timeout_runner(Remote).send_interrupt is Remote.send_interrupt
+    assert timeout_runner(Local).send_interrupt is not Local.send_interrupt
 
 
 # Invoke's steps before a task starts (Program.run: the config, the core

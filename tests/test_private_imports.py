@@ -11,14 +11,17 @@ import fabops
 ROOT = pathlib.Path(fabops.__file__).parent
 
 # Imports of private names that predate this rule, to be made public one
-# by one; the list only shrinks (a new entry is a new private import).
+# by one; the list only shrinks (a new entry is a new private import), and
+# holds only what is still found: an entry made public but left here would
+# hide the next private import of that name (test_the_known_list_is_current).
+# Made public so far: connection's connection_class, timeout_runner and
+# hop_chain; maintenance/reset's held_in, ports_cmd and state_from_text;
+# tasks/render's cut_cells.
 KNOWN = {
-    ("agent/proxy.py", "_connection_class"), ("agent/proxy.py", "_timeout_runner"), ("agent/relay.py", "_hop_chain"),
     ("demo.py", "_merge"), ("host/dry_run.py", "_Abort"),
-    ("maintenance/restart.py", "_held"), ("maintenance/restart.py", "_ports_cmd"), ("maintenance/restart.py", "_state"),
     ("tasks/cron.py", "_inventory_flag"), ("tasks/demo.py", "_inventory_flag"),
     ("tasks/maintenance.py", "_inventory_flag"), ("tasks/observe.py", "_inventory_flag"),
-    ("tasks/update.py", "_inventory_flag"), ("tasks/observe.py", "_cut"),
+    ("tasks/update.py", "_inventory_flag"),
 }
 
 
@@ -40,6 +43,12 @@ def private_imports():
 
 def test_no_module_imports_another_modules_private_name():
     assert private_imports() - KNOWN == set()
+
+
+def test_the_known_list_is_current():
+    """Every entry of KNOWN is still a private import: one fixed is taken
+    off the list (#24 review: the list could only grow stale)."""
+    assert KNOWN - private_imports() == set()
 
 
 def test_the_restore_feeds_its_input_through_targets_public_feed():

@@ -66,8 +66,8 @@ def _raise(error: dict):
 def connect(host, inventory, *, accept_new: bool = False, connect_timeout: Optional[float] = None):
     """connection.connect's SSH half, through the agent: a fabric Connection
     whose transport is the agent's (opened now, or kept from an earlier run)."""
-    from ..connection import DEFAULT_CONNECT_TIMEOUT, _connection_class, command_timeout, fabops_config, \
-        run_overrides, _timeout_runner
+    from ..connection import DEFAULT_CONNECT_TIMEOUT, connection_class, command_timeout, fabops_config, \
+        run_overrides, timeout_runner
     from fabric import Config
     from fabric.runners import Remote
 
@@ -84,8 +84,8 @@ def connect(host, inventory, *, accept_new: bool = False, connect_timeout: Optio
     tune_runner()
     overrides = run_overrides(host, ssh=True)
     overrides["timeouts"] = {"command": command_timeout()}
-    overrides["runners"] = {"remote": _timeout_runner(Remote)}
-    cxn = _connection_class()(host.address, user=host.user, port=host.port, gateway=False,
+    overrides["runners"] = {"remote": timeout_runner(Remote)}
+    cxn = connection_class()(host.address, user=host.user, port=host.port, gateway=False,
                               config=fabops_config(Config, overrides),
                               connect_timeout=int(max(1, round(float(connect_timeout or DEFAULT_CONNECT_TIMEOUT)))))
     cxn.client = ProxyClient(request, reply)

@@ -125,10 +125,10 @@ class Entry:
         must connect anew."""
         import paramiko
 
-        from ..connection import _hop_chain, known_hosts_files, known_hosts_name
+        from ..connection import hop_chain, known_hosts_files, known_hosts_name
 
         cxn = self.links[0].cxn
-        for one in _hop_chain(cxn) + [cxn]:
+        for one in hop_chain(cxn) + [cxn]:
             keys = paramiko.HostKeys()
             for path in known_hosts_files(one, self.request.get("known_hosts")):
                 keys.load(path)

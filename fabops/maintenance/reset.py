@@ -43,7 +43,7 @@ def reset_plan_cmd(host: Host, lock: bool = True) -> Cmd:
         "echo {m}end\n"
         "exit ${{lock_rc:-0}}\n",
         m=MARK, app=path(host.app.path), ls_remote=ls_remote_cmd(path(host.app.path), host.app.remote, host.app.branch),
-        env=app_file(host, host.env_file), where=where_cmd(host), holder=holder, ports=_ports_cmd(host))
+        env=app_file(host, host.env_file), where=where_cmd(host), holder=holder, ports=ports_cmd(host))
 
 
 def where_cmd(host: Host) -> Cmd:
@@ -68,7 +68,7 @@ def lock_section_cmd(host: Host) -> Cmd:
     return sh("echo {m}lock; ( {test} ) || lock_rc=$?; echo\n", m=MARK, test=lock_holder_cmd(host))
 
 
-def _ports_cmd(host: Host, services=None) -> Cmd:
+def ports_cmd(host: Host, services=None) -> Cmd:
     """The declared ports' facts for held_ports' rule, in the plan's round
     trip: the ported services' status, then whose each port's listener
     is (checks.recorded_owners_cmd). Empty when none declares a port.
@@ -221,15 +221,15 @@ def held(c, host: Host) -> List[str]:
     """The deploy preflight's look at the declared ports
     (readiness.held_ports' rule), in one round trip: a reset looks again
     under the lock, before it saves or stops anything."""
-    out = Target.of(c, host).run(_ports_cmd(host), "reading the declared ports").stdout
-    return _held(split_sections(out), host)
+    out = Target.of(c, host).run(ports_cmd(host), "reading the declared ports").stdout
+    return held_in(split_sections(out), host)
 
 
 def parse_reset_plan(output: str, host: Optional[Host] = None, inventory: Optional[str] = None) -> ResetPlan:
     """reset_plan_cmd's output: the checkout as it is, where reset would
     go, and (with `host`) the declared ports another process holds."""
     s = split_sections(output)
-    state = _state(s.get("state") or "")
+    state = state_from_text(s.get("state") or "")
     target = (s.get("target") or "").split()[0] if s.get("target") else None
     bad = state.get("bad") if isinstance(state.get("bad"), dict) else {}
     deployed = state.get("deployed") if isinstance(state.get("deployed"), str) else None
@@ -246,7 +246,7 @@ def parse_reset_plan(output: str, host: Optional[Host] = None, inventory: Option
     if plan.cut_off:
         plan.cut_off_run, plan.cut_off_step = str(state["in_progress"].get("run_id")), state["in_progress"].get("step")
     if "owners" in s and host is not None:
-        plan.held = _held(s, host)
+        plan.held = held_in(s, host)
     if "lock" in s:
         from ..remote import parse_lock_holder
 
@@ -254,9 +254,9 @@ def parse_reset_plan(output: str, host: Optional[Host] = None, inventory: Option
     return plan
 
 
-def _held(s: dict, host: Host, services=None) -> List[str]:
+def held_in(s: dict, host: Host, services=None) -> List[str]:
     """The deploy preflight's rule (host/readiness.held_among) on the
-    ports' facts the plan's round trip read (_ports_cmd, with the same
+    ports' facts the plan's round trip read (ports_cmd, with the same
     `services`)."""
     from ..checks import parse_owners
     from ..host.listeners import UNVERIFIED, PortOwner
@@ -281,7 +281,7 @@ def _cut_off(state: dict, host: Optional[Host], inventory: Optional[str] = None)
     return cut_off_words(state.get("in_progress"), host.name if host else "HOST", inventory)
 
 
-def _state(text: str) -> dict:
+def state_from_text(text: str) -> dict:
     """state.json as reset_plan_cmd read it ({} when none or unreadable:
     then nothing is known bad)."""
     try:

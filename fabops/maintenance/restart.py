@@ -21,7 +21,7 @@ from ..inventory import Host
 from ..probe import MARK, split_sections
 from ..shell import Cmd, path, sh
 from ..target import Target
-from .reset import _held, _ports_cmd, _state, lock_section_cmd, where_cmd
+from .reset import held_in, ports_cmd, state_from_text, lock_section_cmd, where_cmd
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def restart_facts_cmd(host: Host, services, lock: bool = True) -> Cmd:
     taken); a local target reads the lock in-process (parse_restart_facts's
     caller)."""
     return sh("{where}{ports}{holder}echo {m}end\nexit ${{lock_rc:-0}}\n", m=MARK, where=where_cmd(host),
-              ports=_ports_cmd(host, services), holder=lock_section_cmd(host) if lock else sh(""))
+              ports=ports_cmd(host, services), holder=lock_section_cmd(host) if lock else sh(""))
 
 
 def parse_restart_facts(output: str, host: Host, services,
@@ -82,11 +82,11 @@ def parse_restart_facts(output: str, host: Host, services,
 
     s = split_sections(output)
     holder = parse_lock_holder(s["lock"]) if "lock" in s else None
-    state = _state(s.get("state", ""))
+    state = state_from_text(s.get("state", ""))
     moved = checkout_moved_text(state.get("deployed"), s.get("head", "").strip() or None, host.name, inventory,
                                 state.get("in_progress"))
     cut_off = cut_off_words(state.get("in_progress"), host.name, inventory)
-    return (_held(s, host, services) if "owners" in s else []), holder, moved, cut_off
+    return (held_in(s, host, services) if "owners" in s else []), holder, moved, cut_off
 
 
 def restart_decision(c, host: Host, service: Optional[str], inventory: Optional[str] = None) -> RestartDecision:

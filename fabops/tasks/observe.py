@@ -249,14 +249,14 @@ class _Held:
 
     def __rich_console__(self, console, options):
         from ._base import KEEP
-        from .render import Unbroken, _cut, literal
+        from .render import Unbroken, cut_cells, literal
 
         room = options.max_width - 3  # the holder's `(` before it and `),` or `);` after it
         text = literal(self.message)
         for holder in self.holders:
             whole = literal(holder)
             if room >= MIN_HOLDER:
-                text = text.replace(whole, literal(_cut(holder, room)).replace(" ", KEEP))
+                text = text.replace(whole, literal(cut_cells(holder, room)).replace(" ", KEEP))
         yield from Unbroken(f"[{self.color}]{text}[/{self.color}]").__rich_console__(console, options)
 
 

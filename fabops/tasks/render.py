@@ -260,7 +260,7 @@ def keep_reason(reason: str, width: int, context: str = "", shas=()) -> str:
         return f"{context}: {reason}" if context else reason
     room = width - cell_len(reason) - 2
     if context and room >= MIN_CONTEXT:
-        return f"{_cut(context, room)}: {reason}"
+        return f"{cut_cells(context, room)}: {reason}"
     shortenings = [lambda r: re.sub(r"\b([\w@.-]+?)\.service\b", r"\1", r)]
     shortenings += [lambda r, sha=sha: re.sub("^" + re.escape(short(sha)) + " ", "", r)
                     for sha in shas if sha and len(sha) >= SHORT]
@@ -281,15 +281,15 @@ def keep_reason(reason: str, width: int, context: str = "", shas=()) -> str:
     if outcome and room >= MIN_HEAD:
         # cut inside the parentheses: closed again, so the outcome does not
         # read as part of the aside
-        cut = _cut(head, room - 1, True) + ")" if _open_at(head, room - 1) else _cut(head, room, True)
+        cut = cut_cells(head, room - 1, True) + ")" if _open_at(head, room - 1) else cut_cells(head, room, True)
         return f"{cut}; {outcome}"
-    return _cut(reason, width)
+    return cut_cells(reason, width)
 
 
 MIN_HEAD = 24  # the reason's head kept before its outcome: shorter says nothing, so the tail goes instead
 
 
-def _cut(text: str, cells: int, words: bool = False) -> str:
+def cut_cells(text: str, cells: int, words: bool = False) -> str:
     """`text` in at most `cells` cells: whole, or cut with `…` after its
     last kept character that is not a space; with `words`, after a whole
     word when one ends in the kept text's second half."""
@@ -309,7 +309,7 @@ def _cut(text: str, cells: int, words: bool = False) -> str:
 def _open_at(text: str, cells: int) -> bool:
     """Whether a cut of `text` to `cells` (with its ellipsis) ends inside
     parentheses."""
-    kept = _cut(text, cells, True)
+    kept = cut_cells(text, cells, True)
     return kept.count("(") > kept.count(")")
 
 
