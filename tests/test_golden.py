@@ -131,6 +131,8 @@ def test_status_continues_under_its_text(width, frozen, capsys, monkeypatch):
     starts = ("deployed ", "📌 pinned", "last check", "updates failing", "last run:")
     assert all(ln.startswith(starts) or ln.startswith("  ") and ln[2] != " " for ln in after), text
     assert "`fabops unpin -H local`" in text, text
+    # which commit failed, and where the host is (#24's trial read `rolled_back A -> B` as "to B")
+    assert "rolled back: 0a1b2c3d4e failed, back on 3f2a9c1d7e" in " ".join(text.split()), text
     check("status-wrap", width, text)
 
 
@@ -445,6 +447,8 @@ def test_deploy_summary_says_an_unchanged_commit_plainly(width, frozen, capsys, 
                   FanoutResult([HostResult(h, value=SimpleNamespace(result=res)) for h, res in rows]))
     assert f"{SHA[1][:10]}→{SHA[1][:10]}" not in text, text
     assert (f"at {SHA[1][:10]}" if width < 120 else "unchanged") in text, text
+    # the row names `A→B`; the message under it said `A -> B` again (#24's trial)
+    assert f"{SHA[1][:10]} -> {SHA[2][:10]}" not in text and "(Alice)" in text, text
     check("deploy-unchanged", width, text)
 
 

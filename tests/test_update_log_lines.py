@@ -55,6 +55,17 @@ def test_a_restarts_line_says_healthy_not_deployed():
     assert f"] DEPLOYED at {short_sha(A)} in " in line, line
 
 
+def test_a_deploys_line_says_its_from_and_to_once():
+    """#24's trial: `DEPLOYED A -> B "subject" (author) in 1.2s: A -> B`, the
+    span twice. A message that is the span again is left out; any other is
+    said after it, as before."""
+    span = f"{short_sha(A)} -> {short_sha(B)}"
+    line = log_line(_rec(result="deployed", message=span))
+    assert line.count(span) == 1 and line.endswith(" in 1.2s"), line
+    line = log_line(_rec(result="rolled_back", message=f"watch: bot died; rolled back to {short_sha(A)}"))
+    assert line.endswith(f"in 1.2s: watch: bot died; rolled back to {short_sha(A)}"), line
+
+
 def _log(sandbox) -> list:
     return (sandbox.home.parent / "log" / "update.log").read_text().splitlines()
 

@@ -241,9 +241,11 @@ def log_line(rec: dict) -> str:
         span = f"(first) -> {short(to)}"
     else:
         span = f"{short(frm)} -> {short(to)}"
+    # a message that is the span again (a deploy's `A -> B`) is said once (#24's trial)
+    message = "" if rec.get("message") == span else f": {rec.get('message')}"
     return (f"{rec.get('time')} [{rec.get('trigger')} {rec.get('actor')}] {shown_result(rec).upper()} "
-            f"{span}{shipped(rec.get('subject'), rec.get('author'))} in {float(rec.get('duration') or 0):.1f}s: "
-            f"{rec.get('message')}")
+            f"{span}{shipped(rec.get('subject'), rec.get('author'))} in {float(rec.get('duration') or 0):.1f}s"
+            f"{message}")
 
 
 def append_run(host: Host, paths: HostPaths, rec: dict) -> Optional[str]:

@@ -533,6 +533,10 @@ def _text(res: dict, width) -> str:
         # (_plans): what would ship, if the host knows, is all that is new
         return _shipped(res).rstrip(": ")
     message = str(res.get("message", ""))
+    if ARROW_ONLY.fullmatch(message):
+        # `A -> B` and no more: the facts line above shows `A→B` (#24's
+        # trial read both), so what shipped is all this line says
+        return _shipped(res).rstrip(": ")
     text = _shipped(res) + message
     if width is None or (res.get("result") in ("deployed", "noop", "would_deploy") and ONLY_COMMITS.fullmatch(message)):
         return text  # what shipped leads, and rich cuts its tail: the facts line names the commits
@@ -544,6 +548,8 @@ def _text(res: dict, width) -> str:
 
 # A run's message that names only its commits, which the facts line shows too
 ONLY_COMMITS = re.compile(r"(first deploy, at |up to date at )?[0-9a-f]{7,40}( -> [0-9a-f]{7,40})?")
+# ... as its from→to alone (a deploy's `A -> B`), which that line says in the same words
+ARROW_ONLY = re.compile(r"[0-9a-f]{7,40} -> [0-9a-f]{7,40}")
 
 
 def _error_cut(error, width: int) -> str:

@@ -634,6 +634,10 @@ def last_run_words(last: dict) -> str:
 
     if last.get("trigger") in VERDICT_TRIGGERS and last.get("message"):
         return str(last["message"])
+    if last.get("result") == "rolled_back" and last.get("from") and last.get("to"):
+        # `rolled_back A -> B` read as "rolled back to B", the commit that
+        # failed (#24's trial): which failed, and where the host is
+        return f"rolled back: {short(last['to'])} failed, back on {short(last['from'])}"
     return f"{last.get('result', '?')} {span(last, ' -> ')}"
 
 
