@@ -107,6 +107,8 @@ def host_yml(host: Host) -> str:
     for key in ("address", "user", "setup_user", "port", "identity_file"):
         entry.pop(key, None)
     entry["connection"] = "local"
+    if host.environment:  # as hosts.yml says it, so the host's cron notifications name it too (docs/environments.md)
+        data["groups"] = {host.environment: {"hosts": [host.name], "environment": True}}
     return yaml.safe_dump(data, sort_keys=False)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import posixpath
 from contextlib import contextmanager
-from dataclasses import asdict, field
+from dataclasses import asdict, field, replace
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .errors import ConfigError, UsageError
@@ -214,6 +214,10 @@ class Host(Frozen):
     # writes its metrics there (host/prom.py); None writes none
     metrics_dir: Optional[str] = None
     backup: Backup = field(default_factory=Backup)
+    # the environment group (`environment: true`) the host is in, at most
+    # one (docs/environments.md): notifications name it. host.yml carries
+    # it as that group, not as a host key (deploy.host_yml)
+    environment: Optional[str] = None
 
     @property
     def is_local(self) -> bool:
@@ -256,6 +260,7 @@ class Host(Frozen):
         """Plain data for host.yml; `load` reads it back to an equal Host."""
         data = asdict(self)
         data.pop("name")
+        data.pop("environment")  # a group's, not a host key: host.yml writes it as the group (deploy.host_yml)
         for svc in data["services"]:
             svc["paths"] = list(svc["paths"])
             if svc["check"] is None:
@@ -278,7 +283,7 @@ class Host(Frozen):
         to_dict's, which restic and the checks need whole."""
         from .redact import hidden_userinfo, redacted, redacted_url, secret_name
 
-        data = self.to_dict()
+        data = {"environment": self.environment, **self.to_dict()}  # first: what a person looks for
         data["user"] = self.runs_as  # a local host runs as this machine's user, whatever hosts.yml says
         if data.get("app", {}).get("url"):  # a clone URL may carry a token, often as its user part
             data["app"]["url"] = hidden_userinfo(data["app"]["url"])
@@ -763,10 +768,13 @@ class _Validator:
         # in the file's order: the hosts' first, as before groups had settings
         before, self.problems = self.problems, []
         groups, settings = self.groups(top.get("groups") or {}, raw_hosts)
+        # `environment: true` marks the group, it is no setting to merge (docs/environments.md)
+        environments = [g for g in groups if settings.get(g, {}).pop("environment", False)]
         order = self.group_order(top.get("group_order"), groups, settings)
         later, self.problems = self.problems, before
         layers = {g: settings[g] for g in order}
         hosts, origins = self.hosts(raw_hosts, defaults, groups, layers, top.get("group_order") is None)
+        self.environments(hosts, origins, groups, environments)
         self.problems.extend(later)
         default = None
         if top.get("default") is not None:
@@ -809,6 +817,21 @@ class _Validator:
              "top-level group_order (the last one wins)")
             for (first, second, path, shown), names in conflicts.items())
         return hosts, origins
+
+    def environments(self, hosts: Dict[str, Host], origins: Dict[str, Dict[str, str]],
+                     groups: Dict[str, Tuple[str, ...]], environments: List[str]) -> None:
+        """Give each host its environment: the one `environment: true` group
+        it is in. Two are a problem naming both: staging's and production's
+        settings, branch and notifications would both claim the host
+        (docs/environments.md)."""
+        for name in hosts:
+            mine = [g for g in environments if name in groups[g]]
+            if len(mine) > 1:
+                self.note(f"groups.{mine[1]}.hosts", f"{name} is in environments {mine[0]} and {mine[1]}: a host "
+                          "is in at most one environment; take it out of one of them")
+            elif mine:
+                hosts[name] = replace(hosts[name], environment=mine[0])
+                origins.setdefault(name, {})["environment"] = f"group {mine[0]}"
 
     def groups(self, raw: Any, hosts: dict) -> Tuple[Dict[str, Tuple[str, ...]], Dict[str, dict]]:
         """Each group's members, and the settings of those written as a

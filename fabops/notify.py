@@ -100,9 +100,13 @@ def sources(home: Optional[str] = None) -> str:
     return f"{env}, or {os.path.join(home, 'notify.env')} (mode 0600)" if home else env
 
 
-def format_message(host: str, event: str, message: str) -> str:
+def format_message(host: str, event: str, message: str, environment: Optional[str] = None) -> str:
+    """The message's text: `**[production] find-to-do**: ✅ deployed: ...`;
+    a host in an environment is named with it, as a person reading a shared
+    channel asks which one first (docs/environments.md)."""
     title = EVENTS.get(event, event)
-    text = f"**{host}**: {title}: {message}"
+    who = f"[{environment}] {host}" if environment else host
+    text = f"**{who}**: {title}: {message}"
     return text[:1900]  # Discord's limit is 2000 characters
 
 
@@ -136,12 +140,12 @@ def send(url: str, channel: str, text: str, timeout: float = TIMEOUT) -> Deliver
 
 
 def notify(host: str, event: str, message: str, home: Optional[str] = None,
-           environ: Optional[Dict[str, str]] = None) -> List[Delivery]:
+           environ: Optional[Dict[str, str]] = None, environment: Optional[str] = None) -> List[Delivery]:
     """Send to every configured channel; never raises."""
     out = []
     for channel, url in webhooks(home, environ).items():
         try:
-            out.append(send(url, channel, format_message(host, event, message)))
+            out.append(send(url, channel, format_message(host, event, message, environment)))
         except Exception as exc:  # noqa: BLE001 - notifying must never fail the operation
             out.append(Delivery(channel, False, f"not delivered: {exc.__class__.__name__}"))
     return out

@@ -553,4 +553,5 @@ SCHEMA: Dict[str, Dict[str, Key]] = {
 # read with the host's own Keys, so they pass the same checks.
 GROUP_REFUSED = {"address": "names one machine; set it on each host"}
 SCHEMA["group"] = {"hosts": Key("strlist", host_name_problem, required=True),
+                   "environment": Key("boolean"),  # an environment: staging, production (docs/environments.md)
                    **{k: v for k, v in SCHEMA["host"].items() if k not in GROUP_REFUSED}}

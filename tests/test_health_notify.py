@@ -155,6 +155,18 @@ def test_notification_failure_never_raises():
     assert len(out) == 1 and not out[0].ok and "127.0.0.1" not in out[0].detail
 
 
+def test_a_message_names_the_hosts_environment(recorder):
+    """`[production] find-to-do`: a shared channel's reader asks which
+    environment first (docs/environments.md); a host in none is named alone."""
+    assert notify.format_message("find-to-do", "deployed", "abc") == "**find-to-do**: ✅ deployed: abc"
+    assert notify.format_message("find-to-do", "deployed", "abc", "production") == (
+        "**[production] find-to-do**: ✅ deployed: abc")
+    out = notify.notify("find-to-do", "health_down", "bot is down", environ={"FABOPS_SLACK_WEBHOOK": recorder.url},
+                        environment="staging")
+    assert [d.ok for d in out] == [True]
+    assert recorder.texts() == ["**[staging] find-to-do**: ❌ service down: bot is down"]
+
+
 def test_payload_shapes():
     assert json.loads(notify.payload("discord", "hi")) == {"content": "hi", "allowed_mentions": {"parse": []}}
     assert json.loads(notify.payload("slack", "hi")) == {"text": "hi"}

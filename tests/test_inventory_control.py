@@ -48,7 +48,7 @@ BOX = {"connection": "local", "sandbox": True, "app": {"path": "/srv/box"}}
 # value is checked as a host's); its member is the local box, which its
 # sandbox key needs
 GROUP = {"hosts": ["box"], **{k: copy.deepcopy(v) for k, v in HOST.items() if k != "address"},
-         "connection": "local", "sandbox": True}
+         "connection": "local", "sandbox": True, "environment": True}
 FULL = {"defaults": {"user": "deploy"}, "hosts": {"web1": HOST, "box": BOX},
         "groups": {"web": ["web1"], "boxes": GROUP}, "group_order": ["boxes"], "default": "web1",
         "known_hosts": "known_hosts"}

@@ -806,7 +806,8 @@ def notify_once(host: Host, paths: HostPaths, done: dict) -> List[dict]:
     if key in seen:
         return []
     merge_state_file(paths.state, {"backup_notified": (list(seen) + [key])[-20:]})
-    return [d.to_dict() for d in notify(host.name, "backup_failed", reason, home=host.home)]
+    return [d.to_dict() for d in notify(host.name, "backup_failed", reason, home=host.home,
+                                        environment=host.environment)]
 
 
 def locked_run(host: Host, paths: HostPaths, priority: str = "", actor: Optional[str] = None) -> dict:

@@ -256,7 +256,7 @@ def health(text: Text, hosts=None, fix=False, quiet=False, json=False, inventory
     who = default_actor()
 
     def send(event, message):
-        return [d.to_dict() for d in notify(host.name, event, message, home=host.home)]
+        return [d.to_dict() for d in notify(host.name, event, message, home=host.home, environment=host.environment)]
 
     checked, error = None, None
     try:  # one host's failure is its result, as fanout.run_hosts keeps it

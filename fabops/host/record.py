@@ -383,7 +383,8 @@ class Recorder:
                 self.save(state)
             except OSError:
                 pass
-        for d in notify(self.host.name, res.result, f"{res.message}{self.shipped()}", home=self.paths.home):
+        for d in notify(self.host.name, res.result, f"{res.message}{self.shipped()}", home=self.paths.home,
+                        environment=self.host.environment):
             if not d.ok:
                 try:
                     append_line(self.update_log, f"notify {d.channel}: {d.detail}", fsync=False)

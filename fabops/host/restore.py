@@ -1048,4 +1048,5 @@ def record(host: Host, paths: HostPaths, done: dict, started: float, actor: str)
         "restored": done.get("run_id"), "saved": done.get("saved")})
     if done["ok"]:
         return []
-    return [d.to_dict() for d in notify(host.name, "restore_failed", message, home=host.home)]
+    return [d.to_dict() for d in notify(host.name, "restore_failed", message, home=host.home,
+                                        environment=host.environment)]

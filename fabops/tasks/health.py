@@ -38,7 +38,7 @@ def health(c, hosts=None, fix=False, timeout=60.0, actor=None, quiet=False, dry_
                              holder=lambda: lock_holder(cxn, host), channels=channels)
 
         def send(event, message):
-            return [d.to_dict() for d in notify(host.name, event, message, home=home)]
+            return [d.to_dict() for d in notify(host.name, event, message, home=home, environment=host.environment)]
 
         return run_health(cxn, host, fix=fix, actor=who, store=store, manager=manager, probe=probe,
                           timeout=timeout, notify=send)

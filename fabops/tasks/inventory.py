@@ -35,7 +35,9 @@ def hosts(c, check=False, wide=False, json=False, inventory=None, show=None):
 
     out = console()
     narrow = out.width < 120
-    member_of = {name: [g for g, m in inv.groups.items() if name in m] for name in inv.hosts}
+    # the host's environment is one of its groups, marked (docs/environments.md)
+    member_of = {name: [g + (" (environment)" if g == inv.hosts[name].environment else "")
+                        for g, m in inv.groups.items() if name in m] for name in inv.hosts}
     rows = []
     for name, h in inv.hosts.items():
         # a local host logs in as no one: it runs as this machine's user (Host.runs_as), not hosts.yml's `user`
