@@ -24,7 +24,10 @@ def absolute(path: str, home: str) -> str:
 # What decides whether a unit runs code as root: who it runs as, every
 # command it runs (the Ex forms carry the +, ! and !! flags), where, and
 # what environment it reads.
-EXEC_PROPS = ("ExecStartPreEx", "ExecStartEx", "ExecStartPostEx", "ExecReloadEx", "ExecStopEx", "ExecStopPostEx")
+# ExecConditionEx too: a unit's ExecCondition= runs before every start
+# (fabops' own units check a cut-off restore's hold with it), as root
+# unless User= says otherwise or a flag overrides it
+EXEC_PROPS = ("ExecConditionEx", "ExecStartPreEx", "ExecStartEx", "ExecStartPostEx", "ExecReloadEx", "ExecStopEx", "ExecStopPostEx")
 PROPS = ("Id", "LoadState", "FragmentPath", "SourcePath", "User", "WorkingDirectory", "EnvironmentFiles", "PermissionsStartOnly") + EXEC_PROPS
 # systemd's names for the flags that run a command with root's rights
 # whatever User= says: + (privileged), ! (no-setuid), !! (ambient)

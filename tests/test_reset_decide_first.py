@@ -71,7 +71,7 @@ class _Fake:
             name: {"address": "127.0.0.1", "services": [{"name": "bot", "manager": "process", "command": "true"}]} for name in plans}))
         monkeypatch.setattr("fabops.connection.connect", lambda host, inv, **kw: object())
         monkeypatch.setattr("fabops.connection.close_quietly", lambda cxn: None)
-        monkeypatch.setattr("fabops.maintenance.reset_plan", lambda c, host: plans[host.name])
+        monkeypatch.setattr("fabops.maintenance.reset_plan", lambda c, host, *_: plans[host.name])
         monkeypatch.setattr("fabops.maintenance.reset", self._reset)
         monkeypatch.setattr("fabops.tasks.maintenance.confirm", self._confirm)
 
@@ -135,7 +135,7 @@ def test_force_asks_to_stop_only_the_holders_the_plan_found(monkeypatch, tmp_pat
     assert fake.reset == [("web1", True), ("web2", False)]
     fake.asked.clear()
     fake.reset.clear()
-    monkeypatch.setattr("fabops.maintenance.reset_plan", lambda c, host: _plan())
+    monkeypatch.setattr("fabops.maintenance.reset_plan", lambda c, host, *_: _plan())
     assert fake.run("force") == 0 and fake.asked == ["Reset web1, web2?"] and fake.reset == [("web1", False),
                                                                                            ("web2", False)]
 

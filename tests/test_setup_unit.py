@@ -175,6 +175,8 @@ SHOW = "".join([
     block("startonly.service", user="ec2-user", start_only="yes", ExecStartPreEx=("/opt/bot/prep.sh", ""),
           ExecStartEx=("/usr/bin/node index.js", "")),
     block("opt.service", ExecStartEx=("/usr/bin/python3 /opt/bot/main.py", "")),
+    block("cond.service", user="ec2-user", ExecConditionEx=("/home/ec2-user/check.sh", "privileged"),
+          ExecStartEx=("/usr/bin/node index.js", "")),
     block("system.service", ExecStartEx=("/usr/sbin/cron -f", "")),
     block("gone.service", load="not-found"),
     "Name=legacy-root\n@@end\n",  # no such unit name: systemctl printed nothing
@@ -191,7 +193,7 @@ def test_every_way_a_unit_runs_the_deploy_users_code_as_root_is_found():
     problem = {u: root_unit_problem(f, ROOTS, writable) for u, f in facts.items()}
     problem["legacy-root"] = root_unit_problem(facts.get("legacy-root", {}), ROOTS, writable)
     problem["missing"] = root_unit_problem({}, ROOTS, writable)
-    for unit in ("legacy-bot.service", "cwd.service", "envfile.service", "plus.service"):
+    for unit in ("legacy-bot.service", "cwd.service", "envfile.service", "plus.service", "cond.service"):
         assert problem[unit] and "runs as root from /home/ec2-user" in problem[unit], (unit, problem[unit])
     assert "/opt/bot" in problem["startonly.service"] and "/opt/bot" in problem["opt.service"]
     assert "could not be read" in problem["legacy-root"] and "could not be read" in problem["missing"]
