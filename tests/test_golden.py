@@ -478,14 +478,19 @@ def test_deploy_summary_says_no_first_deploy_for_a_locked_run(width, frozen, cap
     from fabops.fanout import FanoutResult, HostResult
     from fabops.tasks.deploy import _summary
 
+    run = "20261129T134628-a1b2c3"
     locked = {"result": "locked", "from": None, "to": None, "duration": 1.0,
-              "message": "locked: cron by deploy@web1 (since 12 s; deploy 3f2a9c1d7e)"}
+              "message": f"locked: deploy by root@vm (pid 10008, since 2026-11-29 13:46:28 UTC, run {run}) (use "
+                         f"--wait SECONDS to queue behind it, or --attach {run} to follow it)"}
     res = {"result": "deployed", "from": None, "to": SHA[0], "duration": 30.2, "subject": "Initial import",
            "author": "Alice", "message": f"first deploy, at {SHA[0][:10]}"}
     text = render(capsys, monkeypatch, width, _summary, FanoutResult([
         HostResult("local", value=SimpleNamespace(result=locked)),
         HostResult("find-to-do", value=SimpleNamespace(result=res))]))
     assert text.count("(first)") == 1 and "(first)→-" not in text, text
+    # the holder's run id whole, and the next steps (#24's trial: `run 20…`)
+    flat = " ".join(text.split())
+    assert f"run {run})" in flat and f"--attach {run} to follow it)" in flat and "…" not in text, text
     check("deploy-locked", width, text)
 
 

@@ -15,7 +15,7 @@ from .lock import describe_holder, peek_holder
 from .git import Git
 from .pipeline import Pipeline, _Abort
 from .plan import Facts, Plan
-from .queue import lock_verdict, watch_left
+from .queue import lock_verdict, locked_line, watch_left
 from .record import short
 from .state import State, load_state, pin_reason, promoted
 from .would import Would, as_json, watched
@@ -38,6 +38,8 @@ class DryRun(Pipeline):
         exit code is the one the real run would have."""
         holder = peek_holder(self.paths.lock)
         verdict, why = lock_verdict(self.opts.trigger, self.opts.wait, holder)
+        if verdict == "locked":  # the real run's line, --attach and all (Pipeline.run)
+            why = locked_line(self.opts.trigger, holder, self._followable(holder))
         self.verdict = verdict
         state = held_state(load_state(self.paths.state), holder, verdict)
         try:

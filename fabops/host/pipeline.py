@@ -29,7 +29,8 @@ from .preflight import disk_problem, missing_env_keys, sort_changes, stash, stat
 from .git import Git, check_ref, ls_remote_cmd, ls_remote_ref_cmd, parse_ls_remote
 from .lock import HostLock
 from .plan import Facts, Health, Opts, Plan, choose_target, good_commits, plan
-from .queue import lock_waiter, lock_wait, overtaken_by, record_of, result_of, waiting_line, watch_end_request
+from .queue import (lock_waiter, lock_wait, locked_line, overtaken_by, record_of, result_of, waiting_line,
+                    watch_end_request)
 from .readiness import held_ports, quick_health, wait_ready, watch
 from .services import ServiceManager
 from .record import Recorder, RunResult, Step, counted, default_actor, short
@@ -161,7 +162,10 @@ class Pipeline:
             self._body()
         except LockedError as exc:
             self.res.result = "locked"
-            self.res.message = exc.message
+            holder = getattr(exc, "holder", None)
+            # the next steps with the holder (queue.locked_line), as its dry run says them
+            self.res.message = exc.message if holder is None else locked_line(
+                self.opts.trigger, holder, self._followable(holder))
         except (_Abort, FabopsError, OSError) as exc:  # a planned stop, or the lock itself
             self._take_failure(exc)
         self.res.duration = time.monotonic() - self.rec.started
@@ -341,6 +345,10 @@ class Pipeline:
             if FULL_SHA.fullmatch(sha) and sha != state.deployed:
                 found[self.git.lineage(sha, state.deployed)].append(sha)
         return tuple(found["older"]), tuple(found["apart"])
+
+    def _followable(self, holder: dict) -> bool:
+        """Whether `holder`'s run writes an event file that --attach follows."""
+        return bool(holder.get("run_id")) and os.path.isfile(self.paths.run_events(str(holder["run_id"])))
 
     def _ended_watch(self, state: State) -> bool:
         """Whether the run in progress is one whose watch this run ended

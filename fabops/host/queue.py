@@ -184,8 +184,22 @@ def lock_verdict(trigger: str, wait: Optional[float], holder: dict) -> Tuple[str
     seconds = lock_wait(trigger, wait)
     if seconds:
         return "wait", f"after waiting (up to {seconds:g} s) for the lock: locked now: {who}"
-    hint = "" if trigger in ("reset", "restart") else " (use --wait SECONDS to queue behind it)"  # they take no --wait
-    return "locked", f"locked: {who}{hint}"
+    return "locked", locked_line(trigger, holder)
+
+
+def locked_line(trigger: str, holder: dict, followable: bool = False) -> str:
+    """The line of a run that meets the lock held and stops (`locked`, exit
+    4): the real run's and its dry run's. The holder whole, its run id
+    too (a summary wraps it, never cuts it), and the next steps: --wait
+    (reset and restart take none), and, for a holder whose run writes its
+    events (`followable`: a deploy's or rollback's runs/<id>.jsonl),
+    --attach (#24's trial: `… run 20…`, and no way on named)."""
+    from .lock import describe_holder
+
+    steps = [] if trigger in ("reset", "restart") else ["use --wait SECONDS to queue behind it"]
+    if followable and holder.get("run_id"):
+        steps.append(f"--attach {holder['run_id']} to follow it")
+    return f"locked: {describe_holder(holder)}" + (f" ({', or '.join(steps)})" if steps else "")
 
 
 def ended_watch_line(holder: dict, trigger: str) -> str:

@@ -351,9 +351,11 @@ def _watching(res: dict) -> bool:
 def _whole(res: dict) -> bool:
     """Whether a host's message is shown whole, wrapped, never cut: a run
     that returned at its gate (it names the command that follows the
-    watch), and a dry run before fabops is on the host (its message is
-    all it knows: where the planner starts and the facts it read, #24)."""
-    return _watching(res) or (res.get("result") == "would_install" and bool(res.get("message")))
+    watch), a dry run before fabops is on the host (its message is
+    all it knows: where the planner starts and the facts it read, #24), and
+    a run that met the lock held (the holder's run id and the next steps:
+    `run 20…` was cut, #24's trial)."""
+    return _watching(res) or (res.get("result") in ("would_install", "locked") and bool(res.get("message")))
 
 
 def _summary(outcome, wide=False, task="deploy"):
