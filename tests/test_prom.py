@@ -278,3 +278,20 @@ def test_metrics_of_a_host_it_cannot_reach_exit_3(tmp_path):
     r = run_cli("metrics", "-i", str(inv), "--connect-timeout", "2")
     assert (r.returncode, r.stdout) == (3, ""), r
     assert r.stderr.startswith("fabops: nope: cannot connect to nobody@127.0.0.1:1"), r.stderr
+
+
+def test_a_run_counted_in_its_own_save_writes_the_textfile_alone(tmp_path):
+    """The pipeline's settle carries the count (run_counted) in the save it
+    makes anyway; after it, run_done(saved=...) writes the textfile and
+    never state.json again (a cron poll's second fsynced write)."""
+    from fabops.host.state import merge_state_file
+
+    d = tmp_path / "textfile"
+    d.mkdir()
+    h = host(tmp_path, d)
+    state_path = HostPaths.for_home(h.home).state
+    saved = merge_state_file(state_path, {"last_result": "noop"}, fold=prom.run_counted("cron", "noop", 0, 0.2))[1]
+    before = os.stat(state_path).st_mtime_ns, Path(state_path).read_text()
+    assert prom.run_done(h, "cron", "noop", 0, 0.2, saved=saved) is None
+    assert (os.stat(state_path).st_mtime_ns, Path(state_path).read_text()) == before
+    assert 'fabops_runs_total{fabops_host="web",trigger="cron",result="noop"} 1' in (d / "fabops-web.prom").read_text()

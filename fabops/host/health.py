@@ -536,7 +536,7 @@ def run_health(
         store.update({"health": p.health})
     if p.log:
         store.log(_line(host, report))
-    if isinstance(store, LocalStore):  # on the host itself; over SSH the host's own cron writes them
+    if fix and isinstance(store, LocalStore):  # cron's --fix on the host; a plain health is a read, writes nothing
         from .prom import health_done
 
         health_done(host, report.status, report.code, time.monotonic() - started, report.checks)

@@ -33,6 +33,7 @@ from .queue import (lock_waiter, lock_wait, locked_line, overtaken_by, record_of
                     watch_end_request)
 from .readiness import held_ports, quick_health, wait_ready, watch
 from .services import ServiceManager
+from .prom import run_counted, run_done
 from .record import Recorder, RunResult, Step, counted, default_actor, short
 from .state import State, StateFile, bad_entry, pin_reason, promoted
 
@@ -98,7 +99,8 @@ class Pipeline:
         # changes this State and saves it (a merge of what changed)
         self.state_file = StateFile(self.paths.state)
         self.state: Optional[State] = None
-        self.rec = Recorder(host, self.paths, self.res, self.save, self.git.describe, self._current_state)
+        self.rec = Recorder(host, self.paths, self.res, self.save, self.git.describe, self._current_state,
+                            count=run_counted)
         self.lock: Optional[HostLock] = None  # held from _locked_run on
 
     def _git(self) -> Git:
@@ -145,8 +147,8 @@ class Pipeline:
             except OSError:
                 pass  # a full disk must not stop the step (a rollback): the record is only what it says
 
-    def save(self, state: State, bad=None) -> None:
-        self.state_file.save(state, bad=bad)
+    def save(self, state: State, bad=None, fold=None) -> None:
+        self.state_file.save(state, bad=bad, fold=fold)
 
     def _current_state(self) -> State:
         """The run's State: the one it loaded, or (a run stopped before it
@@ -182,10 +184,9 @@ class Pipeline:
             from .metrics import record
 
             record(self.paths.metrics, self.host.services, self.paths)
-        from .prom import run_done
-
-        res = self.res
-        run_done(self.host, res.trigger, res.result, res.exit_code, res.duration, res.to, res.subject)
+        res = self.res  # counted by its settle's save already (Recorder.counted): the textfile alone is written
+        run_done(self.host, res.trigger, res.result, res.exit_code, res.duration, res.to, res.subject,
+                 saved=self.state_file.saved if self.rec.counted else None)
 
     def _body(self) -> None:
         """The run proper: under the lock, converge (DryRun renders the plan

@@ -57,17 +57,31 @@ def counted(kept: dict, trigger: str, result: str, code: int, seconds: float, no
         kept["checked_ok"] = now
 
 
-def note(paths: HostPaths, change) -> dict:
-    """state.json after `change(kept)` changed its `metrics` under the
-    file's lock, so two runs (a deploy, cron's health) never lose a count."""
-    from .state import merge_state_file
-
+def folding(change):
+    """A fold of the whole state (host/state.merge_state_file's `fold`)
+    that applies `change(kept)` to its `metrics` key."""
     def fold(state: dict) -> None:
         kept = state.get(KEY) if isinstance(state.get(KEY), dict) else {}
         change(kept)
         state[KEY] = kept
 
-    return merge_state_file(paths.state, {}, fold=fold)[1]
+    return fold
+
+
+def note(paths: HostPaths, change) -> dict:
+    """state.json after `change(kept)` changed its `metrics` under the
+    file's lock, so two runs (a deploy, cron's health) never lose a count."""
+    from .state import merge_state_file
+
+    return merge_state_file(paths.state, {}, fold=folding(change))[1]
+
+
+def run_counted(trigger: str, result: str, code: int, seconds: float):
+    """The fold a pipeline run's own last state save carries
+    (Recorder.settle): its count in the same write, so a cron poll makes
+    no second fsynced write of state.json for its metrics (docs/dependencies.md)."""
+    now = time.time()
+    return folding(lambda kept: counted(kept, trigger, result, code, seconds, now))
 
 
 # ------------------------------------------------------------ the exposition
@@ -287,10 +301,17 @@ def after(host: Host, change) -> Optional[str]:
     paths = HostPaths.for_home(host.home)
     try:
         state = note(paths, change)
-        failed = publish(host, exposition(host, state))
     except (OSError, ValueError) as exc:
-        state, failed = {}, f"metrics: cannot update {paths.state}: {exc}"
-    kept = state.get(KEY) if isinstance(state.get(KEY), dict) else {}
+        return written(host, paths, None, f"metrics: cannot update {paths.state}: {exc}")
+    return written(host, paths, state)
+
+
+def written(host: Host, paths: HostPaths, state: Optional[dict], failed: Optional[str] = None) -> Optional[str]:
+    """The exposition of `state` (state.json as a run left it) written to
+    the textfile, and a failure said once (tell); the failure, or None."""
+    if state is not None:
+        failed = publish(host, exposition(host, state))
+    kept = (state or {}).get(KEY) if isinstance((state or {}).get(KEY), dict) else {}
     if failed != kept.get("failed"):
         tell(host, paths, failed, kept.get("failed"))
     return failed
@@ -310,16 +331,23 @@ def tell(host: Host, paths: HostPaths, failed: Optional[str], before: Optional[s
 
 
 def run_done(host: Host, trigger: str, result: str, code: int, seconds: float,
-             to: Optional[str] = None, subject: str = "") -> Optional[str]:
+             to: Optional[str] = None, subject: str = "", saved: Optional[dict] = None) -> Optional[str]:
     """After a pipeline run (local-update: cron's, a deploy's, a rollback's):
-    counted, and the subject of a commit it deployed kept for the info metric."""
+    counted, and the subject of a commit it deployed kept for the info
+    metric. `saved`: state.json as the run's last save left it, with the
+    run counted already (run_counted): a run that deployed nothing then
+    writes only the textfile."""
     now = time.time()
+    keep = result == "deployed" and to and subject
 
     def change(kept: dict) -> None:
-        counted(kept, trigger, result, code, seconds, now)
-        if result == "deployed" and to and subject:
+        if saved is None:
+            counted(kept, trigger, result, code, seconds, now)
+        if keep:
             kept["subject"] = [to, subject]
 
+    if saved is not None and not keep:
+        return written(host, HostPaths.for_home(host.home), saved)
     return after(host, change)
 
 

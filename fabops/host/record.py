@@ -261,13 +261,14 @@ def append_run(host: Host, paths: HostPaths, rec: dict) -> Optional[str]:
 
 
 class Recorder:
-    """Records one run's outcome. `save(state)` writes state.json (the
+    """Records one run's outcome. `save(state, fold=None)` writes state.json (the
     pipeline's own writer), `state()` is the run's State (read once by the
     pipeline, never re-read here); `describe(sha)` gives a commit's
-    (subject, author)."""
+    (subject, author); `count(trigger, result, code, seconds)` the fold
+    that counts the run for its metrics in settle's own save."""
 
-    def __init__(self, host: Host, paths: HostPaths, res: RunResult, save: Callable[[State], None],
-                 describe: Callable[[str], tuple], state: Callable[[], State]):
+    def __init__(self, host: Host, paths: HostPaths, res: RunResult, save: Callable[..., None],
+                 describe: Callable[[str], tuple], state: Callable[[], State], count: Optional[Callable] = None):
         self.host = host
         self.paths = paths
         self.res = res
@@ -276,6 +277,8 @@ class Recorder:
         self.state = state
         self.started = time.monotonic()
         self.recorded = False  # a history record was written for this run
+        self.count = count  # host/prom.run_counted: the fold that counts the run in settle's save
+        self.counted = False  # its metrics count rode on a save (settle)
 
     @property
     def update_log(self) -> str:
@@ -300,7 +303,11 @@ class Recorder:
         if res.result == "deployed" or (res.result == "noop" and state.deployed == res.to):
             state.retry = None  # on a good commit now: an older target's retry is moot
             state.notified = []  # the next failure, even a repeat of an old one, is news
-        self.save(state)
+        fold = None
+        if self.count is not None and not self.counted:  # the run's metrics count rides on this save, once
+            fold = self.count(res.trigger, res.result, res.exit_code, time.monotonic() - self.started)
+        self.save(state, fold=fold)
+        self.counted = fold is not None or self.counted
 
     def _why(self, state: State) -> str:
         """Why this run did not deploy its target, as `failing` keeps it: a

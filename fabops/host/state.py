@@ -315,23 +315,26 @@ class StateFile:
     def __init__(self, path: str):
         self.path = path
         self._base: Optional[dict] = None
+        self.saved: Optional[dict] = None  # the whole file as the last save left it (host/prom.py reads it)
 
     def load(self) -> State:
         state = load_state(self.path)
         self._base = asdict(state)  # asdict copies: later edits of state do not reach it
         return state
 
-    def save(self, state: State, bad=None) -> None:
-        """`bad`: [sha, entry] marked or cleared in the merge (merge_state_file)."""
+    def save(self, state: State, bad=None, fold=None) -> None:
+        """`bad`: [sha, entry] marked or cleared in the merge; `fold`: a
+        change of the whole file in the same merge (merge_state_file)."""
         # `verdict` is read, never written: a person's restart and health
         # --fix own it (host/record.healthy_again), and an update check ends
         # it by its own last_check (verdict_of)
         mine = {k: v for k, v in asdict(state).items() if k != "verdict"}
         base = self._base or {}
         changed = {k: v for k, v in mine.items() if k not in base or base[k] != v}
-        if not changed and self._base is not None and bad is None:
+        if not changed and self._base is not None and bad is None and fold is None:
             return
-        _, merged = merge_state_file(self.path, changed, defaults=mine, bad=bad)
+        _, merged = merge_state_file(self.path, changed, defaults=mine, bad=bad, fold=fold)
+        self.saved = merged
         fresh = State.from_dict(merged)
         state.__dict__.update(fresh.__dict__)
         self._base = asdict(state)
