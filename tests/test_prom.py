@@ -295,3 +295,28 @@ def test_a_run_counted_in_its_own_save_writes_the_textfile_alone(tmp_path):
     assert prom.run_done(h, "cron", "noop", 0, 0.2, saved=saved) is None
     assert (os.stat(state_path).st_mtime_ns, Path(state_path).read_text()) == before
     assert 'fabops_runs_total{fabops_host="web",trigger="cron",result="noop"} 1' in (d / "fabops-web.prom").read_text()
+
+
+def test_a_deploy_that_reports_the_run_it_waited_for_counts_nothing(tmp_path):
+    """#27's trial: a second deploy of the same target waited for the
+    first one's watch and took its result (pipeline._reported); it counted
+    itself too, so runs_total went up by two for one history line and the
+    last run's duration and exit code were the wait's. The run that
+    changed the host counts; the one that reported it writes nothing."""
+    from invoke import Context
+
+    from fabops.host.pipeline import Pipeline, UpdateOptions
+
+    d = tmp_path / "textfile"
+    d.mkdir()
+    h = host(tmp_path, d)
+    paths = HostPaths.for_home(h.home)
+    os.makedirs(os.path.dirname(paths.history), exist_ok=True)
+    Path(paths.history).write_text(json.dumps(
+        {"run_id": "r1", "trigger": "deploy", "result": "deployed", "exit_code": 1, "to": SHA}) + "\n")
+    pipe = Pipeline(Context(), h, UpdateOptions(trigger="deploy"))
+    assert pipe._reported({"run_id": "r1", "trigger": "deploy", "actor": "ann"})
+    assert pipe.res.result == "deployed"
+    pipe._sample()
+    assert not os.path.exists(paths.state) or prom.KEY not in json.loads(Path(paths.state).read_text())
+    assert not (d / "fabops-web.prom").exists()

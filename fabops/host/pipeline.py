@@ -102,6 +102,7 @@ class Pipeline:
         self.rec = Recorder(host, self.paths, self.res, self.save, self.git.describe, self._current_state,
                             count=run_counted)
         self.lock: Optional[HostLock] = None  # held from _locked_run on
+        self.reported = False  # its result is another run's (_reported): that run counted itself
 
     def _git(self) -> Git:
         return Git(self.t, self.app, self.host.env)
@@ -184,6 +185,12 @@ class Pipeline:
             from .metrics import record
 
             record(self.paths.metrics, self.host.services, self.paths)
+        if self.reported:
+            # the run we waited for counted itself, with its own duration and
+            # exit code: this one changed nothing, and a second count (and
+            # its wait as the last run's duration) would misreport the host
+            # (docs/metrics.md, "Which runs count")
+            return
         res = self.res  # counted by its settle's save already (Recorder.counted): the textfile alone is written
         run_done(self.host, res.trigger, res.result, res.exit_code, res.duration, res.to, res.subject,
                  saved=self.state_file.saved if self.rec.counted else None)
@@ -281,6 +288,7 @@ class Pipeline:
         # its warnings too: the same result exits with the same code (#24's
         # trial: the run waited for exited 1 for its untracked files, this one 0)
         self.res.warnings.extend(w for w in rec.get("warnings") or () if w not in self.res.warnings)
+        self.reported = True
         return True
 
     def _take_failure(self, exc: BaseException) -> None:
