@@ -881,6 +881,34 @@ def test_reset_plan_says_a_known_bad_target(width, dry_run, capsys, monkeypatch)
 
 
 @pytest.mark.parametrize("width", WIDTHS)
+def test_reset_dry_run_says_what_it_does_and_what_clean_removes(width, capsys, monkeypatch):
+    """#24's trial: `reset --dry-run` said `would reset A -> A: origin/main,
+    git reset --hard …` with the checkout already there, and listed the
+    untracked files after `would record state.json`, where they read as part
+    of that step. It says the checkout at A, the files under the step that
+    saves them, and that git clean -fd removes them after that save."""
+    from fabops.inventory import load
+    from fabops.maintenance.reset import ResetPlan
+    from fabops.tasks._base import print_text
+    from fabops.tasks.maintenance import reset_lines
+
+    host = load(str(GOLDEN / "hosts.yml")).hosts["find-to-do"]
+    plan = ResetPlan(head=SHA[0], target=SHA[0], dirty=["?? data/b.txt", "?? data/notes.txt"], has_env=True,
+                     deployed=SHA[0])
+    text = render(capsys, monkeypatch, width, lambda: [print_text(ln) for ln in reset_lines(host, plan, True)])
+    flat = " ".join(text.split())
+    assert f"would reset the checkout at {SHA[0][:10]}: already origin/main;" in flat, text
+    assert f"{SHA[0][:10]} -> {SHA[0][:10]}" not in flat, text
+    assert "git clean -fd removes the 2 untracked files listed above from the app directory" in flat, text
+    lines = text.splitlines()
+    listed = [i for i, ln in enumerate(lines) if "?? data/" in ln]
+    save = [i for i, ln in enumerate(lines) if "would save " in ln]
+    stop = [i for i, ln in enumerate(lines) if "would stop " in ln]
+    assert save and listed and stop and save[0] < min(listed) and max(listed) < stop[0], text
+    check("reset-dry-run-clean", width, text)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
 def test_history_keeps_a_holds_reason(width, frozen, capsys, monkeypatch):
     """Trial (#24's, item 3): a skipped_bad row cut at 80 columns kept
     `origin is at 7c4027e8cd, which…` (the SHA the facts line shows as its

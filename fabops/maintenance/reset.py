@@ -178,8 +178,7 @@ def reset_would(host: Host, p: ResetPlan, force: bool = False) -> List[Would]:
     out.append(Would("save", ".env and local changes", f"{counted(len(p.dirty), 'local change')}; saved to {where} "
                      "first"))
     out += [Would("stop", s.name, "nothing runs while the checkout is reset") for s in reversed(host.services)]
-    out.append(Would("reset", f"{short_sha(p.head, 'none')} -> {short_sha(p.target, '?')}",
-                     f"{host.app.remote}/{host.app.branch}, git reset --hard and clean -fd (ignored files stay)"))
+    out.append(_reset_step(host, p, where))
     out += [Would("run", rule.run, "every dependency rule") for rule in host.deps]
     if host.setup_command:
         out.append(Would("run", host.setup_command, "setup_command"))
@@ -187,6 +186,24 @@ def reset_would(host: Host, p: ResetPlan, force: bool = False) -> List[Would]:
     out.append(Would("record", "state.json", "deployed (when healthy)"
                      + (f"; the pin {short_sha(p.pin)} cleared" if p.pin else "")))
     return out
+
+
+def _reset_step(host: Host, p: ResetPlan, where: str) -> Would:
+    """The reset itself, said as what it does (#24's trial read `would reset
+    A -> A: origin/main, git reset --hard …` when the checkout was there
+    already, and the untracked files listed after the step that records
+    state.json): the checkout at A when it stays there, and plainly that
+    `git clean -fd` removes the untracked files after the save above."""
+    branch = f"{host.app.remote}/{host.app.branch}"
+    if p.head and p.head == p.target:
+        target, why = f"the checkout at {short_sha(p.head)}", f"already {branch}; git reset --hard"
+    else:
+        target, why = f"{short_sha(p.head, 'none')} -> {short_sha(p.target, '?')}", f"{branch}, git reset --hard"
+    untracked = sum(1 for line in p.dirty if line.startswith("?? "))
+    if untracked:
+        return Would("reset", target, f"{why}, then git clean -fd removes the {counted(untracked, 'untracked file')} "
+                     f"listed above from the app directory, saved to {where} first (ignored files stay)")
+    return Would("reset", target, f"{why} and clean -fd (ignored files stay)")
 
 
 def reset_plan(c, host: Host, inventory: Optional[str] = None) -> ResetPlan:

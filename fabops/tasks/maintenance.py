@@ -160,15 +160,20 @@ def reset_lines(host, p, dry_run: bool, force: bool = False) -> list:
     from ..maintenance.reset import reset_would
 
     bad = p.known_bad
+    listed = [f"[{host.name}]   {line}" for line in p.dirty[:20]]
     if dry_run:
-        out = ([f"[{host.name}] plan: {bad}"] if bad else []) + lines(reset_would(host, p, force), f"[{host.name}] ")
+        said = lines(reset_would(host, p, force), f"[{host.name}] ")
+        # the local changes under the step that saves them, not after the
+        # last one (#24's trial read them as part of `would record state.json`)
+        at = next((i + 1 for i, line in enumerate(said) if line.startswith(f"[{host.name}] would save ")), len(said))
+        return ([f"[{host.name}] plan: {bad}"] if bad else []) + said[:at] + listed + said[at:]
     else:
         out = [f"[{host.name}] plan: save .env and {counted(len(p.dirty), 'local change')} to {host.backup_dir}/reset-<time>/, "
                f"stop {', '.join(s.name for s in reversed(host.services)) or 'nothing'}, "
                f"reset {short_sha(p.head, 'none')} -> {short_sha(p.target, '?')} ({host.app.remote}/{host.app.branch}), "
                f"run {counted(len(host.deps), 'dependency rule')}{', ' + host.setup_command if host.setup_command else ''}, "
                "start and poll readiness" + (f"; {bad}" if bad else "")]
-    return out + [f"[{host.name}]   {line}" for line in p.dirty[:20]]
+    return out + listed
 
 
 @fabops_task(name="backup-env", help={
