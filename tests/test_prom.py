@@ -320,3 +320,34 @@ def test_a_deploy_that_reports_the_run_it_waited_for_counts_nothing(tmp_path):
     pipe._sample()
     assert not os.path.exists(paths.state) or prom.KEY not in json.loads(Path(paths.state).read_text())
     assert not (d / "fabops-web.prom").exists()
+
+
+def test_a_hand_edited_metrics_key_never_fails_the_run(tmp_path):
+    """#27's review: a list where state.json's `metrics` keeps a number
+    raised TypeError out of the run's own state save (run_counted's fold)
+    and out of the rendering, so a run that succeeded exited 70. Now the
+    save goes through, the malformed values are left out of the textfile
+    (a counter counts again from 0) and the update log says so once."""
+    from fabops.host.record import update_log_path
+    from fabops.host.state import merge_state_file
+
+    d = tmp_path / "textfile"
+    d.mkdir()
+    h = host(tmp_path, d)
+    paths = HostPaths.for_home(h.home)
+    os.makedirs(h.home, exist_ok=True)
+    Path(paths.state).write_text(json.dumps({prom.KEY: {
+        "runs": {"cron noop": [3]}, "last": {"cron": {"at": [1], "seconds": "x", "code": 0}},
+        "services": {"bot": {"up": True, "seconds": [0.1], "at": 5.0}}}}))
+    saved = merge_state_file(paths.state, {"last_result": "noop"}, fold=prom.run_counted("cron", "noop", 0, 0.2))[1]
+    assert saved["last_result"] == "noop" and saved[prom.KEY]["runs"]["cron noop"] == 1
+    saved[prom.KEY]["last"]["cron"]["at"] = [1]  # a value rendering meets
+    failed = prom.run_done(h, "cron", "noop", 0, 0.2, saved=saved)
+    assert failed and "not numbers" in failed and "cron noop" in failed, failed
+    families = parsed((d / "fabops-web.prom").read_text())
+    assert families["fabops_runs_total"]["samples"] == [('fabops_host="web",trigger="cron",result="noop"', 1)]
+    assert families["fabops_service_check_duration_seconds"]["samples"] == []
+    # a set of runs that raise: a broken fold and a state.json that is no object
+    assert prom.clean_done(h, "many", 0) is not None  # a TypeError inside the change, caught
+    log = Path(update_log_path(h, paths)).read_text()
+    assert log.count("warning: metrics:") >= 1, log

@@ -38,6 +38,10 @@ SUBJECT_MAX = 120  # a label, not a log: the subject's first characters
 Sample = Tuple[Tuple[Tuple[str, str], ...], float]
 # A metric family: name, type, help, samples
 Family = Tuple[str, str, str, List[Sample]]
+# What this process found malformed in state.json's `metrics` (a
+# hand-edited counter that is no number): left out, and said once in the
+# update log with the textfile's own failures (written). One run per process.
+IGNORED: List[str] = []
 
 
 # ------------------------------------------------------------ what is kept
@@ -49,7 +53,7 @@ def counted(kept: dict, trigger: str, result: str, code: int, seconds: float, no
     on what it follows or pinned to) noted as the last successful one."""
     runs = kept.get("runs") if isinstance(kept.get("runs"), dict) else {}
     key = f"{trigger} {result}"
-    runs[key] = int(runs.get(key) or 0) + 1
+    runs[key] = whole(runs.get(key), f"runs[{key!r}]") + 1
     last = kept.get("last") if isinstance(kept.get("last"), dict) else {}
     last[trigger] = {"at": now, "result": result, "code": code, "seconds": round(seconds, 3)}
     kept.update(runs=runs, last=last)
@@ -57,12 +61,30 @@ def counted(kept: dict, trigger: str, result: str, code: int, seconds: float, no
         kept["checked_ok"] = now
 
 
+def whole(value: object, what: str) -> int:
+    """A kept counter's value; a malformed one (a hand-edited list, text)
+    counts again from 0, noted in IGNORED: a counter reset is what
+    Prometheus copes with, a run that fails for its metrics is not."""
+    if value is None:
+        return 0
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return int(value)
+    IGNORED.append(what)
+    return 0
+
+
 def folding(change):
     """A fold of the whole state (host/state.merge_state_file's `fold`)
-    that applies `change(kept)` to its `metrics` key."""
+    that applies `change(kept)` to its `metrics` key. It never raises: the
+    fold rides on the run's own state save (Recorder.settle), which a
+    malformed `metrics` key must not stop (docs/metrics.md, "When a write
+    fails"); what it could not change is noted in IGNORED."""
     def fold(state: dict) -> None:
         kept = state.get(KEY) if isinstance(state.get(KEY), dict) else {}
-        change(kept)
+        try:
+            change(kept)
+        except Exception as exc:  # any malformed value: the run's result stands
+            IGNORED.append(f"{type(exc).__name__}: {exc}")
         state[KEY] = kept
 
     return fold
@@ -104,6 +126,9 @@ def render(families: Iterable[Family]) -> str:
         out.append(f"# HELP {name} {help_text.replace(chr(92), chr(92) * 2)}")
         out.append(f"# TYPE {name} {kind}")
         for labels, value in samples:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                IGNORED.append(f"{name}: {value!r:.40}")  # a hand-edited value: left out (written says it)
+                continue
             inner = ",".join(f'{k}="{label_value(v)}"' for k, v in labels)
             out.append(f"{name}{{{inner}}} {number(value)}")
     return "\n".join(out) + "\n" if out else ""
@@ -301,7 +326,7 @@ def after(host: Host, change) -> Optional[str]:
     paths = HostPaths.for_home(host.home)
     try:
         state = note(paths, change)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # a metrics problem never changes a run's result
         return written(host, paths, None, f"metrics: cannot update {paths.state}: {exc}")
     return written(host, paths, state)
 
@@ -310,7 +335,14 @@ def written(host: Host, paths: HostPaths, state: Optional[dict], failed: Optiona
     """The exposition of `state` (state.json as a run left it) written to
     the textfile, and a failure said once (tell); the failure, or None."""
     if state is not None:
-        failed = publish(host, exposition(host, state))
+        try:
+            failed = publish(host, exposition(host, state))
+        except Exception as exc:  # a malformed state.json: the run's result stands
+            failed = f"metrics: cannot render {paths.state}: {type(exc).__name__}: {exc}"
+    if IGNORED and not failed:
+        failed = f"metrics: {paths.state}'s metrics key holds values that are not numbers, left out: " \
+                 + "; ".join(dict.fromkeys(IGNORED))
+    IGNORED.clear()
     kept = (state or {}).get(KEY) if isinstance((state or {}).get(KEY), dict) else {}
     if failed != kept.get("failed"):
         tell(host, paths, failed, kept.get("failed"))
@@ -326,7 +358,7 @@ def tell(host: Host, paths: HostPaths, failed: Optional[str], before: Optional[s
     try:
         append_line(update_log_path(host, paths), f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} {line}", fsync=False)
         note(paths, lambda kept: kept.update(failed=failed))
-    except (OSError, ValueError):
+    except Exception:  # noqa: BLE001 - never the run's result
         pass  # the update log's own failure is the run's to say (record.append_run)
 
 
