@@ -554,10 +554,11 @@ def test_a_dry_run_says_what_the_real_run_then_does(sandbox):
 
     sandbox.stop()  # the bot dies
     code, res = sandbox.result("--dry-run")
-    assert (code, res["result"]) == (0, "would_deploy"), res
+    # exit 1 as the real run (the planner's warning, #24's trial: the dry run said 0)
+    assert (code, res["result"]) == (1, "would_deploy"), res
     assert "would restart bot" in res["message"] and res["plan"]["restart"] == ["bot"]
     code, res = sandbox.result()
-    assert res["result"] == "deployed" and "restarted bot" in res["message"], res
+    assert code == 1 and res["result"] == "deployed" and "restarted bot" in res["message"], res
 
 
 def test_status_keeps_the_deploy_after_rollback_and_unpin(sandbox):
