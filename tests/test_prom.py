@@ -351,3 +351,41 @@ def test_a_hand_edited_metrics_key_never_fails_the_run(tmp_path):
     assert prom.clean_done(h, "many", 0) is not None  # a TypeError inside the change, caught
     log = Path(update_log_path(h, paths)).read_text()
     assert log.count("warning: metrics:") >= 1, log
+
+
+def test_the_textfile_is_written_under_the_state_lock(tmp_path, monkeypatch):
+    """#27's review: written after state.json's lock was let go, two runs
+    (cron's update and health in the same minute) could write the textfile
+    out of order, and fabops_runs_total went backwards (a counter reset to
+    Prometheus). Now each run writes it inside its fold, under the flock:
+    for a pipeline run's own save (run_counted with its host) and for every
+    other run (after)."""
+    import fcntl
+
+    from fabops.host.state import merge_state_file
+
+    d = tmp_path / "textfile"
+    d.mkdir()
+    h = host(tmp_path, d)
+    paths = HostPaths.for_home(h.home)
+    locked = []
+    real = prom.publish
+
+    def publish(host_, text):
+        fd = os.open(h.home, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            locked.append(False)
+        except BlockingIOError:
+            locked.append(True)
+        finally:
+            os.close(fd)
+        return real(host_, text)
+
+    monkeypatch.setattr(prom, "publish", publish)
+    out: dict = {}
+    saved = merge_state_file(paths.state, {}, fold=prom.run_counted("cron", "noop", 0, 0.2, host=h, out=out))[1]
+    assert prom.run_done(h, "cron", "noop", 0, 0.2, saved=saved, published=out) is None
+    prom.health_done(h, "ok", 0, 0.1, [])
+    assert locked == [True, True]
+    assert 'trigger="health",result="ok"} 1' in (d / "fabops-web.prom").read_text()

@@ -15,6 +15,7 @@ import re
 import time
 from contextlib import contextmanager
 from dataclasses import replace
+from functools import partial
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .. import errors
@@ -99,8 +100,11 @@ class Pipeline:
         # changes this State and saves it (a merge of what changed)
         self.state_file = StateFile(self.paths.state)
         self.state: Optional[State] = None
+        # the count rides on settle's save, and the textfile is written
+        # under the same lock (host/prom.folding); `published` gets its failure
+        self.published: dict = {}
         self.rec = Recorder(host, self.paths, self.res, self.save, self.git.describe, self._current_state,
-                            count=run_counted)
+                            count=partial(run_counted, host=host, out=self.published))
         self.lock: Optional[HostLock] = None  # held from _locked_run on
         self.reported = False  # its result is another run's (_reported): that run counted itself
 
@@ -193,7 +197,7 @@ class Pipeline:
             return
         res = self.res  # counted by its settle's save already (Recorder.counted): the textfile alone is written
         run_done(self.host, res.trigger, res.result, res.exit_code, res.duration, res.to, res.subject,
-                 saved=self.state_file.saved if self.rec.counted else None)
+                 saved=self.state_file.saved if self.rec.counted else None, published=self.published)
 
     def _body(self) -> None:
         """The run proper: under the lock, converge (DryRun renders the plan

@@ -73,12 +73,18 @@ def whole(value: object, what: str) -> int:
     return 0
 
 
-def folding(change):
+def folding(change, host: Optional[Host] = None, out: Optional[dict] = None):
     """A fold of the whole state (host/state.merge_state_file's `fold`)
     that applies `change(kept)` to its `metrics` key. It never raises: the
     fold rides on the run's own state save (Recorder.settle), which a
     malformed `metrics` key must not stop (docs/metrics.md, "When a write
-    fails"); what it could not change is noted in IGNORED."""
+    fails"); what it could not change is noted in IGNORED.
+
+    With `host`, the textfile is written here too, under state.json's
+    lock: two runs (cron's update and health in the same minute) then
+    write it in the order they counted, and fabops_runs_total never goes
+    backwards (Prometheus would read a counter reset). `out` gets the
+    write's failure and the one kept before (said outside the lock: said)."""
     def fold(state: dict) -> None:
         kept = state.get(KEY) if isinstance(state.get(KEY), dict) else {}
         try:
@@ -86,24 +92,32 @@ def folding(change):
         except Exception as exc:  # any malformed value: the run's result stands
             IGNORED.append(f"{type(exc).__name__}: {exc}")
         state[KEY] = kept
+        if host is not None:
+            failed = rendered(host, HostPaths.for_home(host.home), state)
+            if out is not None:
+                out.update(failed=failed, before=kept.get("failed"))
+            kept["failed"] = failed
 
     return fold
 
 
-def note(paths: HostPaths, change) -> dict:
+def note(paths: HostPaths, change, host: Optional[Host] = None, out: Optional[dict] = None) -> dict:
     """state.json after `change(kept)` changed its `metrics` under the
-    file's lock, so two runs (a deploy, cron's health) never lose a count."""
+    file's lock, so two runs (a deploy, cron's health) never lose a count;
+    with `host`, the textfile written under the same lock (folding)."""
     from .state import merge_state_file
 
-    return merge_state_file(paths.state, {}, fold=folding(change))[1]
+    return merge_state_file(paths.state, {}, fold=folding(change, host, out))[1]
 
 
-def run_counted(trigger: str, result: str, code: int, seconds: float):
+def run_counted(trigger: str, result: str, code: int, seconds: float,
+                host: Optional[Host] = None, out: Optional[dict] = None):
     """The fold a pipeline run's own last state save carries
     (Recorder.settle): its count in the same write, so a cron poll makes
-    no second fsynced write of state.json for its metrics (docs/dependencies.md)."""
+    no second fsynced write of state.json for its metrics
+    (docs/dependencies.md); with `host`, the textfile too (folding)."""
     now = time.time()
-    return folding(lambda kept: counted(kept, trigger, result, code, seconds, now))
+    return folding(lambda kept: counted(kept, trigger, result, code, seconds, now), host, out)
 
 
 # ------------------------------------------------------------ the exposition
@@ -324,25 +338,42 @@ def after(host: Host, change) -> Optional[str]:
     same failure again on the next poll is not said again), so the run's
     own result stands (docs/metrics.md, "When a write fails")."""
     paths = HostPaths.for_home(host.home)
+    out: dict = {}
     try:
-        state = note(paths, change)
+        note(paths, change, host, out)
     except Exception as exc:  # a metrics problem never changes a run's result
         return written(host, paths, None, f"metrics: cannot update {paths.state}: {exc}")
-    return written(host, paths, state)
+    return said(host, paths, out)
+
+
+def rendered(host: Host, paths: HostPaths, state: dict) -> Optional[str]:
+    """The exposition of `state` written to the textfile; the failure (and
+    any malformed value left out: IGNORED), or None. Never raises."""
+    try:
+        failed = publish(host, exposition(host, state))
+    except Exception as exc:  # a malformed state.json: the run's result stands
+        failed = f"metrics: cannot render {paths.state}: {type(exc).__name__}: {exc}"
+    if IGNORED and not failed:
+        failed = f"metrics: {paths.state}'s metrics key holds values that are not numbers, left out: " \
+                 + "; ".join(dict.fromkeys(IGNORED))
+    IGNORED.clear()
+    return failed
+
+
+def said(host: Host, paths: HostPaths, out: dict) -> Optional[str]:
+    """A write made under the lock (folding's `out`): its failure said in
+    the update log when it changed (state.json keeps it already)."""
+    failed = out.get("failed")
+    if failed != out.get("before"):
+        logged(host, paths, failed, out.get("before"))
+    return failed
 
 
 def written(host: Host, paths: HostPaths, state: Optional[dict], failed: Optional[str] = None) -> Optional[str]:
     """The exposition of `state` (state.json as a run left it) written to
     the textfile, and a failure said once (tell); the failure, or None."""
     if state is not None:
-        try:
-            failed = publish(host, exposition(host, state))
-        except Exception as exc:  # a malformed state.json: the run's result stands
-            failed = f"metrics: cannot render {paths.state}: {type(exc).__name__}: {exc}"
-    if IGNORED and not failed:
-        failed = f"metrics: {paths.state}'s metrics key holds values that are not numbers, left out: " \
-                 + "; ".join(dict.fromkeys(IGNORED))
-    IGNORED.clear()
+        failed = rendered(host, paths, state)
     kept = (state or {}).get(KEY) if isinstance((state or {}).get(KEY), dict) else {}
     if failed != kept.get("failed"):
         tell(host, paths, failed, kept.get("failed"))
@@ -352,23 +383,35 @@ def written(host: Host, paths: HostPaths, state: Optional[dict], failed: Optiona
 def tell(host: Host, paths: HostPaths, failed: Optional[str], before: Optional[str]) -> None:
     """Say a write failure (or that writes work again) in the update log,
     and keep it in state so the next run says it only when it changed."""
+    if logged(host, paths, failed, before):
+        try:
+            note(paths, lambda kept: kept.update(failed=failed))
+        except Exception:  # noqa: BLE001 - never the run's result
+            pass
+
+
+def logged(host: Host, paths: HostPaths, failed: Optional[str], before: Optional[str]) -> bool:
+    """The update log's line for a write failure, or that writes work
+    again; False when the log itself cannot be written."""
     from .record import update_log_path
 
     line = f"warning: {failed}" if failed else f"metrics: written again ({before})"
     try:
         append_line(update_log_path(host, paths), f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} {line}", fsync=False)
-        note(paths, lambda kept: kept.update(failed=failed))
-    except Exception:  # noqa: BLE001 - never the run's result
-        pass  # the update log's own failure is the run's to say (record.append_run)
+    except Exception:  # noqa: BLE001 - the update log's own failure is the run's to say (record.append_run)
+        return False
+    return True
 
 
 def run_done(host: Host, trigger: str, result: str, code: int, seconds: float,
-             to: Optional[str] = None, subject: str = "", saved: Optional[dict] = None) -> Optional[str]:
+             to: Optional[str] = None, subject: str = "", saved: Optional[dict] = None,
+             published: Optional[dict] = None) -> Optional[str]:
     """After a pipeline run (local-update: cron's, a deploy's, a rollback's):
     counted, and the subject of a commit it deployed kept for the info
     metric. `saved`: state.json as the run's last save left it, with the
     run counted already (run_counted): a run that deployed nothing then
-    writes only the textfile."""
+    writes only the textfile; `published`: run_counted's `out` when that
+    save wrote the textfile too (under the lock), so only its failure is said."""
     now = time.time()
     keep = result == "deployed" and to and subject
 
@@ -379,6 +422,8 @@ def run_done(host: Host, trigger: str, result: str, code: int, seconds: float,
             kept["subject"] = [to, subject]
 
     if saved is not None and not keep:
+        if published and "failed" in published:
+            return said(host, HostPaths.for_home(host.home), published)
         return written(host, HostPaths.for_home(host.home), saved)
     return after(host, change)
 
