@@ -19,7 +19,7 @@ from fabops import __version__, inventory
 from fabops.host import prom
 from fabops.paths import HostPaths
 from fabops.shortsha import short_sha
-from tests.conftest import run_cli
+from tests.conftest import require, run_cli
 
 SHA = "a" * 40
 # A sample line: name, {labels}, value (no timestamp: the textfile collector refuses one)
@@ -141,10 +141,11 @@ def test_metrics_dir_is_a_checked_host_path(tmp_path):
 # ------------------------------------------------------------ a real run
 
 def promtool_check(text: str) -> None:
-    """`promtool check metrics` on the exposition, where promtool is
-    installed (Debian's prometheus package; .ci/run installs it)."""
-    if shutil.which("promtool") is None:
-        return
+    """`promtool check metrics` on the exposition. Without promtool the
+    test is skipped, never passed silently; under FABOPS_REQUIRE_ALL=1 (CI:
+    .ci/run installs Debian's prometheus package) it fails. Call it last:
+    a skip ends the test."""
+    require(shutil.which("promtool") is not None, "promtool is not installed (apt-get install prometheus)")
     r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
 
@@ -167,7 +168,6 @@ def test_sandbox_deploy_writes_the_textfile(sandbox, tmp_path):
     assert sorted(families["fabops_runs_total"]["samples"]) == [
         ('fabops_host="local",trigger="cron",result="deployed"', 1),
         ('fabops_host="local",trigger="cron",result="noop"', 1)]
-    promtool_check(text)
     # `fabops metrics` reads the same state (one command through the host's
     # Target) and prints the same exposition
     r = run_cli("metrics", "-i", str(sandbox.inventory))
@@ -179,6 +179,7 @@ def test_sandbox_deploy_writes_the_textfile(sandbox, tmp_path):
     assert families["fabops_service_up"]["samples"] == [('fabops_host="local",service="bot"', 1)]
     assert families["fabops_service_http_status"]["samples"] == [('fabops_host="local",service="bot"', 200)]
     assert ('fabops_host="local",trigger="health",result="ok"', 1) in families["fabops_runs_total"]["samples"]
+    promtool_check(text)
 
 
 def test_metrics_of_several_hosts_name_each_family_once(tmp_path):
@@ -389,3 +390,18 @@ def test_the_textfile_is_written_under_the_state_lock(tmp_path, monkeypatch):
     prom.health_done(h, "ok", 0, 0.1, [])
     assert locked == [True, True]
     assert 'trigger="health",result="ok"} 1' in (d / "fabops-web.prom").read_text()
+
+
+def test_promtool_missing_fails_under_require_all(monkeypatch):
+    """#27's review: promtool_check returned quietly without promtool, so
+    CI passed without ever checking the format; under FABOPS_REQUIRE_ALL=1
+    a missing promtool fails the test."""
+    from tests import conftest
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(conftest, "REQUIRE_ALL", True)
+    with pytest.raises(pytest.fail.Exception, match="promtool"):
+        promtool_check("")
+    monkeypatch.setattr(conftest, "REQUIRE_ALL", False)
+    with pytest.raises(pytest.skip.Exception):
+        promtool_check("")
