@@ -225,3 +225,20 @@ def test_a_crash_loop_whose_new_instance_listens_is_the_commits_failure_not_held
     dead = Manager(lambda s: ServiceStatus(s.name, False, "activating", None))
     seen = readiness.watch(dead, [svc()], clock=clock, sleep=clock.sleep, probe=probe, gated={"bot": 99999})
     assert seen.phase == "watch" and "died" in seen.message, seen
+
+
+def test_quick_health_measures_each_check(monkeypatch):
+    """#27's trial: health --json said `"seconds": 0.0` and
+    fabops_service_check_duration_seconds 0 for a check monitor timed at
+    7-49 ms. Each result carries how long its status read, port and HTTP
+    check took."""
+    import time
+
+    class Slow(Probe):
+        def http(self, check):
+            time.sleep(0.02)
+            return super().http(check)
+
+    [r] = readiness.quick_health(Manager(up()), [svc()], probe=Slow(lambda n: 200))
+    assert r.ok and 0.02 <= r.seconds < 5, r.seconds
+    assert r.to_dict()["seconds"] >= 0.02

@@ -420,33 +420,41 @@ def _watch_look(svc: Service, st, pid: Optional[int], elapsed: float, probe, che
 
 
 def quick_health(manager: ServiceManager, services, probe=None) -> List[Readiness]:
-    """One look, no waiting: active, port, one HTTP check. For no-op runs."""
+    """One look, no waiting: active, port, one HTTP check. For no-op runs.
+    Each result's `seconds` is how long its check took: the one status
+    read all services share, plus its own port and HTTP check (health
+    --json and fabops_service_check_duration_seconds, docs/metrics.md)."""
     probe = probe or LocalProbe()
     out: List[Readiness] = []
+    started = time.monotonic()
     statuses = manager.status(services)
+    shared = time.monotonic() - started
     for svc in services:
-        st = statuses[svc.name]
-        if not (st.active and st.pid):
-            found = owner(probe, svc.port, svc, st.pid) if svc.port else None
-            held = found is not None and found.state == OTHER
-            out.append(Readiness(svc.name, False, "held" if held else "active",
-                                 found.refusal(svc.name, _said(st.state)) if held
-                                 else f"{svc.name} is {state_phrase(st.state)}", pid=st.pid))
-            continue
-        found = owner(probe, svc.port, svc, st.pid) if svc.port else None
-        if found is not None and found.state == OTHER:
-            out.append(Readiness(svc.name, False, "held", found.held_message(svc.name), pid=st.pid))
-            continue
-        if found is not None and found.state == CLOSED:
-            out.append(Readiness(svc.name, False, "port", f"{svc.name}: port {svc.port} not listening", pid=st.pid))
-            continue
-        if svc.check is not None:
-            status, detail, _ = probe.http(svc.check)
-            if status != svc.check.expect:
-                out.append(Readiness(svc.name, False, "http", f"{svc.name}: check gave {detail}", pid=st.pid, http_status=status))
-                continue
-        out.append(Readiness(svc.name, True, "ready", f"{svc.name} healthy", pid=st.pid))
+        began = time.monotonic()
+        r = _look_at(svc, statuses[svc.name], probe)
+        r.seconds = shared + time.monotonic() - began
+        out.append(r)
     return out
+
+
+def _look_at(svc, st, probe) -> Readiness:
+    """quick_health's look at one service whose status is `st`."""
+    if not (st.active and st.pid):
+        found = owner(probe, svc.port, svc, st.pid) if svc.port else None
+        held = found is not None and found.state == OTHER
+        return Readiness(svc.name, False, "held" if held else "active",
+                         found.refusal(svc.name, _said(st.state)) if held
+                         else f"{svc.name} is {state_phrase(st.state)}", pid=st.pid)
+    found = owner(probe, svc.port, svc, st.pid) if svc.port else None
+    if found is not None and found.state == OTHER:
+        return Readiness(svc.name, False, "held", found.held_message(svc.name), pid=st.pid)
+    if found is not None and found.state == CLOSED:
+        return Readiness(svc.name, False, "port", f"{svc.name}: port {svc.port} not listening", pid=st.pid)
+    if svc.check is not None:
+        status, detail, _ = probe.http(svc.check)
+        if status != svc.check.expect:
+            return Readiness(svc.name, False, "http", f"{svc.name}: check gave {detail}", pid=st.pid, http_status=status)
+    return Readiness(svc.name, True, "ready", f"{svc.name} healthy", pid=st.pid)
 
 
 def held_ports(manager: ServiceManager, services, probe=None, running: bool = False) -> List[str]:
