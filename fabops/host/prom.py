@@ -395,7 +395,11 @@ def logged(host: Host, paths: HostPaths, failed: Optional[str], before: Optional
     again; False when the log itself cannot be written."""
     from .record import update_log_path
 
-    line = f"warning: {failed}" if failed else f"metrics: written again ({before})"
+    # the failure said once: "metrics: written again (… is not a directory …)",
+    # not the failure's own "metrics: " prefix a second time (#27's trial)
+    was = str(before or "")
+    was = was[len("metrics: "):] if was.startswith("metrics: ") else was
+    line = f"warning: {failed}" if failed else f"metrics: written again ({was})"
     try:
         append_line(update_log_path(host, paths), f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} {line}", fsync=False)
     except Exception:  # noqa: BLE001 - the update log's own failure is the run's to say (record.append_run)
