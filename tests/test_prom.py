@@ -407,3 +407,20 @@ def test_promtool_missing_fails_under_require_all(monkeypatch):
     monkeypatch.setattr(conftest, "REQUIRE_ALL", False)
     with pytest.raises(pytest.skip.Exception):
         promtool_check("")
+
+
+def test_the_cron_stalled_example_alerts_on_the_last_run():
+    """#27's review: docs/metrics.md's "cron stalled" example used the last
+    converged update check, so it fired while updates failed and on
+    weekday-only schedules; a stalled cron is one whose runs stop. Every
+    metric an example names is one this module writes."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "metrics.md").read_text()
+    examples = text.split("## Example queries", 1)[1].split("```text", 1)[1].split("```", 1)[0]
+    lines = examples.splitlines()
+    stalled = lines[[i for i, line in enumerate(lines) if line.startswith("# cron stalled")][0] + 1]
+    assert 'fabops_last_run_timestamp_seconds{trigger="cron"}' in stalled, stalled
+    kept: dict = {}
+    prom.counted(kept, "cron", "noop", 0, 0.1, 1.0)
+    written = set(parsed(prom.render(prom.families(host(Path("/nonexistent")), {prom.KEY: kept}, 1.0))))
+    named = set(re.findall(r"\bfabops_[a-z_]+", examples))
+    assert named <= written | {"fabops_service_up"}, named - written
