@@ -188,7 +188,7 @@ def test_metrics_of_several_hosts_name_each_family_once(tmp_path):
     one, two = host(tmp_path), inventory.loads(yaml.safe_dump({"hosts": {"db": {
         "connection": "local", "app": {"path": str(tmp_path / "app")}}}})).hosts["db"]
     text = prom.render(prom.merged([prom.families(one, {}, 1.0), prom.families(two, {}, 1.0, build=("0.0.9", "3.9"))]))
-    mine = "%d.%d.%d" % sys.version_info[:3]  # this process's: a local host runs this very fabops
+    mine = "%d.%d" % sys.version_info[:2]  # this process's: a local host runs this very fabops
     assert text.count("# TYPE fabops_build_info ") == 1
     assert parsed(text)["fabops_build_info"]["samples"] == [
         (f'fabops_host="web",version="{__version__}",python="{mine}"', 1),
@@ -424,3 +424,18 @@ def test_the_cron_stalled_example_alerts_on_the_last_run():
     written = set(parsed(prom.render(prom.families(host(Path("/nonexistent")), {prom.KEY: kept}, 1.0))))
     named = set(re.findall(r"\bfabops_[a-z_]+", examples))
     assert named <= written | {"fabops_service_up"}, named - written
+
+
+def test_build_info_names_python_as_the_install_marker_does(tmp_path):
+    """#27's trial: the textfile said python="3.11.7" (this process) where
+    `fabops metrics` said "3.11" (the install marker): two series. Both are
+    major.minor now, and a marker that kept the full version reads the same."""
+    from fabops.prometheus import _build
+
+    one = host(tmp_path)
+    label = lambda build: parsed(prom.render(prom.families(one, {}, 1.0, build=build)))[
+        "fabops_build_info"]["samples"][0][0]
+    mine = "%d.%d" % sys.version_info[:2]
+    assert label(None) == f'fabops_host="web",version="{__version__}",python="{mine}"'
+    assert label(_build({"version": __version__, "python": mine}, True)) == label(None)
+    assert label(_build({"version": __version__, "python": mine + ".7"}, True)) == label(None)

@@ -180,7 +180,11 @@ def families(host: Host, state: dict, now: float, build: Optional[Tuple[str, str
 
     me = (("fabops_host", host.name),)
     kept = state.get(KEY) if isinstance(state.get(KEY), dict) else {}
-    version, python = build or (__version__, "%d.%d.%d" % sys.version_info[:3])
+    # Python as major.minor, the form the install marker keeps (install.py):
+    # a host's textfile and `fabops metrics` (which reads the marker) then
+    # print one series, not two (docs/metrics.md, fabops_build_info)
+    version, python = build or (__version__, "%d.%d" % sys.version_info[:2])
+    python = python_label(python)
     out: List[Family] = [
         ("fabops_build_info", "gauge", "The fabops version on the host, and its Python; always 1.",
          [(me + (("version", version), ("python", python)), 1)] if version else []),
@@ -191,6 +195,13 @@ def families(host: Host, state: dict, now: float, build: Optional[Tuple[str, str
     out += service_families(me, kept)
     out += backup_families(me, kept)
     return out
+
+
+def python_label(version: str) -> str:
+    """A Python version as fabops_build_info's label has it: major.minor
+    ("3.11.7" -> "3.11"); a marker that kept the full version (or any
+    other text) then names the same series as the host's own runs."""
+    return ".".join(str(version or "").split(".")[:2])
 
 
 def deployed_families(me, state: dict, kept: dict) -> List[Family]:
