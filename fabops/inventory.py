@@ -556,18 +556,37 @@ def _layered(layers: List[Tuple[str, dict]]) -> Tuple[dict, Dict[str, str]]:
     return merged, origins
 
 
-def _disagreements(host: str, groups: List[Tuple[str, dict]], found: Dict[Tuple[str, ...], List[str]]) -> None:
+def _disagreements(host: str, groups: List[Tuple[str, dict]], own: dict,
+                   found: Dict[Tuple[str, ...], List[str]]) -> None:
     """Note in `found` each value two of the host's groups set differently
     ((first group, second group, key path, the two values) -> hosts):
-    without group_order neither may win (docs/hosts.md, "Groups")."""
+    without group_order neither may win (docs/hosts.md, "Groups"). A key
+    the host sets itself (`own`) is no conflict: its value wins over both
+    groups, so neither group's value applies."""
+    mine = {path for path, _ in leaves(own)}
     for i, (first, one) in enumerate(groups):
         values = dict(leaves(one))
         for second, other in groups[i + 1:]:
             for path, value in leaves(other):
-                if path in values and values[path] != value:
-                    short = len(repr(value)) <= 30 and len(repr(values[path])) <= 30  # a list of services is not
-                    pair = f"{value!r} here, {values[path]!r} in groups.{first}: " if short else ""
+                if path in values and values[path] != value and not _overridden(path, mine):
+                    short = len(_written(value)) <= 30 and len(_written(values[path])) <= 30  # services are not
+                    pair = f"{_written(value)} here, {_written(values[path])} in groups.{first}: " if short else ""
                     found.setdefault((first, second, path, pair), []).append(host)
+
+
+def _overridden(path: str, own: set) -> bool:
+    """Whether the host's own leaves (`own`) set `path` or a whole map or
+    list above it (`_merge`: the host's value replaces what the groups set)."""
+    parts = path.split(".")
+    return any(".".join(parts[:n]) in own for n in range(1, len(parts) + 1))
+
+
+def _written(value: Any) -> str:
+    """A value as hosts.yml most likely wrote it, for a message: a number
+    is read as a float (_Validator.number), so `70` comes back 70.0; show 70."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return repr(value)
 
 
 
@@ -807,7 +826,7 @@ class _Validator:
                 own = self.host_fields(raw or {}, key)
                 mine = [g for g in layers if name in groups[g]]
                 if strict:
-                    _disagreements(name, [(g, layers[g]) for g in mine], conflicts)
+                    _disagreements(name, [(g, layers[g]) for g in mine], own, conflicts)
                 merged, origins[name] = _layered([("defaults", defaults), *((f"group {g}", layers[g]) for g in mine),
                                                   ("host", own)])
                 hosts[name] = self.finish_host(name, merged, key)

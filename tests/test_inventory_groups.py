@@ -73,8 +73,22 @@ def test_two_groups_disagreeing_for_a_host_name_both():
                                "staging": {"hosts": ["w1"], "thresholds": {"cpu": 90}}}}
     (key, problem), = problems(data)
     assert key == "groups.staging.thresholds.cpu"
-    assert "90.0 here, 85.0 in groups.web" in problem and "w1 is in groups web and staging" in problem
+    # the values as hosts.yml wrote them, not as read (90.0)
+    assert "90 here, 85 in groups.web" in problem and "w1 is in groups web and staging" in problem
     assert "group_order" in problem
+
+
+def test_a_key_the_host_sets_itself_is_no_conflict_between_its_groups():
+    """The host's own value wins over both groups, so neither group's
+    applies (#28's trial: exit 78 while local set thresholds.cpu itself)."""
+    groups = {"team": {"hosts": ["w1", "w2"], "thresholds": {"cpu": 70}, "services": [{"name": "x"}]},
+              "stage": {"hosts": ["w1", "w2"], "thresholds": {"cpu": 50}, "services": [{"name": "y"}]}}
+    hosts = {"w1": {"thresholds": {"cpu": 10}, "services": [{"name": "z"}]}, "w2": {"thresholds": {"cpu": 10}}}
+    (key, problem), = problems({**BASE, "groups": groups, "hosts": hosts})
+    assert key == "groups.stage.services" and problem.startswith("w2 is in groups team and stage")
+    hosts["w2"]["services"] = []
+    inv = load({**BASE, "groups": groups, "hosts": hosts})
+    assert inv.hosts["w1"].thresholds["cpu"] == 10.0 and inv.origins["w1"]["thresholds.cpu"] == "host"
 
 
 def test_the_cli_exits_78_on_a_conflict(tmp_path):
