@@ -439,3 +439,18 @@ def test_build_info_names_python_as_the_install_marker_does(tmp_path):
     assert label(None) == f'fabops_host="web",version="{__version__}",python="{mine}"'
     assert label(_build({"version": __version__, "python": mine}, True)) == label(None)
     assert label(_build({"version": __version__, "python": mine + ".7"}, True)) == label(None)
+
+
+def test_docs_say_how_stale_the_textfile_is_after_a_laptop_change():
+    """#27's trial: `inv unpin` left fabops_pinned 1 in the textfile while
+    `inv metrics` said 0. unpin and reset write state.json agentless (the
+    host's python3, not its fabops), so they cannot render the file: the
+    docs say so, and for how long it stays stale."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "metrics.md").read_text()
+    part = text.split("### How stale the textfile can be", 1)[1].split("\n## ", 1)[0]
+    for words in ("`unpin`", "`reset`", "`fabops_pinned 1`", "`schedule.update`", "every 5 minutes",
+                  "`inv metrics` reads state.json"):
+        assert words in " ".join(part.split()), words
+    from fabops.validate import DEFAULT_SCHEDULE
+
+    assert DEFAULT_SCHEDULE["update"] == "*/5 * * * *" and DEFAULT_SCHEDULE["health"] == "*/10 * * * *"
