@@ -87,9 +87,11 @@ def test_reset_dry_run_changes_nothing(deployed):
     assert r.returncode == 0 and "?? untracked.txt" in r.stdout, r.stdout + r.stderr
     said = [ln for ln in r.stdout.splitlines() if ln.startswith("[h1] would ")]
     assert said[0].startswith("[h1] would save .env and local changes: 1 local change; saved to ") and \
-        said[1:3] == ["[h1] would stop bot: nothing runs while the checkout is reset",
-                      f"[h1] would reset {deployed.origin.head[:10]} -> {deployed.origin.head[:10]}: origin/main, "
-                      "git reset --hard and clean -fd (ignored files stay)"], said
+        said[1] == "[h1] would stop bot: nothing runs while the checkout is reset", said
+    # already at origin's head: it says so, and what clean -fd removes (5aae2f3)
+    assert said[2].startswith(f"[h1] would reset the checkout at {deployed.origin.head[:10]}: already origin/main; "
+                              "git reset --hard, then git clean -fd removes the 1 untracked file listed above "
+                              "from the app directory, saved to ~/backup/reset-<time>/"), said
     assert said[-2:] == ["[h1] would start bot: then poll it until ready",
                          "[h1] would record state.json: deployed (when healthy)"], said  # no pin to clear
     r = cli(deployed, "reset", "--dry-run", "--json")
