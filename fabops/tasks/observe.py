@@ -38,7 +38,7 @@ def render_host(facts, host, show_history=False):
 
     lines = [_system_line(facts, host.thresholds)]
     lines += _deploy_lines(facts.get("deploy"))
-    lines += _backup_lines(facts.get("backup"))
+    lines += _backup_lines(facts.get("backup"), facts.get("findings") or ())
     lines += _log_lines(facts)
     if show_history:
         lines += _history_lines(facts.get("history") or {})
@@ -147,11 +147,12 @@ def _deploy_lines(dep) -> list:
     return [line] + verdict_lines(dep.get("verdict")) + pin_lines(dep) + running
 
 
-def _backup_lines(b) -> list:
+def _backup_lines(b, findings=()) -> list:
     """The last backup: when, under which schedule, ok or FAILED (its
-    reason's head), whether it is off the host, and the last good one's
-    age after a failure (docs/monitor.md, "Backups"). Nothing with
-    backup.schedule off and no backup, or when it was not read."""
+    reason's head, unless a finding below carries it), whether it is off
+    the host, and the last good one's age after a failure
+    (docs/monitor.md, "Backups"). Nothing with backup.schedule off and no
+    backup, or when it was not read."""
     from ..monitor import reason_head
     from .render import ago, literal
 
@@ -166,8 +167,13 @@ def _backup_lines(b) -> list:
     if last["ok"]:
         return [f"last backup {ago(last['at'])}{sched}: [green]ok[/green], {where}"]
     good = ago(b["last_ok_at"]) if b["last_ok_at"] else "never"
-    return [f"last backup {ago(last['at'])}{sched}: [red]FAILED[/red], {where}; last good one {good}; why: "
-            f"{literal(reason_head(last['message']))}"]
+    line = f"last backup {ago(last['at'])}{sched}: [red]FAILED[/red], {where}; last good one {good}"
+    # the row says the state; a finding (backup failed/late) says the reason
+    # whole, so the row saying it too was one fact on five lines (#24's trial)
+    reason = reason_head(last["message"], None)
+    if any(reason in f["message"] for f in findings):
+        return [line]
+    return [f"{line}; why: {literal(reason_head(last['message']))}"]
 
 
 def _errors_where(facts) -> str:
