@@ -146,6 +146,11 @@ def test_show_says_where_each_value_came_from(width):
     r = run_cli("hosts", "-i", FIXTURE, "--show", "web1", env={"COLUMNS": str(width)})
     assert r.returncode == 0, r.stderr
     check("hosts-show", width, r.stdout)
+    assert all(len(ln) <= width for ln in r.stdout.splitlines())
+    # a value too long for its column is whole on a line of its own, never
+    # broken mid-word (#28's trial: `.../host/back` | `up`)
+    assert "    /home/ec2-user/voice-meeting-bot/.fabops-demo/host/backup\n" in r.stdout \
+        or "/home/ec2-user/voice-meeting-bot/.fabops-demo/host/backup   " in r.stdout
     assert "s3cret" not in r.stdout  # masked as hosts --json masks it
     assert [ln.split() for ln in r.stdout.splitlines() if ln.startswith("schedule.clean")] == [
         ["schedule.clean", "off", "group", "staging"]]

@@ -79,21 +79,44 @@ def _show(inv, chosen, json: bool) -> None:
             for h in chosen}})
         return
     from rich.markup import escape
-    from rich.table import Table
 
     from .render import console
 
     out = console()
     for h in chosen:
-        table = Table(title=f"{h.name} ({inv.path})", title_justify="left", box=None, padding=(0, 2, 0, 0))
-        table.add_column("setting", no_wrap=True)
-        table.add_column("value", overflow="fold")
-        table.add_column("from", no_wrap=True)
-        for key, value, src in inv.settings(h):
-            shown = "off" if value is None and key.startswith(("schedule.", "backup.schedule")) else _value(value)
-            table.add_row(escape(key), escape(shown), f"[dim]{escape(src)}[/dim]" if src == "built-in"
-                          else f"[bold]{escape(src)}[/bold]")
-        out.print(table)
+        rows = [(key, "off" if value is None and key.startswith(("schedule.", "backup.schedule")) else _value(value),
+                 src) for key, value, src in inv.settings(h)]
+        out.print(escape(f"{h.name} ({inv.path})"))
+        for line in _show_lines(rows, out.width):
+            out.print(line, no_wrap=True, overflow="ignore", crop=False)
+
+
+def _show_lines(rows, width: int) -> list:
+    """`hosts --show`'s rows as markup lines: setting, value, from. The
+    setting and from columns are as wide as their longest entry and the
+    value gets the rest; a value longer than that is never broken mid-word
+    in its column (#28's trial read `.../host/back` | `up`): it goes whole
+    on a line of its own under the row, indented, a path deeper than that
+    line broken only after a `/` (_base.fitted, as docs/architecture.md's
+    rendering rules keep paths whole)."""
+    import textwrap
+
+    from rich.markup import escape
+
+    from ._base import fitted
+
+    key_w = max(len("setting"), *(len(k) for k, _, _ in rows))
+    room = max(width - key_w - max(len("from"), *(len(s) for _, _, s in rows)) - 4, 10)
+    value_w = min(room, max(len("value"), *(len(v) for _, v, _ in rows if len(v) <= room)))
+    lines = [f"[bold]{'setting'.ljust(key_w)}  {'value'.ljust(value_w)}  from[/bold]"]
+    for key, shown, src in rows:
+        where = f"[dim]{escape(src)}[/dim]" if src == "built-in" else f"[bold]{escape(src)}[/bold]"
+        fits = len(shown) <= value_w
+        lines.append(f"{escape(key.ljust(key_w))}  {escape(shown.ljust(value_w)) if fits else ' ' * value_w}  {where}")
+        if not fits:
+            lines += ["    " + escape(piece) for piece in textwrap.wrap(
+                fitted(shown, width - 4), width - 4, break_long_words=False, break_on_hyphens=False)]
+    return lines
 
 
 def _value(value) -> str:
