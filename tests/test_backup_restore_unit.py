@@ -205,8 +205,8 @@ def test_an_in_place_restore_is_recorded_in_history_and_a_failure_notified(host_
     """As a run is (before: no history line, no notification)."""
     host, paths, log = host_with_service
     sent = []
-    monkeypatch.setattr("fabops.notify.notify", lambda name, event, message, home=None: sent.append(
-        (event, message)) or [])
+    monkeypatch.setattr("fabops.notify.notify", lambda name, event, message, home=None, **_: sent.append(
+        (event, message)) or [])  # **_: environment=, since #28
     old = _snapshot(host, paths, "old\n")
     saving = _saving(host, paths)
     ok = restore.restore(host, paths, old["run_id"], None, None, lambda: run(replace(plan(host, paths), delete=()),
@@ -219,6 +219,27 @@ def test_an_in_place_restore_is_recorded_in_history_and_a_failure_notified(host_
         ("restore", "restored", 0, old["run_id"]), ("restore", "restore_failed", 2, old["run_id"])]
     assert recs[0]["saved"] == ok["saved"] and "files (OSError: full)" in recs[1]["message"]
     assert sent == [("restore_failed", bad["restore"]["refused"])]
+
+
+
+def test_an_in_place_restore_writes_the_hosts_metrics(host_with_service, monkeypatch, tmp_path):
+    """#27's trial: a restore was a run in history but not in the textfile,
+    so a restore_failed (services held) was invisible to Prometheus. Each
+    counts as trigger="restore" with its exit code, as a backup counts."""
+    host, paths, _log = host_with_service
+    host = replace(host, metrics_dir=str(tmp_path / "textfile"))
+    (tmp_path / "textfile").mkdir()
+    monkeypatch.setattr("fabops.notify.notify", lambda *a, **k: [])
+    old = _snapshot(host, paths, "old\n")
+    restore.restore(host, paths, old["run_id"], None, None, lambda: run(replace(plan(host, paths), delete=()),
+                                                                        paths), 5, _saving(host, paths))
+    restore.restore(host, paths, old["run_id"], None, None, lambda: {
+        "run_id": "x", "ok": False, "items": [{"name": "files", "ok": False, "error": "OSError: full"}]}, 5,
+        _saving(host, paths))
+    text = (tmp_path / "textfile" / "fabops-h.prom").read_text()
+    assert 'fabops_runs_total{fabops_host="h",trigger="restore",result="restored"} 1' in text
+    assert 'fabops_runs_total{fabops_host="h",trigger="restore",result="restore_failed"} 1' in text
+    assert 'fabops_last_run_exit_code{fabops_host="h",trigger="restore"} 2' in text
 
 
 # ------------------------------------------------------------------ the plan, and its dry run (#24)

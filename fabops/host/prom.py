@@ -460,6 +460,15 @@ def backup_done(host: Host, rec: dict, items: List[dict]) -> Optional[str]:
     return after(host, change)
 
 
+def restore_done(host: Host, rec: dict) -> Optional[str]:
+    """After an in-place restore (its history record `rec`): counted
+    (trigger restore, result restored or restore_failed, its exit code: 5
+    when it holds the services), so a failed one is Prometheus' to see."""
+    now = time.time()
+    return after(host, lambda kept: counted(kept, "restore", str(rec.get("result")), int(rec.get("exit_code") or 0),
+                                            float(rec.get("duration") or 0), now))
+
+
 def clean_done(host: Host, files: int, freed: int) -> Optional[str]:
     """After a clean on the host: counted (trigger clean, result cleaned),
     and the files it deleted and the bytes it freed added to their totals."""

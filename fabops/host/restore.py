@@ -1037,7 +1037,7 @@ def record(host: Host, paths: HostPaths, done: dict, started: float, actor: str)
     from .record import append_run
 
     commit, message = read_object(paths.state).get("deployed"), why_failed(done)
-    append_run(host, paths, {  # and its update-log line, as every run's (a log not written: no error)
+    rec = {  # with its update-log line, as every run's (a log not written: no error)
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "ts": time.time(), "run_id": new_run_id(),
         "trigger": "restore", "actor": actor, "host": host.name, "from": commit, "to": commit,
         "result": "restored" if done["ok"] else "restore_failed",
@@ -1045,7 +1045,13 @@ def record(host: Host, paths: HostPaths, done: dict, started: float, actor: str)
         "message": message, "duration": round(time.monotonic() - started, 3), "steps": [],
         # what it took over or kept (Underway) and a Ctrl-C or SIGTERM it deferred (Deferred)
         "warnings": (done.get("warnings") or []) + (done.get("interrupted") or []),
-        "restored": done.get("run_id"), "saved": done.get("saved")})
+        "restored": done.get("run_id"), "saved": done.get("saved")}
+    append_run(host, paths, rec)
+    # counted and the textfile written as a backup is (docs/metrics.md, "Which
+    # runs count"): a restore_failed that holds the services is Prometheus' to see
+    from .prom import restore_done
+
+    restore_done(host, rec)
     if done["ok"]:
         return []
     return [d.to_dict() for d in notify(host.name, "restore_failed", message, home=host.home,
