@@ -418,7 +418,7 @@ def test_a_failure_notifies_once_per_reason_and_an_ok_run_makes_it_news_again(tm
 
     host, paths = repo_host(tmp_path)
     sent = []
-    monkeypatch.setattr("fabops.notify.notify", lambda name, event, message, home=None: sent.append(message) or [])
+    monkeypatch.setattr("fabops.notify.notify", lambda name, event, message, home=None, environment=None: sent.append(message) or [])
     down = {"items": [], "offsite": {"error": "off-host copy: restic snapshots exited 1: port 40123 refused"}}
     backup.notify_once(host, paths, down)
     backup.notify_once(host, paths, {**down, "offsite": {"error": down["offsite"]["error"].replace("123", "9")}})

@@ -338,7 +338,7 @@ def test_a_backup_run_refuses_while_a_restore_is_cut_off(tmp_path, monkeypatch, 
     host, paths = local(tmp_path, {"files": ["data"]})
     (tmp_path / "app" / "data").mkdir()
     sent = []
-    monkeypatch.setattr("fabops.notify.notify", lambda name, event, message, home=None: sent.append(message) or [])
+    monkeypatch.setattr("fabops.notify.notify", lambda name, event, message, home=None, environment=None: sent.append(message) or [])
     words = restore_cut_off_text(CUT, host.name)
     if how == "mark":
         merge_state_file(paths.state, {"in_progress": MARK})
