@@ -323,6 +323,10 @@ class Inventory(Frozen):
     # hosts.yml gave each value the host has (`hosts --show`); a path not
     # here is fabops' own default
     origins: Dict[str, Dict[str, str]] = field(default_factory=dict)
+    # group -> the key paths its settings set (a plain-list group: none), and
+    # the groups marked `environment: true`: `hosts --json` (docs/json.md)
+    group_keys: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
+    environments: Tuple[str, ...] = ()
 
     def names(self) -> List[str]:
         return list(self.hosts) + [g for g in self.groups if g not in self.hosts]
@@ -808,7 +812,9 @@ class _Validator:
                 known_hosts = self.string(top["known_hosts"], "known_hosts")
                 base = os.path.dirname(os.path.abspath(self.path))
                 known_hosts = os.path.join(base, os.path.expanduser(known_hosts))
-        return Inventory(self.path, hosts, groups, default, known_hosts, origins)
+        return Inventory(self.path, hosts, groups, default, known_hosts, origins,
+                         {g: tuple(path for path, _ in leaves(settings.get(g, {}))) for g in groups},
+                         tuple(environments))
 
     def hosts(self, raw_hosts: dict, defaults: dict, groups: Dict[str, Tuple[str, ...]], layers: Dict[str, dict],
               strict: bool) -> Tuple[Dict[str, Host], Dict[str, Dict[str, str]]]:

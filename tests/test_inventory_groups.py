@@ -178,3 +178,15 @@ def test_show_refuses_check_and_an_unknown_host():
     assert r.returncode == USAGE and "--show and --check" in r.stderr
     r = run_cli("hosts", "-i", FIXTURE, "--show", "nope")
     assert r.returncode == USAGE and "unknown host or group 'nope'" in r.stderr
+
+
+def test_hosts_json_says_what_each_group_sets_beside_its_members():
+    """#28's trial: `groups` was only {"staging": ["web1"]}. Its lists stay
+    as consumers read them; group_settings and environments are beside."""
+    r = run_cli("hosts", "-i", FIXTURE, "--json")  # run_cli validates it against the schema
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["groups"] == {"web": ["web1", "web2"], "staging": ["web1"]}
+    assert data["group_settings"]["web"] == [] and "app.branch" in data["group_settings"]["staging"]
+    assert "environment" not in data["group_settings"]["staging"]  # a mark, not a setting
+    assert data["environments"] == ["staging"]

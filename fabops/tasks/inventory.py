@@ -19,9 +19,7 @@ def hosts(c, check=False, wide=False, json=False, inventory=None, show=None):
         _show(inv, inv.select(show), json)
         return
     if json:
-        print_json({"schema": JSON_SCHEMA, "code": 0, "path": inv.path, "default": inv.default,
-                    "groups": {k: list(v) for k, v in inv.groups.items()},
-                    "hosts": {name: h.shown_dict() for name, h in inv.hosts.items()}})
+        _json(inv)
         return
     if check:
         print_text(f"{inv.path}: OK ({_count(len(inv.hosts), 'host')}, {_count(len(inv.groups), 'group')})")
@@ -68,6 +66,18 @@ def hosts(c, check=False, wide=False, json=False, inventory=None, show=None):
     for label, address, groups, app, services in rows:
         table.add_row(f"[bold]{escape(label)}[/bold]", escape(address), escape(groups), app, "\n".join(services))
     out.print(table)
+
+
+def _json(inv) -> None:
+    """`hosts --json` (docs/json.md): every host's settings, masked, and the groups."""
+    print_json({"schema": JSON_SCHEMA, "code": 0, "path": inv.path, "default": inv.default,
+                "groups": {k: list(v) for k, v in inv.groups.items()},
+                # beside `groups`, whose lists consumers read as they were: the
+                # key paths each group sets (their values, masked, are each
+                # member's in `hosts`; `hosts --show` says which came from it)
+                "group_settings": {k: list(v) for k, v in inv.group_keys.items()},
+                "environments": list(inv.environments),
+                "hosts": {name: h.shown_dict() for name, h in inv.hosts.items()}})
 
 
 def _show(inv, chosen, json: bool) -> None:
