@@ -46,7 +46,7 @@ def _closing(out: str, columns: int = 80) -> list:
     assert closing[0].startswith(("✅ ", "❌ ")), closing
     for ln in closing:
         assert cell_len(ln) <= columns and not ln.endswith(" "), closing
-    starts = ("✅ ", "❌ ", "your own commits: ", "still running: ", "the app's port in hosts.yml")
+    starts = ("✅ ", "❌ ", "settings: ", "your own commits: ", "still running: ", "the app's port in hosts.yml")
     assert len(closing) > 1 and all(ln.startswith(starts) or ln.startswith("   ") for ln in closing), closing
     return closing
 
@@ -92,6 +92,8 @@ def test_keep_says_how_to_stop_the_app_and_the_next_demo_stops_it(tmp_path):
         lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
         at = max(i for i, ln in enumerate(lines) if "steps behaved as narrated" in ln)
         at = next(i for i in range(at, len(lines)) if lines[i].startswith("still running: "))
+        settings = _flat(lines[lines.index(next(ln for ln in lines if ln.startswith("settings: "))):][:3])
+        assert settings.startswith(f"settings: `-i {box}/hosts.yml -H local` reads the sandbox's own copy"), settings
         commits = _flat(lines[lines.index(next(ln for ln in lines if ln.startswith("your own commits: "))):at])
         assert commits == (f"your own commits: `git commit` and `git push` in {box}/author (the sandbox's author "
                            "clone; it pushes to the sandbox's origin), then "
@@ -149,6 +151,11 @@ def test_demo_stop_stops_the_kept_app_and_keeps_the_sandbox(tmp_path):
         for span in ("`fabops demo --stop`", "`fabops demo`", "`fabops deploy -H local`"):  # each whole on one line, to copy
             assert any(span in ln for ln in closing), (span, closing)
         commits = [i for i, ln in enumerate(closing) if ln.startswith("your own commits: ")][0]
+        # which inventory -H local reads, and where the sandbox's settings change (#24's trial)
+        settings = [i for i, ln in enumerate(closing) if ln.startswith("settings: ")][0]
+        assert _flat(closing[settings:commits]) == (
+            "settings: `-H local` reads the `local` host of hosts.yml; change the sandbox's settings there "
+            "(.fabops-demo/hosts.yml is the demo's copy of it, written again by each `fabops demo`)"), closing
         assert _flat(closing[commits:last]).startswith(
             "your own commits: `git commit` and `git push` in .fabops-demo/author "), closing  # relative to here
 
@@ -346,3 +353,41 @@ def test_the_demo_refuses_a_local_path_outside_its_sandbox(tmp_path):
 
     with pytest.raises(UsageError, match=r"hosts.local.home: '~/.fabops/app' is outside .fabops-demo/"):
         sandbox_entry({"app": {"path": ".fabops-demo/host/app"}, "home": "~/.fabops/app"}, tmp_path, 3013)
+
+
+def test_stop_names_the_agent_it_leaves_running(tmp_path, monkeypatch):
+    """#24's trial: `demo --stop` left the per-user agent running (it ends
+    after 10 idle minutes) and said nothing of it. The stop names it and
+    how to end it now; with no agent answering, nothing is added."""
+    import io
+    import os
+    import socket
+    import tempfile
+
+    from rich.console import Console
+
+    from fabops.agent import where
+    from fabops.tasks import demo
+
+    short = tempfile.mkdtemp(dir="/tmp")  # a unix socket's path has ~100 characters
+    monkeypatch.setattr(where, "socket_dir", lambda: short)
+    monkeypatch.delenv("FABOPS_AGENT_IDLE", raising=False)
+
+    def said() -> str:
+        buf = io.StringIO()
+        demo._stop(Console(file=buf, width=200), tmp_path / "none")
+        return buf.getvalue()
+
+    assert "still running" not in said()
+    listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listening.bind(where.socket_path(short))
+        listening.listen(1)
+        text = said()
+    finally:
+        listening.close()
+        os.unlink(where.socket_path(short))
+        os.rmdir(short)
+    assert text.startswith("nothing to stop: "), text
+    assert ("still running: your fabops agent (docs/agent.md); it ends by itself after 10 minutes without a "
+            "command, `fabops agent stop` ends it now") in text, text

@@ -63,6 +63,7 @@ def demo(c, dir=None, keep=False, stop=False, inventory=None):
         say_wrapped(out, f"the app's port in hosts.yml was taken, so it listens on another one: "
                          f"`{program()} monitor -i {result.inventory} -H local` looks at it")
     if keep:
+        _settings(out, inv.path, result.inventory, own=bool(dir or result.port_moved))
         _your_commits(out, base, result.inventory if dir or result.port_moved else inventory)
         again = f"{program()} demo" + (f" -i {inventory}" if inventory else "") + (f" --dir {dir}" if dir else "")
         _left_running(out, result, again)
@@ -84,6 +85,52 @@ def _stop(out, base: Path) -> None:
     else:
         say_wrapped(out, f"nothing to stop: no demo app is running from {literal(str(base))}",
                     head=len("nothing to stop: "))
+    agent = _agent_line()
+    if agent:
+        say_wrapped(out, agent, head=len("still running: "))
+
+
+def _agent_line() -> str:
+    """What --stop leaves running besides the app: the per-user agent, which
+    any fabops command (the demo's too) starts and which ends by itself after
+    its idle time (docs/agent.md). #24's trial: --stop said nothing of it, so
+    a process was left with no word of how to end it. It is the user's, not
+    the demo's (another command may be using it), so it is named, not ended."""
+    from ..agent import client, where
+
+    try:
+        sock = client.connect(where.socket_dir(), start=False)
+    except (OSError, PermissionError):
+        return ""  # none of this user's answers: nothing left running
+    if sock is None:
+        return ""
+    sock.close()
+    minutes = where.idle_seconds() / 60
+    idle = f"{minutes:.0f} minutes" if minutes >= 1 else f"{where.idle_seconds():.0f} s"
+    return (f"still running: your fabops agent (docs/agent.md); it ends by itself after {idle} without a command, "
+            "`fabops agent stop` ends it now")
+
+
+def _settings(out, root: str, sandbox: str, own: bool) -> None:
+    """Which inventory `-H local` reads after --keep, and so where the
+    sandbox's settings change (#24's trial: edits to the sandbox's
+    hosts.yml did nothing to a plain `inv setup -H local`). The demo writes
+    its hosts.yml from the `local` host of the checkout's hosts.yml on every
+    run (fabops/demo.py, sandbox_entry), so that one is the one; the
+    sandbox's copy is what `-i` reads when --dir or a taken port moved it."""
+    from .render import literal
+
+    def rel(path: str) -> str:
+        path = os.path.abspath(path)
+        return os.path.relpath(path) if path.startswith(os.getcwd() + os.sep) else path
+
+    if own:
+        text = (f"settings: `-i {rel(sandbox)} -H local` reads the sandbox's own copy of the `local` host of "
+                f"{rel(root)}; edits to it last until the next `{program()} demo` writes it again")
+    else:
+        text = (f"settings: `-H local` reads the `local` host of {rel(root)}; change the sandbox's settings "
+                f"there ({rel(sandbox)} is the demo's copy of it, written again by each `{program()} demo`)")
+    say_wrapped(out, literal(text), head=len("settings: "))
 
 
 def _your_commits(out, base: Path, inventory) -> None:
