@@ -356,6 +356,20 @@ def test_a_runs_item_rows_are_columns():
     assert rows[0].index("B ") + 1 == rows[1].index("B ") + 1 and rows[0].endswith(" s"), rows
 
 
+def test_a_runs_item_rows_use_the_manifests_names():
+    """#24's trial: the rows said `files.tar` and `state.json` where the
+    manifest, history and monitor say `files` and `state`. The name leads,
+    the file follows when it differs."""
+    from fabops.tasks.backup import run_lines
+
+    rows = run_lines({"run_id": "r", "snapshot": "/s", "items": [
+        {"name": "env", "file": "env", "ok": True, "size": 35, "duration": 0.01},
+        {"name": "files", "file": "files.tar", "ok": False, "error": "not found: /srv/x"},
+        {"name": "state", "file": "state.json", "ok": True, "size": 1234, "duration": 0.002}]})[1:]
+    assert [r.strip().split("  ")[0] for r in rows] == ["env", "files (files.tar)", "state (state.json)"], rows
+    assert " ".join(rows[1].split()) == "files (files.tar) FAILED not found: /srv/x", rows
+
+
 # ------------------------------------------------------------------ the off-host copy (host/restic.py)
 
 

@@ -232,7 +232,7 @@ def backup_run_lines(data: dict) -> list:
     rows = data.get("items") or []
     # one column each for the name, the state, the size and the time (the trial read `env  ok  35 B` /
     # `state.json  ok  1.2 KiB` as a ragged list)
-    name_w = max((len(str(i.get("file"))) for i in rows), default=0)
+    name_w = max((len(item_label(i)) for i in rows), default=0)
     size_w = max((len(size_text(i.get("size"))) for i in rows if i.get("ok") and not i.get("skipped")), default=0)
     for i in rows:
         if i.get("skipped"):
@@ -241,10 +241,21 @@ def backup_run_lines(data: dict) -> list:
             state = f"ok      {size_text(i.get('size')).rjust(size_w)}  {float(i.get('duration') or 0):6.2f} s"
         else:
             state = f"FAILED  {i.get('error')}"
-        out.append(f"  {str(i.get('file')).ljust(name_w)}  {state}")
+        out.append(f"  {item_label(i).ljust(name_w)}  {state}")
     if data.get("deleted"):
         out.append(f"retention deleted {len(data['deleted'])}: {', '.join(data['deleted'])}")
     return out + backup_offsite_lines(data.get("offsite"))
+
+
+def item_label(i: dict) -> str:
+    """An item as a run's row names it: the manifest's name, the one
+    history, monitor and `--only` use, then its file when that differs
+    (`files (files.tar)`, `env`). #24's trial: the rows said `files.tar`
+    where everything else said `files` (docs/backups.md)."""
+    name, file = i.get("name"), i.get("file")
+    if not name:
+        return str(file)
+    return str(name) if not file or file == name else f"{name} ({file})"
 
 
 def backup_offsite_lines(off) -> list:
