@@ -356,11 +356,14 @@ def test_a_runs_item_rows_are_columns():
     assert rows[0].index("B ") + 1 == rows[1].index("B ") + 1 and rows[0].endswith(" s"), rows
 
 
-def test_a_runs_item_rows_use_the_manifests_names():
+@pytest.mark.parametrize("width", (80, 200))
+def test_a_runs_item_rows_use_the_manifests_names(width, capsys, monkeypatch):
     """#24's trial: the rows said `files.tar` and `state.json` where the
     manifest, history and monitor say `files` and `state`. The name leads,
     the file follows when it differs."""
+    from fabops.tasks._base import print_text
     from fabops.tasks.backup import run_lines
+    from tests.test_golden import check, render
 
     rows = run_lines({"run_id": "r", "snapshot": "/s", "items": [
         {"name": "env", "file": "env", "ok": True, "size": 35, "duration": 0.01},
@@ -368,6 +371,8 @@ def test_a_runs_item_rows_use_the_manifests_names():
         {"name": "state", "file": "state.json", "ok": True, "size": 1234, "duration": 0.002}]})[1:]
     assert [r.strip().split("  ")[0] for r in rows] == ["env", "files (files.tar)", "state (state.json)"], rows
     assert " ".join(rows[1].split()) == "files (files.tar) FAILED not found: /srv/x", rows
+    text = render(capsys, monkeypatch, width, lambda: [print_text(f"[web1] {ln}") for ln in rows])
+    check("backup-item-names", width, text)
 
 
 # ------------------------------------------------------------------ the off-host copy (host/restic.py)
