@@ -55,11 +55,17 @@ def test_after_a_force_push_the_dry_run_and_the_real_run_say_the_history_was_rew
     r = run_cli("rollback", "-i", str(sandbox.inventory), "--json", "--dry-run")
     res = one(r.stdout)
     assert (r.returncode, res["result"]) == (2, "would_abort") and why in res["message"], res
-    before = (sandbox.state, len(sandbox.history()))
+    def _without_metrics(state):
+        return {k: v for k, v in state.items() if k != "metrics"}
+
+    before = (_without_metrics(sandbox.state), len(sandbox.history()))
     r = run_cli("rollback", "-i", str(sandbox.inventory), "--json")
     res = one(r.stdout)
     assert (r.returncode, res["result"]) == (2, "aborted") and why in res["message"], res
-    assert (sandbox.state, len(sandbox.history())) == before  # refused: nothing moved or recorded
+    # refused: nothing moved or recorded in history; the metrics count the
+    # refused attempt (docs/metrics.md, "Which runs count")
+    assert (_without_metrics(sandbox.state), len(sandbox.history())) == before
+    assert sandbox.state["metrics"]["runs"].get("rollback aborted") == 1, sandbox.state["metrics"]
     # --to picks it, as the refusal says
     r = run_cli("rollback", "-i", str(sandbox.inventory), "--json", "--to", v1)
     assert (r.returncode, one(r.stdout)["to"]) == (0, v1), r.stdout
