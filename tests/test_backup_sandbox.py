@@ -101,7 +101,7 @@ def test_files_excludes_a_failing_dump_and_the_modes(sandbox):
     assert r.returncode == 2, (r.stdout, r.stderr)  # a failed item: FAILED (docs/errors.md)
     assert "no off-host copy: backup.repository is not set" in r.stdout
     failed = [ln.split() for ln in r.stdout.splitlines() if "dump-broken.out" in ln]
-    assert failed and failed[0][1:4] == ["dump-broken.out", "FAILED", "exited"], r.stdout
+    assert failed and failed[0][1:5] == ["dump-broken", "(dump-broken.out)", "FAILED", "exited"], r.stdout
     assert "exited 3: no such database" in r.stdout
     snaps = [p for p in (sandbox.home / "backups").iterdir()]
     assert [p.name for p in snaps if p.name.startswith(".")] == []  # no partial left behind
