@@ -43,6 +43,19 @@ def systemd_action_cmd(action: str, units: Sequence[str]) -> Cmd:
     return sudo(["systemctl", action, *units])
 
 
+def held_systemd_cmd(home: str, action: str, unit: str) -> Cmd:
+    """`systemctl ACTION UNIT` after the restore hold's check and a
+    reset-failed. The hold is checked here too: a unit skipped by its
+    ExecCondition= is no failed start to systemctl (docs/backups.md, "The
+    hold"). A unit that hit systemd's start limit (5 starts in 10 s)
+    refuses every start until reset-failed; fabops keeps its own backoff
+    (3 automatic restarts an hour), so clearing systemd's is safe."""
+    from .hold import hold_check  # as process_start_cmd
+
+    return sh("{held}{reset} 2>/dev/null; {action}", held=hold_check(HostPaths(home).restore_hold),
+              reset=systemd_action_cmd("reset-failed", [unit]), action=systemd_action_cmd(action, [unit]))
+
+
 def systemd_status_cmd(units: Sequence[str]) -> Cmd:
     # --timestamp=unix needs systemd 248; older ones (Debian bullseye's 247)
     # refuse the whole command, so fall back to the default timestamp format.
@@ -264,15 +277,8 @@ class ServiceManager:
         return self.t.run(cmd, what, argv=argv)
 
     def start(self, svc: Service) -> None:
-        from .hold import hold_check  # as process_start_cmd
-
         if svc.manager == "systemd":
-            # the hold checked here too: a unit skipped by its ExecCondition= is no
-            # failed start to systemctl (docs/backups.md, "The hold")
-            self._run(sh("{held}{reset} 2>/dev/null; {start}", held=hold_check(HostPaths(self.home).restore_hold),
-                         reset=systemd_action_cmd("reset-failed", [svc.name]),
-                         start=systemd_action_cmd("start", [svc.name])),
-                      f"start {svc.name}", ["systemctl", "start", svc.name])
+            self._run(held_systemd_cmd(self.home, "start", svc.name), f"start {svc.name}", ["systemctl", "start", svc.name])
         else:
             self._run(process_start_cmd(self.home, self.app_path, svc), f"start {svc.name}")
 
@@ -284,15 +290,7 @@ class ServiceManager:
 
     def restart(self, svc: Service) -> None:
         if svc.manager == "systemd":
-            # A unit that hit systemd's start limit (5 starts in 10 s) refuses
-            # every restart until reset-failed; fabops keeps its own backoff
-            # (3 automatic restarts an hour), so clearing systemd's is safe.
-            from .hold import hold_check  # as process_start_cmd
-
-            self._run(sh("{held}{reset} 2>/dev/null; {restart}", held=hold_check(HostPaths(self.home).restore_hold),
-                         reset=systemd_action_cmd("reset-failed", [svc.name]),
-                         restart=systemd_action_cmd("restart", [svc.name])),
-                      f"restart {svc.name}", ["systemctl", "restart", svc.name])
+            self._run(held_systemd_cmd(self.home, "restart", svc.name), f"restart {svc.name}", ["systemctl", "restart", svc.name])
         else:
             self._run(sh("{stop}{start}", stop=process_stop_cmd(self.home, svc),
                          start=process_start_cmd(self.home, self.app_path, svc)), f"restart {svc.name}")
