@@ -99,7 +99,7 @@ def host_candidates(before: List[str], current: str) -> Optional[List[str]]:
         flag_prefix, current = "", ""
     else:
         return None
-    names = inventory_names(_inventory_flag(before))
+    names = inventory_names(inventory_flag(before))
     head, _, _ = current.rpartition(",")
     prefix = flag_prefix + (head + "," if head else "")
     taken = set(head.split(",")) if head else set()
@@ -131,7 +131,7 @@ def inventory_names(path: Optional[str]) -> List[str]:
     return names + ["all"]
 
 
-def _inventory_flag(words: List[str]) -> Optional[str]:
+def inventory_flag(words: List[str]) -> Optional[str]:
     for i, word in enumerate(words):
         if word in INVENTORY_FLAGS and i + 1 < len(words):
             return words[i + 1]

@@ -91,9 +91,9 @@ def local_entry(raw: dict) -> dict:
     """hosts.yml's `local` host as the inventory reads it: its own keys over
     `defaults` (maps merge, lists replace), so the demo's hosts.yml, which
     has no `defaults`, still holds every value `-H local` gets."""
-    from .inventory import _merge
+    from .inventory import deep_merge
 
-    return _merge(raw.get("defaults") or {}, (raw.get("hosts") or {}).get("local") or {})
+    return deep_merge(raw.get("defaults") or {}, (raw.get("hosts") or {}).get("local") or {})
 
 
 def sandbox_entry(local_entry: dict, inventory_dir: Path, port: int) -> dict:

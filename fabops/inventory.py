@@ -514,19 +514,19 @@ def _parse_with(base, text: str, path: str) -> Any:
     return data
 
 
-def _merge(base: dict, over: dict) -> dict:
+def deep_merge(base: dict, over: dict) -> dict:
     """Deep merge: maps merge key by key, anything else (lists too) replaces."""
     out = dict(base)
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = deep_merge(out[key], value)
         else:
             out[key] = value
     return out
 
 
 def leaves(data: dict, prefix: str = ""):
-    """(key path, value) of every value `_merge` treats as one: maps are
+    """(key path, value) of every value `deep_merge` treats as one: maps are
     walked, anything else (a list too) is one value."""
     for key, value in data.items():
         path = f"{prefix}.{key}" if prefix else key
@@ -550,12 +550,12 @@ def _shown_leaves(data: Any, prefix: str = ""):
 
 
 def _layered(layers: List[Tuple[str, dict]]) -> Tuple[dict, Dict[str, str]]:
-    """The layers merged in order (the later wins, `_merge`'s one rule),
+    """The layers merged in order (the later wins, `deep_merge`'s one rule),
     and which layer gave each value."""
     merged: dict = {}
     origins: Dict[str, str] = {}
     for label, data in layers:
-        merged = _merge(merged, data)
+        merged = deep_merge(merged, data)
         origins.update((path, label) for path, _ in leaves(data))
     return merged, origins
 
@@ -580,7 +580,7 @@ def _disagreements(host: str, groups: List[Tuple[str, dict]], own: dict,
 
 def _overridden(path: str, own: set) -> bool:
     """Whether the host's own leaves (`own`) set `path` or a whole map or
-    list above it (`_merge`: the host's value replaces what the groups set)."""
+    list above it (`deep_merge`: the host's value replaces what the groups set)."""
     parts = path.split(".")
     return any(".".join(parts[:n]) in own for n in range(1, len(parts) + 1))
 

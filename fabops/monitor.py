@@ -1041,7 +1041,7 @@ def _stalled(dep: Optional[Dict[str, Any]], expr: Optional[str], offset: Optiona
 def evaluate(facts: Dict[str, Any], host: Host, now: Optional[float] = None,
              inventory: Optional[str] = None) -> Tuple[int, List[Tuple[int, str]]]:
     """(Nagios code, [(code, finding)]) against the host's thresholds.
-    `inventory`: the run's `-i` (tasks/deploy._inventory_flag), for the
+    `inventory`: the run's `-i` (tasks/deploy.inventory_flag), for the
     commands a finding names."""
     now = time.time() if now is None else now
     th = host.thresholds

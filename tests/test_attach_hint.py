@@ -66,23 +66,23 @@ def test_the_attach_command_with_its_inventory_stays_whole(width, frozen, capsys
 
 
 def test_the_flag_is_left_out_only_where_the_usual_lookup_finds_that_file(tmp_path, monkeypatch):
-    from fabops.tasks.deploy import _inventory_flag
+    from fabops.tasks.deploy import inventory_flag
 
     (tmp_path / "hosts.yml").write_text("hosts: {}\n")
     (tmp_path / "sub").mkdir()
     (tmp_path / "staging.yml").write_text("hosts: {}\n")
     monkeypatch.chdir(tmp_path / "sub")  # hosts.yml is found above, as inv finds tasks.py
     monkeypatch.delenv("FABOPS_INVENTORY", raising=False)
-    assert _inventory_flag(None) is None
-    assert _inventory_flag("../hosts.yml") is None and _inventory_flag(str(tmp_path / "hosts.yml")) is None
-    assert _inventory_flag("../staging.yml") == "../staging.yml"
+    assert inventory_flag(None) is None
+    assert inventory_flag("../hosts.yml") is None and inventory_flag(str(tmp_path / "hosts.yml")) is None
+    assert inventory_flag("../staging.yml") == "../staging.yml"
     monkeypatch.setenv("FABOPS_INVENTORY", str(tmp_path / "staging.yml"))
-    assert _inventory_flag("../staging.yml") is None  # the lookup finds it too, in this shell
-    assert _inventory_flag("../hosts.yml") == "../hosts.yml"
+    assert inventory_flag("../staging.yml") is None  # the lookup finds it too, in this shell
+    assert inventory_flag("../hosts.yml") == "../hosts.yml"
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("FABOPS_INVENTORY")
     (tmp_path / "hosts.yml").unlink()
-    assert _inventory_flag("staging.yml") == "staging.yml"  # no default inventory at all
+    assert inventory_flag("staging.yml") == "staging.yml"  # no default inventory at all
 
 
 def test_a_no_watch_deploy_with_i_names_commands_that_work_as_printed(sandbox, tmp_path):

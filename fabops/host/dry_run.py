@@ -13,7 +13,7 @@ from typing import Iterator, Type
 from .. import errors
 from .lock import describe_holder, peek_holder
 from .git import Git
-from .pipeline import Pipeline, _Abort
+from .pipeline import Pipeline, Abort
 from .plan import Facts, Plan
 from .queue import lock_verdict, locked_line, watch_left
 from .record import short
@@ -44,7 +44,7 @@ class DryRun(Pipeline):
         state = held_state(load_state(self.paths.state), holder, verdict)
         try:
             p, facts = self._decide(state)
-        except _Abort as exc:
+        except Abort as exc:
             self.res.result, self.res.message = "would_abort", exc.message
             return
         except errors.UsageError as exc:  # an unknown --ref: the real run stops there too, exit 64

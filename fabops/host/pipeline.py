@@ -55,7 +55,7 @@ class UpdateOptions(Plain):
     clear_pin: bool = False  # deploy without --ref
 
 
-class _Abort(Exception):
+class Abort(Exception):
     """Stop the run with a result (internal control flow)."""
 
     def __init__(self, result: str, message: str, step: str = "", record: bool = True):
@@ -173,7 +173,7 @@ class Pipeline:
             # the next steps with the holder (queue.locked_line), as its dry run says them
             self.res.message = exc.message if holder is None else locked_line(
                 self.opts.trigger, holder, self._followable(holder))
-        except (_Abort, FabopsError, OSError) as exc:  # a planned stop, or the lock itself
+        except (Abort, FabopsError, OSError) as exc:  # a planned stop, or the lock itself
             self._take_failure(exc)
         self.res.duration = time.monotonic() - self.rec.started
         self._sample()
@@ -252,7 +252,7 @@ class Pipeline:
                 return
             try:
                 self._converge(lock)
-            except (_Abort, FabopsError, OSError) as exc:
+            except (Abort, FabopsError, OSError) as exc:
                 # recorded while we still hold the lock: the next run must
                 # not race us on state.json
                 self._take_failure(exc)
@@ -297,7 +297,7 @@ class Pipeline:
 
     def _take_failure(self, exc: BaseException) -> None:
         """The result of a run stopped by an exception."""
-        if isinstance(exc, _Abort):
+        if isinstance(exc, Abort):
             self.res.result, self.res.message = exc.result, exc.message
         elif isinstance(exc, errors.UsageError):
             # a flag's value the host cannot use (an unknown --ref): the
@@ -425,7 +425,7 @@ class Pipeline:
             state.last_result = "broken"
             state.broken_said = p.message
             self.save(state)
-            raise _Abort("broken", p.message, record=p.record)
+            raise Abort("broken", p.message, record=p.record)
         elif p.kind == "abort":
             done = next((st for st in self.res.steps if st.name == p.step), None)
             if done is not None:  # the step that found it (the fetch) failed: not a second step of its name
@@ -435,7 +435,7 @@ class Pipeline:
             else:
                 with self.step(p.step) as st:
                     st.ok, st.message = False, p.message
-            raise _Abort("aborted", p.message, record=p.record)
+            raise Abort("aborted", p.message, record=p.record)
         elif p.kind == "restart":
             self._restart_sick(state, p)
         else:
@@ -463,13 +463,13 @@ class Pipeline:
         app = self.host.app
         with self.step("fetch") as st:
             if not os.path.isdir(os.path.join(self.app, ".git")):
-                raise _Abort("aborted", f"{self.app} is not a git checkout (run setup first)")
+                raise Abort("aborted", f"{self.app} is not a git checkout (run setup first)")
             try:
                 tracking = self.git.fetch(app.remote, app.branch)
             except errors.CommandFailed as exc:
                 # the network or the remote: nothing changed here, and the
                 # next run simply tries again
-                raise _Abort("aborted", f"{exc.message}; nothing changed") from None
+                raise Abort("aborted", f"{exc.message}; nothing changed") from None
             origin, head = self.git.resolve_each(tracking, "HEAD")
             st.message = f"{app.remote}/{app.branch} is {short(origin)}"
             ref = self.opts.ref
@@ -716,7 +716,7 @@ class Pipeline:
             # promoted, and in_progress stays, so the next run (the rollback
             # or reset waiting for us) finishes this one first. Its own
             # result, not a failure: nothing to notify, no failing streak
-            raise _Abort("superseded", f"{seen.message}: {short(target)} was not promoted (the rollback target stays "
+            raise Abort("superseded", f"{seen.message}: {short(target)} was not promoted (the rollback target stays "
                                     f"{short(fallback)}); the next run finishes this one")
         if self.lock:
             self.lock.update(phase="promote" if seen.ok else "rollback")

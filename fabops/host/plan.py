@@ -230,7 +230,7 @@ def restore_cut_off_text(run_id: str, host: str, inventory: Optional[str] = None
     """The one wording for it: the planner's abort and health --fix's
     refusal. The take-over command as deploy.suggest words one (this
     program's own name, shell.program; `-i INVENTORY` when the laptop's
-    run needed one, tasks/deploy._inventory_flag, so it is copyable as
+    run needed one, tasks/deploy.inventory_flag, so it is copyable as
     printed; `-H`: a person reading it from a laptop deploy acts on this
     host, not the default one), built here: the host layer does not import
     deploy (docs/architecture.md, "Layers")."""

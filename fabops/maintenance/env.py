@@ -188,7 +188,7 @@ def restore_env(c, host: Host, name: str, actor: str, dry_run: bool = False, pro
                 inventory: Optional[str] = None) -> dict:
     """Back up the current .env, restore `name`, restart and poll. Returns
     the key changes (names only). `inventory` is the `-i PATH` a hint must
-    name (tasks/deploy._inventory_flag), or None."""
+    name (tasks/deploy.inventory_flag), or None."""
     from ..host.readiness import wait_ready
     from ..remote import RemoteLock, managers_for
 

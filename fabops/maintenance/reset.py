@@ -210,7 +210,7 @@ def reset_plan(c, host: Host, inventory: Optional[str] = None) -> ResetPlan:
     """The checkout, the declared ports and the host lock as they are now:
     all read, nothing taken or written, in one script (reset_plan_cmd); a
     local target's lock is tested in-process (host/lock.peek_holder: no
-    flock(1) needed). `inventory`: the run's `-i` (tasks/deploy._inventory_flag),
+    flock(1) needed). `inventory`: the run's `-i` (tasks/deploy.inventory_flag),
     for the take-over command a cut-off restore's refusal names."""
     from ..host.lock import peek_holder
 

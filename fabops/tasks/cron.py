@@ -25,9 +25,9 @@ def cron(c, hosts=None, show=False, install=False, remove=False, dry_run=False, 
 
     if install and remove:
         raise errors.UsageError("--install and --remove exclude each other")
-    from .deploy import _inventory_flag
+    from .deploy import inventory_flag
 
-    flag = _inventory_flag(inventory)  # the commands the messages name work as printed
+    flag = inventory_flag(inventory)  # the commands the messages name work as printed
 
     def one(cxn, host):
         old = read_crontab(cxn, host)

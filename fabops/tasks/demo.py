@@ -137,10 +137,10 @@ def _your_commits(out, base: Path, inventory) -> None:
     """Where a person trying fabops on the kept sandbox commits (nothing
     said so): the author clone, whose pushes go to the sandbox's origin;
     then a deploy, with the inventory that reaches the sandbox."""
-    from .deploy import _inventory_flag
+    from .deploy import inventory_flag
     from .render import hint, literal
 
-    deploy = hint(_inventory_flag(inventory), "local", "deploy")
+    deploy = hint(inventory_flag(inventory), "local", "deploy")
     author = os.path.abspath(base / "author")
     if author.startswith(os.getcwd() + os.sep):  # `.fabops-demo/author`, as README says it
         author = os.path.relpath(author)

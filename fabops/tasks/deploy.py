@@ -282,7 +282,7 @@ def _report(outcome, json, wide=False, task="deploy", flag=None, pins=None, dry_
     """The summary of a deploy or a rollback (`task`), which heads it; a run
     that pins its hosts (`pins`: a rollback, a deploy --ref) also says which
     hosts it pinned, in its JSON as `pinned`. `flag`: the run's `-i`
-    (_inventory_flag), for the commands it names. A dry run's plan lines
+    (inventory_flag), for the commands it names. A dry run's plan lines
     come first, after its progress, and its summary rows after every one
     (#24: the rows sat between the fetch line and the plan)."""
     from .render import host_errors
@@ -574,7 +574,7 @@ def _code(outcome) -> int:
     return errors.worst(codes)
 
 
-def _inventory_flag(inventory):
+def inventory_flag(inventory):
     """The `-i PATH` the commands a deploy's messages suggest (`--attach
     ID`, `inv history`) need to work as printed: the inventory given with
     -i, unless the usual lookup without it (FABOPS_INVENTORY, then
@@ -612,7 +612,7 @@ def deploy(
     opts = DeployOptions(ref=ref, trigger="ci" if os.environ.get("CI", "").lower() == "true" else "deploy",
                          actor=actor or default_actor(), stash=stash, wait=wait, liveness=liveness,
                          offline=offline, dry_run=dry_run, clear_pin=ref is None, attach=attach, watch=bool(watch),
-                         inventory=_inventory_flag(inventory))
+                         inventory=inventory_flag(inventory))
     outcome = _run_deploys(inventory, hosts, opts, parallel, rolling, json, accept_new, connect_timeout)
     # an attached run says the pin it set (a rollback's, a --ref deploy's) as it did when it ran (#24)
     pins = ref is not None or (attach is not None and any(r.ok and r.value.pin_said for r in outcome.results))
@@ -643,12 +643,12 @@ def rollback(c, hosts=None, to=None, wait=None, liveness=5.0, offline=False, act
         # rollback_target), for the dry run and the real run alike
         opts = DeployOptions(ref=to, trigger="rollback", actor=actor or default_actor(), wait=wait,
                              liveness=liveness, offline=offline, clear_pin=False, dry_run=dry_run,
-                             inventory=_inventory_flag(inventory))
+                             inventory=inventory_flag(inventory))
         return deploy_host(t, host, opts, printer(host.name))
 
     outcome = _showing(printer, lambda: for_each_host(inventory, hosts, one, parallel=parallel,
                                                       accept_new=accept_new, connect_timeout=connect_timeout))
-    _report(outcome, json, wide, task="rollback", flag=_inventory_flag(inventory), dry_run=dry_run)
+    _report(outcome, json, wide, task="rollback", flag=inventory_flag(inventory), dry_run=dry_run)
     finish(_code(outcome))
 
 
@@ -708,10 +708,10 @@ def restart(c, hosts=None, service=None, actor=None, dry_run=False, json=False, 
         # decided before acting (maintenance/restart.py): the lock's holder,
         # the checkout and the declared ports read; the dry run renders that decision
         if dry_run:  # (code, {dry_run, would}): nothing restarted
-            return decided.dry_run(cxn, host, service, _inventory_flag(inventory))
+            return decided.dry_run(cxn, host, service, inventory_flag(inventory))
         return decided.restart(cxn, host, service, actor or default_actor(),
                                progress=None if json else (lambda m: print_text(f"[{host.name}] · {m}")),
-                               inventory=_inventory_flag(inventory))
+                               inventory=inventory_flag(inventory))
 
     outcome = for_each_host(inventory, hosts, one, accept_new=accept_new, connect_timeout=connect_timeout)
     codes = []

@@ -60,7 +60,7 @@ def reset(c, hosts=None, yes=False, dry_run=False, force=False, actor=None, json
     """Emergency reset to origin: save .env and local changes, reset, re-run deps, restart, poll."""
     from ..connection import close_quietly, connect
     from ..maintenance import reset_plan
-    from .deploy import _inventory_flag
+    from .deploy import inventory_flag
     from .render import host_errors
 
     inv, chosen = select(inventory, hosts)
@@ -70,7 +70,7 @@ def reset(c, hosts=None, yes=False, dry_run=False, force=False, actor=None, json
     try:
         for host in chosen:
             conns[host.name] = connect(host, inv, accept_new=accept_new, connect_timeout=connect_timeout)
-            plans[host.name] = reset_plan(conns[host.name], host, _inventory_flag(inventory))
+            plans[host.name] = reset_plan(conns[host.name], host, inventory_flag(inventory))
         # decide first, then ask: a host whose plan refuses (a held port, a
         # run holding the lock) is reported, never asked about or touched
         refused = {h.name: r for h in chosen for r in [refusal(h, plans[h.name], force)] if r}
@@ -222,19 +222,19 @@ def restore_env(c, hosts=None, backup=None, yes=False, dry_run=False, actor=None
     from ..host.would import lines
     from ..maintenance import restore_env as do_restore
     from ..maintenance.env import SAME
-    from .deploy import _inventory_flag
+    from .deploy import inventory_flag
     from .render import hint
 
     if not backup:
         names = [h.name for h in select(inventory, hosts)[1]]
-        listing = hint(_inventory_flag(inventory), names, "backup-env", "--list")
+        listing = hint(inventory_flag(inventory), names, "backup-env", "--list")
         raise errors.UsageError(f"--backup NAME is required (see {listing})")
     who = actor or default_actor()
 
     def run(plan: bool):
         return _each(inventory, hosts, lambda cxn, host: do_restore(cxn, host, backup, who, dry_run=plan,
                                                                     progress=None if json or plan else _say(host),
-                                                                    inventory=_inventory_flag(inventory)),
+                                                                    inventory=inventory_flag(inventory)),
                      accept_new, connect_timeout)
 
     if dry_run or yes:
@@ -319,7 +319,7 @@ def system_update(c, hosts=None, check=False, yes=False, json=False, inventory=N
     """List OS package updates (dnf, yum or apt), or apply them with --yes (not on a local host: that is this machine); says if a reboot is needed."""
     from ..host.record import counted
     from ..maintenance import system_update as do_update
-    from .deploy import _inventory_flag
+    from .deploy import inventory_flag
     from .render import hint
 
     if check and yes:
@@ -357,14 +357,14 @@ def system_update(c, hosts=None, check=False, yes=False, json=False, inventory=N
                            + ("; a REBOOT is needed" if v.reboot_needed else "; no reboot needed"))
             else:
                 apply = (" (this machine's own: --yes is refused on a local host)" if r.host in local
-                         else f" (apply with {hint(_inventory_flag(inventory), r.host, 'system-update', '--yes')})")
+                         else f" (apply with {hint(inventory_flag(inventory), r.host, 'system-update', '--yes')})")
                 print_text(f"[{r.host}] {v.manager}: {counted(len(v.updates), 'update')} available"
                            + (apply if v.updates else ""))
                 for pkg in v.updates[:SHOWN]:
                     print_text(f"[{r.host}]   {pkg}")
                 if len(v.updates) > SHOWN:  # the rest: how many, and where they are
                     print_text(f"[{r.host}]   … and {len(v.updates) - SHOWN} more: "
-                               f"{hint(_inventory_flag(inventory), r.host, 'system-update', '--check', '--json')} "
+                               f"{hint(inventory_flag(inventory), r.host, 'system-update', '--check', '--json')} "
                                "lists them all")
         _errors_out(outcome)
     finish(errors.worst(codes))

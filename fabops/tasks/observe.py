@@ -388,7 +388,7 @@ def monitor(c, hosts=None, json=False, watch=None, history=False, parallel=10, i
 
 def _monitor(json, watch, history, parallel, inventory, hosts, accept_new, connect_timeout):
     from ..monitor import Refresher
-    from .deploy import _inventory_flag
+    from .deploy import inventory_flag
 
     interval = watch  # seconds between refreshes (read by FabopsTask), or None: look once
     inv, chosen = select(inventory, hosts)
@@ -398,7 +398,7 @@ def _monitor(json, watch, history, parallel, inventory, hosts, accept_new, conne
         # CPU work, the handshake is mostly waiting, so they overlap.
         threading.Thread(target=_preload_rich, daemon=True).start()
     with Refresher(inv, chosen, parallel=parallel, accept_new=accept_new, connect_timeout=connect_timeout,
-                   watch=interval is not None, flag=_inventory_flag(inventory)) as refresher:
+                   watch=interval is not None, flag=inventory_flag(inventory)) as refresher:
         if interval is None:
             results = refresher.refresh()
             if json:

@@ -498,7 +498,7 @@ def _when(rec: dict) -> str:
 def hint(flag, hosts, task: str, *words: str) -> str:
     """`fabops TASK [-i PATH] -H HOSTS WORDS…`, a command a message tells a
     person to run next, for the host(s) this run acted on (a name or names):
-    deploy.suggest with `flag`, the `-i` tasks/deploy._inventory_flag gives
+    deploy.suggest with `flag`, the `-i` tasks/deploy.inventory_flag gives
     for the run's inventory. Without -H it would act on the default host,
     which may be production."""
     from ..deploy import suggest

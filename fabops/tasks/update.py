@@ -160,9 +160,9 @@ def status(c, hosts=None, json=False, inventory=None, accept_new=False, connect_
     for r in outcome.results:
         if r.ok:
             r.code = status_code(r.value)
-    from .deploy import _inventory_flag
+    from .deploy import inventory_flag
 
-    _report_each(outcome, json, "status_panel", flag=_inventory_flag(inventory))  # `inv unpin -i PATH`
+    _report_each(outcome, json, "status_panel", flag=inventory_flag(inventory))  # `inv unpin -i PATH`
 
 
 @fabops_task
