@@ -291,9 +291,11 @@ def service_families(me, kept: dict) -> List[Family]:
 def backup_families(me, kept: dict) -> List[Family]:
     """What cleanups freed, and the last backup that succeeded: when, and
     how many bytes (its result and duration are
-    fabops_last_run_*{trigger="backup"})."""
+    fabops_last_run_*{trigger="backup"}); and the last .env backup
+    (backup-env) that succeeded."""
     b = kept.get("backup") if isinstance(kept.get("backup"), dict) else {}
     cleaned = kept.get("cleaned") if isinstance(kept.get("cleaned"), dict) else {}
+    env = kept.get("env_backup") if isinstance(kept.get("env_backup"), dict) else {}
     return [
         ("fabops_cleanup_deleted_files_total", "counter", "Files the cleanup rules deleted, since the first clean.",
          [(me, cleaned.get("files") or 0)] if cleaned else []),
@@ -303,6 +305,8 @@ def backup_families(me, kept: dict) -> List[Family]:
          [(me, b["at"])] if isinstance(b.get("at"), (int, float)) else []),
         ("fabops_backup_size_bytes", "gauge", "The bytes the last successful backup's items hold.",
          [(me, b["size"])] if isinstance(b.get("size"), int) else []),
+        ("fabops_env_backup_success_timestamp_seconds", "gauge", "When a backup-env run on the host last succeeded.",
+         [(me, env["at"])] if isinstance(env.get("at"), (int, float)) else []),
     ]
 
 
@@ -443,30 +447,45 @@ def run_done(host: Host, trigger: str, result: str, code: int, seconds: float,
     return after(host, change)
 
 
+def recorded(host: Host, trigger: str, rec: dict, then=None) -> Optional[str]:
+    """After a run whose record (`rec`: its history record, or the same
+    keys) says its result, exit code and duration: counted under
+    `trigger`, and `then(kept, now)` keeps what that run adds (a backup's
+    time and size), in the same change under state.json's lock."""
+    now = time.time()
+
+    def change(kept: dict) -> None:
+        counted(kept, trigger, str(rec.get("result")), int(rec.get("exit_code") or 0),
+                float(rec.get("duration") or 0), now)
+        if then is not None:
+            then(kept, now)
+
+    return after(host, change)
+
+
 def backup_done(host: Host, rec: dict, items: List[dict]) -> Optional[str]:
     """After a backup run (its history record `rec`): counted (trigger
     backup, result backed_up or backup_failed) and, when it succeeded, its
     time and the bytes its snapshot's items hold."""
-    now = time.time()
-    ok = rec.get("result") == "backed_up"
     size = sum(int(i.get("size") or 0) for i in items if isinstance(i, dict) and i.get("ok") and not i.get("skipped"))
-
-    def change(kept: dict) -> None:
-        counted(kept, "backup", str(rec.get("result")), int(rec.get("exit_code") or 0),
-                float(rec.get("duration") or 0), now)
-        if ok:
-            kept["backup"] = {"at": now, "size": size}
-
-    return after(host, change)
+    ok = rec.get("result") == "backed_up"
+    return recorded(host, "backup", rec, (lambda kept, now: kept.update(backup={"at": now, "size": size})) if ok else None)
 
 
 def restore_done(host: Host, rec: dict) -> Optional[str]:
     """After an in-place restore (its history record `rec`): counted
     (trigger restore, result restored or restore_failed, its exit code: 5
     when it holds the services), so a failed one is Prometheus' to see."""
-    now = time.time()
-    return after(host, lambda kept: counted(kept, "restore", str(rec.get("result")), int(rec.get("exit_code") or 0),
-                                            float(rec.get("duration") or 0), now))
+    return recorded(host, "restore", rec)
+
+
+def env_backup_done(host: Host, code: int, seconds: float) -> Optional[str]:
+    """After a `backup-env` run on the host (cron's weekly line): counted
+    (trigger backup-env, result backed_up, or backup_failed with its exit
+    code) and, when it succeeded, its time: the .env backup's age is
+    fabops_env_backup_success_timestamp_seconds' (docs/metrics.md)."""
+    rec = {"result": "backup_failed" if code else "backed_up", "exit_code": code, "duration": seconds}
+    return recorded(host, "backup-env", rec, None if code else (lambda kept, now: kept.update(env_backup={"at": now})))
 
 
 def clean_done(host: Host, files: int, freed: int) -> Optional[str]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 from invoke import Collection
 
@@ -193,7 +194,8 @@ def backup_env(c, hosts=None, download=None, keep=20, list=False, json=False, in
     if list:
         fn = lambda cxn, host: parse_env_list(cxn.output(list_env_cmd(host)), host)  # noqa: E731
     else:
-        fn = lambda cxn, host: do_backup(cxn, host, keep=keep, download=download)  # noqa: E731
+        def fn(cxn, host):
+            return _env_backed_up(cxn, host, lambda: do_backup(cxn, host, keep=keep, download=download))
     outcome = _each(inventory, hosts, fn, accept_new, connect_timeout)
     if json:
         print_envelope(outcome.results, lambda v: [b.to_dict() for b in v] if list else v.to_dict(), code=outcome.code)
@@ -209,6 +211,28 @@ def backup_env(c, hosts=None, download=None, keep=20, list=False, json=False, in
                 print_text(f"[{r.host}] {b.name}  {b.size} bytes  sha256 {b.sha256}{where}")
         _errors_out(outcome)
     finish(outcome.code)
+
+
+def _env_backed_up(cxn, host, backup):
+    """`backup()`'s .env backup; on the host itself (cron's weekly line)
+    counted with its result, exit code and duration, and its time kept
+    when it succeeded (host/prom.env_backup_done, docs/metrics.md). One a
+    laptop runs over SSH writes nothing there, as a clean (_cleaned): the
+    host's own runs write its metrics. A refused flag (--keep 0) is no run."""
+    if not cxn.is_local:
+        return backup()
+    from ..host.prom import env_backup_done
+
+    start = time.monotonic()
+    try:
+        made = backup()
+    except errors.UsageError:
+        raise
+    except Exception as exc:
+        env_backup_done(host, getattr(exc, "exit_code", errors.INTERNAL), time.monotonic() - start)
+        raise
+    env_backup_done(host, errors.OK, time.monotonic() - start)
+    return made
 
 
 @fabops_task(name="restore-env", help={
