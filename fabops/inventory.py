@@ -213,6 +213,9 @@ class Host(Frozen):
     # node_exporter's textfile-collector directory: every host-side run
     # writes its metrics there (host/prom.py); None writes none
     metrics_dir: Optional[str] = None
+    # the host's node_exporter as Prometheus scrapes it (HOST:PORT, HOST or
+    # :PORT); None: its SSH address at port 9100 (fabops/prometheus_targets.py)
+    node_exporter: Optional[str] = None
     backup: Backup = field(default_factory=Backup)
     # the environment group (`environment: true`) the host is in, at most
     # one (docs/environments.md): notifications name it. host.yml carries
@@ -1080,6 +1083,7 @@ class _Validator:
             setup_command=d.get("setup_command"),
             home=home,
             metrics_dir=metrics_dir,
+            node_exporter=d.get("node_exporter"),
             backup=self.backup_settings(d.get("backup") or {}, f"{key}.backup", connection),
         )
 

@@ -269,6 +269,25 @@ def address_problem(addr: str) -> str | None:
     return None
 
 
+# hosts.yml's `node_exporter` (docs/metrics.md, "Prometheus: targets from
+# hosts.yml"): HOST:PORT, HOST (port 9100) or :PORT (the host's own address);
+# an IPv6 HOST in brackets. Only what a scrape target can be: Prometheus
+# reads it as host:port, so a scheme, a path or a user would be a target
+# that never answers.
+EXPORTER_ADDRESS = re.compile(r"(?:([A-Za-z0-9._-]+)|\[([0-9A-Fa-f:.]+)\])?(?::([0-9]{1,5}))?")
+
+
+def node_exporter_problem(value: str) -> str | None:
+    m = EXPORTER_ADDRESS.fullmatch(value)
+    if not m or not value or value == ":" or (m.group(1) or "").startswith(("-", ".")):
+        return "is not a node_exporter address: write HOST:PORT, HOST (port 9100) or :PORT (this host's address)"
+    if (m.group(1) or "").isdigit():  # `node_exporter: 9100` reads as a host named 9100
+        return "is a number, not an address: write :PORT for this host's address at that port"
+    if m.group(3) is not None and not 1 <= int(m.group(3)) <= 65535:
+        return "has a port outside 1-65535"
+    return None
+
+
 def branch_problem(ref: str) -> str | None:
     problem = ref_problem(ref)
     return f"is not a valid branch name: {problem}" if problem else None
@@ -482,6 +501,7 @@ SCHEMA: Dict[str, Dict[str, Key]] = {
         "backup_dir": _HOSTPATH,
         "home": _HOSTPATH,
         "metrics_dir": _HOSTPATH,  # node_exporter's textfile collector (docs/metrics.md)
+        "node_exporter": Key("string", node_exporter_problem),  # a scrape target: prometheus-targets
         "setup_command": Key("string"),
         "backup": Key("backup"),
     },

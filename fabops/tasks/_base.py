@@ -117,6 +117,7 @@ FLAGS: Dict[str, Flag] = {
     "verify": Flag(),
     "restore": Flag(value="RUN_ID"),
     "only": Flag(value="ITEM"),
+    "output": Flag(value="FILE"),  # prometheus-targets: written atomically, not printed
 }
 
 

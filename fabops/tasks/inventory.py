@@ -151,4 +151,27 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
-ns = Collection("inventory", hosts)
+@fabops_task(help={"output": "Write the targets to FILE, atomically (a temp file, then a rename), instead of "
+                             "printing them; FILE's directory must exist."})
+def prometheus_targets(c, hosts=None, inventory=None, output=None):
+    """Print Prometheus' file_sd targets for the hosts: each one's node_exporter, labelled host, groups and environment."""
+    import sys
+
+    from ..host.record import counted
+    from ..prometheus_targets import document, targets, write
+
+    inv = load_inventory(inventory)
+    chosen = inv.select(hosts)
+    found = targets(inv, chosen)
+    text = document(found)
+    if output is None:
+        # Prometheus' own format, as it is (never wrapped): `> FILE` or a pipe
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    _, old = write(output, text)
+    said = f"{counted(len(found), 'target')} ({counted(len(chosen), 'host')})"
+    print_text(f"{output}: {said}, " + ("unchanged" if old == text else "written"))  # as the person named it
+
+
+ns = Collection("inventory", hosts, prometheus_targets)
