@@ -189,6 +189,11 @@ class Pipeline:
             from .metrics import record
 
             record(self.paths.metrics, self.host.services, self.paths)
+        if self.res.usage:
+            # a mistyped flag (--ref nosuchref, rollback's --to): exit 64 is
+            # the command line's error, no run of the host's, and counts
+            # nothing (docs/metrics.md, "Which runs count")
+            return
         if self.reported:
             # the run we waited for counted itself, with its own duration and
             # exit code: this one changed nothing, and a second count (and
