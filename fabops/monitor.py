@@ -31,6 +31,7 @@ from .host.listeners import OTHER, OWN, from_json
 from .unit_audit import units_cmd
 from .validate import cron_values
 from .shell import Cmd, join, lines, path, quote_path, raw, sh
+from .remote import bad_ahead, behind_cmd
 from .shortsha import respelled, short_sha
 from .target import Target
 
@@ -269,28 +270,15 @@ def _home_parts(host: Host) -> List[Cmd]:
         # (host/state.held_back; #24's trial: OK after a rollback and an unpin)
         _section("origin", sh("{git} 2>/dev/null", git=rev_parse_cmd(path(host.app.path),
                                                                      tracking_ref(host.app.remote, host.app.branch)))),
-        # the remembered bad targets origin has moved past (_bad_ahead): each key of
+        # the remembered bad targets origin has moved past (bad_ahead): each key of
         # state.json ($S) that is an ancestor of the checkout's commit or of the
         # branch's head as last fetched; `ok` says the loop ran
-        _section("behind", _behind_cmd(host)),
+        _section("behind", behind_cmd(host)),
         # a corrupt state.json that a merge moved aside (host/state.py): its name
         # says when, and its being there says that the deploy state was lost
         _section("aside", sh('for f in {p}*; do [ -e "$f" ] && printf \'%s\\n\' "${{f##*/}}"; done; true',
                              p=path(host.paths.state_aside_prefix))),
     ]
-
-
-def _behind_cmd(host: Host) -> Cmd:
-    """A fork or two per 40-hex key of state.json (the bad targets, a
-    handful): extra keys are harmless, parse reads only `bad`'s."""
-    from .host.git import END_OF_OPTIONS, git, tracking_ref
-
-    app = path(host.app.path)
-    each = [git(app, "merge-base", "--is-ancestor", END_OF_OPTIONS, raw('"$c"'), rev)
-            for rev in ("HEAD", tracking_ref(host.app.remote, host.app.branch))]
-    # no fork without a bad target (`"bad": {}` or none): a look's every fork costs 1-2 ms
-    return sh("case $S in *'\"bad\": {{'[!}}]*) for c in $(printf '%s\\n' \"$S\" | sed -n {keys}); do "
-              "{{ {a} || {b}; }} 2>/dev/null && echo \"$c\"; done;; esac; echo ok", keys="s/^ *\"\\([0-9a-f]\\{40\\}\\)\": {.*/\\1/p", a=each[0], b=each[1])
 
 
 def _log_parts(host: Host) -> List[Cmd]:
@@ -708,7 +696,7 @@ def _deploy(s: Dict[str, str], now: float) -> Optional[Dict[str, Any]]:
         "pin": state.get("pin"),
         "bad": sorted((state.get("bad") or {}).keys()),
         # of them, those origin has not moved past: the panel's (None: not read, all shown)
-        "bad_ahead": _bad_ahead(sorted((state.get("bad") or {}).keys()), (origin, (s.get("head") or "").strip()),
+        "bad_ahead": bad_ahead(sorted((state.get("bad") or {}).keys()), (origin, (s.get("head") or "").strip()),
                                 s.get("behind")),
         "last_check": state.get("last_check"),  # the last update check and its result
         "last_result": state.get("last_result"),
@@ -729,19 +717,6 @@ def _deploy(s: Dict[str, str], now: float) -> Optional[Dict[str, Any]]:
         # health --fix said it had given up)
         "restart_backoff_until": budget_spent_until(state.get("restarts"), now),
     }
-
-
-def _bad_ahead(bad: List[str], heads, said: Optional[str]) -> Optional[List[str]]:
-    """The remembered bad targets still ahead: one that is an ancestor of
-    the checkout's commit or of origin's head (and not one of those
-    `heads` itself) is one origin moved past, which cron never targets
-    again; a deploy --ref to it still meets the record (docs/monitor.md).
-    None: not read."""
-    lines = (said or "").split()
-    if not lines or lines[-1] != "ok":
-        return None
-    past = set(lines[:-1])
-    return [b for b in bad if b in heads or b not in past]
 
 
 def backoff_shown(services) -> bool:

@@ -20,7 +20,7 @@ from .host.state import budget_spent_until, failing_of, host_result, verdict_of
 from .host.would import Would
 from .inventory import Host
 from .probe import MARK, split_sections
-from .shell import Cmd, lines, path, quote_path, sh
+from .shell import Cmd, lines, path, quote_path, raw, sh
 from .shortsha import short_sha
 from .checks import RemoteProbe
 from .target import Target
@@ -88,15 +88,48 @@ def status_cmd(host: Host) -> Cmd:
         from .procstat import ages_cmd
 
         parts.append(sh("{m}\n{cmd}", m=_marker("ages"), cmd=ages_cmd(host)))
-    parts.append(sh("{m}; cat {f} 2>/dev/null", m=_marker("state"), f=quote_path(host.paths.state)))
+    # kept in $S for the `behind` section below
+    parts.append(sh("{m}; S=$(cat {f} 2>/dev/null); printf '%s\\n' \"$S\"", m=_marker("state"),
+                    f=quote_path(host.paths.state)))
     parts.append(sh("{m}; tail -n 1 {f} 2>/dev/null", m=_marker("last"), f=quote_path(host.paths.history)))
     parts.append(sh("{m}; git -C {app} rev-parse HEAD 2>/dev/null", m=_marker("head"), app=path(host.app.path)))
     # the branch's head as last fetched, never a fetch: a known-bad one is
     # what cron will hold back (host/state.held_back), as monitor reads it
     parts.append(sh("{m}; {git} 2>/dev/null", m=_marker("origin"),
                     git=rev_parse_cmd(path(host.app.path), tracking_ref(host.app.remote, host.app.branch))))
+    # the bad targets origin has moved past, as monitor reads them
+    # (bad_ahead): status lists only those still ahead (#24)
+    parts.append(sh("{m}; {cmd}", m=_marker("behind"), cmd=behind_cmd(host)))
     parts.append(_marker("end"))
     return sh("{body}\n", body=lines(parts))
+
+
+def behind_cmd(host: Host) -> Cmd:
+    """A fork or two per 40-hex key of state.json (the bad targets, a
+    handful), read from $S, which the script set to state.json's text:
+    extra keys are harmless, parse reads only `bad`'s. monitor's and
+    status' (status_cmd) `behind` section, read by bad_ahead."""
+    from .host.git import END_OF_OPTIONS, git, tracking_ref
+
+    app = path(host.app.path)
+    each = [git(app, "merge-base", "--is-ancestor", END_OF_OPTIONS, raw('"$c"'), rev)
+            for rev in ("HEAD", tracking_ref(host.app.remote, host.app.branch))]
+    # no fork without a bad target (`"bad": {}` or none): a look's every fork costs 1-2 ms
+    return sh("case $S in *'\"bad\": {{'[!}}]*) for c in $(printf '%s\\n' \"$S\" | sed -n {keys}); do "
+              "{{ {a} || {b}; }} 2>/dev/null && echo \"$c\"; done;; esac; echo ok", keys="s/^ *\"\\([0-9a-f]\\{40\\}\\)\": {.*/\\1/p", a=each[0], b=each[1])
+
+
+def bad_ahead(bad: List[str], heads, said: Optional[str]) -> Optional[List[str]]:
+    """The remembered bad targets still ahead: one that is an ancestor of
+    the checkout's commit or of origin's head (and not one of those
+    `heads` itself) is one origin moved past, which cron never targets
+    again; a deploy --ref to it still meets the record (docs/monitor.md).
+    None: not read."""
+    lines = (said or "").split()
+    if not lines or lines[-1] != "ok":
+        return None
+    past = set(lines[:-1])
+    return [b for b in bad if b in heads or b not in past]
 
 
 def parse_state(text: str, host: Host) -> dict:
@@ -137,6 +170,7 @@ def parse_status(output: str, host: Host) -> Dict[str, Any]:
 
     ages = service_ages(sections.get("ages", ""))
     origin = (sections.get("origin") or "").strip() or None
+    head = (sections.get("head") or "").strip() or None
     return {
         # uptime: seconds since the process started, on the host's clock (None: not running)
         "services": [dict(services[s.name].to_dict(),
@@ -145,10 +179,13 @@ def parse_status(output: str, host: Host) -> Dict[str, Any]:
         "deployed": state.get("deployed"),
         "deployed_at": state.get("deployed_at"),
         "previous": state.get("previous"),
-        "head": (sections.get("head") or None),
+        "head": head,
         "pin": state.get("pin"),
         "pin_reason": state.get("pin_reason"),
         "bad": sorted((state.get("bad") or {}).keys()),
+        # of them, those origin has not moved past: the ones status shows,
+        # as monitor's panel does (None: not read, all shown)
+        "bad_ahead": bad_ahead(sorted((state.get("bad") or {}).keys()), (origin, head), sections.get("behind")),
         "last_check": state.get("last_check"),  # the last update check and its result
         "last_result": state.get("last_result"),
         "verdict": verdict_of(state),  # a restart's or health --fix's since then (host/state.verdict_of)

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 import yaml
 
-from fabops import inventory, monitor
+from fabops import inventory, monitor, remote
 from tests.test_golden import frozen  # noqa: F401 (the panel's clock)
 
 ENV = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@x", GIT_COMMITTER_NAME="t",
@@ -29,12 +29,11 @@ def _commit(app, name: str) -> str:
     return _git(app, "rev-parse", "HEAD")
 
 
-@pytest.mark.parametrize("shell", ["sh", "dash"])
-def test_a_bad_target_origin_moved_past_is_not_shown(tmp_path, shell):
-    import shutil
-
-    if not shutil.which(shell):
-        pytest.skip(f"no {shell}")
+def bad_targets_host(tmp_path):
+    """A local host whose checkout is on `good`, with three bad targets in
+    its state.json: `past` (an ancestor of the checkout: origin moved past
+    it), `head` (origin's head as last fetched, ahead of the checkout) and
+    `side` (on no branch cron follows). Returns (host, (past, good, head, side))."""
     app = tmp_path / "app"
     app.mkdir()
     _git(app, "init", "-q", "-b", "main")
@@ -53,12 +52,23 @@ def test_a_bad_target_origin_moved_past_is_not_shown(tmp_path, shell):
     host = inventory.loads(yaml.safe_dump({"hosts": {"h": {
         "connection": "local", "app": {"path": str(app)}, "home": str(home),
         "services": [{"name": "bot", "manager": "process", "command": "true"}]}}}), "x.yml").hosts["h"]
+    return host, (past, good, head, side)
+
+
+@pytest.mark.parametrize("shell", ["sh", "dash"])
+def test_a_bad_target_origin_moved_past_is_not_shown(tmp_path, shell):
+    import shutil
+
+    if not shutil.which(shell):
+        pytest.skip(f"no {shell}")
+    host, (past, good, head, side) = bad_targets_host(tmp_path)
+    bad = (past, head, side)
     out = subprocess.run([shell, "-c", monitor.monitor_script(host, window=0)], capture_output=True, text=True,
                          stdin=subprocess.DEVNULL, timeout=60).stdout
     dep = monitor.parse(out, host)["deploy"]
     assert dep["bad"] == sorted(bad) and dep["bad_ahead"] == sorted([head, side]), (dep, out)
     # an older script's output (no section): all of them, as before
-    assert monitor._bad_ahead(sorted(bad), (head, good), None) is None
+    assert remote.bad_ahead(sorted(bad), (head, good), None) is None
 
 
 @pytest.mark.parametrize("width", (80, 200))

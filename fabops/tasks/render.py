@@ -515,7 +515,8 @@ def pin_lines(data: dict, why: bool = False, host: str = "", flag=None) -> List[
         out.append(f"[yellow]📌 pinned to {literal(short(data['pin']))}[/yellow]"
                    + (f" ({literal(data.get('pin_reason') or '?')}); {literal(hint(flag, host, 'unpin'))} "
                       "to follow the branch again" if why else ""))
-    # monitor's: only those origin has not moved past (monitor._bad_ahead; #24's trial saw one on every panel)
+    # monitor's and status': only those origin has not moved past (remote.bad_ahead; #24's trial saw
+    # one on every panel; status listed them all until #24's leftovers)
     bad = data["bad_ahead"] if data.get("bad_ahead") is not None else data.get("bad")
     if bad:
         out.append(f"[yellow]remembered bad targets:[/yellow] {literal(', '.join(short(b) for b in bad))}")
