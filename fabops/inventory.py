@@ -118,6 +118,19 @@ class Repository(Frozen):
 
 
 @frozen
+class Heartbeat(Frozen):
+    """The dead-man's switch (docs/monitor.md, "Heartbeat"): cron's update
+    and health runs ping `url` when the run converged or found the host
+    healthy, and `fail_url` when not. Each URL is a secret (whoever has it
+    can forge a ping): host.yml (0600) carries it, as it carries env
+    values; every output shows it masked (shown_dict, redact.secret_url)."""
+
+    url: str
+    fail_url: Optional[str] = None  # None: url + "/fail" (healthchecks.io's); a push URL with a query names its own
+    timeout: float = 5.0
+
+
+@frozen
 class Backup(Frozen):
     """What `backup` copies (docs/backups.md); `.env`, state.json and
     history.jsonl always, without being listed. Paths relative to the app
@@ -217,6 +230,7 @@ class Host(Frozen):
     # :PORT); None: its SSH address at port 9100 (fabops/prometheus_targets.py)
     node_exporter: Optional[str] = None
     backup: Backup = field(default_factory=Backup)
+    heartbeat: Optional[Heartbeat] = None  # cron's runs ping it (host/heartbeat.py); None: no heartbeat
     # the environment group (`environment: true`) the host is in, at most
     # one (docs/environments.md): notifications name it. host.yml carries
     # it as that group, not as a host key (deploy.host_yml)
@@ -274,6 +288,8 @@ class Host(Frozen):
         data["deps"] = list(data["deps"])
         data["cleanup"] = list(data["cleanup"])
         data["backup"] = self.backup.to_dict()
+        if self.heartbeat is not None:  # host.yml says no fail_url rather than `fail_url: null`
+            data["heartbeat"] = {k: v for k, v in data["heartbeat"].items() if v is not None}
         if not data["sandbox"]:  # the usual case says nothing (and host.yml stays as older fabops wrote it)
             del data["sandbox"]
         return {k: v for k, v in data.items() if v is not None}
@@ -284,7 +300,7 @@ class Host(Frozen):
         values of headers and env variables whose names say secret as
         `***` (fabops/redact.py; docs/security.md). host.yml keeps
         to_dict's, which restic and the checks need whole."""
-        from .redact import hidden_userinfo, redacted, redacted_url, secret_name
+        from .redact import hidden_userinfo, redacted, redacted_url, secret_name, secret_url
 
         data = {"environment": self.environment, **self.to_dict()}  # first: what a person looks for
         data["user"] = self.runs_as  # a local host runs as this machine's user, whatever hosts.yml says
@@ -298,6 +314,8 @@ class Host(Frozen):
             if check:
                 check["url"] = hidden_userinfo(check["url"])
                 check["headers"] = {k: "***" if secret_name(k) else v for k, v in (check.get("headers") or {}).items()}
+        if data.get("heartbeat"):  # the URL is the secret: its path is shown as ***
+            data["heartbeat"] = {k: secret_url(v) if k.endswith("url") else v for k, v in data["heartbeat"].items()}
         if data.get("env"):
             # a value under an ordinary name may still be a URL with a password
             data["env"] = {k: "***" if secret_name(k) else redacted(v) for k, v in data["env"].items()}
@@ -577,6 +595,7 @@ def _disagreements(host: str, groups: List[Tuple[str, dict]], own: dict,
             for path, value in leaves(other):
                 if path in values and values[path] != value and not _overridden(path, mine):
                     short = len(_written(value)) <= 30 and len(_written(values[path])) <= 30  # services are not
+                    short = short and not path.startswith("heartbeat.")  # its URLs are secrets
                     pair = f"{_written(value)} here, {_written(values[path])} in groups.{first}: " if short else ""
                     found.setdefault((first, second, path, pair), []).append(host)
 
@@ -666,7 +685,7 @@ class _Validator:
                 # imported only here and in shown_dict: cron's lines load this module every poll
                 from .redact import hidden_userinfo, redacted_url, secret_name
 
-                shown = ("***" if secret_name(key.rpartition(".")[2]) else
+                shown = ("***" if secret_name(key.rpartition(".")[2]) or ".heartbeat." in key else
                          hidden_userinfo(value) if key.endswith("check.url") else redacted_url(value))
                 self.fail(key, f"{shown!r} {problem}" if len(value) < 80 else problem)
         return value
@@ -1064,10 +1083,8 @@ class _Validator:
             name=name,
             address=d.get("address", name),
             app=app_obj,
-            user=d.get("user"),
-            setup_user=d.get("setup_user"),
-            port=d.get("port"),
-            connection=connection,
+            user=d.get("user"), setup_user=d.get("setup_user"),
+            port=d.get("port"), connection=connection,
             sandbox=bool(d.get("sandbox", False)),
             identity_file=d.get("identity_file"),
             env=dict(d.get("env") or {}),
@@ -1077,15 +1094,34 @@ class _Validator:
             thresholds=thresholds,
             cleanup=cleanup,
             schedule={k: v for k, v in schedule.items() if v},
-            env_file=d.get("env_file", ".env"),
-            env_template=d.get("env_template", ".env.example"),
+            env_file=d.get("env_file", ".env"), env_template=d.get("env_template", ".env.example"),
             backup_dir=backup_dir,
             setup_command=d.get("setup_command"),
             home=home,
             metrics_dir=metrics_dir,
             node_exporter=d.get("node_exporter"),
             backup=self.backup_settings(d.get("backup") or {}, f"{key}.backup", connection),
+            heartbeat=self.heartbeat_settings(d.get("heartbeat"), f"{key}.heartbeat"),
         )
+
+    def heartbeat_settings(self, d: Optional[dict], key: str) -> Optional[Heartbeat]:
+        """The host's `heartbeat:` merged (docs/monitor.md, "Heartbeat"); None
+        without one or with `url: off`. A URL with a query string (Uptime
+        Kuma's push) needs its own fail_url: `/fail` would land in the query."""
+        if not d:
+            return None
+        if "url" not in d:
+            self.fail(f"{key}.url", "is required (or `off`): the URL cron's runs ping")
+        if d["url"] is None:
+            return None
+        if ("?" in d["url"] or "#" in d["url"]) and not d.get("fail_url"):
+            self.fail(f"{key}.fail_url", "is required when url has a query string (Uptime Kuma's push: the same "
+                      "URL with status=down): url + /fail would land in the query")
+        timeout = d.get("timeout", 5.0)
+        if not 0.5 <= timeout <= 30:
+            self.fail(f"{key}.timeout", f"{timeout:g}s is out of range 0.5-30s: a ping that waits longer holds "
+                      "up cron's run")
+        return Heartbeat(d["url"], d.get("fail_url"), timeout)
 
 
 LISTED = 48  # the longest `allowed:` list an unknown key's line spells out

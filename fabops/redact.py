@@ -79,6 +79,17 @@ hidden_userinfo = shown
 _SECRET_NAME = re.compile(r"authorization|cookie|token|secret|passw|api[-_]?key|private|credential|webhook", re.I)
 
 
+def secret_url(url: str) -> str:
+    """A URL that is itself the secret (a heartbeat's: its path holds the
+    check's key), as shown: scheme and host kept, to say which service,
+    the rest `***` (docs/security.md)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "***"
+    authority = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].rpartition("@")[2]
+    return f"{scheme}://{authority}/***"
+
+
 def secret_name(name: str) -> bool:
     """Whether a header's or an env variable's value is shown as `***`."""
     return bool(_SECRET_NAME.search(name))

@@ -356,6 +356,14 @@ def check_url_problem(url: str) -> str | None:
     return url_problem(url)
 
 
+def heartbeat_url_problem(url: str) -> str | None:
+    """hosts.yml's heartbeat URLs (docs/monitor.md, "Heartbeat"): pinged
+    by the HTTP check's request (host/httpcheck.request), http or https."""
+    if not url.startswith(("http://", "https://")):
+        return "must be an http:// or https:// URL (the heartbeat is an HTTP request)"
+    return url_problem(url)
+
+
 def header_problem(text: str) -> str | None:
     if any(c in text for c in "\r\n\x00"):
         return "must not contain a line break"
@@ -504,6 +512,7 @@ SCHEMA: Dict[str, Dict[str, Key]] = {
         "node_exporter": Key("string", node_exporter_problem),  # a scrape target: prometheus-targets
         "setup_command": Key("string"),
         "backup": Key("backup"),
+        "heartbeat": Key("heartbeat"),  # cron's dead-man's switch (docs/monitor.md, "Heartbeat")
     },
     "app": {
         "path": _HOSTPATH,
@@ -566,6 +575,12 @@ SCHEMA: Dict[str, Dict[str, Key]] = {
     "repository": {
         "url": Key("string", repository_url_problem, required=True),
         "password_file": Key("string", hostpath_problem, required=True),
+    },
+    # url: off turns a heartbeat that defaults or a group set off for one host
+    "heartbeat": {
+        "url": Key("string", heartbeat_url_problem, off=True),
+        "fail_url": Key("string", heartbeat_url_problem),
+        "timeout": _DURATION_KEY,
     },
 }
 # A group written as a mapping (docs/hosts.md, "Groups"): its members, and

@@ -41,6 +41,7 @@ HOST = {
                "dump": [{"name": "pg", "command": "pg_dump app"}], "schedule": "@daily",
                "keep": {"daily": 7, "weekly": 4, "monthly": 6}, "repository_keep": {"monthly": 24},
                "repository": {"url": "sftp:backup@10.0.0.9:/srv/restic", "password_file": "~/.restic-password"}},
+    "heartbeat": {"url": "https://hc-ping.com/0f3c", "fail_url": "https://hc-ping.com/0f3c/fail", "timeout": "5s"},
 }
 # the demo's kind of host: `sandbox` is only valid with `connection: local`
 BOX = {"connection": "local", "sandbox": True, "app": {"path": "/srv/box"}}
@@ -83,7 +84,7 @@ def every_key(data, section="top"):
             sub = {"app": "app", "services": "services[]", "deps": "deps[]", "cleanup": "cleanup[]", "logs": "logs",
                    "thresholds": "thresholds", "schedule": "schedule", "check": "check", "backup": "backup",
                    "dump": "dump[]", "keep": "keep", "repository_keep": "keep",
-                   "repository": "repository"}.get(k)
+                   "repository": "repository", "heartbeat": "heartbeat"}.get(k)
             if sec == "top" and k in ("hosts", "groups"):
                 for h in v.values():
                     if isinstance(h, dict):

@@ -540,6 +540,10 @@ def run_health(
         from .prom import health_done
 
         health_done(host, report.status, report.code, time.monotonic() - started, report.checks)
+        if host.heartbeat is not None:  # cron's dead-man's switch: never the run's result (host/heartbeat.py)
+            from .heartbeat import beat
+
+            beat(host.heartbeat, store.paths.state, "health", report.status)
     return report
 
 

@@ -189,6 +189,7 @@ class Pipeline:
             from .metrics import record
 
             record(self.paths.metrics, self.host.services, self.paths)
+            self._heartbeat()
         if self.res.usage:
             # a mistyped flag (--ref nosuchref, rollback's --to): exit 64 is
             # the command line's error, no run of the host's, and counts
@@ -203,6 +204,16 @@ class Pipeline:
         res = self.res  # counted by its settle's save already (Recorder.counted): the textfile alone is written
         run_done(self.host, res.trigger, res.result, res.exit_code, res.duration, res.to, res.subject,
                  saved=self.state_file.saved if self.rec.counted else None, published=self.published)
+
+    def _heartbeat(self) -> None:
+        """Cron's ping of the heartbeat URL for this run's result, after the
+        run and outside the host lock (state.json's own lock records it): a
+        ping never changes the result (host/heartbeat.py; docs/monitor.md,
+        "Heartbeat"). A run that waited for another's result pings it too."""
+        if self.host.heartbeat is not None:
+            from .heartbeat import beat
+
+            beat(self.host.heartbeat, self.paths.state, "update", self.res.result)
 
     def _body(self) -> None:
         """The run proper: under the lock, converge (DryRun renders the plan

@@ -12,8 +12,21 @@ class Hook:
     def __init__(self, address: str = "127.0.0.1"):
         self.got = []
         got = self.got
+        # a heartbeat sink too (docs/monitor.md, "Heartbeat"): each GET's
+        # path and query, answered with `status` (a test sets 500 for a
+        # sink that fails)
+        self.gets = []
+        self.status = 200
+        sink = self
 
         class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                sink.gets.append(self.path)
+                self.send_response(sink.status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"OK")
+
             def do_POST(self):
                 got.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"null"))
                 self.send_response(204)
