@@ -103,7 +103,8 @@ def sample_max_age(host: Host) -> float:
     return SAMPLE_AGE * (update_interval(host.schedule.get("update")) or 0.0)
 
 
-def monitor_script(host: Host, window: float = CPU_WINDOW, sample_age: Optional[float] = None) -> Cmd:
+def monitor_script(host: Host, window: float = CPU_WINDOW, sample_age: Optional[float] = None,
+                   marker: bool = False) -> Cmd:
     """The whole dashboard as one script (one exec per host per refresh).
 
     `window` is the least time between the two CPU samples. The window opens
@@ -114,7 +115,11 @@ def monitor_script(host: Host, window: float = CPU_WINDOW, sample_age: Optional[
     refresh's sample is the first one then, so the interval is the window
     and nothing waits. CPU is sampled at the start and at the end: the
     script's own run time is the window (or the time since the sample), and
-    a sleep is added only when that is shorter than `window`."""
+    a sleep is added only when that is shorter than `window`. With
+    `marker`, it also reads the install marker of the host's fabops (its
+    version), so `monitor --prometheus` prints the host's metrics from
+    this one round trip: the state section is state.json already
+    (prometheus.monitor_exposition, docs/benchmarks.md's one round trip)."""
     age = sample_max_age(host) if sample_age is None else sample_age
     # the samples first (--history's and the CPU window's start): one tail
     parts: List[Cmd] = [sh("M=$(tail -n 97 {f} 2>/dev/null); NL='\n'; MAXAGE={age}; TK=",
@@ -130,6 +135,10 @@ def monitor_script(host: Host, window: float = CPU_WINDOW, sample_age: Optional[
     parts += _service_parts(host)
     parts += _probe_parts(host)
     parts += _home_parts(host)
+    if marker:
+        from .prometheus import marker_cmd
+
+        parts.append(_section("marker", marker_cmd(host)))
     parts += _log_parts(host)
     checks = _checks(host)
     # The host's python3 runs (the slowest parts: an interpreter's start
@@ -1295,11 +1304,13 @@ def gather(cxn, host):
     return sample(cxn, host)[0]
 
 
-def sample(cxn, host, previous=None, inventory=None):
+def sample(cxn, host, previous=None, inventory=None, marker=False):
     """(facts, raw output). With the previous refresh's raw output, the CPU
     window runs from that refresh to this one and the script waits for
-    nothing (monitor --watch). `inventory`: evaluate's."""
-    script = monitor_script(host, window=0, sample_age=0) if previous else monitor_script(host)
+    nothing (monitor --watch). `inventory`: evaluate's; `marker`:
+    monitor_script's (--prometheus)."""
+    script = (monitor_script(host, window=0, sample_age=0, marker=marker) if previous
+              else monitor_script(host, marker=marker))
     result = Target.of(cxn, host).run(script, check=False, stdin=monitor_input(host) or None)
     out = result.stdout
     if MARK + "end" not in out.splitlines():
@@ -1328,13 +1339,17 @@ class Refresher:
     whose refresh fails gets a new connection on the next one. With `watch`,
     each refresh's CPU window starts at the host's previous refresh (see
     `sample`). A context manager: every connection is closed on the way out.
-    `flag`: the run's `-i` for the commands findings name (evaluate)."""
+    `flag`: the run's `-i` for the commands findings name (evaluate);
+    `marker`: each script reads the install marker too (--prometheus:
+    `last` then holds what prometheus.monitor_exposition reads)."""
 
     def __init__(self, inv, hosts, *, parallel: int, accept_new: bool = False,
-                 connect_timeout: Optional[float] = None, watch: bool = False, flag: Optional[str] = None):
+                 connect_timeout: Optional[float] = None, watch: bool = False, flag: Optional[str] = None,
+                 marker: bool = False):
         import threading
 
         self.inv, self.hosts, self.parallel, self.watch, self.flag = inv, hosts, parallel, watch, flag
+        self.marker = marker
         self.accept_new, self.connect_timeout = accept_new, connect_timeout
         self.conns: Dict[str, Any] = {}
         self.last: Dict[str, str] = {}  # host -> the previous refresh's raw output (the CPU window's start)
@@ -1356,7 +1371,7 @@ class Refresher:
                 self.conns[host.name] = cxn
         try:
             facts, self.last[host.name] = sample(cxn, host, self.last.get(host.name) if self.watch else None,
-                                                   self.flag)
+                                                   self.flag, self.marker)
             return facts
         except Exception:
             # a dead connection is re-opened on the next refresh

@@ -104,6 +104,7 @@ FLAGS: Dict[str, Flag] = {
     "install": Flag(),
     "install_config": Flag(),
     "offline": Flag(),
+    "prometheus": Flag(),  # monitor: the metrics, not the dashboard
     "remove": Flag(),
     "replace_units": Flag(),
     "run_id": Flag(),

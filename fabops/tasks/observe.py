@@ -376,32 +376,38 @@ def _code(results):
 @fabops_task(help={
     "watch": "Refresh every SECONDS in place, over one kept-open connection per host.",
     "history": "Also show CPU, memory and disk sparklines from the samples recorded on the host.",
+    "prometheus": "Print each host's metrics in Prometheus' text format instead (as `inv metrics` does, plus "
+                  "fabops_monitor_success), read in the same one round trip per host; the exit code is still "
+                  "monitor's. Not with --json, --watch or --history.",
 })
-def monitor(c, hosts=None, json=False, watch=None, history=False, parallel=10, inventory=None,
+def monitor(c, hosts=None, json=False, watch=None, history=False, prometheus=False, parallel=10, inventory=None,
             accept_new=False, connect_timeout=None):
     """Show a dashboard of each host's services, resources and deploy state (Nagios exit codes)."""
     try:
-        _monitor(json, watch, history, parallel, inventory, hosts, accept_new, connect_timeout)
+        _monitor(json, watch, history, parallel, inventory, hosts, accept_new, connect_timeout, prometheus)
     except KeyboardInterrupt:  # before --watch's handler is in place, or a one-shot look
         finish(E.INTERRUPTED, "fabops: interrupted before the first refresh ended: nothing to show")
 
 
-def _monitor(json, watch, history, parallel, inventory, hosts, accept_new, connect_timeout):
+def _monitor(json, watch, history, parallel, inventory, hosts, accept_new, connect_timeout, prometheus=False):
     from ..monitor import Refresher
     from .deploy import inventory_flag
 
     interval = watch  # seconds between refreshes (read by FabopsTask), or None: look once
+    _prometheus_alone(prometheus, json=json, watch=interval is not None, history=history)
     inv, chosen = select(inventory, hosts)
     by_name = {h.name: h for h in chosen}
-    if not json:
+    if not json and not prometheus:
         # Import rich while the connections are being opened: the import is
         # CPU work, the handshake is mostly waiting, so they overlap.
         threading.Thread(target=_preload_rich, daemon=True).start()
     with Refresher(inv, chosen, parallel=parallel, accept_new=accept_new, connect_timeout=connect_timeout,
-                   watch=interval is not None, flag=inventory_flag(inventory)) as refresher:
+                   watch=interval is not None, flag=inventory_flag(inventory), marker=prometheus) as refresher:
         if interval is None:
             results = refresher.refresh()
-            if json:
+            if prometheus:
+                _print_exposition(results, by_name, refresher.last)
+            elif json:
                 print_json(_envelope(results))
             else:
                 from .render import console
@@ -414,6 +420,29 @@ def _monitor(json, watch, history, parallel, inventory, hosts, accept_new, conne
         if last is None:  # Ctrl-C before the first refresh ended: no frame to stand for the hosts
             raise KeyboardInterrupt
         finish(_code(last))
+
+
+def _prometheus_alone(prometheus: bool, **given: bool) -> None:
+    """--prometheus prints the exposition once, as a scraper reads it: with
+    --json (another format), --watch (refreshes: Prometheus scrapes again
+    by itself) or --history (sparklines) it would have to drop one of them
+    silently, so it refuses before connecting (exit 64, docs/monitor.md)."""
+    flags = [f"--{name}" for name, on in given.items() if on]
+    if prometheus and flags:
+        raise E.UsageError(f"monitor --prometheus prints the metrics once, in Prometheus' text format: "
+                           f"give it without {' and '.join(flags)}")
+
+
+def _print_exposition(results, hosts_by_name, outputs) -> None:
+    """The hosts' metrics (prometheus.monitor_exposition) on stdout as they
+    are, a scraper's format (never wrapped or padded), and each host's error
+    on stderr as every task says it."""
+    from ..prometheus import monitor_exposition
+    from .render import host_errors
+
+    sys.stdout.write(monitor_exposition(results, hosts_by_name, outputs))
+    sys.stdout.flush()
+    host_errors(results)
 
 
 class _Frames:
