@@ -8,15 +8,18 @@ Python 3.9).
   collector pointed at hosts.yml's `metrics_dir`, which `setup` makes.
 - A real `prometheus` on this machine (a temp config and storage,
   127.0.0.1 and a free port) scrapes it every second over the veth link,
-  and evaluates one rule: the host behind origin, `for: 2s`.
+  and evaluates one rule: the host behind origin, `for: 2s`. Its scrape
+  list is a file_sd file that `inv prometheus-targets --output` writes
+  from hosts.yml (docs/metrics.md, "Prometheus: targets from hosts.yml").
 - The test deploys a good commit, runs cron's `health --fix` line on the
   host, then deploys a commit that crashes on boot (its gate fails, it is
   rolled back), and reads everything back through Prometheus' HTTP API:
   the deployed commit's info metric (the good one, before and after), the
   runs counted by result, the service up, the bad target, the alert firing,
   and node_exporter's own word that the textfile parsed
-  (`node_textfile_scrape_error 0`). The directory holds only the host's
-  file: each write is a temp file renamed over it (docs/metrics.md,
+  (`node_textfile_scrape_error 0`), and `promtool check metrics` passes
+  the file as the host's fabops wrote it. The directory holds only the
+  host's file: each write is a temp file renamed over it (docs/metrics.md,
   "Written atomically"), and none is left behind.
 
 node_exporter on the host: the images have none, and this machine's
@@ -49,6 +52,7 @@ from tests import test_systemd_tier as tier
 from tests.conftest import require
 from tests.harness import container
 from tests.harness.sandbox import Origin
+from tests.test_prom import promtool_check
 from tests.test_systemd_tier import UNIT, fab, on_host
 
 pytestmark = pytest.mark.systemd
@@ -110,13 +114,16 @@ class Prometheus:
     storage, 127.0.0.1 and a free port; its output in a file for failure
     messages. stop() ends it by its PID."""
 
-    def __init__(self, work: Path, target: str):
+    def __init__(self, work: Path):
         work.mkdir(parents=True, exist_ok=True)
+        self.targets = work / "targets" / "fabops.json"  # prometheus-targets writes it
+        self.targets.parent.mkdir()
         (work / "rules.yml").write_text(yaml.safe_dump(RULES, sort_keys=False))
         (work / "prometheus.yml").write_text(yaml.safe_dump({
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(work / "rules.yml")],
-            "scrape_configs": [{"job_name": "node", "static_configs": [{"targets": [target]}]}],
+            "scrape_configs": [{"job_name": "node", "file_sd_configs": [{
+                "files": [str(self.targets)], "refresh_interval": "1s"}]}],
         }, sort_keys=False))
         with socket.socket() as s:  # a free port: closed again right before Prometheus takes it
             s.bind(("127.0.0.1", 0))
@@ -188,9 +195,10 @@ def scraped(request, tmp_path_factory, client_key):
                           {str(origin.bare): "/srv/origin.git", **binds}) as box:
         # the directory above metrics_dir, root's as a package leaves it: setup makes the last one
         box.as_root("install -d -m 0755 /var/lib/prometheus")
-        prom = Prometheus(tmp_path_factory.mktemp(f"prometheus-{request.param}"), _start_exporter(box, argv))
+        exporter = _start_exporter(box, argv)
+        prom = Prometheus(tmp_path_factory.mktemp(f"prometheus-{request.param}"))
         try:
-            yield request.param, box, origin, prom
+            yield request.param, box, origin, prom, exporter
         finally:
             prom.stop()
 
@@ -205,6 +213,7 @@ def _inventory(path: Path) -> Path:
         "deps": [{"when": ["requirements.txt"], "run": "sh install-deps.sh"}],
         "logs": {"update": "/var/log/voice-meeting-bot-update.log", "health": "/var/log/voice-meeting-bot-health.log"},
         "metrics_dir": METRICS_DIR,
+        "node_exporter": f":{EXPORTER_PORT}",  # at the address ~/.ssh/config gives find-to-do
         "schedule": {"update": "off", "health": "@yearly", "clean": "off", "backup-env": "off"},
     }}}, sort_keys=False))
     return path
@@ -232,14 +241,17 @@ def _leftovers() -> List[str]:
 
 @pytest.mark.timeout(600)  # a cold image build on a busy machine; the test itself about a minute
 def test_prometheus_scrapes_a_deploy_and_a_rollback(scraped, isolated_home, deploy_env, tmp_path, client_key):
-    suite, box, origin, prom = scraped
+    suite, box, origin, prom, exporter = scraped
     tier.find_to_do_alias(box, client_key, isolated_home)
     inv = _inventory(tmp_path / "hosts.yml")
     good = origin.head
     tier.first_deploy(inv)  # setup (which makes metrics_dir), then the deploy of the good commit
     assert box.as_root(f"stat -c '%U %a' {METRICS_DIR}").stdout.split() == ["ec2-user", "755"]
-    prom.until("the container's node_exporter as an up target",
-               lambda: [t["health"] for t in prom.api("targets")["activeTargets"]], lambda h: h == ["up"])
+    r = fab(inv, "prometheus-targets", "--output", str(prom.targets))
+    assert r.returncode == 0, r.stdout + r.stderr
+    prom.until("the container's node_exporter, from hosts.yml, as an up target", lambda: [
+        (t["labels"]["instance"], t["labels"].get("host"), t["health"]) for t in prom.api("targets")["activeTargets"]],
+        lambda found: found == [(exporter, "find-to-do", "up")])
     info = f'fabops_deployed_commit_info{{fabops_host="find-to-do",commit="{short_sha(good)}"}}'
     prom.value(info, 1, "the good commit's info metric")
     prom.until("the good deploy counted", _runs(prom, "deploy"), lambda r: r == {"deployed": 1})
@@ -273,3 +285,4 @@ def test_prometheus_scrapes_a_deploy_and_a_rollback(scraped, isolated_home, depl
                lambda s: len(s) == 1 and s[0][1] > 0)
     assert _leftovers() == [PROM_FILE], _leftovers()
     assert box.as_root(f"stat -c '%U %a' {METRICS_DIR}/{PROM_FILE}").stdout.split() == ["ec2-user", "644"]
+    promtool_check(on_host(f"cat {METRICS_DIR}/{PROM_FILE}").stdout)
