@@ -152,12 +152,19 @@ def promtool_check(text: str) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-def test_sandbox_deploy_writes_the_textfile(sandbox, tmp_path):
+def with_textfile(sandbox, tmp_path: Path, **more) -> Path:
+    """A new directory as the sandbox host's metrics_dir (with `more` keys
+    of its hosts.yml entry): the textfile's directory."""
     d = tmp_path / "textfile"
     d.mkdir()
     data = yaml.safe_load(sandbox.inventory.read_text())
-    data["hosts"]["local"]["metrics_dir"] = str(d)
+    data["hosts"]["local"].update(metrics_dir=str(d), **more)
     sandbox.inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+    return d
+
+
+def test_sandbox_deploy_writes_the_textfile(sandbox, tmp_path):
+    d = with_textfile(sandbox, tmp_path)
     rc, result = sandbox.result()
     assert (rc, result["result"]) == (0, "deployed"), result
     rc, again = sandbox.result()
@@ -230,11 +237,7 @@ def test_setup_makes_the_metrics_dir_and_follows_no_link(sandbox, tmp_path):
 def test_a_backup_run_writes_its_metrics(sandbox, tmp_path):
     """cron's backup line (the fast path, host/backup.result) counts its
     run and keeps its snapshot's time and size for the textfile."""
-    d = tmp_path / "textfile"
-    d.mkdir()
-    data = yaml.safe_load(sandbox.inventory.read_text())
-    data["hosts"]["local"].update(metrics_dir=str(d), backup={"files": ["app.py"]})
-    sandbox.inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+    d = with_textfile(sandbox, tmp_path, backup={"files": ["app.py"]})
     r = run_cli("backup", "-i", str(sandbox.inventory))
     assert r.returncode == 0, (r.stdout, r.stderr)
     text = (d / "fabops-local.prom").read_text()
@@ -249,12 +252,9 @@ def test_a_backup_run_writes_its_metrics(sandbox, tmp_path):
 def test_a_clean_on_the_host_adds_what_it_freed(sandbox, tmp_path):
     """`fabops clean` on the host itself (cron's line): its run counted and
     the bytes it freed added up over runs; its dry run writes nothing."""
-    d, junk = tmp_path / "textfile", tmp_path / "recordings"
-    d.mkdir()
+    junk = tmp_path / "recordings"
     junk.mkdir()
-    data = yaml.safe_load(sandbox.inventory.read_text())
-    data["hosts"]["local"].update(metrics_dir=str(d), cleanup=[{"path": str(junk), "glob": "*.pcm", "older_than": "1m"}])
-    sandbox.inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+    d = with_textfile(sandbox, tmp_path, cleanup=[{"path": str(junk), "glob": "*.pcm", "older_than": "1m"}])
 
     def old_files(n: int) -> None:
         for i in range(n):

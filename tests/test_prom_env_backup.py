@@ -9,15 +9,11 @@ import yaml
 
 from fabops.host import prom
 from tests.conftest import run_cli
-from tests.test_prom import host, parsed, promtool_check
+from tests.test_prom import host, parsed, promtool_check, with_textfile
 
 
 def test_backup_env_on_the_host_counts_and_keeps_its_time(sandbox, tmp_path):
-    d = tmp_path / "textfile"
-    d.mkdir()
-    data = yaml.safe_load(sandbox.inventory.read_text())
-    data["hosts"]["local"]["metrics_dir"] = str(d)
-    sandbox.inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+    d = with_textfile(sandbox, tmp_path)
     r = run_cli("backup-env", "-i", str(sandbox.inventory))
     assert r.returncode == 0, (r.stdout, r.stderr)
     text = (d / "fabops-local.prom").read_text()
