@@ -20,10 +20,13 @@ from .paths import HostPaths
 from .records import Frozen, frozen
 from .validate import (
     DEFAULT_BACKUP_SCHEDULE,
+    DEFAULT_HOOK_TIMEOUT,
     DEFAULT_KEEP,
     DEFAULT_SCHEDULE,
     DEFAULT_THRESHOLDS,
     GROUP_REFUSED,
+    HOOK_TIMEOUT_MAX,
+    HOOKS,
     SCHEMA,
     SETUP_LOGS,
     Key,
@@ -34,6 +37,7 @@ from .validate import (
     host_name_problem,
     metrics_dir_problem,
     parse_duration,
+    script_problem,
     setup_log_problem,
 )
 
@@ -160,6 +164,17 @@ class Backup(Frozen):
 
 
 @frozen
+class Hook(Frozen):
+    """One lifecycle hook (docs/pipeline.md, "Hooks"): shell code the
+    operator wrote, run as the deploy user in the app directory, killed
+    with its process group after `timeout` seconds. Its name is its key in
+    Host.hooks (validate.HOOKS)."""
+
+    run: str
+    timeout: float = DEFAULT_HOOK_TIMEOUT
+
+
+@frozen
 class App(Frozen):
     path: str
     remote: str = "origin"
@@ -230,6 +245,8 @@ class Host(Frozen):
     # :PORT); None: its SSH address at port 9100 (fabops/prometheus_targets.py)
     node_exporter: Optional[str] = None
     backup: Backup = field(default_factory=Backup)
+    # lifecycle hooks by name, in validate.HOOKS' order; only those set
+    hooks: Dict[str, Hook] = field(default_factory=dict)
     heartbeat: Optional[Heartbeat] = None  # cron's runs ping it (host/heartbeat.py); None: no heartbeat
     # the environment group (`environment: true`) the host is in, at most
     # one (docs/environments.md): notifications name it. host.yml carries
@@ -290,6 +307,8 @@ class Host(Frozen):
         data["backup"] = self.backup.to_dict()
         if self.heartbeat is not None:  # host.yml says no fail_url rather than `fail_url: null`
             data["heartbeat"] = {k: v for k, v in data["heartbeat"].items() if v is not None}
+        if not data["hooks"]:  # none set: host.yml stays as older fabops wrote it
+            del data["hooks"]
         if not data["sandbox"]:  # the usual case says nothing (and host.yml stays as older fabops wrote it)
             del data["sandbox"]
         return {k: v for k, v in data.items() if v is not None}
@@ -993,6 +1012,31 @@ class _Validator:
         return {self.string(hk, key, header_problem): self.string(hv, f"{key}.{hk}", header_problem)
                 for hk, hv in hdrs.items()}
 
+    def hooks(self, raw: Any, key: str) -> dict:
+        return self.section("hooks", raw, key)
+
+    def hook(self, raw: Any, key: str) -> dict:
+        """One hook: its script alone, or {run, timeout} (docs/hosts.md, `hooks`)."""
+        if isinstance(raw, str):
+            return {"run": self.script(raw, key)}
+        if not isinstance(raw, dict):
+            self.fail(key, f"must be shell code or a mapping {{run, timeout}}, not {_typename(raw)}")
+        d = self.section("hook", raw, key)
+        timeout = d.get("timeout")
+        if timeout is not None and not 1 <= timeout <= HOOK_TIMEOUT_MAX:
+            self.fail(f"{key}.timeout", f"{timeout:g}s is out of range 1s-{HOOK_TIMEOUT_MAX:g}s: a hook holds the "
+                      "host's lock while it runs")
+        return d
+
+    def script(self, value: Any, key: str) -> str:
+        """A hook's shell code: lines of printable text (validate.script_problem)."""
+        if not isinstance(value, str):
+            self.fail(key, f"must be shell code (a string), not {_typename(value)}")
+        problem = script_problem(value)
+        if problem:
+            self.fail(key, problem)
+        return value
+
     def services(self, raw: Any, key: str) -> list:
         services = [self.service(sv, sk) for sk, sv in self.items(raw, key)]
         seen: Dict[str, str] = {}
@@ -1101,6 +1145,8 @@ class _Validator:
             metrics_dir=metrics_dir,
             node_exporter=d.get("node_exporter"),
             backup=self.backup_settings(d.get("backup") or {}, f"{key}.backup", connection),
+            hooks={n: Hook(h["run"], h.get("timeout", DEFAULT_HOOK_TIMEOUT))
+                   for n in HOOKS for h in [(d.get("hooks") or {}).get(n)] if h},
             heartbeat=self.heartbeat_settings(d.get("heartbeat"), f"{key}.heartbeat"),
         )
 

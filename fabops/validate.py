@@ -245,6 +245,37 @@ def control_problem(text: str) -> str | None:
             f"every value is one line of printable text{hint}")
 
 
+# Lifecycle hooks (docs/pipeline.md, "Hooks"): shell code the operator
+# writes in hosts.yml, run as the deploy user in the app directory. A
+# script is several lines by nature, so its value may hold line breaks and
+# tabs, and nothing else below U+0020: a CR, an escape or a NUL is refused
+# as in every other value. It never reaches a unit, the sudoers drop-in or
+# the crontab (a file in fabops' home holds it: host/hooks.py), which is why
+# the one-line rule is relaxed for it alone.
+HOOKS = ("before_restart", "after_deploy", "on_rollback", "on_failure")
+DEFAULT_HOOK_TIMEOUT = 60.0
+HOOK_TIMEOUT_MAX = 3600.0  # a hook holds the host lock while it runs
+HOOK_MAX_BYTES = 16384
+_SCRIPT_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def script_problem(text: str) -> str | None:
+    """Why `text` may not be a hook's script: a control character other
+    than a line break or a tab (named as control_problem names it), more
+    than HOOK_MAX_BYTES, or nothing but blanks."""
+    m = _SCRIPT_CONTROL.search(text)
+    if m is not None:
+        named = control_problem(m.group()) or ""
+        return (named.split(" at position")[0] + f" at position {m.start() + 1}: a hook is lines of printable "
+                "text (line breaks and tabs allowed)")
+    if len(text.encode("utf-8")) > HOOK_MAX_BYTES:
+        return f"is {len(text.encode('utf-8'))} bytes: a hook's script is at most {HOOK_MAX_BYTES} (run a file " \
+               "from the repository for more)"
+    if not text.strip():
+        return "is empty: write the shell code, or `off`"
+    return None
+
+
 _EXPANSIONS = re.compile(r"\$\{?(PATH|HOME|USER)\b|(^|:)~/")
 
 
@@ -512,6 +543,7 @@ SCHEMA: Dict[str, Dict[str, Key]] = {
         "node_exporter": Key("string", node_exporter_problem),  # a scrape target: prometheus-targets
         "setup_command": Key("string"),
         "backup": Key("backup"),
+        "hooks": Key("hooks"),  # lifecycle hooks: shell code (docs/pipeline.md, "Hooks")
         "heartbeat": Key("heartbeat"),  # cron's dead-man's switch (docs/monitor.md, "Heartbeat")
     },
     "app": {
@@ -580,6 +612,13 @@ SCHEMA: Dict[str, Dict[str, Key]] = {
     "heartbeat": {
         "url": Key("string", heartbeat_url_problem, off=True),
         "fail_url": Key("string", heartbeat_url_problem),
+        "timeout": _DURATION_KEY,
+    },
+    # each hook: its script alone, or {run, timeout}; `off` turns one that
+    # defaults or a group set off for one host
+    "hooks": {name: Key("hook", off=True) for name in HOOKS},
+    "hook": {
+        "run": Key("script", required=True),
         "timeout": _DURATION_KEY,
     },
 }

@@ -311,14 +311,15 @@ def _with_extra(section: str) -> dict:
             "thresholds": {}, "schedule": {},
             "backup": {"dump": [{"name": "db", "command": "true"}], "keep": {},
                        "repository": {"url": "/srv/restic", "password_file": "/etc/pw"}},
-            "heartbeat": {"url": "https://hc-ping.com/x"}}
+            "hooks": {"on_failure": {"run": "true"}}, "heartbeat": {"url": "https://hc-ping.com/x"}}
     group = {"hosts": ["h"], "thresholds": {"cpu": 50}}
     data = {"hosts": {"h": host}, "groups": {"g": group}}
     where = {"top": data, "host": host, "group": group, "app": host["app"], "services[]": svc, "check": svc["check"],
              "deps[]": host["deps"][0], "cleanup[]": host["cleanup"][0], "logs": host["logs"],
              "thresholds": host["thresholds"], "schedule": host["schedule"], "backup": host["backup"],
              "dump[]": host["backup"]["dump"][0], "keep": host["backup"]["keep"],
-             "repository": host["backup"]["repository"], "heartbeat": host["heartbeat"]}
+             "repository": host["backup"]["repository"], "hooks": host["hooks"],
+             "hook": host["hooks"]["on_failure"], "heartbeat": host["heartbeat"]}
     where[section]["zzz"] = 1
     return data
 

@@ -6,13 +6,14 @@ of an inventory that uses every key of validate.SCHEMA, keys included, and
 proves each hostile copy is refused at load, naming that key (exit 78 from
 the CLI)."""
 import copy
+import re
 
 import pytest
 import yaml
 
 from fabops import inventory
 from fabops.errors import CONFIG, ConfigError
-from fabops.validate import SCHEMA
+from fabops.validate import HOOKS, SCHEMA
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.unit
@@ -41,6 +42,10 @@ HOST = {
                "dump": [{"name": "pg", "command": "pg_dump app"}], "schedule": "@daily",
                "keep": {"daily": 7, "weekly": 4, "monthly": 6}, "repository_keep": {"monthly": 24},
                "repository": {"url": "sftp:backup@10.0.0.9:/srv/restic", "password_file": "~/.restic-password"}},
+    # lifecycle hooks: shell code, written as {run, timeout} or as the script alone
+    "hooks": {"before_restart": {"run": "./manage.py migrate\n./manage.py check", "timeout": "2m"},
+              "after_deploy": "curl -fsS http://127.0.0.1:3003/health", "on_rollback": {"run": "echo rolled"},
+              "on_failure": "echo failed"},
     "heartbeat": {"url": "https://hc-ping.com/0f3c", "fail_url": "https://hc-ping.com/0f3c/fail", "timeout": "5s"},
 }
 # the demo's kind of host: `sandbox` is only valid with `connection: local`
@@ -85,6 +90,7 @@ def every_key(data, section="top"):
                    "thresholds": "thresholds", "schedule": "schedule", "check": "check", "backup": "backup",
                    "dump": "dump[]", "keep": "keep", "repository_keep": "keep",
                    "repository": "repository", "heartbeat": "heartbeat"}.get(k)
+            sub = sub or {"hooks": "hooks", **{h: "hook" for h in HOOKS}}.get(k)
             if sec == "top" and k in ("hosts", "groups"):
                 for h in v.values():
                     if isinstance(h, dict):
@@ -136,6 +142,10 @@ def lookup(data, path):
 
 
 CASES = [(p, k, isk) for p, k, isk in strings(FULL)]
+# A hook's script is lines of text (validate.script_problem): a line break
+# and a tab are its own; every other control character is refused in it too
+SCRIPT = re.compile(r"\.hooks\.\w+(\.run)?$")
+SCRIPT_ALLOWS = ("\n", "\t")
 
 
 @pytest.mark.parametrize("ch", CONTROLS, ids=[f"U+{ord(c):04X}" for c in CONTROLS])
@@ -143,13 +153,17 @@ def test_a_control_character_in_any_value_or_key_is_refused_naming_it(ch):
     assert len(CASES) > 70, "the fuzzed inventory lost its strings"
     for path, key, is_key in CASES:
         data = poisoned(path, is_key, ch)
+        if not is_key and SCRIPT.search(key) and ch in SCRIPT_ALLOWS:
+            inventory.loads(yaml.safe_dump(data), "script.yml")  # a script's own characters
+            continue
         try:
             inventory.loads(yaml.safe_dump(data), "hostile.yml")
         except ConfigError as exc:
             err = exc
         else:
             pytest.fail(f"{key} (key: {is_key}) with {ch!r} was accepted")
-        mine = [(k, p) for k, p in err.problems if "one line of printable text" in p]
+        mine = [(k, p) for k, p in err.problems if "one line of printable text" in p
+                or (SCRIPT.search(k) and "a hook is lines of printable text" in p)]
         assert mine, (key, repr(ch), err.problems)
         if is_key:
             # a poisoned key is named under its parent, shown repr'd

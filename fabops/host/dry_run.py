@@ -182,18 +182,56 @@ def actions(host, p: Plan, trigger: str = "deploy", ended_watch: bool = False) -
             yield Would("stash", "local changes", "--stash: saved aside before the checkout")
         if p.clear_pin:
             yield unpin
-        yield Would("checkout", short(p.target), p.message)
-        for i in p.rules:
-            yield Would("run", host.deps[i].run, "full converge" if p.full else "a file it watches changed")
-        for name in p.services:
-            yield Would("restart", name, "full converge" if p.full else "its files changed")
-        # then the watch the real run keeps after the gate (Pipeline._watch)
-        watch = watched([s for s in host.services if s.name in p.services])
-        if watch:
-            yield watch
+        yield from _deploy_actions(host, p, trigger)
+    yield from hook_actions(host, p, trigger, ("on_failure",))
     if p.pin:
         yield Would("pin", short(p.pin), ("rollback" if trigger == "rollback" else "--ref")
                     + f": cron stays on it {UNPINNED}" + (" (once its gate and watch pass)" if p.kind == "deploy" else ""))
+
+
+def _deploy_actions(host, p: Plan, trigger: str) -> Iterator[Would]:
+    """A deploy's checkout, rules, hooks, restarts and watch, in the real
+    run's order (Pipeline._deploy)."""
+    yield Would("checkout", short(p.target), p.message)
+    for i in p.rules:
+        yield Would("run", host.deps[i].run, "full converge" if p.full else "a file it watches changed")
+    yield from hook_actions(host, p, trigger, ("before_restart",))
+    for name in p.services:
+        yield Would("restart", name, "full converge" if p.full else "its files changed")
+    yield from hook_actions(host, p, trigger, ("after_deploy",))
+    # then the watch the real run keeps after the gate (Pipeline._watch)
+    watch = watched([s for s in host.services if s.name in p.services])
+    if watch:
+        yield watch
+    yield from hook_actions(host, p, trigger, ("on_rollback",))
+
+
+# When each hook runs, as a dry run says it (plan.HOOKS_OF, plan.hook_runs)
+HOOK_WHEN = {
+    "before_restart": "after the rules, before the restart; a failure stops the run, nothing restarted, the "
+                      "checkout put back",
+    "after_deploy": "once every gate passed; if it fails the run rolls back as a failed gate does",
+    "on_rollback": "if the run rolls back",
+    "on_failure": "once, if the run fails",
+}
+
+
+def hook_actions(host, p: Plan, trigger: str, names) -> Iterator[Would]:
+    """The hooks among `names` that plan `p` runs (Plan.hooks): `would run
+    before_restart hook: 12 lines, timeout 60 s; WHEN`. A recorded abort
+    fails, so its on_failure runs; a rollback run's on_rollback runs after
+    its own promotion too."""
+    for name in names:
+        if name not in p.hooks:
+            continue
+        from .hooks import hook_words  # only for a plan with hooks: cron's polls import no more (test_fastpath)
+
+        when = HOOK_WHEN[name]
+        if p.kind == "abort":
+            when = "once: this run fails"
+        elif name == "on_rollback" and trigger == "rollback":
+            when = "after this rollback, or if it rolls back"
+        yield Would("run", f"{name} hook", f"{hook_words(host.hooks[name])}; {when}")
 
 
 # How long a pin holds, as the host says it: the host cannot know how the

@@ -16,7 +16,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import replace
 from functools import partial
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .. import errors
 from ..errors import FabopsError, LockedError
@@ -29,7 +29,7 @@ from .files import ensure_home, save_env_file, tail_jsonl
 from .preflight import disk_problem, missing_env_keys, sort_changes, stash, status_path
 from .git import Git, check_ref, ls_remote_cmd, ls_remote_ref_cmd, parse_ls_remote
 from .lock import HostLock
-from .plan import Facts, Health, Opts, Plan, choose_target, good_commits, plan
+from .plan import Facts, Health, Opts, Plan, choose_target, good_commits, hook_runs, plan
 from .queue import (lock_waiter, lock_wait, locked_line, overtaken_by, record_of, result_of, waiting_line,
                     watch_end_request)
 from .readiness import held_ports, quick_health, wait_ready, watch
@@ -107,6 +107,10 @@ class Pipeline:
                             count=partial(run_counted, host=host, out=self.published))
         self.lock: Optional[HostLock] = None  # held from _locked_run on
         self.reported = False  # its result is another run's (_reported): that run counted itself
+        # the lifecycle hooks the plan may run (Plan.hooks); None before it planned.
+        # on_failure runs as the run is recorded, once (Recorder.record)
+        self.plan_hooks: Optional[Tuple[str, ...]] = None
+        self.rec.before_record = self._on_failure
 
     def _git(self) -> Git:
         return Git(self.t, self.app, self.host.env)
@@ -408,6 +412,7 @@ class Pipeline:
 
     def _act(self, p: Plan, facts: Facts, state: State) -> None:
         """Execute the plan: each kind's writes, in order."""
+        self.plan_hooks = p.hooks
         self.res.warnings.extend(p.warnings)
         self.res.known_bad = p.known_bad  # warned, not a reason for exit 1 (RunResult.exit_code)
         for line in p.warnings + p.says:
@@ -570,7 +575,11 @@ class Pipeline:
         ran, failed = self._apply_rules(rules, before)
         if failed is not None:
             self._recover(failed, ran, before, fallback, target)
-        elif self._restart_and_wait(affected, watched=True) and self._watch(affected, fallback, target, p.pin):
+        elif not self._hook("before_restart"):
+            self._recover(f"the before_restart hook failed ({self.res.steps[-1].message})", ran, before, fallback,
+                          target)
+        elif (self._restart_and_wait(affected, watched=True) and self._hook("after_deploy")
+              and self._watch(affected, fallback, target, p.pin)):
             self._promote(deployed, target, p.pin)
         else:
             self._rollback(rules, before, affected, fallback, target)
@@ -603,13 +612,15 @@ class Pipeline:
             self._note_own_files(before)
         return ran, failed
 
-    def _recover(self, failed: DepRule, ran: Sequence[DepRule], before: Sequence[str], fallback: Optional[str],
-                 target: str) -> None:
-        """A dependency rule failed (often the network): back to the
-        fallback, nothing restarted, and cron retries the target later."""
-        why = f"dependency rule `{failed.run}` failed"
+    def _recover(self, failed: Union[DepRule, str], ran: Sequence[DepRule], before: Sequence[str],
+                 fallback: Optional[str], target: str) -> None:
+        """A dependency rule failed (often the network), or the
+        before_restart hook (`failed`: why): back to the fallback, nothing
+        restarted, and cron retries the target later."""
+        why = failed if isinstance(failed, str) else f"dependency rule `{failed.run}` failed"
         next_at = self._schedule_retry(target, why)
-        why += f" (transient? cron retries it at {time.strftime('%H:%M %Z', time.localtime(next_at))})"
+        why += (f" ({'' if isinstance(failed, str) else 'transient? '}cron retries it at "
+                f"{time.strftime('%H:%M %Z', time.localtime(next_at))})")
         if fallback is None:
             self.rec.finish("broken", f"{why} and there is no previous commit to go back to")
             return
@@ -654,13 +665,17 @@ class Pipeline:
                                                        if deployed != target else "")
         else:
             message = f"{short(self.res.from_)} -> {short(target)}"
+        self._hook("on_rollback", "deployed", message)  # a rollback run's (plan.hook_runs)
         self.rec.finish("deployed", message, promote)
 
     def _rollback(self, rules: Sequence[DepRule], before: Sequence[str], affected: Sequence[Service],
                   fallback: Optional[str], target: str) -> None:
         """The gate or the watch failed: mark the target bad (cron will not
         retry it), go back to the fallback, its rules and a restart."""
-        reason = self.res.steps[-1].message if self.res.steps else "health gate failed"
+        last = self.res.steps[-1] if self.res.steps else None
+        # a failed after_deploy hook says so (its step's name is `after_deploy hook`)
+        reason = ("health gate failed" if last is None else
+                  f"the {last.name} failed: {last.message}" if last.name.endswith(" hook") else last.message)
         # another process on the service's port (phase "held") is the host's
         # failure, not the commit's: nothing is marked bad (docs/pipeline.md, "Whose port")
         failed = f"{short(target)} could not start ({reason}; not marked bad)" if self.held else \
@@ -677,9 +692,13 @@ class Pipeline:
         # the port still held: a restart into it could not start either (the preflight's look and words)
         still = held_ports(self.services, affected, running=True) if self.held and rules_ok else []
         if still:
-            self.rec.finish("aborted", f"{failed}; back on {short(fallback)}, not restarted: {'; '.join(still)}")
+            message = f"{failed}; back on {short(fallback)}, not restarted: {'; '.join(still)}"
+            self._hook("on_rollback", "aborted", message)
+            self.rec.finish("aborted", message)
             return
         ok = rules_ok and self._restart_and_wait(affected, label="rollback")
+        self._hook("on_rollback", "rolled_back" if ok else "broken", f"{failed}; rolled back to {short(fallback)}"
+                   + (", healthy" if ok else " failed too"))
 
         def adopt_fallback(st: State) -> None:
             if st.deployed is None:
@@ -692,6 +711,37 @@ class Pipeline:
             self.rec.finish("broken", f"{failed}; rollback to {short(fallback)} failed too")
 
     # ---------------------------------------------------------------- pieces
+    def _hook(self, name: str, result: str = "", message: str = "") -> bool:
+        """Lifecycle hook `name` as its own step, when the plan says it runs
+        now (plan.hook_runs); True when it passed or does not run. Its
+        output goes to the update log, its last line to the step; a failed
+        on_rollback or on_failure is the run's warning (docs/pipeline.md,
+        "Hooks")."""
+        if not hook_runs(self.host, name, self.plan_hooks, result, self.opts.trigger):
+            return True
+        from .hooks import hook_env, run_hook  # only when one runs: cron's polls import no more (test_fastpath)
+
+        hook = self.host.hooks[name]
+        env = hook_env(self.host, name, run_id=self.run_id, trigger=self.opts.trigger, actor=self.actor,
+                       from_=self.res.from_, to=self.res.to, result=result, message=message or self.res.message,
+                       app=self.app)
+        with self.step(f"{name} hook") as st:
+            try:
+                ran = run_hook(self.t, self.paths.home, self.app, name, hook.run, hook.timeout, env)
+            except (OSError, errors.FabopsError) as exc:
+                st.ok, st.message = False, f"could not run it: {getattr(exc, 'message', None) or exc}"
+            else:
+                self.rec.log_output(f"{name} hook, {ran.said(hook.timeout)[:80]}", ran.output)
+                st.ok, st.message = ran.ok, ran.said(hook.timeout)
+        if not st.ok and name.startswith("on_"):
+            self.res.warnings.append(f"the {name} hook failed: {st.message}")
+        return st.ok
+
+    def _on_failure(self) -> None:
+        """on_failure, once per failed run: called as the run is recorded
+        (Recorder.record, which records a run once)."""
+        self._hook("on_failure", self.res.result, self.res.message)
+
     def _disk_problem(self) -> Optional[str]:
         return disk_problem((("app", self.app), ("state", self.paths.home),
                              ("log", os.path.dirname(self.rec.update_log))))

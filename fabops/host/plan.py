@@ -20,7 +20,7 @@ from typing import Optional, Tuple, Union
 from ..records import Frozen, frozen
 from ..shortsha import short_sha
 from .git import paths_match
-from .record import counted
+from .record import FAILURES, counted
 from .state import State, budget_spent_until, recent_restarts
 
 # Runs that converge the host on what it follows (its branch, or its pin)
@@ -116,6 +116,9 @@ class Plan(Frozen):
     # abort: recorded (history, update log, a failing streak, notified once);
     # False for a refusal that asked nothing of the host (rollback_target)
     record: bool = True
+    # the lifecycle hooks this run may run (plan_hooks), in their order; the
+    # outcome decides the conditional ones (hook_runs)
+    hooks: Tuple[str, ...] = ()
 
     @property
     def from_(self) -> Optional[str]:
@@ -248,11 +251,52 @@ def take_over(run_id: str, host: str, inventory: Optional[str] = None) -> str:
 
 
 def plan(host, state: State, facts: Facts, opts: Opts) -> Union[Plan, Need]:
-    """What this run does (_plan), clearing the pin only when it acts."""
+    """What this run does (_plan), clearing the pin only when it acts, with
+    the hooks it may run (plan_hooks)."""
     decided = _plan(host, state, facts, opts)
     if isinstance(decided, Plan) and decided.clear_pin and decided.kind not in ACTS:
-        return replace(decided, clear_pin=False)
+        decided = replace(decided, clear_pin=False)
+    if isinstance(decided, Plan):
+        decided = replace(decided, hooks=plan_hooks(host, decided))
     return decided
+
+
+# Lifecycle hooks (docs/pipeline.md, "Hooks"), by the kind of plan that may
+# run them. A deploy (a rollback's too) runs before_restart after its
+# rules and before its restart, after_deploy once every gate passed (a
+# failure rolls back as a failed gate), on_rollback after a rollback, and
+# on_failure once if the run fails. A restart of sick services can fail
+# (on_failure); an abort that is recorded is a failed run (on_failure); a
+# noop, a hold and an unrecorded refusal run none.
+HOOKS_OF = {"deploy": ("before_restart", "after_deploy", "on_rollback", "on_failure"),
+            "restart": ("on_failure",), "abort": ("on_failure",)}
+
+
+def plan_hooks(host, p: Plan) -> Tuple[str, ...]:
+    """The hooks plan `p` may run: those of its kind that hosts.yml sets."""
+    if p.kind == "abort" and not p.record:
+        return ()
+    have = getattr(host, "hooks", None) or {}
+    return tuple(name for name in HOOKS_OF.get(p.kind, ()) if name in have)
+
+
+def hook_runs(host, name: str, hooks: Optional[Tuple[str, ...]], result: str, trigger: str = "") -> bool:
+    """Whether hook `name` runs now, for a run whose result is `result`
+    ("" while it is still deploying): the plan's hooks (`hooks`; None when
+    the run stopped before it planned: a failed fetch). on_failure runs
+    once, when the run failed (record.FAILURES); on_rollback is asked where
+    a rollback happened (the rollback step after a failed gate, whatever
+    came of it, and a rollback run's promotion: `inv rollback` deployed its
+    target) and runs there. The real run asks this; its dry run says the
+    same conditions (host/dry_run.hook_actions)."""
+    have = getattr(host, "hooks", None) or {}
+    if name not in have or (hooks is not None and name not in hooks):
+        return False
+    if name == "on_failure":
+        return result in FAILURES
+    if name == "on_rollback":
+        return result != "deployed" or trigger == "rollback"
+    return hooks is not None
 
 
 def _plan(host, state: State, facts: Facts, opts: Opts) -> Union[Plan, Need]:

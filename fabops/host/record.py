@@ -279,6 +279,9 @@ class Recorder:
         self.recorded = False  # a history record was written for this run
         self.count = count  # host/prom.run_counted: the fold that counts the run in settle's save
         self.counted = False  # its metrics count rode on a save (settle)
+        # called once, before the record is written: the pipeline's
+        # on_failure hook, whose step the record then holds (docs/pipeline.md, "Hooks")
+        self.before_record: Optional[Callable[[], None]] = None
 
     @property
     def update_log(self) -> str:
@@ -356,6 +359,8 @@ class Recorder:
     def record(self) -> None:
         """History record and update-log line for every non-noop run."""
         res = self.res
+        if self.before_record is not None and not self.recorded:
+            self.before_record()
         res.duration = time.monotonic() - self.started
         if res.to and not res.subject:
             res.subject, res.author = self.describe(res.to)

@@ -140,6 +140,9 @@ def update_lines(name: str, result: Any, always: bool, plan: Optional[dict] = No
     lines = [f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} {name}: {said_once(result.result, result.message)}"]
     lines += [f"  warning: {warning}" for warning in result.warnings]
     lines += [f"  {key}: {', '.join(plan[key])}" for key in ("rules", "restart", "dirty") if (plan or {}).get(key)]
+    # the lifecycle hooks the run would run, as the plan's `would` says them (host/dry_run.hook_actions)
+    lines += [f"  would run {w['target']}: {w['why']}" for w in (plan or {}).get("would") or []
+              if w.get("action") == "run" and str(w.get("target")).endswith(" hook")]
     return "\n".join(lines), result.exit_code not in (errors.OK, errors.WARNING)
 
 
