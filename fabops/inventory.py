@@ -248,6 +248,9 @@ class Host(Frozen):
     # lifecycle hooks by name, in validate.HOOKS' order; only those set
     hooks: Dict[str, Hook] = field(default_factory=dict)
     heartbeat: Optional[Heartbeat] = None  # cron's runs ping it (host/heartbeat.py); None: no heartbeat
+    # how long its environment must have run a commit healthy before
+    # `promote` sends it on (docs/environments.md, "Promote"); None: 1h
+    promote_after: Optional[float] = None
     # the environment group (`environment: true`) the host is in, at most
     # one (docs/environments.md): notifications name it. host.yml carries
     # it as that group, not as a host key (deploy.host_yml)
@@ -1143,6 +1146,7 @@ class _Validator:
             setup_command=d.get("setup_command"),
             home=home,
             metrics_dir=metrics_dir,
+            promote_after=d.get("promote_after"),
             node_exporter=d.get("node_exporter"),
             backup=self.backup_settings(d.get("backup") or {}, f"{key}.backup", connection),
             hooks={n: Hook(h["run"], h.get("timeout", DEFAULT_HOOK_TIMEOUT))

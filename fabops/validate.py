@@ -542,6 +542,7 @@ SCHEMA: Dict[str, Dict[str, Key]] = {
         "metrics_dir": _HOSTPATH,  # node_exporter's textfile collector (docs/metrics.md)
         "node_exporter": Key("string", node_exporter_problem),  # a scrape target: prometheus-targets
         "setup_command": Key("string"),
+        "promote_after": _DURATION_KEY,  # docs/environments.md, "Promote"
         "backup": Key("backup"),
         "hooks": Key("hooks"),  # lifecycle hooks: shell code (docs/pipeline.md, "Hooks")
         "heartbeat": Key("heartbeat"),  # cron's dead-man's switch (docs/monitor.md, "Heartbeat")

@@ -38,7 +38,7 @@ from .prom import run_counted, run_done
 from .record import Recorder, RunResult, Step, counted, default_actor, short
 from .state import State, StateFile, bad_entry, pin_reason, promoted
 
-TRIGGERS = ("cron", "deploy", "ci", "rollback", "reset", "manual")
+TRIGGERS = ("cron", "deploy", "ci", "rollback", "reset", "manual", "promote")
 # After a dependency rule fails (often the network), cron tries the same
 # target again after 15 min, then every hour: it is not marked bad.
 RETRY_BACKOFF = (900.0, 3600.0)

@@ -28,7 +28,7 @@ from typing import Callable, Dict, Optional, Tuple
 from .files import atomic_write, tail_jsonl
 
 CI_WAIT = 300.0  # seconds a deploy from CI waits for the lock
-DEPLOY_TRIGGERS = ("deploy", "ci")
+DEPLOY_TRIGGERS = ("deploy", "ci", "promote")  # promote deploys as `deploy --ref` does (docs/environments.md)
 EMERGENCY_TRIGGERS = ("rollback", "reset", "restart")
 # The emergency tools that move the deployed commit: a deploy queued behind
 # a watch that one of them ended must not undo it (overtaken_by)

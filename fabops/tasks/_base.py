@@ -94,12 +94,14 @@ FLAGS: Dict[str, Flag] = {
     "watch": Flag(None, "seconds"),  # monitor: an interval; deploy: --watch/--no-watch
     "splay": Flag(None, "seconds", 0),
     "rolling": Flag(None, "count", 0),
+    "min_age": Flag(None, "seconds", 0),  # promote: 0 promotes what every host has deployed healthy
     "attach": Flag(),
     "clear_pin": Flag(),
     "dir": Flag(),
     "download": Flag(),
     "fix": Flag(),
     "force": Flag(),
+    "from_": Flag(),  # promote --from (`from` is a Python word)
     "history": Flag(),
     "install": Flag(),
     "install_config": Flag(),

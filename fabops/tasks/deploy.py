@@ -687,6 +687,12 @@ def unpin(c, hosts=None, dry_run=False, json=False, inventory=None, accept_new=F
     finish(outcome.code)
 
 
+# promote (tasks/promote.py) shows the deploys it starts as deploy shows its own
+board_or_lines = _board_or_lines
+showing = _showing
+fan = _fan
+report = _report
+
 ns = Collection("deploy", deploy, rollback, unpin)
 
 

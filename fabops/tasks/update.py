@@ -27,7 +27,7 @@ def _host_for_local(inventory, hosts):
 
 @fabops_task(
     help={
-        "trigger": "Who runs this: cron (its crontab line says so), deploy, ci, rollback, reset or manual "
+        "trigger": "Who runs this: cron (its crontab line says so), deploy, ci, rollback, reset, promote or manual "
                    "(default: a person on the host).",
         "actor": "The person behind the run, for the lock message and the history (default user@hostname).",
         "ref": "Deploy this ref or commit instead of the branch head; pins the host.",

@@ -1,0 +1,171 @@
+"""`promote` (issue #28, docs/environments.md "Promote"): the decision is
+one pure function over the gathered facts (fabops/promote.decide), tested
+here as a table; its renderings (refusals, a dry run, success) against
+golden files at 80 and 200 columns, and its --json against the schema."""
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+import yaml
+
+from fabops import errors, inventory
+from fabops.promote import Ancestry, SourceFacts, decide, parse_source, source_cmd, span
+from tests import test_golden
+from tests.conftest import json_schema
+from tests.test_golden import NOW, SHA, WIDTHS, check, render
+
+pytestmark = pytest.mark.unit
+frozen = test_golden.frozen  # the golden files' clock and TZ (a fixture)
+
+A, B, C = "a" * 40, "b" * 40, "c" * 40
+HOUR = 3600.0
+
+
+def host(name="stg1", deployed=A, age=2 * HOUR, min_age=HOUR, **kw) -> SourceFacts:
+    return SourceFacts(host=name, deployed=deployed, deployed_at=NOW - age, now=NOW, min_age=min_age, **kw)
+
+
+ON_MAIN = Ancestry("prod1", "origin/main", True)
+
+
+def refusals(*sources, ancestry=ON_MAIN, force=False):
+    plan = decide("staging", "production", sources, ancestry, force)
+    return plan.code, plan.refusals
+
+
+def test_agreeing_healthy_old_enough_on_the_branch_is_promoted():
+    plan = decide("staging", "production", [host(), host("stg2")], ON_MAIN)
+    assert plan.candidate == A and plan.refusals == [] and plan.code == errors.OK and plan.need is None
+    assert [c.name for c in plan.checks] == ["lock", "agree", "healthy", "age", "bad", "ancestor"]
+
+
+def test_the_ancestry_is_asked_for_once_there_is_a_candidate():
+    plan = decide("staging", "production", [host()])
+    assert plan.need == "ancestry" and plan.candidate == A
+    # none when there is nothing to ask it of, and none with --force
+    assert decide("staging", "production", [host(), host("stg2", deployed=B)]).need is None
+    assert decide("staging", "production", [host()], force=True).need is None
+
+
+def test_hosts_that_disagree_are_named_each_with_its_commit():
+    code, why = refusals(host(), host("stg2", deployed=B))
+    assert code == errors.FAILED
+    assert why == ["staging hosts disagree: stg1 runs aaaaaaaaaa, stg2 runs bbbbbbbbbb"]
+
+
+def test_a_host_with_nothing_deployed_is_refused():
+    assert refusals(host(deployed=None)) == (errors.FAILED, ["stg1 has no deployed commit yet"])
+
+
+@pytest.mark.parametrize("kw, said", [
+    ({"down": ("bot",)}, "stg1: bot not running"),
+    ({"health": "down"}, "stg1: its last health check found a service down"),
+    ({"result": "broken"}, "stg1: its last run ended broken"),
+    ({"in_progress": "20261129T120000-abc123"},
+     "stg1: run 20261129T120000-abc123 has not finished, so its watch has not passed"),
+])
+def test_an_unhealthy_host_is_refused_saying_why(kw, said):
+    assert refusals(host(**kw), host("stg2")) == (errors.FAILED, [said])
+
+
+def test_too_young_says_how_long_it_still_needs():
+    code, why = refusals(host(age=600), host("stg2", age=3 * HOUR))
+    assert code == errors.FAILED
+    assert why == ["stg1: aaaaaaaaaa has run healthy for 10m, promote needs 1h: 50m more (--min-age to change it)"]
+    assert refusals(host(age=600, min_age=0)) == (errors.OK, [])  # --min-age 0
+
+
+def test_a_bad_target_newer_than_the_candidate_is_refused():
+    newer = host(bad=((B, NOW - 60, "gate: bot died"), (C, NOW - 5 * HOUR, "older")))
+    code, why = refusals(newer)
+    assert code == errors.FAILED
+    assert why == ["stg1: bbbbbbbbbb, newer than aaaaaaaaaa, is marked bad (gate: bot died)"]
+
+
+def test_not_an_ancestor_is_refused_unless_forced():
+    off = Ancestry("prod1", "origin/main", False)
+    code, why = refusals(host(), ancestry=off)
+    assert code == errors.FAILED
+    assert why == ["aaaaaaaaaa is not an ancestor of origin/main (as prod1 fetched it); --force promotes it anyway"]
+    missing = Ancestry("prod1", "origin/main", None)
+    assert refusals(host(), ancestry=missing)[1] == [
+        "aaaaaaaaaa is not an ancestor of origin/main (as prod1 fetched it): that history does not have it; "
+        "--force promotes it anyway"]
+    assert refusals(host(), ancestry=off, force=True) == (errors.OK, [])
+    plan = decide("staging", "production", [host()], None, force=True)
+    assert plan.code == errors.OK and plan.checks[-1].reasons == ("not checked: --force",)
+
+
+def test_a_host_mid_deploy_is_exit_4_and_outranks_nothing_worse():
+    holder = {"trigger": "cron", "actor": "ec2-user@stg1", "run_id": "r1", "phase": "change"}
+    code, why = refusals(host(holder=holder, in_progress="r1"))
+    assert code == errors.LOCKED
+    assert len(why) == 1 and why[0].startswith("stg1 is mid-deploy: locked: cron by ec2-user@stg1")
+    # a held lock beside an unhealthy host: FAILED is the worse (docs/errors.md)
+    assert refusals(host(holder=holder), host("stg2", down=("bot",)))[0] == errors.FAILED
+
+
+def test_every_reason_is_its_own_line():
+    code, why = refusals(host(age=60, down=("bot",)), host("stg2", age=60))
+    assert len(why) == 3 and code == errors.FAILED
+
+
+def test_span_reads_as_a_person_writes_it():
+    assert [span(s) for s in (0, 45, 600, 3600, 3900, 90000)] == ["0s", "45s", "10m", "1h", "1h 5m", "1d 1h"]
+
+
+def test_the_facts_are_read_from_one_round_trip():
+    h = inventory.loads(yaml.safe_dump({"hosts": {"stg1": {"connection": "local", "app": {"path": "/srv/app"},
+                                                            "promote_after": "30m"}}}), "x.yml").hosts["stg1"]
+    assert h.promote_after == 1800.0
+    assert "date +%s" in str(source_cmd(h)) and "flock" in str(source_cmd(h))
+    state = {"deployed": A, "deployed_at": NOW - 100, "bad": {B: {"at": NOW - 50, "reason": "gate"}},
+             "health": {"status": "ok"}, "in_progress": None, "last_result": "deployed"}
+    out = (f"@@fabops:lock\nHELD\n{json.dumps({'trigger': 'deploy', 'actor': 'x'})}\n@@fabops:now\n{int(NOW)}\n"
+           f"@@fabops:state\n{json.dumps(state)}\n@@fabops:end\n")
+    f = parse_source(out, h, 1800.0)
+    assert (f.deployed, f.now, f.min_age, f.health, f.result) == (A, NOW, 1800.0, "ok", "deployed")
+    assert f.bad == ((B, NOW - 50, "gate"),) and f.holder == {"trigger": "deploy", "actor": "x"}
+
+
+# ---------------------------------------------------------------- renderings
+
+STG = ["stg1", "stg2"]
+
+
+def _plan(kind):
+    if kind == "disagree":
+        return decide("staging", "production", [host(deployed=SHA[0] + "0" * 20), host("stg2", deployed=SHA[1] + "0" * 20)])
+    if kind == "unhealthy":
+        return decide("staging", "production", [host(deployed=SHA[0] + "0" * 20, age=600, down=("bot",)),
+                                                 host("stg2", deployed=SHA[0] + "0" * 20,
+                                                      bad=((SHA[2] + "0" * 20, NOW - 30, "gate: bot died 1.2 s after start"),))],
+                      Ancestry("prod1", "origin/main", False))
+    return decide("staging", "production", [host(deployed=SHA[0] + "0" * 20), host("stg2", deployed=SHA[0] + "0" * 20)],
+                  ON_MAIN)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("kind", ["disagree", "unhealthy", "ok"])
+def test_the_plan_renders_each_check(kind, width, frozen, capsys, monkeypatch):
+    from fabops.tasks.promote import render_plan
+
+    text = render(capsys, monkeypatch, width, render_plan, _plan(kind), kind == "ok")
+    assert ("refused:" in text) == (kind != "ok")
+    check(f"promote-{kind}", width, text)
+
+
+def test_the_json_envelope_validates(frozen):
+    from fabops.fanout import FanoutResult, HostResult
+    from fabops.host.report import envelope_of
+    from fabops.tasks.promote import _source_value
+
+    plan = _plan("unhealthy")
+    doc = envelope_of({"stg1": _source_value(host(), False), "stg2": _source_value(host("stg2"), True)},
+                      plan.code, promote=plan.to_dict())
+    jsonschema.validate(json.loads(json.dumps(doc)), json_schema())
+    assert doc["promote"]["refused"] and doc["promote"]["checks"][0] == {"name": "lock", "ok": True, "reasons": [],
+                                                                         "code": 0}
+    del FanoutResult, HostResult
