@@ -206,9 +206,9 @@ def test_a_hook_past_its_timeout_is_killed_with_its_group(tmp_path, monkeypatch)
     assert time.monotonic() - started < 15
     assert ran.timed_out and not ran.ok and ran.said(1.0) == "timed out after 1 s (killed with its process group): " \
                                                             "started"
-    from tests.test_hooks_sandbox import gone
+    from tests.harness.agent import wait_gone
 
-    assert gone(int((tmp_path / "child").read_text())), "a child that ignores SIGTERM outlived the timeout"
+    assert wait_gone(int((tmp_path / "child").read_text())), "a child that ignores SIGTERM outlived the timeout"
 
 
 def test_hook_words():

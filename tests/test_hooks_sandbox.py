@@ -13,6 +13,7 @@ import time
 import yaml
 
 from tests.conftest import run_cli
+from tests.harness.agent import wait_gone
 
 
 def with_hooks(box, **hooks) -> None:
@@ -109,21 +110,7 @@ def test_a_hook_past_its_timeout_is_killed_with_what_it_started(sandbox):
     assert hook["message"] == "timed out after 1 s (killed with its process group): waiting", hook
     for name in ("child.pid", "shell.pid"):
         pid = int((box.base / name).read_text())
-        assert gone(pid), f"{name}: process {pid} is still there after the hook's timeout"
-
-
-def gone(pid: int, within: float = 10.0) -> bool:
-    """Whether process `pid` is gone (or a zombie nobody reaped yet)."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    return True
-        except OSError:
-            return True
-        time.sleep(0.1)
-    return False
+        assert wait_gone(pid), f"{name}: process {pid} is still there after the hook's timeout"
 
 
 ENV_HOOK = """env | grep '^FABOPS_' | sort > ../../env
