@@ -512,6 +512,7 @@ def parse(output: str, host: Host, now: Optional[float] = None, previous: Option
     the same host: monitor --watch), else the newest cron sample when the
     script found it young enough (`cpuwin` says `sample`), else the
     script's own opening samples."""
+    from .host.heartbeat import facts as heartbeat_facts
     from .host.metrics import series
 
     now = time.time() if now is None else now
@@ -540,6 +541,7 @@ def parse(output: str, host: Host, now: Optional[float] = None, previous: Option
     facts["deploy"] = _deploy(s, now)
     facts["state_moved_aside"] = state_moved_aside(s.get("aside"), host)
     facts["backup"] = backup_facts(s.get("backup"), s.get("first"), _json_object(s.get("state")), host)
+    facts["heartbeat"] = heartbeat_facts(_json_object(s.get("state")), host.heartbeat)  # its last ping: no URL
     counts, update = _ints(s.get("errors", "")), _ints(s.get("errors_update", ""))
     deaths = _unlogged(s, host, statuses)
     facts["errors_last_hour"] = sum(counts + update) if counts or update or s.get("errors") is not None else None
@@ -1065,8 +1067,16 @@ def evaluate(facts: Dict[str, Any], host: Host, now: Optional[float] = None,
     if aside:
         found.append((errors.WARNING, _aside_finding(aside)))
     found += [(errors.WARNING, text) for text in backup_findings(facts.get("backup"), now, host.name, inventory)]
+    found += [(errors.WARNING, text) for text in heartbeat_findings(facts.get("heartbeat"))]
     code = errors.worst(c for c, _ in found)
     return code, found
+
+
+def heartbeat_findings(fact: Optional[Dict[str, Any]]) -> List[str]:
+    """A set heartbeat whose last ping failed (host/heartbeat.findings)."""
+    from .host.heartbeat import findings
+
+    return findings(fact)
 
 
 def cut_off_finding(run_id: str, host: str, inventory: Optional[str] = None) -> str:

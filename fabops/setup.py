@@ -812,6 +812,28 @@ def _backups(run: _Setup) -> Items:
         yield ItemResult("backups", "ok", f"off the host to {redacted_url(repo.url)}")
 
 
+def _heartbeat(run: _Setup) -> Items:
+    """The heartbeat's last ping (docs/monitor.md, "Heartbeat"), read from
+    state.json as monitor reads it: the host.yml item installs the URL,
+    this says whether cron's runs reach it (a failed last ping: a
+    warning). Never the URL."""
+    if run.host.heartbeat is None:
+        return
+    import json
+    import time
+
+    from .host.heartbeat import facts, line
+
+    text = run.dt.output(sh("cat {state} 2>/dev/null || true", state=host_path(run.host.paths.state)))
+    try:
+        state = json.loads(text) if text.strip() else None
+    except ValueError:  # a corrupt state.json: the next run moves it aside (docs/monitor.md)
+        state = None
+    said = line(facts(state, run.host.heartbeat), time.time())
+    if said is not None:
+        yield ItemResult("heartbeat", "ok" if said[1] else "warning", said[0].partition(": ")[2])
+
+
 def _metrics_dir(run: _Setup) -> Items:
     """node_exporter's textfile directory (hosts.yml's metrics_dir,
     docs/metrics.md): made when absent, 0755 and the deploy user's, so its
@@ -913,7 +935,7 @@ def metrics_dir_step(where: str, user: str, facts: List[str]) -> tuple[str, str]
 
 
 ITEMS = (_deploy_user, _env_file, _install, _host_yml, _crontab, _system_units, _units, _sudo_rights, _log_files,
-         _metrics_dir, _logrotate, _wrappers, _first_run, _backups)
+         _metrics_dir, _logrotate, _wrappers, _first_run, _backups, _heartbeat)
 
 
 def _outside_block(text: str, app: str) -> List[str]:

@@ -25,7 +25,7 @@ run only when the host has a heartbeat.
 from __future__ import annotations
 
 import time
-from typing import Callable, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 # The results that say the run did its job, per run kind; those in SILENT
 # say nothing of the host (another run held the lock), so no ping. Every
@@ -104,3 +104,57 @@ def beat(heartbeat, state_path: str, run: str, result: str, now: Optional[float]
     except (OSError, ValueError):
         record["unrecorded"] = True  # a full disk: the run's own save says so; the ping was sent
     return record
+
+
+# ------------------------------------------------------------------ shown
+# What monitor's panel and `setup --check` say of the last ping (docs/
+# monitor.md, "Heartbeat"): read from state.json on the laptop, never the URL.
+_KEYS = {"at": (int, float), "run": str, "result": str, "url": str, "ok": bool, "detail": str, "failures": int}
+
+
+def facts(state: Optional[dict], heartbeat) -> Optional[dict]:
+    """monitor's `heartbeat` fact: whether hosts.yml sets one, and
+    state.json's last ping (None: none, or not a ping record: a hand
+    edit); None for a host with neither."""
+    raw = state.get("heartbeat") if isinstance(state, dict) else None
+    last = {k: raw.get(k) for k in _KEYS} if isinstance(raw, dict) else None
+    if last is not None and not all(isinstance(last[k], t) for k, t in _KEYS.items()):
+        last = None
+    if heartbeat is None and last is None:
+        return None
+    return {"configured": heartbeat is not None, "last": last}
+
+
+def line(fact: Optional[dict], now: float) -> Optional[Tuple[str, bool]]:
+    """(the panel's and setup --check's line, whether it is good) of a
+    `facts` value; None when there is nothing to say."""
+    from .report import duration_text
+
+    if not fact:
+        return None
+    last = fact["last"]
+    if last is None:
+        return "heartbeat: no ping yet (cron's next update or health run pings it)", True
+    which = "the success URL" if last["url"] == "ok" else "the fail URL"
+    said = f"last ping {duration_text(max(0.0, now - last['at']))} ago ({last['run']}: {which})"
+    if not fact["configured"]:
+        return f"heartbeat: not set in hosts.yml; the {said} was {_outcome(last)}", True
+    return f"heartbeat: {said}: {_outcome(last)}", bool(last["ok"])
+
+
+def _outcome(last: dict) -> str:
+    if last["ok"]:
+        return "ok"
+    return f"FAILED ({last['detail']}, {last['failures']} in a row)"
+
+
+def findings(fact: Optional[dict]) -> List[str]:
+    """monitor's WARNING findings: a set heartbeat whose last ping failed
+    (the service then reports the host missing, or failing, for a reason
+    that is not the host's)."""
+    last = (fact or {}).get("last")
+    if not fact or not fact["configured"] or not last or last["ok"]:
+        return []
+    times = "time" if last["failures"] == 1 else "times"
+    return [f"heartbeat ping failed {last['failures']} {times} in a row ({last['detail']}): the heartbeat service "
+            "will report this host missing; check heartbeat.url and that the host reaches it"]

@@ -39,6 +39,7 @@ def render_host(facts, host, show_history=False):
     lines = [_system_line(facts, host.thresholds)]
     lines += _deploy_lines(facts.get("deploy"))
     lines += _backup_lines(facts.get("backup"), facts.get("findings") or ())
+    lines += _heartbeat_lines(facts.get("heartbeat"))
     lines += _log_lines(facts)
     if show_history:
         lines += _history_lines(facts.get("history") or {})
@@ -174,6 +175,19 @@ def _backup_lines(b, findings=()) -> list:
     if any(reason in f["message"] for f in findings):
         return [line]
     return [f"{line}; why: {literal(reason_head(last['message']))}"]
+
+
+def _heartbeat_lines(fact) -> list:
+    """The last heartbeat ping (docs/monitor.md, "Heartbeat"): its age, run,
+    which URL and its answer, in yellow when it failed; never the URL.
+    Nothing for a host without a heartbeat and no ping."""
+    from ..host.heartbeat import line
+    from .render import literal
+
+    said = line(fact, time.time())
+    if said is None:
+        return []
+    return [literal(said[0]) if said[1] else f"[yellow]{literal(said[0])}[/yellow]"]
 
 
 def _errors_where(facts) -> str:
