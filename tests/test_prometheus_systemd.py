@@ -8,14 +8,16 @@ Python 3.9).
   collector pointed at hosts.yml's `metrics_dir`, which `setup` makes.
 - A real `prometheus` on this machine (a temp config and storage,
   127.0.0.1 and a free port) scrapes it every second over the veth link,
-  and evaluates one rule: the host behind origin, `for: 2s`. Its scrape
+  and evaluates the alert rules fabops ships (examples/prometheus), with
+  their behind-origin rule again, its hour cut to a second. Its scrape
   list is a file_sd file that `inv prometheus-targets --output` writes
   from hosts.yml (docs/metrics.md, "Prometheus: targets from hosts.yml").
 - The test deploys a good commit, runs cron's `health --fix` line on the
   host, then deploys a commit that crashes on boot (its gate fails, it is
   rolled back), and reads everything back through Prometheus' HTTP API:
   the deployed commit's info metric (the good one, before and after), the
-  runs counted by result, the service up, the bad target, the alert firing,
+  runs counted by result, the service up, the bad target, the alerts firing
+  (the shipped rollback alert, the behind-origin one; no other),
   and node_exporter's own word that the textfile parsed
   (`node_textfile_scrape_error 0`), and `promtool check metrics` passes
   the file as the host's fabops wrote it. The directory holds only the
@@ -49,7 +51,7 @@ import yaml
 
 from fabops.shortsha import short_sha
 from tests import test_systemd_tier as tier
-from tests.conftest import require
+from tests.conftest import ROOT, require
 from tests.harness import container
 from tests.harness.sandbox import Origin
 from tests.test_prom import promtool_check
@@ -67,12 +69,8 @@ BUNDLE = "/opt/fabops-node-exporter"  # bullseye: the binary with this machine's
 PYTHON = {"bookworm": "3.11", "bullseye": "3.9"}  # the host's python3, as fabops_build_info labels it
 EXPORTER_PORT = 9100
 DEADLINE = 60  # seconds for a series to show in Prometheus (a scrape every second)
-RULES = {"groups": [{"name": "fabops", "rules": [{
-    "alert": "FabopsBehindOrigin",  # docs/metrics.md's example query, held for 2 s
-    "expr": "fabops_behind_origin_since_timestamp_seconds > 0",
-    "for": "2s",
-    "labels": {"severity": "warning"},
-}]}]}
+SHIPPED = ROOT / "examples" / "prometheus" / "rules" / "fabops.rules.yml"  # the alert rules fabops ships
+HOUR = "> 3600"  # the shipped behind-origin rule's threshold, which the test cuts to a second
 
 
 def _exporter(suite: str) -> tuple:
@@ -109,6 +107,18 @@ def _start_exporter(box, argv: List[str]) -> str:
     pytest.fail(f"node_exporter in the container did not answer at {address} within 30 s: {unit.stdout[-1500:]}")
 
 
+def _rules(work: Path) -> List[str]:
+    """The rule files Prometheus loads: the shipped ones as they are, and
+    their behind-origin rule again as FabopsBehindOriginShort, its hour cut
+    to a second and held for 2 s (the test cannot wait an hour)."""
+    shipped = yaml.safe_load(SHIPPED.read_text())
+    rule = next(r for g in shipped["groups"] for r in g["rules"] if r.get("alert") == "FabopsBehindOrigin")
+    assert HOUR in rule["expr"], f"{SHIPPED}'s FabopsBehindOrigin has no {HOUR!r} to cut: {rule['expr']}"
+    short = {**rule, "alert": "FabopsBehindOriginShort", "expr": rule["expr"].replace(HOUR, "> 1"), "for": "2s"}
+    (work / "short.rules.yml").write_text(yaml.safe_dump({"groups": [{"name": "short", "rules": [short]}]}))
+    return [str(SHIPPED), str(work / "short.rules.yml")]
+
+
 class Prometheus:
     """A real Prometheus server on this machine: a temp config, rules and
     storage, 127.0.0.1 and a free port; its output in a file for failure
@@ -118,10 +128,9 @@ class Prometheus:
         work.mkdir(parents=True, exist_ok=True)
         self.targets = work / "targets" / "fabops.json"  # prometheus-targets writes it
         self.targets.parent.mkdir()
-        (work / "rules.yml").write_text(yaml.safe_dump(RULES, sort_keys=False))
         (work / "prometheus.yml").write_text(yaml.safe_dump({
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(work / "rules.yml")],
+            "rule_files": _rules(work),
             "scrape_configs": [{"job_name": "node", "file_sd_configs": [{
                 "files": [str(self.targets)], "refresh_interval": "1s"}]}],
         }, sort_keys=False))
@@ -273,9 +282,10 @@ def test_prometheus_scrapes_a_deploy_and_a_rollback(scraped, isolated_home, depl
     prom.value("fabops_bad_targets", 1, "the crashing commit marked bad")
     _cron_health()
     prom.value(f'fabops_service_up{{service="{UNIT}"}}', 1, "the service up after the rollback")
-    prom.until("the behind-origin alert firing", lambda: [
-        a["state"] for a in prom.api("alerts")["alerts"] if a["labels"]["alertname"] == "FabopsBehindOrigin"],
-        lambda states: states == ["firing"])
+    # the shipped rollback alert, and the behind-origin one past its for:; nothing else (the service is up)
+    prom.until("the rollback and behind-origin alerts firing", lambda: sorted(
+        (a["labels"]["alertname"], a["labels"].get("trigger", "")) for a in prom.api("alerts")["alerts"]
+        if a["state"] == "firing"), lambda found: found == [("FabopsBehindOriginShort", ""), ("FabopsRolledBack", "deploy")])
 
     # node_exporter parsed the file (no error, its mtime seen), and the writes left no temp file
     prom.value("node_textfile_scrape_error", 0, "node_exporter's textfile parse error")
