@@ -169,3 +169,62 @@ def test_the_json_envelope_validates(frozen):
     assert doc["promote"]["refused"] and doc["promote"]["checks"][0] == {"name": "lock", "ok": True, "reasons": [],
                                                                          "code": 0}
     del FanoutResult, HostResult
+
+
+# ---------------------------------------------------------------- the lock
+
+
+def _look(holder=None) -> str:
+    state = {"deployed": A, "deployed_at": NOW - 2 * HOUR, "last_result": "deployed"}
+    held = f"HELD\n{json.dumps(holder)}\n" if holder else ""
+    return f"@@fabops:lock\n{held}@@fabops:now\n{int(NOW)}\n@@fabops:state\n{json.dumps(state)}\n@@fabops:end\n"
+
+
+class _Host:
+    """A host whose looks answer in turn (read_source's round trips)."""
+
+    def __init__(self, monkeypatch, *looks):
+        from fabops import promote
+
+        self.looks, self.asked = list(looks), 0
+        monkeypatch.setattr(promote.Target, "of", staticmethod(lambda c, host: self))
+
+    def output(self, cmd):
+        self.asked += 1
+        return self.looks.pop(0) if len(self.looks) > 1 else self.looks[0]
+
+
+def _stg1():
+    return inventory.loads(yaml.safe_dump({"hosts": {"stg1": {"connection": "local", "app": {"path": "/srv/app"}}}}),
+                           "x.yml").hosts["stg1"]
+
+
+def test_a_run_in_its_watch_is_waited_for_as_a_deploy_waits(monkeypatch):
+    import time
+
+    from fabops.promote import read_source
+
+    watching = {"trigger": "cron", "actor": "c", "phase": "watch", "watch_ends": time.time() + 5}
+    fake = _Host(monkeypatch, _look(watching), _look(watching), _look())
+    said, slept = [], []
+    facts = read_source(None, _stg1(), None, None, said.append, clock=lambda: 0.0, sleep=slept.append)
+    assert facts.holder == {} and fake.asked == 3 and len(slept) == 2
+    assert said == ["waiting for cron by c"]
+    assert facts.min_age == 3600.0  # no promote_after: the documented default
+
+
+def test_a_run_mid_change_is_exit_4_unless_wait_is_given(monkeypatch):
+    from fabops.promote import read_source
+
+    changing = {"trigger": "deploy", "actor": "d", "phase": "change", "run_id": "r9"}
+    _Host(monkeypatch, _look(changing))
+    facts = read_source(None, _stg1(), 0.0, None, clock=lambda: 0.0, sleep=lambda s: None)
+    assert facts.holder == changing
+    assert decide("staging", "production", [facts], ON_MAIN).code == errors.LOCKED
+    ticks = iter(range(0, 1000, 2))
+    fake = _Host(monkeypatch, _look(changing), _look(changing), _look())
+    facts = read_source(None, _stg1(), 0.0, 10.0, clock=lambda: float(next(ticks)), sleep=lambda s: None)
+    assert facts.holder == {} and fake.asked == 3  # --wait 10: waited until it was free
+    fake = _Host(monkeypatch, _look(changing))
+    facts = read_source(None, _stg1(), 0.0, 3.0, clock=lambda: float(next(ticks)), sleep=lambda s: None)
+    assert facts.holder == changing  # still held when --wait ran out: refused, exit 4
