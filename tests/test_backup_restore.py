@@ -88,7 +88,7 @@ def test_restore_to_a_directory_stops_nothing_and_only_picks_one_item(deployed, 
     assert r.returncode == 0 and os.listdir(only) == ["env"], r.stdout + r.stderr
     assert f"into {only / 'env'}" in r.stdout, r.stdout
     r = run_cli("backup", "-i", inv, "--restore", run_id, "--only", "nope", "--to", str(only))
-    assert r.returncode == 64 and "the snapshot has no item 'nope': it has files.tar, env, state.json, history.jsonl" in r.stderr, r.stderr
+    assert r.returncode == 64 and "the snapshot has no item 'nope': it has files (files.tar), env, state (state.json), history (history.jsonl)" in r.stderr, r.stderr
     r = run_cli("backup", "-i", inv, "--restore", "20200101T000000-abcdef", "--to", str(only))
     assert r.returncode == 64 and "no snapshot 20200101T000000-abcdef on the host, and no repository" in r.stderr
 

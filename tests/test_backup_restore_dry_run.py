@@ -58,7 +58,7 @@ def test_the_dry_run_says_what_the_restore_then_does_and_writes_nothing(deployed
                  "[local] would stop bot: nothing writes while the snapshot is put back",
                  f"[local] would replace {data}: with its tree from files.tar of {snap}",
                  f"[local] would replace {env}: with env of {snap}, whole (0600)",
-                 "[local] would skip state.json: not put back in place: fabops' state belongs to the deploys "
+                 "[local] would skip state (state.json): not put back in place: fabops' state belongs to the deploys "
                  "(--to DIR gives the file)",
                  "[local] would start bot: then its readiness gate",
                  "[local] would record history.jsonl: the restore (trigger restore); a failed one notifies"):
@@ -103,7 +103,7 @@ def test_a_member_outside_its_tree_is_refused_by_the_dry_run_and_then_by_the_res
     dry = run_cli("backup", "-i", inv, "--restore", run_id, "--to", str(into), "--dry-run", env=WIDE)
     said = dry.stdout.splitlines()
     assert dry.returncode == 2, dry.stdout + dry.stderr
-    assert f"[local] would refuse files.tar: {why.removeprefix('files.tar ')}: nothing of it would be put back" in said
+    assert f"[local] would refuse files (files.tar): {why.removeprefix('files.tar ')}: nothing of it would be put back" in said
     for name in ("env", "state.json", "history.jsonl"):
         assert f"[local] would write {into}/{name}: {name} of snapshot {run_id} (0600)" in said, said
     assert f"[local] would restore snapshot {run_id}: from the local snapshot into {into}: nothing is stopped" in said

@@ -268,7 +268,7 @@ def test_the_dry_run_and_the_restore_act_on_one_plan(host_with_service):
     p = dry["restore_plan"]
     assert [(w["action"], w["target"]) for w in dry["would"]] == [
         ("restore", f"snapshot {snap['run_id']}"), ("record", "state.json"), ("stop", "web"), ("save", "the-save"),
-        ("refuse", "files.tar"), ("start", "web"), ("record", "history.jsonl"), ("log", "update log")], dry["would"]
+        ("refuse", "files (files.tar)"), ("start", "web"), ("record", "history.jsonl"), ("log", "update log")], dry["would"]
     assert log == [] and p["items"][0]["refused"] == "member '../evil.txt' is a path outside its tree"
     res = restore.restore(host, paths, snap["run_id"], None, None,
                           lambda: run(replace(plan(host, paths), delete=()), paths), 5, saving)["restore"]

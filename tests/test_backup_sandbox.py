@@ -165,7 +165,9 @@ def test_dry_run_changes_nothing_and_shows_what_the_run_copies(sandbox):
     inv = _inventory(sandbox, {"files": ["data"], "dump": [{"name": "db", "command": "touch dumped"}]})
     r = run_cli("backup", "-i", inv, "--dry-run")
     assert r.returncode == 0, r.stderr
-    assert "would copy files.tar" in r.stdout and "would copy dump-db.out: stdout of backup.dump db" in r.stdout
+    # each item named as the run's rows name it (#24: the dry run said `files.tar`, the run `files (files.tar)`)
+    assert "would copy files (files.tar)" in r.stdout and "would copy dump-db (dump-db.out): stdout of backup.dump db" \
+        in r.stdout, r.stdout
     assert "touch dumped" not in r.stdout  # a dump's command is not shown in plain output (docs/backups.md)
     assert "no off-host copy: backup.repository is not set" in r.stdout
     assert not (sandbox.home / "backups").exists() and not (sandbox.app / "dumped").exists()

@@ -375,6 +375,46 @@ def test_a_runs_item_rows_use_the_manifests_names(width, capsys, monkeypatch):
     check("backup-item-names", width, text)
 
 
+@pytest.mark.parametrize("width", (80, 200))
+def test_the_dry_run_and_a_restore_name_items_as_the_run_does(width, capsys, monkeypatch):
+    """#24's leftover: a run's rows said `files (files.tar)` (89556e4),
+    while its --dry-run said `would copy files.tar` and a restore's rows
+    and its dry run `files.tar ok`, `would skip state.json`. All of them
+    name an item as the manifest does, then its file when that differs."""
+    from fabops.host.backup import BackupPlan, Item
+    from fabops.host.restore import _item_would
+    from fabops.host.would import lines
+    from fabops.tasks._base import print_text
+    from fabops.tasks.backup import restore_lines
+    from tests.test_golden import check, render
+
+    plan = BackupPlan(host="web1", run_id="r", app="/", snapshot="/s/r", exclude=(), keep=Keep(), existing=(),
+                      delete=(), env={}, items=(
+                          Item("files", "files", "files.tar", ("/nonexistent/fabops-test/data",)),
+                          Item("dump-db", "dump", "dump-db.out", command="true"),
+                          Item("env", "env", "env", ("/nonexistent/fabops-test/.env",), always=True)))
+    dry = [w for w in plan.would() if w.action in ("copy", "fail")]
+    assert [w.target for w in dry] == ["files (files.tar)", "dump-db (dump-db.out)", "env"], dry
+    item = {"name": "state", "file": "state.json", "kind": "state", "put": [], "left": [],
+            "skipped": "not put back in place", "refused": None}
+    refused = dict(item, name="files", file="files.tar", kind="files", skipped=None,
+                   refused="member '../x' is a path outside its tree")
+    planned = _item_would(item, "snapshot r", None) + _item_would(refused, "snapshot r", None)
+    assert [w.target for w in planned] == ["state (state.json)", "files (files.tar)"], planned
+    value = {"restore": {"run_id": "r", "from": "local", "to": None, "ok": False, "saved": "s2", "services": [],
+                         "items": [{"name": "files", "file": "files.tar", "ok": False, "skipped": None,
+                                    "error": "files.tar member '../x' is a path outside its tree: nothing "
+                                             "of it was put back"},
+                                   {"name": "env", "file": "env", "ok": True, "skipped": None, "error": None},
+                                   {"name": "state", "file": "state.json", "ok": True,
+                                    "skipped": "not put back in place", "error": None}]}}
+    rows = restore_lines(value)[2:]
+    assert [r.strip().split("  ")[0] for r in rows] == ["files (files.tar)", "env", "state (state.json)"], rows
+    said = lines(dry + planned) + rows
+    text = render(capsys, monkeypatch, width, lambda: [print_text(f"[web1] {ln}") for ln in said])
+    check("backup-item-names-dry-run", width, text)
+
+
 # ------------------------------------------------------------------ the off-host copy (host/restic.py)
 
 
@@ -700,6 +740,7 @@ def test_the_dry_run_fails_an_item_as_the_run_does(tmp_path):
     exited 0 where the run failed it (exit 2). One check (cannot_copy)
     for both: the dry run's `would fail` says the run's own error."""
     from fabops.host.backup import exit_code, result
+    from fabops.host.report import item_label
 
     (tmp_path / "app" / "data").mkdir(parents=True)
     host, paths = local(tmp_path, {"files": ["data", "nowhere"], "sqlite": ["data/missing.db"],
@@ -707,9 +748,10 @@ def test_the_dry_run_fails_an_item_as_the_run_does(tmp_path):
     dry = result("plan", host, paths)
     failing = {w["target"]: w["why"] for w in dry["would"] if w["action"] == "fail"}
     done = run(plan(host, paths), paths)
-    assert failing == {i["file"]: i["error"] for i in done["items"] if not i["ok"]}, (failing, done["items"])
+    # named as the run's rows name them (#24: the dry run said the file alone)
+    assert failing == {item_label(i): i["error"] for i in done["items"] if not i["ok"]}, (failing, done["items"])
     app = tmp_path / "app"
-    assert failing == {"files.tar": f"not found: {app}/nowhere", "sqlite-missing.db": f"not found: {app}/data/missing.db"}
+    assert failing == {"files (files.tar)": f"not found: {app}/nowhere", "sqlite-missing.db": f"not found: {app}/data/missing.db"}
     assert exit_code("plan", dry) == exit_code("run", done) == 2
     (app / "data" / "missing.db").write_bytes(b"")  # an empty file is an empty database
     (app / "nowhere").mkdir()

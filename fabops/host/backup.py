@@ -48,6 +48,7 @@ from ..inventory import Host, Keep
 from ..paths import RUN_ID, HostPaths
 from .events import new_run_id
 from .files import sha256_file
+from .report import item_label
 from .would import Would
 
 FORMAT = 1  # manifest.json's format
@@ -141,7 +142,8 @@ class BackupPlan:
             how = HOW.get(it.kind, "copy" + (" if present" if it.always else ""))
             # the real run's own check (copy_item): an item it fails is said as failing, and the dry run exits 2
             error = cannot_copy(it, self.app)
-            out.append(Would("fail", it.file, error) if error else Would("copy", it.file, f"{how} {what}"))
+            label = item_label(it)  # as the real run's rows name it (`files (files.tar)`)
+            out.append(Would("fail", label, error) if error else Would("copy", label, f"{how} {what}"))
         when = "if every item is copied" + (" and the repository has it (a failed off-host copy keeps one not "
                                              "yet off the host for the next run)" if offsite else "")
         out += [Would("delete", run_id, "retention: not among the snapshots the keep policy "

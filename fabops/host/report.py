@@ -250,12 +250,15 @@ def backup_run_lines(data: dict) -> list:
     return out + backup_offsite_lines(data.get("offsite"))
 
 
-def item_label(i: dict) -> str:
+def item_label(i) -> str:
     """An item as a run's row names it: the manifest's name, the one
     history, monitor and `--only` use, then its file when that differs
     (`files (files.tar)`, `env`). #24's trial: the rows said `files.tar`
-    where everything else said `files` (docs/backups.md)."""
-    name, file = i.get("name"), i.get("file")
+    where everything else said `files` (docs/backups.md). A backup's run,
+    its dry run (host/backup.BackupPlan.would), a restore's rows and its
+    dry run (host/restore) all name items this way; `i` is a manifest's
+    item (a dict) or a planned one (host/backup.Item: .name, .file)."""
+    name, file = (i.get("name"), i.get("file")) if isinstance(i, dict) else (i.name, i.file)
     if not name:
         return str(file)
     return str(name) if not file or file == name else f"{name} ({file})"

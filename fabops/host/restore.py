@@ -46,6 +46,7 @@ from typing import IO, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..inventory import Host
 from ..paths import HostPaths
+from .report import item_label
 from .would import Would, as_json
 
 IN_PLACE = ("files", "sqlite", "env")  # the kinds put back in place; dumps and state only with --to
@@ -138,10 +139,9 @@ def chosen(manifest: object, only: Optional[str]) -> List[dict]:
     if only:
         items = [i for i in items if only in (i.get("name"), i.get("file"))]
         if not items:
-            # by the file names the restore's lines use (state.json, not
-            # state): --only takes either
-            names = ", ".join(str(i.get("file") or i.get("name")) for i in manifest.get("items") or []
-                              if not i.get("skipped"))
+            # as the restore's rows name them (`state (state.json)`):
+            # --only takes either
+            names = ", ".join(item_label(i) for i in manifest.get("items") or [] if not i.get("skipped"))
             raise RestoreError(f"the snapshot has no item {only!r}: it has {names}")
     return items
 
@@ -436,9 +436,9 @@ class RestorePlan:
 def _item_would(i: dict, snap: str, into: Optional[str]) -> List[Would]:
     """One planned item's writes (or why there are none)."""
     if i["skipped"]:
-        return [Would("skip", i["file"], i["skipped"])]
-    if i["refused"]:
-        return [Would("refuse", i["file"], f"{i['refused']}: nothing of it would be put back")]
+        return [Would("skip", item_label(i), i["skipped"])]
+    if i["refused"]:  # named as the real restore's row names it (`files (files.tar)`)
+        return [Would("refuse", item_label(i), f"{i['refused']}: nothing of it would be put back")]
     if i["kind"] == "files":
         out = [Would("write", dest, f"{src} as files.tar of {snap} holds it") if into is not None
                else Would("replace", dest, f"with its tree from files.tar of {snap}"

@@ -81,6 +81,8 @@ def _action(list, dry_run, verify, restore, only, to, yes):
 
 def restore_lines(data: dict) -> list:
     """A restore: where from, what it saved first, each item, each service's gate."""
+    from ..host.report import item_label
+
     r = data.get("restore") or {}
     out = [f"restore {r.get('run_id')} from the {r.get('from')} snapshot "
            + (f"into {r['to']}" if r.get("to") else "in place") + (": ok" if r.get("ok") else ": FAILED")]
@@ -88,11 +90,12 @@ def restore_lines(data: dict) -> list:
         out.append(f"  saved what was there first as snapshot {r['saved']}"
                    + (f": REFUSED, {r['refused']}" if r.get("refused") else " (restore it to undo this)"))
     items = r.get("items") or []
-    name_w = max((len(str(i.get("file"))) for i in items), default=0)  # one column, as a backup run's table
+    # one column, each item named as a backup run's rows name it (`files (files.tar)`, host/report.item_label)
+    name_w = max((len(item_label(i)) for i in items), default=0)
     for i in items:
         state = "ok" if i.get("ok") and not i.get("skipped") else (f"skipped: {i['skipped']}" if i.get("skipped")
                                                                    else f"FAILED {i.get('error')}")
-        out.append(f"  {str(i.get('file')).ljust(name_w)}  {state}")
+        out.append(f"  {item_label(i).ljust(name_w)}  {state}")
         if r.get("to"):  # under DIR each path is the source's, not DIR's top (docs/backups.md, "Restore")
             out += [f"  {''.ljust(name_w)}  into {dest}" for dest in i.get("put") or ()]
     out += [f"  service {s.get('service')}: " + ("ready" if s.get("ok") else f"FAILED {s.get('message')}")
