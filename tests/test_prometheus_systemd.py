@@ -289,7 +289,7 @@ def test_prometheus_scrapes_a_deploy_and_a_rollback(scraped, isolated_home, depl
 
     # node_exporter parsed the file (no error, its mtime seen), and the writes left no temp file
     prom.value("node_textfile_scrape_error", 0, "node_exporter's textfile parse error")
-    # its `file` label: the file's path in node_exporter 1.5 (Debian bookworm's), its name in some others
+    # its `file` label: the file's path since node_exporter 1.3 (bookworm's is 1.5), its name before
     mtime = f'node_textfile_mtime_seconds{{file=~"(.*/)?{PROM_FILE.replace(".", "[.]")}"}}'
     prom.until("the textfile's mtime", lambda: prom.series(mtime),
                lambda s: len(s) == 1 and s[0][1] > 0)
