@@ -176,3 +176,29 @@ def test_a_sink_sees_one_ping_per_cron_run_and_the_fail_url_on_a_failed_one(tmp_
     finally:
         box.stop()
         sink.close()
+
+
+@pytest.mark.parametrize("task", ["local-update", "health"])
+def test_cron_lines_with_a_heartbeat_import_only_it_beyond_the_list(sandbox, tmp_path, task):
+    """The cron fast path with a heartbeat set (docs/architecture.md, "The
+    cron fast path"): host/heartbeat.py is the one module more, and the ping
+    is the HTTP check's own request (no urllib.request, no SSH stack)."""
+    import yaml
+
+    from tests.harness.webhook import Hook
+    from tests.test_fastpath import beyond_the_list, cron_args, run_fabops
+
+    sink = Hook()
+    try:
+        data = yaml.safe_load(sandbox.inventory.read_text())
+        data["hosts"]["local"]["heartbeat"] = {"url": sink.url + "/secret-uuid"}
+        sandbox.inventory.write_text(yaml.safe_dump(data))
+        assert sandbox.result()[1]["result"] == "deployed"
+        for _ in range(2):  # the first local-update writes host.yml's JSON copy, the second reads it
+            r, loaded = run_fabops(cron_args(task, sandbox.inventory), tmp_path)
+            assert (r.returncode, r.stdout, r.stderr) == (0, "", ""), r
+            assert "fabops.host.heartbeat" in loaded and "urllib.request" not in loaded
+            assert not beyond_the_list(task, loaded - {"fabops.host.heartbeat"})
+        assert sink.gets == ["/hook/secret-uuid"] * 3
+    finally:
+        sink.close()
