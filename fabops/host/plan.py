@@ -136,12 +136,15 @@ class Plan(Frozen):
 def choose_target(state: State, facts: Facts, opts: Opts) -> Optional[str]:
     """The commit this run converges on: the one --ref names; for a run
     that follows the host's branch, the pin while there is one (a pin is
-    never moved by cron); else the branch's head."""
+    never moved by cron); else the branch's head. A run that clears the pin
+    (`local-update --clear-pin`) sees none: it converges on the branch in
+    the same run, as a deploy after its unpin does (#24's trial: it cleared
+    the pin and said `noop: up to date` on the pinned commit)."""
     if opts.ref is not None:
         return facts.ref_commit
     if opts.trigger == "rollback":
         return rollback_target(state, facts)
-    if opts.trigger in FOLLOWERS and state.pin:
+    if opts.trigger in FOLLOWERS and state.pin and not opts.clear_pin:
         return state.pin
     return facts.origin
 
@@ -365,7 +368,7 @@ def _riders(state: State, facts: Facts, opts: Opts, target: str) -> dict:
     # said where the run clears it, as it acts (Pipeline._unpin), not here:
     # an abort or a hold leaves it (plan, ACTS)
     clear_pin = bool(opts.clear_pin and state.pin)
-    if opts.ref is None and opts.trigger in FOLLOWERS and state.pin:
+    if opts.ref is None and opts.trigger in FOLLOWERS and state.pin and not clear_pin:
         says += (f"pinned to {short(state.pin)}",)
     if opts.ref is None and opts.trigger == "rollback":  # its own pick (rollback_target), said
         says += (f"rollback target {short(target)}: " + ("the last commit that passed its watch"
