@@ -391,7 +391,10 @@ class Inventory(Frozen):
             at = path
             while at and at not in origins:
                 at = at[: max(at.rfind("."), at.rfind("["), 0)]
-            rows.append((path, value, origins.get(at, "built-in")))
+            # a local host runs as whoever runs fabops here, whatever hosts.yml
+            # lends it (Host.runs_as; docs/hosts.md, `user`): that is where its value came from
+            where = "local user" if path == "user" and host.is_local else origins.get(at, "built-in")
+            rows.append((path, value, where))
         return rows
 
     def _known(self) -> str:
