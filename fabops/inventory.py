@@ -164,6 +164,16 @@ class Backup(Frozen):
 
 
 @frozen
+class Verify(Frozen):
+    """Only commits signed by one of `signers` ship (docs/security.md,
+    "Verified commits"): SSH public keys, `TYPE BASE64 [comment]`, that
+    setup writes into the root-owned allowed-signers file git verifies
+    with (gpg.format=ssh)."""
+
+    signers: Tuple[str, ...] = ()
+
+
+@frozen
 class Hook(Frozen):
     """One lifecycle hook (docs/pipeline.md, "Hooks"): shell code the
     operator wrote, run as the deploy user in the app directory, killed
@@ -248,6 +258,7 @@ class Host(Frozen):
     # lifecycle hooks by name, in validate.HOOKS' order; only those set
     hooks: Dict[str, Hook] = field(default_factory=dict)
     heartbeat: Optional[Heartbeat] = None  # cron's runs ping it (host/heartbeat.py); None: no heartbeat
+    verify: Optional[Verify] = None  # the keys a target must be signed by; None: hosts.yml asks for none
     # how long its environment must have run a commit healthy before
     # `promote` sends it on (docs/environments.md, "Promote"); None: 1h
     promote_after: Optional[float] = None
@@ -310,6 +321,8 @@ class Host(Frozen):
         data["backup"] = self.backup.to_dict()
         if self.heartbeat is not None:  # host.yml says no fail_url rather than `fail_url: null`
             data["heartbeat"] = {k: v for k, v in data["heartbeat"].items() if v is not None}
+        if self.verify is not None:
+            data["verify"] = {"signers": list(self.verify.signers)}
         if not data["hooks"]:  # none set: host.yml stays as older fabops wrote it
             del data["hooks"]
         if not data["sandbox"]:  # the usual case says nothing (and host.yml stays as older fabops wrote it)
@@ -1147,15 +1160,24 @@ class _Validator:
             env_file=d.get("env_file", ".env"), env_template=d.get("env_template", ".env.example"),
             backup_dir=backup_dir,
             setup_command=d.get("setup_command"),
-            home=home,
-            metrics_dir=metrics_dir,
+            home=home, metrics_dir=metrics_dir,
             promote_after=d.get("promote_after"),
             node_exporter=d.get("node_exporter"),
             backup=self.backup_settings(d.get("backup") or {}, f"{key}.backup", connection),
             hooks={n: Hook(h["run"], h.get("timeout", DEFAULT_HOOK_TIMEOUT))
                    for n in HOOKS for h in [(d.get("hooks") or {}).get(n)] if h},
             heartbeat=self.heartbeat_settings(d.get("heartbeat"), f"{key}.heartbeat"),
+            verify=self.verify_settings(d.get("verify"), f"{key}.verify"),
         )
+
+    def verify_settings(self, d: Optional[dict], key: str) -> Optional[Verify]:
+        """The host's `verify:` (docs/security.md, "Verified commits"); None
+        without one. An empty list of signers would hold every commit."""
+        if not d:
+            return None
+        if not d.get("signers"):
+            self.fail(f"{key}.signers", "must list at least one SSH public key (none would hold every commit)")
+        return Verify(tuple(d["signers"]))
 
     def heartbeat_settings(self, d: Optional[dict], key: str) -> Optional[Heartbeat]:
         """The host's `heartbeat:` merged (docs/monitor.md, "Heartbeat"); None

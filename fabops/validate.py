@@ -395,6 +395,27 @@ def heartbeat_url_problem(url: str) -> str | None:
     return url_problem(url)
 
 
+# Verified commits (docs/security.md, "Verified commits"): the public keys
+# whose SSH signature a target commit must carry. setup writes them into a
+# root-owned allowed-signers file that `git verify-commit` reads with
+# gpg.format=ssh, one key a line: the key's type, its base64 and an
+# optional comment, as a `.pub` file holds it (ssh-keygen -Y's format).
+SIGNER_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa",
+                "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com")
+_SIGNER_KEY = re.compile(r"[A-Za-z0-9+/]{16,}={0,3}")
+
+
+def signer_problem(text: str) -> str | None:
+    """One `verify.signers` entry: `TYPE BASE64 [comment]`, a `.pub` line."""
+    parts = text.split(None, 2)
+    if len(parts) < 2 or parts[0] not in SIGNER_TYPES:
+        return ("must be an SSH public key as a .pub file holds it (`ssh-ed25519 AAAA... alice@example`); "
+                f"key types: {', '.join(SIGNER_TYPES[:5])}")
+    if not _SIGNER_KEY.fullmatch(parts[1]):
+        return "has no base64 key after its type (`ssh-ed25519 AAAA...`)"
+    return None
+
+
 def header_problem(text: str) -> str | None:
     if any(c in text for c in "\r\n\x00"):
         return "must not contain a line break"
@@ -546,6 +567,7 @@ SCHEMA: Dict[str, Dict[str, Key]] = {
         "backup": Key("backup"),
         "hooks": Key("hooks"),  # lifecycle hooks: shell code (docs/pipeline.md, "Hooks")
         "heartbeat": Key("heartbeat"),  # cron's dead-man's switch (docs/monitor.md, "Heartbeat")
+        "verify": Key("verify"),  # only commits signed by these keys ship (docs/security.md, "Verified commits")
     },
     "app": {
         "path": _HOSTPATH,
@@ -621,6 +643,9 @@ SCHEMA: Dict[str, Dict[str, Key]] = {
     "hook": {
         "run": Key("script", required=True),
         "timeout": _DURATION_KEY,
+    },
+    "verify": {
+        "signers": Key("strlist", signer_problem, required=True),
     },
 }
 # A group written as a mapping (docs/hosts.md, "Groups"): its members, and

@@ -47,6 +47,7 @@ HOST = {
               "after_deploy": "curl -fsS http://127.0.0.1:3003/health", "on_rollback": {"run": "echo rolled"},
               "on_failure": "echo failed"},
     "heartbeat": {"url": "https://hc-ping.com/0f3c", "fail_url": "https://hc-ping.com/0f3c/fail", "timeout": "5s"},
+    "verify": {"signers": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@example"]},
 }
 # the demo's kind of host: `sandbox` is only valid with `connection: local`
 BOX = {"connection": "local", "sandbox": True, "app": {"path": "/srv/box"}}
@@ -89,7 +90,7 @@ def every_key(data, section="top"):
             sub = {"app": "app", "services": "services[]", "deps": "deps[]", "cleanup": "cleanup[]", "logs": "logs",
                    "thresholds": "thresholds", "schedule": "schedule", "check": "check", "backup": "backup",
                    "dump": "dump[]", "keep": "keep", "repository_keep": "keep",
-                   "repository": "repository", "heartbeat": "heartbeat"}.get(k)
+                   "repository": "repository", "heartbeat": "heartbeat", "verify": "verify"}.get(k)
             sub = sub or {"hooks": "hooks", **{h: "hook" for h in HOOKS}}.get(k)
             if sec == "top" and k in ("hosts", "groups"):
                 for h in v.values():
