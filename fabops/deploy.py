@@ -419,6 +419,9 @@ def _dry_run(c, host: Host, opts: DeployOptions, outcome: DeployOutcome, on_even
         argv.append("--stash")
     if opts.wait:
         argv += ["--wait", str(float(opts.wait))]
+    # the host.yml the real run would install, compared, never installed: the
+    # dry run warns of the settings it would keep or change (host/settings.py)
+    argv += ["--install-config", config]
     r = t.run(sh("{argv}; rc=$?; rm -f {config}; exit $rc", argv=_words(argv), config=path(config)),
               check=False, timeout=300)
     try:

@@ -53,6 +53,9 @@ class UpdateOptions(Plain):
     wait: Optional[float] = None  # seconds to wait for the lock; None = default
     run_id: Optional[str] = None
     clear_pin: bool = False  # deploy without --ref
+    # said before the run began: the settings a deploy's host.yml kept or
+    # changed (host/settings.installed), in the result and its record
+    warnings: Tuple[str, ...] = ()
 
 
 class Abort(Exception):
@@ -96,6 +99,7 @@ class Pipeline:
         self.run_id = opts.run_id or new_run_id()
         self.actor = opts.actor or default_actor()
         self.res = RunResult("noop", self.run_id, opts.trigger, self.actor, host=host.name)
+        self.res.warnings.extend(opts.warnings or ())
         # state.json is read once, under the lock, and kept: every step
         # changes this State and saves it (a merge of what changed)
         self.state_file = StateFile(self.paths.state)

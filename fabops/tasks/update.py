@@ -63,9 +63,11 @@ def local_update(
 
         check_ref(ref)
     trigger = report.default_trigger(trigger, splay)
+    # the laptop's settings installed as host.yml, keeping what it left unset (host/settings.py)
+    host, warnings = _with_config(host, install_config, dry_run)
     opts = UpdateOptions(
         trigger=trigger, actor=actor or "", ref=ref, stash=stash, wait=wait,
-        run_id=run_id or new_run_id(), clear_pin=clear_pin,
+        run_id=run_id or new_run_id(), clear_pin=clear_pin, warnings=tuple(warnings),
     )
     paths = HostPaths.for_home(host.home)
     whole = report.whole_lines(trigger)
@@ -76,7 +78,7 @@ def local_update(
     events.start_heartbeat()
     try:
         # fabops' own context, not Invoke's (which read ~/.invoke.yaml)
-        result = run_update(local_context(host), _with_config(host, install_config), opts, events, dry_run=dry_run)
+        result = run_update(local_context(host), host, opts, events, dry_run=dry_run)
     finally:
         events.close()
     if json:
@@ -88,22 +90,31 @@ def local_update(
     finish(result.exit_code)
 
 
-def _with_config(host, install_config):
+def _with_config(host, install_config, dry_run=False):
     """Deploy uploads the laptop's resolved settings as runs/<id>.host.yml; the
-    run installs them as host.yml (atomically) and uses them."""
+    run installs them as host.yml (atomically) and uses them, with the
+    host's own settings that the laptop left unset kept (host/settings.py;
+    docs/hosts.md, "What a deploy keeps"). (host, the run's warnings about
+    them); a dry run says the same and installs nothing."""
     if not install_config:
-        return host
-    from ..inventory import load
-
-    new_inv = load(install_config)
-    new_host = new_inv.select(host.name)[0]
+        return host, []
     from ..host.files import atomic_write
+    from ..host.settings import installed
+    from ..inventory import loads
     from ..paths import HostPaths
 
     with open(install_config, encoding="utf-8") as fh:
         text = fh.read()
-    atomic_write(HostPaths.for_home(new_host.home).host_yml, text)
-    return new_host
+    where = HostPaths.for_home(loads(text, install_config).select(host.name)[0].home).host_yml
+    try:
+        with open(where, encoding="utf-8") as fh:
+            old = fh.read()
+    except FileNotFoundError:  # no host.yml yet (a host set up by an older fabops): nothing to keep
+        old = None
+    text, warnings = installed(old, text, host.name)
+    if not dry_run:
+        atomic_write(where, text)
+    return loads(text, install_config).select(host.name)[0], warnings
 
 
 def _print(text: str, stream=None, whole: bool = False) -> None:
