@@ -29,11 +29,16 @@ def _commit(app, name: str) -> str:
     return _git(app, "rev-parse", "HEAD")
 
 
-def bad_targets_host(tmp_path):
+def bad_targets_host(tmp_path, shell: str):
     """A local host whose checkout is on `good`, with three bad targets in
     its state.json: `past` (an ancestor of the checkout: origin moved past
     it), `head` (origin's head as last fetched, ahead of the checkout) and
-    `side` (on no branch cron follows). Returns (host, (past, good, head, side))."""
+    `side` (on no branch cron follows). Returns (host, (past, good, head, side));
+    the test is skipped where `shell`, which will run the script, is missing."""
+    import shutil
+
+    if not shutil.which(shell):
+        pytest.skip(f"no {shell}")
     app = tmp_path / "app"
     app.mkdir()
     _git(app, "init", "-q", "-b", "main")
@@ -57,11 +62,7 @@ def bad_targets_host(tmp_path):
 
 @pytest.mark.parametrize("shell", ["sh", "dash"])
 def test_a_bad_target_origin_moved_past_is_not_shown(tmp_path, shell):
-    import shutil
-
-    if not shutil.which(shell):
-        pytest.skip(f"no {shell}")
-    host, (past, good, head, side) = bad_targets_host(tmp_path)
+    host, (past, good, head, side) = bad_targets_host(tmp_path, shell)
     bad = (past, head, side)
     out = subprocess.run([shell, "-c", monitor.monitor_script(host, window=0)], capture_output=True, text=True,
                          stdin=subprocess.DEVNULL, timeout=60).stdout

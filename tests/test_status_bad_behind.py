@@ -21,11 +21,7 @@ from tests.test_monitor_bad_behind import bad_targets_host
 
 @pytest.mark.parametrize("shell", ["sh", "dash"])
 def test_status_reads_which_bad_targets_origin_moved_past(tmp_path, shell):
-    import shutil
-
-    if not shutil.which(shell):
-        pytest.skip(f"no {shell}")
-    host, (past, good, head, side) = bad_targets_host(tmp_path)
+    host, (past, good, head, side) = bad_targets_host(tmp_path, shell)
     bad = (past, head, side)
     home = tmp_path / "home"
     run = lambda: subprocess.run([shell, "-c", str(remote.status_cmd(host))], capture_output=True,  # noqa: E731
