@@ -202,3 +202,23 @@ def test_cron_lines_with_a_heartbeat_import_only_it_beyond_the_list(sandbox, tmp
         assert sink.gets == ["/hook/secret-uuid"] * 3
     finally:
         sink.close()
+
+
+@pytest.mark.unit
+def test_a_deploy_whose_inventory_has_no_heartbeat_keeps_the_hosts():
+    """host/settings.installed (docs/hosts.md, "What a deploy keeps"): CI's
+    hosts.yml without the secret URL keeps the host's, named in a warning
+    without its URL; an inventory that sets its own wins, silently."""
+    import yaml
+
+    from fabops.host.settings import installed
+
+    def text(**extra):
+        return yaml.safe_dump({"hosts": {"web1": {"app": {"path": "/srv/app"}, **extra}}})
+
+    old = text(heartbeat={"url": HC})
+    new_text, warnings = installed(old, text(), "web1")
+    assert yaml.safe_load(new_text)["hosts"]["web1"]["heartbeat"] == {"url": HC}
+    assert len(warnings) == 1 and "kept the host's heartbeat" in warnings[0] and "5e1f0c3a" not in warnings[0]
+    other = text(heartbeat={"url": KUMA_UP, "fail_url": KUMA_DOWN})
+    assert installed(old, other, "web1") == (other, [])

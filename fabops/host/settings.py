@@ -26,8 +26,10 @@ import yaml
 from ..inventory import Backup
 
 # the settings kept when the laptop's inventory leaves them unset, as key
-# paths in a host.yml entry: metrics_dir, and each key of `backup`
-KEPT = ("metrics_dir",) + tuple(f"backup.{k}" for k in Backup().to_dict())
+# paths in a host.yml entry: metrics_dir, the heartbeat (a CI inventory
+# that leaves its secret URL out must not silence cron's pings: docs/
+# monitor.md, "Heartbeat"), and each key of `backup`
+KEPT = ("metrics_dir", "heartbeat") + tuple(f"backup.{k}" for k in Backup().to_dict())
 # of those, the ones setup acts on: a change needs `inv setup` (setup.py's
 # _metrics_dir; cron.py's backup line; setup's repository check)
 SETUP_ACTS_ON = ("metrics_dir", "backup.schedule", "backup.repository")
