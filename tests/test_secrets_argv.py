@@ -321,3 +321,35 @@ def test_the_host_side_sets_its_home_to_0700_on_every_run(tmp_path):
     os.chmod(elsewhere.parent, 0o755)
     ensure_home(str(elsewhere))
     assert mode(elsewhere) == 0o700 and mode(elsewhere.parent) == 0o755  # not ours: left alone
+
+
+def test_env_set_push_and_unset_put_no_value_in_any_argv(sandbox, tmp_path):
+    """#29, secrets without an editor: env-set's value (piped, as from a
+    prompt) and env-push's file reach the host's .env on a command's stdin
+    only; `ps` snapshots all through the runs (a restart and its gate) see
+    no value in any process's argv, and the negative control shows the
+    loop sees one that is there."""
+    from tests.test_env_set import cli
+
+    value, pushed = MARK + "-env-set", MARK + "-env-push"
+    local = tmp_path / "local.env"
+    local.write_text(f"PUSHED={pushed}\n")
+    inv = str(sandbox.inventory)
+    sandbox.result()  # deployed: bot runs, so each change restarts it
+    with ArgvWatch(value, pushed) as watch:
+        # the negative control: a value that is in an argv is seen
+        control = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", value])
+        try:
+            watch.wait_snapshots(2)
+        finally:
+            control.kill()
+            control.wait()
+        seen = list(watch.hits)
+        watch.hits.clear()
+        runs = [cli("env-set", "SET_KEY", "-i", inv, stdin=value + "\n"), cli("env-push", str(local), "-i", inv),
+                cli("env-unset", "SET_KEY", "-i", inv)]
+    assert seen, "the snapshot loop did not see a value that was in argv"
+    assert all(r.returncode == 0 for r in runs), [r.stdout + r.stderr for r in runs]
+    assert watch.count > 5 and not watch.hits, watch.hits
+    assert not any(value in r.stdout + r.stderr or pushed in r.stdout + r.stderr for r in runs)
+    assert f"PUSHED={pushed}" in (sandbox.app / ".env").read_text()

@@ -12,9 +12,11 @@ _load_invoke()  # before the first `import invoke`: without unittest.mock (tasks
 
 from invoke import Collection  # noqa: E402
 
-from . import agent, backup, cron, demo, deploy, health, inventory, maintenance, observe, ping, promote, setup, update
+from . import (agent, backup, cron, demo, deploy, envset, health, inventory, maintenance, observe, ping, promote, setup,
+               update)
 
-_MODULES = (inventory, ping, update, deploy, promote, observe, maintenance, backup, health, cron, setup, demo, agent)
+_MODULES = (inventory, ping, update, deploy, promote, observe, maintenance, envset, backup, health, cron, setup, demo,
+            agent)
 
 ns = Collection()
 for _module in _MODULES:

@@ -84,6 +84,8 @@ FLAGS: Dict[str, Flag] = {
     "verbose": Flag("v"),
     "wide": Flag(),
     "action": Flag(value="ACTION"),  # agent: status | stop | forget
+    "key": Flag(value="KEY"),  # env-set/env-unset: a variable name (its value is never a flag)
+    "file": Flag(value="FILE"),  # env-push: a local .env
     # no short letter
     "accept_new": Flag(),
     "allow_root_unit": Flag(value="UNIT"),  # gives a pusher root through that unit: typed in full
@@ -106,6 +108,7 @@ FLAGS: Dict[str, Flag] = {
     "install": Flag(),
     "install_config": Flag(),
     "offline": Flag(),
+    "prune": Flag(),  # env-push: also remove the keys FILE does not name
     "prometheus": Flag(),  # monitor: the metrics, not the dashboard
     "remove": Flag(),
     "replace_units": Flag(),

@@ -1,0 +1,388 @@
+"""`env-set`, `env-unset`, `env-push`: change the app's `.env` on the host
+without an editor (docs/maintenance.md, "Secrets without an editor").
+
+Values travel only on a command's stdin (docs/security.md, "Secrets stay
+out of argv"): the host-side merge below is a python3 script whose argv
+holds the mode and the path, never a value, and it prints key names only.
+Each change backs the `.env` up first (backup-env's mechanism, so
+`restore-env` undoes it), writes the new file atomically with the old
+file's owner and mode (a symlink or any other non-regular `.env` is
+refused: written through, it would hand the link's target to a service,
+docs/architecture.md "Units"), restarts the services that read it, runs
+the readiness gate and, when the gate fails, puts the old file back and
+restarts them again."""
+from __future__ import annotations
+
+import inspect
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from .. import errors
+from ..errors import CommandFailed, UsageError
+from ..host.preflight import env_pairs
+from ..host.would import Would
+from ..inventory import Host, Service
+from ..probe import MARK, split_sections
+from ..shell import Cmd, sh
+from ..target import Target
+from .common import app_file
+
+# A shell variable's name (POSIX): what a unit's environment and `sh` accept.
+KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def check_key(key: Optional[str]) -> str:
+    """`key` when it is a shell variable's name, else a UsageError that
+    shows it printable (a control character is never echoed raw)."""
+    if not key:
+        raise UsageError("a KEY is required (a shell variable name, e.g. API_TOKEN)")
+    if not KEY_RE.match(key):
+        raise UsageError(f"{key!r} is not a variable name: letters, digits and _ only, not starting with a digit")
+    return key
+
+
+def check_value(key: str, value: str) -> str:
+    """A value a unit's environment can hold: no NUL byte."""
+    if "\0" in value:
+        raise UsageError(f"the value of {key} holds a NUL byte, which no environment variable can hold")
+    return value
+
+
+def one_value(text: str) -> str:
+    """The value piped on stdin: one trailing newline stripped (`echo`'s)."""
+    return text[:-2] if text.endswith("\r\n") else text[:-1] if text.endswith("\n") else text
+
+
+@dataclass
+class Change:
+    """What the run asks: keys to set (with values: never printed, never
+    in to_dict), keys to remove."""
+
+    set: Dict[str, str] = field(default_factory=dict)
+    unset: List[str] = field(default_factory=list)
+    prune: bool = False  # env-push --prune: the host's keys `set` does not name are removed too
+
+    def stdin(self) -> str:
+        return json.dumps({"set": self.set, "unset": self.unset, "prune": self.prune})
+
+
+def push_change(text: str, prune: bool = False) -> Change:
+    """A local .env's pairs as a Change (pure): every key set; with `prune`
+    the host's keys the file does not name are removed (on the host, where
+    they are known)."""
+    pairs = env_pairs(text)
+    for key, value in pairs.items():
+        check_value(check_key(key), value)
+    return Change(set=pairs, prune=prune)
+
+
+# The host side: the pipeline's dotenv parser (host/preflight.py), shipped as
+# source as restore-env's key diff ships it, and a merge that keeps every
+# other line as it is (comments, order, quoting). Exit 65: not a regular file.
+_MERGE = "from typing import Dict\n" + inspect.getsource(env_pairs) + r'''
+import json, os, re, stat, sys
+mode, target = sys.argv[1], sys.argv[2]
+def entries(text):
+    """(key or None, raw text) segments covering `text`: an assignment
+    spans its quoted lines and backslash continuations."""
+    out, i, n = [], 0, len(text)
+    while i < n:
+        j, quote = i, None
+        while j < n:
+            c = text[j]
+            if quote:
+                if quote == '"' and c == "\\" and j + 1 < n:
+                    j += 1
+                elif c == quote:
+                    quote = None
+            elif c in "'\"" and "=" in text[i:j]:
+                quote = c
+            elif c == "\\" and j + 1 < n:
+                j += 1
+            elif c == "\n":
+                break
+            j += 1
+        raw = text[i:j + 1]
+        m = re.match(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=", raw)
+        out.append((m.group(1) if m and not raw.lstrip().startswith(("#", ";")) else None, raw))
+        i = j + 1
+    return out
+def line(key, value):
+    if re.fullmatch(r"[A-Za-z0-9_./:@+,=-]+", value):
+        return key + "=" + value + "\n"
+    return key + '="' + re.sub(r'(["\\`$])', r"\\\1", value) + '"\n'
+try:
+    st = os.lstat(target)
+except FileNotFoundError:
+    st = None
+if st is not None and not stat.S_ISREG(st.st_mode):
+    print("kind " + ("symlink" if stat.S_ISLNK(st.st_mode) else "other"))
+    sys.exit(65)
+old = b""
+if st is not None:
+    fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as fh:
+        old = fh.read()
+if mode == "restore":
+    new = None if sys.argv[3] == "-" else open(sys.argv[3], "rb").read()
+else:
+    ask = json.load(sys.stdin)
+    text = old.decode("utf-8", "replace")
+    gone = set(ask["unset"]) | (set(env_pairs(text)) - set(ask["set"]) if ask.get("prune") else set())
+    segs = [(k, raw) for k, raw in entries(text) if k not in gone]
+    done = set()
+    for n, (k, raw) in enumerate(segs):
+        if k in ask["set"]:
+            segs[n] = (k, "" if k in done else line(k, ask["set"][k]))
+            done.add(k)
+    body = "".join(raw for _, raw in segs)
+    if body and not body.endswith("\n"):
+        body += "\n"
+    body += "".join(line(k, v) for k, v in ask["set"].items() if k not in done)
+    new = body.encode("utf-8")
+a, b = env_pairs(old.decode("utf-8", "replace")), env_pairs((new or b"").decode("utf-8", "replace"))
+print("existed " + ("yes" if st is not None else "no"))
+print("added " + " ".join(sorted(set(b) - set(a))))
+print("removed " + " ".join(sorted(set(a) - set(b))))
+print("changed " + " ".join(sorted(k for k in set(a) & set(b) if a[k] != b[k])))
+if mode == "plan" or (new is not None and new == old):
+    sys.exit(0)
+if new is None:
+    os.unlink(target)
+    sys.exit(0)
+tmp = target + ".fabops-tmp"
+try:
+    os.unlink(tmp)
+except FileNotFoundError:
+    pass
+fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+try:
+    if st is not None:
+        os.fchmod(fd, stat.S_IMODE(st.st_mode))
+        if (st.st_uid, st.st_gid) != (os.getuid(), os.getgid()):
+            os.fchown(fd, st.st_uid, st.st_gid)
+    os.write(fd, new)
+    os.fsync(fd)
+finally:
+    os.close(fd)
+os.replace(tmp, target)
+dfd = os.open(os.path.dirname(target) or ".", os.O_RDONLY)
+os.fsync(dfd)
+os.close(dfd)
+print("written")
+'''
+
+NOT_REGULAR = 65
+
+
+def merge_cmd(host: Host, mode: str, backup: Optional[str] = None) -> Cmd:
+    """The host-side merge: `plan` (the key diff), `write` (the diff, then
+    the write; the change on stdin) or `restore` (put `backup` back, or
+    remove the file when `backup` is None: there was none before)."""
+    args = [mode, app_file(host, host.env_file)] + ([backup or "-"] if mode == "restore" else [])
+    return sh("python3 -c {script} {args}", script=_MERGE, args=args)
+
+
+def parse_merge(output: str) -> Dict[str, object]:
+    out: Dict[str, object] = {"added": [], "removed": [], "changed": [], "existed": False, "written": False}
+    for text in output.splitlines():
+        kind, _, rest = text.partition(" ")
+        if kind == "existed":
+            out["existed"] = rest == "yes"
+        elif kind == "written":
+            out["written"] = True
+        elif kind in ("added", "removed", "changed"):
+            out[kind] = rest.split()
+    return out
+
+
+def run_merge(t: Target, host: Host, mode: str, change: Optional[Change] = None,
+              backup: Optional[str] = None) -> Dict[str, object]:
+    """merge_cmd run with the change on stdin; a `.env` that is not a
+    regular file is refused (FAILED, docs/errors.md), nothing written."""
+    r = t.run(merge_cmd(host, mode, backup), f"{'reading' if mode == 'plan' else 'writing'} .env keys",
+              check=False, stdin=(change or Change()).stdin())
+    if r.exited == NOT_REGULAR:
+        kind = "a symlink" if "kind symlink" in r.stdout else "not a regular file"
+        raise CommandFailed(f"{host.env_file} is {kind}: refusing to write through it (a link would hand its "
+                            "target to the services: docs/security.md); make it a regular file", host=host.name)
+    if r.exited != 0:
+        raise CommandFailed(f"changing {host.env_file} failed: {(r.stderr or '').strip()[-300:] or 'exit ' + str(r.exited)}",
+                            host=host.name)
+    return parse_merge(r.stdout)
+
+
+# ------------------------------------------------------------ who reads it
+
+@dataclass(frozen=True)
+class Reader:
+    service: str
+    restart: bool
+    why: str
+
+    def to_dict(self) -> dict:
+        return {"service": self.service, "restart": self.restart, "why": self.why}
+
+
+def readers(host: Host, env_path: str, unit_files: Optional[Dict[str, List[str]]]) -> List[Reader]:
+    """Which services restart after the `.env` changes (pure), in the
+    host's order. A unit setup wrote (`unit: true`) starts fabops'
+    launcher, which reads the .env (docs/architecture.md, "Units"); any
+    other systemd unit reads it when its EnvironmentFile= names it
+    (`unit_files`: systemctl's EnvironmentFiles per unit, None when they
+    could not be read). A process service's app reads the .env itself, if
+    at all, which cannot be told from outside: it restarts, and so does a
+    unit whose files could not be read."""
+    out = []
+    for svc in host.services:
+        out.append(_reader(svc, env_path, unit_files))
+    return out
+
+
+def _reader(svc: Service, env_path: str, unit_files: Optional[Dict[str, List[str]]]) -> Reader:
+    if svc.manager != "systemd":
+        return Reader(svc.name, True, "cannot tell whether a process service's app reads it: restarted")
+    if svc.unit:
+        return Reader(svc.name, True, "its unit's launcher reads it")
+    files = (unit_files or {}).get(svc.name[:-len(".service")] if svc.name.endswith(".service") else svc.name)
+    if files is None:
+        return Reader(svc.name, True, "cannot tell whether its unit reads it (systemctl did not say): restarted")
+    if env_path in files:
+        return Reader(svc.name, True, "its unit's EnvironmentFile= names it")
+    return Reader(svc.name, False, "its unit's EnvironmentFile= does not name it: not restarted "
+                  "(restart it with `restart --service " + svc.name + "` if the app reads the file itself)")
+
+
+def unit_files_cmd(host: Host) -> Cmd:
+    """The .env's absolute path, and each systemd unit's EnvironmentFiles
+    (not the ones setup wrote: their launcher reads it); one round trip."""
+    units = [s.name for s in host.services if s.manager == "systemd" and not s.unit]
+    show = sh("systemctl show -p Id -p EnvironmentFiles {units} 2>/dev/null\n", units=units) if units else sh("")
+    return sh("echo {m}env; echo {env}\necho {m}units\n{show}", m=MARK, env=app_file(host, host.env_file), show=show)
+
+
+def parse_unit_files(output: str, host: Host) -> Tuple[str, Optional[Dict[str, List[str]]]]:
+    """(the .env's path, EnvironmentFiles by unit; None when systemctl
+    printed nothing for units it was asked about)."""
+    s = split_sections(output)
+    files: Dict[str, List[str]] = {}
+    unit = None
+    for text in s.get("units", "").splitlines():
+        key, _, value = text.partition("=")
+        if key == "Id":
+            unit = value.strip()
+            unit = unit[:-len(".service")] if unit.endswith(".service") else unit
+            files.setdefault(unit, [])
+        elif key == "EnvironmentFiles" and unit and value.strip():
+            files[unit].append(value.split(" (")[0].strip().lstrip("-"))
+    asked = any(sv.manager == "systemd" and not sv.unit for sv in host.services)
+    return s.get("env", "").strip(), (files if files or not asked else None)
+
+
+# ------------------------------------------------------------------ the run
+
+def keys_changed(diff: Dict[str, object]) -> bool:
+    return any(diff.get(k) for k in ("added", "removed", "changed"))
+
+
+def env_would(host: Host, diff: Dict[str, object], plan: List[Reader]) -> List[Would]:
+    """What the real run does, in order (pure): the dry run's `would`.
+    Key names only, never a value; nothing when no key changes."""
+    from .env import keys_text
+
+    if not keys_changed(diff):
+        return []
+    save = [Would("save", host.env_file, "the current one, as a new backup first (restore-env undoes the change)")]
+    return (save if diff.get("existed") else []) + [Would("change", host.env_file, keys_text(diff))] + [
+        Would("restart", r.service, r.why + ", then poll it until ready") if r.restart
+        else Would("keep", r.service, r.why) for r in plan]
+
+
+def env_change(c, host: Host, change: Change, actor: str, trigger: str, dry_run: bool = False,
+               progress=None) -> dict:
+    """Plan, then (unless `dry_run`) back up, write, restart the readers
+    and gate them; a failed gate puts the old .env back and restarts them
+    again. Returns key names, the backup's name and the services' results."""
+    from ..remote import RemoteLock
+    from .env import refuse_cut_off
+
+    say = progress or (lambda _m: None)
+    t = Target.of(c, host)
+    refuse_cut_off(t, host)  # a restore cut off putting items back: no restart may start on that data
+    env_path, unit_files = parse_unit_files(t.output(unit_files_cmd(host)), host)
+    plan = readers(host, env_path, unit_files)
+    diff = run_merge(t, host, "plan", change)
+    would = env_would(host, diff, plan)
+    base = {"keys": {k: diff[k] for k in ("added", "removed", "changed")},
+            "services": [r.to_dict() for r in plan]}
+    if dry_run:
+        return {**base, "dry_run": True, "would": [w.to_dict() for w in would]}
+    if not would:
+        say(f"nothing to change: {host.env_file} already holds that")
+        return {**base, "changed": False, "backup": None, "ready": []}
+    info = {"actor": actor, "trigger": trigger, "target": None, "since": time.time(), "pid": None}
+    with RemoteLock(c, host, info):
+        refuse_cut_off(t, host)  # again under the lock
+        return {**base, **_apply(c, host, change, plan, say)}
+
+
+def _apply(c, host: Host, change: Change, plan: List[Reader], say) -> dict:
+    """Under the lock: the backup, the write, the restarts and the gate,
+    and the way back when the gate fails."""
+    from .env import backup_env, env_backup_dir, keys_text
+
+    t = Target.of(c, host)
+    diff = run_merge(t, host, "plan", change)  # again under the lock: what is written now
+    backup = backup_env(c, host, keep=10_000) if diff["existed"] else None
+    say(f"saved the current {host.env_file} as {backup.name} (`restore-env --backup {backup.name}` puts it back)"
+        if backup else f"no {host.env_file} before: nothing to back up")
+    run_merge(t, host, "write", change)
+    say(f"changed {host.env_file}: {keys_text(diff)}")
+    for r in plan:
+        if not r.restart:
+            say(f"kept {r.service}: {r.why}")
+    ready = _restart(c, host, plan, say)
+    out = {"changed": True, "backup": backup.name if backup else None, "ready": ready, "rolled_back": False}
+    if all(x["ok"] for x in ready):
+        return out
+    say(f"the gate failed: putting the previous {host.env_file} back")
+    run_merge(t, host, "restore", backup=env_backup_dir(host) + "/" + backup.name if backup else None)
+    again = _restart(c, host, plan, say)
+    back = all(x["ok"] for x in again)
+    say(f"rolled back: the previous {host.env_file} is back" + (", and its services are ready" if back else
+        ", but its services did not come up on it either: a person is needed (exit 5, docs/errors.md)"))
+    return {**out, "rolled_back": True, "ready_after_rollback": again}
+
+
+def _restart(c, host: Host, plan: List[Reader], say) -> List[dict]:
+    """Restart each reading service and poll it until ready (the gate
+    restore-env runs); the first that fails ends the round."""
+    from ..host.readiness import wait_ready
+    from ..remote import managers_for
+
+    manager, probe = managers_for(c, host)
+    results = []
+    for r in plan:
+        if not r.restart:
+            continue
+        svc = host.service(r.service)
+        manager.restart(svc)
+        ready = wait_ready(manager, svc, probe=probe)
+        results.append(ready.to_dict())
+        say(f"{'✓' if ready.ok else '✗'} {ready.message}")
+        if not ready.ok:
+            break
+    return results
+
+
+def exit_code(value: dict) -> int:
+    """A change whose gate failed is FAILED (2: the old .env is back and
+    its services came up), BROKEN (5) when they did not come up on it
+    either (docs/errors.md)."""
+    if not value.get("rolled_back"):
+        return errors.OK
+    after = value.get("ready_after_rollback") or []
+    return errors.FAILED if all(x["ok"] for x in after) else errors.BROKEN

@@ -1,0 +1,219 @@
+"""env-set, env-unset, env-push (#29, "Secrets without an editor";
+docs/maintenance.md): the pure parts (key rules, the value read from
+stdin, which services restart, the plan), the host-side merge run by a
+real python3, and the tasks on the sandbox host (`connection: local`)."""
+import json
+import os
+import subprocess
+import sys
+
+import jsonschema
+import pytest
+
+from fabops.errors import UsageError
+from fabops.inventory import App, Host, Service
+from fabops.maintenance.envset import (Change, check_key, env_would, merge_cmd, one_value, parse_merge,
+                                       parse_unit_files, push_change, readers)
+from tests.conftest import ROOT, check_json_output, json_schema
+
+SECRET = "v4lue-n0t-to-be-seen-7d1e"
+
+
+def _host(tmp_path, *services) -> Host:
+    return Host(name="h", address="localhost", app=App(path=str(tmp_path)), services=tuple(services))
+
+
+# ------------------------------------------------------------------ pure
+
+
+@pytest.mark.parametrize("key", ["API_TOKEN", "_x", "a1"])
+def test_a_variable_name_is_a_key(key):
+    assert check_key(key) == key
+
+
+@pytest.mark.parametrize("key", ["", None, "1A", "A-B", "A B", "A=B", "A\nB", "A\x1b[2J", "Ä"])
+def test_anything_else_is_refused_and_shown_printable(key):
+    with pytest.raises(UsageError) as e:
+        check_key(key)
+    assert "\x1b" not in str(e.value) and "\n" not in str(e.value)
+
+
+def test_one_trailing_newline_is_stripped_from_stdin():
+    assert one_value("abc\n") == "abc"
+    assert one_value("abc\r\n") == "abc"
+    assert one_value("abc\n\n") == "abc\n"
+    assert one_value("abc") == "abc"
+
+
+def test_a_pushed_file_sets_its_keys_and_prunes_only_when_asked():
+    change = push_change("# c\nA=1\nexport B='two words'\n")
+    assert change.set == {"A": "1", "B": "two words"} and not change.prune and change.unset == []
+    assert push_change("A=1\n", prune=True).prune
+    with pytest.raises(UsageError):
+        push_change("A=\"x\0y\"\n")
+
+
+def test_only_the_services_whose_unit_reads_the_env_restart(tmp_path):
+    """A unit setup wrote: its launcher reads the .env; a unit whose
+    EnvironmentFile= names it restarts, one naming another file is kept;
+    a process service, or a unit systemctl said nothing about, cannot be
+    told and restarts."""
+    env = str(tmp_path / ".env")
+    host = _host(tmp_path, Service("ours", unit=True, command="x"), Service("reads"), Service("other.service"),
+                 Service("unknown"), Service("proc", manager="process", command="x"))
+    plan = {r.service: r for r in readers(host, env, {"reads": [env], "other": ["/etc/other.env"]})}
+    assert [n for n, r in plan.items() if r.restart] == ["ours", "reads", "unknown", "proc"]
+    assert "restart --service other.service" in plan["other.service"].why
+    assert "cannot tell" in plan["unknown"].why and "cannot tell" in plan["proc"].why
+    # systemctl printed nothing at all: every unit restarts
+    assert all(r.restart for r in readers(host, env, None))
+
+
+def test_systemctl_show_is_parsed_per_unit():
+    out = ("@@fabops:env\n/srv/app/.env\n@@fabops:units\nId=reads.service\n"
+           "EnvironmentFiles=/srv/app/.env (ignore_errors=no)\n\nId=other.service\nEnvironmentFiles=\n")
+    host = Host(name="h", address="x", app=App(path="/srv/app"), services=(Service("reads"), Service("other")))
+    path, files = parse_unit_files(out, host)
+    assert path == "/srv/app/.env" and files == {"reads": ["/srv/app/.env"], "other": []}
+    assert parse_unit_files("@@fabops:env\n/x\n@@fabops:units\n", host)[1] is None
+
+
+def test_the_plan_names_keys_and_services_never_a_value(tmp_path):
+    host = _host(tmp_path, Service("bot", manager="process", command="x"))
+    diff = {"added": ["NEW"], "removed": [], "changed": ["OLD"], "existed": True}
+    would = env_would(host, diff, readers(host, "/x", None))
+    assert [w.action for w in would] == ["save", "change", "restart"]
+    assert "added: NEW" in would[1].why and "changed: OLD" in would[1].why
+    assert env_would(host, {"added": [], "removed": [], "changed": [], "existed": True}, []) == []
+
+
+# ------------------------------------------------- the merge, on a real python3
+
+
+def _merge(tmp_path, mode, change=None, backup=None):
+    host = _host(tmp_path)
+    r = subprocess.run(["sh", "-c", str(merge_cmd(host, mode, backup))], input=(change or Change()).stdin(),
+                       capture_output=True, text=True)
+    return r.returncode, parse_merge(r.stdout), r
+
+
+def test_the_merge_keeps_other_lines_and_quotes_what_needs_it(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("# keep me\nA=1\nexport B=\"two\nlines\"\nC=3\n")
+    os.chmod(env, 0o600)
+    code, diff, _ = _merge(tmp_path, "write", Change(set={"B": "it's $x", "D": "new"}, unset=["C"]))
+    assert code == 0 and diff["changed"] == ["B"] and diff["added"] == ["D"] and diff["removed"] == ["C"]
+    assert env.read_text() == "# keep me\nA=1\nB=\"it's \\$x\"\nD=new\n"
+    assert oct(env.stat().st_mode & 0o777) == "0o600"
+    from fabops.host.preflight import env_pairs
+
+    assert env_pairs(env.read_text()) == {"A": "1", "B": "it's $x", "D": "new"}
+
+
+def test_the_plan_writes_nothing_and_prune_removes_unnamed_keys(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("A=1\nB=2\n")
+    code, diff, _ = _merge(tmp_path, "plan", Change(set={"A": "1"}, prune=True))
+    assert code == 0 and diff["removed"] == ["B"] and env.read_text() == "A=1\nB=2\n"
+    _merge(tmp_path, "write", Change(set={"A": "1"}, prune=True))
+    assert env.read_text() == "A=1\n"
+
+
+def test_a_symlinked_env_is_refused_and_its_target_untouched(tmp_path):
+    other = tmp_path / "root-only"
+    other.write_text("ROOT=1\n")
+    (tmp_path / ".env").symlink_to(other)
+    code, _, r = _merge(tmp_path, "write", Change(set={"X": "1"}))
+    assert code == 65 and "kind symlink" in r.stdout
+    assert other.read_text() == "ROOT=1\n" and (tmp_path / ".env").is_symlink()
+
+
+# ------------------------------------------------------------- the sandbox
+
+
+def cli(*args, stdin="", env=None):
+    """The real `fabops` with `stdin` (run_cli gives none); --json checked
+    against docs/json.schema.json."""
+    r = subprocess.run([sys.executable, "-m", "fabops.cli", *args], input=stdin, capture_output=True, text=True,
+                       env={**os.environ, "COLUMNS": "200", **(env or {})}, cwd=ROOT, timeout=180)
+    check_json_output(args, r)
+    return r
+
+
+def _backups(sandbox):
+    d = sandbox.home.parent / "backup" / "env"
+    return sorted(p.name for p in d.iterdir()) if d.exists() else []
+
+
+def test_set_backs_up_writes_restarts_and_never_shows_the_value(sandbox):
+    sandbox.result()  # deployed: bot runs
+    inv, env, pid = str(sandbox.inventory), sandbox.app / ".env", sandbox.pid()
+    r = cli("env-set", "API_TOKEN", "-i", inv, "--dry-run", stdin=SECRET + "\n")
+    assert r.returncode == 0, r.stderr
+    assert "would change .env: keys added: API_TOKEN" in r.stdout and "would restart bot" in r.stdout
+    r = cli("env-set", "API_TOKEN", "-i", inv, "--dry-run", "--json", stdin=SECRET + "\n")
+    jsonschema.validate(json.loads(r.stdout)["hosts"]["local"], json_schema("env_change"))
+    assert SECRET not in env.read_text() and _backups(sandbox) == [] and sandbox.pid() == pid
+    r = cli("env-set", "API_TOKEN", "-i", inv, "--debug", stdin=SECRET + "\n")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert SECRET not in r.stdout + r.stderr
+    (name,) = _backups(sandbox)
+    assert f"restore-env --backup {name}" in r.stdout and "✓ bot ready" in r.stdout
+    assert f"API_TOKEN={SECRET}\n" in env.read_text() and "DISCORD_TOKEN=" in env.read_text()
+    assert sandbox.pid() != pid, "bot reads the .env: it restarted"
+    for f in sandbox.home.rglob("*"):  # history, state, update log: no value anywhere
+        assert not f.is_file() or SECRET.encode() not in f.read_bytes(), f
+    r = cli("env-set", "API_TOKEN", "-i", inv, stdin=SECRET + "\n")
+    assert r.stdout == "[local] nothing to change: .env already holds that\n" and len(_backups(sandbox)) == 1
+
+
+def test_unset_and_push_change_the_file_and_json_says_keys_only(sandbox, tmp_path):
+    sandbox.result()
+    inv, env = str(sandbox.inventory), sandbox.app / ".env"
+    local = tmp_path / "pushed.env"
+    local.write_text(f"NEW_ONE={SECRET}\nDISCORD_TOKEN=other\n")
+    r = cli("env-push", str(local), "-i", inv, "--json")
+    assert r.returncode == 0, r.stderr
+    value = json.loads(r.stdout)["hosts"]["local"]
+    assert value["keys"] == {"added": ["NEW_ONE"], "removed": [], "changed": ["DISCORD_TOKEN"]}
+    jsonschema.validate(value, json_schema("env_change"))
+    assert SECRET not in r.stdout and "PORT=" in env.read_text(), "a key only on the host is kept"
+    r = cli("env-unset", "NEW_ONE", "-i", inv, "--json")
+    assert json.loads(r.stdout)["hosts"]["local"]["keys"]["removed"] == ["NEW_ONE"]
+    assert "NEW_ONE" not in env.read_text() and len(_backups(sandbox)) == 2
+    r = cli("env-unset", "1BAD", "-i", inv)
+    assert r.returncode == 64 and "not a variable name" in r.stderr
+
+
+def test_a_failing_gate_puts_the_old_env_back(sandbox):
+    sandbox.result()
+    inv, env = str(sandbox.inventory), sandbox.app / ".env"
+    before = env.read_text()
+    free = sandbox.port
+    # the sample app listens on PORT from the .env: a port it cannot serve its check on fails the gate
+    r = cli("env-set", "PORT", "-i", inv, "--json", stdin="1\n")
+    assert r.returncode == 2, r.stdout + r.stderr
+    value = json.loads(r.stdout)["hosts"]["local"]
+    jsonschema.validate(value, json_schema("env_change"))
+    assert value["rolled_back"] and all(x["ok"] for x in value["ready_after_rollback"])
+    assert env.read_text() == before and sandbox.health()["status"] == "ok" and free == sandbox.port
+
+
+def test_a_symlinked_env_is_refused_on_the_sandbox(sandbox, tmp_path):
+    target = tmp_path / "elsewhere"
+    target.write_text("ROOT_ONLY=1\n")
+    env = sandbox.app / ".env"
+    env.unlink()
+    env.symlink_to(target)
+    r = cli("env-set", "X", "-i", str(sandbox.inventory), stdin="1\n")
+    assert r.returncode == 2 and "symlink" in r.stderr and target.read_text() == "ROOT_ONLY=1\n"
+
+
+def test_the_schema_refuses_a_value_beside_the_keys():
+    """env_change is strict: a `value` (or any key it does not name) is no
+    env-set output."""
+    good = {"keys": {"added": ["A"], "removed": [], "changed": []}, "services": [], "changed": True,
+            "backup": None, "ready": []}
+    jsonschema.validate(good, json_schema("env_change"))
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**good, "value": "x"}, json_schema("env_change"))
