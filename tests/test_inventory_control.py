@@ -48,6 +48,7 @@ HOST = {
               "on_failure": "echo failed"},
     "heartbeat": {"url": "https://hc-ping.com/0f3c", "fail_url": "https://hc-ping.com/0f3c/fail", "timeout": "5s"},
     "verify": {"signers": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@example"]},
+    "promote_after": "30m",  # how long staging keeps a commit healthy before promote takes it (docs/environments.md)
 }
 # the demo's kind of host: `sandbox` is only valid with `connection: local`
 BOX = {"connection": "local", "sandbox": True, "app": {"path": "/srv/box"}}
