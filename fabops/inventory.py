@@ -633,9 +633,25 @@ def _disagreements(host: str, groups: List[Tuple[str, dict]], own: dict,
             for path, value in leaves(other):
                 if path in values and values[path] != value and not _overridden(path, mine):
                     short = len(_written(value)) <= 30 and len(_written(values[path])) <= 30  # services are not
-                    short = short and not path.startswith("heartbeat.")  # its URLs are secrets
-                    pair = f"{_written(value)} here, {_written(values[path])} in groups.{first}: " if short else ""
+                    pair = (f"{_written(value)} here, {_written(values[path])} in groups.{first}: "
+                            if short and _may_show(path) else "")
                     found.setdefault((first, second, path, pair), []).append(host)
+
+
+# Where a value may be a secret, whatever its key's name: an env value (a
+# database URL with its password), the heartbeat's URLs (the URL is the
+# secret) and a backup repository's URL and password file.
+_SECRET_SECTIONS = ("env.", "heartbeat.", "backup.repository.")
+
+
+def _may_show(path: str) -> bool:
+    """Whether a group conflict's message may quote the two values at `path`
+    (docs/security.md: no secret in any output): never where a value may be
+    a secret, nor under a key whose name says it is one (a check's
+    Authorization header)."""
+    from .redact import secret_name
+
+    return not path.startswith(_SECRET_SECTIONS) and not any(secret_name(part) for part in path.split("."))
 
 
 def _overridden(path: str, own: set) -> bool:

@@ -78,6 +78,29 @@ def test_two_groups_disagreeing_for_a_host_name_both():
     assert "group_order" in problem
 
 
+@pytest.mark.parametrize("key, one, two", [
+    ("env", {"DB_URL": "postgres://a:pw1@db/x"}, {"DB_URL": "postgres://a:pw2@db/x"}),
+    ("env", {"MODE": "s3cr3t-one"}, {"MODE": "s3cr3t-two"}),
+    ("backup", {"repository": {"url": "rest:http://h/r1", "password_file": "~/p"}},
+     {"repository": {"url": "rest:http://h/r2", "password_file": "~/p"}}),
+    ("heartbeat", {"url": "https://hc/1"}, {"url": "https://hc/2"}),
+])
+def test_a_conflict_never_quotes_a_value_that_may_be_a_secret(key, one, two):
+    """A short value is quoted in a conflict's message (90 here, 85 in
+    groups.web), but never an env value, a backup repository's or a
+    heartbeat's (docs/security.md: no secret in any output)."""
+    data = {**BASE, "groups": {"web": {"hosts": ["w1"], key: one}, "staging": {"hosts": ["w1"], key: two}}}
+    (where, problem), = problems(data)
+    assert where.startswith(f"groups.staging.{key}.") and "w1 is in groups web and staging" in problem
+    for value in (one, two):
+        for leaf in _leaves(value):
+            assert leaf not in problem
+
+
+def _leaves(value):
+    return [x for v in value.values() for x in (_leaves(v) if isinstance(v, dict) else [v])]
+
+
 def test_a_key_the_host_sets_itself_is_no_conflict_between_its_groups():
     """The host's own value wins over both groups, so neither group's
     applies (#28's trial: exit 78 while local set thresholds.cpu itself)."""
