@@ -63,7 +63,7 @@ def test_only_the_services_whose_unit_reads_the_env_restart(tmp_path):
                  Service("unknown"), Service("proc", manager="process", command="x"))
     plan = {r.service: r for r in readers(host, env, {"reads": [env], "other": ["/etc/other.env"]})}
     assert [n for n, r in plan.items() if r.restart] == ["ours", "reads", "unknown", "proc"]
-    assert "restart --service other.service" in plan["other.service"].why
+    assert "restart -H h --service other.service`" in plan["other.service"].why
     assert "cannot tell" in plan["unknown"].why and "cannot tell" in plan["proc"].why
     # systemctl printed nothing at all: every unit restarts
     assert all(r.restart for r in readers(host, env, None))
@@ -158,7 +158,7 @@ def test_set_backs_up_writes_restarts_and_never_shows_the_value(sandbox):
     assert r.returncode == 0, r.stdout + r.stderr
     assert SECRET not in r.stdout + r.stderr
     (name,) = _backups(sandbox)
-    assert f"restore-env --backup {name}" in r.stdout and "✓ bot ready" in r.stdout
+    assert f"-H local --backup {name}`" in r.stdout and "✓ bot ready" in r.stdout
     assert f"API_TOKEN={SECRET}\n" in env.read_text() and "DISCORD_TOKEN=" in env.read_text()
     assert sandbox.pid() != pid, "bot reads the .env: it restarted"
     for f in sandbox.home.rglob("*"):  # history, state, update log: no value anywhere
@@ -217,3 +217,59 @@ def test_the_schema_refuses_a_value_beside_the_keys():
     jsonschema.validate(good, json_schema("env_change"))
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**good, "value": "x"}, json_schema("env_change"))
+
+
+# ------------------------------------------------------------------ goldens
+
+BACKUP = "20261129T134640-000000.env"
+
+
+def _render(monkeypatch, capsys, width, gate_fails: bool) -> str:
+    """A real run's lines as env-set prints them (its progress through
+    tasks/maintenance._say), the host side faked: the backup, the merge and
+    the restarts' readiness; with `gate_fails`, the way back."""
+    from fabops.maintenance import env as env_mod
+    from fabops.maintenance import envset
+    from fabops.tasks.maintenance import _say
+    from tests.test_golden import render
+
+    host = Host(name="find-to-do", address="x", app=App(path="/srv/app"),
+                services=(Service("voice-meeting-discord-bot", unit=True, command="x"), Service("worker")))
+    diff = {"added": ["API_TOKEN"], "removed": [], "changed": ["DISCORD_TOKEN"], "existed": True}
+    monkeypatch.setattr(envset, "run_merge", lambda *a, **k: diff)
+    monkeypatch.setattr(env_mod, "backup_env", lambda *a, **k: env_mod.EnvBackup(BACKUP, "/b/" + BACKUP, 42, "0" * 64))
+    rounds = iter([not gate_fails, True])
+
+    def restarted(c, h, plan, say):
+        ok = next(rounds)
+        say("✓ voice-meeting-discord-bot ready" if ok else
+            "✗ voice-meeting-discord-bot: exited with code 1 during startup (3 times), see `inv logs`")
+        return [{"ok": ok}]
+
+    monkeypatch.setattr(envset, "_restart", restarted)
+    plan = envset.readers(host, "/srv/app/.env", {"worker": ["/etc/worker.env"]})
+    return render(capsys, monkeypatch, width, envset._apply, object(), host, Change(set={"API_TOKEN": "x"}), plan,
+                  _say(host))
+
+
+@pytest.mark.parametrize("width", [80, 200])
+@pytest.mark.parametrize("gate_fails", [False, True])
+def test_the_real_runs_lines(width, gate_fails, monkeypatch, capsys):
+    from tests.test_golden import check
+
+    check("env-set-rolled-back" if gate_fails else "env-set", width, _render(monkeypatch, capsys, width, gate_fails))
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_the_dry_runs_lines(width, capsys, monkeypatch):
+    from fabops.host.would import lines
+    from fabops.tasks._base import print_text
+    from tests.test_golden import check, render
+
+    host = Host(name="find-to-do", address="x", app=App(path="/srv/app"),
+                services=(Service("voice-meeting-discord-bot", unit=True, command="x"), Service("worker"),
+                          Service("recorder", manager="process", command="x")))
+    diff = {"added": ["API_TOKEN"], "removed": ["OLD_KEY"], "changed": [], "existed": True}
+    would = env_would(host, diff, readers(host, "/srv/app/.env", {"worker": []}))
+    check("env-set-dry-run", width, render(capsys, monkeypatch, width,
+                                           lambda: [print_text(x) for x in lines(would, "[find-to-do] ")]))

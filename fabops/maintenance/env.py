@@ -189,8 +189,7 @@ def restore_env(c, host: Host, name: str, actor: str, dry_run: bool = False, pro
     """Back up the current .env, restore `name`, restart and poll. Returns
     the key changes (names only). `inventory` is the `-i PATH` a hint must
     name (tasks/deploy.inventory_flag), or None."""
-    from ..host.readiness import wait_ready
-    from ..remote import RemoteLock, managers_for
+    from ..remote import RemoteLock
 
     say = progress or (lambda _m: None)
     if "/" in name or name.startswith(".") or not name.endswith(".env"):
@@ -221,13 +220,24 @@ def restore_env(c, host: Host, name: str, actor: str, dry_run: bool = False, pro
         t.run(sh("umask 077; cp {src} {tmp} && chmod 600 {tmp} && mv {tmp} {dest}", src=src, tmp=tmp, dest=dest),
               "restoring .env")
         say(f"restored {name}: {keys_text(diff)}")  # what changed, then the restarts' verdict (#24)
-        manager, probe = managers_for(c, host)
-        results = []
-        for svc in host.services:
-            manager.restart(svc)
-            ready = wait_ready(manager, svc, probe=probe)
-            results.append(ready.to_dict())
-            say(f"{'✓' if ready.ok else '✗'} {ready.message}")
-            if not ready.ok:
-                break
+        results = restart_polled(c, host, host.services, say)
     return {"diff": diff, "restored": True, "previous_saved_as": before.name, "services": results}
+
+
+def restart_polled(c, host: Host, services, say) -> List[dict]:
+    """Restart each of `services` and poll it until ready (the readiness
+    gate after a .env change: restore-env's, env-set's); the first that
+    fails ends the round. Each one's readiness, as a dict."""
+    from ..host.readiness import wait_ready
+    from ..remote import managers_for
+
+    manager, probe = managers_for(c, host)
+    results = []
+    for svc in services:
+        manager.restart(svc)
+        ready = wait_ready(manager, svc, probe=probe)
+        results.append(ready.to_dict())
+        say(f"{'✓' if ready.ok else '✗'} {ready.message}")
+        if not ready.ok:
+            break
+    return results

@@ -227,7 +227,8 @@ class Reader:
         return {"service": self.service, "restart": self.restart, "why": self.why}
 
 
-def readers(host: Host, env_path: str, unit_files: Optional[Dict[str, List[str]]]) -> List[Reader]:
+def readers(host: Host, env_path: str, unit_files: Optional[Dict[str, List[str]]],
+            inventory: Optional[str] = None) -> List[Reader]:
     """Which services restart after the `.env` changes (pure), in the
     host's order. A unit setup wrote (`unit: true`) starts fabops'
     launcher, which reads the .env (docs/architecture.md, "Units"); any
@@ -235,14 +236,13 @@ def readers(host: Host, env_path: str, unit_files: Optional[Dict[str, List[str]]
     (`unit_files`: systemctl's EnvironmentFiles per unit, None when they
     could not be read). A process service's app reads the .env itself, if
     at all, which cannot be told from outside: it restarts, and so does a
-    unit whose files could not be read."""
-    out = []
-    for svc in host.services:
-        out.append(_reader(svc, env_path, unit_files))
-    return out
+    unit whose files could not be read. `inventory`: the run's `-i`, for
+    the command a kept service's line names."""
+    return [_reader(host, svc, env_path, unit_files, inventory) for svc in host.services]
 
 
-def _reader(svc: Service, env_path: str, unit_files: Optional[Dict[str, List[str]]]) -> Reader:
+def _reader(host: Host, svc: Service, env_path: str, unit_files: Optional[Dict[str, List[str]]],
+            inventory: Optional[str]) -> Reader:
     if svc.manager != "systemd":
         return Reader(svc.name, True, "cannot tell whether a process service's app reads it: restarted")
     if svc.unit:
@@ -252,8 +252,11 @@ def _reader(svc: Service, env_path: str, unit_files: Optional[Dict[str, List[str
         return Reader(svc.name, True, "cannot tell whether its unit reads it (systemctl did not say): restarted")
     if env_path in files:
         return Reader(svc.name, True, "its unit's EnvironmentFile= names it")
-    return Reader(svc.name, False, "its unit's EnvironmentFile= does not name it: not restarted "
-                  "(restart it with `restart --service " + svc.name + "` if the app reads the file itself)")
+    from ..deploy import suggest
+
+    return Reader(svc.name, False, "its unit's EnvironmentFile= does not name it: not restarted (restart it with "
+                  f"{suggest(inventory, 'restart', '-H', host.name, '--service', svc.name)} if the app reads the "
+                  "file itself)")
 
 
 def unit_files_cmd(host: Host) -> Cmd:
@@ -302,10 +305,12 @@ def env_would(host: Host, diff: Dict[str, object], plan: List[Reader]) -> List[W
 
 
 def env_change(c, host: Host, change: Change, actor: str, trigger: str, dry_run: bool = False,
-               progress=None) -> dict:
+               progress=None, inventory: Optional[str] = None) -> dict:
     """Plan, then (unless `dry_run`) back up, write, restart the readers
     and gate them; a failed gate puts the old .env back and restarts them
-    again. Returns key names, the backup's name and the services' results."""
+    again. Returns key names, the backup's name and the services' results.
+    `inventory`: the run's `-i`, for the commands its lines name
+    (tasks/deploy.inventory_flag)."""
     from ..remote import RemoteLock
     from .env import refuse_cut_off
 
@@ -313,7 +318,7 @@ def env_change(c, host: Host, change: Change, actor: str, trigger: str, dry_run:
     t = Target.of(c, host)
     refuse_cut_off(t, host)  # a restore cut off putting items back: no restart may start on that data
     env_path, unit_files = parse_unit_files(t.output(unit_files_cmd(host)), host)
-    plan = readers(host, env_path, unit_files)
+    plan = readers(host, env_path, unit_files, inventory)
     diff = run_merge(t, host, "plan", change)
     would = env_would(host, diff, plan)
     base = {"keys": {k: diff[k] for k in ("added", "removed", "changed")},
@@ -326,19 +331,20 @@ def env_change(c, host: Host, change: Change, actor: str, trigger: str, dry_run:
     info = {"actor": actor, "trigger": trigger, "target": None, "since": time.time(), "pid": None}
     with RemoteLock(c, host, info):
         refuse_cut_off(t, host)  # again under the lock
-        return {**base, **_apply(c, host, change, plan, say)}
+        return {**base, **_apply(c, host, change, plan, say, inventory)}
 
 
-def _apply(c, host: Host, change: Change, plan: List[Reader], say) -> dict:
+def _apply(c, host: Host, change: Change, plan: List[Reader], say, inventory: Optional[str] = None) -> dict:
     """Under the lock: the backup, the write, the restarts and the gate,
     and the way back when the gate fails."""
+    from ..deploy import suggest
     from .env import backup_env, env_backup_dir, keys_text
 
     t = Target.of(c, host)
     diff = run_merge(t, host, "plan", change)  # again under the lock: what is written now
     backup = backup_env(c, host, keep=10_000) if diff["existed"] else None
-    say(f"saved the current {host.env_file} as {backup.name} (`restore-env --backup {backup.name}` puts it back)"
-        if backup else f"no {host.env_file} before: nothing to back up")
+    undo = suggest(inventory, "restore-env", "-H", host.name, "--backup", backup.name) if backup else ""
+    say(f"saved the current {host.env_file} as {backup.name} ({undo} puts it back)" if backup else f"no {host.env_file} before: nothing to back up")
     run_merge(t, host, "write", change)
     say(f"changed {host.env_file}: {keys_text(diff)}")
     for r in plan:
@@ -358,24 +364,10 @@ def _apply(c, host: Host, change: Change, plan: List[Reader], say) -> dict:
 
 
 def _restart(c, host: Host, plan: List[Reader], say) -> List[dict]:
-    """Restart each reading service and poll it until ready (the gate
-    restore-env runs); the first that fails ends the round."""
-    from ..host.readiness import wait_ready
-    from ..remote import managers_for
+    """The reading services restarted and gated (env.restart_polled)."""
+    from .env import restart_polled
 
-    manager, probe = managers_for(c, host)
-    results = []
-    for r in plan:
-        if not r.restart:
-            continue
-        svc = host.service(r.service)
-        manager.restart(svc)
-        ready = wait_ready(manager, svc, probe=probe)
-        results.append(ready.to_dict())
-        say(f"{'✓' if ready.ok else '✗'} {ready.message}")
-        if not ready.ok:
-            break
-    return results
+    return restart_polled(c, host, [host.service(r.service) for r in plan if r.restart], say)
 
 
 def exit_code(value: dict) -> int:

@@ -52,11 +52,13 @@ def _run(change, trigger: str, hosts, dry_run: bool, actor, json: bool, inventor
     from ..host.record import default_actor
     from ..host.would import lines
     from ..maintenance.envset import env_change, exit_code
+    from .deploy import inventory_flag
     from .maintenance import _each, _errors_out, _say
 
     who = actor or default_actor()
     outcome = _each(inventory, hosts, lambda cxn, host: env_change(
-        cxn, host, change, who, trigger, dry_run=dry_run, progress=None if json or dry_run else _say(host)),
+        cxn, host, change, who, trigger, dry_run=dry_run, progress=None if json or dry_run else _say(host),
+        inventory=inventory_flag(inventory)),
         accept_new, connect_timeout)
     codes = [exit_code(r.value) if r.ok else r.code for r in outcome.results]
     if json:
