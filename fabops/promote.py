@@ -152,7 +152,12 @@ def _healthy(sources: Sequence[SourceFacts]) -> Check:
 def _old_enough(sources: Sequence[SourceFacts], candidate: str) -> Check:
     reasons = []
     for s in sources:
-        age = s.now - s.deployed_at if s.deployed_at is not None else 0.0
+        # `now` is the host's `date +%s`, whole seconds, and deployed_at the
+        # fraction-of-a-second time its watch passed: just after the watch,
+        # now may read up to a second before it. A commit is never younger
+        # than 0 (so --min-age 0 always passes); a real age is under-read by
+        # less than a second, which only ever waits longer.
+        age = max(0.0, s.now - s.deployed_at) if s.deployed_at is not None else 0.0
         if age < s.min_age:
             reasons.append(f"{s.host}: {short_sha(candidate)} has run healthy for {span(age)}, promote needs "
                            f"{span(s.min_age)}: {span(s.min_age - age)} more (--min-age to change it)")
