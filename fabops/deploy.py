@@ -41,6 +41,7 @@ class DeployOptions:
     offline: bool = False
     dry_run: bool = False
     clear_pin: bool = True
+    allow_unverified: bool = False  # --ref X --allow-unverified (docs/security.md, "Verified commits")
     attach: Optional[str] = None
     watch: bool = True  # wait for the host's watch window; False: return at the gate
     # the `-i PATH` the commands this run's messages suggest need: None when
@@ -124,6 +125,8 @@ def local_update_argv(host: Host, run_id: str, opts: DeployOptions, config: str)
         argv += ["--wait", str(float(opts.wait))]
     if opts.clear_pin and not opts.ref:
         argv.append("--clear-pin")
+    if opts.allow_unverified and opts.ref:
+        argv.append("--allow-unverified")
     if opts.dry_run:
         argv.append("--dry-run")
     argv += ["--install-config", config]
@@ -527,6 +530,7 @@ def _deploy_local(c, host: Host, opts: DeployOptions, on_event) -> DeployOutcome
         res = run_update(c, host, UpdateOptions(
             trigger=opts.trigger, actor=opts.actor or default_actor(), ref=opts.ref, stash=opts.stash,
             wait=opts.wait, run_id=run_id, clear_pin=opts.clear_pin and not opts.ref,
+            allow_unverified=opts.allow_unverified and bool(opts.ref),
         ), events, dry_run=True)
     finally:
         events.close()

@@ -38,6 +38,7 @@ EVENT_TABLE = {
     "aborted": ("⚠️ deploy aborted", "the aborted deploy"),
     "broken": ("🔥 BROKEN, a person is needed", "the BROKEN host"),
     "skipped_bad": ("⚠️ skipping a commit that failed its gate", "the skipped known-bad commit"),
+    "skipped_unverified": ("⚠️ holding a commit not signed by an allowed key", "the held unsigned commit"),
     "health_down": ("❌ service down", "the service down"),
     "health_recovered": ("✅ recovered", "the recovery"),
     "health_backoff": ("🔥 restart backoff: stopped restarting", "the restart backoff"),

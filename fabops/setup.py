@@ -834,6 +834,35 @@ def _heartbeat(run: _Setup) -> Items:
         yield ItemResult("heartbeat", "ok" if said[1] else "warning", said[0].partition(": ")[2])
 
 
+def _verify(run: _Setup) -> Items:
+    """Only verified commits ship (docs/security.md, "Verified commits"):
+    hosts.yml's signers in the allowed-signers file, root's (0644, in
+    root's /etc/fabops/<app>/; a sandbox's in its home), before the first
+    run can deploy. That file, not host.yml, makes the host check every
+    target, so a push that drops `verify:` cannot turn it off: without
+    `verify:`, a file that is there stays, said. Refused (exit 78) where
+    git is too old to check SSH signatures: a host that could not honour
+    it must not look protected."""
+    from .host.verify import allowed_signers_text, signers_path, too_old
+
+    host = run.host
+    path = signers_path(host, host.home)
+    where = host_path(path) if host.sandbox else path
+    if host.verify is None:
+        if run.dt.output(sh("test -f {p} && echo there || true", p=where)).strip() == "there":
+            yield ItemResult("verified commits", "warning", (
+                f"{path} is there, so this host still requires signed commits, though this inventory sets no "
+                f"verify: (only root turns it off: sudo rm {path})"))
+        return
+    problem = too_old(run.dt.output(sh("git --version 2>/dev/null || true")))
+    if problem:
+        yield ItemResult("verified commits", "refused", f"{problem}: this host cannot honour verify:; upgrade "
+                                                        "git there, or remove verify: for this host")
+        return
+    text = f"{MANAGED}\n{allowed_signers_text(host.verify.signers)}"
+    yield run.file("verified commits", path, text, mode="0644", root=not host.sandbox)
+
+
 def _metrics_dir(run: _Setup) -> Items:
     """node_exporter's textfile directory (hosts.yml's metrics_dir,
     docs/metrics.md): made when absent, 0755 and the deploy user's, so its
@@ -934,8 +963,8 @@ def metrics_dir_step(where: str, user: str, facts: List[str]) -> tuple[str, str]
     return "root", ""
 
 
-ITEMS = (_deploy_user, _env_file, _install, _host_yml, _crontab, _system_units, _units, _sudo_rights, _log_files,
-         _metrics_dir, _logrotate, _wrappers, _first_run, _backups, _heartbeat)
+ITEMS = (_deploy_user, _env_file, _install, _host_yml, _crontab, _system_units, _units, _sudo_rights, _verify,
+         _log_files, _metrics_dir, _logrotate, _wrappers, _first_run, _backups, _heartbeat)
 
 
 def _outside_block(text: str, app: str) -> List[str]:

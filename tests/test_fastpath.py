@@ -48,7 +48,7 @@ BOTH = {
     "fabops", "fabops.cli", "fabops.errors", "fabops.inventory", "fabops.paths", "fabops.printable", "fabops.shell",
     "fabops.target", "fabops.validate", "fabops.host", "fabops.host.fastpath", "fabops.host.files", "fabops.host.git",
     "fabops.host.httpcheck", "fabops.host.localrun", "fabops.host.lock", "fabops.host.plan", "fabops.host.readiness", "fabops.host.listeners",
-    "fabops.host.prom", "fabops.host.record", "fabops.host.report", "fabops.host.services", "fabops.host.state", "fabops.host.store", "fabops.host.would",
+    "fabops.host.prom", "fabops.host.record", "fabops.host.report", "fabops.host.services", "fabops.host.state", "fabops.host.store", "fabops.host.verify", "fabops.host.would",
     "fabops.shortsha", "fabops.records",
 }
 FABOPS_MODULES = {

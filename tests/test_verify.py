@@ -41,3 +41,143 @@ def test_no_signers_is_refused_and_no_verify_is_none():
     assert "at least one SSH public key" in str(err.value)
     assert load(None).verify is None
     assert "verify" not in load(None).to_dict()
+
+
+# --- the planner (host/plan._signed): a host whose allowed-signers file is there
+from fabops.host.dry_run import dry_result  # noqa: E402
+from fabops.host.plan import Facts, Health, Need, Opts, Plan, Signed, plan  # noqa: E402
+from fabops.host.record import RESULT_CODES  # noqa: E402
+from fabops.host.state import State, failing_after  # noqa: E402
+from fabops.host.verify import allowed_signers_text, signature_words, too_old  # noqa: E402
+
+A, B = "a" * 40, "b" * 40
+HOST = inventory.loads(yaml.safe_dump({"hosts": {"h": {
+    "connection": "local", "app": {"path": "/srv/app"},
+    "services": [{"name": "api", "manager": "process", "command": "python3 api.py"}]}}}), "h.yml").hosts["h"]
+HEALTHY = (Health("api", True, "api is up"),)
+FILE = "/etc/fabops/app/allowed_signers"
+
+
+def decide(trigger="cron", signed=None, state=None, ref=None, allow=False, signers=FILE, origin=B):
+    facts = Facts(origin=origin, head=A, ref_commit=B if ref else None, health=HEALTHY, problems=(), changed=(),
+                  signers=signers, signed=signed)
+    return plan(HOST, state or State(deployed=A), facts, Opts(trigger=trigger, ref=ref, allow_unverified=allow))
+
+
+def test_the_target_is_checked_once_before_anything_else_is_gathered():
+    need = decide(signed=None)
+    assert isinstance(need, Need) and (need.fact, need.target) == ("verify", B)
+    # a verdict on another commit is no verdict on this one
+    assert isinstance(decide(signed=Signed(A, True, "signed")), Need)
+
+
+def test_a_signed_target_deploys_and_says_who_signed_it():
+    p = decide(signed=Signed(B, True, "signed for alice@example with ED25519 key SHA256:x"))
+    assert (p.kind, p.target) == ("deploy", B)
+    assert any("signed for alice@example" in line for line in p.says)
+
+
+def test_without_the_file_nothing_is_checked():
+    p = decide(signers="", signed=None)
+    assert p.kind == "deploy"
+
+
+@pytest.mark.parametrize("trigger", ["cron", "manual"])
+def test_cron_holds_an_unsigned_target_and_reports_it_once(trigger):
+    bad = Signed(B, False, "no signature")
+    p = decide(trigger, bad)
+    assert (p.kind, p.result, p.target, p.notify) == ("hold", "skipped_unverified", B, True)
+    assert "not signed by an allowed key (no signature)" in p.message and "staying on" in p.message
+    assert RESULT_CODES["skipped_unverified"] == 1 and dry_result(p) == "skipped_unverified"
+    # the next poll: `failing` names the held target (Recorder.settle)
+    failing = failing_after(None, "skipped_unverified", B, A, p.message, 1.0)
+    again = decide(trigger, bad, State(deployed=A, failing=failing))
+    assert (again.kind, again.result, again.notify) == ("hold", "skipped_unverified", False)
+    assert again.message.endswith("(already reported)")
+
+
+@pytest.mark.parametrize("trigger", ["deploy", "ci", "promote"])
+def test_a_persons_deploy_of_an_unsigned_target_is_refused(trigger):
+    p = decide(trigger, Signed(B, False, "No principal matched."))
+    assert (p.kind, p.result, p.step) == ("abort", "aborted", "verify")
+    assert f"--ref {B} --allow-unverified" in p.message and dry_result(p) == "would_abort"
+
+
+def test_ref_with_allow_unverified_deploys_it_with_a_warning():
+    p = decide("deploy", Signed(B, False, "no signature"), ref=B, allow=True)
+    assert (p.kind, p.target) == ("deploy", B)
+    assert any("deployed anyway (--allow-unverified)" in w for w in p.warnings)
+
+
+def test_the_deployed_commit_and_a_rollback_without_to_are_not_checked():
+    assert decide(origin=A, signed=None).kind == "noop"
+    state = State(deployed=B, previous=A)
+    facts = Facts(origin=B, head=B, health=HEALTHY, problems=(), changed=(), signers=FILE, older=(A,))
+    p = plan(HOST, state, facts, Opts(trigger="rollback"))
+    assert (p.kind, p.target) == ("deploy", A)
+
+
+def test_the_allowed_signers_file_and_gits_words():
+    text = allowed_signers_text([KEY, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB two words"])
+    assert 'alice@example namespaces="git" ssh-ed25519 AAAAC3' in text
+    assert 'signer2 namespaces="git" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB\n' in text
+    assert signature_words(False, "") == "no signature"
+    assert signature_words(True, 'Good "git" signature for a@x with ED25519 key SHA256:k').startswith("signed for a@x")
+
+
+@pytest.mark.parametrize("version,refused", [("git version 2.30.2", True), ("git version 2.34.0", False),
+                                             ("git version 2.39.5", False), ("", True)])
+def test_git_older_than_2_34_cannot_check_ssh_signatures(version, refused):
+    problem = too_old(version)
+    assert bool(problem) == refused
+    if refused:
+        assert "2.34 or newer" in problem
+
+
+# --- setup's item (fabops/setup._verify)
+class FakeRun:
+    """What setup's item reads: the host, the deploy user's shell (its
+    answers given), and the file writer (recorded)."""
+
+    def __init__(self, host, answers):
+        self.host, self.answers, self.written = host, answers, []
+        self.dt = self
+
+    def output(self, cmd) -> str:
+        text = str(cmd)
+        return next((out for key, out in self.answers.items() if key in text), "")
+
+    def file(self, name, path, text, **kw):
+        self.written.append((path, text, kw))
+        from fabops.setup import ItemResult
+
+        return ItemResult(name, "changed", path)
+
+
+def test_setup_refuses_verify_where_git_cannot_check_ssh_signatures():
+    from fabops.errors import CONFIG
+    from fabops.setup import SetupReport, _verify
+
+    run = FakeRun(load({"signers": [KEY]}), {"git --version": "git version 2.30.2\n"})
+    (item,) = list(_verify(run))
+    assert item.status == "refused" and "git 2.30 cannot check SSH signatures" in item.message, item
+    assert SetupReport("web1", [item]).exit_code == CONFIG == 78 and run.written == []
+
+
+def test_setup_writes_the_allowed_signers_file_as_root():
+    from fabops.setup import _verify
+
+    run = FakeRun(load({"signers": [KEY]}), {"git --version": "git version 2.39.5\n"})
+    (item,) = list(_verify(run))
+    ((path, text, kw),) = run.written
+    assert path == "/etc/fabops/app/allowed_signers" and kw == {"mode": "0644", "root": True}
+    assert 'alice@example namespaces="git" ssh-ed25519 ' in text
+
+
+def test_setup_without_verify_says_the_file_still_holds():
+    from fabops.setup import _verify
+
+    run = FakeRun(load(None), {"test -f": "there\n"})
+    (item,) = list(_verify(run))
+    assert item.status == "warning" and "still requires signed commits" in item.message
+    assert list(_verify(FakeRun(load(None), {}))) == []

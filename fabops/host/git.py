@@ -8,7 +8,7 @@ side), or shell.path(...) when the host's shell must expand a ~/.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 from ..errors import UsageError
 from ..shell import Cmd, join
@@ -62,6 +62,13 @@ def fetch_ref_cmd(app_path: str, remote: str, ref: str, scratch: bool = False) -
     """Fetch a branch, tag or commit named by --ref into a ref of our own."""
     return git(app_path, "fetch", "--quiet", "--no-tags", END_OF_OPTIONS, remote,
                f"+{ref}:{DRY_RUN_REF if scratch else REF_FETCH}/ref")
+
+
+def verify_commit_cmd(app_path, signers_file: str, commit: str) -> Cmd:
+    """git's own check that `commit` carries an SSH signature by a key of
+    `signers_file` (docs/security.md, "Verified commits"; git >= 2.34)."""
+    return join(["git", "-C", app_path, "-c", "gpg.format=ssh", "-c", f"gpg.ssh.allowedSignersFile={signers_file}",
+                 "verify-commit", commit])
 
 
 def ls_remote_cmd(app_path, remote: str, branch: str) -> Cmd:
@@ -194,6 +201,11 @@ class Git:
     def run(self, cmd: Cmd, what: str, warn: bool = False):
         """git with the host's environment (its proxy, its ssh key)."""
         return self.t.run(cmd, what, check=not warn, env=self.env)
+
+    def verify_commit(self, signers_file: str, commit: str) -> Tuple[bool, str]:
+        """(signed by an allowed key, git's words: stderr and stdout)."""
+        r = self.run(verify_commit_cmd(self.path, signers_file, commit), "git verify-commit", warn=True)
+        return r.ok, "\n".join(x for x in (r.stderr or "", r.stdout or "") if x)
 
     def fetch(self, remote: str, branch: str) -> str:
         """Fetch remote/branch; the ref it is now at (to resolve)."""

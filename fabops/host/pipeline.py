@@ -29,7 +29,7 @@ from .files import ensure_home, save_env_file, tail_jsonl
 from .preflight import disk_problem, missing_env_keys, sort_changes, stash, status_path
 from .git import Git, check_ref, ls_remote_cmd, ls_remote_ref_cmd, parse_ls_remote
 from .lock import HostLock
-from .plan import Facts, Health, Opts, Plan, choose_target, good_commits, hook_runs, plan
+from .plan import Facts, Health, Opts, Plan, Signed, choose_target, good_commits, hook_runs, plan
 from .queue import (lock_waiter, lock_wait, locked_line, overtaken_by, record_of, result_of, waiting_line,
                     watch_end_request)
 from .readiness import held_ports, quick_health, wait_ready, watch
@@ -37,6 +37,7 @@ from .services import ServiceManager
 from .prom import run_counted, run_done
 from .record import Recorder, RunResult, Step, counted, default_actor, short
 from .state import State, StateFile, bad_entry, pin_reason, promoted
+from .verify import signature_words, signers_path
 
 TRIGGERS = ("cron", "deploy", "ci", "rollback", "reset", "manual", "promote")
 # After a dependency rule fails (often the network), cron tries the same
@@ -53,6 +54,7 @@ class UpdateOptions(Plain):
     wait: Optional[float] = None  # seconds to wait for the lock; None = default
     run_id: Optional[str] = None
     clear_pin: bool = False  # deploy without --ref
+    allow_unverified: bool = False  # --ref X --allow-unverified: ship a target not signed (host/plan._signed)
     # said before the run began: the settings a deploy's host.yml kept or
     # changed (host/settings.installed), in the result and its record
     warnings: Tuple[str, ...] = ()
@@ -359,9 +361,9 @@ class Pipeline:
         origin, ref_commit, head = self._fetch()
         older, apart = self._good_lineage(state)
         facts = Facts(origin=origin, ref_commit=ref_commit, head=head, app=self.app,
-                      ended_watch=self._ended_watch(state), older=older, apart=apart)
+                      ended_watch=self._ended_watch(state), older=older, apart=apart, signers=self._signers())
         opts = Opts(trigger=self.opts.trigger, ref=self.opts.ref, stash=self.opts.stash,
-                    clear_pin=self.opts.clear_pin)
+                    clear_pin=self.opts.clear_pin, allow_unverified=self.opts.allow_unverified)
         self.res.to = choose_target(state, facts, opts)
         while True:
             decided = plan(self.host, state, facts, opts)
@@ -394,7 +396,27 @@ class Pipeline:
         asked = watch_end_request(self.paths.watch_end, 0) or {}
         return bool(state.in_progress) and asked.get("run_id") == self.run_id
 
+    def _signers(self) -> str:
+        """The allowed-signers file when it is there: then every target is
+        checked (docs/security.md, "Verified commits"), whatever host.yml
+        says; "" when not. hosts.yml's `verify:` without it (setup not run
+        since) is a file missing: every target is held, as none can be
+        checked."""
+        path = signers_path(self.host, self.paths.home)
+        return path if os.path.isfile(path) or self.host.verify is not None else ""
+
+    def _verified(self, facts: Facts, target: str) -> Facts:
+        """git verify-commit on the target, once (the planner's Need)."""
+        if not os.path.isfile(facts.signers):
+            found = (False, f"no allowed-signers file {facts.signers}: run setup")
+        else:
+            ok, said = self.git.verify_commit(facts.signers, target)
+            found = (ok, signature_words(ok, said))
+        return replace(facts, signed=Signed(target, *found))
+
     def _gather(self, fact: str, facts: Facts, state: State, target: str) -> Facts:
+        if fact == "verify":
+            return self._verified(facts, target)
         if fact == "health":
             looked = quick_health(self.services, list(self.host.services))
             return replace(facts, health=tuple(Health(h.service, h.ok, h.message, h.phase == "held") for h in looked))
@@ -437,7 +459,7 @@ class Pipeline:
             self.res.result, self.res.message = "noop", p.message
             self.rec.settle(state)
         elif p.kind == "hold":
-            if p.notify:
+            if p.notify and p.target in state.bad:  # a held unsigned target is no bad one (plan._signed)
                 state.bad[p.target]["notified"] = True
             self._hold(state, p.result, p.message)
             if p.notify:  # one history record (and notification), not one per poll

@@ -60,6 +60,19 @@ class Facts(Frozen):
     # and those that are neither older nor newer: a force-push rewrote the
     # history (the refusal says so, not that none was deployed)
     apart: Tuple[str, ...] = ()
+    # the root-owned allowed-signers file that makes this host require signed
+    # targets ("": none, nothing is checked; docs/security.md, "Verified commits")
+    signers: str = ""
+    signed: Optional["Signed"] = None  # git verify-commit's verdict on the target, gathered once
+
+
+@frozen
+class Signed(Frozen):
+    """git verify-commit's verdict on one commit (Facts.signed)."""
+
+    commit: str
+    ok: bool
+    message: str
 
 
 @frozen
@@ -68,11 +81,12 @@ class Opts(Frozen):
     ref: Optional[str] = None
     stash: bool = False
     clear_pin: bool = False
+    allow_unverified: bool = False  # deploy --ref X --allow-unverified: a person ships a commit not signed
 
 
 @frozen
 class Need(Frozen):
-    fact: str  # "health" | "preflight"
+    fact: str  # "health" | "preflight" | "verify"
     target: str  # the commit the preflight checks against
 
 
@@ -333,6 +347,11 @@ def _plan(host, state: State, facts: Facts, opts: Opts) -> Union[Plan, Need]:
         return _on_the_deployed_commit(host, state, facts, opts, common, pin)
     common = _finish_on_the_last_good(state, opts, common)
     hold = _hold_bad(state, opts, common) or _hold_retry(state, facts, opts, common)
+    if hold is None:
+        signed = _signed(state, facts, opts, common)
+        if isinstance(signed, Need) or (isinstance(signed, Plan) and signed.kind == "abort"):
+            return signed
+        hold, common = (signed, common) if isinstance(signed, Plan) else (None, signed)
     if hold is not None:
         return _tended(host, state, facts, opts, common, hold)
     common = _said_if_known_bad(state, opts, common)
@@ -494,6 +513,33 @@ def _tended(host, state: State, facts: Facts, opts: Opts, common: dict, hold: Pl
     return _on_the_deployed_commit(host, state, facts, opts,
                                    {**common, "target": deployed, "warnings": common["warnings"] + (hold.message,)},
                                    None)
+
+
+def _signed(state: State, facts: Facts, opts: Opts, common: dict) -> Union[Need, Plan, dict]:
+    """Only verified commits ship (docs/security.md, "Verified commits"): on
+    a host whose allowed-signers file is there, a target not signed by one
+    of its keys is held by a run that follows the branch (skipped_unverified,
+    reported once) and refused to a person's run, unless `--ref X
+    --allow-unverified` says to ship it (a warning in its record). The
+    deployed commit already runs, and a rollback without --to goes back to
+    one this host ran: neither is checked. `common`, perhaps warned: go on."""
+    target = common["target"]
+    if not facts.signers or target == common["deployed"] or (opts.trigger == "rollback" and opts.ref is None):
+        return common
+    if facts.signed is None or facts.signed.commit != target:
+        return Need("verify", target)
+    if facts.signed.ok:
+        return _with_says(common, (f"{short(target)} is {facts.signed.message}",))
+    why = f"{short(target)} is not signed by an allowed key ({facts.signed.message})"
+    if opts.allow_unverified:
+        return {**common, "warnings": common["warnings"] + (f"{why}: deployed anyway (--allow-unverified)",)}
+    if opts.trigger in FOLLOWERS:
+        failing = state.failing if isinstance(state.failing, dict) else {}
+        first = not (failing.get("target") == target and failing.get("result") == "skipped_unverified")
+        return Plan("hold", "skipped_unverified", f"origin's {why}; {_staying(common)} until a signed commit comes"
+                    + ("" if first else " (already reported)"), notify=first, **common)
+    return Plan("abort", "aborted", f"{why}; only `--ref {target} --allow-unverified` deploys it", step="verify",
+                **common)
 
 
 def _hold_retry(state: State, facts: Facts, opts: Opts, common: dict) -> Optional[Plan]:

@@ -29,6 +29,7 @@ RESULT_CODES = {
     "broken": errors.BROKEN,
     "locked": errors.LOCKED,
     "skipped_bad": errors.WARNING,
+    "skipped_unverified": errors.WARNING,  # an unsigned target held (host/plan._signed): one record
     "deferred": errors.WARNING,  # a retryable target waits for its next try
     # a rollback, reset or restart ended this run's watch: the commit was
     # neither promoted nor marked bad, and the next run finishes it. Not a

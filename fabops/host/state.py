@@ -57,7 +57,7 @@ def host_result(state: dict) -> Optional[str]:
 # The results of a run that follows the branch and stays where it is on
 # purpose (host/plan.py: a known-bad target, a retry not due): the host is
 # behind what cron cannot deploy now, as after a failure (failing_after)
-HOLDS = ("skipped_bad", "deferred")
+HOLDS = ("skipped_bad", "deferred", "skipped_unverified")  # the last: an unsigned target (host/plan._signed)
 FAILED = ("aborted", "rolled_back", "broken")
 
 

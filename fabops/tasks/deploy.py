@@ -28,6 +28,8 @@ DEPLOY_HELP = {
     "watch": ("Wait for the watch window after the gate (default). --no-watch returns once the services pass "
               "their gate; the host still watches them and rolls back on its own (with --rolling, the next batch "
               "starts before this one's watch ends)."),
+    "allow_unverified": ("With --ref: deploy that commit even if it is not signed by a key of the host's allowed "
+                         "signers (docs/security.md, \"Verified commits\"); recorded in its history."),
 }
 
 
@@ -56,7 +58,6 @@ class _Printer:
         # ends): a step that failed on a refused flag (exit 64,
         # an unknown --ref) is said by the host's one error line, not here
         held: list = []
-        said: set = set()  # the run's log lines: a warning said as one (a known-bad target) is not said again
         out = PrefixWriter(f"[{host}]".ljust(self.width + 2) + " ", wrapped=True)
 
         def progress() -> str:
@@ -92,7 +93,6 @@ class _Printer:
             elif kind == "heartbeat":
                 text = progress()
             elif kind == "log":
-                said.add(event.get("message"))
                 text = f"· {event.get('message')}"
             elif kind == "result" and not self.dry_run and not refused:
                 # a refused flag (exit 64) is the host's error line on
@@ -100,8 +100,7 @@ class _Printer:
                 text = f"= {_said_once(event.get('result'), event.get('message'))}"
                 # the run's warnings are why it exits 1: said here too, not
                 # only in --json (a trial's rollback exited 1 in silence)
-                # (once: the planner's warnings were log lines at the start, #24's fresh-clone trial)
-                text += "".join(f"\n  warning: {w}" for w in event.get("warnings") or [] if w not in said)
+                text += "".join(f"\n  warning: {w}" for w in event.get("warnings") or [])
             if text:
                 out.write(text.rstrip() + "\n")
 
@@ -600,12 +599,14 @@ def deploy(
     c, hosts=None, ref=None, dry_run=False, parallel=10, rolling=0, wait=None, liveness=5.0, offline=False,
     actor=None, stash=False, attach=None, wide=False, json=False, inventory=None, accept_new=False, connect_timeout=None,
     watch=True,  # `--no-watch` is its inverse
+    allow_unverified=False,
 ):
     """Deploy the branch head (or --ref) to hosts through the host-side pipeline, with rollback on failure."""
     from ..deploy import DeployOptions
     from ..host.record import default_actor
     from ..host.git import check_ref
     from ..paths import check_run_id
+    from ..host.verify import unverified_allowed
 
     if ref is not None:
         check_ref(ref)
@@ -615,7 +616,7 @@ def deploy(
     opts = DeployOptions(ref=ref, trigger="ci" if os.environ.get("CI", "").lower() == "true" else "deploy",
                          actor=actor or default_actor(), stash=stash, wait=wait, liveness=liveness,
                          offline=offline, dry_run=dry_run, clear_pin=ref is None, attach=attach, watch=bool(watch),
-                         inventory=inventory_flag(inventory))
+                         inventory=inventory_flag(inventory), allow_unverified=unverified_allowed(allow_unverified, ref))
     outcome = _run_deploys(inventory, hosts, opts, parallel, rolling, json, accept_new, connect_timeout)
     # an attached run says the pin it set (a rollback's, a --ref deploy's) as it did when it ran (#24)
     pins = ref is not None or (attach is not None and any(r.ok and r.value.pin_said for r in outcome.results))

@@ -36,6 +36,7 @@ def _host_for_local(inventory, hosts):
         "run_id": "Id of this run; its events go to <host home>/runs/<id>.jsonl.",
         "install_config": "Install this file as the host's host.yml once the lock is held (used by deploy).",
         "clear_pin": "Clear a pin left by rollback or deploy --ref (deploy does this).",
+        "allow_unverified": "With --ref: deploy it even if it is not signed by a key of the host's allowed signers.",
         "verbose": "Print every step; by default only a one-line result, and nothing for a no-op.",
         "splay": "Wait a random 0..SECONDS first, so many hosts polling one origin do not all fetch at once (cron).",
     }
@@ -43,6 +44,7 @@ def _host_for_local(inventory, hosts):
 def local_update(
     c, hosts=None, trigger=None, actor=None, ref=None, stash=False, wait=None, run_id=None,
     install_config=None, clear_pin=False, dry_run=False, verbose=False, json=False, inventory=None, splay=0,
+    allow_unverified=False,
 ):
     """Converge this host on its branch: fetch, gate, restart, roll back on failure (cron's entry point)."""
     from ..host.events import EventLog, new_run_id
@@ -50,6 +52,7 @@ def local_update(
     from ..host.pipeline import UpdateOptions
     from ..connection import local_context
     from ..host.update import run_update
+    from ..host.verify import unverified_allowed
 
     if run_id is not None:
         # it names files under the host's runs/: `../x` is refused before
@@ -68,6 +71,7 @@ def local_update(
     opts = UpdateOptions(
         trigger=trigger, actor=actor or "", ref=ref, stash=stash, wait=wait,
         run_id=run_id or new_run_id(), clear_pin=clear_pin, warnings=tuple(warnings),
+        allow_unverified=unverified_allowed(allow_unverified, ref),
     )
     paths = HostPaths.for_home(host.home)
     whole = report.whole_lines(trigger)

@@ -1,0 +1,78 @@
+"""Only verified commits ship (#29; docs/security.md, "Verified commits")
+on the local sandbox, with real git and real SSH signatures: keys made
+here with ssh-keygen, commits signed with `git commit -S` (gpg.format=ssh).
+A signed commit ships; an unsigned one and one signed by another key are
+held (skipped_unverified, reported once, nothing restarted); a person's
+`--ref X --allow-unverified` deploys one, and the history says so."""
+import subprocess
+
+import pytest
+import yaml
+
+from fabops.host.verify import allowed_signers_text
+from tests.harness.sandbox import git
+
+pytestmark = pytest.mark.unit
+
+
+def keypair(base, name) -> str:
+    """A new ed25519 key: its private file's path (its .pub beside it)."""
+    key = base / f"{name}_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{name}@example", "-f", str(key)],
+                   check=True)
+    return str(key)
+
+
+def push_signed(origin, key, message: str, version: str) -> str:
+    (origin.work / "VERSION").write_text(version + "\n")
+    git("add", "-A", cwd=origin.work)
+    git("-c", "gpg.format=ssh", "-c", f"user.signingkey={key}", "commit", "--quiet", "-S", "-m", message,
+        cwd=origin.work)
+    git("push", "--quiet", "origin", origin.branch, cwd=origin.work)
+    return origin.head
+
+
+def test_only_commits_signed_by_an_allowed_key_ship(sandbox, tmp_path):
+    box = sandbox
+    code, res = box.result()
+    assert (code, res["result"]) == (0, "deployed"), res
+    alice, mallory = keypair(tmp_path, "alice"), keypair(tmp_path, "mallory")
+    signer = open(alice + ".pub").read().strip()
+    data = yaml.safe_load(box.inventory.read_text())
+    data["hosts"]["local"]["verify"] = {"signers": [signer]}
+    box.inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+    # what setup installs (root's /etc/fabops/<app>/ on a real host; a sandbox keeps it in its home)
+    (box.home / "allowed_signers").write_text(allowed_signers_text([signer]))
+
+    good = push_signed(box.origin, alice, "v2 signed by alice", "2")
+    code, res = box.result()
+    assert (code, res["result"], box.state["deployed"]) == (0, "deployed", good), res
+    pid = box.pid()
+
+    unsigned = box.origin.push("v3 unsigned", {"VERSION": "3\n"})
+    code, dry = box.result("--dry-run")  # the same decision, said and nothing recorded
+    assert (code, dry["result"]) == (1, "skipped_unverified") and "no signature" in dry["message"], dry
+    code, res = box.result()
+    assert (code, res["result"], res["to"]) == (1, "skipped_unverified", unsigned), res
+    assert "is not signed by an allowed key" in res["message"] and "no signature" in res["message"], res
+    code, again = box.result()  # the next poll: held again, not reported again
+    assert again["result"] == "skipped_unverified" and again["message"].endswith("(already reported)"), again
+    assert [r["to"] for r in box.history() if r["result"] == "skipped_unverified"] == [unsigned]
+
+    forged = push_signed(box.origin, mallory, "v4 signed by mallory", "4")
+    code, res = box.result()
+    assert (code, res["result"], res["to"]) == (1, "skipped_unverified", forged), res
+    assert box.pid() == pid and box.head() == good and box.state["deployed"] == good  # nothing restarted
+
+    # a person's deploy of it is refused; with --ref and --allow-unverified it ships, and is recorded
+    code, res = box.result("--trigger", "deploy")
+    assert (code, res["result"]) == (2, "aborted") and "--allow-unverified" in res["message"], res
+    code, res = box.result("--trigger", "deploy", "--ref", forged, "--allow-unverified", "--actor", "ops@laptop")
+    assert res["result"] == "deployed" and box.state["deployed"] == forged, res
+    (rec,) = [r for r in box.history() if r.get("run_id") == res["run_id"]]
+    assert rec["actor"] == "ops@laptop" and any("--allow-unverified" in w for w in rec["warnings"]), rec
+
+
+def test_allow_unverified_needs_ref(sandbox):
+    r = sandbox.update("--allow-unverified")
+    assert r.returncode == 64 and "--allow-unverified needs --ref COMMIT" in r.stdout, r.stdout
