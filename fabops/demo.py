@@ -249,15 +249,20 @@ class DemoViews:
 
 
 def run_demo(base: Path, local_entry: dict, say: Callable[[str], None], views: DemoViews,
-             keep: bool = False, inventory_dir: Optional[Path] = None) -> DemoResult:
+             keep: bool = False, inventory_dir: Optional[Path] = None, own: bool = False,
+             usual: Optional[str] = None) -> DemoResult:
     """The narrated loop in a fresh sandbox under `base` (an earlier --keep's
-    app stopped first); with `keep` the app stays up afterwards."""
+    app stopped first); with `keep` the app stays up afterwards. The
+    commands its headings name work as printed: with `-i` and the
+    sandbox's own inventory when it has one (`own`: --dir) or the port
+    moved, else `usual` (the run's own `-i`, None: the usual lookup)."""
     need_linux()
     started = time.monotonic()
     result = DemoResult(sandbox=str(base))
     for name, pid in stop_kept(base):
         say(f"stopped {name} (pid {pid}), kept running by an earlier `demo --keep`")
     demo = _Demo(base, local_entry, say, views, result, inventory_dir)
+    demo.flag = str(demo.inv_path) if own or result.port_moved else usual
     try:
         demo.run()
     finally:
@@ -281,12 +286,21 @@ class _Demo:
         wanted = int(((local_entry.get("services") or [{}])[0]).get("port") or 3013)
         result.port_moved = self.host.services[0].port != wanted
         self.c = local_context(self.host)
+        self.flag: Optional[str] = None  # the `-i` its commands need (run_demo)
+
+    def command(self, task: str) -> str:
+        """`inv TASK [-i INVENTORY] -H local`, as a person can run it after
+        the demo (#24's fresh-clone trial: the headings said `-H local`
+        alone where the closing lines rightly said `-i …`)."""
+        from .shell import join
+
+        return join([program(), task, *(["-i", self.flag] if self.flag else []), "-H", "local"])
 
     def run(self) -> None:
-        if not self.step(f"1. Set up and deploy v1 of the sample app ({program()} deploy -H local)",
+        if not self.step(f"1. Set up and deploy v1 of the sample app ({self.command('deploy')})",
                          lambda: self.deploy("deployed")):
             return
-        self.step(f"2. The dashboard ({program()} monitor -H local)", self.dashboard)
+        self.step(f"2. The dashboard ({self.command('monitor')})", self.dashboard)
         self.step("3. Push v2; the cron path (local-update) picks it up", self.cron_path)
         self.step("4. Push a crash-on-boot v3 and deploy it: the health gate fails, it rolls back", self.bad_commit)
         self.step("5. History, status and the dashboard: healthy on v2, v3 held back", self.wrap_up)

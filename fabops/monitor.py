@@ -741,7 +741,8 @@ def backoff_shown(services) -> bool:
 
 
 def restart_backoff_text(until: float, host: str, inventory: Optional[str] = None,
-                         deployed: Optional[str] = None, head: Optional[str] = None, in_progress=None) -> str:
+                         deployed: Optional[str] = None, head: Optional[str] = None, in_progress=None,
+                         bad=()) -> str:
     """monitor's and status's words for a host whose service is down after
     the restart budget was spent: neither cron nor a person's `health --fix`
     restarts anything until `until`, when the oldest counted restart leaves
@@ -751,14 +752,14 @@ def restart_backoff_text(until: float, host: str, inventory: Optional[str] = Non
     out is checkout_moved_text's (deploy or rollback)."""
     from .deploy import suggest
 
-    moved = checkout_moved_text(deployed, head, host, inventory, in_progress)
+    moved = checkout_moved_text(deployed, head, host, inventory, in_progress, bad)
     return (f"restart backoff: {RESTART_LIMIT} automatic restarts in the last hour, so neither cron nor "
             f"`health --fix` restarts anything until {_when(until, '%H:%M %Z')}, when it lifts by itself; "
             + (moved or f"{suggest(inventory, 'restart', '-H', host)} restarts it now"))
 
 
 def checkout_moved_text(deployed: Optional[str], head: Optional[str], host: str,
-                        inventory: Optional[str] = None, in_progress=None) -> Optional[str]:
+                        inventory: Optional[str] = None, in_progress=None, bad=()) -> Optional[str]:
     """The one wording for a host whose checkout is off the deployed commit
     (a reset or rollback whose services did not come up): a restart would
     start that checkout again, so the advice is a rollback to the deployed
@@ -766,15 +767,20 @@ def checkout_moved_text(deployed: Optional[str], head: Optional[str], host: str,
     `restart`'s refusal and its dry run (maintenance/restart.py) say it.
     None when the checkout is on the deployed commit or either is unknown,
     and while a run is in progress (its checkout is its target: a restart
-    ends its watch, and the next run finishes it)."""
+    ends its watch, and the next run finishes it). A checkout known to be
+    bad (in `bad`: a reset onto a commit that crashed marks it) is often
+    the branch's head itself: deploying that would break the host again,
+    so the deploy named is of a fixed commit (#24's trial)."""
     if in_progress or not (deployed and head and head != deployed):
         return None
     from .deploy import suggest
 
     at, good = short_sha(head), short_sha(deployed)
-    return (f"the checkout is at {at}, not the deployed {good}, so a restart would start {at} again; "
-            f"{suggest(inventory, 'rollback', '-H', host, '--to', good)} goes back to {good}, "
-            f"{suggest(inventory, 'deploy', '-H', host)} deploys the branch's head")
+    deploy = (f"{suggest(inventory, 'deploy', '-H', host, '--ref', 'COMMIT')} deploys a fixed one" if head in bad
+              else f"{suggest(inventory, 'deploy', '-H', host)} deploys the branch's head")
+    return (f"the checkout is at {at}, not the deployed {good}, so a restart would start {at} again"
+            + (f"; {at} failed to start before" if head in bad else "") + "; "
+            f"{suggest(inventory, 'rollback', '-H', host, '--to', good)} goes back to {good}, {deploy}")
 
 
 def backup_facts(text: Optional[str], first: Optional[str], state: Optional[dict],
@@ -1048,7 +1054,7 @@ def evaluate(facts: Dict[str, Any], host: Host, now: Optional[float] = None,
     elif dep and backoff_shown(facts["services"]) and isinstance(dep.get("restart_backoff_until"), (int, float)):
         found.append((errors.FAILED, restart_backoff_text(dep["restart_backoff_until"], host.name, inventory,
                                                           dep.get("deployed"), dep.get("head"),
-                                                          dep.get("in_progress"))))
+                                                          dep.get("in_progress"), dep.get("bad") or ())))
     if dep and host_result(dep) == "broken":
         found.append((errors.FAILED, broken_text(dep, host.name, inventory,
                                                  said_moved=any("the checkout is at" in m for _, m in found))))
@@ -1058,7 +1064,7 @@ def evaluate(facts: Dict[str, Any], host: Host, now: Optional[float] = None,
 
         when = _when(failing.get("since"), "%m-%d %H:%M %Z")
         target = short_sha(failing.get("target"), "origin")
-        verb, last, why = failing_words(failing, dep.get("retry"))
+        verb, last, why = failing_words(failing, dep.get("retry"), dep.get("last_result"))
         ahead = behind_head(failing)
         text = f"{ahead}: {why}" if ahead else (
             f"behind {target}: updates {verb} since {when} ({counted(failing.get('count', 1), 'run')}{last}): {why}")
@@ -1103,7 +1109,8 @@ def broken_text(dep: Dict[str, Any], host: str, inventory: Optional[str] = None,
     head = f"the last {kind} ended BROKEN: a person is needed"
     if dep.get("restore_cut_off"):  # a rollback or deploy refuses it too; the finding just before names the way out
         return f"{head}: the way out is above"
-    moved = checkout_moved_text(dep.get("deployed"), dep.get("head"), host, inventory, dep.get("in_progress"))
+    moved = checkout_moved_text(dep.get("deployed"), dep.get("head"), host, inventory, dep.get("in_progress"),
+                                dep.get("bad") or ())
     if moved:
         return f"{head}: {'the way out is above' if said_moved else moved}"
     return (f"{head}: {suggest(inventory, 'rollback', '-H', host)} goes back to the last good commit before "
@@ -1196,17 +1203,23 @@ def behind_head(failing: Dict[str, Any]) -> Optional[str]:
     return f"behind {short_sha(failing.get('target'), 'origin')} (origin's head as last fetched)"
 
 
-def failing_words(failing: Dict[str, Any], retry: Optional[Dict[str, Any]]) -> Tuple[str, str, str]:
+def failing_words(failing: Dict[str, Any], retry: Optional[Dict[str, Any]],
+                  last_result: Optional[str] = None) -> Tuple[str, str, str]:
     """(verb, `, last RESULT` or '', why) of a `failing` record that stands
     (host/state.failing_of): monitor's "behind T: updates VERB since ..."
     and status' "updates VERB since ... for T: WHY" say the same thing. A
     hold says what cron skips and why (`B failed its gate before (...), so
     cron skips it until origin moves`: host/plan.failed_before's words), a
-    deferred retry when it tries again; a failure its last result and reason."""
+    deferred retry when it tries again; a failure its last result and reason.
+    `last_result`: the host's last run's; once a later run left it broken
+    (a reset onto a commit that crashes), the reason's `rolled back to X,
+    healthy` is no longer true, and loses its `healthy` (#24's trial)."""
     from .host.plan import failed_before
 
     target, result = failing.get("target"), failing.get("result")
     reason = respelled(failing.get("reason") or "?", target)
+    if last_result == "broken" and reason.endswith(", healthy"):
+        reason = reason[: -len(", healthy")]
     retry = retry if isinstance(retry, dict) and retry.get("target") == target else {}
     next_try = (f"; next try {_when(retry['next_at'], '%H:%M %Z')}"
                 if isinstance(retry.get("next_at"), (int, float)) else "")

@@ -176,6 +176,8 @@ def parse_status(output: str, host: Host) -> Dict[str, Any]:
         "services": [dict(services[s.name].to_dict(),
                           uptime=ages.get(services[s.name].pid) if services[s.name].active else None)
                      for s in host.services],
+        # false: no state.json yet, no fabops run on this host (status says so, as monitor does)
+        "has_state": bool(state),
         "deployed": state.get("deployed"),
         "deployed_at": state.get("deployed_at"),
         "previous": state.get("previous"),

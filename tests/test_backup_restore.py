@@ -109,5 +109,8 @@ def test_a_restore_to_a_directory_says_where_each_item_went(width, capsys, monke
                                     "put": [look + data]},
                                    {"name": "env", "file": "env", "ok": True, "skipped": None, "error": None,
                                     "put": [look + "/env"]}]}}
-    text = render(capsys, monkeypatch, width, lambda: [print_text(f"[local] {ln}") for ln in restore_lines(value)])
+    text = render(capsys, monkeypatch, width,
+                  lambda: [print_text(f"[local] {ln}") for ln in restore_lines(value, len("[local] "))])
+    # an item put in one place says it on its row when that fits (#24's fresh-clone trial)
+    assert "[local]   env                ok, into /tmp/look/env\n" in text, text
     check("restore-to-dir", width, text)

@@ -107,5 +107,8 @@ def test_the_panel_says_where_the_hours_errors_are(width, frozen, capsys, monkey
     facts.update(status=errors.NAMES[code], code=code,
                  findings=[{"level": errors.NAMES[c], "message": m} for c, m in findings])
     text = render(capsys, monkeypatch, width, lambda: console().print(render_host(facts, host)))
-    assert "inv logs --source update --errors" in text and "journal:" not in text, text
+    said = " ".join(text.replace("│", " ").split())
+    # named as every hint names a command (deploy.suggest: -H), one clause after another (#24's fresh-clone trial)
+    assert "1 in the update log; `fabops logs -H sandbox --source update --errors` shows the update log's" in said, text
+    assert "journal:" not in text and ") (" not in said, text
     check("monitor-errors-where", width, text)

@@ -20,9 +20,11 @@ def test_a_restart_off_the_deployed_commit_says_rollback_or_deploy(sandbox, monk
     inv = str(sandbox.inventory)
     r = run_cli("reset", "-i", inv, "-H", "local", "--yes", timeout=180)
     assert r.returncode == 5 and sandbox.head() == bad, r.stdout + r.stderr
+    # the checkout is the commit that just crashed, marked bad: no advice to deploy the branch's head (that
+    # same commit) again, but a fixed one (#24's fresh-clone trial)
     words = (f"the checkout is at {bad[:10]}, not the deployed {good[:10]}, so a restart would start {bad[:10]} "
-             f"again; `fabops rollback -i {inv} -H local --to {good[:10]}` goes back to {good[:10]}, "
-             f"`fabops deploy -i {inv} -H local` deploys the branch's head")
+             f"again; {bad[:10]} failed to start before; `fabops rollback -i {inv} -H local --to {good[:10]}` goes "
+             f"back to {good[:10]}, `fabops deploy -i {inv} -H local --ref COMMIT` deploys a fixed one")
     # the restart budget spent, bot down: status and monitor give the way out, not `restart`
     state = sandbox.state
     state["restarts"] = [time.time() - 60] * 3

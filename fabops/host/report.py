@@ -42,8 +42,21 @@ def print_json(data: Any) -> None:
     """One JSON document on stdout, flushed (every task's --json)."""
     import json
 
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    sys.stdout.write(json.dumps(keys_sorted(data), indent=2, default=str) + "\n")
     sys.stdout.flush()
+
+
+def keys_sorted(data: Any, keep: bool = False) -> Any:
+    """`data` with every object's keys sorted, as json.dumps(sort_keys=True)
+    writes them, but for the hosts of an envelope (a `hosts` object), which
+    stay in selection order (docs/json.md; #24's fresh-clone trial: `status
+    -H local,find-to-do --json` listed them alphabetically)."""
+    if isinstance(data, dict):
+        order = list(data) if keep else sorted(data, key=str)
+        return {k: keys_sorted(data[k], k == "hosts") for k in order}
+    if isinstance(data, (list, tuple)):
+        return [keys_sorted(v) for v in data]
+    return data
 
 
 def error_text(error: Any) -> str:

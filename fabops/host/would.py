@@ -24,8 +24,11 @@ class Would(NamedTuple):
         return {"action": self.action, "target": self.target, "why": self.why}
 
     def line(self) -> str:
-        """`would ACTION TARGET: WHY` (no TARGET when it is "-")."""
-        head = f"would {self.action}" + ("" if self.target in ("", "-") else f" {self.target}")
+        """`would ACTION TARGET: WHY` (no TARGET when it is "-"); a `log`
+        entry reads `would append to the TARGET` (#24's fresh-clone trial:
+        `would log health log: …`), its JSON keeping action `log`."""
+        action = "append to the" if self.action == "log" and self.target.endswith(" log") else self.action
+        head = f"would {action}" + ("" if self.target in ("", "-") else f" {self.target}")
         return f"{head}: {self.why}" if self.why else head
 
 

@@ -84,7 +84,7 @@ def parse_restart_facts(output: str, host: Host, services,
     holder = parse_lock_holder(s["lock"]) if "lock" in s else None
     state = state_from_text(s.get("state", ""))
     moved = checkout_moved_text(state.get("deployed"), s.get("head", "").strip() or None, host.name, inventory,
-                                state.get("in_progress"))
+                                state.get("in_progress"), tuple(state.get("bad") or ()))
     cut_off = cut_off_words(state.get("in_progress"), host.name, inventory)
     return (held_in(s, host, services) if "owners" in s else []), holder, moved, cut_off
 

@@ -21,8 +21,8 @@ from invoke import Exit, Task, task
 from .. import errors
 from ..errors import FabopsError, UsageError
 # JSON_SCHEMA and error_text: for the task modules that import them from here
-from ..host.report import (JSON_SCHEMA, envelope_of, error_envelope, error_text, failure, host_error, plain,
-                           print_json)
+from ..host.report import (JSON_SCHEMA, envelope_of, error_envelope, error_text, failure, host_error, keys_sorted,
+                           plain, print_json)
 from ..printable import STDERR_FIT, printable
 
 if TYPE_CHECKING:  # annotations only: the task modules load these lazily
@@ -256,6 +256,12 @@ class FabopsTask(Task):
 _CALLED: List[str] = []  # fabops task bodies entered in this process
 
 
+def tasks_called() -> List[str]:
+    """The fabops tasks this process entered, in order (program.not_run:
+    which task of the command line stopped the rest)."""
+    return list(_CALLED)
+
+
 def through_agent(name: str) -> None:
     """Under Invoke's `inv`, the first task body hands the whole command
     line to the agent (fabops/agent/, docs/architecture.md "The agent") and
@@ -320,7 +326,11 @@ class _ShownCommand(logging.Formatter):
 
     def format(self, record) -> str:
         host, cmd, exited, seconds = record.args
-        first, *rest = str(cmd).split("\n")
+        # the first line that says something: a script may start with a blank
+        # one (#24's fresh-clone trial: `local:  … (+13 lines)`)
+        lines = str(cmd).split("\n")
+        at = next((n for n, line in enumerate(lines) if line.strip()), 0)
+        first, rest = lines[at].strip(), lines[:at] + lines[at + 1:]
         more = f" … (+{len(rest)} lines)" if rest else ""
         return printable(f"fabops: debug: {host}: {first}{more} (exit {exited}, {seconds:.2f} s)")
 
@@ -597,7 +607,7 @@ def wrap(text: str, columns: Optional[int] = None) -> str:
 def print_json_line(data: Any) -> None:
     """One compact JSON document per line (JSON lines): `monitor --watch
     --json` refreshes."""
-    sys.stdout.write(json.dumps(data, sort_keys=True, default=str, ensure_ascii=False) + "\n")
+    sys.stdout.write(json.dumps(keys_sorted(data), default=str, ensure_ascii=False) + "\n")
     sys.stdout.flush()
 
 

@@ -79,9 +79,14 @@ def _action(list, dry_run, verify, restore, only, to, yes):
     return ("list" if list else "plan" if dry_run else "verify"), ()
 
 
-def restore_lines(data: dict) -> list:
-    """A restore: where from, what it saved first, each item, each service's gate."""
+def restore_lines(data: dict, prefix: int = 0) -> list:
+    """A restore: where from, what it saved first, each item, each service's
+    gate. With --to, an item put in one place says where on its own row
+    when the row still fits the width with the `prefix` columns before it
+    (`[host] `), else on the lines under it (#24's fresh-clone trial: a
+    lone `into PATH` under a blank name column)."""
     from ..host.report import item_label
+    from ._base import width
 
     r = data.get("restore") or {}
     out = [f"restore {r.get('run_id')} from the {r.get('from')} snapshot "
@@ -95,9 +100,12 @@ def restore_lines(data: dict) -> list:
     for i in items:
         state = "ok" if i.get("ok") and not i.get("skipped") else (f"skipped: {i['skipped']}" if i.get("skipped")
                                                                    else f"FAILED {i.get('error')}")
-        out.append(f"  {item_label(i).ljust(name_w)}  {state}")
-        if r.get("to"):  # under DIR each path is the source's, not DIR's top (docs/backups.md, "Restore")
-            out += [f"  {''.ljust(name_w)}  into {dest}" for dest in i.get("put") or ()]
+        row, put = f"  {item_label(i).ljust(name_w)}  {state}", list(i.get("put") or ()) if r.get("to") else []
+        if len(put) == 1 and prefix + len(row) + len(f", into {put[0]}") <= width():
+            row, put = f"{row}, into {put[0]}", []
+        out.append(row)
+        # under DIR each path is the source's, not DIR's top (docs/backups.md, "Restore")
+        out += [f"  {''.ljust(name_w)}  into {dest}" for dest in put]
     out += [f"  service {s.get('service')}: " + ("ready" if s.get("ok") else f"FAILED {s.get('message')}")
             for s in r.get("services") or []]
     return out + ([f"  HELD: {r['held']}"] if r.get("held") else [])  # not started (host/restore.kept_down)
@@ -140,7 +148,8 @@ def backup(c, hosts=None, list=False, dry_run=False, verify=False, restore=None,
         if not r.ok:
             continue
         said = (list_lines(r.value) if list else lines(r.value.get("would") or []) if dry_run
-                else verify_lines(r.value) if verify else restore_lines(r.value) if restore else run_lines(r.value))
+                else verify_lines(r.value) if verify else restore_lines(r.value, len(f"[{r.host}] ")) if restore
+                else run_lines(r.value))
         for line in said + [f"warning: {w}" for w in r.value.get("warnings") or []]:
             print_text(f"[{r.host}] {line}")
     host_errors(outcome.results)

@@ -52,7 +52,8 @@ def demo(c, dir=None, keep=False, stop=False, inventory=None):
         status=status_panel,
         command=lambda words: _command(out, words),
     )
-    result = run_demo(base.resolve(), entry, say=say, views=views, keep=keep, inventory_dir=here)
+    result = run_demo(base.resolve(), entry, say=say, views=views, keep=keep, inventory_dir=here, own=bool(dir),
+                      usual=inventory)
     good = sum(1 for s in result.steps if s.ok)
     out.print()
     stopped = "" if keep else (f"; the sample app is stopped (`{program()} demo --keep` leaves it running, for "

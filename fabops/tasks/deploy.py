@@ -58,6 +58,7 @@ class _Printer:
         # ends): a step that failed on a refused flag (exit 64,
         # an unknown --ref) is said by the host's one error line, not here
         held: list = []
+        said: set = set()  # the run's log lines: a warning said as one (a known-bad target) is not said again
         out = PrefixWriter(f"[{host}]".ljust(self.width + 2) + " ", wrapped=True)
 
         def progress() -> str:
@@ -93,6 +94,7 @@ class _Printer:
             elif kind == "heartbeat":
                 text = progress()
             elif kind == "log":
+                said.add(event.get("message"))
                 text = f"· {event.get('message')}"
             elif kind == "result" and not self.dry_run and not refused:
                 # a refused flag (exit 64) is the host's error line on
@@ -100,7 +102,8 @@ class _Printer:
                 text = f"= {_said_once(event.get('result'), event.get('message'))}"
                 # the run's warnings are why it exits 1: said here too, not
                 # only in --json (a trial's rollback exited 1 in silence)
-                text += "".join(f"\n  warning: {w}" for w in event.get("warnings") or [])
+                # (once: the planner's warnings were log lines at the start, #24's fresh-clone trial)
+                text += "".join(f"\n  warning: {w}" for w in event.get("warnings") or [] if w not in said)
             if text:
                 out.write(text.rstrip() + "\n")
 

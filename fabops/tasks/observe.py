@@ -5,6 +5,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
+from typing import Optional
 
 from invoke import Collection
 
@@ -28,9 +29,11 @@ def _mark(ok, warn=False):
     return "✅" if ok else ("⚠️ " if warn else "❌")
 
 
-def render_host(facts, host, show_history=False):
+def render_host(facts, host, show_history=False, flag: Optional[str] = None):
     """One host's panel: its services' table, then its figures, deploy
-    state, logs and cleanup paths, sparklines (--history) and findings."""
+    state, logs and cleanup paths, sparklines (--history) and findings.
+    `flag`: the run's `-i` (tasks/deploy.inventory_flag), for the commands
+    it names."""
     from rich.console import Group
     from rich.panel import Panel
 
@@ -40,7 +43,7 @@ def render_host(facts, host, show_history=False):
     lines += _deploy_lines(facts.get("deploy"))
     lines += _backup_lines(facts.get("backup"), facts.get("findings") or ())
     lines += _heartbeat_lines(facts.get("heartbeat"))
-    lines += _log_lines(facts)
+    lines += _log_lines(facts, host.name, flag)
     if show_history:
         lines += _history_lines(facts.get("history") or {})
     title = f"{literal(host.name)}  {status_cell(facts['code'])}"
@@ -129,10 +132,11 @@ def _deploy_lines(dep) -> list:
     the remembered bad targets, and a run under way (or killed) with the
     step it is in, as status says it."""
     from ._base import KEEP
-    from .render import RESULT_STYLE, ago, checkout_moved, in_progress_line, literal, pin_lines, short, verdict_lines
+    from .render import (NO_STATE, RESULT_STYLE, ago, checkout_moved, in_progress_line, literal, pin_lines, short,
+                         verdict_lines)
 
     if dep is None:
-        return ["[dim]deploy state: not available yet (no fabops run on this host)[/dim]"]
+        return [f"[dim]{NO_STATE}[/dim]"]
     # `last update check` is one name: a wrap after `checkout is at X;` keeps it whole (KEEP: render.Unbroken)
     line = (f"deployed {literal(short(dep.get('deployed')))} ({ago(dep.get('deployed_at'))})"
             f"{checkout_moved(dep.get('deployed'), dep.get('head'))}; last{KEEP}update{KEEP}check "
@@ -190,23 +194,28 @@ def _heartbeat_lines(fact) -> list:
     return [literal(said[0]) if said[1] else f"[yellow]{literal(said[0])}[/yellow]"]
 
 
-def _errors_where(facts) -> str:
-    """The hour's error count, and where they are when the update log has
-    some: `logs --errors` reads the service's log only (#24's trial: `2`
-    beside its 1 line; docs/monitor.md)."""
-    from ._base import KEEP
+def _errors_where(facts, host: str, flag: Optional[str] = None) -> str:
+    """The hour's error count, a death counted before its log says it
+    (beside the count, not in it: a look cannot tell when it died), and
+    where they are when the update log has some: `logs --errors` reads the
+    service's log only (#24's trial: `2` beside its 1 line; docs/monitor.md).
+    The command is named as every hint names one (deploy.suggest: `-H`, and
+    `-i` when the inventory is not the usual one), and one clause follows
+    another: no two brackets in a row (#24's fresh-clone trial)."""
+    from ..deploy import suggest
 
+    deaths = len(facts.get("unlogged_deaths") or ())
+    more = f"+{deaths} death{'' if deaths == 1 else 's'} not logged yet" if deaths else ""
     errs, update = facts.get("errors_last_hour"), facts.get("errors_last_hour_update")
-    if errs is None:
-        return "not available"
-    if not update:
-        return str(errs)
+    if errs is None or not update:
+        return ("not available" if errs is None else str(errs)) + (f" ({more})" if more else "")
     logs = "service log" if len(facts.get("services") or ()) == 1 else "service logs"
-    return (f"{errs - update} in the {logs}, " if errs > update else "") + \
-        f"{update} in the update log ({KEEP.join(('inv', 'logs', '--source', 'update', '--errors'))})"
+    parts = ([f"{errs - update} in the {logs}"] if errs > update else []) + [f"{update} in the update log"]
+    return ", ".join(parts + ([more] if more else [])) + \
+        f"; {suggest(flag, 'logs', '-H', host, '--source', 'update', '--errors')} shows the update log's"
 
 
-def _log_lines(facts) -> list:
+def _log_lines(facts, host: str, flag: Optional[str] = None) -> list:
     """Errors in the last hour (naming a death counted before its log says
     it), the journal's size, each cleanup path."""
     from ..host.record import counted
@@ -214,9 +223,7 @@ def _log_lines(facts) -> list:
     from .render import literal, service_labels
 
     deaths = facts.get("unlogged_deaths") or []
-    # beside the hour's count, not in it: a look cannot tell when it died
-    more = f" (+{len(deaths)} death{'' if len(deaths) == 1 else 's'} not logged yet)" if deaths else ""
-    lines = [literal(f"errors in the last hour: {_errors_where(facts)}{more}"
+    lines = [literal(f"errors in the last hour: {_errors_where(facts, host, flag)}"
                      + (f"   journal: {facts['journal_usage']}" if facts.get("journal_usage") else ""))]
     if deaths:  # which, and why `logs --errors` does not show it yet (docs/monitor.md)
         labels = service_labels(s["name"] for s in facts["services"])
@@ -344,9 +351,9 @@ def _findings_text(facts) -> str:
     return text
 
 
-def render_all(results, hosts_by_name, show_history=False):
+def render_all(results, hosts_by_name, show_history=False, flag: Optional[str] = None):
     """One panel per host; with several hosts a summary table first, and
-    details only for the hosts that are not OK."""
+    details only for the hosts that are not OK (`flag`: render_host's)."""
     from rich.console import Group
 
     from .render import literal, status_cell
@@ -360,7 +367,7 @@ def render_all(results, hosts_by_name, show_history=False):
                      for r in results if not r.ok)
     for r in results:
         if r.ok and (not many or r.value["code"] != E.OK):
-            parts.append(render_host(r.value, hosts_by_name[r.host], show_history))
+            parts.append(render_host(r.value, hosts_by_name[r.host], show_history, flag))
         elif not r.ok and not many:
             from rich.panel import Panel
 
@@ -426,10 +433,10 @@ def _monitor(json, watch, history, parallel, inventory, hosts, accept_new, conne
             else:
                 from .render import console
 
-                console().print(render_all(results, by_name, history))
+                console().print(render_all(results, by_name, history, inventory_flag(inventory)))
             finish(_code(results))
             return
-        show = _Frames(json, lambda results: render_all(results, by_name, history))
+        show = _Frames(json, lambda results: render_all(results, by_name, history, inventory_flag(inventory)))
         last = _follow_until_interrupted(lambda stop: show.watch(stop, refresher.refresh, interval))
         if last is None:  # Ctrl-C before the first refresh ended: no frame to stand for the hosts
             raise KeyboardInterrupt

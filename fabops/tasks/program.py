@@ -128,6 +128,16 @@ class TaskProgram(Program):
     def update_config(self, *args, **kwargs) -> None:
         super().update_config(*args, **kwargs)
 
+    @interruptible
+    def execute(self) -> None:
+        """Invoke's executor, which stops at the first task that fails: the
+        tasks after it are said not to have run (not_run), never silently
+        skipped (docs/errors.md, "Several tasks on one command line")."""
+        try:
+            super().execute()
+        except Exit as exc:
+            raise not_run(exc, [ctx.name for ctx in self.tasks], self.prog) from None
+
     @property
     def prog(self) -> str:
         """`fabops`, or `inv` for Invoke's own binary (named "inv[oke]")."""
@@ -336,6 +346,24 @@ class TaskProgram(Program):
 
     def unknown_task(self, token: str) -> str:
         return f"unknown task {token!r}{_close(token, list(self.collection.task_names))}; see `{self.prog} --list`"
+
+
+def not_run(exc: Exit, names: List[str], prog: str) -> Exit:
+    """`exc` (a task's failure), with one line naming the tasks of the
+    command line after the failed one, which Invoke does not run (#24's
+    fresh-clone trial: `health history` ran no history, without a word)."""
+    from ._base import tasks_called
+
+    called = tasks_called()
+    if not exc.code or not called or called[-1] not in names:
+        return exc
+    failed = called[-1]
+    rest = names[len(names) - names[::-1].index(failed):]
+    if not rest:
+        return exc
+    line = for_stderr(f"{prog}: {', '.join(rest)} not run: {failed} exited {exc.code}, and a failed task stops "
+                      "the ones after it")
+    return Exit("\n".join(m for m in (exc.message, line) if m), code=exc.code)
 
 
 def _is_fabops(task) -> bool:

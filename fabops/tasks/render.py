@@ -568,6 +568,10 @@ def in_progress_line(run_id, step, host=None, flag=None) -> str:
             f"half-restored data) until {literal(take)} takes it over[/red]")
 
 
+# status' and monitor's words for a host with no state.json yet (has_state false)
+NO_STATE = "deploy state: not available yet (no fabops run on this host)"
+
+
 def status_panel(host: str, data: dict, flag=None) -> None:
     import time
 
@@ -586,29 +590,28 @@ def status_panel(host: str, data: dict, flag=None) -> None:
     out.print(table)
     deployed = data.get("deployed")
     line = f"deployed [bold]{literal(short(deployed))}[/bold] ({ago(data.get('deployed_at'))})"
-    lines = [line + checkout_moved(deployed, data.get("head"))] + pin_lines(data, why=True, host=host, flag=flag)
+    # a host no fabops run has touched yet: monitor's words, not `deployed - (-)` (#24's fresh-clone trial)
+    fresh = data.get("has_state") is False
+    lines = [f"[dim]{NO_STATE}[/dim]" if fresh else line + checkout_moved(deployed, data.get("head"))] + \
+        pin_lines(data, why=True, host=host, flag=flag)
     if data.get("in_progress"):
         ip = data["in_progress"]
         lines.append(in_progress_line(ip.get("run_id"), ip.get("step"), host, flag))
     until = data.get("restart_backoff_until")
     from ..host.state import failing_of
-    from ..monitor import backoff_shown, behind_head, failing_words, restart_backoff_text
+    from ..monitor import backoff_shown, restart_backoff_text
 
     if isinstance(until, (int, float)) and backoff_shown(data.get("services")):
 
-        said = restart_backoff_text(until, host, flag, deployed, data.get("head"), data.get("in_progress"))
+        said = restart_backoff_text(until, host, flag, deployed, data.get("head"), data.get("in_progress"),
+                                    data.get("bad") or ())
         lines.append(f"[red]{literal(said)}[/red]")
-    lines.append(f"last check {ago(data.get('last_check'))}: {literal(data.get('last_result') or '-')}")
+    if not fresh:
+        lines.append(f"last check {ago(data.get('last_check'))}: {literal(data.get('last_result') or '-')}")
     lines += verdict_lines(data.get("verdict"))
     failing, retry = failing_of(data), data.get("retry")
     if failing:  # monitor's rule and words (host/state.failing_of, monitor.failing_words)
-        count = failing.get("count", 1)
-        verb, _, why = failing_words(failing, retry)
-        ahead = behind_head(failing)  # a hold no run has made yet (host/state.held_back)
-        lines.append(f"[yellow]{literal(ahead)}:[/yellow] {literal(why)}" if ahead else
-                     f"[yellow]updates {verb} since {ago(failing.get('since'))} ({literal(count)} run"
-                     f"{'' if count == 1 else 's'}) for {literal(short(failing.get('target')))}:[/yellow] "
-                     f"{literal(why)}")
+        lines.append(failing_line(failing, retry, data.get("last_result")))
     # a retry of the target that line names is said there, with its next
     # try (failing_words): its own line said the same reason twice (#24)
     if failing and isinstance(retry, dict) and retry.get("target") == failing.get("target"):
@@ -625,6 +628,23 @@ def status_panel(host: str, data: dict, flag=None) -> None:
                              + last_run_words(last)))
     for text in lines:  # a long one continues two columns in, never at column 0 (trial #7)
         print_hanging(out, text, hang=2)
+
+
+def failing_line(failing: dict, retry, last_result) -> str:
+    """status' `updates VERB since … (N runs) for T: WHY` line, in
+    monitor's words (monitor.failing_words), or a hold no run has made yet
+    (host/state.held_back). The line names T before its reason, so the
+    reason's own leading SHA is said once (#24's fresh-clone trial)."""
+    from ..monitor import behind_head, failing_words
+
+    count, target = failing.get("count", 1), short(failing.get("target"))
+    verb, _, why = failing_words(failing, retry, last_result)
+    ahead = behind_head(failing)
+    if ahead:
+        return f"[yellow]{literal(ahead)}:[/yellow] {literal(why)}"
+    why = why[len(target) + 1:] if why.startswith(f"{target} ") else why
+    return (f"[yellow]updates {verb} since {ago(failing.get('since'))} ({literal(count)} run"
+            f"{'' if count == 1 else 's'}) for {literal(target)}:[/yellow] {literal(why)}")
 
 
 def last_run_words(last: dict) -> str:
