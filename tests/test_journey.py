@@ -268,42 +268,58 @@ RUNNERS_SSH = {"config": "Host find-to-do\n  HostName 127.0.0.1\n  Port 9\n",
 
 
 def run_deploy_workflow(box, key: Path, runner: Path, checkout: Path, wheel: Path) -> None:
-    """Run every `run:` step of .github/workflows/deploy.yml as Actions would:
-    each step's script file under GitHub's default shell (`bash -e`), with
-    the job's and the step's env, CI=true and the GITHUB_* variables, a step
-    after a failed one skipped unless it is `if: always()`, in a fresh
-    runner home whose ~/.ssh is the runner's own. What differs from GitHub,
-    and why (docs/ci.md, "What the test runs"): actions/checkout is the
-    directory holding hosts.yml and tasks.py, with fabops'
-    constraints/runtime.txt and build.txt copied in as the app's repository
-    holds them; actions/setup-python is a venv of the test's interpreter on
-    PATH; the package index is the local wheelhouses (the hashes are still
-    checked) and FABOPS_PACKAGE is the built wheel (the git URL's build:
-    tests/test_deploy_workflow.py)."""
-    text = (ROOT / ".github/workflows/deploy.yml").read_text()
-    workflow = yaml.safe_load(text)
+    """Run every `run:` step of .github/workflows/deploy.yml's deploy job as
+    Actions would (run_workflow_job), on a push to main, its secrets naming
+    the booted find-to-do; its job summary has the run's row."""
+    path = ROOT / ".github/workflows/deploy.yml"
+    workflow = yaml.safe_load(path.read_text())
     job = workflow["jobs"]["deploy"]
     assert workflow["permissions"] == {"contents": "read"} and job["environment"] == "production", workflow
     assert job["if"] == "github.ref == 'refs/heads/main'", job.get("if")
-    home, temp = runner / "home", runner / "temp"
-    (home / ".ssh").mkdir(parents=True, mode=0o700)
-    for name, content in RUNNERS_SSH.items():
-        (home / ".ssh" / name).write_text(content)
-    temp.mkdir()
-    python = runner / "python"
-    subprocess.run([sys.executable, "-m", "venv", str(python)], check=True)
-    subprocess.run([str(python / "bin/python"), "-m", "pip", "uninstall", "-q", "-y", "setuptools"], check=True,
-                   capture_output=True)
     secrets = {
         "DEPLOY_SSH_KEY": key.read_text(),
         "DEPLOY_KNOWN_HOSTS": f"{box.address} {box.host_key}",
         "DEPLOY_SSH_CONFIG": f"HostName {box.address}\nUser ec2-user",
     }
+    summary = run_workflow_job(path, "deploy", secrets, runner, checkout, wheel, "refs/heads/main", "push")
+    # the run's row: deployed, or noop when the host's real cron had already
+    # shipped the commit (checked by the caller)
+    assert "| find-to-do | deployed |" in summary or "| find-to-do | noop |" in summary, summary
+
+
+def run_workflow_job(path: Path, name: str, secrets: dict, runner: Path, checkout: Path, wheel: Path,
+                     ref: str, event: str) -> str:
+    """Run every `run:` step of the workflow file `path`'s job `name` as
+    Actions would: each step's script file under GitHub's default shell
+    (`bash -e`), with the job's and the step's env, CI=true and the GITHUB_*
+    variables (GITHUB_REF `ref`, GITHUB_EVENT_NAME `event`), a step after a
+    failed one skipped unless it is `if: always()`, in a fresh runner home
+    whose ~/.ssh is the runner's own; returns the job summary's text. What
+    differs from GitHub, and why (docs/ci.md, "What the test runs"):
+    actions/checkout is the directory holding hosts.yml and tasks.py, with
+    fabops' constraints/runtime.txt and build.txt copied in as the app's
+    repository holds them; actions/setup-python is a venv of the test's
+    interpreter on PATH; the package index is the local wheelhouses (the
+    hashes are still checked) and FABOPS_PACKAGE is the built wheel (the git
+    URL's build: tests/test_deploy_workflow.py). Used for deploy.yml here and
+    for examples/workflows/two-stage.yml (tests/test_promote_systemd.py)."""
+    text = path.read_text()
+    job = yaml.safe_load(text)["jobs"][name]
+    home, temp = runner / "home", runner / "temp"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    for file, content in RUNNERS_SSH.items():
+        (home / ".ssh" / file).write_text(content)
+    temp.mkdir()
+    python = runner / "python"
+    subprocess.run([sys.executable, "-m", "venv", str(python)], check=True)
+    subprocess.run([str(python / "bin/python"), "-m", "pip", "uninstall", "-q", "-y", "setuptools"], check=True,
+                   capture_output=True)
     summary = runner / "step-summary.md"
+    summary.touch()
     base_env = {
         "HOME": str(home), "PATH": f"{python}/bin:/usr/bin:/bin", "CI": "true", "GITHUB_ACTIONS": "true",
         "GITHUB_ACTOR": "journey-bot", "GITHUB_WORKSPACE": str(checkout), "GITHUB_STEP_SUMMARY": str(summary),
-        "GITHUB_REF": "refs/heads/main", "RUNNER_TEMP": str(temp), "LANG": "C.UTF-8",
+        "GITHUB_REF": ref, "GITHUB_EVENT_NAME": event, "RUNNER_TEMP": str(temp), "LANG": "C.UTF-8",
         # the index is replaced by the wheel and the local wheelhouse
         "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": f"{_wheelhouse(LAPTOP_TAG)} {_wheelhouse('build')}",
         "FABOPS_WHEELHOUSE": str(TEST_CACHE),
@@ -316,10 +332,20 @@ def run_deploy_workflow(box, key: Path, runner: Path, checkout: Path, wheel: Pat
         copy = checkout / base_env[var]  # as the app's repository holds them
         copy.parent.mkdir(parents=True, exist_ok=True)
         copy.write_text((ROOT / "constraints" / source).read_text())
-    scripts = runner / "scripts"
+    _run_steps(job["steps"], text, base_env, secrets, runner / "scripts", checkout)
+    assert not list(temp.iterdir()), f"left in $RUNNER_TEMP: {sorted(p.name for p in temp.iterdir())}"
+    assert {p.name: p.read_text() for p in (home / ".ssh").iterdir()} == RUNNERS_SSH, "the runner's ~/.ssh changed"
+    return summary.read_text()
+
+
+def _run_steps(steps: list, text: str, base_env: dict, secrets: dict, scripts: Path, checkout: Path) -> None:
+    """A job's steps in order (run_workflow_job): each `uses:` checked to be
+    pinned, each `run:` run; the first failure fails the test once the
+    `if: always()` steps after it have run."""
+    temp = Path(base_env["RUNNER_TEMP"])
     scripts.mkdir()
     failed, ran = None, 0
-    for n, step in enumerate(job["steps"]):
+    for n, step in enumerate(steps):
         if "run" not in step:
             assert re.search(rf"uses: {re.escape(step['uses'])} # v\d+\.\d+\.\d+\n", text), step
             assert re.fullmatch(r"actions/(checkout|setup-python)@[0-9a-f]{40}", step["uses"]), step
@@ -338,12 +364,6 @@ def run_deploy_workflow(box, key: Path, runner: Path, checkout: Path, wheel: Pat
         ran += 1
     assert not failed, failed
     assert ran >= 4
-    assert not list(temp.iterdir()), f"left in $RUNNER_TEMP: {sorted(p.name for p in temp.iterdir())}"
-    assert {p.name: p.read_text() for p in (home / ".ssh").iterdir()} == RUNNERS_SSH, "the runner's ~/.ssh changed"
-    # the job summary has the run's row: deployed, or noop when the host's
-    # real cron had already shipped the commit (checked by the caller)
-    text = summary.read_text()
-    assert "| find-to-do | deployed |" in text or "| find-to-do | noop |" in text, text
 
 
 # ---------------------------------------------------------------- docs/setup-a-host.md, as written
