@@ -119,6 +119,16 @@ def test_the_plan_writes_nothing_and_prune_removes_unnamed_keys(tmp_path):
     assert env.read_text() == "A=1\n"
 
 
+def test_a_restore_puts_the_backup_back_or_removes_a_file_that_was_not_there(tmp_path):
+    env, backup = tmp_path / ".env", tmp_path / "saved.env"
+    backup.write_text("A=old\n")
+    env.write_text("A=new\n")
+    code, diff, _ = _merge(tmp_path, "restore", backup=str(backup))
+    assert code == 0 and diff["changed"] == ["A"] and env.read_text() == "A=old\n"
+    code, _, _ = _merge(tmp_path, "restore")
+    assert code == 0 and not env.exists()
+
+
 def test_a_symlinked_env_is_refused_and_its_target_untouched(tmp_path):
     other = tmp_path / "root-only"
     other.write_text("ROOT=1\n")

@@ -26,7 +26,7 @@ from ..host.preflight import env_pairs
 from ..host.would import Would
 from ..inventory import Host, Service
 from ..probe import MARK, split_sections
-from ..shell import Cmd, sh
+from ..shell import Cmd, quote_path, sh
 from ..target import Target
 from .common import app_file
 
@@ -182,7 +182,9 @@ def merge_cmd(host: Host, mode: str, backup: Optional[str] = None) -> Cmd:
     """The host-side merge: `plan` (the key diff), `write` (the diff, then
     the write; the change on stdin) or `restore` (put `backup` back, or
     remove the file when `backup` is None: there was none before)."""
-    args = [mode, app_file(host, host.env_file)] + ([backup or "-"] if mode == "restore" else [])
+    # the backup's path as restore-env quotes it: a `~/` there is the host's home
+    back = [quote_path(backup) if backup else "-"] if mode == "restore" else []
+    args = [mode, app_file(host, host.env_file)] + back
     return sh("python3 -c {script} {args}", script=_MERGE, args=args)
 
 
@@ -204,7 +206,8 @@ def run_merge(t: Target, host: Host, mode: str, change: Optional[Change] = None,
     """merge_cmd run with the change on stdin; a `.env` that is not a
     regular file is refused (FAILED, docs/errors.md), nothing written."""
     r = t.run(merge_cmd(host, mode, backup), f"{'reading' if mode == 'plan' else 'writing'} .env keys",
-              check=False, stdin=(change or Change()).stdin())
+              # a restore reads no change: over SSH, input it leaves unread would fail the run (Target.run)
+              check=False, stdin=None if mode == "restore" else (change or Change()).stdin())
     if r.exited == NOT_REGULAR:
         kind = "a symlink" if "kind symlink" in r.stdout else "not a regular file"
         raise CommandFailed(f"{host.env_file} is {kind}: refusing to write through it (a link would hand its "
