@@ -283,3 +283,40 @@ def test_the_dry_runs_lines(width, capsys, monkeypatch):
     would = env_would(host, diff, readers(host, "/srv/app/.env", {"worker": []}))
     check("env-set-dry-run", width, render(capsys, monkeypatch, width,
                                            lambda: [print_text(x) for x in lines(would, "[find-to-do] ")]))
+
+
+def test_a_value_typed_at_the_terminal_is_not_echoed(sandbox):
+    """stdin a terminal: the prompt on it, echo off while the value is
+    typed; the terminal shows the prompt, never the value."""
+    import pty
+    import select
+    import time
+
+    master, slave = pty.openpty()
+    p = subprocess.Popen([sys.executable, "-m", "fabops.cli", "env-set", "TYPED", "-i", str(sandbox.inventory),
+                          "--dry-run"], stdin=slave, stderr=slave, stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                         env={**os.environ, "COLUMNS": "200", "FABOPS_AGENT": "0"})
+    os.close(slave)
+    seen, deadline = b"", time.monotonic() + 60
+    try:
+        while b"(not echoed): " not in seen and time.monotonic() < deadline:
+            if select.select([master], [], [], 1)[0]:
+                seen += os.read(master, 1024)
+        os.write(master, SECRET.encode() + b"\n")
+        out, _ = p.communicate(timeout=120)
+        while select.select([master], [], [], 0.2)[0]:
+            try:
+                chunk = os.read(master, 1024)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(master)
+    assert p.returncode == 0, (out, seen)
+    assert b"TYPED (not echoed): " in seen and SECRET.encode() not in seen
+    assert "would change .env: keys added: TYPED" in out and SECRET not in out

@@ -28,6 +28,32 @@ def _help_asked(word, task: str, what: str) -> bool:
     return True
 
 
+def hidden(prompt: str) -> str:
+    """One line typed on stdin's terminal with its echo off (the prompt on
+    stderr). Not getpass: it reads the process' controlling terminal,
+    which a run in the agent has none of (its stdin is the client's
+    terminal, docs/architecture.md "The agent"), and getpass would then
+    read with the echo on."""
+    import termios
+
+    fd = sys.stdin.fileno()
+    old = termios.tcgetattr(fd)
+    quiet = termios.tcgetattr(fd)
+    quiet[3] &= ~termios.ECHO
+    sys.stderr.write(prompt)
+    sys.stderr.flush()
+    try:
+        termios.tcsetattr(fd, termios.TCSADRAIN, quiet)
+        line = sys.stdin.readline()
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, old)
+        sys.stderr.write("\n")  # the Enter typed was not echoed either
+        sys.stderr.flush()
+    if not line:
+        raise EOFError
+    return line[:-1] if line.endswith("\n") else line
+
+
 def read_value(key: str) -> str:
     """The value: typed at a prompt that does not echo when stdin is a
     terminal, else stdin's text with one trailing newline stripped. Never a
@@ -35,10 +61,8 @@ def read_value(key: str) -> str:
     from ..maintenance.envset import check_value, one_value
 
     if sys.stdin.isatty():
-        import getpass
-
         try:
-            value = getpass.getpass(f"{key} (not echoed): ")
+            value = hidden(f"{key} (not echoed): ")
         except EOFError:
             raise errors.UsageError("cancelled: nothing was changed") from None
     else:
