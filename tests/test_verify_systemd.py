@@ -9,14 +9,13 @@ restarted) and refused to a person's deploy; `--ref X --allow-unverified`
 ships one and the host's history records it; a deploy whose hosts.yml
 drops `verify:` does not turn the check off."""
 import json
-import subprocess
 
 import pytest
 import yaml
 
 from tests import test_systemd_tier as tier
-from tests.harness.sandbox import git
 from tests.test_systemd_tier import UNIT, fab, first_deploy, on_host
+from tests.test_verify_sandbox import keypair, push_signed  # the same keys and signed commits
 
 # the tier's booted bookworm host, its origin and its find-to-do alias
 base, box, origin, alias = tier.base, tier.box, tier.origin, tier.alias
@@ -25,22 +24,6 @@ pytestmark = pytest.mark.systemd
 FILE = "/etc/fabops/voice-meeting-bot/allowed_signers"
 CRON = ("~/.fabops/voice-meeting-bot/venv/bin/fabops local-update -i ~/.fabops/voice-meeting-bot/host.yml "
         "--json --trigger cron")
-
-
-def keypair(d, name) -> str:
-    key = d / f"{name}_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{name}@example", "-f", str(key)],
-                   check=True)
-    return str(key)
-
-
-def push_signed(origin, key, message: str, version: str) -> str:
-    (origin.work / "VERSION").write_text(version + "\n")
-    git("add", "-A", cwd=origin.work)
-    git("-c", "gpg.format=ssh", "-c", f"user.signingkey={key}", "commit", "--quiet", "-S", "-m", message,
-        cwd=origin.work)
-    git("push", "--quiet", "origin", origin.branch, cwd=origin.work)
-    return origin.head
 
 
 def _main_pid() -> str:
