@@ -110,6 +110,14 @@ def test_the_merge_keeps_other_lines_and_quotes_what_needs_it(tmp_path):
     assert env_pairs(env.read_text()) == {"A": "1", "B": "it's $x", "D": "new"}
 
 
+def test_a_quote_in_a_comment_opens_nothing(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("# don't = quote\nA=1\n; it's\nB=2\n")
+    code, diff, _ = _merge(tmp_path, "write", Change(set={"B": "3"}, unset=["A"]))
+    assert code == 0 and diff["removed"] == ["A"] and diff["changed"] == ["B"]
+    assert env.read_text() == "# don't = quote\n; it's\nB=3\n"
+
+
 def test_the_plan_writes_nothing_and_prune_removes_unnamed_keys(tmp_path):
     env = tmp_path / ".env"
     env.write_text("A=1\nB=2\n")

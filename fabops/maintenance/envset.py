@@ -91,6 +91,9 @@ def entries(text):
     out, i, n = [], 0, len(text)
     while i < n:
         j, quote = i, None
+        if text[i:].lstrip(" \t")[:1] in ("#", ";"):  # a comment: its quotes open nothing
+            j = text.find("\n", i)
+            j = n if j < 0 else j
         while j < n:
             c = text[j]
             if quote:
@@ -345,6 +348,9 @@ def _apply(c, host: Host, change: Change, plan: List[Reader], say, inventory: Op
 
     t = Target.of(c, host)
     diff = run_merge(t, host, "plan", change)  # again under the lock: what is written now
+    if not keys_changed(diff):  # another run made the same change meanwhile
+        say(f"nothing to change: {host.env_file} already holds that")
+        return {"changed": False, "backup": None, "ready": []}
     backup = backup_env(c, host, keep=10_000) if diff["existed"] else None
     undo = suggest(inventory, "restore-env", "-H", host.name, "--backup", backup.name) if backup else ""
     say(f"saved the current {host.env_file} as {backup.name} ({undo} puts it back)" if backup else f"no {host.env_file} before: nothing to back up")

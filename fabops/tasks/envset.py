@@ -40,10 +40,10 @@ def hidden(prompt: str) -> str:
     old = termios.tcgetattr(fd)
     quiet = termios.tcgetattr(fd)
     quiet[3] &= ~termios.ECHO
-    sys.stderr.write(prompt)
-    sys.stderr.flush()
     try:
         termios.tcsetattr(fd, termios.TCSADRAIN, quiet)
+        sys.stderr.write(prompt)  # after the echo is off: a value typed at once is not shown
+        sys.stderr.flush()
         line = sys.stdin.readline()
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, old)
