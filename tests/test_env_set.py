@@ -244,11 +244,11 @@ BACKUP = "20261129T134640-000000.env"
 
 def _render(monkeypatch, capsys, width, gate_fails: bool) -> str:
     """A real run's lines as env-set prints them (its progress through
-    tasks/maintenance._say), the host side faked: the backup, the merge and
+    tasks/maintenance.progress_for), the host side faked: the backup, the merge and
     the restarts' readiness; with `gate_fails`, the way back."""
     from fabops.maintenance import env as env_mod
     from fabops.maintenance import envset
-    from fabops.tasks.maintenance import _say
+    from fabops.tasks.maintenance import progress_for
     from tests.test_golden import render
 
     host = Host(name="find-to-do", address="x", app=App(path="/srv/app"),
@@ -267,7 +267,7 @@ def _render(monkeypatch, capsys, width, gate_fails: bool) -> str:
     monkeypatch.setattr(envset, "_restart", restarted)
     plan = envset.readers(host, "/srv/app/.env", {"worker": ["/etc/worker.env"]})
     return render(capsys, monkeypatch, width, envset._apply, object(), host, Change(set={"API_TOKEN": "x"}), plan,
-                  _say(host))
+                  progress_for(host))
 
 
 @pytest.mark.parametrize("width", [80, 200])

@@ -112,7 +112,7 @@ def test_clean_gives_one_shape_with_and_without_dry_run(dry_run, monkeypatch, ca
     rules = [CleanResult("/tmp/voice-meeting-bot/temp", "*.pcm", 3, 3145728, dry_run),
              CleanResult("/var/tmp/bot", "*.wav", 0, 0, dry_run)]
     outcome = SimpleNamespace(results=[HostResult("h", value=rules, code=errors.OK)], code=errors.OK)
-    monkeypatch.setattr(maintenance, "_each", lambda *a: outcome)
+    monkeypatch.setattr(maintenance, "each_host", lambda *a: outcome)
     maintenance.clean.body(None, dry_run=dry_run, json=True)
     doc = json.loads(capsys.readouterr().out)
     value = doc["hosts"]["h"]

@@ -77,11 +77,11 @@ def _run(change, trigger: str, hosts, dry_run: bool, actor, json: bool, inventor
     from ..host.would import lines
     from ..maintenance.envset import env_change, exit_code
     from .deploy import inventory_flag
-    from .maintenance import _each, _errors_out, _say
+    from .maintenance import each_host, errors_out, progress_for
 
     who = actor or default_actor()
-    outcome = _each(inventory, hosts, lambda cxn, host: env_change(
-        cxn, host, change, who, trigger, dry_run=dry_run, progress=None if json or dry_run else _say(host),
+    outcome = each_host(inventory, hosts, lambda cxn, host: env_change(
+        cxn, host, change, who, trigger, dry_run=dry_run, progress=None if json or dry_run else progress_for(host),
         inventory=inventory_flag(inventory)),
         accept_new, connect_timeout)
     codes = [exit_code(r.value) if r.ok else r.code for r in outcome.results]
@@ -92,7 +92,7 @@ def _run(change, trigger: str, hosts, dry_run: bool, actor, json: bool, inventor
             if r.ok and dry_run:
                 for line in lines(r.value["would"], f"[{r.host}] ", none="would change nothing: no key changes"):
                     print_text(line)
-        _errors_out(outcome)
+        errors_out(outcome)
     finish(errors.worst(codes))
 
 

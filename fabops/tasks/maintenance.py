@@ -36,19 +36,22 @@ def confirm(question: str, yes: bool) -> None:
         raise errors.UsageError("cancelled: nothing was changed")
 
 
-def _each(inventory, hosts, fn, accept_new, connect_timeout):
+def each_host(inventory, hosts, fn, accept_new, connect_timeout):
+    """for_each_host as the maintenance tasks call it (env-set's too)."""
     from ._base import for_each_host
 
     return for_each_host(inventory, hosts, fn, accept_new=accept_new, connect_timeout=connect_timeout)
 
 
-def _errors_out(outcome):
+def errors_out(outcome):
+    """Each failed host's error, as every maintenance task says it."""
     from .render import host_errors
 
     host_errors(outcome.results)
 
 
-def _say(host):
+def progress_for(host):
+    """A run's progress callback: each line prefixed with its host."""
     return lambda m: print_text(f"[{host.name}] {m}")
 
 
@@ -133,7 +136,7 @@ def _resets(acting, plans, conns, yes: bool, actor, json: bool) -> dict:
         confirm(f"Stop the run that holds the host lock on {', '.join(stopping)}?", yes)
     who = actor or default_actor()
     outcome = run_hosts(acting, lambda h: do_reset(conns[h.name], h, plans[h.name], who, force=h.name in stopping,
-                                                   progress=None if json else _say(h)))
+                                                   progress=None if json else progress_for(h)))
     return {r.host: r for r in outcome.results}
 
 
@@ -196,7 +199,7 @@ def backup_env(c, hosts=None, download=None, keep=20, list=False, json=False, in
     else:
         def fn(cxn, host):
             return _env_backed_up(cxn, host, lambda: do_backup(cxn, host, keep=keep, download=download))
-    outcome = _each(inventory, hosts, fn, accept_new, connect_timeout)
+    outcome = each_host(inventory, hosts, fn, accept_new, connect_timeout)
     if json:
         print_envelope(outcome.results, lambda v: [b.to_dict() for b in v] if list else v.to_dict(), code=outcome.code)
     else:
@@ -209,7 +212,7 @@ def backup_env(c, hosts=None, download=None, keep=20, list=False, json=False, in
             for b in items:
                 where = f" -> {b.local}" if b.local else ""
                 print_text(f"[{r.host}] {b.name}  {b.size} bytes  sha256 {b.sha256}{where}")
-        _errors_out(outcome)
+        errors_out(outcome)
     finish(outcome.code)
 
 
@@ -256,8 +259,8 @@ def restore_env(c, hosts=None, backup=None, yes=False, dry_run=False, actor=None
     who = actor or default_actor()
 
     def run(plan: bool):
-        return _each(inventory, hosts, lambda cxn, host: do_restore(cxn, host, backup, who, dry_run=plan,
-                                                                    progress=None if json or plan else _say(host),
+        return each_host(inventory, hosts, lambda cxn, host: do_restore(cxn, host, backup, who, dry_run=plan,
+                                                                    progress=None if json or plan else progress_for(host),
                                                                     inventory=inventory_flag(inventory)),
                      accept_new, connect_timeout)
 
@@ -284,7 +287,7 @@ def restore_env(c, hosts=None, backup=None, yes=False, dry_run=False, actor=None
             for line in lines(r.value["would"], f"[{r.host}] ", none=f"would change nothing: {SAME}"):
                 print_text(line)
     if not json:
-        _errors_out(outcome)
+        errors_out(outcome)
     finish(errors.worst(codes))
 
 
@@ -297,7 +300,7 @@ def clean(c, hosts=None, dry_run=False, json=False, inventory=None, accept_new=F
     from ..maintenance import clean as do_clean
     from ..maintenance.clean import clean_would
 
-    outcome = _each(inventory, hosts, lambda cxn, host: _cleaned(cxn, host, do_clean(cxn, host, dry_run=dry_run), dry_run),
+    outcome = each_host(inventory, hosts, lambda cxn, host: _cleaned(cxn, host, do_clean(cxn, host, dry_run=dry_run), dry_run),
                     accept_new, connect_timeout)
     if json:
         # one shape for both runs (#24's trial: the real run gave a bare list):
@@ -316,7 +319,7 @@ def clean(c, hosts=None, dry_run=False, json=False, inventory=None, accept_new=F
                         print_text(line)
                 for x in [] if dry_run else r.value:
                     print_text(f"[{r.host}] {x.path}/{x.glob}: deleted {counted(x.files, 'file')}, {size_text(x.bytes)}")
-        _errors_out(outcome)
+        errors_out(outcome)
     finish(outcome.code)
 
 
@@ -361,7 +364,7 @@ def system_update(c, hosts=None, check=False, yes=False, json=False, inventory=N
                                     host=host.name)
         return do_update(cxn, host, apply=yes)
 
-    outcome = _each(inventory, hosts, one, accept_new, connect_timeout)
+    outcome = each_host(inventory, hosts, one, accept_new, connect_timeout)
     codes = []
     for r in outcome.results:
         if r.ok:
@@ -390,7 +393,7 @@ def system_update(c, hosts=None, check=False, yes=False, json=False, inventory=N
                     print_text(f"[{r.host}]   … and {len(v.updates) - SHOWN} more: "
                                f"{hint(inventory_flag(inventory), r.host, 'system-update', '--check', '--json')} "
                                "lists them all")
-        _errors_out(outcome)
+        errors_out(outcome)
     finish(errors.worst(codes))
 
 
