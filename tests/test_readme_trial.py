@@ -39,3 +39,16 @@ def test_status_exit_2_is_documented():
     assert "exit 2 when a service is down" in status, status
     errors_row = next(ln for ln in (ROOT / "docs" / "errors.md").read_text().splitlines() if ln.startswith("| 2 |"))
     assert "`status`: a service it lists as not running" in errors_row, errors_row
+
+
+def test_the_readme_hosts_yml_loads_as_written():
+    """#28: the README's hosts.yml named a staging host it never defined, so
+    the example, copied to a file, exited 78 (`unknown host 'find-to-do-stg'`).
+    Nothing loaded it: test_docs validates docs/setup-a-host.md's example only,
+    and the README's was never extracted. fabops' own loader must take it as is."""
+    from fabops.inventory import loads
+
+    text = (ROOT / "README.md").read_text()
+    (block,) = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    inv = loads(block, "README.md")
+    assert {"find-to-do", "find-to-do-stg", "local"} <= set(inv.hosts), sorted(inv.hosts)
