@@ -931,6 +931,22 @@ def test_history_keeps_a_holds_reason(width, frozen, capsys, monkeypatch):
     check("history-hold", width, text)
 
 
+@pytest.mark.parametrize("width", WIDTHS)
+def test_history_says_an_unverified_deploy(width, frozen, capsys, monkeypatch):
+    """#29's trial: a deploy with --allow-unverified read as any deploy
+    (`deployed`, the subject), its warning in --json alone. Its result is
+    `deployed!` and its warning the row's reason, which a cut keeps."""
+    from fabops.tasks.render import history_table
+
+    rec = {**HISTORY[0], "trigger": "deploy", "actor": "alice@laptop", "subject": "v10", "author": "Alice",
+           "warnings": [f"{SHA[1][:10]} is not signed by an allowed key (No principal matched): deployed anyway "
+                        "(--allow-unverified)"]}
+    text = render(capsys, monkeypatch, width, history_table, "local", [HISTORY[0], rec])
+    said = " ".join(text.split())
+    assert " deployed! " in text and "; deployed anyway (--allow-unverified)" in said, text
+    check("history-unverified", width, text)
+
+
 def test_a_stray_backtick_from_the_host_makes_no_span():
     """Review 3: host text with an odd backtick (dash's "Syntax error: `('
     unexpected") made all that followed it one span: the message's own

@@ -32,6 +32,21 @@ def test_one_line_format_for_every_record():
     assert f"] RESTORED at {short_sha(A)} in " in log_line(_rec(trigger="restore", result="restored", to=A))
 
 
+def test_an_unverified_deploys_line_says_so():
+    """#29's trial: a deploy with --allow-unverified read `DEPLOYED a -> b
+    in 2.4s`, its warning in --json alone. Its word is `DEPLOYED!` (still
+    found by a grep for DEPLOYED) and the warning ends the line; a signed
+    deploy's line is as before."""
+    warning = f"{short_sha(B)} is not signed by an allowed key (No principal matched): deployed anyway " \
+              "(--allow-unverified)"
+    line = log_line(_rec(trigger="deploy", result="deployed", message=f"{short_sha(A)} -> {short_sha(B)}",
+                         subject="v10", author="Ann", warnings=[warning]))
+    assert line == (f"2026-12-07T09:00:00+0000 [deploy ann@laptop] DEPLOYED! {short_sha(A)} -> {short_sha(B)} "
+                    f"\"v10\" (Ann) in 1.2s: {warning}")
+    signed = log_line(_rec(trigger="deploy", result="deployed", message="x", warnings=["disk is 91% full"]))
+    assert "] DEPLOYED " in signed and signed.endswith(" in 1.2s: x"), signed
+
+
 def test_a_restarts_line_says_healthy_not_deployed():
     """#24's review: a person's restart or health --fix records `deployed`
     (the verdict rules, host/record.healthy_again), and its line read

@@ -20,7 +20,7 @@ from typing import Optional, Tuple, Union
 from ..records import Frozen, frozen
 from ..shortsha import short_sha
 from .git import paths_match
-from .record import FAILURES, counted
+from .record import FAILURES, SHIPPED_UNVERIFIED, counted
 from .state import State, budget_spent_until, recent_restarts
 
 # Runs that converge the host on what it follows (its branch, or its pin)
@@ -532,7 +532,7 @@ def _signed(state: State, facts: Facts, opts: Opts, common: dict) -> Union[Need,
         return _with_says(common, (f"{short(target)} is {facts.signed.message}",))
     why = f"{short(target)} is not signed by an allowed key ({facts.signed.message})"
     if opts.allow_unverified:
-        return {**common, "warnings": common["warnings"] + (f"{why}: deployed anyway (--allow-unverified)",)}
+        return {**common, "warnings": common["warnings"] + (f"{why}: {SHIPPED_UNVERIFIED}",)}
     if opts.trigger in FOLLOWERS:
         failing = state.failing if isinstance(state.failing, dict) else {}
         first = not (failing.get("target") == target and failing.get("result") == "skipped_unverified")

@@ -49,6 +49,20 @@ FAILURES = ("aborted", "rolled_back", "broken")
 VERDICT_TRIGGERS = ("restart", "health")
 
 
+# The end of the warning a deploy of an unsigned commit records
+# (host/plan._signed): the one spelling that shown_result looks for.
+SHIPPED_UNVERIFIED = "deployed anyway (--allow-unverified)"
+
+
+def unverified_warning(rec: dict) -> Optional[str]:
+    """The warning of a record that shipped a commit not signed by an
+    allowed key (`--allow-unverified`, docs/security.md, "Verified
+    commits"), or None."""
+    warnings = rec.get("warnings")
+    return next((str(w) for w in warnings if str(w).endswith(SHIPPED_UNVERIFIED)), None) \
+        if isinstance(warnings, list) else None
+
+
 def shown_result(rec: dict) -> str:
     """A history record's result as a person reads it (the update log,
     history's rows): the record's word, except that a restart's or health
@@ -58,7 +72,11 @@ def shown_result(rec: dict) -> str:
     message says what the task did (`restarted bot at X; healthy`).
     docs/architecture.md, "Command line"."""
     result = str(rec.get("result"))
-    return "healthy" if result == "deployed" and rec.get("trigger") in VERDICT_TRIGGERS else result
+    if result == "deployed" and rec.get("trigger") in VERDICT_TRIGGERS:
+        return "healthy"
+    # an unsigned commit shipped on a person's word: `deployed!`, so that
+    # history's row and the update log say it, not --json alone (#29's trial)
+    return "deployed!" if result == "deployed" and unverified_warning(rec) else result
 
 
 @plain
@@ -244,6 +262,8 @@ def log_line(rec: dict) -> str:
         span = f"{short(frm)} -> {short(to)}"
     # a message that is the span again (a deploy's `A -> B`) is said once (#24's trial)
     message = "" if rec.get("message") == span else f": {rec.get('message')}"
+    # `DEPLOYED!` says why: the warning (shown_result)
+    message += f"{'; ' if message else ': '}{unverified_warning(rec)}" if unverified_warning(rec) else ""
     return (f"{rec.get('time')} [{rec.get('trigger')} {rec.get('actor')}] {shown_result(rec).upper()} "
             f"{span}{shipped(rec.get('subject'), rec.get('author'))} in {float(rec.get('duration') or 0):.1f}s"
             f"{message}")

@@ -195,6 +195,7 @@ def host_errors(results: Iterable) -> None:
 RESULT_STYLE = {
     "noop": "dim",
     "deployed": "green",
+    "deployed!": "yellow",  # an unsigned commit shipped (host/record.shown_result)
     "healthy": "green",
     "aborted": "yellow",
     "rolled_back": "yellow",
@@ -451,7 +452,7 @@ def _history_row(rec: dict):
     """(cells, (what, reason, shas)) of one history record: the facts
     (time, trigger, actor, from→to, result, took), printable before the
     widths are measured, and what shipped or why not."""
-    from ..host.record import shown_result
+    from ..host.record import SHIPPED_UNVERIFIED, shown_result, unverified_warning
 
     # the update log's word (host/record.shown_result): a restart's or
     # health --fix's `deployed` record reads `healthy`, not as a commit shipped
@@ -466,6 +467,9 @@ def _history_row(rec: dict):
     # a run that did not ship: the subject is context and the message
     # the reason, which a cut keeps (keep_reason)
     reason = str(rec.get("message", "")) if result not in ("deployed", "noop") or not what else None
+    if result == "deployed!":  # an unsigned commit shipped: why the row warns is its reason, its
+        # outcome a last `; ` clause, which a cut keeps (keep_reason)
+        reason = str(unverified_warning(rec)).replace(f": {SHIPPED_UNVERIFIED}", f"; {SHIPPED_UNVERIFIED}")
     actor = printable(str(rec.get("actor", "?")).split("@")[0])
     actor = actor if len(actor) <= 12 else actor[:11] + "…"  # the facts line fits 80 columns
     cells = [_when(rec), str(rec.get("trigger", "?")), actor, span(rec, "→"), result,
