@@ -98,7 +98,8 @@ def held_state(state: State, holder: dict, verdict: str) -> State:
     left = watch_left(holder) if verdict == "wait" else None
     if left is not None and ours.get("to"):
         return promoted(state, state.deployed, ours["to"], bool(ours.get("pin")), time.time() + left,
-                        pin_reason(str(ours.get("trigger")), str(holder.get("actor"))))
+                        pin_reason(str(ours.get("trigger")), str(holder.get("actor"))),
+                        unpin=bool(ours.get("unpin")))
     return replace(state, in_progress=None)
 
 
@@ -152,11 +153,11 @@ def actions(host, p: Plan, trigger: str = "deploy", ended_watch: bool = False) -
     pins by itself (with or without --to), a deploy because of --ref. A
     run in progress is finished first: one whose watch this run ends (an
     emergency tool meeting a watch: `ended_watch`), else an interrupted one."""
-    # the pin is cleared where the real run clears it (Pipeline._unpin):
-    # only by a plan that acts (plan.ACTS), a deploy's after its preflight
-    unpin = Would("clear pin", "state.json", "a deploy without --ref follows the branch again")
+    # the pin is cleared where the real run clears it: only by a plan that
+    # acts (plan.ACTS; Pipeline._unpin), a deploy's as it promotes
+    # (Pipeline._promote): one that aborts or rolls back leaves it
     if p.clear_pin and p.kind != "deploy":
-        yield unpin
+        yield Would("clear pin", "state.json", "a deploy without --ref follows the branch again")
     if p.adopt:
         yield Would("adopt", short(p.adopt), "nothing recorded a deploy and HEAD is healthy")
     if p.finishing and ended_watch:
@@ -180,9 +181,10 @@ def actions(host, p: Plan, trigger: str = "deploy", ended_watch: bool = False) -
     elif p.kind == "deploy":
         if p.stash:
             yield Would("stash", "local changes", "--stash: saved aside before the checkout")
-        if p.clear_pin:
-            yield unpin
         yield from _deploy_actions(host, p, trigger)
+        if p.clear_pin:
+            yield Would("clear pin", "state.json", f"once the deploy of {short(p.target)} passes (a run that "
+                        "stops or rolls back leaves the pin): cron follows the branch again")
     yield from hook_actions(host, p, trigger, ("on_failure",))
     if p.pin:
         yield Would("pin", short(p.pin), ("rollback" if trigger == "rollback" else "--ref")

@@ -443,7 +443,7 @@ class Pipeline:
         self.res.known_bad = p.known_bad  # warned, not a reason for exit 1 (RunResult.exit_code)
         for line in p.warnings + p.says:
             self.say(line)
-        if p.clear_pin and p.kind != "deploy":  # a deploy's is cleared after its preflight (_deploy)
+        if p.clear_pin and p.kind != "deploy":  # a deploy's is cleared as it promotes (_promote)
             self._unpin(state)
         if p.pin and p.kind in ("noop", "restart"):  # nothing to promote: pinned at once
             state.pin, state.pin_reason = p.pin, pin_reason(self.opts.trigger, self.actor)
@@ -489,8 +489,9 @@ class Pipeline:
             self._deploy(state, p, facts)
 
     def _unpin(self, state: State) -> None:
-        """A deploy without --ref follows the branch again: said as it is
-        done, by a run that acts on its plan (an abort leaves the pin)."""
+        """A no-op or a restart without --ref follows the branch again: said
+        as it is done, by a run that acts on its plan (an abort leaves the
+        pin; a deploy clears it as it promotes, _promote)."""
         self.say(f"clearing pin {short(state.pin)}")
         state.pin = None
         state.pin_reason = None
@@ -592,11 +593,9 @@ class Pipeline:
                 kept = f"{counted(len(facts.kept), 'untracked file')} kept" if facts.kept else ""
                 st.message = ("no local changes; " + kept if kept else "clean") + (
                     f"; {counted(len(changed), 'file')} changed" if changed is not None else "; full converge")
-        if p.clear_pin:  # once nothing can stop the run before it moves (plan.ACTS)
-            self._unpin(state)
         rules = [self.host.deps[i] for i in p.rules]
         affected = [s for s in self.host.services if s.name in p.services]
-        self._checkout(state, fallback, target, p.pin)
+        self._checkout(state, fallback, target, p.pin, p.clear_pin)
         before = self._dirty_paths() if rules else []
         ran, failed = self._apply_rules(rules, before)
         if failed is not None:
@@ -606,18 +605,21 @@ class Pipeline:
                           target)
         elif (self._restart_and_wait(affected, watched=True) and self._hook("after_deploy")
               and self._watch(affected, fallback, target, p.pin)):
-            self._promote(deployed, target, p.pin)
+            self._promote(deployed, target, p.pin, p.clear_pin)
         else:
             self._rollback(rules, before, affected, fallback, target)
 
     # ---------------------------------------------------------------- phases
-    def _checkout(self, state: State, fallback: Optional[str], target: str, pin: Optional[str]) -> None:
+    def _checkout(self, state: State, fallback: Optional[str], target: str, pin: Optional[str],
+                  unpin: bool = False) -> None:
         """Mark the run in progress (a killed run is finished by the next
         one; a dry run that meets its watch promotes it: `pin` says whether
-        promotion pins), then check out the target."""
+        promotion pins, `unpin` whether it clears the pin), then check out
+        the target."""
         state.in_progress = {
             "run_id": self.run_id, "trigger": self.opts.trigger, "from": fallback, "to": target,
             "pin": bool(pin), "step": "checkout", "since": time.time(),
+            **({"unpin": True} if unpin else {}),
         }
         self.save(state)
         with self.step("checkout") as st:
@@ -668,17 +670,21 @@ class Pipeline:
             self._note_own_files(before)
         return ok
 
-    def _promote(self, deployed: Optional[str], target: str, pin: Optional[str]) -> None:
+    def _promote(self, deployed: Optional[str], target: str, pin: Optional[str], unpin: bool = False) -> None:
         """The gate and the watch passed: the target is the deployed commit
-        (and the pin, for --ref)."""
+        (and the pin, for --ref; a deploy without --ref clears the pin here,
+        `unpin`, and only here: an aborted or rolled-back run leaves it,
+        docs/pipeline.md, step 3)."""
         def promote(st: State) -> None:
             # what promotion writes is decided once (state.promoted): the
             # dry run plans from the same answer
             vars(st).update(vars(promoted(st, deployed, target, bool(pin), time.time(),
-                                          pin_reason(self.opts.trigger, self.actor))))
+                                          pin_reason(self.opts.trigger, self.actor), unpin=unpin)))
 
         if pin:
             self.res.pinned = target
+        if unpin and self.state is not None and self.state.pin:
+            self.say(f"clearing pin {short(self.state.pin)}: {short(target)} passed")
         # nothing deployed before: a first deploy, not "X -> X" from the
         # commit the checkout happened to be at; a run that goes from where
         # the checkout is (Plan.from_) and found it on the target already (it

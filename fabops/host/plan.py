@@ -210,10 +210,11 @@ def _no_rollback_target(host, state: State, facts: Facts) -> Plan:
 
 
 # The plans that act on the host: a deploy without --ref clears the pin
-# only in one of these (the real run as it acts: Pipeline._act, and a
-# deploy's after its preflight). A hold or an abort changes nothing, so it
-# leaves the pin, as --ref pins only what acts (#24's trial: an aborted
-# deploy said `clearing pin X`, and cron then went after origin's head).
+# only in one of these (a no-op or a restart as it acts: Pipeline._act; a
+# deploy as it promotes: Pipeline._promote). A hold or an abort changes
+# nothing, so it leaves the pin, as does a deploy that aborts or rolls back
+# (#24's trial: an aborted deploy said `clearing pin X`, and cron then went
+# after origin's head; docs/pipeline.md, step 3).
 ACTS = ("noop", "restart", "deploy")
 
 
@@ -384,8 +385,8 @@ def _riders(state: State, facts: Facts, opts: Opts, target: str) -> dict:
             says += (line,)  # it ended that watch itself: news to nobody
         else:
             warnings += (line,)
-    # said where the run clears it, as it acts (Pipeline._unpin), not here:
-    # an abort or a hold leaves it (plan, ACTS)
+    # said where the run clears it, as it acts or promotes (Pipeline._unpin,
+    # _promote), not here: an abort, a hold or a rollback leaves it (ACTS)
     clear_pin = bool(opts.clear_pin and state.pin)
     if opts.ref is None and opts.trigger in FOLLOWERS and state.pin and not clear_pin:
         says += (f"pinned to {short(state.pin)}",)

@@ -191,7 +191,7 @@ def pin_reason(trigger: str, actor: str) -> str:
 
 
 def promoted(state: State, deployed: Optional[str], target: str, pin: bool, at: float,
-             reason: Optional[str] = None) -> State:
+             reason: Optional[str] = None, unpin: bool = False) -> State:
     """The state once `target`, deployed over `deployed` (None: a first
     deploy), has passed its gate and watch: the one decision of what
     promotion writes, made for the real run (Pipeline._promote) and for
@@ -199,13 +199,17 @@ def promoted(state: State, deployed: Optional[str], target: str, pin: bool, at: 
     (dry_run.held_state), so the two cannot drift apart. `deployed` is
     the commit the run planned from; `pin` (a deploy --ref, a rollback)
     pins the host to `target` for `reason` (pin_reason); `at` is the
-    promotion's time. Pure: `state` is not changed."""
+    promotion's time; `unpin` (a deploy without --ref) clears the pin:
+    only a promotion does, an aborted or rolled-back run leaves it
+    (docs/pipeline.md, step 3). Pure: `state` is not changed."""
     changes = dict(
         deployed=target, deployed_at=at, in_progress=None,
         previous=deployed if deployed and deployed != target else state.previous,
         bad=marked_bad(state.bad, target, None))
     if pin:
         changes.update(pin=target, pin_reason=reason)
+    elif unpin:
+        changes.update(pin=None, pin_reason=None)
     return replace(state, **changes)
 
 

@@ -35,7 +35,8 @@ def _host_for_local(inventory, hosts):
         "wait": "Seconds to wait for the host lock (default 0; 300 for a deploy from CI).",
         "run_id": "Id of this run; its events go to <host home>/runs/<id>.jsonl.",
         "install_config": "Install this file as the host's host.yml once the lock is held (used by deploy).",
-        "clear_pin": "Clear a pin left by rollback or deploy --ref (deploy does this).",
+        "clear_pin": ("Clear a pin left by rollback or deploy --ref, as deploy does: once the branch's head "
+                      "deploys (at once if it is there); a run that aborts or rolls back leaves it."),
         "allow_unverified": "With --ref: deploy it even if it is not signed by a key of the host's allowed signers.",
         "verbose": "Print every step; by default only a one-line result, and nothing for a no-op.",
         "splay": "Wait a random 0..SECONDS first, so many hosts polling one origin do not all fetch at once (cron).",
