@@ -181,3 +181,16 @@ def test_setup_without_verify_says_the_file_still_holds():
     (item,) = list(_verify(run))
     assert item.status == "warning" and "still requires signed commits" in item.message
     assert list(_verify(FakeRun(load(None), {}))) == []
+
+
+def test_a_commit_signed_by_an_unlisted_key_says_so_first():
+    """#29's trial: git's words for a good signature by a key the
+    allowed-signers file does not list lead with `Good "git" signature`,
+    and the hold's reason, cut, read as a pass. What it means goes first,
+    with the key's fingerprint (to add it to `verify:`, or to refuse it)."""
+    fp = "SHA256:Ab3dEfGhIjKlMnOpQrStUvWxYz0123456789abc+/"
+    for said in (f'Good "git" signature with ED25519 key {fp}\nNo principal matched.\n',
+                 f'Good "git" signature with ED25519 key {fp}; No principal matched.'):
+        assert signature_words(False, said) == f"signed by a key not in allowed_signers ({fp})"
+    # anything else keeps git's own words
+    assert signature_words(False, "error: no signature found") == "error: no signature found"

@@ -62,6 +62,8 @@ def test_only_commits_signed_by_an_allowed_key_ship(sandbox, tmp_path):
     forged = push_signed(box.origin, mallory, "v4 signed by mallory", "4")
     code, res = box.result()
     assert (code, res["result"], res["to"]) == (1, "skipped_unverified", forged), res
+    # git's `Good "git" signature …; No principal matched.` read as a pass: the reason says what it means
+    assert "(signed by a key not in allowed_signers (SHA256:" in res["message"], res
     assert box.pid() == pid and box.head() == good and box.state["deployed"] == good  # nothing restarted
 
     # a person's deploy of it is refused; with --ref and --allow-unverified it ships, and is recorded

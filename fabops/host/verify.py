@@ -82,4 +82,12 @@ def signature_words(ok: bool, output: str) -> str:
         return good.replace('Good "git" signature', "signed")
     if not lines:
         return "no signature"
-    return "; ".join(lines[-2:])[:200]
+    said = "; ".join(lines[-2:])
+    # a good signature by a key the file does not list: git leads with
+    # `Good "git" signature with ED25519 key SHA256:…`, which reads as a
+    # pass and, cut, hides its `No principal matched.` (#29's trial), so
+    # what it means goes first, with the key's fingerprint to add or refuse
+    unlisted = re.search(r"\bkey (SHA256:\S+?);? .*No principal matched", said)
+    if unlisted:
+        return f"signed by a key not in allowed_signers ({unlisted[1]})"
+    return said[:200]
