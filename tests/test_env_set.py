@@ -293,6 +293,24 @@ def test_the_dry_runs_lines(width, capsys, monkeypatch):
                                            lambda: [print_text(x) for x in lines(would, "[find-to-do] ")]))
 
 
+def test_a_key_lists_label_stays_with_its_value(capsys, monkeypatch):
+    """#29's trial: env-push's dry run at 80 columns ended a line in
+    `changed:` and put its `-` alone on the next, which read as a list cut
+    short. A label goes to the next line with its first value
+    (_base.unbroken)."""
+    from fabops.host.would import lines
+    from fabops.tasks._base import print_text
+    from tests.test_golden import check, render
+
+    host = Host(name="local", address="x", app=App(path="/srv/app"), services=(Service("worker"),))
+    # `changed:` ends at column 79 here: its ` -` would pass the width
+    diff = {"added": ["DB_URL", "SENTRY_DSN"], "removed": [], "changed": [], "existed": False}
+    would = env_would(host, diff, readers(host, "/srv/app/.env", {"worker": ["/srv/app/.env"]}))
+    text = render(capsys, monkeypatch, 80, lambda: [print_text(x) for x in lines(would, "[local] ")])
+    assert "changed: -" in text and not [ln for ln in text.splitlines() if ln.rstrip().endswith(":")], text
+    check("env-push-dry-run", 80, text)
+
+
 def test_a_value_typed_at_the_terminal_is_not_echoed(sandbox):
     """stdin a terminal: the prompt on it, echo off while the value is
     typed; the terminal shows the prompt, never the value."""

@@ -449,6 +449,8 @@ HANGING = re.compile(r" *(?:\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:[+-]\d{4})? +)?(?:\
 
 
 KEEP = "\ue000"  # a private-use character: never in the text, never a break (wrap, render's wrappers)
+# a key list's label and the space after it (maintenance/env.keys_text)
+_LABEL = re.compile(r"\b(added|removed|changed): (?=\S)")
 # a number and its unit, or a duration's two halves: `12 s`, `3.1 s`, `75 ms`, `14h 11m`, `2d 3h`, `1.5 MiB`
 _UNIT = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?[dhm]?) (?=(?:ms|s|min|h|d|[KMGT]iB|\d+[dhms])(?!\w))")
 
@@ -457,8 +459,11 @@ def unbroken(text: str) -> str:
     """`text` with the space between a number and its unit as KEEP (the same
     length): a wrap that breaks only at spaces keeps `14h 11m` and `12 s`
     on one line (a trial read `up 14h` │ `11m`). The wrapper puts the
-    spaces back in the lines it made."""
-    return _UNIT.sub(lambda m: m.group(1) + KEEP, text)
+    spaces back in the lines it made. Likewise a key list's label and its
+    first value (maintenance/env.keys_text: `changed: -`, `added: TOKEN`):
+    env-push's dry run at 80 columns broke `changed:` from its `-` (#29's
+    trial), which read as a list cut short."""
+    return _LABEL.sub(lambda m: m.group(1) + ":" + KEEP, _UNIT.sub(lambda m: m.group(1) + KEEP, text))
 
 
 # a `code span`, or a 'quoted example' (a value to type, quotes and all: '2026-11-28 10:00'); an
