@@ -53,7 +53,8 @@ def exporter(host: Host, resolve: Callable[[str], str] = ssh_hostname) -> str:
 
 def targets(inv: Inventory, chosen: List[Host], resolve: Callable[[str], str] = ssh_hostname) -> List[Group]:
     """The file_sd entries of the `chosen` hosts, in their order: one per
-    node_exporter address, labelled `host`, `groups` and `environment`.
+    node_exporter address, labelled `host`, `groups`, `environment` and
+    `environments` (_labels).
 
     Several apps on one machine (each its own hosts.yml entry, each its own
     textfile: docs/metrics.md) share that machine's node_exporter: it is one
@@ -77,8 +78,16 @@ def _labels(inv: Inventory, members: List[Host]) -> Dict[str, str]:
     labels = {"host": ",".join(names)}
     if groups:
         labels["groups"] = "," + ",".join(groups) + ","
+    # One exporter serving staging and production is still one target
+    # (scraped twice, every series would be twice): `environment` says one
+    # environment only when its hosts agree, never a comma-joined value that
+    # `environment="production"` misses (#29's trial); `environments` lists
+    # them all as `groups` does, so `environments=~".*,production,.*"`
+    # matches every target that serves production, a shared one too
+    if len(environments) == 1:
+        labels["environment"] = environments[0]
     if environments:
-        labels["environment"] = ",".join(environments)
+        labels["environments"] = "," + ",".join(environments) + ","
     return labels
 
 

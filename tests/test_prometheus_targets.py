@@ -47,13 +47,31 @@ def test_each_host_is_its_node_exporter_with_its_labels():
     found = targets(inv, inv.select("all"), resolve=same)
     assert found == [
         {"targets": ["10.0.0.5:9100"],
-         "labels": {"host": "web1,web1-api", "groups": ",web,production,", "environment": "production"}},
+         "labels": {"host": "web1,web1-api", "groups": ",web,production,", "environment": "production",
+                    "environments": ",production,"}},
         {"targets": ["web2.example.org:9200"], "labels": {"host": "web2", "groups": ",web,webhooks,"}},
         {"targets": ["metrics.example.org:9100"],
-         "labels": {"host": "db", "groups": ",production,", "environment": "production"}},
+         "labels": {"host": "db", "groups": ",production,", "environment": "production",
+                    "environments": ",production,"}},
         {"targets": ["[2001:db8::7]:9100"], "labels": {"host": "v6"}},
         {"targets": ["localhost:9100"], "labels": {"host": "box"}},
     ]
+
+
+def test_one_exporter_in_two_environments_names_no_one_environment():
+    """#29's trial: web1 (staging) and web1-api (production) on one machine
+    made `"environment": "staging,production"`, which
+    `environment="production"` misses. Still one target (two would scrape
+    every series twice), with no `environment` and both in `environments`,
+    as `groups` lists its names."""
+    data = {**INV, "groups": {**INV["groups"], "staging": {"hosts": ["web1"], "environment": True},
+                              "production": {"hosts": ["web1-api", "db"], "environment": True}}}
+    inv = _inv(data)
+    found = targets(inv, inv.select("web1,web1-api,db"), resolve=same)
+    assert found[0] == {"targets": ["10.0.0.5:9100"],
+                        "labels": {"host": "web1,web1-api", "groups": ",web,production,staging,",
+                                   "environments": ",staging,production,"}}
+    assert found[1]["labels"]["environment"] == "production", found
 
 
 def test_the_selection_is_minus_h_as_every_task_takes_it():
