@@ -52,3 +52,18 @@ def test_the_readme_hosts_yml_loads_as_written():
     (block,) = re.findall(r"```yaml\n(.*?)```", text, re.S)
     inv = loads(block, "README.md")
     assert {"find-to-do", "find-to-do-stg", "local"} <= set(inv.hosts), sorted(inv.hosts)
+
+
+def test_the_promote_trial_hosts_yml_loads_as_written():
+    """#28: docs/environments.md's recipe for trying promote on this machine
+    (run end to end once by hand: staging deployed, promoted to production)
+    gives a hosts.yml that loads as written, each host with its own home,
+    checkout and port."""
+    from fabops.inventory import loads
+
+    text = (ROOT / "docs" / "environments.md").read_text()
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "\n  stg:\n" in b]
+    inv = loads(block, str(ROOT / "try.yml"))
+    stg, prod = inv.hosts["stg"], inv.hosts["prod"]
+    assert stg.home != prod.home and stg.app.path != prod.app.path, (stg, prod)
+    assert [s.port for s in stg.services] != [s.port for s in prod.services]
