@@ -154,7 +154,7 @@ def _count(number: int, noun: str) -> str:
 @fabops_task(help={"output": "Write the targets to FILE, atomically (a temp file, then a rename), instead of "
                              "printing them; FILE's directory must exist."})
 def prometheus_targets(c, hosts=None, inventory=None, output=None):
-    """Print Prometheus' file_sd targets for the hosts: each one's node_exporter, labelled host, groups and environment."""
+    """Print Prometheus' file_sd targets for the hosts: each one's node_exporter, labelled host, groups, environment and environments."""
     import sys
 
     from ..host.record import counted
