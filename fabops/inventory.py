@@ -193,7 +193,11 @@ class App(Frozen):
 
     @property
     def name(self) -> str:
-        return posixpath.basename(self.path.rstrip("/")) or "app"
+        # normalized once, here, for every use (the unit's name, home, the
+        # allowed-signers file in /etc/fabops/<name>/): `~/app/`, `~/app/.`
+        # or `~/app//` must all name `app` (docs/security.md, "Verified
+        # commits"); validate.hostpath_problem refuses the last two at load
+        return posixpath.basename(posixpath.normpath(self.path)) or "app"
 
 
 def _bare(name: str) -> str:

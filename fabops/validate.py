@@ -216,7 +216,23 @@ def hostpath_problem(path: str) -> str | None:
         return None
     if path.startswith("~") and not path.startswith("~/"):
         return "may start with ~/ (this user's home), not ~user"
-    return _path_problem(path) or _path_chars_problem(path)
+    return _path_problem(path) or _components_problem(path) or _path_chars_problem(path)
+
+
+def _components_problem(path: str) -> str | None:
+    """A host path names one place, written one way: no `.` or `..`
+    component and no `//`. `~/app/.` is `~/app`, but its last component
+    is `.`, and the app's name (App.name) is that last component: the
+    root-owned allowed-signers file /etc/fabops/<name>/ would become
+    /etc/fabops/./, which setup never writes, and commits would ship
+    unchecked (docs/security.md, "Verified commits"). One trailing `/`
+    is kept: it names the same directory and the same last component."""
+    parts = path.split("/")
+    inner = parts[1:-1] if path.endswith("/") else parts[1:]
+    first = parts[0]
+    if first in (".", "..") or any(part in ("", ".", "..") for part in inner):
+        return "must not have a '.', '..' or empty ('//') component"
+    return None
 
 
 # ------------------------------------------------------------------ hosts.yml values

@@ -311,7 +311,8 @@ def _with_extra(section: str) -> dict:
             "thresholds": {}, "schedule": {},
             "backup": {"dump": [{"name": "db", "command": "true"}], "keep": {},
                        "repository": {"url": "/srv/restic", "password_file": "/etc/pw"}},
-            "hooks": {"on_failure": {"run": "true"}}, "heartbeat": {"url": "https://hc-ping.com/x"}}
+            "hooks": {"on_failure": {"run": "true"}}, "heartbeat": {"url": "https://hc-ping.com/x"},
+            "verify": {"signers": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"]}}
     group = {"hosts": ["h"], "thresholds": {"cpu": 50}}
     data = {"hosts": {"h": host}, "groups": {"g": group}}
     where = {"top": data, "host": host, "group": group, "app": host["app"], "services[]": svc, "check": svc["check"],
@@ -319,7 +320,8 @@ def _with_extra(section: str) -> dict:
              "thresholds": host["thresholds"], "schedule": host["schedule"], "backup": host["backup"],
              "dump[]": host["backup"]["dump"][0], "keep": host["backup"]["keep"],
              "repository": host["backup"]["repository"], "hooks": host["hooks"],
-             "hook": host["hooks"]["on_failure"], "heartbeat": host["heartbeat"]}
+             "hook": host["hooks"]["on_failure"], "heartbeat": host["heartbeat"],
+             "verify": host["verify"]}
     where[section]["zzz"] = 1
     return data
 

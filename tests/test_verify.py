@@ -194,3 +194,28 @@ def test_a_commit_signed_by_an_unlisted_key_says_so_first():
         assert signature_words(False, said) == f"signed by a key not in allowed_signers ({fp})"
     # anything else keeps git's own words
     assert signature_words(False, "error: no signature found") == "error: no signature found"
+
+
+@pytest.mark.parametrize("path", ["/srv/app/.", "/srv/app/./", "/srv//app", "/srv/./app", "/srv/app//", "~/app/.", "./app"])
+def test_a_host_path_with_a_dot_or_empty_component_is_refused_at_load(path):
+    """`app.path: ~/app/.` named the app `.`: its allowed-signers file
+    became /etc/fabops/./allowed_signers, which setup never writes, and
+    every commit shipped unchecked. Every host path refuses `.`, `..` and
+    `//` components, naming the key; the checkout's name is normalized."""
+    for key, data in (("app.path", {"app": {"path": path}}),
+                      ("home", {"app": {"path": "/srv/app"}, "home": path}),
+                      ("logs.update", {"app": {"path": "/srv/app"}, "logs": {"update": path}})):
+        with pytest.raises(ConfigError) as err:
+            inventory.loads(yaml.safe_dump({"hosts": {"web1": {"address": "10.0.0.5", **data}}}), "hosts.yml")
+        assert f"hosts.web1.{key}" in str(err.value) and "component" in str(err.value)
+
+
+def test_the_signers_file_follows_the_checkouts_normalized_name():
+    from fabops.host.verify import signers_path
+
+    for path in ("/srv/app", "/srv/app/"):
+        host = inventory.loads(yaml.safe_dump({"hosts": {"web1": {"address": "10.0.0.5", "app": {"path": path}}}}),
+                               "hosts.yml").hosts["web1"]
+        assert signers_path(host) == "/etc/fabops/app/allowed_signers"
+    for raw in ("/srv/app/.", "/srv/app//", "/srv/app/./"):
+        assert inventory.App(path=raw).name == "app"
