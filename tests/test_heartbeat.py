@@ -21,6 +21,7 @@ KUMA_DOWN = "https://kuma.example/api/push/PUSHKEYsecret?status=down&msg=failed"
 @pytest.mark.parametrize("run,result,kind", [
     ("update", "noop", "ok"), ("update", "deployed", "ok"), ("update", "skipped_bad", "ok"),
     ("update", "deferred", "ok"), ("update", "superseded", "ok"),
+    ("update", "skipped_unverified", "ok"),  # an unsigned target held: the host serves its good commit
     ("update", "aborted", "fail"), ("update", "rolled_back", "fail"), ("update", "broken", "fail"),
     ("update", "something new", "fail"),  # a result this table does not know is no success
     ("update", "locked", None),

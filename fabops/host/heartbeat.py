@@ -32,9 +32,11 @@ from typing import Callable, List, Optional, Tuple
 # other result (aborted, rolled_back, broken; health: down, backoff, held)
 # pings the fail URL.
 OK = {
-    # skipped_bad and deferred: the host serves its good commit and the
-    # held target was notified once; superseded: a person ended the watch
-    "update": ("noop", "deployed", "skipped_bad", "deferred", "superseded"),
+    # skipped_bad, deferred and skipped_unverified (an unsigned target,
+    # docs/security.md "Verified commits"): the host serves its good commit
+    # and the held target was notified once; a fail ping every poll would
+    # page for a healthy host. superseded: a person ended the watch
+    "update": ("noop", "deployed", "skipped_bad", "deferred", "skipped_unverified", "superseded"),
     "health": ("ok", "recovered"),
 }
 SILENT = {"update": ("locked",), "health": ("busy",)}
