@@ -219,3 +219,25 @@ def test_the_signers_file_follows_the_checkouts_normalized_name():
         assert signers_path(host) == "/etc/fabops/app/allowed_signers"
     for raw in ("/srv/app/.", "/srv/app//", "/srv/app/./"):
         assert inventory.App(path=raw).name == "app"
+
+
+def test_verify_commit_runs_in_its_own_environment_never_the_hosts():
+    """hosts.yml's `env` reaches git on the host: GIT_CONFIG_COUNT/KEY/VALUE
+    could set gpg.ssh.program to a program that always says Good, PATH could
+    choose ssh-keygen. The check clears the environment (env -i, by its
+    absolute path), sets the system's PATH and names ssh-keygen itself."""
+    import shlex
+
+    from fabops.host.git import VERIFY_PATH, verify_commit_cmd
+    from fabops.shell import Cmd
+
+    cmd = verify_commit_cmd("/srv/app", "/etc/fabops/app/allowed_signers", "a" * 40)
+    assert isinstance(cmd, Cmd)
+    argv = shlex.split(cmd)
+    assert argv[:4] == ["/usr/bin/env", "-i", f"PATH={VERIFY_PATH}", "LC_ALL=C"] and argv[4] == "git"
+    assert VERIFY_PATH == "/usr/sbin:/usr/bin:/sbin:/bin"
+    configs = [argv[i + 1] for i, a in enumerate(argv) if a == "-c"]
+    assert configs == ["gpg.format=ssh", "gpg.ssh.program=ssh-keygen",
+                       "gpg.ssh.allowedSignersFile=/etc/fabops/app/allowed_signers"]
+    assert argv[-3:] == ["verify-commit", "--end-of-options", "a" * 40]
+    assert not any(a.startswith("GIT_") for a in argv)

@@ -64,11 +64,25 @@ def fetch_ref_cmd(app_path: str, remote: str, ref: str, scratch: bool = False) -
                f"+{ref}:{DRY_RUN_REF if scratch else REF_FETCH}/ref")
 
 
+# The check runs in an environment of its own, never the host's hosts.yml
+# `env` (which a push may edit): GIT_CONFIG_COUNT/KEY/VALUE there could set
+# gpg.ssh.program to a program that says "Good", and PATH could pick which
+# ssh-keygen (or git) runs (docs/security.md, "Verified commits"). `env -i`
+# by its absolute path (a PATH of the host's could choose `env` itself)
+# clears every variable, GIT_* included; git then finds itself and
+# ssh-keygen on the system's PATH only, and the C locale keeps git's words
+# English, which verify.signature_words reads.
+VERIFY_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+
 def verify_commit_cmd(app_path, signers_file: str, commit: str) -> Cmd:
     """git's own check that `commit` carries an SSH signature by a key of
-    `signers_file` (docs/security.md, "Verified commits"; git >= 2.34)."""
-    return join(["git", "-C", app_path, "-c", "gpg.format=ssh", "-c", f"gpg.ssh.allowedSignersFile={signers_file}",
-                 "verify-commit", commit])
+    `signers_file` (docs/security.md, "Verified commits"; git >= 2.34).
+    Command-line -c wins over every config file, so the checkout's own
+    .git/config cannot name another program either."""
+    return join(["/usr/bin/env", "-i", f"PATH={VERIFY_PATH}", "LC_ALL=C",
+                 "git", "-C", app_path, "-c", "gpg.format=ssh", "-c", "gpg.ssh.program=ssh-keygen",
+                 "-c", f"gpg.ssh.allowedSignersFile={signers_file}", "verify-commit", END_OF_OPTIONS, commit])
 
 
 def ls_remote_cmd(app_path, remote: str, branch: str) -> Cmd:
