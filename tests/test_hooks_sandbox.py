@@ -98,6 +98,31 @@ def test_a_failing_after_deploy_rolls_back_like_a_failed_gate(sandbox):
     assert res["result"] == "skipped_bad" and len(failures(box)) == 1, res
 
 
+def test_a_hook_that_changes_a_tracked_file_leaves_nothing_the_next_run_refuses(sandbox):
+    """`before_restart: rails db:migrate` rewrites the tracked db/schema.rb:
+    fabops' own change, as a dependency rule's (docs/hooks.md, "What a hook
+    changes"), so cron's next poll is a noop, not `aborted` for a person's
+    work with on_failure every poll; the next deploy's checkout puts the
+    file back to its commit and the hook writes it again."""
+    box = sandbox
+    with_hooks(box, before_restart="echo '-- migrated' >> db/schema.rb", on_failure=ON_FAILURE)
+    box.origin.push("v2 with a schema", {"db/schema.rb": "-- schema v2\n"})
+    code, res = box.result()
+    assert (code, res["result"]) == (0, "deployed"), res
+    schema = box.app / "db" / "schema.rb"
+    assert schema.read_text() == "-- schema v2\n-- migrated\n"
+    assert box.state["own_files"] == ["db/schema.rb"], box.state
+    code, res = box.result()  # cron's next poll
+    assert (code, res["result"]) == (0, "noop"), res
+    assert failures(box) == []
+    box.origin.push("v3 changes the schema", {"db/schema.rb": "-- schema v3\n"})
+    code, res = box.result()
+    assert (code, res["result"]) == (0, "deployed"), res
+    assert schema.read_text() == "-- schema v3\n-- migrated\n"
+    code, res = box.result()
+    assert (code, res["result"]) == (0, "noop") and failures(box) == [], res
+
+
 def test_a_hook_past_its_timeout_is_killed_with_what_it_started(sandbox):
     box = sandbox
     with_hooks(box, before_restart={"run": "sleep 300 &\necho $! > ../../child.pid\necho $$ > ../../shell.pid\n"

@@ -757,6 +757,11 @@ class Pipeline:
         env = hook_env(self.host, name, run_id=self.run_id, trigger=self.opts.trigger, actor=self.actor,
                        from_=self.res.from_, to=self.res.to, result=result, message=message or self.res.message,
                        app=self.app)
+        # a hook runs in the checkout: what it changes there (a migration
+        # rewriting the tracked db/schema.rb) is fabops' own, as a
+        # dependency rule's is, so the next run's preflight does not refuse
+        # it as a person's work (docs/hooks.md, "What a hook changes")
+        before = self._dirty_or_warn(f"before the {name} hook")
         with self.step(f"{name} hook") as st:
             try:
                 ran = run_hook(self.t, self.paths.home, self.app, name, hook.run, hook.timeout, env)
@@ -765,6 +770,9 @@ class Pipeline:
             else:
                 self.rec.log_output(f"{name} hook, {ran.said(hook.timeout)[:80]}", ran.output)
                 st.ok, st.message = ran.ok, ran.said(hook.timeout)
+        after = self._dirty_or_warn(f"after the {name} hook") if before is not None else None
+        if after is not None:
+            self._note_own_files(before, after)
         if not st.ok and name.startswith("on_"):
             self.res.warnings.append(f"the {name} hook failed: {st.message}")
         return st.ok
@@ -863,10 +871,23 @@ class Pipeline:
     def _dirty_paths(self) -> List[str]:
         return [status_path(d) for d in self.git.dirty()]
 
-    def _note_own_files(self, before: Sequence[str]) -> None:
-        """Remember the files that our dependency rules just created or
-        changed (`npm install` rewriting package-lock.json, a __pycache__)."""
-        new = [u for u in self._dirty_paths() if u not in set(before)]
+    def _dirty_or_warn(self, when: str) -> Optional[List[str]]:
+        """The checkout's changed files around a hook; None, said as a
+        warning, when git cannot tell (on_failure of a run whose checkout
+        is broken still runs, and its record is still written)."""
+        try:
+            return self._dirty_paths()
+        except (OSError, FabopsError) as exc:
+            self.res.warnings.append(f"could not list the checkout's changes {when}: "
+                                     f"{getattr(exc, 'message', None) or exc}")
+            return None
+
+    def _note_own_files(self, before: Sequence[str], after: Optional[Sequence[str]] = None) -> None:
+        """Remember the files that our dependency rules or a hook just
+        created or changed (`npm install` rewriting package-lock.json, a
+        __pycache__, a migration's db/schema.rb): `after`, the checkout's
+        changed files now, looked at here when not given."""
+        new = [u for u in (self._dirty_paths() if after is None else after) if u not in set(before)]
         if new:
             state = self._current_state()
             state.own_files = list(dict.fromkeys(state.own_files + new))[-500:]
