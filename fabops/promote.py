@@ -4,9 +4,11 @@ proved (docs/environments.md, "Promote").
 Decide once, then act (docs/architecture.md, "Plans"): the facts of every
 host of the `--from` environment are read (one round trip each: status'
 look, the lock's holder and the host's clock), and, once they agree on a
-candidate, whether it is on the `--to` environment's branch (one round
-trip on one of its hosts); `decide` is the one pure function that turns
-them into a `PromotePlan`. The real run acts on that plan (each `--to`
+candidate, every `--to` host's (one round trip each: its deployed commit,
+pin and whether it already runs a descendant of the candidate; one host
+per (remote, branch) also fetches it to tell whether the candidate is on
+it); `decide` is the one pure function that turns them into a
+`PromotePlan`. The real run acts on that plan (each `--to`
 host deployed as `deploy --ref CANDIDATE` is, trigger `promote`); the dry
 run renders the same plan, with each `--to` host's own dry run. This
 module returns data; fabops/tasks/promote.py renders it."""
@@ -14,14 +16,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import errors
 from .errors import FabopsError
 from .host.git import END_OF_OPTIONS, git
 from .inventory import Host
 from .probe import MARK, split_sections
-from .shell import Cmd, path, sh
+from .shell import Cmd, path, quote_path, sh
 from .shortsha import short_sha
 from .target import Target
 
@@ -53,6 +55,17 @@ class SourceFacts:
     bad: Tuple[Tuple[str, float, str], ...] = ()  # (commit, when marked, why) of state.json's bad targets
     holder: Dict = field(default_factory=dict)  # the lock's holder ({} when free)
 
+    @property
+    def age(self) -> Optional[float]:
+        """How long the commit has run healthy here (None: no time recorded).
+        `now` is the host's `date +%s`, whole seconds, and deployed_at the
+        fraction-of-a-second time its watch passed: just after the watch,
+        now may read up to a second before it. A commit is never younger
+        than 0 (so --min-age 0 always passes, and --json never shows a
+        negative age); a real age is under-read by less than a second,
+        which only ever waits longer."""
+        return max(0.0, self.now - self.deployed_at) if self.deployed_at is not None else None
+
 
 @dataclass(frozen=True)
 class Ancestry:
@@ -63,6 +76,22 @@ class Ancestry:
     host: str
     branch: str
     contains: Optional[bool]
+
+
+@dataclass(frozen=True)
+class TargetFacts:
+    """One `--to` host as read in one round trip (target_cmd): state.json's
+    deployed commit and pin, the checkout's commit and whether it descends
+    from the candidate (a hotfix shipped there with `deploy --ref`), and,
+    on the one host per (remote, branch) that fetched it, the ancestry."""
+
+    host: str
+    deployed: Optional[str] = None
+    pin: Optional[str] = None
+    pin_reason: Optional[str] = None
+    head: Optional[str] = None  # the checkout's commit (what runs)
+    ahead: bool = False  # head is a descendant of the candidate, not the candidate itself
+    ancestry: Optional[Ancestry] = None
 
 
 @dataclass(frozen=True)
@@ -86,7 +115,9 @@ class PromotePlan:
     candidate: Optional[str]
     checks: Tuple[Check, ...]
     forced: bool = False
-    need: Optional[str] = None  # "ancestry": decide again with it (the caller gathers it)
+    need: Optional[str] = None  # "targets": decide again with the --to hosts' facts (the caller gathers them)
+    already: Tuple[str, ...] = ()  # --to hosts that already run the candidate: nothing to deploy there
+    warnings: Tuple[str, ...] = ()  # said, never refused: a --to host's pin that the promotion replaces
 
     @property
     def refusals(self) -> List[str]:
@@ -100,7 +131,8 @@ class PromotePlan:
 
     def to_dict(self) -> dict:
         return {"from": self.source, "to": self.target, "candidate": self.candidate, "forced": self.forced,
-                "refused": bool(self.refusals), "checks": [c.to_dict() for c in self.checks]}
+                "refused": bool(self.refusals), "checks": [c.to_dict() for c in self.checks],
+                "already": list(self.already), "warnings": list(self.warnings)}
 
 
 def span(seconds: float) -> str:
@@ -152,12 +184,7 @@ def _healthy(sources: Sequence[SourceFacts]) -> Check:
 def _old_enough(sources: Sequence[SourceFacts], candidate: str) -> Check:
     reasons = []
     for s in sources:
-        # `now` is the host's `date +%s`, whole seconds, and deployed_at the
-        # fraction-of-a-second time its watch passed: just after the watch,
-        # now may read up to a second before it. A commit is never younger
-        # than 0 (so --min-age 0 always passes); a real age is under-read by
-        # less than a second, which only ever waits longer.
-        age = max(0.0, s.now - s.deployed_at) if s.deployed_at is not None else 0.0
+        age = s.age or 0.0  # never below 0 (SourceFacts.age)
         if age < s.min_age:
             reasons.append(f"{s.host}: {short_sha(candidate)} has run healthy for {span(age)}, promote needs "
                            f"{span(s.min_age)}: {span(s.min_age - age)} more (--min-age to change it)")
@@ -189,26 +216,53 @@ def _ancestry(candidate: str, a: Ancestry, force: bool) -> Check:
     return Check("ancestor", False, (why + "; --force promotes it anyway",), errors.FAILED)
 
 
-def decide(source: str, target: str, sources: Sequence[SourceFacts], ancestry: Optional[Ancestry] = None,
-           force: bool = False) -> PromotePlan:
+def _targets(candidate: str, targets: Sequence[TargetFacts], force: bool) -> Check:
+    """A `--to` host whose checkout already runs a descendant of the
+    candidate (a hotfix shipped with `deploy --ref`): promoting would move
+    it back and drop that commit, so it is refused unless --force."""
+    back = tuple(f"{t.host} runs {short_sha(t.head)}, a descendant of {short_sha(candidate)}: promoting would move "
+                 "it back; --force promotes it anyway" for t in targets if t.ahead)
+    if back and not force:
+        return Check("descendant", False, back, errors.FAILED)
+    return Check("descendant", True, back)
+
+
+def _pins(candidate: str, targets: Sequence[TargetFacts]) -> Tuple[str, ...]:
+    return tuple(f"{t.host} is pinned to {short_sha(t.pin)}" + (f" ({t.pin_reason})" if t.pin_reason else "")
+                 + f": promote replaces that pin with {short_sha(candidate)}"
+                 for t in targets if t.pin and t.pin != candidate)
+
+
+def decide(source: str, target: str, sources: Sequence[SourceFacts],
+           ancestry: Union[Ancestry, Sequence[Ancestry], None] = None, force: bool = False,
+           targets: Optional[Sequence[TargetFacts]] = None) -> PromotePlan:
     """The promotion's plan from the facts gathered: the candidate (the
     commit every `source` host deployed) and each check's result, in
     order. Pure: no command, no clock but each host's own `now`. With a
-    candidate and no `ancestry` yet (and no --force), `need` asks for it:
-    the caller reads it on a `target` host and decides again."""
+    candidate and no `targets` yet, `need` asks for them: the caller reads
+    each `target` host (with the ancestry, one per (remote, branch),
+    unless --force) and decides again. `ancestry` is one Ancestry or
+    several; by default those the `targets` carry."""
     candidate, agree = _agree(sources, source)
     checks = [_locked(sources), agree, _healthy(sources)]
     if candidate is None:
         return PromotePlan(source, target, None, tuple(checks), force)
     checks += [_old_enough(sources, candidate), _bad_newer(sources, candidate)]
-    if force:
-        checks.append(_ancestry(candidate, ancestry, True) if ancestry else
-                      Check("ancestor", True, ("not checked: --force",)))
-    elif ancestry is None:
-        return PromotePlan(source, target, candidate, tuple(checks), force, need="ancestry")
-    else:
-        checks.append(_ancestry(candidate, ancestry, False))
-    return PromotePlan(source, target, candidate, tuple(checks), force)
+    if targets is None:
+        return PromotePlan(source, target, candidate, tuple(checks), force, need="targets")
+    if isinstance(ancestry, Ancestry):
+        ancestry = (ancestry,)
+    ancestry = tuple(ancestry or (t.ancestry for t in targets if t.ancestry))
+    if force and not ancestry:
+        checks.append(Check("ancestor", True, ("not checked: --force",)))
+    for a in ancestry:  # one per (remote, branch) of the --to hosts
+        checks.append(_ancestry(candidate, a, force))
+    if not force and not ancestry:  # a caller's mistake: never promote unchecked without --force
+        raise FabopsError("no --to host read whether the candidate is on its branch")
+    checks.append(_targets(candidate, targets, force))
+    already = tuple(t.host for t in targets if t.deployed == candidate and not t.ahead)
+    return PromotePlan(source, target, candidate, tuple(checks), force, already=already,
+                       warnings=_pins(candidate, targets))
 
 
 # ---------------------------------------------------------------- gathering
@@ -291,8 +345,35 @@ def ancestry_cmd(host: Host, candidate: str) -> Cmd:
               "if {anc}; then echo yes; else echo no; fi\n", fetch=fetch, has=has, anc=anc)
 
 
-def read_ancestry(c, host: Host, candidate: str) -> Ancestry:
-    out = Target.of(c, host).output(ancestry_cmd(host, candidate)).strip()
+def target_cmd(host: Host, candidate: str, fetch: bool) -> Cmd:
+    """One round trip on a `--to` host: state.json (its deployed commit and
+    pin), the checkout's commit and whether it descends from the candidate
+    (`yes`/`no`: a checkout without the candidate has no descendant of
+    it), then, when `fetch` (one host per (remote, branch)), ancestry_cmd."""
+    app = path(host.app.path)
+    ahead = git(app, "merge-base", "--is-ancestor", END_OF_OPTIONS, candidate, "HEAD")
+    look = sh("echo {m}state; cat {f} 2>/dev/null; echo; echo {m}head; {head} 2>/dev/null; echo {m}ahead\n"
+              "if {ahead} 2>/dev/null; then echo yes; else echo no; fi\n", m=MARK, f=quote_path(host.paths.state),
+              head=git(app, "rev-parse", "HEAD"), ahead=ahead)
+    if not fetch:
+        return look
+    return sh("{look}echo {m}branch\n{anc}", look=look, m=MARK, anc=ancestry_cmd(host, candidate))
+
+
+def read_target(c, host: Host, candidate: str, fetch: bool) -> TargetFacts:
+    from .remote import parse_state
+
+    out = Target.of(c, host).output(target_cmd(host, candidate, fetch))
+    sections = split_sections(out)
+    state = parse_state(sections.get("state", ""), host)
+    head = sections.get("head") or None
+    return TargetFacts(host.name, state.get("deployed"), state.get("pin") or None, state.get("pin_reason") or None,
+                       head, sections.get("ahead") == "yes" and head != candidate,
+                       _ancestry_of(sections.get("branch", ""), host, candidate) if fetch else None)
+
+
+def _ancestry_of(out: str, host: Host, candidate: str) -> Ancestry:
+    out = out.strip()
     word = out.splitlines()[-1] if out else ""
     if word not in ("yes", "no", "missing"):
         raise FabopsError(f"could not tell whether {short_sha(candidate)} is on {host.app.branch}: {out or 'no answer'}",

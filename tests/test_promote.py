@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from fabops import errors, inventory
-from fabops.promote import Ancestry, SourceFacts, decide, parse_source, source_cmd, span
+from fabops.promote import Ancestry, SourceFacts, TargetFacts, decide, parse_source, source_cmd, span
 from tests import test_golden
 from tests.conftest import json_schema
 from tests.test_golden import NOW, SHA, WIDTHS, check, render
@@ -30,23 +30,25 @@ def host(name="stg1", deployed=A, age=2 * HOUR, min_age=HOUR, **kw) -> SourceFac
 ON_MAIN = Ancestry("prod1", "origin/main", True)
 
 
-def refusals(*sources, ancestry=ON_MAIN, force=False):
-    plan = decide("staging", "production", sources, ancestry, force)
+def refusals(*sources, ancestry=ON_MAIN, force=False, targets=()):
+    plan = decide("staging", "production", sources, ancestry, force, targets)
     return plan.code, plan.refusals
 
 
 def test_agreeing_healthy_old_enough_on_the_branch_is_promoted():
-    plan = decide("staging", "production", [host(), host("stg2")], ON_MAIN)
+    plan = decide("staging", "production", [host(), host("stg2")], ON_MAIN, targets=[TargetFacts("prod1", B, head=B)])
     assert plan.candidate == A and plan.refusals == [] and plan.code == errors.OK and plan.need is None
-    assert [c.name for c in plan.checks] == ["lock", "agree", "healthy", "age", "bad", "ancestor"]
+    assert [c.name for c in plan.checks] == ["lock", "agree", "healthy", "age", "bad", "ancestor", "descendant"]
+    assert plan.already == () and plan.warnings == ()
 
 
-def test_the_ancestry_is_asked_for_once_there_is_a_candidate():
+def test_the_targets_are_asked_for_once_there_is_a_candidate():
     plan = decide("staging", "production", [host()])
-    assert plan.need == "ancestry" and plan.candidate == A
-    # none when there is nothing to ask it of, and none with --force
+    assert plan.need == "targets" and plan.candidate == A
+    # none when there is nothing to ask them of; --force still reads them
+    # (what they run and their pins), only not the ancestry
     assert decide("staging", "production", [host(), host("stg2", deployed=B)]).need is None
-    assert decide("staging", "production", [host()], force=True).need is None
+    assert decide("staging", "production", [host()], force=True).need == "targets"
 
 
 def test_hosts_that_disagree_are_named_each_with_its_commit():
@@ -97,8 +99,68 @@ def test_not_an_ancestor_is_refused_unless_forced():
         "aaaaaaaaaa is not an ancestor of origin/main (as prod1 fetched it): that history does not have it; "
         "--force promotes it anyway"]
     assert refusals(host(), ancestry=off, force=True) == (errors.OK, [])
-    plan = decide("staging", "production", [host()], None, force=True)
-    assert plan.code == errors.OK and plan.checks[-1].reasons == ("not checked: --force",)
+    plan = decide("staging", "production", [host()], None, force=True, targets=())
+    assert plan.code == errors.OK and plan.checks[-2].reasons == ("not checked: --force",)
+
+
+def test_a_to_host_running_a_descendant_is_refused_unless_forced():
+    # prod1 got a hotfix (C, a descendant of the candidate A) with deploy --ref: promoting A would drop it
+    hotfixed = TargetFacts("prod1", C, pin=C, head=C, ahead=True)
+    code, why = refusals(host(), targets=[hotfixed, TargetFacts("prod2", B, head=B)])
+    assert code == errors.FAILED
+    assert why == ["prod1 runs cccccccccc, a descendant of aaaaaaaaaa: promoting would move it back; "
+                   "--force promotes it anyway"]
+    plan = decide("staging", "production", [host()], ON_MAIN, True, [hotfixed])
+    assert plan.code == errors.OK and plan.refusals == [] and plan.checks[-1].reasons == (why[0],)
+
+
+def test_a_to_host_already_at_the_candidate_has_nothing_to_do():
+    plan = decide("staging", "production", [host()], ON_MAIN, targets=[TargetFacts("prod1", A, pin=A, head=A),
+                                                                      TargetFacts("prod2", B, head=B)])
+    assert plan.refusals == [] and plan.already == ("prod1",) and plan.warnings == ()
+    assert plan.to_dict()["already"] == ["prod1"]
+
+
+def test_a_to_host_pinned_elsewhere_is_a_warning_not_a_refusal():
+    pinned = TargetFacts("prod1", B, pin=B, pin_reason="hotfix by bob", head=B)
+    plan = decide("staging", "production", [host()], ON_MAIN, targets=[pinned, TargetFacts("prod2", A, pin=A, head=A)])
+    assert plan.refusals == [] and plan.code == errors.OK
+    assert plan.warnings == ("prod1 is pinned to bbbbbbbbbb (hotfix by bob): promote replaces that pin with aaaaaaaaaa",)
+    assert plan.to_dict()["warnings"] == list(plan.warnings)
+
+
+def test_the_ancestry_is_checked_on_every_branch_of_the_to_hosts():
+    main, release = Ancestry("prod1", "origin/main", True), Ancestry("prod3", "origin/release", False)
+    targets = [TargetFacts("prod1", B, head=B, ancestry=main), TargetFacts("prod2", B, head=B),
+               TargetFacts("prod3", B, head=B, ancestry=release)]
+    plan = decide("staging", "production", [host()], targets=targets)
+    assert [c.name for c in plan.checks].count("ancestor") == 2
+    assert plan.refusals == ["aaaaaaaaaa is not an ancestor of origin/release (as prod3 fetched it); "
+                             "--force promotes it anyway"]
+
+
+def test_a_json_age_is_never_negative():
+    from fabops.tasks.promote import _source_value
+
+    # the host's clock is whole seconds: just after the watch it reads before deployed_at
+    assert _source_value(host(age=-0.6), False)["age"] == 0.0
+    assert _source_value(SourceFacts("stg1", A, None, NOW, HOUR), False)["age"] is None
+
+
+def test_a_to_host_is_read_in_one_round_trip(monkeypatch):
+    from fabops import promote
+    from fabops.promote import read_target, target_cmd
+
+    h = _stg1()
+    assert "fetch" not in str(target_cmd(h, A, False)) and "fetch" in str(target_cmd(h, A, True))
+    assert "merge-base --is-ancestor" in str(target_cmd(h, A, False))
+    state = {"deployed": C, "pin": C, "pin_reason": "hotfix"}
+    out = f"@@fabops:state\n{json.dumps(state)}\n\n@@fabops:head\n{C}\n@@fabops:ahead\nyes\n@@fabops:branch\nyes\n"
+    monkeypatch.setattr(promote.Target, "of", staticmethod(lambda c, host: type("T", (), {"output": lambda s, cmd: out})()))
+    assert read_target(None, h, A, True) == TargetFacts("stg1", C, C, "hotfix", C, True, Ancestry("stg1", "origin/main", True))
+    # the checkout at the candidate itself is not ahead of it; no fetch, no ancestry
+    out = out.replace(C, A)
+    assert read_target(None, h, A, False) == TargetFacts("stg1", A, A, "hotfix", A, False, None)
 
 
 def test_a_host_mid_deploy_is_exit_4_and_outranks_nothing_worse():
@@ -145,9 +207,13 @@ def _plan(kind):
         return decide("staging", "production", [host(deployed=SHA[0] + "0" * 20, age=600, down=("bot",)),
                                                  host("stg2", deployed=SHA[0] + "0" * 20,
                                                       bad=((SHA[2] + "0" * 20, NOW - 30, "gate: bot died 1.2 s after start"),))],
-                      Ancestry("prod1", "origin/main", False))
-    return decide("staging", "production", [host(deployed=SHA[0] + "0" * 20), host("stg2", deployed=SHA[0] + "0" * 20)],
-                  ON_MAIN)
+                      Ancestry("prod1", "origin/main", False),
+                      targets=[TargetFacts("prod2", "5e6f7a8b9c" + "0" * 30, head="5e6f7a8b9c" + "0" * 30, ahead=True)])
+    # prod1 already at the candidate, prod2 pinned elsewhere (a warning)
+    cand, other = SHA[0] + "0" * 20, SHA[1] + "0" * 20
+    return decide("staging", "production", [host(deployed=cand), host("stg2", deployed=cand)], ON_MAIN,
+                  targets=[TargetFacts("prod1", cand, pin=cand, head=cand),
+                           TargetFacts("prod2", other, pin=other, pin_reason="hotfix by bob@laptop", head=other)])
 
 
 @pytest.mark.parametrize("width", WIDTHS)
@@ -171,6 +237,9 @@ def test_the_json_envelope_validates(frozen):
     jsonschema.validate(json.loads(json.dumps(doc)), json_schema())
     assert doc["promote"]["refused"] and doc["promote"]["checks"][0] == {"name": "lock", "ok": True, "reasons": [],
                                                                          "code": 0}
+    ok = envelope_of({"stg1": _source_value(host(age=-0.6), True)}, errors.OK, promote=_plan("ok").to_dict())
+    jsonschema.validate(json.loads(json.dumps(ok)), json_schema())  # already and warnings
+    assert ok["promote"]["already"] == ["prod1"] and len(ok["promote"]["warnings"]) == 1
     del FanoutResult, HostResult
 
 
@@ -223,7 +292,7 @@ def test_a_run_mid_change_is_exit_4_unless_wait_is_given(monkeypatch):
     _Host(monkeypatch, _look(changing))
     facts = read_source(None, _stg1(), 0.0, None, clock=lambda: 0.0, sleep=lambda s: None)
     assert facts.holder == changing
-    assert decide("staging", "production", [facts], ON_MAIN).code == errors.LOCKED
+    assert decide("staging", "production", [facts], ON_MAIN, targets=()).code == errors.LOCKED
     ticks = iter(range(0, 1000, 2))
     fake = _Host(monkeypatch, _look(changing), _look(changing), _look())
     facts = read_source(None, _stg1(), 0.0, 10.0, clock=lambda: float(next(ticks)), sleep=lambda s: None)

@@ -112,6 +112,7 @@ def test_a_healthy_staging_commit_is_promoted_pinned_and_recorded_on_both(pair):
     again = pair.promote("--min-age", "0")  # production already runs it: a no-op, still pinned and recorded
     assert again.returncode == 0, again.stdout + again.stderr
     assert "recorded in staging's history: stg (promoted to production)" in again.stdout, again.stdout
+    assert f"· prod is already at {v2[:10]}: nothing to deploy there" in again.stdout, again.stdout
     print(again.stdout)
 
 
@@ -135,6 +136,20 @@ def test_a_commit_not_on_productions_branch_needs_force(pair):
     forced = pair.promote("--min-age", "0", "--force")
     assert forced.returncode == 0, forced.stdout + forced.stderr
     assert pair.state(pair.prod)["deployed"] == v2
+
+
+def test_production_running_a_hotfix_past_the_candidate_is_not_moved_back(pair):
+    assert pair.update("stg").returncode == 0 and pair.update("prod").returncode == 0
+    v2 = pair.commit("ok", "v2")
+    assert pair.update("stg").returncode == 0
+    hotfix = pair.commit("ok", "v3 hotfix")  # on main, after v2: shipped to production by hand
+    shipped = run_cli("deploy", "-i", str(pair.inventory), "-H", "prod", "--ref", hotfix, timeout=120)
+    assert shipped.returncode == 0 and pair.state(pair.prod)["pin"] == hotfix, shipped.stdout + shipped.stderr
+    r = pair.promote("--min-age", "0")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f"✗ prod runs {hotfix[:10]}, a descendant of {v2[:10]}: promoting would move it back" in r.stdout, r.stdout
+    assert f"warning: prod is pinned to {hotfix[:10]}" in r.stdout, r.stdout
+    assert pair.state(pair.prod)["deployed"] == hotfix
 
 
 def test_not_an_environment_is_a_usage_error(pair):

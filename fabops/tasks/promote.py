@@ -19,7 +19,8 @@ PROMOTE_HELP = {
              "run the same commit, healthy, for at least its promote_after.",
     "to": "The environment that gets that commit, each host as `deploy --ref COMMIT` does, pinned to it.",
     "min_age": "How long every --from host must have run the commit healthy (default: its promote_after, else 1h).",
-    "force": "Promote a commit that is not an ancestor of the --to environment's branch (default: refused, exit 2).",
+    "force": "Promote a commit that is not an ancestor of the --to environment's branch, or onto a --to host that "
+             "already runs a descendant of it (default: refused, exit 2).",
     "rolling": "Deploy N --to hosts at a time and stop at the first failure (0, the default: all at once).",
     "wait": "Seconds to wait for a --from host's lock held by a run mid-change (default 0, 300 under CI=true); "
             "a run in its watch is waited for as deploy waits.",
@@ -34,6 +35,7 @@ PASSED = {
     "age": "every {src} host has run it healthy for at least its promote_after",
     "bad": "no commit was marked bad on {src} since it was deployed there",
     "ancestor": "it is on {dst}'s branch",
+    "descendant": "no {dst} host runs a descendant of it",
 }
 
 
@@ -50,11 +52,14 @@ def _environment(inv, name, flag):
 
 def _gather(inv, sources, targets, opts):
     """Each --from host's facts (fanned out, one round trip each), then the
-    plan; the ancestry on the first --to host when the plan needs it. A
-    host that could not be read is its error: nothing is decided."""
+    plan; once it has a candidate, each --to host's (its deployed commit,
+    pin and whether it runs a descendant: one round trip each, the first
+    host of each (remote, branch) also fetching it for the ancestry unless
+    --force). A host that could not be read is its error: nothing is
+    decided."""
     from ..connection import close_quietly, connect
     from ..fanout import run_hosts
-    from ..promote import decide, read_ancestry, read_source
+    from ..promote import decide, read_source, read_target
 
     def with_cxn(host, fn):
         cxn = connect(host, inv, accept_new=opts["accept_new"], connect_timeout=opts["connect_timeout"])
@@ -70,12 +75,16 @@ def _gather(inv, sources, targets, opts):
         return read, None
     facts = [r.value for r in read.results]
     plan = decide(opts["source"], opts["target"], facts, force=opts["force"])
-    if plan.need == "ancestry":
-        first = targets[0]
-        anc = run_hosts([first], lambda h: with_cxn(h, lambda c: read_ancestry(c, h, plan.candidate)))
-        if anc.code != errors.OK:
-            return type(read)(read.results + anc.results), None
-        plan = decide(opts["source"], opts["target"], facts, anc.results[0].value, opts["force"])
+    if plan.need == "targets":
+        fetchers = {}
+        for h in targets:
+            fetchers.setdefault((h.app.remote, h.app.branch), h.name)
+        fetch = set() if opts["force"] else set(fetchers.values())
+        got = run_hosts(targets, lambda h: with_cxn(h, lambda c: read_target(c, h, plan.candidate, h.name in fetch)),
+                        parallel=opts["parallel"])
+        if got.code != errors.OK:
+            return type(read)(read.results + [r for r in got.results if not r.ok]), None
+        plan = decide(opts["source"], opts["target"], facts, None, opts["force"], [r.value for r in got.results])
     return read, plan
 
 
@@ -95,13 +104,17 @@ def render_plan(plan, dry_run=False) -> None:
         else:
             print_text("✓ " + PASSED[check.name].format(src=plan.source, dst=plan.target,
                                                         c=short_sha(plan.candidate)))
+    for host in plan.already:
+        print_text(f"· {host} is already at {short_sha(plan.candidate)}: nothing to deploy there")
+    for warning in plan.warnings:
+        print_text(f"warning: {warning}")
     if plan.refusals:
         print_text(f"refused: nothing deployed to {plan.target} (exit {plan.code})")
 
 
 def _source_value(facts, recorded) -> dict:
     return {"role": "from", "deployed": facts.deployed, "deployed_at": facts.deployed_at,
-            "age": (facts.now - facts.deployed_at) if facts.deployed_at is not None else None,
+            "age": facts.age,  # never below 0, as the age check reads it (SourceFacts.age)
             "min_age": facts.min_age, "recorded": recorded}
 
 
