@@ -134,7 +134,9 @@ def test_the_docs_example_is_what_it_says(tmp_path):
 
     from tests.conftest import ROOT
 
-    (block,) = re.findall(r"```yaml\n(.*?)```", (ROOT / "docs" / "environments.md").read_text(), re.S)
+    # the first yaml block (the second is the one-machine recipe for promote,
+    # loaded by tests/test_readme_trial.py)
+    block = re.findall(r"```yaml\n(.*?)```", (ROOT / "docs" / "environments.md").read_text(), re.S)[0]
     inv = inventory.loads(block, "environments.md")
     assert [(h.name, h.environment, h.app.branch, h.schedule["update"]) for h in inv.select("staging,production")] == [
         ("stg1", "staging", "develop", "*/5 * * * *"), ("prod1", "production", "main", "*/15 * * * *"),
