@@ -42,6 +42,7 @@ class DeployOptions:
     dry_run: bool = False
     clear_pin: bool = True
     allow_unverified: bool = False  # --ref X --allow-unverified (docs/security.md, "Verified commits")
+    pin_reason: Optional[str] = None  # with ref: the pin's reason, written by the run itself (promote's)
     attach: Optional[str] = None
     watch: bool = True  # wait for the host's watch window; False: return at the gate
     # the `-i PATH` the commands this run's messages suggest need: None when
@@ -127,6 +128,8 @@ def local_update_argv(host: Host, run_id: str, opts: DeployOptions, config: str)
         argv.append("--clear-pin")
     if opts.allow_unverified and opts.ref:
         argv.append("--allow-unverified")
+    if opts.pin_reason and opts.ref:
+        argv += ["--pin-reason", opts.pin_reason]
     if opts.dry_run:
         argv.append("--dry-run")
     argv += ["--install-config", config]
@@ -531,6 +534,7 @@ def _deploy_local(c, host: Host, opts: DeployOptions, on_event) -> DeployOutcome
             trigger=opts.trigger, actor=opts.actor or default_actor(), ref=opts.ref, stash=opts.stash,
             wait=opts.wait, run_id=run_id, clear_pin=opts.clear_pin and not opts.ref,
             allow_unverified=opts.allow_unverified and bool(opts.ref),
+            pin_reason=opts.pin_reason if opts.ref else None,
         ), events, dry_run=True)
     finally:
         events.close()

@@ -404,12 +404,3 @@ def record_source(c, host: Host, record: dict) -> None:
 def pin_reason_of(plan: PromotePlan, actor: str) -> str:
     return f"promoted from {plan.source} by {actor}"
 
-
-def note_pin(c, host: Host, plan: PromotePlan, actor: str) -> None:
-    """The `--to` host's pin, which its run set as any `deploy --ref` does,
-    given promote's reason (status: `pinned to X (promoted from staging by
-    …)`): one merge of state.json, the pin written with it so the two agree."""
-    from .remote import state_merge_cmd
-
-    Target.of(c, host).run(state_merge_cmd(host, {"pin": plan.candidate, "pin_reason": pin_reason_of(plan, actor)}),
-                           "noting the pin's reason")

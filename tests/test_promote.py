@@ -163,6 +163,28 @@ def test_a_to_host_is_read_in_one_round_trip(monkeypatch):
     assert read_target(None, h, A, False) == TargetFacts("stg1", A, A, "hotfix", A, False, None)
 
 
+def test_the_pins_reason_travels_with_the_run():
+    """promote's words for the pin are the run's own (local-update --pin-reason),
+    written with the pin in the run's locked save: a host already pinned to
+    the candidate for another reason still gets them (a noop that pins);
+    one pinned there with them has nothing to write."""
+    from fabops.deploy import DeployOptions, local_update_argv
+    from fabops.host.plan import Opts, plan
+    from tests.test_plan import HOST, parse_row
+
+    why = "promoted from staging by alice@laptop"
+    st, facts, opts, _ = parse_row("promote | dep=A pin=A | ref=A o=B h=A | -")
+    st.pin_reason = "deploy by bob@laptop"
+    ours = Opts(trigger="promote", ref="A", pin_reason=why)
+    assert plan(HOST, st, facts, ours).pin == "A"
+    st.pin_reason = why
+    assert plan(HOST, st, facts, ours).pin is None
+    assert plan(HOST, st, facts, opts).pin is None  # a run without a reason of its own: as before
+    argv = local_update_argv(_stg1(), "r1", DeployOptions(ref=A, trigger="promote", pin_reason=why), "cfg")
+    assert argv[argv.index("--pin-reason") + 1] == why
+    assert "--pin-reason" not in local_update_argv(_stg1(), "r1", DeployOptions(pin_reason=why), "cfg")
+
+
 def test_a_host_mid_deploy_is_exit_4_and_outranks_nothing_worse():
     holder = {"trigger": "cron", "actor": "ec2-user@stg1", "run_id": "r1", "phase": "change"}
     code, why = refusals(host(holder=holder, in_progress="r1"))

@@ -150,6 +150,10 @@ def test_production_running_a_hotfix_past_the_candidate_is_not_moved_back(pair):
     assert f"✗ prod runs {hotfix[:10]}, a descendant of {v2[:10]}: promoting would move it back" in r.stdout, r.stdout
     assert f"warning: prod is pinned to {hotfix[:10]}" in r.stdout, r.stdout
     assert pair.state(pair.prod)["deployed"] == hotfix
+    forced = pair.promote("--min-age", "0", "--force")  # the run replaces the pin, with promote's reason
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    prod = pair.state(pair.prod)
+    assert (prod["deployed"], prod["pin"]) == (v2, v2) and prod["pin_reason"].startswith("promoted from staging by ")
 
 
 def test_not_an_environment_is_a_usage_error(pair):

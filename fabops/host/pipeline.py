@@ -55,6 +55,7 @@ class UpdateOptions(Plain):
     run_id: Optional[str] = None
     clear_pin: bool = False  # deploy without --ref
     allow_unverified: bool = False  # --ref X --allow-unverified: ship a target not signed (host/plan._signed)
+    pin_reason: Optional[str] = None  # --ref X --pin-reason TEXT: the pin's reason (promote's), else TRIGGER by ACTOR
     # said before the run began: the settings a deploy's host.yml kept or
     # changed (host/settings.installed), in the result and its record
     warnings: Tuple[str, ...] = ()
@@ -363,7 +364,8 @@ class Pipeline:
         facts = Facts(origin=origin, ref_commit=ref_commit, head=head, app=self.app,
                       ended_watch=self._ended_watch(state), older=older, apart=apart, signers=self._signers())
         opts = Opts(trigger=self.opts.trigger, ref=self.opts.ref, stash=self.opts.stash,
-                    clear_pin=self.opts.clear_pin, allow_unverified=self.opts.allow_unverified)
+                    clear_pin=self.opts.clear_pin, allow_unverified=self.opts.allow_unverified,
+                    pin_reason=self.opts.pin_reason)
         self.res.to = choose_target(state, facts, opts)
         while True:
             decided = plan(self.host, state, facts, opts)
@@ -446,7 +448,7 @@ class Pipeline:
         if p.clear_pin and p.kind != "deploy":  # a deploy's is cleared as it promotes (_promote)
             self._unpin(state)
         if p.pin and p.kind in ("noop", "restart"):  # nothing to promote: pinned at once
-            state.pin, state.pin_reason = p.pin, pin_reason(self.opts.trigger, self.actor)
+            state.pin, state.pin_reason = p.pin, self._pin_reason()
             self.save(state)
             self.res.pinned = p.pin
         if p.adopt:
@@ -670,6 +672,12 @@ class Pipeline:
             self._note_own_files(before)
         return ok
 
+    def _pin_reason(self) -> str:
+        """The pin's reason, written in the same locked save as the pin: the
+        run's own (promote gives `promoted from staging by …`), else
+        TRIGGER by ACTOR (docs/environments.md, "Promote")."""
+        return self.opts.pin_reason or pin_reason(self.opts.trigger, self.actor)
+
     def _promote(self, deployed: Optional[str], target: str, pin: Optional[str], unpin: bool = False) -> None:
         """The gate and the watch passed: the target is the deployed commit
         (and the pin, for --ref; a deploy without --ref clears the pin here,
@@ -679,7 +687,7 @@ class Pipeline:
             # what promotion writes is decided once (state.promoted): the
             # dry run plans from the same answer
             vars(st).update(vars(promoted(st, deployed, target, bool(pin), time.time(),
-                                          pin_reason(self.opts.trigger, self.actor), unpin=unpin)))
+                                          self._pin_reason(), unpin=unpin)))
 
         if pin:
             self.res.pinned = target

@@ -82,6 +82,7 @@ class Opts(Frozen):
     stash: bool = False
     clear_pin: bool = False
     allow_unverified: bool = False  # deploy --ref X --allow-unverified: a person ships a commit not signed
+    pin_reason: Optional[str] = None  # the pin's reason the run writes (promote's), not TRIGGER by ACTOR
 
 
 @frozen
@@ -336,8 +337,11 @@ def _plan(host, state: State, facts: Facts, opts: Opts) -> Union[Plan, Need]:
                     state.deployed, finishing=state.in_progress, step="fetch")
     common = _riders(state, facts, opts, target)
     # what acts (a noop, a restart, a deploy) pins to --ref and a rollback's
-    # target; a hold or an abort does not
-    pin = target if (opts.ref is not None or opts.trigger == "rollback") and state.pin != target else None
+    # target; a hold or an abort does not. A run that brings its own
+    # reason (promote) writes it even on a host already pinned there, in
+    # the run's locked save (docs/environments.md, "Promote")
+    pin = target if (opts.ref is not None or opts.trigger == "rollback") and (
+        state.pin != target or (opts.pin_reason and opts.pin_reason != state.pin_reason)) else None
     adopted = _adopt(state, facts, target)
     if isinstance(adopted, Need):
         return adopted

@@ -100,6 +100,7 @@ FLAGS: Dict[str, Flag] = {
     "attach": Flag(),
     "clear_pin": Flag(),
     "allow_unverified": Flag(),  # ships an unsigned commit: typed in full
+    "pin_reason": Flag(value="TEXT"),  # local-update: promote's words for the pin it sets
     "dir": Flag(),
     "download": Flag(),
     "fix": Flag(),

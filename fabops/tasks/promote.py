@@ -136,25 +136,24 @@ def _print_json(read, plan, outcome, code, recorded=()) -> None:
 
 def _deploy_targets(inv, targets, plan, opts):
     """Each --to host deployed as `deploy --ref CANDIDATE` (trigger
-    promote: same gate, watch and rollback, pinned on promotion), with its
-    pin's reason given promote's words; or its dry run."""
+    promote: same gate, watch and rollback, pinned on promotion), its pin's
+    reason promote's words, which the run writes with the pin in its own
+    locked save (a note written after the run could overwrite a rollback
+    made meanwhile); or its dry run."""
     from ..connection import close_quietly, connect
     from ..deploy import DeployOptions, deploy_host
-    from ..promote import note_pin
+    from ..promote import pin_reason_of
     from .deploy import board_or_lines, fan, showing
 
     dopts = DeployOptions(ref=plan.candidate, trigger="promote", actor=opts["actor"], wait=opts["wait"],
                           liveness=opts["liveness"], offline=opts["offline"], dry_run=opts["dry_run"],
-                          clear_pin=False, inventory=opts["inventory"])
+                          clear_pin=False, inventory=opts["inventory"], pin_reason=pin_reason_of(plan, opts["actor"]))
     printer = board_or_lines(targets, opts["json"], opts["dry_run"])
 
     def one(host):
         cxn = connect(host, inv, accept_new=opts["accept_new"], connect_timeout=opts["connect_timeout"])
         try:
-            outcome = deploy_host(cxn, host, dopts, printer(host.name))
-            if not opts["dry_run"] and outcome.result.get("pinned") == plan.candidate:
-                note_pin(cxn, host, plan, opts["actor"])
-            return outcome
+            return deploy_host(cxn, host, dopts, printer(host.name))
         finally:
             close_quietly(cxn)
 

@@ -38,6 +38,8 @@ def _host_for_local(inventory, hosts):
         "clear_pin": ("Clear a pin left by rollback or deploy --ref, as deploy does: once the branch's head "
                       "deploys (at once if it is there); a run that aborts or rolls back leaves it."),
         "allow_unverified": "With --ref: deploy it even if it is not signed by a key of the host's allowed signers.",
+        "pin_reason": "With --ref: why the host is pinned, as status shows it, written with the pin "
+                      "(default: TRIGGER by ACTOR; promote gives its own).",
         "verbose": "Print every step; by default only a one-line result, and nothing for a no-op.",
         "splay": "Wait a random 0..SECONDS first, so many hosts polling one origin do not all fetch at once (cron).",
     }
@@ -45,7 +47,7 @@ def _host_for_local(inventory, hosts):
 def local_update(
     c, hosts=None, trigger=None, actor=None, ref=None, stash=False, wait=None, run_id=None,
     install_config=None, clear_pin=False, dry_run=False, verbose=False, json=False, inventory=None, splay=0,
-    allow_unverified=False,
+    allow_unverified=False, pin_reason=None,
 ):
     """Converge this host on its branch: fetch, gate, restart, roll back on failure (cron's entry point)."""
     from ..host.events import EventLog, new_run_id
@@ -66,13 +68,15 @@ def local_update(
         from ..host.git import check_ref
 
         check_ref(ref)
+    if pin_reason is not None and (ref is None or "\n" in pin_reason):
+        raise errors.UsageError("--pin-reason needs --ref COMMIT and one line: it is the reason of the pin --ref sets")
     trigger = report.default_trigger(trigger, splay)
     # the laptop's settings installed as host.yml, keeping what it left unset (host/settings.py)
     host, warnings = _with_config(host, install_config, dry_run)
     opts = UpdateOptions(
         trigger=trigger, actor=actor or "", ref=ref, stash=stash, wait=wait,
         run_id=run_id or new_run_id(), clear_pin=clear_pin, warnings=tuple(warnings),
-        allow_unverified=unverified_allowed(allow_unverified, ref),
+        allow_unverified=unverified_allowed(allow_unverified, ref), pin_reason=pin_reason or None,
     )
     paths = HostPaths.for_home(host.home)
     whole = report.whole_lines(trigger)
