@@ -33,7 +33,10 @@ def test_status_shows_a_legacy_reason_in_the_one_spelling(host):  # noqa: F811 -
         "retry": {"target": SHA, "next_at": now + 600, "reason": LEGACY}}))
     r = status(inv)
     said = " ".join(r.stdout.split())
-    assert said.count(NOW) == 1 and SHA[:12] not in said, r.stdout  # said once (c708076)
+    # the commit in the one spelling, said once: status names it before the
+    # reason and drops the reason's own leading copy (71b3824)
+    assert said.count(SHA[:10]) == 1 and SHA[:12] not in said, r.stdout
+    assert f"for {SHA[:10]}: failed (bot died 3.1 s after start)" in said, r.stdout
     data = json.loads(status(inv, "--json").stdout)["hosts"]["local"]
     assert data["failing"]["reason"] == LEGACY  # the data keeps what the host wrote
 
