@@ -39,7 +39,7 @@ def test_what_the_laptop_leaves_unset_is_kept_and_said_once():
     assert warnings == [
         "host.yml: kept the host's metrics_dir, backup.files, backup.schedule, backup.repository: this deploy's "
         "inventory leaves them unset, and a deploy never drops them; set them in that hosts.yml too, or drop "
-        "them with `inv setup -H h` (docs/hosts.md, \"What a deploy keeps\")"], warnings
+        "them with `setup -H h` (docs/hosts.md, \"What a deploy keeps\")"], warnings
     assert "vault" not in " ".join(warnings)  # key names only: a repository URL may hold a password
     # the laptop's own settings are still what the run uses
     laptop = _host(_yml(services=[{"name": "api", "manager": "process", "command": "true"}]))
@@ -54,7 +54,7 @@ def test_what_the_laptop_sets_wins_and_a_change_setup_acts_on_is_said():
     assert _host(text).metrics_dir == "/home/deploy/textfile" and _host(text).backup.files == ("data", "uploads")
     # backup.files is read by each backup: no setup step follows it, nothing to say
     assert warnings == [
-        "host.yml: this deploy's inventory changes the host's metrics_dir: `inv setup -H h` makes what the new "
+        "host.yml: this deploy's inventory changes the host's metrics_dir: `setup -H h` makes what the new "
         "value needs (the metrics directory, cron's backup line, the repository's check) (docs/hosts.md, "
         "\"What a deploy keeps\")"], warnings
 

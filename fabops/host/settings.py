@@ -96,10 +96,10 @@ def installed(old_text: Optional[str], new_text: str, name: str) -> Tuple[str, L
         them = "it" if len(kept) == 1 else "them"
         warnings.append(f"host.yml: kept the host's {', '.join(kept)}: this deploy's inventory leaves {them} "
                         f"unset, and a deploy never drops {them}; set {them} in that hosts.yml too, or drop "
-                        f"{them} with `inv setup -H {name}` ({where})")
+                        f"{them} with `setup -H {name}` ({where})")
     if changed:
         warnings.append(f"host.yml: this deploy's inventory changes the host's {', '.join(changed)}: "
-                        f"`inv setup -H {name}` makes what the new value needs (the metrics directory, cron's "
+                        f"`setup -H {name}` makes what the new value needs (the metrics directory, cron's "
                         f"backup line, the repository's check) ({where})")
     if not kept:
         return new_text, warnings

@@ -397,7 +397,7 @@ def _code(results):
 @fabops_task(help={
     "watch": "Refresh every SECONDS in place, over one kept-open connection per host.",
     "history": "Also show CPU, memory and disk sparklines from the samples recorded on the host.",
-    "prometheus": "Print each host's metrics in Prometheus' text format instead (as `inv metrics` does, plus "
+    "prometheus": "Print each host's metrics in Prometheus' text format instead (as the metrics task does, plus "
                   "fabops_monitor_success), read in the same one round trip per host; the exit code is still "
                   "monitor's. Not with --json, --watch or --history.",
 })
