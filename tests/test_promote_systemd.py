@@ -182,7 +182,10 @@ def test_a_commit_that_crashed_on_staging_is_refused_and_production_untouched(fl
     assert fleet.state("prod1") == before and fleet.pid("prod1") == pid
 
 
-def test_promote_waits_for_a_staging_deploy_in_its_watch(fleet):
+def test_promote_waits_for_a_staging_deploy_in_its_watch(fleet, monkeypatch):
+    # a person's deploy (trigger `deploy`): under CI=true, as .ci/run sets
+    # it, the background deploy would be a `ci` run
+    monkeypatch.delenv("CI", raising=False)
     v4 = fleet.commit("ok", "v4")
     deploy = fleet.start("deploy", "--offline", "-H", "staging")
     try:
