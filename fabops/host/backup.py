@@ -590,14 +590,10 @@ def copy_sqlite(it: Item, dest: str) -> Optional[str]:
     if error:
         return error
     try:
-        with closing(sqlite3.connect(f"file:{quote(src)}?mode=ro", uri=True, timeout=30)) as s, \
+        with closing(sqlite3.connect(f"file:{quote(src)}?mode=ro", uri=True, timeout=0)) as s, \
                 closing(sqlite3.connect(dest)) as d:
-            # the read lock first, through the busy handler (timeout): backup()
-            # alone retries a busy source every 250 ms, which a writer that
-            # commits without pause can starve for minutes (a rollback-journal
-            # database); held, the one-step copy reads under it
-            s.execute("BEGIN")
-            s.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            # the read lock first: held, the one-step copy reads under it
+            _read_lock(s)
             s.backup(d)
             check = d.execute("PRAGMA integrity_check").fetchone()[0]
     except sqlite3.OperationalError as exc:
@@ -605,6 +601,34 @@ def copy_sqlite(it: Item, dest: str) -> Optional[str]:
         return f"OperationalError: {exc}" + (" (a WAL database's reader must be able to write its -shm file "
                                              "and directory: docs/backups.md)" if wal else "")
     return None if check == "ok" else f"the copy fails PRAGMA integrity_check: {check}"
+
+
+# How long a SQLite copy waits for its read lock, polling every millisecond.
+SQLITE_LOCK_WAIT = 120.0
+
+
+def _read_lock(conn) -> None:
+    """Take a read transaction on `conn` (opened with timeout=0), polling
+    every millisecond for up to SQLITE_LOCK_WAIT seconds. A rollback-journal
+    database written without pause is locked only while each commit is
+    written: backup() alone retries every 250 ms and SQLite's busy handler
+    backs off to 100 ms, and both could miss every gap for minutes on a
+    loaded machine (a CI run's backup timed out after 30 s); a 1 ms poll
+    meets the next gap."""
+    import sqlite3
+
+    deadline = time.monotonic() + SQLITE_LOCK_WAIT
+    while True:
+        try:
+            conn.execute("BEGIN")
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return
+        except sqlite3.OperationalError as exc:
+            if conn.in_transaction:
+                conn.rollback()
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.001)
 
 
 def copy_dump(it: Item, dest: str, cwd: str, env: Dict[str, str]) -> Optional[str]:
