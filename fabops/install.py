@@ -165,7 +165,13 @@ def wheelhouse_for(py: HostPython, offline: bool, pins: Optional[Pins] = None) -
     if env:
         # may name one dir, or a parent holding wheelhouse-cpXY dirs
         candidate = os.path.join(env, f"wheelhouse-cp{py.version[0]}{py.version[1]}")
-        return candidate if os.path.isdir(candidate) else env
+        if os.path.isdir(candidate):
+            return candidate
+        if not os.path.isdir(env):
+            # said here, by name, not as pip's or os' FileNotFoundError later
+            raise UsageError(f"FABOPS_WHEELHOUSE={env}: no such directory (it names the dependency wheels "
+                                     "for --offline: a directory of wheels, or one holding wheelhouse-cpXY)")
+        return env
     dest = cache_dir() / "wheelhouse" / (pins.sha256 if pins else py.tag)
     if dest.is_dir() and not wheelhouse_complete(dest, pins):
         shutil.rmtree(dest, ignore_errors=True)  # a partial one of an older fabops

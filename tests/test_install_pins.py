@@ -214,3 +214,19 @@ def test_a_hash_mismatch_is_one_clear_line(host):
         "installing fabops on the host failed: a dependency's wheel does not match the hash in host-cp311-x86_64.txt "
         "(rich==15.0.0); nothing was installed: a previous install is unchanged")
     assert install.install_failure("a\nb\nc\nd\n", pins) == "installing fabops on the host failed: b | c | d"
+
+
+def test_a_wheelhouse_variable_naming_no_directory_is_said_by_name(tmp_path, monkeypatch):
+    """FABOPS_WHEELHOUSE names a directory that is not there: a usage error
+    naming the variable (exit 64), not os' FileNotFoundError from pip later."""
+    from fabops.errors import USAGE, UsageError
+
+    py = install.HostPython((3, 11), "x86_64", None)
+    monkeypatch.setenv("FABOPS_WHEELHOUSE", str(tmp_path / "gone"))
+    with pytest.raises(UsageError) as e:
+        install.wheelhouse_for(py, True)
+    assert e.value.exit_code == USAGE and f"FABOPS_WHEELHOUSE={tmp_path / 'gone'}: no such directory" in str(e.value)
+    (tmp_path / "gone").mkdir()
+    assert install.wheelhouse_for(py, True) == str(tmp_path / "gone")
+    (tmp_path / "gone" / "wheelhouse-cp311").mkdir()
+    assert install.wheelhouse_for(py, True) == str(tmp_path / "gone" / "wheelhouse-cp311")

@@ -27,6 +27,8 @@ def test_backup_env_on_the_host_counts_and_keeps_its_time(sandbox, tmp_path):
     (sandbox.app / ".env").unlink()
     r = run_cli("backup-env", "-i", str(sandbox.inventory))
     assert r.returncode == 2, (r.stdout, r.stderr)
+    # said with the file's whole path, not `no .env at .env`
+    assert f"no .env at {sandbox.app}/.env: nothing to back up" in r.stdout + r.stderr
     families = parsed((d / "fabops-local.prom").read_text())
     assert sorted(families["fabops_runs_total"]["samples"]) == [
         ('fabops_host="local",trigger="backup-env",result="backed_up"', 1),

@@ -50,7 +50,7 @@ def backup_env_cmd(host: Host, name: str, keep: int) -> Cmd:
         "echo {new}; wc -c < {dest}; sha256sum {dest} | cut -d' ' -f1\n"
         "cd {d} && ls -1 | grep -E '^[0-9]{{8}}T[0-9]{{6}}.*\\.env$' | sort | head -n -{keep} | xargs -r rm -f --\n"
         "echo {end}\n",
-        src=app_file(host, host.env_file), missing="no .env at " + host.env_file, d=path(backups),
+        src=app_file(host, host.env_file), missing=f"no {host.env_file} at {posixpath.join(host.app.path, host.env_file)}: nothing to back up", d=path(backups),
         top=path(host.backup_dir), tmp=path(f"{backups}/{name}.tmp"), dest=path(f"{backups}/{name}"),
         new=MARK + "new", keep=int(keep), end=MARK + "end")
 
