@@ -146,6 +146,27 @@ def test_a_symlinked_env_is_refused_and_its_target_untouched(tmp_path):
     assert other.read_text() == "ROOT=1\n" and (tmp_path / ".env").is_symlink()
 
 
+def test_a_failed_chown_removes_the_temporary_file_and_says_so(tmp_path):
+    """The old .env's owner cannot be given to the new file (a deploy user
+    changing a root-owned .env): the temporary copy, which holds the
+    values, is removed, the .env is unchanged, and the message names the
+    step (exit 66, CommandFailed: exit 2)."""
+    from fabops.maintenance import envset
+
+    env = tmp_path / ".env"
+    env.write_text("A=1\n")
+    # as if another user owned the .env and the kernel refused the chown
+    prelude = ("import os\ndef _refused(*a):\n    raise PermissionError(1, 'Operation not permitted')\n"
+               "os.fchown = _refused\nos.getuid = lambda: 4242\n")
+    r = subprocess.run([sys.executable, "-c", prelude + envset._MERGE, "write", str(env)],
+                       input=Change(set={"A": SECRET}).stdin(), capture_output=True, text=True)
+    assert r.returncode == envset.WRITE_FAILED
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".env"] and env.read_text() == "A=1\n"
+    message = envset._write_failed(_host(tmp_path), r.stdout)
+    assert "the owner of the old one" in message and "Operation not permitted" in message
+    assert "temporary copy is removed" in message and SECRET not in r.stdout + r.stderr
+
+
 # ------------------------------------------------------------- the sandbox
 
 

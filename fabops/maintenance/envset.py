@@ -161,17 +161,38 @@ try:
     os.unlink(tmp)
 except FileNotFoundError:
     pass
-fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+# The temporary file holds every value: whatever fails before it is renamed
+# over the .env (the old owner refused, a full disk, an interrupt), it is
+# removed, and the failure named, exit 66 (run_merge; docs/maintenance.md).
+step = "writing " + tmp
 try:
-    if st is not None:
-        os.fchmod(fd, stat.S_IMODE(st.st_mode))
-        if (st.st_uid, st.st_gid) != (os.getuid(), os.getgid()):
-            os.fchown(fd, st.st_uid, st.st_gid)
-    os.write(fd, new)
-    os.fsync(fd)
-finally:
-    os.close(fd)
-os.replace(tmp, target)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        if st is not None:
+            os.fchmod(fd, stat.S_IMODE(st.st_mode))
+            if (st.st_uid, st.st_gid) != (os.getuid(), os.getgid()):
+                step = "giving the new file the owner of the old one (uid %d, gid %d)" % (st.st_uid, st.st_gid)
+                os.fchown(fd, st.st_uid, st.st_gid)
+                step = "writing " + tmp
+        view = memoryview(new)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    step = "renaming " + tmp + " over " + target
+    os.replace(tmp, target)
+except BaseException as exc:
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        print("left " + tmp)
+    if not isinstance(exc, OSError):
+        raise
+    print("failed " + step + ": " + (exc.strerror or str(exc)))
+    sys.exit(66)
 dfd = os.open(os.path.dirname(target) or ".", os.O_RDONLY)
 os.fsync(dfd)
 os.close(dfd)
@@ -179,6 +200,7 @@ print("written")
 '''
 
 NOT_REGULAR = 65
+WRITE_FAILED = 66  # the merge's write failed before the rename: its temporary file removed
 
 
 def merge_cmd(host: Host, mode: str, backup: Optional[str] = None) -> Cmd:
@@ -215,10 +237,25 @@ def run_merge(t: Target, host: Host, mode: str, change: Optional[Change] = None,
         kind = "a symlink" if "kind symlink" in r.stdout else "not a regular file"
         raise CommandFailed(f"{host.env_file} is {kind}: refusing to write through it (a link would hand its "
                             "target to the services: docs/security.md); make it a regular file", host=host.name)
+    if r.exited == WRITE_FAILED:
+        raise CommandFailed(_write_failed(host, r.stdout), host=host.name)
     if r.exited != 0:
         raise CommandFailed(f"changing {host.env_file} failed: {(r.stderr or '').strip()[-300:] or 'exit ' + str(r.exited)}",
                             host=host.name)
     return parse_merge(r.stdout)
+
+
+def _write_failed(host: Host, stdout: str) -> str:
+    """The message of a write that failed before its rename (exit 66): the
+    .env is as it was; the temporary file, which holds the values, is gone,
+    or named when even its removal failed (a person removes it)."""
+    said = dict(ln.partition(" ")[::2] for ln in stdout.splitlines())
+    why, left = said.get("failed") or "before its rename", said.get("left")
+    gone = (f", but its temporary copy {left} holds the new values and could not be removed: remove it by hand"
+            if left else "; its temporary copy is removed")
+    owner = (": run it as a user who may give the file that owner, or make the deploy user own "
+             f"{host.env_file}" if "owner" in why else "")
+    return f"changing {host.env_file} failed {why}; {host.env_file} is unchanged{gone}{owner}"
 
 
 # ------------------------------------------------------------ who reads it
