@@ -912,8 +912,9 @@ def test_reset_dry_run_says_what_it_does_and_what_clean_removes(width, capsys, m
 def test_history_keeps_a_holds_reason(width, frozen, capsys, monkeypatch):
     """Trial (#24's, item 3): a skipped_bad row cut at 80 columns kept
     `origin is at 7c4027e8cd, which…` (the SHA the facts line shows as its
-    `to`) and dropped `failed its gate (bot died after starting…)`. The
-    repeated SHA goes first; the reason's head and the outcome stay."""
+    `to`) and dropped `failed its gate (bot died after starting…)`. Since
+    #29 a hold's reason (render.HELD) is never cut: whole, wrapped at
+    spaces, at 80 columns and in the wide table alike."""
     from fabops.tasks.render import history_table
 
     good, bad = "cc247af77a" + "3" * 30, "7c4027e8cd" + "4" * 30

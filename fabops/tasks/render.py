@@ -421,7 +421,8 @@ def history_table(host: str, records, wide: bool = False) -> None:
         out.print(f"[bold]{literal(title)}[/bold]")
         widths = [max(len(cells[i]) for cells, _ in rows) for i in range(6)]
         for cells, what in rows:
-            what = _what(what, None if wide else out.width - 4)
+            whole = wide or cells[4] in HELD
+            what = _what(what, None if whole else out.width - 4)
             style = RESULT_STYLE.get(cells[4], "white")
             cells = [literal(c.ljust(w)) for c, w in zip(cells, widths)]
             cells[4] = f"[{style}]{cells[4]}[/{style}]"
@@ -429,8 +430,8 @@ def history_table(host: str, records, wide: bool = False) -> None:
             # duration fit 80 columns whole
             out.print(" ".join(cells), no_wrap=True, overflow="ellipsis")
             # what shipped: cut at the width (the facts above never are)
-            # unless --wide asks for all of it
-            text = Text(what, style="dim", no_wrap=not wide, overflow="fold" if wide else "ellipsis")
+            # unless --wide asks for all of it, or a hold's reason is it
+            text = Text(what, style="dim", no_wrap=not whole, overflow="fold" if whole else "ellipsis")
             out.print(Padding(text, (0, 0, 0, 4)))
         return
     table = Table(title=literal(title), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
@@ -443,9 +444,18 @@ def history_table(host: str, records, wide: bool = False) -> None:
     table.add_column("what", **rest)
     for cells, what in rows:
         style = RESULT_STYLE.get(cells[4], "white")
+        # a hold's reason whole, wrapped at spaces in its column (HELD)
+        text = Text(_what(what, None), no_wrap=False, overflow="fold") if cells[4] in HELD \
+            else literal(_what(what, None if wide else rest["max_width"]))
         table.add_row(*[literal(c) for c in cells[:4]], f"[{style}]{literal(cells[4])}[/{style}]", literal(cells[5]),
-                      literal(_what(what, None if wide else rest["max_width"])))
+                      text)
     out.print(table)
+
+
+# The results of a run that held the host on its commit (a bad, an unsigned,
+# a retryable target): their message is why, so history shows it whole,
+# wrapped, never cut (#29: at 80 columns the hold's reason lost its cause).
+HELD = ("skipped_bad", "skipped_unverified", "deferred")
 
 
 def _history_row(rec: dict):
