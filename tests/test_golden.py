@@ -913,7 +913,7 @@ def test_history_keeps_a_holds_reason(width, frozen, capsys, monkeypatch):
     """Trial (#24's, item 3): a skipped_bad row cut at 80 columns kept
     `origin is at 7c4027e8cd, which…` (the SHA the facts line shows as its
     `to`) and dropped `failed its gate (bot died after starting…)`. Since
-    #29 a hold's reason (render.HELD) is never cut: whole, wrapped at
+    #29 a hold's reason (host/state.HOLDS) is never cut: whole, wrapped at
     spaces, at 80 columns and in the wide table alike."""
     from fabops.tasks.render import history_table
 

@@ -413,6 +413,10 @@ def history_table(host: str, records, wide: bool = False) -> None:
         return
     rows = [_history_row(rec) for rec in records]
     from ..host.record import counted
+    # a run that held the host on its commit (a bad, an unsigned, a retryable
+    # target): its message is why, shown whole, wrapped, never cut (#29: at 80
+    # columns the hold's reason lost its cause)
+    from ..host.state import HOLDS as HELD
 
     title = f"{host}: last {counted(len(records), 'run')}"
     if out.width < 120:
@@ -444,18 +448,12 @@ def history_table(host: str, records, wide: bool = False) -> None:
     table.add_column("what", **rest)
     for cells, what in rows:
         style = RESULT_STYLE.get(cells[4], "white")
-        # a hold's reason whole, wrapped at spaces in its column (HELD)
+        # a hold's reason whole, wrapped at spaces in its column
         text = Text(_what(what, None), no_wrap=False, overflow="fold") if cells[4] in HELD \
             else literal(_what(what, None if wide else rest["max_width"]))
         table.add_row(*[literal(c) for c in cells[:4]], f"[{style}]{literal(cells[4])}[/{style}]", literal(cells[5]),
                       text)
     out.print(table)
-
-
-# The results of a run that held the host on its commit (a bad, an unsigned,
-# a retryable target): their message is why, so history shows it whole,
-# wrapped, never cut (#29: at 80 columns the hold's reason lost its cause).
-HELD = ("skipped_bad", "skipped_unverified", "deferred")
 
 
 def _history_row(rec: dict):
