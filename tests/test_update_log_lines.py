@@ -47,6 +47,26 @@ def test_an_unverified_deploys_line_says_so():
     assert "] DEPLOYED " in signed and signed.endswith(" in 1.2s: x"), signed
 
 
+def test_deployed_bang_is_decided_by_the_records_field():
+    """#29's leftovers: `deployed!` read the end of a warning's text. A
+    record the pipeline writes now says `unverified` (true or false) and
+    that decides; a record written before the field is read by its
+    warning's words as before."""
+    from fabops.host.record import RunResult, shown_result
+
+    warning = f"{short_sha(B)} is not signed by an allowed key (no signature): deployed anyway (--allow-unverified)"
+    assert shown_result(_rec(result="deployed", unverified=True)) == "deployed!"
+    assert shown_result(_rec(result="deployed", unverified=False, warnings=[warning])) == "deployed"
+    assert shown_result(_rec(result="deployed", warnings=[warning])) == "deployed!"  # an old record
+    assert shown_result(_rec(result="deployed", warnings=["disk is 91% full"])) == "deployed"
+    assert shown_result(_rec(result="rolled_back", unverified=True)) == "rolled_back"
+    # the field's line says why even when no warning spells it
+    line = log_line(_rec(trigger="deploy", result="deployed", message="x", unverified=True))
+    assert "] DEPLOYED! " in line and line.endswith(" in 1.2s: x; deployed anyway (--allow-unverified)"), line
+    run = RunResult("deployed", "r", "deploy", "ann", unverified=True)
+    assert run.to_dict()["unverified"] is True and "unverified" not in RunResult("deployed", "r", "d", "a").to_dict()
+
+
 def test_a_restarts_line_says_healthy_not_deployed():
     """#24's review: a person's restart or health --fix records `deployed`
     (the verdict rules, host/record.healthy_again), and its line read

@@ -443,6 +443,7 @@ class Pipeline:
         self.plan_hooks = p.hooks
         self.res.warnings.extend(p.warnings)
         self.res.known_bad = p.known_bad  # warned, not a reason for exit 1 (RunResult.exit_code)
+        self.res.unverified = p.unverified  # the record's own field, never read from the warning (#29)
         for line in p.warnings + p.says:
             self.say(line)
         if p.clear_pin and p.kind != "deploy":  # a deploy's is cleared as it promotes (_promote)

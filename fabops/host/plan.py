@@ -126,6 +126,7 @@ class Plan(Frozen):
     # the target failed its gate before: the line (known_bad) that the run
     # says and its JSON warns, and its dry run's plan line says
     known_bad: Optional[str] = None
+    unverified: bool = False  # --allow-unverified ships a target not signed (_signed): the record's field
     says: Tuple[str, ...] = ()  # lines for the run's log that are news to nobody
     step: str = "preflight"  # abort: the step that stops the run
     # abort: recorded (history, update log, a failing streak, notified once);
@@ -537,7 +538,7 @@ def _signed(state: State, facts: Facts, opts: Opts, common: dict) -> Union[Need,
         return _with_says(common, (f"{short(target)} is {facts.signed.message}",))
     why = f"{short(target)} is not signed by an allowed key ({facts.signed.message})"
     if opts.allow_unverified:
-        return {**common, "warnings": common["warnings"] + (f"{why}: {SHIPPED_UNVERIFIED}",)}
+        return {**common, "unverified": True, "warnings": common["warnings"] + (f"{why}: {SHIPPED_UNVERIFIED}",)}
     if opts.trigger in FOLLOWERS:
         failing = state.failing if isinstance(state.failing, dict) else {}
         first = not (failing.get("target") == target and failing.get("result") == "skipped_unverified")

@@ -50,17 +50,31 @@ VERDICT_TRIGGERS = ("restart", "health")
 
 
 # The end of the warning a deploy of an unsigned commit records
-# (host/plan._signed): the one spelling that shown_result looks for.
+# (host/plan._signed): the words history and the update log show.
 SHIPPED_UNVERIFIED = "deployed anyway (--allow-unverified)"
+
+
+def shipped_unverified(rec: dict) -> bool:
+    """Whether a history record's run shipped a commit not signed by an
+    allowed key (`--allow-unverified`, docs/security.md, "Verified
+    commits"): its `unverified` field, which every pipeline record has
+    since #29 (Recorder.record). A record written before it has none, and
+    says so only by its warning's words (their end, SHIPPED_UNVERIFIED)."""
+    flag = rec.get("unverified")
+    if isinstance(flag, bool):
+        return flag
+    warnings = rec.get("warnings")
+    return isinstance(warnings, list) and any(str(w).endswith(SHIPPED_UNVERIFIED) for w in warnings)
 
 
 def unverified_warning(rec: dict) -> Optional[str]:
     """The warning of a record that shipped a commit not signed by an
-    allowed key (`--allow-unverified`, docs/security.md, "Verified
-    commits"), or None."""
-    warnings = rec.get("warnings")
-    return next((str(w) for w in warnings if str(w).endswith(SHIPPED_UNVERIFIED)), None) \
-        if isinstance(warnings, list) else None
+    allowed key (shipped_unverified), its text as the run said it; None
+    for any other record."""
+    if not shipped_unverified(rec):
+        return None
+    warnings = rec.get("warnings") if isinstance(rec.get("warnings"), list) else []
+    return next((str(w) for w in warnings if str(w).endswith(SHIPPED_UNVERIFIED)), SHIPPED_UNVERIFIED)
 
 
 def shown_result(rec: dict) -> str:
@@ -76,7 +90,7 @@ def shown_result(rec: dict) -> str:
         return "healthy"
     # an unsigned commit shipped on a person's word: `deployed!`, so that
     # history's row and the update log say it, not --json alone (#29's trial)
-    return "deployed!" if result == "deployed" and unverified_warning(rec) else result
+    return "deployed!" if result == "deployed" and shipped_unverified(rec) else result
 
 
 @plain
@@ -121,6 +135,10 @@ class RunResult(Plain):
     # before (host/plan.known_bad): warned, and no reason for exit 1, since
     # the person asked for that commit (a healthy retry exits 0)
     known_bad: Optional[str] = None
+    # the target shipped though not signed by an allowed key (--ref X
+    # --allow-unverified: host/plan._signed): history's `deployed!` reads it
+    # (shipped_unverified), never the warning's words
+    unverified: bool = False
 
     @property
     def exit_code(self) -> int:
@@ -150,6 +168,7 @@ class RunResult(Plain):
             "subject": self.subject,
             "author": self.author,
             **({"pinned": self.pinned} if self.pinned else {}),
+            **({"unverified": True} if self.unverified else {}),
         }
 
 
@@ -386,6 +405,8 @@ class Recorder:
         if res.to and not res.subject:
             res.subject, res.author = self.describe(res.to)
         rec = res.to_dict()
+        # always written, false too: a record without it is one written before #29 (shipped_unverified)
+        rec["unverified"] = res.unverified
         rec["time"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         rec["ts"] = time.time()
         rec.pop("plan", None)
