@@ -167,6 +167,99 @@ def test_a_failed_chown_removes_the_temporary_file_and_says_so(tmp_path):
     assert "temporary copy is removed" in message and SECRET not in r.stdout + r.stderr
 
 
+# Dotenv text as people write it and as it goes wrong: keys valid and not
+# (a digit first, a dash, a space, a non-ASCII letter, the word export),
+# export prefixes with a space, a tab or two, blanks around `=`, quotes of
+# both kinds (closed, spanning lines, never closed), backslashes (escapes,
+# continuations), `#` and `;` (comments, and inside values), CR LF and CR.
+_KEYS = ["A", "B_2", "_x", "export", "\u00c4", "1A", "A-B", "a b"]
+_BITS = ["x", "y z", " ", "\t", "'", '"', "\\", "#", ";", "=", "$", "`", "\n", "\\\n", "'q\nr'", '"s\\"t"',
+         "\r\n", "\r"]
+
+
+def _dotenv_line(rnd) -> str:
+    def bits(most):
+        return "".join(rnd.choice(_BITS) for _ in range(rnd.randint(0, most)))
+
+    kind = rnd.random()
+    if kind < 0.15:
+        return rnd.choice(["#", ";", " #", "\t;"]) + bits(5)
+    if kind < 0.2:
+        return bits(6)
+    lead = rnd.choice(["", " ", "\t", "export ", "export\t", "export  ", " export "])
+    return lead + rnd.choice(_KEYS) + rnd.choice(["=", " =", "= ", " = "]) + bits(6)
+
+
+def _dotenv_text(rnd) -> str:
+    return "\n".join(_dotenv_line(rnd) for _ in range(rnd.randint(1, 6))) + rnd.choice(["", "\n"])
+
+
+def test_the_merges_segments_read_as_env_pairs_reads_the_file():
+    """One tokenizer (#29's leftovers: the merge had its own): env_entries
+    cuts where env_pairs reads, so over seeded random dotenv text the
+    segments cover the text byte for byte, name exactly env_pairs' keys,
+    each key's last segment read alone gives its value, and a key's
+    segments replaced in place (the first) or dropped (the rest, or all:
+    unset), as the merge does, change that key and no other."""
+    import random
+
+    from fabops.host.preflight import env_pairs
+    from fabops.maintenance.envset import env_entries
+
+    rnd = random.Random(29)
+    for _ in range(3000):
+        text = _dotenv_text(rnd)
+        segs, pairs = env_entries(text), env_pairs(text)
+        assert "".join(raw for _, raw in segs) == text
+        assert {k for k, _ in segs if k} == set(pairs), (text, segs)
+        last = {k: raw for k, raw in segs if k}
+        assert {k: env_pairs(raw)[k] for k, raw in last.items()} == pairs, (text, segs)
+        for key in pairs:
+            first = next(n for n, (k, _) in enumerate(segs) if k == key)
+            put = "".join(f"{key}=new\n" if n == first else raw if k != key else "" for n, (k, raw) in enumerate(segs))
+            assert env_pairs(put) == {**pairs, key: "new"}, (text, key, put)
+            gone = "".join(raw for k, raw in segs if k != key)
+            assert env_pairs(gone) == {k: v for k, v in pairs.items() if k != key}, (text, key, gone)
+
+
+def test_the_real_merge_writes_what_was_asked_or_nothing(tmp_path):
+    """The host's merge on seeded random .env files: a key set (new, so
+    appended, or replaced) and one unset either read back exactly as asked
+    (env_pairs of the written file), or are refused with exit 67 and the
+    file untouched: a file whose tail is still inside a quote or a
+    continuation would swallow an appended line."""
+    import random
+
+    from fabops.host.preflight import env_pairs
+
+    rnd, env = random.Random(2929), tmp_path / ".env"
+    for _ in range(25):  # a python3 each: a few seconds on a loaded machine
+        text = _dotenv_text(rnd)
+        env.write_bytes(text.encode())
+        before = env_pairs(text)
+        gone = rnd.choice(sorted(before) or ["NONE"])
+        key, value = rnd.choice(["A", "NEW_KEY", "_x"]), rnd.choice(["v", "two words", "it's $x", "a\nb"])
+        code, _, r = _merge(tmp_path, "write", Change(set={key: value}, unset=[gone] if gone != key else []))
+        want = {**{k: v for k, v in before.items() if k != gone}, key: value}
+        if code == 67:
+            assert env.read_bytes() == text.encode(), (text, r.stdout)
+        else:
+            assert code == 0 and env_pairs(env.read_text()) == want, (text, key, gone, env.read_text(), r.stderr)
+
+
+def test_a_merge_that_would_read_otherwise_is_refused(tmp_path):
+    """A last line ending in a backslash and no newline: the key appended
+    after it would join that value. Refused (exit 67, key names only),
+    the file untouched."""
+    env = tmp_path / ".env"
+    env.write_text("A=x\\")
+    code, _, r = _merge(tmp_path, "write", Change(set={"B": SECRET}))
+    assert code == 67 and r.stdout.split() == ["unlike", "A", "B"] and env.read_text() == "A=x\\"
+    assert SECRET not in r.stdout + r.stderr
+    code, diff, _ = _merge(tmp_path, "write", Change(set={"A": "y"}))  # replacing that line is fine
+    assert code == 0 and diff["changed"] == ["A"] and env.read_text() == "A=y\n"
+
+
 # ------------------------------------------------------------- the sandbox
 
 

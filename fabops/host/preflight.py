@@ -30,7 +30,7 @@ def disk_problem(dirs: Sequence[Tuple[str, str]]) -> Optional[str]:
     return None
 
 
-def env_pairs(text: str) -> Dict[str, str]:
+def env_pairs(text: str, spans=None) -> Dict[str, str]:
     """KEY -> value of a dotenv file, read as systemd reads an
     EnvironmentFile= (the services read it that way before fabops started
     them through fabops.host.launch): `KEY=value` or `export KEY=value`;
@@ -39,18 +39,24 @@ def env_pairs(text: str) -> Dict[str, str]:
     escapes any character and trailing blanks are dropped; a quoted value may
     span lines. Malformed lines are skipped. Also shipped as source to the
     host by `restore-env`'s key diff (maintenance/env.py): it must use
-    nothing but its argument."""
+    nothing but its arguments. `spans`, a list, gets (key or None, start,
+    end) of each line or assignment it reads, in order, covering the text
+    once CR LF and CR are read as LF: env-set's merge cuts the file where
+    this reading does (maintenance/envset.env_entries), one tokenizer."""
     pairs = {}
     # CR LF and CR end a line, as for systemd; a backslash before the end
     # of an unquoted line joins the next one
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     i, n = 0, len(text)
     while i < n:
+        start = i
         end = text.find("\n", i)
         end = n if end < 0 else end
         line = text[i:end].lstrip()
         if not line or line[0] in "#;" or "=" not in line:
             i = end + 1
+            if spans is not None:
+                spans.append((None, start, min(i, n)))
             continue
         if line.startswith("export "):
             line = line[7:].lstrip()
@@ -87,8 +93,11 @@ def env_pairs(text: str) -> Dict[str, str]:
                 pending = ""
             i += 1
         i += 1
-        if key and key.replace("_", "").isalnum() and not key[0].isdigit():
+        ok = bool(key) and key.replace("_", "").isalnum() and not key[0].isdigit()
+        if ok:
             pairs[key] = "".join(value)
+        if spans is not None:
+            spans.append((key if ok else None, start, min(i, n)))
     return pairs
 
 

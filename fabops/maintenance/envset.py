@@ -79,40 +79,34 @@ def push_change(text: str, prune: bool = False) -> Change:
     return Change(set=pairs, prune=prune)
 
 
-# The host side: the pipeline's dotenv parser (host/preflight.py), shipped as
-# source as restore-env's key diff ships it, and a merge that keeps every
-# other line as it is (comments, order, quoting). Exit 65: not a regular file.
-_MERGE = "from typing import Dict\n" + inspect.getsource(env_pairs) + r'''
+def env_entries(text: str) -> List[Tuple[Optional[str], str]]:
+    """(key or None, raw text) segments covering `text`, for the merge that
+    rewrites some assignments and keeps every other byte: one per line or
+    assignment env_pairs reads (host/preflight.py: the one tokenizer, the
+    services' reading), an assignment spanning its quoted lines and
+    continuations, keyed only when env_pairs takes its key. env_pairs reads
+    CR LF and CR as LF; the cuts are mapped back onto `text`, so a file's
+    line ends stay its own. Shipped to the host as source with env_pairs."""
+    spans: list = []
+    flat = text.replace("\r\n", "\n").replace("\r", "\n")
+    env_pairs(flat, spans)
+    # where each of flat's characters starts in `text`: a CR LF is one
+    at, k = [], 0
+    while k < len(text):
+        at.append(k)
+        k += 2 if text.startswith("\r\n", k) else 1
+    at.append(len(text))
+    return [(key, text[at[start]:at[end]]) for key, start, end in spans]
+
+
+# The host side: the pipeline's dotenv parser (host/preflight.py) and the
+# merge's segmenter (env_entries), shipped as source as restore-env's key
+# diff ships it, and a merge that keeps every other line as it is
+# (comments, order, quoting). Exit 65: not a regular file.
+_MERGE = "from typing import Dict, List, Optional, Tuple\n" + inspect.getsource(env_pairs) + \
+    inspect.getsource(env_entries) + r'''
 import json, os, re, stat, sys
 mode, target = sys.argv[1], sys.argv[2]
-def entries(text):
-    """(key or None, raw text) segments covering `text`: an assignment
-    spans its quoted lines and backslash continuations."""
-    out, i, n = [], 0, len(text)
-    while i < n:
-        j, quote = i, None
-        if text[i:].lstrip(" \t")[:1] in ("#", ";"):  # a comment: its quotes open nothing
-            j = text.find("\n", i)
-            j = n if j < 0 else j
-        while j < n:
-            c = text[j]
-            if quote:
-                if quote == '"' and c == "\\" and j + 1 < n:
-                    j += 1
-                elif c == quote:
-                    quote = None
-            elif c in "'\"" and "=" in text[i:j]:
-                quote = c
-            elif c == "\\" and j + 1 < n:
-                j += 1
-            elif c == "\n":
-                break
-            j += 1
-        raw = text[i:j + 1]
-        m = re.match(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=", raw)
-        out.append((m.group(1) if m and not raw.lstrip().startswith(("#", ";")) else None, raw))
-        i = j + 1
-    return out
 def line(key, value):
     if re.fullmatch(r"[A-Za-z0-9_./:@+,=-]+", value):
         return key + "=" + value + "\n"
@@ -135,7 +129,7 @@ else:
     ask = json.load(sys.stdin)
     text = old.decode("utf-8", "replace")
     gone = set(ask["unset"]) | (set(env_pairs(text)) - set(ask["set"]) if ask.get("prune") else set())
-    segs = [(k, raw) for k, raw in entries(text) if k not in gone]
+    segs = [(k, raw) for k, raw in env_entries(text) if k not in gone]
     done = set()
     for n, (k, raw) in enumerate(segs):
         if k in ask["set"]:
@@ -145,6 +139,15 @@ else:
     if body and not body.endswith("\n"):
         body += "\n"
     body += "".join(line(k, v) for k, v in ask["set"].items() if k not in done)
+    # never write a file that reads otherwise than asked (a last line that
+    # ends in a backslash and no newline joins the line appended after it;
+    # a CR in a value reads as LF): exit 67, key names only
+    want = {k: v for k, v in env_pairs(text).items() if k not in gone}
+    want.update(ask["set"])
+    got = env_pairs(body)
+    if got != want:
+        print("unlike " + " ".join(sorted(k for k in set(got) | set(want) if got.get(k) != want.get(k))))
+        sys.exit(67)
     new = body.encode("utf-8")
 a, b = env_pairs(old.decode("utf-8", "replace")), env_pairs((new or b"").decode("utf-8", "replace"))
 print("existed " + ("yes" if st is not None else "no"))
@@ -201,6 +204,7 @@ print("written")
 
 NOT_REGULAR = 65
 WRITE_FAILED = 66  # the merge's write failed before the rename: its temporary file removed
+UNLIKE = 67  # the merged text would not read as asked: nothing written
 
 
 def merge_cmd(host: Host, mode: str, backup: Optional[str] = None) -> Cmd:
@@ -237,6 +241,12 @@ def run_merge(t: Target, host: Host, mode: str, change: Optional[Change] = None,
         kind = "a symlink" if "kind symlink" in r.stdout else "not a regular file"
         raise CommandFailed(f"{host.env_file} is {kind}: refusing to write through it (a link would hand its "
                             "target to the services: docs/security.md); make it a regular file", host=host.name)
+    if r.exited == UNLIKE:
+        keys = r.stdout.partition("unlike ")[2].split()
+        raise CommandFailed(f"changing {host.env_file} refused: merged, it would not read as asked for "
+                            f"{', '.join(keys) or 'some keys'} (a last line ending in a backslash with no newline "
+                            "after it, or a carriage return in a value); nothing written: fix the file or the value "
+                            "and run again", host=host.name)
     if r.exited == WRITE_FAILED:
         raise CommandFailed(_write_failed(host, r.stdout), host=host.name)
     if r.exited != 0:
