@@ -74,7 +74,11 @@ def test_the_same_settings_and_an_older_host_yml_say_nothing():
     assert installed(yaml.safe_dump(data), _yml(), "h") == (_yml(), [])
 
 
-def test_the_run_installs_the_kept_settings_and_a_dry_run_only_says_them(tmp_path):
+def test_the_sent_settings_wait_for_the_run_to_install_them(tmp_path):
+    """local-update reads the sent file and installs nothing itself: the
+    run starts with the host's installed host.yml and installs the merged
+    text under its lock once it trusts the target (host/settings.Sent;
+    docs/security.md, "Verified commits")."""
     from fabops.tasks.update import _with_config
 
     home = tmp_path / "home"
@@ -83,15 +87,19 @@ def test_the_run_installs_the_kept_settings_and_a_dry_run_only_says_them(tmp_pat
     setup = host_yml(inventory.from_data({"hosts": {"h": dict(mine, metrics_dir=str(tmp_path / "m"))}}).hosts["h"])
     (home / "host.yml").write_text(setup)
     config = tmp_path / "run.host.yml"
-    config.write_text(host_yml(inventory.from_data({"hosts": {"h": mine}}).hosts["h"]))
+    laptop = dict(mine, hooks={"on_failure": "touch marker"})
+    config.write_text(host_yml(inventory.from_data({"hosts": {"h": laptop}}).hosts["h"]))
     host = _host(config.read_text())
-    dry, said = _with_config(host, str(config), dry_run=True)
-    assert dry.metrics_dir == str(tmp_path / "m") and len(said) == 1 and "metrics_dir" in said[0], said
-    assert (home / "host.yml").read_text() == setup  # a dry run installs nothing
-    real, again = _with_config(host, str(config))
-    assert real.metrics_dir == str(tmp_path / "m") and again == said
-    assert _host((home / "host.yml").read_text()).metrics_dir == str(tmp_path / "m")
-    assert _with_config(real, None) == (real, [])  # cron's own run: no config to install
+    current, sent = _with_config(host, str(config))
+    assert current == _host(setup) and not current.hooks  # the installed settings, until the run trusts the target
+    assert sent.path == str(home / "host.yml") and "on_failure" in sent.host.hooks
+    assert sent.host.metrics_dir == str(tmp_path / "m") and len(sent.warnings) == 1, sent.warnings
+    assert "metrics_dir" in sent.warnings[0] and _host(sent.text) == sent.host
+    assert (home / "host.yml").read_text() == setup  # nothing installed yet
+    assert _with_config(host, None) == (host, None)  # cron's own run: no config to install
+    # no host.yml for this home yet (or another home's): the sent settings are all there is
+    (home / "host.yml").unlink()
+    assert _with_config(host, str(config))[0] == host
 
 
 def test_a_deploy_run_says_the_kept_settings_in_its_result(sandbox, tmp_path):

@@ -4,6 +4,7 @@ here with ssh-keygen, commits signed with `git commit -S` (gpg.format=ssh).
 A signed commit ships; an unsigned one and one signed by another key are
 held (skipped_unverified, reported once, nothing restarted); a person's
 `--ref X --allow-unverified` deploys one, and the history says so."""
+import json
 import subprocess
 
 import pytest
@@ -78,3 +79,60 @@ def test_only_commits_signed_by_an_allowed_key_ship(sandbox, tmp_path):
 def test_allow_unverified_needs_ref(sandbox):
     r = sandbox.update("--allow-unverified")
     assert r.returncode == 64 and "--allow-unverified needs --ref COMMIT" in r.stdout, r.stdout
+
+
+def test_an_unverified_deploy_never_installs_or_runs_the_settings_it_sends(sandbox, tmp_path):
+    """#29's trust boundary (docs/security.md, "Verified commits"): CI
+    keeps hosts.yml in the app's repository, so a push that edits it
+    sends its settings with the deploy of its own commit. The deploy that
+    verification refuses runs with the host's installed host.yml (its own
+    on_failure runs, the sent one never) and leaves it byte for byte; a
+    signed commit's deploy installs the settings it sends and acts with
+    them in the same run."""
+    from fabops import inventory
+    from fabops.deploy import host_yml
+    from tests.conftest import run_cli
+
+    box = sandbox
+    code, res = box.result()
+    assert (code, res["result"]) == (0, "deployed"), res
+    alice = keypair(tmp_path, "alice")
+    signer = open(alice + ".pub").read().strip()
+    (box.home / "allowed_signers").write_text(allowed_signers_text([signer]))
+    own, evil, smoke = tmp_path / "own-failure", tmp_path / "evil-failure", tmp_path / "smoke"
+
+    def settings(**hooks) -> str:
+        data = yaml.safe_load(box.inventory.read_text())
+        data["hosts"]["local"].update(verify={"signers": [signer]}, hooks=hooks)
+        return host_yml(inventory.from_data(data).hosts["local"])
+
+    installed = settings(on_failure=f"touch {own}")  # what setup installed
+    (box.home / "host.yml").write_text(installed)
+
+    def deploy(sent_text: str, *args):
+        sent = tmp_path / "run.host.yml"
+        sent.write_text(sent_text)
+        r = run_cli("local-update", "-i", str(sent), "-H", "local", "--install-config", str(sent), "--json",
+                    "--trigger", "deploy", "--actor", "ci@runner", *args, timeout=120)
+        return r.returncode, json.loads(r.stdout)["hosts"]["local"]
+
+    unsigned = box.origin.push("v2 unsigned, its hosts.yml adds a hook", {"VERSION": "2\n"})
+    hostile = settings(on_failure=f"touch {evil}")
+    line = (f"host.yml: this deploy's settings were not installed: {unsigned[:10]} is not verified; the run "
+            "used the host's own host.yml")
+    code, dry = deploy(hostile, "--dry-run")
+    assert (code, dry["result"]) == (2, "would_abort") and any(w.startswith(line) for w in dry["warnings"]), dry
+    code, res = deploy(hostile)
+    assert (code, res["result"]) == (2, "aborted") and "--allow-unverified" in res["message"], res
+    assert [w for w in res["warnings"] if w.startswith("host.yml:")] == [line + ' (docs/security.md, '
+                                                                          '"Verified commits")'], res["warnings"]
+    assert not evil.exists() and own.exists()  # the host's own on_failure ran, the sent one never
+    assert (box.home / "host.yml").read_text() == installed  # byte for byte
+    assert box.history()[-1]["warnings"] == res["warnings"]
+
+    signed = push_signed(box.origin, alice, "v3 signed, its hosts.yml adds a smoke test", "3")
+    changed = settings(on_failure=f"touch {own}", after_deploy=f"touch {smoke}")
+    code, res = deploy(changed)
+    assert (code, res["result"], box.state["deployed"]) == (0, "deployed", signed), res
+    assert smoke.exists() and not [w for w in res["warnings"] if w.startswith("host.yml:")], res
+    assert (box.home / "host.yml").read_text() == changed

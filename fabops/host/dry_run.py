@@ -32,6 +32,10 @@ class DryRun(Pipeline):
     def _sample(self) -> None:
         """A plan is not a poll: it adds no trend sample."""
 
+    def _install_settings(self, sent) -> None:
+        """Plans with the sent settings as the real run would, installing
+        nothing: their kept/changed warnings say what it would install."""
+
     def _body(self) -> None:
         """Gather as the real run does (fetch, then what the planner asks
         for), without the lock and without writing, and say the plan. The

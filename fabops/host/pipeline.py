@@ -16,7 +16,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import replace
 from functools import partial
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .. import errors
 from ..errors import FabopsError, LockedError
@@ -25,7 +25,7 @@ from ..records import Plain, plain
 from ..shell import in_dir, inventory_shell
 from ..target import Target
 from .events import EventLog, new_run_id
-from .files import ensure_home, save_env_file, tail_jsonl
+from .files import atomic_write, ensure_home, save_env_file, tail_jsonl
 from .preflight import disk_problem, missing_env_keys, sort_changes, stash, status_path
 from .git import Git, check_ref, ls_remote_cmd, ls_remote_ref_cmd, parse_ls_remote
 from .lock import HostLock
@@ -38,6 +38,9 @@ from .prom import run_counted, run_done
 from .record import Recorder, RunResult, Step, counted, default_actor, short
 from .state import State, StateFile, bad_entry, pin_reason, promoted
 from .verify import signature_words, signers_path
+
+if TYPE_CHECKING:  # host/settings.py imports yaml: only a deploy's run, which sends settings, loads it
+    from .settings import Sent
 
 TRIGGERS = ("cron", "deploy", "ci", "rollback", "reset", "manual", "promote")
 # After a dependency rule fails (often the network), cron tries the same
@@ -86,18 +89,21 @@ class Pipeline:
     chosen by host/update.run_update, which renders the same plan: nothing
     here asks which kind of run this is (docs/architecture.md, "Plans")."""
 
-    def __init__(self, c, host: Host, opts: UpdateOptions, events: Optional[EventLog] = None):
+    def __init__(self, c, host: Host, opts: UpdateOptions, events: Optional[EventLog] = None,
+                 sent: Optional[Sent] = None):
         if opts.trigger not in TRIGGERS:
             raise errors.UsageError(f"unknown trigger {opts.trigger!r} (one of {', '.join(TRIGGERS)})")
-        self.t = Target.of(c, host)
+        self.c = c
         self.gated: Dict[str, Optional[int]] = {}  # the PIDs the last gates passed with (_restart_and_wait)
         self.held = False  # the last gate or watch failed on a port another process holds (_rollback)
-        self.host = host
         self.opts = opts
-        self.paths = self.t.paths
-        self.app = self.t.local_path(host.app.path)
-        self.git = self._git()
-        self.services = ServiceManager(self.t, host, home=self.paths.home, app_path=self.app)
+        # `host`: the settings in effect, the host's installed host.yml while
+        # a deploy's `sent` ones wait for the planner to trust the target
+        # (_take_settings; docs/security.md, "Verified commits")
+        self.sent = sent
+        self.sent_state = "" if sent is None else "pending"
+        self.signers: Optional[str] = None  # the installed settings' allowed-signers file (_settings_at_start)
+        self._use(host)
         self.events = events or EventLog()
         self.run_id = opts.run_id or new_run_id()
         self.actor = opts.actor or default_actor()
@@ -110,8 +116,8 @@ class Pipeline:
         # the count rides on settle's save, and the textfile is written
         # under the same lock (host/prom.folding); `published` gets its failure
         self.published: dict = {}
-        self.rec = Recorder(host, self.paths, self.res, self.save, self.git.describe, self._current_state,
-                            count=partial(run_counted, host=host, out=self.published))
+        self.rec = Recorder(host, self.paths, self.res, self.save, lambda sha: self.git.describe(sha),
+                            self._current_state, count=self._count)
         self.lock: Optional[HostLock] = None  # held from _locked_run on
         self.reported = False  # its result is another run's (_reported): that run counted itself
         # the lifecycle hooks the plan may run (Plan.hooks); None before it planned.
@@ -121,6 +127,49 @@ class Pipeline:
 
     def _git(self) -> Git:
         return Git(self.t, self.app, self.host.env)
+
+    def _use(self, host: Host) -> None:
+        """Act with `host`'s settings from now on (its app, services, env)."""
+        self.host = host
+        self.t = Target.of(self.c, host)
+        self.paths = self.t.paths
+        self.app = self.t.local_path(host.app.path)
+        self.git = self._git()
+        self.services = ServiceManager(self.t, host, home=self.paths.home, app_path=self.app)
+        if getattr(self, "rec", None) is not None:
+            self.rec.host = host
+
+    def _count(self, *args, **kwargs):
+        """The run's metrics count (host/prom.run_counted), for the settings in effect."""
+        return run_counted(*args, host=self.host, out=self.published, **kwargs)
+
+    def _take_settings(self) -> None:
+        """The sent settings are trusted (plan._trusted, or a host that
+        requires no signed commits): installed as host.yml under the lock,
+        and this run acts with them from here on, their kept/changed
+        warnings said (host/settings.installed)."""
+        sent, self.sent_state = self.sent, "taken"
+        self._install_settings(sent)
+        self._use(sent.host)
+        self.res.warnings.extend(w for w in sent.warnings if w not in self.res.warnings)
+
+    def _settings_at_start(self) -> str:
+        """Whether the host requires signed commits, found once, with its
+        installed settings (the allowed-signers file's path names the app:
+        never the sent settings' answer); a host that requires none takes
+        the sent settings at once, under the lock, as it did before the lock
+        (docs/security.md, "Verified commits"). The file's path, or ""."""
+        if self.signers is None:
+            self.signers = self._signers()
+            if self.sent_state == "pending" and not self.signers:
+                self._take_settings()
+        return self.signers
+
+    def _install_settings(self, sent: Sent) -> None:
+        """host.yml and env.sh from the sent settings (DryRun installs nothing)."""
+        atomic_write(sent.path, sent.text)
+        save_env_file(self.paths.env_sh, sent.host.env)
+        self.say("installed this deploy's settings as host.yml")
 
     # ---------------------------------------------------------------- helpers
     def say(self, message: str, **fields) -> None:
@@ -267,6 +316,8 @@ class Pipeline:
             self._ref_named()  # a mistyped flag is exit 64 before it is `locked`, exit 4
             raise
         try:
+            if not self._under_lock(self._settings_at_start):
+                return
             overtaken = overtaken_by(self.opts.trigger, self.paths.watch_end, began) if waited else None
             if overtaken:
                 # a history record and an update-log line say why this
@@ -277,16 +328,21 @@ class Pipeline:
                 return
             if self._reported(getattr(should_wait, "same_target", None)):
                 return
-            try:
-                self._converge(lock)
-            except (Abort, FabopsError, OSError) as exc:
-                # recorded while we still hold the lock: the next run must
-                # not race us on state.json
-                self._take_failure(exc)
-                if not self.res.usage and getattr(exc, "record", True):  # a mistyped flag is no run of the host's
-                    self.rec.record_unrecorded_failure()
+            self._under_lock(partial(self._converge, lock))
         finally:
             lock.release()
+
+    def _under_lock(self, act: Callable[[], object]) -> bool:
+        """`act()`, its failure recorded while we still hold the lock (the
+        next run must not race us on state.json). False when it failed."""
+        try:
+            act()
+        except (Abort, FabopsError, OSError) as exc:
+            self._take_failure(exc)
+            if not self.res.usage and getattr(exc, "record", True):  # a mistyped flag is no run of the host's
+                self.rec.record_unrecorded_failure()
+            return False
+        return True
 
     def _ref_named(self) -> None:
         """Raise the usage error of a --ref (rollback's --to) that names
@@ -359,10 +415,17 @@ class Pipeline:
         """Fetch, then ask the planner, gathering each fact it needs
         (read-only) until it can decide: the real run and the dry run
         share this (docs/architecture.md, "Plans")."""
+        signers = self._settings_at_start()
+        moved: Tuple[str, ...] = ()
+        if self.sent_state == "pending" and signers:
+            from .settings import moves
+
+            moved = moves(self.host, self.sent.host)
         origin, ref_commit, head = self._fetch()
         older, apart = self._good_lineage(state)
         facts = Facts(origin=origin, ref_commit=ref_commit, head=head, app=self.app,
-                      ended_watch=self._ended_watch(state), older=older, apart=apart, signers=self._signers())
+                      ended_watch=self._ended_watch(state), older=older, apart=apart, signers=signers,
+                      sent="moved" if moved else self.sent_state, sent_moves=moved)
         opts = Opts(trigger=self.opts.trigger, ref=self.opts.ref, stash=self.opts.stash,
                     clear_pin=self.opts.clear_pin, allow_unverified=self.opts.allow_unverified,
                     pin_reason=self.opts.pin_reason)
@@ -419,6 +482,10 @@ class Pipeline:
     def _gather(self, fact: str, facts: Facts, state: State, target: str) -> Facts:
         if fact == "verify":
             return self._verified(facts, target)
+        if fact == "settings":
+            # the facts the old settings' services and checks gave are asked again with the new ones
+            self._take_settings()
+            return replace(facts, sent="taken", health=None, problems=None)
         if fact == "health":
             looked = quick_health(self.services, list(self.host.services))
             return replace(facts, health=tuple(Health(h.service, h.ok, h.message, h.phase == "held") for h in looked))

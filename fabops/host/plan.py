@@ -64,6 +64,14 @@ class Facts(Frozen):
     # targets ("": none, nothing is checked; docs/security.md, "Verified commits")
     signers: str = ""
     signed: Optional["Signed"] = None  # git verify-commit's verdict on the target, gathered once
+    # the settings a deploy sent (its runs/<id>.host.yml; docs/security.md,
+    # "Verified commits"): "" none sent; "taken" installed as host.yml and
+    # in effect; "pending" still the host's installed host.yml in effect,
+    # until the planner has trusted the target (Need "settings"); "moved":
+    # they move the app or home (sent_moves), which a host requiring signed
+    # commits takes from setup only, never from a deploy
+    sent: str = ""
+    sent_moves: Tuple[str, ...] = ()
 
 
 @frozen
@@ -87,7 +95,7 @@ class Opts(Frozen):
 
 @frozen
 class Need(Frozen):
-    fact: str  # "health" | "preflight" | "verify"
+    fact: str  # "health" | "preflight" | "verify" | "settings" (install the sent settings: the target is trusted)
     target: str  # the commit the preflight checks against
 
 
@@ -274,6 +282,8 @@ def plan(host, state: State, facts: Facts, opts: Opts) -> Union[Plan, Need]:
     """What this run does (_plan), clearing the pin only when it acts, with
     the hooks it may run (plan_hooks)."""
     decided = _plan(host, state, facts, opts)
+    if isinstance(decided, Plan) and facts.sent in ("pending", "moved"):
+        decided = replace(decided, warnings=decided.warnings + (not_installed(facts, decided.target),))
     if isinstance(decided, Plan) and decided.clear_pin and decided.kind not in ACTS:
         decided = replace(decided, clear_pin=False)
     if isinstance(decided, Plan):
@@ -336,6 +346,9 @@ def _plan(host, state: State, facts: Facts, opts: Opts) -> Union[Plan, Need]:
     if target is None:  # the fetch succeeded, but the branch is not there
         return Plan("abort", "aborted", f"{host.app.remote}/{host.app.branch} does not exist after fetch", "",
                     state.deployed, finishing=state.in_progress, step="fetch")
+    trusted = _trusted(state, facts, opts, target)
+    if trusted is not None:
+        return trusted
     common = _riders(state, facts, opts, target)
     # what acts (a noop, a restart, a deploy) pins to --ref and a rollback's
     # target; a hold or an abort does not. A run that brings its own
@@ -546,6 +559,39 @@ def _signed(state: State, facts: Facts, opts: Opts, common: dict) -> Union[Need,
                     + ("" if first else " (already reported)"), notify=first, **common)
     return Plan("abort", "aborted", f"{why}; only `--ref {target} --allow-unverified` deploys it", step="verify",
                 **common)
+
+
+def _trusted(state: State, facts: Facts, opts: Opts, target: str) -> Optional[Need]:
+    """A deploy's sent settings wait, with the host's installed host.yml in
+    effect, until the target is trusted (docs/security.md, "Verified
+    commits"): a push that edits hosts.yml must not have its hooks,
+    heartbeat or env run by the deploy that verification refuses. Trusted:
+    the deployed commit (it runs already), a rollback's own pick (a commit
+    this host ran), a target signed by an allowed key, and a person's
+    `--ref X --allow-unverified` (recorded). Then Need("settings"): the run
+    installs them and plans on with them. None: go on, with the installed
+    settings (a target not trusted is then held or refused by _signed)."""
+    if facts.sent != "pending":
+        return None
+    if not (facts.signers and target != state.deployed and (opts.trigger != "rollback" or opts.ref is not None)):
+        return Need("settings", target)
+    if facts.signed is None or facts.signed.commit != target:
+        return Need("verify", target)
+    return Need("settings", target) if facts.signed.ok or opts.allow_unverified else None
+
+
+def not_installed(facts: Facts, target: str) -> str:
+    """The one line of a run whose sent settings stayed uninstalled: why,
+    and that it ran with the host's own host.yml."""
+    if facts.sent == "moved":
+        why = (f"they change {', '.join(facts.sent_moves)}, which a host that requires signed commits takes from "
+               "`setup` only")
+    elif facts.signed is not None and facts.signed.commit == target and not facts.signed.ok:
+        why = f"{short(target)} is not verified"
+    else:
+        why = "the run stopped before its target was verified"
+    return (f"host.yml: this deploy's settings were not installed: {why}; the run used the host's own host.yml "
+            '(docs/security.md, "Verified commits")')
 
 
 def _hold_retry(state: State, facts: Facts, opts: Opts, common: dict) -> Optional[Plan]:

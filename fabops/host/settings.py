@@ -19,11 +19,13 @@ laptop's, as before: what a deploy is for.
 """
 from __future__ import annotations
 
+import posixpath
 from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
-from ..inventory import Backup
+from ..inventory import Backup, Host
+from ..records import Frozen, frozen
 
 # the settings kept when the laptop's inventory leaves them unset, as key
 # paths in a host.yml entry: metrics_dir, the heartbeat (a CI inventory
@@ -106,3 +108,33 @@ def installed(old_text: Optional[str], new_text: str, name: str) -> Tuple[str, L
     data: Dict[str, Any] = yaml.safe_load(new_text)
     data["hosts"][name] = new
     return yaml.safe_dump(data, sort_keys=False), warnings
+
+
+@frozen
+class Sent(Frozen):
+    """A deploy's settings, not installed yet: the host.yml text to write
+    (`installed`'s), where, the Host it holds, and the run's warnings about
+    it. The run installs it under the lock once the target is trusted
+    (host/plan._trusted; docs/security.md, "Verified commits")."""
+
+    text: str
+    path: str
+    host: Host
+    warnings: Tuple[str, ...] = ()
+
+
+# What names where the app and fabops' files are, and so which
+# allowed-signers file a run reads (host/verify.signers_path): on a host
+# that requires signed commits only setup changes them (Facts.sent "moved")
+PLACES = ("home", "sandbox", "app.path", "app.remote", "app.branch")
+
+
+def moves(installed: Host, sent: Host) -> Tuple[str, ...]:
+    """The PLACES whose value the sent settings change."""
+    def value(host: Host, key: str) -> Any:
+        head, _, rest = key.partition(".")
+        found = getattr(getattr(host, head), rest) if rest else getattr(host, head)
+        # `~/app/` names what `~/app` does (App.name)
+        return posixpath.normpath(found) if key in ("home", "app.path") else found
+
+    return tuple(key for key in PLACES if value(installed, key) != value(sent, key))

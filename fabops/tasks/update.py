@@ -34,7 +34,8 @@ def _host_for_local(inventory, hosts):
         "stash": "Save local changes in the checkout aside (patch + tarball in the backup dir) and proceed.",
         "wait": "Seconds to wait for the host lock (default 0; 300 for a deploy from CI).",
         "run_id": "Id of this run; its events go to <host home>/runs/<id>.jsonl.",
-        "install_config": "Install this file as the host's host.yml once the lock is held (used by deploy).",
+        "install_config": ("Install this file as the host's host.yml under the lock, once the run trusts its target "
+                           "(used by deploy; until then the installed host.yml is in effect)."),
         "clear_pin": ("Clear a pin left by rollback or deploy --ref, as deploy does: once the branch's head "
                       "deploys (at once if it is there); a run that aborts or rolls back leaves it."),
         "allow_unverified": "With --ref: deploy it even if it is not signed by a key of the host's allowed signers.",
@@ -71,11 +72,12 @@ def local_update(
     if pin_reason is not None and (ref is None or "\n" in pin_reason):
         raise errors.UsageError("--pin-reason needs --ref COMMIT and one line: it is the reason of the pin --ref sets")
     trigger = report.default_trigger(trigger, splay)
-    # the laptop's settings installed as host.yml, keeping what it left unset (host/settings.py)
-    host, warnings = _with_config(host, install_config, dry_run)
+    # the laptop's settings, installed as host.yml by the run once it trusts
+    # the target (host/settings.Sent); until then the host's own are in effect
+    host, sent = _with_config(host, install_config)
     opts = UpdateOptions(
         trigger=trigger, actor=actor or "", ref=ref, stash=stash, wait=wait,
-        run_id=run_id or new_run_id(), clear_pin=clear_pin, warnings=tuple(warnings),
+        run_id=run_id or new_run_id(), clear_pin=clear_pin,
         allow_unverified=unverified_allowed(allow_unverified, ref), pin_reason=pin_reason or None,
     )
     paths = HostPaths.for_home(host.home)
@@ -87,7 +89,7 @@ def local_update(
     events.start_heartbeat()
     try:
         # fabops' own context, not Invoke's (which read ~/.invoke.yaml)
-        result = run_update(local_context(host), host, opts, events, dry_run=dry_run)
+        result = run_update(local_context(host), host, opts, events, dry_run=dry_run, sent=sent)
     finally:
         events.close()
     if json:
@@ -99,31 +101,47 @@ def local_update(
     finish(result.exit_code)
 
 
-def _with_config(host, install_config, dry_run=False):
-    """Deploy uploads the laptop's resolved settings as runs/<id>.host.yml; the
-    run installs them as host.yml (atomically) and uses them, with the
-    host's own settings that the laptop left unset kept (host/settings.py;
-    docs/hosts.md, "What a deploy keeps"). (host, the run's warnings about
-    them); a dry run says the same and installs nothing."""
+def _with_config(host, install_config):
+    """Deploy uploads the laptop's resolved settings as runs/<id>.host.yml:
+    (the settings the run starts with, what it may install). The run
+    installs them as host.yml (host/settings.Sent), with the host's own
+    settings that the laptop left unset kept (docs/hosts.md, "What a deploy
+    keeps"), only under the lock and once its plan trusts the target
+    (docs/security.md, "Verified commits"); until then it runs with the
+    host's installed host.yml. A dry run installs nothing."""
     if not install_config:
-        return host, []
-    from ..host.files import atomic_write
-    from ..host.settings import installed
+        return host, None
+    from ..host.settings import Sent, installed
     from ..inventory import loads
     from ..paths import HostPaths
 
     with open(install_config, encoding="utf-8") as fh:
         text = fh.read()
-    where = HostPaths.for_home(loads(text, install_config).select(host.name)[0].home).host_yml
+    home = loads(text, install_config).select(host.name)[0].home
+    where = HostPaths.for_home(home).host_yml
     try:
         with open(where, encoding="utf-8") as fh:
             old = fh.read()
     except FileNotFoundError:  # no host.yml yet (a host set up by an older fabops): nothing to keep
         old = None
     text, warnings = installed(old, text, host.name)
-    if not dry_run:
-        atomic_write(where, text)
-    return loads(text, install_config).select(host.name)[0], warnings
+    sent = Sent(text, where, loads(text, install_config).select(host.name)[0], tuple(warnings))
+    return _installed_host(old, where, host.name, home) or sent.host, sent
+
+
+def _installed_host(text, where: str, name: str, home: str):
+    """The host's entry of its installed host.yml, when it holds one for
+    this home; None when there is none to run with (no file, unreadable,
+    another host's or another home's): the sent settings are then all there is."""
+    from ..inventory import loads
+    from ..paths import HostPaths
+
+    try:
+        found = loads(text, where).hosts.get(name) if text else None
+    except errors.FabopsError:
+        return None
+    same = found is not None and HostPaths.for_home(found.home).home == HostPaths.for_home(home).home
+    return found if same else None
 
 
 def _print(text: str, stream=None, whole: bool = False) -> None:

@@ -1,0 +1,102 @@
+"""#29, the trust boundary: a deploy's sent settings (its runs/<id>.host.yml)
+are installed as host.yml only under the run's lock, and on a host that
+requires signed commits only once the planner trusts the target
+(host/plan._trusted; docs/security.md, "Verified commits"). Until then,
+and for good when the target is held or refused, the run acts with the
+host's installed host.yml: its own hooks, on_failure and heartbeat, never
+the ones a push that edits hosts.yml brings."""
+import pytest
+import yaml
+
+from fabops import inventory
+from fabops.host.dry_run import actions
+from fabops.host.plan import Facts, Health, Need, Opts, Plan, Signed, plan
+from fabops.host.settings import moves
+from fabops.host.state import State
+
+pytestmark = pytest.mark.unit
+
+A, B = "a" * 40, "b" * 40
+FILE = "/etc/fabops/app/allowed_signers"
+HEALTHY = (Health("api", True, "api is up"),)
+
+
+def host(**more) -> inventory.Host:
+    entry = {"connection": "local", "app": {"path": "/srv/app"}, "home": "/srv/home",
+             "services": [{"name": "api", "manager": "process", "command": "python3 api.py"}], **more}
+    return inventory.loads(yaml.safe_dump({"hosts": {"h": entry}}), "h.yml").hosts["h"]
+
+
+INSTALLED = host(hooks={"on_failure": "page-the-team"})
+
+
+def decide(sent="pending", signed=None, trigger="deploy", ref=None, allow=False, signers=FILE, origin=B,
+           deployed=A, moved=()):
+    facts = Facts(origin=origin, head=A, ref_commit=B if ref else None, health=HEALTHY, problems=(), changed=(),
+                  signers=signers, signed=signed, sent=sent, sent_moves=moved)
+    return plan(INSTALLED, State(deployed=deployed), facts, Opts(trigger=trigger, ref=ref, allow_unverified=allow))
+
+
+def test_a_host_that_requires_no_signed_commits_takes_the_sent_settings_first():
+    need = decide(signers="")
+    assert isinstance(need, Need) and (need.fact, need.target) == ("settings", B)
+
+
+def test_the_target_is_verified_before_the_sent_settings_are_taken():
+    need = decide()
+    assert isinstance(need, Need) and (need.fact, need.target) == ("verify", B)
+    need = decide(signed=Signed(B, True, "signed for alice@example"))
+    assert isinstance(need, Need) and need.fact == "settings"
+
+
+@pytest.mark.parametrize("why", ["deployed", "rollback", "allow_unverified"])
+def test_a_target_trusted_without_a_signature_takes_them(why):
+    unsigned = Signed(B, False, "no signature")
+    need = {"deployed": lambda: decide(origin=A),  # the deployed commit runs already
+            "rollback": lambda: decide(trigger="rollback", deployed=B, signed=None),  # its own pick: a commit it ran
+            "allow_unverified": lambda: decide(signed=unsigned, ref=B, allow=True)}[why]()
+    assert isinstance(need, Need) and need.fact == "settings", need
+
+
+def test_a_refused_target_keeps_the_installed_settings_and_says_so_once():
+    p = decide(signed=Signed(B, False, "no signature"))
+    assert isinstance(p, Plan) and (p.kind, p.result) == ("abort", "aborted"), p
+    # the run's own hooks are the installed host.yml's: its on_failure, not the sent one
+    assert p.hooks == ("on_failure",)
+    line = ("host.yml: this deploy's settings were not installed: bbbbbbbbbb is not verified; the run used the "
+            "host's own host.yml (docs/security.md, \"Verified commits\")")
+    assert [w for w in p.warnings if w.startswith("host.yml:")] == [line], p.warnings
+    # its dry run's plan says the same line (its warnings), and would install nothing
+    assert not [w for w in actions(INSTALLED, p, "deploy") if "host.yml" in w.target]
+
+
+def test_a_held_target_keeps_them_too():
+    p = decide(trigger="manual", signed=Signed(B, False, "no signature"))
+    assert (p.kind, p.result) == ("hold", "skipped_unverified") and "bbbbbbbbbb is not verified" in p.warnings[-1]
+
+
+def test_taken_settings_plan_as_before_and_say_nothing_more():
+    p = decide(sent="taken", signed=Signed(B, True, "signed for alice@example"))
+    assert (p.kind, p.target) == ("deploy", B) and not [w for w in p.warnings if w.startswith("host.yml:")], p
+    assert decide(sent="", signed=Signed(B, True, "signed for alice@example")) == p
+
+
+def test_a_run_stopped_before_its_target_was_verified_says_why_they_wait():
+    p = plan(INSTALLED, State(deployed=A), Facts(origin=None, head=A, signers=FILE, sent="pending"),
+             Opts(trigger="deploy"))
+    assert p.kind == "abort" and "the run stopped before its target was verified" in p.warnings[-1], p
+
+
+def test_settings_that_move_the_app_wait_for_setup():
+    p = decide(sent="moved", moved=("app.branch",), signed=Signed(B, True, "signed"))
+    assert (p.kind, p.target) == ("deploy", B), p  # the installed settings deploy the signed target
+    assert "they change app.branch, which a host that requires signed commits takes from `setup` only" \
+        in p.warnings[-1], p.warnings
+
+
+def test_moves_names_what_says_where_the_app_and_home_are():
+    assert moves(INSTALLED, host(hooks={"on_failure": "x"}, heartbeat={"url": "https://hc.example/ping/1"})) == ()
+    assert moves(INSTALLED, host(app={"path": "/srv/app/"})) == ()  # the same directory
+    assert moves(INSTALLED, host(app={"path": "/srv/other", "branch": "evil"}, home="/tmp/h")) == (
+        "home", "app.path", "app.branch")
+    assert moves(INSTALLED, host(sandbox=True)) == ("sandbox",)
