@@ -134,26 +134,30 @@ ERROR_WORDS = ("error", "exception", "traceback", "uncaught", "panic", "fatal", 
 HEALTH_FAILURES = (errors.FAILED,)
 
 
-def error_words() -> List[str]:
-    """ERROR_WORDS as grep's `-e WORD` arguments (with -i)."""
-    return [arg for word in ERROR_WORDS for arg in ("-e", word)]
-
-
-def error_filter(source: str, follow: bool) -> Cmd:
-    """`| grep` keeping the lines that mention an error (ERROR_WORDS); in
-    the update log also the line of every run that failed or was rolled
-    back, which need not say "error": its status word, as host/record.py
-    writes it (`[trigger actor] ROLLED_BACK a -> b ...`), for each of its
+def error_words(source: str = "") -> List[str]:
+    """ERROR_WORDS as grep's `-e WORD` arguments (with -i); for the update
+    log (`source` update) also the status word of every run that failed or
+    was rolled back, which need not say "error": as host/record.py writes
+    it (`[trigger actor] ROLLED_BACK a -> b ...`), for each of its
     FAILURES, and a failed backup's or restore's (their lines are in the
-    one format too: host/record.log_line). In the health log, the line of
-    every check that failed (`TIME HOST FAILED: bot is stopped`, as
-    host/health._line writes it: its Nagios word after the time and the
-    host's name), which need not say "error" either (#24's trial: `logs
-    --source health --errors` showed none)."""
-    words = error_words()
+    one format too: host/record.log_line). All fixed strings: monitor's
+    python3 matches them as such (host/monitorfacts.py)."""
+    words = [arg for word in ERROR_WORDS for arg in ("-e", word)]
     if source == "update":
         for result in FAILURES + ("backup_failed", "restore_failed"):
             words += ["-e", "] %s " % result.upper()]
+    return words
+
+
+def error_filter(source: str, follow: bool) -> Cmd:
+    """`| grep` keeping the lines that mention an error (error_words: in
+    the update log also the line of every run that failed or was rolled
+    back). In the health log, the line of every check that failed (`TIME
+    HOST FAILED: bot is stopped`, as host/health._line writes it: its
+    Nagios word after the time and the host's name), which need not say
+    "error" either (#24's trial: `logs --source health --errors` showed
+    none)."""
+    words = error_words(source)
     if source == "health":
         for word in HEALTH_FAILURES:
             words += ["-e", "^[^ ]* [^ ]* %s: " % errors.NAMES[word]]

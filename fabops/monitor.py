@@ -3,9 +3,10 @@
 `monitor_script(host)` builds one POSIX-sh script that prints sections
 between markers; `parse(output, host)` turns its output into a dict;
 `evaluate(facts, host)` applies the thresholds and returns the Nagios code
-and findings. Only coreutils/procps are needed; missing tools degrade to
-"unknown", never to a failed command (ss -> /proc/net/tcp; the HTTP checks
-run the host's python3, host/httpcheck.py).
+and findings. The host's one python3 reads the facts that are files
+(host/monitorfacts.py), whose each port is and the HTTP checks; without it
+coreutils/procps read the same, and missing tools degrade to "unknown",
+never to a failed command (docs/monitor.md).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import functools
 import json
 import posixpath
 import time
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import errors
@@ -25,8 +27,8 @@ from .inventory import Host
 from .logs import error_words
 from .probe import MARK, split_sections
 from .procstat import PROC_STAT, parse_end, process_ages
-from .checks import (http_check_cmd, http_check_input, listeners_source, owners_and_http_cmd, parse_http_results,
-                     port_listening_cmd)
+from .checks import http_check_input, listeners_source, parse_http_results, port_listening_cmd
+from .host.httpcheck import result_line
 from .host.listeners import OTHER, OWN, from_json
 from .unit_audit import units_cmd
 from .validate import cron_values
@@ -124,14 +126,8 @@ def monitor_script(host: Host, window: float = CPU_WINDOW, sample_age: Optional[
     # the samples first (--history's and the CPU window's start): one tail
     parts: List[Cmd] = [sh("M=$(tail -n 97 {f} 2>/dev/null); NL='\n'; MAXAGE={age}; TK=",
                            f=quote_path(host.paths.metrics), age=int(age * 100)), _NEWEST_SAMPLE]
-    parts += [
-        _section("cpu0", _CPU),
-        _section("mem", _MEM),
-        _section("disk", raw("df -Pk / 2>/dev/null | tail -n 1")),
-        _section("load", _LOAD),
-        # the zone the host's cron reads schedule.update in (evaluate's cron-stalled rule: stall_span)
-        _section("tz", raw("date +%z")),
-    ]
+    # (the disk, the zone: the facts' python3, _facts_part)
+    parts += [_section("cpu0", _CPU), _section("mem", _MEM), _section("load", _LOAD)]
     parts += _service_parts(host)
     parts += _probe_parts(host)
     parts += _home_parts(host)
@@ -141,18 +137,16 @@ def monitor_script(host: Host, window: float = CPU_WINDOW, sample_age: Optional[
         parts.append(_section("marker", marker_cmd(host)))
     parts += _log_parts(host)
     checks = _checks(host)
-    # The host's python3 runs (the slowest parts: an interpreter's start
-    # each) run beside the rest, not one after another in it.
-    # One python3 runs every check (host/httpcheck.py), one result line
-    # each in host.services' order; printf is a builtin, so the specs
-    # never reach an argv. The checks (monitor_input: URLs, headers,
-    # bodies) come on stdin, read once first, before any other command
-    # could read it (docs/security.md). With ports too, the same python3
-    # says whose they are (_owner_parts).
-    beside = _owner_parts(host, len(checks))
-    if checks and not beside:
-        beside.append(_section("http", http_check_cmd(_FEED, len(checks))))
-    script = _beside(beside, lines(parts), lines(_closing_parts(window)))
+    # The host's python3 (the slowest part: an interpreter's start) runs
+    # beside the rest, not one after another in it: one python3 reads every
+    # fact that is a file, says whose each port is and runs every check
+    # (_facts_part). The checks (monitor_input: URLs, headers, bodies) come
+    # on stdin, read once first, before any other command could read it
+    # (docs/security.md); printf is a builtin, so the specs never reach an
+    # argv. The journal's error counts, taken in the rest, follow the
+    # python3's `errors` section, its last (_journal_errors).
+    closing = ([raw('printf \'%s\\n\' "$EJ"')] if _units(host) else []) + _closing_parts(window)
+    script = _beside([_facts_part(host, len(checks))], lines(parts), lines(closing))
     return sh("FABOPS_IN=$(cat)\n{script}", script=script) if checks else script
 
 
@@ -191,8 +185,7 @@ def _service_parts(host: Host) -> List[Cmd]:
         parts.append(_section("units", units_cmd(units)))  # a unit running as root from our files
     else:
         parts.append(raw("PIDS= CGS="))
-    if procs:
-        parts.append(sh("{marker}\n{status}", marker=_section("process"), status=process_status_cmd(host.paths.home, procs)))
+    if procs:  # (the `process` section: the facts' python3, _facts_part)
         for svc in procs:
             parts.append(sh('[ -r {pf} ] && read -r P1 R < {pf} && PIDS="$PIDS $P1"',
                             pf=path(host.paths.service_pid(svc.name))))
@@ -206,56 +199,144 @@ def _probe_parts(host: Host) -> List[Cmd]:
     # %CPU is the average over the process's whole life, which makes a bot a
     # second old look busy. The first /proc/<pid>/stat read is here, the
     # second at the end of the script, at least CPU_WINDOW later.
-    parts = [_section("pstat0", PROC_STAT), _section("rss", _RSS)]
-    for svc in host.services:
-        if svc.port:
-            parts.append(_section(f"port:{svc.name}", sh("if {probe}; then echo open; else echo closed; fi",
-                                                         probe=port_listening_cmd(svc.port))))
-    return parts
+    # (the ports: the facts' python3, _facts_part)
+    return [_section("pstat0", PROC_STAT), _section("rss", _RSS)]
+
+
+def _port_parts(host: Host) -> List[Cmd]:
+    """Whether something listens on each declared port, with `ss` or awk:
+    a host without python3 (_shell_facts)."""
+    return [_section(f"port:{svc.name}", sh("if {probe}; then echo open; else echo closed; fi",
+                                            probe=port_listening_cmd(svc.port)))
+            for svc in host.services if svc.port]
 
 
 # The HTTP checks' specs, from the script's stdin (monitor_script).
 _FEED = raw('printf \'%s\\n\' "$FABOPS_IN" | ')
 
 
-def _owner_parts(host: Host, checks: int = 0) -> List[Cmd]:
-    """Whose each declared port's listener is (host/listeners.py, the
-    gate's own fact): each service's main PID (systemd's MainPID, a live
-    pidfile's PID, else -), then one python3 for every port, one JSON line
-    each in host.services' order (the `owners` section). Runs beside the
-    rest of monitor_script (`alive`: the process section's prelude, again).
-    With `checks` HTTP checks, that python3 runs them too (the `http`
-    section after `owners`: checks.owners_and_http_cmd)."""
+def _facts_part(host: Host, checks: int = 0) -> Cmd:
+    """The one python3 (docs/benchmarks.md, "The monitor's host script: one
+    python3"): the facts that are files (host/monitorfacts.py: the disk,
+    the zones, the process services' states, the ports, the history, the
+    logs' errors, the cleanup directories), then whose each declared port
+    is (host/listeners.py, the gate's own fact: the `owners` section, one
+    JSON line a port in host.services' order), then the `http` section
+    (host/httpcheck.py: `checks` HTTP checks, their specs on stdin), then
+    the `errors` section. A systemd service's main PID is systemctl's
+    (MainPID); a process service's is the one monitorfacts finds running
+    (`@NAME`). Without python3, the shell reads the same (_shell_facts)."""
     ported = [svc for svc in host.services if svc.port]
-    if not ported:
-        return []
-    # OA: PORT PID KIND for each, word by word (digits, `-` and a word)
-    parts: List[Cmd] = ([process_status_cmd(host.paths.home, [])] if _procs(host) else []) + [raw("OA=")]
+    # OA: PORT PID KIND for each, word by word (digits, `-`, `@NAME` and a word)
+    parts: List[Cmd] = [raw("OA=")]
     for svc in ported:
         if svc.manager == "systemd":
-            pid = sh("P=$(systemctl show -p MainPID --value {u} 2>/dev/null)", u=svc.name)
-        else:  # `alive`: the process section's prelude (a live PID that is the one started)
-            pid = sh('P=-; if [ -r {pf} ] && read -r P1 S1 < {pf} && alive "$P1" "$S1"; then P=$P1; fi',
-                     pf=path(host.paths.service_pid(svc.name)))
-        # systemd:UNIT: what is left of a unit not running (its cgroup) is its own (listeners.service_procs)
-        parts.append(sh('{pid}; OA="$OA "{port}" ${{P:--}} "{kind}', pid=pid, port=str(svc.port),
-                        kind=f"systemd:{svc.name}" if svc.manager == "systemd" else "process"))
+            # systemd:UNIT: what is left of a unit not running (its cgroup) is its own (listeners.service_procs)
+            parts.append(sh('P=$(systemctl show -p MainPID --value {u} 2>/dev/null); OA="$OA "{port}" ${{P:--}} "{kind}',
+                            u=svc.name, port=str(svc.port), kind=f"systemd:{svc.name}"))
+        else:
+            parts.append(sh('OA="$OA "{port}" "{pid}" process"', port=str(svc.port), pid="@" + svc.name))
+    words = _fact_words(host)
+    run = sh("{feed}python3 -I -S -c {source} {n} {words} $OA", feed=_FEED if checks else raw(""),
+             source=_facts_source(bool(ported), bool(checks)), n=str(len(words)), words=words)
+    parts.append(sh("if command -v python3 >/dev/null 2>&1; then {run}; else\n{shell}\nfi", run=run,
+                    shell=lines(_shell_facts(host, checks))))
+    return lines(parts)
+
+
+def _fact_words(host: Host) -> list:
+    """host/monitorfacts.py's records (`KIND COUNT ARG...`), in the order
+    its sections are printed; paths through `path`, so `~` is the host's."""
+    procs, words = _procs(host), ["disk", "0", "tz", "0"]
+
+    def record(kind: str, *args) -> None:
+        words.extend([kind, str(len(args)), *args])
+
+    if procs:
+        record("process", *[x for svc in procs for x in (svc.name, path(host.paths.service_pid(svc.name)))])
+    for svc in host.services:
+        if svc.port:
+            record(f"port:{svc.name}", str(svc.port))
+    record("tzlast", path(host.paths.state))
+    record("history", path(host.paths.history))
+    record("aside", path(host.paths.state_aside_prefix))
+    record("errors_update", path(host.logs.get("update") or host.paths.log("update")), *error_words("update"))
+    if procs:
+        record("gone", *[x for svc in procs for x in (svc.name, path(host.paths.service_pid(svc.name) + ".gone"))])
+    for i, rule in enumerate(host.cleanup):
+        record(f"cleanup:{i}", path(rule.path), rule.glob)
+    record("errors", *[path(host.paths.service_log(svc.name)) for svc in procs], *error_words())
+    return words
+
+
+@functools.lru_cache(maxsize=None)
+def _facts_source(ports: bool, checks: bool) -> str:
+    """The one python3's source: host/monitorfacts.py, then listeners.py
+    (with ports), then httpcheck.py (with checks), each file in a namespace
+    of its own, as it would run alone (all define `main`); one that fails
+    prints its traceback on stderr and the others still run. argv: the
+    count of monitorfacts' words, its words, then $OA."""
+    from .checks import _source as httpcheck_source
+    from .host import monitorfacts  # read as text, never run on the laptop
+
+    out = ("import sys\n"
+           "def _load(source, name):\n"
+           "    space = {'__name__': 'fabops_' + name[:-3]}\n"
+           "    exec(compile(source, name, 'exec'), space)\n"
+           "    return space\n"
+           "def _run(step):\n"
+           "    try:\n"
+           "        return step()\n"
+           "    except Exception:  # as its own python3 would: the traceback on stderr, the rest still runs\n"
+           "        import traceback\n"
+           "        traceback.print_exc()\n"
+           "_n = int(sys.argv[1])\n"
+           "_facts, _oa = sys.argv[2:2 + _n], sys.argv[2 + _n:]\n"
+           f"F = _load({Path(monitorfacts.__file__).read_text(encoding='utf-8')!r}, 'monitorfacts.py')\n"
+           "_pids = _run(lambda: F['main'](_facts)) or {}\n")
+    owners, http = "\n" + MARK + "owners", "\n" + MARK + "http"
+    if ports:
+        out += (f"print({owners!r})\n"
+                f"_run(lambda: _load({listeners_source()!r}, 'listeners.py')['main'](F['owners_argv'](_oa, _pids)))\n")
     if checks:
-        parts.append(_section("owners", owners_and_http_cmd(MARK + "http", _FEED, checks)))
-    else:
-        parts.append(_section("owners", sh("command -v python3 >/dev/null 2>&1 && python3 -I -S -c {source} $OA",
-                                           source=listeners_source())))
-    return [lines(parts)]
+        out += (f"print({http!r})\n"
+                f"_run(lambda: _load({httpcheck_source()!r}, 'httpcheck.py')['main']())\n")
+    return out + "_run(lambda: F['write'](F['errors'](_facts)))\n"
 
 
 def _home_parts(host: Host) -> List[Cmd]:
-    """What fabops keeps in the host's home (the state, the last run) and
-    the checkout's commit."""
-    from .host.git import rev_parse_cmd, tracking_ref
+    """What fabops keeps in the host's home (the state; the last run and
+    the rest are the facts' python3's: _facts_part) and the checkout's
+    commit."""
+    from .host.git import rev_parse_cmd, rev_parse_each_cmd, tracking_ref
 
+    app, origin = path(host.app.path), tracking_ref(host.app.remote, host.app.branch)
     return [
-        # kept in $S too: the zone in force at its last update check is read from it (_TZ_LAST)
+        # kept in $S too: the bad targets origin moved past are read from it (behind)
         _section("state", sh("S=$(cat {f} 2>/dev/null); printf '%s\\n' \"$S\"", f=quote_path(host.paths.state))),
+        # the checkout's commit: a reset or rollback that did not come up can leave it off the
+        # deployed one, which the panel says as status does (#24: status said it, monitor did not);
+        # and the branch's head as the checkout last fetched it (no fetch: a look
+        # changes nothing): a known-bad one is what cron will hold back
+        # (host/state.held_back; #24's trial: OK after a rollback and an unpin).
+        # One git for both; when one does not resolve (fewer lines), each alone.
+        sh('R=$({both} 2>/dev/null); case $R in *"$NL"*) ;; *) R="$({head} 2>/dev/null)$NL$({origin} 2>/dev/null)";; esac',
+           both=rev_parse_each_cmd(app, ["HEAD", origin]), head=rev_parse_cmd(app, "HEAD"),
+           origin=rev_parse_cmd(app, origin)),
+        _section("head", raw('L=${R%%"$NL"*}; [ -z "$L" ] || printf \'%s\\n\' "$L"')),
+        _section("origin", raw('L=${R#*"$NL"}; [ -z "$L" ] || printf \'%s\\n\' "$L"')),
+        # the remembered bad targets origin has moved past (bad_ahead): each key of
+        # state.json ($S) that is an ancestor of the checkout's commit or of the
+        # branch's head as last fetched; `ok` says the loop ran
+        _section("behind", behind_cmd(host)),
+    ]
+
+
+def _shell_home_parts(host: Host) -> List[Cmd]:
+    """The home's files as the shell reads them: a host without python3 (_shell_facts)."""
+    return [
+        # the zone in force at the last update check is read from state.json (_TZ_LAST)
+        sh("S=$(cat {f} 2>/dev/null); NL='\n'", f=quote_path(host.paths.state)),
         _section("tzlast", _TZ_LAST),
         # the last run that is not a backup: a daily backup's record is no
         # verdict on the deploys ("the last reset ended BROKEN" stays a reset's)
@@ -271,18 +352,6 @@ def _home_parts(host: Host) -> List[Cmd]:
         # echo turns a record's `\n` or `\\` into a newline or one backslash
         _section("first", sh("read -r L 2>/dev/null < {f} && printf '%s\\n' \"$L\"; true",
                              f=quote_path(host.paths.history))),
-        # the checkout's commit: a reset or rollback that did not come up can leave it off the
-        # deployed one, which the panel says as status does (#24: status said it, monitor did not)
-        _section("head", sh("{git} 2>/dev/null", git=rev_parse_cmd(path(host.app.path), "HEAD"))),
-        # the branch's head as the checkout last fetched it (no fetch: a look
-        # changes nothing): a known-bad one is what cron will hold back
-        # (host/state.held_back; #24's trial: OK after a rollback and an unpin)
-        _section("origin", sh("{git} 2>/dev/null", git=rev_parse_cmd(path(host.app.path),
-                                                                     tracking_ref(host.app.remote, host.app.branch)))),
-        # the remembered bad targets origin has moved past (bad_ahead): each key of
-        # state.json ($S) that is an ancestor of the checkout's commit or of the
-        # branch's head as last fetched; `ok` says the loop ran
-        _section("behind", behind_cmd(host)),
         # a corrupt state.json that a merge moved aside (host/state.py): its name
         # says when, and its being there says that the deploy state was lost
         _section("aside", sh('for f in {p}*; do [ -e "$f" ] && printf \'%s\\n\' "${{f##*/}}"; done; true',
@@ -291,37 +360,61 @@ def _home_parts(host: Host) -> List[Cmd]:
 
 
 def _log_parts(host: Host) -> List[Cmd]:
-    """The errors of the last hour, the journal's size, the cleanup paths
-    and the recorded samples (--history)."""
-    # Errors in the last hour: the journal under systemd, else the service
-    # log files (written in the last hour): the lines `logs --errors` keeps
-    # (logs.ERROR_WORDS: a crash that never says "error" counts too).
-    words = join(error_words())
-    err_cmds = [sh("journalctl -u {u} --since '-1h' --no-pager -q -o cat 2>/dev/null | grep -ci {w}", u=u, w=words)
-                for u in _units(host)]
-    for svc in _procs(host):
-        err_cmds.append(sh("find {log} -mmin -60 2>/dev/null | grep -q . && tail -n 2000 {log} | grep -ci {w}",
-                           log=path(host.paths.service_log(svc.name)), w=words))
-    # (`true`: a host with no service still gets its section, so the count is 0, not unread)
-    parts = [_section("errors", lines([sh("{{ {c} || echo 0; }}", c=c) for c in err_cmds] or [raw("true")], "; ")),
-             # the update log's apart: the panel says where the errors are (#24's trial: `2` beside a
-             # `logs --errors` of 1 line, the other in the update log; docs/monitor.md)
-             _section("errors_update", sh("{{ {c} || echo 0; }}", c=_update_log_errors_cmd(host)))]
-    if _procs(host):
-        # a death no stop has written to the log yet (services.unlogged_deaths)
-        parts.append(_section("gone", process_gone_notes_cmd(host.paths.home, _procs(host))))
-    for i, rule in enumerate(host.cleanup):
-        parts.append(_section(f"cleanup:{i}", sh(
-            "if [ -d {p} ]; then du -sk {p} 2>/dev/null | cut -f1; "
-            "find {p} -maxdepth 1 -type f -name {glob} 2>/dev/null | wc -l; "
-            "find {p} -maxdepth 1 -type f -name {glob} -mtime -1 2>/dev/null | wc -l; else echo missing; fi",
-            p=path(rule.path), glob=rule.glob)))
+    """The journal's errors of the last hour (in $EJ: _journal_errors),
+    the journal's size and the recorded samples (--history); the log
+    files' errors and the cleanup paths are the facts' python3's."""
+    parts = [sh("EJ=$({c})", c=_journal_errors(host))] if _units(host) else []
     # "Archived and active journals take up 8.0M in the file system."
     if _units(host):  # the journal holds a unit's log; a process-managed service's is its file (#24: `journal: 0B`)
         parts.append(_section("journal", raw(
             "journalctl --disk-usage 2>/dev/null | sed -n 's/.* take up \\([^ ]*\\) .*/\\1/p'")))
     parts.append(_section("metrics", raw('[ -z "$M" ] || printf \'%s\\n\' "$M"')))
     return parts
+
+
+def _journal_errors(host: Host) -> Cmd:
+    """Each unit's journal lines of the last hour that `logs --errors` keeps
+    (logs.ERROR_WORDS: a crash that never says "error" counts too), a count
+    a line: printed after the facts' python3's `errors` section, whose
+    lines are the process services' log files' (_facts_part)."""
+    words = join(error_words())
+    return lines([sh("{{ journalctl -u {u} --since '-1h' --no-pager -q -o cat 2>/dev/null | grep -ci {w} || echo 0; }}",
+                     u=u, w=words) for u in _units(host)], "; ")
+
+
+def _shell_facts(host: Host, checks: int) -> List[Cmd]:
+    """What the facts' python3 prints, read by the shell's programs: a host
+    without python3 (no owner line, read as none; `no answer` a check)."""
+    procs = _procs(host)
+    parts: List[Cmd] = [_section("disk", raw("df -Pk / 2>/dev/null | tail -n 1")),
+                        # the zone the host's cron reads schedule.update in (evaluate's cron-stalled rule: stall_span)
+                        _section("tz", raw("date +%z"))]
+    if procs:
+        parts.append(sh("{marker}\n{status}", marker=_section("process"), status=process_status_cmd(host.paths.home, procs)))
+    parts += _port_parts(host) + _shell_home_parts(host)
+    # the update log's apart: the panel says where the errors are (#24's trial: `2` beside a
+    # `logs --errors` of 1 line, the other in the update log; docs/monitor.md)
+    parts.append(_section("errors_update", sh("{{ {c} || echo 0; }}", c=_update_log_errors_cmd(host))))
+    if procs:
+        # a death no stop has written to the log yet (services.unlogged_deaths)
+        parts.append(_section("gone", process_gone_notes_cmd(host.paths.home, procs)))
+    for i, rule in enumerate(host.cleanup):
+        parts.append(_section(f"cleanup:{i}", sh(
+            "if [ -d {p} ]; then du -sk {p} 2>/dev/null | cut -f1; "
+            "find {p} -maxdepth 1 -type f -name {glob} 2>/dev/null | wc -l; "
+            "find {p} -maxdepth 1 -type f -name {glob} -mtime -1 2>/dev/null | wc -l; else echo missing; fi",
+            p=path(rule.path), glob=rule.glob)))
+    if any(svc.port for svc in host.services):
+        parts.append(_section("owners"))
+    if checks:  # as checks.http_check_cmd says it
+        missing = result_line((None, "no answer (no python3 on the host for the HTTP check)", 0.0))
+        parts.append(_section("http", lines([sh("echo {m}", m=missing)] * checks, "; ")))
+    # the service log files (written in the last hour): the journal's follow
+    # (`true`: a host with no service still gets its section, so the count is 0, not unread)
+    words = join(error_words())
+    counts = [sh("{{ find {log} -mmin -60 2>/dev/null | grep -q . && tail -n 2000 {log} | grep -ci {w} || echo 0; }}",
+                 log=path(host.paths.service_log(svc.name)), w=words) for svc in procs]
+    return parts + [_section("errors", lines(counts or [raw("true")], "; "))]
 
 
 # An update-log line's time (host/record.log_line: `%Y-%m-%dT%H:%M:%S%z`,

@@ -162,18 +162,24 @@ def test_the_calendar_is_stepped_once_per_schedule():
 @pytest.mark.unit
 @pytest.mark.skipif(not os.path.exists("/usr/share/zoneinfo/" + BERLIN), reason="no tzdata for Europe/Berlin")
 @pytest.mark.parametrize("shell", ["sh", "bash"])
-def test_the_host_script_reads_the_offset_at_the_last_check(tmp_path, shell):
-    """The script's state and tzlast sections (_home_parts) on a real
-    shell and date, in Berlin's zone: state.json's last_check, a Friday
+@pytest.mark.parametrize("reader", ["python3", "shell"])
+def test_the_host_script_reads_the_offset_at_the_last_check(tmp_path, shell, reader):
+    """The script's state section (_home_parts) and its tzlast section, as
+    the facts' python3 prints it (host/monitorfacts.py) and as the shell
+    does on a host without python3 (_shell_home_parts), on a real shell,
+    date and python3, in Berlin's zone: state.json's last_check, a Friday
     before the fall-back, is at +0200 while now is at +0100; the state is
     printed as it was read. A state with no last_check prints no offset."""
     import subprocess
     from fabops.probe import split_sections
+    from fabops.shell import sh
 
     state = tmp_path / "state.json"
     host = host_with(WEEKDAYS)
     host = dataclasses.replace(host, home=str(tmp_path))
-    script = "NL='\n'\n" + "\n".join(monitor._home_parts(host)[:2]) + f"\necho; echo {MARK}end\n"
+    tzlast = (sh("python3 -I -S -c {src} 3 tzlast 1 {f}", src=monitor._facts_source(False, False), f=str(state))
+              if reader == "python3" else "\n".join(monitor._shell_home_parts(host)[:2]))
+    script = "NL='\n'\n" + monitor._home_parts(host)[0] + "\n" + tzlast + f"\necho; echo {MARK}end\n"
     env = {"PATH": "/usr/bin:/bin", "TZ": BERLIN}
     for record, offset in [({"last_check": at("2026-10-23 21:55:10") + 0.5, "deployed": "a" * 40}, "+0200"),
                            ({"last_check": at("2026-10-26 12:00:00")}, "+0100"), ({"deployed": "b"}, "")]:
