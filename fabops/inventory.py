@@ -168,7 +168,8 @@ class Verify(Frozen):
     """Only commits signed by one of `signers` ship (docs/security.md,
     "Verified commits"): SSH public keys, `TYPE BASE64 [comment]`, that
     setup writes into the root-owned allowed-signers file git verifies
-    with (gpg.format=ssh)."""
+    with (ssh-keygen), and OpenPGP keys, `openpgp BASE64 [comment]`,
+    into the keyring beside it that gpgv checks (host/verify.py)."""
 
     signers: Tuple[str, ...] = ()
 
@@ -1196,7 +1197,8 @@ class _Validator:
         if not d:
             return None
         if not d.get("signers"):
-            self.fail(f"{key}.signers", "must list at least one SSH public key (none would hold every commit)")
+            self.fail(f"{key}.signers",
+                      "must list at least one SSH or OpenPGP public key (none would hold every commit)")
         return Verify(tuple(d["signers"]))
 
     def heartbeat_settings(self, d: Optional[dict], key: str) -> Optional[Heartbeat]:

@@ -106,10 +106,12 @@ VALIDATORS = {
 
 
 def put_file(c, host: Host, path: str, content: str, *, mode: str, root: bool, validate: Optional[str] = None,
-             owner: Optional[str] = None) -> None:
+             owner: Optional[str] = None, decode: bool = False) -> None:
     """Write `content` (sent on stdin) via a temp file; validate it
     (`validate` names one of VALIDATORS); then install it with its mode in
-    one rename. The old file is untouched if validation fails.
+    one rename. The old file is untouched if validation fails. `decode`:
+    `content` is base64 of a binary file (the OpenPGP keyring), decoded
+    into the temp file.
 
     A file root reads is staged in a root-owned temp file (`sudo mktemp`),
     never in a directory the deploy user could write: swapping it between
@@ -127,11 +129,12 @@ def put_file(c, host: Host, path: str, content: str, *, mode: str, root: bool, v
             "set -e\n"
             "T=$(sudo -n mktemp)\n"
             "trap 'sudo -n rm -f \"$T\"' EXIT\n"
-            "sudo -n tee \"$T\" >/dev/null\n"
+            "{decode}sudo -n tee \"$T\" >/dev/null\n"
             "{check}"
             "test -d {parent} || (umask 022 && sudo -n mkdir -p {parent})\n"
             "sudo -n install -m {mode}{own} \"$T\" {dest}\n",
-            check=check, parent=host_path(posixpath.dirname(path)), mode=mode, own=own, dest=host_path(path))
+            check=check, parent=host_path(posixpath.dirname(path)), mode=mode, own=own, dest=host_path(path),
+            decode=raw("base64 -d | ") if decode else raw(""))
     else:
         # a fresh, unpredictable name (mktemp: O_EXCL, 0600) in fabops' own
         # 0700 home, never a name built from inventory values in /tmp
@@ -140,12 +143,13 @@ def put_file(c, host: Host, path: str, content: str, *, mode: str, root: bool, v
             "mkdir -p {home}; chmod 700 {home}\n"
             "T=$(mktemp {template})\n"
             "trap 'rm -f \"$T\"' EXIT\n"
-            "cat > \"$T\"\n"
+            "{decode} > \"$T\"\n"
             "{check}"
             "test -d {parent} || (umask 022 && mkdir -p {parent})\n"
             "install -m {mode} \"$T\" {dest}\n",
             home=host_path(host.home), template=host_path(host.paths.file(".setup.XXXXXXXX")), check=check,
-            parent=host_path(posixpath.dirname(path)), mode=mode, dest=host_path(path))
+            parent=host_path(posixpath.dirname(path)), mode=mode, dest=host_path(path),
+            decode=raw("base64 -d") if decode else raw("cat"))
     # the text on stdin: host.yml holds env values and check headers, and an
     # argv is what `ps` shows every user of the host (docs/security.md)
     Target.of(c, host).run(script, f"writing {path}", argv=["install", path], stdin=content)
@@ -322,6 +326,8 @@ class _Setup:
     _group: str = ""
     _unit_facts: Optional[Dict[str, Dict[str, List[str]]]] = None
     dt: Optional[Target] = None  # the deploy user: its own files (the same login unless setup_user differs)
+    accept_signers: bool = False  # --accept-signers: add new verify signers unasked (setup_signers.py)
+    ask_signers: Optional[Callable[[str], bool]] = None  # a terminal's yes to new signers; None: no terminal
 
     def __post_init__(self):
         user = self.host.user or "ec2-user"
@@ -426,7 +432,8 @@ Items = Iterator[ItemResult]
 
 def setup_host(c, host: Host, *, check: bool, yes: bool, offline: bool, replace_units: bool = False,
                splay: int = 30, host_yml_text: Optional[str] = None, allow_root_units=(), change_user: bool = False,
-               progress: Optional[Callable[[ItemResult], None]] = None) -> SetupReport:
+               progress: Optional[Callable[[ItemResult], None]] = None, accept_signers: bool = False,
+               ask_signers: Optional[Callable[[str], bool]] = None) -> SetupReport:
     """Converge one host, item by item, in this order; with `check`, change
     nothing and report what would change. A refused deploy user stops the
     run before anything is written."""
@@ -438,7 +445,7 @@ def setup_host(c, host: Host, *, check: bool, yes: bool, offline: bool, replace_
         if who:
             host = replace(host, user=who)
     run = _Setup(t, host, check, yes, offline, replace_units, splay, host_yml_text, tuple(allow_root_units),
-                 change_user)
+                 change_user, accept_signers=accept_signers, ask_signers=ask_signers)
     report = SetupReport(host.name, check=check)
     for item in ITEMS:
         for result in item(run):
@@ -836,31 +843,85 @@ def _heartbeat(run: _Setup) -> Items:
 
 def _verify(run: _Setup) -> Items:
     """Only verified commits ship (docs/security.md, "Verified commits"):
-    hosts.yml's signers in the allowed-signers file, root's (0644, in
-    root's /etc/fabops/<app>/; a sandbox's in its home), before the first
-    run can deploy. That file, not host.yml, makes the host check every
-    target, so a push that drops `verify:` cannot turn it off: without
-    `verify:`, a file that is there stays, said. Refused (exit 78) where
-    git is too old to check SSH signatures: a host that could not honour
-    it must not look protected."""
-    from .host.verify import allowed_signers_text, signers_path, too_old
+    hosts.yml's signers where the host's check reads them, root's (in
+    /etc/fabops/<app>/; a sandbox's in its home), before the first run can
+    deploy. Those files, not host.yml, make the host check every target,
+    so a push that drops `verify:` cannot turn it off: without `verify:`,
+    a file that is there stays, said. Refused (exit 78) where the host
+    cannot check a listed key (SSH keys on git older than 2.34, OpenPGP
+    keys without gpgv: a host that could not honour it must not look
+    protected), and where a key would be added that no person confirmed
+    (setup_signers.confirm_problem)."""
+    from .host.verify import GPG_PROGRAM, KEYRING, beside, signers_path
+    from .setup_signers import added_signers, confirm_problem, look_cmd, unable
 
     host = run.host
-    path = signers_path(host, host.home)
-    where = host_path(path) if host.sandbox else path
+    path, root = signers_path(host, host.home), not host.sandbox
     if host.verify is None:
+        where = host_path(path) if host.sandbox else path
         if run.dt.output(sh("test -f {p} && echo there || true", p=where)).strip() == "there":
             yield ItemResult("verified commits", "warning", (
                 f"{path} is there, so this host still requires signed commits, though this inventory sets no "
                 f"verify: (only root turns it off: sudo rm {path})"))
         return
-    problem = too_old(run.dt.output(sh("git --version 2>/dev/null || true")))
+    signers = host.verify.signers
+    problem = unable(run.dt.output(look_cmd()), signers)
     if problem:
-        yield ItemResult("verified commits", "refused", f"{problem}: this host cannot honour verify:; upgrade "
-                                                        "git there, or remove verify: for this host")
+        yield ItemResult("verified commits", "refused", f"{problem}: this host cannot honour verify:")
         return
-    text = f"{MANAGED}\n{allowed_signers_text(host.verify.signers)}"
-    yield run.file("verified commits", path, text, mode="0644", root=not host.sandbox)
+    added = added_signers(signers, _read(run.t if root else run.dt, path, root),
+                          _read_binary(run, beside(path, KEYRING), root))
+    if added:
+        problem = confirm_problem(run, path, added)
+        if problem:
+            yield ItemResult("verified commits", "refused", problem)
+            return
+        if run.check:
+            yield ItemResult("new signers", "would change", "would add " + "; ".join(added))
+    yield from _signer_files(run, path, beside(path, KEYRING), beside(path, GPG_PROGRAM), root)
+
+
+def _signer_files(run: _Setup, path: str, keyring: str, program: str, root: bool) -> Items:
+    """The three files, all written whenever `verify:` is set, empty of a
+    kind it lists no key of, so a key taken out of hosts.yml leaves every
+    file it was in: the allowed-signers file, the keyring, the wrapper."""
+    from .host.verify import allowed_signers_text, gpg_program_text, keyring_bytes
+
+    signers = run.host.verify.signers
+    first = run.file("verified commits", path, f"{MANAGED}\n{allowed_signers_text(signers)}", mode="0644", root=root)
+    yield first
+    if first.status == "refused":  # another app's directory: none of its files is taken either
+        return
+    yield _keyring(run, keyring, keyring_bytes(signers), root)
+    text = gpg_program_text(keyring).replace("#!/bin/sh\n", f"#!/bin/sh\n{MANAGED}\n", 1)
+    yield run.file("verified commits", program, text, mode="0755", root=root)
+
+
+def _read_binary(run: _Setup, path: str, root: bool) -> Optional[bytes]:
+    import base64
+
+    from .setup_signers import read_binary_cmd
+
+    out = (run.t if root else run.dt).output(read_binary_cmd(path, root)).strip()
+    return None if out == "@@absent" else base64.b64decode(out)
+
+
+def _keyring(run: _Setup, path: str, data: bytes, root: bool) -> ItemResult:
+    """The OpenPGP keyring: ok, or a diff of its fingerprints (it is binary,
+    sent as base64 and decoded on the host)."""
+    import base64
+
+    from .setup_signers import keyring_listing
+
+    old = _read_binary(run, path, root)
+    if old == data:
+        return ItemResult("verified commits", "ok", path)
+    d = diff(keyring_listing(old), keyring_listing(data), path)
+    if run.check:
+        return ItemResult("verified commits", "would change", path, d)
+    put_file(run.t if root else run.dt, run.host, path, base64.b64encode(data).decode() + "\n", mode="0644",
+             root=root, decode=True)
+    return ItemResult("verified commits", "changed", path, d)
 
 
 def _metrics_dir(run: _Setup) -> Items:

@@ -6,6 +6,7 @@ flag parsing and the host side. Validation is the first line of defence;
 """
 from __future__ import annotations
 
+import base64
 import re
 from typing import Callable, Dict, Optional, Tuple
 
@@ -414,7 +415,7 @@ def heartbeat_url_problem(url: str) -> str | None:
 # Verified commits (docs/security.md, "Verified commits"): the public keys
 # whose SSH signature a target commit must carry. setup writes them into a
 # root-owned allowed-signers file that `git verify-commit` reads with
-# gpg.format=ssh, one key a line: the key's type, its base64 and an
+# ssh-keygen, one key a line: the key's type, its base64 and an
 # optional comment, as a `.pub` file holds it (ssh-keygen -Y's format).
 SIGNER_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa",
                 "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com")
@@ -422,13 +423,39 @@ _SIGNER_KEY = re.compile(r"[A-Za-z0-9+/]{16,}={0,3}")
 
 
 def signer_problem(text: str) -> str | None:
-    """One `verify.signers` entry: `TYPE BASE64 [comment]`, a `.pub` line."""
+    """One `verify.signers` entry: `TYPE BASE64 [comment]`, a `.pub` line,
+    or `openpgp BASE64 [comment]`, one OpenPGP public key as `gpg --export`
+    writes it, base64 on one line (host/verify.py, OPENPGP)."""
     parts = text.split(None, 2)
+    if parts[:1] == ["openpgp"]:
+        return openpgp_signer_problem(parts[1] if len(parts) > 1 else "")
     if len(parts) < 2 or parts[0] not in SIGNER_TYPES:
         return ("must be an SSH public key as a .pub file holds it (`ssh-ed25519 AAAA... alice@example`); "
-                f"key types: {', '.join(SIGNER_TYPES[:5])}")
+                f"key types: {', '.join(SIGNER_TYPES[:5])}; or an OpenPGP key, `openpgp BASE64 [comment]` "
+                "(`gpg --export KEYID | base64 -w0`)")
     if not _SIGNER_KEY.fullmatch(parts[1]):
         return "has no base64 key after its type (`ssh-ed25519 AAAA...`)"
+    return None
+
+
+def openpgp_signer_problem(blob: str) -> str | None:
+    """An OpenPGP signer's base64: one public key (one primary key packet,
+    version 4), never a secret key (gpg --export-secret-keys)."""
+    import binascii
+
+    from .host.verify import openpgp_fingerprints, openpgp_packets
+
+    usage = "(`openpgp BASE64 [comment]`, BASE64 from `gpg --export KEYID | base64 -w0`)"
+    try:
+        data = base64.b64decode(blob, validate=True)
+        tags = [tag for tag, _ in openpgp_packets(data)]
+        found = openpgp_fingerprints(data)
+    except (binascii.Error, ValueError) as exc:
+        return f"is not an OpenPGP public key {usage}: {exc}"
+    if 5 in tags or 7 in tags:
+        return "is an OpenPGP SECRET key: list the public key only (gpg --export, never --export-secret-keys)"
+    if len(found) != 1:
+        return f"must hold exactly one OpenPGP public key, not {len(found)} {usage}"
     return None
 
 

@@ -47,7 +47,12 @@ HOST = {
               "after_deploy": "curl -fsS http://127.0.0.1:3003/health", "on_rollback": {"run": "echo rolled"},
               "on_failure": "echo failed"},
     "heartbeat": {"url": "https://hc-ping.com/0f3c", "fail_url": "https://hc-ping.com/0f3c/fail", "timeout": "5s"},
-    "verify": {"signers": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@example"]},
+    # both kinds of signer: an SSH key's .pub line, an OpenPGP key's `openpgp BASE64 [comment]`
+    "verify": {"signers": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@example",
+                           "openpgp mDMEaxcR6xYJKwYBBAHaRw8BAQdApCF4pqh5GQiL3XmkrzdxDPemVST8tNVoflGslT+67Yy0CUJvYiA8YkB4PoiQ"
+                           "BBMWCAA4FiEEfDpkZYdV/CFbAXq1KoPavpCg190FAmsXEesCGwMFCwkIBwIGFQoJCAsCBBYCAwECHgECF4AACgkQKoPa"
+                           "vpCg193DagEAo4SXQ79BXwagLYP4Ee1lGJBS0aydHgYVUg1NwjzWqTQBAMyVkxk27n4u1p/m07t3AghnCiAbzvIlak06"
+                           "urLJ2eQD bob@example"]},
     "promote_after": "30m",  # how long staging keeps a commit healthy before promote takes it (docs/environments.md)
 }
 # the demo's kind of host: `sandbox` is only valid with `connection: local`

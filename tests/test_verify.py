@@ -12,6 +12,17 @@ from fabops.validate import signer_problem
 pytestmark = pytest.mark.unit
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@example"
+KEY_FP = "SHA256:+DiY3wvvV6TuJJhbpZisF/zLDA0zPMSvHdkr4UvCOqU"  # ssh-keygen -lf's
+# two ed25519 OpenPGP keys made with gpg --quick-gen-key, as `gpg --export | base64 -w0` writes them,
+# and their fingerprints as gpg --with-colons --list-keys printed them
+PGP_A = ("openpgp mDMEaxcR6xYJKwYBBAHaRw8BAQdAIjon5YwQE3ZFw4lluAOQr8B7Lk+Mjeid0Z6tgf+Dj+e0C0FsaWNlIDxhQHg+iJAEExYIADgWIQ"
+         "SUoy33QbA9rIgo0muZ65xYgLZIuAUCaxcR6wIbAwULCQgHAgYVCgkICwIEFgIDAQIeAQIXgAAKCRCZ65xYgLZIuHIrAQCN3RDM2NBcsUWKBI5o"
+         "aRe5l34NwGk8BPe+FdjGYK1PNQEApTFmxV7fsPvZGHaaE8vpK530f3XMugKg2O7w3f4n0AM= alice@example")
+PGP_A_FP = "94A32DF741B03DAC8828D26B99EB9C5880B648B8"
+PGP_B = ("openpgp mDMEaxcR6xYJKwYBBAHaRw8BAQdApCF4pqh5GQiL3XmkrzdxDPemVST8tNVoflGslT+67Yy0CUJvYiA8YkB4PoiQBBMWCAA4FiEEfDpk"
+         "ZYdV/CFbAXq1KoPavpCg190FAmsXEesCGwMFCwkIBwIGFQoJCAsCBBYCAwECHgECF4AACgkQKoPavpCg193DagEAo4SXQ79BXwagLYP4Ee1lGJBS"
+         "0aydHgYVUg1NwjzWqTQBAMyVkxk27n4u1p/m07t3AghnCiAbzvIlak06urLJ2eQD")
+PGP_B_FP = "7C3A64658755FC215B017AB52A83DABE90A0D7DD"
 
 
 def load(verify) -> inventory.Host:
@@ -38,7 +49,7 @@ def test_a_signer_that_is_no_public_key_is_refused(value):
 def test_no_signers_is_refused_and_no_verify_is_none():
     with pytest.raises(ConfigError) as err:
         load({"signers": []})
-    assert "at least one SSH public key" in str(err.value)
+    assert "at least one SSH or OpenPGP public key" in str(err.value)
     assert load(None).verify is None
     assert "verify" not in load(None).to_dict()
 
@@ -139,16 +150,18 @@ def test_git_older_than_2_34_cannot_check_ssh_signatures(version, refused):
 
 # --- setup's item (fabops/setup._verify)
 class FakeRun:
-    """What setup's item reads: the host, the deploy user's shell (its
-    answers given), and the file writer (recorded)."""
+    """What setup's item reads: the host, the deploy user's shell and
+    root's (their answers given: the installed files), and the file writer
+    (recorded)."""
 
-    def __init__(self, host, answers):
+    def __init__(self, host, answers, check=False, accept=False, ask=None):
         self.host, self.answers, self.written = host, answers, []
-        self.dt = self
+        self.dt = self.t = self
+        self.check, self.accept_signers, self.ask_signers = check, accept, ask
 
     def output(self, cmd) -> str:
         text = str(cmd)
-        return next((out for key, out in self.answers.items() if key in text), "")
+        return next((out for key, out in self.answers.items() if key in text), "@@absent\n")
 
     def file(self, name, path, text, **kw):
         self.written.append((path, text, kw))
@@ -157,24 +170,131 @@ class FakeRun:
         return ItemResult(name, "changed", path)
 
 
+@pytest.fixture
+def keyrings(monkeypatch):
+    """setup's keyring writes (put_file with decode), recorded."""
+    import base64
+
+    written = []
+    monkeypatch.setattr("fabops.setup.put_file", lambda t, host, path, content, **kw: written.append(
+        (path, base64.b64decode(content), kw)))
+    return written
+
+
 def test_setup_refuses_verify_where_git_cannot_check_ssh_signatures():
     from fabops.errors import CONFIG
     from fabops.setup import SetupReport, _verify
 
-    run = FakeRun(load({"signers": [KEY]}), {"git --version": "git version 2.30.2\n"})
+    run = FakeRun(load({"signers": [KEY, PGP_A]}), {"git --version": "git version 2.30.2\n"}, accept=True)
     (item,) = list(_verify(run))
     assert item.status == "refused" and "git 2.30 cannot check SSH signatures" in item.message, item
+    # which key, by its fingerprint and comment; the OpenPGP one is not named
+    assert f"lists 1 SSH key ({KEY_FP} (alice@example))" in item.message and PGP_A_FP not in item.message, item
     assert SetupReport("web1", [item]).exit_code == CONFIG == 78 and run.written == []
 
 
-def test_setup_writes_the_allowed_signers_file_as_root():
+def test_setup_installs_openpgp_keys_where_git_is_2_30(keyrings):
+    """bullseye's git 2.30 checks OpenPGP signatures: setup installs them
+    (an empty SSH file, the keyring, the gpgv wrapper), root's."""
+    from fabops.host.verify import openpgp_bytes
     from fabops.setup import _verify
 
-    run = FakeRun(load({"signers": [KEY]}), {"git --version": "git version 2.39.5\n"})
+    run = FakeRun(load({"signers": [PGP_A]}), {"git --version": "git version 2.30.2\n"}, accept=True)
+    items = list(_verify(run))
+    assert [i.status for i in items] == ["changed"] * 3, items
+    (ssh, _, ssh_kw), (program, text, kw) = run.written
+    assert ssh == "/etc/fabops/app/allowed_signers" and ssh_kw == {"mode": "0644", "root": True}
+    assert program == "/etc/fabops/app/gpgv-for-git" and kw == {"mode": "0755", "root": True}
+    assert text.startswith("#!/bin/sh\n# Managed by fabops") and "exec gpgv --keyring /etc/fabops/app/allowed_signers.gpg" in text
+    ((path, data, pkw),) = keyrings
+    assert path == "/etc/fabops/app/allowed_signers.gpg" and data == openpgp_bytes(PGP_A)
+    assert pkw == {"mode": "0644", "root": True, "decode": True}
+    assert f"+OpenPGP key {PGP_A_FP}" in items[1].diff
+
+
+def test_setup_refuses_openpgp_keys_without_gpgv(keyrings):
+    from fabops.setup import _verify
+
+    run = FakeRun(load({"signers": [PGP_A]}), {"git --version": "git version 2.39.5\nno gpgv\n"}, accept=True)
     (item,) = list(_verify(run))
-    ((path, text, kw),) = run.written
+    assert item.status == "refused" and "gpgv is not installed" in item.message and run.written == [] == keyrings
+
+
+def test_setup_writes_the_allowed_signers_file_as_root(keyrings):
+    from fabops.setup import _verify
+
+    run = FakeRun(load({"signers": [KEY]}), {"git --version": "git version 2.39.5\n"}, accept=True)
+    list(_verify(run))
+    (path, text, kw), _program = run.written
     assert path == "/etc/fabops/app/allowed_signers" and kw == {"mode": "0644", "root": True}
     assert 'alice@example namespaces="git" ssh-ed25519 ' in text
+    assert keyrings[0][1] == b""  # no OpenPGP key: an empty keyring, so none is good
+
+
+# --- new signers need a person's yes (setup_signers.confirm_problem)
+INSTALLED_SSH = f'# Managed by fabops\nalice@example namespaces="git" {KEY.rsplit(" ", 1)[0]}\n'
+
+
+def test_a_new_signer_is_refused_without_a_terminal_and_named(keyrings):
+    from fabops.setup import _verify
+
+    run = FakeRun(load({"signers": [KEY, PGP_B]}), {"git --version": "git version 2.39.5\n", "cat": INSTALLED_SSH})
+    (item,) = list(_verify(run))
+    assert item.status == "refused" and f"would add {PGP_B_FP} to /etc/fabops/app/allowed_signers" in item.message
+    assert "--accept-signers" in item.message and KEY_FP not in item.message and run.written == [] == keyrings
+
+
+def test_a_terminal_is_asked_and_a_no_writes_nothing(keyrings):
+    from fabops.setup import _verify
+
+    asked = []
+    for answer, written in ((False, 0), (True, 2)):
+        run = FakeRun(load({"signers": [PGP_A]}), {"git --version": "git version 2.39.5\n"},
+                      ask=lambda q, a=answer: asked.append(q) or a)
+        items = list(_verify(run))
+        assert len(run.written) == written, items
+    assert items[0].status == "changed" and PGP_A_FP in asked[0] and "(alice@example)" in asked[0]
+
+
+def test_check_lists_the_new_signers_and_kept_or_removed_ones_ask_nothing(keyrings):
+    import base64
+
+    from fabops.host.verify import openpgp_bytes
+    from fabops.setup import _verify
+
+    answers = {"git --version": "git version 2.39.5\n", "cat": INSTALLED_SSH,
+               "base64 -w0": base64.b64encode(openpgp_bytes(PGP_A) + openpgp_bytes(PGP_B)).decode()}
+    run = FakeRun(load({"signers": [KEY, PGP_A]}), answers)  # PGP_B removed, nothing added: no question
+    items = list(_verify(run))
+    assert [i.status for i in items] == ["changed"] * 3 and f"-OpenPGP key {PGP_B_FP}" in items[1].diff, items
+    assert keyrings[0][1] == openpgp_bytes(PGP_A)
+    run = FakeRun(load({"signers": [KEY, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB9 bob@x"]}), answers, check=True)
+    first = list(_verify(run))[0]
+    assert (first.name, first.status) == ("new signers", "would change") and "(bob@x)" in first.message, first
+
+
+def test_an_openpgp_signer_is_one_public_key():
+    from fabops.host.verify import fingerprint, keyring_bytes, openpgp_bytes
+
+    assert signer_problem(PGP_A) is None and load({"signers": [PGP_A, KEY]}).verify.signers == (PGP_A, KEY)
+    assert fingerprint(PGP_A) == PGP_A_FP and fingerprint(KEY) == KEY_FP
+    assert keyring_bytes([KEY, PGP_A, PGP_B]) == openpgp_bytes(PGP_A) + openpgp_bytes(PGP_B)
+    two = "openpgp " + __import__("base64").b64encode(openpgp_bytes(PGP_A) + openpgp_bytes(PGP_B)).decode()
+    assert "exactly one OpenPGP public key, not 2" in signer_problem(two)
+    secret = "openpgp lFgEaxcR6xYJKwYBBAHaRw8BAQdAIjon5YwQE3ZFw4lluAOQr8B7Lk+Mjeid"  # a secret key's first bytes
+    assert "SECRET" in signer_problem(secret) or "not an OpenPGP public key" in signer_problem(secret)
+    for bad in ("openpgp", "openpgp !!", "openpgp AAAA", "openpgp " + PGP_A.split()[1][:40]):
+        assert "OpenPGP" in signer_problem(bad), bad
+
+
+def test_gpgvs_words_say_who_signed_or_whose_key_is_missing():
+    fp = "7590C0D5499A96CC3F13A218F66324FDC8E721DB"
+    good = (f'gpgv: Signature made Mon Dec  7 20:04:11 2026 UTC\ngpgv:                using EDDSA key {fp}\n'
+            'gpgv:                issuer "a@x"\ngpgv: Good signature from "Alice <a@x>"\n')
+    assert signature_words(True, good) == f"signed by Alice <a@x> (OpenPGP key {fp})"
+    unknown = (f"gpgv: Signature made Mon Dec  7 20:04:11 2026 UTC\ngpgv:                using EDDSA key {fp}\n"
+               "gpgv: Can't check signature: No public key\n")
+    assert signature_words(False, unknown) == f"signed by a key not in allowed_signers ({fp})"
 
 
 def test_setup_without_verify_says_the_file_still_holds():
@@ -240,7 +360,8 @@ def test_verify_commit_runs_in_its_own_environment_never_the_hosts():
     assert argv[:4] == ["/usr/bin/env", "-i", f"PATH={VERIFY_PATH}", "LC_ALL=C"] and argv[4] == "git"
     assert VERIFY_PATH == "/usr/sbin:/usr/bin:/sbin:/bin"
     configs = [argv[i + 1] for i, a in enumerate(argv) if a == "-c"]
-    assert configs == ["gpg.format=ssh", "gpg.ssh.program=ssh-keygen",
-                       "gpg.ssh.allowedSignersFile=/etc/fabops/app/allowed_signers"]
+    assert configs == ["gpg.ssh.program=ssh-keygen",
+                       "gpg.ssh.allowedSignersFile=/etc/fabops/app/allowed_signers",
+                       "gpg.openpgp.program=/etc/fabops/app/gpgv-for-git", "gpg.x509.program=false"]
     assert argv[-3:] == ["verify-commit", "--end-of-options", "a" * 40]
     assert not any(a.startswith("GIT_") for a in argv)

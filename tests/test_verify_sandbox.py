@@ -5,12 +5,15 @@ A signed commit ships; an unsigned one and one signed by another key are
 held (skipped_unverified, reported once, nothing restarted); a person's
 `--ref X --allow-unverified` deploys one, and the history says so."""
 import json
+import os
 import subprocess
 
 import pytest
 import yaml
 
-from fabops.host.verify import allowed_signers_text
+from fabops.host.git import verify_commit_cmd
+from fabops.host.verify import allowed_signers_text, signature_words
+from tests.conftest import require
 from tests.harness.sandbox import git
 
 pytestmark = pytest.mark.unit
@@ -136,3 +139,96 @@ def test_an_unverified_deploy_never_installs_or_runs_the_settings_it_sends(sandb
     assert (code, res["result"], box.state["deployed"]) == (0, "deployed", signed), res
     assert smoke.exists() and not [w for w in res["warnings"] if w.startswith("host.yml:")], res
     assert (box.home / "host.yml").read_text() == changed
+
+
+# --- OpenPGP signers (docs/security.md, "OpenPGP keys"): keys made here with gpg in a GnuPG home of the test's,
+# commits signed with `git commit -S` (gpg), the files written by setup's own item on the sandbox, and the
+# check run by gpgv through the wrapper, with no GnuPG home of the checking side's at all
+@pytest.fixture
+def gnupg(tmp_path, monkeypatch):
+    """A signing GnuPG home (its agent stopped at the end), and a key maker:
+    `openpgp BASE64 comment` for hosts.yml, and the key's fingerprint."""
+    import base64
+    import shutil
+
+    require(bool(shutil.which("gpg") and shutil.which("gpgv")),
+            "gpg and gpgv are not installed (.ci/run's apt line installs gnupg and gpgv)")
+    home = tmp_path / "gnupg"
+    home.mkdir(mode=0o700)
+    monkeypatch.setenv("GNUPGHOME", str(home))
+
+    def make(name):
+        subprocess.run(["gpg", "-q", "--batch", "--passphrase", "", "--quick-gen-key", f"{name} <{name}@example>",
+                        "ed25519", "sign", "never"], check=True, capture_output=True)
+        data = subprocess.run(["gpg", "--export", f"{name}@example"], check=True, capture_output=True).stdout
+        return f"openpgp {base64.b64encode(data).decode()} {name}@example"
+
+    yield make
+    subprocess.run(["gpgconf", "--kill", "gpg-agent"], capture_output=True)
+
+
+def push_gpg_signed(origin, name, message: str, version: str) -> str:
+    (origin.work / "VERSION").write_text(version + "\n")
+    git("add", "-A", cwd=origin.work)
+    git("-c", "gpg.format=openpgp", "-c", f"user.signingkey={name}@example", "commit", "--quiet", "-S", "-m", message,
+        cwd=origin.work)
+    git("push", "--quiet", "origin", origin.branch, cwd=origin.work)
+    return origin.head
+
+
+def setup_verify(box, signers, monkeypatch):
+    """setup's own item on the sandbox (its files in the sandbox's home,
+    written as you): the new signers accepted, as --accept-signers does."""
+    from invoke import Context
+
+    from fabops import inventory, setup
+    from fabops.target import Target
+
+    data = yaml.safe_load(box.inventory.read_text())
+    data["hosts"]["local"]["verify"] = {"signers": signers}
+    box.inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+    host = inventory.load(str(box.inventory)).hosts["local"]
+    run = setup._Setup(Target(Context(), host.name, host.home), host, check=False, yes=False, offline=True,
+                       replace_units=False, splay=30, accept_signers=True)
+    items = list(setup._verify(run))
+    return [i.status for i in items], items
+
+
+def test_only_commits_signed_by_an_allowed_openpgp_key_ship(sandbox, gnupg, monkeypatch):
+    box = sandbox
+    code, res = box.result()
+    assert (code, res["result"]) == (0, "deployed"), res
+    alice, mallory = gnupg("alice"), gnupg("mallory")
+    statuses, items = setup_verify(box, [alice], monkeypatch)
+    assert statuses == ["changed"] * 3 and "+OpenPGP key " in items[1].diff, items and os.access(box.home / "gpgv-for-git", os.X_OK)
+
+    good = push_gpg_signed(box.origin, "alice", "v2 signed by alice", "2")
+    code, res = box.result()
+    assert (code, res["result"], box.state["deployed"]) == (0, "deployed", good), res
+    # the status lines reached git through the wrapper: git's own check passed, and says whose key
+    # git's own check through the wrapper, as the run made it: gpgv's status lines reached git (exit 0),
+    # and its words name the signer and the key
+    check = subprocess.run(verify_commit_cmd(str(box.app), str(box.home / "allowed_signers"), good), shell=True,
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    assert signature_words(True, check.stderr).startswith("signed by alice <alice@example> (OpenPGP key "), check
+    pid = box.pid()
+
+    unsigned = box.origin.push("v3 unsigned", {"VERSION": "3\n"})
+    code, res = box.result()
+    assert (code, res["result"], res["to"]) == (1, "skipped_unverified", unsigned), res
+    assert "no signature" in res["message"], res
+
+    forged = push_gpg_signed(box.origin, "mallory", "v4 signed by mallory", "4")
+    code, res = box.result()
+    assert (code, res["result"], res["to"]) == (1, "skipped_unverified", forged), res
+    fpr = subprocess.run(["gpg", "--with-colons", "--list-keys", "mallory@example"], capture_output=True,
+                         text=True).stdout.split("fpr:::::::::")[1].split(":")[0]
+    assert f"signed by a key not in allowed_signers ({fpr})" in res["message"], res
+    assert box.pid() == pid and box.head() == good and box.state["deployed"] == good  # nothing restarted
+
+    # mallory's key added by setup: the held commit ships on the next poll
+    statuses, items = setup_verify(box, [alice, mallory], monkeypatch)
+    assert statuses == ["ok", "changed", "ok"] and f"+OpenPGP key {fpr}" in items[1].diff, items
+    code, res = box.result()
+    assert (code, res["result"], box.state["deployed"]) == (0, "deployed", forged), res

@@ -55,7 +55,13 @@ def test_only_signed_commits_ship_on_a_booted_host(alias, origin, tmp_path):
     first_deploy(inv)  # the origin's first commit is unsigned: deployed before the host asks for signatures
     alice, mallory = keypair(tmp_path, "alice"), keypair(tmp_path, "mallory")
     _with_verify(inv, [open(alice + ".pub").read().strip()])
+    # a new signer needs a person's yes: without a terminal, refused (exit 78) and nothing written
     r = fab(inv, "setup", "--yes", "--offline", "--json")
+    assert r.returncode == 78, r.stdout + r.stderr
+    (item,) = [i for i in json.loads(r.stdout)["hosts"]["find-to-do"]["items"] if i["name"] == "verified commits"]
+    assert item["status"] == "refused" and "(alice@example)" in item["message"] and "--accept-signers" in item["message"]
+    assert on_host(f"test -e {FILE}", check=False).returncode != 0
+    r = fab(inv, "setup", "--yes", "--offline", "--json", "--accept-signers")
     assert r.returncode in (0, 1), r.stdout + r.stderr
     # root's file, 0644, in root's directory: the deploy user cannot change, replace or remove it
     assert on_host(f"stat -c '%U:%G %a' {FILE} /etc/fabops/voice-meeting-bot").stdout.split("\n")[:2] == [

@@ -15,6 +15,7 @@ from ..shell import Cmd, join
 from ..shortsha import short_sha
 from ..target import Target
 from ..validate import ref_problem
+from .verify import GPG_PROGRAM, beside
 
 
 def git(app_path, *args: str) -> Cmd:
@@ -77,12 +78,21 @@ VERIFY_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 def verify_commit_cmd(app_path, signers_file: str, commit: str) -> Cmd:
     """git's own check that `commit` carries an SSH signature by a key of
-    `signers_file` (docs/security.md, "Verified commits"; git >= 2.34).
-    Command-line -c wins over every config file, so the checkout's own
-    .git/config cannot name another program either."""
+    `signers_file` (git >= 2.34) or an OpenPGP one by a key of the keyring
+    beside it, checked by the gpgv wrapper setup wrote there (git picks by
+    the signature's kind; docs/security.md, "Verified commits"). Every
+    program is named, present or not: one missing fails the check, never
+    falls back to another. An X.509 signature (gpgsm, with the deploy
+    user's own trust store) is never good. Command-line -c wins over every
+    config file, so the checkout's own .git/config cannot name another
+    program either. No gpg.format: it chooses how git signs, not how it
+    checks, and git 2.30 (bullseye) refuses its `ssh` value outright, where
+    it ignores the gpg.ssh.* keys it does not know."""
     return join(["/usr/bin/env", "-i", f"PATH={VERIFY_PATH}", "LC_ALL=C",
-                 "git", "-C", app_path, "-c", "gpg.format=ssh", "-c", "gpg.ssh.program=ssh-keygen",
-                 "-c", f"gpg.ssh.allowedSignersFile={signers_file}", "verify-commit", END_OF_OPTIONS, commit])
+                 "git", "-C", app_path, "-c", "gpg.ssh.program=ssh-keygen",
+                 "-c", f"gpg.ssh.allowedSignersFile={signers_file}",
+                 "-c", f"gpg.openpgp.program={beside(signers_file, GPG_PROGRAM)}", "-c", "gpg.x509.program=false",
+                 "verify-commit", END_OF_OPTIONS, commit])
 
 
 def ls_remote_cmd(app_path, remote: str, branch: str) -> Cmd:

@@ -90,6 +90,7 @@ FLAGS: Dict[str, Flag] = {
     "accept_new": Flag(),
     "allow_root_unit": Flag(value="UNIT"),  # gives a pusher root through that unit: typed in full
     "change_user": Flag(),  # moves who fabops runs as: typed in full
+    "accept_signers": Flag(),  # widens who can ship (verify: signers): typed in full
     "connect_timeout": Flag(None, "seconds"),
     "wait": Flag(None, "seconds", 0),
     "liveness": Flag(None, "seconds"),

@@ -25,9 +25,12 @@ STYLE = {"ok": "ok", "changed": "changed", "would change": "would change", "warn
                    "files to this app directory (a hosts.yml edit alone cannot; docs/security.md).",
     "allow_root_unit": "Grant restart on this unit although it runs as root from the deploy user's files "
                        "(repeatable; docs/security.md).",
+    "accept_signers": "Add the verify: signers the host does not have yet without asking (check the fingerprints "
+                      "--check lists first; without a terminal, new signers are refused otherwise).",
 }, iterable=["allow_root_unit"])
 def setup(c, hosts=None, check=False, yes=False, offline=False, replace_units=False, splay=30, json=False,
-          inventory=None, accept_new=False, connect_timeout=None, allow_root_unit=None, change_user=False):
+          inventory=None, accept_new=False, connect_timeout=None, allow_root_unit=None, change_user=False,
+          accept_signers=False):
     """Converge hosts: fabops venv, host.yml, cron block, sudoers drop-in, units, logs, logrotate, legacy commands."""
     from ._base import for_each_host
     from ..setup import setup_host
@@ -48,7 +51,7 @@ def setup(c, hosts=None, check=False, yes=False, offline=False, replace_units=Fa
 
         return setup_host(cxn, host, check=check, yes=yes, offline=offline, replace_units=replace_units,
                           splay=int(splay), allow_root_units=allow_root_unit or (), change_user=change_user,
-                          progress=show)
+                          progress=show, accept_signers=accept_signers, ask_signers=None if json else ask_signers())
 
     outcome = for_each_host(inventory, hosts, one, accept_new=accept_new, connect_timeout=connect_timeout,
                             as_setup_user=True)
@@ -67,6 +70,28 @@ def setup(c, hosts=None, check=False, yes=False, offline=False, replace_units=Fa
                                                       for s, n in counts.items()))
         host_errors(outcome.results)
     finish(_setup_code(outcome))
+
+
+def ask_signers():
+    """setup's question before it adds a verify: signer (docs/security.md,
+    "New signers"): a `y` typed at a terminal, one host at a time (hosts
+    run in parallel); None without a terminal, where new signers are
+    refused unless --accept-signers."""
+    if not sys.stdin.isatty():
+        return None
+    import threading
+
+    lock = threading.Lock()
+
+    def ask(question: str) -> bool:
+        with lock:
+            try:
+                return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+            except EOFError:  # Ctrl-D is a no, as Enter is
+                print(file=sys.stderr)
+                return False
+
+    return ask
 
 
 def item_lines(host: str, item, width: int, diff: bool) -> list:
