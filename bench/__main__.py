@@ -3,12 +3,13 @@ A suite that takes options (OPTIONS) gets the rest of the line:
 `python -m bench backup --files-mib 64 --sqlite-mib 16`."""
 import sys
 
-from bench import agent, backup, cron, monitor, pipeline, recovery, refactor, settle, transport, trees
+from bench import agent, backup, cron, hostscript, monitor, pipeline, recovery, refactor, settle, transport, trees
 
 SUITES = {"agent": agent.main, "pipeline": pipeline.main, "monitor": monitor.main, "transport": transport.main,
           "recovery": recovery.main, "refactor": refactor.main,
-          "cron": cron.main, "settle": settle.main, "backup": backup.main, "trees": trees.main}
-OPTIONS = {"backup", "trees"}
+          "cron": cron.main, "settle": settle.main, "backup": backup.main, "trees": trees.main,
+          "hostscript": hostscript.main}
+OPTIONS = {"backup", "trees", "hostscript"}
 
 
 def main(argv):
