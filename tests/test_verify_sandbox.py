@@ -27,10 +27,12 @@ def keypair(base, name) -> str:
     return str(key)
 
 
-def push_signed(origin, key, message: str, version: str) -> str:
+def push_signed(origin, key, message: str, version: str, kind: str = "ssh") -> str:
+    """A commit signed with `key` (an SSH key's file; with kind openpgp, a
+    gpg key's user id), pushed; its SHA."""
     (origin.work / "VERSION").write_text(version + "\n")
     git("add", "-A", cwd=origin.work)
-    git("-c", "gpg.format=ssh", "-c", f"user.signingkey={key}", "commit", "--quiet", "-S", "-m", message,
+    git("-c", f"gpg.format={kind}", "-c", f"user.signingkey={key}", "commit", "--quiet", "-S", "-m", message,
         cwd=origin.work)
     git("push", "--quiet", "origin", origin.branch, cwd=origin.work)
     return origin.head
@@ -168,12 +170,7 @@ def gnupg(tmp_path, monkeypatch):
 
 
 def push_gpg_signed(origin, name, message: str, version: str) -> str:
-    (origin.work / "VERSION").write_text(version + "\n")
-    git("add", "-A", cwd=origin.work)
-    git("-c", "gpg.format=openpgp", "-c", f"user.signingkey={name}@example", "commit", "--quiet", "-S", "-m", message,
-        cwd=origin.work)
-    git("push", "--quiet", "origin", origin.branch, cwd=origin.work)
-    return origin.head
+    return push_signed(origin, f"{name}@example", message, version, kind="openpgp")
 
 
 def setup_verify(box, signers, monkeypatch):
