@@ -100,3 +100,45 @@ def test_moves_names_what_says_where_the_app_and_home_are():
     assert moves(INSTALLED, host(app={"path": "/srv/other", "branch": "evil"}, home="/tmp/h")) == (
         "home", "app.path", "app.branch")
     assert moves(INSTALLED, host(sandbox=True)) == ("sandbox",)
+
+
+def _pipeline(tmp_path):
+    """A deploy's Pipeline on a tmp home, the host's own settings in effect
+    and `sent` ones (a new on_failure) waiting (nothing is run)."""
+    from fabops.connection import local_context
+    from fabops.deploy import host_yml
+    from fabops.host.pipeline import Pipeline, UpdateOptions
+    from fabops.host.settings import Sent
+
+    home = tmp_path / "home"
+    home.mkdir()
+    own, sent = host(home=str(home), hooks={"on_failure": "page"}), host(home=str(home), hooks={"on_failure": "x"})
+    (home / "host.yml").write_text(host_yml(own))
+    p = Pipeline(local_context(own), own, UpdateOptions(trigger="deploy"),
+                 sent=Sent(host_yml(sent), str(home / "host.yml"), sent))
+    return p, home, own, sent
+
+
+def test_a_deploy_that_reports_the_run_it_waited_for_installs_once_that_deployed_its_target(tmp_path):
+    """A CI deploy that meets cron's run of its very commit reports that
+    run's result (Pipeline._reported): its target is then the deployed
+    commit, which the planner trusts, so its settings are installed."""
+    p, home, own, sent = _pipeline(tmp_path)
+    p.res.result, p.res.to = "deployed", B
+    p._settings_reported()
+    assert p.host == sent and (home / "host.yml").read_text() == p.sent.text and not p.res.warnings
+
+
+@pytest.mark.parametrize("how", ["rolled_back", "superseded"])
+def test_one_that_did_not_deploy_it_installs_nothing_and_says_so(tmp_path, how):
+    p, home, own, sent = _pipeline(tmp_path)
+    before = (home / "host.yml").read_text()
+    if how == "superseded":
+        p._settings_not_taken("a rollback, reset or restart ended the watch this deploy waited for")
+    else:
+        p.res.result, p.res.to = how, B
+        p._settings_reported()
+    assert p.host == own and (home / "host.yml").read_text() == before
+    (line,) = p.res.warnings
+    assert line.startswith("host.yml: this deploy's settings were not installed: ") and line.endswith(
+        "the run used the host's own host.yml (docs/security.md, \"Verified commits\")"), line

@@ -29,7 +29,8 @@ from .files import atomic_write, ensure_home, save_env_file, tail_jsonl
 from .preflight import disk_problem, missing_env_keys, sort_changes, stash, status_path
 from .git import Git, check_ref, ls_remote_cmd, ls_remote_ref_cmd, parse_ls_remote
 from .lock import HostLock
-from .plan import Facts, Health, Opts, Plan, Signed, choose_target, good_commits, hook_runs, plan
+from .plan import (Facts, Health, Opts, Plan, Signed, choose_target, good_commits, hook_runs, not_installed_line,
+                   plan)
 from .queue import (lock_waiter, lock_wait, locked_line, overtaken_by, record_of, result_of, waiting_line,
                     watch_end_request)
 from .readiness import held_ports, quick_health, wait_ready, watch
@@ -164,6 +165,22 @@ class Pipeline:
             if self.sent_state == "pending" and not self.signers:
                 self._take_settings()
         return self.signers
+
+    def _settings_reported(self) -> None:
+        """This run reports the run it waited for, which went to our very
+        target (_reported): when that run deployed it, it is the deployed
+        commit, which the planner trusts (plan._trusted), and the sent
+        settings are installed; else they are not, and said (a CI deploy
+        that meets cron's run of its commit installs its settings all the same)."""
+        if self.sent_state == "pending" and self.res.result == "deployed":
+            self._take_settings()
+        else:
+            self._settings_not_taken(f"the run this deploy waited for did not deploy {short(self.res.to)}")
+
+    def _settings_not_taken(self, why: str) -> None:
+        """Sent settings still waiting as the run ends without a plan: said."""
+        if self.sent_state == "pending":
+            self.res.warnings.append(not_installed_line(why))
 
     def _install_settings(self, sent: Sent) -> None:
         """host.yml and env.sh from the sent settings (DryRun installs nothing)."""
@@ -324,9 +341,11 @@ class Pipeline:
                 # deploy did not ship (nothing fails silently), but no state
                 # is written: the last result stays the rollback's
                 self.res.result, self.res.message = "superseded", overtaken
+                self._settings_not_taken("a rollback, reset or restart ended the watch this deploy waited for")
                 self.rec.record()
                 return
             if self._reported(getattr(should_wait, "same_target", None)):
+                self._under_lock(self._settings_reported)
                 return
             self._under_lock(partial(self._converge, lock))
         finally:

@@ -590,6 +590,11 @@ def not_installed(facts: Facts, target: str) -> str:
         why = f"{short(target)} is not verified"
     else:
         why = "the run stopped before its target was verified"
+    return not_installed_line(why)
+
+
+def not_installed_line(why: str) -> str:
+    """That line's words, for `why` (the pipeline's too, for a run that reported another's)."""
     return (f"host.yml: this deploy's settings were not installed: {why}; the run used the host's own host.yml "
             '(docs/security.md, "Verified commits")')
 
