@@ -142,3 +142,20 @@ def test_one_that_did_not_deploy_it_installs_nothing_and_says_so(tmp_path, how):
     (line,) = p.res.warnings
     assert line.startswith("host.yml: this deploy's settings were not installed: ") and line.endswith(
         "the run used the host's own host.yml (docs/security.md, \"Verified commits\")"), line
+
+
+@pytest.mark.parametrize("width", (80, 200))
+def test_the_deploys_output_says_the_settings_were_not_installed_once(width, capsys, monkeypatch):
+    """How a refused deploy's output says it, under its result line, once,
+    wrapped at spaces (the host's warnings, tasks/deploy.py)."""
+    from fabops.host.plan import not_installed
+    from fabops.tasks.deploy import _Printer
+    from tests.test_golden import check, render
+
+    line = not_installed(Facts(origin=B, head=A, signed=Signed(B, False, "no signature"), sent="pending"), B)
+    event = {"kind": "result", "result": "aborted", "exit_code": 2, "warnings": [line],
+             "message": "bbbbbbbbbb is not signed by an allowed key (no signature); only `--ref "
+                        "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb --allow-unverified` deploys it"}
+    text = render(capsys, monkeypatch, width, lambda: _Printer(len("web1"))("web1")(event))
+    assert " ".join(text.split()).count("this deploy's settings were not installed") == 1, text
+    check("deploy-settings-not-installed", width, text)
