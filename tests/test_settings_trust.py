@@ -159,3 +159,43 @@ def test_the_deploys_output_says_the_settings_were_not_installed_once(width, cap
     text = render(capsys, monkeypatch, width, lambda: _Printer(len("web1"))("web1")(event))
     assert " ".join(text.split()).count("this deploy's settings were not installed") == 1, text
     check("deploy-settings-not-installed", width, text)
+
+
+def test_a_deploy_that_meets_the_lock_installs_nothing_meanwhile(sandbox, tmp_path):
+    """A host that requires no signed commits takes the sent settings as
+    before, but under the lock: a deploy that meets a run mid-change and
+    exits 4 (locked) has not changed host.yml; the next one installs them
+    and acts with them in the same run (its new after_deploy runs)."""
+    import json
+
+    from fabops.deploy import host_yml
+    from fabops.host.lock import HostLock
+    from fabops.paths import HostPaths
+    from tests.conftest import run_cli
+
+    box = sandbox
+    code, res = box.result()
+    assert (code, res["result"]) == (0, "deployed"), res
+    laptop = inventory.load(str(box.inventory)).hosts["local"]
+    installed = host_yml(laptop)
+    (box.home / "host.yml").write_text(installed)
+    smoke = tmp_path / "smoke"
+    data = yaml.safe_load(box.inventory.read_text())
+    data["hosts"]["local"]["hooks"] = {"after_deploy": f"touch {smoke}"}
+    sent = tmp_path / "run.host.yml"
+    sent.write_text(host_yml(inventory.from_data(data).hosts["local"]))
+    argv = ("local-update", "-i", str(sent), "-H", "local", "--install-config", str(sent), "--json",
+            "--trigger", "deploy", "--actor", "ci@runner")
+    box.origin.push("v2", {"VERSION": "2\n"})
+    lock = HostLock(HostPaths.for_home(str(box.home)).lock, {"trigger": "cron", "actor": "cron", "phase": "change"})
+    assert lock.try_acquire()
+    try:
+        r = run_cli(*argv, timeout=120)
+    finally:
+        lock.release()
+    assert (r.returncode, json.loads(r.stdout)["hosts"]["local"]["result"]) == (4, "locked"), r.stdout
+    assert (box.home / "host.yml").read_text() == installed
+    r = run_cli(*argv, timeout=120)
+    res = json.loads(r.stdout)["hosts"]["local"]
+    assert (r.returncode, res["result"]) == (0, "deployed"), res
+    assert smoke.exists() and (box.home / "host.yml").read_text() == sent.read_text()
