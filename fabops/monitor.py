@@ -141,13 +141,12 @@ def monitor_script(host: Host, window: float = CPU_WINDOW, sample_age: Optional[
     # beside the rest, not one after another in it: one python3 reads every
     # fact that is a file, says whose each port is and runs every check
     # (_facts_part). The checks (monitor_input: URLs, headers, bodies) come
-    # on stdin, read once first, before any other command could read it
-    # (docs/security.md); printf is a builtin, so the specs never reach an
-    # argv. The journal's error counts, taken in the rest, follow the
-    # python3's `errors` section, its last (_journal_errors).
+    # on the script's stdin, which that python3 alone reads (the rest reads
+    # /dev/null: _beside), so the specs never reach an argv
+    # (docs/security.md). The journal's error counts, taken in the rest,
+    # follow the python3's `errors` section, its last (_journal_errors).
     closing = ([raw('printf \'%s\\n\' "$EJ"')] if _units(host) else []) + _closing_parts(window)
-    script = _beside([_facts_part(host, len(checks))], lines(parts), lines(closing))
-    return sh("FABOPS_IN=$(cat)\n{script}", script=script) if checks else script
+    return _beside([_facts_part(host, len(checks))], lines(parts), lines(closing))
 
 
 # The file descriptors the beside parts' pipes are read from (_beside).
@@ -211,10 +210,6 @@ def _port_parts(host: Host) -> List[Cmd]:
             for svc in host.services if svc.port]
 
 
-# The HTTP checks' specs, from the script's stdin (monitor_script).
-_FEED = raw('printf \'%s\\n\' "$FABOPS_IN" | ')
-
-
 def _facts_part(host: Host, checks: int = 0) -> Cmd:
     """The one python3 (docs/benchmarks.md, "The monitor's host script: one
     python3"): the facts that are files (host/monitorfacts.py: the disk,
@@ -232,13 +227,15 @@ def _facts_part(host: Host, checks: int = 0) -> Cmd:
     for svc in ported:
         if svc.manager == "systemd":
             # systemd:UNIT: what is left of a unit not running (its cgroup) is its own (listeners.service_procs)
-            parts.append(sh('P=$(systemctl show -p MainPID --value {u} 2>/dev/null); OA="$OA "{port}" ${{P:--}} "{kind}',
+            parts.append(sh('P=$(systemctl show -p MainPID --value {u} 2>/dev/null </dev/null); '
+                            'OA="$OA "{port}" ${{P:--}} "{kind}',
                             u=svc.name, port=str(svc.port), kind=f"systemd:{svc.name}"))
         else:
             parts.append(sh('OA="$OA "{port}" "{pid}" process"', port=str(svc.port), pid="@" + svc.name))
     words = _fact_words(host)
-    run = sh("{feed}python3 -I -S -c {source} {n} {words} $OA", feed=_FEED if checks else raw(""),
-             source=_facts_source(bool(ported), bool(checks)), n=str(len(words)), words=words)
+    # the checks' specs: the script's stdin, read by this python3 (httpcheck.main) and nothing before it
+    run = sh("python3 -I -S -c {source} {n} {words} $OA", source=_facts_source(bool(ported), bool(checks)),
+             n=str(len(words)), words=words)
     parts.append(sh("if command -v python3 >/dev/null 2>&1; then {run}; else\n{shell}\nfi", run=run,
                     shell=lines(_shell_facts(host, checks))))
     return lines(parts)
@@ -364,10 +361,13 @@ def _log_parts(host: Host) -> List[Cmd]:
     the journal's size and the recorded samples (--history); the log
     files' errors and the cleanup paths are the facts' python3's."""
     parts = [sh("EJ=$({c})", c=_journal_errors(host))] if _units(host) else []
-    # "Archived and active journals take up 8.0M in the file system."
+    # "Archived and active journals take up 8.0M in the file system.": the
+    # word after the last " take up " that a space follows, cut with the
+    # shell's own expansions (sed's `s/.* take up \([^ ]*\) .*/\1/p`, no fork)
     if _units(host):  # the journal holds a unit's log; a process-managed service's is its file (#24: `journal: 0B`)
         parts.append(_section("journal", raw(
-            "journalctl --disk-usage 2>/dev/null | sed -n 's/.* take up \\([^ ]*\\) .*/\\1/p'")))
+            'J=$(journalctl --disk-usage 2>/dev/null); R=${J##*" take up "}; '
+            '[ "$R" = "$J" ] || case $R in *" "*) printf \'%s\\n\' "${R%%" "*}";; esac; true')))
     parts.append(_section("metrics", raw('[ -z "$M" ] || printf \'%s\\n\' "$M"')))
     return parts
 
@@ -406,9 +406,10 @@ def _shell_facts(host: Host, checks: int) -> List[Cmd]:
             p=path(rule.path), glob=rule.glob)))
     if any(svc.port for svc in host.services):
         parts.append(_section("owners"))
-    if checks:  # as checks.http_check_cmd says it
+    if checks:  # as checks.http_check_cmd says it; the specs on stdin are read to their end, unused
         missing = result_line((None, "no answer (no python3 on the host for the HTTP check)", 0.0))
-        parts.append(_section("http", lines([sh("echo {m}", m=missing)] * checks, "; ")))
+        parts.append(_section("http", lines([raw("while read -r L; do :; done")] + [sh("echo {m}", m=missing)] * checks,
+                                            "; ")))
     # the service log files (written in the last hour): the journal's follow
     # (`true`: a host with no service still gets its section, so the count is 0, not unread)
     words = join(error_words())

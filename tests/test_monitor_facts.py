@@ -144,6 +144,27 @@ def _program(word: str) -> bool:
     return subprocess.run(["bash", "-c", f'[ "$(type -t -- "$1")" = file ]', "_", word]).returncode == 0
 
 
+@pytest.mark.parametrize("shell", ["dash", "bash"])
+def test_the_journals_size_is_seds_word(tmp_path, shell):
+    """The journal section cuts journalctl --disk-usage's word with the
+    shell's expansions where it ran sed: the same word, or nothing."""
+    unit = inventory.loads(yaml.safe_dump({"hosts": {"h": {
+        "connection": "local", "app": {"path": str(tmp_path / "app")},
+        "services": [{"name": "api", "manager": "systemd"}]}}}), "x.yml").hosts["h"]
+    (part,) = [p for p in monitor._log_parts(unit) if "journal" in p and "disk-usage" in p]
+    (tmp_path / "bin").mkdir()
+    fake = tmp_path / "bin" / "journalctl"
+    for said in ["Archived and active journals take up 8.0M in the file system.", "Journals take up 1.2G on disk.",
+                 "No journal files were found.", "", "it take up 5M", "a take up b take up 7K x"]:
+        fake.write_text("#!/bin/sh\nprintf '%s\\n' " + sh("{x}", x=said) + "\n")
+        fake.chmod(0o755)
+        env = {"PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"}
+        got = subprocess.run([shell, "-c", part], capture_output=True, text=True, env=env, check=True).stdout
+        sed = subprocess.run(["sed", "-n", "s/.* take up \\([^ ]*\\) .*/\\1/p"], input=said + "\n",
+                             capture_output=True, text=True, check=True).stdout
+        assert split_sections(got)["journal"] == sed.strip(), (said, got)
+
+
 def test_the_error_words_are_fixed_strings():
     """monitorfacts matches the words as fixed strings, grep as patterns:
     the same lines only while no word holds a pattern's character."""

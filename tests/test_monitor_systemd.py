@@ -50,6 +50,9 @@ def test_a_one_shot_monitor_takes_the_units_cpu_from_the_cron_sample(alias):
     assert facts["cpu_source"] == "sample" and facts["cpu_window"] > 0, facts
     svc = facts["services"][0]
     assert svc["active"] and svc["cpu"] is not None, svc
+    # what the host's python3 reads (host/monitorfacts.py; bullseye's is 3.9), and its port's owner
+    assert None not in (facts["disk"], facts["utc_offset"], facts["errors_last_hour"], facts["deploy"]["last_run"]), facts
+    assert all(s["port_open"] and s["port_owner"] == "own" for s in facts["services"] if s["port"]), facts["services"]
     assert "(last " in fab(inv, "monitor").stdout
 
     on_host(f"sudo -n systemctl restart {UNIT}")
