@@ -199,3 +199,45 @@ def test_a_deploy_that_meets_the_lock_installs_nothing_meanwhile(sandbox, tmp_pa
     res = json.loads(r.stdout)["hosts"]["local"]
     assert (r.returncode, res["result"]) == (0, "deployed"), res
     assert smoke.exists() and (box.home / "host.yml").read_text() == sent.read_text()
+
+
+def test_roots_signers_file_counts_whatever_sandbox_the_settings_say(tmp_path, monkeypatch):
+    """`sandbox: true` in settings a push sent must not move the lookup
+    into the home, where no file is: root's /etc/fabops/<app>/ file counts."""
+    from fabops.host import verify
+
+    monkeypatch.setattr(verify, "SIGNERS_DIR", str(tmp_path / "etc"))
+    sandboxed = host(sandbox=True)
+    assert verify.required_signers(sandboxed, str(tmp_path / "home")) == ""
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "allowed_signers").write_text("x\n")
+    assert verify.required_signers(sandboxed, str(tmp_path / "home")) == str(tmp_path / "home" / "allowed_signers")
+    root = tmp_path / "etc" / sandboxed.app.name / "allowed_signers"
+    root.parent.mkdir(parents=True)
+    root.write_text("x\n")
+    assert verify.required_signers(sandboxed, str(tmp_path / "home")) == str(root)
+    assert verify.required_signers(host(), "/nowhere") == str(root)
+    assert verify.signed_apps() == (str(root),)
+
+
+def test_a_home_setup_never_set_up_is_refused_where_signed_commits_are_required(tmp_path, monkeypatch):
+    """Sent settings naming a home without an installed host.yml would run
+    with nothing but themselves (hooks included): on a host with any app's
+    allowed signers that is refused, exit 78, before the lock."""
+    from fabops import errors
+    from fabops.host import verify
+    from fabops.tasks import update
+
+    monkeypatch.setattr(verify, "SIGNERS_DIR", str(tmp_path / "etc"))
+    sent = tmp_path / "sent.yml"
+    entry = {"connection": "local", "app": {"path": str(tmp_path / "app")}, "home": str(tmp_path / "newhome"),
+             "services": [{"name": "api", "manager": "process", "command": "python3 api.py"}],
+             "hooks": {"on_failure": "touch /tmp/pwned"}}
+    sent.write_text(yaml.safe_dump({"hosts": {"h": entry}}))
+    used, _ = update._with_config(host(), str(sent))
+    assert used.home == str(tmp_path / "newhome"), "no signers anywhere: the sent settings are all there is, as before"
+    (tmp_path / "etc" / "other-app").mkdir(parents=True)
+    (tmp_path / "etc" / "other-app" / "allowed_signers").write_text("x\n")
+    with pytest.raises(errors.ConfigError) as e:
+        update._with_config(host(), str(sent))
+    assert e.value.exit_code == errors.CONFIG and "requires signed commits" in str(e.value) and "run setup" in str(e.value)

@@ -38,7 +38,7 @@ from .services import ServiceManager
 from .prom import run_counted, run_done
 from .record import Recorder, RunResult, Step, counted, default_actor, short
 from .state import State, StateFile, bad_entry, pin_reason, promoted
-from .verify import signature_words, signers_path
+from .verify import required_signers, signature_words, signers_path
 
 if TYPE_CHECKING:  # host/settings.py imports yaml: only a deploy's run, which sends settings, loads it
     from .settings import Sent
@@ -486,8 +486,8 @@ class Pipeline:
         says; "" when not. hosts.yml's `verify:` without it (setup not run
         since) is a file missing: every target is held, as none can be
         checked."""
-        path = signers_path(self.host, self.paths.home)
-        return path if os.path.isfile(path) or self.host.verify is not None else ""
+        found = required_signers(self.host, self.paths.home)
+        return found or (signers_path(self.host, self.paths.home) if self.host.verify is not None else "")
 
     def _verified(self, facts: Facts, target: str) -> Facts:
         """git verify-commit on the target, once (the planner's Need)."""

@@ -46,6 +46,29 @@ def signers_path(host, home: str = "") -> str:
     return f"{SIGNERS_DIR}/{host.app.name}/allowed_signers"
 
 
+def required_signers(host, home: str = "") -> str:
+    """The allowed-signers file that makes this host's runs verify their
+    target, or "" when there is none. Root's /etc/fabops/<app>/ file counts
+    whatever the settings say: `sandbox: true` in settings a push sent
+    must not move the lookup into the deploy user's home, where no file is."""
+    root = f"{SIGNERS_DIR}/{host.app.name}/allowed_signers"
+    if os.path.isfile(root):
+        return root
+    own = signers_path(host, home)
+    return own if os.path.isfile(own) else ""
+
+
+def signed_apps() -> Tuple[str, ...]:
+    """The root-owned allowed-signers files on this host, any app's: a
+    host that has one requires signed commits of what setup set up there."""
+    try:
+        names = sorted(os.listdir(SIGNERS_DIR))
+    except OSError:  # no /etc/fabops: no app here requires them
+        return ()
+    return tuple(f"{SIGNERS_DIR}/{n}/allowed_signers" for n in names
+                 if os.path.isfile(f"{SIGNERS_DIR}/{n}/allowed_signers"))
+
+
 def beside(signers_file: str, name: str) -> str:
     """The keyring (KEYRING) or git's gpg program (GPG_PROGRAM), in the
     allowed-signers file's own directory."""

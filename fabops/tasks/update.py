@@ -126,7 +126,24 @@ def _with_config(host, install_config):
         old = None
     text, warnings = installed(old, text, host.name)
     sent = Sent(text, where, loads(text, install_config).select(host.name)[0], tuple(warnings))
-    return _installed_host(old, where, host.name, home) or sent.host, sent
+    own = _installed_host(old, where, host.name, home)
+    if own is None:
+        _refuse_unset_home(where)
+    return own or sent.host, sent
+
+
+def _refuse_unset_home(where: str) -> None:
+    """No installed host.yml for the sent home: the sent settings are all a
+    run would have. On a host where setup installed allowed signers (any
+    app's), settings that name a home setup never set up must not run
+    unverified there, hooks included (docs/security.md, "When a deploy's
+    settings are installed"): refused, exit 78, before the lock."""
+    from ..host.verify import signed_apps
+
+    signed = signed_apps()
+    if signed:
+        raise errors.ConfigError(where, "", f"not there, and this host requires signed commits ({signed[0]}): "
+                                            "a deploy runs only where setup set up fabops; run setup for this host")
 
 
 def _installed_host(text, where: str, name: str, home: str):
