@@ -144,7 +144,8 @@ def error_words(source: str = "") -> List[str]:
     python3 matches them as such (host/monitorfacts.py)."""
     words = [arg for word in ERROR_WORDS for arg in ("-e", word)]
     if source == "update":
-        for result in FAILURES + ("backup_failed", "restore_failed"):
+        # and env-set's (maintenance/envrun.RESULTS): a gate that failed, a run an error stopped
+        for result in FAILURES + ("backup_failed", "restore_failed", "reverted", "failed"):
             words += ["-e", "] %s " % result.upper()]
     return words
 

@@ -295,8 +295,16 @@ def test_set_backs_up_writes_restarts_and_never_shows_the_value(sandbox):
     assert sandbox.pid() != pid, "bot reads the .env: it restarted"
     for f in sandbox.home.rglob("*"):  # history, state, update log: no value anywhere
         assert not f.is_file() or SECRET.encode() not in f.read_bytes(), f
+    # #29: recorded in the host's history as a run, key names only
+    rec = sandbox.history()[-1]
+    assert (rec["trigger"], rec["result"], rec["exit_code"], rec["backup"]) == ("env-set", "changed", 0, name)
+    assert rec["message"] == "added API_TOKEN; gate passed" and rec["from"] == rec["to"] == sandbox.state["deployed"]
+    r = cli("history", "-i", inv, "-n", "1")
+    assert "env-set" in r.stdout and "changed" in r.stdout and "API_TOKEN" in r.stdout, r.stdout
+    runs = len(sandbox.history())
     r = cli("env-set", "API_TOKEN", "-i", inv, stdin=SECRET + "\n")
     assert r.stdout == "[local] nothing to change: .env already holds that\n" and len(_backups(sandbox)) == 1
+    assert len(sandbox.history()) == runs, "a no-op is not recorded, as the pipeline's"
 
 
 def test_unset_and_push_change_the_file_and_json_says_keys_only(sandbox, tmp_path):
@@ -329,6 +337,13 @@ def test_a_failing_gate_puts_the_old_env_back(sandbox):
     jsonschema.validate(value, json_schema("env_change"))
     assert value["rolled_back"] and all(x["ok"] for x in value["ready_after_rollback"])
     assert env.read_text() == before and sandbox.health()["status"] == "ok" and free == sandbox.port
+    # #29: the failed gate is in the history (monitor's last run, the update log), keys only
+    rec = sandbox.history()[-1]
+    assert (rec["trigger"], rec["result"], rec["exit_code"], rec["run_id"]) == ("env-set", "reverted", 2,
+                                                                                value["run_id"])
+    assert rec["message"] == "changed PORT; bot failed its gate", rec
+    line = (sandbox.home.parent / "log" / "update.log").read_text().splitlines()[-1]
+    assert "[env-set " in line and "] REVERTED at " in line, line
 
 
 def test_a_symlinked_env_is_refused_on_the_sandbox(sandbox, tmp_path):
@@ -349,6 +364,57 @@ def test_the_schema_refuses_a_value_beside_the_keys():
     jsonschema.validate(good, json_schema("env_change"))
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**good, "value": "x"}, json_schema("env_change"))
+
+
+def test_each_real_run_is_recorded_with_its_keys_never_a_value(monkeypatch):
+    """#29's leftovers: a run that changed the .env (or failed trying)
+    leaves one history record (maintenance/common.record_run): trigger
+    the task, result changed / reverted / broken / failed, key names only;
+    a failure is recorded and raised again; a record that cannot be
+    written is a warning, the change standing."""
+    from fabops import errors
+    from fabops.maintenance import common, envset
+
+    written = []
+    monkeypatch.setattr(common, "record_run", lambda c, host, rec, updates: written.append((rec, updates)))
+    host = Host(name="h", address="x", app=App(path="/srv/app"), services=(Service("bot"),))
+    run = envset.EnvRun(object(), host, "env-push", "ann", "a" * 40, lambda _m: None)
+    ok = {"changed": True, "backup": "B.env", "ready": [{"service": "bot", "ok": True}], "rolled_back": False,
+          "key_names": {"added": ["API_TOKEN"], "removed": [], "changed": []}}
+    value = run.recorded(lambda: ok)
+    rec, updates = written[-1]
+    assert (rec["trigger"], rec["result"], rec["exit_code"], rec["backup"], updates) == ("env-push", "changed", 0,
+                                                                                         "B.env", {})
+    assert rec["message"] == "added API_TOKEN; gate passed"
+    assert value["run_id"] == rec["run_id"] and "key_names" not in value and rec["from"] == rec["to"] == "a" * 40
+    back = {**ok, "ready": [{"service": "bot", "ok": False}], "rolled_back": True}
+    run.recorded(lambda: {**back, "ready_after_rollback": [{"service": "bot", "ok": True}]})
+    assert (written[-1][0]["result"], written[-1][0]["exit_code"]) == ("reverted", 2)
+    assert written[-1][0]["message"] == "added API_TOKEN; bot failed its gate"
+    run.recorded(lambda: {**back, "ready_after_rollback": [{"service": "bot", "ok": False}]})
+    assert (written[-1][0]["result"], written[-1][0]["exit_code"]) == ("broken", 5)
+    assert written[-1][0]["message"].endswith("; not ready on the previous .env either")
+
+    def fails():
+        raise errors.CommandFailed("changing .env failed: disk full", host="h")
+
+    with pytest.raises(errors.CommandFailed):
+        run.recorded(fails)
+    assert (written[-1][0]["result"], written[-1][0]["exit_code"]) == ("failed", 2)
+    count = len(written)
+    assert run.recorded(lambda: {"changed": False, "backup": None, "ready": []})["changed"] is False
+    assert len(written) == count, "another run's same change meanwhile: a no-op, not recorded"
+
+    def unreachable(*_a):
+        raise errors.UnreachableError("connection lost", host="h")
+
+    monkeypatch.setattr(common, "record_run", unreachable)
+    said = []
+    run.say = said.append
+    value = run.recorded(lambda: ok)
+    assert value["changed"] and value["warnings"] == said and "not in the host's history" in said[0]
+    jsonschema.validate({"keys": {"added": [], "removed": [], "changed": []}, "services": [], **value},
+                        json_schema("env_change"))
 
 
 # ------------------------------------------------------------------ goldens

@@ -948,6 +948,26 @@ def test_history_says_an_unverified_deploy(width, frozen, capsys, monkeypatch):
     check("history-unverified", width, text)
 
 
+@pytest.mark.parametrize("width", WIDTHS)
+def test_history_shows_env_set_runs(width, frozen, capsys, monkeypatch):
+    """#29's leftovers: env-set, env-unset and env-push runs are history
+    records (maintenance/envset.EnvRun): at the deployed commit, their
+    result and their message, key names only; a failed gate's reason
+    stays (keep_reason)."""
+    from fabops.tasks.render import history_table
+
+    at = {"from": SHA[1], "to": SHA[1], "actor": "alice@laptop", "steps": [], "warnings": []}
+    recs = [{**at, "ts": NOW - 300, "trigger": "env-set", "result": "changed", "duration": 4.2,
+             "message": "added API_TOKEN; gate passed"},
+            {**at, "ts": NOW - 200, "trigger": "env-push", "result": "reverted", "duration": 9.8,
+             "message": "changed PORT, DISCORD_TOKEN; voice-meeting-discord-bot failed its gate"}]
+    text = render(capsys, monkeypatch, width, history_table, "local", recs)
+    said = " ".join(text.split())
+    assert "env-set" in said and " changed " in said and "reverted" in said, text
+    assert "; voice-meeting-discord-bot failed its gate" in said, text
+    check("history-env-set", width, text)
+
+
 def test_a_stray_backtick_from_the_host_makes_no_span():
     """Review 3: host text with an odd backtick (dash's "Syntax error: `('
     unexpected") made all that followed it one span: the message's own

@@ -46,6 +46,9 @@ def test_a_failed_backup_or_restore_line_is_an_error():
     a failed backup's and restore's too; `--errors` keeps those, not the good ones."""
     lines = [line(r) for r in ("backup_failed", "restore_failed", "backed_up", "restored")]
     assert grep("update", "".join(lines)) == "".join(lines[:2])
+    # env-set's (#29): a failed gate whose previous .env is back, a run an error stopped; not a change
+    lines = [line(r) for r in ("reverted", "failed", "changed")]
+    assert grep("update", "".join(lines)) == "".join(lines[:2])
 
 
 def test_a_failed_health_check_line_is_an_error():

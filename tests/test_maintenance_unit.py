@@ -131,3 +131,7 @@ def test_restore_env_says_the_keys_before_the_verdict(sandbox):
     verdicts = [i for i, line in enumerate(said) if line.startswith(("[local] ✓", "[local] ✗"))]
     assert len(keys) == 1 and verdicts and keys[0] < min(verdicts), r.stdout
     assert "zzz" not in r.stdout and r.stdout.count("NEW_KEY") == 1, r.stdout
+    # #29: recorded in the host's history as a run, key names only
+    rec = sandbox.history()[-1]
+    assert (rec["trigger"], rec["result"], rec["exit_code"], rec["backup"]) == ("restore-env", "restored", 0, name)
+    assert rec["message"] == f"{name}: removed NEW_KEY" and rec["to"] == sandbox.state["deployed"], rec

@@ -353,3 +353,9 @@ def test_env_set_push_and_unset_put_no_value_in_any_argv(sandbox, tmp_path):
     assert watch.count > 5 and not watch.hits, watch.hits
     assert not any(value in r.stdout + r.stderr or pushed in r.stdout + r.stderr for r in runs)
     assert f"PUSHED={pushed}" in (sandbox.app / ".env").read_text()
+    # each run is in the host's history and update log (#29), key names only: no value in any file
+    # there (the .env's backups, outside the home, hold them by design)
+    assert [r["trigger"] for r in sandbox.history()[-3:]] == ["env-set", "env-push", "env-unset"]
+    for f in [*sandbox.home.rglob("*"), *(sandbox.home.parent / "log").rglob("*")]:
+        held = f.read_bytes() if f.is_file() else b""
+        assert value.encode() not in held and pushed.encode() not in held, f

@@ -32,31 +32,24 @@ def disk_problem(dirs: Sequence[Tuple[str, str]]) -> Optional[str]:
 
 def env_pairs(text: str, spans=None) -> Dict[str, str]:
     """KEY -> value of a dotenv file, read as systemd reads an
-    EnvironmentFile= (the services read it that way before fabops started
-    them through fabops.host.launch): `KEY=value` or `export KEY=value`;
-    lines starting with # or ; are comments; a value in '...' is literal, in
-    "..." a backslash escapes " \\ ` $ only; outside quotes a backslash
-    escapes any character and trailing blanks are dropped; a quoted value may
-    span lines. Malformed lines are skipped. Also shipped as source to the
-    host by `restore-env`'s key diff (maintenance/env.py): it must use
-    nothing but its arguments. `spans`, a list, gets (key or None, start,
-    end) of each line or assignment it reads, in order, covering the text
-    once CR LF and CR are read as LF: env-set's merge cuts the file where
-    this reading does (maintenance/envset.env_entries), one tokenizer."""
-    pairs = {}
-    # CR LF and CR end a line, as for systemd; a backslash before the end
-    # of an unquoted line joins the next one
+    EnvironmentFile= (the services did before fabops.host.launch): `KEY=value`
+    or `export KEY=value`; # and ; lines are comments; '...' is literal; in
+    "..." a backslash escapes " \\ ` $ only, outside quotes any character,
+    and trailing blanks are dropped; a quoted value may span lines; malformed
+    lines are skipped. Shipped as source (restore-env, env-set): it uses only
+    its arguments. `spans` gets (key or None, start, end) of each line or
+    assignment read (CR LF, CR as LF): env-set's merge cuts there, one tokenizer."""
+    pairs, spans = {}, [] if spans is None else spans
+    # CR LF and CR end a line, as for systemd; an unquoted line's last \\ joins the next
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     i, n = 0, len(text)
     while i < n:
-        start = i
-        end = text.find("\n", i)
+        start, end = i, text.find("\n", i)
         end = n if end < 0 else end
         line = text[i:end].lstrip()
         if not line or line[0] in "#;" or "=" not in line:
             i = end + 1
-            if spans is not None:
-                spans.append((None, start, min(i, n)))
+            spans.append((None, start, min(i, n)))
             continue
         if line.startswith("export "):
             line = line[7:].lstrip()
@@ -94,10 +87,8 @@ def env_pairs(text: str, spans=None) -> Dict[str, str]:
             i += 1
         i += 1
         ok = bool(key) and key.replace("_", "").isalnum() and not key[0].isdigit()
-        if ok:
-            pairs[key] = "".join(value)
-        if spans is not None:
-            spans.append((key if ok else None, start, min(i, n)))
+        pairs.update({key: "".join(value)} if ok else {})
+        spans.append((key if ok else None, start, min(i, n)))
     return pairs
 
 

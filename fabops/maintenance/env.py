@@ -211,16 +211,27 @@ def restore_env(c, host: Host, name: str, actor: str, dry_run: bool = False, pro
         say(f"nothing to restore: {SAME}")
         return {"diff": diff, "restored": False, "services": []}
     info = {"actor": actor, "trigger": "restore-env", "target": None, "since": time.time(), "pid": None}
+    from .envrun import EnvRun, read_deployed
+
+    run = EnvRun(c, host, "restore-env", actor, read_deployed(t, host), say)  # its history record (#29)
     with RemoteLock(c, host, info):
         refuse_cut_off(t, host, inventory)  # again under the lock: a restore that held it may have been cut off since
-        before = backup_env(c, host, keep=10_000)
-        say(f"saved the current .env as {before.name}")
-        dest = app_file(host, host.env_file)
-        tmp = path(posixpath.join(host.app.path.rstrip("/"), host.env_file) + ".fabops-tmp")
-        t.run(sh("umask 077; cp {src} {tmp} && chmod 600 {tmp} && mv {tmp} {dest}", src=src, tmp=tmp, dest=dest),
-              "restoring .env")
-        say(f"restored {name}: {keys_text(diff)}")  # what changed, then the restarts' verdict (#24)
-        results = restart_polled(c, host, host.services, say)
+        return run.restored(lambda: _restore(c, host, name, src, diff, say), name)
+
+
+def _restore(c, host: Host, name: str, src, diff: dict, say) -> dict:
+    """Under the lock: the current .env saved, the backup copied over it
+    (its temporary copy, which holds the values, removed if the copy
+    fails), the services restarted and polled."""
+    t = Target.of(c, host)
+    before = backup_env(c, host, keep=10_000)
+    say(f"saved the current .env as {before.name}")
+    dest = app_file(host, host.env_file)
+    tmp = path(posixpath.join(host.app.path.rstrip("/"), host.env_file) + ".fabops-tmp")
+    t.run(sh("umask 077; cp {src} {tmp} && chmod 600 {tmp} && mv {tmp} {dest} || {{ rm -f {tmp}; exit 1; }}",
+             src=src, tmp=tmp, dest=dest), "restoring .env")
+    say(f"restored {name}: {keys_text(diff)}")  # what changed, then the restarts' verdict (#24)
+    results = restart_polled(c, host, host.services, say)
     return {"diff": diff, "restored": True, "previous_saved_as": before.name, "services": results}
 
 

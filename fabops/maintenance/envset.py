@@ -20,7 +20,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from .. import errors
 from ..errors import CommandFailed, UsageError
 from ..host.preflight import env_pairs
 from ..host.would import Would
@@ -29,6 +28,7 @@ from ..probe import MARK, split_sections
 from ..shell import Cmd, quote_path, sh
 from ..target import Target
 from .common import app_file
+from .envrun import EnvRun, deployed_of, exit_code  # noqa: F401  exit_code: the task's (tasks/envset.py)
 
 # A shell variable's name (POSIX): what a unit's environment and `sh` accept.
 KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -313,11 +313,14 @@ def _reader(host: Host, svc: Service, env_path: str, unit_files: Optional[Dict[s
 
 
 def unit_files_cmd(host: Host) -> Cmd:
-    """The .env's absolute path, and each systemd unit's EnvironmentFiles
-    (not the ones setup wrote: their launcher reads it); one round trip."""
+    """The .env's absolute path, each systemd unit's EnvironmentFiles
+    (not the ones setup wrote: their launcher reads it), and state.json
+    (its deployed commit, for the run's record: deployed_of); one round
+    trip."""
     units = [s.name for s in host.services if s.manager == "systemd" and not s.unit]
     show = sh("systemctl show -p Id -p EnvironmentFiles {units} 2>/dev/null\n", units=units) if units else sh("")
-    return sh("echo {m}env; echo {env}\necho {m}units\n{show}", m=MARK, env=app_file(host, host.env_file), show=show)
+    return sh("echo {m}env; echo {env}\necho {m}units\n{show}echo {m}state; cat {state} 2>/dev/null; echo\n",
+              m=MARK, env=app_file(host, host.env_file), show=show, state=quote_path(host.paths.state))
 
 
 def parse_unit_files(output: str, host: Host) -> Tuple[str, Optional[Dict[str, List[str]]]]:
@@ -345,32 +348,37 @@ def keys_changed(diff: Dict[str, object]) -> bool:
 
 
 def env_would(host: Host, diff: Dict[str, object], plan: List[Reader]) -> List[Would]:
-    """What the real run does, in order (pure): the dry run's `would`.
-    Key names only, never a value; nothing when no key changes."""
+    """The run's plan (pure), decided once (docs/architecture.md, "Decide
+    once, then act"): the steps the dry run renders as its `would` and the
+    real run executes in this order (_execute): save, change, the services
+    kept, then the restarts, which together are the readiness gate. Key
+    names only, never a value; nothing when no key changes."""
     from .env import keys_text
 
     if not keys_changed(diff):
         return []
     save = [Would("save", host.env_file, "the current one, as a new backup first (restore-env undoes the change)")]
     return (save if diff.get("existed") else []) + [Would("change", host.env_file, keys_text(diff))] + [
-        Would("restart", r.service, r.why + ", then poll it until ready") if r.restart
-        else Would("keep", r.service, r.why) for r in plan]
+        Would("keep", r.service, r.why) for r in plan if not r.restart] + [
+        Would("restart", r.service, r.why + ", then poll it until ready") for r in plan if r.restart]
 
 
 def env_change(c, host: Host, change: Change, actor: str, trigger: str, dry_run: bool = False,
                progress=None, inventory: Optional[str] = None) -> dict:
-    """Plan, then (unless `dry_run`) back up, write, restart the readers
-    and gate them; a failed gate puts the old .env back and restarts them
-    again. Returns key names, the backup's name and the services' results.
-    `inventory`: the run's `-i`, for the commands its lines name
-    (tasks/deploy.inventory_flag)."""
+    """Plan (env_would), then (unless `dry_run`) execute it under the lock;
+    a failed gate puts the old .env back and restarts its readers again.
+    Returns key names, the backup's name and the services' results. A real
+    run that changed something (or failed trying) is recorded in the
+    host's history as every run is (EnvRun). `inventory`: the run's `-i`,
+    for the commands its lines name (tasks/deploy.inventory_flag)."""
     from ..remote import RemoteLock
     from .env import refuse_cut_off
 
     say = progress or (lambda _m: None)
     t = Target.of(c, host)
     refuse_cut_off(t, host)  # a restore cut off putting items back: no restart may start on that data
-    env_path, unit_files = parse_unit_files(t.output(unit_files_cmd(host)), host)
+    output = t.output(unit_files_cmd(host))
+    env_path, unit_files = parse_unit_files(output, host)
     plan = readers(host, env_path, unit_files, inventory)
     diff = run_merge(t, host, "plan", change)
     would = env_would(host, diff, plan)
@@ -378,59 +386,69 @@ def env_change(c, host: Host, change: Change, actor: str, trigger: str, dry_run:
             "services": [r.to_dict() for r in plan]}
     if dry_run:
         return {**base, "dry_run": True, "would": [w.to_dict() for w in would]}
-    if not would:
+    if not would:  # a no-op, unrecorded as the pipeline's (host/record.Recorder.record)
         say(f"nothing to change: {host.env_file} already holds that")
         return {**base, "changed": False, "backup": None, "ready": []}
     info = {"actor": actor, "trigger": trigger, "target": None, "since": time.time(), "pid": None}
+    run = EnvRun(c, host, trigger, actor, deployed_of(output), say)
     with RemoteLock(c, host, info):
         refuse_cut_off(t, host)  # again under the lock
-        return {**base, **_apply(c, host, change, plan, say, inventory)}
+        return {**base, **run.recorded(lambda: _apply(c, host, change, plan, say, inventory))}
 
 
 def _apply(c, host: Host, change: Change, plan: List[Reader], say, inventory: Optional[str] = None) -> dict:
-    """Under the lock: the backup, the write, the restarts and the gate,
-    and the way back when the gate fails."""
-    from ..deploy import suggest
-    from .env import backup_env, env_backup_dir, keys_text
+    """Under the lock: the plan made again from what the file holds now,
+    executed (_execute), and the way back when the gate fails."""
+    from .env import env_backup_dir
 
     t = Target.of(c, host)
     diff = run_merge(t, host, "plan", change)  # again under the lock: what is written now
-    if not keys_changed(diff):  # another run made the same change meanwhile
+    steps = env_would(host, diff, plan)
+    if not steps:  # another run made the same change meanwhile
         say(f"nothing to change: {host.env_file} already holds that")
         return {"changed": False, "backup": None, "ready": []}
-    backup = backup_env(c, host, keep=10_000) if diff["existed"] else None
-    undo = suggest(inventory, "restore-env", "-H", host.name, "--backup", backup.name) if backup else ""
-    say(f"saved the current {host.env_file} as {backup.name} ({undo} puts it back)" if backup else f"no {host.env_file} before: nothing to back up")
-    run_merge(t, host, "write", change)
-    say(f"changed {host.env_file}: {keys_text(diff)}")
-    for r in plan:
-        if not r.restart:
-            say(f"kept {r.service}: {r.why}")
-    ready = _restart(c, host, plan, say)
-    out = {"changed": True, "backup": backup.name if backup else None, "ready": ready, "rolled_back": False}
+    backup, ready = _execute(c, host, change, steps, say, inventory)
+    out = {"changed": True, "backup": backup.name if backup else None, "ready": ready, "rolled_back": False,
+           "key_names": {k: list(diff.get(k) or ()) for k in ("added", "removed", "changed")}}
     if all(x["ok"] for x in ready):
         return out
     say(f"the gate failed: putting the previous {host.env_file} back")
     run_merge(t, host, "restore", backup=env_backup_dir(host) + "/" + backup.name if backup else None)
-    again = _restart(c, host, plan, say)
+    again = _restart(c, host, [s.target for s in steps if s.action == "restart"], say)
     back = all(x["ok"] for x in again)
     say(f"rolled back: the previous {host.env_file} is back" + (", and its services are ready" if back else
         ", but its services did not come up on it either: a person is needed (exit 5, docs/errors.md)"))
     return {**out, "rolled_back": True, "ready_after_rollback": again}
 
 
-def _restart(c, host: Host, plan: List[Reader], say) -> List[dict]:
+def _execute(c, host: Host, change: Change, steps: List[Would], say, inventory: Optional[str]):
+    """The plan's steps, in its order: (the backup or None, the gate's
+    readiness). The restarts, the plan's last steps, are one gate: the
+    first service that fails ends it (env.restart_polled)."""
+    from ..deploy import suggest
+    from .env import backup_env
+
+    backup, ready = None, []
+    for n, step in enumerate(steps):
+        if step.action == "save":
+            backup = backup_env(c, host, keep=10_000)
+            undo = suggest(inventory, "restore-env", "-H", host.name, "--backup", backup.name)
+            say(f"saved the current {host.env_file} as {backup.name} ({undo} puts it back)")
+        elif step.action == "change":
+            if backup is None:
+                say(f"no {host.env_file} before: nothing to back up")
+            run_merge(Target.of(c, host), host, "write", change)
+            say(f"changed {host.env_file}: {step.why}")
+        elif step.action == "keep":
+            say(f"kept {step.target}: {step.why}")
+        elif step.action == "restart":
+            ready = _restart(c, host, [s.target for s in steps[n:] if s.action == "restart"], say)
+            break
+    return backup, ready
+
+
+def _restart(c, host: Host, services: List[str], say) -> List[dict]:
     """The reading services restarted and gated (env.restart_polled)."""
     from .env import restart_polled
 
-    return restart_polled(c, host, [host.service(r.service) for r in plan if r.restart], say)
-
-
-def exit_code(value: dict) -> int:
-    """A change whose gate failed is FAILED (2: the old .env is back and
-    its services came up), BROKEN (5) when they did not come up on it
-    either (docs/errors.md)."""
-    if not value.get("rolled_back"):
-        return errors.OK
-    after = value.get("ready_after_rollback") or []
-    return errors.FAILED if all(x["ok"] for x in after) else errors.BROKEN
+    return restart_polled(c, host, [host.service(name) for name in services], say)

@@ -204,6 +204,11 @@ RESULT_STYLE = {
     "skipped_bad": "yellow",
     "skipped_unverified": "yellow",
     "deferred": "yellow",
+    # env-set, env-unset, env-push (maintenance/envset.RESULTS), restore-env
+    "changed": "green",
+    "reverted": "yellow",
+    "restored": "green",
+    "failed": "red",
     "would_deploy": "cyan",
     "would_install": "cyan",
     "would_abort": "yellow",
