@@ -105,38 +105,10 @@ def http_check_cmd(feed: Cmd, count: int = 1) -> Cmd:
               feed=feed, source=_source(), count=max(1, int(count)), missing=missing)
 
 
-# One python3 for whose every port is and every HTTP check (the monitor's
-# script): an interpreter's start, and the imports both make (socket, and
-# json for the checks' specs), are paid once (docs/benchmarks.md, "One python3
-# on the host"). Each file runs in a namespace of its own, as it would
-# alone: both define `main`.
-@lru_cache(maxsize=None)
-def _owners_and_http_source() -> str:
-    return ("import sys\n"
-            "def _load(source, name):\n"
-            "    space = {'__name__': 'fabops_' + name[:-3]}\n"
-            "    exec(compile(source, name, 'exec'), space)\n"
-            "    return space\n"
-            "try:\n"
-            f"    _load({listeners_source()!r}, 'listeners.py')['main'](sys.argv[2:])\n"
-            "except Exception:  # as its own python3 would: the traceback on stderr, the checks still run\n"
-            "    import traceback\n"
-            "    traceback.print_exc()\n"
-            "print()\n"
-            "print(sys.argv[1])\n"
-            f"_load({_source()!r}, 'httpcheck.py')['main']()\n")
-
-
-def owners_and_http_cmd(marker: str, feed: Cmd, count: int = 1) -> Cmd:
-    """port_owner_cmd's JSON lines for the ports in $OA (PORT PID KIND
-    words, set by the script before it), then an empty line and `marker`,
-    then http_check_cmd's `count` result lines for the specs `feed` pipes
-    in: what the two print, from one python3. Without python3: no owner
-    line (read as none) and a `no answer` line a check, as the two say."""
-    missing = httpcheck.result_line((None, "no answer (no python3 on the host for the HTTP check)", 0.0))
-    return sh("if command -v python3 >/dev/null 2>&1; then {feed}python3 -I -S -c {source} {marker} $OA; "
-              "else echo; echo {marker}; i=0; while [ \"$i\" -lt {count} ]; do echo {missing}; i=$((i + 1)); done; fi",
-              feed=feed, source=_owners_and_http_source(), marker=marker, count=max(1, int(count)), missing=missing)
+def http_check_source() -> str:
+    """host/httpcheck.py's text: run as `python3 -c` source on a host, in
+    the monitor's one python3 too (monitor._facts_source)."""
+    return _source()
 
 
 def parse_http_results(output: str, count: int) -> List[Tuple[Optional[int], str, float]]:

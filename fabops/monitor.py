@@ -273,7 +273,7 @@ def _facts_source(ports: bool, checks: bool) -> str:
     of its own, as it would run alone (all define `main`); one that fails
     prints its traceback on stderr and the others still run. argv: the
     count of monitorfacts' words, its words, then $OA."""
-    from .checks import _source as httpcheck_source
+    from .checks import http_check_source
     from .host import monitorfacts  # read as text, never run on the laptop
 
     out = ("import sys\n"
@@ -297,7 +297,7 @@ def _facts_source(ports: bool, checks: bool) -> str:
                 f"_run(lambda: _load({listeners_source()!r}, 'listeners.py')['main'](F['owners_argv'](_oa, _pids)))\n")
     if checks:
         out += (f"print({http!r})\n"
-                f"_run(lambda: _load({httpcheck_source()!r}, 'httpcheck.py')['main']())\n")
+                f"_run(lambda: _load({http_check_source()!r}, 'httpcheck.py')['main']())\n")
     return out + "_run(lambda: F['write'](F['errors'](_facts)))\n"
 
 

@@ -5,6 +5,7 @@ read. The shell's reads stay as a host without python3's: both run here on
 one real home, on dash and bash, and must print the same."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 import yaml
 
 from fabops import inventory, monitor
+from fabops.inventory import Check
 from fabops.host import monitorfacts
 from fabops.logs import error_words
 from fabops.probe import split_sections
@@ -134,6 +136,29 @@ def test_the_monitor_script_starts_no_program_for_a_file(home, tmp_path):
     started = [line.lstrip("+ ").split()[0] for line in trace.splitlines() if line.startswith("+")]
     programs = sorted(w for w in started if os.path.sep in w or _program(w))
     assert programs == ["cat", "cat", "getconf", "git", "python3", "tail"], programs
+
+
+def test_without_python3_the_checks_say_so_and_no_port_has_an_owner(home, tmp_path):
+    """A host without python3: the shell's reads, no owner line (read as
+    none) and a `no answer` line a check that says why, its specs read from
+    stdin to their end (checks.http_check_cmd's words)."""
+    host, pid = home
+    host = dataclasses.replace(host, services=[dataclasses.replace(
+        svc, check=Check(url=f"http://127.0.0.1:{svc.port}/")) for svc in host.services])
+    bindir = tmp_path / "no-python3"
+    bindir.mkdir()
+    for where in os.environ["PATH"].split(os.pathsep):
+        for name in (os.listdir(where) if os.path.isdir(where) else []):
+            if not name.startswith("python") and not (bindir / name).exists():
+                (bindir / name).symlink_to(os.path.join(where, name))
+    out = subprocess.run(["sh", "-c", monitor.monitor_script(host, window=0, sample_age=0)],
+                         input=monitor.monitor_input(host), capture_output=True, text=True, check=True,
+                         env={"PATH": str(bindir), "HOME": os.environ.get("HOME", "/root")}).stdout
+    facts = monitor.parse(out, host)
+    assert [(s["port_open"], s["port_owner"], s["http_status"]) for s in facts["services"]] == [
+        (True, None, None), (False, None, None)], facts["services"]
+    assert split_sections(out)["http"].count("no answer (no python3 on the host for the HTTP check)") == 2
+    assert facts["services"][0]["pid"] == pid and facts["errors_last_hour"] == 4 and facts["disk"] is not None
 
 
 def _program(word: str) -> bool:

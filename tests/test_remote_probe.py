@@ -118,28 +118,27 @@ def _sh(cmd, stdin="", path=None):
     return subprocess.run(["sh", "-c", cmd], input=stdin, capture_output=True, text=True, env=env, timeout=30).stdout
 
 
-def test_one_python3_says_what_the_owner_and_the_check_commands_say(server, tmp_path):
+def test_one_python3_says_what_the_owner_and_the_check_commands_say(server):
     """The monitor's one python3 for its ports and its checks
-    (checks.owners_and_http_cmd) prints what port_owner_cmd and
-    http_check_cmd print, each from its own python3; without python3 the
-    same as they do: no owner line, `no answer` a check."""
+    (monitor._facts_source, with no fact of monitorfacts' to read) prints
+    what port_owner_cmd and http_check_cmd print, each from its own
+    python3. Without python3 the script's shell says the same as they do
+    (tests/test_monitor_facts.py)."""
     import os
-    import shutil
 
-    from fabops.checks import owners_and_http_cmd, port_owner_cmd
+    from fabops import monitor
+    from fabops.checks import port_owner_cmd
+    from fabops.probe import split_sections
     from fabops.shell import sh
 
     checks = [Check(url=f"http://127.0.0.1:{server}/health"), Check(url=f"http://127.0.0.1:{server}/bad")]
-    words = f"{server} {os.getpid()} process {server} - systemd:bot"
-    both = sh("OA={w}; {cmd}", w=words, cmd=owners_and_http_cmd("@@mark", FROM_STDIN, 2))
-    owners, _, results = _sh(both, http_check_input(checks)).partition("\n\n@@mark\n")
+    words = [str(server), str(os.getpid()), "process", str(server), "-", "systemd:bot"]
+    both = sh("python3 -I -S -c {src} 0 {words}", src=monitor._facts_source(True, True), words=words)
+    said = split_sections(_sh(both, http_check_input(checks)))
+    owners, results = said["owners"], said["http"]
     alone = _sh(port_owner_cmd(server, os.getpid(), False)) + _sh(port_owner_cmd(server, None, True, "bot"))
     assert owners.splitlines() == alone.splitlines() and '"state": "own"' in owners
     separate = _sh(http_check_cmd(FROM_STDIN, 2), http_check_input(checks))
     assert [r[:2] for r in parse_http_results(results, 2)] == [r[:2] for r in parse_http_results(separate, 2)]
     assert [r[0] for r in parse_http_results(results, 2)] == [200, 500]
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    (bindir / "sh").symlink_to(shutil.which("sh"))
-    without = _sh(both, http_check_input(checks), path=str(bindir))
-    assert without.startswith("\n@@mark\n") and without.count("no python3 on the host") == 2, without
+    assert said["errors"] == ""  # monitorfacts' last section, after the checks'
