@@ -47,6 +47,7 @@ from tests.harness.sandbox import Origin
 from tests.harness.webhook import Hook
 from tests.test_journey import APP, TASKS_PY, UNIT, User, clean_venv, on_host
 from tests.test_secrets_argv import ArgvWatch
+from tests.test_systemd_tier import find_to_do_alias
 
 pytestmark = pytest.mark.systemd
 HOME = "/home/ec2-user/.fabops/voice-meeting-bot"
@@ -141,9 +142,7 @@ def booted(request, tmp_path_factory, client_key, laptop_venv):
 def _user(base: Path, venv: Path, box, client_key, sink: str) -> User:
     home = base / "home"
     (home / ".ssh").mkdir(parents=True, mode=0o700)
-    (home / ".ssh/config").write_text(f"Host find-to-do\n  HostName {box.address}\n  User ec2-user\n"
-                                      f"  IdentityFile {client_key}\n")
-    (home / ".ssh/known_hosts").write_text(f"{box.address} {box.host_key}\n")
+    find_to_do_alias(box, client_key, home)
     work = base / "ops"
     work.mkdir()
     (work / "hosts.yml").write_text(yaml.safe_dump(_inventory(sink), sort_keys=False))
