@@ -76,6 +76,11 @@ def test_systemctl_show_is_parsed_per_unit():
     path, files = parse_unit_files(out, host)
     assert path == "/srv/app/.env" and files == {"reads": ["/srv/app/.env"], "other": []}
     assert parse_unit_files("@@fabops:env\n/x\n@@fabops:units\n", host)[1] is None
+    # as a booted bookworm's systemctl prints it: EnvironmentFiles= before
+    # Id= in each block, whatever order -p asked for (the booted test met it)
+    real = ("@@fabops:env\n/srv/app/.env\n@@fabops:units\nEnvironmentFiles=/etc/hostname (ignore_errors=no)\n"
+            "EnvironmentFiles=/srv/app/.env (ignore_errors=yes)\nId=reads.service\n\nId=other.service\n")
+    assert parse_unit_files(real, host)[1] == {"reads": ["/etc/hostname", "/srv/app/.env"], "other": []}
 
 
 def test_the_plan_names_keys_and_services_never_a_value(tmp_path):

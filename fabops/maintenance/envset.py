@@ -328,15 +328,20 @@ def parse_unit_files(output: str, host: Host) -> Tuple[str, Optional[Dict[str, L
     printed nothing for units it was asked about)."""
     s = split_sections(output)
     files: Dict[str, List[str]] = {}
-    unit = None
-    for text in s.get("units", "").splitlines():
-        key, _, value = text.partition("=")
-        if key == "Id":
-            unit = value.strip()
-            unit = unit[:-len(".service")] if unit.endswith(".service") else unit
-            files.setdefault(unit, [])
-        elif key == "EnvironmentFiles" and unit and value.strip():
-            files[unit].append(value.split(" (")[0].strip().lstrip("-"))
+    # systemctl show prints one block per unit, blank-line separated, its
+    # properties in systemctl's own order (EnvironmentFiles= before Id=),
+    # never in the order -p asked for them: a block is read whole
+    for block in re.split(r"\n\s*\n", s.get("units", "")):
+        unit, named = None, []
+        for text in block.splitlines():
+            key, _, value = text.partition("=")
+            if key == "Id":
+                unit = value.strip()
+                unit = unit[:-len(".service")] if unit.endswith(".service") else unit
+            elif key == "EnvironmentFiles" and value.strip():
+                named.append(value.split(" (")[0].strip().lstrip("-"))
+        if unit:
+            files.setdefault(unit, []).extend(named)
     asked = any(sv.manager == "systemd" and not sv.unit for sv in host.services)
     return s.get("env", "").strip(), (files if files or not asked else None)
 
