@@ -78,6 +78,41 @@ def test_process_supervisor_start_status_stop(tmp_path):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process back end needs Linux")
+def test_status_on_this_machine_reads_what_the_shell_look_prints(tmp_path):
+    """On this machine ServiceManager.status reads the pidfiles and /proc
+    itself (host/monitorfacts.process, no bash, sed or stat per poll): the
+    same lines as process_status_cmd's shell, for a live process (its
+    start time given or not), a recycled PID, a dead one, junk, an empty
+    pidfile and none."""
+    live = subprocess.Popen(["sleep", "60"])
+    try:
+        start = open(f"/proc/{live.pid}/stat").read().rpartition(") ")[2].split()[19]
+        piddir = tmp_path / "home" / "services"
+        piddir.mkdir(parents=True)
+        names = ["live", "nostart", "recycled", "dead", "junk", "empty", "none"]
+        for name, text in zip(names, [f"{live.pid} {start}\n", f"{live.pid}\n", f"{live.pid} 1\n",
+                                      "999999999 5\n", "x y\n", ""]):
+            (piddir / f"{name}.pid").write_text(text)
+        svcs = [Service(name=n, manager="process", command="true") for n in names]
+        host = Host(name="t", address="t", app=App(path=str(tmp_path)), services=tuple(svcs),
+                    home=str(tmp_path / "home"))
+        m = S.ServiceManager(Context(), host)
+        shell = m.t.output(S.process_status_cmd(m.home, svcs))
+        # line for line, but an empty pidfile's: the shell's `alive ""` reads
+        # /proc/stat and says `active` with no PID; both lines are unreadable
+        # (three words) and read as unknown
+        ours = m._process_status(svcs)
+        assert [x for x in ours.splitlines() if not x.startswith("empty ")] == \
+            [x for x in shell.splitlines() if not x.startswith("empty ")]
+        got = m.status()
+        assert got == S.parse_process_status(shell, names)
+        assert [got[n].state for n in names] == ["active", "active", "stale", "stale", "stale", "unknown", "inactive"]
+    finally:
+        live.kill()
+        live.wait()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process back end needs Linux")
 def test_stale_pidfile_with_recycled_pid_is_never_signalled(tmp_path):
     host, svc = _host(tmp_path, "sleep 300")
     # A pidfile that names a live process we did not start (our own test

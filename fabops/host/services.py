@@ -12,6 +12,7 @@ All commands are POSIX sh.
 """
 from __future__ import annotations
 
+import os
 import posixpath
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -304,9 +305,22 @@ class ServiceManager:
         if units:
             out.update(parse_systemd_show(self.t.output(systemd_status_cmd(units)), units))
         if procs:
-            out.update(parse_process_status(self.t.output(process_status_cmd(self.home, procs)),
-                                            [s.name for s in procs]))
+            out.update(parse_process_status(self._process_status(procs), [s.name for s in procs]))
         return out
+
+    def _process_status(self, procs: Sequence[Service]) -> str:
+        """process_status_cmd's lines. On this machine as this user (the
+        host's own runs: cron's poll, a deploy's gate) they are read in this
+        process by host/monitorfacts.process, the monitor's reading of the
+        same pidfiles and /proc: the shell's look started bash, sed and stat
+        on every poll (docs/benchmarks.md, "Cron's no-op poll"). Over SSH,
+        or as another user, the command runs there."""
+        if type(self.t) is not Target or not self.t.is_local:
+            return self.t.output(process_status_cmd(self.home, procs))
+        from .monitorfacts import process
+
+        pairs = [word for svc in procs for word in (svc.name, os.path.expanduser(_svc_files(self.home, svc.name)[1]))]
+        return process(pairs)[0].decode("utf-8", "replace")
 
 
 def _int(text) -> Optional[int]:
