@@ -124,66 +124,92 @@ def monitor_script(host: Host, window: float = CPU_WINDOW, sample_age: Optional[
     (prometheus.monitor_exposition, docs/benchmarks.md's one round trip)."""
     age = sample_max_age(host) if sample_age is None else sample_age
     # the samples first (--history's and the CPU window's start): one tail
-    parts: List[Cmd] = [sh("M=$(tail -n 97 {f} 2>/dev/null); NL='\n'; MAXAGE={age}; TK=",
+    parts: List[Cmd] = [sh("M=$(tail -n 97 {f} 2>/dev/null); MAXAGE={age}; TK=",
                            f=quote_path(host.paths.metrics), age=int(age * 100)), _NEWEST_SAMPLE]
     # (the disk, the zone: the facts' python3, _facts_part)
     parts += [_section("cpu0", _CPU), _section("mem", _MEM), _section("load", _LOAD)]
     parts += _service_parts(host)
     parts += _probe_parts(host)
-    parts += _home_parts(host)
     if marker:
         from .prometheus import marker_cmd
 
         parts.append(_section("marker", marker_cmd(host)))
-    parts += _log_parts(host)
-    checks = _checks(host)
-    # The host's python3 (the slowest part: an interpreter's start) runs
-    # beside the rest, not one after another in it: one python3 reads every
-    # fact that is a file, says whose each port is and runs every check
-    # (_facts_part). The checks (monitor_input: URLs, headers, bodies) come
-    # on the script's stdin, which that python3 alone reads (the rest reads
-    # /dev/null: _beside), so the specs never reach an argv
-    # (docs/security.md). The journal's error counts, taken in the rest,
-    # follow the python3's `errors` section, its last (_journal_errors).
-    closing = ([raw('printf \'%s\\n\' "$EJ"')] if _units(host) else []) + _closing_parts(window)
-    return _beside([_facts_part(host, len(checks))], lines(parts), lines(closing))
+    parts.append(_section("metrics", raw('[ -z "$M" ] || printf \'%s\\n\' "$M"')))
+    # Every part that waits for a program and that nothing after it reads
+    # runs beside the rest, all at the same time (_beside; docs/benchmarks.md,
+    # "Beside one another"): the host's python3 (the slowest: an
+    # interpreter's start; it reads every fact that is a file, says whose
+    # each port is and runs every check: _facts_part), the journal's reads,
+    # systemctl's sections and the checkout's git. The checks (monitor_input:
+    # URLs, headers, bodies) come on the script's stdin, which that python3
+    # alone reads (the rest reads /dev/null: _beside), so the specs never
+    # reach an argv (docs/security.md). The journal's error counts follow the
+    # python3's `errors` section, its last: the journal's part is printed
+    # right after the python3's, and starts with them (_log_parts).
+    beside = [_facts_part(host, len(_checks(host)))] + _log_parts(host) + _systemd_parts(host)
+    beside.append(lines(_home_parts(host)))
+    return sh("{top}\n{script}", top=_top(host), script=_beside(beside, lines(parts), lines(_closing_parts(window))))
 
 
 # The file descriptors the beside parts' pipes are read from (_beside).
-_BESIDE_FDS = (raw("3"), raw("4"))
+_BESIDE_FDS = (raw("3"), raw("4"), raw("5"), raw("6"))
 
 
 def _beside(beside: List[Cmd], body: Cmd, closing: Cmd) -> Cmd:
-    """`body`, then what each of `beside` printed, then `closing`: each of
-    `beside` runs at the same time as `body`, its output going down a pipe
-    that the rest reads from its own fd (3, 4) and prints whole, just before
-    the closing samples (parse finds sections by name, not order). The rest
-    reads /dev/null as stdin, so no command in it can swallow the script's."""
+    """`body`, then what each of `beside` printed, in their order, then
+    `closing`: each of `beside` runs at the same time as `body` and as one
+    another, its output going down a pipe that the rest reads from its own
+    fd (3 to 6) and prints whole, with one cat for all, just before the
+    closing samples (parse finds sections by name, not order). Only the
+    first part reads the script's stdin; the others and the rest read
+    /dev/null, so no command in them can swallow it. Pipes, not background
+    jobs and temporary files: nothing is left to remove, and when the
+    client goes away (the connection's end closes the script's stdout) the
+    rest dies on its next write and each part on its own next one, so no
+    part outlives its own programs' run (docs/benchmarks.md, "Beside one
+    another"). cat reads each pipe as /proc/self/fd/N, its own inherited
+    fd (the script reads /proc throughout; /dev/fd is not on every host)."""
     fds = _BESIDE_FDS[:len(beside)]
-    script = sh("{body}\n{cats}{closing}\n", body=body, closing=closing,
-                cats=lines([sh("cat <&{fd}\n", fd=fd) for fd in fds], ""))
+    script = sh("{body}\ncat {files}\n{closing}\n", body=body, closing=closing,
+                files=join([sh("/proc/self/fd/{fd}", fd=fd) for fd in fds]))
     for part, fd in reversed(list(zip(beside, fds))):
         script = sh("{{ {part}\n}} | {{ exec {fd}<&0 </dev/null\n{rest}}}\n", part=part, fd=fd, rest=script)
     return script
 
 
-def _service_parts(host: Host) -> List[Cmd]:
-    """Each service's state, and $PIDS: the main PIDs that the CPU samples
-    read (systemd's MainPID, the process back end's pidfiles)."""
+def _top(host: Host) -> Cmd:
+    """What the script reads before its parts split (_beside): $NL, and
+    each unit's main PID, cgroup and invocation (a restart changes it) in
+    $SC, one systemctl for both of their readers: the CPU samples ($PIDS,
+    $CGS: the `cgroups` section names them) and the facts' python3 (whose
+    each port is: $1, $2, ... the units' main PIDs in _units' order, as
+    systemctl prints its blocks in the order asked; _facts_part)."""
     units = _units(host)
+    if not units:
+        return raw("NL='\n'; PIDS= CGS=")
+    return sh("NL='\n'; SC=$(systemctl show -p Id,MainPID,ControlGroup,InvocationID {units} 2>/dev/null </dev/null); "
+              'PIDS=; CGS=; for kv in $SC; do case $kv in MainPID=*) PIDS="$PIDS ${{kv#*=}}";; '
+              'ControlGroup=/*) CGS="$CGS ${{kv#*=}}";; esac; done; set -- $PIDS', units=units)
+
+
+def _systemd_parts(host: Host) -> List[Cmd]:
+    """The units' states and what each runs (a unit running as root from
+    our files): systemctl's two reads, beside the rest (monitor_script)."""
+    units = _units(host)
+    if not units:
+        return []
+    return [lines([_section("systemd", sh("{cmd} 2>/dev/null", cmd=systemd_status_cmd(units))),
+                   _section("units", units_cmd(units))])]
+
+
+def _service_parts(host: Host) -> List[Cmd]:
+    """The `cgroups` section (_top read it), and $PIDS: the main PIDs that
+    the CPU samples read (systemd's MainPID, the process back end's
+    pidfiles)."""
     procs = _procs(host)
     parts: List[Cmd] = []
-    if units:
-        parts.append(_section("systemd", sh("{cmd} 2>/dev/null", cmd=systemd_status_cmd(units))))
-        # each unit's main PID, cgroup and invocation (a restart changes it):
-        # what the CPU samples read, and the section that names them
-        parts.append(sh("S=$(systemctl show -p Id,MainPID,ControlGroup,InvocationID {units} 2>/dev/null); PIDS=; CGS=; "
-                        'for kv in $S; do case $kv in MainPID=*) PIDS="$PIDS ${{kv#*=}}";; '
-                        'ControlGroup=/*) CGS="$CGS ${{kv#*=}}";; esac; done', units=units))
-        parts.append(_section("cgroups", raw('printf \'%s\\n\' "$S"')))
-        parts.append(_section("units", units_cmd(units)))  # a unit running as root from our files
-    else:
-        parts.append(raw("PIDS= CGS="))
+    if _units(host):
+        parts.append(_section("cgroups", raw('printf \'%s\\n\' "$SC"')))
     if procs:  # (the `process` section: the facts' python3, _facts_part)
         for svc in procs:
             parts.append(sh('[ -r {pf} ] && read -r P1 R < {pf} && PIDS="$PIDS $P1"',
@@ -221,15 +247,15 @@ def _facts_part(host: Host, checks: int = 0) -> Cmd:
     the `errors` section. A systemd service's main PID is systemctl's
     (MainPID); a process service's is the one monitorfacts finds running
     (`@NAME`). Without python3, the shell reads the same (_shell_facts)."""
-    ported = [svc for svc in host.services if svc.port]
+    ported, units = [svc for svc in host.services if svc.port], _units(host)
     # OA: PORT PID KIND for each, word by word (digits, `-`, `@NAME` and a word)
     parts: List[Cmd] = [raw("OA=")]
     for svc in ported:
         if svc.manager == "systemd":
-            # systemd:UNIT: what is left of a unit not running (its cgroup) is its own (listeners.service_procs)
-            parts.append(sh('P=$(systemctl show -p MainPID --value {u} 2>/dev/null </dev/null); '
-                            'OA="$OA "{port}" ${{P:--}} "{kind}',
-                            u=svc.name, port=str(svc.port), kind=f"systemd:{svc.name}"))
+            # systemd:UNIT: what is left of a unit not running (its cgroup) is its own (listeners.service_procs);
+            # its main PID is _top's positional parameter (none when systemctl printed nothing: `-`)
+            parts.append(sh('OA="$OA "{port}" ${{{n}:--}} "{kind}', port=str(svc.port),
+                            n=str(units.index(svc.name) + 1), kind=f"systemd:{svc.name}"))
         else:
             parts.append(sh('OA="$OA "{port}" "{pid}" process"', port=str(svc.port), pid="@" + svc.name))
     words = _fact_words(host)
@@ -357,19 +383,20 @@ def _shell_home_parts(host: Host) -> List[Cmd]:
 
 
 def _log_parts(host: Host) -> List[Cmd]:
-    """The journal's errors of the last hour (in $EJ: _journal_errors),
-    the journal's size and the recorded samples (--history); the log
-    files' errors and the cleanup paths are the facts' python3's."""
-    parts = [sh("EJ=$({c})", c=_journal_errors(host))] if _units(host) else []
+    """The journal's part, beside the rest (monitor_script): its error
+    counts of the last hour first, no marker (_journal_errors: printed
+    right after the facts' python3's `errors` section, they end it), then
+    the journal's size; the log files' errors and the cleanup paths are
+    the facts' python3's. None without a unit: the journal holds a unit's
+    log; a process-managed service's is its file (#24: `journal: 0B`)."""
+    if not _units(host):
+        return []
     # "Archived and active journals take up 8.0M in the file system.": the
     # word after the last " take up " that a space follows, cut with the
     # shell's own expansions (sed's `s/.* take up \([^ ]*\) .*/\1/p`, no fork)
-    if _units(host):  # the journal holds a unit's log; a process-managed service's is its file (#24: `journal: 0B`)
-        parts.append(_section("journal", raw(
-            'J=$(journalctl --disk-usage 2>/dev/null); R=${J##*" take up "}; '
-            '[ "$R" = "$J" ] || case $R in *" "*) printf \'%s\\n\' "${R%%" "*}";; esac; true')))
-    parts.append(_section("metrics", raw('[ -z "$M" ] || printf \'%s\\n\' "$M"')))
-    return parts
+    return [lines([_journal_errors(host), _section("journal", raw(
+        'J=$(journalctl --disk-usage 2>/dev/null); R=${J##*" take up "}; '
+        '[ "$R" = "$J" ] || case $R in *" "*) printf \'%s\\n\' "${R%%" "*}";; esac; true'))])]
 
 
 def _journal_errors(host: Host) -> Cmd:
