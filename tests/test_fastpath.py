@@ -59,7 +59,7 @@ FABOPS_MODULES = {
 }
 OTHERS = {"yaml", "_yaml", "cython_runtime"}  # libyaml's extension (and Cython's _cython_<version> modules)
 STDLIB = {
-    "__future__", "_ast", "_bisect", "_bootlocale", "_bz2", "_compression", "_datetime", "_json",
+    "__future__", "_ast", "_bisect", "_bootlocale", "atexit", "_bz2", "_compression", "_datetime", "_json",
     "_locale", "_lzma", "_opcode", "_posixsubprocess", "_socket", "_sre", "_string", "_strptime",
     "_struct", "_typing", "_weakrefset", "array", "ast", "base64", "binascii", "bisect", "bz2", "calendar",
     "collections", "contextlib", "copy", "copyreg", "dataclasses", "datetime", "dis", "encodings", "enum", "errno",
@@ -566,6 +566,31 @@ ONCE = {
     ".2f}s)": "local-update -v's step lines",
     "errors.NAMES.get(": "health's Nagios word",
 }
+
+
+LEAVE = """
+import atexit, sys
+from fabops.host.fastpath import leave
+atexit.register(lambda: print("atexit, second"))
+atexit.register(lambda: print("atexit, first"))
+sys.stdout.write("buffered, not flushed ")
+sys.stderr.write("err")
+leave(int(sys.argv[1]))
+print("never")
+"""
+
+
+@pytest.mark.parametrize("code", [0, 2])
+def test_the_fast_exit_runs_atexit_and_flushes_as_an_exit_does(tmp_path, code):
+    """fastpath.leave skips only the interpreter's teardown: the atexit
+    functions run in their order, stdout and stderr are flushed (to a file,
+    as cron's `>> cron.log`), and the exit code is the run's."""
+    out = tmp_path / "out"
+    with out.open("w") as fh:
+        r = subprocess.run([sys.executable, "-c", LEAVE, str(code)], stdout=fh, stderr=subprocess.PIPE, text=True,
+                           cwd=ROOT, timeout=60)
+    assert (r.returncode, out.read_text(), r.stderr) == (code, "buffered, not flushed atexit, first\natexit, second\n",
+                                                        "err")
 
 
 def test_what_both_paths_print_and_decide_lives_in_one_module():
