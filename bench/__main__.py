@@ -9,7 +9,7 @@ SUITES = {"agent": agent.main, "pipeline": pipeline.main, "monitor": monitor.mai
           "recovery": recovery.main, "refactor": refactor.main,
           "cron": cron.main, "settle": settle.main, "backup": backup.main, "trees": trees.main,
           "hostscript": hostscript.main}
-OPTIONS = {"backup", "trees", "hostscript"}
+OPTIONS = {"backup", "trees", "hostscript", "agent"}
 
 
 def main(argv):

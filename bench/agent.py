@@ -8,7 +8,11 @@ already holds the imports and the transport).
 - `fabops ping` to 20 hosts, against a cold stock ThreadingGroup running
   the same probe (goal: warm ≤ 0.3×).
 
-Run: `python -m bench agent` (needs root and sshd). The agent runs in a
+The cold monitor is timed twice: through OpenSSH's `ssh` (fabops/openssh.py,
+the default) and through paramiko (`FABOPS_OPENSSH=0`).
+
+Run: `python -m bench agent [monitor] [deploy] [ping]` (those parts
+alone; all three by default; needs root and sshd). The agent runs in a
 runtime directory of its own and is stopped at the end, by its pid.
 """
 from __future__ import annotations
@@ -46,7 +50,9 @@ def cpu_of(fn, runs):
     return statistics.median(out)
 
 
-def main(runs: int = 11) -> None:
+def main(argv=None, runs: int = 11) -> None:
+    """`python -m bench agent [monitor|deploy|ping ...]`: those parts alone (all by default)."""
+    parts = list(argv or ("monitor", "deploy", "ping"))
     if os.geteuid() != 0 or not os.path.exists("/usr/sbin/sshd"):
         print("### agent\n\nskipped: needs root and /usr/sbin/sshd\n")
         return
@@ -65,7 +71,7 @@ def main(runs: int = 11) -> None:
     key = keygen(base / "id_ed25519")
     hosts = []
     try:
-        for i in range(20):
+        for i in range(20 if "ping" in parts else 2):
             h = start_sshd(base / f"sshd{i}", key, f"127.0.0.{i + 2}")
             h.trust()
             hosts.append(h)
@@ -74,10 +80,11 @@ def main(runs: int = 11) -> None:
                  f"load {os.getloadavg()[0]:.1f}", "",
                  "| | wall | ratio | CPU | goal |", "|---|---:|---:|---:|---|"]
         print("\n".join(lines), flush=True)
-        for rows in (lambda: monitor_rows(base, hosts[0], key, home, cold_env, warm_env, runs),
-                     lambda: deploy_rows(base, hosts[1], cold_env, warm_env, max(3, runs // 2)),
-                     lambda: ping_rows(base, hosts, key, cold_env, warm_env, max(3, runs // 2))):
-            print("\n".join(rows()), flush=True)  # each part as it is measured
+        rows_of = {"monitor": lambda: monitor_rows(base, hosts[0], key, home, cold_env, warm_env, runs),
+                   "deploy": lambda: deploy_rows(base, hosts[1], cold_env, warm_env, max(3, runs // 2)),
+                   "ping": lambda: ping_rows(base, hosts, key, cold_env, warm_env, max(3, runs // 2))}
+        for part in parts:
+            print("\n".join(rows_of[part]()), flush=True)  # each part as it is measured
         print()
     finally:
         pid = agent_pid(runtime)
@@ -122,17 +129,20 @@ def monitor_rows(base, host, key, home, cold_env, warm_env, runs):
             assert r.returncode == 0, r.stdout + r.stderr
         return run
 
-    cold, warm = monitor(cold_env), monitor(warm_env)
+    # cold: the OpenSSH path (fabops/openssh.py); cold paramiko: the same with FABOPS_OPENSSH=0
+    cold, warm, paramiko = monitor(cold_env), monitor(warm_env), monitor(dict(cold_env, FABOPS_OPENSSH="0"))
     record_sample(ssh_base, inventory.load(str(inv)).hosts["h1"])  # young for the whole run
-    for fn in (legacy, cold, warm):  # caches once; the agent starts here
+    for fn in (legacy, cold, warm, paramiko):  # caches once; the agent starts here
         fn()
-    t_legacy, t_cold, t_warm = alternated((legacy, cold, warm), runs)
-    c_legacy, c_cold, c_warm = (cpu_of(fn, max(3, runs // 2)) for fn in (legacy, cold, warm))
+    t_legacy, t_cold, t_warm, t_para = alternated((legacy, cold, warm, paramiko), runs)
+    c_legacy, c_cold, c_warm, c_para = (cpu_of(fn, max(3, runs // 2)) for fn in (legacy, cold, warm, paramiko))
     return [
         f"| monitor, legacy: `ssh host bash monitor-bot.sh` | {t_legacy * 1000:.0f} ms | 1.00× | "
         f"{c_legacy * 1000:.0f} ms | baseline |",
-        f"| `fabops monitor`, whole process, cold (no agent) | {t_cold * 1000:.0f} ms | {t_cold / t_legacy:.2f}× | "
-        f"{c_cold * 1000:.0f} ms | ≤ 1.2× |",
+        f"| `fabops monitor`, whole process, cold (no agent), through `ssh` | {t_cold * 1000:.0f} ms | "
+        f"{t_cold / t_legacy:.2f}× | {c_cold * 1000:.0f} ms | ≤ 1.2× |",
+        f"| `fabops monitor`, cold, through paramiko (`FABOPS_OPENSSH=0`) | {t_para * 1000:.0f} ms | "
+        f"{t_para / t_legacy:.2f}× | {c_para * 1000:.0f} ms | |",
         f"| `fabops monitor`, whole process, agent warm | {t_warm * 1000:.0f} ms | {t_warm / t_legacy:.2f}× | "
         f"{c_warm * 1000:.0f} ms | ≤ 0.5× |",
     ]

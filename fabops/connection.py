@@ -440,13 +440,8 @@ def _open_one(cxn, host: Host, timeout: float) -> None:
         raise
     except paramiko.BadHostKeyException as exc:
         name = known_hosts_name(exc.hostname, cxn.port)
-        raise HostKeyError(
-            f"HOST KEY CHANGED for {_naming(name, cxn.fabops_hop)}: known_hosts has {fingerprint(exc.expected_key)}, "
-            f"the server offered {fingerprint(exc.key)}. Refusing to connect: this may be an attack. "
-            f"If the host was really rebuilt, remove the old key with `ssh-keygen -R {q(name)}` "
-            "and connect once with --accept-new.",
-            host=host.name,
-        ) from None
+        raise host_key_changed(_naming(name, cxn.fabops_hop), name, fingerprint(exc.expected_key),
+                               fingerprint(exc.key), host.name) from None
     except paramiko.AuthenticationException as exc:
         raise UnreachableError(f"authentication failed for {where}: {exc}", host=host.name) from None
     except paramiko.ssh_exception.NoValidConnectionsError as exc:
@@ -469,6 +464,19 @@ def _open_one(cxn, host: Host, timeout: float) -> None:
         raise UnreachableError(f"cannot connect to {where}: {text}", host=host.name) from None
     except OSError as exc:
         raise UnreachableError(f"cannot connect to {where}: {exc.strerror or exc}", host=host.name) from None
+
+
+def host_key_changed(naming: str, name: str, recorded: str, offered: str, host_name: str) -> HostKeyError:
+    """The refusal of a changed host key, with both fingerprints: paramiko's
+    BadHostKeyException here, ssh's stderr in openssh.py. `naming`: the
+    address (and hop) as said; `name`: the known_hosts name to remove."""
+    return HostKeyError(
+        f"HOST KEY CHANGED for {naming}: known_hosts has {recorded}, "
+        f"the server offered {offered}. Refusing to connect: this may be an attack. "
+        f"If the host was really rebuilt, remove the old key with `ssh-keygen -R {q(name)}` "
+        "and connect once with --accept-new.",
+        host=host_name,
+    )
 
 
 def tune_transport(cxn) -> None:

@@ -1508,6 +1508,10 @@ class Refresher:
     def _one(self, host: Host) -> Dict[str, Any]:
         from .connection import close_quietly, connect
 
+        if not self.watch:  # one look: `ssh` when it behaves as paramiko would (openssh.py)
+            facts = self._through_openssh(host)
+            if facts is not None:
+                return facts
         cxn = self.conns.get(host.name)
         if cxn is None:
             cxn = connect(host, self.inv, accept_new=self.accept_new, connect_timeout=self.connect_timeout)
@@ -1524,6 +1528,22 @@ class Refresher:
                 self.last.pop(host.name, None)
             close_quietly(cxn)
             raise
+
+    def _through_openssh(self, host: Host) -> Optional[Dict[str, Any]]:
+        """A one-shot sample through OpenSSH's client, without paramiko's
+        import and handshake (docs/architecture.md, "The OpenSSH path");
+        None when that path does not apply, or ssh failed in a way only
+        paramiko words exactly (openssh.Redo): the caller connects then."""
+        from . import openssh
+
+        cxn = openssh.plan(host, self.inv, accept_new=self.accept_new, connect_timeout=self.connect_timeout)
+        if cxn is None:
+            return None
+        try:
+            facts, self.last[host.name] = sample(cxn, host, None, self.flag, self.marker)
+        except openssh.Redo:
+            return None
+        return facts
 
     def close(self) -> None:
         from .connection import close_quietly

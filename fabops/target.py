@@ -92,6 +92,8 @@ class Target:
         sys.modules: while another host's thread imports fabric, the module
         is there without its Connection yet (an AttributeError, exit 70, on
         the `local` host of `monitor -H local,find-to-do`)."""
+        if getattr(self.c, "fabops_remote", False):  # openssh.OpenSSH: a host over `ssh`
+            return False
         return not any(k.__name__ == "Connection" and k.__module__ == "fabric.connection"
                        for k in type(self.c).__mro__)
 

@@ -28,7 +28,7 @@ QUOTERS = {"q", "quote_path", "join", "sudo", "shlex.quote"}
 # f-strings that quote by hand on purpose, with why
 QUOTING_FSTRINGS_ALLOWED = {
     # an error message that shows the user a command to type
-    ("fabops/connection.py", "_open_one"),
+    ("fabops/connection.py", "host_key_changed"),
     # the one builder of the commands messages hand a person (`inv deploy … --attach ID`):
     # shell.join quotes each word as a shell reads it; nothing runs it
     ("fabops/deploy.py", "suggest"),
