@@ -190,6 +190,7 @@ class OpenSSH:
             # cost ~130 ms more per connection on 2 busy cores (docs/benchmarks.md);
             # the rest of ssh's list stays behind it for hosts without curve25519
             "KexAlgorithms": "^curve25519-sha256,curve25519-sha256@libssh.org",
+            "GSSAPIAuthentication": "no",  # paramiko's default: a host it cannot log in to, ssh does not either
         }
         argv = ["ssh", *self.config, "-T", "-l", self.user, "-p", str(self.port)]
         for key, value in options.items():
@@ -210,7 +211,7 @@ class OpenSSH:
         limit = timeout or command_timeout()
         proc = subprocess.Popen(self.argv(str(command)), stdin=subprocess.PIPE if text is not None else
                                 subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True)
+                                start_new_session=True, env=environment())
         try:
             out, err = proc.communicate(text.encode() if text is not None else None, timeout=limit)
         except subprocess.TimeoutExpired:
@@ -228,6 +229,17 @@ class OpenSSH:
 
     def close(self) -> None:
         """Nothing stays open between runs."""
+
+
+# What ssh needs of this process' environment, and no more: an ssh config's
+# SendEnv (Debian's sends LANG and LC_*) would hand the host's commands
+# variables that paramiko never sends, and no -o can take it back (SendEnv
+# adds up). SSH_AUTH_SOCK: paramiko asks the agent too.
+KEPT_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SSH_AUTH_SOCK")
+
+
+def environment() -> dict:
+    return {k: os.environ[k] for k in KEPT_ENV if k in os.environ}
 
 
 def _quoted(path: str) -> str:

@@ -39,6 +39,14 @@ def test_policy_as_options(tmp_path):
     assert options(cxn(tmp_path, accept_new=True).argv("x"))["StrictHostKeyChecking"] == "accept-new"
 
 
+def test_no_variable_reaches_the_host_that_paramiko_would_not_send(monkeypatch):
+    monkeypatch.setenv("LANG", "de_DE.UTF-8")
+    monkeypatch.setenv("LC_ALL", "de_DE.UTF-8")
+    monkeypatch.setenv("SSH_AUTH_SOCK", "/run/agent.sock")
+    env = openssh.environment()
+    assert "LANG" not in env and "LC_ALL" not in env and env["SSH_AUTH_SOCK"] == "/run/agent.sock"
+
+
 def test_known_files_are_fabops_own(tmp_path, isolated_home):
     team = tmp_path / "team_kh"
     team.write_text("")
