@@ -57,6 +57,14 @@ def pytest_configure(config):
         pass
 
 
+def pytest_sessionfinish(session, exitstatus):
+    # the booted tier's shared rootfs (tests/harness/container.prepared),
+    # also when the run failed or was interrupted
+    from tests.harness import container
+
+    container.remove_prepared()
+
+
 def pytest_collection_modifyitems(config, items):
     # Tests without a tier marker are unit tests.
     for item in items:

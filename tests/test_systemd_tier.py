@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import TEST_CACHE, require, run_cli
+from tests.conftest import require, run_cli
 from tests.harness import container
 from tests.harness.sandbox import Origin
 
@@ -22,17 +22,8 @@ def base(tmp_path_factory, client_key):
     why = container.usable()
     require(why is None, why or "")
     container.sweep_stale()
-    tarball = container.cached_rootfs(TEST_CACHE)
-    dest = tmp_path_factory.mktemp("find-to-do") / "rootfs"
-    container.prepare(tarball, dest, Path(str(client_key) + ".pub").read_text())
-    yield dest
-    shutil_rmtree(dest)
-
-
-def shutil_rmtree(path):
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
+    # the session's bookworm rootfs, shared read-only (container.prepared)
+    return container.prepared(container.SUITE, Path(str(client_key) + ".pub").read_text())
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -321,23 +322,49 @@ def boot(base: Path, binds: dict, workdir: Path) -> Container:
     raise RuntimeError(f"the container's sshd did not answer within 90 s: {log.read_text()[-1500:]}")
 
 
+# Each suite's prepared rootfs, once per session: a boot never writes to it
+# (--volatile=overlay keeps every change in the container's own tmpfs, and
+# tests/test_promote_systemd.py boots two at once from one), so extracting
+# and preparing it again for every module only cost time (2-3 s, and its
+# removal up to half a minute on a busy disk). Removed at the session's end
+# (remove_prepared, from conftest's pytest_sessionfinish).
+_PREPARED: dict = {}
+
+
+def prepared(suite: str, client_pub: str) -> Path:
+    """`suite`'s rootfs, extracted and prepared (prepare) on first use in
+    this session, for `client_pub`; shared read-only by every boot."""
+    from tests.conftest import TEST_CACHE
+
+    key = (suite, client_pub)
+    if key not in _PREPARED:
+        dest = Path(tempfile.mkdtemp(prefix=f"fabops-rootfs-{suite}-")) / "rootfs"
+        try:
+            prepare(cached_rootfs(TEST_CACHE, suite), dest, client_pub)
+        except BaseException:
+            shutil.rmtree(dest.parent, ignore_errors=True)
+            raise
+        _PREPARED[key] = dest
+    return _PREPARED[key]
+
+
+def remove_prepared() -> None:
+    for dest in _PREPARED.values():
+        shutil.rmtree(dest.parent, ignore_errors=True)
+    _PREPARED.clear()
+
+
 @contextmanager
 def booted(suite: str, tmp_path_factory, client_key: Path, binds: dict) -> Iterator[Container]:
     """A fresh find-to-do of `suite`, booted for the duration of the block,
-    then stopped and its files removed (also when the block fails)."""
-    from tests.conftest import TEST_CACHE
-
+    then stopped (also when the block fails); its changes die with it."""
     sweep_stale()
-    dest = tmp_path_factory.mktemp(f"{suite}-rootfs") / "rootfs"
-    prepare(cached_rootfs(TEST_CACHE, suite), dest, Path(str(client_key) + ".pub").read_text())
+    dest = prepared(suite, Path(str(client_key) + ".pub").read_text())
+    box = boot(dest, binds, tmp_path_factory.mktemp("nspawn"))
     try:
-        box = boot(dest, binds, tmp_path_factory.mktemp("nspawn"))
-        try:
-            yield box
-        finally:
-            box.stop()
+        yield box
     finally:
-        shutil.rmtree(dest, ignore_errors=True)
+        box.stop()
 
 
 def usable() -> Optional[str]:
