@@ -45,6 +45,24 @@ def test_one_trailing_newline_is_stripped_from_stdin():
     assert one_value("abc") == "abc"
 
 
+def test_an_empty_value_is_refused_unless_asked_for(tmp_path):
+    """Trial: `printf %s "$TOKEN" | inv env-set API_TOKEN` with $TOKEN
+    unset wrote `API_TOKEN=` and restarted the service. Refused with exit
+    64 before connecting, the dry run too; --allow-empty sets it."""
+    from fabops.maintenance.envset import check_not_empty
+
+    assert check_not_empty("A", "", allow_empty=True) == "" and check_not_empty("A", "x", False) == "x"
+    inv = tmp_path / "hosts.yml"
+    inv.write_text("hosts:\n  h:\n    address: 192.0.2.1\n    app: {path: ~/app}\n")
+    for dry in ((), ("--dry-run",)):
+        r = cli("env-set", "API_TOKEN", "-H", "h", "-i", str(inv), *dry, stdin="", env={"FABOPS_AGENT": "0"})
+        assert r.returncode == 64 and r.stdout == "", r.stdout + r.stderr
+        assert "the value of API_TOKEN is empty" in r.stderr and "--allow-empty" in r.stderr, r.stderr
+    r = cli("env-set", "API_TOKEN", "-H", "h", "-i", str(inv), "--allow-empty", "--connect-timeout", "1",
+            stdin="\n", env={"FABOPS_AGENT": "0"})
+    assert "is empty" not in r.stderr and r.returncode == 3, r.stdout + r.stderr  # went on: 192.0.2.1 is unreachable
+
+
 def test_a_pushed_file_sets_its_keys_and_prunes_only_when_asked():
     change = push_change("# c\nA=1\nexport B='two words'\n")
     assert change.set == {"A": "1", "B": "two words"} and not change.prune and change.unset == []

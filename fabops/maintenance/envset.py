@@ -51,6 +51,18 @@ def check_value(key: str, value: str) -> str:
     return value
 
 
+def check_not_empty(key: str, value: str, allow_empty: bool) -> str:
+    """`value`, unless it is empty and the person did not ask for that
+    (--allow-empty): `printf %s "$TOKEN" | inv env-set API_TOKEN` with
+    $TOKEN unset, or Enter at the prompt, would write `KEY=` and restart
+    the services on it, wiping a secret (docs/maintenance.md, "Secrets
+    without an editor"). Refused before connecting, so a dry run says the same."""
+    if value or allow_empty:
+        return value
+    raise UsageError(f"the value of {key} is empty (nothing on stdin, or Enter at the prompt): setting {key}= "
+                     f"would wipe it, so nothing was changed; give --allow-empty to set it empty on purpose")
+
+
 def one_value(text: str) -> str:
     """The value piped on stdin: one trailing newline stripped (`echo`'s)."""
     return text[:-2] if text.endswith("\r\n") else text[:-1] if text.endswith("\n") else text

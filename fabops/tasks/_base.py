@@ -101,6 +101,7 @@ FLAGS: Dict[str, Flag] = {
     "attach": Flag(),
     "clear_pin": Flag(),
     "allow_unverified": Flag(),  # ships an unsigned commit: typed in full
+    "allow_empty": Flag(),  # env-set: wipes a value on purpose: typed in full
     "pin_reason": Flag(value="TEXT"),  # local-update: promote's words for the pin it sets
     "dir": Flag(),
     "download": Flag(),

@@ -54,11 +54,12 @@ def hidden(prompt: str) -> str:
     return line[:-1] if line.endswith("\n") else line
 
 
-def read_value(key: str) -> str:
+def read_value(key: str, allow_empty: bool = False) -> str:
     """The value: typed at a prompt that does not echo when stdin is a
     terminal, else stdin's text with one trailing newline stripped. Never a
-    flag: argv is what `ps` and the shell's history show (docs/security.md)."""
-    from ..maintenance.envset import check_value, one_value
+    flag: argv is what `ps` and the shell's history show (docs/security.md).
+    An empty one only with `allow_empty` (maintenance/envset.check_not_empty)."""
+    from ..maintenance.envset import check_not_empty, check_value, one_value
 
     if sys.stdin.isatty():
         try:
@@ -67,7 +68,7 @@ def read_value(key: str) -> str:
             raise errors.UsageError("cancelled: nothing was changed") from None
     else:
         value = one_value(sys.stdin.read())
-    return check_value(key, value)
+    return check_not_empty(key, check_value(key, value), allow_empty)
 
 
 def _run(change, trigger: str, hosts, dry_run: bool, actor, json: bool, inventory, accept_new, connect_timeout):
@@ -99,18 +100,20 @@ def _run(change, trigger: str, hosts, dry_run: bool, actor, json: bool, inventor
 @fabops_task(name="env-set", positional=["key"], help={
     "key": "The variable to set (a shell variable name); its value is typed at a prompt that does not echo, "
            "or piped on stdin, never given as an argument.",
+    "allow_empty": "Set KEY to an empty value on purpose (an empty value is refused otherwise: "
+                   "a pipe from an unset variable would wipe the secret).",
     **_HELP,
 })
-def env_set(c, key=None, hosts=None, dry_run=False, actor=None, json=False, inventory=None, accept_new=False,
-            connect_timeout=None):
+def env_set(c, key=None, allow_empty=False, hosts=None, dry_run=False, actor=None, json=False, inventory=None,
+            accept_new=False, connect_timeout=None):
     """Set one .env variable on the host (value from a hidden prompt or stdin); back up, restart its readers, gate."""
     from ..maintenance.envset import Change, check_key
 
     if _help_asked(key, "env-set", "KEY"):
         return
     key = check_key(key)
-    _run(Change(set={key: read_value(key)}), "env-set", hosts, dry_run, actor, json, inventory, accept_new,
-         connect_timeout)
+    _run(Change(set={key: read_value(key, allow_empty)}), "env-set", hosts, dry_run, actor, json, inventory,
+         accept_new, connect_timeout)
 
 
 @fabops_task(name="env-unset", positional=["key"], help={"key": "The variable to remove.", **_HELP})
