@@ -241,3 +241,67 @@ def test_a_home_setup_never_set_up_is_refused_where_signed_commits_are_required(
     with pytest.raises(errors.ConfigError) as e:
         update._with_config(host(), str(sent))
     assert e.value.exit_code == errors.CONFIG and "requires signed commits" in str(e.value) and "run setup" in str(e.value)
+
+
+def _entry(app: str, home: str, **more) -> inventory.Host:
+    entry = {"connection": "local", "app": {"path": app}, "home": home,
+             "services": [{"name": "api", "manager": "process", "command": "python3 api.py"}], **more}
+    return inventory.loads(yaml.safe_dump({"hosts": {"web1": entry}}), "h.yml").hosts["web1"]
+
+
+def test_another_apps_home_sent_does_not_switch_verification_off(tmp_path, monkeypatch):
+    """Two apps, one deploy user: A requires signed commits, B does not. A
+    push to A's repository that sends B's home (and host name) with A's
+    app.path found B's installed host.yml, so no signers: its settings and
+    hooks were taken at once. Either settings' app requiring signed commits
+    counts, and the move of app.path is caught: nothing is installed."""
+    from fabops.connection import local_context
+    from fabops.deploy import host_yml
+    from fabops.host import verify
+    from fabops.host.pipeline import Pipeline, UpdateOptions
+    from fabops.tasks.update import _with_config
+
+    monkeypatch.setattr(verify, "SIGNERS_DIR", str(tmp_path / "etc"))
+    (tmp_path / "etc" / "a").mkdir(parents=True)
+    (tmp_path / "etc" / "a" / "allowed_signers").write_text("x\n")
+    home_b = tmp_path / "fabops-b"
+    home_b.mkdir()
+    (home_b / "host.yml").write_text(host_yml(_entry(str(tmp_path / "b"), str(home_b))))
+    sent = _entry(str(tmp_path / "a"), str(home_b), hooks={"after_deploy": "id > /tmp/pwned"})
+    (tmp_path / "sent.yml").write_text(host_yml(sent))
+    start, waiting = _with_config(sent, str(tmp_path / "sent.yml"))
+    p = Pipeline(local_context(start), start, UpdateOptions(trigger="ci"), sent=waiting)
+    installed = []
+    p._install_settings = installed.append
+    assert p._settings_at_start() == str(tmp_path / "etc" / "a" / "allowed_signers")
+    assert p.sent_state == "pending" and p.host.app.path == str(tmp_path / "b") and not p.host.hooks
+    assert p._moves() == ("app.path",) and installed == []
+
+
+def test_a_reported_run_takes_no_settings_that_move_the_app(tmp_path):
+    """A deploy that reports the run it waited for (its very commit,
+    deployed) takes its settings, but on a host that requires signed
+    commits not ones that move the app: the same rule as the plan's."""
+    from fabops.connection import local_context
+    from fabops.deploy import host_yml
+    from fabops.host.pipeline import Pipeline, UpdateOptions
+    from fabops.host.settings import Sent
+
+    home = tmp_path / "home"
+    home.mkdir()
+    own = _entry("/srv/app", str(home))
+    moved = inventory.loads(yaml.safe_dump({"hosts": {"web1": {
+        "connection": "local", "app": {"path": "/srv/app", "remote": "evil", "branch": "other"}, "home": str(home),
+        "services": [{"name": "api", "manager": "process", "command": "python3 api.py"}]}}}), "h.yml").hosts["web1"]
+    (home / "host.yml").write_text(host_yml(own))
+    for signers, taken in ((FILE, False), ("", True)):
+        p = Pipeline(local_context(own), own, UpdateOptions(trigger="ci"),
+                     sent=Sent(host_yml(moved), str(home / "host.yml"), moved))
+        p.signers = signers
+        installed = []
+        p._install_settings = installed.append
+        p.res.result, p.res.to = "deployed", A
+        p._settings_reported()
+        assert (p.sent_state == "taken") is taken and bool(installed) is taken
+        assert p.host.app.remote == ("evil" if taken else own.app.remote)
+        assert taken or any("they change app.remote, app.branch" in w for w in p.res.warnings), p.res.warnings

@@ -29,8 +29,8 @@ from .files import atomic_write, ensure_home, save_env_file, tail_jsonl
 from .preflight import disk_problem, missing_env_keys, sort_changes, stash, status_path
 from .git import Git, check_ref, ls_remote_cmd, ls_remote_ref_cmd, parse_ls_remote
 from .lock import HostLock
-from .plan import (Facts, Health, Opts, Plan, Signed, choose_target, good_commits, hook_runs, not_installed_line,
-                   plan)
+from .plan import (Facts, Health, Opts, Plan, Signed, choose_target, good_commits, hook_runs, moved_words,
+                   not_installed_line, plan)
 from .queue import (lock_waiter, lock_wait, locked_line, overtaken_by, record_of, result_of, waiting_line,
                     watch_end_request)
 from .readiness import held_ports, quick_health, wait_ready, watch
@@ -173,9 +173,24 @@ class Pipeline:
         settings are installed; else they are not, and said (a CI deploy
         that meets cron's run of its commit installs its settings all the same)."""
         if self.sent_state == "pending" and self.res.result == "deployed":
-            self._take_settings()
+            # the same rule as _decide's: on a host that requires signed
+            # commits, settings that move the app or fabops' home wait for setup
+            if self.signers is None:
+                self.signers = self._signers()
+            moved = self._moves() if self.signers else ()
+            if not moved:
+                self._take_settings()
+                return
+            self._settings_not_taken(moved_words(moved))
         else:
             self._settings_not_taken(f"the run this deploy waited for did not deploy {short(self.res.to)}")
+
+    def _moves(self) -> Tuple[str, ...]:
+        """What the sent settings move (host/settings.PLACES) from the
+        installed ones; nothing when none are waiting."""
+        from .settings import moves
+
+        return moves(self.host, self.sent.host) if self.sent_state == "pending" else ()
 
     def _settings_not_taken(self, why: str) -> None:
         """Sent settings still waiting as the run ends without a plan: said."""
@@ -435,11 +450,7 @@ class Pipeline:
         (read-only) until it can decide: the real run and the dry run
         share this (docs/architecture.md, "Plans")."""
         signers = self._settings_at_start()
-        moved: Tuple[str, ...] = ()
-        if self.sent_state == "pending" and signers:
-            from .settings import moves
-
-            moved = moves(self.host, self.sent.host)
+        moved = self._moves() if signers else ()
         origin, ref_commit, head = self._fetch()
         older, apart = self._good_lineage(state)
         facts = Facts(origin=origin, ref_commit=ref_commit, head=head, app=self.app,
@@ -487,6 +498,12 @@ class Pipeline:
         since) is a file missing: every target is held, as none can be
         checked."""
         found = required_signers(self.host, self.paths.home)
+        if not found and self.sent_state == "pending":
+            # the sent settings' app may require signed commits where the
+            # installed ones' does not (another app's home sent, on a host
+            # with two apps): either requiring them counts, so that their
+            # moves are caught (_decide)
+            found = required_signers(self.sent.host)
         return found or (signers_path(self.host, self.paths.home) if self.host.verify is not None else "")
 
     def _verified(self, facts: Facts, target: str) -> Facts:

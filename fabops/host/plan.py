@@ -584,13 +584,17 @@ def not_installed(facts: Facts, target: str) -> str:
     """The one line of a run whose sent settings stayed uninstalled: why,
     and that it ran with the host's own host.yml."""
     if facts.sent == "moved":
-        why = (f"they change {', '.join(facts.sent_moves)}, which a host that requires signed commits takes from "
-               "`setup` only")
+        why = moved_words(facts.sent_moves)
     elif facts.signed is not None and facts.signed.commit == target and not facts.signed.ok:
         why = f"{short(target)} is not verified"
     else:
         why = "the run stopped before its target was verified"
     return not_installed_line(why)
+
+
+def moved_words(moved: Tuple[str, ...]) -> str:
+    """Why sent settings that move the app or fabops' home stay uninstalled."""
+    return f"they change {', '.join(moved)}, which a host that requires signed commits takes from `setup` only"
 
 
 def not_installed_line(why: str) -> str:
