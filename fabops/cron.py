@@ -23,7 +23,7 @@ from .target import Target
 # (schedule key, fabops arguments) in the order they appear in the block.
 JOBS = (
     ("update", ["local-update", "--trigger", "cron"]),
-    ("health", ["health", "--fix", "--quiet"]),
+    ("health", ["health", "--fix", "--quiet", "--trigger", "cron"]),  # cron's: it pings the heartbeat
     ("clean", ["clean"]),
     ("backup-env", ["backup-env"]),
 )

@@ -400,6 +400,7 @@ def test_what_the_fast_path_leaves_to_the_full_program(args):
     (["local-update", "--splay=2m", "--inventory=h.yml", "-v"],
      ("local-update", {"splay": 120.0, "inventory": "h.yml", "verbose": True})),
     (["health", "--fix", "--quiet", "-i", "h.yml"], ("health", {"fix": True, "quiet": True, "inventory": "h.yml"})),
+    (["health", "--fix", "--trigger", "cron"], ("health", {"fix": True, "trigger": "cron"})),
     (["health", "-H", "a,b", "-j"], ("health", {"hosts": "a,b", "json": True})),
 ])
 def test_what_the_fast_path_reads(args, expected):

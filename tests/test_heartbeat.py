@@ -155,8 +155,10 @@ def test_a_sink_sees_one_ping_per_cron_run_and_the_fail_url_on_a_failed_one(tmp_
         code, res = box.result()  # the known-bad commit held: the host serves its good one
         assert (code, res["result"]) == (1, "skipped_bad") and sink.gets[3:] == ["/hook/secret-uuid"]
 
-        # cron's health line pings for its own run
+        # a person's health --fix on the host pings nothing (trial: it did); cron's line pings for its own run
         r = run_cli("health", "--fix", "--quiet", "-i", str(box.inventory))
+        assert r.returncode == 0 and len(sink.gets) == 4, r.stdout + r.stderr
+        r = run_cli("health", "--fix", "--quiet", "--trigger", "cron", "-i", str(box.inventory))
         assert r.returncode == 0, r.stdout + r.stderr
         assert sink.gets[4:] == ["/hook/secret-uuid"] and box.state["heartbeat"]["run"] == "health"
 
@@ -168,7 +170,7 @@ def test_a_sink_sees_one_ping_per_cron_run_and_the_fail_url_on_a_failed_one(tmp_
         hb = box.state["heartbeat"]
         assert (hb["ok"], hb["detail"], hb["failures"]) == (False, "HTTP 500", 1)
         sink.close()  # and one that does not answer at all
-        r = run_cli("health", "--fix", "--quiet", "-i", str(box.inventory))
+        r = run_cli("health", "--fix", "--quiet", "--trigger", "cron", "-i", str(box.inventory))
         assert r.returncode == 0 and r.stdout == "", r.stdout + r.stderr
         hb = box.state["heartbeat"]
         assert hb["ok"] is False and hb["detail"].startswith("no answer") and hb["failures"] == 2
@@ -203,6 +205,20 @@ def test_cron_lines_with_a_heartbeat_import_only_it_beyond_the_list(sandbox, tmp
         assert sink.gets == ["/hook/secret-uuid"] * 3
     finally:
         sink.close()
+
+
+@pytest.mark.unit
+def test_health_is_crons_only_when_its_line_says_so():
+    """Who runs health is said by the caller (cron's line: fabops/cron.py),
+    never guessed on the host; only cron's --fix pings (docs/monitor.md)."""
+    from fabops.cron import JOBS
+    from fabops.errors import UsageError
+    from fabops.host.health import health_trigger
+
+    assert dict(JOBS)["health"][-2:] == ["--trigger", "cron"]
+    assert (health_trigger(None), health_trigger("cron"), health_trigger("manual")) == ("manual", "cron", "manual")
+    with pytest.raises(UsageError, match="cron or manual"):
+        health_trigger("deploy")
 
 
 @pytest.mark.unit

@@ -34,7 +34,7 @@ COMMON = {"-H": "hosts", "--hosts": "hosts", "-i": "inventory", "--inventory": "
 TASKS: Dict[str, Dict[str, str]] = {
     "local-update": dict(COMMON, **{"--trigger": "trigger", "--splay": "splay", "-v": "verbose",
                                     "--verbose": "verbose"}),
-    "health": dict(COMMON, **{"--fix": "fix", "-q": "quiet", "--quiet": "quiet"}),
+    "health": dict(COMMON, **{"--fix": "fix", "-q": "quiet", "--quiet": "quiet", "--trigger": "trigger"}),
     "backup": dict(COMMON, **{"--splay": "splay"}),
 }
 
@@ -265,12 +265,12 @@ def local_update(text: Text, hosts=None, trigger=None, verbose=False, json=False
     return result.exit_code
 
 
-def health(text: Text, hosts=None, fix=False, quiet=False, json=False, inventory=None) -> Optional[int]:
+def health(text: Text, hosts=None, fix=False, quiet=False, json=False, inventory=None, trigger=None) -> Optional[int]:
     """tasks/health.health for one `connection: local` host (host.yml's);
     None for any other selection (the full program connects over SSH)."""
     from ..notify import notify
     from ..target import Target
-    from .health import LocalStore, run_health
+    from .health import LocalStore, health_trigger, run_health
     from .localrun import LocalContext
     from .record import default_actor
     from .services import ServiceManager
@@ -279,7 +279,7 @@ def health(text: Text, hosts=None, fix=False, quiet=False, json=False, inventory
     if len(chosen) != 1 or not chosen[0].is_local:
         return None
     host = chosen[0]
-    who = default_actor()
+    who, trigger = default_actor(), health_trigger(trigger)
 
     def send(event, message):
         return [d.to_dict() for d in notify(host.name, event, message, home=host.home, environment=host.environment)]
@@ -289,7 +289,7 @@ def health(text: Text, hosts=None, fix=False, quiet=False, json=False, inventory
         t = Target.of(LocalContext(host.env), host)
         manager = ServiceManager(t, host, home=t.paths.home, app_path=t.local_path(host.app.path))
         checked = run_health(t, host, fix=fix, actor=who, store=LocalStore(host), manager=manager, probe=None,
-                            timeout=60.0, notify=send)
+                            timeout=60.0, notify=send, trigger=trigger)
     except FabopsError as exc:
         error = exc
     except Exception as exc:  # noqa: BLE001 - that host's internal error

@@ -501,9 +501,11 @@ def run_health(
     probe=None,
     timeout: float = 60.0,
     notify: Optional[Callable[[str, str], List[dict]]] = None,
+    trigger: str = "manual",
 ) -> HealthReport:
     """Check (and with `fix`, heal) `host`'s services: gather, plan_health,
-    act. Never raises for a sick service: that is the report."""
+    act. Never raises for a sick service: that is the report. `trigger`:
+    cron's line says `cron` (health_trigger), the one run that pings."""
     send = notify or (lambda event, message: [])
     started = time.monotonic()  # the run's duration, in its record (healthy_again)
     look = _look(manager, host, probe)
@@ -540,11 +542,27 @@ def run_health(
         from .prom import health_done
 
         health_done(host, report.status, report.code, time.monotonic() - started, report.checks)
-        if host.heartbeat is not None:  # cron's dead-man's switch: never the run's result (host/heartbeat.py)
+        # cron's dead-man's switch, so cron's run only: a person's --fix on the host
+        # would hide a dead cron (docs/monitor.md); never the run's result (host/heartbeat.py)
+        if host.heartbeat is not None and trigger == "cron":
             from .heartbeat import beat
 
             beat(host.heartbeat, store.paths.state, "health", report.status)
     return report
+
+
+HEALTH_TRIGGERS = ("cron", "manual")
+
+
+def health_trigger(trigger: Optional[str]) -> str:
+    """Who runs health: `cron` when cron's line says so (fabops/cron.py),
+    else `manual`. Said by the caller, never guessed on the host
+    (docs/monitor.md, "Heartbeat: the dead-man's switch"); anything else is a UsageError (exit 64)."""
+    if trigger is None:
+        return "manual"
+    if trigger not in HEALTH_TRIGGERS:
+        raise errors.UsageError(f"health --trigger must be cron or manual, not {trigger!r}")
+    return trigger
 
 
 class _RunLock:

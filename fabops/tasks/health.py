@@ -15,17 +15,19 @@ from ._base import fabops_task, finish, print_envelope, print_text
     "timeout": "Seconds to wait for a restarted service to be ready (default 60).",
     "actor": "Who runs this, for the lock message (default user@hostname).",
     "quiet": "Print nothing when everything is healthy (for cron).",
+    "trigger": "Who runs this: cron (its crontab line says so; only its --fix pings the heartbeat) or manual "
+               "(the default).",
 })
 def health(c, hosts=None, fix=False, timeout=60.0, actor=None, quiet=False, dry_run=False, json=False, inventory=None,
-           accept_new=False, connect_timeout=None):
+           accept_new=False, connect_timeout=None, trigger=None):
     """Check every service (process, port, HTTP, unit); with --fix restart and re-check. Nagios exit codes."""
-    from ..host.health import Channels, LocalStore, plan_only, run_health
+    from ..host.health import Channels, LocalStore, health_trigger, plan_only, run_health
     from ..host.record import default_actor
     from ..notify import notify, sources, webhooks
     from ..remote import RemoteStore, lock_holder, managers_for
     from ._base import for_each_host
 
-    who = actor or default_actor()
+    who, trigger = actor or default_actor(), health_trigger(trigger)
 
     def one(cxn, host):
         local = cxn.is_local
@@ -41,7 +43,7 @@ def health(c, hosts=None, fix=False, timeout=60.0, actor=None, quiet=False, dry_
             return [d.to_dict() for d in notify(host.name, event, message, home=home, environment=host.environment)]
 
         return run_health(cxn, host, fix=fix, actor=who, store=store, manager=manager, probe=probe,
-                          timeout=timeout, notify=send)
+                          timeout=timeout, notify=send, trigger=trigger)
 
     outcome = for_each_host(inventory, hosts, one, accept_new=accept_new, connect_timeout=connect_timeout)
     codes = [report.health_code(r.value, r.ok) for r in outcome.results]
