@@ -1335,7 +1335,7 @@ def failing_words(failing: Dict[str, Any], retry: Optional[Dict[str, Any]],
     `last_result`: the host's last run's; once a later run left it broken
     (a reset onto a commit that crashes), the reason's `rolled back to X,
     healthy` is no longer true, and loses its `healthy` (#24's trial)."""
-    from .host.plan import failed_before
+    from .host.plan import deferred_words, failed_before
 
     target, result = failing.get("target"), failing.get("result")
     reason = respelled(failing.get("reason") or "?", target)
@@ -1347,7 +1347,7 @@ def failing_words(failing: Dict[str, Any], retry: Optional[Dict[str, Any]],
     if result == "skipped_bad":
         return "skipped", "", f"{failed_before(target, reason)}, so cron skips it until origin moves"
     if result == "deferred":
-        return "deferred", "", f"its dependency rule failed ({reason}){next_try}"
+        return "deferred", "", f"its {deferred_words(reason)}{next_try}"
     return "failing", f", last {result}", reason + next_try
 
 

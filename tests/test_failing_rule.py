@@ -74,6 +74,10 @@ def test_the_words_for_a_hold_a_retry_and_a_failure():
     verb, last, why = failing_words(dict(OLD, result="deferred", reason="npm ci failed"),
                                     {"target": A, "next_at": 1e9})
     assert verb == "deferred" and why.startswith("its dependency rule failed (npm ci failed); next try "), why
+    # a failed before_restart hook is said as the hook, not as a dependency rule (trial)
+    verb, last, why = failing_words(dict(OLD, result="deferred", reason="the before_restart hook failed (timed out "
+                                         "after 2 s)"), {"target": A, "next_at": 1e9})
+    assert why.startswith("its before_restart hook failed (timed out after 2 s); next try "), why
     verb, last, why = failing_words(OLD, None)
     assert (verb, last, why) == ("failing", ", last aborted", "port 3013 is held")
 

@@ -584,3 +584,13 @@ def test_only_automatic_restarts_spend_the_budget(row, counted):
     assert (got.kind, len(got.restarts)) == ("restart", counted), got
     if opts.trigger not in FOLLOWERS:
         assert got.restarts == tuple(st.restarts), got
+
+
+def test_a_deferred_hold_names_the_hook_or_the_rule_that_failed():
+    """Trial: a failed before_restart hook was said `whose dependency rule
+    failed (the before_restart hook failed (...))`; a rule's words stay."""
+    st, facts, opts, _ = parse_row("cron | dep=A retry=B | o=B h=A | hold/deferred tgt=B")
+    assert "whose dependency rule failed (npm ci failed); next try " in plan(HOST, st, facts, opts).message
+    st.retry["reason"] = "the before_restart hook failed (timed out after 2 s)"
+    got = plan(HOST, st, facts, opts).message
+    assert "whose before_restart hook failed (timed out after 2 s); next try " in got and "dependency" not in got

@@ -611,9 +611,24 @@ def _hold_retry(state: State, facts: Facts, opts: Opts, common: dict) -> Optiona
             and facts.now < retry.get("next_at", 0)):
         return None
     return Plan("hold", "deferred",
-                f"origin is at {short(target)}, whose dependency rule failed ({retry.get('reason', '?')}); "
+                f"origin is at {short(target)}, whose {deferred_words(retry.get('reason', '?'))}; "
                 f"next try {time.strftime('%H:%M %Z', time.localtime(retry['next_at']))} "
                 f"(try {retry.get('attempts', 1) + 1}); {_staying(common)}", **common)
+
+
+# How pipeline._recover begins the retry's reason for a before_restart hook
+# that failed (its other reasons are a dependency rule's): docs/hooks.md
+HOOK_FAILED = "the before_restart hook failed ("
+
+
+def deferred_words(reason: str) -> str:
+    """What failed for a deferred target, from its retry's `reason`: the
+    hook's words for the hook (trial: `whose dependency rule failed (the
+    before_restart hook failed (...))`), a dependency rule's otherwise.
+    A hold's line and monitor's finding say it alike."""
+    if reason.startswith(HOOK_FAILED):
+        return "before_restart hook failed (" + reason[len(HOOK_FAILED):]
+    return f"dependency rule failed ({reason})"
 
 
 def _staying(common: dict) -> str:
