@@ -17,17 +17,23 @@ connection.connect trusts:
   connection.record_host_key writes it); a changed key is refused by ssh
   either way;
 - BatchMode=yes (never a prompt), ConnectTimeout as fabops' connect
-  timeout, the inventory's user, port and identity file, and the SSH
-  config fabops reads ($FABOPS_SSH_CONFIG as -F, or ssh's own files).
+  timeout, fabric's user always as -l, the inventory's port and identity
+  file, and the SSH config fabops reads ($FABOPS_SSH_CONFIG as -F, or
+  ssh's own files);
+- what a config could add that paramiko never does is off (NEUTRAL):
+  KnownHostsCommand, forwardings, tunnels, local and remote commands.
 
 It is used only where it behaves as paramiko does (`plan`): an `ssh` on
-PATH, $HOME the user's passwd home (ssh reads ~/.ssh there, paramiko in
-$HOME) or an SSH config named by $FABOPS_SSH_CONFIG, and no ProxyJump,
-ProxyCommand or HostKeyAlias (their host-key checks and messages are
-connection.py's own). Otherwise None, and the caller connects with paramiko.
+PATH that knows NEUTRAL's options, $HOME the user's passwd home (ssh reads
+~/.ssh there, paramiko in $HOME) or an SSH config named by
+$FABOPS_SSH_CONFIG, no ProxyJump, ProxyCommand or HostKeyAlias (their
+host-key checks and messages are connection.py's own), no SetEnv, a user
+both would agree on, and known_hosts files both read alike
+(`trusted_alike`). Otherwise None, and the caller connects with paramiko.
 
 Failures: ssh's stderr is read for what happened (`failure`). A refused or
-timed-out connection and a name that does not resolve are said in
+timed-out connection, a port that sent no banner (timed out, closed or
+reset) and a name that does not resolve are said in
 connection._open_one's words; a changed host key as its HostKeyError, both
 fingerprints (the recorded one read from the line ssh names). An unknown
 key, an authentication failure or anything else ssh says raises Redo: the
@@ -83,10 +89,30 @@ def config_args() -> Optional[List[str]]:
     return ["-F", "/etc/ssh/ssh_config" if os.path.isfile("/etc/ssh/ssh_config") else "/dev/null"]
 
 
+# What an ssh config can make ssh do that paramiko never does, turned off
+# (docs/architecture.md, "The OpenSSH path"): a host-key source beyond
+# fabops' known_hosts, forwardings that would give a shell on the host a
+# port back into the operator's network, a local command, and a remote
+# command whose failure would read as the script's exit 255. On the command
+# line they come before any config file, so they win (ssh takes an option's
+# first value). `ssh -G` is given them too: an OpenSSH that does not know
+# one (KnownHostsCommand is 8.5+) refuses the line, and paramiko connects.
+NEUTRAL = {
+    "KnownHostsCommand": "none",
+    "ClearAllForwardings": "yes",
+    "ForwardX11": "no",
+    "ForwardAgent": "no",
+    "PermitLocalCommand": "no",
+    "Tunnel": "no",
+    "RemoteCommand": "none",
+}
+
+
 def resolved(host, config: List[str]) -> Optional[dict]:
     """`ssh -G`'s reading of the host's entry: {option: [values]}, None when
     ssh cannot read it (then paramiko reads it, and says why)."""
-    argv = ["ssh", "-G", *config, *_who(host), "--", host.address]
+    neutral = [w for k, v in NEUTRAL.items() for w in ("-o", f"{k}={v}")]
+    argv = ["ssh", "-G", *config, *neutral, *_who(host), "--", host.address]
     try:
         done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
@@ -121,11 +147,92 @@ def plan(host, inventory, *, accept_new: bool, connect_timeout: Optional[float])
         return None
     config = config_args()
     seen = resolved(host, config) if config is not None else None
-    if seen is None or any(_set(seen, k) for k in ("proxyjump", "proxycommand", "hostkeyalias")):
+    # SetEnv: values ssh would send that paramiko never does (no -o takes them back)
+    if seen is None or any(_set(seen, k) for k in ("proxyjump", "proxycommand", "hostkeyalias", "setenv")):
         return None
+    user = _user(host, seen)
+    if user is None:
+        return None
+    seen = {**seen, "user": [user]}
     timeout = float(connect_timeout or connection.DEFAULT_CONNECT_TIMEOUT)
     extra = inventory.known_hosts if inventory else None
-    return OpenSSH(host, seen, config, _known_files(seen, extra), accept_new, timeout)
+    known = _known_files(seen, extra)
+    if not trusted_alike(known, connection.known_hosts_name(seen["hostname"][0], int(seen["port"][0]))):
+        return None
+    return OpenSSH(host, seen, config, known, accept_new, timeout)
+
+
+def _user(host, seen: dict) -> Optional[str]:
+    """The user fabric logs in as: the inventory's, else the SSH config's
+    User, else getpass.getuser() ($USER first). ssh -G prints the passwd
+    name when the config names none, so when that name and $USER differ
+    and ssh -G says the passwd name, which one the config meant cannot be
+    told apart: None, and paramiko connects."""
+    import getpass
+
+    if host.user:
+        return host.user
+    said = (seen.get("user") or [""])[0]
+    try:
+        import pwd
+
+        passwd_name = pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):
+        return None
+    if said and said != passwd_name:
+        return said  # the config's User: fabric takes it too
+    return said if getpass.getuser() == passwd_name else None
+
+
+def trusted_alike(files: List[str], name: str) -> bool:
+    """Whether ssh and paramiko trust the same keys for `name` in `files`:
+    False when any line is @cert-authority or @revoked (paramiko ignores
+    them, ssh trusts a CA-signed host certificate or refuses a revoked key)
+    or when `name` has more than one key of a type across the files (ssh
+    accepts any of them, paramiko checks one)."""
+    kinds: List[str] = []
+    for path in files:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                lines = fh.read().splitlines()
+        except OSError:
+            continue  # not there yet: nothing trusted from it by either
+        for line in lines:
+            words = line.split()
+            if not words or words[0].startswith("#"):
+                continue
+            if words[0].startswith("@"):
+                return False
+            if len(words) >= 3 and _matches(words[0], name):
+                kinds.append(words[1])
+    return len(kinds) == len(set(kinds))
+
+
+def _matches(patterns: str, name: str) -> bool:
+    """A known_hosts line's host field against `name`, as sshd(8) describes
+    it: a hashed name (|1|salt|hash), or comma-separated patterns with * and
+    ?, where a matching !pattern excludes the line."""
+    import hmac
+
+    if patterns.startswith("|1|"):
+        try:
+            salt, digest = (base64.b64decode(p) for p in patterns[3:].split("|", 1))
+        except (ValueError, TypeError):
+            return False
+        return hmac.compare_digest(hmac.new(salt, name.encode(), hashlib.sha1).digest(), digest)
+    hit = False
+    for pattern in patterns.split(","):
+        negated = pattern.startswith("!")
+        if _glob(pattern.lstrip("!")).fullmatch(name.lower()):
+            if negated:
+                return False
+            hit = True
+    return hit
+
+
+def _glob(pattern: str) -> "re.Pattern":
+    """ssh's wildcards, * and ? only: "[host]:port" is literal, not a class."""
+    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern.lower()))
 
 
 def _set(seen: dict, key: str) -> bool:
@@ -173,6 +280,7 @@ class OpenSSH:
         from .connection import KEEPALIVE_SECONDS
 
         options = {
+            **NEUTRAL,
             "BatchMode": "yes",
             "StrictHostKeyChecking": "accept-new" if self.accept_new else "yes",
             "UserKnownHostsFile": " ".join(_quoted(p) for p in self.known),
@@ -203,13 +311,18 @@ class OpenSSH:
         """Target.run's call: output captured, failures returned (warn).
         A connection that never ran the command raises (`failure`)."""
         from .connection import command_timeout
-        from .host.localrun import CommandTimedOut, Result
 
         text = getattr(in_stream, "text", None) if in_stream else None
-        if self.accept_new:
-            _prepare_known(self.known[0])
-        limit = timeout or command_timeout()
-        proc = subprocess.Popen(self.argv(str(command)), stdin=subprocess.PIPE if text is not None else
+        made = _prepare_known(self.known[0]) if self.accept_new else []
+        try:
+            return self._run(str(command), text, timeout or command_timeout())
+        finally:
+            _unmake(made)
+
+    def _run(self, command: str, text: Optional[str], limit: float):
+        from .host.localrun import CommandTimedOut, Result
+
+        proc = subprocess.Popen(self.argv(command), stdin=subprocess.PIPE if text is not None else
                                 subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 start_new_session=True, env=environment())
         try:
@@ -217,7 +330,7 @@ class OpenSSH:
         except subprocess.TimeoutExpired:
             proc.kill()
             out, err = proc.communicate()
-            raise CommandTimedOut(Result(str(command), "", "", -1), limit) from None
+            raise CommandTimedOut(Result(command, "", "", -1), limit) from None
         except BaseException:  # Ctrl-C: ssh is in its own session and would not get the SIGINT
             proc.kill()
             proc.wait()
@@ -225,7 +338,7 @@ class OpenSSH:
         stdout, stderr = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
         if proc.returncode == 255:
             failure(stderr, self)  # raises when ssh itself failed
-        return Result(str(command), stdout, stderr, proc.returncode)
+        return Result(command, stdout, stderr, proc.returncode)
 
     def close(self) -> None:
         """Nothing stays open between runs."""
@@ -247,18 +360,42 @@ def _quoted(path: str) -> str:
     return f'"{path}"' if " " in path else path
 
 
-def _prepare_known(path: str) -> None:
+def _prepare_known(path: str) -> List[str]:
     """The file accept-new writes, as connection.record_host_key makes it:
-    ~/.ssh 0700, the file 0600 (ssh would create it with the umask's mode)."""
+    ~/.ssh 0700, the file 0600 (ssh would create it with the umask's mode).
+    Returns what it created, deepest first, for _unmake."""
+    made = []
     directory = os.path.dirname(path)
     if directory and not os.path.isdir(directory):
         os.makedirs(directory, mode=0o700, exist_ok=True)
-    os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
+        made.append(directory)
+    if not os.path.exists(path):
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
+        made.insert(0, path)
+    return made
+
+
+def _unmake(made: List[str]) -> None:
+    """Remove what _prepare_known created that ssh left empty: paramiko
+    creates ~/.ssh and known_hosts only when it records a key, so a failed
+    connection, or a key already trusted from another file, leaves none."""
+    for path in made:
+        try:
+            if os.path.isdir(path):
+                os.rmdir(path)  # only when empty
+            elif os.path.getsize(path) == 0:
+                os.unlink(path)
+        except OSError:
+            pass  # not empty, or gone: it stays as it is
 
 
 _CHANGED = re.compile(r"The fingerprint for the \S+ key sent by the remote host is\s+(SHA256:\S+?)\.?\s*$", re.M)
 _OFFENDING = re.compile(r"Offending \S+ key in (.+):(\d+)\s*$", re.M)
 _REFUSED = re.compile(r"connect to host \S+ port \d+: (.+?)\s*$", re.M)
+# ssh's words for a server that took the TCP connection and sent no banner:
+# a timeout, or the peer closing or resetting it (kex_exchange_identification)
+_SILENT = re.compile(r"(Connection timed out during banner exchange|kex_exchange_identification: .+?"
+                     r"|Connection closed by \S+ port \d+)\s*$", re.M)
 _RESOLVE = re.compile(r"Could not resolve hostname \S+?: (.+?)\s*$", re.M)
 
 
@@ -266,15 +403,17 @@ def failure(stderr: str, cxn: OpenSSH) -> None:
     """ssh's exit 255 with `stderr`: raise what connection._open_one would
     for it, or Redo when only paramiko can say it in its words. Returns
     when ssh did connect (255 was then the command's own exit)."""
-    if not any(w in stderr for w in ("ssh:", "Host key", "HOST IDENTIFICATION", "Permission denied", "banner")):
+    if not any(w in stderr for w in ("ssh:", "Host key", "HOST IDENTIFICATION", "Permission denied", "banner",
+                                     "kex_exchange_identification")):
         return
     where = f"{cxn.user}@{cxn.hostname}:{cxn.port}"
     changed = _CHANGED.search(stderr)
     if changed:
         raise changed_key_error(cxn, changed.group(1), _OFFENDING.search(stderr))
-    if "during banner exchange" in stderr:  # TCP accepted, no SSH server answered: _open_one's words
+    silent = _SILENT.search(stderr)
+    if silent:  # TCP accepted, no SSH server answered (timed out, closed, reset): _open_one's words
         raise UnreachableError(f"cannot connect to {where}: no SSH answer within {cxn.timeout:g} s "
-                               "(Connection timed out during banner exchange)", host=cxn.host_name)
+                               f"({silent.group(1)})", host=cxn.host_name)
     if "Connection timed out" in stderr:
         raise UnreachableError(f"timed out connecting to {where} after {cxn.timeout:g} s", host=cxn.host_name)
     resolve = _RESOLVE.search(stderr)

@@ -37,6 +37,116 @@ def test_policy_as_options(tmp_path):
     assert o["UserKnownHostsFile"] == f"{tmp_path / 'kh'} /team/kh" and o["GlobalKnownHostsFile"] == "/dev/null"
     assert o["HashKnownHosts"] == "no" and o["UpdateHostKeys"] == "no"
     assert options(cxn(tmp_path, accept_new=True).argv("x"))["StrictHostKeyChecking"] == "accept-new"
+    # what an ssh config could add that paramiko never does is off
+    assert {k: o[k] for k in openssh.NEUTRAL} == {
+        "KnownHostsCommand": "none", "ClearAllForwardings": "yes", "ForwardX11": "no", "ForwardAgent": "no",
+        "PermitLocalCommand": "no", "Tunnel": "no", "RemoteCommand": "none"}
+
+
+def test_this_ssh_knows_the_neutral_options_and_they_win(tmp_path):
+    """ssh -G with a config that forwards, runs commands and asks a command
+    for host keys: the command line's options win; SetEnv stays (plan then
+    leaves the host to paramiko)."""
+    cfg = tmp_path / "cfg"
+    cfg.write_text("Host web\n  RemoteForward 9000 127.0.0.1:22\n  LocalForward 9001 127.0.0.1:22\n"
+                   "  DynamicForward 9002\n  ForwardX11 yes\n  ForwardAgent yes\n  Tunnel yes\n"
+                   "  KnownHostsCommand /bin/echo %H\n  PermitLocalCommand yes\n  LocalCommand touch /x\n"
+                   "  RemoteCommand id\n  SetEnv LANG=C\n")
+    seen = openssh.resolved(Host(name="h1", address="web", user="deploy"), ["-F", str(cfg)])
+    assert seen is not None, "this machine's ssh refused one of openssh.NEUTRAL"
+    for key in ("remoteforward", "localforward", "dynamicforward", "knownhostscommand", "remotecommand"):
+        assert key not in seen, key
+    assert seen["clearallforwardings"] == ["yes"] and seen["forwardx11"] == ["no"]
+    assert seen["forwardagent"] == ["no"] and seen["permitlocalcommand"] == ["no"] and seen["tunnel"] == ["false"]
+    assert openssh._set(seen, "setenv")
+
+
+def test_an_ssh_that_refuses_an_option_leaves_it_to_paramiko(monkeypatch):
+    """An OpenSSH older than 8.5 does not know KnownHostsCommand: ssh -G
+    exits 255, and plan returns None."""
+    calls = []
+
+    def refuse(argv, **kw):
+        calls.append(argv)
+        return SimpleNamespace(returncode=255, stdout="", stderr="Bad configuration option: knownhostscommand")
+
+    monkeypatch.setattr(openssh.subprocess, "run", refuse)
+    assert openssh.resolved(Host(name="h1", address="web"), []) is None
+    assert "KnownHostsCommand=none" in calls[0] and "RemoteCommand=none" in calls[0]
+
+
+def test_setenv_or_an_unsure_user_leaves_it_to_paramiko(monkeypatch, isolated_home):
+    import getpass
+    import pwd
+
+    base = {"user": ["deploy"], "hostname": ["10.0.0.5"], "port": ["22"]}
+    monkeypatch.setattr(openssh.shutil, "which", lambda name: "/usr/bin/ssh")
+    monkeypatch.setattr(openssh, "config_args", lambda: [])
+    monkeypatch.setattr(openssh, "resolved", lambda host, config: {**base, "setenv": ["LANG=C"]})
+    assert openssh.plan(Host(name="h1", address="web"), None, accept_new=False, connect_timeout=None) is None
+    me = pwd.getpwuid(openssh.os.getuid()).pw_name
+    monkeypatch.setattr(getpass, "getuser", lambda: "someone-else")
+    assert openssh._user(Host(name="h1", address="web", user="deploy"), base) == "deploy"  # the inventory's
+    assert openssh._user(Host(name="h1", address="web"), base) == "deploy"  # the config's User
+    # ssh -G says the passwd name: no User in the config, or one equal to it; fabric takes $USER then
+    assert openssh._user(Host(name="h1", address="web"), {**base, "user": [me]}) is None
+    monkeypatch.setattr(getpass, "getuser", lambda: me)
+    assert openssh._user(Host(name="h1", address="web"), {**base, "user": [me]}) == me
+    monkeypatch.setattr(openssh, "resolved", lambda host, config: {**base, "user": [me]})
+    assert openssh.plan(Host(name="h1", address="web"), None, accept_new=False, connect_timeout=None).user == me
+
+
+def _hashed(name, salt=b"s" * 20):
+    import hmac
+
+    digest = hmac.new(salt, name.encode(), hashlib.sha1).digest()
+    return f"|1|{base64.b64encode(salt).decode()}|{base64.b64encode(digest).decode()}"
+
+
+def test_known_hosts_both_clients_read_alike(tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    name = "[10.0.0.5]:2222"
+    one.write_text(f"# mine\n{name} ssh-ed25519 {BLOB}\nother ssh-ed25519 {BLOB}\n")
+    two.write_text(f"{name} ssh-rsa AAAA\n")
+    files = [str(one), str(two), str(tmp_path / "absent")]
+    assert openssh.trusted_alike(files, name)
+    # a second ed25519 key for the host: ssh accepts either, paramiko checks one
+    two.write_text(f"{_hashed(name)} ssh-ed25519 AAAA\n")
+    assert not openssh.trusted_alike(files, name)
+    two.write_text(f"{_hashed('[10.0.0.6]:2222')} ssh-ed25519 AAAA\n10.0.0.?,!{name} ssh-ed25519 AAAA\n"
+                   "[10.0.0.5]:222? ssh-rsa AAAA\n")
+    assert openssh.trusted_alike(files, name)  # another host, a negated name, another type
+    two.write_text("[10.0.0.5]:* ssh-ed25519 AAAA\n")
+    assert not openssh.trusted_alike(files, name)
+    # [..] is literal, not a character class
+    assert openssh._matches("[10.0.0.5]:2222", name) and not openssh._matches("[10.0.0.5]:2222", "1:2222")
+    for marker in ("@cert-authority *.example.com", "@revoked other"):
+        two.write_text(f"{marker} ssh-ed25519 AAAA\n")
+        assert not openssh.trusted_alike(files, name)
+
+
+def test_accept_new_leaves_nothing_when_the_connection_fails(tmp_path, isolated_home, monkeypatch):
+    """paramiko creates ~/.ssh and known_hosts only when it records a key."""
+    import shutil as sh
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "ssh").write_text("#!/bin/sh\necho 'ssh: connect to host 10.0.0.5 port 2222: Connection refused' >&2\n"
+                                "exit 255\n")
+    (bindir / "ssh").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin")
+    sh.rmtree(isolated_home / ".ssh")
+    known = isolated_home / ".ssh" / "known_hosts"
+    host = Host(name="h1", address="web", user="deploy", port=2222)
+    c = openssh.OpenSSH(host, {"user": ["deploy"], "hostname": ["10.0.0.5"], "port": ["2222"]}, [],
+                        [str(known)], True, 7.0)
+    with pytest.raises(UnreachableError):
+        c.run("true")
+    assert not (isolated_home / ".ssh").exists()
+    # ssh recorded the key: the file stays, 0600 as connection.record_host_key makes it
+    (bindir / "ssh").write_text(f"#!/bin/sh\necho '[10.0.0.5]:2222 ssh-ed25519 {BLOB}' >> {known}\n")
+    assert c.run("true").exited == 0
+    assert known.read_text().startswith("[10.0.0.5]") and (known.stat().st_mode & 0o777) == 0o600
 
 
 def test_no_variable_reaches_the_host_that_paramiko_would_not_send(monkeypatch):
@@ -101,6 +211,15 @@ def test_changed_key_in_connection_words(tmp_path):
      "cannot connect to deploy@10.0.0.5:2222: no SSH answer within 7 s (Connection timed out during banner exchange)"),
     ("ssh: Could not resolve hostname nowhere: Name or service not known\n",
      "cannot resolve '10.0.0.5': Name or service not known"),
+    # the port took TCP and closed or reset it before any banner: paramiko's "no SSH answer"
+    ("kex_exchange_identification: read: Connection reset by peer\nConnection reset by 10.0.0.5 port 2222\n",
+     "cannot connect to deploy@10.0.0.5:2222: no SSH answer within 7 s "
+     "(kex_exchange_identification: read: Connection reset by peer)"),
+    ("kex_exchange_identification: Connection closed by remote host\nConnection closed by 10.0.0.5 port 2222\n",
+     "cannot connect to deploy@10.0.0.5:2222: no SSH answer within 7 s "
+     "(kex_exchange_identification: Connection closed by remote host)"),
+    ("ssh: Connection closed by 10.0.0.5 port 2222\n",
+     "cannot connect to deploy@10.0.0.5:2222: no SSH answer within 7 s (Connection closed by 10.0.0.5 port 2222)"),
 ])
 def test_unreachable_in_connection_words(tmp_path, stderr, said):
     with pytest.raises(UnreachableError) as err:
@@ -112,7 +231,6 @@ def test_unreachable_in_connection_words(tmp_path, stderr, said):
     "No ED25519 host key is known for [10.0.0.5]:2222 and you have requested strict checking.\n"
     "Host key verification failed.\n",
     "deploy@10.0.0.5: Permission denied (publickey).\n",
-    "kex_exchange_identification: Connection closed by remote host\nssh: Connection closed by 10.0.0.5 port 2222\n",
 ])
 def test_what_paramiko_words_is_redone(tmp_path, stderr):
     with pytest.raises(openssh.Redo):

@@ -146,3 +146,99 @@ def test_hung_sshd_exit_3_same_words(ssh_host, inventory_for, logged_ssh):
     assert p.returncode == o.returncode == 3 and len(runs(log)) == 1
     said = f"cannot connect to root@127.0.0.1:{ssh_host.port}: no SSH answer within 2 s ("
     assert said in p.stdout and said in o.stdout
+
+
+def words(text: str) -> str:
+    """A rendered message without its box, its wrapping and the part in
+    parentheses, which is each client's own (paramiko's or ssh's cause)."""
+    flat = " ".join(re.sub(r"[│╭╮╰╯─]", " ", text).split())
+    return re.sub(r"\([^)]*\)", "(…)", flat)
+
+
+@pytest.fixture
+def accept_and_close():
+    """A port that accepts each TCP connection and closes it at once: no banner."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                server.accept()[0].close()
+            except OSError:
+                continue  # the accept's timeout: look at `stop` again
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join(5)
+    server.close()
+
+
+def test_accept_and_close_exit_3_same_words(tmp_path, logged_ssh, accept_and_close, isolated_home):
+    """ssh says kex_exchange_identification (closed or reset), paramiko that
+    it read no banner: both `no SSH answer`, exit 3; --accept-new creates no
+    ~/.ssh for a host that never answered (paramiko does not)."""
+    import getpass
+    import shutil
+
+    env, log = logged_ssh
+    shutil.rmtree(isolated_home / ".ssh")
+    path = write_inventory(tmp_path / "hosts.yml", {"gone": {"address": "127.0.0.1", "port": accept_and_close}})
+    p, o = both(["monitor", "-i", str(path), "--connect-timeout", "2", "--accept-new"], env, log)
+    assert p.returncode == o.returncode == 3 and len(runs(log)) == 1
+    user = getpass.getuser()  # fabric's user when neither the inventory nor a config names one
+    assert f"cannot connect to {user}@127.0.0.1:{accept_and_close}: no SSH answer within 2 s (…)" in words(p.stdout)
+    assert words(o.stdout) == words(p.stdout) and o.stderr == p.stderr
+    assert "kex_exchange_identification" in o.stdout
+    assert not (isolated_home / ".ssh").exists()
+
+
+def test_config_cannot_widen_trust_or_open_forwards(ssh_host, tmp_path, logged_ssh, isolated_home):
+    """An ssh config entry with KnownHostsCommand (a key fabops' known_hosts
+    does not hold) and RemoteForward (a port back into this machine; with
+    ExitOnForwardFailure onto sshd's own port, ssh fails if it asks): the
+    ssh path turns both off, and says what paramiko says. SetEnv: paramiko."""
+    env, log = logged_ssh
+    known = isolated_home / ".ssh" / "known_hosts"
+    offered = tmp_path / "offered"
+    offered.write_text(ssh_host.known_hosts_line)
+    entry = (f"Host find-to-do\n  HostName {ssh_host.address}\n  Port {ssh_host.port}\n  User root\n"
+             f"  IdentityFile {ssh_host.client_key}\n  RemoteForward 127.0.0.1:{ssh_host.port} 127.0.0.1:22\n"
+             f"  ExitOnForwardFailure yes\n  KnownHostsCommand /bin/cat {offered}\n")
+    config = tmp_path / "ssh_config"
+    config.write_text(entry)
+    env = {**env, "FABOPS_SSH_CONFIG": str(config)}
+    path = write_inventory(tmp_path / "hosts.yml", {"find-to-do": {}})
+    plain = ["ssh", "-F", str(config), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+             "-o", "UserKnownHostsFile=/dev/null", "-o", "GlobalKnownHostsFile=/dev/null", "find-to-do", "true"]
+    import subprocess
+
+    # without fabops' options the entry would work: the command's key is trusted...
+    cleared = subprocess.run(plain[:-2] + ["-o", "ClearAllForwardings=yes"] + plain[-2:], capture_output=True,
+                             text=True, timeout=60)
+    assert cleared.returncode == 0, cleared.stderr
+    known.unlink()
+    p, o = both(["monitor", "-i", str(path)], env, log)  # ...fabops trusts only its known_hosts
+    assert len(runs(log)) == 1 and "KnownHostsCommand=none" in runs(log)[0]
+    assert p.returncode == o.returncode == 3 and (o.stdout, o.stderr) == (p.stdout, p.stderr)
+    assert "unknown host key for [127.0.0.1]:" in o.stdout
+    ssh_host.trust(known)
+    # ...and asks for the forward, which fails (sshd's own port is taken)
+    forwarded = subprocess.run(plain, capture_output=True, text=True, timeout=60)
+    assert forwarded.returncode == 255 and "forwarding failed" in forwarded.stderr, forwarded.stderr
+    p, o = both(["monitor", "-i", str(path), "--json"], env, log)
+    assert len(runs(log)) == 2 and "ClearAllForwardings=yes" in runs(log)[1]
+    assert o.returncode == p.returncode != 3, o.stdout + o.stderr
+    assert json.loads(o.stdout)["hosts"]["find-to-do"]["status"] == json.loads(p.stdout)["hosts"]["find-to-do"]["status"]
+    config.write_text(entry + "  SetEnv FABOPS_FROM_LAPTOP=1\n")
+    p, o = both(["monitor", "-i", str(path), "--json"], env, log)
+    assert len(runs(log)) == 2  # SetEnv: ssh would send it, paramiko never does; paramiko connects
+    assert o.returncode == p.returncode != 3
