@@ -1185,7 +1185,7 @@ def evaluate(facts: Dict[str, Any], host: Host, now: Optional[float] = None,
 
         when = _when(failing.get("since"), "%m-%d %H:%M %Z")
         target = short_sha(failing.get("target"), "origin")
-        verb, last, why = failing_words(failing, dep.get("retry"), dep.get("last_result"))
+        verb, last, why = failing_words(failing, dep.get("retry"), dep.get("last_result"), dep.get("bad"))
         ahead = behind_head(failing)
         text = f"{ahead}: {why}" if ahead else (
             f"behind {target}: updates {verb} since {when} ({counted(failing.get('count', 1), 'run')}{last}): {why}")
@@ -1325,7 +1325,7 @@ def behind_head(failing: Dict[str, Any]) -> Optional[str]:
 
 
 def failing_words(failing: Dict[str, Any], retry: Optional[Dict[str, Any]],
-                  last_result: Optional[str] = None) -> Tuple[str, str, str]:
+                  last_result: Optional[str] = None, bad=()) -> Tuple[str, str, str]:
     """(verb, `, last RESULT` or '', why) of a `failing` record that stands
     (host/state.failing_of): monitor's "behind T: updates VERB since ..."
     and status' "updates VERB since ... for T: WHY" say the same thing. A
@@ -1334,14 +1334,17 @@ def failing_words(failing: Dict[str, Any], retry: Optional[Dict[str, Any]],
     deferred retry when it tries again; a failure its last result and reason.
     `last_result`: the host's last run's; once a later run left it broken
     (a reset onto a commit that crashes), the reason's `rolled back to X,
-    healthy` is no longer true, and loses its `healthy` (#24's trial)."""
+    healthy` is no longer true, and loses its `healthy` (#24's trial).
+    `bad`: the host's bad commits (state.json's keys)."""
     from .host.plan import deferred_words, failed_before
 
     target, result = failing.get("target"), failing.get("result")
     reason = respelled(failing.get("reason") or "?", target)
     if last_result == "broken" and reason.endswith(", healthy"):
         reason = reason[: -len(", healthy")]
-    retry = retry if isinstance(retry, dict) and retry.get("target") == target else {}
+    # a bad target is never retried: no `next try` from an older retry record (trial)
+    held = isinstance(retry, dict) and retry.get("target") == target and target not in (bad or ())
+    retry = retry if held else {}
     next_try = (f"; next try {_when(retry['next_at'], '%H:%M %Z')}"
                 if isinstance(retry.get("next_at"), (int, float)) else "")
     if result == "skipped_bad":

@@ -93,3 +93,28 @@ def test_status_and_monitor_judge_alike():
         dep = {"deployed": D, "failing": failing, "last_result": "skipped_bad", "last_check": 1.0}
         assert evaluate({"services": [], "deploy": dep}, h, now=2.0)[0] == code
         assert status_code({"services": [], **dep}) == code
+
+
+def test_a_bad_target_has_no_next_try():
+    """Trial: after B was marked bad (skipped_bad), status and monitor
+    still said `next try HH:MM` from an older retry record for B. The
+    run's settle drops that record; the words never say it for a bad one."""
+    from fabops.host.record import Recorder, RunResult
+    from fabops.host.state import State
+    from fabops.monitor import failing_words
+
+    retry = {"target": B, "next_at": 1e9, "attempts": 1, "reason": "npm ci failed"}
+    rolled = dict(OLD, target=B, result="rolled_back", reason="bot died after starting")
+    assert "next try" in failing_words(rolled, retry)[2]
+    assert "next try" not in failing_words(rolled, retry, None, [B])[2]
+    assert "next try" not in failing_words(rolled, retry, None, {B: {"reason": "gate"}})[2]
+
+    saved = []
+    st = State(retry=dict(retry), bad={B: {"reason": "gate", "at": 1.0}})
+    res = RunResult(result="skipped_bad", run_id="r1", trigger="cron", actor="cron", from_=A, to=B)
+    Recorder(None, None, res, lambda s, **kw: saved.append(s), lambda sha: (), lambda: st).settle(st)
+    assert st.retry is None and saved == [st]
+    st = State(retry=dict(retry), bad={})  # a target not bad keeps its retry
+    res = RunResult(result="deferred", run_id="r2", trigger="cron", actor="cron", from_=A, to=B)
+    Recorder(None, None, res, lambda s, **kw: None, lambda sha: (), lambda: st).settle(st)
+    assert st.retry == retry

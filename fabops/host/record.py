@@ -346,6 +346,10 @@ class Recorder:
         if res.result == "deployed" or (res.result == "noop" and state.deployed == res.to):
             state.retry = None  # on a good commit now: an older target's retry is moot
             state.notified = []  # the next failure, even a repeat of an old one, is news
+        if isinstance(state.retry, dict) and isinstance(state.bad, dict) and state.retry.get("target") in state.bad:
+            # marked bad (this run's gate, or before): cron never retries it, so an older
+            # retry's `next try` would be untrue in status and monitor (docs/pipeline.md)
+            state.retry = None
         fold = None
         if self.count is not None and not self.counted:  # the run's metrics count rides on this save, once
             fold = self.count(res.trigger, res.result, res.exit_code, time.monotonic() - self.started)

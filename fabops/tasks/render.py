@@ -628,7 +628,7 @@ def status_panel(host: str, data: dict, flag=None) -> None:
     lines += verdict_lines(data.get("verdict"))
     failing, retry = failing_of(data), data.get("retry")
     if failing:  # monitor's rule and words (host/state.failing_of, monitor.failing_words)
-        lines.append(failing_line(failing, retry, data.get("last_result")))
+        lines.append(failing_line(failing, retry, data.get("last_result"), data.get("bad")))
     # a retry of the target that line names is said there, with its next
     # try (failing_words): its own line said the same reason twice (#24)
     if failing and isinstance(retry, dict) and retry.get("target") == failing.get("target"):
@@ -647,7 +647,7 @@ def status_panel(host: str, data: dict, flag=None) -> None:
         print_hanging(out, text, hang=2)
 
 
-def failing_line(failing: dict, retry, last_result) -> str:
+def failing_line(failing: dict, retry, last_result, bad=()) -> str:
     """status' `updates VERB since … (N runs) for T: WHY` line, in
     monitor's words (monitor.failing_words), or a hold no run has made yet
     (host/state.held_back). The line names T before its reason, so the
@@ -655,7 +655,7 @@ def failing_line(failing: dict, retry, last_result) -> str:
     from ..monitor import behind_head, failing_words
 
     count, target = failing.get("count", 1), short(failing.get("target"))
-    verb, _, why = failing_words(failing, retry, last_result)
+    verb, _, why = failing_words(failing, retry, last_result, bad)
     ahead = behind_head(failing)
     if ahead:
         return f"[yellow]{literal(ahead)}:[/yellow] {literal(why)}"
