@@ -135,3 +135,39 @@ def test_restore_env_says_the_keys_before_the_verdict(sandbox):
     rec = sandbox.history()[-1]
     assert (rec["trigger"], rec["result"], rec["exit_code"], rec["backup"]) == ("restore-env", "restored", 0, name)
     assert rec["message"] == f"{name}: removed NEW_KEY" and rec["to"] == sandbox.state["deployed"], rec
+
+
+@pytest.mark.parametrize("stop, code", [(KeyboardInterrupt(), 130), (OSError(28, "No space left on device"), 70)])
+def test_an_env_run_stopped_by_ctrl_c_or_an_oserror_is_recorded(monkeypatch, stop, code):
+    """#29: a Ctrl-C or an OSError (not a FabopsError) stopped env-set's or
+    restore-env's apply() and left no history record. Before the .env was
+    written it is `failed`; once it holds the change (wrote) and was not
+    put back, `broken`; once the old one is back again, `failed`. Raised
+    again either way, with the exit code the run ends with."""
+    from types import SimpleNamespace
+
+    from fabops.maintenance import common
+    from fabops.maintenance.envrun import EnvRun
+
+    records = []
+    monkeypatch.setattr(common, "record_run", lambda c, host, rec, extra: records.append(rec))
+    host = SimpleNamespace(name="web", env_file=".env")
+
+    def apply(run, *marks):
+        def go():
+            for changed in marks:
+                run.wrote(changed)
+            raise stop
+        return go
+
+    for marks, result in (((), "failed"), ((True,), "broken"), ((True, False), "failed")):
+        run = EnvRun(None, host, "env-set", "me", "abc123", lambda _m: None)
+        with pytest.raises(type(stop)):
+            run.recorded(apply(run, *marks))
+        assert (records[-1]["result"], records[-1]["exit_code"], records[-1]["trigger"]) == (result, code, "env-set")
+    run = EnvRun(None, host, "restore-env", "me", "abc123", lambda _m: None)
+    with pytest.raises(type(stop)):
+        run.restored(apply(run, True), "env-1")
+    assert (records[-1]["result"], records[-1]["backup"]) == ("broken", "env-1")
+    assert records[-1]["message"].startswith("stopped after .env was changed, not put back: ")
+    assert len(records) == 4

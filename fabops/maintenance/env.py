@@ -216,13 +216,15 @@ def restore_env(c, host: Host, name: str, actor: str, dry_run: bool = False, pro
     run = EnvRun(c, host, "restore-env", actor, read_deployed(t, host), say)  # its history record (#29)
     with RemoteLock(c, host, info):
         refuse_cut_off(t, host, inventory)  # again under the lock: a restore that held it may have been cut off since
-        return run.restored(lambda: _restore(c, host, name, src, diff, say), name)
+        return run.restored(lambda: _restore(c, host, name, src, diff, say, run.wrote), name)
 
 
-def _restore(c, host: Host, name: str, src, diff: dict, say) -> dict:
+def _restore(c, host: Host, name: str, src, diff: dict, say, wrote=lambda _changed=True: None) -> dict:
     """Under the lock: the current .env saved, the backup copied over it
     (its temporary copy, which holds the values, removed if the copy
-    fails), the services restarted and polled."""
+    fails), the services restarted and polled. `wrote` is told once the
+    .env is the backup's (EnvRun.wrote: a stop during the restarts is
+    then recorded `broken`)."""
     t = Target.of(c, host)
     before = backup_env(c, host, keep=10_000)
     say(f"saved the current .env as {before.name}")
@@ -230,6 +232,7 @@ def _restore(c, host: Host, name: str, src, diff: dict, say) -> dict:
     tmp = path(posixpath.join(host.app.path.rstrip("/"), host.env_file) + ".fabops-tmp")
     t.run(sh("umask 077; cp {src} {tmp} && chmod 600 {tmp} && mv {tmp} {dest} || {{ rm -f {tmp}; exit 1; }}",
              src=src, tmp=tmp, dest=dest), "restoring .env")
+    wrote(True)
     say(f"restored {name}: {keys_text(diff)}")  # what changed, then the restarts' verdict (#24)
     results = restart_polled(c, host, host.services, say)
     return {"diff": diff, "restored": True, "previous_saved_as": before.name, "services": results}

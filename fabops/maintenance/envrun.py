@@ -67,15 +67,22 @@ class EnvRun:
 
         self.c, self.host, self.trigger, self.actor, self.deployed, self.say = c, host, trigger, actor, deployed, say
         self.run_id, self.started = stamp(fine=True), time.monotonic()
+        self.written = False  # the .env holds this run's change (wrote): what a stop leaves behind
+
+    def wrote(self, changed: bool = True) -> None:
+        """Said by the run's steps: the .env now holds the change (True),
+        or the previous one is back (False), so a stop knows which it
+        leaves (_stopped)."""
+        self.written = changed
 
     def recorded(self, apply) -> dict:
         """`apply()`'s value, its run recorded (the no-op that another run
-        made meanwhile is not); an error it raised is recorded `failed`
-        with its message and raised again."""
+        made meanwhile is not); anything that stopped it (an error, an
+        OSError, Ctrl-C) is recorded (_stopped) and raised again."""
         try:
             value = apply()
-        except errors.FabopsError as exc:
-            self._write("failed", exc.exit_code, f"stopped: {exc}", {})
+        except BaseException as exc:
+            self._stopped(exc, {})
             raise
         if value.get("changed"):
             code = exit_code(value)
@@ -87,11 +94,12 @@ class EnvRun:
     def restored(self, apply, name: str) -> dict:
         """restore-env's `apply()`, recorded: `restored` with its backup's
         name and the keys it changed, or `failed` (a service not ready
-        after it: exit 2, as the task exits; or an error, raised again)."""
+        after it: exit 2, as the task exits; or what stopped it, recorded by
+        _stopped and raised again)."""
         try:
             value = apply()
-        except errors.FabopsError as exc:
-            self._write("failed", exc.exit_code, f"stopped: {exc}", {"backup": name})
+        except BaseException as exc:
+            self._stopped(exc, {"backup": name})
             raise
         diff = value.get("diff") or {}
         said = "; ".join(f"{kind} {', '.join(diff[kind])}" for kind in ("added", "removed", "changed")
@@ -101,6 +109,33 @@ class EnvRun:
         code = errors.FAILED if failed else errors.OK
         return {**value, "run_id": self.run_id,
                 **self._write("failed" if failed else "restored", code, message, {"backup": name})}
+
+    def _stopped(self, exc: BaseException, value: dict) -> None:
+        """The record of a run something stopped: not only a FabopsError
+        but Ctrl-C or an OSError during the restarts, which would leave a
+        changed .env with no record (#29). `failed` before the .env was
+        written or once the previous one is back; `broken` when it holds
+        the change and its services' state is unknown (a person is
+        needed, docs/maintenance.md). The code is the one the run exits
+        with (docs/errors.md)."""
+        if isinstance(exc, errors.FabopsError):
+            code = exc.exit_code
+        elif isinstance(exc, KeyboardInterrupt):
+            code = errors.INTERRUPTED
+        else:
+            from ..fanout import map_failure
+
+            mapped = map_failure(exc, self.host.name)
+            code = mapped.exit_code if mapped else errors.INTERNAL
+        said = str(exc) or type(exc).__name__
+        try:
+            if self.written:
+                self._write("broken", code, f"stopped after {self.host.env_file} was changed, not put back: {said}",
+                            value)
+            else:
+                self._write("failed", code, f"stopped: {said}", value)
+        except Exception as lost:  # noqa: BLE001 - the connection that died: what stopped the run is raised
+            self.say(f"this run is not in the host's history: {lost or type(lost).__name__}")
 
     def _write(self, result: str, code: int, message: str, value: dict) -> dict:
         from .common import record_run

@@ -410,12 +410,15 @@ def env_change(c, host: Host, change: Change, actor: str, trigger: str, dry_run:
     run = EnvRun(c, host, trigger, actor, deployed_of(output), say)
     with RemoteLock(c, host, info):
         refuse_cut_off(t, host)  # again under the lock
-        return {**base, **run.recorded(lambda: _apply(c, host, change, plan, say, inventory))}
+        return {**base, **run.recorded(lambda: _apply(c, host, change, plan, say, inventory, run.wrote))}
 
 
-def _apply(c, host: Host, change: Change, plan: List[Reader], say, inventory: Optional[str] = None) -> dict:
+def _apply(c, host: Host, change: Change, plan: List[Reader], say, inventory: Optional[str] = None,
+           wrote=lambda _changed=True: None) -> dict:
     """Under the lock: the plan made again from what the file holds now,
-    executed (_execute), and the way back when the gate fails."""
+    executed (_execute), and the way back when the gate fails. `wrote`:
+    told when the .env holds the change and when the old one is back
+    (EnvRun.wrote, so a run stopped between them is recorded `broken`)."""
     from .env import env_backup_dir
 
     t = Target.of(c, host)
@@ -424,13 +427,14 @@ def _apply(c, host: Host, change: Change, plan: List[Reader], say, inventory: Op
     if not steps:  # another run made the same change meanwhile
         say(f"nothing to change: {host.env_file} already holds that")
         return {"changed": False, "backup": None, "ready": []}
-    backup, ready = _execute(c, host, change, steps, say, inventory)
+    backup, ready = _execute(c, host, change, steps, say, inventory, wrote)
     out = {"changed": True, "backup": backup.name if backup else None, "ready": ready, "rolled_back": False,
            "key_names": {k: list(diff.get(k) or ()) for k in ("added", "removed", "changed")}}
     if all(x["ok"] for x in ready):
         return out
     say(f"the gate failed: putting the previous {host.env_file} back")
     run_merge(t, host, "restore", backup=env_backup_dir(host) + "/" + backup.name if backup else None)
+    wrote(False)
     again = _restart(c, host, [s.target for s in steps if s.action == "restart"], say)
     back = all(x["ok"] for x in again)
     say(f"rolled back: the previous {host.env_file} is back" + (", and its services are ready" if back else
@@ -438,7 +442,7 @@ def _apply(c, host: Host, change: Change, plan: List[Reader], say, inventory: Op
     return {**out, "rolled_back": True, "ready_after_rollback": again}
 
 
-def _execute(c, host: Host, change: Change, steps: List[Would], say, inventory: Optional[str]):
+def _execute(c, host: Host, change: Change, steps: List[Would], say, inventory: Optional[str], wrote):
     """The plan's steps, in its order: (the backup or None, the gate's
     readiness). The restarts, the plan's last steps, are one gate: the
     first service that fails ends it (env.restart_polled)."""
@@ -455,6 +459,7 @@ def _execute(c, host: Host, change: Change, steps: List[Would], say, inventory: 
             if backup is None:
                 say(f"no {host.env_file} before: nothing to back up")
             run_merge(Target.of(c, host), host, "write", change)
+            wrote(True)
             say(f"changed {host.env_file}: {step.why}")
         elif step.action == "keep":
             say(f"kept {step.target}: {step.why}")
