@@ -295,8 +295,9 @@ END = {"kind": "end"}  # not a host's event: the following is over (deploy_host)
 
 def deploy_host(c, host: Host, opts: DeployOptions, on_event: Callable[[dict], None]) -> DeployOutcome:
     """Deploy one host over SSH (or locally for `connection: local`). A run
-    that stopped on a flag's value (an unknown --ref: exit 64) is that
-    host's error, one line, not a run's result. When the following ends,
+    that stopped on a flag's value (an unknown --ref: exit 64) or on the
+    settings it was sent (tasks/update._refuse_unset_home: exit 78) is
+    that host's error, one line, not a run's result. When the following ends,
     however it ends (a result, a run that ended without one, a lost link,
     Ctrl-C), on_event gets END: a renderer that holds a failed step's line
     until the next event says it then, before any summary."""
@@ -309,6 +310,14 @@ def deploy_host(c, host: Host, opts: DeployOptions, on_event: Callable[[dict], N
             pass
     if outcome.exit_code == errors.USAGE:
         raise errors.UsageError(str(outcome.result.get("message") or "a flag's value was refused"), host=host.name)
+    config = outcome.result.get("config")
+    if outcome.exit_code == errors.CONFIG and isinstance(config, dict):
+        # settings the host refused before the run started (a home setup
+        # never set up where signed commits are required: docs/security.md):
+        # the host's one error line, exit 78, as a refused flag's is
+        refused = errors.ConfigError(str(config.get("path")), "", str(config.get("problem")))
+        refused.host = host.name
+        raise refused
     return outcome
 
 

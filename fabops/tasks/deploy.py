@@ -76,7 +76,7 @@ class _Printer:
                 return
             kind = event.get("kind")
             text = None
-            refused = kind == "result" and event.get("exit_code") == errors.USAGE
+            refused = kind == "result" and event.get("exit_code") in (errors.USAGE, errors.CONFIG)
             if held and not (kind == "heartbeat" and self.clock() - held[0][0] < 0.5):
                 for _, line in held if not refused else ():
                     out.write(line)

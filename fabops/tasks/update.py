@@ -7,6 +7,7 @@ may import paramiko, fabric or rich at module level.
 from __future__ import annotations
 
 import sys
+from typing import Optional
 
 from invoke import Collection
 
@@ -74,7 +75,7 @@ def local_update(
     trigger = report.default_trigger(trigger, splay)
     # the laptop's settings, installed as host.yml by the run once it trusts
     # the target (host/settings.Sent); until then the host's own are in effect
-    host, sent = _with_config(host, install_config)
+    host, sent = _with_config(host, install_config, run_id)
     opts = UpdateOptions(
         trigger=trigger, actor=actor or "", ref=ref, stash=stash, wait=wait,
         run_id=run_id or new_run_id(), clear_pin=clear_pin,
@@ -101,7 +102,7 @@ def local_update(
     finish(result.exit_code)
 
 
-def _with_config(host, install_config):
+def _with_config(host, install_config, run_id=None):
     """Deploy uploads the laptop's resolved settings as runs/<id>.host.yml:
     (the settings the run starts with, what it may install). The run
     installs them as host.yml (host/settings.Sent), with the host's own
@@ -128,22 +129,37 @@ def _with_config(host, install_config):
     sent = Sent(text, where, loads(text, install_config).select(host.name)[0], tuple(warnings))
     own = _installed_host(old, where, host.name, home)
     if own is None:
-        _refuse_unset_home(where)
+        _refuse_unset_home(where, HostPaths.for_home(home).run_events(run_id) if run_id else None, host.name)
     return own or sent.host, sent
 
 
-def _refuse_unset_home(where: str) -> None:
+def _refuse_unset_home(where: str, events: Optional[str] = None, name: str = "") -> None:
     """No installed host.yml for the sent home: the sent settings are all a
     run would have. On a host where setup installed allowed signers (any
     app's), settings that name a home setup never set up must not run
     unverified there, hooks included (docs/security.md, "When a deploy's
-    settings are installed"): refused, exit 78, before the lock."""
+    settings are installed"): refused, exit 78, before the lock. `events`:
+    the run's event file, which a deploy follows (deploy.follow): the
+    refusal is its result there, as a refused --ref's is (exit 64), so the
+    laptop says it at once instead of waiting for a first event that never
+    comes and saying it lost contact (exit 3)."""
     from ..host.verify import signed_apps
 
     signed = signed_apps()
-    if signed:
-        raise errors.ConfigError(where, "", f"not there, and this host requires signed commits ({signed[0]}): "
-                                            "a deploy runs only where setup set up fabops; run setup for this host")
+    if not signed:
+        return
+    exc = errors.ConfigError(where, "", f"not there, and this host requires signed commits ({signed[0]}): "
+                                        "a deploy runs only where setup set up fabops; run setup for this host")
+    if events:
+        from ..host.events import EventLog
+
+        log = EventLog(events)
+        try:
+            log.emit("result", host=name, result="aborted", exit_code=exc.exit_code, message=exc.message,
+                     config={"path": where, "problem": exc.problem})
+        finally:
+            log.close()
+    raise exc
 
 
 def _installed_host(text, where: str, name: str, home: str):
