@@ -9,6 +9,8 @@ lost: the laptop gives up (exit 3) and the run goes on, on the host.
 from __future__ import annotations
 
 import json
+import os
+import re
 import socket
 import time
 from dataclasses import dataclass, field
@@ -43,6 +45,9 @@ class DeployOptions:
     clear_pin: bool = True
     allow_unverified: bool = False  # --ref X --allow-unverified (docs/security.md, "Verified commits")
     pin_reason: Optional[str] = None  # with ref: the pin's reason, written by the run itself (promote's)
+    # the commit the inventory came from (inventory_commit): CI's settings
+    # count on a host that requires signed commits only as its target's own
+    settings_from: Optional[str] = None
     attach: Optional[str] = None
     watch: bool = True  # wait for the host's watch window; False: return at the gate
     # the `-i PATH` the commands this run's messages suggest need: None when
@@ -130,10 +135,35 @@ def local_update_argv(host: Host, run_id: str, opts: DeployOptions, config: str)
         argv.append("--allow-unverified")
     if opts.pin_reason and opts.ref:
         argv += ["--pin-reason", opts.pin_reason]
+    if opts.settings_from:
+        argv += ["--settings-from", opts.settings_from]
     if opts.dry_run:
         argv.append("--dry-run")
     argv += ["--install-config", config]
     return argv
+
+
+def inventory_commit(path: str) -> Optional[str]:
+    """The commit the inventory file's contents are, when it is tracked in
+    a git checkout and unchanged there (CI's checkout of the app's
+    repository: its hosts.yml is that commit's); None otherwise. Sent as
+    --settings-from (host/plan.settings_elsewhere; docs/security.md, "When
+    a deploy's settings are installed")."""
+    import subprocess
+
+    where, name = os.path.split(os.path.abspath(path))
+    try:
+        head = subprocess.run(["git", "-C", where, "rev-parse", "--verify", "-q", "HEAD"], capture_output=True,
+                              text=True, timeout=10)
+        # tracked and unchanged: `git status` lists it neither as modified nor as untracked
+        dirty = subprocess.run(["git", "-C", where, "status", "--porcelain", "--", name], capture_output=True,
+                               text=True, timeout=10)
+        known = subprocess.run(["git", "-C", where, "ls-files", "--error-unmatch", "--", name],
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):  # no git here: no known commit
+        return None
+    ok = head.returncode == 0 and dirty.returncode == 0 and not dirty.stdout.strip() and known.returncode == 0
+    return head.stdout.strip() if ok and re.fullmatch(r"[0-9a-f]{40}", head.stdout.strip()) else None
 
 
 def _words(argv: List[str]) -> list:

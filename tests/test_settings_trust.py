@@ -31,10 +31,11 @@ INSTALLED = host(hooks={"on_failure": "page-the-team"})
 
 
 def decide(sent="pending", signed=None, trigger="deploy", ref=None, allow=False, signers=FILE, origin=B,
-           deployed=A, moved=()):
+           deployed=A, moved=(), source=None):
     facts = Facts(origin=origin, head=A, ref_commit=B if ref else None, health=HEALTHY, problems=(), changed=(),
                   signers=signers, signed=signed, sent=sent, sent_moves=moved)
-    return plan(INSTALLED, State(deployed=deployed), facts, Opts(trigger=trigger, ref=ref, allow_unverified=allow))
+    return plan(INSTALLED, State(deployed=deployed), facts,
+                Opts(trigger=trigger, ref=ref, allow_unverified=allow, settings_from=source))
 
 
 def test_a_host_that_requires_no_signed_commits_takes_the_sent_settings_first():
@@ -305,3 +306,33 @@ def test_a_reported_run_takes_no_settings_that_move_the_app(tmp_path):
         assert (p.sent_state == "taken") is taken and bool(installed) is taken
         assert p.host.app.remote == ("evil" if taken else own.app.remote)
         assert taken or any("they change app.remote, app.branch" in w for w in p.res.warnings), p.res.warnings
+
+
+def test_cis_settings_count_only_as_the_targets_own_where_signed_commits_are_required():
+    """A re-run of an unsigned commit's CI job after a signed one landed
+    sends that commit's hosts.yml under the signed target: on a host that
+    requires signed commits CI's settings are installed only when the
+    commit they came from (--settings-from) is the target itself."""
+    signed = Signed(B, True, "signed for alice@example")
+    for source in (None, A, "c" * 40):
+        p = decide(trigger="ci", signed=signed, source=source)
+        assert isinstance(p, Plan) and p.kind == "deploy", p
+        came = "from aaaaaaaaaa" if source == A else ("from cccccccccc" if source else "from no known commit")
+        assert any(w.startswith("host.yml: this deploy's settings were not installed: CI's hosts.yml comes " + came)
+                   and "not from the target bbbbbbbbbb" in w for w in p.warnings), p.warnings
+    need = decide(trigger="ci", signed=signed, source=B)
+    assert isinstance(need, Need) and need.fact == "settings"
+    # the deployed commit (a noop) is no exception for CI, and a person's deploy is unchanged
+    assert not isinstance(decide(trigger="ci", origin=A, source=B), Need)
+    assert isinstance(decide(trigger="ci", origin=A, source=A), Need)
+    assert isinstance(decide(origin=A), Need)
+    # a host that requires no signed commits took them at the lock: nothing pending here
+    assert isinstance(decide(trigger="ci", signers=""), Need)
+
+
+def test_a_deploy_sends_the_commit_its_settings_came_from():
+    from fabops.deploy import DeployOptions, local_update_argv
+
+    argv = local_update_argv(host(), "r1", DeployOptions(trigger="ci", settings_from=A), "cfg")
+    assert argv[argv.index("--settings-from") + 1] == A
+    assert "--settings-from" not in local_update_argv(host(), "r1", DeployOptions(), "cfg")

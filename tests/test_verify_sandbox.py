@@ -143,6 +143,73 @@ def test_an_unverified_deploy_never_installs_or_runs_the_settings_it_sends(sandb
     assert (box.home / "host.yml").read_text() == changed
 
 
+def test_cis_settings_are_installed_only_from_the_target_itself(sandbox, tmp_path):
+    """A CI deploy sends the hosts.yml of the commit it checked out
+    (--settings-from): on a host that requires signed commits they are
+    installed only when that commit is the verified target. A re-run of an
+    unsigned commit's job after a signed one landed ships the signed
+    target with the host's own settings, and says why."""
+    from fabops import inventory
+    from fabops.deploy import host_yml
+    from tests.conftest import run_cli
+
+    box = sandbox
+    assert box.result()[1]["result"] == "deployed"
+    alice = keypair(tmp_path, "alice")
+    signer = open(alice + ".pub").read().strip()
+    (box.home / "allowed_signers").write_text(allowed_signers_text([signer]))
+    marker = tmp_path / "sent-hook-ran"
+
+    def settings(**hooks) -> str:
+        data = yaml.safe_load(box.inventory.read_text())
+        data["hosts"]["local"].update(verify={"signers": [signer]}, hooks=hooks)
+        return host_yml(inventory.from_data(data).hosts["local"])
+
+    installed = settings()
+    (box.home / "host.yml").write_text(installed)
+    unsigned = box.origin.push("v2 unsigned: its hosts.yml adds a hook", {"VERSION": "2\n"})
+    signed = push_signed(box.origin, alice, "v3 signed, reverting v2's hosts.yml", "3")
+    sent = tmp_path / "run.host.yml"
+    sent.write_text(settings(after_deploy=f"touch {marker}"))
+
+    def ci(source: str):
+        r = run_cli("local-update", "-i", str(sent), "-H", "local", "--install-config", str(sent), "--json",
+                    "--trigger", "ci", "--actor", "ci@runner", "--settings-from", source, timeout=120)
+        assert r.stdout.startswith("{"), (r.returncode, r.stdout, r.stderr)
+        return r.returncode, json.loads(r.stdout)["hosts"]["local"]
+
+    code, res = ci(unsigned)  # the unsigned commit's job, re-run: the target is origin's signed head
+    # deployed, with a warning (exit 1: docs/errors.md): its settings were not installed
+    assert (code, res["result"], box.state["deployed"]) == (1, "deployed", signed), res
+    line = (f"host.yml: this deploy's settings were not installed: CI's hosts.yml comes from {unsigned[:10]}, "
+            f"not from the target {signed[:10]}")
+    assert any(w.startswith(line) for w in res["warnings"]), res["warnings"]
+    assert not marker.exists() and (box.home / "host.yml").read_text() == installed
+    code, res = ci(signed)  # the signed commit's own job: its settings are installed (a noop otherwise)
+    assert code == 0 and not [w for w in res["warnings"] if w.startswith("host.yml:")], res
+    assert (box.home / "host.yml").read_text() == sent.read_text()
+
+
+def test_the_commit_an_inventory_came_from_is_its_clean_checkouts_head(tmp_path):
+    from fabops.deploy import inventory_commit
+
+    inv = tmp_path / "repo" / "hosts.yml"
+    assert inventory_commit(str(tmp_path / "nowhere.yml")) is None  # no git checkout
+    inv.parent.mkdir()
+    git("init", "-q", cwd=inv.parent)
+    inv.write_text("hosts: {}\n")
+    assert inventory_commit(str(inv)) is None  # no commit yet
+    git("add", "hosts.yml", cwd=inv.parent)
+    git("-c", "user.name=t", "-c", "user.email=t@example", "commit", "-q", "-m", "inv", cwd=inv.parent)
+    head = git("rev-parse", "HEAD", cwd=inv.parent).strip()
+    assert inventory_commit(str(inv)) == head
+    inv.write_text("hosts: {x: {}}\n")
+    assert inventory_commit(str(inv)) is None  # changed since: not that commit's
+    other = inv.parent / "other.yml"
+    other.write_text("hosts: {}\n")
+    assert inventory_commit(str(other)) is None  # untracked
+
+
 # --- OpenPGP signers (docs/security.md, "OpenPGP keys"): keys made here with gpg in a GnuPG home of the test's,
 # commits signed with `git commit -S` (gpg), the files written by setup's own item on the sandbox, and the
 # check run by gpgv through the wrapper, with no GnuPG home of the checking side's at all

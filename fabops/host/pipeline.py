@@ -30,7 +30,7 @@ from .preflight import disk_problem, missing_env_keys, sort_changes, stash, stat
 from .git import Git, check_ref, ls_remote_cmd, ls_remote_ref_cmd, parse_ls_remote
 from .lock import HostLock
 from .plan import (Facts, Health, Opts, Plan, Signed, choose_target, good_commits, hook_runs, moved_words,
-                   not_installed_line, plan)
+                   not_from_words, not_installed_line, plan, settings_elsewhere)
 from .queue import (lock_waiter, lock_wait, locked_line, overtaken_by, record_of, result_of, waiting_line,
                     watch_end_request)
 from .readiness import held_ports, quick_health, wait_ready, watch
@@ -60,6 +60,7 @@ class UpdateOptions(Plain):
     clear_pin: bool = False  # deploy without --ref
     allow_unverified: bool = False  # --ref X --allow-unverified: ship a target not signed (host/plan._signed)
     pin_reason: Optional[str] = None  # --ref X --pin-reason TEXT: the pin's reason (promote's), else TRIGGER by ACTOR
+    settings_from: Optional[str] = None  # --settings-from SHA: the commit a deploy's sent settings came from (plan.Opts)
     # said before the run began: the settings a deploy's host.yml kept or
     # changed (host/settings.installed), in the result and its record
     warnings: Tuple[str, ...] = ()
@@ -173,15 +174,18 @@ class Pipeline:
         settings are installed; else they are not, and said (a CI deploy
         that meets cron's run of its commit installs its settings all the same)."""
         if self.sent_state == "pending" and self.res.result == "deployed":
-            # the same rule as _decide's: on a host that requires signed
-            # commits, settings that move the app or fabops' home wait for setup
+            # the same rules as _decide's: on a host that requires signed
+            # commits, settings that move the app or fabops' home wait for
+            # setup, and CI's count only as the target's own (plan.settings_elsewhere)
             if self.signers is None:
                 self.signers = self._signers()
             moved = self._moves() if self.signers else ()
-            if not moved:
+            if moved:
+                self._settings_not_taken(moved_words(moved))
+            elif settings_elsewhere(self.signers, self.opts, self.res.to):
+                self._settings_not_taken(not_from_words(self.opts.settings_from, self.res.to))
+            else:
                 self._take_settings()
-                return
-            self._settings_not_taken(moved_words(moved))
         else:
             self._settings_not_taken(f"the run this deploy waited for did not deploy {short(self.res.to)}")
 
@@ -458,7 +462,7 @@ class Pipeline:
                       sent="moved" if moved else self.sent_state, sent_moves=moved)
         opts = Opts(trigger=self.opts.trigger, ref=self.opts.ref, stash=self.opts.stash,
                     clear_pin=self.opts.clear_pin, allow_unverified=self.opts.allow_unverified,
-                    pin_reason=self.opts.pin_reason)
+                    pin_reason=self.opts.pin_reason, settings_from=self.opts.settings_from)
         self.res.to = choose_target(state, facts, opts)
         while True:
             decided = plan(self.host, state, facts, opts)

@@ -91,6 +91,10 @@ class Opts(Frozen):
     clear_pin: bool = False
     allow_unverified: bool = False  # deploy --ref X --allow-unverified: a person ships a commit not signed
     pin_reason: Optional[str] = None  # the pin's reason the run writes (promote's), not TRIGGER by ACTOR
+    # the commit a deploy's sent settings came from (its inventory's
+    # checkout, the laptop's word): CI's are installed on a host that
+    # requires signed commits only when that is the target (_trusted)
+    settings_from: Optional[str] = None
 
 
 @frozen
@@ -283,7 +287,7 @@ def plan(host, state: State, facts: Facts, opts: Opts) -> Union[Plan, Need]:
     the hooks it may run (plan_hooks)."""
     decided = _plan(host, state, facts, opts)
     if isinstance(decided, Plan) and facts.sent in ("pending", "moved"):
-        decided = replace(decided, warnings=decided.warnings + (not_installed(facts, decided.target),))
+        decided = replace(decided, warnings=decided.warnings + (not_installed(facts, decided.target, opts),))
     if isinstance(decided, Plan) and decided.clear_pin and decided.kind not in ACTS:
         decided = replace(decided, clear_pin=False)
     if isinstance(decided, Plan):
@@ -573,6 +577,8 @@ def _trusted(state: State, facts: Facts, opts: Opts, target: str) -> Optional[Ne
     settings (a target not trusted is then held or refused by _signed)."""
     if facts.sent != "pending":
         return None
+    if settings_elsewhere(facts.signers, opts, target):
+        return None
     if not (facts.signers and target != state.deployed and (opts.trigger != "rollback" or opts.ref is not None)):
         return Need("settings", target)
     if facts.signed is None or facts.signed.commit != target:
@@ -580,16 +586,35 @@ def _trusted(state: State, facts: Facts, opts: Opts, target: str) -> Optional[Ne
     return Need("settings", target) if facts.signed.ok or opts.allow_unverified else None
 
 
-def not_installed(facts: Facts, target: str) -> str:
+def settings_elsewhere(signers: str, opts, target: str) -> bool:
+    """CI's deploy sends the hosts.yml of the commit it checked out, which
+    need not be its target: a re-run of an unsigned commit's job after a
+    signed one landed (or a job queued meanwhile) would install that
+    commit's hooks under the signed target's name. On a host that requires
+    signed commits, CI's settings count only as the target's own
+    (docs/security.md, "When a deploy's settings are installed"); a
+    person's deploy, whose inventory is theirs, is trusted as before."""
+    return bool(signers) and opts.trigger == "ci" and opts.settings_from != target
+
+
+def not_installed(facts: Facts, target: str, opts: Optional[Opts] = None) -> str:
     """The one line of a run whose sent settings stayed uninstalled: why,
     and that it ran with the host's own host.yml."""
     if facts.sent == "moved":
         why = moved_words(facts.sent_moves)
     elif facts.signed is not None and facts.signed.commit == target and not facts.signed.ok:
         why = f"{short(target)} is not verified"
+    elif opts is not None and settings_elsewhere(facts.signers, opts, target):
+        why = not_from_words(opts.settings_from, target)
     else:
         why = "the run stopped before its target was verified"
     return not_installed_line(why)
+
+
+def not_from_words(source: Optional[str], target: str) -> str:
+    """Why CI's sent settings stay uninstalled when not the target's own."""
+    came = f"from {short(source)}" if source else "from no known commit (its hosts.yml is not a clean checkout)"
+    return f"CI's hosts.yml comes {came}, not from the target {short(target)}"
 
 
 def moved_words(moved: Tuple[str, ...]) -> str:

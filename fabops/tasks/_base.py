@@ -103,6 +103,7 @@ FLAGS: Dict[str, Flag] = {
     "allow_unverified": Flag(),  # ships an unsigned commit: typed in full
     "allow_empty": Flag(),  # env-set: wipes a value on purpose: typed in full
     "pin_reason": Flag(value="TEXT"),  # local-update: promote's words for the pin it sets
+    "settings_from": Flag(value="SHA"),  # local-update: the commit deploy's sent settings came from
     "dir": Flag(),
     "download": Flag(),
     "fix": Flag(),

@@ -255,6 +255,12 @@ def _run_deploys(inventory, hosts, opts, parallel, rolling, json, accept_new, co
     from ..connection import close_quietly, connect
     from ..deploy import deploy_host
     inv, chosen = select(inventory, hosts)
+    if opts.trigger == "ci":  # the commit CI's settings came from (deploy.inventory_commit)
+        from dataclasses import replace
+
+        from ..deploy import inventory_commit
+
+        opts = replace(opts, settings_from=inventory_commit(inv.path))
     printer = _board_or_lines(chosen, json, opts.dry_run)
 
     def one(host):

@@ -6,6 +6,7 @@ may import paramiko, fabric or rich at module level.
 """
 from __future__ import annotations
 
+import re
 import sys
 from typing import Optional
 
@@ -44,12 +45,15 @@ def _host_for_local(inventory, hosts):
                       "(default: TRIGGER by ACTOR; promote gives its own).",
         "verbose": "Print every step; by default only a one-line result, and nothing for a no-op.",
         "splay": "Wait a random 0..SECONDS first, so many hosts polling one origin do not all fetch at once (cron).",
+        "settings_from": ("The commit the --install-config settings came from (deploy sends its inventory's "
+                          "checkout's): on a host that requires signed commits, CI's are installed only when it is "
+                          "the target."),
     }
 )
 def local_update(
     c, hosts=None, trigger=None, actor=None, ref=None, stash=False, wait=None, run_id=None,
     install_config=None, clear_pin=False, dry_run=False, verbose=False, json=False, inventory=None, splay=0,
-    allow_unverified=False, pin_reason=None,
+    allow_unverified=False, pin_reason=None, settings_from=None,
 ):
     """Converge this host on its branch: fetch, gate, restart, roll back on failure (cron's entry point)."""
     from ..host.events import EventLog, new_run_id
@@ -72,6 +76,8 @@ def local_update(
         check_ref(ref)
     if pin_reason is not None and (ref is None or "\n" in pin_reason):
         raise errors.UsageError("--pin-reason needs --ref COMMIT and one line: it is the reason of the pin --ref sets")
+    if settings_from is not None and not re.fullmatch(r"[0-9a-f]{40}", settings_from):
+        raise errors.UsageError(f"--settings-from {settings_from!r}: a full commit SHA (40 hex digits)")
     trigger = report.default_trigger(trigger, splay)
     # the laptop's settings, installed as host.yml by the run once it trusts
     # the target (host/settings.Sent); until then the host's own are in effect
@@ -80,6 +86,7 @@ def local_update(
         trigger=trigger, actor=actor or "", ref=ref, stash=stash, wait=wait,
         run_id=run_id or new_run_id(), clear_pin=clear_pin,
         allow_unverified=unverified_allowed(allow_unverified, ref), pin_reason=pin_reason or None,
+        settings_from=settings_from,
     )
     paths = HostPaths.for_home(host.home)
     whole = report.whole_lines(trigger)
