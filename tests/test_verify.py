@@ -228,6 +228,8 @@ def test_setup_writes_the_allowed_signers_file_as_root(keyrings):
     (path, text, kw), _program = run.written
     assert path == "/etc/fabops/app/allowed_signers" and kw == {"mode": "0644", "root": True}
     assert 'alice@example namespaces="git" ssh-ed25519 ' in text
+    # one `Managed by fabops` line, setup's: the file's own said it again (#29's trial)
+    assert text.count("# Managed by fabops") == 1 and text.startswith("# Managed by fabops"), text
     assert keyrings[0][1] == b""  # no OpenPGP key: an empty keyring, so none is good
 
 

@@ -179,7 +179,9 @@ def allowed_signers_text(signers) -> str:
     """The allowed-signers file (ssh-keygen(1), ALLOWED SIGNERS): one line a
     key, its principal the key's comment when it is one word (an e-mail),
     else signerN, limited to git's namespace."""
-    lines = ["# Managed by fabops: the keys a deployed commit must be signed by (hosts.yml's verify)"]
+    # no `Managed by fabops` line of its own: setup puts its MANAGED line
+    # (and the app's) above this one, and a file said so twice (#29's trial)
+    lines = ["# The keys a deployed commit must be signed by (hosts.yml's verify)"]
     for i, key in enumerate(signers, 1):
         if is_openpgp(key):  # in the keyring beside it (KEYRING)
             continue
