@@ -853,7 +853,7 @@ def _verify(run: _Setup) -> Items:
     protected), and where a key would be added that no person confirmed
     (setup_signers.confirm_problem)."""
     from .host.verify import GPG_PROGRAM, KEYRING, beside, signers_path
-    from .setup_signers import added_signers, confirm_problem, look_cmd, unable
+    from .setup_signers import added_signers, added_words, confirm_problem, look_cmd, unable
 
     host = run.host
     path, root = signers_path(host, host.home), not host.sandbox
@@ -869,15 +869,15 @@ def _verify(run: _Setup) -> Items:
     if problem:
         yield ItemResult("verified commits", "refused", f"{problem}: this host cannot honour verify:")
         return
-    added = added_signers(signers, _read(run.t if root else run.dt, path, root),
-                          _read_binary(run, beside(path, KEYRING), root))
+    ssh_text = _read(run.t if root else run.dt, path, root)
+    added = added_signers(signers, ssh_text, _read_binary(run, beside(path, KEYRING), root), path)
     if added:
-        problem = confirm_problem(run, path, added)
+        problem = confirm_problem(run, added, first=ssh_text is None)
         if problem:
             yield ItemResult("verified commits", "refused", problem)
             return
         if run.check:
-            yield ItemResult("new signers", "would change", "would add " + "; ".join(added))
+            yield ItemResult("new signers", "would change", "would add " + added_words(added))
     yield from _signer_files(run, path, beside(path, KEYRING), beside(path, GPG_PROGRAM), root)
 
 

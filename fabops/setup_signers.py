@@ -11,7 +11,7 @@ SSH allowed-signers file, the OpenPGP keyring beside it (binary, as
 from __future__ import annotations
 
 import re
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from .shell import Cmd, path as host_path, raw, sh, sudo
 
@@ -56,30 +56,67 @@ def installed(ssh_text: Optional[str], keyring: Optional[bytes]) -> set:
     return found
 
 
-def added_signers(signers, ssh_text: Optional[str], keyring: Optional[bytes]) -> List[str]:
+def added_signers(signers, ssh_text: Optional[str], keyring: Optional[bytes], path: str) -> Dict[str, List[str]]:
     """The signers hosts.yml lists that the host's files do not, each as
-    signer_label names it (its fingerprint, then its comment)."""
-    from .host.verify import fingerprint, is_openpgp, signer_label
+    signer_label names it, by the file it goes into: an SSH key into the
+    allowed-signers file `path`, an OpenPGP key into the keyring beside it
+    (#29's trial: the question named allowed_signers for both)."""
+    from .host.verify import KEYRING, beside, fingerprint, is_openpgp, signer_label
 
     have = installed(ssh_text, keyring)
-    return [signer_label(k) for k in signers
-            if (fingerprint(k) if is_openpgp(k) else " ".join(k.split()[:2])) not in have]
+    added: Dict[str, List[str]] = {}
+    for key in signers:
+        pgp = is_openpgp(key)
+        if (fingerprint(key) if pgp else " ".join(key.split()[:2])) not in have:
+            added.setdefault(beside(path, KEYRING) if pgp else path, []).append(signer_label(key))
+    return added
 
 
-def confirm_problem(run, path: str, added: List[str]) -> Optional[str]:
+def added_words(added: Dict[str, List[str]]) -> str:
+    """The new signers in one line (a refusal, --check): `KEY; KEY to FILE`
+    for each file."""
+    return "; ".join(f"{'; '.join(keys)} to {path}" for path, keys in added.items())
+
+
+def held_words(first: bool) -> str:
+    """What a host does while its new signers wait (docs/security.md, "New
+    signers"). setup writes host.yml (with `verify:`) before this item, on
+    purpose: a refusal must not leave a host that ships unsigned commits
+    after a person asked for signed ones, so on a host with no
+    allowed-signers file yet nothing can be checked, and all is held."""
+    if first:
+        return ("until setup installs the signers, this host holds every new commit (host.yml's verify: asks for "
+                "the check, and without the allowed-signers file no commit passes it)")
+    return "until setup installs them, this host holds the commits only they signed (it checks with the signers it has)"
+
+
+def question(host: str, added: Dict[str, List[str]]) -> str:
+    """setup's question on a terminal, one key a line under the file it goes
+    into (#29's trial: one 160-column line); the task wraps each line to
+    the terminal (tasks/setup.ask_signers), `[y/N]` after its last."""
+    lines = [f"[{host}] hosts.yml's verify: lists signers this host does not have yet; check each fingerprint:"]
+    for path, keys in added.items():
+        lines.append(f"[{host}]   into {path}:")
+        lines += [f"[{host}]     - {key}" for key in keys]
+    many = sum(len(keys) for keys in added.values()) > 1
+    return "\n".join(lines + [f"[{host}] add {'them' if many else 'it'}?"])
+
+
+def confirm_problem(run, added: Dict[str, List[str]], first: bool) -> Optional[str]:
     """A signer is added only once a person saw its fingerprint: hosts.yml
     may live in the app's repository, so a push that edits it must not
     widen who can ship (docs/security.md, "New signers"). --check lists
-    them; --accept-signers accepts them; a terminal asks; else refused."""
+    them; --accept-signers accepts them; a terminal asks; else refused,
+    saying what the host does meanwhile (held_words; `first`: it has no
+    allowed-signers file yet)."""
     if run.check or run.accept_signers:
         return None
-    keys = "; ".join(added)
     if run.ask_signers is not None:
-        if run.ask_signers(f"[{run.host.name}] add to {path} the signer(s) {keys}?"):
+        if run.ask_signers(question(run.host.name, added)):
             return None
-        return f"not confirmed: {keys} left out, nothing written"
-    return (f"would add {keys} to {path}, and a new signer needs a person's yes: check the fingerprints, then run "
-            "setup on a terminal or with --accept-signers")
+        return f"not confirmed: nothing written (would add {added_words(added)}); {held_words(first)}"
+    return (f"would add {added_words(added)}, and a new signer needs a person's yes: check the fingerprints, then "
+            f"run setup on a terminal or with --accept-signers; {held_words(first)}")
 
 
 def read_binary_cmd(path: str, root: bool) -> Cmd:

@@ -242,8 +242,39 @@ def test_a_new_signer_is_refused_without_a_terminal_and_named(keyrings):
 
     run = FakeRun(load({"signers": [KEY, PGP_B]}), {"git --version": "git version 2.39.5\n", "cat": INSTALLED_SSH})
     (item,) = list(_verify(run))
-    assert item.status == "refused" and f"would add {PGP_B_FP} to /etc/fabops/app/allowed_signers" in item.message
+    # an OpenPGP key goes into the keyring, and the file named is that one (#29's trial)
+    assert item.status == "refused" and f"would add {PGP_B_FP} to /etc/fabops/app/allowed_signers.gpg" in item.message
     assert "--accept-signers" in item.message and KEY_FP not in item.message and run.written == [] == keyrings
+    assert "holds the commits only they signed" in item.message  # the SSH file is there: its signers still ship
+
+
+def test_a_first_refused_signer_says_the_host_holds_every_commit(keyrings):
+    """#29's trial: host.yml has `verify:` once setup refused its signers
+    (written first, so the host never ships unsigned commits after a person
+    asked for signed ones), and without the file cron held every update
+    with no word from setup why."""
+    from fabops.setup import _verify
+
+    run = FakeRun(load({"signers": [KEY, PGP_A]}), {"git --version": "git version 2.39.5\n"})
+    (item,) = list(_verify(run))
+    assert item.status == "refused" and run.written == [] == keyrings
+    assert f"would add {KEY_FP} (alice@example) to /etc/fabops/app/allowed_signers; " in item.message
+    assert f"{PGP_A_FP} (alice@example) to /etc/fabops/app/allowed_signers.gpg" in item.message
+    assert "until setup installs the signers, this host holds every new commit" in item.message
+
+
+def test_the_signers_question_is_one_key_a_line_wrapped_to_the_terminal():
+    from fabops.setup_signers import question
+    from fabops.tasks.setup import prompt
+
+    ssh, pgp = f"{KEY_FP} (trial@laptop)", f"{PGP_A_FP} (Trial User <trial@laptop.example>)"
+    asked = prompt(question("local", {"/etc/fabops/find-to-do/allowed_signers": [ssh],
+                                      "/etc/fabops/find-to-do/allowed_signers.gpg": [pgp]}), 80)
+    lines = asked.split("\n")
+    assert all(len(ln) <= 80 for ln in lines) and asked.endswith("? [y/N] "), asked
+    assert f"[local]     - {ssh}" in lines and f"[local]     - {PGP_A_FP} (Trial User" in lines, asked
+    assert "[local]   into /etc/fabops/find-to-do/allowed_signers.gpg:" in lines, asked
+    assert "[local] add them? [y/N] " == lines[-1]
 
 
 def test_a_terminal_is_asked_and_a_no_writes_nothing(keyrings):
@@ -255,7 +286,8 @@ def test_a_terminal_is_asked_and_a_no_writes_nothing(keyrings):
                       ask=lambda q, a=answer: asked.append(q) or a)
         items = list(_verify(run))
         assert len(run.written) == written, items
-    assert items[0].status == "changed" and PGP_A_FP in asked[0] and "(alice@example)" in asked[0]
+    assert items[0].status == "changed" and f"- {PGP_A_FP} (alice@example)\n" in asked[0]
+    assert "into /etc/fabops/app/allowed_signers.gpg:" in asked[0] and "add it?" in asked[0], asked[0]
 
 
 def test_check_lists_the_new_signers_and_kept_or_removed_ones_ask_nothing(keyrings):

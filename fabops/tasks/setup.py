@@ -86,12 +86,22 @@ def ask_signers():
     def ask(question: str) -> bool:
         with lock:
             try:
-                return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+                return input(prompt(question)).strip().lower() in ("y", "yes")
             except EOFError:  # Ctrl-D is a no, as Enter is
                 print(file=sys.stderr)
                 return False
 
     return ask
+
+
+def prompt(question: str, columns=None) -> str:
+    """The signers question (setup_signers.question: one key a line) as the
+    terminal shows it: host text made harmless, each line wrapped at spaces
+    to the width, a path that fits kept whole (_base.wrap; #29's trial got one
+    160-column line), `[y/N] ` after its last line."""
+    from ._base import wrap
+
+    return wrap(printable(f"{question} [y/N]", lines=True), columns) + " "
 
 
 def item_lines(host: str, item, width: int, diff: bool) -> list:
