@@ -356,6 +356,25 @@ def test_setup_lines(width, capsys, monkeypatch):
     check("setup", width, text)
 
 
+@pytest.mark.parametrize("width", WIDTHS)
+def test_setup_lines_keep_a_path_whole(width):
+    """#29's trial: setup broke a sandbox's keyring path mid-word
+    (`…/host/home` then `/allowed_signers.gpg`). A path too long for the
+    text's column starts left of it instead; only one longer than the
+    line is broken, after a `/`."""
+    from fabops.setup import ItemResult
+    from fabops.tasks.setup import item_lines
+
+    path = "/tmp/pytest-of-trial/pytest-12/test_setup_local0/host/home/allowed_signers.gpg"
+    deep = "/tmp/pytest-of-trial/pytest-12/test_setup_with_a_much_longer_name0/sandbox/host/home/allowed_signers.gpg"
+    items = [ItemResult("verified commits", "changed", path), ItemResult("verified commits", "ok", deep)]
+    lines = [ln for item in items for ln in item_lines("local", item, width, diff=False)]
+    assert any(ln.strip() == path or ln.endswith(" " + path) for ln in lines), lines
+    if width == 80:
+        assert [ln.strip() for ln in lines[-2:]] == [deep[:deep.rfind("/", 0, 80) + 1], deep[deep.rfind("/", 0, 80) + 1:]]
+    check("setup-path", width, "".join(ln + "\n" for ln in lines))
+
+
 def unfold(lines, pre):
     """The diff lines back from what diff_lines showed: each `↳`
     continuation joined to its line with the one space it was broken at."""

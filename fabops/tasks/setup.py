@@ -108,11 +108,17 @@ def item_lines(host: str, item, width: int, diff: bool) -> list:
     """One setup item as lines no wider than `width` (80 in CI logs): the
     message wrapped under itself, then its diff (diff_lines), never cut
     (the diff is what --check is for)."""
+    from ._base import fitted
+
     head = f"[{host}] {STYLE[item.status]:>12}  "
     text = f"{item.name}: {item.message}" if item.message else item.name
     room = max(20, width - len(head))
-    wrapped = textwrap.wrap(text, room, break_on_hyphens=False) or [""]
-    lines = [head + wrapped[0]] + [" " * len(head) + ln for ln in wrapped[1:]]
+    # a path is one word (#29's trial: `…/host/home` then `/allowed_signers.gpg`):
+    # one too long for the text's column starts left of it, as far as the
+    # width needs, and only one longer than the whole line is broken (after
+    # a `/`: fitted), as _base.wrap does for a command's words
+    wrapped = textwrap.wrap(fitted(text, width), room, break_long_words=False, break_on_hyphens=False) or [""]
+    lines = [head + wrapped[0]] + [" " * min(len(head), max(width - len(ln), 0)) + ln for ln in wrapped[1:]]
     if diff and item.diff:
         lines += diff_lines(host, item.diff, width)
     return lines
