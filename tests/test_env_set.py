@@ -10,10 +10,10 @@ import sys
 import jsonschema
 import pytest
 
-from fabops.errors import UsageError
+from fabops.errors import CommandFailed, UsageError
 from fabops.inventory import App, Host, Service
 from fabops.maintenance.envset import (Change, check_key, env_would, merge_cmd, one_value, parse_merge,
-                                       parse_unit_files, push_change, readers)
+                                       parse_unit_files, push_change, readers, required_keys, unit_files_cmd)
 from tests.conftest import ROOT, check_json_output, json_schema
 
 SECRET = "v4lue-n0t-to-be-seen-7d1e"
@@ -108,6 +108,41 @@ def test_the_plan_names_keys_and_services_never_a_value(tmp_path):
     assert [w.action for w in would] == ["save", "change", "restart"]
     assert "added: NEW" in would[1].why and "changed: OLD" in would[1].why
     assert env_would(host, {"added": [], "removed": [], "changed": [], "existed": True}, []) == []
+
+
+def test_removing_a_key_the_checkouts_example_needs_is_refused_unless_forced(tmp_path):
+    host = _host(tmp_path, Service("bot", manager="process", command="x"))
+    diff = {"added": [], "removed": ["DISCORD_TOKEN", "OLD"], "changed": [], "existed": True}
+    required = ("1a2b3c4d5e6f7a8b9c0d1a2b3c4d5e6f7a8b9c0d", ["DISCORD_TOKEN", "PORT"])
+    with pytest.raises(CommandFailed) as err:
+        env_would(host, diff, readers(host, "/x", None), required)
+    assert err.value.exit_code == 2 and str(err.value).endswith(
+        ".env.example of 1a2b3c4d5e needs DISCORD_TOKEN: removing it would make the next deploy refuse this host; "
+        "--force removes it anyway")
+    would = env_would(host, diff, readers(host, "/x", None), required, force=True)
+    assert [w.action for w in would] == ["warn", "save", "change", "restart"]
+    assert "needs DISCORD_TOKEN: removed anyway (--force)" in would[0].why
+    # a key it does not name, or no checkout (no commit, no keys): no refusal
+    assert [w.action for w in env_would(host, {**diff, "removed": ["OLD"]}, [], required)] == ["save", "change"]
+    assert env_would(host, diff, [], (None, []))[0].action == "save"
+
+
+def test_the_round_trip_reads_the_checkouts_commit_and_its_example(tmp_path):
+    app = tmp_path / "app"
+    app.mkdir()
+    git = ["git", "-C", str(app), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(git[:3] + ["init", "-q"], check=True)
+    (app / ".env.example").write_text("# needed\nDISCORD_TOKEN=\nexport PORT=3000\n")
+    subprocess.run(git + ["add", ".env.example"], check=True)
+    subprocess.run(git + ["commit", "-qm", "x"], check=True)
+    (app / ".env.example").write_text("LOCAL_ONLY=\n")  # the committed one counts, as the preflight's git show
+    host = Host(name="h", address="localhost", app=App(path=str(app)), services=())
+    out = subprocess.run(["sh", "-c", str(unit_files_cmd(host))], capture_output=True, text=True).stdout
+    head = subprocess.run(git[:3] + ["rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert required_keys(out) == (head, ["DISCORD_TOKEN", "PORT"])
+    empty = Host(name="h", address="localhost", app=App(path=str(tmp_path / "none")), services=())
+    assert required_keys(subprocess.run(["sh", "-c", str(unit_files_cmd(empty))], capture_output=True,
+                                        text=True).stdout) == (None, [])
 
 
 # ------------------------------------------------- the merge, on a real python3
@@ -496,6 +531,21 @@ def test_the_dry_runs_lines(width, capsys, monkeypatch):
                                            lambda: [print_text(x) for x in lines(would, "[find-to-do] ")]))
 
 
+@pytest.mark.parametrize("width", [80, 200])
+def test_a_forced_removal_of_a_required_key_says_so_first(width, capsys, monkeypatch):
+    from fabops.host.would import lines
+    from fabops.tasks._base import print_text
+    from tests.test_golden import check, render
+
+    host = Host(name="find-to-do", address="x", app=App(path="/srv/app"),
+                services=(Service("voice-meeting-discord-bot", unit=True, command="x"),))
+    diff = {"added": [], "removed": ["DISCORD_TOKEN"], "changed": [], "existed": True}
+    would = env_would(host, diff, readers(host, "/srv/app/.env", {}), ("da7f7c64ce" + "0" * 30, ["DISCORD_TOKEN"]),
+                      force=True)
+    check("env-unset-forced-dry-run", width, render(capsys, monkeypatch, width,
+                                                    lambda: [print_text(x) for x in lines(would, "[find-to-do] ")]))
+
+
 def test_a_key_lists_label_stays_with_its_value(capsys, monkeypatch):
     """#29's trial: env-push's dry run at 80 columns ended a line in
     `changed:` and put its `-` alone on the next, which read as a list cut
@@ -549,3 +599,29 @@ def test_a_value_typed_at_the_terminal_is_not_echoed(sandbox):
     assert p.returncode == 0, (out, seen)
     assert b"TYPED (not echoed): " in seen and SECRET.encode() not in seen
     assert "would change .env: keys added: TYPED" in out and SECRET not in out
+
+
+def test_removing_a_key_the_deployed_example_needs_is_refused_unless_forced(sandbox, tmp_path):
+    """`.env.example` of the sample app names DISCORD_TOKEN and PORT: their
+    removal would make the next deploy's preflight refuse the host."""
+    sandbox.result()
+    inv, env, pid = str(sandbox.inventory), sandbox.app / ".env", sandbox.pid()
+    before, short = env.read_text(), sandbox.state["deployed"][:10]
+    said = (f".env.example of {short} needs DISCORD_TOKEN: removing it would make the next deploy refuse this "
+            "host; --force removes it anyway")
+    for dry in ([], ["--dry-run"]):
+        r = cli("env-unset", "DISCORD_TOKEN", "-i", inv, *dry)
+        assert r.returncode == 2 and said in r.stderr, r.stdout + r.stderr
+    local = tmp_path / "pushed.env"
+    local.write_text("PORT=" + str(sandbox.port) + "\nNEW_ONE=x\n")
+    r = cli("env-push", str(local), "--prune", "-i", inv)
+    assert r.returncode == 2 and said in r.stderr, r.stdout + r.stderr
+    assert env.read_text() == before and _backups(sandbox) == [] and sandbox.pid() == pid, "nothing changed"
+    r = cli("env-unset", "DISCORD_TOKEN", "-i", inv, "--force")
+    assert r.returncode == 0 and "warning: .env.example of" in r.stdout and "removed anyway" in r.stdout, r.stderr
+    assert "DISCORD_TOKEN" not in env.read_text() and len(_backups(sandbox)) == 1
+    env.write_text(before)
+    r = cli("env-push", str(local), "--prune", "--force", "-i", inv, "--json")
+    assert r.returncode == 0, r.stderr
+    assert "DISCORD_TOKEN" in json.loads(r.stdout)["hosts"]["local"]["keys"]["removed"]
+    assert "DISCORD_TOKEN" not in env.read_text() and "NEW_ONE=x" in env.read_text()

@@ -21,11 +21,13 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 from ..errors import CommandFailed, UsageError
-from ..host.preflight import env_pairs
+from ..host.git import rev_parse_cmd, show_cmd
+from ..host.preflight import env_keys, env_pairs
 from ..host.would import Would
 from ..inventory import Host, Service
 from ..probe import MARK, split_sections
 from ..shell import Cmd, quote_path, sh
+from ..shortsha import short_sha
 from ..target import Target
 from .common import app_file
 from .envrun import EnvRun, deployed_of, exit_code  # noqa: F401  exit_code: the task's (tasks/envset.py)
@@ -326,13 +328,28 @@ def _reader(host: Host, svc: Service, env_path: str, unit_files: Optional[Dict[s
 
 def unit_files_cmd(host: Host) -> Cmd:
     """The .env's absolute path, each systemd unit's EnvironmentFiles
-    (not the ones setup wrote: their launcher reads it), and state.json
-    (its deployed commit, for the run's record: deployed_of); one round
-    trip."""
+    (not the ones setup wrote: their launcher reads it), state.json
+    (its deployed commit, for the run's record: deployed_of), and the
+    checkout's commit with its .env.example (the keys the next deploy
+    requires: required_keys); one round trip."""
     units = [s.name for s in host.services if s.manager == "systemd" and not s.unit]
     show = sh("systemctl show -p Id -p EnvironmentFiles {units} 2>/dev/null\n", units=units) if units else sh("")
-    return sh("echo {m}env; echo {env}\necho {m}units\n{show}echo {m}state; cat {state} 2>/dev/null; echo\n",
-              m=MARK, env=app_file(host, host.env_file), show=show, state=quote_path(host.paths.state))
+    app = quote_path(host.app.path)
+    return sh("echo {m}env; echo {env}\necho {m}units\n{show}echo {m}state; cat {state} 2>/dev/null; echo\n"
+              "echo {m}head; {head} 2>/dev/null\necho {m}example; {example} 2>/dev/null; echo\n",
+              m=MARK, env=app_file(host, host.env_file), show=show, state=quote_path(host.paths.state),
+              head=rev_parse_cmd(app, "HEAD"), example=show_cmd(app, "HEAD", host.env_template))
+
+
+def required_keys(output: str) -> Tuple[Optional[str], List[str]]:
+    """(the checkout's commit, the keys its .env.example names): what the
+    pipeline's preflight requires of the .env before a deploy (host/
+    preflight.missing_env_keys, the same reading: env_keys). None and no
+    keys when there is no checkout; no keys when the commit has no
+    .env.example."""
+    s = split_sections(output)
+    head = s.get("head", "").strip() or None
+    return head, (env_keys(s.get("example", "")) if head else [])
 
 
 def parse_unit_files(output: str, host: Host) -> Tuple[str, Optional[Dict[str, List[str]]]]:
@@ -364,30 +381,54 @@ def keys_changed(diff: Dict[str, object]) -> bool:
     return any(diff.get(k) for k in ("added", "removed", "changed"))
 
 
-def env_would(host: Host, diff: Dict[str, object], plan: List[Reader]) -> List[Would]:
+def env_would(host: Host, diff: Dict[str, object], plan: List[Reader],
+              required: Tuple[Optional[str], List[str]] = (None, []), force: bool = False) -> List[Would]:
     """The run's plan (pure), decided once (docs/architecture.md, "Decide
     once, then act"): the steps the dry run renders as its `would` and the
     real run executes in this order (_execute): save, change, the services
     kept, then the restarts, which together are the readiness gate. Key
-    names only, never a value; nothing when no key changes."""
+    names only, never a value; nothing when no key changes. `required`:
+    the checkout's commit and the keys its .env.example names
+    (required_keys); removing one is refused, exit 2, unless `force`: the
+    next deploy would refuse the host (docs/maintenance.md)."""
     from .env import keys_text
 
     if not keys_changed(diff):
         return []
+    warn = _required_gone(host, diff, required, force)
     save = [Would("save", host.env_file, "the current one, as a new backup first (restore-env undoes the change)")]
-    return (save if diff.get("existed") else []) + [Would("change", host.env_file, keys_text(diff))] + [
+    return warn + (save if diff.get("existed") else []) + [Would("change", host.env_file, keys_text(diff))] + [
         Would("keep", r.service, r.why) for r in plan if not r.restart] + [
         Would("restart", r.service, r.why + ", then poll it until ready") for r in plan if r.restart]
 
 
+def _required_gone(host: Host, diff: Dict[str, object], required: Tuple[Optional[str], List[str]],
+                   force: bool) -> List[Would]:
+    """A removal of keys the checkout's .env.example names: refused
+    (CommandFailed, exit 2: the service still runs, but the next deploy's
+    preflight stops on the missing keys), or with `force` a `warn` step
+    the run says before it changes anything."""
+    commit, keys = required
+    gone = [k for k in keys if k in (diff.get("removed") or ())]
+    if not gone:
+        return []
+    said = f"{host.env_template} of {short_sha(commit)} needs {', '.join(gone)}"
+    if not force:
+        raise CommandFailed(f"{said}: removing {'it' if len(gone) == 1 else 'them'} would make the next deploy "
+                            "refuse this host; --force removes it anyway", host=host.name)
+    return [Would("warn", host.env_file, f"{said}: removed anyway (--force); the next deploy refuses this host "
+                  "until it is set again")]
+
+
 def env_change(c, host: Host, change: Change, actor: str, trigger: str, dry_run: bool = False,
-               progress=None, inventory: Optional[str] = None) -> dict:
+               progress=None, inventory: Optional[str] = None, force: bool = False) -> dict:
     """Plan (env_would), then (unless `dry_run`) execute it under the lock;
     a failed gate puts the old .env back and restarts its readers again.
     Returns key names, the backup's name and the services' results. A real
     run that changed something (or failed trying) is recorded in the
     host's history as every run is (EnvRun). `inventory`: the run's `-i`,
-    for the commands its lines name (tasks/deploy.inventory_flag)."""
+    for the commands its lines name (tasks/deploy.inventory_flag).
+    `force`: remove keys the checkout's .env.example needs (env_would)."""
     from ..remote import RemoteLock
     from .env import refuse_cut_off
 
@@ -398,7 +439,8 @@ def env_change(c, host: Host, change: Change, actor: str, trigger: str, dry_run:
     env_path, unit_files = parse_unit_files(output, host)
     plan = readers(host, env_path, unit_files, inventory)
     diff = run_merge(t, host, "plan", change)
-    would = env_would(host, diff, plan)
+    required = required_keys(output)
+    would = env_would(host, diff, plan, required, force)
     base = {"keys": {k: diff[k] for k in ("added", "removed", "changed")},
             "services": [r.to_dict() for r in plan]}
     if dry_run:
@@ -410,20 +452,23 @@ def env_change(c, host: Host, change: Change, actor: str, trigger: str, dry_run:
     run = EnvRun(c, host, trigger, actor, deployed_of(output), say)
     with RemoteLock(c, host, info):
         refuse_cut_off(t, host)  # again under the lock
-        return {**base, **run.recorded(lambda: _apply(c, host, change, plan, say, inventory, run.wrote))}
+        return {**base, **run.recorded(lambda: _apply(c, host, change, plan, say, inventory, run.wrote,
+                                                       required, force))}
 
 
 def _apply(c, host: Host, change: Change, plan: List[Reader], say, inventory: Optional[str] = None,
-           wrote=lambda _changed=True: None) -> dict:
-    """Under the lock: the plan made again from what the file holds now,
-    executed (_execute), and the way back when the gate fails. `wrote`:
+           wrote=lambda _changed=True: None, required: Tuple[Optional[str], List[str]] = (None, []),
+           force: bool = False) -> dict:
+    """Under the lock: the plan made again from what the file holds now
+    (with `required` and `force` as env_would takes them), executed
+    (_execute), and the way back when the gate fails. `wrote`:
     told when the .env holds the change and when the old one is back
     (EnvRun.wrote, so a run stopped between them is recorded `broken`)."""
     from .env import env_backup_dir
 
     t = Target.of(c, host)
     diff = run_merge(t, host, "plan", change)  # again under the lock: what is written now
-    steps = env_would(host, diff, plan)
+    steps = env_would(host, diff, plan, required, force)
     if not steps:  # another run made the same change meanwhile
         say(f"nothing to change: {host.env_file} already holds that")
         return {"changed": False, "backup": None, "ready": []}
@@ -463,6 +508,8 @@ def _execute(c, host: Host, change: Change, steps: List[Would], say, inventory: 
             say(f"changed {host.env_file}: {step.why}")
         elif step.action == "keep":
             say(f"kept {step.target}: {step.why}")
+        elif step.action == "warn":
+            say(f"warning: {step.why}")
         elif step.action == "restart":
             ready = _restart(c, host, [s.target for s in steps[n:] if s.action == "restart"], say)
             break

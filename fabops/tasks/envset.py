@@ -14,6 +14,8 @@ from ._base import fabops_task, finish, print_envelope, print_text
 _HELP = {
     "actor": "Who changes it, for the lock message.",
 }
+_FORCE = {"force": "Remove a variable the deployed checkout's .env.example needs anyway (refused otherwise: "
+                   "the next deploy would refuse the host until it is set again)."}
 
 
 def _help_asked(word, task: str, what: str) -> bool:
@@ -71,9 +73,11 @@ def read_value(key: str, allow_empty: bool = False) -> str:
     return check_not_empty(key, check_value(key, value), allow_empty)
 
 
-def _run(change, trigger: str, hosts, dry_run: bool, actor, json: bool, inventory, accept_new, connect_timeout):
+def _run(change, trigger: str, hosts, dry_run: bool, actor, json: bool, inventory, accept_new, connect_timeout,
+         force: bool = False):
     """Each host's change (maintenance/envset.env_change), then its lines
-    or the envelope, and the worst exit code."""
+    or the envelope, and the worst exit code. `force`: env-unset's and
+    env-push's --force (env_would)."""
     from ..host.record import default_actor
     from ..host.would import lines
     from ..maintenance.envset import env_change, exit_code
@@ -83,7 +87,7 @@ def _run(change, trigger: str, hosts, dry_run: bool, actor, json: bool, inventor
     who = actor or default_actor()
     outcome = each_host(inventory, hosts, lambda cxn, host: env_change(
         cxn, host, change, who, trigger, dry_run=dry_run, progress=None if json or dry_run else progress_for(host),
-        inventory=inventory_flag(inventory)),
+        inventory=inventory_flag(inventory), force=force),
         accept_new, connect_timeout)
     codes = [exit_code(r.value) if r.ok else r.code for r in outcome.results]
     if json:
@@ -116,24 +120,24 @@ def env_set(c, key=None, allow_empty=False, hosts=None, dry_run=False, actor=Non
          accept_new, connect_timeout)
 
 
-@fabops_task(name="env-unset", positional=["key"], help={"key": "The variable to remove.", **_HELP})
-def env_unset(c, key=None, hosts=None, dry_run=False, actor=None, json=False, inventory=None, accept_new=False,
-              connect_timeout=None):
+@fabops_task(name="env-unset", positional=["key"], help={"key": "The variable to remove.", **_FORCE, **_HELP})
+def env_unset(c, key=None, force=False, hosts=None, dry_run=False, actor=None, json=False, inventory=None,
+              accept_new=False, connect_timeout=None):
     """Remove one .env variable on the host; back up, restart its readers, gate."""
     from ..maintenance.envset import Change, check_key
 
     if _help_asked(key, "env-unset", "KEY"):
         return
     _run(Change(unset=[check_key(key)]), "env-unset", hosts, dry_run, actor, json, inventory, accept_new,
-         connect_timeout)
+         connect_timeout, force)
 
 
 @fabops_task(name="env-push", positional=["file"], help={
     "file": "A local .env whose variables are set on the host (names shown, values never).",
     "prune": "Also remove the host's variables FILE does not name (default: kept).",
-    **_HELP,
+    **_FORCE, **_HELP,
 })
-def env_push(c, file=None, prune=False, hosts=None, dry_run=False, actor=None, json=False, inventory=None,
+def env_push(c, file=None, prune=False, force=False, hosts=None, dry_run=False, actor=None, json=False, inventory=None,
              accept_new=False, connect_timeout=None):
     """Merge a local .env into the host's (keys shown, values never); back up, restart its readers, gate."""
     from ..maintenance.envset import push_change
@@ -148,7 +152,7 @@ def env_push(c, file=None, prune=False, hosts=None, dry_run=False, actor=None, j
     except (OSError, UnicodeDecodeError) as exc:
         raise errors.UsageError(f"cannot read {file}: {getattr(exc, 'strerror', None) or exc}") from None
     _run(push_change(text, prune=prune), "env-push", hosts, dry_run, actor, json, inventory, accept_new,
-         connect_timeout)
+         connect_timeout, force)
 
 
 ns = Collection("envset", env_set, env_unset, env_push)
