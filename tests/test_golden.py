@@ -250,6 +250,31 @@ def test_monitor_panel_with_a_state_json_moved_aside(width, frozen, capsys, monk
 
 
 @pytest.mark.parametrize("width", WIDTHS)
+def test_monitor_panel_shows_the_last_run(width, frozen, capsys, monkeypatch):
+    """#29 trial: an env-set that was `reverted` showed on status' panel and
+    in monitor --json's deploy.last_run, never on monitor's panel. The panel
+    says it in status' one line (render.last_run_lines), under the check."""
+    from fabops import errors, inventory, monitor
+    from fabops.tasks.render import console
+    from fabops.tasks.observe import render_host
+
+    import yaml
+
+    case = json.loads((ROOT / "tests" / "fixtures" / "parse_monitor" / "process_recorded.json").read_text())
+    host = inventory.loads(yaml.safe_dump({"hosts": {"sandbox": case["host"]}}), "x.yml").hosts["sandbox"]
+    facts = monitor.parse(case["output"], host, case["now"])
+    facts["deploy"]["last_run"] = {"ts": NOW - 300, "trigger": "env-set", "actor": "alice@laptop",
+                                   "from": SHA[0], "to": SHA[0], "result": "reverted",
+                                   "message": "bot failed its check after the restart; .env put back"}
+    code, findings = monitor.evaluate(facts, host, case["now"])
+    facts.update(status=errors.NAMES[code], code=code,
+                 findings=[{"level": errors.NAMES[c], "message": m} for c, m in findings])
+    text = render(capsys, monkeypatch, width, lambda: console().print(render_host(facts, host)))
+    assert "last run: 11-29 13:41 UTC env-set by alice@laptop: reverted" in " ".join(text.split()), text
+    check("monitor-last-run", width, text)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
 def test_monitor_several_hosts(width, frozen, capsys, monkeypatch):
     """The summary table first (one row per host), then the panel of the
     host that is not OK; an unreachable host is a row with its error."""

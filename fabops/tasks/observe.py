@@ -128,12 +128,13 @@ def _system_line(facts, th) -> str:
 def _deploy_lines(dep) -> list:
     """What is deployed and since when (and where the checkout is when it
     is not there), the last update check and its result, a restart or
-    health --fix that judged the host since (its own line), the pin and
+    health --fix that judged the host since (its own line), the last run
+    (its own line, as status says it), the pin and
     the remembered bad targets, and a run under way (or killed) with the
     step it is in, as status says it."""
     from ._base import KEEP
-    from .render import (NO_STATE, RESULT_STYLE, ago, checkout_moved, in_progress_line, literal, pin_lines, short,
-                         verdict_lines)
+    from .render import (NO_STATE, RESULT_STYLE, ago, checkout_moved, in_progress_line, last_run_lines, literal,
+                         pin_lines, short, verdict_lines)
 
     if dep is None:
         return [f"[dim]{NO_STATE}[/dim]"]
@@ -149,7 +150,10 @@ def _deploy_lines(dep) -> list:
     # panel said it twice)
     running = ([in_progress_line(dep.get("in_progress_run"), dep.get("in_progress_step"))]
                if dep.get("in_progress") else [])
-    return [line] + verdict_lines(dep.get("verdict")) + pin_lines(dep) + running
+    # the last run on its own line, in status' words (render.last_run_lines):
+    # the check's result alone hid an env-set that was `reverted` (#29 trial)
+    return ([line] + verdict_lines(dep.get("verdict")) + last_run_lines(dep.get("last_run"), dep.get("verdict"))
+            + pin_lines(dep) + running)
 
 
 def _backup_lines(b, findings=()) -> list:

@@ -637,12 +637,7 @@ def status_panel(host: str, data: dict, flag=None) -> None:
         lines.append(f"[yellow]will retry {literal(short(retry.get('target')))} at "
                      f"{time.strftime('%H:%M %Z', time.localtime(retry['next_at']))}[/yellow] "
                      f"({literal(respelled(retry.get('reason', '?'), retry.get('target')))})")
-    last, verdict = data.get("last_run"), data.get("verdict")
-    # the restart or health --fix that the verdict line above says is the
-    # last run too (healthy_again gives both one time): said once
-    if last and not (verdict and (verdict.get("at"), verdict.get("trigger")) == (last.get("ts"), last.get("trigger"))):
-        lines.append(literal(f"last run: {_when(last)} {last.get('trigger')} by {last.get('actor')}: "
-                             + last_run_words(last)))
+    lines += last_run_lines(data.get("last_run"), data.get("verdict"))
     for text in lines:  # a long one continues two columns in, never at column 0 (trial #7)
         print_hanging(out, text, hang=2)
 
@@ -662,6 +657,19 @@ def failing_line(failing: dict, retry, last_result, bad=()) -> str:
     why = why[len(target) + 1:] if why.startswith(f"{target} ") else why
     return (f"[yellow]updates {verb} since {ago(failing.get('since'))} ({literal(count)} run"
             f"{'' if count == 1 else 's'}) for {literal(target)}:[/yellow] {literal(why)}")
+
+
+def last_run_lines(last, verdict) -> List[str]:
+    """The `last run: WHEN TRIGGER by ACTOR: WHAT` line status and
+    monitor's panel show (docs/monitor.md: the last run, e.g. an env-set
+    that was `reverted`), or none: no run yet, or the restart or health
+    --fix the verdict line already says is the last run too (healthy_again
+    gives both one time), said once."""
+    if not isinstance(last, dict) or (verdict and (verdict.get("at"), verdict.get("trigger"))
+                                      == (last.get("ts"), last.get("trigger"))):
+        return []
+    return [literal(f"last run: {_when(last)} {last.get('trigger')} by {last.get('actor')}: "
+                    + last_run_words(last))]
 
 
 def last_run_words(last: dict) -> str:
