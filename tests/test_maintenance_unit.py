@@ -171,3 +171,108 @@ def test_an_env_run_stopped_by_ctrl_c_or_an_oserror_is_recorded(monkeypatch, sto
     assert (records[-1]["result"], records[-1]["backup"]) == ("broken", "env-1")
     assert records[-1]["message"].startswith("stopped after .env was changed, not put back: ")
     assert len(records) == 4
+
+
+# ------------------------------------------- restore-env and the required keys
+
+REQUIRED = ("1a2b3c4d5e6f7a8b9c0d1a2b3c4d5e6f7a8b9c0d", ["DISCORD_TOKEN", "PORT"])
+
+
+def _restore_host():
+    from fabops.inventory import App, Host, Service
+
+    return Host(name="h", address="x", app=App(path="/srv/app"), services=(Service("bot", command="x"),))
+
+
+def test_restoring_a_backup_that_lacks_a_required_key_is_refused_unless_forced():
+    """A backup older than the checkout may lack a key its .env.example
+    names: the restore would leave a host the next deploy refuses (as
+    env-unset of it: required.required_gone). Refused, exit 2, naming the
+    keys, the commit and the backup; --force plans a warning first."""
+    from fabops.maintenance.env import restore_would
+
+    host, name = _restore_host(), "20261128T101500-123456.env"
+    diff = {"added": [], "removed": ["DISCORD_TOKEN", "OLD"], "changed": [], "same": False}
+    with pytest.raises(CommandFailed) as err:
+        restore_would(host, name, diff, REQUIRED)
+    assert err.value.exit_code == 2 and str(err.value).endswith(
+        f".env.example of 1a2b3c4d5e needs DISCORD_TOKEN: restoring {name} without it would make the next deploy "
+        "refuse this host; --force restores it anyway"), str(err.value)
+    would = restore_would(host, name, diff, REQUIRED, force=True)
+    assert [w.action for w in would] == ["warn", "save", "restore", "restart"]
+    assert would[0].why == (f".env.example of 1a2b3c4d5e needs DISCORD_TOKEN: {name} restored without it anyway "
+                            "(--force); the next deploy refuses this host until it is set again")
+    # two keys: named both, `them`
+    with pytest.raises(CommandFailed, match="needs DISCORD_TOKEN, PORT: restoring .* without them would"):
+        restore_would(host, name, {**diff, "removed": ["PORT", "DISCORD_TOKEN"]}, REQUIRED)
+    # a key the current .env lacks too (not removed), another key, no checkout, the same file: no refusal
+    assert restore_would(host, name, {**diff, "removed": ["OLD"]}, REQUIRED)[0].action == "save"
+    assert restore_would(host, name, diff, (None, []))[0].action == "save"
+    assert restore_would(host, name, {**diff, "same": True}, REQUIRED) == []
+
+
+def test_the_key_diff_and_the_required_keys_come_from_one_output():
+    """restore-env's key diff carries the checkout's commit and its
+    .env.example (required.required_cmd) in the same round trip: the diff's
+    lines come first, the sections after them."""
+    from fabops.maintenance.env import parse_env_diff
+    from fabops.maintenance.envset import required_keys
+
+    out = (f"same no\nadded NEW\nremoved DISCORD_TOKEN\nchanged \n{M}head\n{REQUIRED[0]}\n{M}example\n"
+           "# needed\nDISCORD_TOKEN=\nexport PORT=3000\nadded X=1\n")
+    assert parse_env_diff(out) == {"added": ["NEW"], "removed": ["DISCORD_TOKEN"], "changed": [], "same": False}
+    assert required_keys(out) == REQUIRED
+    assert required_keys("same yes\nadded \nremoved \nchanged \n" + f"{M}head\n{M}example\n\n") == (None, [])
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_a_forced_restore_of_a_backup_without_a_required_key_says_so_first(width, capsys, monkeypatch):
+    from fabops.host.would import lines
+    from fabops.inventory import App, Host, Service
+    from fabops.maintenance.env import restore_would
+    from fabops.tasks._base import print_text
+    from tests.test_golden import check, render
+
+    host = Host(name="find-to-do", address="x", app=App(path="/srv/app"),
+                services=(Service("voice-meeting-discord-bot", unit=True, command="x"),))
+    diff = {"added": [], "removed": ["DISCORD_TOKEN"], "changed": [], "same": False}
+    would = restore_would(host, "20261128T101500-123456.env", diff, ("da7f7c64ce" + "0" * 30, ["DISCORD_TOKEN"]),
+                          force=True)
+    check("restore-env-forced-dry-run", width, render(capsys, monkeypatch, width,
+                                                      lambda: [print_text(x) for x in lines(would, "[find-to-do] ")]))
+
+
+def test_restore_env_of_a_backup_without_a_required_key_is_refused_unless_forced(sandbox):
+    """The sample app's .env.example names DISCORD_TOKEN: a backup made
+    before it was set would make the next deploy refuse the host. Refused
+    with exit 2 (its dry run, --yes, and the question's plan alike), the
+    .env and the backups unchanged, the bot not restarted; --force
+    restores it and says so first."""
+    import json
+
+    from tests.conftest import run_cli
+
+    sandbox.result()  # deployed: a checkout whose .env.example names DISCORD_TOKEN
+    inv, env, pid = str(sandbox.inventory), sandbox.app / ".env", sandbox.pid()
+    before = env.read_text()
+    assert "DISCORD_TOKEN=" in before, before
+    env.write_text("".join(ln for ln in before.splitlines(True) if not ln.startswith("DISCORD_TOKEN=")))
+    name = json.loads(run_cli("backup-env", "-i", inv, "--json").stdout)["hosts"]["local"]["name"]
+    env.write_text(before)
+    backups = sorted(p.name for p in (sandbox.home.parent / "backup" / "env").iterdir())
+    said = (f".env.example of {sandbox.state['deployed'][:10]} needs DISCORD_TOKEN: restoring {name} without it "
+            "would make the next deploy refuse this host; --force restores it anyway")
+    for extra in (["--dry-run"], ["--yes"], []):
+        r = run_cli("restore-env", "-i", inv, "-b", name, *extra)
+        assert r.returncode == 2 and said in r.stderr, (extra, r.stdout, r.stderr)
+    assert env.read_text() == before and sandbox.pid() == pid, "nothing changed, nothing restarted"
+    assert sorted(p.name for p in (sandbox.home.parent / "backup" / "env").iterdir()) == backups
+    r = run_cli("restore-env", "-i", inv, "-b", name, "--force", "--dry-run", "--json")
+    assert r.returncode == 0 and [w["action"] for w in json.loads(r.stdout)["hosts"]["local"]["would"]][:2] == [
+        "warn", "save"], r.stdout + r.stderr
+    r = run_cli("restore-env", "-i", inv, "-b", name, "--force", "--yes")
+    assert r.returncode == 0, r.stdout + r.stderr
+    said = r.stdout.splitlines()
+    assert said[0].startswith("[local] warning: .env.example of") and "restored without it anyway" in said[0], said
+    assert "DISCORD_TOKEN=" not in env.read_text()
+    assert sandbox.history()[-1]["result"] == "restored"

@@ -9,7 +9,7 @@ import os
 import posixpath
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from .. import errors
 from ..errors import CommandFailed, FabopsError, UsageError
@@ -21,6 +21,8 @@ from ..shell import Cmd, as_cmd, path, quote_path, sh
 from ..target import Target
 from .common import app_file, stamp
 
+# (the checkout's commit, the keys its .env.example names): required.required_keys
+Required = Tuple[Optional[str], List[str]]
 
 
 @dataclass
@@ -123,11 +125,24 @@ print("changed " + " ".join(sorted(k for k in set(a) & set(b) if a[k] != b[k])))
 """
 
 
-def env_diff(c, host: Host, current: str, other: str) -> Dict[str, List[str]]:
-    r = Target.of(c, host).run(sh("python3 -c {script} {current} {other}", script=_ENV_DIFF,
-                                  current=as_cmd(current), other=as_cmd(other)), "comparing .env keys")
+def env_diff(c, host: Host, current: str, other: str) -> Tuple[Dict[str, List[str]], Required]:
+    """The keys `other` adds, removes and changes against `current` (names
+    only) and, in the same round trip, the checkout's commit and the keys
+    its .env.example names (required.required_keys: what the next deploy's
+    preflight requires, which a restore must not remove: restore_would)."""
+    from .required import required_cmd, required_keys
+
+    r = Target.of(c, host).run(sh("python3 -c {script} {current} {other} || exit $?\n{required}", script=_ENV_DIFF,
+                                  current=as_cmd(current), other=as_cmd(other), required=required_cmd(host)),
+                               "comparing .env keys")
+    return parse_env_diff(r.stdout), required_keys(r.stdout)
+
+
+def parse_env_diff(output: str) -> Dict[str, List[str]]:
+    """_ENV_DIFF's lines, which come before the first marker (the
+    required_cmd sections after them are required_keys')."""
     out = {"added": [], "removed": [], "changed": [], "same": False}
-    for line in r.stdout.splitlines():
+    for line in output.split("\n" + MARK)[0].splitlines():
         kind, _, rest = line.partition(" ")
         if kind == "same":
             out["same"] = rest == "yes"
@@ -146,15 +161,22 @@ def keys_text(diff: Dict[str, List[str]]) -> str:
                                for kind in ("added", "removed", "changed"))
 
 
-def restore_would(host: Host, name: str, diff: Dict[str, List[str]]) -> List[Would]:
+def restore_would(host: Host, name: str, diff: Dict[str, List[str]], required: Required = (None, []),
+                  force: bool = False) -> List[Would]:
     """What `restore-env` does, in order (pure): the dry run's `would`, the
     steps the real restore takes. Key names only, never a value. A backup
     that is byte for byte the current .env is nothing to do: no save, no
-    copy, no restart."""
+    copy, no restart. A backup that lacks keys the checkout's .env.example
+    names (`required`, env_diff) is refused, exit 2, unless `force`, which
+    begins the plan with a `warn` step: the next deploy would refuse the
+    host (required.required_gone, env-unset's rule; docs/maintenance.md)."""
+    from .required import required_gone
+
     if diff.get("same"):
         return []
-    return ([Would("save", host.env_file, "the current one, as a new backup first"),
-             Would("restore", name, keys_text(diff))]
+    return (required_gone(host, diff, required, force, restoring=name)
+            + [Would("save", host.env_file, "the current one, as a new backup first"),
+               Would("restore", name, keys_text(diff))]
             + [Would("restart", s.name, "then poll it until ready") for s in host.services])
 
 
@@ -185,10 +207,11 @@ def refuse_cut_off(t: Target, host: Host, inventory: Optional[str] = None) -> No
 
 
 def restore_env(c, host: Host, name: str, actor: str, dry_run: bool = False, progress=None,
-                inventory: Optional[str] = None) -> dict:
+                inventory: Optional[str] = None, force: bool = False) -> dict:
     """Back up the current .env, restore `name`, restart and poll. Returns
     the key changes (names only). `inventory` is the `-i PATH` a hint must
-    name (tasks/deploy.inventory_flag), or None."""
+    name (tasks/deploy.inventory_flag), or None. `force`: restore a backup
+    that lacks keys the checkout's .env.example needs (restore_would)."""
     from ..remote import RemoteLock
 
     say = progress or (lambda _m: None)
@@ -203,8 +226,8 @@ def restore_env(c, host: Host, name: str, actor: str, dry_run: bool = False, pro
         raise UsageError(f"no backup {name!r} on the host (see {suggest(inventory, 'backup-env', '-H', host.name, '--list')})",
                          host=host.name)
     refuse_cut_off(t, host, inventory)  # before its plan too: the dry run says the same refusal
-    diff = env_diff(c, host, app_file(host, host.env_file), src)
-    would = restore_would(host, name, diff)
+    diff, required = env_diff(c, host, app_file(host, host.env_file), src)
+    would = restore_would(host, name, diff, required, force)  # refused here, dry run or not, unless forced
     if dry_run:  # the same checks and diff, rendered: nothing locked, saved, copied or restarted
         return {"diff": diff, "restored": False, "would": [w.to_dict() for w in would]}
     if not would:  # the backup is the current .env: nothing to restore, nothing to restart
@@ -216,15 +239,20 @@ def restore_env(c, host: Host, name: str, actor: str, dry_run: bool = False, pro
     run = EnvRun(c, host, "restore-env", actor, read_deployed(t, host), say)  # its history record (#29)
     with RemoteLock(c, host, info):
         refuse_cut_off(t, host, inventory)  # again under the lock: a restore that held it may have been cut off since
-        return run.restored(lambda: _restore(c, host, name, src, diff, say, run.wrote), name)
+        return run.restored(lambda: _restore(c, host, name, src, diff, say, run.wrote, would), name)
 
 
-def _restore(c, host: Host, name: str, src, diff: dict, say, wrote=lambda _changed=True: None) -> dict:
-    """Under the lock: the current .env saved, the backup copied over it
-    (its temporary copy, which holds the values, removed if the copy
-    fails), the services restarted and polled. `wrote` is told once the
-    .env is the backup's (EnvRun.wrote: a stop during the restarts is
-    then recorded `broken`)."""
+def _restore(c, host: Host, name: str, src, diff: dict, say, wrote=lambda _changed=True: None,
+             would: List[Would] = ()) -> dict:
+    """Under the lock: the plan's warning said first (a forced restore of
+    a backup that lacks required keys: restore_would), the current .env
+    saved, the backup copied over it (its temporary copy, which holds the
+    values, removed if the copy fails), the services restarted and
+    polled. `wrote` is told once the .env is the backup's (EnvRun.wrote: a
+    stop during the restarts is then recorded `broken`)."""
+    for step in would:
+        if step.action == "warn":
+            say(f"warning: {step.why}")
     t = Target.of(c, host)
     before = backup_env(c, host, keep=10_000)
     say(f"saved the current .env as {before.name}")

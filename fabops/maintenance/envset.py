@@ -21,16 +21,15 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 from ..errors import CommandFailed, UsageError
-from ..host.git import rev_parse_cmd, show_cmd
-from ..host.preflight import env_keys, env_pairs
+from ..host.preflight import env_pairs
 from ..host.would import Would
 from ..inventory import Host, Service
 from ..probe import MARK, split_sections
 from ..shell import Cmd, quote_path, sh
-from ..shortsha import short_sha
 from ..target import Target
 from .common import app_file
 from .envrun import EnvRun, deployed_of, exit_code  # noqa: F401  exit_code: the task's (tasks/envset.py)
+from .required import required_cmd, required_gone, required_keys
 
 # A shell variable's name (POSIX): what a unit's environment and `sh` accept.
 KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -334,22 +333,9 @@ def unit_files_cmd(host: Host) -> Cmd:
     requires: required_keys); one round trip."""
     units = [s.name for s in host.services if s.manager == "systemd" and not s.unit]
     show = sh("systemctl show -p Id -p EnvironmentFiles {units} 2>/dev/null\n", units=units) if units else sh("")
-    app = quote_path(host.app.path)
     return sh("echo {m}env; echo {env}\necho {m}units\n{show}echo {m}state; cat {state} 2>/dev/null; echo\n"
-              "echo {m}head; {head} 2>/dev/null\necho {m}example; {example} 2>/dev/null; echo\n",
-              m=MARK, env=app_file(host, host.env_file), show=show, state=quote_path(host.paths.state),
-              head=rev_parse_cmd(app, "HEAD"), example=show_cmd(app, "HEAD", host.env_template))
-
-
-def required_keys(output: str) -> Tuple[Optional[str], List[str]]:
-    """(the checkout's commit, the keys its .env.example names): what the
-    pipeline's preflight requires of the .env before a deploy (host/
-    preflight.missing_env_keys, the same reading: env_keys). None and no
-    keys when there is no checkout; no keys when the commit has no
-    .env.example."""
-    s = split_sections(output)
-    head = s.get("head", "").strip() or None
-    return head, (env_keys(s.get("example", "")) if head else [])
+              "{required}", m=MARK, env=app_file(host, host.env_file), show=show,
+              state=quote_path(host.paths.state), required=required_cmd(host))
 
 
 def parse_unit_files(output: str, host: Host) -> Tuple[str, Optional[Dict[str, List[str]]]]:
@@ -395,29 +381,11 @@ def env_would(host: Host, diff: Dict[str, object], plan: List[Reader],
 
     if not keys_changed(diff):
         return []
-    warn = _required_gone(host, diff, required, force)
+    warn = required_gone(host, diff, required, force)
     save = [Would("save", host.env_file, "the current one, as a new backup first (restore-env undoes the change)")]
     return warn + (save if diff.get("existed") else []) + [Would("change", host.env_file, keys_text(diff))] + [
         Would("keep", r.service, r.why) for r in plan if not r.restart] + [
         Would("restart", r.service, r.why + ", then poll it until ready") for r in plan if r.restart]
-
-
-def _required_gone(host: Host, diff: Dict[str, object], required: Tuple[Optional[str], List[str]],
-                   force: bool) -> List[Would]:
-    """A removal of keys the checkout's .env.example names: refused
-    (CommandFailed, exit 2: the service still runs, but the next deploy's
-    preflight stops on the missing keys), or with `force` a `warn` step
-    the run says before it changes anything."""
-    commit, keys = required
-    gone = [k for k in keys if k in (diff.get("removed") or ())]
-    if not gone:
-        return []
-    said = f"{host.env_template} of {short_sha(commit)} needs {', '.join(gone)}"
-    if not force:
-        raise CommandFailed(f"{said}: removing {'it' if len(gone) == 1 else 'them'} would make the next deploy "
-                            "refuse this host; --force removes it anyway", host=host.name)
-    return [Would("warn", host.env_file, f"{said}: removed anyway (--force); the next deploy refuses this host "
-                  "until it is set again")]
 
 
 def env_change(c, host: Host, change: Change, actor: str, trigger: str, dry_run: bool = False,

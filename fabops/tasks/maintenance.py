@@ -241,9 +241,11 @@ def _env_backed_up(cxn, host, backup):
 @fabops_task(name="restore-env", help={
     "backup": "The backup to restore (a name from `backup-env --list`).",
     "actor": "Who restores, for the lock message.",
+    "force": "Restore a backup that lacks a variable the deployed checkout's .env.example needs anyway (refused "
+             "otherwise: the next deploy would refuse the host until it is set again).",
 })
-def restore_env(c, hosts=None, backup=None, yes=False, dry_run=False, actor=None, json=False, inventory=None,
-                accept_new=False, connect_timeout=None):
+def restore_env(c, hosts=None, backup=None, yes=False, force=False, dry_run=False, actor=None, json=False,
+                inventory=None, accept_new=False, connect_timeout=None):
     """Restore a .env backup (the current one is backed up first), restart and poll; shows key names only."""
     from ..host.record import default_actor
     from ..host.would import lines
@@ -261,7 +263,7 @@ def restore_env(c, hosts=None, backup=None, yes=False, dry_run=False, actor=None
     def run(plan: bool):
         return each_host(inventory, hosts, lambda cxn, host: do_restore(cxn, host, backup, who, dry_run=plan,
                                                                     progress=None if json or plan else progress_for(host),
-                                                                    inventory=inventory_flag(inventory)),
+                                                                    inventory=inventory_flag(inventory), force=force),
                      accept_new, connect_timeout)
 
     if dry_run or yes:
