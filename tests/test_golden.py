@@ -539,6 +539,26 @@ def test_deploy_summary_says_no_first_deploy_for_a_locked_run(width, frozen, cap
 
 
 @pytest.mark.parametrize("width", WIDTHS)
+def test_deploy_summary_says_an_unsigned_commit_from_its_sha(width, frozen, capsys, monkeypatch):
+    """#29 trial at 80 columns: the row read `is not signed by an allowed key
+    (no signature); only `--ref 43b7946560 --al…`: its SHA dropped and the
+    command cut. A message that gives a command to type is said whole,
+    wrapped, from its start (deploy._whole)."""
+    from fabops.fanout import FanoutResult, HostResult
+    from fabops.tasks.deploy import _summary
+
+    res = {"result": "aborted", "from": SHA[0], "to": SHA[1], "duration": 2.1, "subject": "Bump the recorder",
+           "author": "Mallory", "message": f"{SHA[1][:10]} is not signed by an allowed key (no signature); "
+                                           f"only `--ref {SHA[1]} --allow-unverified` deploys it"}
+    text = render(capsys, monkeypatch, width, _summary, FanoutResult([HostResult("find-to-do", value=SimpleNamespace(
+        result=res))]))
+    flat = " ".join(text.split())
+    assert f"{SHA[1][:10]} is not signed by an allowed key" in flat and "…" not in text, text
+    assert f"`--ref {SHA[1]} --allow-unverified` deploys it" in flat, text
+    check("deploy-unsigned", width, text)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
 def test_deploy_summary_keeps_each_outcome(width, frozen, capsys, monkeypatch, tmp_path):
     """Trial #8/#20: the summary cut `… commit them, o…` (a refused deploy:
     what to do was lost) and `waited for run … which ended depl…` (how the

@@ -365,8 +365,15 @@ def _whole(res: dict) -> bool:
     watch), a dry run before fabops is on the host (its message is
     all it knows: where the planner starts and the facts it read, #24), and
     a run that met the lock held (the holder's run id and the next steps:
-    `run 20…` was cut, #24's trial)."""
-    return _watching(res) or (res.get("result") in ("would_install", "locked") and bool(res.get("message")))
+    `run 20…` was cut, #24's trial), and a message that gives a command to
+    type (`` `--ref X --allow-unverified` ``: a cut one cannot be typed, and
+    the cut dropped the commit the message starts with, #29's trial)."""
+    return _watching(res) or (res.get("result") in ("would_install", "locked") and bool(res.get("message"))) \
+        or bool(GIVES_COMMAND.search(str(res.get("message") or "")))
+
+
+# a backquoted command with a flag in a run's message (host/plan.py's `--ref X --allow-unverified`)
+GIVES_COMMAND = re.compile(r"`[^`]*--[a-z][^`]*`")
 
 
 def _summary(outcome, wide=False, task="deploy"):
