@@ -179,6 +179,25 @@ def test_show_says_where_each_value_came_from(width):
         ["schedule.clean", "off", "group", "staging"]]
 
 
+@pytest.mark.parametrize("width", WIDTHS)
+def test_show_says_a_multi_line_hook_as_its_lines(width, tmp_path):
+    """#29's trial: `hosts --show local` joined a hook's script of several
+    lines into one wrapped line, read as one command. Its lines go under
+    the row, indented, one a line; a long one continues two columns in."""
+    script = ("set -e\nnpm ci --omit=dev\nif [ -f migrate.js ]; then\n  node migrate.js --to latest --lock-timeout 30"
+              " --notify-channel deploys\nfi\n")
+    inv = tmp_path / "hosts.yml"
+    inv.write_text(yaml.safe_dump({"hosts": {"web1": {"address": "10.20.30.41", "app": {"path": "/srv/a"},
+                                                     "hooks": {"before_restart": {"run": script}}}}}))
+    r = run_cli("hosts", "-i", str(inv), "--show", "web1", env={"COLUMNS": str(width)})
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    at = lines.index("    set -e")
+    assert lines[at + 1:at + 3] == ["    npm ci --omit=dev", "    if [ -f migrate.js ]; then"], r.stdout
+    assert "    fi" in lines and not [ln for ln in lines if "set -e npm" in ln], r.stdout
+    check("hosts-show-script", width, r.stdout.replace(str(inv), "hosts.yml"))
+
+
 def test_show_json_is_the_same_rows_and_valid():
     r = run_cli("hosts", "-i", FIXTURE, "--show", "web", "--json")  # run_cli validates it against the schema
     assert r.returncode == 0, r.stderr

@@ -108,25 +108,42 @@ def _show_lines(rows, width: int) -> list:
     in its column (#28's trial read `.../host/back` | `up`): it goes whole
     on a line of its own under the row, indented, a path deeper than that
     line broken only after a `/` (_base.fitted, as docs/architecture.md's
-    rendering rules keep paths whole)."""
-    import textwrap
-
+    rendering rules keep paths whole). A value of several lines (a hook's
+    script) goes under the row as its lines, each indented, never joined
+    into one (#29's trial read a three-line script as one command)."""
     from rich.markup import escape
-
-    from ._base import fitted
 
     key_w = max(len("setting"), *(len(k) for k, _, _ in rows))
     room = max(width - key_w - max(len("from"), *(len(s) for _, _, s in rows)) - 4, 10)
-    value_w = min(room, max(len("value"), *(len(v) for _, v, _ in rows if len(v) <= room)))
+    value_w = min(room, max(len("value"), *(len(v) for _, v, _ in rows if len(v) <= room and "\n" not in v)))
     lines = [f"[bold]{'setting'.ljust(key_w)}  {'value'.ljust(value_w)}  from[/bold]"]
     for key, shown, src in rows:
         where = f"[dim]{escape(src)}[/dim]" if src == "built-in" else f"[bold]{escape(src)}[/bold]"
-        fits = len(shown) <= value_w
+        fits = len(shown) <= value_w and "\n" not in shown
         lines.append(f"{escape(key.ljust(key_w))}  {escape(shown.ljust(value_w)) if fits else ' ' * value_w}  {where}")
         if not fits:
-            lines += ["    " + escape(piece) for piece in textwrap.wrap(
-                fitted(shown, width - 4), width - 4, break_long_words=False, break_on_hyphens=False)]
+            lines += [escape(piece) for piece in _under(shown.rstrip("\n"), width)]
     return lines
+
+
+def _under(shown: str, width: int) -> list:
+    """A value too long for its column, or of several lines, under its row:
+    each of its lines four columns in (its own indentation kept), broken
+    at spaces and a deep path only after a `/` (_base.fitted); a script's
+    line that goes on continues two columns further in, so it does not read
+    as the script's next line."""
+    import textwrap
+
+    from ._base import fitted
+
+    pieces, hang = [], "  " if "\n" in shown else ""
+    for line in shown.split("\n"):
+        indent = "    " + line[:len(line) - len(line.lstrip())]
+        wrapped = textwrap.wrap(fitted(line.strip(), width - len(indent) - len(hang)), width - len(indent),
+                                initial_indent=indent, subsequent_indent=indent + hang,
+                                break_long_words=False, break_on_hyphens=False)
+        pieces += wrapped or [""]  # an empty line of the script stays a line, with no trailing spaces
+    return pieces
 
 
 def _value(value) -> str:
