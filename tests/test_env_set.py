@@ -365,6 +365,34 @@ def test_set_backs_up_writes_restarts_and_never_shows_the_value(sandbox):
     assert len(sandbox.history()) == runs, "a no-op is not recorded, as the pipeline's"
 
 
+def test_nothing_words_name_an_absent_key_plainly():
+    """#29's trial: env-unset of a key already absent said `.env already
+    holds that`, its dry run `no key changes` (envset.nothing_words)."""
+    from fabops.maintenance.envset import nothing_words
+
+    assert nothing_words(Change(unset=["MULTI"]), ".env") == "MULTI is not in .env: nothing to change"
+    assert nothing_words(Change(unset=["A", "B"]), ".env") == "A, B are not in .env: nothing to change"
+    assert nothing_words(Change(set={"A": "x"}), ".env") == "nothing to change: .env already holds that"
+
+
+def test_unset_of_an_absent_key_says_it_is_not_there(sandbox):
+    """#29's trial: `env-unset MULTI` for a key the .env lacks, and its dry
+    run, say so in one line, the same words (goldens at 80 and 200
+    columns); nothing changed, no backup, no history record."""
+    from tests.test_golden import WIDTHS, check
+
+    sandbox.result()
+    inv, env = str(sandbox.inventory), sandbox.app / ".env"
+    before, runs = env.read_text(), len(sandbox.history())
+    for width in WIDTHS:
+        for dry in ((), ("--dry-run",)):
+            r = cli("env-unset", "MULTI", "-i", inv, *dry, env={"COLUMNS": str(width)})
+            assert r.returncode == 0, r.stderr
+            assert r.stdout == "[local] MULTI is not in .env: nothing to change\n", r.stdout
+        check("env-unset-absent", width, r.stdout)
+    assert env.read_text() == before and _backups(sandbox) == [] and len(sandbox.history()) == runs
+
+
 def test_unset_and_push_change_the_file_and_json_says_keys_only(sandbox, tmp_path):
     sandbox.result()
     inv, env = str(sandbox.inventory), sandbox.app / ".env"

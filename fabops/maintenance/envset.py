@@ -388,6 +388,17 @@ def env_would(host: Host, diff: Dict[str, object], plan: List[Reader],
         Would("restart", r.service, r.why + ", then poll it until ready") for r in plan if r.restart]
 
 
+def nothing_words(change: Change, env_file: str) -> str:
+    """What a run that changes nothing says, real or dry (#29's trial:
+    env-unset of a key already absent said `.env already holds that`, and
+    its dry run `no key changes`): the keys asked gone are not there, or
+    the file already holds what was asked."""
+    if change.unset and not change.set and not change.prune:
+        return f"{', '.join(change.unset)} {'is' if len(change.unset) == 1 else 'are'} not in {env_file}: " \
+               "nothing to change"
+    return f"nothing to change: {env_file} already holds that"
+
+
 def env_change(c, host: Host, change: Change, actor: str, trigger: str, dry_run: bool = False,
                progress=None, inventory: Optional[str] = None, force: bool = False) -> dict:
     """Plan (env_would), then (unless `dry_run`) execute it under the lock;
@@ -414,7 +425,7 @@ def env_change(c, host: Host, change: Change, actor: str, trigger: str, dry_run:
     if dry_run:
         return {**base, "dry_run": True, "would": [w.to_dict() for w in would]}
     if not would:  # a no-op, unrecorded as the pipeline's (host/record.Recorder.record)
-        say(f"nothing to change: {host.env_file} already holds that")
+        say(nothing_words(change, host.env_file))
         return {**base, "changed": False, "backup": None, "ready": []}
     info = {"actor": actor, "trigger": trigger, "target": None, "since": time.time(), "pid": None}
     run = EnvRun(c, host, trigger, actor, deployed_of(output), say)
@@ -438,7 +449,7 @@ def _apply(c, host: Host, change: Change, plan: List[Reader], say, inventory: Op
     diff = run_merge(t, host, "plan", change)  # again under the lock: what is written now
     steps = env_would(host, diff, plan, required, force)
     if not steps:  # another run made the same change meanwhile
-        say(f"nothing to change: {host.env_file} already holds that")
+        say(nothing_words(change, host.env_file))
         return {"changed": False, "backup": None, "ready": []}
     backup, ready = _execute(c, host, change, steps, say, inventory, wrote)
     out = {"changed": True, "backup": backup.name if backup else None, "ready": ready, "rolled_back": False,

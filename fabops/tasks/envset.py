@@ -80,22 +80,27 @@ def _run(change, trigger: str, hosts, dry_run: bool, actor, json: bool, inventor
     env-push's --force (env_would)."""
     from ..host.record import default_actor
     from ..host.would import lines
-    from ..maintenance.envset import env_change, exit_code
+    from ..maintenance.envset import env_change, exit_code, nothing_words
     from .deploy import inventory_flag
     from .maintenance import each_host, errors_out, progress_for
 
-    who = actor or default_actor()
-    outcome = each_host(inventory, hosts, lambda cxn, host: env_change(
-        cxn, host, change, who, trigger, dry_run=dry_run, progress=None if json or dry_run else progress_for(host),
-        inventory=inventory_flag(inventory), force=force),
-        accept_new, connect_timeout)
+    who, env_files = actor or default_actor(), {}
+
+    def one(cxn, host):
+        env_files[host.name] = host.env_file  # the file a dry run that changes nothing names
+        return env_change(cxn, host, change, who, trigger, dry_run=dry_run,
+                          progress=None if json or dry_run else progress_for(host),
+                          inventory=inventory_flag(inventory), force=force)
+
+    outcome = each_host(inventory, hosts, one, accept_new, connect_timeout)
     codes = [exit_code(r.value) if r.ok else r.code for r in outcome.results]
     if json:
         print_envelope(outcome.results, code=errors.worst(codes))
     else:
         for r in outcome.results:
             if r.ok and dry_run:
-                for line in lines(r.value["would"], f"[{r.host}] ", none="would change nothing: no key changes"):
+                none = nothing_words(change, env_files.get(r.host, ".env"))  # the real run's words (#29)
+                for line in lines(r.value["would"], f"[{r.host}] ", none=none):
                     print_text(line)
         errors_out(outcome)
     finish(errors.worst(codes))
