@@ -313,11 +313,13 @@ def test_cis_settings_count_only_as_the_targets_own_where_signed_commits_are_req
     sends that commit's hosts.yml under the signed target: on a host that
     requires signed commits CI's settings are installed only when the
     commit they came from (--settings-from) is the target itself."""
+    from fabops.deploy import NO_COMMIT
+
     signed = Signed(B, True, "signed for alice@example")
-    for source in (None, A, "c" * 40):
+    for source in (NO_COMMIT, A, "c" * 40):
         p = decide(trigger="ci", signed=signed, source=source)
         assert isinstance(p, Plan) and p.kind == "deploy", p
-        came = "from aaaaaaaaaa" if source == A else ("from cccccccccc" if source else "from no known commit")
+        came = {A: "from aaaaaaaaaa", "c" * 40: "from cccccccccc"}.get(source, "from no known commit")
         assert any(w.startswith("host.yml: this deploy's settings were not installed: CI's hosts.yml comes " + came)
                    and "not from the target bbbbbbbbbb" in w for w in p.warnings), p.warnings
     need = decide(trigger="ci", signed=signed, source=B)
@@ -326,6 +328,13 @@ def test_cis_settings_count_only_as_the_targets_own_where_signed_commits_are_req
     assert not isinstance(decide(trigger="ci", origin=A, source=B), Need)
     assert isinstance(decide(trigger="ci", origin=A, source=A), Need)
     assert isinstance(decide(origin=A), Need)
+    # whatever the trigger: a promote run from main's head in CI ships the
+    # signed candidate, never main's settings; a rollback's own pick likewise
+    assert not isinstance(decide(trigger="promote", ref=B, signed=signed, source=A), Need)
+    assert isinstance(decide(trigger="promote", ref=B, signed=signed, source=B), Need)
+    assert not isinstance(decide(trigger="rollback", deployed=B, source=A), Need)
+    # a run that says nothing of its settings' commit is a person's: as before
+    assert isinstance(decide(trigger="ci", signed=signed, source=None), Need)
     # a host that requires no signed commits took them at the lock: nothing pending here
     assert isinstance(decide(trigger="ci", signers=""), Need)
 
@@ -336,3 +345,13 @@ def test_a_deploy_sends_the_commit_its_settings_came_from():
     argv = local_update_argv(host(), "r1", DeployOptions(trigger="ci", settings_from=A), "cfg")
     assert argv[argv.index("--settings-from") + 1] == A
     assert "--settings-from" not in local_update_argv(host(), "r1", DeployOptions(), "cfg")
+
+
+def test_a_run_in_ci_always_says_where_its_settings_came_from(tmp_path):
+    from fabops.deploy import NO_COMMIT, ci_settings_from
+
+    inv = tmp_path / "hosts.yml"
+    inv.write_text("hosts: {}\n")
+    assert ci_settings_from(str(inv), {}) is None  # a person's run: nothing sent
+    for env in ({"CI": "true"}, {"CI": "1"}, {"JENKINS_URL": "http://ci"}, {"TF_BUILD": "True"}):
+        assert ci_settings_from(str(inv), env) == NO_COMMIT, env  # in CI, no checkout: no known commit

@@ -587,14 +587,16 @@ def _trusted(state: State, facts: Facts, opts: Opts, target: str) -> Optional[Ne
 
 
 def settings_elsewhere(signers: str, opts, target: str) -> bool:
-    """CI's deploy sends the hosts.yml of the commit it checked out, which
-    need not be its target: a re-run of an unsigned commit's job after a
-    signed one landed (or a job queued meanwhile) would install that
-    commit's hooks under the signed target's name. On a host that requires
-    signed commits, CI's settings count only as the target's own
-    (docs/security.md, "When a deploy's settings are installed"); a
-    person's deploy, whose inventory is theirs, is trusted as before."""
-    return bool(signers) and opts.trigger == "ci" and opts.settings_from != target
+    """A run in CI (a deploy, a promote, a rollback) sends the hosts.yml of
+    the commit it checked out, which need not be its target: a re-run of
+    an unsigned commit's job after a signed one landed, or a promote run
+    from main's unsigned head, would install that commit's hooks under the
+    signed target's name. The laptop says where they came from
+    (--settings-from, deploy.ci_settings_from: the commit, or NO_COMMIT);
+    on a host that requires signed commits they count only as the target's
+    own (docs/security.md, "When a deploy's settings are installed"). A
+    person's run sends none: their inventory is theirs, trusted as before."""
+    return bool(signers) and opts.settings_from is not None and opts.settings_from != target
 
 
 def not_installed(facts: Facts, target: str, opts: Optional[Opts] = None) -> str:
@@ -613,7 +615,8 @@ def not_installed(facts: Facts, target: str, opts: Optional[Opts] = None) -> str
 
 def not_from_words(source: Optional[str], target: str) -> str:
     """Why CI's sent settings stay uninstalled when not the target's own."""
-    came = f"from {short(source)}" if source else "from no known commit (its hosts.yml is not a clean checkout)"
+    came = (f"from {short(source)}" if source and source.strip("0") else
+            "from no known commit (its hosts.yml is not a clean checkout)")
     return f"CI's hosts.yml comes {came}, not from the target {short(target)}"
 
 

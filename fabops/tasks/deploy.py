@@ -255,12 +255,12 @@ def _run_deploys(inventory, hosts, opts, parallel, rolling, json, accept_new, co
     from ..connection import close_quietly, connect
     from ..deploy import deploy_host
     inv, chosen = select(inventory, hosts)
-    if opts.trigger == "ci":  # the commit CI's settings came from (deploy.inventory_commit)
-        from dataclasses import replace
+    from dataclasses import replace
 
-        from ..deploy import inventory_commit
+    from ..deploy import ci_settings_from
 
-        opts = replace(opts, settings_from=inventory_commit(inv.path))
+    # in CI, the commit the settings came from (docs/security.md, "When a deploy's settings are installed")
+    opts = replace(opts, settings_from=ci_settings_from(inv.path))
     printer = _board_or_lines(chosen, json, opts.dry_run)
 
     def one(host):
@@ -655,15 +655,18 @@ def rollback(c, hosts=None, to=None, wait=None, liveness=5.0, offline=False, act
 
     if to is not None:
         check_ref(to)
-    _, chosen = select(inventory, hosts)
+    inv, chosen = select(inventory, hosts)
     printer = _board_or_lines(chosen, json, dry_run)
+    from ..deploy import ci_settings_from
+
+    source = ci_settings_from(inv.path)  # in CI, the commit the settings came from (as deploy's)
 
     def one(t, host):
         # without --to, the host's planner picks the commit (host/plan.py,
         # rollback_target), for the dry run and the real run alike
         opts = DeployOptions(ref=to, trigger="rollback", actor=actor or default_actor(), wait=wait,
                              liveness=liveness, offline=offline, clear_pin=False, dry_run=dry_run,
-                             inventory=inventory_flag(inventory))
+                             inventory=inventory_flag(inventory), settings_from=source)
         return deploy_host(t, host, opts, printer(host.name))
 
     outcome = _showing(printer, lambda: for_each_host(inventory, hosts, one, parallel=parallel,

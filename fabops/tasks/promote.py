@@ -141,13 +141,15 @@ def _deploy_targets(inv, targets, plan, opts):
     locked save (a note written after the run could overwrite a rollback
     made meanwhile); or its dry run."""
     from ..connection import close_quietly, connect
-    from ..deploy import DeployOptions, deploy_host
+    from ..deploy import DeployOptions, ci_settings_from, deploy_host
     from ..promote import pin_reason_of
     from .deploy import board_or_lines, fan, showing
 
     dopts = DeployOptions(ref=plan.candidate, trigger="promote", actor=opts["actor"], wait=opts["wait"],
                           liveness=opts["liveness"], offline=opts["offline"], dry_run=opts["dry_run"],
-                          clear_pin=False, inventory=opts["inventory"], pin_reason=pin_reason_of(plan, opts["actor"]))
+                          clear_pin=False, inventory=opts["inventory"], pin_reason=pin_reason_of(plan, opts["actor"]),
+                          # in CI, the commit the settings came from: main's head is not the candidate
+                          settings_from=ci_settings_from(inv.path))
     printer = board_or_lines(targets, opts["json"], opts["dry_run"])
 
     def one(host):
