@@ -164,26 +164,31 @@ def ci_settings_from(inventory_path: str, environ=None) -> Optional[str]:
 
 
 def inventory_commit(path: str) -> Optional[str]:
-    """The commit the inventory file's contents are, when it is tracked in
-    a git checkout and unchanged there (CI's checkout of the app's
-    repository: its hosts.yml is that commit's); None otherwise. Sent as
-    --settings-from (host/plan.settings_elsewhere; docs/security.md, "When
-    a deploy's settings are installed")."""
+    """The commit whose hosts.yml the inventory file is, byte for byte: a
+    regular file (mode 100644) in HEAD's tree whose blob is the file's own
+    bytes, hashed here (CI's checkout of the app's repository); None
+    otherwise. Hashing the bytes, not asking `git status`, leaves no room
+    for a tracked symlink to a file elsewhere, or an edit that
+    --skip-worktree or --assume-unchanged hides. Sent as --settings-from
+    (host/plan.settings_elsewhere; docs/security.md, "When a deploy's
+    settings are installed")."""
     import subprocess
 
     where, name = os.path.split(os.path.abspath(path))
+
+    def git(*args: str) -> str:
+        r = subprocess.run(["git", "-C", where, *args], capture_output=True, text=True, timeout=10)
+        return r.stdout.strip() if r.returncode == 0 else ""
+
     try:
-        head = subprocess.run(["git", "-C", where, "rev-parse", "--verify", "-q", "HEAD"], capture_output=True,
-                              text=True, timeout=10)
-        # tracked and unchanged: `git status` lists it neither as modified nor as untracked
-        dirty = subprocess.run(["git", "-C", where, "status", "--porcelain", "--", name], capture_output=True,
-                               text=True, timeout=10)
-        known = subprocess.run(["git", "-C", where, "ls-files", "--error-unmatch", "--", name],
-                               capture_output=True, text=True, timeout=10)
+        head = git("rev-parse", "--verify", "-q", "HEAD")
+        # `100644 blob SHA\tNAME`: ls-tree takes NAME as a path, never a pattern
+        entry = git("ls-tree", "--full-name", "HEAD", "--", name).split(None, 3)
+        mine = git("hash-object", "--no-filters", "--", name) if not os.path.islink(path) else ""
     except (OSError, subprocess.SubprocessError):  # no git here: no known commit
         return None
-    ok = head.returncode == 0 and dirty.returncode == 0 and not dirty.stdout.strip() and known.returncode == 0
-    return head.stdout.strip() if ok and re.fullmatch(r"[0-9a-f]{40}", head.stdout.strip()) else None
+    ok = re.fullmatch(r"[0-9a-f]{40}", head) and len(entry) == 4 and entry[0] == "100644" and entry[2] == mine
+    return head if ok else None
 
 
 def _words(argv: List[str]) -> list:

@@ -208,6 +208,20 @@ def test_the_commit_an_inventory_came_from_is_its_clean_checkouts_head(tmp_path)
     other = inv.parent / "other.yml"
     other.write_text("hosts: {}\n")
     assert inventory_commit(str(other)) is None  # untracked
+    # an edit hidden from `git status` is still not that commit's
+    inv.write_text("hosts: {}\n")
+    assert inventory_commit(str(inv)) == head
+    git("update-index", "--skip-worktree", "hosts.yml", cwd=inv.parent)
+    inv.write_text("hosts: {evil: {}}\n")
+    assert inventory_commit(str(inv)) is None
+    # a tracked symlink to a file elsewhere is no commit's hosts.yml
+    outside = tmp_path / "outside.yml"
+    outside.write_text("hosts: {}\n")
+    link = inv.parent / "linked.yml"
+    link.symlink_to(outside)
+    git("add", "linked.yml", cwd=inv.parent)
+    git("-c", "user.name=t", "-c", "user.email=t@example", "commit", "-q", "-m", "link", cwd=inv.parent)
+    assert inventory_commit(str(link)) is None
 
 
 # --- OpenPGP signers (docs/security.md, "OpenPGP keys"): keys made here with gpg in a GnuPG home of the test's,
