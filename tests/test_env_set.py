@@ -646,10 +646,14 @@ def test_removing_a_key_the_deployed_example_needs_is_refused_unless_forced(sand
     assert r.returncode == 2 and said in r.stderr, r.stdout + r.stderr
     assert env.read_text() == before and _backups(sandbox) == [] and sandbox.pid() == pid, "nothing changed"
     r = cli("env-unset", "DISCORD_TOKEN", "-i", inv, "--force")
-    assert r.returncode == 0 and "warning: .env.example of" in r.stdout and "removed anyway" in r.stdout, r.stderr
+    # forced: done, and a warning that stays (exit 1, the record's warnings), as --allow-unverified's
+    assert r.returncode == 1 and "warning: .env.example of" in r.stdout and "removed anyway" in r.stdout, r.stderr
     assert "DISCORD_TOKEN" not in env.read_text() and len(_backups(sandbox)) == 1
+    rec = sandbox.history()[-1]
+    assert (rec["result"], rec["exit_code"]) == ("changed", 1) and "removed anyway (--force)" in rec["warnings"][0]
     env.write_text(before)
     r = cli("env-push", str(local), "--prune", "--force", "-i", inv, "--json")
-    assert r.returncode == 0, r.stderr
-    assert "DISCORD_TOKEN" in json.loads(r.stdout)["hosts"]["local"]["keys"]["removed"]
+    assert r.returncode == 1, r.stderr
+    got = json.loads(r.stdout)["hosts"]["local"]
+    assert "removed anyway (--force)" in got["warnings"][0], got
     assert "DISCORD_TOKEN" not in env.read_text() and "NEW_ONE=x" in env.read_text()

@@ -271,8 +271,9 @@ def test_restore_env_of_a_backup_without_a_required_key_is_refused_unless_forced
     assert r.returncode == 0 and [w["action"] for w in json.loads(r.stdout)["hosts"]["local"]["would"]][:2] == [
         "warn", "save"], r.stdout + r.stderr
     r = run_cli("restore-env", "-i", inv, "-b", name, "--force", "--yes")
-    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.returncode == 1, r.stdout + r.stderr  # done, with a warning that stays (the record's)
     said = r.stdout.splitlines()
     assert said[0].startswith("[local] warning: .env.example of") and "restored without it anyway" in said[0], said
     assert "DISCORD_TOKEN=" not in env.read_text()
-    assert sandbox.history()[-1]["result"] == "restored"
+    rec = sandbox.history()[-1]
+    assert (rec["result"], rec["exit_code"]) == ("restored", 1) and "anyway (--force)" in rec["warnings"][0], rec

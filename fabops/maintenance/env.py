@@ -263,7 +263,9 @@ def _restore(c, host: Host, name: str, src, diff: dict, say, wrote=lambda _chang
     wrote(True)
     say(f"restored {name}: {keys_text(diff)}")  # what changed, then the restarts' verdict (#24)
     results = restart_polled(c, host, host.services, say)
-    return {"diff": diff, "restored": True, "previous_saved_as": before.name, "services": results}
+    warned = [step.why for step in would if step.action == "warn"]  # a forced restore: kept, exit 1
+    return {"diff": diff, "restored": True, "previous_saved_as": before.name, "services": results,
+            **({"warnings": warned} if warned else {})}
 
 
 def restart_polled(c, host: Host, services, say) -> List[dict]:

@@ -22,7 +22,8 @@ def exit_code(value: dict) -> int:
     its services came up), BROKEN (5) when they did not come up on it
     either (docs/errors.md)."""
     if not value.get("rolled_back"):
-        return errors.OK
+        # a forced removal of keys the next deploy needs (required.required_gone): a warning
+        return errors.WARNING if value.get("warnings") else errors.OK
     after = value.get("ready_after_rollback") or []
     return errors.FAILED if all(x["ok"] for x in after) else errors.BROKEN
 
@@ -51,7 +52,7 @@ def deployed_of(output: str) -> Optional[str]:
 # after it took the lock (the backup, the write, a restart) is `failed`.
 # Words of their own: a deploy's `rolled_back` names commits that ran well
 # (host/plan.good_commits), which these runs never move.
-RESULTS = {errors.OK: "changed", errors.FAILED: "reverted", errors.BROKEN: "broken"}
+RESULTS = {errors.OK: "changed", errors.WARNING: "changed", errors.FAILED: "reverted", errors.BROKEN: "broken"}
 
 
 class EnvRun:
@@ -87,7 +88,7 @@ class EnvRun:
         if value.get("changed"):
             code = exit_code(value)
             said = _said(value, self.host.env_file)
-            value = {**value, "run_id": self.run_id, **self._write(RESULTS[code], code, said, value)}
+            value = _with(value, {"run_id": self.run_id}, self._write(RESULTS[code], code, said, value))
         value.pop("key_names", None)
         return value
 
@@ -106,9 +107,9 @@ class EnvRun:
                          if diff.get(kind)) or "no key changed"
         failed = [str(s.get("service") or "?") for s in value.get("services") or [] if not s.get("ok")]
         message = f"{name}: {said}" + (f"; {', '.join(failed)} not ready after it" if failed else "")
-        code = errors.FAILED if failed else errors.OK
-        return {**value, "run_id": self.run_id,
-                **self._write("failed" if failed else "restored", code, message, {"backup": name})}
+        code = errors.FAILED if failed else (errors.WARNING if value.get("warnings") else errors.OK)
+        return _with(value, {"run_id": self.run_id}, self._write("failed" if failed else "restored", code, message,
+                                                                  {"backup": name, **value}))
 
     def _stopped(self, exc: BaseException, value: dict) -> None:
         """The record of a run something stopped: not only a FabopsError
@@ -143,8 +144,8 @@ class EnvRun:
         rec = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "ts": time.time(), "run_id": self.run_id,
                "trigger": self.trigger, "actor": self.actor, "host": self.host.name, "from": self.deployed,
                "to": self.deployed, "result": result, "exit_code": code, "message": message,
-               "duration": round(time.monotonic() - self.started, 3), "steps": [], "warnings": [],
-               "backup": value.get("backup")}
+               "duration": round(time.monotonic() - self.started, 3), "steps": [],
+               "warnings": list(value.get("warnings") or ()), "backup": value.get("backup")}
         try:
             record_run(self.c, self.host, rec, {})
         except errors.FabopsError as exc:  # the change is made: said, and its result stands
@@ -152,6 +153,13 @@ class EnvRun:
             self.say(warning)
             return {"warnings": [warning]}
         return {}
+
+
+def _with(value: dict, more: dict, written: dict) -> dict:
+    """`value` with `more`, and a lost record's warning (_write) added to
+    the run's own warnings, not in their place."""
+    lost = written.get("warnings") or []
+    return {**value, **more, **({"warnings": list(value.get("warnings") or []) + lost} if lost else {})}
 
 
 def _said(value: dict, env_file: str) -> str:

@@ -453,7 +453,10 @@ def _apply(c, host: Host, change: Change, plan: List[Reader], say, inventory: Op
         return {"changed": False, "backup": None, "ready": []}
     backup, ready = _execute(c, host, change, steps, say, inventory, wrote)
     out = {"changed": True, "backup": backup.name if backup else None, "ready": ready, "rolled_back": False,
-           "key_names": {k: list(diff.get(k) or ()) for k in ("added", "removed", "changed")}}
+           "key_names": {k: list(diff.get(k) or ()) for k in ("added", "removed", "changed")},
+           # a forced removal (the plan's warn step) stays in the result and the record: exit 1
+           **({"warnings": [s.why for s in steps if s.action == "warn"]} if any(s.action == "warn" for s in steps)
+              else {})}
     if all(x["ok"] for x in ready):
         return out
     say(f"the gate failed: putting the previous {host.env_file} back")

@@ -279,7 +279,9 @@ def restore_env(c, hosts=None, backup=None, yes=False, force=False, dry_run=Fals
                     r.value = {"diff": r.value["diff"], "restored": False, "services": []}
                     if not json:
                         print_text(f"[{r.host}] nothing to restore: {SAME}")
-    codes = [(errors.FAILED if any(not s["ok"] for s in r.value.get("services", [])) else errors.OK) if r.ok
+    # a forced restore without keys the next deploy needs is a warning (maintenance/required.required_gone)
+    codes = [(errors.FAILED if any(not s["ok"] for s in r.value.get("services", []))
+              else errors.WARNING if r.value.get("warnings") else errors.OK) if r.ok
              else r.code for r in outcome.results]
     if json:
         print_envelope(outcome.results, code=errors.worst(codes))
