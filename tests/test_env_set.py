@@ -14,6 +14,7 @@ from fabops.errors import CommandFailed, UsageError
 from fabops.inventory import App, Host, Service
 from fabops.maintenance.envset import (Change, check_key, env_would, merge_cmd, one_value, parse_merge,
                                        parse_unit_files, push_change, readers, required_keys, unit_files_cmd)
+from fabops.probe import split_sections
 from tests.conftest import ROOT, check_json_output, json_schema
 
 SECRET = "v4lue-n0t-to-be-seen-7d1e"
@@ -132,7 +133,8 @@ def test_the_round_trip_reads_the_checkouts_commit_and_its_example(tmp_path):
     app.mkdir()
     git = ["git", "-C", str(app), "-c", "user.name=t", "-c", "user.email=t@t"]
     subprocess.run(git[:3] + ["init", "-q"], check=True)
-    (app / ".env.example").write_text("# needed\nDISCORD_TOKEN=\nexport PORT=3000\n")
+    # a committed line that reads like a section marker stays the file's
+    (app / ".env.example").write_text("# needed\nDISCORD_TOKEN=\n@@fabops:units\nexport PORT=3000\n")
     subprocess.run(git + ["add", ".env.example"], check=True)
     subprocess.run(git + ["commit", "-qm", "x"], check=True)
     (app / ".env.example").write_text("LOCAL_ONLY=\n")  # the committed one counts, as the preflight's git show
@@ -140,6 +142,7 @@ def test_the_round_trip_reads_the_checkouts_commit_and_its_example(tmp_path):
     out = subprocess.run(["sh", "-c", str(unit_files_cmd(host))], capture_output=True, text=True).stdout
     head = subprocess.run(git[:3] + ["rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     assert required_keys(out) == (head, ["DISCORD_TOKEN", "PORT"])
+    assert "units" not in split_sections(out) or not split_sections(out)["units"].strip(), out
     empty = Host(name="h", address="localhost", app=App(path=str(tmp_path / "none")), services=())
     assert required_keys(subprocess.run(["sh", "-c", str(unit_files_cmd(empty))], capture_output=True,
                                         text=True).stdout) == (None, [])

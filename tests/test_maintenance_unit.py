@@ -219,10 +219,10 @@ def test_the_key_diff_and_the_required_keys_come_from_one_output():
     from fabops.maintenance.envset import required_keys
 
     out = (f"same no\nadded NEW\nremoved DISCORD_TOKEN\nchanged \n{M}head\n{REQUIRED[0]}\n{M}example\n"
-           "# needed\nDISCORD_TOKEN=\nexport PORT=3000\nadded X=1\n")
+           "|# needed\n|DISCORD_TOKEN=\n|export PORT=3000\n|added X=1\n|\n")
     assert parse_env_diff(out) == {"added": ["NEW"], "removed": ["DISCORD_TOKEN"], "changed": [], "same": False}
     assert required_keys(out) == REQUIRED
-    assert required_keys("same yes\nadded \nremoved \nchanged \n" + f"{M}head\n{M}example\n\n") == (None, [])
+    assert required_keys("same yes\nadded \nremoved \nchanged \n" + f"{M}head\n{M}example\n|\n") == (None, [])
 
 
 @pytest.mark.parametrize("width", [80, 200])

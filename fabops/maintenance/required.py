@@ -23,7 +23,10 @@ def required_cmd(host: Host) -> Cmd:
     required_keys reads: a part of a round trip the run makes anyway
     (unit_files_cmd; restore-env's key diff, maintenance/env.env_diff)."""
     app = quote_path(host.app.path)
-    return sh("echo {m}head; {head} 2>/dev/null\necho {m}example; {example} 2>/dev/null; echo\n",
+    # each line of the file behind a `|`: a committed line that reads like
+    # a section marker (`@@fabops:units`) stays the file's, never a section
+    # of this round trip (required_keys takes the `|` off)
+    return sh("echo {m}head; {head} 2>/dev/null\necho {m}example; {{ {example} 2>/dev/null; echo; }} | sed 's/^/|/'\n",
               m=MARK, head=rev_parse_cmd(app, "HEAD"), example=show_cmd(app, "HEAD", host.env_template))
 
 
@@ -35,7 +38,8 @@ def required_keys(output: str) -> Tuple[Optional[str], List[str]]:
     .env.example."""
     s = split_sections(output)
     head = s.get("head", "").strip() or None
-    return head, (env_keys(s.get("example", "")) if head else [])
+    example = "\n".join(line[1:] for line in s.get("example", "").splitlines() if line.startswith("|"))
+    return head, (env_keys(example) if head else [])
 
 
 def required_gone(host: Host, diff: Dict[str, object], required: Tuple[Optional[str], List[str]],
