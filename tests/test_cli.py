@@ -696,3 +696,44 @@ def test_a_flag_without_its_value_is_named_as_typed(args, said):
     given one!` (the trial): the flag as a person types it, exit 64."""
     r = run_cli(*args)
     assert r.returncode == 64 and r.stderr.strip() == said, r.stderr
+
+
+BYTECODE_TASKS = """import sys
+
+from invoke import task
+
+from fabops.tasks import ns
+
+
+@task
+def bytecode(c):
+    print("dont_write_bytecode", sys.dont_write_bytecode)
+
+
+ns.add_task(bytecode)
+"""
+
+
+@pytest.mark.parametrize("flag, expected", [([], "False"), (["-B"], "True")])
+def test_invokes_no_pyc_default_ends_with_the_parse(flag, expected, tmp_path):
+    """Invoke's parse turns off Python's `__pycache__` writing (so that no
+    tasks.pyc lands beside tasks.py) for the rest of the process; fabops'
+    modules that a command imports only when it runs were then compiled again
+    on every command of an editable install. After the parse, both `fabops`
+    and `inv` leave the choice to Python again: `-B` (or
+    PYTHONDONTWRITEBYTECODE) still turns writing off."""
+    (tmp_path / "tasks.py").write_text(BYTECODE_TASKS)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    probe = ("import sys\nfrom fabops import __version__\nfrom fabops.tasks import ns\n"
+             "from fabops.tasks.program import FabopsProgram\n"
+             "p = FabopsProgram(namespace=ns, version=__version__, name='fabops', binary='fabops')\n"
+             "p.create_config()\np.parse_core(['fabops', 'ping'])\n"
+             "print('dont_write_bytecode', sys.dont_write_bytecode)\n")
+    fabops = subprocess.run([sys.executable, *flag, "-c", probe], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    inv = subprocess.run([sys.executable, *flag, "-c", "from invoke.main import program; program.run()",
+                          "bytecode"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    for r in (fabops, inv):
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert r.stdout.split() == ["dont_write_bytecode", expected], r.stdout + r.stderr
+    assert not (tmp_path / "__pycache__").exists()  # tasks.py itself: Invoke's choice, kept
