@@ -1254,7 +1254,6 @@ def backup_findings(backup: Optional[Dict[str, Any]], now: float, host: str,
     repository; host/backup.NO_OFF_HOST, setup --check's words). With
     backup.schedule off and no backup: nothing (None: not read)."""
     from .deploy import suggest
-    from .host.backup import NO_OFF_HOST
 
     if not backup:
         return []
@@ -1280,6 +1279,8 @@ def backup_findings(backup: Optional[Dict[str, Any]], now: float, host: str,
         good = f"; the last good one is {_age(now, backup['last_ok_at'])} old" if backup["last_ok_at"] else ""
         found.append(f"backup failed: the last one, {_age(now, last['at'])} ago: {reason_head(last['message'], None)}{good}")
     if last and not backup["repository"]:
+        from .host.backup import NO_OFF_HOST  # only here: the module is the whole backup run
+
         found.append(NO_OFF_HOST)
     return found
 

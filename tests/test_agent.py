@@ -237,6 +237,14 @@ def test_over_ssh_the_same_outputs_and_one_warm_transport(agent, ssh_host, remot
     assert log_of(agent).count("connected to h1") == 1, log_of(agent)
     r = run_cli("agent", "status")
     assert re.search(r"h1  open .* (\d+) channels", r.stdout), r.stdout
+    # the everyday commands find every module they need held (server.WARM):
+    # a run that imports one itself says so in agent.log, as this one does
+    for args in (["monitor"], ["logs", "-n", "3"], ["health"], ["deploy", "--dry-run"]):
+        r = run_cli(*args, "-i", str(remote))
+        assert r.returncode != 70 and "Traceback" not in r.stderr, (args, r.stderr)
+    assert "imported what the agent does not hold" not in log_of(agent), log_of(agent)
+    assert run_cli("backup", "--dry-run", "-i", str(remote)).returncode != 70
+    assert "imported what the agent does not hold: fabops.host.backup" in log_of(agent), log_of(agent)
 
 
 def _shape(doc):

@@ -34,9 +34,16 @@ from . import where, wire
 # with it: the console script's program and task tree, the SSH stack and
 # the renderer, down to what a first table or emoji loads (a run's import
 # would cost it a few milliseconds each time: `python -m bench agent`).
-WARM = ("fabric", "paramiko", "rich.console", "rich.table", "rich._emoji_codes", "fabops.cli", "fabops.completion",
-        "fabops.connection", "fabops.deploy", "fabops.fanout", "fabops.host.metrics", "fabops.logs", "fabops.monitor",
-        "fabops.setup", "fabops.tasks", "fabops.tasks.program", "fabops.tasks.render", "concurrent.futures.thread")
+WARM = ("fabric", "paramiko", "rich.console", "rich.panel", "rich.table", "rich._emoji_codes", "fabops.cli",
+        "fabops.completion", "fabops.connection", "fabops.deploy", "fabops.fanout", "fabops.host.dry_run",
+        "fabops.host.health", "fabops.host.heartbeat", "fabops.host.metrics", "fabops.host.monitorfacts",
+        "fabops.host.pipeline", "fabops.install", "fabops.logs", "fabops.maintenance", "fabops.monitor",
+        "fabops.notify", "fabops.openssh", "fabops.selfwheel", "fabops.setup", "fabops.tasks",
+        "fabops.tasks.program", "fabops.tasks.render", "fabops.agent.proxy", "concurrent.futures.thread")
+# The packages whose modules a run should find imported already: one it
+# imports itself is logged (_note_cold_imports), so a module the everyday
+# commands came to need is seen missing from WARM (tests/test_agent.py).
+HELD = ("fabops", "fabric", "paramiko", "invoke", "rich", "yaml")
 
 
 def warm() -> None:
@@ -335,6 +342,7 @@ def run(header: dict, fds, socket_path: str) -> None:
     """A run: the client's descriptors, directory, environment and argv,
     then fabops' program; the exit code goes back on the client's socket."""
     code = 70
+    held = set(sys.modules)
     conn = socket.socket(fileno=fds[0])
     try:
         os.setpgid(0, 0)  # the client signals this group, as a terminal would its foreground group
@@ -363,7 +371,24 @@ def run(header: dict, fds, socket_path: str) -> None:
             wire.send(conn, {"exit": code})
         except OSError:
             pass
+        _note_cold_imports(held, socket_path)  # after the client has its code: never on its time
         os._exit(code)
+
+
+def _note_cold_imports(held: set, socket_path: str) -> None:
+    """One line in agent.log naming the modules of fabops and the packages
+    it runs on that this run imported itself: each is paid on every warm
+    run of that command (a few ms from its cached bytecode) until WARM
+    holds it. Module names only, never a command's text."""
+    cold = sorted(name for name in set(sys.modules) - held if name.split(".")[0] in HELD)
+    if not cold:
+        return
+    try:
+        with open(os.path.join(os.path.dirname(socket_path), "agent.log"), "a") as log:
+            log.write(time.strftime("%Y-%m-%dT%H:%M:%S ") + f"[{os.getpid()}] imported what the agent does not "
+                      f"hold: {', '.join(cold)}\n")
+    except OSError:
+        pass
 
 
 def _take_over(header: dict, stdio, conn: socket.socket) -> None:
