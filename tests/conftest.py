@@ -302,6 +302,17 @@ def fabops_wheel(tmp_path_factory) -> Path:
     return next(out.glob("fabops_ssh-*.whl"))
 
 
+@pytest.fixture(scope="session")
+def user_venv(tmp_path_factory, fabops_wheel) -> Path:
+    """A user's laptop venv: the wheel and its runtime dependencies alone
+    (tests/test_journey.clean_venv). One per session: the modules that drive
+    fabops as a user does (the journey, hooks and heartbeat, promote) only
+    run its `inv` and `fabops`, never install into it."""
+    from tests.test_journey import clean_venv
+
+    return clean_venv(tmp_path_factory.mktemp("user") / "venv", fabops_wheel)
+
+
 @pytest.fixture
 def deploy_env(fabops_wheel, monkeypatch):
     """Environment for a laptop-side deploy in tests: this wheel, and the

@@ -50,7 +50,7 @@ from tests.conftest import check_json_output, require
 from tests.harness import container
 from tests.harness.sandbox import Origin
 from tests.harness.webhook import Hook
-from tests.test_journey import APP, TASKS_PY, UNIT, User, clean_venv, on_host
+from tests.test_journey import APP, TASKS_PY, UNIT, User, on_host
 from tests.test_secrets_argv import ArgvWatch
 from tests.test_systemd_tier import find_to_do_alias
 
@@ -120,13 +120,8 @@ class Booted:
     bad: str = ""  # the one it marks bad
 
 
-@pytest.fixture(scope="module")
-def laptop_venv(tmp_path_factory, fabops_wheel):
-    return clean_venv(tmp_path_factory.mktemp("user") / "venv", fabops_wheel)
-
-
 @pytest.fixture(scope="module", params=container.SUITES)
-def booted(request, tmp_path_factory, client_key, laptop_venv):
+def booted(request, tmp_path_factory, client_key, user_venv):
     """One boot per image: the two extra units, cron stopped, then setup
     (which installs cron's line), cron's line at splay 0 and a first
     deploy, all from the wheel install. The sink and the container go at
@@ -137,7 +132,7 @@ def booted(request, tmp_path_factory, client_key, laptop_venv):
     with container.booted(request.param, tmp_path_factory, client_key, {str(origin.bare): "/srv/origin.git"}) as box:
         sink = Hook(box.address.rsplit(".", 1)[0] + ".1")  # our side of the veth
         try:
-            user = _user(tmp_path_factory.mktemp(f"laptop-{request.param}"), laptop_venv, box, client_key,
+            user = _user(tmp_path_factory.mktemp(f"laptop-{request.param}"), user_venv, box, client_key,
                          sink.url.replace("/hook", "/beat"))
             yield Booted(request.param, box, origin, user, sink, _first_deploy(box, user))
         finally:

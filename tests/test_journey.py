@@ -66,11 +66,6 @@ def image(request, tmp_path_factory, client_key):
         yield request.param, box, origin
 
 
-@pytest.fixture(scope="module")
-def user_venv(tmp_path_factory, fabops_wheel):
-    return clean_venv(tmp_path_factory.mktemp("user") / "venv", fabops_wheel)
-
-
 class User:
     """A person at a terminal: an empty directory, a venv on PATH, ~/.ssh."""
 

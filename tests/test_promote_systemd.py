@@ -31,7 +31,7 @@ from tests import test_systemd_tier as tier
 from tests.conftest import ROOT, check_json_output
 from tests.harness import container
 from tests.harness.sandbox import Origin, git
-from tests.test_journey import TASKS_PY, run_workflow_job, user_venv  # noqa: F401 (a fixture)
+from tests.test_journey import TASKS_PY, run_workflow_job
 from tests.test_systemd_tier import UNIT, bot_service
 
 # the tier's prepared bookworm rootfs (module-scoped): both boots overlay it
