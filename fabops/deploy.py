@@ -147,10 +147,6 @@ def local_update_argv(host: Host, run_id: str, opts: DeployOptions, config: str)
 # its inventory is no clean checkout's, so that the host never takes it for
 # a person's (host/plan.settings_elsewhere)
 NO_COMMIT = "0" * 40
-# what CI services set in their jobs' environment (CI=true is most of them;
-# Jenkins, Azure Pipelines and TeamCity set none of it)
-CI_MARKS = ("GITHUB_ACTIONS", "GITLAB_CI", "JENKINS_URL", "TF_BUILD", "BUILDKITE", "CIRCLECI", "TEAMCITY_VERSION",
-            "DRONE", "WOODPECKER", "BITBUCKET_BUILD_NUMBER")
 
 
 def ci_settings_from(inventory_path: str, environ=None) -> Optional[str]:
@@ -158,9 +154,9 @@ def ci_settings_from(inventory_path: str, environ=None) -> Optional[str]:
     commit its inventory came from (inventory_commit), or NO_COMMIT; None
     (nothing sent) for a person's run, whose inventory is theirs
     (docs/security.md, "When a deploy's settings are installed")."""
-    env = os.environ if environ is None else environ
-    in_ci = env.get("CI", "").lower() in ("true", "1") or any(env.get(k) for k in CI_MARKS)
-    return (inventory_commit(inventory_path) or NO_COMMIT) if in_ci else None
+    from .ci import in_ci
+
+    return (inventory_commit(inventory_path) or NO_COMMIT) if in_ci(environ) else None
 
 
 def inventory_commit(path: str) -> Optional[str]:

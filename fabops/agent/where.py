@@ -37,7 +37,9 @@ def why_off(argv) -> Optional[str]:
         return "no SO_PEERCRED here (the agent checks its peers' uid with it: Linux)"
     if asked in ON:  # asked for by name: also without a terminal (a test, a script of a person's)
         return None
-    if env.get("CI", "").strip().lower() not in ("",) + OFF:
+    from ..ci import in_ci
+
+    if in_ci(env):
         return "CI"
     if env.get("SSH_CONNECTION"):
         return "an SSH login (a host's side: the agent is a laptop's)"

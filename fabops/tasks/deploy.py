@@ -18,7 +18,7 @@ from ._base import error_text, fabops_task, finish, for_each_host, print_envelop
 DEPLOY_HELP = {
     "ref": "Deploy this branch, tag or commit instead of the branch head; pins the host until `unpin`.",
     "rolling": "Deploy N hosts at a time and stop at the first failure (0, the default: all at once).",
-    "wait": "Seconds to wait for the host lock (default 0; 300 under CI=true).",
+    "wait": "Seconds to wait for the host lock (default 0; 300 in CI).",
     "liveness": "Seconds without an event from the host before the link counts as lost (default 5).",
     "offline": "Install fabops' dependencies on the host from wheels downloaded here, not from the index.",
     "actor": "Who deploys, for the lock message and the history (default user@laptop, or $GITHUB_ACTOR).",
@@ -248,7 +248,9 @@ def _labels(hosts) -> dict:
 
 
 def _interactive() -> bool:
-    return sys.stdout.isatty() and os.environ.get("CI", "").lower() not in ("true", "1")
+    from ..ci import in_ci
+
+    return sys.stdout.isatty() and not in_ci()
 
 
 def _run_deploys(inventory, hosts, opts, parallel, rolling, json, accept_new, connect_timeout):
@@ -629,7 +631,9 @@ def deploy(
     if attach is not None:
         # a file name on the host (runs/<id>.jsonl): `../x` is no run of its
         check_run_id(attach, "--attach")
-    opts = DeployOptions(ref=ref, trigger="ci" if os.environ.get("CI", "").lower() == "true" else "deploy",
+    from ..ci import in_ci
+
+    opts = DeployOptions(ref=ref, trigger="ci" if in_ci() else "deploy",
                          actor=actor or default_actor(), stash=stash, wait=wait, liveness=liveness,
                          offline=offline, dry_run=dry_run, clear_pin=ref is None, attach=attach, watch=bool(watch),
                          inventory=inventory_flag(inventory), allow_unverified=unverified_allowed(allow_unverified, ref))

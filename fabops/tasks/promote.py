@@ -5,7 +5,6 @@ hosts, renders the plan and, unless it refuses or it is a dry run, deploys
 each `--to` host as `deploy --ref` does (tasks/deploy.py shows them)."""
 from __future__ import annotations
 
-import os
 
 from invoke import Collection
 
@@ -22,7 +21,7 @@ PROMOTE_HELP = {
     "force": "Promote a commit that is not an ancestor of the --to environment's branch, or onto a --to host that "
              "already runs a descendant of it (default: refused, exit 2).",
     "rolling": "Deploy N --to hosts at a time and stop at the first failure (0, the default: all at once).",
-    "wait": "Seconds to wait for a --from host's lock held by a run mid-change (default 0, 300 under CI=true); "
+    "wait": "Seconds to wait for a --from host's lock held by a run mid-change (default 0, 300 in CI); "
             "a run in its watch is waited for as deploy waits.",
     "liveness": DEPLOY_HELP["liveness"], "offline": DEPLOY_HELP["offline"], "actor": DEPLOY_HELP["actor"],
 }
@@ -201,7 +200,9 @@ def promote(c, from_=None, to=None, min_age=None, force=False, rolling=0, wait=N
     sources, targets = _environment(inv, from_, "--from"), _environment(inv, to, "--to")
     if from_ == to:
         raise errors.UsageError(f"--from and --to are both {from_}: promote moves a commit between two environments")
-    if wait is None and os.environ.get("CI", "").lower() == "true":
+    from ..ci import in_ci
+
+    if wait is None and in_ci():
         wait = CI_WAIT  # as a deploy from CI waits (docs/pipeline.md, step 1)
     opts = dict(source=from_, target=to, min_age=min_age, force=force, rolling=int(rolling or 0), wait=wait,
                 liveness=liveness, offline=offline, actor=actor or default_actor(), dry_run=dry_run, json=json,
