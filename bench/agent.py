@@ -14,6 +14,12 @@ the default) and through paramiko (`FABOPS_OPENSSH=0`).
 Run: `python -m bench agent [monitor] [deploy] [ping]` (those parts
 alone; all three by default; needs root and sshd). The agent runs in a
 runtime directory of its own and is stopped at the end, by its pid.
+
+fabops runs as the README's quick start installs it (editable, in
+`.venv`) by default; `BENCH_INSTALL=wheel` installs the checkout's wheel
+in a venv of its own first, with its dependencies from the test
+wheelhouse, as a laptop's pipx or pip install has it (byte-compiled by
+pip, no editable import hook).
 """
 from __future__ import annotations
 
@@ -70,6 +76,10 @@ def main(argv=None, runs: int = 11) -> None:
     warm_env = dict(env, FABOPS_AGENT="1")
     key = keygen(base / "id_ed25519")
     hosts = []
+    global FABOPS
+    install = "editable (.venv)"
+    if os.environ.get("BENCH_INSTALL") == "wheel":
+        FABOPS, install = _wheel_install(base), "the wheel, in a venv of its own"
     try:
         for i in range(20 if "ping" in parts else 2):
             h = start_sshd(base / f"sshd{i}", key, f"127.0.0.{i + 2}")
@@ -77,7 +87,7 @@ def main(argv=None, runs: int = 11) -> None:
             hosts.append(h)
         lines = [f"### The agent (#25): cold and warm, median of {runs}", "",
                  f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
-                 f"load {os.getloadavg()[0]:.1f}", "",
+                 f"load {os.getloadavg()[0]:.1f}; fabops installed: {install}", "",
                  "| | wall | ratio | CPU | goal |", "|---|---:|---:|---:|---|"]
         print("\n".join(lines), flush=True)
         rows_of = {"monitor": lambda: monitor_rows(base, hosts[0], key, home, cold_env, warm_env, runs),
@@ -96,6 +106,19 @@ def main(argv=None, runs: int = 11) -> None:
         if old_home is not None:
             os.environ["HOME"] = old_home
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _wheel_install(base: Path) -> str:
+    """The checkout's wheel in a venv of its own (tests/test_journey.clean_venv:
+    the wheel and its runtime dependencies alone, from the test wheelhouse)."""
+    from tests.test_journey import clean_venv
+
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # pip byte-compiles the install, as on a laptop
+    out = base / "wheel"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(out),
+                    str(ROOT)], check=True, capture_output=True)
+    venv = clean_venv(base / "laptop-venv", next(out.glob("fabops_ssh-*.whl")))
+    return str(venv / "bin" / "fabops")
 
 
 def monitor_rows(base, host, key, home, cold_env, warm_env, runs):
