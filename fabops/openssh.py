@@ -49,7 +49,8 @@ import os
 import re
 import shutil
 import subprocess
-from typing import List, Optional
+import threading
+from typing import Dict, List, Optional, Tuple
 
 from .errors import UnreachableError
 
@@ -313,11 +314,12 @@ class OpenSSH:
         from .connection import command_timeout
 
         text = getattr(in_stream, "text", None) if in_stream else None
-        made = _prepare_known(self.known[0]) if self.accept_new else []
+        known = _prepare_known(self.known[0]) if self.accept_new else None
         try:
             return self._run(str(command), text, timeout or command_timeout())
         finally:
-            _unmake(made)
+            if known is not None:
+                _unmake(known)
 
     def _run(self, command: str, text: Optional[str], limit: float):
         from .host.localrun import CommandTimedOut, Result
@@ -360,33 +362,53 @@ def _quoted(path: str) -> str:
     return f'"{path}"' if " " in path else path
 
 
-def _prepare_known(path: str) -> List[str]:
+# The hosts of one monitor run at once (fanout's threads) share the one
+# file accept-new writes: what _prepare_known made stays until the last of
+# them has run, so one host's failed connection cannot remove the file (and
+# ~/.ssh) while another's ssh is about to record its key there (ssh would
+# then make them with the umask's modes, or fail to record it). path ->
+# (runs using it, what was made for them).
+_KNOWN_USERS: Dict[str, Tuple[int, List[str]]] = {}
+_KNOWN_LOCK = threading.Lock()
+
+
+def _prepare_known(path: str) -> str:
     """The file accept-new writes, as connection.record_host_key makes it:
     ~/.ssh 0700, the file 0600 (ssh would create it with the umask's mode).
-    Returns what it created, deepest first, for _unmake."""
-    made = []
-    directory = os.path.dirname(path)
-    if directory and not os.path.isdir(directory):
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        made.append(directory)
-    if not os.path.exists(path):
-        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
-        made.insert(0, path)
-    return made
+    Returns the path, for _unmake once the run is over."""
+    with _KNOWN_LOCK:
+        users, made = _KNOWN_USERS.get(path, (0, []))
+        if not users:
+            made = []
+            directory = os.path.dirname(path)
+            if directory and not os.path.isdir(directory):
+                os.makedirs(directory, mode=0o700, exist_ok=True)
+                made.append(directory)
+            if not os.path.exists(path):
+                os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
+                made.insert(0, path)
+        _KNOWN_USERS[path] = (users + 1, made)
+    return path
 
 
-def _unmake(made: List[str]) -> None:
-    """Remove what _prepare_known created that ssh left empty: paramiko
-    creates ~/.ssh and known_hosts only when it records a key, so a failed
-    connection, or a key already trusted from another file, leaves none."""
-    for path in made:
-        try:
-            if os.path.isdir(path):
-                os.rmdir(path)  # only when empty
-            elif os.path.getsize(path) == 0:
-                os.unlink(path)
-        except OSError:
-            pass  # not empty, or gone: it stays as it is
+def _unmake(path: str) -> None:
+    """After the last run using it, remove what _prepare_known created that
+    ssh left empty: paramiko creates ~/.ssh and known_hosts only when it
+    records a key, so a failed connection, or a key already trusted from
+    another file, leaves none."""
+    with _KNOWN_LOCK:
+        users, made = _KNOWN_USERS.pop(path)
+        if users > 1:
+            _KNOWN_USERS[path] = (users - 1, made)
+            return
+        for made_path in made:
+            try:
+                if os.path.isdir(made_path):
+                    os.rmdir(made_path)  # only when empty
+                elif os.path.getsize(made_path) == 0:
+                    os.unlink(made_path)
+            except OSError:
+                pass  # not empty, or gone: it stays as it is
 
 
 _CHANGED = re.compile(r"The fingerprint for the \S+ key sent by the remote host is\s+(SHA256:\S+?)\.?\s*$", re.M)

@@ -3,6 +3,7 @@ host-key policy, when the path is used, and how ssh's failures map onto
 fabops' errors (docs/errors.md, exit 3)."""
 import base64
 import hashlib
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -239,3 +240,57 @@ def test_what_paramiko_words_is_redone(tmp_path, stderr):
 
 def test_a_command_exit_255_is_no_failure(tmp_path):
     assert openssh.failure("my script failed\n", cxn(tmp_path)) is None
+
+
+def test_accept_new_keeps_the_file_while_another_host_still_runs(tmp_path, isolated_home, monkeypatch):
+    """Two hosts of one monitor at once (fanout's threads): the first one's
+    failed connection must not remove the ~/.ssh and known_hosts that the
+    second one's ssh is about to record its key in. Each stub waits on a
+    file the other side makes (no timing)."""
+    import shutil as sh
+    import threading
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    sig = tmp_path / "sig"
+    sig.mkdir()
+    known = isolated_home / ".ssh" / "known_hosts"
+    wait = 'n=0; while [ ! -e "$1" ] && [ $n -lt 2000 ]; do sleep 0.01; n=$((n+1)); done'
+    (bindir / "ssh").write_text(
+        f"#!/bin/sh\nwait_for() {{ {wait}; }}\n"
+        f'case "$*" in\n'
+        f'  *refused*) touch {sig}/a; wait_for {sig}/b\n'
+        f"    echo 'ssh: connect to host refused port 22: Connection refused' >&2; exit 255;;\n"
+        f'  *) touch {sig}/b; wait_for {sig}/go\n'
+        f"    echo '[slow]:22 ssh-ed25519 {BLOB}' >> {known} || exit 9;;\n"
+        f"esac\n")
+    (bindir / "ssh").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin")
+    sh.rmtree(isolated_home / ".ssh")
+
+    def cxn(address):
+        return openssh.OpenSSH(Host(name=address, address=address, user="deploy"),
+                               {"user": ["deploy"], "hostname": [address], "port": ["22"]}, [], [str(known)], True, 30.0)
+
+    results = {}
+
+    def run(address):
+        try:
+            results[address] = cxn(address).run("true").exited
+        except UnreachableError:
+            results[address] = "unreachable"
+
+    first = threading.Thread(target=run, args=("refused",))
+    second = threading.Thread(target=run, args=("slow",))
+    first.start()
+    for _ in range(3000):
+        if (sig / "a").exists():
+            break
+        time.sleep(0.01)
+    second.start()
+    first.join(60)
+    (sig / "go").touch()  # the refused host's run is over, its clean-up done
+    second.join(60)
+    assert results == {"refused": "unreachable", "slow": 0}, results
+    assert known.read_text().startswith("[slow]:22") and (known.stat().st_mode & 0o777) == 0o600
+    assert (known.parent.stat().st_mode & 0o777) == 0o700
