@@ -524,6 +524,7 @@ def _render(monkeypatch, capsys, width, gate_fails: bool) -> str:
                 services=(Service("voice-meeting-discord-bot", unit=True, command="x"), Service("worker")))
     diff = {"added": ["API_TOKEN"], "removed": [], "changed": ["DISCORD_TOKEN"], "existed": True}
     monkeypatch.setattr(envset, "run_merge", lambda *a, **k: diff)
+    monkeypatch.setattr(envset, "plan_with_required", lambda *a, **k: (diff, (None, [])))
     monkeypatch.setattr(env_mod, "backup_env", lambda *a, **k: env_mod.EnvBackup(BACKUP, "/b/" + BACKUP, 42, "0" * 64))
     rounds = iter([not gate_fails, True])
 
@@ -660,3 +661,44 @@ def test_removing_a_key_the_deployed_example_needs_is_refused_unless_forced(sand
     got = json.loads(r.stdout)["hosts"]["local"]
     assert "removed anyway (--force)" in got["warnings"][0], got
     assert "DISCORD_TOKEN" not in env.read_text() and "NEW_ONE=x" in env.read_text()
+
+
+def test_a_removal_is_judged_by_the_checkout_under_the_lock(sandbox, monkeypatch):
+    """env-unset and restore-env read what the checkout's .env.example
+    requires before they take the lock (to refuse early and for the dry
+    run), and again under it: a deploy that ran in between (here: a commit
+    requiring LATER, made just before the lock is taken) moves what the
+    removal is judged by, and the run refuses (exit 2) instead of leaving a
+    .env the next deploy refuses."""
+    from invoke import Context
+
+    from fabops import inventory, remote
+    from fabops.errors import CommandFailed
+    from fabops.maintenance import env as env_mod
+    from fabops.maintenance import envset
+
+    sandbox.result()
+    host = inventory.load(str(sandbox.inventory)).hosts["local"]
+    env = sandbox.app / ".env"
+    lacking = env_mod.backup_env(Context(), host, keep=10)  # a backup without LATER
+    env.write_text(env.read_text() + "LATER=x\n")
+    git = ["git", "-C", str(sandbox.app), "-c", "user.name=t", "-c", "user.email=t@t"]
+    example = sandbox.app / ".env.example"
+    real_enter = remote.RemoteLock.__enter__
+
+    def a_deploy_meanwhile(lock):
+        if "LATER" not in example.read_text():
+            example.write_text(example.read_text() + "LATER=\n")
+            subprocess.run(git + ["commit", "-q", "-am", "needs LATER"], check=True)
+        return real_enter(lock)
+
+    monkeypatch.setattr(remote.RemoteLock, "__enter__", a_deploy_meanwhile)
+    pid, before = sandbox.pid(), env.read_text()
+    with pytest.raises(CommandFailed, match="needs LATER: removing it would make the next deploy refuse"):
+        envset.env_change(Context(), host, envset.Change(unset=["LATER"]), "t@t", "env-unset")
+    assert env.read_text() == before and sandbox.pid() == pid
+    # restore-env of the backup without LATER: fine before the lock, refused under it
+    subprocess.run(git + ["reset", "-q", "--hard", "HEAD~1"], check=True)
+    with pytest.raises(CommandFailed, match=f"needs LATER: restoring {lacking.name} without it"):
+        env_mod.restore_env(Context(), host, lacking.name, "t@t")
+    assert env.read_text() == before and sandbox.pid() == pid

@@ -20,9 +20,7 @@ from ..probe import MARK, split_sections
 from ..shell import Cmd, as_cmd, path, quote_path, sh
 from ..target import Target
 from .common import app_file, stamp
-
-# (the checkout's commit, the keys its .env.example names): required.required_keys
-Required = Tuple[Optional[str], List[str]]
+from .required import Required
 
 
 @dataclass
@@ -239,6 +237,13 @@ def restore_env(c, host: Host, name: str, actor: str, dry_run: bool = False, pro
     run = EnvRun(c, host, "restore-env", actor, read_deployed(t, host), say)  # its history record (#29)
     with RemoteLock(c, host, info):
         refuse_cut_off(t, host, inventory)  # again under the lock: a restore that held it may have been cut off since
+        # and the plan again: the .env, and what the checkout requires of it, are another run's to change
+        # until this one holds the lock (a deploy or rollback to a commit whose .env.example needs more)
+        diff, required = env_diff(c, host, app_file(host, host.env_file), src)
+        would = restore_would(host, name, diff, required, force)
+        if not would:
+            say(f"nothing to restore: {SAME}")
+            return {"diff": diff, "restored": False, "services": []}
         return run.restored(lambda: _restore(c, host, name, src, diff, say, run.wrote, would), name)
 
 

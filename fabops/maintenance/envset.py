@@ -29,7 +29,7 @@ from ..shell import Cmd, quote_path, sh
 from ..target import Target
 from .common import app_file
 from .envrun import EnvRun, deployed_of, exit_code  # noqa: F401  exit_code: the task's (tasks/envset.py)
-from .required import required_cmd, required_gone, required_keys
+from .required import Required, required_cmd, required_gone, required_keys
 
 # A shell variable's name (POSIX): what a unit's environment and `sh` accept.
 KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -247,7 +247,22 @@ def run_merge(t: Target, host: Host, mode: str, change: Optional[Change] = None,
               backup: Optional[str] = None) -> Dict[str, object]:
     """merge_cmd run with the change on stdin; a `.env` that is not a
     regular file is refused (FAILED, docs/errors.md), nothing written."""
-    r = t.run(merge_cmd(host, mode, backup), f"{'reading' if mode == 'plan' else 'writing'} .env keys",
+    return parse_merge(_merge_run(t, host, merge_cmd(host, mode, backup), mode, change).stdout)
+
+
+def plan_with_required(t: Target, host: Host, change: Change) -> Tuple[Dict[str, object], Required]:
+    """Under the lock, in one round trip: the key diff (run_merge's `plan`)
+    and what the checkout's .env.example requires now (required_keys). The
+    requirement read before the lock is a deploy's, a rollback's or a
+    reset's to change meanwhile, and the run must judge a removal against
+    the checkout it leaves the .env beside."""
+    command = sh("{merge} || exit $?\n{required}", merge=merge_cmd(host, "plan"), required=required_cmd(host))
+    out = _merge_run(t, host, command, "plan", change).stdout
+    return parse_merge(out), required_keys(out)
+
+
+def _merge_run(t: Target, host: Host, command: Cmd, mode: str, change: Optional[Change]):
+    r = t.run(command, f"{'reading' if mode == 'plan' else 'writing'} .env keys",
               # a restore reads no change: over SSH, input it leaves unread would fail the run (Target.run)
               check=False, stdin=None if mode == "restore" else (change or Change()).stdin())
     if r.exited == NOT_REGULAR:
@@ -265,7 +280,7 @@ def run_merge(t: Target, host: Host, mode: str, change: Optional[Change] = None,
     if r.exited != 0:
         raise CommandFailed(f"changing {host.env_file} failed: {(r.stderr or '').strip()[-300:] or 'exit ' + str(r.exited)}",
                             host=host.name)
-    return parse_merge(r.stdout)
+    return r
 
 
 def _write_failed(host: Host, stdout: str) -> str:
@@ -431,22 +446,21 @@ def env_change(c, host: Host, change: Change, actor: str, trigger: str, dry_run:
     run = EnvRun(c, host, trigger, actor, deployed_of(output), say)
     with RemoteLock(c, host, info):
         refuse_cut_off(t, host)  # again under the lock
-        return {**base, **run.recorded(lambda: _apply(c, host, change, plan, say, inventory, run.wrote,
-                                                       required, force))}
+        return {**base, **run.recorded(lambda: _apply(c, host, change, plan, say, inventory, run.wrote, force))}
 
 
 def _apply(c, host: Host, change: Change, plan: List[Reader], say, inventory: Optional[str] = None,
-           wrote=lambda _changed=True: None, required: Tuple[Optional[str], List[str]] = (None, []),
-           force: bool = False) -> dict:
+           wrote=lambda _changed=True: None, force: bool = False) -> dict:
     """Under the lock: the plan made again from what the file holds now
-    (with `required` and `force` as env_would takes them), executed
-    (_execute), and the way back when the gate fails. `wrote`:
-    told when the .env holds the change and when the old one is back
-    (EnvRun.wrote, so a run stopped between them is recorded `broken`)."""
+    and what the checkout requires now (plan_with_required; `force` as
+    env_would takes it), executed (_execute), and the way back when the
+    gate fails. `wrote`: told when the .env holds the change and when the
+    old one is back (EnvRun.wrote, so a run stopped between them is
+    recorded `broken`)."""
     from .env import env_backup_dir
 
     t = Target.of(c, host)
-    diff = run_merge(t, host, "plan", change)  # again under the lock: what is written now
+    diff, required = plan_with_required(t, host, change)  # again under the lock: the file and checkout now
     steps = env_would(host, diff, plan, required, force)
     if not steps:  # another run made the same change meanwhile
         say(nothing_words(change, host.env_file))

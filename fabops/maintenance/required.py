@@ -17,6 +17,9 @@ from ..probe import MARK, split_sections
 from ..shell import Cmd, quote_path, sh
 from ..shortsha import short_sha
 
+# (the checkout's commit, the keys its .env.example names): required_keys
+Required = Tuple[Optional[str], List[str]]
+
 
 def required_cmd(host: Host) -> Cmd:
     """The checkout's commit and its committed .env.example, the sections
