@@ -355,3 +355,30 @@ def test_a_run_in_ci_always_says_where_its_settings_came_from(tmp_path):
     assert ci_settings_from(str(inv), {}) is None  # a person's run: nothing sent
     for env in ({"CI": "true"}, {"CI": "1"}, {"JENKINS_URL": "http://ci"}, {"TF_BUILD": "True"}):
         assert ci_settings_from(str(inv), env) == NO_COMMIT, env  # in CI, no checkout: no known commit
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_a_host_refused_before_its_run_has_no_summary_row(width, capsys, monkeypatch):
+    """A host whose deploy was refused before its run (78: sent settings
+    without a home where signed commits are required) is said once, whole,
+    on stderr, as a refused flag value (64) is: a row would be a cut copy
+    of that line beside the hosts that ran."""
+    from types import SimpleNamespace
+
+    from fabops import errors
+    from fabops.fanout import FanoutResult, HostResult
+    from fabops.tasks.deploy import _report
+
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    monkeypatch.setenv("COLUMNS", str(width))
+    ran = {"result": "noop", "from": "a" * 40, "to": "a" * 40, "duration": 0.2, "message": "up to date"}
+    refused = errors.ConfigError("~/.fabops/x/host.yml", "", "not there, and this host requires signed commits "
+                                 "(/etc/fabops/x): a deploy runs only where setup set up fabops; run setup for this "
+                                 "host")
+    outcome = FanoutResult([HostResult("web1", value=SimpleNamespace(result=ran, install=None)),
+                            HostResult("web2", error=refused, code=errors.CONFIG)])
+    capsys.readouterr()
+    _report(outcome, False)
+    out, err = capsys.readouterr()
+    assert "web1" in out and "web2" not in out, out
+    assert err.count("requires signed commits") == 1 and "fabops: web2:" in err, err

@@ -382,10 +382,12 @@ def _summary(outcome, wide=False, task="deploy"):
     from .render import console
 
     out = console()
-    # A refused flag value (exit 64: an unknown --ref, a bad --attach) is
-    # said once, whole, by its `fabops: host: …` line on stderr; it is no
-    # run, so it has no row (a cut copy of that line was one, #24).
-    results = [r for r in outcome.results if r.ok or r.code != errors.USAGE]
+    # A refused flag value (exit 64: an unknown --ref, a bad --attach) or a
+    # host refused before its run (78: settings sent without a home where
+    # signatures are required) is said once, whole, by its `fabops: host: …`
+    # line on stderr; it is no run, so it has no row (a cut copy of that
+    # line was one, #24).
+    results = [r for r in outcome.results if r.ok or r.code not in (errors.USAGE, errors.CONFIG)]
     if not results:
         return
     if out.width < 120:
