@@ -296,34 +296,64 @@ def _fact_words(host: Host) -> list:
 # look: 10 to 14 ms of its run on this project's machine, paid by every
 # one-shot monitor and every --watch refresh (docs/benchmarks.md). Each
 # file's code is kept in the home's bytecode directory (paths.bytecode),
-# named by the source's digest and Python's cache tag (marshal's format is
-# Python's own), the way Python keeps __pycache__: a file is only read
-# from a directory and a file that are this user's alone (not writable by
-# group or others, not a symlink), anything it cannot read as code is
-# compiled again, a write goes through a temporary file and os.replace,
-# and a file's older versions go when a new one is written. No home yet
-# (before setup): compiled, nothing written. docs/architecture.md, "The
-# monitor's bytecode".
+# named by the source's digest and the Python that compiled it (marshal's
+# format is Python's own), the way Python keeps __pycache__. Every step
+# goes through descriptors (docs/architecture.md, "The monitor's
+# bytecode"): the home and the directory are opened without following a
+# link and must be this user's and writable by no one else, the file is
+# opened in that directory, without following a link, and must be this
+# user's and 0600; a path checked and then opened again could be swapped
+# in between by anyone who can write to the home. Anything that does not
+# unmarshal to code is compiled again; a write goes through a temporary
+# file and os.replace, and removes that file's other versions once they
+# are a day old (two fabops versions monitoring one host both keep
+# theirs). No home, or a home that is not this user's alone: compiled,
+# nothing read or written.
 BYTECODE_LOADER = """\
-def _private(p, kind):
+def _mine(fd, kind):
     import os
-    try:
-        st = os.lstat(p)
-    except OSError:
-        return False
+    st = os.fstat(fd)
     return kind(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o022
+def _cache_dir(make):
+    import os, stat
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    home = os.open(os.path.dirname(_cache), flags)
+    try:
+        if not _mine(home, stat.S_ISDIR):
+            return None
+        name = os.path.basename(_cache)
+        if make:
+            try:
+                os.mkdir(name, 0o700, dir_fd=home)
+            except FileExistsError:
+                pass
+        d = os.open(name, flags, dir_fd=home)
+    finally:
+        os.close(home)
+    if _mine(d, stat.S_ISDIR):
+        return d
+    os.close(d)
+    return None
 def _load(source, key, name):
     import marshal, os, stat
     space = {'__name__': 'fabops_' + name[:-3]}
     code, file = None, None
     if _cache and sys.implementation.cache_tag:
-        file = os.path.join(_cache, '%s-%s.%s' % (name[:-3], key, sys.implementation.cache_tag))
-        if _private(_cache, stat.S_ISDIR) and _private(file, stat.S_ISREG):
+        file = '%s-%s.%s-%x' % (name[:-3], key, sys.implementation.cache_tag, sys.hexversion)
+        try:
+            d = _cache_dir(False)
+        except OSError:
+            d = None
+        if d is not None:
             try:
-                with open(file, 'rb') as f:
-                    code = marshal.load(f)
+                fd = os.open(file, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=d)
+                with open(fd, 'rb') as f:
+                    if _mine(fd, stat.S_ISREG):
+                        code = marshal.load(f)
             except Exception:
                 code = None
+            finally:
+                os.close(d)
             if type(code) is not type(_load.__code__):
                 code = None
     if code is None:
@@ -333,30 +363,34 @@ def _load(source, key, name):
     exec(code, space)
     return space
 def _keep(file, code, prefix):
-    import marshal, os, stat
+    import marshal, os, time
     try:
-        try:
-            os.mkdir(_cache, 0o700)
-        except FileExistsError:
-            pass
-        if not _private(_cache, stat.S_ISDIR):
-            return
+        d = _cache_dir(True)
+    except OSError:
+        return
+    if d is None:
+        return
+    try:
         tmp = '%s.%d.tmp' % (file, os.getpid())
         try:
-            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), 'wb') as f:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=d)
+            with open(fd, 'wb') as f:
                 marshal.dump(code, f)
-            os.replace(tmp, file)
+            os.replace(tmp, file, src_dir_fd=d, dst_dir_fd=d)
         except BaseException:
             try:
-                os.remove(tmp)
+                os.remove(tmp, dir_fd=d)
             except OSError:
                 pass
             raise
-        for old in os.listdir(_cache):
-            if old.startswith(prefix) and os.path.join(_cache, old) != file:
-                os.remove(os.path.join(_cache, old))
+        for old in os.listdir(d):
+            if old.startswith(prefix) and old != file:
+                if os.stat(old, dir_fd=d, follow_symlinks=False).st_mtime < time.time() - 86400:
+                    os.remove(old, dir_fd=d)
     except OSError:
         pass
+    finally:
+        os.close(d)
 """
 
 
