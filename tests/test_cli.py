@@ -719,9 +719,10 @@ def test_invokes_no_pyc_default_ends_with_the_parse(flag, expected, tmp_path):
     """Invoke's parse turns off Python's `__pycache__` writing (so that no
     tasks.pyc lands beside tasks.py) for the rest of the process; fabops'
     modules that a command imports only when it runs were then compiled again
-    on every command of an editable install. After the parse, both `fabops`
-    and `inv` leave the choice to Python again: `-B` (or
-    PYTHONDONTWRITEBYTECODE) still turns writing off."""
+    on every command of an editable install. After the parse, `fabops` leaves
+    the choice to Python again (`-B` or PYTHONDONTWRITEBYTECODE still turns
+    writing off); `inv` keeps Invoke's, for a tasks.py's own modules, and
+    writes no cache beside tasks.py or a helper it imports."""
     (tmp_path / "tasks.py").write_text(BYTECODE_TASKS)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     probe = ("import sys\nfrom fabops import __version__\nfrom fabops.tasks import ns\n"
@@ -731,9 +732,12 @@ def test_invokes_no_pyc_default_ends_with_the_parse(flag, expected, tmp_path):
              "print('dont_write_bytecode', sys.dont_write_bytecode)\n")
     fabops = subprocess.run([sys.executable, *flag, "-c", probe], env=env, cwd=tmp_path,
                             capture_output=True, text=True, timeout=60)
+    (tmp_path / "helpers.py").write_text("X = 1\n")
+    # a helper tasks.py imports after fabops' tree: Invoke writes no cache for it
+    (tmp_path / "tasks.py").write_text(BYTECODE_TASKS.replace("from fabops.tasks import ns\n",
+                                                              "from fabops.tasks import ns\nimport helpers  # noqa\n", 1))
     inv = subprocess.run([sys.executable, *flag, "-c", "from invoke.main import program; program.run()",
                           "bytecode"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    for r in (fabops, inv):
-        assert r.returncode == 0, r.stdout + r.stderr
-        assert r.stdout.split() == ["dont_write_bytecode", expected], r.stdout + r.stderr
-    assert not (tmp_path / "__pycache__").exists()  # tasks.py itself: Invoke's choice, kept
+    assert fabops.returncode == 0 and fabops.stdout.split() == ["dont_write_bytecode", expected], fabops.stderr
+    assert inv.returncode == 0 and inv.stdout.split() == ["dont_write_bytecode", "True"], inv.stdout + inv.stderr
+    assert not (tmp_path / "__pycache__").exists()  # tasks.py and its helper: Invoke's choice, kept

@@ -444,20 +444,20 @@ def serve_inv() -> None:
     if type(program) is Program:  # Invoke's own, not someone's subclass
         program.__class__ = TaskProgram
         take_debug(program)
-    keep_bytecode_caches()
 
 
 def keep_bytecode_caches() -> None:
-    """Python's own choice about writing `__pycache__` again, after Invoke's
-    parse turned it off (unless --write-pyc) so that no tasks.pyc lands
-    beside a tasks.py. `fabops` loads no tasks.py, and under `inv` the tree
-    loads after tasks.py was compiled; what imports from here on is mostly
-    fabops' own modules, which each command imports only when it runs (the
-    monitor, its renderer, the OpenSSH path). Without caches an editable
-    install (the README's quick start) compiled those again on every
-    command: about 28 ms of CPU in a one-shot monitor (docs/benchmarks.md).
-    A wheel install has them compiled by pip either way. PYTHONDONTWRITEBYTECODE
-    and `python -B` still turn writing off."""
+    """`fabops`: Python's own choice about writing `__pycache__` again,
+    after Invoke's parse turned it off (unless --write-pyc) so that no
+    tasks.pyc lands beside a tasks.py. `fabops` loads no tasks.py; what it
+    imports from here on is fabops' own modules, which each command imports
+    only when it runs (the monitor, its renderer, the OpenSSH path), and
+    without caches an editable install (the README's quick start) compiled
+    those again on every command (docs/benchmarks.md). A wheel install has
+    them compiled by pip either way. PYTHONDONTWRITEBYTECODE and `python -B`
+    still turn writing off. `inv` keeps Invoke's choice: a tasks.py's own
+    helpers and package modules import after the tree, and Invoke writes no
+    cache beside them."""
     sys.dont_write_bytecode = bool(sys.flags.dont_write_bytecode)
 
 
