@@ -18,6 +18,9 @@ from typing import Mapping, Optional
 # Jenkins, Azure Pipelines and TeamCity set none of it)
 CI_MARKS = ("GITHUB_ACTIONS", "GITLAB_CI", "JENKINS_URL", "TF_BUILD", "BUILDKITE", "CIRCLECI", "TEAMCITY_VERSION",
             "DRONE", "WOODPECKER", "BITBUCKET_BUILD_NUMBER")
+# a mark that a person's shell may hold too counts only beside its job's
+# own variable: the Jenkins CLI reads JENKINS_URL, so people export it
+WITH = {"JENKINS_URL": "BUILD_NUMBER"}
 # `CI` set to one of these is a person saying "not CI" (or an empty export)
 NOT_CI = ("", "0", "false", "no", "off")
 
@@ -25,4 +28,5 @@ NOT_CI = ("", "0", "false", "no", "off")
 def in_ci(environ: Optional[Mapping[str, str]] = None) -> bool:
     """`CI` set to anything but an off word, or a CI service's own variable."""
     env = os.environ if environ is None else environ
-    return env.get("CI", "").strip().lower() not in NOT_CI or any(env.get(k) for k in CI_MARKS)
+    return env.get("CI", "").strip().lower() not in NOT_CI or any(
+        env.get(k) and (k not in WITH or env.get(WITH[k])) for k in CI_MARKS)

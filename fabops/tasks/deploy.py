@@ -650,7 +650,8 @@ def deploy(
     "to": "Commit to roll back to (default: the last good commit the host deployed before the current one that is "
           "older than it, from its history; none: refused, exit 2).",
     "liveness": DEPLOY_HELP["liveness"], "offline": DEPLOY_HELP["offline"], "actor": DEPLOY_HELP["actor"],
-    "wait": DEPLOY_HELP["wait"],
+    # a rollback is no `ci` run: it waits only when asked (host/queue.lock_wait), in CI too
+    "wait": "Seconds to wait for the host lock (default 0).",
 })
 def rollback(c, hosts=None, to=None, wait=None, liveness=5.0, offline=False, actor=None, dry_run=False, wide=False,
              json=False, inventory=None, accept_new=False, connect_timeout=None, parallel=10):
