@@ -64,6 +64,10 @@ def main(argv=None, runs: int = 11) -> None:
         return
     cache = Path(os.environ.get("FABOPS_TEST_CACHE") or os.path.expanduser("~/.cache/fabops-tests"))
     base = Path(tempfile.mkdtemp(prefix="fabops-bench-agent-"))
+    global FABOPS
+    install = "editable (.venv)"
+    if os.environ.get("BENCH_INSTALL") == "wheel":  # before HOME moves: the test wheelhouse is under the real one
+        FABOPS, install = _wheel_install(base), "the wheel, in a venv of its own"
     home = base / "laptop-home"
     (home / ".ssh").mkdir(parents=True, mode=0o700)
     runtime = base / "xdg"
@@ -76,10 +80,6 @@ def main(argv=None, runs: int = 11) -> None:
     warm_env = dict(env, FABOPS_AGENT="1")
     key = keygen(base / "id_ed25519")
     hosts = []
-    global FABOPS
-    install = "editable (.venv)"
-    if os.environ.get("BENCH_INSTALL") == "wheel":
-        FABOPS, install = _wheel_install(base), "the wheel, in a venv of its own"
     try:
         for i in range(20 if "ping" in parts else 2):
             h = start_sshd(base / f"sshd{i}", key, f"127.0.0.{i + 2}")
