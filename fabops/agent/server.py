@@ -34,11 +34,11 @@ from . import where, wire
 # with it: the console script's program and task tree, the SSH stack and
 # the renderer, down to what a first table or emoji loads (a run's import
 # would cost it a few milliseconds each time: `python -m bench agent`).
-WARM = ("fabric", "paramiko", "rich.console", "rich.panel", "rich.table", "rich._emoji_codes", "fabops.cli",
-        "fabops.completion", "fabops.connection", "fabops.deploy", "fabops.fanout", "fabops.host.dry_run",
-        "fabops.host.health", "fabops.host.heartbeat", "fabops.host.metrics", "fabops.host.monitorfacts",
-        "fabops.host.pipeline", "fabops.install", "fabops.logs", "fabops.maintenance", "fabops.monitor",
-        "fabops.notify", "fabops.openssh", "fabops.selfwheel", "fabops.setup", "fabops.tasks",
+WARM = ("fabric", "paramiko", "rich.console", "rich.panel", "rich.table", "rich._emoji_codes", "fabops.ci",
+        "fabops.cli", "fabops.completion", "fabops.connection", "fabops.deploy", "fabops.fanout",
+        "fabops.host.dry_run", "fabops.host.health", "fabops.host.heartbeat", "fabops.host.metrics",
+        "fabops.host.monitorfacts", "fabops.host.pipeline", "fabops.install", "fabops.logs", "fabops.maintenance",
+        "fabops.monitor", "fabops.notify", "fabops.openssh", "fabops.selfwheel", "fabops.setup", "fabops.tasks",
         "fabops.tasks.program", "fabops.tasks.render", "fabops.agent.proxy", "concurrent.futures.thread")
 # The packages whose modules a run should find imported already: one it
 # imports itself is logged (_note_cold_imports), so a module the everyday
