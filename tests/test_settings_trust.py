@@ -353,7 +353,8 @@ def test_a_run_in_ci_always_says_where_its_settings_came_from(tmp_path):
     inv = tmp_path / "hosts.yml"
     inv.write_text("hosts: {}\n")
     assert ci_settings_from(str(inv), {}) is None  # a person's run: nothing sent
-    for env in ({"CI": "true"}, {"CI": "1"}, {"JENKINS_URL": "http://ci"}, {"TF_BUILD": "True"}):
+    assert ci_settings_from(str(inv), {"JENKINS_URL": "http://ci"}) is None  # the Jenkins CLI's, in a person's shell
+    for env in ({"CI": "true"}, {"CI": "1"}, {"JENKINS_URL": "http://ci", "BUILD_NUMBER": "3"}, {"TF_BUILD": "True"}):
         assert ci_settings_from(str(inv), env) == NO_COMMIT, env  # in CI, no checkout: no known commit
 
 
