@@ -351,6 +351,9 @@ def test_inv_goes_through_the_agent_too(agent, tmp_path):
     assert results["1"] == results["0"]
     assert [code for code, _, _ in results["0"]] == [0, 64, 64]
     assert agent_pid(agent) is not None, "inv did not use the agent"
+    # `inv` runs find Invoke's program and the client held too (server.WARM): a new user's trial saw
+    # `imported what the agent does not hold: fabops.agent.client, invoke.main` for every inv command
+    assert "imported what the agent does not hold" not in log_of(agent), log_of(agent)
 
 
 @pytest.mark.ssh

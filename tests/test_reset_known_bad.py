@@ -165,3 +165,15 @@ def test_a_reset_whose_service_dies_remembers_the_commit_bad(sandbox, monkeypatc
     assert crash in bad and bad[crash]["reason"].startswith("bot died"), bad
     deploy = run_cli("deploy", "-i", inv, "-H", "local", "--dry-run")
     assert f"{crash[:10]} failed its gate before (bot died" in " ".join(deploy.stdout.split()), deploy.stdout
+
+
+def test_each_trigger_says_its_run_in_words():
+    """The known-bad line names the run that goes ahead: a CI deploy's is
+    `this CI deploy`, not the trigger's name (`this ci tries it again`, a
+    new user's trial)."""
+    from fabops.host.plan import known_bad
+
+    bad = {"b": {"reason": "bot died"}}
+    said = {t: known_bad(bad, "b", "a", t).split("; ", 1)[1] for t in ("deploy", "ci", "rollback", "promote")}
+    assert said == {"deploy": "this deploy tries it again", "ci": "this CI deploy tries it again",
+                    "rollback": "this rollback tries it again", "promote": "this promote tries it again"}

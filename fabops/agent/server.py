@@ -39,7 +39,8 @@ WARM = ("fabric", "paramiko", "rich.console", "rich.panel", "rich.table", "rich.
         "fabops.host.dry_run", "fabops.host.health", "fabops.host.heartbeat", "fabops.host.metrics",
         "fabops.host.monitorfacts", "fabops.host.pipeline", "fabops.install", "fabops.logs", "fabops.maintenance",
         "fabops.monitor", "fabops.notify", "fabops.openssh", "fabops.selfwheel", "fabops.setup", "fabops.tasks",
-        "fabops.tasks.program", "fabops.tasks.render", "fabops.agent.proxy", "concurrent.futures.thread")
+        "fabops.tasks.program", "fabops.tasks.render", "fabops.agent.client", "fabops.agent.proxy", "invoke.main",
+        "concurrent.futures.thread")
 # The packages whose modules a run should find imported already: one it
 # imports itself is logged (_note_cold_imports), so a module the everyday
 # commands came to need is seen missing from WARM (tests/test_agent.py).

@@ -698,7 +698,8 @@ def known_bad(bad: dict, target: Optional[str], deployed: Optional[str], trigger
 # onto the commit, and clears it from `bad` only if its services come up
 # (maintenance/reset.py)
 AGAIN = {"reset": "this reset moves the checkout onto it anyway; it leaves the known-bad list only if its "
-                  "services come up healthy"}
+                  "services come up healthy",
+         "ci": "this CI deploy tries it again"}  # the trigger's name is no word of a sentence
 
 
 def failed_before(target: Optional[str], reason: Optional[str] = None) -> str:
