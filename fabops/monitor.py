@@ -260,8 +260,8 @@ def _facts_part(host: Host, checks: int = 0) -> Cmd:
             parts.append(sh('OA="$OA "{port}" "{pid}" process"', port=str(svc.port), pid="@" + svc.name))
     words = _fact_words(host)
     # the checks' specs: the script's stdin, read by this python3 (httpcheck.main) and nothing before it
-    run = sh("python3 -I -S -c {source} {cache} {n} {words} $OA", source=_facts_source(bool(ported), bool(checks)),
-             cache=path(host.paths.bytecode), n=str(len(words)), words=words)
+    run = sh("python3 -I -S -c {source} {n} {words} $OA", source=_facts_source(bool(ported), bool(checks)),
+             n=str(len(words)), words=words)
     parts.append(sh("if command -v python3 >/dev/null 2>&1; then {run}; else\n{shell}\nfi", run=run,
                     shell=lines(_shell_facts(host, checks))))
     return lines(parts)
@@ -292,116 +292,6 @@ def _fact_words(host: Host) -> list:
     return words
 
 
-# The facts' python3 compiled its three files (42 KB of source) on every
-# look: 10 to 14 ms of its run on this project's machine, paid by every
-# one-shot monitor and every --watch refresh (docs/benchmarks.md). Each
-# file's code is kept in the home's bytecode directory (paths.bytecode),
-# named by the source's digest and the Python that compiled it (marshal's
-# format is Python's own), the way Python keeps __pycache__. Every step
-# goes through descriptors (docs/architecture.md, "The monitor's
-# bytecode"): the home and the directory are opened without following a
-# link and must be this user's and writable by no one else, the file is
-# opened in that directory, without following a link, and must be this
-# user's and 0600; a path checked and then opened again could be swapped
-# in between by anyone who can write to the home. Anything that does not
-# unmarshal to code is compiled again; a write goes through a temporary
-# file and os.replace, and removes that file's other versions once they
-# are a day old (two fabops versions monitoring one host both keep
-# theirs). No home, or a home that is not this user's alone: compiled,
-# nothing read or written.
-BYTECODE_LOADER = """\
-def _mine(fd, kind):
-    import os
-    st = os.fstat(fd)
-    return kind(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o022
-def _cache_dir(make):
-    import os, stat
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-    home = os.open(os.path.dirname(_cache), flags)
-    try:
-        if not _mine(home, stat.S_ISDIR):
-            return None
-        name = os.path.basename(_cache)
-        if make:
-            try:
-                os.mkdir(name, 0o700, dir_fd=home)
-            except FileExistsError:
-                pass
-        d = os.open(name, flags, dir_fd=home)
-    finally:
-        os.close(home)
-    if _mine(d, stat.S_ISDIR):
-        return d
-    os.close(d)
-    return None
-def _load(source, key, name):
-    import marshal, os, stat
-    space = {'__name__': 'fabops_' + name[:-3]}
-    code, file = None, None
-    if _cache and sys.implementation.cache_tag:
-        file = '%s-%s.%s-%x' % (name[:-3], key, sys.implementation.cache_tag, sys.hexversion)
-        try:
-            d = _cache_dir(False)
-        except OSError:
-            d = None
-        if d is not None:
-            try:
-                fd = os.open(file, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=d)
-                with open(fd, 'rb') as f:
-                    if _mine(fd, stat.S_ISREG):
-                        code = marshal.load(f)
-            except Exception:
-                code = None
-            finally:
-                os.close(d)
-            if type(code) is not type(_load.__code__):
-                code = None
-    if code is None:
-        code = compile(source, name, 'exec')
-        if file:
-            _keep(file, code, name[:-3] + '-')
-    exec(code, space)
-    return space
-def _keep(file, code, prefix):
-    import marshal, os, time
-    try:
-        d = _cache_dir(True)
-    except OSError:
-        return
-    if d is None:
-        return
-    try:
-        tmp = '%s.%d.tmp' % (file, os.getpid())
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=d)
-            with open(fd, 'wb') as f:
-                marshal.dump(code, f)
-            os.replace(tmp, file, src_dir_fd=d, dst_dir_fd=d)
-        except BaseException:
-            try:
-                os.remove(tmp, dir_fd=d)
-            except OSError:
-                pass
-            raise
-        for old in os.listdir(d):
-            if old.startswith(prefix) and old != file:
-                if os.stat(old, dir_fd=d, follow_symlinks=False).st_mtime < time.time() - 86400:
-                    os.remove(old, dir_fd=d)
-    except OSError:
-        pass
-    finally:
-        os.close(d)
-"""
-
-
-def _keyed(source: str) -> str:
-    """A file's source and its key, _load's first two arguments: the key
-    is the source's digest, so a changed file is compiled again."""
-    import hashlib
-
-    return f"{source!r}, {hashlib.sha256(source.encode('utf-8')).hexdigest()[:20]!r}"
-
-
 @functools.lru_cache(maxsize=None)
 def _facts_source(ports: bool, checks: bool) -> str:
     """The one python3's source: host/monitorfacts.py, then listeners.py
@@ -412,24 +302,28 @@ def _facts_source(ports: bool, checks: bool) -> str:
     from .checks import http_check_source
     from .host import monitorfacts  # read as text, never run on the laptop
 
-    out = "import sys\n" + BYTECODE_LOADER + (
+    out = ("import sys\n"
+           "def _load(source, name):\n"
+           "    space = {'__name__': 'fabops_' + name[:-3]}\n"
+           "    exec(compile(source, name, 'exec'), space)\n"
+           "    return space\n"
            "def _run(step):\n"
            "    try:\n"
            "        return step()\n"
            "    except Exception:  # as its own python3 would: the traceback on stderr, the rest still runs\n"
            "        import traceback\n"
            "        traceback.print_exc()\n"
-           "_cache, _n = sys.argv[1], int(sys.argv[2])\n"
-           "_facts, _oa = sys.argv[3:3 + _n], sys.argv[3 + _n:]\n"
-           f"F = _load({_keyed(Path(monitorfacts.__file__).read_text(encoding='utf-8'))}, 'monitorfacts.py')\n"
+           "_n = int(sys.argv[1])\n"
+           "_facts, _oa = sys.argv[2:2 + _n], sys.argv[2 + _n:]\n"
+           f"F = _load({Path(monitorfacts.__file__).read_text(encoding='utf-8')!r}, 'monitorfacts.py')\n"
            "_pids = _run(lambda: F['main'](_facts)) or {}\n")
     owners, http = "\n" + MARK + "owners", "\n" + MARK + "http"
     if ports:
         out += (f"print({owners!r})\n"
-                f"_run(lambda: _load({_keyed(listeners_source())}, 'listeners.py')['main'](F['owners_argv'](_oa, _pids)))\n")
+                f"_run(lambda: _load({listeners_source()!r}, 'listeners.py')['main'](F['owners_argv'](_oa, _pids)))\n")
     if checks:
         out += (f"print({http!r})\n"
-                f"_run(lambda: _load({_keyed(http_check_source())}, 'httpcheck.py')['main']())\n")
+                f"_run(lambda: _load({http_check_source()!r}, 'httpcheck.py')['main']())\n")
     return out + "_run(lambda: F['write'](F['errors'](_facts)))\n"
 
 

@@ -84,13 +84,6 @@ class HostPaths(Frozen):
         return self.file("metrics.jsonl")
 
     @property
-    def bytecode(self) -> str:
-        """The monitor's python3 keeps the code it compiled here, one file a
-        source and Python (monitor._facts_source): created by that python3
-        when the home exists, never otherwise."""
-        return self.file("bytecode")
-
-    @property
     def watch_end(self) -> str:
         """A rollback's, reset's or restart's request that the run watching
         now end its watch (host/queue.py)."""

@@ -104,8 +104,7 @@ def _sections(shell, script, tz="America/St_Johns"):
 def test_the_python3_prints_what_the_shells_programs_print(home, shell):
     host, pid = home
     words = monitor._fact_words(host)
-    python = sh("python3 -I -S -c {src} {cache} {n} {words}", src=monitor._facts_source(False, False),
-                cache=host.paths.bytecode, n=str(len(words)),
+    python = sh("python3 -I -S -c {src} {n} {words}", src=monitor._facts_source(False, False), n=str(len(words)),
                 words=words)
     fast, slow = _sections(shell, python), _sections(shell, lines(monitor._shell_facts(host, 0)))
     slow.pop("owners")  # printed by listeners.py, not by monitorfacts
@@ -214,81 +213,3 @@ def test_the_newest_lines_come_from_the_end_a_chunk_at_a_time(tmp_path, monkeypa
     (b"2026-02-28T23:59:59-0330", 1772335799), (b"2026-12-07T20:00:00Z", None), (b"x", None)])
 def test_an_update_log_time_is_the_awks(word, at):
     assert monitorfacts.log_time(word) == at
-
-
-def test_the_python3_keeps_its_code_in_the_home_and_only_there(home, tmp_path):
-    """The facts' python3 compiles its files once (monitor.BYTECODE_LOADER):
-    the code is kept in the home's bytecode directory, private to the
-    user, under the source's digest and the Python's version; it is read
-    back only through a home, a directory and a file that are this user's
-    alone and no link, anything that is not code is compiled again, other
-    versions go once they are a day old, and without a home nothing is
-    created."""
-    import marshal
-
-    host, _ = home
-    script = lines([monitor._facts_part(host, 0)])
-    homedir, cache = Path(host.paths.home), Path(host.paths.bytecode)
-    tag = f"{sys.implementation.cache_tag}-{sys.hexversion:x}"
-    cache.mkdir(mode=0o700)
-    stale, fresh = cache / f"monitorfacts-0123456789abcdef0123.{tag}", cache / f"monitorfacts-fedcba9876543210fedc.{tag}"
-    stale.write_bytes(b"an older fabops' code")
-    fresh.write_bytes(b"another laptop's fabops, in use")
-    os.utime(stale, (time.time() - 2 * 86400,) * 2)
-    homedir.chmod(0o700)
-    first = _sections("bash", script)
-    files = sorted(p.name for p in cache.iterdir())
-    assert not stale.exists() and fresh.exists(), files  # a day-old version goes, another in use stays
-    fresh.unlink()
-    files = sorted(p.name for p in cache.iterdir())
-    assert [f.split("-")[0] for f in files] == ["listeners", "monitorfacts"], files
-    assert all(f.endswith("." + tag) and (cache / f).stat().st_mode & 0o777 == 0o600 for f in files), files
-    assert cache.stat().st_mode & 0o777 == 0o700
-
-    def same(sections):
-        return {k: v for k, v in sections.items() if k not in ("disk", "cached")}
-
-    assert same(_sections("bash", script)) == same(first)
-    # what it reads is the file: a marked copy of the code is run as it is
-    facts = cache / next(f for f in files if f.startswith("monitorfacts-"))
-    source = Path(monitorfacts.__file__).read_text(encoding="utf-8") + "\nprint('\\n@@fabops:cached')\n"
-    marked = marshal.dumps(compile(source, "monitorfacts.py", "exec"))
-    facts.write_bytes(marked)
-    assert "cached" in _sections("bash", script)
-    elsewhere = tmp_path / "elsewhere"
-    for unsafe in ("group-writable home", "group-writable directory", "a symlinked directory", "a symlinked file",
-                   "not code"):
-        homedir.chmod(0o770 if unsafe == "group-writable home" else 0o700)
-        cache.chmod(0o770 if unsafe == "group-writable directory" else 0o700)
-        if unsafe == "a symlinked directory":  # the same private files, through a link: not read
-            cache.rename(elsewhere)
-            cache.symlink_to(elsewhere)
-        elif unsafe == "a symlinked file":
-            cache.unlink()
-            elsewhere.rename(cache)
-            facts.rename(tmp_path / "marked")
-            facts.symlink_to(tmp_path / "marked")
-        elif unsafe == "not code":
-            facts.unlink()
-            facts.write_bytes(b"\x00 not code")
-            facts.chmod(0o600)
-        out = _sections("bash", script)
-        assert "cached" not in out and same(out) == same(first), unsafe
-    assert facts.read_bytes() != b"\x00 not code" and not facts.is_symlink()  # compiled and written again
-    assert "cached" not in _sections("bash", script)
-    # no home (a host before setup): compiled, nothing made
-    bare = dataclasses.replace(host, home=str(tmp_path / "no-home"))
-    _sections("bash", lines([monitor._facts_part(bare, 0)]))
-    assert not (tmp_path / "no-home").exists()
-
-
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to own a home as another user")
-def test_a_home_that_is_not_the_users_is_never_cached_in(home):
-    """root monitoring a home another user owns: that user could swap what
-    root reads, so root compiles every time and writes nothing there."""
-    host, _ = home
-    homedir = Path(host.paths.home)
-    os.chown(homedir, 65534, 65534)
-    homedir.chmod(0o755)
-    _sections("bash", lines([monitor._facts_part(host, 0)]))
-    assert not Path(host.paths.bytecode).exists()

@@ -177,7 +177,7 @@ def test_the_host_script_reads_the_offset_at_the_last_check(tmp_path, shell, rea
     state = tmp_path / "state.json"
     host = host_with(WEEKDAYS)
     host = dataclasses.replace(host, home=str(tmp_path))
-    tzlast = (sh("python3 -I -S -c {src} '' 3 tzlast 1 {f}", src=monitor._facts_source(False, False), f=str(state))
+    tzlast = (sh("python3 -I -S -c {src} 3 tzlast 1 {f}", src=monitor._facts_source(False, False), f=str(state))
               if reader == "python3" else "\n".join(monitor._shell_home_parts(host)[:2]))
     script = "NL='\n'\n" + monitor._home_parts(host)[0] + "\n" + tzlast + f"\necho; echo {MARK}end\n"
     env = {"PATH": "/usr/bin:/bin", "TZ": BERLIN}

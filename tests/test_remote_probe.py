@@ -133,7 +133,7 @@ def test_one_python3_says_what_the_owner_and_the_check_commands_say(server):
 
     checks = [Check(url=f"http://127.0.0.1:{server}/health"), Check(url=f"http://127.0.0.1:{server}/bad")]
     words = [str(server), str(os.getpid()), "process", str(server), "-", "systemd:bot"]
-    both = sh("python3 -I -S -c {src} '' 0 {words}", src=monitor._facts_source(True, True), words=words)
+    both = sh("python3 -I -S -c {src} 0 {words}", src=monitor._facts_source(True, True), words=words)
     said = split_sections(_sh(both, http_check_input(checks)))
     owners, results = said["owners"], said["http"]
     alone = _sh(port_owner_cmd(server, os.getpid(), False)) + _sh(port_owner_cmd(server, None, True, "bot"))
