@@ -1,9 +1,10 @@
 """Whether this process runs in CI: one rule for every place that asks
 (docs/ci.md, "How fabops knows it runs in CI").
 
-Asked by deploy, rollback and promote (the `ci` trigger, the lock wait,
-and the commit CI's settings come from: docs/security.md), by the prompts
-(none in CI) and by the agent's client (never in CI). Those answers used
+Asked by deploy, rollback and promote (the `ci` trigger, deploy's and
+promote's lock wait, and the commit CI's settings come from:
+docs/security.md), by deploy's live view (plain lines in CI) and by the
+agent's client (never in CI). Prompts ask only on a terminal. Those answers used
 to come from four spellings of the question (`CI=true` only, `CI=true` or
 `1`, any `CI` but an off word, a CI service's own variable), so a job
 with `CI=1`, or on Jenkins (which sets no `CI`), was CI for one of them
